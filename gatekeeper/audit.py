@@ -1,0 +1,72 @@
+"""The audit log writer: one JSON object per line, one write(2) per record,
+on a descriptor opened O_APPEND|O_NOFOLLOW after checking it is a regular file.
+
+O_APPEND makes every write land at the end, and Linux serialises writes to a
+regular file, so concurrent sessions never interleave or overwrite records.
+A record that cannot be written whole is an error: the caller refuses to run
+the command rather than run it unrecorded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from gatekeeper.errors import AuditError
+
+RECORD_VERSION = 1
+
+
+def open_log(path: str) -> int:
+    """An append-only descriptor on an existing regular file (never created here)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise AuditError(f"cannot open audit log {path}: {error.strerror}") from None
+    if not is_regular_file(fd):
+        os.close(fd)
+        raise AuditError(f"audit log {path} is not a regular file")
+    return fd
+
+
+def is_regular_file(fd: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+def write_record(fd: int, record: dict[str, object]) -> str:
+    """Append `record` as one line with a single write; return the line."""
+    line = encode(record)
+    data = (line + "\n").encode("utf-8", "surrogateescape")
+    try:
+        written = os.write(fd, data)
+    except OSError as error:
+        raise AuditError(f"cannot write audit log: {error.strerror}") from None
+    if written != len(data):
+        raise AuditError("audit log write was cut short (disk full?)")
+    return line
+
+
+def encode(record: dict[str, object]) -> str:
+    """Compact, ASCII-only JSON: control characters and invalid UTF-8 become escapes."""
+    import json
+
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+
+
+def timestamp(now: float | None = None) -> str:
+    """UTC RFC 3339 with microseconds, without importing datetime."""
+    now = time.time() if now is None else now
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def to_syslog(line: str) -> None:
+    """Best-effort copy to syslog (authpriv); the JSON is already escaped."""
+    import syslog
+
+    syslog.openlog("gatekeeper", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+    syslog.syslog(syslog.LOG_INFO, line)

@@ -1,0 +1,120 @@
+"""The decision: command string + policy (+ an explicit view of the world) in,
+Decision out. No environment, clock, files or subprocesses are touched here
+except through `world`, which tests replace.
+
+Order of checks (each one fails closed):
+1. words      the string splits into plain words (gatekeeper.words);
+2. program    the first word is exactly 'docker';
+3. command    docker's global options and command tree give a canonical path
+              (gatekeeper.grammar.command_line), unknown names are denied;
+4. policy     blocked wins, then the path must be in allowed;
+5. flags      every flag is known to docker's grammar for that command;
+6. vetting    every flag value, host path and family rule (gatekeeper.vetting).
+"""
+
+from __future__ import annotations
+
+import os
+
+from gatekeeper.errors import Denied
+from gatekeeper.grammar.command_line import Located, locate_command, walk_command_flags
+from gatekeeper.words import split_command
+
+
+class Decision:
+    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin")
+
+    def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
+                 rule: str, reason: str, stdin: bytes | None = None) -> None:
+        self.allowed = allowed
+        self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
+        self.canonical = canonical
+        self.rule = rule
+        self.reason = reason
+        self.stdin = stdin
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "decision": "allow" if self.allowed else "deny",
+            "argv": self.argv,
+            "canonical": self.canonical,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
+
+class RealWorld:
+    """The file system as it is (paths resolved with realpath)."""
+
+    def realpath(self, path: str) -> str:
+        return os.path.realpath(path)
+
+
+class StaticWorld:
+    """A world with no symlinks: paths are only normalised. For replay and tests."""
+
+    def __init__(self, links: dict[str, str] | None = None) -> None:
+        self.links = dict(links or {})
+
+    def realpath(self, path: str) -> str:
+        path = os.path.normpath(path)
+        for link, target in self.links.items():
+            if path == link or path.startswith(link.rstrip("/") + "/"):
+                return self.realpath(target + path[len(link):])
+        return path
+
+
+def decide(command: str, policy: object, world: object) -> Decision:
+    """Allow or deny `command` (the SSH command string) under `policy`."""
+    canonical = None
+    try:
+        argv = split_command(command)
+        if argv[0] != "docker":
+            raise Denied(f"only docker commands are allowed, not {argv[0]!r}", rule="not-docker")
+        located = locate_command(argv)
+        canonical = located.canonical
+        check_policy(located, policy)
+        return vetted_decision(argv, located, policy, world)
+    except Denied as denial:
+        return Decision(False, None, canonical, denial.rule, denial.message)
+
+
+def check_policy(located: Located, policy: object) -> None:
+    canonical = located.canonical
+    shown = show(located)
+    if canonical in policy.blocked:  # type: ignore[attr-defined]
+        raise Denied(f"{shown} is blocked by policy", rule="blocked-subcommand")
+    if canonical not in policy.allowed:  # type: ignore[attr-defined]
+        raise Denied(f"{shown} is not in the allowed commands", rule="not-allowed-subcommand")
+
+
+def vetted_decision(argv: list[str], located: Located, policy: object, world: object) -> Decision:
+    from gatekeeper.vetting import vet
+    from gatekeeper.vetting.context import Context
+
+    parsed = walk_command_flags(argv, located)
+    vetted = vet(Context(argv, located, parsed, policy, world))
+    final = apply_rewrites(argv, vetted.rewrites)
+    return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed", vetted.stdin)
+
+
+def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if i in rewrites:
+            count, words = rewrites[i]
+            out.extend(words)
+            i += count
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def show(located: Located) -> str:
+    """'docker exec' or 'docker container ls' (canonical of 'docker ps')."""
+    written = f"'docker {located.spelled}'"
+    if located.spelled == located.canonical:
+        return written
+    return f"{written} ('docker {located.canonical}')"

@@ -1,0 +1,121 @@
+"""The ForceCommand boundary: sshd runs us with SSH_ORIGINAL_COMMAND set.
+
+All I/O around the pure decision lives here: read the command, load the
+policy, decide, audit, run or refuse. Every failure is a denial with one line
+on stderr; the audit record is written before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from gatekeeper.errors import EX_NOPERM, AuditError, GatekeeperError
+from gatekeeper.messages import denial_line, usage_text
+from gatekeeper.policy import Policy, load_policy
+
+
+def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
+    try:
+        policy = load_policy(policy_path)
+    except GatekeeperError as error:
+        return refuse_without_policy(error)
+    command = os.environ.get("SSH_ORIGINAL_COMMAND")
+    if command is None:
+        return show_usage(policy, profile)
+    return decide_and_run(command, policy, profile)
+
+
+def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
+    from gatekeeper.decision import RealWorld, decide
+
+    started = time.monotonic()
+    decision = decide(command, policy, RealWorld())
+    record = decision_record(command, decision.as_dict(), policy, profile)
+    try:
+        fd = record_decision(policy, record)
+    except AuditError as error:
+        say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing runs unrecorded")
+        return error.exit_code
+    if not decision.allowed:
+        say(denial_line(decision.rule, decision.reason, policy))
+        return EX_NOPERM
+    from gatekeeper.execution import run_child
+
+    code = run_child(policy, decision.argv, decision.stdin)  # type: ignore[arg-type]
+    record_exit(fd, policy, record, code, started)
+    return code
+
+
+def decision_record(command: str, decision: dict[str, object], policy: Policy,
+                    profile: str | None) -> dict[str, object]:
+    from gatekeeper.audit import RECORD_VERSION, timestamp
+    from gatekeeper.session import session_facts
+
+    record: dict[str, object] = {"v": RECORD_VERSION, "ts": timestamp(), "event": "decision"}
+    record.update(session_facts())
+    record["profile"] = profile
+    record["cmd"] = command
+    record.update(decision)
+    record["policy"] = {"path": policy.source, "sha256": policy.sha256}
+    return record
+
+
+def record_decision(policy: Policy, record: dict[str, object]) -> int:
+    from gatekeeper.audit import open_log, to_syslog, write_record
+
+    fd = open_log(policy.audit_path)
+    line = write_record(fd, record)
+    if policy.syslog:
+        to_syslog(line)
+    return fd
+
+
+def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int, started: float) -> None:
+    from gatekeeper.audit import RECORD_VERSION, timestamp, to_syslog, write_record
+
+    record = {
+        "v": RECORD_VERSION, "ts": timestamp(), "event": "exit",
+        "session": decision["session"], "user": decision["user"],
+        "canonical": decision["canonical"], "exit": code,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+    }  # fmt: skip
+    try:
+        line = write_record(fd, record)
+    except AuditError as error:
+        say(f"gatekeeper: warning: {error.message}")
+        return
+    if policy.syslog:
+        to_syslog(line)
+
+
+def show_usage(policy: Policy, profile: str | None) -> int:
+    """An interactive login: say what is allowed, record the attempt, refuse."""
+    record = decision_record("", {"decision": "deny", "argv": None, "canonical": None,
+                                  "rule": "no-command", "reason": "no command given"},
+                             policy, profile)
+    try:
+        record_decision(policy, record)
+    except AuditError as error:
+        say(f"gatekeeper: denied: {error.message} (rule {error.rule})")
+        return error.exit_code
+    sys.stderr.write(usage_text(policy))
+    return EX_NOPERM
+
+
+def refuse_without_policy(error: GatekeeperError) -> int:
+    """No usable policy: deny everything, tell syslog since there is no audit path."""
+    say(f"gatekeeper: denied: {error.message} (rule {error.rule}); ask the operator to fix the policy")
+    try:
+        from gatekeeper.audit import to_syslog
+
+        to_syslog(f"policy error: {error.message}")
+    except OSError:
+        pass
+    return error.exit_code
+
+
+def say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

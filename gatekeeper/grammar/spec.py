@@ -1,0 +1,79 @@
+"""Building blocks of the docker CLI grammar tables.
+
+A flag is a plain tuple, built with the small constructors below, so the
+tables stay readable as data and cost nothing to import on the ForceCommand
+path (no dataclasses, no typing at run time).
+
+    Flag = (long, short, takes_value, check, why)
+
+* ``long``        the long name without dashes ("volume"); "" if none.
+* ``short``       the one-letter shorthand without dash ("v"); "" if none.
+* ``takes_value`` False for pflag bool flags (NoOptDefVal set: ``--rm``,
+                  ``--rm=false``), True for everything that consumes a value
+                  (``--name x``, ``--name=x``, ``-nx``).
+* ``check``       what the vetting layer does with the flag (see CHECKS).
+* ``why``         for DENY flags: the one-line attack it stops; otherwise "".
+"""
+
+from __future__ import annotations
+
+# What a flag's value gets. Names are stable: the vetting layer maps each
+# special check to a function, the README lists them for operators.
+OK = "ok"  # allowed; value (if any) not inspected
+DENY = "deny"  # refused outright, whatever the value
+DENY_TRUE = "deny-true"  # bool flag refused when it ends up true (--privileged)
+PATH = "path"  # value is a host path the CLI reads or writes: root rule
+# Special checks, implemented by gatekeeper.vetting:
+VOLUME = "volume"  # -v/--volume SRC:DST[:OPTS] (bind source is a host path)
+MOUNT = "mount"  # --mount CSV (type=bind src=..., volume-opt, ...)
+SECURITY_OPT = "security-opt"
+NAMESPACE = "namespace"  # --pid/--ipc/--uts/--userns/--cgroupns: no host/container:
+NETWORK = "network"  # --network/--net: no host, container:
+SYSCTL = "sysctl"
+BUILD_OUTPUT = "build-output"  # build -o/--output
+BUILD_SECRET = "build-secret"  # noqa: S105 - a check name, not a secret  # build --secret id=,src=
+BUILD_CONTEXT = "build-context"  # build --build-context name=path
+BUILD_CACHE = "build-cache"  # build --cache-to/--cache-from type=local
+BUILD_NETWORK = "build-network"
+ENV_FILE = "env-file"  # alias of PATH kept separate for messages
+
+CHECKS = frozenset(
+    {
+        OK, DENY, DENY_TRUE, PATH, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
+        NETWORK, SYSCTL, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
+        BUILD_CACHE, BUILD_NETWORK, ENV_FILE,
+    }
+)
+
+
+def b(long: str, short: str = "", check: str = OK, why: str = "") -> tuple:
+    """A bool flag (no value unless written --flag=value)."""
+    return (long, short, False, check, why)
+
+
+def v(long: str, short: str = "", check: str = OK, why: str = "") -> tuple:
+    """A flag that consumes a value."""
+    return (long, short, True, check, why)
+
+
+def deny_b(long: str, short: str = "", why: str = "") -> tuple:
+    return (long, short, False, DENY, why)
+
+
+def deny_v(long: str, short: str = "", why: str = "") -> tuple:
+    return (long, short, True, DENY, why)
+
+
+def table(*flags: tuple) -> dict:
+    """Index flags by every spelling pflag accepts: '--long' and '-s'."""
+    out: dict = {}
+    for flag in flags:
+        long, short = flag[0], flag[1]
+        if long:
+            out["--" + long] = flag
+        if short:
+            out["-" + short] = flag
+    return out
+
+
+HELP = b("help", "h")

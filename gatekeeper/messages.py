@@ -1,0 +1,51 @@
+"""What the agent reads: one line per denial, with the rule and what to do instead."""
+
+from __future__ import annotations
+
+from gatekeeper.grammar.commands import DISPLAY
+
+# Per rule: what the agent can do instead. {allowed} and {roots} are filled in.
+HINTS = {
+    "blocked-subcommand": "allowed: {allowed}",
+    "not-allowed-subcommand": "allowed: {allowed}",
+    "unknown-command": "allowed: {allowed}",
+    "no-command": "usage: ssh <host> docker <command> [args]; allowed: {allowed}",
+    "not-docker": "send one docker command, e.g. 'docker ps'; allowed: {allowed}",
+    "shell-syntax": (
+        "send one plain docker command; quote arguments with single quotes; no ; | & $ ` < > or globs"
+    ),
+    "unknown-flag": "only docker's own flags for this command are accepted (see 'docker <command> --help')",
+    "no-grammar": "allowed: {allowed}",
+    "host-path": "host paths must resolve inside {roots} (not the root itself)",
+    "host-path-hidden": "use a path without dot files or dot directories under {roots}",
+    "unvetted-flag": "drop that flag",
+}
+DEFAULT_HINT = "drop or change what the message names"
+
+
+def denial_line(rule: str, reason: str, policy: object) -> str:
+    hint = hint_for(rule, policy)
+    return f"gatekeeper: denied: {reason} (rule {rule}); {hint}"
+
+
+def hint_for(rule: str, policy: object) -> str:
+    template = HINTS.get(rule)
+    if template is None:
+        template = "drop that flag" if rule.startswith("flag-") else DEFAULT_HINT
+    return template.format(
+        allowed=", ".join(allowed_names(policy)),
+        roots=", ".join(getattr(policy, "allowed_roots", ())),
+    )
+
+
+def allowed_names(policy: object) -> list[str]:
+    """Allowed commands as an agent would type them ('ps' for 'container ls')."""
+    return sorted(DISPLAY.get(c, c) for c in policy.allowed)  # type: ignore[attr-defined]
+
+
+def usage_text(policy: object) -> str:
+    return (
+        "gatekeeper: this account runs vetted docker commands only.\n"
+        "usage: ssh <user>@<host> docker <command> [args]\n"
+        f"allowed: {', '.join(allowed_names(policy))}\n"
+    )

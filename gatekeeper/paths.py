@@ -1,0 +1,55 @@
+"""The host-path rule: every host path docker would read or write must
+resolve (relative to the workdir, following symlinks) to a strict descendant
+of an allowed root, with no hidden component below the root.
+
+Comparison is on resolved paths with a trailing separator, so '/home/ai-workerX'
+never passes for '/home/ai-worker' and '/home/ai-worker' itself is not inside.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from gatekeeper.errors import Denied
+
+
+def resolve_host_path(value: str, what: str, policy: object, world: object) -> str:
+    if not value:
+        raise Denied(f"{what}: empty host path", rule="host-path")
+    if "\x00" in value:
+        raise Denied(f"{what}: NUL in host path", rule="host-path")
+    joined = posixpath.join(policy.workdir, value)  # type: ignore[attr-defined]
+    resolved = world.realpath(joined)  # type: ignore[attr-defined]
+    root = containing_root(resolved, policy, world)
+    if root is None:
+        raise Denied(
+            f"{what}: host path {value!r} resolves to {resolved!r}, outside the allowed roots "
+            f"({', '.join(policy.allowed_roots)})",  # type: ignore[attr-defined]
+            rule="host-path",
+        )
+    hidden = hidden_component(resolved, root)
+    if hidden:
+        raise Denied(
+            f"{what}: host path {value!r} resolves to {resolved!r}, which is inside "
+            f"hidden entry {hidden!r} (dot files and dot directories are off limits)",
+            rule="host-path-hidden",
+        )
+    return resolved
+
+
+def containing_root(resolved: str, policy: object, world: object) -> str | None:
+    """The resolved allowed root that strictly contains `resolved`, if any."""
+    for root in policy.allowed_roots:  # type: ignore[attr-defined]
+        real_root = world.realpath(root)  # type: ignore[attr-defined]
+        prefix = real_root.rstrip("/") + "/"
+        if resolved.startswith(prefix) and len(resolved) > len(prefix):
+            return real_root
+    return None
+
+
+def hidden_component(resolved: str, root: str) -> str:
+    below = resolved[len(root.rstrip("/")) + 1 :]
+    for part in below.split("/"):
+        if part.startswith("."):
+            return part
+    return ""

@@ -1,0 +1,187 @@
+"""The policy: an embedded default, optionally overridden key by key by a
+root-owned TOML file named on the ForceCommand line (`--policy FILE`).
+
+Nothing here reads the environment. Unknown keys, wrong types, unknown
+command names or an unreadable file raise PolicyError: the caller denies
+everything (exit 78). Command names are normalised to canonical paths at load
+time, so a decision compares canonical paths only.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import PolicyError
+from gatekeeper.grammar.names import canonical_name
+
+DEFAULT_ALLOWED = (
+    # containers
+    "ps", "inspect", "logs", "start", "stop", "restart", "rm", "run", "create",
+    "container inspect", "container top", "container port", "container stats",
+    "container wait", "container prune",
+    # images
+    "images", "image inspect", "image history", "pull", "build", "rmi", "image prune",
+    "builder prune",
+    # disk and engine
+    "system df", "system info", "system events", "system prune", "version",
+    # networks and volumes: read-only
+    "network ls", "network inspect", "volume ls", "volume inspect",
+    # compose
+    "compose up", "compose down", "compose ps", "compose logs", "compose start",
+    "compose stop", "compose restart", "compose pull", "compose build",
+    "compose config", "compose ls", "compose images", "compose top",
+    "compose version", "compose create", "compose run",
+)  # fmt: skip
+
+# Listed for documentation and precedence: blocked always wins over allowed.
+DEFAULT_BLOCKED = (
+    "exec", "cp", "commit", "diff", "export", "import", "load", "save", "attach",
+    "push", "tag", "system dial-stdio",
+    "compose exec", "compose cp", "compose attach", "compose commit",
+    "compose export", "compose push", "compose publish", "compose watch",
+)  # fmt: skip
+
+DEFAULTS: dict[str, dict[str, object]] = {
+    "docker": {
+        "binary": "/usr/bin/docker",
+        "host": "unix:///var/run/docker.sock",
+        "workdir": "/home/ai-worker",
+        "config_dir": "/etc/gatekeeper/docker",
+    },
+    "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True},
+    "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
+    "paths": {"allowed_roots": ["/home/ai-worker"]},
+}
+
+ABSOLUTE_PATH = "absolute path"
+STRING = "string"
+BOOLEAN = "boolean"
+COMMAND_LIST = "list of command names"
+PATH_LIST = "list of absolute paths"
+
+SCHEMA: dict[str, dict[str, str]] = {
+    "docker": {
+        "binary": ABSOLUTE_PATH,
+        "host": STRING,
+        "workdir": ABSOLUTE_PATH,
+        "config_dir": ABSOLUTE_PATH,
+    },
+    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN},
+    "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
+    "paths": {"allowed_roots": PATH_LIST},
+}
+
+EMBEDDED = "(embedded default)"
+
+
+class Policy:
+    """The effective, validated policy. Treat as read-only."""
+
+    __slots__ = (
+        "binary", "host", "workdir", "config_dir", "audit_path", "syslog",
+        "allowed", "blocked", "allowed_roots", "source", "sha256", "settings",
+    )  # fmt: skip
+
+    def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
+        docker, audit = settings["docker"], settings["audit"]
+        self.binary = str(docker["binary"])
+        self.host = str(docker["host"])
+        self.workdir = str(docker["workdir"])
+        self.config_dir = str(docker["config_dir"])
+        self.audit_path = str(audit["path"])
+        self.syslog = bool(audit["syslog"])
+        commands = settings["commands"]
+        self.blocked = frozenset(canonical_names(commands["blocked"]))
+        self.allowed = frozenset(canonical_names(commands["allowed"])) - self.blocked
+        roots = settings["paths"]["allowed_roots"]
+        self.allowed_roots = tuple(normalise_root(r) for r in roots)  # type: ignore[attr-defined]
+        self.source = source
+        self.sha256 = sha256
+        self.settings = settings
+
+
+def load_policy(path: str | None) -> Policy:
+    """The embedded default, overridden by the TOML file at `path` if given."""
+    if path is None:
+        return Policy(DEFAULTS, EMBEDDED, "")
+    data = read_policy_file(path)
+    overrides = parse_toml(data, path)
+    settings = merge(DEFAULTS, overrides, path)
+    return Policy(settings, path, sha256_hex(data))
+
+
+def read_policy_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise PolicyError(f"cannot read policy {path}: {error.strerror}") from None
+
+
+def parse_toml(data: bytes, path: str) -> dict[str, object]:
+    import tomllib
+
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise PolicyError(f"invalid policy {path}: {error}") from None
+
+
+def merge(defaults: dict[str, dict[str, object]], overrides: dict[str, object], path: str) -> dict[str, dict[str, object]]:
+    """Defaults with the file's keys on top, after checking every key and type."""
+    merged = {section: dict(values) for section, values in defaults.items()}
+    for section, values in overrides.items():
+        if section not in SCHEMA:
+            raise PolicyError(f"invalid policy {path}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise PolicyError(f"invalid policy {path}: [{section}] must be a table")
+        for key, value in values.items():
+            check_value(section, key, value, path)
+            merged[section][key] = value
+    return merged
+
+
+def check_value(section: str, key: str, value: object, path: str) -> None:
+    kind = SCHEMA[section].get(key)
+    if kind is None:
+        raise PolicyError(f"invalid policy {path}: unknown key {section}.{key}")
+    if not VALIDATORS[kind](value):
+        raise PolicyError(f"invalid policy {path}: {section}.{key} must be a {kind}")
+
+
+def is_absolute_path(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("/") and "\x00" not in value
+
+
+def is_string_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+VALIDATORS = {
+    ABSOLUTE_PATH: is_absolute_path,
+    STRING: lambda value: isinstance(value, str),
+    BOOLEAN: lambda value: isinstance(value, bool),
+    COMMAND_LIST: is_string_list,
+    PATH_LIST: lambda value: isinstance(value, list) and all(is_absolute_path(v) for v in value),
+}
+
+
+def canonical_names(names: object) -> list[str]:
+    out = []
+    for name in names:  # type: ignore[attr-defined]
+        canonical = canonical_name(name)
+        if canonical is None:
+            raise PolicyError(f"invalid policy: unknown docker command {name!r}")
+        out.append(canonical)
+    return out
+
+
+def normalise_root(root: str) -> str:
+    """A root as compared by the path rule: normalised, no trailing separator."""
+    import posixpath
+
+    return posixpath.normpath(root)
+
+
+def sha256_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

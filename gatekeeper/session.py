@@ -1,0 +1,56 @@
+"""Who is asking: facts sshd gives the session, for the audit record only.
+
+These never configure anything. SSH_CONNECTION and SSH_USER_AUTH are set by
+sshd itself (our snippet accepts no client environment that could shadow them).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def session_facts() -> dict[str, object]:
+    return {
+        "session": os.urandom(8).hex(),
+        "user": user_name(),
+        "client": os.environ.get("SSH_CONNECTION"),
+        "key": key_fingerprint(os.environ.get("SSH_USER_AUTH")),
+    }
+
+
+def user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def key_fingerprint(auth_info_path: str | None) -> str | None:
+    """SHA256 fingerprint of the public key sshd accepted (ExposeAuthInfo file)."""
+    if not auth_info_path:
+        return None
+    try:
+        with open(auth_info_path, encoding="ascii") as handle:
+            lines = handle.read(65536).splitlines()
+    except (OSError, ValueError):
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] == "publickey":
+            return fingerprint_of_blob(fields[2])
+    return None
+
+
+def fingerprint_of_blob(blob_b64: str) -> str | None:
+    import base64
+    import binascii
+    import hashlib
+
+    try:
+        blob = base64.b64decode(blob_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return "SHA256:" + digest

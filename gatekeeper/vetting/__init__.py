@@ -1,0 +1,74 @@
+"""Vetting: every flag use and positional of an allowed command, per its check.
+
+`vet` is called by the decision function after the command is allowed by
+name. It raises Denied, or returns the rewrites to apply to argv (e.g. a
+host path replaced by its resolved form) and any stdin to feed docker.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+from gatekeeper.grammar import spec
+from gatekeeper.grammar.pflag import FlagUse, Parsed, bool_value
+from gatekeeper.vetting.context import Context, Vetted
+
+
+def vet(ctx: Context) -> Vetted:
+    """Check every flag use of the global, plugin and command flag sets, then the family rules."""
+    for parsed in (ctx.located.global_flags, ctx.located.plugin_flags, ctx.parsed):
+        if parsed is not None:
+            vet_flag_uses(parsed, ctx)
+    family = family_vetter(ctx.located.canonical)
+    if family is not None:
+        family(ctx)
+    return ctx.vetted
+
+
+def vet_flag_uses(parsed: Parsed, ctx: Context) -> None:
+    for use in parsed.uses:
+        check = FLAG_CHECKS.get(use.flag[3])
+        if check is None:
+            raise Denied(
+                f"{use.spelled} is not allowed yet for 'docker {ctx.located.spelled}' "
+                f"(its {use.flag[3]!r} check is not implemented)",
+                rule="unvetted-flag",
+            )
+        check(use, parsed, ctx)
+
+
+def check_ok(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """Allowed; value (if any) not inspected."""
+
+
+def check_deny(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    why = use.flag[4] or "refused by policy"
+    raise Denied(f"{use.spelled} is not allowed: {why}", rule=f"flag-{use.name}")
+
+
+def check_deny_true(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """A bool flag refused when its final value is true (last occurrence wins)."""
+    last = [u for u in parsed.uses if u.flag is use.flag][-1]
+    if last is use and bool_value(use):
+        check_deny(use, parsed, ctx)
+    bool_value(use)  # an invalid spelling is an error in docker too
+
+
+def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    resolved = ctx.host_path(use.value or "", use.spelled)
+    ctx.replace_value(parsed, use, resolved)
+
+
+FLAG_CHECKS = {
+    spec.OK: check_ok,
+    spec.DENY: check_deny,
+    spec.DENY_TRUE: check_deny_true,
+    spec.PATH: check_path,
+    spec.ENV_FILE: check_path,
+}
+
+
+def family_vetter(canonical: str):  # type: ignore[no-untyped-def]
+    """Rules beyond single flags (positionals, rendered projects), per command family."""
+    from gatekeeper.vetting.families import FAMILY_VETTERS
+
+    return FAMILY_VETTERS.get(canonical)

@@ -1,0 +1,47 @@
+"""What a vetter sees and how it asks for argv rewrites."""
+
+from __future__ import annotations
+
+from gatekeeper.grammar.command_line import Located
+from gatekeeper.grammar.pflag import FlagUse, Parsed
+from gatekeeper.paths import resolve_host_path
+
+
+class Vetted:
+    """The outcome of vetting: argv rewrites (index -> replacement words) and stdin."""
+
+    __slots__ = ("rewrites", "stdin")
+
+    def __init__(self) -> None:
+        self.rewrites: dict[int, tuple[int, list[str]]] = {}
+        self.stdin: bytes | None = None
+
+
+class Context:
+    __slots__ = ("argv", "located", "parsed", "policy", "world", "vetted")
+
+    def __init__(self, argv: list[str], located: Located, parsed: Parsed,
+                 policy: object, world: object) -> None:
+        self.argv = argv
+        self.located = located
+        self.parsed = parsed
+        self.policy = policy
+        self.world = world
+        self.vetted = Vetted()
+
+    def host_path(self, value: str, what: str) -> str:
+        """Resolve a host path under the allowed roots, or raise Denied naming `what`."""
+        return resolve_host_path(value, what, self.policy, self.world)
+
+    def replace_value(self, parsed: Parsed, use: FlagUse, value: str) -> None:
+        """Re-spell one flag use as `--long=value` (keeping combined shorts before it)."""
+        if value == use.value:
+            return
+        words = [use.prefix] if use.prefix else []
+        long = use.flag[0]
+        words.append(f"--{long}={value}" if long else f"-{use.flag[1]}={value}")
+        self.vetted.rewrites[parsed.offset + use.start] = (use.count, words)
+
+    def replace_word(self, index: int, word: str) -> None:
+        """Replace the positional at absolute argv index `index`."""
+        self.vetted.rewrites[index] = (1, [word])

@@ -1,0 +1,183 @@
+"""From the SSH command string to argv words, as bash would split them.
+
+The agent's string is never given to a shell. We accept only a tiny,
+shell-inert subset of bash: words separated by spaces, made of safe
+characters, single-quoted text and double-quoted text without anything that
+expands. Everything else is refused with the reason.
+
+Two paths give the same words:
+* the strict tokenizer below, always run; for pure-ASCII strings it is the
+  whole answer (a property test proves it equals the bashlex path and real
+  bash on generated strings);
+* for strings with non-ASCII characters we also ask bashlex and require that
+  it sees exactly one simple command with the same plain words.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+# Characters that are literal in bash when unquoted and outside command
+# position: no globbing, expansion, history, comment, brace or tilde meaning.
+SAFE_UNQUOTED = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,@+%^"
+)
+
+# Inside double quotes bash still expands these ('!' with history on).
+UNSAFE_IN_DOUBLE_QUOTES = frozenset('$`\\!')
+
+# Names of refused characters, so a denial says what to change.
+CHARACTER_NAMES = {
+    ";": "command separator ';'",
+    "&": "'&' (background or &&)",
+    "|": "pipe '|'",
+    "<": "redirection '<'",
+    ">": "redirection '>'",
+    "(": "subshell '('",
+    ")": "subshell ')'",
+    "$": "expansion '$'",
+    "`": "command substitution '`'",
+    "\\": "backslash",
+    "*": "glob '*'",
+    "?": "glob '?'",
+    "[": "glob '['",
+    "]": "glob ']'",
+    "{": "brace expansion '{'",
+    "}": "brace expansion '}'",
+    "~": "tilde expansion '~'",
+    "!": "history expansion '!'",
+    "#": "comment '#'",
+    "\n": "newline",
+    "\t": "tab",
+}
+
+MAX_COMMAND_LENGTH = 16384
+
+
+def split_command(command: str) -> list[str]:
+    """Return the argv words of `command` or raise Denied(rule='shell-syntax')."""
+    screen_characters(command)
+    words = tokenize(command)
+    if not command.isascii():
+        confirm_with_bashlex(command, words)
+    return words
+
+
+def screen_characters(command: str) -> None:
+    """Refuse what no legitimate docker command contains, before any parsing."""
+    if len(command) > MAX_COMMAND_LENGTH:
+        raise_syntax(f"command longer than {MAX_COMMAND_LENGTH} characters")
+    if command.isascii():
+        for char in command:
+            if char < " " or char == "\x7f":
+                raise_syntax(f"control character {describe(char)}")
+        return
+    screen_unicode(command)
+
+
+def screen_unicode(command: str) -> None:
+    """Invalid UTF-8 (surrogate escapes), control, format and odd space characters."""
+    import unicodedata  # only for non-ASCII input: keeps the common path lean
+
+    for char in command:
+        category = unicodedata.category(char)
+        if category in REFUSED_CATEGORIES or (category == "Zs" and char != " "):
+            raise_syntax(f"character {describe(char)} ({REFUSED_CATEGORIES.get(category, 'unusual space')})")
+
+
+# Unicode categories refused anywhere: they hide or reorder text (bidi
+# overrides, zero-width joiners) or mark invalid UTF-8 (lone surrogates).
+REFUSED_CATEGORIES = {
+    "Cc": "control character",
+    "Cf": "invisible format character",
+    "Cs": "invalid UTF-8",
+    "Co": "private-use character",
+    "Cn": "unassigned character",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
+
+
+def tokenize(command: str) -> list[str]:
+    """Split on spaces; concatenate unquoted, '...' and "..." parts of a word."""
+    words: list[str] = []
+    current: list[str] = []
+    in_word = False
+    i, end = 0, len(command)
+    while i < end:
+        char = command[i]
+        if char == " ":
+            if in_word:
+                words.append("".join(current))
+                current, in_word = [], False
+            i += 1
+            continue
+        in_word = True
+        if char == "'":
+            i = read_single_quoted(command, i, current)
+        elif char == '"':
+            i = read_double_quoted(command, i, current)
+        elif char in SAFE_UNQUOTED or not char.isascii():
+            current.append(char)
+            i += 1
+        else:
+            raise_syntax(f"unquoted {describe(char)} is not allowed")
+    if in_word:
+        words.append("".join(current))
+    if not words:
+        raise Denied("empty command", rule="no-command")
+    return words
+
+
+def read_single_quoted(command: str, start: int, out: list[str]) -> int:
+    close = command.find("'", start + 1)
+    if close < 0:
+        raise_syntax("unterminated single quote")
+    out.append(command[start + 1 : close])
+    return close + 1
+
+
+def read_double_quoted(command: str, start: int, out: list[str]) -> int:
+    close = command.find('"', start + 1)
+    if close < 0:
+        raise_syntax("unterminated double quote")
+    text = command[start + 1 : close]
+    for char in text:
+        if char in UNSAFE_IN_DOUBLE_QUOTES:
+            raise_syntax(f"{describe(char)} inside double quotes; use single quotes")
+    out.append(text)
+    return close + 1
+
+
+def confirm_with_bashlex(command: str, words: list[str]) -> None:
+    """Second opinion for non-ASCII input: one simple command, same plain words."""
+    if bashlex_words(command) != words:
+        raise_syntax("the command is ambiguous (shell parsers disagree)")
+
+
+def bashlex_words(command: str) -> list[str]:
+    """Words of `command` per bashlex, or Denied if it is not one simple command."""
+    try:
+        import bashlex
+
+        trees = bashlex.parse(command)
+    except Exception as error:  # noqa: BLE001 - bashlex raises many types; all mean "no"
+        raise_syntax(f"the shell parser refused it ({type(error).__name__})")
+    if len(trees) != 1 or trees[0].kind != "command":
+        raise_syntax("only one simple command is allowed")
+    return [plain_word(node) for node in trees[0].parts]
+
+
+def plain_word(node: object) -> str:
+    if getattr(node, "kind", None) != "word" or getattr(node, "parts", None):
+        raise_syntax("only plain words are allowed (no expansions, assignments or redirections)")
+    return node.word  # type: ignore[attr-defined, no-any-return]
+
+
+def describe(char: str) -> str:
+    name = CHARACTER_NAMES.get(char)
+    return name if name else f"U+{ord(char):04X}"
+
+
+def raise_syntax(reason: str) -> None:
+    raise Denied(reason, rule="shell-syntax")
