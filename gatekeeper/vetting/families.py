@@ -1,5 +1,49 @@
-"""Rules beyond single flags, per command family (filled in by the deep-vetting work)."""
+"""Rules beyond single flags, per command family: canonical path -> vetter.
+
+Each vetter takes the vetting Context and raises Denied or records rewrites.
+Modules are imported only when their family is being decided.
+"""
 
 from __future__ import annotations
 
-FAMILY_VETTERS: dict = {}
+from collections.abc import Callable
+
+from gatekeeper.vetting.context import Context
+
+
+def run_family(ctx: Context) -> None:
+    from gatekeeper.vetting.run import vet_run
+
+    vet_run(ctx)
+
+
+def build_family(ctx: Context) -> None:
+    from gatekeeper.vetting.build import vet_build
+
+    vet_build(ctx)
+
+
+def compose_family(ctx: Context) -> None:
+    from gatekeeper.vetting.compose import vet_compose
+
+    vet_compose(ctx)
+
+
+def start_family(ctx: Context) -> None:
+    from gatekeeper.vetting.run import vet_start
+
+    vet_start(ctx)
+
+
+COMPOSE_COMMANDS_VETTED = (
+    "up", "down", "ps", "logs", "start", "stop", "restart", "pull", "build",
+    "config", "ls", "images", "top", "version", "create", "run", "rm", "kill",
+)  # fmt: skip
+
+FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
+    "container run": run_family,
+    "container create": run_family,
+    "container start": start_family,
+    "image build": build_family,
+    **{f"compose {name}": compose_family for name in COMPOSE_COMMANDS_VETTED},
+}

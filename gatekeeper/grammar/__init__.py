@@ -1,0 +1,1 @@
+"""Docker CLI grammar: command tree, flag tables, pflag walker."""
