@@ -44,10 +44,27 @@ class Decision:
 
 
 class RealWorld:
-    """The file system as it is (paths resolved with realpath)."""
+    """The file system and docker engine as they are.
+
+    `run_docker` is how a decision asks the engine something (render a compose
+    project, find a container's owner): the pinned binary, the policy's clean
+    environment, cwd = workdir, a time limit. It returns (status, stdout, stderr).
+    """
 
     def realpath(self, path: str) -> str:
         return os.path.realpath(path)
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        import subprocess
+
+        from gatekeeper.execution import child_environment
+
+        done = subprocess.run(
+            [policy.binary, *args], input=stdin, capture_output=True, timeout=timeout,  # type: ignore[attr-defined]
+            env=child_environment(policy), cwd=policy.workdir, check=False,  # type: ignore[attr-defined]
+        )
+        return done.returncode, done.stdout, done.stderr
 
 
 class StaticWorld:

@@ -125,7 +125,9 @@ def parse_toml(data: bytes, path: str) -> dict[str, object]:
         raise PolicyError(f"invalid policy {path}: {error}") from None
 
 
-def merge(defaults: dict[str, dict[str, object]], overrides: dict[str, object], path: str) -> dict[str, dict[str, object]]:
+def merge(
+    defaults: dict[str, dict[str, object]], overrides: dict[str, object], path: str
+) -> dict[str, dict[str, object]]:
     """Defaults with the file's keys on top, after checking every key and type."""
     merged = {section: dict(values) for section, values in defaults.items()}
     for section, values in overrides.items():
