@@ -235,6 +235,58 @@ def test_compose_is_the_mirrored_version(tmp_path: Path) -> None:
     assert "v2.40." in out, out
 
 
+# --- hidden flags really parse ----------------------------------------------
+# What --help does not show is probed directly: pflag parses flags before
+# cobra looks at --help, so "CMD --flag=1 --help" exits 0 only if the flag
+# exists, "CMD --flag=notabool --help" fails only if it is a bool, and
+# "CMD --help --flag" fails ("needs an argument") only if it takes a value.
+
+_UNIONS = {"image build", "builder prune"}  # flags of a builder not installed here
+
+
+def _run_quiet(binary: Path, argv: list[str], tmp: Path) -> int:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp),
+           "DOCKER_CONFIG": str(tmp / "docker-config"),
+           "DOCKER_HOST": "unix://" + str(tmp / "no-such.sock")}
+    return subprocess.run([str(binary), *argv], capture_output=True, env=env,
+                          timeout=60, check=False).returncode
+
+
+def _probe_hidden(binary: Path, argv: list[str], name: str, tbl: dict, tmp: Path) -> None:
+    shown = parse_help_flags(_help(binary, argv, tmp), ("Options:", "Global Options:"))
+    hidden = {flag for flag in tbl.values() if flag[0] not in shown and flag[0] != "help"}
+    for long, short, takes_value, _check, _why in sorted(hidden):
+        for spelling in ["--" + long] + (["-" + short] if short else []):
+            if takes_value:
+                assert _run_quiet(binary, [*argv, spelling + "=1", "--help"], tmp) == 0, \
+                    f"{name}: {spelling} is not accepted"
+                assert _run_quiet(binary, [*argv, "--help", spelling], tmp) != 0, \
+                    f"{name}: {spelling} needs no value, table says it takes one"
+            else:
+                assert _run_quiet(binary, [*argv, spelling, "--help"], tmp) == 0, \
+                    f"{name}: {spelling} is not accepted as a bool"
+                assert _run_quiet(binary, [*argv, spelling + "=notabool", "--help"], tmp) != 0, \
+                    f"{name}: {spelling} takes a value, table says bool"
+
+
+@pytest.mark.parametrize("path", sorted(set(FLAGS) - _UNIONS))
+def test_docker_hidden_flags_parse(path: str, tmp_path: Path) -> None:
+    docker = _need(DOCKER if DOCKER.is_file() else None, "docker client")
+    _probe_hidden(docker, DOCKER_HELP_ARGV[path], path, FLAGS[path], tmp_path)
+
+
+@pytest.mark.parametrize("path", sorted(COMPOSE_FLAGS))
+def test_compose_hidden_flags_parse(path: str, tmp_path: Path) -> None:
+    compose = _need(_find(COMPOSE_CANDIDATES), "docker-compose")
+    sub = path.removeprefix("compose ")
+    _probe_hidden(compose, [sub], path, COMPOSE_FLAGS[path], tmp_path)
+
+
+def test_compose_global_hidden_flags_parse(tmp_path: Path) -> None:
+    compose = _need(_find(COMPOSE_CANDIDATES), "docker-compose")
+    _probe_hidden(compose, [], "compose GLOBAL", COMPOSE_GLOBAL, tmp_path)
+
+
 # --- buildx, when installed -------------------------------------------------
 
 

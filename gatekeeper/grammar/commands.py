@@ -29,6 +29,9 @@ TOP_LEVEL: dict[str, str] = {
     "ps": "container ls",
     "rename": "container rename",
     "restart": "container restart",
+    # NewRmCommand's alias survives hide(): `docker remove` works. Listed
+    # before "rm" so DISPLAY keeps the usual spelling.
+    "remove": "container rm",
     "rm": "container rm",
     "run": "container run",
     "start": "container start",
@@ -141,6 +144,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
     # only its build is ever allowed.
     "builder": {
         "build": "image build",
+        "b": "image build",  # forwarded as `docker buildx b` when buildx is installed
         "prune": "builder prune",
     },
     "buildx": {
