@@ -1,0 +1,29 @@
+"""Errors the operator views report: each carries its exit status.
+
+``audit_main`` and ``replay_main`` are the one boundary that turns them into
+a line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class ViewError(Exception):
+    exit_code = 1
+
+
+class UsageError(ViewError):
+    exit_code = 2
+
+
+class NoInput(ViewError):
+    exit_code = os.EX_NOINPUT  # 66
+
+    @classmethod
+    def from_os_error(cls, error: OSError) -> NoInput:
+        return cls(f"cannot read {error.filename}: {error.strerror}")
+
+
+class BadPolicy(ViewError):
+    exit_code = os.EX_CONFIG  # 78

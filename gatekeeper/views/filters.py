@@ -1,0 +1,203 @@
+"""Which decision records an operator asked to see.
+
+``Criteria`` holds the parsed command-line filters; ``matcher`` turns them
+into one predicate over a decision record; ``raw_prefilter`` gives a cheap test
+on the raw line that is only ever False for lines that cannot match, so a
+year of logs can be searched without parsing every line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Final
+
+from gatekeeper.views.records import LinePredicate, Record, is_decision, is_exit, text_field
+
+Check = Callable[[Record], bool]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_RELATIVE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Characters JSON can only spell verbatim or as \uXXXX: printable ASCII except
+# the quote, the backslash and the slash (which has the short escape "\/").
+_PLAIN_JSON_TEXT: Final = re.compile(r"[ !#-.0-\[\]-~]+")
+_BYTE_ARRAY: Final = re.compile(rb"\[\s*\d")
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Filters from the command line; None means "any"."""
+
+    decision: str | None = None  # "allow" or "deny"
+    since: datetime | None = None
+    until: datetime | None = None
+    user: str | None = None
+    key: str | None = None
+    client: str | None = None  # an address or a CIDR network
+    rule: str | None = None
+    grep: str | None = None
+
+
+# ---------------------------------------------------------------- time bounds
+
+
+def parse_time_bound(text: str, now: datetime) -> datetime:
+    """``2h``, ``30m``, ``7d``, ``2w`` before ``now``, or an ISO date/datetime (UTC if naive)."""
+    relative = _RELATIVE.fullmatch(text.strip())
+    if relative:
+        amount, unit = relative.groups()
+        return now - timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        message = f"not a time: {text!r} (use e.g. 2h, 7d, 2026-11-01 or 2026-11-01T12:00Z)"
+        raise ValueError(message) from None
+    return as_utc(moment)
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def record_time(record: Record) -> datetime | None:
+    """The record's ``ts`` as an aware datetime, or None if missing or malformed."""
+    stamp = record.get("ts")
+    if type(stamp) is not str:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(stamp))
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- predicates
+
+
+def matcher(criteria: Criteria) -> Check:
+    """One predicate that is True for decision records meeting every criterion."""
+    checks = tuple(build_checks(criteria))
+    if not checks:
+        return accept_all
+    if len(checks) == 1:
+        return checks[0]
+    return lambda record: all(check(record) for check in checks)
+
+
+def accept_all(record: Record) -> bool:
+    return True
+
+
+def build_checks(criteria: Criteria) -> Iterator[Check]:
+    for field in ("decision", "user", "rule"):
+        wanted = getattr(criteria, field)
+        if wanted is not None:
+            yield field_equals(field, wanted)
+    if criteria.key is not None:
+        yield key_is(criteria.key)
+    if criteria.client is not None:
+        yield client_in(criteria.client)
+    if criteria.grep is not None:
+        yield text_contains(criteria.grep)
+    if criteria.since is not None or criteria.until is not None:
+        yield time_within(criteria.since, criteria.until)
+
+
+def field_equals(field: str, wanted: str) -> Check:
+    return lambda record: record.get(field) == wanted
+
+
+def key_is(fingerprint: str) -> Check:
+    """Match ``SHA256:abc`` given either as ``SHA256:abc`` or ``abc``."""
+    spellings = {fingerprint, f"SHA256:{fingerprint}"}
+    return lambda record: record.get("key") in spellings if type(record.get("key")) is str else False
+
+
+def client_in(address: str) -> Check:
+    """Match the client address (first word of SSH_CONNECTION) against an address or CIDR."""
+    try:
+        network: Network | None = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        network = None
+    inside = lru_cache(maxsize=4096)(lambda client: client_matches(client, address, network))
+    return lambda record: inside(text_field(record, "client"))
+
+
+def client_matches(client: str, address: str, network: Network | None) -> bool:
+    first = client.split(" ", 1)[0]
+    if network is None:
+        return first == address
+    try:
+        return ipaddress.ip_address(first) in network
+    except ValueError:
+        return False
+
+
+def text_contains(needle: str) -> Check:
+    """Substring of the verbatim command or of its canonical path."""
+    return lambda record: needle in text_field(record, "cmd") or needle in text_field(record, "canonical")
+
+
+def time_within(since: datetime | None, until: datetime | None) -> Check:
+    def check(record: Record) -> bool:
+        moment = record_time(record)
+        if moment is None:
+            return False
+        return (since is None or moment >= since) and (until is None or moment < until)
+
+    return check
+
+
+# ---------------------------------------------------------------- streams
+
+
+def select(records: Iterable[Record], check: Check, *, keep_exits: bool) -> Iterator[Record]:
+    """Decisions that pass ``check``; exit lines too when pairing needs them."""
+    for record in records:
+        if is_decision(record):
+            if check(record):
+                yield record
+        elif keep_exits and is_exit(record):
+            yield record
+
+
+def last(items: Iterable[Record], limit: int | None) -> Iterable[Record]:
+    """The last ``limit`` items (all when None), in their order."""
+    return items if limit is None else deque(items, maxlen=limit)
+
+
+# ---------------------------------------------------------------- raw pre-filter
+
+
+def raw_prefilter(criteria: Criteria, *, keep_exits: bool) -> LinePredicate | None:
+    """A test on the raw line that is False only when the line cannot match.
+
+    Each exact-text criterion made of characters JSON can only write verbatim
+    or as ``\\uXXXX`` must appear verbatim in the line, unless the line has a
+    ``\\u`` escape or a journald byte-array MESSAGE; then it is parsed anyway.
+    Journald's string MESSAGE nests our JSON verbatim (its own escaping only
+    adds backslashes before quotes and backslashes), so the same test holds.
+    """
+    needles = tuple(line_needles(criteria))
+    if not needles:
+        return None
+    return lambda line: may_match(line, needles, keep_exits=keep_exits)
+
+
+def line_needles(criteria: Criteria) -> Iterator[bytes]:
+    for value in (criteria.decision, criteria.user, criteria.rule, criteria.grep):
+        if value is not None and _PLAIN_JSON_TEXT.fullmatch(value):
+            yield value.encode("ascii")
+
+
+def may_match(line: bytes, needles: tuple[bytes, ...], *, keep_exits: bool) -> bool:
+    if all(needle in line for needle in needles):
+        return True
+    if b"\\u" in line or (keep_exits and b"exit" in line):
+        return True
+    return b"MESSAGE" in line and _BYTE_ARRAY.search(line) is not None

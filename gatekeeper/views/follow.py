@@ -1,0 +1,151 @@
+"""``gatekeeper audit --follow``: new records as they are written.
+
+Polls the file (no inotify dependency). Survives logrotate: when the path
+names a new file, the old one is read to its end and the new one from its
+start; when the file shrinks (truncated in place) reading restarts at 0.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Final
+
+from gatekeeper.views.filters import Criteria, matcher
+from gatekeeper.views.records import (
+    Event,
+    ReadStats,
+    Record,
+    is_decision,
+    is_exit,
+    records_in,
+)
+
+POLL_SECONDS: Final = 0.5
+MAX_LINE: Final = 16 * 1024 * 1024  # a writer that never ends its line cannot exhaust memory
+REMEMBERED_SESSIONS: Final = 1024
+
+
+def follow_events(
+    path: str,
+    criteria: Criteria,
+    stats: ReadStats,
+    *,
+    backlog: int,
+    keep_going: Callable[[], bool] = lambda: True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Event]:
+    """The last ``backlog`` matching decisions, then every new one (and exits)."""
+    position, recent = read_backlog(path, criteria, stats, backlog)
+    yield from (Event(record, None) for record in recent)
+    lines = follow_lines(path, start=position, keep_going=keep_going, sleep=sleep)
+    yield from live_events(records_in(lines, path, stats, None), criteria)
+
+
+def read_backlog(path: str, criteria: Criteria, stats: ReadStats, backlog: int) -> tuple[int, deque[Record]]:
+    """Matching decisions already in the file, and where its last complete line ends."""
+    check = matcher(criteria)
+    with open(path, "rb") as stream:
+        complete = CompleteLines(stream)
+        records = records_in(complete, path, stats, None)
+        recent = deque((r for r in records if is_decision(r) and check(r)), maxlen=backlog)
+        return complete.position, recent
+
+
+class CompleteLines:
+    """Iterate the newline-terminated lines of a stream, remembering where they end."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.position = stream.tell()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self.stream:
+            if not line.endswith(b"\n"):
+                return
+            self.position += len(line)
+            yield line
+
+
+def live_events(records: Iterable[Record], criteria: Criteria) -> Iterator[Event]:
+    """Matching decisions as they come; an exit re-shows its decision with the status."""
+    check = matcher(criteria)
+    shown: OrderedDict[object, Record] = OrderedDict()
+    for record in records:
+        if is_decision(record) and check(record):
+            remember(shown, record)
+            yield Event(record, None)
+        elif is_exit(record) and record.get("session") in shown:
+            yield Event(shown.pop(record.get("session")), record)
+
+
+def remember(shown: OrderedDict[object, Record], record: Record) -> None:
+    session = record.get("session")
+    if record.get("decision") == "allow" and type(session) is str:
+        shown[session] = record
+        while len(shown) > REMEMBERED_SESSIONS:
+            shown.popitem(last=False)
+
+
+# ---------------------------------------------------------------- tailing
+
+
+def follow_lines(
+    path: str,
+    *,
+    start: int = 0,
+    keep_going: Callable[[], bool] = lambda: True,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = POLL_SECONDS,
+) -> Iterator[bytes]:
+    """Complete lines appended to ``path`` from byte ``start`` on, across rotation."""
+    stream = open(path, "rb")  # noqa: SIM115 (replaced on rotation, closed in finally)
+    stream.seek(start)
+    pending = b""
+    try:
+        while True:
+            chunk = stream.read()
+            if chunk:
+                lines, pending = split_complete(pending + chunk)
+                yield from lines
+            elif (replacement := reopened_if_rotated(path, stream)) is not None:
+                stream.close()
+                stream, pending = replacement, b""
+            elif was_truncated(stream):
+                stream.seek(0)
+                pending = b""
+            elif keep_going():
+                sleep(interval)
+            else:
+                return
+    finally:
+        stream.close()
+
+
+def split_complete(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Whole lines (newline kept) and the unfinished rest, dropped if absurdly long."""
+    *lines, rest = buffer.split(b"\n")
+    if len(rest) > MAX_LINE:
+        rest = b""
+    return [line + b"\n" for line in lines], rest
+
+
+def reopened_if_rotated(path: str, stream: IO[bytes]) -> IO[bytes] | None:
+    """A stream on the file now at ``path`` if it is not the one we read, else None."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return None  # between logrotate's rename and create: keep the old file
+    mine = os.fstat(stream.fileno())
+    if (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+        return None
+    try:
+        return open(path, "rb")
+    except OSError:
+        return None
+
+
+def was_truncated(stream: IO[bytes]) -> bool:
+    return os.fstat(stream.fileno()).st_size < stream.tell()

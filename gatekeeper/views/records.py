@@ -1,0 +1,336 @@
+"""Read audit records: JSON Lines files, rotated siblings, gzip, stdin, journald.
+
+Reading streams line by line and never holds a file in memory. A line that
+is not a JSON object is counted as corrupt and reading goes on: the log is
+appendable by the agent, and a crash can leave a truncated last line, so
+neither may stop an operator from reading the rest.
+
+A record is the parsed ``dict`` itself (no wrapper object): on a year of logs
+a wrapper per line costs more than the parsing. Values are untrusted and may
+have any JSON type; ``text_field`` gives a string for any of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import IO, Any, Final
+
+Record = dict[str, Any]
+LinePredicate = Callable[[bytes], bool]
+
+DEFAULT_LOG: Final = "/var/log/gatekeeper/audit.jsonl"
+STDIN_NAME: Final = "-"
+GZIP_MAGIC: Final = b"\x1f\x8b"
+MAX_SAMPLES: Final = 5
+PAIRING_WINDOW: Final = 10_000
+
+# logrotate names: "audit.jsonl.3", "audit.jsonl.3.gz" (higher is older) and,
+# with dateext, "audit.jsonl-20261125" / "audit.jsonl-20261125.gz".
+_NUMBERED: Final = re.compile(r"\.(\d+)(?:\.gz)?")
+_DATED: Final = re.compile(r"-(\d{8,10})(?:\.gz)?")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file path, or ``-`` for standard input."""
+
+    name: str
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.name == STDIN_NAME
+
+
+class ReadStats:
+    """What reading saw besides records: counts and where the bad lines are."""
+
+    __slots__ = ("corrupt", "foreign", "lines", "samples", "skipped")
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.corrupt = 0
+        self.foreign = 0
+        self.skipped = 0
+        self.samples: list[tuple[str, int]] = []
+
+    def note_corrupt(self, source: str, line_number: int) -> None:
+        self.corrupt += 1
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append((source, line_number))
+
+    def absorb(self, later: ReadStats, *, line_offset: int = 0) -> None:
+        """Add ``later``'s counts; its line numbers are shifted by ``line_offset``."""
+        self.lines += later.lines
+        self.corrupt += later.corrupt
+        self.foreign += later.foreign
+        self.skipped += later.skipped
+        room = MAX_SAMPLES - len(self.samples)
+        self.samples.extend((name, number + line_offset) for name, number in later.samples[:room])
+
+
+# ---------------------------------------------------------------- sources
+
+
+def expand_sources(paths: Sequence[str], *, rotated: bool) -> list[Source]:
+    """Each path preceded by its rotated siblings, oldest first (newest last)."""
+    sources: list[Source] = []
+    for path in paths:
+        if rotated and path != STDIN_NAME:
+            sources.extend(Source(p) for p in rotated_siblings(path))
+        sources.append(Source(path))
+    return sources
+
+
+def rotated_siblings(path: str) -> list[str]:
+    """logrotate's older copies of ``path``, oldest first."""
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return []
+    ranked = [(rotation_age(base, name), name) for name in names if name.startswith(base)]
+    ordered = sorted((age, name) for age, name in ranked if age is not None)
+    return [os.path.join(directory, name) for _, name in ordered]
+
+
+def rotation_age(base: str, name: str) -> tuple[int, int] | None:
+    """Sort key for a rotated copy of ``base`` (smaller is older), or None."""
+    suffix = name[len(base) :]
+    numbered = _NUMBERED.fullmatch(suffix)
+    if numbered:
+        return (0, -int(numbered.group(1)))
+    dated = _DATED.fullmatch(suffix)
+    if dated:
+        return (-1, int(dated.group(1)))
+    return None
+
+
+@contextmanager
+def opened(source: Source) -> Iterator[IO[bytes]]:
+    """Binary stream of a source, gzip decompressed whatever the file is named.
+    Standard input is read, never closed."""
+    with ExitStack() as stack:
+        raw = sys.stdin.buffer if source.is_stdin else stack.enter_context(open(source.name, "rb"))
+        if starts_with_gzip(raw):
+            yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        else:
+            yield raw
+
+
+def starts_with_gzip(stream: IO[bytes]) -> bool:
+    peek = getattr(stream, "peek", None)
+    return peek is not None and peek(2)[:2] == GZIP_MAGIC
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_line(line: bytes) -> Record | None:
+    """A JSON object from one line, or None. Invalid UTF-8 survives as surrogates."""
+    try:
+        value = json.loads(line)
+    except UnicodeDecodeError:
+        value = loads_or_none(line.decode("utf-8", "surrogateescape"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def loads_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def unwrap_journald(entry: Record) -> Record | None:
+    """Our record from a ``journalctl -o json`` entry, or None if it is not ours.
+
+    MESSAGE may carry a prefix ("gatekeeper[42]: {...}") and, when it is not
+    valid UTF-8, journald writes it as an array of byte values.
+    """
+    message = journald_message(entry.get("MESSAGE"))
+    start = message.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(message, start)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "event" in value else None
+
+
+def journald_message(message: object) -> str:
+    if isinstance(message, str):
+        return message
+    if isinstance(message, list) and all(isinstance(b, int) and 0 <= b < 256 for b in message):
+        return bytes(message).decode("utf-8", "surrogateescape")
+    return ""
+
+
+def as_record(value: Record) -> Record | None:
+    """``value`` if it is one of our records, its payload if journald, else None."""
+    if "event" in value:
+        return value
+    if "MESSAGE" in value:
+        return unwrap_journald(value)
+    return None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def iter_records(
+    sources: Iterable[Source], stats: ReadStats, *, keep_line: LinePredicate | None = None
+) -> Iterator[Record]:
+    """Every record of every source, in order. ``keep_line`` may skip raw lines
+    that provably cannot match before they are parsed."""
+    for source in sources:
+        with opened(source) as stream:
+            yield from records_in(stream, source.name, stats, keep_line)
+
+
+def records_in(
+    lines: Iterable[bytes], name: str, stats: ReadStats, keep_line: LinePredicate | None
+) -> Iterator[Record]:
+    number = 0
+    for number, line in enumerate(lines, 1):
+        if keep_line is not None and not keep_line(line):
+            stats.skipped += 1
+            continue
+        record = classify_line(line, name, number, stats)
+        if record is not None:
+            yield record
+    stats.lines += number
+
+
+def classify_line(line: bytes, name: str, number: int, stats: ReadStats) -> Record | None:
+    """Parse one line, counting it as corrupt or foreign when it is no record."""
+    value = parse_line(line)
+    if value is None:
+        if line.strip():
+            stats.note_corrupt(name, number)
+        return None
+    record = as_record(value)
+    if record is None:
+        stats.foreign += 1
+    return record
+
+
+def lines_in_range(stream: IO[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The lines of a seekable stream that *start* in byte range [start, end).
+
+    Splitting a file at arbitrary offsets and reading each range this way
+    visits every line exactly once.
+    """
+    position = start
+    if start > 0:
+        stream.seek(start - 1)
+        position += len(stream.readline()) - 1  # finish the line that began before start
+    else:
+        stream.seek(0)
+    for line in stream:
+        if position >= end:
+            return
+        position += len(line)
+        yield line
+
+
+# ---------------------------------------------------------------- fields
+
+
+def text_field(record: Record, key: str) -> str:
+    """The field as text, whatever JSON type an untrusted writer gave it."""
+    value = record.get(key)
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def is_decision(record: Record) -> bool:
+    return record.get("event") == "decision"
+
+
+def is_exit(record: Record) -> bool:
+    return record.get("event") == "exit"
+
+
+# ---------------------------------------------------------------- pairing
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decision record and, for an allowed command, its exit record if seen."""
+
+    decision: Record
+    exit: Record | None
+
+
+class _Waiting:
+    __slots__ = ("decision", "exit")
+
+    def __init__(self, decision: Record) -> None:
+        self.decision = decision
+        self.exit: Record | None = None
+
+
+def pair_exits(records: Iterable[Record], *, window: int = PAIRING_WINDOW) -> Iterator[Event]:
+    """Decisions in order, each with the exit line of the same session.
+
+    An allowed decision waits for its exit line at most ``window`` records
+    (a ``docker logs -f`` can run for days); memory stays bounded and the
+    order of decisions is kept. Exit lines with no decision are dropped.
+    """
+    queue: deque[_Waiting] = deque()
+    pending: dict[str, _Waiting] = {}
+    for record in records:
+        if is_exit(record):
+            attach_exit(record, pending)
+        elif is_decision(record):
+            enqueue_decision(record, queue, pending)
+        yield from release_ready(queue, pending, window)
+    yield from release_ready(queue, pending, 0)
+
+
+def enqueue_decision(record: Record, queue: deque[_Waiting], pending: dict[str, _Waiting]) -> None:
+    waiting = _Waiting(record)
+    queue.append(waiting)
+    session = record.get("session")
+    if record.get("decision") == "allow" and type(session) is str:
+        pending[session] = waiting
+
+
+def attach_exit(record: Record, pending: dict[str, _Waiting]) -> None:
+    session = record.get("session")
+    waiting = pending.pop(session, None) if type(session) is str else None
+    if waiting is not None:
+        waiting.exit = record
+
+
+def release_ready(queue: deque[_Waiting], pending: dict[str, _Waiting], window: int) -> Iterator[Event]:
+    """Pop decisions from the front that are complete or have waited long enough."""
+    while queue and (len(queue) > window or not is_waiting(queue[0], pending)):
+        waiting = queue.popleft()
+        forget(waiting, pending)
+        yield Event(waiting.decision, waiting.exit)
+
+
+def is_waiting(waiting: _Waiting, pending: dict[str, _Waiting]) -> bool:
+    session = waiting.decision.get("session")
+    return type(session) is str and pending.get(session) is waiting
+
+
+def forget(waiting: _Waiting, pending: dict[str, _Waiting]) -> None:
+    session = waiting.decision.get("session")
+    if type(session) is str and pending.get(session) is waiting:
+        del pending[session]

@@ -1,0 +1,263 @@
+"""``gatekeeper replay``: what would a candidate policy have decided?
+
+Every past decision record's verbatim ``cmd`` is decided again under the new
+policy; commands whose outcome flips (allowed→denied, denied→allowed) are
+listed with how often and when the agent sent them, so an operator tightens
+or loosens a policy with evidence. Exit status: 0 nothing changes, 1 some
+decisions change (like diff), 66 a log is unreadable, 78 the policy is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+from gatekeeper.views.errors import BadPolicy, NoInput, ViewError
+from gatekeeper.views.escape import shown, visible
+from gatekeeper.views.records import (
+    DEFAULT_LOG,
+    ReadStats,
+    Record,
+    expand_sources,
+    is_decision,
+    iter_records,
+    text_field,
+)
+from gatekeeper.views.rows import json_line
+
+SHOWN_LIMIT: Final = 200
+DECISION_CACHE: Final = 65_536
+OLD_DECISIONS: Final = {"allow": True, "deny": False}
+REPLAY_ERROR_RULE: Final = "replay-error"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The parts of a core ``Decision`` replay compares and shows."""
+
+    allowed: bool
+    canonical: str | None
+    rule: str
+    reason: str
+
+
+Decider = Callable[[str], Verdict]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One command whose decision flips under the candidate policy."""
+
+    cmd: str
+    was_allowed: bool
+    old_rule: str
+    new: Verdict
+    count: int
+    first_seen: str
+    last_seen: str
+
+    @property
+    def now_denied(self) -> bool:
+        return self.was_allowed and not self.new.allowed
+
+    @property
+    def label(self) -> str:
+        return "allow→deny" if self.now_denied else "deny→allow"
+
+    @property
+    def shown_command(self) -> str:
+        return shown(self.cmd, SHOWN_LIMIT)
+
+    @property
+    def shown_canonical(self) -> str:
+        return visible(self.new.canonical or "-")
+
+    @property
+    def shown_why(self) -> str:
+        return shown(f"{self.new.rule}: {self.new.reason} (was {self.old_rule})", SHOWN_LIMIT)
+
+    @property
+    def last_seen_label(self) -> str:
+        return shown(self.last_seen, 40)
+
+    def as_json(self) -> Record:
+        return {
+            "cmd": self.cmd,
+            "from": "allow" if self.was_allowed else "deny",
+            "to": "allow" if self.new.allowed else "deny",
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "old_rule": self.old_rule,
+            "new": {
+                "canonical": self.new.canonical,
+                "rule": self.new.rule,
+                "reason": self.new.reason,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    decisions: int
+    still_allowed: int
+    still_denied: int
+    errors: int
+    changes: tuple[Change, ...]
+
+    @property
+    def now_denied(self) -> int:
+        return sum(change.count for change in self.changes if change.now_denied)
+
+    @property
+    def now_allowed(self) -> int:
+        return sum(change.count for change in self.changes if not change.now_denied)
+
+    def headline(self) -> str:
+        text = (
+            f"{self.decisions} decisions replayed: {self.now_denied} allow→deny, "
+            f"{self.now_allowed} deny→allow, {self.still_allowed} still allowed, "
+            f"{self.still_denied} still denied"
+        )
+        return text + (f", {self.errors} errors (counted as deny)" if self.errors else "")
+
+
+# ---------------------------------------------------------------- replaying
+
+
+class _Flip:
+    __slots__ = ("count", "first", "last", "new", "old_rule")
+
+    def __init__(self, new: Verdict, old_rule: str, seen: str) -> None:
+        self.new, self.old_rule = new, old_rule
+        self.count, self.first, self.last = 0, seen, seen
+
+
+def replay(records: Iterable[Record], decide: Decider) -> ReplayReport:
+    """Decide each decision record's ``cmd`` again and collect what flips."""
+    flips: dict[tuple[str, bool], _Flip] = {}
+    same = {True: 0, False: 0}
+    errors = total = 0
+    for record in records:
+        old = OLD_DECISIONS.get(record.get("decision")) if is_decision(record) else None
+        if old is None or type(record.get("cmd")) is not str:
+            continue
+        total += 1
+        verdict = decide(record["cmd"])
+        errors += verdict.rule == REPLAY_ERROR_RULE
+        if verdict.allowed == old:
+            same[old] += 1
+        else:
+            note_flip(flips, record, old, verdict)
+    return ReplayReport(total, same[True], same[False], errors, changes_of(flips))
+
+
+def note_flip(flips: dict[tuple[str, bool], _Flip], record: Record, old: bool, new: Verdict) -> None:
+    seen = text_field(record, "ts")
+    flip = flips.get((record["cmd"], old))
+    if flip is None:
+        flip = flips[record["cmd"], old] = _Flip(new, text_field(record, "rule"), seen)
+    flip.count += 1
+    flip.first, flip.last = min(flip.first, seen), max(flip.last, seen)
+
+
+def changes_of(flips: dict[tuple[str, bool], _Flip]) -> tuple[Change, ...]:
+    changes = (
+        Change(cmd, old, flip.old_rule, flip.new, flip.count, flip.first, flip.last)
+        for (cmd, old), flip in flips.items()
+    )
+    return tuple(sorted(changes, key=lambda change: (not change.now_denied, -change.count, change.cmd)))
+
+
+# ---------------------------------------------------------------- the core's decision
+
+
+def core_decider(policy_path: str) -> Decider:
+    """Decide with the real core: ``load_policy`` + ``decide`` on the real filesystem."""
+    from gatekeeper import decision, policy
+    from gatekeeper.errors import PolicyError
+
+    try:
+        candidate = policy.load_policy(policy_path)
+    except PolicyError as error:
+        raise BadPolicy(error.message) from None
+    world = decision.RealWorld()
+    return cached(lambda command: decision.decide(command, candidate, world))
+
+
+def cached(decide: Callable[[str], object]) -> Decider:
+    """Wrap a core ``decide`` into a cached Decider; a crash is a denial."""
+
+    @lru_cache(maxsize=DECISION_CACHE)
+    def verdict(command: str) -> Verdict:
+        try:
+            outcome = decide(command)
+        except Exception as error:  # noqa: BLE001 (fail closed: an error is a denial)
+            return Verdict(allowed=False, canonical=None, rule=REPLAY_ERROR_RULE, reason=repr(error))
+        return Verdict(
+            allowed=bool(getattr(outcome, "allowed", False)),
+            canonical=getattr(outcome, "canonical", None),
+            rule=str(getattr(outcome, "rule", "")),
+            reason=str(getattr(outcome, "reason", "")),
+        )
+
+    return verdict
+
+
+# ---------------------------------------------------------------- command line
+
+
+def replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper replay",
+        description="Re-decide past commands under a candidate policy and show what changes.",
+        epilog="Exit status: 0 nothing changes, 1 some decisions change, 66 unreadable log, "
+        "78 invalid policy.",
+    )
+    parser.add_argument("--policy", required=True, metavar="NEW", help="candidate policy file")
+    parser.add_argument(
+        "logs", nargs="*", metavar="LOG", help=f"audit logs (default {DEFAULT_LOG}; - for stdin)"
+    )
+    parser.add_argument("--no-rotated", action="store_true", help="do not read rotated siblings")
+    parser.add_argument("--json", action="store_true", help="one JSON line per changed command")
+    return parser
+
+
+def replay_main(argv: list[str], *, decider: Callable[[str], Decider] = core_decider) -> int:
+    """Entry point of ``gatekeeper replay``; returns the exit status."""
+    args = replay_parser().parse_args(argv)
+    try:
+        return run_replay(args, decider(args.policy))
+    except ViewError as error:
+        print(f"gatekeeper replay: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:
+        print(f"gatekeeper replay: {NoInput.from_os_error(error)}", file=sys.stderr)
+        return NoInput.exit_code
+
+
+def run_replay(args: argparse.Namespace, decide: Decider) -> int:
+    stats = ReadStats()
+    sources = expand_sources(args.logs or [DEFAULT_LOG], rotated=not args.no_rotated)
+    report = replay(iter_records(sources, stats), decide)
+    if args.json:
+        sys.stdout.writelines(json_line(change.as_json()) + "\n" for change in report.changes)
+        print(report.headline(), file=sys.stderr)
+    else:
+        show_report(report)
+    return 1 if report.changes else 0
+
+
+def show_report(report: ReplayReport) -> None:
+    if sys.stdout.isatty():
+        from gatekeeper.views import render
+
+        render.print_replay(report, render.make_console())
+        return
+    print(report.headline())
+    for change in report.changes:
+        print("\t".join((change.label, str(change.count), change.shown_command, change.shown_why)))

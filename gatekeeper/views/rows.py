@@ -1,0 +1,93 @@
+"""What an operator sees of one event: display fields, already escaped.
+
+Both the plain-text and the rich renderers draw from ``Row``, so escaping
+happens in exactly one place and no renderer ever sees a raw agent string.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final
+
+from gatekeeper.views.escape import shown
+from gatekeeper.views.filters import record_time
+from gatekeeper.views.records import Event, Record, text_field
+
+COMMAND_LIMIT: Final = 240
+FIELD_LIMIT: Final = 120
+KEY_LIMIT: Final = 19  # "SHA256:" and 12 characters of the hash
+NONE_LABEL: Final = "-"
+
+
+@dataclass(frozen=True)
+class Row:
+    time: str
+    who: str
+    decision: str  # "allow", "deny" or the escaped odd value
+    canonical: str
+    command: str
+    why: str
+    outcome: str
+
+    @property
+    def denied(self) -> bool:
+        return self.decision != "allow"
+
+
+def row_of(event: Event) -> Row:
+    record = event.decision
+    return Row(
+        time=time_label(record),
+        who=who_label(record),
+        decision=shown(text_field(record, "decision"), FIELD_LIMIT),
+        canonical=shown(text_field(record, "canonical"), FIELD_LIMIT) or NONE_LABEL,
+        command=shown(text_field(record, "cmd"), COMMAND_LIMIT),
+        why=why_label(record),
+        outcome=outcome_label(event.exit),
+    )
+
+
+def time_label(record: Record) -> str:
+    moment = record_time(record)
+    if moment is None:
+        return shown(text_field(record, "ts"), 32) or NONE_LABEL
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def who_label(record: Record) -> str:
+    key = shown(text_field(record, "key"), KEY_LIMIT) or "no-key"
+    client = shown(text_field(record, "client").split(" ", 1)[0], FIELD_LIMIT) or "no-client"
+    return f"{key} {client}"
+
+
+def why_label(record: Record) -> str:
+    rule = shown(text_field(record, "rule"), FIELD_LIMIT)
+    reason = shown(text_field(record, "reason"), FIELD_LIMIT)
+    return f"{rule}: {reason}" if reason else rule
+
+
+def outcome_label(exit_record: Record | None) -> str:
+    if exit_record is None:
+        return ""
+    status = shown(text_field(exit_record, "exit"), 12)
+    duration = exit_record.get("duration_ms")
+    if type(duration) in (int, float):
+        return f"exit {status} {duration:.0f}ms"
+    return f"exit {status}"
+
+
+def with_exit(event: Event) -> Record:
+    """The decision record for JSON output, with its exit status merged in."""
+    if event.exit is None:
+        return event.decision
+    return {
+        **event.decision,
+        "exit": event.exit.get("exit"),
+        "duration_ms": event.exit.get("duration_ms"),
+    }
+
+
+def json_line(record: Record) -> str:
+    """Compact JSON, pure printable ASCII: escapes, bidi and bad bytes come out as \\uXXXX."""
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
