@@ -7,6 +7,7 @@ Order of checks (each one fails closed):
 2. program    the first word is exactly 'docker';
 3. command    docker's global options and command tree give a canonical path
               (gatekeeper.grammar.command_line), unknown names are denied;
+   globals    only the harmless global options (debug, log level, help);
 4. policy     blocked wins, then the path must be in allowed;
 5. flags      every flag is known to docker's grammar for that command;
 6. vetting    every flag value, host path and family rule (gatekeeper.vetting).
@@ -90,10 +91,19 @@ def decide(command: str, policy: object, world: object) -> Decision:
             raise Denied(f"only docker commands are allowed, not {argv[0]!r}", rule="not-docker")
         located = locate_command(argv)
         canonical = located.canonical
+        check_global_options(located)
         check_policy(located, policy)
         return vetted_decision(argv, located, policy, world)
     except Denied as denial:
         return Decision(False, None, canonical, denial.rule, denial.message)
+
+
+def check_global_options(located: Located) -> None:
+    """docker's own options come first: a redirected client makes the command moot."""
+    for use in located.global_flags.uses:
+        if use.flag[3] != "ok":
+            why = use.flag[4] or "refused by policy"
+            raise Denied(f"global option {use.spelled} is not allowed: {why}", rule=f"flag-{use.name}")
 
 
 def check_policy(located: Located, policy: object) -> None:

@@ -1,0 +1,50 @@
+"""The core allow/deny table: realistic agent commands and every route to a
+blocked operation (aliases, global flags, quoting, plugins, shell syntax)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.policy import load_policy
+from tests.corpus_loader import Case, corpus_params, load_corpus
+
+
+@pytest.fixture(scope="module")
+def policy():  # type: ignore[no-untyped-def]
+    return load_policy(None)
+
+
+@pytest.mark.parametrize("case", corpus_params("core.txt"))
+def test_core_corpus(case: Case, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(case.command, policy, StaticWorld())
+    assert decision.as_dict()["decision"] == case.expected, decision.reason
+    if case.rule != "*":
+        assert decision.rule == case.rule, decision.reason
+
+
+def test_corpus_is_large_and_two_sided() -> None:
+    cases = load_corpus("core.txt")
+    assert len(cases) >= 150
+    assert {c.expected for c in cases} == {"allow", "deny"}
+
+
+ISSUE_EXAMPLES = [
+    ("docker -H unix:///var/run/docker.sock exec x sh", False),
+    ("docker container exec x sh", False),
+    ("docker system dial-stdio", False),
+    ("docker ps; id", False),
+    ('docker e"x"ec x', False),
+]
+
+
+@pytest.mark.parametrize(("command", "allowed"), ISSUE_EXAMPLES)
+def test_issue_examples(command: str, allowed: bool, policy) -> None:  # type: ignore[no-untyped-def]
+    assert decide(command, policy, StaticWorld()).allowed is allowed
+
+
+def test_allowed_argv_is_exactly_the_words(policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide("docker ps -a --format '{{.Names}}'", policy, StaticWorld())
+    assert decision.allowed
+    assert decision.argv == ["docker", "ps", "-a", "--format", "{{.Names}}"]
+    assert decision.canonical == "container ls"
