@@ -1,0 +1,66 @@
+"""Session fixtures for the end-to-end suite: one real sshd + dockerd stack for every test.
+
+The stack is set up the way the README deploys gatekeeper (see stack.py). If the
+engine or sshd cannot start, the fixture raises and every e2e test errors: the
+suite fails loudly instead of skipping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import AGENT_HOME, IMAGE, Stack, running_stack
+
+MARKER_DIR = Path("/tmp/gk-e2e-markers")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker here too, so the directory also runs on its own."""
+    config.addinivalue_line(
+        "markers", "e2e: end-to-end tests against a real sshd and docker engine (root only)"
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The running stack; torn down (daemons killed, engine data removed) at session end."""
+    with running_stack() as running:
+        yield running
+
+
+@pytest.fixture
+def markers() -> Iterator[Path]:
+    """An empty, world-writable directory where planted payloads would leave proof of running."""
+    MARKER_DIR.mkdir(mode=0o1777, exist_ok=True)
+    MARKER_DIR.chmod(0o1777)
+    for old in MARKER_DIR.iterdir():
+        old.unlink()
+    yield MARKER_DIR
+    for old in MARKER_DIR.iterdir():
+        old.unlink()
+
+
+@pytest.fixture
+def restored_home(stack: Stack) -> Iterator[Path]:
+    """The agent's home; anything a test plants there is removed afterwards."""
+    before = set(AGENT_HOME.rglob("*"))
+    yield AGENT_HOME
+    for path in sorted(set(AGENT_HOME.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+
+
+@pytest.fixture(scope="module")
+def ticker(stack: Stack) -> Iterator[str]:
+    """A container (started by root, bypassing gatekeeper) that prints a line every 0.2 s."""
+    name = "gk-e2e-ticker"
+    stack.docker("rm", "-f", name, check=False)
+    script = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+    stack.docker("run", "-d", "--name", name, IMAGE, "sh", "-c", script)
+    yield name
+    stack.docker("rm", "-f", name, check=False)
