@@ -57,11 +57,11 @@ _BUILDX_BUILD_ONLY = {
     "progress", "provenance", "push", "sbom", "secret", "ssh", "root",
     "detach", "server-config", "builder", "debug",
 }
+# legacy-only, or hidden by buildx for compatibility
 _LEGACY_BUILD_ONLY = {"disable-content-trust", "squash", "compress", "isolation",
                       "security-opt", "memory", "memory-swap", "cpu-shares",
                       "cpu-period", "cpu-quota", "cpuset-cpus", "cpuset-mems",
-                      "rm", "force-rm", "cgroup-parent", "iidfile", "ulimit",
-                      "shm-size", "platform", "network", "add-host", "label"}
+                      "rm", "force-rm"}
 _RUN_HIDDEN = {"net", "net-alias", "dns-opt", "cpu-count", "cpu-percent",
                "io-maxbandwidth", "io-maxiops", "use-api-socket"}
 KNOWN_HIDDEN: dict[str, set[str]] = {
@@ -319,6 +319,9 @@ def test_table_entries_are_well_formed(name: str) -> None:
     for key, flag in tbl.items():
         long, short, takes_value, check, why = flag
         assert key in ("--" + long, "-" + short), f"{name}: {key} indexes {flag}"
+        # no later flag took over one of this flag's spellings
+        assert long == "" or tbl["--" + long] is flag, f"{name}: --{long} is two flags"
+        assert short == "" or tbl["-" + short] is flag, f"{name}: -{short} is two flags"
         assert re.fullmatch(r"[A-Za-z0-9][\w-]*", long), f"{name}: bad long name {long!r}"
         assert short == "" or len(short) == 1, f"{name}: bad shorthand {short!r}"
         assert isinstance(takes_value, bool)
