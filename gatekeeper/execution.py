@@ -31,6 +31,8 @@ def child_environment(policy: object) -> dict[str, str]:
         # compose must not fetch project files from git or OCI registries
         "COMPOSE_EXPERIMENTAL_GIT_REMOTE": "false",
         "COMPOSE_EXPERIMENTAL_OCI_REMOTE": "false",
+        # the interactive menu's 'w' key would turn on watch (host file sync)
+        "COMPOSE_MENU": "false",
     }
 
 

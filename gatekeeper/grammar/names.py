@@ -56,12 +56,11 @@ def flag_table(canonical: str) -> dict | None:
 
 
 def compose_table(name: str) -> dict | None:
-    from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS, COMPOSE_GLOBAL
+    """Compose's project flags live on its root only (not inherited), so they
+    are accepted before the subcommand and never after it."""
+    from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS
 
-    table = COMPOSE_FLAGS.get(name)
-    if table is None:
-        return None
-    return {**COMPOSE_GLOBAL, **table}  # compose's project flags are persistent
+    return COMPOSE_FLAGS.get(name)
 
 
 def is_interspersed(canonical: str) -> bool:

@@ -1,0 +1,67 @@
+"""Policy loading: defaults, partial overrides, and fail-closed validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.errors import PolicyError
+from gatekeeper.policy import load_policy
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_embedded_default() -> None:
+    policy = load_policy(None)
+    assert policy.binary == "/usr/bin/docker" and policy.workdir == "/home/ai-worker"
+    assert "container ls" in policy.allowed and "container exec" not in policy.allowed
+    assert "container exec" in policy.blocked and policy.sha256 == ""
+
+
+def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, '[docker]\nbinary = "/opt/docker"\n'))
+    assert policy.binary == "/opt/docker" and policy.host == "unix:///var/run/docker.sock"
+    assert len(policy.sha256) == 64 and "container ls" in policy.allowed
+
+
+def test_aliases_normalise_to_canonical_paths(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, '[commands]\nallowed = ["ps", "image ls", "compose up"]\n'))
+    assert policy.allowed == {"container ls", "image ls", "compose up"}
+
+
+def test_blocked_wins_over_allowed(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, '[commands]\nallowed = ["ps", "exec"]\nblocked = ["container exec"]\n'))
+    assert policy.allowed == {"container ls"}
+
+
+INVALID = [
+    ("unknown section", "[nope]\n"),
+    ("unknown key", "[docker]\nbinaryy = '/x'\n"),
+    ("relative binary", "[docker]\nbinary = 'docker'\n"),
+    ("wrong type", "[audit]\nsyslog = 1\n"),
+    ("unknown command", "[commands]\nallowed = ['frobnicate']\n"),
+    ("plugin name", "[commands]\nallowed = ['scan']\n"),
+    ("list of non-strings", "[commands]\nallowed = [1]\n"),
+    ("relative root", "[paths]\nallowed_roots = ['home']\n"),
+    ("section not a table", "docker = 1\n"),
+    ("not TOML", "[docker\n"),
+    ("not UTF-8", b"\xff\xfe".decode("latin-1")),
+]
+
+
+@pytest.mark.parametrize(("why", "text"), INVALID, ids=[w for w, _ in INVALID])
+def test_invalid_policy_is_an_error(tmp_path: Path, why: str, text: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(PolicyError):
+        load_policy(str(path))
+
+
+def test_unreadable_policy_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError):
+        load_policy(str(tmp_path / "missing.toml"))
