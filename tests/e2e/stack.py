@@ -24,6 +24,7 @@ import grp
 import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 SNIPPET: Final = REPO_ROOT / "sshd_snippets" / "gatekeeper.conf"
@@ -139,6 +140,14 @@ class Stack:
     precedence_key: Path
     daemons: list[Daemon] = field(default_factory=list)
 
+    def client_options(self, *, key: Path | None = None) -> list[str]:
+        """Options shared by ssh, scp and sftp: our key only, no host key prompts, no config of root's."""
+        return [
+            "-F", "/dev/null", "-i", str(key or self.client_key), "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+        ]  # fmt: skip
+
     def ssh_argv(
         self,
         command: str | None,
@@ -147,16 +156,10 @@ class Stack:
         key: Path | None = None,
         port: int | None = None,
     ) -> list[str]:
-        """The agent's `ssh ai-worker@127.0.0.1 COMMAND`, with no client config of root's."""
-        # ssh keeps the first value it reads for an option: the caller's come first.
-        argv = [
-            "ssh", *options, "-F", "/dev/null",
-            "-i", str(key or self.client_key), "-o", "IdentitiesOnly=yes",
-            "-p", str(port or self.forcecommand_port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-            f"{AGENT}@127.0.0.1",
-        ]  # fmt: skip
+        """The agent's `ssh ai-worker@127.0.0.1 COMMAND`; ssh keeps the first value
+        it reads for an option, so the caller's `options` win over our defaults."""
+        port_option = ["-p", str(port or self.forcecommand_port)]
+        argv = ["ssh", *options, *self.client_options(key=key), *port_option, f"{AGENT}@127.0.0.1"]
         return argv if command is None else [*argv, command]
 
     def ssh(
@@ -199,6 +202,31 @@ def audit_records_since(offset: int) -> list[dict[str, object]]:
         log.seek(offset)
         data = log.read()
     return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def read_lines(stream: IO[bytes], *, count: int, timeout: float) -> list[bytes]:
+    """Up to `count` lines from a pipe as they arrive, giving up after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while buffer.count(b"\n") < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([stream.fileno()], [], [], 0.5)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            buffer += chunk
+    return buffer.splitlines()[:count]
+
+
+@contextlib.contextmanager
+def background(argv: Sequence[str], **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A client process for the duration of a `with` block, killed and reaped after it."""
+    process = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
 
 
 def agent_processes() -> list[str]:
@@ -556,10 +584,26 @@ def sshd_answers(daemon: Daemon, port: int) -> bool:
 # ---------------------------------------------------------------- the whole stack
 
 
+def stop_stale_stack() -> None:
+    """A run that was killed (SIGKILL, timeout) left daemons behind: stop them by their pidfiles."""
+    for pidfile in [RUN_DIR / "dockerd.pid", *RUN_DIR.glob("ssh-*/*.pid")]:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while (RUN_DIR / "dockerd.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # dockerd removes its pidfile once it has stopped
+    kill_leftover_engine_processes()
+    unmount_below(RUN_DIR, DATA_ROOT)
+    shutil.rmtree(DATA_ROOT, ignore_errors=True)
+    for stale in RUN_DIR.glob("ssh-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def running_stack() -> Iterator[Stack]:
     """Set everything up, yield the Stack, and undo every step even on failure."""
     require_root()
+    stop_stale_stack()
     with contextlib.ExitStack() as undo:
         ensure_agent_account()
         install_gatekeeper()
@@ -648,10 +692,17 @@ def demo() -> int:
 def serve() -> int:
     """Keep the stack up until Ctrl-C, for trying commands by hand."""
     with running_stack() as stack:
-        print("Stack is up. Try:\n  " + " ".join(stack.ssh_argv("docker ps")) + "\nCtrl-C stops it.")
+        try_it = " ".join(stack.ssh_argv("docker ps"))
+        print(f"Stack is up. Try:\n  {try_it}\nCtrl-C stops it.", flush=True)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, stop_serving)  # background shells start us with SIGINT ignored
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
     return 0
+
+
+def stop_serving(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,57 @@
+"""Allowed docker commands work through the real stack: output, exit status and streaming.
+
+The attack this guards against is the quiet one: a confinement so strict or so
+buffered that operators loosen it by hand. What the agent gets must be what
+docker printed, with docker's own exit status, streamed as it happens.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .stack import IMAGE, Stack, read_lines
+
+pytestmark = pytest.mark.e2e
+
+
+def test_docker_ps_lists_the_engines_containers(stack: Stack, ticker: str) -> None:
+    """`docker ps` talks to the engine named in the policy, not to one the client picks."""
+    result = stack.ssh("docker ps --format '{{.Names}}'")
+    assert result.returncode == 0, result.stderr
+    assert ticker in result.stdout.decode().split()
+
+
+def test_docker_images_shows_the_imported_image(stack: Stack) -> None:
+    result = stack.ssh("docker images")
+    assert result.returncode == 0, result.stderr
+    assert b"gk-busybox" in result.stdout
+
+
+def test_run_returns_the_containers_output(stack: Stack) -> None:
+    result = stack.ssh(f"docker run --rm {IMAGE} echo hi")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"hi\n", b"")
+
+
+def test_run_returns_the_containers_exit_status(stack: Stack) -> None:
+    """A non-zero status must come back as ours, not as 0 or as a denial."""
+    result = stack.ssh(f'docker run --rm {IMAGE} sh -c "exit 3"')
+    assert result.returncode == 3, result.stderr
+
+
+def test_run_passes_stdin_through(stack: Stack) -> None:
+    result = stack.ssh(f"docker run --rm -i {IMAGE} cat", stdin=b"from the agent\n")
+    assert (result.returncode, result.stdout) == (0, b"from the agent\n"), result.stderr
+
+
+def test_logs_follow_streams_before_the_command_ends(stack: Stack, ticker: str) -> None:
+    """`docker logs -f` must stream: lines arrive while the command is still running."""
+    with subprocess.Popen(stack.ssh_argv(f"docker logs -f {ticker}"), stdout=subprocess.PIPE) as client:
+        try:
+            assert client.stdout is not None
+            lines = read_lines(client.stdout, count=3, timeout=15)
+            assert len(lines) == 3 and all(line.startswith(b"line ") for line in lines), lines
+            assert client.poll() is None, "logs -f ended instead of following"
+        finally:
+            client.kill()

@@ -1,0 +1,76 @@
+"""Denied commands come back as exit 77 with exactly one line on stderr, through real ssh.
+
+Attacks covered: a blocked subcommand (`docker exec`), a global option that
+would pick another engine (`-H`), shell chaining (`; id`), a command that is
+not docker at all, and the raw API tunnel `docker system dial-stdio`, which is
+what `DOCKER_HOST=ssh://ai-worker@host docker ...` sends from a client machine.
+"""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .stack import AGENT, Stack, audit_offset, audit_records_since, docker_client
+
+pytestmark = pytest.mark.e2e
+
+EX_NOPERM = 77
+
+DENIED = {
+    "blocked subcommand": "docker exec gk-e2e-ticker sh",
+    "blocked by alias": "docker container exec gk-e2e-ticker sh",
+    "other engine": "docker -H unix:///var/run/docker.sock ps",
+    "shell chaining": "docker ps; id",
+    "command substitution": "docker ps $(id)",
+    "not docker": "id",
+    "absolute docker path": "/usr/bin/docker ps",
+    "raw api tunnel": "docker system dial-stdio",
+}
+
+
+@pytest.mark.parametrize("command", DENIED.values(), ids=DENIED.keys())
+def test_denied_command_exits_77_with_one_line(stack: Stack, command: str) -> None:
+    result = stack.ssh(command)
+    assert result.returncode == EX_NOPERM, (result.stdout, result.stderr)
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gatekeeper: denied"), lines
+
+
+def test_login_without_command_prints_help_and_exits_77(stack: Stack) -> None:
+    """An interactive login gets no shell: a short help text and EX_NOPERM."""
+    result = stack.ssh(None, options=("-T",), stdin=b"id\n")
+    assert result.returncode == EX_NOPERM
+    assert b"docker" in result.stderr
+    assert b"uid=" not in result.stdout + result.stderr
+
+
+def test_docker_host_ssh_url_is_refused_with_a_hint(stack: Stack, tmp_path: Path) -> None:
+    """`DOCKER_HOST=ssh://ai-worker@host docker ps` on a client machine runs
+    `ssh ... docker system dial-stdio`, a raw API pipe; it must be refused and say
+    to use `ssh host docker ...` instead.
+    """
+    wrapper = tmp_path / "bin" / "ssh"
+    wrapper.parent.mkdir()
+    base = stack.ssh_argv(None)[1:-1]  # our client options, without host and command
+    wrapper.write_text("#!/bin/sh\nexec /usr/bin/ssh " + " ".join(base) + ' "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    env = {
+        "PATH": f"{wrapper.parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+        "DOCKER_HOST": f"ssh://{AGENT}@127.0.0.1:{stack.forcecommand_port}",
+    }
+    offset = audit_offset()
+    result = subprocess.run(
+        [str(docker_client()), "ps"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert b"ssh" in result.stderr and b"gatekeeper" in result.stderr, result.stderr
+    decisions = [r for r in audit_records_since(offset) if r["event"] == "decision"]
+    assert decisions and all(r["decision"] == "deny" for r in decisions), decisions
+    assert any("dial-stdio" in str(r["cmd"]) for r in decisions), decisions
