@@ -486,7 +486,7 @@ def remove_all_containers() -> None:
 
 def kill_leftover_engine_processes() -> None:
     """containerd shims re-parent to init; ours name our exec root on their command line."""
-    marker = str(RUN_DIR).encode()
+    marker = str(RUN_DIR / "exec").encode()
     for entry in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError, ProcessLookupError):
             if marker in entry.read_bytes():

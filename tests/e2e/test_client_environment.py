@@ -1,0 +1,66 @@
+"""Environment variables sent by the client change nothing.
+
+Debian's sshd_config has a global `AcceptEnv LANG LC_*` that a Match block
+cannot revoke; the snippet's SetEnv overrides LANG and LC_ALL, and gatekeeper
+builds the docker child's environment from the policy alone. Variables outside
+AcceptEnv (DOCKER_HOST, PYTHONPATH, LD_PRELOAD) are dropped by sshd. Attacks:
+point docker at another engine, make python import the agent's code, make the
+loader run it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+EVIL_MODULE = "import pathlib; pathlib.Path('{marker}').touch()\n"
+
+
+@pytest.fixture
+def evil_pythonpath(tmp_path: Path, markers: Path) -> Path:
+    """A directory that would shadow the gatekeeper package if python searched it."""
+    package = tmp_path / "gatekeeper"
+    package.mkdir()
+    (package / "__init__.py").write_text(EVIL_MODULE.format(marker=markers / "pythonpath"))
+    (package / "__main__.py").write_text(EVIL_MODULE.format(marker=markers / "pythonpath"))
+    for path in (tmp_path, package):
+        path.chmod(0o755)
+    return tmp_path
+
+
+def test_sent_environment_changes_nothing(stack: Stack, evil_pythonpath: Path, markers: Path) -> None:
+    baseline = stack.ssh("docker ps --format '{{.Image}}'")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DOCKER_HOST": "tcp://127.0.0.1:9",
+        "PYTHONPATH": str(evil_pythonpath),
+        "LC_ALL": "POSIX",
+        "LC_DOCKER_HOST": "tcp://127.0.0.1:9",
+        "LANG": "tr_TR.ISO-8859-9",
+    }
+    sendenv = [arg for name in env if name != "PATH" for arg in ("-o", f"SendEnv={name}")]
+    sent = stack.ssh("docker ps --format '{{.Image}}'", options=sendenv, env=env)
+    assert (sent.returncode, sent.stdout) == (0, baseline.stdout), sent.stderr
+    assert list(markers.iterdir()) == []
+
+
+def test_setenv_changes_nothing(stack: Stack, evil_pythonpath: Path, markers: Path) -> None:
+    baseline = stack.ssh("docker ps --format '{{.Image}}'")
+    settings = {
+        "DOCKER_HOST": "tcp://127.0.0.1:9",
+        "DOCKER_CONTEXT": "evil",
+        "PYTHONPATH": str(evil_pythonpath),
+        "PYTHONSTARTUP": str(evil_pythonpath / "gatekeeper" / "__init__.py"),
+        "LD_DEBUG": "libs",
+        "LC_ALL": "C",
+        "ENV": str(evil_pythonpath / "gatekeeper" / "__init__.py"),
+    }
+    options = [arg for name, value in settings.items() for arg in ("-o", f"SetEnv={name}={value}")]
+    sent = stack.ssh("docker ps --format '{{.Image}}'", options=options)
+    assert (sent.returncode, sent.stdout, sent.stderr) == (0, baseline.stdout, b"")
+    assert list(markers.iterdir()) == []

