@@ -60,7 +60,7 @@ def compose_table(name: str) -> dict | None:
     are accepted before the subcommand and never after it."""
     from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS
 
-    return COMPOSE_FLAGS.get(name)
+    return COMPOSE_FLAGS.get("compose " + name)  # the tables are keyed by canonical path
 
 
 def is_interspersed(canonical: str) -> bool:

@@ -1,0 +1,205 @@
+"""docker compose: vet the rendered project, then run exactly what was vetted.
+
+Steps for every subcommand that needs the project (all but ls and version):
+
+1. Project flags (-f, --project-directory/--workdir, --env-file, -p, ...)
+   come from compose's root only. Files and directories follow the host-path
+   rule; remote files (oci://, git URLs, http) and `-f -` are refused.
+2. At least one `-f` is required: without it compose searches the working
+   directory *and its parents* (outside the roots) and honours COMPOSE_FILE
+   from `.env`, so what it loads would not be what the agent named.
+3. `.env` is never read: we pass `--env-file /dev/null` unless the agent
+   names env files (which then follow the host-path rule, so a dot file such
+   as `.env` cannot be named). An env file only shapes the render; its
+   COMPOSE_* settings cannot add files (we pass -f) or change the name we run.
+4. A raw render (`config --no-interpolate`) lists env_file and label_file
+   paths, which the full render inlines and drops: each follows the host-path
+   rule, so compose cannot copy a host file outside the roots into a
+   container's environment or labels.
+5. The full render (`config --format json`) is checked key by key
+   (gatekeeper.vetting.compose_project); host paths are rewritten resolved.
+6. argv becomes `docker compose -f - -p NAME --project-directory DIR
+   --env-file /dev/null [other root flags] SUB ...` and the vetted JSON is
+   fed on stdin: files changed between check and use do not matter.
+
+Residual, documented: compose reads the files named by `include` and
+`extends` while rendering and the model does not say which they were, so a
+compose file outside the roots can be *read*; what it contributes is vetted
+like everything else. Between the raw and the full render the agent could
+swap a compose file (through a container that mounts its directory) so that
+the full render inlines an env file we did not see.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from gatekeeper.errors import Denied
+from gatekeeper.grammar.pflag import FlagUse
+from gatekeeper.vetting.context import Context
+
+# Subcommands that never load the project model.
+WITHOUT_PROJECT = frozenset({"compose ls", "compose version"})
+
+# Root flags that say where the project comes from; rebuilt by us.
+SOURCE_FLAGS = frozenset({"file", "project-directory", "workdir", "env-file", "project-name"})
+
+# Root flags that change the rendered model, passed to the render too.
+MODEL_FLAGS = frozenset({"profile", "compatibility", "all-resources"})
+
+# Compose's remote loaders (switched off in the child environment as well).
+REMOTE_PREFIXES = ("oci://", "git@", "git://", "http://", "https://", "ssh://")
+
+NO_ENV_FILE = "/dev/null"  # an empty env file: compose then skips <project dir>/.env
+RENDER_TIMEOUT = 30.0
+MESSAGE_LIMIT = 200
+
+
+class ProjectSource:
+    """Where the project comes from, after the host-path rule."""
+
+    __slots__ = ("files", "directory", "env_files", "name", "model_flags", "kept_flags")
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.directory = ""
+        self.env_files: list[str] = []
+        self.name = ""
+        self.model_flags: list[str] = []  # re-spelled, for the render and the run
+        self.kept_flags: list[str] = []  # re-spelled, for the run only
+
+
+def vet_compose(ctx: Context) -> None:
+    """Render, vet and pin the project for every compose subcommand that loads one."""
+    if ctx.located.canonical in WITHOUT_PROJECT:
+        return
+    source = project_source(ctx)
+    check_file_references(ctx, source)
+    model = render(ctx, source, [])
+    from gatekeeper.vetting.compose_project import vet_project
+
+    vet_project(model, ctx.host_path)
+    pin_project(ctx, source, model)
+
+
+def project_source(ctx: Context) -> ProjectSource:
+    source = ProjectSource()
+    uses = ctx.located.plugin_flags.uses if ctx.located.plugin_flags else []
+    for use in uses:
+        read_root_flag(ctx, source, use)
+    if not source.files:
+        raise Denied(
+            "name the compose file with -f: without it compose searches parent directories "
+            "(outside the allowed roots) and COMPOSE_FILE from .env",
+            rule="compose-no-file",
+        )
+    if not source.directory:
+        source.directory = posixpath.dirname(source.files[0])  # compose's default
+    return source
+
+
+def read_root_flag(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
+    long = use.flag[0]
+    value = use.value or ""
+    if long == "file":
+        source.files.append(compose_file(ctx, use))
+    elif long in ("project-directory", "workdir"):
+        source.directory = ctx.host_path(value, use.spelled)  # last one wins, as in compose
+    elif long == "env-file":
+        source.env_files.append(ctx.host_path(value, use.spelled))
+    elif long == "project-name":
+        source.name = value
+    else:
+        words = respell(use)
+        target = source.model_flags if long in MODEL_FLAGS else source.kept_flags
+        target.extend(words)
+
+
+def compose_file(ctx: Context, use: FlagUse) -> str:
+    value = use.value or ""
+    if value == "-":
+        raise Denied(f"{use.spelled} -: compose files from stdin are not allowed "
+                     "(gatekeeper feeds compose the vetted project on stdin)", rule="compose-file")
+    if value.startswith(REMOTE_PREFIXES) or "://" in value:
+        raise Denied(f"{use.spelled} {value!r}: remote compose files are not allowed", rule="compose-file")
+    return ctx.host_path(value, use.spelled)
+
+
+def respell(use: FlagUse) -> list[str]:
+    """One root flag as `--long` or `--long=value`, independent of how it was combined."""
+    if use.value is None:
+        return [f"--{use.flag[0]}"]
+    return [f"--{use.flag[0]}={use.value}"]
+
+
+def source_args(source: ProjectSource) -> list[str]:
+    """Root flags for the render: explicit files, directory and env files, never .env."""
+    args = ["compose"]
+    for path in source.files:
+        args += ["-f", path]
+    args += ["--project-directory", source.directory]
+    for path in source.env_files or [NO_ENV_FILE]:
+        args += ["--env-file", path]
+    if source.name:
+        args += ["-p", source.name]
+    return args + source.model_flags
+
+
+def check_file_references(ctx: Context, source: ProjectSource) -> None:
+    """env_file/label_file paths, from the raw model (the full render inlines the files)."""
+    raw = render(ctx, source, ["--no-interpolate"])
+    from gatekeeper.vetting.compose_project import vet_file_references
+
+    vet_file_references(raw, ctx.host_path)
+
+
+def render(ctx: Context, source: ProjectSource, extra: list[str]) -> dict:
+    """`docker compose ... config --format json`: the project as compose will run it."""
+    import subprocess
+
+    args = [*source_args(source), "config", "--format", "json", *extra]
+    try:
+        status, out, err = ctx.world.run_docker(ctx.policy, args, None, RENDER_TIMEOUT)  # type: ignore[attr-defined]
+    except subprocess.TimeoutExpired:
+        raise Denied("compose took too long to render the project", rule="compose-render") from None
+    if status != 0:
+        raise Denied(f"compose could not render the project: {first_error(err)}", rule="compose-render")
+    return parse_model(out)
+
+
+def parse_model(out: bytes) -> dict:
+    import json
+
+    try:
+        model = json.loads(out)
+    except ValueError:
+        raise Denied("compose rendered something that is not JSON", rule="compose-render") from None
+    if not isinstance(model, dict):
+        raise Denied("compose rendered something that is not a project", rule="compose-render")
+    return model
+
+
+def first_error(err: bytes) -> str:
+    """The first stderr line that is not a warning, as printable ASCII, truncated."""
+    lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "level=warning" not in line]
+    line = (errors or lines or ["(no message)"])[0]
+    shown = "".join(ch if " " <= ch <= "~" else "?" for ch in line)
+    return shown[:MESSAGE_LIMIT] + ("..." if len(shown) > MESSAGE_LIMIT else "")
+
+
+def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
+    """Run on the vetted JSON: `-f -` with its name and directory, no env file."""
+    import json
+
+    name = model.get("name")
+    if not isinstance(name, str) or not name:
+        raise Denied("compose rendered a project without a name", rule="compose-render")
+    words = ["compose", "-f", "-", "-p", name, "--project-directory", source.directory,
+             "--env-file", NO_ENV_FILE, *source.model_flags, *source.kept_flags]
+    first = ctx.located.plugin_flags.offset - 1  # type: ignore[union-attr]  # the word 'compose'
+    count = ctx.located.args_start - 1 - first  # 'compose' and its root flags, not the subcommand
+    for index in range(first, first + count):
+        ctx.vetted.rewrites.pop(index, None)  # root-flag rewrites are superseded
+    ctx.vetted.rewrites[first] = (count, words)
+    ctx.vetted.stdin = json.dumps(model, indent=1).encode()

@@ -1,0 +1,536 @@
+"""Rules for a rendered compose project, as data.
+
+Input is what `docker compose config --format json` (compose v2.40.3) prints:
+interpolated, normalised (long volume syntax, absolute paths), env files
+inlined, `include`/`extends` merged. Every key is allowlisted: a key not in
+these tables is refused, so a compose-spec addition is denied until someone
+reads what it does and adds a line here.
+
+Each table maps a key to (check, why). The why is the one-line attack the
+rule stops; it is part of the denial message. Checks that find host paths
+resolve them with the host-path rule and write the resolved form back into
+the model, so docker runs on the path we vetted, not the author's spelling.
+
+Strings in the rendered model escape `$` as `$$` (compose interpolates the
+model again when it reads it back on stdin); host paths are unescaped before
+resolving and escaped again when written back.
+"""
+
+# One rule per line keeps each refusal's "why" beside its key; such lines run long.
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gatekeeper.errors import Denied
+
+# A resolver: (host path as rendered, what to name in a denial) -> resolved path.
+Resolver = Callable[[str, str], str]
+
+OK = "ok"  # allowed, value not inspected
+DENY_SET = "deny-if-set"  # refused unless empty/absent (cap_add: [] is fine)
+DENY_TRUE = "deny-true"  # refused when true
+NAMESPACE = "namespace"  # pid/ipc/uts/cgroup: the container's own namespace only
+NETWORK_MODE = "network-mode"  # no host, container:<id> or service:<name> network
+USERNS = "userns"  # userns_mode: the only value docker knows is host
+VOLUMES = "volumes"  # service volumes: bind sources follow the host-path rule
+BUILD = "build"  # build section: BUILD_KEYS
+SECURITY_OPT = "security-opt"
+SYSCTLS = "sysctls"
+LOGGING = "logging"
+BLKIO = "blkio"
+DEPLOY = "deploy"
+ISOLATION = "isolation"
+FILES = "files"  # env_file/label_file left in a model: each path follows the rule
+
+_NS_WHY = "sharing the host's or another container's namespace escapes the container's isolation"
+_DEVICE_WHY = "gives the container a host device node (disks, /dev/mem, GPUs)"
+_EXEC_WHY = "runs a command outside the vetted service definition"
+
+# compose-spec service keys, as compose v2.40.3 renders them.
+SERVICE_KEYS: dict[str, tuple[str, str]] = {
+    "annotations": (DENY_SET, "OCI annotations reach the runtime; some (CDI, nvidia) turn into host devices"),
+    "attach": (OK, ""),
+    "blkio_config": (BLKIO, "per-device throttles name host device paths"),
+    "build": (BUILD, ""),
+    "cap_add": (DENY_SET, "adds kernel capabilities (SYS_ADMIN, SYS_MODULE, ...) that break out of the container"),
+    "cap_drop": (OK, ""),
+    "cgroup": (NAMESPACE, _NS_WHY),
+    "cgroup_parent": (DENY_SET, "places the container in an arbitrary host cgroup, escaping the limits docker sets"),
+    "command": (OK, ""),
+    "configs": (OK, ""),  # references; the top-level configs are checked
+    "container_name": (OK, ""),
+    "cpu_count": (OK, ""),
+    "cpu_percent": (OK, ""),
+    "cpu_period": (OK, ""),
+    "cpu_quota": (OK, ""),
+    "cpu_rt_period": (OK, ""),
+    "cpu_rt_runtime": (OK, ""),
+    "cpu_shares": (OK, ""),
+    "cpus": (OK, ""),
+    "cpuset": (OK, ""),
+    "credential_spec": (DENY_SET, "Windows credential specs are read from host files or the registry"),
+    "depends_on": (OK, ""),
+    "deploy": (DEPLOY, ""),
+    "develop": (DENY_SET, "watch syncs host files into containers and rebuilds on change, outside the vetted project"),
+    "device_cgroup_rules": (DENY_SET, "lets the container open host devices by major/minor number"),
+    "devices": (DENY_SET, _DEVICE_WHY),
+    "dns": (OK, ""),
+    "dns_opt": (OK, ""),
+    "dns_search": (OK, ""),
+    "domainname": (OK, ""),
+    "entrypoint": (OK, ""),
+    "env_file": (FILES, "the CLI reads the file into the container's environment"),
+    "environment": (OK, ""),
+    "expose": (OK, ""),
+    "external_links": (OK, ""),
+    "extra_hosts": (OK, ""),
+    "gpus": (DENY_SET, _DEVICE_WHY),
+    "group_add": (OK, ""),
+    "healthcheck": (OK, ""),
+    "hostname": (OK, ""),
+    "image": (OK, ""),
+    "init": (OK, ""),
+    "ipc": (NAMESPACE, _NS_WHY),
+    "isolation": (ISOLATION, "selects another isolation technology than the default"),
+    "label_file": (FILES, "the CLI reads the file into the container's labels"),
+    "labels": (OK, ""),
+    "links": (OK, ""),
+    "logging": (LOGGING, "other log drivers make dockerd read host files (syslog-tls-*, splunk-cacert) or dial host sockets"),
+    "mac_address": (OK, ""),
+    "mem_limit": (OK, ""),
+    "mem_reservation": (OK, ""),
+    "mem_swappiness": (OK, ""),
+    "memswap_limit": (OK, ""),
+    "models": (DENY_SET, "model runners are started on the host by Docker Model Runner, outside any container"),
+    "network_mode": (NETWORK_MODE, _NS_WHY),
+    "networks": (OK, ""),  # references; the top-level networks are checked
+    "oom_kill_disable": (OK, ""),
+    "oom_score_adj": (OK, ""),
+    "pid": (NAMESPACE, _NS_WHY),
+    "pids_limit": (OK, ""),
+    "platform": (OK, ""),
+    "ports": (OK, ""),
+    "post_start": (DENY_SET, "lifecycle hooks run commands (possibly privileged) " + _EXEC_WHY),
+    "pre_stop": (DENY_SET, "lifecycle hooks run commands (possibly privileged) " + _EXEC_WHY),
+    "privileged": (DENY_TRUE, "a privileged container has every capability and all host devices: host root"),
+    "profiles": (OK, ""),
+    "provider": (DENY_SET, "compose runs a host binary for provider services, outside any container"),
+    "pull_policy": (OK, ""),
+    "read_only": (OK, ""),
+    "restart": (OK, ""),
+    "runtime": (DENY_SET, "selects another OCI runtime the daemon knows, possibly one without confinement"),
+    "scale": (OK, ""),
+    "secrets": (OK, ""),  # references; the top-level secrets are checked
+    "security_opt": (SECURITY_OPT, "weakens confinement (seccomp, AppArmor, SELinux) or makes the CLI read a host file"),
+    "shm_size": (OK, ""),
+    "stdin_open": (OK, ""),
+    "stop_grace_period": (OK, ""),
+    "stop_signal": (OK, ""),
+    "storage_opt": (OK, ""),
+    "sysctls": (SYSCTLS, "only namespaced kernel settings are safe to set from a container"),
+    "tmpfs": (OK, ""),
+    "tty": (OK, ""),
+    "ulimits": (OK, ""),
+    "use_api_socket": (DENY_TRUE, "bind-mounts the Docker API socket (root on the host) and registry credentials"),
+    "user": (OK, ""),
+    "userns_mode": (USERNS, _NS_WHY),
+    "uts": (NAMESPACE, _NS_WHY),
+    "volumes": (VOLUMES, ""),
+    "volumes_from": (DENY_SET, "inherits another container's mounts, including its host bind mounts"),
+    "working_dir": (OK, ""),
+}
+
+_BUILD_PATH = "build-path"
+_BUILD_DOCKERFILE = "build-dockerfile"
+_BUILD_CONTEXTS = "build-contexts"
+_BUILD_CACHE_FROM = "build-cache-from"
+_BUILD_NETWORK = "build-network"
+
+# compose-spec build keys.
+BUILD_KEYS: dict[str, tuple[str, str]] = {
+    "context": (_BUILD_PATH, "the CLI sends this host directory to the builder"),
+    "dockerfile": (_BUILD_DOCKERFILE, "the CLI reads the Dockerfile from the host"),
+    "dockerfile_inline": (OK, ""),
+    "args": (OK, ""),
+    "ssh": (DENY_SET, "forwards the host's SSH agent socket or host key files into the build"),
+    "cache_from": (_BUILD_CACHE_FROM, "type=local reads a host directory into the build"),
+    "cache_to": (DENY_SET, "writes the build cache to a host directory or pushes it to a registry"),
+    "additional_contexts": (_BUILD_CONTEXTS, "the CLI sends these host directories to the builder"),
+    "network": (_BUILD_NETWORK, "RUN steps on the host network reach host-only services"),
+    "secrets": (OK, ""),  # references; the top-level secrets are checked
+    "entitlements": (DENY_SET, "network.host and security.insecure entitlements lift the build sandbox"),
+    "privileged": (DENY_TRUE, "an insecure (privileged) build sandbox is host root during RUN steps"),
+    "extra_hosts": (OK, ""),
+    "isolation": (ISOLATION, "selects another isolation technology than the default"),
+    "labels": (OK, ""),
+    "no_cache": (OK, ""),
+    "no_cache_filter": (OK, ""),
+    "pull": (OK, ""),
+    "platforms": (OK, ""),
+    "shm_size": (OK, ""),
+    "tags": (OK, ""),
+    "target": (OK, ""),
+    "ulimits": (OK, ""),
+    "provenance": (OK, ""),
+    "sbom": (OK, ""),
+}
+
+_TOP_VOLUME_DRIVER = "volume-driver"
+_TOP_NETWORK_DRIVER = "network-driver"
+_TOP_NETWORK_NAME = "network-name"
+_TOP_FILE = "file"
+
+# Top-level volumes: a named volume is fine; options turn it into a host mount.
+VOLUME_KEYS: dict[str, tuple[str, str]] = {
+    "name": (OK, ""),
+    "external": (OK, ""),
+    "labels": (OK, ""),
+    "driver": (_TOP_VOLUME_DRIVER, "a volume plugin can map any host path into the container: a bind mount in disguise"),
+    "driver_opts": (DENY_SET, "local driver options (type=none, o=bind, device=/) mount any host path: a bind mount in disguise"),
+}
+
+NETWORK_KEYS: dict[str, tuple[str, str]] = {
+    "name": (_TOP_NETWORK_NAME, "the 'host' network gives containers the host's network stack"),
+    "external": (OK, ""),
+    "labels": (OK, ""),
+    "internal": (OK, ""),
+    "attachable": (OK, ""),
+    "enable_ipv4": (OK, ""),
+    "enable_ipv6": (OK, ""),
+    "ipam": (OK, ""),
+    "driver": (_TOP_NETWORK_DRIVER, "macvlan/ipvlan/host drivers put containers on the host's interfaces"),
+    "driver_opts": (DENY_SET, "driver options can attach a network to existing host bridges and interfaces"),
+}
+
+# Top-level configs and secrets: `file:` is a host file mounted into the container.
+FILE_OBJECT_KEYS: dict[str, tuple[str, str]] = {
+    "name": (OK, ""),
+    "external": (OK, ""),
+    "labels": (OK, ""),
+    "file": (_TOP_FILE, "the host file is mounted into the container"),
+    "environment": (OK, ""),
+    "content": (OK, ""),
+    "driver": (DENY_SET, "swarm config/secret drivers are not used by compose"),
+    "driver_opts": (DENY_SET, "swarm config/secret drivers are not used by compose"),
+    "template_driver": (DENY_SET, "swarm template drivers are not used by compose"),
+}
+
+TOP_LEVEL_KEYS: dict[str, tuple[str, str]] = {
+    "name": (OK, ""),
+    "services": (OK, ""),  # each service is checked below
+    "networks": (OK, ""),
+    "volumes": (OK, ""),
+    "configs": (OK, ""),
+    "secrets": (OK, ""),
+    "models": (DENY_SET, "model runners are started on the host by Docker Model Runner, outside any container"),
+}
+
+# Keys whose files compose reads while rendering.
+FILE_KEYS = ("env_file", "label_file")
+
+# pid/ipc/uts/cgroup values that keep the container in its own namespace;
+# everything else is host or another container's (container:, service:).
+PRIVATE_NAMESPACES = frozenset({"", "private", "shareable", "none"})
+# network_mode prefixes that join another network stack than a docker network.
+SHARED_NETWORK_PREFIXES = ("container:", "service:")
+
+# security_opt entries that only tighten confinement.
+SAFE_SECURITY_OPTS = frozenset({
+    "no-new-privileges", "no-new-privileges:true", "no-new-privileges=true",
+})
+
+# Kernel settings that are per network/IPC namespace (docker's own list).
+SAFE_SYSCTL_PREFIXES = ("net.", "kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")
+UNSAFE_SYSCTLS = frozenset({"kernel.shm_rmid_forced"})  # not namespaced on older kernels
+
+LOCAL_LOG_DRIVERS = frozenset({"json-file", "local", "none"})
+LOCAL_VOLUME_DRIVERS = frozenset({"local"})
+LOCAL_NETWORK_DRIVERS = frozenset({"bridge"})
+HOST_NETWORK_NAMES = frozenset({"host"})
+
+# Service volume types: binds follow the host-path rule, others are contained.
+VOLUME_TYPES: dict[str, str] = {
+    "bind": "bind",
+    "volume": OK,
+    "tmpfs": OK,
+    "image": OK,
+    "npipe": "a Windows named pipe of the host",
+    "cluster": "cluster volumes are swarm-only",
+}
+
+# additional_contexts values that do not name a host directory.
+REMOTE_CONTEXT_PREFIXES = ("docker-image://", "service:", "target:")
+
+
+class ProjectCheck:
+    """Walks one rendered model, checking every key and resolving host paths."""
+
+    __slots__ = ("resolve",)
+
+    def __init__(self, resolve: Resolver) -> None:
+        self.resolve = resolve
+
+    def host_path(self, value: object, what: str) -> str:
+        """Resolve a rendered (dollar-escaped) host path; returns it escaped again."""
+        if not isinstance(value, str):
+            raise Denied(f"{what}: expected a host path, got {type(value).__name__}", rule="compose-model")
+        return self.resolve(value.replace("$$", "$"), what).replace("$", "$$")
+
+
+def vet_project(model: dict, resolve: Resolver) -> None:
+    """Refuse anything in `model` the rules do not allow; rewrite host paths in place."""
+    check = ProjectCheck(resolve)
+    check_keys(model, TOP_LEVEL_KEYS, "compose project", check)
+    for name, service in mapping(model.get("services"), "services").items():
+        check_keys(mapping(service, f"service {name!r}"), SERVICE_KEYS, f"service {name!r}", check)
+    for section, keys in (("volumes", VOLUME_KEYS), ("networks", NETWORK_KEYS),
+                          ("configs", FILE_OBJECT_KEYS), ("secrets", FILE_OBJECT_KEYS)):
+        for name, item in mapping(model.get(section), section).items():
+            where = f"top-level {section[:-1]} {name!r}"
+            check_keys(mapping(item, where), keys, where, check)
+
+
+def vet_file_references(raw: dict, resolve: Resolver) -> None:
+    """env_file and label_file in the raw (uninterpolated) model: the full render
+    reads these files into the model and drops the keys, so this is where their
+    paths can be seen. A variable in such a path is refused: we could not tell
+    which file the full render reads."""
+    check = ProjectCheck(resolve)
+    for name, service in mapping(raw.get("services"), "services").items():
+        for key in FILE_KEYS:
+            where = f"compose service {name!r}: {key}"
+            for path in file_paths(mapping(service, where).get(key)):
+                if "$" in str(path):
+                    refuse(where, path, "variables in env_file/label_file paths are not supported")
+                check.host_path(path, where)
+
+
+def file_paths(value: object) -> list:
+    if not isinstance(value, list):
+        return [] if value is None else [value]
+    return [entry.get("path") if isinstance(entry, dict) else entry for entry in value]
+
+
+def check_keys(item: dict, keys: dict[str, tuple[str, str]], where: str, check: ProjectCheck) -> None:
+    for key in list(item):
+        if key.startswith("x-"):
+            continue  # extension fields: compose ignores them
+        rule = keys.get(key)
+        if rule is None:
+            raise Denied(f"compose {where}: key {key!r} is not allowed (unknown to gatekeeper)",
+                         rule="compose-unknown-key")
+        kind, why = rule
+        checked = VALUE_CHECKS[kind](item[key], f"compose {where}: {key}", why, check)
+        if checked is not None:
+            item[key] = checked
+
+
+def mapping(value: object, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Denied(f"compose {what}: expected a mapping", rule="compose-model")
+    return value
+
+
+def refuse(where: str, value: object, why: str) -> None:
+    """Deny naming where (service and key), the value and the attack; rule id from the key."""
+    shown = value if isinstance(value, str) else "set"
+    key = where.rsplit(": ", 1)[-1].split(" ", maxsplit=1)[0].split(".", maxsplit=1)[0]
+    raise Denied(f"{where}: {shown!s:.80} is not allowed: {why}", rule="compose-" + key)
+
+
+# Each check: (value, where, why, check) -> replacement value or None (unchanged).
+
+def check_ok(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    """Nothing host-side in this key."""
+
+
+def check_deny_set(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value not in (None, "", [], {}, False):
+        refuse(where, value, why)
+
+
+def check_deny_true(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value is True or value == "true":
+        refuse(where, "true", why)
+
+
+def check_namespace(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if (value or "") not in PRIVATE_NAMESPACES:
+        refuse(where, value, why)
+
+
+def check_network_mode(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    """bridge, none or a project network are fine; host and shared stacks are not."""
+    text = str(value or "")
+    if text == "host" or text.startswith(SHARED_NETWORK_PREFIXES):
+        refuse(where, text, why)
+
+
+def check_userns(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    check_deny_set(value, where, why, check)
+
+
+def check_isolation(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value not in (None, "", "default"):
+        refuse(where, value, why)
+
+
+def check_security_opt(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    for option in value or []:  # type: ignore[attr-defined]
+        if option not in SAFE_SECURITY_OPTS:
+            refuse(where, option, why)
+
+
+def check_sysctls(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    items = value.items() if isinstance(value, dict) else [(str(s).split("=", 1)[0], "") for s in value or []]  # type: ignore[attr-defined]
+    for name, _setting in items:
+        if name in UNSAFE_SYSCTLS or not name.startswith(SAFE_SYSCTL_PREFIXES):
+            refuse(where, name, why)
+
+
+def check_logging(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    driver = mapping(value, where).get("driver")
+    if driver is not None and driver not in LOCAL_LOG_DRIVERS:
+        refuse(where + ".driver", driver, why)
+
+
+def check_blkio(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    for key, setting in mapping(value, where).items():
+        if key != "weight" and setting:
+            refuse(f"{where}.{key}", setting, why)
+
+
+def check_deploy(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    """deploy.resources.reservations.devices is how compose asks for GPUs and other devices."""
+    resources = mapping(mapping(value, where).get("resources"), where)
+    reservations = mapping(resources.get("reservations"), where)
+    if reservations.get("devices"):
+        refuse(where + ".resources.reservations.devices", "set", _DEVICE_WHY)
+
+
+def check_files(value: object, where: str, why: str, check: ProjectCheck) -> list:
+    """env_file entries are {path, required} (or plain strings); label_file is a list of paths."""
+    out = []
+    for entry in value or []:  # type: ignore[attr-defined]
+        if isinstance(entry, dict):
+            out.append({**entry, "path": check.host_path(entry.get("path"), where)})
+        else:
+            out.append(check.host_path(entry, where))
+    return out
+
+
+def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> list:
+    out = []
+    for entry in value or []:  # type: ignore[attr-defined]
+        volume = dict(mapping(entry, where))
+        kind = VOLUME_TYPES.get(volume.get("type", ""), "an unknown volume type")
+        if kind == "bind":
+            volume["source"] = check.host_path(volume.get("source"), where + " (bind source)")
+        elif kind != OK:
+            refuse(where, volume.get("type") or "?", kind)
+        out.append(volume)
+    return out
+
+
+def check_build(value: object, where: str, why: str, check: ProjectCheck) -> dict:
+    build = dict(mapping(value, where))
+    if "dockerfile" in build:
+        build["dockerfile"] = dockerfile_path(build, where, check)
+    rest = {key: setting for key, setting in build.items() if key != "dockerfile"}
+    check_keys(rest, BUILD_KEYS, where.removeprefix("compose "), check)
+    build.update(rest)
+    return build
+
+
+def dockerfile_path(build: dict, where: str, check: ProjectCheck) -> str:
+    """Relative Dockerfiles are inside the context; absolute ones are host files."""
+    import posixpath
+
+    dockerfile = build["dockerfile"]
+    context = build.get("context")
+    if not isinstance(dockerfile, str) or not isinstance(context, str):
+        raise Denied(f"{where}.dockerfile: needs a local context", rule="compose-build")
+    return check.host_path(posixpath.join(context, dockerfile), where + ".dockerfile")
+
+
+def check_build_path(value: object, where: str, why: str, check: ProjectCheck) -> str:
+    if isinstance(value, str) and ("://" in value or value.startswith("git@")):
+        refuse(where, value, "remote build contexts are fetched outside the vetted project")
+    return check.host_path(value, where)
+
+
+def check_build_dockerfile(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    """Already resolved against the context by check_build."""
+
+
+def check_build_contexts(value: object, where: str, why: str, check: ProjectCheck) -> dict:
+    out = {}
+    for name, source in mapping(value, where).items():
+        if isinstance(source, str) and source.startswith(REMOTE_CONTEXT_PREFIXES):
+            out[name] = source
+        else:
+            out[name] = check_build_path(source, f"{where}.{name}", why, check)
+    return out
+
+
+def check_build_cache_from(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    for entry in value or []:  # type: ignore[attr-defined]
+        fields = {part.split("=", 1)[0].strip().lower(): part for part in str(entry).split(",")}
+        if fields.get("type", "").lower().endswith("=local"):
+            refuse(where, entry, why)
+
+
+def check_build_network(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value == "host":
+        refuse(where, value, why)
+
+
+def check_volume_driver(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value not in LOCAL_VOLUME_DRIVERS:
+        refuse(where, value, why)
+
+
+def check_network_driver(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value not in LOCAL_NETWORK_DRIVERS:
+        refuse(where, value, why)
+
+
+def check_network_name(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value in HOST_NETWORK_NAMES:
+        refuse(where, value, why)
+
+
+def check_file(value: object, where: str, why: str, check: ProjectCheck) -> str:
+    return check.host_path(value, where)
+
+
+VALUE_CHECKS: dict[str, Callable[[object, str, str, ProjectCheck], object]] = {
+    OK: check_ok,
+    DENY_SET: check_deny_set,
+    DENY_TRUE: check_deny_true,
+    NAMESPACE: check_namespace,
+    NETWORK_MODE: check_network_mode,
+    USERNS: check_userns,
+    ISOLATION: check_isolation,
+    SECURITY_OPT: check_security_opt,
+    SYSCTLS: check_sysctls,
+    LOGGING: check_logging,
+    BLKIO: check_blkio,
+    DEPLOY: check_deploy,
+    FILES: check_files,
+    VOLUMES: check_volumes,
+    BUILD: check_build,
+    _BUILD_PATH: check_build_path,
+    _BUILD_DOCKERFILE: check_build_dockerfile,
+    _BUILD_CONTEXTS: check_build_contexts,
+    _BUILD_CACHE_FROM: check_build_cache_from,
+    _BUILD_NETWORK: check_build_network,
+    _TOP_VOLUME_DRIVER: check_volume_driver,
+    _TOP_NETWORK_DRIVER: check_network_driver,
+    _TOP_NETWORK_NAME: check_network_name,
+    _TOP_FILE: check_file,
+}
