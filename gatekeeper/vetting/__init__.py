@@ -72,3 +72,13 @@ def family_vetter(canonical: str):  # type: ignore[no-untyped-def]
     from gatekeeper.vetting.families import FAMILY_VETTERS
 
     return FAMILY_VETTERS.get(canonical)
+
+
+def _merge_special_checks() -> None:
+    """The value-language checks (volume, mount, security-opt, ...) live in flag_checks."""
+    from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
+
+    FLAG_CHECKS.update(SPECIAL_CHECKS)
+
+
+_merge_special_checks()

@@ -1,0 +1,63 @@
+"""Family rules for `docker run`/`create` and `docker start`, beyond single flags.
+
+Every flag of run/create is vetted on its own (gatekeeper.vetting.flag_checks
+and the grammar tables). What remains here: positionals, and option families
+whose meaning depends on the daemon's configuration rather than on the flag.
+For run/create the first positional is the image and the rest is the
+container's own command line: not ours to vet, whatever it looks like.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+# --log-opt keys of the json-file and local drivers (and the generic ones).
+# The driver is the daemon's default, which an operator may have set to
+# syslog, gelf, fluentd or splunk: their options (syslog-address,
+# syslog-tls-ca-cert, splunk-cacert, ...) make dockerd, as root, dial host
+# sockets or read host files.
+LOG_OPTS = frozenset({
+    "max-size", "max-file", "compress", "labels", "labels-regex", "env",
+    "env-regex", "tag", "mode", "max-buffer-size",
+})  # fmt: skip
+
+# Refused by the grammar table already; checked again here because each one
+# turns `start` into an attach (an exec into a running shell by another name)
+# or a restore of unvetted process state, and a table edit must not undo that.
+START_REFUSED = frozenset({"attach", "interactive", "checkpoint", "checkpoint-dir"})
+
+
+def vet_run(ctx: Context) -> None:
+    """docker run/create: an image must be named; log options stay with harmless drivers."""
+    if not ctx.parsed.positionals:
+        raise Denied(f"'docker {ctx.located.spelled}' needs an image", rule="run-no-image")
+    vet_log_options(ctx)
+
+
+def vet_log_options(ctx: Context) -> None:
+    for use in ctx.parsed.uses:
+        if use.flag[0] != "log-opt":
+            continue
+        key = (use.value or "").partition("=")[0]
+        if key not in LOG_OPTS:
+            raise Denied(
+                f"{use.spelled} {use.value!r} is not allowed: log option {key!r} belongs to a driver "
+                f"that makes the daemon dial host sockets or read host files "
+                f"(allowed: {', '.join(sorted(LOG_OPTS))})",
+                rule=f"flag-{use.name}",
+            )
+
+
+def vet_start(ctx: Context) -> None:
+    """docker start: no attach in any spelling or position (flags may follow the names)."""
+    for use in ctx.parsed.uses:
+        if use.flag[0] in START_REFUSED:
+            raise Denied(
+                f"{use.spelled} is not allowed for 'docker {ctx.located.spelled}': "
+                f"{use.flag[4] or 'attaches to or restores the container'}",
+                rule=f"flag-{use.name}",
+            )
