@@ -664,7 +664,7 @@ def show_agent_view(stack: Stack) -> None:
     print("== What the agent sees (ssh ai-worker@127.0.0.1 COMMAND) ==\n")
     for expectation, command in DEMO_COMMANDS:
         result = stack.ssh(command, options=("-T",))
-        print(f"$ ssh ai-worker@127.0.0.1 {command or '(no command)'}    # expected: {expectation}")
+        print(f"$ ssh ai-worker@127.0.0.1 {command or ''}    # expected: {expectation}", flush=True)
         for stream in (result.stdout, result.stderr):
             text = stream.decode(errors="replace").rstrip()
             if text:
@@ -672,19 +672,22 @@ def show_agent_view(stack: Stack) -> None:
         print(f"  [exit {result.returncode}]\n")
 
 
-def show_operator_view() -> None:
-    print(f"== What the operator sees ({GATEKEEPER} audit --log {AUDIT_LOG}) ==\n")
-    view = subprocess.run([str(GATEKEEPER), "audit", "--log", str(AUDIT_LOG)], check=False)
+def show_operator_view(stack: Stack, offset: int) -> None:
+    """The audit table, limited to the demo's throwaway key: an existing log is left alone."""
+    argv = [str(GATEKEEPER), "audit", "--log", str(AUDIT_LOG), "--key", stack.fingerprint()]
+    print(f"== What the operator sees ({' '.join(argv)}) ==\n", flush=True)
+    view = subprocess.run(argv, check=False)
     if view.returncode != 0:
         print(f"(audit view exited {view.returncode}; the raw records follow)")
-        print(AUDIT_LOG.read_text())
+        for record in audit_records_since(offset):
+            print(json.dumps(record))
 
 
 def demo() -> int:
     with running_stack() as stack:
-        AUDIT_LOG.write_text("")  # the demo's table shows the demo's commands only
+        offset = audit_offset()
         show_agent_view(stack)
-        show_operator_view()
+        show_operator_view(stack, offset)
     print("Stack stopped and cleaned up.")
     return 0
 
