@@ -155,11 +155,11 @@ def events(sources: Iterable[Source], criteria: Criteria, stats: ReadStats) -> I
     """Matching decisions in log order, paired with their exit lines when useful.
 
     Refusals have no exit line, so ``--denied`` skips pairing and lets the raw
-    pre-filter drop every other line unparsed.
+    pre-filter skip every line without "deny" unparsed.
     """
     keep_exits = criteria.decision != "deny"
-    keep_line = raw_prefilter(criteria, keep_exits=keep_exits)
-    records = iter_records(sources, stats, keep_line=keep_line)
+    triggers = raw_prefilter(criteria, keep_exits=keep_exits)
+    records = iter_records(sources, stats, triggers=triggers)
     selected = select(records, matcher(criteria), keep_exits=keep_exits)
     return pair_exits(selected) if keep_exits else unpaired(selected)
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Final
 
-from gatekeeper.views.records import LinePredicate, Record, is_decision, is_exit, text_field
+from gatekeeper.views.records import Record, Triggers, is_decision, is_exit, text_field
 
 Check = Callable[[Record], bool]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,7 +27,6 @@ _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Characters JSON can only spell verbatim or as \uXXXX: printable ASCII except
 # the quote, the backslash and the slash (which has the short escape "\/").
 _PLAIN_JSON_TEXT: Final = re.compile(r"[ !#-.0-\[\]-~]+")
-_BYTE_ARRAY: Final = re.compile(rb"\[\s*\d")
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,11 @@ def matcher(criteria: Criteria) -> Check:
     if len(checks) == 1:
         return checks[0]
     return lambda record: all(check(record) for check in checks)
+
+
+def matcher_or_none(criteria: Criteria) -> Check | None:
+    """Like ``matcher``, but None when every decision matches (saves a call per record)."""
+    return None if criteria == Criteria() else matcher(criteria)
 
 
 def accept_all(record: Record) -> bool:
@@ -174,30 +178,26 @@ def last(items: Iterable[Record], limit: int | None) -> Iterable[Record]:
 # ---------------------------------------------------------------- raw pre-filter
 
 
-def raw_prefilter(criteria: Criteria, *, keep_exits: bool) -> LinePredicate | None:
-    """A test on the raw line that is False only when the line cannot match.
+def raw_prefilter(criteria: Criteria, *, keep_exits: bool) -> Triggers:
+    """Strings such that a line containing none of them cannot match (() = no pre-filter).
 
-    Each exact-text criterion made of characters JSON can only write verbatim
-    or as ``\\uXXXX`` must appear verbatim in the line, unless the line has a
-    ``\\u`` escape or a journald byte-array MESSAGE; then it is parsed anyway.
-    Journald's string MESSAGE nests our JSON verbatim (its own escaping only
-    adds backslashes before quotes and backslashes), so the same test holds.
+    An exact-text criterion made only of characters that JSON can write just
+    verbatim or as ``\\uXXXX`` appears verbatim in any line that matches,
+    unless the line holds a ``\\u`` escape. Journald's string MESSAGE nests our
+    JSON verbatim (its escaping only adds backslashes before quotes and
+    backslashes, and turns ``\\u`` into ``\\\\u``, which still contains ``\\u``);
+    a byte-array MESSAGE is caught by "MESSAGE". Exit lines are kept when
+    pairing needs them.
     """
-    needles = tuple(line_needles(criteria))
-    if not needles:
-        return None
-    return lambda line: may_match(line, needles, keep_exits=keep_exits)
+    needle = rarest_needle(criteria)
+    if needle is None:
+        return ()
+    return (needle.encode("ascii"), b"\\u", b"MESSAGE", *((b"exit",) if keep_exits else ()))
 
 
-def line_needles(criteria: Criteria) -> Iterator[bytes]:
-    for value in (criteria.decision, criteria.user, criteria.rule, criteria.grep):
-        if value is not None and _PLAIN_JSON_TEXT.fullmatch(value):
-            yield value.encode("ascii")
-
-
-def may_match(line: bytes, needles: tuple[bytes, ...], *, keep_exits: bool) -> bool:
-    if all(needle in line for needle in needles):
-        return True
-    if b"\\u" in line or (keep_exits and b"exit" in line):
-        return True
-    return b"MESSAGE" in line and _BYTE_ARRAY.search(line) is not None
+def rarest_needle(criteria: Criteria) -> str | None:
+    """The exact-text criterion likely to be in fewest lines, if any can be a needle."""
+    for value in (criteria.grep, criteria.rule, criteria.decision, criteria.user):
+        if value and _PLAIN_JSON_TEXT.fullmatch(value):
+            return value
+    return None

@@ -15,17 +15,21 @@ from typing import IO, Final
 
 from gatekeeper.views.filters import Criteria, matcher
 from gatekeeper.views.records import (
+    UNKNOWN_LINE,
+    Batch,
     Event,
     ReadStats,
     Record,
     is_decision,
     is_exit,
+    line_batches,
     records_in,
 )
 
 POLL_SECONDS: Final = 0.5
 MAX_LINE: Final = 16 * 1024 * 1024  # a writer that never ends its line cannot exhaust memory
 REMEMBERED_SESSIONS: Final = 1024
+TAIL_SCAN: Final = 64 * 1024
 
 
 def follow_events(
@@ -40,33 +44,31 @@ def follow_events(
     """The last ``backlog`` matching decisions, then every new one (and exits)."""
     position, recent = read_backlog(path, criteria, stats, backlog)
     yield from (Event(record, None) for record in recent)
-    lines = follow_lines(path, start=position, keep_going=keep_going, sleep=sleep)
-    yield from live_events(records_in(lines, path, stats, None), criteria)
+    batches = follow_batches(path, start=position, keep_going=keep_going, sleep=sleep)
+    yield from live_events(records_in(batches, path, stats), criteria)
 
 
 def read_backlog(path: str, criteria: Criteria, stats: ReadStats, backlog: int) -> tuple[int, deque[Record]]:
     """Matching decisions already in the file, and where its last complete line ends."""
     check = matcher(criteria)
     with open(path, "rb") as stream:
-        complete = CompleteLines(stream)
-        records = records_in(complete, path, stats, None)
-        recent = deque((r for r in records if is_decision(r) and check(r)), maxlen=backlog)
-        return complete.position, recent
+        end = end_of_last_line(stream)
+        stream.seek(0)
+        records = records_in(line_batches(stream, stats, (), end), path, stats)
+        return end, deque((r for r in records if is_decision(r) and check(r)), maxlen=backlog)
 
 
-class CompleteLines:
-    """Iterate the newline-terminated lines of a stream, remembering where they end."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-        self.position = stream.tell()
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self.stream:
-            if not line.endswith(b"\n"):
-                return
-            self.position += len(line)
-            yield line
+def end_of_last_line(stream: IO[bytes]) -> int:
+    """Offset just past the last newline (0 if none): where unfinished text begins."""
+    end = os.fstat(stream.fileno()).st_size
+    while end > 0:
+        start = max(end - TAIL_SCAN, 0)
+        stream.seek(start)
+        found = stream.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 def live_events(records: Iterable[Record], criteria: Criteria) -> Iterator[Event]:
@@ -92,15 +94,16 @@ def remember(shown: OrderedDict[object, Record], record: Record) -> None:
 # ---------------------------------------------------------------- tailing
 
 
-def follow_lines(
+def follow_batches(
     path: str,
     *,
     start: int = 0,
     keep_going: Callable[[], bool] = lambda: True,
     sleep: Callable[[float], None] = time.sleep,
     interval: float = POLL_SECONDS,
-) -> Iterator[bytes]:
-    """Complete lines appended to ``path`` from byte ``start`` on, across rotation."""
+) -> Iterator[Batch]:
+    """Complete lines appended to ``path`` from byte ``start`` on, across rotation
+    (unnumbered: line numbers mean little across rotation and truncation)."""
     stream = open(path, "rb")  # noqa: SIM115 (replaced on rotation, closed in finally)
     stream.seek(start)
     pending = b""
@@ -109,7 +112,7 @@ def follow_lines(
             chunk = stream.read()
             if chunk:
                 lines, pending = split_complete(pending + chunk)
-                yield from lines
+                yield UNKNOWN_LINE, lines
             elif (replacement := reopened_if_rotated(path, stream)) is not None:
                 stream.close()
                 stream, pending = replacement, b""
@@ -124,12 +127,15 @@ def follow_lines(
         stream.close()
 
 
-def split_complete(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Whole lines (newline kept) and the unfinished rest, dropped if absurdly long."""
-    *lines, rest = buffer.split(b"\n")
+def split_complete(buffer: bytes) -> tuple[list[str], bytes]:
+    """Whole lines (decoded) and the unfinished rest, dropped if absurdly long."""
+    cut = buffer.rfind(b"\n") + 1
+    rest = buffer[cut:]
     if len(rest) > MAX_LINE:
         rest = b""
-    return [line + b"\n" for line in lines], rest
+    lines = buffer[:cut].decode("utf-8", "surrogateescape").split("\n")
+    lines.pop()  # the empty text after the last newline
+    return lines, rest
 
 
 def reopened_if_rotated(path: str, stream: IO[bytes]) -> IO[bytes] | None:

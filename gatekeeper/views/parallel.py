@@ -2,7 +2,7 @@
 
 A year of logs is about a gigabyte; parsing a million JSON lines takes a few
 CPU-seconds, so a summary splits each large uncompressed file into one byte
-range per CPU (``records.lines_in_range`` gives each line to exactly one
+range per CPU (``records.range_lines`` gives each line to exactly one
 range). Compressed files and standard input are read sequentially.
 """
 
@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gatekeeper.views.filters import Criteria, matcher, raw_prefilter, select
+from gatekeeper.views.filters import Criteria, matcher_or_none, raw_prefilter
 from gatekeeper.views.records import (
     GZIP_MAGIC,
     ReadStats,
     Source,
     iter_records,
-    lines_in_range,
+    range_lines,
     records_in,
 )
 from gatekeeper.views.summary import Tally, tally
@@ -57,9 +57,8 @@ def tally_sources(sources: Iterable[Source], criteria: Criteria, stats: ReadStat
 
 
 def tally_sequentially(source: Source, criteria: Criteria, stats: ReadStats) -> Tally:
-    keep_line = raw_prefilter(criteria, keep_exits=True)
-    records = iter_records([source], stats, keep_line=keep_line)
-    return tally(select(records, matcher(criteria), keep_exits=True))
+    records = iter_records([source], stats, triggers=raw_prefilter(criteria, keep_exits=True))
+    return tally(records, matcher_or_none(criteria))
 
 
 def range_jobs(source: Source, criteria: Criteria, workers: int) -> list[RangeJob]:
@@ -95,8 +94,8 @@ def tally_in_parallel(jobs: Sequence[RangeJob], stats: ReadStats) -> Tally:
 def tally_range(job: RangeJob) -> tuple[Tally, ReadStats]:
     """Worker: tally the lines that start inside one byte range of a file."""
     stats = ReadStats()
-    keep_line = raw_prefilter(job.criteria, keep_exits=True)
+    triggers = raw_prefilter(job.criteria, keep_exits=True)
     with open(job.path, "rb") as stream:
-        lines = lines_in_range(stream, job.start, job.end)
-        records = records_in(lines, job.path, stats, keep_line)
-        return tally(select(records, matcher(job.criteria), keep_exits=True)), stats
+        lines = range_lines(stream, job.start, job.end, stats, triggers)
+        records = records_in(lines, job.path, stats)
+        return tally(records, matcher_or_none(job.criteria)), stats

@@ -66,7 +66,7 @@ def stats_warning(stats: ReadStats) -> str | None:
     """One line for stderr about lines that were not records, or None."""
     if not stats.corrupt:
         return None
-    where = ", ".join(f"{visible(name)}:{number}" for name, number in stats.samples)
+    where = ", ".join(visible(name) + (f":{number}" if number else "") for name, number in stats.samples)
     more = ", ..." if stats.corrupt > len(stats.samples) else ""
     return f"{stats.corrupt} corrupted line(s) skipped ({where}{more})"
 

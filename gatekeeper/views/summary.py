@@ -2,28 +2,36 @@
 
 ``Tally`` is the streaming accumulator (one pass, bounded memory, mergeable so
 the work can be split across processes); ``Summary`` is its frozen result.
+
+The hot loop counts one tuple per decision, (decision, rule, canonical, key,
+client address), instead of five separate counters: real logs have a few
+thousand such combinations, and the per-field counts are sums over them.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final
 
-from gatekeeper.views.filters import record_time
-from gatekeeper.views.records import Record, is_decision, is_exit, text_field
+from gatekeeper.views.records import Record
 
 TOP: Final = 10
 HOURS_PER_DAY: Final = 24
+RANKED: Final = ("decision", "rule", "canonical", "key", "client")  # client: address, no ports
 # Distinct values kept per counter. Every string is chosen by the agent, so
 # an agent sending a million distinct commands must not exhaust memory: past
 # the cap the rarest half is dropped and the counts become lower bounds.
 COUNTER_CAP: Final = 100_000
 PRUNE_EVERY: Final = 4096
-COUNTED_FIELDS: Final = ("decision", "rule", "canonical", "key")
-RANKED: Final = (*COUNTED_FIELDS, "client")  # client: the address, without ports
+# Timestamps as our writer makes them: 2026-11-25T20:16:10.123456Z. They sort
+# as text, so first/last seen and hour buckets need no datetime per record.
+CANONICAL_STAMP_LENGTH: Final = 27
+
+Combo = tuple[object, object, object, object, object]
 
 
 @dataclass(frozen=True)
@@ -55,46 +63,52 @@ class Summary:
 class Tally:
     """Streaming counts; ``add`` each record, ``merge`` partial tallies."""
 
-    __slots__ = ("approximate", "counters", "exits", "first", "hours", "last", "refused", "seen")
+    __slots__ = ("approximate", "combos", "exits", "first", "hours", "last", "refused", "seen")
 
     def __init__(self) -> None:
         self.seen = 0
-        self.counters: dict[str, Counter[str]] = {field: Counter() for field in RANKED}
-        self.refused: Counter[str] = Counter()
-        self.exits: Counter[str] = Counter()
-        self.hours: Counter[int] = Counter()  # hours since year 1, UTC
-        self.first: datetime | None = None
-        self.last: datetime | None = None
+        self.combos: Counter[Combo] = Counter()
+        self.refused: Counter[object] = Counter()
+        self.exits: Counter[object] = Counter()
+        self.hours: Counter[str] = Counter()  # "2026-11-25T20", UTC
+        self.first: str | None = None
+        self.last: str | None = None
         self.approximate = False
 
     def add(self, record: Record) -> None:
-        if is_decision(record):
+        event = record.get("event")
+        if event == "decision":
             self.add_decision(record)
-        elif is_exit(record):
-            self.exits[text_field(record, "exit")] += 1
+        elif event == "exit":
+            self.exits[hashable(record.get("exit"))] += 1
 
     def add_decision(self, record: Record) -> None:
+        get = record.get
+        client = get("client")
+        address = client.partition(" ")[0] if type(client) is str else client
+        combo = (get("decision"), get("rule"), get("canonical"), get("key"), address)
+        try:
+            self.combos[combo] += 1
+        except TypeError:  # a list or object where a string belongs
+            self.combos[tuple(map(hashable, combo))] += 1  # type: ignore[arg-type]
+        if combo[0] == "deny":
+            self.refused[hashable(get("cmd"))] += 1
+        stamp = canonical_stamp(get("ts"))
+        if stamp is not None:
+            self.add_stamp(stamp)
         self.seen += 1
-        for field in COUNTED_FIELDS:
-            self.counters[field][text_field(record, field)] += 1
-        self.counters["client"][client_address(record)] += 1
-        if record.get("decision") == "deny":
-            self.refused[text_field(record, "cmd")] += 1
-        self.add_time(record_time(record))
-        if self.seen % PRUNE_EVERY == 0:
+        if not self.seen % PRUNE_EVERY:
             self.prune()
 
-    def add_time(self, moment: datetime | None) -> None:
-        if moment is None:
-            return
-        self.hours[moment.toordinal() * HOURS_PER_DAY + moment.hour] += 1
-        if self.first is None or moment < self.first:
-            self.first = moment
-        if self.last is None or moment > self.last:
-            self.last = moment
+    def add_stamp(self, stamp: str) -> None:
+        self.hours[stamp[:13]] += 1
+        if self.first is None or stamp < self.first:
+            self.first = stamp
+        if self.last is None or stamp > self.last:
+            self.last = stamp
 
     def prune(self) -> None:
-        for counter in (*self.counters.values(), self.refused, self.exits, self.hours):
+        for counter in (self.combos, self.refused, self.exits, self.hours):
             if len(counter) > COUNTER_CAP:
                 kept = dict(counter.most_common(COUNTER_CAP // 2))
                 counter.clear()
@@ -103,62 +117,111 @@ class Tally:
 
     def merge(self, other: Tally) -> None:
         self.seen += other.seen
-        for field, counter in self.counters.items():
-            counter.update(other.counters[field])
-        self.refused.update(other.refused)
-        self.exits.update(other.exits)
-        self.hours.update(other.hours)
-        for moment in (other.first, other.last):
-            self.add_time_bounds(moment)
+        for mine, theirs in zip(self.counters(), other.counters(), strict=True):
+            mine.update(theirs)
+        for stamp in (other.first, other.last):
+            self.add_bounds(stamp)
         self.approximate = self.approximate or other.approximate
         self.prune()
 
-    def add_time_bounds(self, moment: datetime | None) -> None:
-        if moment is not None:
-            self.first = moment if self.first is None else min(self.first, moment)
-            self.last = moment if self.last is None else max(self.last, moment)
+    def counters(self) -> tuple[Counter[Combo], Counter[object], Counter[object], Counter[str]]:
+        return (self.combos, self.refused, self.exits, self.hours)
+
+    def add_bounds(self, stamp: str | None) -> None:
+        if stamp is not None:
+            self.first = stamp if self.first is None else min(self.first, stamp)
+            self.last = stamp if self.last is None else max(self.last, stamp)
 
     def result(self) -> Summary:
         return Summary(
             decisions=self.seen,
-            by_field={field: ranking(counter) for field, counter in self.counters.items()},
+            by_field=field_rankings(self.combos),
             top_refused=ranking(self.refused),
             exit_statuses=ranking(self.exits),
             hour_of_day=hour_of_day(self.hours),
             busiest_hour=busiest_hour(self.hours),
-            first_seen=self.first,
-            last_seen=self.last,
+            first_seen=parse_stamp(self.first),
+            last_seen=parse_stamp(self.last),
             approximate=self.approximate,
         )
 
 
-def client_address(record: Record) -> str:
-    """The client's address: the first word of SSH_CONNECTION (ports change every time)."""
-    return text_field(record, "client").split(" ", 1)[0]
-
-
-def tally(records: Iterable[Record]) -> Tally:
+def tally(records: Iterable[Record], check: Callable[[Record], bool] | None = None) -> Tally:
+    """Tally exit lines and the decisions that pass ``check`` (all when None)."""
     result = Tally()
-    add = result.add
+    add_decision, exits = result.add_decision, result.exits
     for record in records:
-        add(record)
+        event = record.get("event")
+        if event == "decision":
+            if check is None or check(record):
+                add_decision(record)
+        elif event == "exit":
+            exits[hashable(record.get("exit"))] += 1
     return result
 
 
-def ranking(counter: Counter[str], top: int = TOP) -> Ranking:
-    return Ranking(tuple(counter.most_common(top)), len(counter), sum(counter.values()))
+# ---------------------------------------------------------------- values
 
 
-def hour_of_day(hours: Counter[int]) -> tuple[int, ...]:
+def hashable(value: object) -> object:
+    """Strings, numbers and None as they are; lists and objects as their JSON."""
+    if type(value) in (list, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def label(value: object) -> str:
+    """How a counted value is shown: text as is, None as "", anything else as JSON."""
+    if type(value) is str:
+        return value
+    return "" if value is None else json.dumps(value)
+
+
+def canonical_stamp(stamp: object) -> str | None:
+    """The time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (sortable text), or None if invalid."""
+    if type(stamp) is not str:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)  # also validates the fast path below
+    except ValueError:
+        return None
+    if len(stamp) == CANONICAL_STAMP_LENGTH and stamp[10] == "T" and stamp[19] == "." and stamp[26] == "Z":
+        return stamp
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_stamp(stamp: str | None) -> datetime | None:
+    return None if stamp is None else datetime.fromisoformat(stamp)
+
+
+# ---------------------------------------------------------------- results
+
+
+def field_rankings(combos: Counter[Combo]) -> dict[str, Ranking]:
+    per_field: list[Counter[str]] = [Counter() for _ in RANKED]
+    for combo, count in combos.items():
+        for counter, value in zip(per_field, combo, strict=True):
+            counter[label(value)] += count
+    return {field: ranking(counter) for field, counter in zip(RANKED, per_field, strict=True)}
+
+
+def ranking(counter: Counter[object] | Counter[str], top: int = TOP) -> Ranking:
+    shown: Counter[str] = Counter()
+    for value, count in counter.items():
+        shown[label(value)] += count
+    return Ranking(tuple(shown.most_common(top)), len(shown), sum(shown.values()))
+
+
+def hour_of_day(hours: Counter[str]) -> tuple[int, ...]:
     counts = [0] * HOURS_PER_DAY
     for hour, count in hours.items():
-        counts[hour % HOURS_PER_DAY] += count
+        counts[int(hour[11:13])] += count
     return tuple(counts)
 
 
-def busiest_hour(hours: Counter[int]) -> tuple[datetime, int] | None:
+def busiest_hour(hours: Counter[str]) -> tuple[datetime, int] | None:
     if not hours:
         return None
-    hour, count = max(hours.items(), key=lambda item: (item[1], -item[0]))
-    day = datetime.fromordinal(hour // HOURS_PER_DAY).replace(tzinfo=UTC)
-    return day + timedelta(hours=hour % HOURS_PER_DAY), count
+    hour, count = max(hours.items(), key=lambda item: (item[1], item[0]))
+    return datetime.fromisoformat(f"{hour}:00:00+00:00"), count

@@ -1,0 +1,212 @@
+"""Bench: ``gatekeeper audit`` on a year of logs (1,000,000 records).
+
+Generates a realistic log in a temporary directory (allowed and refused
+commands, exit lines, three keys, a few clients, hostile strings, spread over
+365 days), then times two runs as separate processes:
+
+    gatekeeper audit --log LOG --summary
+    gatekeeper audit --log LOG --denied --since DATE --json
+
+and prints wall time and peak RSS (the largest process, as ``/usr/bin/time -v``
+reports it; the summary may fork one worker per CPU). Targets: < 3 s and
+< 200 MB each on a 2-core machine.
+
+    python bench/audit_bench.py [--records N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+RECORDS: Final = 1_000_000
+WALL_TARGET_S: Final = 3.0
+RSS_TARGET_MB: Final = 200.0
+SINCE_DAYS: Final = 30
+SEED: Final = 20261125
+
+NAMES: Final = ("web", "db", "cache", "worker", "api", "proxy", "queue", "search", "ci-runner", "metrics")
+IMAGES: Final = ("nginx:1.27", "postgres:16", "redis:7", "python:3.12-slim", "node:22", "alpine:3.20")
+KEYS: Final = (
+    "SHA256:Jm0d0Wm2Zb5k3Q9lVv8bq3h1oZ7x8f1k2L3m4N5o6P7",
+    "SHA256:q8Rr7Ls1Zf0Yt2Uv3Wx4Yz5Ab6Cd7Ef8Gh9Ij0Kl1Mn",
+    "SHA256:Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8Nn7Mm6L",
+)
+CLIENTS: Final = ("10.20.0.7", "10.20.0.8", "192.168.1.44", "fd00::17")
+ALLOWED: Final = (
+    ("docker ps", "container ls"),
+    ("docker ps -a --format '{{.Names}}'", "container ls"),
+    ("docker images", "image ls"),
+    ("docker logs --tail 200 {name}", "container logs"),
+    ("docker logs -f --since 10m {name}", "container logs"),
+    ("docker inspect {name}", "inspect"),
+    ("docker restart {name}", "container restart"),
+    ("docker stop {name}", "container stop"),
+    ("docker start {name}", "container start"),
+    ("docker rm -f {name}-old", "container rm"),
+    ("docker pull {image}", "image pull"),
+    ("docker build -t app/{name}:dev .", "buildx build"),
+    ("docker run --rm -v /home/ai-worker/src:/src -w /src {image} make test", "container run"),
+    ("docker compose up -d {name}", "compose up"),
+    ("docker compose logs --tail 50 {name}", "compose logs"),
+    ("docker system df", "system df"),
+    ("docker network ls", "network ls"),
+)
+DENIED: Final = (
+    ("docker exec -it {name} sh", "container exec", "blocked-subcommand"),
+    ("docker cp {name}:/etc/shadow .", "container cp", "blocked-subcommand"),
+    ("docker -H tcp://10.0.0.1:2375 ps", None, "global-option"),
+    ("docker run --privileged -v /:/host {image} chroot /host", "container run", "flag-denied"),
+    ("docker system dial-stdio", "system dial-stdio", "not-allowed"),
+    ("docker ps; id", None, "shell-syntax"),
+    ("docker save {image} -o /tmp/x.tar", "image save", "blocked-subcommand"),
+    ("docker push registry.example.com/{name}", "image push", "blocked-subcommand"),
+    ("docker commit {name} evil", "container commit", "blocked-subcommand"),
+    ("docker compose exec {name} bash", "compose exec", "blocked-subcommand"),
+    ("docker ps \x1b[2J\x1b]8;;http://evil\x07click\x1b]8;;\x07 [bold red]x", None, "control-character"),
+    ("docker ps \u202egnp.exe", None, "format-character"),
+)
+DENY_SHARE: Final = 0.2  # one decision in five is a refusal
+
+
+def random_record_pairs(count: int, rng: random.Random) -> Iterator[dict[str, object]]:
+    """``count`` records (decisions and exit lines), oldest first over one year."""
+    end = datetime.now(UTC)
+    step = timedelta(days=365) / count
+    moment = end - timedelta(days=365)
+    produced = 0
+    while produced < count:
+        decision = random_decision(rng, moment)
+        yield decision
+        produced += 1
+        moment += step
+        if decision["decision"] == "allow" and produced < count:
+            yield exit_record(decision, rng, moment)
+            produced += 1
+            moment += step
+
+
+def random_decision(rng: random.Random, moment: datetime) -> dict[str, object]:
+    fill = {"name": rng.choice(NAMES), "image": rng.choice(IMAGES)}
+    common = {
+        "v": 1,
+        "ts": stamp(moment),
+        "event": "decision",
+        "session": f"{rng.getrandbits(64):016x}",
+        "user": "ai-worker",
+        "profile": "default",
+        "client": f"{rng.choice(CLIENTS)} {rng.randrange(30000, 61000)} 10.20.0.1 22",
+        "key": rng.choice(KEYS),
+    }
+    if rng.random() < DENY_SHARE:
+        template, canonical, rule = rng.choice(DENIED)
+        command = template.format(**fill)
+        verdict = {"argv": None, "canonical": canonical, "decision": "deny", "rule": rule}
+        return {**common, "cmd": command, **verdict, "reason": f"refused ({rule})", **policy()}
+    template, canonical = rng.choice(ALLOWED)
+    command = template.format(**fill)
+    verdict = {"argv": command.split(), "canonical": canonical, "decision": "allow", "rule": "allowed"}
+    return {**common, "cmd": command, **verdict, "reason": f"{canonical} is allowed", **policy()}
+
+
+def policy() -> dict[str, object]:
+    digest = "9f2c1a7be0d44f6a8b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
+    return {"policy": {"path": "/etc/gatekeeper/policy.toml", "sha256": digest}}
+
+
+def exit_record(decision: dict[str, object], rng: random.Random, moment: datetime) -> dict[str, object]:
+    return {
+        "v": 1,
+        "ts": stamp(moment),
+        "event": "exit",
+        "session": decision["session"],
+        "user": "ai-worker",
+        "canonical": decision["canonical"],
+        "exit": 0 if rng.random() < 0.93 else rng.choice((1, 125, 130)),
+        "duration_ms": round(rng.lognormvariate(4, 1.2), 1),
+    }
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def write_log(path: str, count: int) -> None:
+    rng = random.Random(SEED)
+    with open(path, "w", encoding="ascii") as out:
+        for record in random_record_pairs(count, rng):
+            out.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n")
+
+
+# ---------------------------------------------------------------- timing
+
+
+def measure(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one run, in a fresh helper process."""
+    helper = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "wall = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(wall, peak, done.returncode)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", helper, *argv], capture_output=True, text=True, check=True)
+    wall, peak, status = result.stdout.split()
+    if status != "0":
+        raise SystemExit(f"{' '.join(argv)} exited {status}")
+    return float(wall), float(peak)
+
+
+def audit_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gatekeeper", "audit", "--no-rotated", *args]
+
+
+def report(label: str, wall: float, peak: float) -> bool:
+    ok = wall < WALL_TARGET_S and peak < RSS_TARGET_MB
+    verdict = "ok" if ok else "OVER TARGET"
+    print(f"{label:<52} {wall:6.2f} s  {peak:7.1f} MB  {verdict}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=RECORDS)
+    parser.add_argument("--keep", metavar="DIR", help="write the log here and keep it")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = args.keep or scratch
+        return run_bench(os.path.join(directory, "audit.jsonl"), args.records)
+
+
+def run_bench(path: str, count: int) -> int:
+    started = time.perf_counter()
+    write_log(path, count)
+    size_mb = os.path.getsize(path) / 1e6
+    print(f"generated {count} records ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s: {path}")
+    since = (datetime.now(UTC) - timedelta(days=SINCE_DAYS)).strftime("%Y-%m-%d")
+    runs = {
+        "audit --summary": audit_command("--log", path, "--summary"),
+        f"audit --denied --since {since} --json": audit_command(
+            "--log", path, "--denied", "--since", since, "--json"
+        ),
+    }
+    results = [report(label, *measure(argv)) for label, argv in runs.items()]
+    machine = f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}"
+    print(f"{machine}; targets < {WALL_TARGET_S} s and < {RSS_TARGET_MB} MB each")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
