@@ -1,0 +1,166 @@
+"""docker run/create/start: the corpus (tests/corpus/run.txt), the issue's
+"trying to cheat" list with the flag named in every refusal, and the exact
+argv docker gets when a host path is rewritten to its resolved form."""
+
+# One case per line keeps each command beside its expectation; such lines run long.
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+import pytest
+
+from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.grammar import spec
+from gatekeeper.grammar.build_flags import BUILD
+from gatekeeper.grammar.docker_flags import FLAGS
+from gatekeeper.policy import load_policy
+from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
+from tests.corpus_loader import Case, corpus_params, load_corpus
+
+
+@pytest.fixture(scope="module")
+def policy():  # type: ignore[no-untyped-def]
+    return load_policy(None)
+
+
+@pytest.mark.parametrize("case", corpus_params("run.txt"))
+def test_run_corpus(case: Case, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(case.command, policy, StaticWorld())
+    assert decision.as_dict()["decision"] == case.expected, decision.reason
+    if case.rule != "*":
+        assert decision.rule == case.rule, decision.reason
+
+
+# (command, the flag spelling the refusal must name)
+TRYING_TO_CHEAT = [
+    ("docker run -v/:/h img", "-v"),
+    ("docker run -itv /:/h img", "-v"),
+    ("docker run -v=/:/h img", "-v"),
+    ("docker run --volume=/:/h img", "--volume"),
+    ("docker run -v /home/ai-worker/.ssh:/s img", "-v"),
+    ("docker run -v ./../..:/h img", "-v"),
+    ("docker run --mount type=bind,src=/,dst=/h img", "--mount"),
+    ("docker run --mount 'type=bind,\"src=/\",dst=/h' img", "--mount"),
+    ("docker run --mount TYPE=bind,SRC=/,dst=/h img", "--mount"),
+    (
+        "docker run --mount type=volume,dst=/h,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/ img",
+        "--mount",
+    ),
+    ("docker run --privileged=true img", "--privileged"),
+    ("docker run --privileged=1 img", "--privileged"),
+    ("docker run --privileged false img", "--privileged"),
+    ("docker run --privileged=false --privileged img", "--privileged"),
+    ("docker run --pid=host img", "--pid"),
+    ("docker run --net=host img", "--net"),
+    ("docker run --network=container:x img", "--network"),
+    ("docker run --security-opt seccomp=unconfined img", "--security-opt"),
+    ("docker run --security-opt seccomp:unconfined img", "--security-opt"),
+    ("docker run --security-opt no-new-privileges=false img", "--security-opt"),
+    ("docker run --sysctl kernel.core_pattern=x img", "--sysctl"),
+    ("docker run --userns=host img", "--userns"),
+    ("docker start web -a", "-a"),
+]
+
+
+@pytest.mark.parametrize(("command", "flag"), TRYING_TO_CHEAT, ids=[c for c, _ in TRYING_TO_CHEAT])
+def test_trying_to_cheat_is_denied_naming_the_flag(command: str, flag: str, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, policy, StaticWorld())
+    assert not decision.allowed
+    assert decision.reason.startswith(flag + " ") or decision.reason.startswith(flag + ":")
+    assert decision.argv is None
+
+
+# (command, argv docker runs): host paths resolved, everything else as written
+REWRITES = [
+    (
+        "docker run -v ./work/data:/data img",
+        ["docker", "run", "--volume=/home/ai-worker/work/data:/data", "img"],
+    ),
+    (
+        "docker run -itv ./work/../work/x/..:/w:ro img",
+        ["docker", "run", "-it", "--volume=/home/ai-worker/work:/w:ro", "img"],
+    ),
+    ("docker run -v data:/data img ls", ["docker", "run", "-v", "data:/data", "img", "ls"]),
+    (
+        "docker run --rm -v /home/ai-worker/work/data:/data img ls /data",
+        ["docker", "run", "--rm", "-v", "/home/ai-worker/work/data:/data", "img", "ls", "/data"],
+    ),
+    (
+        "docker run --mount type=bind,src=./work,dst=/w,readonly img",
+        ["docker", "run", "--mount=type=bind,dst=/w,readonly,source=/home/ai-worker/work", "img"],
+    ),
+    (
+        "docker run --mount 'type=bind,\"target=/a,b\",SRC=./work' img",
+        ["docker", "run", '--mount=type=bind,"target=/a,b",source=/home/ai-worker/work', "img"],
+    ),
+    (
+        "docker run --mount type=bind,src=/,src=/home/ai-worker/work,dst=/w img",
+        ["docker", "run", "--mount=type=bind,dst=/w,source=/home/ai-worker/work", "img"],
+    ),
+    (
+        "docker run --env-file work/app.env --cidfile=work/cid img",
+        [
+            "docker",
+            "run",
+            "--env-file=/home/ai-worker/work/app.env",
+            "--cidfile=/home/ai-worker/work/cid",
+            "img",
+        ],
+    ),
+    (
+        "docker create -v ./work:/w img -v /:/h",
+        ["docker", "create", "--volume=/home/ai-worker/work:/w", "img", "-v", "/:/h"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "argv"), REWRITES, ids=[c for c, _ in REWRITES])
+def test_host_paths_reach_docker_resolved(command: str, argv: list[str], policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, policy, StaticWorld())
+    assert decision.allowed, decision.reason
+    assert decision.argv == argv
+
+
+def test_symlinked_source_is_passed_resolved(policy) -> None:  # type: ignore[no-untyped-def]
+    world = StaticWorld({"/home/ai-worker/data": "/home/ai-worker/work/real"})
+    decision = decide("docker run -v /home/ai-worker/data:/d img", policy, world)
+    assert decision.argv == ["docker", "run", "--volume=/home/ai-worker/work/real:/d", "img"]
+
+
+def test_symlink_to_host_root_is_denied(policy) -> None:  # type: ignore[no-untyped-def]
+    world = StaticWorld({"/home/ai-worker/work/root": "/"})
+    decision = decide("docker run -v /home/ai-worker/work/root:/h img", policy, world)
+    assert (decision.allowed, decision.rule) == (False, "host-path")
+    assert "'/'" in decision.reason  # the resolved path is shown
+
+
+def test_resolved_path_with_a_colon_is_refused(policy) -> None:  # type: ignore[no-untyped-def]
+    # ':' in the resolved source would make the daemon split the spec elsewhere
+    world = StaticWorld({"/home/ai-worker/work/x": "/home/ai-worker/work/a:b"})
+    decision = decide("docker run -v /home/ai-worker/work/x:/h img", policy, world)
+    assert (decision.allowed, decision.rule) == (False, "flag-volume")
+
+
+def test_run_corpus_is_large_and_two_sided() -> None:
+    cases = load_corpus("run.txt")
+    assert len(cases) >= 200
+    assert {c.expected for c in cases} == {"allow", "deny"}
+
+
+def flags_with_check(check: str) -> set[str]:
+    tables = [*FLAGS.values(), BUILD]
+    return {flag[0] for table in tables for flag in table.values() if flag[3] == check}
+
+
+@pytest.mark.parametrize("check", sorted(SPECIAL_CHECKS))
+def test_every_special_check_has_deny_samples(check: str) -> None:
+    """A meta-test: each special check is exercised by at least one refusal it makes."""
+    cases = load_corpus("run.txt") + load_corpus("build.txt")
+    rules = {c.rule for c in cases if c.expected == "deny"}
+    assert rules & {f"flag-{name}" for name in flags_with_check(check)}, check
+
+
+def test_every_check_name_is_implemented() -> None:
+    from gatekeeper.vetting import FLAG_CHECKS
+
+    assert set(FLAG_CHECKS) == spec.CHECKS
