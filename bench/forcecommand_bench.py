@@ -9,11 +9,13 @@ binary:
                     with SSH_ORIGINAL_COMMAND="docker ps -a --format '{{.Names}}'"
     denied          the same with SSH_ORIGINAL_COMMAND="docker exec web sh"
     allowed/toml    'allowed' without the compiled policy (TOML parsed each call)
+    allowed/-c      'allowed' started with -c instead of -m: what runpy costs
     authprogs       /usr/bin/authprogs --run, configured to allow the same command
     authprogs deny  authprogs refusing 'docker exec web sh'
 
-It prints the median and 90th percentile wall time, peak RSS and the ratio of
-each median to the floor's. Then it streams a stub 'docker logs -f' (one line
+It prints the median and 90th percentile wall time, the median CPU time (user +
+system, which other load on the machine disturbs less than wall time), peak
+RSS and the ratio of each median to the floor's. Then it streams a stub 'docker logs -f' (one line
 every 200 ms) through gatekeeper and reports gatekeeper's own CPU time while
 it supervises and the latency of each line from the child to our pipe.
 
@@ -78,12 +80,13 @@ AUTHPROGS_CONFIG: Final = """-
 
 
 class Run:
-    """One process run: wall seconds and peak RSS (KiB) of it and its waited-for children."""
+    """One process run: wall and CPU seconds, peak RSS (KiB), of it and its waited-for children."""
 
-    __slots__ = ("wall", "rss_kib", "status")
+    __slots__ = ("wall", "cpu", "rss_kib", "status")
 
-    def __init__(self, wall: float, rss_kib: int, status: int) -> None:
+    def __init__(self, wall: float, cpu: float, rss_kib: int, status: int) -> None:
         self.wall = wall
+        self.cpu = cpu
         self.rss_kib = rss_kib
         self.status = status
 
@@ -95,13 +98,14 @@ def run_once(argv: list[str], env: dict[str, str]) -> Run:
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
-    return Run(wall, usage.ru_maxrss, child.returncode)
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, child.returncode)
 
 
 def run_sequence(steps: list[tuple[list[str], dict[str, str]]]) -> Run:
     """Several processes one after the other, as one measurement."""
     runs = [run_once(argv, env) for argv, env in steps]
-    return Run(sum(r.wall for r in runs), max(r.rss_kib for r in runs), runs[-1].status)
+    return Run(sum(r.wall for r in runs), sum(r.cpu for r in runs), max(r.rss_kib for r in runs),
+               runs[-1].status)
 
 
 class Case:
@@ -122,6 +126,9 @@ class Case:
 
     def median_ms(self) -> float:
         return statistics.median(r.wall for r in self.runs) * 1000
+
+    def cpu_ms(self) -> float:
+        return statistics.median(r.cpu for r in self.runs) * 1000
 
     def p90_ms(self) -> float:
         walls = sorted(r.wall for r in self.runs)
@@ -176,6 +183,8 @@ def session_env(root: Path, command: str | None = None) -> dict[str, str]:
 def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Path) -> list[Case]:
     gatekeeper = [str(python), "-I", "-m", "gatekeeper", "--policy", str(files["policy"])]
     uncompiled = [str(python), "-I", "-m", "gatekeeper", "--policy", str(toml_copy)]
+    without_runpy = [str(python), "-I", "-c", "import sys, gatekeeper.cli; sys.exit(gatekeeper.cli.main())",
+                     "--policy", str(files["policy"])]
     stub = [str(files["stub"]), "ps", "-a", "--format", "{{.Names}}"]
     authprogs = ["/usr/bin/authprogs", "--run", "--configfile", str(files["authprogs"])]
     plain = session_env(root)
@@ -185,6 +194,8 @@ def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Pat
         Case("gatekeeper allowed", [(gatekeeper, session_env(root, ALLOWED_COMMAND))], 0),
         Case("gatekeeper denied", [(gatekeeper, session_env(root, DENIED_COMMAND))], 77),
         Case("gatekeeper allowed, TOML", [(uncompiled, session_env(root, ALLOWED_COMMAND))], 0),
+        Case("gatekeeper allowed, -c", [(without_runpy, session_env(root, ALLOWED_COMMAND))], 0),
+        Case("gatekeeper denied, -c", [(without_runpy, session_env(root, DENIED_COMMAND))], 77),
     ]
     if Path("/usr/bin/authprogs").exists():
         cases += [
@@ -195,11 +206,12 @@ def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Pat
 
 
 def report(cases: list[Case]) -> None:
-    floor = cases[0].median_ms()
-    print(f"\n{'case':34} {'median ms':>10} {'p90 ms':>8} {'peak RSS MB':>12} {'x floor':>8}")
+    floor, floor_cpu = cases[0].median_ms(), cases[0].cpu_ms()
+    print(f"\n{'case':34} {'median ms':>10} {'p90 ms':>8} {'x floor':>8} {'CPU ms':>8} {'x floor':>8} "
+          f"{'peak RSS MB':>12}")
     for case in cases:
-        print(f"{case.name:34} {case.median_ms():10.1f} {case.p90_ms():8.1f} "
-              f"{case.peak_rss_mb():12.1f} {case.median_ms() / floor:8.2f}")
+        print(f"{case.name:34} {case.median_ms():10.1f} {case.p90_ms():8.1f} {case.median_ms() / floor:8.2f} "
+              f"{case.cpu_ms():8.1f} {case.cpu_ms() / floor_cpu:8.2f} {case.peak_rss_mb():12.1f}")
     for case in cases[1:3]:
         ratio, rss = case.median_ms() / floor, case.peak_rss_mb()
         verdict = "ok" if ratio <= RATIO_TARGET and rss <= RSS_TARGET_MB else "MISSED"

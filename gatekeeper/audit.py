@@ -49,11 +49,68 @@ def write_record(fd: int, record: dict[str, object]) -> str:
     return line
 
 
-def encode(record: dict[str, object]) -> str:
-    """Compact, ASCII-only JSON: control characters and invalid UTF-8 become escapes."""
-    import json
+def encode(value: object) -> str:
+    """Compact, ASCII-only JSON: control characters and invalid UTF-8 become escapes.
 
-    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+    Exactly `json.dumps(value, ensure_ascii=True, separators=(",", ":"))` for the
+    types a record holds (a property test checks it), without importing json,
+    which would pull in re: milliseconds on every SSH command.
+    """
+    if isinstance(value, str):
+        return encode_string(value)
+    if value is None or isinstance(value, bool):
+        return JSON_CONSTANTS[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join([encode(item) for item in value]) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join([encode_key(key) + ":" + encode(item) for key, item in value.items()]) + "}"
+    raise TypeError(f"an audit record cannot hold {type(value).__name__}")
+
+
+JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+# Printable ASCII stands for itself except these; every other character is \uXXXX.
+SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                 "\b": "\\b", "\f": "\\f"}  # fmt: skip
+
+
+def encode_string(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return '"' + "".join([escape_character(char) for char in text]) + '"'
+
+
+def escape_character(char: str) -> str:
+    short = SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    if " " <= char <= "~":
+        return char
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # outside the BMP: a UTF-16 surrogate pair, as JSON requires
+    return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
+
+
+def encode_float(value: float) -> str:
+    import math  # built in
+
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def encode_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"audit record keys are strings, not {type(key).__name__}")
+    return encode_string(key)
 
 
 def timestamp(now: float | None = None) -> str:

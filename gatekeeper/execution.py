@@ -6,13 +6,17 @@ dropped SSH connection is noticed: when our stdout or stderr reports an error
 or hang-up (the client is gone) the child is terminated, and SIGHUP, SIGTERM
 and SIGINT sent to us are forwarded to it. Waiting is done with poll() on a
 pidfd and the stdio descriptors: no busy loop, no extra buffering.
+
+Signals are handled through `_signal`, the C module that `signal` wraps: the
+same functions and numbers, without `signal`'s enum classes, whose import
+(enum and friends) would cost every SSH command a few milliseconds.
 """
 
 from __future__ import annotations
 
+import _signal as signal  # see the module docstring
 import os
 import select
-import signal
 
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 GRACE_SECONDS = 3.0

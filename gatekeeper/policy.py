@@ -5,10 +5,21 @@ Nothing here reads the environment. Unknown keys, wrong types, unknown
 command names or an unreadable file raise PolicyError: the caller denies
 everything (exit 78). Command names are normalised to canonical paths at load
 time, so a decision compares canonical paths only.
+
+Parsing TOML costs more than everything else an SSH command does (tomllib
+pulls in re, string, typing and datetime), so `gatekeeper policy compile FILE`
+stores the parsed overrides next to the file, in FILE.compiled, keyed by the
+file's SHA-256. Loading then reads the TOML's bytes, hashes them, and takes
+the parsed overrides from the compiled file only if the hashes match and the
+compiled file is as well protected as the source (see `trusted_compiled`).
+The overrides go through the same validation either way.
 """
 
 from __future__ import annotations
 
+import os
+
+from gatekeeper.digest import sha256_hex
 from gatekeeper.errors import PolicyError
 from gatekeeper.grammar.names import canonical_name
 
@@ -70,6 +81,8 @@ SCHEMA: dict[str, dict[str, str]] = {
 }
 
 EMBEDDED = "(embedded default)"
+COMPILED_SUFFIX = ".compiled"
+COMPILED_FORMAT = 1
 
 
 class Policy:
@@ -103,9 +116,12 @@ def load_policy(path: str | None) -> Policy:
     if path is None:
         return Policy(DEFAULTS, EMBEDDED, "")
     data = read_policy_file(path)
-    overrides = parse_toml(data, path)
+    sha256 = sha256_hex(data)
+    overrides = compiled_overrides(path, sha256)
+    if overrides is None:
+        overrides = parse_toml(data, path)
     settings = merge(DEFAULTS, overrides, path)
-    return Policy(settings, path, sha256_hex(data))
+    return Policy(settings, path, sha256)
 
 
 def read_policy_file(path: str) -> bytes:
@@ -123,6 +139,79 @@ def parse_toml(data: bytes, path: str) -> dict[str, object]:
         return tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise PolicyError(f"invalid policy {path}: {error}") from None
+
+
+def compiled_overrides(path: str, sha256: str) -> dict[str, object] | None:
+    """The parsed TOML from PATH.compiled if it is trusted and made from these bytes.
+
+    Anything else (absent, stale, unreadable, untrusted, garbled) means None:
+    the caller parses the TOML itself, so a bad compiled file costs time, never safety.
+    """
+    import marshal  # built in and already loaded by the interpreter
+
+    try:
+        raw = read_trusted_compiled(path)
+        # Only from a file that root or the policy's owner wrote (trusted_compiled).
+        record = marshal.loads(raw) if raw is not None else None  # noqa: S302
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != COMPILED_FORMAT:
+        return None
+    overrides = record.get("overrides")
+    if record.get("sha256") != sha256 or not isinstance(overrides, dict):
+        return None
+    return overrides
+
+
+def read_trusted_compiled(path: str) -> bytes | None:
+    fd = os.open(path + COMPILED_SUFFIX, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not trusted_compiled(os.fstat(fd), os.stat(path)):
+            return None
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
+def trusted_compiled(compiled: os.stat_result, source: os.stat_result) -> bool:
+    """A regular file owned by root or by the policy's owner, writable by nobody else.
+
+    Whoever could forge such a file could already rewrite the policy itself.
+    The SHA-256 match (checked by the caller) ties it to the policy's current bytes.
+    """
+    import stat  # frozen and already loaded by site
+
+    return (
+        stat.S_ISREG(compiled.st_mode)
+        and compiled.st_uid in (0, source.st_uid)
+        and not compiled.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+def compile_policy(path: str) -> str:
+    """Validate the TOML at `path` and write PATH.compiled (mode 0644); return its path.
+
+    Raises PolicyError if the policy is invalid: only a valid policy is compiled.
+    """
+    import marshal
+    import tempfile
+
+    data = read_policy_file(path)
+    overrides = parse_toml(data, path)
+    Policy(merge(DEFAULTS, overrides, path), path, "")  # validates, as loading will again
+    record = {"format": COMPILED_FORMAT, "sha256": sha256_hex(data), "overrides": overrides}
+    target = path + COMPILED_SUFFIX
+    fd, temporary = tempfile.mkstemp(prefix=".policy-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with open(fd, "wb") as handle:
+            handle.write(marshal.dumps(record))
+            os.fchmod(handle.fileno(), 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return target
 
 
 def merge(
@@ -181,9 +270,3 @@ def normalise_root(root: str) -> str:
     import posixpath
 
     return posixpath.normpath(root)
-
-
-def sha256_hex(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

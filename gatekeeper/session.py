@@ -44,13 +44,15 @@ def key_fingerprint(auth_info_path: str | None) -> str | None:
 
 
 def fingerprint_of_blob(blob_b64: str) -> str | None:
-    import base64
+    """As ssh-keygen -l prints it. binascii and our digest, not base64 and hashlib:
+    those import re and OpenSSL, milliseconds on every SSH command."""
     import binascii
-    import hashlib
+
+    from gatekeeper.digest import sha256_digest
 
     try:
-        blob = base64.b64decode(blob_b64, validate=True)
+        blob = binascii.a2b_base64(blob_b64, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    digest = binascii.b2a_base64(sha256_digest(blob), newline=False).decode("ascii").rstrip("=")
     return "SHA256:" + digest

@@ -1,4 +1,5 @@
-"""`gatekeeper policy show [--policy F]` and `gatekeeper policy check FILE`."""
+"""`gatekeeper policy show [--policy F]`, `gatekeeper policy check FILE` and
+`gatekeeper policy compile FILE` (writes FILE.compiled for fast loading)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import json
 import sys
 
 from gatekeeper.errors import EX_CONFIG, PolicyError
-from gatekeeper.policy import load_policy
+from gatekeeper.policy import compile_policy, load_policy
 
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
     if options.action == "check":
         return check(options.file)
+    if options.action == "compile":
+        return compile_file(options.file)
     policy = load_policy(options.policy)
     sys.stdout.write(f"# effective policy from {policy.source}\n")
     sys.stdout.write(to_toml(policy.settings))
@@ -27,6 +30,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     show.add_argument("--policy", help="policy file (default: the embedded default)")
     check_parser = actions.add_parser("check", help="validate a policy file")
     check_parser.add_argument("file")
+    compile_parser = actions.add_parser(
+        "compile", help="validate a policy file and write FILE.compiled, which loads without a TOML parser"
+    )
+    compile_parser.add_argument("file")
     return parser.parse_args(argv)
 
 
@@ -37,6 +44,19 @@ def check(path: str) -> int:
         sys.stderr.write(f"gatekeeper policy check: {error.message}\n")
         return EX_CONFIG
     print(f"ok: {path} (sha256 {policy.sha256}); {len(policy.allowed)} allowed commands")
+    return 0
+
+
+def compile_file(path: str) -> int:
+    try:
+        target = compile_policy(path)
+    except PolicyError as error:
+        sys.stderr.write(f"gatekeeper policy compile: {error.message}\n")
+        return EX_CONFIG
+    except OSError as error:
+        sys.stderr.write(f"gatekeeper policy compile: cannot write {path}.compiled: {error.strerror}\n")
+        return EX_CONFIG
+    print(f"ok: wrote {target}; recompile after every change to {path} (a stale one is ignored)")
     return 0
 
 
