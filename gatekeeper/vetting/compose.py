@@ -118,8 +118,11 @@ def read_root_flag(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
 def compose_file(ctx: Context, use: FlagUse) -> str:
     value = use.value or ""
     if value == "-":
-        raise Denied(f"{use.spelled} -: compose files from stdin are not allowed "
-                     "(gatekeeper feeds compose the vetted project on stdin)", rule="compose-file")
+        raise Denied(
+            f"{use.spelled} -: compose files from stdin are not allowed "
+            "(gatekeeper feeds compose the vetted project on stdin)",
+            rule="compose-file",
+        )
     if value.startswith(REMOTE_PREFIXES) or "://" in value:
         raise Denied(f"{use.spelled} {value!r}: remote compose files are not allowed", rule="compose-file")
     return ctx.host_path(value, use.spelled)
@@ -195,8 +198,19 @@ def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
     name = model.get("name")
     if not isinstance(name, str) or not name:
         raise Denied("compose rendered a project without a name", rule="compose-render")
-    words = ["compose", "-f", "-", "-p", name, "--project-directory", source.directory,
-             "--env-file", NO_ENV_FILE, *source.model_flags, *source.kept_flags]
+    words = [
+        "compose",
+        "-f",
+        "-",
+        "-p",
+        name,
+        "--project-directory",
+        source.directory,
+        "--env-file",
+        NO_ENV_FILE,
+        *source.model_flags,
+        *source.kept_flags,
+    ]
     first = ctx.located.plugin_flags.offset - 1  # type: ignore[union-attr]  # the word 'compose'
     count = ctx.located.args_start - 1 - first  # 'compose' and its root flags, not the subcommand
     for index in range(first, first + count):

@@ -33,7 +33,6 @@ DENY_SET = "deny-if-set"  # refused unless empty/absent (cap_add: [] is fine)
 DENY_TRUE = "deny-true"  # refused when true
 NAMESPACE = "namespace"  # pid/ipc/uts/cgroup: the container's own namespace only
 NETWORK_MODE = "network-mode"  # no host, container:<id> or service:<name> network
-USERNS = "userns"  # userns_mode: the only value docker knows is host
 VOLUMES = "volumes"  # service volumes: bind sources follow the host-path rule
 BUILD = "build"  # build section: BUILD_KEYS
 SECURITY_OPT = "security-opt"
@@ -46,7 +45,9 @@ FILES = "files"  # env_file/label_file left in a model: each path follows the ru
 
 _NS_WHY = "sharing the host's or another container's namespace escapes the container's isolation"
 _DEVICE_WHY = "gives the container a host device node (disks, /dev/mem, GPUs)"
-_EXEC_WHY = "runs a command outside the vetted service definition"
+_HOOK_WHY = "lifecycle hooks run commands, possibly privileged, outside the vetted service definition"
+
+# fmt: off
 
 # compose-spec service keys, as compose v2.40.3 renders them.
 SERVICE_KEYS: dict[str, tuple[str, str]] = {
@@ -72,7 +73,7 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "cpuset": (OK, ""),
     "credential_spec": (DENY_SET, "Windows credential specs are read from host files or the registry"),
     "depends_on": (OK, ""),
-    "deploy": (DEPLOY, ""),
+    "deploy": (DEPLOY, "device reservations hand host devices (GPUs) to the service"),
     "develop": (DENY_SET, "watch syncs host files into containers and rebuilds on change, outside the vetted project"),
     "device_cgroup_rules": (DENY_SET, "lets the container open host devices by major/minor number"),
     "devices": (DENY_SET, _DEVICE_WHY),
@@ -112,8 +113,8 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "pids_limit": (OK, ""),
     "platform": (OK, ""),
     "ports": (OK, ""),
-    "post_start": (DENY_SET, "lifecycle hooks run commands (possibly privileged) " + _EXEC_WHY),
-    "pre_stop": (DENY_SET, "lifecycle hooks run commands (possibly privileged) " + _EXEC_WHY),
+    "post_start": (DENY_SET, _HOOK_WHY),
+    "pre_stop": (DENY_SET, _HOOK_WHY),
     "privileged": (DENY_TRUE, "a privileged container has every capability and all host devices: host root"),
     "profiles": (OK, ""),
     "provider": (DENY_SET, "compose runs a host binary for provider services, outside any container"),
@@ -129,13 +130,13 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "stop_grace_period": (OK, ""),
     "stop_signal": (OK, ""),
     "storage_opt": (OK, ""),
-    "sysctls": (SYSCTLS, "only namespaced kernel settings are safe to set from a container"),
+    "sysctls": (SYSCTLS, "only a short list of namespaced kernel settings is safe to set from a container"),
     "tmpfs": (OK, ""),
     "tty": (OK, ""),
     "ulimits": (OK, ""),
     "use_api_socket": (DENY_TRUE, "bind-mounts the Docker API socket (root on the host) and registry credentials"),
     "user": (OK, ""),
-    "userns_mode": (USERNS, _NS_WHY),
+    "userns_mode": (NAMESPACE, _NS_WHY),
     "uts": (NAMESPACE, _NS_WHY),
     "volumes": (VOLUMES, ""),
     "volumes_from": (DENY_SET, "inherits another container's mounts, including its host bind mounts"),
@@ -227,23 +228,16 @@ TOP_LEVEL_KEYS: dict[str, tuple[str, str]] = {
     "models": (DENY_SET, "model runners are started on the host by Docker Model Runner, outside any container"),
 }
 
+# fmt: on
+
 # Keys whose files compose reads while rendering.
 FILE_KEYS = ("env_file", "label_file")
 
-# pid/ipc/uts/cgroup values that keep the container in its own namespace;
-# everything else is host or another container's (container:, service:).
-PRIVATE_NAMESPACES = frozenset({"", "private", "shareable", "none"})
+# Compose keys -> docker run flags: the allowed modes and reasons are the run
+# rules' (gatekeeper.vetting.flag_checks.NAMESPACE_MODES), so both agree.
+NAMESPACE_FLAGS = {"pid": "pid", "ipc": "ipc", "uts": "uts", "userns_mode": "userns", "cgroup": "cgroupns"}
 # network_mode prefixes that join another network stack than a docker network.
 SHARED_NETWORK_PREFIXES = ("container:", "service:")
-
-# security_opt entries that only tighten confinement.
-SAFE_SECURITY_OPTS = frozenset({
-    "no-new-privileges", "no-new-privileges:true", "no-new-privileges=true",
-})
-
-# Kernel settings that are per network/IPC namespace (docker's own list).
-SAFE_SYSCTL_PREFIXES = ("net.", "kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")
-UNSAFE_SYSCTLS = frozenset({"kernel.shm_rmid_forced"})  # not namespaced on older kernels
 
 LOCAL_LOG_DRIVERS = frozenset({"json-file", "local", "none"})
 LOCAL_VOLUME_DRIVERS = frozenset({"local"})
@@ -285,8 +279,12 @@ def vet_project(model: dict, resolve: Resolver) -> None:
     check_keys(model, TOP_LEVEL_KEYS, "compose project", check)
     for name, service in mapping(model.get("services"), "services").items():
         check_keys(mapping(service, f"service {name!r}"), SERVICE_KEYS, f"service {name!r}", check)
-    for section, keys in (("volumes", VOLUME_KEYS), ("networks", NETWORK_KEYS),
-                          ("configs", FILE_OBJECT_KEYS), ("secrets", FILE_OBJECT_KEYS)):
+    for section, keys in (
+        ("volumes", VOLUME_KEYS),
+        ("networks", NETWORK_KEYS),
+        ("configs", FILE_OBJECT_KEYS),
+        ("secrets", FILE_OBJECT_KEYS),
+    ):
         for name, item in mapping(model.get(section), section).items():
             where = f"top-level {section[:-1]} {name!r}"
             check_keys(mapping(item, where), keys, where, check)
@@ -319,8 +317,10 @@ def check_keys(item: dict, keys: dict[str, tuple[str, str]], where: str, check: 
             continue  # extension fields: compose ignores them
         rule = keys.get(key)
         if rule is None:
-            raise Denied(f"compose {where}: key {key!r} is not allowed (unknown to gatekeeper)",
-                         rule="compose-unknown-key")
+            raise Denied(
+                f"compose {where}: key {key!r} is not allowed (unknown to gatekeeper)",
+                rule="compose-unknown-key",
+            )
         kind, why = rule
         checked = VALUE_CHECKS[kind](item[key], f"compose {where}: {key}", why, check)
         if checked is not None:
@@ -335,14 +335,26 @@ def mapping(value: object, what: str) -> dict:
     return value
 
 
+def key_of(where: str) -> str:
+    """'compose service 'a': build: network' -> 'network'; '...: blkio_config.x' -> 'blkio_config'."""
+    return where.rsplit(": ", 1)[-1].split(" ", maxsplit=1)[0].split(".", maxsplit=1)[0]
+
+
 def refuse(where: str, value: object, why: str) -> None:
     """Deny naming where (service and key), the value and the attack; rule id from the key."""
-    shown = value if isinstance(value, str) else "set"
-    key = where.rsplit(": ", 1)[-1].split(" ", maxsplit=1)[0].split(".", maxsplit=1)[0]
-    raise Denied(f"{where}: {shown!s:.80} is not allowed: {why}", rule="compose-" + key)
+    raise Denied(f"{where}: {shown(value)} is not allowed: {why}", rule="compose-" + key_of(where))
+
+
+def shown(value: object) -> str:
+    """A short printable form of a refused value: strings as-is, lists joined, else 'set'."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = ", ".join(value)
+    text = value if isinstance(value, str) else "set"
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:80])
 
 
 # Each check: (value, where, why, check) -> replacement value or None (unchanged).
+
 
 def check_ok(value: object, where: str, why: str, check: ProjectCheck) -> None:
     """Nothing host-side in this key."""
@@ -359,8 +371,16 @@ def check_deny_true(value: object, where: str, why: str, check: ProjectCheck) ->
 
 
 def check_namespace(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    if (value or "") not in PRIVATE_NAMESPACES:
-        refuse(where, value, why)
+    """pid/ipc/uts/userns_mode/cgroup: the run rules' modes; host, container: and service: are refused."""
+    from gatekeeper.vetting.flag_checks import NAMESPACE_MODES, NAMESPACE_WHY
+
+    flag = NAMESPACE_FLAGS[key_of(where)]
+    text = str(value or "")
+    if text in NAMESPACE_MODES[flag]:
+        return
+    if text.startswith(SHARED_NETWORK_PREFIXES):
+        refuse(where, text, "joins another container's namespace")
+    refuse(where, text, NAMESPACE_WHY[flag])
 
 
 def check_network_mode(value: object, where: str, why: str, check: ProjectCheck) -> None:
@@ -370,25 +390,31 @@ def check_network_mode(value: object, where: str, why: str, check: ProjectCheck)
         refuse(where, text, why)
 
 
-def check_userns(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    check_deny_set(value, where, why, check)
-
-
 def check_isolation(value: object, where: str, why: str, check: ProjectCheck) -> None:
     if value not in (None, "", "default"):
         refuse(where, value, why)
 
 
 def check_security_opt(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    """The run rules: no-new-privileges, seccomp=builtin and apparmor=docker-default only."""
+    from gatekeeper.grammar.pflag import GO_TRUE
+    from gatekeeper.vetting.flag_checks import SECURITY_OPT_WHY, SECURITY_OPTS_ALLOWED, security_opt_pair
+
     for option in value or []:  # type: ignore[attr-defined]
-        if option not in SAFE_SECURITY_OPTS:
-            refuse(where, option, why)
+        key, setting = security_opt_pair(str(option))
+        if key == "no-new-privileges" and (setting is None or setting in GO_TRUE):
+            continue
+        if (key, setting) not in SECURITY_OPTS_ALLOWED:
+            refuse(where, option, SECURITY_OPT_WHY.get(key, why))
 
 
 def check_sysctls(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    items = value.items() if isinstance(value, dict) else [(str(s).split("=", 1)[0], "") for s in value or []]  # type: ignore[attr-defined]
-    for name, _setting in items:
-        if name in UNSAFE_SYSCTLS or not name.startswith(SAFE_SYSCTL_PREFIXES):
+    """The run rules' safe list (gatekeeper.vetting.flag_checks.SAFE_SYSCTLS)."""
+    from gatekeeper.vetting.flag_checks import SAFE_SYSCTLS
+
+    names = list(value) if isinstance(value, dict) else [str(s).split("=", 1)[0] for s in value or []]  # type: ignore[attr-defined]
+    for name in names:
+        if name not in SAFE_SYSCTLS:
             refuse(where, name, why)
 
 
@@ -437,12 +463,11 @@ def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> l
 
 
 def check_build(value: object, where: str, why: str, check: ProjectCheck) -> dict:
+    """Keys first (the context is resolved there), then the Dockerfile against the resolved context."""
     build = dict(mapping(value, where))
+    check_keys(build, BUILD_KEYS, where.removeprefix("compose "), check)
     if "dockerfile" in build:
         build["dockerfile"] = dockerfile_path(build, where, check)
-    rest = {key: setting for key, setting in build.items() if key != "dockerfile"}
-    check_keys(rest, BUILD_KEYS, where.removeprefix("compose "), check)
-    build.update(rest)
     return build
 
 
@@ -514,7 +539,6 @@ VALUE_CHECKS: dict[str, Callable[[object, str, str, ProjectCheck], object]] = {
     DENY_TRUE: check_deny_true,
     NAMESPACE: check_namespace,
     NETWORK_MODE: check_network_mode,
-    USERNS: check_userns,
     ISOLATION: check_isolation,
     SECURITY_OPT: check_security_opt,
     SYSCTLS: check_sysctls,
