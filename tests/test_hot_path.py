@@ -1,0 +1,227 @@
+"""The ForceCommand hot path stays lean, and its shortcuts change nothing.
+
+* An allowed `docker ps` imports none of the heavy modules (the compiled
+  policy replaces tomllib; our encoder replaces json; our digest replaces
+  hashlib; `_signal` replaces signal).
+* The audit encoder is byte for byte `json.dumps` (property test).
+* The key fingerprint without base64/hashlib equals the one with them.
+* A compiled policy is used only when it is as trustworthy as the TOML and was
+  made from the TOML's current bytes; "trying to cheat" cases fall back to the
+  TOML, and its contents go through the same validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import marshal
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from gatekeeper.audit import encode
+from gatekeeper.errors import PolicyError
+from gatekeeper.policy import COMPILED_SUFFIX, compile_policy, load_policy
+from gatekeeper.session import fingerprint_of_blob
+from tests.conftest import REPO, Deployment
+
+# Each costs milliseconds at import; none is needed to decide and run `docker ps`.
+HEAVY_MODULES = (
+    "rich", "argparse", "json", "tomllib", "subprocess", "typing", "dataclasses",
+    "hashlib", "_hashlib", "re", "enum", "signal", "base64", "datetime", "bashlex",
+)  # fmt: skip
+
+# Runs gatekeeper without site (so no editable-install finder muddies the
+# picture) from the repository, and prints the modules it imported.
+IMPORT_PROBE = """
+import sys
+sys.path.insert(0, {repo!r})
+before = set(sys.modules)
+import gatekeeper.cli
+code = gatekeeper.cli.main(["--policy", {policy!r}])
+sys.stdout.write("\\n".join(sorted(set(sys.modules) - before)))
+sys.exit(code)
+"""
+
+
+def imported_modules(deployment: Deployment, command: str) -> tuple[int, set[str]]:
+    auth_info = deployment.root / "auth-info"
+    auth_info.write_text("publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDXk7wbgq8S0Sl9NeUqXJqSRiowW5kpq\n")
+    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command, "SSH_USER_AUTH": str(auth_info),
+           "SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22"}
+    probe = IMPORT_PROBE.format(repo=str(REPO), policy=str(deployment.policy))
+    done = subprocess.run([sys.executable, "-S", "-E", "-s", "-c", probe], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=30, check=False)
+    return done.returncode, set(done.stdout.split())
+
+
+def heavy(modules: set[str]) -> set[str]:
+    return {name for name in modules if name.split(".")[0] in HEAVY_MODULES}
+
+
+def test_allowed_docker_ps_imports_no_heavy_module(deployment: Deployment) -> None:
+    compile_policy(str(deployment.policy))
+    status, modules = imported_modules(deployment, "docker ps -a --format '{{.Names}}'")
+    assert status == 0
+    assert "gatekeeper.execution" in modules  # it did run the command
+    assert heavy(modules) == set()
+    records = [json.loads(line) for line in deployment.audit_lines()]
+    assert [r["event"] for r in records] == ["decision", "exit"]
+    assert records[0]["key"].startswith("SHA256:")
+
+
+def test_denied_command_imports_no_heavy_module(deployment: Deployment) -> None:
+    compile_policy(str(deployment.policy))
+    status, modules = imported_modules(deployment, "docker exec web sh")
+    assert status == 77
+    assert heavy(modules) == set()
+
+
+def test_without_compiled_policy_the_toml_is_parsed(deployment: Deployment) -> None:
+    """The probe itself works: without a compiled file tomllib shows up."""
+    status, modules = imported_modules(deployment, "docker ps")
+    assert status == 0
+    assert "tomllib" in modules
+
+
+# --- the audit encoder is json.dumps ---------------------------------------
+
+any_character = st.characters(exclude_categories=())  # includes lone surrogates
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(any_character),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(any_character), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+@example("\x00\x1f\x7f\x80\u2028\u202e\ufeff\ud800\udfff\U0001f600\"\\/\b\f\n\r\t")
+@example({"ts": "2026-11-25T20:16:10.123456Z", "duration_ms": 12.5, "exit": -9, "argv": None})
+@example([float("nan"), float("inf"), float("-inf"), -0.0, 1e300, 10**40])
+def test_audit_encoder_equals_json_dumps(value: object) -> None:
+    assert encode(value) == json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
+def test_audit_encoder_refuses_what_a_record_never_holds() -> None:
+    with pytest.raises(TypeError):
+        encode({"x": object()})
+    with pytest.raises(TypeError):
+        encode({1: "non-string key"})
+
+
+# --- the key fingerprint without base64 and hashlib ---------------------------
+
+def fingerprint_with_stdlib(blob_b64: str) -> str | None:
+    try:
+        blob = base64.b64decode(blob_b64, validate=True)
+    except ValueError:
+        return None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+@given(st.binary(max_size=600))
+def test_fingerprint_of_valid_blob_matches_ssh_keygen_algorithm(blob: bytes) -> None:
+    encoded = base64.b64encode(blob).decode()
+    assert fingerprint_of_blob(encoded) == fingerprint_with_stdlib(encoded)
+
+
+@given(st.text(st.sampled_from("AQZaz09+/=-_ \n\x00é"), max_size=40))
+def test_fingerprint_of_junk_is_the_same_or_none(text: str) -> None:
+    """Never a different fingerprint; at most a stricter refusal of malformed input."""
+    assert fingerprint_of_blob(text) in (fingerprint_with_stdlib(text), None)
+
+
+# --- compiled policies: used only when trustworthy and fresh ---------------------
+
+def forge_compiled(deployment: Deployment, overrides: dict[str, object], *,
+                   sha256: str | None = None) -> Path:
+    """A compiled file for the policy's current bytes saying something else."""
+    data = deployment.policy.read_bytes()
+    record = {"format": 1, "sha256": sha256 or hashlib.sha256(data).hexdigest(), "overrides": overrides}
+    compiled = Path(str(deployment.policy) + COMPILED_SUFFIX)
+    compiled.write_bytes(marshal.dumps(record))
+    compiled.chmod(0o644)
+    return compiled
+
+
+EVIL = {"docker": {"binary": "/tmp/evil-docker"}}
+
+
+def test_compiled_policy_gives_the_same_policy(deployment: Deployment) -> None:
+    from_toml = load_policy(str(deployment.policy))
+    compile_policy(str(deployment.policy))
+    compiled = load_policy(str(deployment.policy))
+    assert compiled.settings == from_toml.settings
+    assert compiled.sha256 == from_toml.sha256 == hashlib.sha256(deployment.policy.read_bytes()).hexdigest()
+
+
+def test_trusted_compiled_file_is_used(deployment: Deployment) -> None:
+    """Control for the cases below: a forged file that passes every check is believed."""
+    forge_compiled(deployment, EVIL)
+    assert load_policy(str(deployment.policy)).binary == "/tmp/evil-docker"
+
+
+def test_policy_edited_after_compiling_is_read_from_toml(deployment: Deployment) -> None:
+    compile_policy(str(deployment.policy))
+    deployment.write_policy('[commands]\nallowed = ["ps"]\n')
+    policy = load_policy(str(deployment.policy))
+    assert policy.allowed == frozenset({"container ls"})
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666])
+def test_compiled_file_writable_by_others_is_ignored(deployment: Deployment, mode: int) -> None:
+    forge_compiled(deployment, EVIL).chmod(mode)
+    assert load_policy(str(deployment.policy)).binary == str(deployment.docker)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_compiled_file_owned_by_someone_else_is_ignored(deployment: Deployment) -> None:
+    os.chown(forge_compiled(deployment, EVIL), 65534, 65534)
+    assert load_policy(str(deployment.policy)).binary == str(deployment.docker)
+
+
+def test_compiled_file_behind_a_symlink_is_ignored(deployment: Deployment) -> None:
+    compiled = forge_compiled(deployment, EVIL)
+    elsewhere = compiled.rename(deployment.root / "elsewhere")
+    compiled.symlink_to(elsewhere)
+    assert load_policy(str(deployment.policy)).binary == str(deployment.docker)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", marshal.dumps(["not", "a", "dict"]),
+                                     marshal.dumps({"format": 2, "sha256": "", "overrides": {}})])
+def test_garbled_compiled_file_is_ignored(deployment: Deployment, content: bytes) -> None:
+    Path(str(deployment.policy) + COMPILED_SUFFIX).write_bytes(content)
+    assert load_policy(str(deployment.policy)).binary == str(deployment.docker)
+
+
+def test_compiled_file_for_other_bytes_is_ignored(deployment: Deployment) -> None:
+    forge_compiled(deployment, EVIL, sha256="0" * 64)
+    assert load_policy(str(deployment.policy)).binary == str(deployment.docker)
+
+
+def test_compiled_overrides_are_validated_like_toml(deployment: Deployment) -> None:
+    forge_compiled(deployment, {"docker": {"binary": "relative/docker"}})
+    with pytest.raises(PolicyError, match="absolute path"):
+        load_policy(str(deployment.policy))
+
+
+def test_compiled_file_without_its_policy_is_no_policy(deployment: Deployment) -> None:
+    forge_compiled(deployment, {})
+    deployment.policy.unlink()
+    with pytest.raises(PolicyError, match="cannot read policy"):
+        load_policy(str(deployment.policy))
+
+
+def test_invalid_policy_is_not_compiled(deployment: Deployment) -> None:
+    deployment.write_policy('[commands]\nallowed = ["no-such-command"]\n')
+    done = subprocess.run([sys.executable, "-m", "gatekeeper", "policy", "compile", str(deployment.policy)],
+                          cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 78
+    assert "no-such-command" in done.stderr
+    assert not Path(str(deployment.policy) + COMPILED_SUFFIX).exists()
