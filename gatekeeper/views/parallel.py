@@ -61,20 +61,22 @@ def tally_sequentially(source: Source, criteria: Criteria, stats: ReadStats) -> 
     return tally(records, matcher_or_none(criteria))
 
 
-def range_jobs(source: Source, criteria: Criteria, workers: int) -> list[RangeJob]:
+def range_jobs(
+    source: Source, criteria: Criteria, workers: int, *, min_bytes: int = PARALLEL_MIN_BYTES
+) -> list[RangeJob]:
     """Byte ranges for a large plain file, or [] when it should be read in one go."""
-    if workers < 2 or source.is_stdin or not is_large_plain_file(source.name):
+    if workers < 2 or source.is_stdin or not is_large_plain_file(source.name, min_bytes):
         return []
     size = os.path.getsize(source.name)
     cuts = [size * index // workers for index in range(workers + 1)]
     return [RangeJob(source.name, a, b, criteria) for a, b in itertools.pairwise(cuts)]
 
 
-def is_large_plain_file(path: str) -> bool:
+def is_large_plain_file(path: str, min_bytes: int) -> bool:
     try:
         with open(path, "rb") as stream:
             magic = stream.read(len(GZIP_MAGIC))
-            return magic != GZIP_MAGIC and os.fstat(stream.fileno()).st_size >= PARALLEL_MIN_BYTES
+            return magic != GZIP_MAGIC and os.fstat(stream.fileno()).st_size >= min_bytes
     except OSError:
         return False  # the sequential reader reports the error
 
