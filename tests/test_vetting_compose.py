@@ -72,7 +72,8 @@ def compose_binary() -> str | None:
         candidates.append(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))
     except ImportError:
         pass
-    return next((path for path in candidates if os.access(path, os.X_OK)), None)
+    found = next((path for path in candidates if os.access(path, os.X_OK)), None)
+    return os.path.realpath(found) if found else None  # pin the file, not a link others may swap
 
 
 def docker_binary() -> str | None:
@@ -172,6 +173,12 @@ def test_relative_bind_is_passed_resolved(stage: Stage) -> None:
     volume = json.loads(result.stdin)["services"]["app"]["volumes"][0]
     assert volume["source"] == str(stage.root / "work" / "allow_relative_bind" / "data")
     assert volume["read_only"] is True
+
+
+def test_extension_fields_do_not_run(stage: Stage) -> None:
+    """compose interprets some x- keys (x-develop is the old develop/watch): none reach the run."""
+    stdin = stage.decide(up_command("allow_extension_fields")).stdin
+    assert b'"x-' not in stdin
 
 
 def test_vetted_json_renders_back_to_itself(stage: Stage) -> None:

@@ -4,7 +4,8 @@ Input is what `docker compose config --format json` (compose v2.40.3) prints:
 interpolated, normalised (long volume syntax, absolute paths), env files
 inlined, `include`/`extends` merged. Every key is allowlisted: a key not in
 these tables is refused, so a compose-spec addition is denied until someone
-reads what it does and adds a line here.
+reads what it does and adds a line here. Extension keys (`x-*`) are removed
+from the model we run: compose interprets some of them.
 
 Each table maps a key to (check, why). The why is the one-line attack the
 rule stops; it is part of the denial message. Checks that find host paths
@@ -42,6 +43,7 @@ BLKIO = "blkio"
 DEPLOY = "deploy"
 ISOLATION = "isolation"
 FILES = "files"  # env_file/label_file left in a model: each path follows the rule
+SERVICE_NETWORKS = "service-networks"  # per-service network attachments
 
 _NS_WHY = "sharing the host's or another container's namespace escapes the container's isolation"
 _DEVICE_WHY = "gives the container a host device node (disks, /dev/mem, GPUs)"
@@ -106,7 +108,7 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "memswap_limit": (OK, ""),
     "models": (DENY_SET, "model runners are started on the host by Docker Model Runner, outside any container"),
     "network_mode": (NETWORK_MODE, _NS_WHY),
-    "networks": (OK, ""),  # references; the top-level networks are checked
+    "networks": (SERVICE_NETWORKS, "endpoint driver options reach the network driver (sysctls, interface names)"),
     "oom_kill_disable": (OK, ""),
     "oom_score_adj": (OK, ""),
     "pid": (NAMESPACE, _NS_WHY),
@@ -314,7 +316,8 @@ def file_paths(value: object) -> list:
 def check_keys(item: dict, keys: dict[str, tuple[str, str]], where: str, check: ProjectCheck) -> None:
     for key in list(item):
         if key.startswith("x-"):
-            continue  # extension fields: compose ignores them
+            del item[key]  # extensions: compose reads some (x-develop is the old develop); none need to run
+            continue
         rule = keys.get(key)
         if rule is None:
             raise Denied(
@@ -428,6 +431,12 @@ def check_blkio(value: object, where: str, why: str, check: ProjectCheck) -> Non
     for key, setting in mapping(value, where).items():
         if key != "weight" and setting:
             refuse(f"{where}.{key}", setting, why)
+
+
+def check_service_networks(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    for name, attachment in mapping(value, where).items():
+        if mapping(attachment, where).get("driver_opts"):
+            refuse(f"{where}.{name}.driver_opts", "set", why)
 
 
 def check_deploy(value: object, where: str, why: str, check: ProjectCheck) -> None:
@@ -545,6 +554,7 @@ VALUE_CHECKS: dict[str, Callable[[object, str, str, ProjectCheck], object]] = {
     LOGGING: check_logging,
     BLKIO: check_blkio,
     DEPLOY: check_deploy,
+    SERVICE_NETWORKS: check_service_networks,
     FILES: check_files,
     VOLUMES: check_volumes,
     BUILD: check_build,
