@@ -7,6 +7,7 @@ suite fails loudly instead of skipping.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,14 +46,25 @@ def markers() -> Iterator[Path]:
 
 @pytest.fixture
 def restored_home(stack: Stack) -> Iterator[Path]:
-    """The agent's home; anything a test plants there is removed afterwards."""
-    before = set(AGENT_HOME.rglob("*"))
+    """The agent's home; files a test adds are removed and files it changes are restored."""
+    before = {path: snapshot(path) for path in AGENT_HOME.rglob("*")}
     yield AGENT_HOME
-    for path in sorted(set(AGENT_HOME.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+    for path in sorted(set(AGENT_HOME.rglob("*")) - set(before), key=lambda p: len(p.parts), reverse=True):
         if path.is_dir() and not path.is_symlink():
-            path.rmdir()
+            shutil.rmtree(path)
         else:
             path.unlink()
+    for path, (content, mode) in before.items():
+        if content is not None and snapshot(path) != (content, mode):
+            path.write_bytes(content)
+            path.chmod(mode)
+
+
+def snapshot(path: Path) -> tuple[bytes | None, int]:
+    """Content and mode of a regular file; (None, 0) for anything else."""
+    if path.is_symlink() or not path.is_file():
+        return None, 0
+    return path.read_bytes(), path.stat().st_mode & 0o7777
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,11 @@ What it sets up, in order (each step undone in reverse at the end):
     /var/log/gatekeeper/audit.jsonl (root:ai-worker 0620);
   * a private dockerd (socket /run/gk-e2e/docker.sock, group docker) with an
     image `gk-busybox:latest` imported from Debian's busybox-static;
-  * two sshd on 127.0.0.1: one that Includes sshd_snippets/gatekeeper.conf
-    verbatim (ForceCommand mode), one whose copy drops only the ForceCommand
-    line so that authorized_keys `command="..."` alone confines the key.
+  * two sshd on 127.0.0.1, each proving one layer alone confines the agent:
+    one Includes sshd_snippets/gatekeeper.conf verbatim (ForceCommand mode) and
+    finds the client key in /etc/ssh/authorized_keys/ai-worker with no options
+    at all; the other reads a copy without the ForceCommand line and a key file
+    whose line `gatekeeper authorized-key` printed (`restrict,command="..."`).
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class Stack:
     keyoption_port: int
     client_key: Path
     precedence_key: Path
+    keyoption_keys: Path
     daemons: list[Daemon] = field(default_factory=list)
 
     def client_options(self, *, key: Path | None = None) -> list[str]:
@@ -520,21 +523,31 @@ def make_keypair(path: Path, comment: str) -> Path:
     return path
 
 
-def authorized_keys_text(client_key: Path, precedence_key: Path) -> str:
-    """The client key's line comes from our own operator command, as the README says.
+def precedence_line(precedence_key: Path) -> str:
+    """A key whose own command= is a plain echo: sshd_config's ForceCommand must win over it."""
+    key = Path(f"{precedence_key}.pub").read_text().strip()
+    return f'restrict,command="/bin/echo {PRECEDENCE_MARKER}" {key}\n'
 
-    The second key's command= is a plain echo: sshd_config's ForceCommand must win over it.
-    """
+
+def forcecommand_keys_text(client_key: Path, precedence_key: Path) -> str:
+    """The production file holds the client key with no options at all, so the tests on
+    the ForceCommand sshd prove that the snippet alone confines a key (the README
+    recommends both layers; each must suffice)."""
+    return Path(f"{client_key}.pub").read_text().strip() + "\n" + precedence_line(precedence_key)
+
+
+def keyoption_keys_text(client_key: Path, precedence_key: Path) -> str:
+    """The client key's line printed by our own operator command, as the README says."""
     line = run([str(VENV / "bin" / "python3"), "-I", "-m", "gatekeeper.authorized_key", f"{client_key}.pub"])
-    precedence = Path(f"{precedence_key}.pub").read_text().strip()
-    return f'{line.stdout.strip()}\nrestrict,command="/bin/echo {PRECEDENCE_MARKER}" {precedence}\n'
+    return line.stdout.strip() + "\n" + precedence_line(precedence_key)
 
 
-def write_authorized_keys(text: str) -> None:
-    AUTHORIZED_KEYS.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    shutil.chown(AUTHORIZED_KEYS.parent, "root", "root")
-    AUTHORIZED_KEYS.parent.chmod(0o755)
-    write_file(AUTHORIZED_KEYS, text, mode=0o644)
+def write_authorized_keys(path: Path, text: str) -> None:
+    """Root-owned file in a root-owned 0755 directory (sshd reads it as the user)."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    shutil.chown(path.parent, "root", "root")
+    path.parent.chmod(0o755)
+    write_file(path, text, mode=0o644)
 
 
 def sshd_config_text(port: int, host_key: Path, pidfile: Path, snippet: Path) -> str:
@@ -545,13 +558,19 @@ def sshd_config_text(port: int, host_key: Path, pidfile: Path, snippet: Path) ->
     )
 
 
-def snippet_without_forcecommand(target: Path) -> Path:
-    """The snippet minus its ForceCommand line: authorized_keys command= must carry the load."""
+def keyoption_snippet(target: Path, authorized_keys: Path) -> Path:
+    """The snippet minus its ForceCommand line, reading its own key file: authorized_keys
+    command= alone must carry the load. Nothing else differs from the real snippet."""
     lines = SNIPPET.read_text().splitlines(keepends=True)
     kept = [line for line in lines if not line.strip().startswith("ForceCommand ")]
     if len(kept) != len(lines) - 1:
         raise StackError(f"{SNIPPET} should have exactly one ForceCommand line")
-    target.write_text("".join(kept))
+    text = "".join(kept).replace(
+        f"AuthorizedKeysFile {AUTHORIZED_KEYS.parent}/%u", f"AuthorizedKeysFile {authorized_keys}"
+    )
+    if f"AuthorizedKeysFile {authorized_keys}" not in text:
+        raise StackError(f"{SNIPPET} should read keys from {AUTHORIZED_KEYS.parent}/%u")
+    target.write_text(text)
     return target
 
 
@@ -623,6 +642,7 @@ def running_stack() -> Iterator[Stack]:
 
 
 def start_sshds(workdir: Path, undo: contextlib.ExitStack) -> Stack:
+    workdir.chmod(0o755)  # sshd reads the key-option sshd's key file as the agent
     host_key = make_keypair(workdir / "host_ed25519", "gk-e2e host")
     stack = Stack(
         workdir=workdir,
@@ -630,12 +650,18 @@ def start_sshds(workdir: Path, undo: contextlib.ExitStack) -> Stack:
         keyoption_port=free_port(),
         client_key=make_keypair(workdir / "agent_ed25519", "gk-e2e agent"),
         precedence_key=make_keypair(workdir / "precedence_ed25519", "gk-e2e precedence"),
+        keyoption_keys=workdir / "keys" / AGENT,
     )
-    write_authorized_keys(authorized_keys_text(stack.client_key, stack.precedence_key))
+    write_authorized_keys(AUTHORIZED_KEYS, forcecommand_keys_text(stack.client_key, stack.precedence_key))
     undo.callback(AUTHORIZED_KEYS.unlink, True)
+    write_authorized_keys(stack.keyoption_keys, keyoption_keys_text(stack.client_key, stack.precedence_key))
     modes = (
         ("sshd-forcecommand", stack.forcecommand_port, SNIPPET),
-        ("sshd-keyoption", stack.keyoption_port, snippet_without_forcecommand(workdir / "keyoption.conf")),
+        (
+            "sshd-keyoption",
+            stack.keyoption_port,
+            keyoption_snippet(workdir / "keyoption.conf", stack.keyoption_keys),
+        ),
     )
     for name, port, snippet in modes:
         daemon = start_sshd(name, workdir, port, snippet, host_key)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import REPO_ROOT, SNIPPET, make_keypair, snippet_without_forcecommand, sshd_config_text
+from .stack import REPO_ROOT, SNIPPET, keyoption_snippet, make_keypair, sshd_config_text
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,9 @@ def effective(config: Path, user: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("variant", ["forcecommand", "keyoption"])
 def test_snippet_passes_sshd_t(tmp_path: Path, host_key: Path, variant: str) -> None:
     snippet = (
-        SNIPPET if variant == "forcecommand" else snippet_without_forcecommand(tmp_path / "variant.conf")
+        SNIPPET
+        if variant == "forcecommand"
+        else keyoption_snippet(tmp_path / "variant.conf", tmp_path / "keys")
     )
     config = main_config(tmp_path, host_key, snippet)
     result = subprocess.run(
