@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final, TextIO
 
+from rich import box
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -25,9 +27,18 @@ BARS: Final = " ▁▂▃▄▅▆▇█"
 DECISION_STYLE: Final = {"allow": "green", "deny": "bold red"}
 
 
-def make_console(file: TextIO | None = None, *, force_terminal: bool | None = None) -> Console:
+def make_console(
+    file: TextIO | None = None, *, force_terminal: bool | None = None, color_system: str | None = "auto"
+) -> Console:
     """A console that interprets nothing: no markup, emoji codes or highlighting."""
-    return Console(file=file, markup=False, emoji=False, highlight=False, force_terminal=force_terminal)
+    return Console(
+        file=file,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        force_terminal=force_terminal,
+        color_system=color_system,  # type: ignore[arg-type]
+    )
 
 
 def plain(text: str, style: str = "") -> Text:
@@ -85,10 +96,10 @@ def print_row_line(row: Row, console: Console) -> None:
 
 def print_summary(summary: Summary, console: Console) -> None:
     console.print(summary_header(summary))
-    for field, ranking in summary.by_field.items():
-        console.print(ranking_table(f"by {field}", ranking))
+    tables = [ranking_table(field, ranking) for field, ranking in summary.by_field.items()]
+    tables.append(ranking_table("exit status", summary.exit_statuses))
+    console.print(Columns(tables, padding=(0, 3)))
     console.print(ranking_table("top refused commands", summary.top_refused))
-    console.print(ranking_table("exit statuses", summary.exit_statuses))
     console.print(hour_chart(summary.hour_of_day))
     if summary.approximate:
         console.print(Text("too many distinct values: rare ones dropped, counts are lower bounds"))
@@ -108,9 +119,10 @@ def summary_header(summary: Summary) -> Group:
 
 
 def ranking_table(title: str, ranking: Ranking) -> Table:
-    table = Table(title=f"{title} ({ranking.distinct} distinct)", title_justify="left")
+    """Count and value, most frequent first; the header says how many distinct values."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("count", justify="right")
-    table.add_column("value", overflow="fold")
+    table.add_column(f"{title} ({ranking.distinct})", overflow="fold")
     for label, count in ranking.top:
         table.add_row(Text(str(count)), plain(visible(label) or "-"))
     if ranking.rest:

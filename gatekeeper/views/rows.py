@@ -73,8 +73,12 @@ def outcome_label(exit_record: Record | None) -> str:
     status = shown(text_field(exit_record, "exit"), 12)
     duration = exit_record.get("duration_ms")
     if type(duration) in (int, float):
-        return f"exit {status} {duration:.0f}ms"
+        return f"exit {status} {duration_label(duration)}"
     return f"exit {status}"
+
+
+def duration_label(milliseconds: float) -> str:
+    return f"{milliseconds:.0f}ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f}s"
 
 
 def with_exit(event: Event) -> Record:
