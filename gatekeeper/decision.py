@@ -53,7 +53,9 @@ class RealWorld:
     """
 
     def realpath(self, path: str) -> str:
-        return os.path.realpath(path)
+        resolved = os.path.realpath(path)
+        check_resolution(resolved)
+        return resolved
 
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
@@ -66,6 +68,33 @@ class RealWorld:
             env=child_environment(policy), cwd=policy.workdir, check=False,  # type: ignore[attr-defined]
         )
         return done.returncode, done.stdout, done.stderr
+
+
+def check_resolution(resolved: str) -> None:
+    """Prove docker (as root) resolves `resolved` to itself, and that it is a plain file or directory.
+
+    os.path.realpath takes a component it cannot lstat (EACCES inside a root-owned
+    0700 directory a container made) for a plain name; the daemon, as root, would
+    follow a symlink planted there (`locked/escape -> /`). A device node, FIFO or
+    socket is refused too: a 0666 block device planted by a container would turn
+    --env-file or --secret into a raw read of the host disk.
+    """
+    import stat
+
+    prefix, mode = "", stat.S_IFDIR
+    for part in resolved.strip("/").split("/"):
+        prefix += "/" + part
+        try:
+            mode = os.lstat(prefix).st_mode
+        except FileNotFoundError:
+            return  # the rest does not exist yet, so nothing below can be a link
+        except OSError as error:
+            raise Denied(f"host path {resolved!r}: cannot inspect {prefix!r} ({error.strerror}), "
+                         "so a link there could not be followed", rule="host-path-unreadable") from None
+        if stat.S_ISLNK(mode):
+            raise Denied(f"host path {resolved!r}: {prefix!r} became a symlink", rule="host-path")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise Denied(f"host path {resolved!r} is a device, FIFO or socket", rule="host-path-special")
 
 
 class StaticWorld:

@@ -19,7 +19,10 @@ def resolve_host_path(value: str, what: str, policy: object, world: object) -> s
     if "\x00" in value:
         raise Denied(f"{what}: NUL in host path", rule="host-path")
     joined = posixpath.join(policy.workdir, value)  # type: ignore[attr-defined]
-    resolved = world.realpath(joined)  # type: ignore[attr-defined]
+    try:
+        resolved = world.realpath(joined)  # type: ignore[attr-defined]
+    except Denied as denial:  # the world refused to guess (unreadable component, device node)
+        raise Denied(f"{what}: {denial.message}", rule=denial.rule) from None
     root = containing_root(resolved, policy, world)
     if root is None:
         raise Denied(

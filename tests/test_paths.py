@@ -174,3 +174,105 @@ def test_build_context_is_passed_resolved(tree: Path, policy) -> None:  # type: 
     decision = decide("docker build -t app work/abs_ok", policy, RealWorld())
     assert decision.allowed, decision.reason
     assert decision.argv == ["docker", "build", "-t", "app", f"{tree}/home/ai-worker/work/app"]
+
+
+# Entries a container can plant that realpath alone would misjudge.
+
+
+@pytest.fixture(scope="module")
+def specials(tree: Path) -> Path:
+    """A FIFO, a unix socket and (as root) a 0666 device node under work/."""
+    import socket
+    import stat
+
+    work = tree / "home" / "ai-worker" / "work"
+    os.mkfifo(work / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(work / "sock"))
+    sock.close()
+    if os.geteuid() == 0:
+        os.mknod(work / "disk", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return work
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "docker run --env-file work/fifo img",  # a FIFO hangs the CLI
+        "docker run -v ./work/sock:/s img",  # a host service's socket in the container
+        "docker build --secret id=s,src=work/sock work/app",
+    ],
+)
+def test_fifos_and_sockets_are_refused(command: str, specials: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, policy, RealWorld())
+    assert (decision.allowed, decision.rule) == (False, "host-path-special"), decision.reason
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_a_planted_device_node_is_refused(specials: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    # container root can mknod a 0666 block device under a bind mount; the CLI,
+    # running as the agent, would then read the raw host disk as an --env-file
+    decision = decide("docker run --env-file work/disk img", policy, RealWorld())
+    assert (decision.allowed, decision.rule) == (False, "host-path-special")
+    assert decision.reason.startswith("--env-file")
+
+
+def test_unreadable_directory_cannot_hide_a_symlink(tree: Path, policy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A container makes work/locked (root, 0700) holding escape -> /. The agent's
+    realpath cannot look inside and takes 'escape' for a plain name; the daemon,
+    as root, would follow it to the host root."""
+    locked = tree / "home" / "ai-worker" / "work" / "locked"
+    locked.mkdir()
+    os.symlink("/", locked / "escape")
+    real_lstat = os.lstat
+
+    def lstat_as_the_agent(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).startswith(str(locked) + "/"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat_as_the_agent)
+    assert os.path.realpath(locked / "escape") == str(locked / "escape")  # the trap
+    decision = decide("docker run -v ./work/locked/escape:/h img", policy, RealWorld())
+    assert (decision.allowed, decision.rule) == (False, "host-path-unreadable"), decision.reason
+    assert decision.reason.startswith("-v source")
+
+
+AS_NOBODY = """
+import sys
+from gatekeeper.decision import RealWorld, decide
+from gatekeeper.policy import load_policy
+d = decide("docker run -v ./work/locked/escape:/h img", load_policy(sys.argv[1]), RealWorld())
+print(d.rule)
+"""
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # the venv under /root is out of nobody's reach
+CAN_DROP_TO_NOBODY = os.geteuid() == 0 and Path("/usr/bin/setpriv").exists()
+
+
+@pytest.mark.skipif(not CAN_DROP_TO_NOBODY, reason="needs root and setpriv")
+def test_unreadable_directory_for_real() -> None:
+    """The same trap with real permissions: the check runs as nobody, the directory is root's 0700."""
+    import subprocess
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="gk-nobody-"))
+    root = base / "home"
+    (root / "work" / "locked").mkdir(parents=True)
+    os.symlink("/", root / "work" / "locked" / "escape")
+    for d in (base, root, root / "work"):
+        d.chmod(0o755)
+    (root / "work" / "locked").chmod(0o700)
+    policy_file = base / "policy.toml"
+    policy_file.write_text(f'[docker]\nworkdir = "{root}"\n\n[paths]\nallowed_roots = ["{root}"]\n')
+    policy_file.chmod(0o644)
+    project = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "env", f"PYTHONPATH={project}", SYSTEM_PYTHON, "-c", AS_NOBODY, str(policy_file)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot run as nobody here: {done.stderr.strip()[-200:]}")
+    assert done.stdout.strip() == "host-path-unreadable"
