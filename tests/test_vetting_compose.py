@@ -209,6 +209,31 @@ def test_dot_env_is_not_read(stage: Stage) -> None:
     assert list(model["services"]) == ["app"] and model["services"]["app"]["image"] == "alpine"
 
 
+class SwappingWorld(RealWorld):
+    """The attacker's container rewrites the compose file right after the first render."""
+
+    def __init__(self, compose_file: Path, replacement: str) -> None:
+        self.compose_file = compose_file
+        self.replacement = replacement
+        self.calls = 0
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+        answer = super().run_docker(policy, args, stdin, timeout)
+        self.calls += 1
+        if self.calls == 1:
+            self.compose_file.write_text(self.replacement)
+        return answer
+
+
+def test_compose_file_swapped_between_renders(stage: Stage) -> None:
+    """Check-time env_file inside the root, render-time env_file outside: the probe catches it."""
+    project = stage.stage_project("swapped", "services:\n  app:\n    image: alpine\n    env_file: app.env\n")
+    evil = f"services:\n  app:\n    image: alpine\n    env_file: {stage.outside}/labels\n"
+    world = SwappingWorld(project / "compose.yaml", evil)
+    result = decide(up_command("swapped"), stage.policy, world)
+    assert result.rule == "compose-changed", result.reason
+
+
 # -- commands: root flags, subcommands, compose run -------------------------
 
 NGINX = "work/allow_nginx/compose.yaml"

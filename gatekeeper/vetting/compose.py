@@ -18,6 +18,10 @@ Steps for every subcommand that needs the project (all but ls and version):
    container's environment or labels.
 5. The full render (`config --format json`) is checked key by key
    (gatekeeper.vetting.compose_project); host paths are rewritten resolved.
+   A third render of a probe (each service's inline environment and labels
+   plus only the vetted files, on stdin) must give the same environment and
+   labels: a compose file swapped between the renders cannot make the full
+   render inline a file we did not vet.
 6. argv becomes `docker compose -f - -p NAME --project-directory DIR
    --env-file /dev/null [other root flags] SUB ...` and the vetted JSON is
    fed on stdin: files changed between check and use do not matter.
@@ -25,9 +29,7 @@ Steps for every subcommand that needs the project (all but ls and version):
 Residual, documented: compose reads the files named by `include` and
 `extends` while rendering and the model does not say which they were, so a
 compose file outside the roots can be *read*; what it contributes is vetted
-like everything else. Between the raw and the full render the agent could
-swap a compose file (through a container that mounts its directory) so that
-the full render inlines an env file we did not see.
+like everything else.
 """
 
 from __future__ import annotations
@@ -73,11 +75,12 @@ def vet_compose(ctx: Context) -> None:
     """Render, vet and pin the project for every compose subcommand that loads one."""
     if ctx.located.canonical in WITHOUT_PROJECT:
         return
-    source = project_source(ctx)
-    check_file_references(ctx, source)
-    model = render(ctx, source, [])
-    from gatekeeper.vetting.compose_project import vet_project
+    from gatekeeper.vetting.compose_project import vet_file_references, vet_project
 
+    source = project_source(ctx)
+    probe = vet_file_references(render(ctx, source, ["--no-interpolate"]), ctx.host_path)
+    model = render(ctx, source, [])
+    check_inlined_files(ctx, source, model, probe)
     vet_project(model, ctx.host_path)
     pin_project(ctx, source, model)
 
@@ -135,10 +138,10 @@ def respell(use: FlagUse) -> list[str]:
     return [f"--{use.flag[0]}={use.value}"]
 
 
-def source_args(source: ProjectSource) -> list[str]:
+def source_args(source: ProjectSource, *, files: bool = True) -> list[str]:
     """Root flags for the render: explicit files, directory and env files, never .env."""
     args = ["compose"]
-    for path in source.files:
+    for path in source.files if files else []:
         args += ["-f", path]
     args += ["--project-directory", source.directory]
     for path in source.env_files or [NO_ENV_FILE]:
@@ -148,21 +151,41 @@ def source_args(source: ProjectSource) -> list[str]:
     return args + source.model_flags
 
 
-def check_file_references(ctx: Context, source: ProjectSource) -> None:
-    """env_file/label_file paths, from the raw model (the full render inlines the files)."""
-    raw = render(ctx, source, ["--no-interpolate"])
-    from gatekeeper.vetting.compose_project import vet_file_references
+def check_inlined_files(ctx: Context, source: ProjectSource, model: dict, probe: dict) -> None:
+    """The full render inlined env_file/label_file contents: render the probe (only
+    the vetted files and the inline values) and require the same result, so a
+    compose file swapped between the renders cannot smuggle in another file."""
+    import json
 
-    vet_file_references(raw, ctx.host_path)
+    from gatekeeper.vetting.compose_project import same_inlined_values
+
+    args = ["-f", "-", *source_args(source, files=False)[1:]]
+    rendered = render(ctx, source, [], args=args, stdin=json.dumps(probe).encode())
+    changed = same_inlined_values(model, rendered)
+    if changed:
+        raise Denied(
+            f"compose service {changed!r}: the project changed while it was being checked "
+            "(environment or labels differ from the vetted env_file/label_file)",
+            rule="compose-changed",
+        )
 
 
-def render(ctx: Context, source: ProjectSource, extra: list[str]) -> dict:
-    """`docker compose ... config --format json`: the project as compose will run it."""
+def render(
+    ctx: Context,
+    source: ProjectSource,
+    extra: list[str],
+    *,
+    args: list[str] | None = None,
+    stdin: bytes | None = None,
+) -> dict:
+    """`docker compose ... config --format json`: the project as compose will run it.
+    `args` replaces the root flags after 'compose' (the probe is read from stdin)."""
     import subprocess
 
-    args = [*source_args(source), "config", "--format", "json", *extra]
+    root = source_args(source) if args is None else ["compose", *args]
+    argv = [*root, "config", "--format", "json", *extra]
     try:
-        status, out, err = ctx.world.run_docker(ctx.policy, args, None, RENDER_TIMEOUT)  # type: ignore[attr-defined]
+        status, out, err = ctx.world.run_docker(ctx.policy, argv, stdin, RENDER_TIMEOUT)  # type: ignore[attr-defined]
     except subprocess.TimeoutExpired:
         raise Denied("compose took too long to render the project", rule="compose-render") from None
     if status != 0:

@@ -232,8 +232,9 @@ TOP_LEVEL_KEYS: dict[str, tuple[str, str]] = {
 
 # fmt: on
 
-# Keys whose files compose reads while rendering.
+# Keys whose files compose reads while rendering, and the keys it inlines them into.
 FILE_KEYS = ("env_file", "label_file")
+INLINED_KEYS = ("environment", "labels")
 
 # Compose keys -> docker run flags: the allowed modes and reasons are the run
 # rules' (gatekeeper.vetting.flag_checks.NAMESPACE_MODES), so both agree.
@@ -292,19 +293,50 @@ def vet_project(model: dict, resolve: Resolver) -> None:
             check_keys(mapping(item, where), keys, where, check)
 
 
-def vet_file_references(raw: dict, resolve: Resolver) -> None:
+def vet_file_references(raw: dict, resolve: Resolver) -> dict:
     """env_file and label_file in the raw (uninterpolated) model: the full render
     reads these files into the model and drops the keys, so this is where their
     paths can be seen. A variable in such a path is refused: we could not tell
-    which file the full render reads."""
+    which file the full render reads.
+
+    Returns the *inlining probe*: per service only its inline environment and
+    labels plus the vetted files. Rendered, it must give the same environment
+    and labels as the full render, which proves the full render read no other
+    files (the compose file could be swapped between the two renders)."""
     check = ProjectCheck(resolve)
-    for name, service in mapping(raw.get("services"), "services").items():
-        for key in FILE_KEYS:
-            where = f"compose service {name!r}: {key}"
-            for path in file_paths(mapping(service, where).get(key)):
-                if "$" in str(path):
-                    refuse(where, path, "variables in env_file/label_file paths are not supported")
-                check.host_path(path, where)
+    services = mapping(raw.get("services"), "services")
+    return {"services": {name: probe_service(name, service, check) for name, service in services.items()}}
+
+
+def probe_service(name: str, service: object, check: ProjectCheck) -> dict:
+    service = mapping(service, f"service {name!r}")
+    probe: dict[str, object] = {"image": "scratch"}
+    for key in FILE_KEYS:
+        where = f"compose service {name!r}: {key}"
+        paths = [vetted_file(path, where, check) for path in file_paths(service.get(key))]
+        if paths:
+            probe[key] = paths
+    probe.update({key: service[key] for key in INLINED_KEYS if key in service})
+    return probe
+
+
+def vetted_file(path: object, where: str, check: ProjectCheck) -> str:
+    if "$" in str(path):
+        refuse(where, path, "variables in env_file/label_file paths are not supported")
+    return check.host_path(path, where)
+
+
+def same_inlined_values(model: dict, probe: dict) -> str:
+    """The first service whose environment or labels differ between the full
+    render and the rendered probe, or "" when they all agree."""
+    probed = mapping(probe.get("services"), "services")
+    for name, service in mapping(model.get("services"), "services").items():
+        other = probed.get(name)
+        if not isinstance(other, dict) or not isinstance(service, dict):
+            return name
+        if any((service.get(key) or {}) != (other.get(key) or {}) for key in INLINED_KEYS):
+            return name
+    return ""
 
 
 def file_paths(value: object) -> list:
