@@ -25,6 +25,8 @@ REMOTE_PREFIXES = ("http://", "https://", "git://", "git@", "github.com/", "ssh:
 def vet_build(ctx: Context) -> None:
     """Exactly one context: stdin, or a host directory under the allowed roots."""
     keep_stdin_dockerfile(ctx)
+    if help_requested(ctx.parsed):
+        return  # cobra prints the help and builds nothing
     where = positional_indexes(ctx.parsed, ctx.argv)
     if len(where) != 1:
         raise Denied(
@@ -41,6 +43,12 @@ def vet_build(ctx: Context) -> None:
             rule="build-remote-context",
         )
     ctx.replace_word(where[0], ctx.host_path(context, "build context"))
+
+
+def help_requested(parsed: Parsed) -> bool:
+    from gatekeeper.grammar.pflag import bool_value
+
+    return any(use.flag[0] == "help" and bool_value(use) for use in parsed.uses)
 
 
 def keep_stdin_dockerfile(ctx: Context) -> None:

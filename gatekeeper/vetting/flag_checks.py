@@ -117,6 +117,7 @@ MOUNT_REFUSED_KEYS = {
     "volume-driver": "a volume plugin can map any host path: a bind mount in disguise",
     "volume-opt": "local-driver options (type=none,o=bind,device=/) bind-mount any host path",
     "volume-subpath": "the daemon walks it on the host inside the volume, where containers plant symlinks",
+    "image-subpath": "the daemon walks it on the host inside the image, which the agent builds (symlinks)",
 }
 
 # npipe is Windows-only; cluster is a swarm CSI volume (a plugin again).

@@ -32,9 +32,8 @@ START_REFUSED = frozenset({"attach", "interactive", "checkpoint", "checkpoint-di
 
 
 def vet_run(ctx: Context) -> None:
-    """docker run/create: an image must be named; log options stay with harmless drivers."""
-    if not ctx.parsed.positionals:
-        raise Denied(f"'docker {ctx.located.spelled}' needs an image", rule="run-no-image")
+    """docker run/create: log options stay with harmless drivers. The image and
+    the container's command need nothing more (docker refuses a missing image)."""
     vet_log_options(ctx)
 
 
