@@ -104,27 +104,57 @@ def follow_batches(
 ) -> Iterator[Batch]:
     """Complete lines appended to ``path`` from byte ``start`` on, across rotation
     (unnumbered: line numbers mean little across rotation and truncation)."""
-    stream = open(path, "rb")  # noqa: SIM115 (replaced on rotation, closed in finally)
-    stream.seek(start)
-    pending = b""
+    tail = Tail(path, start)
     try:
         while True:
-            chunk = stream.read()
-            if chunk:
-                lines, pending = split_complete(pending + chunk)
+            lines = tail.new_lines()
+            if lines is not None:
                 yield UNKNOWN_LINE, lines
-            elif (replacement := reopened_if_rotated(path, stream)) is not None:
-                stream.close()
-                stream, pending = replacement, b""
-            elif was_truncated(stream):
-                stream.seek(0)
-                pending = b""
+            elif tail.follow_rotation() or tail.rewind_if_truncated():
+                continue
             elif keep_going():
                 sleep(interval)
             else:
                 return
     finally:
-        stream.close()
+        tail.close()
+
+
+class Tail:
+    """The file being followed: its open stream and its unfinished last line."""
+
+    def __init__(self, path: str, start: int) -> None:
+        self.path = path
+        self.stream = open(path, "rb")  # noqa: SIM115 (replaced on rotation; see close)
+        self.stream.seek(start)
+        self.pending = b""
+
+    def new_lines(self) -> list[str] | None:
+        """Lines completed since the last call ([] if only part of one), None if nothing new."""
+        chunk = self.stream.read()
+        if not chunk:
+            return None
+        lines, self.pending = split_complete(self.pending + chunk)
+        return lines
+
+    def follow_rotation(self) -> bool:
+        """Switch to the file now at the path if it is another one (logrotate renamed ours)."""
+        replacement = reopened_if_rotated(self.path, self.stream)
+        if replacement is None:
+            return False
+        self.stream.close()
+        self.stream, self.pending = replacement, b""
+        return True
+
+    def rewind_if_truncated(self) -> bool:
+        if os.fstat(self.stream.fileno()).st_size >= self.stream.tell():
+            return False
+        self.stream.seek(0)
+        self.pending = b""
+        return True
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def split_complete(buffer: bytes) -> tuple[list[str], bytes]:
@@ -151,7 +181,3 @@ def reopened_if_rotated(path: str, stream: IO[bytes]) -> IO[bytes] | None:
         return open(path, "rb")
     except OSError:
         return None
-
-
-def was_truncated(stream: IO[bytes]) -> bool:
-    return os.fstat(stream.fileno()).st_size < stream.tell()
