@@ -31,21 +31,46 @@ fi
 touch {marker}
 """
 
-# relative path in the home -> (payload template, why it would run)
+# relative path in the home -> (payload template, the allowed command that would run it, why).
 PLANTED = {
-    ".ssh/rc": (SHELL_PAYLOAD, "sshd runs ~/.ssh/rc with /bin/sh before the command (PermitUserRC)"),
-    ".profile": (SHELL_PAYLOAD, "a login shell reads it; sshd's `sh -c` must not be one"),
-    ".bashrc": (SHELL_PAYLOAD, "bash -c reads it when started by sshd; the login shell is /bin/sh"),
-    ".shrc": (SHELL_PAYLOAD, "dash reads $ENV only when interactive"),
+    ".ssh/rc": (
+        SHELL_PAYLOAD,
+        "docker ps",
+        "sshd runs ~/.ssh/rc before a key's command= (PermitUserRC, restrict)",
+    ),
+    ".profile": (SHELL_PAYLOAD, "docker ps", "a login shell reads it; sshd's `sh -c` must not be one"),
+    ".bashrc": (
+        SHELL_PAYLOAD,
+        "docker ps",
+        "bash -c reads it when started by sshd; the login shell is /bin/sh",
+    ),
+    ".shrc": (SHELL_PAYLOAD, "docker ps", "dash reads $ENV only when interactive"),
     "gatekeeper/__init__.py": (
         PYTHON_PAYLOAD,
-        "`python -m` puts the cwd (the home) first on sys.path without -I",
+        "docker ps",
+        "`python -m` puts the cwd (the home) on sys.path without -I",
     ),
-    "gatekeeper/__main__.py": (PYTHON_PAYLOAD, "same, for the module run by -m"),
-    ".local/lib/python3.11/site-packages/usercustomize.py": (PYTHON_PAYLOAD, "user site, off with -I"),
-    ".local/lib/python3.11/site-packages/gatekeeper.pth": ("import os; os.system('touch {marker}')\n", "pth"),
-    ".docker/cli-plugins/docker-compose": (PLUGIN_PAYLOAD, "docker searches ~/.docker/cli-plugins first"),
-    ".docker/cli-plugins/docker-buildx": (PLUGIN_PAYLOAD, "docker build is forwarded to the buildx plugin"),
+    "gatekeeper/__main__.py": (PYTHON_PAYLOAD, "docker ps", "same, for the module run by -m"),
+    ".local/lib/python3.11/site-packages/usercustomize.py": (
+        PYTHON_PAYLOAD,
+        "docker ps",
+        "user site, off with -I",
+    ),
+    ".local/lib/python3.11/site-packages/gk.pth": (
+        "import os; os.system('touch {marker}')\n",
+        "docker ps",
+        "pth",
+    ),
+    ".docker/cli-plugins/docker-compose": (
+        PLUGIN_PAYLOAD,
+        "docker compose version",
+        "~/.docker/cli-plugins first",
+    ),
+    ".docker/cli-plugins/docker-buildx": (
+        PLUGIN_PAYLOAD,
+        "docker build --help",
+        "build goes to the buildx plugin",
+    ),
 }
 
 
@@ -63,12 +88,13 @@ def plant(home: Path, relative: str, text: str) -> Path:
 
 @pytest.mark.parametrize("relative", PLANTED.keys())
 def test_planted_file_does_not_run(stack: Stack, restored_home: Path, markers: Path, relative: str) -> None:
-    template, _why = PLANTED[relative]
+    """Under ForceCommand (bare key) and under command= (restrict key) alike."""
+    template, command, _why = PLANTED[relative]
     marker = markers / relative.replace("/", "_")
     plant(restored_home, relative, template.format(marker=marker))
-    for command in ("docker ps", "docker compose version", "docker build --help"):
-        stack.ssh(command)
-    assert not marker.exists(), f"{relative} ran"
+    for port in (stack.forcecommand_port, stack.keyoption_port):
+        stack.ssh(command, port=port)
+        assert not marker.exists(), f"{relative} ran (port {port})"
 
 
 def test_planted_docker_config_is_ignored(stack: Stack, restored_home: Path) -> None:
@@ -82,8 +108,9 @@ def test_planted_docker_config_is_ignored(stack: Stack, restored_home: Path) -> 
 def test_planted_ssh_environment_is_ignored(stack: Stack, restored_home: Path) -> None:
     """~/.ssh/environment (PermitUserEnvironment) would set LD_PRELOAD for the agent's shell."""
     plant(restored_home, ".ssh/environment", "LD_DEBUG=libs\n")
-    result = stack.ssh("docker ps")
-    assert b"find library" not in result.stderr, result.stderr[:300]
+    for port in (stack.forcecommand_port, stack.keyoption_port):
+        result = stack.ssh("docker ps", port=port)
+        assert b"find library" not in result.stderr, result.stderr[:300]
 
 
 def test_planted_pam_environment_is_ignored(stack: Stack, restored_home: Path) -> None:
@@ -92,8 +119,9 @@ def test_planted_pam_environment_is_ignored(stack: Stack, restored_home: Path) -
     The README's deployment switches it off; this proves it is off.
     """
     plant(restored_home, ".pam_environment", "LD_DEBUG DEFAULT=libs\n")
-    result = stack.ssh("docker ps")
-    assert b"find library" not in result.stderr, result.stderr[:300]
+    for port in (stack.forcecommand_port, stack.keyoption_port):
+        result = stack.ssh("docker ps", port=port)
+        assert b"find library" not in result.stderr, result.stderr[:300]
 
 
 def test_planted_authorized_key_is_ignored(stack: Stack, restored_home: Path, tmp_path: Path) -> None:
