@@ -15,15 +15,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Final
+from types import MappingProxyType
+from typing import Final, TypeVar
 
 from gatekeeper.views.records import Record, Triggers, is_decision, is_exit, text_field
 
 Check = Callable[[Record], bool]
+T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _RELATIVE: Final = re.compile(r"(\d+)\s*([smhdw])")
-_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNIT_SECONDS: Final = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800})
 # Characters JSON can only spell verbatim or as \uXXXX: printable ASCII except
 # the quote, the backslash and the slash (which has the short escape "\/").
 _PLAIN_JSON_TEXT: Final = re.compile(r"[ !#-.0-\[\]-~]+")
@@ -170,7 +172,7 @@ def select(records: Iterable[Record], check: Check, *, keep_exits: bool) -> Iter
             yield record
 
 
-def last(items: Iterable[Record], limit: int | None) -> Iterable[Record]:
+def last(items: Iterable[T], limit: int | None) -> Iterable[T]:
     """The last ``limit`` items (all when None), in their order."""
     return items if limit is None else deque(items, maxlen=limit)
 

@@ -125,7 +125,7 @@ class Tail:
 
     def __init__(self, path: str, start: int) -> None:
         self.path = path
-        self.stream = open(path, "rb")  # noqa: SIM115 (replaced on rotation; see close)
+        self.stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 (replaced on rotation; see close)
         self.stream.seek(start)
         self.pending = b""
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 Record = dict[str, Any]
 # A line that contains none of the triggers provably cannot match (see filters.raw_prefilter).
@@ -123,7 +123,7 @@ def opened(source: Source) -> Iterator[IO[bytes]]:
     with ExitStack() as stack:
         raw = sys.stdin.buffer if source.is_stdin else stack.enter_context(open(source.name, "rb"))
         if starts_with_gzip(raw):
-            yield stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+            yield cast(IO[bytes], stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")))
         else:
             yield raw
 
@@ -139,7 +139,7 @@ def starts_with_gzip(stream: IO[bytes]) -> bool:
 # scan one value, require only whitespace after it. Calling the C scanner
 # directly does exactly that without three Python frames per line, which is
 # most of the cost on a year of logs.
-_SCAN: Final = json.JSONDecoder().scan_once
+_SCAN: Final = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C scanner, untyped
 _JSON_SPACE: Final = " \t\n\r"
 
 

@@ -8,6 +8,7 @@ or ``[link=...]`` typed by the agent is shown as the characters it is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, TextIO
 
 from rich import box
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from gatekeeper.views.summary import Ranking, Summary
 
 BARS: Final = " ▁▂▃▄▅▆▇█"
-DECISION_STYLE: Final = {"allow": "green", "deny": "bold red"}
+DECISION_STYLE: Final = MappingProxyType({"allow": "green", "deny": "bold red"})
 
 
 def make_console(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Final
 
 from gatekeeper.views.errors import BadPolicy, NoInput, ViewError
@@ -31,7 +32,7 @@ from gatekeeper.views.rows import json_line
 
 SHOWN_LIMIT: Final = 200
 DECISION_CACHE: Final = 65_536
-OLD_DECISIONS: Final = {"allow": True, "deny": False}
+OLD_DECISIONS: Final = MappingProxyType({"allow": True, "deny": False})
 REPLAY_ERROR_RULE: Final = "replay-error"
 
 
@@ -143,8 +144,8 @@ def replay(records: Iterable[Record], decide: Decider) -> ReplayReport:
     same = {True: 0, False: 0}
     errors = total = 0
     for record in records:
-        old = OLD_DECISIONS.get(record.get("decision")) if is_decision(record) else None
-        if old is None or type(record.get("cmd")) is not str:
+        old = old_decision(record)
+        if old is None:
             continue
         total += 1
         verdict = decide(record["cmd"])
@@ -154,6 +155,14 @@ def replay(records: Iterable[Record], decide: Decider) -> ReplayReport:
         else:
             note_flip(flips, record, old, verdict)
     return ReplayReport(total, same[True], same[False], errors, changes_of(flips))
+
+
+def old_decision(record: Record) -> bool | None:
+    """True/False for a replayable past decision (allow/deny with a command), else None."""
+    verdict = record.get("decision")
+    if not is_decision(record) or type(verdict) is not str or type(record.get("cmd")) is not str:
+        return None
+    return OLD_DECISIONS.get(verdict)
 
 
 def note_flip(flips: dict[tuple[str, bool], _Flip], record: Record, old: bool, new: Verdict) -> None:

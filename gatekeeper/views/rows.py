@@ -72,7 +72,7 @@ def outcome_label(exit_record: Record | None) -> str:
         return ""
     status = shown(text_field(exit_record, "exit"), 12)
     duration = exit_record.get("duration_ms")
-    if type(duration) in (int, float):
+    if isinstance(duration, int | float) and not isinstance(duration, bool):
         return f"exit {status} {duration_label(duration)}"
     return f"exit {status}"
 

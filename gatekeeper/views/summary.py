@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from gatekeeper.views.records import Record
 
@@ -90,7 +90,7 @@ class Tally:
         try:
             self.combos[combo] += 1
         except TypeError:  # a list or object where a string belongs
-            self.combos[tuple(map(hashable, combo))] += 1  # type: ignore[arg-type]
+            self.combos[hashable_combo(combo)] += 1
         if combo[0] == "deny":
             self.refused[hashable(get("cmd"))] += 1
         stamp = canonical_stamp(get("ts"))
@@ -108,24 +108,22 @@ class Tally:
             self.last = stamp
 
     def prune(self) -> None:
-        for counter in (self.combos, self.refused, self.exits, self.hours):
+        counters: tuple[Counter[Any], ...] = (self.combos, self.refused, self.exits, self.hours)
+        for counter in counters:
             if len(counter) > COUNTER_CAP:
-                kept = dict(counter.most_common(COUNTER_CAP // 2))
-                counter.clear()
-                counter.update(kept)
+                keep_most_common(counter, COUNTER_CAP // 2)
                 self.approximate = True
 
     def merge(self, other: Tally) -> None:
         self.seen += other.seen
-        for mine, theirs in zip(self.counters(), other.counters(), strict=True):
-            mine.update(theirs)
+        self.combos.update(other.combos)
+        self.refused.update(other.refused)
+        self.exits.update(other.exits)
+        self.hours.update(other.hours)
         for stamp in (other.first, other.last):
             self.add_bounds(stamp)
         self.approximate = self.approximate or other.approximate
         self.prune()
-
-    def counters(self) -> tuple[Counter[Combo], Counter[object], Counter[object], Counter[str]]:
-        return (self.combos, self.refused, self.exits, self.hours)
 
     def add_bounds(self, stamp: str | None) -> None:
         if stamp is not None:
@@ -168,6 +166,17 @@ def hashable(value: object) -> object:
     if type(value) in (list, dict):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return value
+
+
+def keep_most_common(counter: Counter[Any], size: int) -> None:
+    kept = counter.most_common(size)
+    counter.clear()
+    counter.update(dict(kept))
+
+
+def hashable_combo(combo: Combo) -> Combo:
+    decision, rule, canonical, key, client = map(hashable, combo)
+    return (decision, rule, canonical, key, client)
 
 
 def label(value: object) -> str:
