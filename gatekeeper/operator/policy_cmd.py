@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from gatekeeper.errors import EX_CONFIG, PolicyError
-from gatekeeper.policy import compile_policy, load_policy
+from gatekeeper.policy import COMPILED_SUFFIX, compile_policy, compiled_overrides, load_policy
 
 
 def main(argv: list[str]) -> int:
@@ -44,7 +45,17 @@ def check(path: str) -> int:
         sys.stderr.write(f"gatekeeper policy check: {error.message}\n")
         return EX_CONFIG
     print(f"ok: {path} (sha256 {policy.sha256}); {len(policy.allowed)} allowed commands")
+    print(f"compiled: {compiled_state(path, policy.sha256)}")
     return 0
+
+
+def compiled_state(path: str, sha256: str) -> str:
+    if compiled_overrides(path, sha256) is not None:
+        return f"{path}{COMPILED_SUFFIX} is current and trusted (fast loading)"
+    if os.path.lexists(path + COMPILED_SUFFIX):
+        return (f"{path}{COMPILED_SUFFIX} is stale or untrusted and will be ignored; "
+                f"run 'gatekeeper policy compile {path}'")
+    return f"none; 'gatekeeper policy compile {path}' makes every SSH command faster"
 
 
 def compile_file(path: str) -> int:
