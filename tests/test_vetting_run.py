@@ -8,6 +8,8 @@ argv docker gets when a host path is rewritten to its resolved form."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatekeeper.decision import StaticWorld, decide
 from gatekeeper.grammar import spec
@@ -164,3 +166,39 @@ def test_every_check_name_is_implemented() -> None:
     from gatekeeper.vetting import FLAG_CHECKS
 
     assert set(FLAG_CHECKS) == spec.CHECKS
+
+
+# Properties: any value of a special flag is decided without crashing, and
+# what docker gets after a rewrite is a fixpoint (vetting it again changes nothing).
+
+SPECIAL_FLAGS = [
+    "run -v", "run --mount", "run --security-opt", "run --pid", "run --network", "run --sysctl",
+    "build -o", "build --secret", "build --build-context", "build --cache-to", "build --cache-from",
+]  # fmt: skip
+
+VALUE_PIECES = st.sampled_from([
+    "/", ".", "..", "./work", "work", "/home/ai-worker/work", "/etc", ".ssh", "type=", "bind", "volume",
+    "src=", "dst=", "dest=", "source=", "target=", "local", "image", "push=true", "id=", ",", ":", "=",
+    '"', "host", "container:", "ro", "z", "data", "-", "~", "c:", "name=", "seccomp", "unconfined",
+])  # fmt: skip
+
+
+def as_command(words: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(word) for word in words)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(SPECIAL_FLAGS), st.lists(VALUE_PIECES, min_size=1, max_size=8).map("".join))
+def test_special_values_never_crash_and_rewrites_are_fixpoints(flag: str, value: str) -> None:
+    policy = load_policy(None)
+    command, name = flag.split()
+    tail = ["img"] if command == "run" else ["work/app"]
+    decision = decide(as_command(["docker", command, name, value, *tail]), policy, StaticWorld())
+    if not decision.allowed:
+        assert decision.rule and decision.reason
+        return
+    again = decide(as_command(decision.argv), policy, StaticWorld())
+    assert again.allowed, again.reason
+    assert again.argv == decision.argv
