@@ -22,6 +22,8 @@ class NoInput(ViewError):
 
     @classmethod
     def from_os_error(cls, error: OSError) -> NoInput:
+        if error.filename is None:
+            return cls(f"input/output error: {error.strerror or error}")
         return cls(f"cannot read {error.filename}: {error.strerror}")
 
 

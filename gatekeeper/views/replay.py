@@ -19,6 +19,7 @@ from typing import Final
 
 from gatekeeper.views.errors import BadPolicy, NoInput, ViewError
 from gatekeeper.views.escape import shown, visible
+from gatekeeper.views.plain import stats_warning
 from gatekeeper.views.records import (
     DEFAULT_LOG,
     ReadStats,
@@ -253,6 +254,9 @@ def run_replay(args: argparse.Namespace, decide: Decider) -> int:
     stats = ReadStats()
     sources = expand_sources(args.logs or [DEFAULT_LOG], rotated=not args.no_rotated)
     report = replay(iter_records(sources, stats), decide)
+    warning = stats_warning(stats)
+    if warning is not None:
+        print(f"gatekeeper replay: {warning}", file=sys.stderr)
     if args.json:
         sys.stdout.writelines(json_line(change.as_json()) + "\n" for change in report.changes)
         print(report.headline(), file=sys.stderr)
