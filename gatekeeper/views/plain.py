@@ -30,7 +30,7 @@ def write_plain(events: Iterable[Event], out: TextIO) -> None:
 
 def plain_row(row: Row) -> str:
     decision = row.decision.upper()
-    fields = (row.time, decision, row.who, row.canonical, row.command, row.why, row.outcome)
+    fields = (row.time, decision, f"{row.key} {row.client}", row.canonical, row.command, row.why, row.outcome)
     return "\t".join(fields).rstrip("\t")
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gatekeeper.views.summary import Ranking, Summary
 
 BARS: Final = " ▁▂▃▄▅▆▇█"
+KEY_SHOWN: Final = 19
 DECISION_STYLE: Final = MappingProxyType({"allow": "green", "deny": "bold red"})
 
 
@@ -73,13 +74,18 @@ def print_events(rows: Iterable[Row], console: Console) -> None:
 def row_cells(row: Row) -> tuple[Text, ...]:
     return (
         plain(row.time, "dim"),
-        plain(row.who, "cyan"),
+        plain(f"{short_key(row.key)} {row.client}", "cyan"),
         decision_cell(row.decision),
         plain(row.canonical),
         plain(row.command, "bold"),
         plain(row.why, "dim"),
         plain(row.outcome),
     )
+
+
+def short_key(key: str) -> str:
+    """``SHA256:`` and 12 characters of the fingerprint; --json and plain text show it whole."""
+    return key if len(key) <= KEY_SHOWN + 1 else key[:KEY_SHOWN] + "…"
 
 
 def decision_cell(decision: str) -> Text:

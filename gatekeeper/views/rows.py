@@ -16,14 +16,14 @@ from gatekeeper.views.records import Event, Record, text_field
 
 COMMAND_LIMIT: Final = 240
 FIELD_LIMIT: Final = 120
-KEY_LIMIT: Final = 19  # "SHA256:" and 12 characters of the hash
 NONE_LABEL: Final = "-"
 
 
 @dataclass(frozen=True)
 class Row:
     time: str
-    who: str
+    key: str
+    client: str
     decision: str  # "allow", "deny" or the escaped odd value
     canonical: str
     command: str
@@ -39,7 +39,8 @@ def row_of(event: Event) -> Row:
     record = event.decision
     return Row(
         time=time_label(record),
-        who=who_label(record),
+        key=shown(text_field(record, "key"), FIELD_LIMIT) or "no-key",
+        client=shown(text_field(record, "client").split(" ", 1)[0], FIELD_LIMIT) or "no-client",
         decision=shown(text_field(record, "decision"), FIELD_LIMIT),
         canonical=shown(text_field(record, "canonical"), FIELD_LIMIT) or NONE_LABEL,
         command=shown(text_field(record, "cmd"), COMMAND_LIMIT),
@@ -53,12 +54,6 @@ def time_label(record: Record) -> str:
     if moment is None:
         return shown(text_field(record, "ts"), 32) or NONE_LABEL
     return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def who_label(record: Record) -> str:
-    key = shown(text_field(record, "key"), KEY_LIMIT) or "no-key"
-    client = shown(text_field(record, "client").split(" ", 1)[0], FIELD_LIMIT) or "no-client"
-    return f"{key} {client}"
 
 
 def why_label(record: Record) -> str:
