@@ -24,6 +24,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatekeeper.decision import RealWorld, StaticWorld, decide
 from gatekeeper.errors import Denied
@@ -368,6 +370,10 @@ MODEL_CASES = [
     ("sysctl-list-form", {"services": {"a": {"sysctls": ["kernel.modprobe=/x"]}}}, "compose-sysctls"),
     ("security-opt-label-disable", {"services": {"a": {"security_opt": ["label=disable"]}}}, "compose-security_opt"),
     ("security-opt-systempaths", {"services": {"a": {"security_opt": ["systempaths=unconfined"]}}}, "compose-security_opt"),
+    ("network-mode-ns-path", {"services": {"a": {"network_mode": "ns:/proc/1/ns/net"}}}, "compose-network_mode"),
+    ("network-mode-host-upper", {"services": {"a": {"network_mode": "HOST"}}}, "compose-network_mode"),
+    ("allowed-network-mode-name", {"services": {"a": {"network_mode": "my_net-1"}}}, "allowed"),
+    ("allowed-ipc-shareable", {"services": {"a": {"ipc": "shareable", "cgroup": "private"}}}, "allowed"),
     ("privileged-string", {"services": {"a": {"privileged": "true"}}}, "compose-privileged"),
     ("allowed-minimal", {"name": "p", "services": {"a": {"image": "x", "x-note": 1}}}, "allowed"),
     ("allowed-bind-inside", {"services": {"a": {"volumes": [{"type": "bind", "source": ROOT + "/w/d", "target": "/d"}]}}}, "allowed"),
@@ -391,6 +397,40 @@ def vet_model(model: dict) -> str:
 @pytest.mark.parametrize(("model", "expected"), [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES])
 def test_model_rules(model: dict, expected: str) -> None:
     assert vet_model(model) == expected
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+SERVICE_KEY_NAMES = st.sampled_from(sorted(compose_project.SERVICE_KEYS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(SERVICE_KEY_NAMES, JSON_VALUES, max_size=4),
+    st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=2),
+)
+def test_malformed_models_fail_closed(service: dict, top: dict) -> None:
+    """Whatever compose might print, the rules allow or raise Denied: never another exception."""
+    vet_model({**top, "services": {"a": service}})
+
+
+TOP_SECTIONS = st.sampled_from(["volumes", "networks", "configs", "secrets"])
+OBJECT_KEYS = st.sampled_from(
+    sorted({*compose_project.VOLUME_KEYS, *compose_project.NETWORK_KEYS, *compose_project.FILE_OBJECT_KEYS})
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    TOP_SECTIONS,
+    st.dictionaries(OBJECT_KEYS, JSON_VALUES, max_size=3),
+    st.dictionaries(st.sampled_from(sorted(compose_project.BUILD_KEYS)), JSON_VALUES, max_size=3),
+)
+def test_malformed_sections_fail_closed(section: str, item: dict, build: dict) -> None:
+    vet_model({section: {"x": item}, "services": {"a": {"build": build}}})
 
 
 # -- meta: every refusing rule has a sample ---------------------------------

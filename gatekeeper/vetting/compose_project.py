@@ -370,6 +370,14 @@ def mapping(value: object, what: str) -> dict:
     return value
 
 
+def sequence(value: object, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Denied(f"{what}: expected a list", rule="compose-model")
+    return value
+
+
 def key_of(where: str) -> str:
     """'compose service 'a': build: network' -> 'network'; '...: blkio_config.x' -> 'blkio_config'."""
     return where.rsplit(": ", 1)[-1].split(" ", maxsplit=1)[0].split(".", maxsplit=1)[0]
@@ -419,10 +427,16 @@ def check_namespace(value: object, where: str, why: str, check: ProjectCheck) ->
 
 
 def check_network_mode(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    """bridge, none or a project network are fine; host and shared stacks are not."""
+    """As the run rules: bridge, none, default or a network name; not host, not another's stack."""
+    from gatekeeper.vetting.flag_checks import network_name_ok
+
     text = str(value or "")
-    if text == "host" or text.startswith(SHARED_NETWORK_PREFIXES):
-        refuse(where, text, why)
+    if text.lower() == "host":
+        refuse(where, text, "the host network namespace reaches every service on the host's loopback")
+    if text.startswith(SHARED_NETWORK_PREFIXES):
+        refuse(where, text, "joins another container's network namespace")
+    if not (text in ("", "bridge", "none", "default") or network_name_ok(text)):
+        refuse(where, text, "expected bridge, none, default or a network name")
 
 
 def check_isolation(value: object, where: str, why: str, check: ProjectCheck) -> None:
@@ -435,7 +449,7 @@ def check_security_opt(value: object, where: str, why: str, check: ProjectCheck)
     from gatekeeper.grammar.pflag import GO_TRUE
     from gatekeeper.vetting.flag_checks import SECURITY_OPT_WHY, SECURITY_OPTS_ALLOWED, security_opt_pair
 
-    for option in value or []:  # type: ignore[attr-defined]
+    for option in sequence(value, where):
         key, setting = security_opt_pair(str(option))
         if key == "no-new-privileges" and (setting is None or setting in GO_TRUE):
             continue
@@ -447,7 +461,9 @@ def check_sysctls(value: object, where: str, why: str, check: ProjectCheck) -> N
     """The run rules' safe list (gatekeeper.vetting.flag_checks.SAFE_SYSCTLS)."""
     from gatekeeper.vetting.flag_checks import SAFE_SYSCTLS
 
-    names = list(value) if isinstance(value, dict) else [str(s).split("=", 1)[0] for s in value or []]  # type: ignore[attr-defined]
+    names = (
+        list(value) if isinstance(value, dict) else [str(s).split("=", 1)[0] for s in sequence(value, where)]
+    )
     for name in names:
         if name not in SAFE_SYSCTLS:
             refuse(where, name, why)
@@ -455,7 +471,7 @@ def check_sysctls(value: object, where: str, why: str, check: ProjectCheck) -> N
 
 def check_logging(value: object, where: str, why: str, check: ProjectCheck) -> None:
     driver = mapping(value, where).get("driver")
-    if driver is not None and driver not in LOCAL_LOG_DRIVERS:
+    if driver is not None and str(driver) not in LOCAL_LOG_DRIVERS:
         refuse(where + ".driver", driver, why)
 
 
@@ -482,7 +498,7 @@ def check_deploy(value: object, where: str, why: str, check: ProjectCheck) -> No
 def check_files(value: object, where: str, why: str, check: ProjectCheck) -> list:
     """env_file entries are {path, required} (or plain strings); label_file is a list of paths."""
     out = []
-    for entry in value or []:  # type: ignore[attr-defined]
+    for entry in sequence(value, where):
         if isinstance(entry, dict):
             out.append({**entry, "path": check.host_path(entry.get("path"), where)})
         else:
@@ -492,9 +508,9 @@ def check_files(value: object, where: str, why: str, check: ProjectCheck) -> lis
 
 def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> list:
     out = []
-    for entry in value or []:  # type: ignore[attr-defined]
+    for entry in sequence(value, where):
         volume = dict(mapping(entry, where))
-        kind = VOLUME_TYPES.get(volume.get("type", ""), "an unknown volume type")
+        kind = VOLUME_TYPES.get(str(volume.get("type", "")), "an unknown volume type")
         if kind == "bind":
             volume["source"] = check.host_path(volume.get("source"), where + " (bind source)")
         elif kind != OK:
@@ -544,7 +560,7 @@ def check_build_contexts(value: object, where: str, why: str, check: ProjectChec
 
 
 def check_build_cache_from(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    for entry in value or []:  # type: ignore[attr-defined]
+    for entry in sequence(value, where):
         fields = {part.split("=", 1)[0].strip().lower(): part for part in str(entry).split(",")}
         if fields.get("type", "").lower().endswith("=local"):
             refuse(where, entry, why)
@@ -556,17 +572,17 @@ def check_build_network(value: object, where: str, why: str, check: ProjectCheck
 
 
 def check_volume_driver(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    if value not in LOCAL_VOLUME_DRIVERS:
+    if str(value) not in LOCAL_VOLUME_DRIVERS:
         refuse(where, value, why)
 
 
 def check_network_driver(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    if value not in LOCAL_NETWORK_DRIVERS:
+    if str(value) not in LOCAL_NETWORK_DRIVERS:
         refuse(where, value, why)
 
 
 def check_network_name(value: object, where: str, why: str, check: ProjectCheck) -> None:
-    if value in HOST_NETWORK_NAMES:
+    if str(value) in HOST_NETWORK_NAMES:
         refuse(where, value, why)
 
 
