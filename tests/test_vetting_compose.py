@@ -293,6 +293,28 @@ def test_root_flags_are_kept_respelled(stage: Stage) -> None:
     ]  # fmt: skip
 
 
+def test_docker_global_flags_and_combined_shorts_survive(stage: Stage) -> None:
+    result = stage.decide(f"docker --log-level debug compose -pdemo --file={NGINX} ps -a")
+    assert result.argv[:9] == [
+        "docker",
+        "--log-level",
+        "debug",
+        "compose",
+        "-f",
+        "-",
+        "-p",
+        "demo",
+        "--project-directory",
+    ]
+    assert result.argv[-2:] == ["ps", "-a"]
+
+
+def test_run_volume_is_passed_resolved(stage: Stage) -> None:
+    result = stage.decide(f"docker compose -f {NGINX} run --rm -v ./work/allow_nginx/data:/d web ls /d")
+    assert result.allowed, result.reason
+    assert f"--volume={stage.root}/work/allow_nginx/data:/d" in result.argv
+
+
 def test_ls_and_version_are_not_rendered(stage: Stage) -> None:
     result = stage.decide("docker compose ls -a")
     assert result.argv == ["docker", "compose", "ls", "-a"] and result.stdin is None
