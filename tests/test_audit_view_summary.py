@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from gatekeeper.views import parallel, summary
 from gatekeeper.views.filters import Criteria
-from gatekeeper.views.records import ReadStats, Source, iter_records
+from gatekeeper.views.records import ReadStats, Source, expand_sources, iter_records
 from gatekeeper.views.summary import Summary, Tally
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
@@ -101,24 +102,34 @@ def test_summary_respects_filters(criteria: Criteria, decisions: int, refused: i
 def test_split_tallies_merge_to_the_whole(tmp_path: Path) -> None:
     big = tmp_path / "big.jsonl"
     big.write_bytes(AUDIT.read_bytes() * 50)
-    jobs = parallel.range_jobs(Source(str(big)), Criteria(), 3, min_bytes=0)
-    assert len(jobs) == 3
+    jobs = parallel.jobs_for(Source(str(big)), Criteria(), 3, min_bytes=0)
+    assert [job.span is not None for job in jobs] == [True, True, True]
     merged = Tally()
     for job in jobs:
-        merged.merge(parallel.tally_range(job)[0])
+        merged.merge(parallel.tally_job(job)[0])
     whole = summary.tally(iter_records([Source(str(big))], ReadStats()))
     assert merged.result() == whole.result()
     assert merged.result().decisions == 600
 
 
-def test_parallel_processes_give_the_same_summary(tmp_path: Path) -> None:
-    big = tmp_path / "big.jsonl"
-    big.write_bytes(AUDIT.read_bytes() * 20 + b"garbage line\n")
+def rotated_year(directory: Path) -> list[Source]:
+    """Three gzipped weeks, last week plain, this week plain with a corrupt line."""
+    body = AUDIT.read_bytes() * 20
+    for week in (4, 3, 2):
+        (directory / f"audit.jsonl.{week}.gz").write_bytes(gzip.compress(body))
+    (directory / "audit.jsonl.1").write_bytes(body)
+    (directory / "audit.jsonl").write_bytes(body + b"garbage line\n")
+    return expand_sources([str(directory / "audit.jsonl")], rotated=True)
+
+
+@pytest.mark.parametrize("min_bytes", [0, 10**9], ids=["files-split-too", "one-job-per-file"])
+def test_parallel_processes_give_the_same_summary(tmp_path: Path, min_bytes: int) -> None:
+    sources = rotated_year(tmp_path)
     stats = ReadStats()
-    jobs = parallel.range_jobs(Source(str(big)), Criteria(), 2, min_bytes=0)
-    result = parallel.tally_in_parallel(jobs, stats).result()
-    assert result == summary.tally(iter_records([Source(str(big))], ReadStats())).result()
-    assert (stats.corrupt, stats.samples) == (1, [(str(big), 341)]), "line numbers are the file's"
+    result = parallel.tally_sources(sources, Criteria(), stats, workers=2, min_bytes=min_bytes).result()
+    assert result == summary.tally(iter_records(sources, ReadStats())).result()
+    assert result.decisions == 5 * 240
+    assert (stats.corrupt, stats.samples) == (1, [(sources[-1].name, 341)]), "line numbers are the file's"
 
 
 def test_odd_values_are_counted_not_fatal() -> None:
