@@ -52,6 +52,7 @@ OUTSIDE_FILES = {
         "  binder:\n    image: alpine\n    volumes: ['./:/outside']\n"
     ),
     "labels": "owner=someone\n",
+    "leak.yaml": "services:\n  leak:\n    image: alpine\n    environment:\n      LEAK: ${owner:-}\n",
 }
 
 # Files every staged project has, so allow cases can use them.

@@ -27,9 +27,14 @@ Steps for every subcommand that needs the project (all but ls and version):
    fed on stdin: files changed between check and use do not matter.
 
 Residual, documented: compose reads the files named by `include` and
-`extends` while rendering and the model does not say which they were, so a
-compose file outside the roots can be *read*; what it contributes is vetted
-like everything else.
+`extends` (and an include's env_file, or the .env of an included directory)
+while rendering, and the rendered model does not say which files they were.
+What they contribute is vetted like everything else, so they cannot bring in
+a privilege or a bind outside the roots, but a compose or env file outside
+the roots can be *read* and its values carried into a container (the probe
+of step 5 catches this for environment and labels only). Closing it needs
+gatekeeper to parse the compose files itself (a YAML parser), or compose to
+gain a way to refuse include/extends.
 """
 
 from __future__ import annotations
@@ -42,9 +47,6 @@ from gatekeeper.vetting.context import Context
 
 # Subcommands that never load the project model.
 WITHOUT_PROJECT = frozenset({"compose ls", "compose version"})
-
-# Root flags that say where the project comes from; rebuilt by us.
-SOURCE_FLAGS = frozenset({"file", "project-directory", "workdir", "env-file", "project-name"})
 
 # Root flags that change the rendered model, passed to the render too.
 MODEL_FLAGS = frozenset({"profile", "compatibility", "all-resources"})
@@ -102,20 +104,42 @@ def project_source(ctx: Context) -> ProjectSource:
 
 
 def read_root_flag(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
-    long = use.flag[0]
-    value = use.value or ""
-    if long == "file":
-        source.files.append(compose_file(ctx, use))
-    elif long in ("project-directory", "workdir"):
-        source.directory = ctx.host_path(value, use.spelled)  # last one wins, as in compose
-    elif long == "env-file":
-        source.env_files.append(ctx.host_path(value, use.spelled))
-    elif long == "project-name":
-        source.name = value
+    """Flags saying where the project comes from are read into `source` (we rebuild
+    them); the others are kept, re-spelled, for the render and/or the run."""
+    reader = SOURCE_READERS.get(use.flag[0])
+    if reader is not None:
+        reader(ctx, source, use)
+    elif use.flag[0] in MODEL_FLAGS:
+        source.model_flags.extend(respell(use))
     else:
-        words = respell(use)
-        target = source.model_flags if long in MODEL_FLAGS else source.kept_flags
-        target.extend(words)
+        source.kept_flags.extend(respell(use))
+
+
+def read_file(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
+    source.files.append(compose_file(ctx, use))
+
+
+def read_directory(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
+    source.directory = ctx.host_path(use.value or "", use.spelled)  # last one wins, as in compose
+
+
+def read_env_file(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
+    source.env_files.append(ctx.host_path(use.value or "", use.spelled))
+
+
+def read_name(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
+    source.name = use.value or ""
+
+
+# Root flags that say where the project comes from (--workdir is the hidden,
+# deprecated spelling of --project-directory).
+SOURCE_READERS = {
+    "file": read_file,
+    "project-directory": read_directory,
+    "workdir": read_directory,
+    "env-file": read_env_file,
+    "project-name": read_name,
+}
 
 
 def compose_file(ctx: Context, use: FlagUse) -> str:
