@@ -313,11 +313,18 @@ def probe_service(name: str, service: object, check: ProjectCheck) -> dict:
     probe: dict[str, object] = {"image": "scratch"}
     for key in FILE_KEYS:
         where = f"compose service {name!r}: {key}"
-        paths = [vetted_file(path, where, check) for path in file_paths(service.get(key))]
-        if paths:
-            probe[key] = paths
+        entries = [vetted_entry(entry, where, check) for entry in sequence(service.get(key), where)]
+        if entries:
+            probe[key] = entries
     probe.update({key: service[key] for key in INLINED_KEYS if key in service})
     return probe
+
+
+def vetted_entry(entry: object, where: str, check: ProjectCheck) -> object:
+    """An env_file entry ({path, required, format}) or a label_file path, its path resolved."""
+    if isinstance(entry, dict):
+        return {**entry, "path": vetted_file(entry.get("path"), where, check)}
+    return vetted_file(entry, where, check)
 
 
 def vetted_file(path: object, where: str, check: ProjectCheck) -> str:
@@ -337,12 +344,6 @@ def same_inlined_values(model: dict, probe: dict) -> str:
         if any((service.get(key) or {}) != (other.get(key) or {}) for key in INLINED_KEYS):
             return name
     return ""
-
-
-def file_paths(value: object) -> list:
-    if not isinstance(value, list):
-        return [] if value is None else [value]
-    return [entry.get("path") if isinstance(entry, dict) else entry for entry in value]
 
 
 def check_keys(item: dict, keys: dict[str, tuple[str, str]], where: str, check: ProjectCheck) -> None:
