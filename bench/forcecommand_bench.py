@@ -93,8 +93,9 @@ class Run:
 
 def run_once(argv: list[str], env: dict[str, str]) -> Run:
     started = time.perf_counter()
-    child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -104,15 +105,17 @@ def run_once(argv: list[str], env: dict[str, str]) -> Run:
 def run_sequence(steps: list[tuple[list[str], dict[str, str]]]) -> Run:
     """Several processes one after the other, as one measurement."""
     runs = [run_once(argv, env) for argv, env in steps]
-    return Run(sum(r.wall for r in runs), sum(r.cpu for r in runs), max(r.rss_kib for r in runs),
-               runs[-1].status)
+    return Run(
+        sum(r.wall for r in runs), sum(r.cpu for r in runs), max(r.rss_kib for r in runs), runs[-1].status
+    )
 
 
 class Case:
     __slots__ = ("name", "steps", "expected_status", "runs")
 
-    def __init__(self, name: str, steps: list[tuple[list[str], dict[str, str]]],
-                 expected_status: int) -> None:
+    def __init__(
+        self, name: str, steps: list[tuple[list[str], dict[str, str]]], expected_status: int
+    ) -> None:
         self.name = name
         self.steps = steps
         self.expected_status = expected_status
@@ -144,8 +147,10 @@ def prepare_venv(venv: Path, *, install: bool) -> Path:
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
     elif install:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
-                        str(REPO)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
+            check=True,
+        )
     return python
 
 
@@ -165,16 +170,24 @@ def prepare_root(root: Path) -> dict[str, Path]:
 
 def compile_policy(python: Path, policy: Path) -> bool:
     """Write the compiled policy if this gatekeeper has 'policy compile'."""
-    done = subprocess.run([str(python), "-I", "-m", "gatekeeper", "policy", "compile", str(policy)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(python), "-I", "-m", "gatekeeper", "policy", "compile", str(policy)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         print(f"note: no compiled policy ({done.stderr.strip() or done.stdout.strip()})")
     return done.returncode == 0
 
 
 def session_env(root: Path, command: str | None = None) -> dict[str, str]:
-    env = {"PATH": f"{root}/bin:/usr/bin:/bin", "HOME": str(root / "authprogs"), "LANG": "C.UTF-8",
-           "SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22"}
+    env = {
+        "PATH": f"{root}/bin:/usr/bin:/bin",
+        "HOME": str(root / "authprogs"),
+        "LANG": "C.UTF-8",
+        "SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22",
+    }
     if command is not None:
         env["SSH_ORIGINAL_COMMAND"] = command
     return env
@@ -183,14 +196,21 @@ def session_env(root: Path, command: str | None = None) -> dict[str, str]:
 def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Path) -> list[Case]:
     gatekeeper = [str(python), "-I", "-m", "gatekeeper", "--policy", str(files["policy"])]
     uncompiled = [str(python), "-I", "-m", "gatekeeper", "--policy", str(toml_copy)]
-    without_runpy = [str(python), "-I", "-c", "import sys, gatekeeper.cli; sys.exit(gatekeeper.cli.main())",
-                     "--policy", str(files["policy"])]
+    without_runpy = [
+        str(python),
+        "-I",
+        "-c",
+        "import sys, gatekeeper.cli; sys.exit(gatekeeper.cli.main())",
+        "--policy",
+        str(files["policy"]),
+    ]
     stub = [str(files["stub"]), "ps", "-a", "--format", "{{.Names}}"]
     authprogs = ["/usr/bin/authprogs", "--run", "--configfile", str(files["authprogs"])]
     plain = session_env(root)
     cases = [
-        Case("floor (python -I -c pass + stub)",
-             [([str(python), "-I", "-c", "pass"], plain), (stub, plain)], 0),
+        Case(
+            "floor (python -I -c pass + stub)", [([str(python), "-I", "-c", "pass"], plain), (stub, plain)], 0
+        ),
         Case("gatekeeper allowed", [(gatekeeper, session_env(root, ALLOWED_COMMAND))], 0),
         Case("gatekeeper denied", [(gatekeeper, session_env(root, DENIED_COMMAND))], 77),
         Case("gatekeeper allowed, TOML", [(uncompiled, session_env(root, ALLOWED_COMMAND))], 0),
@@ -207,16 +227,22 @@ def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Pat
 
 def report(cases: list[Case]) -> None:
     floor, floor_cpu = cases[0].median_ms(), cases[0].cpu_ms()
-    print(f"\n{'case':34} {'median ms':>10} {'p90 ms':>8} {'x floor':>8} {'CPU ms':>8} {'x floor':>8} "
-          f"{'peak RSS MB':>12}")
+    print(
+        f"\n{'case':34} {'median ms':>10} {'p90 ms':>8} {'x floor':>8} {'CPU ms':>8} {'x floor':>8} "
+        f"{'peak RSS MB':>12}"
+    )
     for case in cases:
-        print(f"{case.name:34} {case.median_ms():10.1f} {case.p90_ms():8.1f} {case.median_ms() / floor:8.2f} "
-              f"{case.cpu_ms():8.1f} {case.cpu_ms() / floor_cpu:8.2f} {case.peak_rss_mb():12.1f}")
+        print(
+            f"{case.name:34} {case.median_ms():10.1f} {case.p90_ms():8.1f} {case.median_ms() / floor:8.2f} "
+            f"{case.cpu_ms():8.1f} {case.cpu_ms() / floor_cpu:8.2f} {case.peak_rss_mb():12.1f}"
+        )
     for case in cases[1:3]:
         ratio, rss = case.median_ms() / floor, case.peak_rss_mb()
         verdict = "ok" if ratio <= RATIO_TARGET and rss <= RSS_TARGET_MB else "MISSED"
-        print(f"target {case.name}: ratio {ratio:.2f} <= {RATIO_TARGET}, RSS {rss:.1f} <= "
-              f"{RSS_TARGET_MB} MB: {verdict}")
+        print(
+            f"target {case.name}: ratio {ratio:.2f} <= {RATIO_TARGET}, RSS {rss:.1f} <= "
+            f"{RSS_TARGET_MB} MB: {verdict}"
+        )
 
 
 def on_cpu_ns(pid: int) -> int:
@@ -227,8 +253,9 @@ def on_cpu_ns(pid: int) -> int:
 
 def stream_once(argv: list[str], env: dict[str, str]) -> tuple[list[float], int]:
     """Run a streaming command; per-line latency (s) and CPU ns used between first and last line."""
-    child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     assert child.stdout is not None
     latencies: list[float] = []
     cpu_at_first = cpu_at_last = 0
@@ -246,8 +273,9 @@ def stream_once(argv: list[str], env: dict[str, str]) -> tuple[list[float], int]
 def stream_bench(python: Path, root: Path, files: dict[str, Path]) -> None:
     command = "docker logs -f web"
     direct, _ = stream_once([str(files["stub"]), "logs", "-f", "web"], session_env(root))
-    through, cpu_ns = stream_once([str(python), "-I", "-m", "gatekeeper", "--policy", str(files["policy"])],
-                                  session_env(root, command))
+    through, cpu_ns = stream_once(
+        [str(python), "-I", "-m", "gatekeeper", "--policy", str(files["policy"])], session_env(root, command)
+    )
     span = STREAM_INTERVAL_S * (STREAM_LINES - 1)
     print(f"\nstreaming '{command}' ({STREAM_LINES} lines, one per {STREAM_INTERVAL_S * 1000:.0f} ms):")
     print(f"  gatekeeper CPU while supervising: {cpu_ns / 1e6:.3f} ms over {span:.1f} s")

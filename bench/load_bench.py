@@ -140,11 +140,15 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     ms = [v * 1000 for v in load.latencies]
-    print(f"{options.sessions} sessions, {options.concurrency} at a time, {os.cpu_count()} CPUs: "
-          f"{elapsed:.1f} s, {options.sessions / elapsed:.0f} sessions/s, audit log {size_mb:.1f} MB")
-    print(f"latency median {statistics.median(ms):.0f} ms, p90 {percentile(ms, 0.9):.0f} ms, "
-          f"p99 {percentile(ms, 0.99):.0f} ms; CPU per session {statistics.mean(load.cpu) * 1000:.1f} ms; "
-          f"peak RSS {load.peak_rss_kib / 1024:.1f} MB")
+    print(
+        f"{options.sessions} sessions, {options.concurrency} at a time, {os.cpu_count()} CPUs: "
+        f"{elapsed:.1f} s, {options.sessions / elapsed:.0f} sessions/s, audit log {size_mb:.1f} MB"
+    )
+    print(
+        f"latency median {statistics.median(ms):.0f} ms, p90 {percentile(ms, 0.9):.0f} ms, "
+        f"p99 {percentile(ms, 0.99):.0f} ms; CPU per session {statistics.mean(load.cpu) * 1000:.1f} ms; "
+        f"peak RSS {load.peak_rss_kib / 1024:.1f} MB"
+    )
     print("audit log: " + ("every record present and whole" if not problems else f"{len(problems)} problems"))
     for problem in problems[:20]:
         print("  " + problem)

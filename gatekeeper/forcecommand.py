@@ -12,7 +12,6 @@ import sys
 import time
 
 from gatekeeper.errors import EX_NOPERM, AuditError, GatekeeperError
-from gatekeeper.messages import denial_line, usage_text
 from gatekeeper.policy import Policy, load_policy
 
 
@@ -39,6 +38,8 @@ def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
         say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing runs unrecorded")
         return error.exit_code
     if not decision.allowed:
+        from gatekeeper.messages import denial_line
+
         say(denial_line(decision.rule, decision.reason, policy))
         return EX_NOPERM
     from gatekeeper.execution import run_child
@@ -100,6 +101,8 @@ def show_usage(policy: Policy, profile: str | None) -> int:
     except AuditError as error:
         say(f"gatekeeper: denied: {error.message} (rule {error.rule})")
         return error.exit_code
+    from gatekeeper.messages import usage_text
+
     sys.stderr.write(usage_text(policy))
     return EX_NOPERM
 
