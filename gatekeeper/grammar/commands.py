@@ -169,5 +169,19 @@ MANAGEMENT: dict[str, dict[str, str]] = {
 # global flags before the subcommand).
 PLUGINS = frozenset({"compose", "buildx"})
 
+# Every compose v2.40.3 subcommand (cmd/compose/*.go; compose has no aliases),
+# so blocked ones are recognised and refused by name.
+COMPOSE_COMMANDS: dict[str, str] = {
+    name: "compose " + name
+    for name in (
+        "alpha",    # hidden: viz, publish, generate
+        "attach", "bridge", "build", "commit", "config", "cp", "create",
+        "down", "events", "exec", "export", "images", "kill", "logs", "ls",
+        "pause", "port", "ps", "publish", "pull", "push", "restart", "rm",
+        "run", "scale", "start", "stats", "stop", "top", "unpause", "up",
+        "version", "volumes", "wait", "watch",
+    )
+}
+
 # Short display names for messages: the spelling an agent most likely uses.
 DISPLAY: dict[str, str] = {canonical: name for name, canonical in TOP_LEVEL.items()}

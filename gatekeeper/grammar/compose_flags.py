@@ -77,17 +77,9 @@ COMPOSE_GLOBAL: dict = table(
 
 # Every compose subcommand (cmd/compose/compose.go AddCommand), so each is
 # recognised; policy allows only some. Compose defines no subcommand aliases.
-COMPOSE_COMMANDS: dict[str, str] = {
-    name: "compose " + name
-    for name in (
-        "alpha",    # hidden: viz, publish, generate
-        "attach", "bridge", "build", "commit", "config", "cp", "create",
-        "down", "events", "exec", "export", "images", "kill", "logs", "ls",
-        "pause", "port", "ps", "publish", "pull", "push", "restart", "rm",
-        "run", "scale", "start", "stats", "stop", "top", "unpause", "up",
-        "version", "volumes", "wait", "watch",
-    )
-}
+# COMPOSE_COMMANDS (every compose subcommand) lives in grammar.commands: name lookups
+# must not pay for importing these tables.
+from gatekeeper.grammar.commands import COMPOSE_COMMANDS  # noqa: E402, F401 - re-exported
 
 _WATCH_WHY = "watch syncs host files into containers and rebuilds on change, outside the vetted project"
 

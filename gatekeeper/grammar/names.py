@@ -18,7 +18,7 @@ def canonical_name(name: str) -> str | None:
 
 def subcommand(group: str, name: str) -> str | None:
     if group == "compose":
-        from gatekeeper.grammar.compose_flags import COMPOSE_COMMANDS
+        from gatekeeper.grammar.commands import COMPOSE_COMMANDS
 
         return COMPOSE_COMMANDS.get(name)
     return MANAGEMENT.get(group, {}).get(name)

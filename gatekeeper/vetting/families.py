@@ -6,9 +6,11 @@ Modules are imported only when their family is being decided.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False  # typing itself costs milliseconds on the ForceCommand path
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-from gatekeeper.vetting.context import Context
+    from gatekeeper.vetting.context import Context
 
 
 def run_family(ctx: Context) -> None:
