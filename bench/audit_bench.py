@@ -153,38 +153,40 @@ def write_log(path: str, count: int) -> None:
 # ---------------------------------------------------------------- timing
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run, in a fresh helper process."""
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (all processes) of one run."""
     helper = (
         "import resource, subprocess, sys, time\n"
         "start = time.perf_counter()\n"
         "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
         "wall = time.perf_counter() - start\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(wall, peak, done.returncode)\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, done.returncode)\n"
     )
     result = subprocess.run([sys.executable, "-c", helper, *argv], capture_output=True, text=True, check=True)
-    wall, peak, status = result.stdout.split()
+    wall, peak, cpu, status = result.stdout.split()
     if status != "0":
         raise SystemExit(f"{' '.join(argv)} exited {status}")
-    return float(wall), float(peak)
+    return float(wall), float(peak), float(cpu)
 
 
-def measure_runs(argv: list[str], runs: int) -> tuple[float, float, float]:
-    """Best wall time, median wall time and largest peak RSS over ``runs`` runs."""
+def measure_runs(argv: list[str], runs: int) -> tuple[float, float, float, float]:
+    """Best and median wall time, largest peak RSS and least CPU time over ``runs`` runs."""
     results = [measure(argv) for _ in range(runs)]
-    walls = sorted(wall for wall, _ in results)
-    return walls[0], walls[len(walls) // 2], max(peak for _, peak in results)
+    walls = sorted(wall for wall, _, _ in results)
+    peak = max(peak for _, peak, _ in results)
+    return walls[0], walls[len(walls) // 2], peak, min(cpu for _, _, cpu in results)
 
 
 def audit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "gatekeeper", "audit", "--no-rotated", *args]
 
 
-def report(label: str, best: float, median: float, peak: float) -> bool:
+def report(label: str, best: float, median: float, peak: float, cpu: float) -> bool:
     ok = best < WALL_TARGET_S and peak < RSS_TARGET_MB
     verdict = "ok" if ok else "OVER TARGET"
-    print(f"{label:<48} best {best:5.2f} s  median {median:5.2f} s  peak RSS {peak:6.1f} MB  {verdict}")
+    figures = f"wall best {best:5.2f} s, median {median:5.2f} s; CPU {cpu:5.2f} s; peak RSS {peak:5.1f} MB"
+    print(f"{label:<44} {figures}  {verdict}")
     return ok
 
 
@@ -220,7 +222,8 @@ def run_bench(path: str, runs: int) -> int:
         ),
     }
     results = [report(label, *measure_runs(argv, runs)) for label, argv in queries.items()]
-    machine = f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}"
+    load = ", ".join(f"{figure:.1f}" for figure in os.getloadavg())
+    machine = f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, load average {load}"
     print(f"{machine}; targets < {WALL_TARGET_S} s and < {RSS_TARGET_MB} MB each")
     return 0 if all(results) else 1
 
