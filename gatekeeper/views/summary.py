@@ -30,6 +30,7 @@ PRUNE_EVERY: Final = 4096
 # Timestamps as our writer makes them: 2026-11-25T20:16:10.123456Z. They sort
 # as text, so first/last seen and hour buckets need no datetime per record.
 CANONICAL_STAMP_LENGTH: Final = 27
+fromisoformat: Final = datetime.fromisoformat
 
 Combo = tuple[object, object, object, object, object]
 
@@ -95,17 +96,14 @@ class Tally:
             self.refused[hashable(get("cmd"))] += 1
         stamp = canonical_stamp(get("ts"))
         if stamp is not None:
-            self.add_stamp(stamp)
+            self.hours[stamp[:13]] += 1
+            if self.first is None or stamp < self.first:
+                self.first = stamp
+            if self.last is None or stamp > self.last:
+                self.last = stamp
         self.seen += 1
         if not self.seen % PRUNE_EVERY:
             self.prune()
-
-    def add_stamp(self, stamp: str) -> None:
-        self.hours[stamp[:13]] += 1
-        if self.first is None or stamp < self.first:
-            self.first = stamp
-        if self.last is None or stamp > self.last:
-            self.last = stamp
 
     def prune(self) -> None:
         counters: tuple[Counter[Any], ...] = (self.combos, self.refused, self.exits, self.hours)
@@ -154,7 +152,8 @@ def tally(records: Iterable[Record], check: Callable[[Record], bool] | None = No
             if check is None or check(record):
                 add_decision(record)
         elif event == "exit":
-            exits[hashable(record.get("exit"))] += 1
+            status = record.get("exit")
+            exits[status if type(status) is int else hashable(status)] += 1
     return result
 
 
@@ -191,10 +190,10 @@ def canonical_stamp(stamp: object) -> str | None:
     if type(stamp) is not str:
         return None
     try:
-        moment = datetime.fromisoformat(stamp)  # also validates the fast path below
+        moment = fromisoformat(stamp)  # also validates the fast path below
     except ValueError:
         return None
-    if len(stamp) == CANONICAL_STAMP_LENGTH and stamp[10] == "T" and stamp[19] == "." and stamp[26] == "Z":
+    if len(stamp) == CANONICAL_STAMP_LENGTH and stamp[26] == "Z" and stamp[10] == "T" and stamp[19] == ".":
         return stamp
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
