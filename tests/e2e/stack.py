@@ -60,6 +60,8 @@ COMPOSE_PLUGIN: Final = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
 PAM_SSHD: Final = Path("/etc/pam.d/sshd")
 
 RUN_DIR: Final = Path("/run/gk-e2e")
+PAM_BACKUP: Final = RUN_DIR / "pam.d-sshd.orig"
+BRIDGE_MARKER: Final = RUN_DIR / "created-docker0"
 DOCKER_SOCKET: Final = RUN_DIR / "docker.sock"
 DOCKER_HOST: Final = f"unix://{DOCKER_SOCKET}"
 DATA_ROOT: Final = Path("/var/lib/gk-e2e")
@@ -400,8 +402,15 @@ def disable_pam_user_env() -> Callable[[], None]:
     original = PAM_SSHD.read_text() if PAM_SSHD.exists() else None
     if original is None or "user_readenv=1" not in original:
         return lambda: None
+    PAM_BACKUP.write_text(original)  # a killed run is undone by stop_stale_stack()
     PAM_SSHD.write_text(original.replace("user_readenv=1", "user_readenv=0"))
-    return lambda: PAM_SSHD.write_text(original)
+    return restore_pam_sshd
+
+
+def restore_pam_sshd() -> None:
+    if PAM_BACKUP.exists():
+        PAM_SSHD.write_text(PAM_BACKUP.read_text())
+        PAM_BACKUP.unlink()
 
 
 def place_compose_app() -> None:
@@ -429,6 +438,8 @@ def start_dockerd() -> Daemon:
     ]  # fmt: skip
     if other_dockerd_running():
         argv.append("--bridge=none")  # docker0 belongs to the other engine
+    elif not Path("/sys/class/net/docker0").exists():
+        BRIDGE_MARKER.touch()
     daemon = Daemon("dockerd", argv, RUN_DIR / "dockerd.log")
     daemon.start()
     wait_for("dockerd", lambda: engine_answers(daemon), 60, diagnose=daemon.log_tail)
@@ -505,14 +516,20 @@ def unmount_below(*roots: Path) -> None:
             subprocess.run(["umount", "-l", target], capture_output=True, check=False)
 
 
-def stop_dockerd(daemon: Daemon, bridge_existed: bool) -> None:
+def stop_dockerd(daemon: Daemon) -> None:
     remove_all_containers()
     daemon.stop()
     kill_leftover_engine_processes()
     unmount_below(RUN_DIR, DATA_ROOT)
-    if not bridge_existed:
-        subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True, check=False)
+    remove_our_bridge()
     shutil.rmtree(DATA_ROOT, ignore_errors=True)
+
+
+def remove_our_bridge() -> None:
+    """docker0 outlives dockerd; delete it only if our engine created it."""
+    if BRIDGE_MARKER.exists():
+        subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True, check=False)
+        BRIDGE_MARKER.unlink()
 
 
 # ---------------------------------------------------------------- sshd
@@ -614,6 +631,8 @@ def stop_stale_stack() -> None:
     kill_leftover_engine_processes()
     unmount_below(RUN_DIR, DATA_ROOT)
     shutil.rmtree(DATA_ROOT, ignore_errors=True)
+    remove_our_bridge()
+    restore_pam_sshd()
     for stale in RUN_DIR.glob("ssh-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -628,10 +647,10 @@ def running_stack() -> Iterator[Stack]:
         install_gatekeeper()
         install_compose()
         write_policy_and_audit_log()
+        RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
-        bridge_existed = Path("/sys/class/net/docker0").exists()
         dockerd = start_dockerd()
-        undo.callback(stop_dockerd, dockerd, bridge_existed)
+        undo.callback(stop_dockerd, dockerd)
         import_busybox_image()
         place_compose_app()
         workdir = Path(tempfile.mkdtemp(prefix="ssh-", dir=RUN_DIR))
