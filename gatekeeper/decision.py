@@ -57,6 +57,16 @@ class RealWorld:
         check_resolution(resolved)
         return resolved
 
+    def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
+        """At most `limit`+1 bytes of a file the decision must look into (compose files)."""
+        try:
+            with open(path, "rb") as handle:
+                return handle.read(limit + 1)
+        except FileNotFoundError:
+            return b""  # nothing to look into; the tool that needs it reports the error
+        except OSError as error:
+            raise Denied(f"cannot read {path!r}: {error.strerror}", rule="host-path") from None
+
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
         import subprocess
@@ -100,8 +110,12 @@ def check_resolution(resolved: str) -> None:
 class StaticWorld:
     """A world with no symlinks: paths are only normalised. For replay and tests."""
 
-    def __init__(self, links: dict[str, str] | None = None) -> None:
+    def __init__(self, links: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> None:
         self.links = dict(links or {})
+        self.files = dict(files or {})
+
+    def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
+        return self.files.get(path, b"")[: limit + 1]
 
     def realpath(self, path: str) -> str:
         path = os.path.normpath(path)

@@ -52,6 +52,7 @@ OUTSIDE_FILES = {
         "  binder:\n    image: alpine\n    volumes: ['./:/outside']\n"
     ),
     "labels": "owner=someone\n",
+    "benign.yaml": "services:\n  web:\n    image: alpine\n    command: [echo, from-outside]\n",
     "leak.yaml": "services:\n  leak:\n    image: alpine\n    environment:\n      LEAK: ${owner:-}\n",
 }
 
@@ -61,6 +62,7 @@ PROJECT_FILES = {
     "app.conf": "listen 80;\n",
     "token.txt": "not-a-secret\n",
     "Dockerfile": "FROM alpine\n",
+    "inner.yaml": "services:\n  inner:\n    image: alpine\n",
     "data/readme": "data\n",
     ".git/HEAD": "ref: refs/heads/main\n",
 }

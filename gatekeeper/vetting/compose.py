@@ -77,9 +77,11 @@ def vet_compose(ctx: Context) -> None:
     """Render, vet and pin the project for every compose subcommand that loads one."""
     if ctx.located.canonical in WITHOUT_PROJECT:
         return
+    from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
 
     source = project_source(ctx)
+    check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)  # type: ignore[attr-defined]
     probe = vet_file_references(render(ctx, source, ["--no-interpolate"]), ctx.host_path)
     model = render(ctx, source, [])
     check_inlined_files(ctx, source, model, probe)
