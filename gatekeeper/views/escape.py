@@ -50,13 +50,6 @@ def visible_char(char: str) -> str:
     return char
 
 
-def clip(text: str, limit: int) -> str:
-    """Cut ``text`` to ``limit`` characters, saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…[+{len(text) - limit} chars]"
-
-
 def shown(text: str, limit: int) -> str:
     """Clip first (so an escape is never cut in half), then escape."""
     if len(text) <= limit:

@@ -1,6 +1,6 @@
 """Read audit records: JSON Lines files, rotated siblings, gzip, stdin, journald.
 
-Reading streams line by line and never holds a file in memory. A line that
+Reading streams a megabyte at a time and never holds a file in memory. A line that
 is not a JSON object is counted as corrupt and reading goes on: the log is
 appendable by the agent, and a crash can leave a truncated last line, so
 neither may stop an operator from reading the rest.
