@@ -6,6 +6,7 @@ a line on stderr.
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -24,7 +25,8 @@ class NoInput(ViewError):
     def from_os_error(cls, error: OSError) -> NoInput:
         if error.filename is None:
             return cls(f"input/output error: {error.strerror or error}")
-        return cls(f"cannot read {error.filename}: {error.strerror}")
+        hint = " (the audit log is readable by root only)" if error.errno == errno.EACCES else ""
+        return cls(f"cannot read {error.filename}: {error.strerror}{hint}")
 
 
 class BadPolicy(ViewError):
