@@ -70,7 +70,9 @@ def test_docker_host_ssh_url_is_refused_with_a_hint(stack: Stack, tmp_path: Path
         [str(docker_client()), "ps"], env=env, capture_output=True, timeout=60, check=False
     )
     assert result.returncode != 0
-    assert b"ssh" in result.stderr and b"gatekeeper" in result.stderr, result.stderr
+    assert b"gatekeeper: denied" in result.stderr, result.stderr
+    ours = result.stderr[result.stderr.index(b"gatekeeper: denied") :]
+    assert b"ssh " in ours.split(b"allowed:")[0], ours  # the hint, not docker's own error text
     decisions = [r for r in audit_records_since(offset) if r["event"] == "decision"]
     assert decisions and all(r["decision"] == "deny" for r in decisions), decisions
     assert any("dial-stdio" in str(r["cmd"]) for r in decisions), decisions
