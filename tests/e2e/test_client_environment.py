@@ -64,3 +64,28 @@ def test_setenv_changes_nothing(stack: Stack, evil_pythonpath: Path, markers: Pa
     sent = stack.ssh("docker ps --format '{{.Image}}'", options=options)
     assert (sent.returncode, sent.stdout, sent.stderr) == (0, baseline.stdout, b"")
     assert list(markers.iterdir()) == []
+
+
+def test_docker_child_environment_holds_nothing_from_the_session(stack: Stack) -> None:
+    """`docker run -e NAME` copies NAME from the docker client's own environment into the
+    container: a window onto what gatekeeper handed the child. Nothing the client sent
+    and nothing sshd set for the session (SSH_*, LC_* extras) may be there.
+    """
+    names = (
+        "LC_GK_PROBE",
+        "SSH_CONNECTION",
+        "SSH_USER_AUTH",
+        "SSH_ORIGINAL_COMMAND",
+        "PYTHONPATH",
+        "LD_PRELOAD",
+    )
+    flags = " ".join(f"-e {name}" for name in names)
+    env = {"PATH": "/usr/bin:/bin", "LC_GK_PROBE": "leaked"}
+    result = stack.ssh(
+        f"docker run --rm {flags} gk-busybox env", options=("-o", "SendEnv=LC_GK_PROBE"), env=env
+    )
+    if result.returncode == 77:
+        return  # the policy refuses environment pass-through altogether: nothing can leak
+    assert result.returncode == 0, result.stderr
+    leaked = [line for line in result.stdout.decode().splitlines() if line.split("=", 1)[0] in names]
+    assert leaked == []
