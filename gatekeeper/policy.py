@@ -60,6 +60,20 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True},
     "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
     "paths": {"allowed_roots": ["/home/ai-worker"]},
+    # Off ("" / 0) in the embedded default: examples/default.toml sets them.
+    "limits": {
+        "memory": "",
+        "cpus": 0,
+        "pids_limit": 0,
+        "default_memory": "",
+        "default_cpus": 0,
+        "default_pids_limit": 0,
+        "max_running": 0,
+    },
+    # Keys (case-insensitive substrings) whose values inspect output hides for
+    # objects the agent does not own; environment values are always hidden.
+    "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
+                        "apikey", "api_key", "privatekey", "private_key", "authorization"]},
 }
 
 ABSOLUTE_PATH = "absolute path"
@@ -67,6 +81,10 @@ STRING = "string"
 BOOLEAN = "boolean"
 COMMAND_LIST = "list of command names"
 PATH_LIST = "list of absolute paths"
+MEMORY_SIZE = "memory size such as \"2g\" (or \"\" for none)"
+CPU_COUNT = "number of CPUs, 0 or more"
+COUNT = "whole number, 0 or more"
+STRING_LIST = "list of strings"
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -78,6 +96,16 @@ SCHEMA: dict[str, dict[str, str]] = {
     "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN},
     "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
     "paths": {"allowed_roots": PATH_LIST},
+    "limits": {
+        "memory": MEMORY_SIZE,
+        "cpus": CPU_COUNT,
+        "pids_limit": COUNT,
+        "default_memory": MEMORY_SIZE,
+        "default_cpus": CPU_COUNT,
+        "default_pids_limit": COUNT,
+        "max_running": COUNT,
+    },
+    "redact": {"keys": STRING_LIST},
 }
 
 EMBEDDED = "(embedded default)"
@@ -252,7 +280,17 @@ VALIDATORS = {
     BOOLEAN: lambda value: isinstance(value, bool),
     COMMAND_LIST: is_string_list,
     PATH_LIST: lambda value: isinstance(value, list) and all(is_absolute_path(v) for v in value),
+    MEMORY_SIZE: lambda value: value == "" or is_memory_size(value),
+    CPU_COUNT: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+    COUNT: lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+    STRING_LIST: is_string_list,
 }
+
+
+def is_memory_size(value: object) -> bool:
+    from gatekeeper.vetting.limits import ram_in_bytes
+
+    return isinstance(value, str) and bool(ram_in_bytes(value))
 
 
 def canonical_names(names: object) -> list[str]:

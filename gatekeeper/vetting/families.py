@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
 
 def run_family(ctx: Context) -> None:
+    from gatekeeper.vetting.limits import vet_run_limits
     from gatekeeper.vetting.run import vet_run
 
     vet_run(ctx)
+    vet_run_limits(ctx)
 
 
 def build_family(ctx: Context) -> None:
@@ -32,9 +34,11 @@ def compose_family(ctx: Context) -> None:
 
 
 def start_family(ctx: Context) -> None:
+    from gatekeeper.vetting.limits import vet_start_limits
     from gatekeeper.vetting.run import vet_start
 
     vet_start(ctx)
+    vet_start_limits(ctx)
 
 
 COMPOSE_COMMANDS_VETTED = (

@@ -1,0 +1,337 @@
+"""Resource caps, policy [limits]: memory, CPUs and PIDs of what the agent starts.
+
+For `docker run`/`create` each capped flag must parse
+exactly as docker parses it and stay at or under the cap; "unlimited" spellings
+(0, -1) are over any cap. A capped flag the agent left out gets the policy's
+default injected. For compose the same rules apply to every service of the
+vetted model, which is what compose then runs (gatekeeper.vetting.compose).
+
+We accept a strict subset of docker's spellings (plain decimal digits), so that
+whatever we accept means the same number to us and to docker; anything else is
+refused with a hint instead of guessed at (docker's int parser takes 0x10 and
+010 as hex and octal, its size parser takes 1e3).
+
+A cap or default of "" or 0 means "no cap" / "no default".
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+# docker/go-units binaryMap: RAMInBytes reads k, m, g, t, p as powers of 1024.
+BINARY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+DIGITS = frozenset("0123456789")
+NANO = 10**9
+OWNER_LABEL = "gatekeeper.owner"
+DEFAULT_OWNER = "default"  # the profile name when the ForceCommand line has no --name
+
+# The flags that would get round a CPU cap: docker refuses them together with
+# --cpus anyway, and a quota/period pair is just another spelling of --cpus.
+CPU_QUOTA_FLAGS = frozenset({"cpu-quota", "cpu-period"})
+
+
+def ram_in_bytes(text: str) -> int | None:
+    """go-units RAMInBytes on its plain spellings ("512m", "2g", "1.5GiB", "1 kb",
+    "1024"); None for everything else, including what docker would still take."""
+    number, suffix = split_size(text)
+    if number is None:
+        return None
+    suffix = suffix.lower()
+    if suffix in ("", "b"):
+        return int(number)
+    unit = BINARY_UNITS.get(suffix[:1])
+    if unit is None or suffix[1:] not in ("", "b", "ib"):
+        return None
+    return int(number * unit)  # float64 times the unit, truncated, as in go-units
+
+
+def split_size(text: str) -> tuple[float | None, str]:
+    """'1.5 g' -> (1.5, 'g'): digits with at most one '.', one optional space, a suffix."""
+    end = 0
+    while end < len(text) and (text[end] in DIGITS or text[end] == "."):
+        end += 1
+    number, suffix = text[:end], text[end:]
+    if suffix.startswith(" "):
+        suffix = suffix[1:]
+    if not plain_decimal(number) or len(suffix) > 3:
+        return None, ""
+    return float(number), suffix
+
+
+def plain_decimal(number: str) -> bool:
+    whole, dot, fraction = number.partition(".")
+    return bool(whole) and set(whole) <= DIGITS and (not dot or (bool(fraction) and set(fraction) <= DIGITS))
+
+
+def nano_cpus(text: str) -> int | None:
+    """docker's ParseCPUs ("1.5" -> 1500000000) on plain decimals; None otherwise
+    (docker's big.Rat also reads "3/2" and "1e1": refused, not guessed)."""
+    if not plain_decimal(text):
+        return None
+    whole, _, fraction = text.partition(".")
+    if len(fraction) > 9:
+        return None  # docker: "value is too precise"
+    return int(whole) * NANO + int(fraction.ljust(9, "0") or "0")
+
+
+def plain_int(text: str) -> int | None:
+    """pflag's int64 (strconv.ParseInt base 0) on plain decimals only: "010" is
+    octal and "0x10" hex to docker, so any leading zero or prefix is refused."""
+    body = text[1:] if text.startswith("-") else text
+    if not body or not set(body) <= DIGITS or (len(body) > 1 and body[0] == "0"):
+        return None
+    return int(text)
+
+
+class Caps:
+    """The policy's [limits], parsed once per decision that needs them."""
+
+    __slots__ = ("memory", "cpus", "pids", "default_memory", "default_cpus", "default_pids", "max_running")
+
+    def __init__(self, limits: dict[str, object]) -> None:
+        self.memory = ram_in_bytes(str(limits.get("memory") or "0")) or 0
+        self.cpus = round(float(limits.get("cpus") or 0) * NANO)  # type: ignore[arg-type]
+        self.pids = int(limits.get("pids_limit") or 0)  # type: ignore[call-overload]
+        self.default_memory = str(limits.get("default_memory") or "")
+        self.default_cpus = float(limits.get("default_cpus") or 0)  # type: ignore[arg-type]
+        self.default_pids = int(limits.get("default_pids_limit") or 0)  # type: ignore[call-overload]
+        self.max_running = int(limits.get("max_running") or 0)  # type: ignore[call-overload]
+
+    def any(self) -> bool:
+        return bool(self.memory or self.cpus or self.pids or self.max_running or self.defaults())
+
+    def defaults(self) -> list[tuple[str, str]]:
+        """(flag, value) pairs to inject when the flag is absent."""
+        out = []
+        if self.default_memory:
+            out.append(("memory", self.default_memory))
+        if self.default_cpus:
+            out.append(("cpus", format_cpus(self.default_cpus)))
+        if self.default_pids:
+            out.append(("pids-limit", str(self.default_pids)))
+        return out
+
+
+def caps_of(policy: object) -> Caps:
+    settings = getattr(policy, "settings", {})
+    return Caps(settings.get("limits") or {})
+
+
+def format_cpus(cpus: float) -> str:
+    return f"{cpus:.9f}".rstrip("0").rstrip(".")
+
+
+def show_bytes(size: int) -> str:
+    for suffix, unit in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def check_memory(value: str, caps: Caps, what: str) -> None:
+    """-m/--memory: 0 is "no limit" to docker, so it is over any cap."""
+    if not caps.memory:
+        return
+    size = ram_in_bytes(value)
+    if size is None:
+        hint = f"write it as digits and a unit, e.g. {show_bytes(caps.memory)}"
+        raise over_cap(what, value, hint, "memory")
+    if size == 0 or size > caps.memory:
+        raise over_cap(what, value, f"the memory cap is {show_bytes(caps.memory)}", "memory")
+
+
+def check_memory_swap(value: str, caps: Caps, what: str) -> None:
+    """--memory-swap -1 is unlimited swap; otherwise memory+swap stays within twice the
+    memory cap (docker's own default when only --memory is set)."""
+    if not caps.memory:
+        return
+    size = None if value == "-1" else ram_in_bytes(value)
+    if size is None or size > 2 * caps.memory:
+        raise over_cap(what, value, f"memory plus swap is capped at {show_bytes(2 * caps.memory)}", "memory")
+
+
+def check_cpus(value: str, caps: Caps, what: str) -> None:
+    """--cpus 0 means no CPU limit."""
+    if not caps.cpus:
+        return
+    nano = nano_cpus(value)
+    if nano is None:
+        raise over_cap(what, value, f"write it as a decimal, e.g. {format_cpus(caps.cpus / NANO)}", "cpus")
+    if nano == 0 or nano > caps.cpus:
+        raise over_cap(what, value, f"the CPU cap is {format_cpus(caps.cpus / NANO)}", "cpus")
+
+
+def check_cpu_quota(value: str, caps: Caps, what: str) -> None:
+    """A quota/period pair is --cpus by another name (quota -1: unlimited)."""
+    if caps.cpus:
+        raise over_cap(what, value, "CPU time is capped through --cpus only", "cpus")
+
+
+def check_pids(value: str, caps: Caps, what: str) -> None:
+    """--pids-limit 0 and -1 both mean unlimited (a fork bomb takes the host)."""
+    if not caps.pids:
+        return
+    pids = plain_int(value)
+    if pids is None:
+        raise over_cap(what, value, f"write it in plain decimal, e.g. {caps.pids}", "pids")
+    if pids <= 0 or pids > caps.pids:
+        raise over_cap(what, value, f"the PID cap is {caps.pids}", "pids")
+
+
+def over_cap(what: str, value: object, why: str, cap: str) -> Denied:
+    return Denied(f"{what} {value!r} is not allowed: {why} (policy [limits])", rule=f"limit-{cap}")
+
+
+# run/create flag name -> its check (`docker update` has no grammar table: always denied)
+FLAG_CAPS = {
+    "memory": check_memory,
+    "memory-swap": check_memory_swap,
+    "cpus": check_cpus,
+    "cpu-quota": check_cpu_quota,
+    "cpu-period": check_cpu_quota,
+    "pids-limit": check_pids,
+}
+
+
+def vet_run_limits(ctx: Context) -> None:
+    """docker run/create: every capped flag within its cap, defaults for the absent ones,
+    and room for one more running container."""
+    caps = caps_of(ctx.policy)
+    if not caps.any():
+        return
+    given = check_flags(ctx, caps)
+    inject_defaults(ctx, caps, given)
+    if ctx.located.canonical == "container run":
+        check_running(ctx, caps, 1)
+
+
+def check_flags(ctx: Context, caps: Caps) -> set[str]:
+    given = set()
+    for use in ctx.parsed.uses:
+        check = FLAG_CAPS.get(use.flag[0])
+        if check is not None:
+            check(use.value or "", caps, use.spelled)
+            given.add(use.flag[0])
+    return given
+
+
+def inject_defaults(ctx: Context, caps: Caps, given: set[str]) -> None:
+    """Right after the subcommand word: before any `--` and the image, and a later
+    flag of the agent's could only be one we did not inject (we skip given ones)."""
+    words = [f"--{flag}={value}" for flag, value in caps.defaults() if flag not in given]
+    if not words:
+        return
+    at = ctx.located.args_start - 1  # the word 'run' / 'create'
+    ctx.vetted.rewrites[at] = (1, [ctx.argv[at], *words])
+
+
+def check_running(ctx: Context, caps: Caps, starting: int) -> None:
+    """At most max_running containers labelled as the agent's run at once. Needs the
+    world to know the profile (the ownership query); without it the check is skipped."""
+    if not caps.max_running or not hasattr(ctx.world, "profile"):
+        return
+    running = count_running(ctx, ctx.world.profile or DEFAULT_OWNER)  # type: ignore[attr-defined]
+    if running + starting > caps.max_running:
+        raise Denied(
+            f"{running} of your containers are running and the cap is {caps.max_running} "
+            "(policy [limits] max_running): stop one first",
+            rule="limit-running",
+        )
+
+
+def count_running(ctx: Context, owner: str) -> int:
+    args = ["ps", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={owner}"]
+    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)  # type: ignore[attr-defined]
+    if status != 0:
+        raise Denied("cannot count your running containers (docker ps failed)", rule="limit-running")
+    return len(out.split())
+
+
+def vet_start_limits(ctx: Context) -> None:
+    """docker start NAME...: each name may start one more container."""
+    caps = caps_of(ctx.policy)
+    if caps.max_running:
+        check_running(ctx, caps, max(1, len(ctx.parsed.positionals)))
+
+
+# ---------------------------------------------------------------- compose
+
+# model key -> (check, the run flag it stands for). Sizes in the rendered model
+# are byte counts (as strings), cpus a number, pids an integer.
+SERVICE_CAPS = {
+    "mem_limit": (check_memory, "memory"),
+    "memswap_limit": (check_memory_swap, "memory-swap"),
+    "cpus": (check_cpus, "cpus"),
+    "cpu_quota": (check_cpu_quota, "cpu-quota"),
+    "cpu_period": (check_cpu_quota, "cpu-period"),
+    "pids_limit": (check_pids, "pids-limit"),
+}
+DEPLOY_CAPS = {"memory": "mem_limit", "cpus": "cpus", "pids": "pids_limit"}
+COMPOSE_STARTS = frozenset({"compose up", "compose create", "compose run"})
+
+
+def vet_compose_limits(ctx: Context, model: dict) -> None:
+    """Every service of the vetted model within the caps; defaults set where absent.
+    Changes `model` in place: it is what compose is fed."""
+    if ctx.located.canonical not in COMPOSE_STARTS:
+        return
+    caps = caps_of(ctx.policy)
+    if not caps.any():
+        return
+    services = model.get("services") or {}
+    for name, service in services.items():
+        if isinstance(service, dict):
+            limit_service(name, service, caps)
+    if ctx.located.canonical == "compose up":
+        check_running(ctx, caps, 1)
+
+
+def limit_service(name: str, service: dict, caps: Caps) -> None:
+    given = set()
+    for key, (check, flag) in SERVICE_CAPS.items():
+        if key in service:
+            check(model_value(service[key]), caps, f"service {name!r} {key}")
+            given.add(flag)
+    for key, value in deploy_limits(service).items():
+        if key in DEPLOY_CAPS:
+            check, flag = SERVICE_CAPS[DEPLOY_CAPS[key]]
+            check(model_value(value), caps, f"service {name!r} deploy.resources.limits.{key}")
+            given.add(flag)
+    for flag, value in caps.defaults():
+        if flag not in given:
+            service[MODEL_KEYS[flag]] = model_default(flag, value)
+
+
+MODEL_KEYS = {"memory": "mem_limit", "cpus": "cpus", "pids-limit": "pids_limit"}
+
+
+def deploy_limits(service: dict) -> dict:
+    deploy = service.get("deploy")
+    resources = deploy.get("resources") if isinstance(deploy, dict) else None
+    limits = resources.get("limits") if isinstance(resources, dict) else None
+    return limits if isinstance(limits, dict) else {}
+
+
+def model_value(value: object) -> str:
+    """The rendered model's number or string as the CLI flag would have spelled it.
+    A float such as 1.5 prints as '1.5'; an int as digits; anything else as itself."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def model_default(flag: str, value: str) -> object:
+    if flag == "memory":
+        return str(ram_in_bytes(value))
+    if flag == "cpus":
+        return float(value)
+    return int(value)
