@@ -292,6 +292,21 @@ def root_docker_env() -> dict[str, str]:
     }
 
 
+def preserved(path: Path) -> Callable[[], None]:
+    """Undo step for a production file the stack overwrites: put the operator's
+    version back (content, mode, owner), or remove ours if there was none."""
+    if not path.exists():
+        return lambda: path.unlink(missing_ok=True)
+    content, status = path.read_bytes(), path.stat()
+
+    def restore() -> None:
+        path.write_bytes(content)
+        os.chown(path, status.st_uid, status.st_gid)
+        path.chmod(status.st_mode & 0o7777)
+
+    return restore
+
+
 def write_file(path: Path, text: str, *, mode: int, owner: str = "root", group: str = "root") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -646,6 +661,7 @@ def running_stack() -> Iterator[Stack]:
         ensure_agent_account()
         install_gatekeeper()
         install_compose()
+        undo.callback(preserved(POLICY))
         write_policy_and_audit_log()
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
@@ -671,8 +687,8 @@ def start_sshds(workdir: Path, undo: contextlib.ExitStack) -> Stack:
         precedence_key=make_keypair(workdir / "precedence_ed25519", "gk-e2e precedence"),
         keyoption_keys=workdir / "keys" / AGENT,
     )
+    undo.callback(preserved(AUTHORIZED_KEYS))
     write_authorized_keys(AUTHORIZED_KEYS, forcecommand_keys_text(stack.client_key, stack.precedence_key))
-    undo.callback(AUTHORIZED_KEYS.unlink, True)
     write_authorized_keys(stack.keyoption_keys, keyoption_keys_text(stack.client_key, stack.precedence_key))
     modes = (
         ("sshd-forcecommand", stack.forcecommand_port, SNIPPET),
