@@ -17,7 +17,7 @@ from gatekeeper.policy import Policy, load_policy
 
 def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
     try:
-        policy = load_policy(policy_path)
+        policy = load_policy(policy_path, profile)
     except GatekeeperError as error:
         return refuse_without_policy(error)
     command = os.environ.get("SSH_ORIGINAL_COMMAND")

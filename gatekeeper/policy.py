@@ -74,7 +74,18 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
                         "apikey", "api_key", "privatekey", "private_key", "authorization"]},
-}
+    # Per action class: "owned" = only objects labelled gatekeeper.owner=<profile>
+    # (gatekeeper.vetting.ownership asks the engine), "all" = any object.
+    "scope": {
+        "stop": "owned", "start": "owned", "restart": "owned", "rm": "owned",
+        "logs": "owned", "kill": "owned", "top": "owned", "port": "owned",
+        "stats": "owned", "wait": "owned", "rmi": "owned",
+        "ps": "all", "images": "all", "inspect": "all",
+    },
+    # Names or glob patterns (and labels "key=value" or "key") no command may
+    # stop, remove, kill, restart or prune.
+    "protect": {"containers": [], "images": [], "volumes": [], "networks": [], "labels": []},
+}  # fmt: skip
 
 ABSOLUTE_PATH = "absolute path"
 STRING = "string"
@@ -85,6 +96,9 @@ MEMORY_SIZE = "memory size such as \"2g\" (or \"\" for none)"
 CPU_COUNT = "number of CPUs, 0 or more"
 COUNT = "whole number, 0 or more"
 STRING_LIST = "list of strings"
+SCOPE = '"all" or "owned"'
+PATTERN_LIST = "list of names or glob patterns"
+LABEL_LIST = 'list of labels "key=value" or "key"'
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -106,9 +120,15 @@ SCHEMA: dict[str, dict[str, str]] = {
         "max_running": COUNT,
     },
     "redact": {"keys": STRING_LIST},
-}
+    "scope": {key: SCOPE for key in DEFAULTS["scope"]},
+    "protect": {
+        "containers": PATTERN_LIST, "images": PATTERN_LIST, "volumes": PATTERN_LIST,
+        "networks": PATTERN_LIST, "labels": LABEL_LIST,
+    },
+}  # fmt: skip
 
 EMBEDDED = "(embedded default)"
+DEFAULT_PROFILE = "default"
 COMPILED_SUFFIX = ".compiled"
 COMPILED_FORMAT = 1
 
@@ -119,6 +139,7 @@ class Policy:
     __slots__ = (
         "binary", "host", "workdir", "config_dir", "audit_path", "syslog",
         "allowed", "blocked", "allowed_roots", "source", "sha256", "settings",
+        "profile",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -137,10 +158,22 @@ class Policy:
         self.source = source
         self.sha256 = sha256
         self.settings = settings
+        # --name on the ForceCommand line: the owner label of what the agent creates.
+        self.profile = DEFAULT_PROFILE
 
 
-def load_policy(path: str | None) -> Policy:
-    """The embedded default, overridden by the TOML file at `path` if given."""
+def load_policy(path: str | None, profile: str | None = None) -> Policy:
+    """The embedded default, overridden by the TOML file at `path` if given,
+    applied for `profile` (the --name of the key; "default" if None)."""
+    policy = policy_from_file(path)
+    if profile is not None:
+        if not is_plain_name(profile, ""):
+            raise PolicyError(f"invalid profile name {profile!r} (--name): letters, digits, _ . - / : @ only")
+        policy.profile = profile
+    return policy
+
+
+def policy_from_file(path: str | None) -> Policy:
     if path is None:
         return Policy(DEFAULTS, EMBEDDED, "")
     data = read_policy_file(path)
@@ -284,6 +317,9 @@ VALIDATORS = {
     CPU_COUNT: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
     COUNT: lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
     STRING_LIST: is_string_list,
+    SCOPE: lambda value: value in ("all", "owned"),
+    PATTERN_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "*?[]") for v in value),
+    LABEL_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "=") for v in value),
 }
 
 
@@ -291,6 +327,13 @@ def is_memory_size(value: object) -> bool:
     from gatekeeper.vetting.limits import ram_in_bytes
 
     return isinstance(value, str) and bool(ram_in_bytes(value))
+
+
+def is_plain_name(value: str, extra: str) -> bool:
+    """A profile, name pattern or label of docker-name characters (and `extra`):
+    they go into engine filters and templates, so nothing that could quote out."""
+    allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/:@" + extra
+    return 0 < len(value) <= 255 and all(ch in allowed for ch in value)
 
 
 def canonical_names(names: object) -> list[str]:
