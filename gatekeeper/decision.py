@@ -23,16 +23,19 @@ from gatekeeper.words import split_command
 
 
 class Decision:
-    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin")
+    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter")
 
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
-                 rule: str, reason: str, stdin: bytes | None = None) -> None:
+                 rule: str, reason: str, stdin: bytes | None = None,
+                 output_filter: str | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
         self.canonical = canonical
         self.rule = rule
         self.reason = reason
         self.stdin = stdin
+        # gatekeeper.redaction filter name: stdout is captured and cleaned before it is shown
+        self.output_filter = output_filter
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -165,7 +168,8 @@ def vetted_decision(argv: list[str], located: Located, policy: object, world: ob
     parsed = walk_command_flags(argv, located)
     vetted = vet(Context(argv, located, parsed, policy, world))
     final = apply_rewrites(argv, vetted.rewrites)
-    return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed", vetted.stdin)
+    return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
+                    vetted.stdin, vetted.output_filter)
 
 
 def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> list[str]:

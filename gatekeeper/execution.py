@@ -20,6 +20,7 @@ import select
 
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 GRACE_SECONDS = 3.0
+MAX_CAPTURE = 32 << 20  # filtered output is held in memory: bounded
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -40,17 +41,82 @@ def child_environment(policy: object) -> dict[str, str]:
     }
 
 
-def run_child(policy: object, argv: list[str], stdin: bytes | None) -> int:
-    """Spawn docker, supervise it, return its exit status (128+N if killed by signal N)."""
+def run_child(policy: object, argv: list[str], stdin: bytes | None, output_filter=None) -> int:  # type: ignore[no-untyped-def]
+    """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
+
+    With `output_filter` (bytes -> bytes, gatekeeper.redaction) docker's stdout
+    goes to a pipe instead of ours; what it printed is filtered, then shown.
+    """
     os.chdir(policy.workdir)  # type: ignore[attr-defined]
     feed_r, feed_w = os.pipe() if stdin is not None else (-1, -1)
     actions = [(os.POSIX_SPAWN_DUP2, feed_r, 0)] if stdin is not None else []
+    capture = Capture() if output_filter is not None else None
+    if capture is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, capture.write_fd, 1))
     pid = os.posix_spawn(policy.binary, argv, child_environment(policy), file_actions=actions)  # type: ignore[attr-defined]
     if stdin is not None:
         os.close(feed_r)
+    if capture is not None:
+        os.close(capture.write_fd)
     install_forwarding(pid)
-    status = supervise(pid, feed_w, stdin or b"")
-    return os.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
+    status = supervise(pid, feed_w, stdin or b"", capture)
+    code = os.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
+    if capture is not None:
+        return show_filtered(capture, output_filter, code)
+    return code
+
+
+class Capture:
+    """docker's stdout, collected from a pipe, up to MAX_CAPTURE bytes."""
+
+    __slots__ = ("read_fd", "write_fd", "chunks", "size", "overflow")
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+
+    def drain(self) -> bool:
+        """Read what is there; False at end of file (or on overflow)."""
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.size += len(chunk)
+            if self.size > MAX_CAPTURE:
+                self.overflow = True
+                return False
+            self.chunks.append(chunk)
+
+
+def show_filtered(capture: Capture, output_filter, code: int) -> int:  # type: ignore[no-untyped-def]
+    """Print the filtered output; withhold it all if it cannot be filtered (fail closed)."""
+    if not capture.overflow:
+        capture.drain()  # whatever arrived between the last poll and the exit
+    os.close(capture.read_fd)
+    why = "more than 32 MiB" if capture.overflow else ""
+    if not why:
+        try:
+            write_all(1, output_filter(b"".join(capture.chunks)))
+            return code
+        except ValueError as error:
+            why = str(error)
+    os.write(2, f"gatekeeper: output withheld: {why}, so secrets could not be redacted\n".encode())
+    return code or 1
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BrokenPipeError:
+            return
 
 
 def install_forwarding(pid: int) -> None:
@@ -65,7 +131,7 @@ def install_forwarding(pid: int) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
-def supervise(pid: int, feed_fd: int, feed: bytes) -> int:
+def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = None) -> int:
     """Wait for the child; stop it if the client goes away. Returns the wait status."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
@@ -74,11 +140,19 @@ def supervise(pid: int, feed_fd: int, feed: bytes) -> int:
         poller.register(fd, 0)  # only POLLERR/POLLHUP: the client hung up
     if feed_fd >= 0:
         poller.register(feed_fd, select.POLLOUT)
+    capture_fd = capture.read_fd if capture is not None else -1
+    if capture is not None:
+        poller.register(capture_fd, select.POLLIN)
     while True:
         for fd, events in poller.poll():
             if fd == pidfd:
                 return reap(pid)
-            if fd == feed_fd:
+            if fd == capture_fd:
+                if not capture.drain():  # type: ignore[union-attr]
+                    poller.unregister(capture_fd)
+                    if capture.overflow:  # type: ignore[union-attr]
+                        return stop_child(pid, pidfd)
+            elif fd == feed_fd:
                 feed = write_feed(poller, feed_fd, feed, events)
             elif events & select.POLLNVAL:
                 poller.unregister(fd)  # closed stdio: nothing to watch

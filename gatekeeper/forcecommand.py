@@ -44,7 +44,12 @@ def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
         return EX_NOPERM
     from gatekeeper.execution import run_child
 
-    code = run_child(policy, decision.argv, decision.stdin)  # type: ignore[arg-type]
+    output_filter = None
+    if decision.output_filter is not None:
+        from gatekeeper.redaction import output_filter as named_filter
+
+        output_filter = named_filter(decision.output_filter, policy)
+    code = run_child(policy, decision.argv, decision.stdin, output_filter)  # type: ignore[arg-type]
     record_exit(fd, policy, record, code, started)
     return code
 

@@ -73,7 +73,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
-                        "apikey", "api_key", "privatekey", "private_key", "authorization"]},
+                        "apikey", "api_key", "privatekey", "private_key", "authorization", "authconfig"]},
     # Per action class: "owned" = only objects labelled gatekeeper.owner=<profile>
     # (gatekeeper.vetting.ownership asks the engine), "all" = any object.
     "scope": {

@@ -79,6 +79,7 @@ def vet_compose(ctx: Context) -> None:
         return
     from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
+    from gatekeeper.vetting.limits import vet_compose_limits
 
     source = project_source(ctx)
     check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)  # type: ignore[attr-defined]
@@ -86,6 +87,7 @@ def vet_compose(ctx: Context) -> None:
     model = render(ctx, source, [])
     check_inlined_files(ctx, source, model, probe)
     vet_project(model, ctx.host_path)
+    vet_compose_limits(ctx, model)  # caps checked, defaults set in the model compose is fed
     pin_project(ctx, source, model)
 
 

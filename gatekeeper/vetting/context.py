@@ -8,13 +8,15 @@ from gatekeeper.paths import resolve_host_path
 
 
 class Vetted:
-    """The outcome of vetting: argv rewrites (index -> replacement words) and stdin."""
+    """The outcome of vetting: argv rewrites (index -> replacement words), stdin,
+    and the output filter (gatekeeper.redaction) docker's stdout goes through."""
 
-    __slots__ = ("rewrites", "stdin")
+    __slots__ = ("rewrites", "stdin", "output_filter")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
         self.stdin: bytes | None = None
+        self.output_filter: str | None = None
 
 
 class Context:

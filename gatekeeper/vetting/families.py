@@ -41,6 +41,20 @@ def start_family(ctx: Context) -> None:
     vet_start_limits(ctx)
 
 
+def inspect_family(ctx: Context) -> None:
+    from gatekeeper.vetting.inspect import vet_inspect
+
+    vet_inspect(ctx)
+
+
+def compose_config_family(ctx: Context) -> None:
+    from gatekeeper.vetting.compose import vet_compose
+    from gatekeeper.vetting.inspect import vet_compose_config
+
+    vet_compose(ctx)
+    vet_compose_config(ctx)
+
+
 COMPOSE_COMMANDS_VETTED = (
     "up", "down", "ps", "logs", "start", "stop", "restart", "pull", "build",
     "config", "ls", "images", "top", "version", "create", "run", "rm", "kill",
@@ -52,4 +66,9 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "container start": start_family,
     "image build": build_family,
     **{f"compose {name}": compose_family for name in COMPOSE_COMMANDS_VETTED},
+    # output redacted for objects the agent does not own (gatekeeper.redaction)
+    "inspect": inspect_family,
+    "container inspect": inspect_family,
+    "image inspect": inspect_family,
+    "compose config": compose_config_family,
 }

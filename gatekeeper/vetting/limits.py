@@ -233,11 +233,10 @@ def inject_defaults(ctx: Context, caps: Caps, given: set[str]) -> None:
 
 
 def check_running(ctx: Context, caps: Caps, starting: int) -> None:
-    """At most max_running containers labelled as the agent's run at once. Needs the
-    world to know the profile (the ownership query); without it the check is skipped."""
-    if not caps.max_running or not hasattr(ctx.world, "profile"):
+    """At most max_running containers labelled as the agent's (policy.profile) run at once."""
+    if not caps.max_running:
         return
-    running = count_running(ctx, ctx.world.profile or DEFAULT_OWNER)  # type: ignore[attr-defined]
+    running = count_running(ctx, getattr(ctx.policy, "profile", None) or DEFAULT_OWNER)
     if running + starting > caps.max_running:
         raise Denied(
             f"{running} of your containers are running and the cap is {caps.max_running} "

@@ -1,0 +1,147 @@
+"""Output filters: what docker printed, with other people's secrets hidden.
+
+A Decision may name an output filter (`Decision.output_filter`); execution then
+captures docker's stdout, passes it through the filter named here and prints
+the result. Everything else keeps docker's stdout straight through.
+
+* `redact-inspect` (docker inspect, container inspect, image inspect): each
+  object whose label `gatekeeper.owner` is not the session's profile is
+  printed with every environment value hidden (`Env: ["K=V"]` becomes
+  `["K=***"]`) and every value under a key containing one of the policy's
+  `[redact] keys` (case-insensitive) replaced by `***`. Objects the agent owns
+  are printed as they are.
+* `redact-compose-config` (docker compose config): the rendered project with
+  service environment and build args values hidden, inline secret/config
+  `content` hidden, and the same key rule.
+
+Output that is not the JSON we expect is withheld (fail closed): a filter
+raises ValueError and the caller prints one line instead.
+"""
+
+from __future__ import annotations
+
+import json
+
+OWNER_LABEL = "gatekeeper.owner"
+DEFAULT_OWNER = "default"  # the profile when the ForceCommand line has no --name
+HIDDEN = "***"
+
+
+def redact_inspect(output: bytes, owner: str, keys: tuple[str, ...]) -> bytes:
+    """docker inspect's JSON array, each object not owned by `owner` redacted."""
+    if not output.strip():
+        return output  # nothing found: docker printed only to stderr
+    objects = parse(output)
+    if not isinstance(objects, list):
+        raise ValueError("docker inspect did not print a JSON array")
+    shown = [item if owned_by(item, owner) else redact_tree(item, keys) for item in objects]
+    return dump(shown)
+
+
+def redact_compose_config(output: bytes, keys: tuple[str, ...]) -> bytes:
+    """compose config's JSON project: environment, build args and inline contents hidden."""
+    project = parse(output)
+    if not isinstance(project, dict):
+        raise ValueError("compose config did not print a JSON project")
+    for service in mapping_values(project.get("services")):
+        if "environment" in service:
+            service["environment"] = hide_env(service["environment"])
+        build = service.get("build")
+        if isinstance(build, dict) and "args" in build:
+            build["args"] = hide_env(build["args"])
+    for section in ("secrets", "configs"):
+        for entry in mapping_values(project.get(section)):
+            if "content" in entry:
+                entry["content"] = HIDDEN
+    return dump(redact_tree(project, keys))
+
+
+def owned_by(item: object, owner: str) -> bool:
+    """The label sits in .Config.Labels (containers, images) or .Labels (volumes, networks)."""
+    if not isinstance(item, dict):
+        return False
+    config = item.get("Config")
+    for labels in (config.get("Labels") if isinstance(config, dict) else None, item.get("Labels")):
+        if isinstance(labels, dict) and labels.get(OWNER_LABEL) == owner:
+            return True
+    return False
+
+
+def redact_tree(node: object, keys: tuple[str, ...]) -> object:
+    """A copy of `node`: values of Env keys as K=***, values under matching keys hidden."""
+    if isinstance(node, list):
+        return [redact_tree(item, keys) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        if key.lower() == "env":
+            out[key] = hide_env(value)
+        elif matches(key, keys):
+            out[key] = hide_leaves(value)
+        else:
+            out[key] = redact_tree(value, keys)
+    return out
+
+
+def matches(key: str, keys: tuple[str, ...]) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in keys)
+
+
+def hide_env(value: object) -> object:
+    """["K=V", ...] -> ["K=***", ...]; {"K": "V"} -> {"K": "***"}; a bare "K" stays
+    (docker passes the caller's value then, which is not in the output)."""
+    if isinstance(value, list):
+        return [hide_assignment(item) for item in value]
+    if isinstance(value, dict):
+        return {name: None if item is None else HIDDEN for name, item in value.items()}
+    return hide_leaves(value)
+
+
+def hide_assignment(item: object) -> object:
+    if not isinstance(item, str):
+        return hide_leaves(item)
+    name, eq, _ = item.partition("=")
+    return f"{name}={HIDDEN}" if eq else item
+
+
+def hide_leaves(value: object) -> object:
+    """Keep the shape (lists, maps, empty values), hide every non-empty scalar."""
+    if isinstance(value, list):
+        return [hide_leaves(item) for item in value]
+    if isinstance(value, dict):
+        return {name: hide_leaves(item) for name, item in value.items()}
+    if value is None or value == "" or isinstance(value, bool):
+        return value
+    return HIDDEN
+
+
+def mapping_values(value: object) -> list[dict]:
+    if not isinstance(value, dict):
+        return []
+    return [item for item in value.values() if isinstance(item, dict)]
+
+
+def parse(output: bytes) -> object:
+    try:
+        return json.loads(output)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("docker printed something that is not JSON") from None
+
+
+def dump(value: object) -> bytes:
+    """Indented like docker's own output."""
+    return (json.dumps(value, indent=4, ensure_ascii=False) + "\n").encode()
+
+
+def output_filter(name: str, policy: object):  # type: ignore[no-untyped-def]
+    """The bytes -> bytes function for the filter `name` under this policy (and its profile)."""
+    settings = getattr(policy, "settings", {})
+    keys = tuple(word.lower() for word in (settings.get("redact") or {}).get("keys", ()))
+    owner = getattr(policy, "profile", None) or DEFAULT_OWNER
+    if name == "redact-inspect":
+        return lambda output: redact_inspect(output, owner, keys)
+    if name == "redact-compose-config":
+        return lambda output: redact_compose_config(output, keys)
+    raise ValueError(f"unknown output filter {name!r}")

@@ -1,0 +1,56 @@
+"""Inspect and compose config print secrets: their output goes through a redaction
+filter (gatekeeper.redaction), so the commands here only choose the filter and
+keep the output in a form the filter can read (JSON on stdout).
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+REDACT_INSPECT = "redact-inspect"
+REDACT_COMPOSE_CONFIG = "redact-compose-config"
+
+# compose config flags that print lists of names instead of the project: nothing to redact.
+COMPOSE_NAME_LISTS = frozenset({"services", "volumes", "networks", "models", "profiles", "images",
+                                "hash", "quiet"})
+# compose config flags whose output the filter cannot see or clean.
+COMPOSE_UNFILTERED = {
+    "environment": "prints the values interpolation used (env files included) in plain text",
+    "variables": "prints the variables and their values in plain text",
+    "output": "writes the project to a file, past the redaction of stdout",
+}
+
+
+def vet_inspect(ctx: Context) -> None:
+    """docker inspect: JSON only, redacted for objects the agent does not own."""
+    for use in ctx.parsed.uses:
+        if use.flag[0] == "format":
+            # A Go template ({{.Config.Env}}) runs inside docker, before any redaction.
+            raise Denied(
+                f"{use.spelled} is not allowed for 'docker {ctx.located.spelled}': a template "
+                "would print what redaction hides; run it without the template for JSON "
+                "(environment values of containers you do not own show as ***)",
+                rule="inspect-format",
+            )
+    ctx.vetted.output_filter = REDACT_INSPECT
+
+
+def vet_compose_config(ctx: Context) -> None:
+    """docker compose config: the project printed as JSON (which is also YAML), redacted."""
+    names = {use.flag[0] for use in ctx.parsed.uses}
+    for name, why in COMPOSE_UNFILTERED.items():
+        if name in names:
+            raise Denied(f"--{name} is not allowed for 'docker compose config': {why}",
+                         rule="compose-config-unfiltered")
+    if names & COMPOSE_NAME_LISTS:
+        return
+    for use in ctx.parsed.uses:
+        if use.flag[0] == "format":
+            ctx.vetted.rewrites[ctx.parsed.offset + use.start] = (use.count, [])
+    at = ctx.located.args_start - 1  # the word 'config'
+    ctx.vetted.rewrites[at] = (1, [ctx.argv[at], "--format=json"])
+    ctx.vetted.output_filter = REDACT_COMPOSE_CONFIG
