@@ -156,16 +156,76 @@ def confirm_with_bashlex(command: str, words: list[str]) -> None:
 
 
 def bashlex_words(command: str) -> list[str]:
-    """Words of `command` per bashlex, or Denied if it is not one simple command."""
+    """Words of `command` per bashlex, or Denied if it is not one simple command.
+
+    bashlex has pathological inputs: a '$' inside single quotes after a word
+    character (x'${') makes it allocate without bound. It only ever sees
+    strings the tokenizer accepted, we keep '$' away from it altogether, and it
+    runs under a memory and time bound, so a hostile string costs a denial.
+    """
+    if "$" in command or "\\" in command:
+        raise_syntax("'$' and backslashes are not accepted together with non-ASCII text")
     try:
         import bashlex
 
-        trees = bashlex.parse(command)
+        with bounded(BASHLEX_SECONDS, BASHLEX_EXTRA_BYTES):
+            trees = bashlex.parse(command)
     except Exception as error:  # noqa: BLE001 - bashlex raises many types; all mean "no"
         raise_syntax(f"the shell parser refused it ({type(error).__name__})")
     if len(trees) != 1 or trees[0].kind != "command":
         raise_syntax("only one simple command is allowed")
     return [plain_word(node) for node in trees[0].parts]
+
+
+BASHLEX_SECONDS = 2.0
+BASHLEX_EXTRA_BYTES = 512 << 20
+
+
+class ParserTimeout(Exception):
+    """bashlex took longer than its bound."""
+
+
+class bounded:
+    """Temporarily lower RLIMIT_AS (to current use + `extra` bytes) and arm a timer."""
+
+    def __init__(self, seconds: float, extra: int) -> None:
+        self.seconds = seconds
+        self.extra = extra
+
+    def __enter__(self) -> None:
+        import resource
+        import signal
+
+        self.saved_limit = resource.getrlimit(resource.RLIMIT_AS)
+        ceiling = address_space_in_use() + self.extra
+        hard = self.saved_limit[1]
+        if hard == resource.RLIM_INFINITY or ceiling < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+        self.saved_handler = signal.signal(signal.SIGALRM, raise_timeout)
+        # keeps firing every 0.1 s: a timeout raised where Python swallows it
+        # (a gc callback, a __del__) is raised again
+        signal.setitimer(signal.ITIMER_REAL, self.seconds, 0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        import resource
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.saved_handler)
+        resource.setrlimit(resource.RLIMIT_AS, self.saved_limit)
+
+
+def raise_timeout(_signum: int, _frame: object) -> None:
+    raise ParserTimeout
+
+
+def address_space_in_use() -> int:
+    """This process's virtual size in bytes (Linux /proc/self/statm, first field in pages)."""
+    import resource
+
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        pages = int(handle.read().split()[0])
+    return pages * resource.getpagesize()
 
 
 def plain_word(node: object) -> str:

@@ -106,8 +106,9 @@ def test_never_accepts_an_unquoted_metacharacter(command: str) -> None:
 safe_char = st.sampled_from(sorted(SAFE_UNQUOTED))
 single_quoted = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E,
                                                exclude_characters="'"), max_size=8).map(lambda s: f"'{s}'")
-double_quoted = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E,
-                                               exclude_characters='"$`\\!'), max_size=8).map(lambda s: f'"{s}"')
+double_quoted = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"$`\\!'), max_size=8
+).map(lambda s: f'"{s}"')
 word = st.lists(st.one_of(st.text(alphabet=safe_char, min_size=1, max_size=6), single_quoted, double_quoted),
                 min_size=1, max_size=4).map("".join)
 safe_command = st.lists(word, min_size=1, max_size=6).map(lambda words: "docker " + " ".join(words))
@@ -144,3 +145,32 @@ def test_fast_path_equals_bashlex_path(command: str) -> None:
         theirs = None
     if theirs != ours:
         assert bash_argv(command.removeprefix("docker ")) == ours
+
+
+PATHOLOGICAL_FOR_BASHLEX = [
+    "docker é x'${'",  # bashlex allocates without bound on a single-quoted '${'
+    "docker é 'a$b'",
+    "docker é 'a\\b'",
+]
+
+
+@pytest.mark.parametrize("command", PATHOLOGICAL_FOR_BASHLEX)
+def test_bashlex_never_sees_dollar_or_backslash(command: str) -> None:
+    """The non-ASCII path refuses at once instead of feeding bashlex its worst inputs."""
+    with pytest.raises(Denied):
+        split_command(command)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # a swallowed tick, re-raised
+def test_bashlex_runs_bounded_in_time() -> None:
+    """Defence in depth: even a pathological input only costs a bounded denial."""
+    import time
+
+    import bashlex
+
+    from gatekeeper.words import bounded
+
+    started = time.monotonic()
+    with pytest.raises(Exception), bounded(1.0, 256 << 20):  # noqa: B017, PT011 - timeout or MemoryError
+        bashlex.parse("docker x'${'")
+    assert time.monotonic() - started < 5
