@@ -40,7 +40,7 @@ def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
     if not decision.allowed:
         from gatekeeper.messages import denial_line
 
-        say(denial_line(decision.rule, decision.reason, policy))
+        say(denial_line(decision.rule, decision.reason, policy, decision.canonical))
         return EX_NOPERM
     from gatekeeper.execution import run_child
 

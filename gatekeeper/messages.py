@@ -23,8 +23,25 @@ HINTS = {
 DEFAULT_HINT = "drop or change what the message names"
 
 
-def denial_line(rule: str, reason: str, policy: object) -> str:
-    hint = hint_for(rule, policy)
+# Per blocked command: what does the same job within the policy.
+COMMAND_HINTS = {
+    "system dial-stdio": (
+        "this account does not serve the docker API (DOCKER_HOST=ssh://..., docker contexts over ssh): "
+        "run 'ssh <host> docker <command>' instead"
+    ),
+    "container exec": (
+        "read output with 'docker logs NAME', or run a fresh container with 'docker run --rm IMAGE CMD'"
+    ),
+    "container attach": "follow output with 'docker logs -f NAME'",
+    "container cp": "mount a directory under the allowed roots with 'docker run -v DIR:/path' instead",
+    "container export": "containers and images stay on this host",
+    "image save": "containers and images stay on this host",
+    "image push": "images stay on this host",
+}
+
+
+def denial_line(rule: str, reason: str, policy: object, canonical: str | None = None) -> str:
+    hint = COMMAND_HINTS.get(canonical or "") or hint_for(rule, policy)
     return f"gatekeeper: denied: {reason} (rule {rule}); {hint}"
 
 

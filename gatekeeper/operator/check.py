@@ -43,7 +43,7 @@ def print_decision(decision: Decision, policy: Policy, *, as_json: bool) -> None
     elif decision.allowed:
         print(f"allow: {decision.reason}; argv: {json.dumps(decision.argv)}")
     else:
-        print(denial_line(decision.rule, decision.reason, policy))
+        print(denial_line(decision.rule, decision.reason, policy, decision.canonical))
 
 
 def check_many(path: str, policy: Policy) -> int:
