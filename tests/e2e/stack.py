@@ -51,6 +51,7 @@ SYSTEM_PYTHON: Final = "/usr/bin/python3"
 VENV: Final = Path("/opt/gatekeeper")
 GATEKEEPER: Final = VENV / "bin" / "gatekeeper"
 POLICY: Final = Path("/etc/gatekeeper/policy.toml")
+COMPILED_POLICY: Final = Path("/etc/gatekeeper/policy.toml.compiled")
 DOCKER_CONFIG_DIR: Final = Path("/etc/gatekeeper/docker")
 AUDIT_LOG: Final = Path("/var/log/gatekeeper/audit.jsonl")
 AUTHORIZED_KEYS: Final = Path("/etc/ssh/authorized_keys") / AGENT
@@ -402,6 +403,7 @@ def write_policy_and_audit_log() -> None:
         shutil.chown(directory, "root", "root")
         directory.chmod(0o755)
     write_file(POLICY, policy_text(), mode=0o644)
+    run([str(GATEKEEPER), "policy", "compile", str(POLICY)])  # README install step: the fast path
     if not AUDIT_LOG.exists():
         AUDIT_LOG.touch()
     shutil.chown(AUDIT_LOG, "root", AGENT)
@@ -662,6 +664,7 @@ def running_stack() -> Iterator[Stack]:
         install_gatekeeper()
         install_compose()
         undo.callback(preserved(POLICY))
+        undo.callback(preserved(COMPILED_POLICY))
         write_policy_and_audit_log()
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
