@@ -52,5 +52,6 @@ def vet_compose_config(ctx: Context) -> None:
         if use.flag[0] == "format":
             ctx.vetted.rewrites[ctx.parsed.offset + use.start] = (use.count, [])
     at = ctx.located.args_start - 1  # the word 'config'
-    ctx.vetted.rewrites[at] = (1, [ctx.argv[at], "--format=json"])
+    count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
+    ctx.vetted.rewrites[at] = (count, [*existing, "--format=json"])
     ctx.vetted.output_filter = REDACT_COMPOSE_CONFIG

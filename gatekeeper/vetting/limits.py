@@ -229,7 +229,8 @@ def inject_defaults(ctx: Context, caps: Caps, given: set[str]) -> None:
     if not words:
         return
     at = ctx.located.args_start - 1  # the word 'run' / 'create'
-    ctx.vetted.rewrites[at] = (1, [ctx.argv[at], *words])
+    count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
+    ctx.vetted.rewrites[at] = (count, [*existing, *words])
 
 
 def check_running(ctx: Context, caps: Caps, starting: int) -> None:

@@ -1,0 +1,210 @@
+"""Secret redaction: docker inspect and compose config output, after docker printed
+it and before the agent sees it.
+
+* the pure filters on a captured, real-looking inspect document (nested keys,
+  lists, labels, an object the agent owns beside one it does not);
+* the decisions that choose a filter, and the "trying to cheat" list: a Go
+  template (--format) runs inside docker, before any redaction;
+* ForceCommand end to end with a stub docker that prints the document: the
+  agent sees *** and docker's exit status; unparsable output is withheld; a
+  large output does not stall the pipe.
+"""
+
+# One case per line keeps each command beside its expectation; such lines run long.
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.policy import load_policy
+from gatekeeper.redaction import redact_compose_config, redact_inspect
+from tests.conftest import REPO, Deployment, gatekeeper_command
+
+FIXTURE = Path(__file__).parent / "fixtures" / "redaction" / "inspect_containers.json"
+KEYS = tuple(load_policy(None).settings["redact"]["keys"])  # type: ignore[arg-type]
+
+
+def redacted(owner: str = "ci-bot") -> list[dict]:
+    return json.loads(redact_inspect(FIXTURE.read_bytes(), owner, KEYS))
+
+
+def test_foreign_container_env_values_hidden_names_kept() -> None:
+    env = redacted()[0]["Config"]["Env"]
+    assert env == ["POSTGRES_PASSWORD=***", "DATABASE_URL=***", "EMPTY=***", "PASSED_THROUGH", "PATH=***"]
+
+
+def test_foreign_container_keys_hidden_anywhere_in_the_tree() -> None:
+    db = redacted()[0]
+    nested = db["Extra"]["Nested"]
+    assert nested[0]["AuthConfig"] == {"Username": "***", "Password": "***"}  # the whole value under a matching key
+    assert nested[1] == {"ClientSecret": "***", "Keep": "visible"}
+    assert db["Config"]["Labels"]["com.example.api-token"] == "***"
+
+
+def test_foreign_container_keeps_what_is_not_secret() -> None:
+    db = redacted()[0]
+    original = json.loads(FIXTURE.read_text())[0]
+    for key in ("Id", "Name", "State", "HostConfig", "Mounts", "NetworkSettings", "Args"):
+        assert db[key] == original[key]
+    assert db["Config"]["Labels"]["gatekeeper.owner"] == "someone-else"
+    assert db["Config"]["Image"] == "postgres:16"
+
+
+def test_owned_container_printed_as_is() -> None:
+    assert redacted("ci-bot")[1] == json.loads(FIXTURE.read_text())[1]
+
+
+def test_owner_is_compared_exactly() -> None:
+    """ci-bo, ci-bot2 and an absent label own nothing."""
+    for owner in ("ci-bo", "ci-bot2", "default", ""):
+        assert redacted(owner)[1]["Config"]["Env"] == ["APP_SECRET=***", "PATH=***"]
+
+
+def test_image_env_redacted_too() -> None:
+    image = [{"Id": "sha256:1", "RepoTags": ["app:1"], "Author": "me",
+              "Config": {"Env": ["API_KEY=abc"], "Labels": None},
+              "ContainerConfig": {"Env": ["API_KEY=abc"]}}]
+    shown = json.loads(redact_inspect(json.dumps(image).encode(), "ci-bot", KEYS))[0]
+    assert shown["Config"]["Env"] == ["API_KEY=***"]
+    assert shown["ContainerConfig"]["Env"] == ["API_KEY=***"]
+    assert shown["Author"] == "me"
+
+
+def test_empty_output_passes_and_garbage_is_refused() -> None:
+    assert redact_inspect(b"", "x", KEYS) == b""
+    for garbage in (b"{not json", b'{"Config": {}}', b"\xff\xfe"):
+        with pytest.raises(ValueError):
+            redact_inspect(garbage, "x", KEYS)
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=20))
+def test_redaction_never_crashes_and_hides_env(tree: object) -> None:
+    document = [{"Config": {"Env": ["SECRET=value"]}, "Extra": tree}]
+    shown = json.loads(redact_inspect(json.dumps(document).encode(), "x", KEYS))
+    assert shown[0]["Config"]["Env"] == ["SECRET=***"]
+
+
+def test_compose_config_environment_build_args_and_contents_hidden() -> None:
+    project = {
+        "name": "app",
+        "services": {"web": {"image": "x", "environment": {"DB_PASSWORD": "p", "UNSET": None},
+                             "build": {"context": "/w", "args": {"NPM_TOKEN": "t"}}}},
+        "secrets": {"s": {"content": "top secret", "name": "app_s"}},
+        "configs": {"c": {"content": "inline", "name": "app_c"}},
+    }
+    shown = json.loads(redact_compose_config(json.dumps(project).encode(), KEYS))
+    assert shown["services"]["web"]["environment"] == {"DB_PASSWORD": "***", "UNSET": None}
+    assert shown["services"]["web"]["build"]["args"] == {"NPM_TOKEN": "***"}
+    assert shown["secrets"]["s"]["content"] == "***"
+    assert shown["configs"]["c"]["content"] == "***"
+    assert shown["services"]["web"]["image"] == "x"
+
+
+# ---------------------------------------------------------------- decisions
+
+# (command, expected decision, rule or filter)
+DECISIONS = [
+    ("docker inspect web", "allow", "redact-inspect"),
+    ("docker inspect --type image nginx", "allow", "redact-inspect"),
+    ("docker inspect -s web db", "allow", "redact-inspect"),
+    ("docker container inspect web", "allow", "redact-inspect"),
+    ("docker image inspect nginx", "allow", "redact-inspect"),
+    ("docker ps -a", "allow", None),
+    ("docker network inspect bridge", "allow", None),
+    # trying to cheat: a template runs inside docker, before redaction
+    ("docker inspect --format '{{.Config.Env}}' operator-db", "deny", "inspect-format"),
+    ("docker inspect -f '{{json .}}' operator-db", "deny", "inspect-format"),
+    ("docker inspect -f='{{range .Config.Env}}{{.}}{{end}}' db", "deny", "inspect-format"),
+    ("docker inspect --format='{{.Config.Env}}' db", "deny", "inspect-format"),
+    ("docker inspect -sf '{{.Config.Env}}' db", "deny", "inspect-format"),
+    ("docker container inspect --format '{{.Config.Env}}' db", "deny", "inspect-format"),
+    ("docker image inspect -f '{{.Config.Env}}' postgres", "deny", "inspect-format"),
+]
+
+
+@pytest.mark.parametrize(("command", "expected", "what"), DECISIONS, ids=[c for c, _, _ in DECISIONS])
+def test_inspect_decisions(command: str, expected: str, what: str | None) -> None:
+    decision = decide(command, load_policy(None), StaticWorld())
+    assert decision.as_dict()["decision"] == expected, decision.reason
+    if expected == "allow":
+        assert decision.output_filter == what
+        assert decision.argv == ["docker", *command.split()[1:]]  # the command itself is not changed
+    else:
+        assert decision.rule == what
+        assert "without the template" in decision.reason
+
+
+# ---------------------------------------------------------------- ForceCommand
+
+
+def stub_printing(deployment: Deployment, path: Path, exit_code: int = 0) -> None:
+    deployment.docker.write_text(f"#!/bin/sh\ncat '{path}'\nexit {exit_code}\n")
+
+
+def run_gatekeeper(deployment: Deployment, command: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command}
+    return subprocess.run([*gatekeeper_command(), "--policy", str(deployment.policy), *extra],
+                          env=env, cwd=REPO, capture_output=True, timeout=30, check=False)
+
+
+def test_forcecommand_redacts_inspect_output(deployment: Deployment) -> None:
+    stub_printing(deployment, FIXTURE, exit_code=1)  # as when one of several names is not found
+    result = run_gatekeeper(deployment, "docker inspect operator-db agent-web", "--name", "ci-bot")
+    assert result.returncode == 1  # docker's status, kept
+    shown = json.loads(result.stdout)
+    assert shown[0]["Config"]["Env"][0] == "POSTGRES_PASSWORD=***"
+    assert shown[1]["Config"]["Env"][0] == "APP_SECRET=mine"  # ci-bot's own
+    assert b"hunter2" not in result.stdout
+    records = [json.loads(line) for line in deployment.audit_lines()]
+    assert [r["event"] for r in records] == ["decision", "exit"]
+    assert records[1]["exit"] == 1
+
+
+def test_forcecommand_without_name_owns_nothing_labelled_otherwise(deployment: Deployment) -> None:
+    stub_printing(deployment, FIXTURE)
+    result = run_gatekeeper(deployment, "docker container inspect agent-web")
+    assert result.returncode == 0
+    assert b"mine" not in result.stdout and b"hunter2" not in result.stdout
+
+
+def test_forcecommand_withholds_output_it_cannot_parse(deployment: Deployment, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b'POSTGRES_PASSWORD=hunter2\n')
+    stub_printing(deployment, garbage)
+    result = run_gatekeeper(deployment, "docker inspect operator-db")
+    assert result.stdout == b""
+    assert b"output withheld" in result.stderr
+    assert result.returncode == 1  # never 0 for output we did not show
+
+
+def test_forcecommand_large_output_does_not_stall(deployment: Deployment, tmp_path: Path) -> None:
+    """More than a pipe buffer (64 KiB): the supervisor reads while docker writes."""
+    big = tmp_path / "big.json"
+    objects = [{"Id": str(i), "Config": {"Env": [f"K{i}=v{i}" * 20]}} for i in range(5000)]
+    big.write_text(json.dumps(objects))
+    assert big.stat().st_size > 1 << 20
+    stub_printing(deployment, big)
+    result = run_gatekeeper(deployment, "docker inspect x")
+    assert result.returncode == 0
+    shown = json.loads(result.stdout)
+    assert len(shown) == 5000
+    assert shown[4999]["Config"]["Env"] == ["K4999=***"]
+
+
+def test_unfiltered_commands_keep_direct_stdout(deployment: Deployment, tmp_path: Path) -> None:
+    text = tmp_path / "ps.txt"
+    text.write_bytes(b"not json at all\n")
+    stub_printing(deployment, text)
+    result = run_gatekeeper(deployment, "docker ps")
+    assert result.returncode == 0
+    assert result.stdout == b"not json at all\n"
