@@ -276,3 +276,13 @@ def test_invalid_limits_are_policy_errors(limits: str, tmp_path: Path) -> None:
     path.write_text(f"[limits]\n{limits}\n")
     with pytest.raises(PolicyError):
         load_policy(str(path))
+
+
+def test_default_over_its_cap_refuses_instead_of_injecting(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[limits]\nmemory = "2g"\ndefault_memory = "4g"\n')
+    decision = decide("docker run img", load_policy(str(path)), StaticWorld())
+    assert not decision.allowed
+    assert decision.rule == "limit-memory"
+    assert "default_memory" in decision.reason
+    assert decide("docker run -m 1g img", load_policy(str(path)), StaticWorld()).allowed

@@ -225,12 +225,21 @@ def check_flags(ctx: Context, caps: Caps) -> set[str]:
 def inject_defaults(ctx: Context, caps: Caps, given: set[str]) -> None:
     """Right after the subcommand word: before any `--` and the image, and a later
     flag of the agent's could only be one we did not inject (we skip given ones)."""
-    words = [f"--{flag}={value}" for flag, value in caps.defaults() if flag not in given]
+    words = [f"--{flag}={value}" for flag, value in checked_defaults(caps, given)]
     if not words:
         return
     at = ctx.located.args_start - 1  # the word 'run' / 'create'
     count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
     ctx.vetted.rewrites[at] = (count, [*existing, *words])
+
+
+def checked_defaults(caps: Caps, given: set[str]) -> list[tuple[str, str]]:
+    """The defaults for the flags not `given`, each held to its own cap: a policy whose
+    default is over its cap (default_memory = "4g", memory = "2g") refuses instead."""
+    defaults = [(flag, value) for flag, value in caps.defaults() if flag not in given]
+    for flag, value in defaults:
+        FLAG_CAPS[flag](value, caps, f"the policy's default_{flag.replace('-', '_')}")
+    return defaults
 
 
 def check_running(ctx: Context, caps: Caps, starting: int) -> None:
@@ -304,9 +313,8 @@ def limit_service(name: str, service: dict, caps: Caps) -> None:
             check, flag = SERVICE_CAPS[DEPLOY_CAPS[key]]
             check(model_value(value), caps, f"service {name!r} deploy.resources.limits.{key}")
             given.add(flag)
-    for flag, value in caps.defaults():
-        if flag not in given:
-            service[MODEL_KEYS[flag]] = model_default(flag, value)
+    for flag, value in checked_defaults(caps, given):
+        service[MODEL_KEYS[flag]] = model_default(flag, value)
 
 
 MODEL_KEYS = {"memory": "mem_limit", "cpus": "cpus", "pids-limit": "pids_limit"}
