@@ -83,6 +83,20 @@ class RealWorld:
         return done.returncode, done.stdout, done.stderr
 
 
+class OfflineEngineWorld(RealWorld):
+    """The real file system and compose renders, but no engine objects: ownership
+    queries see exactly the named objects, all the agent's. For `gatekeeper replay`
+    and `check`, where owners are runtime state the question is not about."""
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        if args[:1] == ["compose"]:
+            return super().run_docker(policy, args, stdin, timeout)
+        from gatekeeper.vetting.ownership import assumed_answer
+
+        return assumed_answer(policy, args)
+
+
 def check_resolution(resolved: str) -> None:
     """Prove docker (as root) resolves `resolved` to itself, and that it is a plain file or directory.
 
@@ -119,6 +133,13 @@ class StaticWorld:
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.files.get(path, b"")[: limit + 1]
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """No engine: ownership queries see exactly the named objects, all the agent's."""
+        from gatekeeper.vetting.ownership import assumed_answer
+
+        return assumed_answer(policy, args)
 
     def realpath(self, path: str) -> str:
         path = os.path.normpath(path)

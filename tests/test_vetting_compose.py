@@ -27,7 +27,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.decision import RealWorld, StaticWorld, decide
+from gatekeeper.decision import OfflineEngineWorld, RealWorld, StaticWorld, decide
 from gatekeeper.errors import Denied
 from gatekeeper.paths import resolve_host_path
 from gatekeeper.policy import load_policy
@@ -115,7 +115,7 @@ class Stage:
             f'[paths]\nallowed_roots = ["{self.root}"]\n'
         )
         self.policy = load_policy(str(policy_file))
-        self.world = RealWorld()
+        self.world = OfflineEngineWorld()  # no engine: the project's objects are assumed the agent's
 
     def write_outside(self) -> None:
         self.outside.mkdir(parents=True)

@@ -21,7 +21,16 @@ def vet(ctx: Context) -> Vetted:
     family = family_vetter(ctx.located.canonical)
     if family is not None:
         family(ctx)
+    vet_ownership(ctx)
     return ctx.vetted
+
+
+def vet_ownership(ctx: Context) -> None:
+    """Owner labels, [scope] and [protect] (gatekeeper.vetting.ownership), last:
+    they see the family vetters' rewrites and the pinned compose model."""
+    from gatekeeper.vetting.ownership import vet_ownership as vet_owned
+
+    vet_owned(ctx)
 
 
 def vet_flag_uses(parsed: Parsed, ctx: Context) -> None:

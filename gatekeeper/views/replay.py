@@ -195,7 +195,7 @@ def core_decider(policy_path: str) -> Decider:
         candidate = policy.load_policy(policy_path)
     except PolicyError as error:
         raise BadPolicy(error.message) from None
-    world = decision.RealWorld()
+    world = decision.OfflineEngineWorld()  # owners are runtime state, not the policy's question
     return cached(lambda command: decision.decide(command, candidate, world))
 
 

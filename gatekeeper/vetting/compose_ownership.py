@@ -1,0 +1,139 @@
+"""Ownership rails for docker compose, on the vetted model compose is fed.
+
+Runs after gatekeeper.vetting.compose has pinned the project (stdin holds the
+vetted JSON, its `name` is the project compose will act on):
+
+* Every service (and its build), top-level volume and network that compose may
+  create gets the label gatekeeper.owner=<profile>; labels under `gatekeeper.`
+  written by the agent (in the files, label_file or `run -l`) are refused.
+* compose finds a project's containers by the label com.docker.compose.project,
+  so a compose file naming the operator's project could stop, recreate or
+  remove its containers: every existing container of the project must be owned
+  (logs/top follow their [scope] key), and for the commands that stop or
+  remove, none may be protected.
+* `down` removes the project's networks, with -v its named volumes: each one
+  that exists must be owned and unprotected. `down --rmi` is refused under
+  [scope] rmi = "owned": compose would remove the services' images, pulled ones too.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+from gatekeeper.vetting.ownership import (
+    CONTAINER,
+    NETWORK,
+    OWNER_LABEL,
+    VOLUME,
+    check_label_key,
+    check_owned,
+    check_unprotected,
+    owner_of,
+    query,
+    resolve,
+    scope,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+PROJECT_LABEL = "com.docker.compose.project"
+# Subcommands that only read the model or list: no project check.
+READ_ONLY = frozenset({"compose ps", "compose images", "compose config", "compose ls", "compose version"})
+# Subcommands whose project check follows a [scope] key; all others are owned-only.
+SCOPED = {"compose logs": "logs", "compose top": "top"}
+# Subcommands that stop, recreate or remove containers: [protect] applies.
+REMOVING = frozenset({
+    "compose down", "compose stop", "compose kill", "compose restart", "compose rm",
+    "compose up", "compose create", "compose run",
+})  # fmt: skip
+
+
+def vet_compose_ownership(ctx: Context) -> None:
+    import json
+
+    if ctx.located.canonical in READ_ONLY or ctx.vetted.stdin is None:
+        return
+    model = json.loads(ctx.vetted.stdin)
+    refuse_reserved(ctx, model)
+    key = SCOPED.get(ctx.located.canonical)
+    if key is None or scope(ctx, key) == "owned":
+        check_project(ctx, str(model.get("name")), key or "compose")
+    if ctx.located.canonical == "compose down":
+        vet_down(ctx, model)
+    label_model(model, owner_of(ctx))
+    ctx.vetted.stdin = json.dumps(model, indent=1).encode()
+
+
+def labelled_objects(model: dict) -> list[tuple[str, dict]]:
+    """(where, object) for every part of the model that carries labels."""
+    out = []
+    for name, service in (model.get("services") or {}).items():
+        out.append((f"service {name!r}", service))
+        if isinstance(service.get("build"), dict):
+            out.append((f"service {name!r} build", service["build"]))
+    for section in ("volumes", "networks"):
+        for name, item in (model.get(section) or {}).items():
+            if isinstance(item, dict) and not item.get("external"):
+                out.append((f"top-level {section[:-1]} {name!r}", item))
+    return out
+
+
+def refuse_reserved(ctx: Context, model: dict) -> None:
+    for where, item in labelled_objects(model):
+        labels = item.get("labels") or {}
+        for label in labels if isinstance(labels, (dict, list)) else []:
+            check_label_key(str(label), f"compose {where} label")
+    for use in ctx.parsed.uses:
+        if use.flag[0] in ("label", "labels"):
+            check_label_key(use.value or "", use.spelled)
+
+
+def label_model(model: dict, owner: str) -> None:
+    for _, item in labelled_objects(model):
+        labels = item.get("labels") or {}
+        if isinstance(labels, list):
+            labels = dict(str(entry).partition("=")[::2] for entry in labels)
+        labels[OWNER_LABEL] = owner
+        item["labels"] = labels
+
+
+def check_project(ctx: Context, name: str, key: str) -> None:
+    """Every existing container of the project is the agent's (and, for commands
+    that stop or remove, unprotected)."""
+    args = ["container", "ls", "-a", "-q", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={name}"]
+    ids = query(ctx, args, f"the containers of compose project {name!r}").split()
+    if not ids:
+        return
+    removing = ctx.located.canonical in REMOVING
+    for target in resolve(ctx, CONTAINER, ids):
+        target.word = target.names[0] if target.names else target.ident
+        check_owned(ctx, target, key, CONTAINER)
+        if removing:
+            check_unprotected(ctx, target, CONTAINER)
+
+
+def vet_down(ctx: Context, model: dict) -> None:
+    flags = {use.flag[0] for use in ctx.parsed.uses}
+    if "rmi" in flags and scope(ctx, "rmi") == "owned":
+        # Stops: `down --rmi all` removing the operator's images the services use.
+        raise Denied("'docker compose down --rmi' is not allowed under [scope] rmi = \"owned\": "
+                     "it removes the services' images, pulled ones too; use 'docker rmi'", rule="scope-owned")
+    check_existing(ctx, model, NETWORK)
+    if "volumes" in flags:
+        check_existing(ctx, model, VOLUME)
+
+
+def check_existing(ctx: Context, model: dict, kind: str) -> None:
+    """The model's non-external networks/volumes that exist must be owned and unprotected."""
+    wanted = [str(item.get("name")) for item in (model.get(kind + "s") or {}).values()
+              if isinstance(item, dict) and not item.get("external") and item.get("name")]
+    if not wanted:
+        return
+    existing = set(query(ctx, [kind, "ls", "--format", "{{.Name}}"], f"{kind}s").split())
+    present = [name for name in wanted if name in existing]
+    if not present:
+        return
+    for target in resolve(ctx, kind, present):
+        check_owned(ctx, target, "compose", kind)
+        check_unprotected(ctx, target, kind)

@@ -1,0 +1,386 @@
+"""Ownership and protection rails: which engine objects a command may touch.
+
+* What the agent creates (run, create, build; compose in gatekeeper.vetting.
+  compose_ownership) is labelled `gatekeeper.owner=<profile>`; labels under
+  `gatekeeper.` are ours alone, so the agent can neither forge nor override one.
+* `[scope]`: per action class "owned" or "all". For "owned", every target is
+  resolved with ONE engine query (names, ID prefixes, several targets) and must
+  carry the agent's owner label; container targets are then rewritten to the
+  full IDs that were checked, so a name re-pointed afterwards changes nothing.
+* `[protect]`: names, globs and labels that stop/restart/kill/rm/rmi and prune
+  must leave alone, owned or not, checked against the resolved objects.
+* Prune runs with a forced `--filter label=gatekeeper.owner=<profile>` (docker
+  ANDs label filters, so the agent's own filters can only narrow it); builder
+  and system prune cannot be scoped (build cache has no labels) and are refused.
+
+Targets reach the engine as positional arguments after `--`, never as template
+text: the query's --format is ours alone.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+OWNER_LABEL = "gatekeeper.owner"
+RESERVED_PREFIX = "gatekeeper."  # every label under it is the gatekeeper's
+DEFAULT_OWNER = "default"  # the profile when the ForceCommand line has no --name
+QUERY_TIMEOUT = 30.0
+MESSAGE_LIMIT = 200
+
+CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
+EVERY, FIRST = "every", "first"  # which positionals are targets
+
+# canonical path -> ([scope] key, object kind, which positionals name targets).
+# `top` and `port` take the container first and ps options / a port after it;
+# `logs` takes exactly one container.
+TARGETED: dict[str, tuple[str, str, str]] = {
+    "container start": ("start", CONTAINER, EVERY),
+    "container stop": ("stop", CONTAINER, EVERY),
+    "container restart": ("restart", CONTAINER, EVERY),
+    "container kill": ("kill", CONTAINER, EVERY),
+    "container rm": ("rm", CONTAINER, EVERY),
+    "container logs": ("logs", CONTAINER, FIRST),
+    "container top": ("top", CONTAINER, FIRST),
+    "container port": ("port", CONTAINER, FIRST),
+    "container stats": ("stats", CONTAINER, EVERY),
+    "container wait": ("wait", CONTAINER, EVERY),
+    "container inspect": ("inspect", CONTAINER, EVERY),
+    "image rm": ("rmi", IMAGE, EVERY),
+    "image inspect": ("inspect", IMAGE, EVERY),
+    "image history": ("images", IMAGE, FIRST),
+    "inspect": ("inspect", "", EVERY),  # the kind comes from --type
+}
+
+# Actions [protect] guards: they stop or delete what they name.
+DESTRUCTIVE = frozenset({"container stop", "container restart", "container kill", "container rm", "image rm"})
+
+# Listings: under "owned" they get the owner filter.
+LISTED = {"container ls": "ps", "image ls": "images"}
+
+# Commands that create objects and take --label.
+LABELLED = frozenset({"container run", "container create", "image build"})
+
+# Prune commands docker can scope by label, and the object kind each removes.
+PRUNED = {
+    "container prune": CONTAINER, "image prune": IMAGE, "volume prune": VOLUME, "network prune": NETWORK,
+}
+
+# Prune commands no label filter can scope: refused, with the reason.
+UNSCOPED_PRUNES = {
+    "builder prune": "build cache carries no labels, so it would remove the operator's build cache too",
+    "system prune": "it also prunes the build cache, which carries no labels and cannot be scoped to yours; "
+    "use 'docker container prune', 'image prune', 'volume prune' and 'network prune' instead",
+}
+
+# What one object of each kind is asked for: ID, names (JSON), labels (JSON).
+QUERY_FORMATS = {
+    CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}",
+    IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}",
+    VOLUME: "{{.Name}}\t{{json .Name}}\t{{json .Labels}}",
+    NETWORK: "{{.Id}}\t{{json .Name}}\t{{json .Labels}}",
+}
+# Listing of the owned objects of a kind, for prune against [protect] names.
+OWNED_LISTINGS = {
+    CONTAINER: ["container", "ls", "-a", "--format", "{{.Names}}"],
+    IMAGE: ["image", "ls", "-a", "--format", "{{.Repository}}:{{.Tag}}"],
+    VOLUME: ["volume", "ls", "--format", "{{.Name}}"],
+    NETWORK: ["network", "ls", "--format", "{{.Name}}"],
+}
+PROTECT_KEYS = {CONTAINER: "containers", IMAGE: "images", VOLUME: "volumes", NETWORK: "networks"}
+
+
+class Target:
+    """One resolved object: its ID, the names it goes by, its labels."""
+
+    __slots__ = ("word", "ident", "names", "labels")
+
+    def __init__(self, word: str, ident: str, names: list[str], labels: dict[str, str]) -> None:
+        self.word = word  # as the agent wrote it
+        self.ident = ident
+        self.names = names
+        self.labels = labels
+
+    def shown(self) -> str:
+        name = self.names[0] if self.names else self.ident[7:19]
+        return repr(self.word) if self.word == name else f"{self.word!r} ({name})"
+
+
+def owner_of(ctx: Context) -> str:
+    return getattr(ctx.policy, "profile", None) or DEFAULT_OWNER
+
+
+def owner_filter(ctx: Context) -> str:
+    return f"label={OWNER_LABEL}={owner_of(ctx)}"
+
+
+def vet_ownership(ctx: Context) -> None:
+    """The ownership rails for one command (called after the family vetters)."""
+    canonical = ctx.located.canonical
+    if canonical in TARGETED:
+        vet_targets(ctx, *TARGETED[canonical])
+    elif canonical in LISTED:
+        if scope(ctx, LISTED[canonical]) == "owned":
+            inject_after_command(ctx, ["--filter", owner_filter(ctx)])
+    elif canonical in LABELLED:
+        refuse_reserved_labels(ctx)
+        inject_after_command(ctx, ["--label", f"{OWNER_LABEL}={owner_of(ctx)}"])
+    elif canonical in PRUNED:
+        vet_prune(ctx, PRUNED[canonical])
+    elif canonical.startswith("compose "):
+        from gatekeeper.vetting.compose_ownership import vet_compose_ownership
+
+        vet_compose_ownership(ctx)
+    elif canonical in UNSCOPED_PRUNES:
+        # Stops: a prune that reaches objects no label can mark as the agent's.
+        raise Denied(f"'docker {ctx.located.spelled}' is not allowed: {UNSCOPED_PRUNES[canonical]}",
+                     rule="prune-unscoped")
+
+
+def scope(ctx: Context, key: str) -> str:
+    scopes = ctx.policy.settings.get("scope", {})  # type: ignore[attr-defined]
+    return str(scopes.get(key, "owned"))  # a class the policy does not know is owned-only
+
+
+def protect(ctx: Context, key: str) -> list[str]:
+    return list(ctx.policy.settings.get("protect", {}).get(key, []))  # type: ignore[attr-defined]
+
+
+def inject_after_command(ctx: Context, words: list[str]) -> None:
+    """Right after the subcommand word (before any `--` and the image), keeping
+    a rewrite another vetter made there (e.g. injected limits)."""
+    at = ctx.located.args_start - 1
+    count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))
+    ctx.vetted.rewrites[at] = (count, [*existing, *words])
+
+
+# ---------------------------------------------------------------- targets
+
+
+def vet_targets(ctx: Context, key: str, kind: str, which: str) -> None:
+    owned = scope(ctx, key) == "owned"
+    destructive = ctx.located.canonical in DESTRUCTIVE
+    kind = kind or inspect_type(ctx, owned)
+    guarded = destructive and (protect(ctx, PROTECT_KEYS[kind]) or protect(ctx, "labels"))
+    if not (owned or guarded):
+        return
+    indices = target_indices(ctx, which)
+    if not indices:
+        if ctx.located.canonical == "container stats" and owned:
+            # Stops: `stats` without names streams every container on the engine.
+            raise Denied(f"name your containers: under [scope] {key} = \"owned\" "
+                         "'docker stats' without names is not allowed", rule="scope-owned")
+        return  # docker itself refuses a missing argument
+    targets = resolve(ctx, kind, [ctx.argv[i] for i in indices])
+    for target in targets:
+        if owned:
+            check_owned(ctx, target, key, kind)
+        if destructive:
+            check_unprotected(ctx, target, kind)
+    if kind == CONTAINER:
+        for index, target in zip(indices, targets, strict=True):
+            ctx.replace_word(index, target.ident)  # act on exactly what was checked
+
+
+def inspect_type(ctx: Context, owned: bool) -> str:
+    """`docker inspect` resolves any kind of object; --type says which."""
+    kinds = [use.value for use in ctx.parsed.uses if use.flag[0] == "type"]
+    kind = kinds[-1] if kinds else ""
+    if kind in (CONTAINER, IMAGE):
+        return kind
+    if owned:
+        raise Denied("under [scope] inspect = \"owned\" say --type container or --type image",
+                     rule="scope-owned")
+    return CONTAINER  # not checked: scope all, and inspect destroys nothing
+
+
+def target_indices(ctx: Context, which: str) -> list[int]:
+    """argv indices of the command's positionals (flags may sit between them)."""
+    parsed = ctx.parsed
+    taken = {use.start + k for use in parsed.uses for k in range(use.count)}
+    indices, ended = [], False
+    for i in range(len(ctx.argv) - parsed.offset):
+        word = ctx.argv[parsed.offset + i]
+        if i in taken:
+            continue
+        if word == "--" and not ended:
+            ended = True
+            continue
+        indices.append(parsed.offset + i)
+        if which == FIRST:
+            break
+    expected = parsed.positionals[: len(indices)]
+    if [ctx.argv[i] for i in indices] != expected:
+        raise Denied("cannot tell the targets from the flags", rule="scope-unresolved")
+    return indices
+
+
+def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
+    """One engine query for all targets; any target it cannot resolve is a denial."""
+    import json
+
+    args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", *words]
+    out = query(ctx, args, f"{kind} {', '.join(map(repr, words))}")
+    lines = out.splitlines()
+    if len(lines) != len(words):
+        raise Denied(f"cannot resolve {kind} {', '.join(map(repr, words))}", rule="scope-unresolved")
+    targets = []
+    for word, line in zip(words, lines, strict=True):
+        ident, names, labels = [*line.split("\t", 2), "", ""][:3]
+        try:
+            names_value, labels_value = json.loads(names or "null"), json.loads(labels or "null")
+        except ValueError:
+            raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
+        targets.append(Target(word, ident, plain_names(names_value), dict(labels_value or {})))
+    return targets
+
+
+def plain_names(value: object) -> list[str]:
+    """A container's '/name' or an image's ['repo:tag', ...] as plain names."""
+    names = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return [str(name).lstrip("/") for name in names]
+
+
+def query(ctx: Context, args: list[str], what: str) -> str:
+    import subprocess
+
+    try:
+        status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)  # type: ignore[attr-defined]
+    except subprocess.TimeoutExpired:
+        raise Denied(f"cannot resolve {what}: the engine did not answer", rule="scope-unresolved") from None
+    if status != 0:
+        raise Denied(f"cannot resolve {what}: {first_error(err)}", rule="scope-unresolved")
+    return out.decode("utf-8", "replace")
+
+
+def first_error(err: bytes) -> str:
+    lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    shown = "".join(ch if " " <= ch <= "~" else "?" for ch in (lines or ["(no message)"])[0])
+    return shown[:MESSAGE_LIMIT]
+
+
+def check_owned(ctx: Context, target: Target, key: str, kind: str) -> None:
+    owner = target.labels.get(OWNER_LABEL)
+    if owner == owner_of(ctx):
+        return
+    whose = f"owned by {owner!r}" if owner else "not created through gatekeeper"
+    rule = f'[scope] {key} = "owned"'
+    if key == "compose":
+        rule = "compose acts on every object of the project and"
+    # Stops: the agent acting on the operator's (or another agent's) objects.
+    raise Denied(
+        f"{kind} {target.shown()} is {whose}; {rule} allows only "
+        f"{kind}s labelled {OWNER_LABEL}={owner_of(ctx)}",
+        rule="scope-owned",
+    )
+
+
+def check_unprotected(ctx: Context, target: Target, kind: str) -> None:
+    reason = protected_by(ctx, kind, target.names, target.labels)
+    if reason:
+        # Stops: removing or stopping what the operator marked as vital.
+        raise Denied(f"{kind} {target.shown()} is protected ({reason}) and may not be "
+                     f"stopped, removed, killed or restarted", rule="protected")
+
+
+def protected_by(ctx: Context, kind: str, names: list[str], labels: dict[str, str]) -> str:
+    """The [protect] entry that matches, or ""."""
+    from fnmatch import fnmatchcase
+
+    candidates = set(names)
+    if kind == IMAGE:
+        candidates |= {name.rpartition(":")[0] for name in names if ":" in name}
+    for pattern in protect(ctx, PROTECT_KEYS[kind]):
+        if any(fnmatchcase(name, pattern) for name in candidates):
+            return f"[protect] {PROTECT_KEYS[kind]} {pattern!r}"
+    for label in protect(ctx, "labels"):
+        key, eq, value = label.partition("=")
+        if key in labels and (not eq or labels[key] == value):
+            return f"[protect] labels {label!r}"
+    return ""
+
+
+# ---------------------------------------------------------------- labels
+
+
+def refuse_reserved_labels(ctx: Context) -> None:
+    """--label, --label-file and --mount volume-label may not name gatekeeper.* labels."""
+    for use in ctx.parsed.uses:
+        name = use.flag[0]
+        if name == "label":
+            check_label_key(use.value or "", use.spelled)
+        elif name == "label-file":
+            path = ctx.host_path(use.value or "", use.spelled)
+            for line in ctx.world.read_file(path).decode("utf-8", "replace").splitlines():  # type: ignore[attr-defined]
+                check_label_key(line.strip(), f"{use.spelled} {use.value}")
+        elif name == "mount":
+            check_mount_labels(use.value or "", use.spelled)
+
+
+def check_label_key(label: str, what: str) -> None:
+    if label.lower().startswith(RESERVED_PREFIX):
+        # Stops: forging or overriding the owner label (or any label we may add later).
+        raise Denied(f"{what} {label.partition('=')[0]!r}: labels under {RESERVED_PREFIX!r} are set by "
+                     "gatekeeper only", rule="reserved-label")
+
+
+def check_mount_labels(value: str, what: str) -> None:
+    from gatekeeper.vetting.go_csv import read_fields
+
+    for field in read_fields(value, what):
+        key, _, rest = field.partition("=")
+        if key.strip().lower() == "volume-label":
+            check_label_key(rest, f"{what} volume-label")
+
+
+# ---------------------------------------------------------------- prune
+
+
+def vet_prune(ctx: Context, kind: str) -> None:
+    """Forced owner filter; protected labels excluded; protected names refuse the prune."""
+    filters = ["--filter", owner_filter(ctx)]
+    for label in protect(ctx, "labels"):
+        filters += ["--filter", f"label!={label}"]
+    patterns = protect(ctx, PROTECT_KEYS[kind])
+    if patterns:
+        refuse_protected_owned(ctx, kind, patterns)
+    inject_after_command(ctx, filters)
+
+
+def refuse_protected_owned(ctx: Context, kind: str, patterns: list[str]) -> None:
+    """A name pattern cannot be a filter: if an owned object matches one, the prune
+    could remove it, so it is refused and the agent removes the others by name."""
+    from fnmatch import fnmatchcase
+
+    args = [*OWNED_LISTINGS[kind][:-2], "--filter", owner_filter(ctx), *OWNED_LISTINGS[kind][-2:]]
+    names = query(ctx, args, f"your {kind}s").split()
+    for name in names:
+        candidates = {name, name.rpartition(":")[0]} if kind == IMAGE else {name}
+        hit = next((p for p in patterns if any(fnmatchcase(c, p) for c in candidates)), None)
+        if hit is not None:
+            raise Denied(f"'docker {ctx.located.spelled}' could remove protected {kind} {name!r} "
+                         f"([protect] {PROTECT_KEYS[kind]} {hit!r}); remove the others by name",
+                         rule="protected")
+
+
+# ---------------------------------------------------------------- no engine
+
+
+def assumed_answer(policy: object, args: list[str]) -> tuple[int, bytes, bytes]:
+    """What an engine would answer whose only objects are the ones named, all the
+    agent's, under their own names. For worlds without an engine (replay, tests of
+    the grammar): ownership is runtime state they cannot know."""
+    import json
+
+    owner = getattr(policy, "profile", None) or DEFAULT_OWNER
+    if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
+        labels = json.dumps({OWNER_LABEL: owner})
+        names = {CONTAINER: lambda w: "/" + w, IMAGE: lambda w: [w]}.get(args[0], lambda w: w)
+        lines = [f"{word}\t{json.dumps(names(word))}\t{labels}" for word in args[5:]]
+        return 0, "".join(line + "\n" for line in lines).encode(), b""
+    if args[1:2] == ["ls"]:
+        return 0, b"", b""  # nothing else exists
+    return 1, b"", b"no engine in this world"
