@@ -1,0 +1,151 @@
+"""Safety rails against the real engine, through real ssh: resource caps land on the
+container docker actually creates, and the agent cannot read the secrets of a
+container it did not create.
+
+* caps: `docker run` without limits gets the policy's defaults injected, and
+  the engine (asked by root, bypassing gatekeeper) shows them in HostConfig;
+  an over-cap or "unlimited" request is refused with the cap in the message;
+  a compose service gets the same defaults;
+* redaction: root starts a container with `-e SECRET=...`; the agent's
+  `docker inspect` shows `SECRET=***`, never the value, and a `--format`
+  template that would print it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from .stack import APP_DIR, IMAGE, POLICY, Stack, write_file
+
+pytestmark = pytest.mark.e2e
+
+EX_NOPERM = 77
+LIMITS = """
+[limits]
+memory = "256m"
+cpus = 1.0
+pids_limit = 128
+default_memory = "64m"
+default_cpus = 0.5
+default_pids_limit = 32
+"""
+SECRET_VALUE = "hunter2-e2e-rails"
+FOREIGN = "gk-e2e-rails-foreign"
+CAPPED = "gk-e2e-rails-capped"
+
+
+@pytest.fixture(scope="module")
+def capped_policy(stack: Stack) -> Iterator[None]:
+    """The stack's policy with [limits] added for this module, then put back."""
+    original = POLICY.read_text()
+    write_file(POLICY, original + LIMITS, mode=0o644)
+    yield
+    write_file(POLICY, original, mode=0o644)
+
+
+@pytest.fixture
+def foreign_container(stack: Stack) -> Iterator[str]:
+    """Root's container (no gatekeeper.owner label) with a secret in its environment."""
+    stack.docker("rm", "-f", FOREIGN, check=False)
+    stack.docker("run", "-d", "--name", FOREIGN, "-e", f"SECRET={SECRET_VALUE}",
+                 "-e", f"DB_PASSWORD={SECRET_VALUE}", "--label", f"com.example.api-token={SECRET_VALUE}",
+                 IMAGE, "sleep", "300")
+    yield FOREIGN
+    stack.docker("rm", "-f", FOREIGN, check=False)
+
+
+def host_config(stack: Stack, name: str) -> dict:
+    """The container as the engine sees it (root, not through gatekeeper)."""
+    return json.loads(stack.docker("inspect", name).stdout)[0]["HostConfig"]
+
+
+def test_run_without_limits_gets_the_defaults(stack: Stack, capped_policy: None) -> None:
+    stack.docker("rm", "-f", CAPPED, check=False)
+    try:
+        result = stack.ssh(f"docker run -d --name {CAPPED} {IMAGE} sleep 60")
+        assert result.returncode == 0, result.stderr
+        config = host_config(stack, CAPPED)
+        assert config["Memory"] == 64 << 20
+        assert config["NanoCpus"] == 500_000_000
+        assert config["PidsLimit"] == 32
+    finally:
+        stack.docker("rm", "-f", CAPPED, check=False)
+
+
+def test_run_at_the_cap_keeps_the_agents_values(stack: Stack, capped_policy: None) -> None:
+    stack.docker("rm", "-f", CAPPED, check=False)
+    try:
+        result = stack.ssh(f"docker create --name {CAPPED} -m 256m --cpus 1 --pids-limit 128 {IMAGE} true")
+        assert result.returncode == 0, result.stderr
+        config = host_config(stack, CAPPED)
+        assert (config["Memory"], config["NanoCpus"], config["PidsLimit"]) == (256 << 20, 10**9, 128)
+    finally:
+        stack.docker("rm", "-f", CAPPED, check=False)
+
+
+OVER_CAP = {
+    "memory over the cap": ("docker run --rm -m 1g {image} true", "256m"),
+    "memory unlimited": ("docker run --rm --memory 0 {image} true", "256m"),
+    "swap unlimited": ("docker run --rm --memory-swap -1 {image} true", "512m"),
+    "pids unlimited": ("docker run --rm --pids-limit -1 {image} true", "128"),
+    "cpus unlimited": ("docker run --rm --cpus 0 {image} true", "1"),
+}
+
+
+@pytest.mark.parametrize(("command", "cap"), OVER_CAP.values(), ids=OVER_CAP.keys())
+def test_over_cap_is_refused_with_the_cap(stack: Stack, capped_policy: None, command: str, cap: str) -> None:
+    result = stack.ssh(command.format(image=IMAGE))
+    assert result.returncode == EX_NOPERM, result.stderr
+    line = result.stderr.decode()
+    assert "policy [limits]" in line and cap in line, line
+
+
+def test_compose_service_gets_the_defaults(stack: Stack, capped_policy: None) -> None:
+    compose = f"docker compose -f {APP_DIR}/compose.yaml"
+    up = stack.ssh(f"{compose} up -d", timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        config = host_config(stack, "app-ticker-1")
+        assert (config["Memory"], config["NanoCpus"], config["PidsLimit"]) == (64 << 20, 500_000_000, 32)
+    finally:
+        stack.ssh(f"{compose} down", timeout=120)
+
+
+def test_inspect_of_a_foreign_container_hides_its_secrets(stack: Stack, foreign_container: str) -> None:
+    result = stack.ssh(f"docker inspect {foreign_container}")
+    assert result.returncode == 0, result.stderr
+    assert SECRET_VALUE.encode() not in result.stdout
+    shown = json.loads(result.stdout)[0]
+    assert "SECRET=***" in shown["Config"]["Env"]
+    assert "DB_PASSWORD=***" in shown["Config"]["Env"]
+    assert shown["Config"]["Labels"]["com.example.api-token"] == "***"
+    assert shown["Name"] == f"/{foreign_container}"  # the rest is docker's own output
+    assert shown["State"]["Running"] is True
+
+
+SPELLINGS = ["docker container inspect {name}", "docker inspect --type container {name}"]
+
+
+@pytest.mark.parametrize("command", SPELLINGS)
+def test_every_inspect_spelling_is_redacted(stack: Stack, foreign_container: str, command: str) -> None:
+    result = stack.ssh(command.format(name=foreign_container))
+    assert result.returncode == 0, result.stderr
+    assert SECRET_VALUE.encode() not in result.stdout
+    assert b"SECRET=***" in result.stdout
+
+
+def test_inspect_template_on_a_foreign_container_is_refused(stack: Stack, foreign_container: str) -> None:
+    result = stack.ssh(f"docker inspect --format '{{{{.Config.Env}}}}' {foreign_container}")
+    assert result.returncode == EX_NOPERM
+    assert result.stdout == b""
+    assert b"without the template" in result.stderr
+
+
+def test_inspect_of_a_missing_container_keeps_dockers_status(stack: Stack) -> None:
+    result = stack.ssh("docker inspect gk-e2e-rails-no-such-container")
+    assert result.returncode == 1
+    assert b"No such object" in result.stderr
+    assert json.loads(result.stdout or b"[]") == []
