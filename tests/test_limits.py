@@ -240,7 +240,7 @@ def test_compose_service_caps(service: dict, expected: object) -> None:
 
 
 class CountingWorld(StaticWorld):
-    """Answers `docker ps -q --filter label=gatekeeper.owner=...` with `running` IDs."""
+    """Answers `docker container ls -q --filter label=gatekeeper.owner=...` with `running` IDs."""
 
     def __init__(self, running: int) -> None:
         super().__init__()
@@ -260,10 +260,17 @@ def test_max_running(running: int, allowed: bool, tmp_path: Path) -> None:
     world = CountingWorld(running)
     decision = decide("docker run -d img", load_policy(str(path), "ci-bot"), world)
     assert decision.allowed is allowed, decision.reason
-    assert world.asked[-1][-1] == "label=gatekeeper.owner=ci-bot"
+    assert world.asked[-1] == ["container", "ls", "-q", "--no-trunc", "--filter", "label=gatekeeper.owner=ci-bot"]
     if not allowed:
         assert decision.rule == "limit-running"
         assert "the cap is 3" in decision.reason
+
+
+def test_max_running_in_a_world_without_an_engine_counts_nothing(tmp_path: Path) -> None:
+    """Replay and `gatekeeper check` cannot know what runs: the count is zero, not a denial."""
+    path = tmp_path / "policy.toml"
+    path.write_text("[limits]\nmax_running = 1\n")
+    assert decide("docker run -d img", load_policy(str(path)), StaticWorld()).allowed
 
 
 @pytest.mark.parametrize(

@@ -256,7 +256,8 @@ def check_running(ctx: Context, caps: Caps, starting: int) -> None:
 
 
 def count_running(ctx: Context, owner: str) -> int:
-    args = ["ps", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={owner}"]
+    # `container ls` (= ps): a world without an engine (replay) answers it with nothing running
+    args = ["container", "ls", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={owner}"]
     status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)  # type: ignore[attr-defined]
     if status != 0:
         raise Denied("cannot count your running containers (docker ps failed)", rule="limit-running")

@@ -6,9 +6,11 @@ container it did not create.
   the engine (asked by root, bypassing gatekeeper) shows them in HostConfig;
   an over-cap or "unlimited" request is refused with the cap in the message;
   a compose service gets the same defaults;
+* max_running: a third running container of the agent's is refused;
 * redaction: root starts a container with `-e SECRET=...`; the agent's
   `docker inspect` shows `SECRET=***`, never the value, and a `--format`
-  template that would print it is refused.
+  template that would print it is refused; the agent's own container shows
+  its values.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ pids_limit = 128
 default_memory = "64m"
 default_cpus = 0.5
 default_pids_limit = 32
+max_running = 2
 """
 SECRET_VALUE = "hunter2-e2e-rails"
 FOREIGN = "gk-e2e-rails-foreign"
@@ -149,3 +152,33 @@ def test_inspect_of_a_missing_container_keeps_dockers_status(stack: Stack) -> No
     assert result.returncode == 1
     assert b"No such object" in result.stderr
     assert json.loads(result.stdout or b"[]") == []
+
+
+def test_max_running_counts_the_agents_running_containers(stack: Stack, capped_policy: None) -> None:
+    names = [f"{CAPPED}-{i}" for i in range(3)]
+    for name in names:
+        stack.docker("rm", "-f", name, check=False)
+    try:
+        for name in names[:2]:
+            started = stack.ssh(f"docker run -d --name {name} {IMAGE} sleep 60")
+            assert started.returncode == 0, started.stderr
+        third = stack.ssh(f"docker run -d --name {names[2]} {IMAGE} sleep 60")
+        assert third.returncode == EX_NOPERM
+        assert b"the cap is 2" in third.stderr and b"limit-running" in third.stderr
+        assert names[2] not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    finally:
+        for name in names:
+            stack.docker("rm", "-f", name, check=False)
+
+
+def test_inspect_of_the_agents_own_container_shows_its_values(stack: Stack) -> None:
+    name = f"{CAPPED}-own"
+    stack.docker("rm", "-f", name, check=False)
+    try:
+        created = stack.ssh(f"docker create --name {name} -e MINE=visible-value {IMAGE} true")
+        assert created.returncode == 0, created.stderr
+        result = stack.ssh(f"docker inspect {name}")
+        assert result.returncode == 0, result.stderr
+        assert "MINE=visible-value" in json.loads(result.stdout)[0]["Config"]["Env"]
+    finally:
+        stack.docker("rm", "-f", name, check=False)
