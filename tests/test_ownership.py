@@ -1,0 +1,370 @@
+"""Ownership rails, decided against a fake engine (gatekeeper.vetting.ownership).
+
+The fake engine resolves names, '/names', full IDs and unique ID prefixes the
+way dockerd does, and records every query, so each case also proves the
+decision asked the engine once and never put a target into template text.
+
+Engine contents (owner label gatekeeper.owner):
+    web      default   the agent's container
+    worker   default   the agent's container
+    keep-db  default   the agent's, but protected by name ([protect] containers "keep-*")
+    vital    default   the agent's, but protected by label vital=yes
+    db       -         the operator's container (no owner label)
+    other    bot       another profile's container
+    app:1    default   an image the agent built
+    base:1   -         the operator's image
+    gold:1   default   the agent's, protected ([protect] images "gold:*")
+"""
+
+# One case per line keeps each command beside its expected rule; such lines run long.
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.errors import Denied
+from gatekeeper.policy import load_policy
+from gatekeeper.vetting.compose_ownership import vet_compose_ownership
+
+OWNER = "gatekeeper.owner"
+
+
+class Obj:
+    def __init__(self, kind: str, ident: str, name: str, labels: dict[str, str]) -> None:
+        self.kind, self.ident, self.name, self.labels = kind, ident, name, labels
+
+
+ENGINE = [
+    Obj("container", "a1" + "0" * 62, "web", {OWNER: "default"}),
+    Obj("container", "a2" + "0" * 62, "worker", {OWNER: "default"}),
+    Obj("container", "a3" + "0" * 62, "keep-db", {OWNER: "default"}),
+    Obj("container", "a4" + "0" * 62, "vital", {OWNER: "default", "vital": "yes"}),
+    Obj("container", "b1" + "0" * 62, "db", {}),
+    Obj("container", "c1" + "0" * 62, "other", {OWNER: "bot"}),
+    Obj("image", "sha256:d1" + "0" * 62, "app:1", {OWNER: "default"}),
+    Obj("image", "sha256:e1" + "0" * 62, "base:1", {}),
+    Obj("image", "sha256:f1" + "0" * 62, "gold:1", {OWNER: "default"}),
+]
+
+
+class FakeEngine(StaticWorld):
+    """run_docker answers our queries from ENGINE the way dockerd would."""
+
+    def __init__(self, objects: list[Obj], files: dict[str, bytes] | None = None) -> None:
+        super().__init__(files=files)
+        self.objects = objects
+        self.calls: list[list[str]] = []
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        self.calls.append(args)
+        if args[1] == "inspect":
+            assert args[2] == "--format" and args[4] == "--", args  # targets only after --
+            return self.inspect(args[0], args[5:])
+        if args[1] == "ls":
+            return self.listing(args)
+        return 1, b"", b"unexpected query"
+
+    def find(self, kind: str, word: str) -> Obj | str:
+        mine = [o for o in self.objects if o.kind == kind]
+        bare = word.lstrip("/") if kind == "container" else word
+        tagged = bare if ":" in bare or kind != "image" else bare + ":latest"
+        for o in mine:
+            if word in (o.ident, o.ident.removeprefix("sha256:")) or o.name in (bare, tagged):
+                return o
+        hits = [o for o in mine if o.ident.removeprefix("sha256:").startswith(word) and word]
+        if len(hits) == 1:
+            return hits[0]
+        return f"Error response from daemon: {'ambiguous' if hits else 'No such ' + kind}: {word}"
+
+    def inspect(self, kind: str, words: list[str]) -> tuple[int, bytes, bytes]:
+        out, err = [], []
+        for word in words:
+            found = self.find(kind, word)
+            if isinstance(found, str):
+                err.append(found)
+                continue
+            names = json.dumps("/" + found.name if kind == "container" else [found.name])
+            out.append(f"{found.ident}\t{names}\t{json.dumps(found.labels or None)}\n")
+        return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
+
+    def listing(self, args: list[str]) -> tuple[int, bytes, bytes]:
+        wanted = [a.removeprefix("label=").partition("=") for a in args if a.startswith("label=")]
+        hits = [o for o in self.objects if o.kind == args[0]
+                and all(o.labels.get(k) == v for k, _, v in wanted)]
+        shown = [o.ident if "-q" in args else o.name for o in hits]
+        return 0, "".join(name + "\n" for name in shown).encode(), b""
+
+
+POLICY_TEXT = """
+[paths]
+allowed_roots = ["/home/ai-worker"]
+[protect]
+containers = ["keep-*"]
+images = ["gold:*"]
+labels = ["vital=yes"]
+"""
+
+
+@pytest.fixture
+def policy(tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY_TEXT)
+    return load_policy(str(path))
+
+
+def with_policy(tmp_path: Path, extra: str, profile: str | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "other.toml"
+    path.write_text(POLICY_TEXT + extra)
+    return load_policy(str(path), profile)
+
+
+def decided(command: str, policy, engine: FakeEngine | None = None):  # type: ignore[no-untyped-def]
+    return decide(command, policy, engine or FakeEngine(ENGINE))
+
+
+WEB, WORKER = "a1" + "0" * 62, "a2" + "0" * 62
+LABEL = ["--label", "gatekeeper.owner=default"]
+OWNED = ["--filter", "label=gatekeeper.owner=default"]
+
+# command -> argv docker runs (targets pinned to the IDs that were checked).
+ALLOWED = {
+    "stop own by name": ("docker stop web", ["docker", "stop", WEB]),
+    "stop own by ID prefix": ("docker stop a1", ["docker", "stop", WEB]),
+    "stop own with a leading slash": ("docker stop /web", ["docker", "stop", WEB]),
+    "rm several own, flags between": ("docker rm -f web -v worker", ["docker", "rm", "-f", WEB, "-v", WORKER]),
+    "rm after --": ("docker rm -- web", ["docker", "rm", "--", WEB]),
+    "logs own": ("docker logs -f --tail 5 web", ["docker", "logs", "-f", "--tail", "5", WEB]),
+    "top own with ps options": ("docker top web aux", ["docker", "top", WEB, "aux"]),
+    "kill own": ("docker container kill -s HUP web", ["docker", "container", "kill", "-s", "HUP", WEB]),
+    "rmi own image": ("docker rmi app:1", ["docker", "rmi", "app:1"]),
+    "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", *LABEL, "-d", "--label", "team=x", "img"]),
+    "create gets the owner label": ("docker create img", ["docker", "create", *LABEL, "img"]),
+    "build gets the owner label": ("docker build -t t -", ["docker", "build", *LABEL, "-t", "t", "-"]),
+    "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
+    "image prune -a is scoped": ("docker image prune -a -f", ["docker", "image", "prune", *OWNED, "--filter", "label!=vital=yes", "-a", "-f"]),
+    "volume prune is scoped": ("docker volume prune -f", ["docker", "volume", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
+    "a widening filter only narrows": ("docker container prune -f --filter 'label!=gatekeeper.owner=default'", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f", "--filter", "label!=gatekeeper.owner=default"]),
+    "ps is all by default": ("docker ps -a", ["docker", "ps", "-a"]),
+    "inspect is all by default": ("docker inspect db", ["docker", "inspect", "db"]),
+}
+
+
+@pytest.mark.parametrize(("command", "argv"), ALLOWED.values(), ids=ALLOWED.keys())
+def test_allowed_and_pinned(command: str, argv: list[str], policy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with_volume_prune = with_policy(tmp_path, '[commands]\nallowed = ["volume prune", "stop", "rm", "logs", "top", "kill", "rmi", "run", "create", "build", "container prune", "image prune", "ps", "inspect"]\n')
+    unprotected = [o for o in ENGINE if o.name not in ("keep-db", "gold:1")]  # else prune is refused
+    decision = decided(command, with_volume_prune, FakeEngine(unprotected))
+    assert decision.allowed, decision.reason
+    assert decision.argv == argv
+
+
+# command -> (rule, what the reason must name)
+TRYING_TO_CHEAT = {
+    "stop the operator's container": ("docker stop db", "scope-owned", "'db'"),
+    "another profile's container": ("docker rm other", "scope-owned", "owned by 'bot'"),
+    "ID prefix of a foreign container": ("docker rm -f b1", "scope-owned", "'b1' (db)"),
+    "foreign name with a leading slash": ("docker rm /db", "scope-owned", "'/db' (db)"),
+    "several targets, one foreign": ("docker rm -f web worker db", "scope-owned", "'db'"),
+    "foreign after --": ("docker logs -- db", "scope-owned", "'db'"),
+    "foreign after a flag value": ("docker stop -t 1 db", "scope-owned", "'db'"),
+    "logs of a foreign container": ("docker logs -f db", "scope-owned", "[scope] logs"),
+    "ambiguous ID prefix": ("docker stop a", "scope-unresolved", "ambiguous"),
+    "unknown name": ("docker rm ghost", "scope-unresolved", "No such container: ghost"),
+    "template text as a name": ("docker stop '{{.Id}}'", "scope-unresolved", "{{.Id}}"),
+    "rmi the operator's image": ("docker rmi base:1", "scope-owned", "'base:1'"),
+    "rmi by image ID prefix": ("docker rmi e1", "scope-owned", "(base:1)"),
+    "stats of every container": ("docker stats --no-stream", "scope-owned", "name your containers"),
+    "forge the owner label": ("docker run --label gatekeeper.owner=other img", "reserved-label", "gatekeeper.owner"),
+    "forge it in another case": ("docker run -l GATEKEEPER.owner=x img", "reserved-label", "GATEKEEPER.owner"),
+    "forge it with =": ("docker create --label=gatekeeper.owner img", "reserved-label", "gatekeeper.owner"),
+    "any gatekeeper.* label": ("docker run --label gatekeeper.protected=no img", "reserved-label", "gatekeeper.protected"),
+    "owner label through a label file": ("docker run --label-file /home/ai-worker/labels img", "reserved-label", "gatekeeper.owner"),
+    "owner label on a mounted volume": ("docker run --mount type=volume,src=data,dst=/d,volume-label=gatekeeper.owner=x img", "reserved-label", "volume-label"),
+    "owner label on a build": ("docker build --label gatekeeper.owner=x -", "reserved-label", "gatekeeper.owner"),
+    "stop a protected container of its own": ("docker stop keep-db", "protected", "keep-*"),
+    "rm one with a protected label": ("docker rm -f web vital", "protected", "vital=yes"),
+    "rmi a protected image": ("docker rmi gold:1", "protected", "gold:*"),
+    "prune would hit a protected name": ("docker container prune -f", "protected", "keep-db"),
+    "system prune": ("docker system prune -af --volumes", "prune-unscoped", "build cache"),
+    "system prune with a label filter": ("docker system prune -f --filter label=gatekeeper.owner=default", "prune-unscoped", "build cache"),
+    "builder prune": ("docker builder prune -af", "prune-unscoped", "build cache"),
+    "command substitution": ("docker rm -f $(docker ps -aq)", "*", ""),
+}
+
+
+@pytest.mark.parametrize(("command", "rule", "named"), TRYING_TO_CHEAT.values(), ids=TRYING_TO_CHEAT.keys())
+def test_trying_to_cheat(command: str, rule: str, named: str, policy) -> None:  # type: ignore[no-untyped-def]
+    files = {"/home/ai-worker/labels": b"team=x\ngatekeeper.owner=default\n"}
+    engine = FakeEngine(ENGINE, files)
+    decision = decided(command, policy, engine)
+    assert not decision.allowed
+    assert rule in ("*", decision.rule), decision.reason
+    assert named in decision.reason
+
+
+ONE_QUERY = {
+    "docker rm -f web worker db": ["web", "worker", "db"],
+    "docker stop a1 -t 3 /worker": ["a1", "/worker"],
+    "docker rmi app:1 base:1": ["app:1", "base:1"],
+}
+
+
+@pytest.mark.parametrize(("command", "targets"), ONE_QUERY.items(), ids=ONE_QUERY.keys())
+def test_all_targets_are_resolved_with_one_query(command: str, targets: list[str], policy) -> None:  # type: ignore[no-untyped-def]
+    engine = FakeEngine(ENGINE)
+    decided(command, policy, engine)
+    assert len(engine.calls) == 1
+    query = engine.calls[0]
+    assert query[query.index("--") + 1 :] == targets
+
+
+def test_no_query_when_scope_is_all_and_nothing_is_protected(tmp_path: Path) -> None:
+    path = tmp_path / "all.toml"
+    path.write_text('[scope]\nstop = "all"\nlogs = "all"\n')
+    engine = FakeEngine(ENGINE)
+    for command in ("docker stop db", "docker logs db"):
+        decision = decide(command, load_policy(str(path)), engine)
+        assert decision.allowed and decision.argv == command.split()
+    assert engine.calls == []
+
+
+def test_protect_holds_under_scope_all(tmp_path: Path) -> None:
+    decision = decided("docker stop keep-db", with_policy(tmp_path, '[scope]\nstop = "all"\n'))
+    assert decision.rule == "protected"
+
+
+def test_profile_names_the_owner(tmp_path: Path) -> None:
+    bot = with_policy(tmp_path, "", profile="bot")
+    assert decided("docker stop other", bot).allowed
+    assert decided("docker stop web", bot).rule == "scope-owned"
+    run = decided("docker run img", bot)
+    assert run.argv == ["docker", "run", "--label", "gatekeeper.owner=bot", "img"]
+
+
+@pytest.mark.parametrize("profile", ["", "a b", "x\ny", "a=b", "{{.Id}}", "a'b"])
+def test_bad_profile_names_are_a_policy_error(profile: str, tmp_path: Path) -> None:
+    from gatekeeper.errors import PolicyError
+
+    with pytest.raises(PolicyError):
+        with_policy(tmp_path, "", profile=profile)
+
+
+def test_listings_are_filtered_when_owned(tmp_path: Path) -> None:
+    owned = with_policy(tmp_path, '[scope]\nps = "owned"\nimages = "owned"\n')
+    assert decided("docker ps -a", owned).argv == ["docker", "ps", *OWNED, "-a"]
+    assert decided("docker image ls", owned).argv == ["docker", "image", "ls", *OWNED]
+
+
+def test_inspect_owned_needs_a_type(tmp_path: Path) -> None:
+    owned = with_policy(tmp_path, '[scope]\ninspect = "owned"\n')
+    assert decided("docker inspect web", owned).rule == "scope-owned"
+    assert decided("docker inspect --type container db", owned).rule == "scope-owned"
+    assert decided("docker inspect --type container web", owned).allowed
+    assert decided("docker container inspect db", owned).rule == "scope-owned"
+
+
+@pytest.mark.parametrize(("section", "value"), [
+    ("scope", 'stop = "some"'), ("scope", 'unknown = "all"'), ("protect", 'containers = ["a b"]'),
+    ("protect", 'labels = ["k=\\"v\\""]'), ("protect", 'images = "x"'),
+])
+def test_policy_keys_are_validated(section: str, value: str, tmp_path: Path) -> None:
+    from gatekeeper.errors import PolicyError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[{section}]\n{value}\n")
+    with pytest.raises(PolicyError):
+        load_policy(str(path))
+
+
+# ---------------------------------------------------------------- compose
+
+
+def compose_ctx(canonical: str, model: dict, policy, engine: FakeEngine, uses: list | None = None) -> SimpleNamespace:  # type: ignore[no-untyped-def]
+    return SimpleNamespace(
+        located=SimpleNamespace(canonical=canonical, spelled=canonical),
+        vetted=SimpleNamespace(stdin=json.dumps(model).encode(), rewrites={}),
+        parsed=SimpleNamespace(uses=uses or []),
+        policy=policy, world=engine, argv=[],
+    )
+
+
+def project(labels: object = None) -> dict:
+    service: dict = {"image": "img", "build": {"context": "/home/ai-worker/app"}}
+    if labels is not None:
+        service["labels"] = labels
+    return {
+        "name": "app",
+        "services": {"web": service},
+        "volumes": {"data": {"name": "app_data"}, "ext": {"name": "shared", "external": True}},
+        "networks": {"default": {"name": "app_default"}},
+    }
+
+
+def test_compose_model_gets_the_owner_label_everywhere(policy) -> None:  # type: ignore[no-untyped-def]
+    ctx = compose_ctx("compose up", project({"team": "x"}), policy, FakeEngine([]))
+    vet_compose_ownership(ctx)  # type: ignore[arg-type]
+    model = json.loads(ctx.vetted.stdin)
+    assert model["services"]["web"]["labels"] == {"team": "x", OWNER: "default"}
+    assert model["services"]["web"]["build"]["labels"] == {OWNER: "default"}
+    assert model["volumes"]["data"]["labels"] == {OWNER: "default"}
+    assert "labels" not in model["volumes"]["ext"]  # external: compose does not create it
+    assert model["networks"]["default"]["labels"] == {OWNER: "default"}
+
+
+@pytest.mark.parametrize("labels", [{"gatekeeper.owner": "bot"}, ["gatekeeper.owner=bot"], {"Gatekeeper.x": "1"}])
+def test_compose_labels_under_gatekeeper_are_refused(labels: object, policy) -> None:  # type: ignore[no-untyped-def]
+    ctx = compose_ctx("compose up", project(labels), policy, FakeEngine([]))
+    with pytest.raises(Denied) as denied:
+        vet_compose_ownership(ctx)  # type: ignore[arg-type]
+    assert denied.value.rule == "reserved-label"
+
+
+def project_engine(owner: dict[str, str], extra: list[Obj] = ()) -> FakeEngine:  # type: ignore[assignment]
+    member = {"com.docker.compose.project": "app", **owner}
+    return FakeEngine([Obj("container", "9" * 64, "app-web-1", member), *extra])
+
+
+@pytest.mark.parametrize("canonical", ["compose down", "compose up", "compose stop", "compose rm", "compose logs"])
+def test_compose_on_someone_elses_project_is_refused(canonical: str, policy) -> None:  # type: ignore[no-untyped-def]
+    ctx = compose_ctx(canonical, project(), policy, project_engine({}))
+    with pytest.raises(Denied) as denied:
+        vet_compose_ownership(ctx)  # type: ignore[arg-type]
+    assert denied.value.rule == "scope-owned" and "app-web-1" in denied.value.message
+
+
+def test_compose_down_on_own_project_is_allowed(policy) -> None:  # type: ignore[no-untyped-def]
+    engine = project_engine({OWNER: "default"}, [Obj("network", "n" * 64, "app_default", {OWNER: "default"})])
+    vet_compose_ownership(compose_ctx("compose down", project(), policy, engine))  # type: ignore[arg-type]
+
+
+def test_compose_down_v_refuses_a_foreign_volume_of_the_same_name(policy) -> None:  # type: ignore[no-untyped-def]
+    engine = project_engine({OWNER: "default"}, [Obj("volume", "app_data", "app_data", {})])
+    volumes = [SimpleNamespace(flag=("volumes", "v", False, "ok", ""), value=None)]
+    with pytest.raises(Denied) as denied:
+        vet_compose_ownership(compose_ctx("compose down", project(), policy, engine, volumes))  # type: ignore[arg-type]
+    assert "app_data" in denied.value.message
+
+
+def test_compose_down_rmi_is_refused_under_owned(policy) -> None:  # type: ignore[no-untyped-def]
+    rmi = [SimpleNamespace(flag=("rmi", "", True, "ok", ""), value="all")]
+    with pytest.raises(Denied) as denied:
+        vet_compose_ownership(compose_ctx("compose down", project(), policy, project_engine({OWNER: "default"}), rmi))  # type: ignore[arg-type]
+    assert "--rmi" in denied.value.message
+
+
+def test_compose_stop_of_a_protected_own_container_is_refused(policy) -> None:  # type: ignore[no-untyped-def]
+    engine = FakeEngine([Obj("container", "9" * 64, "keep-db", {"com.docker.compose.project": "app", OWNER: "default"})])
+    with pytest.raises(Denied) as denied:
+        vet_compose_ownership(compose_ctx("compose stop", project(), policy, engine))  # type: ignore[arg-type]
+    assert denied.value.rule == "protected"
+
+
+def test_static_world_assumes_the_agent_owns_what_it_names(policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide("docker rm -f web db", policy, StaticWorld())
+    assert decision.allowed and decision.argv == ["docker", "rm", "-f", "web", "db"]
