@@ -117,7 +117,7 @@ def hide_leaves(value: object) -> object:
     return HIDDEN
 
 
-def mapping_values(value: object) -> list[dict]:
+def mapping_values(value: object) -> list[dict[str, object]]:
     if not isinstance(value, dict):
         return []
     return [item for item in value.values() if isinstance(item, dict)]

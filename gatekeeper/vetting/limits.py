@@ -287,7 +287,7 @@ DEPLOY_CAPS = {"memory": "mem_limit", "cpus": "cpus", "pids": "pids_limit"}
 COMPOSE_STARTS = frozenset({"compose up", "compose create", "compose run"})
 
 
-def vet_compose_limits(ctx: Context, model: dict) -> None:
+def vet_compose_limits(ctx: Context, model: dict[str, object]) -> None:
     """Every service of the vetted model within the caps; defaults set where absent.
     Changes `model` in place: it is what compose is fed."""
     if ctx.located.canonical not in COMPOSE_STARTS:
@@ -295,15 +295,15 @@ def vet_compose_limits(ctx: Context, model: dict) -> None:
     caps = caps_of(ctx.policy)
     if not caps.any():
         return
-    services = model.get("services") or {}
-    for name, service in services.items():
+    services = model.get("services")
+    for name, service in (services if isinstance(services, dict) else {}).items():
         if isinstance(service, dict):
             limit_service(name, service, caps)
     if ctx.located.canonical == "compose up":
         check_running(ctx, caps, 1)
 
 
-def limit_service(name: str, service: dict, caps: Caps) -> None:
+def limit_service(name: str, service: dict[str, object], caps: Caps) -> None:
     given = set()
     for key, (check, flag) in SERVICE_CAPS.items():
         if key in service:
@@ -321,7 +321,7 @@ def limit_service(name: str, service: dict, caps: Caps) -> None:
 MODEL_KEYS = {"memory": "mem_limit", "cpus": "cpus", "pids-limit": "pids_limit"}
 
 
-def deploy_limits(service: dict) -> dict:
+def deploy_limits(service: dict[str, object]) -> dict[str, object]:
     deploy = service.get("deploy")
     resources = deploy.get("resources") if isinstance(deploy, dict) else None
     limits = resources.get("limits") if isinstance(resources, dict) else None
