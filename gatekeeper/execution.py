@@ -106,6 +106,8 @@ def show_filtered(capture: Capture, output_filter, code: int) -> int:  # type: i
             return code
         except ValueError as error:
             why = str(error)
+        except RecursionError:
+            why = "nested too deeply to read"
     os.write(2, f"gatekeeper: output withheld: {why}, so secrets could not be redacted\n".encode())
     return code or 1
 

@@ -208,3 +208,13 @@ def test_unfiltered_commands_keep_direct_stdout(deployment: Deployment, tmp_path
     result = run_gatekeeper(deployment, "docker ps")
     assert result.returncode == 0
     assert result.stdout == b"not json at all\n"
+
+
+def test_forcecommand_withholds_output_nested_too_deeply(deployment: Deployment, tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" + '{"a":' * 100000 + "1" + "}" * 100000 + "]")
+    stub_printing(deployment, deep)
+    result = run_gatekeeper(deployment, "docker inspect x")
+    assert result.stdout == b""
+    assert b"output withheld" in result.stderr
+    assert result.returncode == 1
