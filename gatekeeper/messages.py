@@ -19,6 +19,11 @@ HINTS = {
     "host-path": "host paths must resolve inside {roots} (not the root itself)",
     "host-path-hidden": "use a path without dot files or dot directories under {roots}",
     "unvetted-flag": "drop that flag",
+    "scope-owned": "act on what you created: 'docker ps -a --filter label=gatekeeper.owner={profile}'",
+    "scope-unresolved": "name existing objects by name or unique ID prefix",
+    "protected": "the operator protects it; leave it alone",
+    "prune-unscoped": "use docker container/image/volume/network prune: they only reach your objects",
+    "reserved-label": "drop that label: gatekeeper sets gatekeeper.owner itself",
 }
 DEFAULT_HINT = "drop or change what the message names"
 
@@ -52,6 +57,7 @@ def hint_for(rule: str, policy: object) -> str:
     return template.format(
         allowed=", ".join(allowed_names(policy)),
         roots=", ".join(getattr(policy, "allowed_roots", ())),
+        profile=getattr(policy, "profile", "default"),
     )
 
 

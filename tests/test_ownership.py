@@ -30,6 +30,7 @@ import pytest
 from gatekeeper.decision import StaticWorld, decide
 from gatekeeper.errors import Denied
 from gatekeeper.policy import load_policy
+from gatekeeper.vetting import compose_ownership, ownership
 from gatekeeper.vetting.compose_ownership import vet_compose_ownership
 
 OWNER = "gatekeeper.owner"
@@ -368,3 +369,24 @@ def test_compose_stop_of_a_protected_own_container_is_refused(policy) -> None:  
 def test_static_world_assumes_the_agent_owns_what_it_names(policy) -> None:  # type: ignore[no-untyped-def]
     decision = decide("docker rm -f web db", policy, StaticWorld())
     assert decision.allowed and decision.argv == ["docker", "rm", "-f", "web", "db"]
+
+
+def test_every_command_with_a_grammar_is_classified() -> None:
+    """A new grammar table must say how its command meets the ownership rails."""
+    from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS
+    from gatekeeper.grammar.docker_flags import FLAGS
+
+    classified = (
+        set(ownership.TARGETED) | set(ownership.LISTED) | ownership.LABELLED | set(ownership.PRUNED)
+        | set(ownership.UNSCOPED_PRUNES) | ownership.NO_TARGETS
+    )
+    assert set(FLAGS) - classified == set()
+    compose_known = compose_ownership.READ_ONLY | compose_ownership.REMOVING | set(compose_ownership.SCOPED)
+    assert set(COMPOSE_FLAGS) - compose_known <= {"compose build", "compose pull", "compose start"}  # project-checked, not removing
+
+
+def test_volume_and_network_inspect_follow_the_inspect_scope(tmp_path: Path) -> None:
+    owned = with_policy(tmp_path, '[scope]\ninspect = "owned"\n[commands]\nallowed = ["volume inspect", "network inspect"]\n')
+    engine = FakeEngine([Obj("volume", "mine", "mine", {OWNER: "default"}), Obj("volume", "pg", "pg", {})])
+    assert decided("docker volume inspect mine", owned, engine).allowed
+    assert decided("docker volume inspect mine pg", owned, engine).rule == "scope-owned"

@@ -53,10 +53,20 @@ TARGETED: dict[str, tuple[str, str, str]] = {
     "image inspect": ("inspect", IMAGE, EVERY),
     "image history": ("images", IMAGE, FIRST),
     "inspect": ("inspect", "", EVERY),  # the kind comes from --type
+    "network inspect": ("inspect", NETWORK, EVERY),
+    "volume inspect": ("inspect", VOLUME, EVERY),
 }
 
 # Actions [protect] guards: they stop or delete what they name.
 DESTRUCTIVE = frozenset({"container stop", "container restart", "container kill", "container rm", "image rm"})
+
+# Commands with a grammar that name no existing object (or only list, without
+# secrets): nothing to resolve. A grammar table added for a new command must be
+# classified here or above (tests/test_ownership.py checks the whole grammar).
+NO_TARGETS = frozenset({
+    "image pull", "system df", "system info", "system events", "version",
+    "network ls", "volume ls",
+})  # fmt: skip
 
 # Listings: under "owned" they get the owner filter.
 LISTED = {"container ls": "ps", "image ls": "images"}
@@ -266,13 +276,13 @@ def check_owned(ctx: Context, target: Target, key: str, kind: str) -> None:
     owner = target.labels.get(OWNER_LABEL)
     if owner == owner_of(ctx):
         return
-    whose = f"owned by {owner!r}" if owner else "not created through gatekeeper"
+    whose = f"is owned by {owner!r}" if owner else "was not created through gatekeeper"
     rule = f'[scope] {key} = "owned"'
     if key == "compose":
         rule = "compose acts on every object of the project and"
     # Stops: the agent acting on the operator's (or another agent's) objects.
     raise Denied(
-        f"{kind} {target.shown()} is {whose}; {rule} allows only "
+        f"{kind} {target.shown()} {whose}; {rule} allows only "
         f"{kind}s labelled {OWNER_LABEL}={owner_of(ctx)}",
         rule="scope-owned",
     )
