@@ -163,6 +163,9 @@ def decide(command: str, policy: object, world: object) -> Decision:
         return vetted_decision(argv, located, policy, world)
     except Denied as denial:
         return Decision(False, None, canonical, denial.rule, denial.message)
+    except Exception as error:  # noqa: BLE001 - a bug in a vetter is a denial, and is audited as one
+        return Decision(False, None, canonical, "internal-error",
+                        f"internal error while vetting ({type(error).__name__}: {str(error)[:200]})")
 
 
 def check_global_options(located: Located) -> None:

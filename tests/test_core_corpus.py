@@ -48,3 +48,17 @@ def test_allowed_argv_is_exactly_the_words(policy) -> None:  # type: ignore[no-u
     assert decision.allowed
     assert decision.argv == ["docker", "ps", "-a", "--format", "{{.Names}}"]
     assert decision.canonical == "container ls"
+
+
+def test_a_bug_in_a_vetter_is_an_audited_denial(policy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Anything but Denied raised while vetting still yields a Decision (deny), so the
+    ForceCommand writes its audit record and the agent gets one line, not a traceback."""
+    from gatekeeper.vetting import families
+
+    def broken(ctx: object) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setitem(families.FAMILY_VETTERS, "container run", broken)
+    decision = decide("docker run --rm alpine true", policy, StaticWorld())
+    assert not decision.allowed and decision.rule == "internal-error"
+    assert "KeyError" in decision.reason
