@@ -199,10 +199,11 @@ def inspect_type(ctx: Context, owned: bool) -> str:
     """`docker inspect` resolves any kind of object; --type says which."""
     kinds = [use.value for use in ctx.parsed.uses if use.flag[0] == "type"]
     kind = kinds[-1] if kinds else ""
-    if kind in (CONTAINER, IMAGE):
+    if kind in QUERY_FORMATS:
         return kind
     if owned:
-        raise Denied("under [scope] inspect = \"owned\" say --type container or --type image",
+        # Stops: an untyped inspect resolving a name to another kind than the one checked.
+        raise Denied("under [scope] inspect = \"owned\" say --type container, image, volume or network",
                      rule="scope-owned")
     return CONTAINER  # not checked: scope all, and inspect destroys nothing
 
