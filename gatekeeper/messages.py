@@ -46,7 +46,10 @@ COMMAND_HINTS = {
 
 
 def denial_line(rule: str, reason: str, policy: object, canonical: str | None = None) -> str:
-    hint = COMMAND_HINTS.get(canonical or "") or hint_for(rule, policy)
+    hint = hint_for(rule, policy)
+    instead = COMMAND_HINTS.get(canonical or "")
+    if instead:
+        hint = f"{instead}; {hint}"
     return f"gatekeeper: denied: {reason} (rule {rule}); {hint}"
 
 
