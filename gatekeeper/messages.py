@@ -58,10 +58,19 @@ def hint_for(rule: str, policy: object) -> str:
     if template is None:
         template = "drop that flag" if rule.startswith("flag-") else DEFAULT_HINT
     return template.format(
-        allowed=", ".join(allowed_names(policy)),
+        allowed=", ".join(grouped(allowed_names(policy))),
         roots=", ".join(getattr(policy, "allowed_roots", ())),
         profile=getattr(policy, "profile", "default"),
     )
+
+
+def grouped(names: list[str]) -> list[str]:
+    """'compose up', 'compose ps' -> 'compose up|ps', so the list stays one readable line."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        head, _, tail = name.partition(" ")
+        groups.setdefault(head, []).append(tail)
+    return [" ".join(filter(None, (head, "|".join(filter(None, tails))))) for head, tails in groups.items()]
 
 
 def allowed_names(policy: object) -> list[str]:
