@@ -69,10 +69,13 @@ def snapshot(path: Path) -> tuple[bytes | None, int]:
 
 @pytest.fixture(scope="module")
 def ticker(stack: Stack) -> Iterator[str]:
-    """A container (started by root, bypassing gatekeeper) that prints a line every 0.2 s."""
+    """A container (started by root, bypassing gatekeeper) that prints a line every 0.2 s.
+
+    It carries the agent's owner label, as if the agent had started it: logs are
+    scoped to owned containers by default."""
     name = "gk-e2e-ticker"
     stack.docker("rm", "-f", name, check=False)
     script = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
-    stack.docker("run", "-d", "--name", name, IMAGE, "sh", "-c", script)
+    stack.docker("run", "-d", "--name", name, "--label", "gatekeeper.owner=default", IMAGE, "sh", "-c", script)
     yield name
     stack.docker("rm", "-f", name, check=False)
