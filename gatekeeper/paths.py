@@ -25,8 +25,10 @@ def resolve_host_path(value: str, what: str, policy: object, world: object) -> s
         raise Denied(f"{what}: {denial.message}", rule=denial.rule) from None
     root = containing_root(resolved, policy, world)
     if root is None:
+        where = "the allowed root itself (use a directory below it)" if is_a_root(
+            resolved, policy, world) else "outside the allowed roots"
         raise Denied(
-            f"{what}: host path {value!r} resolves to {resolved!r}, outside the allowed roots "
+            f"{what}: host path {value!r} resolves to {resolved!r}, {where} "
             f"({', '.join(policy.allowed_roots)})",  # type: ignore[attr-defined]
             rule="host-path",
         )
@@ -38,6 +40,10 @@ def resolve_host_path(value: str, what: str, policy: object, world: object) -> s
             rule="host-path-hidden",
         )
     return resolved
+
+
+def is_a_root(resolved: str, policy: object, world: object) -> bool:
+    return any(world.realpath(root) == resolved for root in policy.allowed_roots)  # type: ignore[attr-defined]
 
 
 def containing_root(resolved: str, policy: object, world: object) -> str | None:
