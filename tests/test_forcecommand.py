@@ -170,9 +170,10 @@ def test_isolated_mode_ignores_modules_in_cwd(deployment: Deployment, tmp_path: 
 
 
 def test_forcecommand_path_never_imports_rich(deployment: Deployment) -> None:
-    probe = ("import sys, runpy; sys.argv=['gatekeeper','--policy',%r];"
-             "import gatekeeper.cli as c; code=c.main(sys.argv[1:]);"
-             "print('RICH' if any(m.startswith('rich') for m in sys.modules) else 'NORICH')") % str(deployment.policy)
-    result = subprocess.run([*gatekeeper_command()[:2], "-c", probe], cwd=REPO, capture_output=True,
-                            env={"SSH_ORIGINAL_COMMAND": "docker ps"}, check=False)
+    probe = (
+        "import sys; import gatekeeper.cli as c; c.main(['--policy', sys.argv[1]]);"
+        "print('RICH' if any(m.startswith('rich') for m in sys.modules) else 'NORICH')"
+    )
+    result = subprocess.run([*gatekeeper_command()[:2], "-c", probe, str(deployment.policy)], cwd=REPO,
+                            capture_output=True, env={"SSH_ORIGINAL_COMMAND": "docker ps"}, check=False)
     assert result.stdout.strip().endswith(b"NORICH"), result.stderr

@@ -35,7 +35,8 @@ def test_aliases_normalise_to_canonical_paths(tmp_path: Path) -> None:
 
 
 def test_blocked_wins_over_allowed(tmp_path: Path) -> None:
-    policy = load_policy(write(tmp_path, '[commands]\nallowed = ["ps", "exec"]\nblocked = ["container exec"]\n'))
+    text = '[commands]\nallowed = ["ps", "exec"]\nblocked = ["container exec"]\n'
+    policy = load_policy(write(tmp_path, text))
     assert policy.allowed == {"container ls"}
 
 
