@@ -16,17 +16,8 @@ import pytest
 
 from gatekeeper.decision import RealWorld, decide
 from gatekeeper.policy import load_policy
+from tests.test_limits import LIMITS
 from tests.test_vetting_compose import compose_binary, docker_binary
-
-LIMITS = """
-[limits]
-memory = "2g"
-cpus = 2.0
-pids_limit = 512
-default_memory = "1g"
-default_cpus = 1
-default_pids_limit = 256
-"""
 
 SERVICES = """\
 services:
