@@ -71,6 +71,10 @@ syslog = false
 
 [paths]
 allowed_roots = ["{root}/work"]
+
+# The stub docker answers no ownership query: measure the supervision, not the scope rail.
+[scope]
+logs = "all"
 """
 
 AUTHPROGS_CONFIG: Final = """-
