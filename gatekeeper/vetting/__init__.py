@@ -11,6 +11,7 @@ from gatekeeper.errors import Denied
 from gatekeeper.grammar import spec
 from gatekeeper.grammar.pflag import FlagUse, Parsed, bool_value
 from gatekeeper.vetting.context import Context, Vetted
+from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
 
 
 def vet(ctx: Context) -> Vetted:
@@ -67,12 +68,15 @@ def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     ctx.replace_value(parsed, use, resolved)
 
 
+# Check name (grammar/spec.py) -> function; the value-language checks (volume,
+# mount, security-opt, ...) live in flag_checks.
 FLAG_CHECKS = {
     spec.OK: check_ok,
     spec.DENY: check_deny,
     spec.DENY_TRUE: check_deny_true,
     spec.PATH: check_path,
     spec.ENV_FILE: check_path,
+    **SPECIAL_CHECKS,
 }
 
 
@@ -81,13 +85,3 @@ def family_vetter(canonical: str):  # type: ignore[no-untyped-def]
     from gatekeeper.vetting.families import FAMILY_VETTERS
 
     return FAMILY_VETTERS.get(canonical)
-
-
-def _merge_special_checks() -> None:
-    """The value-language checks (volume, mount, security-opt, ...) live in flag_checks."""
-    from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
-
-    FLAG_CHECKS.update(SPECIAL_CHECKS)
-
-
-_merge_special_checks()
