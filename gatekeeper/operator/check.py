@@ -16,7 +16,7 @@ EX_DATAERR = 65
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
-    policy = load_policy(options.policy)
+    policy = load_policy(options.policy, options.name)
     if options.from_file:
         return check_many(options.from_file, policy)
     if options.command is None:
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gatekeeper check", description=__doc__)
     parser.add_argument("--policy", help="policy file (default: the embedded default)")
+    parser.add_argument("--name", help="the profile (--name of the ForceCommand or key line); default 'default'")
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
     parser.add_argument("--from", dest="from_file", metavar="FILE",
                         help="JSON Lines with a 'cmd' field ('-' for stdin); one result line each")
