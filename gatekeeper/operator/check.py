@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gatekeeper check", description=__doc__)
     parser.add_argument("--policy", help="policy file (default: the embedded default)")
-    parser.add_argument("--name", help="the profile: --name of the ForceCommand or key line (default: default)")
+    parser.add_argument("--name", help="the profile, as --name on the ForceCommand (default: default)")
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
     parser.add_argument("--from", dest="from_file", metavar="FILE",
                         help="JSON Lines with a 'cmd' field ('-' for stdin); one result line each")
