@@ -72,3 +72,24 @@ def test_references_are_followed_recursively() -> None:
 def test_reference_cycles_terminate() -> None:
     files = {"/root-dir/p/a.yaml": b"include: [b.yaml]\n", "/root-dir/p/b.yaml": b"include: [a.yaml]\n"}
     check_referenced_files(["/root-dir/p/a.yaml"], "/root-dir/p", files.__getitem__, host_path)
+
+
+ENCODED = [
+    ("utf-16 with BOM", "include:\n  - /etc/x.yaml\n".encode("utf-16")),
+    ("binary key include", b"!!binary aW5jbHVkZQ==:\n  - /etc/x.yaml\n"),
+    ("binary key extends", b"services:\n  a:\n    !!binary ZXh0ZW5kcw==: {file: /etc/x.yaml, service: b}\n"),
+    ("explicit binary key", b"? !!binary aW5jbHVkZQ==\n: [/etc/x.yaml]\n"),
+    ("NUL byte", b"services: {}\n\x00"),
+]
+
+
+@pytest.mark.parametrize(("why", "data"), ENCODED, ids=[e[0] for e in ENCODED])
+def test_encodings_and_tags_that_hide_keys_are_denied(why: str, data: bytes) -> None:
+    """go-yaml reads UTF-16 and !!binary keys: neither may hide an include from the screen."""
+    with pytest.raises(Denied):
+        referenced_files("/root-dir/p/compose.yaml", "/root-dir/p", data, host_path)
+
+
+def test_exclamation_in_a_string_value_is_fine() -> None:
+    data = b"services:\n  a:\n    image: alpine\n    command: ['echo', 'hi!']\n"
+    assert referenced_files("/root-dir/p/compose.yaml", "/root-dir/p", data, host_path) == []

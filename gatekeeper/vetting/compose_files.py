@@ -6,12 +6,15 @@ they pull in (recursively) to pass the host-path rule. Otherwise a benign
 compose file under the allowed roots could `extends:` or `include:` a file
 anywhere on the host and carry its values into a container.
 
-A byte screen keeps this cheap and sound: a YAML key spelled `include` or
-`extends` must contain that word literally, unless it is written with escapes
-(a backslash in a double-quoted key). Files with neither word nor backslash
-cannot reference another file and are not parsed. The rest is parsed with
-PyYAML's safe loader; a file it cannot parse is refused (compose's go-yaml
-could read it differently).
+A byte screen keeps this cheap and sound. The file must be UTF-8 (go-yaml
+also reads UTF-16 with a BOM, where no ASCII word appears): anything else is
+refused. In UTF-8, a YAML key that means `include` or `extends` contains that
+word literally, unless it is written with an escape (a backslash in a
+double-quoted key) or a tag (`!!binary aW5jbHVkZQ==`). Files with none of
+these bytes cannot reference another file and are not parsed. The rest is
+parsed with PyYAML's safe loader, and every mapping key must be a plain
+string; a file it cannot parse is refused (compose's go-yaml could read it
+differently).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from gatekeeper.errors import Denied
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 32
 REMOTE_MARKERS = ("://", "git@")
-REFERENCE_WORDS = (b"include", b"extends", b"\\")
+REFERENCE_WORDS = (b"include", b"extends", b"\\", b"!")
 
 HostPath = Callable[[str, str], str]
 
@@ -47,6 +50,7 @@ def check_referenced_files(files: list[str], project_dir: str, read: Callable[[s
 def referenced_files(path: str, project_dir: str, data: bytes, host_path: HostPath) -> list[str]:
     if len(data) > MAX_FILE_BYTES:
         raise Denied(f"compose file {path!r} is larger than 1 MiB", rule="compose-file")
+    require_utf8(path, data)
     if not any(word in data for word in REFERENCE_WORDS):
         return []
     out = []
@@ -56,15 +60,45 @@ def referenced_files(path: str, project_dir: str, data: bytes, host_path: HostPa
     return [p for p in out if p]
 
 
+def require_utf8(path: str, data: bytes) -> None:
+    """UTF-16/32 (with a BOM) would hide every word from the screen; NUL never belongs in YAML."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Denied(f"compose file {path!r} is not UTF-8", rule="compose-file") from None
+    if b"\x00" in data:
+        raise Denied(f"compose file {path!r} contains NUL bytes", rule="compose-file")
+
+
 def parse_documents(path: str, data: bytes) -> list[object]:
     import yaml
 
     try:
-        text = data.decode("utf-8")
-        return list(yaml.safe_load_all(text))
-    except (UnicodeDecodeError, yaml.YAMLError):
+        documents = list(yaml.safe_load_all(data.decode("utf-8")))
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError):
         raise Denied(f"compose file {path!r} could not be read as YAML to check its "
                      "include/extends references", rule="compose-file") from None
+    for document in documents:
+        require_string_keys(path, document, 0)
+    return documents
+
+
+def require_string_keys(path: str, node: object, depth: int) -> None:
+    """A key that is not a plain string (`!!binary`, a number, a list) could be what
+    go-yaml calls `include`; compose files never need one."""
+    if depth > 64:
+        raise Denied(f"compose file {path!r} is nested too deeply", rule="compose-file")
+    children: list[object] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise Denied(f"compose file {path!r}: key {key!r} is not a plain string "
+                             "(YAML tags and binary keys are not accepted)", rule="compose-file")
+            children.append(value)
+    elif isinstance(node, list):
+        children = node
+    for child in children:
+        require_string_keys(path, child, depth + 1)
 
 
 def references(document: object) -> Iterator[tuple[str, object]]:
