@@ -257,6 +257,17 @@ VOLUME_TYPES: dict[str, str] = {
     "cluster": "cluster volumes are swarm-only",
 }
 
+# Keys of one long-form service volume, and what each nested option may be.
+# Same rules as `docker run --mount`: propagation that reaches back to the host
+# and subpaths the daemon walks on the host (where symlinks can be planted) are refused.
+VOLUME_ENTRY_KEYS = frozenset({"type", "source", "target", "read_only", "consistency",
+                               "bind", "volume", "tmpfs", "image"})
+SAFE_BIND_PROPAGATIONS = frozenset({"private", "rprivate", "slave", "rslave"})
+BIND_OPTION_KEYS = frozenset({"propagation", "create_host_path", "selinux"})
+VOLUME_OPTION_KEYS = frozenset({"nocopy"})  # not subpath
+TMPFS_OPTION_KEYS = frozenset({"size", "mode"})
+IMAGE_OPTION_KEYS: frozenset[str] = frozenset()  # not subpath
+
 # additional_contexts values that do not name a host directory.
 REMOTE_CONTEXT_PREFIXES = ("docker-image://", "service:", "target:")
 
@@ -516,8 +527,27 @@ def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> l
             volume["source"] = check.host_path(volume.get("source"), where + " (bind source)")
         elif kind != OK:
             refuse(where, volume.get("type") or "?", kind)
+        check_volume_options(volume, where)
         out.append(volume)
     return out
+
+
+def check_volume_options(volume: dict, where: str) -> None:
+    """The nested bind/volume/tmpfs/image options of one service volume."""
+    for key, value in volume.items():
+        if key not in VOLUME_ENTRY_KEYS:
+            refuse(f"{where}.{key}", value, "an unknown volume option")
+    for key, allowed in (("bind", BIND_OPTION_KEYS), ("volume", VOLUME_OPTION_KEYS),
+                         ("tmpfs", TMPFS_OPTION_KEYS), ("image", IMAGE_OPTION_KEYS)):
+        for option, value in mapping(volume.get(key), f"{where}.{key}").items():
+            if option not in allowed:
+                refuse(f"{where}.{key}.{option}", value,
+                       "a subpath is walked by the daemon on the host" if option == "subpath"
+                       else "an unknown volume option")
+    propagation = mapping(volume.get("bind"), where).get("propagation", "rprivate")
+    if propagation not in SAFE_BIND_PROPAGATIONS:
+        refuse(f"{where}.bind.propagation", propagation,
+               "shared propagation makes mounts made in the container appear on the host")
 
 
 def check_build(value: object, where: str, why: str, check: ProjectCheck) -> dict:
