@@ -22,6 +22,10 @@ def vet(ctx: Context) -> Vetted:
     family = family_vetter(ctx.located.canonical)
     if family is not None:
         family(ctx)
+    if ctx.vetted.named_volumes:
+        from gatekeeper.vetting.volumes import check_existing_volumes
+
+        check_existing_volumes(ctx)
     vet_ownership(ctx)
     return ctx.vetted
 

@@ -88,6 +88,7 @@ def vet_compose(ctx: Context) -> None:
     check_inlined_files(ctx, source, model, probe)
     vet_project(model, ctx.host_path)
     vet_compose_limits(ctx, model)  # caps checked, defaults set in the model compose is fed
+    ctx.vetted.named_volumes.extend(model_volume_names(model))
     pin_project(ctx, source, model)
 
 
@@ -268,3 +269,11 @@ def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
         ctx.vetted.rewrites.pop(index, None)  # root-flag rewrites are superseded
     ctx.vetted.rewrites[first] = (count, words)
     ctx.vetted.stdin = json.dumps(model, indent=1).encode()
+
+
+def model_volume_names(model: dict) -> list[str]:
+    """Engine names of the project's top-level volumes (compose resolved `name`)."""
+    volumes = model.get("volumes")
+    if not isinstance(volumes, dict):
+        return []
+    return [v["name"] for v in volumes.values() if isinstance(v, dict) and isinstance(v.get("name"), str)]

@@ -11,12 +11,13 @@ class Vetted:
     """The outcome of vetting: argv rewrites (index -> replacement words), stdin,
     and the output filter (gatekeeper.redaction) docker's stdout goes through."""
 
-    __slots__ = ("rewrites", "stdin", "output_filter")
+    __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
         self.stdin: bytes | None = None
         self.output_filter: str | None = None
+        self.named_volumes: list[str] = []  # checked against the engine once, at the end
 
 
 class Context:

@@ -72,6 +72,8 @@ def check_volume(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         refuse(use, "docker does not expand '~' in -v; write the absolute path")
     elif not is_volume_name(source):
         refuse(use, f"source {source!r} is neither a host path (/ or ./) nor a volume name")
+    else:
+        ctx.vetted.named_volumes.append(source)
 
 
 def volume_parts(use: FlagUse) -> list[str]:
@@ -141,6 +143,8 @@ def check_mount(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         ctx.replace_value(parsed, use, write_fields([*kept, f"source={resolved}"]))
     elif kind == "volume" and source and not is_volume_name(source):
         refuse(use, f"volume source {source!r} is not a volume name")
+    elif kind == "volume" and source:
+        ctx.vetted.named_volumes.append(source)
     elif kind == "tmpfs" and source:
         refuse(use, "a tmpfs mount takes no source")
 
