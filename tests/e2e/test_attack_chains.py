@@ -17,13 +17,10 @@ world-readable directory outside the allowed root holding a canary value: the
 agent's account could read it, so only gatekeeper stands between it and the
 agent.
 
-Chains that get through today are kept as `xfail(strict=True)` with a reason
-starting "HOLE:" (fix the gatekeeper, and the test turns into a failure that
-says to drop the mark):
-  * compose include/extends hidden from the byte screen of
-    gatekeeper/vetting/compose_files.py by UTF-16 or a `!!binary` key;
-  * compose `bind.propagation: rshared`, which `docker run` refuses;
-  * an existing volume with bind driver options, mounted by name.
+Chains this suite found getting through, now closed and kept as plain tests:
+compose include/extends hidden by UTF-16 or a `!!binary` key, compose
+`bind.propagation: rshared`, and an existing volume with bind driver options
+mounted by name.
 """
 
 from __future__ import annotations
@@ -512,36 +509,13 @@ ENCODED_COMPOSE_CHAINS = {
 # fmt: on
 COMPOSE_CHAINS |= {slug: text for slug, (_, text) in ENCODED_COMPOSE_CHAINS.items()}
 
-SCREEN_HOLE = (
-    "HOLE: gatekeeper/vetting/compose_files.py screens compose files for the bytes 'include', "
-    "'extends' or a backslash before parsing them; a UTF-16 file or a YAML !!binary key spells the "
-    "key without those bytes, so compose reads a compose file outside the allowed roots and its "
-    "services (with their environment) run in the agent's project"
-)
-
-
 def compose_text(slug: str) -> bytes:
     encoding = ENCODED_COMPOSE_CHAINS.get(slug, ("utf-8", ""))[0]
     return (f"name: {NAME}-{slug}\n" + COMPOSE_CHAINS[slug]).encode(encoding)
 
 
-PROPAGATION_HOLE = (
-    "HOLE: gatekeeper/vetting/compose_project.py check_volumes resolves a bind's source but never "
-    "reads bind.propagation, so a compose service gets an rshared bind that `docker run -v "
-    "SRC:DST:rshared` is refused (the README says compose services follow the run rules)"
-)
-KNOWN_HOLES = {slug: SCREEN_HOLE for slug in ENCODED_COMPOSE_CHAINS} | {
-    "bind-rshared-propagation": PROPAGATION_HOLE
-}
-
-
 def compose_params() -> list[object]:
-    params: list[object] = []
-    for slug in COMPOSE_CHAINS:
-        hole = KNOWN_HOLES.get(slug)
-        marks = [pytest.mark.xfail(strict=True, reason=hole)] if hole else []
-        params.append(pytest.param(slug, id=slug, marks=marks))
-    return params
+    return [pytest.param(slug, id=slug) for slug in COMPOSE_CHAINS]
 
 
 @pytest.mark.usefixtures("judged_world", "planted")
@@ -630,13 +604,6 @@ def test_volume_with_bind_options(stack: Stack, command: str) -> None:
 
 
 OPERATOR_VOLUME = f"{NAME}-operator-bind"
-VOLUME_HOLE = (
-    "HOLE: a named volume is not a host path to gatekeeper, so `-v NAME:/x` (and compose "
-    "`external: true`) mounts any existing volume, including one root created with "
-    "type=none,o=bind,device=<dir outside the roots>; the host-path rule never sees the device"
-)
-
-
 @pytest.fixture
 def operator_bind_volume(stack: Stack, outside: Path) -> Iterator[str]:
     """A volume root made for its own services: a bind of OUTSIDE in volume form."""
@@ -647,7 +614,6 @@ def operator_bind_volume(stack: Stack, outside: Path) -> Iterator[str]:
     stack.docker("volume", "rm", "-f", OPERATOR_VOLUME, check=False)
 
 
-@pytest.mark.xfail(strict=True, reason=VOLUME_HOLE)
 def test_existing_bind_volume_is_not_a_way_out(stack: Stack, operator_bind_volume: str) -> None:
     """Mount a volume someone else created with bind driver options and read through it."""
     result = stack.ssh(f"docker run --rm -v {operator_bind_volume}:/x {IMAGE} cat /x/canary.env")
