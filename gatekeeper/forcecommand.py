@@ -61,7 +61,7 @@ def decision_record(command: str, decision: dict[str, object], policy: Policy,
 
     record: dict[str, object] = {"v": RECORD_VERSION, "ts": timestamp(), "event": "decision"}
     record.update(session_facts())
-    record["profile"] = profile
+    record["profile"] = getattr(policy, "profile", None) or profile  # "default" without --name
     record["cmd"] = command
     record.update(decision)
     record["policy"] = {"path": policy.source, "sha256": policy.sha256}
