@@ -82,5 +82,5 @@ def usage_text(policy: object) -> str:
     return (
         "gatekeeper: this account runs vetted docker commands only.\n"
         "usage: ssh <user>@<host> docker <command> [args]\n"
-        f"allowed: {', '.join(allowed_names(policy))}\n"
+        f"allowed: {', '.join(grouped(allowed_names(policy)))}\n"
     )
