@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from .stack import AGENT_HOME, IMAGE, Stack, make_keypair
+from .test_planted_home_files import PLUGIN_PAYLOAD, PYTHON_PAYLOAD, SHELL_PAYLOAD
 
 pytestmark = pytest.mark.e2e
 
@@ -262,15 +263,6 @@ def reconnect(stack: Stack, *, key: Path | None = None, both: bool = False) -> l
 # ---------------------------------------------------------------- 1. writes into the home
 
 
-SHELL_PAYLOAD = "touch {marker}\n"
-PYTHON_PAYLOAD = "import pathlib; pathlib.Path('{marker}').touch()\n"
-PLUGIN_PAYLOAD = """#!/bin/sh
-if [ "$1" = docker-cli-plugin-metadata ]; then
-  echo '{{"SchemaVersion":"0.1.0","Vendor":"evil","Version":"v9.9.9"}}'
-  exit 0
-fi
-touch {marker}
-"""
 CONFIG_PAYLOAD = '{{"psFormat": "PWNED {{{{.ID}}}}", "cliPluginsExtraDirs": ["{home}/work"]}}\n'
 
 # relative path in the home -> (payload, what would run it).

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_concurrency import long_format
+
 from .stack import AUDIT_LOG, SNIPPET, Daemon, Stack, audit_offset, free_port, start_sshd
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +33,6 @@ SESSIONS = 50
 EX_NOPERM = 77
 TEST_MAX_STARTUPS = "100:30:200"  # test config only: the burst must reach gatekeeper
 SESSION_TIMEOUT = 180.0
-
-
-def long_format(size: int) -> str:
-    """A valid docker ps --format template of about `size` characters."""
-    fields = ["{{.ID}}", "{{.Names}}", "{{.Image}}", "{{.Status}}", "{{json .Labels}}"]
-    text = ""
-    while len(text) < size:
-        text += " " + fields[len(text) % len(fields)]
-    return text
 
 
 def session_command(index: int) -> tuple[str, bool]:
