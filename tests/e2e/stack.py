@@ -396,6 +396,18 @@ syslog = false
 """
 
 
+@contextlib.contextmanager
+def policy_extended(extra: str) -> Iterator[None]:
+    """The stack's policy with `extra` TOML appended while the block runs, then put back.
+    (Its compiled copy goes stale meanwhile and is ignored: the TOML is read.)"""
+    original = POLICY.read_text()
+    write_file(POLICY, original + extra, mode=0o644)
+    try:
+        yield
+    finally:
+        write_file(POLICY, original, mode=0o644)
+
+
 def write_policy_and_audit_log() -> None:
     """Policy root:root 0644; DOCKER_CONFIG root-owned; audit log root:ai-worker 0620."""
     for directory in (POLICY.parent, DOCKER_CONFIG_DIR, AUDIT_LOG.parent):

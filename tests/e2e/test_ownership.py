@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import APP_DIR, IMAGE, POLICY, Stack, write_file
+from .stack import APP_DIR, IMAGE, Stack, policy_extended
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +41,8 @@ NAMES = (MINE, KEEP, FOREIGN, "gk-e2e-own-vital", "gk-e2e-own-stopped", "gk-e2e-
 @pytest.fixture(scope="module")
 def protect_policy(stack: Stack) -> Iterator[None]:
     """The stack's policy with [protect] added for this module, then put back."""
-    original = POLICY.read_text()
-    write_file(POLICY, original + PROTECT, mode=0o644)
-    yield
-    write_file(POLICY, original, mode=0o644)
+    with policy_extended(PROTECT):
+        yield
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import APP_DIR, IMAGE, POLICY, Stack, write_file
+from .stack import APP_DIR, IMAGE, Stack, policy_extended
 
 pytestmark = pytest.mark.e2e
 
@@ -43,10 +43,8 @@ CAPPED = "gk-e2e-rails-capped"
 @pytest.fixture(scope="module")
 def capped_policy(stack: Stack) -> Iterator[None]:
     """The stack's policy with [limits] added for this module, then put back."""
-    original = POLICY.read_text()
-    write_file(POLICY, original + LIMITS, mode=0o644)
-    yield
-    write_file(POLICY, original, mode=0o644)
+    with policy_extended(LIMITS):
+        yield
 
 
 @pytest.fixture
