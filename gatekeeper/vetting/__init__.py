@@ -15,8 +15,10 @@ from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
 
 
 def vet(ctx: Context) -> Vetted:
-    """Check every flag use of the global, plugin and command flag sets, then the family rules."""
-    for parsed in (ctx.located.global_flags, ctx.located.plugin_flags, ctx.parsed):
+    """Check every flag use of the plugin and command flag sets, then the family rules.
+    (docker's global options were already checked by decision.check_global_options,
+    before the policy: every one that is not plain OK is refused there.)"""
+    for parsed in (ctx.located.plugin_flags, ctx.parsed):
         if parsed is not None:
             vet_flag_uses(parsed, ctx)
     family = family_vetter(ctx.located.canonical)
