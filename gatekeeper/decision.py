@@ -19,6 +19,7 @@ import os
 
 from gatekeeper.errors import Denied
 from gatekeeper.grammar.command_line import Located, locate_command, walk_command_flags
+from gatekeeper.grammar.spec import OK
 from gatekeeper.words import split_command
 
 
@@ -171,7 +172,7 @@ def decide(command: str, policy: object, world: object) -> Decision:
 def check_global_options(located: Located) -> None:
     """docker's own options come first: a redirected client makes the command moot."""
     for use in located.global_flags.uses:
-        if use.flag[3] != "ok":
+        if use.flag[3] != OK:
             why = use.flag[4] or "refused by policy"
             raise Denied(f"global option {use.spelled} is not allowed: {why}", rule=f"flag-{use.name}")
 
