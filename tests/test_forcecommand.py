@@ -152,8 +152,9 @@ def test_missing_policy_denies(deployment: Deployment) -> None:
 
 @pytest.mark.parametrize("args", [["--policy"], ["--frobnicate"], ["--policy", "a", "--policy", "b"]])
 def test_bad_forcecommand_arguments_deny(deployment: Deployment, args: list[str]) -> None:
+    env = {"SSH_ORIGINAL_COMMAND": "docker ps", "SSH_CONNECTION": "127.0.0.1 5555 127.0.0.1 22"}
     result = subprocess.run([*gatekeeper_command(), *args], cwd=REPO, capture_output=True,
-                            env={"SSH_ORIGINAL_COMMAND": "docker ps"}, check=False)
+                            env=env, check=False)
     assert result.returncode == 78
 
 

@@ -1,0 +1,70 @@
+"""The top-level command line as an operator meets it at a terminal.
+
+Outside sshd (no SSH_CONNECTION) a bare `gatekeeper`, `--help` or a typo gets the
+list of subcommands and writes nothing to the audit log; under sshd the same
+words stay a ForceCommand configuration error (exit 78), as before.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gatekeeper import __version__
+from gatekeeper.cli import OPERATOR_COMMANDS, OPERATOR_SUMMARIES
+
+REPO = Path(__file__).resolve().parents[1]
+SSHD_ENV = {"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "127.0.0.1 5555 127.0.0.1 22"}
+TERMINAL_ENV = {"PATH": "/usr/bin:/bin"}
+
+
+def gatekeeper(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-I", "-m", "gatekeeper", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_every_operator_command_has_a_summary() -> None:
+    assert set(OPERATOR_SUMMARIES) == set(OPERATOR_COMMANDS)
+
+
+@pytest.mark.parametrize("word", ["--help", "-h", "help"])
+def test_help_lists_every_subcommand(word: str) -> None:
+    result = gatekeeper(word, env=TERMINAL_ENV)
+    assert result.returncode == 0
+    for name in OPERATOR_COMMANDS:
+        assert f"  {name} " in result.stdout
+
+
+def test_version() -> None:
+    result = gatekeeper("--version", env=TERMINAL_ENV)
+    assert (result.returncode, result.stdout) == (0, f"gatekeeper {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        ([], ""),
+        (["audti"], "did you mean 'audit'?"),
+        (["polcy", "show"], "did you mean 'policy'?"),
+        (["--frobnicate"], "unknown command '--frobnicate'"),
+        (["--policy"], "unknown command '--policy'"),
+    ],
+)
+def test_outside_sshd_unknown_words_get_usage_and_exit_64(args: list[str], hint: str, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    result = gatekeeper(*args, env=TERMINAL_ENV)
+    assert result.returncode == 64
+    assert "commands:" in result.stderr
+    assert hint in result.stderr
+    assert "gatekeeper: denied" not in result.stderr
+    assert not audit.exists()
+
+
+@pytest.mark.parametrize("args", [["audti"], ["--policy"], ["--policy", "a", "--policy", "b"]])
+def test_under_sshd_bad_arguments_stay_a_configuration_error(args: list[str]) -> None:
+    result = gatekeeper(*args, env={**SSHD_ENV, "SSH_ORIGINAL_COMMAND": "docker ps"})
+    assert result.returncode == 78
+    assert result.stderr.startswith("gatekeeper: denied: bad ForceCommand arguments")
