@@ -9,11 +9,19 @@ for /etc/ssh/authorized_keys/ai-worker (root-owned). `restrict` turns off every
 forwarding, the pty and ~/.ssh/rc; `command=` runs gatekeeper whatever the
 client asked for (sshd_config's ForceCommand, when present, wins over it).
 
-Everything we print is checked against a narrow character set first, so a
-crafted key file, comment, policy path, name or CIDR can never close a quote or
-start a new line, and so can never smuggle in options of its own (a second
-`command=`, `environment=`, `permitopen=`, `no-restrict`-style relaxations).
-A key file that already carries options is refused rather than "cleaned".
+Every input goes through a strict grammar first, so a crafted key file,
+comment, policy path, name or address can never close a quote or start a new
+line, and so can never smuggle in options of its own (a second `command=`,
+`environment=`, `permitopen=`) or a key of its own. Addresses are dotted quads,
+or hex-and-colon IPv6 without a scope id (Python's `ipaddress` accepts any
+character but `%/,` in a scope id and prints it back: a quote there once put
+another key into the printed line). A key file that already carries options,
+holds several keys or a private key is refused rather than "cleaned".
+
+Then the printed line itself is verified before it is printed: parsed back the
+way sshd splits it (options, type, key, comment), it must carry exactly the
+intended options and exactly the input key, and `ssh-keygen -l` must read one
+key from it with the input key's fingerprint.
 """
 
 from __future__ import annotations
@@ -21,18 +29,26 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
 import ipaddress
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Final
+
+from gatekeeper.policy import PROFILE_NAME_HINT, is_profile_name
 
 FORCECOMMAND_PYTHON: Final = "/opt/gatekeeper/bin/python3"
 DEFAULT_POLICY: Final = "/etc/gatekeeper/policy.toml"
 EX_USAGE: Final = 64
 EX_DATAERR: Final = 65
 EX_NOINPUT: Final = 66
+EX_SOFTWARE: Final = 70
 MAX_KEY_FILE_BYTES: Final = 64 * 1024
+MAX_SOURCES: Final = 64
 
 # Key types OpenSSH 9 accepts for user authentication (ssh-dss is disabled there).
 KEY_TYPES: Final = frozenset(
@@ -49,11 +65,19 @@ KEY_TYPES: Final = frozenset(
 # Inside command="..." sshd ends the value at the first unescaped quote: allow
 # no quote, backslash, space or shell metacharacter in anything we put there.
 SAFE_POLICY_PATH: Final = re.compile(r"/[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
-SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # The comment is printed after the key, where sshd reads no options, but a
 # quote, backslash or control character there only invites mistakes.
 SAFE_COMMENT: Final = re.compile(r"[A-Za-z0-9 @._:+=,/()-]{0,200}")
 BASE64_BLOB: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+# from="...": a dotted quad (no leading zeros, which some parsers read as
+# octal) or hex-and-colon IPv6, each with an optional prefix length. No scope
+# id (`%eth0`), no embedded dotted quad, no host names or wildcards.
+OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_SOURCE: Final = re.compile(rf"{OCTET}(?:\.{OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?")
+IPV6_SOURCE: Final = re.compile(r"[0-9A-Fa-f:]{2,39}(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?")
+IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+PRIVATE_KEY_MARKERS: Final = ("PRIVATE KEY", "BEGIN OPENSSH", "BEGIN SSH2")
+SSH_KEYGEN: Final = "ssh-keygen"
 
 
 class KeyLineError(Exception):
@@ -63,6 +87,25 @@ class KeyLineError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class PublicKey:
+    """The input key as printed: `TYPE BASE64 [COMMENT]`."""
+
+    __slots__ = ("blob", "comment", "key_type")
+
+    def __init__(self, key_type: str, blob: str, comment: str) -> None:
+        self.key_type = key_type
+        self.blob = blob
+        self.comment = comment
+
+    def text(self) -> str:
+        return " ".join(field for field in (self.key_type, self.blob, self.comment) if field)
+
+    def fingerprint(self) -> str:
+        """SHA256:... as ssh-keygen -l prints it (unpadded base64 of the blob's digest)."""
+        digest = hashlib.sha256(base64.b64decode(self.blob)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 def main(argv: list[str]) -> int:
@@ -93,7 +136,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--from", dest="source", help="comma-separated addresses or CIDR networks the key may log in from"
     )
-    parser.add_argument("--name", help="profile name recorded in the audit log")
+    parser.add_argument(
+        "--name",
+        help="profile name recorded in the audit log (only in key-option mode: "
+        "a ForceCommand in sshd_config replaces the whole command= and its --name)",
+    )
     return parser.parse_args(argv)
 
 
@@ -109,27 +156,31 @@ def read_key_file(path: Path) -> str:
         text = data.decode("ascii")
     except UnicodeDecodeError as error:
         raise KeyLineError(f"{path} is not ASCII text") from error
-    lines = [line for line in text.splitlines() if line.strip()]
+    if any(marker in text for marker in PRIVATE_KEY_MARKERS):
+        raise KeyLineError(f"{path} is a private key or not in OpenSSH's one-line format; give the .pub file")
+    lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) != 1:
         raise KeyLineError(f"{path} must hold exactly one public key line, found {len(lines)}")
     return lines[0]
 
 
 def authorized_key_line(key_line: str, *, policy: str, cidrs: str | None, name: str | None) -> str:
-    """The complete authorized_keys line; raises KeyLineError on anything unsafe."""
+    """The complete authorized_keys line, verified; raises KeyLineError on anything unsafe."""
     key = validated_key(key_line)
     options = ["restrict"]
     if cidrs is not None:
-        options.append(f'from="{validated_cidrs(cidrs)}"')
+        options.append(f'from="{validated_sources(cidrs)}"')
     options.append(f'command="{forced_command(policy, name)}"')
-    return ",".join(options) + " " + key
+    line = ",".join(options) + " " + key.text()
+    verify_line(line, options, key)
+    return line
 
 
-def validated_key(key_line: str) -> str:
-    """`TYPE BASE64 [COMMENT]` re-joined with single spaces, after every check."""
+def validated_key(key_line: str) -> PublicKey:
+    """`TYPE BASE64 [COMMENT]` after every check."""
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key_line):
         raise KeyLineError("the key line contains control characters")
-    fields = key_line.split(None, 2)
+    fields = key_line.strip(" ").split(" ", 2)
     if fields[0] not in KEY_TYPES:
         raise KeyLineError(
             "the file must hold a bare public key (TYPE BASE64 [COMMENT]); "
@@ -138,10 +189,12 @@ def validated_key(key_line: str) -> str:
     if len(fields) < 2:
         raise KeyLineError("the key line has no key data")
     check_key_blob(fields[0], fields[1])
-    comment = fields[2].strip() if len(fields) == 3 else ""
+    comment = fields[2].strip(" ") if len(fields) == 3 else ""
     if not SAFE_COMMENT.fullmatch(comment):
         raise KeyLineError("the key comment may only use letters, digits, spaces and @._:+=,/()-")
-    return " ".join(field for field in (fields[0], fields[1], comment) if field)
+    if any(word in KEY_TYPES for word in comment.split()):
+        raise KeyLineError("the key comment holds another key type: one key per file")
+    return PublicKey(fields[0], fields[1], comment)
 
 
 def check_key_blob(key_type: str, blob: str) -> None:
@@ -159,16 +212,36 @@ def check_key_blob(key_type: str, blob: str) -> None:
         raise KeyLineError(f"the key data is not a {key_type} key")
 
 
-def validated_cidrs(cidrs: str) -> str:
+def validated_sources(cidrs: str) -> str:
     """Canonical, comma-separated networks for from="..."; host bits must be zero."""
-    networks = []
-    for item in cidrs.split(","):
-        try:
-            networks.append(str(ipaddress.ip_network(item.strip(), strict=True)))
-        except ValueError as error:
-            message = f"--from: {item.strip()!r} is not an address or CIDR network"
-            raise KeyLineError(message, EX_USAGE) from error
-    return ",".join(networks)
+    items = [item.strip(" ") for item in cidrs.split(",")]
+    if len(items) > MAX_SOURCES:
+        raise KeyLineError(f"--from: at most {MAX_SOURCES} addresses or networks", EX_USAGE)
+    return ",".join(validated_source(item) for item in items)
+
+
+def validated_source(item: str) -> str:
+    """One address or network: grammar first, then ipaddress for the value."""
+    if not (IPV4_SOURCE.fullmatch(item) or IPV6_SOURCE.fullmatch(item)):
+        raise KeyLineError(
+            f"--from: {item[:60]!r} is not an address or CIDR network "
+            "(dotted quad or hex IPv6, optional /prefix; no scope id, host name or wildcard)",
+            EX_USAGE,
+        )
+    try:
+        network = ipaddress.ip_network(item, strict=True)
+    except ValueError as error:
+        raise KeyLineError(f"--from: {item!r}: {error}", EX_USAGE) from error
+    if isinstance(network, ipaddress.IPv6Network) and network.overlaps(IPV4_MAPPED):
+        raise KeyLineError(
+            f"--from: {item!r} is an IPv4-mapped IPv6 address, which never matches: sshd compares "
+            "an IPv4 client as IPv4; give the dotted quad (e.g. 192.0.2.10) instead",
+            EX_USAGE,
+        )
+    text = str(network)
+    if not re.fullmatch(r"[0-9a-f.:/]+", text):  # what ipaddress printed back
+        raise KeyLineError(f"--from: {item!r} does not print back as a plain network", EX_USAGE)
+    return text
 
 
 def forced_command(policy: str, name: str | None) -> str:
@@ -179,10 +252,86 @@ def forced_command(policy: str, name: str | None) -> str:
         )
     command = f"{FORCECOMMAND_PYTHON} -I -m gatekeeper --policy {policy}"
     if name is not None:
-        if not SAFE_NAME.fullmatch(name):
-            raise KeyLineError(f"--name must match {SAFE_NAME.pattern}, not {name!r}", EX_USAGE)
+        if not is_profile_name(name):
+            raise KeyLineError(f"--name must be {PROFILE_NAME_HINT}, not {name!r}", EX_USAGE)
         command += f" --name {name}"
     return command
+
+
+# ---------------------------------------------------------------- verification
+
+
+def verify_line(line: str, options: list[str], key: PublicKey) -> None:
+    """Parse the printed line back; refuse to print it unless it is exactly what we meant."""
+    verify_parsed(line, options, key)
+    verify_keygen(line, key)
+
+
+def verify_parsed(line: str, options: list[str], key: PublicKey) -> None:
+    """Our own reading, split the way sshd splits: the options, then the key."""
+    parsed_options, rest = split_options(line)
+    fields = rest.split(" ", 2)
+    comment = fields[2] if len(fields) == 3 else ""
+    if "\n" in line or "\r" in line or "\0" in line:
+        raise KeyLineError("internal check failed: the line spans several lines", EX_SOFTWARE)
+    if parsed_options != options:
+        raise KeyLineError(f"internal check failed: the line's options are {parsed_options}", EX_SOFTWARE)
+    if fields[:2] != [key.key_type, key.blob] or comment != key.comment:
+        raise KeyLineError("internal check failed: the line holds another key", EX_SOFTWARE)
+
+
+def verify_keygen(line: str, key: PublicKey) -> None:
+    """OpenSSH's own reading: exactly one key, with the input key's fingerprint."""
+    fingerprints = keygen_fingerprints(line)
+    if fingerprints is not None and fingerprints != [key.fingerprint()]:
+        raise KeyLineError(
+            f"internal check failed: ssh-keygen reads {fingerprints}, not {key.fingerprint()}", EX_SOFTWARE
+        )
+
+
+def split_options(line: str) -> tuple[list[str], str]:
+    """sshd's reading of a line with options: comma-separated up to the first
+    space or tab outside double quotes; `\\"` inside quotes is a literal quote."""
+    options: list[str] = []
+    current: list[str] = []
+    quoted = False
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if char == "\\" and quoted and line[index + 1 : index + 2] == '"':
+            current.append('\\"')
+            index += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in " \t":
+            break
+        if not quoted and char == ",":
+            options.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    options.append("".join(current))
+    return options, line[index:].lstrip(" \t")
+
+
+def keygen_fingerprints(line: str) -> list[str] | None:
+    """The SHA256 fingerprints `ssh-keygen -l` reads from the line; None without ssh-keygen."""
+    keygen = shutil.which(SSH_KEYGEN, path="/usr/bin:/bin:/usr/local/bin")
+    if keygen is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".keys") as keys:
+        keys.write(line + "\n")
+        keys.flush()
+        result = subprocess.run(
+            [keygen, "-l", "-E", "sha256", "-f", keys.name],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise KeyLineError(f"internal check failed: ssh-keygen cannot read the line: {result.stderr.strip()}",
+                           EX_SOFTWARE)
+    return [fields[1] for fields in (out.split() for out in result.stdout.splitlines()) if len(fields) > 1]
 
 
 if __name__ == "__main__":

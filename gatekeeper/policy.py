@@ -167,8 +167,8 @@ def load_policy(path: str | None, profile: str | None = None) -> Policy:
     applied for `profile` (the --name of the key; "default" if None)."""
     policy = policy_from_file(path)
     if profile is not None:
-        if not is_plain_name(profile, ""):
-            raise PolicyError(f"invalid profile name {profile!r} (--name): letters, digits, _ . - / : @ only")
+        if not is_profile_name(profile):
+            raise PolicyError(f"invalid profile name {profile!r} (--name): {PROFILE_NAME_HINT}")
         policy.profile = profile
     return policy
 
@@ -327,6 +327,15 @@ def is_memory_size(value: object) -> bool:
     from gatekeeper.vetting.limits import ram_in_bytes
 
     return isinstance(value, str) and bool(ram_in_bytes(value))
+
+
+# The one definition of a profile name (--name on the ForceCommand line and in
+# `gatekeeper authorized-key --name`): shell- and quote-safe inside command="...".
+PROFILE_NAME_HINT = "1 to 255 of letters, digits, _ . - / : @"
+
+
+def is_profile_name(value: str) -> bool:
+    return is_plain_name(value, "")
 
 
 def is_plain_name(value: str, extra: str) -> bool:

@@ -1,102 +1,69 @@
-"""`gatekeeper authorized-key` prints a safe line or refuses: the trying-to-cheat list.
+"""`gatekeeper authorized-key` through the real sshd: the key-swap attack and its fix.
 
-No stack needed (not marked e2e): these run the pure line builder. The attack
-is option injection: a key file, comment, policy path, profile name or CIDR
-that closes the command="..." quote or starts a new line, and so adds
-`environment=`, `permitopen=` or a second key without restrictions.
+Attack: an IPv6 scope id in `--from` carrying a quote and a second key. The old
+code printed it back verbatim, so sshd read the *attacker's* key from the line,
+with only `restrict,from=` in front of it and no command=: in key-option mode a
+shell as the agent (root, through the docker group). The control replays the old
+line in the key-option sshd's key file and logs in with the other key; then the
+command refuses the same input, and its real line admits only the right key.
 """
 
 from __future__ import annotations
 
-import base64
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gatekeeper.authorized_key import KeyLineError, authorized_key_line, main, read_key_file
+from tests.test_authorized_key import old_line
 
-ED25519 = (
-    "ssh-ed25519 " + base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + b"k" * 32).decode()
-)
-COMMAND = '"/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml"'
+from .stack import GATEKEEPER, Stack, make_keypair
 
-
-def line(key: str = ED25519, *, policy: str = "/etc/gatekeeper/policy.toml", **kwargs: str | None) -> str:
-    return authorized_key_line(key, policy=policy, cidrs=kwargs.get("cidrs"), name=kwargs.get("name"))
+pytestmark = pytest.mark.e2e
 
 
-def test_plain_key() -> None:
-    assert line(f"{ED25519} agent@laptop") == f"restrict,command={COMMAND} {ED25519} agent@laptop"
+@pytest.fixture
+def key_file(stack: Stack) -> Iterator[Path]:
+    """The key-option sshd's key file (no ForceCommand there), restored after the test."""
+    original = stack.keyoption_keys.read_text()
+    yield stack.keyoption_keys
+    stack.keyoption_keys.write_text(original)
 
 
-def test_from_and_name() -> None:
-    printed = line(cidrs="192.0.2.0/24, 2001:db8::/32", name="build-agent")
-    assert printed.startswith('restrict,from="192.0.2.0/24,2001:db8::/32",command="')
-    assert '--policy /etc/gatekeeper/policy.toml --name build-agent" ssh-ed25519 ' in printed
+def authorized_key(stack: Stack, *options: str) -> subprocess.CompletedProcess[str]:
+    argv = [str(GATEKEEPER), "authorized-key", f"{stack.client_key}.pub", *options]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
-CHEATS = {
-    "options before the key": f'command="/bin/sh" {ED25519}',
-    "environment option": f'environment="LD_PRELOAD=/tmp/x.so" {ED25519}',
-    "no-restrict style prefix": f"no-pty {ED25519}",
-    "quote in comment": f'{ED25519} a",permitopen="*:*',
-    "newline in comment": f"{ED25519} a\nssh-ed25519 AAAA evil",
-    "carriage return": f"{ED25519} a\rb",
-    "tab separated": ED25519.replace(" ", "\t"),
-    "unknown key type": "ssh-dss AAAAB3NzaC1kc3MAAACBAP",
-    "type mismatch": "ssh-rsa " + ED25519.split()[1],
-    "not base64": "ssh-ed25519 AAAA$$$$",
-    "truncated blob": "ssh-ed25519 AAAA",
-    "missing blob": "ssh-ed25519",
-    "backslash in comment": f"{ED25519} a\\b",
-    "non-ascii comment": f"{ED25519} agent\u202e@laptop",
-}
+def public_key(path: Path) -> str:
+    return " ".join(Path(f"{path}.pub").read_text().split()[:2])
 
 
-@pytest.mark.parametrize("key", CHEATS.values(), ids=CHEATS.keys())
-def test_cheating_key_line_is_refused(key: str) -> None:
-    with pytest.raises(KeyLineError):
-        line(key)
+def test_scope_id_cannot_swap_the_key(stack: Stack, key_file: Path, tmp_path: Path) -> None:
+    other = make_keypair(tmp_path / "other_ed25519", "attacker")
+    crafted = f'127.0.0.1,fe80::%x" {public_key(other)} c'
+    # Control: the line the old code printed for this input gives the other key a shell.
+    key_file.write_text(old_line(public_key(stack.client_key), crafted) + "\n")
+    shell = stack.ssh("id -un; echo no-gatekeeper-here", key=other, port=stack.keyoption_port)
+    assert shell.stdout == b"ai-worker\nno-gatekeeper-here\n", shell.stderr
+    # Now: refused, nothing printed.
+    refused = authorized_key(stack, "--from", crafted)
+    assert (refused.returncode, refused.stdout) == (64, "")
+    assert "scope id" in refused.stderr
+    # The honest line: the agent's key gets gatekeeper, the other key nothing.
+    printed = authorized_key(stack, "--from", "127.0.0.1")
+    assert printed.returncode == 0, printed.stderr
+    key_file.write_text(printed.stdout)
+    assert stack.ssh("docker images", port=stack.keyoption_port).returncode == 0
+    assert stack.ssh("id", key=other, port=stack.keyoption_port).returncode == 255
 
 
-BAD_ARGUMENTS = {
-    "policy with quote": {"policy": '/etc/x",environment="A=B'},
-    "policy with space": {"policy": "/etc/gk policy.toml"},
-    "relative policy": {"policy": "policy.toml"},
-    "policy with dotdot": {"policy": "/etc/gatekeeper/../shadow"},
-    "name with quote": {"name": 'a"b'},
-    "name with space": {"name": "a --policy /tmp/p"},
-    "name leading dash": {"name": "-x"},
-    "cidr with host bits": {"cidrs": "192.0.2.1/24"},
-    "cidr with quote": {"cidrs": '127.0.0.1",command="sh'},
-    "hostname pattern": {"cidrs": "*.example.com"},
-}
-
-
-@pytest.mark.parametrize("arguments", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
-def test_unsafe_argument_is_refused(arguments: dict[str, str]) -> None:
-    with pytest.raises(KeyLineError):
-        line(**arguments)
-
-
-def test_file_with_two_keys_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "two.pub"
-    path.write_text(f"{ED25519} a\n{ED25519} b\n")
-    with pytest.raises(KeyLineError):
-        read_key_file(path)
-
-
-def test_main_prints_one_line_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "agent.pub"
-    path.write_text(f"{ED25519} agent@laptop\n")
-    assert main([str(path), "--name", "agent"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.startswith("restrict,command=")
-
-
-def test_main_refuses_with_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "agent.pub"
-    path.write_text(f'command="sh" {ED25519}\n')
-    assert main([str(path)]) == 65
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1
+def test_ipv4_mapped_from_is_refused_with_a_hint(stack: Stack, key_file: Path) -> None:
+    # Control: sshd compares an IPv4 client as IPv4, so a mapped address never matches.
+    key_file.write_text(old_line(public_key(stack.client_key), "::ffff:127.0.0.1") + "\n")
+    locked_out = stack.ssh("docker images", port=stack.keyoption_port)
+    assert locked_out.returncode == 255 and b"Permission denied" in locked_out.stderr
+    refused = authorized_key(stack, "--from", "::ffff:127.0.0.1")
+    assert (refused.returncode, refused.stdout) == (64, "")
+    assert "dotted quad" in refused.stderr
