@@ -24,11 +24,11 @@ from gatekeeper.words import split_command
 
 
 class Decision:
-    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter")
+    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims")
 
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
                  rule: str, reason: str, stdin: bytes | None = None,
-                 output_filter: str | None = None) -> None:
+                 output_filter: str | None = None, claims: list[tuple[str, str]] | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
         self.canonical = canonical
@@ -37,6 +37,9 @@ class Decision:
         self.stdin = stdin
         # gatekeeper.redaction filter name: stdout is captured and cleaned before it is shown
         self.output_filter = output_filter
+        # (kind, path) host paths this command puts in flight: registered (gatekeeper.inflight)
+        # until the process ends, so concurrent sessions check against them
+        self.claims = claims or []
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -54,7 +57,28 @@ class RealWorld:
     `run_docker` is how a decision asks the engine something (render a compose
     project, find a container's owner): the pinned binary, the policy's clean
     environment, cwd = workdir, a time limit. It returns (status, stdout, stderr).
+
+    `claims_in_flight` answers what other live gatekeeper sessions are about to
+    bind or write (gatekeeper.inflight). Only the ForceCommand passes a registry:
+    it takes the lock that serialises host-path commands, held until the
+    decision's own claims are registered (`settle`). Without one (gatekeeper
+    check), no other session is assumed in flight.
     """
+
+    def __init__(self, registry: object | None = None) -> None:
+        self.registry = registry
+
+    def claims_in_flight(self, policy: object) -> list[tuple[str, str]]:
+        if self.registry is None:
+            return []
+        return self.registry.locked_claims()  # type: ignore[attr-defined]
+
+    def settle(self, claims: list[tuple[str, str]] | None) -> object | None:
+        """After the decision: register `claims` (None = denied) and drop the lock.
+        Returns the registration to release when the command has ended."""
+        if self.registry is None:
+            return None
+        return self.registry.settle(claims)  # type: ignore[attr-defined]
 
     def realpath(self, path: str) -> str:
         resolved = os.path.realpath(path)
@@ -86,7 +110,8 @@ class RealWorld:
 
 class OfflineEngineWorld(RealWorld):
     """The real file system and compose renders, but no engine objects: ownership
-    queries see exactly the named objects, all the agent's. For `gatekeeper replay`
+    queries see exactly the named objects, all the agent's; no other container
+    holds a bind source and no session is in flight. For `gatekeeper replay`
     and `check`, where owners are runtime state the question is not about."""
 
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
@@ -135,9 +160,14 @@ class StaticWorld:
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.files.get(path, b"")[: limit + 1]
 
+    def claims_in_flight(self, policy: object) -> list[tuple[str, str]]:
+        """No other gatekeeper session is in flight."""
+        return []
+
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        """No engine: ownership queries see exactly the named objects, all the agent's."""
+        """No engine: ownership queries see exactly the named objects, all the agent's
+        (and, for the bind-source invariant, no other container exists)."""
         from gatekeeper.vetting.ownership import assumed_answer
 
         return assumed_answer(policy, args)
@@ -194,7 +224,7 @@ def vetted_decision(argv: list[str], located: Located, policy: object, world: ob
     vetted = vet(Context(argv, located, parsed, policy, world))
     final = apply_rewrites(argv, vetted.rewrites)
     return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
-                    vetted.stdin, vetted.output_filter)
+                    vetted.stdin, vetted.output_filter, vetted.claims())
 
 
 def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> list[str]:

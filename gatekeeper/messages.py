@@ -17,7 +17,11 @@ HINTS = {
     "unknown-flag": "only docker's own flags for this command are accepted (see 'docker <command> --help')",
     "no-grammar": "allowed: {allowed}",
     "host-path": "host paths must resolve inside {roots} (not the root itself)",
-    "host-path-hidden": "use a path without dot files or dot directories under {roots}",
+    "host-path-hidden": "use a path whose first component under {roots} is not a dot entry",
+    "host-path-nested": "keep bind sources disjoint: the same directory or siblings, never one below another "
+    "('docker ps -a --filter label=gatekeeper.owner' lists the containers that hold them)",
+    "host-path-output": "write outputs (-o, --iidfile, --cidfile, --metadata-file) to a directory no container binds",
+    "host-path-unresolved": "try again when the engine answers",
     "unvetted-flag": "drop that flag",
     "scope-owned": "act on what you created: 'docker ps -a --filter label=gatekeeper.owner={profile}'",
     "scope-unresolved": "name existing objects by name or unique ID prefix",

@@ -1,6 +1,11 @@
 """The host-path rule: every host path docker would read or write must
 resolve (relative to the workdir, following symlinks) to a strict descendant
-of an allowed root, with no hidden component below the root.
+of an allowed root whose first component below the root is not hidden.
+
+Only that first component matters: the root's top-level dot entries (.ssh,
+.profile, .docker, gatekeeper's own state directory) are what login machinery
+and gatekeeper read; deeper dot components (.env, .git, node_modules/.bin)
+are ordinary project files.
 
 Comparison is on resolved paths with a trailing separator, so '/home/ai-workerX'
 never passes for '/home/ai-worker' and '/home/ai-worker' itself is not inside.
@@ -36,7 +41,8 @@ def resolve_host_path(value: str, what: str, policy: object, world: object) -> s
     if hidden:
         raise Denied(
             f"{what}: host path {value!r} resolves to {resolved!r}, which is inside "
-            f"hidden entry {hidden!r} (dot files and dot directories are off limits)",
+            f"the root's hidden entry {hidden!r} (the root's own dot files and dot directories "
+            "are off limits; dot entries deeper down are fine)",
             rule="host-path-hidden",
         )
     return resolved
@@ -57,8 +63,7 @@ def containing_root(resolved: str, policy: object, world: object) -> str | None:
 
 
 def hidden_component(resolved: str, root: str) -> str:
-    below = resolved[len(root.rstrip("/")) + 1 :]
-    for part in below.split("/"):
-        if part.startswith("."):
-            return part
-    return ""
+    """The first component below the root if it is a dot entry, else "".
+    Stops: writes to ~/.ssh/rc, ~/.profile, ~/.docker/... and gatekeeper's state."""
+    first = resolved[len(root.rstrip("/")) + 1 :].split("/", 1)[0]
+    return first if first.startswith(".") else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import RealWorld, decide
+from gatekeeper.decision import OfflineEngineWorld, RealWorld, decide
 from gatekeeper.errors import Denied
 from gatekeeper.paths import resolve_host_path
 from gatekeeper.policy import load_policy
@@ -75,6 +75,11 @@ ALLOWED = [
     ("work/new/dir", "work/new/dir"),  # not there yet: docker creates it
     (".hidden_link", "work/data"),  # the rule is on the resolved path
     ("{root}/work/./data", "work/data"),
+    # dot entries below the top level are ordinary project files (issue 11 item 4)
+    ("work/.git", "work/.git"),
+    ("work/app/.env", "work/app/.env"),
+    ("work/app/node_modules/.bin", "work/app/node_modules/.bin"),
+    ("work/..x", "work/..x"),
 ]
 
 DENIED = [
@@ -100,9 +105,11 @@ DENIED = [
     ("/etc/shadow", "host-path", "absolute elsewhere"),
     (".ssh", "host-path-hidden", "dot directory"),
     (".ssh/authorized_keys", "host-path-hidden", "file in a dot directory"),
-    ("work/.git", "host-path-hidden", "dot directory deeper down"),
     ("..foo", "host-path-hidden", "a name that starts with two dots"),
     (".bashrc", "host-path-hidden", "dot file, not there yet"),
+    (".gatekeeper/claim-x", "host-path-hidden", "gatekeeper's own state directory"),
+    ("work/../.ssh/rc", "host-path-hidden", "dot-dot back to a top-level dot directory"),
+    ("work/.git/../../.ssh", "host-path-hidden", "through a deeper dot directory to a top-level one"),
     ("", "host-path", "empty"),
     ("work/a\x00b", "host-path", "NUL"),
 ]
@@ -148,7 +155,7 @@ def test_a_second_root_admits_links_into_it(tree: Path) -> None:
 
 
 def test_run_bind_through_symlink_gets_resolved_source(tree: Path, policy) -> None:  # type: ignore[no-untyped-def]
-    decision = decide("docker run --rm -v ./work/chain:/d img", policy, RealWorld())
+    decision = decide("docker run --rm -v ./work/chain:/d img", policy, OfflineEngineWorld())
     assert decision.allowed, decision.reason
     expected = ["docker", "run", "--rm", f"--volume={tree}/home/ai-worker/work/data:/d", "img"]
     assert without_owner_label(decision.argv) == expected
@@ -167,13 +174,13 @@ def test_run_bind_through_symlink_gets_resolved_source(tree: Path, policy) -> No
     ],
 )
 def test_symlink_escapes_deny_end_to_end(command: str, policy) -> None:  # type: ignore[no-untyped-def]
-    decision = decide(command, policy, RealWorld())
+    decision = decide(command, policy, OfflineEngineWorld())
     assert not decision.allowed
     assert decision.rule in ("host-path", "host-path-hidden"), decision.reason
 
 
 def test_build_context_is_passed_resolved(tree: Path, policy) -> None:  # type: ignore[no-untyped-def]
-    decision = decide("docker build -t app work/abs_ok", policy, RealWorld())
+    decision = decide("docker build -t app work/abs_ok", policy, OfflineEngineWorld())
     assert decision.allowed, decision.reason
     expected = ["docker", "build", "-t", "app", f"{tree}/home/ai-worker/work/app"]
     assert without_owner_label(decision.argv) == expected
@@ -207,7 +214,7 @@ def specials(tree: Path) -> Path:
     ],
 )
 def test_fifos_and_sockets_are_refused(command: str, specials: Path, policy) -> None:  # type: ignore[no-untyped-def]
-    decision = decide(command, policy, RealWorld())
+    decision = decide(command, policy, OfflineEngineWorld())
     assert (decision.allowed, decision.rule) == (False, "host-path-special"), decision.reason
 
 
@@ -215,7 +222,7 @@ def test_fifos_and_sockets_are_refused(command: str, specials: Path, policy) -> 
 def test_a_planted_device_node_is_refused(specials: Path, policy) -> None:  # type: ignore[no-untyped-def]
     # container root can mknod a 0666 block device under a bind mount; the CLI,
     # running as the agent, would then read the raw host disk as an --env-file
-    decision = decide("docker run --env-file work/disk img", policy, RealWorld())
+    decision = decide("docker run --env-file work/disk img", policy, OfflineEngineWorld())
     assert (decision.allowed, decision.rule) == (False, "host-path-special")
     assert decision.reason.startswith("--env-file")
 
@@ -236,16 +243,16 @@ def test_unreadable_directory_cannot_hide_a_symlink(tree: Path, policy, monkeypa
 
     monkeypatch.setattr(os, "lstat", lstat_as_the_agent)
     assert os.path.realpath(locked / "escape") == str(locked / "escape")  # the trap
-    decision = decide("docker run -v ./work/locked/escape:/h img", policy, RealWorld())
+    decision = decide("docker run -v ./work/locked/escape:/h img", policy, OfflineEngineWorld())
     assert (decision.allowed, decision.rule) == (False, "host-path-unreadable"), decision.reason
     assert decision.reason.startswith("-v source")
 
 
 AS_NOBODY = """
 import sys
-from gatekeeper.decision import RealWorld, decide
+from gatekeeper.decision import OfflineEngineWorld, RealWorld, decide
 from gatekeeper.policy import load_policy
-d = decide("docker run -v ./work/locked/escape:/h img", load_policy(sys.argv[1]), RealWorld())
+d = decide("docker run -v ./work/locked/escape:/h img", load_policy(sys.argv[1]), OfflineEngineWorld())
 print(d.rule)
 """
 

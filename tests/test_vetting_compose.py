@@ -65,6 +65,8 @@ PROJECT_FILES = {
     "inner.yaml": "services:\n  inner:\n    image: alpine\n",
     "data/readme": "data\n",
     ".git/HEAD": "ref: refs/heads/main\n",
+    ".env": "GREETING=from-dotenv\n",
+    "html/index.html": "<p>hi</p>\n",
 }
 
 
@@ -257,11 +259,12 @@ COMMANDS = [
     ("file-oci", "docker compose -f oci://registry.example/app:1 up -d", "compose-file"),
     ("file-git", "docker compose -f git@github.com:x/y.git up -d", "compose-file"),
     ("file-https", "docker compose -f https://example.com/compose.yaml up -d", "compose-file"),
-    ("file-hidden", "docker compose -f work/allow_nginx/.git/HEAD up -d", "host-path-hidden"),
+    ("file-hidden", "docker compose -f .config/compose.yaml up -d", "host-path-hidden"),
     ("project-directory-outside", f"docker compose --project-directory /etc -f {NGINX} up -d", "host-path"),
     ("workdir-outside", f"docker compose --workdir /etc -f {NGINX} up -d", "host-path"),
-    # .env is a dot file: it cannot be named, and is otherwise never read
-    ("env-file-dotenv", f"docker compose --env-file work/allow_nginx/.env -f {NGINX} up -d", "host-path-hidden"),
+    # a project's .env is an ordinary file below the top level: it can be named (and is otherwise never read)
+    ("env-file-dotenv", f"docker compose --env-file work/allow_nginx/.env -f {NGINX} up -d", "allowed"),
+    ("env-file-top-level-dot", f"docker compose --env-file .env -f {NGINX} up -d", "host-path-hidden"),
     ("env-file-outside", f"docker compose --env-file /etc/environment -f {NGINX} up -d", "host-path"),
     ("env-file-inside", f"docker compose --env-file work/allow_nginx/app.env -f {NGINX} up -d", "allowed"),
     ("watch", f"docker compose -f {NGINX} up --watch", "flag-watch"),

@@ -28,8 +28,16 @@ def vet(ctx: Context) -> Vetted:
         from gatekeeper.vetting.volumes import check_existing_volumes
 
         check_existing_volumes(ctx)
+    vet_host_path_invariant(ctx)
     vet_ownership(ctx)
     return ctx.vetted
+
+
+def vet_host_path_invariant(ctx: Context) -> None:
+    """Bind sources never nested, outputs never on a bind path (gatekeeper.vetting.binds)."""
+    from gatekeeper.vetting.binds import check_host_path_invariant
+
+    check_host_path_invariant(ctx)
 
 
 def vet_ownership(ctx: Context) -> None:
@@ -69,8 +77,16 @@ def check_deny_true(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     bool_value(use)  # an invalid spelling is an error in docker too
 
 
+# PATH flags the docker CLI writes (as the agent, when the command ends); the rest it reads.
+CLIENT_OUTPUT_FLAGS = frozenset({"cidfile", "iidfile", "metadata-file", "output"})
+
+
 def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     resolved = ctx.host_path(use.value or "", use.spelled)
+    if use.flag[0] in CLIENT_OUTPUT_FLAGS:
+        from gatekeeper.vetting.binds import add_output
+
+        add_output(ctx, resolved, use.spelled)
     ctx.replace_value(parsed, use, resolved)
 
 

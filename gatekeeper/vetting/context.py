@@ -11,13 +11,20 @@ class Vetted:
     """The outcome of vetting: argv rewrites (index -> replacement words), stdin,
     and the output filter (gatekeeper.redaction) docker's stdout goes through."""
 
-    __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes")
+    __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
         self.stdin: bytes | None = None
         self.output_filter: str | None = None
         self.named_volumes: list[str] = []  # checked against the engine once, at the end
+        # (resolved path, what) the engine will bind-mount / the CLI will write (gatekeeper.vetting.binds)
+        self.binds: list[tuple[str, str]] = []
+        self.outputs: list[tuple[str, str]] = []
+
+    def claims(self) -> list[tuple[str, str]]:
+        """What this command puts in flight (gatekeeper.inflight): (kind, path)."""
+        return [("bind", path) for path, _ in self.binds] + [("output", path) for path, _ in self.outputs]
 
 
 class Context:

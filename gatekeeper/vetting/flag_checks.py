@@ -16,6 +16,7 @@ from __future__ import annotations
 from gatekeeper.errors import Denied
 from gatekeeper.grammar import spec
 from gatekeeper.grammar.pflag import GO_FALSE, GO_TRUE
+from gatekeeper.vetting.binds import add_bind, add_output
 from gatekeeper.vetting.go_csv import read_fields, write_fields
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -67,6 +68,7 @@ def check_volume(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         check_volume_mode(use, mode)
     if source[0] in "/.":  # docker/cli: '/' and '.' make a bind ('.' made absolute by the CLI)
         resolved = resolved_source(use, source, ctx, "source")
+        add_bind(ctx, resolved, f"{use.spelled} source")
         ctx.replace_value(parsed, use, ":".join([resolved, *parts[1:]]))
     elif source[0] == "~":
         refuse(use, "docker does not expand '~' in -v; write the absolute path")
@@ -139,6 +141,7 @@ def check_mount(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     source = settings.get("source", "")
     if kind == "bind":
         resolved = bind_mount_source(use, settings, ctx)
+        add_bind(ctx, resolved, f"{use.spelled} bind source")
         kept = [f for f in fields if f.partition("=")[0].lower() not in ("source", "src")]
         ctx.replace_value(parsed, use, write_fields([*kept, f"source={resolved}"]))
     elif kind == "volume" and source and not is_volume_name(source):
@@ -338,6 +341,7 @@ def check_build_output(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         if value == "-":
             refuse(use, OUTPUT_REFUSED["tar"] + " (to stdout)")
         dest = resolved_source(use, value, ctx, "destination")
+        add_output(ctx, dest, f"{use.spelled} destination")
         ctx.replace_value(parsed, use, write_fields(["type=local", f"dest={dest}"]))
         return
     kind, attrs = build_attrs(use, fields)
@@ -384,6 +388,8 @@ def rewrite_build_paths(
     if attrs.get("dest") == "-":
         refuse(use, "dest=- writes a tarball to stdout: 'docker save' by another name")
     resolved = {k: resolved_source(use, attrs[k], ctx, k) for k in keys if k in attrs}
+    if "dest" in resolved:  # -o type=local and --cache-to type=local: the CLI writes there
+        add_output(ctx, resolved["dest"], f"{use.spelled} dest")
     kept = [f for f in fields if f.partition("=")[0].strip().lower() not in resolved]
     ctx.replace_value(parsed, use, write_fields([*kept, *(f"{k}={v}" for k, v in resolved.items())]))
 

@@ -386,10 +386,14 @@ def assumed_answer(policy: object, args: list[str]) -> tuple[int, bytes, bytes]:
     the grammar): ownership is runtime state they cannot know."""
     import json
 
+    from gatekeeper.vetting.binds import CONTAINER_FORMAT
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
         return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
+    if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:
+        lines = [f"{word}\t{json.dumps('/' + word)}\t\"\"\tnull\tnull\t[]\n" for word in args[5:]]
+        return 0, "".join(lines).encode(), b""  # named containers hold no bind sources
     owner = getattr(policy, "profile", None) or DEFAULT_OWNER
     if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
         labels = json.dumps({OWNER_LABEL: owner})
