@@ -20,7 +20,7 @@ HINTS = {
     "host-path-hidden": "use a path whose first component under {roots} is not a dot entry",
     "host-path-nested": "keep bind sources disjoint: the same directory or siblings, never one below another "
     "('docker ps -a --filter label=gatekeeper.owner' lists the containers that hold them)",
-    "host-path-output": "write outputs (-o, --iidfile, --cidfile, --metadata-file) to a directory no container binds",
+    "host-path-output": "write outputs (-o, --iidfile, --cidfile, --metadata-file) where no container binds",
     "host-path-unresolved": "try again when the engine answers",
     "unvetted-flag": "drop that flag",
     "scope-owned": "act on what you created: 'docker ps -a --filter label=gatekeeper.owner={profile}'",
