@@ -11,7 +11,10 @@ What it sets up, in order (each step undone in reverse at the end):
   * /etc/gatekeeper/policy.toml pointing at a private engine, the audit log
     /var/log/gatekeeper/audit.jsonl (root:ai-worker 0620);
   * a private dockerd (socket /run/gk-e2e/docker.sock, group docker) with an
-    image `gk-busybox:latest` imported from Debian's busybox-static;
+    image `gk-busybox:latest` imported from Debian's busybox-static. It is a guest
+    beside whatever engine the machine runs: its own bridge gk-e2e0 on an address
+    block no interface or route of the machine uses, its own address pool, its own
+    containerd namespace, no iptables or ip_forward changes (see "dockerd" below);
   * two sshd on 127.0.0.1, each proving one layer alone confines the agent:
     one Includes sshd_snippets/gatekeeper.conf verbatim (ForceCommand mode) and
     finds the client key in /etc/ssh/authorized_keys/ai-worker with no options
@@ -23,9 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import ipaddress
+import itertools
 import json
 import os
 import pwd
+import re
 import select
 import shutil
 import signal
@@ -61,11 +67,25 @@ COMPOSE_PLUGIN: Final = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
 PAM_SSHD: Final = Path("/etc/pam.d/sshd")
 
 RUN_DIR: Final = Path("/run/gk-e2e")
+ACCOUNT_STATE: Final = Path("/var/lib/gk-e2e-state")  # what the stack created beyond its run
 PAM_BACKUP: Final = RUN_DIR / "pam.d-sshd.orig"
-BRIDGE_MARKER: Final = RUN_DIR / "created-docker0"
 DOCKER_SOCKET: Final = RUN_DIR / "docker.sock"
 DOCKER_HOST: Final = f"unix://{DOCKER_SOCKET}"
+ENGINE_PIDFILE: Final = RUN_DIR / "dockerd.pid"
+EXEC_ROOT: Final = RUN_DIR / "exec"
 DATA_ROOT: Final = Path("/var/lib/gk-e2e")
+ENGINE_DATA: Final = DATA_ROOT / "docker"
+CONTAINERD_NAMESPACE: Final = "gk-e2e"
+ENGINE_PROGRAMS: Final = frozenset(
+    {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "runc", "docker-proxy"}
+)
+# The private engine's bridge and where its addresses come from: the first candidate /16
+# that overlaps no interface address or route of the machine. 10.x lies outside docker's
+# own default pools (172.17-31.0.0/16, 192.168.0.0/16), so a neighbour engine with default
+# settings never hands these out either.
+BRIDGE: Final = "gk-e2e0"
+BRIDGE_MARKER: Final = RUN_DIR / "bridge.json"
+ADDRESS_BLOCKS: Final = ("10.213.0.0/16", "10.231.0.0/16", "10.247.0.0/16", "10.199.0.0/16")
 IMAGE: Final = "gk-busybox:latest"
 APP_DIR: Final = AGENT_HOME / "work" / "app"
 PRECEDENCE_MARKER: Final = "authorized-keys-command-ran"
@@ -330,8 +350,10 @@ def ensure_agent_account() -> None:
     """Group docker and user ai-worker with /bin/sh: dash reads no rc file for `sh -c`."""
     try:
         grp.getgrnam(DOCKER_GROUP)
-    except KeyError:
+    except KeyError:  # docker.io's postinst makes it; other docker packages may not
         run(["groupadd", "--system", DOCKER_GROUP])
+        ACCOUNT_STATE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        (ACCOUNT_STATE / f"created-group-{DOCKER_GROUP}").touch()  # .ci/fresh-state.sh removes it
     try:
         pwd.getpwnam(AGENT)
         run(["usermod", "-s", AGENT_SHELL, "-d", str(AGENT_HOME), "-aG", DOCKER_GROUP, AGENT])
@@ -450,10 +472,16 @@ def place_compose_app() -> None:
 
 
 # ---------------------------------------------------------------- dockerd
+#
+# The engine is a guest on the operator's machine, usually beside a running docker:
+# it gets its own bridge (BRIDGE, on an address block no route or interface of the
+# machine overlaps, checked at start), its own address pool for user-defined
+# networks, its own containerd namespace, and no iptables, masquerading or
+# ip_forward changes. Clean-up removes only what a marker or pidfile proves is ours.
 
 
-def start_dockerd() -> Daemon:
-    """A private engine: own socket, data root, exec root and pidfile; no iptables."""
+def start_dockerd(bridge: Bridge) -> Daemon:
+    """A private engine: own socket, data root, exec root, pidfile, bridge and address pool."""
     RUN_DIR.mkdir(mode=0o755, exist_ok=True)
     DATA_ROOT.mkdir(mode=0o711, exist_ok=True)
     (RUN_DIR / "daemon.json").write_text("{}\n")
@@ -461,26 +489,135 @@ def start_dockerd() -> Daemon:
         "/usr/sbin/dockerd",
         "--config-file", str(RUN_DIR / "daemon.json"),
         "--host", DOCKER_HOST, "--group", DOCKER_GROUP,
-        "--data-root", str(DATA_ROOT / "docker"), "--exec-root", str(RUN_DIR / "exec"),
-        "--pidfile", str(RUN_DIR / "dockerd.pid"),
-        "--iptables=false", "--ip-masq=false", "--userland-proxy=false",
+        "--data-root", str(ENGINE_DATA), "--exec-root", str(EXEC_ROOT),
+        "--pidfile", str(ENGINE_PIDFILE),
+        # never --bridge=none: at start-up that deletes an existing docker0 (issue 17)
+        "--bridge", bridge.name, "--default-address-pool", bridge.address_pool,
+        "--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false",
+        "--userland-proxy=false",
+        # a running system containerd would otherwise host our containers in docker's namespace
+        "--containerd-namespace", CONTAINERD_NAMESPACE,
+        "--containerd-plugins-namespace", f"{CONTAINERD_NAMESPACE}-plugins",
     ]  # fmt: skip
-    if other_dockerd_running():
-        argv.append("--bridge=none")  # docker0 belongs to the other engine
-    elif not Path("/sys/class/net/docker0").exists():
-        BRIDGE_MARKER.touch()
     daemon = Daemon("dockerd", argv, RUN_DIR / "dockerd.log")
     daemon.start()
     wait_for("dockerd", lambda: engine_answers(daemon), 60, diagnose=daemon.log_tail)
     return daemon
 
 
-def other_dockerd_running() -> bool:
-    for entry in Path("/proc").glob("[0-9]*/comm"):
-        with contextlib.suppress(OSError):
-            if entry.read_text().strip() == "dockerd":
-                return True
-    return False
+@dataclass(frozen=True)
+class Bridge:
+    """The private engine's default bridge, as its marker records it."""
+
+    name: str
+    ifindex: int
+    block: ipaddress.IPv4Network
+
+    @property
+    def address(self) -> str:
+        """The bridge's own address (the containers' gateway): .1 of the block's first /24."""
+        first = next(self.block.subnets(new_prefix=24))
+        return f"{first[1]}/24"
+
+    @property
+    def address_pool(self) -> str:
+        """dockerd's --default-address-pool: /24s from the block's upper half."""
+        upper = list(self.block.subnets(prefixlen_diff=1))[1]
+        return f"base={upper},size=24"
+
+
+def used_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network the machine has on an interface or in a route (default route aside)."""
+    found = []
+    for entry in json.loads(run(["ip", "-j", "-4", "addr"]).stdout):
+        for address in entry.get("addr_info", []):
+            found.append(ipaddress.ip_network(f"{address['local']}/{address['prefixlen']}", strict=False))
+    for route in json.loads(run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout):
+        if route.get("dst", "default") != "default":
+            found.append(ipaddress.ip_network(route["dst"], strict=False))
+    return found
+
+
+def free_address_block() -> ipaddress.IPv4Network:
+    used = used_networks()
+    for candidate in ADDRESS_BLOCKS:
+        block = ipaddress.IPv4Network(candidate)
+        if not any(block.overlaps(network) for network in used):
+            return block
+    raise StackError(f"every address block of {ADDRESS_BLOCKS} overlaps a network of this machine: {used}")
+
+
+def link_index(name: str) -> int | None:
+    try:
+        return int(Path(f"/sys/class/net/{name}/ifindex").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def create_bridge() -> Bridge:
+    """Our bridge, recorded in BRIDGE_MARKER (name, ifindex, block) the moment it exists."""
+    if link_index(BRIDGE) is not None:
+        raise StackError(
+            f"a network interface {BRIDGE} exists that no marker of this stack accounts for; "
+            f"if an interrupted run left it, remove it with `ip link delete {BRIDGE}`"
+        )
+    block = free_address_block()
+    RUN_DIR.mkdir(mode=0o755, exist_ok=True)
+    run(["ip", "link", "add", "name", BRIDGE, "type", "bridge"])
+    index = link_index(BRIDGE)
+    if index is None:
+        raise StackError(f"{BRIDGE} vanished right after `ip link add`")
+    bridge = Bridge(BRIDGE, index, block)
+    BRIDGE_MARKER.write_text(json.dumps({"name": BRIDGE, "ifindex": index, "block": str(block)}) + "\n")
+    run(["ip", "address", "add", bridge.address, "dev", BRIDGE])
+    run(["ip", "link", "set", BRIDGE, "up"])
+    return bridge
+
+
+def recorded_bridge() -> Bridge | None:
+    try:
+        record = json.loads(BRIDGE_MARKER.read_text())
+        return Bridge(str(record["name"]), int(record["ifindex"]), ipaddress.IPv4Network(record["block"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remove_our_bridge() -> None:
+    """Delete the bridge only if it is still the very link we created (same name and ifindex)."""
+    bridge = recorded_bridge()
+    if bridge is not None and link_index(bridge.name) == bridge.ifindex:
+        run(["ip", "link", "delete", "dev", bridge.name])
+    BRIDGE_MARKER.unlink(missing_ok=True)
+    # Earlier versions marked a docker0 they created; whose docker0 it is now nobody knows.
+    (RUN_DIR / "created-docker0").unlink(missing_ok=True)
+
+
+def remove_engine_network_links() -> None:
+    bridge = recorded_bridge()
+    for name in engine_network_links(bridge.block) if bridge else []:
+        run(["ip", "link", "delete", "dev", name])
+
+
+def engine_network_links(block: ipaddress.IPv4Network) -> list[str]:
+    """Bridges of user-defined networks our engine left behind (it was killed before it could
+    remove them): named br-<network id>, the id in our engine's own network store, and every
+    address inside our block. The engine removes them itself when it stops normally."""
+    store = ENGINE_DATA / "network" / "files" / "local-kv.db"
+    try:
+        ids = {match.decode() for match in re.findall(rb"[0-9a-f]{64}", store.read_bytes())}
+    except OSError:
+        return []
+    found = []
+    for entry in json.loads(run(["ip", "-j", "-4", "addr"]).stdout):
+        name = str(entry.get("ifname", ""))
+        addresses = [f"{a['local']}/{a['prefixlen']}" for a in entry.get("addr_info", [])]
+        if not (name.startswith("br-") and len(name) == 15 and addresses):
+            continue
+        ours = any(network_id.startswith(name[3:]) for network_id in ids)
+        inside = all(ipaddress.ip_interface(address).ip in block for address in addresses)
+        if ours and inside:
+            found.append(name)
+    return found
 
 
 def engine_answers(daemon: Daemon) -> bool:
@@ -497,21 +634,30 @@ def engine_answers(daemon: Daemon) -> bool:
     return probe.returncode == 0
 
 
-def import_busybox_image() -> None:
+def busybox_rootfs_tar(directory: Path) -> Path:
+    """A tarball of a root file system holding Debian's static busybox and its applets."""
+    rootfs = directory / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    for name in ("tmp", "etc", "proc", "sys", "dev"):
+        (rootfs / name).mkdir()
+    shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
+    for applet in run(["/bin/busybox", "--list"]).stdout.split():
+        if applet != "busybox":
+            (rootfs / "bin" / applet).symlink_to("busybox")
+    tarball = directory / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(rootfs, arcname=".")
+    return tarball
+
+
+def import_busybox_image(env: dict[str, str] | None = None) -> None:
     """gk-busybox:latest from Debian's static busybox (nothing can be pulled here)."""
     with tempfile.TemporaryDirectory(prefix="gk-image-") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        (rootfs / "bin").mkdir(parents=True)
-        for name in ("tmp", "etc", "proc", "sys", "dev"):
-            (rootfs / name).mkdir()
-        shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
-        for applet in run(["/bin/busybox", "--list"]).stdout.split():
-            if applet != "busybox":
-                (rootfs / "bin" / applet).symlink_to("busybox")
-        tarball = Path(tmp) / "rootfs.tar"
-        with tarfile.open(tarball, "w") as tar:
-            tar.add(rootfs, arcname=".")
-        run([str(docker_client()), "import", "-c", 'CMD ["sh"]', str(tarball), IMAGE], env=root_docker_env())
+        tarball = busybox_rootfs_tar(Path(tmp))
+        run(
+            [str(docker_client()), "import", "-c", 'CMD ["sh"]', str(tarball), IMAGE],
+            env=env or root_docker_env(),
+        )
 
 
 def engine(*args: str, check: bool = False, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -522,22 +668,61 @@ def engine(*args: str, check: bool = False, timeout: float = 120.0) -> subproces
 
 
 def remove_all_containers() -> None:
+    """Containers and user-defined networks: the engine removes their links itself."""
     ids = engine("ps", "-aq").stdout.split()
     if ids:
         engine("rm", "-f", *ids)
+    engine("network", "prune", "--force")
+
+
+def process_argv(pid: str) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return []
+
+
+def live_pids() -> list[str]:
+    return [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def is_our_engine_process(argv: list[bytes]) -> bool:
+    """dockerd, containerd or a shim of ours: a known engine program whose arguments name
+    our exec root, or (shims of a shared system containerd) our containerd namespace."""
+    if not argv or Path(argv[0].decode(errors="replace")).name not in ENGINE_PROGRAMS:
+        return False
+    root = str(EXEC_ROOT).encode()
+    names_root = any(arg == root or arg.startswith(root + b"/") for arg in argv)
+    pairs = set(itertools.pairwise(argv))
+    return names_root or (b"-namespace", CONTAINERD_NAMESPACE.encode()) in pairs
+
+
+def our_container_ids() -> list[str]:
+    """IDs of the containers in our engine's data root (gone once the engine removed them)."""
+    containers = ENGINE_DATA / "containers"
+    return [entry.name for entry in containers.iterdir()] if containers.is_dir() else []
 
 
 def kill_leftover_engine_processes() -> None:
-    """containerd shims re-parent to init; ours name our exec root on their command line."""
-    marker = str(RUN_DIR / "exec").encode()
-    for entry in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError, ProcessLookupError):
-            if marker in entry.read_bytes():
-                os.kill(int(entry.parent.name), signal.SIGKILL)
+    """Shims re-parent to init and container processes outlive a killed engine: ours are
+    the engine programs naming our exec root, and processes in a cgroup named after one of
+    our engine's container IDs (64 hex digits: no other engine's container has it)."""
+    ids = [cid for cid in our_container_ids() if len(cid) == 64]
+    for pid in live_pids():
+        with contextlib.suppress(OSError):
+            if is_our_engine_process(process_argv(pid)) or in_container_of(pid, ids):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def in_container_of(pid: str, container_ids: list[str]) -> bool:
+    if not container_ids:
+        return False
+    cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    return any(cid in cgroup for cid in container_ids)
 
 
 def unmount_below(*roots: Path) -> None:
-    """Lazily unmount whatever the engine left mounted under our directories."""
+    """Lazily unmount whatever the engine left mounted under our own directories (only there)."""
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     targets = [line.split()[1] for line in mounts if len(line.split()) > 1]
     for target in sorted(targets, key=len, reverse=True):
@@ -550,15 +735,8 @@ def stop_dockerd(daemon: Daemon) -> None:
     daemon.stop()
     kill_leftover_engine_processes()
     unmount_below(RUN_DIR, DATA_ROOT)
-    remove_our_bridge()
+    remove_engine_network_links()
     shutil.rmtree(DATA_ROOT, ignore_errors=True)
-
-
-def remove_our_bridge() -> None:
-    """docker0 outlives dockerd; delete it only if our engine created it."""
-    if BRIDGE_MARKER.exists():
-        subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True, check=False)
-        BRIDGE_MARKER.unlink()
 
 
 # ---------------------------------------------------------------- sshd
@@ -628,8 +806,10 @@ def check_sshd_config(config: Path) -> None:
 def start_sshd(name: str, workdir: Path, port: int, snippet: Path, host_key: Path) -> Daemon:
     config = workdir / f"{name}.conf"
     config.write_text(sshd_config_text(port, host_key, workdir / f"{name}.pid", snippet))
+    # sshd -t already insists on the privilege separation directory, and /run is empty
+    # after every boot: create it first (systemd's ssh.service would, via RuntimeDirectory).
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     check_sshd_config(config)
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
     daemon = Daemon(name, ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], workdir / f"{name}.log")
     daemon.start()
     wait_for(name, lambda: sshd_answers(daemon, port), 15, diagnose=daemon.log_tail)
@@ -650,20 +830,46 @@ def sshd_answers(daemon: Daemon, port: int) -> bool:
 
 
 def stop_stale_stack() -> None:
-    """A run that was killed (SIGKILL, timeout) left daemons behind: stop them by their pidfiles."""
-    for pidfile in [RUN_DIR / "dockerd.pid", *RUN_DIR.glob("ssh-*/*.pid")]:
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+    """Undo what a killed run (SIGKILL, timeout) left behind, and nothing else: daemons whose
+    pidfile is ours and whose command line is the one we started, then the engine's leftovers
+    (see kill_leftover_engine_processes, remove_engine_network_links, remove_our_bridge)."""
+    signalled = [pid for pid in stale_daemon_pids() if signal_pid(pid, signal.SIGTERM)]
     deadline = time.monotonic() + 20
-    while (RUN_DIR / "dockerd.pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # dockerd removes its pidfile once it has stopped
+    while any(Path(f"/proc/{pid}").exists() for pid in signalled) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in signalled:
+        signal_pid(pid, signal.SIGKILL)
     kill_leftover_engine_processes()
     unmount_below(RUN_DIR, DATA_ROOT)
+    remove_engine_network_links()
     shutil.rmtree(DATA_ROOT, ignore_errors=True)
     remove_our_bridge()
     restore_pam_sshd()
     for stale in RUN_DIR.glob("ssh-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def stale_daemon_pids() -> list[int]:
+    """PIDs from our pidfiles whose process still runs what we started: dockerd with our
+    --pidfile, sshd with its -f config beside the pidfile. A recycled PID does not match."""
+    expected = [(ENGINE_PIDFILE, f"--pidfile {ENGINE_PIDFILE}")]
+    expected += [(pidfile, f"-f {pidfile.with_suffix('.conf')}") for pidfile in RUN_DIR.glob("ssh-*/*.pid")]
+    found = []
+    for pidfile, needle in expected:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(pidfile.read_text().split()[0])
+            words = b" ".join(process_argv(str(pid)))  # sshd rewrites its argv into one string
+            if f" {needle} ".encode() in b" " + words + b" ":
+                found.append(pid)
+    return found
+
+
+def signal_pid(pid: int, signum: signal.Signals) -> bool:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -680,7 +886,9 @@ def running_stack() -> Iterator[Stack]:
         write_policy_and_audit_log()
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
-        dockerd = start_dockerd()
+        undo.callback(remove_our_bridge)
+        bridge = create_bridge()
+        dockerd = start_dockerd(bridge)
         undo.callback(stop_dockerd, dockerd)
         import_busybox_image()
         place_compose_app()
@@ -784,8 +992,16 @@ def stop_serving(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def clean() -> int:
+    """Undo what an interrupted run left behind (.ci/fresh-state.sh calls this first)."""
+    if os.geteuid() != 0:
+        raise StackError("cleaning up the end-to-end stack needs root")
+    stop_stale_stack()
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    actions = {"demo": demo, "up": serve}
+    actions = {"demo": demo, "up": serve, "clean": clean}
     if len(argv) != 1 or argv[0] not in actions:
         print(f"usage: python3 -m tests.e2e.stack {{{'|'.join(actions)}}}", file=sys.stderr)
         return 64
