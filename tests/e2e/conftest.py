@@ -25,6 +25,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+FIRST_MODULE = "test_beside_other_engine.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_beside_other_engine.py starts a neighbour engine and then stacks of its own: it
+    must run before the session stack exists (two stacks cannot run at once), so first."""
+    first = [item for item in items if item.path.name == FIRST_MODULE]
+    if first:
+        items[:] = first + [item for item in items if item.path.name != FIRST_MODULE]
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The running stack; torn down (daemons killed, engine data removed) at session end."""

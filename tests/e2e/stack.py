@@ -687,14 +687,20 @@ def live_pids() -> list[str]:
 
 
 def is_our_engine_process(argv: list[bytes]) -> bool:
-    """dockerd, containerd or a shim of ours: a known engine program whose arguments name
-    our exec root, or (shims of a shared system containerd) our containerd namespace."""
+    return is_engine_process_of(argv, EXEC_ROOT, CONTAINERD_NAMESPACE)
+
+
+def is_engine_process_of(argv: list[bytes], exec_root: Path, namespace: str | None) -> bool:
+    """dockerd, containerd or a shim of one engine: a known engine program whose arguments
+    name the engine's exec root, or (shims of a shared system containerd) its namespace."""
     if not argv or Path(argv[0].decode(errors="replace")).name not in ENGINE_PROGRAMS:
         return False
-    root = str(EXEC_ROOT).encode()
+    root = str(exec_root).encode()
     names_root = any(arg == root or arg.startswith(root + b"/") for arg in argv)
-    pairs = set(itertools.pairwise(argv))
-    return names_root or (b"-namespace", CONTAINERD_NAMESPACE.encode()) in pairs
+    in_namespace = namespace is not None and (b"-namespace", namespace.encode()) in set(
+        itertools.pairwise(argv)
+    )
+    return names_root or in_namespace
 
 
 def our_container_ids() -> list[str]:
