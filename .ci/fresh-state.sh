@@ -59,8 +59,29 @@ if [ -L "$plugin" ] && [[ "$(readlink "$plugin")" == /opt/docker-compose/* ]]; t
 fi
 rmdir /usr/local/lib/docker/cli-plugins /usr/local/lib/docker 2>/dev/null || true
 
+# Files the install steps (sshd_snippets/) place: removed only while they are still our copies.
+remove_if_ours() {  # installed path, repository source
+  if [ -f "$1" ] && [ -f "$2" ] && cmp -s "$1" "$2"; then
+    rm -f "$1"
+  fi
+}
+remove_if_ours /etc/tmpfiles.d/gatekeeper.conf sshd_snippets/tmpfiles-gatekeeper.conf
+remove_if_ours /etc/logrotate.d/gatekeeper sshd_snippets/logrotate-gatekeeper
+remove_if_ours /etc/ssh/sshd_config.d/00-gatekeeper.conf sshd_snippets/00-gatekeeper.conf
+for deny in /etc/cron.deny /etc/at.deny; do  # the agent's line only; a file left empty was ours
+  if [ -f "$deny" ] && grep -qx "$AGENT" "$deny"; then
+    sed -i "/^$AGENT\$/d" "$deny"
+    [ -s "$deny" ] || rm -f "$deny"
+  fi
+done
+
 # 4. The agent account and its home; the docker group only if the stack created it.
 if getent passwd "$AGENT" >/dev/null; then
+  unit="/etc/systemd/system/user@$(id -u "$AGENT").service"  # masked user manager
+  if [ -L "$unit" ] && [ "$(readlink "$unit")" = /dev/null ]; then
+    rm -f "$unit"
+  fi
+  rm -f "/var/lib/systemd/linger/$AGENT"
   userdel --remove "$AGENT" 2>/dev/null || userdel "$AGENT"
 fi
 rm -rf "/home/$AGENT"
