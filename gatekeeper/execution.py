@@ -24,13 +24,14 @@ MAX_CAPTURE = 32 << 20  # filtered output is held in memory: bounded
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def child_environment(policy: object) -> dict[str, str]:
-    """Built from the policy only; nothing the client sent survives."""
+def child_environment(policy: object, host: str | None = None) -> dict[str, str]:
+    """Built from the policy only; nothing the client sent survives. `host` replaces
+    the policy's engine with gatekeeper's own stand-in (gatekeeper.redacting_engine)."""
     return {
         "PATH": SAFE_PATH,
         "HOME": policy.workdir,  # type: ignore[attr-defined]
         "LANG": "C.UTF-8",
-        "DOCKER_HOST": policy.host,  # type: ignore[attr-defined]
+        "DOCKER_HOST": host or policy.host,  # type: ignore[attr-defined]
         "DOCKER_CONFIG": policy.config_dir,  # type: ignore[attr-defined]
         "DOCKER_CLI_HINTS": "false",
         # compose must not fetch project files from git or OCI registries
@@ -41,11 +42,13 @@ def child_environment(policy: object) -> dict[str, str]:
     }
 
 
-def run_child(policy: object, argv: list[str], stdin: bytes | None, output_filter=None) -> int:  # type: ignore[no-untyped-def]
+def run_child(policy: object, argv: list[str], stdin: bytes | None, output_filter=None,  # type: ignore[no-untyped-def]
+              host: str | None = None) -> int:
     """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
 
     With `output_filter` (bytes -> bytes, gatekeeper.redaction) docker's stdout
     goes to a pipe instead of ours; what it printed is filtered, then shown.
+    With `host` docker talks to that DOCKER_HOST instead of the policy's.
     """
     os.chdir(policy.workdir)  # type: ignore[attr-defined]
     feed_r, feed_w = os.pipe() if stdin is not None else (-1, -1)
@@ -53,7 +56,7 @@ def run_child(policy: object, argv: list[str], stdin: bytes | None, output_filte
     capture = Capture() if output_filter is not None else None
     if capture is not None:
         actions.append((os.POSIX_SPAWN_DUP2, capture.write_fd, 1))
-    pid = os.posix_spawn(policy.binary, argv, child_environment(policy), file_actions=actions)  # type: ignore[attr-defined]
+    pid = os.posix_spawn(policy.binary, argv, child_environment(policy, host), file_actions=actions)  # type: ignore[attr-defined]
     if stdin is not None:
         os.close(feed_r)
     if capture is not None:

@@ -42,16 +42,28 @@ def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
 
         say(denial_line(decision.rule, decision.reason, policy, decision.canonical))
         return EX_NOPERM
-    from gatekeeper.execution import run_child
-
-    output_filter = None
-    if decision.output_filter is not None:
-        from gatekeeper.redaction import output_filter as named_filter
-
-        output_filter = named_filter(decision.output_filter, policy)
-    code = run_child(policy, decision.argv, decision.stdin, output_filter)  # type: ignore[arg-type]
+    code = run_decided(policy, decision)
     record_exit(fd, policy, record, code, started)
     return code
+
+
+def run_decided(policy: Policy, decision: object) -> int:
+    """docker, its stdout straight through, through a redaction filter, or (inspect
+    templates) talking to an engine stand-in that redacts at the source."""
+    from gatekeeper.execution import run_child
+
+    argv, stdin, name = decision.argv, decision.stdin, decision.output_filter  # type: ignore[attr-defined]
+    if name == "redact-at-source":
+        from gatekeeper.redacting_engine import redacting_engine
+
+        with redacting_engine(policy) as host:
+            return run_child(policy, argv, stdin, host=host)
+    output_filter = None
+    if name is not None:
+        from gatekeeper.redaction import output_filter as named_filter
+
+        output_filter = named_filter(name, policy)
+    return run_child(policy, argv, stdin, output_filter)
 
 
 def decision_record(command: str, decision: dict[str, object], policy: Policy,

@@ -83,6 +83,19 @@ def test_denied_command_imports_no_heavy_module(deployment: Deployment) -> None:
     assert heavy(modules) == set()
 
 
+def test_only_inspect_templates_import_the_engine_stand_in(deployment: Deployment) -> None:
+    """The stand-in (http.server, threads) costs only the commands that need it: an inspect
+    template. Control: a template does import it, so its absence elsewhere means something."""
+    compile_policy(str(deployment.policy))
+    for command in ("docker ps", "docker inspect web", "docker ps --format '{{.Names}}'"):
+        _, modules = imported_modules(deployment, command)
+        assert "gatekeeper.execution" in modules, command
+        assert {name.split(".")[0] for name in modules} & {"http", "socketserver"} == set(), command
+        assert "gatekeeper.redacting_engine" not in modules, command
+    _, modules = imported_modules(deployment, "docker inspect -f '{{.Name}}' web")
+    assert "gatekeeper.redacting_engine" in modules and "http.server" in modules
+
+
 def test_without_compiled_policy_the_toml_is_parsed(deployment: Deployment) -> None:
     """The probe itself works: without a compiled file tomllib shows up."""
     status, modules = imported_modules(deployment, "docker ps")

@@ -29,7 +29,8 @@ READONLY = [
     ("docker compose -f c.yaml up -d", "deny"),
     ("docker system prune -af", "deny"),
     ("docker exec web sh", "deny"),
-    ("docker inspect -f '{{.Config.Env}}' web", "deny"),
+    ("docker inspect -f '{{.Config.Env}}' web", "allow"),  # formatted from redacted data
+    ("docker exec web env", "deny"),
 ]
 
 

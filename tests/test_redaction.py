@@ -16,6 +16,7 @@ it and before the agent sees it.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -120,15 +121,19 @@ DECISIONS = [
     ("docker container inspect web", "allow", "redact-inspect"),
     ("docker image inspect nginx", "allow", "redact-inspect"),
     ("docker ps -a", "allow", None),
-    ("docker network inspect bridge", "allow", None),
-    # trying to cheat: a template runs inside docker, before redaction
-    ("docker inspect --format '{{.Config.Env}}' operator-db", "deny", "inspect-format"),
-    ("docker inspect -f '{{json .}}' operator-db", "deny", "inspect-format"),
-    ("docker inspect -f='{{range .Config.Env}}{{.}}{{end}}' db", "deny", "inspect-format"),
-    ("docker inspect --format='{{.Config.Env}}' db", "deny", "inspect-format"),
-    ("docker inspect -sf '{{.Config.Env}}' db", "deny", "inspect-format"),
-    ("docker container inspect --format '{{.Config.Env}}' db", "deny", "inspect-format"),
-    ("docker image inspect -f '{{.Config.Env}}' postgres", "deny", "inspect-format"),
+    ("docker network inspect bridge", "allow", "redact-inspect"),
+    ("docker volume inspect data", "allow", "redact-inspect"),
+    # templates: docker formats objects that reach it already redacted
+    ("docker inspect --format '{{.Config.Env}}' operator-db", "allow", "redact-at-source"),
+    ("docker inspect -f '{{json .}}' operator-db", "allow", "redact-at-source"),
+    ("docker inspect -f='{{range .Config.Env}}{{.}}{{end}}' db", "allow", "redact-at-source"),
+    ("docker inspect --format='{{.Config.Env}}' db", "allow", "redact-at-source"),
+    ("docker inspect -sf '{{.Config.Env}}' db", "allow", "redact-at-source"),
+    ("docker inspect --type volume -f '{{.Options}}' db", "allow", "redact-at-source"),
+    ("docker container inspect --format '{{.Config.Env}}' db", "allow", "redact-at-source"),
+    ("docker image inspect -f '{{.Config.Env}}' postgres", "allow", "redact-at-source"),
+    ("docker network inspect -f '{{.Options}}' edge", "allow", "redact-at-source"),
+    ("docker volume inspect --format '{{.Options}}' data", "allow", "redact-at-source"),
 ]
 
 
@@ -136,12 +141,21 @@ DECISIONS = [
 def test_inspect_decisions(command: str, expected: str, what: str | None) -> None:
     decision = decide(command, load_policy(None), StaticWorld())
     assert decision.as_dict()["decision"] == expected, decision.reason
-    if expected == "allow":
-        assert decision.output_filter == what
-        assert decision.argv == ["docker", *command.split()[1:]]  # the command itself is not changed
-    else:
-        assert decision.rule == what
-        assert "without the template" in decision.reason
+    assert decision.output_filter == what
+    assert decision.argv == shlex.split(command)  # the command itself is not changed
+
+
+@pytest.mark.parametrize("host", ["tcp://127.0.0.1:2375", "ssh://root@db"])
+def test_a_template_needs_an_engine_gatekeeper_can_stand_in_front_of(host: str, tmp_path: Path) -> None:
+    """The stand-in speaks to unix:// engines only; elsewhere a template would run on raw data."""
+    command = "docker inspect -f '{{.Config.Env}}' db"
+    assert decide(command, load_policy(None), StaticWorld()).allowed  # control: the default engine
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'[docker]\nhost = "{host}"\n')
+    decision = decide(command, load_policy(str(policy_file)), StaticWorld())
+    assert (decision.allowed, decision.rule) == (False, "inspect-format")
+    assert "without the template" in decision.reason
+    assert decide("docker inspect db", load_policy(str(policy_file)), StaticWorld()).allowed
 
 
 # ---------------------------------------------------------------- ForceCommand

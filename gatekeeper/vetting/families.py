@@ -70,5 +70,7 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "inspect": inspect_family,
     "container inspect": inspect_family,
     "image inspect": inspect_family,
+    "network inspect": inspect_family,
+    "volume inspect": inspect_family,
     "compose config": compose_config_family,
 }

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 REDACT_INSPECT = "redact-inspect"
+# Not a filter of stdout: docker runs against gatekeeper.redacting_engine, which hands
+# the CLI every object the agent does not own already redacted; docker formats it.
+REDACT_AT_SOURCE = "redact-at-source"
 REDACT_COMPOSE_CONFIG = "redact-compose-config"
 
 # compose config flags that print lists of names instead of the project: nothing to redact.
@@ -26,16 +29,20 @@ COMPOSE_UNFILTERED = {
 
 
 def vet_inspect(ctx: Context) -> None:
-    """docker inspect: JSON only, redacted for objects the agent does not own."""
-    for use in ctx.parsed.uses:
-        if use.flag[0] == "format":
-            # A Go template ({{.Config.Env}}) runs inside docker, before any redaction.
-            raise Denied(
-                f"{use.spelled} is not allowed for 'docker {ctx.located.spelled}': a template "
-                "would print what redaction hides; run it without the template for JSON "
-                "(environment values of containers you do not own show as ***)",
-                rule="inspect-format",
-            )
+    """docker inspect: objects the agent does not own are shown redacted.
+
+    Without a template docker prints JSON and the filter redacts it. A Go template
+    (`{{.Config.Env}}`) runs inside docker, before any filter could see the values,
+    so then docker is given the objects already redacted (REDACT_AT_SOURCE).
+    """
+    if any(use.flag[0] == "format" for use in ctx.parsed.uses):
+        if not str(getattr(ctx.policy, "host", "")).startswith("unix://"):
+            # Stops: a template on an engine we cannot stand in front of would print raw values.
+            raise Denied(f"--format is not allowed for 'docker {ctx.located.spelled}' with a "
+                         "docker.host that is not unix://; run it without the template for JSON",
+                         rule="inspect-format")
+        ctx.vetted.output_filter = REDACT_AT_SOURCE
+        return
     ctx.vetted.output_filter = REDACT_INSPECT
 
 

@@ -1,0 +1,88 @@
+"""A stand-in docker engine on a unix socket, answering the requests `docker inspect`
+makes from canned objects: enough for the real docker CLI to format templates
+against it, without a daemon. Every request path is recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import unquote
+
+API_VERSION = "1.41"
+
+
+def as_go_encodes(value: object) -> bytes:
+    """The engine's json.NewEncoder: compact, <, > and & escaped, a newline at the end."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.encode() + b"\n"
+
+
+class FakeEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, objects: dict[str, dict[str, object]]) -> None:
+        self.objects = objects  # "containers/web" -> the object's JSON
+        self.requests: list[str] = []
+        super().__init__(path, Handler)
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        request, _ = super().get_request()
+        return request, ("local", 0)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeEngine
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        self.server.requests.append(f"{self.command} {self.path}")
+        path = unquote(self.path.partition("?")[0])
+        if path.startswith("/v"):
+            path = "/" + path.split("/", 2)[2]
+        status, body = self.lookup(path)
+        data = b"OK" if path == "/_ping" else as_go_encodes(body)
+        self.send_response_only(status)
+        self.send_header("Api-Version", API_VERSION)
+        self.send_header("Ostype", "linux")
+        self.send_header("Content-Type", "text/plain" if path == "/_ping" else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def lookup(self, path: str) -> tuple[int, object]:
+        if path == "/_ping":
+            return 200, None
+        if path == "/info":
+            return 200, {"Swarm": {"ControlAvailable": False, "NodeID": ""}, "Name": "fake"}
+        parts = path.strip("/").split("/")
+        key = "/".join(parts[:-1] if parts[-1] == "json" else parts)
+        kind, _, ref = key.partition("/")
+        if key in self.server.objects:
+            return 200, self.server.objects[key]
+        nouns = {"containers": "container", "images": "image", "networks": "network", "volumes": "volume"}
+        return 404, {"message": f"No such {nouns.get(kind, 'object')}: {ref}"}
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def fake_engine(directory: Path, objects: dict[str, dict[str, object]]) -> Iterator[FakeEngine]:
+    server = FakeEngine(str(directory / "fake.sock"), objects)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
