@@ -9,7 +9,9 @@ neighbour engine; the main test runs the whole stack (`running_stack()`, the cod
 `./run demo`, `./run up` and the session fixture) beside a neighbour with a container on
 its `docker0`, and judges the neighbour afterwards: `docker0` is the same link with the
 same addresses, its container still reaches its gateway, and its containers, images,
-volumes and networks are unchanged; nothing of the stack's is left on the machine.
+volumes and networks are unchanged; nothing of the stack's is left on the machine. The
+third test kills a running stack (SIGKILL, engine included) and checks that the next
+run's stale clean-up removes exactly what the killed one left, beside the neighbour.
 
 The neighbour is an engine this module starts itself, with docker's default networking
 (bridge `docker0`) and its own socket, data root, exec root and pidfile under
@@ -38,19 +40,30 @@ from pathlib import Path
 import pytest
 
 from .stack import (
+    AUTHORIZED_KEYS,
     BRIDGE,
+    COMPILED_POLICY,
+    DATA_ROOT,
     IMAGE,
+    POLICY,
+    REPO_ROOT,
+    RUN_DIR,
     Daemon,
     busybox_rootfs_tar,
     docker_client,
+    engine,
     is_engine_process_of,
+    is_our_engine_process,
     link_index,
     live_pids,
+    preserved,
     process_argv,
+    read_lines,
     recorded_bridge,
     run,
     running_stack,
     stale_daemon_pids,
+    stop_stale_stack,
     unmount_below,
     wait_for,
 )
@@ -270,3 +283,53 @@ def test_stack_leaves_a_neighbour_engine_alone() -> None:
         assert engine_objects(engine) == objects_before
         assert links() == links_before, "the stack left network links behind (or removed some)"
         assert ip_forward() == forwarding
+
+
+def our_leftovers() -> list[str]:
+    """Processes, links and mounts of a stack's still on the machine."""
+    found = [f"pid {pid}" for pid in live_pids() if is_our_engine_process(process_argv(pid))]
+    found += [f"daemon {pid}" for pid in stale_daemon_pids()]
+    found += [name for name in links() if name == BRIDGE or name.startswith("br-")]
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        target = line.split()[1]
+        if any(target.startswith(f"{root}/") for root in (RUN_DIR, DATA_ROOT)):
+            found.append(f"mount {target}")
+    return found
+
+
+def test_a_killed_stack_is_undone_by_the_next_run_and_only_it() -> None:
+    """`./run up` killed with SIGKILL, its engine too (containers, containerd, shims, a
+    user-defined network's bridge and both sshd left behind): the next run's stale clean-up
+    removes exactly those, and the neighbour's docker0, container and objects stay."""
+    require_no_stack()
+    require_free_docker0()
+    with neighbour() as neighbour_engine, contextlib.ExitStack() as restore:
+        for path in (POLICY, COMPILED_POLICY, AUTHORIZED_KEYS):
+            restore.callback(preserved(path))  # the killed run cannot put these back itself
+        links_before, bridge_before = links(), link_state(DEFAULT_BRIDGE)
+        objects_before = engine_objects(neighbour_engine)
+        argv = ["/usr/bin/python3", "-m", "tests.e2e.stack", "up"]
+        up = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            assert up.stdout is not None
+            ready = read_lines(up.stdout, count=1, timeout=300)
+            assert ready and ready[0].startswith(b"Stack is up"), ready
+            engine("network", "create", "gk-killed-net", check=True)
+            engine("run", "-d", "--network", "gk-killed-net", IMAGE, "sh", "-c", LOOP, check=True)
+            dockerd = int(Path(RUN_DIR / "dockerd.pid").read_text())
+        finally:
+            up.kill()
+            up.communicate(timeout=30)
+        os.kill(dockerd, signal.SIGKILL)
+        leftovers = our_leftovers()
+        assert any(name.startswith("br-") for name in leftovers), leftovers  # the kill left work to do
+
+        stop_stale_stack()
+
+        assert our_leftovers() == []
+        # a container's veth goes when the kernel frees its network namespace, a moment later
+        wait_for("links as before", lambda: links() == links_before, 15, diagnose=lambda: str(links()))
+        assert link_state(DEFAULT_BRIDGE) == bridge_before
+        assert reaches_gateway(neighbour_engine).returncode == 0
+        assert engine_objects(neighbour_engine) == objects_before
