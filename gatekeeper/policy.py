@@ -24,8 +24,8 @@ from gatekeeper.errors import PolicyError
 from gatekeeper.grammar.names import canonical_name
 
 DEFAULT_ALLOWED = (
-    # containers
-    "ps", "inspect", "logs", "start", "stop", "restart", "rm", "run", "create",
+    # containers ([scope] owned: only the agent's)
+    "ps", "inspect", "logs", "start", "stop", "restart", "kill", "rm", "run", "create",
     "container inspect", "container top", "container port", "container stats",
     "container wait", "container prune",
     # images
@@ -33,13 +33,13 @@ DEFAULT_ALLOWED = (
     "builder prune",
     # disk and engine
     "system df", "system info", "system events", "system prune", "version",
-    # networks and volumes: read-only
-    "network ls", "network inspect", "volume ls", "volume inspect",
+    # networks and volumes: read, and prune (forced to the agent's own by label)
+    "network ls", "network inspect", "network prune", "volume ls", "volume inspect", "volume prune",
     # compose
     "compose up", "compose down", "compose ps", "compose logs", "compose start",
     "compose stop", "compose restart", "compose pull", "compose build",
     "compose config", "compose ls", "compose images", "compose top",
-    "compose version", "compose create", "compose run",
+    "compose version", "compose create", "compose run", "compose kill", "compose rm",
 )  # fmt: skip
 
 # Listed for documentation and precedence: blocked always wins over allowed.

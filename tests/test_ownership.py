@@ -150,6 +150,8 @@ ALLOWED = {
     "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
     "image prune -a is scoped": ("docker image prune -a -f", ["docker", "image", "prune", *OWNED, "--filter", "label!=vital=yes", "-a", "-f"]),
     "volume prune is scoped": ("docker volume prune -f", ["docker", "volume", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
+    "network prune is scoped": ("docker network prune -f", ["docker", "network", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
+    "kill own by name": ("docker kill web", ["docker", "kill", WEB]),
     "a widening filter only narrows": ("docker container prune -f --filter 'label!=gatekeeper.owner=default'", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f", "--filter", "label!=gatekeeper.owner=default"]),
     "ps is all by default": ("docker ps -a", ["docker", "ps", "-a"]),
     "inspect is all by default": ("docker inspect db", ["docker", "inspect", "db"]),
@@ -158,7 +160,7 @@ ALLOWED = {
 
 @pytest.mark.parametrize(("command", "argv"), ALLOWED.values(), ids=ALLOWED.keys())
 def test_allowed_and_pinned(command: str, argv: list[str], policy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    with_volume_prune = with_policy(tmp_path, '[commands]\nallowed = ["volume prune", "stop", "rm", "logs", "top", "kill", "rmi", "run", "create", "build", "container prune", "image prune", "ps", "inspect"]\n')
+    with_volume_prune = with_policy(tmp_path, '[commands]\nallowed = ["volume prune", "network prune", "stop", "rm", "logs", "top", "kill", "rmi", "run", "create", "build", "container prune", "image prune", "ps", "inspect"]\n')
     unprotected = [o for o in ENGINE if o.name not in ("keep-db", "gold:1")]  # else prune is refused
     decision = decided(command, with_volume_prune, FakeEngine(unprotected))
     assert decision.allowed, decision.reason
@@ -168,6 +170,9 @@ def test_allowed_and_pinned(command: str, argv: list[str], policy, tmp_path: Pat
 # command -> (rule, what the reason must name)
 TRYING_TO_CHEAT = {
     "stop the operator's container": ("docker stop db", "scope-owned", "'db'"),
+    "kill the operator's container": ("docker kill db", "scope-owned", "'db'"),
+    "kill another profile's container": ("docker container kill -s HUP other", "scope-owned", "owned by 'bot'"),
+    "kill a protected container of its own": ("docker kill keep-db", "protected", "keep-*"),
     "another profile's container": ("docker rm other", "scope-owned", "owned by 'bot'"),
     "ID prefix of a foreign container": ("docker rm -f b1", "scope-owned", "'b1' (db)"),
     "foreign name with a leading slash": ("docker rm /db", "scope-owned", "'/db' (db)"),
@@ -331,7 +336,7 @@ def project_engine(owner: dict[str, str], extra: list[Obj] = ()) -> FakeEngine: 
     return FakeEngine([Obj("container", "9" * 64, "app-web-1", member), *extra])
 
 
-@pytest.mark.parametrize("canonical", ["compose down", "compose up", "compose stop", "compose rm", "compose logs"])
+@pytest.mark.parametrize("canonical", ["compose down", "compose up", "compose stop", "compose rm", "compose kill", "compose logs"])
 def test_compose_on_someone_elses_project_is_refused(canonical: str, policy) -> None:  # type: ignore[no-untyped-def]
     ctx = compose_ctx(canonical, project(), policy, project_engine({}))
     with pytest.raises(Denied) as denied:

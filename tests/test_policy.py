@@ -66,3 +66,27 @@ def test_invalid_policy_is_an_error(tmp_path: Path, why: str, text: str) -> None
 def test_unreadable_policy_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError):
         load_policy(str(tmp_path / "missing.toml"))
+
+
+def test_every_command_with_a_grammar_is_decided_by_the_default() -> None:
+    """A command docker's tables know is either allowed (with its scoping) or blocked by
+    default: nothing everyday is left out by accident (the README says why for the rest)."""
+    from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS
+    from gatekeeper.grammar.docker_flags import FLAGS
+
+    policy = load_policy(None)
+    undecided = [name for name in (*FLAGS, *COMPOSE_FLAGS) if name not in policy.allowed | policy.blocked]
+    assert undecided == []
+
+
+EVERYDAY_SCOPED = ["container kill", "compose kill", "compose rm", "volume prune", "network prune"]
+
+
+@pytest.mark.parametrize("command", EVERYDAY_SCOPED)
+def test_everyday_commands_with_scoping_are_allowed(command: str) -> None:
+    from gatekeeper.vetting.ownership import PRUNED, TARGETED
+
+    policy = load_policy(None)
+    assert command in policy.allowed and command not in policy.blocked
+    if not command.startswith("compose "):
+        assert command in TARGETED or command in PRUNED  # scoped to the agent's objects

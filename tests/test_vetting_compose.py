@@ -270,6 +270,8 @@ COMMANDS = [
     ("watch", f"docker compose -f {NGINX} up --watch", "flag-watch"),
     ("down-volumes", f"docker compose -f {NGINX} down -v", "allowed"),
     ("ps", f"docker compose -f {NGINX} ps", "allowed"),
+    ("kill", f"docker compose -f {NGINX} kill -s HUP web", "allowed"),
+    ("rm", f"docker compose -f {NGINX} rm -f -s web", "allowed"),
     ("logs", f"docker compose -f {NGINX} logs -f web", "allowed"),
     ("config", f"docker compose -f {NGINX} config", "allowed"),
     ("ls-no-project", "docker compose ls", "allowed"),
