@@ -62,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
     def lookup(self, path: str) -> tuple[int, object]:
         if path == "/_ping":
             return 200, None
+        if path == "/version":
+            return 200, {"Version": "20.10.24", "ApiVersion": API_VERSION, "MinAPIVersion": "1.12"}
         if path == "/info":
             return 200, {"Swarm": {"ControlAvailable": False, "NodeID": ""}, "Name": "fake"}
         parts = path.strip("/").split("/")
