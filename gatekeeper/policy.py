@@ -70,6 +70,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "default_pids_limit": 0,
         "max_running": 0,
     },
+    # Subnets the agent may give its networks and containers (compose ipam,
+    # ipv4_address, --ip, network create --subnet); none: the engine picks.
+    "network": {"subnets": []},
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
@@ -99,6 +102,7 @@ STRING_LIST = "list of strings"
 SCOPE = '"all" or "owned"'
 PATTERN_LIST = "list of names or glob patterns"
 LABEL_LIST = 'list of labels "key=value" or "key"'
+SUBNET_LIST = 'list of subnets in CIDR form ("198.51.100.0/24")'
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -119,6 +123,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "default_pids_limit": COUNT,
         "max_running": COUNT,
     },
+    "network": {"subnets": SUBNET_LIST},
     "redact": {"keys": STRING_LIST},
     "scope": {key: SCOPE for key in DEFAULTS["scope"]},
     "protect": {
@@ -320,7 +325,18 @@ VALIDATORS = {
     SCOPE: lambda value: value in ("all", "owned"),
     PATTERN_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "*?[]") for v in value),
     LABEL_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "=") for v in value),
+    SUBNET_LIST: lambda value: is_string_list(value) and all(is_subnet(v) for v in value),
 }
+
+
+def is_subnet(value: str) -> bool:
+    from ipaddress import ip_network
+
+    try:
+        ip_network(value, strict=True)
+    except ValueError:
+        return False
+    return True
 
 
 def is_memory_size(value: object) -> bool:

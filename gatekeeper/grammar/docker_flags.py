@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from gatekeeper.grammar.build_flags import BUILD, BUILDX_ROOT_FLAGS
 from gatekeeper.grammar.spec import (
+    ADDRESS,
     DENY_TRUE,
     ENV_FILE,
     HELP,
@@ -51,6 +52,7 @@ from gatekeeper.grammar.spec import (
     NETWORK,
     PATH,
     SECURITY_OPT,
+    SUBNET,
     SYSCTL,
     VOLUME,
     b,
@@ -81,6 +83,7 @@ GLOBAL: dict = table(
 
 # --- container run / create ------------------------------------------------
 
+_CONFIG_FROM_WHY = "copies another network's configuration (subnets, driver options) unvetted"
 _DEVICE_PATH_WHY = "names a host block device: the daemon stats host /dev paths and throttles host disks"
 
 # cli/command/container/opts.go addFlags (shared by run and create).
@@ -123,11 +126,11 @@ _CONTAINER_OPTS: tuple = (
     v("dns-option"),
     v("dns-search"),
     v("expose"),
-    v("ip"),
-    v("ip6"),
+    v("ip", check=ADDRESS),
+    v("ip6", check=ADDRESS),
     v("link"),               # legacy links: env and /etc/hosts of a container we may already reach
-    v("link-local-ip"),
-    v("mac-address"),
+    deny_v("link-local-ip", why="link-local addresses are the engine's to assign (169.254/16 holds the metadata address)"),
+    deny_v("mac-address", why="a chosen MAC can clone a neighbour's and take its frames on the bridge (the engine picks one)"),
     v("publish", "p"),
     b("publish-all", "P"),
     v("net", check=NETWORK),  # hidden alias of --network
@@ -277,6 +280,17 @@ FLAGS: dict[str, dict] = {
     "network ls": table(b("quiet", "q"), b("no-trunc"), v("format"), v("filter", "f"), HELP),
     "network inspect": table(v("format", "f"), b("verbose", "v"), HELP),
     "network prune": table(b("force", "f"), v("filter"), HELP),
+    # cli/command/network/create.go; drivers checked by gatekeeper.vetting.addresses
+    "network create": table(
+        b("attachable"), v("aux-address", check=ADDRESS), deny_v("config-from", why=_CONFIG_FROM_WHY),
+        b("config-only"), v("driver", "d"), v("gateway", check=ADDRESS),
+        deny_b("ingress", why="a swarm routing-mesh network publishes ports on every node"),
+        b("internal"), v("ip-range", check=ADDRESS), v("ipam-driver"),
+        deny_v("ipam-opt", why="IPAM driver options are not vetted"),
+        b("ipv4"), b("ipv6"), v("label"),
+        deny_v("opt", "o", why="driver options can attach a network to existing host bridges and interfaces"),
+        v("scope"), v("subnet", check=SUBNET), HELP,
+    ),
     "volume ls": table(b("quiet", "q"), v("format"), v("filter", "f"), b("cluster"), HELP),
     "volume inspect": table(v("format", "f"), HELP),
     "volume prune": table(b("all", "a"), b("force", "f"), v("filter"), HELP),

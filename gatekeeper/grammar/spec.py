@@ -36,12 +36,14 @@ BUILD_CONTEXT = "build-context"  # build --build-context name=path
 BUILD_CACHE = "build-cache"  # build --cache-to/--cache-from type=local
 BUILD_NETWORK = "build-network"
 ENV_FILE = "env-file"  # alias of PATH kept separate for messages
+ADDRESS = "address"  # --ip/--ip6/--gateway/--ip-range/--aux-address: inside [network] subnets
+SUBNET = "subnet"  # network create --subnet: inside [network] subnets, overlapping nothing
 
 CHECKS = frozenset(
     {
         OK, DENY, DENY_TRUE, PATH, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
         NETWORK, SYSCTL, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
-        BUILD_CACHE, BUILD_NETWORK, ENV_FILE,
+        BUILD_CACHE, BUILD_NETWORK, ENV_FILE, ADDRESS, SUBNET,
     }
 )
 

@@ -77,6 +77,7 @@ def vet_compose(ctx: Context) -> None:
     """Render, vet and pin the project for every compose subcommand that loads one."""
     if ctx.located.canonical in WITHOUT_PROJECT:
         return
+    from gatekeeper.vetting.addresses import vet_model_addresses
     from gatekeeper.vetting.binds import COMPOSE_CREATING, model_binds
     from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
@@ -88,6 +89,7 @@ def vet_compose(ctx: Context) -> None:
     model = render(ctx, source, [])
     check_inlined_files(ctx, source, model, probe)
     vet_project(model, ctx.host_path)
+    vet_model_addresses(ctx, model)  # ipam subnets and fixed addresses (policy [network])
     if ctx.located.canonical in COMPOSE_CREATING:  # the model's binds become containers' binds
         ctx.vetted.binds.extend(model_binds(model))
     vet_compose_limits(ctx, model)  # caps checked, defaults set in the model compose is fed

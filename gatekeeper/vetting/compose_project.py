@@ -101,7 +101,7 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "labels": (OK, ""),
     "links": (OK, ""),
     "logging": (LOGGING, "other log drivers make dockerd read host files (syslog-tls-*, splunk-cacert) or dial host sockets"),
-    "mac_address": (OK, ""),
+    "mac_address": (DENY_SET, "a chosen MAC can clone a neighbour's and take its frames on the bridge (the engine picks one)"),
     "mem_limit": (OK, ""),
     "mem_reservation": (OK, ""),
     "mem_swappiness": (OK, ""),
@@ -202,7 +202,7 @@ NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "attachable": (OK, ""),
     "enable_ipv4": (OK, ""),
     "enable_ipv6": (OK, ""),
-    "ipam": (OK, ""),
+    "ipam": (OK, ""),  # subnets against policy [network] (gatekeeper.vetting.addresses)
     "driver": (_TOP_NETWORK_DRIVER, "macvlan/ipvlan/host drivers put containers on the host's interfaces"),
     "driver_opts": (DENY_SET, "driver options can attach a network to existing host bridges and interfaces"),
 }

@@ -41,6 +41,12 @@ def start_family(ctx: Context) -> None:
     vet_start_limits(ctx)
 
 
+def network_create_family(ctx: Context) -> None:
+    from gatekeeper.vetting.addresses import vet_network_create
+
+    vet_network_create(ctx)
+
+
 def inspect_family(ctx: Context) -> None:
     from gatekeeper.vetting.inspect import vet_inspect
 
@@ -65,6 +71,7 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "container create": run_family,
     "container start": start_family,
     "image build": build_family,
+    "network create": network_create_family,
     **{f"compose {name}": compose_family for name in COMPOSE_COMMANDS_VETTED},
     # output redacted for objects the agent does not own (gatekeeper.redaction)
     "inspect": inspect_family,

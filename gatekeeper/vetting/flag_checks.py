@@ -255,14 +255,17 @@ def check_namespace(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 # --- --network/--net -----------------------------------------------------------
 
 # docker/cli v28.2.2 opts/network.go: long-syntax keys we allow. driver-opt is
-# left out: endpoint driver options reach the network driver (sysctls, ifname).
-NETWORK_LONG_KEYS = frozenset({"name", "alias", "ip", "ip6", "mac-address", "link-local-ip", "gw-priority"})
+# left out: endpoint driver options reach the network driver (sysctls, ifname);
+# mac-address and link-local-ip too (gatekeeper.vetting.addresses: the engine
+# picks them). ip and ip6 must lie inside the policy's [network] subnets.
+NETWORK_LONG_KEYS = frozenset({"name", "alias", "ip", "ip6", "gw-priority"})
+NETWORK_LONG_ADDRESSES = frozenset({"ip", "ip6"})
 
 
 def check_network(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     """--network: 'host' gives the host's interfaces and loopback services, 'container:' another's."""
     value = use.value or ""
-    target = network_long_target(use, value) if is_network_long_syntax(value) else value
+    target = network_long_target(use, value, ctx) if is_network_long_syntax(value) else value
     lowered = target.strip().lower()
     if lowered == "host":
         refuse(use, "the host network namespace reaches every service on the host's loopback")
@@ -279,7 +282,7 @@ def is_network_long_syntax(value: str) -> bool:
     return re.search(r"\w+=\w+", value, re.ASCII) is not None
 
 
-def network_long_target(use: FlagUse, value: str) -> str:
+def network_long_target(use: FlagUse, value: str, ctx: Context) -> str:
     target = ""
     for field in read_fields(value, use.spelled):
         key, eq, rest = field.lower().partition("=")  # the CLI folds the whole field
@@ -288,6 +291,10 @@ def network_long_target(use: FlagUse, value: str) -> str:
             refuse(use, f"network option {key!r} is not allowed")
         if key == "name":
             target = rest.strip()
+        elif key in NETWORK_LONG_ADDRESSES:
+            from gatekeeper.vetting.addresses import check_address
+
+            check_address(rest, f"{use.spelled} {key}=", ctx.policy)
     return target
 
 
@@ -498,7 +505,23 @@ def check_build_network(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         refuse(use, "RUN steps may use only the default, bridge or none network")
 
 
+def check_address(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """--ip/--ip6/--gateway/--ip-range/--aux-address (gatekeeper.vetting.addresses)."""
+    from gatekeeper.vetting.addresses import check_flag_address
+
+    check_flag_address(use, parsed, ctx)
+
+
+def check_subnet(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """network create --subnet: a host route to a new bridge (gatekeeper.vetting.addresses)."""
+    from gatekeeper.vetting.addresses import check_flag_subnet
+
+    check_flag_subnet(use, parsed, ctx)
+
+
 SPECIAL_CHECKS = {
+    spec.ADDRESS: check_address,
+    spec.SUBNET: check_subnet,
     spec.VOLUME: check_volume,
     spec.MOUNT: check_mount,
     spec.SECURITY_OPT: check_security_opt,

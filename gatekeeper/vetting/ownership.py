@@ -72,7 +72,7 @@ NO_TARGETS = frozenset({
 LISTED = {"container ls": "ps", "image ls": "images"}
 
 # Commands that create objects and take --label.
-LABELLED = frozenset({"container run", "container create", "image build"})
+LABELLED = frozenset({"container run", "container create", "image build", "network create"})
 
 # Prune commands docker can scope by label, and the object kind each removes.
 PRUNED = {
