@@ -223,12 +223,18 @@ def check_flag_address(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     value = use.value or ""
     if use.flag[0] == "aux-address":
         value = value.partition("=")[2]
-    check_address(value, use.spelled, ctx.policy)
+    try:
+        check_address(value, use.spelled, ctx.policy)
+    except Denied as denial:
+        raise Denied(denial.message, rule=f"flag-{use.name}") from None  # flags name their rule
 
 
 def check_flag_subnet(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     """network create --subnet: a new host route, so inside the policy's subnets and overlapping nothing."""
-    check_subnet(use.value or "", use.spelled, ctx)
+    try:
+        check_subnet(use.value or "", use.spelled, ctx)
+    except Denied as denial:
+        raise Denied(denial.message, rule=f"flag-{use.name}") from None
 
 
 def vet_network_create(ctx: Context) -> None:

@@ -294,7 +294,10 @@ def network_long_target(use: FlagUse, value: str, ctx: Context) -> str:
         elif key in NETWORK_LONG_ADDRESSES:
             from gatekeeper.vetting.addresses import check_address
 
-            check_address(rest, f"{use.spelled} {key}=", ctx.policy)
+            try:
+                check_address(rest, f"{use.spelled} {key}=", ctx.policy)
+            except Denied as denial:
+                raise Denied(denial.message, rule=f"flag-{use.name}") from None
     return target
 
 
