@@ -33,8 +33,10 @@ DEFAULT_ALLOWED = (
     "builder prune",
     # disk and engine
     "system df", "system info", "system events", "system prune", "version",
-    # networks and volumes: read, and prune (forced to the agent's own by label)
-    "network ls", "network inspect", "network prune", "volume ls", "volume inspect", "volume prune",
+    # networks and volumes: read, prune (forced to the agent's own by label), and
+    # network create (bridge driver only, owner label injected, addresses vetted)
+    "network ls", "network inspect", "network prune", "network create",
+    "volume ls", "volume inspect", "volume prune",
     # compose
     "compose up", "compose down", "compose ps", "compose logs", "compose start",
     "compose stop", "compose restart", "compose pull", "compose build",
