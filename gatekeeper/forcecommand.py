@@ -27,10 +27,34 @@ def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
 
 
 def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
-    from gatekeeper.decision import RealWorld, decide
-
     started = time.monotonic()
-    decision = decide(command, policy, RealWorld())
+    decision, registration = decide_and_register(command, policy)
+    try:
+        return record_and_run(command, decision, policy, profile, started)
+    finally:
+        if registration is not None:
+            registration.release()  # the engine holds the container by now (gatekeeper.inflight)
+
+
+def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untyped-def]
+    """The decision, and the registration of the host paths it puts in flight.
+
+    A command with host paths takes the in-flight lock while it is decided (the
+    world asks for it); `settle` registers the decision's claims and drops it."""
+    from gatekeeper.decision import Decision, RealWorld, decide
+    from gatekeeper.inflight import Registry
+
+    world = RealWorld(Registry(policy.state_dir))
+    decision = decide(command, policy, world)
+    try:
+        registration = world.settle(decision.claims if decision.allowed else None)
+    except GatekeeperError as error:
+        return Decision(False, None, decision.canonical, error.rule, error.message), None
+    return decision, registration
+
+
+def record_and_run(command: str, decision, policy: Policy, profile: str | None,  # type: ignore[no-untyped-def]
+                   started: float) -> int:
     record = decision_record(command, decision.as_dict(), policy, profile)
     try:
         fd = record_decision(policy, record)

@@ -61,7 +61,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
     },
     "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True},
     "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
-    "paths": {"allowed_roots": ["/home/ai-worker"]},
+    # state_dir: gatekeeper.inflight's registry; a root's top-level dot entry is out of containers' reach
+    "paths": {"allowed_roots": ["/home/ai-worker"], "state_dir": "/home/ai-worker/.gatekeeper"},
     # Off ("" / 0) in the embedded default: examples/default.toml sets them.
     "limits": {
         "memory": "",
@@ -115,7 +116,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN},
     "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
-    "paths": {"allowed_roots": PATH_LIST},
+    "paths": {"allowed_roots": PATH_LIST, "state_dir": ABSOLUTE_PATH},
     "limits": {
         "memory": MEMORY_SIZE,
         "cpus": CPU_COUNT,
@@ -145,7 +146,7 @@ class Policy:
 
     __slots__ = (
         "binary", "host", "workdir", "config_dir", "audit_path", "syslog",
-        "allowed", "blocked", "allowed_roots", "source", "sha256", "settings",
+        "allowed", "blocked", "allowed_roots", "state_dir", "source", "sha256", "settings",
         "profile",
     )  # fmt: skip
 
@@ -162,6 +163,8 @@ class Policy:
         self.allowed = frozenset(canonical_names(commands["allowed"])) - self.blocked
         roots = settings["paths"]["allowed_roots"]
         self.allowed_roots = tuple(normalise_root(r) for r in roots)  # type: ignore[attr-defined]
+        self.state_dir = normalise_root(str(settings["paths"]["state_dir"]))
+        check_state_dir(self.state_dir, self.allowed_roots, source)
         self.source = source
         self.sha256 = sha256
         self.settings = settings
@@ -371,6 +374,18 @@ def canonical_names(names: object) -> list[str]:
             raise PolicyError(f"invalid policy: unknown docker command {name!r}")
         out.append(canonical)
     return out
+
+
+def check_state_dir(state_dir: str, roots: tuple[str, ...], source: str) -> None:
+    """The in-flight registry must be out of every container's reach: outside the
+    roots, or a top-level dot entry of one (which the path rule never lets through)."""
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        below = state_dir[len(prefix):] if state_dir.startswith(prefix) else None
+        if state_dir == root or (below is not None and not below.startswith(".")):
+            raise PolicyError(f"invalid policy {source}: paths.state_dir {state_dir!r} is reachable by "
+                              f"containers under allowed root {root!r}; use a top-level dot entry such as "
+                              f"{prefix}.gatekeeper, or a directory outside the roots")
 
 
 def normalise_root(root: str) -> str:

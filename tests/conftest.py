@@ -44,7 +44,7 @@ class Deployment:
             f'[docker]\nbinary = "{self.docker}"\nworkdir = "{self.workdir}"\n'
             f'config_dir = "{self.root}/dockercfg"\nhost = "unix:///run/test.sock"\n'
             f'[audit]\npath = "{self.audit}"\nsyslog = false\n'
-            f'[paths]\nallowed_roots = ["{self.workdir}"]\n{extra}'
+            f'[paths]\nallowed_roots = ["{self.workdir}"]\nstate_dir = "{self.root}/state"\n{extra}'
         )
 
     def argv(self) -> list[str]:

@@ -72,11 +72,17 @@ LINKS = {
 # ---------------------------------------------------------------- judging the world
 
 
+# gatekeeper's own in-flight registry (gatekeeper.inflight): written by gatekeeper, never by a container.
+STATE_DIR = ".gatekeeper"
+
+
 def dotfiles_digest(home: Path = AGENT_HOME) -> dict[str, str]:
     """sha256 of every dot file and dot directory entry under the home (not following links)."""
     digest = {}
     for path in sorted(home.rglob(".*")):
         relative = str(path.relative_to(home))
+        if relative.split("/", 1)[0] == STATE_DIR:
+            continue
         if path.is_symlink():
             digest[relative] = "link:" + str(path.readlink())
         elif path.is_file():
