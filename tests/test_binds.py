@@ -85,9 +85,10 @@ class BindsEngine(StaticWorld):
             box = self.find(word)
             mounts = [{"Type": "bind", "Source": s, "Target": "/m"} for s in box.mounts]
             points = [{"Type": "bind", "Source": s.split(":")[0]} for s in box.binds] + [{"Type": "volume", "Source": "/var/lib/docker/volumes/x/_data"}]
-            fields = [box.ident, json.dumps("/" + box.name), json.dumps(box.project), json.dumps(box.binds or None),
-                      json.dumps(mounts or None), json.dumps(points)]
-            lines.append("\t".join(fields) + "\n")
+            labels = {"com.docker.compose.project": box.project} if box.project else None
+            container = {"Id": box.ident, "Name": "/" + box.name, "Config": {"Labels": labels},
+                         "HostConfig": {"Binds": box.binds or None, "Mounts": mounts or None}, "Mounts": points}
+            lines.append(json.dumps(container) + "\n")
         return 0, "".join(lines).encode(), b""
 
 

@@ -42,12 +42,12 @@ PROJECT_LABEL = "com.docker.compose.project"
 BIND, OUTPUT = "bind", "output"  # kinds of what a command claims (gatekeeper.inflight)
 QUERY_TIMEOUT = 30.0
 
-# One line per container: ID, name, compose project, and every place the
-# engine keeps a bind source (the -v strings, --mount entries, mount points).
-CONTAINER_FORMAT = (
-    "{{.Id}}\t{{json .Name}}\t{{json (index .Config.Labels \"" + PROJECT_LABEL + "\")}}\t"
-    "{{json .HostConfig.Binds}}\t{{json .HostConfig.Mounts}}\t{{json .Mounts}}"
-)
+# One JSON line per container, the whole inspect object: field templates such as
+# {{json .HostConfig.Mounts}} fail on engines whose answer omits the field (the CLI
+# falls back to the raw map). Read: Id, Name, Config.Labels (the compose project)
+# and every place the engine keeps a bind source (HostConfig.Binds, HostConfig.Mounts,
+# Mounts).
+CONTAINER_FORMAT = "{{json .}}"
 OWNED_CONTAINERS = ["container", "ls", "-a", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}"]
 
 # Commands that start existing containers (rule 3), and compose commands that
@@ -293,14 +293,18 @@ def holders_of(line: str, world: object) -> list[Holder]:
     """One inspect line -> a Holder per bind source (lexical and resolved forms)."""
     import json
 
-    fields = line.split("\t")
-    if len(fields) != 6:
-        raise unresolved(f"unexpected answer {line[:120]!r}")
     try:
-        name, project, binds, mounts, points = (json.loads(field or "null") for field in fields[1:])
+        container = json.loads(line)
     except ValueError:
-        raise unresolved(f"unexpected answer {line[:120]!r}") from None
-    who = f"container {str(name or fields[0][:12]).lstrip('/')!r}"
+        container = None
+    if not isinstance(container, dict) or not isinstance(container.get("Id"), str):
+        raise unresolved(f"unexpected answer {line[:120]!r}")
+    ident = container["Id"]
+    host = container.get("HostConfig") or {}
+    labels = (container.get("Config") or {}).get("Labels") or {}
+    binds, mounts, points = host.get("Binds"), host.get("Mounts"), container.get("Mounts")
+    project = labels.get(PROJECT_LABEL, "") if isinstance(labels, dict) else ""
+    who = f"container {str(container.get('Name') or ident[:12]).lstrip('/')!r}"
     sources = set()
     for spec in binds or []:
         source = str(spec).split(":", 1)[0]
@@ -314,7 +318,7 @@ def holders_of(line: str, world: object) -> list[Holder]:
     for source in sources:
         forms.add(normal(source))
         forms.add(resolved_form(source, world))
-    return [Holder(who, path, str(project or ""), fields[0]) for path in sorted(forms - {""})]
+    return [Holder(who, path, str(project or ""), ident) for path in sorted(forms - {""})]
 
 
 def resolved_form(source: str, world: object) -> str:

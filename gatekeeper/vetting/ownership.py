@@ -392,7 +392,7 @@ def assumed_answer(policy: object, args: list[str]) -> tuple[int, bytes, bytes]:
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
         return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
     if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:
-        lines = [f"{word}\t{json.dumps('/' + word)}\t\"\"\tnull\tnull\t[]\n" for word in args[5:]]
+        lines = [json.dumps({"Id": word, "Name": "/" + word}) + "\n" for word in args[5:]]
         return 0, "".join(lines).encode(), b""  # named containers hold no bind sources
     owner = getattr(policy, "profile", None) or DEFAULT_OWNER
     if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
