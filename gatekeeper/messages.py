@@ -22,6 +22,8 @@ HINTS = {
     "('docker ps -a --filter label=gatekeeper.owner' lists the containers that hold them)",
     "host-path-output": "write outputs (-o, --iidfile, --cidfile, --metadata-file) where no container binds",
     "host-path-unresolved": "try again when the engine answers",
+    "host-path-busy": "try again in a moment",
+    "host-path-state": "ask the operator to fix gatekeeper's state directory ([paths] state_dir)",
     "unvetted-flag": "drop that flag",
     "scope-owned": "act on what you created: 'docker ps -a --filter label=gatekeeper.owner={profile}'",
     "scope-unresolved": "name existing objects by name or unique ID prefix",
