@@ -23,6 +23,7 @@ OPERATOR_COMMANDS = {
     "audit": "gatekeeper.views.cli:audit_main",
     "replay": "gatekeeper.views.cli:replay_main",
     "authorized-key": "gatekeeper.authorized_key:main",
+    "rules": "gatekeeper.rules:main",
 }
 
 # One line each for `gatekeeper --help` (tests/test_cli.py: every command has one).
@@ -32,6 +33,7 @@ OPERATOR_SUMMARIES = {
     "audit": "read the audit log (filters, --summary, --follow, --json)",
     "replay": "decide every logged command again under another policy",
     "authorized-key": "print the authorized_keys line for an agent's public key",
+    "rules": "list every rule id a denial can name, with its one-line why",
 }
 
 EX_USAGE = 64

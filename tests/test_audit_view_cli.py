@@ -69,7 +69,26 @@ def test_corrupt_lines_are_reported_on_stderr_not_fatal(capsys: pytest.CaptureFi
         pytest.param(
             ["--log", "/nonexistent/audit.jsonl"], 66, "cannot read /nonexistent/audit.jsonl", id="missing"
         ),
-        pytest.param(["--log", AUDIT, "--since", "yesterday"], 2, "not a time", id="bad-since"),
+        pytest.param(["--log", AUDIT, "--since", "tomorrow"], 2, "not a time", id="bad-since"),
+        pytest.param(
+            ["--log", AUDIT, "--since", "today", "--until", "yesterday"],
+            2,
+            "empty time range",
+            id="empty-range",
+        ),
+        pytest.param(["--log", AUDIT, "--since", "2999-01-01"], 2, "in the future", id="future-since"),
+        pytest.param(
+            ["--log", AUDIT, "--rule", "host-paht"],
+            2,
+            "unknown rule id 'host-paht' (did you mean 'host-path'?)",
+            id="unknown-rule",
+        ),
+        pytest.param(
+            ["--log", AUDIT, "--not-rule", "shell-syntx"],
+            2,
+            "(did you mean 'shell-syntax'?)",
+            id="unknown-not-rule",
+        ),
         pytest.param(["--log", AUDIT, "--log", AUDIT, "--follow"], 2, "exactly one --log", id="follow-two"),
     ],
 )

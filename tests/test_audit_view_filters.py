@@ -22,7 +22,7 @@ ALL = [f"s{n:02}" for n in range(1, 13)]
 
 def selected(argv: list[str]) -> list[object]:
     """Sessions listed by ``gatekeeper audit ARGV`` on the fixture (clock at NOW)."""
-    args = audit.audit_parser().parse_args(["--log", str(AUDIT), *argv])
+    args = audit.audit_parser().parse_args(audit.joined_negative_times(["--log", str(AUDIT), *argv]))
     criteria = audit.criteria_from(args, NOW)
     events = audit.events(records.expand_sources(args.log, rotated=False), criteria, ReadStats())
     return [event.decision["session"] for event in filters.last(events, args.limit)]
@@ -43,7 +43,25 @@ FILTER_TABLE = [
     (["--user", "other"], ["s12"], "user"),
     (["--key", "SHA256:bravo"], ["s03", "s04", "s08", "s09", "s12"], "key-full"),
     (["--key", "bravo"], ["s03", "s04", "s08", "s09", "s12"], "key-without-prefix"),
-    (["--key", "brav"], [], "key-is-exact"),
+    (["--key", "brav"], ["s03", "s04", "s08", "s09", "s12"], "key-prefix"),
+    (["--key", "SHA256:al"], ["s01", "s02", "s05", "s06", "s10", "s11"], "key-prefix-with-sha256"),
+    (["--key", "lpha"], [], "key-prefix-is-a-prefix"),
+    (["--profile", "default", "--denied"], ["s02", "s04", "s05", "s07", "s08", "s10"], "profile"),
+    (["--profile", "ci"], [], "profile-other"),
+    (["--session", "s07"], ["s07"], "session"),
+    (["--canonical", "container exec"], ["s02", "s04", "s10"], "canonical-exact"),
+    (
+        ["--canonical", "container"],
+        ["s01", "s02", "s03", "s04", "s09", "s10", "s11", "s12"],
+        "canonical-words",
+    ),
+    (["--canonical", "contain"], [], "canonical-whole-words-only"),
+    (["--not-rule", "allowed"], ["s02", "s04", "s05", "s07", "s08", "s10"], "not-rule"),
+    (["--not-rule", "allowed", "--not-rule", "blocked-subcommand"], ["s05", "s07", "s08"], "not-rule-twice"),
+    (["--since", "-2h"], ["s10", "s11", "s12"], "since-minus-relative"),
+    (["--since=-2h"], ["s10", "s11", "s12"], "since-minus-relative-equals"),
+    (["--since", "today"], ["s10", "s11", "s12"], "since-today"),
+    (["--since", "yesterday", "--until", "today"], ["s08", "s09"], "yesterday"),
     (["--client", "10.0.0.2"], ["s03", "s04", "s08", "s09", "s12"], "client-address"),
     (["--client", "192.168.0.0/16"], ["s05"], "client-cidr"),
     (["--client", "10.0.0.0/8"], [s for s in ALL if s != "s05"], "client-wide-cidr"),
@@ -73,6 +91,10 @@ def test_filter_selects(argv: list[str], expected: list[str]) -> None:
         pytest.param("2h", NOW - timedelta(hours=2), id="hours"),
         pytest.param("7d", NOW - timedelta(days=7), id="days"),
         pytest.param("2w", NOW - timedelta(weeks=2), id="weeks"),
+        pytest.param("-1h", NOW - timedelta(hours=1), id="minus-hours"),
+        pytest.param("now", NOW, id="now"),
+        pytest.param("today", datetime(2026, 11, 25, tzinfo=UTC), id="today-is-utc-midnight"),
+        pytest.param("Yesterday", datetime(2026, 11, 24, tzinfo=UTC), id="yesterday"),
         pytest.param("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC), id="date-is-utc-midnight"),
         pytest.param("2026-11-01T12:30", datetime(2026, 11, 1, 12, 30, tzinfo=UTC), id="naive-is-utc"),
         pytest.param("2026-11-01T12:30Z", datetime(2026, 11, 1, 12, 30, tzinfo=UTC), id="zulu"),
@@ -83,7 +105,7 @@ def test_time_bounds(text: str, expected: datetime) -> None:
     assert filters.parse_time_bound(text, NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2h ago", "-2h", "2026-13-01", "", "2x"])
+@pytest.mark.parametrize("text", ["2h ago", "--2h", "2026-13-01", "", "2x", "tomorrow"])
 def test_bad_time_bounds_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a time"):
         filters.parse_time_bound(text, NOW)
@@ -175,7 +197,7 @@ def test_prefilter_never_drops_a_line_that_matches(
 def test_prefiltered_and_full_reads_agree_on_the_fixture(
     argv: list[str], _expected: object, _id: str
 ) -> None:
-    args = audit.audit_parser().parse_args(["--log", str(AUDIT), *argv])
+    args = audit.audit_parser().parse_args(audit.joined_negative_times(["--log", str(AUDIT), *argv]))
     criteria = audit.criteria_from(args, NOW)
     source = [records.Source(str(AUDIT))]
     check = filters.matcher(criteria)

@@ -1,7 +1,10 @@
 """``gatekeeper audit``: list, filter, summarise or follow the audit log.
 
-Output goes through exactly one of three writers: JSON Lines (``--json``),
-plain tab-separated text (stdout is not a terminal) or rich (a terminal).
+Listings stream: each row is written as soon as it is read (constant memory
+whatever the size of the log), through one of four writers: ``-o short`` (the
+default on a terminal: one line per command fitted to its width, in a pager),
+``-o tsv`` (the default in a pipe: every field, tab-separated), ``-o verbose``
+and ``-o json``. Only ``--summary`` on a terminal uses rich.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TextIO
 
-from gatekeeper.views import plain
+from gatekeeper.views import plain, short
 from gatekeeper.views.errors import NoInput, UsageError, ViewError
 from gatekeeper.views.filters import (
     Criteria,
@@ -24,6 +27,7 @@ from gatekeeper.views.filters import (
     select,
 )
 from gatekeeper.views.follow import follow_events
+from gatekeeper.views.pager import paged
 from gatekeeper.views.parallel import available_cpus, tally_sources
 from gatekeeper.views.records import (
     DEFAULT_LOG,
@@ -40,8 +44,28 @@ from gatekeeper.views.rows import row_of
 FOLLOW_BACKLOG: Final = 10
 
 
+EXAMPLES: Final = """\
+examples:
+  gatekeeper audit                         newest last, in a pager on a terminal
+  gatekeeper audit -n 20 --denied          the last 20 refusals
+  gatekeeper audit --since yesterday --until today --profile ci
+  gatekeeper audit --since -1h --key SHA256:Ab12 --not-rule allowed
+  gatekeeper audit --canonical container --rule host-path -o verbose
+  gatekeeper audit --follow -o json | jq .  one record per command
+  gatekeeper audit --summary --since 7d     counts by profile, rule, key and day
+  gatekeeper rules                          every rule id with its why
+"""
+
+OUTPUTS: Final = ("short", "tsv", "verbose", "json")
+
+
 def audit_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatekeeper audit", description="Read the gatekeeper audit log.")
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper audit",
+        description="Read the gatekeeper audit log.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--log",
         action="append",
@@ -55,20 +79,53 @@ def audit_parser() -> argparse.ArgumentParser:
     decision.add_argument("--denied", dest="decision", action="store_const", const="deny")
     decision.add_argument("--allowed", dest="decision", action="store_const", const="allow")
     parser.add_argument(
-        "--since", metavar="WHEN", help="2h, 30m, 7d, 2w or an ISO date/time (UTC if no zone)"
+        "-S",
+        "--since",
+        metavar="WHEN",
+        help="-1h, 30m, 7d, 2w, today, yesterday, now or an ISO date/time (UTC if no zone)",
     )
-    parser.add_argument("--until", metavar="WHEN", help="same forms as --since; exclusive")
+    parser.add_argument("-U", "--until", metavar="WHEN", help="same forms as --since; exclusive")
     parser.add_argument("--user", help="exact user name")
-    parser.add_argument("--key", metavar="FP", help="key fingerprint, with or without SHA256:")
+    parser.add_argument("--profile", metavar="NAME", help="policy profile (sshd --name), exact")
+    parser.add_argument("--session", metavar="ID", help="one SSH session, exact")
+    parser.add_argument("--key", metavar="FP", help="key fingerprint or a prefix of it, SHA256: optional")
     parser.add_argument("--client", metavar="ADDR", help="client address or CIDR network")
-    parser.add_argument("--rule", help="exact rule id")
+    parser.add_argument("--rule", help="exact rule id (see gatekeeper rules)")
+    parser.add_argument(
+        "--not-rule", action="append", default=[], metavar="RULE", help="leave out this rule, repeatable"
+    )
+    parser.add_argument("--canonical", metavar="CMD", help="canonical command or its first words: container")
     parser.add_argument("--grep", metavar="TEXT", help="substring of the command or canonical path")
-    parser.add_argument("--limit", type=positive, metavar="N", help="only the last N matches")
+    parser.add_argument(
+        "-n", "--lines", "--limit", dest="limit", type=positive, metavar="N", help="only the last N matches"
+    )
+    parser.add_argument(
+        "-o", "--output", choices=OUTPUTS, help="short (terminal default), tsv (pipe default), verbose, json"
+    )
+    parser.add_argument("--no-pager", action="store_true", help="do not pipe a terminal listing into $PAGER")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--summary", action="store_true", help="counts, top refused commands, hours")
     mode.add_argument("--follow", action="store_true", help="keep showing new records (survives rotation)")
-    parser.add_argument("--json", action="store_true", help="JSON Lines (a JSON summary with --summary)")
+    parser.add_argument("--json", action="store_true", help="-o json (a JSON summary with --summary)")
     return parser
+
+
+TIME_OPTIONS: Final = ("-S", "--since", "-U", "--until")
+
+
+def joined_negative_times(argv: list[str]) -> list[str]:
+    """``--since -1h`` as ``--since=-1h``: argparse would take -1h for an option."""
+    out: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in TIME_OPTIONS and index + 1 < len(argv) and argv[index + 1].startswith("-"):
+            out.append(f"{word}={argv[index + 1]}")
+            index += 2
+            continue
+        out.append(word)
+        index += 1
+    return out
 
 
 def positive(text: str) -> int:
@@ -84,6 +141,12 @@ def criteria_from(args: argparse.Namespace, now: datetime) -> Criteria:
         until = None if args.until is None else parse_time_bound(args.until, now)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if since is not None and until is not None and since >= until:
+        raise UsageError(f"empty time range: --since {args.since} is not before --until {args.until}")
+    if since is not None and since > now:
+        raise UsageError(f"--since {args.since} is in the future (did you mean -{args.since.lstrip('+')}?)")
+    for rule in (args.rule, *args.not_rule):
+        check_rule_id(rule)
     return Criteria(
         decision=args.decision,
         since=since,
@@ -93,7 +156,21 @@ def criteria_from(args: argparse.Namespace, now: datetime) -> Criteria:
         client=args.client,
         rule=args.rule,
         grep=args.grep,
+        profile=args.profile,
+        session=args.session,
+        canonical=args.canonical,
+        not_rules=tuple(args.not_rule),
     )
+
+
+def check_rule_id(rule: str | None) -> None:
+    from gatekeeper import rules
+
+    if rule is None or rules.is_known(rule):
+        return
+    close = rules.suggestion(rule)
+    hint = f" (did you mean '{close}'?)" if close else ""
+    raise UsageError(f"unknown rule id {rule!r}{hint}; 'gatekeeper rules' lists them")
 
 
 # ---------------------------------------------------------------- entry point
@@ -101,7 +178,9 @@ def criteria_from(args: argparse.Namespace, now: datetime) -> Criteria:
 
 def audit_main(argv: list[str]) -> int:
     """Entry point of ``gatekeeper audit``; returns the exit status."""
-    args = audit_parser().parse_args(argv)
+    args = audit_parser().parse_args(joined_negative_times(argv))
+    if args.json:
+        args.output = "json"
     try:
         return run_audit(args)
     except ViewError as error:
@@ -136,7 +215,7 @@ def run_audit(args: argparse.Namespace) -> int:
         summarise(expand_sources(logs, rotated=not args.no_rotated), criteria, stats, as_json=args.json)
     else:
         listing = events(expand_sources(logs, rotated=not args.no_rotated), criteria, stats)
-        write_events(last(listing, args.limit), as_json=args.json)
+        write_events(last(listing, args.limit), args.output, use_pager=not args.no_pager)
     warn_about(stats)
     return 0
 
@@ -168,15 +247,35 @@ def unpaired(records: Iterable[Record]) -> Iterator[Event]:
     return (Event(record, None) for record in records)
 
 
-def write_events(listing: Iterable[Event], *, as_json: bool) -> None:
-    if as_json:
-        plain.write_json_lines(listing, sys.stdout)
-    elif sys.stdout.isatty():
-        from gatekeeper.views import render
+def write_events(listing: Iterable[Event], output: str | None, *, use_pager: bool) -> None:
+    """Stream the listing: every row is written as soon as it is read."""
+    terminal = sys.stdout.isatty()
+    output = output or ("short" if terminal else "tsv")
+    with paged(use_pager and output != "json") as out:
+        write_listing(listing, output, out, terminal=terminal)
+        out.flush()
 
-        render.print_events((row_of(event) for event in listing), render.make_console())
+
+def write_listing(listing: Iterable[Event], output: str, out: TextIO, *, terminal: bool) -> None:
+    if output == "json":
+        plain.write_json_lines(listing, out)
+    elif output == "tsv":
+        plain.write_plain(listing, out)
+    elif output == "verbose":
+        short.write_verbose(listing, out)
     else:
-        plain.write_plain(listing, sys.stdout)
+        short.write_short(listing, out, layout_for(out, terminal=terminal), header=terminal)
+
+
+def layout_for(out: TextIO, *, terminal: bool) -> short.Layout:
+    """Fitted to the terminal (even through a pager); uncut in a pipe."""
+    if not terminal:
+        return short.Layout(None)
+    colour = "NO_COLOR" not in os.environ
+    try:
+        return short.Layout(os.get_terminal_size(sys.stdout.fileno()).columns, colour)
+    except OSError:
+        return short.Layout(int(os.environ.get("COLUMNS", "80") or 80), colour)
 
 
 # ---------------------------------------------------------------- summary

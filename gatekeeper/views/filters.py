@@ -24,7 +24,8 @@ Check = Callable[[Record], bool]
 T = TypeVar("T")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_RELATIVE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_RELATIVE: Final = re.compile(r"-?(\d+)\s*([smhdw])")
+_NAMED_DAYS: Final = MappingProxyType({"today": 0, "yesterday": 1})
 _UNIT_SECONDS: Final = MappingProxyType({"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800})
 # Characters JSON can only spell verbatim or as \uXXXX: printable ASCII except
 # the quote, the backslash and the slash (which has the short escape "\/").
@@ -43,21 +44,32 @@ class Criteria:
     client: str | None = None  # an address or a CIDR network
     rule: str | None = None
     grep: str | None = None
+    profile: str | None = None
+    session: str | None = None
+    canonical: str | None = None  # a canonical command or its leading words ("container")
+    not_rules: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- time bounds
 
 
 def parse_time_bound(text: str, now: datetime) -> datetime:
-    """``2h``, ``30m``, ``7d``, ``2w`` before ``now``, or an ISO date/datetime (UTC if naive)."""
-    relative = _RELATIVE.fullmatch(text.strip())
+    """``2h``/``-2h``, ``30m``, ``7d``, ``2w`` before ``now``; ``now``, ``today``,
+    ``yesterday`` (midnight UTC); or an ISO date/datetime (UTC if naive)."""
+    word = text.strip().lower()
+    if word == "now":
+        return now
+    if word in _NAMED_DAYS:
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight - timedelta(days=_NAMED_DAYS[word])
+    relative = _RELATIVE.fullmatch(word)
     if relative:
         amount, unit = relative.groups()
         return now - timedelta(seconds=int(amount) * _UNIT_SECONDS[unit])
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        message = f"not a time: {text!r} (use e.g. 2h, 7d, 2026-11-01 or 2026-11-01T12:00Z)"
+        message = f"not a time: {text!r} (use e.g. -1h, 7d, today, yesterday, 2026-11-01, 2026-11-01T12:00Z)"
         raise ValueError(message) from None
     return as_utc(moment)
 
@@ -100,10 +112,15 @@ def accept_all(record: Record) -> bool:
 
 
 def build_checks(criteria: Criteria) -> Iterator[Check]:
-    for field in ("decision", "user", "rule"):
+    for field in ("decision", "user", "rule", "profile", "session"):
         wanted = getattr(criteria, field)
         if wanted is not None:
             yield field_equals(field, wanted)
+    if criteria.not_rules:
+        excluded = frozenset(criteria.not_rules)
+        yield lambda record: record.get("rule") not in excluded
+    if criteria.canonical is not None:
+        yield canonical_is(criteria.canonical)
     if criteria.key is not None:
         yield key_is(criteria.key)
     if criteria.client is not None:
@@ -119,9 +136,25 @@ def field_equals(field: str, wanted: str) -> Check:
 
 
 def key_is(fingerprint: str) -> Check:
-    """Match ``SHA256:abc`` given either as ``SHA256:abc`` or ``abc``."""
-    spellings = {fingerprint, f"SHA256:{fingerprint}"}
-    return lambda record: record.get("key") in spellings if type(record.get("key")) is str else False
+    """Match ``SHA256:abcdef`` given as ``SHA256:abc``, ``abc`` or the whole fingerprint."""
+    prefix = fingerprint.removeprefix("SHA256:")
+
+    def check(record: Record) -> bool:
+        key = record.get("key")
+        return type(key) is str and key.removeprefix("SHA256:").startswith(prefix)
+
+    return check
+
+
+def canonical_is(wanted: str) -> Check:
+    """The canonical command, or every command below it (``container`` matches ``container run``)."""
+    words = " ".join(wanted.split())
+
+    def check(record: Record) -> bool:
+        canonical = record.get("canonical")
+        return type(canonical) is str and (canonical == words or canonical.startswith(words + " "))
+
+    return check
 
 
 def client_in(address: str) -> Check:
@@ -199,7 +232,8 @@ def raw_prefilter(criteria: Criteria, *, keep_exits: bool) -> Triggers:
 
 def rarest_needle(criteria: Criteria) -> str | None:
     """The exact-text criterion likely to be in fewest lines, if any can be a needle."""
-    for value in (criteria.grep, criteria.rule, criteria.decision, criteria.user):
+    c = criteria
+    for value in (c.session, c.grep, c.rule, c.profile, c.decision, c.user):
         if value and _PLAIN_JSON_TEXT.fullmatch(value):
             return value
     return None

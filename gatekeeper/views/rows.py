@@ -29,6 +29,7 @@ class Row:
     command: str
     why: str
     outcome: str
+    profile: str = NONE_LABEL
 
     @property
     def denied(self) -> bool:
@@ -46,6 +47,7 @@ def row_of(event: Event) -> Row:
         command=shown(text_field(record, "cmd"), COMMAND_LIMIT),
         why=why_label(record),
         outcome=outcome_label(event.exit),
+        profile=shown(text_field(record, "profile"), FIELD_LIMIT) or NONE_LABEL,
     )
 
 

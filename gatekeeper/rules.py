@@ -1,0 +1,144 @@
+"""Every rule id a decision can carry, with its one-line why (`gatekeeper rules`).
+
+tests/test_rules.py scans gatekeeper/ for rule ids (``rule="..."`` literals,
+``RULE_* = "..."`` constants, ``rule = "..."`` class attributes and the
+``flag-*``/``limit-*``/``compose-*`` f-string families) and fails if one is
+missing here, so a new rule cannot ship without its explanation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from types import MappingProxyType
+from typing import Final
+
+RULES: Final = MappingProxyType(
+    {
+        "allowed": "the command passed every check and ran",
+        # what was sent
+        "no-command": "the SSH session carried no command (an interactive login)",
+        "not-docker": "the command does not start with 'docker'",
+        "shell-syntax": "shell syntax (; | & $ ` < > globs, unbalanced quotes) is never run by a shell here",
+        "unknown-command": "docker has no such command",
+        "blocked-subcommand": "the policy blocks this docker command ([commands] blocked)",
+        "not-allowed-subcommand": "the command is not in the policy's [commands] allowed list",
+        "no-grammar": "gatekeeper has no vetted grammar for this command, so it cannot allow it",
+        "unknown-flag": "a flag docker does not define for this command",
+        "unvetted-flag": "a real docker flag that gatekeeper does not vet, so it is refused",
+        "csv-syntax": "a --mount/--opt style CSV value docker itself would parse differently",
+        "inspect-format": "a --format template that could read fields the agent may not see",
+        # host paths
+        "host-path": "a host path outside the policy's allowed_roots (or the root itself)",
+        "host-path-hidden": "a host path whose first component below the root is a dot entry",
+        "host-path-nested": "bind sources must stay disjoint: one below another can be swapped",
+        "host-path-output": "a client output file (-o, --iidfile, ...) inside a directory a container binds",
+        "host-path-special": "a host path that is a device, FIFO or socket",
+        "host-path-unreadable": "a host path gatekeeper cannot inspect, so it cannot vet it",
+        "host-path-unresolved": "the engine could not say which host paths an object uses",
+        "host-path-busy": "another command holds the same host paths right now",
+        "host-path-state": "gatekeeper's state directory ([paths] state_dir) is missing or unsafe",
+        # objects and ownership
+        "scope-owned": "the command acts on an object another profile (or the operator) owns",
+        "scope-unresolved": "the object named could not be resolved to exactly one owned object",
+        "protected": "the policy protects this object from stop, rm, kill and restart",
+        "prune-unscoped": "a prune that would reach objects the agent does not own",
+        "reserved-label": "the gatekeeper.owner label is set by gatekeeper, never by the agent",
+        "volume-backed": "a volume whose driver options bind host paths or devices",
+        # networks
+        "network-subnet": "a network subnet, range or gateway outside the allowed ranges",
+        "network-address": "a fixed IP or link-local address the policy does not allow",
+        "network-ipam": "an IPAM driver or IPAM options gatekeeper does not vet",
+        "network-mac": "a fixed MAC address (spoofing on the bridge)",
+        "flag-driver": "a network driver other than bridge (macvlan, ipvlan, overlay, host)",
+        # build and compose
+        "build-remote-context": "a build context fetched from a URL or git remote",
+        "build-context-count": "a build needs exactly one local context",
+        "compose-file": "a compose file too large, too many files, or not readable",
+        "compose-no-file": "no compose file was found or named",
+        "compose-model": "a compose file whose structure gatekeeper cannot vet",
+        "compose-unknown-key": "a compose key gatekeeper does not vet",
+        "compose-render": "compose could not render the project (or took too long)",
+        "compose-build": "a compose build that is not a plain local context",
+        "compose-changed": "the project's files changed while they were being checked",
+        "compose-config-unfiltered": "'docker compose config' options that would print unvetted content",
+        # gatekeeper itself
+        "denied": "a refusal without a more specific rule",
+        "policy-invalid": "the policy file is missing, unreadable or invalid (the operator must fix it)",
+        "audit-unwritable": "the audit log cannot be written, so nothing runs (fail closed)",
+        "internal-error": "gatekeeper hit a bug; the command was refused (fail closed); see syslog",
+    }
+)
+
+# Families: the id is the prefix followed by a flag name, a [limits] cap or a compose key.
+FAMILIES: Final = MappingProxyType(
+    {
+        "flag-": "flag-NAME: the value given to --NAME is not allowed (e.g. flag-privileged, flag-network)",
+        "limit-": "limit-CAP: a resource above the policy's [limits] cap (e.g. limit-memory, limit-running)",
+        "compose-": "compose-KEY: a compose file key whose value is not allowed (e.g. compose-privileged)",
+    }
+)
+
+
+def is_known(rule: str) -> bool:
+    """A listed id, or a family prefix followed by a name."""
+    if rule in RULES:
+        return True
+    return any(rule.startswith(prefix) and len(rule) > len(prefix) for prefix in FAMILIES)
+
+
+def why(rule: str) -> str | None:
+    if rule in RULES:
+        return RULES[rule]
+    for prefix, text in FAMILIES.items():
+        if rule.startswith(prefix) and len(rule) > len(prefix):
+            return text
+    return None
+
+
+def suggestion(rule: str) -> str | None:
+    close = difflib.get_close_matches(rule, list(RULES), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+USAGE: Final = """\
+usage: gatekeeper rules [RULE ...] [--json]
+
+List every rule id a decision can carry, with why it refuses; with RULE,
+only those (and what the agent is told to do instead).
+
+examples:
+  gatekeeper rules
+  gatekeeper rules host-path-nested flag-privileged
+  gatekeeper rules --json | jq -r 'keys[]'
+"""
+
+
+def main(argv: list[str]) -> int:
+    import json
+    import sys
+
+    if any(word in ("-h", "--help") for word in argv):
+        sys.stdout.write(USAGE)
+        return 0
+    as_json = "--json" in argv
+    wanted = [word for word in argv if word != "--json"]
+    unknown = [word for word in wanted if word.startswith("-") or not is_known(word)]
+    if unknown:
+        for word in unknown:
+            close = suggestion(word)
+            hint = f" (did you mean '{close}'?)" if close else ""
+            sys.stderr.write(f"gatekeeper rules: unknown rule {word!r}{hint}\n")
+        return 64
+    everything = {**RULES, **{f"{prefix}*": text for prefix, text in FAMILIES.items()}}
+    table = {rule: str(why(rule)) for rule in wanted} if wanted else everything
+    if as_json:
+        sys.stdout.write(json.dumps(table, indent=2) + "\n")
+        return 0
+    from gatekeeper.messages import HINTS
+
+    width = max(map(len, table))
+    for rule, text in table.items():
+        sys.stdout.write(f"{rule:<{width}}  {text}\n")
+        if wanted and rule in HINTS:
+            sys.stdout.write(f"{'':<{width}}  agent is told: {HINTS[rule]}\n")
+    return 0
