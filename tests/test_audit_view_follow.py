@@ -111,7 +111,44 @@ def test_follow_events_backlog_then_live_with_exits(tmp_path: Path) -> None:
         str(log), Criteria(), ReadStats(), backlog=2, keep_going=lambda: bool(pending), sleep=sleep
     )
     seen = [(e.decision["session"], e.exit is not None) for e in events]
-    assert seen == [("b2", False), ("b3", False), ("live1", False), ("live1", True), ("live2", False)]
+    # one record per command: live1 once, with its exit merged in
+    assert seen == [("b2", False), ("b3", False), ("live1", True), ("live2", False)]
+
+
+def test_follow_shows_a_long_running_command_once_without_its_exit(tmp_path: Path) -> None:
+    """A decision waits EXIT_WAIT for its exit, then is shown alone; the late exit is dropped."""
+    log = tmp_path / "audit.jsonl"
+    log.write_text("")
+    now = [0.0]
+    steps = [
+        append(decision("run1", "allow")),
+        lambda _log: now.__setitem__(0, 10.0),
+        append(decision("deny1") + exit_line("run1")),
+    ]
+    pending = list(steps)
+
+    def sleep(_seconds: float) -> None:
+        pending.pop(0)(log)
+
+    events = follow.follow_events(
+        str(log),
+        Criteria(),
+        ReadStats(),
+        backlog=2,
+        keep_going=lambda: bool(pending),
+        sleep=sleep,
+        clock=lambda: now[0],
+        wait=3.0,
+    )
+    seen = [(e.decision["session"], e.exit is not None) for e in events]
+    assert seen == [("run1", False), ("deny1", False)]
+
+
+def test_follow_backlog_carries_exits(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text(decision("a", "allow") + exit_line("a") + decision("b"))
+    events = follow.follow_events(str(log), Criteria(), ReadStats(), backlog=5, keep_going=lambda: False)
+    assert [(e.decision["session"], e.exit is not None) for e in events] == [("a", True), ("b", False)]
 
 
 def test_follow_applies_filters(tmp_path: Path) -> None:

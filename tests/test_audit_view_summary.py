@@ -173,3 +173,40 @@ def test_summary_json_is_ascii_and_complete() -> None:
     assert document["first_seen"] == "2026-11-20T08:00:00Z"
     assert document["by"]["client"]["top"][0] == ["10.0.0.1", 6]
     assert summary_json(FIXTURE).isascii()
+
+
+def test_counts_by_profile_and_per_day() -> None:
+    assert dict(FIXTURE.by_field["profile"].top) == {"default": 12}
+    assert FIXTURE.per_day == (
+        ("2026-11-20", 2),
+        ("2026-11-21", 2),
+        ("2026-11-22", 1),
+        ("2026-11-23", 2),
+        ("2026-11-24", 2),
+        ("2026-11-25", 3),
+    )
+
+
+# Filters apply to exit statuses too: an exit line counts only if its decision matched.
+EXITS_UNDER_FILTERS = [
+    (Criteria(), {"0": 4, "1": 1}, "no-filter-counts-every-exit"),
+    (Criteria(decision="deny"), {}, "refusals-have-no-exits"),
+    (Criteria(key="alpha"), {"0": 3}, "one-key"),
+    (Criteria(session="s03"), {"1": 1}, "one-session"),
+    (Criteria(profile="ci"), {}, "other-profile"),
+]
+
+
+@pytest.mark.parametrize(
+    ("criteria", "expected"), [pytest.param(c, e, id=i) for c, e, i in EXITS_UNDER_FILTERS]
+)
+def test_filters_apply_to_exit_statuses(criteria: Criteria, expected: dict[str, int]) -> None:
+    assert dict(summarise(criteria).exit_statuses.top) == expected
+
+
+def test_summary_json_has_profiles_and_days() -> None:
+    from gatekeeper.views import plain
+
+    document = json.loads(plain.summary_json(FIXTURE))
+    assert document["by"]["profile"]["top"] == [["default", 12]]
+    assert document["per_day"]["2026-11-25"] == 3

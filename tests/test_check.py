@@ -95,3 +95,21 @@ def test_an_engine_that_answers_decides_ownership(tmp_path: Path) -> None:
     assert "offline" not in json.loads(own.stdout)
     assert foreign.returncode == EX_NOPERM and "scope-owned" in foreign.stdout
     assert OFFLINE_NOTE not in foreign.stdout
+
+
+def test_from_an_audit_log_skips_its_exit_lines(tmp_path: Path) -> None:
+    """`check --from audit.jsonl`: decision lines are decided again, exit lines are not errors."""
+    policy = policy_for(tmp_path, f"unix://{tmp_path}/no-engine.sock")
+    lines = [
+        {"event": "decision", "session": "s1", "cmd": "docker ps", "decision": "allow"},
+        {"event": "exit", "session": "s1", "exit": 0, "duration_ms": 3},
+        {"event": "decision", "session": "s2", "cmd": "docker exec web sh", "decision": "deny"},
+        {"cmd": "docker ps"},
+        {"event": "exit"},
+        ["not", "an", "object"],
+    ]
+    done = check(policy, "--offline", "--from", "-", stdin="".join(json.dumps(line) + "\n" for line in lines))
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["line"], r.get("decision", r.get("error"))) for r in results] == [
+        (1, "allow"), (3, "deny"), (4, "allow"), (6, "not a JSON object with a string 'cmd'"),
+    ]

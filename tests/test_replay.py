@@ -210,3 +210,27 @@ def test_replay_json_is_printable_ascii(
     assert status == 1
     assert all(" " <= c <= "~" for c in out.rstrip("\n"))
     assert json.loads(out)["cmd"] == text
+
+
+def canonical_fake(allowed: set[str]) -> Decider:
+    """A decider that knows two spellings of container ls."""
+    spellings = {
+        "docker ps": "container ls",
+        "docker container ls": "container ls",
+        "docker ps -a": "container ls",
+    }
+    return lambda cmd: Verdict(
+        cmd in allowed, spellings.get(cmd, cmd), "allowed" if cmd in allowed else "r", ""
+    )
+
+
+def test_flips_are_grouped_by_canonical_command() -> None:
+    past = [
+        decision(cmd, "allow") for cmd in ("docker ps", "docker container ls", "docker ps -a", "docker ps")
+    ]
+    past.append(decision("docker images", "allow"))
+    (first, second) = replay.replay(past, canonical_fake(set())).changes
+    assert (first.canonical, first.count, first.spellings, first.cmd) == ("container ls", 4, 3, "docker ps")
+    assert "(+2 other spellings)" in first.shown_command
+    assert (second.canonical, second.count, second.spellings) == ("docker images", 1, 1)
+    assert first.as_json()["spellings"] == 3

@@ -118,7 +118,10 @@ def check_line(line: str, number: int, policy: Policy, world: RealWorld,
     if not line.strip():
         return None, 0
     try:
-        command = json.loads(line)["cmd"]
+        record = json.loads(line)
+        if isinstance(record, dict) and record.get("event") not in (None, "decision"):
+            return None, 0  # an audit log's exit lines: nothing to decide
+        command = record["cmd"]
         if not isinstance(command, str):
             raise TypeError
     except (ValueError, KeyError, TypeError):

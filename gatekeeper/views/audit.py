@@ -39,7 +39,6 @@ from gatekeeper.views.records import (
     iter_records,
     pair_exits,
 )
-from gatekeeper.views.rows import row_of
 
 FOLLOW_BACKLOG: Final = 10
 
@@ -252,11 +251,13 @@ def write_events(listing: Iterable[Event], output: str | None, *, use_pager: boo
     terminal = sys.stdout.isatty()
     output = output or ("short" if terminal else "tsv")
     with paged(use_pager and output != "json") as out:
-        write_listing(listing, output, out, terminal=terminal)
+        write_listing(listing, output, out, terminal=terminal, header=terminal)
         out.flush()
 
 
-def write_listing(listing: Iterable[Event], output: str, out: TextIO, *, terminal: bool) -> None:
+def write_listing(
+    listing: Iterable[Event], output: str, out: TextIO, *, terminal: bool, header: bool = False
+) -> None:
     if output == "json":
         plain.write_json_lines(listing, out)
     elif output == "tsv":
@@ -264,7 +265,7 @@ def write_listing(listing: Iterable[Event], output: str, out: TextIO, *, termina
     elif output == "verbose":
         short.write_verbose(listing, out)
     else:
-        short.write_short(listing, out, layout_for(out, terminal=terminal), header=terminal)
+        short.write_short(listing, out, layout_for(out, terminal=terminal), header=header)
 
 
 def layout_for(out: TextIO, *, terminal: bool) -> short.Layout:
@@ -301,22 +302,10 @@ def follow(logs: list[str], criteria: Criteria, stats: ReadStats, args: argparse
         raise UsageError("--follow takes exactly one --log FILE")
     backlog = args.limit or FOLLOW_BACKLOG
     live = follow_events(logs[0], criteria, stats, backlog=backlog)
-    if args.json:
-        for event in live:
-            plain.write_json_lines([event], sys.stdout)
-            sys.stdout.flush()
-    else:
-        follow_rows(live)
-
-
-def follow_rows(live: Iterable[Event]) -> None:
-    if not sys.stdout.isatty():
-        for event in live:
-            plain.write_plain([event], sys.stdout)
-            sys.stdout.flush()
-        return
-    from gatekeeper.views import render
-
-    console = render.make_console()
-    for event in live:
-        render.print_row_line(row_of(event), console)
+    terminal = sys.stdout.isatty()
+    output = args.output or ("short" if terminal else "tsv")
+    header = terminal and output == "short"
+    for event in live:  # no pager: --follow never ends
+        write_listing([event], output, sys.stdout, terminal=terminal, header=header)
+        header = False
+        sys.stdout.flush()

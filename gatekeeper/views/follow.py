@@ -1,4 +1,9 @@
-"""``gatekeeper audit --follow``: new records as they are written.
+"""``gatekeeper audit --follow``: new records as they are written, one per command.
+
+An allowed command is shown once, with its exit status merged in: its
+decision waits for the exit line at most ``EXIT_WAIT`` seconds (then it is shown
+without one and the late exit line is dropped), so ``--follow -o json`` never
+counts a command twice. Refusals have no exit line and are shown at once.
 
 Polls the file (no inotify dependency). Survives logrotate: when the path
 names a new file, the old one is read to its end and the new one from its
@@ -13,7 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Final
 
-from gatekeeper.views.filters import Criteria, matcher
+from gatekeeper.views.filters import Criteria, matcher, select
 from gatekeeper.views.records import (
     UNKNOWN_LINE,
     Batch,
@@ -23,10 +28,12 @@ from gatekeeper.views.records import (
     is_decision,
     is_exit,
     line_batches,
+    pair_exits,
     records_in,
 )
 
 POLL_SECONDS: Final = 0.5
+EXIT_WAIT: Final = 3.0
 MAX_LINE: Final = 16 * 1024 * 1024  # a writer that never ends its line cannot exhaust memory
 REMEMBERED_SESSIONS: Final = 1024
 TAIL_SCAN: Final = 64 * 1024
@@ -40,22 +47,24 @@ def follow_events(
     backlog: int,
     keep_going: Callable[[], bool] = lambda: True,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    wait: float = EXIT_WAIT,
 ) -> Iterator[Event]:
-    """The last ``backlog`` matching decisions, then every new one (and exits)."""
+    """The last ``backlog`` matching commands, then every new one, each once."""
     position, recent = read_backlog(path, criteria, stats, backlog)
-    yield from (Event(record, None) for record in recent)
-    batches = follow_batches(path, start=position, keep_going=keep_going, sleep=sleep)
-    yield from live_events(records_in(batches, path, stats), criteria)
+    yield from recent
+    batches = follow_batches(path, start=position, keep_going=keep_going, sleep=sleep, idle_ticks=True)
+    yield from live_events(batches, path, stats, criteria, clock=clock, wait=wait)
 
 
-def read_backlog(path: str, criteria: Criteria, stats: ReadStats, backlog: int) -> tuple[int, deque[Record]]:
-    """Matching decisions already in the file, and where its last complete line ends."""
+def read_backlog(path: str, criteria: Criteria, stats: ReadStats, backlog: int) -> tuple[int, deque[Event]]:
+    """Matching commands already in the file (with their exits), and where its last complete line ends."""
     check = matcher(criteria)
     with open(path, "rb") as stream:
         end = end_of_last_line(stream)
         stream.seek(0)
         records = records_in(line_batches(stream, stats, (), end), path, stats)
-        return end, deque((r for r in records if is_decision(r) and check(r)), maxlen=backlog)
+        return end, deque(pair_exits(select(records, check, keep_exits=True)), maxlen=backlog)
 
 
 def end_of_last_line(stream: IO[bytes]) -> int:
@@ -71,24 +80,38 @@ def end_of_last_line(stream: IO[bytes]) -> int:
     return 0
 
 
-def live_events(records: Iterable[Record], criteria: Criteria) -> Iterator[Event]:
-    """Matching decisions as they come; an exit re-shows its decision with the status."""
+def live_events(
+    batches: Iterable[Batch],
+    path: str,
+    stats: ReadStats,
+    criteria: Criteria,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wait: float = EXIT_WAIT,
+) -> Iterator[Event]:
+    """Matching commands as they come, each once: an allowed one with its exit when it comes in time.
+
+    An empty batch is a tick of the poll loop: decisions that waited long enough are shown.
+    """
     check = matcher(criteria)
-    shown: OrderedDict[object, Record] = OrderedDict()
-    for record in records:
-        if is_decision(record) and check(record):
-            remember(shown, record)
-            yield Event(record, None)
-        elif is_exit(record) and record.get("session") in shown:
-            yield Event(shown.pop(record.get("session")), record)
-
-
-def remember(shown: OrderedDict[object, Record], record: Record) -> None:
-    session = record.get("session")
-    if record.get("decision") == "allow" and type(session) is str:
-        shown[session] = record
-        while len(shown) > REMEMBERED_SESSIONS:
-            shown.popitem(last=False)
+    waiting: OrderedDict[str, tuple[Record, float]] = OrderedDict()
+    for batch in batches:
+        for record in records_in((batch,), path, stats):
+            if is_decision(record) and check(record):
+                session = record.get("session")
+                if record.get("decision") == "allow" and type(session) is str:
+                    waiting[session] = (record, clock() + wait)
+                    if len(waiting) > REMEMBERED_SESSIONS:
+                        yield Event(waiting.popitem(last=False)[1][0], None)
+                else:
+                    yield Event(record, None)
+            elif is_exit(record) and record.get("session") in waiting:
+                yield Event(waiting.pop(record.get("session"))[0], record)
+        now = clock()
+        while waiting and next(iter(waiting.values()))[1] <= now:
+            yield Event(waiting.popitem(last=False)[1][0], None)
+    for record, _ in waiting.values():
+        yield Event(record, None)
 
 
 # ---------------------------------------------------------------- tailing
@@ -101,9 +124,11 @@ def follow_batches(
     keep_going: Callable[[], bool] = lambda: True,
     sleep: Callable[[float], None] = time.sleep,
     interval: float = POLL_SECONDS,
+    idle_ticks: bool = False,
 ) -> Iterator[Batch]:
     """Complete lines appended to ``path`` from byte ``start`` on, across rotation
-    (unnumbered: line numbers mean little across rotation and truncation)."""
+    (unnumbered: line numbers mean little across rotation and truncation).
+    With ``idle_ticks``, an empty batch before each wait."""
     tail = Tail(path, start)
     try:
         while True:
@@ -113,6 +138,8 @@ def follow_batches(
             elif tail.follow_rotation() or tail.rewind_if_truncated():
                 continue
             elif keep_going():
+                if idle_ticks:
+                    yield UNKNOWN_LINE, []
                 sleep(interval)
             else:
                 return

@@ -42,6 +42,8 @@ def summary_lines(summary: Summary) -> list[str]:
     lines.extend(ranking_lines("top refused commands", summary.top_refused))
     lines.extend(ranking_lines("exit statuses", summary.exit_statuses))
     lines.append("attempts by hour of day (UTC): " + " ".join(map(str, summary.hour_of_day)))
+    lines.append("decisions per day (UTC):")
+    lines.extend(f"  {day}  {count:>9}" for day, count in summary.per_day)
     if summary.busiest_hour is not None:
         moment, count = summary.busiest_hour
         lines.append(f"busiest hour: {moment:%Y-%m-%d %H}:00Z ({count})")
@@ -81,6 +83,7 @@ def summary_json(summary: Summary) -> str:
         "top_refused": ranking_json(summary.top_refused),
         "exit_statuses": ranking_json(summary.exit_statuses),
         "hour_of_day": list(summary.hour_of_day),
+        "per_day": dict(summary.per_day),
         "busiest_hour": None
         if summary.busiest_hour is None
         else [iso(summary.busiest_hour[0]), summary.busiest_hour[1]],

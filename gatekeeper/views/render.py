@@ -108,6 +108,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     console.print(Columns(tables, padding=(0, 3)))
     console.print(ranking_table("top refused commands", summary.top_refused))
     console.print(hour_chart(summary.hour_of_day))
+    console.print(day_table(summary.per_day))
     if summary.approximate:
         console.print(Text("too many distinct values: rare ones dropped, counts are lower bounds"))
 
@@ -134,6 +135,15 @@ def ranking_table(title: str, ranking: Ranking) -> Table:
         table.add_row(Text(str(count)), plain(visible(label) or "-"))
     if ranking.rest:
         table.add_row(Text(str(ranking.rest)), plain("(others)", "dim"))
+    return table
+
+
+def day_table(days: Sequence[tuple[str, int]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="decisions per day (UTC)")
+    table.add_column("day")
+    table.add_column("count", justify="right")
+    for day, count in days:
+        table.add_row(Text(day), Text(str(count)))
     return table
 
 

@@ -2,7 +2,9 @@
 
 Every past decision record's verbatim ``cmd`` is decided again under the new
 policy; commands whose outcome flips (allowed→denied, denied→allowed) are
-listed with how often and when the agent sent them, so an operator tightens
+grouped by canonical command and new rule (``docker ps`` and ``docker
+container ls -a`` are one row, with the first spelling as example and how many
+spellings there were) and listed with how often and when the agent sent them, so an operator tightens
 or loosens a policy with evidence. Exit status: 0 nothing changes, 1 some
 decisions change (like diff), 66 a log is unreadable, 78 the policy is invalid.
 """
@@ -61,6 +63,8 @@ class Change:
     count: int
     first_seen: str
     last_seen: str
+    canonical: str = ""
+    spellings: int = 1
 
     @property
     def now_denied(self) -> bool:
@@ -72,7 +76,8 @@ class Change:
 
     @property
     def shown_command(self) -> str:
-        return shown(self.cmd, SHOWN_LIMIT)
+        more = f" (+{self.spellings - 1} other spellings)" if self.spellings > 1 else ""
+        return shown(self.cmd, SHOWN_LIMIT) + more
 
     @property
     def shown_canonical(self) -> str:
@@ -89,6 +94,8 @@ class Change:
     def as_json(self) -> Record:
         return {
             "cmd": self.cmd,
+            "canonical": self.canonical,
+            "spellings": self.spellings,
             "from": "allow" if self.was_allowed else "deny",
             "to": "allow" if self.new.allowed else "deny",
             "count": self.count,
@@ -131,17 +138,22 @@ class ReplayReport:
 # ---------------------------------------------------------------- replaying
 
 
-class _Flip:
-    __slots__ = ("count", "first", "last", "new", "old_rule")
+SPELLINGS_KEPT: Final = 1000  # distinct spellings remembered per group (then counted as "at least")
+FlipKey = tuple[str, bool, str]  # canonical command (or the command), old decision, new rule
 
-    def __init__(self, new: Verdict, old_rule: str, seen: str) -> None:
-        self.new, self.old_rule = new, old_rule
+
+class _Flip:
+    __slots__ = ("cmd", "count", "first", "last", "new", "old_rule", "spellings")
+
+    def __init__(self, cmd: str, new: Verdict, old_rule: str, seen: str) -> None:
+        self.cmd, self.new, self.old_rule = cmd, new, old_rule
         self.count, self.first, self.last = 0, seen, seen
+        self.spellings: set[str] = set()
 
 
 def replay(records: Iterable[Record], decide: Decider) -> ReplayReport:
     """Decide each decision record's ``cmd`` again and collect what flips."""
-    flips: dict[tuple[str, bool], _Flip] = {}
+    flips: dict[FlipKey, _Flip] = {}
     same = {True: 0, False: 0}
     errors = total = 0
     for record in records:
@@ -166,19 +178,24 @@ def old_decision(record: Record) -> bool | None:
     return OLD_DECISIONS.get(verdict)
 
 
-def note_flip(flips: dict[tuple[str, bool], _Flip], record: Record, old: bool, new: Verdict) -> None:
+def note_flip(flips: dict[FlipKey, _Flip], record: Record, old: bool, new: Verdict) -> None:
     seen = text_field(record, "ts")
-    flip = flips.get((record["cmd"], old))
+    command = record["cmd"]
+    key = (new.canonical or text_field(record, "canonical") or command, old, new.rule)
+    flip = flips.get(key)
     if flip is None:
-        flip = flips[record["cmd"], old] = _Flip(new, text_field(record, "rule"), seen)
+        flip = flips[key] = _Flip(command, new, text_field(record, "rule"), seen)
     flip.count += 1
+    if len(flip.spellings) < SPELLINGS_KEPT:
+        flip.spellings.add(command)
     flip.first, flip.last = min(flip.first, seen), max(flip.last, seen)
 
 
-def changes_of(flips: dict[tuple[str, bool], _Flip]) -> tuple[Change, ...]:
+def changes_of(flips: dict[FlipKey, _Flip]) -> tuple[Change, ...]:
     changes = (
-        Change(cmd, old, flip.old_rule, flip.new, flip.count, flip.first, flip.last)
-        for (cmd, old), flip in flips.items()
+        Change(flip.cmd, old, flip.old_rule, flip.new, flip.count, flip.first, flip.last,
+               canonical=canonical, spellings=len(flip.spellings))
+        for (canonical, old, _), flip in flips.items()
     )
     return tuple(sorted(changes, key=lambda change: (not change.now_denied, -change.count, change.cmd)))
 

@@ -21,7 +21,7 @@ from gatekeeper.views.records import Record
 
 TOP: Final = 10
 HOURS_PER_DAY: Final = 24
-RANKED: Final = ("decision", "rule", "canonical", "key", "client")  # client: address, no ports
+RANKED: Final = ("decision", "profile", "rule", "canonical", "key", "client")  # client: address, no ports
 # Distinct values kept per counter. Every string is chosen by the agent, so
 # an agent sending a million distinct commands must not exhaust memory: past
 # the cap the rarest half is dropped and the counts become lower bounds.
@@ -32,7 +32,10 @@ PRUNE_EVERY: Final = 4096
 CANONICAL_STAMP_LENGTH: Final = 27
 fromisoformat: Final = datetime.fromisoformat
 
-Combo = tuple[object, object, object, object, object]
+Combo = tuple[object, object, object, object, object, object]
+# Sessions of matching allowed decisions remembered so that their exit lines are
+# counted under the same filters (an exit line carries no key, client or rule).
+MATCHED_SESSIONS: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Summary:
     top_refused: Ranking
     exit_statuses: Ranking
     hour_of_day: tuple[int, ...]  # 24 counts, UTC
+    per_day: tuple[tuple[str, int], ...]  # ("2026-11-25", decisions), oldest first, UTC
     busiest_hour: tuple[datetime, int] | None
     first_seen: datetime | None
     last_seen: datetime | None
@@ -87,7 +91,7 @@ class Tally:
         get = record.get
         client = get("client")
         address = client.partition(" ")[0] if type(client) is str else client
-        combo = (get("decision"), get("rule"), get("canonical"), get("key"), address)
+        combo = (get("decision"), get("profile"), get("rule"), get("canonical"), get("key"), address)
         try:
             self.combos[combo] += 1
         except TypeError:  # a list or object where a string belongs
@@ -135,6 +139,7 @@ class Tally:
             top_refused=ranking(self.refused),
             exit_statuses=ranking(self.exits),
             hour_of_day=hour_of_day(self.hours),
+            per_day=per_day(self.hours),
             busiest_hour=busiest_hour(self.hours),
             first_seen=parse_stamp(self.first),
             last_seen=parse_stamp(self.last),
@@ -143,15 +148,26 @@ class Tally:
 
 
 def tally(records: Iterable[Record], check: Callable[[Record], bool] | None = None) -> Tally:
-    """Tally exit lines and the decisions that pass ``check`` (all when None)."""
+    """Tally the decisions that pass ``check`` (all when None) and the exit lines of those
+    sessions: filters apply to exit statuses too."""
     result = Tally()
     add_decision, exits = result.add_decision, result.exits
+    matched: dict[str, None] = {}
     for record in records:
         event = record.get("event")
         if event == "decision":
             if check is None or check(record):
                 add_decision(record)
+                session = record.get("session")
+                if check is not None and type(session) is str and record.get("decision") == "allow":
+                    matched[session] = None
+                    if len(matched) > MATCHED_SESSIONS:
+                        del matched[next(iter(matched))]
         elif event == "exit":
+            if check is not None:
+                session = record.get("session")
+                if type(session) is not str or matched.pop(session, 0) is not None:
+                    continue
             status = record.get("exit")
             exits[status if type(status) is int else hashable(status)] += 1
     return result
@@ -174,8 +190,8 @@ def keep_most_common(counter: Counter[Any], size: int) -> None:
 
 
 def hashable_combo(combo: Combo) -> Combo:
-    decision, rule, canonical, key, client = map(hashable, combo)
-    return (decision, rule, canonical, key, client)
+    decision, profile, rule, canonical, key, client = map(hashable, combo)
+    return (decision, profile, rule, canonical, key, client)
 
 
 def label(value: object) -> str:
@@ -226,6 +242,13 @@ def hour_of_day(hours: Counter[str]) -> tuple[int, ...]:
     for hour, count in hours.items():
         counts[int(hour[11:13])] += count
     return tuple(counts)
+
+
+def per_day(hours: Counter[str]) -> tuple[tuple[str, int], ...]:
+    days: Counter[str] = Counter()
+    for hour, count in hours.items():
+        days[hour[:10]] += count
+    return tuple(sorted(days.items()))
 
 
 def busiest_hour(hours: Counter[str]) -> tuple[datetime, int] | None:
