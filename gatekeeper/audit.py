@@ -30,6 +30,18 @@ def open_log(path: str) -> int:
     return fd
 
 
+def reopen_log(path: str, fallback: int) -> int:
+    """A fresh descriptor on the live log for a record written later (the exit
+    line): a command can outlive a rotation, or two, and the descriptor opened
+    at the start then points at a rotated copy, compressed and unlinked by the
+    second rotation, where the line would be lost. If the path cannot be opened
+    (the rename-to-create gap of a rotation), the old descriptor still takes it."""
+    try:
+        return open_log(path)
+    except AuditError:
+        return fallback
+
+
 def is_regular_file(fd: int) -> bool:
     import stat
 

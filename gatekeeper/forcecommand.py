@@ -115,7 +115,7 @@ def record_decision(policy: Policy, record: dict[str, object]) -> int:
 
 
 def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int, started: float) -> None:
-    from gatekeeper.audit import RECORD_VERSION, timestamp, to_syslog, write_record
+    from gatekeeper.audit import RECORD_VERSION, reopen_log, timestamp, to_syslog, write_record
 
     record = {
         "v": RECORD_VERSION, "ts": timestamp(), "event": "exit",
@@ -123,11 +123,15 @@ def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int,
         "canonical": decision["canonical"], "exit": code,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
     }  # fmt: skip
+    exit_fd = reopen_log(policy.audit_path, fd)
     try:
-        line = write_record(fd, record)
+        line = write_record(exit_fd, record)
     except AuditError as error:
         say(f"gatekeeper: warning: {error.message}")
         return
+    finally:
+        if exit_fd != fd:
+            os.close(exit_fd)
     if policy.syslog:
         to_syslog(line)
 

@@ -153,10 +153,11 @@ def encoded_line(record: dict[str, str], *, ensure_ascii: bool, escape_letters: 
     line = json.dumps(record, ensure_ascii=ensure_ascii)
     if escape_letters:  # legal JSON: "d\u0065ny" is "deny"
         line = line.replace('"deny"', '"d\\u0065ny"').replace('"allow"', '"\\u0061llow"')
+    trusted = {"_UID": "0", "_COMM": "python3", "_EXE": "/usr/bin/python3"}
     if journald == "string":
-        return json.dumps({"MESSAGE": "gatekeeper[1]: " + line})
+        return json.dumps({**trusted, "MESSAGE": "gatekeeper[1]: " + line})
     if journald == "bytes":
-        return json.dumps({"MESSAGE": list(line.encode("utf-8", "surrogateescape"))})
+        return json.dumps({**trusted, "MESSAGE": list(line.encode("utf-8", "surrogateescape"))})
     return line
 
 

@@ -106,12 +106,27 @@ def test_several_logs_and_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 # ---------------------------------------------------------------- journald
 
 
-def test_journald_entries_yield_our_records() -> None:
+@pytest.fixture
+def agent_uid_1001(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixture's agent uid, whatever this machine's ai-worker has."""
+    monkeypatch.setattr(records, "journald_trusted_uids", lambda: frozenset({"0", "1001"}))
+
+
+def test_journald_entries_yield_our_records(agent_uid_1001: None) -> None:
     found, stats = read(FIXTURES / "journal.json")
     assert sessions(found) == ["s21", "s22", "s23"]
     assert sessions(found, "exit") == ["s22"]
     assert found[3]["cmd"] == "docker ps \udcff", "a byte-array MESSAGE keeps its invalid byte"
-    assert (stats.corrupt, stats.foreign) == (0, 1), "the sshd line is foreign, not corrupt"
+    assert (stats.corrupt, stats.foreign) == (0, 7), "the sshd line and six forgeries are foreign"
+
+
+def test_forged_journald_entries_were_read_before_the_writer_check(
+    agent_uid_1001: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control: without the trusted-field check every forgery reads as a record."""
+    monkeypatch.setattr(records, "journald_writer_is_gatekeeper", lambda entry: True)
+    found, _ = read(FIXTURES / "journal.json")
+    assert sessions(found) == ["s21", "s22", "s23", "f01", "f02", "f03", "f04", "f05", "f06"]
 
 
 # ---------------------------------------------------------------- corrupt lines

@@ -12,6 +12,7 @@ have any JSON type; ``text_field`` gives a string for any of them.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -159,9 +160,18 @@ def parse_line(line: str) -> Record | None:
 def unwrap_journald(entry: Record) -> Record | None:
     """Our record from a ``journalctl -o json`` entry, or None if it is not ours.
 
+    Ours means written by gatekeeper itself: journald's trusted fields (which a
+    client cannot set) say root or the agent's uid, running a Python interpreter,
+    and no CONTAINER_* fields. Anyone may `logger -t gatekeeper '{"event":...}'`,
+    and dockerd (root) copies container output there with the journald log
+    driver; neither is an audit record. (Issues 18 and 19: this is the one
+    journald filter; keep it in this function.)
+
     MESSAGE may carry a prefix ("gatekeeper[42]: {...}") and, when it is not
     valid UTF-8, journald writes it as an array of byte values.
     """
+    if not journald_writer_is_gatekeeper(entry):
+        return None
     message = journald_message(entry.get("MESSAGE"))
     start = message.find("{")
     if start < 0:
@@ -171,6 +181,38 @@ def unwrap_journald(entry: Record) -> Record | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) and "event" in value else None
+
+
+def journald_writer_is_gatekeeper(entry: Record) -> bool:
+    """Trusted fields only: `_UID`, `_COMM`, `_EXE` come from the kernel via journald."""
+    if any(key.startswith("CONTAINER_") for key in entry):
+        return False
+    uid, comm, exe = entry.get("_UID"), entry.get("_COMM"), entry.get("_EXE")
+    return (
+        isinstance(uid, str) and uid in journald_trusted_uids()
+        and isinstance(comm, str) and GATEKEEPER_COMM.fullmatch(comm) is not None
+        and isinstance(exe, str) and GATEKEEPER_EXE.fullmatch(exe) is not None
+    )  # fmt: skip
+
+
+# gatekeeper runs as /opt/gatekeeper/bin/python3 (a venv link to the system
+# python3.X) or, on NixOS, a python3 in the store.
+GATEKEEPER_COMM: Final = re.compile(r"python3(?:\.[0-9]+)?")
+GATEKEEPER_EXE: Final = re.compile(
+    r"(?:/usr(?:/local)?/bin|/nix/store/[a-z0-9]{32}-[^/]+/bin)/python3(?:\.[0-9]+)?"
+)
+AGENT_ACCOUNT: Final = "ai-worker"
+
+
+@functools.cache
+def journald_trusted_uids() -> frozenset[str]:
+    """Root (syslog copies written by root's tools) and the agent account's uid."""
+    import pwd
+
+    try:
+        return frozenset({"0", str(pwd.getpwnam(AGENT_ACCOUNT).pw_uid)})
+    except KeyError:
+        return frozenset({"0"})
 
 
 def journald_message(message: object) -> str:

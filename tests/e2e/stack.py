@@ -48,6 +48,7 @@ from typing import IO, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 SNIPPET: Final = REPO_ROOT / "sshd_snippets" / "gatekeeper.conf"
+INSTALL_SCRIPT: Final = REPO_ROOT / "sshd_snippets" / "install.sh"
 
 AGENT: Final = "ai-worker"
 AGENT_HOME: Final = Path("/home/ai-worker")
@@ -438,10 +439,19 @@ def write_policy_and_audit_log() -> None:
         directory.chmod(0o755)
     write_file(POLICY, policy_text(), mode=0o644)
     run([str(GATEKEEPER), "policy", "compile", str(POLICY)])  # README install step: the fast path
-    if not AUDIT_LOG.exists():
-        AUDIT_LOG.touch()
-    shutil.chown(AUDIT_LOG, "root", AGENT)
-    AUDIT_LOG.chmod(0o620)
+    install_steps("audit-log", "logrotate")
+
+
+def lift_append_only() -> None:
+    """Undo of the audit-log step: the machine's log is left as the stack found it
+    to be removable (a reset of the machine may delete it; +a forbids that)."""
+    if AUDIT_LOG.exists():
+        subprocess.run(["chattr", "-a", str(AUDIT_LOG)], capture_output=True, check=False)
+
+
+def install_steps(*steps: str) -> None:
+    """Steps of sshd_snippets/install.sh, the script the README's install section runs."""
+    run(["sh", str(INSTALL_SCRIPT), *steps])
 
 
 def disable_pam_user_env() -> Callable[[], None]:
@@ -851,6 +861,7 @@ def stop_stale_stack() -> None:
     shutil.rmtree(DATA_ROOT, ignore_errors=True)
     remove_our_bridge()
     restore_pam_sshd()
+    lift_append_only()
     for stale in RUN_DIR.glob("ssh-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -889,6 +900,7 @@ def running_stack() -> Iterator[Stack]:
         install_compose()
         undo.callback(preserved(POLICY))
         undo.callback(preserved(COMPILED_POLICY))
+        undo.callback(lift_append_only)
         write_policy_and_audit_log()
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())

@@ -1,0 +1,176 @@
+#!/bin/sh
+# Install gatekeeper on Debian 12, as root. Every step is idempotent and checks
+# its own result; run them in this order (the README's install section does):
+#
+#   sh sshd_snippets/install.sh packages account pam gatekeeper policy audit-log \
+#       logrotate keys-dir sshd no-user-manager no-cron-at
+#   ... add keys to /etc/ssh/authorized_keys/ai-worker ...
+#   sh sshd_snippets/install.sh reload
+#
+# tests/e2e/stack.py runs the same steps on the test machine (see INSTALL_STEPS there).
+set -eu
+
+AGENT=ai-worker
+HERE=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+SOURCE=${GATEKEEPER_SOURCE:-$(dirname -- "$HERE")}
+VENV=/opt/gatekeeper
+LOG_DIR=${GATEKEEPER_LOG_DIR:-/var/log/gatekeeper}
+LOG=$LOG_DIR/audit.jsonl
+SSHD_DIR=${GATEKEEPER_SSHD_DIR:-/etc/ssh}
+DROP_IN=$SSHD_DIR/sshd_config.d/00-gatekeeper.conf
+PACKAGES="docker.io openssh-server python3-venv logrotate e2fsprogs procps"
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+step_packages() {
+    missing=""
+    for package in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $package"
+    done
+    if [ -n "$missing" ]; then
+        apt-get update -qq
+        # shellcheck disable=SC2086 # one word per package
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    fi
+}
+
+# /bin/sh (dash): sshd runs the forced command as `$SHELL -c`, and bash or zsh
+# would read rc files the agent can write. Group docker: the engine socket.
+step_account() {
+    getent group docker >/dev/null || groupadd --system docker
+    if id "$AGENT" >/dev/null 2>&1; then
+        usermod -s /bin/sh -aG docker "$AGENT"
+    else
+        useradd -m -d "/home/$AGENT" -s /bin/sh -G docker "$AGENT"
+    fi
+    [ "$(getent passwd "$AGENT" | cut -d: -f7)" = /bin/sh ] || die "$AGENT's shell is not /bin/sh"
+}
+
+# Before any key exists: Debian's pam_env reads ~/.pam_environment
+# (user_readenv=1), whose variables (LD_PRELOAD=...) reach the agent's /bin/sh
+# before gatekeeper runs.
+step_pam() {
+    if [ -e /etc/pam.d/sshd ]; then
+        sed -i 's/user_readenv=1/user_readenv=0/' /etc/pam.d/sshd
+        ! grep -q 'user_readenv=1' /etc/pam.d/sshd || die "/etc/pam.d/sshd still reads ~/.pam_environment"
+    fi
+}
+
+# A root-owned venv made from the system interpreter (a venv under /root is not
+# reachable by the agent).
+step_gatekeeper() {
+    [ -x "$VENV/bin/pip" ] || /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SOURCE"
+}
+
+step_policy() {
+    install -d -m 0755 -o root -g root /etc/gatekeeper /etc/gatekeeper/docker
+    [ -e /etc/gatekeeper/policy.toml ] ||
+        install -m 0644 -o root -g root "$SOURCE/examples/default.toml" /etc/gatekeeper/policy.toml
+    "$VENV/bin/gatekeeper" policy compile /etc/gatekeeper/policy.toml # validate + fast path
+}
+
+# The live log is append-only in the kernel: the agent's uid may append, never
+# truncate, overwrite, rename or unlink. Made so with the directory closed
+# (0700), so that no descriptor is opened on it before it is append-only.
+step_audit_log() {
+    install -d -m 0755 -o root -g root "$LOG_DIR"
+    if [ "$LOG_DIR" = /var/log/gatekeeper ]; then
+        install -m 0644 -o root -g root "$HERE/tmpfiles-gatekeeper.conf" /etc/tmpfiles.d/gatekeeper.conf
+    fi
+    if ! is_append_only "$LOG"; then
+        chmod 0700 "$LOG_DIR"
+        (umask 077 && : >>"$LOG")
+        chown "root:$AGENT" "$LOG"
+        chmod 0620 "$LOG"
+        if ! chattr +a "$LOG"; then
+            chmod 0755 "$LOG_DIR"
+            die "chattr +a $LOG failed: $LOG_DIR must be on a file system with append-only files (ext4, xfs, btrfs)"
+        fi
+        chmod 0755 "$LOG_DIR"
+    fi
+    is_append_only "$LOG" || die "$LOG is not append-only (lsattr shows no 'a')"
+    [ "$(stat -c '%U:%G %a' "$LOG")" = "root:$AGENT 620" ] ||
+        die "$LOG must be root:$AGENT 0620 (chattr -a it, fix, run this step again)"
+    [ "$(stat -c '%U:%G %a' "$LOG_DIR")" = "root:root 755" ] || die "$LOG_DIR must be root:root 0755"
+}
+
+is_append_only() {
+    [ -f "$1" ] && lsattr -d "$1" 2>/dev/null | cut -d' ' -f1 | grep -q a
+}
+
+step_logrotate() {
+    install -m 0644 -o root -g root "$HERE/logrotate-gatekeeper" /etc/logrotate.d/gatekeeper
+    logrotate --debug /etc/logrotate.d/gatekeeper >/dev/null 2>&1 || die "logrotate rejects /etc/logrotate.d/gatekeeper"
+}
+
+# Keys only here, root-owned: never in ~ai-worker/.ssh, which the agent can write.
+step_keys_dir() {
+    install -d -m 0755 -o root -g root "$SSHD_DIR/authorized_keys"
+    [ -e "$SSHD_DIR/authorized_keys/$AGENT" ] ||
+        install -m 0644 -o root -g root /dev/null "$SSHD_DIR/authorized_keys/$AGENT"
+}
+
+# 00-: sshd keeps the first value it reads, and Debian's sshd_config includes
+# sshd_config.d/*.conf in name order, so ours must sort before every other one.
+step_sshd() {
+    grep -Eq '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf' "$SSHD_DIR/sshd_config" ||
+        die "$SSHD_DIR/sshd_config does not Include /etc/ssh/sshd_config.d/*.conf"
+    install -m 0644 -o root -g root "$HERE/00-gatekeeper.conf" "$DROP_IN"
+    rm -f "$SSHD_DIR/sshd_config.d/gatekeeper.conf" # the old name sorted last
+    /usr/sbin/sshd -t -f "$SSHD_DIR/sshd_config"
+    "$VENV/bin/gatekeeper" sshd-check --config "$SSHD_DIR/sshd_config"
+}
+
+# pam_systemd would start user@UID.service at every login, and that reads
+# ~/.config/systemd/user and ~/.config/environment.d: files the agent writes.
+step_no_user_manager() {
+    uid=$(id -u "$AGENT")
+    unit=/etc/systemd/system/user@$uid.service
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl mask "user@$uid.service" >/dev/null 2>&1 || ln -sfn /dev/null "$unit"
+    else
+        install -d -m 0755 /etc/systemd/system
+        ln -sfn /dev/null "$unit"
+    fi
+    [ "$(readlink "$unit")" = /dev/null ] || die "$unit is not masked (a link to /dev/null)"
+    if command -v loginctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        loginctl disable-linger "$AGENT"
+    fi
+    rm -f "/var/lib/systemd/linger/$AGENT"
+}
+
+# cron and at would run the agent's own jobs, outside gatekeeper.
+step_no_cron_at() {
+    for deny in /etc/cron.deny /etc/at.deny; do
+        grep -qx "$AGENT" "$deny" 2>/dev/null || echo "$AGENT" >>"$deny"
+        chmod 0644 "$deny"
+    done
+    for allow in /etc/cron.allow /etc/at.allow; do
+        ! grep -qx "$AGENT" "$allow" 2>/dev/null || die "$allow lists $AGENT"
+    done
+}
+
+# After keys or the drop-in changed: reload sshd and close the agent's open
+# connections, which keep the settings they logged in with.
+step_reload() {
+    /usr/sbin/sshd -t
+    systemctl reload ssh
+    pkill -u "$AGENT" -x sshd || true
+}
+
+[ "$(id -u)" -eq 0 ] || die "run as root"
+[ $# -gt 0 ] || die "usage: install.sh STEP... (see the top of this file)"
+for step in "$@"; do
+    case $step in
+    packages | account | pam | gatekeeper | policy | audit-log | logrotate | keys-dir | sshd | \
+        no-user-manager | no-cron-at | reload)
+        "step_$(echo "$step" | tr - _)"
+        ;;
+    *) die "unknown step $step" ;;
+    esac
+done
