@@ -130,6 +130,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gatekeeper authorized-key",
         description="Print an authorized_keys line that runs gatekeeper for this key.",
+        epilog="examples:\n  gatekeeper authorized-key /tmp/agent.pub --from 192.0.2.10\n"
+        "  gatekeeper authorized-key ci.pub --name ci >> /home/ai-worker/.ssh/authorized_keys",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pubkey_file", metavar="PUBKEY_FILE", help="the agent's public key (*.pub)")
     parser.add_argument("--policy", default=DEFAULT_POLICY, help=f"policy file (default {DEFAULT_POLICY})")

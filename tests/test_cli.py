@@ -22,8 +22,15 @@ TERMINAL_ENV = {"PATH": "/usr/bin:/bin"}
 
 
 def gatekeeper(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-I", "-m", "gatekeeper", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [sys.executable, "-I", "-m", "gatekeeper", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_every_operator_command_has_a_summary() -> None:
@@ -68,3 +75,17 @@ def test_under_sshd_bad_arguments_stay_a_configuration_error(args: list[str]) ->
     result = gatekeeper(*args, env={**SSHD_ENV, "SSH_ORIGINAL_COMMAND": "docker ps"})
     assert result.returncode == 78
     assert result.stderr.startswith("gatekeeper: denied: bad ForceCommand arguments")
+
+
+HELP_CASES = [[name, "--help"] for name in OPERATOR_COMMANDS] + [
+    ["policy", "check", "--help"],
+    ["policy", "show", "-h"],
+]
+
+
+@pytest.mark.parametrize("args", HELP_CASES, ids=[" ".join(args) for args in HELP_CASES])
+def test_every_operator_command_has_help_with_examples(args: list[str]) -> None:
+    result = gatekeeper(*args, env=TERMINAL_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "examples:" in result.stdout
+    assert f"gatekeeper {args[0]}" in result.stdout.split("examples:", 1)[1]

@@ -20,6 +20,12 @@ from gatekeeper.messages import denial_line
 from gatekeeper.policy import Policy, load_policy
 
 EX_DATAERR = 65
+CHECK_EXAMPLES = """\
+examples:
+  gatekeeper check 'docker run -v /etc:/x busybox'
+  gatekeeper check --name ci --json 'docker ps'
+  gatekeeper check --offline --from /var/log/gatekeeper/audit.jsonl   (exit lines are skipped)
+"""
 EX_UNAVAILABLE = 69  # sysexits: the engine the answers depend on cannot be reached
 PROBE_TIMEOUT = 15.0
 OFFLINE_NOTE = "offline: every named object assumed to exist and be the agent's"
@@ -27,7 +33,11 @@ OFFLINE_NOTE = "offline: every named object assumed to exist and be the agent's"
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
-    policy = load_policy(options.policy, options.name)
+    from gatekeeper.operator.policy_cmd import default_policy
+
+    policy = load_policy(options.policy or default_policy(), options.name)
+    if options.policy is None:  # say which one the default was
+        sys.stderr.write(f"gatekeeper check: policy {policy.source}\n")
     if options.command is None and not options.from_file:
         sys.stderr.write("gatekeeper check: give a COMMAND or --from FILE\n")
         return EX_DATAERR
@@ -47,9 +57,10 @@ def main(argv: list[str]) -> int:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="gatekeeper check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="gatekeeper check", description=__doc__, epilog=CHECK_EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", help="policy file (default: the embedded default)")
+    parser.add_argument("--policy", help="policy file (default: /etc/gatekeeper/policy.toml if present, "
+                                         "else the embedded default)")
     parser.add_argument("--name", help="the profile, as --name on the ForceCommand (default: default)")
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
     parser.add_argument("--offline", action="store_true",

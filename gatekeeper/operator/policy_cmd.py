@@ -1,5 +1,7 @@
-"""`gatekeeper policy show [--policy F]`, `gatekeeper policy check FILE` and
-`gatekeeper policy compile FILE` (writes FILE.compiled for fast loading)."""
+"""`gatekeeper policy show [--policy F]`, `gatekeeper policy check [FILE]` (a linter:
+see gatekeeper.operator.lint) and `gatekeeper policy compile FILE` (writes
+FILE.compiled for fast loading). Without a file, show and check use the deployed
+policy (/etc/gatekeeper/policy.toml) when it exists, and say which one they used."""
 
 from __future__ import annotations
 
@@ -11,26 +13,61 @@ import sys
 from gatekeeper.errors import EX_CONFIG, PolicyError
 from gatekeeper.policy import COMPILED_SUFFIX, compile_policy, compiled_overrides, load_policy
 
+DEPLOYED_POLICY = "/etc/gatekeeper/policy.toml"
+EXAMPLES = """\
+examples:
+  gatekeeper policy check                       lint the deployed policy
+  gatekeeper policy check /tmp/candidate.toml   every error with file, line and fix
+  gatekeeper policy show                        effective values; "# from FILE" marks the file's
+  gatekeeper policy compile /etc/gatekeeper/policy.toml
+"""
+
+
+def default_policy() -> str | None:
+    """The deployed policy if there is one, else None (the embedded default)."""
+    return DEPLOYED_POLICY if os.path.exists(DEPLOYED_POLICY) else None
+
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
     if options.action == "check":
-        return check(options.file)
+        return check(options.file or default_policy())
     if options.action == "compile":
         return compile_file(options.file)
-    policy = load_policy(options.policy)
+    path = options.policy or default_policy()
+    policy = load_policy(path)
     sys.stdout.write(f"# effective policy from {policy.source}\n")
-    sys.stdout.write(to_toml(policy.settings))
+    sys.stdout.write(to_toml(policy.settings, file_keys(path)))
     return 0
 
 
+def file_keys(path: str | None) -> set[tuple[str, str]]:
+    """(section, key) pairs the policy file sets itself."""
+    if path is None:
+        return set()
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            parsed = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
+    return {(s, k) for s, values in parsed.items() if isinstance(values, dict) for k in values}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="gatekeeper policy")
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper policy", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     actions = parser.add_subparsers(dest="action", required=True)
-    show = actions.add_parser("show", help="print the effective policy as TOML")
-    show.add_argument("--policy", help="policy file (default: the embedded default)")
-    check_parser = actions.add_parser("check", help="validate a policy file")
-    check_parser.add_argument("file")
+    show = actions.add_parser("show", help="print the effective policy as TOML", epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("--policy", help=f"policy file (default: {DEPLOYED_POLICY} if present, else embedded)")
+    check_parser = actions.add_parser(
+        "check", help="lint a policy file: errors weaken confinement, warnings never apply",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check_parser.add_argument("file", nargs="?", help=f"default: {DEPLOYED_POLICY}")
     compile_parser = actions.add_parser(
         "compile", help="validate a policy file and write FILE.compiled, which loads without a TOML parser"
     )
@@ -38,11 +75,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check(path: str) -> int:
+def check(path: str | None) -> int:
+    if path is None:
+        sys.stderr.write(f"gatekeeper policy check: no {DEPLOYED_POLICY}; give a FILE\n")
+        return EX_CONFIG
+    from gatekeeper.operator.lint import ERROR, lint
+
+    findings = lint(path)
+    for finding in findings:
+        sys.stderr.write(f"{finding}\n")
+    errors = sum(finding.level == ERROR for finding in findings)
     try:
         policy = load_policy(path)
     except PolicyError as error:
-        sys.stderr.write(f"gatekeeper policy check: {error.message}\n")
+        if not errors:  # the loader refuses something the linter does not know: still an error
+            sys.stderr.write(f"{path}: error: {error.message}\n")
+            errors = 1
+    if errors:
+        sys.stderr.write(f"gatekeeper policy check: {path}: {errors} error(s), "
+                         f"{sum(finding.level != ERROR for finding in findings)} warning(s)\n")
         return EX_CONFIG
     print(f"ok: {path} (sha256 {policy.sha256}); {len(policy.allowed)} allowed commands")
     print(f"compiled: {compiled_state(path, policy.sha256)}")
@@ -71,12 +122,14 @@ def compile_file(path: str) -> int:
     return 0
 
 
-def to_toml(settings: dict[str, dict[str, object]]) -> str:
-    """Our schema only has strings, booleans and lists of strings."""
+def to_toml(settings: dict[str, dict[str, object]], from_file: set[tuple[str, str]] | None = None) -> str:
+    """Our schema only has strings, booleans and lists of strings; values the file sets are marked."""
     lines = []
     for section, values in settings.items():
         lines.append(f"[{section}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        for key, value in values.items():
+            mark = "  # from the policy file" if (section, key) in (from_file or set()) else ""
+            lines.append(f"{key} = {toml_value(value)}{mark}")
         lines.append("")
     return "\n".join(lines)
 

@@ -242,8 +242,11 @@ def replay_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatekeeper replay",
         description="Re-decide past commands under a candidate policy and show what changes.",
-        epilog="Exit status: 0 nothing changes, 1 some decisions change, 66 unreadable log, "
-        "78 invalid policy.",
+        epilog="examples:\n"
+        "  gatekeeper replay --policy /tmp/candidate.toml           the live log and its rotations\n"
+        "  gatekeeper replay --policy new.toml --json old.jsonl.gz  one JSON line per change\n\n"
+        "Exit status: 0 nothing changes, 1 some decisions change, 66 unreadable log, 78 invalid policy.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--policy", required=True, metavar="NEW", help="candidate policy file")
     parser.add_argument(
