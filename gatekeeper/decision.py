@@ -24,11 +24,13 @@ from gatekeeper.words import split_command
 
 
 class Decision:
-    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims")
+    __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims",
+                 "prepare", "afterwards")
 
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
                  rule: str, reason: str, stdin: bytes | None = None,
-                 output_filter: str | None = None, claims: list[tuple[str, str]] | None = None) -> None:
+                 output_filter: str | None = None, claims: list[tuple[str, str]] | None = None,
+                 prepare: list | None = None, afterwards: list | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
         self.canonical = canonical
@@ -40,15 +42,22 @@ class Decision:
         # (kind, path) host paths this command puts in flight: registered (gatekeeper.inflight)
         # until the process ends, so concurrent sessions check against them
         self.claims = claims or []
+        # Engine steps execution takes before the command and after it succeeded
+        # (gatekeeper.steps): ("volume-create", NAME), ("pull-record", TAG).
+        self.prepare: list[tuple[str, ...]] = list(prepare or [])
+        self.afterwards: list[tuple[str, ...]] = list(afterwards or [])
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        record: dict[str, object] = {
             "decision": "allow" if self.allowed else "deny",
             "argv": self.argv,
             "canonical": self.canonical,
             "rule": self.rule,
             "reason": self.reason,
         }
+        if self.prepare or self.afterwards:
+            record["steps"] = [list(step) for step in (*self.prepare, *self.afterwards)]
+        return record
 
 
 class RealWorld:
@@ -224,7 +233,7 @@ def vetted_decision(argv: list[str], located: Located, policy: object, world: ob
     vetted = vet(Context(argv, located, parsed, policy, world))
     final = apply_rewrites(argv, vetted.rewrites)
     return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
-                    vetted.stdin, vetted.output_filter, vetted.claims())
+                    vetted.stdin, vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards)
 
 
 def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> list[str]:

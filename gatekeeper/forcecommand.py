@@ -66,7 +66,10 @@ def record_and_run(command: str, decision, policy: Policy, profile: str | None, 
 
         say(denial_line(decision.rule, decision.reason, policy, decision.canonical))
         return EX_NOPERM
-    code = run_decided(policy, decision)
+    if decision.prepare or decision.afterwards:
+        code = run_with_steps(policy, decision)
+    else:
+        code = run_decided(policy, decision)
     record_exit(fd, policy, record, code, started)
     return code
 
@@ -88,6 +91,24 @@ def run_decided(policy: Policy, decision: object) -> int:
 
         output_filter = named_filter(name, policy)
     return run_child(policy, argv, stdin, output_filter)
+
+
+def run_with_steps(policy: Policy, decision: object) -> int:
+    """The decision's engine steps (gatekeeper.steps) around the command: a prepared
+    step that fails means the command does not run."""
+    from gatekeeper.steps import StepFailed, run_afterwards, run_prepared, snapshot_before
+
+    try:
+        run_prepared(policy, decision.prepare)  # type: ignore[attr-defined]
+        before = snapshot_before(policy, decision.afterwards)  # type: ignore[attr-defined]
+    except StepFailed as error:
+        say(f"gatekeeper: denied: {error} (rule step-failed); nothing ran")
+        return EX_NOPERM
+    code = run_decided(policy, decision)
+    if code == 0:
+        for warning in run_afterwards(policy, decision.afterwards, before):  # type: ignore[attr-defined]
+            say(f"gatekeeper: warning: {warning}")
+    return code
 
 
 def decision_record(command: str, decision: dict[str, object], policy: Policy,

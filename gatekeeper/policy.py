@@ -44,6 +44,15 @@ DEFAULT_ALLOWED = (
     "compose version", "compose create", "compose run", "compose kill", "compose rm",
 )  # fmt: skip
 
+# Label keys that make other software act: compose's own (a container posing as a
+# service of the operator's project), orchestrators, reverse proxies that route
+# traffic by label, updaters, schedulers and healers that run or restart containers.
+REFUSED_LABELS = (
+    "com.docker.compose.*", "com.docker.stack.*", "com.docker.swarm.*",
+    "traefik.*", "caddy", "caddy.*", "caddy_*", "com.centurylinklabs.watchtower.*",
+    "ofelia.*", "autoheal", "autoheal.*", "sablier.*", "diun.*", "wud.*",
+)  # fmt: skip
+
 # Listed for documentation and precedence: blocked always wins over allowed.
 DEFAULT_BLOCKED = (
     "exec", "cp", "commit", "diff", "export", "import", "load", "save", "attach",
@@ -91,6 +100,13 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Names or glob patterns (and labels "key=value" or "key") no command may
     # stop, remove, kill, restart or prune.
     "protect": {"containers": [], "images": [], "volumes": [], "networks": [], "labels": []},
+    # Objects the agent does not own but may use anyway (names or glob patterns):
+    # volumes it may mount, networks it may join (never with an alias), image tags
+    # it may re-point by build or pull, containers it may --link to.
+    "shared": {"volumes": [], "networks": [], "images": [], "containers": []},
+    # Label keys (glob patterns, case-insensitive) the agent may not set on what it
+    # creates: labels other software acts on. gatekeeper.* is refused regardless.
+    "labels": {"refused": list(REFUSED_LABELS)},
 }  # fmt: skip
 
 ABSOLUTE_PATH = "absolute path"
@@ -133,6 +149,9 @@ SCHEMA: dict[str, dict[str, str]] = {
         "containers": PATTERN_LIST, "images": PATTERN_LIST, "volumes": PATTERN_LIST,
         "networks": PATTERN_LIST, "labels": LABEL_LIST,
     },
+    "shared": {"volumes": PATTERN_LIST, "networks": PATTERN_LIST, "images": PATTERN_LIST,
+               "containers": PATTERN_LIST},
+    "labels": {"refused": PATTERN_LIST},
 }  # fmt: skip
 
 EMBEDDED = "(embedded default)"

@@ -180,6 +180,7 @@ def test_symlink_escapes_deny_end_to_end(command: str, policy) -> None:  # type:
 
 
 def test_build_context_is_passed_resolved(tree: Path, policy) -> None:  # type: ignore[no-untyped-def]
+    # the real file system; the engine (who owns tag app) assumed, there is none here
     decision = decide("docker build -t app work/abs_ok", policy, OfflineEngineWorld())
     assert decision.allowed, decision.reason
     expected = ["docker", "build", "-t", "app", f"{tree}/home/ai-worker/work/app"]

@@ -56,6 +56,8 @@ class EmptyEngine(RealWorld):
 
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        if args[1:2] == ["inspect"]:
+            return 1, b"", b"Error: No such object"
         if args[:1] != ["compose"]:
             return 0, b"", b""
         return super().run_docker(policy, args, stdin, timeout)

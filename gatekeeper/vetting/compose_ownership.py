@@ -24,7 +24,7 @@ from gatekeeper.vetting.ownership import (
     NETWORK,
     OWNER_LABEL,
     VOLUME,
-    check_label_key,
+    check_label,
     check_owned,
     check_unprotected,
     owner_of,
@@ -56,6 +56,9 @@ def vet_compose_ownership(ctx: Context) -> None:
         return
     model = json.loads(ctx.vetted.stdin)
     refuse_reserved(ctx, model)
+    from gatekeeper.vetting.namespaces import vet_compose_namespaces
+
+    vet_compose_namespaces(ctx, model)
     key = SCOPED.get(ctx.located.canonical)
     if key is None or scope(ctx, key) == "owned":
         check_project(ctx, str(model.get("name")), key or "compose")
@@ -83,10 +86,10 @@ def refuse_reserved(ctx: Context, model: dict) -> None:
     for where, item in labelled_objects(model):
         labels = item.get("labels") or {}
         for label in labels if isinstance(labels, (dict, list)) else []:
-            check_label_key(str(label), f"compose {where} label")
+            check_label(ctx, str(label), f"compose {where} label")
     for use in ctx.parsed.uses:
         if use.flag[0] in ("label", "labels"):
-            check_label_key(use.value or "", use.spelled)
+            check_label(ctx, use.value or "", use.spelled)
 
 
 def label_model(model: dict, owner: str) -> None:

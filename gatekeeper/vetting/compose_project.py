@@ -482,9 +482,16 @@ def check_sysctls(value: object, where: str, why: str, check: ProjectCheck) -> N
 
 
 def check_logging(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    from gatekeeper.vetting.run import LOG_OPTS
+
     driver = mapping(value, where).get("driver")
     if driver is not None and str(driver) not in LOCAL_LOG_DRIVERS:
         refuse(where + ".driver", driver, why)
+    # Without a driver the daemon's default applies, which may be syslog or splunk:
+    # their options (syslog-address, splunk-cacert) reach host sockets and files.
+    for key in mapping(mapping(value, where).get("options") or {}, where + ".options"):
+        if str(key) not in LOG_OPTS:
+            refuse(f"{where}.options.{key}", "set", why)
 
 
 def check_blkio(value: object, where: str, why: str, check: ProjectCheck) -> None:

@@ -9,15 +9,19 @@ from gatekeeper.paths import resolve_host_path
 
 class Vetted:
     """The outcome of vetting: argv rewrites (index -> replacement words), stdin,
-    and the output filter (gatekeeper.redaction) docker's stdout goes through."""
+    the output filter (gatekeeper.redaction) docker's stdout goes through, and the
+    engine steps (gatekeeper.steps) execution takes around the command."""
 
-    __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs")
+    __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs", "prepare",
+                 "afterwards")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
         self.stdin: bytes | None = None
         self.output_filter: str | None = None
         self.named_volumes: list[str] = []  # checked against the engine once, at the end
+        self.prepare: list[tuple[str, ...]] = []  # before the command, e.g. ("volume-create", NAME)
+        self.afterwards: list[tuple[str, ...]] = []  # after it succeeded, e.g. ("pull-record", TAG)
         # (resolved path, what) the engine will bind-mount / the CLI will write (gatekeeper.vetting.binds)
         self.binds: list[tuple[str, str]] = []
         self.outputs: list[tuple[str, str]] = []

@@ -130,13 +130,20 @@ def owner_filter(ctx: Context) -> str:
 def vet_ownership(ctx: Context) -> None:
     """The ownership rails for one command (called after the family vetters)."""
     canonical = ctx.located.canonical
-    if canonical in TARGETED:
+    if canonical == "container top":
+        check_top_arguments(ctx)
+    if canonical == "image pull":
+        from gatekeeper.vetting.namespaces import vet_pull
+
+        vet_pull(ctx)
+    elif canonical in TARGETED:
         vet_targets(ctx, *TARGETED[canonical])
     elif canonical in LISTED:
         if scope(ctx, LISTED[canonical]) == "owned":
             inject_after_command(ctx, ["--filter", owner_filter(ctx)])
     elif canonical in LABELLED:
         refuse_reserved_labels(ctx)
+        vet_labelled_namespaces(ctx)
         inject_after_command(ctx, ["--label", f"{OWNER_LABEL}={owner_of(ctx)}"])
     elif canonical in PRUNED:
         vet_prune(ctx, PRUNED[canonical])
@@ -150,6 +157,31 @@ def vet_ownership(ctx: Context) -> None:
                      rule="prune-unscoped")
 
 
+def vet_labelled_namespaces(ctx: Context) -> None:
+    """What run/create join and link, and the tags a build moves (gatekeeper.vetting.namespaces)."""
+    from gatekeeper.vetting import namespaces
+
+    if ctx.located.canonical == "image build":
+        namespaces.vet_build_tags(ctx)
+    else:
+        namespaces.vet_run_namespaces(ctx)
+
+
+# `docker top NAME [ps OPTIONS]`: dockerd runs the host's ps(1) as root with the
+# agent's words. Only these plain listings are passed on.
+TOP_PS_ARGUMENTS = frozenset({"aux", "auxww", "-ef", "-efww", "-eF", "-eLf", "-e", "-f", "-A", "-l", "-el"})
+
+
+def check_top_arguments(ctx: Context) -> None:
+    extra = ctx.parsed.positionals[1:]
+    if not extra or (len(extra) == 1 and extra[0] in TOP_PS_ARGUMENTS):
+        return
+    # Stops: the agent's words reaching the host's ps(1), run as root by the daemon.
+    raise Denied(f"'docker top' with ps arguments {' '.join(extra)!r} is not allowed: dockerd hands them to "
+                 f"the host's ps as root; use none or one of {', '.join(sorted(TOP_PS_ARGUMENTS))}",
+                 rule="top-arguments")
+
+
 def scope(ctx: Context, key: str) -> str:
     scopes = ctx.policy.settings.get("scope", {})  # type: ignore[attr-defined]
     return str(scopes.get(key, "owned"))  # a class the policy does not know is owned-only
@@ -157,6 +189,50 @@ def scope(ctx: Context, key: str) -> str:
 
 def protect(ctx: Context, key: str) -> list[str]:
     return list(ctx.policy.settings.get("protect", {}).get(key, []))  # type: ignore[attr-defined]
+
+
+def shared(ctx: Context, key: str) -> list[str]:
+    return list(ctx.policy.settings.get("shared", {}).get(key, []))  # type: ignore[attr-defined]
+
+
+def shared_by(ctx: Context, key: str, names: list[str]) -> str:
+    """The [shared] pattern that names one of `names`, or ""."""
+    from fnmatch import fnmatchcase
+
+    for pattern in shared(ctx, key):
+        if any(fnmatchcase(name, pattern) for name in names):
+            return pattern
+    return ""
+
+
+def json_labels(text: str) -> dict[str, str]:
+    """An engine's `{{json .Labels}}` answer as a dict (null -> {})."""
+    import json
+
+    try:
+        value = json.loads(text.strip() or "null")
+    except ValueError:
+        raise Denied(f"unexpected labels from the engine: {text[:120]!r}", rule="scope-unresolved") from None
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+SHARED_RULES = {
+    VOLUME: "foreign-volume", NETWORK: "foreign-network", IMAGE: "foreign-tag", CONTAINER: "foreign-link",
+}
+
+
+def check_shared_or_owned(ctx: Context, kind: str, name: str, labels: dict[str, str], key: str,
+                          use: str = "use", names: list[str] | None = None) -> None:
+    """An existing object of the shared namespaces the agent is about to use: its
+    own, or one [shared] `key` names; anything else belongs to someone else."""
+    owner = labels.get(OWNER_LABEL)
+    if owner == owner_of(ctx) or shared_by(ctx, key, names or [name]):
+        return
+    whose = f"is owned by {owner!r}" if owner else "is not yours (no gatekeeper owner label)"
+    # Stops: the agent mounting, joining, linking or re-pointing what the operator uses.
+    raise Denied(f"{kind} {name!r} {whose}; you may {use} only your own {kind}s "
+                 f"(labelled {OWNER_LABEL}={owner_of(ctx)}) or ones listed in [shared] {key}",
+                 rule=SHARED_RULES[kind])
 
 
 def inject_after_command(ctx: Context, words: list[str]) -> None:
@@ -186,13 +262,22 @@ def vet_targets(ctx: Context, key: str, kind: str, which: str) -> None:
         return  # docker itself refuses a missing argument
     targets = resolve(ctx, kind, [ctx.argv[i] for i in indices])
     for target in targets:
-        if owned:
+        if owned and not (kind == IMAGE and key == "rmi" and owned_by_pull(ctx, target)):
             check_owned(ctx, target, key, kind)
         if destructive:
             check_unprotected(ctx, target, kind)
     if kind == CONTAINER:
         for index, target in zip(indices, targets, strict=True):
             ctx.replace_word(index, target.ident)  # act on exactly what was checked
+
+
+def owned_by_pull(ctx: Context, target: Target) -> bool:
+    """An image without our label that this profile pulled (gatekeeper.steps records it)."""
+    if target.labels.get(OWNER_LABEL) == owner_of(ctx):
+        return False  # owned the usual way: check_owned passes
+    from gatekeeper.vetting.namespaces import vet_rmi_pulled
+
+    return vet_rmi_pulled(ctx, target)
 
 
 def inspect_type(ctx: Context, owned: bool) -> str:
@@ -249,6 +334,24 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
     return targets
 
 
+NOT_FOUND = ("no such", "not found")
+
+
+def lookup(ctx: Context, kind: str, word: str) -> Target | None:
+    """The object `word` names now, resolved as the engine resolves it (name, ID
+    or ID prefix), or None if there is none; an engine that does not answer is a denial."""
+    args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", word]
+    try:
+        status, _out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a timeout or a missing binary: unresolved
+        status, err = -1, b"the engine did not answer"
+    if status != 0:
+        if any(marker in err.decode("utf-8", "replace").lower() for marker in NOT_FOUND):
+            return None
+        raise Denied(f"cannot resolve {kind} {word!r}: {first_error(err)}", rule="scope-unresolved")
+    return resolve(ctx, kind, [word])[0]
+
+
 def plain_names(value: object) -> list[str]:
     """A container's '/name' or an image's ['repo:tag', ...] as plain names."""
     names = value if isinstance(value, list) else [value] if isinstance(value, str) else []
@@ -278,6 +381,8 @@ def check_owned(ctx: Context, target: Target, key: str, kind: str) -> None:
     if owner == owner_of(ctx):
         return
     whose = f"is owned by {owner!r}" if owner else "was not created through gatekeeper"
+    if kind == IMAGE and not owner:
+        whose = "was neither built nor pulled by you through gatekeeper"
     rule = f'[scope] {key} = "owned"'
     if key == "compose":
         rule = "compose acts on every object of the project and"
@@ -318,17 +423,54 @@ def protected_by(ctx: Context, kind: str, names: list[str], labels: dict[str, st
 
 
 def refuse_reserved_labels(ctx: Context) -> None:
-    """--label, --label-file and --mount volume-label may not name gatekeeper.* labels."""
+    """--label, --label-file and --mount volume-label: no gatekeeper.* label, none
+    that [labels] refused names."""
     for use in ctx.parsed.uses:
         name = use.flag[0]
         if name == "label":
-            check_label_key(use.value or "", use.spelled)
+            check_label(ctx, use.value or "", use.spelled)
         elif name == "label-file":
             path = ctx.host_path(use.value or "", use.spelled)
-            for line in ctx.world.read_file(path).decode("utf-8", "replace").splitlines():  # type: ignore[attr-defined]
-                check_label_key(line.strip(), f"{use.spelled} {use.value}")
+            for line in label_file_lines(ctx.world.read_file(path), f"{use.spelled} {use.value}"):  # type: ignore[attr-defined]
+                check_label(ctx, line, f"{use.spelled} {use.value}")
         elif name == "mount":
-            check_mount_labels(use.value or "", use.spelled)
+            check_mount_labels(ctx, use.value or "", use.spelled)
+
+
+def label_file_lines(data: bytes, what: str) -> list[str]:
+    """The label lines docker reads from a file: left-trimmed, no comments, no blanks.
+    A byte-order mark (docker drops one on the first line) or any byte that is not
+    printable UTF-8 is refused, so what we check is what docker reads."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\ufeff"  # refused below, with the same message
+    if "\ufeff" in text or any((ch < " " and ch not in "\t\r\n") or ch == "\x7f" for ch in text):
+        # Stops: a BOM-prefixed 'gatekeeper.owner=' line that docker reads as the plain key.
+        raise Denied(f"{what}: a byte-order mark, control character or invalid UTF-8 in a label file "
+                     "is not allowed; write plain key=value lines", rule="reserved-label")
+    lines = [line.lstrip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def check_label(ctx: Context, label: str, what: str) -> None:
+    check_label_key(label, what)
+    key = label.partition("=")[0]
+    if any(not " " < ch <= "~" for ch in key):
+        # Stops: a key that only looks like a harmless one (invisible or look-alike characters).
+        raise Denied(f"{what} {key!r}: label keys are printable ASCII without spaces", rule="refused-label")
+    pattern = refused_label(ctx, key)
+    if pattern:
+        # Stops: posing as a compose service, or steering software that acts on labels (proxies, updaters).
+        raise Denied(f"{what} {key!r}: labels matching {pattern!r} are refused ([labels] refused): "
+                     "other software acts on them", rule="refused-label")
+
+
+def refused_label(ctx: Context, key: str) -> str:
+    from fnmatch import fnmatchcase
+
+    patterns = ctx.policy.settings.get("labels", {}).get("refused", [])  # type: ignore[attr-defined]
+    return next((p for p in patterns if fnmatchcase(key.lower(), p.lower())), "")
 
 
 def check_label_key(label: str, what: str) -> None:
@@ -338,13 +480,13 @@ def check_label_key(label: str, what: str) -> None:
                      "gatekeeper only", rule="reserved-label")
 
 
-def check_mount_labels(value: str, what: str) -> None:
+def check_mount_labels(ctx: Context, value: str, what: str) -> None:
     from gatekeeper.vetting.go_csv import read_fields
 
     for field in read_fields(value, what):
         key, _, rest = field.partition("=")
         if key.strip().lower() == "volume-label":
-            check_label_key(rest, f"{what} volume-label")
+            check_label(ctx, rest, f"{what} volume-label")
 
 
 # ---------------------------------------------------------------- prune

@@ -1,12 +1,18 @@
-"""Existing named volumes: a volume is only as contained as its driver options.
+"""Named volumes: only the agent's own, and only as contained as their driver options.
 
-`docker volume create -o type=none -o o=bind -o device=/srv` (made by root for
-its own services, or by anyone with engine access) turns a *name* into a bind
-of a host directory, which the host-path rule never sees. So every named
-volume a command mounts is looked up with one engine query; one that exists
-with a non-local driver or any driver option is refused. A volume that does
-not exist yet is created plain by docker (the agent cannot pass options: `volume
-create` is not allowed, and `--mount volume-opt=` is refused).
+* `docker volume create -o type=none -o o=bind -o device=/srv` (made by root for
+  its own services, or by anyone with engine access) turns a *name* into a bind
+  of a host directory, which the host-path rule never sees. So every named
+  volume a command mounts is looked up with one engine query; one that exists
+  with a non-local driver or any driver option is refused.
+* An existing volume that does not carry the agent's owner label (and that
+  [shared] volumes does not name) is refused: `-v pgdata:/d` would read or wipe
+  the operator's database files.
+* A volume that does not exist yet is the agent's: for run/create the decision
+  asks execution (gatekeeper.steps) to create it first, plain and labelled
+  gatekeeper.owner=<profile>, so rm and prune can reach it later; compose creates
+  a project's volumes itself, with the labels gatekeeper put into the model.
+  Names under `gatekeeper-` are ours (pull records), never the agent's.
 """
 
 from __future__ import annotations
@@ -14,28 +20,44 @@ from __future__ import annotations
 from gatekeeper.errors import Denied
 
 # Tab-separated, one line per existing volume; names go after `--`, never into the template.
-VOLUME_FORMAT = "{{.Name}}\t{{.Driver}}\t{{json .Options}}"
+VOLUME_FORMAT = "{{.Name}}\t{{.Driver}}\t{{json .Options}}\t{{json .Labels}}"
 PLAIN_OPTIONS = ("null", "{}", "")
+RESERVED_VOLUME_PREFIX = "gatekeeper-"
+CREATE_VOLUME = "volume-create"  # the prepared step's name (gatekeeper.steps)
 
 
 def check_existing_volumes(ctx: object) -> None:
     names = sorted(set(ctx.vetted.named_volumes))  # type: ignore[attr-defined]
     if not names:
         return
+    found = existing_volumes(ctx, names)
+    for name in names:
+        if name in found:
+            check_volume(ctx, name, *found[name])
+        else:
+            prepare_new_volume(ctx, name)
+
+
+def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str, str]]:
+    """name -> (driver, options JSON, labels JSON) for the names that exist, in one query."""
     args = ["volume", "inspect", "--format", VOLUME_FORMAT, "--", *names]
     _status, out, _err = ctx.world.run_docker(ctx.policy, args)  # type: ignore[attr-defined]
-    # A missing volume makes docker exit 1 after printing the ones it found:
-    # only the lines printed matter, and a name not printed does not exist.
+    # A missing volume makes docker exit 1 after printing the ones it found (and
+    # an empty line when it found none): only the lines printed matter, and a
+    # name not printed does not exist.
+    found = {}
     for line in out.decode("utf-8", "replace").splitlines():
-        check_volume_line(line, names)
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or fields[0] not in names:
+            raise Denied(f"unexpected answer from the engine about volumes: {line[:120]!r}",
+                         rule="volume-backed")
+        found[fields[0]] = (fields[1], fields[2], fields[3])
+    return found
 
 
-def check_volume_line(line: str, names: list[str]) -> None:
-    fields = line.split("\t")
-    if len(fields) != 3 or fields[0] not in names:
-        raise Denied(f"unexpected answer from the engine about volumes: {line[:120]!r}",
-                     rule="volume-backed")
-    name, driver, options = fields
+def check_volume(ctx: object, name: str, driver: str, options: str, labels: str) -> None:
     if driver != "local" or options.strip() not in PLAIN_OPTIONS:
         raise Denied(
             f"volume {name!r} exists with driver {driver!r} and options {options.strip()[:120]}: "
@@ -43,3 +65,17 @@ def check_volume_line(line: str, names: list[str]) -> None:
             "mount a volume of your own (a new name) or a directory under the allowed roots",
             rule="volume-backed",
         )
+    from gatekeeper.vetting.ownership import check_shared_or_owned, json_labels
+
+    check_shared_or_owned(ctx, "volume", name, json_labels(labels), "volumes")  # type: ignore[arg-type]
+
+
+def prepare_new_volume(ctx: object, name: str) -> None:
+    if name.lower().startswith(RESERVED_VOLUME_PREFIX):
+        # Stops: squatting the names of gatekeeper's own records (pulled images).
+        raise Denied(f"volume names starting with {RESERVED_VOLUME_PREFIX!r} are gatekeeper's own; "
+                     "choose another name", rule="foreign-volume")
+    if not ctx.located.canonical.startswith("compose "):  # type: ignore[attr-defined]
+        step = (CREATE_VOLUME, name)
+        if step not in ctx.vetted.prepare:  # type: ignore[attr-defined]
+            ctx.vetted.prepare.append(step)  # type: ignore[attr-defined]

@@ -1,0 +1,133 @@
+"""Engine steps around an allowed command: what the pure decision asked for
+(Decision.prepare / Decision.afterwards) and execution does, with the same
+pinned binary and clean environment as the command itself.
+
+* ("volume-create", NAME), before a run/create that mounts a volume that did not
+  exist at decision time: `docker volume create --label gatekeeper.owner=P NAME`,
+  then the volume is read back and must be plain and the agent's (if someone
+  made one of that name in between, create is a no-op and keeps their labels:
+  then nothing runs).
+* ("pull-record", REF, "new"|"owned"), around a pull: before it, the tags that
+  exist; after it succeeded, every tag the pulled image carries now that it did
+  not carry before is recorded as pulled by the profile. A record is a volume
+  `gatekeeper-pull-<hash>` with labels gatekeeper.pulled-by / pulled-image /
+  pulled-tag: labels under gatekeeper. are refused to the agent in every
+  spelling, so only gatekeeper can make one. A tag that existed before and was
+  not the agent's ("new" at decision time, present now: a race) is not recorded.
+* ("pull-forget", IMAGE_ID), after an rmi of an image the agent pulled: once the
+  image is gone, its records go too.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG
+from gatekeeper.vetting.ownership import OWNER_LABEL
+
+RECORD_PREFIX = "gatekeeper-pull-"
+TIMEOUT = 60.0
+
+
+class StepFailed(Exception):
+    """A prepared step that did not leave the engine as the decision needs it."""
+
+
+def docker(policy: object, args: list[str]) -> tuple[int, str, str]:
+    from gatekeeper.decision import RealWorld
+
+    status, out, err = RealWorld().run_docker(policy, args, None, TIMEOUT)
+    return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def run_prepared(policy: object, steps: list[tuple[str, ...]]) -> dict[str, dict[str, str]]:
+    """Take the steps before the command; returns what the afterwards steps need.
+    Raises StepFailed: the command must not run."""
+    state: dict[str, dict[str, str]] = {}
+    for step in steps:
+        if step[0] == "volume-create":
+            create_owned_volume(policy, step[1])
+        else:
+            raise StepFailed(f"unknown prepared step {step[0]!r}")
+    return state
+
+
+def snapshot_before(policy: object, afterwards: list[tuple[str, ...]]) -> dict[str, str]:
+    """tag -> image ID, before a pull (only when one is to be recorded)."""
+    if not any(step[0] == "pull-record" for step in afterwards):
+        return {}
+    listing = ["image", "ls", "--no-trunc", "--format", "{{.ID}}\t{{.Repository}}:{{.Tag}}"]
+    status, out, _ = docker(policy, listing)
+    if status != 0:
+        raise StepFailed("cannot list the images before the pull")
+    return {tag: ident for ident, _, tag in (line.partition("\t") for line in out.splitlines()) if tag}
+
+
+def run_afterwards(policy: object, steps: list[tuple[str, ...]], before: dict[str, str]) -> list[str]:
+    """After the command succeeded; returns warnings (the command already ran)."""
+    warnings = []
+    for step in steps:
+        try:
+            if step[0] == "pull-record":
+                record_pull(policy, step[1], step[2], before)
+            elif step[0] == "pull-forget":
+                forget_pull(policy, step[1])
+        except StepFailed as error:
+            warnings.append(str(error))
+    return warnings
+
+
+def create_owned_volume(policy: object, name: str) -> None:
+    from gatekeeper.vetting.ownership import json_labels
+    from gatekeeper.vetting.volumes import PLAIN_OPTIONS, VOLUME_FORMAT
+
+    owner = getattr(policy, "profile", "default")
+    status, _, err = docker(policy, ["volume", "create", "--label", f"{OWNER_LABEL}={owner}", "--", name])
+    if status != 0:
+        raise StepFailed(f"cannot create volume {name!r}: {err.strip()[:200]}")
+    status, out, _ = docker(policy, ["volume", "inspect", "--format", VOLUME_FORMAT, "--", name])
+    fields = out.strip("\n").split("\t")
+    if status != 0 or len(fields) != 4 or fields[0] != name:
+        raise StepFailed(f"cannot read back volume {name!r}")
+    _, driver, options, labels = fields
+    mine = json_labels(labels).get(OWNER_LABEL) == owner
+    if driver != "local" or options.strip() not in PLAIN_OPTIONS or not mine:
+        # Someone made a volume of that name between the decision and now.
+        raise StepFailed(f"volume {name!r} appeared meanwhile and is not yours")
+
+
+def record_name(owner: str, ident: str, tag: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(f"{owner}\0{ident}\0{tag}".encode()).hexdigest()[:40]
+    return RECORD_PREFIX + digest
+
+
+def record_pull(policy: object, ref: str, when: str, before: dict[str, str]) -> None:
+    import json
+
+    if when == "new" and ref in before:
+        return  # the tag appeared between the decision and the pull: not the agent's
+    inspect = ["image", "inspect", "--format", "{{.Id}}\t{{json .RepoTags}}", "--", ref]
+    status, out, _ = docker(policy, inspect)
+    ident, _, tags = out.strip().partition("\t")
+    if status != 0 or not ident.startswith("sha256:"):
+        raise StepFailed(f"cannot record the pull of {ref!r}: the image is not there")
+    held_before = {tag for tag, old in before.items() if old == ident}
+    new_tags = [tag for tag in json.loads(tags or "null") or [] if tag not in held_before or tag == ref]
+    owner = getattr(policy, "profile", "default")
+    for tag in new_tags or [""]:
+        labels = [f"{PULLED_BY}={owner}", f"{PULLED_IMAGE}={ident}", f"{PULLED_TAG}={tag}"]
+        args = ["volume", "create", *(w for label in labels for w in ("--label", label)), "--",
+                record_name(owner, ident, tag)]
+        if docker(policy, args)[0] != 0:
+            raise StepFailed(f"cannot record the pull of {ref!r}")
+
+
+def forget_pull(policy: object, ident: str) -> None:
+    if docker(policy, ["image", "inspect", "--format", "{{.Id}}", "--", ident])[0] == 0:
+        return  # still there (another tag, or in use): keep the record
+    owner = getattr(policy, "profile", "default")
+    status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={PULLED_BY}={owner}",
+                                     "--filter", f"label={PULLED_IMAGE}={ident}"])
+    names = [n for n in out.split() if n.startswith(RECORD_PREFIX)]
+    if status == 0 and names:
+        docker(policy, ["volume", "rm", "--", *names])

@@ -1,0 +1,266 @@
+"""Docker's shared namespaces: networks, links and image tags are the agent's own
+by default. Volumes are in gatekeeper.vetting.volumes, labels in ownership.
+
+The agent shares one engine with the operator, and names there are global:
+* a network joined is a network reached: `--network app_default --network-alias
+  db` takes the operator's database name on the operator's network;
+* `--link theirs:db` (compose `external_links`) copies the target's environment,
+  secrets included, into the new container;
+* a tag built or pulled is a tag moved: `docker build -t postgres:15 .` makes the
+  operator's next `docker run postgres:15` run the agent's image.
+So each of these must name an object the agent owns (owner label; for images
+also a pull gatekeeper recorded, gatekeeper.steps), or one the operator listed
+under [shared]; docker's default bridge and `none` are everyone's. Aliases are
+taken only on the agent's own networks. Tags in [protect] images are never moved.
+
+Every engine query here is one function named for what it asks; names go after
+`--`, never into template text.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+from gatekeeper.vetting.ownership import (
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    OWNER_LABEL,
+    check_shared_or_owned,
+    lookup,
+    owner_of,
+    protected_by,
+    resolve,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+EVERYONES_NETWORKS = frozenset({"bridge", "none", "default"})  # docker's own; `default` is bridge
+# Labels of a pull record (gatekeeper.steps makes them; the agent cannot: gatekeeper.*).
+PULLED_BY, PULLED_IMAGE, PULLED_TAG = (
+    "gatekeeper.pulled-by", "gatekeeper.pulled-image", "gatekeeper.pulled-tag")
+NEW, OWNED, SHARED = "new", "owned", "shared"  # what a tag names at decision time
+
+
+# ---------------------------------------------------------------- run/create
+
+
+def vet_run_namespaces(ctx: Context) -> None:
+    """run/create: the networks joined (and aliases taken) and the containers linked."""
+    networks, aliases = run_networks(ctx)
+    check_networks(ctx, networks, aliases, "--network")
+    links = [(use.value or "").partition(":")[0] for use in ctx.parsed.uses if use.flag[0] == "link"]
+    check_links(ctx, [name for name in links if name], "--link")
+
+
+def run_networks(ctx: Context) -> tuple[list[str], bool]:
+    from gatekeeper.vetting.flag_checks import is_network_long_syntax, network_long_target
+
+    names, aliases = [], False
+    for use in ctx.parsed.uses:
+        value = use.value or ""
+        if use.flag[0] in ("network", "net"):
+            long = is_network_long_syntax(value)
+            names.append(network_long_target(use, value) if long else value)
+            aliases = aliases or (long and "alias=" in value.lower())
+        elif use.flag[0] in ("network-alias", "net-alias"):
+            aliases = True
+    return names, aliases
+
+
+def check_networks(ctx: Context, names: list[str], aliases: bool, what: str) -> None:
+    joined = [name for name in dict.fromkeys(names) if name not in EVERYONES_NETWORKS]
+    if not joined:
+        return
+    for target in resolve(ctx, NETWORK, joined):
+        check_network(ctx, target.word, target.names, target.labels, aliases, what)
+
+
+def check_network(ctx: Context, word: str, names: list[str], labels: dict[str, str],
+                  aliases: bool, what: str) -> None:
+    shown = names[0] if names else word
+    check_shared_or_owned(ctx, NETWORK, shown, labels, "networks", "join", names)
+    if aliases and labels.get(OWNER_LABEL) != owner_of(ctx):
+        # Stops: taking a service's name (db, api) on a network others resolve names on.
+        raise Denied(f"{what}: network {shown!r} is shared with you, not yours: an alias there would "
+                     "take a name other containers resolve; aliases only on your own networks",
+                     rule="foreign-network")
+
+
+def check_links(ctx: Context, names: list[str], what: str) -> None:
+    if not names:
+        return
+    for target in resolve(ctx, CONTAINER, list(dict.fromkeys(names))):
+        shown = target.names[0] if target.names else target.word
+        # Stops: docker copying the linked container's environment (its secrets) into ours.
+        check_shared_or_owned(ctx, CONTAINER, shown, target.labels, "containers", f"link ({what}) to",
+                              target.names)
+
+
+# ---------------------------------------------------------------- image tags
+
+
+def familiar(ref: str) -> str:
+    """A reference as docker lists it (`{{.Repository}}:{{.Tag}}`): docker.io and
+    library/ dropped, ':latest' added when there is neither tag nor digest."""
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if ref.startswith(prefix):
+            ref = ref[len(prefix):]
+            break
+    ref = ref.removeprefix("library/")
+    if "@" not in ref and ":" not in ref.rpartition("/")[2]:
+        ref += ":latest"
+    return ref
+
+
+def image_named(ctx: Context, ref: str) -> tuple[str, list[str], dict[str, str]] | None:
+    """(ID, tags, labels) of the image `ref` names now, or None if there is none."""
+    target = lookup(ctx, IMAGE, ref)
+    return None if target is None else (target.ident, target.names, target.labels)
+
+
+def pulled_tags(ctx: Context, ident: str) -> set[str]:
+    """The tags gatekeeper recorded as pulled by this profile for image `ident`."""
+    from gatekeeper.vetting.ownership import query
+
+    args = ["volume", "ls", "--filter", f"label={PULLED_BY}={owner_of(ctx)}",
+            "--filter", f"label={PULLED_IMAGE}={ident}", "--format", f'{{{{.Label "{PULLED_TAG}"}}}}|']
+    out = query(ctx, args, f"the pulls of image {ident[:19]}")
+    return {line[:-1] for line in out.splitlines() if line.endswith("|")}
+
+
+def pulled_by_agent(ctx: Context, ident: str, names: list[str]) -> bool:
+    """Every tag of the image is one this profile pulled (and it pulled this image)."""
+    recorded = pulled_tags(ctx, ident)
+    return bool(recorded) and set(names) <= recorded
+
+
+def check_tag(ctx: Context, ref: str, what: str) -> str:
+    """May `what` point `ref` at another image? NEW, OWNED or SHARED, or Denied."""
+    from gatekeeper.vetting.ownership import shared_by
+
+    ref = familiar(ref)
+    protected = protected_by(ctx, IMAGE, [ref], {})
+    found = image_named(ctx, ref)
+    if found is not None:
+        protected = protected or protected_by(ctx, IMAGE, found[1], found[2])
+    if protected:
+        # Stops: the operator's next `docker run` of a vital tag running the agent's image.
+        raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
+    if found is None:
+        return NEW
+    ident, names, labels = found
+    if labels.get(OWNER_LABEL) == owner_of(ctx) or pulled_by_agent(ctx, ident, names):
+        return OWNED
+    if shared_by(ctx, "images", [ref]):
+        return SHARED
+    whose = f"owned by {labels[OWNER_LABEL]!r}" if OWNER_LABEL in labels else "not yours"
+    # Stops: `build -t postgres:15` / `pull` moving the operator's tag to another image.
+    raise Denied(f"{what} {ref!r}: that tag names an image {whose} ({ident[7:19]}); building or pulling "
+                 "would re-point it; use a tag of your own", rule="foreign-tag")
+
+
+def vet_build_tags(ctx: Context) -> None:
+    for use in ctx.parsed.uses:
+        if use.flag[0] == "tag":
+            check_tag(ctx, use.value or "", use.spelled)
+        elif use.flag[0] == "output":
+            for name in image_output_names(use):
+                check_tag(ctx, name, f"{use.spelled} name=")
+
+
+def image_output_names(use: object) -> list[str]:
+    from gatekeeper.vetting.go_csv import read_fields
+
+    fields = read_fields(use.value or "", use.spelled)  # type: ignore[attr-defined]
+    attrs = {k.strip().lower(): v for k, _, v in (f.partition("=") for f in fields)}
+    if attrs.get("type") not in ("image", "docker"):
+        return []
+    return [name for f in fields if f.partition("=")[0].strip().lower() == "name"
+            for name in f.partition("=")[2].split(",") if name]
+
+
+def vet_pull(ctx: Context) -> None:
+    """pull: the tag may not name someone else's image; a new tag is recorded as pulled."""
+    from gatekeeper.grammar.pflag import bool_value
+
+    if any(use.flag[0] == "all-tags" and bool_value(use) for use in ctx.parsed.uses):
+        raise Denied("'docker pull --all-tags' is not allowed: it re-points every tag of the repository "
+                     "at once; pull the tags you need by name", rule="foreign-tag")
+    for ref in ctx.parsed.positionals[:1]:
+        when = check_tag(ctx, ref, "pull")
+        if when != SHARED and not ("@" in ref and when == OWNED):
+            ctx.vetted.afterwards.append(("pull-record", familiar(ref), when))
+
+
+def vet_rmi_pulled(ctx: Context, target: object) -> bool:
+    """rmi of an image without the owner label: allowed if this profile pulled it
+    (every tag it carries); its records are dropped once it is gone."""
+    if not pulled_by_agent(ctx, target.ident, target.names):  # type: ignore[attr-defined]
+        return False
+    ctx.vetted.afterwards.append(("pull-forget", target.ident))  # type: ignore[attr-defined]
+    return True
+
+
+# ---------------------------------------------------------------- compose
+
+
+BUILDING = frozenset({"compose up", "compose create", "compose run", "compose build"})
+PULLING_POLICIES = ("always", "daily", "weekly", "every_")
+
+
+def vet_compose_namespaces(ctx: Context, model: dict) -> None:
+    canonical = ctx.located.canonical
+    services = {name: s for name, s in (model.get("services") or {}).items() if isinstance(s, dict)}
+    if canonical in BUILDING or canonical == "compose pull":
+        vet_compose_tags(ctx, services, canonical)
+    if canonical in ("compose up", "compose create", "compose run"):
+        vet_compose_networks(ctx, model, services)
+        links = [str(link).partition(":")[0]
+                 for service in services.values() for link in service.get("external_links") or []]
+        check_links(ctx, [name for name in links if name], "compose external_links")
+
+
+def vet_compose_tags(ctx: Context, services: dict, canonical: str) -> None:
+    forced = any(use.flag[0] == "pull" and use.value == "always" for use in ctx.parsed.uses)
+    for name, service in services.items():
+        image = service.get("image")
+        if not isinstance(image, str) or not image:
+            continue
+        policy = str(service.get("pull_policy") or "")
+        builds = "build" in service and canonical in BUILDING
+        pulls = canonical == "compose pull" or forced or policy.startswith(PULLING_POLICIES)
+        if builds or pulls:
+            check_tag(ctx, image, f"compose service {name!r} image")
+
+
+def vet_compose_networks(ctx: Context, model: dict, services: dict) -> None:
+    """The project's networks: existing ones must be the agent's (or shared and
+    external); aliases only on the agent's own; network_mode by name likewise."""
+    aliased = {key for s in services.values() if isinstance(s.get("networks"), dict)
+               for key, attach in s["networks"].items() if isinstance(attach, dict) and attach.get("aliases")}
+    for key, network in (model.get("networks") or {}).items():
+        if not isinstance(network, dict):
+            continue
+        name = str(network.get("name") or key)
+        if name in EVERYONES_NETWORKS:
+            continue
+        found = network_named(ctx, name)
+        if found is None:
+            continue  # compose creates it, with the owner label in the model
+        # External or not: compose joins an existing network of that name.
+        check_network(ctx, name, [found[0]], found[1], key in aliased, f"compose network {key!r}")
+    for name, service in services.items():
+        mode = str(service.get("network_mode") or "")
+        if mode and mode not in EVERYONES_NETWORKS and ":" not in mode and mode != "host":
+            check_networks(ctx, [mode], False, f"compose service {name!r} network_mode")
+
+
+def network_named(ctx: Context, name: str) -> tuple[str, dict[str, str]] | None:
+    """(name, labels) of the network `name` resolves to now (by name or ID prefix,
+    as the engine resolves it), or None if there is none."""
+    target = lookup(ctx, NETWORK, name)
+    if target is None:
+        return None
+    return (target.names[0] if target.names else name), target.labels

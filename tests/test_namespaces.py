@@ -1,0 +1,378 @@
+# One case per line keeps each command beside its expected rule; such lines run long.
+# ruff: noqa: E501
+
+"""Docker's shared namespaces, decided against a fake engine (gatekeeper.vetting.namespaces).
+
+The agent shares one engine with the operator. What it joins, links, tags and
+labels must be its own, or named by [shared]; each table lists every spelling
+docker reads the name from ("trying to cheat") beside the legit uses.
+
+Engine contents (owner label gatekeeper.owner):
+    appnet      network    default   the agent's network
+    opnet       network    -         the operator's network (ID n2...)
+    sharednet   network    -         the operator's, [shared] networks "shared*"
+    web         container  default   the agent's container
+    db          container  -         the operator's database (its env holds secrets)
+    cache       container  -         the operator's, [shared] containers "cache"
+    app:1       image      default   built by the agent
+    postgres:15 image      -         the operator's
+    pulled:1    image      -         pulled by the agent (a gatekeeper pull record)
+    multi:1     image      -         pulled by the agent, but the operator tagged it op:1 too
+    gold:1      image      default   the agent's, [protect] images "gold:*"
+    base:2      image      -         the operator's, [shared] images "base:*"
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.policy import REFUSED_LABELS, load_policy
+from gatekeeper.vetting.namespaces import familiar
+
+OWNER = "gatekeeper.owner"
+MINE = {OWNER: "default"}
+
+
+def obj(kind: str, ident: str, names: list[str], labels: dict[str, str]) -> dict:
+    return {"kind": kind, "id": ident, "names": names, "labels": labels}
+
+
+ENGINE = [
+    obj("network", "n1" + "0" * 62, ["appnet"], MINE),
+    obj("network", "n2" + "0" * 62, ["opnet"], {}),
+    obj("network", "n3" + "0" * 62, ["sharednet"], {}),
+    obj("container", "c1" + "0" * 62, ["web"], MINE),
+    obj("container", "c2" + "0" * 62, ["db"], {"com.docker.compose.project": "prod"}),
+    obj("container", "c3" + "0" * 62, ["cache"], {}),
+    obj("image", "sha256:a1" + "0" * 62, ["app:1"], MINE),
+    obj("image", "sha256:a2" + "0" * 62, ["postgres:15"], {}),
+    obj("image", "sha256:a3" + "0" * 62, ["pulled:1"], {}),
+    obj("image", "sha256:a4" + "0" * 62, ["multi:1", "op:1"], {}),
+    obj("image", "sha256:a5" + "0" * 62, ["gold:1"], MINE),
+    obj("image", "sha256:a6" + "0" * 62, ["base:2"], {}),
+]
+# (profile, image ID, tag) as gatekeeper.steps records pulls.
+PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
+         ("bot", "sha256:a2" + "0" * 62, "postgres:15")]
+
+
+class Engine(StaticWorld):
+    """Answers gatekeeper's queries the way dockerd would, from ENGINE and PULLS."""
+
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        super().__init__(files=files)
+        self.calls: list[list[str]] = []
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        self.calls.append(args)
+        if args[0] == "volume" and args[1] == "inspect":
+            return 1, b"\n", b"Error: No such volume"
+        if args[1] == "inspect":
+            assert args[2] == "--format" and args[4] == "--", args
+            return self.inspect(args[0], args[5:])
+        if args[:2] == ["volume", "ls"]:
+            filters = dict(a.removeprefix("label=").split("=", 1) for a in args if a.startswith("label="))
+            tags = [t for p, i, t in PULLS if filters == {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i}]
+            return 0, "".join(t + "|\n" for t in tags).encode(), b""
+        if args[1] == "ls":
+            return 0, b"", b""
+        return 1, b"", b"unexpected query"
+
+    def find(self, kind: str, word: str) -> dict | None:
+        mine = [o for o in ENGINE if o["kind"] == kind]
+        bare = word.lstrip("/") if kind == "container" else word
+        for o in mine:
+            names = o["names"] if kind != "image" else o["names"] + [n.removesuffix(":latest") for n in o["names"]]
+            if word in (o["id"], o["id"].removeprefix("sha256:")) or bare in names:
+                return o
+        hits = [o for o in mine if o["id"].removeprefix("sha256:").startswith(word)]
+        return hits[0] if len(hits) == 1 else None
+
+    def inspect(self, kind: str, words: list[str]) -> tuple[int, bytes, bytes]:
+        out, err = [], []
+        for word in words:
+            o = self.find(kind, word)
+            if o is None:
+                err.append(f"Error response from daemon: No such {kind}: {word}")
+                continue
+            names = {"container": "/" + o["names"][0], "image": o["names"]}.get(kind, o["names"][0])
+            out.append(f"{o['id']}\t{json.dumps(names)}\t{json.dumps(o['labels'] or None)}\n")
+        return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
+
+
+POLICY = """
+[commands]
+allowed = ["run", "create", "build", "pull", "rmi", "top"]
+[shared]
+networks = ["shared*"]
+containers = ["cache"]
+images = ["base:*"]
+[protect]
+images = ["gold:*"]
+"""
+
+
+@pytest.fixture
+def policy(tmp_path: Path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    return load_policy(str(path))
+
+
+FILES = {
+    "/home/ai-worker/labels-compose": b"team=x\ncom.docker.compose.project=prod\n",
+    "/home/ai-worker/labels-bom": b"\xef\xbb\xbfgatekeeper.owner=bot\n",
+    "/home/ai-worker/labels-bom-later": b"team=x\n\xef\xbb\xbfgatekeeper.owner=bot\n",
+    "/home/ai-worker/labels-nul": b"team=x\x00\n",
+    "/home/ai-worker/labels-latin1": b"team=\xe9\n",
+    "/home/ai-worker/labels-ok": b"# a comment\n  team=x\n\nowner=me\n",
+}
+
+ALLOWED = {
+    # networks
+    "own network": "docker run --network appnet img",
+    "own network, long syntax": "docker run --network name=appnet img",
+    "alias on own network": "docker run --network appnet --network-alias db img",
+    "alias in the long syntax on own network": "docker run --network name=appnet,alias=db img",
+    "docker's bridge": "docker run --network bridge img",
+    "none": "docker create --net=none img",
+    "default": "docker run --network default img",
+    "shared network": "docker run --network sharednet img",
+    # links
+    "link to own container": "docker run --link web:w img",
+    "link to a shared container": "docker run --link cache img",
+    # tags
+    "build a new tag": "docker build -t fresh:1 -",
+    "re-build own tag": "docker build --tag=app:1 -",
+    "build a shared tag": "docker build -t base:2 -",
+    "pull a new tag": "docker pull fresh:1",
+    "pull over own tag": "docker pull app:1",
+    "pull over a pulled tag": "docker pull pulled:1",
+    "pull by digest": "docker pull fresh@sha256:" + "f" * 64,
+    "rmi a pulled image": "docker rmi pulled:1",
+    "rmi own image": "docker rmi app:1",
+    # top
+    "top without ps options": "docker top web",
+    "top aux": "docker top web aux",
+    "top -ef": "docker top web -ef",
+    # labels
+    "a plain label": "docker run --label team=x img",
+    "a dotted label": "docker run -l com.example.team=x img",
+    "a label file of plain lines": "docker run --label-file /home/ai-worker/labels-ok img",
+    "build label": "docker build --label org.opencontainers.image.source=x -",
+    "volume label": "docker run --mount type=volume,src=v1,dst=/d,volume-label=team=x img",
+}
+
+
+@pytest.mark.parametrize("command", ALLOWED.values(), ids=ALLOWED.keys())
+def test_allowed(command: str, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, policy, Engine(FILES))
+    assert decision.allowed, decision.reason
+
+
+TRYING_TO_CHEAT = {
+    # networks: the operator's, in every spelling
+    "operator's network": ("docker run --network opnet img", "foreign-network", "'opnet'"),
+    "--net=": ("docker run --net=opnet img", "foreign-network", "'opnet'"),
+    "long syntax": ("docker create --network name=opnet img", "foreign-network", "'opnet'"),
+    "by ID prefix": ("docker run --network n2 img", "foreign-network", "'opnet'"),
+    "second network": ("docker run --network appnet --network opnet img", "foreign-network", "'opnet'"),
+    "alias on a shared network": ("docker run --network sharednet --network-alias db img", "foreign-network", "alias"),
+    "alias (hidden spelling)": ("docker run --network sharednet --net-alias=db img", "foreign-network", "alias"),
+    "alias in the long syntax": ("docker run --network name=sharednet,alias=db img", "foreign-network", "alias"),
+    "alias on the operator's": ("docker run --network opnet --network-alias db img", "foreign-network", "'opnet'"),
+    "unknown network": ("docker run --network ghost img", "scope-unresolved", "ghost"),
+    # links: the target's environment is copied into ours
+    "link the operator's db": ("docker run --link db img env", "foreign-link", "'db'"),
+    "link with an alias": ("docker run --link db:database img env", "foreign-link", "'db'"),
+    "link with =": ("docker create --link=db:x img", "foreign-link", "'db'"),
+    "link with a slash": ("docker run --link /db img", "foreign-link", "'db'"),
+    "link by ID prefix": ("docker run --link c2 img", "foreign-link", "'db'"),
+    "link among own": ("docker run --link web --link db img", "foreign-link", "'db'"),
+    # tags: never re-point the operator's
+    "build -t the operator's tag": ("docker build -t postgres:15 -", "foreign-tag", "'postgres:15'"),
+    "--tag=": ("docker build --tag=postgres:15 -", "foreign-tag", "'postgres:15'"),
+    "fully qualified": ("docker build -t docker.io/library/postgres:15 -", "foreign-tag", "'postgres:15'"),
+    "second tag": ("docker build -t mine:1 -t postgres:15 -", "foreign-tag", "'postgres:15'"),
+    "buildx image output": ("docker build -o type=image,name=postgres:15 -", "foreign-tag", "'postgres:15'"),
+    "protected own tag": ("docker build -t gold:1 -", "protected", "gold:*"),
+    "protected new tag": ("docker build -t gold:2 -", "protected", "gold:*"),
+    "pull the operator's tag": ("docker pull postgres:15", "foreign-tag", "'postgres:15'"),
+    "pull it fully qualified": ("docker image pull docker.io/library/postgres:15", "foreign-tag", "'postgres:15'"),
+    "pull a protected tag": ("docker pull gold:3", "protected", "gold:*"),
+    "pull every tag": ("docker pull -a postgres", "foreign-tag", "--all-tags"),
+    "another profile's pull": ("docker rmi postgres:15", "scope-owned", "'postgres:15'"),
+    "rmi an image the operator also tagged": ("docker rmi multi:1", "scope-owned", "'multi:1'"),
+    "rmi the operator's tag of a pulled image": ("docker rmi op:1", "scope-owned", "'op:1'"),
+    # top: the agent's words reach the host's ps
+    "ps format": ("docker top web -o pid,args", "top-arguments", "-o pid,args"),
+    "two ps words": ("docker top web aux e", "top-arguments", "aux e"),
+    "ps sort": ("docker top web --sort=pid", "top-arguments", "--sort=pid"),
+    # labels
+    "pose as a compose service": ("docker run --label com.docker.compose.project=prod img", "refused-label", "com.docker.compose.project"),
+    "compose label, short flag": ("docker create -l com.docker.compose.service=db img", "refused-label", "com.docker.compose.service"),
+    "traefik routing": ("docker run -l 'traefik.http.routers.x.rule=Host(`shop.example`)' img", "refused-label", "traefik.*"),
+    "traefik in capitals": ("docker run --label=Traefik.enable=true img", "refused-label", "traefik.*"),
+    "watchtower": ("docker run --label com.centurylinklabs.watchtower.enable=true img", "refused-label", "watchtower"),
+    "caddy": ("docker run --label caddy=shop.example img", "refused-label", "caddy"),
+    "label file with a compose label": ("docker run --label-file /home/ai-worker/labels-compose img", "refused-label", "com.docker.compose.project"),
+    "label file starting with a BOM": ("docker run --label-file /home/ai-worker/labels-bom img", "reserved-label", "byte-order mark"),
+    "BOM on a later line": ("docker run --label-file /home/ai-worker/labels-bom-later img", "reserved-label", "byte-order mark"),
+    "NUL in a label file": ("docker run --label-file /home/ai-worker/labels-nul img", "reserved-label", "control character"),
+    "not UTF-8": ("docker run --label-file /home/ai-worker/labels-latin1 img", "reserved-label", "UTF-8"),
+    "look-alike key": ("docker run --label 'gatekeeper\u2024owner=x' img", "refused-label", "printable ASCII"),
+    "volume label": ("docker run --mount type=volume,src=v1,dst=/d,volume-label=com.docker.compose.project=x img", "refused-label", "volume-label"),
+    "build label": ("docker build --label com.docker.compose.project=prod -", "refused-label", "com.docker.compose"),
+}
+
+
+@pytest.mark.parametrize(("command", "rule", "named"), TRYING_TO_CHEAT.values(), ids=TRYING_TO_CHEAT.keys())
+def test_trying_to_cheat(command: str, rule: str, named: str, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, policy, Engine(FILES))
+    assert not decision.allowed
+    assert decision.rule == rule, decision.reason
+    assert named in decision.reason
+
+
+def test_without_shared_entries_the_operators_objects_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[commands]\nallowed = ["run", "build"]\n')
+    policy = load_policy(str(path))
+    assert decide("docker run --network sharednet img", policy, Engine()).rule == "foreign-network"
+    assert decide("docker run --link cache img", policy, Engine()).rule == "foreign-link"
+    assert decide("docker build -t base:2 -", policy, Engine()).rule == "foreign-tag"
+
+
+def test_a_new_pull_is_recorded_afterwards(policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide("docker pull fresh", policy, Engine())
+    assert decision.afterwards == [("pull-record", "fresh:latest", "new")]
+    assert decide("docker pull app:1", policy, Engine()).afterwards == [("pull-record", "app:1", "owned")]
+    assert decide("docker pull base:2", policy, Engine()).afterwards == []  # shared: never becomes the agent's
+
+
+def test_rmi_of_a_pulled_image_forgets_the_record(policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide("docker rmi pulled:1", policy, Engine())
+    assert decision.afterwards == [("pull-forget", "sha256:a3" + "0" * 62)]
+
+
+def test_refused_labels_are_a_policy_key(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[labels]\nrefused = ["acme.*"]\n')
+    policy = load_policy(str(path))
+    assert decide("docker run -l traefik.enable=true img", policy, Engine()).allowed
+    assert decide("docker run -l acme.x=1 img", policy, Engine()).rule == "refused-label"
+    assert decide("docker run -l gatekeeper.owner=x img", policy, Engine()).rule == "reserved-label"
+    assert "com.docker.compose.*" in REFUSED_LABELS
+
+
+@pytest.mark.parametrize(("ref", "shown"), [
+    ("alpine", "alpine:latest"), ("docker.io/library/alpine:3", "alpine:3"), ("library/alpine", "alpine:latest"),
+    ("docker.io/acme/app", "acme/app:latest"), ("ghcr.io/acme/app:1", "ghcr.io/acme/app:1"),
+    ("localhost:5000/app", "localhost:5000/app:latest"), ("a@sha256:00", "a@sha256:00"),
+])
+def test_familiar_reference(ref: str, shown: str) -> None:
+    assert familiar(ref) == shown
+
+
+@pytest.mark.parametrize("value", ['volumes = "x"', 'networks = ["a b"]', 'unknown = []'])
+def test_shared_keys_are_validated(value: str, tmp_path: Path) -> None:
+    from gatekeeper.errors import PolicyError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[shared]\n{value}\n")
+    with pytest.raises(PolicyError):
+        load_policy(str(path))
+
+
+# ---------------------------------------------------------------- compose
+
+
+def compose_decided(canonical: str, model: dict, policy, uses: list | None = None) -> str:  # type: ignore[no-untyped-def]
+    """The rule vet_compose_ownership denies with ("" if allowed), on the rendered model."""
+    from types import SimpleNamespace
+
+    from gatekeeper.errors import Denied
+    from gatekeeper.vetting.compose_ownership import vet_compose_ownership
+
+    ctx = SimpleNamespace(
+        located=SimpleNamespace(canonical=canonical, spelled=canonical),
+        vetted=SimpleNamespace(stdin=json.dumps(model).encode(), rewrites={}, afterwards=[]),
+        parsed=SimpleNamespace(uses=uses or []), policy=policy, world=Engine(), argv=[],
+    )
+    try:
+        vet_compose_ownership(ctx)  # type: ignore[arg-type]
+    except Denied as denied:
+        return denied.rule
+    return ""
+
+
+def model(service: dict | None = None, networks: dict | None = None, volumes: dict | None = None) -> dict:
+    return {
+        "name": "proj",
+        "services": {"app": {"image": "img", **(service or {})}},
+        "networks": networks if networks is not None else {"default": {"name": "proj_default"}},
+        "volumes": volumes or {},
+    }
+
+
+COMPOSE_CASES = {
+    "own new project network": ("compose up", model(), ""),
+    "own existing network": ("compose up", model(networks={"default": {"name": "appnet"}}), ""),
+    "external own network with aliases": ("compose up", model({"networks": {"x": {"aliases": ["db"]}}}, {"x": {"name": "appnet", "external": True}}), ""),
+    "external shared network": ("compose up", model(networks={"x": {"name": "sharednet", "external": True}}), ""),
+    "docker's bridge": ("compose up", model(networks={"x": {"name": "bridge", "external": True}}), ""),
+    "external operator network": ("compose up", model(networks={"x": {"name": "opnet", "external": True}}), "foreign-network"),
+    "operator network by ID prefix": ("compose up", model(networks={"x": {"name": "n2", "external": True}}), "foreign-network"),
+    "non-external, named like the operator's": ("compose create", model(networks={"default": {"name": "opnet"}}), "foreign-network"),
+    "alias on a shared network": ("compose up", model({"networks": {"x": {"aliases": ["db"]}}}, {"x": {"name": "sharednet", "external": True}}), "foreign-network"),
+    "network_mode by name": ("compose run", model({"network_mode": "opnet"}), "foreign-network"),
+    "external_links": ("compose up", model({"external_links": ["db:database"]}), "foreign-link"),
+    "external_links to own": ("compose up", model({"external_links": ["web"]}), ""),
+    "links to own services": ("compose up", model({"links": ["db"]}), ""),
+    "use the operator's image": ("compose up", model({"image": "postgres:15"}), ""),
+    "build into the operator's tag": ("compose up", model({"image": "postgres:15", "build": {"context": "/home/ai-worker/app"}}), "foreign-tag"),
+    "compose build into it": ("compose build", model({"image": "docker.io/library/postgres:15", "build": {"context": "/home/ai-worker/app"}}), "foreign-tag"),
+    "build into own tag": ("compose build", model({"image": "app:1", "build": {"context": "/home/ai-worker/app"}}), ""),
+    "compose pull of the operator's tag": ("compose pull", model({"image": "postgres:15"}), "foreign-tag"),
+    "pull_policy always": ("compose up", model({"image": "postgres:15", "pull_policy": "always"}), "foreign-tag"),
+    "protected tag": ("compose build", model({"image": "gold:9", "build": {"context": "/home/ai-worker/app"}}), "protected"),
+    "pose as the operator's compose service": ("compose up", model({"labels": {"com.docker.compose.project": "prod"}}), "refused-label"),
+    "traefik on a service": ("compose up", model({"labels": ["traefik.enable=true"]}), "refused-label"),
+    "refused label on a volume": ("compose up", model(volumes={"v": {"name": "proj_v", "labels": {"com.docker.compose.volume": "x"}}}), "refused-label"),
+}
+
+
+@pytest.mark.parametrize(("canonical", "project", "rule"), COMPOSE_CASES.values(), ids=COMPOSE_CASES.keys())
+def test_compose(canonical: str, project: dict, rule: str, policy) -> None:  # type: ignore[no-untyped-def]
+    assert compose_decided(canonical, project, policy) == rule
+
+
+def test_compose_up_pull_always_flag(policy) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    pull = [SimpleNamespace(flag=("pull", "", True, "ok", ""), value="always", spelled="--pull")]
+    assert compose_decided("compose up", model({"image": "postgres:15"}), policy, pull) == "foreign-tag"
+
+
+@pytest.mark.parametrize(("logging", "allowed"), [
+    ({"options": {"max-size": "10m"}}, True),
+    ({"driver": "json-file", "options": {"max-file": "3"}}, True),
+    ({"options": {"syslog-address": "unix:///run/systemd/journal/syslog"}}, False),
+    ({"options": {"splunk-cacert": "/etc/shadow"}}, False),
+    ({"driver": "local", "options": {"fluentd-address": "x"}}, False),
+])
+def test_compose_logging_options_without_a_driver(logging: dict, allowed: bool) -> None:
+    from gatekeeper.errors import Denied
+    from gatekeeper.vetting.compose_project import vet_project
+
+    project = {"name": "p", "services": {"app": {"image": "img", "logging": logging}}}
+    try:
+        vet_project(project, lambda value, what: value)
+    except Denied:
+        assert not allowed
+    else:
+        assert allowed
