@@ -30,6 +30,13 @@ HINTS = {
     "protected": "the operator protects it; leave it alone",
     "prune-unscoped": "use docker container/image/volume/network prune: they only reach your objects",
     "reserved-label": "drop that label: gatekeeper sets gatekeeper.owner itself",
+    "refused-label": "use a label key of your own (e.g. com.example.team)",
+    "foreign-volume": "use a new volume name: it is created as yours",
+    "foreign-network": "use bridge, a network of your own (compose makes one per project) or a shared one",
+    "foreign-link": "link only your own containers, or put them on a network of your own",
+    "foreign-tag": "build or pull under a tag of your own",
+    "top-arguments": "run 'docker top NAME' without ps options",
+    "step-failed": "retry; if it persists, ask the operator",
 }
 DEFAULT_HINT = "drop or change what the message names"
 

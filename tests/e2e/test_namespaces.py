@@ -1,0 +1,298 @@
+# Commands read best on one line each; such lines run long.
+# ruff: noqa: E501
+
+"""Docker's shared namespaces through real ssh and the real engine (gatekeeper.vetting.namespaces,
+gatekeeper.vetting.volumes, gatekeeper.steps).
+
+The operator (root, straight on the engine) owns a volume holding a secret, a tag
+`op-image:15`, a network with a service on it, and a container whose environment
+holds a token. Each attack is first run by root directly against the engine,
+bypassing gatekeeper (the control: it works, so the test can fail); then the agent
+tries it through ssh in every spelling, is refused (exit 77, the rule named), and
+root checks nothing moved. Legit work beside it: new named volumes are created,
+labelled and pruned by the agent; compose projects with their own networks and
+volumes run; an image the agent pulled (recorded by gatekeeper.steps) can be
+removed by it. The stack has no registry, so the pull itself is root's `docker
+tag`; the record around it is made by gatekeeper's own code against the engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import AGENT, IMAGE, POLICY, Stack, policy_extended, write_file
+
+pytestmark = pytest.mark.e2e
+
+EX_NOPERM = 77
+OWNER = "gatekeeper.owner"
+NAME = "gk-e2e-ns"
+OPVOL, OPNET, OPDB, OPTAG = f"{NAME}-opvol", f"{NAME}-opnet", f"{NAME}-opdb", "op-image:15"
+SECRET, TOKEN = "gk-e2e-volume-secret", "gk-e2e-env-token"
+WORK = Path("/home/ai-worker/work/ns")
+COMPOSE_UP = "docker compose -f {file} up -d"
+
+CONTAINERS = (OPDB, f"{NAME}-mine", f"{NAME}-posing", f"{NAME}-ctl", "gkns-app-1", "gkns-mine-app-1")
+VOLUMES = (OPVOL, f"{NAME}-new", f"{NAME}-new2", "gkns-mine_data")
+NETWORKS = (OPNET, "gkns-mine_default", "gkns_default")
+IMAGES = (OPTAG, f"{NAME}-mine:1", f"{NAME}-pulled:1", f"{NAME}-ctl:1")
+
+
+def compose_file(name: str, text: str) -> str:
+    path = WORK / name / "compose.yaml"
+    write_file(path, text, mode=0o644, owner=AGENT, group=AGENT)
+    for directory in (path.parent, WORK):
+        shutil.chown(directory, AGENT, AGENT)
+    return str(path)
+
+
+def clean(stack: Stack) -> None:
+    for container in CONTAINERS:
+        stack.docker("rm", "-f", "-v", container, check=False)
+    for image in IMAGES:
+        stack.docker("rmi", "-f", image, check=False)
+    for volume in VOLUMES:
+        stack.docker("volume", "rm", "-f", volume, check=False)
+    records = stack.docker("volume", "ls", "-q", "--filter", "label=gatekeeper.pulled-by", check=False)
+    for volume in records.stdout.split():
+        stack.docker("volume", "rm", "-f", volume, check=False)
+    for network in NETWORKS:
+        stack.docker("network", "rm", network, check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(stack: Stack) -> Iterator[str]:
+    """The operator's objects, made by root; yields the ID of op-image:15."""
+    clean(stack)
+    stack.docker("volume", "create", OPVOL)
+    stack.docker("run", "--rm", "-v", f"{OPVOL}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
+    stack.docker("tag", IMAGE, OPTAG)
+    stack.docker("network", "create", OPNET)
+    stack.docker("run", "-d", "--name", OPDB, "-e", f"DB_TOKEN={TOKEN}", IMAGE, "sleep", "600")
+    stack.docker("network", "connect", "--alias", "db", OPNET, OPDB)
+    yield stack.docker("image", "inspect", "--format", "{{.Id}}", OPTAG).stdout.strip()
+    clean(stack)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+def denied(stack: Stack, command: str, rule: str) -> bytes:
+    result = stack.ssh(command, timeout=120)
+    line = result.stderr.decode()
+    assert result.returncode == EX_NOPERM, (command, line)
+    assert f"(rule {rule})" in line, line
+    return result.stdout + result.stderr
+
+
+def allowed(stack: Stack, command: str) -> bytes:
+    result = stack.ssh(command, timeout=120)
+    assert result.returncode == 0, (command, result.stderr.decode())
+    return result.stdout
+
+
+def label(stack: Stack, kind: str, name: str, key: str = OWNER) -> str:
+    path = ".Config.Labels" if kind in ("container", "image") else ".Labels"
+    template = f'{{{{index {path} "{key}"}}}}'
+    return stack.docker(kind, "inspect", "--format", template, name).stdout.strip()
+
+
+# ---------------------------------------------------------------- volumes
+
+
+VOLUME_SPELLINGS = {
+    "-v": f"docker run --rm -v {OPVOL}:/d {IMAGE} cat /d/secret",
+    "-v :ro": f"docker run --rm -v {OPVOL}:/d:ro {IMAGE} cat /d/secret",
+    "--volume=": f"docker run --rm --volume={OPVOL}:/d {IMAGE} cat /d/secret",
+    "--mount src=": f"docker run --rm --mount src={OPVOL},dst=/d {IMAGE} cat /d/secret",
+    "--mount type=volume,source=": f"docker run --rm --mount type=volume,source={OPVOL},target=/d {IMAGE} cat /d/secret",
+    "create, then start": f"docker create --name {NAME}-mine -v {OPVOL}:/d {IMAGE} cat /d/secret",
+}
+COMPOSE_VOLUMES = {
+    "external: true": f"volumes:\n  v:\n    external: true\n    name: {OPVOL}\n",
+    "named like it": f"volumes:\n  v:\n    name: {OPVOL}\n",
+}
+
+
+def volume_project(volumes: str) -> str:
+    return f"services:\n  app:\n    image: {IMAGE}\n    command: cat /d/secret\n    volumes: [\"v:/d\"]\n{volumes}"
+
+
+def test_operator_volume_cannot_be_mounted(stack: Stack, operator: str) -> None:
+    control = stack.docker("run", "--rm", "-v", f"{OPVOL}:/d", IMAGE, "cat", "/d/secret")
+    assert SECRET in control.stdout  # the mount works: a refusal below is the rule's doing
+    for command in VOLUME_SPELLINGS.values():
+        assert SECRET.encode() not in denied(stack, command, "foreign-volume")
+    for number, volumes in enumerate(COMPOSE_VOLUMES.values()):
+        path = compose_file(f"vol-{number}", volume_project(volumes))
+        try:
+            root_run = stack.docker("compose", "-f", path, "-p", "gkns", "run", "--rm", "app", check=False)
+            assert SECRET in root_run.stdout, root_run.stderr  # control: compose mounts it for root
+        finally:
+            stack.docker("compose", "-f", path, "-p", "gkns", "down", check=False)
+        out = denied(stack, f"docker compose -f {path} -p gkns up", "foreign-volume")
+        assert SECRET.encode() not in out
+    assert label(stack, "volume", OPVOL) == ""  # still the operator's, unlabelled
+    assert stack.docker("run", "--rm", "-v", f"{OPVOL}:/d", IMAGE, "cat", "/d/secret").stdout.strip() == SECRET
+
+
+def test_new_volume_is_created_labelled_and_prunable(stack: Stack, operator: str) -> None:
+    new = f"{NAME}-new"
+    allowed(stack, f"docker run --rm -v {new}:/d {IMAGE} sh -c 'echo mine > /d/f'")
+    assert label(stack, "volume", new) == "default"
+    assert allowed(stack, f"docker run --rm -v {new}:/d {IMAGE} cat /d/f") == b"mine\n"  # now it exists: its own
+    allowed(stack, f"docker create --name {NAME}-mine --mount type=volume,src={NAME}-new2,dst=/d {IMAGE}")
+    assert label(stack, "volume", f"{NAME}-new2") == "default"
+    stack.docker("rm", "-f", f"{NAME}-mine")
+    with policy_extended('[commands]\nallowed = ["volume prune", "volume ls"]\n'):
+        prune = stack.ssh("docker volume prune -f", timeout=120)
+        assert prune.returncode == 0, prune.stderr
+        if label(stack, "volume", new):  # an engine of API >= 1.42 prunes named volumes only with --all
+            allowed(stack, "docker volume prune -a -f")
+    names = stack.docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert new not in names and f"{NAME}-new2" not in names
+    assert OPVOL in names  # unused too, and not the agent's: prune left it
+
+
+def test_compose_project_with_its_own_network_and_volume(stack: Stack, operator: str) -> None:
+    text = (f"services:\n  app:\n    image: {IMAGE}\n    command: sh -c 'echo ok > /d/f; sleep 60'\n"
+            "    volumes: [\"data:/d\"]\n    networks:\n      default:\n        aliases: [api]\n"
+            "volumes:\n  data: {}\n")
+    path = compose_file("mine", text)
+    try:
+        allowed(stack, f"docker compose -f {path} -p gkns-mine up -d")
+        assert label(stack, "volume", "gkns-mine_data") == "default"
+        assert label(stack, "network", "gkns-mine_default") == "default"
+        allowed(stack, f"docker compose -f {path} -p gkns-mine up -d")  # again: its own network and volume exist
+    finally:
+        down = stack.ssh(f"docker compose -f {path} -p gkns-mine down -v", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert "gkns-mine_data" not in stack.docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
+
+
+def test_agent_cannot_forge_a_pull_record(stack: Stack, operator: str) -> None:
+    denied(stack, f"docker run --rm -v gatekeeper-pull-{'0' * 40}:/d {IMAGE} true", "foreign-volume")
+    denied(stack, f"docker run --rm --mount type=volume,src={NAME}-new,dst=/d,"
+                  f"volume-label=gatekeeper.pulled-by=default {IMAGE} true", "reserved-label")
+
+
+# ---------------------------------------------------------------- image tags
+
+
+def test_operator_tag_is_not_moved(stack: Stack, operator: str) -> None:
+    context = WORK / "build"
+    write_file(context / "Dockerfile", f"FROM {IMAGE}\nLABEL gk-e2e-moved=yes\n", mode=0o644, owner=AGENT, group=AGENT)
+    control = stack.docker("build", "-t", f"{NAME}-ctl:1", str(context))  # the builder works for root
+    assert control.returncode == 0
+    for command in (f"docker build -t {OPTAG} {context}", f"docker build --tag={OPTAG} {context}",
+                    f"docker build -t {NAME}-ok:1 -t docker.io/library/{OPTAG} {context}",
+                    f"docker image build --tag {OPTAG} {context}"):
+        denied(stack, command, "foreign-tag")
+    text = f"services:\n  app:\n    image: {OPTAG}\n    build: {{context: {context}}}\n"
+    path = compose_file("tag", text)
+    for sub in ("build", "up -d --build", "create"):
+        denied(stack, f"docker compose -f {path} -p gkns {sub}", "foreign-tag")
+    denied(stack, f"docker pull {OPTAG}", "foreign-tag")  # refused before it reaches any registry
+    assert stack.docker("image", "inspect", "--format", "{{.Id}}", OPTAG).stdout.strip() == operator
+    assert label(stack, "image", OPTAG, "gk-e2e-moved") == ""
+    # legit: a tag of its own builds, is labelled, and is the agent's to remove
+    allowed(stack, f"docker build -t {NAME}-mine:1 {context}")
+    assert label(stack, "image", f"{NAME}-mine:1") == "default"
+    allowed(stack, f"docker build -t {NAME}-mine:1 {context}")  # rebuilding its own tag
+    allowed(stack, f"docker rmi {NAME}-mine:1")
+
+
+def test_agent_can_remove_what_it_pulled(stack: Stack, operator: str) -> None:
+    """The pull is root's `docker tag` (no registry here); the record around it is
+    gatekeeper.steps, run against the engine with the deployed policy."""
+    from gatekeeper.policy import load_policy
+    from gatekeeper.steps import run_afterwards, snapshot_before
+
+    pulled = f"{NAME}-pulled:1"
+    stack.docker("tag", IMAGE, pulled)
+    denied(stack, f"docker rmi {pulled}", "scope-owned")  # control: no record, not the agent's
+    stack.docker("rmi", pulled)
+    policy = load_policy(str(POLICY))
+    plan = [("pull-record", pulled, "new")]
+    before = snapshot_before(policy, plan)
+    stack.docker("tag", IMAGE, pulled)  # "the pull"
+    assert run_afterwards(policy, plan, before) == []
+    denied(stack, f"docker rmi {IMAGE}", "scope-owned")  # the same image's other tag stays the operator's
+    allowed(stack, f"docker rmi {pulled}")
+    assert stack.docker("image", "inspect", pulled, check=False).returncode != 0
+    assert stack.docker("image", "inspect", IMAGE, check=False).returncode == 0
+
+
+# ---------------------------------------------------------------- networks and links
+
+
+NETWORK_SPELLINGS = {
+    "--network": f"docker run --rm --network {OPNET} {IMAGE} nslookup db",
+    "--network=": f"docker run --rm --network={OPNET} {IMAGE} true",
+    "--net": f"docker create --name {NAME}-mine --net {OPNET} {IMAGE}",
+    "long syntax": f"docker run --rm --network name={OPNET} {IMAGE} true",
+    "alias": f"docker run -d --name {NAME}-mine --network {OPNET} --network-alias db {IMAGE} sleep 60",
+    "alias in the long syntax": f"docker run -d --name {NAME}-mine --network name={OPNET},alias=db {IMAGE} sleep 60",
+}
+
+
+def attached(stack: Stack) -> list[str]:
+    template = "{{range .Containers}}{{.Name}} {{end}}"
+    return stack.docker("network", "inspect", "--format", template, OPNET).stdout.split()
+
+
+def test_operator_network_is_not_joined(stack: Stack, operator: str) -> None:
+    control = stack.docker("run", "-d", "--name", f"{NAME}-ctl", "--network", OPNET, "--network-alias", "db",
+                           IMAGE, "sleep", "60")
+    assert control.returncode == 0 and f"{NAME}-ctl" in attached(stack)  # joining works for root
+    stack.docker("rm", "-f", f"{NAME}-ctl")
+    for command in NETWORK_SPELLINGS.values():
+        denied(stack, command, "foreign-network")
+    external = f"services:\n  app:\n    image: {IMAGE}\n    command: sleep 60\n    networks: [op]\n" \
+               f"networks:\n  op:\n    external: true\n    name: {OPNET}\n"
+    denied(stack, f"docker compose -f {compose_file('net', external)} -p gkns up -d", "foreign-network")
+    assert attached(stack) == [OPDB]
+    with policy_extended(f'[shared]\nnetworks = ["{OPNET}"]\n'):
+        allowed(stack, f"docker run --rm --network {OPNET} {IMAGE} true")  # shared: joined
+        denied(stack, NETWORK_SPELLINGS["alias"], "foreign-network")  # but no alias taken there
+
+
+def test_link_does_not_copy_the_operators_environment(stack: Stack, operator: str) -> None:
+    control = stack.docker("run", "--rm", "--link", f"{OPDB}:db", IMAGE, "env")
+    assert TOKEN in control.stdout  # docker copies the linked container's environment
+    for command in (f"docker run --rm --link {OPDB}:db {IMAGE} env", f"docker run --rm --link={OPDB} {IMAGE} env",
+                    f"docker run --rm --link /{OPDB}:x {IMAGE} env"):
+        assert TOKEN.encode() not in denied(stack, command, "foreign-link")
+    text = f"services:\n  app:\n    image: {IMAGE}\n    command: env\n    external_links: [\"{OPDB}:db\"]\n"
+    out = denied(stack, f"docker compose -f {compose_file('link', text)} -p gkns up", "foreign-link")
+    assert TOKEN.encode() not in out
+
+
+# ---------------------------------------------------------------- labels
+
+
+def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> None:
+    posing = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.service=db"]
+    stack.docker("run", "-d", "--name", f"{NAME}-posing", *posing, IMAGE, "sleep", "60")
+    listed = stack.docker("compose", "-p", "gkns-prod", "ps", "-a", "--format", "{{.Name}}", check=False)
+    assert f"{NAME}-posing" in listed.stdout  # control: compose takes the container for its own
+    stack.docker("rm", "-f", f"{NAME}-posing")
+    denied(stack, f"docker run -d --name {NAME}-posing {' '.join(posing)} {IMAGE} sleep 60", "refused-label")
+    denied(stack, f"docker run -d -l traefik.http.routers.x.rule=Host(shop) {IMAGE} sleep 60", "refused-label")
+    labels = WORK / "labels"
+    write_file(labels, "team=x\ncom.docker.compose.project=gkns-prod\n", mode=0o644, owner=AGENT, group=AGENT)
+    denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "refused-label")
+    write_file(labels, "\ufeffgatekeeper.owner=root\n", mode=0o644, owner=AGENT, group=AGENT)
+    denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "reserved-label")
+    text = (f"services:\n  app:\n    image: {IMAGE}\n    command: sleep 60\n"
+            "    labels:\n      com.docker.compose.project: gkns-prod\n")
+    denied(stack, f"docker compose -f {compose_file('labels', text)} -p gkns up -d", "refused-label")
+    assert f"{NAME}-posing" not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def test_top_takes_no_ps_arguments(stack: Stack, operator: str) -> None:
+    allowed(stack, f"docker run -d --name {NAME}-mine {IMAGE} sleep 60")
+    allowed(stack, f"docker top {NAME}-mine")
+    denied(stack, f"docker top {NAME}-mine -o pid,args", "top-arguments")
