@@ -96,7 +96,7 @@ def allowed(stack: Stack, command: str) -> bytes:
 def label(stack: Stack, kind: str, name: str, key: str = OWNER) -> str:
     path = ".Config.Labels" if kind in ("container", "image") else ".Labels"
     template = f'{{{{index {path} "{key}"}}}}'
-    return stack.docker(kind, "inspect", "--format", template, name).stdout.strip()
+    return stack.docker(kind, "inspect", "--format", template, name, check=False).stdout.strip()
 
 
 # ---------------------------------------------------------------- volumes
@@ -117,7 +117,7 @@ COMPOSE_VOLUMES = {
 
 
 def volume_project(volumes: str) -> str:
-    return f"services:\n  app:\n    image: {IMAGE}\n    command: cat /d/secret\n    volumes: [\"v:/d\"]\n{volumes}"
+    return f"services:\n  app:\n    image: {IMAGE}\n    command: cat /d/secret\n    volumes:\n      - v:/d\n{volumes}"
 
 
 def test_operator_volume_cannot_be_mounted(stack: Stack, operator: str) -> None:
@@ -128,7 +128,7 @@ def test_operator_volume_cannot_be_mounted(stack: Stack, operator: str) -> None:
     for number, volumes in enumerate(COMPOSE_VOLUMES.values()):
         path = compose_file(f"vol-{number}", volume_project(volumes))
         try:
-            root_run = stack.docker("compose", "-f", path, "-p", "gkns", "run", "--rm", "app", check=False)
+            root_run = stack.docker("compose", "-f", path, "-p", "gkns", "up", "--abort-on-container-exit", check=False)
             assert SECRET in root_run.stdout, root_run.stderr  # control: compose mounts it for root
         finally:
             stack.docker("compose", "-f", path, "-p", "gkns", "down", check=False)
@@ -210,19 +210,24 @@ def test_agent_can_remove_what_it_pulled(stack: Stack, operator: str) -> None:
     from gatekeeper.policy import load_policy
     from gatekeeper.steps import run_afterwards, snapshot_before
 
-    pulled = f"{NAME}-pulled:1"
-    stack.docker("tag", IMAGE, pulled)
+    pulled, context = f"{NAME}-pulled:1", WORK / "pulled"
+    write_file(context / "Dockerfile", f"FROM {IMAGE}\nLABEL gk-e2e-pulled=yes\n", mode=0o644)
+    stack.docker("build", "-t", pulled, str(context))
     denied(stack, f"docker rmi {pulled}", "scope-owned")  # control: no record, not the agent's
     stack.docker("rmi", pulled)
     policy = load_policy(str(POLICY))
     plan = [("pull-record", pulled, "new")]
     before = snapshot_before(policy, plan)
-    stack.docker("tag", IMAGE, pulled)  # "the pull"
+    stack.docker("build", "-t", pulled, str(context))  # "the pull": the image arrives under this tag only
     assert run_afterwards(policy, plan, before) == []
-    denied(stack, f"docker rmi {IMAGE}", "scope-owned")  # the same image's other tag stays the operator's
+    stack.docker("tag", pulled, f"{NAME}-ctl:1")  # the operator tags it too:
+    denied(stack, f"docker rmi {pulled}", "scope-owned")  # then it is not the agent's alone
+    denied(stack, f"docker rmi {NAME}-ctl:1", "scope-owned")
+    stack.docker("rmi", f"{NAME}-ctl:1")
     allowed(stack, f"docker rmi {pulled}")
     assert stack.docker("image", "inspect", pulled, check=False).returncode != 0
-    assert stack.docker("image", "inspect", IMAGE, check=False).returncode == 0
+    records = stack.docker("volume", "ls", "-q", "--filter", "label=gatekeeper.pulled-by=default").stdout.split()
+    assert records == []  # forgotten with the image
 
 
 # ---------------------------------------------------------------- networks and links
@@ -274,7 +279,8 @@ def test_link_does_not_copy_the_operators_environment(stack: Stack, operator: st
 
 
 def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> None:
-    posing = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.service=db"]
+    posing = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.service=db",
+              "--label", "com.docker.compose.oneoff=False"]
     stack.docker("run", "-d", "--name", f"{NAME}-posing", *posing, IMAGE, "sleep", "60")
     listed = stack.docker("compose", "-p", "gkns-prod", "ps", "-a", "--format", "{{.Name}}", check=False)
     assert f"{NAME}-posing" in listed.stdout  # control: compose takes the container for its own
