@@ -89,7 +89,7 @@ def denied(stack: Stack, command: str, rule: str) -> bytes:
 
 def allowed(stack: Stack, command: str) -> bytes:
     result = stack.ssh(command, timeout=120)
-    assert result.returncode == 0, (command, result.stderr.decode())
+    assert result.returncode == 0, f"{command}: {result.stderr.decode()}"
     return result.stdout
 
 
@@ -117,7 +117,7 @@ COMPOSE_VOLUMES = {
 
 
 def volume_project(volumes: str) -> str:
-    return f"services:\n  app:\n    image: {IMAGE}\n    command: cat /d/secret\n    volumes:\n      - v:/d\n{volumes}"
+    return f"services:\n  app:\n    image: {IMAGE}\n    command: cat /d/secret\n    volumes:\n      - type: volume\n        source: v\n        target: /d\n{volumes}"
 
 
 def test_operator_volume_cannot_be_mounted(stack: Stack, operator: str) -> None:
@@ -282,8 +282,8 @@ def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> 
     posing = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.service=db",
               "--label", "com.docker.compose.oneoff=False"]
     stack.docker("run", "-d", "--name", f"{NAME}-posing", *posing, IMAGE, "sleep", "60")
-    listed = stack.docker("compose", "-p", "gkns-prod", "ps", "-a", "--format", "{{.Name}}", check=False)
-    assert f"{NAME}-posing" in listed.stdout  # control: compose takes the container for its own
+    member = stack.docker("ps", "-a", "--filter", "label=com.docker.compose.project=gkns-prod", "--format", "{{.Names}}")
+    assert member.stdout.split() == [f"{NAME}-posing"]  # control: run directly, the container joins the project
     stack.docker("rm", "-f", f"{NAME}-posing")
     denied(stack, f"docker run -d --name {NAME}-posing {' '.join(posing)} {IMAGE} sleep 60", "refused-label")
     denied(stack, f"docker run -d -l traefik.http.routers.x.rule=Host(shop) {IMAGE} sleep 60", "refused-label")
