@@ -286,7 +286,7 @@ def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> 
     assert member.stdout.split() == [f"{NAME}-posing"]  # control: run directly, the container joins the project
     stack.docker("rm", "-f", f"{NAME}-posing")
     denied(stack, f"docker run -d --name {NAME}-posing {' '.join(posing)} {IMAGE} sleep 60", "refused-label")
-    denied(stack, f"docker run -d -l traefik.http.routers.x.rule=Host(shop) {IMAGE} sleep 60", "refused-label")
+    denied(stack, f"docker run -d -l 'traefik.http.routers.x.rule=Host(shop)' {IMAGE} sleep 60", "refused-label")
     labels = WORK / "labels"
     write_file(labels, "team=x\ncom.docker.compose.project=gkns-prod\n", mode=0o644, owner=AGENT, group=AGENT)
     denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "refused-label")
