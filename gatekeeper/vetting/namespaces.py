@@ -62,7 +62,7 @@ def run_networks(ctx: Context) -> tuple[list[str], bool]:
         value = use.value or ""
         if use.flag[0] in ("network", "net"):
             long = is_network_long_syntax(value)
-            names.append(network_long_target(use, value) if long else value)
+            names.append(network_long_target(use, value, ctx) if long else value)
             aliases = aliases or (long and "alias=" in value.lower())
         elif use.flag[0] in ("network-alias", "net-alias"):
             aliases = True
