@@ -21,6 +21,7 @@ from gatekeeper.decision import StaticWorld, decide
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import addresses
+from gatekeeper.vetting.ownership import QUERY_FORMATS
 
 # The host as /proc shows it: eth0 192.0.2.2/24 with a default route, a VPN route
 # 203.0.113.0/25, IPv6 fd00::2/64; the engine has 'bridge' (172.17.0.0/16) and
@@ -57,7 +58,7 @@ class HostWorld(StaticWorld):
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None, timeout: float = 60.0):  # type: ignore[no-untyped-def]
         if args[:2] == ["network", "ls"]:
             return 0, b"aaaa\n0123456789abcdef\n", b""
-        if args[:2] == ["network", "inspect"]:
+        if args[:2] == ["network", "inspect"] and args[3] != QUERY_FORMATS["network"]:  # not an owner lookup
             return 0, ENGINE_NETWORKS.encode(), b""
         return super().run_docker(policy, args, stdin, timeout)
 
