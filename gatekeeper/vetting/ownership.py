@@ -163,7 +163,7 @@ def vet_labelled_namespaces(ctx: Context) -> None:
 
     if ctx.located.canonical == "image build":
         namespaces.vet_build_tags(ctx)
-    else:
+    elif ctx.located.canonical in ("container run", "container create"):
         namespaces.vet_run_namespaces(ctx)
 
 
