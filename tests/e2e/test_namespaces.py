@@ -294,7 +294,7 @@ def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> 
     denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "reserved-label")
     text = (f"services:\n  app:\n    image: {IMAGE}\n    command: sleep 60\n"
             "    labels:\n      com.docker.compose.project: gkns-prod\n")
-    denied(stack, f"docker compose -f {compose_file('labels', text)} -p gkns up -d", "refused-label")
+    denied(stack, f"docker compose -f {compose_file('labelled', text)} -p gkns up -d", "refused-label")
     assert f"{NAME}-posing" not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
 
 
