@@ -123,3 +123,20 @@ def test_all_names_in_one_query_after_double_dash() -> None:
     world = VolumeEngine(ENGINE)
     decide("docker run --rm -v plain:/a -v fresh:/b alpine true", load_policy(None), world)
     assert world.queries == [["volume", "inspect", "--format", VOLUME_FORMAT, "--", "fresh", "plain"]]
+
+
+def test_compose_creates_its_own_volumes_but_not_those_of_run_v() -> None:
+    """A project's volumes get the owner label in the model; `compose run -v NEW:/d`
+    is created labelled first, like docker run's."""
+    import json
+    from types import SimpleNamespace
+
+    from gatekeeper.vetting.volumes import check_existing_volumes
+
+    model = {"name": "p", "volumes": {"data": {"name": "p_data"}}}
+    ctx = SimpleNamespace(
+        located=SimpleNamespace(canonical="compose run"), policy=load_policy(None), world=VolumeEngine({}),
+        vetted=SimpleNamespace(named_volumes=["p_data", "scratch"], stdin=json.dumps(model).encode(), prepare=[]),
+    )
+    check_existing_volumes(ctx)
+    assert ctx.vetted.prepare == [("volume-create", "scratch")]

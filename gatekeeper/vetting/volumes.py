@@ -31,11 +31,24 @@ def check_existing_volumes(ctx: object) -> None:
     if not names:
         return
     found = existing_volumes(ctx, names)
+    made_by_compose = compose_model_volumes(ctx)
     for name in names:
         if name in found:
             check_volume(ctx, name, *found[name])
         else:
-            prepare_new_volume(ctx, name)
+            prepare_new_volume(ctx, name, made_by_compose)
+
+
+def compose_model_volumes(ctx: object) -> set[str]:
+    """The project's own volumes, which compose creates with the owner label in the
+    model; `compose run -v NEW:/d` is not one of them and is created like run's."""
+    if not ctx.located.canonical.startswith("compose ") or ctx.vetted.stdin is None:  # type: ignore[attr-defined]
+        return set()
+    import json
+
+    from gatekeeper.vetting.compose import model_volume_names
+
+    return set(model_volume_names(json.loads(ctx.vetted.stdin)))  # type: ignore[attr-defined]
 
 
 def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str, str]]:
@@ -70,12 +83,12 @@ def check_volume(ctx: object, name: str, driver: str, options: str, labels: str)
     check_shared_or_owned(ctx, "volume", name, json_labels(labels), "volumes")  # type: ignore[arg-type]
 
 
-def prepare_new_volume(ctx: object, name: str) -> None:
+def prepare_new_volume(ctx: object, name: str, made_by_compose: set[str]) -> None:
     if name.lower().startswith(RESERVED_VOLUME_PREFIX):
         # Stops: squatting the names of gatekeeper's own records (pulled images).
         raise Denied(f"volume names starting with {RESERVED_VOLUME_PREFIX!r} are gatekeeper's own; "
                      "choose another name", rule="foreign-volume")
-    if not ctx.located.canonical.startswith("compose "):  # type: ignore[attr-defined]
+    if name not in made_by_compose:
         step = (CREATE_VOLUME, name)
         if step not in ctx.vetted.prepare:  # type: ignore[attr-defined]
             ctx.vetted.prepare.append(step)  # type: ignore[attr-defined]
