@@ -125,6 +125,42 @@ def encode_key(key: object) -> str:
     return encode_string(key)
 
 
+def command_fields(command: str) -> dict[str, str]:
+    """The command for the record: ``cmd``, plus ``cmd_b64`` when it is not UTF-8.
+
+    sshd hands over bytes; Python keeps undecodable ones as lone surrogates,
+    which JSON tools turn into U+FFFD. Then ``cmd`` shows each such byte as the
+    four characters ``\\xFF`` and ``cmd_b64`` holds the exact bytes (base64).
+    """
+    if command.isascii():
+        return {"cmd": command}
+    try:
+        command.encode("utf-8")
+    except UnicodeEncodeError:
+        import binascii  # built in
+
+        raw = command.encode("utf-8", "surrogateescape")
+        return {
+            "cmd": raw.decode("utf-8", "backslashreplace"),
+            "cmd_b64": binascii.b2a_base64(raw, newline=False).decode("ascii"),
+        }
+    return {"cmd": command}
+
+
+def command_bytes(record: dict[str, object]) -> str | None:
+    """The exact command of a record as Python keeps it (surrogate escapes), or None."""
+    encoded = record.get("cmd_b64")
+    if type(encoded) is not str:
+        command = record.get("cmd")
+        return command if type(command) is str else None
+    import binascii
+
+    try:
+        return binascii.a2b_base64(encoded).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return None
+
+
 def timestamp(now: float | None = None) -> str:
     """UTC RFC 3339 with microseconds, without importing datetime."""
     now = time.time() if now is None else now

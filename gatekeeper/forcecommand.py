@@ -113,13 +113,13 @@ def run_with_steps(policy: Policy, decision: object) -> int:
 
 def decision_record(command: str, decision: dict[str, object], policy: Policy,
                     profile: str | None) -> dict[str, object]:
-    from gatekeeper.audit import RECORD_VERSION, timestamp
+    from gatekeeper.audit import RECORD_VERSION, command_fields, timestamp
     from gatekeeper.session import session_facts
 
     record: dict[str, object] = {"v": RECORD_VERSION, "ts": timestamp(), "event": "decision"}
     record.update(session_facts())
     record["profile"] = getattr(policy, "profile", None) or profile  # "default" without --name
-    record["cmd"] = command
+    record.update(command_fields(command))  # cmd, and cmd_b64 when not UTF-8
     record.update(decision)
     record["policy"] = {"path": policy.source, "sha256": policy.sha256}
     return record

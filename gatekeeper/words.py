@@ -82,7 +82,9 @@ def screen_unicode(command: str) -> None:
     for char in command:
         category = unicodedata.category(char)
         if category in REFUSED_CATEGORIES or (category == "Zs" and char != " "):
-            raise_syntax(f"character {describe(char)} ({REFUSED_CATEGORIES.get(category, 'unusual space')})")
+            what = describe(char)
+            what = what if what.startswith("byte ") else f"character {what}"
+            raise_syntax(f"{what} ({REFUSED_CATEGORIES.get(category, 'unusual space')})")
 
 
 # Unicode categories refused anywhere: they hide or reorder text (bidi
@@ -236,7 +238,11 @@ def plain_word(node: object) -> str:
 
 def describe(char: str) -> str:
     name = CHARACTER_NAMES.get(char)
-    return name if name else f"U+{ord(char):04X}"
+    if name:
+        return name
+    if 0xDC80 <= ord(char) <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+        return f"byte 0x{ord(char) - 0xDC00:02X}"
+    return f"U+{ord(char):04X}"
 
 
 def raise_syntax(reason: str) -> None:

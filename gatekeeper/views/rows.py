@@ -44,11 +44,22 @@ def row_of(event: Event) -> Row:
         client=shown(text_field(record, "client").split(" ", 1)[0], FIELD_LIMIT) or "no-client",
         decision=shown(text_field(record, "decision"), FIELD_LIMIT),
         canonical=shown(text_field(record, "canonical"), FIELD_LIMIT) or NONE_LABEL,
-        command=shown(text_field(record, "cmd"), COMMAND_LIMIT),
+        command=shown(exact_command(record), COMMAND_LIMIT),
         why=why_label(record),
         outcome=outcome_label(event.exit),
         profile=shown(text_field(record, "profile"), FIELD_LIMIT) or NONE_LABEL,
     )
+
+
+def exact_command(record: Record) -> str:
+    """The command with its exact bytes when the record has ``cmd_b64`` (shown as \\xFF by ``shown``)."""
+    if "cmd_b64" in record:
+        from gatekeeper.audit import command_bytes
+
+        exact = command_bytes(record)
+        if exact is not None:
+            return exact
+    return text_field(record, "cmd")
 
 
 def time_label(record: Record) -> str:
