@@ -52,6 +52,9 @@ def vet_run_namespaces(ctx: Context) -> None:
     check_networks(ctx, networks, aliases, "--network")
     links = [(use.value or "").partition(":")[0] for use in ctx.parsed.uses if use.flag[0] == "link"]
     check_links(ctx, [name for name in links if name], "--link")
+    pulls = [use for use in ctx.parsed.uses if use.flag[0] == "pull"]
+    if pulls and pulls[-1].value == "always" and ctx.parsed.positionals:
+        check_tag(ctx, ctx.parsed.positionals[0], f"{pulls[-1].spelled} always: image")
 
 
 def run_networks(ctx: Context) -> tuple[list[str], bool]:
@@ -225,6 +228,10 @@ def vet_compose_namespaces(ctx: Context, model: dict) -> None:
 def vet_compose_tags(ctx: Context, services: dict, canonical: str) -> None:
     forced = any(use.flag[0] == "pull" and use.value == "always" for use in ctx.parsed.uses)
     for name, service in services.items():
+        build = service.get("build")
+        if isinstance(build, dict) and canonical in BUILDING:
+            for tag in build.get("tags") or []:  # further tags the build puts on its image
+                check_tag(ctx, str(tag), f"compose service {name!r} build tag")
         image = service.get("image")
         if not isinstance(image, str) or not image:
             continue
