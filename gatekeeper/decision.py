@@ -25,12 +25,13 @@ from gatekeeper.words import split_command
 
 class Decision:
     __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims",
-                 "prepare", "afterwards")
+                 "prepare", "afterwards", "pins")
 
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
                  rule: str, reason: str, stdin: bytes | None = None,
                  output_filter: str | None = None, claims: list[tuple[str, str]] | None = None,
-                 prepare: list | None = None, afterwards: list | None = None) -> None:
+                 prepare: list | None = None, afterwards: list | None = None,
+                 pins: list[tuple[int, str, bytes]] | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
         self.canonical = canonical
@@ -46,6 +47,9 @@ class Decision:
         # (gatekeeper.steps): ("volume-create", NAME), ("pull-record", TAG).
         self.prepare: list[tuple[str, ...]] = list(prepare or [])
         self.afterwards: list[tuple[str, ...]] = list(afterwards or [])
+        # (argv index, word prefix, bytes): files the CLI reads that were read and checked here;
+        # the ForceCommand hands docker these bytes (gatekeeper.pinning), not the path again
+        self.pins = pins or []
 
     def as_dict(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -93,6 +97,13 @@ class RealWorld:
         resolved = os.path.realpath(path)
         check_resolution(resolved)
         return resolved
+
+    def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
+        """The bytes of a resolved host file the CLI would read, opened without following
+        any symlink on the way (a link there now is a swap since the path was resolved)."""
+        from gatekeeper.pinning import read_without_symlinks
+
+        return read_without_symlinks(path, limit)
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
         """At most `limit`+1 bytes of a file the decision must look into (compose files)."""
@@ -169,6 +180,9 @@ class StaticWorld:
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.files.get(path, b"")[: limit + 1]
 
+    def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
+        return self.read_file(path, limit)
+
     def claims_in_flight(self, policy: object) -> list[tuple[str, str]]:
         """No other gatekeeper session is in flight."""
         return []
@@ -232,8 +246,11 @@ def vetted_decision(argv: list[str], located: Located, policy: object, world: ob
     parsed = walk_command_flags(argv, located)
     vetted = vet(Context(argv, located, parsed, policy, world))
     final = apply_rewrites(argv, vetted.rewrites)
+    where = rewritten_positions(argv, vetted.rewrites)
+    pins = [(where[index], prefix, data) for index, (prefix, data) in vetted.pins.items()]
     return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
-                    vetted.stdin, vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards)
+                    vetted.stdin, vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards,
+                    pins)
 
 
 def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> list[str]:
@@ -248,6 +265,19 @@ def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) 
             out.append(argv[i])
             i += 1
     return out
+
+
+def rewritten_positions(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> dict[int, int]:
+    """For each rewrite, the index of its last word in the rewritten argv."""
+    where: dict[int, int] = {}
+    out = i = 0
+    while i < len(argv):
+        count, words = rewrites.get(i, (1, [argv[i]]))
+        if i in rewrites:
+            where[i] = out + len(words) - 1
+        out += len(words)
+        i += count
+    return where
 
 
 def show(located: Located) -> str:

@@ -53,6 +53,20 @@ def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untype
     return decision, registration
 
 
+def run_pinned(policy: Policy, decision) -> int:  # type: ignore[no-untyped-def]
+    """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
+    if not decision.pins:
+        return run_decided(policy, decision)
+    from gatekeeper.pinning import pinned_argv
+
+    decision.argv, fds = pinned_argv(decision.argv, decision.pins)
+    try:
+        return run_decided(policy, decision)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def record_and_run(command: str, decision, policy: Policy, profile: str | None,  # type: ignore[no-untyped-def]
                    started: float) -> int:
     record = decision_record(command, decision.as_dict(), policy, profile)
@@ -69,7 +83,7 @@ def record_and_run(command: str, decision, policy: Policy, profile: str | None, 
     if decision.prepare or decision.afterwards:
         code = run_with_steps(policy, decision)
     else:
-        code = run_decided(policy, decision)
+        code = run_pinned(policy, decision)
     record_exit(fd, policy, record, code, started)
     return code
 
@@ -104,7 +118,7 @@ def run_with_steps(policy: Policy, decision: object) -> int:
     except StepFailed as error:
         say(f"gatekeeper: denied: {error} (rule step-failed); nothing ran")
         return EX_NOPERM
-    code = run_decided(policy, decision)
+    code = run_pinned(policy, decision)
     if code == 0:
         for warning in run_afterwards(policy, decision.afterwards, before):  # type: ignore[attr-defined]
             say(f"gatekeeper: warning: {warning}")

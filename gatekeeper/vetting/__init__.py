@@ -81,8 +81,19 @@ def check_deny_true(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 CLIENT_OUTPUT_FLAGS = frozenset({"cidfile", "iidfile", "metadata-file", "output"})
 
 
+# Files docker's own CLI reads for run/create: read (and checked) once here, handed to
+# docker as those bytes (gatekeeper.pinning). Plugins (compose) cannot open our descriptors.
+PINNED_READS = frozenset({"env-file", "label-file"})
+PINNED_COMMANDS = frozenset({"container run", "container create"})
+
+
 def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     resolved = ctx.host_path(use.value or "", use.spelled)
+    if use.flag[0] in PINNED_READS and ctx.located.canonical in PINNED_COMMANDS and parsed is ctx.parsed:
+        from gatekeeper.pinning import pin_read
+
+        pin_read(ctx, parsed, use, resolved)
+        return
     if use.flag[0] in CLIENT_OUTPUT_FLAGS:
         from gatekeeper.vetting.binds import add_output
 

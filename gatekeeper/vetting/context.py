@@ -13,7 +13,7 @@ class Vetted:
     engine steps (gatekeeper.steps) execution takes around the command."""
 
     __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs", "prepare",
-                 "afterwards")
+                 "afterwards", "pins")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
@@ -25,6 +25,8 @@ class Vetted:
         # (resolved path, what) the engine will bind-mount / the CLI will write (gatekeeper.vetting.binds)
         self.binds: list[tuple[str, str]] = []
         self.outputs: list[tuple[str, str]] = []
+        # rewrite index -> (word prefix, bytes): files handed to docker as checked (gatekeeper.pinning)
+        self.pins: dict[int, tuple[str, bytes]] = {}
 
     def claims(self) -> list[tuple[str, str]]:
         """What this command puts in flight (gatekeeper.inflight): (kind, path)."""
@@ -55,6 +57,15 @@ class Context:
         long = use.flag[0]
         words.append(f"--{long}={value}" if long else f"-{use.flag[1]}={value}")
         self.vetted.rewrites[parsed.offset + use.start] = (use.count, words)
+
+    def pin_value(self, parsed: Parsed, use: FlagUse, path: str, data: bytes) -> None:
+        """Spell the flag `--long=path` (always), and remember the bytes docker must get."""
+        words = [use.prefix] if use.prefix else []
+        prefix = f"--{use.flag[0]}="
+        words.append(prefix + path)
+        index = parsed.offset + use.start
+        self.vetted.rewrites[index] = (use.count, words)
+        self.vetted.pins[index] = (prefix, data)
 
     def replace_word(self, index: int, word: str) -> None:
         """Replace the positional at absolute argv index `index`."""

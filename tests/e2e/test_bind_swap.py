@@ -309,3 +309,29 @@ def test_dot_files_below_the_top_level(stack: Stack, target: Path) -> None:
     assert git.stdout == b"ref: refs/heads/main\n", git.stderr
     top = stack.ssh(f"docker run --rm -v {AGENT_HOME}/.ssh:/s {IMAGE} true")
     assert top.returncode == EX_NOPERM and b"rule host-path-hidden" in top.stderr
+
+
+def test_env_file_swapped_after_the_decision_is_not_read(stack: Stack, target: Path) -> None:
+    """Item 3 (client reads): a container bound above an env file flips it between a plain
+    file and a symlink to a file outside the root. The CLI reads it after the decision; as
+    root (the control) it soon reads the outside file. Through gatekeeper docker gets the
+    bytes the decision read (a sealed memfd), so the outside value never arrives."""
+    case = Case("env-file", "swap", "both")
+    case.prepare()
+    (TARGET / "canary.env").write_text("GK_SWAP_CANARY=leaked\n")
+    env_file = f"{case.p}/app.env"
+    flip = (f"while true; do echo GK_SAFE=1 > /w/app.new; mv /w/app.new /w/app.env; sleep 0.02; "
+            f"ln -sfn {TARGET}/canary.env /w/app.env; sleep 0.02; done")
+    started = stack.ssh(as_command(["docker", "run", "-d", "--name", f"{NAME}-flipper", "-v", f"{case.p}:/w",
+                                    IMAGE, "sh", "-c", flip]))
+    assert started.returncode == 0, started.stderr
+    assert wait_for("flipping", lambda: Path(env_file).exists() or Path(env_file).is_symlink())
+    command = ["run", "--rm", "--env-file", env_file, IMAGE, "env"]
+    seen = []
+    for _ in range(12):
+        result = stack.ssh(as_command(["docker", *command]))
+        assert b"leaked" not in result.stdout + result.stderr
+        seen.append(result.returncode)
+    assert 0 in seen, "no run got through at all"  # the benign file, pinned
+    assert any(b"leaked" in stack.docker(*command).stdout.encode() for _ in range(30)), \
+        "control: root's CLI never read the swapped-in file"
