@@ -8,9 +8,10 @@ Steps for every subcommand that needs the project (all but ls and version):
 2. At least one `-f` is required: without it compose searches the working
    directory *and its parents* (outside the roots) and honours COMPOSE_FILE
    from `.env`, so what it loads would not be what the agent named.
-3. `.env` is never read: we pass `--env-file /dev/null` unless the agent
-   names env files (which then follow the host-path rule, so a dot file such
-   as `.env` cannot be named). An env file only shapes the render; its
+3. `.env` is never read implicitly: we pass `--env-file /dev/null` unless the
+   agent names env files (which then follow the host-path rule: a project's
+   `work/app/.env` may be named, the root's top-level dot files may not).
+   An env file only shapes the render; its
    COMPOSE_* settings cannot add files (we pass -f) or change the name we run.
 4. A raw render (`config --no-interpolate`) lists env_file and label_file
    paths, which the full render inlines and drops: each follows the host-path
