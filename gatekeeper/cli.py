@@ -24,6 +24,7 @@ OPERATOR_COMMANDS = {
     "replay": "gatekeeper.views.cli:replay_main",
     "authorized-key": "gatekeeper.authorized_key:main",
     "rules": "gatekeeper.rules:main",
+    "install-entry": "gatekeeper.operator.install_entry:main",
 }
 
 # One line each for `gatekeeper --help` (tests/test_cli.py: every command has one).
@@ -34,6 +35,7 @@ OPERATOR_SUMMARIES = {
     "replay": "decide every logged command again under another policy",
     "authorized-key": "print the authorized_keys line for an agent's public key",
     "rules": "list every rule id a denial can name, with its one-line why",
+    "install-entry": "write the ForceCommand entry script (isolated python, no runpy)",
 }
 
 EX_USAGE = 64

@@ -1,0 +1,124 @@
+"""`gatekeeper install-entry`: write the ForceCommand's entry script.
+
+    ForceCommand /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
+
+The script's interpreter line runs this installation's Python isolated
+(`#!<venv>/bin/python3 -I`: no PYTHON* variables, no user site, neither the
+cwd nor the script's directory on sys.path) and calls gatekeeper.cli.main
+directly, so a call skips runpy (`python3 -I -m gatekeeper` resolves the
+package through runpy on every call) and sshd_config keeps a plain command
+line with no code in it.
+
+pip cannot make this script: it rewrites a `#!python` line to the bare
+interpreter and drops options, so a console script would run without -I.
+The script is written atomically (temporary file, rename), root-owned 0755,
+and then run once with --version to prove the kernel starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ENTRY_NAME = "gatekeeper-ssh"
+SHEBANG_LIMIT = 255  # Linux reads at most this many bytes of the #! line
+PLAIN_PATH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+")
+
+SCRIPT = """\
+#!{python} -I
+# Written by `gatekeeper install-entry`: the sshd ForceCommand, without runpy.
+# -I: no PYTHON* variables, no user site, nothing from the cwd or this directory on sys.path.
+import sys
+
+from gatekeeper.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+USAGE = """\
+usage: gatekeeper install-entry [--to PATH] [--python PATH]
+
+Write the ForceCommand entry script (default: gatekeeper-ssh beside this
+installation's python3, e.g. /opt/gatekeeper/bin/gatekeeper-ssh), whose
+interpreter line runs that python3 isolated (-I). Then use it in sshd_config:
+
+    ForceCommand /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
+"""
+
+
+class EntryError(Exception):
+    pass
+
+
+def main(args: list[str]) -> int:
+    if any(arg in ("-h", "--help") for arg in args):
+        sys.stdout.write(USAGE)
+        return 0
+    try:
+        options = parse(args)
+        python = interpreter(options.get("--python") or default_python())
+        target = options.get("--to") or os.path.join(os.path.dirname(python), ENTRY_NAME)
+        write_entry(target, python)
+        prove_it_starts(target)
+    except EntryError as error:
+        sys.stderr.write(f"gatekeeper install-entry: {error}\n")
+        return 1
+    sys.stdout.write(f"wrote {target} (#!{python} -I)\n"
+                     f"ForceCommand {target} --policy /etc/gatekeeper/policy.toml\n")
+    return 0
+
+
+def parse(args: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for name, value in zip(args[::2], args[1::2], strict=False):
+        if name not in ("--to", "--python") or name in options:
+            raise EntryError(f"unknown or repeated option {name!r}\n{USAGE}")
+        options[name] = value
+    if len(args) % 2:
+        raise EntryError(f"{args[-1]!r} needs a value\n{USAGE}")
+    return options
+
+
+def default_python() -> str:
+    """This installation's interpreter as the venv names it (not resolved: the
+    venv's own bin/python3 is what makes its site-packages the ones imported)."""
+    return os.path.join(sys.prefix, "bin", "python3")
+
+
+def interpreter(python: str) -> str:
+    if not python.startswith("/") or not set(python) <= PLAIN_PATH:
+        # A space would split the #! line; other bytes are not worth the doubt.
+        raise EntryError(f"interpreter {python!r}: an absolute path of plain characters is needed")
+    if len(f"#!{python} -I") > SHEBANG_LIMIT:
+        raise EntryError(f"interpreter path {python!r} is too long for a #! line")
+    if not os.access(python, os.X_OK):
+        raise EntryError(f"interpreter {python!r} is not an executable")
+    return python
+
+
+def write_entry(target: str, python: str) -> None:
+    if not target.startswith("/"):
+        raise EntryError(f"{target!r}: an absolute path is needed")
+    temporary = f"{target}.tmp-{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(SCRIPT.format(python=python))
+        os.chmod(temporary, 0o755)  # noqa: S103 - sshd runs it as the agent: read and execute for all
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def prove_it_starts(target: str) -> None:
+    import subprocess
+
+    done = subprocess.run([target, "--version"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=30, check=False)
+    if done.returncode != 0 or not done.stdout.startswith("gatekeeper "):
+        said = (done.stderr or done.stdout).strip()[:200]
+        raise EntryError(f"{target} was written but does not start: {said}")

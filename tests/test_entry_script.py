@@ -1,0 +1,76 @@
+"""The ForceCommand entry script (`gatekeeper install-entry`) runs isolated.
+
+Attack: whoever controls the session's environment or a directory on the import
+path plants a `gatekeeper` package or a `sitecustomize` of their own (in the
+cwd, beside the script, in a PYTHONPATH directory, in the user site) or sets
+PYTHONINSPECT, and the ForceCommand runs their code instead of ours.
+Control: the same script with a plain `#!python` line (what pip would write)
+imports the planted code; with `-I` on the interpreter line nothing of it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.operator.install_entry import SCRIPT, main
+
+PLANTED = "open({marker!r}, 'a').write({where!r} + '\\n')\n"
+
+
+def plant(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """Shadows of gatekeeper and sitecustomize everywhere an unisolated python looks."""
+    marker = tmp_path / "ran.txt"
+    home, cwd, pythonpath, bin_dir = (tmp_path / d for d in ("home", "cwd", "pythonpath", "bin"))
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    user_site = home / ".local" / "lib" / version / "site-packages"
+    for where, directory in (("cwd", cwd), ("pythonpath", pythonpath), ("user-site", user_site),
+                             ("script-dir", bin_dir)):
+        (directory / "gatekeeper").mkdir(parents=True)
+        (directory / "gatekeeper" / "__init__.py").write_text(PLANTED.format(marker=str(marker), where=where))
+        (directory / "sitecustomize.py").write_text(PLANTED.format(marker=str(marker), where=where + "-site"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(pythonpath),
+           "PYTHONINSPECT": "1", "PYTHONSTARTUP": str(pythonpath / "sitecustomize.py"),
+           "PYTHONUSERBASE": str(home / ".local")}
+    return marker, env, cwd
+
+
+def run_entry(script: Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(script), "--version"], env=env, cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+
+def test_entry_script_imports_nothing_planted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker, env, cwd = plant(tmp_path)
+    python = os.path.join(sys.prefix, "bin", "python3")
+    # control: the interpreter line pip would write (no options)
+    plain = tmp_path / "bin" / "gatekeeper-plain"
+    plain.write_text(SCRIPT.format(python=python).replace(" -I\n", "\n", 1))
+    plain.chmod(0o755)
+    run_entry(plain, env, cwd)
+    assert {"pythonpath-site", "script-dir"} <= set(marker.read_text().split()), "control: planted code ran"
+    marker.unlink()
+    # the defence: install-entry's script
+    entry = tmp_path / "bin" / "gatekeeper-ssh"
+    assert main(["--to", str(entry), "--python", python]) == 0
+    assert entry.read_text().startswith(f"#!{python} -I\n")
+    done = run_entry(entry, env, cwd)
+    assert done.returncode == 0 and done.stdout.startswith("gatekeeper "), done.stderr
+    assert not marker.exists(), marker.read_text()
+    assert oct(entry.stat().st_mode & 0o7777) == "0o755"
+    assert "ForceCommand" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [
+    ["--python", "relative/python3"], ["--python", "/opt/with space/python3"],
+    ["--python", "/x/" + "a" * 300], ["--python", "/nonexistent/python3"],
+    ["--to", "relative-entry"], ["--bogus", "x"], ["--to"],
+])  # fmt: skip
+def test_install_entry_refuses_what_it_cannot_write_safely(args: list[str], tmp_path: Path) -> None:
+    os.chdir(tmp_path)
+    assert main(args) == 1
+    assert list(tmp_path.iterdir()) == []
