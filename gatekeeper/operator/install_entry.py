@@ -43,6 +43,10 @@ installation's python3, e.g. /opt/gatekeeper/bin/gatekeeper-ssh), whose
 interpreter line runs that python3 isolated (-I). Then use it in sshd_config:
 
     ForceCommand /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
+
+examples:
+  /opt/gatekeeper/bin/gatekeeper install-entry
+  gatekeeper install-entry --to /opt/gatekeeper/bin/gatekeeper-ssh --python /opt/gatekeeper/bin/python3
 """
 
 
