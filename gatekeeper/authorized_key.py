@@ -131,7 +131,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         prog="gatekeeper authorized-key",
         description="Print an authorized_keys line that runs gatekeeper for this key.",
         epilog="examples:\n  gatekeeper authorized-key /tmp/agent.pub --from 192.0.2.10\n"
-        "  gatekeeper authorized-key ci.pub --name ci >> /home/ai-worker/.ssh/authorized_keys",
+        "  gatekeeper authorized-key ci.pub --from 192.0.2.0/24 >> /etc/ssh/authorized_keys/ai-worker",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pubkey_file", metavar="PUBKEY_FILE", help="the agent's public key (*.pub)")

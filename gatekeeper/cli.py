@@ -23,6 +23,7 @@ OPERATOR_COMMANDS = {
     "audit": "gatekeeper.views.cli:audit_main",
     "replay": "gatekeeper.views.cli:replay_main",
     "authorized-key": "gatekeeper.authorized_key:main",
+    "sshd-check": "gatekeeper.operator.sshd_check:main",
     "rules": "gatekeeper.rules:main",
     "install-entry": "gatekeeper.operator.install_entry:main",
 }
@@ -34,6 +35,7 @@ OPERATOR_SUMMARIES = {
     "audit": "read the audit log (filters, --summary, --follow, --json)",
     "replay": "decide every logged command again under another policy",
     "authorized-key": "print the authorized_keys line for an agent's public key",
+    "sshd-check": "fail unless sshd -T gives the agent exactly the drop-in's settings",
     "rules": "list every rule id a denial can name, with its one-line why",
     "install-entry": "write the ForceCommand entry script (isolated python, no runpy)",
 }

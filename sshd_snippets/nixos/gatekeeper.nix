@@ -1,28 +1,61 @@
 # NixOS module: confine an agent account to gatekeeper (vetted docker commands over SSH).
 #
-# The same settings as ../gatekeeper.conf, for NixOS.  Import it and set, e.g.:
+# The same settings as ../00-gatekeeper.conf, for NixOS.  Import it and set, e.g.:
 #
 #   imports = [ ./gatekeeper.nix ];
 #   services.gatekeeper = {
 #     enable = true;
 #     package = pkgs.python3.withPackages (ps: [ gatekeeperPythonPackage ]);
 #     authorizedKeys = [ "ssh-ed25519 AAAA... agent@laptop" ];
+#     policy.limits.memory = "2g";          # or: policyFile = ./policy.toml;
 #   };
 #
 # `package` must be a Python environment that contains the gatekeeper package;
 # its bin/python3 is what sshd runs (with -I, so nothing the agent writes into
-# its home is imported).  Keys are written to /etc/ssh/authorized_keys.d/<user>
+# its home is imported, and with NIX_PYTHONPATH cleared: nixpkgs' sitecustomize
+# reads it even under -I).  Keys are written to /etc/ssh/authorized_keys.d/<user>
 # by NixOS (root-owned), each with restrict,command="..." as well, and
 # ~/.ssh/authorized_keys is not consulted for this user.
+#
+# What it sets up, like sshd_snippets/install.sh on Debian: the account with its
+# own group and /bin/sh semantics (dash), the policy at /etc/gatekeeper/policy.toml
+# (generated from `policy` with pkgs.formats.toml, docker binary from
+# `dockerPackage`, roots and workdir from the user's home; or `policyFile`, never
+# both) and its compiled copy, the audit log append-only (chattr +a) with
+# logrotate keeping it so, user@UID.service masked and lingering off (pam_systemd
+# would start a user manager that reads ~/.config/systemd/user), and the sshd
+# Match block placed after every other extraConfig line (lib.mkAfter), so that an
+# operator's global lines never end up inside it.
 { config, lib, pkgs, ... }:
 
 let
   cfg = config.services.gatekeeper;
+  home = "/home/${cfg.user}";
   python = "${cfg.package}/bin/python3";
-  forcedCommand =
-    "${python} -I -m gatekeeper --policy ${cfg.policyFile}";
-  keyLine = key:
-    ''restrict,command="${forcedCommand}" ${key}'';
+  chattr = "${pkgs.e2fsprogs}/bin/chattr";
+  logDir = "/var/log/gatekeeper";
+  log = "${logDir}/audit.jsonl";
+  toml = pkgs.formats.toml { };
+
+  # The generated policy: only what differs from gatekeeper's embedded default
+  # for this host, then the operator's `policy` on top.
+  generatedPolicy = lib.recursiveUpdate {
+    docker = {
+      binary = "${cfg.dockerPackage}/bin/docker";
+      workdir = home;
+      config_dir = "/etc/gatekeeper/docker";
+    };
+    paths = {
+      allowed_roots = [ home ];
+      state_dir = "${home}/.gatekeeper";
+    };
+    audit.path = log;
+  } cfg.policy;
+  policySource =
+    if cfg.policyFile != null then cfg.policyFile else toml.generate "gatekeeper-policy.toml" generatedPolicy;
+
+  forcedCommand = "${python} -I -m gatekeeper --policy /etc/gatekeeper/policy.toml";
+  keyLine = key: ''restrict,command="${forcedCommand}" ${key}'';
 in
 {
   options.services.gatekeeper = {
@@ -31,7 +64,19 @@ in
     user = lib.mkOption {
       type = lib.types.str;
       default = "ai-worker";
-      description = "Account the agent logs in as.";
+      description = "Account the agent logs in as; its home is /home/<user>.";
+    };
+
+    group = lib.mkOption {
+      type = lib.types.str;
+      default = "ai-worker";
+      description = "The account's own primary group (the audit log's group).";
+    };
+
+    uid = lib.mkOption {
+      type = lib.types.int;
+      default = 2001;
+      description = "Fixed uid: user@<uid>.service is masked by it.";
     };
 
     package = lib.mkOption {
@@ -39,16 +84,22 @@ in
       description = "Python environment containing the gatekeeper package.";
     };
 
-    policyFile = lib.mkOption {
-      type = lib.types.path;
-      default = "/etc/gatekeeper/policy.toml";
-      description = "Policy file passed to gatekeeper --policy (root-owned).";
+    dockerPackage = lib.mkOption {
+      type = lib.types.package;
+      default = pkgs.docker;
+      description = "Docker client whose bin/docker the generated policy pins.";
     };
 
     policy = lib.mkOption {
-      type = lib.types.lines;
-      default = "";
-      description = "Contents of /etc/gatekeeper/policy.toml; empty means the built-in default.";
+      type = toml.type;
+      default = { };
+      description = "Policy settings over the generated ones (TOML keys, e.g. limits.memory).";
+    };
+
+    policyFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      description = "A complete policy file instead of `policy` (not both).";
     };
 
     authorizedKeys = lib.mkOption {
@@ -59,37 +110,96 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.policy == { } || cfg.policyFile == null;
+        message = "services.gatekeeper: set `policy` or `policyFile`, not both (one source of truth).";
+      }
+    ];
+
     # /bin/sh semantics: sshd runs the forced command through the login shell,
     # and a shell that reads rc files would run what the agent wrote there.
+    users.groups.${cfg.group} = { };
     users.groups.docker = { };
     users.users.${cfg.user} = {
       isNormalUser = true;
-      home = "/home/${cfg.user}";
+      uid = cfg.uid;
+      group = cfg.group;
+      home = home;
       shell = "${pkgs.dash}/bin/dash";
       extraGroups = [ "docker" ];
+      linger = false;
       openssh.authorizedKeys.keys = map keyLine cfg.authorizedKeys;
     };
 
+    # pam_systemd would start user@UID.service at every login; it reads
+    # ~/.config/systemd/user and ~/.config/environment.d. enable = false makes
+    # the unit a link to /dev/null (masked).
+    systemd.services."user@${toString cfg.uid}".enable = false;
+
     environment.etc."gatekeeper/policy.toml" = {
-      text = cfg.policy;
+      source = policySource;
       mode = "0644";
     };
     environment.etc."gatekeeper/docker/.keep".text = "";
 
-    # Audit log: the agent may append, not read, create or replace it.
+    # The fast path: parsed policy next to the file (gatekeeper policy compile).
+    system.activationScripts.gatekeeperPolicy = {
+      deps = [ "etc" ];
+      text = "${python} -I -m gatekeeper policy compile /etc/gatekeeper/policy.toml";
+    };
+
+    # Audit log: the agent may append, not read, create, truncate or replace it.
     systemd.tmpfiles.rules = [
-      "d /var/log/gatekeeper 0755 root root -"
-      "f /var/log/gatekeeper/audit.jsonl 0620 root ${cfg.user} -"
+      "d ${logDir} 0755 root root -"
+      "f ${log} 0620 root ${cfg.group} -"
+      "h ${log} - - - - +a"
     ];
+
+    services.logrotate.enable = true;
+    services.logrotate.settings.gatekeeper = {
+      files = log;
+      frequency = "weekly";
+      rotate = 52;
+      compress = true;
+      delaycompress = true;
+      missingok = true;
+      notifempty = true;
+      nocreate = true;
+      nocopytruncate = true;
+      sharedscripts = true;
+      firstaction = ''
+        set -e
+        chmod 0700 ${logDir}
+        ${chattr} -a ${log}
+        if [ -e ${log}.1 ]; then ${chattr} -a ${log}.1; fi
+      '';
+      postrotate = ''
+        set -e
+        chown root:root ${log}.1
+        chmod 0600 ${log}.1
+        ${chattr} +a ${log}.1
+        (umask 077 && : >> ${log})
+        chown root:${cfg.group} ${log}
+        chmod 0620 ${log}
+        ${chattr} +a ${log}
+        chmod 0755 ${logDir}
+      '';
+    };
 
     services.openssh = {
       enable = true;
       settings.PermitUserEnvironment = false;
-      # NixOS PAM for sshd does not read ~/.pam_environment unless asked to.
-      extraConfig = ''
+      # Last of all extraConfig lines: a Match block runs to the end of the
+      # file, so anything merged after it would apply to the agent only.
+      extraConfig = lib.mkAfter ''
         Match User ${cfg.user}
           ForceCommand ${forcedCommand}
           AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u
+          AuthorizedKeysCommand none
+          TrustedUserCAKeys none
+          AuthorizedPrincipalsFile none
+          AuthorizedPrincipalsCommand none
           AuthenticationMethods publickey
           PubkeyAuthentication yes
           PasswordAuthentication no
@@ -107,7 +217,8 @@ in
           PermitTTY no
           PermitUserRC no
           ExposeAuthInfo yes
-          SetEnv LANG=C.UTF-8 LC_ALL=C.UTF-8
+          AcceptEnv GATEKEEPER_NO_CLIENT_ENV
+          SetEnv LANG=C.UTF-8 LC_ALL=C.UTF-8 GATEKEEPER_NO_CLIENT_ENV=none NIX_PYTHONPATH=
           MaxSessions 4
           ClientAliveInterval 30
           ClientAliveCountMax 3

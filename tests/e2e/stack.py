@@ -16,7 +16,8 @@ What it sets up, in order (each step undone in reverse at the end):
     block no interface or route of the machine uses, its own address pool, its own
     containerd namespace, no iptables or ip_forward changes (see "dockerd" below);
   * two sshd on 127.0.0.1, each proving one layer alone confines the agent:
-    one Includes sshd_snippets/gatekeeper.conf verbatim (ForceCommand mode) and
+    one Includes /etc/ssh/sshd_config.d/*.conf as Debian's main file does, where
+    install.sh put sshd_snippets/00-gatekeeper.conf verbatim (ForceCommand mode), and
     finds the client key in /etc/ssh/authorized_keys/ai-worker with no options
     at all; the other reads a copy without the ForceCommand line and a key file
     whose line `gatekeeper authorized-key` printed (`restrict,command="..."`).
@@ -47,8 +48,11 @@ from pathlib import Path
 from typing import IO, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-SNIPPET: Final = REPO_ROOT / "sshd_snippets" / "gatekeeper.conf"
+SNIPPET: Final = REPO_ROOT / "sshd_snippets" / "00-gatekeeper.conf"
 INSTALL_SCRIPT: Final = REPO_ROOT / "sshd_snippets" / "install.sh"
+SYSTEM_DROP_IN: Final = Path("/etc/ssh/sshd_config.d/00-gatekeeper.conf")
+# Debian's main sshd_config starts with this Include: the drop-ins, in name order.
+SYSTEM_DROP_INS: Final = Path("/etc/ssh/sshd_config.d/*.conf")
 
 AGENT: Final = "ai-worker"
 AGENT_HOME: Final = Path("/home/ai-worker")
@@ -454,6 +458,48 @@ def install_steps(*steps: str) -> None:
     run(["sh", str(INSTALL_SCRIPT), *steps])
 
 
+# The README's install steps, in its order, and what the stack does with each:
+# run it (`install_steps`) or why it does the same another way.
+INSTALL_STEPS: Final = (
+    ("packages", ".ci/e2e-setup.sh installs the same packages and the test tools"),
+    ("account", "ensure_agent_account: the same useradd/usermod, and it records what it created"),
+    ("pam", "run (disable_pam_user_env, after backing up /etc/pam.d/sshd)"),
+    ("gatekeeper", "install_gatekeeper: the same pip install, from a copy of the checkout"),
+    ("policy", "write_policy_and_audit_log: a policy for the private engine, compiled"),
+    ("audit-log", "run"),
+    ("logrotate", "run"),
+    ("keys-dir", "run"),
+    ("sshd", "run"),
+    ("no-user-manager", "run"),
+    ("no-cron-at", "run"),
+    ("reload", "no system sshd here: the stack starts its own on the same drop-in"),
+)
+DEPLOYED_FILES: Final = (
+    SYSTEM_DROP_IN, Path("/etc/logrotate.d/gatekeeper"), Path("/etc/tmpfiles.d/gatekeeper.conf"),
+    Path("/etc/cron.deny"), Path("/etc/at.deny"), AUTHORIZED_KEYS,
+)  # fmt: skip
+
+
+def deploy_access_rules(undo: contextlib.ExitStack) -> None:
+    """The install steps that shape access: key directory, sshd drop-in (with
+    `gatekeeper sshd-check`), no per-user service manager, no cron/at."""
+    for path in DEPLOYED_FILES:
+        undo.callback(preserved(path))
+    undo.callback(preserved_link(user_manager_mask()))
+    install_steps("keys-dir", "sshd", "no-user-manager", "no-cron-at")
+
+
+def user_manager_mask() -> Path:
+    return Path(f"/etc/systemd/system/user@{pwd.getpwnam(AGENT).pw_uid}.service")
+
+
+def preserved_link(path: Path) -> Callable[[], None]:
+    """Undo for a symlink the stack may create: removed again unless it was there."""
+    if path.is_symlink() or path.exists():
+        return lambda: None
+    return lambda: path.unlink(missing_ok=True)
+
+
 def disable_pam_user_env() -> Callable[[], None]:
     """Debian's /etc/pam.d/sshd has pam_env `user_readenv=1`: sshd would put the
     variables of ~/.pam_environment (LD_PRELOAD, ...) into the agent's /bin/sh
@@ -464,7 +510,7 @@ def disable_pam_user_env() -> Callable[[], None]:
     if original is None or "user_readenv=1" not in original:
         return lambda: None
     PAM_BACKUP.write_text(original)  # a killed run is undone by stop_stale_stack()
-    PAM_SSHD.write_text(original.replace("user_readenv=1", "user_readenv=0"))
+    install_steps("pam")
     return restore_pam_sshd
 
 
@@ -904,6 +950,7 @@ def running_stack() -> Iterator[Stack]:
         write_policy_and_audit_log()
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
+        deploy_access_rules(undo)
         undo.callback(remove_our_bridge)
         bridge = create_bridge()
         dockerd = start_dockerd(bridge)
@@ -932,7 +979,7 @@ def start_sshds(workdir: Path, undo: contextlib.ExitStack) -> Stack:
     write_authorized_keys(AUTHORIZED_KEYS, forcecommand_keys_text(stack.client_key, stack.precedence_key))
     write_authorized_keys(stack.keyoption_keys, keyoption_keys_text(stack.client_key, stack.precedence_key))
     modes = (
-        ("sshd-forcecommand", stack.forcecommand_port, SNIPPET),
+        ("sshd-forcecommand", stack.forcecommand_port, SYSTEM_DROP_INS),
         (
             "sshd-keyoption",
             stack.keyoption_port,

@@ -94,9 +94,10 @@ def test_agent_gets_the_setting(tmp_path: Path, host_key: Path, keyword: str, va
 
 
 def test_client_locale_is_overridden(tmp_path: Path, host_key: Path) -> None:
-    """AcceptEnv LANG LC_* stays (Match cannot clear it); SetEnv must override both."""
+    """The Match block's AcceptEnv replaces Debian's LANG LC_*; SetEnv fixes the locale."""
     settings = effective(main_config(tmp_path, host_key, SNIPPET), "ai-worker")
     assert {"LANG=C.UTF-8", "LC_ALL=C.UTF-8"} <= set(settings.get("setenv", []))
+    assert settings["acceptenv"] == ["GATEKEEPER_NO_CLIENT_ENV"]
 
 
 def test_other_users_keep_the_main_files_settings(tmp_path: Path, host_key: Path) -> None:

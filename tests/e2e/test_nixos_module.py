@@ -1,0 +1,153 @@
+"""The NixOS module, evaluated and rendered, gives a working, confined deployment.
+
+nixpkgs is not available here, so tests/fixtures/nixos/standin.nix stands in
+for the parts of `lib`, `pkgs` and the module system the module uses, and
+renders what NixOS would build: sshd_config, the policy, users and groups,
+tmpfiles rules, logrotate settings, masked units. The real `nix-instantiate`
+evaluates the real module file; the real sshd judges the rendered config with
+`sshd -T`; gatekeeper's own loader reads the generated policy.
+
+Defects of the old module, each shown by a control: no group of its own (the
+user got "users" and the tmpfiles rule for the audit log named a group that
+did not exist: every command refused); a Match block at default priority, so
+an operator's later global extraConfig line became part of it; policy and
+policyFile silently ignoring each other.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.policy import load_policy
+
+from .stack import REPO_ROOT, make_keypair
+
+pytestmark = pytest.mark.e2e
+
+MODULE = REPO_ROOT / "sshd_snippets" / "nixos" / "gatekeeper.nix"
+STANDIN = REPO_ROOT / "tests" / "fixtures" / "nixos" / "standin.nix"
+PYTHON_ENV = '{ type = "derivation"; outPath = "/nix/store/00000000000000000000000000000000-python3-env"; }'
+
+
+def render(tmp_path: Path, gatekeeper: str, *, host_extra: str = "", module: Path = MODULE,
+           ignore_order: bool = False) -> dict[str, object]:  # fmt: skip
+    expression = tmp_path / "host.nix"
+    expression.write_text(f"""
+import {STANDIN} {{
+  module = import {module};
+  ignoreOrder = {"true" if ignore_order else "false"};
+  settings = {{
+    services.gatekeeper = {{ enable = true; package = {PYTHON_ENV}; {gatekeeper} }};
+    services.openssh.extraConfig = {json.dumps(host_extra)};
+  }};
+}}
+""")
+    result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(expression)],
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def sshd_settings(tmp_path: Path, config_text: str, user: str) -> dict[str, list[str]]:
+    host_key = tmp_path / "host_ed25519"
+    if not host_key.exists():
+        make_keypair(host_key, "nixos render")
+    config = tmp_path / "sshd_config"
+    config.write_text(f"HostKey {host_key}\n{config_text}")
+    spec = f"user={user},addr=127.0.0.1,host=localhost,laddr=127.0.0.1,lport=22"
+    out = subprocess.run(["/usr/sbin/sshd", "-T", "-f", str(config), "-C", spec], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    settings: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        keyword, _, value = line.partition(" ")
+        settings.setdefault(keyword, []).append(value)
+    return settings
+
+
+def toml_text(value: dict[str, object], prefix: str = "") -> str:
+    """Enough TOML for the generated policy: tables of strings, numbers, booleans, string lists."""
+    scalars = [f"{key} = {json.dumps(item)}" for key, item in value.items() if not isinstance(item, dict)]
+    tables = [toml_text(item, f"{prefix}{key}.") for key, item in value.items() if isinstance(item, dict)]
+    head = f"[{prefix[:-1]}]\n" if prefix and scalars else ""
+    return head + "".join(line + "\n" for line in scalars) + "".join(tables)
+
+
+def test_agent_gets_the_confined_settings_from_the_real_sshd(tmp_path: Path) -> None:
+    rendered = render(tmp_path, 'authorizedKeys = [ "ssh-ed25519 AAAA a" ];')
+    settings = sshd_settings(tmp_path, str(rendered["sshdConfig"]), "ai-worker")
+    assert settings["forcecommand"][0].endswith("-python3-env/bin/python3 -I -m gatekeeper "
+                                                 "--policy /etc/gatekeeper/policy.toml")  # fmt: skip
+    assert "NIX_PYTHONPATH=" in settings["setenv"]
+    assert settings["acceptenv"] == ["GATEKEEPER_NO_CLIENT_ENV"]
+    for keyword, value in {"permittty": "no", "disableforwarding": "yes", "permituserenvironment": "no",
+                           "authorizedkeyscommand": "none", "trustedusercakeys": "none",
+                           "authorizedkeysfile": "/etc/ssh/authorized_keys.d/%u"}.items():  # fmt: skip
+        assert settings[keyword] == [value], keyword
+
+
+def test_match_block_comes_last(tmp_path: Path) -> None:
+    """An operator's global `AllowTcpForwarding no` must keep applying to other users."""
+    operator_line = "AllowTcpForwarding no"
+    # Control: at default priority the operator's line lands inside our Match block.
+    (tmp_path / "old").mkdir()
+    old = render(tmp_path / "old", "", host_extra=operator_line, ignore_order=True)
+    old_settings = sshd_settings(tmp_path / "old", str(old["sshdConfig"]), "operator")
+    assert old_settings["allowtcpforwarding"] == ["yes"]
+    (tmp_path / "new").mkdir()
+    new = render(tmp_path / "new", "", host_extra=operator_line)
+    assert sshd_settings(tmp_path / "new", str(new["sshdConfig"]), "operator")["allowtcpforwarding"] == ["no"]
+
+
+def test_own_group_and_the_audit_log_group_exist(tmp_path: Path) -> None:
+    rendered = render(tmp_path, "")
+    user = rendered["user"]
+    assert isinstance(user, dict) and user["group"] == "ai-worker" and "docker" in user["extraGroups"]
+    log_rule = next(rule for rule in rendered["tmpfiles"] if rule.startswith("f /var/log/gatekeeper/"))
+    assert log_rule.split()[4] in rendered["groups"]
+    assert "h /var/log/gatekeeper/audit.jsonl - - - - +a" in rendered["tmpfiles"]
+    # Control: without `group = cfg.group;` isNormalUser gives "users", and no
+    # group named in the tmpfiles rule would exist had the module not declared it.
+    old_module = tmp_path / "old.nix"
+    old_module.write_text(MODULE.read_text().replace("      group = cfg.group;\n", ""))
+    (tmp_path / "old").mkdir()
+    assert render(tmp_path / "old", "", module=old_module)["user"]["group"] == "users"  # type: ignore[index]
+
+
+def test_policy_is_generated_from_options_and_loads(tmp_path: Path) -> None:
+    rendered = render(tmp_path, 'user = "agent2"; group = "agent2"; policy = { limits.memory = "2g"; };')
+    policy = rendered["policyValue"]
+    assert isinstance(policy, dict)
+    assert policy["docker"]["binary"].startswith("/nix/store/") and policy["docker"]["binary"].endswith(
+        "-docker-24.0.9/bin/docker")
+    assert policy["docker"]["workdir"] == "/home/agent2"
+    assert policy["paths"]["allowed_roots"] == ["/home/agent2"]
+    assert policy["limits"]["memory"] == "2g"
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(toml_text(policy))
+    loaded = load_policy(str(policy_file))
+    assert loaded.binary == policy["docker"]["binary"] and loaded.workdir == "/home/agent2"
+    assert rendered["policyPath"].endswith("-gatekeeper-policy.toml")
+    assert "policy compile /etc/gatekeeper/policy.toml" in str(rendered["activation"])
+
+
+def test_policy_and_policy_file_together_fail_the_build(tmp_path: Path) -> None:
+    both = render(tmp_path, 'policyFile = "/etc/site/policy.toml"; policy = { limits.memory = "2g"; };')
+    assert any("not both" in message for message in both["failedAssertions"])
+    (tmp_path / "file").mkdir()
+    file_only = render(tmp_path / "file", 'policyFile = "/etc/site/policy.toml";')
+    assert file_only["failedAssertions"] == [] and file_only["policyPath"] == "/etc/site/policy.toml"
+
+
+def test_user_manager_masked_lingering_off_logrotate_append_only(tmp_path: Path) -> None:
+    rendered = render(tmp_path, "uid = 2345;")
+    assert rendered["masked"] == ["user@2345"]
+    assert rendered["user"]["linger"] is False  # type: ignore[index]
+    rotate = rendered["logrotate"]
+    assert isinstance(rotate, dict) and rotate["nocreate"] == "yes" and rotate["delaycompress"] == "yes"
+    assert "chattr -a /var/log/gatekeeper/audit.jsonl" in rotate["firstaction"]
+    assert "chattr +a /var/log/gatekeeper/audit.jsonl\n" in rotate["postrotate"]
+    assert "chown root:ai-worker /var/log/gatekeeper/audit.jsonl" in rotate["postrotate"]
