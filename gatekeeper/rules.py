@@ -26,7 +26,7 @@ RULES: Final = MappingProxyType(
         "unknown-flag": "a flag docker does not define for this command",
         "unvetted-flag": "a real docker flag that gatekeeper does not vet, so it is refused",
         "csv-syntax": "a --mount/--opt style CSV value docker itself would parse differently",
-        "inspect-format": "a --format template that could read fields the agent may not see",
+        "inspect-format": "an inspect template where docker.host is not unix:// (no redacting stand-in)",
         # host paths
         "host-path": "a host path outside the policy's allowed_roots (or the root itself)",
         "host-path-hidden": "a host path whose first component below the root is a dot entry",
