@@ -69,7 +69,8 @@ class RealWorld:
 
     `run_docker` is how a decision asks the engine something (render a compose
     project, find a container's owner): the pinned binary, the policy's clean
-    environment, cwd = workdir, a time limit. It returns (status, stdout, stderr).
+    environment, cwd = workdir, under time, memory and output limits
+    (gatekeeper.bounded). It returns (status, stdout, stderr).
 
     `claims_in_flight` answers what other live gatekeeper sessions are about to
     bind or write (gatekeeper.inflight). Only the ForceCommand passes a registry:
@@ -117,15 +118,12 @@ class RealWorld:
 
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        import subprocess
-
+        from gatekeeper.bounded import run_bounded
         from gatekeeper.execution import child_environment
 
-        done = subprocess.run(
-            [policy.binary, *args], input=stdin, capture_output=True, timeout=timeout,  # type: ignore[attr-defined]
-            env=child_environment(policy), cwd=policy.workdir, check=False,  # type: ignore[attr-defined]
-        )
-        return done.returncode, done.stdout, done.stderr
+        # memory, time and output bounded: past a limit, Denied (rule decision-limit)
+        return run_bounded([policy.binary, *args], stdin, child_environment(policy),  # type: ignore[attr-defined]
+                           policy.workdir, timeout)  # type: ignore[attr-defined]
 
 
 class OfflineEngineWorld(RealWorld):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from gatekeeper.decision import Decision, OfflineEngineWorld, RealWorld, decide
-from gatekeeper.errors import EX_NOPERM
+from gatekeeper.errors import EX_NOPERM, Denied
 from gatekeeper.messages import denial_line
 from gatekeeper.policy import Policy, load_policy
 
@@ -76,7 +76,7 @@ def engine_problem(policy: Policy, world: RealWorld) -> str | None:
     try:
         status, _, err = world.run_docker(policy, ["version", "--format", "{{.Server.Version}}"],
                                           timeout=PROBE_TIMEOUT)
-    except subprocess.TimeoutExpired:
+    except (subprocess.TimeoutExpired, Denied):  # Denied: past gatekeeper.bounded's limits
         return f"no answer within {PROBE_TIMEOUT:.0f} s"
     except OSError as error:
         return f"{error.strerror or error}: {error.filename or policy.binary}"

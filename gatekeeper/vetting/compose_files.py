@@ -25,6 +25,10 @@ from collections.abc import Callable, Iterator
 from gatekeeper.errors import Denied
 
 MAX_FILE_BYTES = 1 << 20
+# What a file may grow to once YAML aliases are expanded (scalar bytes plus one per
+# node): compose expands every alias while loading, so an 11 KB file of aliases
+# to aliases becomes 100 MB in compose (and in its rendered JSON) before we see it.
+MAX_EXPANDED = 4 << 20
 MAX_FILES = 32
 REMOTE_MARKERS = ("://", "git@")
 REFERENCE_WORDS = (b"include", b"extends", b"\\", b"!")
@@ -51,6 +55,8 @@ def referenced_files(path: str, project_dir: str, data: bytes, host_path: HostPa
     if len(data) > MAX_FILE_BYTES:
         raise Denied(f"compose file {path!r} is larger than 1 MiB", rule="compose-file")
     require_utf8(path, data)
+    if b"*" in data:  # an alias: bounded before compose expands it
+        check_alias_expansion(path, data)
     if not any(word in data for word in REFERENCE_WORDS):
         return []
     out = []
@@ -68,6 +74,52 @@ def require_utf8(path: str, data: bytes) -> None:
         raise Denied(f"compose file {path!r} is not UTF-8", rule="compose-file") from None
     if b"\x00" in data:
         raise Denied(f"compose file {path!r} contains NUL bytes", rule="compose-file")
+
+
+def check_alias_expansion(path: str, data: bytes) -> None:
+    """Walk the YAML event stream (nothing is built) and add up what every node
+    expands to, an alias counting as its anchor's full size; refuse past MAX_EXPANDED."""
+    import yaml
+
+    try:
+        total = expanded_size(yaml.parse(data.decode("utf-8"), Loader=yaml.SafeLoader))
+    except (yaml.YAMLError, RecursionError):
+        raise Denied(f"compose file {path!r} could not be read as YAML to bound its aliases",
+                     rule="compose-file") from None
+    except OverflowError:
+        total = MAX_EXPANDED + 1
+    if total > MAX_EXPANDED:
+        raise Denied(f"compose file {path!r} expands to more than {MAX_EXPANDED >> 20} MiB through YAML "
+                     "aliases (an alias bomb makes compose exhaust memory); write the values out",
+                     rule="compose-yaml-aliases")
+
+
+def expanded_size(events: Iterator[object]) -> int:
+    """Scalar bytes plus one per node, aliases expanded, stopping as soon as it is over the bound."""
+    import yaml
+
+    anchors: dict[str, int] = {}
+    stack: list[list] = [[None, 0]]  # [anchor, size so far] per open collection
+    for event in events:
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            stack.append([event.anchor, 1])
+            continue
+        if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, size = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1 + len(event.value)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchors:  # undefined, or an alias inside its own anchor
+                raise yaml.YAMLError(f"unknown alias {event.anchor!r}")
+            anchor, size = None, anchors[event.anchor]
+        else:
+            continue
+        if anchor is not None:
+            anchors[anchor] = size
+        stack[-1][1] += size
+        if stack[-1][1] > MAX_EXPANDED:
+            raise OverflowError
+    return sum(size for _, size in stack)
 
 
 def parse_documents(path: str, data: bytes) -> list[object]:
