@@ -22,6 +22,15 @@ from gatekeeper.grammar.command_line import Located, locate_command, walk_comman
 from gatekeeper.grammar.spec import OK
 from gatekeeper.words import split_command
 
+# For a subsystem request sshd hands the ForceCommand the subsystem's configured
+# command as SSH_ORIGINAL_COMMAND (OpenSSH 9.2 session.c do_exec), and nothing says
+# it was a subsystem: `ssh -s sftp` arrives as Debian's sftp-server path. Typing
+# that path as a command looks the same; both are recorded as this rule.
+SFTP_SERVERS = frozenset({
+    "internal-sftp", "/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
+    "/usr/lib/sftp-server", "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server",
+})  # fmt: skip
+
 
 class Decision:
     __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims",
@@ -206,6 +215,9 @@ def decide(command: str, policy: object, world: object) -> Decision:
     canonical = None
     try:
         argv = split_command(command)
+        if argv[0] in SFTP_SERVERS and len(argv) == 1:
+            raise Denied("an sftp subsystem request ('ssh -s sftp', sftp, scp) is not allowed: "
+                         "use docker commands only", rule="subsystem-sftp")
         if argv[0] != "docker":
             raise Denied(f"only docker commands are allowed, not {argv[0]!r}", rule="not-docker")
         located = locate_command(argv)

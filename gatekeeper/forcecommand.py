@@ -16,21 +16,26 @@ from gatekeeper.policy import Policy, load_policy
 
 
 def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
+    from gatekeeper.session import session_facts
+
+    # First, before anything slow: sshd removes the SSH_USER_AUTH file (the only
+    # record of which key this is) as soon as the client hangs up.
+    facts = session_facts()
     try:
         policy = load_policy(policy_path, profile)
     except GatekeeperError as error:
         return refuse_without_policy(error)
     command = os.environ.get("SSH_ORIGINAL_COMMAND")
     if command is None:
-        return show_usage(policy, profile)
-    return decide_and_run(command, policy, profile)
+        return show_usage(policy, profile, facts)
+    return decide_and_run(command, policy, profile, facts)
 
 
-def decide_and_run(command: str, policy: Policy, profile: str | None) -> int:
+def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     started = time.monotonic()
     decision, registration = decide_and_register(command, policy)
     try:
-        return record_and_run(command, decision, policy, profile, started)
+        return record_and_run(command, decision, policy, profile, facts, started)
     finally:
         if registration is not None:
             registration.release()  # the engine holds the container by now (gatekeeper.inflight)
@@ -68,8 +73,8 @@ def run_pinned(policy: Policy, decision) -> int:  # type: ignore[no-untyped-def]
 
 
 def record_and_run(command: str, decision, policy: Policy, profile: str | None,  # type: ignore[no-untyped-def]
-                   started: float) -> int:
-    record = decision_record(command, decision.as_dict(), policy, profile)
+                   facts: dict[str, object], started: float) -> int:
+    record = decision_record(command, decision.as_dict(), policy, profile, facts)
     try:
         fd = record_decision(policy, record)
     except AuditError as error:
@@ -126,12 +131,11 @@ def run_with_steps(policy: Policy, decision: object) -> int:
 
 
 def decision_record(command: str, decision: dict[str, object], policy: Policy,
-                    profile: str | None) -> dict[str, object]:
+                    profile: str | None, facts: dict[str, object]) -> dict[str, object]:
     from gatekeeper.audit import RECORD_VERSION, command_fields, timestamp
-    from gatekeeper.session import session_facts
 
     record: dict[str, object] = {"v": RECORD_VERSION, "ts": timestamp(), "event": "decision"}
-    record.update(session_facts())
+    record.update(facts)  # read when the session started (gatekeeper.session)
     record["profile"] = getattr(policy, "profile", None) or profile  # "default" without --name
     record.update(command_fields(command))  # cmd, and cmd_b64 when not UTF-8
     record.update(decision)
@@ -171,11 +175,11 @@ def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int,
         to_syslog(line)
 
 
-def show_usage(policy: Policy, profile: str | None) -> int:
+def show_usage(policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     """An interactive login: say what is allowed, record the attempt, refuse."""
     record = decision_record("", {"decision": "deny", "argv": None, "canonical": None,
                                   "rule": "no-command", "reason": "no command given"},
-                             policy, profile)
+                             policy, profile, facts)
     try:
         record_decision(policy, record)
     except AuditError as error:

@@ -68,7 +68,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "workdir": "/home/ai-worker",
         "config_dir": "/etc/gatekeeper/docker",
     },
-    "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True},
+    # reserved_tags: log tags no container may use (journald/syslog identifiers)
+    "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True, "reserved_tags": ["gatekeeper"]},
     "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
     # state_dir: gatekeeper.inflight's registry; a root's top-level dot entry is out of containers' reach
     "paths": {"allowed_roots": ["/home/ai-worker"], "state_dir": "/home/ai-worker/.gatekeeper"},
@@ -81,6 +82,13 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "default_cpus": 0,
         "default_pids_limit": 0,
         "max_running": 0,
+        # floors for healthchecks ("" / 0: none) and the cgroup builds run under
+        "min_health_interval": "",
+        "min_health_start_interval": "",
+        "min_health_timeout": "",
+        "min_health_start_period": "",
+        "min_health_retries": 0,
+        "build_cgroup_parent": "",
     },
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
@@ -121,6 +129,8 @@ STRING_LIST = "list of strings"
 SCOPE = '"all" or "owned"'
 PATTERN_LIST = "list of names or glob patterns"
 LABEL_LIST = 'list of labels "key=value" or "key"'
+DURATION = 'duration such as "5s" (or "" for none)'
+CGROUP = 'cgroup path such as "/gatekeeper-build" or "gatekeeper-build.slice" (or "")'
 SUBNET_LIST = 'list of subnets in CIDR form ("198.51.100.0/24")'
 
 SCHEMA: dict[str, dict[str, str]] = {
@@ -130,7 +140,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "workdir": ABSOLUTE_PATH,
         "config_dir": ABSOLUTE_PATH,
     },
-    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN},
+    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN, "reserved_tags": STRING_LIST},
     "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
     "paths": {"allowed_roots": PATH_LIST, "state_dir": ABSOLUTE_PATH},
     "limits": {
@@ -141,6 +151,12 @@ SCHEMA: dict[str, dict[str, str]] = {
         "default_cpus": CPU_COUNT,
         "default_pids_limit": COUNT,
         "max_running": COUNT,
+        "min_health_interval": DURATION,
+        "min_health_start_interval": DURATION,
+        "min_health_timeout": DURATION,
+        "min_health_start_period": DURATION,
+        "min_health_retries": COUNT,
+        "build_cgroup_parent": CGROUP,
     },
     "network": {"subnets": SUBNET_LIST},
     "redact": {"keys": STRING_LIST},
@@ -349,8 +365,25 @@ VALIDATORS = {
     SCOPE: lambda value: value in ("all", "owned"),
     PATTERN_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "*?[]") for v in value),
     LABEL_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "=") for v in value),
+    DURATION: lambda value: value == "" or is_duration(value),
+    CGROUP: lambda value: isinstance(value, str) and is_cgroup(value),
     SUBNET_LIST: lambda value: is_string_list(value) and all(is_subnet(v) for v in value),
 }
+
+
+def is_duration(value: object) -> bool:
+    from gatekeeper.vetting.limits import go_duration
+
+    return isinstance(value, str) and bool(go_duration(value))
+
+
+def is_cgroup(value: str) -> bool:
+    """"" (none), an absolute cgroupfs path or a systemd slice name; no '..' or odd bytes."""
+    parts = value.strip("/").split("/")
+    if value == "":
+        return True
+    return (value.startswith("/") or value.endswith(".slice")) and all(
+        part and part not in (".", "..") and is_plain_name(part, ".-_@") for part in parts)
 
 
 def is_subnet(value: str) -> bool:

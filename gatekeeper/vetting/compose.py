@@ -83,6 +83,7 @@ def vet_compose(ctx: Context) -> None:
     from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
     from gatekeeper.vetting.limits import vet_compose_limits
+    from gatekeeper.vetting.run import vet_model_log_options
 
     source = project_source(ctx)
     check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)  # type: ignore[attr-defined]
@@ -91,6 +92,7 @@ def vet_compose(ctx: Context) -> None:
     check_inlined_files(ctx, source, model, probe)
     vet_project(model, ctx.host_path)
     vet_model_addresses(ctx, model)  # ipam subnets and fixed addresses (policy [network])
+    vet_model_log_options(ctx, model)  # log option keys and reserved tags, as for run
     if ctx.located.canonical in COMPOSE_CREATING:  # the model's binds become containers' binds
         ctx.vetted.binds.extend(model_binds(model))
     vet_compose_limits(ctx, model)  # caps checked, defaults set in the model compose is fed

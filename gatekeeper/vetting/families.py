@@ -23,8 +23,10 @@ def run_family(ctx: Context) -> None:
 
 def build_family(ctx: Context) -> None:
     from gatekeeper.vetting.build import vet_build
+    from gatekeeper.vetting.limits import vet_build_limits
 
     vet_build(ctx)
+    vet_build_limits(ctx)
 
 
 def compose_family(ctx: Context) -> None:

@@ -90,7 +90,8 @@ def plain_int(text: str) -> int | None:
 class Caps:
     """The policy's [limits], parsed once per decision that needs them."""
 
-    __slots__ = ("memory", "cpus", "pids", "default_memory", "default_cpus", "default_pids", "max_running")
+    __slots__ = ("memory", "cpus", "pids", "default_memory", "default_cpus", "default_pids", "max_running",
+                 "health", "build_cgroup_parent")
 
     def __init__(self, limits: dict[str, object]) -> None:
         self.memory = ram_in_bytes(str(limits.get("memory") or "0")) or 0
@@ -100,9 +101,14 @@ class Caps:
         self.default_cpus = float(limits.get("default_cpus") or 0)  # type: ignore[arg-type]
         self.default_pids = int(limits.get("default_pids_limit") or 0)  # type: ignore[call-overload]
         self.max_running = int(limits.get("max_running") or 0)  # type: ignore[call-overload]
+        # run flag -> floor (nanoseconds, or a count for retries); absent = no floor
+        self.health = {flag: floor for flag, (key, _) in HEALTH_FLOORS.items()
+                       if (floor := health_floor(flag, limits.get(key)))}
+        self.build_cgroup_parent = str(limits.get("build_cgroup_parent") or "")
 
     def any(self) -> bool:
-        return bool(self.memory or self.cpus or self.pids or self.max_running or self.defaults())
+        capped = self.memory or self.cpus or self.pids or self.max_running
+        return bool(capped or self.defaults() or self.health)
 
     def defaults(self) -> list[tuple[str, str]]:
         """(flag, value) pairs to inject when the flag is absent."""
@@ -189,6 +195,76 @@ def over_cap(what: str, value: object, why: str, cap: str) -> Denied:
     return Denied(f"{what} {value!r} is not allowed: {why} (policy [limits])", rule=f"limit-{cap}")
 
 
+# ---------------------------------------------------------------- healthcheck floors
+
+# `--health-interval 1ms` on three containers kept both host CPUs busy in dockerd,
+# containerd and runc, outside every container's cgroup: floors in [limits].
+# run flag -> (policy [limits] key, compose healthcheck key)
+HEALTH_FLOORS = {
+    "health-interval": ("min_health_interval", "interval"),
+    "health-start-interval": ("min_health_start_interval", "start_interval"),
+    "health-timeout": ("min_health_timeout", "timeout"),
+    "health-start-period": ("min_health_start_period", "start_period"),
+    "health-retries": ("min_health_retries", "retries"),
+}
+GO_DURATION_UNITS = {"ns": 1, "us": 1000, "\u00b5s": 1000, "\u03bcs": 1000, "ms": 10**6, "s": NANO,
+                     "m": 60 * NANO, "h": 3600 * NANO}
+
+
+def go_duration(text: str) -> int | None:
+    """Go's time.ParseDuration on unsigned spellings ("1ms", "1.5s", "1m30s", "0"), in
+    nanoseconds; None for anything else (a sign, no unit, an unknown unit)."""
+    import re
+
+    if text == "0":
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)([a-z\u00b5\u03bc]+)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    total = 0
+    for number, unit in parts:
+        scale = GO_DURATION_UNITS.get(unit)
+        if scale is None:
+            return None
+        whole, _, fraction = number.partition(".")
+        total += int(whole or "0") * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
+    return total
+
+
+def health_floor(flag: str, value: object) -> int:
+    if flag == "health-retries":
+        return int(value or 0)  # type: ignore[call-overload]
+    return go_duration(str(value)) or 0 if value else 0
+
+
+def show_duration(nanos: int) -> str:
+    for unit, scale in (("h", 3600 * NANO), ("m", 60 * NANO), ("s", NANO), ("ms", 10**6)):
+        if nanos % scale == 0:
+            return f"{nanos // scale}{unit}"
+    return f"{nanos}ns"
+
+
+def check_health(flag: str, value: str, caps: Caps, what: str) -> None:
+    """At or over the floor; 0 means "the image's or the engine's default" to docker."""
+    floor = caps.health.get(flag)
+    if not floor:
+        return
+    retries = flag == "health-retries"
+    amount = plain_int(value) if retries else go_duration(value)
+    shown = str(floor) if retries else show_duration(floor)
+    if amount is None or amount < 0:
+        hint = "a plain count" if retries else "a duration such as 30s"
+        raise Denied(f"{what} {value!r} is not allowed: write {hint} (policy [limits])", rule="limit-health")
+    if 0 < amount < floor:
+        raise Denied(f"{what} {value!r} is not allowed: the floor is {shown} "
+                     "(health checks run in the engine, outside the container's limits; policy [limits])",
+                     rule="limit-health")
+
+
+def health_check(flag: str):  # type: ignore[no-untyped-def]
+    return lambda value, caps, what: check_health(flag, value, caps, what)
+
+
 # run/create flag name -> its check (`docker update` has no grammar table: always denied)
 FLAG_CAPS = {
     "memory": check_memory,
@@ -197,6 +273,7 @@ FLAG_CAPS = {
     "cpu-quota": check_cpu_quota,
     "cpu-period": check_cpu_quota,
     "pids-limit": check_pids,
+    **{flag: health_check(flag) for flag in HEALTH_FLOORS},
 }
 
 
@@ -304,6 +381,10 @@ def vet_compose_limits(ctx: Context, model: dict[str, object]) -> None:
 
 
 def limit_service(name: str, service: dict[str, object], caps: Caps) -> None:
+    health = service.get("healthcheck")
+    for flag, (_, key) in HEALTH_FLOORS.items():
+        if isinstance(health, dict) and health.get(key) is not None:
+            check_health(flag, model_value(health[key]), caps, f"service {name!r} healthcheck.{key}")
     given = set()
     for key, (check, flag) in SERVICE_CAPS.items():
         if key in service:
@@ -344,3 +425,35 @@ def model_default(flag: str, value: str) -> object:
     if flag == "cpus":
         return float(value)
     return int(value)
+
+
+# ---------------------------------------------------------------- build
+
+# CPU time for the classic builder: it has no --cpus, only a quota per period.
+BUILD_CPU_PERIOD = 100_000
+
+
+def vet_build_limits(ctx: Context) -> None:
+    """docker build: RUN steps ran with no memory, CPU or PID limit at all. The classic
+    builder honours --memory, --memory-swap, --cpu-period/--cpu-quota and
+    --cgroup-parent; BuildKit ignores the first four and honours --cgroup-parent.
+    The agent's values are held to the caps; absent ones get the defaults and the
+    policy's build_cgroup_parent (a cgroup the operator made with pids/memory limits)."""
+    caps = caps_of(ctx.policy)
+    if not caps.any() and not caps.build_cgroup_parent:
+        return
+    given = check_flags(ctx, caps)
+    words = []
+    if caps.default_memory and "memory" not in given:
+        check_memory(caps.default_memory, caps, "the policy's default_memory")
+        words.append(f"--memory={caps.default_memory}")
+    if caps.default_cpus and not given & CPU_QUOTA_FLAGS:
+        check_cpus(format_cpus(caps.default_cpus), caps, "the policy's default_cpus")
+        quota = round(caps.default_cpus * BUILD_CPU_PERIOD)
+        words += [f"--cpu-period={BUILD_CPU_PERIOD}", f"--cpu-quota={quota}"]
+    if caps.build_cgroup_parent:
+        words.append(f"--cgroup-parent={caps.build_cgroup_parent}")  # the agent's own: refused by the grammar
+    if words:
+        at = ctx.located.args_start - 1  # the word 'build'
+        count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))
+        ctx.vetted.rewrites[at] = (count, [*existing, *words])

@@ -41,7 +41,7 @@ def vet_log_options(ctx: Context) -> None:
     for use in ctx.parsed.uses:
         if use.flag[0] != "log-opt":
             continue
-        key = (use.value or "").partition("=")[0]
+        key, _, value = (use.value or "").partition("=")
         if key not in LOG_OPTS:
             raise Denied(
                 f"{use.spelled} {use.value!r} is not allowed: log option {key!r} belongs to a driver "
@@ -49,6 +49,42 @@ def vet_log_options(ctx: Context) -> None:
                 f"(allowed: {', '.join(sorted(LOG_OPTS))})",
                 rule=f"flag-{use.name}",
             )
+        if key == "tag":
+            check_log_tag(value, f"{use.spelled} tag=", ctx.policy, f"flag-{use.name}")
+
+
+def check_log_tag(tag: str, what: str, policy: object, rule: str) -> None:
+    """Where the engine logs to journald or syslog, the tag is the record's identifier:
+    `tag=gatekeeper` makes a container's output read as gatekeeper's own audit records.
+    A template ({{.Name}}) could spell a reserved tag from a name, so none is taken."""
+    reserved = reserved_tags(policy)
+    lowered = tag.lower()
+    if "{{" in tag or any(word in lowered for word in reserved):
+        raise Denied(f"{what}{tag!r} is not allowed: log tags may not contain "
+                     f"{', '.join(sorted(reserved))} (reserved by policy [audit] reserved_tags) "
+                     "or a template", rule=rule)
+
+
+def reserved_tags(policy: object) -> list[str]:
+    audit = getattr(policy, "settings", {}).get("audit") or {}
+    return [str(tag).lower() for tag in audit.get("reserved_tags", ["gatekeeper"])]
+
+
+def vet_model_log_options(ctx: Context, model: dict) -> None:
+    """compose `logging.options`: the run rules (keys of harmless drivers, no reserved tag).
+    With no driver named, the daemon's default driver (syslog, journald, ...) reads them."""
+    services = model.get("services")
+    for name, service in (services if isinstance(services, dict) else {}).items():
+        logging = service.get("logging") if isinstance(service, dict) else None
+        options = logging.get("options") if isinstance(logging, dict) else None
+        for key, value in (options if isinstance(options, dict) else {}).items():
+            what = f"compose service {name!r}: logging.options.{key}"
+            if key not in LOG_OPTS:
+                raise Denied(f"{what} is not allowed: it belongs to a driver that makes the daemon dial "
+                             f"host sockets or read host files (allowed: {', '.join(sorted(LOG_OPTS))})",
+                             rule="compose-logging")
+            if key == "tag":
+                check_log_tag(str(value), f"{what} ", ctx.policy, "compose-logging")
 
 
 def vet_start(ctx: Context) -> None:

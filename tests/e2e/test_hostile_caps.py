@@ -1,0 +1,119 @@
+"""Healthcheck floors and build caps through real ssh and the real engine (issue 18 item 2).
+
+* Health: `--health-interval 1ms` makes the engine run the check back to back
+  (dockerd, containerd and runc do the work, outside the container's cgroup).
+  Without floors (the control) gatekeeper allows it and the engine's health log
+  shows checks milliseconds apart; with `[limits] min_health_interval` it is
+  refused.
+* Build: the e2e engine is dockerd 20.10 with the 28.x client and no buildx
+  plugin, so `docker build` runs the classic builder (its deprecation notice is
+  asserted). A RUN step reads its own cgroup: without [limits] (the control)
+  memory and CPU are unlimited; with them the step runs under the injected
+  memory limit, CPU quota and the policy's cgroup parent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from .stack import AGENT, AGENT_HOME, IMAGE, Stack, policy_extended, write_file
+
+pytestmark = pytest.mark.e2e
+
+EX_NOPERM = 77
+HEALTHY = "gk-e2e-health"
+CGROUP_PARENT = "gk-e2e-build"
+BUILD_DIR = AGENT_HOME / "work" / "capsbuild"
+DOCKERFILE = f"""\
+FROM {IMAGE}
+RUN echo "mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes || cat /sys/fs/cgroup/memory.max)" \\
+ && echo "quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max)" \\
+ && echo "cgroup=$(grep -m1 memory /proc/self/cgroup || head -1 /proc/self/cgroup)"
+"""
+BUILD_LIMITS = f"""
+[limits]
+memory = "256m"
+cpus = 1.0
+default_memory = "64m"
+default_cpus = 0.5
+build_cgroup_parent = "/{CGROUP_PARENT}"
+"""
+
+
+@pytest.fixture
+def no_health_container(stack: Stack) -> Iterator[None]:
+    stack.docker("rm", "-f", HEALTHY, check=False)
+    yield
+    stack.docker("rm", "-f", HEALTHY, check=False)
+
+
+def health_gaps_ms(stack: Stack) -> list[float]:
+    log = json.loads(stack.docker("inspect", HEALTHY).stdout)[0]["State"]["Health"]["Log"]
+    starts = [datetime.fromisoformat(entry["Start"][:26]) for entry in log]
+    return [(b - a).total_seconds() * 1000 for a, b in pairwise(starts)]
+
+
+def test_health_interval_floor(stack: Stack, no_health_container: None) -> None:
+    command = f"docker run -d --name {HEALTHY} --health-cmd true --health-interval 1ms {IMAGE} sleep 60"
+    # control: no floor in the policy, the engine checks back to back
+    result = stack.ssh(command)
+    assert result.returncode == 0, result.stderr
+    time.sleep(2)
+    gaps = health_gaps_ms(stack)
+    assert gaps and max(gaps) < 200, gaps
+    stack.docker("rm", "-f", HEALTHY)
+    with policy_extended('\n[limits]\nmin_health_interval = "5s"\n'):
+        refused = stack.ssh(command)
+        assert refused.returncode == EX_NOPERM and b"limit-health" in refused.stderr, refused.stderr
+        assert HEALTHY not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        allowed = stack.ssh(command.replace("1ms", "5s"))
+        assert allowed.returncode == 0, allowed.stderr
+
+
+@pytest.fixture
+def build_dir(stack: Stack) -> Iterator[Path]:
+    write_file(BUILD_DIR / "Dockerfile", DOCKERFILE, mode=0o644, owner=AGENT, group=AGENT)
+    yield BUILD_DIR
+    (BUILD_DIR / "Dockerfile").unlink(missing_ok=True)
+    BUILD_DIR.rmdir()
+    stack.docker("image", "rm", "-f", "gk-e2e-capsbuild", check=False)
+    for controller in Path("/sys/fs/cgroup").iterdir():  # the parent the engine made for our builds
+        leftover = controller / CGROUP_PARENT
+        if leftover.is_dir():
+            for child in leftover.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            leftover.rmdir()
+
+
+def step_output(output: str) -> dict[str, str]:
+    lines = [line.strip() for line in output.splitlines()]
+    return {key: line.split("=", 1)[1] for line in lines for key in ("mem", "quota", "cgroup")
+            if line.startswith(key + "=")}
+
+
+def test_build_steps_run_under_the_caps(stack: Stack, build_dir: Path) -> None:
+    command = f"docker build --no-cache -t gk-e2e-capsbuild {build_dir}"
+    # control: no [limits], the RUN step sees no limit
+    result = stack.ssh(command, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert b"legacy builder" in result.stderr, "expected the classic builder (no buildx plugin here)"
+    seen = step_output(result.stdout.decode())
+    assert int(seen["mem"]) > 1 << 40 and seen["quota"] in ("-1", "max 100000"), seen
+    assert CGROUP_PARENT not in seen["cgroup"]
+    with policy_extended(BUILD_LIMITS):
+        result = stack.ssh(command, timeout=180)
+        assert result.returncode == 0, result.stderr
+        seen = step_output(result.stdout.decode())
+        assert int(seen["mem"]) == 64 << 20, seen
+        assert seen["quota"] in ("50000", "50000 100000"), seen
+        assert f"/{CGROUP_PARENT}/" in seen["cgroup"], seen
+        over = stack.ssh(f"docker build -m 1g -t gk-e2e-capsbuild {build_dir}", timeout=60)
+        assert over.returncode == EX_NOPERM and b"limit-memory" in over.stderr, over.stderr
