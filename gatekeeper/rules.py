@@ -18,6 +18,7 @@ RULES: Final = MappingProxyType(
         # what was sent
         "no-command": "the SSH session carried no command (an interactive login)",
         "not-docker": "the command does not start with 'docker'",
+        "subsystem-sftp": "an sftp subsystem request (sshd passes the sftp server's path as the command)",
         "shell-syntax": "shell syntax (; | & $ ` < > globs, unbalanced quotes) is never run by a shell here",
         "unknown-command": "docker has no such command",
         "blocked-subcommand": "the policy blocks this docker command ([commands] blocked)",
@@ -67,11 +68,13 @@ RULES: Final = MappingProxyType(
         "compose-render": "compose could not render the project (or took too long)",
         "compose-build": "a compose build that is not a plain local context",
         "compose-changed": "the project's files changed while they were being checked",
+        "compose-yaml-aliases": "a compose file whose YAML aliases expand past the bound (an alias bomb)",
         "compose-config-unfiltered": "'docker compose config' options that would print unvetted content",
         # gatekeeper itself
         "denied": "a refusal without a more specific rule",
         "policy-invalid": "the policy file is missing, unreadable or invalid (the operator must fix it)",
         "audit-unwritable": "the audit log cannot be written, so nothing runs (fail closed)",
+        "decision-limit": "an engine or compose call made to decide went past its memory, time or output cap",
         "internal-error": "gatekeeper hit a bug; the command was refused (fail closed); see syslog",
     }
 )
