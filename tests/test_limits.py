@@ -260,7 +260,10 @@ def test_max_running(running: int, allowed: bool, tmp_path: Path) -> None:
     world = CountingWorld(running)
     decision = decide("docker run -d img", load_policy(str(path), "ci-bot"), world)
     assert decision.allowed is allowed, decision.reason
-    assert world.asked[-1] == ["container", "ls", "-q", "--no-trunc", "--filter", "label=gatekeeper.owner=ci-bot"]
+    from gatekeeper.vetting.running import RUNNING_FORMAT
+
+    assert ["container", "ls", "--no-trunc", "--filter", "label=gatekeeper.owner=ci-bot",
+            "--format", RUNNING_FORMAT] in world.asked
     if not allowed:
         assert decision.rule == "limit-running"
         assert "the cap is 3" in decision.reason

@@ -13,7 +13,7 @@ class Vetted:
     engine steps (gatekeeper.steps) execution takes around the command."""
 
     __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs", "prepare",
-                 "afterwards", "pins")
+                 "afterwards", "pins", "starts")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
@@ -27,10 +27,13 @@ class Vetted:
         self.outputs: list[tuple[str, str]] = []
         # rewrite index -> (word prefix, bytes): files handed to docker as checked (gatekeeper.pinning)
         self.pins: dict[int, tuple[str, bytes]] = {}
+        # what this command will start: "label:TOKEN\tN" / "project:NAME\tN" (gatekeeper.vetting.running)
+        self.starts: list[str] = []
 
     def claims(self) -> list[tuple[str, str]]:
-        """What this command puts in flight (gatekeeper.inflight): (kind, path)."""
-        return [("bind", path) for path, _ in self.binds] + [("output", path) for path, _ in self.outputs]
+        """What this command puts in flight (gatekeeper.inflight): (kind, path or count)."""
+        return ([("bind", path) for path, _ in self.binds] + [("output", path) for path, _ in self.outputs]
+                + [("start", value) for value in self.starts])
 
 
 class Context:

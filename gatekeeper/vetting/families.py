@@ -49,6 +49,12 @@ def network_create_family(ctx: Context) -> None:
     vet_network_create(ctx)
 
 
+def restart_family(ctx: Context) -> None:
+    from gatekeeper.vetting.limits import vet_start_limits
+
+    vet_start_limits(ctx)
+
+
 def inspect_family(ctx: Context) -> None:
     from gatekeeper.vetting.inspect import vet_inspect
 
@@ -72,6 +78,7 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "container run": run_family,
     "container create": run_family,
     "container start": start_family,
+    "container restart": restart_family,
     "image build": build_family,
     "network create": network_create_family,
     **{f"compose {name}": compose_family for name in COMPOSE_COMMANDS_VETTED},

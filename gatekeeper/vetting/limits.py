@@ -285,8 +285,10 @@ def vet_run_limits(ctx: Context) -> None:
         return
     given = check_flags(ctx, caps)
     inject_defaults(ctx, caps, given)
-    if ctx.located.canonical == "container run":
-        check_running(ctx, caps, 1)
+    if ctx.located.canonical == "container run" and caps.max_running:
+        from gatekeeper.vetting.running import check_run
+
+        check_run(ctx, caps.max_running)
 
 
 def check_flags(ctx: Context, caps: Caps) -> set[str]:
@@ -319,33 +321,14 @@ def checked_defaults(caps: Caps, given: set[str]) -> list[tuple[str, str]]:
     return defaults
 
 
-def check_running(ctx: Context, caps: Caps, starting: int) -> None:
-    """At most max_running containers labelled as the agent's (policy.profile) run at once."""
-    if not caps.max_running:
-        return
-    running = count_running(ctx, getattr(ctx.policy, "profile", None) or DEFAULT_OWNER)
-    if running + starting > caps.max_running:
-        raise Denied(
-            f"{running} of your containers are running and the cap is {caps.max_running} "
-            "(policy [limits] max_running): stop one first",
-            rule="limit-running",
-        )
-
-
-def count_running(ctx: Context, owner: str) -> int:
-    # `container ls` (= ps): a world without an engine (replay) answers it with nothing running
-    args = ["container", "ls", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={owner}"]
-    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)  # type: ignore[attr-defined]
-    if status != 0:
-        raise Denied("cannot count your running containers (docker ps failed)", rule="limit-running")
-    return len(out.split())
-
-
 def vet_start_limits(ctx: Context) -> None:
-    """docker start NAME...: each name may start one more container."""
+    """docker start/restart NAME...: the named containers that are stopped now will run
+    (gatekeeper.vetting.running)."""
     caps = caps_of(ctx.policy)
     if caps.max_running:
-        check_running(ctx, caps, max(1, len(ctx.parsed.positionals)))
+        from gatekeeper.vetting.running import check_start
+
+        check_start(ctx, caps.max_running)
 
 
 # ---------------------------------------------------------------- compose
@@ -362,22 +345,22 @@ SERVICE_CAPS = {
 }
 DEPLOY_CAPS = {"memory": "mem_limit", "cpus": "cpus", "pids": "pids_limit"}
 COMPOSE_STARTS = frozenset({"compose up", "compose create", "compose run"})
+COMPOSE_RUNNING = frozenset({"compose up", "compose run", "compose start", "compose restart"})
 
 
 def vet_compose_limits(ctx: Context, model: dict[str, object]) -> None:
     """Every service of the vetted model within the caps; defaults set where absent.
-    Changes `model` in place: it is what compose is fed."""
-    if ctx.located.canonical not in COMPOSE_STARTS:
-        return
+    Changes `model` in place: it is what compose is fed. Then the running count."""
     caps = caps_of(ctx.policy)
-    if not caps.any():
-        return
-    services = model.get("services")
-    for name, service in (services if isinstance(services, dict) else {}).items():
-        if isinstance(service, dict):
-            limit_service(name, service, caps)
-    if ctx.located.canonical == "compose up":
-        check_running(ctx, caps, 1)
+    if ctx.located.canonical in COMPOSE_STARTS and caps.any():
+        services = model.get("services")
+        for name, service in (services if isinstance(services, dict) else {}).items():
+            if isinstance(service, dict):
+                limit_service(name, service, caps)
+    if ctx.located.canonical in COMPOSE_RUNNING and caps.max_running:
+        from gatekeeper.vetting.running import check_compose
+
+        check_compose(ctx, caps.max_running, model)
 
 
 def limit_service(name: str, service: dict[str, object], caps: Caps) -> None:
