@@ -1,0 +1,93 @@
+"""max_running cannot be split, through real ssh and the real engine (issue 18 item 2).
+
+The control: with no cap, one `compose up` of a service with `scale: 5` starts
+five containers (the issue's count took it as one). With `max_running = 3`:
+the same project is refused and nothing starts; `docker run -d` stops at three;
+`docker restart` of a stopped container counts; six concurrent `docker run -d`
+sessions end with at most three running (the count is taken under the
+in-flight lock and claims what it starts). The engine is asked by root for the
+count every time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from .stack import AGENT, AGENT_HOME, IMAGE, Stack, policy_extended, write_file
+
+pytestmark = pytest.mark.e2e
+
+EX_NOPERM = 77
+OWNER = "label=gatekeeper.owner=default"
+PROJECT = AGENT_HOME / "work" / "scaled" / "compose.yaml"
+SCALED = f"""\
+services:
+  many:
+    image: {IMAGE}
+    command: ["sleep", "120"]
+    scale: 5
+"""
+
+
+def running(stack: Stack) -> int:
+    return len(stack.docker("ps", "-q", "--filter", OWNER).stdout.split())
+
+
+def remove_owned(stack: Stack) -> None:
+    ids = stack.docker("ps", "-aq", "--filter", OWNER).stdout.split()
+    if ids:
+        stack.docker("rm", "-f", *ids, check=False)
+
+
+@pytest.fixture
+def clean(stack: Stack) -> Iterator[None]:
+    remove_owned(stack)
+    write_file(PROJECT, SCALED, mode=0o644, owner=AGENT, group=AGENT)
+    yield
+    remove_owned(stack)
+    stack.docker("network", "rm", "scaled_default", check=False)
+    PROJECT.unlink(missing_ok=True)
+    PROJECT.parent.rmdir()
+
+
+def test_compose_scale_counts_every_replica(stack: Stack, clean: None) -> None:
+    up = f"docker compose -f {PROJECT} up -d"
+    result = stack.ssh(up, timeout=180)  # control: no cap
+    assert result.returncode == 0, result.stderr
+    assert running(stack) == 5
+    remove_owned(stack)
+    with policy_extended("\n[limits]\nmax_running = 3\n"):
+        result = stack.ssh(up, timeout=180)
+        assert result.returncode == EX_NOPERM and b"limit-running" in result.stderr, result.stderr
+        assert running(stack) == 0
+
+
+def test_run_restart_and_concurrent_sessions_stay_under_the_cap(stack: Stack, clean: None) -> None:
+    with policy_extended("\n[limits]\nmax_running = 3\n"):
+        for name in ("gk-cap-1", "gk-cap-2", "gk-cap-3"):
+            assert stack.ssh(f"docker run -d --name {name} {IMAGE} sleep 120").returncode == 0
+        fourth = stack.ssh(f"docker run -d --name gk-cap-4 {IMAGE} sleep 120")
+        assert fourth.returncode == EX_NOPERM and b"limit-running" in fourth.stderr
+        stack.docker("stop", "-t", "0", "gk-cap-3")
+        assert stack.ssh(f"docker run -d --name gk-cap-4 {IMAGE} sleep 120").returncode == 0
+        restart = stack.ssh("docker restart gk-cap-3")  # stopped: restarting it would make four
+        assert restart.returncode == EX_NOPERM and b"limit-running" in restart.stderr, restart.stderr
+        assert running(stack) == 3
+        remove_owned(stack)
+        sessions = [subprocess.Popen(stack.ssh_argv(f"docker run -d {IMAGE} sleep 120"),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(6)]
+        codes = [session.wait(timeout=120) for session in sessions]
+        assert codes.count(0) <= 3 and set(codes) <= {0, EX_NOPERM}, codes
+        assert running(stack) <= 3
+
+
+def test_restart_of_a_stopped_container_counts_without_the_cap_too(stack: Stack, clean: None) -> None:
+    """The control for the restart rule: with no cap the same restart runs a fourth container."""
+    for name in ("gk-cap-1", "gk-cap-2", "gk-cap-3", "gk-cap-4"):
+        assert stack.ssh(f"docker run -d --name {name} {IMAGE} sleep 120").returncode == 0
+    stack.docker("stop", "-t", "0", "gk-cap-4")
+    assert stack.ssh("docker restart gk-cap-4").returncode == 0
+    assert running(stack) == 4
