@@ -89,6 +89,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "min_health_start_period": "",
         "min_health_retries": 0,
         "build_cgroup_parent": "",
+        "max_sessions": 0,  # concurrent gatekeeper sessions per profile
     },
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
@@ -157,6 +158,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "min_health_start_period": DURATION,
         "min_health_retries": COUNT,
         "build_cgroup_parent": CGROUP,
+        "max_sessions": COUNT,
     },
     "network": {"subnets": SUBNET_LIST},
     "redact": {"keys": STRING_LIST},

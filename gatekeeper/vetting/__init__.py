@@ -18,6 +18,9 @@ def vet(ctx: Context) -> Vetted:
     """Check every flag use of the plugin and command flag sets, then the family rules.
     (docker's global options were already checked by decision.check_global_options,
     before the policy: every one that is not plain OK is refused there.)"""
+    from gatekeeper.vetting.sessions import check_sessions
+
+    check_sessions(ctx)  # [limits] max_sessions, before anything slow
     for parsed in (ctx.located.plugin_flags, ctx.parsed):
         if parsed is not None:
             vet_flag_uses(parsed, ctx)

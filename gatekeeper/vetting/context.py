@@ -13,7 +13,7 @@ class Vetted:
     engine steps (gatekeeper.steps) execution takes around the command."""
 
     __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs", "prepare",
-                 "afterwards", "pins", "starts")
+                 "afterwards", "pins", "starts", "sessions")
 
     def __init__(self) -> None:
         self.rewrites: dict[int, tuple[int, list[str]]] = {}
@@ -29,11 +29,12 @@ class Vetted:
         self.pins: dict[int, tuple[str, bytes]] = {}
         # what this command will start: "label:TOKEN\tN" / "project:NAME\tN" (gatekeeper.vetting.running)
         self.starts: list[str] = []
+        self.sessions: list[str] = []  # the profile, when [limits] max_sessions counts this one
 
     def claims(self) -> list[tuple[str, str]]:
         """What this command puts in flight (gatekeeper.inflight): (kind, path or count)."""
         return ([("bind", path) for path, _ in self.binds] + [("output", path) for path, _ in self.outputs]
-                + [("start", value) for value in self.starts])
+                + [("start", value) for value in self.starts] + [("session", p) for p in self.sessions])
 
 
 class Context:

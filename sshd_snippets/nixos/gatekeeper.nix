@@ -222,6 +222,8 @@ in
           MaxSessions 4
           ClientAliveInterval 30
           ClientAliveCountMax 3
+          ChannelTimeout session=30m
+          UnusedConnectionTimeout 5m
       '';
     };
   };

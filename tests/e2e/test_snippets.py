@@ -45,6 +45,8 @@ AGENT_SETTINGS = {
     "maxsessions": "4",
     "clientaliveinterval": "30",
     "clientalivecountmax": "3",
+    "channeltimeout": "session=30m",
+    "unusedconnectiontimeout": "300",
 }
 
 
