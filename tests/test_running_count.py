@@ -76,6 +76,7 @@ def test_cli_counts(tmp_path: Path, command: str, engine: Engine, cap: int) -> N
 def test_restart_of_running_containers_needs_no_room(tmp_path: Path) -> None:
     engine = Engine([("a", ""), ("b", "")], {"a": True})
     assert decide("docker restart a", policy(tmp_path, 2), engine).allowed
+    assert decide("docker restart a", policy(tmp_path, 1), engine).allowed  # even over a lowered cap
 
 
 def test_run_claims_and_labels_what_it_starts(tmp_path: Path) -> None:

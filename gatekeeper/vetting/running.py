@@ -47,6 +47,8 @@ def owner(ctx: Context) -> str:
 def check_room(ctx: Context, cap: int, starting: int, claim: str, project: str = "") -> None:
     """Refuse unless running + in flight + `starting` stays within `cap`; then claim `starting`.
     `claim` is "label:TOKEN" or "project:NAME"; `project`'s running containers are left out."""
+    if not starting:
+        return  # restarting running containers adds none, even over a lowered cap
     claims = ctx.world.claims_in_flight(ctx.policy)  # type: ignore[attr-defined]  # takes the lock
     running = running_containers(ctx)
     others = [(token, name) for token, name in running if not (project and name == project)]
@@ -55,8 +57,7 @@ def check_room(ctx: Context, cap: int, starting: int, claim: str, project: str =
         busy = f" and {in_flight} are being started by other sessions" if in_flight else ""
         raise Denied(f"{len(others)} of your containers are running{busy}; this would start {starting} "
                      f"and the cap is {cap} (policy [limits] max_running): stop some first", rule=RULE)
-    if starting:
-        ctx.vetted.starts.append(f"{claim}\t{starting}")
+    ctx.vetted.starts.append(f"{claim}\t{starting}")
 
 
 def unaccounted(value: str, running: list[tuple[str, str]]) -> int:

@@ -54,9 +54,16 @@ def no_health_container(stack: Stack) -> Iterator[None]:
     stack.docker("rm", "-f", HEALTHY, check=False)
 
 
+def go_time(text: str) -> datetime:
+    """RFC 3339 with up to nanoseconds and a zone, as Go prints it, to microseconds."""
+    stamp = text.split("+", maxsplit=1)[0].rstrip("Z")
+    whole, _, fraction = stamp.partition(".")
+    return datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}")
+
+
 def health_gaps_ms(stack: Stack) -> list[float]:
     log = json.loads(stack.docker("inspect", HEALTHY).stdout)[0]["State"]["Health"]["Log"]
-    starts = [datetime.fromisoformat(entry["Start"][:26]) for entry in log]
+    starts = [go_time(entry["Start"]) for entry in log]
     return [(b - a).total_seconds() * 1000 for a, b in pairwise(starts)]
 
 
