@@ -64,6 +64,9 @@ EXPECTED: Final[Mapping[str, tuple[str, ...]]] = {
     "maxsessions": ("4",),
     "clientaliveinterval": ("30",),
     "clientalivecountmax": ("3",),
+    # idle streams end (OpenSSH 9.2+)
+    "channeltimeout": ("session=30m",),
+    "unusedconnectiontimeout": ("300",),
 }
 # The one setting with a variable part: the policy path and profile name.
 FORCECOMMAND: Final = re.compile(
