@@ -68,9 +68,11 @@ EXPECTED: Final[Mapping[str, tuple[str, ...]]] = {
     "channeltimeout": ("session=30m",),
     "unusedconnectiontimeout": ("300",),
 }
-# The one setting with a variable part: the policy path and profile name.
+# The one setting with a variable part: the entry (`python3 -I -m gatekeeper` or
+# the `gatekeeper install-entry` script), the policy path and profile name.
 FORCECOMMAND: Final = re.compile(
-    r"/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /[A-Za-z0-9._+/-]+(?: --name [A-Za-z0-9_.:/@-]+)?"
+    r"/opt/gatekeeper/bin/(?:python3 -I -m gatekeeper|gatekeeper-ssh)"
+    r" --policy /[A-Za-z0-9._+/-]+(?: --name [A-Za-z0-9_.:/@-]+)?"
 )
 
 

@@ -159,3 +159,19 @@ def test_a_broken_config_is_an_error_not_a_pass(tmp_path: Path, capsys: pytest.C
     config = debian_host(tmp_path, {"00-gatekeeper.conf": SNIPPET.read_text() + "NoSuchKeyword yes\n"})
     code, err = check(config, capsys)
     assert code == 2 and "failed" in err
+
+
+@pytest.mark.parametrize(
+    ("forcecommand", "accepted"),
+    [
+        ("/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml", True),
+        ("/opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml --name ci", True),
+        ("/opt/gatekeeper/bin/python3 -m gatekeeper --policy /etc/gatekeeper/policy.toml", False),
+        ("/bin/sh -c 'exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml'", False),
+        ("internal-sftp", False),
+    ],
+)
+def test_forcecommand_must_be_gatekeepers(forcecommand: str, accepted: bool) -> None:
+    settings = {keyword: list(values) for keyword, values in sshd_check.EXPECTED.items()}
+    settings["forcecommand"] = [forcecommand]
+    assert (sshd_check.differences(settings) == []) == accepted
