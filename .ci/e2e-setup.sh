@@ -12,6 +12,7 @@ PACKAGES=(
   busybox-static     # the test image's only binary
   nix-bin            # nix-instantiate --parse for the NixOS module
   python3-venv       # /usr/bin/python3 -m venv /opt/gatekeeper
+  logrotate          # the audit log's rotation, run for real by test_audit_append_only
   iproute2           # ip: the private engine's own bridge (gk-e2e0)
   procps
   ca-certificates    # pip to PyPI
