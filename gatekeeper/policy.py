@@ -90,6 +90,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "min_health_retries": 0,
         "build_cgroup_parent": "",
         "max_sessions": 0,  # concurrent gatekeeper sessions per profile
+        "log_max_size": "",
+        "log_max_file": 0,
     },
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
@@ -126,6 +128,7 @@ PATH_LIST = "list of absolute paths"
 MEMORY_SIZE = "memory size such as \"2g\" (or \"\" for none)"
 CPU_COUNT = "number of CPUs, 0 or more"
 COUNT = "whole number, 0 or more"
+LOG_SIZE = "log file size such as \"10m\" (decimal units; or \"\" for none)"
 STRING_LIST = "list of strings"
 SCOPE = '"all" or "owned"'
 PATTERN_LIST = "list of names or glob patterns"
@@ -159,6 +162,8 @@ SCHEMA: dict[str, dict[str, str]] = {
         "min_health_retries": COUNT,
         "build_cgroup_parent": CGROUP,
         "max_sessions": COUNT,
+        "log_max_size": LOG_SIZE,
+        "log_max_file": COUNT,
     },
     "network": {"subnets": SUBNET_LIST},
     "redact": {"keys": STRING_LIST},
@@ -361,6 +366,7 @@ VALIDATORS = {
     COMMAND_LIST: is_string_list,
     PATH_LIST: lambda value: isinstance(value, list) and all(is_absolute_path(v) for v in value),
     MEMORY_SIZE: lambda value: value == "" or is_memory_size(value),
+    LOG_SIZE: lambda value: value == "" or is_log_size(value),
     CPU_COUNT: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
     COUNT: lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
     STRING_LIST: is_string_list,
@@ -396,6 +402,12 @@ def is_subnet(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_log_size(value: object) -> bool:
+    from gatekeeper.vetting.log_caps import log_size
+
+    return isinstance(value, str) and bool(log_size(value))
 
 
 def is_memory_size(value: object) -> bool:

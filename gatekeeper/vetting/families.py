@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 def run_family(ctx: Context) -> None:
     from gatekeeper.vetting.limits import vet_run_limits
+    from gatekeeper.vetting.log_caps import vet_log_caps
     from gatekeeper.vetting.run import vet_run
 
     vet_run(ctx)
     vet_run_limits(ctx)
+    vet_log_caps(ctx)
 
 
 def build_family(ctx: Context) -> None:

@@ -1,0 +1,90 @@
+"""Log caps, policy [limits] log_max_size / log_max_file: container logs stay bounded.
+
+Under docker's default json-file driver a container's log grows without bound
+on the host's disk; an agent's `while true; do echo; done` fills it without a
+single refused command. With the caps set, every `docker run`/`create` gets
+`--log-opt max-size=<cap>` and `--log-opt max-file=<cap>` unless the agent gave
+smaller ones; a larger or unparseable value is refused. The agent cannot pick
+another driver (`--log-driver` is refused by the grammar table), so the options
+go to the daemon's default driver: json-file and local both honour them (docker
+refuses the options, and so the command, under a driver that does not).
+
+Sizes use docker's own parser for these options (go-units FromHumanSize:
+decimal units, 1k = 1000 bytes); we accept its plain spellings only: digits and
+an optional k, m or g (either case), optionally followed by b.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+DECIMAL_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
+DIGITS = frozenset("0123456789")
+
+
+def log_size(text: str) -> int | None:
+    """'10m' -> 10000000 (FromHumanSize on plain spellings); None for anything else."""
+    body = text.lower()
+    if body.endswith("b"):
+        body = body[:-1]
+    unit = body[-1:] if body[-1:] in ("k", "m", "g") else ""
+    digits = body[: len(body) - len(unit)]
+    if not digits or not set(digits) <= DIGITS or digits[0] == "0":
+        return None
+    return int(digits) * DECIMAL_UNITS[unit]
+
+
+def log_file_count(text: str) -> int | None:
+    if not text or not set(text) <= DIGITS or text[0] == "0":
+        return None
+    return int(text)
+
+
+def log_caps(policy: object) -> tuple[str, int]:
+    limits = getattr(policy, "settings", {}).get("limits") or {}
+    return str(limits.get("log_max_size") or ""), int(limits.get("log_max_file") or 0)
+
+
+def vet_log_caps(ctx: Context) -> None:
+    """docker run/create: the agent's max-size/max-file within the caps, the caps for absent ones."""
+    max_size, max_file = log_caps(ctx.policy)
+    if not (max_size or max_file):
+        return
+    given = check_given(ctx, log_size(max_size) or 0, max_size, max_file)
+    words = []
+    if max_size and "max-size" not in given:
+        words += ["--log-opt", f"max-size={max_size}"]
+    if max_file and "max-file" not in given:
+        words += ["--log-opt", f"max-file={max_file}"]
+    if words:
+        at = ctx.located.args_start - 1  # the word 'run' / 'create': before `--` and the image
+        count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
+        ctx.vetted.rewrites[at] = (count, [*existing, *words])
+
+
+def check_given(ctx: Context, size_cap: int, max_size: str, max_file: int) -> set[str]:
+    given = set()
+    for use in ctx.parsed.uses:
+        if use.flag[0] != "log-opt":
+            continue
+        key, _, value = (use.value or "").partition("=")
+        if key == "max-size" and size_cap:
+            size = log_size(value)
+            if size is None or size > size_cap:
+                # Stops: a log that grows until the host's disk is full.
+                raise over_log_cap(use.spelled, use.value, f"logs are capped at {max_size} per file")
+        elif key == "max-file" and max_file:
+            count = log_file_count(value)
+            if count is None or count > max_file:
+                raise over_log_cap(use.spelled, use.value, f"container logs are capped at {max_file} files")
+        given.add(key)
+    return given
+
+
+def over_log_cap(what: str, value: object, why: str) -> Denied:
+    return Denied(f"{what} {value!r} is not allowed: {why} (policy [limits]); leave it out to get the cap",
+                  rule="limit-logs")
