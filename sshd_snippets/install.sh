@@ -115,6 +115,13 @@ step_keys_dir() {
         install -m 0644 -o root -g root /dev/null "$SSHD_DIR/authorized_keys/$AGENT"
 }
 
+# sshd -t/-T refuse to run without their privilege separation directory. ssh.service
+# makes it at start (RuntimeDirectory=sshd); /run is empty after a boot, so a check
+# made before sshd ever ran (a fresh machine, a container) must make it too.
+privsep_dir() {
+    install -d -m 0755 -o root -g root /run/sshd
+}
+
 # 00-: sshd keeps the first value it reads, and Debian's sshd_config includes
 # sshd_config.d/*.conf in name order, so ours must sort before every other one.
 step_sshd() {
@@ -122,6 +129,7 @@ step_sshd() {
         die "$SSHD_DIR/sshd_config does not Include /etc/ssh/sshd_config.d/*.conf"
     install -m 0644 -o root -g root "$HERE/00-gatekeeper.conf" "$DROP_IN"
     rm -f "$SSHD_DIR/sshd_config.d/gatekeeper.conf" # the old name sorted last
+    privsep_dir
     /usr/sbin/sshd -t -f "$SSHD_DIR/sshd_config"
     "$VENV/bin/gatekeeper" sshd-check --config "$SSHD_DIR/sshd_config"
 }
@@ -158,6 +166,7 @@ step_no_cron_at() {
 # After keys or the drop-in changed: reload sshd and close the agent's open
 # connections, which keep the settings they logged in with.
 step_reload() {
+    privsep_dir
     /usr/sbin/sshd -t
     systemctl reload ssh
     pkill -u "$AGENT" -x sshd || true

@@ -58,7 +58,10 @@ def old_snippet() -> str:
 
 
 def debian_host(tmp_path: Path, files: dict[str, str]) -> Path:
-    """A main sshd_config as Debian ships it (Include of the drop-in glob first)."""
+    """A main sshd_config as Debian ships it (Include of the drop-in glob first).
+    sshd -T needs /run/sshd, which only a started ssh.service makes: on a fresh
+    machine (empty /run) the test makes it, like install.sh does."""
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     drop_ins = tmp_path / "sshd_config.d"
     drop_ins.mkdir(parents=True)
     for name, text in files.items():
