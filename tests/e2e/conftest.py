@@ -44,6 +44,21 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture
+def sshd_runtime_dir() -> Iterator[None]:
+    """/run/sshd for tests that run `sshd -t/-T` on a config without the stack.
+
+    ssh.service makes it when sshd starts; /run is empty after a boot. It is removed
+    again if this fixture made it, so the stack's own set-up (tests/e2e/stack.py,
+    install.sh) still starts from an empty /run and a missing step fails CI."""
+    runtime = Path("/run/sshd")
+    made = not runtime.exists()
+    runtime.mkdir(mode=0o755, exist_ok=True)
+    yield
+    if made:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture
 def markers() -> Iterator[Path]:
     """An empty, world-writable directory where planted payloads would leave proof of running."""
     MARKER_DIR.mkdir(mode=0o1777, exist_ok=True)

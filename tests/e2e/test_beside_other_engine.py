@@ -141,6 +141,7 @@ def neighbour() -> Iterator[Engine]:
     image imported like the stack does, a volume, and a container on docker0."""
     assert link_index(DEFAULT_BRIDGE) is None, "docker0 exists already: see require_free_docker0"
     engine = Engine(NEIGHBOUR_RUN, NEIGHBOUR_DATA / "docker")
+    created = None
     try:
         with engine_running(engine):
             created = link_index(DEFAULT_BRIDGE)
@@ -149,10 +150,11 @@ def neighbour() -> Iterator[Engine]:
             engine.docker("volume", "create", VOLUME)
             engine.docker("run", "-d", "--name", WEB, "-v", f"{VOLUME}:/data", IMAGE, "sh", "-c", LOOP)
             yield engine
-        # The neighbour's docker0 outlives its engine; it is ours, so it goes (if still the same link).
-        if link_index(DEFAULT_BRIDGE) == created:
-            run(["ip", "link", "delete", "dev", DEFAULT_BRIDGE])
     finally:
+        # The neighbour's docker0 outlives its engine; it is ours, so it goes (if still the same
+        # link), also when the test failed: the next test needs a machine without docker0.
+        if created is not None and link_index(DEFAULT_BRIDGE) == created:
+            run(["ip", "link", "delete", "dev", DEFAULT_BRIDGE])
         shutil.rmtree(NEIGHBOUR_DATA, ignore_errors=True)
 
 

@@ -26,7 +26,8 @@ from gatekeeper.policy import load_policy
 
 from .stack import REPO_ROOT, make_keypair
 
-pytestmark = pytest.mark.e2e
+# sshd -t/-T run here without the stack: they need sshd's runtime directory.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 MODULE = REPO_ROOT / "sshd_snippets" / "nixos" / "gatekeeper.nix"
 STANDIN = REPO_ROOT / "tests" / "fixtures" / "nixos" / "standin.nix"

@@ -16,7 +16,8 @@ import pytest
 
 from .stack import REPO_ROOT, SNIPPET, keyoption_snippet, make_keypair, sshd_config_text
 
-pytestmark = pytest.mark.e2e
+# sshd -t/-T run here without the stack: they need sshd's runtime directory.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 SNIPPETS = REPO_ROOT / "sshd_snippets"
 FORCECOMMAND = "/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml"

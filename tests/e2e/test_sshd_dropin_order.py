@@ -23,7 +23,8 @@ from gatekeeper.operator import sshd_check
 
 from .stack import DEBIAN_MAIN_CONFIG, SNIPPET, make_keypair
 
-pytestmark = pytest.mark.e2e
+# sshd -t/-T run here without the stack: they need sshd's runtime directory.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 CONNECTION = "user=ai-worker,addr=127.0.0.1,host=localhost,laddr=127.0.0.1,lport=22"
 # The lines issue 19 added to the drop-in: without them it is the old snippet.
@@ -58,10 +59,7 @@ def old_snippet() -> str:
 
 
 def debian_host(tmp_path: Path, files: dict[str, str]) -> Path:
-    """A main sshd_config as Debian ships it (Include of the drop-in glob first).
-    sshd -T needs /run/sshd, which only a started ssh.service makes: on a fresh
-    machine (empty /run) the test makes it, like install.sh does."""
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    """A main sshd_config as Debian ships it (Include of the drop-in glob first)."""
     drop_ins = tmp_path / "sshd_config.d"
     drop_ins.mkdir(parents=True)
     for name, text in files.items():
