@@ -36,6 +36,20 @@ if [ -d /run/gk-e2e ] || [ -d /var/lib/gk-e2e ]; then
   /usr/bin/python3 -m tests.e2e.stack clean
 fi
 
+# 1b. The neighbour engine of tests/e2e/test_beside_other_engine.py, if its run was killed:
+#     mounts below its own directories, and docker0 only while it is still the link that
+#     test created (the marker holds its ifindex; any other docker0 is another engine's).
+neighbour_marker=/var/lib/gk-e2e-state/neighbour-docker0
+if [ -f "$neighbour_marker" ]; then
+  awk '{print $2}' /proc/self/mounts | grep -E '^/(run|var/lib)/gk-neighbour(/|$)' | sort -r |
+    xargs -r -n 1 umount -l
+  if [ "$(cat /sys/class/net/docker0/ifindex 2>/dev/null)" = "$(cat "$neighbour_marker")" ]; then
+    say "deleting docker0 left by a killed neighbour-engine test"
+    ip link delete dev docker0
+  fi
+  rm -rf /run/gk-neighbour /var/lib/gk-neighbour "$neighbour_marker"
+fi
+
 # 2. Run-time and engine state (images live in the data root).
 rm -rf /run/gk-e2e /var/lib/gk-e2e /tmp/gk-e2e-markers
 rm -rf /tmp/gk-src-* /tmp/gk-image-*

@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 
 from .stack import (
+    ACCOUNT_STATE,
     AUTHORIZED_KEYS,
     BRIDGE,
     COMPILED_POLICY,
@@ -72,6 +73,7 @@ pytestmark = pytest.mark.e2e
 
 NEIGHBOUR_RUN = Path("/run/gk-neighbour")
 NEIGHBOUR_DATA = Path("/var/lib/gk-neighbour")
+NEIGHBOUR_MARKER = ACCOUNT_STATE / "neighbour-docker0"  # its docker0's ifindex while it lives
 DEFAULT_BRIDGE = "docker0"
 WEB = "gk-neighbour-web"
 VOLUME = "gk-neighbour-data"
@@ -146,6 +148,7 @@ def neighbour() -> Iterator[Engine]:
         with engine_running(engine):
             created = link_index(DEFAULT_BRIDGE)
             assert created is not None, "the neighbour engine made no docker0"
+            record_neighbour_bridge(created)
             import_image(engine)
             engine.docker("volume", "create", VOLUME)
             engine.docker("run", "-d", "--name", WEB, "-v", f"{VOLUME}:/data", IMAGE, "sh", "-c", LOOP)
@@ -155,7 +158,16 @@ def neighbour() -> Iterator[Engine]:
         # link), also when the test failed: the next test needs a machine without docker0.
         if created is not None and link_index(DEFAULT_BRIDGE) == created:
             run(["ip", "link", "delete", "dev", DEFAULT_BRIDGE])
+        NEIGHBOUR_MARKER.unlink(missing_ok=True)
         shutil.rmtree(NEIGHBOUR_DATA, ignore_errors=True)
+
+
+def record_neighbour_bridge(index: int) -> None:
+    """docker0's ifindex, for .ci/fresh-state.sh: a run killed before the clean-up above
+    (a stopped session) leaves docker0, and the next CI run needs a machine without it;
+    fresh-state deletes it only while it is still this link."""
+    NEIGHBOUR_MARKER.parent.mkdir(parents=True, exist_ok=True)
+    NEIGHBOUR_MARKER.write_text(f"{index}\n")
 
 
 def import_image(engine: Engine) -> None:
