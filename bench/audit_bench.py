@@ -11,6 +11,11 @@ and prints wall time and peak RSS (the largest process, as ``/usr/bin/time -v``
 reports it; the summary may fork one worker per CPU). Targets: < 3 s and
 < 200 MB each on a 2-core machine.
 
+Then the terminal path: ``gatekeeper audit --log LOG --no-pager`` on a
+pseudo-terminal of 80 columns (the listing an operator sees, every record):
+time to the first row and peak RSS over the whole listing. Targets: first row
+< 0.5 s, < 100 MB.
+
     python bench/audit_bench.py [--records N] [--keep DIR [--reuse]] [--runs N]
 
 Each query runs ``--runs`` times (default 3); the best and the median wall
@@ -178,6 +183,57 @@ def measure_runs(argv: list[str], runs: int) -> tuple[float, float, float, float
     return walls[0], walls[len(walls) // 2], peak, min(cpu for _, _, cpu in results)
 
 
+FIRST_ROW_TARGET_S: Final = 0.5
+TERMINAL_RSS_TARGET_MB: Final = 100.0
+
+
+def measure_terminal(argv: list[str], columns: int = 80) -> tuple[float, float, float, int]:
+    """On a pseudo-terminal: seconds to the first record row, total seconds, peak RSS (MB), rows."""
+    import pty
+
+    started = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal of `columns` columns
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        os.environ["NO_COLOR"] = "1"
+        os.execv(argv[0], argv)  # noqa: S606
+    first_row = None
+    newlines = 0
+    tail = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tail = (tail + chunk)[-2000:]
+        newlines += chunk.count(b"\n")
+        if first_row is None and newlines >= 2:  # the header, then the first record
+            first_row = time.perf_counter() - started
+    _, status, usage = os.wait4(pid, 0)
+    total = time.perf_counter() - started
+    os.close(fd)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {os.waitstatus_to_exitcode(status)}: {tail!r}")
+    return first_row or total, total, usage.ru_maxrss / 1024, newlines - 1
+
+
+def report_terminal(path: str) -> bool:
+    first, total, peak, rows = measure_terminal(audit_command("--log", path, "--no-pager"))
+    ok = first < FIRST_ROW_TARGET_S and peak < TERMINAL_RSS_TARGET_MB
+    verdict = "ok" if ok else "OVER TARGET"
+    print(
+        f"{'audit on a terminal (pty, 80 columns)':<44} first row {first:5.2f} s; all {rows} rows "
+        f"{total:5.1f} s; peak RSS {peak:5.1f} MB  {verdict}"
+    )
+    return ok
+
+
 def audit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "gatekeeper", "audit", "--no-rotated", *args]
 
@@ -222,9 +278,11 @@ def run_bench(path: str, runs: int) -> int:
         ),
     }
     results = [report(label, *measure_runs(argv, runs)) for label, argv in queries.items()]
+    results.append(report_terminal(path))
     load = ", ".join(f"{figure:.1f}" for figure in os.getloadavg())
     machine = f"cpus: {os.cpu_count()}, python {sys.version.split()[0]}, load average {load}"
-    print(f"{machine}; targets < {WALL_TARGET_S} s and < {RSS_TARGET_MB} MB each")
+    print(f"{machine}; targets < {WALL_TARGET_S} s and < {RSS_TARGET_MB} MB each "
+          f"(terminal: first row < {FIRST_ROW_TARGET_S} s, < {TERMINAL_RSS_TARGET_MB} MB)")
     return 0 if all(results) else 1
 
 

@@ -26,6 +26,7 @@ OPERATOR_COMMANDS = {
     "sshd-check": "gatekeeper.operator.sshd_check:main",
     "rules": "gatekeeper.rules:main",
     "install-entry": "gatekeeper.operator.install_entry:main",
+    "doctor": "gatekeeper.operator.doctor:main",
 }
 
 # One line each for `gatekeeper --help` (tests/test_cli.py: every command has one).
@@ -38,6 +39,7 @@ OPERATOR_SUMMARIES = {
     "sshd-check": "fail unless sshd -T gives the agent exactly the drop-in's settings",
     "rules": "list every rule id a denial can name, with its one-line why",
     "install-entry": "write the ForceCommand entry script (isolated python, no runpy)",
+    "doctor": "check this machine's deployment and say what to fix",
 }
 
 EX_USAGE = 64

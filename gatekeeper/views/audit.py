@@ -274,9 +274,13 @@ def layout_for(out: TextIO, *, terminal: bool) -> short.Layout:
         return short.Layout(None)
     colour = "NO_COLOR" not in os.environ
     try:
-        return short.Layout(os.get_terminal_size(sys.stdout.fileno()).columns, colour)
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
     except OSError:
-        return short.Layout(int(os.environ.get("COLUMNS", "80") or 80), colour)
+        columns = 0
+    if columns <= 0:  # a terminal that does not know its size
+        text = os.environ.get("COLUMNS", "")
+        columns = int(text) if text.isdigit() and int(text) > 0 else 80
+    return short.Layout(columns, colour)
 
 
 # ---------------------------------------------------------------- summary

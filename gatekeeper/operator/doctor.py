@@ -1,0 +1,468 @@
+"""`gatekeeper doctor`: check a deployment end to end and say what to fix.
+
+In the spirit of `sshd -t`: each check prints ok, warn or FAIL with the fix;
+exit status 0 when nothing fails, 1 when something does (warnings do not
+fail), 2 on a usage error. `--json` prints one object for scripts.
+
+What is checked (the layout sshd_snippets/install.sh makes): the policy file
+(root-owned, nobody else can write it, and it lints clean), its compiled copy
+(fresh), docker.config_dir (root-owned), the audit log (root:AGENT 0620,
+append-only, in a root:root 0755 directory), the agent's keys file
+(/etc/ssh/authorized_keys/AGENT, root-owned, not writable by others), the
+agent account (exists, login shell /bin/sh: sshd runs the ForceCommand through
+it), PAM (pam_env must not read ~/.pam_environment: user_readenv=1), the
+docker group (the agent's docker client needs the socket) and the engine's
+socket, and the effective sshd settings (`gatekeeper sshd-check`, when
+installed).
+
+Every path is taken below ``--root`` (default /), so a copy of a deployment
+can be checked, and the tests build broken deployments in a temporary
+directory; checks that need the live system (socket, sshd) run only at /.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Final
+
+OK: Final = "ok"
+WARN: Final = "warn"
+FAIL: Final = "FAIL"
+SKIP: Final = "skip"
+
+DEFAULT_POLICY: Final = "/etc/gatekeeper/policy.toml"
+DEFAULT_AGENT: Final = "ai-worker"
+FS_IOC_GETFLAGS: Final = 0x80086601
+FS_APPEND_FL: Final = 0x20
+
+EXAMPLES: Final = """\
+examples:
+  gatekeeper doctor                      check this machine's deployment
+  gatekeeper doctor --json | jq '.checks[] | select(.status == "FAIL")'
+  gatekeeper doctor --root /mnt/image --policy /etc/gatekeeper/policy.toml
+
+Exit status: 0 nothing fails (warnings allowed), 1 something fails, 2 usage error.
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        fix = f"\n        fix: {self.fix}" if self.fix and self.status in (FAIL, WARN) else ""
+        return f"{self.status:>4}  {self.name}: {self.detail}{fix}"
+
+
+def is_append_only(path: str) -> bool | None:
+    """The file's append-only attribute (lsattr 'a'), None if it cannot be read."""
+    import fcntl
+    import struct
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        flags = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8))[0]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return bool(flags & FS_APPEND_FL)
+
+
+@dataclass
+class Deployment:
+    """Where to look; the live-system probes are replaceable for tests."""
+
+    root: str = "/"
+    policy: str = DEFAULT_POLICY
+    agent: str = DEFAULT_AGENT
+    append_only: Callable[[str], bool | None] = is_append_only
+    live: bool = field(default=True)  # socket and sshd checks (only meaningful at /)
+    sshd_config: str = "/etc/ssh/sshd_config"
+
+    def path(self, absolute: str) -> str:
+        return os.path.join(self.root, absolute.lstrip("/")) if self.root != "/" else absolute
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def stat_of(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def owner_mode(info: os.stat_result) -> str:
+    return f"uid {info.st_uid} gid {info.st_gid} mode {stat.S_IMODE(info.st_mode):04o}"
+
+
+def passwd_entry(deployment: Deployment) -> list[str] | None:
+    try:
+        with open(deployment.path("/etc/passwd"), encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split(":")
+                if fields[0] == deployment.agent and len(fields) >= 7:
+                    return fields
+    except OSError:
+        return None
+    return None
+
+
+def group_entry(deployment: Deployment, name: str) -> list[str] | None:
+    try:
+        with open(deployment.path("/etc/group"), encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split(":")
+                if fields[0] == name and len(fields) >= 4:
+                    return fields
+    except OSError:
+        return None
+    return None
+
+
+def group_id(deployment: Deployment, name: str) -> int | None:
+    entry = group_entry(deployment, name)
+    return int(entry[2]) if entry and entry[2].isdigit() else None
+
+
+def root_only_writable(info: os.stat_result) -> bool:
+    return info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_policy(deployment: Deployment) -> Iterator[Check]:
+    from gatekeeper.operator.lint import ERROR, Context, lint
+
+    path = deployment.path(deployment.policy)
+    info = stat_of(path)
+    if info is None:
+        yield Check(
+            "policy",
+            FAIL,
+            f"{deployment.policy} does not exist (every command is refused, exit 78)",
+            "sh sshd_snippets/install.sh policy",
+        )
+        return
+    if not stat.S_ISREG(info.st_mode):
+        yield Check("policy", FAIL, f"{deployment.policy} is not a regular file", "replace it with a file")
+        return
+    if not root_only_writable(info):
+        yield Check(
+            "policy",
+            FAIL,
+            f"{deployment.policy}: {owner_mode(info)}: someone besides root can change it",
+            f"chown root:root {deployment.policy} && chmod 0644 {deployment.policy}",
+        )
+    errors = [finding for finding in lint(path, Context(stat=os.stat)) if finding.level == ERROR]
+    errors = [finding for finding in errors if finding.what not in ("file mode", "docker.config_dir")]
+    if errors:
+        yield Check(
+            "policy",
+            FAIL,
+            f"{len(errors)} lint error(s), first: {errors[0]}",
+            f"gatekeeper policy check {deployment.policy}",
+        )
+    elif root_only_writable(info):
+        yield Check("policy", OK, f"{deployment.policy} root-owned, lints clean")
+    yield from check_compiled(deployment, path)
+
+
+def check_compiled(deployment: Deployment, path: str) -> Iterator[Check]:
+    from gatekeeper.policy import COMPILED_SUFFIX, compiled_overrides, read_policy_file, sha256_hex
+
+    try:
+        sha256 = sha256_hex(read_policy_file(path))
+    except Exception:  # noqa: BLE001 - reported by check_policy
+        return
+    if compiled_overrides(path, sha256) is not None:
+        yield Check("compiled policy", OK, f"{deployment.policy}{COMPILED_SUFFIX} is current")
+    elif os.path.lexists(path + COMPILED_SUFFIX):
+        yield Check(
+            "compiled policy",
+            FAIL,
+            f"{deployment.policy}{COMPILED_SUFFIX} is stale or untrusted "
+            "(ignored: every command parses TOML)",
+            f"gatekeeper policy compile {deployment.policy}",
+        )
+    else:
+        yield Check(
+            "compiled policy",
+            WARN,
+            "none (every command parses TOML)",
+            f"gatekeeper policy compile {deployment.policy}",
+        )
+
+
+def load_settings(deployment: Deployment) -> dict[str, dict[str, object]] | None:
+    from gatekeeper.errors import PolicyError
+    from gatekeeper.policy import load_policy
+
+    try:
+        return load_policy(deployment.path(deployment.policy)).settings
+    except PolicyError:
+        return None
+
+
+def check_config_dir(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    config_dir = str(settings["docker"]["config_dir"])
+    info = stat_of(deployment.path(config_dir))
+    if info is None or not stat.S_ISDIR(info.st_mode):
+        yield Check(
+            "docker config_dir",
+            FAIL,
+            f"{config_dir} is not a directory",
+            f"install -d -o root -g root -m 0755 {config_dir}",
+        )
+    elif not root_only_writable(info):
+        yield Check(
+            "docker config_dir",
+            FAIL,
+            f"{config_dir}: {owner_mode(info)}: its owner can plant CLI plugins",
+            f"chown root:root {config_dir} && chmod 0755 {config_dir}",
+        )
+    else:
+        yield Check("docker config_dir", OK, f"{config_dir} root-owned")
+
+
+def check_audit_log(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    log = str(settings["audit"]["path"])
+    directory = os.path.dirname(log)
+    fix = "sh sshd_snippets/install.sh audit-log"
+    dir_info = stat_of(deployment.path(directory))
+    if dir_info is None or not stat.S_ISDIR(dir_info.st_mode):
+        yield Check("audit log", FAIL, f"{directory} does not exist (every command fails with exit 75)", fix)
+        return
+    if dir_info.st_uid != 0 or dir_info.st_gid != 0 or stat.S_IMODE(dir_info.st_mode) != 0o755:
+        yield Check(
+            "audit log",
+            FAIL,
+            f"{directory}: {owner_mode(dir_info)}, must be root:root 0755",
+            f"chown root:root {directory} && chmod 0755 {directory}",
+        )
+    info = stat_of(deployment.path(log))
+    if info is None or not stat.S_ISREG(info.st_mode):
+        yield Check(
+            "audit log", FAIL, f"{log} is missing or not a regular file (every command fails, exit 75)", fix
+        )
+        return
+    agent_gid = group_id(deployment, deployment.agent)
+    wanted = (0, agent_gid, 0o620)
+    if (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) != wanted:
+        yield Check(
+            "audit log",
+            FAIL,
+            f"{log}: {owner_mode(info)}, must be root:{deployment.agent} 0620",
+            f"chattr -a {log}; chown root:{deployment.agent} {log}; chmod 0620 {log}; chattr +a {log}",
+        )
+    append_only = deployment.append_only(deployment.path(log))
+    if append_only is False:
+        yield Check(
+            "audit log",
+            FAIL,
+            f"{log} is not append-only: the agent's account could rewrite history",
+            f"chattr +a {log}",
+        )
+    elif append_only is None:
+        yield Check("audit log", WARN, f"cannot read the attributes of {log}", f"lsattr {log} must show 'a'")
+    elif (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == wanted:
+        yield Check("audit log", OK, f"{log} root:{deployment.agent} 0620, append-only")
+
+
+def check_keys_file(deployment: Deployment) -> Iterator[Check]:
+    path = f"/etc/ssh/authorized_keys/{deployment.agent}"
+    fix = "sh sshd_snippets/install.sh keys-dir"
+    for where in (os.path.dirname(path), path):
+        info = stat_of(deployment.path(where))
+        if info is None:
+            yield Check("authorized keys", FAIL, f"{where} does not exist (the agent cannot log in)", fix)
+            return
+        if not root_only_writable(info):
+            yield Check(
+                "authorized keys",
+                FAIL,
+                f"{where}: {owner_mode(info)}: someone besides root can add keys",
+                f"chown root:root {where} && chmod go-w {where}",
+            )
+            return
+    home_keys = f"/home/{deployment.agent}/.ssh/authorized_keys"
+    if stat_of(deployment.path(home_keys)) is not None:
+        yield Check(
+            "authorized keys",
+            WARN,
+            f"{home_keys} exists; the agent can write it",
+            f"rm {home_keys} (keys belong in {path}; AuthorizedKeysFile must name only that)",
+        )
+    else:
+        yield Check("authorized keys", OK, f"{path} root-owned")
+
+
+def check_account(deployment: Deployment) -> Iterator[Check]:
+    entry = passwd_entry(deployment)
+    if entry is None:
+        yield Check(
+            "agent account",
+            FAIL,
+            f"no user {deployment.agent} in /etc/passwd",
+            "sh sshd_snippets/install.sh account",
+        )
+        return
+    shell = entry[6]
+    if shell != "/bin/sh":
+        yield Check(
+            "agent account",
+            FAIL,
+            f"{deployment.agent}'s login shell is {shell!r}: sshd runs the "
+            "ForceCommand through it (nologin refuses every command)",
+            f"usermod -s /bin/sh {deployment.agent}",
+        )
+    else:
+        yield Check("agent account", OK, f"{deployment.agent} exists, shell /bin/sh")
+
+
+def check_pam(deployment: Deployment) -> Iterator[Check]:
+    path = "/etc/pam.d/sshd"
+    try:
+        with open(deployment.path(path), encoding="utf-8") as handle:
+            lines = [line for line in handle if not line.lstrip().startswith("#")]
+    except OSError:
+        yield Check("PAM", OK, f"no {path} (no pam_env)")
+        return
+    if any("pam_env" in line and "user_readenv=1" in line for line in lines):
+        yield Check(
+            "PAM",
+            FAIL,
+            f"{path}: pam_env reads ~/.pam_environment (user_readenv=1): the agent could "
+            "set LD_PRELOAD for its own shell",
+            f"sed -i 's/user_readenv=1/user_readenv=0/' {path}",
+        )
+    else:
+        yield Check("PAM", OK, "pam_env does not read ~/.pam_environment")
+
+
+def check_docker_group(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    entry = group_entry(deployment, "docker")
+    members = entry[3].split(",") if entry else []
+    if entry is None or deployment.agent not in members:
+        yield Check(
+            "docker group",
+            FAIL,
+            f"{deployment.agent} is not in the docker group: its docker client cannot reach the engine",
+            f"usermod -aG docker {deployment.agent}",
+        )
+    else:
+        yield Check("docker group", OK, f"{deployment.agent} is in the docker group")
+    if not deployment.live:
+        return
+    host = str(settings["docker"]["host"])
+    if not host.startswith("unix://"):
+        yield Check("docker socket", SKIP, f"{host} is not a unix socket")
+        return
+    import socket
+
+    path = host.removeprefix("unix://")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            probe.connect(path)
+        yield Check("docker socket", OK, f"{path} answers")
+    except OSError as error:
+        yield Check(
+            "docker socket",
+            FAIL,
+            f"cannot connect to {path}: {error.strerror or error}",
+            "start the engine (systemctl start docker) or fix docker.host in the policy",
+        )
+
+
+def check_sshd(deployment: Deployment) -> Iterator[Check]:
+    if not deployment.live:
+        return
+    try:
+        from gatekeeper.operator import sshd_check  # type: ignore[attr-defined]  # added by issue 19
+    except ImportError:
+        yield Check(
+            "sshd settings", SKIP, "this gatekeeper has no sshd-check; run sshd -T -C user=... by hand"
+        )
+        return
+    try:
+        options = sshd_check.parse_args(["--config", deployment.sshd_config, "--user", deployment.agent])
+        problems = [
+            problem
+            for address in sshd_check.DEFAULT_ADDRESSES
+            for problem in sshd_check.differences(sshd_check.effective_settings(options, address))
+        ]
+    except Exception as error:  # noqa: BLE001 - report, never crash the doctor
+        yield Check("sshd settings", FAIL, f"sshd -T failed: {error}", "sshd -t; gatekeeper sshd-check")
+        return
+    if problems:
+        yield Check(
+            "sshd settings",
+            FAIL,
+            f"{len(problems)} difference(s), first: {problems[0]}",
+            "gatekeeper sshd-check names them all; fix the sshd_config file that overrides the drop-in",
+        )
+    else:
+        yield Check("sshd settings", OK, "sshd -T gives the agent the drop-in's settings")
+
+
+def diagnose(deployment: Deployment) -> list[Check]:
+    checks = list(check_policy(deployment))
+    settings = load_settings(deployment)
+    if settings is None:
+        from gatekeeper.policy import DEFAULTS
+
+        settings = DEFAULTS
+    checks += check_config_dir(deployment, settings)
+    checks += check_audit_log(deployment, settings)
+    checks += check_keys_file(deployment)
+    checks += check_account(deployment)
+    checks += check_pam(deployment)
+    checks += check_docker_group(deployment, settings)
+    checks += check_sshd(deployment)
+    return checks
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper doctor",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--root", default="/", help="check the deployment below this directory")
+    parser.add_argument(
+        "--policy", default=DEFAULT_POLICY, help=f"deployed policy (default {DEFAULT_POLICY})"
+    )
+    parser.add_argument("--agent", default=DEFAULT_AGENT, help=f"agent account (default {DEFAULT_AGENT})")
+    parser.add_argument("--sshd-config", default="/etc/ssh/sshd_config", help="main sshd_config for sshd -T")
+    parser.add_argument("--json", action="store_true", help="one JSON object: {ok, checks: [...]}")
+    options = parser.parse_args(argv)
+    deployment = Deployment(
+        options.root, options.policy, options.agent, live=options.root == "/", sshd_config=options.sshd_config
+    )
+    checks = diagnose(deployment)
+    failed = any(check.status == FAIL for check in checks)
+    if options.json:
+        sys.stdout.write(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}) + "\n")
+    else:
+        for check in checks:
+            sys.stdout.write(check.line() + "\n")
+        verdict = "FAILED: fix the lines marked FAIL" if failed else "ok"
+        sys.stdout.write(f"doctor: {verdict}\n")
+    return 1 if failed else 0

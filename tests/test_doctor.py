@@ -1,0 +1,201 @@
+"""`gatekeeper doctor`: a good deployment passes; each broken one fails naming its fix.
+
+Deployments are built below a temporary root (``--root``), so nothing on the machine is touched;
+the append-only attribute is read through a replaceable probe. The live checks (engine socket,
+sshd -T) run only at / and are covered by the e2e stack (`gatekeeper doctor` passes there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.operator import doctor
+from gatekeeper.operator.doctor import FAIL, OK, Deployment
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the deployment's files must be root-owned")
+
+AGENT = "ai-worker"
+AGENT_GID = 4242
+POLICY = """\
+[docker]
+binary = "/bin/sh"
+config_dir = "/etc/gatekeeper/docker"
+[audit]
+path = "/var/log/gatekeeper/audit.jsonl"
+[paths]
+allowed_roots = ["/home/ai-worker"]
+"""
+
+
+def build(root: Path) -> Path:
+    """A deployment as sshd_snippets/install.sh leaves it."""
+    for directory, mode in [
+        ("etc/gatekeeper/docker", 0o755),
+        ("var/log/gatekeeper", 0o755),
+        ("etc/ssh/authorized_keys", 0o755),
+        ("etc/pam.d", 0o755),
+        ("home/ai-worker", 0o755),
+    ]:
+        (root / directory).mkdir(parents=True, exist_ok=True)
+        (root / directory).chmod(mode)
+    policy = root / "etc/gatekeeper/policy.toml"
+    policy.write_text(POLICY)
+    policy.chmod(0o644)
+    from gatekeeper.policy import compile_policy
+
+    compile_policy(str(policy))
+    log = root / "var/log/gatekeeper/audit.jsonl"
+    log.write_text("")
+    os.chown(log, 0, AGENT_GID)
+    log.chmod(0o620)
+    keys = root / "etc/ssh/authorized_keys" / AGENT
+    keys.write_text("")
+    keys.chmod(0o644)
+    (root / "etc/passwd").write_text(
+        f"root:x:0:0::/root:/bin/sh\n{AGENT}:x:4242:{AGENT_GID}::/home/{AGENT}:/bin/sh\n"
+    )
+    (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:{AGENT}\n{AGENT}:x:{AGENT_GID}:\n")
+    (root / "etc/pam.d/sshd").write_text("session required pam_env.so user_readenv=0\n")
+    return root
+
+
+def diagnose(root: Path, *, append_only: bool | None = True) -> list[doctor.Check]:
+    deployment = Deployment(
+        str(root), "/etc/gatekeeper/policy.toml", AGENT, lambda _p: append_only, live=False
+    )
+    return doctor.diagnose(deployment)
+
+
+def test_a_good_deployment_passes(tmp_path: Path) -> None:
+    checks = diagnose(build(tmp_path))
+    assert [c.status for c in checks] == [OK] * len(checks), [c.line() for c in checks]
+    names = {c.name for c in checks}
+    assert {
+        "policy",
+        "compiled policy",
+        "docker config_dir",
+        "audit log",
+        "authorized keys",
+        "agent account",
+        "PAM",
+        "docker group",
+    } <= names
+
+
+def chmod(relative: str, mode: int) -> Callable[[Path], None]:
+    return lambda root: (root / relative).chmod(mode)
+
+
+def chown(relative: str, uid: int, gid: int) -> Callable[[Path], None]:
+    return lambda root: os.chown(root / relative, uid, gid)
+
+
+def write(relative: str, text: str) -> Callable[[Path], None]:
+    return lambda root: (root / relative).write_text(text)
+
+
+def remove(relative: str) -> Callable[[Path], None]:
+    def step(root: Path) -> None:
+        target = root / relative
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+    return step
+
+
+# Each row: how the deployment is broken, the check that must FAIL, and words of the fix it names.
+BROKEN = [
+    (remove("etc/gatekeeper/policy.toml"), "policy", "install.sh policy", "policy-missing"),
+    (chmod("etc/gatekeeper/policy.toml", 0o666), "policy", "chmod 0644", "policy-world-writable"),
+    (chown("etc/gatekeeper/policy.toml", 1000, 0), "policy", "chown root:root", "policy-not-root"),
+    (
+        write("etc/gatekeeper/policy.toml", POLICY.replace('["/home/ai-worker"]', '["/"]')),
+        "policy",
+        "gatekeeper policy check",
+        "policy-root-slash",
+    ),
+    (
+        lambda root: (root / "etc/gatekeeper/policy.toml").write_text(POLICY + "# edited\n"),
+        "compiled policy",
+        "gatekeeper policy compile",
+        "compiled-stale",
+    ),
+    (
+        chown("etc/gatekeeper/docker", 1000, 1000),
+        "docker config_dir",
+        "chown root:root",
+        "config-dir-not-root",
+    ),
+    (remove("etc/gatekeeper/docker"), "docker config_dir", "install -d", "config-dir-missing"),
+    (remove("var/log/gatekeeper/audit.jsonl"), "audit log", "install.sh audit-log", "audit-log-missing"),
+    (remove("var/log/gatekeeper"), "audit log", "install.sh audit-log", "audit-dir-missing"),
+    (chmod("var/log/gatekeeper/audit.jsonl", 0o666), "audit log", "chmod 0620", "audit-log-mode"),
+    (chown("var/log/gatekeeper/audit.jsonl", 0, 0), "audit log", f"chown root:{AGENT}", "audit-log-group"),
+    (chmod("var/log/gatekeeper", 0o777), "audit log", "chmod 0755 /var/log/gatekeeper", "audit-dir-mode"),
+    (remove(f"etc/ssh/authorized_keys/{AGENT}"), "authorized keys", "install.sh keys-dir", "keys-missing"),
+    (
+        chown(f"etc/ssh/authorized_keys/{AGENT}", 4242, 4242),
+        "authorized keys",
+        "chown root:root",
+        "keys-agent-owned",
+    ),
+    (chmod("etc/ssh/authorized_keys", 0o777), "authorized keys", "chmod go-w", "keys-dir-writable"),
+    (write("etc/passwd", "root:x:0:0::/root:/bin/sh\n"), "agent account", "install.sh account", "no-agent"),
+    (
+        write("etc/passwd", f"{AGENT}:x:4242:{AGENT_GID}::/home/{AGENT}:/usr/sbin/nologin\n"),
+        "agent account",
+        "usermod -s /bin/sh",
+        "nologin-shell",
+    ),
+    (
+        write("etc/pam.d/sshd", "session required pam_env.so user_readenv=1\n"),
+        "PAM",
+        "user_readenv=0",
+        "pam-user-readenv",
+    ),
+    (
+        write("etc/group", f"docker:x:999:\n{AGENT}:x:{AGENT_GID}:\n"),
+        "docker group",
+        "usermod -aG docker",
+        "not-in-docker-group",
+    ),
+]
+
+
+@pytest.mark.parametrize(("breakage", "check", "fix"), [pytest.param(b, c, f, id=i) for b, c, f, i in BROKEN])
+def test_each_broken_deployment_fails_naming_the_fix(
+    tmp_path: Path, breakage: Callable[[Path], None], check: str, fix: str
+) -> None:
+    root = build(tmp_path)
+    breakage(root)
+    failed = [c for c in diagnose(root) if c.status == FAIL]
+    assert any(c.name == check and fix in c.fix for c in failed), [c.line() for c in failed]
+
+
+def test_audit_log_that_is_not_append_only_fails(tmp_path: Path) -> None:
+    failed = [c for c in diagnose(build(tmp_path), append_only=False) if c.status == FAIL]
+    assert [(c.name, c.fix) for c in failed] == [("audit log", "chattr +a /var/log/gatekeeper/audit.jsonl")]
+
+
+def test_exit_status_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = build(tmp_path)
+    (root / "etc/pam.d/sshd").write_text("session required pam_env.so user_readenv=1\n")
+    status = doctor.main(["--root", str(root), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 1 and report["ok"] is False
+    assert {"name": "PAM", "status": FAIL} in [
+        {k: c[k] for k in ("name", "status")} for c in report["checks"]
+    ]
+    status = doctor.main(["--root", str(root)])
+    out = capsys.readouterr().out
+    assert (
+        status == 1
+        and "FAIL  PAM:" in out
+        and "fix: sed -i" in out
+        and out.endswith("doctor: FAILED: fix the lines marked FAIL\n")
+    )
