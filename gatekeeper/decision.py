@@ -80,6 +80,8 @@ class RealWorld:
     project, find a container's owner): the pinned binary, the policy's clean
     environment, cwd = workdir, under time, memory and output limits
     (gatekeeper.bounded). It returns (status, stdout, stderr).
+    Inspect queries of known templates are answered from the engine's API socket
+    instead (time and size bounded too), printed as the CLI would (gatekeeper.engine_api).
 
     `claims_in_flight` answers what other live gatekeeper sessions are about to
     bind or write (gatekeeper.inflight). Only the ForceCommand passes a registry:
@@ -127,6 +129,18 @@ class RealWorld:
 
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        if stdin is None:
+            # inspect queries of known templates: one HTTP request, no second process
+            from gatekeeper.engine_api import answer_from_api
+
+            answer = answer_from_api(policy.host, args, timeout)  # type: ignore[attr-defined]
+            if answer is not None:
+                return answer
+        return self.run_docker_cli(policy, args, stdin, timeout)
+
+    def run_docker_cli(self, policy: object, args: list[str], stdin: bytes | None = None,
+                       timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """The pinned docker CLI (the reference the API answers are tested against)."""
         from gatekeeper.bounded import run_bounded
         from gatekeeper.execution import child_environment
 

@@ -46,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.requests.append(f"{self.command} {self.path}")
         path = unquote(self.path.partition("?")[0])
-        if path.startswith("/v"):
+        if path.startswith("/v") and path[2:3].isdigit():  # /v1.41/..., not /volumes
             path = "/" + path.split("/", 2)[2]
         status, body = self.lookup(path)
         data = b"OK" if path == "/_ping" else as_go_encodes(body)

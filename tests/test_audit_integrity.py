@@ -45,7 +45,8 @@ def test_key_survives_a_hang_up_during_the_decision(deployment: Deployment, tmp_
     env = {"PATH": "/usr/bin:/bin", "SSH_USER_AUTH": str(auth), "SSH_CONNECTION": "127.0.0.1 5 127.0.0.1 22"}
     expected = session_facts_with(env)["key"]
     assert expected is not None and expected.startswith("SHA256:")
-    run_gatekeeper(deployment, "docker logs web", env=env)
+    # '/web': a /name is asked through the docker CLI (the stub), not the API socket (gatekeeper.engine_api)
+    run_gatekeeper(deployment, "docker logs /web", env=env)
     assert not auth.exists(), "the decision should have asked the engine (and the stub removed the file)"
     record = json.loads(deployment.audit_lines()[0])
     assert record["key"] == expected

@@ -1,0 +1,128 @@
+"""Engine questions over the API socket answer exactly what the docker CLI answers
+(gatekeeper.engine_api), on the real engine.
+
+For each question the vetters ask (ownership, volume drivers, bind sources),
+RealWorld.run_docker (the API path) and RealWorld.run_docker_cli (the pinned
+CLI, the reference) are asked the same thing: names, `/names`, full and short
+IDs, ambiguous ID prefixes, missing objects, and several words at once (a
+`/name` is left to the CLI, and the answer is still compared). The status and
+stdout must be equal; on a failure both say the same about each word
+("No such ..." for a missing one). The control: the API path really answered
+(answer_from_api is not None), so the comparison is not the CLI against itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from gatekeeper.decision import RealWorld
+from gatekeeper.engine_api import answer_from_api
+from gatekeeper.vetting.binds import CONTAINER_FORMAT
+from gatekeeper.vetting.ownership import QUERY_FORMATS
+from gatekeeper.vetting.volumes import VOLUME_FORMAT
+
+from .stack import DOCKER_CONFIG_DIR, DOCKER_HOST, IMAGE, Stack, docker_client
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "gk-e2e-api-"
+LABELS = ["--label", "gatekeeper.owner=default", "--label", "note=<a&b>"]
+
+
+@pytest.fixture(scope="module")
+def objects(stack: Stack) -> Iterator[dict[str, list[str]]]:
+    """Containers (enough that two IDs share a first hex digit), a volume, a network."""
+    clean(stack)
+    ids: list[str] = []
+    for n in range(18):  # 17 IDs over 16 hex digits: two share a first digit
+        extra = LABELS if n % 2 else []
+        made = stack.docker("create", "--name", f"{PREFIX}{n}", *extra, IMAGE, "true")
+        ids.append(made.stdout.strip())
+    stack.docker("volume", "create", *LABELS, f"{PREFIX}vol")
+    stack.docker("volume", "create", "--driver", "local", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+                 f"{PREFIX}tmpvol")
+    net = stack.docker("network", "create", *LABELS, f"{PREFIX}net").stdout.strip()
+    image = stack.docker("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip()
+    yield {"ids": ids, "net": [net], "image": [image]}
+    clean(stack)
+
+
+def clean(stack: Stack) -> None:
+    for n in range(18):
+        stack.docker("rm", "-f", f"{PREFIX}{n}", check=False)
+    stack.docker("volume", "rm", f"{PREFIX}vol", f"{PREFIX}tmpvol", check=False)
+    stack.docker("network", "rm", f"{PREFIX}net", check=False)
+
+
+def ambiguous(ids: list[str]) -> str:
+    firsts = [ident[0] for ident in ids]
+    return next(digit for digit in firsts if firsts.count(digit) > 1)
+
+
+def questions(objects: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]:
+    ids, net, image = objects["ids"], objects["net"][0], objects["image"][0]
+    container, image_q = QUERY_FORMATS["container"], QUERY_FORMATS["image"]
+    return [
+        ("container", container, [f"{PREFIX}1"]),
+        ("container", container, [f"/{PREFIX}1"]),
+        ("container", container, [ids[2]]),
+        ("container", container, [ids[3][:12]]),
+        ("container", container, [ids[4][:5], f"{PREFIX}5", f"/{PREFIX}6"]),
+        ("container", container, [ambiguous(ids)]),
+        ("container", container, [f"{PREFIX}missing"]),
+        ("container", container, [f"{PREFIX}1", f"{PREFIX}missing", f"{PREFIX}2"]),
+        ("container", container, [f"/{ids[1][:12]}"]),  # '/' + ID prefix: a name lookup only
+        ("container", CONTAINER_FORMAT, [f"{PREFIX}7", ids[8][:12]]),
+        ("container", CONTAINER_FORMAT, [f"{PREFIX}7", f"{PREFIX}missing"]),
+        ("image", image_q, [IMAGE]),
+        ("image", image_q, ["gk-busybox"]),
+        ("image", image_q, [image]),
+        ("image", image_q, [image.removeprefix("sha256:")[:12]]),
+        ("image", image_q, ["gk-no-such-image:1"]),
+        ("volume", QUERY_FORMATS["volume"], [f"{PREFIX}vol"]),
+        ("volume", QUERY_FORMATS["volume"], [f"{PREFIX}vol", f"{PREFIX}nothing"]),
+        ("volume", VOLUME_FORMAT, [f"{PREFIX}vol", f"{PREFIX}tmpvol"]),
+        ("network", QUERY_FORMATS["network"], [f"{PREFIX}net"]),
+        ("network", QUERY_FORMATS["network"], [net]),
+        ("network", QUERY_FORMATS["network"], [net[:12]]),
+        ("network", QUERY_FORMATS["network"], ["bridge", f"{PREFIX}nonet"]),
+    ]
+
+
+def policy() -> SimpleNamespace:
+    return SimpleNamespace(binary=str(docker_client()), host=DOCKER_HOST, workdir="/",
+                           config_dir=str(DOCKER_CONFIG_DIR))
+
+
+def comparable(template: str, out: bytes) -> object:
+    """`{{json .}}` is the CLI's Go structs re-encoded: compare the fields readers take."""
+    if template != CONTAINER_FORMAT:
+        return out
+    objects = [json.loads(line) for line in out.splitlines()]
+    return [(o["Id"], o["Name"], o.get("Mounts"), (o.get("HostConfig") or {}).get("Binds")) for o in objects]
+
+
+def failures(err: bytes) -> list[str]:
+    """Per failed word: the kind of failure (not the CLI's exact wording)."""
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    return ["missing" if "No such" in line else "ambiguous" if "multiple" in line.lower() else line
+            for line in lines]
+
+
+def test_api_answers_equal_the_cli(objects: dict[str, list[str]]) -> None:
+    world, pol = RealWorld(), policy()
+    for kind, template, words in questions(objects):
+        args = [kind, "inspect", "--format", template, "--", *words]
+        # control: the API path answered, so this is not the CLI compared with itself
+        # ('/name' words are left to the CLI: the engine does not route '//name')
+        answered = answer_from_api(pol.host, args, 10.0)
+        assert (answered is None) == any(w.startswith("/") for w in words), (kind, words, answered)
+        api, cli = world.run_docker(pol, args), world.run_docker_cli(pol, args)
+        what = (kind, template, words, api, cli)
+        assert api[0] == cli[0], what
+        assert comparable(template, api[1]) == comparable(template, cli[1]), what
+        assert failures(api[2]) == failures(cli[2]), what
