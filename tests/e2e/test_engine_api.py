@@ -99,10 +99,12 @@ def policy() -> SimpleNamespace:
 
 
 def comparable(template: str, out: bytes) -> object:
-    """`{{json .}}` is the CLI's Go structs re-encoded: compare the fields readers take."""
+    """`{{json .}}` is the CLI's Go structs re-encoded: compare the fields readers take.
+    Blank lines are dropped: for an ambiguous prefix the CLI prints one (status 1)."""
+    lines = [line for line in out.splitlines() if line.strip()]
     if template != CONTAINER_FORMAT:
-        return out
-    objects = [json.loads(line) for line in out.splitlines()]
+        return lines
+    objects = [json.loads(line) for line in lines]
     return [(o["Id"], o["Name"], o.get("Mounts"), (o.get("HostConfig") or {}).get("Binds")) for o in objects]
 
 
