@@ -49,7 +49,7 @@ def test_query_lines_are_printed_as_the_cli_prints_them(engine: str, kind: str, 
 
 
 def test_volume_driver_and_whole_container_templates(engine: str) -> None:
-    assert ask(engine, "volume", VOLUME_FORMAT, "data") == (0, b"data\tlocal\tnull\n", b"")
+    assert ask(engine, "volume", VOLUME_FORMAT, "data") == (0, b'data\tlocal\tnull\t{"x":"1"}\n', b"")
     status, out, _ = ask(engine, "container", CONTAINER_FORMAT, "web")  # type: ignore[misc]
     assert status == 0 and json.loads(out) == WEB
 
@@ -174,3 +174,12 @@ def test_parsers_directly() -> None:
     assert parse_response(b"HTTP/1.1 404 Not Found\r\nA: b\r\n\r\n{}") == (404, b"{}")
     with pytest.raises(EngineError):
         parse_response(b"HTTP/1.1 200 OK\r\n bad: x\r\n\r\n{}")
+
+
+def test_every_owner_template_is_answered_here() -> None:
+    """A template changed by its owner falls back to the CLI (safe but slow): say so."""
+    from gatekeeper.engine_api import renderers
+
+    wanted = {("volume", VOLUME_FORMAT), ("container", CONTAINER_FORMAT),
+              *((kind, template) for kind, template in QUERY_FORMATS.items())}
+    assert wanted <= set(renderers()), wanted - set(renderers())
