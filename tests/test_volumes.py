@@ -140,3 +140,24 @@ def test_compose_creates_its_own_volumes_but_not_those_of_run_v() -> None:
     )
     check_existing_volumes(ctx)
     assert ctx.vetted.prepare == [("volume-create", "scratch")]
+
+
+class DeadEngine(VolumeEngine):
+    """The engine does not answer: docker exits 1 with a connection error, no lines."""
+
+    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        if args[:2] == ["volume", "inspect"]:
+            return 1, b"", b"Cannot connect to the Docker daemon at unix:///var/run/docker.sock."
+        return super().run_docker(policy, args, stdin, timeout)
+
+
+@pytest.mark.parametrize("command", [
+    "docker run --rm -v pgdata:/x alpine true",
+    "docker run --rm --mount source=pgdata,target=/x alpine true",
+])
+def test_an_engine_that_does_not_answer_is_not_no_such_volume(command: str) -> None:
+    """Trying to cheat: a failed query must not read as "none exist" (pgdata would pass)."""
+    decision = decide(command, load_policy(None), DeadEngine({}))
+    assert (decision.allowed, decision.rule) == (False, "volume-backed")
+    assert "cannot ask the engine about volumes" in decision.reason

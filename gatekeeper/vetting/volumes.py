@@ -54,10 +54,14 @@ def compose_model_volumes(ctx: object) -> set[str]:
 def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str, str]]:
     """name -> (driver, options JSON, labels JSON) for the names that exist, in one query."""
     args = ["volume", "inspect", "--format", VOLUME_FORMAT, "--", *names]
-    _status, out, _err = ctx.world.run_docker(ctx.policy, args)  # type: ignore[attr-defined]
+    status, out, err = ctx.world.run_docker(ctx.policy, args)  # type: ignore[attr-defined]
     # A missing volume makes docker exit 1 after printing the ones it found (and
     # an empty line when it found none): only the lines printed matter, and a
-    # name not printed does not exist.
+    # name not printed does not exist. Any other failure (the engine does not
+    # answer) must not read as "none exist": an existing foreign volume would pass.
+    if status != 0 and not only_not_found(err):
+        raise Denied(f"cannot ask the engine about volumes: {err.decode('utf-8', 'replace').strip()[:200]!r}",
+                     rule="volume-backed")
     found = {}
     for line in out.decode("utf-8", "replace").splitlines():
         if not line.strip():
@@ -68,6 +72,14 @@ def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str,
                          rule="volume-backed")
         found[fields[0]] = (fields[1], fields[2], fields[3])
     return found
+
+
+def only_not_found(err: bytes) -> bool:
+    """docker's stderr names only volumes that do not exist ("No such volume")."""
+    from gatekeeper.vetting.ownership import NOT_FOUND
+
+    lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
 
 
 def check_volume(ctx: object, name: str, driver: str, options: str, labels: str) -> None:
