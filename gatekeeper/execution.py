@@ -39,6 +39,10 @@ def child_environment(policy: object, host: str | None = None) -> dict[str, str]
         "COMPOSE_EXPERIMENTAL_OCI_REMOTE": "false",
         # the interactive menu's 'w' key would turn on watch (host file sync)
         "COMPOSE_MENU": "false",
+        # buildx (and compose's builds through it) keeps builder state here; the default,
+        # $DOCKER_CONFIG/buildx, is root's and read-only to the agent. The state dir is a
+        # top-level dot entry of the home: no container can reach it.
+        "BUILDX_CONFIG": policy.state_dir + "/buildx",  # type: ignore[attr-defined]
     }
 
 
