@@ -95,7 +95,7 @@ def questions(objects: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]
 
 def policy() -> SimpleNamespace:
     return SimpleNamespace(binary=str(docker_client()), host=DOCKER_HOST, workdir="/",
-                           config_dir=str(DOCKER_CONFIG_DIR))
+                           config_dir=str(DOCKER_CONFIG_DIR), state_dir="/run/gk-e2e/state")
 
 
 def comparable(template: str, out: bytes) -> object:
