@@ -1,0 +1,66 @@
+"""What the proxy's transport hands its decision, and what it gets back.
+
+The transport (server.py) reads a whole request (framing refused there: chunked,
+oversized, duplicate or conflicting length headers), finds the caller's profile from
+SO_PEERCRED and [proxy.users], and calls
+
+    vet_api_request(request, policy, engine) -> ApiVerdict        (vet.py)
+
+in a worker thread (the decision may ask the engine synchronously). It forwards
+`verdict.target`/`verdict.body` only when `verdict.allowed`; otherwise it answers
+403 with {"message": "gatekeeper: denied: <reason> (rule <rule>)"} so the docker CLI
+prints the reason. When `verdict.response` names a transform, the transport buffers
+that (small, non-streamed) response and forwards
+
+    transform_response(verdict.response, status, body, request) -> bytes   (vet.py)
+
+instead. Every request is audited with layer "api", uid, profile, endpoint, rule.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ApiRequest:
+    """One complete HTTP request as received from a client of the proxy socket."""
+
+    __slots__ = ("method", "target", "path", "version", "query", "headers", "body", "uid", "profile")
+
+    def __init__(self, method: str, target: str, path: str, version: str | None,
+                 query: dict[str, list[str]], headers: list[tuple[str, str]], body: bytes,
+                 uid: int, profile: str) -> None:
+        self.method = method      # "GET", "POST", ... (upper case)
+        self.target = target      # the raw request-target, e.g. "/v1.43/containers/create?name=x"
+        self.path = path          # percent-decoded, version prefix removed: "/containers/create"
+        self.version = version    # "1.43", or None when the client sent no /vN.NN prefix
+        self.query = query        # parse_qs of the query string (keep_blank_values=True)
+        self.headers = headers    # (lower-cased name, value) in order received
+        self.body = body          # the complete body (b"" when none)
+        self.uid = uid            # the caller's uid (SO_PEERCRED)
+        self.profile = profile    # the caller's profile from [proxy.users]
+
+
+class ApiVerdict:
+    """The decision on one request."""
+
+    __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response")
+
+    def __init__(self, allowed: bool, rule: str, reason: str, endpoint: str,
+                 target: str | None = None, body: bytes | None = None,
+                 response: str | None = None) -> None:
+        self.allowed = allowed
+        self.rule = rule          # a rule id listed in gatekeeper/rules.py
+        self.reason = reason      # one line the agent can act on (what, why, what instead)
+        self.endpoint = endpoint  # canonical endpoint id for the audit log, e.g. "container.create"
+        self.target = target      # request-target to forward (names resolved to IDs); None: unchanged
+        self.body = body          # body to forward (e.g. owner label injected); None: unchanged
+        self.response = response  # name of a response transform (redaction); None: relay as is
+
+
+class EngineQueries(Protocol):
+    """Synchronous questions to the upstream engine (not through the proxy's own socket)."""
+
+    def get_json(self, target: str) -> tuple[int, object]:
+        """GET `target` (e.g. "/containers/abc/json") upstream: (HTTP status, parsed JSON body)."""
+        ...
