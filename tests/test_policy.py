@@ -70,7 +70,7 @@ def test_unreadable_policy_is_an_error(tmp_path: Path) -> None:
 
 def test_every_command_with_a_grammar_is_decided_by_the_default() -> None:
     """A command docker's tables know is either allowed (with its scoping) or blocked by
-    default: nothing everyday is left out by accident (the README says why for the rest)."""
+    default: nothing everyday is left out by accident (docs/policy.md says why for the rest)."""
     from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS
     from gatekeeper.grammar.docker_flags import FLAGS
 

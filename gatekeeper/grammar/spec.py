@@ -18,7 +18,7 @@ path (no dataclasses, no typing at run time).
 from __future__ import annotations
 
 # What a flag's value gets. Names are stable: the vetting layer maps each
-# special check to a function, the README lists them for operators.
+# special check to a function, docs/policy.md lists them for operators.
 OK = "ok"  # allowed; value (if any) not inspected
 DENY = "deny"  # refused outright, whatever the value
 DENY_TRUE = "deny-true"  # bool flag refused when it ends up true (--privileged)
