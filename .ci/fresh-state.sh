@@ -82,6 +82,15 @@ remove_if_ours() {  # installed path, repository source
 remove_if_ours /etc/tmpfiles.d/gatekeeper.conf sshd_snippets/tmpfiles-gatekeeper.conf
 remove_if_ours /etc/logrotate.d/gatekeeper sshd_snippets/logrotate-gatekeeper
 remove_if_ours /etc/ssh/sshd_config.d/00-gatekeeper.conf sshd_snippets/00-gatekeeper.conf
+# The proxy's unit (install.sh step proxy), its enable link, and its runtime directory
+# (systemd's RuntimeDirectory; the stack makes it itself, no systemd here).
+proxy_unit=/etc/systemd/system/gatekeeper-proxy.service
+wants=/etc/systemd/system/multi-user.target.wants/gatekeeper-proxy.service
+if [ -L "$wants" ] && [ "$(readlink "$wants")" = "$proxy_unit" ]; then
+  rm -f "$wants"
+fi
+remove_if_ours "$proxy_unit" sshd_snippets/gatekeeper-proxy.service
+rm -rf /run/gatekeeper
 for deny in /etc/cron.deny /etc/at.deny; do  # the agent's line only; a file left empty was ours
   if [ -f "$deny" ] && grep -qx "$AGENT" "$deny"; then
     sed -i "/^$AGENT\$/d" "$deny"

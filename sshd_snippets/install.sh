@@ -3,7 +3,7 @@
 # its own result; run them in this order (the README's install section does):
 #
 #   sh sshd_snippets/install.sh packages account pam gatekeeper policy audit-log \
-#       logrotate keys-dir sshd no-user-manager no-cron-at
+#       logrotate proxy keys-dir sshd no-user-manager no-cron-at
 #   ... add keys to /etc/ssh/authorized_keys/ai-worker ...
 #   sh sshd_snippets/install.sh reload
 #
@@ -18,6 +18,10 @@ LOG_DIR=${GATEKEEPER_LOG_DIR:-/var/log/gatekeeper}
 LOG=$LOG_DIR/audit.jsonl
 SSHD_DIR=${GATEKEEPER_SSHD_DIR:-/etc/ssh}
 DROP_IN=$SSHD_DIR/sshd_config.d/00-gatekeeper.conf
+UNIT_DIR=${GATEKEEPER_UNIT_DIR:-/etc/systemd/system}
+PROXY_UNIT=gatekeeper-proxy.service
+# [proxy] listen's default, in the unit's RuntimeDirectory (/run/gatekeeper)
+PROXY_SOCKET=/run/gatekeeper/docker.sock
 PACKAGES="docker.io openssh-server python3-venv logrotate e2fsprogs procps"
 
 die() {
@@ -108,6 +112,30 @@ step_logrotate() {
     logrotate --debug /etc/logrotate.d/gatekeeper >/dev/null 2>&1 || die "logrotate rejects /etc/logrotate.d/gatekeeper"
 }
 
+# The API-layer proxy (gatekeeper proxy): the agent's only way to the engine, and the
+# only writer of the audit log. A systemd unit; where systemd does not run (a
+# container, the test stack), the unit is installed and checked, and whoever runs
+# the machine starts its ExecStart line.
+step_proxy() {
+    install -d -m 0755 -o root -g root "$UNIT_DIR"
+    install -m 0644 -o root -g root "$HERE/$PROXY_UNIT" "$UNIT_DIR/$PROXY_UNIT"
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        systemd-analyze verify "$UNIT_DIR/$PROXY_UNIT" >/dev/null || die "systemd-analyze rejects $UNIT_DIR/$PROXY_UNIT"
+    fi
+    [ -d /run/systemd/system ] || return 0
+    systemctl daemon-reload
+    systemctl enable --quiet "$PROXY_UNIT"
+    systemctl restart "$PROXY_UNIT"
+    tries=0
+    until [ -S "$PROXY_SOCKET" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -le 50 ] || die "$PROXY_SOCKET did not appear (journalctl -u $PROXY_UNIT)"
+        sleep 0.2
+    done
+    [ "$(stat -c '%U:%G %a' "$PROXY_SOCKET")" = "root:$AGENT 660" ] ||
+        die "$PROXY_SOCKET must be root:$AGENT 0660 ([proxy] group in the policy)"
+}
+
 # Keys only here, root-owned: never in ~ai-worker/.ssh, which the agent can write.
 step_keys_dir() {
     install -d -m 0755 -o root -g root "$SSHD_DIR/authorized_keys"
@@ -176,7 +204,7 @@ step_reload() {
 [ $# -gt 0 ] || die "usage: install.sh STEP... (see the top of this file)"
 for step in "$@"; do
     case $step in
-    packages | account | pam | gatekeeper | policy | audit-log | logrotate | keys-dir | sshd | \
+    packages | account | pam | gatekeeper | policy | audit-log | logrotate | proxy | keys-dir | sshd | \
         no-user-manager | no-cron-at | reload)
         "step_$(echo "$step" | tr - _)"
         ;;

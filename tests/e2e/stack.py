@@ -20,7 +20,16 @@ What it sets up, in order (each step undone in reverse at the end):
     install.sh put sshd_snippets/00-gatekeeper.conf verbatim (ForceCommand mode), and
     finds the client key in /etc/ssh/authorized_keys/ai-worker with no options
     at all; the other reads a copy without the ForceCommand line and a key file
-    whose line `gatekeeper authorized-key` printed (`restrict,command="..."`).
+    whose line `gatekeeper authorized-key` printed (`restrict,command="..."`);
+  * a third sshd whose ForceCommand vets nothing (tests/e2e/unvetted_forcecommand.py),
+    for layout (b) below.
+
+The layouts of issue 12 item 3 (`switch_mode`): each layer alone confines the agent.
+  (a) LAYERED: gatekeeper's ForceCommand, docker through `gatekeeper proxy`, the agent
+      in no group that owns the engine's socket (the deployment);
+  (b) PROXY_ALONE: the same, but sshd runs the unvetted ForceCommand: only the proxy vets;
+  (c) CLI_ALONE: gatekeeper's ForceCommand straight on the engine's socket, the agent in
+      group docker (the layout before the proxy).
 """
 
 from __future__ import annotations
@@ -94,6 +103,21 @@ ADDRESS_BLOCKS: Final = ("10.213.0.0/16", "10.231.0.0/16", "10.247.0.0/16", "10.
 IMAGE: Final = "gk-busybox:latest"
 APP_DIR: Final = AGENT_HOME / "work" / "app"
 PRECEDENCE_MARKER: Final = "authorized-keys-command-ran"
+
+# The API-layer proxy, installed by install.sh's proxy step as a systemd unit; without
+# systemd here, the stack runs the unit's ExecStart itself (start_proxy).
+PROXY_UNIT_SOURCE: Final = REPO_ROOT / "sshd_snippets" / "gatekeeper-proxy.service"
+PROXY_UNIT: Final = Path("/etc/systemd/system/gatekeeper-proxy.service")
+PROXY_RUN_DIR: Final = Path("/run/gatekeeper")  # the unit's RuntimeDirectory
+PROXY_SOCKET: Final = PROXY_RUN_DIR / "docker.sock"
+# TEST ONLY: the ForceCommand of layout (b), copied where the agent can read it.
+UNVETTED_SOURCE: Final = REPO_ROOT / "tests" / "e2e" / "unvetted_forcecommand.py"
+UNVETTED_COPY: Final = RUN_DIR / "unvetted_forcecommand.py"
+
+LAYERED: Final = "cli+proxy"  # (a) the deployment
+PROXY_ALONE: Final = "proxy-alone"  # (b) no vetting before the proxy
+CLI_ALONE: Final = "cli-alone"  # (c) the layout before the proxy
+MODES: Final = (LAYERED, PROXY_ALONE, CLI_ALONE)
 
 # Debian bookworm's stock /etc/ssh/sshd_config without comments: the test sshd
 # reads our snippet first and then these lines, exactly like a real host does.
@@ -169,6 +193,9 @@ class Stack:
     client_key: Path
     precedence_key: Path
     keyoption_keys: Path
+    unvetted_port: int = 0  # sshd of layout (b): its ForceCommand vets nothing
+    gatekeeper_port: int = 0  # the ForceCommand sshd (forcecommand_port outside layout (b))
+    mode: str = CLI_ALONE
     daemons: list[Daemon] = field(default_factory=list)
 
     def client_options(self, *, key: Path | None = None) -> list[str]:
@@ -468,6 +495,7 @@ INSTALL_STEPS: Final = (
     ("policy", "write_policy_and_audit_log: a policy for the private engine, compiled"),
     ("audit-log", "run"),
     ("logrotate", "run"),
+    ("proxy", "run (installs and verifies the unit; no systemd here: start_proxy runs its ExecStart)"),
     ("keys-dir", "run"),
     ("sshd", "run"),
     ("no-user-manager", "run"),
@@ -476,7 +504,7 @@ INSTALL_STEPS: Final = (
 )
 DEPLOYED_FILES: Final = (
     SYSTEM_DROP_IN, Path("/etc/logrotate.d/gatekeeper"), Path("/etc/tmpfiles.d/gatekeeper.conf"),
-    Path("/etc/cron.deny"), Path("/etc/at.deny"), AUTHORIZED_KEYS,
+    Path("/etc/cron.deny"), Path("/etc/at.deny"), AUTHORIZED_KEYS, PROXY_UNIT,
 )  # fmt: skip
 
 
@@ -486,7 +514,7 @@ def deploy_access_rules(undo: contextlib.ExitStack) -> None:
     for path in DEPLOYED_FILES:
         undo.callback(preserved(path))
     undo.callback(preserved_link(user_manager_mask()))
-    install_steps("keys-dir", "sshd", "no-user-manager", "no-cron-at")
+    install_steps("proxy", "keys-dir", "sshd", "no-user-manager", "no-cron-at")
 
 
 def user_manager_mask() -> Path:
@@ -860,6 +888,20 @@ def keyoption_snippet(target: Path, authorized_keys: Path) -> Path:
     return target
 
 
+def unvetted_snippet(target: Path) -> Path:
+    """TEST ONLY, layout (b): the drop-in with its ForceCommand replaced by one that vets
+    nothing and talks to the proxy's socket. Everything else is the real drop-in."""
+    shutil.copyfile(UNVETTED_SOURCE, UNVETTED_COPY)
+    UNVETTED_COPY.chmod(0o644)
+    command = f"ForceCommand {SYSTEM_PYTHON} -I {UNVETTED_COPY} unix://{PROXY_SOCKET} {docker_client()}"
+    lines = SNIPPET.read_text().splitlines(keepends=True)
+    text = "".join(f"\t{command}\n" if line.strip().startswith("ForceCommand ") else line for line in lines)
+    if text.count(command) != 1:
+        raise StackError(f"{SNIPPET} should have exactly one ForceCommand line")
+    target.write_text(text)
+    return target
+
+
 def check_sshd_config(config: Path) -> None:
     """`sshd -t`: the file and every file it Includes parse and are consistent."""
     run(["/usr/sbin/sshd", "-t", "-f", str(config)])
@@ -974,7 +1016,9 @@ def start_sshds(workdir: Path, undo: contextlib.ExitStack) -> Stack:
         client_key=make_keypair(workdir / "agent_ed25519", "gk-e2e agent"),
         precedence_key=make_keypair(workdir / "precedence_ed25519", "gk-e2e precedence"),
         keyoption_keys=workdir / "keys" / AGENT,
+        unvetted_port=free_port(),
     )
+    stack.gatekeeper_port = stack.forcecommand_port
     undo.callback(preserved(AUTHORIZED_KEYS))
     write_authorized_keys(AUTHORIZED_KEYS, forcecommand_keys_text(stack.client_key, stack.precedence_key))
     write_authorized_keys(stack.keyoption_keys, keyoption_keys_text(stack.client_key, stack.precedence_key))
@@ -985,6 +1029,7 @@ def start_sshds(workdir: Path, undo: contextlib.ExitStack) -> Stack:
             stack.keyoption_port,
             keyoption_snippet(workdir / "keyoption.conf", stack.keyoption_keys),
         ),
+        ("sshd-unvetted", stack.unvetted_port, unvetted_snippet(workdir / "unvetted.conf")),
     )
     for name, port, snippet in modes:
         daemon = start_sshd(name, workdir, port, snippet, host_key)
