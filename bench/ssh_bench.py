@@ -124,8 +124,8 @@ def measure(stack: Stack, port: int, rounds: int) -> dict[str, tuple[list[float]
 def query_bench(rounds: int) -> None:
     from types import SimpleNamespace
 
-    from gatekeeper.decision import RealWorld
     from gatekeeper.vetting.ownership import QUERY_FORMATS
+    from gatekeeper.worlds import RealWorld
 
     world = RealWorld()
     policy = SimpleNamespace(binary=str(docker_client()), host=DOCKER_HOST, workdir="/",

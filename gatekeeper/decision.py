@@ -15,12 +15,15 @@ Order of checks (each one fails closed):
 
 from __future__ import annotations
 
-import os
-
 from gatekeeper.errors import Denied
 from gatekeeper.grammar.command_line import Located, locate_command, walk_command_flags
 from gatekeeper.grammar.spec import OK
 from gatekeeper.words import split_command
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+    from gatekeeper.world import World
 
 # For a subsystem request sshd hands the ForceCommand the subsystem's configured
 # command as SSH_ORIGINAL_COMMAND (OpenSSH 9.2 session.c do_exec), and nothing says
@@ -73,159 +76,9 @@ class Decision:
         return record
 
 
-class RealWorld:
-    """The file system and docker engine as they are.
-
-    `run_docker` is how a decision asks the engine something (render a compose
-    project, find a container's owner): the pinned binary, the policy's clean
-    environment, cwd = workdir, under time, memory and output limits
-    (gatekeeper.bounded). It returns (status, stdout, stderr).
-    Inspect queries of known templates are answered from the engine's API socket
-    instead (time and size bounded too), printed as the CLI would (gatekeeper.engine_api).
-
-    `claims_in_flight` answers what other live gatekeeper sessions are about to
-    bind or write (gatekeeper.inflight). Only the ForceCommand passes a registry:
-    it takes the lock that serialises host-path commands, held until the
-    decision's own claims are registered (`settle`). Without one (gatekeeper
-    check), no other session is assumed in flight.
-    """
-
-    def __init__(self, registry: object | None = None) -> None:
-        self.registry = registry
-
-    def claims_in_flight(self, policy: object) -> list[tuple[str, str]]:
-        if self.registry is None:
-            return []
-        return self.registry.locked_claims()  # type: ignore[attr-defined]
-
-    def settle(self, claims: list[tuple[str, str]] | None) -> object | None:
-        """After the decision: register `claims` (None = denied) and drop the lock.
-        Returns the registration to release when the command has ended."""
-        if self.registry is None:
-            return None
-        return self.registry.settle(claims)  # type: ignore[attr-defined]
-
-    def realpath(self, path: str) -> str:
-        resolved = os.path.realpath(path)
-        check_resolution(resolved)
-        return resolved
-
-    def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
-        """The bytes of a resolved host file the CLI would read, opened without following
-        any symlink on the way (a link there now is a swap since the path was resolved)."""
-        from gatekeeper.pinning import read_without_symlinks
-
-        return read_without_symlinks(path, limit)
-
-    def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
-        """At most `limit`+1 bytes of a file the decision must look into (compose files)."""
-        try:
-            with open(path, "rb") as handle:
-                return handle.read(limit + 1)
-        except FileNotFoundError:
-            return b""  # nothing to look into; the tool that needs it reports the error
-        except OSError as error:
-            raise Denied(f"cannot read {path!r}: {error.strerror}", rule="host-path") from None
-
-    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
-                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        if stdin is None:
-            # inspect queries of known templates: one HTTP request, no second process
-            from gatekeeper.engine_api import answer_from_api
-
-            answer = answer_from_api(policy.host, args, timeout)  # type: ignore[attr-defined]
-            if answer is not None:
-                return answer
-        return self.run_docker_cli(policy, args, stdin, timeout)
-
-    def run_docker_cli(self, policy: object, args: list[str], stdin: bytes | None = None,
-                       timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        """The pinned docker CLI (the reference the API answers are tested against)."""
-        from gatekeeper.bounded import run_bounded
-        from gatekeeper.execution import child_environment
-
-        # memory, time and output bounded: past a limit, Denied (rule decision-limit)
-        return run_bounded([policy.binary, *args], stdin, child_environment(policy),  # type: ignore[attr-defined]
-                           policy.workdir, timeout)  # type: ignore[attr-defined]
-
-
-class OfflineEngineWorld(RealWorld):
-    """The real file system and compose renders, but no engine objects: ownership
-    queries see exactly the named objects, all the agent's; no other container
-    holds a bind source and no session is in flight. For `gatekeeper replay`
-    and `check`, where owners are runtime state the question is not about."""
-
-    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
-                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        if args[:1] == ["compose"]:
-            return super().run_docker(policy, args, stdin, timeout)
-        from gatekeeper.vetting.ownership import assumed_answer
-
-        return assumed_answer(policy, args)
-
-
-def check_resolution(resolved: str) -> None:
-    """Prove docker (as root) resolves `resolved` to itself, and that it is a plain file or directory.
-
-    os.path.realpath takes a component it cannot lstat (EACCES inside a root-owned
-    0700 directory a container made) for a plain name; the daemon, as root, would
-    follow a symlink planted there (`locked/escape -> /`). A device node, FIFO or
-    socket is refused too: a 0666 block device planted by a container would turn
-    --env-file or --secret into a raw read of the host disk.
-    """
-    import stat
-
-    prefix, mode = "", stat.S_IFDIR
-    for part in resolved.strip("/").split("/"):
-        prefix += "/" + part
-        try:
-            mode = os.lstat(prefix).st_mode
-        except FileNotFoundError:
-            return  # the rest does not exist yet, so nothing below can be a link
-        except OSError as error:
-            raise Denied(f"host path {resolved!r}: cannot inspect {prefix!r} ({error.strerror}), "
-                         "so a link there could not be followed", rule="host-path-unreadable") from None
-        if stat.S_ISLNK(mode):
-            raise Denied(f"host path {resolved!r}: {prefix!r} became a symlink", rule="host-path")
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise Denied(f"host path {resolved!r} is a device, FIFO or socket", rule="host-path-special")
-
-
-class StaticWorld:
-    """A world with no symlinks: paths are only normalised. For replay and tests."""
-
-    def __init__(self, links: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> None:
-        self.links = dict(links or {})
-        self.files = dict(files or {})
-
-    def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
-        return self.files.get(path, b"")[: limit + 1]
-
-    def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
-        return self.read_file(path, limit)
-
-    def claims_in_flight(self, policy: object) -> list[tuple[str, str]]:
-        """No other gatekeeper session is in flight."""
-        return []
-
-    def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
-                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
-        """No engine: ownership queries see exactly the named objects, all the agent's
-        (and, for the bind-source invariant, no other container exists)."""
-        from gatekeeper.vetting.ownership import assumed_answer
-
-        return assumed_answer(policy, args)
-
-    def realpath(self, path: str) -> str:
-        path = os.path.normpath(path)
-        for link, target in self.links.items():
-            if path == link or path.startswith(link.rstrip("/") + "/"):
-                return self.realpath(target + path[len(link):])
-        return path
-
-
-def decide(command: str, policy: object, world: object) -> Decision:
-    """Allow or deny `command` (the SSH command string) under `policy`."""
+def decide(command: str, policy: Policy, world: World) -> Decision:
+    """Allow or deny `command` (the SSH command string) under `policy`.
+    `world` (gatekeeper.world.World) answers what the command and policy cannot."""
     canonical = None
     try:
         argv = split_command(command)
@@ -254,16 +107,16 @@ def check_global_options(located: Located) -> None:
             raise Denied(f"global option {use.spelled} is not allowed: {why}", rule=f"flag-{use.name}")
 
 
-def check_policy(located: Located, policy: object) -> None:
+def check_policy(located: Located, policy: Policy) -> None:
     canonical = located.canonical
     shown = show(located)
-    if canonical in policy.blocked:  # type: ignore[attr-defined]
+    if canonical in policy.blocked:
         raise Denied(f"{shown} is blocked by policy", rule="blocked-subcommand")
-    if canonical not in policy.allowed:  # type: ignore[attr-defined]
+    if canonical not in policy.allowed:
         raise Denied(f"{shown} is not in the allowed commands", rule="not-allowed-subcommand")
 
 
-def vetted_decision(argv: list[str], located: Located, policy: object, world: object) -> Decision:
+def vetted_decision(argv: list[str], located: Located, policy: Policy, world: World) -> Decision:
     from gatekeeper.vetting import vet
     from gatekeeper.vetting.context import Context
 
@@ -310,3 +163,13 @@ def show(located: Located) -> str:
     if located.spelled == located.canonical:
         return written
     return f"{written} ('docker {located.canonical}')"
+
+
+def __getattr__(name: str) -> object:
+    """Transitional: the worlds moved to gatekeeper.worlds (branches still importing
+    them from here keep working until they rebase onto the new name)."""
+    if name in ("RealWorld", "OfflineEngineWorld"):
+        from gatekeeper import worlds
+
+        return getattr(worlds, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

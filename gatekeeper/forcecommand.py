@@ -46,8 +46,9 @@ def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untype
 
     A command with host paths takes the in-flight lock while it is decided (the
     world asks for it); `settle` registers the decision's claims and drops it."""
-    from gatekeeper.decision import Decision, RealWorld, decide
+    from gatekeeper.decision import Decision, decide
     from gatekeeper.inflight import Registry
+    from gatekeeper.worlds import RealWorld
 
     world = RealWorld(Registry(policy.state_dir))
     decision = decide(command, policy, world)

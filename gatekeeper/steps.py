@@ -32,7 +32,7 @@ class StepFailed(Exception):
 
 
 def docker(policy: object, args: list[str]) -> tuple[int, str, str]:
-    from gatekeeper.decision import RealWorld
+    from gatekeeper.worlds import RealWorld
 
     status, out, err = RealWorld().run_docker(policy, args, None, TIMEOUT)
     return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import addresses
 from gatekeeper.vetting.ownership import QUERY_FORMATS
+from tests.fakes import StaticWorld
 
 # The host as /proc shows it: eth0 192.0.2.2/24 with a default route, a VPN route
 # 203.0.113.0/25, IPv6 fd00::2/64; the engine has 'bridge' (172.17.0.0/16) and

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.policy import load_policy
 from gatekeeper.session import session_facts
 from gatekeeper.vetting.run import vet_model_log_options
 from tests.conftest import Deployment
+from tests.fakes import StaticWorld
 from tests.test_forcecommand import run_gatekeeper
 
 # An ExposeAuthInfo file as sshd writes it (an ed25519 test key).

@@ -26,9 +26,10 @@ import json
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.binds import CONTAINER_FORMAT, OWNED_CONTAINERS, normal, overlapping, strictly_nested
+from tests.fakes import StaticWorld
 
 H = "/home/ai-worker"
 

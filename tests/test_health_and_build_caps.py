@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied, PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.limits import Caps, go_duration, limit_service
+from tests.fakes import StaticWorld
 
 FLOORS = """
 [limits]

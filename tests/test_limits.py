@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied, PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.limits import Caps, limit_service, nano_cpus, plain_int, ram_in_bytes
+from tests.fakes import StaticWorld
 
 LIMITS = """
 [limits]

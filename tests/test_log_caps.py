@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.log_caps import log_size
+from tests.fakes import StaticWorld
 
 CAPS = '[limits]\nlog_max_size = "10m"\nlog_max_file = 3\n'
 INJECTED = ["--log-opt", "max-size=10m", "--log-opt", "max-file=3"]

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import REFUSED_LABELS, load_policy
 from gatekeeper.vetting.namespaces import familiar
+from tests.fakes import StaticWorld
 
 OWNER = "gatekeeper.owner"
 MINE = {OWNER: "default"}

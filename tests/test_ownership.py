@@ -27,11 +27,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import compose_ownership, ownership
 from gatekeeper.vetting.compose_ownership import vet_compose_ownership
+from tests.fakes import StaticWorld
 
 OWNER = "gatekeeper.owner"
 

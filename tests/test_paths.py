@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import OfflineEngineWorld, RealWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.paths import resolve_host_path
 from gatekeeper.policy import load_policy
+from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 from tests.owner_label import without_owner_label
 
 
@@ -251,7 +252,8 @@ def test_unreadable_directory_cannot_hide_a_symlink(tree: Path, policy, monkeypa
 
 AS_NOBODY = """
 import sys
-from gatekeeper.decision import OfflineEngineWorld, RealWorld, decide
+from gatekeeper.decision import decide
+from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 from gatekeeper.policy import load_policy
 d = decide("docker run -v ./work/locked/escape:/h img", load_policy(sys.argv[1]), OfflineEngineWorld())
 print(d.rule)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import OfflineEngineWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.pinning import pinned_argv, read_without_symlinks
 from gatekeeper.policy import load_policy
+from gatekeeper.worlds import OfflineEngineWorld
 from tests.conftest import Deployment, gatekeeper_command, pythonpath_free_env
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
 from tests.conftest import REPO
+from tests.fakes import StaticWorld
 from tests.test_limits import CountingWorld
 
 EXAMPLES = REPO / "examples"

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import RealWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
+from gatekeeper.worlds import RealWorld
 from tests.test_limits import LIMITS
 from tests.test_vetting_compose import compose_binary, docker_binary
 

@@ -24,10 +24,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
 from gatekeeper.redaction import redact_compose_config, redact_inspect
 from tests.conftest import REPO, Deployment, gatekeeper_command
+from tests.fakes import StaticWorld
 
 FIXTURE = Path(__file__).parent / "fixtures" / "redaction" / "inspect_containers.json"
 KEYS = tuple(load_policy(None).settings["redact"]["keys"])  # type: ignore[arg-type]

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import running
 from gatekeeper.vetting.context import Vetted
+from tests.fakes import StaticWorld
 
 
 class Engine(StaticWorld):

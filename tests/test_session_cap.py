@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.inflight import Registry
 from gatekeeper.policy import load_policy
+from tests.fakes import StaticWorld
 
 
 class RegistryWorld(StaticWorld):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
 from tests.corpus_loader import Case, corpus_params, load_corpus
+from tests.fakes import StaticWorld
 from tests.owner_label import without_owner_label
 
 

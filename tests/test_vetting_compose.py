@@ -27,12 +27,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.decision import OfflineEngineWorld, RealWorld, StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.paths import resolve_host_path
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import compose_project
 from gatekeeper.vetting.compose import first_error
+from gatekeeper.worlds import OfflineEngineWorld, RealWorld
+from tests.fakes import StaticWorld
 
 FIXTURES = Path(__file__).parent / "fixtures" / "compose"
 

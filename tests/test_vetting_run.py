@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.grammar import spec
 from gatekeeper.grammar.build_flags import BUILD
 from gatekeeper.grammar.docker_flags import FLAGS
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
 from tests.corpus_loader import Case, corpus_params, load_corpus
+from tests.fakes import StaticWorld
 from tests.owner_label import without_owner_label
 
 

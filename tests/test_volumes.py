@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.decision import StaticWorld, decide
+from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
+from tests.fakes import StaticWorld
 
 MINE = '{"gatekeeper.owner":"default"}'
 

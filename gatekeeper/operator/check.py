@@ -14,10 +14,11 @@ import json
 import subprocess
 import sys
 
-from gatekeeper.decision import Decision, OfflineEngineWorld, RealWorld, decide
+from gatekeeper.decision import Decision, decide
 from gatekeeper.errors import EX_NOPERM, Denied
 from gatekeeper.messages import denial_line
 from gatekeeper.policy import Policy, load_policy
+from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 
 EX_DATAERR = 65
 CHECK_EXAMPLES = """\

@@ -517,31 +517,3 @@ def refuse_protected_owned(ctx: Context, kind: str, patterns: list[str]) -> None
             raise Denied(f"'docker {ctx.located.spelled}' could remove protected {kind} {name!r} "
                          f"([protect] {PROTECT_KEYS[kind]} {hit!r}); remove the others by name",
                          rule="protected")
-
-
-# ---------------------------------------------------------------- no engine
-
-
-def assumed_answer(policy: object, args: list[str]) -> tuple[int, bytes, bytes]:
-    """What an engine would answer whose only objects are the ones named, all the
-    agent's, under their own names. For worlds without an engine (replay, tests of
-    the grammar): ownership is runtime state they cannot know."""
-    import json
-
-    from gatekeeper.vetting.binds import CONTAINER_FORMAT
-    from gatekeeper.vetting.volumes import VOLUME_FORMAT
-
-    if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
-        return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
-    if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:
-        lines = [json.dumps({"Id": word, "Name": "/" + word}) + "\n" for word in args[5:]]
-        return 0, "".join(lines).encode(), b""  # named containers hold no bind sources
-    owner = getattr(policy, "profile", None) or DEFAULT_OWNER
-    if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
-        labels = json.dumps({OWNER_LABEL: owner})
-        names = {CONTAINER: lambda w: "/" + w, IMAGE: lambda w: [w]}.get(args[0], lambda w: w)
-        lines = [f"{word}\t{json.dumps(names(word))}\t{labels}" for word in args[5:]]
-        return 0, "".join(line + "\n" for line in lines).encode(), b""
-    if args[1:2] == ["ls"]:
-        return 0, b"", b""  # nothing else exists
-    return 1, b"", b"no engine in this world"

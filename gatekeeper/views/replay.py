@@ -205,14 +205,14 @@ def changes_of(flips: dict[FlipKey, _Flip]) -> tuple[Change, ...]:
 
 def core_decider(policy_path: str) -> Decider:
     """Decide with the real core: ``load_policy`` + ``decide`` on the real filesystem."""
-    from gatekeeper import decision, policy
+    from gatekeeper import decision, policy, worlds
     from gatekeeper.errors import PolicyError
 
     try:
         candidate = policy.load_policy(policy_path)
     except PolicyError as error:
         raise BadPolicy(error.message) from None
-    world = decision.OfflineEngineWorld()  # owners are runtime state, not the policy's question
+    world = worlds.OfflineEngineWorld()  # owners are runtime state, not the policy's question
     return cached(lambda command: decision.decide(command, candidate, world))
 
 

@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from gatekeeper.decision import RealWorld
 from gatekeeper.engine_api import answer_from_api
 from gatekeeper.vetting.binds import CONTAINER_FORMAT
 from gatekeeper.vetting.ownership import QUERY_FORMATS
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
+from gatekeeper.worlds import RealWorld
 
 from .stack import DOCKER_CONFIG_DIR, DOCKER_HOST, IMAGE, Stack, docker_client
 

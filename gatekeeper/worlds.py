@@ -1,0 +1,166 @@
+"""The worlds production decides in (gatekeeper.world.World is their interface).
+
+* `RealWorld`: the file system and the docker engine as they are (the
+  ForceCommand, `gatekeeper check`).
+* `OfflineEngineWorld`: the real file system and compose renders, but no engine
+  objects (`gatekeeper check --offline`, `gatekeeper replay`): owners are runtime
+  state the question is not about. Its engine answers come from `offline_answer`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.inflight import Registration, Registry
+    from gatekeeper.policy import Policy
+    from gatekeeper.world import Claim, EngineAnswer
+
+ONE_MIB = 1 << 20
+
+
+class RealWorld:
+    """The file system and docker engine as they are.
+
+    `run_docker` is how a decision asks the engine something (render a compose
+    project, find a container's owner): the pinned binary, the policy's clean
+    environment, cwd = workdir, under time, memory and output limits
+    (gatekeeper.bounded). It returns (status, stdout, stderr).
+    Inspect queries of known templates are answered from the engine's API socket
+    instead (time and size bounded too), printed as the CLI would (gatekeeper.engine_api).
+
+    `claims_in_flight` answers what other live gatekeeper sessions are about to
+    bind or write (gatekeeper.inflight). Only the ForceCommand passes a registry:
+    it takes the lock that serialises host-path commands, held until the
+    decision's own claims are registered (`settle`). Without one (gatekeeper
+    check), no other session is assumed in flight.
+    """
+
+    __slots__ = ("registry",)
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry
+
+    def claims_in_flight(self, policy: Policy) -> list[Claim]:
+        if self.registry is None:
+            return []
+        return self.registry.locked_claims()
+
+    def settle(self, claims: list[Claim] | None) -> Registration | None:
+        """After the decision: register `claims` (None = denied) and drop the lock.
+        Returns the registration to release when the command has ended."""
+        if self.registry is None:
+            return None
+        return self.registry.settle(claims)
+
+    def realpath(self, path: str) -> str:
+        resolved = os.path.realpath(path)
+        check_resolution(resolved)
+        return resolved
+
+    def read_pinned(self, path: str, limit: int = ONE_MIB) -> bytes:
+        """The bytes of a resolved host file the CLI would read, opened without following
+        any symlink on the way (a link there now is a swap since the path was resolved)."""
+        from gatekeeper.pinning import read_without_symlinks
+
+        return read_without_symlinks(path, limit)
+
+    def read_file(self, path: str, limit: int = ONE_MIB) -> bytes:
+        """At most `limit`+1 bytes of a file the decision must look into (compose files)."""
+        try:
+            with open(path, "rb") as handle:
+                return handle.read(limit + 1)
+        except FileNotFoundError:
+            return b""  # nothing to look into; the tool that needs it reports the error
+        except OSError as error:
+            raise Denied(f"cannot read {path!r}: {error.strerror}", rule="host-path") from None
+
+    def run_docker(self, policy: Policy, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> EngineAnswer:
+        if stdin is None:
+            # inspect queries of known templates: one HTTP request, no second process
+            from gatekeeper.engine_api import answer_from_api
+
+            answer = answer_from_api(policy.host, args, timeout)
+            if answer is not None:
+                return answer
+        return self.run_docker_cli(policy, args, stdin, timeout)
+
+    def run_docker_cli(self, policy: Policy, args: list[str], stdin: bytes | None = None,
+                       timeout: float = 60.0) -> EngineAnswer:
+        """The pinned docker CLI (the reference the API answers are tested against)."""
+        from gatekeeper.bounded import run_bounded
+        from gatekeeper.execution import child_environment
+
+        # memory, time and output bounded: past a limit, Denied (rule decision-limit)
+        return run_bounded([policy.binary, *args], stdin, child_environment(policy), policy.workdir, timeout)
+
+
+class OfflineEngineWorld(RealWorld):
+    """The real file system and compose renders, but no engine objects: ownership
+    queries see exactly the named objects, all the agent's; no other container
+    holds a bind source and no session is in flight. For `gatekeeper replay`
+    and `check`, where owners are runtime state the question is not about."""
+
+    __slots__ = ()
+
+    def run_docker(self, policy: Policy, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> EngineAnswer:
+        if args[:1] == ["compose"]:
+            return super().run_docker(policy, args, stdin, timeout)
+        return offline_answer(policy, args)
+
+
+def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
+    """What an engine would answer whose only objects are the ones named, all the
+    agent's, under their own names: ownership is runtime state a world without an
+    engine cannot know. Anything else is answered 'no engine' (status 1)."""
+    import json
+
+    from gatekeeper.vetting.binds import CONTAINER_FORMAT
+    from gatekeeper.vetting.ownership import CONTAINER, IMAGE, OWNER_LABEL
+    from gatekeeper.vetting.volumes import VOLUME_FORMAT
+
+    if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
+        return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
+    if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:
+        lines = [json.dumps({"Id": word, "Name": "/" + word}) + "\n" for word in args[5:]]
+        return 0, "".join(lines).encode(), b""  # named containers hold no bind sources
+    if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
+        labels = json.dumps({OWNER_LABEL: policy.profile})
+        spelled = {CONTAINER: lambda w: "/" + w, IMAGE: lambda w: [w]}.get(args[0], lambda w: w)
+        lines = [f"{word}\t{json.dumps(spelled(word))}\t{labels}" for word in args[5:]]
+        return 0, "".join(line + "\n" for line in lines).encode(), b""
+    if args[1:2] == ["ls"]:
+        return 0, b"", b""  # nothing else exists
+    return 1, b"", b"no engine in this world"
+
+
+def check_resolution(resolved: str) -> None:
+    """Prove docker (as root) resolves `resolved` to itself, and that it is a plain file or directory.
+
+    os.path.realpath takes a component it cannot lstat (EACCES inside a root-owned
+    0700 directory a container made) for a plain name; the daemon, as root, would
+    follow a symlink planted there (`locked/escape -> /`). A device node, FIFO or
+    socket is refused too: a 0666 block device planted by a container would turn
+    --env-file or --secret into a raw read of the host disk.
+    """
+    import stat
+
+    prefix, mode = "", stat.S_IFDIR
+    for part in resolved.strip("/").split("/"):
+        prefix += "/" + part
+        try:
+            mode = os.lstat(prefix).st_mode
+        except FileNotFoundError:
+            return  # the rest does not exist yet, so nothing below can be a link
+        except OSError as error:
+            raise Denied(f"host path {resolved!r}: cannot inspect {prefix!r} ({error.strerror}), "
+                         "so a link there could not be followed", rule="host-path-unreadable") from None
+        if stat.S_ISLNK(mode):
+            raise Denied(f"host path {resolved!r}: {prefix!r} became a symlink", rule="host-path")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise Denied(f"host path {resolved!r} is a device, FIFO or socket", rule="host-path-special")

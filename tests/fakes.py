@@ -1,0 +1,46 @@
+"""Worlds for tests (gatekeeper.world.World): no file system, no engine.
+
+`StaticWorld` normalises paths (following only the links it is given), reads
+files from a dict and answers the engine's questions as an engine whose only
+objects are the ones named, all the agent's (gatekeeper.worlds.offline_answer,
+the answers `check --offline` and `replay` decide with). Tests that need other
+answers subclass it and override `run_docker`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gatekeeper.policy import Policy
+from gatekeeper.worlds import offline_answer
+
+
+class StaticWorld:
+    """A world with no symlinks but `links`: paths are only normalised."""
+
+    def __init__(self, links: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> None:
+        self.links = dict(links or {})
+        self.files = dict(files or {})
+
+    def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
+        return self.files.get(path, b"")[: limit + 1]
+
+    def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
+        return self.read_file(path, limit)
+
+    def claims_in_flight(self, policy: Policy) -> list[tuple[str, str]]:
+        """No other gatekeeper session is in flight."""
+        return []
+
+    def run_docker(self, policy: Policy, args: list[str], stdin: bytes | None = None,
+                   timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """No engine: ownership queries see exactly the named objects, all the agent's
+        (and, for the bind-source invariant, no other container exists)."""
+        return offline_answer(policy, args)
+
+    def realpath(self, path: str) -> str:
+        path = os.path.normpath(path)
+        for link, target in self.links.items():
+            if path == link or path.startswith(link.rstrip("/") + "/"):
+                return self.realpath(target + path[len(link):])
+        return path
