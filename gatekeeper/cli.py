@@ -27,6 +27,7 @@ OPERATOR_COMMANDS = {
     "rules": "gatekeeper.rules:main",
     "install-entry": "gatekeeper.operator.install_entry:main",
     "doctor": "gatekeeper.operator.doctor:main",
+    "completion": "gatekeeper.operator.completion:main",
 }
 
 # One line each for `gatekeeper --help` (tests/test_cli.py: every command has one).
@@ -40,6 +41,7 @@ OPERATOR_SUMMARIES = {
     "rules": "list every rule id a denial can name, with its one-line why",
     "install-entry": "write the ForceCommand entry script (isolated python, no runpy)",
     "doctor": "check this machine's deployment and say what to fix",
+    "completion": "print a bash completion script (gatekeeper completion bash)",
 }
 
 EX_USAGE = 64
