@@ -2,7 +2,7 @@
 
 The printed line is
 
-    restrict[,from="CIDR,..."],command="/opt/gatekeeper/bin/python3 -I -m gatekeeper
+    restrict[,from="CIDR,..."],command="/opt/gatekeeper/bin/gatekeeper-ssh
     --policy FILE [--name NAME]" TYPE BASE64 [COMMENT]
 
 for /etc/ssh/authorized_keys/ai-worker (root-owned). `restrict` turns off every
@@ -41,7 +41,8 @@ from typing import Final
 
 from gatekeeper.policy import PROFILE_NAME_HINT, is_profile_name
 
-FORCECOMMAND_PYTHON: Final = "/opt/gatekeeper/bin/python3"
+# The entry script `gatekeeper install-entry` writes (#!/opt/gatekeeper/bin/python3 -I).
+FORCECOMMAND_ENTRY: Final = "/opt/gatekeeper/bin/gatekeeper-ssh"
 DEFAULT_POLICY: Final = "/etc/gatekeeper/policy.toml"
 EX_USAGE: Final = 64
 EX_DATAERR: Final = 65
@@ -253,7 +254,7 @@ def forced_command(policy: str, name: str | None) -> str:
         raise KeyLineError(
             f"--policy must be a normalised absolute path of [A-Za-z0-9._+-/], not {policy!r}", EX_USAGE
         )
-    command = f"{FORCECOMMAND_PYTHON} -I -m gatekeeper --policy {policy}"
+    command = f"{FORCECOMMAND_ENTRY} --policy {policy}"
     if name is not None:
         if not is_profile_name(name):
             raise KeyLineError(f"--name must be {PROFILE_NAME_HINT}, not {name!r}", EX_USAGE)

@@ -30,7 +30,7 @@ def ed25519(fill: bytes) -> str:
 
 ED25519 = ed25519(b"k")
 OTHER = ed25519(b"o")  # the attacker's key
-COMMAND = '"/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml"'
+COMMAND = '"/opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"'
 
 
 def line(key: str = ED25519, *, policy: str = "/etc/gatekeeper/policy.toml", **kwargs: str | None) -> str:

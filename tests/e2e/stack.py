@@ -396,7 +396,8 @@ def ensure_agent_account() -> None:
 
 
 def install_gatekeeper() -> None:
-    """README steps: a venv from /usr/bin/python3 in /opt/gatekeeper, pip install of the repo.
+    """README steps: a venv from /usr/bin/python3 in /opt/gatekeeper, pip install of the repo,
+    then `gatekeeper install-entry` (/opt/gatekeeper/bin/gatekeeper-ssh, the ForceCommand).
 
     The repo is copied first because setuptools builds in the source tree.
     """
@@ -413,6 +414,7 @@ def install_gatekeeper() -> None:
             pip = [str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
             run([*pip, "--force-reinstall", "--no-deps", str(source)])
             run([*pip, str(source)])
+        run([str(VENV / "bin" / "gatekeeper"), "install-entry"])
     finally:
         os.umask(old_umask)
 
@@ -491,7 +493,7 @@ INSTALL_STEPS: Final = (
     ("packages", ".ci/e2e-setup.sh installs the same packages and the test tools"),
     ("account", "ensure_agent_account: the same useradd/usermod, and it records what it created"),
     ("pam", "run (disable_pam_user_env, after backing up /etc/pam.d/sshd)"),
-    ("gatekeeper", "install_gatekeeper: the same pip install, from a copy of the checkout"),
+    ("gatekeeper", "install_gatekeeper: the same pip install (a copy of the checkout), install-entry"),
     ("policy", "write_policy_and_audit_log: a policy for the private engine, compiled"),
     ("audit-log", "run"),
     ("logrotate", "run"),

@@ -20,7 +20,7 @@ from .stack import REPO_ROOT, SNIPPET, keyoption_snippet, make_keypair, sshd_con
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 SNIPPETS = REPO_ROOT / "sshd_snippets"
-FORCECOMMAND = "/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml"
+FORCECOMMAND = "/opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"
 
 # sshd -T keyword (lower case) -> value it must have for the agent account.
 AGENT_SETTINGS = {
