@@ -70,6 +70,13 @@ RULES: Final = MappingProxyType(
         "compose-changed": "the project's files changed while they were being checked",
         "compose-yaml-aliases": "a compose file whose YAML aliases expand past the bound (an alias bomb)",
         "compose-config-unfiltered": "'docker compose config' options that would print unvetted content",
+        # the engine API (gatekeeper proxy)
+        "api-endpoint": "an engine API endpoint the proxy does not know: only listed endpoints are forwarded",
+        "api-unvetted": "an engine API endpoint no policy opens (exec, cp, export, push, swarm, plugins)",
+        "api-path": "an API path with empty, '.' or '..' segments (the engine would route it elsewhere)",
+        "api-query": "an API query parameter the endpoint does not list, one given twice, or a bad value",
+        "api-body": "an API request body that is not the JSON the endpoint takes",
+        "api-body-field": "a create/update body field the proxy does not vet, set to a non-default value",
         # gatekeeper itself
         "denied": "a refusal without a more specific rule",
         "policy-invalid": "the policy file is missing, unreadable or invalid (the operator must fix it)",

@@ -59,8 +59,16 @@ class ApiVerdict:
 
 
 class EngineQueries(Protocol):
-    """Synchronous questions to the upstream engine (not through the proxy's own socket)."""
+    """Synchronous questions to the upstream engine (not through the proxy's own socket),
+    and the one question about the host the decision needs (where a bind source resolves)."""
 
     def get_json(self, target: str) -> tuple[int, object]:
         """GET `target` (e.g. "/containers/abc/json") upstream: (HTTP status, parsed JSON body)."""
+        ...
+
+    def realpath(self, path: str) -> str:
+        """Resolve a host path, following symlinks, as the engine (root) will when it mounts it;
+        raise gatekeeper.errors.Denied where it must not guess (a device node, an unreadable
+        component). gatekeeper.decision.RealWorld.realpath is such a function. Bind sources in
+        create bodies are checked (gatekeeper.paths) and forwarded in this resolved form."""
         ...

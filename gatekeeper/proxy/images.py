@@ -1,0 +1,170 @@
+"""Images at the API layer: pull (POST /images/create), build (POST /build) and the
+tags both move, with the CLI layer's rules (gatekeeper.vetting.namespaces,
+flag_checks, limits): a tag may name only a new image, the agent's own (owner
+label, or a pull gatekeeper recorded for this profile), or one [shared] images
+lists; [protect] images never move.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+from gatekeeper.proxy import objects
+from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG, familiar
+from gatekeeper.vetting.ownership import IMAGE, OWNER_LABEL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gatekeeper.proxy.contract import ApiVerdict
+    from gatekeeper.proxy.vet import Call
+
+GO_FALSE = ("", "0", "false", "False", "FALSE", "f", "F")
+
+
+def pulled_by_agent(call: Call, ident: str, names: list[str]) -> bool:
+    """Every tag of the image is one this profile pulled through gatekeeper (pull records)."""
+    filters = {"label": [f"{PULLED_BY}={call.profile}", f"{PULLED_IMAGE}={ident}"]}
+    records = objects.listing(call.engine, "/volumes?filters=" + objects.filters_query(filters),
+                              f"the pulls of image {ident[:19]}")
+    tags = {str((v.get("Labels") or {}).get(PULLED_TAG, "")) for v in records}
+    return bool(tags) and set(names) <= tags
+
+
+def check_tag(call: Call, ref: str, what: str) -> None:
+    """May `what` point `ref` at another image? (gatekeeper.vetting.namespaces.check_tag)"""
+    from gatekeeper.vetting.ownership import protected_by, shared_by
+
+    ref = familiar(ref)
+    found = objects.lookup(call.engine, IMAGE, ref)
+    protected = protected_by(call.ctx, IMAGE, [ref], {})  # type: ignore[arg-type]
+    if found is not None:
+        protected = protected or protected_by(call.ctx, IMAGE, found.names, found.labels)  # type: ignore[arg-type]
+    if protected:
+        # Stops: the operator's next `docker run` of a vital tag running the agent's image.
+        raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
+    if found is None or objects.owned(found, call.profile) or shared_by(call.ctx, "images", [ref]):  # type: ignore[arg-type]
+        return
+    if pulled_by_agent(call, found.ident, found.names):
+        return
+    whose = f"owned by {found.labels[OWNER_LABEL]!r}" if OWNER_LABEL in found.labels else "not yours"
+    # Stops: `build -t postgres:15` / a pull moving the operator's tag to another image.
+    raise Denied(f"{what} {ref!r}: that tag names an image {whose} ({found.ident[7:19]}); building or "
+                 "pulling would re-point it; use a tag of your own", rule="foreign-tag")
+
+
+# ---------------------------------------------------------------- pull
+
+
+def vet_pull(call: Call) -> ApiVerdict:
+    """POST /images/create: fromImage (a pull) only; fromSrc is `docker import`."""
+    if call.one("fromSrc") or "fromSrc" in call.query:
+        # Stops: importing a tarball (from the request body or a URL the engine fetches) as an image.
+        raise Denied("POST /images/create?fromSrc= (docker import) is not allowed; build from a Dockerfile",
+                     rule="api-unvetted")
+    image, tag = call.one("fromImage"), call.one("tag")
+    if not image:
+        raise Denied("POST /images/create needs fromImage", rule="api-query")
+    if not tag and "@" not in image and ":" not in image.rpartition("/")[2]:
+        # Stops: an empty tag pulls every tag of the repository at once (docker pull --all-tags).
+        raise Denied("a pull without a tag pulls every tag of the repository; name the tag",
+                     rule="foreign-tag")
+    ref = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}" if tag else image
+    if "@" not in ref:
+        check_tag(call, ref, "pull")
+    return call.allow()
+
+
+# ---------------------------------------------------------------- build
+
+BUILD_NETWORKS = frozenset({"", "default", "bridge", "none"})
+# Output types (BuildKit's exporters) an API build may use, as the CLI layer allows them.
+OUTPUT_TYPES = frozenset({"", "moby", "image", "docker-image", "local", "cacheonly"})
+REMOTE_OK = frozenset({"", "client-session"})
+
+
+def vet_build(call: Call) -> ApiVerdict:
+    """POST /build: a context in the body or the client's session; no remote context, no push,
+    no host network, no cgroup of the agent's choosing; tags and labels as for the CLI."""
+    remote = call.one("remote")
+    if remote not in REMOTE_OK:
+        # Stops: the engine fetching a git repository or URL (git on the host, credentials, SSRF).
+        raise Denied(f"build remote={remote[:80]!r} is not allowed: remote contexts are fetched by the "
+                     "engine; send a local context", rule="build-remote-context")
+    network = call.one("networkmode")
+    if network not in BUILD_NETWORKS:
+        # Stops: RUN steps on the host network reaching host-local services.
+        raise Denied(f"build networkmode={network!r} is not allowed: RUN steps may use only the default, "
+                     "bridge or none network", rule="flag-network")
+    if call.one("isolation") not in ("", "default"):
+        raise Denied("build isolation is not allowed (the engine's default only)", rule="flag-isolation")
+    check_outputs(call.one("outputs"))
+    for tag in call.query.get("t", []):
+        check_tag(call, tag, "build tag")
+    label_build(call)
+    limit_build(call)
+    return call.allow()
+
+
+def check_outputs(text: str) -> None:
+    import json
+
+    if not text:
+        return
+    try:
+        outputs = json.loads(text)
+    except ValueError:
+        raise Denied("build outputs is not JSON", rule="flag-output") from None
+    for entry in outputs if isinstance(outputs, list) else [outputs]:
+        attrs = entry.get("Attrs") if isinstance(entry, dict) else None
+        kind = str(entry.get("Type", "")) if isinstance(entry, dict) else "?"
+        attrs = attrs if isinstance(attrs, dict) else {}
+        if kind not in OUTPUT_TYPES:
+            # Stops: registry pushes and tarball exports (docker push / save by another name).
+            raise Denied(f"build output type {kind!r} is not allowed (image, local, cacheonly)",
+                         rule="flag-output")
+        if str(attrs.get("push", "")) not in GO_FALSE or str(attrs.get("push-by-digest", "")) not in GO_FALSE:
+            raise Denied("build output push=true is not allowed: a push by another name", rule="flag-output")
+
+
+def label_build(call: Call) -> None:
+    """labels: the agent's checked as for --label, the owner label added."""
+    import json
+
+    from gatekeeper.proxy.labels import owner_labelled
+
+    text = call.one("labels") or "{}"
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        raise Denied("build labels is not JSON", rule="api-query") from None
+    call.query["labels"] = [json.dumps(owner_labelled(call, labels, "build label"), separators=(",", ":"))]
+
+
+def limit_build(call: Call) -> None:
+    """The classic builder's RUN limits (gatekeeper.vetting.limits.vet_build_limits)."""
+    from gatekeeper.vetting.limits import (
+        BUILD_CPU_PERIOD,
+        caps_of,
+        check_cpu_quota,
+        check_memory,
+        check_memory_swap,
+    )
+
+    caps = caps_of(call.policy)
+    if call.one("cgroupparent"):
+        # Stops: RUN steps placed in a host cgroup of the agent's choosing, outside the limits.
+        raise Denied("build cgroupparent is not allowed: the policy's build_cgroup_parent applies",
+                     rule="flag-cgroup-parent")
+    for key, check in (("memory", check_memory), ("memswap", check_memory_swap),
+                       ("cpuquota", check_cpu_quota), ("cpuperiod", check_cpu_quota)):
+        if call.one(key) not in ("", "0"):
+            check(call.one(key), caps, f"build {key}")
+    if caps.default_memory and call.one("memory") in ("", "0"):
+        check_memory(caps.default_memory, caps, "the policy's default_memory")
+        from gatekeeper.vetting.limits import ram_in_bytes
+
+        call.query["memory"] = [str(ram_in_bytes(caps.default_memory))]
+    if caps.default_cpus and call.one("cpuquota") in ("", "0"):
+        call.query["cpuperiod"] = [str(BUILD_CPU_PERIOD)]
+        call.query["cpuquota"] = [str(round(caps.default_cpus * BUILD_CPU_PERIOD))]
+    if caps.build_cgroup_parent:
+        call.query["cgroupparent"] = [caps.build_cgroup_parent]

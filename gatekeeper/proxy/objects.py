@@ -1,0 +1,152 @@
+"""Engine objects named in API requests: resolved by the engine, judged by the CLI
+layer's ownership rules (gatekeeper.vetting.ownership, namespaces, volumes).
+
+A name or ID prefix in a request is resolved here with one GET of the object
+(the engine resolves it exactly as it will for the action), and the request is
+forwarded by the full ID that was checked, so a name re-pointed in between
+changes nothing. The rules themselves (owner label, [scope], [protect],
+[shared]) are the CLI layer's functions, called with a small stand-in for the
+CLI layer's context: they read only `ctx.policy` (and `ctx.world.realpath`).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from gatekeeper.errors import Denied
+from gatekeeper.vetting.ownership import OWNER_LABEL, Target, plain_names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gatekeeper.proxy.contract import EngineQueries
+
+# kind -> the GET that inspects one object by name, ID or ID prefix
+INSPECT_PATHS = {
+    "container": "/containers/{}/json",
+    "image": "/images/{}/json",
+    "volume": "/volumes/{}",
+    "network": "/networks/{}",
+}
+MESSAGE_LIMIT = 200
+
+
+class CallerPolicy:
+    """The loaded policy, seen as the caller's profile: the proxy serves several
+    profiles with one policy, the ownership rules read `policy.profile`."""
+
+    def __init__(self, policy: object, profile: str) -> None:
+        self._policy = policy
+        self.profile = profile
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._policy, name)
+
+
+class HostPaths:
+    """The world the path rule asks (gatekeeper.paths): the engine's `realpath`."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: EngineQueries) -> None:
+        self.engine = engine
+
+    def realpath(self, path: str) -> str:
+        resolve = getattr(self.engine, "realpath", None)
+        if resolve is None:
+            raise Denied("this proxy cannot resolve host paths, so it cannot vet them",
+                         rule="host-path-unreadable")
+        return str(resolve(path))
+
+
+class RuleContext:
+    """What the CLI layer's rule functions read of their context."""
+
+    __slots__ = ("policy", "world")
+
+    def __init__(self, policy: object, world: object) -> None:
+        self.policy = policy
+        self.world = world
+
+
+def engine_get(engine: EngineQueries, target: str, what: str) -> tuple[int, object]:
+    try:
+        status, value = engine.get_json(target)
+    except Exception as error:  # noqa: BLE001 - an engine that does not answer: nothing is resolved
+        raise Denied(f"cannot resolve {what}: the engine did not answer ({type(error).__name__})",
+                     rule="scope-unresolved") from None
+    return status, value
+
+
+def inspect(engine: EngineQueries, kind: str, word: str) -> dict | None:
+    """The engine's inspect object for `word` (name, ID or prefix), None if there is none."""
+    status, value = engine_get(engine, INSPECT_PATHS[kind].format(quote(word, safe=":@")),
+                               f"{kind} {word!r}")
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(value, dict):
+        why = value.get("message") if isinstance(value, dict) else None
+        raise Denied(f"cannot resolve {kind} {word!r}: {shown(why or f'engine status {status}')}",
+                     rule="scope-unresolved")
+    return value
+
+
+def target_of(kind: str, word: str, obj: dict) -> Target:
+    """An inspect object as the CLI layer's Target (ID, names, labels)."""
+    if kind == "container":
+        ident, names, labels = obj.get("Id"), plain_names(obj.get("Name")), config_labels(obj)
+    elif kind == "image":
+        ident, names, labels = obj.get("Id"), plain_names(obj.get("RepoTags") or []), config_labels(obj)
+    elif kind == "volume":
+        ident, names, labels = obj.get("Name"), plain_names(obj.get("Name")), obj.get("Labels")
+    else:
+        ident, names, labels = obj.get("Id"), plain_names(obj.get("Name")), obj.get("Labels")
+    if not isinstance(ident, str) or not ident:
+        raise Denied(f"cannot resolve {kind} {word!r}: the engine's answer has no ID",
+                     rule="scope-unresolved")
+    labels = labels if isinstance(labels, dict) else {}
+    return Target(word, ident, names, {str(k): str(v) for k, v in labels.items()})
+
+
+def config_labels(obj: dict) -> object:
+    config = obj.get("Config")
+    return config.get("Labels") if isinstance(config, dict) else None
+
+
+def resolve(engine: EngineQueries, kind: str, word: str) -> Target:
+    """The one object `word` names now, or Denied: acting on a name nobody can check is refused."""
+    obj = inspect(engine, kind, word)
+    if obj is None:
+        raise Denied(f"no such {kind}: {word!r}", rule="scope-unresolved")
+    return target_of(kind, word, obj)
+
+
+def lookup(engine: EngineQueries, kind: str, word: str) -> Target | None:
+    obj = inspect(engine, kind, word)
+    return None if obj is None else target_of(kind, word, obj)
+
+
+def owned(target: Target, profile: str) -> bool:
+    return target.labels.get(OWNER_LABEL) == profile
+
+
+def listing(engine: EngineQueries, target: str, what: str) -> list[dict]:
+    status, value = engine_get(engine, target, what)
+    if status != 200:
+        raise Denied(f"cannot list {what} (engine status {status})", rule="scope-unresolved")
+    items = value.get("Volumes") if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        raise Denied(f"cannot list {what}: unexpected answer", rule="scope-unresolved")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def filters_query(filters: dict[str, list[str]]) -> str:
+    """`filters` as the engine reads it, in its map form {"label": {"k=v": true}}."""
+    import json
+
+    return quote(json.dumps({key: dict.fromkeys(values, True) for key, values in filters.items()},
+                            separators=(",", ":")))
+
+
+def shown(text: object) -> str:
+    value = "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
+    return value[:MESSAGE_LIMIT]

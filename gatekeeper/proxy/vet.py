@@ -1,0 +1,369 @@
+"""The API layer's decision: one request of a proxy client in, an ApiVerdict out.
+
+    vet_api_request(request, policy, engine) -> ApiVerdict
+    transform_response(name, status, body, request) -> bytes
+
+The order, for every request:
+1. the endpoint: method + path against gatekeeper.proxy.endpoints (refused
+   outright, unknown, or known), then its query keys against the route's list;
+2. the policy: at least one of the docker commands that need the endpoint is
+   allowed ([commands]), the same policy the CLI layer reads;
+3. the route's vetter (VETTERS below): objects named are resolved and judged
+   by ownership (gatekeeper.proxy.objects), bodies by gatekeeper.proxy.bodies.
+The verdict always carries the request-target to forward, rebuilt from what was
+checked (the version prefix, the path with resolved IDs, the checked query),
+never the client's raw bytes. Any exception is a denial (internal-error).
+
+Pure apart from `engine` (engine.get_json, and engine.realpath for host paths):
+no files, clock or environment here.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from gatekeeper.errors import Denied
+from gatekeeper.proxy import objects
+from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
+from gatekeeper.proxy.endpoints import Route, find_route
+from gatekeeper.vetting.ownership import OWNER_LABEL
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gatekeeper.proxy.contract import EngineQueries
+
+REDACT_OBJECT = "redact-inspect-object"
+# Query keys that may repeat (build tags); any other key given twice is ambiguous.
+REPEATABLE = frozenset({"t"})
+
+
+class Call:
+    """One request being decided: what the vetters read and what they forward."""
+
+    __slots__ = ("request", "policy", "engine", "route", "params", "query", "ctx", "body")
+
+    def __init__(self, request: ApiRequest, policy: object, engine: EngineQueries, route: Route,
+                 params: dict[str, str]) -> None:
+        self.request = request
+        self.policy = objects.CallerPolicy(policy, request.profile)
+        self.engine = engine
+        self.route = route
+        self.params = dict(params)  # template parameter -> value forwarded (resolved IDs)
+        self.query = {key: list(values) for key, values in request.query.items()}
+        self.ctx = objects.RuleContext(self.policy, objects.HostPaths(engine))
+        self.body: bytes | None = None  # a rewritten body to forward
+
+    @property
+    def profile(self) -> str:
+        return self.request.profile
+
+    def one(self, key: str, default: str = "") -> str:
+        values = self.query.get(key)
+        return values[-1] if values else default
+
+    def target(self) -> str:
+        """The request-target to forward: version prefix, path from the template, query."""
+        parts = []
+        for part in self.route.segments:
+            if part.startswith("{"):
+                parts.append(quote(self.params[part.strip("{}*")], safe=":@/"))
+            else:
+                parts.append(part)
+        path = "/" + "/".join(parts) + ("/" if self.request.path == "/networks/" else "")
+        prefix = f"/v{self.request.version}" if self.request.version else ""
+        query = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}"
+                         for key, values in self.query.items() for value in values)
+        return prefix + path + ("?" + query if query else "")
+
+    def allow(self, response: str | None = None) -> ApiVerdict:
+        return ApiVerdict(True, "allowed", "", self.route.ident, self.target(), self.body, response)
+
+
+def vet_api_request(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
+    """Allow or deny one API request of `request.profile` under `policy`."""
+    endpoint = "unknown"
+    try:
+        route, params = find_route(request.method, request.path)
+        endpoint = route.ident
+        check_query(request, route)
+        check_commands(request, route, policy)
+        call = Call(request, policy, engine, route, params)
+        return VETTERS[route.vetter](call)
+    except Denied as denial:
+        return ApiVerdict(False, denial.rule, denial.message, endpoint)
+    except Exception as error:  # noqa: BLE001 - a bug in a vetter is a denial, audited as one
+        why = f"internal error while vetting ({type(error).__name__}: {str(error)[:200]})"
+        return ApiVerdict(False, "internal-error", why, endpoint)
+
+
+def check_query(request: ApiRequest, route: Route) -> None:
+    for key, values in request.query.items():
+        if key not in route.query:
+            # Stops: parameters nobody vetted (an engine may add one that changes what the call does).
+            raise Denied(f"{request.method} {request.path}: query parameter {key!r} is not allowed here "
+                         f"(allowed: {', '.join(sorted(route.query)) or 'none'})", rule="api-query")
+        if len(values) > 1 and key not in REPEATABLE:
+            # Stops: a check reading one copy while the engine acts on another.
+            raise Denied(f"{request.method} {request.path}: query parameter {key!r} given twice",
+                         rule="api-query")
+
+
+def check_commands(request: ApiRequest, route: Route, policy: object) -> None:
+    """The endpoint is open when a docker command that needs it is allowed by the policy."""
+    allowed = getattr(policy, "allowed", frozenset())
+    if any(command in allowed for command in route.commands):
+        return
+    blocked = [c for c in route.commands if c in getattr(policy, "blocked", frozenset())]
+    what = f"{request.method} {request.path} ({route.ident}, what 'docker {route.commands[0]}' does)"
+    if blocked:
+        raise Denied(f"{what} is not allowed: the policy blocks 'docker {blocked[0]}' ([commands] blocked)",
+                     rule="blocked-subcommand")
+    raise Denied(f"{what} is not allowed: none of the docker commands that need it is in the policy's "
+                 f"[commands] allowed ({', '.join(route.commands[:4])})", rule="not-allowed-subcommand")
+
+
+# ---------------------------------------------------------------- vetters
+
+
+def vet_plain(call: Call) -> ApiVerdict:
+    """Endpoints that name no object and change nothing the agent does not own."""
+    return call.allow()
+
+
+def vet_listing(call: Call) -> ApiVerdict:
+    """Container and image lists: under [scope] ps/images = "owned" only the agent's are listed."""
+    from gatekeeper.vetting.ownership import scope
+
+    if scope(call.ctx, call.route.scope) == "owned":  # type: ignore[arg-type]
+        add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"]})
+    return call.allow()
+
+
+def add_filters(call: Call, extra: dict[str, list[str]]) -> None:
+    filters = parse_filters(call.one("filters"))
+    for key, values in extra.items():
+        filters[key] = [*filters.get(key, []), *values]
+    from urllib.parse import unquote
+
+    call.query["filters"] = [unquote(objects.filters_query(filters))]
+
+
+def parse_filters(text: str) -> dict[str, list[str]]:
+    """docker's filters JSON, either form: {"k": ["v"]} or {"k": {"v": true}}."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise Denied("query parameter 'filters' is not JSON", rule="api-query") from None
+    if not isinstance(value, dict):
+        raise Denied("query parameter 'filters' is not a JSON object", rule="api-query")
+    out: dict[str, list[str]] = {}
+    for key, values in value.items():
+        if isinstance(values, dict) and all(v is True for v in values.values()):
+            out[str(key)] = [str(v) for v in values]
+        elif isinstance(values, list) and all(isinstance(v, str) for v in values):
+            out[str(key)] = list(values)
+        else:
+            raise Denied(f"filter {key!r}: expected a list of strings or a map of strings to true",
+                         rule="api-query")
+    return out
+
+
+def vet_object(call: Call) -> ApiVerdict:
+    """An endpoint acting on the one object its path names."""
+    judge_path_object(call)
+    return call.allow()
+
+
+# Endpoints that stop or delete what they name: [protect] guards them.
+DESTRUCTIVE = frozenset({"container.stop", "container.restart", "container.kill", "container.rm",
+                         "container.pause", "container.rename", "image.rm", "volume.rm", "network.rm"})
+
+
+def judge_path_object(call: Call) -> objects.Target:
+    """Resolve {id}/{name*}, apply [scope] and [protect], forward containers and networks by ID."""
+    from gatekeeper.vetting.ownership import check_owned, check_unprotected, scope
+
+    route, ctx = call.route, call.ctx
+    key = "id" if "id" in call.params else "name"
+    word = call.params[key]
+    target = objects.resolve(call.engine, route.kind, word)
+    if scope(ctx, route.scope) == "owned" and not owned_or_pulled(call, target):  # type: ignore[arg-type]
+        check_owned(ctx, target, route.scope, route.kind)  # type: ignore[arg-type]
+    if route.ident in DESTRUCTIVE:
+        check_unprotected(ctx, target, route.kind)  # type: ignore[arg-type]
+    if route.kind in ("container", "network"):
+        call.params[key] = target.ident  # act on exactly what was checked
+    return target
+
+
+def owned_or_pulled(call: Call, target: objects.Target) -> bool:
+    if objects.owned(target, call.profile):
+        return True
+    if call.route.ident == "image.rm":
+        from gatekeeper.proxy.images import pulled_by_agent
+
+        return pulled_by_agent(call, target.ident, target.names)
+    return False
+
+
+def vet_inspect(call: Call) -> ApiVerdict:
+    """Inspect: under [scope] inspect = "owned" only the agent's; otherwise anyone's, with the
+    answer redacted unless it carries the agent's owner label (transform_response)."""
+    from gatekeeper.vetting.ownership import scope
+
+    if scope(call.ctx, call.route.scope) == "owned":  # type: ignore[arg-type]
+        judge_path_object(call)
+    return call.allow(response=redaction_name(call))
+
+
+def redaction_name(call: Call) -> str:
+    import json
+
+    keys = (call.policy.settings.get("redact") or {}).get("keys", [])  # type: ignore[attr-defined]
+    return f"{REDACT_OBJECT} {json.dumps([str(k).lower() for k in keys])}"
+
+
+def vet_top(call: Call) -> ApiVerdict:
+    from gatekeeper.vetting.ownership import TOP_PS_ARGUMENTS
+
+    arguments = call.one("ps_args")
+    if arguments and arguments not in TOP_PS_ARGUMENTS:
+        # Stops: the agent's words reaching the host's ps(1), run as root by the daemon.
+        raise Denied(f"top with ps_args {arguments!r} is not allowed: dockerd hands them to the host's ps "
+                     f"as root; use none or one of {', '.join(sorted(TOP_PS_ARGUMENTS))}",
+                     rule="top-arguments")
+    return vet_object(call)
+
+
+def vet_start(call: Call) -> ApiVerdict:
+    """start/restart: the container's bind sources must still keep the disjoint-bind invariant."""
+    target = judge_path_object(call)
+    from gatekeeper.proxy.binds import check_start_binds
+
+    check_start_binds(call, target.ident)
+    return call.allow()
+
+
+def vet_container_rm(call: Call) -> ApiVerdict:
+    if call.one("link") not in ("", "0", "false", "False"):
+        # Stops: link=1 names a link (/parent/alias), not a container: nothing we resolved.
+        raise Denied("DELETE /containers/{id}?link=1 (removing a legacy link) is not allowed",
+                     rule="api-query")
+    return vet_object(call)
+
+
+def vet_prune(call: Call) -> ApiVerdict:
+    """Prune only the agent's objects: owner label forced, [protect] labels excluded,
+    [protect] names refuse the prune (a name cannot be a filter)."""
+    from gatekeeper.vetting.ownership import protect
+
+    kind = call.route.kind
+    labels = protect(call.ctx, "labels")  # type: ignore[arg-type]
+    refuse_protected_owned(call, kind)
+    add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"], **({"label!": labels} if labels else {})})
+    return call.allow()
+
+
+LISTINGS = {"container": "/containers/json?all=1&filters=", "image": "/images/json?filters=",
+            "volume": "/volumes?filters=", "network": "/networks?filters="}
+
+
+def refuse_protected_owned(call: Call, kind: str) -> None:
+    from fnmatch import fnmatchcase
+
+    from gatekeeper.vetting.ownership import PROTECT_KEYS, protect
+
+    patterns = protect(call.ctx, PROTECT_KEYS[kind])  # type: ignore[arg-type]
+    if not patterns:
+        return
+    target = LISTINGS[kind] + objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
+    for item in objects.listing(call.engine, target, f"your {kind}s"):
+        names = listed_names(kind, item)
+        hit = next((p for p in patterns for n in names if fnmatchcase(n, p)), None)
+        if hit is not None:
+            raise Denied(f"prune could remove protected {kind} {names[0]!r} ([protect] "
+                         f"{PROTECT_KEYS[kind]} {hit!r}); remove the others by name", rule="protected")
+
+
+def listed_names(kind: str, item: dict) -> list[str]:
+    if kind == "container":
+        return [str(n).lstrip("/") for n in item.get("Names") or []]
+    if kind == "image":
+        tags = [str(t) for t in item.get("RepoTags") or []]
+        return tags + [t.rpartition(":")[0] for t in tags if ":" in t]
+    return [str(item.get("Name", ""))]
+
+
+def lazy(module: str, name: str) -> Callable[[Call], ApiVerdict]:
+    """A vetter in another module, imported when a request needs it."""
+
+    def vetter(call: Call) -> ApiVerdict:
+        from importlib import import_module
+
+        return getattr(import_module(f"gatekeeper.proxy.{module}"), name)(call)  # type: ignore[no-any-return]
+
+    return vetter
+
+
+# Route.vetter -> the function that decides it.
+VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
+    "plain": vet_plain,
+    "listing": vet_listing,
+    "object": vet_object,
+    "inspect": vet_inspect,
+    "top": vet_top,
+    "start": vet_start,
+    "container_rm": vet_container_rm,
+    "prune": vet_prune,
+    "container_create": lazy("containers", "vet_container_create"),
+    "container_update": lazy("containers", "vet_container_update"),
+    "network_connect": lazy("containers", "vet_network_connect"),
+    "network_disconnect": lazy("containers", "vet_network_disconnect"),
+    "pull": lazy("images", "vet_pull"),
+    "build": lazy("images", "vet_build"),
+    "volume_create": lazy("creates", "vet_volume_create"),
+    "network_create": lazy("creates", "vet_network_create"),
+}
+
+
+# ---------------------------------------------------------------- responses
+
+
+def transform_response(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
+    """Apply the response transform `name` (from a verdict) to the engine's answer."""
+    transform, _, argument = name.partition(" ")
+    if transform != REDACT_OBJECT:
+        return error_body(f"unknown response transform {transform!r}")
+    if status != 200:
+        return body  # the engine's error (no such object): nothing of the object in it
+    return redact_object(body, request.profile, argument)
+
+
+def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
+    """One inspect object: as it is if it carries the caller's owner label, else with
+    environment values and secret-looking keys hidden (gatekeeper.redaction)."""
+    import json
+
+    from gatekeeper.redaction import owned_by, redact_tree
+
+    try:
+        keys = tuple(str(k) for k in json.loads(keys_json or "[]"))
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error_body("the engine's answer is not JSON; withheld")
+    if not isinstance(obj, dict):
+        return error_body("the engine's answer is not an object; withheld")
+    shown = obj if owned_by(obj, profile) else redact_tree(obj, keys)
+    return json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def error_body(message: str) -> bytes:
+    import json
+
+    return json.dumps({"message": f"gatekeeper: {message}"}).encode() + b"\n"

@@ -1,0 +1,143 @@
+"""A stand-in for the proxy decision's EngineQueries: canned engine objects answered
+the way dockerd resolves them (full ID, name, unique ID prefix; image tags), the
+listings with label filters, and host paths resolved through a table of symlinks."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from gatekeeper.errors import Denied
+
+OWNER = "gatekeeper.owner"
+
+
+def cid(ch: str) -> str:
+    return ch * 64
+
+
+def container(ident: str, name: str, labels: dict[str, str], binds: tuple[str, ...] = ()) -> dict:
+    mounts = [{"Type": "bind", "Source": b, "Destination": "/data"} for b in binds]
+    return {"Id": ident, "Name": "/" + name, "Config": {"Labels": labels, "Env": ["PASSWORD=hunter2"]},
+            "HostConfig": {"Binds": [f"{b}:/data" for b in binds]}, "Mounts": mounts}
+
+
+def image(ident: str, tags: list[str], labels: dict[str, str]) -> dict:
+    return {"Id": "sha256:" + ident, "RepoTags": tags, "Config": {"Labels": labels, "Env": ["TOKEN=x"]}}
+
+
+MINE = {OWNER: "default"}
+
+CONTAINERS = [
+    container(cid("a"), "web", MINE, ("/home/ai-worker/proj",)),
+    container(cid("b"), "db", {}, ("/srv/db",)),
+    container(cid("c"), "other", {OWNER: "alice"}, ("/home/ai-worker/alice",)),
+    container(cid("d"), "vital", MINE),
+    # made before the disjoint-bind rule: its source lies below web's
+    container(cid("e"), "legacy", MINE, ("/home/ai-worker/proj/sub",)),
+    container(cid("9"), "comp", {**MINE, "com.docker.compose.project": "app"}),
+]
+IMAGES = [
+    image(cid("1"), ["myapp:latest"], MINE),
+    image(cid("2"), ["postgres:15"], {}),
+    image(cid("3"), ["alpine:latest"], {}),
+]
+VOLUMES = [
+    {"Name": "myvol", "Driver": "local", "Options": None, "Labels": MINE},
+    {"Name": "theirvol", "Driver": "local", "Options": None, "Labels": {}},
+    {"Name": "sharedvol", "Driver": "local", "Options": None, "Labels": {}},
+    {"Name": "nfsvol", "Driver": "local", "Options": {"type": "nfs", "device": ":/x"}, "Labels": MINE},
+    {"Name": "gatekeeper-pull-0001", "Driver": "local", "Options": None,
+     "Labels": {"gatekeeper.pulled-by": "default", "gatekeeper.pulled-image": "sha256:" + cid("3"),
+                "gatekeeper.pulled-tag": "alpine:latest"}},
+]
+NETWORKS = [
+    {"Id": cid("5"), "Name": "mynet", "Labels": MINE, "Driver": "bridge"},
+    {"Id": cid("6"), "Name": "opsnet", "Labels": {}, "Driver": "bridge"},
+    {"Id": cid("7"), "Name": "sharednet", "Labels": {}, "Driver": "bridge"},
+    {"Id": cid("8"), "Name": "bridge", "Labels": {}, "Driver": "bridge"},
+]
+LINKS = {"/home/ai-worker/link": "/etc", "/home/ai-worker/up": "/home"}
+
+
+class FakeEngine:
+    """EngineQueries over the canned objects above; records every GET."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.containers = [dict(c) for c in CONTAINERS]
+
+    def get_json(self, target: str) -> tuple[int, object]:
+        self.asked.append(target)
+        parts = urlsplit(target)
+        path = unquote(parts.path)
+        query = parse_qs(parts.query)
+        filters = json.loads(query["filters"][0]) if "filters" in query else {}
+        if path == "/containers/json":
+            return 200, [summary(c) for c in self.containers if matches(c["Config"]["Labels"], filters)]
+        if path == "/images/json":
+            return 200, [i for i in IMAGES if matches(i["Config"]["Labels"], filters)]
+        if path == "/volumes":
+            return 200, {"Volumes": [v for v in VOLUMES if matches(v["Labels"], filters)]}
+        if path == "/networks":
+            return 200, [n for n in NETWORKS if matches(n["Labels"], filters)]
+        return self.one(path)
+
+    def one(self, path: str) -> tuple[int, object]:
+        segments = path.strip("/").split("/")
+        kind = segments[0]
+        if kind == "containers" and segments[-1] == "json":
+            found = by_ref(self.containers, segments[1], lambda c: [c["Name"].lstrip("/")])
+        elif kind == "images" and segments[-1] == "json":
+            found = image_ref("/".join(segments[1:-1]))
+        elif kind == "volumes":
+            found = next((v for v in VOLUMES if v["Name"] == segments[1]), None)
+        elif kind == "networks":
+            found = by_ref(NETWORKS, segments[1], lambda n: [n["Name"]])
+        else:
+            return 404, {"message": "page not found"}
+        if found is None:
+            return 404, {"message": f"No such object: {segments[1]}"}
+        return 200, json.loads(json.dumps(found))
+
+    def realpath(self, path: str) -> str:
+        path = posixpath.normpath(path)
+        if path.startswith("/dev/"):
+            raise Denied(f"host path {path!r} is a device", rule="host-path-special")
+        for link, target in LINKS.items():
+            if path == link or path.startswith(link + "/"):
+                return self.realpath(target + path[len(link):])
+        return path
+
+
+def summary(c: dict) -> dict:
+    return {"Id": c["Id"], "Names": [c["Name"]], "Labels": c["Config"]["Labels"], "Mounts": c["Mounts"]}
+
+
+def matches(labels: dict[str, str], filters: dict) -> bool:
+    wanted = filters.get("label", {})
+    for item in wanted if isinstance(wanted, (list, dict)) else []:
+        key, eq, value = item.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
+def by_ref(items: list[dict], ref: str, names) -> dict | None:  # type: ignore[no-untyped-def]
+    for item in items:
+        if item["Id"] == ref or ref in names(item):
+            return item
+    prefixed = [item for item in items if item["Id"].startswith(ref)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def image_ref(ref: str) -> dict | None:
+    bare = ref.removeprefix("docker.io/").removeprefix("library/")
+    if ":" not in bare.rpartition("/")[2] and not bare.startswith("sha256:"):
+        bare += ":latest"
+    for item in IMAGES:
+        if bare in item["RepoTags"] or item["Id"] == ref or item["Id"].startswith("sha256:" + ref) \
+                or (ref.startswith("sha256:") and item["Id"].startswith(ref)):
+            return item
+    return None
