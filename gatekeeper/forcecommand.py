@@ -145,13 +145,36 @@ def decision_record(command: str, decision: dict[str, object], policy: Policy,
 
 
 def record_decision(policy: Policy, record: dict[str, object]) -> int:
+    """Write the decision record; the descriptor for the exit line (-1: handed to the proxy)."""
     from gatekeeper.audit import open_log, to_syslog, write_record
 
-    fd = open_log(policy.audit_path)
-    line = write_record(fd, record)
+    if handed_to_proxy(policy):
+        line = hand_over(policy, record)
+        fd = -1
+    else:
+        fd = open_log(policy.audit_path)
+        line = write_record(fd, record)
     if policy.syslog:
         to_syslog(line)
     return fd
+
+
+def handed_to_proxy(policy: Policy) -> bool:
+    """[audit] via_proxy: the agent's account cannot open the log; the proxy writes it."""
+    return bool(policy.settings["audit"].get("via_proxy"))
+
+
+def hand_over(policy: Policy, record: dict[str, object]) -> str:
+    from gatekeeper.audit import encode
+    from gatekeeper.audit_handoff import hand_over as send
+
+    line = encode(record)
+    proxy = policy.settings.get("proxy") or {}
+    send(str(proxy.get("listen", PROXY_SOCKET)), line)
+    return line
+
+
+PROXY_SOCKET = "/run/gatekeeper/docker.sock"  # [proxy] listen's default
 
 
 def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int, started: float) -> None:
@@ -163,15 +186,22 @@ def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int,
         "canonical": decision["canonical"], "exit": code,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
     }  # fmt: skip
-    exit_fd = reopen_log(policy.audit_path, fd)
-    try:
-        line = write_record(exit_fd, record)
-    except AuditError as error:
-        say(f"gatekeeper: warning: {error.message}")
-        return
-    finally:
-        if exit_fd != fd:
-            os.close(exit_fd)
+    if fd < 0:
+        try:
+            line = hand_over(policy, record)
+        except AuditError as error:
+            say(f"gatekeeper: warning: {error.message}")
+            return
+    else:
+        exit_fd = reopen_log(policy.audit_path, fd)
+        try:
+            line = write_record(exit_fd, record)
+        except AuditError as error:
+            say(f"gatekeeper: warning: {error.message}")
+            return
+        finally:
+            if exit_fd != fd:
+                os.close(exit_fd)
     if policy.syslog:
         to_syslog(line)
 

@@ -69,7 +69,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "config_dir": "/etc/gatekeeper/docker",
     },
     # reserved_tags: log tags no container may use (journald/syslog identifiers)
-    "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True, "reserved_tags": ["gatekeeper"]},
+    "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True, "reserved_tags": ["gatekeeper"],
+              # true: the ForceCommand hands its records to `gatekeeper proxy` ([proxy] listen),
+              # which writes the log; the agent's account cannot open it (gatekeeper.proxy.intake)
+              "via_proxy": False},
     "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
     # state_dir: gatekeeper.inflight's registry; a root's top-level dot entry is out of containers' reach
     "paths": {"allowed_roots": ["/home/ai-worker"], "state_dir": "/home/ai-worker/.gatekeeper"},
@@ -144,7 +147,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "workdir": ABSOLUTE_PATH,
         "config_dir": ABSOLUTE_PATH,
     },
-    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN, "reserved_tags": STRING_LIST},
+    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN, "reserved_tags": STRING_LIST, "via_proxy": BOOLEAN},
     "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
     "paths": {"allowed_roots": PATH_LIST, "state_dir": ABSOLUTE_PATH},
     "limits": {

@@ -16,6 +16,7 @@ SOURCE=${GATEKEEPER_SOURCE:-$(dirname -- "$HERE")}
 VENV=/opt/gatekeeper
 LOG_DIR=${GATEKEEPER_LOG_DIR:-/var/log/gatekeeper}
 LOG=$LOG_DIR/audit.jsonl
+POLICY=/etc/gatekeeper/policy.toml
 SSHD_DIR=${GATEKEEPER_SSHD_DIR:-/etc/ssh}
 DROP_IN=$SSHD_DIR/sshd_config.d/00-gatekeeper.conf
 UNIT_DIR=${GATEKEEPER_UNIT_DIR:-/etc/systemd/system}
@@ -81,19 +82,23 @@ step_policy() {
     "$VENV/bin/gatekeeper" policy compile /etc/gatekeeper/policy.toml # validate + fast path
 }
 
-# The live log is append-only in the kernel: the agent's uid may append, never
-# truncate, overwrite, rename or unlink. Made so with the directory closed
-# (0700), so that no descriptor is opened on it before it is append-only.
+# The live log is append-only in the kernel: never truncated, overwritten, renamed or
+# unlinked. Who may append follows the policy: with [audit] via_proxy (the deployment)
+# only the proxy writes it, root:root 0600, and the agent's account cannot open it at
+# all; without, the agent's gatekeeper appends itself (root:AGENT 0620). Made so with the
+# directory closed (0700), so that no descriptor is opened on it before it is append-only.
 step_audit_log() {
+    layout=$(audit_layout)
     install -d -m 0755 -o root -g root "$LOG_DIR"
     if [ "$LOG_DIR" = /var/log/gatekeeper ]; then
-        install -m 0644 -o root -g root "$HERE/tmpfiles-gatekeeper.conf" /etc/tmpfiles.d/gatekeeper.conf
+        sed "s|^f     $LOG .*|f     $LOG $(tmpfiles_fields "$layout")|" "$HERE/tmpfiles-gatekeeper.conf" |
+            install -m 0644 -o root -g root /dev/stdin /etc/tmpfiles.d/gatekeeper.conf
     fi
     if ! is_append_only "$LOG"; then
         chmod 0700 "$LOG_DIR"
         (umask 077 && : >>"$LOG")
-        chown "root:$AGENT" "$LOG"
-        chmod 0620 "$LOG"
+        chown "$(echo "$layout" | cut -d' ' -f1)" "$LOG"
+        chmod "0$(echo "$layout" | cut -d' ' -f2)" "$LOG"
         if ! chattr +a "$LOG"; then
             chmod 0755 "$LOG_DIR"
             die "chattr +a $LOG failed: $LOG_DIR must be on a file system with append-only files (ext4, xfs, btrfs)"
@@ -101,9 +106,28 @@ step_audit_log() {
         chmod 0755 "$LOG_DIR"
     fi
     is_append_only "$LOG" || die "$LOG is not append-only (lsattr shows no 'a')"
-    [ "$(stat -c '%U:%G %a' "$LOG")" = "root:$AGENT 620" ] ||
-        die "$LOG must be root:$AGENT 0620 (chattr -a it, fix, run this step again)"
+    [ "$(stat -c '%U:%G %a' "$LOG")" = "$layout" ] ||
+        die "$LOG must be $layout for this policy (chattr -a it, fix owner and mode, run this step again)"
     [ "$(stat -c '%U:%G %a' "$LOG_DIR")" = "root:root 755" ] || die "$LOG_DIR must be root:root 0755"
+}
+
+# "owner:group mode" of the live log for the installed policy.
+audit_layout() {
+    set +e
+    "$VENV/bin/python3" -I -c 'import sys
+from gatekeeper.policy import load_policy
+sys.exit(10 if load_policy(sys.argv[1]).settings["audit"]["via_proxy"] else 11)' "$POLICY"
+    code=$?
+    set -e
+    case $code in
+    10) echo "root:root 600" ;;
+    11) echo "root:$AGENT 620" ;;
+    *) die "cannot read [audit] via_proxy from $POLICY (run the policy step first)" ;;
+    esac
+}
+
+tmpfiles_fields() { # "root:root 600" -> "0600 root root      -"
+    echo "$1" | awk '{ split($1, owner, ":"); printf "0%s %s %-9s -\n", $2, owner[1], owner[2] }'
 }
 
 is_append_only() {

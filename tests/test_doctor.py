@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.operator import doctor
-from gatekeeper.operator.doctor import FAIL, OK, Deployment
+from gatekeeper.operator.doctor import FAIL, OK, WARN, Deployment
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the deployment's files must be root-owned")
 
@@ -26,15 +26,18 @@ POLICY = """\
 [docker]
 binary = "/bin/sh"
 config_dir = "/etc/gatekeeper/docker"
+host = "unix:///run/gatekeeper/docker.sock"
 [audit]
 path = "/var/log/gatekeeper/audit.jsonl"
+via_proxy = true
 [paths]
 allowed_roots = ["/home/ai-worker"]
 """
 
 
 def build(root: Path) -> Path:
-    """A deployment as sshd_snippets/install.sh leaves it."""
+    """A deployment as sshd_snippets/install.sh leaves it: the agent reaches the engine through
+    the proxy only, and only the proxy writes the audit log."""
     for directory, mode in [
         ("etc/gatekeeper/docker", 0o755),
         ("var/log/gatekeeper", 0o755),
@@ -52,15 +55,15 @@ def build(root: Path) -> Path:
     compile_policy(str(policy))
     log = root / "var/log/gatekeeper/audit.jsonl"
     log.write_text("")
-    os.chown(log, 0, AGENT_GID)
-    log.chmod(0o620)
+    os.chown(log, 0, 0)
+    log.chmod(0o600)
     keys = root / "etc/ssh/authorized_keys" / AGENT
     keys.write_text("")
     keys.chmod(0o644)
     (root / "etc/passwd").write_text(
         f"root:x:0:0::/root:/bin/sh\n{AGENT}:x:4242:{AGENT_GID}::/home/{AGENT}:/bin/sh\n"
     )
-    (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:{AGENT}\n{AGENT}:x:{AGENT_GID}:\n")
+    (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:\n{AGENT}:x:{AGENT_GID}:\n")
     (root / "etc/pam.d/sshd").write_text("session required pam_env.so user_readenv=0\n")
     return root
 
@@ -84,7 +87,7 @@ def test_a_good_deployment_passes(tmp_path: Path) -> None:
         "authorized keys",
         "agent account",
         "PAM",
-        "docker group",
+        "engine access",
     } <= names
 
 
@@ -134,8 +137,8 @@ BROKEN = [
     (remove("etc/gatekeeper/docker"), "docker config_dir", "install -d", "config-dir-missing"),
     (remove("var/log/gatekeeper/audit.jsonl"), "audit log", "install.sh audit-log", "audit-log-missing"),
     (remove("var/log/gatekeeper"), "audit log", "install.sh audit-log", "audit-dir-missing"),
-    (chmod("var/log/gatekeeper/audit.jsonl", 0o666), "audit log", "chmod 0620", "audit-log-mode"),
-    (chown("var/log/gatekeeper/audit.jsonl", 0, 0), "audit log", f"chown root:{AGENT}", "audit-log-group"),
+    (chmod("var/log/gatekeeper/audit.jsonl", 0o620), "audit log", "chmod 0600", "audit-log-mode"),
+    (chown("var/log/gatekeeper/audit.jsonl", 0, AGENT_GID), "audit log", "chown root:root", "audit-log-gid"),
     (chmod("var/log/gatekeeper", 0o777), "audit log", "chmod 0755 /var/log/gatekeeper", "audit-dir-mode"),
     (remove(f"etc/ssh/authorized_keys/{AGENT}"), "authorized keys", "install.sh keys-dir", "keys-missing"),
     (
@@ -159,10 +162,10 @@ BROKEN = [
         "pam-user-readenv",
     ),
     (
-        write("etc/group", f"docker:x:999:\n{AGENT}:x:{AGENT_GID}:\n"),
-        "docker group",
-        "usermod -aG docker",
-        "not-in-docker-group",
+        write("etc/group", "docker:x:999:\nproxy:x:4343:\n"),
+        "engine access",
+        "[proxy] group",
+        "not-in-the-proxy-sockets-group",
     ),
 ]
 
@@ -199,3 +202,59 @@ def test_exit_status_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         and "fix: sed -i" in out
         and out.endswith("doctor: FAILED: fix the lines marked FAIL\n")
     )
+
+
+def warnings(root: Path) -> list[doctor.Check]:
+    return [c for c in diagnose(root) if c.status == WARN]
+
+
+def test_agent_in_the_docker_group_is_warned_about(tmp_path: Path) -> None:
+    """The engine's socket is root: with the proxy deployed, reaching it directly is a bypass.
+    Control: the good deployment above has no warning."""
+    root = build(tmp_path)
+    assert warnings(root) == []
+    (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:{AGENT}\n{AGENT}:x:{AGENT_GID}:\n")
+    [warning] = warnings(root)
+    assert warning.name == "engine access" and "gpasswd -d ai-worker docker" in warning.fix
+
+
+def test_the_engine_socket_itself_decides_when_it_is_there(tmp_path: Path) -> None:
+    """A socket the agent can connect to (any way: owner, group, others) is a warning, whatever
+    the docker group says; one it cannot is fine."""
+    import socket
+
+    root = build(tmp_path)
+    engine = root / "var/run/docker.sock"  # [proxy] upstream's default
+    engine.parent.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(engine))
+        os.chown(engine, 0, 999)
+        engine.chmod(0o660)
+        assert warnings(root) == []
+        engine.chmod(0o666)
+        assert [c.name for c in warnings(root)] == ["engine access"]
+        engine.chmod(0o660)
+        os.chown(engine, 0, AGENT_GID)
+        assert [c.name for c in warnings(root)] == ["engine access"]
+
+
+def test_without_the_proxy_the_old_layout_passes_with_warnings(tmp_path: Path) -> None:
+    """Before the proxy: the agent's gatekeeper writes the log (root:AGENT 0620) and the agent
+    reaches the engine's socket in group docker. It works, and the doctor says what it costs."""
+    root = build(tmp_path)
+    policy = root / "etc/gatekeeper/policy.toml"
+    policy.write_text(POLICY.replace('host = "unix:///run/gatekeeper/docker.sock"\n', "")
+                      .replace("via_proxy = true\n", ""))  # fmt: skip
+    from gatekeeper.policy import compile_policy
+
+    compile_policy(str(policy))
+    log = root / "var/log/gatekeeper/audit.jsonl"
+    os.chown(log, 0, AGENT_GID)
+    log.chmod(0o620)
+    (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:{AGENT}\n{AGENT}:x:{AGENT_GID}:\n")
+    checks = diagnose(root)
+    assert [c.status for c in checks if c.status == FAIL] == [], [c.line() for c in checks]
+    assert sorted(c.name for c in checks if c.status == WARN) == ["audit log", "engine access"]
+    (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:\n{AGENT}:x:{AGENT_GID}:\n")
+    failed = [c for c in diagnose(root) if c.status == FAIL]
+    assert [(c.name, "usermod -aG docker" in c.fix) for c in failed] == [("engine access", True)]

@@ -6,13 +6,15 @@ fail), 2 on a usage error. `--json` prints one object for scripts.
 
 What is checked (the layout sshd_snippets/install.sh makes): the policy file
 (root-owned, nobody else can write it, and it lints clean), its compiled copy
-(fresh), docker.config_dir (root-owned), the audit log (root:AGENT 0620,
-append-only, in a root:root 0755 directory), the agent's keys file
+(fresh), docker.config_dir (root-owned), the audit log (root:root 0600 where the
+proxy writes it, [audit] via_proxy; else root:AGENT 0620 and a warning; append-only,
+in a root:root 0755 directory), the agent's keys file
 (/etc/ssh/authorized_keys/AGENT, root-owned, not writable by others), the
 agent account (exists, login shell /bin/sh: sshd runs the ForceCommand through
 it), PAM (pam_env must not read ~/.pam_environment: user_readenv=1), the
-docker group (the agent's docker client needs the socket) and the engine's
-socket, and the effective sshd settings (`gatekeeper sshd-check`, when
+agent's way to the engine (only through the proxy's socket: a warning when it can
+reach the engine's own socket, the docker group being root) and the socket docker.host
+names, and the effective sshd settings (`gatekeeper sshd-check`, when
 installed).
 
 Every path is taken below ``--root`` (default /), so a copy of a deployment
@@ -261,14 +263,14 @@ def check_audit_log(deployment: Deployment, settings: dict[str, dict[str, object
             "audit log", FAIL, f"{log} is missing or not a regular file (every command fails, exit 75)", fix
         )
         return
-    agent_gid = group_id(deployment, deployment.agent)
-    wanted = (0, agent_gid, 0o620)
+    owner, group, mode = log_layout(deployment, settings)
+    wanted = (0, 0 if group == "root" else group_id(deployment, group), mode)
     if (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) != wanted:
         yield Check(
             "audit log",
             FAIL,
-            f"{log}: {owner_mode(info)}, must be root:{deployment.agent} 0620",
-            f"chattr -a {log}; chown root:{deployment.agent} {log}; chmod 0620 {log}; chattr +a {log}",
+            f"{log}: {owner_mode(info)}, must be {owner}:{group} {mode:04o}",
+            f"chattr -a {log}; chown {owner}:{group} {log}; chmod {mode:04o} {log}; chattr +a {log}",
         )
     append_only = deployment.append_only(deployment.path(log))
     if append_only is False:
@@ -281,7 +283,24 @@ def check_audit_log(deployment: Deployment, settings: dict[str, dict[str, object
     elif append_only is None:
         yield Check("audit log", WARN, f"cannot read the attributes of {log}", f"lsattr {log} must show 'a'")
     elif (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == wanted:
-        yield Check("audit log", OK, f"{log} root:{deployment.agent} 0620, append-only")
+        yield Check("audit log", OK, f"{log} {owner}:{group} {mode:04o}, append-only")
+    if not via_proxy(settings):
+        yield Check(
+            "audit log",
+            WARN,
+            f"the agent's account can append lines of its choosing to {log} (no [audit] via_proxy)",
+            "run gatekeeper proxy (install.sh proxy) and set [audit] via_proxy = true; install.sh audit-log",
+        )
+
+
+def via_proxy(settings: dict[str, dict[str, object]]) -> bool:
+    return bool(settings["audit"].get("via_proxy"))
+
+
+def log_layout(deployment: Deployment, settings: dict[str, dict[str, object]]) -> tuple[str, str, int]:
+    """Owner, group and mode of the live log: only the proxy writes it with [audit] via_proxy,
+    else the agent's gatekeeper appends (install.sh's audit-log step makes either)."""
+    return ("root", "root", 0o600) if via_proxy(settings) else ("root", deployment.agent, 0o620)
 
 
 def check_keys_file(deployment: Deployment) -> Iterator[Check]:
@@ -355,18 +374,100 @@ def check_pam(deployment: Deployment) -> Iterator[Check]:
         yield Check("PAM", OK, "pam_env does not read ~/.pam_environment")
 
 
-def check_docker_group(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
-    entry = group_entry(deployment, "docker")
-    members = entry[3].split(",") if entry else []
-    if entry is None or deployment.agent not in members:
+PROXY_DEFAULTS: Final = {
+    "listen": "/run/gatekeeper/docker.sock", "upstream": "/var/run/docker.sock", "group": "ai-worker",
+}  # fmt: skip
+
+
+def proxy_setting(settings: dict[str, dict[str, object]], key: str) -> str:
+    section = settings.get("proxy") or {}
+    return str(section.get(key, PROXY_DEFAULTS[key]))
+
+
+def agent_ids(deployment: Deployment) -> tuple[int | None, set[int]]:
+    """The agent's uid and every gid it logs in with (primary and supplementary)."""
+    entry = passwd_entry(deployment)
+    uid = int(entry[2]) if entry and entry[2].isdigit() else None
+    gids = {int(entry[3])} if entry and entry[3].isdigit() else set()
+    try:
+        with open(deployment.path("/etc/group"), encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 4 and deployment.agent in fields[3].split(",") and fields[2].isdigit():
+                    gids.add(int(fields[2]))
+    except OSError:
+        pass
+    return uid, gids
+
+
+def can_connect(info: os.stat_result, uid: int | None, gids: set[int]) -> bool:
+    """connect(2) on a unix socket needs write permission on it."""
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IWUSR)
+    if info.st_gid in gids:
+        return bool(info.st_mode & stat.S_IWGRP)
+    return bool(info.st_mode & stat.S_IWOTH)
+
+
+def reaches_socket(deployment: Deployment, path: str, group: str) -> bool:
+    """Whether the agent's account can connect to the socket at `path`; when it is not
+    there (a copy of a deployment, an engine that is down), whether it is in `group`."""
+    uid, gids = agent_ids(deployment)
+    info = stat_of(deployment.path(path))
+    if info is not None and stat.S_ISSOCK(info.st_mode):
+        return can_connect(info, uid, gids)
+    return group_id(deployment, group) in gids
+
+
+def check_engine_access(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """The agent's way to the engine: through the proxy only (docker.host is the proxy's
+    socket), never the engine's own socket, which is root; without the proxy, the
+    engine's socket directly (it must reach it, and is warned that this is root)."""
+    host = str(settings["docker"]["host"]).removeprefix("unix://")
+    listen = proxy_setting(settings, "listen")
+    if host == listen:
+        yield from check_proxied_access(deployment, settings, listen)
+    elif reaches_socket(deployment, host, "docker"):
         yield Check(
-            "docker group",
-            FAIL,
-            f"{deployment.agent} is not in the docker group: its docker client cannot reach the engine",
-            f"usermod -aG docker {deployment.agent}",
+            "engine access",
+            WARN,
+            f"{deployment.agent} reaches the engine's socket {host} directly: one slip of the CLI layer "
+            "is root",
+            f"install.sh proxy; docker.host = \"unix://{listen}\"; gpasswd -d {deployment.agent} docker",
         )
     else:
-        yield Check("docker group", OK, f"{deployment.agent} is in the docker group")
+        yield Check(
+            "engine access",
+            FAIL,
+            f"{deployment.agent} cannot reach {host}: its docker client cannot reach the engine",
+            f"usermod -aG docker {deployment.agent} (or deploy gatekeeper proxy: install.sh proxy)",
+        )
+    yield from check_socket_answers(deployment, settings)
+
+
+def check_proxied_access(deployment: Deployment, settings: dict[str, dict[str, object]],
+                         listen: str) -> Iterator[Check]:  # fmt: skip
+    engine = proxy_setting(settings, "upstream")
+    if reaches_socket(deployment, engine, "docker"):
+        yield Check(
+            "engine access",
+            WARN,
+            f"{deployment.agent} can reach the engine's socket {engine} directly, past the proxy "
+            "(the docker group is root)",
+            f"gpasswd -d {deployment.agent} docker; pkill -u {deployment.agent} (sessions keep their groups)",
+        )
+    elif not reaches_socket(deployment, listen, proxy_setting(settings, "group")):
+        yield Check(
+            "engine access",
+            FAIL,
+            f"{deployment.agent} cannot reach the proxy's socket {listen}",
+            f"[proxy] group = \"{deployment.agent}\"; systemctl restart gatekeeper-proxy",
+        )
+    else:
+        yield Check("engine access", OK, f"{deployment.agent} reaches the engine only through {listen}")
+
+
+def check_socket_answers(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
     if not deployment.live:
         return
     host = str(settings["docker"]["host"])
@@ -386,7 +487,7 @@ def check_docker_group(deployment: Deployment, settings: dict[str, dict[str, obj
             "docker socket",
             FAIL,
             f"cannot connect to {path}: {error.strerror or error}",
-            "start the engine (systemctl start docker) or fix docker.host in the policy",
+            "start the engine and the proxy (systemctl start docker gatekeeper-proxy) or fix docker.host",
         )
 
 
@@ -433,7 +534,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_keys_file(deployment)
     checks += check_account(deployment)
     checks += check_pam(deployment)
-    checks += check_docker_group(deployment, settings)
+    checks += check_engine_access(deployment, settings)
     checks += check_sshd(deployment)
     return checks
 

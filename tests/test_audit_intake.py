@@ -1,0 +1,185 @@
+"""The audit intake: what the agent's account reports is written by the proxy,
+stamped as the agent's word, and the ForceCommand never runs a command unrecorded.
+
+* Stamps: `layer` "cli" and `reported_by` (uid from the kernel, user, profile) on every
+  reported record, whatever the record said; trying to cheat: a record claiming to be
+  the proxy's ("layer": "api", no reported_by), a forged reported_by, duplicate keys.
+* Refused: anything but one JSON object of a ForceCommand event, oversized, deeply
+  nested, NaN, a caller with no profile, another method or path; a log that cannot be
+  written is a 503.
+* The ForceCommand with `[audit] via_proxy`: records arrive through the socket (the
+  log file itself is never opened); no socket, a refusal or a silent proxy: exit 75 and
+  docker never runs (control: the same command runs when the proxy takes the record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatekeeper import audit_handoff
+from gatekeeper.errors import AuditError
+from gatekeeper.proxy import intake
+from gatekeeper.proxy.contract import ApiRequest
+
+UID = os.getuid()
+
+
+def request(body: bytes, *, method: str = "POST", path: str = intake.INTAKE_PATH,
+            profile: str = "default") -> ApiRequest:  # fmt: skip
+    return ApiRequest(method, path, path, None, {}, [], body, UID, profile)
+
+
+def reported(tmp_path: Path, body: bytes, **kwargs: str) -> tuple[int, list[dict[str, object]]]:
+    log = tmp_path / "audit.jsonl"
+    log.touch()
+    status, _ = intake.handle_intake(request(body, **kwargs), str(log))
+    return status, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_record_is_written_stamped(tmp_path: Path) -> None:
+    status, records = reported(tmp_path, b'{"v":1,"event":"decision","cmd":"docker ps"}')
+    assert status == 204
+    [record] = records
+    assert record["cmd"] == "docker ps" and record["layer"] == "cli"
+    assert record["reported_by"] == {"uid": UID, "user": intake.user_name(UID), "profile": "default"}
+    assert isinstance(record["received"], str)
+
+
+CHEATS = {
+    "claims the api layer": b'{"event":"decision","layer":"api"}',
+    "forges reported_by": b'{"event":"decision","reported_by":{"uid":0,"user":"root"}}',
+    "forges it twice (last key wins in json)": b'{"event":"decision","reported_by":null,"reported_by":null}',
+    "forges the receipt time": b'{"event":"exit","received":"2000-01-01T00:00:00Z"}',
+}
+
+
+@pytest.mark.parametrize("body", CHEATS.values(), ids=CHEATS.keys())
+def test_the_agent_cannot_pass_for_the_proxy(tmp_path: Path, body: bytes) -> None:
+    status, [record] = reported(tmp_path, body)
+    assert status == 204
+    assert record["layer"] == "cli"
+    assert record["reported_by"]["uid"] == UID  # type: ignore[index]
+    assert record["received"] != "2000-01-01T00:00:00Z"
+
+
+REFUSED = {
+    "not json": (b"docker ps", {}, 400),
+    "a list": (b'[{"event":"decision"}]', {}, 400),
+    "no event": (b'{"cmd":"docker ps"}', {}, 400),
+    "an event the ForceCommand never writes": (b'{"event":"api"}', {}, 400),
+    "NaN": (b'{"event":"decision","x":NaN}', {}, 400),
+    "nested deep": (b'{"event":"decision","x":' + b"[" * 20 + b"]" * 20 + b"}", {}, 400),
+    "nested past the parser": (b"[" * 100_000 + b"]" * 100_000, {}, 413),
+    "oversized": (b'{"event":"decision","x":"' + b"a" * intake.MAX_RECORD + b'"}', {}, 413),
+    "GET": (b'{"event":"decision"}', {"method": "GET"}, 405),
+    "a path below": (b'{"event":"decision"}', {"path": intake.INTAKE_PATH + "/x"}, 405),
+    "a caller with no profile": (b'{"event":"decision"}', {"profile": ""}, 403),
+}
+
+
+@pytest.mark.parametrize(("body", "kwargs", "status"), REFUSED.values(), ids=REFUSED.keys())
+def test_refused_and_nothing_written(tmp_path: Path, body: bytes, kwargs: dict[str, str],
+                                     status: int) -> None:
+    assert reported(tmp_path, body, **kwargs) == (status, [])
+
+
+def test_intake_paths_are_the_proxys_never_the_engines() -> None:
+    assert intake.is_intake(request(b"", path="/_gatekeeper/audit"))
+    assert intake.is_intake(request(b"", path="/_gatekeeper/audit/x"))
+    assert not intake.is_intake(request(b"", path="/containers/json"))
+    assert not intake.is_intake(request(b"", path="/_gatekeeper/auditx"))
+
+
+def test_an_unwritable_log_is_a_503(tmp_path: Path) -> None:
+    status, body = intake.handle_intake(request(b'{"event":"decision"}'), str(tmp_path / "missing.jsonl"))
+    assert status == 503 and b"audit log" in body
+
+
+# ---------------------------------------------------------------- the ForceCommand's side
+
+
+class FakeProxy:
+    """A unix socket answering each request as the proxy's hook would (or as told)."""
+
+    def __init__(self, path: Path, log: Path, reply: bytes | None = None) -> None:
+        self.path, self.log, self.reply = path, log, reply
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                self.answer(conn)
+
+    def answer(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))  # fmt: skip
+        while len(body) < length:
+            body += conn.recv(65536)
+        self.requests.append(head)
+        if self.reply is not None:
+            if self.reply:
+                conn.sendall(self.reply)
+            return
+        status, answer = intake.handle_intake(request(body), str(self.log))
+        conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@contextlib.contextmanager
+def fake_proxy(tmp_path: Path, reply: bytes | None = None) -> Iterator[FakeProxy]:
+    log = tmp_path / "proxy-audit.jsonl"
+    log.touch()
+    proxy = FakeProxy(tmp_path / "proxy.sock", log, reply)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_hand_over_takes_a_204(tmp_path: Path) -> None:
+    with fake_proxy(tmp_path) as proxy:
+        audit_handoff.hand_over(str(proxy.path), '{"event":"exit","exit":0}')
+        assert proxy.requests[0].startswith(b"POST /_gatekeeper/audit HTTP/1.1\r\n")
+    assert json.loads(proxy.log.read_text())["exit"] == 0
+
+
+BAD_REPLIES = {
+    "503": b"HTTP/1.1 503 X\r\n\r\n",
+    "200 is not 204": b"HTTP/1.1 200 OK\r\n\r\n",
+    "garbage": b"garbage\r\n",
+    "hang-up": b"",
+}
+
+
+@pytest.mark.parametrize("reply", BAD_REPLIES.values(), ids=BAD_REPLIES.keys())
+def test_hand_over_fails_on_anything_else(tmp_path: Path, reply: bytes) -> None:
+    with fake_proxy(tmp_path, reply) as proxy, pytest.raises(AuditError):
+        audit_handoff.hand_over(str(proxy.path), '{"event":"exit"}')
+
+
+def test_hand_over_fails_without_a_proxy(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="cannot hand the record"):
+        audit_handoff.hand_over(str(tmp_path / "nothing.sock"), '{"event":"exit"}')
