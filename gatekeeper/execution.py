@@ -18,13 +18,17 @@ import _signal as signal  # see the module docstring
 import os
 import select
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 GRACE_SECONDS = 3.0
 MAX_CAPTURE = 32 << 20  # filtered output is held in memory: bounded
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def child_environment(policy: object, host: str | None = None) -> dict[str, str]:
+def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]:
     """Built from the policy only; nothing the client sent survives. `host` replaces
     the policy's engine with gatekeeper's own stand-in (gatekeeper.redacting_engine)."""
     return {
@@ -46,7 +50,7 @@ def child_environment(policy: object, host: str | None = None) -> dict[str, str]
     }
 
 
-def run_child(policy: object, argv: list[str], stdin: bytes | None, output_filter=None,  # type: ignore[no-untyped-def]
+def run_child(policy: Policy, argv: list[str], stdin: bytes | None, output_filter=None,  # type: ignore[no-untyped-def]
               host: str | None = None) -> int:
     """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
 

@@ -137,7 +137,7 @@ def decision_record(command: str, decision: dict[str, object], policy: Policy,
 
     record: dict[str, object] = {"v": RECORD_VERSION, "ts": timestamp(), "event": "decision"}
     record.update(facts)  # read when the session started (gatekeeper.session)
-    record["profile"] = getattr(policy, "profile", None) or profile  # "default" without --name
+    record["profile"] = policy.profile  # DEFAULT_PROFILE without --name
     record.update(command_fields(command))  # cmd, and cmd_b64 when not UTF-8
     record.update(decision)
     record["policy"] = {"path": policy.source, "sha256": policy.sha256}

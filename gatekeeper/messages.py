@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from gatekeeper.grammar.commands import DISPLAY
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+
 # Per rule: what the agent can do instead. {allowed} and {roots} are filled in.
 HINTS = {
     "blocked-subcommand": "allowed: {allowed}",
@@ -58,7 +62,7 @@ COMMAND_HINTS = {
 }
 
 
-def denial_line(rule: str, reason: str, policy: object, canonical: str | None = None) -> str:
+def denial_line(rule: str, reason: str, policy: Policy, canonical: str | None = None) -> str:
     hint = hint_for(rule, policy)
     instead = COMMAND_HINTS.get(canonical or "")
     if instead:
@@ -66,14 +70,14 @@ def denial_line(rule: str, reason: str, policy: object, canonical: str | None = 
     return f"gatekeeper: denied: {reason} (rule {rule}); {hint}"
 
 
-def hint_for(rule: str, policy: object) -> str:
+def hint_for(rule: str, policy: Policy) -> str:
     template = HINTS.get(rule)
     if template is None:
         template = "drop that flag" if rule.startswith("flag-") else DEFAULT_HINT
     return template.format(
         allowed=", ".join(grouped(allowed_names(policy))),
         roots=", ".join(getattr(policy, "allowed_roots", ())),
-        profile=getattr(policy, "profile", "default"),
+        profile=policy.profile,
     )
 
 
@@ -86,12 +90,12 @@ def grouped(names: list[str]) -> list[str]:
     return [" ".join(filter(None, (head, "|".join(filter(None, tails))))) for head, tails in groups.items()]
 
 
-def allowed_names(policy: object) -> list[str]:
+def allowed_names(policy: Policy) -> list[str]:
     """Allowed commands as an agent would type them ('ps' for 'container ls')."""
     return sorted(DISPLAY.get(c, c) for c in policy.allowed)  # type: ignore[attr-defined]
 
 
-def usage_text(policy: object) -> str:
+def usage_text(policy: Policy) -> str:
     return (
         "gatekeeper: this account runs vetted docker commands only.\n"
         "usage: ssh <user>@<host> docker <command> [args]\n"

@@ -17,8 +17,13 @@ import posixpath
 
 from gatekeeper.errors import Denied
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+    from gatekeeper.world import World
 
-def resolve_host_path(value: str, what: str, policy: object, world: object) -> str:
+
+def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> str:
     if not value:
         raise Denied(f"{what}: empty host path", rule="host-path")
     if "\x00" in value:
@@ -48,11 +53,11 @@ def resolve_host_path(value: str, what: str, policy: object, world: object) -> s
     return resolved
 
 
-def is_a_root(resolved: str, policy: object, world: object) -> bool:
+def is_a_root(resolved: str, policy: Policy, world: World) -> bool:
     return any(world.realpath(root) == resolved for root in policy.allowed_roots)  # type: ignore[attr-defined]
 
 
-def containing_root(resolved: str, policy: object, world: object) -> str | None:
+def containing_root(resolved: str, policy: Policy, world: World) -> str | None:
     """The resolved allowed root that strictly contains `resolved`, if any."""
     for root in policy.allowed_roots:  # type: ignore[attr-defined]
         real_root = world.realpath(root)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ import os
 from gatekeeper.digest import sha256_hex
 from gatekeeper.errors import PolicyError
 from gatekeeper.grammar.names import canonical_name
+from gatekeeper.owner import DEFAULT_PROFILE
 
 DEFAULT_ALLOWED = (
     # containers ([scope] owned: only the agent's)
@@ -181,7 +182,6 @@ SCHEMA: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 EMBEDDED = "(embedded default)"
-DEFAULT_PROFILE = "default"
 COMPILED_SUFFIX = ".compiled"
 COMPILED_FORMAT = 1
 

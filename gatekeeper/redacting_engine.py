@@ -35,7 +35,11 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from gatekeeper.redaction import DEFAULT_OWNER, owned_by, redact_tree
+from gatekeeper.redaction import owned_by, redact_tree
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
 
 API_PREFIX = re.compile(r"^/v[0-9]+\.[0-9]+(?=/)")
 # One object per request, by the reference the agent typed (already URL-escaped by the CLI).
@@ -196,11 +200,11 @@ class RedactingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
 
 @contextlib.contextmanager
-def redacting_engine(policy: object) -> Iterator[str]:
+def redacting_engine(policy: Policy) -> Iterator[str]:
     """A DOCKER_HOST for the duration of the block: the engine, objects not owned redacted."""
     settings = getattr(policy, "settings", {})
     keys = tuple(word.lower() for word in (settings.get("redact") or {}).get("keys", ()))
-    owner = getattr(policy, "profile", None) or DEFAULT_OWNER
+    owner = policy.profile
     engine = engine_socket_path(policy.host)  # type: ignore[attr-defined]
     directory = tempfile.mkdtemp(prefix="gk-inspect-", dir="/tmp")  # 0700, ours alone
     try:

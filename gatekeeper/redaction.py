@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import json
 
-OWNER_LABEL = "gatekeeper.owner"
-DEFAULT_OWNER = "default"  # the profile when the ForceCommand line has no --name
+from gatekeeper.owner import OWNER_LABEL
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+
 HIDDEN = "***"
 
 
@@ -135,11 +139,11 @@ def dump(value: object) -> bytes:
     return (json.dumps(value, indent=4, ensure_ascii=False) + "\n").encode()
 
 
-def output_filter(name: str, policy: object):  # type: ignore[no-untyped-def]
+def output_filter(name: str, policy: Policy):  # type: ignore[no-untyped-def]
     """The bytes -> bytes function for the filter `name` under this policy (and its profile)."""
     settings = getattr(policy, "settings", {})
     keys = tuple(word.lower() for word in (settings.get("redact") or {}).get("keys", ()))
-    owner = getattr(policy, "profile", None) or DEFAULT_OWNER
+    owner = policy.profile
     if name == "redact-inspect":
         return lambda output: redact_inspect(output, owner, keys)
     if name == "redact-compose-config":

@@ -20,8 +20,12 @@ pinned binary and clean environment as the command itself.
 
 from __future__ import annotations
 
+from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG
-from gatekeeper.vetting.ownership import OWNER_LABEL
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
 
 RECORD_PREFIX = "gatekeeper-pull-"
 TIMEOUT = 60.0
@@ -31,14 +35,14 @@ class StepFailed(Exception):
     """A prepared step that did not leave the engine as the decision needs it."""
 
 
-def docker(policy: object, args: list[str]) -> tuple[int, str, str]:
+def docker(policy: Policy, args: list[str]) -> tuple[int, str, str]:
     from gatekeeper.worlds import RealWorld
 
     status, out, err = RealWorld().run_docker(policy, args, None, TIMEOUT)
     return status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def run_prepared(policy: object, steps: list[tuple[str, ...]]) -> dict[str, dict[str, str]]:
+def run_prepared(policy: Policy, steps: list[tuple[str, ...]]) -> dict[str, dict[str, str]]:
     """Take the steps before the command; returns what the afterwards steps need.
     Raises StepFailed: the command must not run."""
     state: dict[str, dict[str, str]] = {}
@@ -50,7 +54,7 @@ def run_prepared(policy: object, steps: list[tuple[str, ...]]) -> dict[str, dict
     return state
 
 
-def snapshot_before(policy: object, afterwards: list[tuple[str, ...]]) -> dict[str, str]:
+def snapshot_before(policy: Policy, afterwards: list[tuple[str, ...]]) -> dict[str, str]:
     """tag -> image ID, before a pull (only when one is to be recorded)."""
     if not any(step[0] == "pull-record" for step in afterwards):
         return {}
@@ -61,7 +65,7 @@ def snapshot_before(policy: object, afterwards: list[tuple[str, ...]]) -> dict[s
     return {tag: ident for ident, _, tag in (line.partition("\t") for line in out.splitlines()) if tag}
 
 
-def run_afterwards(policy: object, steps: list[tuple[str, ...]], before: dict[str, str]) -> list[str]:
+def run_afterwards(policy: Policy, steps: list[tuple[str, ...]], before: dict[str, str]) -> list[str]:
     """After the command succeeded; returns warnings (the command already ran)."""
     warnings = []
     for step in steps:
@@ -75,11 +79,11 @@ def run_afterwards(policy: object, steps: list[tuple[str, ...]], before: dict[st
     return warnings
 
 
-def create_owned_volume(policy: object, name: str) -> None:
+def create_owned_volume(policy: Policy, name: str) -> None:
     from gatekeeper.vetting.ownership import json_labels
     from gatekeeper.vetting.volumes import PLAIN_OPTIONS, VOLUME_FORMAT
 
-    owner = getattr(policy, "profile", "default")
+    owner = policy.profile
     status, _, err = docker(policy, ["volume", "create", "--label", f"{OWNER_LABEL}={owner}", "--", name])
     if status != 0:
         raise StepFailed(f"cannot create volume {name!r}: {err.strip()[:200]}")
@@ -101,7 +105,7 @@ def record_name(owner: str, ident: str, tag: str) -> str:
     return RECORD_PREFIX + digest
 
 
-def record_pull(policy: object, ref: str, when: str, before: dict[str, str]) -> None:
+def record_pull(policy: Policy, ref: str, when: str, before: dict[str, str]) -> None:
     import json
 
     if when == "new" and ref in before:
@@ -113,7 +117,7 @@ def record_pull(policy: object, ref: str, when: str, before: dict[str, str]) -> 
         raise StepFailed(f"cannot record the pull of {ref!r}: the image is not there")
     held_before = {tag for tag, old in before.items() if old == ident}
     new_tags = [tag for tag in json.loads(tags or "null") or [] if tag not in held_before or tag == ref]
-    owner = getattr(policy, "profile", "default")
+    owner = policy.profile
     for tag in new_tags or [""]:
         labels = [f"{PULLED_BY}={owner}", f"{PULLED_IMAGE}={ident}", f"{PULLED_TAG}={tag}"]
         args = ["volume", "create", *(w for label in labels for w in ("--label", label)), "--",
@@ -122,10 +126,10 @@ def record_pull(policy: object, ref: str, when: str, before: dict[str, str]) -> 
             raise StepFailed(f"cannot record the pull of {ref!r}")
 
 
-def forget_pull(policy: object, ident: str) -> None:
+def forget_pull(policy: Policy, ident: str) -> None:
     if docker(policy, ["image", "inspect", "--format", "{{.Id}}", "--", ident])[0] == 0:
         return  # still there (another tag, or in use): keep the record
-    owner = getattr(policy, "profile", "default")
+    owner = policy.profile
     status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={PULLED_BY}={owner}",
                                      "--filter", f"label={PULLED_IMAGE}={ident}"])
     names = [n for n in out.split() if n.startswith(RECORD_PREFIX)]

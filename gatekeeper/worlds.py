@@ -120,8 +120,9 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
     engine cannot know. Anything else is answered 'no engine' (status 1)."""
     import json
 
+    from gatekeeper.owner import OWNER_LABEL
     from gatekeeper.vetting.binds import CONTAINER_FORMAT
-    from gatekeeper.vetting.ownership import CONTAINER, IMAGE, OWNER_LABEL
+    from gatekeeper.vetting.ownership import CONTAINER, IMAGE
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:

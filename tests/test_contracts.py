@@ -12,6 +12,7 @@ import pytest
 from gatekeeper import cli, decision, redaction, worlds
 from gatekeeper.errors import EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_TEMPFAIL
 from gatekeeper.operator import check
+from gatekeeper.policy import load_policy
 from gatekeeper.world import World
 from tests.conftest import REPO
 from tests.fakes import StaticWorld
@@ -54,9 +55,9 @@ def test_output_filter_names() -> None:
     promised = set(re.findall(r"`(redact-[a-z-]+)`", CONTRACTS))
     assert promised == {"redact-inspect", "redact-compose-config", "redact-at-source"}
     for name in promised - {"redact-at-source"}:
-        assert callable(redaction.output_filter(name, object()))
+        assert callable(redaction.output_filter(name, load_policy(None)))
     with pytest.raises(ValueError):
-        redaction.output_filter("redact-nothing", object())
+        redaction.output_filter("redact-nothing", load_policy(None))
 
 
 def test_operator_commands_and_exit_codes() -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Network, IPv6Network
 
     from gatekeeper.grammar.pflag import FlagUse, Parsed
+    from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
     Network = IPv4Network | IPv6Network
@@ -56,7 +57,7 @@ _MAC_WHY = "a chosen MAC can clone a neighbour's and take its frames on the brid
 _LINK_LOCAL_WHY = "link-local addresses are the engine's to assign (169.254/16 holds the metadata address)"
 
 
-def policy_subnets(policy: object) -> list[Network]:
+def policy_subnets(policy: Policy) -> list[Network]:
     from ipaddress import ip_network
 
     settings = getattr(policy, "settings", {}).get("network") or {}
@@ -87,7 +88,7 @@ def within(inner: Network, outer: Network) -> bool:
     return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
-def check_address(text: str, what: str, policy: object) -> None:
+def check_address(text: str, what: str, policy: Policy) -> None:
     """A fixed address, range or gateway: inside one of the policy's subnets."""
     address = parse_address(text, what)
     allowed = policy_subnets(policy)

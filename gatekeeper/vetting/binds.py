@@ -32,12 +32,13 @@ from __future__ import annotations
 import posixpath
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
+    from gatekeeper.world import World
 
-OWNER_LABEL = "gatekeeper.owner"
 PROJECT_LABEL = "com.docker.compose.project"
 BIND, OUTPUT = "bind", "output"  # kinds of what a command claims (gatekeeper.inflight)
 QUERY_TIMEOUT = 30.0
@@ -289,7 +290,7 @@ def first_error(err: bytes) -> str:
     return shown(err)
 
 
-def holders_of(line: str, world: object) -> list[Holder]:
+def holders_of(line: str, world: World) -> list[Holder]:
     """One inspect line -> a Holder per bind source (lexical and resolved forms)."""
     import json
 
@@ -321,7 +322,7 @@ def holders_of(line: str, world: object) -> list[Holder]:
     return [Holder(who, path, str(project or ""), ident) for path in sorted(forms - {""})]
 
 
-def resolved_form(source: str, world: object) -> str:
+def resolved_form(source: str, world: World) -> str:
     """Where the source resolves today (a container made before this rule may have a
     symlink in it); "" when the agent cannot look (the lexical form still counts)."""
     try:

@@ -6,6 +6,11 @@ from gatekeeper.grammar.command_line import Located
 from gatekeeper.grammar.pflag import FlagUse, Parsed
 from gatekeeper.paths import resolve_host_path
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+    from gatekeeper.world import World
+
 
 class Vetted:
     """The outcome of vetting: argv rewrites (index -> replacement words), stdin,
@@ -41,7 +46,7 @@ class Context:
     __slots__ = ("argv", "located", "parsed", "policy", "world", "vetted")
 
     def __init__(self, argv: list[str], located: Located, parsed: Parsed,
-                 policy: object, world: object) -> None:
+                 policy: Policy, world: World) -> None:
         self.argv = argv
         self.located = located
         self.parsed = parsed

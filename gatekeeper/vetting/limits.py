@@ -20,14 +20,13 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
 # docker/go-units binaryMap: RAMInBytes reads k, m, g, t, p as powers of 1024.
 BINARY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 DIGITS = frozenset("0123456789")
 NANO = 10**9
-OWNER_LABEL = "gatekeeper.owner"
-DEFAULT_OWNER = "default"  # the profile name when the ForceCommand line has no --name
 
 # The flags that would get round a CPU cap: docker refuses them together with
 # --cpus anyway, and a quota/period pair is just another spelling of --cpus.
@@ -122,7 +121,7 @@ class Caps:
         return out
 
 
-def caps_of(policy: object) -> Caps:
+def caps_of(policy: Policy) -> Caps:
     settings = getattr(policy, "settings", {})
     return Caps(settings.get("limits") or {})
 

@@ -20,6 +20,7 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
 DECIMAL_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
@@ -44,7 +45,7 @@ def log_file_count(text: str) -> int | None:
     return int(text)
 
 
-def log_caps(policy: object) -> tuple[str, int]:
+def log_caps(policy: Policy) -> tuple[str, int]:
     limits = getattr(policy, "settings", {}).get("limits") or {}
     return str(limits.get("log_max_size") or ""), int(limits.get("log_max_file") or 0)
 

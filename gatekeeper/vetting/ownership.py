@@ -20,14 +20,12 @@ text: the query's --format is ours alone.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import OWNER_LABEL, RESERVED_PREFIX
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
-OWNER_LABEL = "gatekeeper.owner"
-RESERVED_PREFIX = "gatekeeper."  # every label under it is the gatekeeper's
-DEFAULT_OWNER = "default"  # the profile when the ForceCommand line has no --name
 QUERY_TIMEOUT = 30.0
 MESSAGE_LIMIT = 200
 
@@ -120,7 +118,7 @@ class Target:
 
 
 def owner_of(ctx: Context) -> str:
-    return getattr(ctx.policy, "profile", None) or DEFAULT_OWNER
+    return ctx.policy.profile  # type: ignore[attr-defined, no-any-return]
 
 
 def owner_filter(ctx: Context) -> str:

@@ -13,6 +13,7 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
 # --log-opt keys of the json-file and local drivers (and the generic ones).
@@ -53,7 +54,7 @@ def vet_log_options(ctx: Context) -> None:
             check_log_tag(value, f"{use.spelled} tag=", ctx.policy, f"flag-{use.name}")
 
 
-def check_log_tag(tag: str, what: str, policy: object, rule: str) -> None:
+def check_log_tag(tag: str, what: str, policy: Policy, rule: str) -> None:
     """Where the engine logs to journald or syslog, the tag is the record's identifier:
     `tag=gatekeeper` makes a container's output read as gatekeeper's own audit records.
     A template ({{.Name}}) could spell a reserved tag from a name, so none is taken."""
@@ -65,7 +66,7 @@ def check_log_tag(tag: str, what: str, policy: object, rule: str) -> None:
                      "or a template", rule=rule)
 
 
-def reserved_tags(policy: object) -> list[str]:
+def reserved_tags(policy: Policy) -> list[str]:
     audit = getattr(policy, "settings", {}).get("audit") or {}
     return [str(tag).lower() for tag in audit.get("reserved_tags", ["gatekeeper"])]
 

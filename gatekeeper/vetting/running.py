@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -35,13 +36,12 @@ if TYPE_CHECKING:
 START = "start"  # claim kind (gatekeeper.inflight)
 START_LABEL = "gatekeeper.start"
 PROJECT_LABEL = "com.docker.compose.project"
-OWNER_LABEL = "gatekeeper.owner"
 RULE = "limit-running"
 RUNNING_FORMAT = '{{.Label "gatekeeper.start"}}\t{{.Label "com.docker.compose.project"}}'
 
 
 def owner(ctx: Context) -> str:
-    return getattr(ctx.policy, "profile", None) or "default"
+    return ctx.policy.profile  # type: ignore[attr-defined, no-any-return]
 
 
 def check_room(ctx: Context, cap: int, starting: int, claim: str, project: str = "") -> None:

@@ -25,7 +25,7 @@ def check_sessions(ctx: Context) -> None:
     cap = int(limits.get("max_sessions") or 0)
     if not cap:
         return
-    profile = getattr(ctx.policy, "profile", None) or "default"
+    profile: str = ctx.policy.profile  # type: ignore[attr-defined]
     claims = ctx.world.claims_in_flight(ctx.policy)  # type: ignore[attr-defined]  # takes the lock
     live = sum(1 for kind, value in claims if kind == SESSION and value == profile)
     if live >= cap:
