@@ -95,8 +95,7 @@ def route_key(method: str, target: str) -> str:
 
 
 # Routes whose vetter is being written (gatekeeper.proxy.containers, creates): refused until then.
-PENDING = {"POST /containers/create", "POST /volumes/create", "POST /networks/create",
-           "POST /networks/{id}/connect", "POST /networks/{id}/disconnect", "POST /containers/{id}/update"}
+PENDING: set[str] = set()
 
 
 def test_every_endpoint_has_a_sample() -> None:
@@ -210,3 +209,92 @@ def test_inspect_errors_and_garbage() -> None:
         == b'{"message":"no such image"}'
     withheld = json.loads(transform_response(verdict.response or "", 200, b"not json", req))
     assert "withheld" in withheld["message"]
+
+
+# ---------------------------------------------------------------- forwarded bodies
+
+
+def forwarded(verdict: ApiVerdict) -> dict:
+    assert verdict.allowed, verdict.reason
+    assert verdict.body is not None
+    return json.loads(verdict.body)
+
+
+def test_create_body_forwarded_as_checked() -> None:
+    """Owner label, resolved bind source, IDs for container: and links, caps for absent limits,
+    log caps, unknown zero fields dropped."""
+    body = {"Image": "alpine", "Labels": {"app": "x"}, "HostConfig": {
+        "Binds": ["/home/ai-worker/up/ai-worker/src:/src"], "NetworkMode": "container:web",
+        "Links": ["db"], "SomeNewField": None, "Memory": 0}}
+    out = forwarded(decide("POST", "/v1.47/containers/create?name=app", json.dumps(body)))
+    host = out["HostConfig"]
+    assert out["Labels"] == {"app": "x", "gatekeeper.owner": "default"}
+    assert host["Binds"] == ["/home/ai-worker/src:/src"]
+    assert host["NetworkMode"] == f"container:{cid('a')}"
+    assert host["Links"] == [f"{cid('b')}:db"]
+    assert "SomeNewField" not in host
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (1 << 30, 10**9, 256)
+    assert host["LogConfig"] == {"Type": "", "Config": {"max-size": "10m", "max-file": "3"}}
+
+
+def test_create_without_labels_gets_the_owner_label() -> None:
+    out = forwarded(decide("POST", "/v1.47/containers/create", '{"Image":"alpine"}'))
+    assert out["Labels"] == {"gatekeeper.owner": "default"}
+    assert out["HostConfig"]["LogConfig"]["Config"] == {"max-size": "10m", "max-file": "3"}
+
+
+def test_given_limits_are_kept() -> None:
+    body = {"Image": "alpine", "HostConfig": {"Memory": 512 << 20, "NanoCpus": 2 * 10**9, "PidsLimit": 10}}
+    host = forwarded(decide("POST", "/containers/create", json.dumps(body)))["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (512 << 20, 2 * 10**9, 10)
+
+
+def test_caps_off_without_limits() -> None:
+    """Control for the limit-* lines: the same body passes a policy without [limits]."""
+    body = '{"Image":"alpine","HostConfig":{"Memory":8589934592,"PidsLimit":-1}}'
+    assert decide("POST", "/containers/create", body).rule == "limit-memory"
+    policy = make_policy({key: value for key, value in OVERRIDES.items() if key != "limits"})
+    assert decide("POST", "/containers/create", body, policy=policy).allowed
+
+
+def test_bind_checks_need_the_host() -> None:
+    """An engine without realpath cannot vet bind sources: refused, never guessed."""
+    class NoHost(FakeEngine):
+        realpath = None  # type: ignore[assignment]
+
+    body = '{"Image":"alpine","HostConfig":{"Binds":["/home/ai-worker/src:/src"]}}'
+    verdict = vet_api_request(request("POST", "/containers/create", body), POLICY, NoHost())
+    assert (verdict.allowed, verdict.rule) == (False, "host-path-unreadable")
+
+
+def test_update_holds_the_caps() -> None:
+    policy = make_policy({**OVERRIDES, "commands": {"allowed": ["update"]}})
+    ok = decide("POST", "/v1.47/containers/web/update", '{"Memory":1073741824}', policy=policy)
+    assert forwarded(ok) == {"Memory": 1 << 30} and ok.target == f"/v1.47/containers/{cid('a')}/update"
+    over = decide("POST", "/v1.47/containers/web/update", '{"Memory":8589934592}', policy=policy)
+    assert (over.allowed, over.rule) == (False, "limit-memory")
+    devices = decide("POST", "/v1.47/containers/web/update", '{"Devices":[{"PathOnHost":"/dev/sda"}]}',
+                     policy=policy)
+    assert (devices.allowed, devices.rule) == (False, "flag-device")
+    theirs = decide("POST", "/v1.47/containers/db/update", '{"Memory":1073741824}', policy=policy)
+    assert (theirs.allowed, theirs.rule) == (False, "scope-owned")
+
+
+def test_network_connect_forwards_ids() -> None:
+    verdict = decide("POST", "/v1.47/networks/mynet/connect", '{"Container":"web"}')
+    assert verdict.target == f"/v1.47/networks/{cid('5')}/connect"
+    assert forwarded(verdict)["Container"] == cid("a")
+
+
+def test_volume_and_network_create_get_the_owner_label() -> None:
+    out = forwarded(decide("POST", "/v1.47/volumes/create", '{"Name":"data"}'))
+    assert out == {"Name": "data", "Labels": {"gatekeeper.owner": "default"}}
+    out = forwarded(decide("POST", "/v1.47/networks/create", '{"Name":"n","Labels":{"a":"b"}}'))
+    assert out["Labels"] == {"a": "b", "gatekeeper.owner": "default"}
+
+
+def test_build_gets_the_owner_label_and_limits() -> None:
+    verdict = decide("POST", "/v1.47/build?t=newthing%3A1")
+    query = parse_qs(urlsplit(verdict.target).query)
+    assert json.loads(query["labels"][0]) == {"gatekeeper.owner": "default"}
+    assert query["memory"] == [str(1 << 30)] and query["cpuquota"] == ["100000"]
