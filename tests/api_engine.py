@@ -37,6 +37,7 @@ CONTAINERS = [
     # made before the disjoint-bind rule: its source lies below web's
     container(cid("e"), "legacy", MINE, ("/home/ai-worker/proj/sub",)),
     container(cid("9"), "comp", {**MINE, "com.docker.compose.project": "app"}),
+    container(cid("f"), "ops-db-1", {"com.docker.compose.project": "ops"}),
 ]
 IMAGES = [
     image(cid("1"), ["myapp:latest"], MINE),
