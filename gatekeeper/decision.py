@@ -122,39 +122,10 @@ def vetted_decision(argv: list[str], located: Located, policy: Policy, world: Wo
 
     parsed = walk_command_flags(argv, located)
     vetted = vet(Context(argv, located, parsed, policy, world))
-    final = apply_rewrites(argv, vetted.rewrites)
-    where = rewritten_positions(argv, vetted.rewrites)
-    pins = [(where[index], prefix, data) for index, (prefix, data) in vetted.pins.items()]
+    final, pins = vetted.plan.apply(argv)  # the one place what runs departs from what was typed
     return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
-                    vetted.stdin, vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards,
+                    vetted.stdin(), vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards,
                     pins)
-
-
-def apply_rewrites(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> list[str]:
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        if i in rewrites:
-            count, words = rewrites[i]
-            out.extend(words)
-            i += count
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
-
-
-def rewritten_positions(argv: list[str], rewrites: dict[int, tuple[int, list[str]]]) -> dict[int, int]:
-    """For each rewrite, the index of its last word in the rewritten argv."""
-    where: dict[int, int] = {}
-    out = i = 0
-    while i < len(argv):
-        count, words = rewrites.get(i, (1, [argv[i]]))
-        if i in rewrites:
-            where[i] = out + len(words) - 1
-        out += len(words)
-        i += count
-    return where
 
 
 def show(located: Located) -> str:

@@ -23,13 +23,13 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from gatekeeper.grammar.pflag import FlagUse, Parsed
+    from gatekeeper.grammar.pflag import FlagUse
     from gatekeeper.vetting.context import Context
 
 PIN_LIMIT = 1 << 20  # bytes of one env or label file
 
 
-def pin_read(ctx: Context, parsed: Parsed, use: FlagUse, resolved: str) -> None:
+def pin_read(ctx: Context, use: FlagUse, resolved: str) -> None:
     """Read `resolved` once for the flag `use`; label files are checked on those bytes."""
     data = ctx.world.read_pinned(resolved, PIN_LIMIT)  # type: ignore[attr-defined]
     if len(data) > PIN_LIMIT:
@@ -39,7 +39,7 @@ def pin_read(ctx: Context, parsed: Parsed, use: FlagUse, resolved: str) -> None:
 
         for line in data.decode("utf-8", "replace").splitlines():
             check_label_key(line.strip(), f"{use.spelled} {use.value}")
-    ctx.pin_value(parsed, use, resolved, data)
+    ctx.pin_value(use, resolved, data)
 
 
 def read_without_symlinks(path: str, limit: int) -> bytes:

@@ -231,7 +231,7 @@ def compose_decision(subcommand: str, project: str, policy, world):  # type: ign
     original = compose.vet_compose
 
     def pinned(ctx):  # type: ignore[no-untyped-def]
-        ctx.vetted.stdin = json.dumps(model).encode()
+        ctx.vetted.compose_model = json.loads(json.dumps(model))
 
     compose.vet_compose = pinned
     try:

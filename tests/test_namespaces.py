@@ -305,7 +305,7 @@ def compose_decided(canonical: str, model: dict, policy, uses: list | None = Non
 
     ctx = SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
-        vetted=SimpleNamespace(stdin=json.dumps(model).encode(), rewrites={}, afterwards=[]),
+        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), afterwards=[]),
         parsed=SimpleNamespace(uses=uses or []), policy=policy, world=Engine(), argv=[],
     )
     try:

@@ -296,7 +296,7 @@ def test_policy_keys_are_validated(section: str, value: str, tmp_path: Path) -> 
 def compose_ctx(canonical: str, model: dict, policy, engine: FakeEngine, uses: list | None = None) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     return SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
-        vetted=SimpleNamespace(stdin=json.dumps(model).encode(), rewrites={}),
+        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model))),
         parsed=SimpleNamespace(uses=uses or []),
         policy=policy, world=engine, argv=[],
     )
@@ -317,7 +317,7 @@ def project(labels: object = None) -> dict:
 def test_compose_model_gets_the_owner_label_everywhere(policy) -> None:  # type: ignore[no-untyped-def]
     ctx = compose_ctx("compose up", project({"team": "x"}), policy, FakeEngine([]))
     vet_compose_ownership(ctx)  # type: ignore[arg-type]
-    model = json.loads(ctx.vetted.stdin)
+    model = ctx.vetted.compose_model
     assert model["services"]["web"]["labels"] == {"team": "x", OWNER: "default"}
     assert model["services"]["web"]["build"]["labels"] == {OWNER: "default"}
     assert model["volumes"]["data"]["labels"] == {OWNER: "default"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gatekeeper.errors import Denied
 from gatekeeper.grammar.pflag import bool_value, walk
@@ -92,3 +94,52 @@ def test_go_parse_bool_rejects_the_rest(value: str) -> None:
     parsed = walk([f"--privileged={value}"], FLAGS, interspersed=True, what="t", offset=0)
     with pytest.raises(Denied):
         bool_value(parsed.uses[0])
+
+
+# --- where each word sits: rewrites are expressed against these positions ---
+
+POSITIONS = [
+    (["-itv", "/:/h", "img", "sh"], True, [2, 3]),
+    (["img", "-v", "x", "sh"], True, [0, 3]),  # flags between positionals
+    (["--rm", "--", "-v", "x"], True, [2, 3]),  # the '--' that ends flags is no positional
+    (["a", "--", "--", "b"], True, [0, 2, 3]),  # only the first '--' ends flags
+    (["--name", "--", "img"], True, [2]),  # a '--' taken as a value is the value
+    (["-i", "img", "-v", "/:/h"], False, [1, 2, 3]),  # interspersing off: all after img
+    (["-", "", "-v=x"], True, [0, 1]),
+]
+
+
+@pytest.mark.parametrize(("args", "interspersed", "indices"), POSITIONS,
+                         ids=[" ".join(p[0]) for p in POSITIONS])
+def test_each_positional_records_its_argv_index(args: list[str], interspersed: bool,
+                                                indices: list[int]) -> None:
+    argv = ["docker", "run", *args]
+    parsed = walk(args, FLAGS, interspersed=interspersed, what="test", offset=2)
+    assert parsed.positional_at == [i + 2 for i in indices]
+    assert [argv[i] for i in parsed.positional_at] == parsed.positionals
+
+
+def test_each_flag_use_records_its_argv_index() -> None:
+    argv = ["docker", "run", "-it", "--name", "x", "-v/:/h", "img"]
+    parsed = walk(argv[2:], FLAGS, interspersed=False, what="test", offset=2)
+    assert [(u.spelled, u.start, u.count) for u in parsed.uses] == [
+        ("-i", 2, 1), ("-t", 2, 1), ("--name", 3, 2), ("-v", 5, 1)]
+
+
+flag_word = st.sampled_from(["-i", "-t", "-it", "--rm", "-v", "--volume", "-vx", "--name=n", "--name", "--"])
+any_word = st.one_of(flag_word, st.text(alphabet="ab-", max_size=3))
+
+
+@given(st.lists(any_word, max_size=8), st.booleans())
+def test_positions_are_the_words_no_flag_took(args: list[str], interspersed: bool) -> None:
+    """Whatever walks: the positionals sit at their recorded indices, no index is both a
+    flag's word and a positional, and the indices increase."""
+    try:
+        parsed = walk(args, FLAGS, interspersed=interspersed, what="test", offset=1)
+    except Denied:
+        return
+    argv = ["docker", *args]
+    assert [argv[i] for i in parsed.positional_at] == parsed.positionals
+    taken = {u.start + k for u in parsed.uses for k in range(u.count)}
+    assert not taken & set(parsed.positional_at)
+    assert parsed.positional_at == sorted(set(parsed.positional_at))

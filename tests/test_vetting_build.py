@@ -55,6 +55,8 @@ REWRITES = [
     ("docker build -- work/app", ["docker", "build", "--", f"{W}/app"]),
     ("docker build -f - work/app", ["docker", "build", "-f", "-", f"{W}/app"]),
     ("docker build -qf - work/app", ["docker", "build", "-qf", "-", f"{W}/app"]),
+    ("docker build --file=- work/app", ["docker", "build", "--file=-", f"{W}/app"]),  # path-or-stdin
+    ("docker build -f- -- work/app", ["docker", "build", "-f-", "--", f"{W}/app"]),
     (
         "docker build -f work/app/Dockerfile work/app",
         ["docker", "build", f"--file={W}/app/Dockerfile", f"{W}/app"],

@@ -137,7 +137,7 @@ def test_compose_creates_its_own_volumes_but_not_those_of_run_v() -> None:
     model = {"name": "p", "volumes": {"data": {"name": "p_data"}}}
     ctx = SimpleNamespace(
         located=SimpleNamespace(canonical="compose run"), policy=load_policy(None), world=VolumeEngine({}),
-        vetted=SimpleNamespace(named_volumes=["p_data", "scratch"], stdin=json.dumps(model).encode(), prepare=[]),
+        vetted=SimpleNamespace(named_volumes=["p_data", "scratch"], compose_model=json.loads(json.dumps(model)), prepare=[]),
     )
     check_existing_volumes(ctx)
     assert ctx.vetted.prepare == [("volume-create", "scratch")]

@@ -42,6 +42,7 @@ from gatekeeper.grammar.spec import (
     BUILD_SECRET,
     HELP,
     PATH,
+    PATH_OR_STDIN,
     b,
     deny_b,
     deny_v,
@@ -72,7 +73,7 @@ BUILD: dict = table(
     v("cpu-shares", "c"),
     v("cpuset-cpus"),
     v("cpuset-mems"),
-    v("file", "f", check=PATH),
+    v("file", "f", check=PATH_OR_STDIN),  # -f - : the Dockerfile on stdin
     b("force-rm"),
     v("iidfile", check=PATH),
     v("isolation"),

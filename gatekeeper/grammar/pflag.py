@@ -11,8 +11,9 @@ It mirrors pflag exactly where the difference matters for security:
 * bool-like flags (NoOptDefVal) take a value only as ``--flag=value``;
 * with interspersing off (root, run, create) the first positional ends flags.
 
-Each occurrence remembers where it was written, so the caller can rewrite a
-value (e.g. a resolved path) without re-spelling the rest of the command.
+Each flag occurrence and each positional remembers where it was written (its
+index in the whole argv), so a rewrite (gatekeeper.rewrite_plan) is expressed
+against those positions and nothing downstream reconstructs them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class FlagUse:
         self.flag = flag  # the table tuple (long, short, takes_value, check, why)
         self.value = value  # None for a bare bool-like flag
         self.spelled = spelled  # "--volume", "-v" as the agent wrote it
-        self.start = start  # index of its first word in the walked args
+        self.start = start  # index of its first word in the whole argv
         self.count = count  # 1, or 2 when the value was the next word
         self.prefix = prefix  # combined short flags before it in the same word ("-it")
 
@@ -45,12 +46,13 @@ class FlagUse:
 class Parsed:
     """The result of walking one flag set: flag uses and positionals."""
 
-    __slots__ = ("uses", "positionals", "rest_start", "offset")
+    __slots__ = ("uses", "positionals", "positional_at", "rest_start", "offset")
 
     def __init__(self, offset: int) -> None:
         self.offset = offset  # index of args[0] in the whole argv
         self.uses: list[FlagUse] = []
         self.positionals: list[str] = []
+        self.positional_at: list[int] = []  # the whole-argv index of each positional
         # Index in args where flag parsing stopped for non-interspersed walks
         # (the first positional) or len(args) otherwise.
         self.rest_start = -1
@@ -65,13 +67,14 @@ def walk(args: list[str], flags: dict, *, interspersed: bool, what: str, offset:
         if len(word) < 2 or word[0] != "-":
             if not interspersed:
                 parsed.rest_start = i
-                parsed.positionals.extend(args[i:])
+                add_positionals(parsed, args, i)
                 return parsed
             parsed.positionals.append(word)
+            parsed.positional_at.append(parsed.offset + i)
             i += 1
         elif word == "--":
             parsed.rest_start = i + 1
-            parsed.positionals.extend(args[i + 1 :])
+            add_positionals(parsed, args, i + 1)
             return parsed
         elif word[1] == "-":
             i = walk_long(args, i, flags, parsed, what)
@@ -79,6 +82,12 @@ def walk(args: list[str], flags: dict, *, interspersed: bool, what: str, offset:
             i = walk_shorts(args, i, flags, parsed, what)
     parsed.rest_start = end
     return parsed
+
+
+def add_positionals(parsed: Parsed, args: list[str], first: int) -> None:
+    """Every word from `first` on is a positional (flags ended)."""
+    parsed.positionals.extend(args[first:])
+    parsed.positional_at.extend(range(parsed.offset + first, parsed.offset + len(args)))
 
 
 def walk_long(args: list[str], i: int, flags: dict, parsed: Parsed, what: str) -> int:
@@ -89,14 +98,14 @@ def walk_long(args: list[str], i: int, flags: dict, parsed: Parsed, what: str) -
     name, eq, inline = body.partition("=")
     flag = lookup(flags, "--" + name, word, what)
     if eq:
-        parsed.uses.append(FlagUse(flag, inline, "--" + name, i, 1, ""))
+        parsed.uses.append(FlagUse(flag, inline, "--" + name, parsed.offset + i, 1, ""))
         return i + 1
     if not flag[2]:
-        parsed.uses.append(FlagUse(flag, None, "--" + name, i, 1, ""))
+        parsed.uses.append(FlagUse(flag, None, "--" + name, parsed.offset + i, 1, ""))
         return i + 1
     if i + 1 >= len(args):
         raise Denied(f"flag --{name} needs a value", rule="unknown-flag")
-    parsed.uses.append(FlagUse(flag, args[i + 1], "--" + name, i, 2, ""))
+    parsed.uses.append(FlagUse(flag, args[i + 1], "--" + name, parsed.offset + i, 2, ""))
     return i + 2
 
 
@@ -110,18 +119,18 @@ def walk_shorts(args: list[str], i: int, flags: dict, parsed: Parsed, what: str)
         prefix = word[: len(word) - len(rest)]
         prefix = "" if prefix == "-" else prefix
         if len(rest) > 2 and rest[1] == "=":
-            parsed.uses.append(FlagUse(flag, rest[2:], "-" + letter, i, 1, prefix))
+            parsed.uses.append(FlagUse(flag, rest[2:], "-" + letter, parsed.offset + i, 1, prefix))
             return i + 1
         if not flag[2]:
-            parsed.uses.append(FlagUse(flag, None, "-" + letter, i, 1, prefix))
+            parsed.uses.append(FlagUse(flag, None, "-" + letter, parsed.offset + i, 1, prefix))
             rest = rest[1:]
             continue
         if len(rest) > 1:
-            parsed.uses.append(FlagUse(flag, rest[1:], "-" + letter, i, 1, prefix))
+            parsed.uses.append(FlagUse(flag, rest[1:], "-" + letter, parsed.offset + i, 1, prefix))
             return i + 1
         if i + 1 >= len(args):
             raise Denied(f"flag -{letter} needs a value", rule="unknown-flag")
-        parsed.uses.append(FlagUse(flag, args[i + 1], "-" + letter, i, 2, prefix))
+        parsed.uses.append(FlagUse(flag, args[i + 1], "-" + letter, parsed.offset + i, 2, prefix))
         return i + 2
     return i + 1
 

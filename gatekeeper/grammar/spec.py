@@ -23,6 +23,7 @@ OK = "ok"  # allowed; value (if any) not inspected
 DENY = "deny"  # refused outright, whatever the value
 DENY_TRUE = "deny-true"  # bool flag refused when it ends up true (--privileged)
 PATH = "path"  # value is a host path the CLI reads or writes: root rule
+PATH_OR_STDIN = "path-or-stdin"  # a host path as PATH, or "-": the CLI reads stdin (kept as typed)
 # Special checks, implemented by gatekeeper.vetting:
 VOLUME = "volume"  # -v/--volume SRC:DST[:OPTS] (bind source is a host path)
 MOUNT = "mount"  # --mount CSV (type=bind src=..., volume-opt, ...)
@@ -41,7 +42,7 @@ SUBNET = "subnet"  # network create --subnet: inside [network] subnets, overlapp
 
 CHECKS = frozenset(
     {
-        OK, DENY, DENY_TRUE, PATH, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
+        OK, DENY, DENY_TRUE, PATH, PATH_OR_STDIN, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
         NETWORK, SYSCTL, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
         BUILD_CACHE, BUILD_NETWORK, ENV_FILE, ADDRESS, SUBNET,
     }

@@ -1,8 +1,9 @@
 """Vetting: every flag use and positional of an allowed command, per its check.
 
 `vet` is called by the decision function after the command is allowed by
-name. It raises Denied, or returns the rewrites to apply to argv (e.g. a
-host path replaced by its resolved form) and any stdin to feed docker.
+name. It raises Denied, or returns what it vetted: the plan of argv rewrites
+(gatekeeper.rewrite_plan: e.g. a host path replaced by its resolved form) and
+the compose model to feed docker.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def vet_host_path_invariant(ctx: Context) -> None:
 
 def vet_ownership(ctx: Context) -> None:
     """Owner labels, [scope] and [protect] (gatekeeper.vetting.ownership), last:
-    they see the family vetters' rewrites and the pinned compose model."""
+    they add to the family vetters' rewrite plan and label the vetted compose model."""
     from gatekeeper.vetting.ownership import vet_ownership as vet_owned
 
     vet_owned(ctx)
@@ -95,13 +96,19 @@ def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     if use.flag[0] in PINNED_READS and ctx.located.canonical in PINNED_COMMANDS and parsed is ctx.parsed:
         from gatekeeper.pinning import pin_read
 
-        pin_read(ctx, parsed, use, resolved)
+        pin_read(ctx, use, resolved)
         return
     if use.flag[0] in CLIENT_OUTPUT_FLAGS:
         from gatekeeper.vetting.binds import add_output
 
         add_output(ctx, resolved, use.spelled)
-    ctx.replace_value(parsed, use, resolved)
+    ctx.replace_value(use, resolved)
+
+
+def check_path_or_stdin(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """`-` is stdin to the CLI (build -f -): no host path, passed on as typed."""
+    if use.value != "-":
+        check_path(use, parsed, ctx)
 
 
 # Check name (grammar/spec.py) -> function; the value-language checks (volume,
@@ -111,6 +118,7 @@ FLAG_CHECKS = {
     spec.DENY: check_deny,
     spec.DENY_TRUE: check_deny_true,
     spec.PATH: check_path,
+    spec.PATH_OR_STDIN: check_path_or_stdin,
     spec.ENV_FILE: check_path,
     **SPECIAL_CHECKS,
 }

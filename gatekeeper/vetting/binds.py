@@ -210,11 +210,9 @@ def check_start_targets(ctx: Context, held: list[Holder]) -> None:
 
 def check_compose_containers(ctx: Context, held: list[Holder]) -> None:
     """compose start/restart/up start the project's existing containers as they were made."""
-    import json
-
-    if ctx.vetted.stdin is None:
+    if ctx.vetted.compose_model is None:
         return
-    name = json.loads(ctx.vetted.stdin).get("name")
+    name = ctx.vetted.compose_model.get("name")
     check_existing([h for h in held if h.container and h.project == name], held)
 
 

@@ -4,7 +4,8 @@ gatekeeper.vetting.flag_checks and the grammar tables.
 
 The context is a host directory the CLI reads and sends to the builder, so it
 follows the host path rule and docker gets its resolved form. `-` (a
-Dockerfile or tarball on stdin) is fine. Remote contexts are refused: the
+Dockerfile or tarball on stdin) is fine, and so is `-f -` (the Dockerfile on
+stdin: the grammar's path-or-stdin check passes it on as typed). Remote contexts are refused: the
 legacy builder runs `git clone` on the host, and buildx treats a local
 directory named like a URL differently from one that is not.
 """
@@ -24,16 +25,15 @@ REMOTE_PREFIXES = ("http://", "https://", "git://", "git@", "github.com/", "ssh:
 
 def vet_build(ctx: Context) -> None:
     """Exactly one context: stdin, or a host directory under the allowed roots."""
-    keep_stdin_dockerfile(ctx)
     if help_requested(ctx.parsed):
         return  # cobra prints the help and builds nothing
-    where = positional_indexes(ctx.parsed, ctx.argv)
+    where = ctx.parsed.positional_at
     if len(where) != 1:
         raise Denied(
             f"'docker {ctx.located.spelled}' needs exactly one build context, got {len(where)}",
             rule="build-context-count",
         )
-    context = ctx.argv[where[0]]
+    context = ctx.parsed.positionals[0]
     if context == "-":
         return
     if context.startswith(REMOTE_PREFIXES) or "://" in context:
@@ -49,25 +49,3 @@ def help_requested(parsed: Parsed) -> bool:
     from gatekeeper.grammar.pflag import bool_value
 
     return any(use.flag[0] == "help" and bool_value(use) for use in parsed.uses)
-
-
-def keep_stdin_dockerfile(ctx: Context) -> None:
-    """`-f -` reads the Dockerfile from stdin: undo the PATH rewrite to '<workdir>/-'."""
-    for use in ctx.parsed.uses:
-        if use.flag[0] == "file" and use.value == "-":
-            ctx.vetted.rewrites.pop(ctx.parsed.offset + use.start, None)
-
-
-def positional_indexes(parsed: Parsed, argv: list[str]) -> list[int]:
-    """argv indexes of the positionals: the words no flag use consumed, minus the '--' that ends flags."""
-    consumed = {u.start + k for u in parsed.uses for k in range(u.count)}
-    args = argv[parsed.offset :]
-    free = [i for i in range(len(args)) if i not in consumed]
-    for n, i in enumerate(free):
-        if args[i] == "--":
-            del free[n]  # the first free '--' is pflag's terminator
-            break
-    where = [parsed.offset + i for i in free]
-    if [argv[i] for i in where] != parsed.positionals:
-        raise Denied("cannot place the positionals of this command", rule="internal-error")
-    return where

@@ -252,9 +252,9 @@ def first_error(err: bytes) -> str:
 
 
 def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
-    """Run on the vetted JSON: `-f -` with its name and directory, no env file."""
-    import json
-
+    """Run on the vetted JSON: `-f -` with its name and directory, no env file.
+    The model stays data for the ownership vetters (they label it); it is
+    serialised once, for docker's stdin (gatekeeper.vetting.context.Vetted.stdin)."""
     name = model.get("name")
     if not isinstance(name, str) or not name:
         raise Denied("compose rendered a project without a name", rule="compose-render")
@@ -273,10 +273,8 @@ def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
     ]
     first = ctx.located.plugin_flags.offset - 1  # type: ignore[union-attr]  # the word 'compose'
     count = ctx.located.args_start - 1 - first  # 'compose' and its root flags, not the subcommand
-    for index in range(first, first + count):
-        ctx.vetted.rewrites.pop(index, None)  # root-flag rewrites are superseded
-    ctx.vetted.rewrites[first] = (count, words)
-    ctx.vetted.stdin = json.dumps(model, indent=1).encode()
+    ctx.vetted.plan.replace(first, count, words)  # supersedes the root flags' own rewrites
+    ctx.vetted.compose_model = model
 
 
 def model_volume_names(model: dict) -> list[str]:

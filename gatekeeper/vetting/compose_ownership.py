@@ -1,7 +1,7 @@
 """Ownership rails for docker compose, on the vetted model compose is fed.
 
-Runs after gatekeeper.vetting.compose has pinned the project (stdin holds the
-vetted JSON, its `name` is the project compose will act on):
+Runs after gatekeeper.vetting.compose has pinned the project (Vetted.compose_model
+is the vetted model compose will be fed, its `name` the project compose acts on):
 
 * Every service (and its build), top-level volume and network that compose may
   create gets the label gatekeeper.owner=<profile>; labels under `gatekeeper.`
@@ -50,11 +50,9 @@ REMOVING = frozenset({
 
 
 def vet_compose_ownership(ctx: Context) -> None:
-    import json
-
-    if ctx.located.canonical in READ_ONLY or ctx.vetted.stdin is None:
+    model = ctx.vetted.compose_model
+    if ctx.located.canonical in READ_ONLY or model is None:
         return
-    model = json.loads(ctx.vetted.stdin)
     refuse_reserved(ctx, model)
     from gatekeeper.vetting.namespaces import vet_compose_namespaces
 
@@ -64,8 +62,7 @@ def vet_compose_ownership(ctx: Context) -> None:
         check_project(ctx, str(model.get("name")), key or "compose")
     if ctx.located.canonical == "compose down":
         vet_down(ctx, model)
-    label_model(model, owner_of(ctx))
-    ctx.vetted.stdin = json.dumps(model, indent=1).encode()
+    label_model(model, owner_of(ctx))  # in place: the model is what compose is fed
 
 
 def labelled_objects(model: dict) -> list[tuple[str, dict]]:

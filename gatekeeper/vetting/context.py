@@ -1,10 +1,12 @@
-"""What a vetter sees and how it asks for argv rewrites."""
+"""What a vetter sees and how it asks for argv rewrites (through the Context
+methods below, into one gatekeeper.rewrite_plan.RewritePlan)."""
 
 from __future__ import annotations
 
 from gatekeeper.grammar.command_line import Located
 from gatekeeper.grammar.pflag import FlagUse, Parsed
 from gatekeeper.paths import resolve_host_path
+from gatekeeper.rewrite_plan import RewritePlan
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -13,16 +15,18 @@ if TYPE_CHECKING:
 
 
 class Vetted:
-    """The outcome of vetting: argv rewrites (index -> replacement words), stdin,
-    the output filter (gatekeeper.redaction) docker's stdout goes through, and the
-    engine steps (gatekeeper.steps) execution takes around the command."""
+    """The outcome of vetting: the argv rewrite plan, the compose model docker is
+    fed, the output filter (gatekeeper.redaction) docker's stdout goes through, and
+    the engine steps (gatekeeper.steps) execution takes around the command."""
 
-    __slots__ = ("rewrites", "stdin", "output_filter", "named_volumes", "binds", "outputs", "prepare",
-                 "afterwards", "pins", "starts", "sessions")
+    __slots__ = ("plan", "compose_model", "output_filter", "named_volumes", "binds", "outputs", "prepare",
+                 "afterwards", "starts", "sessions")
 
     def __init__(self) -> None:
-        self.rewrites: dict[int, tuple[int, list[str]]] = {}
-        self.stdin: bytes | None = None
+        self.plan = RewritePlan()
+        # The vetted compose project (gatekeeper.vetting.compose): later vetters read and
+        # label it as data; it is serialised once, for docker's stdin (`stdin`).
+        self.compose_model: dict | None = None
         self.output_filter: str | None = None
         self.named_volumes: list[str] = []  # checked against the engine once, at the end
         self.prepare: list[tuple[str, ...]] = []  # before the command, e.g. ("volume-create", NAME)
@@ -30,11 +34,17 @@ class Vetted:
         # (resolved path, what) the engine will bind-mount / the CLI will write (gatekeeper.vetting.binds)
         self.binds: list[tuple[str, str]] = []
         self.outputs: list[tuple[str, str]] = []
-        # rewrite index -> (word prefix, bytes): files handed to docker as checked (gatekeeper.pinning)
-        self.pins: dict[int, tuple[str, bytes]] = {}
         # what this command will start: "label:TOKEN\tN" / "project:NAME\tN" (gatekeeper.vetting.running)
         self.starts: list[str] = []
         self.sessions: list[str] = []  # the profile, when [limits] max_sessions counts this one
+
+    def stdin(self) -> bytes | None:
+        """What docker reads on stdin: the vetted compose model, serialised here only."""
+        if self.compose_model is None:
+            return None
+        import json
+
+        return json.dumps(self.compose_model, indent=1).encode()
 
     def claims(self) -> list[tuple[str, str]]:
         """What this command puts in flight (gatekeeper.inflight): (kind, path or count)."""
@@ -58,24 +68,36 @@ class Context:
         """Resolve a host path under the allowed roots, or raise Denied naming `what`."""
         return resolve_host_path(value, what, self.policy, self.world)
 
-    def replace_value(self, parsed: Parsed, use: FlagUse, value: str) -> None:
+    def replace_value(self, use: FlagUse, value: str) -> None:
         """Re-spell one flag use as `--long=value` (keeping combined shorts before it)."""
-        if value == use.value:
-            return
-        words = [use.prefix] if use.prefix else []
-        long = use.flag[0]
-        words.append(f"--{long}={value}" if long else f"-{use.flag[1]}={value}")
-        self.vetted.rewrites[parsed.offset + use.start] = (use.count, words)
+        if value != use.value:
+            self.vetted.plan.replace(use.start, use.count, respelled(use, value))
 
-    def pin_value(self, parsed: Parsed, use: FlagUse, path: str, data: bytes) -> None:
+    def pin_value(self, use: FlagUse, path: str, data: bytes) -> None:
         """Spell the flag `--long=path` (always), and remember the bytes docker must get."""
         words = [use.prefix] if use.prefix else []
         prefix = f"--{use.flag[0]}="
-        words.append(prefix + path)
-        index = parsed.offset + use.start
-        self.vetted.rewrites[index] = (use.count, words)
-        self.vetted.pins[index] = (prefix, data)
+        self.vetted.plan.replace(use.start, use.count, [*words, prefix + path])
+        self.vetted.plan.pin(use.start, prefix, data)
+
+    def remove_use(self, use: FlagUse) -> None:
+        """Drop one flag use (combined shorts before it stay)."""
+        self.vetted.plan.replace(use.start, use.count, [use.prefix] if use.prefix else [])
 
     def replace_word(self, index: int, word: str) -> None:
-        """Replace the positional at absolute argv index `index`."""
-        self.vetted.rewrites[index] = (1, [word])
+        """Replace the positional at argv index `index` (Parsed.positional_at)."""
+        self.vetted.plan.replace(index, 1, [word])
+
+    def insert_after_command(self, words: list[str]) -> None:
+        """Right after the subcommand word: before any of the agent's words, so before
+        `--` and the image; after what other vetters inserted there."""
+        self.vetted.plan.insert(self.located.args_start, words)
+
+
+def respelled(use: FlagUse, value: str) -> list[str]:
+    """One flag use as `--long=value` (`-s=value` without a long name), after the
+    combined shorthands written before it in the same word ("-it")."""
+    long = use.flag[0]
+    words = [use.prefix] if use.prefix else []
+    words.append(f"--{long}={value}" if long else f"-{use.flag[1]}={value}")
+    return words

@@ -69,7 +69,7 @@ def check_volume(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     if source[0] in "/.":  # docker/cli: '/' and '.' make a bind ('.' made absolute by the CLI)
         resolved = resolved_source(use, source, ctx, "source")
         add_bind(ctx, resolved, f"{use.spelled} source")
-        ctx.replace_value(parsed, use, ":".join([resolved, *parts[1:]]))
+        ctx.replace_value(use, ":".join([resolved, *parts[1:]]))
     elif source[0] == "~":
         refuse(use, "docker does not expand '~' in -v; write the absolute path")
     elif not is_volume_name(source):
@@ -143,7 +143,7 @@ def check_mount(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         resolved = bind_mount_source(use, settings, ctx)
         add_bind(ctx, resolved, f"{use.spelled} bind source")
         kept = [f for f in fields if f.partition("=")[0].lower() not in ("source", "src")]
-        ctx.replace_value(parsed, use, write_fields([*kept, f"source={resolved}"]))
+        ctx.replace_value(use, write_fields([*kept, f"source={resolved}"]))
     elif kind == "volume" and source and not is_volume_name(source):
         refuse(use, f"volume source {source!r} is not a volume name")
     elif kind == "volume" and source:
@@ -352,7 +352,7 @@ def check_build_output(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
             refuse(use, OUTPUT_REFUSED["tar"] + " (to stdout)")
         dest = resolved_source(use, value, ctx, "destination")
         add_output(ctx, dest, f"{use.spelled} destination")
-        ctx.replace_value(parsed, use, write_fields(["type=local", f"dest={dest}"]))
+        ctx.replace_value(use, write_fields(["type=local", f"dest={dest}"]))
         return
     kind, attrs = build_attrs(use, fields)
     if kind in OUTPUT_REFUSED:
@@ -401,7 +401,7 @@ def rewrite_build_paths(
     if "dest" in resolved:  # -o type=local and --cache-to type=local: the CLI writes there
         add_output(ctx, resolved["dest"], f"{use.spelled} dest")
     kept = [f for f in fields if f.partition("=")[0].strip().lower() not in resolved]
-    ctx.replace_value(parsed, use, write_fields([*kept, *(f"{k}={v}" for k, v in resolved.items())]))
+    ctx.replace_value(use, write_fields([*kept, *(f"{k}={v}" for k, v in resolved.items())]))
 
 
 # --- build --secret ------------------------------------------------------------
@@ -418,7 +418,7 @@ def check_build_secret(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     if not attrs.get("source"):
         refuse(use, "needs src=PATH (an id alone falls back to an env variable or a file named by the id)")
     source = resolved_source(use, attrs["source"], ctx, "src")
-    ctx.replace_value(parsed, use, write_fields([f"id={attrs['id']}", f"src={source}"]))
+    ctx.replace_value(use, write_fields([f"id={attrs['id']}", f"src={source}"]))
 
 
 SECRET_KEYS = {"type": "type", "id": "id", "source": "source", "src": "source", "env": "env"}
@@ -455,7 +455,7 @@ def check_build_context(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         return  # an image reference: a pull, nothing host-side
     refuse_remote(use, value)
     resolved = resolved_source(use, value, ctx, "context")
-    ctx.replace_value(parsed, use, f"{name}={resolved}")
+    ctx.replace_value(use, f"{name}={resolved}")
 
 
 def refuse_remote(use: FlagUse, value: str) -> None:

@@ -57,8 +57,6 @@ def vet_compose_config(ctx: Context) -> None:
         return
     for use in ctx.parsed.uses:
         if use.flag[0] == "format":
-            ctx.vetted.rewrites[ctx.parsed.offset + use.start] = (use.count, [])
-    at = ctx.located.args_start - 1  # the word 'config'
-    count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
-    ctx.vetted.rewrites[at] = (count, [*existing, "--format=json"])
+            ctx.remove_use(use)
+    ctx.insert_after_command(["--format=json"])
     ctx.vetted.output_filter = REDACT_COMPOSE_CONFIG

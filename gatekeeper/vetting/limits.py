@@ -304,11 +304,8 @@ def inject_defaults(ctx: Context, caps: Caps, given: set[str]) -> None:
     """Right after the subcommand word: before any `--` and the image, and a later
     flag of the agent's could only be one we did not inject (we skip given ones)."""
     words = [f"--{flag}={value}" for flag, value in checked_defaults(caps, given)]
-    if not words:
-        return
-    at = ctx.located.args_start - 1  # the word 'run' / 'create'
-    count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
-    ctx.vetted.rewrites[at] = (count, [*existing, *words])
+    if words:
+        ctx.insert_after_command(words)
 
 
 def checked_defaults(caps: Caps, given: set[str]) -> list[tuple[str, str]]:
@@ -436,6 +433,4 @@ def vet_build_limits(ctx: Context) -> None:
     if caps.build_cgroup_parent:
         words.append(f"--cgroup-parent={caps.build_cgroup_parent}")  # the agent's own: refused by the grammar
     if words:
-        at = ctx.located.args_start - 1  # the word 'build'
-        count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))
-        ctx.vetted.rewrites[at] = (count, [*existing, *words])
+        ctx.insert_after_command(words)

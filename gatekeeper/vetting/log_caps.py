@@ -62,9 +62,7 @@ def vet_log_caps(ctx: Context) -> None:
     if max_file and "max-file" not in given:
         words += ["--log-opt", f"max-file={max_file}"]
     if words:
-        at = ctx.located.args_start - 1  # the word 'run' / 'create': before `--` and the image
-        count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))  # keep another vetter's words
-        ctx.vetted.rewrites[at] = (count, [*existing, *words])
+        ctx.insert_after_command(words)  # before `--` and the image
 
 
 def check_given(ctx: Context, size_cap: int, max_size: str, max_file: int) -> set[str]:

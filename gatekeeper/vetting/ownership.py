@@ -138,11 +138,11 @@ def vet_ownership(ctx: Context) -> None:
         vet_targets(ctx, *TARGETED[canonical])
     elif canonical in LISTED:
         if scope(ctx, LISTED[canonical]) == "owned":
-            inject_after_command(ctx, ["--filter", owner_filter(ctx)])
+            ctx.insert_after_command(["--filter", owner_filter(ctx)])
     elif canonical in LABELLED:
         refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)
-        inject_after_command(ctx, ["--label", f"{OWNER_LABEL}={owner_of(ctx)}"])
+        ctx.insert_after_command(["--label", f"{OWNER_LABEL}={owner_of(ctx)}"])
     elif canonical in PRUNED:
         vet_prune(ctx, PRUNED[canonical])
     elif canonical.startswith("compose "):
@@ -233,14 +233,6 @@ def check_shared_or_owned(ctx: Context, kind: str, name: str, labels: dict[str, 
                  rule=SHARED_RULES[kind])
 
 
-def inject_after_command(ctx: Context, words: list[str]) -> None:
-    """Right after the subcommand word (before any `--` and the image), keeping
-    a rewrite another vetter made there (e.g. injected limits)."""
-    at = ctx.located.args_start - 1
-    count, existing = ctx.vetted.rewrites.get(at, (1, [ctx.argv[at]]))
-    ctx.vetted.rewrites[at] = (count, [*existing, *words])
-
-
 # ---------------------------------------------------------------- targets
 
 
@@ -292,24 +284,9 @@ def inspect_type(ctx: Context, owned: bool) -> str:
 
 
 def target_indices(ctx: Context, which: str) -> list[int]:
-    """argv indices of the command's positionals (flags may sit between them)."""
-    parsed = ctx.parsed
-    taken = {use.start + k for use in parsed.uses for k in range(use.count)}
-    indices, ended = [], False
-    for i in range(len(ctx.argv) - parsed.offset):
-        word = ctx.argv[parsed.offset + i]
-        if i in taken:
-            continue
-        if word == "--" and not ended:
-            ended = True
-            continue
-        indices.append(parsed.offset + i)
-        if which == FIRST:
-            break
-    expected = parsed.positionals[: len(indices)]
-    if [ctx.argv[i] for i in indices] != expected:
-        raise Denied("cannot tell the targets from the flags", rule="scope-unresolved")
-    return indices
+    """argv indices of the target positionals, as the parser recorded them."""
+    where = ctx.parsed.positional_at
+    return where[:1] if which == FIRST else list(where)
 
 
 def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
@@ -498,7 +475,7 @@ def vet_prune(ctx: Context, kind: str) -> None:
     patterns = protect(ctx, PROTECT_KEYS[kind])
     if patterns:
         refuse_protected_owned(ctx, kind, patterns)
-    inject_after_command(ctx, filters)
+    ctx.insert_after_command(filters)
 
 
 def refuse_protected_owned(ctx: Context, kind: str, patterns: list[str]) -> None:

@@ -89,11 +89,9 @@ def new_token() -> str:
 
 def check_run(ctx: Context, cap: int) -> None:
     """docker run: one container, labelled with this claim's token."""
-    from gatekeeper.vetting.ownership import inject_after_command
-
     token = new_token()
     check_room(ctx, cap, 1, f"label:{token}")
-    inject_after_command(ctx, ["--label", f"{START_LABEL}={token}"])
+    ctx.insert_after_command(["--label", f"{START_LABEL}={token}"])
 
 
 def check_start(ctx: Context, cap: int) -> None:

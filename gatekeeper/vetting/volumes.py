@@ -42,13 +42,12 @@ def check_existing_volumes(ctx: object) -> None:
 def compose_model_volumes(ctx: object) -> set[str]:
     """The project's own volumes, which compose creates with the owner label in the
     model; `compose run -v NEW:/d` is not one of them and is created like run's."""
-    if not ctx.located.canonical.startswith("compose ") or ctx.vetted.stdin is None:  # type: ignore[attr-defined]
+    model = ctx.vetted.compose_model  # type: ignore[attr-defined]
+    if not ctx.located.canonical.startswith("compose ") or model is None:  # type: ignore[attr-defined]
         return set()
-    import json
-
     from gatekeeper.vetting.compose import model_volume_names
 
-    return set(model_volume_names(json.loads(ctx.vetted.stdin)))  # type: ignore[attr-defined]
+    return set(model_volume_names(model))
 
 
 def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str, str]]:

@@ -1,0 +1,83 @@
+"""What runs differs from what was typed: the one place argv is rewritten.
+
+Vetters never edit argv. They add steps to a plan, expressed against the
+positions the parser recorded (gatekeeper.grammar.pflag: each flag use's first
+word and word count, each positional's index, all in the argv as typed), and
+the decision applies the plan once. Three steps:
+
+* replace(start, count, words): the typed words [start, start+count) become
+  `words`; `remove` is a replacement by nothing. A span covering earlier
+  replacements supersedes them (compose rebuilds its root flags whole); a
+  replacement that only partly overlaps another is a vetter bug: apply raises,
+  and the decision turns that into a denial.
+* insert(index, words): `words` go before the typed word at `index` (after
+  any earlier insert there; len(argv) means the end). An insert strictly inside
+  a replaced span raises at apply, as above.
+* pin(start, prefix, data): the replacement at `start` names a file whose
+  checked bytes the ForceCommand hands docker (gatekeeper.pinning); apply
+  says where that word landed.
+
+Every typed word no step touches reaches docker unchanged and in its order.
+"""
+
+from __future__ import annotations
+
+
+class PlanConflict(Exception):
+    """Two steps of a plan disagree about the same words (a vetter bug)."""
+
+
+class RewritePlan:
+    __slots__ = ("replaced", "inserted", "pinned")
+
+    def __init__(self) -> None:
+        self.replaced: dict[int, tuple[int, list[str]]] = {}  # start -> (count, words)
+        self.inserted: dict[int, list[str]] = {}  # typed index -> words that go before it
+        self.pinned: dict[int, tuple[str, bytes]] = {}  # replaced start -> (word prefix, bytes)
+
+    def replace(self, start: int, count: int, words: list[str]) -> None:
+        """The typed words [start, start+count) become `words` (a later step for the
+        same span wins; a wider one supersedes the replacements and pins inside it)."""
+        for inner in [s for s in self.replaced if start <= s < start + count]:
+            del self.replaced[inner]
+            self.pinned.pop(inner, None)
+        self.replaced[start] = (count, list(words))
+
+    def remove(self, start: int, count: int) -> None:
+        self.replace(start, count, [])
+
+    def insert(self, index: int, words: list[str]) -> None:
+        """`words` before the typed word at `index`, after what earlier steps put there."""
+        self.inserted.setdefault(index, []).extend(words)
+
+    def pin(self, start: int, prefix: str, data: bytes) -> None:
+        """The last word of the replacement at `start` begins with `prefix` and names
+        a file docker must read as `data`."""
+        if start not in self.replaced or not self.replaced[start][1]:
+            raise PlanConflict(f"a pin at {start} without a replacement there")
+        self.pinned[start] = (prefix, data)
+
+    def apply(self, argv: list[str]) -> tuple[list[str], list[tuple[int, str, bytes]]]:
+        """The argv to run, and each pin as (index in that argv, prefix, bytes)."""
+        out: list[str] = []
+        last_word: dict[int, int] = {}
+        visited: set[int] = set()
+        i = 0
+        while i <= len(argv):
+            visited.add(i)
+            out.extend(self.inserted.get(i, ()))
+            if i == len(argv):
+                break
+            count, words = self.replaced.get(i, (1, [argv[i]]))
+            out.extend(words)
+            last_word[i] = len(out) - 1
+            i += count
+        self.check_placed(visited)
+        pins = [(last_word[start], prefix, data) for start, (prefix, data) in self.pinned.items()]
+        return out, pins
+
+    def check_placed(self, visited: set[int]) -> None:
+        """Every step starts on a word boundary the walk reached (none inside a span)."""
+        lost = sorted((set(self.replaced) | set(self.inserted)) - visited)
+        if lost:
+            raise PlanConflict(f"rewrite steps at {lost} fall inside another replacement")
