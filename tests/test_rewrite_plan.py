@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gatekeeper.decision import decide
 from gatekeeper.rewrite_plan import PlanConflict, RewritePlan
+from tests.fakes import StaticWorld
 
 TYPED = ["docker", "run", "-v", "w:/d", "--env-file", "e", "img", "sh"]
 
@@ -86,7 +87,6 @@ def test_a_pin_needs_a_replacement_to_name() -> None:
 
 def test_a_plan_conflict_is_a_denial_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     """A vetter bug that makes two steps collide fails closed, as an internal error."""
-    from gatekeeper.decision import StaticWorld
     from gatekeeper.policy import load_policy
     from gatekeeper.vetting import context
 
