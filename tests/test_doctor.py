@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the deployment's file
 
 AGENT = "ai-worker"
 AGENT_GID = 4242
+STATE = f"home/{AGENT}/.gatekeeper"  # the default [paths] state_dir, below the temporary root
 POLICY = """\
 [docker]
 binary = "/bin/sh"
@@ -44,6 +45,7 @@ def build(root: Path) -> Path:
         ("etc/ssh/authorized_keys", 0o755),
         ("etc/pam.d", 0o755),
         ("home/ai-worker", 0o755),
+        ("bin", 0o755),
     ]:
         (root / directory).mkdir(parents=True, exist_ok=True)
         (root / directory).chmod(mode)
@@ -65,6 +67,12 @@ def build(root: Path) -> Path:
     )
     (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:\n{AGENT}:x:{AGENT_GID}:\n")
     (root / "etc/pam.d/sshd").write_text("session required pam_env.so user_readenv=0\n")
+    docker = root / "bin/sh"  # the policy's docker.binary
+    docker.write_text("#!/bin/sh\n")
+    docker.chmod(0o755)
+    os.chown(root / "home" / AGENT, 4242, AGENT_GID)
+    (root / "home" / AGENT / ".gatekeeper").mkdir(mode=0o700)
+    os.chown(root / "home" / AGENT / ".gatekeeper", 4242, AGENT_GID)
     return root
 
 
@@ -88,6 +96,8 @@ def test_a_good_deployment_passes(tmp_path: Path) -> None:
         "agent account",
         "PAM",
         "engine access",
+        "docker binary",
+        "state dir",
     } <= names
 
 
@@ -101,6 +111,27 @@ def chown(relative: str, uid: int, gid: int) -> Callable[[Path], None]:
 
 def write(relative: str, text: str) -> Callable[[Path], None]:
     return lambda root: (root / relative).write_text(text)
+
+
+def binary_in_a_writable_directory(root: Path) -> None:
+    """bin/sh -> /opt/drop/sh, and /opt/drop is world-writable: anyone can swap the CLI."""
+    drop = root / "opt/drop"
+    drop.mkdir(parents=True)
+    drop.chmod(0o777)
+    (root / "bin/sh").rename(drop / "sh")
+    (root / "bin/sh").symlink_to("/opt/drop/sh")
+
+
+def state_dir_symlink(root: Path) -> None:
+    state = root / "home" / AGENT / ".gatekeeper"
+    state.rmdir()
+    state.symlink_to("/tmp")
+
+
+def state_dir_uncreatable(root: Path) -> None:
+    """Missing, and the home is root's: the agent's gatekeeper cannot make it."""
+    (root / "home" / AGENT / ".gatekeeper").rmdir()
+    os.chown(root / "home" / AGENT, 0, 0)
 
 
 def remove(relative: str) -> Callable[[Path], None]:
@@ -167,6 +198,18 @@ BROKEN = [
         "[proxy] group",
         "not-in-the-proxy-sockets-group",
     ),
+    (remove("bin/sh"), "docker binary", "apt-get install docker.io", "docker-binary-missing"),
+    (chmod("bin/sh", 0o777), "docker binary", "chmod 0755 /bin/sh", "docker-binary-world-writable"),
+    (chown("bin/sh", 1000, 0), "docker binary", "chown root:root /bin/sh", "docker-binary-not-root"),
+    (chmod("bin", 0o775), "docker binary", "chmod go-w /bin", "docker-binary-dir-group-writable"),
+    (binary_in_a_writable_directory, "docker binary", "chmod go-w /opt/drop", "docker-binary-symlink-out"),
+    (chmod("bin/sh", 0o644), "docker binary", "docker.binary", "docker-binary-not-executable"),
+    (chown(STATE, 1000, 1000), "state dir", "install -d -m 0700", "state-dir-other-owner"),
+    (chmod(STATE, 0o777), "state dir", "install -d -m 0700", "state-dir-world-writable"),
+    (state_dir_symlink, "state dir", f"rm -rf /home/{AGENT}/.gatekeeper", "state-dir-symlink"),
+    (state_dir_uncreatable, "state dir", f"install -d -m 0700 -o {AGENT}", "state-dir-uncreatable"),
+    (chmod(f"home/{AGENT}", 0o777), "state dir", "[paths] state_dir", "state-dir-parent-world-writable"),
+    (chmod("home", 0o777), "state dir", "[paths] state_dir", "state-dir-ancestor-world-writable"),
 ]
 
 
@@ -178,6 +221,22 @@ def test_each_broken_deployment_fails_naming_the_fix(
     breakage(root)
     failed = [c for c in diagnose(root) if c.status == FAIL]
     assert any(c.name == check and fix in c.fix for c in failed), [c.line() for c in failed]
+
+
+def test_a_state_dir_not_made_yet_passes_when_the_agent_can_make_it(tmp_path: Path) -> None:
+    root = build(tmp_path)
+    (root / "home" / AGENT / ".gatekeeper").rmdir()
+    state = [c for c in diagnose(root) if c.name == "state dir"]
+    assert [c.status for c in state] == [OK] and "makes it 0700" in state[0].detail
+
+
+def test_a_binary_reached_through_root_owned_links_passes(tmp_path: Path) -> None:
+    """Control for docker-binary-symlink-out: the same link into a root-only directory is fine."""
+    root = build(tmp_path)
+    binary_in_a_writable_directory(root)
+    (root / "opt/drop").chmod(0o755)
+    binary = [c for c in diagnose(root) if c.name == "docker binary"]
+    assert [c.status for c in binary] == [OK] and "via /opt/drop/sh" in binary[0].detail
 
 
 def test_audit_log_that_is_not_append_only_fails(tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ def findings_for(
     real.write_text(text)
     fake = files or FakeFiles({})
     fake.table.setdefault(str(real), fake.table.pop("/policy/p.toml"))
-    found = lint(str(real), Context(stat=fake, docker_data_root="/var/lib/docker"))
+    context = Context(stat=fake, docker_data_root="/var/lib/docker", cpu_count=lambda: 4)
+    found = lint(str(real), context)
     return [(f.level, f.line, f.what, f"{f.value} {f.problem}; {f.fix}") for f in found]
 
 
@@ -126,6 +127,35 @@ def test_each_broken_policy_names_line_value_and_fix(tmp_path: Path, change: str
 
 def test_the_good_policy_is_clean(tmp_path: Path) -> None:
     assert findings_for(tmp_path, GOOD) == []
+
+
+# [limits] that can never apply, or that the engine refuses (this "machine" has 4 CPUs).
+# GOOD_LIMITS is the control: the same keys with values that apply lint clean.
+GOOD_LIMITS = 'memory = "2g"\ndefault_memory = "1g"\ncpus = 2\ndefault_cpus = 1\nlog_max_size = "10m"\n'
+LIMIT_CASES = [
+    ('memory = "2g"\ndefault_memory = "4g"', (14, "limits.default_memory", "over its own cap"), "memory"),
+    ("cpus = 1\ndefault_cpus = 1.5", (14, "limits.default_cpus", "at most 1"), "cpus-default"),
+    ("pids_limit = 100\ndefault_pids_limit = 200", (14, "limits.default_pids_limit", "--pids-limit"), "pids"),
+    ('default_memory = "4m"', (13, "limits.default_memory", "minimum memory is 6 MiB"), "memory-too-small"),
+    ('memory = "1m"', (13, "limits.memory", "no value within this cap"), "memory-cap-too-small"),
+    ("default_cpus = 0.001", (13, "limits.default_cpus", "minimum is 0.01"), "cpus-too-small"),
+    ("default_cpus = 8", (13, "limits.default_cpus", "4 CPUs"), "cpus-over-machine"),
+    ("cpus = 16", (13, "limits.cpus", "never applies on this machine (4 CPUs)"), "cpus-cap-over-machine"),
+    ("log_max_file = 3", (13, "limits.log_max_file", "without log_max_size"), "log-file-without-size"),
+    ('min_health_interval = "100us"', (13, "limits.min_health_interval", "under 1ms"), "health-floor"),
+]
+
+
+def test_limits_that_apply_are_clean(tmp_path: Path) -> None:
+    assert findings_for(tmp_path, GOOD + "\n[limits]\n" + GOOD_LIMITS) == []
+
+
+@pytest.mark.parametrize(("limits", "expected"), [pytest.param(c, e, id=i) for c, e, i in LIMIT_CASES])
+def test_limits_that_never_apply_warn(tmp_path: Path, limits: str, expected: tuple[int, str, str]) -> None:
+    found = findings_for(tmp_path, GOOD + "\n[limits]\n" + limits + "\n")
+    line, what, snippet = expected
+    assert [f for f in found if f[0] == WARNING and f[1] == line and f[2] == what and snippet in f[3]], found
+    assert not [f for f in found if f[0] == ERROR], found  # warnings: the policy still loads
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,10 @@ fail), 2 on a usage error. `--json` prints one object for scripts.
 
 What is checked (the layout sshd_snippets/install.sh makes): the policy file
 (root-owned, nobody else can write it, and it lints clean), its compiled copy
-(fresh), docker.config_dir (root-owned), the audit log (root:root 0600 where the
+(fresh), docker.config_dir (root-owned), the pinned docker binary (root-owned,
+nobody else can write it or a directory on its way, symlinks followed), the
+state directory ([paths] state_dir: the agent's own 0700 directory, or one it can
+make, below directories only root or the agent can write), the audit log (root:root 0600 where the
 proxy writes it, [audit] via_proxy; else root:AGENT 0620 and a warning; append-only,
 in a root:root 0755 directory), the agent's keys file
 (/etc/ssh/authorized_keys/AGENT, root-owned, not writable by others), the
@@ -303,6 +306,126 @@ def log_layout(deployment: Deployment, settings: dict[str, dict[str, object]]) -
     return ("root", "root", 0o600) if via_proxy(settings) else ("root", deployment.agent, 0o620)
 
 
+def walk(deployment: Deployment, absolute: str) -> Iterator[tuple[str, os.stat_result | None]]:
+    """Every path the kernel looks at to reach ABSOLUTE, in order: each directory from /,
+    each symlink and then what it points to (inside --root); None for one that is missing."""
+    import posixpath
+
+    pending = [part for part in absolute.split("/") if part not in ("", ".")]
+    current, hops = "/", 0
+    yield current, stat_of(deployment.path(current))
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            current = posixpath.dirname(current)
+            continue
+        candidate = posixpath.join(current, part)
+        info = stat_of(deployment.path(candidate))
+        yield candidate, info
+        if info is None:
+            return
+        if not stat.S_ISLNK(info.st_mode):
+            current = candidate
+            continue
+        hops += 1
+        target = os.readlink(deployment.path(candidate))
+        if hops > 40:  # the kernel's ELOOP limit
+            yield target, None
+            return
+        current = "/" if target.startswith("/") else current
+        pending = [part for part in target.split("/") if part not in ("", ".")] + pending
+
+
+def check_docker_binary(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """The pinned CLI runs with the agent's docker group: whoever can replace it, or a
+    directory on its way (a symlink into one), runs code with the engine's root."""
+    binary = str(settings["docker"]["binary"])
+    steps = list(walk(deployment, binary))
+    final_path, final = steps[-1]
+    if final is None:
+        missing = f"{binary}: {final_path} does not exist"
+        yield Check("docker binary", FAIL, missing, "apt-get install docker.io, or fix docker.binary")
+        return
+    for path, info in steps[:-1]:
+        if info is not None and stat.S_ISDIR(info.st_mode) and not root_only_writable(info):
+            yield Check(
+                "docker binary",
+                FAIL,
+                f"{binary}: directory {path} on its way is {owner_mode(info)}: "
+                "its owner can replace the binary",
+                f"chown root:root {path} && chmod go-w {path} (or pin a binary under root-owned directories)",
+            )
+            return
+    if not stat.S_ISREG(final.st_mode) or not final.st_mode & stat.S_IXUSR:
+        not_program = f"{binary}: {final_path} is not an executable file"
+        yield Check("docker binary", FAIL, not_program, "fix docker.binary in the policy")
+    elif not root_only_writable(final):
+        yield Check(
+            "docker binary",
+            FAIL,
+            f"{binary}: {final_path} is {owner_mode(final)}: someone besides root can change it",
+            f"chown root:root {final_path} && chmod 0755 {final_path}",
+        )
+    else:
+        via = f" (via {final_path})" if final_path != binary else ""
+        yield Check("docker binary", OK, f"{binary}{via} root-owned, nobody else can write it or its path")
+
+
+def check_state_dir(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """[paths] state_dir holds the in-flight registry: the agent's gatekeeper makes it 0700 and
+    refuses host-path commands (rule host-path-state) when it is not the agent's own."""
+    import posixpath
+
+    state_dir = posixpath.normpath(str(settings["paths"]["state_dir"]))
+    entry = passwd_entry(deployment)
+    uid = int(entry[2]) if entry and entry[2].isdigit() else None
+    create = f"rm -rf {state_dir} && install -d -m 0700 -o {deployment.agent} {state_dir}"
+    parent = posixpath.dirname(state_dir)
+    for path, info in walk(deployment, parent):
+        if info is None:
+            yield Check("state dir", FAIL, f"{state_dir}: {path} does not exist (host paths refused)", create)
+            return
+        if stat.S_ISDIR(info.st_mode) and (info.st_uid not in (0, uid) or info.st_mode & 0o022):
+            yield Check(
+                "state dir",
+                FAIL,
+                f"{state_dir}: {path} is {owner_mode(info)}: others could replace the registry",
+                f"set [paths] state_dir inside {deployment.agent}'s home (a top-level dot entry)",
+            )
+            return
+    info = stat_of(deployment.path(state_dir))
+    if info is None:
+        yield from state_dir_to_create(deployment, state_dir, uid, create)
+    elif not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
+        kind = "a symlink" if stat.S_ISLNK(info.st_mode) else owner_mode(info)
+        yield Check(
+            "state dir",
+            FAIL,
+            f"{state_dir} is {kind}: must be {deployment.agent}'s own directory, mode 0700 "
+            "(host paths are refused, rule host-path-state)",
+            create,
+        )
+    else:
+        yield Check("state dir", OK, f"{state_dir} {deployment.agent}'s own, 0700")
+
+
+def state_dir_to_create(
+    deployment: Deployment, state_dir: str, uid: int | None, create: str
+) -> Iterator[Check]:
+    import posixpath
+
+    parent = stat_of(deployment.path(posixpath.dirname(state_dir)))
+    if parent is not None and parent.st_uid == uid and uid is not None:
+        yield Check("state dir", OK, f"{state_dir} not made yet; the agent's gatekeeper makes it 0700")
+    else:
+        yield Check(
+            "state dir",
+            FAIL,
+            f"{state_dir} is missing and {deployment.agent} cannot create it (host paths refused)",
+            create.split(" && ", 1)[1],
+        )
+
+
 def check_keys_file(deployment: Deployment) -> Iterator[Check]:
     path = f"/etc/ssh/authorized_keys/{deployment.agent}"
     fix = "sh sshd_snippets/install.sh keys-dir"
@@ -530,6 +653,8 @@ def diagnose(deployment: Deployment) -> list[Check]:
 
         settings = DEFAULTS
     checks += check_config_dir(deployment, settings)
+    checks += check_docker_binary(deployment, settings)
+    checks += check_state_dir(deployment, settings)
     checks += check_audit_log(deployment, settings)
     checks += check_keys_file(deployment)
     checks += check_account(deployment)

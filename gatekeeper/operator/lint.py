@@ -10,7 +10,10 @@ or in a directory others can write; a docker config_dir not owned by root or
 writable by others; a docker binary that does not exist.
 Warnings (exit 0): what can never pass or never apply: an allowed command with
 no vetted grammar, a command both allowed and blocked, an audit log directory
-that does not exist.
+that does not exist, [limits] that can never apply or that the engine refuses
+(a default over its own cap, memory under docker's 6 MiB, CPUs under 0.01 or
+above this machine's count, log_max_file without log_max_size, health floors
+under docker's 1 ms).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from gatekeeper import policy as policy_module
+from gatekeeper.vetting.limits import go_duration, ram_in_bytes
 
 ERROR: Final = "error"
 WARNING: Final = "warning"
@@ -60,6 +64,7 @@ class Context:
 
     stat: Callable[[str], os.stat_result] = os.stat
     docker_data_root: str | None = None  # None: from daemon.json, else /var/lib/docker
+    cpu_count: Callable[[], int | None] = lambda: len(os.sched_getaffinity(0))  # Go's NumCPU, as dockerd
 
 
 def lint(path: str, context: Context | None = None) -> list[Finding]:
@@ -91,6 +96,7 @@ def lint(path: str, context: Context | None = None) -> list[Finding]:
         findings.extend(docker_findings(settings, locate, context))
         findings.extend(command_findings(parsed, locate))
         findings.extend(audit_findings(settings, locate, context))
+        findings.extend(limit_findings(settings["limits"], locate, context))
     return sorted(findings, key=lambda f: (f.level != ERROR, f.line))
 
 
@@ -496,3 +502,86 @@ def audit_findings(
             f"{directory} does not exist: every command would fail with exit 75",
             f"install -d -o root -g root -m 0755 {directory} (then 'gatekeeper doctor')",
         )
+
+
+# ---------------------------------------------------------------- [limits] that never apply
+
+ENGINE_MIN_MEMORY: Final = 6 * 1024 * 1024  # dockerd: "Minimum memory limit allowed is 6MB"
+ENGINE_MIN_NANO_CPUS: Final = 10**7  # dockerd: "Range of CPUs is from 0.01 to N"
+ENGINE_MIN_HEALTH: Final = 10**6  # dockerd: health intervals "cannot be less than 1ms"
+
+
+def limit_findings(limits: dict[str, object], locate: Locator, context: Context) -> Iterator[Finding]:
+    def warn(key: str, problem: str, fix: str) -> Finding:
+        line = locate.line("limits", key)
+        return Finding(WARNING, locate.path, line, f"limits.{key}", shown(limits[key]), problem, fix)
+
+    yield from over_own_cap(limits, warn)
+    yield from under_engine_minimum(limits, warn)
+    yield from over_machine(limits, warn, context.cpu_count())
+    if limits.get("log_max_file") and not limits.get("log_max_size"):
+        yield warn("log_max_file", "never applies: without log_max_size a log never rotates",
+                   'set log_max_size too (e.g. "10m")')
+    for key in ("min_health_interval", "min_health_start_interval", "min_health_timeout",
+                "min_health_start_period"):
+        floor = go_duration(str(limits.get(key) or "0s")) or 0
+        if 0 < floor < ENGINE_MIN_HEALTH:
+            yield warn(key, "never applies: the engine refuses anything under 1ms anyway", 'use e.g. "1s"')
+
+
+def memory_bytes(value: object) -> int:
+    return ram_in_bytes(str(value or "0")) or 0
+
+
+def cpu_nanos(value: object) -> int:
+    return round(float(str(value or 0)) * 10**9)
+
+
+def pids_count(value: object) -> int:
+    return int(str(value or 0))
+
+
+# (default key, cap key, how a value is measured, the rule a refusal carries)
+DEFAULT_CAPS: Final = (
+    ("default_memory", "memory", memory_bytes, "limit-memory"),
+    ("default_cpus", "cpus", cpu_nanos, "limit-cpus"),
+    ("default_pids_limit", "pids_limit", pids_count, "limit-pids"),
+)
+
+
+def over_own_cap(limits: dict[str, object], warn: Callable[[str, str, str], Finding]) -> Iterator[Finding]:
+    for default, cap, measure, rule in DEFAULT_CAPS:
+        if measure(limits.get(cap)) and measure(limits.get(default)) > measure(limits.get(cap)):
+            flag = "--" + cap.replace("_limit", "").replace("pids", "pids-limit")
+            yield warn(default, f"over its own cap {cap} = {shown(limits[cap])}: every run/create without "
+                       f"{flag} is refused ({rule})", f"lower {default} to at most {shown(limits[cap])}")
+
+
+def under_engine_minimum(
+    limits: dict[str, object], warn: Callable[[str, str, str], Finding]
+) -> Iterator[Finding]:
+    for key in ("memory", "default_memory"):
+        if 0 < memory_bytes(limits.get(key)) < ENGINE_MIN_MEMORY:
+            yield warn(key, f"{engine_refuses(key)}: docker's minimum memory is 6 MiB", 'use at least "6m"')
+    for key in ("cpus", "default_cpus"):
+        if 0 < cpu_nanos(limits.get(key)) < ENGINE_MIN_NANO_CPUS:
+            yield warn(key, f"{engine_refuses(key)}: docker's minimum is 0.01 CPUs", "use at least 0.01")
+
+
+def engine_refuses(key: str) -> str:
+    if key.startswith("default_"):
+        return "the engine refuses every container it is injected into"
+    return "no value within this cap is one the engine accepts"
+
+
+def over_machine(
+    limits: dict[str, object], warn: Callable[[str, str, str], Finding], cpus: int | None
+) -> Iterator[Finding]:
+    if not cpus:
+        return
+    if cpu_nanos(limits.get("default_cpus")) > cpus * 10**9:
+        yield warn("default_cpus", f"this machine has {cpus} CPUs: the engine refuses every container it "
+                   "is injected into", f"use at most {cpus}")
+    if cpu_nanos(limits.get("cpus")) > cpus * 10**9:
+        yield warn("cpus", f"never applies on this machine ({cpus} CPUs): the engine refuses more anyway",
+                   f"use at most {cpus}, or 0 for no cap")

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from .stack import AUDIT_LOG, GATEKEEPER, Stack, audit_offset, audit_records_since
+from .stack import AUDIT_LOG, GATEKEEPER, Stack, audit_offset, audit_records_since, docker_client
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +27,8 @@ def test_doctor_passes_on_the_stack(stack: Stack) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.endswith("doctor: ok\n")
     assert "  ok  sshd settings:" in done.stdout  # sshd -T through gatekeeper sshd-check
+    assert f"  ok  docker binary: {docker_client()}" in done.stdout
+    assert "  ok  state dir: /home/ai-worker/.gatekeeper" in done.stdout
     report = json.loads(
         subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=60, check=True).stdout
     )
