@@ -28,6 +28,7 @@ OPERATOR_COMMANDS = {
     "install-entry": "gatekeeper.operator.install_entry:main",
     "doctor": "gatekeeper.operator.doctor:main",
     "completion": "gatekeeper.operator.completion:main",
+    "proxy": "gatekeeper.operator.proxy_cmd:main",
 }
 
 # One line each for `gatekeeper --help` (tests/test_cli.py: every command has one).
@@ -42,6 +43,7 @@ OPERATOR_SUMMARIES = {
     "install-entry": "write the ForceCommand entry script (isolated python, no runpy)",
     "doctor": "check this machine's deployment and say what to fix",
     "completion": "print a bash completion script (gatekeeper completion bash)",
+    "proxy": "serve the engine's API to [proxy.users], allowing only what the policy allows",
 }
 
 EX_USAGE = 64

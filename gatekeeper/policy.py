@@ -122,6 +122,16 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Label keys (glob patterns, case-insensitive) the agent may not set on what it
     # creates: labels other software acts on. gatekeeper.* is refused regardless.
     "labels": {"refused": list(REFUSED_LABELS)},
+    # `gatekeeper proxy` (gatekeeper.proxy): its socket, the engine's, body caps in bytes,
+    # and [proxy.users]: connecting unix user (SO_PEERCRED) -> profile; anyone else gets 403.
+    "proxy": {
+        "listen": "/run/gatekeeper/docker.sock",
+        "group": "ai-worker",
+        "upstream": "/var/run/docker.sock",
+        "max_body": 4 << 20,
+        "max_build_context": 2 << 30,
+        "users": {},
+    },
 }  # fmt: skip
 
 ABSOLUTE_PATH = "absolute path"
@@ -140,6 +150,8 @@ LABEL_LIST = 'list of labels "key=value" or "key"'
 DURATION = 'duration such as "5s" (or "" for none)'
 CGROUP = 'cgroup path such as "/gatekeeper-build" or "gatekeeper-build.slice" (or "")'
 SUBNET_LIST = 'list of subnets in CIDR form ("198.51.100.0/24")'
+GROUP_NAME = "group name"
+USER_PROFILES = 'table of user name = "profile"'
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -179,6 +191,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "shared": {"volumes": PATTERN_LIST, "networks": PATTERN_LIST, "images": PATTERN_LIST,
                "containers": PATTERN_LIST},
     "labels": {"refused": PATTERN_LIST},
+    "proxy": {"listen": ABSOLUTE_PATH, "group": GROUP_NAME, "upstream": ABSOLUTE_PATH,
+              "max_body": COUNT, "max_build_context": COUNT, "users": USER_PROFILES},
 }  # fmt: skip
 
 EMBEDDED = "(embedded default)"
@@ -379,7 +393,18 @@ VALIDATORS = {
     DURATION: lambda value: value == "" or is_duration(value),
     CGROUP: lambda value: isinstance(value, str) and is_cgroup(value),
     SUBNET_LIST: lambda value: is_string_list(value) and all(is_subnet(v) for v in value),
+    GROUP_NAME: lambda value: isinstance(value, str) and is_account_name(value),
+    USER_PROFILES: lambda value: isinstance(value, dict) and all(
+        is_account_name(user) and isinstance(profile, str) and is_profile_name(profile)
+        for user, profile in value.items()),
 }
+
+
+def is_account_name(value: str) -> bool:
+    """A unix user or group name as useradd accepts it (no ':' or '/', not numeric only)."""
+    allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+    return 0 < len(value) <= 32 and value[0] != "-" and not value.isdigit() and all(
+        ch in allowed for ch in value.removesuffix("$"))
 
 
 def is_duration(value: object) -> bool:

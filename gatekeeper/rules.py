@@ -77,6 +77,11 @@ RULES: Final = MappingProxyType(
         "api-query": "an API query parameter the endpoint does not list, one given twice, or a bad value",
         "api-body": "an API request body that is not the JSON the endpoint takes",
         "api-body-field": "a create/update body field the proxy does not vet, set to a non-default value",
+        # the API layer's transport (gatekeeper proxy)
+        "api-framing": "an HTTP request two parsers could read differently (duplicate headers, chunked...)",
+        "api-body-size": "a request body over the proxy's cap ([proxy] max_body, max_build_context)",
+        "api-user": "the connecting unix user is not listed in [proxy.users]",
+        "api-upstream": "the engine behind the proxy did not answer",
         # gatekeeper itself
         "denied": "a refusal without a more specific rule",
         "policy-invalid": "the policy file is missing, unreadable or invalid (the operator must fix it)",

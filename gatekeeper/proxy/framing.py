@@ -1,0 +1,200 @@
+"""What a request must look like before the proxy reads its body, decides on it
+or forwards a byte of it.
+
+h11 parses; these checks refuse what h11 tolerates but two HTTP parsers could read
+differently (the engine's Go parser and ours): a request smuggled past the decision
+hides in exactly that gap. Each check names the trick it stops. Everything here is
+pure: bytes and h11 events in, a FramingError (HTTP status, rule, message) out.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, unquote_to_bytes
+
+import h11
+
+RULE_FRAMING = "api-framing"
+RULE_BODY_SIZE = "api-body-size"
+
+# Headers that describe one hop, never forwarded as received (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"proxy-authenticate",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"host", b"expect",
+})  # fmt: skip
+
+# One of each at most: a second copy is read as the first by one parser, the last by another.
+SINGLE_HEADERS = (b"content-length", b"transfer-encoding", b"host", b"connection", b"upgrade",
+                  b"expect", b"content-type")
+CONNECTION_TOKENS = frozenset({"close", "keep-alive", "upgrade"})
+UPGRADE_PROTOCOLS = frozenset({"tcp", "h2c"})  # attach/exec hijack; buildkit's /session and /grpc
+VERSION_PREFIX = re.compile(r"/v([0-9]+\.[0-9]+)(/.*)")
+PERCENT_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+CHUNKED_PATHS = frozenset({"/build"})  # the legacy builder's context (docker build) comes chunked
+
+
+class FramingError(Exception):
+    """A request refused before it is decided on; the connection is closed after the answer."""
+
+    def __init__(self, status: int, message: str, rule: str = RULE_FRAMING) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.rule = rule
+
+
+class Target:
+    """The request-target split and decoded the way the decision reads it."""
+
+    __slots__ = ("path", "version", "query")
+
+    def __init__(self, path: str, version: str | None, query: dict[str, list[str]]) -> None:
+        self.path = path
+        self.version = version
+        self.query = query
+
+
+# ---------------------------------------------------------------- the head as sent
+
+
+def check_raw_head(head: bytes) -> None:
+    """Line endings and folding: h11 accepts bare LF and obs-fold, Go does not (or reads them
+    differently), so a header hidden in a folded line could reach the engine undecided."""
+    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\r\n"):
+        raise FramingError(400, "malformed request: line endings other than CRLF")
+    if b"\r\n " in head or b"\r\n\t" in head:
+        raise FramingError(400, "malformed request: folded header line (obs-fold)")
+    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:] if line]
+    for name in SINGLE_HEADERS:
+        if names.count(name) > 1:
+            raise FramingError(400, f"ambiguous request: more than one {name.decode()} header")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length" and not value.strip().isdigit():
+            raise FramingError(400, "malformed request: Content-Length is not one number")
+
+
+def header_values(request: h11.Request, name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in request.headers if key == name]
+
+
+def check_head(request: h11.Request, path: str) -> None:
+    """Version, framing and hop headers of a parsed request (after check_raw_head)."""
+    if request.http_version != b"1.1":
+        raise FramingError(505, "only HTTP/1.1 is served here")
+    lengths = header_values(request, b"content-length")
+    codings = header_values(request, b"transfer-encoding")
+    if lengths and codings:
+        # Stops CL.TE/TE.CL smuggling: the two headers frame the body two ways.
+        raise FramingError(400, "ambiguous request: both Content-Length and Transfer-Encoding")
+    if codings and (path not in CHUNKED_PATHS or request.method != b"POST"):
+        raise FramingError(411, "chunked request bodies are refused; send a Content-Length")
+    check_connection(request)
+    expect = header_values(request, b"expect")
+    if expect and expect[0].lower() != "100-continue":
+        raise FramingError(417, "unsupported Expect header")
+
+
+def check_connection(request: h11.Request) -> None:
+    """Connection may only say close, keep-alive or upgrade (other tokens name headers to drop,
+    which would let a client strip what the decision saw); Upgrade only with its token."""
+    tokens = {token.strip().lower() for value in header_values(request, b"connection")
+              for token in value.split(",") if token.strip()}
+    if not tokens <= CONNECTION_TOKENS:
+        raise FramingError(400, "unsupported Connection header tokens")
+    upgrade = header_values(request, b"upgrade")
+    if ("upgrade" in tokens) != bool(upgrade):
+        raise FramingError(400, "ambiguous request: Upgrade without Connection: upgrade (or the reverse)")
+    if upgrade and upgrade[0].lower() not in UPGRADE_PROTOCOLS:
+        raise FramingError(400, f"unsupported upgrade protocol {upgrade[0]!r}")
+
+
+def is_upgrade(request: h11.Request) -> bool:
+    return any(key == b"upgrade" for key, _ in request.headers)
+
+
+def wants_close(request: h11.Request) -> bool:
+    return any("close" in value.lower() for value in header_values(request, b"connection"))
+
+
+def body_length(request: h11.Request) -> int | None:
+    """Content-Length, or None for a chunked body (only CHUNKED_PATHS get this far)."""
+    lengths = header_values(request, b"content-length")
+    if header_values(request, b"transfer-encoding"):
+        return None
+    return int(lengths[0]) if lengths else 0
+
+
+def check_body_size(length: int | None, cap: int) -> None:
+    if length is not None and length > cap:
+        raise FramingError(413, f"request body of {length} bytes is over the cap of {cap}", RULE_BODY_SIZE)
+
+
+# ---------------------------------------------------------------- the target
+
+
+def split_target(raw: bytes) -> Target:
+    """Origin-form only; a path the engine's router cannot read as another path."""
+    if not raw.startswith(b"/"):
+        # absolute-form (http://host/...), authority-form, asterisk-form: the engine would
+        # route on the path inside, the decision on something else.
+        raise FramingError(400, "request target must be a path (origin-form)")
+    text = raw.decode("ascii")  # h11 admits only visible ASCII here
+    if "#" in text or "\\" in text:
+        raise FramingError(400, "request target with a fragment or backslash")
+    raw_path, _, raw_query = text.partition("?")
+    path = decoded_path(raw_path)
+    version = None
+    match = VERSION_PREFIX.fullmatch(path)
+    if match:
+        version, path = match.group(1), match.group(2)
+    return Target(path, version, decoded_query(raw_query))
+
+
+def decoded_path(raw_path: str) -> str:
+    """The path percent-decoded; refused if decoding could change which segments it has:
+    Go's router cleans '//', '.' and '..' (a redirect, or another endpoint), and an
+    escaped '/' is one segment to one reader and two to another."""
+    lowered = raw_path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or PERCENT_ESCAPE.search(raw_path.encode()):
+        raise FramingError(400, "request path with an escaped separator or a malformed escape")
+    try:
+        path = unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FramingError(400, "request path is not UTF-8") from None
+    segments = path.split("/")[1:]
+    if any(segment in (".", "..") for segment in segments) or "//" in path:
+        raise FramingError(400, "request path with '.', '..' or empty segments")
+    if any(ch < " " or ch == "\x7f" for ch in path):
+        raise FramingError(400, "request path with control characters")
+    return path
+
+
+def decoded_query(raw_query: str) -> dict[str, list[str]]:
+    """parse_qs, where Go's url.ParseQuery would read the same pairs: ';' and malformed
+    escapes make Go drop a pair that Python keeps (or the reverse), so both are refused."""
+    if ";" in raw_query or PERCENT_ESCAPE.search(raw_query.encode()):
+        raise FramingError(400, "query string with ';' or a malformed escape")
+    try:
+        return parse_qs(raw_query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise FramingError(400, "query string is not UTF-8") from None
+
+
+# ---------------------------------------------------------------- forwarding
+
+
+def forwarded_headers(request: h11.Request, body_size: int, upgrade: bool) -> list[tuple[bytes, bytes]]:
+    """The client's end-to-end headers, with our own framing: one Host, a Content-Length for
+    the body as read (chunked bodies are re-framed), Connection: close (one response per
+    upstream connection, read to its end) or the upgrade the client asked for."""
+    headers = [(b"host", b"docker")]
+    headers += [(key, value) for key, value in request.headers if key not in HOP_BY_HOP]
+    if upgrade:
+        protocol = header_values(request, b"upgrade")[0].encode("latin-1")
+        headers += [(b"connection", b"Upgrade"), (b"upgrade", protocol)]
+    else:
+        headers.append((b"connection", b"close"))
+    if body_size or request.method in (b"POST", b"PUT", b"PATCH"):
+        headers.append((b"content-length", str(body_size).encode()))
+    return headers

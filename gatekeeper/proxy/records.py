@@ -1,0 +1,57 @@
+"""The proxy's audit records: one JSON line per decision in the same log as the CLI
+layer's (gatekeeper.audit: one write per record on an O_APPEND|O_NOFOLLOW descriptor),
+marked "layer": "api", with the caller's uid and profile; a copy to syslog."""
+
+from __future__ import annotations
+
+import os
+
+from gatekeeper.audit import RECORD_VERSION, open_log, timestamp, to_syslog, write_record
+from gatekeeper.policy import Policy
+
+
+class Caller:
+    """Who is on the other end of a connection (SO_PEERCRED) and their profile."""
+
+    __slots__ = ("pid", "uid", "gid", "user")
+
+    def __init__(self, pid: int, uid: int, gid: int, user: str | None) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.user = user
+
+
+def api_record(caller: Caller, profile: str | None, method: str, target: str, *, endpoint: str,
+               allowed: bool, rule: str, reason: str, policy: Policy | None) -> dict[str, object]:
+    record: dict[str, object] = {
+        "v": RECORD_VERSION, "ts": timestamp(), "event": "decision", "layer": "api",
+        "uid": caller.uid, "user": caller.user, "pid": caller.pid, "profile": profile,
+        "endpoint": endpoint, "method": method, "target": target,
+        "decision": "allow" if allowed else "deny", "rule": rule, "reason": reason,
+    }  # fmt: skip
+    if policy is not None:
+        record["policy"] = {"path": policy.source, "sha256": policy.sha256}
+    return record
+
+
+def write_api_record(policy: Policy, record: dict[str, object]) -> None:
+    """Append the record (AuditError if it cannot be written whole: the caller refuses).
+    The log is opened per record, so a rotation never strands the daemon on an old file."""
+    fd = open_log(policy.audit_path)
+    try:
+        line = write_record(fd, record)
+    finally:
+        os.close(fd)
+    if policy.syslog:
+        to_syslog(line)
+
+
+def syslog_only(record: dict[str, object]) -> None:
+    """Without a usable policy there is no audit path: syslog gets the refusal."""
+    from gatekeeper.audit import encode
+
+    try:
+        to_syslog(encode(record))
+    except OSError:
+        pass

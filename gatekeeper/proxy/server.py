@@ -1,0 +1,639 @@
+"""The proxy's transport: asyncio + h11 on both sides.
+
+For every request on a client connection (keep-alive included):
+1. read the head with h11 and refuse what two parsers could read differently
+   (gatekeeper.proxy.framing); read the whole body (a build context spooled to an
+   unlinked 0600 file), within its cap; nothing has gone upstream yet;
+2. the caller's profile from SO_PEERCRED and [proxy.users]; no profile, no policy: 403;
+3. the decision (gatekeeper.proxy.vet, in a worker thread) and its audit record;
+4. a denial is answered 403 {"message": "gatekeeper: denied: ... (rule ...)"}; an allowed
+   request goes upstream on a fresh connection, re-framed by our own h11 client
+   (Content-Length, Connection: close) with the decision's target and body;
+5. the response is relayed as it arrives: its head through h11, its body as raw reads
+   (Content-Length counted, chunked relayed to the engine's end of response), an upgrade
+   (attach, buildkit's /session and /grpc) as raw bytes both ways once the engine
+   answers 101; a response the decision wants transformed (redaction) is read whole
+   and rewritten by gatekeeper.proxy.vet.transform_response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import tempfile
+from collections.abc import Callable
+from typing import IO
+
+import h11
+
+from gatekeeper.errors import AuditError
+from gatekeeper.proxy import framing
+from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
+from gatekeeper.proxy.engine import UpstreamEngine
+from gatekeeper.proxy.framing import FramingError
+from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
+from gatekeeper.proxy.settings import PolicyState
+
+READ_SIZE = 1 << 18
+MAX_HEAD = 64 << 10
+MAX_TRANSFORMED = 16 << 20  # an inspect answer to redact; more is refused, not relayed raw
+WRITE_HIGH_WATER = 1 << 20
+CHUNKED_END = b"0\r\n\r\n"
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+
+REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 411: b"Length Required",
+           413: b"Content Too Large", 417: b"Expectation Failed", 431: b"Request Header Fields Too Large",
+           501: b"Not Implemented", 502: b"Bad Gateway", 505: b"HTTP Version Not Supported"}
+
+RULE_USER = "api-user"
+RULE_UPSTREAM = "api-upstream"
+
+Decide = Callable[[ApiRequest, object, EngineQueries], ApiVerdict]
+Transform = Callable[[str, int, bytes, ApiRequest], bytes]
+Record = Callable[[object, dict[str, object]], None]
+
+
+class Received:
+    """One request read in full: the h11 connection that read it, its head, its body."""
+
+    __slots__ = ("conn", "event", "target", "body", "spool", "size")
+
+    def __init__(self, conn: h11.Connection, event: h11.Request, target: framing.Target,
+                 body: bytes, spool: IO[bytes] | None, size: int) -> None:
+        self.conn = conn
+        self.event = event
+        self.target = target
+        self.body = body      # the body when in memory
+        self.spool = spool    # or the unlinked file it was spooled to (a build context)
+        self.size = size
+
+
+class Proxy:
+    """Shared by every connection: the current policy state (swapped on reload) and the
+    decision functions (the real ones, or a test's stand-in)."""
+
+    def __init__(self, state: PolicyState, decide: Decide, transform: Transform,
+                 record: Record = write_api_record) -> None:  # type: ignore[assignment]
+        self.state = state
+        self.decide = decide
+        self.transform = transform
+        self.record = record
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[union-attr]
+        connection = ClientConnection(self, reader, writer, peer_of(writer))
+        try:
+            await connection.serve()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception as error:  # noqa: BLE001 - a bug closes this connection, never the daemon
+            report(error)
+        finally:
+            writer.close()
+
+    # ------------------------------------------------------------ decision (worker thread)
+
+    def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller) -> ApiVerdict:
+        verdict = self.verdict_for(request, state)
+        record = api_record(caller, request.profile or None, request.method, request.target,
+                            endpoint=verdict.endpoint, allowed=verdict.allowed, rule=verdict.rule,
+                            reason=verdict.reason, policy=state.policy)
+        if state.policy is None:
+            syslog_only(record)
+            return verdict
+        try:
+            self.record(state.policy, record)
+        except AuditError as error:
+            reason = f"{error.message}; nothing runs unrecorded"
+            return ApiVerdict(False, error.rule, reason, verdict.endpoint)
+        return verdict
+
+    def verdict_for(self, request: ApiRequest, state: PolicyState) -> ApiVerdict:
+        if state.policy is None:
+            return ApiVerdict(False, "policy-invalid", f"{state.error}; ask the operator to fix the policy",
+                              "unknown")
+        if not request.profile:
+            return ApiVerdict(False, RULE_USER, f"uid {request.uid} is not listed in [proxy.users]",
+                              "unknown")
+        try:
+            return self.decide(request, state.policy, UpstreamEngine(state.settings.upstream))
+        except Exception as error:  # noqa: BLE001 - any failure to decide is a denial
+            report(error)
+            return ApiVerdict(False, "internal-error", f"internal error ({type(error).__name__})", "unknown")
+
+    def record_refusal(self, state: PolicyState, caller: Caller, method: str, target: str,
+                       error: FramingError) -> None:
+        """A framing refusal is a decision too: recorded like the others (best effort)."""
+        record = api_record(caller, None, method, target, endpoint="framing", allowed=False,
+                            rule=error.rule, reason=error.message, policy=state.policy)
+        if state.policy is None:
+            syslog_only(record)
+            return
+        try:
+            self.record(state.policy, record)
+        except AuditError:
+            syslog_only(record)
+
+
+class ClientConnection:
+    """One client connection: requests in turn, each read, decided and answered in full."""
+
+    def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 caller: Caller) -> None:
+        self.proxy = proxy
+        self.reader = reader
+        self.writer = writer
+        self.caller = caller
+        self.pending = b""  # bytes read past the current request (a pipelined next one)
+        self.head = bytearray()  # the current request's bytes as received, up to its body
+        self.request_line = ("", "")  # method and target, once parsed (for the audit record)
+
+    async def serve(self) -> None:
+        while True:
+            state = self.proxy.state
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+            try:
+                received = await self.read_request(conn, state)
+            except FramingError as error:
+                await self.refuse(conn, state, error)
+                return
+            if received is None:
+                return
+            try:
+                keep = await self.answer(received, state)
+            finally:
+                if received.spool is not None:
+                    received.spool.close()
+            if not keep:
+                return
+
+    # ------------------------------------------------------------ reading a request
+
+    async def read_request(self, conn: h11.Connection, state: PolicyState) -> Received | None:
+        self.head = bytearray()
+        self.request_line = ("", "")
+        first, self.pending = self.pending, b""
+        if first:
+            self.feed(conn, first)  # (an empty feed would tell h11 the client hung up)
+        event = await self.next_event(conn)
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):
+            raise FramingError(400, "malformed request")
+        self.request_line = (event.method.decode("ascii"), event.target.decode("ascii"))
+        head_size = len(self.head) - len(conn.trailing_data[0])
+        if head_size > MAX_HEAD:  # h11 bounds only a head that arrives in pieces
+            raise FramingError(431, f"request head over {MAX_HEAD} bytes")
+        framing.check_raw_head(bytes(self.head[:head_size]))
+        self.head = bytearray()  # the rest is body: no longer kept
+        target = framing.split_target(event.target)
+        framing.check_head(event, target.path)
+        length = framing.body_length(event)
+        build = target.path in framing.CHUNKED_PATHS and event.method == b"POST"
+        cap = state.settings.max_build_context if build else state.settings.max_body
+        framing.check_body_size(length, cap)
+        if conn.they_are_waiting_for_100_continue:
+            self.writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[],
+                                                                  reason=b"Continue")))
+        if build:
+            spool, size = await self.spool_body(conn, cap)
+            return Received(conn, event, target, b"", spool, size)
+        body = await self.read_body(conn, cap)
+        return Received(conn, event, target, body, None, len(body))
+
+    def feed(self, conn: h11.Connection, data: bytes) -> None:
+        if len(self.head) <= MAX_HEAD:
+            self.head += data
+        conn.receive_data(data)
+
+    async def next_event(self, conn: h11.Connection) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as error:
+                raise FramingError(error.error_status_hint, f"malformed request: {error}") from None
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            self.feed(conn, await self.reader.read(READ_SIZE))
+
+    async def body_events(self, conn: h11.Connection):  # type: ignore[no-untyped-def]
+        while True:
+            event = await self.next_event(conn)
+            if isinstance(event, h11.Data):
+                yield event.data
+            elif isinstance(event, h11.EndOfMessage):
+                if event.headers:
+                    raise FramingError(400, "chunked request with trailers")
+                return
+            else:
+                raise FramingError(400, "request body cut short")
+
+    async def read_body(self, conn: h11.Connection, cap: int) -> bytes:
+        parts: list[bytes] = []
+        async for data in self.body_events(conn):
+            parts.append(data)  # h11 holds it to the Content-Length checked against the cap
+        body = b"".join(parts)
+        if len(body) > cap:
+            raise FramingError(413, f"request body over the cap of {cap} bytes", framing.RULE_BODY_SIZE)
+        return body
+
+    async def spool_body(self, conn: h11.Connection, cap: int) -> tuple[IO[bytes], int]:
+        """A build context, read in full before anything goes upstream: to an unlinked
+        0600 file, within the cap; forwarded later with a Content-Length."""
+        spool = tempfile.TemporaryFile(prefix="gatekeeper-proxy-")  # noqa: SIM115 - closed by serve()
+        size = 0
+        try:
+            async for data in self.body_events(conn):
+                size += len(data)
+                if size > cap:
+                    raise FramingError(413, f"build context over the cap of {cap} bytes",
+                                       framing.RULE_BODY_SIZE)
+                spool.write(data)
+        except BaseException:
+            spool.close()
+            raise
+        spool.flush()
+        return spool, size
+
+    async def refuse(self, conn: h11.Connection, state: PolicyState, error: FramingError) -> None:
+        """Answer a framing refusal and close: the rest of the stream cannot be trusted."""
+        loop = asyncio.get_running_loop()
+        method, target = self.request_line
+        await loop.run_in_executor(None, self.proxy.record_refusal, state, self.caller, method, target, error)
+        status = error.status if 400 <= error.status < 600 else 400
+        # A fresh state machine: h11 lets a server answer before (or without) a parsed request.
+        body = denial_body(error.message, error.rule)
+        await self.send_whole(h11.Connection(h11.SERVER), status, body, False)
+        await self.linger()
+
+    async def linger(self) -> None:
+        """Close gently after a refusal: closing with unread bytes sends a reset, which can
+        destroy the answer before the client reads it. Read and drop what is in flight (a
+        bounded amount, for a short time) after our half-close."""
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
+        dropped = 0
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                while dropped < LINGER_BYTES and (data := await self.reader.read(READ_SIZE)):
+                    dropped += len(data)
+        except (TimeoutError, ConnectionError):
+            pass
+
+    # ------------------------------------------------------------ answering it
+
+    async def answer(self, received: Received, state: PolicyState) -> bool:
+        """Decide, then answer or forward; True to keep the connection for another request."""
+        self.pending = received.conn.trailing_data[0]  # what came after it: a next request, or raw stream
+        request = self.api_request(received, state)
+        loop = asyncio.get_running_loop()
+        verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state, self.caller)
+        keep = not framing.wants_close(received.event)
+        if not verdict.allowed:
+            await self.send_whole(received.conn, 403, denial_body(verdict.reason, verdict.rule), keep)
+            return keep
+        upstream = Upstream(self, received, request, verdict, state)
+        return await upstream.forward(keep)
+
+    def api_request(self, received: Received, state: PolicyState) -> ApiRequest:
+        event = received.event
+        headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in event.headers]
+        profile = state.settings.profile_of(self.caller.user) or ""
+        target = received.target
+        return ApiRequest(event.method.decode("ascii"), event.target.decode("ascii"), target.path,
+                          target.version, target.query, headers, received.body, self.caller.uid, profile)
+
+    async def send_whole(self, conn: h11.Connection, status: int, body: bytes, keep: bool,
+                         headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        fields = [(b"content-type", b"application/json")] if headers is None else list(headers)
+        fields.append((b"content-length", str(len(body)).encode()))
+        if not keep:
+            fields.append((b"connection", b"close"))
+        reason = REASONS.get(status, b"")
+        head = conn.send(h11.Response(status_code=status, headers=fields, reason=reason))
+        # An answer to HEAD has the headers of the GET answer and never its body.
+        self.writer.write(head if self.request_line[0] == "HEAD" else head + body)
+        await self.writer.drain()
+
+    async def watch_client(self) -> None:
+        """While a response streams: keep what the client sends (a next request) and return
+        when it hangs up, so a `logs -f` the client left stops upstream too."""
+        while len(self.pending) < MAX_HEAD:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                return
+            self.pending += data
+        await asyncio.Event().wait()  # enough buffered: the rest waits in the socket
+
+
+class Upstream:
+    """One allowed request forwarded on its own engine connection, and its response relayed."""
+
+    def __init__(self, client: ClientConnection, received: Received, request: ApiRequest,
+                 verdict: ApiVerdict, state: PolicyState) -> None:
+        self.client = client
+        self.received = received
+        self.request = request
+        self.verdict = verdict
+        self.state = state
+        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def forward(self, keep: bool) -> bool:
+        try:
+            self.reader, self.writer = await asyncio.open_unix_connection(
+                self.state.settings.upstream, limit=READ_SIZE)
+        except OSError as error:
+            await self.engine_unreachable(error, keep)
+            return keep
+        try:
+            self.writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[union-attr]
+            return await self.exchange(keep)
+        finally:
+            self.writer.close()
+
+    async def engine_unreachable(self, error: OSError, keep: bool) -> None:
+        message = f"gatekeeper: the engine does not answer ({error.strerror or error}) (rule {RULE_UPSTREAM})"
+        await self.client.send_whole(self.received.conn, 502, json.dumps({"message": message}).encode(), keep)
+
+    async def exchange(self, keep: bool) -> bool:
+        try:
+            await self.send_request()
+            response = await self.response_head()
+        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as error:
+            await self.engine_unreachable(OSError(str(error)), False)
+            return False
+        if isinstance(response, h11.InformationalResponse):
+            await self.relay_upgrade(response)
+            return False
+        if self.verdict.response is not None:
+            return await self.relay_transformed(response, keep)
+        return await self.relay_streaming(response, keep)
+
+    # ------------------------------------------------------------ request
+
+    async def send_request(self) -> None:
+        received, verdict = self.received, self.verdict
+        body = verdict.body if verdict.body is not None else received.body
+        size = len(body) if verdict.body is not None or received.spool is None else received.size
+        upgrade = framing.is_upgrade(received.event)
+        headers = framing.forwarded_headers(received.event, size, upgrade)
+        target = (verdict.target or self.request.target).encode("ascii")
+        self.writer.write(self.conn.send(h11.Request(method=received.event.method, target=target,
+                                                     headers=headers)))
+        if verdict.body is None and received.spool is not None:
+            await self.send_spooled(received.spool)
+        elif body:
+            self.writer.write(self.conn.send(h11.Data(data=body)))
+        self.writer.write(self.conn.send(h11.EndOfMessage()))
+        await self.writer.drain()
+
+    async def send_spooled(self, spool: IO[bytes]) -> None:
+        spool.seek(0)
+        while data := spool.read(READ_SIZE):
+            self.writer.write(self.conn.send(h11.Data(data=data)))
+            await self.writer.drain()
+
+    async def response_head(self) -> h11.Response | h11.InformationalResponse:
+        """The engine's response head (a 101 when it takes an upgrade); 100s are skipped."""
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(await self.reader.read(READ_SIZE))
+                continue
+            if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
+                continue
+            if isinstance(event, h11.Response | h11.InformationalResponse):
+                return event
+            raise h11.RemoteProtocolError("no response from the engine")
+
+    # ------------------------------------------------------------ streamed response
+
+    async def relay_streaming(self, response: h11.Response, keep: bool) -> bool:
+        """The head through h11, the body as raw reads as it comes: nothing buffered whole."""
+        headers = end_to_end(response.headers)
+        if not keep:
+            headers.append((b"connection", b"close"))
+        client = self.client
+        client.writer.write(send_head(self.received.conn, response, headers))
+        first = self.conn.trailing_data[0]
+        body = self.body_relay(response, first)
+        if body is None:
+            await client.writer.drain()
+            return keep
+        complete = await self.while_client_listens(body)
+        return keep and complete
+
+    def body_relay(self, response: h11.Response, first: bytes):  # type: ignore[no-untyped-def]
+        """The coroutine relaying this response's body, None when it has none."""
+        method = self.received.event.method
+        if method == b"HEAD" or response.status_code in (204, 304):
+            return None
+        coding = [v for k, v in response.headers if k == b"transfer-encoding"]
+        length = [v for k, v in response.headers if k == b"content-length"]
+        if coding:
+            return self.copy_chunked(first)
+        if length:
+            return self.copy_exact(first, int(length[0]))
+        return self.copy_until_close(first)
+
+    async def while_client_listens(self, body) -> bool:  # type: ignore[no-untyped-def]
+        relay = asyncio.ensure_future(body)
+        watcher = asyncio.ensure_future(self.client.watch_client())
+        done, _ = await asyncio.wait({relay, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if relay not in done:
+            await cancelled(relay)
+            return False
+        await cancelled(watcher)  # its read must be over before the next request is read
+        return bool(relay.result())
+
+    async def copy_exact(self, first: bytes, length: int) -> bool:
+        out = self.client.writer
+        out.write(first[:length])
+        left = length - len(first[:length])
+        while left > 0:
+            data = await self.reader.read(min(left, READ_SIZE))
+            if not data:
+                return False  # cut short: the client must not wait for the rest
+            out.write(data)
+            left -= len(data)
+            await out.drain()
+        await out.drain()
+        return True
+
+    async def copy_chunked(self, first: bytes) -> bool:
+        """The engine's chunked framing relayed as it is, to the end of the engine's
+        response (Connection: close); complete only if it ended with the last chunk."""
+        out = self.client.writer
+        out.write(first)
+        tail = first[-len(CHUNKED_END):]
+        while data := await self.reader.read(READ_SIZE):
+            out.write(data)
+            tail = (tail + data)[-len(CHUNKED_END):]
+            await out.drain()
+        await out.drain()
+        return tail == CHUNKED_END
+
+    async def copy_until_close(self, first: bytes) -> bool:
+        """A body delimited by the engine closing: chunked to the client by h11."""
+        out, conn = self.client.writer, self.received.conn
+        data = first
+        while data:
+            out.write(conn.send(h11.Data(data=data)))
+            await out.drain()
+            data = await self.reader.read(READ_SIZE)
+        out.write(conn.send(h11.EndOfMessage()))
+        await out.drain()
+        return True
+
+    # ------------------------------------------------------------ transformed response
+
+    async def relay_transformed(self, response: h11.Response, keep: bool) -> bool:
+        """Read the (small) answer whole and send what transform_response makes of it."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(await self.reader.read(READ_SIZE))
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_TRANSFORMED:
+                    return await self.transform_failed("the engine's answer is too large to redact", keep)
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                return await self.transform_failed("the engine's answer was cut short", keep)
+        loop = asyncio.get_running_loop()
+        try:
+            body = await loop.run_in_executor(None, self.client.proxy.transform, self.verdict.response,
+                                              response.status_code, b"".join(parts), self.request)
+        except Exception as error:  # noqa: BLE001 - an answer we cannot redact is not sent
+            report(error)
+            return await self.transform_failed(f"the answer could not be redacted ({type(error).__name__})",
+                                               keep)
+        headers = [(k, v) for k, v in end_to_end(response.headers)
+                   if k not in (b"content-length", b"transfer-encoding")]
+        await self.client.send_whole(self.received.conn, response.status_code, body, keep, headers)
+        return keep
+
+    async def transform_failed(self, reason: str, keep: bool) -> bool:
+        await self.client.send_whole(self.received.conn, 502, denial_body(reason, "internal-error"), keep)
+        return keep
+
+    # ------------------------------------------------------------ upgrade
+
+    async def relay_upgrade(self, response: h11.InformationalResponse) -> None:
+        """101 from the engine: from here on both directions are raw bytes (attach's stream,
+        buildkit's h2c), relayed until both sides have finished."""
+        conn = self.received.conn
+        if not framing.is_upgrade(self.received.event):
+            raise h11.RemoteProtocolError("the engine switched protocols unasked")
+        client = self.client
+        client.writer.write(conn.send(h11.InformationalResponse(
+            status_code=101, headers=list(response.headers), reason=response.reason)))
+        from_client = client.pending
+        client.pending = b""
+        await asyncio.gather(
+            pipe(from_client, client.reader, self.writer),
+            pipe(self.conn.trailing_data[0], self.reader, client.writer),
+            return_exceptions=True,
+        )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The engine's response headers without the ones about its hop to us."""
+    return [(key, value) for key, value in headers
+            if key not in (b"connection", b"keep-alive", b"proxy-connection", b"upgrade")]
+
+
+def send_head(conn: h11.Connection, response: h11.Response, headers: list[tuple[bytes, bytes]]) -> bytes:
+    return conn.send(h11.Response(status_code=response.status_code, headers=headers, reason=response.reason))
+
+
+async def cancelled(task: asyncio.Future[object]) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def pipe(first: bytes, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    """Raw bytes one way until the source ends, then half-close the sink (attach's stdin
+    end reaches the container as EOF)."""
+    try:
+        if first:
+            sink.write(first)
+        while data := await source.read(READ_SIZE):
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+    except (ConnectionError, OSError):
+        sink.close()
+
+
+def denial_body(reason: str, rule: str) -> bytes:
+    """What the docker CLI prints after 'Error response from daemon: '."""
+    return json.dumps({"message": f"gatekeeper: denied: {reason} (rule {rule})"}).encode()
+
+
+def peer_of(writer: asyncio.StreamWriter) -> Caller:
+    """The connecting process's credentials from the kernel (SO_PEERCRED), never from the request."""
+    import pwd
+
+    sock = writer.get_extra_info("socket")
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    try:
+        user: str | None = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = None
+    return Caller(pid, uid, gid, user)
+
+
+def report(error: BaseException) -> None:
+    import traceback
+
+    from gatekeeper.audit import to_syslog
+
+    try:
+        to_syslog("proxy internal error: " + "".join(traceback.format_exception(error)).replace("\n", " | "))
+    except OSError:
+        pass
+
+
+def listening_socket(path: str, group: str) -> socket.socket:
+    """The proxy's socket: mode 0660, owned by `group`; never reachable by anyone else,
+    not even between bind and chmod (bound under umask 0177)."""
+    import grp
+    import stat
+
+    gid = grp.getgrnam(group).gr_gid
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)  # a stale socket from a previous run
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,288 @@
+"""The proxy's transport under test: a real gatekeeper.proxy.server.Proxy on a unix
+socket in front of a fake engine (an h11 server on another unix socket), both on one
+event loop in a background thread. The decision is a stand-in (STAND_IN_ALLOWED):
+the transport's tests are about framing, relay and refusals, not about the policy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import grp
+import http.client
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import h11
+
+from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
+from gatekeeper.proxy.server import Proxy, listening_socket
+from gatekeeper.proxy.settings import load_state
+
+# The stand-in decision: (method, path) allowed; everything else denied.
+STAND_IN_ALLOWED = {
+    ("GET", "/_ping"), ("GET", "/version"), ("GET", "/containers/json"), ("GET", "/stream"),
+    ("GET", "/big"), ("POST", "/echo"), ("GET", "/echo"), ("POST", "/build"),
+    ("POST", "/containers/c1/attach"), ("GET", "/containers/c1/json"), ("GET", "/close-delimited"),
+}  # fmt: skip
+
+
+def stand_in_decide(request: ApiRequest, policy: object, engine: object) -> ApiVerdict:
+    endpoint = f"{request.method} {request.path}"
+    if (request.method, request.path) in STAND_IN_ALLOWED:
+        response = "redact-test" if request.path == "/containers/c1/json" else None
+        return ApiVerdict(True, "allowed", "stand-in", endpoint, response=response)
+    return ApiVerdict(False, "denied", f"{request.method} {request.path} is not allowed here", endpoint)
+
+
+def stand_in_transform(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
+    value = json.loads(body)
+    value["Secret"] = "<redacted>"
+    return json.dumps(value).encode()
+
+
+class FakeEngine:
+    """An engine that records what reaches it and answers a few paths in the ways the real
+    one does (Content-Length, chunked, a stream held open, a 101 upgrade)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.raw = bytearray()
+        self.release = asyncio.Event()  # lets /stream send its second half
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
+        try:
+            await self.serve(conn, reader, writer)
+        except (ConnectionError, h11.ProtocolError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        while True:
+            request, body = await self.read_request(conn, reader)
+            if request is None:
+                return
+            headers = {k.decode(): v.decode() for k, v in request.headers}
+            target = request.target.decode()
+            self.received.append((request.method.decode(), target, headers, body))
+            path = target.partition("?")[0]
+            if path.startswith("/v1."):
+                path = "/" + path.split("/", 2)[2]
+            if await self.answer(conn, reader, writer, path, target, headers, body):
+                return
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+
+    async def read_request(self, conn, reader):  # type: ignore[no-untyped-def]
+        request, parts = None, []
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(1 << 16)
+                self.raw += data
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return request, b"".join(parts)
+            else:
+                return None, b""
+
+    async def answer(self, conn, reader, writer, path, target, headers, body) -> bool:  # type: ignore[no-untyped-def]
+        def send(*events: object) -> None:
+            for event in events:
+                writer.write(conn.send(event))
+
+        if path == "/_ping":
+            send(h11.Response(status_code=200, headers=[("content-length", "2"), ("api-version", "1.41")]),
+                 h11.Data(data=b"OK"), h11.EndOfMessage())
+        elif path == "/containers/json":
+            send(h11.Response(status_code=200, headers=[("content-type", "application/json")]),
+                 h11.Data(data=b"[]\n"), h11.EndOfMessage())
+        elif path == "/stream":
+            send(h11.Response(status_code=200, headers=[("content-type", "application/json")]),
+                 h11.Data(data=b"first\n"))
+            await writer.drain()
+            await self.release.wait()
+            send(h11.Data(data=b"second\n"), h11.EndOfMessage())
+        elif path == "/big":
+            size = int(target.partition("n=")[2])
+            send(h11.Response(status_code=200, headers=[("content-length", str(size))]))
+            block = b"x" * (1 << 16)
+            left = size
+            while left:
+                writer.write(block[:left])
+                left -= min(left, len(block))
+                await writer.drain()
+            send(h11.EndOfMessage())
+        elif path in ("/echo", "/build"):
+            answer = json.dumps({"headers": headers, "size": len(body), "target": target}).encode()
+            send(h11.Response(status_code=200, headers=[("content-length", str(len(answer)))]),
+                 h11.Data(data=answer), h11.EndOfMessage())
+        elif path == "/containers/c1/json":
+            answer = b'{"Id": "c1", "Secret": "hunter2"}'
+            send(h11.Response(status_code=200, headers=[("content-length", str(len(answer)))]),
+                 h11.Data(data=answer), h11.EndOfMessage())
+        elif path == "/close-delimited":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+            await writer.drain()
+            return True
+        elif path == "/containers/c1/attach":
+            await self.upgraded(conn, reader, writer)
+            return True
+        else:
+            send(h11.Response(status_code=404, headers=[("content-length", "0")]), h11.EndOfMessage())
+        await writer.drain()
+        return False
+
+    async def upgraded(self, conn, reader, writer) -> None:  # type: ignore[no-untyped-def]
+        writer.write(conn.send(h11.InformationalResponse(status_code=101, reason=b"UPGRADED", headers=[
+            ("content-type", "application/vnd.docker.raw-stream"), ("connection", "Upgrade"),
+            ("upgrade", "tcp")])))
+        writer.write(b"hello from the container\n")
+        data = conn.trailing_data[0]
+        while True:
+            if data:
+                writer.write(data.upper())
+                await writer.drain()
+            data = await reader.read(1 << 16)
+            if not data:
+                break
+        writer.write(b"stdin closed\n")
+        await writer.drain()
+
+
+POLICY = """
+[audit]
+path = "{audit}"
+syslog = false
+
+[proxy]
+listen = "{listen}"
+group = "{group}"
+upstream = "{upstream}"
+max_body = 4096
+max_build_context = 100000
+{users}
+"""
+
+
+class Harness:
+    def __init__(self, root: Path, users: str | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.listen = str(root / "proxy.sock")
+        self.upstream = str(root / "engine.sock")
+        self.audit = root / "audit.jsonl"
+        self.audit.touch()
+        self.policy = root / "policy.toml"
+        me = getpass.getuser()
+        self.write_policy(f'[proxy.users]\n{me} = "agent"' if users is None else users)
+        self.loop = asyncio.new_event_loop()
+        self.engine = FakeEngine()
+        self.connections = 0
+        self.proxy = Proxy(load_state(str(self.policy)), stand_in_decide, stand_in_transform)
+
+    def write_policy(self, users: str) -> None:
+        group = grp.getgrgid(os.getgid()).gr_name
+        self.policy.write_text(POLICY.format(audit=self.audit, listen=self.listen, group=group,
+                                             upstream=self.upstream, users=users))
+
+    def reload(self) -> None:
+        self.proxy.state = load_state(str(self.policy), self.proxy.state.settings)
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            await self.proxy.handle(reader, writer)
+
+        async def main() -> None:
+            await asyncio.start_unix_server(self.engine.handle, path=self.upstream)
+            sock = listening_socket(self.listen, grp.getgrgid(os.getgid()).gr_name)
+            await asyncio.start_unix_server(counted, sock=sock, limit=1 << 18)
+            ready.set()
+
+        self.loop.run_until_complete(main())
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.shutdown())
+        self.loop.close()
+
+    async def shutdown(self) -> None:
+        """Every connection's task ended before the loop closes (none left for the GC)."""
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def release_stream(self) -> None:
+        self.loop.call_soon_threadsafe(self.engine.release.set)
+
+    # ------------------------------------------------------------ clients
+
+    def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Send bytes, read until the proxy closes (refusals close the connection)."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self.listen)
+            sock.sendall(data)
+            out = b""
+            while chunk := sock.recv(65536):
+                out += chunk
+            return out
+
+    def http(self) -> UnixHTTPConnection:
+        return UnixHTTPConnection(self.listen)
+
+    def records(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("docker", timeout=10)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+@contextlib.contextmanager
+def running(root: Path, users: str | None = None) -> Iterator[Harness]:
+    harness = Harness(root, users)
+    harness.start()
+    try:
+        yield harness
+    finally:
+        harness.stop()
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def message_of(response: bytes) -> str:
+    return str(json.loads(response.partition(b"\r\n\r\n")[2])["message"])

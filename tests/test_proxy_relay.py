@@ -1,0 +1,209 @@
+"""The proxy's relay: keep-alive, streams as they come, upgrades both ways, transformed
+answers, and who gets nothing at all (an unlisted user; everyone, under a broken policy)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from .proxy_harness import Harness, message_of, running, status_of
+
+PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+
+
+@pytest.fixture
+def proxy(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with running(tmp_path) as harness:
+        yield harness
+
+
+def read_until(sock: socket.socket, marker: bytes, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    out = b""
+    while marker not in out:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(proxy: Harness) -> None:
+    conn = proxy.http()
+    answers = []
+    for method, path, body in [("GET", "/_ping", None), ("GET", "/v1.41/containers/json", None),
+                               ("POST", "/echo", b"{}"), ("DELETE", "/containers/x", None),
+                               ("GET", "/_ping", None)]:
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        answers.append((response.status, response.read()))
+    assert [status for status, _ in answers] == [200, 200, 200, 403, 200]
+    assert answers[0][1] == b"OK"
+    assert answers[1][1] == b"[]\n"
+    assert json.loads(answers[2][1])["size"] == 2
+    assert proxy.connections == 1  # a denial keeps the connection too (the request was read whole)
+    conn.close()
+
+
+def test_stream_reaches_the_client_before_the_engine_finishes(proxy: Harness) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(proxy.listen)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: docker\r\n\r\n")
+        first = read_until(sock, b"first\n")
+        assert b"first\n" in first  # the engine still holds the rest back
+        assert b"second" not in first
+        proxy.release_stream()
+        rest = read_until(sock, b"0\r\n\r\n")
+        assert b"second\n" in rest
+        # the connection stays usable: a second request on it
+        sock.sendall(PING)
+        assert read_until(sock, b"OK").endswith(b"OK")
+
+
+def test_large_body_relayed_exactly(proxy: Harness) -> None:
+    conn = proxy.http()
+    size = 5_000_123
+    conn.request("GET", f"/big?n={size}")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert len(response.read()) == size
+    conn.request("GET", "/_ping")
+    assert conn.getresponse().read() == b"OK"
+    assert proxy.connections == 1
+
+
+def test_upgrade_is_relayed_raw_both_ways(proxy: Harness) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(proxy.listen)
+        sock.sendall(b"POST /v1.41/containers/c1/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: docker\r\n"
+                     b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
+        head = read_until(sock, b"hello from the container\n")
+        assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\n")
+        assert b"upgrade: tcp" in head.lower()
+        sock.sendall(b"typed on stdin")
+        assert read_until(sock, b"TYPED ON STDIN").endswith(b"TYPED ON STDIN")
+        sock.shutdown(socket.SHUT_WR)  # the CLI's end of stdin
+        rest = read_until(sock, b"stdin closed\n")
+        assert rest.endswith(b"stdin closed\n")
+        assert sock.recv(100) == b""
+    _, _, headers, _ = proxy.engine.received[-1]
+    assert (headers["connection"], headers["upgrade"]) == ("Upgrade", "tcp")
+
+
+def test_transformed_answer_is_rewritten(proxy: Harness) -> None:
+    conn = proxy.http()
+    conn.request("GET", "/containers/c1/json")
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    assert body == {"Id": "c1", "Secret": "<redacted>"}
+    assert response.getheader("content-length") == str(len(json.dumps(body)))
+
+
+def test_close_delimited_answer_is_chunked_to_the_client(proxy: Harness) -> None:
+    conn = proxy.http()
+    conn.request("GET", "/close-delimited")
+    response = conn.getresponse()
+    assert response.read() == b"until the end"
+    assert response.getheader("transfer-encoding") == "chunked"
+
+
+def test_denial_names_the_rule_as_the_docker_cli_prints_it(proxy: Harness) -> None:
+    answer = proxy.raw(b"POST /containers/x/exec HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
+                       b"Content-Length: 2\r\n\r\n{}")
+    assert status_of(answer) == 403
+    assert message_of(answer) == (
+        "gatekeeper: denied: POST /containers/x/exec is not allowed here (rule denied)")
+    assert not [r for r in proxy.engine.received if "exec" in r[1]]
+
+
+def test_denied_head_gets_no_body(proxy: Harness) -> None:
+    """The docker CLI pings with HEAD first: a body after that answer would be read as the
+    answer to its next request."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(proxy.listen)
+        sock.sendall(b"HEAD /containers/x/json HTTP/1.1\r\nHost: docker\r\n\r\n" + PING)
+        answers = read_until(sock, b"\r\n\r\nOK")
+    first, _, rest = answers.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 403 ")
+    assert b"content-length: " in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200 ")
+
+
+def test_every_decision_is_audited_with_the_api_layer(proxy: Harness) -> None:
+    proxy.raw(PING)
+    proxy.raw(b"DELETE /containers/x HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+    allowed, denied = proxy.records()[-2:]
+    for record in (allowed, denied):
+        assert record["layer"] == "api"
+        assert record["event"] == "decision"
+        assert record["uid"] == __import__("os").getuid()
+        assert record["profile"] == "agent"
+    assert (allowed["decision"], allowed["method"], allowed["target"], allowed["endpoint"]) == (
+        "allow", "GET", "/_ping", "GET /_ping")
+    assert (denied["decision"], denied["rule"]) == ("deny", "denied")
+
+
+def test_client_leaving_a_stream_ends_it_upstream(proxy: Harness) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(proxy.listen)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: docker\r\n\r\n")
+        read_until(sock, b"first\n")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not upstream_gone(proxy):
+        time.sleep(0.05)
+    assert upstream_gone(proxy)
+
+
+def upstream_gone(proxy: Harness) -> bool:
+    """The engine's side of the stream is closed (its connection count back to none)."""
+    import subprocess
+
+    out = subprocess.run(["ss", "-xp"], capture_output=True, text=True, check=False).stdout
+    return proxy.upstream not in out or out.count(proxy.upstream) <= 1
+
+
+# ---------------------------------------------------------------- who gets nothing
+
+
+def test_unlisted_user_is_refused_everything(tmp_path: Path) -> None:
+    with running(tmp_path / "listed") as listed:  # control: the same request from a listed user
+        assert status_of(listed.raw(PING)) == 200
+    with running(tmp_path / "unlisted", users='[proxy.users]\nsomeone-else = "agent"') as unlisted:
+        answer = unlisted.raw(PING)
+        assert status_of(answer) == 403
+        assert message_of(answer).endswith("is not listed in [proxy.users] (rule api-user)")
+        assert unlisted.engine.received == []
+        assert unlisted.records()[-1]["rule"] == "api-user"
+
+
+def test_broken_policy_refuses_everything_until_fixed(proxy: Harness) -> None:
+    assert status_of(proxy.raw(PING)) == 200  # control: the good policy lets it through
+    good = proxy.policy.read_text()
+    proxy.policy.write_text(good + "\n[proxy]\nunknown_key = 1\n")
+    proxy.reload()
+    answer = proxy.raw(PING)
+    assert status_of(answer) == 403
+    assert message_of(answer).endswith("(rule policy-invalid)")
+    count = len(proxy.engine.received)
+    proxy.policy.write_text(good)
+    proxy.reload()
+    assert status_of(proxy.raw(PING)) == 200
+    assert len(proxy.engine.received) == count + 1
+
+
+def test_unreadable_policy_refuses_everything(proxy: Harness) -> None:
+    proxy.policy.unlink()
+    proxy.reload()
+    assert status_of(proxy.raw(PING)) == 403
+    assert proxy.engine.received == []
+
+
+def test_engine_down_is_a_502_not_a_hang(proxy: Harness) -> None:
+    Path(proxy.upstream).unlink()
+    answer = proxy.raw(PING)
+    assert status_of(answer) == 502
+    assert "rule api-upstream" in message_of(answer)
