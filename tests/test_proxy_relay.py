@@ -207,3 +207,19 @@ def test_engine_down_is_a_502_not_a_hang(proxy: Harness) -> None:
     answer = proxy.raw(PING)
     assert status_of(answer) == 502
     assert "rule api-upstream" in message_of(answer)
+
+
+def test_forcecommand_records_are_taken_not_forwarded(proxy: Harness) -> None:
+    """POST /_gatekeeper/audit is the intake (gatekeeper.proxy.intake): written to the log,
+    stamped with the caller from SO_PEERCRED, never sent to the engine."""
+    conn = proxy.http()
+    record = b'{"event": "decision", "layer": "api", "cmd": "docker ps"}'
+    conn.request("POST", "/_gatekeeper/audit", body=record)
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (204, b"")
+    written = proxy.records()[-1]
+    assert (written["layer"], written["cmd"]) == ("cli", "docker ps")
+    assert written["reported_by"]["profile"] == "agent"  # type: ignore[index]
+    conn.request("GET", "/_ping")  # the connection goes on
+    assert conn.getresponse().read() == b"OK"
+    assert not [r for r in proxy.engine.received if "_gatekeeper" in r[1]]

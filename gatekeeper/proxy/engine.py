@@ -27,3 +27,15 @@ class UpstreamEngine:
             raise EngineError(f"not a request target: {target!r}")
         status, body = http_get(self.socket_path, target, time.monotonic() + self.timeout)
         return status, parse_json(body)
+
+    def realpath(self, path: str) -> str:
+        """A host path resolved as the engine (root) will resolve it when it mounts it;
+        Denied where that cannot be proven (gatekeeper.worlds.check_resolution). The proxy
+        runs as root or a docker-group member, so it sees what the engine sees."""
+        import os
+
+        from gatekeeper.worlds import check_resolution
+
+        resolved = os.path.realpath(path)
+        check_resolution(resolved)
+        return resolved

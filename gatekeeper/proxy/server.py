@@ -30,7 +30,7 @@ from typing import IO
 import h11
 
 from gatekeeper.errors import AuditError
-from gatekeeper.proxy import framing
+from gatekeeper.proxy import framing, intake
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.engine import UpstreamEngine
 from gatekeeper.proxy.framing import FramingError
@@ -45,9 +45,12 @@ CHUNKED_END = b"0\r\n\r\n"
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
 
-REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 411: b"Length Required",
-           413: b"Content Too Large", 417: b"Expectation Failed", 431: b"Request Header Fields Too Large",
-           501: b"Not Implemented", 502: b"Bad Gateway", 505: b"HTTP Version Not Supported"}
+REASONS = {
+    200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 405: b"Method Not Allowed",
+    411: b"Length Required", 413: b"Content Too Large", 417: b"Expectation Failed",
+    431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 505: b"HTTP Version Not Supported",
+}
 
 RULE_USER = "api-user"
 RULE_UPSTREAM = "api-upstream"
@@ -291,8 +294,12 @@ class ClientConnection:
         self.pending = received.conn.trailing_data[0]  # what came after it: a next request, or raw stream
         request = self.api_request(received, state)
         loop = asyncio.get_running_loop()
-        verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state, self.caller)
         keep = not framing.wants_close(received.event)
+        if intake.is_intake(request):  # the ForceCommand's audit records: ours, never the engine's
+            status, body = await loop.run_in_executor(None, take_record, request, state)
+            await self.send_whole(received.conn, status, body, keep)
+            return keep
+        verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state, self.caller)
         if not verdict.allowed:
             await self.send_whole(received.conn, 403, denial_body(verdict.reason, verdict.rule), keep)
             return keep
@@ -581,6 +588,15 @@ async def pipe(first: bytes, source: asyncio.StreamReader, sink: asyncio.StreamW
             sink.write_eof()
     except (ConnectionError, OSError):
         sink.close()
+
+
+def take_record(request: ApiRequest, state: PolicyState) -> tuple[int, bytes]:
+    """A record the ForceCommand hands over (gatekeeper.proxy.intake), written to the log of
+    the policy in force; without one there is nowhere to write it (the ForceCommand exits 75)."""
+    if state.policy is None:
+        message = f"gatekeeper: audit log: no usable policy ({state.error})"
+        return 503, json.dumps({"message": message}).encode()
+    return intake.handle_intake(request, state.policy.audit_path)
 
 
 def denial_body(reason: str, rule: str) -> bytes:
