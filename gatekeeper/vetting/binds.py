@@ -201,9 +201,7 @@ def refuse_output(what: str, path: str, holder: str) -> None:
 
 def check_start_targets(ctx: Context, held: list[Holder]) -> None:
     """docker start/restart: the targets' own sources must keep rule 1."""
-    from gatekeeper.vetting.ownership import EVERY, target_indices
-
-    words = [ctx.argv[i] for i in target_indices(ctx, EVERY)]
+    words = list(ctx.parsed.positionals)  # every positional of start/restart names a container
     if words:
         check_existing(engine_binds(ctx, words), held)
 

@@ -26,7 +26,7 @@ class Vetted:
         self.plan = RewritePlan()
         # The vetted compose project (gatekeeper.vetting.compose): later vetters read and
         # label it as data; it is serialised once, for docker's stdin (`stdin`).
-        self.compose_model: dict | None = None
+        self.compose_model: dict[str, object] | None = None
         self.output_filter: str | None = None
         self.named_volumes: list[str] = []  # checked against the engine once, at the end
         self.prepare: list[tuple[str, ...]] = []  # before the command, e.g. ("volume-create", NAME)
