@@ -17,10 +17,12 @@ def cid(ch: str) -> str:
     return ch * 64
 
 
-def container(ident: str, name: str, labels: dict[str, str], binds: tuple[str, ...] = ()) -> dict:
+def container(ident: str, name: str, labels: dict[str, str], binds: tuple[str, ...] = (),
+              running: bool = False) -> dict:
     mounts = [{"Type": "bind", "Source": b, "Destination": "/data"} for b in binds]
     return {"Id": ident, "Name": "/" + name, "Config": {"Labels": labels, "Env": ["PASSWORD=hunter2"]},
-            "HostConfig": {"Binds": [f"{b}:/data" for b in binds]}, "Mounts": mounts}
+            "HostConfig": {"Binds": [f"{b}:/data" for b in binds]}, "Mounts": mounts,
+            "State": {"Running": running}}
 
 
 def image(ident: str, tags: list[str], labels: dict[str, str]) -> dict:
@@ -30,7 +32,7 @@ def image(ident: str, tags: list[str], labels: dict[str, str]) -> dict:
 MINE = {OWNER: "default"}
 
 CONTAINERS = [
-    container(cid("a"), "web", MINE, ("/home/ai-worker/proj",)),
+    container(cid("a"), "web", MINE, ("/home/ai-worker/proj",), running=True),
     container(cid("b"), "db", {}, ("/srv/db",)),
     container(cid("c"), "other", {OWNER: "alice"}, ("/home/ai-worker/alice",)),
     container(cid("d"), "vital", MINE),
@@ -76,7 +78,9 @@ class FakeEngine:
         query = parse_qs(parts.query)
         filters = json.loads(query["filters"][0]) if "filters" in query else {}
         if path == "/containers/json":
-            return 200, [summary(c) for c in self.containers if matches(c["Config"]["Labels"], filters)]
+            every = query.get("all", ["0"])[0] not in ("0", "false")
+            return 200, [summary(c) for c in self.containers if matches(c["Config"]["Labels"], filters)
+                         and (every or c["State"]["Running"])]
         if path == "/images/json":
             return 200, [i for i in IMAGES if matches(i["Config"]["Labels"], filters)]
         if path == "/volumes":

@@ -138,6 +138,10 @@ def test_forwarded_by_the_id_that_was_checked() -> None:
 
 def test_target_is_rebuilt_not_relayed() -> None:
     """The engine gets the path from the template and the checked query, re-encoded."""
+    assert decide("GET", "/v1.47/networks/").target == "/v1.47/networks/"
+    assert decide("GET", "/networks?filters=%7B%7D").target == "/networks?filters=%7B%7D"
+    assert decide("GET", "/v1.47/images/reg.example:5000/team/app:1.2/json").target \
+        == "/v1.47/images/reg.example:5000/team/app:1.2/json"
     verdict = decide("GET", "/v1.47/containers/web/logs?stdout=1&tail=%31%30")
     assert verdict.target == f"/v1.47/containers/{cid('a')}/logs?stdout=1&tail=10"
 
@@ -298,3 +302,15 @@ def test_build_gets_the_owner_label_and_limits() -> None:
     query = parse_qs(urlsplit(verdict.target).query)
     assert json.loads(query["labels"][0]) == {"gatekeeper.owner": "default"}
     assert query["memory"] == [str(1 << 30)] and query["cpuquota"] == ["100000"]
+
+
+def test_max_running_counts_at_start() -> None:
+    """comp is stopped and web runs: a cap of 2 leaves room, a cap of 1 does not; a running
+    container's restart adds none."""
+    def limits(cap: int) -> Policy:
+        return make_policy({**OVERRIDES, "limits": {**OVERRIDES["limits"], "max_running": cap}})  # type: ignore[dict-item]
+
+    assert decide("POST", "/v1.47/containers/comp/start", policy=limits(2)).allowed
+    verdict = decide("POST", "/v1.47/containers/comp/start", policy=limits(1))
+    assert (verdict.allowed, verdict.rule) == (False, "limit-running")
+    assert decide("POST", "/v1.47/containers/comp/kill", policy=limits(1)).allowed  # control: not a start

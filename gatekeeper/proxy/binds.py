@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
+from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.vetting.binds import (
-    OWNER_LABEL,
     Holder,
     check_bind,
     check_existing,

@@ -8,9 +8,10 @@ lists; [protect] images never move.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG, familiar
-from gatekeeper.vetting.ownership import IMAGE, OWNER_LABEL
+from gatekeeper.vetting.ownership import IMAGE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,12 +13,18 @@ CLI layer's compose rule, gatekeeper.vetting.compose_ownership).
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.vetting.ownership import OWNER_LABEL, check_label
+from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.vetting.ownership import check_label
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from gatekeeper.proxy.vet import Call
 
+# The CLI layer's claim token on what `run` starts (gatekeeper.vetting.running): accepted so
+# the CLI layer works in front of the proxy. A forged token can only hide the caller's own
+# in-flight claims from the CLI layer's count; the proxy counts running containers itself.
+START_LABEL = "gatekeeper.start"
+HEX = frozenset("0123456789abcdef")
 COMPOSE_PREFIX = "com.docker.compose."
 PROJECT_LABEL = "com.docker.compose.project"
 PROJECT_LISTINGS = {"container": "/containers/json?all=1&filters=", "network": "/networks?filters=",
@@ -41,6 +47,8 @@ def owner_labelled(call: Call, labels: object, what: str) -> dict[str, str]:
     for key, value in labels.items():
         if key == OWNER_LABEL and value == call.profile:
             continue
+        if key == START_LABEL and is_start_token(value):
+            continue  # the CLI layer's running count (gatekeeper.vetting.running) marks its claims
         if compose and key.startswith(COMPOSE_PREFIX) and all(" " < ch <= "~" for ch in key):
             continue  # the project is the agent's (checked above)
         check_label(call.ctx, f"{key}={value}", what)  # type: ignore[arg-type]
@@ -63,3 +71,7 @@ def check_compose_project(call: Call, project: object, what: str) -> None:
                 # Stops: a container posing as a service of the operator's compose project.
                 raise Denied(f"{what}s name compose project {project!r}, which has a {kind} {whose}; "
                              "use a project name of your own (docker compose -p NAME)", rule="refused-label")
+
+
+def is_start_token(value: str) -> bool:
+    return len(value) == 16 and set(value) <= HEX

@@ -14,7 +14,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from gatekeeper.errors import Denied
-from gatekeeper.vetting.ownership import OWNER_LABEL, Target, plain_names
+from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.vetting.ownership import Target, plain_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

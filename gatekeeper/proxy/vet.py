@@ -23,10 +23,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
 from gatekeeper.proxy.endpoints import Route, find_route
-from gatekeeper.vetting.ownership import OWNER_LABEL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class Call:
                 parts.append(quote(self.params[part.strip("{}*")], safe=":@/"))
             else:
                 parts.append(part)
-        path = "/" + "/".join(parts) + ("/" if self.request.path == "/networks/" else "")
+        path = "/" + "/".join(parts)  # "/networks/" keeps its empty last segment
         prefix = f"/v{self.request.version}" if self.request.version else ""
         query = "&".join(f"{quote(key, safe='')}={quote(value, safe='')}"
                          for key, values in self.query.items() for value in values)
@@ -242,12 +242,33 @@ def vet_top(call: Call) -> ApiVerdict:
 
 
 def vet_start(call: Call) -> ApiVerdict:
-    """start/restart: the container's bind sources must still keep the disjoint-bind invariant."""
+    """start/restart: the container's bind sources must still keep the disjoint-bind invariant,
+    and a stopped one must fit under [limits] max_running."""
     target = judge_path_object(call)
     from gatekeeper.proxy.binds import check_start_binds
 
     check_start_binds(call, target.ident)
+    check_running_room(call, target.ident)
     return call.allow()
+
+
+def check_running_room(call: Call, ident: str) -> None:
+    """The caller's running containers plus this one (if it is not running) within the cap.
+    The CLI layer also counts what its sessions have in flight; the proxy counts what runs."""
+    from gatekeeper.vetting.limits import caps_of
+
+    cap = caps_of(call.policy).max_running
+    if not cap:
+        return
+    state = (objects.inspect(call.engine, "container", ident) or {}).get("State") or {}
+    if isinstance(state, dict) and state.get("Running") is True:
+        return  # a restart of a running container adds none
+    target = "/containers/json?filters=" + objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
+    running = len(objects.listing(call.engine, target, "your running containers"))
+    if running + 1 > cap:
+        # Stops: more of the agent's containers running at once than the operator allows.
+        raise Denied(f"{running} of your containers are running and the cap is {cap} (policy [limits] "
+                     "max_running): stop some first", rule="limit-running")
 
 
 def vet_container_rm(call: Call) -> ApiVerdict:
@@ -359,8 +380,11 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
         return error_body("the engine's answer is not JSON; withheld")
     if not isinstance(obj, dict):
         return error_body("the engine's answer is not an object; withheld")
-    shown = obj if owned_by(obj, profile) else redact_tree(obj, keys)
-    return json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    if owned_by(obj, profile):
+        return body  # the agent's own: byte for byte what the engine sent
+    from gatekeeper.redacting_engine import go_json
+
+    return go_json(redact_tree(obj, keys))
 
 
 def error_body(message: str) -> bytes:
