@@ -74,6 +74,7 @@ RULES: Final = MappingProxyType(
         "api-endpoint": "an engine API endpoint the proxy does not know: only listed endpoints are forwarded",
         "api-unvetted": "an engine API endpoint no policy opens (exec, cp, export, push, swarm, plugins)",
         "api-path": "an API path with empty, '.' or '..' segments (the engine would route it elsewhere)",
+        "api-version": "an API version before 1.24, whose request shapes the proxy does not vet",
         "api-query": "an API query parameter the endpoint does not list, one given twice, or a bad value",
         "api-body": "an API request body that is not the JSON the endpoint takes",
         "api-body-field": "a create/update body field the proxy does not vet, set to a non-default value",

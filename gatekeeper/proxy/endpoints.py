@@ -66,7 +66,7 @@ LOGS_QUERY = "follow stdout stderr since until timestamps tail details"
 ATTACH_QUERY = "detachKeys logs stream stdin stdout stderr"
 BUILD_QUERY = (
     "dockerfile t extrahosts remote q nocache cachefrom pull rm forcerm memory memswap cpushares "
-    "cpusetcpus cpuperiod cpuquota buildargs shmsize squash labels networkmode platform target "
+    "cpusetcpus cpusetmems cpuperiod cpuquota buildargs shmsize squash labels networkmode platform target "
     "outputs version session buildid ulimits cgroupparent isolation"
 )
 

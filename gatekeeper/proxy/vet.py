@@ -35,6 +35,13 @@ if TYPE_CHECKING:
     from gatekeeper.proxy.contract import EngineQueries
 
 REDACT_OBJECT = "redact-inspect-object"
+# Vetters that read the request body; every other endpoint must come without one.
+BODY_VETTERS = frozenset({"container_create", "container_update", "network_connect", "network_disconnect",
+                          "volume_create", "network_create", "build"})
+EMPTY_BODIES = (b"", b"{}", b"null")
+# The oldest API version whose request shapes the tables here describe; older ones took
+# e.g. a HostConfig in the body of POST /containers/{id}/start.
+MIN_VERSION = (1, 24)
 # Query keys that may repeat (build tags); any other key given twice is ambiguous.
 REPEATABLE = frozenset({"t"})
 
@@ -87,6 +94,8 @@ def vet_api_request(request: ApiRequest, policy: object, engine: EngineQueries) 
     try:
         route, params = find_route(request.method, request.path)
         endpoint = route.ident
+        check_version(request)
+        check_body(request, route)
         check_query(request, route)
         check_commands(request, route, policy)
         call = Call(request, policy, engine, route, params)
@@ -96,6 +105,22 @@ def vet_api_request(request: ApiRequest, policy: object, engine: EngineQueries) 
     except Exception as error:  # noqa: BLE001 - a bug in a vetter is a denial, audited as one
         why = f"internal error while vetting ({type(error).__name__}: {str(error)[:200]})"
         return ApiVerdict(False, "internal-error", why, endpoint)
+
+
+def check_version(request: ApiRequest) -> None:
+    if request.version is None:
+        return
+    major, _, minor = request.version.partition(".")
+    if not (major.isdigit() and minor.isdigit()) or (int(major), int(minor)) < MIN_VERSION:
+        # Stops: old request shapes (a HostConfig sent with start) the tables here do not describe.
+        raise Denied(f"API version {request.version!r} is not allowed: 1.24 or later "
+                     "(the docker CLI and compose send their own)", rule="api-version")
+
+
+def check_body(request: ApiRequest, route: Route) -> None:
+    if route.vetter not in BODY_VETTERS and request.body.strip() not in EMPTY_BODIES:
+        # Stops: a body the endpoint's vetter never reads but the engine might.
+        raise Denied(f"{request.method} {request.path} takes no request body here", rule="api-body")
 
 
 def check_query(request: ApiRequest, route: Route) -> None:
