@@ -206,6 +206,7 @@ BROKEN = [
     (chmod("bin/sh", 0o644), "docker binary", "docker.binary", "docker-binary-not-executable"),
     (chown(STATE, 1000, 1000), "state dir", "install -d -m 0700", "state-dir-other-owner"),
     (chmod(STATE, 0o777), "state dir", "install -d -m 0700", "state-dir-world-writable"),
+    (chmod(STATE, 0o770), "state dir", "install -d -m 0700", "state-dir-group-writable"),
     (state_dir_symlink, "state dir", f"rm -rf /home/{AGENT}/.gatekeeper", "state-dir-symlink"),
     (state_dir_uncreatable, "state dir", f"install -d -m 0700 -o {AGENT}", "state-dir-uncreatable"),
     (chmod(f"home/{AGENT}", 0o777), "state dir", "[paths] state_dir", "state-dir-parent-world-writable"),

@@ -396,17 +396,18 @@ def check_state_dir(deployment: Deployment, settings: dict[str, dict[str, object
     info = stat_of(deployment.path(state_dir))
     if info is None:
         yield from state_dir_to_create(deployment, state_dir, uid, create)
-    elif not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o077:
+    elif not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or info.st_mode & 0o022:  # as inflight.py
         kind = "a symlink" if stat.S_ISLNK(info.st_mode) else owner_mode(info)
         yield Check(
             "state dir",
             FAIL,
-            f"{state_dir} is {kind}: must be {deployment.agent}'s own directory, mode 0700 "
+            f"{state_dir} is {kind}: must be {deployment.agent}'s own directory, writable by nobody else "
             "(host paths are refused, rule host-path-state)",
             create,
         )
     else:
-        yield Check("state dir", OK, f"{state_dir} {deployment.agent}'s own, 0700")
+        mode = stat.S_IMODE(info.st_mode)
+        yield Check("state dir", OK, f"{state_dir} {deployment.agent}'s own, {mode:04o}")
 
 
 def state_dir_to_create(
