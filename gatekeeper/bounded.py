@@ -21,6 +21,16 @@ ERROR_BYTES = 64 << 10  # stderr kept for the denial message
 CHUNK = 1 << 16
 
 
+def timed_out(error: BaseException) -> bool:
+    """`error` is subprocess.TimeoutExpired, asked without importing subprocess: a query
+    the engine's API answered (gatekeeper.engine_api) never loaded it, and then no
+    child could have timed out. Saves the import (~3 ms) on every owned-scope command."""
+    import sys
+
+    subprocess = sys.modules.get("subprocess")
+    return subprocess is not None and isinstance(error, subprocess.TimeoutExpired)
+
+
 def run_bounded(argv: list[str], stdin: bytes | None, env: dict[str, str], cwd: str,
                 timeout: float, memory: int = MEMORY_BYTES,
                 output: int = OUTPUT_BYTES) -> tuple[int, bytes, bytes]:

@@ -19,6 +19,7 @@ from gatekeeper.errors import Denied, PolicyError
 from gatekeeper.inflight import Registry, encode_claims, parse_claims
 from gatekeeper.policy import load_policy
 from tests.conftest import Deployment, gatekeeper_command, pythonpath_free_env
+from tests.fake_engine import fake_engine
 
 HOLD = """
 import sys, time
@@ -133,19 +134,22 @@ def run_gatekeeper(deployment: Deployment, command: str) -> subprocess.Completed
 
 
 def test_forcecommand_checks_against_a_session_in_flight(deployment: Deployment) -> None:
-    """Through the real ForceCommand (stub docker, no containers): a live session's bind of
-    work/w makes work/w/a refused; when that session is gone the same command runs, and its own
-    claim is gone after it ended."""
+    """Through the real ForceCommand (stub docker, an engine with no containers): a live
+    session's bind of work/w makes work/w/a refused; when that session is gone the same command
+    runs, and its own claim is gone after it ended."""
     state = deployment.root / "state"
-    other = hold_claim(state, str(deployment.workdir / "work" / "w"))
-    try:
-        denied = run_gatekeeper(deployment, "docker run --rm -v ./work/w/a:/a img")
-        assert denied.returncode == 77 and "rule host-path-nested" in denied.stderr, denied.stderr
-        assert "in flight" in denied.stderr
-    finally:
-        other.kill()
-        other.wait()
-    allowed = run_gatekeeper(deployment, "docker run --rm -v ./work/w/a:/a img")
+    with fake_engine(deployment.root, {"containers": []}) as engine:  # type: ignore[dict-item]
+        text = deployment.policy.read_text()
+        deployment.policy.write_text(text.replace("unix:///run/test.sock", f"unix://{engine.server_address}"))
+        other = hold_claim(state, str(deployment.workdir / "work" / "w"))
+        try:
+            denied = run_gatekeeper(deployment, "docker run --rm -v ./work/w/a:/a img")
+            assert denied.returncode == 77 and "rule host-path-nested" in denied.stderr, denied.stderr
+            assert "in flight" in denied.stderr
+        finally:
+            other.kill()
+            other.wait()
+        allowed = run_gatekeeper(deployment, "docker run --rm -v ./work/w/a:/a img")
     assert allowed.returncode == 0, allowed.stderr
     assert sorted(p.name for p in state.iterdir()) == ["lock"]
 

@@ -240,13 +240,15 @@ def engine_binds(ctx: Context, words: list[str]) -> list[Holder]:
 
 
 def inspect(ctx: Context, words: list[str]) -> str:
-    import subprocess
+    from gatekeeper.bounded import timed_out
 
     args = ["container", "inspect", "--format", CONTAINER_FORMAT, "--", *words]
     try:
         status, out, err = ctx.world.run_docker(  # type: ignore[attr-defined]
             ctx.policy, args, None, QUERY_TIMEOUT)
-    except subprocess.TimeoutExpired:
+    except Exception as error:
+        if not timed_out(error):
+            raise
         raise unresolved("the engine did not answer") from None
     text = out.decode("utf-8", "replace")
     if status != 0 and not removed_meanwhile(err, len(text.splitlines()), len(words)):
@@ -263,12 +265,14 @@ def removed_meanwhile(err: bytes, printed: int, asked: int) -> bool:
 
 
 def run_query(ctx: Context, args: list[str], what: str) -> str:
-    import subprocess
+    from gatekeeper.bounded import timed_out
 
     try:
         status, out, err = ctx.world.run_docker(  # type: ignore[attr-defined]
             ctx.policy, args, None, QUERY_TIMEOUT)
-    except subprocess.TimeoutExpired:
+    except Exception as error:
+        if not timed_out(error):
+            raise
         raise unresolved("the engine did not answer") from None
     if status != 0:
         raise unresolved(f"cannot list {what}: {first_error(err)}")
@@ -288,10 +292,10 @@ def first_error(err: bytes) -> str:
 
 def holders_of(line: str, world: World) -> list[Holder]:
     """One inspect line -> a Holder per bind source (lexical and resolved forms)."""
-    import json
+    from gatekeeper.json_codec import loads
 
     try:
-        container = json.loads(line)
+        container = loads(line)
     except ValueError:
         container = None
     if not isinstance(container, dict) or not isinstance(container.get("Id"), str):

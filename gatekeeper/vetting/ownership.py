@@ -205,10 +205,10 @@ def shared_by(ctx: Context, key: str, names: list[str]) -> str:
 
 def json_labels(text: str) -> dict[str, str]:
     """An engine's `{{json .Labels}}` answer as a dict (null -> {})."""
-    import json
+    from gatekeeper.json_codec import loads
 
     try:
-        value = json.loads(text.strip() or "null")
+        value = loads(text.strip() or "null")
     except ValueError:
         raise Denied(f"unexpected labels from the engine: {text[:120]!r}", rule="scope-unresolved") from None
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
@@ -291,7 +291,7 @@ def target_indices(ctx: Context, which: str) -> list[int]:
 
 def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
     """One engine query for all targets; any target it cannot resolve is a denial."""
-    import json
+    from gatekeeper.json_codec import loads
 
     args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", *words]
     out = query(ctx, args, f"{kind} {', '.join(map(repr, words))}")
@@ -302,7 +302,7 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
     for word, line in zip(words, lines, strict=True):
         ident, names, labels = [*line.split("\t", 2), "", ""][:3]
         try:
-            names_value, labels_value = json.loads(names or "null"), json.loads(labels or "null")
+            names_value, labels_value = loads(names or "null"), loads(labels or "null")
         except ValueError:
             raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
         targets.append(Target(word, ident, plain_names(names_value), dict(labels_value or {})))
@@ -334,11 +334,13 @@ def plain_names(value: object) -> list[str]:
 
 
 def query(ctx: Context, args: list[str], what: str) -> str:
-    import subprocess
+    from gatekeeper.bounded import timed_out
 
     try:
         status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)  # type: ignore[attr-defined]
-    except subprocess.TimeoutExpired:
+    except Exception as error:
+        if not timed_out(error):
+            raise
         raise Denied(f"cannot resolve {what}: the engine did not answer", rule="scope-unresolved") from None
     if status != 0:
         raise Denied(f"cannot resolve {what}: {first_error(err)}", rule="scope-unresolved")
@@ -379,14 +381,16 @@ def check_unprotected(ctx: Context, target: Target, kind: str) -> None:
 
 def protected_by(ctx: Context, kind: str, names: list[str], labels: dict[str, str]) -> str:
     """The [protect] entry that matches, or ""."""
-    from fnmatch import fnmatchcase
+    patterns = protect(ctx, PROTECT_KEYS[kind])
+    if patterns:
+        from fnmatch import fnmatchcase  # imports re (~3 ms): only when there is a pattern
 
-    candidates = set(names)
-    if kind == IMAGE:
-        candidates |= {name.rpartition(":")[0] for name in names if ":" in name}
-    for pattern in protect(ctx, PROTECT_KEYS[kind]):
-        if any(fnmatchcase(name, pattern) for name in candidates):
-            return f"[protect] {PROTECT_KEYS[kind]} {pattern!r}"
+        candidates = set(names)
+        if kind == IMAGE:
+            candidates |= {name.rpartition(":")[0] for name in names if ":" in name}
+        for pattern in patterns:
+            if any(fnmatchcase(name, pattern) for name in candidates):
+                return f"[protect] {PROTECT_KEYS[kind]} {pattern!r}"
     for label in protect(ctx, "labels"):
         key, eq, value = label.partition("=")
         if key in labels and (not eq or labels[key] == value):

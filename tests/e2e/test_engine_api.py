@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import pytest
 
 from gatekeeper.engine_api import answer_from_api
-from gatekeeper.vetting.binds import CONTAINER_FORMAT
-from gatekeeper.vetting.ownership import QUERY_FORMATS
+from gatekeeper.vetting.binds import CONTAINER_FORMAT, OWNED_CONTAINERS
+from gatekeeper.vetting.ownership import OWNED_LISTINGS, QUERY_FORMATS
+from gatekeeper.vetting.running import RUNNING_FORMAT
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
 from gatekeeper.worlds import RealWorld
 
@@ -42,6 +43,8 @@ def objects(stack: Stack) -> Iterator[dict[str, list[str]]]:
         extra = LABELS if n % 2 else []
         made = stack.docker("create", "--name", f"{PREFIX}{n}", *extra, IMAGE, "true")
         ids.append(made.stdout.strip())
+    stack.docker("run", "-d", "--name", f"{PREFIX}running", *LABELS, "--label", "gatekeeper.start=t1",
+                 IMAGE, "sleep", "300")
     stack.docker("volume", "create", *LABELS, f"{PREFIX}vol")
     stack.docker("volume", "create", "--driver", "local", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
                  f"{PREFIX}tmpvol")
@@ -52,7 +55,7 @@ def objects(stack: Stack) -> Iterator[dict[str, list[str]]]:
 
 
 def clean(stack: Stack) -> None:
-    for n in range(18):
+    for n in [*range(18), "running"]:
         stack.docker("rm", "-f", f"{PREFIX}{n}", check=False)
     stack.docker("volume", "rm", f"{PREFIX}vol", f"{PREFIX}tmpvol", check=False)
     stack.docker("network", "rm", f"{PREFIX}net", check=False)
@@ -78,6 +81,8 @@ def questions(objects: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]
         ("container", container, [f"/{ids[1][:12]}"]),  # '/' + ID prefix: a name lookup only
         ("container", CONTAINER_FORMAT, [f"{PREFIX}7", ids[8][:12]]),
         ("container", CONTAINER_FORMAT, [f"{PREFIX}7", f"{PREFIX}missing"]),
+        ("container", "{{.State.Running}}", [f"{PREFIX}running", f"{PREFIX}1"]),
+        ("container", "{{.State.Running}}", [f"{PREFIX}running", f"{PREFIX}missing"]),
         ("image", image_q, [IMAGE]),
         ("image", image_q, ["gk-busybox"]),
         ("image", image_q, [image]),
@@ -128,3 +133,38 @@ def test_api_answers_equal_the_cli(objects: dict[str, list[str]]) -> None:
         assert api[0] == cli[0], what
         assert comparable(template, api[1]) == comparable(template, cli[1]), what
         assert failures(api[2]) == failures(cli[2]), what
+
+
+OWNER = ("--filter", "label=gatekeeper.owner=default")
+LISTINGS = [
+    OWNED_CONTAINERS,
+    ["container", "ls", "-q"],
+    ["container", "ls", "-a", "-q"],
+    ["container", "ls", "--no-trunc", *OWNER, "--format", RUNNING_FORMAT],
+    ["container", "ls", "-a", "-q", "--no-trunc", *OWNER, "--filter", "label=note"],
+    ["container", "ls", "-a", "-q", "--no-trunc", "--filter", "label=com.docker.compose.project=gk-none"],
+    ["container", "ls", "-a", "--format", '{{.ID}}\t{{.Names}}\t{{.Label "gatekeeper.owner"}}|'],
+    ["container", "ls", "-a", "--no-trunc", "--format", "{{.Names}}"],
+    *([*listing[:-2], *OWNER, *listing[-2:]] for kind, listing in OWNED_LISTINGS.items() if kind != "image"),
+    ["volume", "ls", "--format", "{{.Name}}"],
+    ["volume", "ls", "-q"],
+    ["volume", "ls", *OWNER, "--format", '{{.Label "note"}}|'],
+    ["network", "ls", "--format", "{{.Name}}"],
+    ["network", "ls", "-q"],
+    ["network", "ls", "-q", "--no-trunc"],
+]
+
+
+def test_api_listings_equal_the_cli(objects: dict[str, list[str]]) -> None:
+    """Containers in the engine's order, as the CLI prints them; volumes and networks as
+    sets (the CLI sorts them by name, every caller reads them as sets)."""
+    world, pol = RealWorld(), policy()
+    for args in LISTINGS:
+        assert answer_from_api(pol.host, args, 10.0) is not None, args  # control: the API answered
+        api, cli = world.run_docker(pol, args), world.run_docker_cli(pol, args)
+        assert api[0] == cli[0] == 0, (args, api, cli)
+        api_lines, cli_lines = api[1].decode().splitlines(), cli[1].decode().splitlines()
+        if args[0] != "container":
+            api_lines, cli_lines = sorted(api_lines), sorted(cli_lines)
+        assert api_lines == cli_lines, (args, api, cli)
+        assert len(cli_lines) > 0 or "gk-none" in " ".join(args), args  # something was listed

@@ -1,0 +1,75 @@
+"""JSON through the standard library's C accelerator alone.
+
+The engine's answers (gatekeeper.engine_api) and the lines the vetters read back
+from them are JSON, and `import json` costs about 1.2 ms on the ForceCommand path
+(json.decoder, json.scanner, json.encoder and their regular expressions) for two
+function calls. `_json`, the C module `json` itself uses, costs about 0.2 ms:
+`loads` and `dumps` here drive it the way json.loads and json.dumps do, with the
+same results (tests/test_json_codec.py compares both on generated values).
+
+Differences, on purpose: NaN and Infinity are refused (ValueError) in both
+directions; Go's encoder never writes them, and nothing here needs them.
+If this interpreter's `_json` does not take the arguments used here, both
+functions fall back to the json module (same answers, its import cost).
+"""
+
+from __future__ import annotations
+
+import _json
+
+WHITESPACE = " \t\n\r"
+
+
+class ScanContext:
+    """What `_json.make_scanner` reads from a json.JSONDecoder (strict defaults)."""
+
+    __slots__ = ("strict", "object_hook", "object_pairs_hook", "parse_float", "parse_int", "parse_constant",
+                 "memo")
+
+    def __init__(self) -> None:
+        self.strict = True
+        self.object_hook = None
+        self.object_pairs_hook = None
+        self.parse_float = float
+        self.parse_int = int
+        self.parse_constant = refuse_constant
+        self.memo: dict[str, str] = {}
+
+
+def refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def refuse_type(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def loads(text: str) -> object:
+    """json.loads(text), NaN/Infinity refused; ValueError when it is not one JSON value."""
+    try:
+        scan = _json.make_scanner(ScanContext())
+    except (AttributeError, TypeError):  # an interpreter whose _json differs
+        import json
+
+        return json.loads(text, parse_constant=refuse_constant)
+    start = len(text) - len(text.lstrip(WHITESPACE))
+    try:
+        value, end = scan(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if text[end:].strip(WHITESPACE):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+def dumps(value: object, *, sort_keys: bool = False, ensure_ascii: bool = True) -> str:
+    """json.dumps(value, separators=(",", ":"), sort_keys=..., ensure_ascii=..., allow_nan=False)."""
+    escape = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring
+    try:
+        encode = _json.make_encoder({}, refuse_type, escape, None, ":", ",", sort_keys, False, False)
+    except (AttributeError, TypeError):  # an interpreter whose _json differs
+        import json
+
+        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=ensure_ascii,
+                          allow_nan=False)
+    return "".join(encode(value, 0))
