@@ -77,3 +77,58 @@ def test_log_size_spellings(text: str, size: int | None) -> None:
 def test_bad_caps_are_a_policy_error(bad: str, tmp_path: Path) -> None:
     with pytest.raises(PolicyError):
         policy_with(tmp_path, f"[limits]\n{bad}\n")
+
+
+# ---------------------------------------------------------------- compose services
+
+CAPPED = {"max-size": "10m", "max-file": "3"}
+# (service as compose renders it, its logging after the caps, or the rule of the refusal)
+COMPOSE_SERVICES = [
+    ({"image": "x"}, {"options": CAPPED}),
+    ({"image": "x", "logging": {"driver": "json-file"}}, {"driver": "json-file", "options": CAPPED}),
+    ({"image": "x", "logging": {"driver": "local", "options": None}}, {"driver": "local", "options": CAPPED}),
+    ({"image": "x", "logging": {"options": {"max-size": "1m", "compress": "true"}}},
+     {"options": {"max-size": "1m", "compress": "true", "max-file": "3"}}),
+    ({"image": "x", "logging": {"options": {"max-size": "10000k", "max-file": "2"}}},
+     {"options": {"max-size": "10000k", "max-file": "2"}}),
+    ({"image": "x", "logging": {"driver": "none"}}, {"driver": "none"}),  # no log kept at all
+    # trying to cheat: bigger, unlimited, or spellings docker reads differently
+    ({"image": "x", "logging": {"options": {"max-size": "11m"}}}, "limit-logs"),
+    ({"image": "x", "logging": {"options": {"max-size": "-1"}}}, "limit-logs"),
+    ({"image": "x", "logging": {"options": {"max-size": "0"}}}, "limit-logs"),
+    ({"image": "x", "logging": {"options": {"max-size": "1e9"}}}, "limit-logs"),
+    ({"image": "x", "logging": {"driver": "json-file", "options": {"max-file": "4"}}}, "limit-logs"),
+    ({"image": "x", "logging": {"driver": "local", "options": {"max-file": 0}}}, "limit-logs"),
+    ({"image": "x", "logging": "json-file"}, "limit-logs"),
+    ({"image": "x", "logging": {"options": ["max-size=1g"]}}, "limit-logs"),
+]  # fmt: skip
+
+
+def compose_ctx(policy: object) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(policy=policy)
+
+
+@pytest.mark.parametrize(("service", "expected"), COMPOSE_SERVICES, ids=[repr(s) for s, _ in COMPOSE_SERVICES])
+def test_compose_service_log_caps(service: dict, expected: object, tmp_path: Path) -> None:
+    from gatekeeper.errors import Denied
+    from gatekeeper.vetting.log_caps import vet_compose_log_caps
+
+    model = {"services": {"web": service}}
+    if isinstance(expected, str):
+        with pytest.raises(Denied) as denial:
+            vet_compose_log_caps(compose_ctx(policy_with(tmp_path, CAPS)), model)  # type: ignore[arg-type]
+        assert denial.value.rule == expected and "compose service 'web'" in denial.value.message
+        return
+    vet_compose_log_caps(compose_ctx(policy_with(tmp_path, CAPS)), model)  # type: ignore[arg-type]
+    assert service["logging"] == expected
+
+
+def test_control_compose_without_caps_is_unchanged(tmp_path: Path) -> None:
+    from gatekeeper.vetting.log_caps import vet_compose_log_caps
+
+    service = {"image": "x", "logging": {"options": {"max-size": "1g"}}}
+    model = {"services": {"web": dict(service)}}
+    vet_compose_log_caps(compose_ctx(policy_with(tmp_path, "")), model)  # type: ignore[arg-type]
+    assert model["services"]["web"] == service

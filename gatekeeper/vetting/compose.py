@@ -83,6 +83,7 @@ def vet_compose(ctx: Context) -> None:
     from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
     from gatekeeper.vetting.limits import vet_compose_limits
+    from gatekeeper.vetting.log_caps import vet_compose_log_caps
     from gatekeeper.vetting.run import vet_model_log_options
 
     source = project_source(ctx)
@@ -95,6 +96,7 @@ def vet_compose(ctx: Context) -> None:
     vet_model_log_options(ctx, model)  # log option keys and reserved tags, as for run
     if ctx.located.canonical in COMPOSE_CREATING:  # the model's binds become containers' binds
         ctx.vetted.binds.extend(model_binds(model))
+    vet_compose_log_caps(ctx, model)  # [limits] log caps in each service's logging.options
     vet_compose_limits(ctx, model)  # caps checked, defaults set in the model compose is fed
     ctx.vetted.named_volumes.extend(model_volume_names(model))
     pin_project(ctx, source, model)

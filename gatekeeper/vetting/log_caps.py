@@ -4,7 +4,9 @@ Under docker's default json-file driver a container's log grows without bound
 on the host's disk; an agent's `while true; do echo; done` fills it without a
 single refused command. With the caps set, every `docker run`/`create` gets
 `--log-opt max-size=<cap>` and `--log-opt max-file=<cap>` unless the agent gave
-smaller ones; a larger or unparseable value is refused. The agent cannot pick
+smaller ones; a larger or unparseable value is refused. Compose services get the
+same in `logging.options` of the model compose is fed (drivers other than
+json-file, local and none are refused by the project rules already). The agent cannot pick
 another driver (`--log-driver` is refused by the grammar table), so the options
 go to the daemon's default driver: json-file and local both honour them (docker
 refuses the options, and so the command, under a driver that does not).
@@ -55,7 +57,7 @@ def vet_log_caps(ctx: Context) -> None:
     max_size, max_file = log_caps(ctx.policy)
     if not (max_size or max_file):
         return
-    given = check_given(ctx, log_size(max_size) or 0, max_size, max_file)
+    given = check_given(ctx, max_size, max_file)
     words = []
     if max_size and "max-size" not in given:
         words += ["--log-opt", f"max-size={max_size}"]
@@ -65,23 +67,67 @@ def vet_log_caps(ctx: Context) -> None:
         ctx.insert_after_command(words)  # before `--` and the image
 
 
-def check_given(ctx: Context, size_cap: int, max_size: str, max_file: int) -> set[str]:
+def check_given(ctx: Context, max_size: str, max_file: int) -> set[str]:
     given = set()
     for use in ctx.parsed.uses:
         if use.flag[0] != "log-opt":
             continue
         key, _, value = (use.value or "").partition("=")
-        if key == "max-size" and size_cap:
-            size = log_size(value)
-            if size is None or size > size_cap:
-                # Stops: a log that grows until the host's disk is full.
-                raise over_log_cap(use.spelled, use.value, f"logs are capped at {max_size} per file")
-        elif key == "max-file" and max_file:
-            count = log_file_count(value)
-            if count is None or count > max_file:
-                raise over_log_cap(use.spelled, use.value, f"container logs are capped at {max_file} files")
+        check_option(key, value, (max_size, max_file), use.spelled, use.value)
         given.add(key)
     return given
+
+
+def check_option(key: str, value: str, caps: tuple[str, int], what: str, shown: object) -> None:
+    """One max-size / max-file value within its cap (other keys are not ours)."""
+    max_size, max_file = caps
+    if key == "max-size" and max_size:
+        size = log_size(value)
+        if size is None or size > (log_size(max_size) or 0):
+            # Stops: a log that grows until the host's disk is full.
+            raise over_log_cap(what, shown, f"logs are capped at {max_size} per file")
+    elif key == "max-file" and max_file:
+        count = log_file_count(value)
+        if count is None or count > max_file:
+            raise over_log_cap(what, shown, f"container logs are capped at {max_file} files")
+
+
+# ---------------------------------------------------------------- compose
+
+
+def vet_compose_log_caps(ctx: Context, model: dict[str, object]) -> None:
+    """compose: every service's `logging.options` within the caps, the caps set where absent.
+    Changes `model` in place: it is what compose is fed (all subcommands alike, so the
+    services' config hash does not change between `up` and the next command)."""
+    caps = log_caps(ctx.policy)
+    services = model.get("services")
+    if not any(caps) or not isinstance(services, dict):
+        return
+    for name, service in services.items():
+        if isinstance(service, dict):
+            cap_service_logging(str(name), service, caps)
+
+
+def cap_service_logging(name: str, service: dict[str, object], caps: tuple[str, int]) -> None:
+    logging = service.setdefault("logging", {})
+    if not isinstance(logging, dict):
+        raise Denied(f"compose service {name!r}: logging must be a mapping", rule="limit-logs")
+    if logging.get("driver") == "none":
+        return  # no log is kept at all (and the driver takes no options)
+    options = logging.setdefault("options", {})
+    if options is None:
+        options = logging["options"] = {}
+    if not isinstance(options, dict):
+        raise Denied(f"compose service {name!r}: logging.options must be a mapping", rule="limit-logs")
+    for key in ("max-size", "max-file"):
+        if key in options:
+            what = f"compose service {name!r}: logging.options.{key}"
+            check_option(key, str(options[key]), caps, what, str(options[key]))
+    max_size, max_file = caps
+    if max_size and "max-size" not in options:
+        options["max-size"] = max_size
+    if max_file and "max-file" not in options:
+        options["max-file"] = str(max_file)
 
 
 def over_log_cap(what: str, value: object, why: str) -> Denied:
