@@ -30,7 +30,7 @@ def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> st
         raise Denied(f"{what}: NUL in host path", rule="host-path")
     joined = posixpath.join(policy.workdir, value)  # type: ignore[attr-defined]
     try:
-        resolved = world.realpath(joined)  # type: ignore[attr-defined]
+        resolved = world.realpath(joined)
     except Denied as denial:  # the world refused to guess (unreadable component, device node)
         raise Denied(f"{what}: {denial.message}", rule=denial.rule) from None
     root = containing_root(resolved, policy, world)
@@ -54,13 +54,13 @@ def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> st
 
 
 def is_a_root(resolved: str, policy: Policy, world: World) -> bool:
-    return any(world.realpath(root) == resolved for root in policy.allowed_roots)  # type: ignore[attr-defined]
+    return any(world.realpath(root) == resolved for root in policy.allowed_roots)
 
 
 def containing_root(resolved: str, policy: Policy, world: World) -> str | None:
     """The resolved allowed root that strictly contains `resolved`, if any."""
     for root in policy.allowed_roots:  # type: ignore[attr-defined]
-        real_root = world.realpath(root)  # type: ignore[attr-defined]
+        real_root = world.realpath(root)
         prefix = real_root.rstrip("/") + "/"
         if resolved.startswith(prefix) and len(resolved) > len(prefix):
             return real_root

@@ -31,7 +31,7 @@ PIN_LIMIT = 1 << 20  # bytes of one env or label file
 
 def pin_read(ctx: Context, use: FlagUse, resolved: str) -> None:
     """Read `resolved` once for the flag `use`; label files are checked on those bytes."""
-    data = ctx.world.read_pinned(resolved, PIN_LIMIT)  # type: ignore[attr-defined]
+    data = ctx.world.read_pinned(resolved, PIN_LIMIT)
     if len(data) > PIN_LIMIT:
         raise Denied(f"{use.spelled} {resolved!r} is larger than 1 MiB", rule="host-path")
     if use.flag[0] == "label-file":

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 
+from gatekeeper.caps import Caps
 from gatekeeper.digest import sha256_hex
 from gatekeeper.errors import PolicyError
 from gatekeeper.grammar.names import canonical_name
 from gatekeeper.owner import DEFAULT_PROFILE
+from gatekeeper.units import go_duration, log_size, ram_in_bytes
 
 DEFAULT_ALLOWED = (
     # containers ([scope] owned: only the agent's)
@@ -201,12 +203,16 @@ COMPILED_FORMAT = 1
 
 
 class Policy:
-    """The effective, validated policy. Treat as read-only."""
+    """The effective, validated policy, parsed once at load. Treat as read-only.
+
+    Vetters read the typed attributes; `settings` (the merged sections, as the TOML
+    spells them) is kept for `gatekeeper policy show` and the operator tools."""
 
     __slots__ = (
         "binary", "host", "workdir", "config_dir", "audit_path", "syslog",
         "allowed", "blocked", "allowed_roots", "state_dir", "source", "sha256", "settings",
-        "profile",
+        "profile", "scope", "protect", "shared", "refused_labels", "redact_keys", "reserved_tags",
+        "subnets", "caps",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -220,8 +226,8 @@ class Policy:
         commands = settings["commands"]
         self.blocked = frozenset(canonical_names(commands["blocked"]))
         self.allowed = frozenset(canonical_names(commands["allowed"])) - self.blocked
-        roots = settings["paths"]["allowed_roots"]
-        self.allowed_roots = tuple(normalise_root(r) for r in roots)  # type: ignore[attr-defined]
+        roots = strings(settings["paths"]["allowed_roots"])
+        self.allowed_roots = tuple(normalise_root(root) for root in roots)
         self.state_dir = normalise_root(str(settings["paths"]["state_dir"]))
         check_state_dir(self.state_dir, self.allowed_roots, source)
         self.source = source
@@ -229,6 +235,25 @@ class Policy:
         self.settings = settings
         # --name on the ForceCommand line: the owner label of what the agent creates.
         self.profile = DEFAULT_PROFILE
+        # [scope] action class -> "owned" | "all" (gatekeeper.vetting.ownership)
+        self.scope = {key: str(value) for key, value in settings["scope"].items()}
+        # [protect] / [shared] kind -> names or glob patterns ("labels": "k=v" or "k")
+        self.protect = {key: strings(value) for key, value in settings["protect"].items()}
+        self.shared = {key: strings(value) for key, value in settings["shared"].items()}
+        self.refused_labels = strings(settings["labels"]["refused"])  # key globs, matched lower-case
+        self.redact_keys = tuple(key.lower() for key in strings(settings["redact"]["keys"]))
+        self.reserved_tags = tuple(tag.lower() for tag in strings(settings["audit"]["reserved_tags"]))
+        self.subnets = strings(settings["network"]["subnets"])  # CIDRs; parsed where used (ipaddress)
+        self.caps = Caps(settings["limits"])
+
+    def scope_of(self, key: str) -> str:
+        """"owned" or "all" for an action class; a class the policy does not know is owned-only."""
+        return self.scope.get(key, "owned")
+
+
+def strings(value: object) -> tuple[str, ...]:
+    """A validated list of strings (the schema checked it) as a tuple."""
+    return tuple(str(item) for item in value) if isinstance(value, (list, tuple)) else ()
 
 
 def load_policy(path: str | None, profile: str | None = None) -> Policy:
@@ -408,8 +433,6 @@ def is_account_name(value: str) -> bool:
 
 
 def is_duration(value: object) -> bool:
-    from gatekeeper.vetting.limits import go_duration
-
     return isinstance(value, str) and bool(go_duration(value))
 
 
@@ -433,14 +456,10 @@ def is_subnet(value: str) -> bool:
 
 
 def is_log_size(value: object) -> bool:
-    from gatekeeper.vetting.log_caps import log_size
-
     return isinstance(value, str) and bool(log_size(value))
 
 
 def is_memory_size(value: object) -> bool:
-    from gatekeeper.vetting.limits import ram_in_bytes
-
     return isinstance(value, str) and bool(ram_in_bytes(value))
 
 

@@ -202,8 +202,7 @@ class RedactingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 @contextlib.contextmanager
 def redacting_engine(policy: Policy) -> Iterator[str]:
     """A DOCKER_HOST for the duration of the block: the engine, objects not owned redacted."""
-    settings = getattr(policy, "settings", {})
-    keys = tuple(word.lower() for word in (settings.get("redact") or {}).get("keys", ()))
+    keys = policy.redact_keys
     owner = policy.profile
     engine = engine_socket_path(policy.host)  # type: ignore[attr-defined]
     directory = tempfile.mkdtemp(prefix="gk-inspect-", dir="/tmp")  # 0700, ours alone

@@ -141,8 +141,7 @@ def dump(value: object) -> bytes:
 
 def output_filter(name: str, policy: Policy):  # type: ignore[no-untyped-def]
     """The bytes -> bytes function for the filter `name` under this policy (and its profile)."""
-    settings = getattr(policy, "settings", {})
-    keys = tuple(word.lower() for word in (settings.get("redact") or {}).get("keys", ()))
+    keys = policy.redact_keys
     owner = policy.profile
     if name == "redact-inspect":
         return lambda output: redact_inspect(output, owner, keys)

@@ -93,7 +93,7 @@ class Policy:
     def __init__(self, host: str) -> None:
         self.host = host
         self.profile = OWNER
-        self.settings = {"redact": {"keys": list(KEYS)}}
+        self.redact_keys = tuple(key.lower() for key in KEYS)
 
 
 def redacted_at_source(objects: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:

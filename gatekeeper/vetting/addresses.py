@@ -60,8 +60,7 @@ _LINK_LOCAL_WHY = "link-local addresses are the engine's to assign (169.254/16 h
 def policy_subnets(policy: Policy) -> list[Network]:
     from ipaddress import ip_network
 
-    settings = getattr(policy, "settings", {}).get("network") or {}
-    return [ip_network(text) for text in settings.get("subnets") or []]
+    return [ip_network(text) for text in policy.subnets]
 
 
 def parse_network(text: str, what: str) -> Network:

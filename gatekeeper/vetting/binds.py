@@ -133,7 +133,7 @@ def check_host_path_invariant(ctx: Context) -> None:
     check_within_command(binds, outputs)
     # In flight first, then the engine: a session that ends in between has
     # created its container by then, so the engine shows it (gatekeeper.inflight).
-    claims = ctx.world.claims_in_flight(ctx.policy)  # type: ignore[attr-defined]
+    claims = ctx.world.claims_in_flight(ctx.policy)
     session = "a gatekeeper session still in flight"
     held = [Holder(session, normal(path)) for kind, path in claims if kind == BIND]
     pending = [Holder(session, normal(path)) for kind, path in claims if kind == OUTPUT]
@@ -326,6 +326,6 @@ def resolved_form(source: str, world: World) -> str:
     """Where the source resolves today (a container made before this rule may have a
     symlink in it); "" when the agent cannot look (the lexical form still counts)."""
     try:
-        return normal(world.realpath(source))  # type: ignore[attr-defined]
+        return normal(world.realpath(source))
     except Denied:
         return ""

@@ -224,7 +224,7 @@ def render(
     root = source_args(source) if args is None else ["compose", *args]
     argv = [*root, "config", "--format", "json", *extra]
     try:
-        status, out, err = ctx.world.run_docker(ctx.policy, argv, stdin, RENDER_TIMEOUT)  # type: ignore[attr-defined]
+        status, out, err = ctx.world.run_docker(ctx.policy, argv, stdin, RENDER_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise Denied("compose took too long to render the project", rule="compose-render") from None
     if status != 0:

@@ -36,7 +36,7 @@ def vet_inspect(ctx: Context) -> None:
     so then docker is given the objects already redacted (REDACT_AT_SOURCE).
     """
     if any(use.flag[0] == "format" for use in ctx.parsed.uses):
-        if not str(getattr(ctx.policy, "host", "")).startswith("unix://"):
+        if not str(ctx.policy.host).startswith("unix://"):
             # Stops: a template on an engine we cannot stand in front of would print raw values.
             raise Denied(f"--format is not allowed for 'docker {ctx.located.spelled}' with a "
                          "docker.host that is not unix://; run it without the template for JSON",

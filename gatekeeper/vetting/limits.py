@@ -16,125 +16,27 @@ A cap or default of "" or 0 means "no cap" / "no default".
 
 from __future__ import annotations
 
+from gatekeeper.caps import HEALTH_FLOORS, Caps
 from gatekeeper.errors import Denied
+from gatekeeper.units import (
+    NANO,
+    format_cpus,
+    go_duration,
+    nano_cpus,
+    plain_int,
+    ram_in_bytes,
+    show_bytes,
+    show_duration,
+)
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
-# docker/go-units binaryMap: RAMInBytes reads k, m, g, t, p as powers of 1024.
-BINARY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-DIGITS = frozenset("0123456789")
-NANO = 10**9
-
 # The flags that would get round a CPU cap: docker refuses them together with
 # --cpus anyway, and a quota/period pair is just another spelling of --cpus.
 CPU_QUOTA_FLAGS = frozenset({"cpu-quota", "cpu-period"})
-
-
-def ram_in_bytes(text: str) -> int | None:
-    """go-units RAMInBytes on its plain spellings ("512m", "2g", "1.5GiB", "1 kb",
-    "1024"); None for everything else, including what docker would still take."""
-    number, suffix = split_size(text)
-    if number is None:
-        return None
-    suffix = suffix.lower()
-    if suffix in ("", "b"):
-        return int(number)
-    unit = BINARY_UNITS.get(suffix[:1])
-    if unit is None or suffix[1:] not in ("", "b", "ib"):
-        return None
-    return int(number * unit)  # float64 times the unit, truncated, as in go-units
-
-
-def split_size(text: str) -> tuple[float | None, str]:
-    """'1.5 g' -> (1.5, 'g'): digits with at most one '.', one optional space, a suffix."""
-    end = 0
-    while end < len(text) and (text[end] in DIGITS or text[end] == "."):
-        end += 1
-    number, suffix = text[:end], text[end:]
-    if suffix.startswith(" "):
-        suffix = suffix[1:]
-    if not plain_decimal(number) or len(suffix) > 3:
-        return None, ""
-    return float(number), suffix
-
-
-def plain_decimal(number: str) -> bool:
-    whole, dot, fraction = number.partition(".")
-    return bool(whole) and set(whole) <= DIGITS and (not dot or (bool(fraction) and set(fraction) <= DIGITS))
-
-
-def nano_cpus(text: str) -> int | None:
-    """docker's ParseCPUs ("1.5" -> 1500000000) on plain decimals; None otherwise
-    (docker's big.Rat also reads "3/2" and "1e1": refused, not guessed)."""
-    if not plain_decimal(text):
-        return None
-    whole, _, fraction = text.partition(".")
-    if len(fraction) > 9:
-        return None  # docker: "value is too precise"
-    return int(whole) * NANO + int(fraction.ljust(9, "0") or "0")
-
-
-def plain_int(text: str) -> int | None:
-    """pflag's int64 (strconv.ParseInt base 0) on plain decimals only: "010" is
-    octal and "0x10" hex to docker, so any leading zero or prefix is refused."""
-    body = text[1:] if text.startswith("-") else text
-    if not body or not set(body) <= DIGITS or (len(body) > 1 and body[0] == "0"):
-        return None
-    return int(text)
-
-
-class Caps:
-    """The policy's [limits], parsed once per decision that needs them."""
-
-    __slots__ = ("memory", "cpus", "pids", "default_memory", "default_cpus", "default_pids", "max_running",
-                 "health", "build_cgroup_parent")
-
-    def __init__(self, limits: dict[str, object]) -> None:
-        self.memory = ram_in_bytes(str(limits.get("memory") or "0")) or 0
-        self.cpus = round(float(limits.get("cpus") or 0) * NANO)  # type: ignore[arg-type]
-        self.pids = int(limits.get("pids_limit") or 0)  # type: ignore[call-overload]
-        self.default_memory = str(limits.get("default_memory") or "")
-        self.default_cpus = float(limits.get("default_cpus") or 0)  # type: ignore[arg-type]
-        self.default_pids = int(limits.get("default_pids_limit") or 0)  # type: ignore[call-overload]
-        self.max_running = int(limits.get("max_running") or 0)  # type: ignore[call-overload]
-        # run flag -> floor (nanoseconds, or a count for retries); absent = no floor
-        self.health = {flag: floor for flag, (key, _) in HEALTH_FLOORS.items()
-                       if (floor := health_floor(flag, limits.get(key)))}
-        self.build_cgroup_parent = str(limits.get("build_cgroup_parent") or "")
-
-    def any(self) -> bool:
-        capped = self.memory or self.cpus or self.pids or self.max_running
-        return bool(capped or self.defaults() or self.health)
-
-    def defaults(self) -> list[tuple[str, str]]:
-        """(flag, value) pairs to inject when the flag is absent."""
-        out = []
-        if self.default_memory:
-            out.append(("memory", self.default_memory))
-        if self.default_cpus:
-            out.append(("cpus", format_cpus(self.default_cpus)))
-        if self.default_pids:
-            out.append(("pids-limit", str(self.default_pids)))
-        return out
-
-
-def caps_of(policy: Policy) -> Caps:
-    settings = getattr(policy, "settings", {})
-    return Caps(settings.get("limits") or {})
-
-
-def format_cpus(cpus: float) -> str:
-    return f"{cpus:.9f}".rstrip("0").rstrip(".")
-
-
-def show_bytes(size: int) -> str:
-    for suffix, unit in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
 
 
 # ---------------------------------------------------------------- the checks
@@ -194,53 +96,10 @@ def over_cap(what: str, value: object, why: str, cap: str) -> Denied:
     return Denied(f"{what} {value!r} is not allowed: {why} (policy [limits])", rule=f"limit-{cap}")
 
 
-# ---------------------------------------------------------------- healthcheck floors
+# ---------------------------------------------------------------- healthcheck floors (gatekeeper.caps)
 
-# `--health-interval 1ms` on three containers kept both host CPUs busy in dockerd,
-# containerd and runc, outside every container's cgroup: floors in [limits].
-# run flag -> (policy [limits] key, compose healthcheck key)
-HEALTH_FLOORS = {
-    "health-interval": ("min_health_interval", "interval"),
-    "health-start-interval": ("min_health_start_interval", "start_interval"),
-    "health-timeout": ("min_health_timeout", "timeout"),
-    "health-start-period": ("min_health_start_period", "start_period"),
-    "health-retries": ("min_health_retries", "retries"),
-}
-GO_DURATION_UNITS = {"ns": 1, "us": 1000, "\u00b5s": 1000, "\u03bcs": 1000, "ms": 10**6, "s": NANO,
-                     "m": 60 * NANO, "h": 3600 * NANO}
-
-
-def go_duration(text: str) -> int | None:
-    """Go's time.ParseDuration on unsigned spellings ("1ms", "1.5s", "1m30s", "0"), in
-    nanoseconds; None for anything else (a sign, no unit, an unknown unit)."""
-    import re
-
-    if text == "0":
-        return 0
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)([a-z\u00b5\u03bc]+)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    total = 0
-    for number, unit in parts:
-        scale = GO_DURATION_UNITS.get(unit)
-        if scale is None:
-            return None
-        whole, _, fraction = number.partition(".")
-        total += int(whole or "0") * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
-    return total
-
-
-def health_floor(flag: str, value: object) -> int:
-    if flag == "health-retries":
-        return int(value or 0)  # type: ignore[call-overload]
-    return go_duration(str(value)) or 0 if value else 0
-
-
-def show_duration(nanos: int) -> str:
-    for unit, scale in (("h", 3600 * NANO), ("m", 60 * NANO), ("s", NANO), ("ms", 10**6)):
-        if nanos % scale == 0:
-            return f"{nanos // scale}{unit}"
-    return f"{nanos}ns"
+def caps_of(policy: Policy) -> Caps:
+    return policy.caps
 
 
 def check_health(flag: str, value: str, caps: Caps, what: str) -> None:

@@ -19,27 +19,12 @@ an optional k, m or g (either case), optionally followed by b.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.units import DIGITS, log_size
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
-
-DECIMAL_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
-DIGITS = frozenset("0123456789")
-
-
-def log_size(text: str) -> int | None:
-    """'10m' -> 10000000 (FromHumanSize on plain spellings); None for anything else."""
-    body = text.lower()
-    if body.endswith("b"):
-        body = body[:-1]
-    unit = body[-1:] if body[-1:] in ("k", "m", "g") else ""
-    digits = body[: len(body) - len(unit)]
-    if not digits or not set(digits) <= DIGITS or digits[0] == "0":
-        return None
-    return int(digits) * DECIMAL_UNITS[unit]
-
 
 def log_file_count(text: str) -> int | None:
     if not text or not set(text) <= DIGITS or text[0] == "0":
@@ -48,8 +33,7 @@ def log_file_count(text: str) -> int | None:
 
 
 def log_caps(policy: Policy) -> tuple[str, int]:
-    limits = getattr(policy, "settings", {}).get("limits") or {}
-    return str(limits.get("log_max_size") or ""), int(limits.get("log_max_file") or 0)
+    return policy.caps.log_max_size, policy.caps.log_max_file
 
 
 def vet_log_caps(ctx: Context) -> None:

@@ -118,7 +118,7 @@ class Target:
 
 
 def owner_of(ctx: Context) -> str:
-    return ctx.policy.profile  # type: ignore[attr-defined, no-any-return]
+    return ctx.policy.profile
 
 
 def owner_filter(ctx: Context) -> str:
@@ -181,16 +181,15 @@ def check_top_arguments(ctx: Context) -> None:
 
 
 def scope(ctx: Context, key: str) -> str:
-    scopes = ctx.policy.settings.get("scope", {})  # type: ignore[attr-defined]
-    return str(scopes.get(key, "owned"))  # a class the policy does not know is owned-only
+    return ctx.policy.scope_of(key)  # a class the policy does not know is owned-only
 
 
 def protect(ctx: Context, key: str) -> list[str]:
-    return list(ctx.policy.settings.get("protect", {}).get(key, []))  # type: ignore[attr-defined]
+    return list(ctx.policy.protect.get(key, ()))
 
 
 def shared(ctx: Context, key: str) -> list[str]:
-    return list(ctx.policy.settings.get("shared", {}).get(key, []))  # type: ignore[attr-defined]
+    return list(ctx.policy.shared.get(key, ()))
 
 
 def shared_by(ctx: Context, key: str, names: list[str]) -> str:
@@ -317,7 +316,7 @@ def lookup(ctx: Context, kind: str, word: str) -> Target | None:
     or ID prefix), or None if there is none; an engine that does not answer is a denial."""
     args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", word]
     try:
-        status, _out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)  # type: ignore[attr-defined]
+        status, _out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
     except Exception:  # noqa: BLE001 - a timeout or a missing binary: unresolved
         status, err = -1, b"the engine did not answer"
     if status != 0:
@@ -337,7 +336,7 @@ def query(ctx: Context, args: list[str], what: str) -> str:
     from gatekeeper.bounded import timed_out
 
     try:
-        status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)  # type: ignore[attr-defined]
+        status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
     except Exception as error:
         if not timed_out(error):
             raise
@@ -448,8 +447,7 @@ def check_label(ctx: Context, label: str, what: str) -> None:
 def refused_label(ctx: Context, key: str) -> str:
     from fnmatch import fnmatchcase
 
-    patterns = ctx.policy.settings.get("labels", {}).get("refused", [])  # type: ignore[attr-defined]
-    return next((p for p in patterns if fnmatchcase(key.lower(), p.lower())), "")
+    return next((p for p in ctx.policy.refused_labels if fnmatchcase(key.lower(), p.lower())), "")
 
 
 def check_label_key(label: str, what: str) -> None:

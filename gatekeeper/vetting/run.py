@@ -66,9 +66,8 @@ def check_log_tag(tag: str, what: str, policy: Policy, rule: str) -> None:
                      "or a template", rule=rule)
 
 
-def reserved_tags(policy: Policy) -> list[str]:
-    audit = getattr(policy, "settings", {}).get("audit") or {}
-    return [str(tag).lower() for tag in audit.get("reserved_tags", ["gatekeeper"])]
+def reserved_tags(policy: Policy) -> tuple[str, ...]:
+    return policy.reserved_tags
 
 
 def vet_model_log_options(ctx: Context, model: dict) -> None:

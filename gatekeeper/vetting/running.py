@@ -41,7 +41,7 @@ RUNNING_FORMAT = '{{.Label "gatekeeper.start"}}\t{{.Label "com.docker.compose.pr
 
 
 def owner(ctx: Context) -> str:
-    return ctx.policy.profile  # type: ignore[attr-defined, no-any-return]
+    return ctx.policy.profile
 
 
 def check_room(ctx: Context, cap: int, starting: int, claim: str, project: str = "") -> None:
@@ -49,7 +49,7 @@ def check_room(ctx: Context, cap: int, starting: int, claim: str, project: str =
     `claim` is "label:TOKEN" or "project:NAME"; `project`'s running containers are left out."""
     if not starting:
         return  # restarting running containers adds none, even over a lowered cap
-    claims = ctx.world.claims_in_flight(ctx.policy)  # type: ignore[attr-defined]  # takes the lock
+    claims = ctx.world.claims_in_flight(ctx.policy)  # takes the lock
     running = running_containers(ctx)
     others = [(token, name) for token, name in running if not (project and name == project)]
     in_flight = sum(unaccounted(value, running) for kind, value in claims if kind == START)
@@ -73,7 +73,7 @@ def running_containers(ctx: Context) -> list[tuple[str, str]]:
     """(start token, compose project) of each of the owner's running containers."""
     args = ["container", "ls", "--no-trunc", "--filter", f"label={OWNER_LABEL}={owner(ctx)}",
             "--format", RUNNING_FORMAT]
-    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)  # type: ignore[attr-defined]
+    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)
     if status != 0:
         raise Denied("cannot count your running containers (docker ps failed)", rule=RULE)
     rows = [line.split("\t") for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
@@ -103,7 +103,7 @@ def check_start(ctx: Context, cap: int) -> None:
 
 def stopped_count(ctx: Context, names: list[str]) -> int:
     args = ["container", "inspect", "--format", "{{.State.Running}}", "--", *names]
-    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)  # type: ignore[attr-defined]
+    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)
     if status != 0:
         return len(names)  # a name docker cannot find starts nothing, but we cannot tell which: count it
     return sum(1 for line in out.decode("ascii", "replace").splitlines() if line.strip() != "true")
@@ -168,7 +168,7 @@ def replicas(services: dict, names: set[str]) -> int:
 def project_containers(ctx: Context, project: str) -> int:
     args = ["container", "ls", "-a", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={owner(ctx)}",
             "--filter", f"label={PROJECT_LABEL}={project}"]
-    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)  # type: ignore[attr-defined]
+    status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)
     if status != 0:
         raise Denied("cannot count the project's containers (docker ps failed)", rule=RULE)
     return len(out.split())

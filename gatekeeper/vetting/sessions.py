@@ -21,12 +21,11 @@ SESSION = "session"  # claim kind (gatekeeper.inflight)
 
 
 def check_sessions(ctx: Context) -> None:
-    limits = getattr(ctx.policy, "settings", {}).get("limits") or {}
-    cap = int(limits.get("max_sessions") or 0)
+    cap = ctx.policy.caps.max_sessions
     if not cap:
         return
-    profile: str = ctx.policy.profile  # type: ignore[attr-defined]
-    claims = ctx.world.claims_in_flight(ctx.policy)  # type: ignore[attr-defined]  # takes the lock
+    profile = ctx.policy.profile
+    claims = ctx.world.claims_in_flight(ctx.policy)  # takes the lock
     live = sum(1 for kind, value in claims if kind == SESSION and value == profile)
     if live >= cap:
         raise Denied(f"{live} gatekeeper sessions of profile {profile!r} are running and the cap is {cap} "

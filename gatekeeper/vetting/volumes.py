@@ -53,7 +53,7 @@ def compose_model_volumes(ctx: object) -> set[str]:
 def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str, str]]:
     """name -> (driver, options JSON, labels JSON) for the names that exist, in one query."""
     args = ["volume", "inspect", "--format", VOLUME_FORMAT, "--", *names]
-    status, out, err = ctx.world.run_docker(ctx.policy, args)  # type: ignore[attr-defined]
+    status, out, err = ctx.world.run_docker(ctx.policy, args)
     # A missing volume makes docker exit 1 after printing the ones it found (and
     # an empty line when it found none): only the lines printed matter, and a
     # name not printed does not exist. Any other failure (the engine does not
