@@ -24,7 +24,12 @@ it supervises and the latency of each line from the child to our pipe.
 The gatekeeper under test is installed (not editable) from the repository into
 a venv made from /usr/bin/python3, as in the deployment layout.
 
-    python3 bench/forcecommand_bench.py [--rounds N] [--venv DIR] [--no-install]
+With `--against DIR` (another venv with a gatekeeper installed, e.g. one made
+from an earlier commit with `git archive`), every gatekeeper case runs also with
+that venv in the same rounds, shown as "(against)" rows beside the others: a
+before/after comparison under the same machine load.
+
+    python3 bench/forcecommand_bench.py [--rounds N] [--venv DIR] [--no-install] [--against DIR]
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ STREAM_LINES: Final = 15
 STREAM_INTERVAL_S: Final = 0.2
 RATIO_TARGET: Final = 1.5
 RSS_TARGET_MB: Final = 30.0
+AGAINST: Final = "(against)"
 
 # The stub docker: records its argv, streams timestamped lines for 'logs -f'.
 STUB: Final = """#!/bin/sh
@@ -199,7 +205,9 @@ def session_env(root: Path, command: str | None = None) -> dict[str, str]:
     return env
 
 
-def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Path) -> list[Case]:
+def build_cases(
+    python: Path, root: Path, files: dict[str, Path], toml_copy: Path, label: str = ""
+) -> list[Case]:
     gatekeeper = [str(python), "-I", "-m", "gatekeeper", "--policy", str(files["policy"])]
     uncompiled = [str(python), "-I", "-m", "gatekeeper", "--policy", str(toml_copy)]
     without_runpy = [
@@ -223,12 +231,16 @@ def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Pat
         Case("gatekeeper allowed, -c", [(without_runpy, session_env(root, ALLOWED_COMMAND))], 0),
         Case("gatekeeper denied, -c", [(without_runpy, session_env(root, DENIED_COMMAND))], 77),
     ]
-    entry = install_entry(python, root)
+    entry = install_entry(python, root, label)
     if entry is not None:
         cases += [
             Case("gatekeeper allowed, entry script", [(entry, session_env(root, ALLOWED_COMMAND))], 0),
             Case("gatekeeper denied, entry script", [(entry, session_env(root, DENIED_COMMAND))], 77),
         ]
+    if label:  # the same gatekeeper cases with another venv: no floor, no authprogs
+        for case in cases:
+            case.name = f"{case.name} {label}"
+        return cases[1:]
     if Path("/usr/bin/authprogs").exists():
         cases += [
             Case("authprogs allowed", [(authprogs, session_env(root, ALLOWED_COMMAND))], 0),
@@ -237,9 +249,9 @@ def build_cases(python: Path, root: Path, files: dict[str, Path], toml_copy: Pat
     return cases
 
 
-def install_entry(python: Path, root: Path) -> list[str] | None:
+def install_entry(python: Path, root: Path, label: str = "") -> list[str] | None:
     """The entry script, if this gatekeeper has `install-entry`."""
-    script = root / "bin" / "gatekeeper-ssh"
+    script = root / "bin" / ("gatekeeper-ssh-against" if label else "gatekeeper-ssh")
     done = subprocess.run(
         [str(python), "-I", "-m", "gatekeeper", "install-entry", "--to", str(script),
          "--python", str(python)],
@@ -263,6 +275,12 @@ def report(cases: list[Case]) -> None:
             f"{case.cpu_ms():8.1f} {case.cpu_ms() / floor_cpu:8.2f} {case.peak_rss_mb():12.1f}"
         )
     documented = [case for case in cases if case.name.endswith("entry script")] or cases[1:3]
+    against = {case.name: case for case in cases if case.name.endswith(AGAINST)}
+    for case in cases:
+        other = against.get(f"{case.name} {AGAINST}")
+        if other is not None:
+            print(f"{case.name}: median {case.median_ms() / other.median_ms():.3f} x, "
+                  f"CPU {case.cpu_ms() / other.cpu_ms():.3f} x the {AGAINST} venv's")
     for case in documented:
         ratio, rss = case.median_ms() / floor, case.peak_rss_mb()
         verdict = "ok" if ratio <= RATIO_TARGET and rss <= RSS_TARGET_MB else "MISSED"
@@ -316,6 +334,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--venv", type=Path, default=Path("/tmp/gatekeeper-bench-venv"))
     parser.add_argument("--no-install", action="store_true", help="reuse the venv's gatekeeper as is")
+    parser.add_argument("--against", type=Path, help="a venv whose gatekeeper runs beside, same rounds")
     options = parser.parse_args()
     python = prepare_venv(options.venv, install=not options.no_install)
     root = Path(tempfile.mkdtemp(prefix="gk-bench-"))
@@ -325,6 +344,8 @@ def main() -> int:
         shutil.copyfile(files["policy"], toml_copy)
         compile_policy(python, files["policy"])
         cases = build_cases(python, root, files, toml_copy)
+        if options.against is not None:
+            cases += build_cases(options.against / "bin" / "python3", root, files, toml_copy, AGAINST)
         for case in cases:  # warm the page cache and __pycache__
             case.measure()
             case.runs.clear()

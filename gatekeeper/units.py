@@ -6,7 +6,7 @@ durations. Each accepts a strict subset of docker's spellings (plain decimal
 digits), so whatever we accept means the same number to us and to docker;
 anything else is None and refused by the caller instead of guessed at (docker's
 int parser takes 0x10 and 010 as hex and octal, its size parser takes 1e3).
-Used by the policy (to validate [limits]) and the vetters alike.
+Used by the policy (to validate [limits], imported only when one is set) and the vetters.
 """
 
 from __future__ import annotations

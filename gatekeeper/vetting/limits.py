@@ -16,8 +16,8 @@ A cap or default of "" or 0 means "no cap" / "no default".
 
 from __future__ import annotations
 
-from gatekeeper.caps import HEALTH_FLOORS, Caps
 from gatekeeper.errors import Denied
+from gatekeeper.policy import HEALTH_FLOORS, Caps
 from gatekeeper.units import (
     NANO,
     format_cpus,
