@@ -122,6 +122,8 @@ def test_chunked_build_context_is_reframed_with_a_length(proxy: Harness) -> None
     assert (method, target, body) == ("POST", "/build", b"abcde")
     assert headers.get("content-length") == "5"
     assert "transfer-encoding" not in headers
+    record = proxy.records()[-1]
+    assert (record["body_bytes"], record["chunked"]) == (5, True)
 
 
 def test_refusals_are_audited(proxy: Harness) -> None:

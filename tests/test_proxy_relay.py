@@ -145,6 +145,8 @@ def test_every_decision_is_audited_with_the_api_layer(proxy: Harness) -> None:
     assert (allowed["decision"], allowed["method"], allowed["target"], allowed["endpoint"]) == (
         "allow", "GET", "/_ping", "GET /_ping")
     assert (denied["decision"], denied["rule"]) == ("deny", "denied")
+    assert allowed["body_bytes"] == 0
+    assert "chunked" not in allowed
 
 
 def test_client_leaving_a_stream_ends_it_upstream(proxy: Harness) -> None:

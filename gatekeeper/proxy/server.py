@@ -100,11 +100,15 @@ class Proxy:
 
     # ------------------------------------------------------------ decision (worker thread)
 
-    def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller) -> ApiVerdict:
+    def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,
+                          body: dict[str, object]) -> ApiVerdict:
         verdict = self.verdict_for(request, state)
         record = api_record(caller, request.profile or None, request.method, request.target,
                             endpoint=verdict.endpoint, allowed=verdict.allowed, rule=verdict.rule,
                             reason=verdict.reason, policy=state.policy)
+        record.update(body)
+        if verdict.allowed and verdict.target is not None and verdict.target != request.target:
+            record["forwarded"] = verdict.target  # names resolved to IDs, the query as checked
         if state.policy is None:
             syslog_only(record)
             return verdict
@@ -299,7 +303,8 @@ class ClientConnection:
             status, body = await loop.run_in_executor(None, take_record, request, state)
             await self.send_whole(received.conn, status, body, keep)
             return keep
-        verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state, self.caller)
+        verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state, self.caller,
+                                             body_facts(received))
         if not verdict.allowed:
             await self.send_whole(received.conn, 403, denial_body(verdict.reason, verdict.rule), keep)
             return keep
@@ -588,6 +593,15 @@ async def pipe(first: bytes, source: asyncio.StreamReader, sink: asyncio.StreamW
             sink.write_eof()
     except (ConnectionError, OSError):
         sink.close()
+
+
+def body_facts(received: Received) -> dict[str, object]:
+    """For the record: how many body bytes came, and whether they came chunked (a build
+    context from the legacy builder), since the engine got them re-framed."""
+    facts: dict[str, object] = {"body_bytes": received.size}
+    if framing.body_length(received.event) is None:
+        facts["chunked"] = True
+    return facts
 
 
 def take_record(request: ApiRequest, state: PolicyState) -> tuple[int, bytes]:
