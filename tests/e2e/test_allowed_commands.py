@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from .stack import IMAGE, Stack, read_lines
+from .stack import APP_DIR, IMAGE, Stack, read_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -55,3 +55,17 @@ def test_logs_follow_streams_before_the_command_ends(stack: Stack, ticker: str) 
             assert client.poll() is None, "logs -f ended instead of following"
         finally:
             client.kill()
+
+
+def test_build_reads_the_dockerfile_from_stdin(stack: Stack) -> None:
+    """`docker build -f - DIR`: `-` is the Dockerfile on docker's stdin (the grammar's
+    path-or-stdin check passes it as typed), not a host file named '-'."""
+    tag = "gk-stdin-dockerfile"
+    dockerfile = f"FROM {IMAGE}\nRUN echo from-stdin > /note\n".encode()
+    try:
+        build = stack.ssh(f"docker build -q -t {tag} -f - {APP_DIR}", stdin=dockerfile, timeout=120)
+        assert build.returncode == 0, build.stderr
+        run = stack.ssh(f"docker run --rm {tag} cat /note")
+        assert (run.returncode, run.stdout) == (0, b"from-stdin\n"), run.stderr
+    finally:
+        stack.docker("rmi", "-f", tag, check=False)
