@@ -55,6 +55,22 @@ def check_new_binds(call: Call, binds: list[tuple[str, str]]) -> None:
 
 
 def check_start_binds(call: Call, ident: str) -> None:
-    """Rule 3: the container's own sources (made before the rule, or by hand) keep rule 1."""
+    """Rule 3: the container's own sources (made before the rule, or by hand) keep rule 1;
+    and each still passes the path rule where it resolves now."""
     held = owned_holders(call)
-    check_existing([h for h in held if h.container == ident], held)
+    own = [h for h in held if h.container == ident]
+    check_still_allowed(call, own)
+    check_existing(own, held)
+
+
+def check_still_allowed(call: Call, own: list[Holder]) -> None:
+    """The engine resolves each bind source again at this start, as root: a source the agent
+    (a shell as its account, a build output) swapped for a symlink since the create is
+    judged by the path rule where it points now."""
+    from gatekeeper.paths import resolve_host_path
+
+    for holder in own:
+        if holder.path:
+            # Stops: mv src src.old; ln -s /etc src; docker start: host /etc mounted read-write.
+            resolve_host_path(holder.path, f"{holder.who}'s bind source", call.policy,  # type: ignore[arg-type]
+                              call.ctx.world)  # type: ignore[arg-type]

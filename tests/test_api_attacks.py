@@ -1,0 +1,227 @@
+"""Trying to cheat the API layer: an agent with a shell as its own account and only the
+proxy's socket, attacking the decision (gatekeeper.proxy.vet, fake engine) and the
+transport (gatekeeper.proxy.server, fake upstream). Each attack has its control in the
+same test: the request with the one dangerous thing taken out is allowed, or the attack
+gets through with the defence switched off. Findings not fixed yet are xfail(strict)
+with the reason; tests/e2e/test_api_attacks.py proves the important ones on the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.proxy import binds
+from gatekeeper.proxy.contract import ApiVerdict
+from gatekeeper.proxy.vet import vet_api_request
+from tests.api_engine import MINE, FakeEngine, cid, container
+from tests.proxy_harness import Harness, running
+from tests.test_proxy_vet import OVERRIDES, POLICY, make_policy, request
+
+CREATE = "/v1.47/containers/create"
+
+
+def create(body: dict, engine: FakeEngine | None = None) -> ApiVerdict:
+    return vet_api_request(request("POST", CREATE, json.dumps(body)), POLICY, engine or FakeEngine())
+
+
+# ---------------------------------------------------------------- time: the restart-after-swap class
+
+
+def engine_with(name: str, source: str) -> FakeEngine:
+    engine = FakeEngine()
+    engine.containers.append(container(cid("7"), name, MINE, (source,)))
+    return engine
+
+
+def test_start_after_the_bind_source_was_swapped_for_a_symlink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's shell: mv ~/src ~/src.old; ln -s /etc ~/src; docker start box. The engine
+    resolves the source again at the start, as root: host /etc read-write in the box.
+    (tests/api_engine.py LINKS: /home/ai-worker/link -> /etc.)"""
+    start = request("POST", "/v1.47/containers/box/start")
+    unswapped = vet_api_request(start, POLICY, engine_with("box", "/home/ai-worker/fresh"))
+    assert unswapped.allowed, unswapped.reason
+    swapped = engine_with("box", "/home/ai-worker/link")
+    monkeypatch.setattr(binds, "check_still_allowed", lambda call, own: None)
+    assert vet_api_request(start, POLICY, swapped).allowed  # the defence off: the start goes through
+    monkeypatch.undo()
+    verdict = vet_api_request(start, POLICY, swapped)
+    assert (verdict.allowed, verdict.rule) == (False, "host-path"), verdict.reason
+    restart = vet_api_request(request("POST", "/v1.47/containers/box/restart"), POLICY, swapped)
+    assert (restart.allowed, restart.rule) == (False, "host-path")
+
+
+RESTARTING = {"Image": "alpine", "HostConfig": {"Binds": ["/home/ai-worker/src2:/src"],
+                                                "RestartPolicy": {"Name": "always"}}}
+
+
+@pytest.mark.xfail(strict=True, reason="finding: a restart policy on a container with host binds restarts "
+                   "it (on exit, on a daemon restart) without asking the proxy, so the start-time "
+                   "re-check never runs; the swap then mounts what the symlink names "
+                   "(tests/e2e/test_api_attacks.py proves it on the engine)")
+def test_restart_policy_outlives_the_decision_on_binds() -> None:
+    no_binds = {"Image": "alpine", "HostConfig": {"RestartPolicy": {"Name": "always"}}}
+    assert create(no_binds).allowed  # control: a restart policy alone is harmless
+    no_policy = {"Image": "alpine", "HostConfig": {"Binds": ["/home/ai-worker/src2:/src"]}}
+    assert create(no_policy).allowed  # control: binds without one restart only through the proxy
+    assert not create(RESTARTING).allowed
+
+
+@pytest.mark.xfail(strict=True, reason="finding: container update may give a container with host binds a "
+                   "restart policy after its create (same class as the create case)")
+def test_update_gives_a_bound_container_a_restart_policy() -> None:
+    policy = make_policy({**OVERRIDES, "commands": {"allowed": ["update"]}})
+    engine = engine_with("box", "/home/ai-worker/fresh")
+    memory = vet_api_request(request("POST", "/v1.47/containers/box/update", '{"Memory":1073741824}'),
+                             policy, engine)
+    assert memory.allowed  # control: update itself is open under this policy
+    verdict = vet_api_request(request("POST", "/v1.47/containers/box/update",
+                                      '{"RestartPolicy":{"Name":"always"}}'), policy, engine)
+    assert not verdict.allowed
+
+
+# ---------------------------------------------------------------- Go's decoder reads more than one spelling
+
+
+# moby's ContainerConfigWrapper embeds a deprecated *container.HostConfig at the top level of
+# the create body: with no "HostConfig" key the engine takes these fields from the top level,
+# and it copies a top-level Memory/MemorySwap/CpuShares/Cpuset into HostConfig when that has none.
+TOP_LEVEL = [
+    ("Privileged", True, False),
+    ("Binds", ["/:/host"], ["/home/ai-worker/src:/src"]),
+    ("CapAdd", ["SYS_ADMIN"], None),
+    ("PidMode", "host", ""),
+    ("Memory", 8 << 30, 1 << 30),
+    ("Cpuset", "0-63", ""),
+    ("Devices", [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}], []),
+]
+
+
+@pytest.mark.parametrize(("field", "bad", "harmless"), TOP_LEVEL, ids=[t[0] for t in TOP_LEVEL])
+def test_hostconfig_fields_at_the_top_level_are_refused(field: str, bad: object, harmless: object) -> None:
+    if field != "Cpuset":  # control: the same field in HostConfig is vetted there
+        inside = create({"Image": "alpine", "HostConfig": {field: harmless}})
+        assert inside.allowed, inside.reason
+    verdict = create({"Image": "alpine", field: bad})
+    assert (verdict.allowed, verdict.rule) == (False, "api-body-field"), verdict.reason
+    with_host = create({"Image": "alpine", field: bad, "HostConfig": {}})
+    assert not with_host.allowed
+
+
+@pytest.mark.parametrize("spelling", ["Mas\u212aedPaths", "maskedpaths", "MASKEDPATHS"])
+def test_unicode_folded_spelling_never_reaches_the_engine(spelling: str) -> None:
+    """Go folds the Kelvin sign to k: 'Mas\\u212aedPaths' is MaskedPaths to the engine, and []
+    unmasks /proc. The proxy does not know the spelling: dropped (zero) or refused."""
+    control = create({"Image": "alpine", "HostConfig": {"MaskedPaths": []}})
+    assert (control.allowed, control.rule) == (False, "flag-security-opt")
+    verdict = create({"Image": "alpine", "HostConfig": {spelling: []}})
+    assert verdict.allowed and verdict.body is not None
+    assert spelling not in json.loads(verdict.body)["HostConfig"]
+    refused = create({"Image": "alpine", "HostConfig": {spelling: ["/proc/kcore"]}})
+    assert (refused.allowed, refused.rule) == (False, "api-body-field")
+
+
+@pytest.mark.parametrize("second", ["hostconfig", "HOSTCONFIG", "hostConfig"])
+def test_a_second_hostconfig_is_refused(second: str) -> None:
+    """Last duplicate wins in Go: a harmless HostConfig first, the real one second."""
+    text = '{"Image":"alpine","HostConfig":{"Privileged":false},"' + second + '":{"Privileged":true}}'
+    verdict = vet_api_request(request("POST", CREATE, text), POLICY, FakeEngine())
+    assert (verdict.allowed, verdict.rule) == (False, "api-body"), verdict.reason
+    control = create({"Image": "alpine", "HostConfig": {"Privileged": False}})
+    assert control.allowed
+
+
+def test_network_id_under_a_network_name_is_refused() -> None:
+    """For a user-defined network key the engine prefers EndpointSettings.NetworkID over the
+    name it checked (daemon getNetworkID): mynet's key with opsnet's ID joins opsnet."""
+    def joined(network_id: str) -> ApiVerdict:
+        return create({"Image": "alpine", "NetworkingConfig": {"EndpointsConfig": {
+            "mynet": {"NetworkID": network_id}}}})
+
+    assert joined(cid("5")).allowed  # control: mynet's own ID
+    verdict = joined(cid("6"))
+    assert (verdict.allowed, verdict.rule) == (False, "foreign-network")
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1.47/volumes/create", {"Name": "v", "driveropts": {"type": "none", "o": "bind", "device": "/"}}),
+    ("/v1.47/volumes/create", {"Name": "v", "DRIVEROPTS": {"type": "none", "o": "bind", "device": "/"}}),
+    ("/v1.47/networks/create", {"Name": "n", "options": {"com.docker.network.bridge.name": "eth0"}}),
+    (CREATE, {"Image": "alpine", "HostConfig": {"Mounts": [{"Type": "volume", "Target": "/d",
+              "VolumeOptions": {"driverconfig": {"Name": "local", "Options": {"device": "/"}}}}]}}),
+], ids=["volume-driveropts", "volume-DRIVEROPTS", "network-options", "mount-driverconfig"])
+def test_driver_options_in_another_case_are_refused(path: str, body: dict) -> None:
+    name = "Name" if "Name" in body else "Image"
+    control = vet_api_request(request("POST", path, json.dumps({name: body[name]})), POLICY, FakeEngine())
+    assert control.allowed, control.reason
+    verdict = vet_api_request(request("POST", path, json.dumps(body)), POLICY, FakeEngine())
+    assert (verdict.allowed, verdict.rule) == (False, "api-body-field"), verdict.reason
+
+
+# ---------------------------------------------------------------- transport: a request behind another
+
+
+@pytest.fixture
+def proxy(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with running(tmp_path) as harness:
+        yield harness
+
+
+PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
+DENIED = b"POST /containers/x/exec HTTP/1.1\r\nHost: docker\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def engine_saw(proxy: Harness) -> list[str]:
+    return [f"{method} {target}" for method, target, _, _ in proxy.engine.received]
+
+
+def test_pipelined_request_behind_an_allowed_one_is_decided_on_its_own(proxy: Harness) -> None:
+    out = proxy.raw(PING + PING + b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200") == 3  # control: three allowed ones are all served, in order
+    proxy.engine.received.clear()
+    out = proxy.raw(PING + DENIED + b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+    assert b"HTTP/1.1 403" in out
+    assert engine_saw(proxy) == ["GET /_ping", "GET /_ping"]
+
+
+def test_body_that_holds_a_second_request_is_only_a_body(proxy: Harness) -> None:
+    """Content-Length covers a smuggled request inside the body: the engine gets one request."""
+    inner = b"POST /containers/x/exec HTTP/1.1\r\nHost: docker\r\nContent-Length: 2\r\n\r\n{}"
+    head = b"POST /echo HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+    out = proxy.raw(head % len(inner) + inner)
+    assert b"HTTP/1.1 200" in out and json.loads(out.partition(b"\r\n\r\n")[2])["size"] == len(inner)
+    assert engine_saw(proxy) == ["POST /echo"]
+
+
+def test_upgrade_the_engine_declines_keeps_vetting_what_follows(proxy: Harness) -> None:
+    """Upgrade asked on an endpoint that does not switch: the engine answers 200 and the bytes
+    behind the request are a next request to decide, not a raw stream to relay."""
+    upgrade = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(proxy.listen)
+        sock.sendall(upgrade + DENIED)
+        out = b""
+        while b"(rule denied)" not in out and (chunk := sock.recv(65536)):
+            out += chunk
+    assert b"HTTP/1.1 200" in out and b"HTTP/1.1 403" in out
+    assert engine_saw(proxy) == ["GET /_ping"]
+
+
+def test_attach_stream_carries_no_http_to_the_engine(proxy: Harness) -> None:
+    """After the engine's 101 the client's bytes are the container's stdin: relayed raw to the
+    attach stream (the engine's hijacked connection never parses them as HTTP again)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(proxy.listen)
+        sock.sendall(b"POST /containers/c1/attach HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: tcp\r\nContent-Length: 0\r\n\r\n" + DENIED)
+        sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    assert b"101" in out and DENIED.upper() in out  # the fake container echoes stdin upper-cased
+    assert engine_saw(proxy) == ["POST /containers/c1/attach"]
