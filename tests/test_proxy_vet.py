@@ -314,3 +314,15 @@ def test_max_running_counts_at_start() -> None:
     verdict = decide("POST", "/v1.47/containers/comp/start", policy=limits(1))
     assert (verdict.allowed, verdict.rule) == (False, "limit-running")
     assert decide("POST", "/v1.47/containers/comp/kill", policy=limits(1)).allowed  # control: not a start
+
+
+def test_build_cgroup_parent_of_the_policy_passes() -> None:
+    """The CLI layer in front injects the policy's build_cgroup_parent; any other is refused."""
+    policy = make_policy({**OVERRIDES, "limits": {**OVERRIDES["limits"],  # type: ignore[dict-item]
+                                                  "build_cgroup_parent": "/gatekeeper-build"}})
+    ok = decide("POST", "/v1.47/build?cgroupparent=%2Fgatekeeper-build", policy=policy)
+    assert ok.allowed and parse_qs(urlsplit(ok.target).query)["cgroupparent"] == ["/gatekeeper-build"]
+    other = decide("POST", "/v1.47/build?cgroupparent=%2F", policy=policy)
+    assert (other.allowed, other.rule) == (False, "flag-cgroup-parent")
+    injected = decide("POST", "/v1.47/build", policy=policy)
+    assert parse_qs(urlsplit(injected.target).query)["cgroupparent"] == ["/gatekeeper-build"]

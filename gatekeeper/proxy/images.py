@@ -145,20 +145,20 @@ def limit_build(call: Call) -> None:
     from gatekeeper.vetting.limits import (
         BUILD_CPU_PERIOD,
         caps_of,
-        check_cpu_quota,
         check_memory,
         check_memory_swap,
     )
 
     caps = caps_of(call.policy)
-    if call.one("cgroupparent"):
+    if call.one("cgroupparent") not in ("", caps.build_cgroup_parent):
         # Stops: RUN steps placed in a host cgroup of the agent's choosing, outside the limits.
         raise Denied("build cgroupparent is not allowed: the policy's build_cgroup_parent applies",
                      rule="flag-cgroup-parent")
-    for key, check in (("memory", check_memory), ("memswap", check_memory_swap),
-                       ("cpuquota", check_cpu_quota), ("cpuperiod", check_cpu_quota)):
+    for key, check in (("memory", check_memory), ("memswap", check_memory_swap)):
         if call.one(key) not in ("", "0"):
             check(call.one(key), caps, f"build {key}")
+    if call.one("cpuquota") not in ("", "0") or call.one("cpuperiod") not in ("", "0"):
+        check_build_quota(call, caps)
     if caps.default_memory and call.one("memory") in ("", "0"):
         check_memory(caps.default_memory, caps, "the policy's default_memory")
         from gatekeeper.vetting.limits import ram_in_bytes
@@ -169,3 +169,16 @@ def limit_build(call: Call) -> None:
         call.query["cpuquota"] = [str(round(caps.default_cpus * BUILD_CPU_PERIOD))]
     if caps.build_cgroup_parent:
         call.query["cgroupparent"] = [caps.build_cgroup_parent]
+
+
+def check_build_quota(call: Call, caps: object) -> None:
+    """cpuquota/cpuperiod: the CPUs they come to within the cap (the CLI layer injects
+    the default as such a pair)."""
+    from gatekeeper.vetting.limits import NANO, check_cpu_quota, plain_int
+
+    cap = getattr(caps, "cpus", 0)
+    if not cap:
+        return
+    quota, period = plain_int(call.one("cpuquota")), plain_int(call.one("cpuperiod") or "100000")
+    if quota is None or period is None or quota <= 0 or period <= 0 or quota * NANO > cap * period:
+        check_cpu_quota(call.one("cpuquota"), caps, "build cpuquota")  # type: ignore[arg-type]
