@@ -58,21 +58,23 @@ RESTARTING = {"Image": "alpine", "HostConfig": {"Binds": ["/home/ai-worker/src2:
                                                 "RestartPolicy": {"Name": "always"}}}
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a restart policy on a container with host binds restarts "
-                   "it (on exit, on a daemon restart) without asking the proxy, so the start-time "
-                   "re-check never runs; the swap then mounts what the symlink names "
-                   "(tests/e2e/test_api_attacks.py proves it on the engine)")
 def test_restart_policy_outlives_the_decision_on_binds() -> None:
+    """A restart policy on a container with host binds restarts it (on exit, on a daemon restart)
+    without asking the proxy, so the start-time re-check never runs: refused (flag-restart)."""
     no_binds = {"Image": "alpine", "HostConfig": {"RestartPolicy": {"Name": "always"}}}
     assert create(no_binds).allowed  # control: a restart policy alone is harmless
     no_policy = {"Image": "alpine", "HostConfig": {"Binds": ["/home/ai-worker/src2:/src"]}}
     assert create(no_policy).allowed  # control: binds without one restart only through the proxy
-    assert not create(RESTARTING).allowed
+    assert (create(RESTARTING).allowed, create(RESTARTING).rule) == (False, "flag-restart")
+    mounted = {"Image": "alpine", "HostConfig": {"RestartPolicy": {"Name": "on-failure"}, "Mounts": [
+        {"Type": "bind", "Source": "/home/ai-worker/src2", "Target": "/src"}]}}
+    assert create(mounted).rule == "flag-restart"
+    volume = {"Image": "alpine", "HostConfig": {"Binds": ["myvol:/v"], "RestartPolicy": {"Name": "always"}}}
+    assert create(volume).allowed  # control: a named volume is no host path
 
 
-@pytest.mark.xfail(strict=True, reason="finding: container update may give a container with host binds a "
-                   "restart policy after its create (same class as the create case)")
 def test_update_gives_a_bound_container_a_restart_policy() -> None:
+    """The same through update, after the create."""
     policy = make_policy({**OVERRIDES, "commands": {"allowed": ["update"]}})
     engine = engine_with("box", "/home/ai-worker/fresh")
     memory = vet_api_request(request("POST", "/v1.47/containers/box/update", '{"Memory":1073741824}'),
@@ -80,7 +82,10 @@ def test_update_gives_a_bound_container_a_restart_policy() -> None:
     assert memory.allowed  # control: update itself is open under this policy
     verdict = vet_api_request(request("POST", "/v1.47/containers/box/update",
                                       '{"RestartPolicy":{"Name":"always"}}'), policy, engine)
-    assert not verdict.allowed
+    assert (verdict.allowed, verdict.rule) == (False, "flag-restart")
+    unbound = vet_api_request(request("POST", "/v1.47/containers/comp/update",
+                                      '{"RestartPolicy":{"Name":"always"}}'), policy, engine)
+    assert unbound.allowed, unbound.reason  # control: a container without host binds may get one
 
 
 # ---------------------------------------------------------------- Go's decoder reads more than one spelling

@@ -122,7 +122,7 @@ def null_only(flag: str, why: str) -> Check:
 
 def one_of(flag: str, allowed: frozenset[str], why: str) -> Check:
     def check(body: Body, field: str, value: object) -> None:
-        if value is not None and value not in allowed:
+        if value is not None and not (isinstance(value, str) and value in allowed):
             raise refuse(field, value, why, flag)
 
     return check
@@ -241,7 +241,7 @@ def check_mount(body: Body, field: str, mount: object) -> dict:
     if not isinstance(mount, dict):
         raise refuse(field, mount, "expected an object", "mount")
     kind = mount.get("Type")
-    if kind not in MOUNT_TYPES:
+    if not isinstance(kind, str) or kind not in MOUNT_TYPES:
         raise refuse(f"{field}.Type", kind, "mount types are bind, volume, tmpfs and image", "mount")
     out = walk(body, mount, MOUNT_FIELDS[kind], field)
     source = out.get("Source") or ""
@@ -648,16 +648,47 @@ def vet_container_create(call: Call) -> ApiVerdict:
     host["LogConfig"] = host.get("LogConfig") or check_log_config(body, "HostConfig.LogConfig", None)
     apply_caps(call, host, "HostConfig", defaults=True)
     check_new_binds(call, body.binds)
+    if body.binds:
+        check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
+
+
+NO_RESTART = ("", "no")
+
+
+def check_no_restart_policy(policy: object, field: str) -> None:
+    """A container with host binds starts only through the proxy, where its sources are judged again."""
+    name = policy.get("Name") if isinstance(policy, dict) else policy
+    if name in (None, *NO_RESTART):
+        return
+    # Stops: mv src src.old; ln -s /etc src; the engine restarts the container on exit or at a
+    # daemon restart, without asking the proxy, and mounts what the symlink names.
+    raise Denied(f"{field} {json.dumps(policy)[:80]} is not allowed on a container with host bind mounts: "
+                 "the engine would restart it without asking the proxy and mount whatever the source "
+                 "names by then; leave the restart policy out (start it again yourself) or use a named "
+                 "volume", rule="flag-restart")
+
+
+def host_binds(obj: dict) -> list[str]:
+    """The host bind sources an inspected container holds."""
+    host = obj.get("HostConfig") or {}
+    sources = [str(spec).split(":", 1)[0] for spec in host.get("Binds") or []]
+    sources += [str(m.get("Source")) for m in [*(host.get("Mounts") or []), *(obj.get("Mounts") or [])]
+                if isinstance(m, dict) and m.get("Type") == "bind"]
+    return [source for source in sources if source.startswith("/")]
 
 
 def vet_container_update(call: Call) -> ApiVerdict:
     from gatekeeper.proxy.vet import judge_path_object
 
-    judge_path_object(call)
+    target = judge_path_object(call)
     checked = walk(Body(call), parse_body(call.request.body), UPDATE_FIELDS, "body")
     apply_caps(call, checked, "body", defaults=False)
+    if checked.get("RestartPolicy") is not None:
+        obj = objects.inspect(call.engine, "container", target.ident) or {}
+        if host_binds(obj):
+            check_no_restart_policy(checked["RestartPolicy"], "body.RestartPolicy")
     call.body = json.dumps(checked, separators=(",", ":")).encode()
     return call.allow()
 
