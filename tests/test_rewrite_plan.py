@@ -136,3 +136,47 @@ def test_untouched_words_keep_their_order(case) -> None:  # type: ignore[no-unty
     added = sum(len(words) for words in plan.inserted.values())
     replaced = sum(len(words) for _, words in plan.replaced.values())
     assert len(out) == len(kept) + added + replaced
+
+
+# --- the same property over every allowed corpus command, as the vetters plan it ---
+
+LIMITS_POLICY = """
+[limits]
+default_memory = "512m"
+default_pids_limit = 100
+log_max_size = "10m"
+log_max_file = 3
+"""
+
+
+def untouched_in_order(typed: list[str], plan: RewritePlan, out: list[str]) -> bool:
+    touched = {i for start, (count, _) in plan.replaced.items() for i in range(start, start + count)}
+    rest = iter(out)
+    return all(any(word == seen for seen in rest) for i, word in enumerate(typed) if i not in touched)
+
+
+@pytest.mark.parametrize("limits", [False, True], ids=["default policy", "with injected limits"])
+def test_every_allowed_corpus_command_keeps_its_untouched_words(limits: bool, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.policy import load_policy
+    from tests.corpus_loader import load_corpus
+
+    path = tmp_path / "policy.toml"
+    path.write_text(LIMITS_POLICY if limits else "")
+    policy, applied = load_policy(str(path)), []
+    original = RewritePlan.apply
+
+    def recording(self, argv):  # type: ignore[no-untyped-def]
+        result = original(self, argv)
+        applied.append((list(argv), self, result[0]))
+        return result
+
+    monkeypatch.setattr(RewritePlan, "apply", recording)
+    allowed = inserted = 0
+    for case in [*load_corpus("core.txt"), *load_corpus("run.txt"), *load_corpus("build.txt")]:
+        applied.clear()
+        if decide(case.command, policy, StaticWorld()).allowed:
+            allowed += 1
+            typed, plan, out = applied[0]
+            assert untouched_in_order(typed, plan, out), (case.command, out)
+            inserted += bool(plan.inserted)
+    assert allowed > 100 and inserted > 20  # the owner label at least, the caps with limits
