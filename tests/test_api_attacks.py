@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -164,6 +165,35 @@ def test_driver_options_in_another_case_are_refused(path: str, body: dict) -> No
     assert control.allowed, control.reason
     verdict = vet_api_request(request("POST", path, json.dumps(body)), POLICY, FakeEngine())
     assert (verdict.allowed, verdict.rule) == (False, "api-body-field"), verdict.reason
+
+
+def test_network_create_always_checks_for_a_duplicate_name() -> None:
+    """Engines before API 1.44 create a second network of an existing name when told
+    CheckDuplicate=false (tests/e2e/test_api_attacks.py shows it on the engine)."""
+    for body in ({"Name": "opsnet"}, {"Name": "opsnet", "CheckDuplicate": False}):
+        verdict = vet_api_request(request("POST", "/v1.24/networks/create", json.dumps(body)), POLICY,
+                                  FakeEngine())
+        assert verdict.allowed and verdict.body is not None, verdict.reason
+        assert json.loads(verdict.body)["CheckDuplicate"] is True
+
+
+def test_build_output_name_is_a_tag_too() -> None:
+    """BuildKit's image exporter tags what Attrs.name says when no t= is given (moby's
+    builder-next): the same tag rules as t=, or a protected tag moves."""
+    def build(query: str) -> ApiVerdict:
+        return vet_api_request(request("POST", "/v1.47/build?version=2&" + query), POLICY, FakeEngine())
+
+    def outputs(name: str) -> str:
+        return "outputs=" + quote(json.dumps([{"Type": "moby", "Attrs": {"name": name}}]))
+
+    assert build(outputs("newthing:1")).allowed  # control: a new tag of the agent's
+    assert build("t=postgres%3A15").rule == "protected"  # control: the same tag as t= is refused
+    verdict = build(outputs("docker.io/library/postgres:15"))
+    assert (verdict.allowed, verdict.rule) == (False, "protected"), verdict.reason
+    verdict = build(outputs("newthing:1,myapp:latest,alpine:latest,nginx:latest"))
+    assert verdict.allowed, verdict.reason  # each name judged: new, owned, pulled
+    verdict = build(outputs("newthing:1, postgres:15"))
+    assert (verdict.allowed, verdict.rule) == (False, "protected")
 
 
 # ---------------------------------------------------------------- transport: a request behind another

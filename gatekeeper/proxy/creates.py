@@ -129,5 +129,8 @@ def vet_network_create(call: Call) -> ApiVerdict:
     checked = walk(Body(call), raw, NETWORK_FIELDS, "body")
     if not checked.get("Name"):
         raise Denied("a network needs a Name", rule="api-body")
+    # Stops: a second network named like the operator's (engines before API 1.44 honour
+    # CheckDuplicate=false); newer ones ignore the field and always check.
+    checked["CheckDuplicate"] = True
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()

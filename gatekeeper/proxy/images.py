@@ -97,7 +97,7 @@ def vet_build(call: Call) -> ApiVerdict:
                      "bridge or none network", rule="flag-network")
     if call.one("isolation") not in ("", "default"):
         raise Denied("build isolation is not allowed (the engine's default only)", rule="flag-isolation")
-    check_outputs(call.one("outputs"))
+    check_outputs(call, call.one("outputs"))
     for tag in call.query.get("t", []):
         check_tag(call, tag, "build tag")
     label_build(call)
@@ -105,7 +105,7 @@ def vet_build(call: Call) -> ApiVerdict:
     return call.allow()
 
 
-def check_outputs(text: str) -> None:
+def check_outputs(call: Call, text: str) -> None:
     import json
 
     if not text:
@@ -124,6 +124,10 @@ def check_outputs(text: str) -> None:
                          rule="flag-output")
         if str(attrs.get("push", "")) not in GO_FALSE or str(attrs.get("push-by-digest", "")) not in GO_FALSE:
             raise Denied("build output push=true is not allowed: a push by another name", rule="flag-output")
+        for name in str(attrs.get("name", "")).split(","):
+            if name.strip():
+                # Stops: name=postgres:15 on the image exporter (without t=) re-pointing any tag.
+                check_tag(call, name.strip(), "build output name")
 
 
 def label_build(call: Call) -> None:
