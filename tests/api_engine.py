@@ -60,6 +60,7 @@ NETWORKS = [
     {"Id": cid("6"), "Name": "opsnet", "Labels": {}, "Driver": "bridge"},
     {"Id": cid("7"), "Name": "sharednet", "Labels": {}, "Driver": "bridge"},
     {"Id": cid("8"), "Name": "bridge", "Labels": {}, "Driver": "bridge"},
+    {"Id": "0" * 64, "Name": "host", "Labels": {}, "Driver": "host"},
 ]
 LINKS = {"/home/ai-worker/link": "/etc", "/home/ai-worker/up": "/home"}
 

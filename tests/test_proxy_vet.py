@@ -117,6 +117,18 @@ def test_every_refused_endpoint_has_a_sample() -> None:
     assert set(REFUSED.values()) <= whys, set(REFUSED.values()) - whys
 
 
+DECISION_MODULES = ("vet", "endpoints", "objects", "containers", "creates", "images", "labels", "binds")
+
+
+def test_every_api_rule_of_the_decision_has_a_denial_sample() -> None:
+    source = Path(__file__).resolve().parent.parent / "gatekeeper" / "proxy"
+    spelled = {rule for name in DECISION_MODULES
+               for rule in re.findall(r'rule="(api-[a-z-]+)"', (source / f"{name}.py").read_text())}
+    assert {"api-endpoint", "api-body-field"} <= spelled  # control: the scan finds them
+    sampled = {line.rule for line in corpus() if line.expected == "deny"}
+    assert not spelled - sampled, f"no deny line in tests/corpus/api.txt for {spelled - sampled}"
+
+
 def test_every_route_names_real_commands_and_a_vetter() -> None:
     from gatekeeper.grammar.names import canonical_name
     from gatekeeper.proxy.vet import VETTERS

@@ -375,6 +375,9 @@ def join_network(body: Body, name: str, settings: dict, field: str) -> None:
                          rule="foreign-network")
         return
     target = objects.resolve(body.call.engine, "network", name)
+    if "host" in target.names:
+        # Stops: the host network named by its ID or an ID prefix instead of "host".
+        raise refuse(field, name, "names the host network: every service on the host's loopback", "network")
     check_network(body.call.ctx, name, target.names, target.labels, bool(settings.get("Aliases")),  # type: ignore[arg-type]
                   field)
     if settings.get("NetworkID") not in (None, "", target.ident):

@@ -250,7 +250,7 @@ def vet_inspect(call: Call) -> ApiVerdict:
 def redaction_name(call: Call) -> str:
     import json
 
-    keys = (call.policy.settings.get("redact") or {}).get("keys", [])  # type: ignore[attr-defined]
+    keys = call.policy.redact_keys  # type: ignore[attr-defined]
     return f"{REDACT_OBJECT} {json.dumps([str(k).lower() for k in keys])}"
 
 
