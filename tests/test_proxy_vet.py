@@ -112,7 +112,7 @@ def test_every_endpoint_has_a_sample() -> None:
 def test_every_refused_endpoint_has_a_sample() -> None:
     from gatekeeper.proxy.endpoints import refused_why, split_path
 
-    whys = {refused_why(line.method, split_path(request(line.method, line.target).path))
+    whys = {refused_why(line.method, split_path(request(line.method, line.target).path))[1]
             for line in corpus() if line.rule == "api-unvetted"}
     assert set(REFUSED.values()) <= whys, set(REFUSED.values()) - whys
 
@@ -338,3 +338,10 @@ def test_build_cgroup_parent_of_the_policy_passes() -> None:
     assert (other.allowed, other.rule) == (False, "flag-cgroup-parent")
     injected = decide("POST", "/v1.47/build", policy=policy)
     assert parse_qs(urlsplit(injected.target).query)["cgroupparent"] == ["/gatekeeper-build"]
+
+
+def test_endpoint_ids_for_the_audit() -> None:
+    assert decide("POST", "/v1.47/containers/web/stop").endpoint == "container.stop"
+    assert decide("POST", "/v1.47/containers/web/exec", "{}").endpoint == "refused /containers/{id}/exec"
+    assert decide("GET", "/v1.47/whatever").endpoint == "unknown"
+    assert decide("GET", "/v1.47/containers/../x").endpoint == "unknown"

@@ -230,7 +230,7 @@ def match(segments: list[str], template: tuple[str, ...]) -> dict[str, str] | No
 def find_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
     """The route for this request, or Denied (refused or unknown endpoint)."""
     segments = split_path(path)
-    refused = refused_why(method, segments)
+    refused = refused_why(method, segments)[1]
     if refused:
         # Stops: endpoints whose effect no request check can confine (exec, cp, push, swarm, ...).
         raise Denied(f"{method} {path} is not allowed: {refused}", rule="api-unvetted")
@@ -245,14 +245,24 @@ def find_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
                  "for what the policy's docker commands need", rule="api-endpoint")
 
 
-def refused_why(method: str, segments: list[str]) -> str:
+def refused_why(method: str, segments: list[str]) -> tuple[str, str]:
+    """(the REFUSED template that matches, why), or ("", "")."""
     for template, why in REFUSED.items():
         spec, _, only = template.partition("@")
         if only and only != method:
             continue
         parts = tuple(spec[1:].split("/"))
         if len(parts) == 1 and segments[:1] == [parts[0]]:
-            return why
+            return template, why
         if len(parts) > 1 and match(segments, parts) is not None:
-            return why
-    return ""
+            return template, why
+    return "", ""
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """The audit's endpoint id for a request no route serves: "refused <template>" or "unknown"."""
+    try:
+        template = refused_why(method, split_path(path))[0]
+    except Denied:
+        return "unknown"
+    return f"refused {template.partition('@')[0]}" if template else "unknown"

@@ -26,7 +26,7 @@ from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
-from gatekeeper.proxy.endpoints import Route, find_route
+from gatekeeper.proxy.endpoints import Route, endpoint_of, find_route
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ def vet_api_request(request: ApiRequest, policy: object, engine: EngineQueries) 
         call = Call(request, policy, engine, route, params)
         return VETTERS[route.vetter](call)
     except Denied as denial:
+        if endpoint == "unknown":
+            endpoint = endpoint_of(request.method, request.path)
         return ApiVerdict(False, denial.rule, denial.message, endpoint)
     except Exception as error:  # noqa: BLE001 - a bug in a vetter is a denial, audited as one
         why = f"internal error while vetting ({type(error).__name__}: {str(error)[:200]})"
