@@ -101,6 +101,21 @@ def ask_each(path: str, kind: str, render, words: list[str],  # type: ignore[no-
     return 0, "".join(out).encode(), b""
 
 
+def disk_usage(host: str, timeout: float) -> dict[str, object]:
+    """GET /system/df: the engine's own accounting of images, containers, volumes and
+    build cache (gatekeeper.vetting.disk_budget). EngineError when it cannot be had."""
+    import time
+
+    path = socket_path(host)
+    if path is None:
+        raise EngineError(f"[docker] host {host!r} is not a unix socket the API can be asked on")
+    status, body = http_get(path, "/system/df", time.monotonic() + timeout)
+    value = parse_json(body)
+    if status != 200 or not isinstance(value, dict):
+        raise EngineError(f"unexpected answer to /system/df (HTTP {status})")
+    return value
+
+
 # ---------------------------------------------------------------- what may be asked
 
 

@@ -41,6 +41,8 @@ HINTS = {
     "foreign-tag": "build or pull under a tag of your own",
     "top-arguments": "run 'docker top NAME' without ps options",
     "step-failed": "retry; if it persists, ask the operator",
+    "disk-budget": "remove images and volumes you no longer need (docker rmi, docker image prune, "
+    "docker volume rm), then try again",
 }
 DEFAULT_HINT = "drop or change what the message names"
 

@@ -96,6 +96,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "max_sessions": 0,  # concurrent gatekeeper sessions per profile
         "log_max_size": "",
         "log_max_file": 0,
+        # images, volumes and build cache the profile owns (engine's /system/df); past it,
+        # pull, build and volume create are refused (gatekeeper.vetting.disk_budget)
+        "disk_budget": "",
     },
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
@@ -143,6 +146,7 @@ MEMORY_SIZE = "memory size such as \"2g\" (or \"\" for none)"
 CPU_COUNT = "number of CPUs, 0 or more"
 COUNT = "whole number, 0 or more"
 LOG_SIZE = "log file size such as \"10m\" (decimal units; or \"\" for none)"
+DISK_SIZE = "disk size such as \"20g\" (decimal units, as docker system df counts; or \"\" for none)"
 STRING_LIST = "list of strings"
 SCOPE = '"all" or "owned"'
 PATTERN_LIST = "list of names or glob patterns"
@@ -180,6 +184,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "max_sessions": COUNT,
         "log_max_size": LOG_SIZE,
         "log_max_file": COUNT,
+        "disk_budget": DISK_SIZE,
     },
     "network": {"subnets": SUBNET_LIST},
     "redact": {"keys": STRING_LIST},
@@ -491,6 +496,7 @@ VALIDATORS = {
     PATH_LIST: lambda value: isinstance(value, list) and all(is_absolute_path(v) for v in value),
     MEMORY_SIZE: lambda value: value == "" or is_memory_size(value),
     LOG_SIZE: lambda value: value == "" or is_log_size(value),
+    DISK_SIZE: lambda value: value == "" or is_log_size(value),
     CPU_COUNT: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
     COUNT: lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
     STRING_LIST: is_string_list,

@@ -52,6 +52,7 @@ RULES: Final = MappingProxyType(
         "refused-label": "a label other software acts on ([labels] refused), or a key not plain ASCII",
         "top-arguments": "ps options for 'docker top' reach the host's ps, run as root",
         "step-failed": "an engine step gatekeeper takes before the command (a new volume) failed",
+        "disk-budget": "the profile's images, volumes and build cache are at its [limits] disk_budget",
         # networks
         "network-subnet": "a network subnet, range or gateway outside the allowed ranges",
         "network-address": "a fixed IP or link-local address the policy does not allow",

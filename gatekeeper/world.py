@@ -46,6 +46,10 @@ class World(Protocol):
         """Ask the pinned docker (compose renders, ownership and volume queries, counts)."""
         ...
 
+    def disk_usage(self, policy: Policy) -> dict[str, object]:
+        """The engine's own accounting (`GET /system/df`), for [limits] disk_budget."""
+        ...
+
     def claims_in_flight(self, policy: Policy) -> list[Claim]:
         """Host paths and counts other live gatekeeper sessions hold."""
         ...

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gatekeeper.world import Claim, EngineAnswer
 
 ONE_MIB = 1 << 20
+DISK_USAGE_TIMEOUT = 60.0  # the engine walks every volume to size it
 
 
 class RealWorld:
@@ -89,6 +90,16 @@ class RealWorld:
                 return answer
         return self.run_docker_cli(policy, args, stdin, timeout)
 
+    def disk_usage(self, policy: Policy) -> dict[str, object]:
+        """The engine's /system/df (gatekeeper.vetting.disk_budget); Denied if it does not answer."""
+        from gatekeeper.engine_api import EngineError, disk_usage, shown
+
+        try:
+            return disk_usage(policy.host, DISK_USAGE_TIMEOUT)
+        except (EngineError, OSError) as error:
+            raise Denied("cannot learn the engine's disk usage for [limits] disk_budget: "
+                         f"{shown(str(error))}", rule="disk-budget") from None
+
     def run_docker_cli(self, policy: Policy, args: list[str], stdin: bytes | None = None,
                        timeout: float = 60.0) -> EngineAnswer:
         """The pinned docker CLI (the reference the API answers are tested against)."""
@@ -112,6 +123,9 @@ class OfflineEngineWorld(RealWorld):
         if args[:1] == ["compose"]:
             return super().run_docker(policy, args, stdin, timeout)
         return offline_answer(policy, args)
+
+    def disk_usage(self, policy: Policy) -> dict[str, object]:
+        return {}  # no engine objects in this world: nothing counts against a budget
 
 
 def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:

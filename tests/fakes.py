@@ -38,6 +38,10 @@ class StaticWorld:
         (and, for the bind-source invariant, no other container exists)."""
         return offline_answer(policy, args)
 
+    def disk_usage(self, policy: Policy) -> dict[str, object]:
+        """An engine holding nothing (no images, volumes or build cache)."""
+        return {}
+
     def realpath(self, path: str) -> str:
         path = os.path.normpath(path)
         for link, target in self.links.items():

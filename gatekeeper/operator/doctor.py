@@ -615,6 +615,37 @@ def check_socket_answers(deployment: Deployment, settings: dict[str, dict[str, o
         )
 
 
+def check_disk_usage(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """Each profile's images, volumes and build cache (the engine's /system/df), against
+    this policy's [limits] disk_budget (gatekeeper.vetting.disk_budget)."""
+    host = str(settings["docker"]["host"])
+    if not deployment.live or not host.startswith("unix://"):
+        return
+    from gatekeeper.engine_api import EngineError, disk_usage
+    from gatekeeper.errors import Denied
+    from gatekeeper.vetting.disk_budget import human_size, log_size, profile_usage, profiles_in
+
+    try:
+        df = disk_usage(host, 60.0)
+        usages = {profile: profile_usage(df, profile) for profile in profiles_in(df)}
+    except (EngineError, OSError, Denied) as error:
+        yield Check("disk usage", SKIP, f"the engine's /system/df did not answer: {error}")
+        return
+    budget = str((settings.get("limits") or {}).get("disk_budget") or "")
+    limit = log_size(budget) if budget else None
+    for profile, usage in sorted(usages.items()):
+        figures = f"{human_size(usage.total)} ({usage.breakdown()})"
+        if limit is None:
+            yield Check(f"disk usage {profile}", OK, f"{figures}; no [limits] disk_budget")
+        elif usage.total >= limit:
+            yield Check(f"disk usage {profile}", WARN,
+                        f"{figures}, at or past the {human_size(limit)} budget: "
+                        "its pulls, builds and new volumes are refused",
+                        "the agent removes images or volumes; or raise [limits] disk_budget")
+        else:
+            yield Check(f"disk usage {profile}", OK, f"{figures} of the {human_size(limit)} budget")
+
+
 def check_sshd(deployment: Deployment) -> Iterator[Check]:
     if not deployment.live:
         return
@@ -661,6 +692,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_account(deployment)
     checks += check_pam(deployment)
     checks += check_engine_access(deployment, settings)
+    checks += check_disk_usage(deployment, settings)
     checks += check_sshd(deployment)
     return checks
 

@@ -32,6 +32,10 @@ def vet(ctx: Context) -> Vetted:
         from gatekeeper.vetting.volumes import check_existing_volumes
 
         check_existing_volumes(ctx)
+    if (getattr(ctx.policy, "settings", {}).get("limits") or {}).get("disk_budget"):
+        from gatekeeper.vetting.disk_budget import vet_disk_budget
+
+        vet_disk_budget(ctx)  # pull, build, new volumes: not while the profile is at its budget
     vet_host_path_invariant(ctx)
     vet_ownership(ctx)
     return ctx.vetted
