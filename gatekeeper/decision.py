@@ -102,8 +102,8 @@ def decide(command: str, policy: Policy, world: World) -> Decision:
 def check_global_options(located: Located) -> None:
     """docker's own options come first: a redirected client makes the command moot."""
     for use in located.global_flags.uses:
-        if use.flag[3] != OK:
-            why = use.flag[4] or "refused by policy"
+        if use.flag.check != OK:
+            why = use.flag.why or "refused by policy"
             raise Denied(f"global option {use.spelled} is not allowed: {why}", rule=f"flag-{use.name}")
 
 

@@ -34,7 +34,7 @@ def pin_read(ctx: Context, use: FlagUse, resolved: str) -> None:
     data = ctx.world.read_pinned(resolved, PIN_LIMIT)
     if len(data) > PIN_LIMIT:
         raise Denied(f"{use.spelled} {resolved!r} is larger than 1 MiB", rule="host-path")
-    if use.flag[0] == "label-file":
+    if use.flag.long == "label-file":
         from gatekeeper.vetting.ownership import check_label_key
 
         for line in data.decode("utf-8", "replace").splitlines():

@@ -157,7 +157,7 @@ def parse_help_commands(text: str) -> set[str]:
 
 
 def _long_names(tbl: dict) -> set[str]:
-    return {flag[0] for flag in tbl.values() if flag[0]}
+    return {flag.long for flag in tbl.values() if flag.long}
 
 
 def assert_matches_help(name: str, tbl: dict, shown: dict) -> None:
@@ -165,8 +165,8 @@ def assert_matches_help(name: str, tbl: dict, shown: dict) -> None:
     for long, (short, takes_value) in shown.items():
         flag = tbl.get("--" + long)
         assert flag is not None, f"{name}: --{long} missing from table"
-        assert flag[1] == short, f"{name}: --{long} shorthand {flag[1]!r} != {short!r}"
-        assert flag[2] == takes_value, f"{name}: --{long} takes_value {flag[2]} != {takes_value}"
+        assert flag.short == short, f"{name}: --{long} shorthand {flag.short!r} != {short!r}"
+        assert flag.takes_value == takes_value, f"{name}: --{long} takes_value {flag.takes_value}"
         if short:
             assert tbl.get("-" + short) is flag, f"{name}: -{short} is not --{long}"
     unexplained = _long_names(tbl) - set(shown) - {"help"} - KNOWN_HIDDEN.get(name, set())
@@ -254,8 +254,9 @@ def _run_quiet(binary: Path, argv: list[str], tmp: Path) -> int:
 
 def _probe_hidden(binary: Path, argv: list[str], name: str, tbl: dict, tmp: Path) -> None:
     shown = parse_help_flags(_help(binary, argv, tmp), ("Options:", "Global Options:"))
-    hidden = {flag for flag in tbl.values() if flag[0] not in shown and flag[0] != "help"}
-    for long, short, takes_value, _check, _why in sorted(hidden):
+    hidden = {flag for flag in tbl.values() if flag.long not in shown and flag.long != "help"}
+    for flag in sorted(hidden, key=lambda flag: (flag.long, flag.short)):
+        long, short, takes_value = flag.long, flag.short, flag.takes_value
         for spelling in ["--" + long] + (["-" + short] if short else []):
             if takes_value:
                 assert _run_quiet(binary, [*argv, spelling + "=1", "--help"], tmp) == 0, \
@@ -317,7 +318,7 @@ def test_table_entries_are_well_formed(name: str) -> None:
     tbl = ALL_TABLES[name]
     assert tbl, f"{name} is empty"
     for key, flag in tbl.items():
-        long, short, takes_value, check, why = flag
+        long, short, takes_value, check, why = flag.long, flag.short, flag.takes_value, flag.check, flag.why
         assert key in ("--" + long, "-" + short), f"{name}: {key} indexes {flag}"
         # no later flag took over one of this flag's spellings
         assert long == "" or tbl["--" + long] is flag, f"{name}: --{long} is two flags"
@@ -339,13 +340,13 @@ def test_table_entries_are_well_formed(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(ALL_TABLES))
 def test_every_table_accepts_help(name: str) -> None:
     flag = ALL_TABLES[name].get("--help")
-    assert flag is not None and not flag[2] and flag[3] == spec.OK
+    assert flag is not None and not flag.takes_value and flag.check == spec.OK
 
 
 def test_run_and_create_keep_h_for_hostname() -> None:
     for path in ("container run", "container create"):
-        assert FLAGS[path]["-h"][0] == "hostname"
-        assert FLAGS[path]["--help"][1] == ""
+        assert FLAGS[path]["-h"].long == "hostname"
+        assert FLAGS[path]["--help"].short == ""
 
 
 def test_run_has_flags_create_lacks() -> None:
@@ -395,4 +396,4 @@ def test_compose_tables_name_known_subcommands() -> None:
     ],
 )
 def test_key_checks(table_name: str, key: str, check: str) -> None:
-    assert ALL_TABLES[table_name][key][3] == check
+    assert ALL_TABLES[table_name][key].check == check

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.decision import decide
+from gatekeeper.grammar.spec import Flag
 from gatekeeper.policy import REFUSED_LABELS, load_policy
 from gatekeeper.vetting.namespaces import familiar
 from tests.fakes import StaticWorld
@@ -361,7 +362,7 @@ def test_compose(canonical: str, project: dict, rule: str, policy) -> None:  # t
 def test_compose_up_pull_always_flag(policy) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
-    pull = [SimpleNamespace(flag=("pull", "", True, "ok", ""), value="always", spelled="--pull")]
+    pull = [SimpleNamespace(flag=Flag("pull", "", True, "ok", ""), value="always", spelled="--pull")]
     assert compose_decided("compose up", model({"image": "postgres:15"}), policy, pull) == "foreign-tag"
 
 

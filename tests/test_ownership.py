@@ -29,6 +29,7 @@ import pytest
 
 from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
+from gatekeeper.grammar.spec import Flag
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import compose_ownership, ownership
 from gatekeeper.vetting.compose_ownership import vet_compose_ownership
@@ -353,14 +354,14 @@ def test_compose_down_on_own_project_is_allowed(policy) -> None:  # type: ignore
 
 def test_compose_down_v_refuses_a_foreign_volume_of_the_same_name(policy) -> None:  # type: ignore[no-untyped-def]
     engine = project_engine({OWNER: "default"}, [Obj("volume", "app_data", "app_data", {})])
-    volumes = [SimpleNamespace(flag=("volumes", "v", False, "ok", ""), value=None)]
+    volumes = [SimpleNamespace(flag=Flag("volumes", "v", False, "ok", ""), value=None)]
     with pytest.raises(Denied) as denied:
         vet_compose_ownership(compose_ctx("compose down", project(), policy, engine, volumes))  # type: ignore[arg-type]
     assert "app_data" in denied.value.message
 
 
 def test_compose_down_rmi_is_refused_under_owned(policy) -> None:  # type: ignore[no-untyped-def]
-    rmi = [SimpleNamespace(flag=("rmi", "", True, "ok", ""), value="all")]
+    rmi = [SimpleNamespace(flag=Flag("rmi", "", True, "ok", ""), value="all")]
     with pytest.raises(Denied) as denied:
         vet_compose_ownership(compose_ctx("compose down", project(), policy, project_engine({OWNER: "default"}), rmi))  # type: ignore[arg-type]
     assert "--rmi" in denied.value.message

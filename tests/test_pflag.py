@@ -16,7 +16,7 @@ FLAGS = table(b("interactive", "i"), b("tty", "t"), v("volume", "v"), v("name"),
 
 def uses(args: list[str], interspersed: bool = True) -> list[tuple[str, str | None]]:
     parsed = walk(args, FLAGS, interspersed=interspersed, what="test", offset=0)
-    return [(u.flag[0], u.value) for u in parsed.uses]
+    return [(u.flag.long, u.value) for u in parsed.uses]
 
 
 def positionals(args: list[str], interspersed: bool = True) -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 
 from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
+from gatekeeper.grammar.spec import v
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import running
 from gatekeeper.vetting.context import Vetted
@@ -97,7 +98,7 @@ class Parsed:
 
 class Use:
     def __init__(self, value: str) -> None:
-        self.flag = ("scale",)
+        self.flag = v("scale")
         self.value = value
 
 

@@ -153,7 +153,7 @@ def test_run_corpus_is_large_and_two_sided() -> None:
 
 def flags_with_check(check: str) -> set[str]:
     tables = [*FLAGS.values(), BUILD]
-    return {flag[0] for table in tables for flag in table.values() if flag[3] == check}
+    return {flag.long for table in tables for flag in table.values() if flag.check == check}
 
 
 @pytest.mark.parametrize("check", sorted(SPECIAL_CHECKS))

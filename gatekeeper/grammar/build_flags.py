@@ -43,6 +43,7 @@ from gatekeeper.grammar.spec import (
     HELP,
     PATH,
     PATH_OR_STDIN,
+    Flag,
     b,
     deny_b,
     deny_v,
@@ -54,12 +55,12 @@ from gatekeeper.grammar.spec import (
 
 # buildx commands/root.go rootFlags: persistent, so accepted both before the
 # subcommand (docker buildx --builder x build) and after it.
-BUILDX_ROOT_FLAGS: tuple = (
+BUILDX_ROOT_FLAGS: tuple[Flag, ...] = (
     deny_v("builder", why="selects another builder instance: a remote/ssh BuildKit or a docker-container builder with its own privileges"),
     b("debug", "D"),
 )
 
-BUILDX_GLOBAL: dict = table(*BUILDX_ROOT_FLAGS, HELP)
+BUILDX_GLOBAL: dict[str, Flag] = table(*BUILDX_ROOT_FLAGS, HELP)
 
 BUILD: dict = table(
     # --- in both builders ---

@@ -42,6 +42,7 @@ from gatekeeper.grammar.spec import (
     HELP,
     PATH,
     VOLUME,
+    Flag,
     b,
     deny_b,
     deny_v,
@@ -83,7 +84,7 @@ from gatekeeper.grammar.commands import COMPOSE_COMMANDS  # noqa: E402, F401 - r
 
 _WATCH_WHY = "watch syncs host files into containers and rebuilds on change, outside the vetted project"
 
-_UP_CREATE_COMMON: tuple = (
+_UP_CREATE_COMMON: tuple[Flag, ...] = (
     b("build"),
     b("no-build"),
     v("pull"),

@@ -55,6 +55,7 @@ from gatekeeper.grammar.spec import (
     SUBNET,
     SYSCTL,
     VOLUME,
+    Flag,
     b,
     deny_b,
     deny_v,
@@ -87,7 +88,7 @@ _CONFIG_FROM_WHY = "copies another network's configuration (subnets, driver opti
 _DEVICE_PATH_WHY = "names a host block device: the daemon stats host /dev paths and throttles host disks"
 
 # cli/command/container/opts.go addFlags (shared by run and create).
-_CONTAINER_OPTS: tuple = (
+_CONTAINER_OPTS: tuple[Flag, ...] = (
     # general
     v("attach", "a"),
     deny_v("device-cgroup-rule", why="lets the container open host devices (e.g. 'b *:* rwm' with mknod reaches host disks)"),
@@ -196,7 +197,7 @@ _CONTAINER_OPTS: tuple = (
 
 # run.go/create.go own flags, AddPlatformFlag, AddTrustVerificationFlags and
 # the explicit --help without -h.
-_CREATE_OWN: tuple = (
+_CREATE_OWN: tuple[Flag, ...] = (
     v("name"),
     v("pull"),
     b("quiet", "q"),
@@ -206,7 +207,7 @@ _CREATE_OWN: tuple = (
     b("help"),
 )
 
-_RUN_OWN: tuple = (
+_RUN_OWN: tuple[Flag, ...] = (
     b("detach", "d"),
     b("sig-proxy"),
     v("detach-keys"),

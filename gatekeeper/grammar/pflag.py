@@ -20,13 +20,17 @@ from __future__ import annotations
 
 from gatekeeper.errors import Denied
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.grammar.spec import Flag
+
 
 class FlagUse:
     """One occurrence of a flag: which flag, its value, and where it was written."""
 
     __slots__ = ("flag", "value", "spelled", "start", "count", "prefix")
 
-    def __init__(self, flag: tuple, value: str | None, spelled: str,
+    def __init__(self, flag: Flag, value: str | None, spelled: str,
                  start: int, count: int, prefix: str) -> None:
         self.flag = flag  # the table tuple (long, short, takes_value, check, why)
         self.value = value  # None for a bare bool-like flag
@@ -37,7 +41,7 @@ class FlagUse:
 
     @property
     def name(self) -> str:
-        return self.flag[0] or self.flag[1]
+        return self.flag.long or self.flag.short
 
     def __repr__(self) -> str:
         return f"FlagUse({self.spelled!r}, {self.value!r})"
@@ -58,7 +62,7 @@ class Parsed:
         self.rest_start = -1
 
 
-def walk(args: list[str], flags: dict, *, interspersed: bool, what: str, offset: int) -> Parsed:
+def walk(args: list[str], flags: dict[str, Flag], *, interspersed: bool, what: str, offset: int) -> Parsed:
     """Walk `args` against the flag table `flags` the way pflag would."""
     parsed = Parsed(offset)
     i, end = 0, len(args)
@@ -90,7 +94,7 @@ def add_positionals(parsed: Parsed, args: list[str], first: int) -> None:
     parsed.positional_at.extend(range(parsed.offset + first, parsed.offset + len(args)))
 
 
-def walk_long(args: list[str], i: int, flags: dict, parsed: Parsed, what: str) -> int:
+def walk_long(args: list[str], i: int, flags: dict[str, Flag], parsed: Parsed, what: str) -> int:
     word = args[i]
     body = word[2:]
     if not body or body[0] in "-=":
@@ -100,7 +104,7 @@ def walk_long(args: list[str], i: int, flags: dict, parsed: Parsed, what: str) -
     if eq:
         parsed.uses.append(FlagUse(flag, inline, "--" + name, parsed.offset + i, 1, ""))
         return i + 1
-    if not flag[2]:
+    if not flag.takes_value:
         parsed.uses.append(FlagUse(flag, None, "--" + name, parsed.offset + i, 1, ""))
         return i + 1
     if i + 1 >= len(args):
@@ -109,7 +113,7 @@ def walk_long(args: list[str], i: int, flags: dict, parsed: Parsed, what: str) -
     return i + 2
 
 
-def walk_shorts(args: list[str], i: int, flags: dict, parsed: Parsed, what: str) -> int:
+def walk_shorts(args: list[str], i: int, flags: dict[str, Flag], parsed: Parsed, what: str) -> int:
     """Combined shorthands, pflag's parseShortArg/parseSingleShortArg."""
     word = args[i]
     rest = word[1:]
@@ -121,7 +125,7 @@ def walk_shorts(args: list[str], i: int, flags: dict, parsed: Parsed, what: str)
         if len(rest) > 2 and rest[1] == "=":
             parsed.uses.append(FlagUse(flag, rest[2:], "-" + letter, parsed.offset + i, 1, prefix))
             return i + 1
-        if not flag[2]:
+        if not flag.takes_value:
             parsed.uses.append(FlagUse(flag, None, "-" + letter, parsed.offset + i, 1, prefix))
             rest = rest[1:]
             continue
@@ -135,7 +139,7 @@ def walk_shorts(args: list[str], i: int, flags: dict, parsed: Parsed, what: str)
     return i + 1
 
 
-def lookup(flags: dict, key: str, word: str, what: str) -> tuple:
+def lookup(flags: dict[str, Flag], key: str, word: str, what: str) -> tuple:
     flag = flags.get(key)
     if flag is None:
         raise Denied(

@@ -1,10 +1,10 @@
 """Building blocks of the docker CLI grammar tables.
 
-A flag is a plain tuple, built with the small constructors below, so the
-tables stay readable as data and cost nothing to import on the ForceCommand
-path (no dataclasses, no typing at run time).
+A flag is a small record with __slots__ (`Flag`), built with the constructors
+below, so the tables stay readable as data and cost little to import on the
+ForceCommand path (no dataclasses, no typing at run time).
 
-    Flag = (long, short, takes_value, check, why)
+    Flag(long, short, takes_value, check, why)
 
 * ``long``        the long name without dashes ("volume"); "" if none.
 * ``short``       the one-letter shorthand without dash ("v"); "" if none.
@@ -49,29 +49,45 @@ CHECKS = frozenset(
 )
 
 
-def b(long: str, short: str = "", check: str = OK, why: str = "") -> tuple:
+class Flag:
+    """One flag of a docker command's grammar table (read-only once built)."""
+
+    __slots__ = ("long", "short", "takes_value", "check", "why")
+
+    def __init__(self, long: str, short: str, takes_value: bool, check: str, why: str) -> None:
+        self.long = long
+        self.short = short
+        self.takes_value = takes_value
+        self.check = check
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"Flag({self.long!r}, {self.short!r}, {self.takes_value}, {self.check!r}, {self.why!r})"
+
+
+def b(long: str, short: str = "", check: str = OK, why: str = "") -> Flag:
     """A bool flag (no value unless written --flag=value)."""
-    return (long, short, False, check, why)
+    return Flag(long, short, False, check, why)
 
 
-def v(long: str, short: str = "", check: str = OK, why: str = "") -> tuple:
+def v(long: str, short: str = "", check: str = OK, why: str = "") -> Flag:
     """A flag that consumes a value."""
-    return (long, short, True, check, why)
+    return Flag(long, short, True, check, why)
 
 
-def deny_b(long: str, short: str = "", why: str = "") -> tuple:
-    return (long, short, False, DENY, why)
+def deny_b(long: str, short: str = "", why: str = "") -> Flag:
+    return Flag(long, short, False, DENY, why)
 
 
-def deny_v(long: str, short: str = "", why: str = "") -> tuple:
-    return (long, short, True, DENY, why)
+def deny_v(long: str, short: str = "", why: str = "") -> Flag:
+    return Flag(long, short, True, DENY, why)
 
 
-def table(*flags: tuple) -> dict:
+def table(*flags: Flag) -> dict[str, Flag]:
     """Index flags by every spelling pflag accepts: '--long' and '-s'."""
-    out: dict = {}
+    out: dict[str, Flag] = {}
     for flag in flags:
-        long, short = flag[0], flag[1]
+        long, short = flag.long, flag.short
         if long:
             out["--" + long] = flag
         if short:

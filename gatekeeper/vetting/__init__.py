@@ -58,11 +58,11 @@ def vet_ownership(ctx: Context) -> None:
 
 def vet_flag_uses(parsed: Parsed, ctx: Context) -> None:
     for use in parsed.uses:
-        check = FLAG_CHECKS.get(use.flag[3])
+        check = FLAG_CHECKS.get(use.flag.check)
         if check is None:
             raise Denied(
                 f"{use.spelled} is not allowed yet for 'docker {ctx.located.spelled}' "
-                f"(its {use.flag[3]!r} check is not implemented)",
+                f"(its {use.flag.check!r} check is not implemented)",
                 rule="unvetted-flag",
             )
         check(use, parsed, ctx)
@@ -73,7 +73,7 @@ def check_ok(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 
 
 def check_deny(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
-    why = use.flag[4] or "refused by policy"
+    why = use.flag.why or "refused by policy"
     raise Denied(f"{use.spelled} is not allowed: {why}", rule=f"flag-{use.name}")
 
 
@@ -97,12 +97,12 @@ PINNED_COMMANDS = frozenset({"container run", "container create"})
 
 def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     resolved = ctx.host_path(use.value or "", use.spelled)
-    if use.flag[0] in PINNED_READS and ctx.located.canonical in PINNED_COMMANDS and parsed is ctx.parsed:
+    if use.flag.long in PINNED_READS and ctx.located.canonical in PINNED_COMMANDS and parsed is ctx.parsed:
         from gatekeeper.pinning import pin_read
 
         pin_read(ctx, use, resolved)
         return
-    if use.flag[0] in CLIENT_OUTPUT_FLAGS:
+    if use.flag.long in CLIENT_OUTPUT_FLAGS:
         from gatekeeper.vetting.binds import add_output
 
         add_output(ctx, resolved, use.spelled)

@@ -221,7 +221,7 @@ def local_v6(text: bytes) -> list[Network]:
 def check_flag_address(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     """--ip, --ip6, --ip-range, --gateway, --aux-address NAME=IP: inside [network] subnets."""
     value = use.value or ""
-    if use.flag[0] == "aux-address":
+    if use.flag.long == "aux-address":
         value = value.partition("=")[2]
     try:
         check_address(value, use.spelled, ctx.policy)
@@ -240,10 +240,10 @@ def check_flag_subnet(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 def vet_network_create(ctx: Context) -> None:
     """network create: the bridge driver and the default IPAM driver only."""
     for use in ctx.parsed.uses:
-        if use.flag[0] == "driver" and (use.value or "") not in LOCAL_NETWORK_DRIVERS:
+        if use.flag.long == "driver" and (use.value or "") not in LOCAL_NETWORK_DRIVERS:
             raise Denied(f"{use.spelled} {use.value!r} is not allowed: macvlan/ipvlan/overlay/host drivers "
                          "put containers on the host's interfaces (bridge only)", rule="flag-driver")
-        if use.flag[0] == "ipam-driver" and (use.value or "") not in DEFAULT_IPAM_DRIVERS:
+        if use.flag.long == "ipam-driver" and (use.value or "") not in DEFAULT_IPAM_DRIVERS:
             raise Denied(f"{use.spelled} {use.value!r} is not allowed: {_IPAM_WHY}", rule=RULE_IPAM)
 
 

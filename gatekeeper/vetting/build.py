@@ -48,4 +48,4 @@ def vet_build(ctx: Context) -> None:
 def help_requested(parsed: Parsed) -> bool:
     from gatekeeper.grammar.pflag import bool_value
 
-    return any(use.flag[0] == "help" and bool_value(use) for use in parsed.uses)
+    return any(use.flag.long == "help" and bool_value(use) for use in parsed.uses)

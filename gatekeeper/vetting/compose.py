@@ -121,10 +121,10 @@ def project_source(ctx: Context) -> ProjectSource:
 def read_root_flag(ctx: Context, source: ProjectSource, use: FlagUse) -> None:
     """Flags saying where the project comes from are read into `source` (we rebuild
     them); the others are kept, re-spelled, for the render and/or the run."""
-    reader = SOURCE_READERS.get(use.flag[0])
+    reader = SOURCE_READERS.get(use.flag.long)
     if reader is not None:
         reader(ctx, source, use)
-    elif use.flag[0] in MODEL_FLAGS:
+    elif use.flag.long in MODEL_FLAGS:
         source.model_flags.extend(respell(use))
     else:
         source.kept_flags.extend(respell(use))
@@ -173,8 +173,8 @@ def compose_file(ctx: Context, use: FlagUse) -> str:
 def respell(use: FlagUse) -> list[str]:
     """One root flag as `--long` or `--long=value`, independent of how it was combined."""
     if use.value is None:
-        return [f"--{use.flag[0]}"]
-    return [f"--{use.flag[0]}={use.value}"]
+        return [f"--{use.flag.long}"]
+    return [f"--{use.flag.long}={use.value}"]
 
 
 def source_args(source: ProjectSource, *, files: bool = True) -> list[str]:

@@ -85,7 +85,7 @@ def refuse_reserved(ctx: Context, model: dict) -> None:
         for label in labels if isinstance(labels, (dict, list)) else []:
             check_label(ctx, str(label), f"compose {where} label")
     for use in ctx.parsed.uses:
-        if use.flag[0] in ("label", "labels"):
+        if use.flag.long in ("label", "labels"):
             check_label(ctx, use.value or "", use.spelled)
 
 
@@ -114,7 +114,7 @@ def check_project(ctx: Context, name: str, key: str) -> None:
 
 
 def vet_down(ctx: Context, model: dict) -> None:
-    flags = {use.flag[0] for use in ctx.parsed.uses}
+    flags = {use.flag.long for use in ctx.parsed.uses}
     if "rmi" in flags and scope(ctx, "rmi") == "owned":
         # Stops: `down --rmi all` removing the operator's images the services use.
         raise Denied("'docker compose down --rmi' is not allowed under [scope] rmi = \"owned\": "

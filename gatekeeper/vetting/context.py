@@ -76,7 +76,7 @@ class Context:
     def pin_value(self, use: FlagUse, path: str, data: bytes) -> None:
         """Spell the flag `--long=path` (always), and remember the bytes docker must get."""
         words = [use.prefix] if use.prefix else []
-        prefix = f"--{use.flag[0]}="
+        prefix = f"--{use.flag.long}="
         self.vetted.plan.replace(use.start, use.count, [*words, prefix + path])
         self.vetted.plan.pin(use.start, prefix, data)
 
@@ -97,7 +97,7 @@ class Context:
 def respelled(use: FlagUse, value: str) -> list[str]:
     """One flag use as `--long=value` (`-s=value` without a long name), after the
     combined shorthands written before it in the same word ("-it")."""
-    long = use.flag[0]
+    long = use.flag.long
     words = [use.prefix] if use.prefix else []
-    words.append(f"--{long}={value}" if long else f"-{use.flag[1]}={value}")
+    words.append(f"--{long}={value}" if long else f"-{use.flag.short}={value}")
     return words

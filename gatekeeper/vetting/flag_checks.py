@@ -245,11 +245,11 @@ NAMESPACE_WHY = {
 def check_namespace(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     """--pid/--ipc/--uts/--userns/--cgroupns: no host namespace, no joining another container's."""
     value = use.value or ""
-    if value in NAMESPACE_MODES.get(use.flag[0], frozenset()):
+    if value in NAMESPACE_MODES.get(use.flag.long, frozenset()):
         return
     if value.startswith("container:"):
         refuse(use, "joins another container's namespace (one the agent may not own)")
-    refuse(use, NAMESPACE_WHY.get(use.flag[0], "unknown namespace mode"))
+    refuse(use, NAMESPACE_WHY.get(use.flag.long, "unknown namespace mode"))
 
 
 # --- --network/--net -----------------------------------------------------------
@@ -485,7 +485,7 @@ CACHE_REFUSED = {
 def check_build_cache(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     """--cache-from/--cache-to: a local cache is a host directory; other backends push or read credentials."""
     value = use.value or ""
-    allowed = CACHE_TYPES[use.flag[0]]
+    allowed = CACHE_TYPES[use.flag.long]
     fields = read_fields(value, use.spelled)
     if "=" not in value:
         kind, attrs = "registry", {}  # buildx: bare references are registry caches

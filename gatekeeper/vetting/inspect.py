@@ -35,7 +35,7 @@ def vet_inspect(ctx: Context) -> None:
     (`{{.Config.Env}}`) runs inside docker, before any filter could see the values,
     so then docker is given the objects already redacted (REDACT_AT_SOURCE).
     """
-    if any(use.flag[0] == "format" for use in ctx.parsed.uses):
+    if any(use.flag.long == "format" for use in ctx.parsed.uses):
         if not str(ctx.policy.host).startswith("unix://"):
             # Stops: a template on an engine we cannot stand in front of would print raw values.
             raise Denied(f"--format is not allowed for 'docker {ctx.located.spelled}' with a "
@@ -48,7 +48,7 @@ def vet_inspect(ctx: Context) -> None:
 
 def vet_compose_config(ctx: Context) -> None:
     """docker compose config: the project printed as JSON (which is also YAML), redacted."""
-    names = {use.flag[0] for use in ctx.parsed.uses}
+    names = {use.flag.long for use in ctx.parsed.uses}
     for name, why in COMPOSE_UNFILTERED.items():
         if name in names:
             raise Denied(f"--{name} is not allowed for 'docker compose config': {why}",
@@ -56,7 +56,7 @@ def vet_compose_config(ctx: Context) -> None:
     if names & COMPOSE_NAME_LISTS:
         return
     for use in ctx.parsed.uses:
-        if use.flag[0] == "format":
+        if use.flag.long == "format":
             ctx.remove_use(use)
     ctx.insert_after_command(["--format=json"])
     ctx.vetted.output_filter = REDACT_COMPOSE_CONFIG

@@ -152,10 +152,10 @@ def vet_run_limits(ctx: Context) -> None:
 def check_flags(ctx: Context, caps: Caps) -> set[str]:
     given = set()
     for use in ctx.parsed.uses:
-        check = FLAG_CAPS.get(use.flag[0])
+        check = FLAG_CAPS.get(use.flag.long)
         if check is not None:
             check(use.value or "", caps, use.spelled)
-            given.add(use.flag[0])
+            given.add(use.flag.long)
     return given
 
 

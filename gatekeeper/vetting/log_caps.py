@@ -54,7 +54,7 @@ def vet_log_caps(ctx: Context) -> None:
 def check_given(ctx: Context, max_size: str, max_file: int) -> set[str]:
     given = set()
     for use in ctx.parsed.uses:
-        if use.flag[0] != "log-opt":
+        if use.flag.long != "log-opt":
             continue
         key, _, value = (use.value or "").partition("=")
         check_option(key, value, (max_size, max_file), use.spelled, use.value)

@@ -50,9 +50,9 @@ def vet_run_namespaces(ctx: Context) -> None:
     """run/create: the networks joined (and aliases taken) and the containers linked."""
     networks, aliases = run_networks(ctx)
     check_networks(ctx, networks, aliases, "--network")
-    links = [(use.value or "").partition(":")[0] for use in ctx.parsed.uses if use.flag[0] == "link"]
+    links = [(use.value or "").partition(":")[0] for use in ctx.parsed.uses if use.flag.long == "link"]
     check_links(ctx, [name for name in links if name], "--link")
-    pulls = [use for use in ctx.parsed.uses if use.flag[0] == "pull"]
+    pulls = [use for use in ctx.parsed.uses if use.flag.long == "pull"]
     if pulls and pulls[-1].value == "always" and ctx.parsed.positionals:
         check_tag(ctx, ctx.parsed.positionals[0], f"{pulls[-1].spelled} always: image")
 
@@ -63,11 +63,11 @@ def run_networks(ctx: Context) -> tuple[list[str], bool]:
     names, aliases = [], False
     for use in ctx.parsed.uses:
         value = use.value or ""
-        if use.flag[0] in ("network", "net"):
+        if use.flag.long in ("network", "net"):
             long = is_network_long_syntax(value)
             names.append(network_long_target(use, value, ctx) if long else value)
             aliases = aliases or (long and "alias=" in value.lower())
-        elif use.flag[0] in ("network-alias", "net-alias"):
+        elif use.flag.long in ("network-alias", "net-alias"):
             aliases = True
     return names, aliases
 
@@ -166,9 +166,9 @@ def check_tag(ctx: Context, ref: str, what: str) -> str:
 
 def vet_build_tags(ctx: Context) -> None:
     for use in ctx.parsed.uses:
-        if use.flag[0] == "tag":
+        if use.flag.long == "tag":
             check_tag(ctx, use.value or "", use.spelled)
-        elif use.flag[0] == "output":
+        elif use.flag.long == "output":
             for name in image_output_names(use):
                 check_tag(ctx, name, f"{use.spelled} name=")
 
@@ -188,7 +188,7 @@ def vet_pull(ctx: Context) -> None:
     """pull: the tag may not name someone else's image; a new tag is recorded as pulled."""
     from gatekeeper.grammar.pflag import bool_value
 
-    if any(use.flag[0] == "all-tags" and bool_value(use) for use in ctx.parsed.uses):
+    if any(use.flag.long == "all-tags" and bool_value(use) for use in ctx.parsed.uses):
         raise Denied("'docker pull --all-tags' is not allowed: it re-points every tag of the repository "
                      "at once; pull the tags you need by name", rule="foreign-tag")
     for ref in ctx.parsed.positionals[:1]:
@@ -226,7 +226,7 @@ def vet_compose_namespaces(ctx: Context, model: dict) -> None:
 
 
 def vet_compose_tags(ctx: Context, services: dict, canonical: str) -> None:
-    forced = any(use.flag[0] == "pull" and use.value == "always" for use in ctx.parsed.uses)
+    forced = any(use.flag.long == "pull" and use.value == "always" for use in ctx.parsed.uses)
     for name, service in services.items():
         build = service.get("build")
         if isinstance(build, dict) and canonical in BUILDING:

@@ -271,7 +271,7 @@ def owned_by_pull(ctx: Context, target: Target) -> bool:
 
 def inspect_type(ctx: Context, owned: bool) -> str:
     """`docker inspect` resolves any kind of object; --type says which."""
-    kinds = [use.value for use in ctx.parsed.uses if use.flag[0] == "type"]
+    kinds = [use.value for use in ctx.parsed.uses if use.flag.long == "type"]
     kind = kinds[-1] if kinds else ""
     if kind in QUERY_FORMATS:
         return kind
@@ -404,7 +404,7 @@ def refuse_reserved_labels(ctx: Context) -> None:
     """--label, --label-file and --mount volume-label: no gatekeeper.* label, none
     that [labels] refused names."""
     for use in ctx.parsed.uses:
-        name = use.flag[0]
+        name = use.flag.long
         if name == "label":
             check_label(ctx, use.value or "", use.spelled)
         elif name == "label-file":

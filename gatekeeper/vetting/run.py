@@ -40,7 +40,7 @@ def vet_run(ctx: Context) -> None:
 
 def vet_log_options(ctx: Context) -> None:
     for use in ctx.parsed.uses:
-        if use.flag[0] != "log-opt":
+        if use.flag.long != "log-opt":
             continue
         key, _, value = (use.value or "").partition("=")
         if key not in LOG_OPTS:
@@ -90,9 +90,9 @@ def vet_model_log_options(ctx: Context, model: dict) -> None:
 def vet_start(ctx: Context) -> None:
     """docker start: no attach in any spelling or position (flags may follow the names)."""
     for use in ctx.parsed.uses:
-        if use.flag[0] in START_REFUSED:
+        if use.flag.long in START_REFUSED:
             raise Denied(
                 f"{use.spelled} is not allowed for 'docker {ctx.located.spelled}': "
-                f"{use.flag[4] or 'attaches to or restores the container'}",
+                f"{use.flag.why or 'attaches to or restores the container'}",
                 rule=f"flag-{use.name}",
             )

@@ -132,7 +132,7 @@ def check_compose(ctx: Context, cap: int, model: dict) -> None:
 def apply_scale_flags(ctx: Context, services: dict) -> None:
     """`up --scale SERVICE=N` overrides the model's scale (on a copy: the model is not changed)."""
     for use in ctx.parsed.uses:
-        if use.flag[0] == "scale":
+        if use.flag.long == "scale":
             name, _, count = (use.value or "").partition("=")
             if name in services and isinstance(services[name], dict):
                 services[name] = {**services[name], "scale": int(count) if count.isdigit() else 1}
