@@ -86,6 +86,10 @@ class FakeEngine:
             return 200, [i for i in IMAGES if matches(i["Config"]["Labels"], filters)]
         if path == "/volumes":
             return 200, {"Volumes": [v for v in VOLUMES if matches(v["Labels"], filters)]}
+        if path == "/system/df":
+            images = [{**i, "Labels": i["Config"]["Labels"], "Size": 400_000_000} for i in IMAGES]
+            volumes = [{**v, "UsageData": {"Size": 100_000_000}} for v in VOLUMES]
+            return 200, {"Images": images, "Volumes": volumes, "BuildCache": [{"Size": 50_000_000}]}
         if path == "/networks":
             return 200, [n for n in NETWORKS if matches(n["Labels"], filters)]
         return self.one(path)

@@ -345,3 +345,19 @@ def test_endpoint_ids_for_the_audit() -> None:
     assert decide("POST", "/v1.47/containers/web/exec", "{}").endpoint == "refused /containers/{id}/exec"
     assert decide("GET", "/v1.47/whatever").endpoint == "unknown"
     assert decide("GET", "/v1.47/containers/../x").endpoint == "unknown"
+
+
+def test_disk_budget_at_the_api() -> None:
+    """myapp (400 MB, owned) + alpine (400 MB, pulled) + myvol and nfsvol (100 MB each) + build
+    cache (50 MB) = 1.05 GB: a 2 GB budget leaves room, a 1 GB one does not."""
+    def budget(size: str) -> Policy:
+        return make_policy({**OVERRIDES, "limits": {**OVERRIDES["limits"], "disk_budget": size}})  # type: ignore[dict-item]
+
+    for method, target, body in (("POST", "/v1.47/images/create?fromImage=nginx&tag=1", ""),
+                                 ("POST", "/v1.47/build?t=newthing%3A1", ""),
+                                 ("POST", "/v1.47/volumes/create", '{"Name":"more"}')):
+        assert decide(method, target, body, policy=budget("2g")).allowed
+        over = decide(method, target, body, policy=budget("1g"))
+        assert (over.allowed, over.rule) == (False, "disk-budget"), over.reason
+        assert "1.05GB" in over.reason
+    assert decide("POST", "/v1.47/containers/web/kill", policy=budget("1g")).allowed  # control

@@ -48,6 +48,9 @@ def vet_volume_create(call: Call) -> ApiVerdict:
         # Stops: squatting the names of gatekeeper's own records (pulled images).
         raise Denied(f"volume names starting with {RESERVED_VOLUME_PREFIX!r} are gatekeeper's own; choose "
                      "another name", rule="foreign-volume")
+    from gatekeeper.proxy.disk import check_disk_budget
+
+    check_disk_budget(call, f"volume create {name!r}")
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
 

@@ -71,6 +71,9 @@ def vet_pull(call: Call) -> ApiVerdict:
     ref = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}" if tag else image
     if "@" not in ref:
         check_tag(call, ref, "pull")
+    from gatekeeper.proxy.disk import check_disk_budget
+
+    check_disk_budget(call, f"pull of {ref!r}")
     return call.allow()
 
 
@@ -102,6 +105,9 @@ def vet_build(call: Call) -> ApiVerdict:
         check_tag(call, tag, "build tag")
     label_build(call)
     limit_build(call)
+    from gatekeeper.proxy.disk import check_disk_budget
+
+    check_disk_budget(call, "build")
     return call.allow()
 
 
