@@ -196,6 +196,24 @@ def test_build_output_name_is_a_tag_too() -> None:
     assert (verdict.allowed, verdict.rule) == (False, "protected")
 
 
+def test_events_are_only_the_callers() -> None:
+    """Events name others' objects with all their labels, and the operator's exec command
+    lines; inspect redacts both. The owner filter is added to whatever the client asked
+    (tests/e2e/test_api_attacks.py shows the leak on the engine)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    asked = quote(json.dumps({"type": ["container"], "label": ["com.docker.compose.project=app"]}))
+    verdict = vet_api_request(request("GET", f"/v1.47/events?since=1&filters={asked}"), POLICY, FakeEngine())
+    assert verdict.allowed, verdict.reason
+    query = parse_qs(urlsplit(verdict.target or "").query)
+    filters = json.loads(query["filters"][0])
+    assert filters["type"] == {"container": True} and query["since"] == ["1"]
+    assert filters["label"] == {"com.docker.compose.project=app": True, "gatekeeper.owner=default": True}
+    bare = vet_api_request(request("GET", "/v1.47/events"), POLICY, FakeEngine())
+    assert json.loads(parse_qs(urlsplit(bare.target or "").query)["filters"][0]) == {
+        "label": {"gatekeeper.owner=default": True}}
+
+
 # ---------------------------------------------------------------- transport: a request behind another
 
 
