@@ -22,6 +22,8 @@ from gatekeeper.words import split_command
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.policy import Policy
     from gatekeeper.world import World
 
@@ -42,7 +44,7 @@ class Decision:
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
                  rule: str, reason: str, stdin: bytes | None = None,
                  output_filter: str | None = None, claims: list[tuple[str, str]] | None = None,
-                 prepare: list | None = None, afterwards: list | None = None,
+                 prepare: list[Any] | None = None, afterwards: list[Any] | None = None,
                  pins: list[tuple[int, str, bytes]] | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary

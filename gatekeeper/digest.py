@@ -18,9 +18,9 @@ def sha256_digest(data: bytes) -> bytes:
 
     try:
         if sys.version_info >= (3, 12):
-            from _sha2 import sha256  # type: ignore[import-not-found]
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython's C module, no stub
         else:
-            from _sha256 import sha256  # type: ignore[import-not-found,no-redef]
+            from _sha256 import sha256  # type: ignore[import-not-found]  # CPython's C module, no stub
     except ImportError:  # an interpreter built without them
-        from hashlib import sha256  # type: ignore[assignment]
-    return sha256(data).digest()  # type: ignore[no-any-return]
+        from hashlib import sha256
+    return sha256(data).digest()  # type: ignore[no-any-return]  # untyped without stubs, bytes at run time

@@ -33,6 +33,11 @@ from __future__ import annotations
 
 import _socket
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 MAX_RESPONSE = 4 << 20  # an inspect object is a few KB; more than 4 MB is refused
 MAX_HEADER = 16 << 10
 STDERR_LIMIT = 300
@@ -309,7 +314,7 @@ def config_labels(obj: dict[str, object]) -> str:
     return go_json(config.get("Labels"))
 
 
-def renderers():  # type: ignore[no-untyped-def]
+def renderers() -> dict[tuple[str, str], Callable[[dict[str, Any]], str]]:
     """(kind, template) -> the line the CLI prints for one object. The templates are
     written out here, not imported: a template changed by its owner no longer matches
     and goes to the CLI instead of being rendered wrongly (tests/test_engine_api.py
@@ -329,7 +334,7 @@ def renderers():  # type: ignore[no-untyped-def]
              go_json(o.get("Labels")))),
         # gatekeeper.vetting.running: how many of the named containers a start would start
         ("container", "{{.State.Running}}"): lambda o: "true" if field(
-            field(o, "State", dict), "Running", bool) else "false",  # type: ignore[arg-type]
+            field(o, "State", dict), "Running", bool) else "false",  # type: ignore[arg-type]  # field checked it is a dict
         # the whole object; its readers (gatekeeper.vetting.binds) take fields by name
         ("container", "{{json .}}"): lambda o: go_json(o) if isinstance(field(o, "Id"), str) else "",
     }

@@ -14,7 +14,7 @@ same functions and numbers, without `signal`'s enum classes, whose import
 
 from __future__ import annotations
 
-import _signal as signal  # see the module docstring
+import _signal as signal  # type: ignore[import-not-found]  # see the module docstring; no stub
 import os
 import select
 
@@ -33,10 +33,10 @@ def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]
     the policy's engine with gatekeeper's own stand-in (gatekeeper.redacting_engine)."""
     return {
         "PATH": SAFE_PATH,
-        "HOME": policy.workdir,  # type: ignore[attr-defined]
+        "HOME": policy.workdir,
         "LANG": "C.UTF-8",
-        "DOCKER_HOST": host or policy.host,  # type: ignore[attr-defined]
-        "DOCKER_CONFIG": policy.config_dir,  # type: ignore[attr-defined]
+        "DOCKER_HOST": host or policy.host,
+        "DOCKER_CONFIG": policy.config_dir,
         "DOCKER_CLI_HINTS": "false",
         # compose must not fetch project files from git or OCI registries
         "COMPOSE_EXPERIMENTAL_GIT_REMOTE": "false",
@@ -46,7 +46,7 @@ def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]
         # buildx (and compose's builds through it) keeps builder state here; the default,
         # $DOCKER_CONFIG/buildx, is root's and read-only to the agent. The state dir is a
         # top-level dot entry of the home: no container can reach it.
-        "BUILDX_CONFIG": policy.state_dir + "/buildx",  # type: ignore[attr-defined]
+        "BUILDX_CONFIG": policy.state_dir + "/buildx",
     }
 
 
@@ -58,13 +58,13 @@ def run_child(policy: Policy, argv: list[str], stdin: bytes | None, output_filte
     goes to a pipe instead of ours; what it printed is filtered, then shown.
     With `host` docker talks to that DOCKER_HOST instead of the policy's.
     """
-    os.chdir(policy.workdir)  # type: ignore[attr-defined]
+    os.chdir(policy.workdir)
     feed_r, feed_w = os.pipe() if stdin is not None else (-1, -1)
     actions = [(os.POSIX_SPAWN_DUP2, feed_r, 0)] if stdin is not None else []
     capture = Capture() if output_filter is not None else None
     if capture is not None:
         actions.append((os.POSIX_SPAWN_DUP2, capture.write_fd, 1))
-    pid = os.posix_spawn(policy.binary, argv, child_environment(policy, host), file_actions=actions)  # type: ignore[attr-defined]
+    pid = os.posix_spawn(policy.binary, argv, child_environment(policy, host), file_actions=actions)
     if stdin is not None:
         os.close(feed_r)
     if capture is not None:

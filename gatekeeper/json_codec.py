@@ -47,7 +47,8 @@ def refuse_type(value: object) -> object:
 def loads(text: str) -> object:
     """json.loads(text), NaN/Infinity refused; ValueError when it is not one JSON value."""
     try:
-        scan = _json.make_scanner(ScanContext())
+        # the C scanner reads only the attributes a JSONDecoder has; ScanContext has exactly those
+        scan = _json.make_scanner(ScanContext())  # type: ignore[arg-type]
     except (AttributeError, TypeError):  # an interpreter whose _json differs
         import json
 

@@ -94,7 +94,7 @@ def grouped(names: list[str]) -> list[str]:
 
 def allowed_names(policy: Policy) -> list[str]:
     """Allowed commands as an agent would type them ('ps' for 'container ls')."""
-    return sorted(DISPLAY.get(c, c) for c in policy.allowed)  # type: ignore[attr-defined]
+    return sorted(DISPLAY.get(c, c) for c in policy.allowed)
 
 
 def usage_text(policy: Policy) -> str:

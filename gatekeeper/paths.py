@@ -28,7 +28,7 @@ def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> st
         raise Denied(f"{what}: empty host path", rule="host-path")
     if "\x00" in value:
         raise Denied(f"{what}: NUL in host path", rule="host-path")
-    joined = posixpath.join(policy.workdir, value)  # type: ignore[attr-defined]
+    joined = posixpath.join(policy.workdir, value)
     try:
         resolved = world.realpath(joined)
     except Denied as denial:  # the world refused to guess (unreadable component, device node)
@@ -39,7 +39,7 @@ def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> st
             resolved, policy, world) else "outside the allowed roots"
         raise Denied(
             f"{what}: host path {value!r} resolves to {resolved!r}, {where} "
-            f"({', '.join(policy.allowed_roots)})",  # type: ignore[attr-defined]
+            f"({', '.join(policy.allowed_roots)})",
             rule="host-path",
         )
     hidden = hidden_component(resolved, root)
@@ -59,7 +59,7 @@ def is_a_root(resolved: str, policy: Policy, world: World) -> bool:
 
 def containing_root(resolved: str, policy: Policy, world: World) -> str | None:
     """The resolved allowed root that strictly contains `resolved`, if any."""
-    for root in policy.allowed_roots:  # type: ignore[attr-defined]
+    for root in policy.allowed_roots:
         real_root = world.realpath(root)
         prefix = real_root.rstrip("/") + "/"
         if resolved.startswith(prefix) and len(resolved) > len(prefix):

@@ -24,6 +24,11 @@ from gatekeeper.errors import PolicyError
 from gatekeeper.grammar.names import canonical_name
 from gatekeeper.owner import DEFAULT_PROFILE
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeGuard
+
 DEFAULT_ALLOWED = (
     # containers ([scope] owned: only the agent's)
     "ps", "inspect", "logs", "start", "stop", "restart", "kill", "rm", "run", "create",
@@ -484,11 +489,11 @@ def is_absolute_path(value: object) -> bool:
     return isinstance(value, str) and value.startswith("/") and "\x00" not in value
 
 
-def is_string_list(value: object) -> bool:
+def is_string_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-VALIDATORS = {
+VALIDATORS: dict[str, Callable[[object], bool]] = {
     ABSOLUTE_PATH: is_absolute_path,
     STRING: lambda value: isinstance(value, str),
     BOOLEAN: lambda value: isinstance(value, bool),

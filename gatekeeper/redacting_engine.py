@@ -204,7 +204,7 @@ def redacting_engine(policy: Policy) -> Iterator[str]:
     """A DOCKER_HOST for the duration of the block: the engine, objects not owned redacted."""
     keys = policy.redact_keys
     owner = policy.profile
-    engine = engine_socket_path(policy.host)  # type: ignore[attr-defined]
+    engine = engine_socket_path(policy.host)
     directory = tempfile.mkdtemp(prefix="gk-inspect-", dir="/tmp")  # 0700, ours alone
     try:
         path = os.path.join(directory, "engine.sock")

@@ -13,6 +13,8 @@ import os
 
 from gatekeeper.errors import Denied
 
+CONTAINER, IMAGE = "container", "image"  # the kinds gatekeeper.vetting.ownership asks about
+
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.inflight import Registration, Registry
@@ -136,7 +138,6 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
 
     from gatekeeper.owner import OWNER_LABEL
     from gatekeeper.vetting.binds import CONTAINER_FORMAT
-    from gatekeeper.vetting.ownership import CONTAINER, IMAGE
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
@@ -146,12 +147,16 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
         return 0, "".join(lines).encode(), b""  # named containers hold no bind sources
     if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
         labels = json.dumps({OWNER_LABEL: policy.profile})
-        spelled = {CONTAINER: lambda w: "/" + w, IMAGE: lambda w: [w]}.get(args[0], lambda w: w)
-        lines = [f"{word}\t{json.dumps(spelled(word))}\t{labels}" for word in args[5:]]
+        lines = [f"{word}\t{json.dumps(spelled_name(args[0], word))}\t{labels}" for word in args[5:]]
         return 0, "".join(line + "\n" for line in lines).encode(), b""
     if args[1:2] == ["ls"]:
         return 0, b"", b""  # nothing else exists
     return 1, b"", b"no engine in this world"
+
+
+def spelled_name(kind: str, word: str) -> object:
+    """The name as the engine spells it: a container's "/name", an image's ["tag"]."""
+    return "/" + word if kind == CONTAINER else [word] if kind == IMAGE else word
 
 
 def check_resolution(resolved: str) -> None:

@@ -62,7 +62,7 @@ BUILDX_ROOT_FLAGS: tuple[Flag, ...] = (
 
 BUILDX_GLOBAL: dict[str, Flag] = table(*BUILDX_ROOT_FLAGS, HELP)
 
-BUILD: dict = table(
+BUILD: dict[str, Flag] = table(
     # --- in both builders ---
     v("add-host"),
     v("build-arg"),

@@ -57,7 +57,7 @@ _DRY_RUN = b("dry-run")
 
 # cmd/compose/compose.go: addProjectFlags plus RootCommand's own flags.
 # Remote -f/--env-file sources (oci://, git URLs) are refused by vetting.
-COMPOSE_GLOBAL: dict = table(
+COMPOSE_GLOBAL: dict[str, Flag] = table(
     v("profile"),
     v("project-name", "p"),
     v("file", "f", check=PATH),
@@ -99,7 +99,7 @@ _UP_CREATE_COMMON: tuple[Flag, ...] = (
     HELP,
 )
 
-COMPOSE_FLAGS: dict[str, dict] = {
+COMPOSE_FLAGS: dict[str, dict[str, Flag]] = {
     "compose up": table(
         *_UP_CREATE_COMMON,
         b("detach", "d"),
@@ -235,4 +235,4 @@ COMPOSE_FLAGS: dict[str, dict] = {
 
 # Subcommands that call flags.SetInterspersed(false): flags stop at the first
 # positional (the service), what follows is the container's command.
-COMPOSE_NON_INTERSPERSED: frozenset = frozenset({"compose run", "compose exec"})
+COMPOSE_NON_INTERSPERSED: frozenset[str] = frozenset({"compose run", "compose exec"})

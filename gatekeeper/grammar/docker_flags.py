@@ -67,7 +67,7 @@ from gatekeeper.grammar.spec import (
 
 # Root ("global") options, cli/flags/options.go InstallFlags plus
 # cmd/docker/docker.go (-v/--version) and cli/cobra.go (hidden -h/--help).
-GLOBAL: dict = table(
+GLOBAL: dict[str, Flag] = table(
     deny_v("config", why="names another client config dir: plugin dirs, credential helpers, proxies and contexts run or reach anything"),
     deny_v("context", "c", why="switches the daemon endpoint to another (possibly remote or ssh) context"),
     b("debug", "D"),
@@ -213,23 +213,23 @@ _RUN_OWN: tuple[Flag, ...] = (
     v("detach-keys"),
 )
 
-_CREATE: dict = table(*_CONTAINER_OPTS, *_CREATE_OWN)
-_RUN: dict = table(*_CONTAINER_OPTS, *_CREATE_OWN, *_RUN_OWN)
+_CREATE: dict[str, Flag] = table(*_CONTAINER_OPTS, *_CREATE_OWN)
+_RUN: dict[str, Flag] = table(*_CONTAINER_OPTS, *_CREATE_OWN, *_RUN_OWN)
 
 # --- other container commands -------------------------------------------------
 
-_PS: dict = table(
+_PS: dict[str, Flag] = table(
     b("quiet", "q"), b("size", "s"), b("all", "a"), b("no-trunc"),
     b("latest", "l"), v("last", "n"), v("format"), v("filter", "f"), HELP,
 )
 
-_STOP: dict = table(
+_STOP: dict[str, Flag] = table(
     v("signal", "s"), v("timeout", "t"),
     v("time"),  # deprecated alias of --timeout
     HELP,
 )
 
-FLAGS: dict[str, dict] = {
+FLAGS: dict[str, dict[str, Flag]] = {
     "container run": _RUN,
     "container create": _CREATE,
     "container ls": _PS,
@@ -308,7 +308,7 @@ FLAGS: dict[str, dict] = {
 # Commands whose cobra definition calls flags.SetInterspersed(false): flag
 # parsing stops at the first positional argument (run/create: the image;
 # top: the container, after which come ps(1) options).
-NON_INTERSPERSED: frozenset = frozenset({
+NON_INTERSPERSED: frozenset[str] = frozenset({
     "container run", "container create", "container top",
     # not allowed by policy, listed for completeness of the grammar:
     "container exec", "container commit", "image tag",

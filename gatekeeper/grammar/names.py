@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from gatekeeper.grammar.commands import MANAGEMENT, PLUGINS, TOP_LEVEL
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.grammar.spec import Flag
+
 
 def canonical_name(name: str) -> str | None:
     """'ps' or 'container ps' or 'compose up' -> canonical path, else None."""
@@ -32,7 +36,7 @@ def is_plugin(name: str) -> bool:
     return name in PLUGINS
 
 
-def plugin_global_flags(plugin: str) -> dict:
+def plugin_global_flags(plugin: str) -> dict[str, Flag]:
     if plugin == "compose":
         from gatekeeper.grammar.compose_flags import COMPOSE_GLOBAL
 
@@ -42,7 +46,7 @@ def plugin_global_flags(plugin: str) -> dict:
     return BUILDX_GLOBAL
 
 
-def flag_table(canonical: str) -> dict | None:
+def flag_table(canonical: str) -> dict[str, Flag] | None:
     """The flags docker accepts for `canonical`, or None if we have no grammar."""
     if canonical == "image build":
         from gatekeeper.grammar.build_flags import BUILD, BUILDX_GLOBAL
@@ -55,7 +59,7 @@ def flag_table(canonical: str) -> dict | None:
     return FLAGS.get(canonical)
 
 
-def compose_table(name: str) -> dict | None:
+def compose_table(name: str) -> dict[str, Flag] | None:
     """Compose's project flags live on its root only (not inherited), so they
     are accepted before the subcommand and never after it."""
     from gatekeeper.grammar.compose_flags import COMPOSE_FLAGS

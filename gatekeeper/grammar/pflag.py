@@ -139,13 +139,13 @@ def walk_shorts(args: list[str], i: int, flags: dict[str, Flag], parsed: Parsed,
     return i + 1
 
 
-def lookup(flags: dict[str, Flag], key: str, word: str, what: str) -> tuple:
+def lookup(flags: dict[str, Flag], key: str, word: str, what: str) -> Flag:
     flag = flags.get(key)
     if flag is None:
         raise Denied(
             f"unknown flag {key!r} (in {word!r}) for {what}", rule="unknown-flag"
         )
-    return flag  # type: ignore[no-any-return]
+    return flag
 
 
 GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})

@@ -189,7 +189,8 @@ def check_policy(deployment: Deployment) -> Iterator[Check]:
 
 
 def check_compiled(deployment: Deployment, path: str) -> Iterator[Check]:
-    from gatekeeper.policy import COMPILED_SUFFIX, compiled_overrides, read_policy_file, sha256_hex
+    from gatekeeper.digest import sha256_hex
+    from gatekeeper.policy import COMPILED_SUFFIX, compiled_overrides, read_policy_file
 
     try:
         sha256 = sha256_hex(read_policy_file(path))
@@ -623,7 +624,8 @@ def check_disk_usage(deployment: Deployment, settings: dict[str, dict[str, objec
         return
     from gatekeeper.engine_api import EngineError, disk_usage
     from gatekeeper.errors import Denied
-    from gatekeeper.vetting.disk_budget import human_size, log_size, profile_usage, profiles_in
+    from gatekeeper.units import log_size
+    from gatekeeper.vetting.disk_budget import human_size, profile_usage, profiles_in
 
     try:
         df = disk_usage(host, 60.0)
@@ -650,7 +652,7 @@ def check_sshd(deployment: Deployment) -> Iterator[Check]:
     if not deployment.live:
         return
     try:
-        from gatekeeper.operator import sshd_check  # type: ignore[attr-defined]  # added by issue 19
+        from gatekeeper.operator import sshd_check  # added by issue 19
     except ImportError:
         yield Check(
             "sshd settings", SKIP, "this gatekeeper has no sshd-check; run sshd -T -C user=... by hand"

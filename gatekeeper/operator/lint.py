@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from gatekeeper import policy as policy_module
-from gatekeeper.vetting.limits import go_duration, ram_in_bytes
+from gatekeeper.errors import PolicyError
+from gatekeeper.grammar.names import canonical_name
+from gatekeeper.units import go_duration, ram_in_bytes
 
 ERROR: Final = "error"
 WARNING: Final = "warning"
@@ -365,7 +367,7 @@ def root_findings(
             tuple(posixpath.normpath(r) for r in roots if isinstance(r, str)),
             locate.path,
         )
-    except policy_module.PolicyError as error:
+    except PolicyError as error:
         problem, _, fix = error.message.partition("; ")
         problem = problem[problem.find("is reachable") :] if "is reachable" in problem else problem
         yield Finding(
@@ -434,7 +436,7 @@ def command_findings(parsed: dict[str, object], locate: Locator) -> Iterator[Fin
         return
     blocked_names = commands.get("blocked", policy_module.DEFAULTS["commands"]["blocked"])
     blocked = (
-        {policy_module.canonical_name(n) for n in blocked_names} if isinstance(blocked_names, list) else set()
+        {canonical_name(n) for n in blocked_names} if isinstance(blocked_names, list) else set()
     )
     for key in ("allowed", "blocked"):
         listed = commands.get(key)
@@ -443,7 +445,7 @@ def command_findings(parsed: dict[str, object], locate: Locator) -> Iterator[Fin
         for name in listed:
             if not isinstance(name, str):
                 continue
-            canonical = policy_module.canonical_name(name)
+            canonical = canonical_name(name)
             line = locate.line("commands", key, name)
             if canonical is None:
                 choices = names_list()

@@ -110,7 +110,7 @@ def check_pool_subnet(call: Call, text: str, what: str) -> None:
     for network in objects.listing(call.engine, "/networks", "the engine's networks"):
         for pool in ((network.get("IPAM") or {}).get("Config") or []):
             taken = parse_network(str(pool.get("Subnet") or "0.0.0.0/32"), "engine subnet")
-            if subnet.version == taken.version and subnet.overlaps(taken):  # type: ignore[arg-type]
+            if subnet.version == taken.version and subnet.overlaps(taken):
                 raise Denied(f"{what} {text!r} is not allowed: it overlaps engine network "
                              f"{network.get('Name')!r} {taken}", rule=RULE_SUBNET)
 

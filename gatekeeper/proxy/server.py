@@ -87,7 +87,7 @@ class Proxy:
         self.record = record
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[union-attr]
+        writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         connection = ClientConnection(self, reader, writer, peer_of(writer))
         try:
             await connection.serve()
@@ -364,7 +364,7 @@ class Upstream:
             await self.engine_unreachable(error, keep)
             return keep
         try:
-            self.writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[union-attr]
+            self.writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
             return await self.exchange(keep)
         finally:
             self.writer.close()

@@ -252,7 +252,7 @@ def vet_inspect(call: Call) -> ApiVerdict:
 def redaction_name(call: Call) -> str:
     import json
 
-    keys = call.policy.redact_keys  # type: ignore[attr-defined]
+    keys = call.policy.redact_keys
     return f"{REDACT_OBJECT} {json.dumps([str(k).lower() for k in keys])}"
 
 

@@ -32,6 +32,7 @@ from gatekeeper.errors import Denied
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from ipaddress import IPv4Network, IPv6Network
+    from typing import Any
 
     from gatekeeper.grammar.pflag import FlagUse, Parsed
     from gatekeeper.policy import Policy
@@ -104,7 +105,7 @@ def check_subnet(text: str, what: str, ctx: Context, reused: str = "") -> None:
     if not any(within(subnet, outer) for outer in allowed):
         raise Denied(f"{what} {text!r} is not allowed: {allowed_text(allowed)}", rule=RULE_SUBNET)
     for taken, owner in taken_networks(ctx, reused):
-        if subnet.version == taken.version and subnet.overlaps(taken):  # type: ignore[arg-type]
+        if subnet.version == taken.version and subnet.overlaps(taken):
             raise Denied(f"{what} {text!r} is not allowed: it overlaps {owner} {taken} "
                          "(a route to the agent's bridge would take the host's traffic)", rule=RULE_SUBNET)
 
@@ -121,7 +122,7 @@ def allowed_text(allowed: list[Network]) -> str:
 def taken_networks(ctx: Context, reused: str) -> list[tuple[Network, str]]:
     """Host routes (not the default ones), interface addresses and engine networks;
     the network named `reused` and the routes on its bridge are left out."""
-    read = ctx.world.read_file  # type: ignore[attr-defined]
+    read = ctx.world.read_file
     engine = engine_networks(ctx)
     skipped = {bridge for name, bridge, _ in engine if name == reused and reused}
     taken = [(net, f"the host route via {dev}") for net, dev in routes_v4(read("/proc/net/route"))]
@@ -137,7 +138,7 @@ def taken_networks(ctx: Context, reused: str) -> list[tuple[Network, str]]:
 
 def engine_networks(ctx: Context) -> list[tuple[str, str, list[Network]]]:
     """(name, bridge interface, subnets) of every network the engine has."""
-    run = ctx.world.run_docker  # type: ignore[attr-defined]
+    run = ctx.world.run_docker
     status, out, _ = run(ctx.policy, ["network", "ls", "-q", "--no-trunc"], None, 30.0)
     if status != 0:
         raise Denied("cannot list the engine's networks (docker network ls failed)", rule=RULE_SUBNET)
@@ -250,7 +251,7 @@ def vet_network_create(ctx: Context) -> None:
 # ---------------------------------------------------------------- compose
 
 
-def vet_model_addresses(ctx: Context, model: dict) -> None:
+def vet_model_addresses(ctx: Context, model: dict[str, Any]) -> None:
     """Top-level networks' ipam and every service's per-network addresses."""
     networks = model.get("networks")
     for key, network in (networks if isinstance(networks, dict) else {}).items():
@@ -294,7 +295,7 @@ def check_ipam_entry(ctx: Context, where: str, entry: object, name: str) -> None
         check_address(str(address), f"{where}.aux_addresses.{host}", ctx.policy)
 
 
-def check_attachment(ctx: Context, where: str, attachment: dict) -> None:
+def check_attachment(ctx: Context, where: str, attachment: dict[str, Any]) -> None:
     if attachment.get("mac_address"):
         raise Denied(f"{where}.mac_address is not allowed: {_MAC_WHY}", rule=RULE_MAC)
     if attachment.get("link_local_ips"):

@@ -36,6 +36,8 @@ from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.vetting.context import Context
     from gatekeeper.world import World
 
@@ -105,7 +107,7 @@ def add_output(ctx: Context, path: str, what: str) -> None:
     ctx.vetted.outputs.append((normal(path), what))
 
 
-def model_binds(model: dict) -> list[tuple[str, str]]:
+def model_binds(model: dict[str, Any]) -> list[tuple[str, str]]:
     """Bind sources of a vetted compose model: service binds, and secrets/configs
     `file:` (compose bind-mounts those files). Paths are unescaped ($$ -> $)."""
     found = []
@@ -244,7 +246,7 @@ def inspect(ctx: Context, words: list[str]) -> str:
 
     args = ["container", "inspect", "--format", CONTAINER_FORMAT, "--", *words]
     try:
-        status, out, err = ctx.world.run_docker(  # type: ignore[attr-defined]
+        status, out, err = ctx.world.run_docker(
             ctx.policy, args, None, QUERY_TIMEOUT)
     except Exception as error:
         if not timed_out(error):
@@ -268,7 +270,7 @@ def run_query(ctx: Context, args: list[str], what: str) -> str:
     from gatekeeper.bounded import timed_out
 
     try:
-        status, out, err = ctx.world.run_docker(  # type: ignore[attr-defined]
+        status, out, err = ctx.world.run_docker(
             ctx.policy, args, None, QUERY_TIMEOUT)
     except Exception as error:
         if not timed_out(error):

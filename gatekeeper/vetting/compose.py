@@ -46,6 +46,10 @@ from gatekeeper.errors import Denied
 from gatekeeper.grammar.pflag import FlagUse
 from gatekeeper.vetting.context import Context
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from typing import Any
+
 # Subcommands that never load the project model.
 WITHOUT_PROJECT = frozenset({"compose ls", "compose version"})
 
@@ -87,7 +91,7 @@ def vet_compose(ctx: Context) -> None:
     from gatekeeper.vetting.run import vet_model_log_options
 
     source = project_source(ctx)
-    check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)  # type: ignore[attr-defined]
+    check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)
     probe = vet_file_references(render(ctx, source, ["--no-interpolate"]), ctx.host_path)
     model = render(ctx, source, [])
     check_inlined_files(ctx, source, model, probe)
@@ -190,7 +194,8 @@ def source_args(source: ProjectSource, *, files: bool = True) -> list[str]:
     return args + source.model_flags
 
 
-def check_inlined_files(ctx: Context, source: ProjectSource, model: dict, probe: dict) -> None:
+def check_inlined_files(ctx: Context, source: ProjectSource, model: dict[str, Any],
+                        probe: dict[str, Any]) -> None:
     """The full render inlined env_file/label_file contents: render the probe (only
     the vetted files and the inline values) and require the same result, so a
     compose file swapped between the renders cannot smuggle in another file."""
@@ -216,7 +221,7 @@ def render(
     *,
     args: list[str] | None = None,
     stdin: bytes | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """`docker compose ... config --format json`: the project as compose will run it.
     `args` replaces the root flags after 'compose' (the probe is read from stdin)."""
     import subprocess
@@ -232,7 +237,7 @@ def render(
     return parse_model(out)
 
 
-def parse_model(out: bytes) -> dict:
+def parse_model(out: bytes) -> dict[str, Any]:
     import json
 
     try:
@@ -253,7 +258,7 @@ def first_error(err: bytes) -> str:
     return shown[:MESSAGE_LIMIT] + ("..." if len(shown) > MESSAGE_LIMIT else "")
 
 
-def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
+def pin_project(ctx: Context, source: ProjectSource, model: dict[str, Any]) -> None:
     """Run on the vetted JSON: `-f -` with its name and directory, no env file.
     The model stays data for the ownership vetters (they label it); it is
     serialised once, for docker's stdin (gatekeeper.vetting.context.Vetted.stdin)."""
@@ -279,7 +284,7 @@ def pin_project(ctx: Context, source: ProjectSource, model: dict) -> None:
     ctx.vetted.compose_model = model
 
 
-def model_volume_names(model: dict) -> list[str]:
+def model_volume_names(model: dict[str, Any]) -> list[str]:
     """Engine names of the project's top-level volumes (compose resolved `name`)."""
     volumes = model.get("volumes")
     if not isinstance(volumes, dict):

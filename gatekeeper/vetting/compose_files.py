@@ -24,6 +24,10 @@ from collections.abc import Callable, Iterator
 
 from gatekeeper.errors import Denied
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_FILE_BYTES = 1 << 20
 # What a file may grow to once YAML aliases are expanded (scalar bytes plus one per
 # node): compose expands every alias while loading, so an 11 KB file of aliases
@@ -99,7 +103,7 @@ def expanded_size(events: Iterator[object]) -> int:
     import yaml
 
     anchors: dict[str, int] = {}
-    stack: list[list] = [[None, 0]]  # [anchor, size so far] per open collection
+    stack: list[list[Any]] = [[None, 0]]  # [anchor, size so far] per open collection
     for event in events:
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             stack.append([event.anchor, 1])

@@ -35,6 +35,8 @@ from gatekeeper.vetting.ownership import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.vetting.context import Context
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -65,7 +67,7 @@ def vet_compose_ownership(ctx: Context) -> None:
     label_model(model, owner_of(ctx))  # in place: the model is what compose is fed
 
 
-def labelled_objects(model: dict) -> list[tuple[str, dict]]:
+def labelled_objects(model: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(where, object) for every part of the model that carries labels."""
     out = []
     for name, service in (model.get("services") or {}).items():
@@ -79,7 +81,7 @@ def labelled_objects(model: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def refuse_reserved(ctx: Context, model: dict) -> None:
+def refuse_reserved(ctx: Context, model: dict[str, Any]) -> None:
     for where, item in labelled_objects(model):
         labels = item.get("labels") or {}
         for label in labels if isinstance(labels, (dict, list)) else []:
@@ -89,7 +91,7 @@ def refuse_reserved(ctx: Context, model: dict) -> None:
             check_label(ctx, use.value or "", use.spelled)
 
 
-def label_model(model: dict, owner: str) -> None:
+def label_model(model: dict[str, Any], owner: str) -> None:
     for _, item in labelled_objects(model):
         labels = item.get("labels") or {}
         if isinstance(labels, list):
@@ -113,7 +115,7 @@ def check_project(ctx: Context, name: str, key: str) -> None:
             check_unprotected(ctx, target, CONTAINER)
 
 
-def vet_down(ctx: Context, model: dict) -> None:
+def vet_down(ctx: Context, model: dict[str, Any]) -> None:
     flags = {use.flag.long for use in ctx.parsed.uses}
     if "rmi" in flags and scope(ctx, "rmi") == "owned":
         # Stops: `down --rmi all` removing the operator's images the services use.
@@ -124,7 +126,7 @@ def vet_down(ctx: Context, model: dict) -> None:
         check_existing(ctx, model, VOLUME)
 
 
-def check_existing(ctx: Context, model: dict, kind: str) -> None:
+def check_existing(ctx: Context, model: dict[str, Any], kind: str) -> None:
     """The model's non-external networks/volumes that exist must be owned and unprotected."""
     wanted = [str(item.get("name")) for item in (model.get(kind + "s") or {}).values()
               if isinstance(item, dict) and not item.get("external") and item.get("name")]

@@ -26,6 +26,10 @@ from collections.abc import Callable
 
 from gatekeeper.errors import Denied
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from typing import Any
+
 # A resolver: (host path as rendered, what to name in a denial) -> resolved path.
 Resolver = Callable[[str, str], str]
 
@@ -287,7 +291,7 @@ class ProjectCheck:
         return self.resolve(value.replace("$$", "$"), what).replace("$", "$$")
 
 
-def vet_project(model: dict, resolve: Resolver) -> None:
+def vet_project(model: dict[str, Any], resolve: Resolver) -> None:
     """Refuse anything in `model` the rules do not allow; rewrite host paths in place."""
     check = ProjectCheck(resolve)
     check_keys(model, TOP_LEVEL_KEYS, "compose project", check)
@@ -304,7 +308,7 @@ def vet_project(model: dict, resolve: Resolver) -> None:
             check_keys(mapping(item, where), keys, where, check)
 
 
-def vet_file_references(raw: dict, resolve: Resolver) -> dict:
+def vet_file_references(raw: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
     """env_file and label_file in the raw (uninterpolated) model: the full render
     reads these files into the model and drops the keys, so this is where their
     paths can be seen. A variable in such a path is refused: we could not tell
@@ -319,7 +323,7 @@ def vet_file_references(raw: dict, resolve: Resolver) -> dict:
     return {"services": {name: probe_service(name, service, check) for name, service in services.items()}}
 
 
-def probe_service(name: str, service: object, check: ProjectCheck) -> dict:
+def probe_service(name: str, service: object, check: ProjectCheck) -> dict[str, Any]:
     service = mapping(service, f"service {name!r}")
     probe: dict[str, object] = {"image": "scratch"}
     for key in FILE_KEYS:
@@ -344,7 +348,7 @@ def vetted_file(path: object, where: str, check: ProjectCheck) -> str:
     return check.host_path(path, where)
 
 
-def same_inlined_values(model: dict, probe: dict) -> str:
+def same_inlined_values(model: dict[str, Any], probe: dict[str, Any]) -> str:
     """The first service whose environment or labels differ between the full
     render and the rendered probe, or "" when they all agree."""
     probed = mapping(probe.get("services"), "services")
@@ -357,7 +361,7 @@ def same_inlined_values(model: dict, probe: dict) -> str:
     return ""
 
 
-def check_keys(item: dict, keys: dict[str, tuple[str, str]], where: str, check: ProjectCheck) -> None:
+def check_keys(item: dict[str, Any], keys: dict[str, tuple[str, str]], where: str, check: ProjectCheck) -> None:
     for key in list(item):
         if key.startswith("x-"):
             del item[key]  # extensions: compose reads some (x-develop is the old develop); none need to run
@@ -374,7 +378,7 @@ def check_keys(item: dict, keys: dict[str, tuple[str, str]], where: str, check: 
             item[key] = checked
 
 
-def mapping(value: object, what: str) -> dict:
+def mapping(value: object, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -382,7 +386,7 @@ def mapping(value: object, what: str) -> dict:
     return value
 
 
-def sequence(value: object, what: str) -> list:
+def sequence(value: object, what: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -514,9 +518,9 @@ def check_deploy(value: object, where: str, why: str, check: ProjectCheck) -> No
         refuse(where + ".resources.reservations.devices", "set", _DEVICE_WHY)
 
 
-def check_files(value: object, where: str, why: str, check: ProjectCheck) -> list:
+def check_files(value: object, where: str, why: str, check: ProjectCheck) -> list[Any]:
     """env_file entries are {path, required} (or plain strings); label_file is a list of paths."""
-    out = []
+    out: list[Any] = []
     for entry in sequence(value, where):
         if isinstance(entry, dict):
             out.append({**entry, "path": check.host_path(entry.get("path"), where)})
@@ -525,7 +529,7 @@ def check_files(value: object, where: str, why: str, check: ProjectCheck) -> lis
     return out
 
 
-def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> list:
+def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> list[Any]:
     out = []
     for entry in sequence(value, where):
         volume = dict(mapping(entry, where))
@@ -539,7 +543,7 @@ def check_volumes(value: object, where: str, why: str, check: ProjectCheck) -> l
     return out
 
 
-def check_volume_options(volume: dict, where: str) -> None:
+def check_volume_options(volume: dict[str, Any], where: str) -> None:
     """The nested bind/volume/tmpfs/image options of one service volume."""
     for key, value in volume.items():
         if key not in VOLUME_ENTRY_KEYS:
@@ -557,7 +561,7 @@ def check_volume_options(volume: dict, where: str) -> None:
                "shared propagation makes mounts made in the container appear on the host")
 
 
-def check_build(value: object, where: str, why: str, check: ProjectCheck) -> dict:
+def check_build(value: object, where: str, why: str, check: ProjectCheck) -> dict[str, Any]:
     """Keys first (the context is resolved there), then the Dockerfile against the resolved context."""
     build = dict(mapping(value, where))
     check_keys(build, BUILD_KEYS, where.removeprefix("compose "), check)
@@ -566,7 +570,7 @@ def check_build(value: object, where: str, why: str, check: ProjectCheck) -> dic
     return build
 
 
-def dockerfile_path(build: dict, where: str, check: ProjectCheck) -> str:
+def dockerfile_path(build: dict[str, Any], where: str, check: ProjectCheck) -> str:
     """Relative Dockerfiles are inside the context; absolute ones are host files."""
     import posixpath
 
@@ -587,7 +591,7 @@ def check_build_dockerfile(value: object, where: str, why: str, check: ProjectCh
     """Already resolved against the context by check_build."""
 
 
-def check_build_contexts(value: object, where: str, why: str, check: ProjectCheck) -> dict:
+def check_build_contexts(value: object, where: str, why: str, check: ProjectCheck) -> dict[str, Any]:
     out = {}
     for name, source in mapping(value, where).items():
         if isinstance(source, str) and source.startswith(REMOTE_CONTEXT_PREFIXES):

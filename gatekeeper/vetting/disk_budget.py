@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from gatekeeper.errors import Denied
 from gatekeeper.owner import DEFAULT_PROFILE, OWNER_LABEL
-from gatekeeper.vetting.log_caps import log_size
+from gatekeeper.units import log_size
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def vet_disk_budget(ctx: Context) -> None:
     if not budget or not grows_disk(ctx):
         return
     limit = log_size(budget) or 0
-    usage = profile_usage(ctx.world.disk_usage(ctx.policy), ctx.policy.profile)  # type: ignore[attr-defined]
+    usage = profile_usage(ctx.world.disk_usage(ctx.policy), ctx.policy.profile)
     if usage.total >= limit:
         # Stops: an agent filling the host's disk one pull, build or volume at a time.
         raise Denied(

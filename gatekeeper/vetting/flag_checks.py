@@ -488,7 +488,7 @@ def check_build_cache(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     allowed = CACHE_TYPES[use.flag.long]
     fields = read_fields(value, use.spelled)
     if "=" not in value:
-        kind, attrs = "registry", {}  # buildx: bare references are registry caches
+        kind, attrs = "registry", dict[str, str]()  # buildx: bare references are registry caches
     else:
         kind, attrs = build_attrs(use, fields)
     if kind not in allowed:

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from gatekeeper.errors import Denied
 from gatekeeper.policy import HEALTH_FLOORS, Caps
-from gatekeeper.units import (
-    NANO,
-    format_cpus,
-    go_duration,
-    nano_cpus,
-    plain_int,
-    ram_in_bytes,
-    show_bytes,
-    show_duration,
-)
+
+# re-exported for gatekeeper.proxy and older imports; new code imports gatekeeper.units
+from gatekeeper.units import NANO as NANO
+from gatekeeper.units import format_cpus as format_cpus
+from gatekeeper.units import go_duration as go_duration
+from gatekeeper.units import nano_cpus as nano_cpus
+from gatekeeper.units import plain_int as plain_int
+from gatekeeper.units import ram_in_bytes as ram_in_bytes
+from gatekeeper.units import show_bytes as show_bytes
+from gatekeeper.units import show_duration as show_duration
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:

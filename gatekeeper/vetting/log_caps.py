@@ -19,7 +19,8 @@ an optional k, m or g (either case), optionally followed by b.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.units import DIGITS, log_size
+from gatekeeper.units import DIGITS
+from gatekeeper.units import log_size as log_size  # re-exported: gatekeeper.proxy
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:

@@ -34,6 +34,8 @@ from gatekeeper.vetting.ownership import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.vetting.context import Context
 
 EVERYONES_NETWORKS = frozenset({"bridge", "none", "default"})  # docker's own; `default` is bridge
@@ -213,7 +215,7 @@ BUILDING = frozenset({"compose up", "compose create", "compose run", "compose bu
 PULLING_POLICIES = ("always", "daily", "weekly", "every_")
 
 
-def vet_compose_namespaces(ctx: Context, model: dict) -> None:
+def vet_compose_namespaces(ctx: Context, model: dict[str, Any]) -> None:
     canonical = ctx.located.canonical
     services = {name: s for name, s in (model.get("services") or {}).items() if isinstance(s, dict)}
     if canonical in BUILDING or canonical == "compose pull":
@@ -225,7 +227,7 @@ def vet_compose_namespaces(ctx: Context, model: dict) -> None:
         check_links(ctx, [name for name in links if name], "compose external_links")
 
 
-def vet_compose_tags(ctx: Context, services: dict, canonical: str) -> None:
+def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str) -> None:
     forced = any(use.flag.long == "pull" and use.value == "always" for use in ctx.parsed.uses)
     for name, service in services.items():
         build = service.get("build")
@@ -242,7 +244,7 @@ def vet_compose_tags(ctx: Context, services: dict, canonical: str) -> None:
             check_tag(ctx, image, f"compose service {name!r} image")
 
 
-def vet_compose_networks(ctx: Context, model: dict, services: dict) -> None:
+def vet_compose_networks(ctx: Context, model: dict[str, Any], services: dict[str, Any]) -> None:
     """The project's networks: existing ones must be the agent's (or shared and
     external); aliases only on the agent's own; network_mode by name likewise."""
     aliased = {key for s in services.values() if isinstance(s.get("networks"), dict)

@@ -20,7 +20,8 @@ text: the query's --format is ours alone.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.owner import OWNER_LABEL, RESERVED_PREFIX
+from gatekeeper.owner import OWNER_LABEL as OWNER_LABEL  # re-exported: proxy/ and older imports
+from gatekeeper.owner import RESERVED_PREFIX
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -304,7 +305,8 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
             names_value, labels_value = loads(names or "null"), loads(labels or "null")
         except ValueError:
             raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
-        targets.append(Target(word, ident, plain_names(names_value), dict(labels_value or {})))
+        found = labels_value if isinstance(labels_value, dict) else {}  # null: none (fails the owner check)
+        targets.append(Target(word, ident, plain_names(names_value), dict(found)))
     return targets
 
 
@@ -409,7 +411,7 @@ def refuse_reserved_labels(ctx: Context) -> None:
             check_label(ctx, use.value or "", use.spelled)
         elif name == "label-file":
             path = ctx.host_path(use.value or "", use.spelled)
-            for line in label_file_lines(ctx.world.read_file(path), f"{use.spelled} {use.value}"):  # type: ignore[attr-defined]
+            for line in label_file_lines(ctx.world.read_file(path), f"{use.spelled} {use.value}"):
                 check_label(ctx, line, f"{use.spelled} {use.value}")
         elif name == "mount":
             check_mount_labels(ctx, use.value or "", use.spelled)

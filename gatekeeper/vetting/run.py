@@ -13,6 +13,8 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
@@ -70,7 +72,7 @@ def reserved_tags(policy: Policy) -> tuple[str, ...]:
     return policy.reserved_tags
 
 
-def vet_model_log_options(ctx: Context, model: dict) -> None:
+def vet_model_log_options(ctx: Context, model: dict[str, Any]) -> None:
     """compose `logging.options`: the run rules (keys of harmless drivers, no reserved tag).
     With no driver named, the daemon's default driver (syslog, journald, ...) reads them."""
     services = model.get("services")

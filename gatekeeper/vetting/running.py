@@ -31,6 +31,8 @@ from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.vetting.context import Context
 
 START = "start"  # claim kind (gatekeeper.inflight)
@@ -112,24 +114,24 @@ def stopped_count(ctx: Context, names: list[str]) -> int:
 # ---------------------------------------------------------------- compose
 
 
-def check_compose(ctx: Context, cap: int, model: dict) -> None:
+def check_compose(ctx: Context, cap: int, model: dict[str, Any]) -> None:
     """compose up/run/start/restart: what the project will have running afterwards."""
     canonical = ctx.located.canonical
     project = str(model.get("name") or "")
     services = dict(model["services"]) if isinstance(model.get("services"), dict) else {}
     if canonical == "compose up":
-        apply_scale_flags(ctx, services)  # type: ignore[arg-type]
-        starting = replicas(services, selected(services, ctx.parsed.positionals))  # type: ignore[arg-type]
+        apply_scale_flags(ctx, services)
+        starting = replicas(services, selected(services, ctx.parsed.positionals))
     elif canonical == "compose run":
         first = ctx.parsed.positionals[:1]
-        deps = selected(services, first) - set(first)  # type: ignore[arg-type]
-        starting = 1 + replicas(services, deps)  # type: ignore[arg-type]
+        deps = selected(services, first) - set(first)
+        starting = 1 + replicas(services, deps)
     else:  # compose start / restart: every container the project has
         starting = project_containers(ctx, project)
     check_room(ctx, cap, starting, f"project:{project}", project)
 
 
-def apply_scale_flags(ctx: Context, services: dict) -> None:
+def apply_scale_flags(ctx: Context, services: dict[str, Any]) -> None:
     """`up --scale SERVICE=N` overrides the model's scale (on a copy: the model is not changed)."""
     for use in ctx.parsed.uses:
         if use.flag.long == "scale":
@@ -138,7 +140,7 @@ def apply_scale_flags(ctx: Context, services: dict) -> None:
                 services[name] = {**services[name], "scale": int(count) if count.isdigit() else 1}
 
 
-def selected(services: dict, names: list[str]) -> set[str]:
+def selected(services: dict[str, Any], names: list[str]) -> set[str]:
     """The named services and everything they depend on (all services when none is named)."""
     chosen = set(names) if names else set(services)
     pending = list(chosen)
@@ -152,7 +154,7 @@ def selected(services: dict, names: list[str]) -> set[str]:
     return chosen
 
 
-def replicas(services: dict, names: set[str]) -> int:
+def replicas(services: dict[str, Any], names: set[str]) -> int:
     """scale, else deploy.replicas, else 1, per service."""
     total = 0
     for name in names:

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 from gatekeeper.errors import Denied
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
 # Tab-separated, one line per existing volume; names go after `--`, never into the template.
 VOLUME_FORMAT = "{{.Name}}\t{{.Driver}}\t{{json .Options}}\t{{json .Labels}}"
 PLAIN_OPTIONS = ("null", "{}", "")
@@ -26,8 +30,8 @@ RESERVED_VOLUME_PREFIX = "gatekeeper-"
 CREATE_VOLUME = "volume-create"  # the prepared step's name (gatekeeper.steps)
 
 
-def check_existing_volumes(ctx: object) -> None:
-    names = sorted(set(ctx.vetted.named_volumes))  # type: ignore[attr-defined]
+def check_existing_volumes(ctx: Context) -> None:
+    names = sorted(set(ctx.vetted.named_volumes))
     if not names:
         return
     found = existing_volumes(ctx, names)
@@ -39,18 +43,18 @@ def check_existing_volumes(ctx: object) -> None:
             prepare_new_volume(ctx, name, made_by_compose)
 
 
-def compose_model_volumes(ctx: object) -> set[str]:
+def compose_model_volumes(ctx: Context) -> set[str]:
     """The project's own volumes, which compose creates with the owner label in the
     model; `compose run -v NEW:/d` is not one of them and is created like run's."""
-    model = ctx.vetted.compose_model  # type: ignore[attr-defined]
-    if not ctx.located.canonical.startswith("compose ") or model is None:  # type: ignore[attr-defined]
+    model = ctx.vetted.compose_model
+    if not ctx.located.canonical.startswith("compose ") or model is None:
         return set()
     from gatekeeper.vetting.compose import model_volume_names
 
     return set(model_volume_names(model))
 
 
-def existing_volumes(ctx: object, names: list[str]) -> dict[str, tuple[str, str, str]]:
+def existing_volumes(ctx: Context, names: list[str]) -> dict[str, tuple[str, str, str]]:
     """name -> (driver, options JSON, labels JSON) for the names that exist, in one query."""
     args = ["volume", "inspect", "--format", VOLUME_FORMAT, "--", *names]
     status, out, err = ctx.world.run_docker(ctx.policy, args)
@@ -81,7 +85,7 @@ def only_not_found(err: bytes) -> bool:
     return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
 
 
-def check_volume(ctx: object, name: str, driver: str, options: str, labels: str) -> None:
+def check_volume(ctx: Context, name: str, driver: str, options: str, labels: str) -> None:
     if driver != "local" or options.strip() not in PLAIN_OPTIONS:
         raise Denied(
             f"volume {name!r} exists with driver {driver!r} and options {options.strip()[:120]}: "
@@ -91,15 +95,15 @@ def check_volume(ctx: object, name: str, driver: str, options: str, labels: str)
         )
     from gatekeeper.vetting.ownership import check_shared_or_owned, json_labels
 
-    check_shared_or_owned(ctx, "volume", name, json_labels(labels), "volumes")  # type: ignore[arg-type]
+    check_shared_or_owned(ctx, "volume", name, json_labels(labels), "volumes")
 
 
-def prepare_new_volume(ctx: object, name: str, made_by_compose: set[str]) -> None:
+def prepare_new_volume(ctx: Context, name: str, made_by_compose: set[str]) -> None:
     if name.lower().startswith(RESERVED_VOLUME_PREFIX):
         # Stops: squatting the names of gatekeeper's own records (pulled images).
         raise Denied(f"volume names starting with {RESERVED_VOLUME_PREFIX!r} are gatekeeper's own; "
                      "choose another name", rule="foreign-volume")
     if name not in made_by_compose:
         step = (CREATE_VOLUME, name)
-        if step not in ctx.vetted.prepare:  # type: ignore[attr-defined]
-            ctx.vetted.prepare.append(step)  # type: ignore[attr-defined]
+        if step not in ctx.vetted.prepare:
+            ctx.vetted.prepare.append(step)

@@ -105,8 +105,8 @@ def live_events(
                         yield Event(waiting.popitem(last=False)[1][0], None)
                 else:
                     yield Event(record, None)
-            elif is_exit(record) and record.get("session") in waiting:
-                yield Event(waiting.pop(record.get("session"))[0], record)
+            elif is_exit(record) and str(record.get("session")) in waiting:
+                yield Event(waiting.pop(str(record.get("session")))[0], record)
         now = clock()
         while waiting and next(iter(waiting.values()))[1] <= now:
             yield Event(waiting.popitem(last=False)[1][0], None)

@@ -49,8 +49,11 @@ def paged(use_pager: bool) -> Iterator[TextIO]:
     except OSError:
         yield sys.stdout  # no such pager: write directly, as journalctl does
         return
-    pipe = process.stdin  # never None: stdin=PIPE
-    stream = io.TextIOWrapper(pipe, encoding="utf-8", errors="backslashreplace")  # type: ignore[arg-type]
+    pipe = process.stdin
+    if pipe is None:  # never: stdin=PIPE
+        yield sys.stdout
+        return
+    stream = io.TextIOWrapper(pipe, encoding="utf-8", errors="backslashreplace")
     try:
         yield stream
         with contextlib.suppress(BrokenPipeError):
