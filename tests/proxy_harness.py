@@ -25,9 +25,11 @@ from gatekeeper.proxy.settings import load_state
 
 # The stand-in decision: (method, path) allowed; everything else denied.
 STAND_IN_ALLOWED = {
-    ("GET", "/_ping"), ("GET", "/version"), ("GET", "/containers/json"), ("GET", "/stream"),
+    ("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/containers/json"),
+    ("GET", "/stream"),
     ("GET", "/big"), ("POST", "/echo"), ("GET", "/echo"), ("POST", "/build"),
-    ("POST", "/containers/c1/attach"), ("GET", "/containers/c1/json"), ("GET", "/close-delimited"),
+    ("POST", "/containers/c1/attach"), ("POST", "/containers/c2/attach"), ("GET", "/containers/c1/json"),
+    ("GET", "/close-delimited"),
 }  # fmt: skip
 
 
@@ -53,8 +55,10 @@ class FakeEngine:
         self.received: list[tuple[str, str, dict[str, str], bytes]] = []
         self.raw = bytearray()
         self.release = asyncio.Event()  # lets /stream send its second half
+        self.connections = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
         try:
             await self.serve(conn, reader, writer)
@@ -103,9 +107,16 @@ class FakeEngine:
             for event in events:
                 writer.write(conn.send(event))
 
+        if path == "/version":  # answers, then hangs up on the kept-alive connection
+            send(h11.Response(status_code=200, headers=[("content-length", "2")]), h11.Data(data=b"{}"),
+                 h11.EndOfMessage())
+            await writer.drain()
+            return True
         if path == "/_ping":
-            send(h11.Response(status_code=200, headers=[("content-length", "2"), ("api-version", "1.41")]),
-                 h11.Data(data=b"OK"), h11.EndOfMessage())
+            send(h11.Response(status_code=200, headers=[("content-length", "2"), ("api-version", "1.41")]))
+            if conn.their_http_version and self.received[-1][0] != "HEAD":
+                send(h11.Data(data=b"OK"))
+            send(h11.EndOfMessage())
         elif path == "/containers/json":
             send(h11.Response(status_code=200, headers=[("content-type", "application/json")]),
                  h11.Data(data=b"[]\n"), h11.EndOfMessage())
@@ -137,15 +148,15 @@ class FakeEngine:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
             await writer.drain()
             return True
-        elif path == "/containers/c1/attach":
-            await self.upgraded(conn, reader, writer)
+        elif path in ("/containers/c1/attach", "/containers/c2/attach"):
+            await self.upgraded(conn, reader, writer, hold=path == "/containers/c2/attach")
             return True
         else:
             send(h11.Response(status_code=404, headers=[("content-length", "0")]), h11.EndOfMessage())
         await writer.drain()
         return False
 
-    async def upgraded(self, conn, reader, writer) -> None:  # type: ignore[no-untyped-def]
+    async def upgraded(self, conn, reader, writer, hold: bool = False) -> None:  # type: ignore[no-untyped-def]
         writer.write(conn.send(h11.InformationalResponse(status_code=101, reason=b"UPGRADED", headers=[
             ("content-type", "application/vnd.docker.raw-stream"), ("connection", "Upgrade"),
             ("upgrade", "tcp")])))
@@ -158,6 +169,8 @@ class FakeEngine:
             data = await reader.read(1 << 16)
             if not data:
                 break
+        if hold:  # the container goes on after its stdin closed, until the test releases it
+            await self.release.wait()
         writer.write(b"stdin closed\n")
         await writer.drain()
 

@@ -49,6 +49,40 @@ def test_keep_alive_serves_several_requests_on_one_connection(proxy: Harness) ->
     conn.close()
 
 
+def test_small_answers_reuse_an_engine_connection(proxy: Harness) -> None:
+    conn = proxy.http()
+    for _ in range(3):
+        conn.request("GET", "/_ping")
+        assert conn.getresponse().read() == b"OK"
+    conn.request("HEAD", "/_ping")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b"")
+    conn.request("GET", "/v1.41/containers/json")  # chunked by the engine, re-chunked by h11
+    assert conn.getresponse().read() == b"[]\n"
+    assert proxy.engine.connections == 1
+    assert "connection" not in proxy.engine.received[-1][2]  # keep-alive: no Connection: close
+
+
+def test_an_engine_connection_closed_while_idle_is_retried(proxy: Harness) -> None:
+    conn = proxy.http()
+    conn.request("GET", "/version")  # the engine hangs up after this answer
+    assert conn.getresponse().read() == b"{}"
+    for _ in range(3):
+        conn.request("GET", "/_ping")
+        assert conn.getresponse().read() == b"OK"
+    assert proxy.connections == 1
+
+
+def test_streams_get_their_own_engine_connection(proxy: Harness) -> None:
+    conn = proxy.http()
+    for _ in range(2):
+        conn.request("POST", "/echo", body=b"{}")
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())["size"]) == (200, 2)
+    assert proxy.engine.connections == 2
+    assert proxy.engine.received[-1][2]["connection"] == "close"
+
+
 def test_stream_reaches_the_client_before_the_engine_finishes(proxy: Harness) -> None:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(proxy.listen)
@@ -225,3 +259,24 @@ def test_forcecommand_records_are_taken_not_forwarded(proxy: Harness) -> None:
     conn.request("GET", "/_ping")  # the connection goes on
     assert conn.getresponse().read() == b"OK"
     assert not [r for r in proxy.engine.received if "_gatekeeper" in r[1]]
+
+
+def test_an_upgrade_relay_survives_garbage_collection(proxy: Harness) -> None:
+    """Once the client has half-closed an upgraded connection (`docker run` without stdin),
+    nothing asyncio holds reaches the relay waiting on the engine: unless the proxy keeps
+    its connection tasks, a garbage collection destroys the relay and the output is lost."""
+    import gc
+    import threading
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(proxy.listen)
+        sock.sendall(b"POST /containers/c2/attach HTTP/1.1\r\nHost: docker\r\n"
+                     b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
+        read_until(sock, b"hello from the container\n")
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)  # the half-close reaches the engine; the engine holds its output
+        collected = threading.Event()
+        proxy.loop.call_soon_threadsafe(lambda: (gc.collect(), collected.set()))
+        assert collected.wait(5)
+        proxy.release_stream()
+        assert read_until(sock, b"stdin closed\n").endswith(b"stdin closed\n")

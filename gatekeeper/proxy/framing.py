@@ -125,6 +125,23 @@ def body_length(request: h11.Request) -> int | None:
     return int(lengths[0]) if lengths else 0
 
 
+# Endpoints that answer one JSON document, never a stream: their requests (GET and HEAD)
+# go over pooled keep-alive connections to the engine and their answers through h11.
+SMALL_ANSWERS = frozenset({"/_ping", "/version", "/info", "/system/df", "/containers/json", "/images/json",
+                           "/volumes", "/networks"})
+
+
+def small_answer(method: bytes, path: str) -> bool:
+    if method not in (b"GET", b"HEAD"):
+        return False
+    if path in SMALL_ANSWERS:
+        return True
+    segments = path.split("/")
+    if segments[1:2] in (["containers"], ["images"]):
+        return path.endswith("/json")  # inspect: /containers/ID/json, /images/NAME/json
+    return segments[1:2] in (["volumes"], ["networks"]) and len(segments) == 3
+
+
 def check_body_size(length: int | None, cap: int) -> None:
     if length is not None and length > cap:
         raise FramingError(413, f"request body of {length} bytes is over the cap of {cap}", RULE_BODY_SIZE)
@@ -184,16 +201,18 @@ def decoded_query(raw_query: str) -> dict[str, list[str]]:
 # ---------------------------------------------------------------- forwarding
 
 
-def forwarded_headers(request: h11.Request, body_size: int, upgrade: bool) -> list[tuple[bytes, bytes]]:
+def forwarded_headers(request: h11.Request, body_size: int, upgrade: bool,
+                      keep_alive: bool = False) -> list[tuple[bytes, bytes]]:
     """The client's end-to-end headers, with our own framing: one Host, a Content-Length for
-    the body as read (chunked bodies are re-framed), Connection: close (one response per
-    upstream connection, read to its end) or the upgrade the client asked for."""
+    the body as read (chunked bodies are re-framed), and Connection: close (one response per
+    upstream connection, read to its end), the upgrade the client asked for, or nothing
+    (keep-alive: a pooled connection for a small answer)."""
     headers = [(b"host", b"docker")]
     headers += [(key, value) for key, value in request.headers if key not in HOP_BY_HOP]
     if upgrade:
         protocol = header_values(request, b"upgrade")[0].encode("latin-1")
         headers += [(b"connection", b"Upgrade"), (b"upgrade", protocol)]
-    else:
+    elif not keep_alive:
         headers.append((b"connection", b"close"))
     if body_size or request.method in (b"POST", b"PUT", b"PATCH"):
         headers.append((b"content-length", str(body_size).encode()))

@@ -41,6 +41,7 @@ READ_SIZE = 1 << 18
 MAX_HEAD = 64 << 10
 MAX_TRANSFORMED = 16 << 20  # an inspect answer to redact; more is refused, not relayed raw
 WRITE_HIGH_WATER = 1 << 20
+POOL_LIMIT = 8
 CHUNKED_END = b"0\r\n\r\n"
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
@@ -75,6 +76,30 @@ class Received:
         self.size = size
 
 
+class UpstreamPool:
+    """Idle keep-alive connections to the engine, for small answers (framing.small_answer):
+    a request on one saves a connect and the engine's accept. GET and HEAD only, so a
+    connection the engine closed while idle is retried once on a fresh one."""
+
+    def __init__(self, limit: int = POOL_LIMIT) -> None:
+        self.limit = limit
+        self.idle: list[tuple[str, asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def take(self, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        while self.idle:
+            where, reader, writer = self.idle.pop()
+            if where == path and not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
+
+    def give(self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.idle) < self.limit:
+            self.idle.append((path, reader, writer))
+        else:
+            writer.close()
+
+
 class Proxy:
     """Shared by every connection: the current policy state (swapped on reload) and the
     decision functions (the real ones, or a test's stand-in)."""
@@ -85,8 +110,17 @@ class Proxy:
         self.decide = decide
         self.transform = transform
         self.record = record
+        self.pool = UpstreamPool()
+        self.connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Python 3.11's asyncio keeps no strong reference to a connection's task: one whose
+        # only wake-up is a stream nobody else holds (an upgrade relay) was garbage-collected
+        # mid-relay ("Task was destroyed but it is pending", the container's output lost).
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections.add(task)
+            task.add_done_callback(self.connections.discard)
         writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         connection = ClientConnection(self, reader, writer, peer_of(writer))
         try:
@@ -357,44 +391,71 @@ class Upstream:
         self.writer: asyncio.StreamWriter
 
     async def forward(self, keep: bool) -> bool:
-        try:
-            self.reader, self.writer = await asyncio.open_unix_connection(
-                self.state.settings.upstream, limit=READ_SIZE)
-        except OSError as error:
-            await self.engine_unreachable(error, keep)
-            return keep
-        try:
+        """Send the request, relay the answer; a pooled connection when the answer is small."""
+        upstream = self.state.settings.upstream
+        pooled = framing.small_answer(self.received.event.method, self.received.target.path)
+        connection = self.client.proxy.pool.take(upstream) if pooled else None
+        response: h11.Response | h11.InformationalResponse | None = None
+        if connection is not None:
+            self.reader, self.writer = connection
+            response = await self.try_head(pooled)  # None: the engine closed it while idle
+            if response is None:
+                self.writer.close()
+                self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        if response is None:
+            try:
+                self.reader, self.writer = await asyncio.open_unix_connection(upstream, limit=READ_SIZE)
+            except OSError as error:
+                await self.engine_unreachable(error, keep)
+                return keep
             self.writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-            return await self.exchange(keep)
-        finally:
+            response = await self.try_head(pooled)
+        if response is None:
             self.writer.close()
+            await self.engine_unreachable(OSError("no answer"), False)
+            return False
+        return await self.relay(response, keep, pooled, upstream)
+
+    async def try_head(self, keep_alive: bool) -> h11.Response | h11.InformationalResponse | None:
+        try:
+            await self.send_request(keep_alive)
+            return await self.response_head()
+        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError):
+            return None
 
     async def engine_unreachable(self, error: OSError, keep: bool) -> None:
         message = f"gatekeeper: the engine does not answer ({error.strerror or error}) (rule {RULE_UPSTREAM})"
         await self.client.send_whole(self.received.conn, 502, json.dumps({"message": message}).encode(), keep)
 
-    async def exchange(self, keep: bool) -> bool:
+    async def relay(self, response: h11.Response | h11.InformationalResponse, keep: bool, pooled: bool,
+                    upstream: str) -> bool:
+        reusable = False
         try:
-            await self.send_request()
-            response = await self.response_head()
-        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as error:
-            await self.engine_unreachable(OSError(str(error)), False)
-            return False
-        if isinstance(response, h11.InformationalResponse):
-            await self.relay_upgrade(response)
-            return False
-        if self.verdict.response is not None:
-            return await self.relay_transformed(response, keep)
-        return await self.relay_streaming(response, keep)
+            if isinstance(response, h11.InformationalResponse):
+                await self.relay_upgrade(response)
+                return False
+            if self.verdict.response is not None:
+                keep = await self.relay_transformed(response, keep)
+            elif pooled:
+                keep = await self.relay_small(response, keep)
+            else:
+                return await self.relay_streaming(response, keep)
+            reusable = pooled and self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+            return keep
+        finally:
+            if reusable:
+                self.client.proxy.pool.give(upstream, self.reader, self.writer)
+            else:
+                self.writer.close()
 
     # ------------------------------------------------------------ request
 
-    async def send_request(self) -> None:
+    async def send_request(self, keep_alive: bool) -> None:
         received, verdict = self.received, self.verdict
         body = verdict.body if verdict.body is not None else received.body
         size = len(body) if verdict.body is not None or received.spool is None else received.size
         upgrade = framing.is_upgrade(received.event)
-        headers = framing.forwarded_headers(received.event, size, upgrade)
+        headers = framing.forwarded_headers(received.event, size, upgrade, keep_alive)
         target = (verdict.target or self.request.target).encode("ascii")
         self.writer.write(self.conn.send(h11.Request(method=received.event.method, target=target,
                                                      headers=headers)))
@@ -423,6 +484,34 @@ class Upstream:
             if isinstance(event, h11.Response | h11.InformationalResponse):
                 return event
             raise h11.RemoteProtocolError("no response from the engine")
+
+    # ------------------------------------------------------------ small answer (pooled)
+
+    async def relay_small(self, response: h11.Response, keep: bool) -> bool:
+        """A small answer on a keep-alive connection: through h11 both ways (its end must be
+        found to reuse the connection), framed as the engine framed it."""
+        headers = end_to_end(response.headers)
+        if not keep:
+            headers.append((b"connection", b"close"))
+        out, conn = self.client.writer, self.received.conn
+        out.write(send_head(conn, response, headers))
+        while True:
+            event = await self.upstream_event()
+            if isinstance(event, h11.Data):
+                out.write(conn.send(h11.Data(data=event.data)))
+            elif isinstance(event, h11.EndOfMessage):
+                out.write(conn.send(h11.EndOfMessage()))
+                await out.drain()
+                return keep
+            else:
+                return False  # cut short: the client must not wait for the rest
+
+    async def upstream_event(self) -> h11.Event:
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            self.conn.receive_data(await self.reader.read(READ_SIZE))
 
     # ------------------------------------------------------------ streamed response
 

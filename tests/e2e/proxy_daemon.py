@@ -1,0 +1,64 @@
+"""`gatekeeper proxy` as the deployment runs it (the installed venv, --policy FILE), on a
+private socket in front of the stack's engine, for tests and benches that drive it with
+the real docker CLI as root ([proxy.users] root = "default" here)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .stack import DOCKER_CONFIG_DIR, DOCKER_SOCKET, RUN_DIR, VENV, docker_client, policy_text
+
+
+class ProxyDaemon:
+    def __init__(self, directory: Path, process: subprocess.Popen[bytes]) -> None:
+        self.directory = directory
+        self.socket = directory / "docker.sock"
+        self.process = process
+        self.log = directory / "proxy.log"
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{self.socket}",
+                "DOCKER_CONFIG": str(DOCKER_CONFIG_DIR), "HOME": "/root"}
+
+    def docker(self, *args: str, timeout: float = 120.0,
+               input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(docker_client()), *args], capture_output=True, text=True, env=self.env(),
+                              timeout=timeout, input=input_text, check=False)
+
+
+def proxy_policy(directory: Path) -> str:
+    return policy_text() + f"""
+[proxy]
+listen = "{directory / 'docker.sock'}"
+group = "root"
+upstream = "{DOCKER_SOCKET}"
+
+[proxy.users]
+root = "default"
+"""
+
+
+@contextlib.contextmanager
+def running_proxy() -> Iterator[ProxyDaemon]:
+    directory = Path(tempfile.mkdtemp(prefix="proxy-", dir=RUN_DIR))
+    policy = directory / "policy.toml"
+    policy.write_text(proxy_policy(directory))
+    with (directory / "proxy.log").open("wb") as log:
+        process = subprocess.Popen([str(VENV / "bin" / "python3"), "-I", "-m", "gatekeeper", "proxy",
+                                    "--policy", str(policy)], stdout=log, stderr=log)
+        daemon = ProxyDaemon(directory, process)
+        try:
+            deadline = time.monotonic() + 20
+            while not daemon.socket.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the proxy did not start: {daemon.log.read_text()}")
+                time.sleep(0.1)
+            yield daemon
+        finally:
+            process.terminate()
+            process.wait(10)
