@@ -92,7 +92,8 @@ def reload(proxy, path: str) -> None:  # type: ignore[no-untyped-def]
     if (state.settings.listen, state.settings.group) != (old.listen, old.group):
         say("reload: [proxy] listen/group changed; restart the proxy to apply them")
         state.settings.listen, state.settings.group = old.listen, old.group
-    say(f"reload: policy {path} ({state.policy.sha256[:12]}) in force")
+    digest = state.policy.sha256[:12] if state.policy is not None else "?"
+    say(f"reload: policy {path} ({digest}) in force")
 
 
 def production_decide(request, policy, engine):  # type: ignore[no-untyped-def]

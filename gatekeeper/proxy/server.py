@@ -24,8 +24,8 @@ import os
 import socket
 import struct
 import tempfile
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 import h11
 
@@ -613,7 +613,7 @@ class Upstream:
                 return await self.transform_failed("the engine's answer was cut short", keep)
         loop = asyncio.get_running_loop()
         try:
-            body = await loop.run_in_executor(None, self.client.proxy.transform, self.verdict.response,
+            body = await loop.run_in_executor(None, self.client.proxy.transform, self.verdict.response or "",
                                               response.status_code, b"".join(parts), self.request)
         except Exception as error:  # noqa: BLE001 - an answer we cannot redact is not sent
             report(error)
@@ -651,7 +651,7 @@ class Upstream:
 # ---------------------------------------------------------------- helpers
 
 
-def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The engine's response headers without the ones about its hop to us."""
     return [(key, value) for key, value in headers
             if key not in (b"connection", b"keep-alive", b"proxy-connection", b"upgrade")]
@@ -661,7 +661,7 @@ def send_head(conn: h11.Connection, response: h11.Response, headers: list[tuple[
     return conn.send(h11.Response(status_code=response.status_code, headers=headers, reason=response.reason))
 
 
-async def cancelled(task: asyncio.Future[object]) -> None:
+async def cancelled(task: asyncio.Future[Any]) -> None:
     task.cancel()
     try:
         await task
