@@ -162,3 +162,8 @@ def test_check_fails_a_policy_with_the_host_as_a_root(tmp_path: Path,
 
 def test_compose_control_is_conclusive_or_not_allowed() -> None:
     assert compose_control(Runner(str(REPO / "examples/readonly.toml"))) is None  # compose not allowed
+
+
+def test_the_shipped_example_cases_pass() -> None:
+    cases = str(REPO / "examples/cases/default.toml")
+    assert policy_cmd.main(["test", cases, "--policy", str(REPO / "examples/default.toml")]) == 0
