@@ -108,6 +108,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
     "network": {"subnets": []},
+    # Published ports (-p, compose ports): host addresses they may listen on and host
+    # port ranges; -P (every exposed port, every interface) only with publish_all.
+    # Loopback by default: a service the agent runs is for this host, not the network.
+    "ports": {"host_addresses": ["127.0.0.1", "::1"], "host_ports": ["1024-65535"], "publish_all": False},
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
@@ -161,6 +165,8 @@ CGROUP = 'cgroup path such as "/gatekeeper-build" or "gatekeeper-build.slice" (o
 SUBNET_LIST = 'list of subnets in CIDR form ("198.51.100.0/24")'
 GROUP_NAME = "group name"
 USER_PROFILES = 'table of user name = "profile"'
+ADDRESS_LIST = 'list of IP addresses ("127.0.0.1", "::1"; "0.0.0.0" and "::" are every interface)'
+PORT_RANGE_LIST = 'list of ports or port ranges ("8080", "1024-65535")'
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -192,6 +198,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "disk_budget": DISK_SIZE,
     },
     "network": {"subnets": SUBNET_LIST},
+    "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
     "redact": {"keys": STRING_LIST},
     "scope": {key: SCOPE for key in DEFAULTS["scope"]},
     "protect": {
@@ -515,6 +522,8 @@ VALIDATORS: dict[str, Callable[[object], bool]] = {
     USER_PROFILES: lambda value: isinstance(value, dict) and all(
         is_account_name(user) and isinstance(profile, str) and is_profile_name(profile)
         for user, profile in value.items()),
+    ADDRESS_LIST: lambda value: is_string_list(value) and all(is_ip_address(v) for v in value),
+    PORT_RANGE_LIST: lambda value: is_string_list(value) and all(is_port_range(v) for v in value),
 }
 
 
@@ -548,6 +557,18 @@ def is_subnet(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_ip_address(value: str) -> bool:
+    from gatekeeper.vetting.ports import is_address
+
+    return is_address(value)
+
+
+def is_port_range(value: str) -> bool:
+    from gatekeeper.vetting.ports import is_port_range as is_range
+
+    return is_range(value)
 
 
 def is_log_size(value: object) -> bool:

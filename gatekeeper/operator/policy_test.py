@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from gatekeeper.decision import Decision, OfflineEngineWorld, decide
+from gatekeeper.decision import Decision, decide
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.policy import Policy, load_policy
+from gatekeeper.worlds import OfflineEngineWorld
 
 MUST_DENY: Final = Path(__file__).with_name("must_deny.jsonl")
 DIR_MARK: Final = "@DIR@"
