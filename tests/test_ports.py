@@ -157,3 +157,26 @@ def test_split_spec_never_crashes(spec: str) -> None:
         split_spec(spec)
     except ValueError:
         pass
+
+
+API_BINDINGS = [
+    ({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}, False, True),
+    ({"80/tcp": [{"HostIp": "::1", "HostPort": ""}]}, False, True),
+    (None, False, True),
+    ({"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, False, False),
+    ({"80/tcp": [{"HostPort": "8080"}]}, False, False),
+    ({"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}, False, False),  # noqa: S104
+    ({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "80"}]}, False, False),
+    ({"80/tcp": ["8080"]}, False, False),
+    (None, True, False),
+]
+
+
+@pytest.mark.parametrize(("bindings", "publish_all", "allowed"), API_BINDINGS)
+def test_api_port_bindings(bindings: object, publish_all: bool, allowed: bool, default, wide) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting.ports import api_port_refusal
+
+    assert (api_port_refusal(default, bindings, publish_all) is None) is allowed
+    if bindings is None or "8080" in str(bindings) or publish_all:  # control: WIDE allows these
+        assert api_port_refusal(wide, bindings, publish_all) is None or "must be" in str(
+            api_port_refusal(wide, bindings, publish_all))

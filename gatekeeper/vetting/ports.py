@@ -194,3 +194,30 @@ def check_model_port(rules: PortRules, port: object, where: str) -> None:
     if why is not None:
         raise Denied(f"{where}: {address or '*'}:{published or '*'} is not allowed: {why}",
                      rule="compose-ports")
+
+
+# --- the engine API (for the proxy's container-create vetting) -------------------
+
+
+def api_port_refusal(policy: object, port_bindings: object, publish_all: object) -> str | None:
+    """Why a create body's HostConfig.PortBindings / PublishAllPorts is refused, or None.
+    PortBindings is {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}; "" = every interface
+    (HostIp) or a port the engine picks (HostPort)."""
+    rules = port_rules(policy)
+    if publish_all and not rules.publish_all:
+        return "PublishAllPorts publishes every exposed port on every interface"
+    if port_bindings is None:
+        return None
+    if not isinstance(port_bindings, dict):
+        return "PortBindings must be an object"
+    for port, bindings in port_bindings.items():
+        for binding in bindings or []:
+            if not isinstance(binding, dict):
+                return f"PortBindings[{port!r}] must be a list of objects"
+            try:
+                why = rules.refusal(str(binding.get("HostIp") or ""), str(binding.get("HostPort") or ""))
+            except ValueError as error:
+                why = f"not an address or port the engine reads the same way ({error})"
+            if why is not None:
+                return f"PortBindings[{port!r}]: {why}"
+    return None
