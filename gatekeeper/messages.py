@@ -29,6 +29,7 @@ HINTS = {
     "host-path-busy": "try again in a moment",
     "host-path-state": "ask the operator to fix gatekeeper's state directory ([paths] state_dir)",
     "unvetted-flag": "drop that flag",
+    "image-source": "use an image from a registry the policy's [images] allows (gatekeeper policy show)",
     "flag-publish": "publish on an address and port the policy's [ports] allows, as the message shows",
     "flag-publish-all": "publish each port with -p 127.0.0.1:HOSTPORT:PORT (or the address [ports] allows)",
     "compose-ports": "publish on an address the policy's [ports] allows: ports: [\"127.0.0.1:8080:80\"]",

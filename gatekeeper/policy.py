@@ -112,6 +112,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # port ranges; -P (every exposed port, every interface) only with publish_all.
     # Loopback by default: a service the agent runs is for this host, not the network.
     "ports": {"host_addresses": ["127.0.0.1", "::1"], "host_ports": ["1024-65535"], "publish_all": False},
+    # Registries/repositories images may come from (pull, run, create, build FROM and
+    # # syntax=, compose image:), as patterns such as "docker.io/library/*"; empty: any.
+    "images": {"allowed": []},
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
@@ -199,6 +202,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "network": {"subnets": SUBNET_LIST},
     "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
+    "images": {"allowed": PATTERN_LIST},
     "redact": {"keys": STRING_LIST},
     "scope": {key: SCOPE for key in DEFAULTS["scope"]},
     "protect": {

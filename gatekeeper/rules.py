@@ -59,6 +59,7 @@ RULES: Final = MappingProxyType(
         "network-ipam": "an IPAM driver or IPAM options gatekeeper does not vet",
         "network-mac": "a fixed MAC address (spoofing on the bridge)",
         "flag-driver": "a network driver other than bridge (macvlan, ipvlan, overlay, host)",
+        "image-source": "an image not from a registry or repository of the policy's [images] allowed",
         # build and compose
         "build-remote-context": "a build context fetched from a URL or git remote",
         "build-context-count": "a build needs exactly one local context",

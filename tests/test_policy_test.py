@@ -164,6 +164,7 @@ def test_compose_control_is_conclusive_or_not_allowed() -> None:
     assert compose_control(Runner(str(REPO / "examples/readonly.toml"))) is None  # compose not allowed
 
 
-def test_the_shipped_example_cases_pass() -> None:
-    cases = str(REPO / "examples/cases/default.toml")
-    assert policy_cmd.main(["test", cases, "--policy", str(REPO / "examples/default.toml")]) == 0
+@pytest.mark.parametrize("name", ["default", "locked-down"])
+def test_the_shipped_example_cases_pass(name: str) -> None:
+    cases = str(REPO / f"examples/cases/{name}.toml")
+    assert policy_cmd.main(["test", cases, "--policy", str(REPO / f"examples/{name}.toml")]) == 0
