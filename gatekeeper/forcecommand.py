@@ -34,6 +34,11 @@ def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
 def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     started = time.monotonic()
     decision, registration = decide_and_register(command, policy)
+    if decision.allowed and any(policy.settings["budgets"].values()):
+        decision = spend_budgets(policy, decision)
+        if not decision.allowed and registration is not None:
+            registration.release()
+            registration = None
     try:
         return record_and_run(command, decision, policy, profile, facts, started)
     finally:
@@ -57,6 +62,19 @@ def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untype
     except GatekeeperError as error:
         return Decision(False, None, decision.canonical, error.rule, error.message), None
     return decision, registration
+
+
+def spend_budgets(policy: Policy, decision):  # type: ignore[no-untyped-def]
+    """[budgets]: the allowed command spends from its profile's budgets, or is refused
+    naming the budget and when it refills (gatekeeper.budgets)."""
+    from gatekeeper.budgets import charge
+    from gatekeeper.decision import Decision
+
+    try:
+        charge(policy, decision.canonical, decision.stdin, time.time())
+    except GatekeeperError as error:
+        return Decision(False, None, decision.canonical, error.rule, error.message)
+    return decision
 
 
 def run_pinned(policy: Policy, decision) -> int:  # type: ignore[no-untyped-def]

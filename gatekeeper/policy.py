@@ -115,6 +115,8 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Registries/repositories images may come from (pull, run, create, build FROM and
     # # syntax=, compose image:), as patterns such as "docker.io/library/*"; empty: any.
     "images": {"allowed": []},
+    # Per profile, across its sessions (gatekeeper.budgets); 0: no budget.
+    "budgets": {"commands_per_minute": 0, "containers_per_hour": 0, "pulls_per_day": 0, "builds_per_day": 0},
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
@@ -203,6 +205,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "network": {"subnets": SUBNET_LIST},
     "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
     "images": {"allowed": PATTERN_LIST},
+    "budgets": {"commands_per_minute": COUNT, "containers_per_hour": COUNT, "pulls_per_day": COUNT,
+                "builds_per_day": COUNT},
     "redact": {"keys": STRING_LIST},
     "scope": {key: SCOPE for key in DEFAULTS["scope"]},
     "protect": {

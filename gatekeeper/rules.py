@@ -60,6 +60,10 @@ RULES: Final = MappingProxyType(
         "network-mac": "a fixed MAC address (spoofing on the bridge)",
         "flag-driver": "a network driver other than bridge (macvlan, ipvlan, overlay, host)",
         "image-source": "an image not from a registry or repository of the policy's [images] allowed",
+        "budget-commands": "the profile used its [budgets] commands_per_minute (says when it refills)",
+        "budget-containers": "the profile used its [budgets] containers_per_hour",
+        "budget-pulls": "the profile used its [budgets] pulls_per_day",
+        "budget-builds": "the profile used its [budgets] builds_per_day",
         # build and compose
         "build-remote-context": "a build context fetched from a URL or git remote",
         "build-context-count": "a build needs exactly one local context",
