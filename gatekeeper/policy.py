@@ -117,6 +117,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "images": {"allowed": []},
     # Per profile, across its sessions (gatekeeper.budgets); 0: no budget.
     "budgets": {"commands_per_minute": 0, "containers_per_hour": 0, "pulls_per_day": 0, "builds_per_day": 0},
+    # Commands (paths) and rules (gatekeeper.approval.ASKABLE_RULES) that need an operator's
+    # `gatekeeper approve ID`; approvals live in `dir` (root's), valid for `expires`.
+    "approval": {"ask": [], "dir": "/var/lib/gatekeeper/approvals", "expires": "15m"},
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
@@ -171,6 +174,7 @@ SUBNET_LIST = 'list of subnets in CIDR form ("198.51.100.0/24")'
 GROUP_NAME = "group name"
 USER_PROFILES = 'table of user name = "profile"'
 ADDRESS_LIST = 'list of IP addresses ("127.0.0.1", "::1"; "0.0.0.0" and "::" are every interface)'
+ASK_LIST = "list of command names or askable rule ids (image-source, protected)"
 PORT_RANGE_LIST = 'list of ports or port ranges ("8080", "1024-65535")'
 
 SCHEMA: dict[str, dict[str, str]] = {
@@ -207,6 +211,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "images": {"allowed": PATTERN_LIST},
     "budgets": {"commands_per_minute": COUNT, "containers_per_hour": COUNT, "pulls_per_day": COUNT,
                 "builds_per_day": COUNT},
+    "approval": {"ask": ASK_LIST, "dir": ABSOLUTE_PATH, "expires": DURATION},
     "redact": {"keys": STRING_LIST},
     "scope": {key: SCOPE for key in DEFAULTS["scope"]},
     "protect": {
@@ -531,6 +536,7 @@ VALIDATORS: dict[str, Callable[[object], bool]] = {
         is_account_name(user) and isinstance(profile, str) and is_profile_name(profile)
         for user, profile in value.items()),
     ADDRESS_LIST: lambda value: is_string_list(value) and all(is_ip_address(v) for v in value),
+    ASK_LIST: lambda value: is_string_list(value) and all(is_askable(v) for v in value),
     PORT_RANGE_LIST: lambda value: is_string_list(value) and all(is_port_range(v) for v in value),
 }
 
@@ -565,6 +571,12 @@ def is_subnet(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_askable(value: str) -> bool:
+    from gatekeeper.approval import ASKABLE_RULES
+
+    return value in ASKABLE_RULES or canonical_name(value) is not None
 
 
 def is_ip_address(value: str) -> bool:

@@ -64,6 +64,9 @@ RULES: Final = MappingProxyType(
         "budget-containers": "the profile used its [budgets] containers_per_hour",
         "budget-pulls": "the profile used its [budgets] pulls_per_day",
         "budget-builds": "the profile used its [budgets] builds_per_day",
+        "approval-pending": "the policy asks an operator first ([approval] ask): exit 75 and a request id",
+        "approval-denied": "the operator denied this request (gatekeeper deny ID)",
+        "approved": "the command needed approval, the operator approved it, and it ran (once)",
         # build and compose
         "build-remote-context": "a build context fetched from a URL or git remote",
         "build-context-count": "a build needs exactly one local context",

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from gatekeeper.decision import Decision, decide
+from gatekeeper.decision import Decision
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.policy import Policy, load_policy
 from gatekeeper.worlds import OfflineEngineWorld
 
 MUST_DENY: Final = Path(__file__).with_name("must_deny.jsonl")
 DIR_MARK: Final = "@DIR@"
-VERDICTS: Final = ("allow", "deny")
+VERDICTS: Final = ("allow", "deny", "ask")  # ask: [approval] puts it to the operator
 CASE_KEYS: Final = frozenset({"command", "expect", "profile", "rule", "files", "class", "note"})
 # A benign compose project: if the policy allows compose up but this is denied, compose
 # cannot render here, and a denied compose escape proves nothing about the policy.
@@ -73,11 +73,8 @@ class Case:
 @dataclass(frozen=True)
 class Outcome:
     case: Case
+    verdict: str
     decision: Decision
-
-    @property
-    def verdict(self) -> str:
-        return "allow" if self.decision.allowed else "deny"
 
     @property
     def passed(self) -> bool:
@@ -175,15 +172,21 @@ class Runner:
         return self.policies[profile]
 
     def decide(self, case: Case) -> Decision:
+        return self.verdict(case)[1]
+
+    def verdict(self, case: Case) -> tuple[str, Decision]:
+        """("allow" | "deny" | "ask", decision): nothing is charged, requested or run."""
+        from gatekeeper.approval import offline_verdict
+
         policy = self.policy(case.profile)
         if not case.files:
-            return decide(case.command, policy, self.world)
+            return offline_verdict(case.command, policy, self.world)  # type: ignore[return-value]
         with scratch_directory(case.files) as directory:
             moved = with_roots(policy, directory)
-            return decide(case.command.replace(DIR_MARK, directory), moved, self.world)
+            return offline_verdict(case.command.replace(DIR_MARK, directory), moved, self.world)  # type: ignore[return-value]
 
     def run(self, cases: list[Case]) -> list[Outcome]:
-        return [Outcome(case, self.decide(case)) for case in cases]
+        return [Outcome(case, *self.verdict(case)) for case in cases]
 
 
 @contextmanager
