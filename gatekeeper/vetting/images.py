@@ -100,19 +100,19 @@ def vet_image_sources(ctx: Context) -> None:
 def asks_for_help(ctx: Context) -> bool:
     from gatekeeper.grammar.pflag import bool_value
 
-    return any(use.flag[0] == "help" and bool_value(use) for use in ctx.parsed.uses)
+    return any(use.flag.long == "help" and bool_value(use) for use in ctx.parsed.uses)
 
 
 def vet_build_images(ctx: Context, patterns: list[str]) -> None:
     context, dockerfile = ctx.parsed.positionals[0], None
     for use in ctx.parsed.uses:
-        if use.flag[0] == "file":
+        if use.flag.long == "file":
             dockerfile = use.value
-        elif use.flag[0] == "build-context":
+        elif use.flag.long == "build-context":
             value = (use.value or "").partition("=")[2]
             if value.startswith("docker-image://"):
                 check_reference(value[len("docker-image://"):], patterns, "--build-context image")
-        elif use.flag[0] == "build-arg":
+        elif use.flag.long == "build-arg":
             check_syntax_argument(use.value or "", patterns)
     if context == "-" or dockerfile == "-":
         raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
