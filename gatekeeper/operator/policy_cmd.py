@@ -37,6 +37,10 @@ def main(argv: list[str]) -> int:
         return check(options.file or default_policy())
     if options.action == "compile":
         return compile_file(options.file)
+    if options.action == "suggest":
+        from gatekeeper.operator.suggest import main as suggest
+
+        return suggest(argv[1:])
     if options.action == "test":
         return run_cases(options.cases, options.policy or default_policy())
     path = options.policy or default_policy()
@@ -79,6 +83,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     test_parser.add_argument("cases", help="*.toml ([[case]] tables) or JSON Lines (one case per line)")
     test_parser.add_argument("--policy", help=f"default: {DEPLOYED_POLICY} if present, else embedded")
+    suggest_parser = actions.add_parser(
+        "suggest", help="propose the smallest policy change that allows the denied everyday work in a log")
+    suggest_parser.add_argument("--log", required=True, help="an audit log (JSON Lines)")
+    suggest_parser.add_argument("--profile", help="only this profile's records")
+    suggest_parser.add_argument("--policy", help=f"default: {DEPLOYED_POLICY} if present, else embedded")
     compile_parser = actions.add_parser(
         "compile", help="validate a policy file and write FILE.compiled, which loads without a TOML parser"
     )
