@@ -54,3 +54,22 @@ def test_policy_test_agrees_with_the_real_forcecommand(stack: Stack, tmp_path: P
     failed = gatekeeper("policy", "test", str(wrong), "--policy", str(POLICY))
     assert failed.returncode == 1
     assert "  - expected: allow\n  + got:      deny (rule flag-privileged)" in failed.stdout
+
+
+def test_policy_suggest_learns_from_the_real_log(stack: Stack, tmp_path: Path) -> None:
+    """The stack's own audit log: a denied loopback port on 80 is proposed, the privileged
+    attempt beside it never is; the proposal is replayed over the log."""
+    from .stack import AUDIT_LOG, audit_offset
+
+    offset = audit_offset()
+    assert stack.ssh("docker create -p 127.0.0.1:80:80 gk-busybox true").returncode == 77
+    assert stack.ssh("docker create --privileged gk-busybox true").returncode == 77
+    log = tmp_path / "recent.jsonl"
+    with AUDIT_LOG.open("rb") as whole:
+        whole.seek(offset)
+        log.write_bytes(whole.read())
+    done = gatekeeper("policy", "suggest", "--log", str(log), "--policy", str(POLICY))
+    assert done.returncode == 0, done.stderr
+    assert '[ports] host_ports += "80"' in done.stdout
+    assert "privileged" not in done.stdout.replace("e.g.", "")
+    assert "1 deny→allow" in done.stdout
