@@ -20,10 +20,10 @@ from gatekeeper.errors import Denied
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.policy import Policy
-    from gatekeeper.world import World
+    from gatekeeper.world import PathResolver
 
 
-def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> str:
+def resolve_host_path(value: str, what: str, policy: Policy, world: PathResolver) -> str:
     if not value:
         raise Denied(f"{what}: empty host path", rule="host-path")
     if "\x00" in value:
@@ -53,11 +53,11 @@ def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> st
     return resolved
 
 
-def is_a_root(resolved: str, policy: Policy, world: World) -> bool:
+def is_a_root(resolved: str, policy: Policy, world: PathResolver) -> bool:
     return any(world.realpath(root) == resolved for root in policy.allowed_roots)
 
 
-def containing_root(resolved: str, policy: Policy, world: World) -> str | None:
+def containing_root(resolved: str, policy: Policy, world: PathResolver) -> str | None:
     """The resolved allowed root that strictly contains `resolved`, if any."""
     for root in policy.allowed_roots:
         real_root = world.realpath(root)

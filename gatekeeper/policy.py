@@ -274,6 +274,14 @@ class Policy:
         self.subnets = strings(settings["network"]["subnets"])  # CIDRs; parsed where used (ipaddress)
         self.caps = Caps(settings["limits"])
 
+    def for_profile(self, profile: str) -> Policy:
+        """The same policy seen as another profile's (the API layer serves several with one)."""
+        other = Policy.__new__(Policy)
+        for name in Policy.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.profile = profile
+        return other
+
     def scope_of(self, key: str) -> str:
         """"owned" or "all" for an action class; a class the policy does not know is owned-only."""
         return self.scope.get(key, "owned")

@@ -36,13 +36,13 @@ def check_tag(call: Call, ref: str, what: str) -> None:
 
     ref = familiar(ref)
     found = objects.lookup(call.engine, IMAGE, ref)
-    protected = protected_by(call.ctx, IMAGE, [ref], {})  # type: ignore[arg-type]
+    protected = protected_by(call.ctx, IMAGE, [ref], {})
     if found is not None:
-        protected = protected or protected_by(call.ctx, IMAGE, found.names, found.labels)  # type: ignore[arg-type]
+        protected = protected or protected_by(call.ctx, IMAGE, found.names, found.labels)
     if protected:
         # Stops: the operator's next `docker run` of a vital tag running the agent's image.
         raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
-    if found is None or objects.owned(found, call.profile) or shared_by(call.ctx, "images", [ref]):  # type: ignore[arg-type]
+    if found is None or objects.owned(found, call.profile) or shared_by(call.ctx, "images", [ref]):
         return
     if pulled_by_agent(call, found.ident, found.names):
         return

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from gatekeeper.vetting.context import Context
-    from gatekeeper.world import World
+    from gatekeeper.world import PathResolver
 
 PROJECT_LABEL = "com.docker.compose.project"
 BIND, OUTPUT = "bind", "output"  # kinds of what a command claims (gatekeeper.inflight)
@@ -292,7 +292,7 @@ def first_error(err: bytes) -> str:
     return shown(err)
 
 
-def holders_of(line: str, world: World) -> list[Holder]:
+def holders_of(line: str, world: PathResolver) -> list[Holder]:
     """One inspect line -> a Holder per bind source (lexical and resolved forms)."""
     from gatekeeper.json_codec import loads
 
@@ -324,7 +324,7 @@ def holders_of(line: str, world: World) -> list[Holder]:
     return [Holder(who, path, str(project or ""), ident) for path in sorted(forms - {""})]
 
 
-def resolved_form(source: str, world: World) -> str:
+def resolved_form(source: str, world: PathResolver) -> str:
     """Where the source resolves today (a container made before this rule may have a
     symlink in it); "" when the agent cannot look (the lexical form still counts)."""
     try:
