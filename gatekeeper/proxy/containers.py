@@ -655,8 +655,27 @@ def vet_container_create(call: Call) -> ApiVerdict:
     check_new_binds(call, body.binds)
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
+    check_inherited_labels(call, checked.get("Image"), checked["Labels"])
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
+
+
+def check_inherited_labels(call: Call, image: object, labels: dict[str, str]) -> None:
+    """The labels the container inherits from its image (a Dockerfile LABEL) follow the
+    rules of the body's own; the owner label is the body's, always."""
+    from gatekeeper.owner import OWNER_LABEL
+    from gatekeeper.proxy.labels import owner_labelled
+
+    found = objects.inspect(call.engine, "image", image) if isinstance(image, str) and image else None
+    image_labels = objects.config_labels(found) if found is not None else None
+    if not isinstance(image_labels, dict):
+        return  # no such image: the engine refuses the create (or pulls nothing: the CLI pulls first)
+    inherited = {str(k): str(v) for k, v in image_labels.items() if k not in labels and k != OWNER_LABEL}
+    if inherited:
+        # Stops: a Dockerfile LABEL com.docker.compose.project=<the operator's>, traefik.*,
+        # gatekeeper.*: what a create body may not say, said by the image.
+        own = {k: v for k, v in labels.items() if k != OWNER_LABEL}
+        owner_labelled(call, {**inherited, **own}, "image label")
 
 
 NO_RESTART = ("", "no")
