@@ -67,7 +67,7 @@ step_pam() {
 
 # A root-owned venv made from the system interpreter (a venv under /root is not
 # reachable by the agent), and the ForceCommand's entry script beside it:
-# $VENV/bin/gatekeeper-ssh, `#!$VENV/bin/python3 -I` (pip cannot write that line).
+# $VENV/bin/gatekeeper-ssh, `#!$VENV/bin/python3 -IS` (pip cannot write that line).
 step_gatekeeper() {
     [ -x "$VENV/bin/pip" ] || /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SOURCE"
