@@ -28,8 +28,13 @@ import os
 
 from gatekeeper.errors import EX_TEMPFAIL, GatekeeperError
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+    from gatekeeper.world import World
+
 # rule id -> (policy section, key, value that lifts that one check)
-ASKABLE_RULES = {
+ASKABLE_RULES: dict[str, tuple[str, str | None, list[str] | None]] = {
     "image-source": ("images", "allowed", []),
     "protected": ("protect", None, None),
 }
@@ -48,8 +53,10 @@ class ApprovalPending(GatekeeperError):
     rule = RULE_PENDING
 
 
-def ask_list(policy: object) -> list[str]:
-    return list(policy.settings["approval"]["ask"])  # type: ignore[attr-defined]
+def ask_list(policy: Policy) -> list[str]:
+    from gatekeeper.policy import strings
+
+    return list(strings(policy.settings["approval"]["ask"]))
 
 
 def approval_key(argv: list[str], profile: str, policy_sha256: str) -> str:
@@ -64,7 +71,7 @@ def request_id(key: str) -> str:
     return key[:16]
 
 
-def asked_rule(policy: object, canonical: str | None, rule: str, allowed: bool) -> str | None:
+def asked_rule(policy: Policy, canonical: str | None, rule: str, allowed: bool) -> str | None:
     """What puts this decision to the operator: the command path or the rule; else None."""
     from gatekeeper.grammar.names import canonical_name
 
@@ -76,22 +83,22 @@ def asked_rule(policy: object, canonical: str | None, rule: str, allowed: bool) 
     return None
 
 
-def lifted(policy: object, rule: str) -> object:
+def lifted(policy: Policy, rule: str) -> Policy:
     """The same policy with the one check behind `rule` lifted (for a denial that may be asked)."""
-    from gatekeeper.policy import Policy
+    from gatekeeper.policy import Policy as Lifted
 
     section, key, value = ASKABLE_RULES[rule]
-    settings = {name: dict(values) for name, values in policy.settings.items()}  # type: ignore[attr-defined]
+    settings = {name: dict(values) for name, values in policy.settings.items()}
     if key is None:
         settings[section] = {name: [] for name in settings[section]}
     else:
         settings[section][key] = value
-    out = Policy(settings, policy.source, policy.sha256)  # type: ignore[attr-defined]
-    out.profile = policy.profile  # type: ignore[attr-defined]
+    out = Lifted(settings, policy.source, policy.sha256)
+    out.profile = policy.profile
     return out
 
 
-def offline_verdict(command: str, policy: object, world: object) -> tuple[str, object]:
+def offline_verdict(command: str, policy: Policy, world: World) -> tuple[str, object]:
     """("allow" | "deny" | "ask", the decision that would run or the refusal), no state touched:
     for `gatekeeper policy test` and `policy check`."""
     from gatekeeper.decision import decide
@@ -109,10 +116,10 @@ def offline_verdict(command: str, policy: object, world: object) -> tuple[str, o
 # --- the ForceCommand's side ---------------------------------------------------------
 
 
-def consult(policy: object, argv: list[str], now: float) -> dict[str, object]:
+def consult(policy: Policy, argv: list[str], now: float) -> dict[str, object]:
     """For a command that needs approval: the approval record to run it under (used up
     now), or raise ApprovalPending (a request recorded) / GatekeeperError (denied)."""
-    key = approval_key(argv, policy.profile, policy.sha256)  # type: ignore[attr-defined]
+    key = approval_key(argv, policy.profile, policy.sha256)
     record = read_approval(policy, key)
     if record is not None and float(record.get("expires", 0)) > now and record.get("key") == key:  # type: ignore[arg-type]
         if record.get("denied"):
@@ -125,11 +132,11 @@ def consult(policy: object, argv: list[str], now: float) -> dict[str, object]:
                           f"operator approves it ('gatekeeper approve {request_id(key)}')")
 
 
-def approvals_dir(policy: object) -> str:
-    return str(policy.settings["approval"]["dir"])  # type: ignore[attr-defined]
+def approvals_dir(policy: Policy) -> str:
+    return str(policy.settings["approval"]["dir"])
 
 
-def read_approval(policy: object, key: str) -> dict[str, object] | None:
+def read_approval(policy: Policy, key: str) -> dict[str, object] | None:
     """The approval for `key` if the operator wrote one: a regular file in a directory that
     is root's and writable by nobody else, itself root's and writable by nobody else."""
     import json
@@ -156,13 +163,13 @@ def read_approval(policy: object, key: str) -> dict[str, object] | None:
     return record if isinstance(record, dict) else None
 
 
-def use_once(policy: object, nonce: str) -> bool:
+def use_once(policy: Policy, nonce: str) -> bool:
     """Mark the approval `nonce` used; False if a session already did."""
     from gatekeeper.inflight import Registry
 
     if not nonce.isalnum():
         return False
-    directory = Registry(policy.state_dir).open_state_dir()  # type: ignore[attr-defined]
+    directory = Registry(policy.state_dir).open_state_dir()
     try:
         fd = os.open(USED_PREFIX + nonce, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=directory)
@@ -174,15 +181,15 @@ def use_once(policy: object, nonce: str) -> bool:
     return True
 
 
-def write_request(policy: object, key: str, argv: list[str], now: float) -> None:
+def write_request(policy: Policy, key: str, argv: list[str], now: float) -> None:
     """The pending request for the operator's `gatekeeper approve --list` (grants nothing)."""
     import json
 
     from gatekeeper.inflight import Registry
 
-    record = {"key": key, "id": request_id(key), "argv": argv, "profile": policy.profile,  # type: ignore[attr-defined]
-              "policy_sha256": policy.sha256, "asked": now}  # type: ignore[attr-defined]
-    directory = Registry(policy.state_dir).open_state_dir()  # type: ignore[attr-defined]
+    record = {"key": key, "id": request_id(key), "argv": argv, "profile": policy.profile,
+              "policy_sha256": policy.sha256, "asked": now}
+    directory = Registry(policy.state_dir).open_state_dir()
     try:
         try:
             os.mkdir(REQUESTS, 0o700, dir_fd=directory)

@@ -174,7 +174,8 @@ def screened(policy: Policy, proposals: list[Proposal]) -> tuple[list[Proposal],
     from gatekeeper.decision import decide
     from gatekeeper.worlds import OfflineEngineWorld
 
-    kept, dropped = [], []
+    kept: list[Proposal] = []
+    dropped: list[tuple[Proposal, str]] = []
     for proposal in proposals:
         candidate = with_proposals(policy, [*kept, proposal])
         example = decide(proposal.example, candidate, OfflineEngineWorld())

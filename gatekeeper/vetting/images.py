@@ -23,6 +23,8 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.vetting.context import Context
 
 RULE = "image-source"
@@ -136,7 +138,7 @@ def read_dockerfile(ctx: Context, path: str) -> str:
     """Resolved under the roots, read without following a symlink (as pinned files are)."""
     resolved = ctx.host_path(path, "Dockerfile")
     try:
-        data = ctx.world.read_pinned(resolved, DOCKERFILE_LIMIT)  # type: ignore[attr-defined]
+        data = ctx.world.read_pinned(resolved, DOCKERFILE_LIMIT)
     except FileNotFoundError:
         return ""  # the builder reports the missing file; nothing is fetched
     if len(data) > DOCKERFILE_LIMIT:
@@ -144,7 +146,7 @@ def read_dockerfile(ctx: Context, path: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def vet_model_images(ctx: Context, model: dict) -> None:
+def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
     """compose: each service's `image:` and the Dockerfile of each service it builds."""
     patterns = allowed_patterns(ctx.policy)
     if not patterns:
@@ -157,7 +159,7 @@ def vet_model_images(ctx: Context, model: dict) -> None:
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
 
 
-def vet_model_build(ctx: Context, build: dict, patterns: list[str], name: str) -> None:
+def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], name: str) -> None:
     """A service that builds: its image: is the tag it builds, the Dockerfile's images are fetched."""
     arguments = build.get("args") or {}
     if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:

@@ -19,6 +19,8 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.grammar.pflag import FlagUse, Parsed
     from gatekeeper.vetting.context import Context
 
@@ -162,7 +164,7 @@ def check_publish(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 
 def check_publish_all(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     """-P publishes every exposed port (the image's EXPOSE too) on every interface."""
-    from gatekeeper.vetting import bool_value
+    from gatekeeper.grammar.pflag import bool_value
 
     last = [u for u in parsed.uses if u.flag is use.flag][-1]
     if last is use and bool_value(use) and not port_rules(ctx.policy).publish_all:
@@ -174,7 +176,7 @@ def check_publish_all(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 # --- compose -------------------------------------------------------------------
 
 
-def vet_model_ports(ctx: Context, model: dict) -> None:
+def vet_model_ports(ctx: Context, model: dict[str, Any]) -> None:
     """Every service's rendered `ports` (compose normalises them to the long form)."""
     rules = None
     for name, service in (model.get("services") or {}).items():
