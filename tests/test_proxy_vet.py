@@ -361,3 +361,13 @@ def test_disk_budget_at_the_api() -> None:
         assert (over.allowed, over.rule) == (False, "disk-budget"), over.reason
         assert "1.05GB" in over.reason
     assert decide("POST", "/v1.47/containers/web/kill", policy=budget("1g")).allowed  # control
+
+
+def test_published_ports_follow_the_policy() -> None:
+    """Control for the flag-publish lines: every interface is fine once [ports] lists it."""
+    every = "0.0.0.0"  # noqa: S104 - the point of the test
+    binding = {"80/tcp": [{"HostIp": every, "HostPort": "8080"}]}
+    body = json.dumps({"Image": "alpine", "HostConfig": {"PortBindings": binding}})
+    assert decide("POST", "/containers/create", body).rule == "flag-publish"
+    wide = make_policy({**OVERRIDES, "ports": {"host_addresses": [every, "::", "127.0.0.1", "::1"]}})
+    assert decide("POST", "/containers/create", body, policy=wide).allowed

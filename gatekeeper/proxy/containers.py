@@ -652,12 +652,25 @@ def vet_container_create(call: Call) -> ApiVerdict:
     host = checked["HostConfig"]
     host["LogConfig"] = host.get("LogConfig") or check_log_config(body, "HostConfig.LogConfig", None)
     apply_caps(call, host, "HostConfig", defaults=True)
+    check_published_ports(call, host)
     check_new_binds(call, body.binds)
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
     check_inherited_labels(call, checked.get("Image"), checked["Labels"])
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
+
+
+def check_published_ports(call: Call, host: dict[str, object]) -> None:
+    """PortBindings / PublishAllPorts under the policy's [ports] (gatekeeper.vetting.ports)."""
+    from gatekeeper.vetting.ports import api_port_refusal
+
+    why = api_port_refusal(call.policy, host.get("PortBindings"), host.get("PublishAllPorts"))
+    if why is not None:
+        flag = "publish-all" if why.startswith("PublishAllPorts") else "publish"
+        # Stops: the agent's services listening on the host's public interfaces or its privileged ports.
+        raise Denied(f"HostConfig.{why} (policy [ports]); publish on an address and port the policy "
+                     "lists, e.g. 127.0.0.1:8080", rule=f"flag-{flag}")
 
 
 def check_inherited_labels(call: Call, image: object, labels: dict[str, str]) -> None:
