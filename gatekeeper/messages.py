@@ -26,6 +26,7 @@ HINTS = {
     "('docker ps -a --filter label=gatekeeper.owner' lists the containers that hold them)",
     "host-path-output": "write outputs (-o, --iidfile, --cidfile, --metadata-file) where no container binds",
     "host-path-unresolved": "try again when the engine answers",
+    "host-path-mount": "ask the operator to mount the agent's area nosuid,nodev (install step area-mount)",
     "host-path-busy": "try again in a moment",
     "host-path-state": "ask the operator to fix gatekeeper's state directory ([paths] state_dir)",
     "unvetted-flag": "drop that flag",

@@ -34,6 +34,7 @@ RULES: Final = MappingProxyType(
         "host-path-nested": "bind sources must stay disjoint: one below another can be swapped",
         "host-path-output": "a client output file (-o, --iidfile, ...) inside a directory a container binds",
         "host-path-special": "a host path that is a device, FIFO or socket",
+        "host-path-mount": "a bind source on a mount without nosuid,nodev (root-planted setuid files)",
         "host-path-unreadable": "a host path gatekeeper cannot inspect, so it cannot vet it",
         "host-path-unresolved": "the engine could not say which host paths an object uses",
         "host-path-busy": "another command holds the same host paths right now",

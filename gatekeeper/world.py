@@ -32,6 +32,11 @@ class PathResolver(Protocol):
         """`path` resolved as root's docker would resolve it (may raise Denied)."""
         ...
 
+    def inert_mount(self, path: str) -> bool:
+        """True when `path` (or, if absent, its nearest existing ancestor) lies on a mount
+        with both nosuid and nodev (gatekeeper.paths.require_inert_mount)."""
+        ...
+
 
 class World(PathResolver, Protocol):
     """What a decision may ask of the outside world. Every method may raise

@@ -69,10 +69,12 @@ def check_still_allowed(call: Call, own: list[Holder]) -> None:
     """The engine resolves each bind source again at this start, as root: a source the agent
     (a shell as its account, a build output) swapped for a symlink since the create is
     judged by the path rule where it points now."""
-    from gatekeeper.paths import resolve_host_path
+    from gatekeeper.paths import require_inert_mount, resolve_host_path
 
     for holder in own:
         if holder.path:
             # Stops: mv src src.old; ln -s /etc src; docker start: host /etc mounted read-write.
             resolve_host_path(holder.path, f"{holder.who}'s bind source", call.policy,
                               call.ctx.world)
+            # Stops: the area remounted without nosuid,nodev since the create.
+            require_inert_mount(holder.path, f"{holder.who}'s bind source", call.ctx.world)

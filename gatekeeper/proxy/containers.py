@@ -164,7 +164,7 @@ def own_container(body: Body, word: str, field: str) -> str:
 
 def bind_source(body: Body, source: str, what: str) -> str:
     """The path rule, and the resolved form must re-split the same way."""
-    from gatekeeper.paths import resolve_host_path
+    from gatekeeper.paths import require_inert_mount, resolve_host_path
     from gatekeeper.vetting.binds import normal
 
     if not source.startswith("/"):
@@ -173,6 +173,7 @@ def bind_source(body: Body, source: str, what: str) -> str:
     if any(c in resolved for c in ':,"'):
         raise Denied(f"{what} {source!r} resolves to {resolved!r}, whose ':', ',' or '\"' the engine "
                      "would split", rule="host-path")
+    require_inert_mount(resolved, what, body.call.ctx.world)
     body.binds.append((normal(resolved), what))
     return resolved
 

@@ -56,6 +56,12 @@ class HostPaths:
                          rule="host-path-unreadable")
         return str(resolve(path))
 
+    def inert_mount(self, path: str) -> bool:
+        """nosuid,nodev where the engine will mount `path` (gatekeeper.paths.require_inert_mount);
+        False (refused) when the engine side cannot say."""
+        ask = getattr(self.engine, "inert_mount", None)
+        return bool(ask(path)) if ask is not None else False
+
 
 class RuleContext:
     """What the CLI layer's rule functions read of their context: `policy`, and

@@ -33,6 +33,7 @@ import posixpath
 
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.paths import require_inert_mount
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ def check_host_path_invariant(ctx: Context) -> None:
         check_bind(path, what, held, pending)
     for path, what in outputs:
         check_output(path, what, held)
+    for path, what in binds:
+        require_inert_mount(path, what, ctx.world)
     if ctx.located.canonical in STARTING:
         check_start_targets(ctx, held)
     elif ctx.located.canonical in COMPOSE_STARTING:
@@ -205,7 +208,11 @@ def check_start_targets(ctx: Context, held: list[Holder]) -> None:
     """docker start/restart: the targets' own sources must keep rule 1."""
     words = list(ctx.parsed.positionals)  # every positional of start/restart names a container
     if words:
-        check_existing(engine_binds(ctx, words), held)
+        targets = engine_binds(ctx, words)
+        for target in targets:
+            if target.path:  # a remount without nosuid,nodev since the create
+                require_inert_mount(target.path, f"{target.who}'s bind source", ctx.world)
+        check_existing(targets, held)
 
 
 def check_compose_containers(ctx: Context, held: list[Holder]) -> None:
