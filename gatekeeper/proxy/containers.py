@@ -173,7 +173,7 @@ def bind_source(body: Body, source: str, what: str) -> str:
     if any(c in resolved for c in ':,"'):
         raise Denied(f"{what} {source!r} resolves to {resolved!r}, whose ':', ',' or '\"' the engine "
                      "would split", rule="host-path")
-    require_inert_mount(resolved, what, body.call.ctx.world)  # type: ignore[arg-type]  # HostPaths: a World for paths
+    require_inert_mount(resolved, what, body.call.ctx.world)
     body.binds.append((normal(resolved), what))
     return resolved
 
