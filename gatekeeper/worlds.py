@@ -129,6 +129,11 @@ class OfflineEngineWorld(RealWorld):
             return super().run_docker(policy, args, stdin, timeout)
         return offline_answer(policy, args)
 
+    def inert_mount(self, path: str) -> bool:
+        """The deployment's mounts, like its owners, are runtime state the question is not
+        about: taken as install step area-mount makes them (`gatekeeper doctor` checks that)."""
+        return True
+
     def disk_usage(self, policy: Policy) -> dict[str, object]:
         return {}  # no engine objects in this world: nothing counts against a budget
 
