@@ -654,6 +654,10 @@ def vet_container_create(call: Call) -> ApiVerdict:
     host["LogConfig"] = host.get("LogConfig") or check_log_config(body, "HostConfig.LogConfig", None)
     apply_caps(call, host, "HostConfig", defaults=True)
     check_published_ports(call, host)
+    if isinstance(checked.get("Image"), str):
+        from gatekeeper.proxy.images import check_image_source
+
+        check_image_source(call, checked["Image"], "image")
     check_new_binds(call, body.binds)
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
