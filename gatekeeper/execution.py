@@ -31,6 +31,15 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]:
     """Built from the policy only; nothing the client sent survives. `host` replaces
     the policy's engine with gatekeeper's own stand-in (gatekeeper.redacting_engine)."""
+    environment = base_environment(policy, host)
+    if policy.host == "unix://" + str((policy.settings.get("proxy") or {}).get("listen")):  # type: ignore[attr-defined]
+        # Behind gatekeeper proxy: BuildKit's gRPC tunnel (/grpc, /session) is not served
+        # there (nothing could vet it), so builds, compose's included, take the classic API.
+        environment["DOCKER_BUILDKIT"] = "0"
+    return environment
+
+
+def base_environment(policy: Policy, host: str | None) -> dict[str, str]:
     return {
         "PATH": SAFE_PATH,
         "HOME": policy.workdir,

@@ -2,7 +2,7 @@
 # Install gatekeeper on Debian 12, as root. Every step is idempotent and checks
 # its own result; run them in this order (the README's install section does):
 #
-#   sh sshd_snippets/install.sh packages account area-mount pam gatekeeper policy audit-log \
+#   sh sshd_snippets/install.sh packages account pam gatekeeper policy audit-log \
 #       logrotate proxy keys-dir sshd no-user-manager no-cron-at
 #   ... add keys to /etc/ssh/authorized_keys/ai-worker ...
 #   sh sshd_snippets/install.sh reload
@@ -44,34 +44,20 @@ step_packages() {
 }
 
 # /bin/sh (dash): sshd runs the forced command as `$SHELL -c`, and bash or zsh
-# would read rc files the agent can write. Group docker: the engine socket.
+# would read rc files the agent can write. No group that owns the engine's socket
+# (docker: root-equivalent): the agent reaches the engine only through gatekeeper
+# proxy's socket (step proxy), which the account's own group owns.
 step_account() {
-    getent group docker >/dev/null || groupadd --system docker
     if id "$AGENT" >/dev/null 2>&1; then
-        usermod -s /bin/sh -aG docker "$AGENT"
+        usermod -s /bin/sh "$AGENT"
     else
-        useradd -m -d "/home/$AGENT" -s /bin/sh -G docker "$AGENT"
+        useradd -m -d "/home/$AGENT" -s /bin/sh "$AGENT"
+    fi
+    if id -nG "$AGENT" | tr ' ' '\n' | grep -qx docker; then
+        gpasswd -d "$AGENT" docker >/dev/null # open sessions keep it: step reload ends them
     fi
     [ "$(getent passwd "$AGENT" | cut -d: -f7)" = /bin/sh ] || die "$AGENT's shell is not /bin/sh"
-}
-
-# The agent's home, its allowed root, as a mount of its own with nosuid,nodev. Root in
-# the agent's containers can chown/chmod 4755 or mknod inside a bind source; on this
-# mount a set-user-ID program or a device node left there is inert for the host, for
-# as long as the mount stands (gatekeeper refuses bind sources on any other mount).
-step_area_mount() {
-    area=/home/$AGENT
-    [ -d "$area" ] || die "$area does not exist (run the account step first)"
-    if ! findmnt -n --mountpoint "$area" >/dev/null; then
-        mount --bind "$area" "$area"
-        grep -qs "^$area $area none bind,nosuid,nodev " /etc/fstab ||
-            echo "$area $area none bind,nosuid,nodev 0 0" >>/etc/fstab
-    fi
-    mount -o remount,bind,nosuid,nodev "$area"
-    for flag in nosuid nodev; do
-        findmnt -n -o OPTIONS --mountpoint "$area" | tr , '\n' | grep -qx "$flag" ||
-            die "$area is not mounted $flag (its own file system? add nosuid,nodev to its fstab entry)"
-    done
+    ! id -nG "$AGENT" | tr ' ' '\n' | grep -qx docker || die "$AGENT is still in group docker"
 }
 
 # Before any key exists: Debian's pam_env reads ~/.pam_environment
@@ -86,7 +72,7 @@ step_pam() {
 
 # A root-owned venv made from the system interpreter (a venv under /root is not
 # reachable by the agent), and the ForceCommand's entry script beside it:
-# $VENV/bin/gatekeeper-ssh, `#!$VENV/bin/python3 -IS` (pip cannot write that line).
+# $VENV/bin/gatekeeper-ssh, `#!$VENV/bin/python3 -I` (pip cannot write that line).
 step_gatekeeper() {
     [ -x "$VENV/bin/pip" ] || /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SOURCE"
@@ -250,7 +236,7 @@ step_reload() {
 [ $# -gt 0 ] || die "usage: install.sh STEP... (see the top of this file)"
 for step in "$@"; do
     case $step in
-    packages | account | area-mount | pam | gatekeeper | policy | audit-log | logrotate | proxy | keys-dir | sshd | \
+    packages | account | pam | gatekeeper | policy | audit-log | logrotate | proxy | keys-dir | sshd | \
         no-user-manager | no-cron-at | reload)
         "step_$(echo "$step" | tr - _)"
         ;;

@@ -28,6 +28,8 @@ from gatekeeper import audit_handoff
 from gatekeeper.errors import AuditError
 from gatekeeper.proxy import intake
 from gatekeeper.proxy.contract import ApiRequest
+from tests.conftest import Deployment
+from tests.test_forcecommand import run_gatekeeper
 
 UID = os.getuid()
 
@@ -183,3 +185,57 @@ def test_hand_over_fails_on_anything_else(tmp_path: Path, reply: bytes) -> None:
 def test_hand_over_fails_without_a_proxy(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="cannot hand the record"):
         audit_handoff.hand_over(str(tmp_path / "nothing.sock"), '{"event":"exit"}')
+
+
+def via_proxy(deployment: Deployment, socket_path: Path) -> None:
+    text = deployment.policy.read_text().replace("syslog = false\n", "syslog = false\nvia_proxy = true\n")
+    text += f'\n[proxy]\nlisten = "{socket_path}"\n'
+    deployment.policy.write_text(text)
+
+
+@pytest.fixture
+def proxied(deployment: Deployment, tmp_path: Path) -> Iterator[tuple[Deployment, FakeProxy]]:
+    with fake_proxy(tmp_path) as proxy:
+        via_proxy(deployment, proxy.path)
+        yield deployment, proxy
+
+
+def test_forcecommand_records_through_the_proxy_only(proxied: tuple[Deployment, FakeProxy]) -> None:
+    deployment, proxy = proxied
+    result = run_gatekeeper(deployment, "docker ps")
+    assert result.returncode == 0, result.stderr
+    assert deployment.argv() == ["ps"]
+    records = [json.loads(line) for line in proxy.log.read_text().splitlines()]
+    assert [(r["event"], r["layer"]) for r in records] == [("decision", "cli"), ("exit", "cli")]
+    assert deployment.audit_lines() == []  # the log file in [audit] path was never written by the agent
+
+
+def test_forcecommand_fails_closed_without_the_proxy(proxied: tuple[Deployment, FakeProxy]) -> None:
+    """Control: the same command runs while the proxy takes records (test above)."""
+    deployment, proxy = proxied
+    proxy.close()
+    proxy.path.unlink()
+    result = run_gatekeeper(deployment, "docker ps")
+    assert result.returncode == 75
+    assert b"nothing runs unrecorded" in result.stderr
+    assert not deployment.record.with_suffix(".argv").exists()
+
+
+def test_forcecommand_fails_closed_when_the_proxy_refuses(deployment: Deployment, tmp_path: Path) -> None:
+    with fake_proxy(tmp_path, b"HTTP/1.1 503 X\r\nContent-Length: 0\r\n\r\n") as proxy:
+        via_proxy(deployment, proxy.path)
+        result = run_gatekeeper(deployment, "docker ps")
+    assert result.returncode == 75
+    assert not deployment.record.with_suffix(".argv").exists()
+
+
+def test_behind_the_proxy_builds_take_the_classic_api(proxied: tuple[Deployment, FakeProxy]) -> None:
+    """The proxy serves no BuildKit gRPC tunnel: docker behind it gets DOCKER_BUILDKIT=0.
+    Control: in front of another engine socket (the test above's policy) it does not."""
+    deployment, proxy = proxied
+    assert run_gatekeeper(deployment, "docker ps").returncode == 0
+    assert "DOCKER_BUILDKIT" not in deployment.child_env()
+    text = deployment.policy.read_text().replace('host = "unix:///run/test.sock"', f'host = "unix://{proxy.path}"')
+    deployment.policy.write_text(text)
+    assert run_gatekeeper(deployment, "docker ps").returncode == 0
+    assert deployment.child_env()["DOCKER_BUILDKIT"] == "0"

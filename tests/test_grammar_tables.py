@@ -310,8 +310,7 @@ ALL_TABLES: dict[str, dict] = {
     "COMPOSE_GLOBAL": COMPOSE_GLOBAL,
 }
 
-# -P (PUBLISH_ALL) is a bool flag the policy [ports] may allow
-VALUE_CHECKS = spec.CHECKS - {spec.OK, spec.DENY, spec.DENY_TRUE, spec.PUBLISH_ALL}
+VALUE_CHECKS = spec.CHECKS - {spec.OK, spec.DENY, spec.DENY_TRUE}
 
 
 @pytest.mark.parametrize("name", sorted(ALL_TABLES))

@@ -36,10 +36,15 @@ let
   logDir = "/var/log/gatekeeper";
   log = "${logDir}/audit.jsonl";
   toml = pkgs.formats.toml { };
+  proxySocket = "/run/gatekeeper/docker.sock";
+  # The live log: only the proxy writes it (the agent's account cannot open it), or,
+  # without the proxy, the agent's gatekeeper appends.
+  logOwner = if cfg.proxy.enable then "root root" else "root ${cfg.group}";
+  logMode = if cfg.proxy.enable then "0600" else "0620";
 
   # The generated policy: only what differs from gatekeeper's embedded default
   # for this host, then the operator's `policy` on top.
-  generatedPolicy = lib.recursiveUpdate {
+  generatedPolicy = lib.recursiveUpdate (lib.recursiveUpdate {
     docker = {
       binary = "${cfg.dockerPackage}/bin/docker";
       workdir = home;
@@ -50,7 +55,17 @@ let
       state_dir = "${home}/.gatekeeper";
     };
     audit.path = log;
-  } cfg.policy;
+  } (lib.optionalAttrs cfg.proxy.enable {
+    # The agent reaches the engine only through `gatekeeper proxy`, which also writes the log.
+    docker.host = "unix://${proxySocket}";
+    audit.via_proxy = true;
+    proxy = {
+      listen = proxySocket;
+      group = cfg.group;
+      upstream = cfg.proxy.engineSocket;
+      users.${cfg.user} = "default";
+    };
+  })) cfg.policy;
   policySource =
     if cfg.policyFile != null then cfg.policyFile else toml.generate "gatekeeper-policy.toml" generatedPolicy;
 
@@ -102,6 +117,23 @@ in
       description = "A complete policy file instead of `policy` (not both).";
     };
 
+    proxy.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Run `gatekeeper proxy` (systemd service gatekeeper-proxy) as the agent's only way to
+        the engine: the account is in no group that owns the engine's socket, and the proxy
+        vets every API request against the same policy and writes the audit log. Off: the
+        account is in group docker (root-equivalent) and the CLI layer alone confines it.
+      '';
+    };
+
+    proxy.engineSocket = lib.mkOption {
+      type = lib.types.str;
+      default = "/run/docker.sock";
+      description = "The engine's socket the proxy forwards to ([proxy] upstream).";
+    };
+
     authorizedKeys = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -127,18 +159,10 @@ in
       group = cfg.group;
       home = home;
       shell = "${pkgs.dash}/bin/dash";
-      extraGroups = [ "docker" ];
+      # With the proxy, no group that owns the engine's socket (it is root).
+      extraGroups = if cfg.proxy.enable then [ ] else [ "docker" ];
       linger = false;
       openssh.authorizedKeys.keys = map keyLine cfg.authorizedKeys;
-    };
-
-    # The agent's home (its allowed root) as its own mount with nosuid,nodev: root in the
-    # agent's containers can leave set-user-ID programs or device nodes in a bind source,
-    # inert on this mount; gatekeeper refuses bind sources on any other (install step area-mount).
-    fileSystems.${home} = {
-      device = home;
-      fsType = "none";
-      options = [ "bind" "nosuid" "nodev" ];
     };
 
     # pam_systemd would start user@UID.service at every login; it reads
@@ -158,10 +182,11 @@ in
       text = "${python} -I -m gatekeeper policy compile /etc/gatekeeper/policy.toml";
     };
 
-    # Audit log: the agent may append, not read, create, truncate or replace it.
+    # Audit log: nobody may truncate or replace it; the proxy (or, without it, the
+    # agent's gatekeeper) appends.
     systemd.tmpfiles.rules = [
       "d ${logDir} 0755 root root -"
-      "f ${log} 0620 root ${cfg.group} -"
+      "f ${log} ${logMode} ${logOwner} -"
       "h ${log} - - - - +a"
     ];
 
@@ -185,15 +210,62 @@ in
       '';
       postrotate = ''
         set -e
+        (umask 077 && : >> ${log})
+        chown --reference=${log}.1 ${log}
+        chmod --reference=${log}.1 ${log}
+        ${chattr} +a ${log}
         chown root:root ${log}.1
         chmod 0600 ${log}.1
         ${chattr} +a ${log}.1
-        (umask 077 && : >> ${log})
-        chown root:${cfg.group} ${log}
-        chmod 0620 ${log}
-        ${chattr} +a ${log}
         chmod 0755 ${logDir}
       '';
+    };
+
+    # The same unit as ../gatekeeper-proxy.service (tests/e2e/test_nixos_module.py compares them).
+    systemd.services.gatekeeper-proxy = lib.mkIf cfg.proxy.enable {
+      description = "gatekeeper docker API proxy (the agent's only way to the engine)";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "docker.service" "docker.socket" ];
+      wants = [ "docker.service" ];
+      serviceConfig = {
+        Type = "simple";
+        ExecStart = "${python} -I -m gatekeeper proxy --policy /etc/gatekeeper/policy.toml";
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        Restart = "on-failure";
+        RestartSec = "1s";
+        RuntimeDirectory = "gatekeeper";
+        RuntimeDirectoryMode = "0755";
+        UMask = "0077";
+        User = "root";
+        CapabilityBoundingSet = "CAP_CHOWN CAP_DAC_READ_SEARCH";
+        AmbientCapabilities = "";
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ReadWritePaths = logDir;
+        ProtectHome = "read-only";
+        PrivateTmp = true;
+        PrivateDevices = true;
+        DevicePolicy = "closed";
+        PrivateNetwork = true;
+        RestrictAddressFamilies = "AF_UNIX";
+        IPAddressDeny = "any";
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        RemoveIPC = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = "@system-service";
+        SystemCallErrorNumber = "EPERM";
+      };
     };
 
     services.openssh = {

@@ -114,6 +114,7 @@ PROXY_SOCKET: Final = PROXY_RUN_DIR / "docker.sock"
 UNVETTED_SOURCE: Final = REPO_ROOT / "tests" / "e2e" / "unvetted_forcecommand.py"
 UNVETTED_COPY: Final = RUN_DIR / "unvetted_forcecommand.py"
 
+EX_NOPERM: Final = 77  # gatekeeper's denial
 LAYERED: Final = "cli+proxy"  # (a) the deployment
 PROXY_ALONE: Final = "proxy-alone"  # (b) no vetting before the proxy
 CLI_ALONE: Final = "cli-alone"  # (c) the layout before the proxy
@@ -195,7 +196,7 @@ class Stack:
     keyoption_keys: Path
     unvetted_port: int = 0  # sshd of layout (b): its ForceCommand vets nothing
     gatekeeper_port: int = 0  # the ForceCommand sshd (forcecommand_port outside layout (b))
-    mode: str = CLI_ALONE
+    mode: str = LAYERED
     daemons: list[Daemon] = field(default_factory=list)
 
     def client_options(self, *, key: Path | None = None) -> list[str]:
@@ -235,6 +236,14 @@ class Stack:
         argv = self.ssh_argv(command, options=options, key=key, port=port)
         return subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=timeout, check=False)
 
+    def refused(self, result: subprocess.CompletedProcess[bytes]) -> bool:
+        """Whether the layout's first layer refused the command: gatekeeper's exit 77 where the
+        CLI layer decides, in layout (b) the docker CLI's failure on the proxy's 403 (or any
+        other failure: there, what counts is that nothing happened, judged by the world)."""
+        if self.mode == PROXY_ALONE:
+            return result.returncode != 0
+        return result.returncode == EX_NOPERM
+
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The engine as root sees it, bypassing gatekeeper: for setup and for judging results."""
         return engine(*args, check=check)
@@ -254,12 +263,15 @@ def audit_offset() -> int:
     return AUDIT_LOG.stat().st_size
 
 
-def audit_records_since(offset: int) -> list[dict[str, object]]:
-    """Every JSON line appended after `offset` (a line that is not JSON fails the caller)."""
+def audit_records_since(offset: int, *, layer: str | None = "cli") -> list[dict[str, object]]:
+    """The JSON lines appended after `offset` (a line that is not JSON fails the caller): the
+    ForceCommand's (the CLI layer's: the proxy writes them stamped "layer": "cli"); with
+    layer "api" the proxy's own records of engine calls, with None every record."""
     with AUDIT_LOG.open("rb") as log:
         log.seek(offset)
         data = log.read()
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
+    records = [json.loads(line) for line in data.splitlines() if line.strip()]
+    return [record for record in records if layer is None or record.get("layer", "cli") == layer]
 
 
 def read_lines(stream: IO[bytes], *, count: int, timeout: float) -> list[bytes]:
@@ -379,7 +391,8 @@ def require_root() -> None:
 
 
 def ensure_agent_account() -> None:
-    """Group docker and user ai-worker with /bin/sh: dash reads no rc file for `sh -c`."""
+    """Group docker and user ai-worker with /bin/sh: dash reads no rc file for `sh -c`.
+    (Whether the agent is in group docker is the layout's business: switch_mode.)"""
     try:
         grp.getgrnam(DOCKER_GROUP)
     except KeyError:  # docker.io's postinst makes it; other docker packages may not
@@ -388,23 +401,12 @@ def ensure_agent_account() -> None:
         (ACCOUNT_STATE / f"created-group-{DOCKER_GROUP}").touch()  # .ci/fresh-state.sh removes it
     try:
         pwd.getpwnam(AGENT)
-        run(["usermod", "-s", AGENT_SHELL, "-d", str(AGENT_HOME), "-aG", DOCKER_GROUP, AGENT])
+        run(["usermod", "-s", AGENT_SHELL, "-d", str(AGENT_HOME), AGENT])
     except KeyError:
-        run(["useradd", "-m", "-d", str(AGENT_HOME), "-s", AGENT_SHELL, "-G", DOCKER_GROUP, AGENT])
+        run(["useradd", "-m", "-d", str(AGENT_HOME), "-s", AGENT_SHELL, AGENT])
+    set_engine_group(member=False)
     AGENT_HOME.mkdir(exist_ok=True)
     shutil.chown(AGENT_HOME, AGENT, AGENT)
-
-
-def unmount_agent_area() -> None:
-    """Undo the install step area-mount: the bind of the agent's home onto itself and its fstab line."""
-    line = f"{AGENT_HOME} {AGENT_HOME} none bind,nosuid,nodev 0 0"
-    while subprocess.run(["findmnt", "-n", "--mountpoint", str(AGENT_HOME)], capture_output=True,
-                         check=False).returncode == 0:
-        if subprocess.run(["umount", "-l", str(AGENT_HOME)], capture_output=True, check=False).returncode:
-            break
-    fstab = Path("/etc/fstab")
-    if fstab.exists() and line in fstab.read_text().splitlines():
-        fstab.write_text("".join(f"{kept}\n" for kept in fstab.read_text().splitlines() if kept != line))
 
 
 def install_gatekeeper() -> None:
@@ -449,42 +451,61 @@ def install_compose() -> None:
         os.umask(old_umask)
 
 
-def policy_text() -> str:
+def policy_text(mode: str = LAYERED) -> str:
+    """The deployment's policy for the private engine: the agent's docker talks to the proxy
+    (in layout (c) straight to the engine), and in every layout the proxy writes the log."""
+    host = DOCKER_HOST if mode == CLI_ALONE else f"unix://{PROXY_SOCKET}"
     return f"""\
 # Written by tests/e2e/stack.py: the production layout, with a private engine.
 [docker]
 binary = "{docker_client()}"
-host = "{DOCKER_HOST}"
+host = "{host}"
 workdir = "{AGENT_HOME}"
 config_dir = "{DOCKER_CONFIG_DIR}"
 
 [audit]
 path = "{AUDIT_LOG}"
 syslog = false
+via_proxy = true
+
+[proxy]
+listen = "{PROXY_SOCKET}"
+group = "{AGENT}"
+upstream = "{DOCKER_SOCKET}"
+
+[proxy.users]
+{AGENT} = "default"
 """
 
 
 @contextlib.contextmanager
 def policy_extended(extra: str) -> Iterator[None]:
     """The stack's policy with `extra` TOML appended while the block runs, then put back.
-    (Its compiled copy goes stale meanwhile and is ignored: the TOML is read.)"""
+    (Its compiled copy goes stale meanwhile and is ignored: the TOML is read.) The proxy
+    reads it again (SIGHUP) both times."""
     original = POLICY.read_text()
     write_file(POLICY, original + extra, mode=0o644)
+    reload_proxy()
     try:
         yield
     finally:
         write_file(POLICY, original, mode=0o644)
+        reload_proxy()
 
 
 def write_policy_and_audit_log() -> None:
-    """Policy root:root 0644; DOCKER_CONFIG root-owned; audit log root:ai-worker 0620."""
+    """Policy root:root 0644; DOCKER_CONFIG root-owned; audit log root:root 0600 (the proxy writes it)."""
     for directory in (POLICY.parent, DOCKER_CONFIG_DIR, AUDIT_LOG.parent):
         directory.mkdir(parents=True, exist_ok=True)
         shutil.chown(directory, "root", "root")
         directory.chmod(0o755)
-    write_file(POLICY, policy_text(), mode=0o644)
-    run([str(GATEKEEPER), "policy", "compile", str(POLICY)])  # README install step: the fast path
+    write_policy(LAYERED)
     install_steps("audit-log", "logrotate")
+
+
+def write_policy(mode: str) -> None:
+    write_file(POLICY, policy_text(mode), mode=0o644)
+    run([str(GATEKEEPER), "policy", "compile", str(POLICY)])  # README install step: the fast path
 
 
 def lift_append_only() -> None:
@@ -503,8 +524,7 @@ def install_steps(*steps: str) -> None:
 # run it (`install_steps`) or why it does the same another way.
 INSTALL_STEPS: Final = (
     ("packages", ".ci/e2e-setup.sh installs the same packages and the test tools"),
-    ("account", "ensure_agent_account: the same useradd/usermod, and it records what it created"),
-    ("area-mount", "run (mount_agent_area; undone by unmount_agent_area and .ci/fresh-state.sh)"),
+    ("account", "ensure_agent_account: the same useradd/usermod (group docker: layout c only), recorded"),
     ("pam", "run (disable_pam_user_env, after backing up /etc/pam.d/sshd)"),
     ("gatekeeper", "install_gatekeeper: the same pip install (a copy of the checkout), install-entry"),
     ("policy", "write_policy_and_audit_log: a policy for the private engine, compiled"),
@@ -844,6 +864,82 @@ def stop_dockerd(daemon: Daemon) -> None:
     shutil.rmtree(DATA_ROOT, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- the proxy and the layouts
+
+
+PROXY_PIDFILE: Final = RUN_DIR / "proxy.pid"
+
+
+def proxy_argv() -> list[str]:
+    """The unit's ExecStart: what systemd would run (install.sh installed the same file)."""
+    for line in PROXY_UNIT_SOURCE.read_text().splitlines():
+        if line.startswith("ExecStart="):
+            return line.removeprefix("ExecStart=").split()
+    raise StackError(f"{PROXY_UNIT_SOURCE} has no ExecStart line")
+
+
+def start_proxy() -> Daemon:
+    """`gatekeeper proxy` as the unit runs it, its runtime directory made as systemd would
+    (RuntimeDirectory=gatekeeper, root:root 0755)."""
+    PROXY_RUN_DIR.mkdir(mode=0o755, exist_ok=True)
+    PROXY_RUN_DIR.chmod(0o755)
+    daemon = Daemon("gatekeeper-proxy", proxy_argv(), RUN_DIR / "proxy.log")
+    daemon.start()
+    assert daemon.process is not None
+    PROXY_PIDFILE.write_text(f"{daemon.process.pid}\n")
+    wait_for("gatekeeper proxy", lambda: proxy_answers(daemon), 30, diagnose=daemon.log_tail)
+    return daemon
+
+
+def proxy_answers(daemon: Daemon) -> bool:
+    if not daemon.alive():
+        raise StackError(f"gatekeeper proxy exited:\n{daemon.log_tail()}")
+    return PROXY_SOCKET.is_socket()
+
+
+def stop_proxy(daemon: Daemon) -> None:
+    daemon.stop()
+    PROXY_PIDFILE.unlink(missing_ok=True)
+    shutil.rmtree(PROXY_RUN_DIR, ignore_errors=True)
+
+
+def reload_proxy() -> None:
+    """SIGHUP (systemctl reload): the proxy reads the policy again. Waits for its log line."""
+    log = RUN_DIR / "proxy.log"
+    try:
+        pid = int(PROXY_PIDFILE.read_text())
+    except (OSError, ValueError):
+        return  # no proxy running (a stack being set up or torn down)
+    before = log.read_text(errors="replace").count("reload:") if log.exists() else 0
+    if not signal_pid(pid, signal.SIGHUP):
+        return
+    wait_for("proxy reload", lambda: log.read_text(errors="replace").count("reload:") > before, 15,
+             diagnose=lambda: log.read_text(errors="replace")[-2000:])  # fmt: skip
+
+
+def set_engine_group(*, member: bool) -> None:
+    """The agent in group docker (layout (c): root-equivalent) or not (the deployment).
+    sshd reads the groups at login: the next session has them."""
+    members = grp.getgrnam(DOCKER_GROUP).gr_mem
+    if member and AGENT not in members:
+        run(["gpasswd", "-a", AGENT, DOCKER_GROUP])
+    elif not member and AGENT in members:
+        run(["gpasswd", "-d", AGENT, DOCKER_GROUP])
+
+
+def switch_mode(stack: Stack, mode: str) -> None:
+    """Put the running stack into one of the layouts of issue 12 item 3 (see the top)."""
+    if mode not in MODES:
+        raise StackError(f"unknown layout {mode!r}; one of {MODES}")
+    if mode == stack.mode:
+        return
+    set_engine_group(member=mode == CLI_ALONE)
+    write_policy(mode)
+    reload_proxy()
+    stack.forcecommand_port = stack.unvetted_port if mode == PROXY_ALONE else stack.gatekeeper_port
+    stack.mode = mode
+
+
 # ---------------------------------------------------------------- sshd
 
 
@@ -967,12 +1063,14 @@ def stop_stale_stack() -> None:
     lift_append_only()
     for stale in RUN_DIR.glob("ssh-*"):
         shutil.rmtree(stale, ignore_errors=True)
+    PROXY_PIDFILE.unlink(missing_ok=True)
+    shutil.rmtree(PROXY_RUN_DIR, ignore_errors=True)
 
 
 def stale_daemon_pids() -> list[int]:
     """PIDs from our pidfiles whose process still runs what we started: dockerd with our
     --pidfile, sshd with its -f config beside the pidfile. A recycled PID does not match."""
-    expected = [(ENGINE_PIDFILE, f"--pidfile {ENGINE_PIDFILE}")]
+    expected = [(ENGINE_PIDFILE, f"--pidfile {ENGINE_PIDFILE}"), (PROXY_PIDFILE, " ".join(proxy_argv()[1:]))]
     expected += [(pidfile, f"-f {pidfile.with_suffix('.conf')}") for pidfile in RUN_DIR.glob("ssh-*/*.pid")]
     found = []
     for pidfile, needle in expected:
@@ -999,8 +1097,6 @@ def running_stack() -> Iterator[Stack]:
     stop_stale_stack()
     with contextlib.ExitStack() as undo:
         ensure_agent_account()
-        undo.callback(unmount_agent_area)
-        install_steps("area-mount")
         install_gatekeeper()
         install_compose()
         undo.callback(preserved(POLICY))
@@ -1014,12 +1110,15 @@ def running_stack() -> Iterator[Stack]:
         bridge = create_bridge()
         dockerd = start_dockerd(bridge)
         undo.callback(stop_dockerd, dockerd)
+        proxy = start_proxy()
+        undo.callback(stop_proxy, proxy)
         import_busybox_image()
         place_compose_app()
         workdir = Path(tempfile.mkdtemp(prefix="ssh-", dir=RUN_DIR))
         undo.callback(shutil.rmtree, workdir, True)
         stack = start_sshds(workdir, undo)
-        stack.daemons.insert(0, dockerd)
+        stack.daemons[:0] = [dockerd, proxy]
+        stack.mode = LAYERED
         yield stack
 
 

@@ -1,13 +1,17 @@
-"""The audit log is append-only for the agent's account, through rotations.
+"""Nothing the agent's account can write weakens the audit log, through rotations.
 
-Attack: code running as the agent's uid rewrites history. With the old set-up
-(root:ai-worker 0620, no attribute) it could truncate the log and overwrite a
-recorded `--privileged` in place (`dd conv=notrunc`), and every rotated copy
-kept the agent's group write. Now the live log is `chattr +a` (made so by
-sshd_snippets/install.sh, step audit-log, with the directory closed meanwhile),
-and logrotate's scripts keep it so: rotated copies are root:root 0600, the
-newest still +a. Each test first shows the old set-up losing (the control).
-The operations run as the agent's uid through setpriv.
+Attack: code running as the agent's uid rewrites history or adds to it. With the
+oldest set-up (root:ai-worker 0620, no attribute) it could truncate the log and
+overwrite a recorded `--privileged` in place (`dd conv=notrunc`), and every rotated
+copy kept the agent's group write; with the append-only one before the proxy
+(root:ai-worker 0620, `chattr +a`) it could still append lines of its choosing, or
+fill the disk. Now the proxy writes the log ([audit] via_proxy; the ForceCommand hands
+its records over, stamped as the agent's, tests/e2e/test_audit_writer.py): install.sh's
+audit-log step makes it root:root 0600 and `chattr +a` (with the directory closed
+meanwhile), so the agent's account cannot open it at all, and logrotate's scripts keep
+the live log as it was: rotated copies root:root 0600, the newest still +a. Each test
+first shows an old set-up losing (the control). The operations run as the agent's uid
+through setpriv.
 """
 
 from __future__ import annotations
@@ -104,19 +108,44 @@ def test_agent_cannot_rewrite_the_log(scratch: Path, attempt: list[str]) -> None
     installed = install_step("audit-log", scratch)
     assert installed.returncode == 0, installed.stderr
     live = scratch / "audit.jsonl"
-    append(live, RECORD)  # O_APPEND, like gatekeeper (even root may not truncate now)
+    append(live, RECORD)  # O_APPEND, like the proxy (even root may not truncate now)
     # Control: the old set-up loses the bytes to the same attempt (rename and
     # unlink already failed there: the directory is root's).
     before_old = as_agent(attempt, old)
     if attempt[0] not in ("mv", "rm"):
         assert before_old.returncode == 0, before_old.stderr
         assert old.read_bytes() != RECORD
-    # Now: refused, the record intact, and appending still works.
+    # Now: refused, the record intact; the writer (root, the proxy) still appends.
     assert as_agent(attempt, live).returncode != 0
     assert live.read_bytes() == RECORD
-    assert as_agent(APPEND, live).returncode == 0
+    append(live, b"appended\n")
     assert live.read_bytes() == RECORD + b"appended\n"
-    assert "a" in lsattr(live) and status(live) == f"root:{AGENT} 620"
+    assert "a" in lsattr(live) and status(live) == "root:root 600"
+
+
+# What the agent's uid adds; the append-only log before the proxy took every one.
+ADDITIONS = {
+    "append": APPEND,
+    "forge a record": ["sh", "-c", """printf '{"event":"decision","cmd":"docker ps"}\\n' >> {log}"""],
+    "fill": ["sh", "-c", "head -c 1048576 /dev/zero >> {log}"],
+}
+
+
+@pytest.mark.parametrize("attempt", ADDITIONS.values(), ids=ADDITIONS.keys())
+def test_agent_cannot_add_to_the_log(scratch: Path, attempt: list[str]) -> None:
+    """Control: the append-only log before the proxy (root:ai-worker 0620, +a) takes what
+    the agent's account appends; the proxy's (root:root 0600, +a) takes nothing from it."""
+    old = old_style_log(scratch)
+    subprocess.run(["chattr", "+a", str(old)], check=True)
+    assert as_agent(attempt, old).returncode == 0
+    assert old.stat().st_size > len(RECORD)
+    installed = install_step("audit-log", scratch)
+    assert installed.returncode == 0, installed.stderr
+    live = scratch / "audit.jsonl"
+    append(live, RECORD)
+    refused = as_agent(attempt, live)
+    assert refused.returncode != 0 and b"Permission denied" in refused.stderr
+    assert live.read_bytes() == RECORD
 
 
 def test_install_step_fails_loudly_without_append_only_support(scratch: Path, tmp_path: Path) -> None:
@@ -192,12 +221,29 @@ def test_logrotate_keeps_the_log_append_only(rotation_dirs: tuple[Path, Path]) -
         rotated = logrotate(config)
         assert rotated.returncode == 0, rotated.stderr
         live = new_dir / "audit.jsonl"
-        assert "a" in lsattr(live) and status(live) == f"root:{AGENT} 620", rotation
+        assert "a" in lsattr(live) and status(live) == "root:root 600", rotation
         newest = new_dir / "audit.jsonl.1"
         assert "a" in lsattr(newest) and status(newest) == "root:root 600"
         assert status(new_dir) == "root:root 755"
-        assert as_agent(APPEND, live).returncode == 0
+        assert as_agent(APPEND, live).returncode != 0
+        append(live, RECORD)
     assert status(new_dir / "audit.jsonl.2.gz") == "root:root 600"
     for copy in ("audit.jsonl.1", "audit.jsonl.2.gz"):
         assert as_agent(TAMPERING["truncate"], new_dir / copy).returncode != 0
     assert as_agent(TAMPERING["truncate"], new_dir / "audit.jsonl").returncode != 0
+
+
+def test_logrotate_keeps_the_layout_without_the_proxy(rotation_dirs: tuple[Path, Path]) -> None:
+    """Without [audit] via_proxy the agent's gatekeeper appends: the new live log is made as
+    the old one was (root:ai-worker 0620, +a), rotated copies root-only as ever."""
+    _, directory = rotation_dirs
+    live = directory / "audit.jsonl"
+    live.write_bytes(RECORD)
+    shutil.chown(live, "root", AGENT)
+    live.chmod(0o620)
+    subprocess.run(["chattr", "+a", str(live)], check=True)
+    rotated = logrotate(logrotate_config(directory, LOGROTATE.read_text()))
+    assert rotated.returncode == 0, rotated.stderr
+    assert "a" in lsattr(live) and status(live) == f"root:{AGENT} 620"
+    assert status(directory / "audit.jsonl.1") == "root:root 600"
+    assert as_agent(APPEND, live).returncode == 0

@@ -73,13 +73,10 @@ def test_sftp_attempt_is_recorded(stack: Stack) -> None:
 
 @pytest.fixture
 def unwritable_audit_log() -> Iterator[None]:
-    """The audit log as a careless operator might leave it: root-only.
-    (It is append-only: the mode can change only with the attribute lifted.)"""
-    subprocess.run(["chattr", "-a", str(AUDIT_LOG)], check=True)
-    AUDIT_LOG.chmod(0o600)
+    """The audit log nobody may write, its writer (the proxy, root) included: immutable."""
+    subprocess.run(["chattr", "+i", str(AUDIT_LOG)], check=True)
     yield
-    AUDIT_LOG.chmod(0o620)
-    subprocess.run(["chattr", "+a", str(AUDIT_LOG)], check=True)
+    subprocess.run(["chattr", "-i", str(AUDIT_LOG)], check=True)
 
 
 @pytest.mark.usefixtures("unwritable_audit_log")

@@ -103,13 +103,26 @@ def test_match_block_comes_last(tmp_path: Path) -> None:
     assert sshd_settings(tmp_path / "new", str(new["sshdConfig"]), "operator")["allowtcpforwarding"] == ["no"]
 
 
+def log_rule(rendered: dict[str, object]) -> str:
+    rules = rendered["tmpfiles"]
+    assert isinstance(rules, list)
+    return str(next(rule for rule in rules if rule.startswith("f /var/log/gatekeeper/")))
+
+
 def test_own_group_and_the_audit_log_group_exist(tmp_path: Path) -> None:
+    """With the proxy (the default) the agent is in no docker group and cannot open the log;
+    without it, group docker and a log its gatekeeper appends to (a group that must exist)."""
     rendered = render(tmp_path, "")
     user = rendered["user"]
-    assert isinstance(user, dict) and user["group"] == "ai-worker" and "docker" in user["extraGroups"]
-    log_rule = next(rule for rule in rendered["tmpfiles"] if rule.startswith("f /var/log/gatekeeper/"))
-    assert log_rule.split()[4] in rendered["groups"]
+    assert isinstance(user, dict) and user["group"] == "ai-worker" and user["extraGroups"] == []
+    assert log_rule(rendered) == "f /var/log/gatekeeper/audit.jsonl 0600 root root -"
     assert "h /var/log/gatekeeper/audit.jsonl - - - - +a" in rendered["tmpfiles"]
+    (tmp_path / "direct").mkdir()
+    direct = render(tmp_path / "direct", "proxy.enable = false;")
+    assert direct["user"]["extraGroups"] == ["docker"]  # type: ignore[index]
+    assert log_rule(direct).split()[2:5] == ["0620", "root", "ai-worker"]
+    assert log_rule(direct).split()[4] in direct["groups"]  # type: ignore[operator]
+    assert direct["proxyService"] == {}
     # Control: without `group = cfg.group;` isNormalUser gives "users", and no
     # group named in the tmpfiles rule would exist had the module not declared it.
     old_module = tmp_path / "old.nix"
@@ -151,4 +164,36 @@ def test_user_manager_masked_lingering_off_logrotate_append_only(tmp_path: Path)
     assert isinstance(rotate, dict) and rotate["nocreate"] == "yes" and rotate["delaycompress"] == "yes"
     assert "chattr -a /var/log/gatekeeper/audit.jsonl" in rotate["firstaction"]
     assert "chattr +a /var/log/gatekeeper/audit.jsonl\n" in rotate["postrotate"]
-    assert "chown root:ai-worker /var/log/gatekeeper/audit.jsonl" in rotate["postrotate"]
+    # the new live log as the old one was (root:root 0600 with the proxy, root:GROUP 0620 without)
+    assert ("chown --reference=/var/log/gatekeeper/audit.jsonl.1 /var/log/gatekeeper/audit.jsonl"
+            in rotate["postrotate"])  # fmt: skip
+
+
+def unit_service_config() -> dict[str, str]:
+    """[Service] of sshd_snippets/gatekeeper-proxy.service, as key -> value."""
+    unit = (REPO_ROOT / "sshd_snippets" / "gatekeeper-proxy.service").read_text()
+    section = unit.split("[Service]\n", 1)[1].split("\n[", 1)[0]
+    pairs = [line.split("=", 1) for line in section.splitlines() if line and not line.startswith("#")]
+    return {key: value for key, value in pairs}
+
+
+def test_proxy_service_is_the_debian_unit(tmp_path: Path) -> None:
+    """The same hardening as sshd_snippets/gatekeeper-proxy.service, key by key, and the
+    generated policy sends the agent and the audit records through the proxy."""
+    rendered = render(tmp_path, "")
+    service = rendered["proxyService"]
+    assert isinstance(service, dict) and service["wantedBy"] == ["multi-user.target"]
+    nix = {key: ("yes" if value is True else value) for key, value in service["serviceConfig"].items()}
+    assert nix.pop("ExecStart").endswith("-python3-env/bin/python3 -I -m gatekeeper proxy "
+                                         "--policy /etc/gatekeeper/policy.toml")  # fmt: skip
+    assert nix.pop("ExecReload").endswith("-coreutils-9.3/bin/kill -HUP $MAINPID")
+    debian = unit_service_config()
+    debian.pop("ExecStart")
+    assert debian.pop("ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert nix == debian
+    policy = rendered["policyValue"]
+    assert isinstance(policy, dict)
+    assert policy["docker"]["host"] == "unix:///run/gatekeeper/docker.sock"
+    assert policy["audit"]["via_proxy"] is True
+    assert policy["proxy"] == {"listen": "/run/gatekeeper/docker.sock", "group": "ai-worker",
+                               "upstream": "/run/docker.sock", "users": {"ai-worker": "default"}}  # fmt: skip

@@ -34,8 +34,9 @@ def main(argv: list[str]) -> int:
     if not words or words[0] != "docker":
         print("unvetted: only docker commands (nothing here is vetted)", file=sys.stderr)
         return 64
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "DOCKER_HOST": host,
-           "LANG": "C.UTF-8", "USER": os.environ.get("USER", "ai-worker")}  # fmt: skip
+    # DOCKER_BUILDKIT=0: the proxy serves no BuildKit gRPC tunnel; a shell on it sets the same.
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "DOCKER_HOST": host, "LANG": "C.UTF-8",
+           "USER": os.environ.get("USER", "ai-worker"), "DOCKER_BUILDKIT": "0"}  # fmt: skip
     os.chdir(HOME)
     os.execve(binary, [binary, *words[1:]], env)  # noqa: S606 (argv, no shell: the point)
     return 70  # not reached
