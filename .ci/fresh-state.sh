@@ -99,6 +99,13 @@ for deny in /etc/cron.deny /etc/at.deny; do  # the agent's line only; a file lef
 done
 
 # 4. The agent account and its home; the docker group only if the stack created it.
+#    First the install step area-mount's bind of the home onto itself and its fstab line.
+while findmnt -n --mountpoint "/home/$AGENT" >/dev/null 2>&1; do
+  umount -l "/home/$AGENT" || break
+done
+if [ -f /etc/fstab ]; then
+  sed -i "\\|^/home/$AGENT /home/$AGENT none bind,nosuid,nodev 0 0\$|d" /etc/fstab
+fi
 if getent passwd "$AGENT" >/dev/null; then
   unit="/etc/systemd/system/user@$(id -u "$AGENT").service"  # masked user manager
   if [ -L "$unit" ] && [ "$(readlink "$unit")" = /dev/null ]; then

@@ -11,7 +11,7 @@ binary:
     allowed/toml    'allowed' without the compiled policy (TOML parsed each call)
     allowed/-c      'allowed' started with -c instead of -m: what runpy costs
     entry script    'allowed' and 'denied' through the script `gatekeeper install-entry`
-                    writes (#!<venv>/bin/python3 -I, no runpy): the documented ForceCommand
+                    writes (#!<venv>/bin/python3 -IS, no runpy, no site): the documented ForceCommand
     authprogs       /usr/bin/authprogs --run, configured to allow the same command
     authprogs deny  authprogs refusing 'docker exec web sh'
 

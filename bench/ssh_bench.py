@@ -129,7 +129,7 @@ def query_bench(rounds: int) -> None:
 
     world = RealWorld()
     policy = SimpleNamespace(binary=str(docker_client()), host=DOCKER_HOST, workdir="/",
-                             config_dir=str(DOCKER_CONFIG_DIR))
+                             config_dir=str(DOCKER_CONFIG_DIR), state_dir="/run/gk-e2e/state")
     args = ["container", "inspect", "--format", QUERY_FORMATS["container"], "--", OWNED]
     api: list[float] = []
     cli: list[float] = []

@@ -41,7 +41,7 @@ from typing import Final
 
 from gatekeeper.policy import PROFILE_NAME_HINT, is_profile_name
 
-# The entry script `gatekeeper install-entry` writes (#!/opt/gatekeeper/bin/python3 -I).
+# The entry script `gatekeeper install-entry` writes (#!/opt/gatekeeper/bin/python3 -IS).
 FORCECOMMAND_ENTRY: Final = "/opt/gatekeeper/bin/gatekeeper-ssh"
 DEFAULT_POLICY: Final = "/etc/gatekeeper/policy.toml"
 EX_USAGE: Final = 64

@@ -27,6 +27,8 @@ OPERATOR_COMMANDS = {
     "rules": "gatekeeper.rules:main",
     "install-entry": "gatekeeper.operator.install_entry:main",
     "doctor": "gatekeeper.operator.doctor:main",
+    "approve": "gatekeeper.operator.approve:approve_main",
+    "deny": "gatekeeper.operator.approve:deny_main",
     "completion": "gatekeeper.operator.completion:main",
     "proxy": "gatekeeper.operator.proxy_cmd:main",
 }
@@ -42,6 +44,8 @@ OPERATOR_SUMMARIES = {
     "rules": "list every rule id a denial can name, with its one-line why",
     "install-entry": "write the ForceCommand entry script (isolated python, no runpy)",
     "doctor": "check this machine's deployment and say what to fix",
+    "approve": "approve a pending request of the agent ([approval] ask), or --list them",
+    "deny": "deny a pending request of the agent",
     "completion": "print a bash completion script (gatekeeper completion bash)",
     "proxy": "serve the engine's API to [proxy.users], allowing only what the policy allows",
 }

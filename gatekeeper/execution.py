@@ -32,7 +32,7 @@ def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]
     """Built from the policy only; nothing the client sent survives. `host` replaces
     the policy's engine with gatekeeper's own stand-in (gatekeeper.redacting_engine)."""
     environment = base_environment(policy, host)
-    if policy.host == "unix://" + str((policy.settings.get("proxy") or {}).get("listen")):  # type: ignore[attr-defined]
+    if policy.host == "unix://" + str((policy.settings.get("proxy") or {}).get("listen")):
         # Behind gatekeeper proxy: BuildKit's gRPC tunnel (/grpc, /session) is not served
         # there (nothing could vet it), so builds, compose's included, take the classic API.
         environment["DOCKER_BUILDKIT"] = "0"

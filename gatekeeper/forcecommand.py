@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from gatekeeper.errors import EX_NOPERM, AuditError, GatekeeperError
+from gatekeeper.errors import EX_NOPERM, EX_TEMPFAIL, AuditError, GatekeeperError
 from gatekeeper.policy import Policy, load_policy
 
 
@@ -34,6 +34,13 @@ def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
 def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     started = time.monotonic()
     decision, registration = decide_and_register(command, policy)
+    if policy.settings["approval"]["ask"]:
+        decision, registration = put_to_operator(command, policy, decision, registration)
+    if decision.allowed and any(policy.settings["budgets"].values()):
+        decision = spend_budgets(policy, decision)
+        if not decision.allowed and registration is not None:
+            registration.release()
+            registration = None
     try:
         return record_and_run(command, decision, policy, profile, facts, started)
     finally:
@@ -59,6 +66,43 @@ def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untype
     return decision, registration
 
 
+def put_to_operator(command: str, policy: Policy, decision, registration):  # type: ignore[no-untyped-def]
+    """[approval] ask: a command (or an askable denial) runs only under an operator's
+    unused, unexpired approval of exactly this argv (gatekeeper.approval)."""
+    from gatekeeper.approval import RULE_APPROVED, asked_rule, consult, lifted, request_id
+    from gatekeeper.decision import Decision
+
+    asked = asked_rule(policy, decision.canonical, decision.rule, decision.allowed)
+    if asked is None:
+        return decision, registration
+    if not decision.allowed:
+        decision, registration = decide_and_register(command, lifted(policy, asked))
+        if not decision.allowed:
+            return decision, registration
+    try:
+        approval = consult(policy, decision.argv, time.time())
+    except GatekeeperError as error:
+        if registration is not None:
+            registration.release()
+        return Decision(False, None, decision.canonical, error.rule, error.message), None
+    decision.rule = RULE_APPROVED
+    decision.reason += f"; approved by {approval.get('by')} (request {request_id(str(approval['key']))})"
+    return decision, registration
+
+
+def spend_budgets(policy: Policy, decision):  # type: ignore[no-untyped-def]
+    """[budgets]: the allowed command spends from its profile's budgets, or is refused
+    naming the budget and when it refills (gatekeeper.budgets)."""
+    from gatekeeper.budgets import charge
+    from gatekeeper.decision import Decision
+
+    try:
+        charge(policy, decision.canonical, decision.stdin, time.time())
+    except GatekeeperError as error:
+        return Decision(False, None, decision.canonical, error.rule, error.message)
+    return decision
+
+
 def run_pinned(policy: Policy, decision) -> int:  # type: ignore[no-untyped-def]
     """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
     if not decision.pins:
@@ -81,6 +125,9 @@ def record_and_run(command: str, decision, policy: Policy, profile: str | None, 
     except AuditError as error:
         say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing runs unrecorded")
         return error.exit_code
+    if decision.rule == "approval-pending":
+        say(f"gatekeeper: {decision.reason}")
+        return EX_TEMPFAIL
     if not decision.allowed:
         from gatekeeper.messages import denial_line
 
@@ -140,6 +187,8 @@ def decision_record(command: str, decision: dict[str, object], policy: Policy,
     record["profile"] = policy.profile  # DEFAULT_PROFILE without --name
     record.update(command_fields(command))  # cmd, and cmd_b64 when not UTF-8
     record.update(decision)
+    if decision["rule"] == "approval-pending":
+        record["decision"] = "ask"  # the third verdict: waits for `gatekeeper approve`
     record["policy"] = {"path": policy.source, "sha256": policy.sha256}
     return record
 

@@ -20,10 +20,10 @@ from gatekeeper.errors import Denied
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.policy import Policy
-    from gatekeeper.world import World
+    from gatekeeper.world import PathResolver
 
 
-def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> str:
+def resolve_host_path(value: str, what: str, policy: Policy, world: PathResolver) -> str:
     if not value:
         raise Denied(f"{what}: empty host path", rule="host-path")
     if "\x00" in value:
@@ -53,11 +53,30 @@ def resolve_host_path(value: str, what: str, policy: Policy, world: World) -> st
     return resolved
 
 
-def is_a_root(resolved: str, policy: Policy, world: World) -> bool:
+def require_inert_mount(resolved: str, what: str, world: PathResolver) -> None:
+    """A bind source must sit on a mount where set-user-ID bits and device nodes do nothing.
+
+    Stops: root in the agent's container runs `chown 0 x; chmod 4755 x` or `mknod x b 8 0`
+    inside the bind, and the agent's own account (a shell, anything run at its login)
+    executes the root program or opens the host's disk through the node on the host. The
+    kernel pins this for as long as the mount stands: nosuid,nodev hold at every later
+    start and restart, whatever the container writes in between.
+    """
+    if not world.inert_mount(resolved):
+        raise Denied(
+            f"{what}: {resolved!r} is on a mount without nosuid,nodev, where a container's root could "
+            "leave set-user-ID programs or device nodes for the host; bind sources must be on the "
+            "agent's area mounted nosuid,nodev (the operator's install step area-mount; "
+            "docs/operating.md)",
+            rule="host-path-mount",
+        )
+
+
+def is_a_root(resolved: str, policy: Policy, world: PathResolver) -> bool:
     return any(world.realpath(root) == resolved for root in policy.allowed_roots)
 
 
-def containing_root(resolved: str, policy: Policy, world: World) -> str | None:
+def containing_root(resolved: str, policy: Policy, world: PathResolver) -> str | None:
     """The resolved allowed root that strictly contains `resolved`, if any."""
     for root in policy.allowed_roots:
         real_root = world.realpath(root)

@@ -108,6 +108,18 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
     "network": {"subnets": []},
+    # Published ports (-p, compose ports): host addresses they may listen on and host
+    # port ranges; -P (every exposed port, every interface) only with publish_all.
+    # Loopback by default: a service the agent runs is for this host, not the network.
+    "ports": {"host_addresses": ["127.0.0.1", "::1"], "host_ports": ["1024-65535"], "publish_all": False},
+    # Registries/repositories images may come from (pull, run, create, build FROM and
+    # # syntax=, compose image:), as patterns such as "docker.io/library/*"; empty: any.
+    "images": {"allowed": []},
+    # Per profile, across its sessions (gatekeeper.budgets); 0: no budget.
+    "budgets": {"commands_per_minute": 0, "containers_per_hour": 0, "pulls_per_day": 0, "builds_per_day": 0},
+    # Commands (paths) and rules (gatekeeper.approval.ASKABLE_RULES) that need an operator's
+    # `gatekeeper approve ID`; approvals live in `dir` (root's), valid for `expires`.
+    "approval": {"ask": [], "dir": "/var/lib/gatekeeper/approvals", "expires": "15m"},
     # Keys (case-insensitive substrings) whose values inspect output hides for
     # objects the agent does not own; environment values are always hidden.
     "redact": {"keys": ["password", "passwd", "secret", "token", "credential",
@@ -161,6 +173,9 @@ CGROUP = 'cgroup path such as "/gatekeeper-build" or "gatekeeper-build.slice" (o
 SUBNET_LIST = 'list of subnets in CIDR form ("198.51.100.0/24")'
 GROUP_NAME = "group name"
 USER_PROFILES = 'table of user name = "profile"'
+ADDRESS_LIST = 'list of IP addresses ("127.0.0.1", "::1"; "0.0.0.0" and "::" are every interface)'
+ASK_LIST = "list of command names or askable rule ids (image-source, protected)"
+PORT_RANGE_LIST = 'list of ports or port ranges ("8080", "1024-65535")'
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -192,6 +207,11 @@ SCHEMA: dict[str, dict[str, str]] = {
         "disk_budget": DISK_SIZE,
     },
     "network": {"subnets": SUBNET_LIST},
+    "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
+    "images": {"allowed": PATTERN_LIST},
+    "budgets": {"commands_per_minute": COUNT, "containers_per_hour": COUNT, "pulls_per_day": COUNT,
+                "builds_per_day": COUNT},
+    "approval": {"ask": ASK_LIST, "dir": ABSOLUTE_PATH, "expires": DURATION},
     "redact": {"keys": STRING_LIST},
     "scope": {key: SCOPE for key in DEFAULTS["scope"]},
     "protect": {
@@ -253,6 +273,14 @@ class Policy:
         self.reserved_tags = tuple(tag.lower() for tag in strings(settings["audit"]["reserved_tags"]))
         self.subnets = strings(settings["network"]["subnets"])  # CIDRs; parsed where used (ipaddress)
         self.caps = Caps(settings["limits"])
+
+    def for_profile(self, profile: str) -> Policy:
+        """The same policy seen as another profile's (the API layer serves several with one)."""
+        other = Policy.__new__(Policy)
+        for name in Policy.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.profile = profile
+        return other
 
     def scope_of(self, key: str) -> str:
         """"owned" or "all" for an action class; a class the policy does not know is owned-only."""
@@ -515,6 +543,9 @@ VALIDATORS: dict[str, Callable[[object], bool]] = {
     USER_PROFILES: lambda value: isinstance(value, dict) and all(
         is_account_name(user) and isinstance(profile, str) and is_profile_name(profile)
         for user, profile in value.items()),
+    ADDRESS_LIST: lambda value: is_string_list(value) and all(is_ip_address(v) for v in value),
+    ASK_LIST: lambda value: is_string_list(value) and all(is_askable(v) for v in value),
+    PORT_RANGE_LIST: lambda value: is_string_list(value) and all(is_port_range(v) for v in value),
 }
 
 
@@ -548,6 +579,24 @@ def is_subnet(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_askable(value: str) -> bool:
+    from gatekeeper.approval import ASKABLE_RULES
+
+    return value in ASKABLE_RULES or canonical_name(value) is not None
+
+
+def is_ip_address(value: str) -> bool:
+    from gatekeeper.vetting.ports import is_address
+
+    return is_address(value)
+
+
+def is_port_range(value: str) -> bool:
+    from gatekeeper.vetting.ports import is_port_range as is_range
+
+    return is_range(value)
 
 
 def is_log_size(value: object) -> bool:

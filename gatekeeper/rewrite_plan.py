@@ -6,13 +6,14 @@ word and word count, each positional's index, all in the argv as typed), and
 the decision applies the plan once. Three steps:
 
 * replace(start, count, words): the typed words [start, start+count) become
-  `words`; `remove` is a replacement by nothing. A span covering earlier
-  replacements supersedes them (compose rebuilds its root flags whole); a
-  replacement that only partly overlaps another is a vetter bug: apply raises,
-  and the decision turns that into a denial.
+  `words`; `remove` is a replacement by nothing. Each typed word has at most
+  one replacement: a span strictly covering earlier ones supersedes them
+  (compose rebuilds its root flags whole); the same span twice, or spans that
+  overlap otherwise, are a vetter bug (PlanConflict), which the decision turns
+  into a denial rather than let one vetter's checked words silently replace another's.
 * insert(index, words): `words` go before the typed word at `index` (after
   any earlier insert there; len(argv) means the end). An insert strictly inside
-  a replaced span raises at apply, as above.
+  a replaced span is a PlanConflict at apply.
 * pin(start, prefix, data): the replacement at `start` names a file whose
   checked bytes the ForceCommand hands docker (gatekeeper.pinning); apply
   says where that word landed.
@@ -36,11 +37,17 @@ class RewritePlan:
         self.pinned: dict[int, tuple[str, bytes]] = {}  # replaced start -> (word prefix, bytes)
 
     def replace(self, start: int, count: int, words: list[str]) -> None:
-        """The typed words [start, start+count) become `words` (a later step for the
-        same span wins; a wider one supersedes the replacements and pins inside it)."""
-        for inner in [s for s in self.replaced if start <= s < start + count]:
-            del self.replaced[inner]
-            self.pinned.pop(inner, None)
+        """The typed words [start, start+count) become `words`; a span strictly covering
+        earlier replacements supersedes them (and their pins)."""
+        end = start + count
+        for other, (other_count, _) in list(self.replaced.items()):
+            other_end = other + other_count
+            if other_end <= start or end <= other:
+                continue  # disjoint
+            if (other, other_end) == (start, end) or not (start <= other and other_end <= end):
+                raise PlanConflict(f"words {start}..{end - 1} overlap a rewrite of {other}..{other_end - 1}")
+            del self.replaced[other]
+            self.pinned.pop(other, None)
         self.replaced[start] = (count, list(words))
 
     def remove(self, start: int, count: int) -> None:

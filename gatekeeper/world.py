@@ -25,13 +25,22 @@ EngineAnswer = tuple[int, bytes, bytes]
 ONE_MIB = 1 << 20
 
 
-class World(Protocol):
-    """What a decision may ask of the outside world. Every method may raise
-    `gatekeeper.errors.Denied`: a world that cannot answer safely refuses."""
+class PathResolver(Protocol):
+    """What the host-path rule (gatekeeper.paths) asks: the API layer answers it from the engine."""
 
     def realpath(self, path: str) -> str:
-        """`path` resolved as root's docker would resolve it."""
+        """`path` resolved as root's docker would resolve it (may raise Denied)."""
         ...
+
+    def inert_mount(self, path: str) -> bool:
+        """True when `path` (or, if absent, its nearest existing ancestor) lies on a mount
+        with both nosuid and nodev (gatekeeper.paths.require_inert_mount)."""
+        ...
+
+
+class World(PathResolver, Protocol):
+    """What a decision may ask of the outside world. Every method may raise
+    `gatekeeper.errors.Denied`: a world that cannot answer safely refuses."""
 
     def read_file(self, path: str, limit: int = ONE_MIB) -> bytes:
         """At most `limit`+1 bytes of a file the decision looks into (compose files); b"" if absent."""

@@ -64,6 +64,9 @@ class RealWorld:
         check_resolution(resolved)
         return resolved
 
+    def inert_mount(self, path: str) -> bool:
+        return mount_is_inert(path)
+
     def read_pinned(self, path: str, limit: int = ONE_MIB) -> bytes:
         """The bytes of a resolved host file the CLI would read, opened without following
         any symlink on the way (a link there now is a swap since the path was resolved)."""
@@ -126,6 +129,11 @@ class OfflineEngineWorld(RealWorld):
             return super().run_docker(policy, args, stdin, timeout)
         return offline_answer(policy, args)
 
+    def inert_mount(self, path: str) -> bool:
+        """The deployment's mounts, like its owners, are runtime state the question is not
+        about: taken as install step area-mount makes them (`gatekeeper doctor` checks that)."""
+        return True
+
     def disk_usage(self, policy: Policy) -> dict[str, object]:
         return {}  # no engine objects in this world: nothing counts against a budget
 
@@ -157,6 +165,23 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
 def spelled_name(kind: str, word: str) -> object:
     """The name as the engine spells it: a container's "/name", an image's ["tag"]."""
     return "/" + word if kind == CONTAINER else [word] if kind == IMAGE else word
+
+
+def mount_is_inert(path: str) -> bool:
+    """Whether the mount holding `path` (or its nearest existing ancestor: docker creates a
+    missing bind source there) has nosuid and nodev; False when that cannot be read."""
+    wanted = os.ST_NOSUID | os.ST_NODEV
+    probe = path
+    while True:
+        try:
+            return os.statvfs(probe).f_flag & wanted == wanted
+        except FileNotFoundError:
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                return False
+            probe = parent
+        except OSError:
+            return False
 
 
 def check_resolution(resolved: str) -> None:

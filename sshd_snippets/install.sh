@@ -2,7 +2,7 @@
 # Install gatekeeper on Debian 12, as root. Every step is idempotent and checks
 # its own result; run them in this order (the README's install section does):
 #
-#   sh sshd_snippets/install.sh packages account pam gatekeeper policy audit-log \
+#   sh sshd_snippets/install.sh packages account area-mount pam gatekeeper policy audit-log \
 #       logrotate proxy keys-dir sshd no-user-manager no-cron-at
 #   ... add keys to /etc/ssh/authorized_keys/ai-worker ...
 #   sh sshd_snippets/install.sh reload
@@ -60,6 +60,25 @@ step_account() {
     ! id -nG "$AGENT" | tr ' ' '\n' | grep -qx docker || die "$AGENT is still in group docker"
 }
 
+# The agent's home, its allowed root, as a mount of its own with nosuid,nodev. Root in
+# the agent's containers can chown/chmod 4755 or mknod inside a bind source; on this
+# mount a set-user-ID program or a device node left there is inert for the host, for
+# as long as the mount stands (gatekeeper refuses bind sources on any other mount).
+step_area_mount() {
+    area=/home/$AGENT
+    [ -d "$area" ] || die "$area does not exist (run the account step first)"
+    if ! findmnt -n --mountpoint "$area" >/dev/null; then
+        mount --bind "$area" "$area"
+        grep -qs "^$area $area none bind,nosuid,nodev " /etc/fstab ||
+            echo "$area $area none bind,nosuid,nodev 0 0" >>/etc/fstab
+    fi
+    mount -o remount,bind,nosuid,nodev "$area"
+    for flag in nosuid nodev; do
+        findmnt -n -o OPTIONS --mountpoint "$area" | tr , '\n' | grep -qx "$flag" ||
+            die "$area is not mounted $flag (its own file system? add nosuid,nodev to its fstab entry)"
+    done
+}
+
 # Before any key exists: Debian's pam_env reads ~/.pam_environment
 # (user_readenv=1), whose variables (LD_PRELOAD=...) reach the agent's /bin/sh
 # before gatekeeper runs.
@@ -72,7 +91,7 @@ step_pam() {
 
 # A root-owned venv made from the system interpreter (a venv under /root is not
 # reachable by the agent), and the ForceCommand's entry script beside it:
-# $VENV/bin/gatekeeper-ssh, `#!$VENV/bin/python3 -I` (pip cannot write that line).
+# $VENV/bin/gatekeeper-ssh, `#!$VENV/bin/python3 -IS` (pip cannot write that line).
 step_gatekeeper() {
     [ -x "$VENV/bin/pip" ] || /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "$SOURCE"
@@ -236,7 +255,7 @@ step_reload() {
 [ $# -gt 0 ] || die "usage: install.sh STEP... (see the top of this file)"
 for step in "$@"; do
     case $step in
-    packages | account | pam | gatekeeper | policy | audit-log | logrotate | proxy | keys-dir | sshd | \
+    packages | account | area-mount | pam | gatekeeper | policy | audit-log | logrotate | proxy | keys-dir | sshd | \
         no-user-manager | no-cron-at | reload)
         "step_$(echo "$step" | tr - _)"
         ;;

@@ -71,6 +71,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.asked: list[str] = []
         self.containers = [dict(c) for c in CONTAINERS]
+        self.suid_mounts: tuple[str, ...] = ()  # mounts without nosuid,nodev (default: none)
 
     def get_json(self, target: str) -> tuple[int, object]:
         self.asked.append(target)
@@ -110,6 +111,10 @@ class FakeEngine:
         if found is None:
             return 404, {"message": f"No such object: {segments[1]}"}
         return 200, json.loads(json.dumps(found))
+
+    def inert_mount(self, path: str) -> bool:
+        """The agent's area is mounted nosuid,nodev here unless a test says otherwise."""
+        return not any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.suid_mounts)
 
     def realpath(self, path: str) -> str:
         path = posixpath.normpath(path)

@@ -18,9 +18,11 @@ from gatekeeper.worlds import offline_answer
 class StaticWorld:
     """A world with no symlinks but `links`: paths are only normalised."""
 
-    def __init__(self, links: dict[str, str] | None = None, files: dict[str, bytes] | None = None) -> None:
+    def __init__(self, links: dict[str, str] | None = None, files: dict[str, bytes] | None = None,
+                 suid_mounts: tuple[str, ...] = ()) -> None:
         self.links = dict(links or {})
         self.files = dict(files or {})
+        self.suid_mounts = suid_mounts  # mounts without nosuid,nodev (default: none)
 
     def read_file(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.files.get(path, b"")[: limit + 1]
@@ -41,6 +43,10 @@ class StaticWorld:
     def disk_usage(self, policy: Policy) -> dict[str, object]:
         """An engine holding nothing (no images, volumes or build cache)."""
         return {}
+
+    def inert_mount(self, path: str) -> bool:
+        """Every path is on a nosuid,nodev mount unless it lies below one of `suid_mounts`."""
+        return not any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.suid_mounts)
 
     def realpath(self, path: str) -> str:
         path = os.path.normpath(path)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import h11
 
-from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
+from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.server import Proxy, listening_socket
 from gatekeeper.proxy.settings import load_state
 
@@ -33,8 +33,13 @@ STAND_IN_ALLOWED = {
 }  # fmt: skip
 
 
-def stand_in_decide(request: ApiRequest, policy: object, engine: object) -> ApiVerdict:
+def stand_in_decide(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
     endpoint = f"{request.method} {request.path}"
+    if request.path == "/containers/c1/top":  # a decision that asks the engine first
+        status, value = engine.get_json("/containers/c1/json")
+        owned = status == 200 and isinstance(value, dict) and value.get("Id") == "c1"
+        where = threading.current_thread().name
+        return ApiVerdict(owned, "allowed" if owned else "denied", f"asked the engine in {where}", endpoint)
     if (request.method, request.path) in STAND_IN_ALLOWED:
         response = "redact-test" if request.path == "/containers/c1/json" else None
         return ApiVerdict(True, "allowed", "stand-in", endpoint, response=response)

@@ -214,6 +214,41 @@ def test_events_are_only_the_callers() -> None:
         "label": {"gatekeeper.owner=default": True}}
 
 
+# Images whose Dockerfile said LABEL ...
+LABELLED = {
+    "posing:1": {"com.docker.compose.project": "ops", "com.docker.compose.service": "db"},
+    "router:1": {"traefik.http.routers.x.rule": "Host(`bank.example`)"},
+    "forged:1": {"gatekeeper.pulled-by": "default", "gatekeeper.owner": "alice"},
+    "plain:1": {"org.opencontainers.image.source": "https://example.com", "gatekeeper.owner": "alice"},
+}
+
+
+class ImageLabels(FakeEngine):
+    """The fake engine with the LABELLED images."""
+
+    def one(self, path: str) -> tuple[int, object]:
+        for ref, labels in LABELLED.items():
+            if path == f"/images/{ref}/json":
+                return 200, {"Id": "sha256:" + cid("4"), "RepoTags": [ref], "Config": {"Labels": labels}}
+        return super().one(path)
+
+
+@pytest.mark.parametrize(("image", "rule"), [("posing:1", "refused-label"), ("router:1", "refused-label"),
+                                             ("forged:1", "reserved-label")])
+def test_labels_inherited_from_the_image_follow_the_label_rules(image: str, rule: str) -> None:
+    """A container inherits its image's labels: a Dockerfile LABEL must not say what a create
+    body may not (the operator's compose project, traefik routes, gatekeeper.*)."""
+    def made(name: str, labels: dict[str, str] | None = None) -> ApiVerdict:
+        return create({"Image": name, "Labels": labels or {}}, ImageLabels())
+
+    assert made("plain:1").allowed  # control: ordinary image labels, another owner's label overridden
+    body_labels = dict(LABELLED[image])
+    direct = made("alpine", {k: v for k, v in body_labels.items() if not k.startswith("gatekeeper.owner")})
+    assert (direct.allowed, direct.rule) == (False, rule)  # control: the same labels in the body
+    verdict = made(image)
+    assert (verdict.allowed, verdict.rule) == (False, rule), verdict.reason
+
+
 # ---------------------------------------------------------------- transport: a request behind another
 
 

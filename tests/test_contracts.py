@@ -13,18 +13,19 @@ from gatekeeper import cli, decision, redaction, worlds
 from gatekeeper.errors import EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_TEMPFAIL
 from gatekeeper.operator import check
 from gatekeeper.policy import load_policy
-from gatekeeper.world import World
+from gatekeeper.world import PathResolver, World
 from tests.conftest import REPO
 from tests.fakes import StaticWorld
 
 CONTRACTS = (REPO / "docs" / "CONTRACTS.md").read_text()
-WORLD_METHODS = ("realpath", "read_file", "read_pinned", "run_docker", "disk_usage", "claims_in_flight")
+WORLD_METHODS = ("realpath", "inert_mount", "read_file", "read_pinned", "run_docker", "disk_usage",
+                 "claims_in_flight")
 WORLDS = {"RealWorld": worlds.RealWorld, "OfflineEngineWorld": worlds.OfflineEngineWorld,
           "StaticWorld": StaticWorld}
 
 
 def test_the_world_protocol_is_the_methods_listed() -> None:
-    promised = {name for name in vars(World) if not name.startswith("_")}
+    promised = {name for cls in (World, PathResolver) for name in vars(cls) if not name.startswith("_")}
     assert promised == set(WORLD_METHODS)
     assert all(f"`{method}(" in CONTRACTS for method in WORLD_METHODS)
     assert "world: World" in CONTRACTS

@@ -49,7 +49,7 @@ def test_entry_script_imports_nothing_planted(tmp_path: Path, capsys: pytest.Cap
     python = os.path.join(sys.prefix, "bin", "python3")
     # control: the interpreter line pip would write (no options)
     plain = tmp_path / "bin" / "gatekeeper-plain"
-    plain.write_text(SCRIPT.format(python=python).replace(" -I\n", "\n", 1))
+    plain.write_text(SCRIPT.format(python=python, packages="/nonexistent").replace(" -IS\n", "\n", 1))
     plain.chmod(0o755)
     run_entry(plain, env, cwd)
     assert {"pythonpath-site", "script-dir"} <= set(marker.read_text().split()), "control: planted code ran"
@@ -57,7 +57,7 @@ def test_entry_script_imports_nothing_planted(tmp_path: Path, capsys: pytest.Cap
     # the defence: install-entry's script
     entry = tmp_path / "bin" / "gatekeeper-ssh"
     assert main(["--to", str(entry), "--python", python]) == 0
-    assert entry.read_text().startswith(f"#!{python} -I\n")
+    assert entry.read_text().startswith(f"#!{python} -IS\n")
     done = run_entry(entry, env, cwd)
     assert done.returncode == 0 and done.stdout.startswith("gatekeeper "), done.stderr
     assert not marker.exists(), marker.read_text()
@@ -74,3 +74,22 @@ def test_install_entry_refuses_what_it_cannot_write_safely(args: list[str], tmp_
     os.chdir(tmp_path)
     assert main(args) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("mode", "refused"), [(0o777, True), (0o775, True), (0o755, False)])
+def test_a_package_directory_others_can_write_is_refused(tmp_path: Path, mode: int, refused: bool) -> None:
+    """Trying to cheat: with -S the script puts gatekeeper's directory on sys.path itself;
+    one the agent could write would let it plant a `gatekeeper` of its own there."""
+    from gatekeeper.operator.install_entry import EntryError, package_directory
+
+    packages = tmp_path / "site-packages"
+    packages.mkdir()
+    packages.chmod(mode)
+    fake = tmp_path / "python3"  # answers the probe with that directory
+    fake.write_text(f"#!/bin/sh\necho {packages}\n")
+    fake.chmod(0o755)
+    if refused:
+        with pytest.raises(EntryError, match="writable"):
+            package_directory(str(fake))
+    else:
+        assert package_directory(str(fake)) == str(packages)

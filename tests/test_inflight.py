@@ -8,9 +8,12 @@ claim whose owner is dead is stale (nobody holds its flock) and is removed.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -133,12 +136,28 @@ def run_gatekeeper(deployment: Deployment, command: str) -> subprocess.Completed
                           capture_output=True, text=True, check=False, cwd=str(deployment.root))
 
 
+@contextlib.contextmanager
+def inert_area(path: Path) -> Iterator[None]:
+    """The area mounted nosuid,nodev, as the install step area-mount mounts the agent's
+    (bind sources elsewhere are refused: tests/test_inert_mounts.py)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a nosuid,nodev area needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,nodev,mode=0755", "gk-test-area", str(path)],
+                   check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
 def test_forcecommand_checks_against_a_session_in_flight(deployment: Deployment) -> None:
     """Through the real ForceCommand (stub docker, an engine with no containers): a live
     session's bind of work/w makes work/w/a refused; when that session is gone the same command
     runs, and its own claim is gone after it ended."""
     state = deployment.root / "state"
-    with fake_engine(deployment.root, {"containers": []}) as engine:  # type: ignore[dict-item]
+    with inert_area(deployment.workdir / "work"), \
+            fake_engine(deployment.root, {"containers": []}) as engine:  # type: ignore[dict-item]
         text = deployment.policy.read_text()
         deployment.policy.write_text(text.replace("unix:///run/test.sock", f"unix://{engine.server_address}"))
         other = hold_claim(state, str(deployment.workdir / "work" / "w"))

@@ -20,6 +20,13 @@ from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 from tests.owner_label import without_owner_label
 
 
+@pytest.fixture(autouse=True)
+def area_mounted_inert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tmp trees here stand in for the agent's area, which the deployment mounts
+    nosuid,nodev; tests/test_inert_mounts.py proves the refusal when it is not."""
+    monkeypatch.setattr("gatekeeper.worlds.mount_is_inert", lambda path: True)
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """home/ai-worker (root and workdir) with links in and out; home/ai-workerX beside it."""

@@ -167,6 +167,22 @@ def test_denied_head_gets_no_body(proxy: Harness) -> None:
     assert rest.startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_decision_that_asks_the_engine_runs_in_a_worker_thread(proxy: Harness) -> None:
+    """Decisions are tried on the event loop with an engine that is never asked; one that
+    asks is thrown away and run again in a thread with the real engine: one record, its verdict."""
+    before = len(proxy.records())
+    conn = proxy.http()
+    conn.request("GET", "/containers/c1/top")
+    response = conn.getresponse()
+    response.read()
+    records = proxy.records()[before:]
+    assert len(records) == 1
+    assert records[0]["decision"] == "allow"
+    assert str(records[0]["reason"]).startswith("asked the engine in asyncio_")  # the default executor
+    conn.request("GET", "/_ping")  # control: a decision without engine questions stays on the loop
+    assert conn.getresponse().read() == b"OK"
+
+
 def test_every_decision_is_audited_with_the_api_layer(proxy: Harness) -> None:
     proxy.raw(PING)
     proxy.raw(b"DELETE /containers/x HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")

@@ -361,3 +361,33 @@ def test_disk_budget_at_the_api() -> None:
         assert (over.allowed, over.rule) == (False, "disk-budget"), over.reason
         assert "1.05GB" in over.reason
     assert decide("POST", "/v1.47/containers/web/kill", policy=budget("1g")).allowed  # control
+
+
+def test_published_ports_follow_the_policy() -> None:
+    """Control for the flag-publish lines: every interface is fine once [ports] lists it."""
+    every = "0.0.0.0"  # noqa: S104 - the point of the test
+    binding = {"80/tcp": [{"HostIp": every, "HostPort": "8080"}]}
+    body = json.dumps({"Image": "alpine", "HostConfig": {"PortBindings": binding}})
+    assert decide("POST", "/containers/create", body).rule == "flag-publish"
+    wide = make_policy({**OVERRIDES, "ports": {"host_addresses": [every, "::", "127.0.0.1", "::1"]}})
+    assert decide("POST", "/containers/create", body, policy=wide).allowed
+
+
+def test_image_sources_at_the_api() -> None:
+    """[images] allowed: pulls and creates from the listed repositories only; an image named by
+    ID counts by its tags. Control: the same requests pass without the allowlist."""
+    policy = make_policy({**OVERRIDES, "images": {"allowed": ["docker.io/library/alpine", "ghcr.io/acme/*"]}})
+    cases = [
+        ("POST", "/v1.47/images/create?fromImage=alpine&tag=3.20", "", True),
+        ("POST", "/v1.47/images/create?fromImage=ghcr.io%2Facme%2Fapp&tag=1", "", True),
+        ("POST", "/v1.47/images/create?fromImage=evil.example%2Fx&tag=1", "", False),
+        ("POST", "/v1.47/containers/create", '{"Image":"alpine:latest"}', True),
+        ("POST", "/v1.47/containers/create", '{"Image":"myapp:latest"}', False),
+        ("POST", "/v1.47/containers/create", f'{{"Image":"sha256:{cid("3")}"}}', True),
+        ("POST", "/v1.47/containers/create", f'{{"Image":"{cid("1")[:12]}"}}', False),
+    ]
+    for method, target, body, allowed in cases:
+        assert decide(method, target, body).allowed, target  # control: no allowlist
+        verdict = decide(method, target, body, policy=policy)
+        assert (verdict.allowed, verdict.rule) == (allowed, "allowed" if allowed else "image-source"), \
+            (target, body, verdict.reason)

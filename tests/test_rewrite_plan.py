@@ -61,21 +61,24 @@ def test_a_wider_replacement_supersedes_the_ones_inside_it() -> None:
     assert plan.apply(typed) == (["docker", "compose", "-f", "-", "-p", "app", "up"], [])
 
 
-def test_the_same_span_twice_keeps_the_last() -> None:
-    plan = RewritePlan()
-    plan.replace(7, 1, ["a"])
-    plan.replace(7, 1, ["b"])
-    assert plan.apply(TYPED)[0][-1] == "b"
-
-
-@pytest.mark.parametrize("step", [
-    lambda plan: plan.replace(3, 2, ["x"]),  # starts inside the -v span
-    lambda plan: plan.insert(3, ["x"]),  # between -v and its value, which are one replacement
+@pytest.mark.parametrize(("start", "count"), [
+    (2, 2),  # the same span again: one vetter would silently undo another's checked words
+    (3, 2),  # starts inside the -v span
+    (1, 2),  # ends inside it
+    (2, 1),  # narrower, inside it: the rest of the span would come back as typed
+    (3, 1),
 ])
-def test_a_step_inside_another_replacement_is_a_conflict(step) -> None:  # type: ignore[no-untyped-def]
+def test_a_replacement_overlapping_another_is_a_conflict(start: int, count: int) -> None:
     plan = RewritePlan()
     plan.replace(2, 2, ["--volume=/home/w:/d"])
-    step(plan)
+    with pytest.raises(PlanConflict):
+        plan.replace(start, count, ["x"])
+
+
+def test_an_insert_inside_a_replacement_is_a_conflict() -> None:
+    plan = RewritePlan()
+    plan.replace(2, 2, ["--volume=/home/w:/d"])
+    plan.insert(3, ["x"])  # between -v and its value, which are one replacement
     with pytest.raises(PlanConflict):
         plan.apply(TYPED)
 
@@ -94,7 +97,8 @@ def test_a_plan_conflict_is_a_denial_not_a_crash(monkeypatch: pytest.MonkeyPatch
 
     def colliding(self, words):  # type: ignore[no-untyped-def]
         original(self, words)
-        self.vetted.plan.replace(self.located.args_start - 1, 2, ["x"])  # over the insert
+        self.vetted.plan.insert(self.located.args_start + 1, ["x"])  # inside a replaced span
+        self.vetted.plan.replace(self.located.args_start, 2, ["-d"])
 
     policy, world = load_policy(None), StaticWorld()
     assert decide("docker run -d img", policy, world).allowed  # control: the owner label is inserted

@@ -41,6 +41,7 @@ from gatekeeper.grammar.spec import (
     ENV_FILE,
     HELP,
     PATH,
+    PUBLISH,
     VOLUME,
     Flag,
     b,
@@ -212,7 +213,7 @@ COMPOSE_FLAGS: dict[str, dict[str, Flag]] = {
         b("no-deps"),
         v("volume", "v", check=VOLUME),
         v("volumes", check=VOLUME),  # NormalizeFunc: --volumes -> --volume
-        v("publish", "p"),
+        v("publish", "p", check=PUBLISH),
         b("use-aliases"),
         b("service-ports", "P"),
         v("pull"),

@@ -51,6 +51,8 @@ from gatekeeper.grammar.spec import (
     NAMESPACE,
     NETWORK,
     PATH,
+    PUBLISH,
+    PUBLISH_ALL,
     SECURITY_OPT,
     SUBNET,
     SYSCTL,
@@ -132,8 +134,8 @@ _CONTAINER_OPTS: tuple[Flag, ...] = (
     v("link"),               # legacy links: env and /etc/hosts of a container we may already reach
     deny_v("link-local-ip", why="link-local addresses are the engine's to assign (169.254/16 holds the metadata address)"),
     deny_v("mac-address", why="a chosen MAC can clone a neighbour's and take its frames on the bridge (the engine picks one)"),
-    v("publish", "p"),
-    b("publish-all", "P"),
+    v("publish", "p", check=PUBLISH),
+    b("publish-all", "P", check=PUBLISH_ALL),
     v("net", check=NETWORK),  # hidden alias of --network
     v("network", check=NETWORK),
     v("net-alias"),          # hidden alias of --network-alias

@@ -39,12 +39,14 @@ BUILD_NETWORK = "build-network"
 ENV_FILE = "env-file"  # alias of PATH kept separate for messages
 ADDRESS = "address"  # --ip/--ip6/--gateway/--ip-range/--aux-address: inside [network] subnets
 SUBNET = "subnet"  # network create --subnet: inside [network] subnets, overlapping nothing
+PUBLISH = "publish"  # -p/--publish: host address and port inside policy [ports]
+PUBLISH_ALL = "publish-all"  # -P: every exposed port on every interface, unless [ports] publish_all
 
 CHECKS = frozenset(
     {
         OK, DENY, DENY_TRUE, PATH, PATH_OR_STDIN, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
         NETWORK, SYSCTL, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
-        BUILD_CACHE, BUILD_NETWORK, ENV_FILE, ADDRESS, SUBNET,
+        BUILD_CACHE, BUILD_NETWORK, ENV_FILE, ADDRESS, SUBNET, PUBLISH, PUBLISH_ALL,
     }
 )
 

@@ -14,7 +14,8 @@ proxy writes it, [audit] via_proxy; else root:AGENT 0620 and a warning; append-o
 in a root:root 0755 directory), the agent's keys file
 (/etc/ssh/authorized_keys/AGENT, root-owned, not writable by others), the
 agent account (exists, login shell /bin/sh: sshd runs the ForceCommand through
-it), PAM (pam_env must not read ~/.pam_environment: user_readenv=1), the
+it), each allowed root on a nosuid,nodev mount (live only), PAM (pam_env must
+not read ~/.pam_environment: user_readenv=1), the
 agent's way to the engine (only through the proxy's socket: a warning when it can
 reach the engine's own socket, the docker group being root) and the socket docker.host
 names, and the effective sshd settings (`gatekeeper sshd-check`, when
@@ -428,6 +429,23 @@ def state_dir_to_create(
         )
 
 
+def check_area_mounts(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """Each allowed root on a nosuid,nodev mount: bind sources anywhere else are refused
+    (rule host-path-mount), since a container's root can plant set-user-ID programs and
+    device nodes in them. Live only: mount flags are this machine's."""
+    from gatekeeper.worlds import mount_is_inert
+
+    if not deployment.live:
+        return
+    roots = settings["paths"]["allowed_roots"]
+    for root in roots if isinstance(roots, list) else []:
+        if mount_is_inert(str(root)):
+            yield Check("area mount", OK, f"{root} nosuid,nodev")
+        else:
+            yield Check("area mount", FAIL, f"{root} is not on a nosuid,nodev mount (every bind refused)",
+                        "sh sshd_snippets/install.sh area-mount (or nosuid,nodev in its fstab entry)")
+
+
 def check_keys_file(deployment: Deployment) -> Iterator[Check]:
     path = f"/etc/ssh/authorized_keys/{deployment.agent}"
     fix = "sh sshd_snippets/install.sh keys-dir"
@@ -689,6 +707,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_config_dir(deployment, settings)
     checks += check_docker_binary(deployment, settings)
     checks += check_state_dir(deployment, settings)
+    checks += check_area_mounts(deployment, settings)
     checks += check_audit_log(deployment, settings)
     checks += check_keys_file(deployment)
     checks += check_account(deployment)

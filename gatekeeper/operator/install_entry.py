@@ -2,12 +2,14 @@
 
     ForceCommand /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
 
-The script's interpreter line runs this installation's Python isolated
-(`#!<venv>/bin/python3 -I`: no PYTHON* variables, no user site, neither the
-cwd nor the script's directory on sys.path) and calls gatekeeper.cli.main
+The script's interpreter line runs this installation's Python isolated and
+without the site module (`#!<venv>/bin/python3 -IS`: no PYTHON* variables, no
+user site, neither the cwd nor the script's directory on sys.path, no .pth files
+or sitecustomize), adds the one directory gatekeeper is installed in (found at
+install time, refused if group- or other-writable) and calls gatekeeper.cli.main
 directly, so a call skips runpy (`python3 -I -m gatekeeper` resolves the
-package through runpy on every call) and sshd_config keeps a plain command
-line with no code in it.
+package through runpy on every call) and site (~1 ms), and sshd_config keeps a
+plain command line with no code in it.
 
 pip cannot make this script: it rewrites a `#!python` line to the bare
 interpreter and drops options, so a console script would run without -I.
@@ -25,11 +27,13 @@ SHEBANG_LIMIT = 255  # Linux reads at most this many bytes of the #! line
 PLAIN_PATH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+")
 
 SCRIPT = """\
-#!{python} -I
+#!{python} -IS
 # Written by `gatekeeper install-entry`: the sshd ForceCommand, without runpy.
 # -I: no PYTHON* variables, no user site, nothing from the cwd or this directory on sys.path.
+# -S: no site module (no .pth files, no sitecustomize); gatekeeper's directory is added here.
 import sys
 
+sys.path.append({packages!r})
 from gatekeeper.cli import main
 
 sys.exit(main(sys.argv[1:]))
@@ -62,12 +66,12 @@ def main(args: list[str]) -> int:
         options = parse(args)
         python = interpreter(options.get("--python") or default_python())
         target = options.get("--to") or os.path.join(os.path.dirname(python), ENTRY_NAME)
-        write_entry(target, python)
+        write_entry(target, python, package_directory(python))
         prove_it_starts(target)
     except EntryError as error:
         sys.stderr.write(f"gatekeeper install-entry: {error}\n")
         return 1
-    sys.stdout.write(f"wrote {target} (#!{python} -I)\n"
+    sys.stdout.write(f"wrote {target} (#!{python} -IS)\n"
                      f"ForceCommand {target} --policy /etc/gatekeeper/policy.toml\n")
     return 0
 
@@ -93,21 +97,39 @@ def interpreter(python: str) -> str:
     if not python.startswith("/") or not set(python) <= PLAIN_PATH:
         # A space would split the #! line; other bytes are not worth the doubt.
         raise EntryError(f"interpreter {python!r}: an absolute path of plain characters is needed")
-    if len(f"#!{python} -I") > SHEBANG_LIMIT:
+    if len(f"#!{python} -IS") > SHEBANG_LIMIT:
         raise EntryError(f"interpreter path {python!r} is too long for a #! line")
     if not os.access(python, os.X_OK):
         raise EntryError(f"interpreter {python!r} is not an executable")
     return python
 
 
-def write_entry(target: str, python: str) -> None:
+def package_directory(python: str) -> str:
+    """The directory `python` imports gatekeeper from (its site-packages), asked of that
+    interpreter itself; refused unless absolute, plain and writable by its owner only."""
+    import subprocess
+
+    probe = ("import gatekeeper, os; "
+             "print(os.path.dirname(os.path.dirname(os.path.abspath(gatekeeper.__file__))))")
+    done = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=30, check=False)
+    directory = done.stdout.strip()
+    if done.returncode != 0 or not directory.startswith("/") or not set(directory) <= PLAIN_PATH:
+        raise EntryError(f"{python} does not import gatekeeper from a plain absolute directory: "
+                         f"{(done.stderr or directory).strip()[:200]}")
+    if os.stat(directory).st_mode & 0o022:
+        raise EntryError(f"{directory} is group- or other-writable: whoever writes it runs as the agent")
+    return directory
+
+
+def write_entry(target: str, python: str, packages: str) -> None:
     if not target.startswith("/"):
         raise EntryError(f"{target!r}: an absolute path is needed")
     temporary = f"{target}.tmp-{os.getpid()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(SCRIPT.format(python=python))
+            handle.write(SCRIPT.format(python=python, packages=packages))
         os.chmod(temporary, 0o755)  # noqa: S103 - sshd runs it as the agent: read and execute for all
         os.replace(temporary, target)
     except BaseException:

@@ -23,6 +23,8 @@ from gatekeeper.vetting.binds import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatekeeper.proxy.vet import Call
 
 
@@ -37,7 +39,7 @@ def owned_holders(call: Call) -> list[Holder]:
     return holders
 
 
-def as_inspected(item: dict) -> dict:
+def as_inspected(item: dict[str, Any]) -> dict[str, Any]:
     """A list entry in the shape holders_of reads (Id, Name, Config.Labels, Mounts)."""
     names = item.get("Names") or []
     return {"Id": item.get("Id"), "Name": names[0] if names else "",
@@ -67,10 +69,12 @@ def check_still_allowed(call: Call, own: list[Holder]) -> None:
     """The engine resolves each bind source again at this start, as root: a source the agent
     (a shell as its account, a build output) swapped for a symlink since the create is
     judged by the path rule where it points now."""
-    from gatekeeper.paths import resolve_host_path
+    from gatekeeper.paths import require_inert_mount, resolve_host_path
 
     for holder in own:
         if holder.path:
             # Stops: mv src src.old; ln -s /etc src; docker start: host /etc mounted read-write.
-            resolve_host_path(holder.path, f"{holder.who}'s bind source", call.policy,  # type: ignore[arg-type]
-                              call.ctx.world)  # type: ignore[arg-type]
+            resolve_host_path(holder.path, f"{holder.who}'s bind source", call.policy,
+                              call.ctx.world)
+            # Stops: the area remounted without nosuid,nodev since the create.
+            require_inert_mount(holder.path, f"{holder.who}'s bind source", call.ctx.world)

@@ -25,8 +25,10 @@ from gatekeeper.proxy import objects
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
+    from gatekeeper.policy import Policy
     from gatekeeper.proxy.contract import ApiVerdict
     from gatekeeper.proxy.vet import Call
 
@@ -55,8 +57,8 @@ def is_zero(value: object) -> bool:
 # ---------------------------------------------------------------- parsing
 
 
-def parse_body(data: bytes) -> dict:
-    def pairs(items: list[tuple[str, object]]) -> dict:
+def parse_body(data: bytes) -> dict[str, Any]:
+    def pairs(items: list[tuple[str, object]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in items:
             if key.casefold() in seen:
@@ -75,7 +77,7 @@ def parse_body(data: bytes) -> dict:
     return body
 
 
-def walk(body: Body, obj: object, fields: dict[str, Check], where: str) -> dict:
+def walk(body: Body, obj: object, fields: Mapping[str, Check], where: str) -> dict[str, Any]:
     """`obj` with each known field checked (a check may return a replacement value),
     unknown zero fields dropped and unknown non-zero fields refused."""
     if obj is None:
@@ -153,7 +155,7 @@ def own_container(body: Body, word: str, field: str) -> str:
         raise Denied(f"{field}: name a container", rule="api-body")
     target = objects.resolve(body.call.engine, "container", word)
     # Stops: joining (or linking to) the namespaces of a container someone else runs.
-    check_owned(body.call.ctx, target, "start", "container")  # type: ignore[arg-type]
+    check_owned(body.call.ctx, target, "start", "container")
     return target.ident
 
 
@@ -162,7 +164,7 @@ def own_container(body: Body, word: str, field: str) -> str:
 
 def bind_source(body: Body, source: str, what: str) -> str:
     """The path rule, and the resolved form must re-split the same way."""
-    from gatekeeper.paths import resolve_host_path
+    from gatekeeper.paths import require_inert_mount, resolve_host_path
     from gatekeeper.vetting.binds import normal
 
     if not source.startswith("/"):
@@ -171,6 +173,7 @@ def bind_source(body: Body, source: str, what: str) -> str:
     if any(c in resolved for c in ':,"'):
         raise Denied(f"{what} {source!r} resolves to {resolved!r}, whose ':', ',' or '\"' the engine "
                      "would split", rule="host-path")
+    require_inert_mount(resolved, what, body.call.ctx.world)
     body.binds.append((normal(resolved), what))
     return resolved
 
@@ -237,7 +240,7 @@ def check_mounts(body: Body, field: str, value: object) -> object:
     return [check_mount(body, f"{field}[{i}]", mount) for i, mount in enumerate(value)]
 
 
-def check_mount(body: Body, field: str, mount: object) -> dict:
+def check_mount(body: Body, field: str, mount: object) -> dict[str, Any]:
     if not isinstance(mount, dict):
         raise refuse(field, mount, "expected an object", "mount")
     kind = mount.get("Type")
@@ -267,7 +270,7 @@ def check_volume_labels(body: Body, field: str, value: object) -> None:
     from gatekeeper.vetting.ownership import check_label
 
     for key, label in (value or {}).items() if isinstance(value, dict) else [("?", value)]:
-        check_label(body.call.ctx, f"{key}={label}", field)  # type: ignore[arg-type]
+        check_label(body.call.ctx, f"{key}={label}", field)
 
 
 TMPFS_OPTIONS = frozenset({
@@ -344,7 +347,7 @@ def check_links(body: Body, field: str, value: object) -> object:
         target = objects.resolve(body.call.engine, "container", name.lstrip("/"))
         shown = target.names[0] if target.names else name
         # Stops: docker copying the linked container's environment (its secrets) into ours.
-        check_shared_or_owned(body.call.ctx, "container", shown, target.labels, "containers",  # type: ignore[arg-type]
+        check_shared_or_owned(body.call.ctx, "container", shown, target.labels, "containers",
                               f"link ({field}) to", target.names)
         out.append(f"{target.ident}:{(alias or shown).rpartition('/')[2]}")
     return out
@@ -366,7 +369,7 @@ def check_network_mode(body: Body, field: str, value: object) -> object:
     return None
 
 
-def join_network(body: Body, name: str, settings: dict, field: str) -> None:
+def join_network(body: Body, name: str, settings: dict[str, Any], field: str) -> None:
     from gatekeeper.vetting.namespaces import EVERYONES_NETWORKS, check_network
 
     if name in EVERYONES_NETWORKS:
@@ -378,7 +381,7 @@ def join_network(body: Body, name: str, settings: dict, field: str) -> None:
     if "host" in target.names:
         # Stops: the host network named by its ID or an ID prefix instead of "host".
         raise refuse(field, name, "names the host network: every service on the host's loopback", "network")
-    check_network(body.call.ctx, name, target.names, target.labels, bool(settings.get("Aliases")),  # type: ignore[arg-type]
+    check_network(body.call.ctx, name, target.names, target.labels, bool(settings.get("Aliases")),
                   field)
     if settings.get("NetworkID") not in (None, "", target.ident):
         raise Denied(f"{field}.NetworkID names another network than {name!r}", rule="foreign-network")
@@ -441,7 +444,7 @@ def check_log_config(body: Body, field: str, value: object) -> object:
     return {"Type": "", "Config": capped_log_options(options, field, body.call.policy)}
 
 
-def capped_log_options(options: dict[str, str], field: str, policy: object) -> dict[str, str]:
+def capped_log_options(options: dict[str, str], field: str, policy: Policy) -> dict[str, str]:
     from gatekeeper.vetting.log_caps import log_caps, log_file_count, log_size, over_log_cap
 
     max_size, max_file = log_caps(policy)
@@ -491,7 +494,7 @@ def integer(field: str, value: object) -> int:
     return value
 
 
-def apply_caps(call: Call, host: dict, where: str, defaults: bool) -> None:
+def apply_caps(call: Call, host: dict[str, Any], where: str, defaults: bool) -> None:
     """[limits] on HostConfig's resources; absent (zero) ones get the defaults on create."""
     from gatekeeper.vetting.limits import (
         NANO,
@@ -524,13 +527,13 @@ def apply_caps(call: Call, host: dict, where: str, defaults: bool) -> None:
         given.add("cpus")
     if not defaults:
         return
-    for flag, amount in checked_defaults(caps, given):
+    for flag, default in checked_defaults(caps, given):
         if flag == "memory":
-            host["Memory"] = ram_in_bytes(amount)
+            host["Memory"] = ram_in_bytes(default)
         elif flag == "cpus" and "cpu-quota" not in given:
-            host["NanoCpus"] = round(float(amount) * NANO)
+            host["NanoCpus"] = round(float(default) * NANO)
         elif flag == "pids-limit":
-            host["PidsLimit"] = int(amount)
+            host["PidsLimit"] = int(default)
 
 
 # ---------------------------------------------------------------- the tables
@@ -650,11 +653,47 @@ def vet_container_create(call: Call) -> ApiVerdict:
     host = checked["HostConfig"]
     host["LogConfig"] = host.get("LogConfig") or check_log_config(body, "HostConfig.LogConfig", None)
     apply_caps(call, host, "HostConfig", defaults=True)
+    check_published_ports(call, host)
+    if isinstance(checked.get("Image"), str):
+        from gatekeeper.proxy.images import check_image_source
+
+        check_image_source(call, checked["Image"], "image")
     check_new_binds(call, body.binds)
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
+    check_inherited_labels(call, checked.get("Image"), checked["Labels"])
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
+
+
+def check_published_ports(call: Call, host: dict[str, object]) -> None:
+    """PortBindings / PublishAllPorts under the policy's [ports] (gatekeeper.vetting.ports)."""
+    from gatekeeper.vetting.ports import api_port_refusal
+
+    why = api_port_refusal(call.policy, host.get("PortBindings"), host.get("PublishAllPorts"))
+    if why is not None:
+        flag = "publish-all" if why.startswith("PublishAllPorts") else "publish"
+        # Stops: the agent's services listening on the host's public interfaces or its privileged ports.
+        raise Denied(f"HostConfig.{why} (policy [ports]); publish on an address and port the policy "
+                     "lists, e.g. 127.0.0.1:8080", rule=f"flag-{flag}")
+
+
+def check_inherited_labels(call: Call, image: object, labels: dict[str, str]) -> None:
+    """The labels the container inherits from its image (a Dockerfile LABEL) follow the
+    rules of the body's own; the owner label is the body's, always."""
+    from gatekeeper.owner import OWNER_LABEL
+    from gatekeeper.proxy.labels import owner_labelled
+
+    found = objects.inspect(call.engine, "image", image) if isinstance(image, str) and image else None
+    image_labels = objects.config_labels(found) if found is not None else None
+    if not isinstance(image_labels, dict):
+        return  # no such image: the engine refuses the create (or pulls nothing: the CLI pulls first)
+    inherited = {str(k): str(v) for k, v in image_labels.items() if k not in labels and k != OWNER_LABEL}
+    if inherited:
+        # Stops: a Dockerfile LABEL com.docker.compose.project=<the operator's>, traefik.*,
+        # gatekeeper.*: what a create body may not say, said by the image.
+        own = {k: v for k, v in labels.items() if k != OWNER_LABEL}
+        owner_labelled(call, {**inherited, **own}, "image label")
 
 
 NO_RESTART = ("", "no")
@@ -673,7 +712,7 @@ def check_no_restart_policy(policy: object, field: str) -> None:
                  "volume", rule="flag-restart")
 
 
-def host_binds(obj: dict) -> list[str]:
+def host_binds(obj: dict[str, Any]) -> list[str]:
     """The host bind sources an inspected container holds."""
     host = obj.get("HostConfig") or {}
     sources = [str(spec).split(":", 1)[0] for spec in host.get("Binds") or []]

@@ -72,3 +72,8 @@ class EngineQueries(Protocol):
         component). gatekeeper.decision.RealWorld.realpath is such a function. Bind sources in
         create bodies are checked (gatekeeper.paths) and forwarded in this resolved form."""
         ...
+
+    def inert_mount(self, path: str) -> bool:
+        """Whether `path` (or its nearest existing ancestor) is on a nosuid,nodev mount, as the
+        engine will find it (gatekeeper.worlds.mount_is_inert)."""
+        ...

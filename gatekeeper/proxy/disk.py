@@ -16,7 +16,7 @@ def check_disk_budget(call: Call, what: str) -> None:
     from gatekeeper.proxy import objects
     from gatekeeper.vetting.log_caps import log_size
 
-    budget = budget_of(call.policy)  # type: ignore[arg-type]
+    budget = budget_of(call.policy)
     if not budget:
         return
     status, df = objects.engine_get(call.engine, "/system/df", "the engine's disk usage")

@@ -39,3 +39,9 @@ class UpstreamEngine:
         resolved = os.path.realpath(path)
         check_resolution(resolved)
         return resolved
+
+    def inert_mount(self, path: str) -> bool:
+        """Whether the mount the engine will bind `path` from has nosuid and nodev."""
+        from gatekeeper.worlds import mount_is_inert
+
+        return mount_is_inert(path)

@@ -36,13 +36,13 @@ def check_tag(call: Call, ref: str, what: str) -> None:
 
     ref = familiar(ref)
     found = objects.lookup(call.engine, IMAGE, ref)
-    protected = protected_by(call.ctx, IMAGE, [ref], {})  # type: ignore[arg-type]
+    protected = protected_by(call.ctx, IMAGE, [ref], {})
     if found is not None:
-        protected = protected or protected_by(call.ctx, IMAGE, found.names, found.labels)  # type: ignore[arg-type]
+        protected = protected or protected_by(call.ctx, IMAGE, found.names, found.labels)
     if protected:
         # Stops: the operator's next `docker run` of a vital tag running the agent's image.
         raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
-    if found is None or objects.owned(found, call.profile) or shared_by(call.ctx, "images", [ref]):  # type: ignore[arg-type]
+    if found is None or objects.owned(found, call.profile) or shared_by(call.ctx, "images", [ref]):
         return
     if pulled_by_agent(call, found.ident, found.names):
         return
@@ -69,6 +69,7 @@ def vet_pull(call: Call) -> ApiVerdict:
         raise Denied("a pull without a tag pulls every tag of the repository; name the tag",
                      rule="foreign-tag")
     ref = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}" if tag else image
+    check_image_source(call, ref, "pull")
     if "@" not in ref:
         check_tag(call, ref, "pull")
     from gatekeeper.proxy.disk import check_disk_budget
@@ -192,3 +193,33 @@ def check_build_quota(call: Call, caps: object) -> None:
     quota, period = plain_int(call.one("cpuquota")), plain_int(call.one("cpuperiod") or "100000")
     if quota is None or period is None or quota <= 0 or period <= 0 or quota * NANO > cap * period:
         check_cpu_quota(call.one("cpuquota"), caps, "build cpuquota")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- [images] allowed sources
+
+
+def check_image_source(call: Call, reference: str, what: str) -> None:
+    """[images] allowed (gatekeeper.vetting.images): the repository an image comes from. A
+    reference by image ID is judged by the tags the image carries; one without any is refused."""
+    from gatekeeper.vetting.images import allowed_patterns, check_reference
+
+    patterns = allowed_patterns(call.policy)
+    if not patterns:
+        return
+    found = objects.lookup(call.engine, IMAGE, reference) if is_image_id(reference) else None
+    if found is None:
+        check_reference(reference, patterns, what)
+        return
+    for tag in found.names:
+        try:
+            check_reference(tag, patterns, what)
+        except Denied:
+            continue
+        return
+    check_reference(found.names[0] if found.names else reference, patterns, what)
+
+
+def is_image_id(reference: str) -> bool:
+    """sha256:HEX, or a bare hex ID (prefix) of 12 or more characters."""
+    bare = reference.removeprefix("sha256:")
+    return len(bare) >= 12 and all(ch in "0123456789abcdef" for ch in bare)

@@ -51,7 +51,7 @@ def owner_labelled(call: Call, labels: object, what: str) -> dict[str, str]:
             continue  # the CLI layer's running count (gatekeeper.vetting.running) marks its claims
         if compose and key.startswith(COMPOSE_PREFIX) and all(" " < ch <= "~" for ch in key):
             continue  # the project is the agent's (checked above)
-        check_label(call.ctx, f"{key}={value}", what)  # type: ignore[arg-type]
+        check_label(call.ctx, f"{key}={value}", what)
     return {**labels, OWNER_LABEL: call.profile}
 
 

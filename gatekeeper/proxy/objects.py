@@ -19,7 +19,11 @@ from gatekeeper.vetting.ownership import Target, plain_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from gatekeeper.policy import Policy
     from gatekeeper.proxy.contract import EngineQueries
+    from gatekeeper.vetting.context import Context
 
 # kind -> the GET that inspects one object by name, ID or ID prefix
 INSPECT_PATHS = {
@@ -31,16 +35,10 @@ INSPECT_PATHS = {
 MESSAGE_LIMIT = 200
 
 
-class CallerPolicy:
+def CallerPolicy(policy: Policy, profile: str) -> Policy:  # was a class: callers unchanged
     """The loaded policy, seen as the caller's profile: the proxy serves several
     profiles with one policy, the ownership rules read `policy.profile`."""
-
-    def __init__(self, policy: object, profile: str) -> None:
-        self._policy = policy
-        self.profile = profile
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._policy, name)
+    return policy.for_profile(profile)
 
 
 class HostPaths:
@@ -58,15 +56,29 @@ class HostPaths:
                          rule="host-path-unreadable")
         return str(resolve(path))
 
+    def inert_mount(self, path: str) -> bool:
+        """nosuid,nodev where the engine will mount `path` (gatekeeper.paths.require_inert_mount);
+        False (refused) when the engine side cannot say."""
+        ask = getattr(self.engine, "inert_mount", None)
+        return bool(ask(path)) if ask is not None else False
+
 
 class RuleContext:
-    """What the CLI layer's rule functions read of their context."""
+    """What the CLI layer's rule functions read of their context: `policy`, and
+    `world.realpath` (HostPaths). Handed to them as a Context (`as_context`)."""
 
     __slots__ = ("policy", "world")
 
-    def __init__(self, policy: object, world: object) -> None:
+    def __init__(self, policy: Policy, world: HostPaths) -> None:
         self.policy = policy
         self.world = world
+
+    def as_context(self) -> Context:
+        """The CLI layer's rule functions are typed for its Context; the ones the API
+        layer calls read only `policy` and `world.realpath` (tests/test_proxy_*)."""
+        from typing import cast
+
+        return cast("Context", self)
 
 
 def engine_get(engine: EngineQueries, target: str, what: str) -> tuple[int, object]:
@@ -78,7 +90,7 @@ def engine_get(engine: EngineQueries, target: str, what: str) -> tuple[int, obje
     return status, value
 
 
-def inspect(engine: EngineQueries, kind: str, word: str) -> dict | None:
+def inspect(engine: EngineQueries, kind: str, word: str) -> dict[str, Any] | None:
     """The engine's inspect object for `word` (name, ID or prefix), None if there is none."""
     status, value = engine_get(engine, INSPECT_PATHS[kind].format(quote(word, safe=":@")),
                                f"{kind} {word!r}")
@@ -91,7 +103,7 @@ def inspect(engine: EngineQueries, kind: str, word: str) -> dict | None:
     return value
 
 
-def target_of(kind: str, word: str, obj: dict) -> Target:
+def target_of(kind: str, word: str, obj: dict[str, Any]) -> Target:
     """An inspect object as the CLI layer's Target (ID, names, labels)."""
     if kind == "container":
         ident, names, labels = obj.get("Id"), plain_names(obj.get("Name")), config_labels(obj)
@@ -108,7 +120,7 @@ def target_of(kind: str, word: str, obj: dict) -> Target:
     return Target(word, ident, names, {str(k): str(v) for k, v in labels.items()})
 
 
-def config_labels(obj: dict) -> object:
+def config_labels(obj: dict[str, Any]) -> object:
     config = obj.get("Config")
     return config.get("Labels") if isinstance(config, dict) else None
 
@@ -130,7 +142,7 @@ def owned(target: Target, profile: str) -> bool:
     return target.labels.get(OWNER_LABEL) == profile
 
 
-def listing(engine: EngineQueries, target: str, what: str) -> list[dict]:
+def listing(engine: EngineQueries, target: str, what: str) -> list[dict[str, Any]]:
     status, value = engine_get(engine, target, what)
     if status != 200:
         raise Denied(f"cannot list {what} (engine status {status})", rule="scope-unresolved")

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import h11
 
+from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError
 from gatekeeper.proxy import framing, intake
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
@@ -59,6 +60,24 @@ RULE_UPSTREAM = "api-upstream"
 Decide = Callable[[ApiRequest, object, EngineQueries], ApiVerdict]
 Transform = Callable[[str, int, bytes, ApiRequest], bytes]
 Record = Callable[[object, dict[str, object]], None]
+
+
+class EngineNotAsked:
+    """The engine of the inline try (Proxy.decide_inline): a question marks the try void.
+    Whatever the decision makes of the error raised here, its verdict is discarded."""
+
+    __slots__ = ("asked",)
+
+    def __init__(self) -> None:
+        self.asked = False
+
+    def get_json(self, target: str) -> tuple[int, object]:
+        self.asked = True
+        raise EngineError("decided again in a worker thread")
+
+    def realpath(self, path: str) -> str:
+        self.asked = True
+        raise EngineError("decided again in a worker thread")
 
 
 class Received:
@@ -134,9 +153,26 @@ class Proxy:
 
     # ------------------------------------------------------------ decision (worker thread)
 
+    def decide_inline(self, request: ApiRequest, state: PolicyState, caller: Caller,
+                      body: dict[str, object]) -> ApiVerdict | None:
+        """A first try on the event loop, with an engine that is never asked: most requests
+        (pings, lists, creates) need no engine question and are decided without a thread
+        hop. None when the decision asked the engine: decide_and_record then runs it again
+        in a worker thread (the decision is pure apart from its engine: running it twice
+        changes nothing, and the first verdict is thrown away)."""
+        engine = EngineNotAsked()
+        verdict = self.verdict_for(request, state, engine)
+        if engine.asked:
+            return None
+        return self.record_verdict(request, state, caller, body, verdict)
+
     def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,
                           body: dict[str, object]) -> ApiVerdict:
-        verdict = self.verdict_for(request, state)
+        verdict = self.verdict_for(request, state, UpstreamEngine(state.settings.upstream))
+        return self.record_verdict(request, state, caller, body, verdict)
+
+    def record_verdict(self, request: ApiRequest, state: PolicyState, caller: Caller,
+                       body: dict[str, object], verdict: ApiVerdict) -> ApiVerdict:
         record = api_record(caller, request.profile or None, request.method, request.target,
                             endpoint=verdict.endpoint, allowed=verdict.allowed, rule=verdict.rule,
                             reason=verdict.reason, policy=state.policy)
@@ -153,7 +189,7 @@ class Proxy:
             return ApiVerdict(False, error.rule, reason, verdict.endpoint)
         return verdict
 
-    def verdict_for(self, request: ApiRequest, state: PolicyState) -> ApiVerdict:
+    def verdict_for(self, request: ApiRequest, state: PolicyState, engine: EngineQueries) -> ApiVerdict:
         if state.policy is None:
             return ApiVerdict(False, "policy-invalid", f"{state.error}; ask the operator to fix the policy",
                               "unknown")
@@ -161,9 +197,10 @@ class Proxy:
             return ApiVerdict(False, RULE_USER, f"uid {request.uid} is not listed in [proxy.users]",
                               "unknown")
         try:
-            return self.decide(request, state.policy, UpstreamEngine(state.settings.upstream))
+            return self.decide(request, state.policy, engine)
         except Exception as error:  # noqa: BLE001 - any failure to decide is a denial
-            report(error)
+            if not isinstance(engine, EngineNotAsked):
+                report(error)
             return ApiVerdict(False, "internal-error", f"internal error ({type(error).__name__})", "unknown")
 
     def record_refusal(self, state: PolicyState, caller: Caller, method: str, target: str,
@@ -337,8 +374,11 @@ class ClientConnection:
             status, body = await loop.run_in_executor(None, take_record, request, state)
             await self.send_whole(received.conn, status, body, keep)
             return keep
-        verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state, self.caller,
-                                             body_facts(received))
+        facts = body_facts(received)
+        verdict = self.proxy.decide_inline(request, state, self.caller, facts)
+        if verdict is None:
+            verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state,
+                                                 self.caller, facts)
         if not verdict.allowed:
             await self.send_whole(received.conn, 403, denial_body(verdict.reason, verdict.rule), keep)
             return keep

@@ -31,8 +31,11 @@ from gatekeeper.proxy.endpoints import Route, endpoint_of, find_route
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
+    from gatekeeper.policy import Policy
     from gatekeeper.proxy.contract import EngineQueries
+    from gatekeeper.vetting.ownership import Target
 
 REDACT_OBJECT = "redact-inspect-object"
 # Vetters that read the request body; every other endpoint must come without one.
@@ -51,7 +54,7 @@ class Call:
 
     __slots__ = ("request", "policy", "engine", "route", "params", "query", "ctx", "body")
 
-    def __init__(self, request: ApiRequest, policy: object, engine: EngineQueries, route: Route,
+    def __init__(self, request: ApiRequest, policy: Policy, engine: EngineQueries, route: Route,
                  params: dict[str, str]) -> None:
         self.request = request
         self.policy = objects.CallerPolicy(policy, request.profile)
@@ -59,7 +62,7 @@ class Call:
         self.route = route
         self.params = dict(params)  # template parameter -> value forwarded (resolved IDs)
         self.query = {key: list(values) for key, values in request.query.items()}
-        self.ctx = objects.RuleContext(self.policy, objects.HostPaths(engine))
+        self.ctx = objects.RuleContext(self.policy, objects.HostPaths(engine)).as_context()
         self.body: bytes | None = None  # a rewritten body to forward
 
     @property
@@ -88,7 +91,7 @@ class Call:
         return ApiVerdict(True, "allowed", "", self.route.ident, self.target(), self.body, response)
 
 
-def vet_api_request(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
+def vet_api_request(request: ApiRequest, policy: Policy, engine: EngineQueries) -> ApiVerdict:
     """Allow or deny one API request of `request.profile` under `policy`."""
     endpoint = "unknown"
     try:
@@ -137,9 +140,9 @@ def check_query(request: ApiRequest, route: Route) -> None:
                          rule="api-query")
 
 
-def check_commands(request: ApiRequest, route: Route, policy: object) -> None:
+def check_commands(request: ApiRequest, route: Route, policy: Policy) -> None:
     """The endpoint is open when a docker command that needs it is allowed by the policy."""
-    allowed = getattr(policy, "allowed", frozenset())
+    allowed = policy.allowed
     if any(command in allowed for command in route.commands):
         return
     blocked = [c for c in route.commands if c in getattr(policy, "blocked", frozenset())]
@@ -163,7 +166,7 @@ def vet_listing(call: Call) -> ApiVerdict:
     """Container and image lists: under [scope] ps/images = "owned" only the agent's are listed."""
     from gatekeeper.vetting.ownership import scope
 
-    if scope(call.ctx, call.route.scope) == "owned":  # type: ignore[arg-type]
+    if scope(call.ctx, call.route.scope) == "owned":
         add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"]})
     return call.allow()
 
@@ -212,7 +215,7 @@ DESTRUCTIVE = frozenset({"container.stop", "container.restart", "container.kill"
                          "container.pause", "container.rename", "image.rm", "volume.rm", "network.rm"})
 
 
-def judge_path_object(call: Call) -> objects.Target:
+def judge_path_object(call: Call) -> Target:
     """Resolve {id}/{name*}, apply [scope] and [protect], forward containers and networks by ID."""
     from gatekeeper.vetting.ownership import check_owned, check_unprotected, scope
 
@@ -220,16 +223,16 @@ def judge_path_object(call: Call) -> objects.Target:
     key = "id" if "id" in call.params else "name"
     word = call.params[key]
     target = objects.resolve(call.engine, route.kind, word)
-    if scope(ctx, route.scope) == "owned" and not owned_or_pulled(call, target):  # type: ignore[arg-type]
-        check_owned(ctx, target, route.scope, route.kind)  # type: ignore[arg-type]
+    if scope(ctx, route.scope) == "owned" and not owned_or_pulled(call, target):
+        check_owned(ctx, target, route.scope, route.kind)
     if route.ident in DESTRUCTIVE:
-        check_unprotected(ctx, target, route.kind)  # type: ignore[arg-type]
+        check_unprotected(ctx, target, route.kind)
     if route.kind in ("container", "network"):
         call.params[key] = target.ident  # act on exactly what was checked
     return target
 
 
-def owned_or_pulled(call: Call, target: objects.Target) -> bool:
+def owned_or_pulled(call: Call, target: Target) -> bool:
     if objects.owned(target, call.profile):
         return True
     if call.route.ident == "image.rm":
@@ -244,7 +247,7 @@ def vet_inspect(call: Call) -> ApiVerdict:
     answer redacted unless it carries the agent's owner label (transform_response)."""
     from gatekeeper.vetting.ownership import scope
 
-    if scope(call.ctx, call.route.scope) == "owned":  # type: ignore[arg-type]
+    if scope(call.ctx, call.route.scope) == "owned":
         judge_path_object(call)
     return call.allow(response=redaction_name(call))
 
@@ -312,7 +315,7 @@ def vet_prune(call: Call) -> ApiVerdict:
     from gatekeeper.vetting.ownership import protect
 
     kind = call.route.kind
-    labels = protect(call.ctx, "labels")  # type: ignore[arg-type]
+    labels = protect(call.ctx, "labels")
     refuse_protected_owned(call, kind)
     add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"], **({"label!": labels} if labels else {})})
     return call.allow()
@@ -327,7 +330,7 @@ def refuse_protected_owned(call: Call, kind: str) -> None:
 
     from gatekeeper.vetting.ownership import PROTECT_KEYS, protect
 
-    patterns = protect(call.ctx, PROTECT_KEYS[kind])  # type: ignore[arg-type]
+    patterns = protect(call.ctx, PROTECT_KEYS[kind])
     if not patterns:
         return
     target = LISTINGS[kind] + objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
@@ -339,7 +342,7 @@ def refuse_protected_owned(call: Call, kind: str) -> None:
                          f"{PROTECT_KEYS[kind]} {hit!r}); remove the others by name", rule="protected")
 
 
-def listed_names(kind: str, item: dict) -> list[str]:
+def listed_names(kind: str, item: dict[str, Any]) -> list[str]:
     if kind == "container":
         return [str(n).lstrip("/") for n in item.get("Names") or []]
     if kind == "image":

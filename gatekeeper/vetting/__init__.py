@@ -28,6 +28,7 @@ def vet(ctx: Context) -> Vetted:
     family = family_vetter(ctx.located.canonical)
     if family is not None:
         family(ctx)
+    vet_image_sources(ctx)
     if ctx.vetted.named_volumes:
         from gatekeeper.vetting.volumes import check_existing_volumes
 
@@ -39,6 +40,14 @@ def vet(ctx: Context) -> Vetted:
     vet_host_path_invariant(ctx)
     vet_ownership(ctx)
     return ctx.vetted
+
+
+def vet_image_sources(ctx: Context) -> None:
+    """pull, run/create and build images from the policy's [images] allowed (gatekeeper.vetting.images)."""
+    if ctx.located.canonical in ("image pull", "container run", "container create", "image build"):
+        from gatekeeper.vetting.images import vet_image_sources as vet_images
+
+        vet_images(ctx)
 
 
 def vet_host_path_invariant(ctx: Context) -> None:

@@ -33,13 +33,14 @@ import posixpath
 
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.paths import require_inert_mount
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from typing import Any
 
     from gatekeeper.vetting.context import Context
-    from gatekeeper.world import World
+    from gatekeeper.world import PathResolver
 
 PROJECT_LABEL = "com.docker.compose.project"
 BIND, OUTPUT = "bind", "output"  # kinds of what a command claims (gatekeeper.inflight)
@@ -144,6 +145,8 @@ def check_host_path_invariant(ctx: Context) -> None:
         check_bind(path, what, held, pending)
     for path, what in outputs:
         check_output(path, what, held)
+    for path, what in binds:
+        require_inert_mount(path, what, ctx.world)
     if ctx.located.canonical in STARTING:
         check_start_targets(ctx, held)
     elif ctx.located.canonical in COMPOSE_STARTING:
@@ -205,7 +208,11 @@ def check_start_targets(ctx: Context, held: list[Holder]) -> None:
     """docker start/restart: the targets' own sources must keep rule 1."""
     words = list(ctx.parsed.positionals)  # every positional of start/restart names a container
     if words:
-        check_existing(engine_binds(ctx, words), held)
+        targets = engine_binds(ctx, words)
+        for target in targets:
+            if target.path:  # a remount without nosuid,nodev since the create
+                require_inert_mount(target.path, f"{target.who}'s bind source", ctx.world)
+        check_existing(targets, held)
 
 
 def check_compose_containers(ctx: Context, held: list[Holder]) -> None:
@@ -292,7 +299,7 @@ def first_error(err: bytes) -> str:
     return shown(err)
 
 
-def holders_of(line: str, world: World) -> list[Holder]:
+def holders_of(line: str, world: PathResolver) -> list[Holder]:
     """One inspect line -> a Holder per bind source (lexical and resolved forms)."""
     from gatekeeper.json_codec import loads
 
@@ -324,7 +331,7 @@ def holders_of(line: str, world: World) -> list[Holder]:
     return [Holder(who, path, str(project or ""), ident) for path in sorted(forms - {""})]
 
 
-def resolved_form(source: str, world: World) -> str:
+def resolved_form(source: str, world: PathResolver) -> str:
     """Where the source resolves today (a container made before this rule may have a
     symlink in it); "" when the agent cannot look (the lexical form still counts)."""
     try:

@@ -522,8 +522,23 @@ def check_subnet(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     check_flag_subnet(use, parsed, ctx)
 
 
+def check_publish(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """-p/--publish: host address and port inside policy [ports] (gatekeeper.vetting.ports)."""
+    from gatekeeper.vetting.ports import check_publish as check
+
+    check(use, parsed, ctx)
+
+
+def check_publish_all(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    from gatekeeper.vetting.ports import check_publish_all as check
+
+    check(use, parsed, ctx)
+
+
 SPECIAL_CHECKS = {
     spec.ADDRESS: check_address,
+    spec.PUBLISH: check_publish,
+    spec.PUBLISH_ALL: check_publish_all,
     spec.SUBNET: check_subnet,
     spec.VOLUME: check_volume,
     spec.MOUNT: check_mount,

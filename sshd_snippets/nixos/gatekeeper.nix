@@ -165,6 +165,15 @@ in
       openssh.authorizedKeys.keys = map keyLine cfg.authorizedKeys;
     };
 
+    # The agent's home (its allowed root) as its own mount with nosuid,nodev: root in the
+    # agent's containers can leave set-user-ID programs or device nodes in a bind source,
+    # inert on this mount; gatekeeper refuses bind sources on any other (install step area-mount).
+    fileSystems.${home} = {
+      device = home;
+      fsType = "none";
+      options = [ "bind" "nosuid" "nodev" ];
+    };
+
     # pam_systemd would start user@UID.service at every login; it reads
     # ~/.config/systemd/user and ~/.config/environment.d. enable = false makes
     # the unit a link to /dev/null (masked).

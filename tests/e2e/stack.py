@@ -409,6 +409,18 @@ def ensure_agent_account() -> None:
     shutil.chown(AGENT_HOME, AGENT, AGENT)
 
 
+def unmount_agent_area() -> None:
+    """Undo the install step area-mount: the bind of the agent's home onto itself and its fstab line."""
+    line = f"{AGENT_HOME} {AGENT_HOME} none bind,nosuid,nodev 0 0"
+    while subprocess.run(["findmnt", "-n", "--mountpoint", str(AGENT_HOME)], capture_output=True,
+                         check=False).returncode == 0:
+        if subprocess.run(["umount", "-l", str(AGENT_HOME)], capture_output=True, check=False).returncode:
+            break
+    fstab = Path("/etc/fstab")
+    if fstab.exists() and line in fstab.read_text().splitlines():
+        fstab.write_text("".join(f"{kept}\n" for kept in fstab.read_text().splitlines() if kept != line))
+
+
 def install_gatekeeper() -> None:
     """README steps: a venv from /usr/bin/python3 in /opt/gatekeeper, pip install of the repo,
     then `gatekeeper install-entry` (/opt/gatekeeper/bin/gatekeeper-ssh, the ForceCommand).
@@ -525,6 +537,7 @@ def install_steps(*steps: str) -> None:
 INSTALL_STEPS: Final = (
     ("packages", ".ci/e2e-setup.sh installs the same packages and the test tools"),
     ("account", "ensure_agent_account: the same useradd/usermod (group docker: layout c only), recorded"),
+    ("area-mount", "run (mount_agent_area; undone by unmount_agent_area and .ci/fresh-state.sh)"),
     ("pam", "run (disable_pam_user_env, after backing up /etc/pam.d/sshd)"),
     ("gatekeeper", "install_gatekeeper: the same pip install (a copy of the checkout), install-entry"),
     ("policy", "write_policy_and_audit_log: a policy for the private engine, compiled"),
@@ -1097,6 +1110,8 @@ def running_stack() -> Iterator[Stack]:
     stop_stale_stack()
     with contextlib.ExitStack() as undo:
         ensure_agent_account()
+        undo.callback(unmount_agent_area)
+        install_steps("area-mount")
         install_gatekeeper()
         install_compose()
         undo.callback(preserved(POLICY))

@@ -8,7 +8,7 @@ sshd already refuses the client's variables (AcceptEnv): here that layer is
 switched off on purpose (`AcceptEnv PYTHON*` in a second sshd on the same
 drop-in) so the interpreter's own isolation is what is tested.
 
-Control: the same entry script with `-I` taken off its interpreter line runs the
+Control: the same entry script with `-IS` taken off its interpreter line runs the
 planted code; /opt/gatekeeper/bin/gatekeeper-ssh, the installed ForceCommand,
 runs none of it and answers the command.
 """
@@ -57,7 +57,7 @@ CLIENT_ENV = {
 
 def test_the_shipped_drop_in_runs_the_entry_script(stack: Stack) -> None:
     assert FORCECOMMAND in SNIPPET.read_text()
-    assert ENTRY.read_text().startswith(f"#!{VENV}/bin/python3 -I\n")
+    assert ENTRY.read_text().startswith(f"#!{VENV}/bin/python3 -IS\n")
 
 
 def plant(home: Path, marker: Path) -> None:
@@ -87,7 +87,7 @@ def leaky_sshd(stack: Stack) -> Iterator[tuple[Path, int]]:
     """An sshd on the drop-in minus AcceptEnv's protection, forcing a replaceable entry script."""
     control = stack.workdir / "gatekeeper-ssh-without-I"
     first, rest = ENTRY.read_text().split("\n", 1)
-    write_file(control, first.removesuffix(" -I") + "\n" + rest, mode=0o755)
+    write_file(control, first.removesuffix(" -IS") + "\n" + rest, mode=0o755)
     entry = stack.workdir / "entry"  # a link the test points at the control, then at the real script
     port = free_port()
     snippet = leaky_snippet(stack.workdir / "leaky.conf", entry)

@@ -139,3 +139,14 @@ def test_foreign_container_not_stopped_and_redacted(proxy: Proxy, stack: Stack) 
     refused(proxy.docker("stop", "-t", "0", f"{PREFIX}theirs"), "scope-owned")
     running = stack.docker("inspect", "--format", "{{.State.Running}}", f"{PREFIX}theirs").stdout.strip()
     assert running == "true"
+
+
+def test_published_port_on_every_interface_refused(proxy: Proxy, stack: Stack) -> None:
+    """[ports] (loopback only by default): -p 8080:80 listens on every interface of the host."""
+    control = direct("create", "--name", f"{PREFIX}etc", "-p", "18080:80", IMAGE, "true")
+    assert control.returncode == 0, control.stderr
+    stack.docker("rm", "-f", f"{PREFIX}etc")
+    refused(proxy.docker("create", "--name", f"{PREFIX}etc", "-p", "18080:80", IMAGE, "true"), "flag-publish")
+    assert not exists(stack, f"{PREFIX}etc")
+    loopback = proxy.docker("create", "--name", f"{PREFIX}etc", "-p", "127.0.0.1:18080:80", IMAGE, "true")
+    assert loopback.returncode == 0, loopback.stderr

@@ -44,6 +44,9 @@ class Engine:
     def realpath(self, path: str) -> str:
         return RealWorld().realpath(path)
 
+    def inert_mount(self, path: str) -> bool:
+        return RealWorld().inert_mount(path)
+
 
 class UnixConnection(http.client.HTTPConnection):
     def __init__(self) -> None:

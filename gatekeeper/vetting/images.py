@@ -1,0 +1,261 @@
+"""Where images come from (policy [images]): an allowlist of registries and repositories.
+
+An image is code the engine runs (and a build runs its RUN steps): an operator who
+names the registries it may come from wants every route checked, not only `pull`:
+`pull`, `run`/`create` (which pull what is missing), build `FROM`, `COPY --from=`,
+`RUN --mount=from=`, the `# syntax=` frontend (an image the builder runs to parse
+the Dockerfile), `--build-context name=docker-image://`, compose `image:` and the
+Dockerfiles compose builds. An empty `allowed` list means no restriction.
+
+References are normalised as docker's reference.ParseNormalizedNamed does
+(`nginx` is docker.io/library/nginx, `index.docker.io` is docker.io), tag and
+digest dropped, then matched against patterns component by component: `*` and
+`?` never cross a '/', and a last component `**` matches one or more. So
+`ghcr.io/acme/*` never matches `ghcr.io.evil.com/...` nor `ghcr.io/acme/a/b`.
+
+A Dockerfile whose image names use build arguments (`FROM $BASE`), or that comes
+on stdin, cannot be checked before the build: refused while an allowlist is set.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from typing import Any
+
+    from gatekeeper.vetting.context import Context
+
+RULE = "image-source"
+DOCKER_HUB = "docker.io"
+HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+RUN_FAMILY = frozenset({"container run", "container create"})
+DOCKERFILE_LIMIT = 1 << 20
+
+
+def allowed_patterns(policy: object) -> list[str]:
+    return list(policy.settings["images"]["allowed"])  # type: ignore[attr-defined]
+
+
+def repository(reference: str) -> str:
+    """DOMAIN/PATH of an image reference, tag and digest dropped; ValueError if malformed."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    if not name or name != name.strip() or any(c in name for c in " \t$\"'\\"):
+        raise ValueError(f"{reference!r} is not an image reference")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        domain, path = first, rest
+    else:
+        domain, path = DOCKER_HUB, name
+    if domain in HUB_ALIASES:
+        domain = DOCKER_HUB
+        if "/" not in path:
+            path = "library/" + path
+    if not path or path != path.lower() or any(part == "" for part in path.split("/")):
+        raise ValueError(f"{reference!r} is not an image reference (repository names are lower case)")
+    return f"{domain}/{path}"
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Component-wise glob; a last '**' matches one or more components."""
+    from fnmatch import fnmatchcase
+
+    parts, wanted = name.split("/"), pattern.split("/")
+    if wanted[-1] == "**":
+        head = wanted[:-1]
+        return len(parts) > len(head) and all(fnmatchcase(p, w) for p, w in zip(parts, head, strict=False))
+    return len(parts) == len(wanted) and all(fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+
+
+def check_reference(reference: str, patterns: list[str], what: str) -> None:
+    """Refuse `reference` (used as `what`) unless its repository matches a pattern."""
+    if not patterns or reference == "scratch":
+        return
+    try:
+        name = repository(reference)
+    except ValueError as error:
+        raise Denied(f"{what}: {error}", rule=RULE) from None
+    if not any(matches(name, pattern) for pattern in patterns):
+        raise Denied(f"{what} {reference!r} ({name}) is not from an allowed registry or repository; "
+                     f"allowed: {', '.join(patterns)}", rule=RULE)
+
+
+# --- commands ------------------------------------------------------------------
+
+
+def vet_image_sources(ctx: Context) -> None:
+    """pull, run/create, build: every image the command would fetch or run."""
+    patterns = allowed_patterns(ctx.policy)
+    canonical = ctx.located.canonical
+    if not patterns or not ctx.parsed.positionals or asks_for_help(ctx):
+        return
+    if canonical == "image pull" or canonical in RUN_FAMILY:
+        check_reference(ctx.parsed.positionals[0], patterns, "image")
+    elif canonical == "image build":
+        vet_build_images(ctx, patterns)
+
+
+def asks_for_help(ctx: Context) -> bool:
+    from gatekeeper.grammar.pflag import bool_value
+
+    return any(use.flag.long == "help" and bool_value(use) for use in ctx.parsed.uses)
+
+
+def vet_build_images(ctx: Context, patterns: list[str]) -> None:
+    context, dockerfile = ctx.parsed.positionals[0], None
+    for use in ctx.parsed.uses:
+        if use.flag.long == "file":
+            dockerfile = use.value
+        elif use.flag.long == "build-context":
+            value = (use.value or "").partition("=")[2]
+            if value.startswith("docker-image://"):
+                check_reference(value[len("docker-image://"):], patterns, "--build-context image")
+        elif use.flag.long == "build-arg":
+            check_syntax_argument(use.value or "", patterns)
+    if context == "-" or dockerfile == "-":
+        raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
+                     "write it into the build context", rule=RULE)
+    root = ctx.host_path(context, "build context")
+    path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
+    check_dockerfile(read_dockerfile(ctx, path), patterns, path)
+
+
+def check_syntax_argument(argument: str, patterns: list[str]) -> None:
+    """BUILDKIT_SYNTAX=IMAGE replaces the Dockerfile's frontend: an image the builder runs."""
+    key, eq, value = argument.partition("=")
+    if key == "BUILDKIT_SYNTAX":
+        if not eq:
+            raise Denied("--build-arg BUILDKIT_SYNTAX takes its value from the client's environment; "
+                         "name the frontend image", rule=RULE)
+        check_reference(value, patterns, "--build-arg BUILDKIT_SYNTAX frontend")
+
+
+def read_dockerfile(ctx: Context, path: str) -> str:
+    """Resolved under the roots, read without following a symlink (as pinned files are)."""
+    resolved = ctx.host_path(path, "Dockerfile")
+    try:
+        data = ctx.world.read_pinned(resolved, DOCKERFILE_LIMIT)
+    except FileNotFoundError:
+        return ""  # the builder reports the missing file; nothing is fetched
+    if len(data) > DOCKERFILE_LIMIT:
+        raise Denied(f"Dockerfile {path!r} is larger than {DOCKERFILE_LIMIT} bytes", rule=RULE)
+    return data.decode("utf-8", errors="replace")
+
+
+def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
+    """compose: each service's `image:` and the Dockerfile of each service it builds."""
+    patterns = allowed_patterns(ctx.policy)
+    if not patterns:
+        return
+    for name, service in (model.get("services") or {}).items():
+        build = (service or {}).get("build")
+        if isinstance(build, dict):
+            vet_model_build(ctx, build, patterns, name)
+        if (service or {}).get("image"):  # built services too: `compose pull` fetches their image
+            check_reference(str(service["image"]), patterns, f"service {name!r}: image")
+
+
+def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], name: str) -> None:
+    """A service that builds: its image: is the tag it builds, the Dockerfile's images are fetched."""
+    arguments = build.get("args") or {}
+    if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:
+        check_syntax_argument(f"BUILDKIT_SYNTAX={arguments['BUILDKIT_SYNTAX']}", patterns)
+    if build.get("dockerfile_inline") is not None:
+        check_dockerfile(str(build["dockerfile_inline"]), patterns, f"service {name!r}: dockerfile_inline")
+        return
+    context = str(build.get("context") or ".")
+    dockerfile = str(build.get("dockerfile") or "Dockerfile")
+    path = dockerfile if dockerfile.startswith("/") else context.rstrip("/") + "/" + dockerfile
+    check_dockerfile(read_dockerfile(ctx, path), patterns, path)
+
+
+# --- Dockerfiles ---------------------------------------------------------------
+
+
+def check_dockerfile(text: str, patterns: list[str], where: str) -> None:
+    """Every image the Dockerfile makes the builder fetch or run."""
+    escape, syntax = parser_directives(text)
+    if syntax is not None:
+        check_reference(syntax, patterns, f"{where}: # syntax= frontend")
+    stages: set[str] = set()
+    for instruction, words in instructions(text, escape):
+        for reference in images_of(instruction, words, stages):
+            if "$" in reference:
+                raise Denied(f"{where}: {instruction} {reference!r} uses a build argument, so the image "
+                             "cannot be checked before the build; name the image", rule=RULE)
+            check_reference(reference, patterns, f"{where}: {instruction}")
+
+
+def parser_directives(text: str) -> tuple[str, str | None]:
+    """The escape character and the syntax frontend from the leading `# key=value` lines."""
+    escape, syntax = "\\", None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("#") or "=" not in stripped:
+            break
+        key, _, value = stripped[1:].partition("=")
+        key = key.strip().lower()
+        if key == "escape":
+            escape = value.strip() or "\\"
+        elif key == "syntax":
+            syntax = value.strip()
+        elif key != "check":
+            break
+    return escape, syntax
+
+
+def instructions(text: str, escape: str) -> list[tuple[str, list[str]]]:
+    """(INSTRUCTION, words) per logical line: continuations joined, comments dropped."""
+    out: list[tuple[str, list[str]]] = []
+    pending = ""
+    for line in text.splitlines():
+        if not pending and line.strip().startswith("#"):
+            continue
+        if line.rstrip().endswith(escape):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        logical, pending = pending + line, ""
+        words = logical.split()
+        if words:
+            out.append((words[0].upper(), words[1:]))
+    if pending.split():
+        words = pending.split()
+        out.append((words[0].upper(), words[1:]))
+    return out
+
+
+def images_of(instruction: str, words: list[str], stages: set[str]) -> list[str]:
+    """Image references one instruction fetches (stage names and numbers are not images)."""
+    if instruction == "ONBUILD" and words:
+        return images_of(words[0].upper(), words[1:], stages)
+    if instruction == "FROM":
+        plain = [w for w in words if not w.startswith("--")]
+        if len(plain) >= 3 and plain[1].lower() == "as":
+            stages.add(plain[2].lower())
+        image = plain[0] if plain else ""
+        return [] if image.lower() in stages else [image]
+    if instruction == "COPY":
+        return [v for v in flag_values(words, "--from") if not from_stage(v, stages)]
+    if instruction == "RUN":
+        mounts = flag_values(words, "--mount")
+        sources = [field[5:] for m in mounts for field in m.split(",") if field.startswith("from=")]
+        return [s for s in sources if not from_stage(s, stages)]
+    return []
+
+
+def flag_values(words: list[str], flag: str) -> list[str]:
+    values = []
+    for word in words:
+        if not word.startswith("--"):
+            break
+        if word.startswith(flag + "="):
+            values.append(word[len(flag) + 1:])
+    return values
+
+
+def from_stage(value: str, stages: set[str]) -> bool:
+    return value.isdigit() or value.lower() in stages

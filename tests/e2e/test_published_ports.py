@@ -1,0 +1,49 @@
+"""Published ports through the real stack (policy [ports], issue 14 item 6).
+
+The attack: `docker create -p PORT:80` (no address) would have the engine listen on
+every interface when the container starts. Control: with [ports] allowing every
+interface the engine records the binding with no host address (created, never started:
+nothing listens beyond loopback on this machine). Defence on (the stack's default
+policy): refused with flag-publish, nothing created. A loopback port is allowed and
+the engine records 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .stack import IMAGE, Stack, policy_extended
+
+pytestmark = pytest.mark.e2e
+
+EVERY_INTERFACE = '\n[ports]\nhost_addresses = ["127.0.0.1", "::1", "0.0.0.0", "::"]\n'
+
+
+def bindings(stack: Stack, name: str) -> dict[str, object]:
+    out = stack.docker("container", "inspect", "--format", "{{json .HostConfig.PortBindings}}", name).stdout
+    return json.loads(out)
+
+
+def test_every_interface_is_refused_loopback_is_allowed(stack: Stack) -> None:
+    names = ("gk-ports-control", "gk-ports-attack", "gk-ports-loopback")
+    try:
+        with policy_extended(EVERY_INTERFACE):  # the defence off
+            control = stack.ssh(f"docker create --name {names[0]} -p 18080:80 {IMAGE} true")
+        assert control.returncode == 0, control.stderr
+        assert bindings(stack, names[0]) == {"80/tcp": [{"HostIp": "", "HostPort": "18080"}]}
+
+        attack = stack.ssh(f"docker create --name {names[1]} -p 18080:80 {IMAGE} true")
+        assert attack.returncode == 77
+        assert b"(rule flag-publish)" in attack.stderr and b"every interface" in attack.stderr
+        assert stack.docker("container", "inspect", names[1], check=False).returncode != 0
+
+        allowed = stack.ssh(f"docker create --name {names[2]} -p 127.0.0.1:18081:80 {IMAGE} true")
+        assert allowed.returncode == 0, allowed.stderr
+        assert bindings(stack, names[2]) == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}]}
+
+        publish_all = stack.ssh(f"docker run --rm -P {IMAGE} true")
+        assert publish_all.returncode == 77 and b"(rule flag-publish-all)" in publish_all.stderr
+    finally:
+        stack.docker("rm", "-f", *names, check=False)

