@@ -282,7 +282,9 @@ def parse_json(body: bytes) -> object:
 
 
 def shown(text: str) -> str:
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:STDERR_LIMIT]
+    from gatekeeper.printable import printable
+
+    return printable(text, STDERR_LIMIT)
 
 
 # ---------------------------------------------------------------- rendering as the CLI does

@@ -161,5 +161,6 @@ def filters_query(filters: dict[str, list[str]]) -> str:
 
 
 def shown(text: object) -> str:
-    value = "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
-    return value[:MESSAGE_LIMIT]
+    from gatekeeper.printable import printable
+
+    return printable(str(text), MESSAGE_LIMIT)

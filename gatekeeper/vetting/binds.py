@@ -34,6 +34,7 @@ import posixpath
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.paths import require_inert_mount
+from gatekeeper.printable import first_error
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -291,12 +292,6 @@ def run_query(ctx: Context, args: list[str], what: str) -> str:
 def unresolved(why: str) -> Denied:
     return Denied(f"cannot learn the bind sources of your containers ({why}), so a new host path "
                   "cannot be checked against them", rule="host-path-unresolved")
-
-
-def first_error(err: bytes) -> str:
-    from gatekeeper.vetting.ownership import first_error as shown
-
-    return shown(err)
 
 
 def holders_of(line: str, world: PathResolver) -> list[Holder]:

@@ -44,6 +44,7 @@ import posixpath
 
 from gatekeeper.errors import Denied
 from gatekeeper.grammar.pflag import FlagUse
+from gatekeeper.printable import first_error
 from gatekeeper.vetting.context import Context
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -61,7 +62,6 @@ REMOTE_PREFIXES = ("oci://", "git@", "git://", "http://", "https://", "ssh://")
 
 NO_ENV_FILE = "/dev/null"  # an empty env file: compose then skips <project dir>/.env
 RENDER_TIMEOUT = 30.0
-MESSAGE_LIMIT = 200
 
 
 class ProjectSource:
@@ -251,15 +251,6 @@ def parse_model(out: bytes) -> dict[str, Any]:
     if not isinstance(model, dict):
         raise Denied("compose rendered something that is not a project", rule="compose-render")
     return model
-
-
-def first_error(err: bytes) -> str:
-    """The first stderr line that is not a warning, as printable ASCII, truncated."""
-    lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "level=warning" not in line]
-    line = (errors or lines or ["(no message)"])[0]
-    shown = "".join(ch if " " <= ch <= "~" else "?" for ch in line)
-    return shown[:MESSAGE_LIMIT] + ("..." if len(shown) > MESSAGE_LIMIT else "")
 
 
 def pin_project(ctx: Context, source: ProjectSource, model: dict[str, Any]) -> None:

@@ -409,7 +409,9 @@ def shown(value: object) -> str:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         value = ", ".join(value)
     text = value if isinstance(value, str) else "set"
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:80])
+    from gatekeeper.printable import printable
+
+    return printable(text, 80)
 
 
 # Each check: (value, where, why, check) -> replacement value or None (unchanged).

@@ -22,13 +22,13 @@ from __future__ import annotations
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL as OWNER_LABEL  # re-exported: proxy/ and older imports
 from gatekeeper.owner import RESERVED_PREFIX
+from gatekeeper.printable import first_error as first_error  # re-exported: older imports
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 QUERY_TIMEOUT = 30.0
-MESSAGE_LIMIT = 200
 
 CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
 EVERY, FIRST = "every", "first"  # which positionals are targets
@@ -322,7 +322,7 @@ def lookup(ctx: Context, kind: str, word: str) -> Target | None:
     except Exception:  # noqa: BLE001 - a timeout or a missing binary: unresolved
         status, err = -1, b"the engine did not answer"
     if status != 0:
-        if any(marker in err.decode("utf-8", "replace").lower() for marker in NOT_FOUND):
+        if only_not_found(err):
             return None
         raise Denied(f"cannot resolve {kind} {word!r}: {first_error(err)}", rule="scope-unresolved")
     return resolve(ctx, kind, [word])[0]
@@ -348,10 +348,11 @@ def query(ctx: Context, args: list[str], what: str) -> str:
     return out.decode("utf-8", "replace")
 
 
-def first_error(err: bytes) -> str:
-    lines = [line.strip() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-    shown = "".join(ch if " " <= ch <= "~" else "?" for ch in (lines or ["(no message)"])[0])
-    return shown[:MESSAGE_LIMIT]
+def only_not_found(err: bytes) -> bool:
+    """docker's stderr says only that the named objects do not exist ("No such container",
+    "not found"); anything else (the engine does not answer, permission denied) is no answer."""
+    lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
 
 
 def check_owned(ctx: Context, target: Target, key: str, kind: str) -> None:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.vetting.ownership import only_not_found
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -75,14 +76,6 @@ def existing_volumes(ctx: Context, names: list[str]) -> dict[str, tuple[str, str
                          rule="volume-backed")
         found[fields[0]] = (fields[1], fields[2], fields[3])
     return found
-
-
-def only_not_found(err: bytes) -> bool:
-    """docker's stderr names only volumes that do not exist ("No such volume")."""
-    from gatekeeper.vetting.ownership import NOT_FOUND
-
-    lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
 
 
 def check_volume(ctx: Context, name: str, driver: str, options: str, labels: str) -> None:
