@@ -39,6 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
+from gatekeeper.errors import GatekeeperError
 from gatekeeper.policy import PROFILE_NAME_HINT, is_profile_name
 
 # The entry script `gatekeeper install-entry` writes (#!/opt/gatekeeper/bin/python3 -IS).
@@ -81,12 +82,13 @@ PRIVATE_KEY_MARKERS: Final = ("PRIVATE KEY", "BEGIN OPENSSH", "BEGIN SSH2")
 SSH_KEYGEN: Final = "ssh-keygen"
 
 
-class KeyLineError(Exception):
+class KeyLineError(GatekeeperError):
     """A refusal: the message is shown to the operator, the exit code returned."""
+
+    rule = "authorized-key"
 
     def __init__(self, message: str, exit_code: int = EX_DATAERR) -> None:
         super().__init__(message)
-        self.message = message
         self.exit_code = exit_code
 
 

@@ -128,3 +128,20 @@ def test_one_default_profile() -> None:
                 assert name == "gatekeeper.owner", name
             if isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr" and len(node.args) >= 2:
                 assert ast.unparse(node.args[1]) != "'profile'", f"{name}: {ast.unparse(node)}"
+
+
+def test_one_error_base() -> None:
+    """Every error an operator command or the ForceCommand reports carries a message and
+    an exit code, from the one base the entry points catch (gatekeeper.errors)."""
+    from gatekeeper.authorized_key import KeyLineError
+    from gatekeeper.errors import GatekeeperError
+    from gatekeeper.operator.install_entry import EntryError
+    from gatekeeper.operator.sshd_check import SshdError
+    from gatekeeper.views.errors import BadPolicy, NoInput, UsageError, ViewError
+
+    for kind in (KeyLineError, EntryError, SshdError, ViewError, UsageError, NoInput, BadPolicy):
+        assert issubclass(kind, GatekeeperError), kind
+        error = kind("why")
+        assert (error.message, str(error)) == ("why", "why")
+        assert isinstance(error.exit_code, int)
+    assert KeyLineError("x", 66).exit_code == 66

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import sys
 
+from gatekeeper.errors import GatekeeperError
+
 ENTRY_NAME = "gatekeeper-ssh"
 SHEBANG_LIMIT = 255  # Linux reads at most this many bytes of the #! line
 PLAIN_PATH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+")
@@ -54,8 +56,10 @@ examples:
 """
 
 
-class EntryError(Exception):
-    pass
+class EntryError(GatekeeperError):
+    """The entry script cannot be written safely."""
+
+    rule = "install-entry"
 
 
 def main(args: list[str]) -> int:

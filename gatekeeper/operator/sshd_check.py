@@ -18,6 +18,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from gatekeeper.errors import GatekeeperError
+
 EX_MISMATCH: Final = 1
 EX_SSHD: Final = 2
 SSHD: Final = "/usr/sbin/sshd"
@@ -76,8 +78,10 @@ FORCECOMMAND: Final = re.compile(
 )
 
 
-class SshdError(Exception):
+class SshdError(GatekeeperError):
     """sshd could not print its settings (syntax error, missing host keys, ...)."""
+
+    rule = "sshd-check"
 
 
 def main(argv: list[str]) -> int:

@@ -9,9 +9,14 @@ from __future__ import annotations
 import errno
 import os
 
+from gatekeeper.errors import GatekeeperError
 
-class ViewError(Exception):
+
+class ViewError(GatekeeperError):
+    """The project's one error base (gatekeeper.errors), with the views' exit statuses."""
+
     exit_code = 1
+    rule = "operator-view"
 
 
 class UsageError(ViewError):
