@@ -85,8 +85,6 @@ SSH_KEYGEN: Final = "ssh-keygen"
 class KeyLineError(GatekeeperError):
     """A refusal: the message is shown to the operator, the exit code returned."""
 
-    rule = "authorized-key"
-
     def __init__(self, message: str, exit_code: int = EX_DATAERR) -> None:
         super().__init__(message)
         self.exit_code = exit_code

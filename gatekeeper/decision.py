@@ -136,13 +136,3 @@ def show(located: Located) -> str:
     if located.spelled == located.canonical:
         return written
     return f"{written} ('docker {located.canonical}')"
-
-
-def __getattr__(name: str) -> object:
-    """Transitional: the worlds moved to gatekeeper.worlds (branches still importing
-    them from here keep working until they rebase onto the new name)."""
-    if name in ("RealWorld", "OfflineEngineWorld"):
-        from gatekeeper import worlds
-
-        return getattr(worlds, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

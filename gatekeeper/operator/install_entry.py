@@ -59,8 +59,6 @@ examples:
 class EntryError(GatekeeperError):
     """The entry script cannot be written safely."""
 
-    rule = "install-entry"
-
 
 def main(args: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in args):

@@ -81,8 +81,6 @@ FORCECOMMAND: Final = re.compile(
 class SshdError(GatekeeperError):
     """sshd could not print its settings (syntax error, missing host keys, ...)."""
 
-    rule = "sshd-check"
-
 
 def main(argv: list[str]) -> int:
     options = parse_args(argv)

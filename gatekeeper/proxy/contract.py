@@ -69,7 +69,7 @@ class EngineQueries(Protocol):
     def realpath(self, path: str) -> str:
         """Resolve a host path, following symlinks, as the engine (root) will when it mounts it;
         raise gatekeeper.errors.Denied where it must not guess (a device node, an unreadable
-        component). gatekeeper.decision.RealWorld.realpath is such a function. Bind sources in
+        component). gatekeeper.worlds.RealWorld.realpath is such a function. Bind sources in
         create bodies are checked (gatekeeper.paths) and forwarded in this resolved form."""
         ...
 

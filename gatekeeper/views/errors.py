@@ -16,7 +16,6 @@ class ViewError(GatekeeperError):
     """The project's one error base (gatekeeper.errors), with the views' exit statuses."""
 
     exit_code = 1
-    rule = "operator-view"
 
 
 class UsageError(ViewError):
