@@ -79,6 +79,10 @@ class EngineNotAsked:
         self.asked = True
         raise EngineError("decided again in a worker thread")
 
+    def inert_mount(self, path: str) -> bool:
+        self.asked = True
+        raise EngineError("decided again in a worker thread")
+
 
 class Received:
     """One request read in full: the h11 connection that read it, its head, its body."""
