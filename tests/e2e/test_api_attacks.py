@@ -478,3 +478,25 @@ def test_device_node_planted_through_a_bind(agent: AgentProxy, target: Path) -> 
     ok(agent.docker("run", "--rm", "-v", f"{BASE}/src:/x", IMAGE, "sh", "-c", mknod))
     assert node.is_char_device()
     assert "opened" not in agent.shell(opened).stdout, "the agent's shell opened a planted device node"
+
+
+def test_setuid_file_planted_in_a_named_volume(agent: AgentProxy, target: Path) -> None:
+    """A named volume's data lives under the engine's data root, on a suid,dev file system (the
+    nosuid,nodev rule covers bind sources only): root in the agent's container can make a
+    setuid-root program there. It stays inert because the agent's shell cannot reach it by its
+    host path (docker keeps each volume's directory closed to others). Control: root sees it."""
+    volume = f"{PREFIX}vol"
+    python = Path(os.path.realpath("/usr/bin/python3"))
+    ok(agent.shell(f"cp {python} {BASE}/src/py"))
+    ok(agent.docker("volume", "create", volume))
+    try:
+        data = Path(ok(engine("volume", "inspect", "--format", "{{.Mountpoint}}", volume)).strip())
+        ok(agent.docker("run", "--rm", "-v", f"{BASE}/src:/b:ro", "-v", f"{volume}:/x", IMAGE, "sh", "-c",
+                        "cp /b/py /x/py && chmod 4755 /x/py"))
+        assert (data / "py").stat().st_mode & 0o4000  # control: planted, setuid root, on the host
+        escalate = agent.shell(f"{data}/py -I -c \"import os; os.setuid(0); "
+                               f"open('{target}/rootproof', 'w').write('root')\"")
+        assert escalate.returncode != 0 and not (target / "rootproof").exists(), escalate.stderr
+        assert "Permission denied" in escalate.stderr  # the path is closed, not the bit ignored
+    finally:
+        engine("volume", "rm", "-f", volume)
