@@ -5,6 +5,15 @@ O_APPEND makes every write land at the end, and Linux serialises writes to a
 regular file, so concurrent sessions never interleave or overwrite records.
 A record that cannot be written whole is an error: the caller refuses to run
 the command rather than run it unrecorded.
+
+Tamper evidence: where the writer can read the log (the proxy, as root, in the
+deployment; any writer opened read-write), each record carries `seq` (one more than
+the previous record's) and `prev` (the SHA-256 of the previous line, "" for the first
+line of a file): a hash chain per file. The tail is read and the record written under
+flock(LOCK_EX) on the log, so concurrent writers chain one after another.
+`gatekeeper audit verify` (gatekeeper.audit_chain) finds a removed, edited or
+reordered record; with [audit] syslog every record, seq and prev included, also goes
+to syslog, where a truncated file's lost head can still be found.
 """
 
 from __future__ import annotations
@@ -18,10 +27,17 @@ RECORD_VERSION = 1
 
 
 def open_log(path: str) -> int:
-    """An append-only descriptor on an existing regular file (never created here)."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    """An append-only descriptor on an existing regular file (never created here); read-write
+    where permitted (the chain needs the last line), else write-only (no chain)."""
+    flags = os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags | os.O_RDWR)
+    except PermissionError:
+        fd = -1
+    except OSError as error:
+        raise AuditError(f"cannot open audit log {path}: {error.strerror}") from None
+    try:
+        fd = fd if fd >= 0 else os.open(path, flags | os.O_WRONLY)
     except OSError as error:
         raise AuditError(f"cannot open audit log {path}: {error.strerror}") from None
     if not is_regular_file(fd):
@@ -49,16 +65,64 @@ def is_regular_file(fd: int) -> bool:
 
 
 def write_record(fd: int, record: dict[str, object]) -> str:
-    """Append `record` as one line with a single write; return the line."""
-    line = encode(record)
-    data = (line + "\n").encode("utf-8", "surrogateescape")
+    """Append `record` as one line with a single write; return the line. On a readable
+    descriptor the record is chained to the last line (seq, prev) under flock."""
+    import fcntl
+
     try:
-        written = os.write(fd, data)
+        fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError as error:
-        raise AuditError(f"cannot write audit log: {error.strerror}") from None
+        raise AuditError(f"cannot lock audit log: {error.strerror}") from None
+    try:
+        last = last_line(fd)
+        if last is not None:
+            record = {**record, "seq": next_seq(last), "prev": line_hash(last) if last else ""}
+        line = encode(record)
+        data = (line + "\n").encode("utf-8", "surrogateescape")
+        try:
+            written = os.write(fd, data)
+        except OSError as error:
+            raise AuditError(f"cannot write audit log: {error.strerror}") from None
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
     if written != len(data):
         raise AuditError("audit log write was cut short (disk full?)")
     return line
+
+
+TAIL_LIMIT = 8 << 20  # bytes read back to find the last line
+
+
+def last_line(fd: int) -> bytes | None:
+    """The last whole line (b"" for an empty file), or None when the descriptor is write-only."""
+    size = os.fstat(fd).st_size
+    chunk = 64 << 10
+    while True:
+        start = max(0, size - chunk)
+        try:
+            tail = os.pread(fd, size - start, start)
+        except OSError:
+            return None  # opened write-only: no chain
+        body = tail[:-1] if tail.endswith(b"\n") else tail
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0 or chunk >= TAIL_LIMIT:
+            return body[cut + 1:]
+        chunk *= 4
+
+
+def line_hash(line: bytes) -> str:
+    from gatekeeper.digest import sha256_hex
+
+    return sha256_hex(line)
+
+
+def next_seq(last: bytes) -> int:
+    """One more than the last record's seq (0 for the first record, or after an unchained one)."""
+    at = last.rfind(b',"seq":')
+    if at < 0:
+        return 0 if not last else 1
+    digits = last[at + 7:].split(b",", 1)[0].split(b"}", 1)[0]
+    return int(digits) + 1 if digits.isdigit() else 1
 
 
 def encode(value: object) -> str:
