@@ -114,7 +114,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "ports": {"host_addresses": ["127.0.0.1", "::1"], "host_ports": ["1024-65535"], "publish_all": False},
     # Registries/repositories images may come from (pull, run, create, build FROM and
     # # syntax=, compose image:), as patterns such as "docker.io/library/*"; empty: any.
-    "images": {"allowed": []},
+    "images": {"allowed": [], "pin_digests": False},
     # Per profile, across its sessions (gatekeeper.budgets); 0: no budget.
     "budgets": {"commands_per_minute": 0, "containers_per_hour": 0, "pulls_per_day": 0, "builds_per_day": 0},
     # Commands (paths) and rules (gatekeeper.approval.ASKABLE_RULES) that need an operator's
@@ -208,7 +208,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "network": {"subnets": SUBNET_LIST},
     "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
-    "images": {"allowed": PATTERN_LIST},
+    "images": {"allowed": PATTERN_LIST, "pin_digests": BOOLEAN},
     "budgets": {"commands_per_minute": COUNT, "containers_per_hour": COUNT, "pulls_per_day": COUNT,
                 "builds_per_day": COUNT},
     "approval": {"ask": ASK_LIST, "dir": ABSOLUTE_PATH, "expires": DURATION},

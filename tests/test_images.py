@@ -3,6 +3,8 @@ is refused when it is not on the list, and allowed with no list (the control).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gatekeeper.decision import decide
@@ -136,3 +138,35 @@ def test_compose_images(listed) -> None:  # type: ignore[no-untyped-def]
 def test_dockerfile_escape_directive() -> None:
     with pytest.raises(Denied):
         check_dockerfile("# escape=`\nFROM `\n  evil/x\n", ["docker.io/library/*"], "Dockerfile")
+
+
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+class EngineWithImages(StaticWorld):
+    """Answers the pinning query for the images it holds, like `docker image inspect`."""
+
+    def __init__(self, images: dict[str, str]) -> None:
+        super().__init__()
+        self.images = images
+
+    def run_docker(self, policy, args, stdin=None, timeout=60.0):  # type: ignore[no-untyped-def]
+        if args[:4] == ["image", "inspect", "--format", "{{.Id}}"]:
+            found = self.images.get(args[-1])
+            return (0, f"{found}\n".encode(), b"") if found else (1, b"", b"No such image")
+        return super().run_docker(policy, args, stdin, timeout)
+
+
+def test_pinned_runs_go_by_image_id(tmp_path: Path) -> None:
+    path = tmp_path / "pin.toml"
+    path.write_text('[images]\npin_digests = true\n')
+    policy = load_policy(str(path))
+    world = EngineWithImages({"nginx:1.27": IMAGE_ID})
+    decision = decide("docker run --rm nginx:1.27 true", policy, world)
+    assert decision.allowed, decision.reason
+    assert IMAGE_ID in decision.argv and "nginx:1.27" not in decision.argv  # type: ignore[operator]
+    assert decide("docker run --rm nginx:1.27 true", load_policy(None), world).argv[-2] == "nginx:1.27"  # type: ignore[index]
+    missing = decide("docker create redis", policy, world)
+    assert (missing.allowed, missing.rule) == (False, "image-source")
+    garbled = decide("docker create x", policy, EngineWithImages({"x": "sha256:../../etc"}))
+    assert not garbled.allowed

@@ -34,6 +34,10 @@ RUN_FAMILY = frozenset({"container run", "container create"})
 DOCKERFILE_LIMIT = 1 << 20
 
 
+def pinning(policy: object) -> bool:
+    return bool(policy.settings["images"]["pin_digests"])  # type: ignore[attr-defined]
+
+
 def allowed_patterns(policy: object) -> list[str]:
     return list(policy.settings["images"]["allowed"])  # type: ignore[attr-defined]
 
@@ -91,12 +95,43 @@ def vet_image_sources(ctx: Context) -> None:
     """pull, run/create, build: every image the command would fetch or run."""
     patterns = allowed_patterns(ctx.policy)
     canonical = ctx.located.canonical
-    if not patterns or not ctx.parsed.positionals or asks_for_help(ctx):
+    if not ctx.parsed.positionals or asks_for_help(ctx):
         return
-    if canonical == "image pull" or canonical in RUN_FAMILY:
+    if canonical in RUN_FAMILY and pinning(ctx.policy):
+        check_reference(ctx.parsed.positionals[0], patterns, "image")
+        pin_image(ctx)
+    elif not patterns:
+        return
+    elif canonical == "image pull" or canonical in RUN_FAMILY:
         check_reference(ctx.parsed.positionals[0], patterns, "image")
     elif canonical == "image build":
         vet_build_images(ctx, patterns)
+
+
+ID_FORMAT = "{{.Id}}"
+PIN_TIMEOUT = 30.0
+
+
+def pin_image(ctx: Context) -> None:
+    """[images] pin_digests: the tag is resolved now, to the image the engine has under it, and
+    the container is made from that image ID (sha256:...), which the audit record's argv shows:
+    a tag re-pointed between this decision and the engine's lookup changes nothing."""
+    reference = ctx.parsed.positionals[0]
+    args = ["image", "inspect", "--format", ID_FORMAT, "--", reference]
+    try:
+        status, out, _ = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - no answer: nothing to pin to
+        status, out = 1, b""
+    image_id = out.decode("ascii", errors="replace").strip()
+    if status != 0 or not is_image_id(image_id):
+        raise Denied(f"image {reference!r} could not be resolved to an image ID to run by ([images] "
+                     "pin_digests); pull it first", rule=RULE)
+    ctx.replace_word(ctx.parsed.positional_at[0], image_id)
+
+
+def is_image_id(text: str) -> bool:
+    digest = text.removeprefix("sha256:")
+    return text.startswith("sha256:") and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
 
 
 def asks_for_help(ctx: Context) -> bool:

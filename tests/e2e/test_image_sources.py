@@ -37,3 +37,26 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
             assert allowed.returncode == 0, allowed.stderr
     finally:
         shutil.rmtree(app, ignore_errors=True)
+
+
+def test_pinned_runs_use_the_image_id(stack: Stack) -> None:
+    """[images] pin_digests: the tag is resolved when deciding and the container is made
+    from that image ID, which the audit record's argv shows. Control: without it, by tag."""
+    from .stack import audit_offset, audit_records_since
+
+    image_id = stack.docker("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip()
+    names = ("gk-pin-control", "gk-pin")
+    try:
+        assert stack.ssh(f"docker create --name {names[0]} {IMAGE} true").returncode == 0
+        control = stack.docker("container", "inspect", "--format", "{{.Config.Image}}", names[0]).stdout
+        assert control.strip() == IMAGE
+        with policy_extended("\n[images]\npin_digests = true\n"):
+            offset = audit_offset()
+            pinned = stack.ssh(f"docker create --name {names[1]} {IMAGE} true")
+            assert pinned.returncode == 0, pinned.stderr
+            [record] = [r for r in audit_records_since(offset) if r.get("event") == "decision"]
+        assert image_id in record["argv"]  # type: ignore[operator]
+        made = stack.docker("container", "inspect", "--format", "{{.Config.Image}}", names[1]).stdout
+        assert made.strip() == image_id
+    finally:
+        stack.docker("rm", "-f", *names, check=False)
