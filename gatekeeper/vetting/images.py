@@ -119,7 +119,7 @@ def pin_image(ctx: Context) -> None:
     reference = ctx.parsed.positionals[0]
     args = ["image", "inspect", "--format", ID_FORMAT, "--", reference]
     try:
-        status, out, _ = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)  # type: ignore[attr-defined]
+        status, out, _ = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
     except Exception:  # noqa: BLE001 - no answer: nothing to pin to
         status, out = 1, b""
     image_id = out.decode("ascii", errors="replace").strip()
