@@ -14,6 +14,12 @@ RLIMIT_DATA counts the writable private mappings it really uses.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from selectors import BaseSelector
+    from subprocess import Popen
+    from typing import IO
+
 RULE = "decision-limit"
 MEMORY_BYTES = 512 << 20  # per child: compose renders of real projects stay far below
 OUTPUT_BYTES = 16 << 20  # stdout of one call (a rendered project as JSON)
@@ -70,7 +76,7 @@ def limit_memory(memory: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
 
 
-def collect(child: object, stdin: bytes, deadline: float, output: int) -> tuple[bytes, bytes, str]:
+def collect(child: Popen[bytes], stdin: bytes, deadline: float, output: int) -> tuple[bytes, bytes, str]:
     """Feed stdin, read both pipes until EOF, the deadline or the output cap."""
     import os
     import selectors
@@ -78,20 +84,23 @@ def collect(child: object, stdin: bytes, deadline: float, output: int) -> tuple[
 
     out, err = bytearray(), bytearray()
     selector = selectors.DefaultSelector()
-    selector.register(child.stdout, selectors.EVENT_READ, out)  # type: ignore[attr-defined]
-    selector.register(child.stderr, selectors.EVENT_READ, err)  # type: ignore[attr-defined]
+    stdout, stderr, feed = child.stdout, child.stderr, child.stdin
+    if stdout is None or stderr is None or feed is None:  # never: run_bounded makes all three pipes
+        return b"", b"", "output"
+    selector.register(stdout, selectors.EVENT_READ, out)
+    selector.register(stderr, selectors.EVENT_READ, err)
     pending = memoryview(stdin)
     if pending:
-        selector.register(child.stdin, selectors.EVENT_WRITE, None)  # type: ignore[attr-defined]
+        selector.register(feed, selectors.EVENT_WRITE, None)
     else:
-        child.stdin.close()  # type: ignore[attr-defined]
+        feed.close()
     while len(selector.get_map()) > 0:
         left = deadline - time.monotonic()
         if left <= 0:
             return bytes(out), bytes(err), "time"
         for key, _ in selector.select(left):
             if key.data is None:
-                pending = write_some(selector, key.fileobj, pending)
+                pending = write_some(selector, feed, pending)  # the one pipe registered for writing
                 continue
             chunk = os.read(key.fd, CHUNK)
             if not chunk:
@@ -104,17 +113,17 @@ def collect(child: object, stdin: bytes, deadline: float, output: int) -> tuple[
     return bytes(out), bytes(err), ""
 
 
-def write_some(selector: object, pipe: object, pending: memoryview) -> memoryview:
+def write_some(selector: BaseSelector, pipe: IO[bytes], pending: memoryview) -> memoryview:
     import os
 
     try:
-        written = os.write(pipe.fileno(), pending[:CHUNK])  # type: ignore[attr-defined]
+        written = os.write(pipe.fileno(), pending[:CHUNK])
     except BrokenPipeError:
         written = len(pending)
     pending = pending[written:]
     if not pending:
-        selector.unregister(pipe)  # type: ignore[attr-defined]
-        pipe.close()  # type: ignore[attr-defined]
+        selector.unregister(pipe)
+        pipe.close()
     return pending
 
 

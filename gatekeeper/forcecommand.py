@@ -14,6 +14,13 @@ import time
 from gatekeeper.errors import EX_NOPERM, EX_TEMPFAIL, AuditError, GatekeeperError
 from gatekeeper.policy import Policy, load_policy
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.decision import Decision
+    from gatekeeper.inflight import Registration
+
+    Decided = tuple[Decision, Registration | None]  # the decision and its in-flight registration
+
 
 def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
     from gatekeeper.session import session_facts
@@ -48,7 +55,14 @@ def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dic
             registration.release()  # the engine holds the container by now (gatekeeper.inflight)
 
 
-def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untyped-def]
+def argv_of(decision: Decision) -> list[str]:
+    """What an allowed decision runs (argv is None only on a denial: fail closed)."""
+    if decision.argv is None:
+        raise GatekeeperError("an allowed decision without an argv", rule="internal-error")
+    return decision.argv
+
+
+def decide_and_register(command: str, policy: Policy) -> Decided:
     """The decision, and the registration of the host paths it puts in flight.
 
     A command with host paths takes the in-flight lock while it is decided (the
@@ -66,7 +80,8 @@ def decide_and_register(command: str, policy: Policy):  # type: ignore[no-untype
     return decision, registration
 
 
-def put_to_operator(command: str, policy: Policy, decision, registration):  # type: ignore[no-untyped-def]
+def put_to_operator(command: str, policy: Policy, decision: Decision,
+                    registration: Registration | None) -> Decided:
     """[approval] ask: a command (or an askable denial) runs only under an operator's
     unused, unexpired approval of exactly this argv (gatekeeper.approval)."""
     from gatekeeper.approval import RULE_APPROVED, asked_rule, consult, lifted, request_id
@@ -80,7 +95,7 @@ def put_to_operator(command: str, policy: Policy, decision, registration):  # ty
         if not decision.allowed:
             return decision, registration
     try:
-        approval = consult(policy, decision.argv, time.time())
+        approval = consult(policy, argv_of(decision), time.time())
     except GatekeeperError as error:
         if registration is not None:
             registration.release()
@@ -90,7 +105,7 @@ def put_to_operator(command: str, policy: Policy, decision, registration):  # ty
     return decision, registration
 
 
-def spend_budgets(policy: Policy, decision):  # type: ignore[no-untyped-def]
+def spend_budgets(policy: Policy, decision: Decision) -> Decision:
     """[budgets]: the allowed command spends from its profile's budgets, or is refused
     naming the budget and when it refills (gatekeeper.budgets)."""
     from gatekeeper.budgets import charge
@@ -103,13 +118,13 @@ def spend_budgets(policy: Policy, decision):  # type: ignore[no-untyped-def]
     return decision
 
 
-def run_pinned(policy: Policy, decision) -> int:  # type: ignore[no-untyped-def]
+def run_pinned(policy: Policy, decision: Decision) -> int:
     """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
     if not decision.pins:
         return run_decided(policy, decision)
     from gatekeeper.pinning import pinned_argv
 
-    decision.argv, fds = pinned_argv(decision.argv, decision.pins)
+    decision.argv, fds = pinned_argv(argv_of(decision), decision.pins)
     try:
         return run_decided(policy, decision)
     finally:
@@ -117,7 +132,7 @@ def run_pinned(policy: Policy, decision) -> int:  # type: ignore[no-untyped-def]
             os.close(fd)
 
 
-def record_and_run(command: str, decision, policy: Policy, profile: str | None,  # type: ignore[no-untyped-def]
+def record_and_run(command: str, decision: Decision, policy: Policy, profile: str | None,
                    facts: dict[str, object], started: float) -> int:
     record = decision_record(command, decision.as_dict(), policy, profile, facts)
     try:
@@ -141,12 +156,12 @@ def record_and_run(command: str, decision, policy: Policy, profile: str | None, 
     return code
 
 
-def run_decided(policy: Policy, decision: object) -> int:
+def run_decided(policy: Policy, decision: Decision) -> int:
     """docker, its stdout straight through, through a redaction filter, or (inspect
     templates) talking to an engine stand-in that redacts at the source."""
     from gatekeeper.execution import run_child
 
-    argv, stdin, name = decision.argv, decision.stdin, decision.output_filter  # type: ignore[attr-defined]
+    argv, stdin, name = argv_of(decision), decision.stdin, decision.output_filter
     if name == "redact-at-source":
         from gatekeeper.redacting_engine import redacting_engine
 
@@ -160,20 +175,20 @@ def run_decided(policy: Policy, decision: object) -> int:
     return run_child(policy, argv, stdin, output_filter)
 
 
-def run_with_steps(policy: Policy, decision: object) -> int:
+def run_with_steps(policy: Policy, decision: Decision) -> int:
     """The decision's engine steps (gatekeeper.steps) around the command: a prepared
     step that fails means the command does not run."""
     from gatekeeper.steps import StepFailed, run_afterwards, run_prepared, snapshot_before
 
     try:
-        run_prepared(policy, decision.prepare)  # type: ignore[attr-defined]
-        before = snapshot_before(policy, decision.afterwards)  # type: ignore[attr-defined]
+        run_prepared(policy, decision.prepare)
+        before = snapshot_before(policy, decision.afterwards)
     except StepFailed as error:
         say(f"gatekeeper: denied: {error} (rule step-failed); nothing ran")
         return EX_NOPERM
     code = run_pinned(policy, decision)
     if code == 0:
-        for warning in run_afterwards(policy, decision.afterwards, before):  # type: ignore[attr-defined]
+        for warning in run_afterwards(policy, decision.afterwards, before):
             say(f"gatekeeper: warning: {warning}")
     return code
 
