@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    Render = Callable[[dict[str, Any]], str]  # one inspect object -> the line the CLI prints
+
 MAX_RESPONSE = 4 << 20  # an inspect object is a few KB; more than 4 MB is refused
 MAX_HEADER = 16 << 10
 STDERR_LIMIT = 300
@@ -72,7 +74,7 @@ def answer_from_api(host: str, args: list[str], timeout: float) -> tuple[int, by
     return ask_each(path, kind, render, words, timeout)
 
 
-def known_question(host: str, args: list[str]):  # type: ignore[no-untyped-def]
+def known_question(host: str, args: list[str]) -> tuple[str, str, Render, list[str]] | None:
     if len(args) < 6 or args[1:3] != ["inspect", "--format"] or args[4] != "--":
         return None
     kind, template, words = args[0], args[3], args[5:]
@@ -83,7 +85,7 @@ def known_question(host: str, args: list[str]):  # type: ignore[no-untyped-def]
     return path, kind, render, words
 
 
-def ask_each(path: str, kind: str, render, words: list[str],  # type: ignore[no-untyped-def]
+def ask_each(path: str, kind: str, render: Render, words: list[str],
              timeout: float) -> tuple[int, bytes, bytes]:
     """One request per word, in order, within one deadline; the CLI prints the
     objects it found and one error line per word it could not resolve."""

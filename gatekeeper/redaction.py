@@ -26,6 +26,8 @@ from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gatekeeper.policy import Policy
 
 HIDDEN = "***"
@@ -139,7 +141,7 @@ def dump(value: object) -> bytes:
     return (json.dumps(value, indent=4, ensure_ascii=False) + "\n").encode()
 
 
-def output_filter(name: str, policy: Policy):  # type: ignore[no-untyped-def]
+def output_filter(name: str, policy: Policy) -> Callable[[bytes], bytes]:
     """The bytes -> bytes function for the filter `name` under this policy (and its profile)."""
     keys = policy.redact_keys
     owner = policy.profile

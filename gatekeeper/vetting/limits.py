@@ -31,6 +31,8 @@ from gatekeeper.units import show_duration as show_duration
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
@@ -119,7 +121,7 @@ def check_health(flag: str, value: str, caps: Caps, what: str) -> None:
                      rule="limit-health")
 
 
-def health_check(flag: str):  # type: ignore[no-untyped-def]
+def health_check(flag: str) -> Callable[[str, Caps, str], None]:
     return lambda value, caps, what: check_health(flag, value, caps, what)
 
 
