@@ -186,12 +186,14 @@ def test_build_output_name_is_a_tag_too() -> None:
     def outputs(name: str) -> str:
         return "outputs=" + quote(json.dumps([{"Type": "moby", "Attrs": {"name": name}}]))
 
-    assert build(outputs("newthing:1")).allowed  # control: a new tag of the agent's
+    # Past the tag checks, a BuildKit build is refused only because its Dockerfile comes over the
+    # session (build-add-url): "build-add-url" below means every name passed.
+    assert build(outputs("newthing:1")).rule == "build-add-url"  # control: a new tag of the agent's
     assert build("t=postgres%3A15").rule == "protected"  # control: the same tag as t= is refused
     verdict = build(outputs("docker.io/library/postgres:15"))
     assert (verdict.allowed, verdict.rule) == (False, "protected"), verdict.reason
     verdict = build(outputs("newthing:1,myapp:latest,alpine:latest,nginx:latest"))
-    assert verdict.allowed, verdict.reason  # each name judged: new, owned, pulled
+    assert verdict.rule == "build-add-url", verdict.reason  # each name judged: new, owned, pulled
     verdict = build(outputs("newthing:1, postgres:15"))
     assert (verdict.allowed, verdict.rule) == (False, "protected")
 

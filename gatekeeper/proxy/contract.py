@@ -19,17 +19,18 @@ instead. Every request is audited with layer "api", uid, profile, endpoint, rule
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import IO, Protocol
 
 
 class ApiRequest:
     """One complete HTTP request as received from a client of the proxy socket."""
 
-    __slots__ = ("method", "target", "path", "version", "query", "headers", "body", "uid", "profile")
+    __slots__ = ("method", "target", "path", "version", "query", "headers", "body", "uid", "profile",
+                 "context")
 
     def __init__(self, method: str, target: str, path: str, version: str | None,
                  query: dict[str, list[str]], headers: list[tuple[str, str]], body: bytes,
-                 uid: int, profile: str) -> None:
+                 uid: int, profile: str, context: IO[bytes] | None = None) -> None:
         self.method = method      # "GET", "POST", ... (upper case)
         self.target = target      # the raw request-target, e.g. "/v1.43/containers/create?name=x"
         self.path = path          # percent-decoded, version prefix removed: "/containers/create"
@@ -39,6 +40,7 @@ class ApiRequest:
         self.body = body          # the complete body (b"" when none)
         self.uid = uid            # the caller's uid (SO_PEERCRED)
         self.profile = profile    # the caller's profile from [proxy.users]
+        self.context = context    # POST /build: the file the body was spooled to (body is then b"")
 
 
 class ApiVerdict:

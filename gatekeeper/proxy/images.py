@@ -104,6 +104,7 @@ def vet_build(call: Call) -> ApiVerdict:
     check_outputs(call, call.one("outputs"))
     for tag in call.query.get("t", []):
         check_tag(call, tag, "build tag")
+    check_build_dockerfile(call)
     label_build(call)
     limit_build(call)
     from gatekeeper.proxy.disk import check_disk_budget
@@ -135,6 +136,73 @@ def check_outputs(call: Call, text: str) -> None:
             if name.strip():
                 # Stops: name=postgres:15 on the image exporter (without t=) re-pointing any tag.
                 check_tag(call, name.strip(), "build output name")
+
+
+def check_build_dockerfile(call: Call) -> None:
+    """ADD <url> in the Dockerfile the engine reads from the context (gatekeeper.vetting.images
+    check_add_sources, shared with the CLI layer): the engine fetches it on the host's network."""
+    from gatekeeper.vetting.images import ADD_RULE, check_add_sources
+
+    if call.one("version") == "2" or call.one("remote") == "client-session":
+        # Stops: a Dockerfile the proxy never sees (it comes over the BuildKit session).
+        raise Denied("a BuildKit build sends its Dockerfile over a session the proxy cannot read, so its "
+                     "ADD sources cannot be checked; build with the classic builder (DOCKER_BUILDKIT=0)",
+                     rule=ADD_RULE)
+    name = call.one("dockerfile") or "Dockerfile"
+    check_add_sources(dockerfile_in_context(call, name), f"Dockerfile {name[:80]!r}")
+
+
+def context_name(name: str) -> str:
+    """A path in the build context as the engine resolves it (cleaned, scoped to the root)."""
+    import posixpath
+
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+def dockerfile_in_context(call: Call, name: str) -> str:
+    """The Dockerfile's text from the context tar (plain, gzip, bzip2 or xz, as the engine reads it);
+    "" for no context at all. A symlink or hard link on its path, a file over the limit, or a
+    context that is not a readable tar is refused (fail closed)."""
+    import io
+    import tarfile
+
+    from gatekeeper.vetting.images import ADD_RULE, DOCKERFILE_LIMIT
+
+    source = call.request.context
+    if source is None:
+        if not call.request.body:
+            return ""  # no context: the engine finds no Dockerfile, nothing is fetched
+        source = io.BytesIO(call.request.body)
+    wanted = context_name(name)
+    candidates = [wanted, wanted.lower()] if wanted == "Dockerfile" else [wanted]  # the engine's fallback
+    found: dict[str, tarfile.TarInfo] = {}
+    try:
+        source.seek(0)
+        with tarfile.open(fileobj=source, mode="r:*") as archive:
+            for member in archive:
+                entry = context_name(member.name)
+                if not (member.isreg() or member.isdir()) and any(
+                        c == entry or c.startswith(entry + "/") for c in candidates):
+                    # Stops: a Dockerfile (or a directory on its path) that points elsewhere.
+                    raise Denied(f"the Dockerfile {name[:80]!r} is a link in the build context; "
+                                 "send the file itself", rule=ADD_RULE)
+                if entry in candidates:
+                    found[entry] = member
+            dockerfile = found.get(candidates[0]) or found.get(candidates[-1])
+            if dockerfile is None or not dockerfile.isreg():
+                raise Denied(f"the build context has no Dockerfile {name[:80]!r} the proxy can check; "
+                             "send it in the context", rule=ADD_RULE)
+            if dockerfile.size > DOCKERFILE_LIMIT:
+                raise Denied(f"Dockerfile {name[:80]!r} is larger than {DOCKERFILE_LIMIT} bytes",
+                             rule=ADD_RULE)
+            data = archive.extractfile(dockerfile)
+            text = data.read(DOCKERFILE_LIMIT + 1) if data is not None else b""
+    except (tarfile.TarError, EOFError, OSError, ValueError):
+        raise Denied("the build context is not a tar archive the proxy can read (plain, gzip, bzip2 "
+                     "or xz)", rule=ADD_RULE) from None
+    finally:
+        source.seek(0)
+    return text.decode("utf-8", errors="replace")
 
 
 def label_build(call: Call) -> None:

@@ -395,7 +395,8 @@ class ClientConnection:
         profile = state.settings.profile_of(self.caller.user) or ""
         target = received.target
         return ApiRequest(event.method.decode("ascii"), event.target.decode("ascii"), target.path,
-                          target.version, target.query, headers, received.body, self.caller.uid, profile)
+                          target.version, target.query, headers, received.body, self.caller.uid, profile,
+                          received.spool)
 
     async def send_whole(self, conn: h11.Connection, status: int, body: bytes, keep: bool,
                          headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -15,6 +15,11 @@ digest dropped, then matched against patterns component by component: `*` and
 
 A Dockerfile whose image names use build arguments (`FROM $BASE`), or that comes
 on stdin, cannot be checked before the build: refused while an allowlist is set.
+
+With or without an allowlist, a Dockerfile's `ADD <url>` / `ADD <git repository>` is
+refused (rule build-add-url): the engine itself fetches those sources, on the host's
+network, so a build could read services only the host's loopback reaches into the
+agent's image. check_add_sources is shared with the API layer (gatekeeper.proxy.images).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 RULE = "image-source"
+ADD_RULE = "build-add-url"
+ADD_INSTEAD = ("fetch it with curl or wget in a RUN step (which runs in the build container's network, "
+               "not the host's) or COPY a file you fetched yourself")
 DOCKER_HUB = "docker.io"
 HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 RUN_FAMILY = frozenset({"container run", "container create"})
@@ -97,15 +105,13 @@ def vet_image_sources(ctx: Context) -> None:
     canonical = ctx.located.canonical
     if not ctx.parsed.positionals or asks_for_help(ctx):
         return
-    if canonical in RUN_FAMILY and pinning(ctx.policy):
+    if canonical == "image build":
+        vet_build_images(ctx, patterns)  # ADD <url> is refused with or without an allowlist
+    elif canonical in RUN_FAMILY and pinning(ctx.policy):
         check_reference(ctx.parsed.positionals[0], patterns, "image")
         pin_image(ctx)
-    elif not patterns:
-        return
-    elif canonical == "image pull" or canonical in RUN_FAMILY:
+    elif patterns and (canonical == "image pull" or canonical in RUN_FAMILY):
         check_reference(ctx.parsed.positionals[0], patterns, "image")
-    elif canonical == "image build":
-        vet_build_images(ctx, patterns)
 
 
 ID_FORMAT = "{{.Id}}"
@@ -149,11 +155,14 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
             value = (use.value or "").partition("=")[2]
             if value.startswith("docker-image://"):
                 check_reference(value[len("docker-image://"):], patterns, "--build-context image")
-        elif use.flag.long == "build-arg":
+        elif use.flag.long == "build-arg" and patterns:
             check_syntax_argument(use.value or "", patterns)
     if context == "-" or dockerfile == "-":
-        raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
-                     "write it into the build context", rule=RULE)
+        if patterns:
+            raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
+                         "write it into the build context", rule=RULE)
+        raise Denied("a Dockerfile on stdin cannot be checked for ADD <url> before the build; "
+                     "write it into the build context", rule=ADD_RULE)
     root = ctx.host_path(context, "build context")
     path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
     check_dockerfile(read_dockerfile(ctx, path), patterns, path)
@@ -184,13 +193,11 @@ def read_dockerfile(ctx: Context, path: str) -> str:
 def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
     """compose: each service's `image:` and the Dockerfile of each service it builds."""
     patterns = allowed_patterns(ctx.policy)
-    if not patterns:
-        return
     for name, service in (model.get("services") or {}).items():
         build = (service or {}).get("build")
         if isinstance(build, dict):
-            vet_model_build(ctx, build, patterns, name)
-        if (service or {}).get("image"):  # built services too: `compose pull` fetches their image
+            vet_model_build(ctx, build, patterns, name)  # ADD <url>: with or without an allowlist
+        if patterns and (service or {}).get("image"):  # built services too: `compose pull` fetches it
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
 
 
@@ -212,7 +219,11 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
 
 
 def check_dockerfile(text: str, patterns: list[str], where: str) -> None:
-    """Every image the Dockerfile makes the builder fetch or run."""
+    """Every source the engine fetches (ADD <url>), every image the Dockerfile makes the builder
+    fetch or run (while [images] allowed lists patterns)."""
+    check_add_sources(text, where)
+    if not patterns:
+        return
     escape, syntax = parser_directives(text)
     if syntax is not None:
         check_reference(syntax, patterns, f"{where}: # syntax= frontend")
@@ -223,6 +234,30 @@ def check_dockerfile(text: str, patterns: list[str], where: str) -> None:
                 raise Denied(f"{where}: {instruction} {reference!r} uses a build argument, so the image "
                              "cannot be checked before the build; name the image", rule=RULE)
             check_reference(reference, patterns, f"{where}: {instruction}")
+
+
+def check_add_sources(text: str, where: str) -> None:
+    """Refuse ADD whose source is a URL or a git repository, or could become one (a build
+    argument or variable in a source): the engine fetches those on the host's network."""
+    escape, _ = parser_directives(text)
+    for keyword, arguments in instructions(text, escape):
+        instruction, words = keyword, arguments
+        if instruction == "ONBUILD" and words:
+            instruction, words = words[0].upper(), words[1:]
+        if instruction != "ADD":
+            continue
+        sources = list(words)
+        while sources and sources[0].startswith("--"):
+            sources.pop(0)  # --checksum=, --chown=, --keep-git-dir=, --link
+        for index, word in enumerate(sources):
+            plain = word.replace(escape, "").replace('"', "").replace("'", "").lower()
+            if "://" in plain or "git@" in plain or plain.startswith(("github.com/", "[github.com/")):
+                # Stops: the engine GETting a loopback-only service (metadata, admin APIs) into the image.
+                raise Denied(f"{where}: ADD {word[:80]!r} is fetched by the engine on the host's network; "
+                             + ADD_INSTEAD, rule=ADD_RULE)
+            if "$" in word and index < len(sources) - 1:
+                raise Denied(f"{where}: ADD source {word[:80]!r} uses a variable, so it cannot be told from "
+                             "a URL before the build; name the file, or " + ADD_INSTEAD, rule=ADD_RULE)
 
 
 def parser_directives(text: str) -> tuple[str, str | None]:
@@ -248,8 +283,8 @@ def instructions(text: str, escape: str) -> list[tuple[str, list[str]]]:
     out: list[tuple[str, list[str]]] = []
     pending = ""
     for line in text.splitlines():
-        if not pending and line.strip().startswith("#"):
-            continue
+        if line.strip().startswith("#") or (pending and not line.strip()):
+            continue  # as docker's parser: comments and, inside a continuation, empty lines drop out
         if line.rstrip().endswith(escape):
             pending += line.rstrip()[:-1] + " "
             continue
