@@ -110,8 +110,24 @@ def api_round_trip(path: str, target: str) -> float:
     return elapsed
 
 
+def cli_pair(path: str) -> float:
+    """What `docker ps` asks, on one kept-alive connection: HEAD /_ping, then the list."""
+    started = time.perf_counter()
+    conn = UnixConnection(path)
+    for method, target in (("HEAD", "/_ping"), ("GET", "/v1.41/containers/json")):
+        conn.request(method, target)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"{method} {target} on {path}: {response.status}")
+    conn.close()
+    return time.perf_counter() - started
+
+
 def api_bench(proxy: ProxyDaemon, rounds: int) -> list[tuple[str, float, float]]:
-    rows = []
+    through = [cli_pair(str(proxy.socket)) for _ in range(rounds)]
+    direct = [cli_pair(str(DOCKER_SOCKET)) for _ in range(rounds)]
+    rows = [("HEAD /_ping + GET containers/json", statistics.median(through), statistics.median(direct))]
     for target in ("/v1.41/containers/json", f"/v1.41/containers/{OWNED}/json"):
         through: list[float] = []
         direct: list[float] = []
@@ -137,7 +153,7 @@ def report(times: dict[str, tuple[list[float], list[float]]], api: list[tuple[st
     print(f"logs throughput: proxy {mb / statistics.median(through):.0f} MB/s, direct "
           f"{mb / statistics.median(direct):.0f} MB/s: {share:.1%} of direct "
           f"({'ok' if share >= THROUGHPUT_TARGET else 'under'}; target {THROUGHPUT_TARGET:.0%})")
-    print("single API requests from Python (no CLI start-up), median ms, fresh connection each:")
+    print("API requests from Python (no CLI start-up), median ms, a fresh connection each row:")
     for name, through_one, direct_one in api:
         print(f"  {name:38} proxy {through_one * 1000:6.2f}  direct {direct_one * 1000:6.2f}  "
               f"(+{(through_one - direct_one) * 1000:.2f} ms)")
