@@ -51,7 +51,7 @@ def proxy(stack: Stack) -> Iterator[Proxy]:
 
     directory = Path(tempfile.mkdtemp(prefix="apivet-", dir=RUN_DIR))
     policy = directory / "policy.toml"
-    policy.write_text(policy_text() + f"""
+    policy.write_text(without_proxy_sections(policy_text()) + f"""
 [proxy]
 listen = "{directory / 'docker.sock'}"
 group = "root"
@@ -75,6 +75,17 @@ root = "default"
         clean(stack)
         process.terminate()
         process.wait(10)
+
+
+def without_proxy_sections(text: str) -> str:
+    """The stack's policy without its own [proxy] and [proxy.users] (this proxy has its own)."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.startswith("[proxy")
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
 
 
 def clean(stack: Stack) -> None:
