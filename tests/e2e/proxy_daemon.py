@@ -31,8 +31,19 @@ class ProxyDaemon:
                               timeout=timeout, input=input_text, check=False)
 
 
+def without_proxy_sections(text: str) -> str:
+    """The stack's policy without its own [proxy] and [proxy.users] (this proxy has its own)."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.startswith("[proxy")
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
 def proxy_policy(directory: Path) -> str:
-    return policy_text() + f"""
+    return without_proxy_sections(policy_text()) + f"""
 [proxy]
 listen = "{directory / 'docker.sock'}"
 group = "root"

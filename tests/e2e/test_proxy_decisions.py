@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from .proxy_daemon import without_proxy_sections
 from .stack import AGENT_HOME, DOCKER_CONFIG_DIR, DOCKER_SOCKET, IMAGE, RUN_DIR, VENV, Stack, docker_client
 
 pytestmark = pytest.mark.e2e
@@ -75,17 +76,6 @@ root = "default"
         clean(stack)
         process.terminate()
         process.wait(10)
-
-
-def without_proxy_sections(text: str) -> str:
-    """The stack's policy without its own [proxy] and [proxy.users] (this proxy has its own)."""
-    kept, skipping = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("["):
-            skipping = line.startswith("[proxy")
-        if not skipping:
-            kept.append(line)
-    return "".join(kept)
 
 
 def clean(stack: Stack) -> None:
