@@ -11,3 +11,20 @@ from __future__ import annotations
 OWNER_LABEL = "gatekeeper.owner"
 RESERVED_PREFIX = "gatekeeper."  # every label under it is the gatekeeper's
 DEFAULT_PROFILE = "default"  # the profile when the ForceCommand line has no --name
+
+# Containers inherit their image's labels, so a container's owner label alone proves
+# nothing: the operator's `docker run` of an image the agent built (labelled as the
+# agent's) carries it too. What the agent creates is also labelled CREATED_LABEL=<profile>
+# by the create itself, and a container is a profile's only when both labels name it and
+# its image does not carry CREATED_LABEL=<profile> (a Dockerfile LABEL, a commit).
+CREATED_LABEL = "gatekeeper.created"
+
+
+def proven_labels(labels: dict[str, str], image_labels: dict[str, str] | None) -> dict[str, str]:
+    """A container's labels, without its owner labels unless its create set them:
+    the owner label and CREATED_LABEL agree and the image (None: unknown) does not carry it."""
+    owner = labels.get(OWNER_LABEL)
+    if owner is not None and labels.get(CREATED_LABEL) == owner and image_labels is not None \
+            and image_labels.get(CREATED_LABEL) != owner:
+        return labels
+    return {key: value for key, value in labels.items() if key not in (OWNER_LABEL, CREATED_LABEL)}

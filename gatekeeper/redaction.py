@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -69,7 +69,10 @@ def owned_by(item: object, owner: str) -> bool:
     config = item.get("Config")
     for labels in (config.get("Labels") if isinstance(config, dict) else None, item.get("Labels")):
         if isinstance(labels, dict) and labels.get(OWNER_LABEL) == owner:
-            return True
+            # A container (it has a State) inherits its image's labels: only the ones its
+            # create set count (gatekeeper.owner.proven_labels; the image is not at hand here,
+            # callers that resolve one check it too).
+            return "State" not in item or labels.get(CREATED_LABEL) == owner
     return False
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from gatekeeper.errors import Denied
 
 OWNER = "gatekeeper.owner"
+CREATED = "gatekeeper.created"
 
 
 def cid(ch: str) -> str:
@@ -18,9 +19,14 @@ def cid(ch: str) -> str:
 
 
 def container(ident: str, name: str, labels: dict[str, str], binds: tuple[str, ...] = (),
-              running: bool = False) -> dict:
+              running: bool = False, image: str = "sha256:" + "2" * 64) -> dict:
+    """A container of `image` (postgres:15, no labels, unless told); an owner label is the
+    create's (with gatekeeper.created beside it) unless `labels` says otherwise."""
     mounts = [{"Type": "bind", "Source": b, "Destination": "/data"} for b in binds]
-    return {"Id": ident, "Name": "/" + name, "Config": {"Labels": labels, "Env": ["PASSWORD=hunter2"]},
+    if OWNER in labels:
+        labels = {CREATED: labels[OWNER], **labels}
+    return {"Id": ident, "Name": "/" + name, "Image": image,
+            "Config": {"Labels": labels, "Env": ["PASSWORD=hunter2"]},
             "HostConfig": {"Binds": [f"{b}:/data" for b in binds]}, "Mounts": mounts,
             "State": {"Running": running}}
 

@@ -189,7 +189,7 @@ def without_owner_label(argv: list[str] | None) -> list[str] | None:
         return None
     out: list[str] = []
     for word in argv:
-        if word.startswith("gatekeeper.owner=") and out and out[-1] == "--label":
+        if word.startswith(("gatekeeper.owner=", "gatekeeper.created=")) and out and out[-1] == "--label":
             out.pop()
         elif not word.startswith("--label=gatekeeper.owner="):
             out.append(word)

@@ -56,7 +56,7 @@ def test_log_caps(command: str, expected: object, tmp_path: Path) -> None:
         return
     assert decision.allowed, decision.reason
     words = [w for w in decision.argv[1:] if not w.startswith("--label")]  # type: ignore[index]
-    owner_free = [w for w in words if not w.startswith("gatekeeper.owner=")]
+    owner_free = [w for w in words if not w.startswith(("gatekeeper.owner=", "gatekeeper.created="))]
     assert owner_free[: len(expected)] == expected  # type: ignore[arg-type]
 
 

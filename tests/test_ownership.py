@@ -133,6 +133,7 @@ def decided(command: str, policy, engine: FakeEngine | None = None):  # type: ig
 
 WEB, WORKER = "a1" + "0" * 62, "a2" + "0" * 62
 LABEL = ["--label", "gatekeeper.owner=default"]
+CREATED = [*LABEL, "--label", "gatekeeper.created=default"]  # run/create: set by the create (owner.proven_labels)
 OWNED = ["--filter", "label=gatekeeper.owner=default"]
 
 # command -> argv docker runs (targets pinned to the IDs that were checked).
@@ -146,8 +147,8 @@ ALLOWED = {
     "top own with ps options": ("docker top web aux", ["docker", "top", WEB, "aux"]),
     "kill own": ("docker container kill -s HUP web", ["docker", "container", "kill", "-s", "HUP", WEB]),
     "rmi own image": ("docker rmi app:1", ["docker", "rmi", "app:1"]),
-    "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", *LABEL, "-d", "--label", "team=x", "img"]),
-    "create gets the owner label": ("docker create img", ["docker", "create", *LABEL, "img"]),
+    "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", *CREATED, "-d", "--label", "team=x", "img"]),
+    "create gets the owner label": ("docker create img", ["docker", "create", *CREATED, "img"]),
     "build gets the owner label": ("docker build -t t -", ["docker", "build", *LABEL, "-t", "t", "-"]),
     "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
     "image prune -a is scoped": ("docker image prune -a -f", ["docker", "image", "prune", *OWNED, "--filter", "label!=vital=yes", "-a", "-f"]),
@@ -253,7 +254,7 @@ def test_profile_names_the_owner(tmp_path: Path) -> None:
     assert decided("docker stop other", bot).allowed
     assert decided("docker stop web", bot).rule == "scope-owned"
     run = decided("docker run img", bot)
-    assert run.argv == ["docker", "run", "--label", "gatekeeper.owner=bot", "img"]
+    assert run.argv == ["docker", "run", "--label", "gatekeeper.owner=bot", "--label", "gatekeeper.created=bot", "img"]
 
 
 @pytest.mark.parametrize("profile", ["", "a b", "x\ny", "a=b", "{{.Id}}", "a'b"])
@@ -319,7 +320,7 @@ def test_compose_model_gets_the_owner_label_everywhere(policy) -> None:  # type:
     ctx = compose_ctx("compose up", project({"team": "x"}), policy, FakeEngine([]))
     vet_compose_ownership(ctx)  # type: ignore[arg-type]
     model = ctx.vetted.compose_model
-    assert model["services"]["web"]["labels"] == {"team": "x", OWNER: "default"}
+    assert model["services"]["web"]["labels"] == {"team": "x", OWNER: "default", "gatekeeper.created": "default"}
     assert model["services"]["web"]["build"]["labels"] == {OWNER: "default"}
     assert model["volumes"]["data"]["labels"] == {OWNER: "default"}
     assert "labels" not in model["volumes"]["ext"]  # external: compose does not create it

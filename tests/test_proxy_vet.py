@@ -244,7 +244,7 @@ def test_create_body_forwarded_as_checked() -> None:
         "Links": ["db"], "SomeNewField": None, "Memory": 0}}
     out = forwarded(decide("POST", "/v1.47/containers/create?name=app", json.dumps(body)))
     host = out["HostConfig"]
-    assert out["Labels"] == {"app": "x", "gatekeeper.owner": "default"}
+    assert out["Labels"] == {"app": "x", "gatekeeper.owner": "default", "gatekeeper.created": "default"}
     assert host["Binds"] == ["/home/ai-worker/src:/src"]
     assert host["NetworkMode"] == f"container:{cid('a')}"
     assert host["Links"] == [f"{cid('b')}:db"]
@@ -255,7 +255,7 @@ def test_create_body_forwarded_as_checked() -> None:
 
 def test_create_without_labels_gets_the_owner_label() -> None:
     out = forwarded(decide("POST", "/v1.47/containers/create", '{"Image":"alpine"}'))
-    assert out["Labels"] == {"gatekeeper.owner": "default"}
+    assert out["Labels"] == {"gatekeeper.owner": "default", "gatekeeper.created": "default"}
     assert out["HostConfig"]["LogConfig"]["Config"] == {"max-size": "10m", "max-file": "3"}
 
 

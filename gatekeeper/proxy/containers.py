@@ -420,7 +420,7 @@ def check_ipam_config(body: Body, field: str, value: object) -> object:
 def check_labels(body: Body, field: str, value: object) -> object:
     from gatekeeper.proxy.labels import owner_labelled
 
-    return owner_labelled(body.call, value, field)
+    return owner_labelled(body.call, value, field, created=True)
 
 
 def check_log_config(body: Body, field: str, value: object) -> object:

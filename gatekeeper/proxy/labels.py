@@ -13,7 +13,7 @@ CLI layer's compose rule, gatekeeper.vetting.compose_ownership).
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 from gatekeeper.vetting.ownership import check_label
 
 TYPE_CHECKING = False
@@ -31,8 +31,9 @@ PROJECT_LISTINGS = {"container": "/containers/json?all=1&filters=", "network": "
                     "volume": "/volumes?filters="}
 
 
-def owner_labelled(call: Call, labels: object, what: str) -> dict[str, str]:
-    """The agent's labels, checked, with `gatekeeper.owner=<profile>` set.
+def owner_labelled(call: Call, labels: object, what: str, created: bool = False) -> dict[str, str]:
+    """The agent's labels, checked, with `gatekeeper.owner=<profile>` set (and for a
+    container, `created`, also gatekeeper.created=<profile>: gatekeeper.owner.proven_labels).
 
     The caller's own owner label is accepted as given (the CLI layer, deployed in front of
     the proxy, sends the label it injected); any other value of it is refused like every
@@ -45,14 +46,14 @@ def owner_labelled(call: Call, labels: object, what: str) -> dict[str, str]:
     if compose:
         check_compose_project(call, labels.get(PROJECT_LABEL), what)
     for key, value in labels.items():
-        if key == OWNER_LABEL and value == call.profile:
+        if key in (OWNER_LABEL, CREATED_LABEL) and value == call.profile:
             continue
         if key == START_LABEL and is_start_token(value):
             continue  # the CLI layer's running count (gatekeeper.vetting.running) marks its claims
         if compose and key.startswith(COMPOSE_PREFIX) and all(" " < ch <= "~" for ch in key):
             continue  # the project is the agent's (checked above)
         check_label(call.ctx, f"{key}={value}", what)
-    return {**labels, OWNER_LABEL: call.profile}
+    return {**labels, OWNER_LABEL: call.profile, **({CREATED_LABEL: call.profile} if created else {})}
 
 
 def check_compose_project(call: Call, project: object, what: str) -> None:

@@ -130,15 +130,32 @@ def resolve(engine: EngineQueries, kind: str, word: str) -> Target:
     obj = inspect(engine, kind, word)
     if obj is None:
         raise Denied(f"no such {kind}: {word!r}", rule="scope-unresolved")
-    return target_of(kind, word, obj)
+    return proven(engine, kind, target_of(kind, word, obj), obj)
 
 
 def lookup(engine: EngineQueries, kind: str, word: str) -> Target | None:
     obj = inspect(engine, kind, word)
-    return None if obj is None else target_of(kind, word, obj)
+    return None if obj is None else proven(engine, kind, target_of(kind, word, obj), obj)
+
+
+def proven(engine: EngineQueries, kind: str, target: Target, obj: dict[str, Any]) -> Target:
+    """A container's owner label counts only when its create set it, not its image
+    (gatekeeper.owner.proven_labels): one more inspect, of the container's image by ID."""
+    if kind != "container" or OWNER_LABEL not in target.labels:
+        return target
+    from gatekeeper.owner import proven_labels
+
+    image = obj.get("Image")
+    found = inspect(engine, "image", image) if isinstance(image, str) and image else None
+    labels = config_labels(found) if found is not None else None
+    image_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else \
+        ({} if found is not None else None)
+    target.labels = proven_labels(target.labels, image_labels)
+    return target
 
 
 def owned(target: Target, profile: str) -> bool:
+    """(A container Target from resolve/lookup carries its owner label only when proven.)"""
     return target.labels.get(OWNER_LABEL) == profile
 
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.ownership import Target
 
 REDACT_OBJECT = "redact-inspect-object"
+REDACT_ALWAYS = "redact-inspect-always"  # an object that is not the caller's whatever its labels say
 # Vetters that read the request body; every other endpoint must come without one.
 BODY_VETTERS = frozenset({"container_create", "container_update", "network_connect", "network_disconnect",
                           "volume_create", "network_create", "build"})
@@ -248,15 +249,22 @@ def vet_inspect(call: Call) -> ApiVerdict:
     from gatekeeper.vetting.ownership import scope
 
     if scope(call.ctx, call.route.scope) == "owned":
-        judge_path_object(call)
-    return call.allow(response=redaction_name(call))
+        target: Target | None = judge_path_object(call)
+    elif call.route.kind == "container":
+        word = call.params.get("id") or call.params.get("name", "")
+        target = objects.lookup(call.engine, "container", word)
+    else:
+        return call.allow(response=redaction_name(call))
+    # A container whose owner label came from its image is redacted whatever it says.
+    always = target is not None and not objects.owned(target, call.profile)
+    return call.allow(response=redaction_name(call, always=always))
 
 
-def redaction_name(call: Call) -> str:
+def redaction_name(call: Call, always: bool = False) -> str:
     import json
 
     keys = call.policy.redact_keys
-    return f"{REDACT_OBJECT} {json.dumps([str(k).lower() for k in keys])}"
+    return f"{REDACT_ALWAYS if always else REDACT_OBJECT} {json.dumps([str(k).lower() for k in keys])}"
 
 
 def vet_top(call: Call) -> ApiVerdict:
@@ -389,11 +397,11 @@ VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
 def transform_response(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
     """Apply the response transform `name` (from a verdict) to the engine's answer."""
     transform, _, argument = name.partition(" ")
-    if transform != REDACT_OBJECT:
+    if transform not in (REDACT_OBJECT, REDACT_ALWAYS):
         return error_body(f"unknown response transform {transform!r}")
     if status != 200:
         return body  # the engine's error (no such object): nothing of the object in it
-    return redact_object(body, request.profile, argument)
+    return redact_object(body, "" if transform == REDACT_ALWAYS else request.profile, argument)
 
 
 def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
@@ -410,7 +418,7 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
         return error_body("the engine's answer is not JSON; withheld")
     if not isinstance(obj, dict):
         return error_body("the engine's answer is not an object; withheld")
-    if owned_by(obj, profile):
+    if profile and owned_by(obj, profile):  # "": redacted whatever it says
         return body  # the agent's own: byte for byte what the engine sent
     from gatekeeper.redacting_engine import go_json
 

@@ -19,6 +19,7 @@ is the vetted model compose will be fed, its `name` the project compose acts on)
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import CREATED_LABEL
 from gatekeeper.vetting.ownership import (
     CONTAINER,
     NETWORK,
@@ -92,11 +93,13 @@ def refuse_reserved(ctx: Context, model: dict[str, Any]) -> None:
 
 
 def label_model(model: dict[str, Any], owner: str) -> None:
-    for _, item in labelled_objects(model):
+    for where, item in labelled_objects(model):
         labels = item.get("labels") or {}
         if isinstance(labels, list):
             labels = dict(str(entry).partition("=")[::2] for entry in labels)
         labels[OWNER_LABEL] = owner
+        if where.startswith("service ") and not where.endswith(" build"):
+            labels[CREATED_LABEL] = owner  # a container: set by its create (gatekeeper.owner.proven_labels)
         item["labels"] = labels
 
 

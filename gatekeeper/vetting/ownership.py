@@ -20,8 +20,8 @@ text: the query's --format is ours alone.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import CREATED_LABEL, RESERVED_PREFIX
 from gatekeeper.owner import OWNER_LABEL as OWNER_LABEL  # re-exported: proxy/ and older imports
-from gatekeeper.owner import RESERVED_PREFIX
 from gatekeeper.printable import first_error as first_error  # re-exported: older imports
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -71,6 +71,8 @@ NO_TARGETS = frozenset({
 LISTED = {"container ls": "ps", "image ls": "images"}
 
 # Commands that create objects and take --label.
+# also labelled CREATED_LABEL (gatekeeper.owner.proven_labels)
+CREATES = frozenset({"container run", "container create"})
 LABELLED = frozenset({"container run", "container create", "image build", "network create"})
 
 # Prune commands docker can scope by label, and the object kind each removes.
@@ -143,7 +145,8 @@ def vet_ownership(ctx: Context) -> None:
     elif canonical in LABELLED:
         refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)
-        ctx.insert_after_command(["--label", f"{OWNER_LABEL}={owner_of(ctx)}"])
+        created = ["--label", f"{CREATED_LABEL}={owner_of(ctx)}"] if canonical in CREATES else []
+        ctx.insert_after_command(["--label", f"{OWNER_LABEL}={owner_of(ctx)}", *created])
     elif canonical in PRUNED:
         vet_prune(ctx, PRUNED[canonical])
     elif canonical.startswith("compose "):

@@ -234,10 +234,10 @@ def agent_image(agent: AgentProxy, name: str) -> None:
     ok(agent.docker("build", "-q", "-t", name, str(context)))
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the owner label the proxy puts on a built image is "
-                   "inherited by every container made from it: the operator's container of the agent's "
-                   "image counts as the agent's (inspect unredacted, stop, rm, logs, attach)")
 def test_operator_container_of_an_agent_image_stays_the_operators(agent: AgentProxy, target: Path) -> None:
+    """Was: the owner label the proxy puts on a built image is inherited by every container made
+    from it, so the operator's container of the agent's image counted as the agent's. Now a
+    container is the agent's only when its create set gatekeeper.created (owner.proven_labels)."""
     image = f"{PREFIX}agentimg:1"
     agent_image(agent, image)
     ok(engine("run", "-d", "--name", f"{PREFIX}ops", "-e", f"DB_PASSWORD={SECRET}", IMAGE, "sleep", "600"))
@@ -246,8 +246,32 @@ def test_operator_container_of_an_agent_image_stays_the_operators(agent: AgentPr
     assert SECRET not in control  # the operator's container of its own image: redacted
     stop = agent.docker("stop", f"{PREFIX}ops")
     assert stop.returncode != 0 and "scope-owned" in stop.stderr
+    labels = json.loads(ok(engine("inspect", "--format", "{{json .Config.Labels}}", f"{PREFIX}prod")))
+    profile = labels.get("gatekeeper.owner")
+    assert profile  # control: the image's owner label is inherited
     leaked = ok(agent.docker("inspect", "--format", "{{json .Config.Env}}", f"{PREFIX}prod"))
     assert SECRET not in leaked, "the operator's container of the agent's image is the agent's"
+    for args in (("stop", f"{PREFIX}prod"), ("logs", f"{PREFIX}prod"), ("rm", "-f", f"{PREFIX}prod")):
+        refused = agent.docker(*args)
+        assert refused.returncode != 0 and "scope-owned" in refused.stderr, (args, refused.stderr)
+    # Dockerfile LABEL gatekeeper.created=<the agent>: still inherited, still not the agent's
+    context = BASE / "ctx2"
+    ok(agent.shell(f"mkdir -p {context} && printf 'FROM {IMAGE}\\nLABEL gatekeeper.created={profile} "
+                   f"gatekeeper.owner={profile}\\n' > {context}/Dockerfile"))
+    built = agent.docker("build", "-q", "-t", f"{PREFIX}forged:1", str(context))
+    if built.returncode == 0:
+        ok(engine("run", "-d", "--name", f"{PREFIX}prod2", "-e", f"DB_PASSWORD={SECRET}", f"{PREFIX}forged:1",
+                  "sleep", "600"))
+        leaked = ok(agent.docker("inspect", "--format", "{{json .Config.Env}}", f"{PREFIX}prod2"))
+        assert SECRET not in leaked, "a Dockerfile LABEL gatekeeper.created made it the agent's"
+        stop = agent.docker("stop", f"{PREFIX}prod2")
+        assert stop.returncode != 0 and "scope-owned" in stop.stderr, stop.stderr
+    # the agent's everyday flow: its own container of its own image stays its own
+    ok(agent.docker("run", "-d", "--name", f"{PREFIX}mine", "-e", "MINE=shown", image, "sleep", "600"))
+    assert "MINE=shown" in ok(agent.docker("inspect", "--format", "{{json .Config.Env}}", f"{PREFIX}mine"))
+    ok(agent.docker("logs", f"{PREFIX}mine"))
+    ok(agent.docker("stop", "-t", "1", f"{PREFIX}mine"))
+    ok(agent.docker("rm", f"{PREFIX}mine"))
 
 
 def test_refused_label_through_the_image(agent: AgentProxy, target: Path) -> None:
