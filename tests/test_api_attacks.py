@@ -315,3 +315,44 @@ def test_attach_stream_carries_no_http_to_the_engine(proxy: Harness) -> None:
             out += chunk
     assert b"101" in out and DENIED.upper() in out  # the fake container echoes stdin upper-cased
     assert engine_saw(proxy) == ["POST /containers/c1/attach"]
+
+
+# ---------------------------------------------------------------- ownership: labels images pass on
+
+
+def inherited_engine(image_labels: dict[str, str], labels: dict[str, str]) -> FakeEngine:
+    """`prod`: a container of an image labelled `image_labels`, carrying `labels` as they are."""
+    from tests import api_engine
+
+    engine = FakeEngine()
+    made = container(cid("6"), "prod", {}, image="sha256:" + cid("4"))
+    made["Config"]["Labels"] = labels
+    engine.containers.append(made)
+    engine.images = [*api_engine.IMAGES, api_engine.image(cid("4"), ["agentimg:1"], image_labels)]
+    return engine
+
+
+@pytest.mark.parametrize(("image_labels", "labels"), [
+    ({"gatekeeper.owner": "default"}, {"gatekeeper.owner": "default"}),  # built by the agent, run by root
+    ({"gatekeeper.owner": "default", "gatekeeper.created": "default"},  # a Dockerfile LABEL / a commit
+     {"gatekeeper.owner": "default", "gatekeeper.created": "default"}),
+], ids=["built-image", "forged-created"])
+def test_owner_label_inherited_from_the_image_is_not_ownership(
+        monkeypatch: pytest.MonkeyPatch, image_labels: dict[str, str], labels: dict[str, str]) -> None:
+    """The operator's `docker run -e DB_PASSWORD=... agentimg`: the container inherits the image's
+    labels. Control: with the image check off (proven_labels the identity) the agent may stop it."""
+    from tests import api_engine
+
+    engine = inherited_engine(image_labels, labels)
+    monkeypatch.setattr(api_engine, "IMAGES", engine.images)
+    stop = request("POST", "/v1.47/containers/prod/stop")
+    inspect = request("GET", "/v1.47/containers/prod/json")
+    with monkeypatch.context() as off:
+        off.setattr("gatekeeper.owner.proven_labels", lambda labels, image_labels: labels)
+        assert vet_api_request(stop, POLICY, engine).allowed  # the defence off: the agent's
+    verdict = vet_api_request(stop, POLICY, engine)
+    assert (verdict.allowed, verdict.rule) == (False, "scope-owned"), verdict.reason
+    shown = vet_api_request(inspect, POLICY, engine)
+    assert shown.allowed and (shown.response or "").startswith("redact-inspect-always")
+    mine = vet_api_request(request("GET", "/v1.47/containers/web/json"), POLICY, engine)
+    assert (mine.response or "").startswith("redact-inspect-object")  # the agent's own: as the engine says
