@@ -132,7 +132,7 @@ def ticker(stack: Stack) -> Iterator[str]:
     name = "gk-e2e-ticker"
     stack.docker("rm", "-f", name, check=False)
     script = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
-    owner = ("--label", "gatekeeper.owner=default")
+    owner = ("--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default")
     stack.docker("run", "-d", "--name", name, *owner, IMAGE, "sh", "-c", script)
     yield name
     stack.docker("rm", "-f", name, check=False)

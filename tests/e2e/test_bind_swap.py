@@ -221,7 +221,7 @@ def test_a_container_made_before_the_rule_cannot_be_started(stack: Stack, target
     case = Case("-v", "legacy", "control")
     case.prepare()
     name = f"{NAME}-legacy"
-    owner = ["--label", "gatekeeper.owner=default"]
+    owner = ["--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default"]
     both = case.binds([(str(case.p), "/w"), (f"{case.p}/a", "/x")])
     stack.docker("create", "--name", name, *owner, *both, IMAGE, "sh", "-c", victim("legacy", "exit 1"))
     (case.p / "a").rename(case.p / "a.old")

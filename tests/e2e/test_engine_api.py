@@ -31,7 +31,9 @@ from .stack import DOCKER_CONFIG_DIR, DOCKER_HOST, IMAGE, Stack, docker_client
 pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-e2e-api-"
-LABELS = ["--label", "gatekeeper.owner=default", "--label", "note=<a&b>"]
+# (gatekeeper.created: what the create itself sets on a container; volumes and networks ignore it)
+LABELS = ["--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default",
+          "--label", "note=<a&b>"]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from .stack import AGENT, IMAGE, Stack, write_file
 pytestmark = pytest.mark.e2e
 
 NAME = "gk-e2e-tpl"
-OWNER = ("--label", "gatekeeper.owner=default")
+OWNER = ("--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default")
 SECRET = "tpl-secret-value-4711"
 CONTEXT = Path("/home/ai-worker/work/tpl-build")
 

@@ -87,6 +87,7 @@ def world(stack: Stack, restored_home: Path) -> Iterator[Path]:
     (base / "a").mkdir(parents=True)
     (base / "c").mkdir()
     stack.docker("create", "--name", f"{PREFIX}mine", "--label", "gatekeeper.owner=default",
+                 "--label", "gatekeeper.created=default",
                  "-v", f"{base}/a:/a", IMAGE, "true")
     stack.docker("create", "--name", f"{PREFIX}theirs", "-e", "SECRET=hunter2", IMAGE, "true")
     stack.docker("volume", "create", "--label", "gatekeeper.owner=default", f"{PREFIX}vol")
