@@ -109,7 +109,8 @@ def test_create_forwarded_is_what_the_engine_makes(stack: Stack, world: Path) ->
     assert status == 201, answer
     made = stack.docker("inspect", f"{PREFIX}made").stdout
     obj = json.loads(made)[0]
-    assert obj["Config"]["Labels"] == {"app": "x", "gatekeeper.owner": "default"}
+    assert obj["Config"]["Labels"] == {"app": "x", "gatekeeper.owner": "default",
+                                       "gatekeeper.created": "default"}
     assert obj["HostConfig"]["Binds"] == [f"{world}/c:/c", f"{PREFIX}vol:/v"]
     assert obj["HostConfig"]["Memory"] == 512 << 20
 
