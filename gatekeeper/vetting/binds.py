@@ -210,10 +210,10 @@ def check_start_targets(ctx: Context, held: list[Holder]) -> None:
     words = list(ctx.parsed.positionals)  # every positional of start/restart names a container
     if words:
         targets = engine_binds(ctx, words)
+        check_existing(targets, held)
         for target in targets:
             if target.path:  # a remount without nosuid,nodev since the create
                 require_inert_mount(target.path, f"{target.who}'s bind source", ctx.world)
-        check_existing(targets, held)
 
 
 def check_compose_containers(ctx: Context, held: list[Holder]) -> None:

@@ -102,7 +102,8 @@ def questions(objects: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]
 
 def policy() -> SimpleNamespace:
     return SimpleNamespace(binary=str(docker_client()), host=DOCKER_HOST, workdir="/",
-                           config_dir=str(DOCKER_CONFIG_DIR), state_dir="/run/gk-e2e/state")
+                           config_dir=str(DOCKER_CONFIG_DIR), state_dir="/run/gk-e2e/state",
+                           settings={})  # no [proxy]: the engine's own socket
 
 
 def comparable(template: str, out: bytes) -> object:
