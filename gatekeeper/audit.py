@@ -64,6 +64,16 @@ def is_regular_file(fd: int) -> bool:
     return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
+def append_record(path: str, record: dict[str, object]) -> str:
+    """One record on a descriptor opened for it and closed after (a rotation in between is
+    followed: long-lived writers such as the proxy never write into an old file)."""
+    fd = open_log(path)
+    try:
+        return write_record(fd, record)
+    finally:
+        os.close(fd)
+
+
 def write_record(fd: int, record: dict[str, object]) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
     descriptor the record is chained to the last line (seq, prev) under flock."""

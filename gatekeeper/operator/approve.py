@@ -166,7 +166,7 @@ def write_approval(policy: Policy, key: str, record: dict[str, object]) -> None:
 
 def audit_step(policy: Policy, verb: str, request: str, record: dict[str, object],
                approval: dict[str, object]) -> None:
-    from gatekeeper.audit import RECORD_VERSION, open_log, timestamp, to_syslog, write_record
+    from gatekeeper.audit import RECORD_VERSION, append_record, timestamp, to_syslog
 
     entry = {
         "v": RECORD_VERSION, "ts": timestamp(), "event": "approval", "action": verb, "request": request,
@@ -174,10 +174,6 @@ def audit_step(policy: Policy, verb: str, request: str, record: dict[str, object
         "expires": timestamp(float(approval["expires"])),  # type: ignore[arg-type]
         "policy": {"path": policy.source, "sha256": policy.sha256},
     }  # fmt: skip
-    fd = open_log(policy.audit_path)
-    try:
-        line = write_record(fd, entry)
-    finally:
-        os.close(fd)
+    line = append_record(policy.audit_path, entry)
     if policy.syslog:
         to_syslog(line)

@@ -17,10 +17,9 @@ anything the agent's account says about itself is marked as the agent's word.
 from __future__ import annotations
 
 import json
-import os
 import pwd
 
-from gatekeeper.audit import open_log, timestamp, write_record
+from gatekeeper.audit import append_record, timestamp
 from gatekeeper.errors import AuditError
 from gatekeeper.proxy.contract import ApiRequest
 
@@ -113,16 +112,6 @@ def user_name(uid: int) -> str | None:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return None
-
-
-def append_record(log_path: str, record: dict[str, object]) -> str:
-    """One record, one write, on a descriptor opened for it (a rotation in between is
-    followed: the proxy runs for weeks, a held descriptor would write into the old file)."""
-    fd = open_log(log_path)
-    try:
-        return write_record(fd, record)
-    finally:
-        os.close(fd)
 
 
 def answer(message: str) -> bytes:

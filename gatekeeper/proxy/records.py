@@ -4,9 +4,7 @@ marked "layer": "api", with the caller's uid and profile; a copy to syslog."""
 
 from __future__ import annotations
 
-import os
-
-from gatekeeper.audit import RECORD_VERSION, open_log, timestamp, to_syslog, write_record
+from gatekeeper.audit import RECORD_VERSION, append_record, timestamp, to_syslog
 from gatekeeper.policy import Policy
 
 
@@ -38,11 +36,7 @@ def api_record(caller: Caller, profile: str | None, method: str, target: str, *,
 def write_api_record(policy: Policy, record: dict[str, object]) -> None:
     """Append the record (AuditError if it cannot be written whole: the caller refuses).
     The log is opened per record, so a rotation never strands the daemon on an old file."""
-    fd = open_log(policy.audit_path)
-    try:
-        line = write_record(fd, record)
-    finally:
-        os.close(fd)
+    line = append_record(policy.audit_path, record)
     if policy.syslog:
         to_syslog(line)
 
