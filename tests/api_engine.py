@@ -9,6 +9,7 @@ import posixpath
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gatekeeper.errors import Denied
+from tests.fakes import below_any
 
 OWNER = "gatekeeper.owner"
 CREATED = "gatekeeper.created"
@@ -120,7 +121,7 @@ class FakeEngine:
 
     def inert_mount(self, path: str) -> bool:
         """The agent's area is mounted nosuid,nodev here unless a test says otherwise."""
-        return not any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.suid_mounts)
+        return not below_any(path, self.suid_mounts)
 
     def realpath(self, path: str) -> str:
         path = posixpath.normpath(path)

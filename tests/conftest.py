@@ -59,6 +59,13 @@ class Deployment:
 
 
 @pytest.fixture
+def area_mounted_inert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real tmp trees standing in for the agent's area, which the deployment mounts
+    nosuid,nodev (tests/test_inert_mounts.py proves the refusal when it is not)."""
+    monkeypatch.setattr("gatekeeper.worlds.mount_is_inert", lambda path: True)
+
+
+@pytest.fixture
 def deployment(tmp_path: Path) -> Deployment:
     return Deployment(tmp_path)
 

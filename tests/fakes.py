@@ -46,7 +46,7 @@ class StaticWorld:
 
     def inert_mount(self, path: str) -> bool:
         """Every path is on a nosuid,nodev mount unless it lies below one of `suid_mounts`."""
-        return not any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.suid_mounts)
+        return not below_any(path, self.suid_mounts)
 
     def realpath(self, path: str) -> str:
         path = os.path.normpath(path)
@@ -54,3 +54,8 @@ class StaticWorld:
             if path == link or path.startswith(link.rstrip("/") + "/"):
                 return self.realpath(target + path[len(link):])
         return path
+
+
+def below_any(path: str, mounts: tuple[str, ...]) -> bool:
+    """`path` is one of `mounts` or lies below one (compared with a trailing separator)."""
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)

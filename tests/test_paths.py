@@ -19,13 +19,8 @@ from gatekeeper.policy import load_policy
 from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 from tests.owner_label import without_owner_label
 
-
-@pytest.fixture(autouse=True)
-def area_mounted_inert(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tmp trees here stand in for the agent's area, which the deployment mounts
-    nosuid,nodev; tests/test_inert_mounts.py proves the refusal when it is not."""
-    monkeypatch.setattr("gatekeeper.worlds.mount_is_inert", lambda path: True)
-
+# The tmp trees here stand in for the agent's area, which the deployment mounts nosuid,nodev.
+pytestmark = pytest.mark.usefixtures("area_mounted_inert")
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -36,13 +36,8 @@ from gatekeeper.vetting.compose import first_error
 from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 from tests.fakes import StaticWorld
 
-
-@pytest.fixture(autouse=True)
-def area_mounted_inert(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tmp trees here stand in for the agent's area, which the deployment mounts
-    nosuid,nodev; tests/test_inert_mounts.py proves the refusal when it is not."""
-    monkeypatch.setattr("gatekeeper.worlds.mount_is_inert", lambda path: True)
-
+# The tmp trees here stand in for the agent's area, which the deployment mounts nosuid,nodev.
+pytestmark = pytest.mark.usefixtures("area_mounted_inert")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "compose"
 
