@@ -124,7 +124,7 @@ def measure(stack: Stack, port: int, rounds: int) -> dict[str, tuple[list[float]
 def query_bench(rounds: int) -> None:
     from types import SimpleNamespace
 
-    from gatekeeper.vetting.ownership import QUERY_FORMATS
+    from gatekeeper.engine_objects import QUERY_FORMATS
     from gatekeeper.worlds import RealWorld
 
     world = RealWorld()

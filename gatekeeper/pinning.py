@@ -35,7 +35,7 @@ def pin_read(ctx: Context, use: FlagUse, resolved: str) -> None:
     if len(data) > PIN_LIMIT:
         raise Denied(f"{use.spelled} {resolved!r} is larger than 1 MiB", rule="host-path")
     if use.flag.long == "label-file":
-        from gatekeeper.vetting.ownership import check_label_key
+        from gatekeeper.label_rules import check_label_key
 
         for line in data.decode("utf-8", "replace").splitlines():
             check_label_key(line.strip(), f"{use.spelled} {use.value}")

@@ -80,7 +80,7 @@ def run_afterwards(policy: Policy, steps: list[tuple[str, ...]], before: dict[st
 
 
 def create_owned_volume(policy: Policy, name: str) -> None:
-    from gatekeeper.vetting.ownership import json_labels
+    from gatekeeper.engine_objects import json_labels
     from gatekeeper.vetting.volumes import PLAIN_OPTIONS, VOLUME_FORMAT
 
     owner = policy.profile

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.decision import decide
+from gatekeeper.engine_objects import QUERY_FORMATS
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import addresses
-from gatekeeper.vetting.ownership import QUERY_FORMATS
 from tests.fakes import StaticWorld
 
 # The host as /proc shows it: eth0 192.0.2.2/24 with a default route, a VPN route

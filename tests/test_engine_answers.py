@@ -1,7 +1,7 @@
 """What an engine's refusal means: "no such object" only when every line says so.
 
-`ownership.lookup` (is there such an object now?) and `volumes.existing_volumes`
-read docker's stderr with one helper, `ownership.only_not_found`. A stderr that
+`engine_objects.lookup` (is there such an object now?) and `volumes.existing_volumes`
+read docker's stderr with one helper, `engine_objects.only_not_found`. A stderr that
 says anything else besides (the engine does not answer, permission denied) is
 no answer, and the command is denied rather than treated as naming nothing.
 """
@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from gatekeeper import engine_objects
 from gatekeeper.errors import Denied
 from gatekeeper.policy import load_policy
 from gatekeeper.printable import first_error, printable
-from gatekeeper.vetting import ownership
 
 NOT_FOUND_ONLY = [
     b"Error: No such container: web\n",
@@ -34,12 +34,12 @@ NOT_ONLY_NOT_FOUND = [
 
 @pytest.mark.parametrize("err", NOT_FOUND_ONLY)
 def test_only_not_found(err: bytes) -> None:
-    assert ownership.only_not_found(err)
+    assert engine_objects.only_not_found(err)
 
 
 @pytest.mark.parametrize("err", NOT_ONLY_NOT_FOUND)
 def test_not_only_not_found(err: bytes) -> None:
-    assert not ownership.only_not_found(err)
+    assert not engine_objects.only_not_found(err)
 
 
 def context(status: int, err: bytes) -> object:
@@ -49,14 +49,14 @@ def context(status: int, err: bytes) -> object:
 
 @pytest.mark.parametrize("err", NOT_FOUND_ONLY)
 def test_lookup_of_an_object_that_does_not_exist_is_none(err: bytes) -> None:
-    assert ownership.lookup(context(1, err), "container", "web") is None  # type: ignore[arg-type]
+    assert engine_objects.lookup(context(1, err), "container", "web") is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("err", NOT_ONLY_NOT_FOUND)
 def test_lookup_without_a_plain_not_found_is_denied(err: bytes) -> None:
     """The control is the case above: the same lookup, stderr only 'No such'."""
     with pytest.raises(Denied) as denial:
-        ownership.lookup(context(1, err), "container", "web")  # type: ignore[arg-type]
+        engine_objects.lookup(context(1, err), "container", "web")  # type: ignore[arg-type]
     assert denial.value.rule == "scope-unresolved"
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.engine_api import EngineError, answer_from_api, dechunk, parse_response, url_reference
+from gatekeeper.engine_objects import QUERY_FORMATS
 from gatekeeper.vetting.binds import CONTAINER_FORMAT
-from gatekeeper.vetting.ownership import QUERY_FORMATS
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
 from tests.fake_engine import fake_engine
 

@@ -149,7 +149,7 @@ def namespace(flag: str, allowed: frozenset[str], joins: bool) -> Check:
 
 
 def own_container(body: Body, word: str, field: str) -> str:
-    from gatekeeper.vetting.ownership import check_owned
+    from gatekeeper.label_rules import check_owned
 
     if not word:
         raise Denied(f"{field}: name a container", rule="api-body")
@@ -267,7 +267,7 @@ def check_propagation(body: Body, field: str, value: object) -> None:
 
 
 def check_volume_labels(body: Body, field: str, value: object) -> None:
-    from gatekeeper.vetting.ownership import check_label
+    from gatekeeper.label_rules import check_label
 
     for key, label in (value or {}).items() if isinstance(value, dict) else [("?", value)]:
         check_label(body.call.ctx, f"{key}={label}", field)
@@ -339,7 +339,7 @@ def check_storage_opt(body: Body, field: str, value: object) -> None:
 
 def check_links(body: Body, field: str, value: object) -> object:
     """Links "name[:alias]": the agent's own containers or [shared] ones, forwarded by ID."""
-    from gatekeeper.vetting.ownership import check_shared_or_owned
+    from gatekeeper.label_rules import check_shared_or_owned
 
     out = []
     for link in strings(field, value, "link"):

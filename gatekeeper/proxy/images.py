@@ -7,11 +7,11 @@ lists; [protect] images never move.
 
 from __future__ import annotations
 
+from gatekeeper.engine_objects import IMAGE
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG, familiar
-from gatekeeper.vetting.ownership import IMAGE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def pulled_by_agent(call: Call, ident: str, names: list[str]) -> bool:
 
 def check_tag(call: Call, ref: str, what: str) -> None:
     """May `what` point `ref` at another image? (gatekeeper.vetting.namespaces.check_tag)"""
-    from gatekeeper.vetting.ownership import protected_by, shared_by
+    from gatekeeper.label_rules import protected_by, shared_by
 
     ref = familiar(ref)
     found = objects.lookup(call.engine, IMAGE, ref)

@@ -13,8 +13,8 @@ CLI layer's compose rule, gatekeeper.vetting.compose_ownership).
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.label_rules import check_label
 from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
-from gatekeeper.vetting.ownership import check_label
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from gatekeeper.engine_objects import Target, plain_names
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
-from gatekeeper.vetting.ownership import Target, plain_names
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

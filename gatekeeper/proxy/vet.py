@@ -33,9 +33,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from gatekeeper.engine_objects import Target
     from gatekeeper.policy import Policy
     from gatekeeper.proxy.contract import EngineQueries
-    from gatekeeper.vetting.ownership import Target
 
 REDACT_OBJECT = "redact-inspect-object"
 REDACT_ALWAYS = "redact-inspect-always"  # an object that is not the caller's whatever its labels say
@@ -165,7 +165,7 @@ def vet_plain(call: Call) -> ApiVerdict:
 
 def vet_listing(call: Call) -> ApiVerdict:
     """Container and image lists: under [scope] ps/images = "owned" only the agent's are listed."""
-    from gatekeeper.vetting.ownership import scope
+    from gatekeeper.label_rules import scope
 
     if scope(call.ctx, call.route.scope) == "owned":
         add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"]})
@@ -218,7 +218,7 @@ DESTRUCTIVE = frozenset({"container.stop", "container.restart", "container.kill"
 
 def judge_path_object(call: Call) -> Target:
     """Resolve {id}/{name*}, apply [scope] and [protect], forward containers and networks by ID."""
-    from gatekeeper.vetting.ownership import check_owned, check_unprotected, scope
+    from gatekeeper.label_rules import check_owned, check_unprotected, scope
 
     route, ctx = call.route, call.ctx
     key = "id" if "id" in call.params else "name"
@@ -246,7 +246,7 @@ def owned_or_pulled(call: Call, target: Target) -> bool:
 def vet_inspect(call: Call) -> ApiVerdict:
     """Inspect: under [scope] inspect = "owned" only the agent's; otherwise anyone's, with the
     answer redacted unless it carries the agent's owner label (transform_response)."""
-    from gatekeeper.vetting.ownership import scope
+    from gatekeeper.label_rules import scope
 
     if scope(call.ctx, call.route.scope) == "owned":
         target: Target | None = judge_path_object(call)
@@ -320,7 +320,7 @@ def vet_container_rm(call: Call) -> ApiVerdict:
 def vet_prune(call: Call) -> ApiVerdict:
     """Prune only the agent's objects: owner label forced, [protect] labels excluded,
     [protect] names refuse the prune (a name cannot be a filter)."""
-    from gatekeeper.vetting.ownership import protect
+    from gatekeeper.label_rules import protect
 
     kind = call.route.kind
     labels = protect(call.ctx, "labels")
@@ -336,7 +336,7 @@ LISTINGS = {"container": "/containers/json?all=1&filters=", "image": "/images/js
 def refuse_protected_owned(call: Call, kind: str) -> None:
     from fnmatch import fnmatchcase
 
-    from gatekeeper.vetting.ownership import PROTECT_KEYS, protect
+    from gatekeeper.label_rules import PROTECT_KEYS, protect
 
     patterns = protect(call.ctx, PROTECT_KEYS[kind])
     if not patterns:

@@ -18,19 +18,14 @@ is the vetted model compose will be fed, its `name` the project compose acts on)
 
 from __future__ import annotations
 
+from gatekeeper.engine_objects import CONTAINER, NETWORK, VOLUME, query, resolve
 from gatekeeper.errors import Denied
-from gatekeeper.owner import CREATED_LABEL
-from gatekeeper.vetting.ownership import (
-    CONTAINER,
-    NETWORK,
-    OWNER_LABEL,
-    VOLUME,
+from gatekeeper.label_rules import (
     check_label,
     check_owned,
     check_unprotected,
+    created_labels,
     owner_of,
-    query,
-    resolve,
     scope,
 )
 
@@ -97,9 +92,8 @@ def label_model(model: dict[str, Any], owner: str) -> None:
         labels = item.get("labels") or {}
         if isinstance(labels, list):
             labels = dict(str(entry).partition("=")[::2] for entry in labels)
-        labels[OWNER_LABEL] = owner
-        if where.startswith("service ") and not where.endswith(" build"):
-            labels[CREATED_LABEL] = owner  # a container: set by its create (gatekeeper.owner.proven_labels)
+        container = where.startswith("service ") and not where.endswith(" build")
+        labels.update(created_labels(owner, container=container))  # containers: gatekeeper.created too
         item["labels"] = labels
 
 

@@ -1,5 +1,5 @@
 """Docker's shared namespaces: networks, links and image tags are the agent's own
-by default. Volumes are in gatekeeper.vetting.volumes, labels in ownership.
+by default. Volumes are in gatekeeper.vetting.volumes, label rules in gatekeeper.label_rules.
 
 The agent shares one engine with the operator, and names there are global:
 * a network joined is a network reached: `--network app_default --network-alias
@@ -19,18 +19,10 @@ Every engine query here is one function named for what it asks; names go after
 
 from __future__ import annotations
 
+from gatekeeper.engine_objects import CONTAINER, IMAGE, NETWORK, lookup, query, resolve
 from gatekeeper.errors import Denied
-from gatekeeper.vetting.ownership import (
-    CONTAINER,
-    IMAGE,
-    NETWORK,
-    OWNER_LABEL,
-    check_shared_or_owned,
-    lookup,
-    owner_of,
-    protected_by,
-    resolve,
-)
+from gatekeeper.label_rules import check_shared_or_owned, owner_of, protected_by, shared_by
+from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -127,8 +119,6 @@ def image_named(ctx: Context, ref: str) -> tuple[str, list[str], dict[str, str]]
 
 def pulled_tags(ctx: Context, ident: str) -> set[str]:
     """The tags gatekeeper recorded as pulled by this profile for image `ident`."""
-    from gatekeeper.vetting.ownership import query
-
     args = ["volume", "ls", "--filter", f"label={PULLED_BY}={owner_of(ctx)}",
             "--filter", f"label={PULLED_IMAGE}={ident}", "--format", f'{{{{.Label "{PULLED_TAG}"}}}}|']
     out = query(ctx, args, f"the pulls of image {ident[:19]}")
@@ -143,8 +133,6 @@ def pulled_by_agent(ctx: Context, ident: str, names: list[str]) -> bool:
 
 def check_tag(ctx: Context, ref: str, what: str) -> str:
     """May `what` point `ref` at another image? NEW, OWNED or SHARED, or Denied."""
-    from gatekeeper.vetting.ownership import shared_by
-
     ref = familiar(ref)
     protected = protected_by(ctx, IMAGE, [ref], {})
     found = image_named(ctx, ref)

@@ -1,5 +1,11 @@
 """Ownership and protection rails: which engine objects a command may touch.
 
+This module is the dispatch: which words of which command name which objects,
+what a listing, a create or a prune gets. The engine is asked through
+gatekeeper.engine_objects (names and IDs to Targets); the label rules are the
+pure functions of gatekeeper.label_rules; compose projects are
+gatekeeper.vetting.compose_ownership, shared namespaces gatekeeper.vetting.namespaces.
+
 * What the agent creates (run, create, build; compose in gatekeeper.vetting.
   compose_ownership) is labelled `gatekeeper.owner=<profile>`; labels under
   `gatekeeper.` are ours alone, so the agent can neither forge nor override one.
@@ -19,18 +25,26 @@ text: the query's --format is ours alone.
 
 from __future__ import annotations
 
+from gatekeeper.engine_objects import CONTAINER, IMAGE, NETWORK, QUERY_FORMATS, VOLUME, Target, query, resolve
 from gatekeeper.errors import Denied
-from gatekeeper.owner import CREATED_LABEL, RESERVED_PREFIX
-from gatekeeper.owner import OWNER_LABEL as OWNER_LABEL  # re-exported: proxy/ and older imports
-from gatekeeper.printable import first_error as first_error  # re-exported: older imports
+from gatekeeper.label_rules import (
+    PROTECT_KEYS,
+    check_label,
+    check_owned,
+    check_unprotected,
+    created_labels,
+    label_file_lines,
+    owner_filter,
+    owner_of,
+    protect,
+    scope,
+)
+from gatekeeper.owner import OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
-QUERY_TIMEOUT = 30.0
-
-CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
 EVERY, FIRST = "every", "first"  # which positionals are targets
 
 # canonical path -> ([scope] key, object kind, which positionals name targets).
@@ -70,8 +84,8 @@ NO_TARGETS = frozenset({
 # Listings: under "owned" they get the owner filter.
 LISTED = {"container ls": "ps", "image ls": "images"}
 
-# Commands that create objects and take --label.
-# also labelled CREATED_LABEL (gatekeeper.owner.proven_labels)
+# Commands that create objects and take --label; CREATES make containers, also
+# labelled gatekeeper.created (gatekeeper.label_rules.created_labels).
 CREATES = frozenset({"container run", "container create"})
 LABELLED = frozenset({"container run", "container create", "image build", "network create"})
 
@@ -87,13 +101,6 @@ UNSCOPED_PRUNES = {
     "use 'docker container prune', 'image prune', 'volume prune' and 'network prune' instead",
 }
 
-# What one object of each kind is asked for: ID, names (JSON), labels (JSON).
-QUERY_FORMATS = {
-    CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}",
-    IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}",
-    VOLUME: "{{.Name}}\t{{json .Name}}\t{{json .Labels}}",
-    NETWORK: "{{.Id}}\t{{json .Name}}\t{{json .Labels}}",
-}
 # Listing of the owned objects of a kind, for prune against [protect] names.
 OWNED_LISTINGS = {
     CONTAINER: ["container", "ls", "-a", "--format", "{{.Names}}"],
@@ -101,31 +108,6 @@ OWNED_LISTINGS = {
     VOLUME: ["volume", "ls", "--format", "{{.Name}}"],
     NETWORK: ["network", "ls", "--format", "{{.Name}}"],
 }
-PROTECT_KEYS = {CONTAINER: "containers", IMAGE: "images", VOLUME: "volumes", NETWORK: "networks"}
-
-
-class Target:
-    """One resolved object: its ID, the names it goes by, its labels."""
-
-    __slots__ = ("word", "ident", "names", "labels")
-
-    def __init__(self, word: str, ident: str, names: list[str], labels: dict[str, str]) -> None:
-        self.word = word  # as the agent wrote it
-        self.ident = ident
-        self.names = names
-        self.labels = labels
-
-    def shown(self) -> str:
-        name = self.names[0] if self.names else self.ident[7:19]
-        return repr(self.word) if self.word == name else f"{self.word!r} ({name})"
-
-
-def owner_of(ctx: Context) -> str:
-    return ctx.policy.profile
-
-
-def owner_filter(ctx: Context) -> str:
-    return f"label={OWNER_LABEL}={owner_of(ctx)}"
 
 
 def vet_ownership(ctx: Context) -> None:
@@ -145,8 +127,8 @@ def vet_ownership(ctx: Context) -> None:
     elif canonical in LABELLED:
         refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)
-        created = ["--label", f"{CREATED_LABEL}={owner_of(ctx)}"] if canonical in CREATES else []
-        ctx.insert_after_command(["--label", f"{OWNER_LABEL}={owner_of(ctx)}", *created])
+        labels = created_labels(owner_of(ctx), container=canonical in CREATES)
+        ctx.insert_after_command([word for item in labels.items() for word in ("--label", "=".join(item))])
     elif canonical in PRUNED:
         vet_prune(ctx, PRUNED[canonical])
     elif canonical.startswith("compose "):
@@ -182,58 +164,6 @@ def check_top_arguments(ctx: Context) -> None:
     raise Denied(f"'docker top' with ps arguments {' '.join(extra)!r} is not allowed: dockerd hands them to "
                  f"the host's ps as root; use none or one of {', '.join(sorted(TOP_PS_ARGUMENTS))}",
                  rule="top-arguments")
-
-
-def scope(ctx: Context, key: str) -> str:
-    return ctx.policy.scope_of(key)  # a class the policy does not know is owned-only
-
-
-def protect(ctx: Context, key: str) -> list[str]:
-    return list(ctx.policy.protect.get(key, ()))
-
-
-def shared(ctx: Context, key: str) -> list[str]:
-    return list(ctx.policy.shared.get(key, ()))
-
-
-def shared_by(ctx: Context, key: str, names: list[str]) -> str:
-    """The [shared] pattern that names one of `names`, or ""."""
-    from fnmatch import fnmatchcase
-
-    for pattern in shared(ctx, key):
-        if any(fnmatchcase(name, pattern) for name in names):
-            return pattern
-    return ""
-
-
-def json_labels(text: str) -> dict[str, str]:
-    """An engine's `{{json .Labels}}` answer as a dict (null -> {})."""
-    from gatekeeper.json_codec import loads
-
-    try:
-        value = loads(text.strip() or "null")
-    except ValueError:
-        raise Denied(f"unexpected labels from the engine: {text[:120]!r}", rule="scope-unresolved") from None
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-SHARED_RULES = {
-    VOLUME: "foreign-volume", NETWORK: "foreign-network", IMAGE: "foreign-tag", CONTAINER: "foreign-link",
-}
-
-
-def check_shared_or_owned(ctx: Context, kind: str, name: str, labels: dict[str, str], key: str,
-                          use: str = "use", names: list[str] | None = None) -> None:
-    """An existing object of the shared namespaces the agent is about to use: its
-    own, or one [shared] `key` names; anything else belongs to someone else."""
-    owner = labels.get(OWNER_LABEL)
-    if owner == owner_of(ctx) or shared_by(ctx, key, names or [name]):
-        return
-    whose = f"is owned by {owner!r}" if owner else "is not yours (no gatekeeper owner label)"
-    # Stops: the agent mounting, joining, linking or re-pointing what the operator uses.
-    raise Denied(f"{kind} {name!r} {whose}; you may {use} only your own {kind}s "
-                 f"(labelled {OWNER_LABEL}={owner_of(ctx)}) or ones listed in [shared] {key}",
-                 rule=SHARED_RULES[kind])
 
 
 # ---------------------------------------------------------------- targets
@@ -292,117 +222,6 @@ def target_indices(ctx: Context, which: str) -> list[int]:
     return where[:1] if which == FIRST else list(where)
 
 
-def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
-    """One engine query for all targets; any target it cannot resolve is a denial."""
-    from gatekeeper.json_codec import loads
-
-    args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", *words]
-    out = query(ctx, args, f"{kind} {', '.join(map(repr, words))}")
-    lines = out.splitlines()
-    if len(lines) != len(words):
-        raise Denied(f"cannot resolve {kind} {', '.join(map(repr, words))}", rule="scope-unresolved")
-    targets = []
-    for word, line in zip(words, lines, strict=True):
-        ident, names, labels = [*line.split("\t", 2), "", ""][:3]
-        try:
-            names_value, labels_value = loads(names or "null"), loads(labels or "null")
-        except ValueError:
-            raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
-        found = labels_value if isinstance(labels_value, dict) else {}  # null: none (fails the owner check)
-        targets.append(Target(word, ident, plain_names(names_value), dict(found)))
-    return targets
-
-
-NOT_FOUND = ("no such", "not found")
-
-
-def lookup(ctx: Context, kind: str, word: str) -> Target | None:
-    """The object `word` names now, resolved as the engine resolves it (name, ID
-    or ID prefix), or None if there is none; an engine that does not answer is a denial."""
-    args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", word]
-    try:
-        status, _out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
-    except Exception:  # noqa: BLE001 - a timeout or a missing binary: unresolved
-        status, err = -1, b"the engine did not answer"
-    if status != 0:
-        if only_not_found(err):
-            return None
-        raise Denied(f"cannot resolve {kind} {word!r}: {first_error(err)}", rule="scope-unresolved")
-    return resolve(ctx, kind, [word])[0]
-
-
-def plain_names(value: object) -> list[str]:
-    """A container's '/name' or an image's ['repo:tag', ...] as plain names."""
-    names = value if isinstance(value, list) else [value] if isinstance(value, str) else []
-    return [str(name).lstrip("/") for name in names]
-
-
-def query(ctx: Context, args: list[str], what: str) -> str:
-    from gatekeeper.bounded import timed_out
-
-    try:
-        status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
-    except Exception as error:
-        if not timed_out(error):
-            raise
-        raise Denied(f"cannot resolve {what}: the engine did not answer", rule="scope-unresolved") from None
-    if status != 0:
-        raise Denied(f"cannot resolve {what}: {first_error(err)}", rule="scope-unresolved")
-    return out.decode("utf-8", "replace")
-
-
-def only_not_found(err: bytes) -> bool:
-    """docker's stderr says only that the named objects do not exist ("No such container",
-    "not found"); anything else (the engine does not answer, permission denied) is no answer."""
-    lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
-
-
-def check_owned(ctx: Context, target: Target, key: str, kind: str) -> None:
-    owner = target.labels.get(OWNER_LABEL)
-    if owner == owner_of(ctx):
-        return
-    whose = f"is owned by {owner!r}" if owner else "was not created through gatekeeper"
-    if kind == IMAGE and not owner:
-        whose = "was neither built nor pulled by you through gatekeeper"
-    rule = f'[scope] {key} = "owned"'
-    if key == "compose":
-        rule = "compose acts on every object of the project and"
-    # Stops: the agent acting on the operator's (or another agent's) objects.
-    raise Denied(
-        f"{kind} {target.shown()} {whose}; {rule} allows only "
-        f"{kind}s labelled {OWNER_LABEL}={owner_of(ctx)}",
-        rule="scope-owned",
-    )
-
-
-def check_unprotected(ctx: Context, target: Target, kind: str) -> None:
-    reason = protected_by(ctx, kind, target.names, target.labels)
-    if reason:
-        # Stops: removing or stopping what the operator marked as vital.
-        raise Denied(f"{kind} {target.shown()} is protected ({reason}) and may not be "
-                     f"stopped, removed, killed or restarted", rule="protected")
-
-
-def protected_by(ctx: Context, kind: str, names: list[str], labels: dict[str, str]) -> str:
-    """The [protect] entry that matches, or ""."""
-    patterns = protect(ctx, PROTECT_KEYS[kind])
-    if patterns:
-        from fnmatch import fnmatchcase  # imports re (~3 ms): only when there is a pattern
-
-        candidates = set(names)
-        if kind == IMAGE:
-            candidates |= {name.rpartition(":")[0] for name in names if ":" in name}
-        for pattern in patterns:
-            if any(fnmatchcase(name, pattern) for name in candidates):
-                return f"[protect] {PROTECT_KEYS[kind]} {pattern!r}"
-    for label in protect(ctx, "labels"):
-        key, eq, value = label.partition("=")
-        if key in labels and (not eq or labels[key] == value):
-            return f"[protect] labels {label!r}"
-    return ""
-
-
 # ---------------------------------------------------------------- labels
 
 
@@ -419,48 +238,6 @@ def refuse_reserved_labels(ctx: Context) -> None:
                 check_label(ctx, line, f"{use.spelled} {use.value}")
         elif name == "mount":
             check_mount_labels(ctx, use.value or "", use.spelled)
-
-
-def label_file_lines(data: bytes, what: str) -> list[str]:
-    """The label lines docker reads from a file: left-trimmed, no comments, no blanks.
-    A byte-order mark (docker drops one on the first line) or any byte that is not
-    printable UTF-8 is refused, so what we check is what docker reads."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = "\ufeff"  # refused below, with the same message
-    if "\ufeff" in text or any((ch < " " and ch not in "\t\r\n") or ch == "\x7f" for ch in text):
-        # Stops: a BOM-prefixed 'gatekeeper.owner=' line that docker reads as the plain key.
-        raise Denied(f"{what}: a byte-order mark, control character or invalid UTF-8 in a label file "
-                     "is not allowed; write plain key=value lines", rule="reserved-label")
-    lines = [line.lstrip() for line in text.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def check_label(ctx: Context, label: str, what: str) -> None:
-    check_label_key(label, what)
-    key = label.partition("=")[0]
-    if any(not " " < ch <= "~" for ch in key):
-        # Stops: a key that only looks like a harmless one (invisible or look-alike characters).
-        raise Denied(f"{what} {key!r}: label keys are printable ASCII without spaces", rule="refused-label")
-    pattern = refused_label(ctx, key)
-    if pattern:
-        # Stops: posing as a compose service, or steering software that acts on labels (proxies, updaters).
-        raise Denied(f"{what} {key!r}: labels matching {pattern!r} are refused ([labels] refused): "
-                     "other software acts on them", rule="refused-label")
-
-
-def refused_label(ctx: Context, key: str) -> str:
-    from fnmatch import fnmatchcase
-
-    return next((p for p in ctx.policy.refused_labels if fnmatchcase(key.lower(), p.lower())), "")
-
-
-def check_label_key(label: str, what: str) -> None:
-    if label.lower().startswith(RESERVED_PREFIX):
-        # Stops: forging or overriding the owner label (or any label we may add later).
-        raise Denied(f"{what} {label.partition('=')[0]!r}: labels under {RESERVED_PREFIX!r} are set by "
-                     "gatekeeper only", rule="reserved-label")
 
 
 def check_mount_labels(ctx: Context, value: str, what: str) -> None:

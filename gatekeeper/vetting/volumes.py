@@ -17,8 +17,8 @@
 
 from __future__ import annotations
 
+from gatekeeper.engine_objects import only_not_found
 from gatekeeper.errors import Denied
-from gatekeeper.vetting.ownership import only_not_found
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -86,7 +86,8 @@ def check_volume(ctx: Context, name: str, driver: str, options: str, labels: str
             "mount a volume of your own (a new name) or a directory under the allowed roots",
             rule="volume-backed",
         )
-    from gatekeeper.vetting.ownership import check_shared_or_owned, json_labels
+    from gatekeeper.engine_objects import json_labels
+    from gatekeeper.label_rules import check_shared_or_owned
 
     check_shared_or_owned(ctx, "volume", name, json_labels(labels), "volumes")
 

@@ -20,8 +20,9 @@ from types import SimpleNamespace
 import pytest
 
 from gatekeeper.engine_api import answer_from_api
+from gatekeeper.engine_objects import QUERY_FORMATS
 from gatekeeper.vetting.binds import CONTAINER_FORMAT, OWNED_CONTAINERS
-from gatekeeper.vetting.ownership import OWNED_LISTINGS, QUERY_FORMATS
+from gatekeeper.vetting.ownership import OWNED_LISTINGS
 from gatekeeper.vetting.running import RUNNING_FORMAT
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
 from gatekeeper.worlds import RealWorld

@@ -1,0 +1,124 @@
+"""Engine objects as the ownership rails see them: one question to the engine
+(through the World seam, `ctx.world.run_docker`) resolves names, IDs and ID
+prefixes to `Target`s (ID, names, labels). No rule is decided here
+(gatekeeper.label_rules decides; gatekeeper.vetting.ownership says which words
+name which objects).
+
+Names reach the engine as positional arguments after `--`, never as template
+text: the query's --format is ours alone.
+"""
+
+from __future__ import annotations
+
+from gatekeeper.errors import Denied
+from gatekeeper.printable import first_error
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.vetting.context import Context
+
+QUERY_TIMEOUT = 30.0
+
+CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
+
+# What one object of each kind is asked for: ID, names (JSON), labels (JSON).
+QUERY_FORMATS = {
+    CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}",
+    IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}",
+    VOLUME: "{{.Name}}\t{{json .Name}}\t{{json .Labels}}",
+    NETWORK: "{{.Id}}\t{{json .Name}}\t{{json .Labels}}",
+}
+
+# docker's stderr markers for an object that does not exist.
+NOT_FOUND = ("no such", "not found")
+
+
+class Target:
+    """One resolved object: its ID, the names it goes by, its labels."""
+
+    __slots__ = ("word", "ident", "names", "labels")
+
+    def __init__(self, word: str, ident: str, names: list[str], labels: dict[str, str]) -> None:
+        self.word = word  # as the agent wrote it
+        self.ident = ident
+        self.names = names
+        self.labels = labels
+
+    def shown(self) -> str:
+        name = self.names[0] if self.names else self.ident[7:19]
+        return repr(self.word) if self.word == name else f"{self.word!r} ({name})"
+
+
+def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
+    """One engine query for all targets; any target it cannot resolve is a denial."""
+    from gatekeeper.json_codec import loads
+
+    args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", *words]
+    out = query(ctx, args, f"{kind} {', '.join(map(repr, words))}")
+    lines = out.splitlines()
+    if len(lines) != len(words):
+        raise Denied(f"cannot resolve {kind} {', '.join(map(repr, words))}", rule="scope-unresolved")
+    targets = []
+    for word, line in zip(words, lines, strict=True):
+        ident, names, labels = [*line.split("\t", 2), "", ""][:3]
+        try:
+            names_value, labels_value = loads(names or "null"), loads(labels or "null")
+        except ValueError:
+            raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
+        found = labels_value if isinstance(labels_value, dict) else {}  # null: none (fails the owner check)
+        targets.append(Target(word, ident, plain_names(names_value), dict(found)))
+    return targets
+
+
+def lookup(ctx: Context, kind: str, word: str) -> Target | None:
+    """The object `word` names now, resolved as the engine resolves it (name, ID
+    or ID prefix), or None if there is none; an engine that does not answer is a denial."""
+    args = [kind, "inspect", "--format", QUERY_FORMATS[kind], "--", word]
+    try:
+        status, _out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a timeout or a missing binary: unresolved
+        status, err = -1, b"the engine did not answer"
+    if status != 0:
+        if only_not_found(err):
+            return None
+        raise Denied(f"cannot resolve {kind} {word!r}: {first_error(err)}", rule="scope-unresolved")
+    return resolve(ctx, kind, [word])[0]
+
+
+def plain_names(value: object) -> list[str]:
+    """A container's '/name' or an image's ['repo:tag', ...] as plain names."""
+    names = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return [str(name).lstrip("/") for name in names]
+
+
+def query(ctx: Context, args: list[str], what: str) -> str:
+    """docker's stdout for `args`; an engine that fails or does not answer is a denial."""
+    from gatekeeper.bounded import timed_out
+
+    try:
+        status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
+    except Exception as error:
+        if not timed_out(error):
+            raise
+        raise Denied(f"cannot resolve {what}: the engine did not answer", rule="scope-unresolved") from None
+    if status != 0:
+        raise Denied(f"cannot resolve {what}: {first_error(err)}", rule="scope-unresolved")
+    return out.decode("utf-8", "replace")
+
+
+def only_not_found(err: bytes) -> bool:
+    """docker's stderr says only that the named objects do not exist ("No such container",
+    "not found"); anything else (the engine does not answer, permission denied) is no answer."""
+    lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
+
+
+def json_labels(text: str) -> dict[str, str]:
+    """An engine's `{{json .Labels}}` answer as a dict (null -> {})."""
+    from gatekeeper.json_codec import loads
+
+    try:
+        value = loads(text.strip() or "null")
+    except ValueError:
+        raise Denied(f"unexpected labels from the engine: {text[:120]!r}", rule="scope-unresolved") from None
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
