@@ -35,11 +35,19 @@ STAND_IN_ALLOWED = {
 
 def stand_in_decide(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
     endpoint = f"{request.method} {request.path}"
-    if request.path == "/containers/c1/top":  # a decision that asks the engine first
-        status, value = engine.get_json("/containers/c1/json")
+    if request.path in ("/containers/c1/top", "/containers/c1/changes"):  # decisions that ask the engine
+        try:
+            status, value = engine.get_json("/containers/c1/json")
+            if request.path == "/containers/c1/changes":  # a second, dependent question
+                status, value = engine.get_json(f"/containers/{request.query.get('then', ['c1'])[0]}/json")
+        except Exception as error:  # noqa: BLE001 - as the real decision: no answer, denied
+            return ApiVerdict(False, "denied", f"no answer: {type(error).__name__}", endpoint)
         owned = status == 200 and isinstance(value, dict) and value.get("Id") == "c1"
         where = threading.current_thread().name
         return ApiVerdict(owned, "allowed" if owned else "denied", f"asked the engine in {where}", endpoint)
+    if request.path == "/containers/c1/export":  # a decision that asks about a host path
+        where = threading.current_thread().name
+        return ApiVerdict(True, "allowed", f"{engine.realpath('/')} resolved in {where}", endpoint)
     if (request.method, request.path) in STAND_IN_ALLOWED:
         response = "redact-test" if request.path == "/containers/c1/json" else None
         return ApiVerdict(True, "allowed", "stand-in", endpoint, response=response)
@@ -149,8 +157,9 @@ class FakeEngine:
             answer = b'{"Id": "c1", "Secret": "hunter2"}'
             send(h11.Response(status_code=200, headers=[("content-length", str(len(answer)))]),
                  h11.Data(data=answer), h11.EndOfMessage())
-        elif path == "/close-delimited":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+        elif path in ("/close-delimited", "/containers/broken/json"):  # (broken: not HTTP, no answer)
+            writer.write(b"garbage\r\n\r\n" if "broken" in path else
+                         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
             await writer.drain()
             return True
         elif path in ("/containers/c1/attach", "/containers/c2/attach"):

@@ -167,20 +167,53 @@ def test_denied_head_gets_no_body(proxy: Harness) -> None:
     assert rest.startswith(b"HTTP/1.1 200 ")
 
 
-def test_a_decision_that_asks_the_engine_runs_in_a_worker_thread(proxy: Harness) -> None:
-    """Decisions are tried on the event loop with an engine that is never asked; one that
-    asks is thrown away and run again in a thread with the real engine: one record, its verdict."""
-    before = len(proxy.records())
+def test_a_decision_that_asks_the_engine_is_answered_on_the_event_loop(proxy: Harness) -> None:
+    """Decisions run on the event loop; one that asks the engine a GET is stopped there, the
+    loop fetches the answer and runs it again: no thread hop, one record, its verdict."""
+    loop_thread = proxy.thread.name
+    before, asked = len(proxy.records()), len(proxy.engine.received)
     conn = proxy.http()
     conn.request("GET", "/containers/c1/top")
     response = conn.getresponse()
     response.read()
     records = proxy.records()[before:]
-    assert len(records) == 1
-    assert records[0]["decision"] == "allow"
-    assert str(records[0]["reason"]).startswith("asked the engine in asyncio_")  # the default executor
-    conn.request("GET", "/_ping")  # control: a decision without engine questions stays on the loop
-    assert conn.getresponse().read() == b"OK"
+    assert (len(records), records[0]["decision"]) == (1, "allow")
+    assert records[0]["reason"] == f"asked the engine in {loop_thread}"
+    question, forwarded = proxy.engine.received[asked:]
+    # asked as UpstreamEngine asks, on a connection of its own
+    assert (question[1], question[2]["connection"]) == ("/containers/c1/json", "close")
+    assert forwarded[1] == "/containers/c1/top"
+    # Control: a question about a host path (realpath) is not the engine's: a worker thread.
+    conn.request("GET", "/containers/c1/export")
+    assert conn.getresponse().read() == b""  # the fake engine has no such path: 404, empty
+    assert str(proxy.records()[-1]["reason"]).startswith("/ resolved in asyncio_")  # the default executor
+
+
+def test_dependent_engine_questions_are_fetched_in_turn(proxy: Harness) -> None:
+    asked = len(proxy.engine.received)
+    conn = proxy.http()
+    conn.request("GET", "/containers/c1/changes?then=c1")
+    conn.getresponse().read()
+    assert proxy.records()[-1]["decision"] == "allow"
+    # The second question is the first one again: answered from what was fetched.
+    seen = [r[1] for r in proxy.engine.received[asked:]]
+    assert seen == ["/containers/c1/json", "/containers/c1/changes?then=c1"]
+    conn.request("GET", "/containers/c1/changes?then=c2")  # a second, different question: 404 here
+    conn.getresponse().read()
+    assert proxy.records()[-1]["decision"] == "deny"
+    assert [r[1] for r in proxy.engine.received[-2:]] == ["/containers/c1/json", "/containers/c2/json"]
+
+
+def test_an_engine_question_without_an_answer_denies(proxy: Harness) -> None:
+    """A question the engine answers with something that is not HTTP: the decision meets the
+    error at that question and denies (control: the same decision with a good answer allows)."""
+    conn = proxy.http()
+    conn.request("GET", "/containers/c1/changes?then=broken")
+    response = conn.getresponse()
+    assert (response.status, b"no answer: EngineError" in response.read()) == (403, True)
+    conn.request("GET", "/containers/c1/changes?then=c1")  # control
+    conn.getresponse().read()  # forwarded (the fake engine has no such path)
+    assert proxy.records()[-1]["decision"] == "allow"
 
 
 def test_every_decision_is_audited_with_the_api_layer(proxy: Harness) -> None:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from gatekeeper.engine_api import EngineError, http_get, parse_json
+from gatekeeper.engine_api import MAX_HEADER, MAX_RESPONSE, EngineError, http_get, parse_json, parse_response
 
 QUERY_TIMEOUT = 10.0
 
@@ -23,8 +24,7 @@ class UpstreamEngine:
     def get_json(self, target: str) -> tuple[int, object]:
         """(status, parsed JSON); EngineError or OSError when the engine does not answer
         properly (the decision denies on it)."""
-        if not target.startswith("/") or any(ch < "!" or ch > "~" for ch in target):
-            raise EngineError(f"not a request target: {target!r}")
+        check_target(target)
         status, body = http_get(self.socket_path, target, time.monotonic() + self.timeout)
         return status, parse_json(body)
 
@@ -45,3 +45,38 @@ class UpstreamEngine:
         from gatekeeper.worlds import mount_is_inert
 
         return mount_is_inert(path)
+
+
+def check_target(target: str) -> None:
+    if not target.startswith("/") or any(ch < "!" or ch > "~" for ch in target):
+        raise EngineError(f"not a request target: {target!r}")
+
+
+async def get_json_on_loop(socket_path: str, target: str,
+                           timeout: float = QUERY_TIMEOUT) -> tuple[int, object] | Exception:
+    """UpstreamEngine.get_json without a thread: the same request on a connection of its own
+    (Connection: close), read to its end within the same bounds of size and time and parsed
+    by the same strict parser. The error instead of raising it: the decision is run again
+    and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked)."""
+    try:
+        check_target(target)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(socket_path)
+            try:
+                writer.write((f"GET {target} HTTP/1.1\r\nHost: docker\r\nUser-Agent: gatekeeper\r\n"
+                              "Accept: application/json\r\nConnection: close\r\n\r\n").encode("ascii"))
+                chunks: list[bytes] = []
+                size = 0
+                while chunk := await reader.read(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_RESPONSE + MAX_HEADER:
+                        raise EngineError(f"answer larger than {MAX_RESPONSE} bytes")
+                    chunks.append(chunk)
+            finally:
+                writer.close()
+        status, body = parse_response(b"".join(chunks))
+        return status, parse_json(body)
+    except TimeoutError:
+        return EngineError("the engine did not answer in time")
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, the decision denies on it
+        return error

@@ -5,7 +5,8 @@ For every request on a client connection (keep-alive included):
    (gatekeeper.proxy.framing); read the whole body (a build context spooled to an
    unlinked 0600 file), within its cap; nothing has gone upstream yet;
 2. the caller's profile from SO_PEERCRED and [proxy.users]; no profile, no policy: 403;
-3. the decision (gatekeeper.proxy.vet, in a worker thread) and its audit record;
+3. the decision (gatekeeper.proxy.vet, on the event loop; its engine GETs fetched there too;
+   in a worker thread when it asks about host paths) and its audit record;
 4. a denial is answered 403 {"message": "gatekeeper: denied: ... (rule ...)"}; an allowed
    request goes upstream on a fresh connection, re-framed by our own h11 client
    (Content-Length, Connection: close) with the decision's target and body;
@@ -33,7 +34,7 @@ from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError
 from gatekeeper.proxy import framing, intake
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
-from gatekeeper.proxy.engine import UpstreamEngine
+from gatekeeper.proxy.engine import UpstreamEngine, get_json_on_loop
 from gatekeeper.proxy.framing import FramingError
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
 from gatekeeper.proxy.settings import PolicyState
@@ -43,6 +44,8 @@ MAX_HEAD = 64 << 10
 MAX_TRANSFORMED = 16 << 20  # an inspect answer to redact; more is refused, not relayed raw
 WRITE_HIGH_WATER = 1 << 20
 POOL_LIMIT = 8
+FETCHES_ON_LOOP = 4  # engine GETs one decision may have fetched on the event loop
+TRANSFORM_ON_LOOP = 256 << 10  # a larger answer is redacted in a worker thread
 CHUNKED_END = b"0\r\n\r\n"
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
@@ -63,17 +66,28 @@ Record = Callable[[object, dict[str, object]], None]
 
 
 class EngineNotAsked:
-    """The engine of the inline try (Proxy.decide_inline): a question marks the try void.
-    Whatever the decision makes of the error raised here, its verdict is discarded."""
+    """The engine of an inline try (Proxy.decide_on_loop): it answers get_json from what the
+    event loop fetched before this try (`answers`); any other question marks the try void
+    (a GET not fetched yet is noted in `missing`). Whatever the decision makes of the error
+    raised here, the verdict of a void try is discarded."""
 
-    __slots__ = ("asked",)
+    __slots__ = ("asked", "answers", "missing")
 
-    def __init__(self) -> None:
+    def __init__(self, answers: dict[str, tuple[int, object] | Exception] | None = None) -> None:
         self.asked = False
+        self.answers = answers if answers is not None else {}
+        self.missing: str | None = None  # the first GET this try had no answer for
 
     def get_json(self, target: str) -> tuple[int, object]:
+        answer = self.answers.get(target)
+        if isinstance(answer, Exception):
+            raise answer  # what the engine did to this question when it was fetched
+        if answer is not None:
+            return answer
         self.asked = True
-        raise EngineError("decided again in a worker thread")
+        if self.missing is None:
+            self.missing = target
+        raise EngineError("asked again once the engine has answered")
 
     def realpath(self, path: str) -> str:
         self.asked = True
@@ -155,20 +169,28 @@ class Proxy:
         finally:
             writer.close()
 
-    # ------------------------------------------------------------ decision (worker thread)
+    # ------------------------------------------------------------ decision
 
-    def decide_inline(self, request: ApiRequest, state: PolicyState, caller: Caller,
-                      body: dict[str, object]) -> ApiVerdict | None:
-        """A first try on the event loop, with an engine that is never asked: most requests
-        (pings, lists, creates) need no engine question and are decided without a thread
-        hop. None when the decision asked the engine: decide_and_record then runs it again
-        in a worker thread (the decision is pure apart from its engine: running it twice
-        changes nothing, and the first verdict is thrown away)."""
-        engine = EngineNotAsked()
-        verdict = self.verdict_for(request, state, engine)
-        if engine.asked:
-            return None
-        return self.record_verdict(request, state, caller, body, verdict)
+    async def decide_on_loop(self, request: ApiRequest, state: PolicyState, caller: Caller,
+                             body: dict[str, object]) -> ApiVerdict | None:
+        """The decision on the event loop, without a thread hop: most requests (pings, lists,
+        creates) ask the engine nothing. One that asks GETs (an inspect, a name to resolve)
+        is stopped at its first unanswered question; the loop fetches the answer (on its own
+        connection, as UpstreamEngine would) and runs the decision again with every answer so
+        far, until it asks nothing new (the decision is pure apart from its engine: running it
+        again changes nothing, and the void tries' verdicts are thrown away). None when it
+        asks the host (realpath, mounts) or more than FETCHES_ON_LOOP GETs: decide_and_record
+        then runs it in a worker thread with the real engine."""
+        answers: dict[str, tuple[int, object] | Exception] = {}
+        for _ in range(FETCHES_ON_LOOP + 1):
+            engine = EngineNotAsked(answers)
+            verdict = self.verdict_for(request, state, engine)
+            if not engine.asked:
+                return self.record_verdict(request, state, caller, body, verdict)
+            if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
+                return None
+            answers[engine.missing] = await get_json_on_loop(state.settings.upstream, engine.missing)
+        return None
 
     def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,
                           body: dict[str, object]) -> ApiVerdict:
@@ -379,7 +401,7 @@ class ClientConnection:
             await self.send_whole(received.conn, status, body, keep)
             return keep
         facts = body_facts(received)
-        verdict = self.proxy.decide_inline(request, state, self.caller, facts)
+        verdict = await self.proxy.decide_on_loop(request, state, self.caller, facts)
         if verdict is None:
             verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state,
                                                  self.caller, facts)
@@ -657,9 +679,13 @@ class Upstream:
             else:
                 return await self.transform_failed("the engine's answer was cut short", keep)
         loop = asyncio.get_running_loop()
+        transform = self.client.proxy.transform
+        arguments = (self.verdict.response or "", response.status_code, b"".join(parts), self.request)
         try:
-            body = await loop.run_in_executor(None, self.client.proxy.transform, self.verdict.response or "",
-                                              response.status_code, b"".join(parts), self.request)
+            if size <= TRANSFORM_ON_LOOP:  # an inspect object: redacted faster than a thread wakes up
+                body = transform(*arguments)
+            else:
+                body = await loop.run_in_executor(None, transform, *arguments)
         except Exception as error:  # noqa: BLE001 - an answer we cannot redact is not sent
             report(error)
             return await self.transform_failed(f"the answer could not be redacted ({type(error).__name__})",
