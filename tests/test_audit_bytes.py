@@ -15,8 +15,8 @@ import pytest
 
 from gatekeeper import audit
 from gatekeeper.errors import Denied
-from gatekeeper.views.records import Event
-from gatekeeper.views.rows import row_of
+from gatekeeper.operator.views.records import Event
+from gatekeeper.operator.views.rows import row_of
 from gatekeeper.words import split_command
 from tests.conftest import REPO, Deployment, gatekeeper_command
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.audit import line_hash, open_log, write_record
-from gatekeeper.audit_chain import main as verify_main
 from gatekeeper.audit_chain import verify
+from gatekeeper.operator.views.verify import main as verify_main
 
 
 def written(tmp_path: Path, count: int) -> Path:

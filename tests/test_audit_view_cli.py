@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.views.audit import audit_main
+from gatekeeper.operator.views.audit import audit_main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 AUDIT = str(FIXTURES / "audit.jsonl")
@@ -134,7 +134,7 @@ def test_console_script_route_and_broken_pipe(tmp_path: Path) -> None:
 def test_rich_is_not_imported_for_pipes() -> None:
     code = (
         "import sys\n"
-        "from gatekeeper.views.audit import audit_main\n"
+        "from gatekeeper.operator.views.audit import audit_main\n"
         f"audit_main(['--log', {AUDIT!r}, '--summary'])\n"
         "audit_main(['--log', " + repr(AUDIT) + ", '--json'])\n"
         "assert 'rich' not in sys.modules, 'rich imported'\n"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.views import audit, filters, records
-from gatekeeper.views.filters import Criteria
-from gatekeeper.views.records import ReadStats
+from gatekeeper.operator.views import audit, filters, records
+from gatekeeper.operator.views.filters import Criteria
+from gatekeeper.operator.views.records import ReadStats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 AUDIT = FIXTURES / "audit.jsonl"

@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from gatekeeper.views import follow
-from gatekeeper.views.filters import Criteria
-from gatekeeper.views.records import ReadStats
+from gatekeeper.operator.views import follow
+from gatekeeper.operator.views.filters import Criteria
+from gatekeeper.operator.views.records import ReadStats
 
 Step = Callable[[Path], None]
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.views import records
-from gatekeeper.views.records import ReadStats, Source
+from gatekeeper.operator.views import records
+from gatekeeper.operator.views.records import ReadStats, Source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 AUDIT = FIXTURES / "audit.jsonl"

@@ -16,11 +16,11 @@ import unicodedata
 
 import pytest
 
-from gatekeeper.views import plain, render
-from gatekeeper.views.escape import shown, visible
-from gatekeeper.views.records import Event
-from gatekeeper.views.rows import row_of
-from gatekeeper.views.summary import Tally
+from gatekeeper.operator.views import plain, render
+from gatekeeper.operator.views.escape import shown, visible
+from gatekeeper.operator.views.records import Event
+from gatekeeper.operator.views.rows import row_of
+from gatekeeper.operator.views.summary import Tally
 
 HOSTILE = {
     "ansi-colour": "docker ps \x1b[31mred\x1b[0m",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.views import pager, short
-from gatekeeper.views.records import Event
-from gatekeeper.views.rows import row_of
+from gatekeeper.operator.views import pager, short
+from gatekeeper.operator.views.records import Event
+from gatekeeper.operator.views.rows import row_of
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 AUDIT = str(FIXTURES / "audit.jsonl")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.views import parallel, summary
-from gatekeeper.views.filters import Criteria
-from gatekeeper.views.records import ReadStats, Source, expand_sources, iter_records
-from gatekeeper.views.summary import Summary, Tally
+from gatekeeper.operator.views import parallel, summary
+from gatekeeper.operator.views.filters import Criteria
+from gatekeeper.operator.views.records import ReadStats, Source, expand_sources, iter_records
+from gatekeeper.operator.views.summary import Summary, Tally
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"
 AUDIT = FIXTURES / "audit.jsonl"
@@ -166,7 +166,7 @@ def test_memory_stays_bounded_when_every_command_is_unique(monkeypatch: pytest.M
 
 
 def test_summary_json_is_ascii_and_complete() -> None:
-    from gatekeeper.views.plain import summary_json
+    from gatekeeper.operator.views.plain import summary_json
 
     document = json.loads(summary_json(FIXTURE))
     assert document["decisions"] == 12
@@ -205,7 +205,7 @@ def test_filters_apply_to_exit_statuses(criteria: Criteria, expected: dict[str, 
 
 
 def test_summary_json_has_profiles_and_days() -> None:
-    from gatekeeper.views import plain
+    from gatekeeper.operator.views import plain
 
     document = json.loads(plain.summary_json(FIXTURE))
     assert document["by"]["profile"]["top"] == [["default", 12]]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import authorized_key
-from gatekeeper.authorized_key import KeyLineError, authorized_key_line, main, read_key_file
+from gatekeeper.operator import authorized_key
+from gatekeeper.operator.authorized_key import KeyLineError, authorized_key_line, main, read_key_file
 from gatekeeper.policy import PolicyError, load_policy
 
 

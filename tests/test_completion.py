@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.cli import OPERATOR_COMMANDS
-from gatekeeper.operator import completion
+from gatekeeper.operator import COMMANDS, completion
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 CASES = [
     # (typed, must offer, must not offer)
     ("gatekeeper au", {"audit"}, set()),
-    ("gatekeeper ", set(OPERATOR_COMMANDS) | {"--help", "--version"}, set()),
+    ("gatekeeper ", set(COMMANDS) | {"--help", "--version"}, set()),
     ("gatekeeper policy c", {"check", "compile"}, {"show"}),
     ("gatekeeper policy show --p", {"--policy"}, set()),
     ("gatekeeper audit --not-r", {"--not-rule"}, {"--rule"}),
@@ -74,7 +73,7 @@ def test_a_file_argument_completes_files(script: str, tmp_path: Path) -> None:
 
 
 def test_every_command_has_a_case_arm(script: str) -> None:
-    for name in OPERATOR_COMMANDS:
+    for name in COMMANDS:
         assert f"        {name})" in script
 
 

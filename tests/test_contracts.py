@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper import cli, decision, redaction, worlds
+from gatekeeper import decision, redaction, worlds
 from gatekeeper.errors import EX_CONFIG, EX_NOPERM, EX_SOFTWARE, EX_TEMPFAIL
-from gatekeeper.operator import check
+from gatekeeper.operator import COMMANDS, check
 from gatekeeper.policy import load_policy
 from gatekeeper.world import PathResolver, World
 from tests.conftest import REPO
@@ -62,7 +62,7 @@ def test_output_filter_names() -> None:
 
 
 def test_operator_commands_and_exit_codes() -> None:
-    for name in cli.OPERATOR_COMMANDS:
+    for name in COMMANDS:
         assert f"`gatekeeper {name}" in CONTRACTS, name
     for code in (EX_NOPERM, EX_CONFIG, EX_TEMPFAIL, EX_SOFTWARE, check.EX_DATAERR, check.EX_UNAVAILABLE):
         assert f"{code} (" in CONTRACTS or f" {code} " in CONTRACTS, code

@@ -83,6 +83,26 @@ def test_denied_command_imports_no_heavy_module(deployment: Deployment) -> None:
     assert heavy(modules) == set()
 
 
+def test_forcecommand_imports_no_operator_command(deployment: Deployment) -> None:
+    """Operator commands (gatekeeper.operator, its views with rich) never load for the agent,
+    allowed or denied. Control: the same probe sees the package when it runs one."""
+    compile_policy(str(deployment.policy))
+    for command, expected in (("docker ps -a", 0), ("docker exec web sh", 77)):
+        status, modules = imported_modules(deployment, command)
+        assert status == expected, command
+        assert {name for name in modules if name.startswith("gatekeeper.operator")} == set(), command
+    assert {"gatekeeper.operator", "gatekeeper.operator.rules_cmd"} <= operator_modules_after(["rules"])
+
+
+def operator_modules_after(argv: list[str]) -> set[str]:
+    probe = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import gatekeeper.cli, io, contextlib\n"
+             f"with contextlib.redirect_stdout(io.StringIO()): gatekeeper.cli.main({argv!r})\n"
+             "print(' '.join(m for m in sys.modules if m.startswith('gatekeeper.operator')))")
+    done = subprocess.run([sys.executable, "-S", "-E", "-s", "-c", probe], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=30, check=False)
+    return set(done.stdout.split())
+
+
 def test_only_inspect_templates_import_the_engine_stand_in(deployment: Deployment) -> None:
     """The stand-in (http.server, threads) costs only the commands that need it: an inspect
     template. Control: a template does import it, so its absence elsewhere means something."""

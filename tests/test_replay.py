@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.views import render, replay
-from gatekeeper.views.replay import Decider, Verdict
+from gatekeeper.operator.views import render, replay
+from gatekeeper.operator.views.replay import Decider, Verdict
 from tests.test_audit_view_render import HOSTILE, assert_terminal_safe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "audit"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gatekeeper import rules
+from gatekeeper.operator import rules_cmd
 
 SOURCE = Path(__file__).resolve().parent.parent / "gatekeeper"
 
@@ -92,13 +93,13 @@ def test_known_rule_ids(rule: str, known: bool) -> None:
 def test_rules_command(
     capsys: pytest.CaptureFixture[str], argv: list[str], status: int, out: str, err: str
 ) -> None:
-    assert rules.main(argv) == status
+    assert rules_cmd.main(argv) == status
     captured = capsys.readouterr()
     assert out in captured.out
     assert err in captured.err
 
 
 def test_rules_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert rules.main(["--json"]) == 0
+    assert rules_cmd.main(["--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["allowed"] and table["flag-*"]

@@ -219,11 +219,11 @@ def test_one_default_profile() -> None:
 def test_one_error_base() -> None:
     """Every error an operator command or the ForceCommand reports carries a message and
     an exit code, from the one base the entry points catch (gatekeeper.errors)."""
-    from gatekeeper.authorized_key import KeyLineError
     from gatekeeper.errors import GatekeeperError
+    from gatekeeper.operator.authorized_key import KeyLineError
     from gatekeeper.operator.install_entry import EntryError
     from gatekeeper.operator.sshd_check import SshdError
-    from gatekeeper.views.errors import BadPolicy, NoInput, UsageError, ViewError
+    from gatekeeper.operator.views.errors import BadPolicy, NoInput, UsageError, ViewError
 
     for kind in (KeyLineError, EntryError, SshdError, ViewError, UsageError, NoInput, BadPolicy):
         assert issubclass(kind, GatekeeperError), kind

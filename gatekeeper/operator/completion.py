@@ -43,7 +43,7 @@ class CommandWords:
 
 def help_text(argv: list[str]) -> str:
     """What `gatekeeper ARGV --help` prints, captured in-process (usage on one line)."""
-    from gatekeeper.cli import run_operator_command
+    from gatekeeper.operator import run_command
 
     out = io.StringIO()
     saved = os.environ.get("COLUMNS")
@@ -51,7 +51,7 @@ def help_text(argv: list[str]) -> str:
     try:
         quiet = (contextlib.redirect_stdout(out), contextlib.redirect_stderr(out))
         with quiet[0], quiet[1], contextlib.suppress(SystemExit):
-            run_operator_command(argv[0], [*argv[1:], "--help"])
+            run_command(argv[0], [*argv[1:], "--help"])
     finally:
         if saved is None:
             del os.environ["COLUMNS"]
@@ -78,9 +78,9 @@ def command_words(argv: list[str]) -> CommandWords:
 
 
 def all_words() -> dict[str, CommandWords]:
-    from gatekeeper.cli import OPERATOR_COMMANDS
+    from gatekeeper.operator import COMMANDS
 
-    return {name: command_words([name]) for name in OPERATOR_COMMANDS}
+    return {name: command_words([name]) for name in COMMANDS}
 
 
 def case_arm(pattern: str, words: CommandWords) -> list[str]:

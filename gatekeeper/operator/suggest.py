@@ -201,7 +201,7 @@ def must_deny_escapes(policy: Policy) -> list[str]:
 
 def replayed(policy: Policy, records: list[dict[str, object]]) -> str:
     from gatekeeper.decision import decide
-    from gatekeeper.views.replay import cached, replay
+    from gatekeeper.operator.views.replay import cached, replay
     from gatekeeper.worlds import OfflineEngineWorld
 
     world = OfflineEngineWorld()

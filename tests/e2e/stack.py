@@ -976,7 +976,8 @@ def forcecommand_keys_text(client_key: Path, precedence_key: Path) -> str:
 
 def keyoption_keys_text(client_key: Path, precedence_key: Path) -> str:
     """The client key's line printed by our own operator command, as the README says."""
-    line = run([str(VENV / "bin" / "python3"), "-I", "-m", "gatekeeper.authorized_key", f"{client_key}.pub"])
+    python = str(VENV / "bin" / "python3")
+    line = run([python, "-I", "-m", "gatekeeper.operator.authorized_key", f"{client_key}.pub"])
     return line.stdout.strip() + "\n" + precedence_line(precedence_key)
 
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, TypeVar
 
-from gatekeeper.views.records import Record, Triggers, is_decision, is_exit, text_field
+from gatekeeper.operator.views.records import Record, Triggers, is_decision, is_exit, text_field
 
 Check = Callable[[Record], bool]
 T = TypeVar("T")

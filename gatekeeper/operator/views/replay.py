@@ -19,10 +19,10 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
-from gatekeeper.views.errors import BadPolicy, NoInput, ViewError
-from gatekeeper.views.escape import shown, visible
-from gatekeeper.views.plain import stats_warning
-from gatekeeper.views.records import (
+from gatekeeper.operator.views.errors import BadPolicy, NoInput, ViewError
+from gatekeeper.operator.views.escape import shown, visible
+from gatekeeper.operator.views.plain import stats_warning
+from gatekeeper.operator.views.records import (
     DEFAULT_LOG,
     ReadStats,
     Record,
@@ -31,7 +31,7 @@ from gatekeeper.views.records import (
     iter_records,
     text_field,
 )
-from gatekeeper.views.rows import json_line
+from gatekeeper.operator.views.rows import json_line
 
 SHOWN_LIMIT: Final = 200
 DECISION_CACHE: Final = 65_536
@@ -287,7 +287,7 @@ def run_replay(args: argparse.Namespace, decide: Decider) -> int:
 
 def show_report(report: ReplayReport) -> None:
     if sys.stdout.isatty():
-        from gatekeeper.views import render
+        from gatekeeper.operator.views import render
 
         render.print_replay(report, render.make_console())
         return

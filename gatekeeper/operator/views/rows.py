@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from gatekeeper.views.escape import shown
-from gatekeeper.views.filters import record_time
-from gatekeeper.views.records import Event, Record, text_field
+from gatekeeper.operator.views.escape import shown
+from gatekeeper.operator.views.filters import record_time
+from gatekeeper.operator.views.records import Event, Record, text_field
 
 COMMAND_LIMIT: Final = 240
 FIELD_LIMIT: Final = 120

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TextIO
 
-from gatekeeper.views.escape import shown
-from gatekeeper.views.records import Event, text_field
-from gatekeeper.views.rows import Row, row_of, with_exit
+from gatekeeper.operator.views.escape import shown
+from gatekeeper.operator.views.records import Event, text_field
+from gatekeeper.operator.views.rows import Row, row_of, with_exit
 
 WIDE_AT: Final = 100  # from this width on, short lines also show a key prefix
 KEY_SHOWN: Final = 8

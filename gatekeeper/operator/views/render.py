@@ -17,12 +17,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from gatekeeper.views.escape import visible
-from gatekeeper.views.rows import Row
+from gatekeeper.operator.views.escape import visible
+from gatekeeper.operator.views.rows import Row
 
 if TYPE_CHECKING:
-    from gatekeeper.views.replay import Change, ReplayReport
-    from gatekeeper.views.summary import Ranking, Summary
+    from gatekeeper.operator.views.replay import Change, ReplayReport
+    from gatekeeper.operator.views.summary import Ranking, Summary
 
 BARS: Final = " ▁▂▃▄▅▆▇█"
 KEY_SHOWN: Final = 19

@@ -17,9 +17,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gatekeeper.views.filters import Criteria, matcher_or_none, raw_prefilter
-from gatekeeper.views.records import GZIP_MAGIC, ReadStats, Source, iter_records, range_lines, records_in
-from gatekeeper.views.summary import Tally, tally
+from gatekeeper.operator.views.filters import Criteria, matcher_or_none, raw_prefilter
+from gatekeeper.operator.views.records import (
+    GZIP_MAGIC,
+    ReadStats,
+    Source,
+    iter_records,
+    range_lines,
+    records_in,
+)
+from gatekeeper.operator.views.summary import Tally, tally
 
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
 

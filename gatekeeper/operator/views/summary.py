@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from gatekeeper.views.records import Record
+from gatekeeper.operator.views.records import Record
 
 TOP: Final = 10
 HOURS_PER_DAY: Final = 24

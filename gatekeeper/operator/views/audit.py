@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
-from gatekeeper.views import plain, short
-from gatekeeper.views.errors import NoInput, UsageError, ViewError
-from gatekeeper.views.filters import (
+from gatekeeper.operator.views import plain, short
+from gatekeeper.operator.views.errors import NoInput, UsageError, ViewError
+from gatekeeper.operator.views.filters import (
     Criteria,
     last,
     matcher,
@@ -26,10 +26,10 @@ from gatekeeper.views.filters import (
     raw_prefilter,
     select,
 )
-from gatekeeper.views.follow import follow_events
-from gatekeeper.views.pager import paged
-from gatekeeper.views.parallel import available_cpus, tally_sources
-from gatekeeper.views.records import (
+from gatekeeper.operator.views.follow import follow_events
+from gatekeeper.operator.views.pager import paged
+from gatekeeper.operator.views.parallel import available_cpus, tally_sources
+from gatekeeper.operator.views.records import (
     DEFAULT_LOG,
     Event,
     ReadStats,
@@ -177,6 +177,10 @@ def check_rule_id(rule: str | None) -> None:
 
 def audit_main(argv: list[str]) -> int:
     """Entry point of ``gatekeeper audit``; returns the exit status."""
+    if argv[:1] == ["verify"]:  # the hash chain (gatekeeper.audit_chain), not a listing
+        from gatekeeper.operator.views.verify import main as verify
+
+        return verify(argv[1:])
     args = audit_parser().parse_args(joined_negative_times(argv))
     if args.json:
         args.output = "json"
@@ -291,7 +295,7 @@ def summarise(sources: list[Source], criteria: Criteria, stats: ReadStats, *, as
     if as_json:
         print(plain.summary_json(summary))
     elif sys.stdout.isatty():
-        from gatekeeper.views import render
+        from gatekeeper.operator.views import render
 
         render.print_summary(summary, render.make_console())
     else:

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TextIO
 
-from gatekeeper.views.escape import visible
-from gatekeeper.views.records import Event, ReadStats
-from gatekeeper.views.rows import Row, json_line, row_of, with_exit
-from gatekeeper.views.summary import Ranking, Summary
+from gatekeeper.operator.views.escape import visible
+from gatekeeper.operator.views.records import Event, ReadStats
+from gatekeeper.operator.views.rows import Row, json_line, row_of, with_exit
+from gatekeeper.operator.views.summary import Ranking, Summary
 
 
 def write_json_lines(events: Iterable[Event], out: TextIO) -> None:

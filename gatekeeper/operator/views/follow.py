@@ -18,8 +18,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Final
 
-from gatekeeper.views.filters import Criteria, matcher, select
-from gatekeeper.views.records import (
+from gatekeeper.operator.views.filters import Criteria, matcher, select
+from gatekeeper.operator.views.records import (
     UNKNOWN_LINE,
     Batch,
     Event,
