@@ -30,6 +30,7 @@ from gatekeeper.errors import EX_TEMPFAIL, GatekeeperError
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from gatekeeper.decision import Decision
     from gatekeeper.policy import Policy
     from gatekeeper.world import World
 
@@ -98,7 +99,7 @@ def lifted(policy: Policy, rule: str) -> Policy:
     return out
 
 
-def offline_verdict(command: str, policy: Policy, world: World) -> tuple[str, object]:
+def offline_verdict(command: str, policy: Policy, world: World) -> tuple[str, Decision]:
     """("allow" | "deny" | "ask", the decision that would run or the refusal), no state touched:
     for `gatekeeper policy test` and `policy check`."""
     from gatekeeper.decision import decide
@@ -121,7 +122,7 @@ def consult(policy: Policy, argv: list[str], now: float) -> dict[str, object]:
     now), or raise ApprovalPending (a request recorded) / GatekeeperError (denied)."""
     key = approval_key(argv, policy.profile, policy.sha256)
     record = read_approval(policy, key)
-    if record is not None and float(record.get("expires", 0)) > now and record.get("key") == key:  # type: ignore[arg-type]
+    if record is not None and float(record.get("expires", 0)) > now and record.get("key") == key:  # type: ignore[arg-type]  # JSON; a bad one raises: denied
         if record.get("denied"):
             raise GatekeeperError(f"the operator denied request {request_id(key)}; do not send it again",
                                   rule=RULE_DENIED)

@@ -34,8 +34,8 @@ def verify(lines: list[bytes], head: tuple[int, str] | None = None) -> list[str]
         if head is not None and record.get("seq") == head[0] and line_hash(line) == head[1]:
             seen_head = True
         previous = line
-    if not seen_head:
-        problems.append(f"head seq {head[0]} sha256 {head[1]} is not in the file: truncated or replaced")  # type: ignore[index]
+    if head is not None and not seen_head:
+        problems.append(f"head seq {head[0]} sha256 {head[1]} is not in the file: truncated or replaced")
     return problems
 
 

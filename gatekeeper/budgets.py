@@ -25,6 +25,10 @@ import os
 
 from gatekeeper.errors import Denied
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from gatekeeper.policy import Policy
+
 RULE_COMMANDS = "budget-commands"
 RULE_CONTAINERS = "budget-containers"
 RULE_PULLS = "budget-pulls"
@@ -44,9 +48,9 @@ MAX_LEDGER = 4 << 20
 CONTAINER_COMMANDS = frozenset({"container run", "container create", "compose run"})
 
 
-def configured(policy: object) -> bool:
+def configured(policy: Policy) -> bool:
     """Any budget set at all (otherwise nothing is imported or opened)."""
-    budgets = policy.settings["budgets"]  # type: ignore[attr-defined]
+    budgets = policy.settings["budgets"]
     return any(budgets[key] for _, key, _, _ in BUDGETS)
 
 
@@ -76,32 +80,31 @@ def compose_spending(canonical: str, stdin: bytes | None) -> dict[str, int]:
     return {"containers": len(services), "builds": builds}
 
 
-def charge(policy: object, canonical: str | None, stdin: bytes | None, now: float) -> None:
+def charge(policy: Policy, canonical: str | None, stdin: bytes | None, now: float) -> None:
     """Spend this command's share of its profile's budgets, or raise Denied (nothing spent)."""
-    limits = policy.settings["budgets"]  # type: ignore[attr-defined]
     spent = spending(canonical, stdin)
     fd = open_ledger(policy)
     try:
         entries = [(kind, at) for kind, at in read_entries(fd) if now - at < 86400]
         for kind, key, window, unit in BUDGETS:
-            limit, wanted = int(limits[key]), spent.get(kind, 0)
+            limit, wanted = policy.count_of("budgets", key), spent.get(kind, 0)
             if not limit or not wanted:
                 continue
             recent = sorted(at for k, at in entries if k == kind and now - at < window)
             if len(recent) + wanted > limit:
                 raise over_budget(policy, kind, key, limit, window, unit, recent, wanted, now)
-        entries += [(kind, now) for kind, count in spent.items() for _ in range(count)]
+        entries += [(kind, now) for kind, times in spent.items() for _ in range(times)]
         write_entries(fd, entries)
     finally:
         os.close(fd)  # drops the flock
 
 
-def over_budget(policy: object, kind: str, key: str, limit: int, window: int, unit: str,
+def over_budget(policy: Policy, kind: str, key: str, limit: int, window: int, unit: str,
                 recent: list[float], wanted: int, now: float) -> Denied:
     """When enough of the window's entries have aged out for `wanted` more."""
     import time
 
-    profile = policy.profile  # type: ignore[attr-defined]
+    profile = policy.profile
     if wanted > limit:
         return Denied(f"budget {key} = {limit} for profile {profile!r}: this command alone needs {wanted} "
                       f"{unit}; split it or ask the operator", rule=RULE_OF[kind])
@@ -121,16 +124,16 @@ def ledger_name(profile: str) -> str:
     return LEDGER_PREFIX + profile.encode().hex()
 
 
-def open_ledger(policy: object) -> int:
+def open_ledger(policy: Policy) -> int:
     """The profile's ledger, opened relative to the checked state dir, flock'd."""
     from gatekeeper.inflight import Registry, StateError, wait_for_lock
 
-    directory = Registry(policy.state_dir).open_state_dir()  # type: ignore[attr-defined]
+    directory = Registry(policy.state_dir).open_state_dir()
     try:
-        fd = os.open(ledger_name(policy.profile), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,  # type: ignore[attr-defined]
+        fd = os.open(ledger_name(policy.profile), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=directory)
     except OSError as error:
-        where = policy.state_dir  # type: ignore[attr-defined]
+        where = policy.state_dir
         raise StateError(f"cannot open the budget ledger in {where!r} ({error.strerror})") from None
     finally:
         os.close(directory)

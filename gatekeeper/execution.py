@@ -20,6 +20,8 @@ import select
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gatekeeper.policy import Policy
 
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
@@ -59,8 +61,8 @@ def base_environment(policy: Policy, host: str | None) -> dict[str, str]:
     }
 
 
-def run_child(policy: Policy, argv: list[str], stdin: bytes | None, output_filter=None,  # type: ignore[no-untyped-def]
-              host: str | None = None) -> int:
+def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
+              output_filter: Callable[[bytes], bytes] | None = None, host: str | None = None) -> int:
     """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
 
     With `output_filter` (bytes -> bytes, gatekeeper.redaction) docker's stdout
@@ -81,7 +83,7 @@ def run_child(policy: Policy, argv: list[str], stdin: bytes | None, output_filte
     install_forwarding(pid)
     status = supervise(pid, feed_w, stdin or b"", capture)
     code = os.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
-    if capture is not None:
+    if capture is not None and output_filter is not None:  # one only exists with the other
         return show_filtered(capture, output_filter, code)
     return code
 
@@ -114,7 +116,7 @@ class Capture:
             self.chunks.append(chunk)
 
 
-def show_filtered(capture: Capture, output_filter, code: int) -> int:  # type: ignore[no-untyped-def]
+def show_filtered(capture: Capture, output_filter: Callable[[bytes], bytes], code: int) -> int:
     """Print the filtered output; withhold it all if it cannot be filtered (fail closed)."""
     if not capture.overflow:
         capture.drain()  # whatever arrived between the last poll and the exit
@@ -169,10 +171,10 @@ def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = Non
         for fd, events in poller.poll():
             if fd == pidfd:
                 return reap(pid)
-            if fd == capture_fd:
-                if not capture.drain():  # type: ignore[union-attr]
+            if capture is not None and fd == capture_fd:
+                if not capture.drain():
                     poller.unregister(capture_fd)
-                    if capture.overflow:  # type: ignore[union-attr]
+                    if capture.overflow:
                         return stop_child(pid, pidfd)
             elif fd == feed_fd:
                 feed = write_feed(poller, feed_fd, feed, events)

@@ -48,7 +48,7 @@ def loads(text: str) -> object:
     """json.loads(text), NaN/Infinity refused; ValueError when it is not one JSON value."""
     try:
         # the C scanner reads only the attributes a JSONDecoder has; ScanContext has exactly those
-        scan = _json.make_scanner(ScanContext())  # type: ignore[arg-type]
+        scan = _json.make_scanner(ScanContext())  # type: ignore[arg-type]  # duck-typed decoder
     except (AttributeError, TypeError):  # an interpreter whose _json differs
         import json
 

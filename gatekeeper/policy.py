@@ -286,6 +286,14 @@ class Policy:
         """"owned" or "all" for an action class; a class the policy does not know is owned-only."""
         return self.scope.get(key, "owned")
 
+    def strings_of(self, section: str, key: str) -> tuple[str, ...]:
+        """A validated list of strings in the settings, typed (for sections read where used)."""
+        return strings(self.settings[section][key])
+
+    def count_of(self, section: str, key: str) -> int:
+        """A validated whole number in the settings, typed; 0 for absent."""
+        return count(self.settings[section][key])
+
 
 def strings(value: object) -> tuple[str, ...]:
     """A validated list of strings (the schema checked it) as a tuple."""
@@ -629,7 +637,7 @@ def is_plain_name(value: str, extra: str) -> bool:
 
 def canonical_names(names: object) -> list[str]:
     out = []
-    for name in names:  # type: ignore[attr-defined]
+    for name in strings(names):  # the schema checked a list of strings
         canonical = canonical_name(name)
         if canonical is None:
             raise PolicyError(f"invalid policy: unknown docker command {name!r}")

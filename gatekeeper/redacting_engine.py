@@ -193,7 +193,7 @@ class RedactingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
         self.keys = keys
         super().__init__(path, Handler)
 
-    def get_request(self):  # type: ignore[no-untyped-def]
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         """UnixStreamServer gives '' as the peer; http.server wants a (host, port) pair."""
         request, _ = super().get_request()
         return request, ("local", 0)

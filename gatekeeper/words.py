@@ -233,7 +233,7 @@ def address_space_in_use() -> int:
 def plain_word(node: object) -> str:
     if getattr(node, "kind", None) != "word" or getattr(node, "parts", None):
         raise_syntax("only plain words are allowed (no expansions, assignments or redirections)")
-    return node.word  # type: ignore[attr-defined, no-any-return]
+    return node.word  # type: ignore[attr-defined, no-any-return]  # bashlex (no stubs): a word node's str
 
 
 def describe(char: str) -> str:

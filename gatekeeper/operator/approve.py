@@ -102,7 +102,7 @@ def list_requests(policy: Policy) -> int:
     if not requests:
         print("no pending requests")
     for request in requests:
-        age = round(time.time() - float(request.get("asked", 0)))  # type: ignore[arg-type]
+        age = round(time.time() - float(request.get("asked", 0)))  # type: ignore[arg-type]  # a JSON number ours wrote
         print(f"{request_id(str(request['key']))}  profile {request.get('profile')}  {age} s ago  "
               f"{json.dumps(request['argv'])}")
     return 0
@@ -125,7 +125,7 @@ def decide_request(policy: Policy, request: str, *, approve: bool) -> int:
     audit_step(policy, verb, request, record, approval)
     what = "approved: the agent may run it once" if approve else "denied"
     print(f"{what}: {json.dumps(record['argv'])} (profile {record.get('profile')}); "
-          f"until {time.strftime('%H:%M:%S UTC', time.gmtime(float(approval['expires'])))}")  # type: ignore[arg-type]
+          f"until {time.strftime('%H:%M:%S UTC', time.gmtime(float(approval['expires'])))}")  # type: ignore[arg-type]  # a float
     return 0
 
 
@@ -171,7 +171,7 @@ def audit_step(policy: Policy, verb: str, request: str, record: dict[str, object
     entry = {
         "v": RECORD_VERSION, "ts": timestamp(), "event": "approval", "action": verb, "request": request,
         "profile": record.get("profile"), "argv": record["argv"], "by": approval["by"],
-        "expires": timestamp(float(approval["expires"])),  # type: ignore[arg-type]
+        "expires": timestamp(float(approval["expires"])),  # type: ignore[arg-type]  # a float, set above
         "policy": {"path": policy.source, "sha256": policy.sha256},
     }  # fmt: skip
     line = append_record(policy.audit_path, entry)

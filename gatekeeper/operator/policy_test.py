@@ -180,10 +180,10 @@ class Runner:
 
         policy = self.policy(case.profile)
         if not case.files:
-            return offline_verdict(case.command, policy, self.world)  # type: ignore[return-value]
+            return offline_verdict(case.command, policy, self.world)
         with scratch_directory(case.files) as directory:
             moved = with_roots(policy, directory)
-            return offline_verdict(case.command.replace(DIR_MARK, directory), moved, self.world)  # type: ignore[return-value]
+            return offline_verdict(case.command.replace(DIR_MARK, directory), moved, self.world)
 
     def run(self, cases: list[Case]) -> list[Outcome]:
         return [Outcome(case, *self.verdict(case)) for case in cases]

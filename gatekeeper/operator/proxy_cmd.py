@@ -19,6 +19,12 @@ import sys
 
 from gatekeeper.errors import EX_CONFIG
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
+    from gatekeeper.proxy.server import Proxy
+    from gatekeeper.proxy.settings import PolicyState
+
 USAGE = """\
 usage: gatekeeper proxy --policy FILE
 
@@ -61,7 +67,7 @@ def policy_argument(argv: list[str]) -> str | None:
     return None
 
 
-async def serve(path: str, state) -> int:  # type: ignore[no-untyped-def]
+async def serve(path: str, state: PolicyState) -> int:
     from gatekeeper.proxy.server import READ_SIZE, Proxy, listening_socket
 
     proxy = Proxy(state, production_decide, production_transform)
@@ -80,7 +86,7 @@ async def serve(path: str, state) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def reload(proxy, path: str) -> None:  # type: ignore[no-untyped-def]
+def reload(proxy: Proxy, path: str) -> None:
     from gatekeeper.proxy.settings import load_state
 
     old = proxy.state.settings
@@ -96,13 +102,13 @@ def reload(proxy, path: str) -> None:  # type: ignore[no-untyped-def]
     say(f"reload: policy {path} ({digest}) in force")
 
 
-def production_decide(request, policy, engine):  # type: ignore[no-untyped-def]
+def production_decide(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
     from gatekeeper.proxy.vet import vet_api_request
 
-    return vet_api_request(request, policy, engine)
+    return vet_api_request(request, policy, engine)  # type: ignore[arg-type]  # server.Decide hands the state's Policy as object
 
 
-def production_transform(name, status, body, request):  # type: ignore[no-untyped-def]
+def production_transform(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
     from gatekeeper.proxy.vet import transform_response
 
     return transform_response(name, status, body, request)

@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from gatekeeper.policy import Policy, load_policy
+from gatekeeper.policy import Policy, load_policy, strings
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def port_fix(command: str) -> tuple[str, str, str] | None:
 def with_proposals(policy: Policy, proposals: list[Proposal]) -> Policy:
     settings = {section: dict(values) for section, values in policy.settings.items()}
     for proposal in proposals:
-        current = list(settings[proposal.section][proposal.key])  # type: ignore[call-overload]
+        current = list(strings(settings[proposal.section][proposal.key]))
         if proposal.value not in current:
             current.append(proposal.value)
         settings[proposal.section][proposal.key] = current
@@ -213,7 +213,7 @@ def as_toml(policy: Policy, proposals: list[Proposal]) -> str:
     for section in dict.fromkeys(p.section for p in proposals):
         lines.append(f"[{section}]")
         for key in dict.fromkeys(p.key for p in proposals if p.section == section):
-            values = list(policy.settings[section][key])  # type: ignore[call-overload]
+            values = list(strings(policy.settings[section][key]))
             values += [p.value for p in proposals
                        if (p.section, p.key) == (section, key) and p.value not in values]
             lines.append(f"{key} = {json.dumps(values)}")

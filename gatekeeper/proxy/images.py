@@ -260,7 +260,7 @@ def check_build_quota(call: Call, caps: object) -> None:
         return
     quota, period = plain_int(call.one("cpuquota")), plain_int(call.one("cpuperiod") or "100000")
     if quota is None or period is None or quota <= 0 or period <= 0 or quota * NANO > cap * period:
-        check_cpu_quota(call.one("cpuquota"), caps, "build cpuquota")  # type: ignore[arg-type]
+        check_cpu_quota(call.one("cpuquota"), caps, "build cpuquota")  # type: ignore[arg-type]  # a Caps; quota set
 
 
 # ---------------------------------------------------------------- [images] allowed sources

@@ -142,7 +142,7 @@ class Proxy:
     decision functions (the real ones, or a test's stand-in)."""
 
     def __init__(self, state: PolicyState, decide: Decide, transform: Transform,
-                 record: Record = write_api_record) -> None:  # type: ignore[assignment]
+                 record: Record = write_api_record) -> None:  # type: ignore[assignment]  # Record: policy as object
         self.state = state
         self.decide = decide
         self.transform = transform
@@ -321,10 +321,10 @@ class ClientConnection:
             except h11.RemoteProtocolError as error:
                 raise FramingError(error.error_status_hint, f"malformed request: {error}") from None
             if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
+                return event  # type: ignore[return-value]  # not NEED_DATA: an h11 event
             self.feed(conn, await self.reader.read(READ_SIZE))
 
-    async def body_events(self, conn: h11.Connection):  # type: ignore[no-untyped-def]
+    async def body_events(self, conn: h11.Connection):  # type: ignore[no-untyped-def]  # yields body bytes
         while True:
             event = await self.next_event(conn)
             if isinstance(event, h11.Data):
@@ -577,7 +577,7 @@ class Upstream:
         while True:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
+                return event  # type: ignore[return-value]  # not NEED_DATA: an h11 event
             self.conn.receive_data(await self.reader.read(READ_SIZE))
 
     # ------------------------------------------------------------ streamed response
@@ -597,7 +597,7 @@ class Upstream:
         complete = await self.while_client_listens(body)
         return keep and complete
 
-    def body_relay(self, response: h11.Response, first: bytes):  # type: ignore[no-untyped-def]
+    def body_relay(self, response: h11.Response, first: bytes):  # type: ignore[no-untyped-def]  # a coroutine|None
         """The coroutine relaying this response's body, None when it has none."""
         method = self.received.event.method
         if method == b"HEAD" or response.status_code in (204, 304):
@@ -610,7 +610,7 @@ class Upstream:
             return self.copy_exact(first, int(length[0]))
         return self.copy_until_close(first)
 
-    async def while_client_listens(self, body) -> bool:  # type: ignore[no-untyped-def]
+    async def while_client_listens(self, body) -> bool:  # type: ignore[no-untyped-def]  # body: a relay coroutine
         relay = asyncio.ensure_future(body)
         watcher = asyncio.ensure_future(self.client.watch_client())
         done, _ = await asyncio.wait({relay, watcher}, return_when=asyncio.FIRST_COMPLETED)

@@ -16,8 +16,8 @@ class ProxySettings:
         self.listen = str(section["listen"])
         self.group = str(section["group"])
         self.upstream = str(section["upstream"])
-        self.max_body = int(section["max_body"])  # type: ignore[call-overload]
-        self.max_build_context = int(section["max_build_context"])  # type: ignore[call-overload]
+        self.max_body = int(section["max_body"])  # type: ignore[call-overload]  # validated int
+        self.max_build_context = int(section["max_build_context"])  # type: ignore[call-overload]  # validated int
         users = section["users"]
         self.users: dict[str, str] = dict(users) if isinstance(users, dict) else {}
 

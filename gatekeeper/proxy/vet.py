@@ -365,7 +365,7 @@ def lazy(module: str, name: str) -> Callable[[Call], ApiVerdict]:
     def vetter(call: Call) -> ApiVerdict:
         from importlib import import_module
 
-        return getattr(import_module(f"gatekeeper.proxy.{module}"), name)(call)  # type: ignore[no-any-return]
+        return getattr(import_module(f"gatekeeper.proxy.{module}"), name)(call)  # type: ignore[no-any-return]  # a getattr'd vetter
 
     return vetter
 

@@ -14,6 +14,10 @@ from gatekeeper.grammar.pflag import FlagUse, Parsed, bool_value
 from gatekeeper.vetting.context import Context, Vetted
 from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def vet(ctx: Context) -> Vetted:
     """Check every flag use of the plugin and command flag sets, then the family rules.
@@ -137,7 +141,7 @@ FLAG_CHECKS = {
 }
 
 
-def family_vetter(canonical: str):  # type: ignore[no-untyped-def]
+def family_vetter(canonical: str) -> Callable[[Context], None] | None:
     """Rules beyond single flags (positionals, rendered projects), per command family."""
     from gatekeeper.vetting.families import FAMILY_VETTERS
 

@@ -85,7 +85,7 @@ def parse_address(text: str, what: str) -> Network:
 
 
 def within(inner: Network, outer: Network) -> bool:
-    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
+    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]  # same version: both v4 or v6
 
 
 def check_address(text: str, what: str, policy: Policy) -> None:

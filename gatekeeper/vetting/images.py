@@ -30,6 +30,7 @@ TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from typing import Any
 
+    from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
 RULE = "image-source"
@@ -42,12 +43,12 @@ RUN_FAMILY = frozenset({"container run", "container create"})
 DOCKERFILE_LIMIT = 1 << 20
 
 
-def pinning(policy: object) -> bool:
-    return bool(policy.settings["images"]["pin_digests"])  # type: ignore[attr-defined]
+def pinning(policy: Policy) -> bool:
+    return bool(policy.settings["images"]["pin_digests"])
 
 
-def allowed_patterns(policy: object) -> list[str]:
-    return list(policy.settings["images"]["allowed"])  # type: ignore[attr-defined]
+def allowed_patterns(policy: Policy) -> list[str]:
+    return list(policy.strings_of("images", "allowed"))
 
 
 def repository(reference: str) -> str:

@@ -28,6 +28,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from gatekeeper.engine_objects import Target
+    from gatekeeper.grammar.pflag import FlagUse
     from gatekeeper.vetting.context import Context
 
 EVERYONES_NETWORKS = frozenset({"bridge", "none", "default"})  # docker's own; `default` is bridge
@@ -163,10 +165,10 @@ def vet_build_tags(ctx: Context) -> None:
                 check_tag(ctx, name, f"{use.spelled} name=")
 
 
-def image_output_names(use: object) -> list[str]:
+def image_output_names(use: FlagUse) -> list[str]:
     from gatekeeper.vetting.go_csv import read_fields
 
-    fields = read_fields(use.value or "", use.spelled)  # type: ignore[attr-defined]
+    fields = read_fields(use.value or "", use.spelled)
     attrs = {k.strip().lower(): v for k, _, v in (f.partition("=") for f in fields)}
     if attrs.get("type") not in ("image", "docker"):
         return []
@@ -187,12 +189,12 @@ def vet_pull(ctx: Context) -> None:
             ctx.vetted.afterwards.append(("pull-record", familiar(ref), when))
 
 
-def vet_rmi_pulled(ctx: Context, target: object) -> bool:
+def vet_rmi_pulled(ctx: Context, target: Target) -> bool:
     """rmi of an image without the owner label: allowed if this profile pulled it
     (every tag it carries); its records are dropped once it is gone."""
-    if not pulled_by_agent(ctx, target.ident, target.names):  # type: ignore[attr-defined]
+    if not pulled_by_agent(ctx, target.ident, target.names):
         return False
-    ctx.vetted.afterwards.append(("pull-forget", target.ident))  # type: ignore[attr-defined]
+    ctx.vetted.afterwards.append(("pull-forget", target.ident))
     return True
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from gatekeeper.grammar.pflag import FlagUse, Parsed
+    from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
 ALL_INTERFACES = ("0.0.0.0", "::")  # what an empty host address binds  # noqa: S104
@@ -36,8 +37,8 @@ class PortRules:
     __slots__ = ("addresses", "ranges", "publish_all")
 
     def __init__(self, settings: dict[str, object]) -> None:
-        self.addresses = frozenset(normal_address(str(a)) for a in settings["host_addresses"])  # type: ignore[attr-defined]
-        self.ranges = sorted(port_range(str(r)) for r in settings["host_ports"])  # type: ignore[attr-defined]
+        self.addresses = frozenset(normal_address(str(a)) for a in settings["host_addresses"])  # type: ignore[attr-defined]  # a list: the schema checked it
+        self.ranges = sorted(port_range(str(r)) for r in settings["host_ports"])  # type: ignore[attr-defined]  # a list, as above
         self.publish_all = bool(settings["publish_all"])
 
     def refusal(self, address: str, host_ports: str) -> str | None:
@@ -65,8 +66,8 @@ class PortRules:
         return ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in self.ranges) or "none"
 
 
-def port_rules(policy: object) -> PortRules:
-    return PortRules(policy.settings["ports"])  # type: ignore[attr-defined]
+def port_rules(policy: Policy) -> PortRules:
+    return PortRules(policy.settings["ports"])
 
 
 def normal_address(text: str) -> str:
@@ -201,7 +202,7 @@ def check_model_port(rules: PortRules, port: object, where: str) -> None:
 # --- the engine API (for the proxy's container-create vetting) -------------------
 
 
-def api_port_refusal(policy: object, port_bindings: object, publish_all: object) -> str | None:
+def api_port_refusal(policy: Policy, port_bindings: object, publish_all: object) -> str | None:
     """Why a create body's HostConfig.PortBindings / PublishAllPorts is refused, or None.
     PortBindings is {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}; "" = every interface
     (HostIp) or a port the engine picks (HostPort)."""

@@ -161,8 +161,10 @@ def replicas(services: dict[str, Any], names: set[str]) -> int:
         service = services.get(name)
         if not isinstance(service, dict):
             continue
-        deploy = service.get("deploy") if isinstance(service.get("deploy"), dict) else {}
-        count = service.get("scale", deploy.get("replicas", 1))  # type: ignore[union-attr]
+        deploy = service.get("deploy")
+        if not isinstance(deploy, dict):
+            deploy = {}
+        count = service.get("scale", deploy.get("replicas", 1))
         total += count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else 1
     return total
 

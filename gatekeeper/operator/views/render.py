@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final, Literal, TextIO
 
 from rich import box
 from rich.columns import Columns
@@ -26,11 +26,13 @@ if TYPE_CHECKING:
 
 BARS: Final = " ▁▂▃▄▅▆▇█"
 KEY_SHOWN: Final = 19
+ColorSystem = Literal["auto", "standard", "256", "truecolor", "windows"]  # rich's Console(color_system=)
 DECISION_STYLE: Final = MappingProxyType({"allow": "green", "deny": "bold red"})
 
 
 def make_console(
-    file: TextIO | None = None, *, force_terminal: bool | None = None, color_system: str | None = "auto"
+    file: TextIO | None = None, *, force_terminal: bool | None = None,
+    color_system: ColorSystem | None = "auto",
 ) -> Console:
     """A console that interprets nothing: no markup, emoji codes or highlighting."""
     return Console(
@@ -39,7 +41,7 @@ def make_console(
         emoji=False,
         highlight=False,
         force_terminal=force_terminal,
-        color_system=color_system,  # type: ignore[arg-type]
+        color_system=color_system,
     )
 
 
