@@ -213,6 +213,24 @@ def test_an_engine_that_cannot_answer_denies(policy) -> None:  # type: ignore[no
     assert decision.rule == "host-path-unresolved", decision.reason
 
 
+@pytest.mark.parametrize("slow", ["listing", "inspect"])
+def test_an_engine_that_does_not_answer_in_time_denies(policy, slow: str) -> None:  # type: ignore[no-untyped-def]
+    """Either query timing out leaves the sources unknown: a denial naming it. Control: the
+    same command with an engine that answers is allowed."""
+    import subprocess
+
+    class Slow(BindsEngine):
+        def run_docker(self, policy, args, stdin=None, timeout=60.0):  # type: ignore[no-untyped-def]
+            if (args[:2] == ["container", "inspect"]) == (slow == "inspect"):
+                raise subprocess.TimeoutExpired(["docker", *args], timeout)
+            return super().run_docker(policy, args, stdin, timeout)
+
+    assert decided("docker run -v ./new:/n img", policy).allowed
+    decision = decided("docker run -v ./new:/n img", policy, Slow(ENGINE))
+    assert decision.rule == "host-path-unresolved", decision.reason
+    assert "the engine did not answer" in decision.reason
+
+
 def test_a_source_swapped_before_the_rule_counts_where_it_points(policy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A legacy container whose source became a link: its resolved form counts too."""
     world = BindsEngine([Box("swapped", [f"{H}/link:/l"])])

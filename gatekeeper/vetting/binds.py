@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from gatekeeper.vetting.context import Context
-    from gatekeeper.world import PathResolver
+    from gatekeeper.world import EngineAnswer, PathResolver
 
 PROJECT_LABEL = "com.docker.compose.project"
 BIND, OUTPUT = "bind", "output"  # kinds of what a command claims (gatekeeper.inflight)
@@ -250,16 +250,7 @@ def engine_binds(ctx: Context, words: list[str]) -> list[Holder]:
 
 
 def inspect(ctx: Context, words: list[str]) -> str:
-    from gatekeeper.bounded import timed_out
-
-    args = ["container", "inspect", "--format", CONTAINER_FORMAT, "--", *words]
-    try:
-        status, out, err = ctx.world.run_docker(
-            ctx.policy, args, None, QUERY_TIMEOUT)
-    except Exception as error:
-        if not timed_out(error):
-            raise
-        raise unresolved("the engine did not answer") from None
+    status, out, err = ask_engine(ctx, ["container", "inspect", "--format", CONTAINER_FORMAT, "--", *words])
     text = out.decode("utf-8", "replace")
     if status != 0 and not removed_meanwhile(err, len(text.splitlines()), len(words)):
         raise unresolved(first_error(err))
@@ -275,18 +266,22 @@ def removed_meanwhile(err: bytes, printed: int, asked: int) -> bool:
 
 
 def run_query(ctx: Context, args: list[str], what: str) -> str:
+    status, out, err = ask_engine(ctx, args)
+    if status != 0:
+        raise unresolved(f"cannot list {what}: {first_error(err)}")
+    return out.decode("utf-8", "replace")
+
+
+def ask_engine(ctx: Context, args: list[str]) -> EngineAnswer:
+    """docker ARGS through the world, bounded: an engine that does not answer leaves the check unresolved."""
     from gatekeeper.bounded import timed_out
 
     try:
-        status, out, err = ctx.world.run_docker(
-            ctx.policy, args, None, QUERY_TIMEOUT)
+        return ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
     except Exception as error:
         if not timed_out(error):
             raise
         raise unresolved("the engine did not answer") from None
-    if status != 0:
-        raise unresolved(f"cannot list {what}: {first_error(err)}")
-    return out.decode("utf-8", "replace")
 
 
 def unresolved(why: str) -> Denied:
