@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .proxy_daemon import without_proxy_sections
-from .stack import AGENT_HOME, DOCKER_CONFIG_DIR, DOCKER_SOCKET, IMAGE, RUN_DIR, VENV, Stack, docker_client
+from .proxy_daemon import ProxyDaemon, running_proxy
+from .stack import AGENT_HOME, DOCKER_CONFIG_DIR, DOCKER_SOCKET, IMAGE, Stack, docker_client
 
 pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-e2e-apivet-cli-"
-
-
-class Proxy:
-    def __init__(self, directory: Path) -> None:
-        self.socket = directory / "docker.sock"
-        self.log = directory / "proxy.log"
-
-    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_docker(f"unix://{self.socket}", *args)
 
 
 def run_docker(host: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -47,35 +36,12 @@ def direct(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def proxy(stack: Stack) -> Iterator[Proxy]:
-    from .stack import policy_text
-
-    directory = Path(tempfile.mkdtemp(prefix="apivet-", dir=RUN_DIR))
-    policy = directory / "policy.toml"
-    policy.write_text(without_proxy_sections(policy_text()) + f"""
-[proxy]
-listen = "{directory / 'docker.sock'}"
-group = "root"
-upstream = "{DOCKER_SOCKET}"
-
-[proxy.users]
-root = "default"
-""")
-    daemon = Proxy(directory)
-    with daemon.log.open("wb") as log:
-        process = subprocess.Popen([str(VENV / "bin" / "python3"), "-I", "-m", "gatekeeper", "proxy",
-                                    "--policy", str(policy)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while not daemon.socket.exists():
-            assert process.poll() is None, daemon.log.read_text()
-            assert time.monotonic() < deadline, "the proxy did not start"
-            time.sleep(0.1)
+def proxy(stack: Stack) -> Iterator[ProxyDaemon]:
+    with running_proxy() as daemon:
         clean(stack)
         stack.docker("run", "-d", "--name", f"{PREFIX}theirs", "-e", "SECRET=hunter2", IMAGE, "sleep", "300")
         yield daemon
         clean(stack)
-        process.terminate()
-        process.wait(10)
 
 
 def clean(stack: Stack) -> None:
@@ -92,7 +58,7 @@ def exists(stack: Stack, name: str) -> bool:
     return stack.docker("inspect", name, check=False).returncode == 0
 
 
-def test_everyday_run_passes(proxy: Proxy, stack: Stack, restored_home: Path) -> None:
+def test_everyday_run_passes(proxy: ProxyDaemon, stack: Stack, restored_home: Path) -> None:
     (restored_home / "apivet-cli").mkdir()
     # detached: the attached stream of `run` is the transport's own test (test_proxy_transport)
     made = proxy.docker("run", "-d", "--name", f"{PREFIX}mine", "-v", f"{AGENT_HOME}/apivet-cli:/w", IMAGE,
@@ -107,7 +73,7 @@ def test_everyday_run_passes(proxy: Proxy, stack: Stack, restored_home: Path) ->
     assert proxy.docker("ps", "-a").returncode == 0
 
 
-def test_privileged_refused(proxy: Proxy, stack: Stack) -> None:
+def test_privileged_refused(proxy: ProxyDaemon, stack: Stack) -> None:
     control = direct("create", "--name", f"{PREFIX}priv", "--privileged", IMAGE, "true")
     assert control.returncode == 0, control.stderr
     stack.docker("rm", "-f", f"{PREFIX}priv")
@@ -116,7 +82,7 @@ def test_privileged_refused(proxy: Proxy, stack: Stack) -> None:
     assert not exists(stack, f"{PREFIX}priv")
 
 
-def test_host_bind_refused(proxy: Proxy, stack: Stack) -> None:
+def test_host_bind_refused(proxy: ProxyDaemon, stack: Stack) -> None:
     control = direct("create", "--name", f"{PREFIX}etc", "-v", "/etc:/host-etc", IMAGE, "true")
     assert control.returncode == 0, control.stderr
     stack.docker("rm", "-f", f"{PREFIX}etc")
@@ -125,14 +91,14 @@ def test_host_bind_refused(proxy: Proxy, stack: Stack) -> None:
     assert not exists(stack, f"{PREFIX}etc")
 
 
-def test_exec_and_cp_refused(proxy: Proxy) -> None:
+def test_exec_and_cp_refused(proxy: ProxyDaemon) -> None:
     assert direct("exec", f"{PREFIX}theirs", "true").returncode == 0  # control: the engine would
     refused(proxy.docker("exec", f"{PREFIX}theirs", "cat", "/etc/hostname"), "api-unvetted")
     refused(proxy.docker("cp", f"{PREFIX}theirs:/etc/hostname", "/tmp/apivet-cp"), "api-unvetted")
     assert not Path("/tmp/apivet-cp").exists()
 
 
-def test_foreign_container_not_stopped_and_redacted(proxy: Proxy, stack: Stack) -> None:
+def test_foreign_container_not_stopped_and_redacted(proxy: ProxyDaemon, stack: Stack) -> None:
     assert "SECRET=hunter2" in direct("inspect", f"{PREFIX}theirs").stdout  # control
     shown = proxy.docker("inspect", "--format", "{{json .Config.Env}}", f"{PREFIX}theirs")
     assert shown.returncode == 0, shown.stderr
@@ -142,7 +108,7 @@ def test_foreign_container_not_stopped_and_redacted(proxy: Proxy, stack: Stack) 
     assert running == "true"
 
 
-def test_published_port_on_every_interface_refused(proxy: Proxy, stack: Stack) -> None:
+def test_published_port_on_every_interface_refused(proxy: ProxyDaemon, stack: Stack) -> None:
     """[ports] (loopback only by default): -p 8080:80 listens on every interface of the host."""
     control = direct("create", "--name", f"{PREFIX}etc", "-p", "18080:80", IMAGE, "true")
     assert control.returncode == 0, control.stderr
