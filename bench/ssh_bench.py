@@ -129,7 +129,8 @@ def query_bench(rounds: int) -> None:
 
     world = RealWorld()
     policy = SimpleNamespace(binary=str(docker_client()), host=DOCKER_HOST, workdir="/",
-                             config_dir=str(DOCKER_CONFIG_DIR), state_dir="/run/gk-e2e/state")
+                             config_dir=str(DOCKER_CONFIG_DIR), state_dir="/run/gk-e2e/state",
+                             settings={})
     args = ["container", "inspect", "--format", QUERY_FORMATS["container"], "--", OWNED]
     api: list[float] = []
     cli: list[float] = []

@@ -1,9 +1,7 @@
-"""`python3 -I -m gatekeeper` is the console script, exactly."""
+"""`python3 -I -m gatekeeper` starts as the entry script does (gatekeeper.cli.entry)."""
 
 from __future__ import annotations
 
-import sys
+from gatekeeper.cli import entry
 
-from gatekeeper.cli import main
-
-sys.exit(main(sys.argv[1:]))
+entry()

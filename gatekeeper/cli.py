@@ -32,16 +32,40 @@ def main(argv: list[str] | None = None) -> int:
         return EX_SOFTWARE
 
 
+def entry() -> None:
+    """The entry script's and `python -m gatekeeper`'s start: main, then exit with its code.
+
+    A ForceCommand session leaves through os._exit once its streams are flushed: by
+    then the audit records are written, the registration released and docker reaped,
+    and the interpreter's teardown (freeing every module, ~2 ms) would only delay
+    sshd's exit status. Operator commands exit the ordinary way."""
+    args = sys.argv[1:]
+    session = is_forcecommand(args)
+    code = main(args)
+    if session:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # the client is gone (EPIPE) or the stream closed: nothing left to tell
+        os._exit(code)
+    sys.exit(code)
+
+
+def is_forcecommand(args: list[str]) -> bool:
+    """ForceCommand options, or none at all under sshd."""
+    options = parse_forcecommand_options(args)
+    return bool(options) or (options == {} and "SSH_CONNECTION" in os.environ)
+
+
 def dispatch(args: list[str]) -> int:
     """ForceCommand options (or none, under sshd) run the ForceCommand; anything else is the operator's."""
-    options = parse_forcecommand_options(args)
-    under_sshd = "SSH_CONNECTION" in os.environ
-    if options or (options == {} and under_sshd):
+    if is_forcecommand(args):
         return forcecommand_main(args)
     from gatekeeper.operator import handles
     from gatekeeper.operator import main as operator_main
 
-    if handles(args) or not under_sshd:
+    if handles(args) or "SSH_CONNECTION" not in os.environ:
         return operator_main(args)
     return forcecommand_main(args)  # sshd ran us with arguments that are not ours: a config error
 

@@ -10,6 +10,7 @@ imports the planted code; with `-I` on the interpreter line nothing of it runs.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.operator.install_entry import SCRIPT, main
+from tests.conftest import Deployment
 
 PLANTED = "open({marker!r}, 'a').write({where!r} + '\\n')\n"
 
@@ -93,3 +95,32 @@ def test_a_package_directory_others_can_write_is_refused(tmp_path: Path, mode: i
             package_directory(str(fake))
     else:
         assert package_directory(str(fake)) == str(packages)
+
+
+def test_a_session_through_the_entry_script_leaves_nothing_unsaid(deployment: Deployment) -> None:
+    """The entry script ends a ForceCommand session with os._exit (gatekeeper.cli.entry: no
+    interpreter teardown). Nothing may be lost by it: the exit status, gatekeeper's own
+    lines (the usage text is written without a flush of its own) and both audit records."""
+    from gatekeeper.messages import usage_text
+    from gatekeeper.policy import load_policy
+
+    entry = deployment.root / "gatekeeper-ssh"
+    assert main(["--to", str(entry), "--python", os.path.join(sys.prefix, "bin", "python3")]) == 0
+    session = {"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22"}
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(entry), "--policy", str(deployment.policy)], env={**session, **extra},
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                              check=False)
+
+    allowed = run(SSH_ORIGINAL_COMMAND="docker ps -a")
+    assert (allowed.returncode, allowed.stderr) == (0, "")
+    assert deployment.argv() == ["ps", "-a"]
+    denied = run(SSH_ORIGINAL_COMMAND="docker exec web sh")
+    assert denied.returncode == 77
+    assert denied.stderr.startswith("gatekeeper: denied: ") and denied.stderr.endswith("\n")
+    login = run()
+    assert login.returncode == 77
+    assert login.stderr == usage_text(load_policy(str(deployment.policy), None))
+    events = [json.loads(line)["event"] for line in deployment.audit_lines()]
+    assert events == ["decision", "exit", "decision", "decision"]

@@ -36,9 +36,9 @@ SCRIPT = """\
 import sys
 
 sys.path.append({packages!r})
-from gatekeeper.cli import main
+from gatekeeper.cli import entry
 
-sys.exit(main(sys.argv[1:]))
+entry()
 """
 
 USAGE = """\
