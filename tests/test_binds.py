@@ -295,3 +295,12 @@ def test_comparison(a: str, b: str, nested: bool, overlap: bool) -> None:
 )
 def test_normal(raw: str, normalised: str) -> None:
     assert normal(raw) == normalised
+
+
+def test_the_vetting_guard_knows_every_starting_command() -> None:
+    """gatekeeper.vetting loads this module only for commands with host paths or in
+    STARTS_CONTAINERS: a starting command missing there would skip rule 3 unseen."""
+    from gatekeeper.vetting import STARTS_CONTAINERS
+    from gatekeeper.vetting.binds import COMPOSE_STARTING, STARTING
+
+    assert STARTS_CONTAINERS == STARTING | COMPOSE_STARTING

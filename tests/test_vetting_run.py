@@ -168,9 +168,12 @@ def test_every_special_check_has_deny_samples(check: str) -> None:
 
 
 def test_every_check_name_is_implemented() -> None:
-    from gatekeeper.vetting import FLAG_CHECKS
+    from gatekeeper.vetting import PLAIN_CHECKS, flag_check
 
-    assert set(FLAG_CHECKS) == spec.CHECKS
+    assert set(PLAIN_CHECKS) | set(SPECIAL_CHECKS) == spec.CHECKS
+    assert not set(PLAIN_CHECKS) & set(SPECIAL_CHECKS)
+    assert all(flag_check(name) is not None for name in spec.CHECKS)
+    assert flag_check("no-such-check") is None
 
 
 # Properties: any value of a special flag is decided without crashing, and

@@ -12,20 +12,22 @@ from gatekeeper.errors import Denied
 from gatekeeper.grammar import spec
 from gatekeeper.grammar.pflag import FlagUse, Parsed, bool_value
 from gatekeeper.vetting.context import Context, Vetted
-from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    FlagCheck = Callable[[FlagUse, Parsed, Context], None]
 
 
 def vet(ctx: Context) -> Vetted:
     """Check every flag use of the plugin and command flag sets, then the family rules.
     (docker's global options were already checked by decision.check_global_options,
     before the policy: every one that is not plain OK is refused there.)"""
-    from gatekeeper.vetting.sessions import check_sessions
+    if ctx.policy.caps.max_sessions:
+        from gatekeeper.vetting.sessions import check_sessions
 
-    check_sessions(ctx)  # [limits] max_sessions, before anything slow
+        check_sessions(ctx)  # [limits] max_sessions, before anything slow
     for parsed in (ctx.located.plugin_flags, ctx.parsed):
         if parsed is not None:
             vet_flag_uses(parsed, ctx)
@@ -54,11 +56,21 @@ def vet_image_sources(ctx: Context) -> None:
         vet_images(ctx)
 
 
-def vet_host_path_invariant(ctx: Context) -> None:
-    """Bind sources never nested, outputs never on a bind path (gatekeeper.vetting.binds)."""
-    from gatekeeper.vetting.binds import check_host_path_invariant
+# Commands that start existing containers: the engine mounts their binds again, so
+# gatekeeper.vetting.binds checks them though the command names no host path
+# (binds.STARTING | binds.COMPOSE_STARTING; tests/test_binds.py keeps them equal).
+STARTS_CONTAINERS = frozenset({
+    "container start", "container restart", "compose start", "compose restart", "compose up",
+})  # fmt: skip
 
-    check_host_path_invariant(ctx)
+
+def vet_host_path_invariant(ctx: Context) -> None:
+    """Bind sources never nested, outputs never on a bind path (gatekeeper.vetting.binds);
+    a command that mounts, writes or starts nothing has nothing to check (binds not loaded)."""
+    if ctx.vetted.binds or ctx.vetted.outputs or ctx.located.canonical in STARTS_CONTAINERS:
+        from gatekeeper.vetting.binds import check_host_path_invariant
+
+        check_host_path_invariant(ctx)
 
 
 def vet_ownership(ctx: Context) -> None:
@@ -71,7 +83,7 @@ def vet_ownership(ctx: Context) -> None:
 
 def vet_flag_uses(parsed: Parsed, ctx: Context) -> None:
     for use in parsed.uses:
-        check = FLAG_CHECKS.get(use.flag.check)
+        check = flag_check(use.flag.check)
         if check is None:
             raise Denied(
                 f"{use.spelled} is not allowed yet for 'docker {ctx.located.spelled}' "
@@ -128,17 +140,27 @@ def check_path_or_stdin(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         check_path(use, parsed, ctx)
 
 
-# Check name (grammar/spec.py) -> function; the value-language checks (volume,
-# mount, security-opt, ...) live in flag_checks.
-FLAG_CHECKS = {
+# Check name (grammar/spec.py) -> function. The value-language checks (volume,
+# mount, security-opt, ...) are flag_checks.SPECIAL_CHECKS, imported only for a
+# command that has such a flag: ps, logs, stop and inspect have none.
+PLAIN_CHECKS: dict[str, FlagCheck] = {
     spec.OK: check_ok,
     spec.DENY: check_deny,
     spec.DENY_TRUE: check_deny_true,
     spec.PATH: check_path,
     spec.PATH_OR_STDIN: check_path_or_stdin,
     spec.ENV_FILE: check_path,
-    **SPECIAL_CHECKS,
 }
+
+
+def flag_check(name: str) -> FlagCheck | None:
+    """The check a flag's spec names (None: not implemented, refused by the caller)."""
+    check = PLAIN_CHECKS.get(name)
+    if check is None:
+        from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
+
+        check = SPECIAL_CHECKS.get(name)
+    return check
 
 
 def family_vetter(canonical: str) -> Callable[[Context], None] | None:

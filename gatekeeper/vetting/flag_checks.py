@@ -8,7 +8,8 @@ parse exactly like docker is refused as ambiguous.
 
 A check is `(use, parsed, ctx) -> None`; it raises Denied naming the flag, or
 asks the context to rewrite the value. SPECIAL_CHECKS maps spec check names
-to checks; gatekeeper.vetting merges it into FLAG_CHECKS.
+to checks; gatekeeper.vetting.flag_check looks there for the names its own
+PLAIN_CHECKS lack (and imports this module only then).
 """
 
 from __future__ import annotations
