@@ -1,11 +1,10 @@
 """Bench: the ssh round trip through gatekeeper against plain ssh + docker, side by side.
 
 Starts the end-to-end stack (tests/e2e/stack.py: real sshd, real dockerd, the
-installed gatekeeper as ForceCommand) and, for this bench only, a plain docker
-user: an account in the engine's group with its own sshd (same host key, same
-Debian main config, no ForceCommand) that runs `docker ...` itself. Each round
-runs every command once through each, alternating, so drift on the machine
-hits both alike:
+installed gatekeeper as ForceCommand, the entry script /opt/gatekeeper/bin/gatekeeper-ssh)
+and, for this bench only, a plain docker user: an account in the engine's group
+with its own sshd (same host key, same Debian main config, no ForceCommand)
+that runs `docker ...` itself. The commands:
 
     ps        docker ps
     run --rm  docker run --rm gk-busybox true
@@ -13,14 +12,31 @@ hits both alike:
     logs      docker logs <owned container>
     stop      docker stop -t 0 <owned container>   (started again, untimed, by root)
 
+Each is run through four sides per round, in an order that rotates every round
+(ABCD, BCDA, ...), so drift on a shared machine hits all sides alike:
+
+    gatekeeper   the agent's ssh: the ForceCommand decides, records, runs docker
+    plain        the plain user's ssh + docker
+    plain again  the same once more: the A/A control, plain against plain; its
+                 ratio is the noise floor of the run (a ratio inside it is no
+                 difference at all)
+    plain + py   the plain user's `python3 -I -c pass; docker ...`: what starting
+                 the bare interpreter alone adds, the least any Python ForceCommand costs
+
 The owned container is made by the agent through gatekeeper, so `inspect`,
 `logs` and `stop` go through the [scope] owned rail (the engine question).
-It prints the median wall time of each and the ratio gatekeeper / plain. First
-it times the engine question alone (who owns the container), asked over the
-API socket (gatekeeper.engine_api) and through the docker CLI, alternating.
+It prints, per command and side, the median and the minimum wall time and each
+one's ratio to plain's, and the median of the per-round ratios. First it times
+the engine question alone (who owns the container), asked over the API socket
+(gatekeeper.engine_api) and through the docker CLI, alternating.
+
+`--layout` chooses the stack's layout (tests/e2e/stack.py): `cli-alone` (the
+default: gatekeeper's ForceCommand on the engine's socket, as plain docker is:
+issue 16's comparison) or `cli+proxy` (the deployment: docker through
+`gatekeeper proxy` as well, whose own cost bench/proxy_bench.py measures).
 Needs root and the e2e lock (it starts the stack):
 
-    flock /tmp/gk-e2e.lock /work/.../.venv/bin/python bench/ssh_bench.py [--rounds N]
+    flock /tmp/gk-e2e.lock /work/.../.venv/bin/python bench/ssh_bench.py [--rounds N] [--layout L]
 """
 
 from __future__ import annotations
@@ -40,15 +56,18 @@ from typing import Final
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e.stack import (
+    CLI_ALONE,
     DOCKER_CONFIG_DIR,
     DOCKER_GROUP,
     DOCKER_HOST,
     IMAGE,
+    LAYERED,
     Stack,
     docker_client,
     free_port,
     running_stack,
     start_sshd,
+    switch_mode,
     write_authorized_keys,
 )
 
@@ -62,6 +81,11 @@ COMMANDS: Final = (
     ("stop", f"docker stop -t 0 {OWNED}"),
 )
 TARGET: Final = 1.05
+GK, PLAIN, PLAIN_AGAIN, PLAIN_PY = "gatekeeper", "plain", "plain again", "plain + py"
+SIDES: Final = (GK, PLAIN, PLAIN_AGAIN, PLAIN_PY)
+BARE_INTERPRETER: Final = "/usr/bin/python3 -I -c pass; "
+
+Times = dict[str, dict[str, list[float]]]  # command -> side -> seconds, one per round
 
 
 @contextlib.contextmanager
@@ -98,6 +122,12 @@ def plain_ssh(stack: Stack, port: int, command: str) -> list[str]:
     return [*argv[:-2], f"{PLAIN_USER}@127.0.0.1", argv[-1]]
 
 
+def side_argv(stack: Stack, port: int, side: str, command: str) -> list[str]:
+    if side == GK:
+        return stack.ssh_argv(command)
+    return plain_ssh(stack, port, BARE_INTERPRETER + command if side == PLAIN_PY else command)
+
+
 def timed(argv: list[str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, timeout=120, check=False)
@@ -107,17 +137,17 @@ def timed(argv: list[str]) -> float:
     return elapsed
 
 
-def measure(stack: Stack, port: int, rounds: int) -> dict[str, tuple[list[float], list[float]]]:
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name, _ in COMMANDS}
+def measure(stack: Stack, port: int, rounds: int) -> Times:
+    times: Times = {name: {side: [] for side in SIDES} for name, _ in COMMANDS}
     for n in range(rounds + 1):  # round 0 warms caches and is dropped
+        order = SIDES[n % len(SIDES):] + SIDES[:n % len(SIDES)]
         for name, command in COMMANDS:
-            pair = [("gk", stack.ssh_argv(command)), ("plain", plain_ssh(stack, port, command))]
-            for side, argv in pair if n % 2 else pair[::-1]:
-                elapsed = timed(argv)
+            for side in order:
+                elapsed = timed(side_argv(stack, port, side, command))
                 if name == "stop":
                     stack.docker("start", OWNED)
                 if n:
-                    times[name][0 if side == "gk" else 1].append(elapsed)
+                    times[name][side].append(elapsed)
     return times
 
 
@@ -145,21 +175,31 @@ def query_bench(rounds: int) -> None:
           f"docker CLI {statistics.median(cli) * 1000:.2f} ms")
 
 
-def report(times: dict[str, tuple[list[float], list[float]]], rounds: int) -> None:
-    print(f"{rounds} rounds, alternating; median wall ms of the whole `ssh ... docker ...` round trip")
-    print(f"{'command':10} {'gatekeeper':>11} {'plain':>8} {'ratio':>7}")
-    for name, (gk, plain) in times.items():
-        ratio = statistics.median(gk) / statistics.median(plain)
-        verdict = "ok" if ratio <= TARGET else "over"
-        print(f"{name:10} {statistics.median(gk) * 1000:11.1f} {statistics.median(plain) * 1000:8.1f} "
-              f"{ratio:7.3f}  {verdict} (target {TARGET})")
+def report(times: Times, rounds: int, layout: str) -> None:
+    print(f"\n{rounds} rounds, sides in rotating order, layout {layout}; wall ms of the whole "
+          "`ssh ... docker ...` round trip; ratios to plain's (median, minimum, median of per-round ratios)")
+    print(f"{'command':9} {'side':12} {'median':>8} {'min':>8} {'x med':>7} {'x min':>7} {'x paired':>9}  "
+          f"{'+ms med':>8}")
+    for name, sides in times.items():
+        plain = sides[PLAIN]
+        for side in (GK, PLAIN_AGAIN, PLAIN_PY):
+            values = sides[side]
+            paired = statistics.median(a / b for a, b in zip(values, plain, strict=True))
+            ratio = statistics.median(values) / statistics.median(plain)
+            print(f"{name:9} {side:12} {statistics.median(values) * 1000:8.1f} {min(values) * 1000:8.1f} "
+                  f"{ratio:7.3f} {min(values) / min(plain):7.3f} {paired:9.3f}  "
+                  f"{(statistics.median(values) - statistics.median(plain)) * 1000:+8.1f}"
+                  + (f"  {'ok' if ratio <= TARGET else 'over'} (target {TARGET})" if side == GK else ""))
+        print(f"{name:9} {PLAIN:12} {statistics.median(plain) * 1000:8.1f} {min(plain) * 1000:8.1f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--layout", choices=(CLI_ALONE, LAYERED), default=CLI_ALONE)
     options = parser.parse_args()
     with running_stack() as stack:
+        switch_mode(stack, options.layout)
         home = stack.workdir / "bench-home"
         home.mkdir(mode=0o755)
         with plain_account(home):
@@ -174,7 +214,7 @@ def main() -> int:
                 if made.returncode != 0:
                     raise SystemExit(f"the agent's container: {made.stderr.decode()}")
                 query_bench(options.rounds * 2)
-                report(measure(stack, port, options.rounds), options.rounds)
+                report(measure(stack, port, options.rounds), options.rounds, options.layout)
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 daemon.stop()
