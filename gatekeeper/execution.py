@@ -36,8 +36,10 @@ def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]
     environment = base_environment(policy, host)
     if policy.host == "unix://" + str((policy.settings.get("proxy") or {}).get("listen")):
         # Behind gatekeeper proxy: BuildKit's gRPC tunnel (/grpc, /session) is not served
-        # there (nothing could vet it), so builds, compose's included, take the classic API.
+        # there (nothing could vet it), so builds, compose's included, take the classic API
+        # (COMPOSE_BAKE=false: compose's bake needs BuildKit; without it compose warns, then falls back).
         environment["DOCKER_BUILDKIT"] = "0"
+        environment["COMPOSE_BAKE"] = "false"
     return environment
 
 

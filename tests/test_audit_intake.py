@@ -234,8 +234,9 @@ def test_behind_the_proxy_builds_take_the_classic_api(proxied: tuple[Deployment,
     Control: in front of another engine socket (the test above's policy) it does not."""
     deployment, proxy = proxied
     assert run_gatekeeper(deployment, "docker ps").returncode == 0
-    assert "DOCKER_BUILDKIT" not in deployment.child_env()
+    assert "DOCKER_BUILDKIT" not in deployment.child_env() and "COMPOSE_BAKE" not in deployment.child_env()
     text = deployment.policy.read_text().replace('host = "unix:///run/test.sock"', f'host = "unix://{proxy.path}"')
     deployment.policy.write_text(text)
     assert run_gatekeeper(deployment, "docker ps").returncode == 0
     assert deployment.child_env()["DOCKER_BUILDKIT"] == "0"
+    assert deployment.child_env()["COMPOSE_BAKE"] == "false"

@@ -152,3 +152,33 @@ def test_api_build_refuses_what_it_cannot_read() -> None:
     assert api(b"") == (True, "allowed")  # control: no context, nothing to build
     assert api(context_tar({"Dockerfile": good})) == (True, "allowed")  # control
     assert api(b"", "&version=2") == (False, "build-add-url")  # BuildKit: the Dockerfile is not in the body
+
+
+def unterminated(files: dict[str, str], cut: int = 0) -> bytes:
+    """A tar as the docker CLI sends `build -f - DIR`'s context: no end-of-archive blocks, the
+    last member's data not padded (`cut` bytes fewer still: a stream cut short)."""
+    out = b""
+    for name, text in files.items():
+        data = text.encode()
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        out += info.tobuf(format=tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % 512)
+    return out[: len(out) - (-len(data) % 512) - cut]
+
+
+def test_api_build_reads_the_cli_stdin_dockerfile_context() -> None:
+    """`docker build -f - DIR` (classic builder): the CLI adds the Dockerfile as .dockerfile.<id>
+    and a .dockerignore last, without end-of-archive blocks; the engine takes it, so does the proxy."""
+    good, bad = "FROM alpine\nCOPY a /a\n", "FROM alpine\nADD http://127.0.0.1/x /x\n"
+    query = "&dockerfile=.dockerfile.52c49d56"
+    ignore = ".dockerfile.52c49d56\n.dockerignore\n"
+    assert api(unterminated({"a": "x", ".dockerfile.52c49d56": good, ".dockerignore": ignore}), query) == (
+        True, "allowed")
+    assert api(unterminated({"a": "x", ".dockerfile.52c49d56": bad, ".dockerignore": ignore}), query) == (
+        False, "build-add-url")
+    # the Dockerfile itself cut short, or a later copy of it cut short: refused, never half read
+    cut_short = unterminated({"a": "x", ".dockerfile.52c49d56": good}, cut=3)
+    assert api(cut_short, query) == (False, "build-add-url")
+    later = unterminated({".dockerfile.52c49d56": good, "./.dockerfile.52c49d56": good + "RUN x\n"}, cut=3)
+    assert api(later, query) == (False, "build-add-url")
+    assert api(unterminated({"a": "x", ".dockerfile.52c49d56": good}), query) == (True, "allowed")  # control

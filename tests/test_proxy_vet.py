@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
 from gatekeeper.policy import DEFAULTS, Policy, merge
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
-from gatekeeper.proxy.endpoints import REFUSED, ROUTES
+from gatekeeper.proxy.endpoints import ANY_COMMAND, REFUSED, ROUTES
 from gatekeeper.proxy.vet import transform_response, vet_api_request
 from gatekeeper.rules import is_known
 from tests.api_engine import FakeEngine, cid
@@ -135,6 +135,8 @@ def test_every_route_names_real_commands_and_a_vetter() -> None:
 
     for route in ROUTES:
         assert route.vetter in VETTERS, route.template
+        if route.commands is ANY_COMMAND:  # the ping: open to any allowed command
+            continue
         for command in route.commands:
             assert canonical_name(command) == command, (route.template, command)
 
@@ -391,3 +393,35 @@ def test_image_sources_at_the_api() -> None:
         verdict = decide(method, target, body, policy=policy)
         assert (verdict.allowed, verdict.rule) == (allowed, "allowed" if allowed else "image-source"), \
             (target, body, verdict.reason)
+
+
+def test_compose_classic_build_keeps_its_builder_mark() -> None:
+    """`docker compose build` behind the proxy (classic builder) labels the image
+    com.docker.compose.image.builder=classic: forwarded as is, beside the owner label."""
+    labels = '{"com.docker.compose.image.builder":"classic"}'
+    verdict = decide("POST", "/v1.47/build?t=newthing%3A1&labels=" + quote(labels))
+    query = parse_qs(urlsplit(verdict.target).query)
+    assert json.loads(query["labels"][0]) == {"com.docker.compose.image.builder": "classic",
+                                              "gatekeeper.owner": "default"}
+
+
+def test_plugin_inspect_is_refused_as_not_found() -> None:
+    """`docker inspect NAME` asks each kind of object in turn and goes on only past a 404:
+    a plugin's inspect is refused with 404 (nothing forwarded), the rest with 403."""
+    hidden = decide("GET", "/v1.47/plugins/gk-nothing/json")
+    assert (hidden.allowed, hidden.rule, hidden.status) == (False, "api-unvetted", 404)
+    assert decide("GET", "/v1.47/plugins/vieux/sshfs:latest/json").status == 404
+    assert decide("GET", "/v1.47/plugins").status == 403  # control: the listing, refused as usual
+    assert decide("POST", "/v1.47/plugins/x/enable").status == 403
+    assert decide("GET", "/v1.47/containers/nothing/exec").status == 403
+
+
+def test_ping_is_open_to_any_allowed_command() -> None:
+    """Every docker command pings first: a profile that allows only `volume prune` still pings;
+    one that allows nothing does not."""
+    narrow = make_policy({**OVERRIDES, "commands": {"allowed": ["volume prune", "volume ls"]}})
+    assert decide("HEAD", "/_ping", policy=narrow).allowed
+    assert decide("GET", "/v1.47/_ping", policy=narrow).allowed
+    assert decide("GET", "/v1.47/version", policy=narrow).rule == "not-allowed-subcommand"  # control
+    nothing = make_policy({**OVERRIDES, "commands": {"allowed": []}})
+    assert decide("GET", "/_ping", policy=nothing).rule == "not-allowed-subcommand"

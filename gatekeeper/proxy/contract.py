@@ -46,11 +46,11 @@ class ApiRequest:
 class ApiVerdict:
     """The decision on one request."""
 
-    __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response")
+    __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response", "status")
 
     def __init__(self, allowed: bool, rule: str, reason: str, endpoint: str,
                  target: str | None = None, body: bytes | None = None,
-                 response: str | None = None) -> None:
+                 response: str | None = None, status: int = 403) -> None:
         self.allowed = allowed
         self.rule = rule          # a rule id listed in gatekeeper/rules.py
         self.reason = reason      # one line the agent can act on (what, why, what instead)
@@ -58,6 +58,7 @@ class ApiVerdict:
         self.target = target      # request-target to forward (names resolved to IDs); None: unchanged
         self.body = body          # body to forward (e.g. owner label injected); None: unchanged
         self.response = response  # name of a response transform (redaction); None: relay as is
+        self.status = status      # a denial's HTTP status: 403, or 404 where clients go on past it
 
 
 class EngineQueries(Protocol):

@@ -15,6 +15,9 @@ from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG, f
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import tarfile
+    from collections.abc import Iterator
+
     from gatekeeper.proxy.contract import ApiVerdict
     from gatekeeper.proxy.vet import Call
 
@@ -179,7 +182,7 @@ def dockerfile_in_context(call: Call, name: str) -> str:
     try:
         source.seek(0)
         with tarfile.open(fileobj=source, mode="r:*") as archive:
-            for member in archive:
+            for member in context_members(archive):
                 entry = context_name(member.name)
                 if not (member.isreg() or member.isdir()) and any(
                         c == entry or c.startswith(entry + "/") for c in candidates):
@@ -205,8 +208,34 @@ def dockerfile_in_context(call: Call, name: str) -> str:
     return text.decode("utf-8", errors="replace")
 
 
+def context_members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The archive's members, in order. The docker CLI's `build -f -` context (its Dockerfile
+    added from stdin) ends inside its last member, with no end-of-archive blocks, and the
+    engine takes it: a stream that ends there ends the listing. Nothing follows that the
+    engine could read either; a Dockerfile whose own data is cut short is refused when read."""
+    import tarfile
+
+    while True:
+        try:
+            member = archive.next()
+        except tarfile.ReadError as error:
+            if str(error) != "unexpected end of data" or archive.offset == 0:
+                raise
+            return
+        if member is None:
+            return
+        yield member
+
+
+# `docker compose build` with the classic builder (DOCKER_BUILDKIT=0 behind the proxy) marks the
+# image it builds with this label, and only with this value; nothing acts on it (compose reads it
+# back only to show how an image was built). Accepted on builds as exactly this pair.
+COMPOSE_BUILDER = ("com.docker.compose.image.builder", "classic")
+
+
 def label_build(call: Call) -> None:
-    """labels: the agent's checked as for --label, the owner label added."""
+    """labels: the agent's checked as for --label (compose's classic-builder mark accepted),
+    the owner label added."""
     import json
 
     from gatekeeper.proxy.labels import owner_labelled
@@ -216,7 +245,14 @@ def label_build(call: Call) -> None:
         labels = json.loads(text)
     except ValueError:
         raise Denied("build labels is not JSON", rule="api-query") from None
-    call.query["labels"] = [json.dumps(owner_labelled(call, labels, "build label"), separators=(",", ":"))]
+    key, value = COMPOSE_BUILDER
+    builder = isinstance(labels, dict) and labels.get(key) == value
+    if builder:
+        labels = {k: v for k, v in labels.items() if k != key}
+    labelled = owner_labelled(call, labels, "build label")
+    if builder:
+        labelled = {key: value, **labelled}
+    call.query["labels"] = [json.dumps(labelled, separators=(",", ":"))]
 
 
 def limit_build(call: Call) -> None:

@@ -51,7 +51,8 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
 
 REASONS = {
-    200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 405: b"Method Not Allowed",
+    200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed",
     411: b"Length Required", 413: b"Content Too Large", 417: b"Expectation Failed",
     431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Unavailable", 505: b"HTTP Version Not Supported",
@@ -406,7 +407,8 @@ class ClientConnection:
             verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state,
                                                  self.caller, facts)
         if not verdict.allowed:
-            await self.send_whole(received.conn, 403, denial_body(verdict.reason, verdict.rule), keep)
+            body = denial_body(verdict.reason, verdict.rule)
+            await self.send_whole(received.conn, verdict.status, body, keep)
             return keep
         upstream = Upstream(self, received, request, verdict, state)
         return await upstream.forward(keep)

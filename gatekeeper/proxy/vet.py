@@ -26,7 +26,7 @@ from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
-from gatekeeper.proxy.endpoints import Route, endpoint_of, find_route
+from gatekeeper.proxy.endpoints import ANY_COMMAND, Route, endpoint_of, find_route
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -107,10 +107,21 @@ def vet_api_request(request: ApiRequest, policy: Policy, engine: EngineQueries) 
     except Denied as denial:
         if endpoint == "unknown":
             endpoint = endpoint_of(request.method, request.path)
-        return ApiVerdict(False, denial.rule, denial.message, endpoint)
+        return ApiVerdict(False, denial.rule, denial.message, endpoint, status=denial_status(request))
     except Exception as error:  # noqa: BLE001 - a bug in a vetter is a denial, audited as one
         why = f"internal error while vetting ({type(error).__name__}: {str(error)[:200]})"
         return ApiVerdict(False, "internal-error", why, endpoint)
+
+
+def denial_status(request: ApiRequest) -> int:
+    """403; 404 for a plugin's inspect: `docker inspect NAME` asks for each kind of object in
+    turn (plugins among them) and goes on only past a "not found". Plugins are refused, so
+    the proxy shows none: the agent's inspect ends as on an engine without that plugin."""
+    segments = request.path.split("/")
+    if request.method in ("GET", "HEAD") and len(segments) >= 4 and segments[1] == "plugins" \
+            and segments[-1] == "json":
+        return 404
+    return 403
 
 
 def check_version(request: ApiRequest) -> None:
@@ -146,6 +157,8 @@ def check_commands(request: ApiRequest, route: Route, policy: Policy) -> None:
     allowed = policy.allowed
     if any(command in allowed for command in route.commands):
         return
+    if route.commands is ANY_COMMAND and allowed:
+        return  # the version negotiation every docker command starts with
     blocked = [c for c in route.commands if c in getattr(policy, "blocked", frozenset())]
     what = f"{request.method} {request.path} ({route.ident}, what 'docker {route.commands[0]}' does)"
     if blocked:

@@ -34,9 +34,11 @@ def main(argv: list[str]) -> int:
     if not words or words[0] != "docker":
         print("unvetted: only docker commands (nothing here is vetted)", file=sys.stderr)
         return 64
-    # DOCKER_BUILDKIT=0: the proxy serves no BuildKit gRPC tunnel; a shell on it sets the same.
+    # DOCKER_BUILDKIT=0 (COMPOSE_BAKE=false): the proxy serves no BuildKit gRPC tunnel; a shell on it
+    # sets the same.
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": HOME, "DOCKER_HOST": host, "LANG": "C.UTF-8",
-           "USER": os.environ.get("USER", "ai-worker"), "DOCKER_BUILDKIT": "0"}  # fmt: skip
+           "USER": os.environ.get("USER", "ai-worker"), "DOCKER_BUILDKIT": "0",
+           "COMPOSE_BAKE": "false"}  # fmt: skip
     os.chdir(HOME)
     os.execve(binary, [binary, *words[1:]], env)  # noqa: S606 (argv, no shell: the point)
     return 70  # not reached
