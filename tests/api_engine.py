@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gatekeeper.errors import Denied
@@ -79,6 +80,7 @@ class FakeEngine:
         self.asked: list[str] = []
         self.containers = [dict(c) for c in CONTAINERS]
         self.suid_mounts: tuple[str, ...] = ()  # mounts without nosuid,nodev (default: none)
+        self.made: list[dict[str, Any]] = []  # volumes create_volume made
 
     def get_json(self, target: str) -> tuple[int, object]:
         self.asked.append(target)
@@ -110,7 +112,7 @@ class FakeEngine:
         elif kind == "images" and segments[-1] == "json":
             found = image_ref("/".join(segments[1:-1]))
         elif kind == "volumes":
-            found = next((v for v in VOLUMES if v["Name"] == segments[1]), None)
+            found = next((v for v in [*VOLUMES, *self.made] if v["Name"] == segments[1]), None)
         elif kind == "networks":
             found = by_ref(NETWORKS, segments[1], lambda n: [n["Name"]])
         else:
@@ -118,6 +120,16 @@ class FakeEngine:
         if found is None:
             return 404, {"message": f"No such object: {segments[1]}"}
         return 200, json.loads(json.dumps(found))
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
+        """POST /volumes/create as the engine answers it: the volume as it is now (an existing
+        one unchanged, whatever labels were asked for)."""
+        self.asked.append(f"create volume {name}")
+        found = next((v for v in [*VOLUMES, *self.made] if v["Name"] == name), None)
+        if found is None:
+            found = {"Name": name, "Driver": "local", "Options": None, "Labels": dict(labels)}
+            self.made.append(found)
+        return 201, json.loads(json.dumps(found))
 
     def inert_mount(self, path: str) -> bool:
         """The agent's area is mounted nosuid,nodev here unless a test says otherwise."""

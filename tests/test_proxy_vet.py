@@ -425,3 +425,47 @@ def test_ping_is_open_to_any_allowed_command() -> None:
     assert decide("GET", "/v1.47/version", policy=narrow).rule == "not-allowed-subcommand"  # control
     nothing = make_policy({**OVERRIDES, "commands": {"allowed": []}})
     assert decide("GET", "/_ping", policy=nothing).rule == "not-allowed-subcommand"
+
+
+def test_a_new_named_volume_is_made_the_agents_before_the_create() -> None:
+    """`docker run -v newvol:/d` with nothing in front of the proxy: the engine would make the
+    volume unlabelled; the proxy makes it first (owner label), once the create is allowed."""
+    engine = FakeEngine()
+    body = '{"Image":"alpine","HostConfig":{"Binds":["newvol:/data"]}}'
+    verdict = vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, engine)
+    assert verdict.allowed, verdict.reason
+    assert [(v["Name"], v["Labels"]) for v in engine.made] == [("newvol", {"gatekeeper.owner": "default"})]
+    assert forwarded(verdict)["HostConfig"]["Binds"] == ["newvol:/data"]
+    # a create refused for another reason makes no volume
+    engine = FakeEngine()
+    body = '{"Image":"alpine","HostConfig":{"Binds":["newvol:/data"],"Privileged":true}}'
+    assert not vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, engine).allowed
+    assert engine.made == []
+
+
+def test_a_new_volume_made_meanwhile_by_someone_else_is_refused() -> None:
+    """Between the proxy's look-up and its create the operator makes the volume: the engine's
+    answer is that volume, unlabelled, and the create is refused (control: the agent's own)."""
+    class Racing(FakeEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.their_labels: dict[str, str] = {}
+
+        def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
+            return 201, {"Name": name, "Driver": "local", "Options": None, "Labels": self.their_labels}
+
+    engine = Racing()
+    body = '{"Image":"alpine","HostConfig":{"Binds":["newvol:/data"]}}'
+    verdict = vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, engine)
+    assert (verdict.allowed, verdict.rule) == (False, "foreign-volume")
+    engine.their_labels = {"gatekeeper.owner": "default"}
+    assert vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, engine).allowed
+
+
+def test_without_a_way_to_create_volumes_a_new_one_is_refused() -> None:
+    class Reading(FakeEngine):
+        create_volume = None  # type: ignore[assignment]  # an EngineQueries that only reads
+
+    body = '{"Image":"alpine","HostConfig":{"Binds":["newvol:/data"]}}'
+    verdict = vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, Reading())
+    assert (verdict.allowed, verdict.rule) == (False, "foreign-volume")

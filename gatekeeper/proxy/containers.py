@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 class Body:
     """One body being vetted: the call, and the bind sources it adds."""
 
-    __slots__ = ("call", "binds")
+    __slots__ = ("call", "binds", "new_volumes")
 
     def __init__(self, call: Call) -> None:
         self.call = call
         self.binds: list[tuple[str, str]] = []
+        self.new_volumes: dict[str, str] = {}  # name -> field: named volumes that do not exist yet
 
 
 def refuse(field: str, value: object, why: str, flag: str) -> Denied:
@@ -179,19 +180,25 @@ def bind_source(body: Body, source: str, what: str) -> str:
 
 
 def named_volume(body: Body, name: str, what: str) -> None:
-    """A volume mounted by name: it exists, is the agent's (or [shared]), and has no driver options."""
+    """A volume mounted by name: it exists, is the agent's (or [shared]), and has no driver options;
+    or it does not exist yet and is made the agent's before the create is forwarded."""
     from gatekeeper.vetting.flag_checks import is_volume_name
-    from gatekeeper.vetting.volumes import check_volume
 
     if not is_volume_name(name):
         raise Denied(f"{what} {name!r} is neither an absolute host path nor a volume name",
                      rule="flag-volume")
     obj = objects.inspect(body.call.engine, "volume", name)
     if obj is None:
-        # Stops: the engine making an unlabelled volume the agent could not use again (and the
-        # CLI layer's own gatekeeper- records squatted); the CLI layer creates it first.
-        raise Denied(f"{what}: volume {name!r} does not exist; create it first (docker volume create "
-                     f"{name})", rule="foreign-volume")
+        # The agent's new volume: made by the proxy, labelled, once the create is allowed
+        # (create_new_volumes), as the CLI layer's prepared step makes it.
+        body.new_volumes.setdefault(name, what)
+        return
+    check_existing_volume(body, name, obj)
+
+
+def check_existing_volume(body: Body, name: str, obj: dict[str, object]) -> None:
+    from gatekeeper.vetting.volumes import check_volume
+
     options = json.dumps(obj.get("Options") or {})
     labels = json.dumps(obj.get("Labels") or {})
     check_volume(body.call.ctx, name, str(obj.get("Driver", "")), options, labels)
@@ -662,8 +669,34 @@ def vet_container_create(call: Call) -> ApiVerdict:
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
     check_inherited_labels(call, checked.get("Image"), checked["Labels"])
+    create_new_volumes(body)
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
+
+
+def create_new_volumes(body: Body) -> None:
+    """Named volumes the create mounts that did not exist: the proxy makes each (local driver, no
+    options, the owner label) once every other check passed, then checks what the engine
+    answers, so one made meanwhile by someone else is refused, never mounted."""
+    from gatekeeper.owner import OWNER_LABEL
+    from gatekeeper.vetting.volumes import RESERVED_VOLUME_PREFIX
+
+    call = body.call
+    make = getattr(call.engine, "create_volume", None)
+    for name, what in body.new_volumes.items():
+        if name.lower().startswith(RESERVED_VOLUME_PREFIX) or make is None:
+            # Stops: the engine making an unlabelled volume the agent could not use again, and
+            # gatekeeper's own gatekeeper- record names squatted.
+            raise Denied(f"{what}: volume {name!r} does not exist; create it first (docker volume create "
+                         f"{name})", rule="foreign-volume")
+        from gatekeeper.proxy.disk import check_disk_budget
+
+        check_disk_budget(call, f"volume {name!r}")
+        status, obj = make(name, {OWNER_LABEL: call.profile})
+        if status != 201 or not isinstance(obj, dict):
+            raise Denied(f"{what}: the engine did not create volume {name!r} (status {status})",
+                         rule="foreign-volume")
+        check_existing_volume(body, name, obj)
 
 
 def check_published_ports(call: Call, host: dict[str, object]) -> None:

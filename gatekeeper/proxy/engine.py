@@ -6,7 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gatekeeper.engine_api import MAX_HEADER, MAX_RESPONSE, EngineError, http_get, parse_json, parse_response
+from gatekeeper.engine_api import (
+    MAX_HEADER,
+    MAX_RESPONSE,
+    EngineError,
+    http_get,
+    parse_json,
+    parse_response,
+    read_all,
+    remaining,
+)
 
 QUERY_TIMEOUT = 10.0
 
@@ -27,6 +36,27 @@ class UpstreamEngine:
         check_target(target)
         status, body = http_get(self.socket_path, target, time.monotonic() + self.timeout)
         return status, parse_json(body)
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
+        """POST /volumes/create {Name, Labels} (the local driver, no options): (status, parsed JSON).
+        The engine answers with the volume as it is, made now or found existing."""
+        import json
+        import socket
+
+        body = json.dumps({"Name": name, "Labels": labels}, separators=(",", ":")).encode()
+        head = ("POST /volumes/create HTTP/1.1\r\nHost: docker\r\nUser-Agent: gatekeeper-proxy\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode("ascii")
+        deadline = time.monotonic() + self.timeout
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(remaining(deadline))
+            conn.connect(self.socket_path)
+            conn.sendall(head + body)
+            status, answer = parse_response(read_all(conn, deadline))
+        finally:
+            conn.close()
+        return status, parse_json(answer)
 
     def realpath(self, path: str) -> str:
         """A host path resolved as the engine (root) will resolve it when it mounts it;

@@ -98,6 +98,10 @@ class EngineNotAsked:
         self.asked = True
         raise EngineError("decided again in a worker thread")
 
+    def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
+        self.asked = True
+        raise EngineError("decided again in a worker thread")
+
 
 class Received:
     """One request read in full: the h11 connection that read it, its head, its body."""
