@@ -2,31 +2,42 @@
 
 Starts the end-to-end stack (tests/e2e/stack.py: the private dockerd) and the proxy as the
 deployment runs it (the installed venv, `gatekeeper proxy --policy FILE`, the real decision,
-audit records written), then times each command once each way per round, alternating the
-order, so drift on the machine hits both alike:
+audit records written), then times each command once each way per round:
 
     ps        docker ps
     run --rm  docker run --rm gk-busybox true
     inspect   docker inspect <owned container>
     logs      docker logs <owned container that wrote 100 MB>   (to /dev/null; MB/s)
 
-and, without the CLI's own start-up in the figure, single API requests from Python over
-each socket (GET /containers/json, GET /containers/ID/json; a fresh connection each).
-Prints medians, the round-trip ratio proxy / direct (target <= 1.05) and the logs
-throughput through the proxy as a share of direct (target >= 90%). Needs root and the lock:
+Three sides per round: through the proxy, direct, and direct again. The third is the A/A
+control: the same command on the same socket, so its ratio to direct is what this machine's
+noise alone makes of a ratio in this run. The order of the three rotates through all six
+permutations, round by round, so drift and order effects hit every side alike. Reported per
+command: medians, the ratio of medians proxy/direct (target <= 1.05; throughput >= 90% of
+direct for logs), the median of the per-round ratios (each round's proxy run against the direct
+run next to it), the same two for the A/A control, and the CPU time the proxy process spent per
+command (all its threads, from /proc/PID/task/*/schedstat: what the proxy costs whatever the
+load on the machine).
 
-    flock /tmp/gk-e2e.lock .venv/bin/python bench/proxy_bench.py [--rounds N] [--log-mb N]
+Then, without the CLI's own start-up in the figure, API requests from Python over each socket,
+interleaved the same way: what `docker ps` sends (HEAD /_ping, then GET /containers/json on one
+kept-alive connection), and single GETs on a fresh connection each. Needs root and the lock:
+
+    flock /tmp/gk-e2e.lock .venv/bin/python bench/proxy_bench.py [--rounds N] [--log-rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
+import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -40,6 +51,10 @@ LOGGER: Final = "gk-bench-proxy-logs"
 ROUND_TRIP_TARGET: Final = 1.05
 THROUGHPUT_TARGET: Final = 0.90
 LINE: Final = "x" * 99  # 100-byte log lines (with the newline), as an application might write
+SIDES: Final = ("proxy", "direct", "direct again")
+ORDERS: Final = list(itertools.permutations(range(len(SIDES))))
+
+Times = dict[str, list[list[float]]]  # command -> per side, one time per round (same index = same round)
 
 
 def direct_env() -> dict[str, str]:
@@ -57,6 +72,18 @@ def timed(args: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid` so far (schedstat: nanoseconds on the CPU)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a worker thread that ended meanwhile
+    return total / 1e9
+
+
 def prepare(proxy: ProxyDaemon, log_bytes: int) -> None:
     """An owned container to inspect, and one that wrote `log_bytes` of logs and exited."""
     for name in (OWNED, LOGGER):
@@ -64,27 +91,46 @@ def prepare(proxy: ProxyDaemon, log_bytes: int) -> None:
     made = proxy.docker("run", "-d", "--name", OWNED, IMAGE, "sleep", "3600")
     if made.returncode != 0:
         raise SystemExit(f"owned container: {made.stderr}")
-    script = f"yes {LINE} | head -c {log_bytes}"
+    script = f"yes {LINE} | head -c {log_bytes}"  # (0: an empty log; logs are not measured)
     made = proxy.docker("run", "-d", "--name", LOGGER, IMAGE, "sh", "-c", script)
     if made.returncode != 0:
         raise SystemExit(f"log container: {made.stderr}")
     proxy.docker("wait", LOGGER, timeout=600)
 
 
-def measure(proxy: ProxyDaemon, rounds: int, log_rounds: int) -> dict[str, tuple[list[float], list[float]]]:
+def interleaved(rounds: int, sides: list[Callable[[], float]], proxy_pid: int = 0,
+                spent: list[float] | None = None) -> list[list[float]]:
+    """`rounds` times each side (plus a dropped warm-up round), the order rotating through every
+    permutation; `spent` gets the CPU seconds process `proxy_pid` spent in each run of side 0."""
+    times: list[list[float]] = [[] for _ in sides]
+    for n in range(rounds + 1):
+        for side in ORDERS[n % len(ORDERS)]:
+            counted = side == 0 and spent is not None
+            before = cpu_seconds(proxy_pid) if counted else 0.0
+            elapsed = sides[side]()
+            if n:
+                times[side].append(elapsed)
+                if spent is not None and counted:
+                    spent.append(cpu_seconds(proxy_pid) - before)
+    return times
+
+
+def measure(proxy: ProxyDaemon, rounds: int, log_rounds: int,
+            only: set[str]) -> tuple[Times, dict[str, float]]:
     commands = {"ps": ["ps"], "run --rm": ["run", "--rm", IMAGE, "true"], "inspect": ["inspect", OWNED],
                 "logs": ["logs", LOGGER]}
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in commands}
-    sides = [("proxy", proxy.env()), ("direct", direct_env())]
-    for n in range(rounds + 1):  # round 0 warms caches and is dropped
-        for name, args in commands.items():
-            if name == "logs" and n > log_rounds:
-                continue
-            for side, env in sides if n % 2 else sides[::-1]:
-                elapsed = timed(args, env)
-                if n:
-                    times[name][0 if side == "proxy" else 1].append(elapsed)
-    return times
+    envs = [proxy.env(), direct_env(), direct_env()]
+    times: Times = {}
+    cpu: dict[str, float] = {}
+    for name, args in commands.items():
+        if only and name not in only:
+            continue
+        spent: list[float] = []
+        count = log_rounds if name == "logs" else rounds // 4 if name == "run --rm" else rounds
+        sides = [lambda env=env, args=args: timed(args, env) for env in envs]  # type: ignore[misc]
+        times[name] = interleaved(count, sides, proxy.process.pid, spent)
+        cpu[name] = statistics.median(spent)
+    return times, cpu
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -97,24 +143,11 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def api_round_trip(path: str, target: str) -> float:
+def requests(path: str, sequence: tuple[tuple[str, str], ...]) -> float:
+    """The requests one after another on one new kept-alive connection; the time for all."""
     started = time.perf_counter()
     conn = UnixConnection(path)
-    conn.request("GET", target)
-    response = conn.getresponse()
-    response.read()
-    conn.close()
-    elapsed = time.perf_counter() - started
-    if response.status != 200:
-        raise SystemExit(f"GET {target} on {path}: {response.status}")
-    return elapsed
-
-
-def cli_pair(path: str) -> float:
-    """What `docker ps` asks, on one kept-alive connection: HEAD /_ping, then the list."""
-    started = time.perf_counter()
-    conn = UnixConnection(path)
-    for method, target in (("HEAD", "/_ping"), ("GET", "/v1.41/containers/json")):
+    for method, target in sequence:
         conn.request(method, target)
         response = conn.getresponse()
         response.read()
@@ -124,56 +157,76 @@ def cli_pair(path: str) -> float:
     return time.perf_counter() - started
 
 
-def api_bench(proxy: ProxyDaemon, rounds: int) -> list[tuple[str, float, float]]:
-    through = [cli_pair(str(proxy.socket)) for _ in range(rounds)]
-    direct = [cli_pair(str(DOCKER_SOCKET)) for _ in range(rounds)]
-    rows = [("HEAD /_ping + GET containers/json", statistics.median(through), statistics.median(direct))]
-    for target in ("/v1.41/containers/json", f"/v1.41/containers/{OWNED}/json"):
-        through: list[float] = []
-        direct: list[float] = []
-        for _ in range(rounds):
-            through.append(api_round_trip(str(proxy.socket), target))
-            direct.append(api_round_trip(str(DOCKER_SOCKET), target))
-        rows.append((f"GET {target.split('/', 2)[2]}", statistics.median(through), statistics.median(direct)))
-    return rows
+def api_bench(proxy: ProxyDaemon, rounds: int) -> Times:
+    cases = {
+        "HEAD /_ping + GET containers/json": (("HEAD", "/_ping"), ("GET", "/v1.41/containers/json")),
+        "GET containers/json": (("GET", "/v1.41/containers/json"),),
+        "GET containers/NAME/json": (("GET", f"/v1.41/containers/{OWNED}/json"),),
+    }
+    paths = [str(proxy.socket), str(DOCKER_SOCKET), str(DOCKER_SOCKET)]
+    times: Times = {}
+    for name, sequence in cases.items():
+        sides = [lambda path=path, sequence=sequence: requests(path, sequence) for path in paths]  # type: ignore[misc]
+        times[name] = interleaved(rounds, sides)
+    return times
 
 
-def report(times: dict[str, tuple[list[float], list[float]]], api: list[tuple[str, float, float]],
-           log_bytes: int) -> None:
-    print("median wall ms of the whole `docker ...` command, alternating proxy/direct each round")
-    print(f"{'command':10} {'proxy':>9} {'direct':>9} {'ratio':>7}")
-    for name, (through, direct) in times.items():
-        ratio = statistics.median(through) / statistics.median(direct)
-        target = f"{'ok' if ratio <= ROUND_TRIP_TARGET else 'over'} (target {ROUND_TRIP_TARGET})"
-        print(f"{name:10} {statistics.median(through) * 1000:9.1f} {statistics.median(direct) * 1000:9.1f} "
-              f"{ratio:7.3f}  {target}  n={len(through)}")
-    through, direct = times["logs"]
-    mb = log_bytes / 1e6
-    share = statistics.median(direct) / statistics.median(through)
-    print(f"logs throughput: proxy {mb / statistics.median(through):.0f} MB/s, direct "
-          f"{mb / statistics.median(direct):.0f} MB/s: {share:.1%} of direct "
-          f"({'ok' if share >= THROUGHPUT_TARGET else 'under'}; target {THROUGHPUT_TARGET:.0%})")
-    print("API requests from Python (no CLI start-up), median ms, a fresh connection each row:")
-    for name, through_one, direct_one in api:
-        print(f"  {name:38} proxy {through_one * 1000:6.2f}  direct {direct_one * 1000:6.2f}  "
-              f"(+{(through_one - direct_one) * 1000:.2f} ms)")
+def ratios(sides: list[list[float]], against: int) -> tuple[float, float]:
+    """(ratio of medians, median of per-round ratios) of side `against` to side 1 (direct)."""
+    of_medians = statistics.median(sides[against]) / statistics.median(sides[1])
+    per_round = statistics.median(a / b for a, b in zip(sides[against], sides[1], strict=True))
+    return of_medians, per_round
+
+
+def report(times: Times, cpu: dict[str, float], api: Times, log_bytes: int) -> None:
+    print("docker CLI, whole command, ms: medians; ratio of medians and median of per-round ratios")
+    print(f"{'command':9} {'proxy':>8} {'direct':>8} {'again':>8} {'ratio':>6} {'paired':>6}   "
+          f"{'A/A':>6} {'paired':>6}  {'proxy CPU':>9}  verdict")
+    for name, sides in times.items():
+        ratio, paired = ratios(sides, 0)
+        control, control_paired = ratios(sides, 2)
+        medians = " ".join(f"{statistics.median(side) * 1000:8.1f}" for side in sides)
+        if name == "logs":
+            share = 1 / ratio
+            verdict = (f"throughput {share:.1%} of direct (A/A {1 / control:.1%}): "
+                       f"{'ok' if share >= THROUGHPUT_TARGET else 'under'} (target {THROUGHPUT_TARGET:.0%})")
+        else:
+            verdict = f"{'ok' if ratio <= ROUND_TRIP_TARGET else 'over'} (target {ROUND_TRIP_TARGET})"
+        print(f"{name:9} {medians} {ratio:6.3f} {paired:6.3f}   {control:6.3f} {control_paired:6.3f}  "
+              f"{cpu[name] * 1000:7.2f}ms  {verdict}  n={len(sides[0])}")
+    if "logs" in times:
+        mb = log_bytes / 1e6
+        print(f"logs: proxy {mb / statistics.median(times['logs'][0]):.1f} MB/s, direct "
+              f"{mb / statistics.median(times['logs'][1]):.1f} MB/s")
+    print("API requests from Python (no CLI start-up), ms, a new connection each:")
+    print(f"  {'requests':36} {'proxy':>7} {'direct':>7} {'again':>7} {'+proxy':>7} {'+again':>7}")
+    for name, sides in api.items():
+        proxy_ms, direct_ms, again_ms = (statistics.median(side) * 1000 for side in sides)
+        print(f"  {name:36} {proxy_ms:7.2f} {direct_ms:7.2f} {again_ms:7.2f} {proxy_ms - direct_ms:+7.2f} "
+              f"{again_ms - direct_ms:+7.2f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--log-rounds", type=int, default=4, help="rounds of the 100 MB logs (slow)")
+    parser.add_argument("--rounds", type=int, default=120,
+                        help="rounds of ps and inspect (run --rm: a quarter)")
+    parser.add_argument("--log-rounds", type=int, default=6, help="rounds of the 100 MB logs (slow)")
     parser.add_argument("--log-mb", type=int, default=100)
-    parser.add_argument("--api-rounds", type=int, default=200)
+    parser.add_argument("--api-rounds", type=int, default=300)
+    parser.add_argument("--only", action="append", default=[], help="only this command (repeatable)")
     options = parser.parse_args()
     log_bytes = options.log_mb * 1_000_000
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}, "
+          f"{os.cpu_count()} CPUs")
     with running_stack() as stack, running_proxy() as proxy:
         try:
-            prepare(proxy, log_bytes)
-            times = measure(proxy, options.rounds, options.log_rounds)
-            report(times, api_bench(proxy, options.api_rounds), log_bytes)
+            prepare(proxy, log_bytes if not options.only or "logs" in options.only else 0)
+            times, cpu = measure(proxy, options.rounds, options.log_rounds, set(options.only))
+            api = api_bench(proxy, options.api_rounds)
+            report(times, cpu, api, log_bytes)
         finally:
             stack.docker("rm", "-f", OWNED, LOGGER, check=False)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 
