@@ -125,9 +125,11 @@ class FakeEngine:
                  h11.EndOfMessage())
             await writer.drain()
             return True
-        if path == "/_ping":
-            send(h11.Response(status_code=200, headers=[("content-length", "2"), ("api-version", "1.41")]))
-            if conn.their_http_version and self.received[-1][0] != "HEAD":
+        if path == "/_ping":  # as dockerd answers it: HEAD with Content-Length: 0 (not the GET's 2)
+            head = self.received[-1][0] == "HEAD"
+            send(h11.Response(status_code=200, headers=[("content-length", "0" if head else "2"),
+                                                        ("api-version", "1.41")]))
+            if not head:
                 send(h11.Data(data=b"OK"))
             send(h11.EndOfMessage())
         elif path == "/containers/json":

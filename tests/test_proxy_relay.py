@@ -63,6 +63,26 @@ def test_small_answers_reuse_an_engine_connection(proxy: Harness) -> None:
     assert "connection" not in proxy.engine.received[-1][2]  # keep-alive: no Connection: close
 
 
+def test_head_ping_then_get_on_one_connection_is_framed_and_prompt(proxy: Harness) -> None:
+    """What every docker command starts with: HEAD /_ping, then its request on the same
+    connection. The engine answers HEAD with Content-Length: 0 (dockerd does): the proxy must
+    relay the head alone (no body, no close), so neither side waits for bytes that never come."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(proxy.listen)
+        started = time.monotonic()
+        sock.sendall(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        head = read_until(sock, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 0\r\n" in head.lower()
+        assert head.endswith(b"\r\n\r\n")  # the head alone: no body bytes after it
+        assert b"connection: close" not in head.lower()
+        sock.sendall(b"GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\n")
+        answer = read_until(sock, b"0\r\n\r\n")  # chunked by the engine, re-chunked by h11
+        assert answer.startswith(b"HTTP/1.1 200 ")  # nothing of a body after the HEAD's head
+        assert time.monotonic() - started < 1.0  # no wait for a body or a close
+    assert proxy.engine.connections == 1  # the engine connection of the HEAD served the GET too
+
+
 def test_an_engine_connection_closed_while_idle_is_retried(proxy: Harness) -> None:
     conn = proxy.http()
     conn.request("GET", "/version")  # the engine hangs up after this answer
