@@ -68,10 +68,9 @@ def decide_and_register(command: str, policy: Policy) -> Decided:
     A command with host paths takes the in-flight lock while it is decided (the
     world asks for it); `settle` registers the decision's claims and drops it."""
     from gatekeeper.decision import Decision, decide
-    from gatekeeper.inflight import Registry
     from gatekeeper.worlds import RealWorld
 
-    world = RealWorld(Registry(policy.state_dir))
+    world = RealWorld(state_dir=policy.state_dir)
     decision = decide(command, policy, world)
     try:
         registration = world.settle(decision.claims if decision.allowed else None)

@@ -36,25 +36,33 @@ class RealWorld:
     instead (time and size bounded too), printed as the CLI would (gatekeeper.engine_api).
 
     `claims_in_flight` answers what other live gatekeeper sessions are about to
-    bind or write (gatekeeper.inflight). Only the ForceCommand passes a registry:
-    it takes the lock that serialises host-path commands, held until the
-    decision's own claims are registered (`settle`). Without one (gatekeeper
-    check), no other session is assumed in flight.
+    bind or write (gatekeeper.inflight). Only the ForceCommand gives a registry
+    (or its state directory, and the registry is opened when first asked: a
+    command without host paths never loads gatekeeper.inflight): asking takes
+    the lock that serialises host-path commands, held until the decision's own
+    claims are registered (`settle`). Without one (gatekeeper check), no other
+    session is assumed in flight.
     """
 
-    __slots__ = ("registry",)
+    __slots__ = ("registry", "state_dir")
 
-    def __init__(self, registry: Registry | None = None) -> None:
+    def __init__(self, registry: Registry | None = None, state_dir: str | None = None) -> None:
         self.registry = registry
+        self.state_dir = state_dir
 
     def claims_in_flight(self, policy: Policy) -> list[Claim]:
+        if self.registry is None and self.state_dir is not None:
+            from gatekeeper.inflight import Registry
+
+            self.registry = Registry(self.state_dir)
         if self.registry is None:
             return []
         return self.registry.locked_claims()
 
     def settle(self, claims: list[Claim] | None) -> Registration | None:
         """After the decision: register `claims` (None = denied) and drop the lock.
-        Returns the registration to release when the command has ended."""
+        Returns the registration to release when the command has ended. A registry
+        never asked holds no lock, so it has nothing to register (inflight.Registry.settle)."""
         if self.registry is None:
             return None
         return self.registry.settle(claims)

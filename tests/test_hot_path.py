@@ -116,6 +116,31 @@ def test_only_inspect_templates_import_the_engine_stand_in(deployment: Deploymen
     assert "gatekeeper.redacting_engine" in modules and "http.server" in modules
 
 
+# Loaded only by the commands that use them: the value-language flag checks and the bind
+# rules (gatekeeper.vetting.flag_check, vet_host_path_invariant), the session cap, and the
+# in-flight registry (worlds.RealWorld opens it when first asked).
+SPECIFIC_MODULES = frozenset({
+    "gatekeeper.vetting.flag_checks", "gatekeeper.vetting.binds", "gatekeeper.vetting.sessions",
+    "gatekeeper.inflight",
+})  # fmt: skip
+
+
+def test_plain_commands_load_no_check_they_do_not_use(deployment: Deployment) -> None:
+    """ps, logs and inspect have no host path and no value-language flag. Control: a run
+    with a bind loads the checks (and the registry), so their absence means something."""
+    compile_policy(str(deployment.policy))
+    for command in ("docker ps -a", "docker logs web", "docker inspect web"):
+        _, modules = imported_modules(deployment, command)
+        assert "gatekeeper.vetting" in modules, command
+        assert modules & SPECIFIC_MODULES == set(), command
+    _, modules = imported_modules(deployment, f"docker run --rm -v {deployment.workdir}/work:/w busybox true")
+    assert SPECIFIC_MODULES - {"gatekeeper.vetting.sessions"} <= modules
+    deployment.write_policy("[limits]\nmax_sessions = 3\n")
+    compile_policy(str(deployment.policy))
+    _, modules = imported_modules(deployment, "docker ps -a")
+    assert "gatekeeper.vetting.sessions" in modules and "gatekeeper.inflight" in modules
+
+
 def test_without_compiled_policy_the_toml_is_parsed(deployment: Deployment) -> None:
     """The probe itself works: without a compiled file tomllib shows up."""
     status, modules = imported_modules(deployment, "docker ps")
