@@ -150,6 +150,19 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "upstream": "/var/run/docker.sock",
         "max_body": 4 << 20,
         "max_build_context": 2 << 30,
+        # What one caller may hold at once (gatekeeper.proxy.guards; 0 = no cap): build
+        # contexts spooled, per uid and overall (bytes), open connections per uid.
+        "max_spool_per_user": 4 << 30,
+        "max_spool": 8 << 30,
+        "max_connections_per_user": 64,
+        # Seconds a client may take: for a request's head from its first byte, for its
+        # body, and between requests on a kept-alive connection (streams are exempt).
+        "header_timeout": 30,
+        "body_timeout": 300,
+        "idle_timeout": 300,
+        # Records per uid per minute the audit intake (POST /_gatekeeper/audit) writes;
+        # the rest are refused and summed up in one record.
+        "intake_per_minute": 600,
         "users": {},
     },
 }  # fmt: skip
@@ -222,7 +235,9 @@ SCHEMA: dict[str, dict[str, str]] = {
                "containers": PATTERN_LIST},
     "labels": {"refused": PATTERN_LIST},
     "proxy": {"listen": ABSOLUTE_PATH, "group": GROUP_NAME, "upstream": ABSOLUTE_PATH,
-              "max_body": COUNT, "max_build_context": COUNT, "users": USER_PROFILES},
+              "max_body": COUNT, "max_build_context": COUNT, "max_spool_per_user": COUNT, "max_spool": COUNT,
+              "max_connections_per_user": COUNT, "header_timeout": COUNT, "body_timeout": COUNT,
+              "idle_timeout": COUNT, "intake_per_minute": COUNT, "users": USER_PROFILES},
 }  # fmt: skip
 
 EMBEDDED = "(embedded default)"

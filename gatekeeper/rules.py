@@ -95,6 +95,11 @@ RULES: Final = MappingProxyType(
         "api-body-size": "a request body over the proxy's cap ([proxy] max_body, max_build_context)",
         "api-user": "the connecting unix user is not listed in [proxy.users]",
         "api-upstream": "the engine behind the proxy did not answer",
+        "api-spool": "build contexts sent at once over [proxy] max_spool_per_user or max_spool",
+        "api-connections": "more open connections to the proxy than [proxy] max_connections_per_user",
+        "api-slow-client": "a request head or body not received within [proxy] header_timeout/body_timeout",
+        "api-intake-rate": "audit records handed to the proxy over [proxy] intake_per_minute (summed up)",
+        "api-busy": "a create of the same profile held the proxy's per-profile lock too long; try again",
         # gatekeeper itself
         "denied": "a refusal without a more specific rule",
         "policy-invalid": "the policy file is missing, unreadable or invalid (the operator must fix it)",

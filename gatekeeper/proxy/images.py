@@ -142,17 +142,37 @@ def check_outputs(call: Call, text: str) -> None:
 
 
 def check_build_dockerfile(call: Call) -> None:
-    """ADD <url> in the Dockerfile the engine reads from the context (gatekeeper.vetting.images
-    check_add_sources, shared with the CLI layer): the engine fetches it on the host's network."""
-    from gatekeeper.vetting.images import ADD_RULE, check_add_sources
+    """The Dockerfile the engine reads from the context, with the CLI layer's check
+    (gatekeeper.vetting.images check_dockerfile): ADD <url> (the engine fetches it on the
+    host's network), and while [images] allowed lists patterns every image it makes the
+    builder fetch or run (FROM, COPY --from, RUN --mount=from, ONBUILD, # syntax=)."""
+    from gatekeeper.vetting.images import ADD_RULE, allowed_patterns, check_dockerfile
 
     if call.one("version") == "2" or call.one("remote") == "client-session":
         # Stops: a Dockerfile the proxy never sees (it comes over the BuildKit session).
         raise Denied("a BuildKit build sends its Dockerfile over a session the proxy cannot read, so its "
                      "ADD sources cannot be checked; build with the classic builder (DOCKER_BUILDKIT=0)",
                      rule=ADD_RULE)
+    patterns = allowed_patterns(call.policy)
+    if patterns:
+        check_build_syntax_argument(call, patterns)
     name = call.one("dockerfile") or "Dockerfile"
-    check_add_sources(dockerfile_in_context(call, name), f"Dockerfile {name[:80]!r}")
+    check_dockerfile(dockerfile_in_context(call, name), patterns, f"Dockerfile {name[:80]!r}")
+
+
+def check_build_syntax_argument(call: Call, patterns: list[str]) -> None:
+    """buildargs BUILDKIT_SYNTAX names a frontend image, as --build-arg does at the CLI layer."""
+    import json
+
+    from gatekeeper.vetting.images import check_syntax_argument
+
+    try:
+        arguments = json.loads(call.one("buildargs") or "{}")
+    except ValueError:
+        raise Denied("build buildargs is not JSON", rule="api-query") from None
+    if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:
+        value = arguments["BUILDKIT_SYNTAX"]
+        check_syntax_argument("BUILDKIT_SYNTAX" if value is None else f"BUILDKIT_SYNTAX={value}", patterns)
 
 
 def context_name(name: str) -> str:

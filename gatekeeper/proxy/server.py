@@ -31,13 +31,13 @@ from typing import IO, Any
 import h11
 
 from gatekeeper.engine_api import EngineError
-from gatekeeper.errors import AuditError
-from gatekeeper.proxy import framing, intake
+from gatekeeper.errors import AuditError, Denied
+from gatekeeper.proxy import framing, guards, intake
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.engine import UpstreamEngine, get_json_on_loop
 from gatekeeper.proxy.framing import FramingError
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
-from gatekeeper.proxy.settings import PolicyState
+from gatekeeper.proxy.settings import PolicyState, ProxySettings
 
 READ_SIZE = 1 << 18
 MAX_HEAD = 64 << 10
@@ -52,14 +52,21 @@ LINGER_BYTES = 1 << 20
 
 REASONS = {
     200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed",
-    411: b"Length Required", 413: b"Content Too Large", 417: b"Expectation Failed",
-    431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
-    503: b"Service Unavailable", 505: b"HTTP Version Not Supported",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 411: b"Length Required", 413: b"Content Too Large",
+    417: b"Expectation Failed", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
 }
 
 RULE_USER = "api-user"
 RULE_UPSTREAM = "api-upstream"
+# Refusals before a decision (framing, slow clients, connections over the cap) recorded one by
+# one per uid and minute; past that, counted into one summary record (guards.FloodGate).
+REFUSAL_RECORDS_PER_MINUTE = 60
+SWEEP_SECONDS = 10.0
+INTAKE_KIND = "audit-intake"
+# A kind of refusal counted into summaries -> its rule (any other kind is a rule id itself).
+SUMMARY_RULES = {INTAKE_KIND: guards.RULE_INTAKE_RATE}
 
 Decide = Callable[[ApiRequest, object, EngineQueries], ApiVerdict]
 Transform = Callable[[str, int, bytes, ApiRequest], bytes]
@@ -101,6 +108,10 @@ class EngineNotAsked:
     def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
         self.asked = True
         raise EngineError("decided again in a worker thread")
+
+
+class ClientIdle(Exception):
+    """A kept-alive client connection unused past [proxy] idle_timeout."""
 
 
 class Received:
@@ -154,6 +165,12 @@ class Proxy:
         self.record = record
         self.pool = UpstreamPool()
         self.connections: set[asyncio.Task[None]] = set()
+        self.spools = guards.SpoolLedger()
+        self.open_connections = guards.ConnectionCount()
+        self.locks = guards.ProfileLocks()
+        self.budgets = guards.ApiBudgets()
+        self.floods = guards.FloodGate()
+        self.sweeper: asyncio.Task[None] | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Python 3.11's asyncio keeps no strong reference to a connection's task: one whose
@@ -163,16 +180,57 @@ class Proxy:
         if task is not None:
             self.connections.add(task)
             task.add_done_callback(self.connections.discard)
+        if self.sweeper is None:
+            self.sweeper = asyncio.ensure_future(self.sweep())
         writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         connection = ClientConnection(self, reader, writer, peer_of(writer))
+        uid = connection.caller.uid
+        counted = self.open_connections.open(uid, self.state.settings.max_connections_per_user)
         try:
-            await connection.serve()
+            if counted:
+                await connection.serve()
+            else:
+                await connection.refuse_connection(self.state)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception as error:  # noqa: BLE001 - a bug closes this connection, never the daemon
             report(error)
         finally:
+            if counted:
+                self.open_connections.close(uid)
             writer.close()
+
+    async def sweep(self) -> None:
+        """Summaries of refusals whose window is over, written even when no request comes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await loop.run_in_executor(None, self.write_summaries, self.state)
+            except Exception as error:  # noqa: BLE001 - never stop sweeping
+                report(error)
+
+    def write_summaries(self, state: PolicyState, force: bool = False) -> None:
+        """One record per caller and kind of refusal counted but not recorded one by one."""
+        for summary in self.floods.due(force):
+            uid = int(str(summary["uid"]))
+            caller = Caller(0, uid, -1, intake.user_name(uid))
+            rule = SUMMARY_RULES.get(str(summary["kind"]), str(summary["kind"]))
+            reason = (f"{summary['refused']} more {summary['kind']} refusals of uid {uid} in "
+                      f"{summary['window_seconds']:.0f} s were not recorded one by one (over the rate)")
+            record = api_record(caller, None, "", "", endpoint=f"summary {summary['kind']}", allowed=False,
+                                rule=rule, reason=reason, policy=state.policy)
+            record["summary"] = summary
+            self.write_best_effort(state, record)
+
+    def write_best_effort(self, state: PolicyState, record: dict[str, object]) -> None:
+        if state.policy is None:
+            syslog_only(record)
+            return
+        try:
+            self.record(state.policy, record)
+        except AuditError:
+            syslog_only(record)
 
     # ------------------------------------------------------------ decision
 
@@ -204,6 +262,11 @@ class Proxy:
 
     def record_verdict(self, request: ApiRequest, state: PolicyState, caller: Caller,
                        body: dict[str, object], verdict: ApiVerdict) -> ApiVerdict:
+        if verdict.allowed and state.policy is not None:
+            try:  # [budgets] spent once per allowed request, before its record says "allow"
+                self.budgets.charge(state.policy, request.profile, verdict.endpoint)
+            except Denied as over:
+                verdict = ApiVerdict(False, over.rule, over.message, verdict.endpoint)
         record = api_record(caller, request.profile or None, request.method, request.target,
                             endpoint=verdict.endpoint, allowed=verdict.allowed, rule=verdict.rule,
                             reason=verdict.reason, policy=state.policy)
@@ -236,16 +299,14 @@ class Proxy:
 
     def record_refusal(self, state: PolicyState, caller: Caller, method: str, target: str,
                        error: FramingError) -> None:
-        """A framing refusal is a decision too: recorded like the others (best effort)."""
+        """A framing refusal is a decision too: recorded like the others (best effort), one by one
+        up to a rate per uid, then summed up (a caller looping bad requests cannot drown the log)."""
+        self.write_summaries(state)
+        if not self.floods.admit(caller.uid, error.rule, REFUSAL_RECORDS_PER_MINUTE):
+            return
         record = api_record(caller, None, method, target, endpoint="framing", allowed=False,
                             rule=error.rule, reason=error.message, policy=state.policy)
-        if state.policy is None:
-            syslog_only(record)
-            return
-        try:
-            self.record(state.policy, record)
-        except AuditError:
-            syslog_only(record)
+        self.write_best_effort(state, record)
 
 
 class ClientConnection:
@@ -260,6 +321,10 @@ class ClientConnection:
         self.pending = b""  # bytes read past the current request (a pipelined next one)
         self.head = bytearray()  # the current request's bytes as received, up to its body
         self.request_line = ("", "")  # method and target, once parsed (for the audit record)
+        self.spooled = 0  # bytes of the current build context counted in proxy.spools
+        self.deadline: float | None = None  # loop time by which the current phase must be read
+        self.phase = "idle"  # "idle" (between requests), "head" or "body"; streams have no deadline
+        self.held: asyncio.Lock | None = None  # the profile's lock for a serialised request
 
     async def serve(self) -> None:
         while True:
@@ -270,6 +335,10 @@ class ClientConnection:
             except FramingError as error:
                 await self.refuse(conn, state, error)
                 return
+            except ClientIdle:
+                return  # kept alive but unused past [proxy] idle_timeout: closed quietly
+            finally:
+                self.deadline = None  # from here on (decision, relay, streams) no read deadline
             if received is None:
                 return
             try:
@@ -277,6 +346,7 @@ class ClientConnection:
             finally:
                 if received.spool is not None:
                     received.spool.close()
+                self.release_spool()
             if not keep:
                 return
 
@@ -286,6 +356,8 @@ class ClientConnection:
         self.head = bytearray()
         self.request_line = ("", "")
         first, self.pending = self.pending, b""
+        settings = state.settings
+        self.start_phase("head" if first else "idle", settings)
         if first:
             self.feed(conn, first)  # (an empty feed would tell h11 the client hung up)
         event = await self.next_event(conn)
@@ -308,8 +380,9 @@ class ClientConnection:
         if conn.they_are_waiting_for_100_continue:
             self.writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[],
                                                                   reason=b"Continue")))
+        self.start_phase("body", settings)
         if build:
-            spool, size = await self.spool_body(conn, cap)
+            spool, size = await self.spool_body(conn, cap, settings)
             return Received(conn, event, target, b"", spool, size)
         body = await self.read_body(conn, cap)
         return Received(conn, event, target, body, None, len(body))
@@ -327,7 +400,41 @@ class ClientConnection:
                 raise FramingError(error.error_status_hint, f"malformed request: {error}") from None
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]  # not NEED_DATA: an h11 event
-            self.feed(conn, await self.reader.read(READ_SIZE))
+            self.feed(conn, await self.receive())
+
+    def start_phase(self, phase: str, settings: ProxySettings) -> None:
+        """The deadline of reading the next part of a request: a slow or silent client is cut
+        off ([proxy] idle_timeout between requests, header_timeout for a head from its first
+        byte, body_timeout for a body); 0 means none."""
+        seconds = {"idle": settings.idle_timeout, "head": settings.header_timeout,
+                   "body": settings.body_timeout}[phase]
+        self.phase = phase
+        self.deadline = asyncio.get_running_loop().time() + seconds if seconds else None
+
+    async def receive(self) -> bytes:
+        """The next bytes of a request, within the current phase's deadline."""
+        if self.deadline is None:
+            data = await self.reader.read(READ_SIZE)
+        else:
+            try:
+                async with asyncio.timeout_at(self.deadline):
+                    data = await self.reader.read(READ_SIZE)
+            except TimeoutError:
+                if self.phase == "idle":
+                    raise ClientIdle from None
+                key = "header_timeout" if self.phase == "head" else "body_timeout"
+                # Stops: slowloris, a client holding a connection (and a spool) open by sending
+                # its request a byte at a time, or never finishing it.
+                raise FramingError(408, f"the request's {self.phase} was not received in time ([proxy] "
+                                   f"{key}); send requests whole", guards.RULE_SLOW) from None
+        if self.phase == "idle" and data:
+            self.start_phase("head", self.proxy.state.settings)
+        return data
+
+    def release_spool(self) -> None:
+        if self.spooled:
+            self.proxy.spools.give_back(self.caller.uid, self.spooled)
+            self.spooled = 0
 
     async def body_events(self, conn: h11.Connection):  # type: ignore[no-untyped-def]  # yields body bytes
         while True:
@@ -350,9 +457,11 @@ class ClientConnection:
             raise FramingError(413, f"request body over the cap of {cap} bytes", framing.RULE_BODY_SIZE)
         return body
 
-    async def spool_body(self, conn: h11.Connection, cap: int) -> tuple[IO[bytes], int]:
+    async def spool_body(self, conn: h11.Connection, cap: int,
+                         settings: ProxySettings) -> tuple[IO[bytes], int]:
         """A build context, read in full before anything goes upstream: to an unlinked
-        0600 file, within the cap; forwarded later with a Content-Length."""
+        0600 file, within the cap and within what the caller may hold of the spool at once
+        (guards.SpoolLedger); forwarded later with a Content-Length."""
         spool = tempfile.TemporaryFile(prefix="gatekeeper-proxy-")  # noqa: SIM115 - closed by serve()
         size = 0
         try:
@@ -361,9 +470,16 @@ class ClientConnection:
                 if size > cap:
                     raise FramingError(413, f"build context over the cap of {cap} bytes",
                                        framing.RULE_BODY_SIZE)
+                why = self.proxy.spools.take(self.caller.uid, len(data), settings.max_spool_per_user,
+                                             settings.max_spool)
+                if why is not None:
+                    # Stops: concurrent builds, each under the cap, filling the spool's disk together.
+                    raise FramingError(429, why, guards.RULE_SPOOL)
+                self.spooled += len(data)
                 spool.write(data)
         except BaseException:
             spool.close()
+            self.release_spool()
             raise
         spool.flush()
         return spool, size
@@ -378,6 +494,14 @@ class ClientConnection:
         body = denial_body(error.message, error.rule)
         await self.send_whole(h11.Connection(h11.SERVER), status, body, False)
         await self.linger()
+
+    async def refuse_connection(self, state: PolicyState) -> None:
+        """A connection over [proxy] max_connections_per_user: answered and closed unread."""
+        cap = state.settings.max_connections_per_user
+        # Stops: one caller holding every descriptor (and engine connection) the proxy has.
+        error = FramingError(429, f"uid {self.caller.uid} already has {cap} connections open to the proxy "
+                             "([proxy] max_connections_per_user); close some", guards.RULE_CONNECTIONS)
+        await self.refuse(h11.Connection(h11.SERVER), state, error)
 
     async def linger(self) -> None:
         """Close gently after a refusal: closing with unread bytes sends a reset, which can
@@ -399,12 +523,61 @@ class ClientConnection:
         """Decide, then answer or forward; True to keep the connection for another request."""
         self.pending = received.conn.trailing_data[0]  # what came after it: a next request, or raw stream
         request = self.api_request(received, state)
-        loop = asyncio.get_running_loop()
         keep = not framing.wants_close(received.event)
         if intake.is_intake(request):  # the ForceCommand's audit records: ours, never the engine's
-            status, body = await loop.run_in_executor(None, take_record, request, state)
+            status, body = await self.take_intake(request, state, received.size)
             await self.send_whole(received.conn, status, body, keep)
             return keep
+        try:
+            self.held = await self.serialised(request)
+        except Denied as busy:
+            record = api_record(self.caller, request.profile, request.method, request.target,
+                                endpoint="serialised", allowed=False, rule=busy.rule, reason=busy.message,
+                                policy=state.policy)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.proxy.write_best_effort, state, record)
+            await self.send_whole(received.conn, 503, denial_body(busy.message, busy.rule), keep)
+            return keep
+        try:
+            return await self.decide_and_forward(received, request, state, keep)
+        finally:
+            self.engine_answered()
+
+    async def take_intake(self, request: ApiRequest, state: PolicyState, size: int) -> tuple[int, bytes]:
+        """A record handed over, written unless its uid is over [proxy] intake_per_minute: then
+        refused (the ForceCommand runs nothing) and counted into one summary record."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.proxy.write_summaries, state)
+        if not self.proxy.floods.admit(self.caller.uid, INTAKE_KIND, state.settings.intake_per_minute, size):
+            # Stops: the agent's account drowning the log (or filling its disk) with records.
+            message = (f"gatekeeper: audit intake: uid {self.caller.uid} is over [proxy] intake_per_minute "
+                       f"({state.settings.intake_per_minute}); this record is refused and counted")
+            return 429, json.dumps({"message": message}).encode()
+        return await loop.run_in_executor(None, take_record, request, state)
+
+    async def serialised(self, request: ApiRequest) -> asyncio.Lock | None:
+        """The profile's lock, held, for a request that creates or starts (guards.SERIALISED)."""
+        from gatekeeper.proxy.endpoints import find_route
+
+        if not request.profile:
+            return None
+        try:
+            route, _ = find_route(request.method, request.path)
+        except Denied:
+            return None
+        if route.ident not in guards.SERIALISED:
+            return None
+        return await self.proxy.locks.acquire(request.profile)
+
+    def engine_answered(self) -> None:
+        """The engine answered (or will not): the next serialised request may be decided."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.release()
+
+    async def decide_and_forward(self, received: Received, request: ApiRequest, state: PolicyState,
+                                 keep: bool) -> bool:
+        loop = asyncio.get_running_loop()
         facts = body_facts(received)
         verdict = await self.proxy.decide_on_loop(request, state, self.caller, facts)
         if verdict is None:
@@ -483,6 +656,7 @@ class Upstream:
                 return keep
             self.writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
             response = await self.try_head(pooled)
+        self.client.engine_answered()  # what was forwarded took effect: a serialised create may follow
         if response is None:
             self.writer.close()
             await self.engine_unreachable(OSError("no answer"), False)

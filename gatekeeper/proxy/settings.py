@@ -10,14 +10,28 @@ from gatekeeper.policy import DEFAULTS, Policy, load_policy
 class ProxySettings:
     """[proxy]: where to listen, for whom, in front of which engine, with which body caps."""
 
-    __slots__ = ("listen", "group", "upstream", "max_body", "max_build_context", "users")
+    __slots__ = ("listen", "group", "upstream", "max_body", "max_build_context", "max_spool_per_user",
+                 "max_spool", "max_connections_per_user", "header_timeout", "body_timeout", "idle_timeout",
+                 "intake_per_minute", "users")
+    CAPS = ("max_body", "max_build_context", "max_spool_per_user", "max_spool", "max_connections_per_user",
+            "header_timeout", "body_timeout", "idle_timeout", "intake_per_minute")
+    max_body: int
+    max_build_context: int
+    max_spool_per_user: int
+    max_spool: int
+    max_connections_per_user: int
+    header_timeout: int
+    body_timeout: int
+    idle_timeout: int
+    intake_per_minute: int
 
     def __init__(self, section: dict[str, object]) -> None:
         self.listen = str(section["listen"])
         self.group = str(section["group"])
         self.upstream = str(section["upstream"])
-        self.max_body = int(section["max_body"])  # type: ignore[call-overload]  # validated int
-        self.max_build_context = int(section["max_build_context"])  # type: ignore[call-overload]  # validated int
+        for key in self.CAPS:
+            value = section.get(key, DEFAULTS["proxy"][key])
+            setattr(self, key, int(value))  # type: ignore[call-overload]  # validated int
         users = section["users"]
         self.users: dict[str, str] = dict(users) if isinstance(users, dict) else {}
 
