@@ -78,3 +78,13 @@ def test_the_unvetted_forcecommand_is_never_installed() -> None:
         if path.is_file():
             assert UNVETTED_SOURCE.stem not in path.read_text(errors="replace"), path
     assert not list((REPO_ROOT / "gatekeeper").rglob(UNVETTED_SOURCE.name))
+
+
+def test_the_proxy_shares_the_engines_tmp_and_spools_to_its_own_cache() -> None:
+    """Bind sources are resolved where the engine mounts them from: no private /tmp (a root
+    under /tmp would be judged in another tree); build contexts go to root's 0700 cache."""
+    settings = unit_settings()
+    assert "PrivateTmp" not in settings
+    assert settings["CacheDirectory"] == ["gatekeeper-proxy"]
+    assert settings["CacheDirectoryMode"] == ["0700"]
+    assert settings["Environment"] == ["TMPDIR=/var/cache/gatekeeper-proxy"]

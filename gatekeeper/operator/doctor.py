@@ -610,6 +610,78 @@ def check_proxied_access(deployment: Deployment, settings: dict[str, dict[str, o
         yield Check("engine access", OK, f"{deployment.agent} reaches the engine only through {listen}")
 
 
+PROXY_UNIT: Final = "/etc/systemd/system/gatekeeper-proxy.service"
+TRUE_WORDS: Final = frozenset({"yes", "true", "on", "1"})
+
+
+def check_proxy_view(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """The proxy resolves bind sources (and reads their mount flags) in its own mount
+    namespace: a unit that gives it a private or hidden tree where an allowed root lies
+    (PrivateTmp and /tmp, ProtectHome=yes and /home, InaccessiblePaths...) makes it judge
+    another file system than the one the engine mounts from."""
+    if str(settings["docker"]["host"]).removeprefix("unix://") != proxy_setting(settings, "listen"):
+        return
+    unit = unit_settings(deployment, PROXY_UNIT)
+    if unit is None:
+        return
+    roots = settings["paths"]["allowed_roots"]
+    hidden = [(root, where, key) for root in (roots if isinstance(roots, list) else [])
+              for where, key in hidden_by(unit) if below(str(root), where)]
+    if not hidden:
+        yield Check("proxy view", OK, f"{PROXY_UNIT} hides no allowed root from the proxy")
+        return
+    root, where, key = hidden[0]
+    yield Check("proxy view", FAIL,
+                f"{PROXY_UNIT} {key} gives the proxy its own {where}, where allowed root {root} lies: it "
+                "would judge bind sources in another tree than the engine mounts them from",
+                f"remove {key} from the unit (or its drop-ins), or move [paths] allowed_roots out of {where}")
+
+
+def unit_settings(deployment: Deployment, path: str) -> list[tuple[str, str]] | None:
+    """(key, value) of a unit file and its drop-ins, in the order systemd reads them."""
+    files = [deployment.path(path)]
+    dropins = deployment.path(path + ".d")
+    if os.path.isdir(dropins):
+        files += [os.path.join(dropins, name) for name in sorted(os.listdir(dropins))
+                  if name.endswith(".conf")]
+    pairs: list[tuple[str, str]] = []
+    for name in files:
+        try:
+            with open(name, encoding="utf-8", errors="replace") as unit:
+                text = unit.read()
+        except OSError:
+            if name == files[0]:
+                return None
+            continue
+        for line in text.splitlines():
+            key, eq, value = line.strip().partition("=")
+            if eq and not key.startswith(("#", ";", "[")):
+                pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def hidden_by(unit: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(path the proxy does not share with the engine, the unit key that does it)."""
+    last = dict(unit)
+    hidden: list[tuple[str, str]] = []
+    if last.get("PrivateTmp", "").lower() in TRUE_WORDS:
+        hidden += [("/tmp", "PrivateTmp"), ("/var/tmp", "PrivateTmp")]  # noqa: S108 - names, not files
+    if last.get("ProtectHome", "").lower() in TRUE_WORDS | {"tmpfs"}:
+        hidden += [(where, "ProtectHome") for where in ("/home", "/root", "/run/user")]
+    if last.get("PrivateDevices", "").lower() in TRUE_WORDS:
+        hidden.append(("/dev", "PrivateDevices"))
+    for key in ("InaccessiblePaths", "TemporaryFileSystem"):
+        for value in (v for k, v in unit if k == key):
+            hidden += [(word.lstrip("-+").partition(":")[0], key) for word in value.split()]
+    return [(where, key) for where, key in hidden if where.startswith("/")]
+
+
+def below(path: str, top: str) -> bool:
+    """`path` is `top` or inside it (compared with a trailing separator)."""
+    top = top.rstrip("/") + "/"
+    return (path.rstrip("/") + "/").startswith(top)
+
+
 def check_socket_answers(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
     if not deployment.live:
         return
@@ -713,6 +785,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_account(deployment)
     checks += check_pam(deployment)
     checks += check_engine_access(deployment, settings)
+    checks += check_proxy_view(deployment, settings)
     checks += check_disk_usage(deployment, settings)
     checks += check_sshd(deployment)
     return checks

@@ -252,7 +252,10 @@ in
         ProtectSystem = "strict";
         ReadWritePaths = logDir;
         ProtectHome = "read-only";
-        PrivateTmp = true;
+        # No PrivateTmp: bind sources are resolved in the host's /tmp, as the engine mounts them.
+        CacheDirectory = "gatekeeper-proxy";
+        CacheDirectoryMode = "0700";
+        Environment = "TMPDIR=/var/cache/gatekeeper-proxy";
         PrivateDevices = true;
         DevicePolicy = "closed";
         PrivateNetwork = true;
