@@ -199,13 +199,38 @@ def encode_key(key: object) -> str:
     return encode_string(key)
 
 
-def command_fields(command: str) -> dict[str, str]:
+# A command over the words' limit (always refused, rule shell-syntax) is recorded as its first
+# RECORDED_HEAD characters and TRUNCATED: whole, the record could be larger than the proxy's
+# intake takes (sshd passes ~256 KiB), and the decision would go unrecorded. The NUL keeps the
+# recorded command refused by the same rule when it is decided again (replay, suggest, check).
+RECORDED_HEAD = 1024
+TRUNCATED = "\x00[truncated]"
+
+
+def command_fields(command: str) -> dict[str, str | int]:
     """The command for the record: ``cmd``, plus ``cmd_b64`` when it is not UTF-8.
 
     sshd hands over bytes; Python keeps undecodable ones as lone surrogates,
     which JSON tools turn into U+FFFD. Then ``cmd`` shows each such byte as the
     four characters ``\\xFF`` and ``cmd_b64`` holds the exact bytes (base64).
+    A command too long to record whole gets its head, ``cmd_length`` (bytes) and
+    ``cmd_sha256`` of the whole.
     """
+    from gatekeeper.words import MAX_COMMAND_LENGTH, recorded_length
+
+    if len(command) > MAX_COMMAND_LENGTH or (
+        not command.isascii() and recorded_length(command) > MAX_COMMAND_LENGTH
+    ):
+        import hashlib
+
+        raw = command.encode("utf-8", "surrogateescape")
+        fields: dict[str, str | int] = dict(exact_command_fields(command[:RECORDED_HEAD] + TRUNCATED))
+        fields.update(cmd_length=len(raw), cmd_sha256=hashlib.sha256(raw).hexdigest())
+        return fields
+    return dict(exact_command_fields(command))
+
+
+def exact_command_fields(command: str) -> dict[str, str]:
     if command.isascii():
         return {"cmd": command}
     try:

@@ -51,7 +51,7 @@ CHARACTER_NAMES = {
     "\t": "tab",
 }
 
-MAX_COMMAND_LENGTH = 16384
+MAX_COMMAND_LENGTH = 16384  # characters; for non-ASCII, as the audit record writes them (\uXXXX)
 
 
 def split_command(command: str) -> list[str]:
@@ -67,6 +67,10 @@ def screen_characters(command: str) -> None:
     """Refuse what no legitimate docker command contains, before any parsing."""
     if len(command) > MAX_COMMAND_LENGTH:
         raise_syntax(f"command longer than {MAX_COMMAND_LENGTH} characters")
+    if not command.isascii() and recorded_length(command) > MAX_COMMAND_LENGTH:
+        # Stops: a record too large for the proxy's audit intake (a decision left unrecorded).
+        raise_syntax(f"command longer than {MAX_COMMAND_LENGTH} characters as the audit log writes it "
+                     "(each non-ASCII character is a \\uXXXX escape there)")
     if command.isascii():
         for char in command:
             if char < " " or char == "\x7f":
@@ -243,6 +247,13 @@ def describe(char: str) -> str:
     if 0xDC80 <= ord(char) <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
         return f"byte 0x{ord(char) - 0xDC00:02X}"
     return f"U+{ord(char):04X}"
+
+
+def recorded_length(command: str) -> int:
+    """Characters of `command` as the audit record's JSON string writes it (gatekeeper.audit)."""
+    from gatekeeper.audit import encode_string
+
+    return len(encode_string(command)) - 2
 
 
 def raise_syntax(reason: str) -> None:

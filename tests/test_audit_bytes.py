@@ -79,3 +79,43 @@ def test_forcecommand_records_the_bytes(deployment: Deployment) -> None:
     record = json.loads(line)
     assert record["cmd"] == "docker ps \\xff"
     assert base64.b64decode(record["cmd_b64"]) == b"docker ps \xff"
+
+
+# Commands too long to record whole: sshd hands over up to ~256 KiB, the proxy's intake takes a
+# record of at most 64 KiB; a refused command must not go unrecorded.
+LONG = {
+    "ascii over the limit": "docker run --privileged busybox echo " + "x" * 200_000,
+    "astral characters": "docker run busybox echo '" + "\U0001d54f" * 1400 + "'",  # 12 bytes each, escaped
+    "bmp characters": "docker run busybox echo '" + "\u00e9" * 2800 + "'",
+    "invalid utf-8 too": "docker ps " + "x" * 20_000 + b"\xff".decode("utf-8", "surrogateescape"),
+}
+
+
+@pytest.mark.parametrize("command", LONG.values(), ids=LONG.keys())
+def test_a_command_too_long_to_record_whole_is_refused_and_recorded_in_part(command: str) -> None:
+    from gatekeeper.proxy.intake import MAX_RECORD
+    from gatekeeper.words import MAX_COMMAND_LENGTH
+
+    whole = audit.encode(audit.exact_command_fields(command))
+    assert len(whole) > MAX_COMMAND_LENGTH  # the control: recorded whole, it is this large
+    with pytest.raises(Denied) as caught:
+        split_command(command)
+    assert caught.value.rule == "shell-syntax"
+    fields = audit.command_fields(command)
+    line = audit.encode({"reason": caught.value.message, **fields})
+    assert len(line) < MAX_RECORD // 4
+    raw = command.encode("utf-8", "surrogateescape")
+    assert fields["cmd_length"] == len(raw)
+    assert fields["cmd_sha256"] == __import__("hashlib").sha256(raw).hexdigest()
+    recorded = audit.command_bytes(json.loads(line))
+    assert recorded is not None and recorded.endswith(audit.TRUNCATED)
+    assert command.startswith(recorded.removesuffix(audit.TRUNCATED))
+    with pytest.raises(Denied) as again:  # decided again (replay), still refused by the same rule
+        split_command(recorded)
+    assert again.value.rule == "shell-syntax"
+
+
+def test_a_non_ascii_command_that_records_within_the_limit_is_whole() -> None:
+    command = "docker run busybox echo '" + "\u00e9" * 2000 + "'"  # 12 KiB as \\u escapes
+    assert split_command(command)[-1] == "\u00e9" * 2000
+    assert audit.command_fields(command) == {"cmd": command}
