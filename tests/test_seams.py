@@ -150,6 +150,8 @@ LEFT_FUNCTION_LEVEL_CIRCLES = [
      "gatekeeper.vetting.volumes"},
     # `policy suggest` and `policy` hand each other their parsers
     {"gatekeeper.operator.policy_cmd", "gatekeeper.operator.suggest"},
+    # words caps a command at the length the audit record writes it; audit truncates past that cap
+    {"gatekeeper.audit", "gatekeeper.words"},
 ]
 OWNERSHIP_RAILS = {
     "gatekeeper.owner", "gatekeeper.engine_objects", "gatekeeper.label_rules", "gatekeeper.vetting.ownership",
