@@ -28,7 +28,10 @@ The owned container is made by the agent through gatekeeper, so `inspect`,
 It prints, per command and side, the median and the minimum wall time and each
 one's ratio to plain's, and the median of the per-round ratios. First it times
 the engine question alone (who owns the container), asked over the API socket
-(gatekeeper.engine_api) and through the docker CLI, alternating.
+(gatekeeper.engine_api) and through the docker CLI, alternating; last, the same
+commands without ssh (the entry script as the agent against docker as the plain
+user, alternating): the ForceCommand's own cost in ms, which is all that differs
+between the two ssh sides.
 
 `--layout` chooses the stack's layout (tests/e2e/stack.py): `cli-alone` (the
 default: gatekeeper's ForceCommand on the engine's socket, as plain docker is:
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import pwd
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -56,12 +60,16 @@ from typing import Final
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e.stack import (
+    AGENT,
+    AGENT_HOME,
     CLI_ALONE,
     DOCKER_CONFIG_DIR,
     DOCKER_GROUP,
     DOCKER_HOST,
     IMAGE,
     LAYERED,
+    POLICY,
+    VENV,
     Stack,
     docker_client,
     free_port,
@@ -151,6 +159,42 @@ def measure(stack: Stack, port: int, rounds: int) -> Times:
     return times
 
 
+def direct_argv(side: str, command: str) -> list[str]:
+    """The command without ssh: the entry script as the agent (the ForceCommand, as sshd would
+    start it), or docker as the plain user. Their difference is what the ForceCommand itself
+    costs in this stack (start, decision, engine questions, the records, supervising docker)."""
+    if side == GK:
+        user, env = AGENT, [f"HOME={AGENT_HOME}", "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
+                            f"SSH_ORIGINAL_COMMAND={command}"]
+        argv = [str(VENV / "bin" / "gatekeeper-ssh"), "--policy", str(POLICY)]
+    else:
+        user, env = PLAIN_USER, [f"DOCKER_HOST={DOCKER_HOST}", f"DOCKER_CONFIG={DOCKER_CONFIG_DIR}"]
+        argv = [str(docker_client()), *shlex.split(command)[1:]]
+    gid = str(pwd.getpwnam(user).pw_gid)
+    return ["setpriv", "--reuid", user, "--regid", gid, "--init-groups", "env", "-i", "PATH=/usr/bin:/bin",
+            *env, *argv]
+
+
+def direct_bench(stack: Stack, rounds: int) -> None:
+    """Each command once per round as the ForceCommand and as plain docker, alternating."""
+    print(f"\nwithout ssh, {rounds} rounds alternating: the entry script as {AGENT} (ForceCommand) against "
+          f"docker as {PLAIN_USER}; wall ms")
+    print(f"{'command':9} {'ForceCommand':>13} {'docker':>8} {'+ms med':>8} {'+ms min':>8}")
+    for name, command in COMMANDS:
+        times: dict[str, list[float]] = {GK: [], PLAIN: []}
+        for n in range(rounds + 1):
+            for side in (GK, PLAIN) if n % 2 else (PLAIN, GK):
+                elapsed = timed(direct_argv(side, command))
+                if name == "stop":
+                    stack.docker("start", OWNED)
+                if n:
+                    times[side].append(elapsed)
+        gk, plain = times[GK], times[PLAIN]
+        print(f"{name:9} {statistics.median(gk) * 1000:13.1f} {statistics.median(plain) * 1000:8.1f} "
+              f"{(statistics.median(gk) - statistics.median(plain)) * 1000:+8.1f} "
+              f"{(min(gk) - min(plain)) * 1000:+8.1f}")
+
+
 def query_bench(rounds: int) -> None:
     from types import SimpleNamespace
 
@@ -215,6 +259,7 @@ def main() -> int:
                     raise SystemExit(f"the agent's container: {made.stderr.decode()}")
                 query_bench(options.rounds * 2)
                 report(measure(stack, port, options.rounds), options.rounds, options.layout)
+                direct_bench(stack, options.rounds)
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 daemon.stop()
