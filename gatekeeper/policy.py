@@ -154,7 +154,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         # contexts spooled, per uid and overall (bytes), open connections per uid.
         "max_spool_per_user": 4 << 30,
         "max_spool": 8 << 30,
-        "max_connections_per_user": 64,
+        "max_connections_per_user": 256,
         # Seconds a client may take: for a request's head from its first byte, for its
         # body, and between requests on a kept-alive connection (streams are exempt).
         "header_timeout": 30,
