@@ -486,3 +486,39 @@ def test_each_budget_is_spent_by_its_endpoint(endpoint: str, key: str, rule: str
     now[0] += 86400
     budgets.charge(policy, "agent", endpoint)  # the window slid
     budgets.charge(Settings(), "agent", endpoint)  # type: ignore[arg-type]  # a stand-in policy; no budget
+
+
+def test_the_daemon_sums_up_refusals_when_it_stops(tmp_path: Path) -> None:
+    """`gatekeeper proxy` stopped (SIGTERM) inside a window still writes the summary."""
+    import grp
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .proxy_harness import POLICY, UnixHTTPConnection
+
+    audit = tmp_path / "audit.jsonl"
+    audit.touch()
+    listen = tmp_path / "proxy.sock"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY.format(audit=audit, listen=listen, group=grp.getgrgid(os.getgid()).gr_name,
+                                    upstream=tmp_path / "engine.sock", users=users("intake_per_minute = 1")))
+    daemon = subprocess.Popen([sys.executable, "-m", "gatekeeper", "proxy", "--policy", str(policy)],
+                              stderr=subprocess.PIPE)
+    try:
+        wait_for(listen.exists, timeout=20)
+        conn = UnixHTTPConnection(str(listen))
+        statuses = []
+        for _ in range(3):
+            conn.request("POST", "/_gatekeeper/audit", body=RECORD)
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        assert statuses == [204, 429, 429]
+        conn.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(20)
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert records[-1]["rule"] == "api-intake-rate" and records[-1]["summary"]["refused"] == 2

@@ -83,6 +83,7 @@ async def serve(path: str, state: PolicyState) -> int:
     async with server:
         await stop.wait()
     remove_socket(listen)
+    proxy.write_summaries(proxy.state, force=True)  # refusals counted but not yet summed up
     return 0
 
 
