@@ -49,7 +49,9 @@ SERIALISED = frozenset({
     "container.create", "container.update", "container.start", "container.restart", "container.unpause",
     "container.rename", "network.create", "network.connect", "volume.create", "image.pull", "image.build",
 })  # fmt: skip
-LOCK_WAIT = 60.0  # seconds a request waits for its profile's earlier create to be answered
+# Seconds a request waits for its profile's earlier ones to be answered: a restart is answered
+# after its stop timeout (10 s by default), and compose restarts a project's services at once.
+LOCK_WAIT = 300.0
 
 # [budgets] at the API layer: the endpoint an allowed request came to -> the budget it spends
 # (gatekeeper.budgets: kind, policy key, window, unit). commands_per_minute stays the CLI
