@@ -55,9 +55,7 @@ class ApprovalPending(GatekeeperError):
 
 
 def ask_list(policy: Policy) -> list[str]:
-    from gatekeeper.policy import strings
-
-    return list(strings(policy.settings["approval"]["ask"]))
+    return list(policy.ask)
 
 
 def approval_key(argv: list[str], profile: str, policy_sha256: str) -> str:
@@ -134,7 +132,7 @@ def consult(policy: Policy, argv: list[str], now: float) -> dict[str, object]:
 
 
 def approvals_dir(policy: Policy) -> str:
-    return str(policy.settings["approval"]["dir"])
+    return policy.approvals_dir
 
 
 def read_approval(policy: Policy, key: str) -> dict[str, object] | None:

@@ -50,8 +50,7 @@ CONTAINER_COMMANDS = frozenset({"container run", "container create", "compose ru
 
 def configured(policy: Policy) -> bool:
     """Any budget set at all (otherwise nothing is imported or opened)."""
-    budgets = policy.settings["budgets"]
-    return any(budgets[key] for _, key, _, _ in BUDGETS)
+    return any(policy.budgets[key] for _, key, _, _ in BUDGETS)
 
 
 def spending(canonical: str | None, stdin: bytes | None) -> dict[str, int]:
@@ -87,7 +86,7 @@ def charge(policy: Policy, canonical: str | None, stdin: bytes | None, now: floa
     try:
         entries = [(kind, at) for kind, at in read_entries(fd) if now - at < 86400]
         for kind, key, window, unit in BUDGETS:
-            limit, wanted = policy.count_of("budgets", key), spent.get(kind, 0)
+            limit, wanted = policy.budgets[key], spent.get(kind, 0)
             if not limit or not wanted:
                 continue
             recent = sorted(at for k, at in entries if k == kind and now - at < window)

@@ -41,9 +41,9 @@ def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
 def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     started = time.monotonic()
     decision, registration = decide_and_register(command, policy)
-    if policy.settings["approval"]["ask"]:
+    if policy.ask:
         decision, registration = put_to_operator(command, policy, decision, registration)
-    if decision.allowed and any(policy.settings["budgets"].values()):
+    if decision.allowed and any(policy.budgets.values()):
         decision = spend_budgets(policy, decision)
         if not decision.allowed and registration is not None:
             registration.release()
@@ -224,7 +224,7 @@ def record_decision(policy: Policy, record: dict[str, object]) -> int:
 
 def handed_to_proxy(policy: Policy) -> bool:
     """[audit] via_proxy: the agent's account cannot open the log; the proxy writes it."""
-    return bool(policy.settings["audit"].get("via_proxy"))
+    return policy.via_proxy
 
 
 def hand_over(policy: Policy, record: dict[str, object]) -> str:

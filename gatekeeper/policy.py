@@ -255,7 +255,8 @@ class Policy:
         "binary", "host", "workdir", "config_dir", "audit_path", "syslog",
         "allowed", "blocked", "allowed_roots", "state_dir", "source", "sha256", "settings",
         "profile", "scope", "protect", "shared", "refused_labels", "redact_keys", "reserved_tags",
-        "subnets", "caps",
+        "subnets", "caps", "ask", "approvals_dir", "approval_expires", "budgets", "images_allowed",
+        "pin_digests", "via_proxy",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -288,6 +289,18 @@ class Policy:
         self.reserved_tags = tuple(tag.lower() for tag in strings(settings["audit"]["reserved_tags"]))
         self.subnets = strings(settings["network"]["subnets"])  # CIDRs; parsed where used (ipaddress)
         self.caps = Caps(settings["limits"])
+        # [approval]: the rule ids a denial of which may be asked for (gatekeeper.approval)
+        approval = settings["approval"]
+        self.ask = strings(approval["ask"])
+        self.approvals_dir = str(approval["dir"])
+        self.approval_expires = str(approval["expires"])  # a Go duration (gatekeeper.units)
+        # [budgets] key -> count per window, 0 for none (gatekeeper.budgets)
+        self.budgets = {key: count(value) for key, value in settings["budgets"].items()}
+        # [images] (gatekeeper.vetting.images)
+        self.images_allowed = strings(settings["images"]["allowed"])
+        self.pin_digests = bool(settings["images"]["pin_digests"])
+        # [audit] via_proxy: the proxy writes the log, the agent's account cannot open it
+        self.via_proxy = bool(settings["audit"].get("via_proxy"))
 
     def for_profile(self, profile: str) -> Policy:
         """The same policy seen as another profile's (the API layer serves several with one)."""

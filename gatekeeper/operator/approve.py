@@ -134,7 +134,7 @@ def approval_record(policy: Policy, request: dict[str, object], *, approve: bool
 
     from gatekeeper.units import go_duration
 
-    lifetime = (go_duration(str(policy.settings["approval"]["expires"])) or 0) / 1e9
+    lifetime = (go_duration(policy.approval_expires) or 0) / 1e9
     now = time.time()
     record: dict[str, object] = {
         "key": request["key"], "argv": request["argv"], "profile": request.get("profile"),
@@ -151,7 +151,7 @@ def write_approval(policy: Policy, key: str, record: dict[str, object]) -> None:
     """Atomically, mode 0644, into the root-owned directory (created 0755 if missing)."""
     import tempfile
 
-    directory = str(policy.settings["approval"]["dir"])
+    directory = policy.approvals_dir
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".approval-", dir=directory)
     try:

@@ -44,11 +44,11 @@ DOCKERFILE_LIMIT = 1 << 20
 
 
 def pinning(policy: Policy) -> bool:
-    return bool(policy.settings["images"]["pin_digests"])
+    return policy.pin_digests
 
 
 def allowed_patterns(policy: Policy) -> list[str]:
-    return list(policy.strings_of("images", "allowed"))
+    return list(policy.images_allowed)
 
 
 def repository(reference: str) -> str:
