@@ -105,6 +105,7 @@ def vet_build(call: Call) -> ApiVerdict:
     if call.one("isolation") not in ("", "default"):
         raise Denied("build isolation is not allowed (the engine's default only)", rule="flag-isolation")
     check_outputs(call, call.one("outputs"))
+    check_cache_from(call.one("cachefrom"))
     for tag in call.query.get("t", []):
         check_tag(call, tag, "build tag")
     check_build_dockerfile(call)
@@ -139,6 +140,26 @@ def check_outputs(call: Call, text: str) -> None:
             if name.strip():
                 # Stops: name=postgres:15 on the image exporter (without t=) re-pointing any tag.
                 check_tag(call, name.strip(), "build output name")
+
+
+def check_cache_from(text: str) -> None:
+    """cachefrom: the images whose layers the builder may reuse, by name. A BuildKit cache spec
+    (`--cache-from type=local,src=PATH`, a host directory) is no image name: refused as the CLI
+    layer refuses the flag (the classic builder would only ignore it; BuildKit would read it)."""
+    import json
+
+    if not text:
+        return
+    try:
+        entries = json.loads(text)
+    except ValueError:
+        raise Denied("build cachefrom is not JSON", rule="flag-cache-from") from None
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        raise Denied("build cachefrom must be a list of image names", rule="flag-cache-from")
+    for entry in entries:
+        if "=" in entry or "," in entry:
+            raise Denied(f"build cachefrom {entry[:80]!r} is not allowed: only image names (a cache spec "
+                         "such as type=local reads a host directory)", rule="flag-cache-from")
 
 
 def check_build_dockerfile(call: Call) -> None:

@@ -42,9 +42,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # attack corpus) run in every layout of tests/e2e/stack.py (a: CLI layer + proxy, b: proxy
 # alone behind a ForceCommand that vets nothing, c: CLI layer alone on the engine's socket);
 # those of DEPLOYED in (a), the deployment; every other module in DEFAULT_MODE (GK_E2E_MODE).
+# In (b) the attack modules assert the proxy's denial (a deny record of layer "api") and the
+# world untouched, not the CLI layer's exit 77 (test_attack_chains.assert_refused).
 # DEFAULT_MODE is (c) until the everyday suite passes through the proxy (docs/operating.md
 # lists what does not yet: compose builds, a fast container's output on attach).
-THREE_WAY: Final = frozenset({"test_layouts"})
+THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", CLI_ALONE)
 

@@ -21,6 +21,18 @@ Chains this suite found getting through, now closed and kept as plain tests:
 compose include/extends hidden by UTF-16 or a `!!binary` key, compose
 `bind.propagation: rshared`, and an existing volume with bind driver options
 mounted by name.
+
+Issue 12 item 3: the module runs in the three layouts of tests/e2e/stack.py
+(conftest THREE_WAY): (a) CLI layer + proxy, (b) the proxy alone behind a ForceCommand
+that vets nothing, (c) the CLI layer alone. The world is judged the same way in all
+three. What differs in (b), where a shell as the agent is the model:
+* a refusal is the docker CLI failing on the proxy's 403 with a deny record of layer
+  "api" (not gatekeeper's exit 77), or, for the steps the client does itself (reading
+  files named on its command line, writing --cidfile/--iidfile), the client failing;
+* OUTSIDE's files are root's 0600: the agent's own account reads nothing there, so a
+  canary anywhere can only have come through the engine (root), i.e. past the proxy;
+* files the docker CLI writes itself as the agent may appear in the home (dot files
+  too): accepted only if agent-owned, without set-id or exec bits, holding one ID.
 """
 
 from __future__ import annotations
@@ -29,12 +41,24 @@ import base64
 import hashlib
 import json
 import posixpath
+import pwd
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .stack import AGENT_HOME, IMAGE, Stack, make_keypair
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    IMAGE,
+    PROXY_ALONE,
+    Stack,
+    audit_offset,
+    audit_records_since,
+    make_keypair,
+)
 from .test_planted_home_files import PLUGIN_PAYLOAD, PYTHON_PAYLOAD, SHELL_PAYLOAD
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +71,7 @@ OUTSIDE = Path("/var/tmp/gk-e2e-outside")  # outside the allowed root, readable 
 CANARY = "gk-e2e-canary-5e1f0c"  # in every OUTSIDE file: seen anywhere else, a chain got through
 NAME = "gkchain"  # prefix of every engine object the chains create, for clean-up
 OUTPUT_PROOF = b"PWNED"
+FOREIGN = "gk-e2e-foreign"  # a running container the agent does not own (no owner label)
 
 OUTSIDE_FILES = {
     "canary.env": f"GK_CANARY={CANARY}\n",
@@ -183,16 +208,27 @@ def judge_engine(stack: Stack) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def outside() -> Iterator[Path]:
-    """OUTSIDE with its canary files, world-readable; removed afterwards."""
+def outside(stack: Stack) -> Iterator[Path]:
+    """OUTSIDE with its canary files, world-readable (root's 0600 in layout (b), where the
+    agent's own account reads files itself: there only the engine could read them); removed
+    afterwards."""
     OUTSIDE.mkdir(mode=0o755, exist_ok=True)
     for name, text in OUTSIDE_FILES.items():
         (OUTSIDE / name).write_text(text)
-        (OUTSIDE / name).chmod(0o644)
+        (OUTSIDE / name).chmod(0o600 if stack.mode == PROXY_ALONE else 0o644)
     yield OUTSIDE
     for path in OUTSIDE.iterdir():
         path.unlink()
     OUTSIDE.rmdir()
+
+
+@pytest.fixture(scope="module")
+def foreign(stack: Stack) -> Iterator[str]:
+    """FOREIGN, started by root straight on the engine: the target of the namespace chains."""
+    stack.docker("rm", "-f", FOREIGN, check=False)
+    stack.docker("run", "-d", "--name", FOREIGN, IMAGE, "sleep", "3600")
+    yield FOREIGN
+    stack.docker("rm", "-f", FOREIGN, check=False)
 
 
 @pytest.fixture
@@ -204,10 +240,52 @@ def judged_world(stack: Stack, restored_home: Path, outside: Path, markers: Path
     findings = judge_engine(stack)
     stack.docker("container", "prune", "-f")
     assert findings == []
-    assert dotfiles_digest() == before, "the home's dot files changed"
+    assert changed_dotfiles(stack, before, dotfiles_digest()) == [], "the home's dot files changed"
     assert tree_digest(outside) == outside_before, "a file outside the allowed root changed"
     assert sorted(markers.iterdir()) == [], "a planted payload ran"
     assert not Path(f"/{NAME}-written").exists(), "a chain wrote into the host's /"
+
+
+ID_TEXT = re.compile(rb"(sha256:)?[0-9a-f]{64}\n?")
+
+
+def changed_dotfiles(stack: Stack, before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The dot entries that differ; in layout (b) not those the docker CLI wrote itself."""
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    if stack.mode == PROXY_ALONE:
+        changed = [name for name in changed if not inert_client_write(AGENT_HOME / name)]
+    return changed
+
+
+def inert_client_write(path: Path) -> bool:
+    """The one exception of layout (b): a file the unvetted docker CLI wrote as the agent
+    (--cidfile, --iidfile): the agent's own, no set-id or exec bit, one container or image ID
+    for content: nothing can run it, at a login or otherwise."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    info = path.stat()
+    agent = pwd.getpwnam(AGENT)
+    owned = (info.st_uid, info.st_gid) == (agent.pw_uid, agent.pw_gid)
+    return owned and not info.st_mode & 0o7111 and ID_TEXT.fullmatch(path.read_bytes()) is not None
+
+
+def assert_refused(
+    stack: Stack, result: subprocess.CompletedProcess[bytes], since: int, *, client_side: bool = False
+) -> None:
+    """The layout's first layer refused the command sent after audit offset `since`.
+    (a), (c): gatekeeper's exit 77. (b): the docker CLI failed and the proxy recorded the
+    denial ("layer": "api"), unless `client_side`: the attack's step is one the client takes
+    itself as the agent (reading a file named on its command line, a flag the classic builder
+    or compose lacks), so in (b) any exit: the client fails on its own or sends the engine
+    nothing harmful. The effect is judged by the world either way (judged_world)."""
+    if stack.mode != PROXY_ALONE:
+        assert result.returncode == EX_NOPERM, result.stderr
+        return
+    if not client_side:
+        assert result.returncode != 0, result.stderr
+        records = audit_records_since(since, layer="api")
+        denials = [record for record in records if record["decision"] == "deny"]
+        assert denials, f"no API-layer denial recorded: {result.stderr!r}"
 
 
 # ---------------------------------------------------------------- the agent's own moves
@@ -242,7 +320,9 @@ def agent_plants(stack: Stack, files: dict[str, bytes], links: dict[str, str] | 
 def planted(stack: Stack, outside: Path) -> Iterator[Path]:
     """The links of LINKS, a benign compose file and build context, every compose chain's file."""
     files = {
-        "compose.yaml": f"name: {NAME}-benign\nservices:\n  s:\n    image: {IMAGE}\n".encode(),
+        "compose.yaml": (
+            f"name: {NAME}-benign\nservices:\n  s:\n    image: {IMAGE}\n    command: sleep 60\n"
+        ).encode(),
         "ctx/Dockerfile": f"FROM {IMAGE}\nCOPY note /note\n".encode(),
         "ctx/note": b"built from the context\n",
     }
@@ -260,7 +340,10 @@ def reconnect(stack: Stack, *, key: Path | None = None, both: bool = False) -> l
     """An allowed `docker ps` again: (exit, output). With `both`, on both sshd (ForceCommand and
     key command=), for chains whose payload would run at login."""
     results = []
-    for port in (stack.forcecommand_port, stack.keyoption_port)[: 2 if both else 1]:
+    ports = [stack.forcecommand_port]
+    if both:  # in (b) also gatekeeper's own ForceCommand sshd
+        ports += [stack.keyoption_port, stack.gatekeeper_port]
+    for port in dict.fromkeys(ports):
         result = stack.ssh("docker ps", key=key, port=port)
         results.append((result.returncode, result.stdout + result.stderr))
     return results
@@ -319,6 +402,7 @@ def test_home_file_written_through_bind_mount(stack: Stack, markers: Path, targe
     marker = markers / f"{directory or 'home'}-{filename}"
     content = payload.format(marker=marker, home=AGENT_HOME).encode()
     script = " && ".join([*write_steps({written: content}, inside), f"chmod 755 {inside}/{written}"])
+    since = audit_offset()
     write = stack.ssh(f"docker run --rm --name {NAME}-write {flags} {IMAGE} sh -c '{script}'")
     for status, output in reconnect(stack, both=True):
         assert status == 0, output
@@ -327,7 +411,7 @@ def test_home_file_written_through_bind_mount(stack: Stack, markers: Path, targe
         assert not target.startswith("."), f"{target} was written"
         assert (AGENT_HOME / target).read_bytes() == content
     else:
-        assert write.returncode == EX_NOPERM, write.stderr
+        assert_refused(stack, write, since)
 
 
 @pytest.mark.usefixtures("judged_world", "planted")
@@ -340,8 +424,9 @@ def test_authorized_keys_through_bind_mount(stack: Stack, tmp_path: Path, mount:
     public = Path(f"{key}.pub").read_text().strip()
     flags, inside = HOME_MOUNTS[mount]
     script = f'mkdir -p {inside}/.ssh && echo "{public}" >> {inside}/.ssh/authorized_keys'
+    since = audit_offset()
     write = stack.ssh(f"docker run --rm --name {NAME}-keys {flags} {IMAGE} sh -c '{script}'")
-    assert write.returncode == EX_NOPERM, write.stderr
+    assert_refused(stack, write, since)
     for status, output in reconnect(stack, key=key, both=True):
         assert status == 255 and b"Permission denied" in output
 
@@ -363,8 +448,9 @@ def test_symlink_planted_by_a_container_is_resolved_on_the_host(stack: Stack) ->
     agent_script(stack, f"ln -sfn {AGENT_HOME}/.ssh /w/{NAME}-fresh-link")
     try:
         link = f"{WORK}/{NAME}-fresh-link"
+        since = audit_offset()
         result = stack.ssh(f"docker run --name {NAME}-fresh -v {link}:/s {IMAGE} touch /s/rc")
-        assert result.returncode == EX_NOPERM, result.stderr
+        assert_refused(stack, result, since)
     finally:
         (WORK / f"{NAME}-fresh-link").unlink()
 
@@ -394,6 +480,12 @@ LINK_USES = {
 }
 
 
+# The uses the docker CLI or compose carries out itself, client-side, as the agent: in layout
+# (b) nothing vets them and they are not the proxy's to refuse. The agent's account cannot read
+# OUTSIDE there, nor write outside its home; what the client wrote in the home is judged inert.
+CLIENT_SIDE_USES = frozenset(LINK_USES) - {"bind source", "bind source below", "--mount bind source"}
+
+
 def link_params() -> list[object]:
     """Every use with every link, except a path *below* the link to the home itself: that one
     (~/Dockerfile, ~/etc) is an ordinary path under the root, allowed like any other."""
@@ -410,8 +502,10 @@ def link_params() -> list[object]:
 def test_planted_symlink_as_host_path(stack: Stack, use: str, link: str) -> None:
     """A symlink under the allowed root to /, the root itself, a dot directory or a directory
     outside is resolved before use: refused wherever docker would read or write through it."""
+    since = audit_offset()
     result = stack.ssh(LINK_USES[use].format(link=f"{CHAIN_DIR}/{link}"), timeout=120)
-    assert result.returncode == EX_NOPERM, result.stderr
+    if not (stack.mode == PROXY_ALONE and use in CLIENT_SIDE_USES):
+        assert_refused(stack, result, since)
     assert CANARY.encode() not in result.stdout + result.stderr
     for status, output in reconnect(stack):
         assert status == 0, output
@@ -482,7 +576,7 @@ COMPOSE_CHAINS: dict[str, str] = {
     + top_level("networks", "hostnet", "name: host", "external: true"),
     "network-driver-opts": service()
     + top_level("networks", "default", "driver_opts:", "  com.docker.network.bridge.name: eth0"),
-    "volumes-from": service("volumes_from: [gk-e2e-ticker]"),
+    "volumes-from": service(f"volumes_from: ['container:{FOREIGN}']"),
     "cgroup-parent": service("cgroup_parent: /"),
     "bind-rshared-propagation": service(
         "volumes:",
@@ -507,6 +601,16 @@ ENCODED_COMPOSE_CHAINS = {
 # fmt: on
 COMPOSE_CHAINS |= {slug: text for slug, (_, text) in ENCODED_COMPOSE_CHAINS.items()}
 
+# The chains whose file compose reads itself (env files, includes, build contexts): in layout
+# (b) compose fails on OUTSIDE's root-only files before anything reaches the proxy.
+CLIENT_SIDE_COMPOSE = frozenset({
+    "build-context-outside", "build-context-dotdot", "build-context-symlink", "build-dockerfile-outside",
+    "build-additional-context", "env-file-outside", "env-file-long-form", "env-file-symlink",
+    "label-file-outside", "include-outside", "include-long-form", "include-env-file-outside",
+    "include-via-symlink", "extends-outside", *ENCODED_COMPOSE_CHAINS,
+})  # fmt: skip
+
+
 def compose_text(slug: str) -> bytes:
     encoding = ENCODED_COMPOSE_CHAINS.get(slug, ("utf-8", ""))[0]
     return (f"name: {NAME}-{slug}\n" + COMPOSE_CHAINS[slug]).encode(encoding)
@@ -516,17 +620,18 @@ def compose_params() -> list[object]:
     return [pytest.param(slug, id=slug) for slug in COMPOSE_CHAINS]
 
 
-@pytest.mark.usefixtures("judged_world", "planted")
+@pytest.mark.usefixtures("judged_world", "planted", "foreign")
 @pytest.mark.parametrize("slug", compose_params())
 def test_compose_chain(stack: Stack, slug: str) -> None:
     """A compose file is `docker run` in another spelling: privileges, shared namespaces,
     binds and build contexts outside the root, host files read into the project."""
+    since = audit_offset()
     up = stack.ssh(f"docker compose -f {COMPOSE_DIR}/{slug}.yaml up -d", timeout=120)
     for status, output in reconnect(stack):
         assert status == 0, output
     assert judge_engine(stack) == []
     assert CANARY.encode() not in up.stdout + up.stderr
-    assert up.returncode == EX_NOPERM, up.stderr
+    assert_refused(stack, up, since, client_side=slug in CLIENT_SIDE_COMPOSE)
 
 
 # ---------------------------------------------------------------- 4. docker build
@@ -593,8 +698,9 @@ VOLUME_CHAINS = {
 @pytest.mark.parametrize("command", VOLUME_CHAINS.values(), ids=VOLUME_CHAINS.keys())
 def test_volume_with_bind_options(stack: Stack, command: str) -> None:
     """A local volume with type=none,o=bind,device=/ is a bind mount of / in disguise."""
+    since = audit_offset()
     result = stack.ssh(command, timeout=120)
-    assert result.returncode == EX_NOPERM, result.stderr
+    assert_refused(stack, result, since)
     after = stack.ssh(f"docker run --rm -v {NAME}-vol:/x {IMAGE} ls /x")
     assert b"etc" not in after.stdout
     for status, output in reconnect(stack):
@@ -628,7 +734,7 @@ DIRECT_ESCAPES = {
     "host pid": "--pid=host",
     "host network": "--network=host",
     "host network, long form": "--network name=host",
-    "another container's pid": "--pid=container:gk-e2e-ticker",
+    "another container's pid": f"--pid=container:{FOREIGN}",
     "host root": "-v /:/host",
     "host root via dot-dot": f"-v {WORK}/../../..:/host",
     "engine socket": "-v /run/gk-e2e/docker.sock:/s",
@@ -638,7 +744,7 @@ DIRECT_ESCAPES = {
     "security-opt unconfined": "--security-opt seccomp=unconfined",
     "userns host": "--userns=host",
     "cgroupns host": "--cgroupns=host",
-    "volumes-from": "--volumes-from gk-e2e-ticker",
+    "volumes-from": f"--volumes-from {FOREIGN}",
     "rshared bind": f"-v {CHAIN_DIR}:/w:rshared",
     "host root read-only": "-v /:/host:ro",
     "--mount bind of /": "--mount type=bind,src=/,dst=/h,readonly",
@@ -662,6 +768,13 @@ BUILD_ESCAPES = {
     "--network host": "--network host",
 }
 
+# In layout (b) the docker CLI's legacy builder (DOCKER_BUILDKIT=0: the proxy serves no
+# BuildKit session) refuses these BuildKit-only flags itself, or cannot read OUTSIDE.
+BUILD_CLIENT_SIDE = frozenset(BUILD_ESCAPES[flag] for flag in (
+    "--build-context outside", "--cache-to local outside", "-o local dest /", "-o local dest dot dir",
+    "--secret outside", "-f outside", "--ssh agent", "--allow insecure",
+))  # fmt: skip
+
 # compose subcommands with run flags of their own, on the benign project.
 COMPOSE_COMMAND_ESCAPES = {
     "run -v /:/host": "run --rm -v /:/host s true",
@@ -673,21 +786,30 @@ COMPOSE_COMMAND_ESCAPES = {
     "cp": f"cp s:/etc/passwd {CHAIN_DIR}/stolen",
 }
 
+# In layout (b) compose itself stops these: `compose run` has no --privileged flag, and the
+# benign project configures no watch (compose starts it, then gives up).
+COMPOSE_CLIENT_SIDE = frozenset(COMPOSE_COMMAND_ESCAPES[name] for name in ("run --privileged", "up --watch"))
 
-@pytest.mark.usefixtures("judged_world", "planted")
+
+@pytest.mark.usefixtures("judged_world", "planted", "foreign")
 @pytest.mark.parametrize("flags", DIRECT_ESCAPES.values(), ids=DIRECT_ESCAPES.keys())
 def test_direct_escape_is_denied(stack: Stack, flags: str) -> None:
     """The one-step versions: each must be refused before the engine sees it."""
+    since = audit_offset()
     result = stack.ssh(f"docker run --name {NAME}-escape {flags} {IMAGE} true")
-    assert result.returncode == EX_NOPERM, result.stderr
+    assert_refused(stack, result, since)
 
 
 @pytest.mark.usefixtures("judged_world", "planted")
 @pytest.mark.parametrize("flags", BUILD_ESCAPES.values(), ids=BUILD_ESCAPES.keys())
 def test_build_escape_is_denied(stack: Stack, flags: str) -> None:
     """docker build reads and writes host paths of its own (contexts, caches, outputs, secrets)."""
+    since = audit_offset()
     result = stack.ssh(f"docker build -t {NAME}-img {flags} {BUILD_CTX}", timeout=120)
-    assert result.returncode == EX_NOPERM, result.stderr
+    if flags == BUILD_ESCAPES["--iidfile dot file"] and stack.mode == PROXY_ALONE:
+        assert result.returncode == 0, result.stderr  # (b)'s exception: judged inert by judged_world
+    else:
+        assert_refused(stack, result, since, client_side=flags in BUILD_CLIENT_SIDE)
     for status, output in reconnect(stack):
         assert status == 0, output
 
@@ -696,8 +818,12 @@ def test_build_escape_is_denied(stack: Stack, flags: str) -> None:
 @pytest.mark.parametrize("command", COMPOSE_COMMAND_ESCAPES.values(), ids=COMPOSE_COMMAND_ESCAPES.keys())
 def test_compose_command_escape_is_denied(stack: Stack, command: str) -> None:
     """A benign compose file, and the escape in the compose command line instead."""
+    if command.startswith(("exec", "cp")):  # a running service, so that the request reaches the engine
+        up = stack.ssh(f"docker compose -f {COMPOSE_BENIGN} up -d", timeout=120)
+        assert up.returncode == 0, up.stderr
+    since = audit_offset()
     result = stack.ssh(f"docker compose -f {COMPOSE_BENIGN} {command}", timeout=120)
-    assert result.returncode == EX_NOPERM, result.stderr
+    assert_refused(stack, result, since, client_side=command in COMPOSE_CLIENT_SIDE)
     assert not (CHAIN_DIR / "stolen").exists()
     for status, output in reconnect(stack):
         assert status == 0, output

@@ -8,8 +8,8 @@ Runs in every layout (tests/e2e/conftest.py, THREE_WAY):
 * The agent's account reaches the engine's own socket only in (c) (control), and the
   proxy's socket in every layout; `gatekeeper doctor` warns exactly in (c).
 * An everyday command works in all three, an engine-level escape is refused in all three.
-* test_attack_chains.py's one-step escapes (its DIRECT_ESCAPES table) are refused in all
-  three, judged by what the engine holds afterwards.
+* The attack corpus itself (test_attack_chains.py and the other THREE_WAY modules of
+  tests/e2e/conftest.py) runs in all three layouts on its own.
 * The one exception of (b): the docker CLI, unvetted, writes files the agent names
   client-side as the agent (`--cidfile`, `--iidfile`), dot files of the home included.
   They are the agent's own, inert: no root owns them, no set-id bit, and nothing runs them
@@ -23,7 +23,6 @@ import json
 import os
 import pwd
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,6 @@ from .stack import (
     PROXY_SOCKET,
     Stack,
 )
-from .test_attack_chains import CHAIN_DIR, DIRECT_ESCAPES, NAME, judge_engine
 from .test_planted_home_files import SHELL_PAYLOAD
 
 pytestmark = pytest.mark.e2e
@@ -121,30 +119,3 @@ def test_proxy_socket_is_root_agent_0660(stack: Stack) -> None:
     info = PROXY_SOCKET.stat()
     assert (info.st_uid, grp.getgrgid(info.st_gid).gr_name, info.st_mode & 0o777) == (0, AGENT, 0o660)
     assert PROXY_SOCKET.parent.stat().st_uid == 0 and PROXY_SOCKET.parent.stat().st_mode & 0o777 == 0o755
-
-
-# ---------------------------------------------------------------- the one-step escapes, three ways
-
-FOREIGN = "gk-e2e-foreign"  # a container the agent does not own (no owner label)
-
-
-@pytest.fixture(scope="module")
-def foreign(stack: Stack) -> Iterator[str]:
-    stack.docker("rm", "-f", FOREIGN, check=False)
-    stack.docker("run", "-d", "--name", FOREIGN, IMAGE, "sleep", "600")
-    CHAIN_DIR.mkdir(parents=True, exist_ok=True)
-    os.chown(CHAIN_DIR, *agent_ids())
-    yield FOREIGN
-    stack.docker("rm", "-f", FOREIGN, check=False)
-
-
-@pytest.mark.parametrize("flags", DIRECT_ESCAPES.values(), ids=DIRECT_ESCAPES.keys())
-def test_direct_escape_is_refused_by_each_layer(stack: Stack, foreign: str, flags: str) -> None:
-    """tests/e2e/test_attack_chains.py's one-step escapes (its table, not a copy), each aimed
-    at a container the agent does not own: refused by whichever layer stands alone, and
-    the engine holds nothing privileged, shared or bound outside the home afterwards."""
-    flags = flags.replace("gk-e2e-ticker", foreign)
-    result = stack.ssh(f"docker run --name {NAME}-escape {flags} {IMAGE} true")
-    findings = judge_engine(stack)
-    assert stack.refused(result), result.stderr
-    assert findings == []
