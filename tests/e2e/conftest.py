@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # world untouched, not the CLI layer's exit 77 (test_attack_chains.assert_refused).
 # DEFAULT_MODE is (c) until the everyday suite passes through the proxy (docs/operating.md
 # lists what does not yet: compose builds, a fast container's output on attach).
-THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains"})
+THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denials"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", CLI_ALONE)
 

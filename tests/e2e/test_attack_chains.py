@@ -270,22 +270,32 @@ def inert_client_write(path: Path) -> bool:
 
 
 def assert_refused(
-    stack: Stack, result: subprocess.CompletedProcess[bytes], since: int, *, client_side: bool = False
+    stack: Stack,
+    result: subprocess.CompletedProcess[bytes],
+    since: int,
+    *,
+    rule: str | None = None,
+    client_side: bool = False,
 ) -> None:
     """The layout's first layer refused the command sent after audit offset `since`.
     (a), (c): gatekeeper's exit 77. (b): the docker CLI failed and the proxy recorded the
     denial ("layer": "api"), unless `client_side`: the attack's step is one the client takes
     itself as the agent (reading a file named on its command line, a flag the classic builder
     or compose lacks), so in (b) any exit: the client fails on its own or sends the engine
-    nothing harmful. The effect is judged by the world either way (judged_world)."""
+    nothing harmful. The effect is judged by the world either way (judged_world). With `rule`,
+    the denial names it: gatekeeper's line, or the proxy's 403 that docker prints, and its record.
+    Shared by the other THREE_WAY modules."""
+    said = result.stderr.decode(errors="replace")
     if stack.mode != PROXY_ALONE:
-        assert result.returncode == EX_NOPERM, result.stderr
-        return
-    if not client_side:
-        assert result.returncode != 0, result.stderr
+        assert result.returncode == EX_NOPERM, said
+    elif not client_side:
+        assert result.returncode != 0, said
         records = audit_records_since(since, layer="api")
         denials = [record for record in records if record["decision"] == "deny"]
-        assert denials, f"no API-layer denial recorded: {result.stderr!r}"
+        assert denials, f"no API-layer denial recorded: {said}"
+        assert rule is None or rule in [record["rule"] for record in denials], (rule, denials)
+    if rule is not None and not client_side:
+        assert f"(rule {rule})" in said, said
 
 
 # ---------------------------------------------------------------- the agent's own moves

@@ -4,6 +4,12 @@ Attacks covered: a blocked subcommand (`docker exec`), a global option that
 would pick another engine (`-H`), shell chaining (`; id`), a command that is
 not docker at all, and the raw API tunnel `docker system dial-stdio`, which is
 what `DOCKER_HOST=ssh://ai-worker@host docker ...` sends from a client machine.
+
+Three ways (tests/e2e/conftest.py THREE_WAY). The one-line exit 77 is the CLI layer's;
+in layout (b) the ForceCommand vets nothing, so there each attack must simply fail: no
+shell runs (no `id` output), another engine's socket is not the agent's, exec is the
+proxy's to refuse (its "api" record), and the raw API tunnel is only a pipe to the proxy,
+which refuses a privileged container through it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, Stack, audit_offset, audit_records_since, docker_client
+from .stack import AGENT, IMAGE, PROXY_ALONE, Stack, audit_offset, audit_records_since, docker_client
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -32,9 +39,18 @@ DENIED = {
 }
 
 
+@pytest.mark.usefixtures("ticker")  # exec's target: the agent's own running container
 @pytest.mark.parametrize("command", DENIED.values(), ids=DENIED.keys())
 def test_denied_command_exits_77_with_one_line(stack: Stack, command: str) -> None:
+    since = audit_offset()
     result = stack.ssh(command)
+    if stack.mode == PROXY_ALONE:  # nothing runs; exec reaches the proxy, which refuses it
+        assert b"uid=" not in result.stdout + result.stderr, result
+        if "dial-stdio" not in command:  # (b): a pipe to the proxy (test_docker_host_ssh_url_...)
+            assert result.returncode != 0, result
+        if "exec" in command:
+            assert_refused(stack, result, since, rule="api-unvetted")
+        return
     assert result.returncode == EX_NOPERM, (result.stdout, result.stderr)
     assert result.stdout == b""
     lines = result.stderr.decode().splitlines()
@@ -44,7 +60,7 @@ def test_denied_command_exits_77_with_one_line(stack: Stack, command: str) -> No
 def test_login_without_command_prints_help_and_exits_77(stack: Stack) -> None:
     """An interactive login gets no shell: a short help text and EX_NOPERM."""
     result = stack.ssh(None, options=("-T",), stdin=b"id\n")
-    assert result.returncode == EX_NOPERM
+    assert result.returncode == (64 if stack.mode == PROXY_ALONE else EX_NOPERM)  # (b): only docker commands
     assert b"docker" in result.stderr
     assert b"uid=" not in result.stdout + result.stderr
 
@@ -66,6 +82,11 @@ def test_docker_host_ssh_url_is_refused_with_a_hint(stack: Stack, tmp_path: Path
         "DOCKER_HOST": f"ssh://{AGENT}@127.0.0.1:{stack.forcecommand_port}",
     }
     offset = audit_offset()
+    if stack.mode == PROXY_ALONE:  # the tunnel is a pipe to the proxy's socket, which vets each request
+        attack = [str(docker_client()), "run", "--rm", "--privileged", IMAGE, "true"]
+        result = subprocess.run(attack, env=env, capture_output=True, timeout=60, check=False)
+        assert_refused(stack, result, offset, rule="flag-privileged")
+        return
     result = subprocess.run(
         [str(docker_client()), "ps"], env=env, capture_output=True, timeout=60, check=False
     )
