@@ -704,13 +704,21 @@ VOLUME_CHAINS = {
 }
 
 
+# Naming the default driver carries no option: the CLI layer refuses the flags; the proxy alone
+# makes the new volume a plain local one (no options: judged_world checks), which is harmless.
+DEFAULT_DRIVER_ONLY = frozenset(
+    VOLUME_CHAINS[key] for key in ("run --mount volume-driver", "run --volume-driver")
+)
+
+
 @pytest.mark.usefixtures("judged_world", "planted")
 @pytest.mark.parametrize("command", VOLUME_CHAINS.values(), ids=VOLUME_CHAINS.keys())
 def test_volume_with_bind_options(stack: Stack, command: str) -> None:
     """A local volume with type=none,o=bind,device=/ is a bind mount of / in disguise."""
     since = audit_offset()
     result = stack.ssh(command, timeout=120)
-    assert_refused(stack, result, since)
+    if not (stack.mode == PROXY_ALONE and command in DEFAULT_DRIVER_ONLY):
+        assert_refused(stack, result, since)
     after = stack.ssh(f"docker run --rm -v {NAME}-vol:/x {IMAGE} ls /x")
     assert b"etc" not in after.stdout
     for status, output in reconnect(stack):
