@@ -157,13 +157,15 @@ ALLOWED = {
     "kill own by name": ("docker kill web", ["docker", "kill", WEB]),
     "a widening filter only narrows": ("docker container prune -f --filter 'label!=gatekeeper.owner=default'", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f", "--filter", "label!=gatekeeper.owner=default"]),
     "ps is all by default": ("docker ps -a", ["docker", "ps", "-a"]),
+    "events are always the agent's": ("docker events --since 1h", ["docker", "events", *OWNED, "--since", "1h"]),
+    "events: a filter of its own only narrows": ("docker system events --filter container=db", ["docker", "system", "events", *OWNED, "--filter", "container=db"]),
     "inspect is all by default": ("docker inspect db", ["docker", "inspect", "db"]),
 }
 
 
 @pytest.mark.parametrize(("command", "argv"), ALLOWED.values(), ids=ALLOWED.keys())
 def test_allowed_and_pinned(command: str, argv: list[str], policy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    with_volume_prune = with_policy(tmp_path, '[commands]\nallowed = ["volume prune", "network prune", "stop", "rm", "logs", "top", "kill", "rmi", "run", "create", "build", "container prune", "image prune", "ps", "inspect"]\n')
+    with_volume_prune = with_policy(tmp_path, '[commands]\nallowed = ["volume prune", "network prune", "stop", "rm", "logs", "top", "kill", "rmi", "run", "create", "build", "container prune", "image prune", "ps", "inspect", "system events"]\n')
     unprotected = [o for o in ENGINE if o.name not in ("keep-db", "gold:1")]  # else prune is refused
     decision = decided(command, with_volume_prune, FakeEngine(unprotected))
     assert decision.allowed, decision.reason

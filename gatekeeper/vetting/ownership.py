@@ -77,12 +77,13 @@ DESTRUCTIVE = frozenset({"container stop", "container restart", "container kill"
 # secrets): nothing to resolve. A grammar table added for a new command must be
 # classified here or above (tests/test_ownership.py checks the whole grammar).
 NO_TARGETS = frozenset({
-    "image pull", "system df", "system info", "system events", "version",
+    "image pull", "system df", "system info", "version",
     "network ls", "volume ls",
 })  # fmt: skip
 
-# Listings: under "owned" they get the owner filter.
-LISTED = {"container ls": "ps", "image ls": "images"}
+# Listings: under "owned" they get the owner filter. `events` is no [scope] key, so always
+# owned (as at the API layer): every object's events, the operator's exec command lines too.
+LISTED = {"container ls": "ps", "image ls": "images", "system events": "events"}
 
 # Commands that create objects and take --label; CREATES make containers, also
 # labelled gatekeeper.created (gatekeeper.label_rules.created_labels).
