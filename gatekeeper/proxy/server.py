@@ -47,6 +47,8 @@ POOL_LIMIT = 8
 FETCHES_ON_LOOP = 4  # engine GETs one decision may have fetched on the event loop
 TRANSFORM_ON_LOOP = 256 << 10  # a larger answer is redacted in a worker thread
 CHUNKED_END = b"0\r\n\r\n"
+BATCH_BELOW = 32 << 10  # a streamed read smaller than this that did not wait ...
+BATCH_WAIT = 0.001  # ... makes the next read wait this long first (Batched)
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
 
@@ -804,8 +806,9 @@ class Upstream:
         out = self.client.writer
         out.write(first[:length])
         left = length - len(first[:length])
+        reads = Batched(self.reader, self.writer.transport)
         while left > 0:
-            data = await self.reader.read(min(left, READ_SIZE))
+            data = await reads.read(min(left, READ_SIZE))
             if not data:
                 return False  # cut short: the client must not wait for the rest
             out.write(data)
@@ -820,9 +823,10 @@ class Upstream:
         out = self.client.writer
         out.write(first)
         tail = first[-len(CHUNKED_END):]
-        while data := await self.reader.read(READ_SIZE):
+        reads = Batched(self.reader, self.writer.transport)
+        while data := await reads.read(READ_SIZE):
             out.write(data)
-            tail = (tail + data)[-len(CHUNKED_END):]
+            tail = (tail + data[-len(CHUNKED_END):])[-len(CHUNKED_END):]
             await out.drain()
         await out.drain()
         return tail == CHUNKED_END
@@ -831,10 +835,11 @@ class Upstream:
         """A body delimited by the engine closing: chunked to the client by h11."""
         out, conn = self.client.writer, self.received.conn
         data = first
+        reads = Batched(self.reader, self.writer.transport)
         while data:
             out.write(conn.send(h11.Data(data=data)))
             await out.drain()
-            data = await self.reader.read(READ_SIZE)
+            data = await reads.read(READ_SIZE)
         out.write(conn.send(h11.EndOfMessage()))
         await out.drain()
         return True
@@ -900,6 +905,40 @@ class Upstream:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class Batched:
+    """Reads of a streamed response body, fewer and larger while it comes fast in small
+    pieces: dockerd writes `docker logs` a line at a time, and the proxy, reading each piece
+    as it lands, paid a loop turn, a task switch and a send per 100-byte line (30,000 reads
+    for 100 MB of logs, a third of a CPU). When a read returned a small piece without having
+    to wait long for it, reading from the engine pauses for BATCH_WAIT, so that what comes
+    meanwhile gathers in the socket and the next read takes it at once. A slow stream (a
+    `logs -f` line now and then, events) is not delayed: its reads wait for their data, and
+    only a read that did not wait makes the next one wait."""
+
+    __slots__ = ("reader", "transport", "hurry")
+
+    def __init__(self, reader: asyncio.StreamReader, transport: asyncio.BaseTransport) -> None:
+        self.reader = reader
+        self.transport = transport  # the engine connection's, which feeds `reader`
+        self.hurry = False  # the last read was small and its data came at once
+
+    async def read(self, size: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        if self.hurry and isinstance(self.transport, asyncio.ReadTransport):
+            # The reader's buffer is empty here (the last read took less than it asked for),
+            # so it holds no pause of its own that this resume could undo.
+            self.transport.pause_reading()
+            try:
+                await asyncio.sleep(BATCH_WAIT)
+            finally:
+                self.transport.resume_reading()
+        started = loop.time()
+        data = await self.reader.read(size)
+        self.hurry = 0 < len(data) < BATCH_BELOW and loop.time() - started < BATCH_WAIT
+        return data
+
 
 
 def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
