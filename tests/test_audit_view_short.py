@@ -153,6 +153,11 @@ def run_on_a_terminal(argv: list[str], environ: dict[str, str], columns: int = 8
                 f"from gatekeeper.cli import main; sys.exit(main({argv!r}))",
             ],
         )
+    return everything_from(pid, fd)
+
+
+def everything_from(pid: int, fd: int) -> bytes:
+    """All a pty.fork child printed, until it closed the terminal (EIO on Linux), then reaped."""
     output = b""
     while True:
         try:

@@ -16,6 +16,8 @@ import subprocess
 
 import pytest
 
+from tests.test_audit_view_short import everything_from
+
 from .stack import AUDIT_LOG, GATEKEEPER, Stack, audit_offset, audit_records_since, docker_client
 
 pytestmark = pytest.mark.e2e
@@ -45,17 +47,7 @@ def on_a_terminal(argv: list[str], columns: int) -> str:
         fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
         os.environ["NO_COLOR"] = "1"
         os.execv(argv[0], argv)  # noqa: S606
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.waitpid(pid, 0)
-    return out.decode("utf-8", "replace").replace("\r", "")
+    return everything_from(pid, fd).decode("utf-8", "replace").replace("\r", "")
 
 
 def test_terminal_listing_is_one_line_per_record(stack: Stack) -> None:
