@@ -7,6 +7,10 @@ function calls. `_json`, the C module `json` itself uses, costs about 0.2 ms:
 `loads` and `dumps` here drive it the way json.loads and json.dumps do, with the
 same results (tests/test_json_codec.py compares both on generated values).
 
+`indented` is json.dumps(value, indent=4, ensure_ascii=False), the way docker
+prints inspect output (gatekeeper.redaction shows redacted objects with it): json
+writes indented JSON in Python, not C, and json.encoder imports `re`.
+
 Differences, on purpose: NaN and Infinity are refused (ValueError) in both
 directions; Go's encoder never writes them, and nothing here needs them.
 If this interpreter's `_json` does not take the arguments used here, both
@@ -74,3 +78,40 @@ def dumps(value: object, *, sort_keys: bool = False, ensure_ascii: bool = True) 
         return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=ensure_ascii,
                           allow_nan=False)
     return "".join(encode(value, 0))
+
+
+def indented(value: object, indent: int = 4) -> str:
+    """json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False) for the types
+    JSON gives back (dict with str keys, list, str, int, float, bool, None)."""
+    parts: list[str] = []
+    write_indented(value, parts, "\n", " " * indent)
+    return "".join(parts)
+
+
+def write_indented(value: object, parts: list[str], newline: str, step: str) -> None:
+    if isinstance(value, dict):
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + step
+        opener = "{"
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be str, not {type(key).__name__}")
+            parts.append(opener + inner + _json.encode_basestring(key) + ": ")
+            write_indented(item, parts, inner, step)
+            opener = ","
+        parts.append(newline + "}")
+    elif isinstance(value, list | tuple):
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + step
+        opener = "["
+        for item in value:
+            parts.append(opener + inner)
+            write_indented(item, parts, inner, step)
+            opener = ","
+        parts.append(newline + "]")
+    else:
+        parts.append(dumps(value, ensure_ascii=False))  # a scalar: the same as compact

@@ -20,8 +20,6 @@ raises ValueError and the caller prints one line instead.
 
 from __future__ import annotations
 
-import json
-
 from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -133,15 +131,21 @@ def mapping_values(value: object) -> list[dict[str, object]]:
 
 
 def parse(output: bytes) -> object:
+    """docker's JSON (UTF-8), through gatekeeper.json_codec: `import json` (and `re`) would
+    cost every inspect several milliseconds."""
+    from gatekeeper.json_codec import loads
+
     try:
-        return json.loads(output)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return loads(output.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
         raise ValueError("docker printed something that is not JSON") from None
 
 
 def dump(value: object) -> bytes:
-    """Indented like docker's own output."""
-    return (json.dumps(value, indent=4, ensure_ascii=False) + "\n").encode()
+    """Indented like docker's own output (json.dumps(indent=4, ensure_ascii=False))."""
+    from gatekeeper.json_codec import indented
+
+    return (indented(value) + "\n").encode()
 
 
 def output_filter(name: str, policy: Policy) -> Callable[[bytes], bytes]:

@@ -110,6 +110,7 @@ def test_only_inspect_templates_import_the_engine_stand_in(deployment: Deploymen
     for command in ("docker ps", "docker inspect web", "docker ps --format '{{.Names}}'"):
         _, modules = imported_modules(deployment, command)
         assert "gatekeeper.execution" in modules, command
+        assert heavy(modules) == set(), command  # inspect's redaction reads JSON without json
         assert {name.split(".")[0] for name in modules} & {"http", "socketserver"} == set(), command
         assert "gatekeeper.redacting_engine" not in modules, command
     _, modules = imported_modules(deployment, "docker inspect -f '{{.Name}}' web")

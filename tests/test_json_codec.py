@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gatekeeper.json_codec import dumps, loads
+from gatekeeper.json_codec import dumps, indented, loads
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 values = st.recursive(
@@ -28,6 +28,14 @@ values = st.recursive(
 def test_dumps_is_json_dumps(value: object, sort_keys: bool, ensure_ascii: bool) -> None:
     expected = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=ensure_ascii)
     assert dumps(value, sort_keys=sort_keys, ensure_ascii=ensure_ascii) == expected
+
+
+@given(values)
+@example({"Id": "x", "Args": [], "Config": {}, "Env": ["A=\u00e9\u2028"], "Nested": [[{}], {"k": [1, 2.5]}]})
+@example([])
+def test_indented_is_json_dumps_indent_4(value: object) -> None:
+    """What gatekeeper.redaction prints for docker inspect: docker's own layout."""
+    assert indented(value) == json.dumps(value, indent=4, ensure_ascii=False)
 
 
 @given(values, st.sampled_from(["", " ", "\n", "\t\r\n "]))
