@@ -325,8 +325,8 @@ def renderers() -> dict[tuple[str, str], Callable[[dict[str, Any]], str]]:
     says when an owner's template is no longer answered here)."""
     with_labels = "{{with .Config}}{{json .Labels}}{{end}}"
     return {
-        ("container", "{{.Id}}\t{{json .Name}}\t" + with_labels): lambda o: "\t".join(
-            (str(field(o, "Id")), go_json(field(o, "Name")), config_labels(o))),
+        ("container", "{{.Id}}\t{{json .Name}}\t" + with_labels + "\t{{.Image}}"): lambda o: "\t".join(
+            (str(field(o, "Id")), go_json(field(o, "Name")), config_labels(o), str(field(o, "Image")))),
         ("image", "{{.Id}}\t{{json .RepoTags}}\t" + with_labels): lambda o: "\t".join(
             (str(field(o, "Id")), go_json(o.get("RepoTags")), config_labels(o))),
         ("volume", "{{.Name}}\t{{json .Name}}\t{{json .Labels}}"): lambda o: "\t".join(

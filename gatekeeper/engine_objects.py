@@ -11,6 +11,7 @@ text: the query's --format is ours alone.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 from gatekeeper.printable import first_error
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -21,9 +22,10 @@ QUERY_TIMEOUT = 30.0
 
 CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
 
-# What one object of each kind is asked for: ID, names (JSON), labels (JSON).
+# What one object of each kind is asked for: ID, names (JSON), labels (JSON); for a
+# container also its image's ID (its labels are inherited: gatekeeper.owner.proven_labels).
 QUERY_FORMATS = {
-    CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}",
+    CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}\t{{.Image}}",
     IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}",
     VOLUME: "{{.Name}}\t{{json .Name}}\t{{json .Labels}}",
     NETWORK: "{{.Id}}\t{{json .Name}}\t{{json .Labels}}",
@@ -58,16 +60,49 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
     lines = out.splitlines()
     if len(lines) != len(words):
         raise Denied(f"cannot resolve {kind} {', '.join(map(repr, words))}", rule="scope-unresolved")
-    targets = []
+    targets, images = [], []
     for word, line in zip(words, lines, strict=True):
-        ident, names, labels = [*line.split("\t", 2), "", ""][:3]
+        ident, names, labels, image = [*line.split("\t", 3), "", "", ""][:4]
         try:
             names_value, labels_value = loads(names or "null"), loads(labels or "null")
         except ValueError:
             raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
         found = labels_value if isinstance(labels_value, dict) else {}  # null: none (fails the owner check)
         targets.append(Target(word, ident, plain_names(names_value), dict(found)))
+        images.append(image.strip())
+    if kind == CONTAINER:
+        prove_created(ctx, targets, images)
     return targets
+
+
+def prove_created(ctx: Context, targets: list[Target], images: list[str]) -> None:
+    """A container's owner label counts only when its create set it, not its image
+    (gatekeeper.owner.proven_labels): one more question, the labels of the images the
+    labelled containers run, by ID. An image the engine no longer has proves nothing."""
+    from gatekeeper.owner import proven_labels
+
+    claimed = [(target, image) for target, image in zip(targets, images, strict=True)
+               if OWNER_LABEL in target.labels or CREATED_LABEL in target.labels]
+    wanted = sorted({image for _target, image in claimed if image})
+    known = image_labels(ctx, wanted) if wanted else {}
+    for target, image in claimed:
+        target.labels = proven_labels(target.labels, known.get(image))
+
+
+def image_labels(ctx: Context, idents: list[str]) -> dict[str, dict[str, str]]:
+    """The labels of the images `idents` (full IDs) that exist, by ID."""
+    args = [IMAGE, "inspect", "--format", QUERY_FORMATS[IMAGE], "--", *idents]
+    try:
+        status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a timeout or a missing binary: unresolved
+        status, out, err = -1, b"", b"the engine did not answer"
+    if status != 0 and not only_not_found(err):
+        raise Denied(f"cannot resolve the containers' images: {first_error(err)}", rule="scope-unresolved")
+    found = {}
+    for line in out.decode("utf-8", "replace").splitlines():
+        ident, _names, labels = [*line.split("\t", 2), "", ""][:3]
+        found[ident] = json_labels(labels)
+    return found
 
 
 def lookup(ctx: Context, kind: str, word: str) -> Target | None:

@@ -40,6 +40,17 @@ def owner_filter(ctx: Context) -> str:
     return f"label={OWNER_LABEL}={owner_of(ctx)}"
 
 
+def owner_filters(ctx: Context, kind: str) -> list[str]:
+    """The label filters that select the agent's objects of `kind` in a listing or prune
+    (docker ANDs them). Containers also need CREATED_LABEL: the operator's container of an
+    image the agent built inherits the owner label, never gatekeeper.created (an image that
+    carries gatekeeper.created itself still passes a filter: only resolving can tell)."""
+    filters = ["--filter", owner_filter(ctx)]
+    if kind == CONTAINER:
+        filters += ["--filter", f"label={CREATED_LABEL}={owner_of(ctx)}"]
+    return filters
+
+
 def created_labels(owner: str, *, container: bool) -> dict[str, str]:
     """The labels gatekeeper puts on what the agent creates: the owner label, and on a
     container also CREATED_LABEL (set by its create, never inherited from an image)."""

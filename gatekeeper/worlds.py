@@ -152,7 +152,7 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
     engine cannot know. Anything else is answered 'no engine' (status 1)."""
     import json
 
-    from gatekeeper.owner import OWNER_LABEL
+    from gatekeeper.label_rules import created_labels
     from gatekeeper.vetting.binds import CONTAINER_FORMAT
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
@@ -162,8 +162,11 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
         lines = [json.dumps({"Id": word, "Name": "/" + word}) + "\n" for word in args[5:]]
         return 0, "".join(lines).encode(), b""  # named containers hold no bind sources
     if args[1:3] == ["inspect", "--format"] and args[4:5] == ["--"]:
-        labels = json.dumps({OWNER_LABEL: policy.profile})
+        container = args[0] == CONTAINER
+        labels = json.dumps(created_labels(policy.profile, container=container))
         lines = [f"{word}\t{json.dumps(spelled_name(args[0], word))}\t{labels}" for word in args[5:]]
+        if container:  # each runs an image of its own, which the agent built (no gatekeeper.created)
+            lines = [f"{line}\t{word}-image" for line, word in zip(lines, args[5:], strict=True)]
         return 0, "".join(line + "\n" for line in lines).encode(), b""
     if args[1:2] == ["ls"]:
         return 0, b"", b""  # nothing else exists

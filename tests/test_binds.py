@@ -73,7 +73,8 @@ class BindsEngine(StaticWorld):
             return self.inspect(args[5:])
         if args[:3] == ["container", "inspect", "--format"]:  # the ownership rails
             hits = [self.find(w) for w in args[5:]]
-            lines = [f"{b.ident}\t{json.dumps('/' + b.name)}\t{json.dumps({'gatekeeper.owner': b.owner} if b.owner else None)}\n" for b in hits]
+            mine = [{"gatekeeper.owner": b.owner, "gatekeeper.created": b.owner} if b.owner else None for b in hits]  # its create set both
+            lines = [f"{b.ident}\t{json.dumps('/' + b.name)}\t{json.dumps(labels)}\timage-of-{b.name}\n" for b, labels in zip(hits, mine, strict=True)]
             return 0, "".join(lines).encode(), b""
         return super().run_docker(policy, args, stdin, timeout)
 

@@ -83,8 +83,10 @@ def test_offline_still_denies_what_the_policy_denies(tmp_path: Path) -> None:
 
 def test_an_engine_that_answers_decides_ownership(tmp_path: Path) -> None:
     objects = {
-        "containers/web": {"Id": "a" * 64, "Name": "/web", "Config": {"Labels": {"gatekeeper.owner": "default"}}},
-        "containers/db": {"Id": "b" * 64, "Name": "/db", "Config": {"Labels": {}}},
+        "containers/web": {"Id": "a" * 64, "Name": "/web", "Image": "sha256:" + "c" * 64,
+                           "Config": {"Labels": {"gatekeeper.owner": "default", "gatekeeper.created": "default"}}},
+        "containers/db": {"Id": "b" * 64, "Name": "/db", "Image": "sha256:" + "c" * 64, "Config": {"Labels": {}}},
+        "images/sha256:" + "c" * 64: {"Id": "sha256:" + "c" * 64, "RepoTags": ["app:1"], "Config": {"Labels": None}},
     }
     with fake_engine(tmp_path, objects) as engine:
         policy = policy_for(tmp_path, f"unix://{engine.server_address}")

@@ -20,7 +20,8 @@ from gatekeeper.vetting.binds import CONTAINER_FORMAT
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
 from tests.fake_engine import fake_engine
 
-WEB = {"Id": "a" * 64, "Name": "/web", "Config": {"Labels": {"gatekeeper.owner": "default", "b": "<&>"}}}
+WEB = {"Id": "a" * 64, "Name": "/web", "Image": "sha256:" + "b" * 64,
+       "Config": {"Labels": {"gatekeeper.owner": "default", "b": "<&>"}}}
 ALPINE = {"Id": "sha256:" + "b" * 64, "RepoTags": ["alpine:3"], "Config": {"Labels": None}}
 DATA = {"Name": "data", "Driver": "local", "Options": None, "Labels": {"x": "1"}}
 NET = {"Id": "c" * 64, "Name": "front", "Labels": {}}
@@ -39,7 +40,7 @@ def engine(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize(("kind", "word", "line"), [
     ("container", "web",
-     f"{'a' * 64}\t\"/web\"\t" + '{"b":"<&>","gatekeeper.owner":"default"}'),
+     f"{'a' * 64}\t\"/web\"\t" + '{"b":"<&>","gatekeeper.owner":"default"}' + f"\tsha256:{'b' * 64}"),
     ("image", "alpine:3", f"sha256:{'b' * 64}\t[\"alpine:3\"]\tnull"),
     ("volume", "data", 'data\t"data"\t{"x":"1"}'),
     ("network", "front", f"{'c' * 64}\t\"front\"\t{{}}"),

@@ -19,10 +19,13 @@ from tests.conftest import Deployment
 from tests.fake_engine import fake_engine
 from tests.test_hot_path import heavy, imported_modules
 
-WEB = {"Id": "a" * 64, "Name": "/web", "Config": {"Labels": {"gatekeeper.owner": "default"}},
+MINE = {"gatekeeper.owner": "default", "gatekeeper.created": "default"}
+IMAGE = {"Id": "sha256:" + "b" * 64, "RepoTags": ["app:1"],
+         "Config": {"Labels": {"gatekeeper.owner": "default"}}}  # the agent built it
+WEB = {"Id": "a" * 64, "Name": "/web", "Image": IMAGE["Id"], "Config": {"Labels": MINE},
        "State": {"Running": False}, "HostConfig": {"Binds": None, "Mounts": None}, "Mounts": []}
-SUMMARY = {"Id": "a" * 64, "Names": ["/web"], "Labels": {"gatekeeper.owner": "default"}}
-OBJECTS: dict[str, object] = {"containers/web": WEB, "containers": [SUMMARY]}
+SUMMARY = {"Id": "a" * 64, "Names": ["/web"], "Labels": MINE}
+OBJECTS: dict[str, object] = {"containers/web": WEB, "containers": [SUMMARY], f"images/{IMAGE['Id']}": IMAGE}
 SCOPES = '[scope]\nlogs = "owned"\nstart = "owned"\nstop = "owned"\n[limits]\nmax_running = 5\n'
 COMMANDS = ("docker logs web", "docker stop web", "docker start web")
 

@@ -11,7 +11,8 @@ Engine contents (owner label gatekeeper.owner):
     appnet      network    default   the agent's network
     opnet       network    -         the operator's network (ID n2...)
     sharednet   network    -         the operator's, [shared] networks "shared*"
-    web         container  default   the agent's container
+    web         container  default   the agent's container (its create set gatekeeper.created)
+    heir        container  default   the operator's container of app:1 (owner label inherited)
     db          container  -         the operator's database (its env holds secrets)
     cache       container  -         the operator's, [shared] containers "cache"
     app:1       image      default   built by the agent
@@ -37,20 +38,25 @@ from tests.fakes import StaticWorld
 
 OWNER = "gatekeeper.owner"
 MINE = {OWNER: "default"}
+CREATED = {**MINE, "gatekeeper.created": "default"}  # a container the agent's run/create made
 
 
-def obj(kind: str, ident: str, names: list[str], labels: dict[str, str]) -> dict:
-    return {"kind": kind, "id": ident, "names": names, "labels": labels}
+APP = "sha256:a1" + "0" * 62
+
+
+def obj(kind: str, ident: str, names: list[str], labels: dict[str, str], image: str = APP) -> dict:
+    return {"kind": kind, "id": ident, "names": names, "labels": labels, "image": image}
 
 
 ENGINE = [
     obj("network", "n1" + "0" * 62, ["appnet"], MINE),
     obj("network", "n2" + "0" * 62, ["opnet"], {}),
     obj("network", "n3" + "0" * 62, ["sharednet"], {}),
-    obj("container", "c1" + "0" * 62, ["web"], MINE),
+    obj("container", "c1" + "0" * 62, ["web"], CREATED),
+    obj("container", "c4" + "0" * 62, ["heir"], MINE),
     obj("container", "c2" + "0" * 62, ["db"], {"com.docker.compose.project": "prod"}),
     obj("container", "c3" + "0" * 62, ["cache"], {}),
-    obj("image", "sha256:a1" + "0" * 62, ["app:1"], MINE),
+    obj("image", APP, ["app:1"], MINE),
     obj("image", "sha256:a2" + "0" * 62, ["postgres:15"], {}),
     obj("image", "sha256:a3" + "0" * 62, ["pulled:1"], {}),
     obj("image", "sha256:a4" + "0" * 62, ["multi:1", "op:1"], {}),
@@ -102,7 +108,8 @@ class Engine(StaticWorld):
                 err.append(f"Error response from daemon: No such {kind}: {word}")
                 continue
             names = {"container": "/" + o["names"][0], "image": o["names"]}.get(kind, o["names"][0])
-            out.append(f"{o['id']}\t{json.dumps(names)}\t{json.dumps(o['labels'] or None)}\n")
+            image = f"\t{o['image']}" if kind == "container" else ""
+            out.append(f"{o['id']}\t{json.dumps(names)}\t{json.dumps(o['labels'] or None)}{image}\n")
         return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
 
 
@@ -197,6 +204,7 @@ TRYING_TO_CHEAT = {
     "link with a slash": ("docker run --link /db img", "foreign-link", "'db'"),
     "link by ID prefix": ("docker run --link c2 img", "foreign-link", "'db'"),
     "link among own": ("docker run --link web --link db img", "foreign-link", "'db'"),
+    "link the operator's container of its image": ("docker run --link heir img env", "foreign-link", "'heir'"),
     # tags: never re-point the operator's
     "build -t the operator's tag": ("docker build -t postgres:15 -", "foreign-tag", "'postgres:15'"),
     "--tag=": ("docker build --tag=postgres:15 -", "foreign-tag", "'postgres:15'"),

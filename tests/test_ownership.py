@@ -4,16 +4,22 @@ The fake engine resolves names, '/names', full IDs and unique ID prefixes the
 way dockerd does, and records every query, so each case also proves the
 decision asked the engine once and never put a target into template text.
 
-Engine contents (owner label gatekeeper.owner):
-    web      default   the agent's container
+Engine contents (owner label gatekeeper.owner; a container is a profile's only when its
+create also set gatekeeper.created and its image does not carry that: owner.proven_labels):
+    web      default   the agent's container (of app:1)
     worker   default   the agent's container
     keep-db  default   the agent's, but protected by name ([protect] containers "keep-*")
     vital    default   the agent's, but protected by label vital=yes
     db       -         the operator's container (no owner label)
     other    bot       another profile's container
+    heir     default   the operator's container of app:1: the owner label is inherited, no
+                       gatekeeper.created
+    baked    default   a container of forged:1, whose Dockerfile LABELs say gatekeeper.owner and
+                       gatekeeper.created=default (the image carries them, so they prove nothing)
     app:1    default   an image the agent built
     base:1   -         the operator's image
     gold:1   default   the agent's, protected ([protect] images "gold:*")
+    forged:1 default   an image with gatekeeper.created=default in its labels
 """
 
 # One case per line keeps each command beside its expected rule; such lines run long.
@@ -35,24 +41,29 @@ from gatekeeper.vetting import compose_ownership, ownership
 from gatekeeper.vetting.compose_ownership import vet_compose_ownership
 from tests.fakes import StaticWorld
 
-OWNER = "gatekeeper.owner"
+OWNER, CREATED_BY = "gatekeeper.owner", "gatekeeper.created"
+MINE = {OWNER: "default", CREATED_BY: "default"}  # what the agent's run/create labels a container
+APP, BASE, FORGED = "sha256:d1" + "0" * 62, "sha256:e1" + "0" * 62, "sha256:f2" + "0" * 62
 
 
 class Obj:
-    def __init__(self, kind: str, ident: str, name: str, labels: dict[str, str]) -> None:
-        self.kind, self.ident, self.name, self.labels = kind, ident, name, labels
+    def __init__(self, kind: str, ident: str, name: str, labels: dict[str, str], image: str = APP) -> None:
+        self.kind, self.ident, self.name, self.labels, self.image = kind, ident, name, labels, image
 
 
 ENGINE = [
-    Obj("container", "a1" + "0" * 62, "web", {OWNER: "default"}),
-    Obj("container", "a2" + "0" * 62, "worker", {OWNER: "default"}),
-    Obj("container", "a3" + "0" * 62, "keep-db", {OWNER: "default"}),
-    Obj("container", "a4" + "0" * 62, "vital", {OWNER: "default", "vital": "yes"}),
-    Obj("container", "b1" + "0" * 62, "db", {}),
-    Obj("container", "c1" + "0" * 62, "other", {OWNER: "bot"}),
-    Obj("image", "sha256:d1" + "0" * 62, "app:1", {OWNER: "default"}),
-    Obj("image", "sha256:e1" + "0" * 62, "base:1", {}),
+    Obj("container", "a1" + "0" * 62, "web", MINE),
+    Obj("container", "a2" + "0" * 62, "worker", MINE),
+    Obj("container", "a3" + "0" * 62, "keep-db", MINE),
+    Obj("container", "a4" + "0" * 62, "vital", {**MINE, "vital": "yes"}),
+    Obj("container", "b1" + "0" * 62, "db", {}, BASE),
+    Obj("container", "c1" + "0" * 62, "other", {OWNER: "bot", CREATED_BY: "bot"}),
+    Obj("container", "c2" + "0" * 62, "heir", {OWNER: "default"}),
+    Obj("container", "c3" + "0" * 62, "baked", MINE, FORGED),
+    Obj("image", APP, "app:1", {OWNER: "default"}),
+    Obj("image", BASE, "base:1", {}),
     Obj("image", "sha256:f1" + "0" * 62, "gold:1", {OWNER: "default"}),
+    Obj("image", FORGED, "forged:1", MINE),
 ]
 
 
@@ -93,7 +104,8 @@ class FakeEngine(StaticWorld):
                 err.append(found)
                 continue
             names = json.dumps("/" + found.name if kind == "container" else [found.name])
-            out.append(f"{found.ident}\t{names}\t{json.dumps(found.labels or None)}\n")
+            image = f"\t{found.image}" if kind == "container" else ""
+            out.append(f"{found.ident}\t{names}\t{json.dumps(found.labels or None)}{image}\n")
         return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
 
     def listing(self, args: list[str]) -> tuple[int, bytes, bytes]:
@@ -135,6 +147,8 @@ WEB, WORKER = "a1" + "0" * 62, "a2" + "0" * 62
 LABEL = ["--label", "gatekeeper.owner=default"]
 CREATED = [*LABEL, "--label", "gatekeeper.created=default"]  # run/create: set by the create (owner.proven_labels)
 OWNED = ["--filter", "label=gatekeeper.owner=default"]
+# containers: and made by the agent's create (an inherited owner label is not enough)
+OWNED_CONTAINERS = [*OWNED, "--filter", "label=gatekeeper.created=default"]
 
 # command -> argv docker runs (targets pinned to the IDs that were checked).
 ALLOWED = {
@@ -150,12 +164,12 @@ ALLOWED = {
     "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", *CREATED, "-d", "--label", "team=x", "img"]),
     "create gets the owner label": ("docker create img", ["docker", "create", *CREATED, "img"]),
     "build gets the owner label": ("docker build -t t -", ["docker", "build", *LABEL, "-t", "t", "-"]),
-    "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
+    "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED_CONTAINERS, "--filter", "label!=vital=yes", "-f"]),
     "image prune -a is scoped": ("docker image prune -a -f", ["docker", "image", "prune", *OWNED, "--filter", "label!=vital=yes", "-a", "-f"]),
     "volume prune is scoped": ("docker volume prune -f", ["docker", "volume", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
     "network prune is scoped": ("docker network prune -f", ["docker", "network", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),
     "kill own by name": ("docker kill web", ["docker", "kill", WEB]),
-    "a widening filter only narrows": ("docker container prune -f --filter 'label!=gatekeeper.owner=default'", ["docker", "container", "prune", *OWNED, "--filter", "label!=vital=yes", "-f", "--filter", "label!=gatekeeper.owner=default"]),
+    "a widening filter only narrows": ("docker container prune -f --filter 'label!=gatekeeper.owner=default'", ["docker", "container", "prune", *OWNED_CONTAINERS, "--filter", "label!=vital=yes", "-f", "--filter", "label!=gatekeeper.owner=default"]),
     "ps is all by default": ("docker ps -a", ["docker", "ps", "-a"]),
     "events are always the agent's": ("docker events --since 1h", ["docker", "events", *OWNED, "--since", "1h"]),
     "events: a filter of its own only narrows": ("docker system events --filter container=db", ["docker", "system", "events", *OWNED, "--filter", "container=db"]),
@@ -206,6 +220,10 @@ TRYING_TO_CHEAT = {
     "system prune with a label filter": ("docker system prune -f --filter label=gatekeeper.owner=default", "prune-unscoped", "build cache"),
     "builder prune": ("docker builder prune -af", "prune-unscoped", "build cache"),
     "command substitution": ("docker rm -f $(docker ps -aq)", "*", ""),
+    "stop the operator's container of its image": ("docker stop heir", "scope-owned", "'heir'"),
+    "logs of the operator's container of its image": ("docker logs heir", "scope-owned", "not created through gatekeeper"),
+    "rm it among its own": ("docker rm -f web heir", "scope-owned", "'heir'"),
+    "an image's LABEL gatekeeper.created": ("docker stop baked", "scope-owned", "'baked'"),
 }
 
 
@@ -219,6 +237,35 @@ def test_trying_to_cheat(command: str, rule: str, named: str, policy) -> None:  
     assert named in decision.reason
 
 
+def test_an_inherited_owner_label_is_not_ownership(policy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The operator's `docker run app:1` inherits the image's gatekeeper.owner label: control
+    first (without the gatekeeper.created rule the agent could stop it), then the rule."""
+    import gatekeeper.owner
+
+    with monkeypatch.context() as off:
+        off.setattr(gatekeeper.owner, "proven_labels", lambda labels, image_labels: labels)
+        assert decided("docker stop heir", policy).allowed
+        assert decided("docker stop baked", policy).allowed
+    assert decided("docker stop heir", policy).rule == "scope-owned"
+    assert decided("docker stop baked", policy).rule == "scope-owned"
+    assert decided("docker stop web", policy).allowed
+
+
+def test_a_container_whose_image_is_gone_proves_nothing(policy) -> None:  # type: ignore[no-untyped-def]
+    engine = FakeEngine([Obj("container", "a1" + "0" * 62, "web", MINE, "sha256:" + "9" * 64)])
+    assert decided("docker stop web", policy, engine).rule == "scope-owned"
+
+
+def test_an_engine_that_cannot_say_the_image_is_a_denial(policy) -> None:  # type: ignore[no-untyped-def]
+    class Broken(FakeEngine):
+        def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+            if args[0] == "image":
+                return 1, b"", b"permission denied"
+            return super().run_docker(policy, args, stdin, timeout)
+
+    assert decided("docker stop web", policy, Broken(ENGINE)).rule == "scope-unresolved"
+
+
 ONE_QUERY = {
     "docker rm -f web worker db": ["web", "worker", "db"],
     "docker stop a1 -t 3 /worker": ["a1", "/worker"],
@@ -230,7 +277,8 @@ ONE_QUERY = {
 def test_all_targets_are_resolved_with_one_query(command: str, targets: list[str], policy) -> None:  # type: ignore[no-untyped-def]
     engine = FakeEngine(ENGINE)
     decided(command, policy, engine)
-    resolving = [call for call in engine.calls if call[1] == "inspect"]  # (rmi also asks for pull records)
+    kind = "image" if command.startswith("docker rmi") else "container"
+    resolving = [call for call in engine.calls if call[:2] == [kind, "inspect"]]  # (rmi also asks for pull records)
     assert len(resolving) == 1
     query = resolving[0]
     assert query[query.index("--") + 1 :] == targets
@@ -269,7 +317,7 @@ def test_bad_profile_names_are_a_policy_error(profile: str, tmp_path: Path) -> N
 
 def test_listings_are_filtered_when_owned(tmp_path: Path) -> None:
     owned = with_policy(tmp_path, '[scope]\nps = "owned"\nimages = "owned"\n')
-    assert decided("docker ps -a", owned).argv == ["docker", "ps", *OWNED, "-a"]
+    assert decided("docker ps -a", owned).argv == ["docker", "ps", *OWNED_CONTAINERS, "-a"]
     assert decided("docker image ls", owned).argv == ["docker", "image", "ls", *OWNED]
 
 
@@ -339,24 +387,25 @@ def test_compose_labels_under_gatekeeper_are_refused(labels: object, policy) -> 
 
 def project_engine(owner: dict[str, str], extra: list[Obj] = ()) -> FakeEngine:  # type: ignore[assignment]
     member = {"com.docker.compose.project": "app", **owner}
-    return FakeEngine([Obj("container", "9" * 64, "app-web-1", member), *extra])
+    return FakeEngine([Obj("container", "9" * 64, "app-web-1", member), Obj("image", APP, "app:1", {OWNER: "default"}), *extra])
 
 
+@pytest.mark.parametrize("owner", [{}, {OWNER: "default"}], ids=["no owner label", "owner label inherited from the image"])
 @pytest.mark.parametrize("canonical", ["compose down", "compose up", "compose stop", "compose rm", "compose kill", "compose logs"])
-def test_compose_on_someone_elses_project_is_refused(canonical: str, policy) -> None:  # type: ignore[no-untyped-def]
-    ctx = compose_ctx(canonical, project(), policy, project_engine({}))
+def test_compose_on_someone_elses_project_is_refused(canonical: str, owner: dict[str, str], policy) -> None:  # type: ignore[no-untyped-def]
+    ctx = compose_ctx(canonical, project(), policy, project_engine(owner))
     with pytest.raises(Denied) as denied:
         vet_compose_ownership(ctx)  # type: ignore[arg-type]
     assert denied.value.rule == "scope-owned" and "app-web-1" in denied.value.message
 
 
 def test_compose_down_on_own_project_is_allowed(policy) -> None:  # type: ignore[no-untyped-def]
-    engine = project_engine({OWNER: "default"}, [Obj("network", "n" * 64, "app_default", {OWNER: "default"})])
+    engine = project_engine(MINE, [Obj("network", "n" * 64, "app_default", {OWNER: "default"})])
     vet_compose_ownership(compose_ctx("compose down", project(), policy, engine))  # type: ignore[arg-type]
 
 
 def test_compose_down_v_refuses_a_foreign_volume_of_the_same_name(policy) -> None:  # type: ignore[no-untyped-def]
-    engine = project_engine({OWNER: "default"}, [Obj("volume", "app_data", "app_data", {})])
+    engine = project_engine(MINE, [Obj("volume", "app_data", "app_data", {})])
     volumes = [SimpleNamespace(flag=Flag("volumes", "v", False, "ok", ""), value=None)]
     with pytest.raises(Denied) as denied:
         vet_compose_ownership(compose_ctx("compose down", project(), policy, engine, volumes))  # type: ignore[arg-type]
@@ -366,12 +415,13 @@ def test_compose_down_v_refuses_a_foreign_volume_of_the_same_name(policy) -> Non
 def test_compose_down_rmi_is_refused_under_owned(policy) -> None:  # type: ignore[no-untyped-def]
     rmi = [SimpleNamespace(flag=Flag("rmi", "", True, "ok", ""), value="all")]
     with pytest.raises(Denied) as denied:
-        vet_compose_ownership(compose_ctx("compose down", project(), policy, project_engine({OWNER: "default"}), rmi))  # type: ignore[arg-type]
+        vet_compose_ownership(compose_ctx("compose down", project(), policy, project_engine(MINE), rmi))  # type: ignore[arg-type]
     assert "--rmi" in denied.value.message
 
 
 def test_compose_stop_of_a_protected_own_container_is_refused(policy) -> None:  # type: ignore[no-untyped-def]
-    engine = FakeEngine([Obj("container", "9" * 64, "keep-db", {"com.docker.compose.project": "app", OWNER: "default"})])
+    engine = project_engine(MINE)
+    engine.objects[0].name = "keep-db"
     with pytest.raises(Denied) as denied:
         vet_compose_ownership(compose_ctx("compose stop", project(), policy, engine))  # type: ignore[arg-type]
     assert denied.value.rule == "protected"

@@ -15,8 +15,9 @@ gatekeeper.vetting.compose_ownership, shared namespaces gatekeeper.vetting.names
   full IDs that were checked, so a name re-pointed afterwards changes nothing.
 * `[protect]`: names, globs and labels that stop/restart/kill/rm/rmi and prune
   must leave alone, owned or not, checked against the resolved objects.
-* Prune runs with a forced `--filter label=gatekeeper.owner=<profile>` (docker
-  ANDs label filters, so the agent's own filters can only narrow it); builder
+* Prune runs with a forced `--filter label=gatekeeper.owner=<profile>` (containers:
+  and `label=gatekeeper.created=<profile>`; docker ANDs label filters, so the
+  agent's own filters can only narrow it); builder
   and system prune cannot be scoped (build cache has no labels) and are refused.
 
 Targets reach the engine as positional arguments after `--`, never as template
@@ -34,7 +35,7 @@ from gatekeeper.label_rules import (
     check_unprotected,
     created_labels,
     label_file_lines,
-    owner_filter,
+    owner_filters,
     owner_of,
     protect,
     scope,
@@ -81,9 +82,10 @@ NO_TARGETS = frozenset({
     "network ls", "volume ls",
 })  # fmt: skip
 
-# Listings: under "owned" they get the owner filter. `events` is no [scope] key, so always
-# owned (as at the API layer): every object's events, the operator's exec command lines too.
-LISTED = {"container ls": "ps", "image ls": "images", "system events": "events"}
+# Listings: under "owned" they get the owner filters ([scope] key, object kind; containers also
+# need gatekeeper.created). `events` is no [scope] key, so always owned (as at the API layer):
+# every object's events, the operator's exec command lines too (any kind: the owner label only).
+LISTED = {"container ls": ("ps", CONTAINER), "image ls": ("images", IMAGE), "system events": ("events", "")}
 
 # Commands that create objects and take --label; CREATES make containers, also
 # labelled gatekeeper.created (gatekeeper.label_rules.created_labels).
@@ -123,8 +125,9 @@ def vet_ownership(ctx: Context) -> None:
     elif canonical in TARGETED:
         vet_targets(ctx, *TARGETED[canonical])
     elif canonical in LISTED:
-        if scope(ctx, LISTED[canonical]) == "owned":
-            ctx.insert_after_command(["--filter", owner_filter(ctx)])
+        key, kind = LISTED[canonical]
+        if scope(ctx, key) == "owned":
+            ctx.insert_after_command(owner_filters(ctx, kind))
     elif canonical in LABELLED:
         refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)
@@ -255,7 +258,7 @@ def check_mount_labels(ctx: Context, value: str, what: str) -> None:
 
 def vet_prune(ctx: Context, kind: str) -> None:
     """Forced owner filter; protected labels excluded; protected names refuse the prune."""
-    filters = ["--filter", owner_filter(ctx)]
+    filters = owner_filters(ctx, kind)
     for label in protect(ctx, "labels"):
         filters += ["--filter", f"label!={label}"]
     patterns = protect(ctx, PROTECT_KEYS[kind])
@@ -269,7 +272,7 @@ def refuse_protected_owned(ctx: Context, kind: str, patterns: list[str]) -> None
     could remove it, so it is refused and the agent removes the others by name."""
     from fnmatch import fnmatchcase
 
-    args = [*OWNED_LISTINGS[kind][:-2], "--filter", owner_filter(ctx), *OWNED_LISTINGS[kind][-2:]]
+    args = [*OWNED_LISTINGS[kind][:-2], *owner_filters(ctx, kind), *OWNED_LISTINGS[kind][-2:]]
     names = query(ctx, args, f"your {kind}s").split()
     for name in names:
         candidates = {name, name.rpartition(":")[0]} if kind == IMAGE else {name}

@@ -1,0 +1,123 @@
+"""Ownership with the CLI layer alone (layout c, issue 12): what an image carries is not the agent's word.
+
+* An image the agent builds carries gatekeeper.owner=<profile> in its config labels, and every
+  container made from it inherits the label. The operator's `docker run` of that image is the
+  operator's: the agent's stop, logs and rm of it are refused (a container is the agent's only
+  when its create set gatekeeper.created and its image does not carry that label), and the
+  agent's `ps` under [scope] ps = "owned" and its `container prune` leave it out.
+* The agent's own container of the same image stays its own (both sides).
+
+Controls, in the same test: root's inspect shows the inherited owner label (what the CLI
+layer used to trust) and root's listing with the old filter selects the operator's container;
+the same decision with the rule switched off (owner.proven_labels as the identity) allows
+the stop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from .stack import AGENT, AGENT_HOME, CLI_ALONE, IMAGE, POLICY, Stack, policy_extended, switch_mode
+
+pytestmark = pytest.mark.e2e
+
+EX_NOPERM = 77
+PREFIX = "gk-e2e-clio-"
+BUILT = f"{PREFIX}img:1"
+HEIR, MINE = f"{PREFIX}heir", f"{PREFIX}mine"
+CONTEXT = AGENT_HOME / "work" / "clio"
+
+
+@pytest.fixture(scope="module")
+def stack(deployed_stack: Stack) -> Stack:
+    """This module is about the CLI layer alone: layout (c) whatever the suite's default."""
+    switch_mode(deployed_stack, CLI_ALONE)
+    return deployed_stack
+
+
+def remove_ours(stack: Stack) -> None:
+    names = stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    for name in names:
+        if name.startswith(PREFIX):
+            stack.docker("rm", "-f", name, check=False)
+    stack.docker("rmi", "-f", BUILT, check=False)
+
+
+@pytest.fixture
+def built(stack: Stack) -> Iterator[str]:
+    """An image the agent built through gatekeeper (so labelled as the agent's)."""
+    remove_ours(stack)
+    CONTEXT.mkdir(parents=True, exist_ok=True)
+    (CONTEXT / "Dockerfile").write_text(f"FROM {IMAGE}\nLABEL app=clio\n")
+    shutil.chown(CONTEXT, AGENT, AGENT)
+    shutil.chown(CONTEXT / "Dockerfile", AGENT, AGENT)
+    build = stack.ssh(f"docker build -q -t {BUILT} {CONTEXT}", timeout=120)
+    assert build.returncode == 0, build.stderr
+    yield BUILT
+    remove_ours(stack)
+    shutil.rmtree(CONTEXT, ignore_errors=True)
+
+
+def labels(stack: Stack, name: str) -> str:
+    return stack.docker("inspect", "--format", "{{json .Config.Labels}}", name).stdout
+
+
+def refused(stack: Stack, command: str, rule: str = "scope-owned") -> None:
+    result = stack.ssh(command)
+    assert result.returncode == EX_NOPERM, (command, result.stderr)
+    assert f"(rule {rule})" in result.stderr.decode(), result.stderr
+
+
+def decided_without_the_rule(command: str, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """The CLI layer's decision on the real engine with owner.proven_labels switched off."""
+    import gatekeeper.owner
+    from gatekeeper.decision import decide
+    from gatekeeper.policy import load_policy
+    from gatekeeper.worlds import RealWorld
+
+    policy = load_policy(str(POLICY))
+    with monkeypatch.context() as off:
+        off.setattr(gatekeeper.owner, "proven_labels", lambda labels, image_labels: labels)
+        without = decide(command, policy, RealWorld()).allowed
+    assert not decide(command, policy, RealWorld()).allowed  # and with it, on the same engine
+    return without
+
+
+def test_the_operators_container_of_the_agents_image_stays_the_operators(
+        stack: Stack, built: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack.docker("run", "-d", "--name", HEIR, built, "sleep", "600")
+    inherited = labels(stack, HEIR)
+    assert '"gatekeeper.owner":"default"' in inherited and "gatekeeper.created" not in inherited  # control
+    assert decided_without_the_rule(f"docker stop {HEIR}", monkeypatch)  # control: allowed without the rule
+    for command in (f"docker stop -t 1 {HEIR}", f"docker logs {HEIR}", f"docker rm -f {HEIR}",
+                    f"docker kill {HEIR}", f"docker run --rm --link {HEIR}:db {IMAGE} true"):
+        refused(stack, command, "foreign-link" if "--link" in command else "scope-owned")
+    assert stack.docker("inspect", "--format", "{{.State.Running}}", HEIR).stdout.strip() == "true"
+    # the other side: the agent's own container of the same image is its own
+    run = stack.ssh(f"docker run -d --name {MINE} {built} sleep 600")
+    assert run.returncode == 0, run.stderr
+    assert '"gatekeeper.created":"default"' in labels(stack, MINE)
+    for command in (f"docker logs {MINE}", f"docker stop -t 1 {MINE}", f"docker rm {MINE}"):
+        done = stack.ssh(command)
+        assert done.returncode == 0, (command, done.stderr)
+
+
+def test_owned_listings_and_prune_leave_the_inherited_label_out(stack: Stack, built: str) -> None:
+    stack.docker("create", "--name", HEIR, built, "true")  # the operator's, stopped: prunable
+    made = stack.ssh(f"docker create --name {MINE} {built} true")
+    assert made.returncode == 0, made.stderr
+    old_filter = stack.docker("ps", "-a", "--filter", "label=gatekeeper.owner=default",
+                              "--format", "{{.Names}}").stdout.split()
+    assert HEIR in old_filter and MINE in old_filter  # control: the owner label alone selects both
+    with policy_extended('\n[scope]\nps = "owned"\n'):
+        listed = stack.ssh("docker ps -a --format '{{.Names}}'")
+    assert listed.returncode == 0, listed.stderr
+    assert MINE in listed.stdout.decode().split() and HEIR not in listed.stdout.decode().split()
+    pruned = stack.ssh("docker container prune -f")
+    assert pruned.returncode == 0, pruned.stderr
+    left = stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert MINE not in left, "the agent's own stopped container is pruned"
+    assert HEIR in left, "the agent's prune removed the operator's container of its image"
