@@ -33,6 +33,7 @@ QUERY_FORMATS = {
 
 # docker's stderr markers for an object that does not exist.
 NOT_FOUND = ("no such", "not found")
+NO_SOCKET = "no such file or directory"  # the engine's socket is missing: no answer at all
 
 
 class Target:
@@ -145,7 +146,8 @@ def only_not_found(err: bytes) -> bool:
     """docker's stderr says only that the named objects do not exist ("No such container",
     "not found"); anything else (the engine does not answer, permission denied) is no answer."""
     lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) for line in lines)
+    return bool(lines) and all(any(marker in line for marker in NOT_FOUND) and NO_SOCKET not in line
+                               for line in lines)
 
 
 def json_labels(text: str) -> dict[str, str]:

@@ -88,3 +88,8 @@ def fake_engine(directory: Path, objects: dict[str, dict[str, object]]) -> Itera
     finally:
         server.shutdown()
         server.server_close()
+
+
+# An image named `img`, as the unit tests' commands run it: run/create ask for its labels
+# (gatekeeper.vetting.ownership.check_inherited_labels), none of which it carries.
+IMG: dict[str, object] = {"Id": "sha256:" + "5" * 64, "RepoTags": ["img:latest"], "Config": {"Labels": None}}

@@ -29,6 +29,8 @@ NOT_ONLY_NOT_FOUND = [
     b"Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n",
     b"permission denied while trying to connect\nError: No such container: web\n",
     b"Error: No such container: a\nerror during connect: context deadline exceeded\n",
+    # the engine's socket is missing (gatekeeper.engine_api's message): not "no such image"
+    b"cannot ask the engine about image 'img': [Errno 2] No such file or directory\n",
 ]
 
 

@@ -170,3 +170,49 @@ def test_pinned_runs_go_by_image_id(tmp_path: Path) -> None:
     assert (missing.allowed, missing.rule) == (False, "image-source")
     garbled = decide("docker create x", policy, EngineWithImages({"x": "sha256:../../etc"}))
     assert not garbled.allowed
+
+
+# Dockerfile LABEL keys follow the rules of --label: the image carries them and every container
+# made from it inherits them. (Dockerfile, the rule that refuses it, or "" for allowed)
+DOCKERFILE_LABELS = [
+    ("FROM alpine\nLABEL gatekeeper.owner=bot\n", "reserved-label"),
+    ("FROM alpine\nLABEL gatekeeper.created=default\n", "reserved-label"),
+    ("FROM alpine\nLABEL app=x \"Gatekeeper.owner\"=bot\n", "reserved-label"),
+    ("FROM alpine\nLABEL gate\\\nkeeper.owner=bot\n", "reserved-label"),  # docker joins the lines as they are
+    ("FROM alpine\nLABEL gatekeeper.owner bot\n", "reserved-label"),  # the legacy `LABEL key value`
+    ("FROM alpine\nONBUILD LABEL gatekeeper.owner=bot\n", "reserved-label"),
+    ("FROM alpine\nLABEL com.docker.compose.project=ops\n", "refused-label"),
+    ("FROM alpine\nLABEL traefik.http.routers.x.rule=Host(`ops`)\n", "refused-label"),
+    ("ARG K=gatekeeper.owner\nFROM alpine\nLABEL ${K}=bot\n", "refused-label"),
+    ("FROM alpine\nLABEL app=x version=$VERSION description=\"a b c\"\n", ""),
+    ("FROM alpine\nLABEL maintainer me\n", ""),
+    ("FROM alpine\nLABEL org.opencontainers.image.title=shop\n", ""),
+]
+
+
+LABEL_IDS = [text.split("\n", 1)[1][:50] for text, _ in DOCKERFILE_LABELS]
+
+
+@pytest.mark.parametrize(("text", "rule"), DOCKERFILE_LABELS, ids=LABEL_IDS)
+def test_dockerfile_labels_follow_the_label_rules(text: str, rule: str, unlisted) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(f"docker build -t app:1 {APP}", unlisted, dockerfile(text))
+    assert decision.allowed is (rule == ""), decision.reason
+    assert rule in ("", decision.rule), decision.reason
+
+
+def test_compose_dockerfiles_labels_too(unlisted) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting.images import vet_model_images
+
+    class Ctx:
+        policy = unlisted
+        world = StaticWorld(files={f"{APP}/Dockerfile": b"FROM alpine\nLABEL traefik.enable=true\n"})
+
+        def host_path(self, value: str, what: str) -> str:
+            return value
+
+    plain = {"context": APP, "dockerfile_inline": "FROM a\nLABEL x=1"}
+    vet_model_images(Ctx(), {"services": {"web": {"build": plain}}})  # type: ignore[arg-type]
+    for build in ({"context": APP}, {"context": APP, "dockerfile_inline": "FROM a\nLABEL gatekeeper.x=1"}):
+        with pytest.raises(Denied) as refused:
+            vet_model_images(Ctx(), {"services": {"web": {"build": build}}})  # type: ignore[arg-type]
+        assert refused.value.rule in ("refused-label", "reserved-label")

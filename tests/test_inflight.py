@@ -22,7 +22,7 @@ from gatekeeper.errors import Denied, PolicyError
 from gatekeeper.inflight import Registry, encode_claims, parse_claims
 from gatekeeper.policy import load_policy
 from tests.conftest import Deployment, gatekeeper_command, pythonpath_free_env
-from tests.fake_engine import fake_engine
+from tests.fake_engine import IMG, fake_engine
 
 HOLD = """
 import sys, time
@@ -157,7 +157,7 @@ def test_forcecommand_checks_against_a_session_in_flight(deployment: Deployment)
     runs, and its own claim is gone after it ended."""
     state = deployment.root / "state"
     with inert_area(deployment.workdir / "work"), \
-            fake_engine(deployment.root, {"containers": []}) as engine:  # type: ignore[dict-item]
+            fake_engine(deployment.root, {"containers": [], "images/img": IMG}) as engine:  # type: ignore[dict-item]
         text = deployment.policy.read_text()
         deployment.policy.write_text(text.replace("unix:///run/test.sock", f"unix://{engine.server_address}"))
         other = hold_claim(state, str(deployment.workdir / "work" / "w"))

@@ -21,6 +21,7 @@ Engine contents (owner label gatekeeper.owner):
     multi:1     image      -         pulled by the agent, but the operator tagged it op:1 too
     gold:1      image      default   the agent's, [protect] images "gold:*"
     base:2      image      -         the operator's, [shared] images "base:*"
+    img         image      default   an image the agent built, which the commands run
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ ENGINE = [
     obj("image", "sha256:a4" + "0" * 62, ["multi:1", "op:1"], {}),
     obj("image", "sha256:a5" + "0" * 62, ["gold:1"], MINE),
     obj("image", "sha256:a6" + "0" * 62, ["base:2"], {}),
+    obj("image", "sha256:a7" + "0" * 62, ["img:latest"], MINE),
 ]
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
@@ -160,7 +162,6 @@ ALLOWED = {
     "build a shared tag": "docker build -t base:2 -",
     "pull a new tag": "docker pull fresh:1",
     "run the operator's image": "docker run --pull missing postgres:15",
-    "run --pull always over its own": "docker run --pull always app:1",
     "pull over own tag": "docker pull app:1",
     "pull over a pulled tag": "docker pull pulled:1",
     "pull by digest": "docker pull fresh@sha256:" + "f" * 64,
@@ -218,6 +219,8 @@ TRYING_TO_CHEAT = {
     "pull a protected tag": ("docker pull gold:3", "protected", "gold:*"),
     "run --pull always": ("docker run --pull always postgres:15", "foreign-tag", "'postgres:15'"),
     "create --pull=always": ("docker create --pull=always postgres:15", "foreign-tag", "'postgres:15'"),
+    # the pull's image would bring labels nobody checked (gatekeeper.vetting.ownership.check_inherited_labels)
+    "run --pull always over its own": ("docker run --pull always app:1", "image-labels-unchecked", "docker pull app:1"),
     "pull every tag": ("docker pull -a postgres", "foreign-tag", "--all-tags"),
     "another profile's pull": ("docker rmi postgres:15", "scope-owned", "'postgres:15'"),
     "rmi an image the operator also tagged": ("docker rmi multi:1", "scope-owned", "'multi:1'"),

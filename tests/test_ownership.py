@@ -20,6 +20,9 @@ create also set gatekeeper.created and its image does not carry that: owner.prov
     base:1   -         the operator's image
     gold:1   default   the agent's, protected ([protect] images "gold:*")
     forged:1 default   an image with gatekeeper.created=default in its labels
+    img      -         an image the commands run
+    posing:1 -         LABEL com.docker.compose.project=ops (a pulled image, or built FROM one)
+    stamped:1 -        LABEL gatekeeper.pulled-by=default
 """
 
 # One case per line keeps each command beside its expected rule; such lines run long.
@@ -64,6 +67,9 @@ ENGINE = [
     Obj("image", BASE, "base:1", {}),
     Obj("image", "sha256:f1" + "0" * 62, "gold:1", {OWNER: "default"}),
     Obj("image", FORGED, "forged:1", MINE),
+    Obj("image", "sha256:f3" + "0" * 62, "img:latest", {}),
+    Obj("image", "sha256:f4" + "0" * 62, "posing:1", {"com.docker.compose.project": "ops", "team": "a"}),
+    Obj("image", "sha256:f5" + "0" * 62, "stamped:1", {"gatekeeper.pulled-by": "default"}),
 ]
 
 
@@ -264,6 +270,32 @@ def test_an_engine_that_cannot_say_the_image_is_a_denial(policy) -> None:  # typ
             return super().run_docker(policy, args, stdin, timeout)
 
     assert decided("docker stop web", policy, Broken(ENGINE)).rule == "scope-unresolved"
+
+
+# run/create: the container inherits its image's labels; they follow the rules of --label.
+INHERITED = {
+    "an image posing as the operator's compose service": ("docker run -d posing:1", "refused-label"),
+    "the same through create": ("docker create posing:1", "refused-label"),
+    "an image with a gatekeeper.* label": ("docker run stamped:1", "reserved-label"),
+    "an image not on the engine: docker would pull it unchecked": ("docker run ghost:1", "image-labels-unchecked"),
+    "a pull of a new image the create then uses": ("docker run --pull always app:1", "image-labels-unchecked"),
+    "an image whose labels are plain": ("docker run img", ""),
+    "its own owner label is overridden by the create": ("docker run app:1", ""),
+    "a pull only when missing, of an image present": ("docker run --pull missing img", ""),
+}
+
+
+@pytest.mark.parametrize(("command", "rule"), INHERITED.values(), ids=INHERITED.keys())
+def test_labels_a_container_inherits_from_its_image(command: str, rule: str, policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decided(command, policy)
+    assert decision.allowed is (rule == ""), decision.reason
+    assert rule in ("", decision.rule), decision.reason
+
+
+def test_control_without_the_inherited_check_the_image_labels_pass(policy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(ownership, "check_inherited_labels", lambda ctx, own: None)
+    assert decided("docker run -d posing:1", policy).allowed
+    assert decided("docker run stamped:1", policy).allowed
 
 
 ONE_QUERY = {

@@ -20,6 +20,7 @@ from gatekeeper.pinning import pinned_argv, read_without_symlinks
 from gatekeeper.policy import load_policy
 from gatekeeper.worlds import OfflineEngineWorld
 from tests.conftest import Deployment, gatekeeper_command, pythonpath_free_env
+from tests.fake_engine import IMG, fake_engine
 
 
 @pytest.fixture
@@ -100,11 +101,14 @@ def test_forcecommand_hands_docker_the_checked_bytes(deployment: Deployment) -> 
     env_file.write_text("GREETING=pinned\n")
     out = deployment.root / "seen"
     deployment.docker.write_text(READING_STUB.format(out=out))
-    result = subprocess.run(
-        [*gatekeeper_command(), "--policy", str(deployment.policy)],
-        env=pythonpath_free_env(SSH_ORIGINAL_COMMAND="docker run --rm --env-file work/app.env img"),
-        capture_output=True, text=True, check=False, cwd=str(deployment.root),
-    )
+    with fake_engine(deployment.root, {"images/img": IMG}) as engine:  # type: ignore[dict-item]
+        text = deployment.policy.read_text()
+        deployment.policy.write_text(text.replace("unix:///run/test.sock", f"unix://{engine.server_address}"))
+        result = subprocess.run(
+            [*gatekeeper_command(), "--policy", str(deployment.policy)],
+            env=pythonpath_free_env(SSH_ORIGINAL_COMMAND="docker run --rm --env-file work/app.env img"),
+            capture_output=True, text=True, check=False, cwd=str(deployment.root),
+        )
     assert result.returncode == 0, result.stderr
     assert out.read_text() == "GREETING=pinned\n"
     assert Path(f"{out}.arg").read_text().startswith("--env-file=/proc/self/fd/")

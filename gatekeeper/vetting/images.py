@@ -165,7 +165,9 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
         return  # not readable here; behind the proxy its ADD is checked in the context (residual: layout c)
     root = ctx.host_path(context, "build context")
     path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
-    check_dockerfile(read_dockerfile(ctx, path), patterns, path)
+    text = read_dockerfile(ctx, path)
+    check_dockerfile(text, patterns, path)
+    check_dockerfile_labels(ctx, text, path)
 
 
 def check_syntax_argument(argument: str, patterns: list[str]) -> None:
@@ -211,12 +213,16 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
     if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:
         check_syntax_argument(f"BUILDKIT_SYNTAX={arguments['BUILDKIT_SYNTAX']}", patterns)
     if build.get("dockerfile_inline") is not None:
-        check_dockerfile(str(build["dockerfile_inline"]), patterns, f"service {name!r}: dockerfile_inline")
+        where = f"service {name!r}: dockerfile_inline"
+        check_dockerfile(str(build["dockerfile_inline"]), patterns, where)
+        check_dockerfile_labels(ctx, str(build["dockerfile_inline"]), where)
         return
     context = str(build.get("context") or ".")
     dockerfile = str(build.get("dockerfile") or "Dockerfile")
     path = dockerfile if dockerfile.startswith("/") else context.rstrip("/") + "/" + dockerfile
-    check_dockerfile(read_dockerfile(ctx, path), patterns, path)
+    text = read_dockerfile(ctx, path)
+    check_dockerfile(text, patterns, path)
+    check_dockerfile_labels(ctx, text, path)
 
 
 # --- Dockerfiles ---------------------------------------------------------------
@@ -264,6 +270,36 @@ def check_add_sources(text: str, where: str) -> None:
                              "a URL before the build; name the file, or " + ADD_INSTEAD, rule=ADD_RULE)
 
 
+def check_dockerfile_labels(ctx: Context, text: str, where: str) -> None:
+    """LABEL keys follow the rules of --label (gatekeeper.label_rules.check_label): the image
+    carries them and every container made from it inherits them."""
+    from gatekeeper.label_rules import check_label
+
+    for key in label_keys(text):
+        if "$" in key:
+            # Stops: LABEL ${K}=x with ARG K=gatekeeper.owner (or a [labels] refused key).
+            raise Denied(f"{where}: LABEL key {key[:80]!r} uses a variable, so it cannot be checked before "
+                         "the build; write the key out", rule="refused-label")
+        check_label(ctx, key + "=", f"{where}: LABEL")
+
+
+def label_keys(text: str) -> list[str]:
+    """The keys of every LABEL (and ONBUILD LABEL): `key=value ...` words, or the legacy
+    `LABEL key value`; quotes and escape characters dropped (as docker reads the key)."""
+    escape, _ = parser_directives(text)
+    keys = []
+    for keyword, arguments in instructions(text, escape):
+        instruction, words = keyword, arguments
+        if instruction == "ONBUILD" and words:
+            instruction, words = words[0].upper(), words[1:]
+        if instruction != "LABEL" or not words:
+            continue
+        named = [word for word in words if "=" in word] if "=" in words[0] else words[:1]
+        for word in named:
+            keys.append(word.partition("=")[0].replace(escape, "").replace('"', "").replace("'", ""))
+    return keys
+
+
 def parser_directives(text: str) -> tuple[str, str | None]:
     """The escape character and the syntax frontend from the leading `# key=value` lines."""
     escape, syntax = "\\", None
@@ -290,7 +326,7 @@ def instructions(text: str, escape: str) -> list[tuple[str, list[str]]]:
         if line.strip().startswith("#") or (pending and not line.strip()):
             continue  # as docker's parser: comments and, inside a continuation, empty lines drop out
         if line.rstrip().endswith(escape):
-            pending += line.rstrip()[:-1] + " "
+            pending += line.rstrip()[:-1]  # docker joins the lines as they are: `gate\` + `keeper.x`
             continue
         logical, pending = pending + line, ""
         words = logical.split()

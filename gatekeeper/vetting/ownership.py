@@ -26,7 +26,17 @@ text: the query's --format is ours alone.
 
 from __future__ import annotations
 
-from gatekeeper.engine_objects import CONTAINER, IMAGE, NETWORK, QUERY_FORMATS, VOLUME, Target, query, resolve
+from gatekeeper.engine_objects import (
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    QUERY_FORMATS,
+    VOLUME,
+    Target,
+    lookup,
+    query,
+    resolve,
+)
 from gatekeeper.errors import Denied
 from gatekeeper.label_rules import (
     PROTECT_KEYS,
@@ -40,7 +50,7 @@ from gatekeeper.label_rules import (
     protect,
     scope,
 )
-from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -129,8 +139,10 @@ def vet_ownership(ctx: Context) -> None:
         if scope(ctx, key) == "owned":
             ctx.insert_after_command(owner_filters(ctx, kind))
     elif canonical in LABELLED:
-        refuse_reserved_labels(ctx)
+        own = refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)
+        if canonical in CREATES:
+            check_inherited_labels(ctx, own)
         labels = created_labels(owner_of(ctx), container=canonical in CREATES)
         ctx.insert_after_command([word for item in labels.items() for word in ("--label", "=".join(item))])
     elif canonical in PRUNED:
@@ -229,19 +241,49 @@ def target_indices(ctx: Context, which: str) -> list[int]:
 # ---------------------------------------------------------------- labels
 
 
-def refuse_reserved_labels(ctx: Context) -> None:
+def refuse_reserved_labels(ctx: Context) -> set[str]:
     """--label, --label-file and --mount volume-label: no gatekeeper.* label, none
-    that [labels] refused names."""
+    that [labels] refused names. Returns the keys the object's own labels set."""
+    keys = set()
     for use in ctx.parsed.uses:
         name = use.flag.long
         if name == "label":
             check_label(ctx, use.value or "", use.spelled)
+            keys.add((use.value or "").partition("=")[0])
         elif name == "label-file":
             path = ctx.host_path(use.value or "", use.spelled)
             for line in label_file_lines(ctx.world.read_file(path), f"{use.spelled} {use.value}"):
                 check_label(ctx, line, f"{use.spelled} {use.value}")
+                keys.add(line.partition("=")[0])
         elif name == "mount":
             check_mount_labels(ctx, use.value or "", use.spelled)
+    return keys
+
+
+INHERITED_RULE = "image-labels-unchecked"
+
+
+def check_inherited_labels(ctx: Context, own: set[str]) -> None:
+    """run/create: a container inherits its image's labels (a Dockerfile LABEL, a pulled
+    image's), except those its own --label sets; they follow the same rules. The owner
+    labels are set by the create itself (injected, so they win)."""
+    if not ctx.parsed.positionals:
+        return  # docker refuses a run without an image
+    reference = ctx.parsed.positionals[0]
+    pulls = [use for use in ctx.parsed.uses if use.flag.long == "pull"]
+    if pulls and (pulls[-1].value or "").lower() == "always":
+        # Stops: the pull bringing a new image whose labels nobody checked before the create.
+        raise Denied(f"{pulls[-1].spelled} always is not allowed: the container would inherit the labels "
+                     f"of an image nobody checked; run 'docker pull {reference}' first", rule=INHERITED_RULE)
+    image = lookup(ctx, IMAGE, reference)
+    if image is None:
+        # Stops: docker pulling an image with LABEL traefik.* (or compose.*) that the container inherits.
+        raise Denied(f"image {reference!r} is not on the engine; run 'docker pull {reference}' first: a "
+                     "container inherits its image's labels, which are checked before the create",
+                     rule=INHERITED_RULE)
+    for key, value in sorted(image.labels.items()):
+        if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
+            check_label(ctx, f"{key}={value}", f"image {reference!r}: label")
 
 
 def check_mount_labels(ctx: Context, value: str, what: str) -> None:
