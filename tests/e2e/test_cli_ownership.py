@@ -121,3 +121,29 @@ def test_owned_listings_and_prune_leave_the_inherited_label_out(stack: Stack, bu
     left = stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert MINE not in left, "the agent's own stopped container is pruned"
     assert HEIR in left, "the agent's prune removed the operator's container of its image"
+
+
+POSING = f"{PREFIX}posing:1"
+
+
+def test_labels_an_image_carries_follow_the_label_rules(stack: Stack, built: str) -> None:
+    """A Dockerfile LABEL traefik.* / com.docker.compose.project=<the operator's> (or a pulled
+    image carrying one) would make the agent's container steer the operator's proxy or pose as
+    its compose service. Control: root builds that image and its container inherits the label."""
+    posing = "LABEL traefik.enable=true com.docker.compose.project=ops"
+    (CONTEXT / "Dockerfile").write_text(f"FROM {IMAGE}\n{posing}\n")
+    refused(stack, f"docker build -q -t {POSING} {CONTEXT}", "refused-label")
+    stack.docker("build", "-q", "-t", POSING, str(CONTEXT))  # the operator's (or a registry's) image
+    try:
+        stack.docker("create", "--name", f"{PREFIX}posing-root", POSING, "true")
+        assert '"traefik.enable":"true"' in labels(stack, f"{PREFIX}posing-root")  # control: inherited
+        refused(stack, f"docker run -d --name {PREFIX}posing {POSING} sleep 60", "refused-label")
+        refused(stack, f"docker create {POSING} true", "refused-label")
+        assert f"{PREFIX}posing" not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        refused(stack, f"docker run --rm {PREFIX}not-here:1 true", "image-labels-unchecked")
+        # the other side: the agent's own image with plain labels runs
+        done = stack.ssh(f"docker run --rm {built} true")
+        assert done.returncode == 0, done.stderr
+    finally:
+        stack.docker("rm", "-f", f"{PREFIX}posing-root", check=False)
+        stack.docker("rmi", "-f", POSING, check=False)
