@@ -70,7 +70,7 @@ def decide_and_register(command: str, policy: Policy) -> Decided:
     from gatekeeper.decision import Decision, decide
     from gatekeeper.worlds import RealWorld
 
-    world = RealWorld(state_dir=policy.state_dir)
+    world = RealWorld(state_dir=policy.state_dir, stdin_fd=0)  # stdin: read only for a Dockerfile on it
     decision = decide(command, policy, world)
     try:
         registration = world.settle(decision.claims if decision.allowed else None)

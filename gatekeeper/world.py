@@ -50,6 +50,11 @@ class World(PathResolver, Protocol):
         """The bytes of a resolved host file docker's CLI would read (gatekeeper.pinning)."""
         ...
 
+    def read_stdin(self, limit: int = ONE_MIB) -> bytes | None:
+        """At most `limit`+1 bytes the client sends on stdin, read once (a Dockerfile or context
+        on stdin: the decision hands docker exactly these bytes); None without a client."""
+        ...
+
     def run_docker(self, policy: Policy, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> EngineAnswer:
         """Ask the pinned docker (compose renders, ownership and volume queries, counts)."""

@@ -44,11 +44,26 @@ class RealWorld:
     session is assumed in flight.
     """
 
-    __slots__ = ("registry", "state_dir")
+    __slots__ = ("registry", "state_dir", "stdin_fd")
 
-    def __init__(self, registry: Registry | None = None, state_dir: str | None = None) -> None:
+    def __init__(self, registry: Registry | None = None, state_dir: str | None = None,
+                 stdin_fd: int | None = None) -> None:
         self.registry = registry
         self.state_dir = state_dir
+        self.stdin_fd = stdin_fd  # the client's stdin: only the ForceCommand has one
+
+    def read_stdin(self, limit: int = ONE_MIB) -> bytes | None:
+        """At most `limit`+1 bytes of the client's stdin (to its end), or None without a client."""
+        if self.stdin_fd is None:
+            return None
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(self.stdin_fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
 
     def claims_in_flight(self, policy: Policy) -> list[Claim]:
         if self.registry is None and self.state_dir is not None:

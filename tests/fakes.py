@@ -19,7 +19,8 @@ class StaticWorld:
     """A world with no symlinks but `links`: paths are only normalised."""
 
     def __init__(self, links: dict[str, str] | None = None, files: dict[str, bytes] | None = None,
-                 suid_mounts: tuple[str, ...] = ()) -> None:
+                 suid_mounts: tuple[str, ...] = (), stdin: bytes | None = None) -> None:
+        self.stdin = stdin  # what the client sends (None: no client, as `gatekeeper check`)
         self.links = dict(links or {})
         self.files = dict(files or {})
         self.suid_mounts = suid_mounts  # mounts without nosuid,nodev (default: none)
@@ -29,6 +30,9 @@ class StaticWorld:
 
     def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.read_file(path, limit)
+
+    def read_stdin(self, limit: int = 1 << 20) -> bytes | None:
+        return None if self.stdin is None else self.stdin[: limit + 1]
 
     def claims_in_flight(self, policy: Policy) -> list[tuple[str, str]]:
         """No other gatekeeper session is in flight."""

@@ -18,8 +18,8 @@ from tests.conftest import REPO
 from tests.fakes import StaticWorld
 
 CONTRACTS = (REPO / "docs" / "CONTRACTS.md").read_text()
-WORLD_METHODS = ("realpath", "inert_mount", "read_file", "read_pinned", "run_docker", "disk_usage",
-                 "claims_in_flight")
+WORLD_METHODS = ("realpath", "inert_mount", "read_file", "read_pinned", "read_stdin", "run_docker",
+                 "disk_usage", "claims_in_flight")
 WORLDS = {"RealWorld": worlds.RealWorld, "OfflineEngineWorld": worlds.OfflineEngineWorld,
           "StaticWorld": StaticWorld}
 

@@ -216,3 +216,52 @@ def test_compose_dockerfiles_labels_too(unlisted) -> None:  # type: ignore[no-un
         with pytest.raises(Denied) as refused:
             vet_model_images(Ctx(), {"services": {"web": {"build": build}}})  # type: ignore[arg-type]
         assert refused.value.rule in ("refused-label", "reserved-label")
+
+
+def tar_context(files: dict[str, bytes], compress: str = "") -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode=f"w:{compress}") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+FETCHING = b"FROM alpine\nADD http://127.0.0.1:8080/secret /s\n"
+PLAIN = b"FROM alpine\nRUN true\n"
+# (command, what the client sends on stdin, the rule that refuses it or "" for allowed)
+STDIN_BUILDS = [
+    (f"docker build -f - {APP}", FETCHING, "build-add-url"),
+    ("docker build -t x -", FETCHING, "build-add-url"),
+    ("docker build -", tar_context({"Dockerfile": FETCHING}), "build-add-url"),
+    ("docker build -", tar_context({"./Dockerfile": FETCHING}, "gz"), "build-add-url"),
+    ("docker build -f alt.df -", tar_context({"Dockerfile": PLAIN, "alt.df": FETCHING}), "build-add-url"),
+    (f"docker build -f - {APP}", b"FROM alpine\nLABEL gatekeeper.created=default\n", "reserved-label"),
+    (f"docker build -f - {APP}", b"FROM alpine\n" + b"#" * (1 << 20), "build-add-url"),  # too large to read
+    ("docker build -", b"\x28\xb5\x2f\xfd" + b"\0" * 64, "build-add-url"),  # zstd: not readable here
+    (f"docker build -f - {APP}", PLAIN, ""),
+    ("docker build -t x -", PLAIN, ""),
+    ("docker build -", tar_context({"Dockerfile": PLAIN, "app.py": b"print(1)\n"}, "gz"), ""),
+    ("docker build -f alt.df -", tar_context({"Dockerfile": FETCHING, "alt.df": PLAIN}), ""),
+]
+
+
+@pytest.mark.parametrize(("command", "stdin", "rule"), STDIN_BUILDS,
+                         ids=[f"{c} | {r or 'allowed'} {n}" for n, (c, _, r) in enumerate(STDIN_BUILDS)])
+def test_a_dockerfile_on_stdin_is_read_and_checked(command: str, stdin: bytes, rule: str, unlisted) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, unlisted, StaticWorld(stdin=stdin))
+    assert decision.allowed is (rule == ""), decision.reason
+    assert rule in ("", decision.rule), decision.reason
+    if decision.allowed:
+        assert decision.stdin == stdin  # docker reads exactly the bytes that were checked
+
+
+def test_control_unread_stdin_lets_add_url_through(unlisted, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting import images
+
+    monkeypatch.setattr(images, "vet_stdin_dockerfile", lambda ctx, on_stdin, name: None)
+    assert decide(f"docker build -f - {APP}", unlisted, StaticWorld(stdin=FETCHING)).allowed

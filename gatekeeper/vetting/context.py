@@ -19,14 +19,15 @@ class Vetted:
     fed, the output filter (gatekeeper.redaction) docker's stdout goes through, and
     the engine steps (gatekeeper.steps) execution takes around the command."""
 
-    __slots__ = ("plan", "compose_model", "output_filter", "named_volumes", "binds", "outputs", "prepare",
-                 "afterwards", "starts", "sessions")
+    __slots__ = ("plan", "compose_model", "client_stdin", "output_filter", "named_volumes", "binds",
+                 "outputs", "prepare", "afterwards", "starts", "sessions")
 
     def __init__(self) -> None:
         self.plan = RewritePlan()
         # The vetted compose project (gatekeeper.vetting.compose): later vetters read and
         # label it as data; it is serialised once, for docker's stdin (`stdin`).
         self.compose_model: dict[str, object] | None = None
+        self.client_stdin: bytes | None = None  # what the client sent, read and checked (a Dockerfile)
         self.output_filter: str | None = None
         self.named_volumes: list[str] = []  # checked against the engine once, at the end
         self.prepare: list[tuple[str, ...]] = []  # before the command, e.g. ("volume-create", NAME)
@@ -39,9 +40,10 @@ class Vetted:
         self.sessions: list[str] = []  # the profile, when [limits] max_sessions counts this one
 
     def stdin(self) -> bytes | None:
-        """What docker reads on stdin: the vetted compose model, serialised here only."""
+        """What docker reads on stdin: the vetted compose model, serialised here only, or
+        the client's stdin as it was read and checked (a Dockerfile or context on stdin)."""
         if self.compose_model is None:
-            return None
+            return self.client_stdin
         import json
 
         return json.dumps(self.compose_model, indent=1).encode()

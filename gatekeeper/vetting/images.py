@@ -16,6 +16,10 @@ digest dropped, then matched against patterns component by component: `*` and
 A Dockerfile whose image names use build arguments (`FROM $BASE`), or that comes
 on stdin, cannot be checked before the build: refused while an allowlist is set.
 
+A Dockerfile on stdin (`build -f - DIR`, or `build -` with a Dockerfile or a context
+archive) is read once through the World (bounded), checked for ADD <url> and LABEL
+keys like any other, and docker is handed exactly those bytes (Vetted.client_stdin).
+
 With or without an allowlist, a Dockerfile's `ADD <url>` / `ADD <git repository>` is
 refused (rule build-add-url): the engine itself fetches those sources, on the host's
 network, so a build could read services only the host's loopback reaches into the
@@ -162,12 +166,67 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
         raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
                      "write it into the build context", rule=RULE)
     if context == "-" or dockerfile == "-":
-        return  # not readable here; behind the proxy its ADD is checked in the context (residual: layout c)
+        vet_stdin_dockerfile(ctx, context == "-", dockerfile or "Dockerfile")
+        return
     root = ctx.host_path(context, "build context")
     path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
     text = read_dockerfile(ctx, path)
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
+
+
+STDIN_CONTEXT_LIMIT = 16 << 20  # a build context on stdin (`docker build - < ctx.tar`), read into memory
+ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz: docker's context archives
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str) -> None:
+    """`build -f - DIR` (the Dockerfile on stdin) or `build -` (a Dockerfile, or a context
+    archive holding it, on stdin): read once, checked like a Dockerfile in a directory, and
+    docker gets exactly the bytes that were checked (Vetted.client_stdin)."""
+    limit = STDIN_CONTEXT_LIMIT if context_on_stdin else DOCKERFILE_LIMIT
+    data = ctx.world.read_stdin(limit)
+    if data is None:
+        return  # no client here (`gatekeeper check`); the ForceCommand always reads it
+    if len(data) > limit:
+        # Stops: a Dockerfile nobody could read before the build (ADD <url>, reserved LABELs).
+        raise Denied(f"what 'docker build' reads on stdin is larger than {limit} bytes, too large to "
+                     "check before the build; write it into a build context under your work directory",
+                     rule=ADD_RULE)
+    where = "the Dockerfile on stdin"
+    if context_on_stdin and is_archive(data):
+        data_text = dockerfile_in_archive(data, name)
+        where = f"{name} in the build context on stdin"
+    else:
+        data_text = data.decode("utf-8", errors="replace")
+    check_add_sources(data_text, where)
+    check_dockerfile_labels(ctx, data_text, where)
+    ctx.vetted.client_stdin = data
+
+
+def is_archive(data: bytes) -> bool:
+    return data.startswith((*ARCHIVE_MAGIC, ZSTD_MAGIC)) or data[257:262] == b"ustar"
+
+
+def dockerfile_in_archive(data: bytes, name: str) -> str:
+    """The Dockerfile `name` inside a context archive; "" when it holds none (the builder fails)."""
+    import io
+    import tarfile
+
+    if data.startswith(ZSTD_MAGIC):
+        raise Denied("a zstd-compressed build context on stdin cannot be read before the build; "
+                     "send it as tar or tar.gz", rule=ADD_RULE)
+    wanted = name.lstrip("./")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            for member in archive.getmembers():
+                if member.name.lstrip("./") == wanted and member.isfile():
+                    handle = archive.extractfile(member)
+                    return (handle.read(DOCKERFILE_LIMIT + 1) if handle else b"").decode("utf-8", "replace")
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise Denied(f"the build context on stdin is not an archive docker reads: {error}",
+                     rule=ADD_RULE) from None
+    return ""
 
 
 def check_syntax_argument(argument: str, patterns: list[str]) -> None:

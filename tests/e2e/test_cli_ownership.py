@@ -16,11 +16,13 @@ the stop.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, CLI_ALONE, IMAGE, POLICY, Stack, policy_extended, switch_mode
+from .stack import AGENT, AGENT_HOME, CLI_ALONE, IMAGE, POLICY, Stack, free_port, policy_extended, switch_mode
 
 pytestmark = pytest.mark.e2e
 
@@ -147,3 +149,51 @@ def test_labels_an_image_carries_follow_the_label_rules(stack: Stack, built: str
     finally:
         stack.docker("rm", "-f", f"{PREFIX}posing-root", check=False)
         stack.docker("rmi", "-f", POSING, check=False)
+
+
+@pytest.fixture
+def loopback_service() -> Iterator[str]:
+    """A service only the host's loopback reaches (a metadata endpoint, a local admin API)."""
+    import functools
+    import http.server
+    import threading
+
+    root = Path(tempfile.mkdtemp(prefix="gk-clio-web-"))
+    (root / "secret").write_text("clio-loopback-secret\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/secret"
+    finally:
+        server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_dockerfile_on_stdin_is_checked_too(stack: Stack, built: str, loopback_service: str) -> None:
+    """`docker build -f - DIR` and `docker build -` read the Dockerfile from stdin, which the CLI
+    layer now reads (bounded), checks like any Dockerfile and hands docker as it was checked.
+    Control: root's build of the same Dockerfile on the bare engine fetches the loopback URL."""
+    fetching = f"FROM {IMAGE}\nADD {loopback_service} /secret\n"
+    (CONTEXT / "Dockerfile.add").write_text(fetching)
+    root_file = str(CONTEXT / "Dockerfile.add")
+    stack.docker("build", "-q", "-t", f"{PREFIX}rootadd:1", "-f", root_file, str(CONTEXT))
+    try:
+        shown = stack.docker("run", "--rm", f"{PREFIX}rootadd:1", "cat", "/secret").stdout
+        assert "clio-loopback-secret" in shown  # control: the engine fetches it on the host's loopback
+    finally:
+        stack.docker("rmi", "-f", f"{PREFIX}rootadd:1", check=False)
+    tag = f"{PREFIX}add:1"
+    for command in (f"docker build -q -t {tag} -f - {CONTEXT}", f"docker build -q -t {tag} -"):
+        result = stack.ssh(command, stdin=fetching.encode(), timeout=120)
+        assert result.returncode == EX_NOPERM and b"(rule build-add-url)" in result.stderr, result.stderr
+    assert not stack.docker("images", "-q", f"{PREFIX}add:1").stdout.strip()
+    # the other side: a Dockerfile on stdin without a URL builds, from exactly what was sent
+    plain = f"FROM {IMAGE}\nRUN echo from-stdin > /note\n".encode()
+    done = stack.ssh(f"docker build -q -t {PREFIX}plain:1 -f - {CONTEXT}", stdin=plain, timeout=120)
+    try:
+        assert done.returncode == 0, done.stderr
+        assert stack.docker("run", "--rm", f"{PREFIX}plain:1", "cat", "/note").stdout == "from-stdin\n"
+    finally:
+        stack.docker("rmi", "-f", f"{PREFIX}plain:1", check=False)
