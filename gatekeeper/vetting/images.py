@@ -205,7 +205,18 @@ def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str) -> Non
 
 
 def is_archive(data: bytes) -> bool:
-    return data.startswith((*ARCHIVE_MAGIC, ZSTD_MAGIC)) or data[257:262] == b"ustar"
+    """As docker's CLI tells (DetectArchiveReader): compressed, or a first block that is a tar header."""
+    if data.startswith((*ARCHIVE_MAGIC, ZSTD_MAGIC)) or data[257:262] == b"ustar":
+        return True
+    if len(data) < 512:
+        return False
+    import tarfile
+
+    try:
+        tarfile.TarInfo.frombuf(data[:512], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def dockerfile_in_archive(data: bytes, name: str) -> str:
