@@ -40,15 +40,19 @@ def owner_filter(ctx: Context) -> str:
     return f"label={OWNER_LABEL}={owner_of(ctx)}"
 
 
+def owned_labels(owner: str, kind: str) -> list[str]:
+    """The `key=value` label filters that select one profile's objects of `kind` in a listing
+    or prune (docker ANDs them; both layers). Containers also need CREATED_LABEL: the
+    operator's container of an image the agent built inherits the owner label, never
+    gatekeeper.created (an image that carries gatekeeper.created itself still passes a
+    filter: only resolving the container with its image can tell)."""
+    labels = [f"{OWNER_LABEL}={owner}"]
+    return [*labels, f"{CREATED_LABEL}={owner}"] if kind == CONTAINER else labels
+
+
 def owner_filters(ctx: Context, kind: str) -> list[str]:
-    """The label filters that select the agent's objects of `kind` in a listing or prune
-    (docker ANDs them). Containers also need CREATED_LABEL: the operator's container of an
-    image the agent built inherits the owner label, never gatekeeper.created (an image that
-    carries gatekeeper.created itself still passes a filter: only resolving can tell)."""
-    filters = ["--filter", owner_filter(ctx)]
-    if kind == CONTAINER:
-        filters += ["--filter", f"label={CREATED_LABEL}={owner_of(ctx)}"]
-    return filters
+    """owned_labels as docker CLI flags."""
+    return [word for label in owned_labels(owner_of(ctx), kind) for word in ("--filter", f"label={label}")]
 
 
 def created_labels(owner: str, *, container: bool) -> dict[str, str]:

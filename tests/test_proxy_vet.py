@@ -166,13 +166,21 @@ def test_owned_listing_gets_the_owner_filter() -> None:
     assert control.target == "/v1.47/containers/json?all=1"
     verdict = decide("GET", "/v1.47/containers/json?all=1", policy=policy)
     filters = json.loads(parse_qs(urlsplit(verdict.target).query)["filters"][0])
-    assert filters == {"label": {"gatekeeper.owner=default": True}}
+    # a container made by the agent's create, not one that inherited the owner label from its image
+    assert filters == {"label": {"gatekeeper.owner=default": True, "gatekeeper.created=default": True}}
 
 
 def test_prune_filter() -> None:
     verdict = decide("POST", "/v1.47/images/prune?filters=%7B%22dangling%22%3A%5B%22true%22%5D%7D")
     filters = json.loads(parse_qs(urlsplit(verdict.target).query)["filters"][0])
     assert filters == {"dangling": {"true": True}, "label": {"gatekeeper.owner=default": True}}
+
+
+def test_container_prune_filter_needs_gatekeeper_created() -> None:
+    unprotected = make_policy({**OVERRIDES, "protect": {"containers": []}})
+    verdict = decide("POST", "/v1.47/containers/prune", policy=unprotected)
+    filters = json.loads(parse_qs(urlsplit(verdict.target).query)["filters"][0])
+    assert filters["label"] == {"gatekeeper.owner=default": True, "gatekeeper.created=default": True}
 
 
 def test_prune_refused_when_a_protected_name_is_owned() -> None:

@@ -178,10 +178,10 @@ def vet_plain(call: Call) -> ApiVerdict:
 
 def vet_listing(call: Call) -> ApiVerdict:
     """Container and image lists: under [scope] ps/images = "owned" only the agent's are listed."""
-    from gatekeeper.label_rules import scope
+    from gatekeeper.label_rules import owned_labels, scope
 
     if scope(call.ctx, call.route.scope) == "owned":
-        add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"]})
+        add_filters(call, {"label": owned_labels(call.profile, call.route.kind)})
     return call.allow()
 
 
@@ -333,12 +333,12 @@ def vet_container_rm(call: Call) -> ApiVerdict:
 def vet_prune(call: Call) -> ApiVerdict:
     """Prune only the agent's objects: owner label forced, [protect] labels excluded,
     [protect] names refuse the prune (a name cannot be a filter)."""
-    from gatekeeper.label_rules import protect
+    from gatekeeper.label_rules import owned_labels, protect
 
     kind = call.route.kind
     labels = protect(call.ctx, "labels")
     refuse_protected_owned(call, kind)
-    add_filters(call, {"label": [f"{OWNER_LABEL}={call.profile}"], **({"label!": labels} if labels else {})})
+    add_filters(call, {"label": owned_labels(call.profile, kind), **({"label!": labels} if labels else {})})
     return call.allow()
 
 
@@ -349,12 +349,12 @@ LISTINGS = {"container": "/containers/json?all=1&filters=", "image": "/images/js
 def refuse_protected_owned(call: Call, kind: str) -> None:
     from fnmatch import fnmatchcase
 
-    from gatekeeper.label_rules import PROTECT_KEYS, protect
+    from gatekeeper.label_rules import PROTECT_KEYS, owned_labels, protect
 
     patterns = protect(call.ctx, PROTECT_KEYS[kind])
     if not patterns:
         return
-    target = LISTINGS[kind] + objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
+    target = LISTINGS[kind] + objects.filters_query({"label": owned_labels(call.profile, kind)})
     for item in objects.listing(call.engine, target, f"your {kind}s"):
         names = listed_names(kind, item)
         hit = next((p for p in patterns for n in names if fnmatchcase(n, p)), None)
