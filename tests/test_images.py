@@ -265,3 +265,27 @@ def test_control_unread_stdin_lets_add_url_through(unlisted, monkeypatch) -> Non
 
     monkeypatch.setattr(images, "vet_stdin_dockerfile", lambda ctx, on_stdin, name: None)
     assert decide(f"docker build -f - {APP}", unlisted, StaticWorld(stdin=FETCHING)).allowed
+
+
+def test_the_forcecommand_reads_stdin_once_and_hands_docker_what_it_checked(deployment) -> None:  # type: ignore[no-untyped-def]
+    """Through the real ForceCommand with a stub docker that saves its stdin: a Dockerfile on
+    stdin with ADD <url> is refused before docker runs; a plain one reaches docker byte for byte."""
+    import subprocess
+
+    from tests.conftest import gatekeeper_command, pythonpath_free_env
+
+    saved = deployment.root / "stdin-seen"
+    deployment.docker.write_text(f"#!/bin/sh\ncat > {saved}\n")  # docker's stand-in keeps its stdin
+
+    def run(stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        env = pythonpath_free_env(SSH_ORIGINAL_COMMAND="docker build -q -f - work")
+        argv = [*gatekeeper_command(), "--policy", str(deployment.policy)]
+        return subprocess.run(argv, env=env, input=stdin, capture_output=True, check=False,
+                              cwd=str(deployment.root))
+
+    refused = run(FETCHING)
+    assert refused.returncode == 77 and b"(rule build-add-url)" in refused.stderr, refused.stderr
+    assert not saved.exists()  # docker never ran
+    done = run(PLAIN)
+    assert done.returncode == 0, done.stderr
+    assert saved.read_bytes() == PLAIN
