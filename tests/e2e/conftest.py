@@ -15,7 +15,17 @@ from typing import Final
 
 import pytest
 
-from .stack import AGENT_HOME, CLI_ALONE, IMAGE, LAYERED, MODES, Stack, running_stack, switch_mode
+from .stack import (
+    AGENT_HOME,
+    CLI_ALONE,
+    IMAGE,
+    LAYERED,
+    MODES,
+    PROXY_ALONE,
+    Stack,
+    running_stack,
+    switch_mode,
+)
 
 MARKER_DIR = Path("/tmp/gk-e2e-markers")
 
@@ -41,13 +51,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Issue 12 item 3: each layer alone confines the agent. The modules of THREE_WAY (the
 # attack corpus) run in every layout of tests/e2e/stack.py (a: CLI layer + proxy, b: proxy
 # alone behind a ForceCommand that vets nothing, c: CLI layer alone on the engine's socket);
-# those of DEPLOYED in (a), the deployment; every other module in DEFAULT_MODE (GK_E2E_MODE).
+# those of DEPLOYED in (a), the deployment; those of EVERYDAY (false denials: everyday work
+# with the real docker CLI and compose) in DEFAULT_MODE and in (b), so the proxy alone
+# refuses no everyday work either; every other module in DEFAULT_MODE (GK_E2E_MODE), (c)
+# until the whole suite has passed in (a).
 # In (b) the attack modules assert the proxy's denial (a deny record of layer "api") and the
 # world untouched, not the CLI layer's exit 77 (test_attack_chains.assert_refused).
-# DEFAULT_MODE is (c) until the everyday suite passes through the proxy (docs/operating.md
-# lists what does not yet: compose builds, a fast container's output on attach).
 THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denials"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
+EVERYDAY: Final = frozenset({"test_day_of_work", "test_compose"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", CLI_ALONE)
 
 
@@ -59,6 +71,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("stack", MODES, indirect=True, scope="module")
     elif module in DEPLOYED:
         metafunc.parametrize("stack", [LAYERED], indirect=True, scope="module")
+    elif module in EVERYDAY:
+        modes = [mode for mode in MODES if mode in (DEFAULT_MODE, PROXY_ALONE)]
+        metafunc.parametrize("stack", modes, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ header explains the format); the project they work on is
 tests/e2e/day_of_work/ (compose file, .env, Dockerfile), placed under the
 agent's home as work/shop, owned by the agent. Each command is one test, run
 in the file's order; every one must succeed. This is the false-denial test:
-a confinement that refuses everyday work gets loosened by hand.
+a confinement that refuses everyday work gets loosened by hand. It runs in layout (a),
+the deployment, and in (b), the proxy alone (tests/e2e/conftest.py EVERYDAY): neither
+layer may refuse everyday work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, Stack
+from .stack import AGENT, AGENT_HOME, PROXY_ALONE, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +33,7 @@ IMAGES = ("shop-web:1", "shop-web:1.1", "shop-web:latest", "shop-web:2", "shop-w
 
 
 class Step:
-    __slots__ = ("line", "command", "out", "err", "absent", "exit", "retries")
+    __slots__ = ("line", "command", "out", "err", "absent", "cli_out", "cli_absent", "exit", "retries")
 
     def __init__(self, line: int, command: str) -> None:
         self.line = line
@@ -39,12 +41,18 @@ class Step:
         self.out: list[str] = []
         self.err: list[str] = []
         self.absent: list[str] = []
+        self.cli_out: list[str] = []  # what the CLI layer's own rendering prints: not in layout (b)
+        self.cli_absent: list[str] = []
         self.exit = 0
         self.retries = 1
 
     def add(self, key: str, value: str) -> None:
         if key == "out":
             self.out.append(value)
+        elif key == "cli-out":
+            self.cli_out.append(value)
+        elif key == "cli-not":
+            self.cli_absent.append(value)
         elif key == "err":
             self.err.append(value)
         elif key == "not":
@@ -56,11 +64,12 @@ class Step:
         else:
             raise ValueError(f"{DATA.name}:{self.line}: unknown expectation {key!r}")
 
-    def failures(self, code: int, out: str, err: str) -> list[str]:
+    def failures(self, code: int, out: str, err: str, cli_layer: bool = True) -> list[str]:
         found = [f"exit {code}, expected {self.exit}"] if code != self.exit else []
-        found += [f"stdout lacks {text!r}" for text in self.out if text not in out]
+        found += [f"stdout lacks {text!r}" for text in self.out + self.cli_out * cli_layer if text not in out]
         found += [f"stderr lacks {text!r}" for text in self.err if text not in err]
-        found += [f"output has {text!r}" for text in self.absent if text in out + err]
+        absent = self.absent + self.cli_absent * cli_layer
+        found += [f"output has {text!r}" for text in absent if text in out + err]
         return found
 
 
@@ -114,7 +123,7 @@ def test_step(stack: Stack, shop: Path, step: Step) -> None:
     for attempt in range(step.retries):
         result = stack.ssh(step.command, timeout=300)
         out, err = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-        failures = step.failures(result.returncode, out, err)
+        failures = step.failures(result.returncode, out, err, cli_layer=stack.mode != PROXY_ALONE)
         if not failures:
             return
         if attempt + 1 < step.retries:
