@@ -161,15 +161,15 @@ def test_trying_to_cheat(command: str, rule: str, says: str, policy) -> None:  #
 
 # (command, argv docker runs): defaults right after the subcommand, only for absent flags
 INJECTION = [
-    ("docker run img", ["docker", "run", *DEFAULTS_INJECTED, "img"]),
-    ("docker run -d --name web img sh -c 'sleep 1'", ["docker", "run", *DEFAULTS_INJECTED, "-d", "--name", "web", "img", "sh", "-c", "sleep 1"]),
-    ("docker container create -- img", ["docker", "container", "create", *DEFAULTS_INJECTED, "--", "img"]),
-    ("docker --log-level error run img", ["docker", "--log-level", "error", "run", *DEFAULTS_INJECTED, "img"]),
-    ("docker run -m 512m img", ["docker", "run", "--cpus=1", "--pids-limit=256", "-m", "512m", "img"]),
-    ("docker run -itm512m img", ["docker", "run", "--cpus=1", "--pids-limit=256", "-itm512m", "img"]),
-    ("docker run --cpus 1.5 --pids-limit 10 -m 1g img", ["docker", "run", "--cpus", "1.5", "--pids-limit", "10", "-m", "1g", "img"]),
+    ("docker run img", ["docker", "run", "--cap-drop=NET_RAW", *DEFAULTS_INJECTED, "img"]),
+    ("docker run -d --name web img sh -c 'sleep 1'", ["docker", "run", "--cap-drop=NET_RAW", *DEFAULTS_INJECTED, "-d", "--name", "web", "img", "sh", "-c", "sleep 1"]),
+    ("docker container create -- img", ["docker", "container", "create", "--cap-drop=NET_RAW", *DEFAULTS_INJECTED, "--", "img"]),
+    ("docker --log-level error run img", ["docker", "--log-level", "error", "run", "--cap-drop=NET_RAW", *DEFAULTS_INJECTED, "img"]),
+    ("docker run -m 512m img", ["docker", "run", "--cap-drop=NET_RAW", "--cpus=1", "--pids-limit=256", "-m", "512m", "img"]),
+    ("docker run -itm512m img", ["docker", "run", "--cap-drop=NET_RAW", "--cpus=1", "--pids-limit=256", "-itm512m", "img"]),
+    ("docker run --cpus 1.5 --pids-limit 10 -m 1g img", ["docker", "run", "--cap-drop=NET_RAW", "--cpus", "1.5", "--pids-limit", "10", "-m", "1g", "img"]),
     # the container's own command line is not ours: a -m there is the image's argument
-    ("docker run img stress -m 10g", ["docker", "run", *DEFAULTS_INJECTED, "img", "stress", "-m", "10g"]),
+    ("docker run img stress -m 10g", ["docker", "run", "--cap-drop=NET_RAW", *DEFAULTS_INJECTED, "img", "stress", "-m", "10g"]),
 ]
 
 
@@ -198,7 +198,7 @@ def without_owner_label(argv: list[str] | None) -> list[str] | None:
 
 def test_embedded_default_has_no_caps() -> None:
     decision = decide("docker run --memory 0 --pids-limit -1 img", load_policy(None), StaticWorld())
-    assert without_owner_label(decision.argv) == ["docker", "run", "--memory", "0", "--pids-limit", "-1", "img"]
+    assert without_owner_label(decision.argv) == ["docker", "run", "--cap-drop=NET_RAW", "--memory", "0", "--pids-limit", "-1", "img"]
 
 
 # ---------------------------------------------------------------- compose model

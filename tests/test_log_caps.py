@@ -28,11 +28,11 @@ def policy_with(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
 
 # (command, expected argv after 'docker run'/'create' up to the image, or a denial rule)
 CASES = [
-    ("docker run -d busybox sh", ["run", *INJECTED, "-d", "busybox", "sh"]),
-    ("docker create busybox", ["create", *INJECTED, "busybox"]),
-    ("docker run --log-opt max-size=1m busybox", ["run", "--log-opt", "max-file=3", "--log-opt", "max-size=1m", "busybox"]),
-    ("docker run --log-opt max-size=10000k --log-opt max-file=2 busybox", ["run", "--log-opt", "max-size=10000k", "--log-opt", "max-file=2", "busybox"]),
-    ("docker run --log-opt max-size=10MB busybox", ["run", "--log-opt", "max-file=3", "--log-opt", "max-size=10MB", "busybox"]),
+    ("docker run -d busybox sh", ["run", "--cap-drop=NET_RAW", *INJECTED, "-d", "busybox", "sh"]),
+    ("docker create busybox", ["create", "--cap-drop=NET_RAW", *INJECTED, "busybox"]),
+    ("docker run --log-opt max-size=1m busybox", ["run", "--cap-drop=NET_RAW", "--log-opt", "max-file=3", "--log-opt", "max-size=1m", "busybox"]),
+    ("docker run --log-opt max-size=10000k --log-opt max-file=2 busybox", ["run", "--cap-drop=NET_RAW", "--log-opt", "max-size=10000k", "--log-opt", "max-file=2", "busybox"]),
+    ("docker run --log-opt max-size=10MB busybox", ["run", "--cap-drop=NET_RAW", "--log-opt", "max-file=3", "--log-opt", "max-size=10MB", "busybox"]),
     # trying to cheat: bigger, unlimited, or spellings docker reads differently
     ("docker run --log-opt max-size=11m busybox", "limit-logs"),
     ("docker run --log-opt max-size=1g busybox", "limit-logs"),

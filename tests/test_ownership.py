@@ -167,8 +167,8 @@ ALLOWED = {
     "top own with ps options": ("docker top web aux", ["docker", "top", WEB, "aux"]),
     "kill own": ("docker container kill -s HUP web", ["docker", "container", "kill", "-s", "HUP", WEB]),
     "rmi own image": ("docker rmi app:1", ["docker", "rmi", "app:1"]),
-    "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", *CREATED, "-d", "--label", "team=x", "img"]),
-    "create gets the owner label": ("docker create img", ["docker", "create", *CREATED, "img"]),
+    "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", "--cap-drop=NET_RAW", *CREATED, "-d", "--label", "team=x", "img"]),
+    "create gets the owner label": ("docker create img", ["docker", "create", "--cap-drop=NET_RAW", *CREATED, "img"]),
     "build gets the owner label": ("docker build -t t -", ["docker", "build", *LABEL, "-t", "t", "-"]),
     "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED_CONTAINERS, "--filter", "label!=vital=yes", "-f"]),
     "image prune -a is scoped": ("docker image prune -a -f", ["docker", "image", "prune", *OWNED, "--filter", "label!=vital=yes", "-a", "-f"]),
@@ -336,7 +336,7 @@ def test_profile_names_the_owner(tmp_path: Path) -> None:
     assert decided("docker stop other", bot).allowed
     assert decided("docker stop web", bot).rule == "scope-owned"
     run = decided("docker run img", bot)
-    assert run.argv == ["docker", "run", "--label", "gatekeeper.owner=bot", "--label", "gatekeeper.created=bot", "img"]
+    assert run.argv == ["docker", "run", "--cap-drop=NET_RAW", "--label", "gatekeeper.owner=bot", "--label", "gatekeeper.created=bot", "img"]
 
 
 @pytest.mark.parametrize("profile", ["", "a b", "x\ny", "a=b", "{{.Id}}", "a'b"])

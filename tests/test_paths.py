@@ -160,7 +160,8 @@ def test_a_second_root_admits_links_into_it(tree: Path) -> None:
 def test_run_bind_through_symlink_gets_resolved_source(tree: Path, policy) -> None:  # type: ignore[no-untyped-def]
     decision = decide("docker run --rm -v ./work/chain:/d img", policy, OfflineEngineWorld())
     assert decision.allowed, decision.reason
-    expected = ["docker", "run", "--rm", f"--volume={tree}/home/ai-worker/work/data:/d", "img"]
+    volume = f"--volume={tree}/home/ai-worker/work/data:/d"
+    expected = ["docker", "run", "--cap-drop=NET_RAW", "--rm", volume, "img"]
     assert without_owner_label(decision.argv) == expected
 
 

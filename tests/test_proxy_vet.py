@@ -269,6 +269,25 @@ def test_create_without_labels_gets_the_owner_label() -> None:
     assert out["HostConfig"]["LogConfig"]["Config"] == {"max-size": "10m", "max-file": "3"}
 
 
+@pytest.mark.parametrize(("given", "sent"), [
+    (None, ["NET_RAW"]),
+    (["MKNOD"], ["MKNOD", "NET_RAW"]),
+    ("chown", ["chown", "NET_RAW"]),  # docker's strslice: a string is one capability
+    (["cap_net_raw"], ["cap_net_raw"]),
+    (["ALL"], ["ALL"]),
+])
+def test_net_raw_is_dropped_from_every_create(given: object, sent: list[str]) -> None:
+    """CAP_NET_RAW sends any frame: ARP replies claiming another container's address (red team s4)."""
+    body = {"Image": "alpine", "HostConfig": {} if given is None else {"CapDrop": given}}
+    out = forwarded(decide("POST", "/v1.47/containers/create", json.dumps(body)))
+    assert out["HostConfig"]["CapDrop"] == sent
+
+
+def test_cap_drop_of_another_type_is_refused() -> None:
+    body = {"Image": "alpine", "HostConfig": {"CapDrop": {"NET_RAW": True}}}
+    assert not decide("POST", "/v1.47/containers/create", json.dumps(body)).allowed
+
+
 def test_given_limits_are_kept() -> None:
     body = {"Image": "alpine", "HostConfig": {"Memory": 512 << 20, "NanoCpus": 2 * 10**9, "PidsLimit": 10}}
     host = forwarded(decide("POST", "/containers/create", json.dumps(body)))["HostConfig"]

@@ -78,34 +78,35 @@ def test_trying_to_cheat_is_denied_naming_the_flag(command: str, flag: str, poli
 REWRITES = [
     (
         "docker run -v ./work/data:/data img",
-        ["docker", "run", "--volume=/home/ai-worker/work/data:/data", "img"],
+        ["docker", "run", "--cap-drop=NET_RAW", "--volume=/home/ai-worker/work/data:/data", "img"],
     ),
     (
         "docker run -itv ./work/../work/x/..:/w:ro img",
-        ["docker", "run", "-it", "--volume=/home/ai-worker/work:/w:ro", "img"],
+        ["docker", "run", "--cap-drop=NET_RAW", "-it", "--volume=/home/ai-worker/work:/w:ro", "img"],
     ),
-    ("docker run -v data:/data img ls", ["docker", "run", "-v", "data:/data", "img", "ls"]),
+    ("docker run -v data:/data img ls", ["docker", "run", "--cap-drop=NET_RAW", "-v", "data:/data", "img", "ls"]),
     (
         "docker run --rm -v /home/ai-worker/work/data:/data img ls /data",
-        ["docker", "run", "--rm", "-v", "/home/ai-worker/work/data:/data", "img", "ls", "/data"],
+        ["docker", "run", "--cap-drop=NET_RAW", "--rm", "-v", "/home/ai-worker/work/data:/data", "img", "ls", "/data"],
     ),
     (
         "docker run --mount type=bind,src=./work,dst=/w,readonly img",
-        ["docker", "run", "--mount=type=bind,dst=/w,readonly,source=/home/ai-worker/work", "img"],
+        ["docker", "run", "--cap-drop=NET_RAW", "--mount=type=bind,dst=/w,readonly,source=/home/ai-worker/work", "img"],
     ),
     (
         "docker run --mount 'type=bind,\"target=/a,b\",SRC=./work' img",
-        ["docker", "run", '--mount=type=bind,"target=/a,b",source=/home/ai-worker/work', "img"],
+        ["docker", "run", "--cap-drop=NET_RAW", '--mount=type=bind,"target=/a,b",source=/home/ai-worker/work', "img"],
     ),
     (
         "docker run --mount type=bind,src=/,src=/home/ai-worker/work,dst=/w img",
-        ["docker", "run", "--mount=type=bind,dst=/w,source=/home/ai-worker/work", "img"],
+        ["docker", "run", "--cap-drop=NET_RAW", "--mount=type=bind,dst=/w,source=/home/ai-worker/work", "img"],
     ),
     (
         "docker run --env-file work/app.env --cidfile=work/cid img",
         [
             "docker",
             "run",
+            "--cap-drop=NET_RAW",
             "--env-file=/home/ai-worker/work/app.env",
             "--cidfile=/home/ai-worker/work/cid",
             "img",
@@ -113,7 +114,7 @@ REWRITES = [
     ),
     (
         "docker create -v ./work:/w img -v /:/h",
-        ["docker", "create", "--volume=/home/ai-worker/work:/w", "img", "-v", "/:/h"],
+        ["docker", "create", "--cap-drop=NET_RAW", "--volume=/home/ai-worker/work:/w", "img", "-v", "/:/h"],
     ),
 ]
 
@@ -128,7 +129,7 @@ def test_host_paths_reach_docker_resolved(command: str, argv: list[str], policy)
 def test_symlinked_source_is_passed_resolved(policy) -> None:  # type: ignore[no-untyped-def]
     world = StaticWorld({"/home/ai-worker/data": "/home/ai-worker/work/real"})
     decision = decide("docker run -v /home/ai-worker/data:/d img", policy, world)
-    assert without_owner_label(decision.argv) == ["docker", "run", "--volume=/home/ai-worker/work/real:/d", "img"]
+    assert without_owner_label(decision.argv) == ["docker", "run", "--cap-drop=NET_RAW", "--volume=/home/ai-worker/work/real:/d", "img"]
 
 
 def test_symlink_to_host_root_is_denied(policy) -> None:  # type: ignore[no-untyped-def]
@@ -211,3 +212,40 @@ def test_special_values_never_crash_and_rewrites_are_fixpoints(flag: str, value:
     again = decide(as_command(argv), policy, StaticWorld())
     assert again.allowed, again.reason
     assert without_owner_label(again.argv) == argv
+
+
+# CAP_NET_RAW (docker's default set) sends any frame: a gratuitous ARP claiming another
+# container's address takes its traffic (red team s4; e2e: test_operator_leaks.py).
+NET_RAW_DROPS = {
+    "docker run img": ["--cap-drop=NET_RAW"],
+    "docker container create --cap-drop MKNOD img": ["--cap-drop=NET_RAW", "--cap-drop", "MKNOD"],
+    "docker run --cap-drop net_raw img": ["--cap-drop", "net_raw"],
+    "docker run --cap-drop=CAP_NET_RAW img": ["--cap-drop=CAP_NET_RAW"],
+    "docker run --cap-drop all img": ["--cap-drop", "all"],
+}
+
+
+@pytest.mark.parametrize(("command", "drops"), NET_RAW_DROPS.items(), ids=NET_RAW_DROPS.keys())
+def test_net_raw_is_dropped(command: str, drops: list[str], policy) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, policy, StaticWorld())
+    assert decision.allowed, decision.reason
+    argv = without_owner_label(decision.argv)
+    assert [word for word in argv if "cap" in word.lower() or word.upper().endswith(("RAW", "MKNOD", "ALL"))] \
+        == drops
+    again = decide(" ".join(argv), policy, StaticWorld())  # a fixpoint: vetted again, nothing added
+    assert without_owner_label(again.argv) == argv
+
+
+@pytest.mark.parametrize(("given", "sent"), [
+    (None, ["NET_RAW"]), (["CHOWN"], ["CHOWN", "NET_RAW"]), (["cap_net_raw"], ["cap_net_raw"]), (["ALL"], ["ALL"]),
+])
+def test_compose_services_drop_net_raw(given: list[str] | None, sent: list[str]) -> None:
+    from gatekeeper.errors import Denied
+    from gatekeeper.vetting.run import drop_model_capabilities
+
+    service: dict[str, object] = {"image": "img"} if given is None else {"image": "img", "cap_drop": given}
+    model = {"services": {"s": service}}
+    drop_model_capabilities(model)
+    assert service["cap_drop"] == sent
+    with pytest.raises(Denied):
+        drop_model_capabilities({"services": {"s": {"cap_drop": "NET_RAW"}}})

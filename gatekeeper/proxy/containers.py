@@ -338,6 +338,22 @@ def check_sysctls(body: Body, field: str, value: object) -> None:
                          f"({', '.join(sorted(SAFE_SYSCTLS))})", "sysctl")
 
 
+def check_cap_drop(body: Body, field: str, value: object) -> object:
+    """Docker's strslice: a string is one capability."""
+    return strings(field, [value] if isinstance(value, str) else value, "cap-drop")
+
+
+def drop_capabilities(host: dict[str, Any]) -> None:
+    """The capabilities the agent's containers never hold (gatekeeper.vetting.run: NET_RAW sends
+    any frame on the network, ARP replies claiming another container's address included)."""
+    from gatekeeper.vetting.run import DROPPED_CAPABILITIES
+
+    given = list(host.get("CapDrop") or [])
+    dropped = {cap.upper().removeprefix("CAP_") for cap in given}
+    if "ALL" not in dropped:
+        host["CapDrop"] = given + [cap for cap in DROPPED_CAPABILITIES if cap not in dropped]
+
+
 def check_storage_opt(body: Body, field: str, value: object) -> None:
     for key in value if isinstance(value, dict) else ([] if value is None else ["?"]):
         if key != "size":
@@ -575,7 +591,7 @@ HOST_FIELDS: dict[str, Check] = {
     "NetworkMode": check_network_mode, "Links": check_links, "SecurityOpt": check_security_opts,
     "Sysctls": check_sysctls, "StorageOpt": check_storage_opt,
     "ContainerIDFile": allow, "PortBindings": allow, "RestartPolicy": allow, "AutoRemove": allow,
-    "ConsoleSize": allow, "CapDrop": allow, "Dns": allow, "DnsOptions": allow, "DnsSearch": allow,
+    "ConsoleSize": allow, "CapDrop": check_cap_drop, "Dns": allow, "DnsOptions": allow, "DnsSearch": allow,
     "ExtraHosts": allow, "GroupAdd": allow, "OomScoreAdj": allow, "PublishAllPorts": allow,
     "ReadonlyRootfs": allow, "ShmSize": allow, "Init": allow,
     "Privileged": zero("privileged", "a privileged container has every capability and all host devices: "
@@ -660,6 +676,7 @@ def vet_container_create(call: Call) -> ApiVerdict:
     host = checked["HostConfig"]
     host["LogConfig"] = host.get("LogConfig") or check_log_config(body, "HostConfig.LogConfig", None)
     apply_caps(call, host, "HostConfig", defaults=True)
+    drop_capabilities(host)
     check_published_ports(call, host)
     if isinstance(checked.get("Image"), str):
         from gatekeeper.proxy.images import check_image_source

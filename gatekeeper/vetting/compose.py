@@ -90,7 +90,7 @@ def vet_compose(ctx: Context) -> None:
     from gatekeeper.vetting.limits import vet_compose_limits
     from gatekeeper.vetting.log_caps import vet_compose_log_caps
     from gatekeeper.vetting.ports import vet_model_ports
-    from gatekeeper.vetting.run import vet_model_log_options
+    from gatekeeper.vetting.run import drop_model_capabilities, vet_model_log_options
 
     source = project_source(ctx)
     check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)
@@ -106,6 +106,7 @@ def vet_compose(ctx: Context) -> None:
         ctx.vetted.binds.extend(model_binds(model))
     vet_compose_log_caps(ctx, model)  # [limits] log caps in each service's logging.options
     vet_compose_limits(ctx, model)  # caps checked, defaults set in the model compose is fed
+    drop_model_capabilities(model)  # NET_RAW, as for run
     ctx.vetted.named_volumes.extend(model_volume_names(model))
     pin_project(ctx, source, model)
 

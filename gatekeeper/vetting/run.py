@@ -34,10 +34,22 @@ LOG_OPTS = frozenset({
 START_REFUSED = frozenset({"attach", "interactive", "checkpoint", "checkpoint-dir"})
 
 
+# Capabilities every container of the agent's runs without, whatever it asks: CAP_NET_RAW (in
+# docker's default set) sends any frame on the container's network: a gratuitous ARP that claims
+# another container's address takes its traffic (the MAC clone `--mac-address` is refused for),
+# on docker's default bridge and on [shared] networks alike. iputils ping needs none (docker lets
+# containers open ICMP datagram sockets: net.ipv4.ping_group_range).
+DROPPED_CAPABILITIES = ("NET_RAW",)
+
+
 def vet_run(ctx: Context) -> None:
-    """docker run/create: log options stay with harmless drivers. The image and
+    """docker run/create: log options stay with harmless drivers, NET_RAW dropped. The image and
     the container's command need nothing more (docker refuses a missing image)."""
     vet_log_options(ctx)
+    dropped = {(use.value or "").upper().removeprefix("CAP_") for use in ctx.parsed.uses
+               if use.flag.long == "cap-drop"}
+    if "ALL" not in dropped:
+        ctx.insert_after_command([f"--cap-drop={cap}" for cap in DROPPED_CAPABILITIES if cap not in dropped])
 
 
 def vet_log_options(ctx: Context) -> None:
@@ -70,6 +82,21 @@ def check_log_tag(tag: str, what: str, policy: Policy, rule: str) -> None:
 
 def reserved_tags(policy: Policy) -> tuple[str, ...]:
     return policy.reserved_tags
+
+
+def drop_model_capabilities(model: dict[str, Any]) -> None:
+    """compose: every service of the model compose is fed drops DROPPED_CAPABILITIES too."""
+    services = model.get("services")
+    for name, service in (services if isinstance(services, dict) else {}).items():
+        if not isinstance(service, dict):
+            continue
+        given = service.get("cap_drop") or []
+        if not isinstance(given, list) or not all(isinstance(cap, str) for cap in given):
+            raise Denied(f"compose service {name!r}: cap_drop {given!r} is not a list of capability names",
+                         rule="compose-cap_drop")
+        dropped = {cap.upper().removeprefix("CAP_") for cap in given}
+        if "ALL" not in dropped:
+            service["cap_drop"] = given + [cap for cap in DROPPED_CAPABILITIES if cap not in dropped]
 
 
 def vet_model_log_options(ctx: Context, model: dict[str, Any]) -> None:

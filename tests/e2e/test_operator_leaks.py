@@ -8,13 +8,18 @@ effect the check is about; then the agent sends it through ssh.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .stack import IMAGE, MODES, PROXY_ALONE, Stack
+from .stack import AGENT, AGENT_HOME, BRIDGE, IMAGE, MODES, PROXY_ALONE, Stack
 
 pytestmark = [
     pytest.mark.e2e,
@@ -112,3 +117,81 @@ def test_volume_named_before_the_operator_uses_it(stack: Stack) -> None:
     seen = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
     assert SECRET.encode() not in seen.stdout, "the operator's data reached the agent"
 
+
+VICTIM = f"{PREFIX}victim"
+FORGER_SOURCE = Path(__file__).with_name("garp.c")  # a gratuitous ARP reply on AF_PACKET
+FORGER_DIR = AGENT_HOME / "work" / "gk-rt4"
+
+
+@pytest.fixture(scope="module")
+def forger() -> Iterator[Path]:
+    """garp (tests/e2e/garp.c) built static into the agent's work area, as the agent could put
+    any program there (busybox's arping will not send another address than its own)."""
+    compiler = shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler for the ARP forger (.ci/e2e-setup.sh installs gcc)")
+    FORGER_DIR.mkdir(parents=True, exist_ok=True)
+    program = FORGER_DIR / "garp"
+    subprocess.run([compiler, "-static", "-Os", "-o", str(program), str(FORGER_SOURCE)], check=True)
+    for path in (FORGER_DIR, program):
+        shutil.chown(path, AGENT, AGENT)
+    yield program
+    shutil.rmtree(FORGER_DIR, ignore_errors=True)
+
+
+def neighbour(address: str) -> str:
+    """The host's neighbour entry for `address` on the engine's bridge: the MAC it sends to."""
+    shown = subprocess.run(["ip", "neigh", "show", address, "dev", BRIDGE], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
+
+
+def learn(address: str) -> None:
+    """The host's entry for `address` afresh (our own bridge): forget it, reach it, let it settle
+    past the kernel's ARP locktime (1 s), so that a forged reply would replace it."""
+    subprocess.run(["ip", "neigh", "flush", "to", address, "dev", BRIDGE], capture_output=True, check=False)
+    with contextlib.suppress(OSError), socket.create_connection((address, 9), timeout=2):
+        pass  # refused or not: the host resolved the address
+    time.sleep(1.5)
+
+
+def entry_names(address: str, mac: str, within: float) -> bool:
+    """Whether the host's entry for `address` names `mac` at some moment within `within` s (a
+    forged entry goes stale at once; probed later, the departed forger leaves it empty)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if neighbour(address) == mac:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.usefixtures("clean")
+def test_arp_spoofing_on_the_shared_bridge(stack: Stack, forger: Path) -> None:
+    """A container with docker's default capabilities holds CAP_NET_RAW: it may send any frame
+    on its bridge. A forged ARP reply that claims the operator's container's address moves the
+    host's traffic for it (published ports) to the agent's container: the MAC clone the
+    mac_address rule refuses, without a MAC of its own. The agent's containers get NET_RAW
+    dropped (run/create, compose services, the proxy's creates)."""
+    stack.docker("run", "-d", "--name", VICTIM, IMAGE, "sleep", "600")
+    details = json.loads(stack.docker("inspect", VICTIM).stdout)[0]["NetworkSettings"]
+    address, victim_mac = details["IPAddress"], details["MacAddress"]
+    spoof = f"cat /sys/class/net/eth0/address; /x/garp eth0 {address}"
+    mount = f"{forger.parent}:/x:ro"
+
+    learn(address)
+    assert neighbour(address) == victim_mac
+    control = stack.docker("run", "-d", "--name", f"{PREFIX}ctl", "-v", mount, IMAGE, "sh", "-c",
+                           f"sleep 1; {spoof}; sleep 30")  # its bridge port up first
+    assert control.returncode == 0, control.stderr
+    forged = stack.docker("inspect", "-f", "{{.NetworkSettings.MacAddress}}", f"{PREFIX}ctl").stdout.strip()
+    assert entry_names(address, forged, 8.0), "control: the forged reply should move the host's entry"
+    stack.docker("rm", "-f", f"{PREFIX}ctl")
+
+    learn(address)
+    assert neighbour(address) == victim_mac
+    attack = stack.ssh(f"docker run --rm --name {PREFIX}spoof -v {mount} {IMAGE} sh -c '{spoof}'")
+    attacker = attack.stdout.decode().split()[:1]
+    assert attacker or stack.refused(attack), attack.stderr
+    assert not (attacker and entry_names(address, attacker[0], 3.0)), "the agent's container took the address"
+    assert b"Operation not permitted" in attack.stderr or stack.refused(attack), attack.stderr
