@@ -340,6 +340,31 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# A command run as the agent's account on this host (a shell as the agent, layout (b)'s threat).
+AS_AGENT: Final = ["setpriv", f"--reuid={AGENT}", f"--regid={AGENT}", "--init-groups", "--"]
+
+
+@contextlib.contextmanager
+def serving_on_loopback(text: str) -> Iterator[str]:
+    """A service only the host's loopback reaches (a metadata endpoint, a local admin API):
+    serves `text` and yields its URL."""
+    import functools
+    import http.server
+    import threading
+
+    root = Path(tempfile.mkdtemp(prefix="gk-e2e-web-"))
+    (root / "secret").write_text(text)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/secret"
+    finally:
+        server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def docker_client() -> Path:
     """The docker CLI the policy pins: the 28.x client when present, else Debian's."""
     for candidate in (Path("/usr/local/bin/docker"), Path("/usr/bin/docker")):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, DOCKER_SOCKET, IMAGE, Stack, docker_client, engine
+from .stack import AGENT, AGENT_HOME, DOCKER_SOCKET, IMAGE, Stack, docker_client, engine, serving_on_loopback
 
 pytestmark = pytest.mark.e2e
 
@@ -345,24 +345,8 @@ def test_proxy_records_the_attacks(agent: AgentProxy) -> None:
 
 @pytest.fixture
 def loopback_service() -> Iterator[str]:
-    """A service only the host's loopback reaches (a metadata endpoint, a local admin API)."""
-    import functools
-    import http.server
-    import threading
-
-    from .stack import free_port
-
-    root = Path(tempfile.mkdtemp(prefix="gk-rt-web-"))
-    (root / "secret").write_text(f"{SECRET}-loopback\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/secret"
-    finally:
-        server.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+    with serving_on_loopback(f"{SECRET}-loopback\n") as url:
+        yield url
 
 
 def test_build_add_url_does_not_reach_the_hosts_loopback(agent: AgentProxy, target: Path,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, REPO_ROOT, Stack
+from .stack import AGENT, AS_AGENT, REPO_ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -53,8 +53,7 @@ APPEND = ["sh", "-c", "printf 'appended\\n' >> {log}"]
 
 def as_agent(argv: list[str], log: Path) -> subprocess.CompletedProcess[bytes]:
     command = [part.replace("{log}", str(log)) for part in argv]
-    setpriv = ["setpriv", f"--reuid={AGENT}", f"--regid={AGENT}", "--init-groups", "--"]
-    return subprocess.run([*setpriv, *command], capture_output=True, timeout=30, check=False)
+    return subprocess.run([*AS_AGENT, *command], capture_output=True, timeout=30, check=False)
 
 
 def install_step(step: str, log_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:

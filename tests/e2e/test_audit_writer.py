@@ -20,6 +20,7 @@ import pytest
 
 from .stack import (
     AGENT,
+    AS_AGENT,
     IMAGE,
     POLICY,
     PROXY_SOCKET,
@@ -31,7 +32,6 @@ from .stack import (
 
 pytestmark = pytest.mark.e2e
 
-AS_AGENT = ["setpriv", f"--reuid={AGENT}", f"--regid={AGENT}", "--init-groups", "--"]
 NAME = "gk-e2e-unrecorded"
 POST = """
 import socket, sys

@@ -16,13 +16,21 @@ the stop.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, CLI_ALONE, IMAGE, POLICY, Stack, free_port, policy_extended, switch_mode
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    CLI_ALONE,
+    IMAGE,
+    POLICY,
+    Stack,
+    policy_extended,
+    serving_on_loopback,
+    switch_mode,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -153,22 +161,8 @@ def test_labels_an_image_carries_follow_the_label_rules(stack: Stack, built: str
 
 @pytest.fixture
 def loopback_service() -> Iterator[str]:
-    """A service only the host's loopback reaches (a metadata endpoint, a local admin API)."""
-    import functools
-    import http.server
-    import threading
-
-    root = Path(tempfile.mkdtemp(prefix="gk-clio-web-"))
-    (root / "secret").write_text("clio-loopback-secret\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/secret"
-    finally:
-        server.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+    with serving_on_loopback("clio-loopback-secret\n") as url:
+        yield url
 
 
 def test_a_dockerfile_on_stdin_is_checked_too(stack: Stack, built: str, loopback_service: str) -> None:

@@ -30,6 +30,7 @@ import pytest
 from .stack import (
     AGENT,
     AGENT_HOME,
+    AS_AGENT,
     CLI_ALONE,
     DOCKER_SOCKET,
     GATEKEEPER,
@@ -42,7 +43,6 @@ from .test_planted_home_files import SHELL_PAYLOAD
 
 pytestmark = pytest.mark.e2e
 
-AS_AGENT = ["setpriv", f"--reuid={AGENT}", f"--regid={AGENT}", "--init-groups", "--"]
 CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
 
 

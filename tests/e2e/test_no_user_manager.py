@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, Stack
+from .stack import AGENT, AS_AGENT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -93,8 +93,7 @@ def test_login_opens_nothing_hidden_in_the_home(stack: Stack, planted: list[Path
     home = planted[0]
     target = home / ".config/environment.d/50-evil.conf"
     with opened_entries(planted) as seen:
-        setpriv = ["setpriv", f"--reuid={AGENT}", f"--regid={AGENT}", "--init-groups", "--"]
-        subprocess.run([*setpriv, "cat", str(target)], capture_output=True, check=True)
+        subprocess.run([*AS_AGENT, "cat", str(target)], capture_output=True, check=True)
     assert str(target) in seen
     # Now: a login and an allowed command through the real sshd open none of them.
     with opened_entries(planted) as seen:
