@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import tarfile
     from collections.abc import Iterator
+    from typing import Any
 
     from gatekeeper.proxy.contract import ApiVerdict
     from gatekeeper.proxy.vet import Call
@@ -117,15 +118,21 @@ def vet_build(call: Call) -> ApiVerdict:
     return call.allow()
 
 
-def check_outputs(call: Call, text: str) -> None:
+def build_json(text: str, what: str, rule: str) -> Any:
+    """A build query parameter docker sends as JSON (any shape: the caller checks it, as after
+    json.loads); one that does not parse is refused."""
     import json
 
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise Denied(f"build {what} is not JSON", rule=rule) from None
+
+
+def check_outputs(call: Call, text: str) -> None:
     if not text:
         return
-    try:
-        outputs = json.loads(text)
-    except ValueError:
-        raise Denied("build outputs is not JSON", rule="flag-output") from None
+    outputs = build_json(text, "outputs", "flag-output")
     for entry in outputs if isinstance(outputs, list) else [outputs]:
         attrs = entry.get("Attrs") if isinstance(entry, dict) else None
         kind = str(entry.get("Type", "")) if isinstance(entry, dict) else "?"
@@ -146,14 +153,9 @@ def check_cache_from(text: str) -> None:
     """cachefrom: the images whose layers the builder may reuse, by name. A BuildKit cache spec
     (`--cache-from type=local,src=PATH`, a host directory) is no image name: refused as the CLI
     layer refuses the flag (the classic builder would only ignore it; BuildKit would read it)."""
-    import json
-
     if not text:
         return
-    try:
-        entries = json.loads(text)
-    except ValueError:
-        raise Denied("build cachefrom is not JSON", rule="flag-cache-from") from None
+    entries = build_json(text, "cachefrom", "flag-cache-from")
     if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
         raise Denied("build cachefrom must be a list of image names", rule="flag-cache-from")
     for entry in entries:
@@ -183,14 +185,9 @@ def check_build_dockerfile(call: Call) -> None:
 
 def check_build_syntax_argument(call: Call, patterns: list[str]) -> None:
     """buildargs BUILDKIT_SYNTAX names a frontend image, as --build-arg does at the CLI layer."""
-    import json
-
     from gatekeeper.vetting.images import check_syntax_argument
 
-    try:
-        arguments = json.loads(call.one("buildargs") or "{}")
-    except ValueError:
-        raise Denied("build buildargs is not JSON", rule="api-query") from None
+    arguments = build_json(call.one("buildargs") or "{}", "buildargs", "api-query")
     if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:
         value = arguments["BUILDKIT_SYNTAX"]
         check_syntax_argument("BUILDKIT_SYNTAX" if value is None else f"BUILDKIT_SYNTAX={value}", patterns)
@@ -281,11 +278,7 @@ def label_build(call: Call) -> None:
 
     from gatekeeper.proxy.labels import owner_labelled
 
-    text = call.one("labels") or "{}"
-    try:
-        labels = json.loads(text)
-    except ValueError:
-        raise Denied("build labels is not JSON", rule="api-query") from None
+    labels = build_json(call.one("labels") or "{}", "labels", "api-query")
     key, value = COMPOSE_BUILDER
     builder = isinstance(labels, dict) and labels.get(key) == value
     if builder:
