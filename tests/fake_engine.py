@@ -78,9 +78,18 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class RefusingHandler(Handler):
+    """`gatekeeper proxy` to a caller not in [proxy.users]: 403 to everything."""
+
+    def lookup(self, path: str) -> tuple[int, object]:
+        return 403, {"message": "gatekeeper: uid 0 is not in [proxy.users] (rule api-user)"}
+
+
 @contextlib.contextmanager
-def fake_engine(directory: Path, objects: dict[str, dict[str, object]]) -> Iterator[FakeEngine]:
-    server = FakeEngine(str(directory / "fake.sock"), objects)
+def fake_engine(directory: Path, objects: dict[str, dict[str, object]], *, name: str = "fake.sock",
+                handler: type[Handler] = Handler) -> Iterator[FakeEngine]:
+    server = FakeEngine(str(directory / name), objects)
+    server.RequestHandlerClass = handler
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

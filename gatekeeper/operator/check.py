@@ -2,7 +2,8 @@
 
 Scoped commands (stop, rm, logs, ...) are decided by asking the engine who owns
 each named object, as the ForceCommand does. So `check` either asks the real
-engine (the policy's docker.host), and says once, up front, when it cannot
+engine (the policy's docker.host; behind gatekeeper proxy, for a caller not in
+[proxy.users] such as root, its [proxy] upstream), and says once, up front, when it cannot
 reach it (exit 69, nothing decided), or, with `--offline`, assumes every named
 object exists and is the agent's, and says so in every result.
 """
@@ -17,6 +18,7 @@ import sys
 from gatekeeper.decision import Decision, decide
 from gatekeeper.errors import EX_NOPERM, Denied
 from gatekeeper.messages import denial_line
+from gatekeeper.operator.engine_host import operator_engine_host
 from gatekeeper.policy import Policy, load_policy
 from gatekeeper.worlds import OfflineEngineWorld, RealWorld
 
@@ -45,6 +47,8 @@ def main(argv: list[str]) -> int:
     if options.offline:
         world: RealWorld = OfflineEngineWorld()
     else:
+        # Root is none of the proxy's [proxy.users]: behind the proxy, ask its upstream.
+        policy.host = operator_engine_host(policy.settings)
         world = RealWorld()
         problem = engine_problem(policy, world)
         if problem is not None:

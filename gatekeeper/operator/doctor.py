@@ -708,8 +708,12 @@ def check_socket_answers(deployment: Deployment, settings: dict[str, dict[str, o
 
 def check_disk_usage(deployment: Deployment, settings: dict[str, dict[str, object]]) -> Iterator[Check]:
     """Each profile's images, volumes and build cache (the engine's /system/df), against
-    this policy's [limits] disk_budget (gatekeeper.vetting.disk_budget)."""
-    host = str(settings["docker"]["host"])
+    this policy's [limits] disk_budget (gatekeeper.vetting.disk_budget). Asked of the
+    engine itself when docker.host is the proxy's socket, which serves only [proxy.users]
+    (gatekeeper.operator.engine_host)."""
+    from gatekeeper.operator.engine_host import operator_engine_host
+
+    host = operator_engine_host(settings)
     if not deployment.live or not host.startswith("unix://"):
         return
     from gatekeeper.engine_api import EngineError, disk_usage
@@ -721,7 +725,7 @@ def check_disk_usage(deployment: Deployment, settings: dict[str, dict[str, objec
         df = disk_usage(host, 60.0)
         usages = {profile: profile_usage(df, profile) for profile in profiles_in(df)}
     except (EngineError, OSError, Denied) as error:
-        yield Check("disk usage", SKIP, f"the engine's /system/df did not answer: {error}")
+        yield Check("disk usage", SKIP, f"the engine's /system/df at {host} did not answer: {error}")
         return
     budget = str((settings.get("limits") or {}).get("disk_budget") or "")
     limit = log_size(budget) if budget else None
