@@ -4,6 +4,11 @@ Control: without an [images] list the agent runs gk-busybox. With a list that do
 name it, `run` is refused (image-source) before anything reaches the engine, and so are a
 pull from an unlisted registry and a build whose Dockerfile starts FROM one; with a list
 that names docker.io/library/gk-*, the same run succeeds.
+
+Three ways (tests/e2e/conftest.py THREE_WAY): in layout (b) the proxy refuses the create,
+the pull and the build (its FROM read from the build context it received) by the same
+rule, with its "api" record, and nothing is made. Pinning ([images] pin_digests) rewrites
+the CLI layer's argv: that test is skipped in (b), why is in the test.
 """
 
 from __future__ import annotations
@@ -12,7 +17,18 @@ import shutil
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, Stack, policy_extended, write_file
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    IMAGE,
+    PROXY_ALONE,
+    Stack,
+    audit_offset,
+    audit_records_since,
+    policy_extended,
+    write_file,
+)
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +45,10 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
         write_file(app / "Dockerfile", "FROM ghcr.io/evil/base\n", mode=0o644, owner=AGENT, group=AGENT)
         with policy_extended(OTHER_REGISTRY):
             for command in (run, "docker pull ghcr.io/evil/base", f"docker build {app}"):
-                refused = stack.ssh(command)
-                assert refused.returncode == 77, (command, refused.stderr)
-                assert b"(rule image-source)" in refused.stderr, refused.stderr
+                images, containers = engine_objects(stack)
+                since = audit_offset()
+                assert_refused(stack, stack.ssh(command), since, rule="image-source")
+                assert engine_objects(stack) == (images, containers), command
         with policy_extended(OURS):
             allowed = stack.ssh(run)
             assert allowed.returncode == 0, allowed.stderr
@@ -39,11 +56,21 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
         shutil.rmtree(app, ignore_errors=True)
 
 
+def engine_objects(stack: Stack) -> tuple[list[str], list[str]]:
+    """Every image and container ID the engine holds, as root sees them."""
+    images = stack.docker("images", "-aq", "--no-trunc").stdout.split()
+    return sorted(images), sorted(stack.docker("ps", "-aq", "--no-trunc").stdout.split())
+
+
 def test_pinned_runs_use_the_image_id(stack: Stack) -> None:
     """[images] pin_digests: the tag is resolved when deciding and the container is made
     from that image ID, which the audit record's argv shows. Control: without it, by tag."""
-    from .stack import audit_offset, audit_records_since
-
+    if stack.mode == PROXY_ALONE:
+        # Not an attack on (b): the proxy decides each create on the image the tag names and
+        # forwards it one at a time with the profile's pulls and builds (gatekeeper/proxy/
+        # guards.py), and tag/commit/load are refused, so no request of the agent re-points
+        # the tag in between; there is no argv to pin.
+        pytest.skip("pinning rewrites the CLI layer's argv; layout (b) has none")
     image_id = stack.docker("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip()
     names = ("gk-pin-control", "gk-pin")
     try:

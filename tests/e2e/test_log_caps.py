@@ -6,6 +6,10 @@ json-file driver its log grows until the host's disk is full, and no command
 was refused. Control: without [limits] log caps the same container's log passes
 the cap's total within seconds; with them, the engine rotates it and the files
 on disk stay within max-size x max-file.
+
+Three ways (tests/e2e/conftest.py THREE_WAY): nothing is refused here, the caps are
+injected; in layout (b) the proxy puts them into the create body (HostConfig.LogConfig) of
+the `docker run` and of the compose service alike, and the files on disk are judged the same.
 """
 
 from __future__ import annotations
