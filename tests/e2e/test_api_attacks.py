@@ -6,6 +6,12 @@ Every case runs its control in the same test: the same steps sent by root to the
 engine socket (the defence off) show the effect the check is about, or the harmless
 twin of the request goes through the proxy; then the attack goes through the proxy.
 Findings the proxy does not stop yet are xfail(strict=True) with the reason.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY), on purpose: the attacker here is layout
+(b)'s by construction (raw HTTP on the proxy's socket, requests the docker CLI would never
+send), and layouts (a) and (c) give the agent no such shell: there every request comes from
+the pinned docker CLI after the CLI layer's decision. The same attacks spelled as docker
+commands run three ways in test_attack_chains.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ meanwhile), so the agent's account cannot open it at all, and logrotate's script
 the live log as it was: rotated copies root:root 0600, the newest still +a. Each test
 first shows an old set-up losing (the control). The operations run as the agent's uid
 through setpriv.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the proxy writes the log in every layout
+(the stack's policy has [audit] via_proxy in all three), so the layout changes nothing about
+who may write it.
 """
 
 from __future__ import annotations

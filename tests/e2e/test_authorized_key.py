@@ -6,6 +6,9 @@ with only `restrict,from=` in front of it and no command=: in key-option mode a
 shell as the agent (root, through the docker group). The control replays the old
 line in the key-option sshd's key file and logs in with the other key; then the
 command refuses the same input, and its real line admits only the right key.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the operator's command and sshd's reading
+of its line are tested; the layout in front of the engine changes neither.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Control: with no budget, four `docker ps` in a row all run. With commands_per_minute = 3
 the fourth is refused (rule budget-commands) with the time it refills, and audited; the
 ledger sits in the state dir, the agent's private top-level dot entry, 0600.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): commands_per_minute counts the CLI layer's
+commands; layout (b) has no commands, only API requests, and there the proxy counts
+[budgets] containers_per_hour, pulls_per_day and builds_per_day itself
+(test_proxy_hardening).
 """
 
 from __future__ import annotations

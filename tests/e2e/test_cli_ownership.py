@@ -11,6 +11,10 @@ Controls, in the same test: root's inspect shows the inherited owner label (what
 layer used to trust) and root's listing with the old filter selects the operator's container;
 the same decision with the rule switched off (owner.proven_labels as the identity) allows
 the stop.
+
+Layout (c) only, on purpose (tests/e2e/conftest.py THREE_WAY): it tests the CLI layer's own
+answer; in layout (a) the proxy behind it would refuse the same requests (its own
+gatekeeper.created rule), hiding a hole in the CLI layer.
 """
 
 from __future__ import annotations

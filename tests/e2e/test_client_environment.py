@@ -6,6 +6,10 @@ builds the docker child's environment from the policy alone. Variables outside
 AcceptEnv (DOCKER_HOST, PYTHONPATH, LD_PRELOAD) are dropped by sshd. Attacks:
 point docker at another engine, make python import the agent's code, make the
 loader run it.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): sshd and the ForceCommand's own
+environment are tested, not the layer in front of the engine, so the layout changes nothing;
+layout (b) assumes a shell as the agent anyway.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ An orphaned `docker logs -f` (or `docker run` still attached) keeps a docker
 client and a gatekeeper process alive with the agent's rights and no audit
 exit record; many of them exhaust the host. Within 5 s of the client
 vanishing, no process of the agent account may remain.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): what must not outlive the connection is
+the CLI layer's ForceCommand and the docker client it supervises; layout (b) assumes a shell
+as the agent, which may leave processes of its own as it likes.
 """
 
 from __future__ import annotations

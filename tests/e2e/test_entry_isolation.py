@@ -11,6 +11,11 @@ drop-in) so the interpreter's own isolation is what is tested.
 Control: the same entry script with `-IS` taken off its interpreter line runs the
 planted code; /opt/gatekeeper/bin/gatekeeper-ssh, the installed ForceCommand,
 runs none of it and answers the command.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the attack is on the start of the CLI
+layer's ForceCommand, the same program in layouts (a) and (c); layout (b) replaces it with
+one that vets nothing and assumes a shell as the agent, for which running the agent's code
+is no escalation.
 """
 
 from __future__ import annotations

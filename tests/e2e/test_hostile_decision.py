@@ -6,6 +6,13 @@ while rendering it for the decision. The control is gatekeeper's own expansion
 counter with its bound lifted (run here, not by making compose build 100 MB):
 the file expands to ~100 MB. Through ssh the same file is refused within
 seconds, before compose sees it, and the refusal is in the audit log.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the attack is on the CLI layer's own
+decision (it renders the compose file before anything runs), so it runs where that layer
+decides, the default layout. In layout (b) there is no decision to exhaust: compose renders
+the file as the agent's own process (a shell as the agent may run any such process; the
+account's limits are the operating system's), and the proxy sees only the API requests that
+come out of it, each with its body capped ([proxy] max_body).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ the third is refused (rule limit-sessions), and allowed again once one stream
 has ended. sshd itself cannot do this per account (MaxStartups and
 PerSourceMaxStartups are global-only: tests/e2e/test_snippets.py and the
 sshd_snippets README).
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): a session is one run of the CLI layer's
+ForceCommand, counted by it; layout (b) has none (a shell as the agent starts what processes
+it likes), and there the proxy bounds what reaches the engine by connections per uid
+([proxy] max_connections_per_user, rule api-connections: tests/test_proxy_guards.py).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ so only the key line printed by `gatekeeper authorized-key` stands in the way.
 Attacks: a host whose sshd_config lacks the ForceCommand (a NixOS module not
 applied, a drop-in not included) must still give the agent nothing but
 gatekeeper; and a key line with a weaker command= must not beat ForceCommand.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the subject is which command sshd runs for
+the key; what that command then lets through is the subject of the three-way modules.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ no-cron-at puts the agent in /etc/cron.deny and /etc/at.deny. This machine has
 no systemd as PID 1, so the test checks the mask link, and watches (inotify)
 the home's hidden entries while the agent logs in through the real sshd: the
 control opens one of them as the agent and sees the watcher fire.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the login side (PAM, systemd, cron, at) is
+tested, the same in every layout; layout (b) assumes a shell as the agent, so the agent's
+own code is no escalation there.
 """
 
 from __future__ import annotations

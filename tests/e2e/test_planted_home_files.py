@@ -6,6 +6,14 @@ successful attack would, then runs an allowed command and looks for proof
 that the payload ran: a marker file, loader debug output, or changed docker
 output. The second half of each attack chain, the write itself, is in
 test_attack_chains.py.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): what stops these payloads is sshd, PAM,
+the account's shell and the ForceCommand's own start (an isolated interpreter, a
+DOCKER_CONFIG the agent cannot write), not the layer that vets docker, so the layout in
+front of the engine changes nothing; the module runs in the default layout. Layout (b)
+assumes a shell as the agent already (its unvetted ForceCommand reads ~/.docker like one),
+so code run as the agent is no escalation there. The writes themselves run three ways in
+test_attack_chains.py.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ works), then through the proxy (refused, with the rule on the CLI's error line, 
 nothing happened on the engine). Everyday controls pass through the proxy unchanged.
 The proxy runs from the installed venv on a private socket, [proxy.users] maps root
 (the test's uid) to the profile "default".
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the proxy alone is the subject by
+construction, on a private socket with root as its caller; the stack's layouts do not apply.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ CLI and engine: what the API layer enforces that used to be the CLI layer's alon
 
 Each runs `gatekeeper proxy` from the installed venv on a private socket with its own policy
 ([proxy.users] root = "default": the test's uid is the caller).
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the proxy alone is the subject by
+construction, on a private socket with root as its caller; the stack's layouts do not apply.
 """
 
 from __future__ import annotations

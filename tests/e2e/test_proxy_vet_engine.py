@@ -5,6 +5,9 @@ as checked (owner label set, bind source resolved, caps applied).
 
 Each refusal has its control in the same test: the same request with the one thing
 changed is allowed (and, for creates, made by the engine).
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): the proxy alone is the subject by
+construction, on a private socket with root as its caller; the stack's layouts do not apply.
 """
 
 from __future__ import annotations

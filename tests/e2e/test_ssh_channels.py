@@ -4,6 +4,10 @@
 them: only the snippet's settings stand between the agent and the docker socket
 or the host's network. Each test opens one such channel with the real client
 and checks, on the far side, that nothing came through.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): sshd refuses these channels before any
+ForceCommand runs; the layouts differ only in that command and in the socket docker uses, so
+none changes this.
 """
 
 from __future__ import annotations

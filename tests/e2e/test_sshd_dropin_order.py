@@ -10,6 +10,9 @@ where sshd lets it, and for what it cannot win (AcceptEnv, which every
 matching block adds to; a file named to sort even earlier) `sshd-check`
 exits 1 naming the setting. Judged by `sshd -T -C user=ai-worker,addr=...`,
 the real sshd's own answer; the main file is Debian's stock one.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): sshd's configuration is tested, the same
+in every layout.
 """
 
 from __future__ import annotations

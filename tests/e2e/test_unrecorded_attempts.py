@@ -5,6 +5,10 @@ sshd hands the ForceCommand a command of up to ~256 KiB; the words refuse anythi
 proxy's audit intake takes records of at most 64 KiB. So an attempt padded past that
 was refused (exit 75) and left no line in the log, nor in syslog: probing unrecorded.
 Now such a command is recorded by its head, length and SHA-256 (gatekeeper.audit).
+
+Layouts (a) and (c), not (b): the record under test is the CLI layer's, and layout (b)'s
+ForceCommand vets and records nothing (the proxy records each API request it gets, framing
+refusals included: tests/test_proxy_framing.py, tests/test_proxy_guards.py).
 """
 
 from __future__ import annotations
