@@ -10,6 +10,11 @@
 * `ssh -s sftp`: what sshd 9.2 gives the ForceCommand is the sftp server's path
   (SSH_ORIGINAL_COMMAND=/usr/lib/openssh/sftp-server); the record keeps that
   command and names the rule `subsystem-sftp`.
+
+Layouts: the log tag runs three ways (tests/e2e/stack.py MODES; in layout (b) the proxy
+refuses the create of both spellings, rule flag-log-opt, with its "api" record, and no
+container is made). The other two are about the CLI layer's own decision record and run in
+the default layout only: layout (b)'s ForceCommand records nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +25,19 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, APP_DIR, IMAGE, Stack, audit_offset, audit_records_since, write_file
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    APP_DIR,
+    IMAGE,
+    MODES,
+    PROXY_ALONE,
+    Stack,
+    audit_offset,
+    audit_records_since,
+    write_file,
+)
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -64,6 +81,7 @@ def test_hang_up_during_a_compose_decision_keeps_the_key(stack: Stack) -> None:
     assert records[0]["key"] == stack.fingerprint()
 
 
+@pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")
 def test_reserved_log_tag_refused_through_gatekeeper(stack: Stack, restored_home: Path) -> None:
     stack.docker("rm", "-f", TAGGED, check=False)
     try:
@@ -72,13 +90,24 @@ def test_reserved_log_tag_refused_through_gatekeeper(stack: Stack, restored_home
         assert control.returncode == 0, control.stderr
     finally:
         stack.docker("rm", "-f", TAGGED, check=False)
+    before = containers(stack)
+    since = audit_offset()
     result = stack.ssh(f"docker run --rm --log-opt tag=gatekeeper {IMAGE} true")
-    assert result.returncode == EX_NOPERM and b"flag-log-opt" in result.stderr, result.stderr
+    assert_refused(stack, result, since, rule="flag-log-opt")
     project = AGENT_HOME / "work" / "tagged" / "compose.yaml"
     text = f"services:\n  t:\n    image: {IMAGE}\n    logging:\n      options:\n        tag: gatekeeper\n"
     write_file(project, text, mode=0o644, owner=AGENT, group=AGENT)
+    since = audit_offset()
     result = stack.ssh(f"docker compose -f {project} up -d", timeout=120)
-    assert result.returncode == EX_NOPERM and b"compose-logging" in result.stderr, result.stderr
+    # (b): the proxy refuses the service's create by the run spelling's rule
+    rule = "flag-log-opt" if stack.mode == PROXY_ALONE else "compose-logging"
+    assert_refused(stack, result, since, rule=rule)
+    assert containers(stack) == before
+    stack.docker("network", "rm", "tagged_default", check=False)  # (b): compose made it first
+
+
+def containers(stack: Stack) -> list[str]:
+    return sorted(stack.docker("ps", "-aq", "--no-trunc").stdout.split())
 
 
 def test_sftp_subsystem_is_recorded_as_requested(stack: Stack) -> None:
