@@ -7,6 +7,10 @@ gatekeeper exactly what root's docker prints straight at the engine: stdout,
 stderr and exit status, byte for byte. For root's objects the same templates
 print the redacted data: environment values `***`, secret-looking labels `***`,
 and root's own template (the control) shows the values.
+
+Layouts: the redaction of root's objects (the leak) runs three ways (tests/e2e/stack.py
+MODES: in layout (b) the proxy redacts the inspect answer the unvetted docker CLI formats);
+the differential half is everyday work and runs in the default layout.
 """
 
 # Templates are long; each reads best on one line.
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, IMAGE, Stack, write_file
+from .stack import AGENT, IMAGE, MODES, Stack, write_file
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +135,7 @@ def test_missing_object_gets_dockers_own_error(stack: Stack) -> None:
     assert (ours.returncode, ours.stderr.decode()) == (theirs.returncode, theirs.stderr) == (1, theirs.stderr)
 
 
+@pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")
 @pytest.mark.parametrize("spelling", ["inspect", "container inspect", "inspect --type container"])
 def test_foreign_container_prints_the_redacted_data(stack: Stack, objects: dict[str, str], spelling: str) -> None:
     template = '{{json .Config.Env}} {{index .Config.Labels "com.example.api-token"}} {{index .Config.Labels "app"}}'
@@ -142,6 +147,7 @@ def test_foreign_container_prints_the_redacted_data(stack: Stack, objects: dict[
     assert b'"DB_PASSWORD=***"' in ours.stdout and ours.stdout.endswith(b" *** root\n")
 
 
+@pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")
 def test_foreign_and_owned_together(stack: Stack, objects: dict[str, str]) -> None:
     ours = stack.ssh(f"docker inspect -f '{{{{.Name}}}} {{{{.Config.Env}}}}' {objects['web']} {objects['foreign']}")
     lines = ours.stdout.decode().splitlines()
