@@ -44,6 +44,9 @@ ATTACKS = [
     ("docker pull registry.example.com/other/x", None),
     ("docker run --rm quay.io/evil/x true", None),
     ("docker create evil/x", None),
+    # an image mount reads the files of an image the list keeps the agent from running
+    ("docker run --rm --mount type=image,source=evil/x,target=/x alpine true", None),
+    ("docker create --mount=dst=/x,TYPE=image,src=evil/x alpine", None),
     (f"docker build {APP}", "FROM ghcr.io/evil/base\n"),
     (f"docker build {APP}", "FROM alpine AS a\nFROM a\nCOPY --from=evil/tools /x /x\n"),
     (f"docker build {APP}", "FROM alpine\nRUN --mount=type=bind,from=evil/tools,target=/t true\n"),
@@ -71,6 +74,7 @@ GOOD = [
     ("docker pull index.docker.io/nginx", None),
     ("docker pull registry.example.com/team/app/api:1", None),
     ("docker run --rm alpine true", None),
+    ("docker run --rm --mount type=image,source=nginx:1.27,target=/x alpine true", None),
     (f"docker build {APP}", "# syntax=docker/dockerfile:1\nFROM alpine:3.20 AS build\nFROM scratch\n"
                             "COPY --from=build /x /x\nCOPY --from=0 /y /y\n"),
     (f"docker build -t app:1 {APP}",
@@ -127,9 +131,12 @@ def test_compose_images(listed) -> None:  # type: ignore[no-untyped-def]
             return value
 
     vet_model_images(Ctx(), {"services": {"web": {"image": "nginx:1.27"}}})  # type: ignore[arg-type]
+    mounted = {"image": "nginx", "volumes": [{"type": "image", "source": "alpine", "target": "/x"}]}
+    vet_model_images(Ctx(), {"services": {"web": mounted}})  # type: ignore[arg-type]
     for service in ({"image": "evil/web"}, {"build": {"context": APP}},
                     {"build": {"context": APP, "dockerfile_inline": "FROM evil/x"}},
-                    {"build": {"context": "/x", "args": {"BUILDKIT_SYNTAX": "evil/f"}}}):
+                    {"build": {"context": "/x", "args": {"BUILDKIT_SYNTAX": "evil/f"}}},
+                    {"image": "nginx", "volumes": [{"type": "image", "source": "evil/x", "target": "/x"}]}):
         with pytest.raises(Denied) as refused:
             vet_model_images(Ctx(), {"services": {"web": service}})  # type: ignore[arg-type]
         assert refused.value.rule == "image-source"

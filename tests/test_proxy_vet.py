@@ -414,6 +414,11 @@ def test_image_sources_at_the_api() -> None:
         ("POST", "/v1.47/containers/create", '{"Image":"myapp:latest"}', False),
         ("POST", "/v1.47/containers/create", f'{{"Image":"sha256:{cid("3")}"}}', True),
         ("POST", "/v1.47/containers/create", f'{{"Image":"{cid("1")[:12]}"}}', False),
+        # an image mount reads the files of an image the list keeps the agent from running
+        ("POST", "/v1.47/containers/create", '{"Image":"alpine","HostConfig":{"Mounts":[{"Type":"image",'
+         '"Source":"myapp:latest","Target":"/x"}]}}', False),
+        ("POST", "/v1.47/containers/create", '{"Image":"alpine","HostConfig":{"Mounts":[{"Type":"image",'
+         '"Source":"alpine:3.20","Target":"/x"}]}}', True),
     ]
     for method, target, body, allowed in cases:
         assert decide(method, target, body).allowed, target  # control: no allowlist

@@ -263,6 +263,12 @@ def check_mount(body: Body, field: str, mount: object) -> dict[str, Any]:
         named_volume(body, source, f"{field}.Source")
     elif kind == "tmpfs" and source:
         raise refuse(f"{field}.Source", source, "a tmpfs mount takes no source", "mount")
+    elif kind == "image":
+        from gatekeeper.proxy.images import check_image_source
+
+        # Stops: the files of an image [images] allowed keeps the agent from running (the
+        # operator's own build, say) read through a mount of it into an allowed image's container.
+        check_image_source(body.call, source, f"{field}.Source (image mount)")
     return out
 
 

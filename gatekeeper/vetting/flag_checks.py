@@ -151,6 +151,12 @@ def check_mount(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         ctx.vetted.named_volumes.append(source)
     elif kind == "tmpfs" and source:
         refuse(use, "a tmpfs mount takes no source")
+    elif kind == "image":
+        from gatekeeper.vetting.images import allowed_patterns, check_reference
+
+        # Stops: the files of an image [images] allowed keeps the agent from running (the
+        # operator's own build, say) read through a mount of it into an allowed image's container.
+        check_reference(source, allowed_patterns(ctx.policy), f"{use.spelled} image source")
 
 
 def mount_settings(use: FlagUse, fields: list[str]) -> dict[str, str]:

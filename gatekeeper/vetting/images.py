@@ -275,6 +275,10 @@ def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
             vet_model_build(ctx, build, patterns, name)  # ADD <url>: with or without an allowlist
         if patterns and (service or {}).get("image"):  # built services too: `compose pull` fetches it
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
+        for volume in (service or {}).get("volumes") or []:
+            if isinstance(volume, dict) and volume.get("type") == "image":
+                # Stops: an image the allowlist keeps the agent from running, read through a mount.
+                check_reference(str(volume.get("source") or ""), patterns, f"service {name!r}: image mount")
 
 
 def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], name: str) -> None:
