@@ -142,6 +142,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # Label keys (glob patterns, case-insensitive) the agent may not set on what it
     # creates: labels other software acts on. gatekeeper.* is refused regardless.
     "labels": {"refused": list(REFUSED_LABELS)},
+    # Names the agent gives (volumes, networks, image tags, compose projects, container
+    # names) start with this prefix (gatekeeper.name_prefix); "" switches the rule off.
+    "names": {"prefix": "ai-"},
     # `gatekeeper proxy` (gatekeeper.proxy): its socket, the engine's, body caps in bytes,
     # and [proxy.users]: connecting unix user (SO_PEERCRED) -> profile; anyone else gets 403.
     "proxy": {
@@ -189,6 +192,7 @@ USER_PROFILES = 'table of user name = "profile"'
 ADDRESS_LIST = 'list of IP addresses ("127.0.0.1", "::1"; "0.0.0.0" and "::" are every interface)'
 ASK_LIST = "list of command names or askable rule ids (image-source, protected)"
 PORT_RANGE_LIST = 'list of ports or port ranges ("8080", "1024-65535")'
+NAME_PREFIX = 'name prefix such as "ai-" (lower-case letters, digits, _ . -; "" for none)'
 
 SCHEMA: dict[str, dict[str, str]] = {
     "docker": {
@@ -234,6 +238,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "shared": {"volumes": PATTERN_LIST, "networks": PATTERN_LIST, "images": PATTERN_LIST,
                "containers": PATTERN_LIST},
     "labels": {"refused": PATTERN_LIST},
+    "names": {"prefix": NAME_PREFIX},
     "proxy": {"listen": ABSOLUTE_PATH, "group": GROUP_NAME, "upstream": ABSOLUTE_PATH,
               "max_body": COUNT, "max_build_context": COUNT, "max_spool_per_user": COUNT, "max_spool": COUNT,
               "max_connections_per_user": COUNT, "header_timeout": COUNT, "body_timeout": COUNT,
@@ -256,7 +261,7 @@ class Policy:
         "allowed", "blocked", "allowed_roots", "state_dir", "source", "sha256", "settings",
         "profile", "scope", "protect", "shared", "refused_labels", "redact_keys", "reserved_tags",
         "subnets", "caps", "ask", "approvals_dir", "approval_expires", "budgets", "images_allowed",
-        "pin_digests", "via_proxy",
+        "pin_digests", "via_proxy", "name_prefix",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -301,6 +306,8 @@ class Policy:
         self.pin_digests = bool(settings["images"]["pin_digests"])
         # [audit] via_proxy: the proxy writes the log, the agent's account cannot open it
         self.via_proxy = bool(settings["audit"].get("via_proxy"))
+        # [names] prefix of every name the agent gives ("" = off; gatekeeper.name_prefix)
+        self.name_prefix = str(settings["names"]["prefix"])
 
     def for_profile(self, profile: str) -> Policy:
         """The same policy seen as another profile's (the API layer serves several with one)."""
@@ -557,6 +564,12 @@ def is_string_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
+def is_name_prefix(value: object) -> bool:
+    from gatekeeper.name_prefix import is_prefix
+
+    return is_prefix(value)
+
+
 VALIDATORS: dict[str, Callable[[object], bool]] = {
     ABSOLUTE_PATH: is_absolute_path,
     STRING: lambda value: isinstance(value, str),
@@ -582,6 +595,7 @@ VALIDATORS: dict[str, Callable[[object], bool]] = {
     ADDRESS_LIST: lambda value: is_string_list(value) and all(is_ip_address(v) for v in value),
     ASK_LIST: lambda value: is_string_list(value) and all(is_askable(v) for v in value),
     PORT_RANGE_LIST: lambda value: is_string_list(value) and all(is_port_range(v) for v in value),
+    NAME_PREFIX: is_name_prefix,
 }
 
 

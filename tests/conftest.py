@@ -22,6 +22,26 @@ exit "${{STUB_EXIT:-0}}"
 """
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The embedded default's [names] prefix is "ai-" (gatekeeper.name_prefix). The unit tests of
+    other rules name things `web`, `app`, `pgdata`, and compose fixtures are projects named after
+    their directories: in this test process the embedded default is "" (the rule off), set before
+    any test module builds its policies. The name rule's own tests give the prefix explicitly, and
+    tests marked `names_default` get the real default back; gatekeeper run in a subprocess (the
+    ForceCommand tests, the end-to-end stack) reads the real default."""
+    from gatekeeper import policy
+
+    policy.DEFAULTS["names"] = {"prefix": ""}
+
+
+@pytest.fixture(autouse=True)
+def names_default_when_marked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("names_default"):
+        from gatekeeper import name_prefix, policy
+
+        monkeypatch.setitem(policy.DEFAULTS, "names", {"prefix": name_prefix.DEFAULT_PREFIX})
+
+
 class Deployment:
     """A temp deployment: workdir, audit log, stub docker, policy file."""
 

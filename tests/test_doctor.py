@@ -18,7 +18,8 @@ import pytest
 from gatekeeper.operator import doctor
 from gatekeeper.operator.doctor import FAIL, OK, WARN, Deployment
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the deployment's files must be root-owned")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="the deployment's files must be root-owned"),
+              pytest.mark.names_default]  # the embedded default's [names] prefix, as deployed
 
 AGENT = "ai-worker"
 AGENT_GID = 4242
@@ -318,3 +319,14 @@ def test_without_the_proxy_the_old_layout_passes_with_warnings(tmp_path: Path) -
     (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:\n{AGENT}:x:{AGENT_GID}:\n")
     failed = [c for c in diagnose(root) if c.status == FAIL]
     assert [(c.name, "usermod -aG docker" in c.fix) for c in failed] == [("engine access", True)]
+
+
+def test_names_prefix_off_is_warned_about(tmp_path: Path) -> None:
+    """[names] prefix = "" (the name rule off) is a warning; the control: the good deployment
+    (the key absent: the default "ai-") says ok."""
+    root = build(tmp_path)
+    assert [c.status for c in diagnose(root) if c.name == "names"] == [OK]
+    policy = root / "etc/gatekeeper/policy.toml"
+    policy.write_text(policy.read_text() + '\n[names]\nprefix = ""\n')
+    names = [c for c in diagnose(root) if c.name == "names"]
+    assert [c.status for c in names] == [WARN] and "the name rule is off" in names[0].detail, names

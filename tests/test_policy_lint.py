@@ -16,6 +16,8 @@ import pytest
 
 from gatekeeper.operator.lint import ERROR, WARNING, Context, lint
 
+pytestmark = pytest.mark.names_default  # the embedded default's [names] prefix, as deployed
+
 GOOD = """\
 [docker]
 binary = "/usr/bin/docker"
@@ -212,3 +214,12 @@ def test_policy_show_marks_values_from_the_file(tmp_path: Path) -> None:
     assert f"# effective policy from {policy}" in done.stdout
     assert 'allowed_roots = ["/srv/agent"]  # from the policy file' in done.stdout
     assert 'binary = "/usr/bin/docker"\n' in done.stdout
+
+
+def test_names_prefix_off_is_warned_about(tmp_path: Path) -> None:
+    """`prefix = ""` switches the name rule off: said where it is written; the control: the
+    key absent (the default "ai-") or another prefix lints clean."""
+    found = findings_for(tmp_path, GOOD + '\n[names]\nprefix = ""\n')
+    assert [(level, what) for level, _, what, _ in found] == [(WARNING, "names.prefix")], found
+    assert "the name rule is off" in found[0][3] and found[0][1] == GOOD.count("\n") + 3
+    assert findings_for(tmp_path, GOOD + '\n[names]\nprefix = "agent-"\n') == []

@@ -773,6 +773,18 @@ def check_sshd(deployment: Deployment) -> Iterator[Check]:
         yield Check("sshd settings", OK, "sshd -T gives the agent the drop-in's settings")
 
 
+def check_names(settings: dict[str, dict[str, object]]) -> Iterator[Check]:
+    """[names] prefix (gatekeeper.name_prefix): off only when the operator said so."""
+    prefix = str((settings.get("names") or {}).get("prefix", ""))
+    if prefix:
+        yield Check("names", OK, f"names the agent gives start with {prefix!r}")
+    else:
+        from gatekeeper.operator.lint import NAMES_OFF
+
+        yield Check("names", WARN, f'[names] prefix = "": {NAMES_OFF}',
+                    'set [names] prefix = "ai-" (or remove the key: "ai-" is the default)')
+
+
 def diagnose(deployment: Deployment) -> list[Check]:
     checks = list(check_policy(deployment))
     settings = load_settings(deployment)
@@ -783,6 +795,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_config_dir(deployment, settings)
     checks += check_docker_binary(deployment, settings)
     checks += check_state_dir(deployment, settings)
+    checks += check_names(settings)
     checks += check_area_mounts(deployment, settings)
     checks += check_audit_log(deployment, settings)
     checks += check_keys_file(deployment)

@@ -99,6 +99,7 @@ def lint(path: str, context: Context | None = None) -> list[Finding]:
         findings.extend(command_findings(parsed, locate))
         findings.extend(audit_findings(settings, locate, context))
         findings.extend(limit_findings(settings["limits"], locate, context))
+        findings.extend(names_findings(settings, locate))
     return sorted(findings, key=lambda f: (f.level != ERROR, f.line))
 
 
@@ -511,6 +512,18 @@ def audit_findings(
 ENGINE_MIN_MEMORY: Final = 6 * 1024 * 1024  # dockerd: "Minimum memory limit allowed is 6MB"
 ENGINE_MIN_NANO_CPUS: Final = 10**7  # dockerd: "Range of CPUs is from 0.01 to N"
 ENGINE_MIN_HEALTH: Final = 10**6  # dockerd: health intervals "cannot be less than 1ms"
+
+
+def names_findings(settings: dict[str, dict[str, object]], locate: Locator) -> Iterator[Finding]:
+    """[names] prefix = "" switches off the name rule (gatekeeper.name_prefix): said, not an error."""
+    if settings.get("names", {}).get("prefix") == "":
+        yield Finding(WARNING, locate.path, locate.line("names", "prefix"), "names.prefix", '""',
+                      NAMES_OFF, 'set a prefix such as "ai-" (the default when the key is absent)')
+
+
+NAMES_OFF: Final = ("the name rule is off: a volume, network, image tag, compose project or container name "
+                    "the agent takes first is the operator's later object (the operator's data in the "
+                    "agent's volume, the agent's image run under the operator's tag)")
 
 
 def limit_findings(limits: dict[str, object], locate: Locator, context: Context) -> Iterator[Finding]:

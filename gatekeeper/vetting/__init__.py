@@ -35,6 +35,10 @@ def vet(ctx: Context) -> Vetted:
     if family is not None:
         family(ctx)
     vet_image_sources(ctx)
+    if ctx.located.canonical in NAMING and ctx.policy.name_prefix:
+        from gatekeeper.vetting.names import vet_given_names
+
+        vet_given_names(ctx)  # [names] prefix (gatekeeper.name_prefix)
     if ctx.vetted.named_volumes:
         from gatekeeper.vetting.volumes import check_existing_volumes
 
@@ -54,6 +58,14 @@ def vet_image_sources(ctx: Context) -> None:
         from gatekeeper.vetting.images import vet_image_sources as vet_images
 
         vet_images(ctx)
+
+
+# Commands that give names to what they create (gatekeeper.vetting.names.NAMING;
+# tests/test_names.py keeps the two equal): no import for the others.
+NAMING = frozenset({
+    "container run", "container create", "image build", "network create",
+    "compose up", "compose create", "compose run", "compose build",
+})  # fmt: skip
 
 
 # Commands that start existing containers: the engine mounts their binds again, so

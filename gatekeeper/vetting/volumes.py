@@ -98,6 +98,9 @@ def prepare_new_volume(ctx: Context, name: str, made_by_compose: set[str]) -> No
         raise Denied(f"volume names starting with {RESERVED_VOLUME_PREFIX!r} are gatekeeper's own; "
                      "choose another name", rule="foreign-volume")
     if name not in made_by_compose:
+        from gatekeeper.name_prefix import VOLUME, check_name
+
+        check_name(ctx.policy.name_prefix, VOLUME, name, "new volume")  # [names] prefix
         step = (CREATE_VOLUME, name)
         if step not in ctx.vetted.prepare:
             ctx.vetted.prepare.append(step)

@@ -512,7 +512,30 @@ upstream = "{DOCKER_SOCKET}"
 
 [proxy.users]
 {AGENT} = "default"
-"""
+{SUITE_NAMES}"""
+
+
+# The attack modules name what the agent makes gk-*, gkchain, and compose projects after their
+# directories: they run with the name rule off. The everyday modules and test_operator_leaks run
+# with the embedded default, "ai-" (names_prefix).
+SUITE_NAMES: Final = '\n[names]\nprefix = ""\n'
+
+
+@contextlib.contextmanager
+def names_prefix(prefix: str | None) -> Iterator[None]:
+    """The stack's policy with `[names] prefix = PREFIX` while the block runs (None: no
+    [names] table, the embedded default "ai-"), then put back; the proxy reads it both times."""
+    original = POLICY.read_text()
+    table = "" if prefix is None else f'\n[names]\nprefix = "{prefix}"\n'
+    if SUITE_NAMES not in original:
+        raise StackError("the stack's policy has no [names] table to replace")
+    write_file(POLICY, original.replace(SUITE_NAMES, table), mode=0o644)
+    reload_proxy()
+    try:
+        yield
+    finally:
+        write_file(POLICY, original, mode=0o644)
+        reload_proxy()
 
 
 @contextlib.contextmanager
