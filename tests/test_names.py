@@ -6,7 +6,8 @@
 A name the agent takes before the operator uses it turns the operator's later work into
 the agent's object (the operator's database in the agent's volume, the agent's image run as
 `postgres:16`, compose adopting the agent's containers). Each table lists the spellings that
-give a name (the CLI layer, gatekeeper.vetting.names), allowed prefixed and refused without; each refusal is allowed again
+give a name, in both layers (the CLI layer, gatekeeper.vetting.names; the API layer,
+gatekeeper.proxy.names), allowed prefixed and refused without; each refusal is allowed again
 with `prefix = ""` (the control: the rule, not something else, refuses it).
 """
 
@@ -19,11 +20,14 @@ import pytest
 from gatekeeper import name_prefix
 from gatekeeper.decision import decide
 from gatekeeper.errors import Denied, PolicyError
-from gatekeeper.policy import DEFAULTS, Policy, load_policy
+from gatekeeper.policy import DEFAULTS, Policy, load_policy, merge
+from gatekeeper.proxy import names as proxy_names
 from gatekeeper.vetting import NAMING
 from gatekeeper.vetting.names import NAMING as NAMES_NAMING
 from gatekeeper.vetting.names import check_compose_names
+from tests.api_engine import FakeEngine
 from tests.test_namespaces import FILES, Engine
+from tests.test_proxy_vet import request
 
 # ---------------------------------------------------------------- the pure rule
 
@@ -195,3 +199,63 @@ def test_compose_names_refused(model: dict[str, object], named: str) -> None:
     with pytest.raises(Denied) as denied:
         check_compose_names("ai-", model)
     assert denied.value.rule == "name-prefix" and named in denied.value.message
+
+
+# ---------------------------------------------------------------- the API layer
+
+
+def api_policy(prefix: str) -> Policy:
+    return Policy(merge(DEFAULTS, {"names": {"prefix": prefix}}, "test"), "test", "")
+
+
+API_ALLOWED = [
+    ("POST", "/v1.47/containers/create", '{"Image":"alpine"}'),
+    ("POST", "/v1.47/containers/create?name=ai-web", '{"Image":"alpine"}'),
+    ("POST", "/v1.47/containers/create?name=0123456789ab_ai-shop-web-1", '{"Image":"alpine"}'),
+    ("POST", "/v1.47/containers/create?name=ai-shop-web-1",
+     '{"Image":"alpine","Labels":{"com.docker.compose.project":"ai-shop","com.docker.compose.service":"web"}}'),
+    ("POST", "/v1.47/volumes/create", '{"Name":"ai-pgdata"}'),
+    ("POST", "/v1.47/volumes/create", "{}"),
+    ("POST", "/v1.47/volumes/create", '{"Name":"ai-shop_data","Labels":{"com.docker.compose.project":"ai-shop","com.docker.compose.volume":"data"}}'),
+    ("POST", "/v1.47/networks/create", '{"Name":"ai-backend"}'),
+    ("POST", "/v1.47/build?t=ai-app%3A1&t=ai-app%3Alatest", ""),
+    ("POST", "/v1.47/build", ""),
+]
+
+API_REFUSED = [
+    ("POST", "/v1.47/containers/create?name=web", '{"Image":"alpine"}', "'web'"),
+    ("POST", "/v1.47/containers/create?name=0123456789ab_web", '{"Image":"alpine"}', "'0123456789ab_web'"),
+    ("POST", "/v1.47/containers/create?name=ai-web",
+     '{"Image":"alpine","Labels":{"com.docker.compose.project":"app","com.docker.compose.service":"web"}}', "'app'"),
+    ("POST", "/v1.47/containers/create?name=ai-web", '{"Image":"alpine","HostConfig":{"Binds":["pgdata:/d"]}}', "'pgdata'"),
+    ("POST", "/v1.47/volumes/create", '{"Name":"pgdata"}', "'ai-pgdata'"),
+    ("POST", "/v1.47/volumes/create", '{"Name":"app_data","Labels":{"com.docker.compose.project":"app"}}', "'app_data'"),
+    ("POST", "/v1.47/networks/create", '{"Name":"backend"}', "'ai-backend'"),
+    ("POST", "/v1.47/build?t=postgres%3A16", "", "'ai-postgres:16'"),
+    ("POST", "/v1.47/build?t=ai-app&t=postgres", "", "'postgres'"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "body"), API_ALLOWED)
+def test_api_allows_prefixed_names(method: str, target: str, body: str) -> None:
+    verdict = proxy_decide(method, target, body, "ai-")
+    assert verdict.allowed, verdict.reason
+
+
+@pytest.mark.parametrize(("method", "target", "body", "named"), API_REFUSED)
+def test_api_refuses_names_without_the_prefix(method: str, target: str, body: str, named: str) -> None:
+    verdict = proxy_decide(method, target, body, "ai-")
+    assert not verdict.allowed and verdict.rule == "name-prefix", verdict.reason
+    assert named in verdict.reason
+    control = proxy_decide(method, target, body, "")
+    assert control.allowed, control.reason  # the prefix off: the same request is forwarded
+
+
+def proxy_decide(method: str, target: str, body: str, prefix: str):  # type: ignore[no-untyped-def]
+    from gatekeeper.proxy.vet import vet_api_request
+
+    return vet_api_request(request(method, target, body), api_policy(prefix), FakeEngine())
+
+
+def test_the_api_checks_the_query_names_of_these_routes() -> None:
+    assert set(proxy_names.QUERY_NAMES) == {"container.create", "container.rename", "image.build"}

@@ -713,7 +713,9 @@ def create_new_volumes(body: Body) -> None:
             raise Denied(f"{what}: volume {name!r} does not exist; create it first (docker volume create "
                          f"{name})", rule="foreign-volume")
         from gatekeeper.proxy.disk import check_disk_budget
+        from gatekeeper.proxy.names import check_given
 
+        check_given(call, "volume", name, what)
         check_disk_budget(call, f"volume {name!r}")
         status, obj = make(name, {OWNER_LABEL: call.profile})
         if status != 201 or not isinstance(obj, dict):

@@ -11,6 +11,7 @@ from gatekeeper.proxy.containers import Body, allow, parse_body, walk, zero
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from gatekeeper.proxy.containers import Check
     from gatekeeper.proxy.contract import ApiVerdict
     from gatekeeper.proxy.vet import Call
 
@@ -28,8 +29,21 @@ def local_driver(body: Body, field: str, value: object) -> None:
                      "path", rule="volume-backed")
 
 
+def given_name(kind: str) -> Check:
+    """A `Name` field: the [names] prefix (gatekeeper.proxy.names); empty: the engine picks one."""
+
+    def check(body: Body, field: str, value: object) -> object:
+        if value not in (None, "") and not str(value).lower().startswith("gatekeeper-"):
+            from gatekeeper.proxy.names import check_given  # gatekeeper-*: refused below as ours
+
+            check_given(body.call, kind, str(value), f"{kind} create {field}")
+        return value
+
+    return check
+
+
 VOLUME_FIELDS = {
-    "Name": allow, "Driver": local_driver, "Labels": labelled,
+    "Name": given_name("volume"), "Driver": local_driver, "Labels": labelled,
     # Stops: local-driver options (type=none,o=bind,device=/) that bind-mount any host path.
     "DriverOpts": zero("volume-opt", "local-driver options (type=none,o=bind,device=/) bind-mount any "
                        "host path"),
@@ -116,7 +130,8 @@ def check_pool_subnet(call: Call, text: str, what: str) -> None:
 
 
 NETWORK_FIELDS = {
-    "Name": allow, "CheckDuplicate": allow, "Driver": bridge_driver, "Internal": allow, "Attachable": allow,
+    "Name": given_name("network"), "CheckDuplicate": allow, "Driver": bridge_driver, "Internal": allow,
+    "Attachable": allow,
     "EnableIPv4": allow, "EnableIPv6": allow, "IPAM": check_ipam, "Labels": labelled,
     "Options": zero("opt", "bridge driver options pick host interface names, MTUs and iptables behaviour"),
     "Scope": zero("scope", "swarm scope"), "Ingress": zero("ingress", "the swarm routing mesh"),

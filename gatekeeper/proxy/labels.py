@@ -45,6 +45,9 @@ def owner_labelled(call: Call, labels: object, what: str, created: bool = False)
     compose = any(key.lower().startswith(COMPOSE_PREFIX) for key in labels)
     if compose:
         check_compose_project(call, labels.get(PROJECT_LABEL), what)
+        from gatekeeper.proxy.names import check_compose_project as check_project_name
+
+        check_project_name(call, str(labels[PROJECT_LABEL]), f"{what}s {PROJECT_LABEL}")
     for key, value in labels.items():
         if key in (OWNER_LABEL, CREATED_LABEL) and value == call.profile:
             continue

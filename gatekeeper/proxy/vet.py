@@ -103,6 +103,7 @@ def vet_api_request(request: ApiRequest, policy: Policy, engine: EngineQueries) 
         check_query(request, route)
         check_commands(request, route, policy)
         call = Call(request, policy, engine, route, params)
+        check_given_names(call)
         return VETTERS[route.vetter](call)
     except Denied as denial:
         if endpoint == "unknown":
@@ -111,6 +112,14 @@ def vet_api_request(request: ApiRequest, policy: Policy, engine: EngineQueries) 
     except Exception as error:  # noqa: BLE001 - a bug in a vetter is a denial, audited as one
         why = f"internal error while vetting ({type(error).__name__}: {str(error)[:200]})"
         return ApiVerdict(False, "internal-error", why, endpoint)
+
+
+def check_given_names(call: Call) -> None:
+    """[names] prefix for names given in the query (gatekeeper.proxy.names)."""
+    from gatekeeper.proxy.names import QUERY_NAMES, check_query_names
+
+    if call.route.ident in QUERY_NAMES:
+        check_query_names(call)
 
 
 def denial_status(request: ApiRequest) -> int:
