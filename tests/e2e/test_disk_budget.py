@@ -6,6 +6,11 @@ single command is refused. The agent's volume here holds 3 MB; under a 2 MB budg
 message carries the usage as the engine counts it (GET /system/df). Control: under a
 budget well above the usage the same pull reaches docker (which then fails: the
 stack has no registry) and the new volume is made.
+
+Three ways (tests/e2e/conftest.py THREE_WAY): in layout (b) the proxy refuses the pull
+(POST /images/create) and the new named volume it would make for the create, with the same
+figures in its 403 and its "api" record. `gatekeeper doctor`, run by root, asks the engine
+itself (the [proxy] upstream when [docker] host is the proxy) in every layout.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import pytest
 from gatekeeper.engine_api import disk_usage
 from gatekeeper.vetting.disk_budget import human_size, profile_usage
 
-from .stack import DOCKER_HOST, GATEKEEPER, IMAGE, Stack, policy_extended
+from .stack import DOCKER_HOST, GATEKEEPER, IMAGE, Stack, audit_offset, policy_extended
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -49,14 +55,16 @@ def test_a_pull_over_the_budget_is_refused_with_the_figure(stack: Stack) -> None
         stack.docker("volume", "rm", NEW_VOLUME)
         # the defence: at the budget, refused, with the engine's figures
         with policy_extended(budget("2m")):
+            since = audit_offset()
             refused = stack.ssh(f"docker pull {NOWHERE}")
+            assert_refused(stack, refused, since, rule="disk-budget")
+            since = audit_offset()
             new_volume = stack.ssh(f"docker run --rm -v {NEW_VOLUME}:/d {IMAGE} true")
+            assert_refused(stack, new_volume, since, rule="disk-budget")
             doctor = subprocess.run([str(GATEKEEPER), "doctor"], capture_output=True, text=True, timeout=120,
                                     check=False).stdout
         assert "warn  disk usage default: " in doctor and "at or past the 2MB budget" in doctor, doctor
         message = refused.stderr.decode()
-        assert refused.returncode == 77 and "(rule disk-budget)" in message, message
-        assert new_volume.returncode == 77 and b"(rule disk-budget)" in new_volume.stderr, new_volume.stderr
         total, _images, volumes, _cache, limit = FIGURES.search(message).groups()  # type: ignore[union-attr]
         assert limit == "2MB"
         assert volumes.endswith("MB") and float(volumes[:-2]) >= 3.0, message
