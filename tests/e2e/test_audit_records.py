@@ -3,6 +3,10 @@
 Forensics after an incident rest on this: which key, from where, asked for
 what, and what we decided. Denied attempts (not docker at all, sftp, a bare
 login) are the ones that matter most and must be recorded too.
+
+Not three ways (tests/e2e/conftest.py THREE_WAY): these are the CLI layer's records of its
+sessions; layout (b)'s ForceCommand records nothing, and there the proxy records each API
+request itself (layer "api", uid from SO_PEERCRED: test_audit_writer, test_attack_chains).
 """
 
 from __future__ import annotations
