@@ -64,23 +64,30 @@ def is_regular_file(fd: int) -> bool:
     return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
-def append_record(path: str, record: dict[str, object]) -> str:
+class LogBusy(Exception):
+    """Another writer holds the log's lock and the caller asked not to wait (`wait=False`)."""
+
+
+def append_record(path: str, record: dict[str, object], *, wait: bool = True) -> str:
     """One record on a descriptor opened for it and closed after (a rotation in between is
-    followed: long-lived writers such as the proxy never write into an old file)."""
+    followed: long-lived writers such as the proxy never write into an old file).
+    With wait=False a lock held by another writer raises LogBusy, nothing written."""
     fd = open_log(path)
     try:
-        return write_record(fd, record)
+        return write_record(fd, record, wait=wait)
     finally:
         os.close(fd)
 
 
-def write_record(fd: int, record: dict[str, object]) -> str:
+def write_record(fd: int, record: dict[str, object], *, wait: bool = True) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
     descriptor the record is chained to the last line (seq, prev) under flock."""
     import fcntl
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LogBusy from None
     except OSError as error:
         raise AuditError(f"cannot lock audit log: {error.strerror}") from None
     try:

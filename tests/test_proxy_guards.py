@@ -321,12 +321,52 @@ def test_flood_windows_start_afresh_and_report_once() -> None:
     now = [0.0]
     gate = guards.FloodGate(window=60, clock=lambda: now[0], wall=lambda: 1e9 + now[0])
     assert [gate.admit(7, "k", 2) for _ in range(4)] == [True, True, False, False]
-    assert gate.due() == []  # the window is not over
+    assert gate.due() == [] and not gate.summaries_due()  # the window is not over
     now[0] = 61
+    assert gate.summaries_due()  # over, with refusals
     assert gate.admit(7, "k", 2)  # a new window; the old one's summary is due
+    assert gate.summaries_due()
     (summary,) = gate.due()
     assert (summary["uid"], summary["refused"], summary["admitted"]) == (7, 2, 2)
     assert gate.due(force=True) == []  # the new window refused nothing
+    now[0] = 200
+    assert not gate.summaries_due()  # a window that is over but refused nothing sums up nothing
+
+
+def test_a_locked_log_makes_an_intake_record_wait_in_a_thread_not_on_the_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intake writes a record on the event loop (no thread hop: the ForceCommand waits for
+    the answer twice per command) but never waits there: while another writer holds the log's
+    lock, the loop still takes its turns (requests that need no log are served), and the record is
+    written once the lock is free. Control: an intake that waits for the lock on the loop stalls it."""
+    import fcntl
+
+    from gatekeeper.proxy import server
+
+    take_record = server.take_record
+    for waits_on_loop in (True, False):
+        if waits_on_loop:
+            monkeypatch.setattr(server, "take_record",
+                                lambda request, state, wait=True: take_record(request, state))
+        else:
+            monkeypatch.setattr(server, "take_record", take_record)
+        with running(tmp_path / str(waits_on_loop)) as proxy, open(proxy.audit, "rb+") as holder:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            statuses: list[int] = []
+            poster = threading.Thread(target=lambda: statuses.extend(post_records(proxy, 1)))  # noqa: B023
+            poster.start()
+            time.sleep(0.3)  # the record is in; its write waits for the lock
+            turn = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), proxy.loop)
+            try:
+                turn.result(timeout=1.0)  # the loop takes a turn: it is free to serve others
+                answered = True
+            except TimeoutError:
+                answered = False
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            poster.join(10)
+            assert statuses == [204]
+            assert [r.get("cmd") for r in proxy.records() if r.get("layer") == "cli"] == ["docker ps"]
+            assert answered is not waits_on_loop
 
 
 # ---------------------------------------------------------------- creates racing

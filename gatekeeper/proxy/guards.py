@@ -196,6 +196,13 @@ class FloodGate:
         entry.refuse(size, self.wall())
         return False
 
+    def summaries_due(self) -> bool:
+        """Whether due() would hand out a summary now (asked before every intake record,
+        so that one is written only when there is one; reads, changes nothing)."""
+        now = self.clock()
+        return bool(self.finished) or any(entry.refused and now - entry.start >= self.window
+                                           for entry in self.windows.values())
+
     def due(self, force: bool = False) -> list[dict[str, object]]:
         """Summaries of windows that are over (of every window with refusals when `force`),
         each handed out once."""

@@ -47,11 +47,13 @@ def is_intake(request: ApiRequest) -> bool:
     return request.path == INTAKE_PATH or request.path.startswith(INTAKE_PATH + "/")
 
 
-def handle_intake(request: ApiRequest, log_path: str) -> tuple[int, bytes]:
-    """Write one reported record: (HTTP status, JSON body) for the transport to send."""
+def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True) -> tuple[int, bytes]:
+    """Write one reported record: (HTTP status, JSON body) for the transport to send.
+    With wait=False a log locked by another writer raises gatekeeper.audit.LogBusy
+    (nothing written): the transport then writes it from a thread, which waits."""
     try:
         record = stamped_record(request)
-        append_record(log_path, record)
+        append_record(log_path, record, wait=wait)
     except IntakeRefused as refused:
         return refused.status, answer(refused.why)
     except AuditError as error:  # the ForceCommand then refuses to run anything (exit 75)
