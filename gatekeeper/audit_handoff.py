@@ -1,4 +1,4 @@
-"""The ForceCommand's side of the audit intake: hand one record to the proxy.
+"""The ForceCommand's side of the audit intake: hand its records to the proxy.
 
 With `[audit] via_proxy = true` the agent's account cannot open the audit log at all
 (root:root 0600): the proxy writes it (gatekeeper.proxy.intake). The ForceCommand
@@ -7,9 +7,15 @@ POSTs each record, one JSON line, to `/_gatekeeper/audit` on the proxy's socket
 a timeout, a short answer) is an AuditError: the command is refused, exit 75,
 never run unrecorded.
 
+An allowed command hands over two records, its decision before docker runs and its
+exit line after: both go on one connection (`Intake`), kept open between them, so
+the exit line costs no second connect and accept (under load, each is a wake-up of
+the proxy's loop: ~1 ms). Should the proxy have closed it meanwhile (its
+idle_timeout, a restart), the exit line goes on a fresh connection.
+
 The C socket module and one request line, not http.client or socket: this runs on
 every SSH command, http.client imports the email package and socket imports enum
-and selectors (milliseconds). The reply is read only as far as its status line.
+and selectors (milliseconds). The reply is read only as far as its head.
 """
 
 from __future__ import annotations
@@ -23,39 +29,91 @@ TIMEOUT = 10.0  # seconds for connect, send and the status line together
 MAX_REPLY = 4096
 
 
+class Intake:
+    """The proxy's intake socket, one connection for a session's records."""
+
+    __slots__ = ("socket_path", "kept")
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.kept: _socket.socket | None = None  # open after a record handed over with more=True
+
+    def hand_over(self, line: str, *, more: bool = False) -> None:
+        """Send one encoded record (gatekeeper.audit.encode) and wait for the proxy's 204;
+        `more`: another record follows, keep the connection for it."""
+        request = encoded(line, more)
+        kept, self.kept = self.kept, None
+        if kept is not None:
+            status, reusable = exchange(kept, request, more)
+            if status:
+                return self.settle(kept, status, reusable and more)
+            # No answer at all: the proxy closed the kept connection (idle_timeout, restart)
+            # before reading this record. It goes once more, on a fresh connection.
+        try:
+            conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        except OSError as error:
+            raise AuditError(f"cannot hand the record to the proxy at {self.socket_path}: "
+                             f"{describe(error)}") from None
+        try:
+            conn.settimeout(TIMEOUT)
+            conn.connect(self.socket_path)
+        except OSError as error:
+            conn.close()
+            raise AuditError(f"cannot hand the record to the proxy at {self.socket_path}: "
+                             f"{describe(error)}") from None
+        status, reusable = exchange(conn, request, more)
+        self.settle(conn, status, reusable and more)
+
+    def settle(self, conn: _socket.socket, status: int, keep: bool) -> None:
+        if status == 204 and keep:
+            self.kept = conn
+        else:
+            conn.close()
+        if status == 0:
+            raise AuditError(f"cannot hand the record to the proxy at {self.socket_path}: no answer")
+        if status != 204:
+            raise AuditError(f"the proxy at {self.socket_path} did not take the record (HTTP {status})")
+
+
 def hand_over(socket_path: str, line: str) -> None:
-    """Send one encoded record (gatekeeper.audit.encode) and wait for the proxy's 204."""
+    """One record on a connection of its own (a denial's only record)."""
+    Intake(socket_path).hand_over(line)
+
+
+def encoded(line: str, more: bool) -> bytes:
     body = line.encode("utf-8", "surrogateescape")
+    close = "" if more else "Connection: close\r\n"
     head = (
         f"POST {INTAKE_TARGET} HTTP/1.1\r\nHost: gatekeeper\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n{close}\r\n"
     )
-    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    return head.encode("ascii") + body
+
+
+def exchange(conn: _socket.socket, request: bytes, more: bool) -> tuple[int, bool]:
+    """(status code or 0 for no answer, whether the connection can carry another record)."""
     try:
         conn.settimeout(TIMEOUT)
-        conn.connect(socket_path)
-        conn.sendall(head.encode("ascii") + body)
-        status = read_status(conn)
-    except OSError as error:
-        raise AuditError(f"cannot hand the record to the proxy at {socket_path}: {describe(error)}") from None
-    finally:
-        conn.close()
-    if status != 204:
-        raise AuditError(f"the proxy at {socket_path} did not take the record (HTTP {status})")
+        conn.sendall(request)
+        reply = read_head(conn)
+    except OSError:
+        return 0, False
+    words = reply.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(words) < 2 or not words[0].startswith(b"HTTP/1.") or not words[1].isdigit():
+        return 0, False
+    # Reusable only when the reply was exactly one bodiless head (a 204's).
+    return int(words[1]), more and reply.endswith(b"\r\n\r\n") and reply.count(b"\r\n\r\n") == 1
 
 
-def read_status(conn: _socket.socket) -> int:
-    """The status code of the reply's first line; 0 when there is none."""
+def read_head(conn: _socket.socket) -> bytes:
+    """The reply as far as its head's end (or the connection's, or MAX_REPLY bytes)."""
     reply = b""
-    while b"\r\n" not in reply and len(reply) < MAX_REPLY:
+    while b"\r\n\r\n" not in reply and len(reply) < MAX_REPLY:
         chunk = conn.recv(MAX_REPLY)
         if not chunk:
             break
         reply += chunk
-    words = reply.split(b"\r\n", 1)[0].split(b" ", 2)
-    if len(words) < 2 or not words[0].startswith(b"HTTP/1.") or not words[1].isdigit():
-        return 0
-    return int(words[1])
+    return reply
 
 
 def describe(error: OSError) -> str:

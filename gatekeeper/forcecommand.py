@@ -16,6 +16,7 @@ from gatekeeper.policy import Policy, load_policy
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from gatekeeper.audit_handoff import Intake
     from gatekeeper.decision import Decision
     from gatekeeper.inflight import Registration
 
@@ -135,7 +136,7 @@ def record_and_run(command: str, decision: Decision, policy: Policy, profile: st
                    facts: dict[str, object], started: float) -> int:
     record = decision_record(command, decision.as_dict(), policy, profile, facts)
     try:
-        fd = record_decision(policy, record)
+        log = record_decision(policy, record, more=decision.allowed)
     except AuditError as error:
         say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing runs unrecorded")
         return error.exit_code
@@ -151,7 +152,7 @@ def record_and_run(command: str, decision: Decision, policy: Policy, profile: st
         code = run_with_steps(policy, decision)
     else:
         code = run_pinned(policy, decision)
-    record_exit(fd, policy, record, code, started)
+    record_exit(log, policy, record, code, started)
     return code
 
 
@@ -207,19 +208,24 @@ def decision_record(command: str, decision: dict[str, object], policy: Policy,
     return record
 
 
-def record_decision(policy: Policy, record: dict[str, object]) -> int:
-    """Write the decision record; the descriptor for the exit line (-1: handed to the proxy)."""
-    from gatekeeper.audit import open_log, to_syslog, write_record
+def record_decision(policy: Policy, record: dict[str, object], *, more: bool = False) -> int | Intake:
+    """Write the decision record; where the exit line goes: the log's descriptor, or the
+    proxy's intake (`more`: an exit line follows, the connection is kept for it)."""
+    from gatekeeper.audit import encode, open_log, to_syslog, write_record
 
+    log: int | Intake
     if handed_to_proxy(policy):
-        line = hand_over(policy, record)
-        fd = -1
+        from gatekeeper.audit_handoff import Intake
+
+        log = Intake(proxy_socket(policy))
+        line = encode(record)
+        log.hand_over(line, more=more)
     else:
-        fd = open_log(policy.audit_path)
-        line = write_record(fd, record)
+        log = open_log(policy.audit_path)
+        line = write_record(log, record)
     if policy.syslog:
         to_syslog(line)
-    return fd
+    return log
 
 
 def handed_to_proxy(policy: Policy) -> bool:
@@ -227,21 +233,17 @@ def handed_to_proxy(policy: Policy) -> bool:
     return policy.via_proxy
 
 
-def hand_over(policy: Policy, record: dict[str, object]) -> str:
-    from gatekeeper.audit import encode
-    from gatekeeper.audit_handoff import hand_over as send
-
-    line = encode(record)
+def proxy_socket(policy: Policy) -> str:
     proxy = policy.settings.get("proxy") or {}
-    send(str(proxy.get("listen", PROXY_SOCKET)), line)
-    return line
+    return str(proxy.get("listen", PROXY_SOCKET))
 
 
 PROXY_SOCKET = "/run/gatekeeper/docker.sock"  # [proxy] listen's default
 
 
-def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int, started: float) -> None:
-    from gatekeeper.audit import RECORD_VERSION, reopen_log, timestamp, to_syslog, write_record
+def record_exit(log: int | Intake, policy: Policy, decision: dict[str, object], code: int,
+                started: float) -> None:
+    from gatekeeper.audit import RECORD_VERSION, encode, reopen_log, timestamp, to_syslog, write_record
 
     record = {
         "v": RECORD_VERSION, "ts": timestamp(), "event": "exit",
@@ -249,21 +251,22 @@ def record_exit(fd: int, policy: Policy, decision: dict[str, object], code: int,
         "canonical": decision["canonical"], "exit": code,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
     }  # fmt: skip
-    if fd < 0:
+    if not isinstance(log, int):  # the proxy's intake, on the decision record's connection
+        line = encode(record)
         try:
-            line = hand_over(policy, record)
+            log.hand_over(line)
         except AuditError as error:
             say(f"gatekeeper: warning: {error.message}")
             return
     else:
-        exit_fd = reopen_log(policy.audit_path, fd)
+        exit_fd = reopen_log(policy.audit_path, log)
         try:
             line = write_record(exit_fd, record)
         except AuditError as error:
             say(f"gatekeeper: warning: {error.message}")
             return
         finally:
-            if exit_fd != fd:
+            if exit_fd != log:
                 os.close(exit_fd)
     if policy.syslog:
         to_syslog(line)

@@ -111,12 +111,14 @@ def test_an_unwritable_log_is_a_503(tmp_path: Path) -> None:
 class FakeProxy:
     """A unix socket answering each request as the proxy's hook would (or as told)."""
 
-    def __init__(self, path: Path, log: Path, reply: bytes | None = None) -> None:
-        self.path, self.log, self.reply = path, log, reply
+    def __init__(self, path: Path, log: Path, reply: bytes | None = None, *,
+                 keep_alive: bool = False) -> None:
+        self.path, self.log, self.reply, self.keep_alive = path, log, reply, keep_alive
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen(8)
         self.requests: list[bytes] = []
+        self.connections = 0
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
@@ -126,13 +128,21 @@ class FakeProxy:
                 conn, _ = self.server.accept()
             except OSError:
                 return
+            self.connections += 1
             with conn:
-                self.answer(conn)
+                # Like the proxy with keep_alive (HTTP/1.1: until the client asks to close),
+                # else one request per connection, as a proxy that closed it meanwhile.
+                while self.answer(conn) and self.keep_alive:
+                    pass
 
-    def answer(self, conn: socket.socket) -> None:
+    def answer(self, conn: socket.socket) -> bool:
+        """Answer one request; whether the client keeps the connection open."""
         data = b""
         while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
+            more = conn.recv(65536)
+            if not more:
+                return False
+            data += more
         head, body = data.split(b"\r\n\r\n", 1)
         length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                           if line.lower().startswith(b"content-length")))  # fmt: skip
@@ -142,19 +152,21 @@ class FakeProxy:
         if self.reply is not None:
             if self.reply:
                 conn.sendall(self.reply)
-            return
+            return False
         status, answer = intake.handle_intake(request(body), str(self.log))
         conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer)
+        return b"connection: close" not in head.lower()
 
     def close(self) -> None:
         self.server.close()
 
 
 @contextlib.contextmanager
-def fake_proxy(tmp_path: Path, reply: bytes | None = None) -> Iterator[FakeProxy]:
+def fake_proxy(tmp_path: Path, reply: bytes | None = None, *,
+               keep_alive: bool = False) -> Iterator[FakeProxy]:
     log = tmp_path / "proxy-audit.jsonl"
     log.touch()
-    proxy = FakeProxy(tmp_path / "proxy.sock", log, reply)
+    proxy = FakeProxy(tmp_path / "proxy.sock", log, reply, keep_alive=keep_alive)
     try:
         yield proxy
     finally:
@@ -208,6 +220,35 @@ def test_forcecommand_records_through_the_proxy_only(proxied: tuple[Deployment, 
     records = [json.loads(line) for line in proxy.log.read_text().splitlines()]
     assert [(r["event"], r["layer"]) for r in records] == [("decision", "cli"), ("exit", "cli")]
     assert deployment.audit_lines() == []  # the log file in [audit] path was never written by the agent
+
+
+def test_an_allowed_command_hands_both_records_over_one_connection(deployment: Deployment,
+                                                                   tmp_path: Path) -> None:
+    """The decision record keeps the connection open for the exit line (one connect and accept
+    of the proxy less per command); a denial, with no exit line, closes it at once."""
+    with fake_proxy(tmp_path, keep_alive=True) as proxy:
+        via_proxy(deployment, proxy.path)
+        assert run_gatekeeper(deployment, "docker ps").returncode == 0
+        assert proxy.connections == 1
+        assert [b"connection: close" in head.lower() for head in proxy.requests] == [False, True]
+        assert run_gatekeeper(deployment, "docker exec web sh").returncode == 77
+        assert proxy.connections == 2
+        assert b"connection: close" in proxy.requests[-1].lower()
+    records = [json.loads(line) for line in proxy.log.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["decision", "exit", "decision"]
+    assert records[0]["session"] == records[1]["session"]
+
+
+def test_the_exit_line_goes_afresh_when_the_proxy_closed_the_kept_connection(
+        proxied: tuple[Deployment, FakeProxy]) -> None:
+    """A proxy that closed the kept connection while docker ran (its idle_timeout, a restart)
+    gets the exit line on a new one: written once, no warning."""
+    deployment, proxy = proxied  # this fake proxy closes every connection after one answer
+    result = run_gatekeeper(deployment, "docker ps")
+    assert result.returncode == 0 and b"warning" not in result.stderr
+    assert proxy.connections == 2
+    records = [json.loads(line) for line in proxy.log.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["decision", "exit"]
 
 
 def test_forcecommand_fails_closed_without_the_proxy(proxied: tuple[Deployment, FakeProxy]) -> None:
