@@ -117,6 +117,33 @@ def test_only_inspect_templates_import_the_engine_stand_in(deployment: Deploymen
     assert "gatekeeper.redacting_engine" in modules and "http.server" in modules
 
 
+def test_everyday_run_flags_import_no_heavy_module(deployment: Deployment) -> None:
+    """`run --network NAME` (the CLI's long-syntax test was a regexp: `re` and `enum`, ~6 ms)
+    and a plain `run --rm` import nothing heavy. Control: the long syntax itself still
+    parses (it is refused for its own reason, not for a missing module)."""
+    compile_policy(str(deployment.policy))
+    for command in ("docker run --rm --network mynet busybox true", "docker run --rm busybox true",
+                    "docker run --rm --network none busybox true"):
+        _, modules = imported_modules(deployment, command)
+        assert "gatekeeper.vetting.run" in modules, command
+        assert heavy(modules) == set(), command
+    status, _ = imported_modules(deployment, "docker run --rm --network name=host busybox true")
+    assert status == 77
+
+
+@given(st.text(alphabet=st.sampled_from("a_Z09=,.:-é ")))
+@example("a=b")
+@example("=b")
+@example("a=")
+@example("é=b")
+def test_network_long_syntax_test_equals_the_clis_regexp(value: str) -> None:
+    import re
+
+    from gatekeeper.vetting.flag_checks import is_network_long_syntax
+
+    assert is_network_long_syntax(value) == (re.search(r"\w+=\w+", value, re.ASCII) is not None)
+
+
 # Loaded only by the commands that use them: the value-language flag checks and the bind
 # rules (gatekeeper.vetting.flag_check, vet_host_path_invariant), the session cap, and the
 # in-flight registry (worlds.RealWorld opens it when first asked).

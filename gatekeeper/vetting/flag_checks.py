@@ -282,11 +282,15 @@ def check_network(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         refuse(use, "expected bridge, none, default or a network name")
 
 
-def is_network_long_syntax(value: str) -> bool:
-    """The CLI's own test: regexp `\\w+=\\w+(,\\w+=\\w+)*` anywhere in the value."""
-    import re
+WORD_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
-    return re.search(r"\w+=\w+", value, re.ASCII) is not None
+
+def is_network_long_syntax(value: str) -> bool:
+    """The CLI's own test: regexp `\\w+=\\w+(,\\w+=\\w+)*` anywhere in the value (Go's \\w is
+    ASCII), which matches wherever an '=' has a word character on each side. Without `re`:
+    its import costs ~6 ms (enum, functools, ...), and `--network NAME` is an everyday flag."""
+    return any(value[i - 1] in WORD_CHARACTERS and value[i + 1] in WORD_CHARACTERS
+               for i in range(1, len(value) - 1) if value[i] == "=")
 
 
 def network_long_target(use: FlagUse, value: str, ctx: Context) -> str:
