@@ -97,6 +97,28 @@ def test_a_package_directory_others_can_write_is_refused(tmp_path: Path, mode: i
         assert package_directory(str(fake)) == str(packages)
 
 
+def test_install_entry_leaves_current_bytecode_for_every_module(tmp_path: Path) -> None:
+    """Without .pyc files every call compiles what it imports from source (the agent cannot
+    save them in the root-owned directory): install-entry makes them, with the interpreter
+    that runs them. Control: before, there are none; a module that does not compile fails it."""
+    import importlib.util
+
+    from gatekeeper.operator.install_entry import EntryError, compile_bytecode
+
+    package = tmp_path / "gatekeeper"
+    (package / "vetting").mkdir(parents=True)
+    modules = [package / "__init__.py", package / "cli.py", package / "vetting" / "run.py"]
+    for module in modules:
+        module.write_text("X = 1\n")
+    cached = [Path(importlib.util.cache_from_source(str(module))) for module in modules]
+    assert not any(pyc.exists() for pyc in cached)
+    compile_bytecode(os.path.join(sys.prefix, "bin", "python3"), str(package))
+    assert all(pyc.exists() for pyc in cached)
+    (package / "broken.py").write_text("def (:\n")
+    with pytest.raises(EntryError, match="bytecode"):
+        compile_bytecode(os.path.join(sys.prefix, "bin", "python3"), str(package))
+
+
 def test_a_session_through_the_entry_script_leaves_nothing_unsaid(deployment: Deployment) -> None:
     """The entry script ends a ForceCommand session with os._exit (gatekeeper.cli.entry: no
     interpreter teardown). Nothing may be lost by it: the exit status, gatekeeper's own

@@ -15,6 +15,12 @@ pip cannot make this script: it rewrites a `#!python` line to the bare
 interpreter and drops options, so a console script would run without -I.
 The script is written atomically (temporary file, rename), root-owned 0755,
 and then run once with --version to prove the kernel starts it.
+
+It also compiles gatekeeper's modules to bytecode with that interpreter (compileall:
+only what is missing or stale). pip does so when it installs, unless told not to
+(--no-compile); without the .pyc files every call compiles each module it imports
+from source, and cannot save the result in the root-owned directory: a denied
+command took 32 ms instead of 15 here, an allowed one more.
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ def main(args: list[str]) -> int:
         options = parse(args)
         python = interpreter(options.get("--python") or default_python())
         target = options.get("--to") or os.path.join(os.path.dirname(python), ENTRY_NAME)
-        write_entry(target, python, package_directory(python))
+        packages = package_directory(python)
+        compile_bytecode(python, os.path.join(packages, "gatekeeper"))
+        write_entry(target, python, packages)
         prove_it_starts(target)
     except EntryError as error:
         sys.stderr.write(f"gatekeeper install-entry: {error}\n")
@@ -122,6 +130,16 @@ def package_directory(python: str) -> str:
     if os.stat(directory).st_mode & 0o022:
         raise EntryError(f"{directory} is group- or other-writable: whoever writes it runs as the agent")
     return directory
+
+
+def compile_bytecode(python: str, package: str) -> None:
+    """Current .pyc files for every module of the package, made by the interpreter that runs them."""
+    import subprocess
+
+    done = subprocess.run([python, "-I", "-m", "compileall", "-q", package], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd="/", timeout=300, check=False)
+    if done.returncode != 0:
+        raise EntryError(f"cannot compile {package} to bytecode: {(done.stdout + done.stderr).strip()[:200]}")
 
 
 def write_entry(target: str, python: str, packages: str) -> None:
