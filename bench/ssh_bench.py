@@ -40,6 +40,10 @@ issue 16's comparison) or `cli+proxy` (the deployment: docker through
 Needs root and the e2e lock (it starts the stack):
 
     flock /tmp/gk-e2e.lock /work/.../.venv/bin/python bench/ssh_bench.py [--rounds N] [--layout L]
+
+`--trace N` adds N rounds under perf (bench/process_trace.py, root): for each command and
+side, when the session's shell, the ForceCommand and docker were exec'd and exited, in ms
+after the ssh client started, and gatekeeper's minus plain's per stretch of the session.
 """
 
 from __future__ import annotations
@@ -219,6 +223,71 @@ def query_bench(rounds: int) -> None:
           f"docker CLI {statistics.median(cli) * 1000:.2f} ms")
 
 
+MILESTONES: Final = ("first", "shell exec", "ForceCommand exec", "docker exec", "docker exit",
+                      "ForceCommand exit", "shell exit")
+
+
+def trace_bench(stack: Stack, port: int, plain_sshd: int, rounds: int) -> None:
+    """Each command through the agent's ssh and the plain user's, alternating, under perf: when
+    (ms after the ssh client started) the session's shell, the ForceCommand and docker were
+    exec'd and exited, as the kernel saw it (bench/process_trace.py), medians."""
+    from bench.process_trace import Recorder, descendants, milestones
+
+    gk_sshd = next(d for d in stack.daemons if d.name == "sshd-forcecommand")
+    assert gk_sshd.process is not None
+    roots = {GK: gk_sshd.process.pid, PLAIN: plain_sshd}
+    programs = {"shell": "/bin/sh", "ForceCommand": str(VENV / "bin" / "gatekeeper-ssh"),
+                "docker": str(docker_client())}
+    windows: list[tuple[str, str, float, float]] = []
+    with Recorder() as recorder:
+        for n in range(rounds):
+            for name, command in COMMANDS:
+                for side in (GK, PLAIN) if n % 2 else (PLAIN, GK):
+                    started = time.monotonic()
+                    timed(side_argv(stack, port, side, command))
+                    windows.append((name, side, started, time.monotonic()))
+                    if name == "stop":
+                        stack.docker("start", OWNED)
+    events = recorder.events()
+    seen: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for name, side, started, ended in windows:
+        marks = milestones(descendants(events, roots[side], started, ended), programs)
+        row = seen.setdefault((name, side), {})
+        for mark, when in (*marks.items(), ("client exit", ended)):
+            row.setdefault(mark, []).append((when - started) * 1000)
+    print(f"\nunder perf, {rounds} rounds alternating: ms after the ssh client started (medians) when "
+          "each program of the session was exec'd / exited (first: sshd's child for the connection)")
+    columns = [*MILESTONES, "client exit"]
+    print(f"{'command':9} {'side':11} " + " ".join(f"{c:>13}" for c in columns))
+    for name, _ in COMMANDS:
+        for side in (GK, PLAIN):
+            row = seen.get((name, side), {})
+            cells = [f"{statistics.median(row[c]):13.1f}" if len(row.get(c, [])) == rounds else f"{'-':>13}"
+                     for c in columns]
+            print(f"{name:9} {side:11} " + " ".join(cells))
+        gk, plain = seen.get((name, GK), {}), seen.get((name, PLAIN), {})
+        segments = segment_differences(gk, plain)
+        print(f"{'':9} {'gk - plain':11} " + ", ".join(f"{label} {delta:+.1f}" for label, delta in segments))
+
+
+def segment_differences(gk: dict[str, list[float]], plain: dict[str, list[float]]) -> list[tuple[str, float]]:
+    """gatekeeper's side minus plain's, per stretch of the session (medians of spans, ms)."""
+    stretches = (("to shell", "", "shell exec"),
+                 ("shell to docker", "shell exec", "docker exec"),
+                 ("docker", "docker exec", "docker exit"),
+                 ("docker to shell exit", "docker exit", "shell exit"),
+                 ("to client exit", "shell exit", "client exit"))
+
+    def span(row: dict[str, list[float]], first: str, last: str) -> float:
+        starts = row[first] if first else [0.0] * len(row[last])
+        return statistics.median(b - a for a, b in zip(starts, row[last], strict=True))
+
+    try:
+        return [(label, span(gk, first, last) - span(plain, first, last)) for label, first, last in stretches]
+    except KeyError:
+        return []
+
+
 def report(times: Times, rounds: int, layout: str) -> None:
     print(f"\n{rounds} rounds, sides in rotating order, layout {layout}; wall ms of the whole "
           "`ssh ... docker ...` round trip; ratios to plain's (median, minimum, median of per-round ratios)")
@@ -241,6 +310,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--layout", choices=(CLI_ALONE, LAYERED), default=CLI_ALONE)
+    parser.add_argument("--trace", type=int, default=0, metavar="ROUNDS",
+                        help="also ROUNDS rounds under perf: when each program of a session ran")
+    parser.add_argument("--no-bench", action="store_true", help="only the --trace rounds")
     options = parser.parse_args()
     with running_stack() as stack:
         switch_mode(stack, options.layout)
@@ -257,9 +329,13 @@ def main() -> int:
                 made = stack.ssh(f"docker run -d --name {OWNED} {IMAGE} sh -c 'echo hello; sleep 3600'")
                 if made.returncode != 0:
                     raise SystemExit(f"the agent's container: {made.stderr.decode()}")
-                query_bench(options.rounds * 2)
-                report(measure(stack, port, options.rounds), options.rounds, options.layout)
-                direct_bench(stack, options.rounds)
+                if not options.no_bench:
+                    query_bench(options.rounds * 2)
+                    report(measure(stack, port, options.rounds), options.rounds, options.layout)
+                    direct_bench(stack, options.rounds)
+                if options.trace:
+                    assert daemon.process is not None
+                    trace_bench(stack, port, daemon.process.pid, options.trace)
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 daemon.stop()
