@@ -41,6 +41,10 @@ Needs root and the e2e lock (it starts the stack):
 
     flock /tmp/gk-e2e.lock /work/.../.venv/bin/python bench/ssh_bench.py [--rounds N] [--layout L]
 
+`--against VENV` adds a fifth side: the agent's ssh to an sshd of its own whose ForceCommand is
+VENV/bin/gatekeeper-ssh (say, an earlier commit installed with `git archive` and
+`gatekeeper install-entry`), same policy, proxy and engine: before and after in the same rounds.
+
 `--trace N` adds N rounds under perf (bench/process_trace.py, root): for each command and
 side, when the session's shell, the ForceCommand and docker were exec'd and exited, in ms
 after the ssh client started, and gatekeeper's minus plain's per stretch of the session.
@@ -73,6 +77,7 @@ from tests.e2e.stack import (
     IMAGE,
     LAYERED,
     POLICY,
+    SNIPPET,
     VENV,
     Stack,
     docker_client,
@@ -94,6 +99,7 @@ COMMANDS: Final = (
 )
 TARGET: Final = 1.05
 GK, PLAIN, PLAIN_AGAIN, PLAIN_PY = "gatekeeper", "plain", "plain again", "plain + py"
+AGAINST: Final = "gk --against"
 SIDES: Final = (GK, PLAIN, PLAIN_AGAIN, PLAIN_PY)
 BARE_INTERPRETER: Final = "/usr/bin/python3 -I -c pass; "
 
@@ -134,9 +140,25 @@ def plain_ssh(stack: Stack, port: int, command: str) -> list[str]:
     return [*argv[:-2], f"{PLAIN_USER}@127.0.0.1", argv[-1]]
 
 
+def against_snippet(workdir: Path, venv: Path) -> Path:
+    """The drop-in with its ForceCommand pointing at another venv's entry script (--against)."""
+    text = SNIPPET.read_text()
+    line = f"ForceCommand {VENV}/bin/gatekeeper-ssh --policy {POLICY}"
+    if line not in text:
+        raise SystemExit(f"{SNIPPET} has no line {line!r}")
+    target = workdir / "bench-against.conf"
+    target.write_text(text.replace(line, f"ForceCommand {venv}/bin/gatekeeper-ssh --policy {POLICY}"))
+    return target
+
+
+PORTS: dict[str, int] = {}  # side -> the port of its own sshd (the plain user's, --against's)
+
+
 def side_argv(stack: Stack, port: int, side: str, command: str) -> list[str]:
     if side == GK:
         return stack.ssh_argv(command)
+    if side == AGAINST:
+        return stack.ssh_argv(command, port=PORTS[AGAINST])
     return plain_ssh(stack, port, BARE_INTERPRETER + command if side == PLAIN_PY else command)
 
 
@@ -149,10 +171,10 @@ def timed(argv: list[str]) -> float:
     return elapsed
 
 
-def measure(stack: Stack, port: int, rounds: int) -> Times:
-    times: Times = {name: {side: [] for side in SIDES} for name, _ in COMMANDS}
+def measure(stack: Stack, port: int, rounds: int, sides: tuple[str, ...] = SIDES) -> Times:
+    times: Times = {name: {side: [] for side in sides} for name, _ in COMMANDS}
     for n in range(rounds + 1):  # round 0 warms caches and is dropped
-        order = SIDES[n % len(SIDES):] + SIDES[:n % len(SIDES)]
+        order = sides[n % len(sides):] + sides[:n % len(sides)]
         for name, command in COMMANDS:
             for side in order:
                 elapsed = timed(side_argv(stack, port, side, command))
@@ -295,14 +317,15 @@ def report(times: Times, rounds: int, layout: str) -> None:
           f"{'+ms med':>8}")
     for name, sides in times.items():
         plain = sides[PLAIN]
-        for side in (GK, PLAIN_AGAIN, PLAIN_PY):
+        for side in [side for side in sides if side != PLAIN]:
             values = sides[side]
             paired = statistics.median(a / b for a, b in zip(values, plain, strict=True))
             ratio = statistics.median(values) / statistics.median(plain)
             print(f"{name:9} {side:12} {statistics.median(values) * 1000:8.1f} {min(values) * 1000:8.1f} "
                   f"{ratio:7.3f} {min(values) / min(plain):7.3f} {paired:9.3f}  "
                   f"{(statistics.median(values) - statistics.median(plain)) * 1000:+8.1f}"
-                  + (f"  {'ok' if ratio <= TARGET else 'over'} (target {TARGET})" if side == GK else ""))
+                  + (f"  {'ok' if ratio <= TARGET else 'over'} (target {TARGET})"
+                     if side in (GK, AGAINST) else ""))
         print(f"{name:9} {PLAIN:12} {statistics.median(plain) * 1000:8.1f} {min(plain) * 1000:8.1f}")
 
 
@@ -313,6 +336,9 @@ def main() -> int:
     parser.add_argument("--trace", type=int, default=0, metavar="ROUNDS",
                         help="also ROUNDS rounds under perf: when each program of a session ran")
     parser.add_argument("--no-bench", action="store_true", help="only the --trace rounds")
+    parser.add_argument("--against", type=Path, metavar="VENV",
+                        help="a venv with another gatekeeper and its entry script (bin/gatekeeper-ssh): "
+                             "a fifth side, its own sshd with the drop-in's ForceCommand pointing there")
     options = parser.parse_args()
     with running_stack() as stack:
         switch_mode(stack, options.layout)
@@ -325,13 +351,21 @@ def main() -> int:
             port = free_port()
             daemon = start_sshd("sshd-bench-plain", stack.workdir, port, plain_snippet(stack.workdir, keys),
                                 stack.workdir / "host_ed25519")
+            sides = SIDES
+            against = None
+            if options.against:
+                PORTS[AGAINST] = free_port()
+                against = start_sshd("sshd-bench-against", stack.workdir, PORTS[AGAINST],
+                                     against_snippet(stack.workdir, options.against),
+                                     stack.workdir / "host_ed25519")
+                sides = (*SIDES, AGAINST)
             try:
                 made = stack.ssh(f"docker run -d --name {OWNED} {IMAGE} sh -c 'echo hello; sleep 3600'")
                 if made.returncode != 0:
                     raise SystemExit(f"the agent's container: {made.stderr.decode()}")
                 if not options.no_bench:
                     query_bench(options.rounds * 2)
-                    report(measure(stack, port, options.rounds), options.rounds, options.layout)
+                    report(measure(stack, port, options.rounds, sides), options.rounds, options.layout)
                     direct_bench(stack, options.rounds)
                 if options.trace:
                     assert daemon.process is not None
@@ -339,6 +373,8 @@ def main() -> int:
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 daemon.stop()
+                if against is not None:
+                    against.stop()
     return 0
 
 
