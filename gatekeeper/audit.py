@@ -108,12 +108,13 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True) -> st
 
 
 TAIL_LIMIT = 8 << 20  # bytes read back to find the last line
+TAIL_FIRST = 4 << 10  # the first read back; each next one reads four times as much
 
 
 def last_line(fd: int) -> bytes | None:
     """The last whole line (b"" for an empty file), or None when the descriptor is write-only."""
     size = os.fstat(fd).st_size
-    chunk = 64 << 10
+    chunk = TAIL_FIRST  # a record is about 500 bytes: most tails need one small read
     while True:
         start = max(0, size - chunk)
         try:

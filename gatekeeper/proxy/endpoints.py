@@ -45,11 +45,16 @@ EVERYTHING = ("version", "system info", "container ls", "image ls", *RUNS, *COMP
 ANY_COMMAND = ("any command",)
 
 
+def star_index(template: tuple[str, ...]) -> int | None:
+    return next((i for i, part in enumerate(template) if part.endswith("*}")), None)
+
+
 class Route:
     """One endpoint: `method` + `template` -> `ident` (for the audit log), the
     policy commands that need it, the vetter that decides it, the query keys it takes."""
 
-    __slots__ = ("method", "template", "ident", "commands", "vetter", "query", "kind", "scope", "segments")
+    __slots__ = ("method", "template", "ident", "commands", "vetter", "query", "kind", "scope", "segments",
+                 "star")
 
     def __init__(self, method: str, template: str, ident: str, commands: tuple[str, ...], vetter: str,
                  query: str = "", kind: str = "", scope: str = "") -> None:
@@ -62,6 +67,7 @@ class Route:
         self.kind = kind    # the kind of object {id}/{name*} names
         self.scope = scope  # the [scope] key for it (gatekeeper.vetting.ownership)
         self.segments = tuple(template[1:].split("/"))  # "/networks/" keeps its empty last segment
+        self.star = star_index(self.segments)
 
 
 R = Route
@@ -193,6 +199,19 @@ REFUSED: dict[str, str] = {
 }
 # fmt: on
 
+# The tables above split once, at import, for find_route (every request looks one up):
+# the routes of each method in ROUTES order, and each REFUSED template as
+# (template, why, the one method it is limited to or "", its segments, its {name*} index).
+ROUTES_BY_METHOD: dict[str, tuple[Route, ...]] = {
+    method: tuple(route for route in ROUTES if route.method == method)
+    for method in {route.method for route in ROUTES}
+}
+REFUSED_PARTS: tuple[tuple[str, str, str, tuple[str, ...], int | None], ...] = tuple(
+    (template, why, template.partition("@")[2], parts, star_index(parts))
+    for template, why in REFUSED.items()
+    for parts in [tuple(template.partition("@")[0][1:].split("/"))]
+)
+
 
 def split_path(path: str) -> list[str]:
     """The path's segments; empty, '.' and '..' segments are refused: the engine's router
@@ -209,9 +228,11 @@ def split_path(path: str) -> list[str]:
     return segments + ([""] if trailing else [])
 
 
-def match(segments: list[str], template: tuple[str, ...]) -> dict[str, str] | None:
-    """Template parameters, or None. `{name*}` takes every segment between its neighbours."""
-    star = next((i for i, part in enumerate(template) if part.endswith("*}")), None)
+def match(segments: list[str], template: tuple[str, ...], star: int | None = -1) -> dict[str, str] | None:
+    """Template parameters, or None. `{name*}` takes every segment between its neighbours
+    (`star`: its index, None without one, -1 to find it here)."""
+    if star == -1:
+        star = star_index(template)
     if star is None:
         if len(segments) != len(template):
             return None
@@ -239,10 +260,8 @@ def find_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
     if refused:
         # Stops: endpoints whose effect no request check can confine (exec, cp, push, swarm, ...).
         raise Denied(f"{method} {path} is not allowed: {refused}", rule="api-unvetted")
-    for route in ROUTES:
-        if route.method != method:
-            continue
-        params = match(segments, route.segments)
+    for route in ROUTES_BY_METHOD.get(method, ()):
+        params = match(segments, route.segments, route.star)
         if params is not None:
             return route, params
     # Stops: any endpoint nobody vetted (new engine features, typos that reach another router).
@@ -252,14 +271,12 @@ def find_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
 
 def refused_why(method: str, segments: list[str]) -> tuple[str, str]:
     """(the REFUSED template that matches, why), or ("", "")."""
-    for template, why in REFUSED.items():
-        spec, _, only = template.partition("@")
+    for template, why, only, parts, star in REFUSED_PARTS:
         if only and only != method:
             continue
-        parts = tuple(spec[1:].split("/"))
         if len(parts) == 1 and segments[:1] == [parts[0]]:
             return template, why
-        if len(parts) > 1 and match(segments, parts) is not None:
+        if len(parts) > 1 and match(segments, parts, star) is not None:
             return template, why
     return "", ""
 

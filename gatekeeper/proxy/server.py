@@ -35,6 +35,7 @@ from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, Denied
 from gatekeeper.proxy import framing, guards, intake
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
+from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import UpstreamEngine, get_json_on_loop
 from gatekeeper.proxy.framing import FramingError
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
@@ -68,6 +69,8 @@ RULE_UPSTREAM = "api-upstream"
 REFUSAL_RECORDS_PER_MINUTE = 60
 SWEEP_SECONDS = 10.0
 INTAKE_KIND = "audit-intake"
+# The methods of the serialised endpoints' routes (POST, DELETE, ...): only these take a lock.
+SERIALISED_METHODS = frozenset(route.method for route in ROUTES if route.ident in guards.SERIALISED)
 # A kind of refusal counted into summaries -> its rule (any other kind is a rule id itself).
 SUMMARY_RULES = {INTAKE_KIND: guards.RULE_INTAKE_RATE}
 
@@ -568,10 +571,8 @@ class ClientConnection:
 
     async def serialised(self, request: ApiRequest) -> asyncio.Lock | None:
         """The profile's lock, held, for a request that creates or starts (guards.SERIALISED)."""
-        from gatekeeper.proxy.endpoints import find_route
-
-        if not request.profile:
-            return None
+        if not request.profile or request.method not in SERIALISED_METHODS:
+            return None  # a GET or HEAD (most requests) is never one: no route lookup for it
         try:
             route, _ = find_route(request.method, request.path)
         except Denied:
