@@ -1,4 +1,5 @@
-"""The proxy's transport: asyncio + h11 on both sides.
+"""The proxy's transport: asyncio; h11 reads the client's requests, httptools the engine's
+answers (gatekeeper.proxy.wire).
 
 For every request on a client connection (keep-alive included):
 1. read the head with h11 and refuse what two parsers could read differently
@@ -8,9 +9,9 @@ For every request on a client connection (keep-alive included):
 3. the decision (gatekeeper.proxy.vet, on the event loop; its engine GETs fetched there too;
    in a worker thread when it asks about host paths) and its audit record;
 4. a denial is answered 403 {"message": "gatekeeper: denied: ... (rule ...)"}; an allowed
-   request goes upstream on a fresh connection, re-framed by our own h11 client
-   (Content-Length, Connection: close) with the decision's target and body;
-5. the response is relayed as it arrives: its head through h11, its body as raw reads
+   request goes upstream on a fresh connection (or a pooled one for a small answer),
+   re-framed by us (Content-Length, Connection: close) with the decision's target and body;
+5. the response is relayed as it arrives: its head parsed by httptools, its body as raw reads
    (Content-Length counted, chunked relayed to the engine's end of response), an upgrade
    (attach, buildkit's /session and /grpc) as raw bytes both ways once the engine
    answers 101; a response the decision wants transformed (redaction) is read whole
@@ -33,7 +34,7 @@ import h11
 from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, Denied
-from gatekeeper.proxy import framing, guards, intake
+from gatekeeper.proxy import framing, guards, intake, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import UpstreamEngine, get_json_on_loop
@@ -339,7 +340,7 @@ class ClientConnection:
             try:
                 received = await self.read_request(conn, state)
             except FramingError as error:
-                await self.refuse(conn, state, error)
+                await self.refuse(state, error)
                 return
             except ClientIdle:
                 return  # kept alive but unused past [proxy] idle_timeout: closed quietly
@@ -490,15 +491,14 @@ class ClientConnection:
         spool.flush()
         return spool, size
 
-    async def refuse(self, conn: h11.Connection, state: PolicyState, error: FramingError) -> None:
+    async def refuse(self, state: PolicyState, error: FramingError) -> None:
         """Answer a framing refusal and close: the rest of the stream cannot be trusted."""
         loop = asyncio.get_running_loop()
         method, target = self.request_line
         await loop.run_in_executor(None, self.proxy.record_refusal, state, self.caller, method, target, error)
         status = error.status if 400 <= error.status < 600 else 400
-        # A fresh state machine: h11 lets a server answer before (or without) a parsed request.
         body = denial_body(error.message, error.rule)
-        await self.send_whole(h11.Connection(h11.SERVER), status, body, False)
+        await self.send_whole(status, body, False)
         await self.linger()
 
     async def refuse_connection(self, state: PolicyState) -> None:
@@ -507,7 +507,7 @@ class ClientConnection:
         # Stops: one caller holding every descriptor (and engine connection) the proxy has.
         error = FramingError(429, f"uid {self.caller.uid} already has {cap} connections open to the proxy "
                              "([proxy] max_connections_per_user); close some", guards.RULE_CONNECTIONS)
-        await self.refuse(h11.Connection(h11.SERVER), state, error)
+        await self.refuse(state, error)
 
     async def linger(self) -> None:
         """Close gently after a refusal: closing with unread bytes sends a reset, which can
@@ -532,7 +532,7 @@ class ClientConnection:
         keep = not framing.wants_close(received.event)
         if intake.is_intake(request):  # the ForceCommand's audit records: ours, never the engine's
             status, body = await self.take_intake(request, state, received.size)
-            await self.send_whole(received.conn, status, body, keep)
+            await self.send_whole(status, body, keep)
             return keep
         try:
             self.held = await self.serialised(request)
@@ -542,7 +542,7 @@ class ClientConnection:
                                 policy=state.policy)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.proxy.write_best_effort, state, record)
-            await self.send_whole(received.conn, 503, denial_body(busy.message, busy.rule), keep)
+            await self.send_whole(503, denial_body(busy.message, busy.rule), keep)
             return keep
         try:
             return await self.decide_and_forward(received, request, state, keep)
@@ -597,7 +597,7 @@ class ClientConnection:
                                                  self.caller, facts)
         if not verdict.allowed:
             body = denial_body(verdict.reason, verdict.rule)
-            await self.send_whole(received.conn, verdict.status, body, keep)
+            await self.send_whole(verdict.status, body, keep)
             return keep
         upstream = Upstream(self, received, request, verdict, state)
         return await upstream.forward(keep)
@@ -611,14 +611,13 @@ class ClientConnection:
                           target.version, target.query, headers, received.body, self.caller.uid, profile,
                           received.spool)
 
-    async def send_whole(self, conn: h11.Connection, status: int, body: bytes, keep: bool,
+    async def send_whole(self, status: int, body: bytes, keep: bool,
                          headers: list[tuple[bytes, bytes]] | None = None) -> None:
         fields = [(b"content-type", b"application/json")] if headers is None else list(headers)
-        fields.append((b"content-length", str(len(body)).encode()))
+        fields.append((b"content-length", b"%d" % len(body)))
         if not keep:
             fields.append((b"connection", b"close"))
-        reason = REASONS.get(status, b"")
-        head = conn.send(h11.Response(status_code=status, headers=fields, reason=reason))
+        head = wire.response_head(status, REASONS.get(status, b""), fields)
         # An answer to HEAD has the headers of the GET answer and never its body.
         self.writer.write(head if self.request_line[0] == "HEAD" else head + body)
         await self.writer.drain()
@@ -635,7 +634,9 @@ class ClientConnection:
 
 
 class Upstream:
-    """One allowed request forwarded on its own engine connection, and its response relayed."""
+    """One allowed request forwarded on its own engine connection (or a pooled one for a
+    small answer), and its response relayed. The engine's side is gatekeeper.proxy.wire:
+    the answer's head and, where its end must be found, its body parsed by httptools."""
 
     def __init__(self, client: ClientConnection, received: Received, request: ApiRequest,
                  verdict: ApiVerdict, state: PolicyState) -> None:
@@ -644,7 +645,8 @@ class Upstream:
         self.request = request
         self.verdict = verdict
         self.state = state
-        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.answer = wire.ResponseReader()
+        self.buffer = bytearray()  # read from the engine past what was parsed so far
         self.reader: asyncio.StreamReader
         self.writer: asyncio.StreamWriter
 
@@ -653,13 +655,12 @@ class Upstream:
         upstream = self.state.settings.upstream
         pooled = framing.small_answer(self.received.event.method, self.received.target.path)
         connection = self.client.proxy.pool.take(upstream) if pooled else None
-        response: h11.Response | h11.InformationalResponse | None = None
+        response: wire.EngineHead | None = None
         if connection is not None:
             self.reader, self.writer = connection
             response = await self.try_head(pooled)  # None: the engine closed it while idle
             if response is None:
                 self.writer.close()
-                self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         if response is None:
             try:
                 self.reader, self.writer = await asyncio.open_unix_connection(upstream, limit=READ_SIZE)
@@ -675,31 +676,32 @@ class Upstream:
             return False
         return await self.relay(response, keep, pooled, upstream)
 
-    async def try_head(self, keep_alive: bool) -> h11.Response | h11.InformationalResponse | None:
+    async def try_head(self, keep_alive: bool) -> wire.EngineHead | None:
+        self.answer = wire.ResponseReader(bodiless=self.received.event.method == b"HEAD")
+        self.buffer = bytearray()
         try:
             await self.send_request(keep_alive)
             return await self.response_head()
-        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError):
+        except (OSError, wire.EngineProtocolError, asyncio.IncompleteReadError):
             return None
 
     async def engine_unreachable(self, error: OSError, keep: bool) -> None:
         message = f"gatekeeper: the engine does not answer ({error.strerror or error}) (rule {RULE_UPSTREAM})"
-        await self.client.send_whole(self.received.conn, 502, json.dumps({"message": message}).encode(), keep)
+        await self.client.send_whole(502, json.dumps({"message": message}).encode(), keep)
 
-    async def relay(self, response: h11.Response | h11.InformationalResponse, keep: bool, pooled: bool,
-                    upstream: str) -> bool:
+    async def relay(self, response: wire.EngineHead, keep: bool, pooled: bool, upstream: str) -> bool:
         reusable = False
         try:
-            if isinstance(response, h11.InformationalResponse):
+            if response.status == 101:
                 await self.relay_upgrade(response)
                 return False
             if self.verdict.response is not None:
                 keep = await self.relay_transformed(response, keep)
-            elif pooled:
+            elif pooled and (response.length is not None or response.chunked or self.answer.complete):
                 keep = await self.relay_small(response, keep)
             else:
                 return await self.relay_streaming(response, keep)
-            reusable = pooled and self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+            reusable = pooled and self.answer.complete and not self.buffer
             return keep
         finally:
             if reusable:
@@ -716,91 +718,90 @@ class Upstream:
         upgrade = framing.is_upgrade(received.event)
         headers = framing.forwarded_headers(received.event, size, upgrade, keep_alive)
         target = (verdict.target or self.request.target).encode("ascii")
-        self.writer.write(self.conn.send(h11.Request(method=received.event.method, target=target,
-                                                     headers=headers)))
+        head = wire.request_head(received.event.method, target, headers)
         if verdict.body is None and received.spool is not None:
+            self.writer.write(head)
             await self.send_spooled(received.spool)
-        elif body:
-            self.writer.write(self.conn.send(h11.Data(data=body)))
-        self.writer.write(self.conn.send(h11.EndOfMessage()))
+        else:
+            self.writer.write(head + body if body else head)  # one write: one wake-up of the engine
         await self.writer.drain()
 
     async def send_spooled(self, spool: IO[bytes]) -> None:
         spool.seek(0)
         while data := spool.read(READ_SIZE):
-            self.writer.write(self.conn.send(h11.Data(data=data)))
+            self.writer.write(data)
             await self.writer.drain()
 
-    async def response_head(self) -> h11.Response | h11.InformationalResponse:
-        """The engine's response head (a 101 when it takes an upgrade); 100s are skipped."""
+    async def response_head(self) -> wire.EngineHead:
+        """The engine's response head (a 101 when it takes an upgrade); other 1xx are skipped."""
         while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.reader.read(READ_SIZE))
+            head = wire.split_head(self.buffer)
+            if head is None:
+                data = await self.reader.read(READ_SIZE)
+                if not data:
+                    raise wire.EngineProtocolError("no response from the engine")
+                self.buffer += data
                 continue
-            if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
+            response = self.answer.head(head)
+            if 100 <= response.status < 200 and response.status != 101:
+                self.answer = wire.ResponseReader(bodiless=self.answer.bodiless)
                 continue
-            if isinstance(event, h11.Response | h11.InformationalResponse):
-                return event
-            raise h11.RemoteProtocolError("no response from the engine")
+            return response
+
+    def head_for_client(self, response: wire.EngineHead, keep: bool,
+                        extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:
+        headers = end_to_end(response.headers)
+        headers.extend(extra)
+        if not keep:
+            headers.append((b"connection", b"close"))
+        return wire.response_head(response.status, response.reason, headers)
 
     # ------------------------------------------------------------ small answer (pooled)
 
-    async def relay_small(self, response: h11.Response, keep: bool) -> bool:
-        """A small answer on a keep-alive connection: through h11 both ways (its end must be
-        found to reuse the connection), framed as the engine framed it."""
-        headers = end_to_end(response.headers)
-        if not keep:
-            headers.append((b"connection", b"close"))
-        out, conn = self.client.writer, self.received.conn
-        out.write(send_head(conn, response, headers))
-        while True:
-            event = await self.upstream_event()
-            if isinstance(event, h11.Data):
-                out.write(conn.send(h11.Data(data=event.data)))
-            elif isinstance(event, h11.EndOfMessage):
-                out.write(conn.send(h11.EndOfMessage()))
+    async def relay_small(self, response: wire.EngineHead, keep: bool) -> bool:
+        """A small answer on a keep-alive connection: its head, then its body framed as the
+        engine framed it (Content-Length or chunked) while httptools finds its end (to reuse
+        the connection), never a byte past it; in one write when it came at once."""
+        out = self.client.writer
+        first, self.buffer = bytes(self.buffer), bytearray()
+        pending = self.head_for_client(response, keep) + self.answer.framed(first)
+        while not self.answer.complete:
+            out.write(pending)
+            data = await self.reader.read(READ_SIZE)
+            if not data:
                 await out.drain()
-                return keep
-            else:
                 return False  # cut short: the client must not wait for the rest
-
-    async def upstream_event(self) -> h11.Event:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]  # not NEED_DATA: an h11 event
-            self.conn.receive_data(await self.reader.read(READ_SIZE))
+            pending = self.answer.framed(data)
+        out.write(pending)
+        await out.drain()
+        if self.answer.excess:
+            self.buffer = bytearray(b"?")  # more than one answer came: never reused
+        return keep
 
     # ------------------------------------------------------------ streamed response
 
-    async def relay_streaming(self, response: h11.Response, keep: bool) -> bool:
-        """The head through h11, the body as raw reads as it comes: nothing buffered whole."""
-        headers = end_to_end(response.headers)
-        if not keep:
-            headers.append((b"connection", b"close"))
+    async def relay_streaming(self, response: wire.EngineHead, keep: bool) -> bool:
+        """The head parsed, the body as raw reads as it comes: nothing buffered whole."""
         client = self.client
-        client.writer.write(send_head(self.received.conn, response, headers))
-        first = self.conn.trailing_data[0]
-        body = self.body_relay(response, first)
+        first, self.buffer = bytes(self.buffer), bytearray()
+        body = self.body_relay(response, first, keep)
         if body is None:
+            client.writer.write(self.head_for_client(response, keep))
             await client.writer.drain()
             return keep
         complete = await self.while_client_listens(body)
         return keep and complete
 
-    def body_relay(self, response: h11.Response, first: bytes):  # type: ignore[no-untyped-def]  # a coroutine|None
-        """The coroutine relaying this response's body, None when it has none."""
-        method = self.received.event.method
-        if method == b"HEAD" or response.status_code in (204, 304):
+    def body_relay(self, response: wire.EngineHead, first: bytes, keep: bool):  # type: ignore[no-untyped-def]  # a coroutine|None
+        """The coroutine relaying this response's head and body, None when it has no body."""
+        if self.answer.bodiless:
             return None
-        coding = [v for k, v in response.headers if k == b"transfer-encoding"]
-        length = [v for k, v in response.headers if k == b"content-length"]
-        if coding:
-            return self.copy_chunked(first)
-        if length:
-            return self.copy_exact(first, int(length[0]))
-        return self.copy_until_close(first)
+        if response.chunked:
+            return self.copy_chunked(self.head_for_client(response, keep) + first)
+        if response.length is not None:
+            return self.copy_exact(self.head_for_client(response, keep), first, response.length)
+        head = self.head_for_client(response, keep, ((b"transfer-encoding", b"chunked"),))
+        return self.copy_until_close(head, first)
 
     async def while_client_listens(self, body) -> bool:  # type: ignore[no-untyped-def]  # body: a relay coroutine
         relay = asyncio.ensure_future(body)
@@ -812,9 +813,9 @@ class Upstream:
         await cancelled(watcher)  # its read must be over before the next request is read
         return bool(relay.result())
 
-    async def copy_exact(self, first: bytes, length: int) -> bool:
+    async def copy_exact(self, head: bytes, first: bytes, length: int) -> bool:
         out = self.client.writer
-        out.write(first[:length])
+        out.write(head + first[:length])  # the head and what came with it: one write
         left = length - len(first[:length])
         reads = Batched(self.reader, self.writer.transport)
         while left > 0:
@@ -841,41 +842,45 @@ class Upstream:
         await out.drain()
         return tail == CHUNKED_END
 
-    async def copy_until_close(self, first: bytes) -> bool:
-        """A body delimited by the engine closing: chunked to the client by h11."""
-        out, conn = self.client.writer, self.received.conn
-        data = first
+    async def copy_until_close(self, head: bytes, first: bytes) -> bool:
+        """A body delimited by the engine closing: chunked to the client by us."""
+        out = self.client.writer
+        out.write(head + wire.chunk(first))
+        await out.drain()
         reads = Batched(self.reader, self.writer.transport)
-        while data:
-            out.write(conn.send(h11.Data(data=data)))
+        while data := await reads.read(READ_SIZE):
+            out.write(wire.chunk(data))
             await out.drain()
-            data = await reads.read(READ_SIZE)
-        out.write(conn.send(h11.EndOfMessage()))
+        out.write(wire.LAST_CHUNK)
         await out.drain()
         return True
 
     # ------------------------------------------------------------ transformed response
 
-    async def relay_transformed(self, response: h11.Response, keep: bool) -> bool:
+    async def relay_transformed(self, response: wire.EngineHead, keep: bool) -> bool:
         """Read the (small) answer whole and send what transform_response makes of it."""
         parts: list[bytes] = []
         size = 0
+        data, self.buffer = bytes(self.buffer), bytearray()
+        delimited = response.length is not None or response.chunked or self.answer.complete
         while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.reader.read(READ_SIZE))
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > MAX_TRANSFORMED:
-                    return await self.transform_failed("the engine's answer is too large to redact", keep)
-                parts.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+            piece = self.answer.body(data) if delimited else data
+            size += len(piece)
+            if size > MAX_TRANSFORMED:
+                return await self.transform_failed("the engine's answer is too large to redact", keep)
+            parts.append(piece)
+            if delimited and self.answer.complete:
                 break
-            else:
-                return await self.transform_failed("the engine's answer was cut short", keep)
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                if delimited:
+                    return await self.transform_failed("the engine's answer was cut short", keep)
+                break  # delimited by the engine closing: that was all of it
+        if self.answer.excess:
+            self.buffer = bytearray(b"?")  # more than one answer came: never reused
         loop = asyncio.get_running_loop()
         transform = self.client.proxy.transform
-        arguments = (self.verdict.response or "", response.status_code, b"".join(parts), self.request)
+        arguments = (self.verdict.response or "", response.status, b"".join(parts), self.request)
         try:
             if size <= TRANSFORM_ON_LOOP:  # an inspect object: redacted faster than a thread wakes up
                 body = transform(*arguments)
@@ -887,29 +892,29 @@ class Upstream:
                                                keep)
         headers = [(k, v) for k, v in end_to_end(response.headers)
                    if k not in (b"content-length", b"transfer-encoding")]
-        await self.client.send_whole(self.received.conn, response.status_code, body, keep, headers)
+        await self.client.send_whole(response.status, body, keep, headers)
         return keep
 
     async def transform_failed(self, reason: str, keep: bool) -> bool:
-        await self.client.send_whole(self.received.conn, 502, denial_body(reason, "internal-error"), keep)
+        self.buffer = bytearray(b"?")  # the rest of that answer may still come: never reused
+        await self.client.send_whole(502, denial_body(reason, "internal-error"), keep)
         return keep
 
     # ------------------------------------------------------------ upgrade
 
-    async def relay_upgrade(self, response: h11.InformationalResponse) -> None:
+    async def relay_upgrade(self, response: wire.EngineHead) -> None:
         """101 from the engine: from here on both directions are raw bytes (attach's stream,
         buildkit's h2c), relayed until both sides have finished."""
-        conn = self.received.conn
         if not framing.is_upgrade(self.received.event):
-            raise h11.RemoteProtocolError("the engine switched protocols unasked")
+            raise wire.EngineProtocolError("the engine switched protocols unasked")
         client = self.client
-        client.writer.write(conn.send(h11.InformationalResponse(
-            status_code=101, headers=list(response.headers), reason=response.reason)))
+        client.writer.write(wire.response_head(101, response.reason, response.headers))
         from_client = client.pending
         client.pending = b""
+        first, self.buffer = bytes(self.buffer), bytearray()
         await asyncio.gather(
             pipe(from_client, client.reader, self.writer),
-            pipe(self.conn.trailing_data[0], self.reader, client.writer),
+            pipe(first, self.reader, client.writer),
             return_exceptions=True,
         )
 
@@ -955,10 +960,6 @@ def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
     """The engine's response headers without the ones about its hop to us."""
     return [(key, value) for key, value in headers
             if key not in (b"connection", b"keep-alive", b"proxy-connection", b"upgrade")]
-
-
-def send_head(conn: h11.Connection, response: h11.Response, headers: list[tuple[bytes, bytes]]) -> bytes:
-    return conn.send(h11.Response(status_code=response.status_code, headers=headers, reason=response.reason))
 
 
 async def cancelled(task: asyncio.Future[Any]) -> None:

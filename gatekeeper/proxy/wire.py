@@ -1,0 +1,195 @@
+"""The proxy's HTTP/1.1 on the engine's side, and the heads it writes to both sides.
+
+The engine's responses are parsed by httptools (llhttp, the parser behind Node.js and
+uvicorn), strict: CRLF line endings only, no Content-Length beside Transfer-Encoding,
+no control characters in header values; anything else is an EngineProtocolError and
+the client gets a 502, never a guess. Heads the proxy sends are written here from
+parts that are already checked: the request-target the decision rebuilt (visible ASCII),
+header fields parsed and validated by h11 (the client's request) or by llhttp (the
+engine's response), and our own constants; `fields` refuses a CR, LF or NUL anyway,
+so no field can become two.
+
+It replaced h11 on this side: h11 took about 0.1 ms of pure Python per request for
+the three passes (our request out, the engine's answer in, our answer out) on every
+request the proxy relays (docs/performance.md). The client's requests are still read
+by h11 and gatekeeper.proxy.framing, where the smuggling checks are.
+"""
+
+from __future__ import annotations
+
+import httptools
+
+MAX_HEAD = 64 << 10
+HEAD_END = b"\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+BODILESS = (204, 304)
+TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class EngineProtocolError(Exception):
+    """The engine's answer is not HTTP/1.1 as we read it (or not there at all)."""
+
+
+class EngineHead:
+    """A response head from the engine: status, reason and its header fields (names
+    lowercased, values without surrounding blanks)."""
+
+    __slots__ = ("status", "reason", "headers", "length", "chunked")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        lengths = [value for key, value in headers if key == b"content-length"]
+        codings = [value for key, value in headers if key == b"transfer-encoding"]
+        if len(lengths) > 1 or len(codings) > 1 or (codings and codings[0].lower() != b"chunked"):
+            raise EngineProtocolError("the engine framed its answer ambiguously")
+        self.length = int(lengths[0]) if lengths else None  # llhttp has checked the digits
+        self.chunked = bool(codings)
+
+
+class Parsed:
+    """httptools' callbacks for one response: the head's parts, then body pieces."""
+
+    __slots__ = ("reason", "headers", "head_done", "body", "complete", "messages")
+
+    def __init__(self) -> None:
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.body: list[bytes] = []
+        self.complete = False
+        self.messages = 0
+
+    def on_message_begin(self) -> None:
+        self.messages += 1
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:  # (a chunked body's trailers are dropped, as h11 dropped them)
+            self.headers.append((name.lower(), value.strip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_body(self, data: bytes) -> None:
+        if self.messages == 1:
+            self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.messages == 1:
+            self.complete = True
+
+
+class ResponseReader:
+    """One engine response read with httptools: `head(head)` parses a complete head,
+    `body(data)` feeds what follows it and returns the body's bytes in it (never a byte
+    past the response's end); `complete` says the response has ended; `excess`, that the
+    engine sent more than one response (the connection is not reused)."""
+
+    __slots__ = ("parsed", "parser", "bodiless", "chunked", "excess")
+
+    def __init__(self, bodiless: bool = False) -> None:
+        self.parsed = Parsed()
+        self.parser = httptools.HttpResponseParser(self.parsed)
+        self.bodiless = bodiless  # an answer to HEAD: its end is its head, whatever it says
+        self.chunked = False
+        self.excess = False
+
+    @property
+    def complete(self) -> bool:
+        return self.bodiless or self.parsed.complete
+
+    def head(self, head: bytes) -> EngineHead:
+        """`head` is the bytes up to and including the first CRLF CRLF."""
+        try:
+            self.parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            pass  # a 101: what follows is the upgraded stream, not HTTP
+        except httptools.HttpParserError as error:
+            raise EngineProtocolError(f"malformed answer from the engine ({error})") from None
+        parsed = self.parsed
+        if not parsed.head_done or parsed.body or parsed.messages != 1:
+            raise EngineProtocolError("malformed answer from the engine (head)")
+        if self.parser.get_http_version() != "1.1":
+            raise EngineProtocolError("the engine answered in another HTTP version than 1.1")
+        answer = EngineHead(self.parser.get_status_code(), parsed.reason, parsed.headers)
+        self.chunked = answer.chunked
+        if answer.status in BODILESS:
+            self.bodiless = True
+        return answer
+
+    def body(self, data: bytes) -> bytes:
+        """The body's bytes in `data` (what follows the head, in order)."""
+        if not data or self.complete:
+            self.excess = self.excess or bool(data)
+            return b""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            if not self.parsed.complete:
+                raise EngineProtocolError(f"malformed body from the engine ({error})") from None
+        self.excess = self.excess or self.parsed.messages > 1
+        pieces, self.parsed.body = self.parsed.body, []
+        return b"".join(pieces)
+
+    def framed(self, data: bytes) -> bytes:
+        """The body's bytes in `data` framed for the client as the engine framed them:
+        as they are under a Content-Length, as chunks (the last one at the end) when chunked."""
+        if self.bodiless:
+            return b""
+        body = self.body(data)
+        if not self.chunked:
+            return body
+        return chunk(body) + (LAST_CHUNK if self.complete else b"")
+
+
+def split_head(buffer: bytearray) -> bytes | None:
+    """The head at the start of `buffer` (taken out of it), or None while it is incomplete."""
+    end = buffer.find(HEAD_END)
+    if end < 0:
+        if len(buffer) > MAX_HEAD:
+            raise EngineProtocolError(f"the engine's answer has a head over {MAX_HEAD} bytes")
+        return None
+    head = bytes(buffer[:end + len(HEAD_END)])
+    del buffer[:end + len(HEAD_END)]
+    return head
+
+
+# ---------------------------------------------------------------- what the proxy writes
+
+
+def fields(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines; a name or value that could end a line is refused (never written)."""
+    lines = []
+    for name, value in headers:
+        if b"\r" in value or b"\n" in value or b"\x00" in value or not is_token(name):
+            raise EngineProtocolError("a header field that cannot be written as one line")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(lines)
+
+
+def is_token(name: bytes) -> bool:
+    """RFC 9110 token (a method, a header name): deleting every token character leaves nothing."""
+    return bool(name) and not name.translate(None, TOKEN)
+
+
+def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    if not target.startswith(b"/") or any(ch < 0x21 or ch > 0x7E for ch in target):
+        raise EngineProtocolError(f"not a request target: {target[:80]!r}")
+    if not is_token(method):
+        raise EngineProtocolError("not a request method")
+    return b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, fields(headers))
+
+
+def response_head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    if b"\r" in reason or b"\n" in reason:
+        reason = b""
+    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, fields(headers))
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a body the proxy frames itself (one the engine delimited by closing)."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
