@@ -200,13 +200,27 @@ def test_a_decision_that_asks_the_engine_is_answered_on_the_event_loop(proxy: Ha
     assert (len(records), records[0]["decision"]) == (1, "allow")
     assert records[0]["reason"] == f"asked the engine in {loop_thread}"
     question, forwarded = proxy.engine.received[asked:]
-    # asked as UpstreamEngine asks, on a connection of its own
-    assert (question[1], question[2]["connection"]) == ("/containers/c1/json", "close")
+    # asked on a kept-alive engine connection (the relay's pool): no Connection: close
+    assert question[1] == "/containers/c1/json" and "connection" not in question[2]
     assert forwarded[1] == "/containers/c1/top"
     # Control: a question about a host path (realpath) is not the engine's: a worker thread.
     conn.request("GET", "/containers/c1/export")
     assert conn.getresponse().read() == b""  # the fake engine has no such path: 404, empty
     assert str(proxy.records()[-1]["reason"]).startswith("/ resolved in asyncio_")  # the default executor
+
+
+def test_engine_questions_reuse_a_kept_alive_connection(proxy: Harness) -> None:
+    """A decision's GET goes over a pooled engine connection, which goes back to the pool
+    after its answer: the next decision's question opens none (control: the forwarded
+    request itself, not a small answer, opens one of its own each time)."""
+    conn = proxy.http()
+    conn.request("GET", "/containers/c1/top")  # fills the pool with a question's connection
+    conn.getresponse().read()
+    before = proxy.engine.connections
+    conn.request("GET", "/containers/c1/top")
+    conn.getresponse().read()
+    assert proxy.records()[-1]["decision"] == "allow"
+    assert proxy.engine.connections - before == 1  # the forwarded /top only
 
 
 def test_dependent_engine_questions_are_fetched_in_turn(proxy: Harness) -> None:
@@ -230,7 +244,7 @@ def test_an_engine_question_without_an_answer_denies(proxy: Harness) -> None:
     conn = proxy.http()
     conn.request("GET", "/containers/c1/changes?then=broken")
     response = conn.getresponse()
-    assert (response.status, b"no answer: EngineError" in response.read()) == (403, True)
+    assert (response.status, b"no answer: EngineProtocolError" in response.read()) == (403, True)
     conn.request("GET", "/containers/c1/changes?then=c1")  # control
     conn.getresponse().read()  # forwarded (the fake engine has no such path)
     assert proxy.records()[-1]["decision"] == "allow"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from gatekeeper.engine_api import (
-    MAX_HEADER,
     MAX_RESPONSE,
     EngineError,
     http_get,
@@ -16,8 +16,19 @@ from gatekeeper.engine_api import (
     read_all,
     remaining,
 )
+from gatekeeper.proxy import wire
 
 QUERY_TIMEOUT = 10.0
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class ConnectionPool(Protocol):
+        """Idle kept-alive engine connections (gatekeeper.proxy.server.UpstreamPool)."""
+
+        def take(self, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None: ...
+
+        def give(self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None: ...
 
 
 class UpstreamEngine:
@@ -82,31 +93,70 @@ def check_target(target: str) -> None:
         raise EngineError(f"not a request target: {target!r}")
 
 
-async def get_json_on_loop(socket_path: str, target: str,
-                           timeout: float = QUERY_TIMEOUT) -> tuple[int, object] | Exception:
-    """UpstreamEngine.get_json without a thread: the same request on a connection of its own
-    (Connection: close), read to its end within the same bounds of size and time and parsed
-    by the same strict parser. The error instead of raising it: the decision is run again
-    and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked)."""
+class EngineSilent(EngineError):
+    """A pooled connection the engine closed while it was idle: nothing came back."""
+
+
+async def get_json_pooled(pool: ConnectionPool, socket_path: str, target: str,
+                          timeout: float = QUERY_TIMEOUT) -> tuple[int, object] | Exception:
+    """UpstreamEngine.get_json without a thread, on a kept-alive engine connection from `pool`
+    (the relay's pool of connections for small answers): no connect and no accept per
+    question. The answer is read by httptools (gatekeeper.proxy.wire) to its end, within the
+    same bounds of size (MAX_RESPONSE) and time as UpstreamEngine's, and the connection goes
+    back to the pool; one the engine had closed while idle is asked again on a fresh
+    connection (a GET changes nothing). The error instead of raising it: the decision is run
+    again and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked)."""
     try:
         check_target(target)
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_unix_connection(socket_path)
-            try:
-                writer.write((f"GET {target} HTTP/1.1\r\nHost: docker\r\nUser-Agent: gatekeeper\r\n"
-                              "Accept: application/json\r\nConnection: close\r\n\r\n").encode("ascii"))
-                chunks: list[bytes] = []
-                size = 0
-                while chunk := await reader.read(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_RESPONSE + MAX_HEADER:
-                        raise EngineError(f"answer larger than {MAX_RESPONSE} bytes")
-                    chunks.append(chunk)
-            finally:
-                writer.close()
-        status, body = parse_response(b"".join(chunks))
-        return status, parse_json(body)
+            connection = pool.take(socket_path)
+            if connection is not None:
+                try:
+                    return await ask_kept_alive(pool, socket_path, connection, target)
+                except (EngineSilent, ConnectionError):
+                    connection[1].close()
+            connection = await asyncio.open_unix_connection(socket_path)
+            return await ask_kept_alive(pool, socket_path, connection, target)
     except TimeoutError:
         return EngineError("the engine did not answer in time")
     except Exception as error:  # noqa: BLE001 - whatever went wrong, the decision denies on it
         return error
+
+
+async def ask_kept_alive(pool: ConnectionPool, socket_path: str,
+                         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                         target: str) -> tuple[int, object]:
+    reader, writer = connection
+    reusable = False
+    try:
+        writer.write((f"GET {target} HTTP/1.1\r\nHost: docker\r\nUser-Agent: gatekeeper\r\n"
+                      "Accept: application/json\r\n\r\n").encode("ascii"))
+        answer = wire.ResponseReader()
+        buffer = bytearray()
+        while (head := wire.split_head(buffer)) is None:
+            data = await reader.read(1 << 16)
+            if not data:
+                raise EngineSilent("the engine closed the connection") if not buffer else \
+                    EngineError("the engine's answer was cut short")
+            buffer += data
+        response = answer.head(head)
+        delimited = response.length is not None or response.chunked or answer.complete
+        parts = [answer.body(bytes(buffer)) if delimited else bytes(buffer)]
+        size = len(parts[0])
+        while not (delimited and answer.complete):
+            data = await reader.read(1 << 16)
+            if not data:
+                if delimited:
+                    raise EngineError("the engine's answer was cut short")
+                break  # an answer delimited by the engine closing: that was all of it
+            parts.append(answer.body(data) if delimited else data)
+            size += len(parts[-1])
+            if size > MAX_RESPONSE:
+                raise EngineError(f"answer larger than {MAX_RESPONSE} bytes")
+        reusable = delimited and not answer.excess
+    finally:
+        if reusable:
+            pool.give(socket_path, reader, writer)
+        else:
+            writer.close()
+    return response.status, parse_json(b"".join(parts))

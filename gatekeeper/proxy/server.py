@@ -37,7 +37,7 @@ from gatekeeper.errors import AuditError, Denied
 from gatekeeper.proxy import framing, guards, intake, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
-from gatekeeper.proxy.engine import UpstreamEngine, get_json_on_loop
+from gatekeeper.proxy.engine import UpstreamEngine, get_json_pooled
 from gatekeeper.proxy.framing import FramingError
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
@@ -259,7 +259,8 @@ class Proxy:
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
-            answers[engine.missing] = await get_json_on_loop(state.settings.upstream, engine.missing)
+            upstream = state.settings.upstream
+            answers[engine.missing] = await get_json_pooled(self.pool, upstream, engine.missing)
         return None
 
     def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,

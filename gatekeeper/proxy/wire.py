@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import httptools
 
+from gatekeeper.engine_api import EngineError
+
 MAX_HEAD = 64 << 10
 HEAD_END = b"\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -26,8 +28,9 @@ BODILESS = (204, 304)
 TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-class EngineProtocolError(Exception):
-    """The engine's answer is not HTTP/1.1 as we read it (or not there at all)."""
+class EngineProtocolError(EngineError):
+    """The engine's answer is not HTTP/1.1 as we read it (or not there at all); a decision
+    that asked the question denies on it as on any EngineError."""
 
 
 class EngineHead:
