@@ -79,15 +79,23 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
 def prove_created(ctx: Context, targets: list[Target], images: list[str]) -> None:
     """A container's owner label counts only when its create set it, not its image
     (gatekeeper.owner.proven_labels): one more question, the labels of the images the
-    labelled containers run, by ID. An image the engine no longer has proves nothing."""
+    labelled containers run, by ID. An image the engine no longer has proves nothing.
+    Only a container whose labels could prove it (owner and created agree) makes the
+    image worth asking: for the others proven_labels strips them whatever the image says."""
     from gatekeeper.owner import proven_labels
 
     claimed = [(target, image) for target, image in zip(targets, images, strict=True)
                if OWNER_LABEL in target.labels or CREATED_LABEL in target.labels]
-    wanted = sorted({image for _target, image in claimed if image})
+    wanted = sorted({image for target, image in claimed if image and could_prove(target.labels)})
     known = image_labels(ctx, wanted) if wanted else {}
     for target, image in claimed:
         target.labels = proven_labels(target.labels, known.get(image))
+
+
+def could_prove(labels: dict[str, str]) -> bool:
+    """Whether the image's labels decide what proven_labels makes of these (else nothing does)."""
+    owner = labels.get(OWNER_LABEL)
+    return owner is not None and labels.get(CREATED_LABEL) == owner
 
 
 def image_labels(ctx: Context, idents: list[str]) -> dict[str, dict[str, str]]:

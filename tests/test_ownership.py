@@ -257,6 +257,20 @@ def test_an_inherited_owner_label_is_not_ownership(policy, monkeypatch) -> None:
     assert decided("docker stop web", policy).allowed
 
 
+def test_the_image_is_asked_only_when_it_decides(policy) -> None:  # type: ignore[no-untyped-def]
+    """A container whose labels cannot prove ownership (an owner label without a matching
+    gatekeeper.created) is not the agent's whatever its image says: no image query for it.
+    Control: the agent's own container does need its image asked, and is allowed."""
+    def image_queries(command: str) -> tuple[bool, int]:
+        engine = FakeEngine(ENGINE)
+        allowed = decided(command, policy, engine).allowed
+        return allowed, len([call for call in engine.calls if call[:2] == ["image", "inspect"]])
+
+    assert image_queries("docker stop heir") == (False, 0)
+    assert image_queries("docker stop other") == (False, 1)  # a proof of another profile's: asked
+    assert image_queries("docker stop web") == (True, 1)
+
+
 def test_a_container_whose_image_is_gone_proves_nothing(policy) -> None:  # type: ignore[no-untyped-def]
     engine = FakeEngine([Obj("container", "a1" + "0" * 62, "web", MINE, "sha256:" + "9" * 64)])
     assert decided("docker stop web", policy, engine).rule == "scope-owned"
