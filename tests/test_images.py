@@ -3,7 +3,9 @@ is refused when it is not on the list, and allowed with no list (the control).""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -126,6 +128,7 @@ def test_compose_images(listed) -> None:  # type: ignore[no-untyped-def]
     class Ctx:
         policy = listed
         world = StaticWorld(files={f"{APP}/Dockerfile": b"FROM evil/base\n"})
+        located = SimpleNamespace(canonical="compose config")  # builds nothing: no base image lookups
 
         def host_path(self, value: str, what: str) -> str:
             return value
@@ -213,6 +216,7 @@ def test_compose_dockerfiles_labels_too(unlisted) -> None:  # type: ignore[no-un
     class Ctx:
         policy = unlisted
         world = StaticWorld(files={f"{APP}/Dockerfile": b"FROM alpine\nLABEL traefik.enable=true\n"})
+        located = SimpleNamespace(canonical="compose config")
 
         def host_path(self, value: str, what: str) -> str:
             return value
@@ -270,7 +274,7 @@ def test_a_dockerfile_on_stdin_is_read_and_checked(command: str, stdin: bytes, r
 def test_control_unread_stdin_lets_add_url_through(unlisted, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from gatekeeper.vetting import images
 
-    monkeypatch.setattr(images, "vet_stdin_dockerfile", lambda ctx, on_stdin, name: None)
+    monkeypatch.setattr(images, "vet_stdin_dockerfile", lambda ctx, on_stdin, name, arguments: None)
     assert decide(f"docker build -f - {APP}", unlisted, StaticWorld(stdin=FETCHING)).allowed
 
 
@@ -282,7 +286,9 @@ def test_the_forcecommand_reads_stdin_once_and_hands_docker_what_it_checked(depl
     from tests.conftest import gatekeeper_command, pythonpath_free_env
 
     saved = deployment.root / "stdin-seen"
-    deployment.docker.write_text(f"#!/bin/sh\ncat > {saved}\n")  # docker's stand-in keeps its stdin
+    # docker's stand-in keeps its stdin (and has the base image, without ONBUILD steps)
+    stub = f'#!/bin/sh\n[ "$1 $2" = "image inspect" ] && echo null && exit 0\ncat > {saved}\n'
+    deployment.docker.write_text(stub)
 
     def run(stdin: bytes) -> subprocess.CompletedProcess[bytes]:
         env = pythonpath_free_env(SSH_ORIGINAL_COMMAND="docker build -q -f - work")
@@ -296,3 +302,85 @@ def test_the_forcecommand_reads_stdin_once_and_hands_docker_what_it_checked(depl
     done = run(PLAIN)
     assert done.returncode == 0, done.stderr
     assert saved.read_bytes() == PLAIN
+
+
+# --- the ONBUILD steps of base images (red team s5) ------------------------------
+
+TRIGGER = ["ADD http://127.0.0.1:8080/latest/meta-data /m"]
+
+
+class BaseImages(StaticWorld):
+    """An engine holding `images` (name -> its ONBUILD steps); anything else is missing."""
+
+    def __init__(self, images: dict[str, list[str] | None], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.images = images
+        self.asked: list[list[str]] = []
+
+    def run_docker(self, policy, args, stdin=None, timeout=60.0):  # type: ignore[no-untyped-def]
+        from gatekeeper.vetting.images import TRIGGERS_FORMAT
+
+        if args[:4] != ["image", "inspect", "--format", TRIGGERS_FORMAT]:
+            return super().run_docker(policy, args, stdin, timeout)
+        self.asked.append(args[5:])
+        found = [name for name in args[5:] if name in self.images]
+        out = "".join(json.dumps(self.images[name]) + "\n" for name in found)
+        return (0 if len(found) == len(args[5:]) else 1), out.encode(), b"Error: No such image"
+
+
+BASE_CASES = [
+    # (Dockerfile, build flags, the images the engine has, rule or "" for allowed)
+    ("FROM base\n", "", {"base": None}, ""),
+    ("FROM base\n", "", {"base": TRIGGER}, "build-add-url"),
+    ("FROM base\n", "", {"base": ["RUN make"]}, ""),
+    ("FROM base\n", "", {}, "build-add-url"),  # the builder would pull it unchecked
+    ("FROM base\n", "--pull", {"base": None}, "build-add-url"),  # ... or pull a newer one
+    ("FROM alpine AS a\nFROM a\nFROM scratch\n", "", {"alpine": None}, ""),
+    ("ARG B=base\nFROM $B\n", "", {"base": TRIGGER}, "build-add-url"),
+    ("ARG B=alpine\nFROM ${B}\n", "--build-arg B=base", {"base": TRIGGER, "alpine": None}, "build-add-url"),
+    ("ARG B=alpine\nFROM ${B}\n", "--build-arg B=alpine", {"base": TRIGGER, "alpine": None}, ""),
+    ("ARG B\nFROM $B\n", "", {"base": None}, "build-add-url"),
+    ("ARG B=base\nFROM ${B:-x}\n", "", {"base": None}, "build-add-url"),
+]
+
+
+@pytest.mark.parametrize(("text", "flags", "images", "rule"), BASE_CASES)
+def test_base_images_onbuild_steps_are_checked(text: str, flags: str, images: dict[str, list[str] | None],
+                                               rule: str, unlisted) -> None:  # type: ignore[no-untyped-def]
+    """A base image's ONBUILD ADD <url> runs in the agent's build as if its Dockerfile said it."""
+    in_context = BaseImages(images, files={f"{APP}/Dockerfile": text.encode()})
+    for command, world in ((f"docker build {flags} {APP}", in_context),
+                           (f"docker build {flags} -", BaseImages(images, stdin=text.encode()))):
+        decision = decide(command, unlisted, world)
+        shown = (decision.allowed, "" if decision.allowed else decision.rule)
+        assert shown == (not rule, rule), decision.reason
+
+
+def test_control_without_the_lookup_a_trigger_goes_through(unlisted, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting import images
+
+    world = BaseImages({"base": TRIGGER}, files={f"{APP}/Dockerfile": b"FROM base\n"})
+    assert not decide(f"docker build {APP}", unlisted, world).allowed
+    monkeypatch.setattr(images, "check_base_images", lambda *args: None)
+    assert decide(f"docker build {APP}", unlisted, world).allowed
+
+
+def test_compose_builds_check_base_images_too(unlisted) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting.images import vet_model_images
+
+    def ctx(canonical: str, images: dict[str, list[str] | None]) -> object:
+        return SimpleNamespace(policy=unlisted, located=SimpleNamespace(canonical=canonical),
+                               parsed=SimpleNamespace(uses=[]), host_path=lambda value, what: value,
+                               world=BaseImages(images, files={f"{APP}/Dockerfile": b"FROM base\n"}))
+
+    for build in ({"context": APP}, {"context": APP, "dockerfile_inline": "FROM base"}):
+        model = {"services": {"web": {"build": build}}}
+        vet_model_images(ctx("compose up", {"base": None}), model)  # type: ignore[arg-type]
+        vet_model_images(ctx("compose ps", {"base": TRIGGER}), model)  # type: ignore[arg-type]  # builds nothing
+        for images in ({"base": TRIGGER}, {}):
+            with pytest.raises(Denied) as refused:
+                vet_model_images(ctx("compose build", images), model)  # type: ignore[arg-type]
+            assert refused.value.rule == "build-add-url"
+        with pytest.raises(Denied):
+            pulled = {"services": {"web": {"build": {**build, "pull": True}}}}
+            vet_model_images(ctx("compose up", {"base": None}), pulled)  # type: ignore[arg-type]

@@ -42,14 +42,33 @@ ALLOWED = [
 ]
 
 
-def build(policy: object, dockerfile: str, query: str = "", spooled: bool = True) -> tuple[bool, str]:
+class BaseImages(FakeEngine):
+    """The engine also holds every base image a Dockerfile here names (no ONBUILD steps unless
+    `triggers` gives them): what is judged is the [images] list, not whether a base is there."""
+
+    def __init__(self, triggers: dict[str, list[str]] | None = None) -> None:
+        super().__init__()
+        self.triggers = triggers or {}
+
+    def one(self, path: str) -> tuple[int, object]:
+        status, found = super().one(path)
+        name = path[len("/images/"):-len("/json")]
+        if status == 404 and path.startswith("/images/") and path.endswith("/json") and \
+                not name.startswith("newthing"):  # the tag the build makes is new
+            return 200, {"Id": "sha256:" + "4" * 64, "RepoTags": [name],
+                         "Config": {"Labels": {}, "OnBuild": self.triggers.get(name)}}
+        return status, found
+
+
+def build(policy: object, dockerfile: str, query: str = "", spooled: bool = True,
+          engine: FakeEngine | None = None) -> tuple[bool, str]:
     body = context_tar({"Dockerfile": dockerfile, "app": "x"}, compression="gz")
     req = request("POST", "/v1.47/build?t=newthing%3A1" + query)
     if spooled:  # as the transport hands it over: the body in the spool file
         req.context = io.BytesIO(body)
     else:
         req.body = body
-    verdict = vet_api_request(req, policy, FakeEngine())  # type: ignore[arg-type]
+    verdict = vet_api_request(req, policy, engine or BaseImages())  # type: ignore[arg-type]
     return verdict.allowed, verdict.rule
 
 
@@ -69,8 +88,8 @@ def test_the_dockerfile_named_by_the_query_is_the_one_checked() -> None:
     body = context_tar({"Dockerfile": "FROM alpine\n", "other.Dockerfile": "FROM evil/x\n"})
     req = request("POST", "/v1.47/build?t=newthing%3A1&dockerfile=other.Dockerfile")
     req.body = body
-    assert vet_api_request(req, UNLISTED, FakeEngine()).allowed  # control
-    verdict = vet_api_request(req, LISTED, FakeEngine())
+    assert vet_api_request(req, UNLISTED, BaseImages()).allowed  # control
+    verdict = vet_api_request(req, LISTED, BaseImages())
     assert (verdict.allowed, verdict.rule) == (False, "image-source")
     assert "other.Dockerfile" in verdict.reason and "evil/x" in verdict.reason
 
@@ -86,3 +105,32 @@ def test_buildargs_buildkit_syntax(arguments: dict[str, object], refused: bool) 
     assert build(UNLISTED, "FROM alpine\n", query) == (True, "allowed")  # control
     expected = (False, "image-source") if refused else (True, "allowed")
     assert build(LISTED, "FROM alpine\n", query) == expected
+
+
+TRIGGER = ["ADD http://127.0.0.1:8080/latest/meta-data /m"]
+
+
+@pytest.mark.parametrize(("dockerfile", "query", "triggers", "allowed"), [
+    ("FROM base\n", "", {}, True),
+    ("FROM base\n", "", {"base": TRIGGER}, False),
+    ("FROM base\n", "", {"base": ["COPY --from=evil/x / /"]}, True),  # no [images] list here
+    ("FROM base\n", "&pull=1", {}, False),  # the builder would pull a newer base, unchecked
+    ("ARG B=alpine\nFROM $B\n", "&buildargs=" + quote(json.dumps({"B": "base"})), {"base": TRIGGER}, False),
+    ("ARG B=alpine\nFROM $B\n", "", {"base": TRIGGER}, True),
+    ("ARG B\nFROM $B\n", "", {}, False),
+])
+def test_base_images_onbuild_steps(dockerfile: str, query: str, triggers: dict[str, list[str]],
+                                   allowed: bool) -> None:
+    """A base image's ONBUILD ADD <url> runs in the agent's build as its own ADD would."""
+    verdict = build(UNLISTED, dockerfile, query, engine=BaseImages(triggers))
+    assert verdict == ((True, "allowed") if allowed else (False, "build-add-url"))
+
+
+def test_base_images_missing_or_listed() -> None:
+    """A base the engine lacks would be pulled by the builder unchecked (FakeEngine alone holds
+    alpine, postgres, myapp); the list judges a trigger's COPY --from (control: no list)."""
+    assert build(UNLISTED, "FROM alpine\n", engine=FakeEngine()) == (True, "allowed")
+    assert build(UNLISTED, "FROM base\n", engine=FakeEngine()) == (False, "build-add-url")
+    engine = BaseImages({"docker.io/library/base": ["COPY --from=evil/x / /"]})
+    assert build(UNLISTED, "FROM docker.io/library/base\n", engine=engine) == (True, "allowed")
+    assert build(LISTED, "FROM docker.io/library/base\n", engine=engine) == (False, "image-source")

@@ -152,27 +152,60 @@ def asks_for_help(ctx: Context) -> bool:
 
 
 def vet_build_images(ctx: Context, patterns: list[str]) -> None:
+    from gatekeeper.grammar.pflag import bool_value
     context, dockerfile = ctx.parsed.positionals[0], None
+    arguments: dict[str, str | None] = {}
     for use in ctx.parsed.uses:
         if use.flag.long == "file":
             dockerfile = use.value
+        elif use.flag.long == "pull" and bool_value(use):
+            raise refuse_pull(use.spelled)
+        elif use.flag.long == "build-arg":
+            key, eq, value = (use.value or "").partition("=")
+            arguments[key] = value if eq else None  # KEY alone: the CLI's environment (ours), unknown here
         elif use.flag.long == "build-context":
             value = (use.value or "").partition("=")[2]
             if value.startswith("docker-image://"):
                 check_reference(value[len("docker-image://"):], patterns, "--build-context image")
-        elif use.flag.long == "build-arg" and patterns:
+        if use.flag.long == "build-arg" and patterns:
             check_syntax_argument(use.value or "", patterns)
     if (context == "-" or dockerfile == "-") and patterns:
         raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
                      "write it into the build context", rule=RULE)
     if context == "-" or dockerfile == "-":
-        vet_stdin_dockerfile(ctx, context == "-", dockerfile or "Dockerfile")
+        vet_stdin_dockerfile(ctx, context == "-", dockerfile or "Dockerfile", arguments)
         return
     root = ctx.host_path(context, "build context")
     path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
     text = read_dockerfile(ctx, path)
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
+    check_base_images(ctx, text, path, arguments, patterns)
+
+
+def check_base_images(ctx: Context, text: str, where: str, arguments: dict[str, str | None],
+                      patterns: list[str]) -> None:
+    """The ONBUILD steps of the images the build starts FROM (below):
+    one engine question for all of them; one the engine does not have is refused."""
+    from gatekeeper.json_codec import loads
+
+    bases = base_images(text, arguments, where)
+    if not bases:
+        return
+    args = ["image", "inspect", "--format", TRIGGERS_FORMAT, "--", *bases]
+    try:
+        status, out, _err = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
+    except Exception:  # noqa: BLE001 - no answer: nothing checked, refused below
+        status, out = -1, b""
+    lines = out.decode("utf-8", errors="replace").splitlines()
+    if status != 0 or len(lines) != len(bases):
+        raise refuse_missing(", ".join(bases), where)
+    for image, line in zip(bases, lines, strict=True):
+        try:
+            triggers = loads(line)
+        except ValueError:
+            raise refuse_missing(image, where) from None
+        check_triggers(image, triggers, patterns, where)
 
 
 STDIN_CONTEXT_LIMIT = 16 << 20  # a build context on stdin (`docker build - < ctx.tar`), read into memory
@@ -180,7 +213,8 @@ ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz: docke
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str) -> None:
+def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str,
+                         arguments: dict[str, str | None]) -> None:
     """`build -f - DIR` (the Dockerfile on stdin) or `build -` (a Dockerfile, or a context
     archive holding it, on stdin): read once, checked like a Dockerfile in a directory, and
     docker gets exactly the bytes that were checked (Vetted.client_stdin)."""
@@ -201,6 +235,7 @@ def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str) -> Non
         data_text = data.decode("utf-8", errors="replace")
     check_add_sources(data_text, where)
     check_dockerfile_labels(ctx, data_text, where)
+    check_base_images(ctx, data_text, where, arguments, [])
     ctx.vetted.client_stdin = data
 
 
@@ -269,10 +304,17 @@ def read_dockerfile(ctx: Context, path: str) -> str:
 def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
     """compose: each service's `image:` and the Dockerfile of each service it builds."""
     patterns = allowed_patterns(ctx.policy)
+    building = ctx.located.canonical in COMPOSE_BUILDING
+    if building:
+        from gatekeeper.grammar.pflag import bool_value
+
+        for use in ctx.parsed.uses:
+            if use.flag.long == "pull" and ctx.located.canonical == "compose build" and bool_value(use):
+                raise refuse_pull(use.spelled)
     for name, service in (model.get("services") or {}).items():
         build = (service or {}).get("build")
         if isinstance(build, dict):
-            vet_model_build(ctx, build, patterns, name)  # ADD <url>: with or without an allowlist
+            vet_model_build(ctx, build, patterns, name, building)  # ADD <url>: with or without an allowlist
         if patterns and (service or {}).get("image"):  # built services too: `compose pull` fetches it
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
         for volume in (service or {}).get("volumes") or []:
@@ -281,15 +323,26 @@ def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
                 check_reference(str(volume.get("source") or ""), patterns, f"service {name!r}: image mount")
 
 
-def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], name: str) -> None:
+# compose commands that may build a service's image (its base images' ONBUILD steps are checked).
+COMPOSE_BUILDING = frozenset({"compose build", "compose up", "compose create", "compose run"})
+
+
+def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], name: str,
+                    building: bool = True) -> None:
     """A service that builds: its image: is the tag it builds, the Dockerfile's images are fetched."""
     arguments = build.get("args") or {}
     if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:
         check_syntax_argument(f"BUILDKIT_SYNTAX={arguments['BUILDKIT_SYNTAX']}", patterns)
+    if building and build.get("pull") is True:
+        raise refuse_pull(f"service {name!r}: build.pull")
+    values = {str(k): None if v is None else str(v) for k, v in arguments.items()} \
+        if isinstance(arguments, dict) else {}
     if build.get("dockerfile_inline") is not None:
         where = f"service {name!r}: dockerfile_inline"
         check_dockerfile(str(build["dockerfile_inline"]), patterns, where)
         check_dockerfile_labels(ctx, str(build["dockerfile_inline"]), where)
+        if building:
+            check_base_images(ctx, str(build["dockerfile_inline"]), where, values, patterns)
         return
     context = str(build.get("context") or ".")
     dockerfile = str(build.get("dockerfile") or "Dockerfile")
@@ -297,6 +350,8 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
     text = read_dockerfile(ctx, path)
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
+    if building:
+        check_base_images(ctx, text, path, values, patterns)
 
 
 # --- Dockerfiles ---------------------------------------------------------------
@@ -443,3 +498,90 @@ def flag_values(words: list[str], flag: str) -> list[str]:
 
 def from_stage(value: str, stages: set[str]) -> bool:
     return value.isdigit() or value.lower() in stages
+
+
+# --- the ONBUILD steps of base images -------------------------------------------
+# The ONBUILD triggers of the images a build starts FROM (both layers).
+#
+# An image carries ONBUILD steps in its config (`Config.OnBuild`), and the builder runs them
+# as the first steps of every build `FROM` that image. So an image pulled from any registry
+# can bring `ADD http://127.0.0.1:.../` (the engine fetches it on the host's network) or
+# `COPY --from=<an image [images] allowed refuses>` into a build whose own Dockerfile shows
+# neither. Before a build, the images its stages start FROM are looked up on the engine and
+# their triggers checked as Dockerfile lines (check_add_sources,
+# check_dockerfile). A base image the engine does not have yet would be pulled by the builder
+# unchecked: refused ("docker pull it first"), and so is a build that pulls its base images
+# anew (`build --pull`, compose `build.pull`, the API's `pull=`).
+#
+# Pure functions of the Dockerfile's text and the build arguments; the engine is asked by
+# check_base_images (the CLI layer, through its World) and gatekeeper.proxy.images.
+
+TRIGGERS_FORMAT = "{{json .Config.OnBuild}}"  # one line per image: a JSON list of trigger lines, or null
+PULL_FIRST = "docker pull it first (without --pull the builder uses the image checked here)"
+
+
+def base_images(text: str, arguments: dict[str, str | None], where: str) -> list[str]:
+    """The images the Dockerfile's stages start FROM, as the builder reads them: the global
+    ARGs (before the first FROM) expanded, their defaults replaced by the build's arguments;
+    earlier stages and `scratch` are not images. A FROM that cannot be expanded is refused."""
+    escape, _ = parser_directives(text)
+    values: dict[str, str | None] = {}
+    stages: set[str] = set()
+    images: list[str] = []
+    for instruction, words in instructions(text, escape):
+        if instruction == "ARG" and not stages and not images:
+            for word in words:
+                key, eq, default = word.partition("=")
+                values[key] = arguments[key] if key in arguments else (default.strip("\"'") if eq else None)
+        elif instruction == "FROM":
+            plain = [w for w in words if not w.startswith("--")]
+            image = expand(plain[0] if plain else "", values, where)
+            if image.lower() not in stages and image != "scratch":
+                images.append(image)
+            if len(plain) >= 3 and plain[1].lower() == "as":
+                stages.add(plain[2].lower())
+    return images
+
+
+def expand(word: str, values: dict[str, str | None], where: str) -> str:
+    """`$NAME` and `${NAME}` replaced by the global ARG's value; anything else with a `$` refused."""
+    import re
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        found = values.get(name)
+        if found is None:
+            raise Denied(f"{where}: FROM {word[:80]!r} uses {name!r}, which has no value here; name the "
+                         "image (its ONBUILD steps are checked before the build)", rule=ADD_RULE)
+        return found
+
+    expanded = re.sub(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))", value, word)
+    if "$" in expanded:
+        raise Denied(f"{where}: FROM {word[:80]!r} cannot be read before the build; name the image "
+                     "(its ONBUILD steps are checked before the build)", rule=ADD_RULE)
+    return expanded
+
+
+def check_triggers(image: str, triggers: object, patterns: list[str], where: str) -> None:
+    """One base image's ONBUILD steps, checked as the Dockerfile's own lines are."""
+    if triggers is None:
+        return
+    if not isinstance(triggers, list) or not all(isinstance(line, str) for line in triggers):
+        raise Denied(f"{where}: the ONBUILD steps of {image!r} cannot be read", rule=ADD_RULE)
+    text = "\n".join(line.replace("\n", " ") for line in triggers)
+    what = f"{where}: FROM {image!r} ONBUILD"
+    # Stops: ONBUILD ADD http://127.0.0.1:.../ in a pulled image, run by the builder in the
+    # agent's build on the host's network (the Dockerfile itself shows no ADD).
+    check_add_sources(text, what)
+    check_dockerfile(text, patterns, what)
+
+
+def refuse_missing(image: str, where: str) -> Denied:
+    return Denied(f"{where}: FROM {image!r} is not on the engine, so its ONBUILD steps cannot be checked "
+                  f"before the builder pulls and runs them; {PULL_FIRST}", rule=ADD_RULE)
+
+
+def refuse_pull(what: str) -> Denied:
+    # Stops: the builder pulling a newer base image (with ONBUILD steps) than the one checked here.
+    return Denied(f"{what}: the builder would pull the base images anew, past the check of their ONBUILD "
+                  "steps; docker pull them first, then build without it", rule=ADD_RULE)
