@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, PROXY_ALONE, Stack
+from .stack import AGENT, AGENT_HOME, PROXY_ALONE, Stack, names_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +27,10 @@ HERE = Path(__file__).parent
 DATA = HERE / "day_of_work.txt"
 PROJECT = HERE / "day_of_work"
 SHOP = AGENT_HOME / "work" / "shop"
-CONTAINERS = ("scratch-1", "job-1", "oneoff", "stopped-1", "cache-1")
-VOLUMES = ("shop_shopdata", "shopcache")
-IMAGES = ("shop-web:1", "shop-web:1.1", "shop-web:latest", "shop-web:2", "shop-web:3", "shop-web:dev")
+CONTAINERS = ("ai-scratch-1", "ai-job-1", "ai-oneoff", "ai-stopped-1", "ai-cache-1")
+VOLUMES = ("ai-shop_shopdata", "ai-shopcache")
+IMAGES = ("ai-shop-web:1", "ai-shop-web:1.1", "ai-shop-web:latest", "ai-shop-web:2", "ai-shop-web:3",
+          "ai-shop-web:dev")
 
 
 class Step:
@@ -93,10 +94,10 @@ STEPS = read_steps(DATA)
 
 def cleanup(stack: Stack) -> None:
     """Root removes whatever a failed earlier run may have left (by name, never more)."""
-    project = stack.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=shop", check=False)
+    project = stack.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=ai-shop", check=False)
     stack.docker("rm", "-f", *CONTAINERS, *project.stdout.split(), check=False)
     stack.docker("volume", "rm", *VOLUMES, check=False)
-    stack.docker("network", "rm", "shop_backend", check=False)
+    stack.docker("network", "rm", "ai-shop_backend", check=False)
     stack.docker("rmi", *IMAGES, check=False)
 
 
@@ -108,7 +109,8 @@ def shop(stack: Stack) -> Iterator[Path]:
     shutil.copytree(PROJECT, SHOP)
     for path in [SHOP, *SHOP.rglob("*")]:
         shutil.chown(path, AGENT, AGENT)
-    yield SHOP
+    with names_prefix(None):  # the embedded default: every name the day gives starts with "ai-"
+        yield SHOP
     cleanup(stack)
     shutil.rmtree(SHOP, ignore_errors=True)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, BRIDGE, IMAGE, MODES, PROXY_ALONE, Stack
+from .stack import AGENT, AGENT_HOME, BRIDGE, IMAGE, MODES, PROXY_ALONE, Stack, names_prefix
 
 pytestmark = [
     pytest.mark.e2e,
@@ -77,45 +77,116 @@ def test_events_carry_only_the_agents_objects(stack: Stack) -> None:
     assert named.returncode == 0 and named.stdout == b"", named
 
 
+# Names taken first: the operator's later work lands in the agent's object. The control runs
+# with the name rule off (the suite's policy, [names] prefix = ""), the defence under the
+# embedded default ("ai-": the agent gives only names starting with it).
 VOLUME = f"{PREFIX}pgdata"
+TAG = f"{PREFIX}pg:16"
+NETWORK = f"{PREFIX}backend"
+OURS = "ai-"
+CONTEXT = AGENT_HOME / "work" / "gk-rt4-image"
 
 
 @pytest.fixture
-def volume_gone(stack: Stack) -> Iterator[None]:
-    stack.docker("volume", "rm", "-f", VOLUME, check=False)
+def names_gone(stack: Stack) -> Iterator[None]:
+    def remove() -> None:
+        remove_ours(stack)
+        for name in (VOLUME, OURS + VOLUME):
+            stack.docker("volume", "rm", "-f", name, check=False)
+        for name in (NETWORK, OURS + NETWORK):
+            stack.docker("network", "rm", name, check=False)
+        stack.docker("rmi", "-f", TAG, OURS + TAG, check=False)
+
+    remove()
     yield
-    remove_ours(stack)
-    stack.docker("volume", "rm", "-f", VOLUME, check=False)
+    remove()
+    shutil.rmtree(CONTEXT, ignore_errors=True)
 
 
-def agent_makes_volume(stack: Stack) -> None:
+def agent_makes_volume(stack: Stack, name: str) -> subprocess.CompletedProcess[bytes]:
     """A new named volume, the agent's way in the layout: the CLI layer makes it labelled for a
     run; the proxy alone takes `volume create` (labelled) and refuses a run of a missing one."""
-    command = (f"docker volume create {VOLUME}" if stack.mode == PROXY_ALONE
-               else f"docker run --rm -v {VOLUME}:/d {IMAGE} true")
-    made = stack.ssh(command)
-    assert made.returncode == 0, made.stderr
+    return stack.ssh(f"docker volume create {name}" if stack.mode == PROXY_ALONE
+                     else f"docker run --rm -v {name}:/d {IMAGE} true")
 
 
-@pytest.mark.usefixtures("clean", "volume_gone")
-@pytest.mark.xfail(strict=True, reason="OPEN (redteam s4 finding 2, design): docker, and compose with a "
-                   "warning, use an existing volume of the name they are given; a volume the agent made "
-                   "first is the agent's, whatever the operator writes to it later")
+def exists(stack: Stack, kind: str, name: str) -> bool:
+    return stack.docker(kind, "inspect", name, check=False).returncode == 0
+
+
+def said_instead(result: subprocess.CompletedProcess[bytes], name: str) -> bool:
+    """The refusal names the rule or the prefixed spelling (layout (b): the proxy's message)."""
+    return b"name-prefix" in result.stderr and f"{OURS}{name}".encode() in result.stderr
+
+
+@pytest.mark.usefixtures("clean", "names_gone")
 def test_volume_named_before_the_operator_uses_it(stack: Stack) -> None:
     """Squatting a name in the engine's volume namespace: the operator's `docker run -v pgdata:...`
     (or a compose project's volume) is the agent's volume if the agent made it first.
-    Contrast (the rule that holds): a volume the operator made first is refused to the agent."""
+    Contrast (the rule that holds either way): a volume the operator made first is refused."""
     stack.docker("volume", "create", VOLUME)
     stack.docker("run", "--rm", "-v", f"{VOLUME}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
     refused = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
     assert SECRET.encode() not in refused.stdout and stack.refused(refused), refused
     stack.docker("volume", "rm", VOLUME)
 
-    agent_makes_volume(stack)
-    # Later, the operator's service by that name: docker takes the existing volume without a word.
+    # Control, the rule off: the agent names it first; docker takes it for the operator's service.
+    assert agent_makes_volume(stack, VOLUME).returncode == 0
     stack.docker("run", "--rm", "-v", f"{VOLUME}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
     seen = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
-    assert SECRET.encode() not in seen.stdout, "the operator's data reached the agent"
+    assert SECRET.encode() in seen.stdout, "control: the operator's data should reach the agent"
+    stack.docker("volume", "rm", VOLUME)
+
+    with names_prefix(None):
+        taken = agent_makes_volume(stack, VOLUME)
+        assert stack.refused(taken) and said_instead(taken, VOLUME), taken
+        assert not exists(stack, "volume", VOLUME)
+        assert agent_makes_volume(stack, OURS + VOLUME).returncode == 0  # its own name works
+        stack.docker("run", "--rm", "-v", f"{VOLUME}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
+        seen = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
+        assert SECRET.encode() not in seen.stdout and stack.refused(seen), "the operator's data reached it"
+
+
+@pytest.mark.usefixtures("clean", "names_gone")
+def test_image_tag_named_before_the_operator_uses_it(stack: Stack) -> None:
+    """An image the agent builds as the tag the operator will run (`postgres:16` before the
+    operator's first pull): the operator's `docker run` runs the agent's image."""
+    CONTEXT.mkdir(parents=True, exist_ok=True)
+    (CONTEXT / "Dockerfile").write_text(f'FROM {IMAGE}\nCMD ["echo", "{SECRET}-agent-image"]\n')
+    for path in (CONTEXT, CONTEXT / "Dockerfile"):
+        shutil.chown(path, AGENT, AGENT)
+
+    built = stack.ssh(f"docker build -t {TAG} {CONTEXT}", timeout=300)  # control: the rule off
+    assert built.returncode == 0, built.stderr
+    ran = stack.docker("run", "--rm", TAG).stdout
+    assert f"{SECRET}-agent-image" in ran, "control: the operator's run should run the agent's image"
+    stack.docker("rmi", TAG)
+
+    with names_prefix(None):
+        taken = stack.ssh(f"docker build -t {TAG} {CONTEXT}", timeout=300)
+        assert stack.refused(taken) and said_instead(taken, TAG), taken
+        assert not exists(stack, "image", TAG)
+        own = stack.ssh(f"docker build -t {OURS}{TAG} {CONTEXT}", timeout=300)
+        assert own.returncode == 0, own.stderr
+
+
+@pytest.mark.usefixtures("clean", "names_gone")
+def test_network_named_before_the_operator_uses_it(stack: Stack) -> None:
+    """A network the agent creates under the name the operator's services will join: they join
+    the agent's network (its owner label, where the agent's containers wait for them)."""
+    made = stack.ssh(f"docker network create {NETWORK}")  # control: the rule off
+    assert made.returncode == 0, made.stderr
+    stack.docker("run", "--rm", "--network", NETWORK, IMAGE, "true")  # the operator's service joins it
+    owner = stack.docker("network", "inspect", "-f", '{{index .Labels "gatekeeper.owner"}}', NETWORK).stdout
+    assert owner.strip() == "default", "control: the operator's container should be on the agent's network"
+    stack.docker("network", "rm", NETWORK)
+
+    with names_prefix(None):
+        taken = stack.ssh(f"docker network create {NETWORK}")
+        assert stack.refused(taken) and said_instead(taken, NETWORK), taken
+        assert not exists(stack, "network", NETWORK)
+        own = stack.ssh(f"docker network create {OURS}{NETWORK}")
+        assert own.returncode == 0, own.stderr
 
 
 VICTIM = f"{PREFIX}victim"
