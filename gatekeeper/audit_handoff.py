@@ -10,8 +10,9 @@ never run unrecorded.
 An allowed command hands over two records, its decision before docker runs and its
 exit line after: both go on one connection (`Intake`), kept open between them, so
 the exit line costs no second connect and accept (under load, each is a wake-up of
-the proxy's loop: ~1 ms). Should the proxy have closed it meanwhile (its
-idle_timeout, a restart), the exit line goes on a fresh connection.
+the proxy's loop: ~1 ms). The connection is opened before the decision is made
+(`open_early`), so the proxy accepts it meanwhile. Should the proxy have closed it
+before a record is sent (its idle_timeout, a restart), the record goes on a fresh one.
 
 The C socket module and one request line, not http.client or socket: this runs on
 every SSH command, http.client imports the email package and socket imports enum
@@ -37,6 +38,19 @@ class Intake:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
         self.kept: _socket.socket | None = None  # open after a record handed over with more=True
+
+    def open_early(self) -> None:
+        """Connect now, before the record exists: the proxy accepts (and sets the connection
+        up) while the decision is made, not while the command waits for its 204. A failure
+        here is no answer yet: hand_over connects again and fails closed then."""
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            conn.settimeout(TIMEOUT)
+            conn.connect(self.socket_path)
+        except OSError:
+            conn.close()
+            return
+        self.kept = conn
 
     def hand_over(self, line: str, *, more: bool = False) -> None:
         """Send one encoded record (gatekeeper.audit.encode) and wait for the proxy's 204;

@@ -41,6 +41,7 @@ def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
 
 def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     started = time.monotonic()
+    intake = open_intake(policy)  # connected while the decision is made (gatekeeper.audit_handoff)
     decision, registration = decide_and_register(command, policy)
     if policy.ask:
         decision, registration = put_to_operator(command, policy, decision, registration)
@@ -50,7 +51,7 @@ def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dic
             registration.release()
             registration = None
     try:
-        return record_and_run(command, decision, policy, profile, facts, started)
+        return record_and_run(command, decision, policy, profile, facts, started, intake)
     finally:
         if registration is not None:
             registration.release()  # the engine holds the container by now (gatekeeper.inflight)
@@ -133,10 +134,10 @@ def run_pinned(policy: Policy, decision: Decision) -> int:
 
 
 def record_and_run(command: str, decision: Decision, policy: Policy, profile: str | None,
-                   facts: dict[str, object], started: float) -> int:
+                   facts: dict[str, object], started: float, intake: Intake | None = None) -> int:
     record = decision_record(command, decision.as_dict(), policy, profile, facts)
     try:
-        log = record_decision(policy, record, more=decision.allowed)
+        log = record_decision(policy, record, more=decision.allowed, intake=intake)
     except AuditError as error:
         say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing runs unrecorded")
         return error.exit_code
@@ -208,7 +209,19 @@ def decision_record(command: str, decision: dict[str, object], policy: Policy,
     return record
 
 
-def record_decision(policy: Policy, record: dict[str, object], *, more: bool = False) -> int | Intake:
+def open_intake(policy: Policy) -> Intake | None:
+    """Behind the proxy: its intake, connected already (None: the log is written directly)."""
+    if not handed_to_proxy(policy):
+        return None
+    from gatekeeper.audit_handoff import Intake
+
+    intake = Intake(proxy_socket(policy))
+    intake.open_early()
+    return intake
+
+
+def record_decision(policy: Policy, record: dict[str, object], *, more: bool = False,
+                    intake: Intake | None = None) -> int | Intake:
     """Write the decision record; where the exit line goes: the log's descriptor, or the
     proxy's intake (`more`: an exit line follows, the connection is kept for it)."""
     from gatekeeper.audit import encode, open_log, to_syslog, write_record
@@ -217,7 +230,7 @@ def record_decision(policy: Policy, record: dict[str, object], *, more: bool = F
     if handed_to_proxy(policy):
         from gatekeeper.audit_handoff import Intake
 
-        log = Intake(proxy_socket(policy))
+        log = intake if intake is not None else Intake(proxy_socket(policy))
         line = encode(record)
         log.hand_over(line, more=more)
     else:

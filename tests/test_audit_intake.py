@@ -239,6 +239,20 @@ def test_an_allowed_command_hands_both_records_over_one_connection(deployment: D
     assert records[0]["session"] == records[1]["session"]
 
 
+def test_the_connection_is_open_before_the_decision_is_made(deployment: Deployment, tmp_path: Path) -> None:
+    """The ForceCommand connects to the intake first and decides meanwhile: the proxy has
+    accepted before the record comes. Still one connection per command, also for the usage
+    text's record (made without the early connection); without a proxy it fails closed as
+    before (test_forcecommand_fails_closed_without_the_proxy)."""
+    with fake_proxy(tmp_path, keep_alive=True) as proxy:
+        via_proxy(deployment, proxy.path)
+        assert run_gatekeeper(deployment, "docker ps").returncode == 0
+        assert run_gatekeeper(deployment, None).returncode == 77
+        assert proxy.connections == 2
+    records = [json.loads(line) for line in proxy.log.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["decision", "exit", "decision"]
+
+
 def test_the_exit_line_goes_afresh_when_the_proxy_closed_the_kept_connection(
         proxied: tuple[Deployment, FakeProxy]) -> None:
     """A proxy that closed the kept connection while docker ran (its idle_timeout, a restart)
