@@ -170,10 +170,11 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
     from gatekeeper.label_rules import created_labels
     from gatekeeper.vetting.binds import CONTAINER_FORMAT
     from gatekeeper.vetting.images import TRIGGERS_FORMAT
+    from gatekeeper.vetting.limits import HEALTH_FORMAT
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
-    if args[:4] == ["image", "inspect", "--format", TRIGGERS_FORMAT]:
-        return 0, b"null\n" * len(args[5:]), b""  # base images of a build: present, no ONBUILD steps
+    if args[:3] == ["image", "inspect", "--format"] and args[3:4] in ([TRIGGERS_FORMAT], [HEALTH_FORMAT]):
+        return 0, b"null\n" * len(args[5:]), b""  # images present, with no ONBUILD steps, no HEALTHCHECK
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
         return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
     if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:

@@ -494,18 +494,13 @@ def capped_log_options(options: dict[str, str], field: str, policy: Policy) -> d
     return out
 
 
-HEALTH_FLAGS = {"Interval": "health-interval", "Timeout": "health-timeout",
-                "StartPeriod": "health-start-period",
-                "StartInterval": "health-start-interval", "Retries": "health-retries"}
-
-
 def check_health(body: Body, field: str, value: object) -> object:
-    from gatekeeper.vetting.limits import caps_of
+    from gatekeeper.vetting.limits import HEALTH_FIELDS, caps_of
     from gatekeeper.vetting.limits import check_health as floor
 
-    checked = walk(body, value, {"Test": allow, **dict.fromkeys(HEALTH_FLAGS, allow)}, field)
+    checked = walk(body, value, {"Test": allow, **dict.fromkeys(HEALTH_FIELDS, allow)}, field)
     caps = caps_of(body.call.policy)
-    for key, flag in HEALTH_FLAGS.items():
+    for key, flag in HEALTH_FIELDS.items():
         amount = checked.get(key)
         if amount in (None, 0):
             continue
@@ -692,6 +687,7 @@ def vet_container_create(call: Call) -> ApiVerdict:
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
     check_inherited_labels(call, checked.get("Image"), checked["Labels"])
+    check_inherited_health(call, checked.get("Image"), checked.get("Healthcheck"))
     create_new_volumes(body)
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
     return call.allow()
@@ -752,6 +748,25 @@ def check_inherited_labels(call: Call, image: object, labels: dict[str, str]) ->
         # gatekeeper.*: what a create body may not say, said by the image.
         own = {k: v for k, v in labels.items() if k != OWNER_LABEL}
         owner_labelled(call, {**inherited, **own}, "image label")
+
+
+def check_inherited_health(call: Call, image: object, own: object) -> None:
+    """The image's HEALTHCHECK fields the body leaves at 0 follow the floors too (the engine
+    takes them from the image)."""
+    from gatekeeper.vetting.limits import HEALTH_FIELDS, caps_of, check_image_health
+
+    caps = caps_of(call.policy)
+    if not caps.health or not isinstance(image, str) or not image:
+        return
+    own = own if isinstance(own, dict) else {}
+    test = own.get("Test")
+    if isinstance(test, list) and test[:1] == ["NONE"]:
+        return  # the body turns the checks off (--no-healthcheck)
+    found = objects.inspect(call.engine, "image", image)
+    config = found.get("Config") if found is not None else None
+    health = config.get("Healthcheck") if isinstance(config, dict) else None
+    given = {flag for key, flag in HEALTH_FIELDS.items() if own.get(key) not in (None, 0)}
+    check_image_health(health, given, caps, f"image {image[:80]!r}")
 
 
 NO_RESTART = ("", "no")

@@ -121,6 +121,73 @@ def check_health(flag: str, value: str, caps: Caps, what: str) -> None:
                      rule="limit-health")
 
 
+# The engine's Healthcheck fields (an image's config, a create body) -> the run flag setting each.
+HEALTH_FIELDS = {"Interval": "health-interval", "Timeout": "health-timeout",
+                 "StartPeriod": "health-start-period", "StartInterval": "health-start-interval",
+                 "Retries": "health-retries"}
+HEALTH_FORMAT = "{{json .Config.Healthcheck}}"
+PIN_TIMEOUT = 30.0  # seconds for the engine's answer about an image
+
+
+def check_image_health(health: object, given: set[str], caps: Caps, what: str) -> None:
+    """The healthcheck a container inherits from its image (a Dockerfile HEALTHCHECK, a pulled
+    image's): the engine takes every field the create leaves at 0 from the image, so those
+    follow the floors too. `given`: the run flags the create sets to a non-zero value itself."""
+    if not caps.health or not isinstance(health, dict):
+        return
+    test = health.get("Test")
+    if isinstance(test, list) and test[:1] == ["NONE"]:
+        return  # the image turns its checks off
+    for key, flag in HEALTH_FIELDS.items():
+        amount = health.get(key)
+        if flag in given or amount in (None, 0):
+            continue
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise Denied(f"{what} HEALTHCHECK {key} {amount!r} is not a count the floors can judge",
+                         rule="limit-health")
+        value = str(amount) if flag == "health-retries" else show_duration(amount)
+        try:
+            check_health(flag, value, caps, f"{what} HEALTHCHECK {key}")
+        except Denied as refused:
+            # Stops: a Dockerfile HEALTHCHECK --interval=1ms run without a --health-* flag: the
+            # engine's checks back to back, outside the container's limits, floors untouched.
+            raise Denied(f"{refused.message}; give --{flag} at or over the floor, or --no-healthcheck",
+                         rule=refused.rule) from None
+
+
+def check_run_image_health(ctx: Context, caps: Caps) -> None:
+    """docker run/create: the image's own HEALTHCHECK, asked of the engine (only with floors)."""
+    from gatekeeper.grammar.pflag import bool_value
+
+    if not ctx.parsed.positionals:
+        return  # docker refuses a run without an image
+    given = set()
+    for use in ctx.parsed.uses:
+        name = use.flag.long
+        if name == "no-healthcheck" and bool_value(use):
+            return
+        parse = plain_int if name == "health-retries" else go_duration
+        if name in HEALTH_FLOORS and parse(use.value or ""):
+            given.add(name)
+    reference = ctx.parsed.positionals[0]
+    args = ["image", "inspect", "--format", HEALTH_FORMAT, "--", reference]
+    try:
+        status, out, _ = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a timeout or a missing binary: nothing to judge by
+        status, out = -1, b""
+    if status != 0:
+        raise Denied(f"image {reference!r}: its HEALTHCHECK cannot be checked against the floors (not on "
+                     f"the engine?); run 'docker pull {reference}' first", rule="limit-health")
+    import json
+
+    try:
+        health = json.loads(out or b"null")
+    except ValueError:
+        raise Denied(f"image {reference!r}: the engine's answer about its HEALTHCHECK is not JSON",
+                     rule="limit-health") from None
+    check_image_health(health, given, caps, f"image {reference!r}")
+
+
 def health_check(flag: str) -> Callable[[str, Caps, str], None]:
     return lambda value, caps, what: check_health(flag, value, caps, what)
 
@@ -144,6 +211,8 @@ def vet_run_limits(ctx: Context) -> None:
     if not caps.any():
         return
     given = check_flags(ctx, caps)
+    if caps.health:
+        check_run_image_health(ctx, caps)
     inject_defaults(ctx, caps, given)
     if ctx.located.canonical == "container run" and caps.max_running:
         from gatekeeper.vetting.running import check_run
