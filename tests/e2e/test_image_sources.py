@@ -2,11 +2,12 @@
 
 Control: without an [images] list the agent runs gk-busybox. With a list that does not
 name it, `run` is refused (image-source) before anything reaches the engine, and so are a
-pull from an unlisted registry and a build whose Dockerfile starts FROM one; with a list
-that names docker.io/library/gk-*, the same run succeeds.
+pull from an unlisted registry, a build whose Dockerfile starts FROM one and a compose
+service with such an `image:`; with a list that names docker.io/library/gk-*, the same run
+succeeds.
 
 Three ways (tests/e2e/conftest.py THREE_WAY): in layout (b) the proxy refuses the create,
-the pull and the build (its FROM read from the build context it received) by the same
+the pulls and the build (its FROM read from the build context it received) by the same
 rule, with its "api" record, and nothing is made. Pinning ([images] pin_digests) rewrites
 the CLI layer's argv: that test is skipped in (b), why is in the test.
 """
@@ -36,6 +37,9 @@ OTHER_REGISTRY = '\n[images]\nallowed = ["registry.example.com/team/**"]\n'
 OURS = '\n[images]\nallowed = ["docker.io/library/gk-*"]\n'
 
 
+COMPOSE = 'services:\n  app:\n    image: ghcr.io/evil/base\n    command: ["true"]\n'
+
+
 def test_unlisted_images_are_refused(stack: Stack) -> None:
     run = f"docker run --rm {IMAGE} true"
     control = stack.ssh(run)
@@ -43,8 +47,11 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
     app = AGENT_HOME / "gk-images-app"
     try:
         write_file(app / "Dockerfile", "FROM ghcr.io/evil/base\n", mode=0o644, owner=AGENT, group=AGENT)
+        write_file(app / "compose.yaml", COMPOSE, mode=0o644, owner=AGENT, group=AGENT)
         with policy_extended(OTHER_REGISTRY):
-            for command in (run, "docker pull ghcr.io/evil/base", f"docker build {app}"):
+            commands = (run, "docker pull ghcr.io/evil/base", f"docker build {app}",
+                        f"docker compose -f {app}/compose.yaml up -d")
+            for command in commands:
                 images, containers = engine_objects(stack)
                 since = audit_offset()
                 assert_refused(stack, stack.ssh(command), since, rule="image-source")
@@ -54,6 +61,7 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
             assert allowed.returncode == 0, allowed.stderr
     finally:
         shutil.rmtree(app, ignore_errors=True)
+        stack.docker("network", "rm", "gk-images-app_default", check=False)  # (b): compose may make it
 
 
 def engine_objects(stack: Stack) -> tuple[list[str], list[str]]:
