@@ -20,7 +20,7 @@ from pathlib import Path
 import h11
 
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
-from gatekeeper.proxy.server import Proxy, listening_socket
+from gatekeeper.proxy.server import Proxy, listening_socket, new_event_loop
 from gatekeeper.proxy.settings import load_state
 
 # The stand-in decision: (method, path) allowed; everything else denied.
@@ -217,9 +217,10 @@ class Harness:
         self.policy = root / "policy.toml"
         me = getpass.getuser()
         self.write_policy(f'[proxy.users]\n{me} = "agent"' if users is None else users)
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the daemon's: uvloop's
         self.engine = FakeEngine()
         self.connections = 0
+        self.servers: list[asyncio.AbstractServer] = []
         self.proxy = Proxy(load_state(str(self.policy)), stand_in_decide, stand_in_transform)
 
     def write_policy(self, users: str) -> None:
@@ -244,9 +245,9 @@ class Harness:
             await self.proxy.handle(reader, writer)
 
         async def main() -> None:
-            await asyncio.start_unix_server(self.engine.handle, path=self.upstream)
+            self.servers.append(await asyncio.start_unix_server(self.engine.handle, path=self.upstream))
             sock = listening_socket(self.listen, grp.getgrgid(os.getgid()).gr_name)
-            await asyncio.start_unix_server(counted, sock=sock, limit=1 << 18)
+            self.servers.append(await asyncio.start_unix_server(counted, sock=sock, limit=1 << 18))
             ready.set()
 
         self.loop.run_until_complete(main())
@@ -256,10 +257,17 @@ class Harness:
 
     async def shutdown(self) -> None:
         """Every connection's task ended before the loop closes (none left for the GC)."""
+        self.proxy.pool.close()
+        for server in self.servers:
+            server.close()
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Let the servers and transports closed here finish closing: uvloop closes what is left
+        # when its loop closes, and an object the collector closes later would close a
+        # descriptor number the next harness has been given meanwhile.
+        await asyncio.sleep(0.05)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

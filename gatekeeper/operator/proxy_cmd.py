@@ -53,7 +53,10 @@ def main(argv: list[str]) -> int:
     if state.error is not None:
         say(f"policy unusable, refusing every request until a reload fixes it: {state.error}")
     try:
-        return asyncio.run(serve(path, state))
+        from gatekeeper.proxy.server import new_event_loop
+
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(serve(path, state))
     except (KeyError, OSError) as error:
         say(f"cannot listen on {state.settings.listen} (group {state.settings.group}): {error}")
         return EX_CONFIG
@@ -83,6 +86,7 @@ async def serve(path: str, state: PolicyState) -> int:
     async with server:
         await stop.wait()
     remove_socket(listen)
+    proxy.pool.close()
     proxy.write_summaries(proxy.state, force=True)  # refusals counted but not yet summed up
     return 0
 
