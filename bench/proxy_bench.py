@@ -11,7 +11,9 @@ audit records written), then times each command once each way per round:
 
 Three sides per round: through the proxy, direct, and direct again. The third is the A/A
 control: the same command on the same socket, so its ratio to direct is what this machine's
-noise alone makes of a ratio in this run. The order of the three rotates through all six
+noise alone makes of a ratio in this run. With --against REV a fourth side: the proxy of an
+earlier commit (its gatekeeper package from `git archive REV`, run by the same interpreter),
+so before and after are measured in the same rounds. The order of the three rotates through all six
 permutations, round by round, so drift and order effects hit every side alike. Reported per
 command: medians, the ratio of medians proxy/direct (target <= 1.05; throughput >= 90% of
 direct for logs), the median of the per-round ratios (each round's proxy run against the direct
@@ -23,12 +25,13 @@ Then, without the CLI's own start-up in the figure, API requests from Python ove
 interleaved the same way: what `docker ps` sends (HEAD /_ping, then GET /containers/json on one
 kept-alive connection), and single GETs on a fresh connection each. Needs root and the lock:
 
-    flock /tmp/gk-e2e.lock .venv/bin/python bench/proxy_bench.py [--rounds N] [--log-rounds N]
+    flock /tmp/gk-e2e.lock .venv/bin/python bench/proxy_bench.py [--rounds N] [--log-rounds N] [--against REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import itertools
 import os
@@ -36,6 +39,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +55,6 @@ LOGGER: Final = "gk-bench-proxy-logs"
 ROUND_TRIP_TARGET: Final = 1.05
 THROUGHPUT_TARGET: Final = 0.90
 LINE: Final = "x" * 99  # 100-byte log lines (with the newline), as an application might write
-SIDES: Final = ("proxy", "direct", "direct again")
-ORDERS: Final = list(itertools.permutations(range(len(SIDES))))
 
 Times = dict[str, list[list[float]]]  # command -> per side, one time per round (same index = same round)
 
@@ -98,38 +100,42 @@ def prepare(proxy: ProxyDaemon, log_bytes: int) -> None:
     proxy.docker("wait", LOGGER, timeout=600)
 
 
-def interleaved(rounds: int, sides: list[Callable[[], float]], proxy_pid: int = 0,
-                spent: list[float] | None = None) -> list[list[float]]:
+def interleaved(rounds: int, sides: list[Callable[[], float]],
+                spent: dict[int, tuple[int, list[float]]] | None = None) -> list[list[float]]:
     """`rounds` times each side (plus a dropped warm-up round), the order rotating through every
-    permutation; `spent` gets the CPU seconds process `proxy_pid` spent in each run of side 0."""
+    permutation; `spent` maps a side to (a proxy's pid, the CPU seconds it spent in each run of that side)."""
     times: list[list[float]] = [[] for _ in sides]
+    orders = list(itertools.permutations(range(len(sides))))
+    spent = spent or {}
     for n in range(rounds + 1):
-        for side in ORDERS[n % len(ORDERS)]:
-            counted = side == 0 and spent is not None
-            before = cpu_seconds(proxy_pid) if counted else 0.0
+        for side in orders[(n * 7) % len(orders)]:  # (7: coprime to 6 and 24, every order comes)
+            pid, cpu = spent.get(side, (0, []))
+            before = cpu_seconds(pid) if pid else 0.0
             elapsed = sides[side]()
             if n:
                 times[side].append(elapsed)
-                if spent is not None and counted:
-                    spent.append(cpu_seconds(proxy_pid) - before)
+                if pid:
+                    cpu.append(cpu_seconds(pid) - before)
     return times
 
 
-def measure(proxy: ProxyDaemon, rounds: int, log_rounds: int,
-            only: set[str]) -> tuple[Times, dict[str, float]]:
+def measure(proxies: list[ProxyDaemon], rounds: int, log_rounds: int,
+            only: set[str]) -> tuple[Times, dict[str, list[float]]]:
+    """Sides: proxies[0], direct, direct again, then proxies[1] (--against) if any."""
     commands = {"ps": ["ps"], "run --rm": ["run", "--rm", IMAGE, "true"], "inspect": ["inspect", OWNED],
                 "logs": ["logs", LOGGER]}
-    envs = [proxy.env(), direct_env(), direct_env()]
+    envs = [proxies[0].env(), direct_env(), direct_env(), *(p.env() for p in proxies[1:])]
+    proxy_sides = [0, *range(3, len(envs))]
     times: Times = {}
-    cpu: dict[str, float] = {}
+    cpu: dict[str, list[float]] = {}
     for name, args in commands.items():
         if only and name not in only:
             continue
-        spent: list[float] = []
+        spent = {side: (proxy.process.pid, []) for side, proxy in zip(proxy_sides, proxies, strict=True)}
         count = log_rounds if name == "logs" else rounds // 4 if name == "run --rm" else rounds
         sides = [lambda env=env, args=args: timed(args, env) for env in envs]  # type: ignore[misc]
-        times[name] = interleaved(count, sides, proxy.process.pid, spent)
-        cpu[name] = statistics.median(spent)
+        times[name] = interleaved(count, sides, spent)  # type: ignore[arg-type]  # lists filled in place
+        cpu[name] = [statistics.median(spent[side][1]) for side in proxy_sides]
     return times, cpu
 
 
@@ -157,13 +163,14 @@ def requests(path: str, sequence: tuple[tuple[str, str], ...]) -> float:
     return time.perf_counter() - started
 
 
-def api_bench(proxy: ProxyDaemon, rounds: int) -> Times:
+def api_bench(proxies: list[ProxyDaemon], rounds: int) -> Times:
     cases = {
         "HEAD /_ping + GET containers/json": (("HEAD", "/_ping"), ("GET", "/v1.41/containers/json")),
         "GET containers/json": (("GET", "/v1.41/containers/json"),),
         "GET containers/NAME/json": (("GET", f"/v1.41/containers/{OWNED}/json"),),
     }
-    paths = [str(proxy.socket), str(DOCKER_SOCKET), str(DOCKER_SOCKET)]
+    paths = [str(proxies[0].socket), str(DOCKER_SOCKET), str(DOCKER_SOCKET)]
+    paths += [str(proxy.socket) for proxy in proxies[1:]]
     times: Times = {}
     for name, sequence in cases.items():
         sides = [lambda path=path, sequence=sequence: requests(path, sequence) for path in paths]  # type: ignore[misc]
@@ -178,32 +185,49 @@ def ratios(sides: list[list[float]], against: int) -> tuple[float, float]:
     return of_medians, per_round
 
 
-def report(times: Times, cpu: dict[str, float], api: Times, log_bytes: int) -> None:
+def report(times: Times, cpu: dict[str, list[float]], api: Times, log_bytes: int) -> None:
     print("docker CLI, whole command, ms: medians; ratio of medians and median of per-round ratios")
-    print(f"{'command':9} {'proxy':>8} {'direct':>8} {'again':>8} {'ratio':>6} {'paired':>6}   "
-          f"{'A/A':>6} {'paired':>6}  {'proxy CPU':>9}  verdict")
+    against = any(len(sides) > 3 for sides in times.values())
+    print(f"{'command':9} {'proxy':>8} {'direct':>8} {'again':>8} " + (f"{'before':>8} " if against else "")
+          + f"{'ratio':>6} {'paired':>6}   {'A/A':>6} {'paired':>6}  "
+          + (f"{'before':>6} {'paired':>6}  " if against else "") + f"{'proxy CPU':>9}  verdict")
     for name, sides in times.items():
         ratio, paired = ratios(sides, 0)
         control, control_paired = ratios(sides, 2)
         medians = " ".join(f"{statistics.median(side) * 1000:8.1f}" for side in sides)
+        before = "  {:6.3f} {:6.3f}".format(*ratios(sides, 3)) if against else ""
         if name == "logs":
             share = 1 / ratio
             verdict = (f"throughput {share:.1%} of direct (A/A {1 / control:.1%}): "
                        f"{'ok' if share >= THROUGHPUT_TARGET else 'under'} (target {THROUGHPUT_TARGET:.0%})")
         else:
             verdict = f"{'ok' if ratio <= ROUND_TRIP_TARGET else 'over'} (target {ROUND_TRIP_TARGET})"
-        print(f"{name:9} {medians} {ratio:6.3f} {paired:6.3f}   {control:6.3f} {control_paired:6.3f}  "
-              f"{cpu[name] * 1000:7.2f}ms  {verdict}  n={len(sides[0])}")
+        spent = "/".join(f"{seconds * 1000:.2f}" for seconds in cpu[name])
+        print(f"{name:9} {medians} {ratio:6.3f} {paired:6.3f}   {control:6.3f} {control_paired:6.3f}"
+              f"{before}  {spent}ms  {verdict}  n={len(sides[0])}")
     if "logs" in times:
         mb = log_bytes / 1e6
         print(f"logs: proxy {mb / statistics.median(times['logs'][0]):.1f} MB/s, direct "
               f"{mb / statistics.median(times['logs'][1]):.1f} MB/s")
     print("API requests from Python (no CLI start-up), ms, a new connection each:")
-    print(f"  {'requests':36} {'proxy':>7} {'direct':>7} {'again':>7} {'+proxy':>7} {'+again':>7}")
+    print(f"  {'requests':36} {'proxy':>7} {'direct':>7} {'again':>7} {'+proxy':>7} {'+again':>7} "
+          f"{'+before':>7}")
     for name, sides in api.items():
-        proxy_ms, direct_ms, again_ms = (statistics.median(side) * 1000 for side in sides)
+        proxy_ms, direct_ms, again_ms, *before_ms = (statistics.median(side) * 1000 for side in sides)
+        before = f"{before_ms[0] - direct_ms:+7.2f}" if before_ms else ""
         print(f"  {name:36} {proxy_ms:7.2f} {direct_ms:7.2f} {again_ms:7.2f} {proxy_ms - direct_ms:+7.2f} "
-              f"{again_ms - direct_ms:+7.2f}")
+              f"{again_ms - direct_ms:+7.2f} {before}")
+
+
+def earlier_package(rev: str, started: contextlib.ExitStack) -> Path:
+    """A directory holding commit `rev`'s gatekeeper package (removed at the end)."""
+    directory = Path(started.enter_context(tempfile.TemporaryDirectory(prefix="gk-bench-against-")))
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "gatekeeper"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    directory.chmod(0o755)  # (the proxy runs as root; the stack's checks want no group/other write)
+    return directory
 
 
 def main() -> int:
@@ -214,15 +238,21 @@ def main() -> int:
     parser.add_argument("--log-mb", type=int, default=100)
     parser.add_argument("--api-rounds", type=int, default=300)
     parser.add_argument("--only", action="append", default=[], help="only this command (repeatable)")
+    parser.add_argument("--against", metavar="REV", help="a fourth side: the proxy of commit REV")
     options = parser.parse_args()
     log_bytes = options.log_mb * 1_000_000
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} CPUs")
-    with running_stack() as stack, running_proxy() as proxy:
+    with contextlib.ExitStack() as started:
+        stack = started.enter_context(running_stack())
+        proxies = [started.enter_context(running_proxy())]
+        if options.against:
+            proxies.append(started.enter_context(running_proxy(earlier_package(options.against, started))))
+            print(f"proxy CPU: this tree's/{options.against}'s; 'before': {options.against}'s proxy")
         try:
-            prepare(proxy, log_bytes if not options.only or "logs" in options.only else 0)
-            times, cpu = measure(proxy, options.rounds, options.log_rounds, set(options.only))
-            api = api_bench(proxy, options.api_rounds)
+            prepare(proxies[0], log_bytes if not options.only or "logs" in options.only else 0)
+            times, cpu = measure(proxies, options.rounds, options.log_rounds, set(options.only))
+            api = api_bench(proxies, options.api_rounds)
             report(times, cpu, api, log_bytes)
         finally:
             stack.docker("rm", "-f", OWNED, LOGGER, check=False)

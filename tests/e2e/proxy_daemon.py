@@ -55,13 +55,17 @@ root = "default"
 
 
 @contextlib.contextmanager
-def running_proxy() -> Iterator[ProxyDaemon]:
+def running_proxy(code: Path | None = None) -> Iterator[ProxyDaemon]:
+    """The installed proxy; with `code` (a directory holding a gatekeeper package, e.g. an
+    earlier commit's, for bench/proxy_bench.py --against) that package, run by the installed
+    venv's interpreter."""
     directory = Path(tempfile.mkdtemp(prefix="proxy-", dir=RUN_DIR))
     policy = directory / "policy.toml"
     policy.write_text(proxy_policy(directory))
     with (directory / "proxy.log").open("wb") as log:
-        process = subprocess.Popen([str(VENV / "bin" / "python3"), "-I", "-m", "gatekeeper", "proxy",
-                                    "--policy", str(policy)], stdout=log, stderr=log)
+        isolation = ["-I"] if code is None else []  # without -I, `code` (the cwd) comes first on sys.path
+        process = subprocess.Popen([str(VENV / "bin" / "python3"), *isolation, "-m", "gatekeeper", "proxy",
+                                    "--policy", str(policy)], stdout=log, stderr=log, cwd=code)
         daemon = ProxyDaemon(directory, process)
         try:
             deadline = time.monotonic() + 20
