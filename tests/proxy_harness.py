@@ -29,8 +29,17 @@ STAND_IN_ALLOWED = {
     ("GET", "/stream"),
     ("GET", "/big"), ("POST", "/echo"), ("GET", "/echo"), ("POST", "/build"),
     ("POST", "/containers/c1/attach"), ("POST", "/containers/c2/attach"), ("GET", "/containers/c1/json"),
-    ("GET", "/close-delimited"),
+    ("GET", "/close-delimited"), ("GET", "/cut-chunked"),
 }  # fmt: skip
+
+
+# Answers written as raw bytes, after which the fake engine hangs up.
+RAW_THEN_HANG_UP = {
+    "/close-delimited": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+    "/containers/broken/json": b"garbage\r\n\r\n",  # not HTTP: no answer
+    # a chunked head, then nothing: no body, no last chunk (its last header value ends in 0)
+    "/cut-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Api: 1.40\r\n\r\n",
+}
 
 
 def stand_in_decide(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
@@ -159,9 +168,8 @@ class FakeEngine:
             answer = b'{"Id": "c1", "Secret": "hunter2"}'
             send(h11.Response(status_code=200, headers=[("content-length", str(len(answer)))]),
                  h11.Data(data=answer), h11.EndOfMessage())
-        elif path in ("/close-delimited", "/containers/broken/json"):  # (broken: not HTTP, no answer)
-            writer.write(b"garbage\r\n\r\n" if "broken" in path else
-                         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+        elif path in RAW_THEN_HANG_UP:
+            writer.write(RAW_THEN_HANG_UP[path])
             await writer.drain()
             return True
         elif path in ("/containers/c1/attach", "/containers/c2/attach"):

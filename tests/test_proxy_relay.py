@@ -364,3 +364,19 @@ def test_an_upgrade_relay_survives_garbage_collection(proxy: Harness) -> None:
         assert collected.wait(5)
         proxy.release_stream()
         assert read_until(sock, b"stdin closed\n").endswith(b"stdin closed\n")
+
+
+def test_a_chunked_answer_cut_short_closes_the_client_connection(proxy: Harness) -> None:
+    """The engine sends a chunked head (its last header value ends in "0") and hangs up: the
+    answer is incomplete, so the proxy closes the client's connection rather than leave the
+    client waiting for chunks (control: a chunked answer that ends keeps the connection)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(proxy.listen)
+        sock.sendall(b"GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\n")  # control
+        assert read_until(sock, b"0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /cut-chunked HTTP/1.1\r\nHost: docker\r\n\r\n")
+        sock.settimeout(5)
+        got = b""
+        while chunk := sock.recv(65536):  # a timeout here: the connection was kept open
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"x-api: 1.40\r\n\r\n")

@@ -805,7 +805,7 @@ class Upstream:
         if self.answer.bodiless:
             return None
         if response.chunked:
-            return self.copy_chunked(self.head_for_client(response, keep) + first)
+            return self.copy_chunked(self.head_for_client(response, keep), first)
         if response.length is not None:
             return self.copy_exact(self.head_for_client(response, keep), first, response.length)
         head = self.head_for_client(response, keep, ((b"transfer-encoding", b"chunked"),))
@@ -836,11 +836,12 @@ class Upstream:
         await out.drain()
         return True
 
-    async def copy_chunked(self, first: bytes) -> bool:
+    async def copy_chunked(self, head: bytes, first: bytes) -> bool:
         """The engine's chunked framing relayed as it is, to the end of the engine's
-        response (Connection: close); complete only if it ended with the last chunk."""
+        response (Connection: close); complete only if its body ended with the last chunk
+        (the tail is the body's: a head whose last header value ends in 0 is no last chunk)."""
         out = self.client.writer
-        out.write(first)
+        out.write(head + first)
         tail = first[-len(CHUNKED_END):]
         reads = Batched(self.reader, self.writer.transport)
         while data := await reads.read(READ_SIZE):
