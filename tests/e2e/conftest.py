@@ -17,7 +17,6 @@ import pytest
 
 from .stack import (
     AGENT_HOME,
-    CLI_ALONE,
     IMAGE,
     LAYERED,
     MODES,
@@ -53,8 +52,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # alone behind a ForceCommand that vets nothing, c: CLI layer alone on the engine's socket);
 # those of DEPLOYED in (a), the deployment; those of EVERYDAY (false denials: everyday work
 # with the real docker CLI and compose) in DEFAULT_MODE and in (b), so the proxy alone
-# refuses no everyday work either; every other module in DEFAULT_MODE (GK_E2E_MODE), (c)
-# until the whole suite has passed in (a).
+# refuses no everyday work either; every other module in DEFAULT_MODE: (a), the deployment,
+# unless GK_E2E_MODE names another layout.
 # In (b) the attack modules assert the proxy's denial (a deny record of layer "api") and the
 # world untouched, not the CLI layer's exit 77 (test_attack_chains.assert_refused).
 THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denials", "test_hostile_networks",
@@ -62,7 +61,7 @@ THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denial
                                "test_log_caps", "test_disk_budget"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 EVERYDAY: Final = frozenset({"test_day_of_work", "test_compose"})
-DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", CLI_ALONE)
+DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
