@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gatekeeper.policy import Policy
+
 REPO = Path(__file__).resolve().parent.parent
 
 STUB = """#!/bin/sh
@@ -32,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from gatekeeper import policy
 
     policy.DEFAULTS["names"] = {"prefix": ""}
+
+
+def names_default(policy: Policy) -> Policy:
+    """`policy` with the embedded default's [names] prefix, for fixtures built before any marker applies."""
+    from gatekeeper.name_prefix import DEFAULT_PREFIX
+
+    policy.name_prefix = DEFAULT_PREFIX
+    return policy
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,14 @@ import pytest
 
 from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
+from tests.conftest import names_default
 from tests.corpus_loader import Case, corpus_params, load_corpus
 from tests.fakes import StaticWorld
 
 
 @pytest.fixture(scope="module")
 def policy():  # type: ignore[no-untyped-def]
-    return load_policy(None)
+    return names_default(load_policy(None))  # the corpus is decided under the deployed default
 
 
 @pytest.mark.parametrize("case", corpus_params("core.txt"))

@@ -7,6 +7,7 @@ import pytest
 
 from gatekeeper.decision import decide
 from gatekeeper.policy import load_policy
+from tests.conftest import names_default
 from tests.corpus_loader import Case, corpus_params, load_corpus
 from tests.fakes import StaticWorld
 from tests.owner_label import without_owner_label
@@ -14,7 +15,7 @@ from tests.owner_label import without_owner_label
 
 @pytest.fixture(scope="module")
 def policy():  # type: ignore[no-untyped-def]
-    return load_policy(None)
+    return names_default(load_policy(None))  # the corpus is decided under the deployed default
 
 
 @pytest.mark.parametrize("case", corpus_params("build.txt"))
@@ -49,9 +50,9 @@ def test_trying_to_cheat_is_denied_naming_the_flag(command: str, flag: str, poli
 W = "/home/ai-worker/work"
 
 REWRITES = [
-    ("docker build -t app /home/ai-worker/work/app", ["docker", "build", "-t", "app", f"{W}/app"]),
+    ("docker build -t ai-app /home/ai-worker/work/app", ["docker", "build", "-t", "ai-app", f"{W}/app"]),
     ("docker build ./work/app", ["docker", "build", f"{W}/app"]),
-    ("docker build work/app -t app", ["docker", "build", f"{W}/app", "-t", "app"]),
+    ("docker build work/app -t ai-app", ["docker", "build", f"{W}/app", "-t", "ai-app"]),
     ("docker build -- work/app", ["docker", "build", "--", f"{W}/app"]),
     ("docker build -f - work/app", ["docker", "build", "-f", "-", f"{W}/app"]),
     ("docker build -qf - work/app", ["docker", "build", "-qf", "-", f"{W}/app"]),

@@ -17,6 +17,7 @@ from gatekeeper.grammar.build_flags import BUILD
 from gatekeeper.grammar.docker_flags import FLAGS
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting.flag_checks import SPECIAL_CHECKS
+from tests.conftest import names_default
 from tests.corpus_loader import Case, corpus_params, load_corpus
 from tests.fakes import StaticWorld
 from tests.owner_label import without_owner_label
@@ -24,7 +25,7 @@ from tests.owner_label import without_owner_label
 
 @pytest.fixture(scope="module")
 def policy():  # type: ignore[no-untyped-def]
-    return load_policy(None)
+    return names_default(load_policy(None))  # the corpus is decided under the deployed default
 
 
 @pytest.mark.parametrize("case", corpus_params("run.txt"))
@@ -84,7 +85,7 @@ REWRITES = [
         "docker run -itv ./work/../work/x/..:/w:ro img",
         ["docker", "run", "--cap-drop=NET_RAW", "-it", "--volume=/home/ai-worker/work:/w:ro", "img"],
     ),
-    ("docker run -v data:/data img ls", ["docker", "run", "--cap-drop=NET_RAW", "-v", "data:/data", "img", "ls"]),
+    ("docker run -v ai-data:/data img ls", ["docker", "run", "--cap-drop=NET_RAW", "-v", "ai-data:/data", "img", "ls"]),
     (
         "docker run --rm -v /home/ai-worker/work/data:/data img ls /data",
         ["docker", "run", "--cap-drop=NET_RAW", "--rm", "-v", "/home/ai-worker/work/data:/data", "img", "ls", "/data"],
