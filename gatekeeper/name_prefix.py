@@ -81,8 +81,31 @@ def refusal(prefix: str, kind: str, name: str, what: str) -> str | None:
             f"use {suggestion(prefix, kind, name)!r}")
 
 
+# Kinds the engine also finds by an ID prefix: a name (image: a tag) wins over the prefix.
+ID_KINDS = (CONTAINER, NETWORK, IMAGE)
+ID_RULE = "name-like-id"
+MIN_ID_WORD = 3  # `docker stop db` means a name; 3 hex digits and more are typed as ID prefixes
+
+
+def looks_like_id(kind: str, name: str) -> bool:
+    """Whether `name` is hex digits only, as an ID prefix is (an image: its repository, tag dropped)."""
+    word = compared(kind, name)
+    if kind == IMAGE and "/" not in word:
+        word = word.partition(":")[0].partition("@")[0]
+    return kind in ID_KINDS and len(word) >= MIN_ID_WORD and set(word) <= HEX
+
+
 def check_name(prefix: str, kind: str, name: str, what: str) -> None:
-    """Raise Denied (rule name-prefix) unless `name` is one the agent may give."""
+    """Raise Denied (rule name-prefix) unless `name` is one the agent may give; a name docker could
+    read as an ID prefix is refused whatever the prefix, also without one (rule name-like-id)."""
+    if looks_like_id(kind, name):
+        # Stops: the engine resolving a name before an ID prefix: the agent's container named after
+        # the operator's short ID (from `docker ps`) takes the operator's `docker exec/cp/stop <ID>`,
+        # a tag of the short image ID what the operator's `docker run <ID>` runs.
+        raise Denied(f"{what}: {kind} name {name!r} is made of hex digits only: docker resolves it before "
+                     f"the ID prefix of another {kind}, so the operator's commands by short ID would reach "
+                     f"yours; use a name with another letter, e.g. {('ai-' + compared(kind, name))!r}",
+                     rule=ID_RULE)
     message = refusal(prefix, kind, name, what)
     if message is not None:
         # Stops: the operator's later volume/network/tag/project/container of that name being the agent's.

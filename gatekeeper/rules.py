@@ -50,6 +50,7 @@ RULES: Final = MappingProxyType(
         "foreign-network": "a network not the agent's (nor [shared]), or an alias on one not its own",
         "foreign-link": "--link/external_links to a container not the agent's: its environment is copied",
         "name-prefix": "a name given without the [names] prefix: the operator's later work would land in it",
+        "name-like-id": "a container/network name or image tag of hex digits only: read before an ID prefix",
         "foreign-tag": "a build or pull would re-point a tag naming an image the agent does not own",
         "refused-label": "a label other software acts on ([labels] refused), or a key not plain ASCII",
         "image-labels-unchecked": "run/create of an image not on the engine, or --pull always: labels unseen",

@@ -259,3 +259,60 @@ def proxy_decide(method: str, target: str, body: str, prefix: str):  # type: ign
 
 def test_the_api_checks_the_query_names_of_these_routes() -> None:
     assert set(proxy_names.QUERY_NAMES) == {"container.create", "container.rename", "image.build"}
+
+
+# ---------------------------------------------------------------- names read as IDs (red team s5)
+
+# The engine finds a container, network or image by full ID, then by name (an image: by tag),
+# then by ID prefix: a name of hex digits only takes the operator's commands by short ID
+# (`docker exec -it 3f2a1b4c5d6e sh`, `docker run <short image ID>`). Refused whatever the
+# prefix, also with none; each beside the same name with one non-hex letter (allowed).
+ID_LIKE_CLI = [
+    ("docker run -d --name 3f2a1b4c5d6e img", "docker run -d --name 3f2a1b4c5d6g img"),
+    ("docker create --name=/cafe img", "docker create --name=/cafes img"),
+    ("docker network create abc123", "docker network create abc12x"),
+    ("docker build -t abcdef123456 -", "docker build -t abcdef12345x -"),
+    ("docker build -t docker.io/library/abcdef123456:latest -", "docker build -t docker.io/library/abcdef12345x:latest -"),
+    ("docker build -t 0123abcd:v2 -", "docker build -t me/0123abcd:v2 -"),
+]
+
+
+@pytest.mark.parametrize(("command", "other"), ID_LIKE_CLI)
+@pytest.mark.parametrize("prefix", ["", "a"])
+def test_cli_refuses_names_read_as_ids(command: str, other: str, prefix: str, tmp_path: Path) -> None:
+    decision = decide(command, cli_policy(tmp_path, prefix=prefix), Engine(FILES))
+    assert not decision.allowed and decision.rule == "name-like-id", decision.reason
+    control = decide(other, cli_policy(tmp_path, prefix=""), Engine(FILES))
+    assert control.allowed, control.reason
+
+
+def test_short_names_and_other_kinds_are_not_ids(tmp_path: Path) -> None:
+    """`--name db` means a name (2 digits are not typed as an ID prefix); volumes and compose
+    projects have no IDs."""
+    for command in ("docker run --name db img", "docker run -v cafe:/d img"):
+        decision = decide(command, cli_policy(tmp_path, prefix=""), Engine(FILES))
+        assert decision.allowed, decision.reason
+    check_compose_names("", {"name": "abc123", "volumes": {"d": {"name": "beef"}}, "services": {}})
+    with pytest.raises(Denied) as refused:
+        check_compose_names("", {"name": "shop", "services": {"web": {"container_name": "deadbeef"}}})
+    assert refused.value.rule == "name-like-id"
+
+
+ID_LIKE_API = [
+    ("POST", "/v1.47/containers/create?name=3f2a1b4c5d6e", '{"Image":"alpine"}'),
+    ("POST", "/v1.47/containers/create?name=0123456789ab_cafe", '{"Image":"alpine"}'),  # compose's stand-in
+    ("POST", f"/v1.47/containers/{'a' * 64}/rename?name=3f2a1b4c5d6e", ""),
+    ("POST", "/v1.47/networks/create", '{"Name":"abc123"}'),
+    ("POST", "/v1.47/build?t=abcdef123456", ""),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "body"), ID_LIKE_API)
+@pytest.mark.parametrize("prefix", ["", "a"])
+def test_api_refuses_names_read_as_ids(method: str, target: str, body: str, prefix: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    verdict = proxy_decide(method, target, body, prefix)
+    assert not verdict.allowed and verdict.rule == "name-like-id", verdict.reason
+    monkeypatch.setattr(name_prefix, "looks_like_id", lambda kind, name: False)
+    control = proxy_decide(method, target, body, "")
+    assert control.allowed, control.reason  # the rule off: forwarded

@@ -25,7 +25,7 @@ QUERY_NAMES: dict[str, tuple[str, str]] = {
 
 def check_query_names(call: Call) -> None:
     given = QUERY_NAMES.get(call.route.ident)
-    if given is None or not call.policy.name_prefix:
+    if given is None:
         return
     key, kind = given
     for value in call.query.get(key, []):

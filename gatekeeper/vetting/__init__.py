@@ -35,10 +35,10 @@ def vet(ctx: Context) -> Vetted:
     if family is not None:
         family(ctx)
     vet_image_sources(ctx)
-    if ctx.located.canonical in NAMING and ctx.policy.name_prefix:
+    if ctx.located.canonical in NAMING:
         from gatekeeper.vetting.names import vet_given_names
 
-        vet_given_names(ctx)  # [names] prefix (gatekeeper.name_prefix)
+        vet_given_names(ctx)  # [names] prefix, names read as IDs (gatekeeper.name_prefix)
     if ctx.vetted.named_volumes:
         from gatekeeper.vetting.volumes import check_existing_volumes
 

@@ -38,10 +38,9 @@ NAMING = frozenset({command for command, _ in NAMING_FLAGS} | set(NAMING_POSITIO
 
 
 def vet_given_names(ctx: Context) -> None:
-    """Every name the command gives starts with the policy's [names] prefix."""
+    """Every name the command gives starts with the policy's [names] prefix (with or without one,
+    none reads as an ID prefix: gatekeeper.name_prefix.check_name)."""
     prefix = ctx.policy.name_prefix
-    if not prefix:
-        return
     canonical = ctx.located.canonical
     for use in ctx.parsed.uses:
         kind = NAMING_FLAGS.get((canonical, use.flag.long))
