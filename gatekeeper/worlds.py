@@ -173,8 +173,10 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
     from gatekeeper.vetting.limits import HEALTH_FORMAT
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
-    if args[:3] == ["image", "inspect", "--format"] and args[3:4] in ([TRIGGERS_FORMAT], [HEALTH_FORMAT]):
-        return 0, b"null\n" * len(args[5:]), b""  # images present, with no ONBUILD steps, no HEALTHCHECK
+    # Images present: a build's bases (linux/amd64) without ONBUILD steps, none with a HEALTHCHECK.
+    image_lines = {TRIGGERS_FORMAT: b"linux/amd64\tnull\n", HEALTH_FORMAT: b"null\n"}
+    if args[:3] == ["image", "inspect", "--format"] and len(args) > 3 and args[3] in image_lines:
+        return 0, image_lines[args[3]] * len(args[5:]), b""
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
         return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
     if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:

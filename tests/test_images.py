@@ -274,7 +274,7 @@ def test_a_dockerfile_on_stdin_is_read_and_checked(command: str, stdin: bytes, r
 def test_control_unread_stdin_lets_add_url_through(unlisted, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from gatekeeper.vetting import images
 
-    monkeypatch.setattr(images, "vet_stdin_dockerfile", lambda ctx, on_stdin, name, arguments: None)
+    monkeypatch.setattr(images, "vet_stdin_dockerfile", lambda *args: None)
     assert decide(f"docker build -f - {APP}", unlisted, StaticWorld(stdin=FETCHING)).allowed
 
 
@@ -287,7 +287,8 @@ def test_the_forcecommand_reads_stdin_once_and_hands_docker_what_it_checked(depl
 
     saved = deployment.root / "stdin-seen"
     # docker's stand-in keeps its stdin (and has the base image, without ONBUILD steps)
-    stub = f'#!/bin/sh\n[ "$1 $2" = "image inspect" ] && echo null && exit 0\ncat > {saved}\n'
+    answer = '[ "$1 $2" = "image inspect" ] && printf "linux/amd64\\tnull\\n" && exit 0'
+    stub = f"#!/bin/sh\n{answer}\ncat > {saved}\n"
     deployment.docker.write_text(stub)
 
     def run(stdin: bytes) -> subprocess.CompletedProcess[bytes]:
@@ -324,7 +325,7 @@ class BaseImages(StaticWorld):
             return super().run_docker(policy, args, stdin, timeout)
         self.asked.append(args[5:])
         found = [name for name in args[5:] if name in self.images]
-        out = "".join(json.dumps(self.images[name]) + "\n" for name in found)
+        out = "".join(f"linux/amd64\t{json.dumps(self.images[name])}\n" for name in found)
         return (0 if len(found) == len(args[5:]) else 1), out.encode(), b"Error: No such image"
 
 
@@ -341,6 +342,12 @@ BASE_CASES = [
     ("ARG B=alpine\nFROM ${B}\n", "--build-arg B=alpine", {"base": TRIGGER, "alpine": None}, ""),
     ("ARG B\nFROM $B\n", "", {"base": None}, "build-add-url"),
     ("ARG B=base\nFROM ${B:-x}\n", "", {"base": None}, "build-add-url"),
+    # another platform's image would be pulled by the builder, its steps unchecked
+    ("FROM --platform=linux/arm64 base\n", "", {"base": None}, "build-add-url"),
+    ("FROM base\n", "--platform linux/arm64", {"base": None}, "build-add-url"),
+    ("FROM --platform=linux/amd64 base\n", "--platform linux/arm64", {"base": None}, ""),
+    ("FROM base\n", "--platform linux/amd64", {"base": None}, ""),
+    ("FROM --platform=$BUILDPLATFORM base\n", "", {"base": None}, "build-add-url"),
 ]
 
 

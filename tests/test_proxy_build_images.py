@@ -55,7 +55,8 @@ class BaseImages(FakeEngine):
         name = path[len("/images/"):-len("/json")]
         if status == 404 and path.startswith("/images/") and path.endswith("/json") and \
                 not name.startswith("newthing"):  # the tag the build makes is new
-            return 200, {"Id": "sha256:" + "4" * 64, "RepoTags": [name],
+            return 200, {"Id": "sha256:" + "4" * 64, "RepoTags": [name], "Os": "linux",
+                         "Architecture": "amd64",
                          "Config": {"Labels": {}, "OnBuild": self.triggers.get(name)}}
         return status, found
 
@@ -118,6 +119,9 @@ TRIGGER = ["ADD http://127.0.0.1:8080/latest/meta-data /m"]
     ("ARG B=alpine\nFROM $B\n", "&buildargs=" + quote(json.dumps({"B": "base"})), {"base": TRIGGER}, False),
     ("ARG B=alpine\nFROM $B\n", "", {"base": TRIGGER}, True),
     ("ARG B\nFROM $B\n", "", {}, False),
+    ("FROM --platform=linux/arm64 base\n", "", {}, False),  # the builder would pull arm64's image
+    ("FROM base\n", "&platform=linux%2Farm64", {}, False),
+    ("FROM base\n", "&platform=linux%2Famd64", {}, True),
 ])
 def test_base_images_onbuild_steps(dockerfile: str, query: str, triggers: dict[str, list[str]],
                                    allowed: bool) -> None:

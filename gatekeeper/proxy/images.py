@@ -188,17 +188,25 @@ def check_build_dockerfile(call: Call) -> None:
 def check_base_images(call: Call, text: str, where: str, patterns: list[str]) -> None:
     """The ONBUILD steps of the images the build starts FROM (gatekeeper.vetting.images),
     each looked up on the engine; one it does not have, or a build that pulls them anew, is refused."""
-    from gatekeeper.vetting.images import base_images, check_triggers, refuse_missing, refuse_pull
+    from gatekeeper.vetting.images import (
+        base_images,
+        check_triggers,
+        refuse_missing,
+        refuse_pull,
+        same_platform,
+    )
 
     if call.one("pull") not in (None, "", "0", "false", "False"):
         raise refuse_pull("build pull=")
     raw = build_json(call.one("buildargs") or "{}", "buildargs", "api-query")
     pairs = raw.items() if isinstance(raw, dict) else []
     arguments = {str(k): None if v is None else str(v) for k, v in pairs}
-    for image in base_images(text, arguments, where):
+    for image, wanted in base_images(text, arguments, where, call.one("platform") or ""):
         found = objects.inspect(call.engine, IMAGE, image)
         if found is None:
             raise refuse_missing(image, where)
+        if not same_platform(wanted, f"{found.get('Os')}/{found.get('Architecture')}"):
+            raise refuse_missing(f"{image} for {wanted}", where)
         config = found.get("Config")
         check_triggers(image, config.get("OnBuild") if isinstance(config, dict) else None, patterns, where)
 

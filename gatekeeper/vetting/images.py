@@ -153,7 +153,7 @@ def asks_for_help(ctx: Context) -> bool:
 
 def vet_build_images(ctx: Context, patterns: list[str]) -> None:
     from gatekeeper.grammar.pflag import bool_value
-    context, dockerfile = ctx.parsed.positionals[0], None
+    context, dockerfile, platform = ctx.parsed.positionals[0], None, ""
     arguments: dict[str, str | None] = {}
     for use in ctx.parsed.uses:
         if use.flag.long == "file":
@@ -163,6 +163,8 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
         elif use.flag.long == "build-arg":
             key, eq, value = (use.value or "").partition("=")
             arguments[key] = value if eq else None  # KEY alone: the CLI's environment (ours), unknown here
+        elif use.flag.long == "platform":
+            platform = use.value or ""
         elif use.flag.long == "build-context":
             value = (use.value or "").partition("=")[2]
             if value.startswith("docker-image://"):
@@ -173,38 +175,41 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
         raise Denied("a Dockerfile on stdin cannot be checked against [images] allowed before the build; "
                      "write it into the build context", rule=RULE)
     if context == "-" or dockerfile == "-":
-        vet_stdin_dockerfile(ctx, context == "-", dockerfile or "Dockerfile", arguments)
+        vet_stdin_dockerfile(ctx, context == "-", dockerfile or "Dockerfile", arguments, platform)
         return
     root = ctx.host_path(context, "build context")
     path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
     text = read_dockerfile(ctx, path)
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
-    check_base_images(ctx, text, path, arguments, patterns)
+    check_base_images(ctx, text, path, arguments, patterns, platform)
 
 
 def check_base_images(ctx: Context, text: str, where: str, arguments: dict[str, str | None],
-                      patterns: list[str]) -> None:
-    """The ONBUILD steps of the images the build starts FROM (below):
-    one engine question for all of them; one the engine does not have is refused."""
+                      patterns: list[str], platform: str = "") -> None:
+    """The ONBUILD steps of the images the build starts FROM (below): one engine question for
+    all of them; one the engine does not have (for the platform asked for) is refused."""
     from gatekeeper.json_codec import loads
 
-    bases = base_images(text, arguments, where)
+    bases = base_images(text, arguments, where, platform)
     if not bases:
         return
-    args = ["image", "inspect", "--format", TRIGGERS_FORMAT, "--", *bases]
+    args = ["image", "inspect", "--format", TRIGGERS_FORMAT, "--", *(image for image, _ in bases)]
     try:
         status, out, _err = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
     except Exception:  # noqa: BLE001 - no answer: nothing checked, refused below
         status, out = -1, b""
     lines = out.decode("utf-8", errors="replace").splitlines()
     if status != 0 or len(lines) != len(bases):
-        raise refuse_missing(", ".join(bases), where)
-    for image, line in zip(bases, lines, strict=True):
+        raise refuse_missing(", ".join(image for image, _ in bases), where)
+    for (image, wanted), line in zip(bases, lines, strict=True):
+        found, _tab, steps = line.partition("\t")
         try:
-            triggers = loads(line)
+            triggers = loads(steps)
         except ValueError:
             raise refuse_missing(image, where) from None
+        if not same_platform(wanted, found):
+            raise refuse_missing(f"{image} for {wanted}", where)
         check_triggers(image, triggers, patterns, where)
 
 
@@ -214,7 +219,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str,
-                         arguments: dict[str, str | None]) -> None:
+                         arguments: dict[str, str | None], platform: str = "") -> None:
     """`build -f - DIR` (the Dockerfile on stdin) or `build -` (a Dockerfile, or a context
     archive holding it, on stdin): read once, checked like a Dockerfile in a directory, and
     docker gets exactly the bytes that were checked (Vetted.client_stdin)."""
@@ -235,7 +240,7 @@ def vet_stdin_dockerfile(ctx: Context, context_on_stdin: bool, name: str,
         data_text = data.decode("utf-8", errors="replace")
     check_add_sources(data_text, where)
     check_dockerfile_labels(ctx, data_text, where)
-    check_base_images(ctx, data_text, where, arguments, [])
+    check_base_images(ctx, data_text, where, arguments, [], platform)
     ctx.vetted.client_stdin = data
 
 
@@ -314,7 +319,10 @@ def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
     for name, service in (model.get("services") or {}).items():
         build = (service or {}).get("build")
         if isinstance(build, dict):
-            vet_model_build(ctx, build, patterns, name, building)  # ADD <url>: with or without an allowlist
+            asked = [(service or {}).get("platform"), *(build.get("platforms") or [])]
+            platforms = {str(platform) for platform in asked if platform}
+            vet_model_build(ctx, build, patterns, name, building,  # ADD <url>: with or without an allowlist
+                            sorted(platforms) or [""])
         if patterns and (service or {}).get("image"):  # built services too: `compose pull` fetches it
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
         for volume in (service or {}).get("volumes") or []:
@@ -328,7 +336,7 @@ COMPOSE_BUILDING = frozenset({"compose build", "compose up", "compose create", "
 
 
 def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], name: str,
-                    building: bool = True) -> None:
+                    building: bool = True, platforms: list[str] | None = None) -> None:
     """A service that builds: its image: is the tag it builds, the Dockerfile's images are fetched."""
     arguments = build.get("args") or {}
     if isinstance(arguments, dict) and "BUILDKIT_SYNTAX" in arguments:
@@ -342,7 +350,8 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
         check_dockerfile(str(build["dockerfile_inline"]), patterns, where)
         check_dockerfile_labels(ctx, str(build["dockerfile_inline"]), where)
         if building:
-            check_base_images(ctx, str(build["dockerfile_inline"]), where, values, patterns)
+            for platform in platforms or [""]:
+                check_base_images(ctx, str(build["dockerfile_inline"]), where, values, patterns, platform)
         return
     context = str(build.get("context") or ".")
     dockerfile = str(build.get("dockerfile") or "Dockerfile")
@@ -351,7 +360,8 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
     if building:
-        check_base_images(ctx, text, path, values, patterns)
+        for platform in platforms or [""]:
+            check_base_images(ctx, text, path, values, patterns, platform)
 
 
 # --- Dockerfiles ---------------------------------------------------------------
@@ -516,18 +526,21 @@ def from_stage(value: str, stages: set[str]) -> bool:
 # Pure functions of the Dockerfile's text and the build arguments; the engine is asked by
 # check_base_images (the CLI layer, through its World) and gatekeeper.proxy.images.
 
-TRIGGERS_FORMAT = "{{json .Config.OnBuild}}"  # one line per image: a JSON list of trigger lines, or null
+# One line per image: its os/arch, a tab, its ONBUILD steps (a JSON list of lines, or null).
+TRIGGERS_FORMAT = "{{.Os}}/{{.Architecture}}\t{{json .Config.OnBuild}}"
 PULL_FIRST = "docker pull it first (without --pull the builder uses the image checked here)"
 
 
-def base_images(text: str, arguments: dict[str, str | None], where: str) -> list[str]:
-    """The images the Dockerfile's stages start FROM, as the builder reads them: the global
-    ARGs (before the first FROM) expanded, their defaults replaced by the build's arguments;
-    earlier stages and `scratch` are not images. A FROM that cannot be expanded is refused."""
+def base_images(text: str, arguments: dict[str, str | None], where: str,
+                platform: str = "") -> list[tuple[str, str]]:
+    """(image, platform asked for or "") for each stage's FROM, as the builder reads them: the
+    global ARGs (before the first FROM) expanded, their defaults replaced by the build's
+    arguments; `FROM --platform=` over the build's own platform; earlier stages and `scratch`
+    are not images. A FROM that cannot be expanded is refused."""
     escape, _ = parser_directives(text)
     values: dict[str, str | None] = {}
     stages: set[str] = set()
-    images: list[str] = []
+    images: list[tuple[str, str]] = []
     for instruction, words in instructions(text, escape):
         if instruction == "ARG" and not stages and not images:
             for word in words:
@@ -536,11 +549,26 @@ def base_images(text: str, arguments: dict[str, str | None], where: str) -> list
         elif instruction == "FROM":
             plain = [w for w in words if not w.startswith("--")]
             image = expand(plain[0] if plain else "", values, where)
+            wanted = platform
+            for flag in (w for w in words if w.startswith("--")):
+                name, _eq, value = flag.partition("=")
+                if name.lower() == "--platform":
+                    wanted = expand(value, values, where)
             if image.lower() not in stages and image != "scratch":
-                images.append(image)
+                images.append((image, wanted))
             if len(plain) >= 3 and plain[1].lower() == "as":
                 stages.add(plain[2].lower())
     return images
+
+
+def same_platform(wanted: str, found: str) -> bool:
+    """The platform a FROM asks for (os/arch[/variant], or an arch alone) is the image's os/arch:
+    otherwise the classic builder pulls that platform's image, past the check of its steps."""
+    if not wanted:
+        return True
+    parts = wanted.lower().split("/")
+    os_arch = "/".join(parts[:2]) if len(parts) > 1 else "linux/" + parts[0]
+    return os_arch == found.lower()
 
 
 def expand(word: str, values: dict[str, str | None], where: str) -> str:
