@@ -86,9 +86,25 @@ def redact_tree(node: object, keys: tuple[str, ...]) -> object:
             out[key] = hide_env(value)
         elif matches(key, keys):
             out[key] = hide_leaves(value)
+        elif key == "Options" and isinstance(value, dict):
+            options = redact_tree(value, keys)  # a key naming a secret hides its whole value
+            assert isinstance(options, dict)  # noqa: S101 - redact_tree keeps a dict a dict
+            out[key] = {name: hide_option_pairs(item, keys) for name, item in options.items()}
         else:
             out[key] = redact_tree(value, keys)
     return out
+
+
+def hide_option_pairs(value: object, keys: tuple[str, ...]) -> object:
+    """A driver option holding `k=v,k=v` (the local driver's `o=username=u,password=...` for
+    cifs/nfs, mount options): each pair whose key matches a [redact] word as k=***."""
+    if not isinstance(value, str) or "=" not in value:
+        return value
+    shown = []
+    for pair in value.split(","):
+        name, eq, _ = pair.partition("=")
+        shown.append(f"{name}={HIDDEN}" if eq and matches(name, keys) else pair)
+    return ",".join(shown)
 
 
 def matches(key: str, keys: tuple[str, ...]) -> bool:

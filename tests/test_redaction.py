@@ -233,3 +233,17 @@ def test_forcecommand_withholds_output_nested_too_deeply(deployment: Deployment,
     assert result.stdout == b""
     assert b"output withheld" in result.stderr
     assert result.returncode == 1
+
+
+def test_driver_option_pairs_naming_a_secret_are_hidden() -> None:
+    """The local driver's cifs/nfs volume: `o=username=u,password=...` (red team s5). Control:
+    the same volume owned by the agent is shown as it is."""
+    volume = {"Name": "share", "Driver": "local", "Labels": {},
+              "Options": {"type": "cifs", "device": "//10.0.0.5/share", "o": "username=ops,password=hunter2,vers=3.0",
+                          "secret": "x", "other": "a=b,c"}}
+    document = json.dumps([volume]).encode()
+    shown = json.loads(redact_inspect(document, "ci-bot", KEYS))[0]["Options"]
+    assert shown == {"type": "cifs", "device": "//10.0.0.5/share", "o": "username=ops,password=***,vers=3.0",
+                     "secret": "***", "other": "a=b,c"}
+    owned = dict(volume, Labels={"gatekeeper.owner": "ci-bot"})
+    assert json.loads(redact_inspect(json.dumps([owned]).encode(), "ci-bot", KEYS))[0] == owned
