@@ -317,6 +317,12 @@ class Policy:
         other.profile = profile
         return other
 
+    def through_proxy(self) -> bool:
+        """[docker] host is `gatekeeper proxy`'s socket ([proxy] listen): the deployment's two
+        layers. The proxy then takes the engine steps only it may (pull records, which it
+        refuses to anyone else: gatekeeper.proxy.pulls); the CLI layer leaves them to it."""
+        return self.host == "unix://" + str(self.settings["proxy"]["listen"])
+
     def scope_of(self, key: str) -> str:
         """"owned" or "all" for an action class; a class the policy does not know is owned-only."""
         return self.scope.get(key, "owned")

@@ -8,8 +8,8 @@ pinned binary and clean environment as the command itself.
   made one of that name in between, create is a no-op and keeps their labels:
   then nothing runs).
 * ("pull-record", REF, "new"|"owned"), around a pull: before it, the tags that
-  exist; after it succeeded, every tag the pulled image carries now that it did
-  not carry before is recorded as pulled by the profile. A record is a volume
+  exist; after it succeeded, REF's tag ("" for a pull by digest) on the image it
+  names now is recorded as pulled by the profile. A record is a volume
   `gatekeeper-pull-<hash>` with labels gatekeeper.pulled-by / pulled-image /
   pulled-tag: labels under gatekeeper. are refused to the agent in every
   spelling, so only gatekeeper can make one. A tag that existed before and was
@@ -106,6 +106,10 @@ def record_name(owner: str, ident: str, tag: str) -> str:
 
 
 def record_pull(policy: Policy, ref: str, when: str, before: dict[str, str]) -> None:
+    """Record the tag the pull put on the image (REF's; "" for a pull by digest). Only that
+    tag: another tag on the same image (the operator's, before or during the pull) is not
+    the agent's, and keeps the image out of its reach (vetting.namespaces.pulled_by_agent).
+    The proxy records its pulls with the same meaning (gatekeeper.proxy.pulls)."""
     import json
 
     if when == "new" and ref in before:
@@ -115,15 +119,15 @@ def record_pull(policy: Policy, ref: str, when: str, before: dict[str, str]) -> 
     ident, _, tags = out.strip().partition("\t")
     if status != 0 or not ident.startswith("sha256:"):
         raise StepFailed(f"cannot record the pull of {ref!r}: the image is not there")
-    held_before = {tag for tag, old in before.items() if old == ident}
-    new_tags = [tag for tag in json.loads(tags or "null") or [] if tag not in held_before or tag == ref]
+    tag = "" if "@" in ref else ref
+    if tag and tag not in (json.loads(tags or "null") or []):
+        raise StepFailed(f"cannot record the pull of {ref!r}: the tag names another image now")
     owner = policy.profile
-    for tag in new_tags or [""]:
-        labels = [f"{PULLED_BY}={owner}", f"{PULLED_IMAGE}={ident}", f"{PULLED_TAG}={tag}"]
-        args = ["volume", "create", *(w for label in labels for w in ("--label", label)), "--",
-                record_name(owner, ident, tag)]
-        if docker(policy, args)[0] != 0:
-            raise StepFailed(f"cannot record the pull of {ref!r}")
+    labels = [f"{PULLED_BY}={owner}", f"{PULLED_IMAGE}={ident}", f"{PULLED_TAG}={tag}"]
+    args = ["volume", "create", *(w for label in labels for w in ("--label", label)), "--",
+            record_name(owner, ident, tag)]
+    if docker(policy, args)[0] != 0:
+        raise StepFailed(f"cannot record the pull of {ref!r}")
 
 
 def forget_pull(policy: Policy, ident: str) -> None:

@@ -52,7 +52,7 @@ CONTAINERS = [
 IMAGES = [
     image(cid("1"), ["myapp:latest"], MINE),
     image(cid("2"), ["postgres:15"], {}),
-    image(cid("3"), ["alpine:latest"], {}),
+    {**image(cid("3"), ["alpine:latest"], {}), "RepoDigests": ["alpine@sha256:" + cid("4")]},
 ]
 VOLUMES = [
     {"Name": "myvol", "Driver": "local", "Options": None, "Labels": MINE},
@@ -171,7 +171,8 @@ def image_ref(ref: str) -> dict | None:
     if ":" not in bare.rpartition("/")[2] and not bare.startswith("sha256:"):
         bare += ":latest"
     for item in IMAGES:
-        if bare in item["RepoTags"] or item["Id"] == ref or item["Id"].startswith("sha256:" + ref) \
+        if bare in item["RepoTags"] or ref in item.get("RepoDigests", []) \
+                or item["Id"] == ref or item["Id"].startswith("sha256:" + ref) \
                 or (ref.startswith("sha256:") and item["Id"].startswith(ref)):
             return item
     return None

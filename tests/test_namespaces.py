@@ -276,6 +276,23 @@ def test_rmi_of_a_pulled_image_forgets_the_record(policy) -> None:  # type: igno
     assert decision.afterwards == [("pull-forget", "sha256:a3" + "0" * 62)]
 
 
+def test_behind_the_proxy_the_proxy_records_pulls(tmp_path: Path) -> None:
+    """[docker] host is the proxy's socket: the proxy records and forgets pulls
+    (gatekeeper.proxy.pulls), the CLI layer adds no steps (the proxy would refuse them);
+    the rmi itself is decided the same (the proxy's records are the same volumes)."""
+    path = tmp_path / "policy.toml"
+    proxied = '[docker]\nhost = "unix:///run/gk/docker.sock"\n[proxy]\nlisten = "/run/gk/docker.sock"\n'
+    path.write_text(POLICY + proxied)
+    policy = load_policy(str(path))
+    assert policy.through_proxy()
+    pulled = decide("docker pull fresh", policy, Engine())
+    assert pulled.allowed and pulled.afterwards == []
+    removed = decide("docker rmi pulled:1", policy, Engine())
+    assert removed.allowed and removed.afterwards == []
+    path.write_text(POLICY + proxied.replace("/run/gk/docker.sock\"\n[", "/run/other.sock\"\n["))
+    assert not load_policy(str(path)).through_proxy()  # control: another socket, the CLI layer records
+
+
 def test_refused_labels_are_a_policy_key(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text('[labels]\nrefused = ["acme.*"]\n')

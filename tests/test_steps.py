@@ -2,9 +2,10 @@
 
 * volume-create: the new volume is created with the owner label and read back;
   one that appeared meanwhile, not the agent's, stops the command.
-* pull-record: after a pull, the tags the image gained are recorded as pulled by
+* pull-record: after a pull, the tag it put on the image is recorded as pulled by
   the profile, in a volume whose gatekeeper.* labels only gatekeeper can set; a
-  tag that existed before the pull (the operator's) never is.
+  tag that existed before the pull, or another tag on the image (the operator's,
+  even one added during the pull), never is.
 * pull-forget: once the image is gone, its records go.
 
 The e2e stack has no registry to pull from, so the record logic is tested here;
@@ -112,6 +113,21 @@ def test_the_operators_other_tag_of_the_same_image_is_not_recorded(monkeypatch: 
     fake = Fake({"myalpine:prod": X})
     pull(fake, monkeypatch, "alpine:3", "new", {"alpine:3": X})
     assert records(fake) == {("default", X, "alpine:3")}
+
+
+def test_a_tag_the_operator_adds_during_the_pull_is_not_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake({})
+    pull(fake, monkeypatch, "alpine:3", "new", {"alpine:3": X, "op-copy:1": X})
+    assert records(fake) == {("default", X, "alpine:3")}
+
+
+def test_a_pull_by_digest_is_recorded_without_a_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake({})
+    ref = "alpine@sha256:" + "9" * 64
+    monkeypatch.setattr(steps, "docker", fake)
+    fake.images[ref] = X  # the fake resolves the digest reference like a tag
+    steps.record_pull(POLICY, ref, "new", {})
+    assert records(fake) == {("default", X, "")}
 
 
 def test_a_tag_that_appeared_before_the_pull_is_not_recorded(monkeypatch: pytest.MonkeyPatch) -> None:

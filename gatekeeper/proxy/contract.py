@@ -14,7 +14,10 @@ that (small, non-streamed) response and forwards
 
     transform_response(verdict.response, status, body, request) -> bytes   (vet.py)
 
-instead. Every request is audited with layer "api", uid, profile, endpoint, rule.
+instead. When `verdict.afterwards` names engine steps (gatekeeper.proxy.pulls: a pull to
+record, an image's pull records to forget), the transport takes them once the engine has
+answered 200 and the answer came whole (a pull: before the client sees its end).
+Every request is audited with layer "api", uid, profile, endpoint, rule.
 """
 
 from __future__ import annotations
@@ -46,11 +49,13 @@ class ApiRequest:
 class ApiVerdict:
     """The decision on one request."""
 
-    __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response", "status")
+    __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response", "status",
+                 "afterwards")
 
     def __init__(self, allowed: bool, rule: str, reason: str, endpoint: str,
                  target: str | None = None, body: bytes | None = None,
-                 response: str | None = None, status: int = 403) -> None:
+                 response: str | None = None, status: int = 403,
+                 afterwards: tuple[str, ...] | None = None) -> None:
         self.allowed = allowed
         self.rule = rule          # a rule id listed in gatekeeper/rules.py
         self.reason = reason      # one line the agent can act on (what, why, what instead)
@@ -59,6 +64,7 @@ class ApiVerdict:
         self.body = body          # body to forward (e.g. owner label injected); None: unchanged
         self.response = response  # name of a response transform (redaction); None: relay as is
         self.status = status      # a denial's HTTP status: 403, or 404 where clients go on past it
+        self.afterwards = afterwards  # an engine step once the engine answered 200 (gatekeeper.proxy.pulls)
 
 
 class EngineQueries(Protocol):

@@ -52,10 +52,22 @@ class UpstreamEngine:
         """POST /volumes/create {Name, Labels} (the local driver, no options): (status, parsed JSON).
         The engine answers with the volume as it is, made now or found existing."""
         import json
-        import socket
 
         body = json.dumps({"Name": name, "Labels": labels}, separators=(",", ":")).encode()
-        head = ("POST /volumes/create HTTP/1.1\r\nHost: docker\r\nUser-Agent: gatekeeper-proxy\r\n"
+        return self.send("POST", "/volumes/create", body)
+
+    def remove_volume(self, name: str) -> tuple[int, object]:
+        """DELETE /volumes/{name} (a pull record, gatekeeper.proxy.pulls): (status, parsed JSON or None)."""
+        from urllib.parse import quote
+
+        return self.send("DELETE", "/volumes/" + quote(name, safe=""), b"")
+
+    def send(self, method: str, target: str, body: bytes) -> tuple[int, object]:
+        """One request with a JSON body upstream, read whole within the bounds of get_json."""
+        import socket
+
+        check_target(target)
+        head = (f"{method} {target} HTTP/1.1\r\nHost: docker\r\nUser-Agent: gatekeeper-proxy\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n").encode("ascii")
         deadline = time.monotonic() + self.timeout
@@ -67,7 +79,7 @@ class UpstreamEngine:
             status, answer = parse_response(read_all(conn, deadline))
         finally:
             conn.close()
-        return status, parse_json(answer)
+        return status, parse_json(answer) if answer.strip() else None
 
     def realpath(self, path: str) -> str:
         """A host path resolved as the engine (root) will resolve it when it mounts it;

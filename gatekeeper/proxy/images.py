@@ -11,7 +11,15 @@ from gatekeeper.engine_objects import IMAGE
 from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
-from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG, familiar
+from gatekeeper.vetting.namespaces import (
+    NEW,
+    OWNED,
+    PULLED_BY,
+    PULLED_IMAGE,
+    PULLED_TAG,
+    SHARED,
+    familiar,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,8 +42,9 @@ def pulled_by_agent(call: Call, ident: str, names: list[str]) -> bool:
     return bool(tags) and set(names) <= tags
 
 
-def check_tag(call: Call, ref: str, what: str) -> None:
-    """May `what` point `ref` at another image? (gatekeeper.vetting.namespaces.check_tag)"""
+def check_tag(call: Call, ref: str, what: str) -> str:
+    """May `what` point `ref` at another image? NEW, OWNED or SHARED, or Denied
+    (gatekeeper.vetting.namespaces.check_tag, in the same order)."""
     from gatekeeper.label_rules import protected_by, shared_by
 
     ref = familiar(ref)
@@ -46,10 +55,12 @@ def check_tag(call: Call, ref: str, what: str) -> None:
     if protected:
         # Stops: the operator's next `docker run` of a vital tag running the agent's image.
         raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
-    if found is None or objects.owned(found, call.profile) or shared_by(call.ctx, "images", [ref]):
-        return
-    if pulled_by_agent(call, found.ident, found.names):
-        return
+    if found is None:
+        return NEW
+    if objects.owned(found, call.profile) or pulled_by_agent(call, found.ident, found.names):
+        return OWNED
+    if shared_by(call.ctx, "images", [ref]):
+        return SHARED
     whose = f"owned by {found.labels[OWNER_LABEL]!r}" if OWNER_LABEL in found.labels else "not yours"
     # Stops: `build -t postgres:15` / a pull moving the operator's tag to another image.
     raise Denied(f"{what} {ref!r}: that tag names an image {whose} ({found.ident[7:19]}); building or "
@@ -60,7 +71,10 @@ def check_tag(call: Call, ref: str, what: str) -> None:
 
 
 def vet_pull(call: Call) -> ApiVerdict:
-    """POST /images/create: fromImage (a pull) only; fromSrc is `docker import`."""
+    """POST /images/create: fromImage (a pull) only; fromSrc is `docker import`. A pull that
+    brings a tag (or a digest) the engine did not have, or moves the agent's own tag, is
+    recorded as this profile's once it succeeded (gatekeeper.proxy.pulls), as the CLI layer
+    records it (gatekeeper.vetting.namespaces.vet_pull)."""
     if call.one("fromSrc") or "fromSrc" in call.query:
         # Stops: importing a tarball (from the request body or a URL the engine fetches) as an image.
         raise Denied("POST /images/create?fromSrc= (docker import) is not allowed; build from a Dockerfile",
@@ -75,10 +89,14 @@ def vet_pull(call: Call) -> ApiVerdict:
     ref = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}" if tag else image
     check_image_source(call, ref, "pull")
     if "@" not in ref:
-        check_tag(call, ref, "pull")
+        when = check_tag(call, ref, "pull")
+    else:  # by digest: no tag moves; an image the engine already has is not recorded as pulled
+        when = NEW if objects.lookup(call.engine, IMAGE, familiar(ref)) is None else SHARED
     from gatekeeper.proxy.disk import check_disk_budget
 
     check_disk_budget(call, f"pull of {ref!r}")
+    if when != SHARED:
+        call.afterwards = ("pull-record", familiar(ref), when)
     return call.allow()
 
 

@@ -34,7 +34,7 @@ import h11
 from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, Denied
-from gatekeeper.proxy import framing, guards, intake, wire
+from gatekeeper.proxy import framing, guards, intake, pulls, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import UpstreamEngine, get_json_pooled
@@ -288,6 +288,8 @@ class Proxy:
         record.update(body)
         if verdict.allowed and verdict.target is not None and verdict.target != request.target:
             record["forwarded"] = verdict.target  # names resolved to IDs, the query as checked
+        if verdict.allowed and verdict.afterwards is not None:
+            record["steps"] = [list(verdict.afterwards)]  # as the CLI layer's record lists its steps
         if state.policy is None:
             syslog_only(record)
             return verdict
@@ -798,6 +800,7 @@ class Upstream:
             await client.writer.drain()
             return keep
         complete = await self.while_client_listens(body)
+        await self.take_afterwards(response.status, complete, b"")  # when not taken already
         return keep and complete
 
     def body_relay(self, response: wire.EngineHead, first: bytes, keep: bool):  # type: ignore[no-untyped-def]  # a coroutine|None
@@ -805,7 +808,9 @@ class Upstream:
         if self.answer.bodiless:
             return None
         if response.chunked:
-            return self.copy_chunked(self.head_for_client(response, keep), first)
+            stepped = self.verdict.afterwards is not None and response.status == 200
+            copy = self.copy_chunked_stepped if stepped else self.copy_chunked
+            return copy(self.head_for_client(response, keep), first)
         if response.length is not None:
             return self.copy_exact(self.head_for_client(response, keep), first, response.length)
         head = self.head_for_client(response, keep, ((b"transfer-encoding", b"chunked"),))
@@ -850,6 +855,47 @@ class Upstream:
             await out.drain()
         await out.drain()
         return tail == CHUNKED_END
+
+    async def copy_chunked_stepped(self, head: bytes, first: bytes) -> bool:
+        """copy_chunked for an answer with a step to take after it (a pull to record): relayed
+        as it comes but for its last-chunk marker; when the engine's answer has ended, the step
+        is taken (its warning, if any, sent as one more progress message) and only then the
+        end, so that a `docker rmi` right after the pull finds the record."""
+        out = self.client.writer
+        out.write(head)
+        held, tail = b"", b""
+        reads = Batched(self.reader, self.writer.transport)
+        data = first or await reads.read(READ_SIZE)  # the head may have come alone
+        while data:
+            tail = (tail + data[-pulls.TAIL:])[-pulls.TAIL:]
+            held += data
+            out.write(held[:-len(CHUNKED_END)])
+            held = held[-len(CHUNKED_END):]
+            await out.drain()
+            data = await reads.read(READ_SIZE)
+        complete = held == CHUNKED_END
+        warning = await self.take_afterwards(200, complete, tail)
+        if warning is not None:
+            message = json.dumps({"status": f"gatekeeper: warning: {warning}"}).encode() + b"\r\n"
+            out.write(b"%x\r\n%s\r\n" % (len(message), message))
+        out.write(held)
+        await out.drain()
+        return complete
+
+    async def take_afterwards(self, status: int, complete: bool, tail: bytes) -> str | None:
+        """The verdict's step (gatekeeper.proxy.pulls), once, after an answer 200 that came
+        whole (a pull's: one that succeeded); its warning, also to syslog."""
+        step, self.verdict.afterwards = self.verdict.afterwards, None
+        if step is None or status != 200 or not complete:
+            return None
+        if step[0] == "pull-record" and not pulls.pull_succeeded(tail):
+            return None
+        loop = asyncio.get_running_loop()
+        engine = UpstreamEngine(self.state.settings.upstream)
+        warning = await loop.run_in_executor(None, pulls.take_step, engine, self.request.profile, step)
+        if warning is not None:
+            warn(f"proxy step for {self.request.profile!r}: {warning}")
+        return warning
 
     async def copy_until_close(self, head: bytes, first: bytes) -> bool:
         """A body delimited by the engine closing: chunked to the client by us."""
@@ -1030,6 +1076,15 @@ def peer_of(writer: asyncio.StreamWriter) -> Caller:
     except KeyError:
         user = None
     return Caller(pid, uid, gid, user)
+
+
+def warn(text: str) -> None:
+    from gatekeeper.audit import to_syslog
+
+    try:
+        to_syslog(text)
+    except OSError:
+        pass
 
 
 def report(error: BaseException) -> None:

@@ -53,7 +53,7 @@ REPEATABLE = frozenset({"t"})
 class Call:
     """One request being decided: what the vetters read and what they forward."""
 
-    __slots__ = ("request", "policy", "engine", "route", "params", "query", "ctx", "body")
+    __slots__ = ("request", "policy", "engine", "route", "params", "query", "ctx", "body", "afterwards")
 
     def __init__(self, request: ApiRequest, policy: Policy, engine: EngineQueries, route: Route,
                  params: dict[str, str]) -> None:
@@ -65,6 +65,7 @@ class Call:
         self.query = {key: list(values) for key, values in request.query.items()}
         self.ctx = objects.RuleContext(self.policy, objects.HostPaths(engine)).as_context()
         self.body: bytes | None = None  # a rewritten body to forward
+        self.afterwards: tuple[str, ...] | None = None  # a step once the engine said 200 (proxy.pulls)
 
     @property
     def profile(self) -> str:
@@ -89,7 +90,8 @@ class Call:
         return prefix + path + ("?" + query if query else "")
 
     def allow(self, response: str | None = None) -> ApiVerdict:
-        return ApiVerdict(True, "allowed", "", self.route.ident, self.target(), self.body, response)
+        return ApiVerdict(True, "allowed", "", self.route.ident, self.target(), self.body, response,
+                          afterwards=self.afterwards)
 
 
 def vet_api_request(request: ApiRequest, policy: Policy, engine: EngineQueries) -> ApiVerdict:
@@ -261,7 +263,9 @@ def owned_or_pulled(call: Call, target: Target) -> bool:
     if call.route.ident == "image.rm":
         from gatekeeper.proxy.images import pulled_by_agent
 
-        return pulled_by_agent(call, target.ident, target.names)
+        if pulled_by_agent(call, target.ident, target.names):
+            call.afterwards = ("pull-forget", target.ident)  # once it is gone, its records go too
+            return True
     return False
 
 

@@ -185,7 +185,8 @@ def vet_pull(ctx: Context) -> None:
                      "at once; pull the tags you need by name", rule="foreign-tag")
     for ref in ctx.parsed.positionals[:1]:
         when = check_tag(ctx, ref, "pull")
-        if when != SHARED and not ("@" in ref and when == OWNED):
+        # Behind the proxy the proxy records the pull (gatekeeper.proxy.pulls): ours it refuses.
+        if when != SHARED and not ("@" in ref and when == OWNED) and not ctx.policy.through_proxy():
             ctx.vetted.afterwards.append(("pull-record", familiar(ref), when))
 
 
@@ -194,7 +195,8 @@ def vet_rmi_pulled(ctx: Context, target: Target) -> bool:
     (every tag it carries); its records are dropped once it is gone."""
     if not pulled_by_agent(ctx, target.ident, target.names):
         return False
-    ctx.vetted.afterwards.append(("pull-forget", target.ident))
+    if not ctx.policy.through_proxy():  # else the proxy forgets them (gatekeeper.proxy.pulls)
+        ctx.vetted.afterwards.append(("pull-forget", target.ident))
     return True
 
 

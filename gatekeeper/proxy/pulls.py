@@ -1,0 +1,96 @@
+"""Pull records at the API layer: the proxy's own engine steps after an allowed request
+(ApiVerdict.afterwards), with the CLI layer's meaning (gatekeeper.steps).
+
+The engine cannot label a pulled image, so a pull the agent made is recorded: a volume
+`gatekeeper-pull-<hash>` with labels gatekeeper.pulled-by / pulled-image / pulled-tag, which
+only gatekeeper can make (both layers refuse gatekeeper.* labels and gatekeeper-* volume
+names to the agent). Behind the proxy the CLI layer's own record would be such a refusal,
+so the proxy makes it (and the CLI layer leaves it to the proxy: gatekeeper.policy.through_proxy).
+
+* ("pull-record", REF, "new"|"owned"): after POST /images/create answered 200 and its progress
+  stream ended with docker's "Status:" line and no error, the image REF names now is recorded
+  as pulled by the profile under REF's tag ("" for a pull by digest). Only that tag: a tag the
+  operator puts on the same image (before or after) is not the agent's, and an image carrying
+  any tag without this profile's record stays out of its reach (pulled_by_agent).
+* ("pull-forget", IMAGE_ID): after DELETE /images/{name} answered 200, once the image is gone,
+  this profile's records of it go too (a later pull of the same image by the operator must
+  not find the agent's old record).
+
+A step that cannot be taken is a warning, never a failure of the request (the engine already
+acted): the worst case is an image the agent cannot remove.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from gatekeeper.steps import RECORD_PREFIX, record_name
+from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class RecordingEngine(Protocol):
+        def get_json(self, target: str) -> tuple[int, object]: ...
+        def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]: ...
+        def remove_volume(self, name: str) -> tuple[int, object]: ...
+
+# What ends a pull's progress stream that succeeded: docker's last message, in both image stores.
+PULL_DONE = b'"status":"Status: '
+PULL_FAILED = b'"errorDetail":'
+TAIL = 4096  # bytes of a stream's end kept to judge it (its last messages)
+
+
+def pull_succeeded(tail: bytes) -> bool:
+    """The end of a pull's progress stream says it succeeded: docker's "Status:" message
+    and no error message. The error is the stream's last message when there is one."""
+    return PULL_DONE in tail and PULL_FAILED not in tail
+
+
+def take_step(engine: RecordingEngine, profile: str, step: tuple[str, ...]) -> str | None:
+    """Take one step; a warning (what could not be done) or None."""
+    try:
+        if step[0] == "pull-record":
+            return record_pull(engine, profile, step[1])
+        if step[0] == "pull-forget":
+            return forget_pull(engine, profile, step[1])
+    except Exception as error:  # noqa: BLE001 - the engine did not answer: a warning
+        return f"{step[0]}: the engine did not answer ({type(error).__name__})"
+    return f"unknown step {step[0]!r}"
+
+
+def record_pull(engine: RecordingEngine, profile: str, ref: str) -> str | None:
+    status, image = engine.get_json(f"/images/{quote(ref, safe=':@/')}/json")
+    ident = image.get("Id") if isinstance(image, dict) else None
+    if status != 200 or not isinstance(ident, str) or not ident.startswith("sha256:"):
+        return f"cannot record the pull of {ref!r}: the image is not there"
+    tag = "" if "@" in ref else ref
+    tags = image.get("RepoTags") if isinstance(image, dict) else None
+    if tag and tag not in (tags if isinstance(tags, list) else []):
+        return f"cannot record the pull of {ref!r}: the tag names another image now"
+    labels = {PULLED_BY: profile, PULLED_IMAGE: ident, PULLED_TAG: tag}
+    status, volume = engine.create_volume(record_name(profile, ident, tag), labels)
+    made = volume.get("Labels") if isinstance(volume, dict) else None
+    if status not in (200, 201) or made != labels:
+        return f"cannot record the pull of {ref!r}"
+    return None
+
+
+def forget_pull(engine: RecordingEngine, profile: str, ident: str) -> str | None:
+    from gatekeeper.proxy.objects import filters_query
+
+    status, _ = engine.get_json(f"/images/{quote(ident, safe=':')}/json")
+    if status == 200:
+        return None  # still there (another tag, or in use): keep the record
+    if status != 404:
+        return f"cannot forget the pulls of {ident[:19]}: engine status {status}"
+    filters = filters_query({"label": [f"{PULLED_BY}={profile}", f"{PULLED_IMAGE}={ident}"]})
+    status, listing = engine.get_json("/volumes?filters=" + filters)
+    volumes = listing.get("Volumes") if isinstance(listing, dict) else None
+    if status != 200 or not isinstance(volumes, list):
+        return f"cannot forget the pulls of {ident[:19]}: engine status {status}"
+    names = [str(v.get("Name")) for v in volumes if isinstance(v, dict)]
+    failed = [name for name in names if name.startswith(RECORD_PREFIX)
+              and engine.remove_volume(name)[0] not in (204, 404)]
+    return f"cannot forget the pulls of {ident[:19]}" if failed else None
