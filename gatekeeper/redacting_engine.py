@@ -15,9 +15,15 @@ engine's errors pass through as the engine sent them. So the template, docker's
 own code, prints exactly what docker would print had the data been redacted
 at the source, and docker's own lookup order and error messages are kept.
 
-Anything else (a list, an exec, a path with `.`/`..` segments, another method)
-gets a 404: the socket gives nothing an inspect does not need. Imported only
-for inspect commands with a template; the ForceCommand path never pays for it.
+The listings ps, images, volume ls and network ls take the same way with a
+`--format` template (`{{.Labels}}` prints every object's labels): the GET of
+the list (`/containers/json`, `/images/json`, `/volumes`, `/networks`), each
+object in it the agent does not own redacted by the same rule.
+
+Anything else (an exec, a path with `.`/`..` segments, another method)
+gets a 404: the socket gives nothing an inspect or a listing does not need.
+Imported only for inspects and listings with a template; the ForceCommand path
+never pays for it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ OBJECT_PATHS = re.compile(
     r"^/(?:containers/[^/]+/json|images/.+/json|networks/[^/]+|volumes/[^/]+|plugins/.+/json"
     r"|services/[^/]+|tasks/[^/]+|nodes/[^/]+|secrets/[^/]+|configs/[^/]+)$"
 )
+# The lists a listing's template runs on (any query: filters, all, ...).
+LIST_PATHS = re.compile(r"^/(?:containers/json|images/json|volumes|networks/?)$")
 # Response headers that describe the connection, not the answer: we set our own.
 HOP_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
 MAX_BODY = 32 << 20
@@ -91,7 +99,8 @@ def engine_socket_path(host: str) -> str:
 
 
 def route(path: str) -> str | None:
-    """'object', 'ping' or 'info' for a request the CLI may make during an inspect; None otherwise."""
+    """'object', 'list', 'ping' or 'info' for a request the CLI may make during an inspect or a
+    listing; None otherwise."""
     plain, _, _ = path.partition("?")
     plain = API_PREFIX.sub("", plain, count=1)
     segments = plain.split("/")
@@ -103,6 +112,8 @@ def route(path: str) -> str | None:
         return "info"
     if OBJECT_PATHS.match(plain):
         return "object"
+    if LIST_PATHS.match(plain):
+        return "list"
     return None
 
 
@@ -122,6 +133,8 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...]) -> Answe
         value = json.loads(answer.body)
     except (UnicodeDecodeError, ValueError):
         raise ValueError("the engine sent something that is not JSON") from None
+    if kind == "list":
+        return Answer(200, answer.headers, go_json(redacted_list(value, owner, keys)))
     if not isinstance(value, dict):
         raise ValueError("the engine sent something that is not one object")
     if kind == "info":
@@ -133,6 +146,17 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...]) -> Answe
     else:
         value = redact_tree(value, keys)
     return Answer(200, answer.headers, go_json(value))
+
+
+def redacted_list(value: object, owner: str, keys: tuple[str, ...]) -> object:
+    """A list of objects (volumes: {"Volumes": [...]}), each not owned by `owner` redacted."""
+    items = value.get("Volumes") if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        raise ValueError("the engine sent something that is not a list")
+    shown = [item if owned_by(item, owner) else redact_tree(item, keys) for item in items]
+    if isinstance(value, dict):
+        return {**value, "Volumes": shown}
+    return shown
 
 
 def ask_engine(engine: str, method: str, path: str, user_agent: str | None) -> Answer:

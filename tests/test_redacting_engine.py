@@ -182,17 +182,21 @@ def test_foreign_volume_labels_redacted_and_owned_network_not(engines) -> None: 
     ("/v1.41/volumes/data", "object"),
     ("/v1.41/plugins/vieux/sshfs:latest/json", "object"),
     ("/v1.41/services/api?insertDefaults=true", "object"),
-    # trying to cheat: anything an inspect does not need
-    ("/v1.41/containers/json", None),
+    # the lists a listing's template runs on (ps, images, volume ls, network ls --format)
+    ("/v1.41/containers/json", "list"),
+    ("/v1.41/containers/json?all=1&filters=%7B%7D", "list"),
+    ("/v1.41/images/json", "list"),
+    ("/v1.41/networks", "list"),
+    ("/v1.41/networks/", "list"),
+    ("/v1.41/volumes", "list"),
+    # trying to cheat: anything an inspect or a listing does not need
     ("/v1.41/containers/web/logs", None),
     ("/v1.41/containers/web/exec", None),
     ("/v1.41/containers/web/archive?path=/etc", None),
-    ("/v1.41/images/json", None),
     ("/v1.41/images/../containers/web/json", None),
     ("/v1.41/images/x/../../containers/json", None),
     ("/v1.41/images/%2e%2e/containers/web/json", None),
-    ("/v1.41/networks", None),
-    ("/v1.41/volumes", None),
+    ("/v1.41/images/x/../../volumes", None),
     ("/v1.41/version", None),
     ("/v1.41/events", None),
     ("/v1.41/system/df", None),
@@ -215,13 +219,14 @@ def raw_request(socket_path: str, request: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("request_line", [
-    b"GET /v1.41/containers/json HTTP/1.1",
+    b"GET /v1.41/containers/agent-web/logs HTTP/1.1",
     b"POST /v1.41/containers/agent-web/json HTTP/1.1",
     b"DELETE /v1.41/containers/agent-web HTTP/1.1",
     b"HEAD /v1.41/containers/agent-web/json HTTP/1.1",
 ])
 def test_the_stand_in_answers_nothing_else(engines, request_line: bytes) -> None:  # type: ignore[no-untyped-def]
-    """Control: the engine itself answers the listing; the stand-in gives 404 or 501 and never asks it."""
+    """Control: the engine itself answers the listing; the stand-in gives 404 or 501 to what
+    an inspect or a listing does not need, and never asks it."""
     listing = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
     engines["engine"].objects["containers"] = [{"Id": "x", "Labels": {"token": "leak"}}]
     assert raw_request(engines["raw"][len("unix://"):], listing).startswith(b"HTTP/1.1 200")
@@ -230,6 +235,39 @@ def test_the_stand_in_answers_nothing_else(engines, request_line: bytes) -> None
     assert reply.split(b" ", 2)[1] in (b"404", b"501")
     assert b"leak" not in reply
     assert len(engines["engine"].requests) == asked
+
+
+LISTED = {
+    "containers": [
+        {"Id": "c" * 64, "Names": ["/operator-db"], "Image": "postgres", "State": "running",
+         "Labels": {"backup.password": "pw-listed", "team": "ops"}},
+        {"Id": "d" * 64, "Names": ["/agent-web"], "Image": "web", "State": "running",
+         "Labels": {"gatekeeper.owner": OWNER, "gatekeeper.created": OWNER, "api_token": "mine-listed"}},
+    ],
+    "volumes": {"Volumes": [{"Name": "opsdata", "Driver": "local", "Labels": {"backup_password": "pw-vol"}}],
+                "Warnings": None},
+    "networks": [{"Name": "edge", "Id": "n1", "Driver": "bridge", "Labels": {"edge.token": "tok-net"}}],
+}
+
+
+@pytest.mark.parametrize(("words", "secret"), [
+    (("ps", "--format", "{{.Labels}}"), b"pw-listed"),
+    (("container", "ls", "--format", "{{json .}}"), b"pw-listed"),
+    (("ps", "--format", '{{.Label "backup.password"}}'), b"pw-listed"),
+    (("volume", "ls", "--format", "{{.Name}} {{.Labels}}"), b"pw-vol"),
+    (("network", "ls", "--format", "{{json .Labels}}"), b"tok-net"),
+], ids=str)
+def test_listing_templates_print_foreign_labels_redacted(engines, words: tuple[str, ...], secret: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Control: straight at the engine the label value shows; through the stand-in it is hidden,
+    and the agent's own container keeps its values."""
+    engines["engine"].objects.update(copy.deepcopy(LISTED))
+    code, raw, _ = docker(engines["raw"], engines["home"], *words)
+    assert code == 0 and secret in raw
+    code, shown, err = docker(engines["ours"], engines["home"], *words)
+    assert code == 0, err
+    assert secret not in shown and b"***" in shown
+    if words[0] in ("ps", "container") and ".Label " not in words[-1]:
+        assert b"mine-listed" in shown
 
 
 def test_info_reduced_to_the_swarm_flag(engines) -> None:  # type: ignore[no-untyped-def]

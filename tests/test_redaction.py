@@ -135,6 +135,24 @@ DECISIONS = [
     ("docker image inspect -f '{{.Config.Env}}' postgres", "allow", "redact-at-source"),
     ("docker network inspect -f '{{.Options}}' edge", "allow", "redact-at-source"),
     ("docker volume inspect --format '{{.Options}}' data", "allow", "redact-at-source"),
+    # listings: a template prints every listed object's labels; without one none show
+    ("docker ps --format '{{.Labels}}'", "allow", "redact-at-source"),
+    ("docker ps -a --format='{{json .}}'", "allow", "redact-at-source"),
+    ("docker container ls --format json", "allow", "redact-at-source"),
+    ("docker images --format '{{json .}}'", "allow", "redact-at-source"),
+    ("docker volume ls --format '{{.Name}} {{.Labels}}'", "allow", "redact-at-source"),
+    ("docker network ls --format '{{json .Labels}}'", "allow", "redact-at-source"),
+    ("docker ps --format '{{.}}'", "allow", "redact-at-source"),  # the whole struct, labels too
+    ("docker ps --format '{{.Names}} {{.Label \"team\"}}'", "allow", "redact-at-source"),
+    ("docker ps --format '{{- .Names}}'", "allow", "redact-at-source"),  # not plain: redacted anyway
+    ("docker ps --format '{{.Names}}{{'", "allow", "redact-at-source"),
+    ("docker ps -a --format '{{.Names}}'", "allow", None),  # plain fields print no labels
+    ("docker ps --format 'table {{.ID}}\\t{{.Image}}\\t{{ .Status }}'", "allow", None),
+    ("docker images --format '{{.Repository}}:{{.Tag}}'", "allow", None),
+    ("docker volume ls --format '{{.Name}}'", "allow", None),
+    ("docker images", "allow", None),
+    ("docker volume ls -q", "allow", None),
+    ("docker network ls", "allow", None),
 ]
 
 
@@ -157,6 +175,9 @@ def test_a_template_needs_an_engine_gatekeeper_can_stand_in_front_of(host: str, 
     assert (decision.allowed, decision.rule) == (False, "inspect-format")
     assert "without the template" in decision.reason
     assert decide("docker inspect db", load_policy(str(policy_file)), StaticWorld()).allowed
+    listing = decide("docker volume ls --format '{{.Labels}}'", load_policy(str(policy_file)), StaticWorld())
+    assert (listing.allowed, listing.rule) == (False, "inspect-format")
+    assert decide("docker volume ls", load_policy(str(policy_file)), StaticWorld()).allowed
 
 
 # ---------------------------------------------------------------- ForceCommand

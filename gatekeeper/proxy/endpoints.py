@@ -149,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
     R("POST", "/session", "build.session", BUILDS, "plain"),
     R("POST", "/build/cancel", "build.cancel", BUILDS, "plain", "id"),
     # --- volumes
-    R("GET", "/volumes", "volume.list", ("volume ls", *COMPOSE_READS), "plain", "filters"),
+    R("GET", "/volumes", "volume.list", ("volume ls", *COMPOSE_READS), "listing", "filters"),
     R("POST", "/volumes/create", "volume.create", ("volume create", *RUNS), "volume_create"),
     R("POST", "/volumes/prune", "volume.prune", ("volume prune",), "prune", "filters", VOLUME),
     R("GET", "/volumes/{id}", "volume.inspect", ("volume inspect", *RUNS, *COMPOSE_READS), "inspect", "",
@@ -157,8 +157,8 @@ ROUTES: tuple[Route, ...] = (
     R("DELETE", "/volumes/{id}", "volume.rm", ("volume rm", "compose down"), "object", "force",
       VOLUME, "rm"),
     # --- networks
-    R("GET", "/networks", "network.list", ("network ls", *COMPOSE_READS), "plain", "filters"),
-    R("GET", "/networks/", "network.list", ("network ls", *COMPOSE_READS), "plain", "filters"),
+    R("GET", "/networks", "network.list", ("network ls", *COMPOSE_READS), "listing", "filters"),
+    R("GET", "/networks/", "network.list", ("network ls", *COMPOSE_READS), "listing", "filters"),
     R("POST", "/networks/create", "network.create", ("network create", "compose up", "compose create",
       "compose run"), "network_create"),
     R("POST", "/networks/prune", "network.prune", ("network prune",), "prune", "filters", NETWORK),

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 REDACT_OBJECT = "redact-inspect-object"
 REDACT_ALWAYS = "redact-inspect-always"  # an object that is not the caller's whatever its labels say
+REDACT_LISTING = "redact-listing"  # a list of objects, each not the caller's redacted
 # Vetters that read the request body; every other endpoint must come without one.
 BODY_VETTERS = frozenset({"container_create", "container_update", "network_connect", "network_disconnect",
                           "volume_create", "network_create", "build"})
@@ -188,12 +189,15 @@ def vet_plain(call: Call) -> ApiVerdict:
 
 
 def vet_listing(call: Call) -> ApiVerdict:
-    """Container and image lists: under [scope] ps/images = "owned" only the agent's are listed."""
+    """Lists: under [scope] ps/images = "owned" only the agent's containers and images are
+    listed (volumes and networks always all); the objects not the agent's are answered with
+    the values under [redact] keys hidden (their labels), as inspect answers them: docker's
+    `--format '{{.Labels}}'` would print them."""
     from gatekeeper.label_rules import owned_labels, scope
 
-    if scope(call.ctx, call.route.scope) == "owned":
+    if call.route.scope and scope(call.ctx, call.route.scope) == "owned":
         add_filters(call, {"label": owned_labels(call.profile, call.route.kind)})
-    return call.allow()
+    return call.allow(response=redaction_name(call, REDACT_LISTING))
 
 
 def add_filters(call: Call, extra: dict[str, list[str]]) -> None:
@@ -283,14 +287,14 @@ def vet_inspect(call: Call) -> ApiVerdict:
         return call.allow(response=redaction_name(call))
     # A container whose owner label came from its image is redacted whatever it says.
     always = target is not None and not objects.owned(target, call.profile)
-    return call.allow(response=redaction_name(call, always=always))
+    return call.allow(response=redaction_name(call, REDACT_ALWAYS if always else REDACT_OBJECT))
 
 
-def redaction_name(call: Call, always: bool = False) -> str:
+def redaction_name(call: Call, transform: str = REDACT_OBJECT) -> str:
     import json
 
     keys = call.policy.redact_keys
-    return f"{REDACT_ALWAYS if always else REDACT_OBJECT} {json.dumps([str(k).lower() for k in keys])}"
+    return f"{transform} {json.dumps([str(k).lower() for k in keys])}"
 
 
 def vet_top(call: Call) -> ApiVerdict:
@@ -423,10 +427,12 @@ VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
 def transform_response(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
     """Apply the response transform `name` (from a verdict) to the engine's answer."""
     transform, _, argument = name.partition(" ")
-    if transform not in (REDACT_OBJECT, REDACT_ALWAYS):
+    if transform not in (REDACT_OBJECT, REDACT_ALWAYS, REDACT_LISTING):
         return error_body(f"unknown response transform {transform!r}")
     if status != 200:
         return body  # the engine's error (no such object): nothing of the object in it
+    if transform == REDACT_LISTING:
+        return redact_listing(body, request.profile, argument)
     return redact_object(body, "" if transform == REDACT_ALWAYS else request.profile, argument)
 
 
@@ -449,6 +455,36 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
     from gatekeeper.redacting_engine import go_json
 
     return go_json(redact_tree(obj, keys))
+
+
+def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
+    """A list of containers, images or networks (or volumes: {"Volumes": [...]}): each object
+    not the caller's with the values under [redact] keys hidden (its labels, gatekeeper.redaction).
+    A list in which no key could match is the engine's answer byte for byte (most lists: cheap)."""
+    import json
+
+    from gatekeeper.redaction import owned_by, redact_tree
+
+    try:
+        keys = tuple(str(k) for k in json.loads(keys_json or "[]"))
+    except ValueError:
+        return error_body("the redaction keys are not JSON; withheld")
+    lowered = body.lower()
+    if all(key.isascii() and key.encode() not in lowered for key in keys) and b'"env"' not in lowered:
+        return body  # nothing in it a key could match (bytes.lower() folds ASCII only)
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error_body("the engine's answer is not JSON; withheld")
+    items = value.get("Volumes") if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        return error_body("the engine's answer is not a list; withheld")
+    shown = [item if owned_by(item, profile) else redact_tree(item, keys) for item in items]
+    if isinstance(value, dict):
+        value["Volumes"] = shown
+    from gatekeeper.redacting_engine import go_json
+
+    return go_json(value if isinstance(value, dict) else shown)
 
 
 def error_body(message: str) -> bytes:

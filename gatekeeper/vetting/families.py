@@ -63,6 +63,42 @@ def inspect_family(ctx: Context) -> None:
     vet_inspect(ctx)
 
 
+# Fields of the ps, images, volume ls and network ls templates that print no labels.
+PLAIN_LISTING_FIELDS = frozenset({
+    "ID", "Names", "Image", "Command", "CreatedAt", "RunningFor", "Ports", "State", "Status", "Size",
+    "Mounts", "Networks", "LocalVolumes", "Repository", "Tag", "Digest", "CreatedSince", "SharedSize",
+    "UniqueSize", "VirtualSize", "Containers", "Name", "Driver", "Scope", "Mountpoint", "Links",
+    "IPv6", "Internal",
+})  # fmt: skip
+
+
+def listing_family(ctx: Context) -> None:
+    """ps, images, volume ls, network ls: a --format template other than plain fields
+    (`{{.Labels}}`, `{{.Label "k"}}`, `{{json .}}`, `{{.}}`, `json`) can print labels
+    (nothing loaded for plain ones: `docker ps --format '{{.Names}}'` is the hot path)."""
+    for use in ctx.parsed.uses:
+        if use.flag.long == "format" and not plain_listing_template(use.value or ""):
+            from gatekeeper.vetting.inspect import vet_listing_format
+
+            vet_listing_format(ctx)
+            return
+
+
+def plain_listing_template(text: str) -> bool:
+    """Literal text and `{{.Field}}` actions of PLAIN_LISTING_FIELDS only (a `table` prefix
+    is literal text here); anything else, the `json` format included, is not plain."""
+    if text.strip() == "json":
+        return False
+    rest = text
+    while "{{" in rest:
+        _, _, action = rest.partition("{{")
+        field, closed, rest = action.partition("}}")
+        field = field.strip()
+        if not closed or not field.startswith(".") or field[1:] not in PLAIN_LISTING_FIELDS:
+            return False
+    return True
+
+
 def compose_config_family(ctx: Context) -> None:
     from gatekeeper.vetting.compose import vet_compose
     from gatekeeper.vetting.inspect import vet_compose_config
@@ -91,4 +127,8 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "network inspect": inspect_family,
     "volume inspect": inspect_family,
     "compose config": compose_config_family,
+    "container ls": listing_family,
+    "image ls": listing_family,
+    "volume ls": listing_family,
+    "network ls": listing_family,
 }

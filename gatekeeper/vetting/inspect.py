@@ -36,14 +36,26 @@ def vet_inspect(ctx: Context) -> None:
     so then docker is given the objects already redacted (REDACT_AT_SOURCE).
     """
     if any(use.flag.long == "format" for use in ctx.parsed.uses):
-        if not str(ctx.policy.host).startswith("unix://"):
-            # Stops: a template on an engine we cannot stand in front of would print raw values.
-            raise Denied(f"--format is not allowed for 'docker {ctx.located.spelled}' with a "
-                         "docker.host that is not unix://; run it without the template for JSON",
-                         rule="inspect-format")
+        check_redactable_host(ctx)
         ctx.vetted.output_filter = REDACT_AT_SOURCE
         return
     ctx.vetted.output_filter = REDACT_INSPECT
+
+
+def vet_listing_format(ctx: Context) -> None:
+    """ps/images/volume ls/network ls with --format: a template (`{{.Labels}}`, `{{json .}}`,
+    `json`) prints the labels of every object listed, the operator's too; docker then lists
+    from gatekeeper.redacting_engine, which hands it the objects the agent does not own with
+    the values under [redact] keys hidden (the default table shows no labels)."""
+    check_redactable_host(ctx)
+    ctx.vetted.output_filter = REDACT_AT_SOURCE
+
+
+def check_redactable_host(ctx: Context) -> None:
+    if not str(ctx.policy.host).startswith("unix://"):
+        # Stops: a template on an engine we cannot stand in front of would print raw values.
+        raise Denied(f"--format is not allowed for 'docker {ctx.located.spelled}' with a "
+                     "docker.host that is not unix://; run it without the template", rule="inspect-format")
 
 
 def vet_compose_config(ctx: Context) -> None:

@@ -1,0 +1,78 @@
+"""Labels in listings, through real ssh and the real engine, in all three layouts.
+
+The operator's container, volume and network carry a label whose key holds a [redact]
+word (`gk-e2e.backup_password=<secret>`). docker's listings print labels only through a
+`--format` template (`{{.Labels}}`, `{{.Label "k"}}`, `{{json .}}`, `{{.}}`), which runs in
+the docker CLI on what the engine answered: the CLI layer lists from gatekeeper's
+redacting stand-in (gatekeeper.redacting_engine), the proxy answers the lists redacted
+(gatekeeper.proxy.vet.redact_listing). Control in the same run: root's listing straight at
+the engine prints the secret; the agent's own container keeps its label values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .stack import IMAGE, Stack
+
+pytestmark = pytest.mark.e2e
+
+NAME = "gk-e2e-listed"
+SECRET, MINE = "gk-e2e-listed-secret", "gk-e2e-listed-mine"
+LABEL = f"gk-e2e.backup_password={SECRET}"
+LISTINGS = [
+    ("docker ps -a --format '{{.Names}} {{.Labels}}'", "docker ps -a --format '{{.Labels}}'"),
+    ("docker container ls -a --format '{{json .}}'", "docker ps -a --format '{{json .}}'"),
+    ("docker ps -a --format '{{.}}'", "docker ps -a --format '{{.}}'"),
+    ("docker ps -a --format '{{.Label \"gk-e2e.backup_password\"}}'",
+     "docker ps -a --format '{{.Label \"gk-e2e.backup_password\"}}'"),
+    ("docker volume ls --format '{{.Name}} {{.Labels}}'", "docker volume ls --format '{{.Labels}}'"),
+    ("docker network ls --format '{{json .Labels}}'", "docker network ls --format '{{json .Labels}}'"),
+]
+
+
+@pytest.fixture(scope="module")
+def operator(stack: Stack) -> Iterator[None]:
+    clean(stack)
+    stack.docker("run", "-d", "--name", f"{NAME}-op", "--label", LABEL, IMAGE, "sleep", "600")
+    stack.docker("volume", "create", "--label", LABEL, f"{NAME}-op")
+    stack.docker("network", "create", "--label", LABEL, f"{NAME}-op")
+    yield
+    clean(stack)
+
+
+def clean(stack: Stack) -> None:
+    for container in (f"{NAME}-op", f"{NAME}-mine"):
+        stack.docker("rm", "-f", container, check=False)
+    stack.docker("volume", "rm", "-f", f"{NAME}-op", check=False)
+    stack.docker("network", "rm", f"{NAME}-op", check=False)
+
+
+def root_listing(stack: Stack, command: str) -> str:
+    """The same listing as root straight at the engine (the control)."""
+    import shlex
+
+    return stack.docker(*shlex.split(command)[1:]).stdout
+
+
+@pytest.mark.parametrize(("command", "control"), LISTINGS, ids=[c for c, _ in LISTINGS])
+def test_listing_templates_show_the_operators_label_values_redacted(
+        stack: Stack, operator: None, command: str, control: str) -> None:
+    assert SECRET in root_listing(stack, control)  # control: the defence off, the value shows
+    result = stack.ssh(command, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.decode(errors="replace")
+    assert SECRET not in shown
+    assert "***" in shown
+
+
+def test_the_agents_own_label_values_are_shown(stack: Stack, operator: None) -> None:
+    started = stack.ssh(f"docker run -d --name {NAME}-mine --label gk-e2e.api_token={MINE} {IMAGE} sleep 600")
+    assert started.returncode == 0, started.stderr
+    result = stack.ssh("docker ps -a --format '{{.Names}} {{.Labels}}'", timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode(errors="replace").splitlines()
+    assert any(line.startswith(f"{NAME}-mine ") and MINE in line for line in lines), lines
+    assert not any(SECRET in line for line in lines)

@@ -1,0 +1,68 @@
+"""Listings at the API layer (gatekeeper.proxy.vet.redact_listing): the lists of containers,
+images, volumes and networks carry every object's labels, which docker's `--format
+'{{.Labels}}'` prints; the objects the caller does not own are answered with the values
+under [redact] keys hidden, as their inspect is. The caller's own objects, and a list in
+which no key could match, are the engine's answer byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatekeeper.proxy.vet import transform_response
+from tests.test_proxy_vet import decide, request
+
+OWNER, CREATED = "gatekeeper.owner", "gatekeeper.created"
+MINE = {OWNER: "default", CREATED: "default"}
+
+
+@pytest.mark.parametrize("target", [
+    "/v1.47/containers/json?all=1", "/v1.47/images/json", "/v1.47/volumes", "/v1.47/networks",
+    "/v1.47/networks/", "/v1.47/volumes?filters=%7B%22label%22%3A%7B%22x%22%3Atrue%7D%7D",
+])
+def test_every_listing_is_answered_redacted(target: str) -> None:
+    verdict = decide("GET", target)
+    assert verdict.allowed, verdict.reason
+    assert (verdict.response or "").startswith("redact-listing ")
+
+
+def listed(response: str, body: object) -> object:
+    return json.loads(transform_response(response, 200, json.dumps(body).encode(), request("GET", "/x")))
+
+
+@pytest.mark.parametrize(("target", "wrap"), [
+    ("/v1.47/containers/json", lambda items: items),
+    ("/v1.47/images/json", lambda items: [{k: v for k, v in i.items() if k != "State"} for i in items]),
+    ("/v1.47/networks", lambda items: items),
+    ("/v1.47/volumes", lambda items: {"Volumes": items, "Warnings": None}),
+])
+def test_foreign_label_values_are_hidden_and_the_callers_kept(target: str, wrap) -> None:  # type: ignore[no-untyped-def]
+    response = decide("GET", target).response or ""
+    theirs = {"Id": "a", "Name": "a", "State": "running", "Labels": {"backup.password": "pw", "team": "ops"}}
+    mine = {"Id": "b", "Name": "b", "State": "running", "Labels": {**MINE, "api_token": "tok"}}
+    control = wrap([theirs, mine])
+    shown = listed(response, control)
+    items = shown["Volumes"] if isinstance(shown, dict) else shown
+    assert items[0]["Labels"] == {"backup.password": "***", "team": "ops"}
+    assert items[1]["Labels"]["api_token"] == "tok"
+    assert json.dumps(control).count('"pw"') == 1  # control: the engine's answer holds the value
+
+
+def test_a_container_whose_owner_label_came_from_its_image_is_redacted() -> None:
+    response = decide("GET", "/v1.47/containers/json").response or ""
+    inherited = {"Id": "c", "State": "running", "Labels": {OWNER: "default", "db_password": "pw"}}
+    assert listed(response, [inherited])[0]["Labels"]["db_password"] == "***"
+
+
+def test_a_list_no_key_could_match_is_relayed_as_it_came() -> None:
+    response = decide("GET", "/v1.47/containers/json").response or ""
+    body = b'[{"Id":"a","State":"running","Labels":{"team":"ops"}}]\n'
+    assert transform_response(response, 200, body, request("GET", "/x")) is body
+    assert transform_response(response, 404, b"nope", request("GET", "/x")) == b"nope"
+
+
+def test_an_answer_that_is_no_list_is_withheld() -> None:
+    response = decide("GET", "/v1.47/containers/json").response or ""
+    shown = transform_response(response, 200, b'{"password": "x"}', request("GET", "/x"))
+    assert b"x\"" not in shown and b"withheld" in shown
