@@ -20,6 +20,9 @@ Engine contents (owner label gatekeeper.owner):
     pulled:1    image      -         pulled by the agent (a gatekeeper pull record)
     multi:1     image      -         pulled by the agent, but the operator tagged it op:1 too
     gold:1      image      default   the agent's, [protect] images "gold:*"
+    traefiked:1 image      -         pulled, carries LABEL traefik.enable
+    poser:1     image      -         carries LABEL com.docker.compose.project=prod
+    stale:1     image      default   the agent's, but labelled traefik.enable (by the operator)
     base:2      image      -         the operator's, [shared] images "base:*"
     img         image      default   an image the agent built, which the commands run
 """
@@ -64,6 +67,9 @@ ENGINE = [
     obj("image", "sha256:a5" + "0" * 62, ["gold:1"], MINE),
     obj("image", "sha256:a6" + "0" * 62, ["base:2"], {}),
     obj("image", "sha256:a7" + "0" * 62, ["img:latest"], MINE),
+    obj("image", "sha256:a8" + "0" * 62, ["traefiked:1"], {"traefik.enable": "true"}),
+    obj("image", "sha256:a9" + "0" * 62, ["poser:1"], {"com.docker.compose.project": "prod", "team": "x"}),
+    obj("image", "sha256:aa" + "0" * 62, ["stale:1"], {**MINE, "traefik.enable": "true"}),
 ]
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
@@ -379,6 +385,16 @@ COMPOSE_CASES = {
     "pose as the operator's compose service": ("compose up", model({"labels": {"com.docker.compose.project": "prod"}}), "refused-label"),
     "traefik on a service": ("compose up", model({"labels": ["traefik.enable=true"]}), "refused-label"),
     "refused label on a volume": ("compose up", model(volumes={"v": {"name": "proj_v", "labels": {"com.docker.compose.volume": "x"}}}), "refused-label"),
+    # the labels a service's containers inherit from its image follow the rules of its own
+    "image with a traefik label": ("compose up", model({"image": "traefiked:1"}), "refused-label"),
+    "image posing as the operator's project": ("compose create", model({"image": "poser:1"}), "refused-label"),
+    "compose run of it": ("compose run", model({"image": "poser:1"}), "refused-label"),
+    "image compose would pull": ("compose up", model({"image": "nowhere:1"}), "image-labels-unchecked"),
+    "pulled again before the create": ("compose up", model({"image": "img", "pull_policy": "always"}), "image-labels-unchecked"),
+    "pulled daily": ("compose create", model({"image": "img", "pull_policy": "daily"}), "image-labels-unchecked"),
+    "pull_policy missing of a present image": ("compose up", model({"image": "img", "pull_policy": "missing"}), ""),
+    "built by compose (absent): its Dockerfile is checked": ("compose up", model({"image": "newbuild:1", "build": {"context": "/home/ai-worker/app"}}), ""),
+    "control: stop creates nothing": ("compose stop", model({"image": "traefiked:1"}), ""),
 }
 
 
@@ -392,6 +408,18 @@ def test_compose_up_pull_always_flag(policy) -> None:  # type: ignore[no-untyped
 
     pull = [SimpleNamespace(flag=Flag("pull", "", True, "ok", ""), value="always", spelled="--pull")]
     assert compose_decided("compose up", model({"image": "postgres:15"}), policy, pull) == "foreign-tag"
+    assert compose_decided("compose up", model({"image": "img"}), policy, pull) == "image-labels-unchecked"
+    assert compose_decided("compose up", model({"image": "img"}), policy) == ""  # control
+
+
+def test_compose_up_build_of_an_existing_image(policy) -> None:  # type: ignore[no-untyped-def]
+    """A service with build: and its image present runs that image unless --build rebuilds it."""
+    from types import SimpleNamespace
+
+    build = [SimpleNamespace(flag=Flag("build", "", False, "ok", ""), value=None, spelled="--build")]
+    service = {"image": "stale:1", "build": {"context": "/home/ai-worker/app"}}
+    assert compose_decided("compose up", model(service), policy) == "refused-label"  # the image as it is
+    assert compose_decided("compose up", model(service), policy, build) == ""  # rebuilt: its Dockerfile checked
 
 
 @pytest.mark.parametrize(("logging", "allowed"), [

@@ -28,6 +28,7 @@ from gatekeeper.label_rules import (
     owner_of,
     scope,
 )
+from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 PROJECT_LABEL = "com.docker.compose.project"
+# Subcommands that create containers from the services' images: their labels are inherited.
+CREATING = frozenset({"compose up", "compose create", "compose run"})
+PULLING_POLICIES = ("always", "daily", "weekly", "every_")  # pull_policy values that pull again
 # Subcommands that only read the model or list: no project check.
 READ_ONLY = frozenset({"compose ps", "compose images", "compose config", "compose ls", "compose version"})
 # Subcommands whose project check follows a [scope] key; all others are owned-only.
@@ -55,12 +59,60 @@ def vet_compose_ownership(ctx: Context) -> None:
     from gatekeeper.vetting.namespaces import vet_compose_namespaces
 
     vet_compose_namespaces(ctx, model)
+    if ctx.located.canonical in CREATING:
+        check_service_image_labels(ctx, model)
     key = SCOPED.get(ctx.located.canonical)
     if key is None or scope(ctx, key) == "owned":
         check_project(ctx, str(model.get("name")), key or "compose")
     if ctx.located.canonical == "compose down":
         vet_down(ctx, model)
     label_model(model, owner_of(ctx))  # in place: the model is what compose is fed
+
+
+def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
+    """A service's containers inherit its image's labels (a Dockerfile LABEL, a pulled image's)
+    except those the service sets itself: they follow the rules of the service's own labels,
+    as run/create's image labels do (gatekeeper.vetting.ownership.check_inherited_labels). An
+    image compose would pull first is refused: its labels cannot be checked before the create.
+    An image compose builds (absent, or --build) is checked at the build (its Dockerfile's LABEL keys)."""
+    from gatekeeper.engine_objects import IMAGE, lookup
+    from gatekeeper.vetting.ownership import INHERITED_RULE
+
+    forced = any(use.flag.long == "pull" and (use.value or "").lower() == "always" for use in ctx.parsed.uses)
+    from gatekeeper.grammar.pflag import bool_value
+
+    building = any(use.flag.long == "build" and bool_value(use) for use in ctx.parsed.uses)
+    for name, service in (model.get("services") or {}).items():
+        image = service.get("image") if isinstance(service, dict) else None
+        if not isinstance(image, str) or not image:
+            continue  # compose builds it under its own name: the Dockerfile was checked
+        built = "build" in service
+        found = None if built and building else lookup(ctx, IMAGE, image)
+        if built and found is None:
+            continue  # compose builds it: the Dockerfile was checked
+        where = f"compose service {name!r} image {image!r}"
+        pulling = str(service.get("pull_policy") or "").startswith(PULLING_POLICIES)
+        if not built and (forced or pulling):
+            # Stops: the pull bringing a new image whose labels nobody checked before the create.
+            raise Denied(f"{where}: compose pulls it again before the create, so its labels cannot be "
+                         "checked; run 'docker compose pull' first, without pull_policy always or --pull "
+                         "always", rule=INHERITED_RULE)
+        if found is None:
+            # Stops: compose pulling an image with LABEL traefik.* (or compose.*) its containers inherit.
+            raise Denied(f"{where} is not on the engine; run 'docker compose pull' first: a container "
+                         "inherits its image's labels, which are checked before the create",
+                         rule=INHERITED_RULE)
+        own = service_label_keys(service)
+        for key, value in sorted(found.labels.items()):
+            if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
+                check_label(ctx, f"{key}={value}", f"{where}: label")
+
+
+def service_label_keys(service: dict[str, Any]) -> set[str]:
+    labels = service.get("labels") or {}
+    if isinstance(labels, list):
+        return {str(entry).partition("=")[0] for entry in labels}
+    return {str(key) for key in labels} if isinstance(labels, dict) else set()
 
 
 def labelled_objects(model: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

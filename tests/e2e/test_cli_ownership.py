@@ -163,6 +163,48 @@ def test_labels_an_image_carries_follow_the_label_rules(stack: Stack, built: str
         stack.docker("rmi", "-f", POSING, check=False)
 
 
+COMPOSE_PROJECT = "gkclio"
+
+
+def test_compose_services_image_labels_follow_the_label_rules(stack: Stack, built: str) -> None:
+    """The same for a compose service's image: its containers inherit the image's labels, which
+    the CLI layer checks before `compose up/create/run` as run/create's (the proxy checks the
+    create body's). Control: root's `compose up` of the same file makes the posing container."""
+    posing_labels = "LABEL traefik.enable=true com.docker.compose.project=ops"
+    (CONTEXT / "Dockerfile").write_text(f"FROM {IMAGE}\n{posing_labels}\n")
+    stack.docker("build", "-q", "-t", POSING, str(CONTEXT))  # the operator's (or a registry's) image
+    posing = CONTEXT / "posing.yaml"
+    posing.write_text(f"services:\n  web:\n    image: {POSING}\n    command: [sleep, '60']\n")
+    mine = CONTEXT / "mine.yaml"
+    mine.write_text(f"services:\n  web:\n    image: {built}\n    command: [sleep, '60']\n")
+    absent = CONTEXT / "absent.yaml"
+    absent.write_text(f"services:\n  web:\n    image: {PREFIX}not-here:1\n")
+    for path in (posing, mine, absent):
+        shutil.chown(path, AGENT, AGENT)
+    project = ["compose", "-p", COMPOSE_PROJECT, "-f"]
+    of_project = f"label=com.docker.compose.project={COMPOSE_PROJECT}"
+    try:
+        control = stack.docker(*project, str(posing), "up", "-d", check=False)
+        assert control.returncode == 0, control.stderr
+        root_made = stack.docker("ps", "-aq", "--filter", of_project)
+        assert '"traefik.enable":"true"' in labels(stack, root_made.stdout.split()[0])  # control: inherited
+        stack.docker(*project, str(posing), "down", check=False)
+        for sub in ("up -d", "create", "run --rm web true"):
+            refused(stack, f"docker compose -p {COMPOSE_PROJECT} -f {posing} {sub}", "refused-label")
+        refused(stack, f"docker compose -p {COMPOSE_PROJECT} -f {absent} up -d", "image-labels-unchecked")
+        left = stack.docker("ps", "-aq", "--filter", of_project)
+        assert left.stdout.split() == []
+        # the other side: a service of the agent's own image with plain labels comes up
+        done = stack.ssh(f"docker compose -p {COMPOSE_PROJECT} -f {mine} up -d", timeout=120)
+        assert done.returncode == 0, done.stderr
+        down = stack.ssh(f"docker compose -p {COMPOSE_PROJECT} -f {mine} down", timeout=120)
+        assert down.returncode == 0, down.stderr
+    finally:
+        stack.docker(*project, str(posing), "down", check=False)
+        stack.docker(*project, str(mine), "down", check=False)
+        stack.docker("rmi", "-f", POSING, check=False)
+
+
 @pytest.fixture
 def loopback_service() -> Iterator[str]:
     with serving_on_loopback("clio-loopback-secret\n") as url:
