@@ -277,6 +277,28 @@ def test_a_new_pull_is_recorded_afterwards(policy) -> None:  # type: ignore[no-u
     assert decide("docker pull base:2", policy, Engine()).afterwards == []  # shared: never becomes the agent's
 
 
+def test_compose_pull_is_recorded_per_service(policy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`compose pull` pulls each service's image: recorded as `docker pull` is (not behind the
+    proxy, which records the pulls it forwards itself)."""
+    from types import SimpleNamespace
+
+    from gatekeeper.vetting.namespaces import vet_compose_tags
+
+    services = {"a": {"image": "fresh"}, "b": {"image": "app:1"}, "c": {"image": "base:2"}, "d": {"build": {}}}
+
+    def steps(policy, positionals: list[str] | None = None) -> list:  # type: ignore[no-untyped-def]
+        ctx = SimpleNamespace(policy=policy, world=Engine(), vetted=SimpleNamespace(afterwards=[]),
+                              parsed=SimpleNamespace(uses=[], positionals=positionals or []))
+        vet_compose_tags(ctx, services, "compose pull")  # type: ignore[arg-type]
+        return ctx.vetted.afterwards
+
+    assert steps(policy) == [("pull-record", "fresh:latest", "new"), ("pull-record", "app:1", "owned")]
+    assert steps(policy, ["b"]) == [("pull-record", "app:1", "owned")]
+    path = tmp_path / "proxied.toml"
+    path.write_text(POLICY + '[docker]\nhost = "unix:///run/gk/d.sock"\n[proxy]\nlisten = "/run/gk/d.sock"\n')
+    assert steps(load_policy(str(path))) == []
+
+
 def test_rmi_of_a_pulled_image_forgets_the_record(policy) -> None:  # type: ignore[no-untyped-def]
     decision = decide("docker rmi pulled:1", policy, Engine())
     assert decision.afterwards == [("pull-forget", "sha256:a3" + "0" * 62)]
@@ -341,7 +363,7 @@ def compose_decided(canonical: str, model: dict, policy, uses: list | None = Non
     ctx = SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
         vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), afterwards=[]),
-        parsed=SimpleNamespace(uses=uses or []), policy=policy, world=Engine(), argv=[],
+        parsed=SimpleNamespace(uses=uses or [], positionals=[]), policy=policy, world=Engine(), argv=[],
     )
     try:
         vet_compose_ownership(ctx)  # type: ignore[arg-type]

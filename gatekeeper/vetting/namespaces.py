@@ -221,6 +221,7 @@ def vet_compose_namespaces(ctx: Context, model: dict[str, Any]) -> None:
 
 def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str) -> None:
     forced = any(use.flag.long == "pull" and use.value == "always" for use in ctx.parsed.uses)
+    pulled = compose_pulled_services(ctx, services) if canonical == "compose pull" else set()
     for name, service in services.items():
         build = service.get("build")
         if isinstance(build, dict) and canonical in BUILDING:
@@ -233,7 +234,26 @@ def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str) -> 
         builds = "build" in service and canonical in BUILDING
         pulls = canonical == "compose pull" or forced or policy.startswith(PULLING_POLICIES)
         if builds or pulls:
-            check_tag(ctx, image, f"compose service {name!r} image")
+            when = check_tag(ctx, image, f"compose service {name!r} image")
+            if canonical == "compose pull" and name in pulled:
+                record_compose_pull(ctx, image, when)
+
+
+def compose_pulled_services(ctx: Context, services: dict[str, Any]) -> set[str]:
+    """The services `compose pull [SERVICE...]` pulls (with --include-deps, and their dependencies
+    too: then every service is counted)."""
+    named = [word for word in ctx.parsed.positionals if word in services]
+    if not named or any(use.flag.long == "include-deps" for use in ctx.parsed.uses):
+        return set(services)
+    return set(named)
+
+
+def record_compose_pull(ctx: Context, image: str, when: str) -> None:
+    """`compose pull` is a pull per service, recorded as `docker pull` is (vet_pull)."""
+    if when != SHARED and not ("@" in image and when == OWNED) and not ctx.policy.through_proxy():
+        step = ("pull-record", familiar(image), when)
+        if step not in ctx.vetted.afterwards:
+            ctx.vetted.afterwards.append(step)
 
 
 def vet_compose_networks(ctx: Context, model: dict[str, Any], services: dict[str, Any]) -> None:

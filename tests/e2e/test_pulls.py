@@ -62,8 +62,8 @@ def records(stack: Stack) -> list[str]:
 
 
 def record_labels(stack: Stack) -> list[tuple[str, str, str]]:
-    template = '{{index .Labels "gatekeeper.pulled-by"}}|{{index .Labels "gatekeeper.pulled-image"}}|' \
-               '{{index .Labels "gatekeeper.pulled-tag"}}'
+    template = "|".join(f'{{{{.Label "{key}"}}}}' for key in (PULLED_BY, "gatekeeper.pulled-image",
+                                                             "gatekeeper.pulled-tag"))
     out = stack.docker("volume", "ls", "--filter", f"label={PULLED_BY}", "--format", template).stdout
     return sorted(tuple(line.split("|")) for line in out.splitlines())  # type: ignore[misc]
 
