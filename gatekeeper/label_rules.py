@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 PROTECT_KEYS = {CONTAINER: "containers", IMAGE: "images", VOLUME: "volumes", NETWORK: "networks"}
+# A container would inherit labels of an image nobody checked (not on the engine, or pulled anew).
+INHERITED_RULE = "image-labels-unchecked"
 SHARED_RULES = {
     VOLUME: "foreign-volume", NETWORK: "foreign-network", IMAGE: "foreign-tag", CONTAINER: "foreign-link",
 }

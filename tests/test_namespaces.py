@@ -21,7 +21,8 @@ Engine contents (owner label gatekeeper.owner):
     multi:1     image      -         pulled by the agent, but the operator tagged it op:1 too
     gold:1      image      default   the agent's, [protect] images "gold:*"
     traefiked:1 image      -         pulled, carries LABEL traefik.enable
-    poser:1     image      -         carries LABEL com.docker.compose.project=prod
+    poser:1     image      -         carries LABEL com.docker.compose.project=prod (and com.docker.compose.network)
+    built:1     image      default   built by compose: its service's compose labels
     stale:1     image      default   the agent's, but labelled traefik.enable (by the operator)
     base:2      image      -         the operator's, [shared] images "base:*"
     img         image      default   an image the agent built, which the commands run
@@ -68,8 +69,11 @@ ENGINE = [
     obj("image", "sha256:a6" + "0" * 62, ["base:2"], {}),
     obj("image", "sha256:a7" + "0" * 62, ["img:latest"], MINE),
     obj("image", "sha256:a8" + "0" * 62, ["traefiked:1"], {"traefik.enable": "true"}),
-    obj("image", "sha256:a9" + "0" * 62, ["poser:1"], {"com.docker.compose.project": "prod", "team": "x"}),
+    obj("image", "sha256:a9" + "0" * 62, ["poser:1"], {"com.docker.compose.project": "prod", "team": "x",
+        "com.docker.compose.network": "prod_default"}),
     obj("image", "sha256:aa" + "0" * 62, ["stale:1"], {**MINE, "traefik.enable": "true"}),
+    obj("image", "sha256:ab" + "0" * 62, ["built:1"], {**MINE, "com.docker.compose.project": "proj",
+        "com.docker.compose.service": "app", "com.docker.compose.version": "2.40.3", "app": "x"}),
 ]
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
@@ -411,6 +415,7 @@ COMPOSE_CASES = {
     "image with a traefik label": ("compose up", model({"image": "traefiked:1"}), "refused-label"),
     "image posing as the operator's project": ("compose create", model({"image": "poser:1"}), "refused-label"),
     "compose run of it": ("compose run", model({"image": "poser:1"}), "refused-label"),
+    "an image compose built (compose's own labels)": ("compose up", model({"image": "built:1"}), ""),
     "image compose would pull": ("compose up", model({"image": "nowhere:1"}), "image-labels-unchecked"),
     "pulled again before the create": ("compose up", model({"image": "img", "pull_policy": "always"}), "image-labels-unchecked"),
     "pulled daily": ("compose create", model({"image": "img", "pull_policy": "daily"}), "image-labels-unchecked"),

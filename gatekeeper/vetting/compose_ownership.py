@@ -21,6 +21,7 @@ from __future__ import annotations
 from gatekeeper.engine_objects import CONTAINER, NETWORK, VOLUME, query, resolve
 from gatekeeper.errors import Denied
 from gatekeeper.label_rules import (
+    INHERITED_RULE,
     check_label,
     check_owned,
     check_unprotected,
@@ -40,6 +41,12 @@ PROJECT_LABEL = "com.docker.compose.project"
 # Subcommands that create containers from the services' images: their labels are inherited.
 CREATING = frozenset({"compose up", "compose create", "compose run"})
 PULLING_POLICIES = ("always", "daily", "weekly", "every_")  # pull_policy values that pull again
+# Labels compose writes on every container it creates (its api/labels.go), whatever the image says;
+# an image compose built carries the first three from its service.
+COMPOSE_CONTAINER_LABELS = frozenset({
+    PROJECT_LABEL, "com.docker.compose.service", "com.docker.compose.version", "com.docker.compose.oneoff",
+    "com.docker.compose.container-number", "com.docker.compose.config-hash",
+})  # fmt: skip
 # Subcommands that only read the model or list: no project check.
 READ_ONLY = frozenset({"compose ps", "compose images", "compose config", "compose ls", "compose version"})
 # Subcommands whose project check follows a [scope] key; all others are owned-only.
@@ -71,12 +78,11 @@ def vet_compose_ownership(ctx: Context) -> None:
 
 def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
     """A service's containers inherit its image's labels (a Dockerfile LABEL, a pulled image's)
-    except those the service sets itself: they follow the rules of the service's own labels,
+    except those the service and compose itself set: they follow the rules of the service's own labels,
     as run/create's image labels do (gatekeeper.vetting.ownership.check_inherited_labels). An
     image compose would pull first is refused: its labels cannot be checked before the create.
     An image compose builds (absent, or --build) is checked at the build (its Dockerfile's LABEL keys)."""
     from gatekeeper.engine_objects import IMAGE, lookup
-    from gatekeeper.vetting.ownership import INHERITED_RULE
 
     forced = any(use.flag.long == "pull" and (use.value or "").lower() == "always" for use in ctx.parsed.uses)
     from gatekeeper.grammar.pflag import bool_value
@@ -102,7 +108,7 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
             raise Denied(f"{where} is not on the engine; run 'docker compose pull' first: a container "
                          "inherits its image's labels, which are checked before the create",
                          rule=INHERITED_RULE)
-        own = service_label_keys(service)
+        own = service_label_keys(service) | COMPOSE_CONTAINER_LABELS
         for key, value in sorted(found.labels.items()):
             if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
                 check_label(ctx, f"{key}={value}", f"{where}: label")

@@ -39,6 +39,7 @@ from gatekeeper.engine_objects import (
 )
 from gatekeeper.errors import Denied
 from gatekeeper.label_rules import (
+    INHERITED_RULE,
     PROTECT_KEYS,
     check_label,
     check_owned,
@@ -260,7 +261,6 @@ def refuse_reserved_labels(ctx: Context) -> set[str]:
     return keys
 
 
-INHERITED_RULE = "image-labels-unchecked"
 
 
 def check_inherited_labels(ctx: Context, own: set[str]) -> None:
