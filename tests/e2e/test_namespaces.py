@@ -8,7 +8,8 @@ The operator (root, straight on the engine) owns a volume holding a secret, a ta
 `op-image:15`, a network with a service on it, and a container whose environment
 holds a token. Each attack is first run by root directly against the engine,
 bypassing gatekeeper (the control: it works, so the test can fail); then the agent
-tries it through ssh in every spelling, is refused (exit 77, the rule named), and
+tries it through ssh in every spelling, is refused (exit 77, the rule named; in layout (b)
+of tests/e2e/conftest.py THREE_WAY the proxy's 403 and its "api" record, same rule), and
 root checks nothing moved. Legit work beside it: new named volumes are created,
 labelled and pruned by the agent; compose projects with their own networks and
 volumes run; an image the agent pulled (recorded by gatekeeper.steps) can be
@@ -24,11 +25,22 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, CLI_ALONE, DOCKER_HOST, IMAGE, POLICY, Stack, policy_extended, write_file
+from .stack import (
+    AGENT,
+    CLI_ALONE,
+    DOCKER_HOST,
+    IMAGE,
+    POLICY,
+    PROXY_ALONE,
+    Stack,
+    audit_offset,
+    policy_extended,
+    write_file,
+)
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
-EX_NOPERM = 77
 OWNER = "gatekeeper.owner"
 NAME = "gk-e2e-ns"
 OPVOL, OPNET, OPDB, OPTAG = f"{NAME}-opvol", f"{NAME}-opnet", f"{NAME}-opdb", "op-image:15"
@@ -36,7 +48,7 @@ SECRET, TOKEN = "gk-e2e-volume-secret", "gk-e2e-env-token"
 WORK = Path("/home/ai-worker/work/ns")
 COMPOSE_UP = "docker compose -f {file} up -d"
 
-CONTAINERS = (OPDB, f"{NAME}-mine", f"{NAME}-posing", f"{NAME}-ctl", "gkns-app-1", "gkns-mine-app-1")
+CONTAINERS = (OPDB, f"{NAME}-mine", f"{NAME}-posing", f"{NAME}-prodweb", f"{NAME}-ctl", "gkns-app-1", "gkns-mine-app-1")
 VOLUMES = (OPVOL, f"{NAME}-new", f"{NAME}-new2", "gkns-mine_data")
 NETWORKS = (OPNET, "gkns-mine_default", "gkns_default")
 IMAGES = (OPTAG, f"{NAME}-mine:1", f"{NAME}-pulled:1", f"{NAME}-ctl:1")
@@ -80,10 +92,10 @@ def operator(stack: Stack) -> Iterator[str]:
 
 
 def denied(stack: Stack, command: str, rule: str) -> bytes:
+    """Refused by the layout's first layer with `rule` (in layout (b) by the proxy)."""
+    since = audit_offset()
     result = stack.ssh(command, timeout=120)
-    line = result.stderr.decode()
-    assert result.returncode == EX_NOPERM, (command, line)
-    assert f"(rule {rule})" in line, line
+    assert_refused(stack, result, since, rule=rule)
     return result.stdout + result.stderr
 
 
@@ -193,6 +205,13 @@ def test_operator_tag_is_not_moved(stack: Stack, operator: str) -> None:
     text = f"services:\n  app:\n    image: {OPTAG}\n    build: {{context: {context}}}\n"
     path = compose_file("tag", text)
     for sub in ("build", "up -d --build", "create"):
+        if stack.mode == PROXY_ALONE and sub == "create":
+            # (b): compose builds only a missing image, so it creates a container of the operator's
+            # image (allowed: running an image moves no tag); the tag is checked below
+            made = stack.ssh(f"docker compose -f {path} -p gkns {sub}", timeout=120)
+            assert made.returncode == 0, made.stderr
+            stack.docker("rm", "-f", "gkns-app-1")
+            continue
         denied(stack, f"docker compose -f {path} -p gkns {sub}", "foreign-tag")
     denied(stack, f"docker pull {OPTAG}", "foreign-tag")  # refused before it reaches any registry
     assert stack.docker("image", "inspect", "--format", "{{.Id}}", OPTAG).stdout.strip() == operator
@@ -285,12 +304,21 @@ def test_link_does_not_copy_the_operators_environment(stack: Stack, operator: st
 # ---------------------------------------------------------------- labels
 
 
+def project_members(stack: Stack, project: str) -> list[str]:
+    listing = stack.docker("ps", "-a", "--filter", f"label=com.docker.compose.project={project}", "--format", "{{.Names}}")
+    return sorted(listing.stdout.split())
+
+
 def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> None:
-    posing = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.service=db",
-              "--label", "com.docker.compose.oneoff=False"]
+    """The operator's compose project gkns-prod has a container (root's); the agent's container
+    posing as its service db would be one of it for the operator's compose (down, exec, logs)."""
+    project = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.oneoff=False"]
+    posing = [*project, "--label", "com.docker.compose.service=db"]
+    stack.docker("run", "-d", "--name", f"{NAME}-prodweb", *project, "--label", "com.docker.compose.service=web",
+                 IMAGE, "sleep", "600")
     stack.docker("run", "-d", "--name", f"{NAME}-posing", *posing, IMAGE, "sleep", "60")
-    member = stack.docker("ps", "-a", "--filter", "label=com.docker.compose.project=gkns-prod", "--format", "{{.Names}}")
-    assert member.stdout.split() == [f"{NAME}-posing"]  # control: run directly, the container joins the project
+    members = [f"{NAME}-posing", f"{NAME}-prodweb"]
+    assert project_members(stack, "gkns-prod") == members  # control: run directly, the container joins the project
     stack.docker("rm", "-f", f"{NAME}-posing")
     denied(stack, f"docker run -d --name {NAME}-posing {' '.join(posing)} {IMAGE} sleep 60", "refused-label")
     denied(stack, f"docker run -d -l 'traefik.http.routers.x.rule=Host(shop)' {IMAGE} sleep 60", "refused-label")
@@ -301,8 +329,17 @@ def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> 
     denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "reserved-label")
     text = (f"services:\n  app:\n    image: {IMAGE}\n    command: sleep 60\n"
             "    labels:\n      com.docker.compose.project: gkns-prod\n")
-    denied(stack, f"docker compose -f {compose_file('labelled', text)} -p gkns up -d", "refused-label")
-    assert f"{NAME}-posing" not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    path = compose_file("labelled", text)
+    if stack.mode != PROXY_ALONE:
+        denied(stack, f"docker compose -f {path} -p gkns up -d", "refused-label")
+    else:  # (b): compose labels the container with its own project (-p gkns): no posing reaches the engine
+        up = stack.ssh(f"docker compose -f {path} -p gkns up -d", timeout=120)
+        try:
+            assert up.returncode == 0, up.stderr
+            assert label(stack, "container", "gkns-app-1", "com.docker.compose.project") == "gkns"
+        finally:
+            stack.ssh(f"docker compose -f {path} -p gkns down", timeout=120)
+    assert project_members(stack, "gkns-prod") == [f"{NAME}-prodweb"]
 
 
 def test_top_takes_no_ps_arguments(stack: Stack, operator: str) -> None:

@@ -11,6 +11,11 @@ container it did not create.
   `docker inspect` shows `SECRET=***`, never the value, and so does a
   `--format` template that would print it (root's own template prints the
   value: the control); the agent's own container shows its values.
+
+Three ways (tests/e2e/conftest.py THREE_WAY): in layout (b) the proxy refuses (its 403 as
+docker prints it and its "api" record) with the same message, or injects the same defaults;
+`--memory 0` and `--cpus 0` are the API's "no limit given" (a zero field), so there the
+container is created with the defaults: the engine never gets an unlimited one.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import APP_DIR, IMAGE, Stack, policy_extended
+from .stack import APP_DIR, IMAGE, PROXY_ALONE, Stack, audit_offset, policy_extended
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
-EX_NOPERM = 77
 LIMITS = """
 [limits]
 memory = "256m"
@@ -88,20 +93,33 @@ def test_run_at_the_cap_keeps_the_agents_values(stack: Stack, capped_policy: Non
 
 
 OVER_CAP = {
-    "memory over the cap": ("docker run --rm -m 1g {image} true", "256m"),
-    "memory unlimited": ("docker run --rm --memory 0 {image} true", "256m"),
-    "swap unlimited": ("docker run --rm --memory-swap -1 {image} true", "512m"),
-    "pids unlimited": ("docker run --rm --pids-limit -1 {image} true", "128"),
-    "cpus unlimited": ("docker run --rm --cpus 0 {image} true", "1"),
+    "memory over the cap": ("docker run --name {name} -m 1g {image} true", "256m"),
+    "memory unlimited": ("docker run --name {name} --memory 0 {image} true", "256m"),
+    "swap unlimited": ("docker run --name {name} --memory-swap -1 {image} true", "512m"),
+    "pids unlimited": ("docker run --name {name} --pids-limit -1 {image} true", "128"),
+    "cpus unlimited": ("docker run --name {name} --cpus 0 {image} true", "1"),
 }
+ZERO_IS_ABSENT = {"memory unlimited", "cpus unlimited"}  # the same request body as no flag at all
 
 
-@pytest.mark.parametrize(("command", "cap"), OVER_CAP.values(), ids=OVER_CAP.keys())
-def test_over_cap_is_refused_with_the_cap(stack: Stack, capped_policy: None, command: str, cap: str) -> None:
-    result = stack.ssh(command.format(image=IMAGE))
-    assert result.returncode == EX_NOPERM, result.stderr
-    line = result.stderr.decode()
-    assert "policy [limits]" in line and cap in line, line
+@pytest.mark.parametrize("case", OVER_CAP)
+def test_over_cap_is_refused_with_the_cap(stack: Stack, capped_policy: None, case: str) -> None:
+    command, cap = OVER_CAP[case]
+    stack.docker("rm", "-f", CAPPED, check=False)
+    try:
+        since = audit_offset()
+        result = stack.ssh(command.format(name=CAPPED, image=IMAGE))
+        if stack.mode == PROXY_ALONE and case in ZERO_IS_ABSENT:  # (b): the defaults, as without the flag
+            assert result.returncode == 0, result.stderr
+            config = host_config(stack, CAPPED)
+            assert (config["Memory"], config["NanoCpus"], config["PidsLimit"]) == (64 << 20, 500_000_000, 32)
+            return
+        assert_refused(stack, result, since)
+        line = result.stderr.decode()
+        assert "policy [limits]" in line and cap in line, line
+        assert stack.docker("container", "inspect", CAPPED, check=False).returncode != 0  # nothing created
+    finally:
+        stack.docker("rm", "-f", CAPPED, check=False)
 
 
 def test_compose_service_gets_the_defaults(stack: Stack, capped_policy: None) -> None:
@@ -164,10 +182,14 @@ def test_max_running_counts_the_agents_running_containers(stack: Stack, capped_p
         for name in names[:2]:
             started = stack.ssh(f"docker run -d --name {name} {IMAGE} sleep 60")
             assert started.returncode == 0, started.stderr
+        since = audit_offset()
         third = stack.ssh(f"docker run -d --name {names[2]} {IMAGE} sleep 60")
-        assert third.returncode == EX_NOPERM
-        assert b"the cap is 2" in third.stderr and b"limit-running" in third.stderr
-        assert names[2] not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        assert_refused(stack, third, since, rule="limit-running")
+        assert b"the cap is 2" in third.stderr, third.stderr
+        # (b): docker run is a create (allowed: docker create is) and a start, which the proxy refuses
+        every = ["-a"] if stack.mode != PROXY_ALONE else []
+        listed = stack.docker("ps", *every, "--format", "{{.Names}}")
+        assert names[2] not in listed.stdout.split()
     finally:
         for name in names:
             stack.docker("rm", "-f", name, check=False)
