@@ -59,7 +59,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denials", "test_hostile_networks",
                                "test_hostile_running", "test_hostile_caps", "test_image_sources",
                                "test_log_caps", "test_disk_budget", "test_pulls", "test_listing_labels",
-                               "test_namespaces", "test_ownership", "test_rails", "test_published_ports"})
+                               "test_namespaces", "test_ownership", "test_rails", "test_published_ports",
+                               "test_bind_swap"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 EVERYDAY: Final = frozenset({"test_day_of_work", "test_compose"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)

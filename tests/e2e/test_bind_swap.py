@@ -12,6 +12,12 @@ Each case runs twice in the same test. The control sends the very same docker
 commands as root straight to the engine, bypassing gatekeeper: the proof file
 appears in TARGET, a directory outside the allowed root. Then the agent sends
 them through ssh: refused, and TARGET stays empty.
+
+Three ways (tests/e2e/conftest.py THREE_WAY): in layout (b) the proxy refuses (its 403 as
+docker prints it, and its "api" record), by the CLI layer's rule or by one of its own that
+comes first there (swap_rules). There the client-side reads and writes (--env-file, --cidfile,
+--iidfile) are the agent's own: TARGET and its canary are root's for them, so that only a root
+process (the engine) could reach them; those are judged by TARGET alone.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, Stack
+from .stack import AGENT, AGENT_HOME, IMAGE, PROXY_ALONE, Stack, audit_offset, audit_records_since
+from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
@@ -163,6 +170,30 @@ def target(stack: Stack) -> Iterator[Path]:
     shutil.rmtree(BASE, ignore_errors=True)
 
 
+def swap_rules(stack: Stack) -> tuple[str, ...]:
+    """The rules that may refuse a swap. The CLI layer: host-path-nested. The proxy (first in
+    layout (b)) also refuses a restart policy on any container with host binds (flag-restart: the
+    engine restarts it without asking the proxy) and, at a start, a source that resolves outside
+    the allowed root by then (host-path: the swap already happened)."""
+    if stack.mode == PROXY_ALONE:
+        return ("host-path-nested", "flag-restart", "host-path")
+    return ("host-path-nested",)
+
+
+def assert_swap_refused(stack: Stack, status: int, said: str, since: int) -> None:
+    """Refused by the layout's first layer with a rule of swap_rules: exit 77 in (a)/(c); in (b)
+    the docker CLI's failure on the proxy's 403 and a deny record of layer "api" with that rule."""
+    rules = swap_rules(stack)
+    if stack.mode == PROXY_ALONE:
+        assert status != 0, said
+        denied = {record["rule"] for record in audit_records_since(since, layer="api")
+                  if record["decision"] == "deny"}
+        assert denied & set(rules), (denied, said)
+    else:
+        assert status == EX_NOPERM, said
+    assert any(f"(rule {rule})" in said for rule in rules), said
+
+
 def wait_for(what: str, ready, timeout: float = WAIT) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,9 +237,11 @@ def test_nested_binds_cannot_swap_a_source(stack: Stack, target: Path, carrier: 
         result = stack.ssh(as_command(["docker", *args]), timeout=120)
         return result.returncode, result.stderr.decode(errors="replace")
 
+    since = audit_offset()
     answers = play(stack, agent, through_ssh)
-    refused = [err for status, err in answers if status == EX_NOPERM]
-    assert refused and "rule host-path-nested" in refused[0], answers
+    refused = [(status, err) for status, err in answers if status != 0]
+    assert refused, answers
+    assert_swap_refused(stack, *refused[0], since)
     time.sleep(2)  # a restart the engine would do has had its time
     assert not agent.proof().exists()
     assert sorted(p.name for p in TARGET.iterdir()) == [MARK]
@@ -227,8 +260,9 @@ def test_a_container_made_before_the_rule_cannot_be_started(stack: Stack, target
     (case.p / "a").rename(case.p / "a.old")
     (case.p / "a").symlink_to(TARGET)
     for command in (f"docker start {name}", f"docker restart {name}", f"docker container start {name}"):
+        since = audit_offset()
         result = stack.ssh(command)
-        assert result.returncode == EX_NOPERM and b"rule host-path-nested" in result.stderr, result.stderr
+        assert_swap_refused(stack, result.returncode, result.stderr.decode(errors="replace"), since)
     assert sorted(p.name for p in TARGET.iterdir()) == [MARK]
     stack.docker("start", name)
     assert wait_for("proof", (TARGET / "proof-legacy").exists), "control: root's start mounts TARGET"
@@ -257,10 +291,19 @@ def test_client_output_cannot_be_redirected_by_a_container(stack: Stack, target:
     assert started.returncode == 0, started.stderr
     assert wait_for("link", lambda: Path(out).is_symlink())
     args = [word.format(out=out, ctx=ctx) for word in OUTPUTS[flag]]
+    if stack.mode == PROXY_ALONE:  # the unvetted CLI writes as the agent: TARGET root's, as OUTSIDE
+        shutil.chown(TARGET, "root", "root")
+    since = audit_offset()
     result = stack.ssh(as_command(["docker", *args]), timeout=120)
-    assert result.returncode == EX_NOPERM, result.stderr
+    assert_refused(stack, result, since, client_side=stack.mode == PROXY_ALONE)  # (b): TARGET judges
     assert sorted(p.name for p in TARGET.iterdir()) == [MARK]
-    stack.docker(*args)  # the control: root's CLI writes through the planted link
+    # The control: root's CLI writes through the planted link. A try can fall into the planter's
+    # window between unlink and symlink (busybox ln -sfn) and write a plain file: then again.
+    for _ in range(5):
+        stack.docker(*args, check=False)
+        if proof.exists():
+            break
+        time.sleep(0.2)
     assert proof.exists(), "control: the output did not follow the planted link"
 
 
@@ -294,8 +337,10 @@ def test_the_same_directory_in_two_containers_and_siblings(stack: Stack, target:
     (shared / "b").mkdir()
     siblings = stack.ssh(f"docker run --rm -v {BASE}/x:/x -v {BASE}/y:/y {IMAGE} true")
     assert siblings.returncode == 0, siblings.stderr
+    since = audit_offset()
     below = stack.ssh(f"docker run --rm -v {shared}/a:/a {IMAGE} true")
-    assert below.returncode == EX_NOPERM and b"container 'gkswap-one'" in below.stderr, below.stderr
+    assert_refused(stack, below, since, rule="host-path-nested")
+    assert b"container 'gkswap-one'" in below.stderr, below.stderr
 
 
 def test_dot_files_below_the_top_level(stack: Stack, target: Path) -> None:
@@ -307,8 +352,9 @@ def test_dot_files_below_the_top_level(stack: Stack, target: Path) -> None:
     assert b"GK_FROM_DOTENV=yes" in env.stdout, env.stderr
     git = stack.ssh(f"docker run --rm -v {project}/.git:/g:ro {IMAGE} cat /g/HEAD")
     assert git.stdout == b"ref: refs/heads/main\n", git.stderr
+    since = audit_offset()
     top = stack.ssh(f"docker run --rm -v {AGENT_HOME}/.ssh:/s {IMAGE} true")
-    assert top.returncode == EX_NOPERM and b"rule host-path-hidden" in top.stderr
+    assert_refused(stack, top, since, rule="host-path-hidden")
 
 
 def test_env_file_swapped_after_the_decision_is_not_read(stack: Stack, target: Path) -> None:
@@ -319,6 +365,8 @@ def test_env_file_swapped_after_the_decision_is_not_read(stack: Stack, target: P
     case = Case("env-file", "swap", "both")
     case.prepare()
     (TARGET / "canary.env").write_text("GK_SWAP_CANARY=leaked\n")
+    if stack.mode == PROXY_ALONE:  # the unvetted CLI reads as the agent: the canary root's alone
+        (TARGET / "canary.env").chmod(0o600)
     env_file = f"{case.p}/app.env"
     flip = (f"while true; do echo GK_SAFE=1 > /w/app.new; mv /w/app.new /w/app.env; sleep 0.02; "
             f"ln -sfn {TARGET}/canary.env /w/app.env; sleep 0.02; done")
