@@ -13,6 +13,8 @@ the exit line costs no second connect and accept (under load, each is a wake-up 
 the proxy's loop: ~1 ms). The connection is opened before the decision is made
 (`open_early`), so the proxy accepts it meanwhile. Should the proxy have closed it
 before a record is sent (its idle_timeout, a restart), the record goes on a fresh one.
+A command still running after a second (a stream, a long build) gives the connection
+back meanwhile (`release`): it would hold one of the uid's connections to the proxy.
 
 The C socket module and one request line, not http.client or socket: this runs on
 every SSH command, http.client imports the email package and socket imports enum
@@ -51,6 +53,13 @@ class Intake:
             conn.close()
             return
         self.kept = conn
+
+    def release(self) -> None:
+        """Close the kept connection (docker runs long: it would hold one of the uid's
+        [proxy] max_connections_per_user); the next record connects afresh."""
+        kept, self.kept = self.kept, None
+        if kept is not None:
+            kept.close()
 
     def hand_over(self, line: str, *, more: bool = False) -> None:
         """Send one encoded record (gatekeeper.audit.encode) and wait for the proxy's 204;

@@ -64,12 +64,14 @@ def base_environment(policy: Policy, host: str | None) -> dict[str, str]:
 
 
 def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
-              output_filter: Callable[[bytes], bytes] | None = None, host: str | None = None) -> int:
+              output_filter: Callable[[bytes], bytes] | None = None, host: str | None = None,
+              on_long_run: Callable[[], None] | None = None) -> int:
     """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
 
     With `output_filter` (bytes -> bytes, gatekeeper.redaction) docker's stdout
     goes to a pipe instead of ours; what it printed is filtered, then shown.
     With `host` docker talks to that DOCKER_HOST instead of the policy's.
+    `on_long_run` is called once if docker is still running after LONG_RUN_MS.
     """
     os.chdir(policy.workdir)
     feed_r, feed_w = os.pipe() if stdin is not None else (-1, -1)
@@ -83,7 +85,7 @@ def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
     if capture is not None:
         os.close(capture.write_fd)
     install_forwarding(pid)
-    status = supervise(pid, feed_w, stdin or b"", capture)
+    status = supervise(pid, feed_w, stdin or b"", capture, on_long_run)
     code = os.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
     if capture is not None and output_filter is not None:  # one only exists with the other
         return show_filtered(capture, output_filter, code)
@@ -157,8 +159,13 @@ def install_forwarding(pid: int) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
-def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = None) -> int:
-    """Wait for the child; stop it if the client goes away. Returns the wait status."""
+LONG_RUN_MS = 1000  # docker still running after this: a stream or a long job (gatekeeper.audit_handoff)
+
+
+def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = None,
+              on_long_run: Callable[[], None] | None = None, long_run_ms: int = LONG_RUN_MS) -> int:
+    """Wait for the child; stop it if the client goes away. Returns the wait status.
+    `on_long_run` is called once when the child runs longer than long_run_ms."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
@@ -170,7 +177,8 @@ def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = Non
     if capture is not None:
         poller.register(capture_fd, select.POLLIN)
     while True:
-        for fd, events in poller.poll():
+        ready, on_long_run = poll_once(poller, on_long_run, long_run_ms)
+        for fd, events in ready:
             if fd == pidfd:
                 return reap(pid)
             if capture is not None and fd == capture_fd:
@@ -184,6 +192,16 @@ def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = Non
                 poller.unregister(fd)  # closed stdio: nothing to watch
             elif events & (select.POLLERR | select.POLLHUP):
                 return stop_child(pid, pidfd)
+
+
+def poll_once(poller: select.poll, on_long_run: Callable[[], None] | None,
+              long_run_ms: int) -> tuple[list[tuple[int, int]], Callable[[], None] | None]:
+    """One poll(); the first time it waits long_run_ms in vain, on_long_run is called (once)."""
+    ready = poller.poll(None if on_long_run is None else long_run_ms)
+    if not ready and on_long_run is not None:
+        on_long_run()
+        return ready, None
+    return ready, on_long_run
 
 
 def write_feed(poller: select.poll, fd: int, feed: bytes, events: int) -> bytes:

@@ -16,6 +16,8 @@ from gatekeeper.policy import Policy, load_policy
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gatekeeper.audit_handoff import Intake
     from gatekeeper.decision import Decision
     from gatekeeper.inflight import Registration
@@ -119,15 +121,15 @@ def spend_budgets(policy: Policy, decision: Decision) -> Decision:
     return decision
 
 
-def run_pinned(policy: Policy, decision: Decision) -> int:
+def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
     if not decision.pins:
-        return run_decided(policy, decision)
+        return run_decided(policy, decision, on_long_run)
     from gatekeeper.pinning import pinned_argv
 
     decision.argv, fds = pinned_argv(argv_of(decision), decision.pins)
     try:
-        return run_decided(policy, decision)
+        return run_decided(policy, decision, on_long_run)
     finally:
         for fd in fds:
             os.close(fd)
@@ -149,15 +151,18 @@ def record_and_run(command: str, decision: Decision, policy: Policy, profile: st
 
         say(denial_line(decision.rule, decision.reason, policy, decision.canonical))
         return EX_NOPERM
+    # A command still running after a second gives the intake connection back (a stream
+    # must not hold it for hours); the exit line then goes on a fresh one.
+    release = None if isinstance(log, int) else log.release
     if decision.prepare or decision.afterwards:
-        code = run_with_steps(policy, decision)
+        code = run_with_steps(policy, decision, release)
     else:
-        code = run_pinned(policy, decision)
+        code = run_pinned(policy, decision, release)
     record_exit(log, policy, record, code, started)
     return code
 
 
-def run_decided(policy: Policy, decision: Decision) -> int:
+def run_decided(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """docker, its stdout straight through, through a redaction filter, or (inspect
     templates) talking to an engine stand-in that redacts at the source."""
     from gatekeeper.execution import run_child
@@ -167,16 +172,16 @@ def run_decided(policy: Policy, decision: Decision) -> int:
         from gatekeeper.redacting_engine import redacting_engine
 
         with redacting_engine(policy) as host:
-            return run_child(policy, argv, stdin, host=host)
+            return run_child(policy, argv, stdin, host=host, on_long_run=on_long_run)
     output_filter = None
     if name is not None:
         from gatekeeper.redaction import output_filter as named_filter
 
         output_filter = named_filter(name, policy)
-    return run_child(policy, argv, stdin, output_filter)
+    return run_child(policy, argv, stdin, output_filter, on_long_run=on_long_run)
 
 
-def run_with_steps(policy: Policy, decision: Decision) -> int:
+def run_with_steps(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """The decision's engine steps (gatekeeper.steps) around the command: a prepared
     step that fails means the command does not run."""
     from gatekeeper.steps import StepFailed, run_afterwards, run_prepared, snapshot_before
@@ -187,7 +192,7 @@ def run_with_steps(policy: Policy, decision: Decision) -> int:
     except StepFailed as error:
         say(f"gatekeeper: denied: {error} (rule step-failed); nothing ran")
         return EX_NOPERM
-    code = run_pinned(policy, decision)
+    code = run_pinned(policy, decision, on_long_run)
     if code == 0:
         for warning in run_afterwards(policy, decision.afterwards, before):
             say(f"gatekeeper: warning: {warning}")

@@ -239,6 +239,34 @@ def test_an_allowed_command_hands_both_records_over_one_connection(deployment: D
     assert records[0]["session"] == records[1]["session"]
 
 
+def test_a_long_command_gives_the_intake_connection_back(deployment: Deployment, tmp_path: Path) -> None:
+    """A command still running after execution.LONG_RUN_MS closes its kept intake connection (a
+    stream must not hold one of the uid's proxy connections for hours); its exit line goes on a
+    fresh one. Control: a quick command keeps one connection for both records (test above)."""
+    deployment.docker.write_text("#!/bin/sh\nsleep 1.6\n")
+    with fake_proxy(tmp_path, keep_alive=True) as proxy:
+        via_proxy(deployment, proxy.path)
+        result = run_gatekeeper(deployment, "docker ps")
+        assert result.returncode == 0 and b"warning" not in result.stderr
+        assert proxy.connections == 2
+        assert [b"connection: close" in head.lower() for head in proxy.requests] == [False, True]
+    records = [json.loads(line) for line in proxy.log.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["decision", "exit"]
+
+
+def test_supervise_calls_on_long_run_once_and_only_for_a_long_child() -> None:
+    import os
+
+    from gatekeeper.execution import supervise
+
+    for seconds, expected in (("0", 0), ("0.5", 1)):
+        calls: list[int] = []
+        pid = os.posix_spawn("/bin/sleep", ["sleep", seconds], {})
+        status = supervise(pid, -1, b"", None, lambda: calls.append(1), long_run_ms=150)  # noqa: B023
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(calls) == expected, seconds
+
+
 def test_the_connection_is_open_before_the_decision_is_made(deployment: Deployment, tmp_path: Path) -> None:
     """The ForceCommand connects to the intake first and decides meanwhile: the proxy has
     accepted before the record comes. Still one connection per command, also for the usage
