@@ -4,7 +4,9 @@
   (dockerd, containerd and runc do the work, outside the container's cgroup).
   Without floors (the control) gatekeeper allows it and the engine's health log
   shows checks milliseconds apart; with `[limits] min_health_interval` it is
-  refused.
+  refused, in the run and the compose spelling (healthcheck.interval), and so is a plain
+  `docker run` of an image whose Dockerfile says HEALTHCHECK --interval=1ms (the engine
+  takes every field the create leaves at 0 from the image).
 * Build: the e2e engine is dockerd 20.10 with the 28.x client and no buildx
   plugin, so `docker build` runs the classic builder (its deprecation notice is
   asserted). A RUN step reads its own cgroup: without [limits] (the control)
@@ -86,6 +88,90 @@ def test_health_interval_floor(stack: Stack, no_health_container: None) -> None:
         assert HEALTHY not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
         allowed = stack.ssh(command.replace("1ms", "5s"))
         assert allowed.returncode == 0, allowed.stderr
+
+
+HEALTH_IMAGE = "gk-e2e-hcimage"
+HEALTH_IMAGE_DIR = AGENT_HOME / "work" / "capshcimage"
+
+
+@pytest.fixture
+def health_image(stack: Stack) -> Iterator[str]:
+    """An image the agent builds whose Dockerfile says HEALTHCHECK --interval=1ms."""
+    dockerfile = f"FROM {IMAGE}\nHEALTHCHECK --interval=1ms CMD true\n"
+    write_file(HEALTH_IMAGE_DIR / "Dockerfile", dockerfile, mode=0o644, owner=AGENT, group=AGENT)
+    built = stack.ssh(f"docker build -q -t {HEALTH_IMAGE} {HEALTH_IMAGE_DIR}", timeout=180)
+    assert built.returncode == 0, built.stderr
+    yield HEALTH_IMAGE
+    stack.docker("rm", "-f", HEALTHY, check=False)
+    stack.docker("image", "rm", "-f", HEALTH_IMAGE, check=False)
+    (HEALTH_IMAGE_DIR / "Dockerfile").unlink(missing_ok=True)
+    HEALTH_IMAGE_DIR.rmdir()
+
+
+def test_image_healthcheck_floor(stack: Stack, no_health_container: None, health_image: str) -> None:
+    """The image's own HEALTHCHECK: a plain `docker run -d` of it passes no --health-* flag, and
+    the engine takes the interval from the image."""
+    command = f"docker run -d --name {HEALTHY} {health_image} sleep 60"
+    # control: no floor in the policy, the engine checks back to back (each check's own exec
+    # takes 100-300 ms on this loaded machine: far under the 5 s floor)
+    result = stack.ssh(command)
+    assert result.returncode == 0, result.stderr
+    time.sleep(2)
+    gaps = health_gaps_ms(stack)
+    assert gaps and max(gaps) < 1000, gaps
+    stack.docker("rm", "-f", HEALTHY)
+    with policy_extended('\n[limits]\nmin_health_interval = "5s"\n'):
+        since = audit_offset()
+        assert_refused(stack, stack.ssh(command), since, rule="limit-health")
+        assert HEALTHY not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        allowed = stack.ssh(command.replace(" -d ", " -d --health-interval 5s "))
+        assert allowed.returncode == 0, allowed.stderr
+
+
+HEALTH_PROJECT = "gk-e2e-health"
+HEALTH_DIR = AGENT_HOME / "work" / "capshealth"
+HEALTH_COMPOSE = f"""\
+name: {HEALTH_PROJECT}
+services:
+  probe:
+    image: {IMAGE}
+    command: ["sleep", "60"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1ms
+"""
+
+
+def project_containers(stack: Stack) -> list[str]:
+    label = f"label=com.docker.compose.project={HEALTH_PROJECT}"
+    return stack.docker("ps", "-aq", "--filter", label).stdout.split()
+
+
+@pytest.fixture
+def health_project(stack: Stack) -> Iterator[Path]:
+    write_file(HEALTH_DIR / "compose.yaml", HEALTH_COMPOSE, mode=0o644, owner=AGENT, group=AGENT)
+    yield HEALTH_DIR / "compose.yaml"
+    for container in project_containers(stack):
+        stack.docker("rm", "-f", container, check=False)
+    stack.docker("network", "rm", f"{HEALTH_PROJECT}_default", check=False)
+    (HEALTH_DIR / "compose.yaml").unlink(missing_ok=True)
+    HEALTH_DIR.rmdir()
+
+
+def test_compose_healthcheck_floor(stack: Stack, health_project: Path) -> None:
+    """The compose spelling: a service's healthcheck.interval reaches the engine as the create's
+    Healthcheck.Interval (the control shows 1 ms recorded); under the floor it is refused."""
+    up = f"docker compose -f {health_project} up -d"
+    result = stack.ssh(up, timeout=120)
+    assert result.returncode == 0, result.stderr
+    [made] = project_containers(stack)
+    interval = stack.docker("inspect", "--format", "{{.Config.Healthcheck.Interval}}", made).stdout
+    assert interval.strip() == "1ms", interval
+    stack.docker("rm", "-f", made)
+    with policy_extended('\n[limits]\nmin_health_interval = "5s"\n'):
+        since = audit_offset()
+        assert_refused(stack, stack.ssh(up, timeout=120), since, rule="limit-health")
+        assert project_containers(stack) == []
 
 
 @pytest.fixture
