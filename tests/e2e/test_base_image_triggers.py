@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import IMAGE, MODES, Stack, serving_on_loopback
+from .stack import IMAGE, MODES, PROXY_ALONE, Stack, serving_on_loopback
 
 pytestmark = [
     pytest.mark.e2e,
@@ -61,5 +61,7 @@ def test_a_base_images_onbuild_add_url_is_refused(stack: Stack, base_with_trigge
 
     built = stack.ssh(f"docker build -q -t {CHILD} -", stdin=dockerfile.encode(), timeout=120)
     assert stack.refused(built), built
+    if stack.mode != PROXY_ALONE:  # (b): the docker CLI shows the proxy's refusal its own way
+        assert b"(rule build-add-url)" in built.stderr, built.stderr
     assert SECRET.encode() not in built.stdout + built.stderr
     assert not stack.docker("images", "-q", CHILD).stdout.strip()
