@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gatekeeper.proxy.server import BATCH_WAIT, Batched
 
 
-class Transport(asyncio.ReadTransport):
+class Recording:
     """Records pause/resume; while paused, what the 'engine' sends waits (as in the socket)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
-        super().__init__()
         self.reader = reader
         self.paused = False
         self.pauses = 0
@@ -40,10 +41,19 @@ class Transport(asyncio.ReadTransport):
             self.reader.feed_data(data)
 
 
-def test_small_pieces_back_to_back_are_gathered_into_one_read() -> None:
+class Transport(Recording, asyncio.ReadTransport):
+    """An asyncio read transport."""
+
+
+class DuckTransport(Recording):
+    """Like uvloop's transports: pause and resume reading, not an asyncio.ReadTransport."""
+
+
+@pytest.mark.parametrize("kind", [Transport, DuckTransport], ids=["asyncio", "uvloop-like"])
+def test_small_pieces_back_to_back_are_gathered_into_one_read(kind: type[Recording]) -> None:
     async def run() -> tuple[list[bytes], int]:
         reader = asyncio.StreamReader()
-        transport = Transport(reader)
+        transport = kind(reader)
         reads = Batched(reader, transport)
         loop = asyncio.get_running_loop()
         transport.arrive(b"line 0\n")

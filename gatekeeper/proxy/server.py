@@ -996,14 +996,18 @@ class Batched:
 
     async def read(self, size: int) -> bytes:
         loop = asyncio.get_running_loop()
-        if self.hurry and isinstance(self.transport, asyncio.ReadTransport):
+        # uvloop's transports have pause_reading/resume_reading without being asyncio.ReadTransport
+        # subclasses: asked by name (an isinstance check turned batching off under uvloop).
+        pause = getattr(self.transport, "pause_reading", None)
+        resume = getattr(self.transport, "resume_reading", None)
+        if self.hurry and pause is not None and resume is not None:
             # The reader's buffer is empty here (the last read took less than it asked for),
             # so it holds no pause of its own that this resume could undo.
-            self.transport.pause_reading()
+            pause()
             try:
                 await asyncio.sleep(BATCH_WAIT)
             finally:
-                self.transport.resume_reading()
+                resume()
         started = loop.time()
         data = await self.reader.read(size)
         self.hurry = 0 < len(data) < BATCH_BELOW and loop.time() - started < BATCH_WAIT
