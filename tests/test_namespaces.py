@@ -73,7 +73,9 @@ ENGINE = [
         "com.docker.compose.network": "prod_default"}),
     obj("image", "sha256:aa" + "0" * 62, ["stale:1"], {**MINE, "traefik.enable": "true"}),
     obj("image", "sha256:ab" + "0" * 62, ["built:1"], {**MINE, "com.docker.compose.project": "proj",
-        "com.docker.compose.service": "app", "com.docker.compose.version": "2.40.3", "app": "x"}),
+        "com.docker.compose.service": "app", "com.docker.compose.version": "2.40.3", "app": "x",
+        "com.docker.compose.image.builder": "classic"}),
+    obj("image", "sha256:ac" + "0" * 62, ["builder:1"], {**MINE, "com.docker.compose.image.builder": "buildkit-x"}),
 ]
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
@@ -416,6 +418,7 @@ COMPOSE_CASES = {
     "image posing as the operator's project": ("compose create", model({"image": "poser:1"}), "refused-label"),
     "compose run of it": ("compose run", model({"image": "poser:1"}), "refused-label"),
     "an image compose built (compose's own labels)": ("compose up", model({"image": "built:1"}), ""),
+    "compose's builder mark, another value": ("compose up", model({"image": "builder:1"}), "refused-label"),
     "image compose would pull": ("compose up", model({"image": "nowhere:1"}), "image-labels-unchecked"),
     "pulled again before the create": ("compose up", model({"image": "img", "pull_policy": "always"}), "image-labels-unchecked"),
     "pulled daily": ("compose create", model({"image": "img", "pull_policy": "daily"}), "image-labels-unchecked"),

@@ -41,6 +41,9 @@ PROJECT_LABEL = "com.docker.compose.project"
 # Subcommands that create containers from the services' images: their labels are inherited.
 CREATING = frozenset({"compose up", "compose create", "compose run"})
 PULLING_POLICIES = ("always", "daily", "weekly", "every_")  # pull_policy values that pull again
+# What `docker compose build` with the classic builder (behind the proxy) marks its images with;
+# nothing acts on it (gatekeeper.proxy.images accepts exactly this pair on builds).
+COMPOSE_BUILDER = ("com.docker.compose.image.builder", "classic")
 # Labels compose writes on every container it creates (its api/labels.go), whatever the image says;
 # an image compose built carries the first three from its service.
 COMPOSE_CONTAINER_LABELS = frozenset({
@@ -110,6 +113,8 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
                          rule=INHERITED_RULE)
         own = service_label_keys(service) | COMPOSE_CONTAINER_LABELS
         for key, value in sorted(found.labels.items()):
+            if (key, value) == COMPOSE_BUILDER:
+                continue  # compose's classic-builder mark on what it built (the proxy's one exception)
             if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
                 check_label(ctx, f"{key}={value}", f"{where}: label")
 
