@@ -40,6 +40,9 @@ MARK = "gk-rt-target-mark"  # only TARGET holds it: a container that sees it has
 SECRET = "s3cret-gk-rt"
 WAIT = 30.0
 
+# The module names what the agent makes gk-rt-*: it runs with [names] prefix off, as the stack's
+# attack modules do (tests/e2e/stack.py SUITE_NAMES); the prefix has its own tests (test_names,
+# test_operator_leaks).
 POLICY = """\
 [docker]
 workdir = "{home}"
@@ -58,6 +61,9 @@ upstream = "{upstream}"
 
 [shared]
 containers = ["{prefix}shared*"]
+
+[names]
+prefix = ""
 """
 
 
