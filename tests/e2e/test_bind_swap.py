@@ -381,5 +381,7 @@ def test_env_file_swapped_after_the_decision_is_not_read(stack: Stack, target: P
         assert b"leaked" not in result.stdout + result.stderr
         seen.append(result.returncode)
     assert 0 in seen, "no run got through at all"  # the benign file, pinned
-    assert any(b"leaked" in stack.docker(*command).stdout.encode() for _ in range(30)), \
+    # ln -sfn unlinks before it links: root's CLI may find no file at all (exit 125); only a
+    # read of the swapped-in file counts.
+    assert any(b"leaked" in stack.docker(*command, check=False).stdout.encode() for _ in range(30)), \
         "control: root's CLI never read the swapped-in file"
