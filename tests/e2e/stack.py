@@ -525,17 +525,11 @@ SUITE_NAMES: Final = '\n[names]\nprefix = ""\n'
 def names_prefix(prefix: str | None) -> Iterator[None]:
     """The stack's policy with `[names] prefix = PREFIX` while the block runs (None: no
     [names] table, the embedded default "ai-"), then put back; the proxy reads it both times."""
-    original = POLICY.read_text()
     table = "" if prefix is None else f'\n[names]\nprefix = "{prefix}"\n'
-    if SUITE_NAMES not in original:
+    if SUITE_NAMES not in POLICY.read_text():
         raise StackError("the stack's policy has no [names] table to replace")
-    write_file(POLICY, original.replace(SUITE_NAMES, table), mode=0o644)
-    reload_proxy()
-    try:
+    with policy_rewritten(lambda text: text.replace(SUITE_NAMES, table)):
         yield
-    finally:
-        write_file(POLICY, original, mode=0o644)
-        reload_proxy()
 
 
 @contextlib.contextmanager
@@ -543,8 +537,16 @@ def policy_extended(extra: str) -> Iterator[None]:
     """The stack's policy with `extra` TOML appended while the block runs, then put back.
     (Its compiled copy goes stale meanwhile and is ignored: the TOML is read.) The proxy
     reads it again (SIGHUP) both times."""
+    with policy_rewritten(lambda text: text + extra):
+        yield
+
+
+@contextlib.contextmanager
+def policy_rewritten(rewrite: Callable[[str], str]) -> Iterator[None]:
+    """The stack's policy as `rewrite` makes it from its text while the block runs, then put
+    back; the proxy reads it again (SIGHUP) both times."""
     original = POLICY.read_text()
-    write_file(POLICY, original + extra, mode=0o644)
+    write_file(POLICY, rewrite(original), mode=0o644)
     reload_proxy()
     try:
         yield
