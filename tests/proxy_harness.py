@@ -57,10 +57,24 @@ def stand_in_decide(request: ApiRequest, policy: object, engine: EngineQueries) 
     if request.path == "/containers/c1/export":  # a decision that asks about a host path
         where = threading.current_thread().name
         return ApiVerdict(True, "allowed", f"{engine.realpath('/')} resolved in {where}", endpoint)
+    wanted = dict(request.headers).get("x-test-answered-by")
+    if wanted:
+        return answered_by_its_question(request, engine, endpoint, wanted)
     if (request.method, request.path) in STAND_IN_ALLOWED:
         response = "redact-test" if request.path == "/containers/c1/json" else None
         return ApiVerdict(True, "allowed", "stand-in", endpoint, response=response)
     return ApiVerdict(False, "denied", f"{request.method} {request.path} is not allowed here", endpoint)
+
+
+def answered_by_its_question(request: ApiRequest, engine: EngineQueries, endpoint: str,
+                             wanted: str) -> ApiVerdict:
+    """A decision that asks the engine the client's own GET and names a question as the answer
+    (as vet_inspect does): `wanted` "self" names that one, anything else a target never asked."""
+    with contextlib.suppress(Exception):  # (the fake's 404 has no JSON: still allowed, then forwarded)
+        engine.get_json(request.target)
+    verdict = ApiVerdict(True, "allowed", "stand-in", endpoint, response="redact-test")
+    verdict.answered_by = request.target if wanted == "self" else wanted
+    return verdict
 
 
 def stand_in_transform(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:

@@ -257,6 +257,10 @@ def test_labels_inherited_from_the_image_follow_the_label_rules(image: str, rule
 @pytest.fixture
 def proxy(tmp_path: Path):  # type: ignore[no-untyped-def]
     with running(tmp_path) as harness:
+        # These cases read what reached the engine, with pings as their allowed probe: every
+        # ping forwarded (the proxy's remembered answer, gatekeeper.proxy.pings, off; its own
+        # pipelining case with it on is in tests/test_proxy_pings.py).
+        harness.proxy.pings.fresh_seconds = 0.0
         yield harness
 
 

@@ -501,3 +501,35 @@ def test_without_a_way_to_create_volumes_a_new_one_is_refused() -> None:
     body = '{"Image":"alpine","HostConfig":{"Binds":["newvol:/data"]}}'
     verdict = vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, Reading())
     assert (verdict.allowed, verdict.rule) == (False, "foreign-volume")
+
+
+def test_an_inspect_asks_its_container_at_the_client_s_version_and_names_that_question() -> None:
+    """The container's question is the client's own GET (same object, same API version): the
+    transport may answer with it (ApiVerdict.answered_by, tests/test_proxy_pings.py)."""
+    engine = FakeEngine()
+    verdict = vet_api_request(request("GET", "/v1.47/containers/web/json"), POLICY, engine)
+    assert verdict.allowed and verdict.response
+    assert engine.asked[0] == "/v1.47/containers/web/json" == verdict.answered_by
+    # Controls: a query changes the answer (size), another method or no version its question.
+    sized = vet_api_request(request("GET", "/v1.47/containers/web/json?size=1"), POLICY, FakeEngine())
+    assert sized.allowed and sized.answered_by is None
+    bare = FakeEngine()
+    unversioned = vet_api_request(request("GET", "/containers/web/json"), POLICY, bare)
+    assert bare.asked[0] == "/containers/web/json" == unversioned.answered_by
+    image = vet_api_request(request("GET", "/v1.47/images/postgres:15/json"), POLICY, FakeEngine())
+    assert image.allowed and image.answered_by is None
+
+
+def test_a_version_the_engine_does_not_answer_is_asked_again_without_it() -> None:
+    class OldEngine(FakeEngine):
+        def get_json(self, target: str) -> tuple[int, object]:
+            if target.startswith("/v1.99/"):
+                self.asked.append(target)
+                return 400, {"message": "client version 1.99 is too new"}
+            return super().get_json(target)
+
+    engine = OldEngine()
+    verdict = vet_api_request(request("GET", "/v1.99/containers/web/json"), POLICY, engine)
+    assert verdict.allowed  # decided as before, on the unversioned answer
+    assert engine.asked[:2] == ["/v1.99/containers/web/json", "/containers/web/json"]
+    # (the transport sends the question's answer only when it was 200: this one is forwarded)

@@ -50,7 +50,7 @@ class ApiVerdict:
     """The decision on one request."""
 
     __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response", "status",
-                 "afterwards")
+                 "afterwards", "answered_by")
 
     def __init__(self, allowed: bool, rule: str, reason: str, endpoint: str,
                  target: str | None = None, body: bytes | None = None,
@@ -65,6 +65,10 @@ class ApiVerdict:
         self.response = response  # name of a response transform (redaction); None: relay as is
         self.status = status      # a denial's HTTP status: 403, or 404 where clients go on past it
         self.afterwards = afterwards  # an engine step once the engine answered 200 (gatekeeper.proxy.pulls)
+        # A GET the decision asked whose answer is the one forwarding would get (the same object
+        # at the same API version, no query): when it answered 200, the transport may send that
+        # answer, transformed as `response` says, instead of asking the engine again.
+        self.answered_by: str | None = None
 
 
 class EngineQueries(Protocol):

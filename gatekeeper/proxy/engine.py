@@ -109,15 +109,41 @@ class EngineSilent(EngineError):
     """A pooled connection the engine closed while it was idle: nothing came back."""
 
 
+class EngineAnswer:
+    """One answer to a decision's question, as the engine gave it: status line, header fields
+    (names lowercased), body. Kept by the event loop so that an inspect whose question was
+    the very request the client sent can be answered with it (Proxy.decide_on_loop)."""
+
+    __slots__ = ("status", "reason", "headers", "body")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+
 async def get_json_pooled(pool: ConnectionPool, socket_path: str, target: str,
                           timeout: float = QUERY_TIMEOUT) -> tuple[int, object] | Exception:
-    """UpstreamEngine.get_json without a thread, on a kept-alive engine connection from `pool`
-    (the relay's pool of connections for small answers): no connect and no accept per
-    question. The answer is read by httptools (gatekeeper.proxy.wire) to its end, within the
-    same bounds of size (MAX_RESPONSE) and time as UpstreamEngine's, and the connection goes
-    back to the pool; one the engine had closed while idle is asked again on a fresh
-    connection (a GET changes nothing). The error instead of raising it: the decision is run
-    again and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked)."""
+    """UpstreamEngine.get_json without a thread (fetch_pooled, parsed)."""
+    answer = await fetch_pooled(pool, socket_path, target, timeout)
+    if isinstance(answer, Exception):
+        return answer
+    try:
+        return answer.status, parse_json(answer.body)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, the decision denies on it
+        return error
+
+
+async def fetch_pooled(pool: ConnectionPool, socket_path: str, target: str,
+                       timeout: float = QUERY_TIMEOUT) -> EngineAnswer | Exception:
+    """A GET as UpstreamEngine.get_json asks it, without a thread, on a kept-alive engine
+    connection from `pool` (the relay's pool of connections for small answers): no connect and
+    no accept per question. The answer is read by httptools (gatekeeper.proxy.wire) to its end,
+    within the same bounds of size (MAX_RESPONSE) and time as UpstreamEngine's, and the
+    connection goes back to the pool; one the engine had closed while idle is asked again on a
+    fresh connection (a GET changes nothing). The error instead of raising it: the decision is
+    run again and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked)."""
     try:
         check_target(target)
         async with asyncio.timeout(timeout):
@@ -137,7 +163,7 @@ async def get_json_pooled(pool: ConnectionPool, socket_path: str, target: str,
 
 async def ask_kept_alive(pool: ConnectionPool, socket_path: str,
                          connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                         target: str) -> tuple[int, object]:
+                         target: str) -> EngineAnswer:
     reader, writer = connection
     reusable = False
     try:
@@ -171,4 +197,4 @@ async def ask_kept_alive(pool: ConnectionPool, socket_path: str,
             pool.give(socket_path, reader, writer)
         else:
             writer.close()
-    return response.status, parse_json(b"".join(parts))
+    return EngineAnswer(response.status, response.reason, response.headers, b"".join(parts))

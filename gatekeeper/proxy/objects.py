@@ -90,10 +90,15 @@ def engine_get(engine: EngineQueries, target: str, what: str) -> tuple[int, obje
     return status, value
 
 
-def inspect(engine: EngineQueries, kind: str, word: str) -> dict[str, Any] | None:
-    """The engine's inspect object for `word` (name, ID or prefix), None if there is none."""
-    status, value = engine_get(engine, INSPECT_PATHS[kind].format(quote(word, safe=":@")),
-                               f"{kind} {word!r}")
+def inspect(engine: EngineQueries, kind: str, word: str, prefix: str = "") -> dict[str, Any] | None:
+    """The engine's inspect object for `word` (name, ID or prefix), None if there is none.
+    `prefix` ("/v1.50"): asked at the client's API version (question_target), so that the
+    answer is the one the client's own inspect would get; an engine that does not answer
+    that version with 200 or 404 is asked without it, as every other question is."""
+    path = INSPECT_PATHS[kind].format(quote(word, safe=":@"))
+    status, value = engine_get(engine, prefix + path, f"{kind} {word!r}")
+    if prefix and status not in (200, 404):
+        status, value = engine_get(engine, path, f"{kind} {word!r}")
     if status == 404:
         return None
     if status != 200 or not isinstance(value, dict):
@@ -125,16 +130,21 @@ def config_labels(obj: dict[str, Any]) -> object:
     return config.get("Labels") if isinstance(config, dict) else None
 
 
-def resolve(engine: EngineQueries, kind: str, word: str) -> Target:
+def question_target(kind: str, word: str, prefix: str) -> str:
+    """The GET inspect(engine, kind, word, prefix) asks first."""
+    return prefix + INSPECT_PATHS[kind].format(quote(word, safe=":@"))
+
+
+def resolve(engine: EngineQueries, kind: str, word: str, prefix: str = "") -> Target:
     """The one object `word` names now, or Denied: acting on a name nobody can check is refused."""
-    obj = inspect(engine, kind, word)
+    obj = inspect(engine, kind, word, prefix)
     if obj is None:
         raise Denied(f"no such {kind}: {word!r}", rule="scope-unresolved")
     return proven(engine, kind, target_of(kind, word, obj), obj)
 
 
-def lookup(engine: EngineQueries, kind: str, word: str) -> Target | None:
-    obj = inspect(engine, kind, word)
+def lookup(engine: EngineQueries, kind: str, word: str, prefix: str = "") -> Target | None:
+    obj = inspect(engine, kind, word, prefix)
     return None if obj is None else proven(engine, kind, target_of(kind, word, obj), obj)
 
 

@@ -32,12 +32,12 @@ from typing import IO, Any
 import h11
 
 from gatekeeper.audit import LogBusy
-from gatekeeper.engine_api import EngineError
+from gatekeeper.engine_api import EngineError, parse_json
 from gatekeeper.errors import AuditError, Denied
-from gatekeeper.proxy import framing, guards, intake, pulls, wire
+from gatekeeper.proxy import framing, guards, intake, pings, pulls, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
-from gatekeeper.proxy.engine import UpstreamEngine, get_json_pooled
+from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled
 from gatekeeper.proxy.framing import FramingError
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
@@ -178,6 +178,7 @@ class Proxy:
         self.transform = transform
         self.record = record
         self.pool = UpstreamPool()
+        self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
         self.connections: set[asyncio.Task[None]] = set()
         self.spools = guards.SpoolLedger()
         self.open_connections = guards.ConnectionCount()
@@ -249,7 +250,8 @@ class Proxy:
     # ------------------------------------------------------------ decision
 
     async def decide_on_loop(self, request: ApiRequest, state: PolicyState, caller: Caller,
-                             body: dict[str, object]) -> ApiVerdict | None:
+                             body: dict[str, object],
+                             fetched: dict[str, EngineAnswer] | None = None) -> ApiVerdict | None:
         """The decision on the event loop, without a thread hop: most requests (pings, lists,
         creates) ask the engine nothing. One that asks GETs (an inspect, a name to resolve)
         is stopped at its first unanswered question; the loop fetches the answer (on its own
@@ -257,7 +259,8 @@ class Proxy:
         far, until it asks nothing new (the decision is pure apart from its engine: running it
         again changes nothing, and the void tries' verdicts are thrown away). None when it
         asks the host (realpath, mounts) or more than FETCHES_ON_LOOP GETs: decide_and_record
-        then runs it in a worker thread with the real engine."""
+        then runs it in a worker thread with the real engine. `fetched` gets each answer as the
+        engine gave it (an inspect may be answered with it: ApiVerdict.answered_by)."""
         answers: dict[str, tuple[int, object] | Exception] = {}
         for _ in range(FETCHES_ON_LOOP + 1):
             engine = EngineNotAsked(answers)
@@ -266,8 +269,10 @@ class Proxy:
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
-            upstream = state.settings.upstream
-            answers[engine.missing] = await get_json_pooled(self.pool, upstream, engine.missing)
+            answer = await fetch_pooled(self.pool, state.settings.upstream, engine.missing)
+            answers[engine.missing] = parsed(answer)
+            if fetched is not None and not isinstance(answer, Exception):
+                fetched[engine.missing] = answer
         return None
 
     def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,
@@ -601,7 +606,8 @@ class ClientConnection:
                                  keep: bool) -> bool:
         loop = asyncio.get_running_loop()
         facts = body_facts(received)
-        verdict = await self.proxy.decide_on_loop(request, state, self.caller, facts)
+        fetched: dict[str, EngineAnswer] = {}
+        verdict = await self.proxy.decide_on_loop(request, state, self.caller, facts, fetched)
         if verdict is None:
             verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state,
                                                  self.caller, facts)
@@ -609,8 +615,50 @@ class ClientConnection:
             body = denial_body(verdict.reason, verdict.rule)
             await self.send_whole(verdict.status, body, keep)
             return keep
+        if pings.is_ping(request.method, request.path) and not framing.is_upgrade(received.event):
+            # (decided and recorded like any request; an Upgrade asked of a ping goes to the engine)
+            remembered = self.proxy.pings.fresh(state.settings.upstream, request.method,
+                                                verdict.target or request.target)
+            if remembered is not None:
+                await self.send_ping(remembered, keep)
+                return keep
+        known = fetched.get(verdict.answered_by) if verdict.answered_by is not None else None
+        if known is not None and known.status == 200 and verdict.response is not None:
+            # The decision's question was this very GET (same object, same API version): its
+            # answer, the object the decision judged, is sent redacted without asking again.
+            return await self.send_transformed(verdict.response, request, known.status, known.headers,
+                                               known.body, keep)
         upstream = Upstream(self, received, request, verdict, state)
         return await upstream.forward(keep)
+
+    async def send_transformed(self, name: str, request: ApiRequest, status: int,
+                               headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bool:
+        """What transform_response (`name`) makes of an engine answer read whole, with the
+        engine's end-to-end fields; an answer that cannot be transformed is not sent."""
+        loop = asyncio.get_running_loop()
+        transform = self.proxy.transform
+        try:
+            if len(body) <= TRANSFORM_ON_LOOP:  # an inspect object: redacted faster than a thread wakes up
+                out = transform(name, status, body, request)
+            else:
+                out = await loop.run_in_executor(None, transform, name, status, body, request)
+        except Exception as error:  # noqa: BLE001 - an answer we cannot redact is not sent
+            report(error)
+            reason = f"the answer could not be redacted ({type(error).__name__})"
+            await self.send_whole(502, denial_body(reason, "internal-error"), keep)
+            return keep
+        fields = [(k, v) for k, v in end_to_end(headers)
+                  if k not in (b"content-length", b"transfer-encoding")]
+        await self.send_whole(status, out, keep, fields)
+        return keep
+
+    async def send_ping(self, known: pings.PingAnswer, keep: bool) -> None:
+        """The engine's remembered answer to this ping, framed as Upstream.relay_small relays it."""
+        headers = pings.with_date(known.headers)
+        if not keep:
+            headers.append((b"connection", b"close"))
+        self.writer.write(wire.response_head(known.status, known.reason, headers) + known.body)
+        await self.writer.drain()
 
     def api_request(self, received: Received, state: PolicyState) -> ApiRequest:
         event = received.event
@@ -696,11 +744,15 @@ class Upstream:
             return None
 
     async def engine_unreachable(self, error: OSError, keep: bool) -> None:
+        self.client.proxy.pings.forget()  # no ping is answered for an engine that does not answer
         message = f"gatekeeper: the engine does not answer ({error.strerror or error}) (rule {RULE_UPSTREAM})"
         await self.client.send_whole(502, json.dumps({"message": message}).encode(), keep)
 
     async def relay(self, response: wire.EngineHead, keep: bool, pooled: bool, upstream: str) -> bool:
         reusable = False
+        ping = self.ping_key()
+        if ping is not None:  # the engine's word stands: learned anew below if it is one to give again
+            self.client.proxy.pings.answers.pop(ping, None)
         try:
             if response.status == 101:
                 await self.relay_upgrade(response)
@@ -774,7 +826,8 @@ class Upstream:
         the connection), never a byte past it; in one write when it came at once."""
         out = self.client.writer
         first, self.buffer = bytes(self.buffer), bytearray()
-        pending = self.head_for_client(response, keep) + self.answer.framed(first)
+        body = [self.answer.framed(first)]
+        pending = self.head_for_client(response, keep) + body[0]
         while not self.answer.complete:
             out.write(pending)
             data = await self.reader.read(READ_SIZE)
@@ -782,11 +835,24 @@ class Upstream:
                 await out.drain()
                 return False  # cut short: the client must not wait for the rest
             pending = self.answer.framed(data)
+            body.append(pending)
         out.write(pending)
         await out.drain()
         if self.answer.excess:
             self.buffer = bytearray(b"?")  # more than one answer came: never reused
+            return keep
+        ping = self.ping_key()
+        if ping is not None and not response.chunked:
+            headers = end_to_end(response.headers)
+            self.client.proxy.pings.learn(*ping, response.status, response.reason, headers, b"".join(body))
         return keep
+
+    def ping_key(self) -> tuple[str, str, str] | None:
+        """(upstream, method, target as forwarded) when this request is a ping, else None."""
+        request = self.request
+        if not pings.is_ping(request.method, request.path):
+            return None
+        return self.state.settings.upstream, request.method, self.verdict.target or request.target
 
     # ------------------------------------------------------------ streamed response
 
@@ -933,22 +999,8 @@ class Upstream:
                 break  # delimited by the engine closing: that was all of it
         if self.answer.excess:
             self.buffer = bytearray(b"?")  # more than one answer came: never reused
-        loop = asyncio.get_running_loop()
-        transform = self.client.proxy.transform
-        arguments = (self.verdict.response or "", response.status, b"".join(parts), self.request)
-        try:
-            if size <= TRANSFORM_ON_LOOP:  # an inspect object: redacted faster than a thread wakes up
-                body = transform(*arguments)
-            else:
-                body = await loop.run_in_executor(None, transform, *arguments)
-        except Exception as error:  # noqa: BLE001 - an answer we cannot redact is not sent
-            report(error)
-            return await self.transform_failed(f"the answer could not be redacted ({type(error).__name__})",
-                                               keep)
-        headers = [(k, v) for k, v in end_to_end(response.headers)
-                   if k not in (b"content-length", b"transfer-encoding")]
-        await self.client.send_whole(response.status, body, keep, headers)
-        return keep
+        return await self.client.send_transformed(self.verdict.response or "", self.request, response.status,
+                                                  response.headers, b"".join(parts), keep)
 
     async def transform_failed(self, reason: str, keep: bool) -> bool:
         self.buffer = bytearray(b"?")  # the rest of that answer may still come: never reused
@@ -1042,6 +1094,16 @@ async def pipe(first: bytes, source: asyncio.StreamReader, sink: asyncio.StreamW
             sink.write_eof()
     except (ConnectionError, OSError):
         sink.close()
+
+
+def parsed(answer: EngineAnswer | Exception) -> tuple[int, object] | Exception:
+    """An answer to a decision's question as EngineQueries.get_json gives it (or its error)."""
+    if isinstance(answer, Exception):
+        return answer
+    try:
+        return answer.status, parse_json(answer.body)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, the decision denies on it
+        return error
 
 
 def body_facts(received: Received) -> dict[str, object]:

@@ -244,14 +244,15 @@ DESTRUCTIVE = frozenset({"container.stop", "container.restart", "container.kill"
                          "container.pause", "container.rename", "image.rm", "volume.rm", "network.rm"})
 
 
-def judge_path_object(call: Call) -> Target:
-    """Resolve {id}/{name*}, apply [scope] and [protect], forward containers and networks by ID."""
+def judge_path_object(call: Call, prefix: str = "") -> Target:
+    """Resolve {id}/{name*}, apply [scope] and [protect], forward containers and networks by ID.
+    `prefix`: the object asked at that API version (objects.inspect)."""
     from gatekeeper.label_rules import check_owned, check_unprotected, scope
 
     route, ctx = call.route, call.ctx
     key = "id" if "id" in call.params else "name"
     word = call.params[key]
-    target = objects.resolve(call.engine, route.kind, word)
+    target = objects.resolve(call.engine, route.kind, word, prefix)
     if scope(ctx, route.scope) == "owned" and not owned_or_pulled(call, target):
         check_owned(ctx, target, route.scope, route.kind)
     if route.ident in DESTRUCTIVE:
@@ -278,16 +279,22 @@ def vet_inspect(call: Call) -> ApiVerdict:
     answer redacted unless it carries the agent's owner label (transform_response)."""
     from gatekeeper.label_rules import scope
 
+    # The container is asked at the client's API version: its answer is the one the client's
+    # request would get, and the transport may send it (redacted) instead of asking again.
+    prefix = f"/v{call.request.version}" if call.request.version else ""
+    word = call.params.get("id") or call.params.get("name", "")
     if scope(call.ctx, call.route.scope) == "owned":
-        target: Target | None = judge_path_object(call)
+        target: Target | None = judge_path_object(call, prefix if call.route.kind == "container" else "")
     elif call.route.kind == "container":
-        word = call.params.get("id") or call.params.get("name", "")
-        target = objects.lookup(call.engine, "container", word)
+        target = objects.lookup(call.engine, "container", word, prefix)
     else:
         return call.allow(response=redaction_name(call))
     # A container whose owner label came from its image is redacted whatever it says.
     always = target is not None and not objects.owned(target, call.profile)
-    return call.allow(response=redaction_name(call, REDACT_ALWAYS if always else REDACT_OBJECT))
+    verdict = call.allow(response=redaction_name(call, REDACT_ALWAYS if always else REDACT_OBJECT))
+    if call.route.kind == "container" and call.request.method == "GET" and not call.query:
+        verdict.answered_by = objects.question_target("container", word, prefix)
+    return verdict
 
 
 def redaction_name(call: Call, transform: str = REDACT_OBJECT) -> str:

@@ -158,3 +158,63 @@ def test_run_rm_output_is_never_lost(proxy: ProxyDaemon, stack: Stack) -> None:
             lost.append((n, result.returncode, result.stdout, result.stderr))
     direct = [n for n in range(20) if stack.docker("run", "--rm", IMAGE, "echo", f"n{n}").stdout != f"n{n}\n"]
     assert not lost and not direct, (lost, direct, proxy.log.read_text()[-3000:])
+
+
+def raw_request(path: Path, request: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One request on a connection of its own: (status line, header fields lowercased, body)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(request)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    return status, fields, body
+
+
+@pytest.mark.parametrize("request_line", [b"HEAD /_ping", b"GET /_ping", b"GET /v1.45/_ping",
+                                          b"HEAD /v1.45/_ping"])
+def test_the_proxy_s_remembered_ping_is_the_engine_s_answer(proxy: ProxyDaemon, request_line: bytes) -> None:
+    """The ping the proxy answers itself (gatekeeper.proxy.pings) says what the engine says:
+    every field and the body, the Date aside (now, in the engine's format). Control: the
+    first ping of the pair is the engine's own answer relayed, the direct ping the engine's."""
+    from gatekeeper.proxy.pings import http_date
+
+    request = request_line + b" HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    offset = AUDIT_LOG.stat().st_size
+    relayed = raw_request(proxy.socket, request)  # forwarded (or remembered from an earlier test)
+    remembered = raw_request(proxy.socket, request)  # under 5 s later: from the proxy's memory
+    direct = raw_request(RUN_DIR / "docker.sock", request)
+    for answer in (relayed, remembered):
+        assert answer[0] == direct[0] and answer[2] == direct[2]
+        assert {k: v for k, v in answer[1].items() if k != b"date"} == \
+            {k: v for k, v in direct[1].items() if k != b"date"}
+        assert len(answer[1][b"date"]) == len(http_date(time.time())) and answer[1][b"date"].endswith(b" GMT")
+    assert b"api-version" in remembered[1] and b"ostype" in remembered[1]
+    records = [r for r in api_records_since(offset) if str(r["target"]).endswith("/_ping")]
+    assert [r["decision"] for r in records] == ["allow", "allow"]  # each ping decided and recorded
+
+
+def test_inspect_through_the_proxy_is_the_engine_s_object(proxy: ProxyDaemon, stack: Stack) -> None:
+    """An inspect answered with the decision's own question (ApiVerdict.answered_by) is the
+    object the engine gives the client's request: the same JSON as direct, the caller's own
+    container unredacted. Control: the direct inspect."""
+    name = f"{PREFIX}inspected"
+    stack.docker("rm", "-f", name, check=False)
+    created = proxy.docker("create", "--name", name, IMAGE, "true")
+    assert created.returncode == 0, created.stderr
+    try:
+        through = proxy.docker("inspect", name)
+        assert through.returncode == 0, through.stderr
+        direct = stack.docker("inspect", name)
+        assert json.loads(through.stdout) == json.loads(direct.stdout)
+    finally:
+        stack.docker("rm", "-f", name, check=False)
