@@ -97,7 +97,7 @@ def milestones(events: list[Event], programs: dict[str, str]) -> dict[str, float
     pam_motd: run-parts /etc/update-motd.d) before sshd starts the session's shell. The
     first event of all is "first" (the connection's sshd child)."""
     found: dict[str, float] = {"first": events[0].when} if events else {}
-    pids: dict[int, str] = {}
+    pids: dict[int, list[str]] = {}  # one process can exec several programs (`sh -c 'exec ...'`)
     for event in events:
         if event.kind == "exec":
             filename = event.field("filename")
@@ -105,10 +105,10 @@ def milestones(events: list[Event], programs: dict[str, str]) -> dict[str, float
                 if filename == path and (f"{name} exec" not in found or f"{name} exit" in found):
                     found[f"{name} exec"] = event.when
                     found.pop(f"{name} exit", None)
-                    pids[event.pid] = name
+                    pids.setdefault(event.pid, []).append(name)
         elif event.kind == "exit" and event.pid in pids and last_thread(event):
-            name = pids.pop(event.pid)
-            found[f"{name} exit"] = event.when
+            for name in pids.pop(event.pid):
+                found[f"{name} exit"] = event.when
     return found
 
 

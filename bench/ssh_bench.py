@@ -45,6 +45,9 @@ Needs root and the e2e lock (it starts the stack):
 VENV/bin/gatekeeper-ssh (say, an earlier commit installed with `git archive` and
 `gatekeeper install-entry`), same policy, proxy and engine: before and after in the same rounds.
 
+`--forking-shell` adds the same gatekeeper on an sshd whose ForceCommand lacks the drop-in's
+`exec ` (the login shell forks for it and waits): what that word saves, in the same rounds.
+
 `--trace N` adds N rounds under perf (bench/process_trace.py, root): for each command and
 side, when the session's shell, the ForceCommand and docker were exec'd and exited, in ms
 after the ssh client started, and gatekeeper's minus plain's per stretch of the session.
@@ -100,6 +103,7 @@ COMMANDS: Final = (
 TARGET: Final = 1.05
 GK, PLAIN, PLAIN_AGAIN, PLAIN_PY = "gatekeeper", "plain", "plain again", "plain + py"
 AGAINST: Final = "gk --against"
+FORKING: Final = "gk no exec"
 SIDES: Final = (GK, PLAIN, PLAIN_AGAIN, PLAIN_PY)
 BARE_INTERPRETER: Final = "/usr/bin/python3 -I -c pass; "
 
@@ -140,14 +144,16 @@ def plain_ssh(stack: Stack, port: int, command: str) -> list[str]:
     return [*argv[:-2], f"{PLAIN_USER}@127.0.0.1", argv[-1]]
 
 
-def against_snippet(workdir: Path, venv: Path) -> Path:
-    """The drop-in with its ForceCommand pointing at another venv's entry script (--against)."""
+def against_snippet(workdir: Path, venv: Path, *, shell_exec: bool = True) -> Path:
+    """The drop-in with its ForceCommand pointing at another venv's entry script (--against),
+    or at the same one without `exec` (--forking-shell: the login shell forks and waits)."""
     text = SNIPPET.read_text()
-    line = f"ForceCommand {VENV}/bin/gatekeeper-ssh --policy {POLICY}"
+    line = f"ForceCommand exec {VENV}/bin/gatekeeper-ssh --policy {POLICY}"
     if line not in text:
         raise SystemExit(f"{SNIPPET} has no line {line!r}")
-    target = workdir / "bench-against.conf"
-    target.write_text(text.replace(line, f"ForceCommand {venv}/bin/gatekeeper-ssh --policy {POLICY}"))
+    target = workdir / ("bench-against.conf" if shell_exec else "bench-forking.conf")
+    forced = f"{'exec ' if shell_exec else ''}{venv}/bin/gatekeeper-ssh --policy {POLICY}"
+    target.write_text(text.replace(line, f"ForceCommand {forced}"))
     return target
 
 
@@ -157,8 +163,8 @@ PORTS: dict[str, int] = {}  # side -> the port of its own sshd (the plain user's
 def side_argv(stack: Stack, port: int, side: str, command: str) -> list[str]:
     if side == GK:
         return stack.ssh_argv(command)
-    if side == AGAINST:
-        return stack.ssh_argv(command, port=PORTS[AGAINST])
+    if side in (AGAINST, FORKING):
+        return stack.ssh_argv(command, port=PORTS[side])
     return plain_ssh(stack, port, BARE_INTERPRETER + command if side == PLAIN_PY else command)
 
 
@@ -325,7 +331,7 @@ def report(times: Times, rounds: int, layout: str) -> None:
                   f"{ratio:7.3f} {min(values) / min(plain):7.3f} {paired:9.3f}  "
                   f"{(statistics.median(values) - statistics.median(plain)) * 1000:+8.1f}"
                   + (f"  {'ok' if ratio <= TARGET else 'over'} (target {TARGET})"
-                     if side in (GK, AGAINST) else ""))
+                     if side in (GK, AGAINST, FORKING) else ""))
         print(f"{name:9} {PLAIN:12} {statistics.median(plain) * 1000:8.1f} {min(plain) * 1000:8.1f}")
 
 
@@ -339,6 +345,9 @@ def main() -> int:
     parser.add_argument("--against", type=Path, metavar="VENV",
                         help="a venv with another gatekeeper and its entry script (bin/gatekeeper-ssh): "
                              "a fifth side, its own sshd with the drop-in's ForceCommand pointing there")
+    parser.add_argument("--forking-shell", action="store_true",
+                        help="a side more: the same gatekeeper, its sshd's ForceCommand without `exec` "
+                             "(the login shell forks for it and waits, as before the drop-in had `exec`)")
     options = parser.parse_args()
     with running_stack() as stack:
         switch_mode(stack, options.layout)
@@ -358,7 +367,14 @@ def main() -> int:
                 against = start_sshd("sshd-bench-against", stack.workdir, PORTS[AGAINST],
                                      against_snippet(stack.workdir, options.against),
                                      stack.workdir / "host_ed25519")
-                sides = (*SIDES, AGAINST)
+                sides = (*sides, AGAINST)
+            forking = None
+            if options.forking_shell:
+                PORTS[FORKING] = free_port()
+                forking = start_sshd("sshd-bench-forking", stack.workdir, PORTS[FORKING],
+                                     against_snippet(stack.workdir, VENV, shell_exec=False),
+                                     stack.workdir / "host_ed25519")
+                sides = (*sides, FORKING)
             try:
                 made = stack.ssh(f"docker run -d --name {OWNED} {IMAGE} sh -c 'echo hello; sleep 3600'")
                 if made.returncode != 0:
@@ -373,8 +389,9 @@ def main() -> int:
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 daemon.stop()
-                if against is not None:
-                    against.stop()
+                for extra in (against, forking):
+                    if extra is not None:
+                        extra.stop()
     return 0
 
 

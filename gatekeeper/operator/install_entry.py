@@ -1,6 +1,6 @@
 """`gatekeeper install-entry`: write the ForceCommand's entry script.
 
-    ForceCommand /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
+    ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
 
 The script's interpreter line runs this installation's Python isolated and
 without the site module (`#!<venv>/bin/python3 -IS`: no PYTHON* variables, no
@@ -54,7 +54,7 @@ Write the ForceCommand entry script (default: gatekeeper-ssh beside this
 installation's python3, e.g. /opt/gatekeeper/bin/gatekeeper-ssh), whose
 interpreter line runs that python3 isolated (-I). Then use it in sshd_config:
 
-    ForceCommand /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
+    ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
 
 examples:
   /opt/gatekeeper/bin/gatekeeper install-entry
@@ -82,7 +82,7 @@ def main(args: list[str]) -> int:
         sys.stderr.write(f"gatekeeper install-entry: {error}\n")
         return 1
     sys.stdout.write(f"wrote {target} (#!{python} -IS)\n"
-                     f"ForceCommand {target} --policy /etc/gatekeeper/policy.toml\n")
+                     f"ForceCommand exec {target} --policy /etc/gatekeeper/policy.toml\n")
     return 0
 
 

@@ -71,9 +71,11 @@ EXPECTED: Final[Mapping[str, tuple[str, ...]]] = {
     "unusedconnectiontimeout": ("300",),
 }
 # The one setting with a variable part: the entry (`python3 -I -m gatekeeper` or
-# the `gatekeeper install-entry` script), the policy path and profile name.
+# the `gatekeeper install-entry` script), the policy path and profile name, with
+# `exec ` before it (the drop-in's: the login shell becomes gatekeeper) or without
+# (drop-ins written before `exec` was added there).
 FORCECOMMAND: Final = re.compile(
-    r"/opt/gatekeeper/bin/(?:python3 -I -m gatekeeper|gatekeeper-ssh)"
+    r"(?:exec )?/opt/gatekeeper/bin/(?:python3 -I -m gatekeeper|gatekeeper-ssh)"
     r" --policy /[A-Za-z0-9._+/-]+(?: --name [A-Za-z0-9_.:/@-]+)?"
 )
 

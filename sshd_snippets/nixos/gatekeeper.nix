@@ -287,7 +287,7 @@ in
       # file, so anything merged after it would apply to the agent only.
       extraConfig = lib.mkAfter ''
         Match User ${cfg.user}
-          ForceCommand ${forcedCommand}
+          ForceCommand exec ${forcedCommand}
           AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u
           AuthorizedKeysCommand none
           TrustedUserCAKeys none

@@ -40,7 +40,7 @@ from .stack import (
 pytestmark = pytest.mark.e2e
 
 ENTRY = VENV / "bin" / "gatekeeper-ssh"
-FORCECOMMAND = f"ForceCommand {ENTRY} --policy /etc/gatekeeper/policy.toml"
+FORCECOMMAND = f"ForceCommand exec {ENTRY} --policy /etc/gatekeeper/policy.toml"
 PAYLOAD = "open({marker!r}, 'a').write({where!r} + '\\n')\n"
 SITE = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 # where (relative to the home) -> what an unisolated python would run from there
@@ -80,7 +80,7 @@ def leaky_snippet(target: Path, entry: Path) -> Path:
     """The shipped drop-in with the client's PYTHON* variables let through and `entry` forced."""
     text = SNIPPET.read_text()
     for old, new in (("AcceptEnv GATEKEEPER_NO_CLIENT_ENV", "AcceptEnv PYTHON*"),
-                     (FORCECOMMAND, f"ForceCommand {entry} --policy /etc/gatekeeper/policy.toml")):
+                     (FORCECOMMAND, f"ForceCommand exec {entry} --policy /etc/gatekeeper/policy.toml")):
         assert old in text, old
         text = text.replace(old, new)
     target.write_text(text)

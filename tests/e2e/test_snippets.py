@@ -21,10 +21,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 SNIPPETS = REPO_ROOT / "sshd_snippets"
 FORCECOMMAND = "/opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"
+# sshd runs ForceCommand through the login shell: `exec` lets it become gatekeeper (no fork, no wait).
+FORCED = f"exec {FORCECOMMAND}"
 
 # sshd -T keyword (lower case) -> value it must have for the agent account.
 AGENT_SETTINGS = {
-    "forcecommand": FORCECOMMAND,
+    "forcecommand": FORCED,
     "authorizedkeysfile": "/etc/ssh/authorized_keys/%u",
     "authenticationmethods": "publickey",
     "passwordauthentication": "no",

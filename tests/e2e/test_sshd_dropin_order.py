@@ -170,6 +170,12 @@ def test_a_broken_config_is_an_error_not_a_pass(tmp_path: Path, capsys: pytest.C
     [
         ("/opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml", True),
         ("/opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml --name ci", True),
+        ("exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml", True),
+        ("exec /opt/gatekeeper/bin/python3 -I -m gatekeeper --policy /etc/gatekeeper/policy.toml", True),
+        ("exec  /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml", False),
+        ("exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml; /bin/sh", False),
+        ("exec exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml", False),
+        ("/usr/bin/env exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml", False),
         ("/opt/gatekeeper/bin/python3 -m gatekeeper --policy /etc/gatekeeper/policy.toml", False),
         ("/bin/sh -c 'exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml'", False),
         ("internal-sftp", False),
