@@ -19,6 +19,7 @@ import marshal
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,11 @@ sys.exit(code)
 
 
 def imported_modules(deployment: Deployment, command: str) -> tuple[int, set[str]]:
+    done = probe(deployment, command)
+    return done.returncode, set(done.stdout.split())
+
+
+def probe(deployment: Deployment, command: str) -> subprocess.CompletedProcess[str]:
     auth_info = deployment.root / "auth-info"
     auth_info.write_text("publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDXk7wbgq8S0Sl9NeUqXJqSRiowW5kpq\n")
     env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command, "SSH_USER_AUTH": str(auth_info),
@@ -58,7 +64,7 @@ def imported_modules(deployment: Deployment, command: str) -> tuple[int, set[str
     probe = IMPORT_PROBE.format(repo=str(REPO), policy=str(deployment.policy))
     done = subprocess.run([sys.executable, "-S", "-E", "-s", "-c", probe], env=env, cwd="/",
                           capture_output=True, text=True, timeout=30, check=False)
-    return done.returncode, set(done.stdout.split())
+    return done
 
 
 def heavy(modules: set[str]) -> set[str]:
@@ -142,6 +148,107 @@ def test_network_long_syntax_test_equals_the_clis_regexp(value: str) -> None:
     from gatekeeper.vetting.flag_checks import is_network_long_syntax
 
     assert is_network_long_syntax(value) == (re.search(r"\w+=\w+", value, re.ASCII) is not None)
+
+
+def regexp_go_duration(text: str) -> int | None:
+    """gatekeeper.units.go_duration as it was written with `re` (the reference)."""
+    import re
+
+    from gatekeeper.units import GO_DURATION_UNITS
+
+    if text == "0":
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)([a-z\u00b5\u03bc]+)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    total = 0
+    for number, unit in parts:
+        scale = GO_DURATION_UNITS.get(unit)
+        if scale is None:
+            return None
+        whole, _, fraction = number.partition(".")
+        total += int(whole or "0") * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
+    return total
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789.smhnuµμdx -+")))
+@example("1m30.5s")
+@example("1.s")
+@example(".s")
+@example("1..5s")
+@example("1.5")
+@example("0s")
+@example("00")
+def test_go_duration_by_hand_equals_the_regexp(text: str) -> None:
+    from gatekeeper.units import go_duration
+
+    assert go_duration(text) == regexp_go_duration(text)
+
+
+@given(st.text())
+def test_go_duration_refuses_what_go_does_not_read(text: str) -> None:
+    """The one difference: `\\d` also matched non-ASCII digits (U+0661 then "s"), which Go's parser
+    refuses; by hand they are refused too (None), everything else reads the same."""
+    from gatekeeper.units import go_duration
+
+    expected = regexp_go_duration(text)
+    if any(char.isdigit() and not char.isascii() for char in text):
+        assert go_duration(text) is None
+    else:
+        assert go_duration(text) == expected
+
+
+def ipaddress_normal_address(text: str) -> str:
+    """gatekeeper.vetting.ports.normal_address as it was, ipaddress for every spelling."""
+    from ipaddress import ip_address
+
+    if "%" in text:
+        raise ValueError(text)
+    address = ip_address(text)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def outcome(read: Callable[[str], str], text: str) -> str | None:
+    try:
+        return read(text)
+    except ValueError:
+        return None
+
+
+@given(st.one_of(st.text(alphabet=st.sampled_from("0123456789.:af%")),
+                 st.lists(st.integers(0, 300).map(str), min_size=3, max_size=5).map(".".join)))
+@example("127.0.0.1")
+@example("127.0.0.01")
+@example("::1")
+@example("::")
+@example("::ffff:127.0.0.1")
+@example("0.0.0.0")  # noqa: S104  # a spelling, nothing binds
+@example("256.0.0.1")
+@example("1.2.3.4.")
+@example("\u0661.1.1.1")
+def test_normal_address_fast_path_equals_ipaddress(text: str) -> None:
+    from gatekeeper.vetting.ports import normal_address
+
+    assert outcome(normal_address, text) == outcome(ipaddress_normal_address, text)
+
+
+def test_publishing_on_loopback_imports_no_ipaddress(deployment: Deployment) -> None:
+    """`-p` checks the host address against the policy's list ("127.0.0.1", "::1" by
+    default) without ipaddress (refused later by the absent engine's image question).
+    Control: an address spelled otherwise is still read by ipaddress, and one off the
+    list refused for it."""
+    compile_policy(str(deployment.policy))
+    for command in ("docker run --rm -p 127.0.0.1:8080:80 busybox true",
+                    "docker run --rm -p '[::1]:8080:80' busybox true"):
+        done = probe(deployment, command)
+        assert "cannot resolve image" in done.stderr, command
+        assert "gatekeeper.vetting.ports" in done.stdout.split(), command
+        assert "ipaddress" not in done.stdout.split(), command
+    _, modules = imported_modules(deployment, "docker run --rm -p '[0:0::1]:8080:80' busybox true")
+    assert "ipaddress" in modules
+    refused = probe(deployment, "docker run --rm -p 10.1.2.3:8080:80 busybox true")
+    assert "allowed host addresses" in refused.stderr
 
 
 # Loaded only by the commands that use them: the value-language flag checks and the bind
