@@ -57,6 +57,8 @@ RULES: Final = MappingProxyType(
         "top-arguments": "ps options for 'docker top' reach the host's ps, run as root",
         "step-failed": "an engine step gatekeeper takes before the command (a new volume) failed",
         "disk-budget": "the profile's images, volumes and build cache are at its [limits] disk_budget",
+        "limit-restart": "restart always/on-failure under max_running: a daemon restart starts stopped "
+                         "ones past the cap",
         # networks
         "network-subnet": "a network subnet, range or gateway outside the allowed ranges",
         "network-address": "a fixed IP or link-local address the policy does not allow",

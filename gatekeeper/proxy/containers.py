@@ -510,6 +510,42 @@ def check_health(body: Body, field: str, value: object) -> object:
     return checked if value is not None else None
 
 
+RESTART_FIELDS: dict[str, Check] = {"Name": allow, "MaximumRetryCount": allow}
+
+
+def restart_policy_name(body: Body, field: str, value: object) -> tuple[dict[str, Any], str]:
+    """RestartPolicy with its fields spelt as the engine's: {"name": "always"} is Name to Go's JSON
+    (names match case-insensitively) and would pass a check that reads "Name" only."""
+    checked = walk(body, value, RESTART_FIELDS, field)
+    name = checked.get("Name")
+    if name is not None and not isinstance(name, str):
+        raise Denied(f"{field}.Name must be a string", rule="api-body")
+    return checked, name or ""
+
+
+def check_restart_policy(body: Body, field: str, value: object) -> object:
+    """create: with [limits] max_running, only policies a daemon restart keeps under the cap."""
+    from gatekeeper.vetting.limits import caps_of, check_restart
+
+    checked, name = restart_policy_name(body, field, value)
+    check_restart(name, caps_of(body.call.policy), f"{field}.Name")
+    return checked
+
+
+def check_updated_restart_policy(body: Body, field: str, value: object) -> object:
+    """update: with [limits] max_running, no restart policy at all. unless-stopped given to a
+    container that exited by itself (not stopped by anyone) is started by the next daemon
+    restart, though it was not running, so not counted, when the cap was checked."""
+    from gatekeeper.vetting.limits import caps_of
+
+    checked, name = restart_policy_name(body, field, value)
+    if caps_of(body.call.policy).max_running and name not in NO_RESTART:
+        raise Denied(f"{field}.Name {name!r} is not allowed while [limits] max_running is set: the next "
+                     "daemon restart would start the container if it has exited by itself, past the "
+                     "cap; give the restart policy at create (unless-stopped)", rule="limit-restart")
+    return checked
+
+
 def integer(field: str, value: object) -> int:
     if value is None:
         return 0
@@ -591,8 +627,9 @@ HOST_FIELDS: dict[str, Check] = {
     "Binds": check_binds, "Mounts": check_mounts, "Tmpfs": check_tmpfs, "LogConfig": check_log_config,
     "NetworkMode": check_network_mode, "Links": check_links, "SecurityOpt": check_security_opts,
     "Sysctls": check_sysctls, "StorageOpt": check_storage_opt,
-    "ContainerIDFile": allow, "PortBindings": allow, "RestartPolicy": allow, "AutoRemove": allow,
-    "ConsoleSize": allow, "CapDrop": check_cap_drop, "Dns": allow, "DnsOptions": allow, "DnsSearch": allow,
+    "ContainerIDFile": allow, "PortBindings": allow, "RestartPolicy": check_restart_policy,
+    "AutoRemove": allow, "ConsoleSize": allow, "CapDrop": check_cap_drop, "Dns": allow, "DnsOptions": allow,
+    "DnsSearch": allow,
     "ExtraHosts": allow, "GroupAdd": allow, "OomScoreAdj": allow, "PublishAllPorts": allow,
     "ReadonlyRootfs": allow, "ShmSize": allow, "Init": allow,
     "Privileged": zero("privileged", "a privileged container has every capability and all host devices: "
@@ -660,7 +697,7 @@ CONFIG_FIELDS: dict[str, Check] = {
     "NetworkingConfig": lambda b, f, v: walk(b, v, {"EndpointsConfig": check_endpoints}, f),
 }  # fmt: skip
 
-UPDATE_FIELDS: dict[str, Check] = {**RESOURCE_FIELDS, "RestartPolicy": allow}
+UPDATE_FIELDS: dict[str, Check] = {**RESOURCE_FIELDS, "RestartPolicy": check_updated_restart_policy}
 
 
 # ---------------------------------------------------------------- the vetters

@@ -94,6 +94,24 @@ def check_pids(value: str, caps: Caps, what: str) -> None:
         raise over_cap(what, value, f"the PID cap is {caps.pids}", "pids")
 
 
+# Restart policies whose containers a daemon restart leaves as the agent left them (dockerd
+# 20.10, tests/e2e/test_restart_policy.py): "unless-stopped" starts again only what was running
+# (at most the cap) and what exited by itself; "always" starts the stopped ones too, and
+# "on-failure" every one that exited non-zero, which `docker stop`/`kill` leave (137, 143).
+COUNTED_RESTARTS = frozenset({"", "no", "unless-stopped"})
+
+
+def check_restart(value: str, caps: Caps, what: str) -> None:
+    """--restart (and compose restart:, an API RestartPolicy) while max_running is set."""
+    if not caps.max_running or value.partition(":")[0] in COUNTED_RESTARTS:
+        return
+    # Stops: run -d --restart always up to the cap, stop them, run as many again: the next daemon
+    # restart starts every one (the engine's restart, never counted), twice the cap running.
+    raise Denied(f"{what} {value!r} is not allowed while [limits] max_running is set: a daemon restart "
+                 "starts every 'always' and 'on-failure' container, the ones you stopped too, past the "
+                 "cap; use unless-stopped (what you stop stays stopped)", rule="limit-restart")
+
+
 def over_cap(what: str, value: object, why: str, cap: str) -> Denied:
     return Denied(f"{what} {value!r} is not allowed: {why} (policy [limits])", rule=f"limit-{cap}")
 
@@ -200,6 +218,7 @@ FLAG_CAPS = {
     "cpu-quota": check_cpu_quota,
     "cpu-period": check_cpu_quota,
     "pids-limit": check_pids,
+    "restart": check_restart,
     **{flag: health_check(flag) for flag in HEALTH_FLOORS},
 }
 
@@ -290,6 +309,8 @@ def vet_compose_limits(ctx: Context, model: dict[str, object]) -> None:
 
 
 def limit_service(name: str, service: dict[str, object], caps: Caps) -> None:
+    for what, policy in service_restarts(service):
+        check_restart(policy, caps, f"service {name!r} {what}")
     health = service.get("healthcheck")
     for flag, (_, key) in HEALTH_FLOORS.items():
         if isinstance(health, dict) and health.get(key) is not None:
@@ -309,6 +330,23 @@ def limit_service(name: str, service: dict[str, object], caps: Caps) -> None:
 
 
 MODEL_KEYS = {"memory": "mem_limit", "cpus": "cpus", "pids-limit": "pids_limit"}
+# deploy.restart_policy.condition as compose hands it to the engine (anything else: as given)
+DEPLOY_CONDITIONS = {"none": "no", "any": "always"}
+
+
+def service_restarts(service: dict[str, object]) -> list[tuple[str, str]]:
+    """The restart policies a service asks for: `restart`, and deploy.restart_policy.condition
+    (which compose prefers when both are there)."""
+    found = []
+    if service.get("restart") is not None:
+        found.append(("restart", model_value(service["restart"])))
+    deploy = service.get("deploy")
+    policy = deploy.get("restart_policy") if isinstance(deploy, dict) else None
+    if isinstance(policy, dict) and policy.get("condition") is not None:
+        condition = model_value(policy["condition"])
+        found.append(("deploy.restart_policy.condition", DEPLOY_CONDITIONS.get(condition, condition)))
+    return found
+
 
 
 def deploy_limits(service: dict[str, object]) -> dict[str, object]:
