@@ -391,3 +391,52 @@ def test_compose_builds_check_base_images_too(unlisted) -> None:  # type: ignore
         with pytest.raises(Denied):
             pulled = {"services": {"web": {"build": {**build, "pull": True}}}}
             vet_model_images(ctx("compose up", {"base": None}), pulled)  # type: ignore[arg-type]
+
+
+class OnlyTheseFiles(StaticWorld):
+    """A file system where a file not given does not exist (StaticWorld reads it as empty)."""
+
+    def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
+        if path not in self.files:
+            raise FileNotFoundError(path)
+        return self.files[path][: limit + 1]
+
+
+# A context without a Dockerfile but with a `dockerfile`: docker's CLI (no -f) and the engine
+# (its dockerfile=Dockerfile, compose's too) build the lowercase one. (files, rule or "")
+LOWERCASE_FALLBACK = [
+    ({f"{APP}/dockerfile": FETCHING}, "build-add-url"),
+    ({f"{APP}/dockerfile": b"FROM alpine\nLABEL gatekeeper.created=default\n"}, "reserved-label"),
+    ({f"{APP}/Dockerfile": PLAIN, f"{APP}/dockerfile": FETCHING}, ""),  # Dockerfile there: built
+    ({f"{APP}/dockerfile": PLAIN}, ""),
+]
+
+
+@pytest.mark.parametrize(("files", "rule"), LOWERCASE_FALLBACK)
+def test_a_lowercase_dockerfile_stands_in_for_a_missing_one(files: dict[str, bytes], rule: str, unlisted,  # type: ignore[no-untyped-def]
+                                                            monkeypatch) -> None:
+    from gatekeeper.vetting import images
+
+    decision = decide(f"docker build -t app:1 {APP}", unlisted, OnlyTheseFiles(files=files))
+    assert decision.allowed is (rule == ""), decision.reason
+    assert rule in ("", decision.rule), decision.reason
+    if rule:  # Control: without the fallback the lowercase file is never read, and the build passes.
+        monkeypatch.setattr(images, "read_dockerfile",
+                            lambda ctx, path: images.read_existing_dockerfile(ctx, path) or "")
+        assert decide(f"docker build -t app:1 {APP}", unlisted, OnlyTheseFiles(files=files)).allowed
+
+
+def test_compose_builds_fall_back_to_a_lowercase_dockerfile_too(unlisted) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting.images import vet_model_images
+
+    class Ctx:
+        policy = unlisted
+        world = OnlyTheseFiles(files={f"{APP}/dockerfile": FETCHING})
+        located = SimpleNamespace(canonical="compose config")
+
+        def host_path(self, value: str, what: str) -> str:
+            return value
+
+    with pytest.raises(Denied) as refused:
+        vet_model_images(Ctx(), {"services": {"web": {"build": {"context": APP}}}})  # type: ignore[arg-type]
+    assert refused.value.rule == "build-add-url"

@@ -23,8 +23,6 @@ from gatekeeper.vetting.namespaces import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import tarfile
-    from collections.abc import Iterator
     from typing import Any
 
     from gatekeeper.proxy.contract import ApiVerdict
@@ -239,76 +237,19 @@ def check_build_syntax_argument(call: Call, patterns: list[str]) -> None:
         check_syntax_argument("BUILDKIT_SYNTAX" if value is None else f"BUILDKIT_SYNTAX={value}", patterns)
 
 
-def context_name(name: str) -> str:
-    """A path in the build context as the engine resolves it (cleaned, scoped to the root)."""
-    import posixpath
-
-    return posixpath.normpath("/" + name).lstrip("/")
-
-
 def dockerfile_in_context(call: Call, name: str) -> str:
-    """The Dockerfile's text from the context tar (plain, gzip, bzip2 or xz, as the engine reads it);
-    "" for no context at all. A symlink or hard link on its path, a file over the limit, or a
-    context that is not a readable tar is refused (fail closed)."""
+    """The Dockerfile's text from the context tar as the engine unpacks it
+    (gatekeeper.build_context); "" for no context at all."""
     import io
-    import tarfile
 
-    from gatekeeper.vetting.images import ADD_RULE, DOCKERFILE_LIMIT
+    from gatekeeper.build_context import dockerfile_text
 
     source = call.request.context
     if source is None:
         if not call.request.body:
             return ""  # no context: the engine finds no Dockerfile, nothing is fetched
         source = io.BytesIO(call.request.body)
-    wanted = context_name(name)
-    candidates = [wanted, wanted.lower()] if wanted == "Dockerfile" else [wanted]  # the engine's fallback
-    found: dict[str, tarfile.TarInfo] = {}
-    try:
-        source.seek(0)
-        with tarfile.open(fileobj=source, mode="r:*") as archive:
-            for member in context_members(archive):
-                entry = context_name(member.name)
-                if not (member.isreg() or member.isdir()) and any(
-                        c == entry or c.startswith(entry + "/") for c in candidates):
-                    # Stops: a Dockerfile (or a directory on its path) that points elsewhere.
-                    raise Denied(f"the Dockerfile {name[:80]!r} is a link in the build context; "
-                                 "send the file itself", rule=ADD_RULE)
-                if entry in candidates:
-                    found[entry] = member
-            dockerfile = found.get(candidates[0]) or found.get(candidates[-1])
-            if dockerfile is None or not dockerfile.isreg():
-                raise Denied(f"the build context has no Dockerfile {name[:80]!r} the proxy can check; "
-                             "send it in the context", rule=ADD_RULE)
-            if dockerfile.size > DOCKERFILE_LIMIT:
-                raise Denied(f"Dockerfile {name[:80]!r} is larger than {DOCKERFILE_LIMIT} bytes",
-                             rule=ADD_RULE)
-            data = archive.extractfile(dockerfile)
-            text = data.read(DOCKERFILE_LIMIT + 1) if data is not None else b""
-    except (tarfile.TarError, EOFError, OSError, ValueError):
-        raise Denied("the build context is not a tar archive the proxy can read (plain, gzip, bzip2 "
-                     "or xz)", rule=ADD_RULE) from None
-    finally:
-        source.seek(0)
-    return text.decode("utf-8", errors="replace")
-
-
-def context_members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    """The archive's members, in order. The docker CLI's `build -f -` context (its Dockerfile
-    added from stdin) ends inside its last member, with no end-of-archive blocks, and the
-    engine takes it: a stream that ends there ends the listing. Nothing follows that the
-    engine could read either; a Dockerfile whose own data is cut short is refused when read."""
-    import tarfile
-
-    while True:
-        try:
-            member = archive.next()
-        except tarfile.ReadError as error:
-            if str(error) != "unexpected end of data" or archive.offset == 0:
-                raise
-            return
-        if member is None:
-            return
-        yield member
+    return dockerfile_text(source, name)
 
 
 # `docker compose build` with the classic builder (DOCKER_BUILDKIT=0 behind the proxy) marks the

@@ -252,6 +252,10 @@ def is_archive(data: bytes) -> bool:
         return False
     import tarfile
 
+    from gatekeeper.build_context import go_reads_header
+
+    if go_reads_header(data[:512]):
+        return True  # docker's reading; one only Python reads is refused as an archive too
     try:
         tarfile.TarInfo.frombuf(data[:512], "utf-8", "surrogateescape")
     except tarfile.HeaderError:
@@ -260,24 +264,17 @@ def is_archive(data: bytes) -> bool:
 
 
 def dockerfile_in_archive(data: bytes, name: str) -> str:
-    """The Dockerfile `name` inside a context archive; "" when it holds none (the builder fails)."""
+    """The Dockerfile `name` inside a context archive, as the engine unpacks it
+    (gatekeeper.build_context: the last member written there wins, also one written through
+    a symlink, and `dockerfile` when there is no `Dockerfile`)."""
     import io
-    import tarfile
+
+    from gatekeeper.build_context import dockerfile_text
 
     if data.startswith(ZSTD_MAGIC):
         raise Denied("a zstd-compressed build context on stdin cannot be read before the build; "
                      "send it as tar or tar.gz", rule=ADD_RULE)
-    wanted = name.lstrip("./")
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            for member in archive.getmembers():
-                if member.name.lstrip("./") == wanted and member.isfile():
-                    handle = archive.extractfile(member)
-                    return (handle.read(DOCKERFILE_LIMIT + 1) if handle else b"").decode("utf-8", "replace")
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise Denied(f"the build context on stdin is not an archive docker reads: {error}",
-                     rule=ADD_RULE) from None
-    return ""
+    return dockerfile_text(io.BytesIO(data), name)
 
 
 def check_syntax_argument(argument: str, patterns: list[str]) -> None:
@@ -291,15 +288,26 @@ def check_syntax_argument(argument: str, patterns: list[str]) -> None:
 
 
 def read_dockerfile(ctx: Context, path: str) -> str:
-    """Resolved under the roots, read without following a symlink (as pinned files are)."""
+    """Resolved under the roots, read without following a symlink (as pinned files are). A
+    missing `Dockerfile` is `dockerfile` where there is one: docker's CLI and the engine build
+    that one instead."""
+    text = read_existing_dockerfile(ctx, path)
+    head, slash, base = path.rpartition("/")
+    if text is None and base == "Dockerfile":
+        # Stops: a `dockerfile` with ADD <url> built in place of the Dockerfile that was checked (none).
+        text = read_existing_dockerfile(ctx, head + slash + "dockerfile")
+    return text or ""  # none at all: the builder reports the missing file; nothing is fetched
+
+
+def read_existing_dockerfile(ctx: Context, path: str) -> str | None:
     resolved = ctx.host_path(path, "Dockerfile")
     try:
         data = ctx.world.read_pinned(resolved, DOCKERFILE_LIMIT)
     except FileNotFoundError:
-        return ""  # the builder reports the missing file; nothing is fetched
+        return None
     except Denied as error:
         if str(error).endswith("does not exist"):  # (gatekeeper.pinning: no such file)
-            return ""
+            return None
         raise
     if len(data) > DOCKERFILE_LIMIT:
         raise Denied(f"Dockerfile {path!r} is larger than {DOCKERFILE_LIMIT} bytes", rule=RULE)
