@@ -5,6 +5,7 @@ escape through fails, and each failing test has its passing control beside it.""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,27 @@ def test_check_fails_a_policy_with_the_host_as_a_root(tmp_path: Path,
 
 def test_compose_control_is_conclusive_or_not_allowed() -> None:
     assert compose_control(Runner(str(REPO / "examples/readonly.toml"))) is None  # compose not allowed
+
+
+@pytest.mark.names_default
+def test_compose_cases_run_in_a_directory_inside_the_names_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compose names the project after the scratch directory: under the default [names] prefix
+    a directory outside it made the benign control (and every compose case) a name-prefix denial."""
+    runner = Runner(str(REPO / "examples/default.toml"))
+    assert runner.policy(None).name_prefix == "ai-"
+    assert compose_control(runner) is None
+
+    asked: list[str] = []
+    make = tempfile.mkdtemp
+
+    def named_as_before(prefix: str) -> str:
+        asked.append(prefix)
+        return make(prefix="gk-cases-")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", named_as_before)  # control: the directory's old name
+    reason = compose_control(Runner(str(REPO / "examples/default.toml")))
+    assert asked == ["ai-cases-"]
+    assert reason is not None and "rule name-prefix" in reason, reason
 
 
 @pytest.mark.parametrize("name", ["default", "locked-down"])

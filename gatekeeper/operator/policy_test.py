@@ -181,7 +181,7 @@ class Runner:
         policy = self.policy(case.profile)
         if not case.files:
             return offline_verdict(case.command, policy, self.world)
-        with scratch_directory(case.files) as directory:
+        with scratch_directory(case.files, policy.name_prefix) as directory:
             moved = with_roots(policy, directory)
             return offline_verdict(case.command.replace(DIR_MARK, directory), moved, self.world)
 
@@ -190,8 +190,11 @@ class Runner:
 
 
 @contextmanager
-def scratch_directory(files: dict[str, str]) -> Iterator[str]:
-    directory = os.path.realpath(tempfile.mkdtemp(prefix="gk-cases-"))
+def scratch_directory(files: dict[str, str], names_prefix: str) -> Iterator[str]:
+    """The cases' files in a fresh directory named inside the policy's [names] prefix: compose
+    names a project after its directory, and a project named outside the prefix is refused
+    (rule name-prefix), which would decide every compose case before the rule it tests."""
+    directory = os.path.realpath(tempfile.mkdtemp(prefix=f"{names_prefix}cases-"))
     try:
         for name, text in files.items():
             target = Path(directory, name)
