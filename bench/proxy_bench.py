@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.e2e.proxy_daemon import ProxyDaemon, running_proxy
 from tests.e2e.stack import DOCKER_CONFIG_DIR, DOCKER_SOCKET, IMAGE, docker_client, running_stack
 
-OWNED: Final = "gk-bench-proxy-own"
-LOGGER: Final = "gk-bench-proxy-logs"
+OWNED: Final = "ai-bench-proxy-own"  # names given start with the [names] prefix
+LOGGER: Final = "ai-bench-proxy-logs"
 ROUND_TRIP_TARGET: Final = 1.05
 THROUGHPUT_TARGET: Final = 0.90
 LINE: Final = "x" * 99  # 100-byte log lines (with the newline), as an application might write

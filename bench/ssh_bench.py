@@ -92,7 +92,7 @@ from tests.e2e.stack import (
 )
 
 PLAIN_USER: Final = "gk-bench-plain"
-OWNED: Final = "gk-bench-own"
+OWNED: Final = "ai-bench-own"  # names given start with the [names] prefix
 COMMANDS: Final = (
     ("ps", "docker ps"),
     ("run --rm", f"docker run --rm {IMAGE} true"),

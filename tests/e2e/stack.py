@@ -512,23 +512,17 @@ upstream = "{DOCKER_SOCKET}"
 
 [proxy.users]
 {AGENT} = "default"
-{SUITE_NAMES}"""
-
-
-# The attack modules name what the agent makes gk-*, gkchain, and compose projects after their
-# directories: they run with the name rule off. The everyday modules and test_operator_leaks run
-# with the embedded default, "ai-" (names_prefix).
-SUITE_NAMES: Final = '\n[names]\nprefix = ""\n'
+"""
 
 
 @contextlib.contextmanager
-def names_prefix(prefix: str | None) -> Iterator[None]:
-    """The stack's policy with `[names] prefix = PREFIX` while the block runs (None: no
-    [names] table, the embedded default "ai-"), then put back; the proxy reads it both times."""
-    table = "" if prefix is None else f'\n[names]\nprefix = "{prefix}"\n'
-    if SUITE_NAMES not in POLICY.read_text():
-        raise StackError("the stack's policy has no [names] table to replace")
-    with policy_rewritten(lambda text: text.replace(SUITE_NAMES, table)):
+def names_prefix(prefix: str) -> Iterator[None]:
+    """The stack's policy with `[names] prefix = PREFIX` while the block runs, then put back;
+    the proxy reads it both times. The stack's own policy has no [names] table: the embedded
+    default, "ai-", as deployed ("" is the rule off: a control, or conftest.NAMES_OFF)."""
+    if "[names]" in POLICY.read_text():
+        raise StackError("the stack's policy already has a [names] table")
+    with policy_extended(f'\n[names]\nprefix = "{prefix}"\n'):
         yield
 
 

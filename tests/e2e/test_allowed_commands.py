@@ -60,7 +60,7 @@ def test_logs_follow_streams_before_the_command_ends(stack: Stack, ticker: str) 
 def test_build_reads_the_dockerfile_from_stdin(stack: Stack) -> None:
     """`docker build -f - DIR`: `-` is the Dockerfile on docker's stdin (the grammar's
     path-or-stdin check passes it as typed), not a host file named '-'."""
-    tag = "gk-stdin-dockerfile"
+    tag = "ai-stdin-dockerfile"  # the [names] prefix
     dockerfile = f"FROM {IMAGE}\nRUN echo from-stdin > /note\n".encode()
     try:
         build = stack.ssh(f"docker build -q -t {tag} -f - {APP_DIR}", stdin=dockerfile, timeout=120)

@@ -33,16 +33,17 @@ from .stack import AGENT, AGENT_HOME, DOCKER_SOCKET, IMAGE, Stack, docker_client
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "gk-rt-"
+PREFIX = "ai-rt-"
 BASE = AGENT_HOME / "work" / "gk-rt"
 TARGET = Path("/var/tmp/gk-rt-target")  # outside the allowed root, root's
 MARK = "gk-rt-target-mark"  # only TARGET holds it: a container that sees it has mounted TARGET
 SECRET = "s3cret-gk-rt"
 WAIT = 30.0
 
-# The module names what the agent makes gk-rt-*: it runs with [names] prefix off, as the stack's
-# attack modules do (tests/e2e/stack.py SUITE_NAMES); the prefix has its own tests (test_names,
-# test_operator_leaks).
+# Every name here starts with the [names] prefix (the default "ai-", no [names] table below),
+# the operator's objects' too: an attack on a name the operator holds (a duplicate network, a
+# volume create that would adopt theirs) then meets its own defence, not the name rule, which
+# has its own tests (test_names, test_operator_leaks).
 POLICY = """\
 [docker]
 workdir = "{home}"
@@ -61,9 +62,6 @@ upstream = "{upstream}"
 
 [shared]
 containers = ["{prefix}shared*"]
-
-[names]
-prefix = ""
 """
 
 

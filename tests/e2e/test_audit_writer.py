@@ -32,7 +32,7 @@ from .stack import (
 
 pytestmark = pytest.mark.e2e
 
-NAME = "gk-e2e-unrecorded"
+NAME = "ai-e2e-unrecorded"  # the [names] prefix: only the unreachable proxy refuses it
 POST = """
 import socket, sys
 body = sys.argv[2].encode()

@@ -27,7 +27,7 @@ pytestmark = [
 
 PREFIX = "gk-rt5-"
 BASE = f"{PREFIX}triggers:1"  # stands for an image pulled from a registry: the operator did not build it
-CHILD = f"{PREFIX}child:1"
+CHILD = "ai-rt5-child:1"  # the agent's tag, within the [names] prefix: only the trigger refuses it
 SECRET = "gk-rt5-loopback-secret"
 
 

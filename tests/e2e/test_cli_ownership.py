@@ -39,7 +39,7 @@ from .stack import (
 pytestmark = pytest.mark.e2e
 
 EX_NOPERM = 77
-PREFIX = "gk-e2e-clio-"
+PREFIX = "ai-e2e-clio-"  # the agent names within the [names] prefix (the default "ai-")
 BUILT = f"{PREFIX}img:1"
 HEIR, MINE = f"{PREFIX}heir", f"{PREFIX}mine"
 CONTEXT = AGENT_HOME / "work" / "clio"
@@ -163,7 +163,7 @@ def test_labels_an_image_carries_follow_the_label_rules(stack: Stack, built: str
         stack.docker("rmi", "-f", POSING, check=False)
 
 
-COMPOSE_PROJECT = "gkclio"
+COMPOSE_PROJECT = "ai-clio"
 
 
 def test_compose_services_image_labels_follow_the_label_rules(stack: Stack, built: str) -> None:

@@ -9,11 +9,9 @@ later project `app` would adopt the agent's containers and join its network).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from .stack import APP_DIR, Stack, names_prefix
+from .stack import APP_DIR, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -21,13 +19,6 @@ FILE = f"docker compose -f {APP_DIR}/compose.yaml"
 COMPOSE = f"{FILE} -p ai-app"
 
 
-@pytest.fixture
-def default_names(stack: Stack) -> Iterator[None]:
-    with names_prefix(None):
-        yield
-
-
-@pytest.mark.usefixtures("default_names")
 def test_compose_up_ps_down(stack: Stack) -> None:
     up = stack.ssh(f"{COMPOSE} up -d", timeout=120)
     try:
@@ -42,7 +33,6 @@ def test_compose_up_ps_down(stack: Stack) -> None:
     assert "ai-app-ticker-1" not in stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
 
 
-@pytest.mark.usefixtures("default_names")
 def test_a_project_named_after_its_directory_needs_the_prefix(stack: Stack) -> None:
     up = stack.ssh(f"{FILE} up -d", timeout=120)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, PROXY_ALONE, Stack, names_prefix
+from .stack import AGENT, AGENT_HOME, PROXY_ALONE, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -109,8 +109,7 @@ def shop(stack: Stack) -> Iterator[Path]:
     shutil.copytree(PROJECT, SHOP)
     for path in [SHOP, *SHOP.rglob("*")]:
         shutil.chown(path, AGENT, AGENT)
-    with names_prefix(None):  # the embedded default: every name the day gives starts with "ai-"
-        yield SHOP
+    yield SHOP  # the stack's policy, the embedded default: every name the day gives starts with "ai-"
     cleanup(stack)
     shutil.rmtree(SHOP, ignore_errors=True)
 

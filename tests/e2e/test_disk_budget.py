@@ -28,7 +28,7 @@ from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
-VOLUME, NEW_VOLUME = "gk-e2e-budget", "gk-e2e-budget-new"
+VOLUME, NEW_VOLUME = "ai-e2e-budget", "ai-e2e-budget-new"  # the agent's, within the [names] prefix
 FIGURES = re.compile(
     r"use (\S+) \(images (\S+), volumes (\S+), build cache (\S+)\) of your (\S+) disk budget")
 NOWHERE = "127.0.0.1:1/gk-e2e/none:1"  # refused at once: the stack has no registry

@@ -44,7 +44,7 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
     run = f"docker run --rm {IMAGE} true"
     control = stack.ssh(run)
     assert control.returncode == 0, control.stderr
-    app = AGENT_HOME / "gk-images-app"
+    app = AGENT_HOME / "ai-images-app"  # compose's project, named after it, within the [names] prefix
     try:
         write_file(app / "Dockerfile", "FROM ghcr.io/evil/base\n", mode=0o644, owner=AGENT, group=AGENT)
         write_file(app / "compose.yaml", COMPOSE, mode=0o644, owner=AGENT, group=AGENT)
@@ -61,7 +61,7 @@ def test_unlisted_images_are_refused(stack: Stack) -> None:
             assert allowed.returncode == 0, allowed.stderr
     finally:
         shutil.rmtree(app, ignore_errors=True)
-        stack.docker("network", "rm", "gk-images-app_default", check=False)  # (b): compose may make it
+        stack.docker("network", "rm", "ai-images-app_default", check=False)  # (b): compose may make it
 
 
 def engine_objects(stack: Stack) -> tuple[list[str], list[str]]:
@@ -80,7 +80,7 @@ def test_pinned_runs_use_the_image_id(stack: Stack) -> None:
         # the tag in between; there is no argv to pin.
         pytest.skip("pinning rewrites the CLI layer's argv; layout (b) has none")
     image_id = stack.docker("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip()
-    names = ("gk-pin-control", "gk-pin")
+    names = ("ai-pin-control", "ai-pin")
     try:
         assert stack.ssh(f"docker create --name {names[0]} {IMAGE} true").returncode == 0
         control = stack.docker("container", "inspect", "--format", "{{.Config.Image}}", names[0]).stdout

@@ -28,6 +28,7 @@ from .stack import AGENT, IMAGE, MODES, Stack, write_file
 pytestmark = pytest.mark.e2e
 
 NAME = "gk-e2e-tpl"
+OURS = "ai-e2e-tpl"  # the agent's objects, named within the [names] prefix
 OWNER = ("--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default")
 SECRET = "tpl-secret-value-4711"
 CONTEXT = Path("/home/ai-worker/work/tpl-build")
@@ -78,7 +79,7 @@ def objects(stack: Stack) -> Iterator[dict[str, str]]:
     """The agent's container, volume, network and image, and root's container. The health
     check's first run is an hour away: the state stays `starting` between the two calls
     compared (a health log written in between would differ for a reason of its own)."""
-    names = {"web": f"{NAME}-web", "data": f"{NAME}-data", "net": f"{NAME}-net", "img": f"{NAME}-img:1",
+    names = {"web": f"{OURS}-web", "data": f"{OURS}-data", "net": f"{OURS}-net", "img": f"{OURS}-img:1",
              "foreign": f"{NAME}-root"}
     cleanup(stack, names)
     stack.docker("volume", "create", *OWNER, names["data"])

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 NAME = "gk-e2e-listed"
 SECRET, MINE = "gk-e2e-listed-secret", "gk-e2e-listed-mine"
+OWN = "ai-e2e-listed-mine"  # the agent's container, named within the [names] prefix
 LABEL = f"gk-e2e.backup_password={SECRET}"
 LISTINGS = [
     ("docker ps -a --format '{{.Names}} {{.Labels}}'", "docker ps -a --format '{{.Labels}}'"),
@@ -44,7 +45,7 @@ def operator(stack: Stack) -> Iterator[None]:
 
 
 def clean(stack: Stack) -> None:
-    for container in (f"{NAME}-op", f"{NAME}-mine"):
+    for container in (f"{NAME}-op", OWN):
         stack.docker("rm", "-f", container, check=False)
     stack.docker("volume", "rm", "-f", f"{NAME}-op", check=False)
     stack.docker("network", "rm", f"{NAME}-op", check=False)
@@ -69,10 +70,10 @@ def test_listing_templates_show_the_operators_label_values_redacted(
 
 
 def test_the_agents_own_label_values_are_shown(stack: Stack, operator: None) -> None:
-    started = stack.ssh(f"docker run -d --name {NAME}-mine --label gk-e2e.api_token={MINE} {IMAGE} sleep 600")
+    started = stack.ssh(f"docker run -d --name {OWN} --label gk-e2e.api_token={MINE} {IMAGE} sleep 600")
     assert started.returncode == 0, started.stderr
     result = stack.ssh("docker ps -a --format '{{.Names}} {{.Labels}}'", timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode(errors="replace").splitlines()
-    assert any(line.startswith(f"{NAME}-mine ") and MINE in line for line in lines), lines
+    assert any(line.startswith(f"{OWN} ") and MINE in line for line in lines), lines
     assert not any(SECRET in line for line in lines)

@@ -27,8 +27,9 @@ pytestmark = [
 ]
 
 PREFIX = "gk-rt4-"
+OURS = "ai-"  # the names the agent gives start with the stack's [names] prefix (the default)
 OPERATOR = f"{PREFIX}op"
-OWN = f"{PREFIX}own"
+OWN = f"{OURS}{PREFIX}own"
 SECRET = "gk-rt4-exec-secret"
 
 
@@ -78,12 +79,11 @@ def test_events_carry_only_the_agents_objects(stack: Stack) -> None:
 
 
 # Names taken first: the operator's later work lands in the agent's object. The control runs
-# with the name rule off (the suite's policy, [names] prefix = ""), the defence under the
+# with the name rule off ([names] prefix = ""), the defence under the stack's policy, the
 # embedded default ("ai-": the agent gives only names starting with it).
 VOLUME = f"{PREFIX}pgdata"
 TAG = f"{PREFIX}pg:16"
 NETWORK = f"{PREFIX}backend"
-OURS = "ai-"
 CONTEXT = AGENT_HOME / "work" / "gk-rt4-image"
 
 
@@ -131,20 +131,20 @@ def test_volume_named_before_the_operator_uses_it(stack: Stack) -> None:
     stack.docker("volume", "rm", VOLUME)
 
     # Control, the rule off: the agent names it first; docker takes it for the operator's service.
-    assert agent_makes_volume(stack, VOLUME).returncode == 0
-    stack.docker("run", "--rm", "-v", f"{VOLUME}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
-    seen = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
-    assert SECRET.encode() in seen.stdout, "control: the operator's data should reach the agent"
-    stack.docker("volume", "rm", VOLUME)
-
-    with names_prefix(None):
-        taken = agent_makes_volume(stack, VOLUME)
-        assert stack.refused(taken) and said_instead(taken, VOLUME), taken
-        assert not exists(stack, "volume", VOLUME)
-        assert agent_makes_volume(stack, OURS + VOLUME).returncode == 0  # its own name works
+    with names_prefix(""):
+        assert agent_makes_volume(stack, VOLUME).returncode == 0
         stack.docker("run", "--rm", "-v", f"{VOLUME}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
         seen = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
-        assert SECRET.encode() not in seen.stdout and stack.refused(seen), "the operator's data reached it"
+        assert SECRET.encode() in seen.stdout, "control: the operator's data should reach the agent"
+        stack.docker("volume", "rm", VOLUME)
+
+    taken = agent_makes_volume(stack, VOLUME)
+    assert stack.refused(taken) and said_instead(taken, VOLUME), taken
+    assert not exists(stack, "volume", VOLUME)
+    assert agent_makes_volume(stack, OURS + VOLUME).returncode == 0  # its own name works
+    stack.docker("run", "--rm", "-v", f"{VOLUME}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
+    seen = stack.ssh(f"docker run --rm -v {VOLUME}:/d {IMAGE} cat /d/secret")
+    assert SECRET.encode() not in seen.stdout and stack.refused(seen), "the operator's data reached it"
 
 
 @pytest.mark.usefixtures("clean", "names_gone")
@@ -156,37 +156,37 @@ def test_image_tag_named_before_the_operator_uses_it(stack: Stack) -> None:
     for path in (CONTEXT, CONTEXT / "Dockerfile"):
         shutil.chown(path, AGENT, AGENT)
 
-    built = stack.ssh(f"docker build -t {TAG} {CONTEXT}", timeout=300)  # control: the rule off
+    with names_prefix(""):  # control: the rule off
+        built = stack.ssh(f"docker build -t {TAG} {CONTEXT}", timeout=300)
     assert built.returncode == 0, built.stderr
     ran = stack.docker("run", "--rm", TAG).stdout
     assert f"{SECRET}-agent-image" in ran, "control: the operator's run should run the agent's image"
     stack.docker("rmi", TAG)
 
-    with names_prefix(None):
-        taken = stack.ssh(f"docker build -t {TAG} {CONTEXT}", timeout=300)
-        assert stack.refused(taken) and said_instead(taken, TAG), taken
-        assert not exists(stack, "image", TAG)
-        own = stack.ssh(f"docker build -t {OURS}{TAG} {CONTEXT}", timeout=300)
-        assert own.returncode == 0, own.stderr
+    taken = stack.ssh(f"docker build -t {TAG} {CONTEXT}", timeout=300)
+    assert stack.refused(taken) and said_instead(taken, TAG), taken
+    assert not exists(stack, "image", TAG)
+    own = stack.ssh(f"docker build -t {OURS}{TAG} {CONTEXT}", timeout=300)
+    assert own.returncode == 0, own.stderr
 
 
 @pytest.mark.usefixtures("clean", "names_gone")
 def test_network_named_before_the_operator_uses_it(stack: Stack) -> None:
     """A network the agent creates under the name the operator's services will join: they join
     the agent's network (its owner label, where the agent's containers wait for them)."""
-    made = stack.ssh(f"docker network create {NETWORK}")  # control: the rule off
+    with names_prefix(""):  # control: the rule off
+        made = stack.ssh(f"docker network create {NETWORK}")
     assert made.returncode == 0, made.stderr
     stack.docker("run", "--rm", "--network", NETWORK, IMAGE, "true")  # the operator's service joins it
     owner = stack.docker("network", "inspect", "-f", '{{index .Labels "gatekeeper.owner"}}', NETWORK).stdout
     assert owner.strip() == "default", "control: the operator's container should be on the agent's network"
     stack.docker("network", "rm", NETWORK)
 
-    with names_prefix(None):
-        taken = stack.ssh(f"docker network create {NETWORK}")
-        assert stack.refused(taken) and said_instead(taken, NETWORK), taken
-        assert not exists(stack, "network", NETWORK)
-        own = stack.ssh(f"docker network create {OURS}{NETWORK}")
-        assert own.returncode == 0, own.stderr
+    taken = stack.ssh(f"docker network create {NETWORK}")
+    assert stack.refused(taken) and said_instead(taken, NETWORK), taken
+    assert not exists(stack, "network", NETWORK)
+    own = stack.ssh(f"docker network create {OURS}{NETWORK}")
+    assert own.returncode == 0, own.stderr
 
 
 VICTIM = f"{PREFIX}victim"
@@ -261,7 +261,7 @@ def test_arp_spoofing_on_the_shared_bridge(stack: Stack, forger: Path) -> None:
 
     learn(address)
     assert neighbour(address) == victim_mac
-    attack = stack.ssh(f"docker run --rm --name {PREFIX}spoof -v {mount} {IMAGE} sh -c '{spoof}'")
+    attack = stack.ssh(f"docker run --rm --name {OURS}{PREFIX}spoof -v {mount} {IMAGE} sh -c '{spoof}'")
     attacker = attack.stdout.decode().split()[:1]
     assert attacker or stack.refused(attack), attack.stderr
     assert not (attacker and entry_names(address, attacker[0], 3.0)), "the agent's container took the address"

@@ -24,7 +24,7 @@ from .stack import AGENT_HOME, DOCKER_CONFIG_DIR, DOCKER_SOCKET, IMAGE, Stack, d
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "gk-e2e-apivet-cli-"
+PREFIX = "ai-e2e-apivet-cli-"  # the [names] prefix: each request meets its own rule
 
 
 def run_docker(host: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -37,7 +37,7 @@ from .stack import IMAGE, RUN_DIR, VENV, Stack
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "gk-e2e-proxyhard-"
+PREFIX = "ai-e2e-proxyhard-"  # the [names] prefix: each request meets its own rule
 
 
 UNSERIALISED = ("import sys, gatekeeper.proxy.guards as guards; guards.SERIALISED = frozenset(); "

@@ -26,7 +26,7 @@ from .stack import AUDIT_LOG, IMAGE, RUN_DIR, Stack, docker_client
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "gk-e2e-proxy-"
+PREFIX = "ai-e2e-proxy-"  # names the caller gives start with the [names] prefix
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def bindings(stack: Stack, name: str) -> dict[str, object]:
 
 
 def test_every_interface_is_refused_loopback_is_allowed(stack: Stack) -> None:
-    names = ("gk-ports-control", "gk-ports-attack", "gk-ports-loopback")
+    names = ("ai-ports-control", "ai-ports-attack", "ai-ports-loopback")  # the [names] prefix
     try:
         with policy_extended(EVERY_INTERFACE):  # the defence off
             control = stack.ssh(f"docker create --name {names[0]} -p 18080:80 {IMAGE} true")
