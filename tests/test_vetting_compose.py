@@ -521,3 +521,25 @@ def test_every_refusal_says_why() -> None:
 def test_corpus_is_not_empty() -> None:
     decisions = {decision for decision, _, _ in EXPECTED.values()}
     assert decisions == {"allow", "deny"} and len(EXPECTED) > 50
+
+
+# compose ps lists any project's containers (read-only, no ownership check): a template that can
+# print labels lists from the redacting stand-in, as docker ps does; plain fields print none.
+COMPOSE_PS_FORMATS = [
+    ("--format '{{.Labels}}'", "redact-at-source"),
+    ("--format json", "redact-at-source"),
+    ("--format '{{json .}}'", "redact-at-source"),
+    ("--format '{{.Name}} {{.Label \"team\"}}'", "redact-at-source"),
+    ("--format='{{.}}'", "redact-at-source"),
+    ("--format '{{.Name}} {{.Service}} {{.State}} {{.Health}}'", None),
+    ("--format table", None),
+    ("", None),
+    ("-q", None),
+]
+
+
+@pytest.mark.parametrize(("flags", "what"), COMPOSE_PS_FORMATS, ids=[f or "none" for f, _ in COMPOSE_PS_FORMATS])
+def test_compose_ps_templates_list_redacted(stage: Stage, flags: str, what: str | None) -> None:
+    decision = stage.decide(f"docker compose -f {NGINX} ps {flags}")
+    assert decision.allowed, decision.reason
+    assert decision.output_filter == what

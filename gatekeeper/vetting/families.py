@@ -72,20 +72,34 @@ PLAIN_LISTING_FIELDS = frozenset({
 })  # fmt: skip
 
 
-def listing_family(ctx: Context) -> None:
+# compose ps's own fields (its ContainerSummary) that print no labels, besides the above.
+PLAIN_COMPOSE_PS_FIELDS = PLAIN_LISTING_FIELDS | frozenset({
+    "Service", "Project", "Health", "ExitCode", "Publishers",
+})  # fmt: skip
+
+
+def listing_family(ctx: Context, plain: frozenset[str] = PLAIN_LISTING_FIELDS) -> None:
     """ps, images, volume ls, network ls: a --format template other than plain fields
     (`{{.Labels}}`, `{{.Label "k"}}`, `{{json .}}`, `{{.}}`, `json`) can print labels
     (nothing loaded for plain ones: `docker ps --format '{{.Names}}'` is the hot path)."""
     for use in ctx.parsed.uses:
-        if use.flag.long == "format" and not plain_listing_template(use.value or ""):
+        if use.flag.long == "format" and not plain_listing_template(use.value or "", plain):
             from gatekeeper.vetting.inspect import vet_listing_format
 
             vet_listing_format(ctx)
             return
 
 
-def plain_listing_template(text: str) -> bool:
-    """Literal text and `{{.Field}}` actions of PLAIN_LISTING_FIELDS only (a `table` prefix
+def compose_ps_family(ctx: Context) -> None:
+    """compose ps: a read-only listing of any project's containers (no ownership check), so
+    a template printing labels lists from the redacting stand-in as docker ps does (compose,
+    a CLI plugin, talks to the DOCKER_HOST it is given)."""
+    compose_family(ctx)
+    listing_family(ctx, PLAIN_COMPOSE_PS_FIELDS)
+
+
+def plain_listing_template(text: str, plain: frozenset[str] = PLAIN_LISTING_FIELDS) -> bool:
+    """Literal text and `{{.Field}}` actions of `plain` fields only (a `table` prefix
     is literal text here); anything else, the `json` format included, is not plain."""
     if text.strip() == "json":
         return False
@@ -94,7 +108,7 @@ def plain_listing_template(text: str) -> bool:
         _, _, action = rest.partition("{{")
         field, closed, rest = action.partition("}}")
         field = field.strip()
-        if not closed or not field.startswith(".") or field[1:] not in PLAIN_LISTING_FIELDS:
+        if not closed or not field.startswith(".") or field[1:] not in plain:
             return False
     return True
 
@@ -120,6 +134,7 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "image build": build_family,
     "network create": network_create_family,
     **{f"compose {name}": compose_family for name in COMPOSE_COMMANDS_VETTED},
+    "compose ps": compose_ps_family,
     # output redacted for objects the agent does not own (gatekeeper.redaction)
     "inspect": inspect_family,
     "container inspect": inspect_family,

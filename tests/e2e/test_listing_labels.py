@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import IMAGE, Stack
+from .stack import AGENT, AGENT_HOME, IMAGE, Stack, write_file
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +77,41 @@ def test_the_agents_own_label_values_are_shown(stack: Stack, operator: None) -> 
     lines = result.stdout.decode(errors="replace").splitlines()
     assert any(line.startswith(f"{OWN} ") and MINE in line for line in lines), lines
     assert not any(SECRET in line for line in lines)
+
+
+# compose ps lists any project's containers (a read-only listing: no ownership check); in
+# layout (c) nothing but the CLI layer's stand-in stands between its template and the labels.
+PROJECT = "gk-e2e-listed-proj"
+PROJECT_FILE = AGENT_HOME / "work" / "listed" / "compose.yaml"
+COMPOSE_PS = [f"ps -a --format {fmt}" for fmt in ("'{{.Labels}}'", "json", "'{{json .}}'")]
+
+
+@pytest.fixture
+def operators_project(stack: Stack, operator: None) -> Iterator[None]:
+    """The operator's compose project (root's compose up, its file outside the agent's area), and
+    a file of the agent's naming that project."""
+    operators_file = stack.workdir / "operators-compose.yaml"
+    service = f"  db:\n    image: {IMAGE}\n    command: [sleep, '600']\n"
+    operators_file.write_text(f"name: {PROJECT}\nservices:\n{service}    labels:\n      - {LABEL}\n")
+    stack.docker("compose", "-f", str(operators_file), "up", "-d", check=True)
+    write_file(PROJECT_FILE, f"name: {PROJECT}\nservices:\n{service}", mode=0o644, owner=AGENT, group=AGENT)
+    yield
+    stack.docker("compose", "-f", str(operators_file), "down", check=False)
+    operators_file.unlink(missing_ok=True)
+    PROJECT_FILE.unlink(missing_ok=True)
+    PROJECT_FILE.parent.rmdir()
+
+
+@pytest.mark.parametrize("listing", COMPOSE_PS)
+def test_compose_ps_templates_show_the_operators_label_values_redacted(
+        stack: Stack, operators_project: None, listing: str) -> None:
+    import shlex
+
+    root = stack.docker("compose", "-f", str(PROJECT_FILE), *shlex.split(listing))
+    assert SECRET in root.stdout, root.stderr  # control: the same listing unredacted prints the value
+    result = stack.ssh(f"docker compose -f {PROJECT_FILE} {listing}", timeout=90)
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.decode(errors="replace")
+    assert "gk-e2e.backup_password" in shown, shown  # the operator's container is listed
+    assert SECRET not in shown
+    assert "***" in shown
