@@ -75,7 +75,7 @@ DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)
 NAMES_OFF: Final = frozenset({
     "test_attack_chains", "test_bind_swap", "test_hostile_audit", "test_hostile_caps",
     "test_hostile_decision", "test_hostile_networks", "test_hostile_running", "test_id_confusion",
-    "test_log_caps", "test_namespaces", "test_operator_images", "test_ownership", "test_rails",
+    "test_operator_images", "test_rails",
 })
 
 

@@ -25,7 +25,7 @@ from .stack import AGENT, AGENT_HOME, IMAGE, Stack, policy_extended, write_file
 
 pytestmark = pytest.mark.e2e
 
-NAME = "gk-e2e-logcap"
+NAME = "ai-e2e-logcap"  # the agent names within the [names] prefix (the default "ai-")
 CAP_BYTES, FILES = 100_000, 2
 CAPS = f'\n[limits]\nlog_max_size = "100k"\nlog_max_file = {FILES}\n'
 CHATTY = "while true; do echo 0123456789012345678901234567890123456789012345678901234567890123456789; done"
@@ -58,7 +58,7 @@ def test_logs_stay_under_the_cap(stack: Stack) -> None:
     assert capped <= (CAP_BYTES + 200) * FILES, capped
 
 
-PROJECT = "gk-e2e-logcap"
+PROJECT = "ai-e2e-logcap"
 PROJECT_DIR = AGENT_HOME / "work" / "logcap"
 COMPOSE_FILE = f"""\
 name: {PROJECT}

@@ -5,7 +5,7 @@
 gatekeeper.vetting.volumes, gatekeeper.steps).
 
 The operator (root, straight on the engine) owns a volume holding a secret, a tag
-`op-image:15`, a network with a service on it, and a container whose environment
+`ai-op-image:15`, a network with a service on it, and a container whose environment
 holds a token. Each attack is first run by root directly against the engine,
 bypassing gatekeeper (the control: it works, so the test can fail); then the agent
 tries it through ssh in every spelling, is refused (exit 77, the rule named; in layout (b)
@@ -15,6 +15,11 @@ labelled and pruned by the agent; compose projects with their own networks and
 volumes run; an image the agent pulled (recorded by gatekeeper.steps) can be
 removed by it. The stack has no registry, so the pull itself is root's `docker
 tag`; the record around it is made by gatekeeper's own code against the engine.
+
+Every name here starts with the [names] prefix (the stack's default, "ai-"), the operator's
+too: an operator's object inside the agent's part of the namespace is what these rules
+still guard under the prefix, and each attack meets its own rule (foreign-volume,
+foreign-tag, ...), never name-prefix first.
 """
 
 from __future__ import annotations
@@ -42,15 +47,15 @@ from .test_attack_chains import assert_refused
 pytestmark = pytest.mark.e2e
 
 OWNER = "gatekeeper.owner"
-NAME = "gk-e2e-ns"
-OPVOL, OPNET, OPDB, OPTAG = f"{NAME}-opvol", f"{NAME}-opnet", f"{NAME}-opdb", "op-image:15"
+NAME = "ai-e2e-ns"
+OPVOL, OPNET, OPDB, OPTAG = f"{NAME}-opvol", f"{NAME}-opnet", f"{NAME}-opdb", "ai-op-image:15"
 SECRET, TOKEN = "gk-e2e-volume-secret", "gk-e2e-env-token"
 WORK = Path("/home/ai-worker/work/ns")
 COMPOSE_UP = "docker compose -f {file} up -d"
 
-CONTAINERS = (OPDB, f"{NAME}-mine", f"{NAME}-posing", f"{NAME}-prodweb", f"{NAME}-ctl", "gkns-app-1", "gkns-mine-app-1")
-VOLUMES = (OPVOL, f"{NAME}-new", f"{NAME}-new2", "gkns-mine_data")
-NETWORKS = (OPNET, "gkns-mine_default", "gkns_default")
+CONTAINERS = (OPDB, f"{NAME}-mine", f"{NAME}-posing", f"{NAME}-prodweb", f"{NAME}-ctl", "ai-ns-app-1", "ai-ns-mine-app-1")
+VOLUMES = (OPVOL, f"{NAME}-new", f"{NAME}-new2", "ai-ns-mine_data")
+NETWORKS = (OPNET, "ai-ns-mine_default", "ai-ns_default")
 IMAGES = (OPTAG, f"{NAME}-mine:1", f"{NAME}-pulled:1", f"{NAME}-ctl:1")
 
 
@@ -78,7 +83,7 @@ def clean(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def operator(stack: Stack) -> Iterator[str]:
-    """The operator's objects, made by root; yields the ID of op-image:15."""
+    """The operator's objects, made by root; yields the ID of ai-op-image:15."""
     clean(stack)
     stack.docker("volume", "create", OPVOL)
     stack.docker("run", "--rm", "-v", f"{OPVOL}:/d", IMAGE, "sh", "-c", f"echo {SECRET} > /d/secret")
@@ -140,11 +145,11 @@ def test_operator_volume_cannot_be_mounted(stack: Stack, operator: str) -> None:
     for number, volumes in enumerate(COMPOSE_VOLUMES.values()):
         path = compose_file(f"vol-{number}", volume_project(volumes))
         try:
-            root_run = stack.docker("compose", "-f", path, "-p", "gkns", "up", "--abort-on-container-exit", check=False)
+            root_run = stack.docker("compose", "-f", path, "-p", "ai-ns", "up", "--abort-on-container-exit", check=False)
             assert SECRET in root_run.stdout, root_run.stderr  # control: compose mounts it for root
         finally:
-            stack.docker("compose", "-f", path, "-p", "gkns", "down", check=False)
-        out = denied(stack, f"docker compose -f {path} -p gkns up", "foreign-volume")
+            stack.docker("compose", "-f", path, "-p", "ai-ns", "down", check=False)
+        out = denied(stack, f"docker compose -f {path} -p ai-ns up", "foreign-volume")
         assert SECRET.encode() not in out
     assert label(stack, "volume", OPVOL) == ""  # still the operator's, unlabelled
     assert stack.docker("run", "--rm", "-v", f"{OPVOL}:/d", IMAGE, "cat", "/d/secret").stdout.strip() == SECRET
@@ -174,14 +179,14 @@ def test_compose_project_with_its_own_network_and_volume(stack: Stack, operator:
             "volumes:\n  data: {}\n")
     path = compose_file("mine", text)
     try:
-        allowed(stack, f"docker compose -f {path} -p gkns-mine up -d")
-        assert label(stack, "volume", "gkns-mine_data") == "default"
-        assert label(stack, "network", "gkns-mine_default") == "default"
-        allowed(stack, f"docker compose -f {path} -p gkns-mine up -d")  # again: its own network and volume exist
+        allowed(stack, f"docker compose -f {path} -p ai-ns-mine up -d")
+        assert label(stack, "volume", "ai-ns-mine_data") == "default"
+        assert label(stack, "network", "ai-ns-mine_default") == "default"
+        allowed(stack, f"docker compose -f {path} -p ai-ns-mine up -d")  # again: its own network and volume exist
     finally:
-        down = stack.ssh(f"docker compose -f {path} -p gkns-mine down -v", timeout=120)
+        down = stack.ssh(f"docker compose -f {path} -p ai-ns-mine down -v", timeout=120)
     assert down.returncode == 0, down.stderr
-    assert "gkns-mine_data" not in stack.docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "ai-ns-mine_data" not in stack.docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
 
 
 def test_agent_cannot_forge_a_pull_record(stack: Stack, operator: str) -> None:
@@ -208,11 +213,11 @@ def test_operator_tag_is_not_moved(stack: Stack, operator: str) -> None:
         if stack.mode == PROXY_ALONE and sub == "create":
             # (b): compose builds only a missing image, so it creates a container of the operator's
             # image (allowed: running an image moves no tag); the tag is checked below
-            made = stack.ssh(f"docker compose -f {path} -p gkns {sub}", timeout=120)
+            made = stack.ssh(f"docker compose -f {path} -p ai-ns {sub}", timeout=120)
             assert made.returncode == 0, made.stderr
-            stack.docker("rm", "-f", "gkns-app-1")
+            stack.docker("rm", "-f", "ai-ns-app-1")
             continue
-        denied(stack, f"docker compose -f {path} -p gkns {sub}", "foreign-tag")
+        denied(stack, f"docker compose -f {path} -p ai-ns {sub}", "foreign-tag")
     denied(stack, f"docker pull {OPTAG}", "foreign-tag")  # refused before it reaches any registry
     assert stack.docker("image", "inspect", "--format", "{{.Id}}", OPTAG).stdout.strip() == operator
     assert label(stack, "image", OPTAG, "gk-e2e-moved") == ""
@@ -283,7 +288,7 @@ def test_operator_network_is_not_joined(stack: Stack, operator: str) -> None:
         denied(stack, command, "foreign-network")
     external = f"services:\n  app:\n    image: {IMAGE}\n    command: sleep 60\n    networks: [op]\n" \
                f"networks:\n  op:\n    external: true\n    name: {OPNET}\n"
-    denied(stack, f"docker compose -f {compose_file('net', external)} -p gkns up -d", "foreign-network")
+    denied(stack, f"docker compose -f {compose_file('net', external)} -p ai-ns up -d", "foreign-network")
     assert attached(stack) == [OPDB]
     with policy_extended(f'[shared]\nnetworks = ["{OPNET}"]\n'):
         allowed(stack, f"docker run --rm --network {OPNET} {IMAGE} true")  # shared: joined
@@ -297,7 +302,7 @@ def test_link_does_not_copy_the_operators_environment(stack: Stack, operator: st
                     f"docker run --rm --link /{OPDB}:x {IMAGE} env"):
         assert TOKEN.encode() not in denied(stack, command, "foreign-link")
     text = f"services:\n  app:\n    image: {IMAGE}\n    command: env\n    external_links: [\"{OPDB}:db\"]\n"
-    out = denied(stack, f"docker compose -f {compose_file('link', text)} -p gkns up", "foreign-link")
+    out = denied(stack, f"docker compose -f {compose_file('link', text)} -p ai-ns up", "foreign-link")
     assert TOKEN.encode() not in out
 
 
@@ -310,36 +315,36 @@ def project_members(stack: Stack, project: str) -> list[str]:
 
 
 def test_posing_as_a_compose_service_is_refused(stack: Stack, operator: str) -> None:
-    """The operator's compose project gkns-prod has a container (root's); the agent's container
+    """The operator's compose project ai-ns-prod has a container (root's); the agent's container
     posing as its service db would be one of it for the operator's compose (down, exec, logs)."""
-    project = ["--label", "com.docker.compose.project=gkns-prod", "--label", "com.docker.compose.oneoff=False"]
+    project = ["--label", "com.docker.compose.project=ai-ns-prod", "--label", "com.docker.compose.oneoff=False"]
     posing = [*project, "--label", "com.docker.compose.service=db"]
     stack.docker("run", "-d", "--name", f"{NAME}-prodweb", *project, "--label", "com.docker.compose.service=web",
                  IMAGE, "sleep", "600")
     stack.docker("run", "-d", "--name", f"{NAME}-posing", *posing, IMAGE, "sleep", "60")
     members = [f"{NAME}-posing", f"{NAME}-prodweb"]
-    assert project_members(stack, "gkns-prod") == members  # control: run directly, the container joins the project
+    assert project_members(stack, "ai-ns-prod") == members  # control: run directly, the container joins the project
     stack.docker("rm", "-f", f"{NAME}-posing")
     denied(stack, f"docker run -d --name {NAME}-posing {' '.join(posing)} {IMAGE} sleep 60", "refused-label")
     denied(stack, f"docker run -d -l 'traefik.http.routers.x.rule=Host(shop)' {IMAGE} sleep 60", "refused-label")
     labels = WORK / "labels"
-    write_file(labels, "team=x\ncom.docker.compose.project=gkns-prod\n", mode=0o644, owner=AGENT, group=AGENT)
+    write_file(labels, "team=x\ncom.docker.compose.project=ai-ns-prod\n", mode=0o644, owner=AGENT, group=AGENT)
     denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "refused-label")
     write_file(labels, "\ufeffgatekeeper.owner=root\n", mode=0o644, owner=AGENT, group=AGENT)
     denied(stack, f"docker run -d --label-file {labels} {IMAGE} sleep 60", "reserved-label")
     text = (f"services:\n  app:\n    image: {IMAGE}\n    command: sleep 60\n"
-            "    labels:\n      com.docker.compose.project: gkns-prod\n")
+            "    labels:\n      com.docker.compose.project: ai-ns-prod\n")
     path = compose_file("labelled", text)
     if stack.mode != PROXY_ALONE:
-        denied(stack, f"docker compose -f {path} -p gkns up -d", "refused-label")
-    else:  # (b): compose labels the container with its own project (-p gkns): no posing reaches the engine
-        up = stack.ssh(f"docker compose -f {path} -p gkns up -d", timeout=120)
+        denied(stack, f"docker compose -f {path} -p ai-ns up -d", "refused-label")
+    else:  # (b): compose labels the container with its own project (-p ai-ns): no posing reaches the engine
+        up = stack.ssh(f"docker compose -f {path} -p ai-ns up -d", timeout=120)
         try:
             assert up.returncode == 0, up.stderr
-            assert label(stack, "container", "gkns-app-1", "com.docker.compose.project") == "gkns"
+            assert label(stack, "container", "ai-ns-app-1", "com.docker.compose.project") == "ai-ns"
         finally:
-            stack.ssh(f"docker compose -f {path} -p gkns down", timeout=120)
-    assert project_members(stack, "gkns-prod") == [f"{NAME}-prodweb"]
+            stack.ssh(f"docker compose -f {path} -p ai-ns down", timeout=120)
+    assert project_members(stack, "ai-ns-prod") == [f"{NAME}-prodweb"]
 
 
 def test_top_takes_no_ps_arguments(stack: Stack, operator: str) -> None:

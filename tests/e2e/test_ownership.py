@@ -33,13 +33,16 @@ pytestmark = pytest.mark.e2e
 OWNER = "gatekeeper.owner"
 PROTECT = """
 [protect]
-containers = ["gk-e2e-own-keep*"]
+containers = ["ai-e2e-own-keep*"]
 labels = ["gk-e2e-vital=yes"]
 """
-MINE = "gk-e2e-own-mine"
-KEEP = "gk-e2e-own-keep"
+# The agent names its containers within the [names] prefix (the default "ai-"); root's keep gk-.
+MINE = "ai-e2e-own-mine"
+KEEP = "ai-e2e-own-keep"
+VITAL = "ai-e2e-own-vital"
+STOPPED = "ai-e2e-own-stopped"
 FOREIGN = "gk-e2e-own-foreign"
-NAMES = (MINE, KEEP, FOREIGN, "gk-e2e-own-vital", "gk-e2e-own-stopped", "gk-e2e-own-foreign-stopped")
+NAMES = (MINE, KEEP, FOREIGN, VITAL, STOPPED, "gk-e2e-own-foreign-stopped")
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +121,12 @@ def test_owner_label_cannot_be_forged(stack: Stack, clean: None) -> None:
 
 def test_protected_containers_survive_their_owner(stack: Stack, clean: None) -> None:
     agent_runs(stack, KEEP)
-    agent_runs(stack, "gk-e2e-own-vital", "--label", "gk-e2e-vital=yes")
+    agent_runs(stack, VITAL, "--label", "gk-e2e-vital=yes")
     assert label_of(stack, KEEP) == "default"  # owned, and still protected
     denied(stack, f"docker rm -f {KEEP}", "protected")
     denied(stack, f"docker stop {KEEP}", "protected")
-    denied(stack, "docker rm -f gk-e2e-own-vital", "protected")
-    assert running(stack, KEEP) and running(stack, "gk-e2e-own-vital")
+    denied(stack, f"docker rm -f {VITAL}", "protected")
+    assert running(stack, KEEP) and running(stack, VITAL)
     stack.docker("stop", "-t", "1", KEEP, check=True)
     denied(stack, "docker container prune -f", "protected")  # it could remove KEEP
     assert exists(stack, KEEP)
@@ -131,11 +134,11 @@ def test_protected_containers_survive_their_owner(stack: Stack, clean: None) -> 
 
 def test_prune_leaves_foreign_containers(stack: Stack, clean: None) -> None:
     stack.docker("create", "--name", "gk-e2e-own-foreign-stopped", IMAGE, "true", check=True)
-    created = stack.ssh(f"docker create --name gk-e2e-own-stopped {IMAGE} true")
+    created = stack.ssh(f"docker create --name {STOPPED} {IMAGE} true")
     assert created.returncode == 0, created.stderr
     prune = stack.ssh("docker container prune -f")
     assert prune.returncode == 0, prune.stderr
-    assert not exists(stack, "gk-e2e-own-stopped")
+    assert not exists(stack, STOPPED)
     assert exists(stack, "gk-e2e-own-foreign-stopped")
     # the proxy sees system prune as the prunes it is made of; the build cache's is refused
     rule = "api-unvetted" if stack.mode == PROXY_ALONE else "prune-unscoped"
@@ -144,15 +147,15 @@ def test_prune_leaves_foreign_containers(stack: Stack, clean: None) -> None:
 
 
 def test_compose_project_is_labelled_and_managed(stack: Stack, clean: None) -> None:
-    compose = f"docker compose -f {APP_DIR}/compose.yaml"
+    compose = f"docker compose -f {APP_DIR}/compose.yaml -p ai-app"  # not `app`, its directory: the prefix
     up = stack.ssh(f"{compose} up -d", timeout=120)
     try:
         assert up.returncode == 0, up.stderr
-        assert label_of(stack, "app-ticker-1") == "default"
+        assert label_of(stack, "ai-app-ticker-1") == "default"
         network = stack.docker("network", "inspect", "--format",
-                               f'{{{{index .Labels "{OWNER}"}}}}', "app_default").stdout.strip()
+                               f'{{{{index .Labels "{OWNER}"}}}}', "ai-app_default").stdout.strip()
         assert network == "default"
     finally:
         down = stack.ssh(f"{compose} down", timeout=120)
     assert down.returncode == 0, down.stderr
-    assert not exists(stack, "app-ticker-1")
+    assert not exists(stack, "ai-app-ticker-1")
