@@ -23,6 +23,10 @@ import time
 
 from gatekeeper.errors import AuditError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 RECORD_VERSION = 1
 
 
@@ -68,20 +72,24 @@ class LogBusy(Exception):
     """Another writer holds the log's lock and the caller asked not to wait (`wait=False`)."""
 
 
-def append_record(path: str, record: dict[str, object], *, wait: bool = True) -> str:
+def append_record(path: str, record: dict[str, object], *, wait: bool = True,
+                  encoder: Callable[[object], str] | None = None) -> str:
     """One record on a descriptor opened for it and closed after (a rotation in between is
     followed: long-lived writers such as the proxy never write into an old file).
     With wait=False a lock held by another writer raises LogBusy, nothing written."""
     fd = open_log(path)
     try:
-        return write_record(fd, record, wait=wait)
+        return write_record(fd, record, wait=wait, encoder=encoder)
     finally:
         os.close(fd)
 
 
-def write_record(fd: int, record: dict[str, object], *, wait: bool = True) -> str:
+def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
+                 encoder: Callable[[object], str] | None = None) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
-    descriptor the record is chained to the last line (seq, prev) under flock."""
+    descriptor the record is chained to the last line (seq, prev) under flock. `encoder`:
+    one that gives encode's bytes (the proxy's, gatekeeper.json_codec.record_line: C, not
+    worth its import on the ForceCommand path)."""
     import fcntl
 
     try:
@@ -94,7 +102,7 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True) -> st
         last = last_line(fd)
         if last is not None:
             record = {**record, "seq": next_seq(last), "prev": line_hash(last) if last else ""}
-        line = encode(record)
+        line = (encoder or encode)(record)
         data = (line + "\n").encode("utf-8", "surrogateescape")
         try:
             written = os.write(fd, data)

@@ -67,6 +67,20 @@ def loads(text: str) -> object:
     return value
 
 
+def record_line(value: object) -> str:
+    """gatekeeper.audit.encode's line (json.dumps(value, separators=(",", ":")), ASCII, NaN as
+    NaN) by the C encoder: the proxy writes a record per request; on the ForceCommand path the
+    import of _json is not worth it for two records."""
+    try:
+        encode = _json.make_encoder(None, refuse_type, _json.encode_basestring_ascii, None, ":", ",",
+                                    False, False, True)
+    except (AttributeError, TypeError):  # an interpreter whose _json differs
+        from gatekeeper.audit import encode as encode_line
+
+        return encode_line(value)
+    return "".join(encode(value, 0))
+
+
 def dumps(value: object, *, sort_keys: bool = False, ensure_ascii: bool = True) -> str:
     """json.dumps(value, separators=(",", ":"), sort_keys=..., ensure_ascii=..., allow_nan=False)."""
     escape = _json.encode_basestring_ascii if ensure_ascii else _json.encode_basestring

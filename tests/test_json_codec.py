@@ -13,7 +13,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gatekeeper.json_codec import dumps, indented, loads
+from gatekeeper.audit import encode
+from gatekeeper.json_codec import dumps, indented, loads, record_line
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 values = st.recursive(
@@ -28,6 +29,21 @@ values = st.recursive(
 def test_dumps_is_json_dumps(value: object, sort_keys: bool, ensure_ascii: bool) -> None:
     expected = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=ensure_ascii)
     assert dumps(value, sort_keys=sort_keys, ensure_ascii=ensure_ascii) == expected
+
+
+any_character = st.characters(exclude_categories=())  # lone surrogates too (surrogateescape'd bytes)
+record_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(any_character),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(any_character), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(record_values)
+@example({"reason": "caf\udce9 \u2028\x00", "n": [float("nan"), float("inf"), -0.0, 10**40]})
+def test_record_line_is_the_audit_encoder_s_line(value: object) -> None:
+    """The proxy's records (C encoder) are byte for byte what gatekeeper.audit.encode writes."""
+    assert record_line(value) == encode(value)
 
 
 @given(values)

@@ -156,10 +156,13 @@ def proven(engine: EngineQueries, kind: str, target: Target, obj: dict[str, Any]
     from gatekeeper.owner import proven_labels
 
     image = obj.get("Image")
-    found = inspect(engine, "image", image) if isinstance(image, str) and image else None
-    labels = config_labels(found) if found is not None else None
-    image_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else \
-        ({} if found is not None else None)
+    remembered = getattr(engine, "image_labels_known", None)  # the proxy's ImageLabels, if any
+    image_labels = remembered(image) if remembered is not None and isinstance(image, str) else None
+    if image_labels is None:
+        found = inspect(engine, "image", image) if isinstance(image, str) and image else None
+        labels = config_labels(found) if found is not None else None
+        image_labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else \
+            ({} if found is not None else None)
     target.labels = proven_labels(target.labels, image_labels)
     return target
 

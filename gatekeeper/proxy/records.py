@@ -5,6 +5,7 @@ marked "layer": "api", with the caller's uid and profile; a copy to syslog."""
 from __future__ import annotations
 
 from gatekeeper.audit import RECORD_VERSION, append_record, timestamp, to_syslog
+from gatekeeper.json_codec import record_line
 from gatekeeper.policy import Policy
 
 
@@ -36,7 +37,7 @@ def api_record(caller: Caller, profile: str | None, method: str, target: str, *,
 def write_api_record(policy: Policy, record: dict[str, object]) -> None:
     """Append the record (AuditError if it cannot be written whole: the caller refuses).
     The log is opened per record, so a rotation never strands the daemon on an old file."""
-    line = append_record(policy.audit_path, record)
+    line = append_record(policy.audit_path, record, encoder=record_line)
     if policy.syslog:
         to_syslog(line)
 

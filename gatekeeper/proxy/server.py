@@ -39,6 +39,7 @@ from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled
 from gatekeeper.proxy.framing import FramingError
+from gatekeeper.proxy.image_labels import ImageLabels
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
 
@@ -86,12 +87,17 @@ class EngineNotAsked:
     (a GET not fetched yet is noted in `missing`). Whatever the decision makes of the error
     raised here, the verdict of a void try is discarded."""
 
-    __slots__ = ("asked", "answers", "missing")
+    __slots__ = ("asked", "answers", "missing", "images")
 
-    def __init__(self, answers: dict[str, tuple[int, object] | Exception] | None = None) -> None:
+    def __init__(self, answers: dict[str, tuple[int, object] | Exception] | None = None,
+                 images: ImageLabels | None = None) -> None:
         self.asked = False
         self.answers = answers if answers is not None else {}
         self.missing: str | None = None  # the first GET this try had no answer for
+        self.images = images  # labels of content-addressed images seen before (objects.proven)
+
+    def image_labels_known(self, image: str) -> dict[str, str] | None:
+        return self.images.known(image) if self.images is not None else None
 
     def get_json(self, target: str) -> tuple[int, object]:
         answer = self.answers.get(target)
@@ -179,6 +185,7 @@ class Proxy:
         self.record = record
         self.pool = UpstreamPool()
         self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
+        self.images = ImageLabels()  # labels by image ID for ownership proofs (proxy.image_labels)
         self.connections: set[asyncio.Task[None]] = set()
         self.spools = guards.SpoolLedger()
         self.open_connections = guards.ConnectionCount()
@@ -263,14 +270,16 @@ class Proxy:
         engine gave it (an inspect may be answered with it: ApiVerdict.answered_by)."""
         answers: dict[str, tuple[int, object] | Exception] = {}
         for _ in range(FETCHES_ON_LOOP + 1):
-            engine = EngineNotAsked(answers)
+            engine = EngineNotAsked(answers, self.images)
             verdict = self.verdict_for(request, state, engine)
             if not engine.asked:
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
             answer = await fetch_pooled(self.pool, state.settings.upstream, engine.missing)
-            answers[engine.missing] = parsed(answer)
+            answers[engine.missing] = value = parsed(answer)
+            if not isinstance(value, Exception):
+                self.images.learn(engine.missing, *value)
             if fetched is not None and not isinstance(answer, Exception):
                 fetched[engine.missing] = answer
         return None
