@@ -32,6 +32,7 @@ from gatekeeper.errors import Denied
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    import re
     from typing import Any
 
     from gatekeeper.policy import Policy
@@ -447,42 +448,88 @@ def label_keys(text: str) -> list[str]:
     return keys
 
 
+# Docker's Dockerfile parser (moby/buildkit frontend/dockerfile/parser), which both builders use,
+# reads lines otherwise than str.splitlines/strip/split: a leading UTF-8 BOM is dropped, lines end
+# at "\n" only (trailing "\r"s dropped), "\r", "\v" and "\f" inside a line separate words, a line
+# continues only when the escape character is followed by spaces or tabs alone, and comments and
+# blank lines are what Go's unicode.IsSpace leaves empty. Read any other way, `ADD\vhttp://...`,
+# `RUN true \<NBSP>` before an ADD line, or a BOM before `# escape=` hide an instruction.
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+           "\u2028\u2029\u202f\u205f\u3000"  # Go's unicode.IsSpace
+DOCKERFILE_WHITESPACE = "\t\v\f\r "  # the parser's word separators ([\t\v\f\r ]+)
+
+
+def dockerfile_lines(text: str) -> list[str]:
+    """The lines as docker's parser scans them."""
+    return [line.rstrip("\r\n") for line in text.removeprefix("\ufeff").split("\n")]
+
+
 def parser_directives(text: str) -> tuple[str, str | None]:
     """The escape character and the syntax frontend from the leading `# key=value` lines."""
+    import re
+
+    directive = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
     escape, syntax = "\\", None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped.startswith("#") or "=" not in stripped:
+    for line in dockerfile_lines(text):
+        match = directive.fullmatch(line.lstrip(GO_SPACE))
+        if match is None:
             break
-        key, _, value = stripped[1:].partition("=")
-        key = key.strip().lower()
+        key, value = match.group(1).lower(), match.group(2)
         if key == "escape":
-            escape = value.strip() or "\\"
+            escape = value
         elif key == "syntax":
-            syntax = value.strip()
+            syntax = value
         elif key != "check":
             break
     return escape, syntax
 
 
+def dockerfile_words(line: str) -> list[str]:
+    import re
+
+    return [word for word in re.split(f"[{DOCKERFILE_WHITESPACE}]+", line.strip(GO_SPACE)) if word]
+
+
 def instructions(text: str, escape: str) -> list[tuple[str, list[str]]]:
-    """(INSTRUCTION, words) per logical line: continuations joined, comments dropped."""
+    """(INSTRUCTION, words) per logical line, as docker's parser joins them: continuations
+    joined, comments and blank lines inside a continuation dropped. With a heredoc (`<<`,
+    BuildKit) a line after a continued one is read as an instruction too: a heredoc's
+    terminator may end in the escape character (`RUN <<'A\\'` ... `A\\`), which BuildKit
+    does not take as a continuation, so the next line is an instruction of its own."""
+    import re
+
+    continued = re.compile(re.escape(escape) + "[ \t]*$")
+    lines = dockerfile_lines(text)
     out: list[tuple[str, list[str]]] = []
-    pending = ""
-    for line in text.splitlines():
-        if line.strip().startswith("#") or (pending and not line.strip()):
-            continue  # as docker's parser: comments and, inside a continuation, empty lines drop out
-        if line.rstrip().endswith(escape):
-            pending += line.rstrip()[:-1]  # docker joins the lines as they are: `gate\` + `keeper.x`
-            continue
-        logical, pending = pending + line, ""
-        words = logical.split()
+    index = 0
+    while index < len(lines):
+        words, index = logical_line(lines, index, continued)
         if words:
             out.append((words[0].upper(), words[1:]))
-    if pending.split():
-        words = pending.split()
-        out.append((words[0].upper(), words[1:]))
+    if "<<" in text:
+        for after in range(1, len(lines)):
+            if continued.search(lines[after - 1]) and lines[after].lstrip(GO_SPACE)[:1] not in ("", "#"):
+                words, _ = logical_line(lines, after, continued)
+                if words:
+                    out.append((words[0].upper(), words[1:]))
     return out
+
+
+def logical_line(lines: list[str], index: int, continued: re.Pattern[str]) -> tuple[list[str], int]:
+    """The words of the logical line starting at lines[index], and the index after it."""
+    first = lines[index].lstrip(GO_SPACE)
+    index += 1
+    logical = "" if first.startswith("#") else first
+    ended = continued.search(logical) is None
+    logical = continued.sub("", logical)
+    while not ended and index < len(lines):
+        line = lines[index]
+        index += 1
+        if not line.lstrip(GO_SPACE) or line.lstrip(GO_SPACE).startswith("#"):
+            continue  # docker drops comments and blank lines inside a continuation
+        ended = continued.search(line) is None
+        logical += continued.sub("", line)
+    return dockerfile_words(logical), index
 
 
 def images_of(instruction: str, words: list[str], stages: set[str]) -> list[str]:
