@@ -397,6 +397,12 @@ COMPOSE_CASES = {
     "operator network by ID prefix": ("compose up", model(networks={"x": {"name": "n2", "external": True}}), "foreign-network"),
     "non-external, named like the operator's": ("compose create", model(networks={"default": {"name": "opnet"}}), "foreign-network"),
     "alias on a shared network": ("compose up", model({"networks": {"x": {"aliases": ["db"]}}}, {"x": {"name": "sharednet", "external": True}}), "foreign-network"),
+    # compose names every service on each network it joins by its service name: an alias
+    "service on a shared network": ("compose up", model({"networks": ["x"]}, {"x": {"name": "sharednet", "external": True}}), "foreign-network"),
+    "service on a shared network, mapping form": ("compose up", model({"networks": {"x": {}}}, {"x": {"name": "sharednet", "external": True}}), "foreign-network"),
+    "service on a shared network as its default": ("compose up", model(networks={"default": {"name": "sharednet", "external": True}}), "foreign-network"),
+    "service on its own external network": ("compose up", model({"networks": ["x"]}, {"x": {"name": "appnet", "external": True}}), ""),
+    "network_mode bridge beside a shared network": ("compose up", model({"network_mode": "bridge"}, {"default": {"name": "sharednet", "external": True}}), ""),
     "network_mode by name": ("compose run", model({"network_mode": "opnet"}), "foreign-network"),
     "external_links": ("compose up", model({"external_links": ["db:database"]}), "foreign-link"),
     "external_links to own": ("compose up", model({"external_links": ["web"]}), ""),
@@ -470,3 +476,11 @@ def test_compose_logging_options_without_a_driver(logging: dict, allowed: bool) 
         assert not allowed
     else:
         assert allowed
+
+
+def test_control_without_compose_s_own_aliases_a_shared_network_is_joined(policy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting import namespaces
+
+    shared = model({"networks": ["x"]}, {"x": {"name": "sharednet", "external": True}})
+    monkeypatch.setattr(namespaces, "joined_networks", lambda service: set())
+    assert compose_decided("compose up", shared, policy) == ""

@@ -259,8 +259,7 @@ def record_compose_pull(ctx: Context, image: str, when: str) -> None:
 def vet_compose_networks(ctx: Context, model: dict[str, Any], services: dict[str, Any]) -> None:
     """The project's networks: existing ones must be the agent's (or shared and
     external); aliases only on the agent's own; network_mode by name likewise."""
-    aliased = {key for s in services.values() if isinstance(s.get("networks"), dict)
-               for key, attach in s["networks"].items() if isinstance(attach, dict) and attach.get("aliases")}
+    aliased = set().union(*(joined_networks(service) for service in services.values()))
     for key, network in (model.get("networks") or {}).items():
         if not isinstance(network, dict):
             continue
@@ -271,11 +270,26 @@ def vet_compose_networks(ctx: Context, model: dict[str, Any], services: dict[str
         if found is None:
             continue  # compose creates it, with the owner label in the model
         # External or not: compose joins an existing network of that name.
-        check_network(ctx, name, [found[0]], found[1], key in aliased, f"compose network {key!r}")
+        check_network(ctx, name, [found[0]], found[1], key in aliased,
+                      f"compose network {key!r} (compose names each service there by its service name)")
     for name, service in services.items():
         mode = str(service.get("network_mode") or "")
         if mode and mode not in EVERYONES_NETWORKS and ":" not in mode and mode != "host":
             check_networks(ctx, [mode], False, f"compose service {name!r} network_mode")
+
+
+def joined_networks(service: dict[str, Any]) -> set[str]:
+    """The project networks a service joins: compose names the container on each of them by
+    its service name (and container name), an alias whether or not `aliases:` says so."""
+    # Stops: service `db` on a [shared] network answering the operator's lookups of `db`.
+    if service.get("network_mode"):
+        return set()
+    networks = service.get("networks")
+    if isinstance(networks, dict):
+        return {str(key) for key in networks}
+    if isinstance(networks, list):
+        return {str(key) for key in networks}
+    return {"default"}
 
 
 def network_named(ctx: Context, name: str) -> tuple[str, dict[str, str]] | None:
