@@ -39,7 +39,7 @@ EX_NOPERM = 77
 BASE = AGENT_HOME / "work" / "gkswap"
 TARGET = Path("/var/tmp/gk-e2e-swap-target")  # outside the root; writable by the agent's account too
 MARK = "gk-target"  # a file only TARGET holds: a container seeing it has mounted TARGET
-NAME = "gkswap"
+NAME = "ai-swap"  # every name the agent gives starts with the [names] prefix (the default "ai-")
 WAIT = 30.0
 
 SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,@+%")
@@ -340,7 +340,7 @@ def test_the_same_directory_in_two_containers_and_siblings(stack: Stack, target:
     since = audit_offset()
     below = stack.ssh(f"docker run --rm -v {shared}/a:/a {IMAGE} true")
     assert_refused(stack, below, since, rule="host-path-nested")
-    assert b"container 'gkswap-one'" in below.stderr, below.stderr
+    assert f"container '{NAME}-one'".encode() in below.stderr, below.stderr
 
 
 def test_dot_files_below_the_top_level(stack: Stack, target: Path) -> None:
