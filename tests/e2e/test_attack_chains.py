@@ -69,7 +69,7 @@ CHAIN_DIR = WORK / "gkchain"  # everything the agent plants lives here
 COMPOSE_DIR = CHAIN_DIR / "compose"
 OUTSIDE = Path("/var/tmp/gk-e2e-outside")  # outside the allowed root, readable by the agent's account
 CANARY = "gk-e2e-canary-5e1f0c"  # in every OUTSIDE file: seen anywhere else, a chain got through
-NAME = "gkchain"  # prefix of every engine object the chains create, for clean-up
+NAME = "ai-chain"  # prefix of every engine object the chains create, for clean-up; the [names] prefix
 OUTPUT_PROOF = b"PWNED"
 FOREIGN = "gk-e2e-foreign"  # a running container the agent does not own (no owner label)
 

@@ -94,7 +94,7 @@ def test_reserved_log_tag_refused_through_gatekeeper(stack: Stack, restored_home
     since = audit_offset()
     result = stack.ssh(f"docker run --rm --log-opt tag=gatekeeper {IMAGE} true")
     assert_refused(stack, result, since, rule="flag-log-opt")
-    project = AGENT_HOME / "work" / "tagged" / "compose.yaml"
+    project = AGENT_HOME / "work" / "ai-tagged" / "compose.yaml"  # its project: the [names] prefix
     text = f"services:\n  t:\n    image: {IMAGE}\n    logging:\n      options:\n        tag: gatekeeper\n"
     write_file(project, text, mode=0o644, owner=AGENT, group=AGENT)
     since = audit_offset()
@@ -103,7 +103,7 @@ def test_reserved_log_tag_refused_through_gatekeeper(stack: Stack, restored_home
     rule = "flag-log-opt" if stack.mode == PROXY_ALONE else "compose-logging"
     assert_refused(stack, result, since, rule=rule)
     assert containers(stack) == before
-    stack.docker("network", "rm", "tagged_default", check=False)  # (b): compose made it first
+    stack.docker("network", "rm", "ai-tagged_default", check=False)  # (b): compose made it first
 
 
 def containers(stack: Stack) -> list[str]:

@@ -34,7 +34,7 @@ from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
-HEALTHY = "gk-e2e-health"
+HEALTHY = "ai-e2e-health"  # the agent names within the [names] prefix (the default "ai-")
 CGROUP_PARENT = "gk-e2e-build"
 BUILD_DIR = AGENT_HOME / "work" / "capsbuild"
 DOCKERFILE = f"""\
@@ -90,7 +90,7 @@ def test_health_interval_floor(stack: Stack, no_health_container: None) -> None:
         assert allowed.returncode == 0, allowed.stderr
 
 
-HEALTH_IMAGE = "gk-e2e-hcimage"
+HEALTH_IMAGE = "ai-e2e-hcimage"
 HEALTH_IMAGE_DIR = AGENT_HOME / "work" / "capshcimage"
 
 
@@ -128,7 +128,7 @@ def test_image_healthcheck_floor(stack: Stack, no_health_container: None, health
         assert allowed.returncode == 0, allowed.stderr
 
 
-HEALTH_PROJECT = "gk-e2e-health"
+HEALTH_PROJECT = "ai-e2e-health"
 HEALTH_DIR = AGENT_HOME / "work" / "capshealth"
 HEALTH_COMPOSE = f"""\
 name: {HEALTH_PROJECT}
@@ -180,7 +180,7 @@ def build_dir(stack: Stack) -> Iterator[Path]:
     yield BUILD_DIR
     (BUILD_DIR / "Dockerfile").unlink(missing_ok=True)
     BUILD_DIR.rmdir()
-    stack.docker("image", "rm", "-f", "gk-e2e-capsbuild", check=False)
+    stack.docker("image", "rm", "-f", "ai-e2e-capsbuild", check=False)
     for controller in Path("/sys/fs/cgroup").iterdir():  # the parent the engine made for our builds
         leftover = controller / CGROUP_PARENT
         if leftover.is_dir():
@@ -197,7 +197,7 @@ def step_output(output: str) -> dict[str, str]:
 
 
 def test_build_steps_run_under_the_caps(stack: Stack, build_dir: Path) -> None:
-    command = f"docker build --no-cache -t gk-e2e-capsbuild {build_dir}"
+    command = f"docker build --no-cache -t ai-e2e-capsbuild {build_dir}"
     # control: no [limits], the RUN step sees no limit
     result = stack.ssh(command, timeout=180)
     assert result.returncode == 0, result.stderr
@@ -213,5 +213,5 @@ def test_build_steps_run_under_the_caps(stack: Stack, build_dir: Path) -> None:
         assert seen["quota"] in ("50000", "50000 100000"), seen
         assert f"/{CGROUP_PARENT}/" in seen["cgroup"], seen
         since = audit_offset()
-        over = stack.ssh(f"docker build -m 1g -t gk-e2e-capsbuild {build_dir}", timeout=60)
+        over = stack.ssh(f"docker build -m 1g -t ai-e2e-capsbuild {build_dir}", timeout=60)
         assert_refused(stack, over, since, rule="limit-memory")

@@ -31,7 +31,7 @@ from .test_attack_chains import assert_refused
 pytestmark = pytest.mark.e2e
 
 SUBNET = "198.51.100.0/24"
-PROJECT_DIR = AGENT_HOME / "work" / "netgrab"
+PROJECT_DIR = AGENT_HOME / "work" / "ai-netgrab"  # its compose project: the [names] prefix
 ROUTE_ATTACK = f"""\
 services:
   grab:
@@ -48,7 +48,7 @@ networks:
           gateway: 198.51.100.1
 """
 VICTIM = "gk-e2e-mac-victim"
-CLONE = "gk-e2e-mac-clone"
+CLONE = "ai-e2e-mac-clone"  # the agent's: the [names] prefix
 
 
 def host_routes() -> str:
@@ -62,7 +62,7 @@ def route_project(stack: Stack) -> Iterator[Path]:
     compose = PROJECT_DIR / "compose.yaml"
     write_file(compose, ROUTE_ATTACK, mode=0o644, owner=AGENT, group=AGENT)
     yield compose
-    stack.docker("compose", "-f", str(compose), "-p", "netgrab", "down", check=False)
+    stack.docker("compose", "-f", str(compose), "-p", "ai-netgrab", "down", check=False)
     for path in (compose, PROJECT_DIR):
         if path.is_dir():
             path.rmdir()
@@ -74,10 +74,10 @@ def test_route_attack_changes_routes_without_gatekeeper_not_with(stack: Stack, r
     before = host_routes()
     assert SUBNET not in before
     # control: the same file, run by root straight against the engine
-    control = stack.docker("compose", "-f", str(route_project), "-p", "netgrab", "up", "-d", check=False)
+    control = stack.docker("compose", "-f", str(route_project), "-p", "ai-netgrab", "up", "-d", check=False)
     assert control.returncode == 0, control.stderr
     assert SUBNET in host_routes(), "control: the engine should have routed the subnet to its new bridge"
-    stack.docker("compose", "-f", str(route_project), "-p", "netgrab", "down", check=True)
+    stack.docker("compose", "-f", str(route_project), "-p", "ai-netgrab", "down", check=True)
     before = host_routes()  # the engine's bridge may have gained its IPv6 link-local meanwhile
     assert SUBNET not in before
     # the attack through gatekeeper
@@ -96,7 +96,7 @@ def victim(stack: Stack) -> Iterator[str]:
     yield VICTIM
     for name in (VICTIM, CLONE):
         stack.docker("rm", "-f", name, check=False)
-    stack.docker("compose", "-p", "macgrab", "down", check=False)
+    stack.docker("compose", "-p", "ai-macgrab", "down", check=False)
 
 
 def interface_macs(stack: Stack) -> list[str]:
@@ -111,15 +111,15 @@ def interface_macs(stack: Stack) -> list[str]:
 def test_mac_clone_works_without_gatekeeper_not_with(stack: Stack, victim: str, restored_home: Path) -> None:
     mac = json.loads(stack.docker("inspect", victim).stdout)[0]["NetworkSettings"]["MacAddress"]
     assert interface_macs(stack).count(mac) == 1
-    project = AGENT_HOME / "work" / "macgrab" / "compose.yaml"
+    project = AGENT_HOME / "work" / "ai-macgrab" / "compose.yaml"
     write_file(project, f"services:\n  grab:\n    image: {IMAGE}\n    command: [sleep, '300']\n"
                f"    network_mode: bridge\n    mac_address: '{mac}'\n", mode=0o644, owner=AGENT, group=AGENT)
     # control: root runs the same project directly (the 28.x client's --mac-address
     # needs API 1.44; compose sets the container's MAC the way API 1.41 takes it)
-    control = stack.docker("compose", "-f", str(project), "-p", "macgrab", "up", "-d", check=False)
+    control = stack.docker("compose", "-f", str(project), "-p", "ai-macgrab", "up", "-d", check=False)
     assert control.returncode == 0, control.stderr
     assert interface_macs(stack).count(mac) == 2, "control: the engine should accept a duplicate MAC"
-    stack.docker("compose", "-f", str(project), "-p", "macgrab", "down", check=True)
+    stack.docker("compose", "-f", str(project), "-p", "ai-macgrab", "down", check=True)
     assert interface_macs(stack).count(mac) == 1
     # the attack through gatekeeper, in each spelling
     attempts = {

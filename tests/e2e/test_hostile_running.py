@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 EX_NOPERM = 77
 OWNER = "label=gatekeeper.owner=default"
-PROJECT = AGENT_HOME / "work" / "scaled" / "compose.yaml"
+PROJECT = AGENT_HOME / "work" / "ai-scaled" / "compose.yaml"  # compose project ai-scaled: the [names] prefix
 SCALED = f"""\
 services:
   many:
@@ -64,7 +64,7 @@ def clean(stack: Stack) -> Iterator[None]:
     write_file(PROJECT, SCALED, mode=0o644, owner=AGENT, group=AGENT)
     yield
     remove_owned(stack)
-    stack.docker("network", "rm", "scaled_default", check=False)
+    stack.docker("network", "rm", "ai-scaled_default", check=False)
     PROJECT.unlink(missing_ok=True)
     PROJECT.parent.rmdir()
 
@@ -83,14 +83,14 @@ def test_compose_scale_counts_every_replica(stack: Stack, clean: None) -> None:
 
 def test_run_restart_and_concurrent_sessions_stay_under_the_cap(stack: Stack, clean: None) -> None:
     with policy_extended("\n[limits]\nmax_running = 3\n"):
-        for name in ("gk-cap-1", "gk-cap-2", "gk-cap-3"):
+        for name in ("ai-cap-1", "ai-cap-2", "ai-cap-3"):
             assert stack.ssh(f"docker run -d --name {name} {IMAGE} sleep 120").returncode == 0
-        refused(stack, f"docker run -d --name gk-cap-4 {IMAGE} sleep 120")
+        refused(stack, f"docker run -d --name ai-cap-4 {IMAGE} sleep 120")
         assert running(stack) == 3
-        stack.docker("rm", "-f", "gk-cap-4", check=False)  # (b): created by the proxy, never started
-        stack.docker("stop", "-t", "0", "gk-cap-3")
-        assert stack.ssh(f"docker run -d --name gk-cap-4 {IMAGE} sleep 120").returncode == 0
-        refused(stack, "docker restart gk-cap-3")  # stopped: restarting it would make four
+        stack.docker("rm", "-f", "ai-cap-4", check=False)  # (b): created by the proxy, never started
+        stack.docker("stop", "-t", "0", "ai-cap-3")
+        assert stack.ssh(f"docker run -d --name ai-cap-4 {IMAGE} sleep 120").returncode == 0
+        refused(stack, "docker restart ai-cap-3")  # stopped: restarting it would make four
         assert running(stack) == 3
         remove_owned(stack)
         sessions = [subprocess.Popen(stack.ssh_argv(f"docker run -d {IMAGE} sleep 120"),
@@ -104,8 +104,8 @@ def test_run_restart_and_concurrent_sessions_stay_under_the_cap(stack: Stack, cl
 
 def test_restart_of_a_stopped_container_counts_without_the_cap_too(stack: Stack, clean: None) -> None:
     """The control for the restart rule: with no cap the same restart runs a fourth container."""
-    for name in ("gk-cap-1", "gk-cap-2", "gk-cap-3", "gk-cap-4"):
+    for name in ("ai-cap-1", "ai-cap-2", "ai-cap-3", "ai-cap-4"):
         assert stack.ssh(f"docker run -d --name {name} {IMAGE} sleep 120").returncode == 0
-    stack.docker("stop", "-t", "0", "gk-cap-4")
-    assert stack.ssh("docker restart gk-cap-4").returncode == 0
+    stack.docker("stop", "-t", "0", "ai-cap-4")
+    assert stack.ssh("docker restart ai-cap-4").returncode == 0
     assert running(stack) == 4

@@ -12,11 +12,13 @@ alone); its control, in the same test, is the agent's same object made on the ba
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
 
-from .stack import IMAGE, MODES, Stack
+from .stack import IMAGE, MODES, Stack, audit_offset, names_prefix
+from .test_attack_chains import assert_refused
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,6 +28,17 @@ pytestmark = [
 PREFIX = "gk-rt5-"
 OPERATOR = f"{PREFIX}op"
 AGENTS = ("--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default")
+
+
+def refused_by_the_id_rule(stack: Stack, command: str, stdin: bytes = b"") -> None:
+    """Refused with rule name-like-id under the stack's [names] prefix, the default "ai-" (a
+    hex word lies outside it too: the ID rule must be the one that answers), and with the
+    prefix off (""), where the ID rule is the only defence."""
+    for prefix_off in (False, True):
+        with names_prefix("") if prefix_off else contextlib.nullcontext():
+            since = audit_offset()
+            result = stack.ssh(command, stdin=stdin)
+            assert_refused(stack, result, since, rule="name-like-id")
 
 
 def short_id(full: str) -> str:
@@ -55,11 +68,9 @@ def test_a_container_named_like_the_operators_short_id(stack: Stack, operator_co
     assert resolved(stack, "container", short) not in ("", operator_container)
     stack.docker("rm", "-f", short)
 
-    made = stack.ssh(f"docker run -d --name {short} {IMAGE} sleep 600")
-    assert stack.refused(made), made
+    refused_by_the_id_rule(stack, f"docker run -d --name {short} {IMAGE} sleep 600")
     assert resolved(stack, "container", short) == operator_container
-    made = stack.ssh(f"docker create --name={short[:4]} {IMAGE} true")
-    assert stack.refused(made), made
+    refused_by_the_id_rule(stack, f"docker create --name={short[:4]} {IMAGE} true")
     assert resolved(stack, "container", short[:4]) == operator_container
 
 
@@ -89,6 +100,5 @@ def test_an_image_tagged_like_the_operators_short_id(stack: Stack, operator_imag
     assert resolved(stack, "image", short) not in ("", operator_image)
     stack.docker("rmi", short)
 
-    built = stack.ssh(f"docker build -t {short} -", stdin=f"FROM {IMAGE}\n".encode())
-    assert stack.refused(built), built
+    refused_by_the_id_rule(stack, f"docker build -t {short} -", stdin=f"FROM {IMAGE}\n".encode())
     assert resolved(stack, "image", short) == operator_image

@@ -42,7 +42,7 @@ max_running = 2
 """
 SECRET_VALUE = "hunter2-e2e-rails"
 FOREIGN = "gk-e2e-rails-foreign"
-CAPPED = "gk-e2e-rails-capped"
+CAPPED = "ai-e2e-rails-capped"  # the agent's: named within the [names] prefix (the default "ai-")
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +123,11 @@ def test_over_cap_is_refused_with_the_cap(stack: Stack, capped_policy: None, cas
 
 
 def test_compose_service_gets_the_defaults(stack: Stack, capped_policy: None) -> None:
-    compose = f"docker compose -f {APP_DIR}/compose.yaml"
+    compose = f"docker compose -f {APP_DIR}/compose.yaml -p ai-app"  # not `app`, its directory: the prefix
     up = stack.ssh(f"{compose} up -d", timeout=120)
     try:
         assert up.returncode == 0, up.stderr
-        config = host_config(stack, "app-ticker-1")
+        config = host_config(stack, "ai-app-ticker-1")
         assert (config["Memory"], config["NanoCpus"], config["PidsLimit"]) == (64 << 20, 500_000_000, 32)
     finally:
         stack.ssh(f"{compose} down", timeout=120)
