@@ -140,3 +140,56 @@ def test_an_answer_the_floors_cannot_judge_is_refused(health: object) -> None:
     with pytest.raises(Denied) as refused:
         check_image_health(health, set(), FLOORED.caps, "image 'x'")
     assert refused.value.rule == "limit-health"
+
+
+# ---------------------------------------------------------------- compose services (the CLI layer, layout c)
+
+
+class ComposeCtx:
+    """What check_service_image_health reads of a Context: the policy and the engine."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy, self.world = policy, ImageWorld()
+
+
+# (service, refused): a compose service's containers take every healthcheck field it leaves at
+# 0 from its image, as run's do; a service compose builds is the proxy's to check at the create
+SERVICES = {
+    "image with a 1ms interval": ({"image": "fast"}, True),
+    "its own timeout, the image's interval": ({"image": "fast", "healthcheck": {"timeout": "2s"}}, True),
+    "own interval at the floor": ({"image": "fast", "healthcheck": {"interval": "5s"}}, False),
+    "own interval 0: the image's": ({"image": "fast", "healthcheck": {"interval": "0s"}}, True),
+    "healthcheck disabled": ({"image": "fast", "healthcheck": {"disable": True}}, False),
+    "test NONE": ({"image": "fast", "healthcheck": {"test": ["NONE"]}}, False),
+    "image over the floor": ({"image": "slow"}, False),
+    "image whose checks are off": ({"image": "off"}, False),
+    "image without a healthcheck": ({"image": "plain"}, False),
+    "image with a 1ns timeout": ({"image": "quick-timeout"}, True),
+    "built by compose: the proxy's": ({"image": "fast", "build": {"context": "."}}, False),
+}
+
+
+@pytest.mark.parametrize(("service", "refused"), SERVICES.values(), ids=SERVICES.keys())
+def test_compose_service_images(service: dict[str, object], refused: bool) -> None:
+    from gatekeeper.vetting.limits import caps_of, check_service_image_health
+
+    model = {"services": {"web": service}}
+    open_ctx = ComposeCtx(OPEN)
+    check_service_image_health(open_ctx, caps_of(OPEN), model)  # type: ignore[arg-type]  # control: no floors
+    ctx = ComposeCtx(FLOORED)
+    if not refused:
+        check_service_image_health(ctx, caps_of(FLOORED), model)  # type: ignore[arg-type]
+        return
+    with pytest.raises(Denied) as denied:
+        check_service_image_health(ctx, caps_of(FLOORED), model)  # type: ignore[arg-type]
+    assert denied.value.rule == "limit-health"
+    assert "service 'web'" in denied.value.message
+
+
+def test_a_compose_service_image_not_on_the_engine_is_refused() -> None:
+    from gatekeeper.vetting.limits import caps_of, check_service_image_health
+
+    model = {"services": {"w": {"image": "ghost"}}}
+    with pytest.raises(Denied) as denied:
+        check_service_image_health(ComposeCtx(FLOORED), caps_of(FLOORED), model)  # type: ignore[arg-type]
+    assert denied.value.rule == "limit-health" and "docker pull ghost" in denied.value.message

@@ -369,7 +369,9 @@ def compose_decided(canonical: str, model: dict, policy, uses: list | None = Non
     ctx = SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
         vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), afterwards=[]),
-        parsed=SimpleNamespace(uses=uses or [], positionals=[]), policy=policy, world=Engine(), argv=[],
+        parsed=SimpleNamespace(uses=uses or [], positionals=[]), policy=policy, argv=[],
+        world=Engine(files={"/home/ai-worker/based/Dockerfile": b"FROM traefiked:1\nRUN true\n"}),
+        host_path=lambda path, what: path,
     )
     try:
         vet_compose_ownership(ctx)  # type: ignore[arg-type]
@@ -430,6 +432,16 @@ COMPOSE_CASES = {
     "pulled daily": ("compose create", model({"image": "img", "pull_policy": "daily"}), "image-labels-unchecked"),
     "pull_policy missing of a present image": ("compose up", model({"image": "img", "pull_policy": "missing"}), ""),
     "built by compose (absent): its Dockerfile is checked": ("compose up", model({"image": "newbuild:1", "build": {"context": "/home/ai-worker/app"}}), ""),
+    # a built image carries its base images' labels (docker copies them), and its containers inherit them
+    "built FROM an image with a traefik label": ("compose up", model({"image": "newbuild:1", "build": {"context": "/home/ai-worker/based"}}), "refused-label"),
+    "built inline FROM it": ("compose create", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM traefiked:1"}}), "refused-label"),
+    "built FROM it through a build argument": ("compose run", model({"image": "newbuild:2", "build": {"context": ".", "args": {"B": "traefiked:1"}, "dockerfile_inline": "ARG B=img\nFROM $B"}}), "refused-label"),
+    "built FROM a plain image": ("compose up", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM img\nLABEL a=b"}}), ""),
+    "built FROM an image compose built": ("compose up", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM built:1"}}), ""),
+    "built FROM the traefik one, only as a build stage": ("compose up", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM traefiked:1 AS b\nFROM img"}}), "refused-label"),
+    "built without an image name": ("compose up", {"name": "proj", "services": {"app": {"build": {"context": "/home/ai-worker/based"}}}}, "refused-label"),
+    "built without an image name, FROM a plain one": ("compose up", {"name": "proj", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, ""),
+    "control: compose build creates no container": ("compose build", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM traefiked:1"}}), ""),
     "control: stop creates nothing": ("compose stop", model({"image": "traefiked:1"}), ""),
 }
 

@@ -397,6 +397,7 @@ def compose_ctx(canonical: str, model: dict, policy, engine: FakeEngine, uses: l
         vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model))),
         parsed=SimpleNamespace(uses=uses or []),
         policy=policy, world=engine, argv=[],
+        host_path=lambda path, what: path,  # a built service's Dockerfile is read (its FROM images' labels)
     )
 
 

@@ -335,15 +335,20 @@ def check_running_room(call: Call, ident: str) -> None:
     cap = caps_of(call.policy).max_running
     if not cap:
         return
-    state = (objects.inspect(call.engine, "container", ident) or {}).get("State") or {}
+    found = objects.inspect(call.engine, "container", ident) or {}
+    state = found.get("State") or {}
     if isinstance(state, dict) and state.get("Running") is True:
         return  # a restart of a running container adds none
     target = "/containers/json?filters=" + objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
     running = len(objects.listing(call.engine, target, "your running containers"))
     if running + 1 > cap:
-        # Stops: more of the agent's containers running at once than the operator allows.
+        # Stops: more of the agent's containers running at once than the operator allows. The cap is
+        # kept at the start, not the create (an API create does not say whether a start follows):
+        # a refused `docker run` leaves its container created, never started; the refusal says so.
+        name = str(found.get("Name") or ident[:12]).lstrip("/")
         raise Denied(f"{running} of your containers are running and the cap is {cap} (policy [limits] "
-                     "max_running): stop some first", rule="limit-running")
+                     f"max_running): stop some first; container {name!r} stays created, not started "
+                     f"(docker start it then, or docker rm it)", rule="limit-running")
 
 
 def vet_container_rm(call: Call) -> ApiVerdict:

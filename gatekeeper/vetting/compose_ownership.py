@@ -94,11 +94,14 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
     for name, service in (model.get("services") or {}).items():
         image = service.get("image") if isinstance(service, dict) else None
         if not isinstance(image, str) or not image:
-            continue  # compose builds it under its own name: the Dockerfile was checked
+            if isinstance(service, dict):
+                check_base_image_labels(ctx, name, service)  # compose builds it under its own name
+            continue
         built = "build" in service
         found = None if built and building else lookup(ctx, IMAGE, image)
         if built and found is None:
-            continue  # compose builds it: the Dockerfile was checked
+            check_base_image_labels(ctx, name, service)  # compose builds it: its Dockerfile was checked
+            continue
         where = f"compose service {name!r} image {image!r}"
         pulling = str(service.get("pull_policy") or "").startswith(PULLING_POLICIES)
         if not built and (forced or pulling):
@@ -111,12 +114,47 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
             raise Denied(f"{where} is not on the engine; run 'docker compose pull' first: a container "
                          "inherits its image's labels, which are checked before the create",
                          rule=INHERITED_RULE)
-        own = service_label_keys(service) | COMPOSE_CONTAINER_LABELS
-        for key, value in sorted(found.labels.items()):
-            if (key, value) == COMPOSE_BUILDER:
-                continue  # compose's classic-builder mark on what it built (the proxy's one exception)
-            if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
-                check_label(ctx, f"{key}={value}", f"{where}: label")
+        check_inherited(ctx, service, found.labels, where)
+
+
+def check_inherited(ctx: Context, service: dict[str, Any], labels: dict[str, str], where: str) -> None:
+    """Image labels a service's containers inherit (those the service and compose do not set)."""
+    own = service_label_keys(service) | COMPOSE_CONTAINER_LABELS
+    for key, value in sorted(labels.items()):
+        if (key, value) == COMPOSE_BUILDER:
+            continue  # compose's classic-builder mark on what it built (the proxy's one exception)
+        if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
+            check_label(ctx, f"{key}={value}", f"{where}: label")
+
+
+def check_base_image_labels(ctx: Context, name: str, service: dict[str, Any]) -> None:
+    """A service compose builds: its image carries the labels of the images its Dockerfile
+    starts FROM (docker copies them), and its containers inherit them; they follow the rules
+    of the service's own labels, as a run of the built image would (the proxy checks the built
+    image at the create). A base image the engine does not have is the ONBUILD check's refusal
+    (gatekeeper.vetting.images.check_base_images)."""
+    from gatekeeper.engine_objects import IMAGE, lookup
+    from gatekeeper.vetting.images import base_images, read_dockerfile
+
+    build = service.get("build")
+    if not isinstance(build, dict):
+        return
+    if build.get("dockerfile_inline") is not None:
+        text, where = str(build["dockerfile_inline"]), f"service {name!r}: dockerfile_inline"
+    else:
+        context = str(build.get("context") or ".")
+        dockerfile = str(build.get("dockerfile") or "Dockerfile")
+        where = dockerfile if dockerfile.startswith("/") else context.rstrip("/") + "/" + dockerfile
+        text = read_dockerfile(ctx, where)
+    arguments = build.get("args")
+    values = {str(k): None if v is None else str(v) for k, v in arguments.items()} \
+        if isinstance(arguments, dict) else {}
+    for image, _platform in base_images(text, values, where):
+        found = lookup(ctx, IMAGE, image)
+        if found is not None:
+            # Stops: FROM an image with LABEL traefik.* (or com.docker.compose.project=<the
+            # operator's>) built and run by one compose up: the Dockerfile's own LABELs are clean.
+            check_inherited(ctx, service, found.labels, f"compose service {name!r} FROM {image!r}")
 
 
 def service_label_keys(service: dict[str, Any]) -> set[str]:

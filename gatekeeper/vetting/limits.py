@@ -188,6 +188,11 @@ def check_run_image_health(ctx: Context, caps: Caps) -> None:
         if name in HEALTH_FLOORS and parse(use.value or ""):
             given.add(name)
     reference = ctx.parsed.positionals[0]
+    check_image_health(image_health(ctx, reference), given, caps, f"image {reference!r}")
+
+
+def image_health(ctx: Context, reference: str) -> object:
+    """The image's Config.Healthcheck as the engine answers (None: the image has none)."""
     args = ["image", "inspect", "--format", HEALTH_FORMAT, "--", reference]
     try:
         status, out, _ = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
@@ -203,7 +208,33 @@ def check_run_image_health(ctx: Context, caps: Caps) -> None:
     except ValueError:
         raise Denied(f"image {reference!r}: the engine's answer about its HEALTHCHECK is not JSON",
                      rule="limit-health") from None
-    check_image_health(health, given, caps, f"image {reference!r}")
+    return health
+
+
+def check_service_image_health(ctx: Context, caps: Caps, model: dict[str, object]) -> None:
+    """compose up/create/run: each service's image's own HEALTHCHECK, as for run (the fields
+    the service's healthcheck leaves at 0 come from the image). A service compose builds is
+    checked at its create by the proxy only (the image does not exist when this is decided)."""
+    services = model.get("services") if caps.health else None
+    for name, service in (services if isinstance(services, dict) else {}).items():
+        image = service.get("image") if isinstance(service, dict) else None
+        if not isinstance(image, str) or not image or "build" in service:
+            continue
+        health = service.get("healthcheck")
+        health = health if isinstance(health, dict) else {}
+        test = health.get("test")
+        if health.get("disable") is True or (isinstance(test, list) and test[:1] == ["NONE"]):
+            continue  # the service turns the checks off
+        given = {flag for flag, (_, key) in HEALTH_FLOORS.items() if service_sets(flag, health.get(key))}
+        check_image_health(image_health(ctx, image), given, caps, f"service {name!r} image {image!r}")
+
+
+def service_sets(flag: str, value: object) -> bool:
+    """A healthcheck key of the model the engine gets as a non-zero value (0 = the image's)."""
+    if value is None:
+        return False
+    parse = plain_int if flag == "health-retries" else go_duration
+    return bool(parse(model_value(value)))
 
 
 def health_check(flag: str) -> Callable[[str, Caps, str], None]:
@@ -302,6 +333,8 @@ def vet_compose_limits(ctx: Context, model: dict[str, object]) -> None:
         for name, service in (services if isinstance(services, dict) else {}).items():
             if isinstance(service, dict):
                 limit_service(name, service, caps)
+        if caps.health:
+            check_service_image_health(ctx, caps, model)
     if ctx.located.canonical in COMPOSE_RUNNING and caps.max_running:
         from gatekeeper.vetting.running import check_compose
 
