@@ -1,0 +1,104 @@
+"""What a compose service's containers inherit from images, checked by each layer alone.
+
+A container starts from its image's config: every healthcheck field the create leaves at 0
+comes from the image's HEALTHCHECK, and every label the service does not set from the image's
+labels, which a built image copies from the images its Dockerfile starts FROM. Before this the
+CLI layer checked neither for compose (a service of an image with HEALTHCHECK --interval=1ms
+ran its checks back to back; a service built FROM an image labelled traefik.enable=true ran
+with that label): only the proxy did, at the create, so layout (c) let both through.
+Each layout (a: CLI layer + proxy, b: proxy alone, c: CLI layer alone). The controls in the
+same test: the floors off (the container gets the image's 1 ms interval), and root's compose
+up of the agent's very file (the defence off: the built container carries the label).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import AGENT, AGENT_HOME, IMAGE, MODES, Stack, audit_offset, policy_extended, write_file
+from .test_attack_chains import assert_refused
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
+]
+
+HEALTH_BASE = "gk-rl-fastcheck:1"  # stand for images pulled from a registry: the operator built neither
+LABEL_BASE = "gk-rl-traefiked:1"
+PROJECT_DIR = AGENT_HOME / "work" / "ai-rl-inherited"
+FLOORS = '\n[limits]\nmin_health_interval = "5s"\n'
+
+
+def root_built(stack: Stack, tag: str, dockerfile: str) -> None:
+    context = Path(tempfile.mkdtemp(prefix="gk-rl-"))
+    try:
+        (context / "Dockerfile").write_text(dockerfile)
+        stack.docker("build", "-q", "-t", tag, str(context), check=True)
+    finally:
+        shutil.rmtree(context)
+
+
+def project_containers(stack: Stack, project: str) -> list[str]:
+    label = f"label=com.docker.compose.project={project}"
+    return stack.docker("ps", "-aq", "--filter", label).stdout.split()
+
+
+def remove_project(stack: Stack, project: str) -> None:
+    for container in project_containers(stack, project):
+        stack.docker("rm", "-f", container, check=False)
+    stack.docker("network", "rm", f"{project}_default", check=False)
+
+
+@pytest.fixture
+def project(stack: Stack) -> Iterator[Path]:
+    root_built(stack, HEALTH_BASE, f"FROM {IMAGE}\nHEALTHCHECK --interval=1ms CMD true\n")
+    root_built(stack, LABEL_BASE, f"FROM {IMAGE}\nLABEL traefik.enable=true\n")
+    yield PROJECT_DIR
+    for name in ("ai-rl-health", "ai-rl-based"):
+        remove_project(stack, name)
+    stack.docker("image", "rm", "-f", HEALTH_BASE, LABEL_BASE, "ai-rl-based-app", check=False)
+    shutil.rmtree(PROJECT_DIR, ignore_errors=True)
+
+
+def test_a_service_images_own_healthcheck_follows_the_floors(stack: Stack, project: Path) -> None:
+    compose = project / "health.yaml"
+    text = f"name: ai-rl-health\nservices:\n  app:\n    image: {HEALTH_BASE}\n    command: [sleep, '60']\n"
+    write_file(compose, text, mode=0o644, owner=AGENT, group=AGENT)
+    up = f"docker compose -f {compose} up -d"
+    result = stack.ssh(up, timeout=120)  # control: no floors, the image's 1 ms interval reaches the engine
+    assert result.returncode == 0, result.stderr
+    [made] = project_containers(stack, "ai-rl-health")
+    interval = stack.docker("inspect", "--format", "{{.Config.Healthcheck.Interval}}", made).stdout
+    assert interval.strip() == "1ms", interval
+    remove_project(stack, "ai-rl-health")
+    with policy_extended(FLOORS):
+        since = audit_offset()
+        assert_refused(stack, stack.ssh(up, timeout=120), since, rule="limit-health")
+        assert project_containers(stack, "ai-rl-health") == []
+        given = text + "    healthcheck:\n      interval: 5s\n"
+        write_file(compose, given, mode=0o644, owner=AGENT, group=AGENT)
+        allowed = stack.ssh(up, timeout=120)  # the service's own interval at the floor
+        assert allowed.returncode == 0, allowed.stderr
+
+
+def test_a_built_services_base_image_labels_follow_the_label_rules(stack: Stack, project: Path) -> None:
+    write_file(project / "Dockerfile", f"FROM {LABEL_BASE}\n", mode=0o644, owner=AGENT, group=AGENT)
+    compose = project / "based.yaml"
+    text = "name: ai-rl-based\nservices:\n  app:\n    build: .\n    command: [sleep, '60']\n"
+    write_file(compose, text, mode=0o644, owner=AGENT, group=AGENT)
+    # control: the defence off (root's compose of the same file): the container carries the label
+    stack.docker("compose", "-f", str(compose), "up", "-d", check=True)
+    [made] = project_containers(stack, "ai-rl-based")
+    labels = stack.docker("inspect", "--format", '{{index .Config.Labels "traefik.enable"}}', made).stdout
+    assert labels.strip() == "true", labels
+    remove_project(stack, "ai-rl-based")
+    stack.docker("image", "rm", "-f", "ai-rl-based-app", check=False)
+    since = audit_offset()
+    assert_refused(stack, stack.ssh(f"docker compose -f {compose} up -d", timeout=240), since,
+                   rule="refused-label")
+    assert project_containers(stack, "ai-rl-based") == []
