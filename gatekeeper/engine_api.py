@@ -308,6 +308,16 @@ def field(obj: dict[str, object], name: str, kind: type = str) -> object:
     return value
 
 
+def image_healthcheck(obj: dict[str, object]) -> str:
+    """`{{json .Config.Healthcheck}}` (gatekeeper.vetting.limits' question): the CLI's Go
+    struct prints its fields in struct order, this in sorted order; its one reader parses
+    the JSON. No Config at all is the CLI's template error: a failed question."""
+    config = obj.get("Config")
+    if not isinstance(config, dict):
+        raise EngineError("the engine's image has no Config")
+    return go_json(config.get("Healthcheck"))
+
+
 def config_labels(obj: dict[str, object]) -> str:
     """`{{with .Config}}{{json .Labels}}{{end}}`: empty without a Config."""
     config = obj.get("Config")
@@ -329,6 +339,7 @@ def renderers() -> dict[tuple[str, str], Callable[[dict[str, Any]], str]]:
             (str(field(o, "Id")), go_json(field(o, "Name")), config_labels(o), str(field(o, "Image")))),
         ("image", "{{.Id}}\t{{json .RepoTags}}\t" + with_labels): lambda o: "\t".join(
             (str(field(o, "Id")), go_json(o.get("RepoTags")), config_labels(o))),
+        ("image", "{{json .Config.Healthcheck}}"): image_healthcheck,
         ("volume", "{{.Name}}\t{{json .Name}}\t{{json .Labels}}"): lambda o: "\t".join(
             (str(field(o, "Name")), go_json(field(o, "Name")), go_json(o.get("Labels")))),
         ("network", "{{.Id}}\t{{json .Name}}\t{{json .Labels}}"): lambda o: "\t".join(

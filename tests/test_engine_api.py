@@ -17,6 +17,7 @@ import pytest
 from gatekeeper.engine_api import EngineError, answer_from_api, dechunk, parse_response, url_reference
 from gatekeeper.engine_objects import QUERY_FORMATS
 from gatekeeper.vetting.binds import CONTAINER_FORMAT
+from gatekeeper.vetting.limits import HEALTH_FORMAT
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
 from tests.fake_engine import fake_engine
 
@@ -25,7 +26,12 @@ WEB = {"Id": "a" * 64, "Name": "/web", "Image": "sha256:" + "b" * 64,
 ALPINE = {"Id": "sha256:" + "b" * 64, "RepoTags": ["alpine:3"], "Config": {"Labels": None}}
 DATA = {"Name": "data", "Driver": "local", "Options": None, "Labels": {"x": "1"}}
 NET = {"Id": "c" * 64, "Name": "front", "Labels": {}}
-OBJECTS = {"containers/web": WEB, "images/alpine:3": ALPINE, "volumes/data": DATA, "networks/front": NET}
+HEALTHY = {"Id": "sha256:" + "d" * 64, "RepoTags": ["checked:1"],
+           "Config": {"Labels": None,
+                      "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1000000, "Retries": 3}}}
+NO_CONFIG = {"Id": "sha256:" + "e" * 64, "RepoTags": ["bare:1"], "Config": None}
+OBJECTS = {"containers/web": WEB, "images/alpine:3": ALPINE, "volumes/data": DATA, "networks/front": NET,
+           "images/checked:1": HEALTHY, "images/bare:1": NO_CONFIG}
 
 
 def ask(host: str, kind: str, template: str, *words: str) -> tuple[int, bytes, bytes] | None:
@@ -53,6 +59,17 @@ def test_volume_driver_and_whole_container_templates(engine: str) -> None:
     assert ask(engine, "volume", VOLUME_FORMAT, "data") == (0, b'data\tlocal\tnull\t{"x":"1"}\n', b"")
     status, out, _ = ask(engine, "container", CONTAINER_FORMAT, "web")  # type: ignore[misc]
     assert status == 0 and json.loads(out) == WEB
+
+
+def test_image_healthcheck_template(engine: str) -> None:
+    """The health floors' question (gatekeeper.vetting.limits) without a second process:
+    the image's Healthcheck as JSON, `null` without one; no Config at all is a failed
+    question, as the CLI's template error is (the caller refuses)."""
+    status, out, _ = ask(engine, "image", HEALTH_FORMAT, "checked:1")  # type: ignore[misc]
+    assert status == 0 and json.loads(out) == HEALTHY["Config"]["Healthcheck"]  # type: ignore[index]
+    assert ask(engine, "image", HEALTH_FORMAT, "alpine:3") == (0, b"null\n", b"")
+    status, out, err = ask(engine, "image", HEALTH_FORMAT, "bare:1")  # type: ignore[misc]
+    assert status == 1 and out == b"" and b"no Config" in err
 
 
 def test_a_missing_object_prints_the_others_and_fails(engine: str) -> None:

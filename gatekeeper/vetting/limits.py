@@ -201,10 +201,10 @@ def image_health(ctx: Context, reference: str) -> object:
     if status != 0:
         raise Denied(f"image {reference!r}: its HEALTHCHECK cannot be checked against the floors (not on "
                      f"the engine?); run 'docker pull {reference}' first", rule="limit-health")
-    import json
+    from gatekeeper.json_codec import loads
 
     try:
-        health = json.loads(out or b"null")
+        health = loads((out or b"null").decode("utf-8"))
     except ValueError:
         raise Denied(f"image {reference!r}: the engine's answer about its HEALTHCHECK is not JSON",
                      rule="limit-health") from None

@@ -14,7 +14,9 @@ stdout must be equal; on a failure both say the same about each word
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from gatekeeper.engine_api import answer_from_api
 from gatekeeper.engine_objects import QUERY_FORMATS
 from gatekeeper.vetting.binds import CONTAINER_FORMAT, OWNED_CONTAINERS
+from gatekeeper.vetting.limits import HEALTH_FORMAT
 from gatekeeper.vetting.ownership import OWNED_LISTINGS
 from gatekeeper.vetting.running import RUNNING_FORMAT
 from gatekeeper.vetting.volumes import VOLUME_FORMAT
@@ -32,6 +35,7 @@ from .stack import DOCKER_CONFIG_DIR, DOCKER_HOST, IMAGE, Stack, docker_client
 pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-e2e-api-"
+HEALTH_IMAGE = f"{PREFIX}health:1"  # with a HEALTHCHECK (the health floors' question)
 # (gatekeeper.created: what the create itself sets on a container; volumes and networks ignore it)
 LABELS = ["--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default",
           "--label", "note=<a&b>"]
@@ -53,6 +57,10 @@ def objects(stack: Stack) -> Iterator[dict[str, list[str]]]:
                  f"{PREFIX}tmpvol")
     net = stack.docker("network", "create", *LABELS, f"{PREFIX}net").stdout.strip()
     image = stack.docker("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip()
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {IMAGE}\nHEALTHCHECK --interval=7s --timeout=3s --retries=2 CMD true\n")
+        stack.docker("build", "-q", "-t", HEALTH_IMAGE, context)
     yield {"ids": ids, "net": [net], "image": [image]}
     clean(stack)
 
@@ -62,6 +70,7 @@ def clean(stack: Stack) -> None:
         stack.docker("rm", "-f", f"{PREFIX}{n}", check=False)
     stack.docker("volume", "rm", f"{PREFIX}vol", f"{PREFIX}tmpvol", check=False)
     stack.docker("network", "rm", f"{PREFIX}net", check=False)
+    stack.docker("image", "rm", "-f", HEALTH_IMAGE, check=False)
 
 
 def ambiguous(ids: list[str]) -> str:
@@ -91,6 +100,9 @@ def questions(objects: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]
         ("image", image_q, [image]),
         ("image", image_q, [image.removeprefix("sha256:")[:12]]),
         ("image", image_q, ["gk-no-such-image:1"]),
+        ("image", HEALTH_FORMAT, [HEALTH_IMAGE]),
+        ("image", HEALTH_FORMAT, [IMAGE, HEALTH_IMAGE]),
+        ("image", HEALTH_FORMAT, ["gk-no-such-image:1"]),
         ("volume", QUERY_FORMATS["volume"], [f"{PREFIX}vol"]),
         ("volume", QUERY_FORMATS["volume"], [f"{PREFIX}vol", f"{PREFIX}nothing"]),
         ("volume", VOLUME_FORMAT, [f"{PREFIX}vol", f"{PREFIX}tmpvol"]),
@@ -111,6 +123,8 @@ def comparable(template: str, out: bytes) -> object:
     """`{{json .}}` is the CLI's Go structs re-encoded: compare the fields readers take.
     Blank lines are dropped: for an ambiguous prefix the CLI prints one (status 1)."""
     lines = [line for line in out.splitlines() if line.strip()]
+    if template == HEALTH_FORMAT:  # the CLI's struct order against sorted keys: the same JSON
+        return [json.loads(line) for line in lines]
     if template != CONTAINER_FORMAT:
         return lines
     objects = [json.loads(line) for line in lines]
@@ -172,3 +186,13 @@ def test_api_listings_equal_the_cli(objects: dict[str, list[str]]) -> None:
             api_lines, cli_lines = sorted(api_lines), sorted(cli_lines)
         assert api_lines == cli_lines, (args, api, cli)
         assert len(cli_lines) > 0 or "gk-none" in " ".join(args), args  # something was listed
+
+
+def test_the_health_question_reads_the_images_healthcheck(objects: dict[str, list[str]]) -> None:
+    """Control for the health rows above: the API path's answer is the image's HEALTHCHECK
+    (not `null` on both sides), read as gatekeeper.vetting.limits reads it."""
+    args = ["image", "inspect", "--format", HEALTH_FORMAT, "--", HEALTH_IMAGE]
+    answered = answer_from_api(DOCKER_HOST, args, 10.0)
+    assert answered is not None and answered[0] == 0, answered
+    health = json.loads(answered[1])
+    assert (health["Interval"], health["Timeout"], health["Retries"]) == (7 * 10**9, 3 * 10**9, 2)
