@@ -40,6 +40,13 @@ profile = "ci-bot"
 """
 
 
+@pytest.fixture(autouse=True)
+def no_deployed_policy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Cases without --policy read the deployed policy when there is one: these tests must not
+    read this machine's /etc/gatekeeper/policy.toml (the e2e stack rewrites it), so there is none."""
+    monkeypatch.setattr(policy_cmd, "DEPLOYED_POLICY", str(tmp_path / "no-deployed-policy.toml"))
+
+
 def write(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)
