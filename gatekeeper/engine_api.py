@@ -337,8 +337,9 @@ def renderers() -> dict[tuple[str, str], Callable[[dict[str, Any]], str]]:
     return {
         ("container", "{{.Id}}\t{{json .Name}}\t" + with_labels + "\t{{.Image}}"): lambda o: "\t".join(
             (str(field(o, "Id")), go_json(field(o, "Name")), config_labels(o), str(field(o, "Image")))),
-        ("image", "{{.Id}}\t{{json .RepoTags}}\t" + with_labels): lambda o: "\t".join(
-            (str(field(o, "Id")), go_json(o.get("RepoTags")), config_labels(o))),
+        ("image", "{{.Id}}\t{{json .RepoTags}}\t" + with_labels + "\t{{json .RepoDigests}}"):
+            lambda o: "\t".join((str(field(o, "Id")), go_json(o.get("RepoTags")), config_labels(o),
+                                 go_json(o.get("RepoDigests")))),
         ("image", "{{json .Config.Healthcheck}}"): image_healthcheck,
         ("volume", "{{.Name}}\t{{json .Name}}\t{{json .Labels}}"): lambda o: "\t".join(
             (str(field(o, "Name")), go_json(field(o, "Name")), go_json(o.get("Labels")))),

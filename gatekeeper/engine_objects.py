@@ -11,7 +11,7 @@ text: the query's --format is ours alone.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
+from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
 from gatekeeper.printable import first_error
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -26,7 +26,7 @@ CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
 # container also its image's ID (its labels are inherited: gatekeeper.owner.proven_labels).
 QUERY_FORMATS = {
     CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}\t{{.Image}}",
-    IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}",
+    IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}\t{{json .RepoDigests}}",
     VOLUME: "{{.Name}}\t{{json .Name}}\t{{json .Labels}}",
     NETWORK: "{{.Id}}\t{{json .Name}}\t{{json .Labels}}",
 }
@@ -37,15 +37,17 @@ NO_SOCKET = "no such file or directory"  # the engine's socket is missing: no an
 
 
 class Target:
-    """One resolved object: its ID, the names it goes by, its labels."""
+    """One resolved object: its ID, the names it goes by, its labels (an image: its digests)."""
 
-    __slots__ = ("word", "ident", "names", "labels")
+    __slots__ = ("word", "ident", "names", "labels", "digests")
 
-    def __init__(self, word: str, ident: str, names: list[str], labels: dict[str, str]) -> None:
+    def __init__(self, word: str, ident: str, names: list[str], labels: dict[str, str],
+                 digests: list[str] | None = None) -> None:
         self.word = word  # as the agent wrote it
         self.ident = ident
         self.names = names
         self.labels = labels
+        self.digests = digests or []  # an image's RepoDigests (gatekeeper.image_scope)
 
     def shown(self) -> str:
         name = self.names[0] if self.names else self.ident[7:19]
@@ -70,6 +72,8 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
             raise Denied(f"cannot resolve {kind} {word!r}", rule="scope-unresolved") from None
         found = labels_value if isinstance(labels_value, dict) else {}  # null: none (fails the owner check)
         targets.append(Target(word, ident, plain_names(names_value), dict(found)))
+        if kind == IMAGE:
+            targets[-1].digests = json_strings(image)
         images.append(image.strip())
     if kind == CONTAINER:
         prove_created(ctx, targets, images)
@@ -109,7 +113,7 @@ def image_labels(ctx: Context, idents: list[str]) -> dict[str, dict[str, str]]:
         raise Denied(f"cannot resolve the containers' images: {first_error(err)}", rule="scope-unresolved")
     found = {}
     for line in out.decode("utf-8", "replace").splitlines():
-        ident, _names, labels = [*line.split("\t", 2), "", ""][:3]
+        ident, _names, labels = [*line.split("\t", 3), "", ""][:3]
         found[ident] = json_labels(labels)
     return found
 
@@ -127,6 +131,15 @@ def lookup(ctx: Context, kind: str, word: str) -> Target | None:
             return None
         raise Denied(f"cannot resolve {kind} {word!r}: {first_error(err)}", rule="scope-unresolved")
     return resolve(ctx, kind, [word])[0]
+
+
+def pulled_tags(ctx: Context, ident: str) -> set[str]:
+    """The tags gatekeeper recorded as pulled by this profile for image `ident` (its pull
+    records: volumes labelled PULLED_BY, PULLED_IMAGE, PULLED_TAG)."""
+    args = ["volume", "ls", "--filter", f"label={PULLED_BY}={ctx.policy.profile}",
+            "--filter", f"label={PULLED_IMAGE}={ident}", "--format", f'{{{{.Label "{PULLED_TAG}"}}}}|']
+    out = query(ctx, args, f"the pulls of image {ident[:19]}")
+    return {line[:-1] for line in out.splitlines() if line.endswith("|")}
 
 
 def plain_names(value: object) -> list[str]:
@@ -156,6 +169,17 @@ def only_not_found(err: bytes) -> bool:
     lines = [line.lower() for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
     return bool(lines) and all(any(marker in line for marker in NOT_FOUND) and NO_SOCKET not in line
                                for line in lines)
+
+
+def json_strings(text: str) -> list[str]:
+    """An engine's `{{json .RepoDigests}}` answer as a list of strings (null or junk -> [])."""
+    from gatekeeper.json_codec import loads
+
+    try:
+        value = loads(text.strip() or "null")
+    except ValueError:
+        return []
+    return [str(item) for item in value] if isinstance(value, list) else []
 
 
 def json_labels(text: str) -> dict[str, str]:

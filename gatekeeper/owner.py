@@ -19,6 +19,11 @@ DEFAULT_PROFILE = "default"  # the profile when the ForceCommand line has no --n
 # its image does not carry CREATED_LABEL=<profile> (a Dockerfile LABEL, a commit).
 CREATED_LABEL = "gatekeeper.created"
 
+# Labels of a pull record (gatekeeper.steps and gatekeeper.proxy.pulls make them; the agent
+# cannot: gatekeeper.*): the engine cannot label a pulled image, so its puller is recorded.
+PULLED_BY, PULLED_IMAGE, PULLED_TAG = (
+    "gatekeeper.pulled-by", "gatekeeper.pulled-image", "gatekeeper.pulled-tag")
+
 
 def proven_labels(labels: dict[str, str], image_labels: dict[str, str] | None) -> dict[str, str]:
     """A container's labels, without its owner labels unless its create set them:

@@ -53,6 +53,8 @@ RULES: Final = MappingProxyType(
         "name-like-id": "a container/network name or image tag of hex digits only: read before an ID prefix",
         "foreign-tag": "a build or pull would re-point a tag naming an image the agent does not own",
         "refused-label": "a label other software acts on ([labels] refused), or a key not plain ASCII",
+        "image-not-shared": "an image the agent neither built nor pulled, from no allowed registry, not "
+                            "[images] shared",
         "image-labels-unchecked": "a container of an image not on the engine, or pulled anew: labels unseen",
         "top-arguments": "ps options for 'docker top' reach the host's ps, run as root",
         "step-failed": "an engine step gatekeeper takes before the command (a new volume) failed",

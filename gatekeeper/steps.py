@@ -20,8 +20,7 @@ pinned binary and clean environment as the command itself.
 
 from __future__ import annotations
 
-from gatekeeper.owner import OWNER_LABEL
-from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG
+from gatekeeper.owner import OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:

@@ -173,10 +173,13 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
     from gatekeeper.vetting.limits import HEALTH_FORMAT
     from gatekeeper.vetting.volumes import VOLUME_FORMAT
 
-    # Images present: a build's bases (linux/amd64) without ONBUILD steps, none with a HEALTHCHECK.
-    image_lines = {TRIGGERS_FORMAT: b"linux/amd64\tnull\n", HEALTH_FORMAT: b"null\n"}
-    if args[:3] == ["image", "inspect", "--format"] and len(args) > 3 and args[3] in image_lines:
-        return 0, image_lines[args[3]] * len(args[5:]), b""
+    # Images present: a build's bases (linux/amd64, the agent's) without ONBUILD steps, none
+    # with a HEALTHCHECK.
+    if args[:3] == ["image", "inspect", "--format"] and args[3:4] in ([TRIGGERS_FORMAT], [HEALTH_FORMAT]):
+        owned = json.dumps(created_labels(policy.profile, container=False))
+        lines = [f"linux/amd64\tnull\t{word}\t{json.dumps([word])}\t[]\t{owned}\n"
+                 if args[3] == TRIGGERS_FORMAT else "null\n" for word in args[5:]]
+        return 0, "".join(lines).encode(), b""
     if args[:4] == ["volume", "inspect", "--format", VOLUME_FORMAT]:
         return 0, b"", b""  # named volumes do not exist yet, so docker makes them plain
     if args[:4] == ["container", "inspect", "--format", CONTAINER_FORMAT]:

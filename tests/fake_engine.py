@@ -100,5 +100,7 @@ def fake_engine(directory: Path, objects: dict[str, dict[str, object]], *, name:
 
 
 # An image named `img`, as the unit tests' commands run it: run/create ask for its labels
-# (gatekeeper.vetting.ownership.check_inherited_labels), none of which it carries.
-IMG: dict[str, object] = {"Id": "sha256:" + "5" * 64, "RepoTags": ["img:latest"], "Config": {"Labels": None}}
+# (gatekeeper.vetting.ownership.check_inherited_labels), none of which it carries, and
+# whether the agent may use it (gatekeeper.image_scope): it came from a registry (a digest).
+IMG: dict[str, object] = {"Id": "sha256:" + "5" * 64, "RepoTags": ["img:latest"], "Config": {"Labels": None},
+                          "RepoDigests": ["img@sha256:" + "6" * 64]}

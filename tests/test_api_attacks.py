@@ -231,7 +231,8 @@ class ImageLabels(FakeEngine):
     def one(self, path: str) -> tuple[int, object]:
         for ref, labels in LABELLED.items():
             if path == f"/images/{ref}/json":
-                return 200, {"Id": "sha256:" + cid("4"), "RepoTags": [ref], "Config": {"Labels": labels}}
+                return 200, {"Id": "sha256:" + cid("4"), "RepoTags": [ref], "Config": {"Labels": labels},
+                             "RepoDigests": [f"{ref.partition(':')[0]}@sha256:{cid('6')}"]}  # from a registry
         return super().one(path)
 
 

@@ -47,7 +47,7 @@ def engine(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.parametrize(("kind", "word", "line"), [
     ("container", "web",
      f"{'a' * 64}\t\"/web\"\t" + '{"b":"<&>","gatekeeper.owner":"default"}' + f"\tsha256:{'b' * 64}"),
-    ("image", "alpine:3", f"sha256:{'b' * 64}\t[\"alpine:3\"]\tnull"),
+    ("image", "alpine:3", f"sha256:{'b' * 64}\t[\"alpine:3\"]\tnull\tnull"),
     ("volume", "data", 'data\t"data"\t{"x":"1"}'),
     ("network", "front", f"{'c' * 64}\t\"front\"\t{{}}"),
 ])  # fmt: skip

@@ -105,7 +105,8 @@ class HealthEngine(FakeEngine):
             if path == f"/images/{name}/json":
                 self.asked.append(target)
                 config = {"Labels": {}, "Env": [], "Healthcheck": health}
-                return 200, {"Id": "sha256:" + "7" * 64, "RepoTags": [f"{name}:latest"], "Config": config}
+                return 200, {"Id": "sha256:" + "7" * 64, "RepoTags": [f"{name}:latest"], "Config": config,
+                             "RepoDigests": [f"{name}@sha256:{'6' * 64}"]}  # from a registry
         return super().get_json(target)
 
 

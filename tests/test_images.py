@@ -11,8 +11,9 @@ import pytest
 
 from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
+from gatekeeper.image_refs import matches, repository
 from gatekeeper.policy import load_policy
-from gatekeeper.vetting.images import check_dockerfile, matches, repository
+from gatekeeper.vetting.images import check_dockerfile
 from tests.fakes import StaticWorld
 
 ALLOWED = """\
@@ -286,8 +287,9 @@ def test_the_forcecommand_reads_stdin_once_and_hands_docker_what_it_checked(depl
     from tests.conftest import gatekeeper_command, pythonpath_free_env
 
     saved = deployment.root / "stdin-seen"
-    # docker's stand-in keeps its stdin (and has the base image, without ONBUILD steps)
-    answer = '[ "$1 $2" = "image inspect" ] && printf "linux/amd64\\tnull\\n" && exit 0'
+    # (and has the base image, from a registry: a digest; without ONBUILD steps)
+    answer = ('[ "$1 $2" = "image inspect" ] && printf "linux/amd64\\tnull\\tsha256:1\\t[]'
+              '\\t[\\"alpine@sha256:1\\"]\\tnull\\n" && exit 0')
     stub = f"#!/bin/sh\n{answer}\ncat > {saved}\n"
     deployment.docker.write_text(stub)
 
@@ -325,8 +327,14 @@ class BaseImages(StaticWorld):
             return super().run_docker(policy, args, stdin, timeout)
         self.asked.append(args[5:])
         found = [name for name in args[5:] if name in self.images]
-        out = "".join(f"linux/amd64\t{json.dumps(self.images[name])}\n" for name in found)
+        out = "".join(f"linux/amd64\t{json.dumps(self.images[name])}\t{registry_facts(name)}\n"
+                      for name in found)
         return (0 if len(found) == len(args[5:]) else 1), out.encode(), b"Error: No such image"
+
+
+def registry_facts(name: str) -> str:
+    """ID, tags, digests and labels of an image pulled from a registry (gatekeeper.image_scope)."""
+    return f"sha256:{'4' * 64}\t{json.dumps([name])}\t{json.dumps([name + '@sha256:' + '6' * 64])}\tnull"
 
 
 BASE_CASES = [

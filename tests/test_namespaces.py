@@ -49,8 +49,14 @@ CREATED = {**MINE, "gatekeeper.created": "default"}  # a container the agent's r
 APP = "sha256:a1" + "0" * 62
 
 
-def obj(kind: str, ident: str, names: list[str], labels: dict[str, str], image: str = APP) -> dict:
-    return {"kind": kind, "id": ident, "names": names, "labels": labels, "image": image}
+def obj(kind: str, ident: str, names: list[str], labels: dict[str, str], image: str = APP,
+        digests: list[str] | None = None) -> dict:
+    return {"kind": kind, "id": ident, "names": names, "labels": labels, "image": image, "digests": digests}
+
+
+def pulled_from_a_registry(tag: str) -> list[str]:
+    """An image's RepoDigests: it came from a registry ([images] allowed admits any here)."""
+    return [tag.partition(":")[0] + "@sha256:" + "6" * 64]
 
 
 ENGINE = [
@@ -68,14 +74,16 @@ ENGINE = [
     obj("image", "sha256:a5" + "0" * 62, ["gold:1"], MINE),
     obj("image", "sha256:a6" + "0" * 62, ["base:2"], {}),
     obj("image", "sha256:a7" + "0" * 62, ["img:latest"], MINE),
-    obj("image", "sha256:a8" + "0" * 62, ["traefiked:1"], {"traefik.enable": "true"}),
+    obj("image", "sha256:a8" + "0" * 62, ["traefiked:1"], {"traefik.enable": "true"},
+        digests=pulled_from_a_registry("traefiked")),
     obj("image", "sha256:a9" + "0" * 62, ["poser:1"], {"com.docker.compose.project": "prod", "team": "x",
-        "com.docker.compose.network": "prod_default"}),
+        "com.docker.compose.network": "prod_default"}, digests=pulled_from_a_registry("poser")),
     obj("image", "sha256:aa" + "0" * 62, ["stale:1"], {**MINE, "traefik.enable": "true"}),
     obj("image", "sha256:ab" + "0" * 62, ["built:1"], {**MINE, "com.docker.compose.project": "proj",
         "com.docker.compose.service": "app", "com.docker.compose.version": "2.40.3", "app": "x",
         "com.docker.compose.image.builder": "classic"}),
     obj("image", "sha256:ac" + "0" * 62, ["builder:1"], {**MINE, "com.docker.compose.image.builder": "buildkit-x"}),
+    obj("image", "sha256:ad" + "0" * 62, ["fetched:1"], {}, digests=pulled_from_a_registry("fetched")),
 ]
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
@@ -122,7 +130,8 @@ class Engine(StaticWorld):
                 err.append(f"Error response from daemon: No such {kind}: {word}")
                 continue
             names = {"container": "/" + o["names"][0], "image": o["names"]}.get(kind, o["names"][0])
-            image = f"\t{o['image']}" if kind == "container" else ""
+            image = f"\t{o['image']}" if kind == "container" else \
+                f"\t{json.dumps(o['digests'])}" if kind == "image" else ""
             out.append(f"{o['id']}\t{json.dumps(names)}\t{json.dumps(o['labels'] or None)}{image}\n")
         return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
 
@@ -173,7 +182,8 @@ ALLOWED = {
     "re-build own tag": "docker build --tag=app:1 -",
     "build a shared tag": "docker build -t base:2 -",
     "pull a new tag": "docker pull fresh:1",
-    "run the operator's image": "docker run --pull missing postgres:15",
+    "run an image it pulled": "docker run --pull missing pulled:1",
+    "run a registry's image by ID": "docker run sha256:ad" + "0" * 62,
     "pull over own tag": "docker pull app:1",
     "pull over a pulled tag": "docker pull pulled:1",
     "pull by digest": "docker pull fresh@sha256:" + "f" * 64,
@@ -232,6 +242,9 @@ TRYING_TO_CHEAT = {
     "run --pull always": ("docker run --pull always postgres:15", "foreign-tag", "'postgres:15'"),
     "create --pull=always": ("docker create --pull=always postgres:15", "foreign-tag", "'postgres:15'"),
     # the pull's image would bring labels nobody checked (gatekeeper.vetting.ownership.check_inherited_labels)
+    # the operator's local image (gatekeeper.image_scope): another profile's pull is not this one's
+    "run the operator's image": ("docker run --pull missing postgres:15", "image-not-shared", "'postgres:15'"),
+    "create it by short ID": ("docker create a20000000000", "image-not-shared", "'a20000000000' (postgres:15)"),
     "run --pull always over its own": ("docker run --pull always app:1", "image-labels-unchecked", "docker pull app:1"),
     "pull every tag": ("docker pull -a postgres", "foreign-tag", "--all-tags"),
     "another profile's pull": ("docker rmi postgres:15", "scope-owned", "'postgres:15'"),
@@ -409,7 +422,10 @@ COMPOSE_CASES = {
     "external_links": ("compose up", model({"external_links": ["db:database"]}), "foreign-link"),
     "external_links to own": ("compose up", model({"external_links": ["web"]}), ""),
     "links to own services": ("compose up", model({"links": ["db"]}), ""),
-    "use the operator's image": ("compose up", model({"image": "postgres:15"}), ""),
+    "use the operator's image": ("compose up", model({"image": "postgres:15"}), "image-not-shared"),
+    "use its own image": ("compose up", model({"image": "app:1"}), ""),
+    "use a registry's image": ("compose up", model({"image": "fetched:1"}), ""),
+    "use an image it pulled": ("compose up", model({"image": "pulled:1"}), ""),
     "build into the operator's tag": ("compose up", model({"image": "postgres:15", "build": {"context": "/home/ai-worker/app"}}), "foreign-tag"),
     "compose build into it": ("compose build", model({"image": "docker.io/library/postgres:15", "build": {"context": "/home/ai-worker/app"}}), "foreign-tag"),
     "build.tags re-points the operator's": ("compose build", model({"image": "app:1", "build": {"context": "/home/ai-worker/app", "tags": ["mine:2", "postgres:15"]}}), "foreign-tag"),

@@ -110,7 +110,9 @@ class FakeEngine(StaticWorld):
                 err.append(found)
                 continue
             names = json.dumps("/" + found.name if kind == "container" else [found.name])
-            image = f"\t{found.image}" if kind == "container" else ""
+            # a container's image; an image's RepoDigests: these came from a registry (image_scope)
+            image = f"\t{found.image}" if kind == "container" else \
+                f"\t{json.dumps([found.name.partition(':')[0] + '@sha256:' + '6' * 64])}" if kind == "image" else ""
             out.append(f"{found.ident}\t{names}\t{json.dumps(found.labels or None)}{image}\n")
         return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
 

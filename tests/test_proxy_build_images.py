@@ -56,6 +56,7 @@ class BaseImages(FakeEngine):
         if status == 404 and path.startswith("/images/") and path.endswith("/json") and \
                 not name.startswith("newthing"):  # the tag the build makes is new
             return 200, {"Id": "sha256:" + "4" * 64, "RepoTags": [name], "Os": "linux",
+                         "RepoDigests": [f"{name.partition(':')[0]}@sha256:{'6' * 64}"],  # from a registry
                          "Architecture": "amd64",
                          "Config": {"Labels": {}, "OnBuild": self.triggers.get(name)}}
         return status, found

@@ -59,7 +59,9 @@ class EmptyEngine(RealWorld):
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
         if args[:2] == ["image", "inspect"]:
-            return 0, "".join(f"sha256:{'5' * 64}\t[\"{word}\"]\tnull\n" for word in args[5:]).encode(), b""
+            digest = "@sha256:" + "6" * 64  # from a registry (gatekeeper.image_scope)
+            return 0, "".join(f"sha256:{'5' * 64}\t[\"{word}\"]\tnull\t[\"{word.partition(':')[0]}{digest}\"]\n"
+                              for word in args[5:]).encode(), b""
         if args[1:2] == ["inspect"]:
             return 1, b"", b"Error: No such object"
         if args[:1] != ["compose"]:

@@ -123,7 +123,7 @@ def fix_for(decision: object, command: str, policy: Policy) -> tuple[str, str, s
 
 
 def image_fix(command: str) -> tuple[str, str, str] | None:
-    from gatekeeper.vetting.images import repository
+    from gatekeeper.image_refs import repository
     from gatekeeper.words import split_command
 
     words = [w for w in split_command(command)[1:] if not w.startswith("-")]

@@ -269,6 +269,11 @@ def check_mount(body: Body, field: str, mount: object) -> dict[str, Any]:
         # Stops: the files of an image [images] allowed keeps the agent from running (the
         # operator's own build, say) read through a mount of it into an allowed image's container.
         check_image_source(body.call, source, f"{field}.Source (image mount)")
+        if source:
+            from gatekeeper.proxy.images import check_image_use
+
+            # Stops: the operator's local image (not [images] shared) read through a mount.
+            check_image_use(body.call, source, f"{field}.Source (image mount)")
     return out
 
 
@@ -716,14 +721,21 @@ def vet_container_create(call: Call) -> ApiVerdict:
     apply_caps(call, host, "HostConfig", defaults=True)
     drop_capabilities(host)
     check_published_ports(call, host)
-    if isinstance(checked.get("Image"), str):
+    image: dict[str, Any] | None = None
+    if isinstance(checked.get("Image"), str) and checked["Image"]:
         from gatekeeper.proxy.images import check_image_source
 
         check_image_source(call, checked["Image"], "image")
+        image = objects.inspect(call.engine, "image", checked["Image"])  # None: the engine has none
     check_new_binds(call, body.binds)
     if body.binds:
         check_no_restart_policy(host.get("RestartPolicy"), "HostConfig.RestartPolicy")
-    check_inherited_labels(call, checked.get("Image"), checked["Labels"])
+    check_inherited_labels(call, image, checked["Labels"])
+    if image is not None:
+        from gatekeeper.proxy.images import check_found_use
+
+        # Stops: `docker run <the operator's image> env` printing what `image inspect` redacts.
+        check_found_use(call, checked["Image"], image, "image")
     check_inherited_health(call, checked.get("Image"), checked.get("Healthcheck"))
     create_new_volumes(body)
     call.body = json.dumps(checked, ensure_ascii=False, separators=(",", ":")).encode()
@@ -769,13 +781,13 @@ def check_published_ports(call: Call, host: dict[str, object]) -> None:
                      "lists, e.g. 127.0.0.1:8080", rule=f"flag-{flag}")
 
 
-def check_inherited_labels(call: Call, image: object, labels: dict[str, str]) -> None:
-    """The labels the container inherits from its image (a Dockerfile LABEL) follow the
-    rules of the body's own; the owner label is the body's, always."""
+def check_inherited_labels(call: Call, found: dict[str, Any] | None, labels: dict[str, str]) -> None:
+    """The labels the container inherits from its image (`found`, its inspect object, None
+    when the engine has none) follow the rules of the body's own; the owner label is the
+    body's, always."""
     from gatekeeper.owner import OWNER_LABEL
     from gatekeeper.proxy.labels import owner_labelled
 
-    found = objects.inspect(call.engine, "image", image) if isinstance(image, str) and image else None
     image_labels = objects.config_labels(found) if found is not None else None
     if not isinstance(image_labels, dict):
         return  # no such image: the engine refuses the create (or pulls nothing: the CLI pulls first)

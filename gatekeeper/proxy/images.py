@@ -9,17 +9,9 @@ from __future__ import annotations
 
 from gatekeeper.engine_objects import IMAGE
 from gatekeeper.errors import Denied
-from gatekeeper.owner import OWNER_LABEL
+from gatekeeper.owner import OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
 from gatekeeper.proxy import objects
-from gatekeeper.vetting.namespaces import (
-    NEW,
-    OWNED,
-    PULLED_BY,
-    PULLED_IMAGE,
-    PULLED_TAG,
-    SHARED,
-    familiar,
-)
+from gatekeeper.vetting.namespaces import NEW, OWNED, SHARED, familiar
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,6 +55,35 @@ def check_tag(call: Call, ref: str, what: str) -> str:
     # Stops: `build -t postgres:15` / a pull moving the operator's tag to another image.
     raise Denied(f"{what} {ref!r}: that tag names an image {whose} ({found.ident[7:19]}); building or "
                  "pulling would re-point it; use a tag of your own", rule="foreign-tag")
+
+
+# ---------------------------------------------------------------- [images] shared: what the agent may use
+
+
+def check_image_use(call: Call, word: str, what: str) -> dict[str, Any] | None:
+    """The image `word` names is the agent's to run, build from or mount
+    (gatekeeper.image_scope); its inspect object, or None when the engine has no such image
+    (no one's local image: the engine fails, or the client pulls it first, a pull vetted and
+    recorded as the agent's)."""
+    found = objects.inspect(call.engine, IMAGE, word)
+    if found is not None:
+        check_found_use(call, word, found, what)
+    return found
+
+
+def check_found_use(call: Call, word: str, found: dict[str, Any], what: str) -> None:
+    """may_use on the engine's answer; the pull records only when nothing else admits it."""
+    from gatekeeper.image_scope import ImageFacts, may_use, refusal
+
+    target = objects.target_of(IMAGE, word, found)
+    digests = found.get("RepoDigests")
+    facts = ImageFacts(target.ident, target.names,
+                       [str(d) for d in digests] if isinstance(digests, list) else [], target.labels)
+    if may_use(call.policy, facts):
+        return
+    if may_use(call.policy, facts, pulled=pulled_by_agent(call, target.ident, [])):
+        return
+    raise refusal(word, facts, what)
 
 
 # ---------------------------------------------------------------- pull
@@ -207,6 +228,7 @@ def check_base_images(call: Call, text: str, where: str, patterns: list[str]) ->
     from gatekeeper.vetting.images import (
         base_images,
         check_triggers,
+        copied_images,
         refuse_missing,
         refuse_pull,
         same_platform,
@@ -217,14 +239,23 @@ def check_base_images(call: Call, text: str, where: str, patterns: list[str]) ->
     raw = build_json(call.one("buildargs") or "{}", "buildargs", "api-query")
     pairs = raw.items() if isinstance(raw, dict) else []
     arguments = {str(k): None if v is None else str(v) for k, v in pairs}
+    copied = copied_images(text, where)
     for image, wanted in base_images(text, arguments, where, call.one("platform") or ""):
         found = objects.inspect(call.engine, IMAGE, image)
         if found is None:
             raise refuse_missing(image, where)
+        check_found_use(call, image, found, f"{where}: FROM")
         if not same_platform(wanted, f"{found.get('Os')}/{found.get('Architecture')}"):
             raise refuse_missing(f"{image} for {wanted}", where)
         config = found.get("Config")
-        check_triggers(image, config.get("OnBuild") if isinstance(config, dict) else None, patterns, where)
+        triggers = config.get("OnBuild") if isinstance(config, dict) else None
+        check_triggers(image, triggers, patterns, where)
+        if isinstance(triggers, list):
+            steps = "\n".join(str(step) for step in triggers)
+            copied += copied_images(steps, f"{where}: FROM {image!r} ONBUILD")
+    for image in dict.fromkeys(copied):
+        if image != "scratch":
+            check_image_use(call, image, f"{where}: COPY --from / RUN --mount from")
 
 
 def check_build_syntax_argument(call: Call, patterns: list[str]) -> None:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from gatekeeper.owner import PULLED_BY, PULLED_IMAGE, PULLED_TAG
 from gatekeeper.steps import RECORD_PREFIX, record_name
-from gatekeeper.vetting.namespaces import PULLED_BY, PULLED_IMAGE, PULLED_TAG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

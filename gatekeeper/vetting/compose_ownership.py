@@ -115,6 +115,10 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
                          "inherits its image's labels, which are checked before the create",
                          rule=INHERITED_RULE)
         check_inherited(ctx, service, found.labels, where)
+        from gatekeeper.vetting.images import check_image_use, target_facts
+
+        # Stops: a service running the operator's local image (its files, its ENV).
+        check_image_use(ctx, image, target_facts(found), f"compose service {name!r}: image")
 
 
 def check_inherited(ctx: Context, service: dict[str, Any], labels: dict[str, str], where: str) -> None:

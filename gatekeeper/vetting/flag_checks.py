@@ -157,6 +157,10 @@ def check_mount(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         # Stops: the files of an image [images] allowed keeps the agent from running (the
         # operator's own build, say) read through a mount of it into an allowed image's container.
         check_reference(source, allowed_patterns(ctx.policy), f"{use.spelled} image source")
+        from gatekeeper.vetting.images import check_image_word
+
+        # Stops: the operator's local image (not [images] shared) read through a mount.
+        check_image_word(ctx, source, f"{use.spelled} image source")
 
 
 def mount_settings(use: FlagUse, fields: list[str]) -> dict[str, str]:

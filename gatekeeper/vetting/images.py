@@ -29,12 +29,15 @@ agent's image. check_add_sources is shared with the API layer (gatekeeper.proxy.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
+from gatekeeper.image_refs import matches, repository
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     import re
     from typing import Any
 
+    from gatekeeper.engine_objects import Target
+    from gatekeeper.image_scope import ImageFacts
     from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
 
@@ -42,8 +45,6 @@ RULE = "image-source"
 ADD_RULE = "build-add-url"
 ADD_INSTEAD = ("fetch it with curl or wget in a RUN step (which runs in the build container's network, "
                "not the host's) or COPY a file you fetched yourself")
-DOCKER_HUB = "docker.io"
-HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 RUN_FAMILY = frozenset({"container run", "container create"})
 DOCKERFILE_LIMIT = 1 << 20
 
@@ -54,39 +55,6 @@ def pinning(policy: Policy) -> bool:
 
 def allowed_patterns(policy: Policy) -> list[str]:
     return list(policy.images_allowed)
-
-
-def repository(reference: str) -> str:
-    """DOMAIN/PATH of an image reference, tag and digest dropped; ValueError if malformed."""
-    name = reference.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
-    if not name or name != name.strip() or any(c in name for c in " \t$\"'\\"):
-        raise ValueError(f"{reference!r} is not an image reference")
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        domain, path = first, rest
-    else:
-        domain, path = DOCKER_HUB, name
-    if domain in HUB_ALIASES:
-        domain = DOCKER_HUB
-        if "/" not in path:
-            path = "library/" + path
-    if not path or path != path.lower() or any(part == "" for part in path.split("/")):
-        raise ValueError(f"{reference!r} is not an image reference (repository names are lower case)")
-    return f"{domain}/{path}"
-
-
-def matches(name: str, pattern: str) -> bool:
-    """Component-wise glob; a last '**' matches one or more components."""
-    from fnmatch import fnmatchcase
-
-    parts, wanted = name.split("/"), pattern.split("/")
-    if wanted[-1] == "**":
-        head = wanted[:-1]
-        return len(parts) > len(head) and all(fnmatchcase(p, w) for p, w in zip(parts, head, strict=False))
-    return len(parts) == len(wanted) and all(fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
 
 
 def check_reference(reference: str, patterns: list[str], what: str) -> None:
@@ -170,6 +138,7 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
             value = (use.value or "").partition("=")[2]
             if value.startswith("docker-image://"):
                 check_reference(value[len("docker-image://"):], patterns, "--build-context image")
+                check_image_word(ctx, value[len("docker-image://"):], f"{use.spelled} image")
         if use.flag.long == "build-arg" and patterns:
             check_syntax_argument(use.value or "", patterns)
     if (context == "-" or dockerfile == "-") and patterns:
@@ -188,30 +157,48 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
 
 def check_base_images(ctx: Context, text: str, where: str, arguments: dict[str, str | None],
                       patterns: list[str], platform: str = "") -> None:
-    """The ONBUILD steps of the images the build starts FROM (below): one engine question for
-    all of them; one the engine does not have (for the platform asked for) is refused."""
+    """The images the build starts FROM (below): one engine question for all of them, each
+    one the agent's to use (gatekeeper.image_scope) and its ONBUILD steps checked; one the
+    engine does not have (for the platform asked for) is refused. Then the images the
+    Dockerfile (and those steps) copy or mount from (COPY --from, RUN --mount=from)."""
+    bases = base_images(text, arguments, where, platform)
+    copied = copied_images(text, where)
+    if bases:
+        args = ["image", "inspect", "--format", TRIGGERS_FORMAT, "--", *(image for image, _ in bases)]
+        try:
+            status, out, _err = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
+        except Exception:  # noqa: BLE001 - no answer: nothing checked, refused below
+            status, out = -1, b""
+        lines = out.decode("utf-8", errors="replace").splitlines()
+        if status != 0 or len(lines) != len(bases):
+            raise refuse_missing(", ".join(image for image, _ in bases), where)
+        for (image, wanted), line in zip(bases, lines, strict=True):
+            found, triggers, facts = base_answer(line, image, where)
+            check_image_use(ctx, image, facts, f"{where}: FROM")
+            if not same_platform(wanted, found):
+                raise refuse_missing(f"{image} for {wanted}", where)
+            check_triggers(image, triggers, patterns, where)
+            if isinstance(triggers, list):
+                steps_text = "\n".join(str(step) for step in triggers)
+                copied += copied_images(steps_text, f"{where}: FROM {image!r} ONBUILD")
+    for image in dict.fromkeys(copied):
+        check_image_word(ctx, image, f"{where}: COPY --from / RUN --mount from")
+
+
+def base_answer(line: str, image: str, where: str) -> tuple[str, object, ImageFacts]:
+    """One TRIGGERS_FORMAT line: the image's os/arch, its ONBUILD steps (parsed JSON) and what
+    gatekeeper.image_scope decides on; a line that does not parse is a base nobody checked."""
+    from gatekeeper.engine_objects import json_labels, json_strings
+    from gatekeeper.image_scope import ImageFacts
     from gatekeeper.json_codec import loads
 
-    bases = base_images(text, arguments, where, platform)
-    if not bases:
-        return
-    args = ["image", "inspect", "--format", TRIGGERS_FORMAT, "--", *(image for image, _ in bases)]
+    found, steps, ident, tags, digests, labels = [*line.split("\t", 5), "", "", "", ""][:6]
     try:
-        status, out, _err = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
-    except Exception:  # noqa: BLE001 - no answer: nothing checked, refused below
-        status, out = -1, b""
-    lines = out.decode("utf-8", errors="replace").splitlines()
-    if status != 0 or len(lines) != len(bases):
-        raise refuse_missing(", ".join(image for image, _ in bases), where)
-    for (image, wanted), line in zip(bases, lines, strict=True):
-        found, _tab, steps = line.partition("\t")
-        try:
-            triggers = loads(steps)
-        except ValueError:
-            raise refuse_missing(image, where) from None
-        if not same_platform(wanted, found):
-            raise refuse_missing(f"{image} for {wanted}", where)
-        check_triggers(image, triggers, patterns, where)
+        triggers, names = loads(steps), loads(tags or "null")
+    except ValueError:
+        raise refuse_missing(image, where) from None
+    tagged = [str(name) for name in names] if isinstance(names, list) else []
+    return found, triggers, ImageFacts(ident, tagged, json_strings(digests), json_labels(labels))
 
 
 STDIN_CONTEXT_LIMIT = 16 << 20  # a build context on stdin (`docker build - < ctx.tar`), read into memory
@@ -338,6 +325,7 @@ def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
             if isinstance(volume, dict) and volume.get("type") == "image":
                 # Stops: an image the allowlist keeps the agent from running, read through a mount.
                 check_reference(str(volume.get("source") or ""), patterns, f"service {name!r}: image mount")
+                check_image_word(ctx, str(volume.get("source") or ""), f"service {name!r}: image mount")
 
 
 # compose commands that may build a service's image (its base images' ONBUILD steps are checked).
@@ -354,6 +342,13 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
         raise refuse_pull(f"service {name!r}: build.pull")
     values = {str(k): None if v is None else str(v) for k, v in arguments.items()} \
         if isinstance(arguments, dict) else {}
+    contexts = build.get("additional_contexts")
+    for source in (contexts.values() if isinstance(contexts, dict) else []):
+        if str(source).startswith("docker-image://"):
+            reference = str(source)[len("docker-image://"):]
+            check_reference(reference, patterns, f"service {name!r}: additional_contexts image")
+            if building:  # Stops: the operator's local image read into the build as a context.
+                check_image_word(ctx, reference, f"service {name!r}: additional_contexts image")
     if build.get("dockerfile_inline") is not None:
         where = f"service {name!r}: dockerfile_inline"
         check_dockerfile(str(build["dockerfile_inline"]), patterns, where)
@@ -582,7 +577,9 @@ def from_stage(value: str, stages: set[str]) -> bool:
 # check_base_images (the CLI layer, through its World) and gatekeeper.proxy.images.
 
 # One line per image: its os/arch, a tab, its ONBUILD steps (a JSON list of lines, or null).
-TRIGGERS_FORMAT = "{{.Os}}/{{.Architecture}}\t{{json .Config.OnBuild}}"
+# Then the image's ID, tags, digests and labels (gatekeeper.image_scope), one line per image.
+TRIGGERS_FORMAT = ("{{.Os}}/{{.Architecture}}\t{{json .Config.OnBuild}}\t{{.Id}}\t{{json .RepoTags}}"
+                   "\t{{json .RepoDigests}}\t{{json .Config.Labels}}")
 PULL_FIRST = "docker pull it first (without --pull the builder uses the image checked here)"
 
 
@@ -657,6 +654,61 @@ def check_triggers(image: str, triggers: object, patterns: list[str], where: str
     # agent's build on the host's network (the Dockerfile itself shows no ADD).
     check_add_sources(text, what)
     check_dockerfile(text, patterns, what)
+
+
+def copied_images(text: str, where: str) -> list[str]:
+    """The images a Dockerfile's COPY --from and RUN --mount=from read files from (stages and
+    stage numbers are no images). One named by a variable cannot be checked: refused."""
+    escape, _ = parser_directives(text)
+    stages: set[str] = set()
+    found: list[str] = []
+    for instruction, words in instructions(text, escape):
+        named = images_of(instruction, words, stages)
+        if instruction in ("FROM", "ONBUILD"):
+            continue  # FROM: base_images; ONBUILD: checked where the image is a base
+        for reference in named:
+            if "$" in reference:
+                # Stops: COPY --from=$IMAGE reading the operator's image that no check saw named.
+                raise Denied(f"{where}: {instruction} from {reference[:80]!r} uses a build argument, so "
+                             "the image cannot be checked before the build; name the image",
+                             rule="image-not-shared")
+            found.append(reference)
+    return found
+
+
+# --- [images] shared: the images the agent may use (gatekeeper.image_scope) -------------
+
+
+def check_image_use(ctx: Context, word: str, facts: ImageFacts, what: str) -> None:
+    """The image `word` named (resolved into `facts`) is the agent's to run, build from or
+    mount; only when nothing else admits it are its pull records asked for."""
+    from gatekeeper.image_scope import may_use, refusal
+
+    if may_use(ctx.policy, facts):
+        return
+    from gatekeeper.engine_objects import pulled_tags
+
+    if facts.ident and may_use(ctx.policy, facts, pulled=bool(pulled_tags(ctx, facts.ident))):
+        return
+    raise refusal(word, facts, what)
+
+
+def check_image_word(ctx: Context, word: str, what: str) -> None:
+    """check_image_use for an image named by the agent; one the engine does not have is no
+    local image of anyone's (the engine or builder pulls it, under [images] allowed)."""
+    from gatekeeper.engine_objects import IMAGE, lookup
+
+    if not word or word == "scratch":
+        return
+    target = lookup(ctx, IMAGE, word)
+    if target is not None:
+        check_image_use(ctx, word, target_facts(target), what)
+
+
+def target_facts(target: Target) -> ImageFacts:
+    from gatekeeper.image_scope import ImageFacts
+
+    return ImageFacts(target.ident, target.names, target.digests, target.labels)
 
 
 def refuse_missing(image: str, where: str) -> Denied:

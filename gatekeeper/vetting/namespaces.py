@@ -19,7 +19,7 @@ Every engine query here is one function named for what it asks; names go after
 
 from __future__ import annotations
 
-from gatekeeper.engine_objects import CONTAINER, IMAGE, NETWORK, lookup, query, resolve
+from gatekeeper.engine_objects import CONTAINER, IMAGE, NETWORK, lookup, resolve
 from gatekeeper.errors import Denied
 from gatekeeper.label_rules import check_shared_or_owned, owner_of, protected_by, shared_by
 from gatekeeper.owner import OWNER_LABEL
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 EVERYONES_NETWORKS = frozenset({"bridge", "none", "default"})  # docker's own; `default` is bridge
-# Labels of a pull record (gatekeeper.steps makes them; the agent cannot: gatekeeper.*).
-PULLED_BY, PULLED_IMAGE, PULLED_TAG = (
-    "gatekeeper.pulled-by", "gatekeeper.pulled-image", "gatekeeper.pulled-tag")
 NEW, OWNED, SHARED = "new", "owned", "shared"  # what a tag names at decision time
 
 
@@ -121,10 +118,9 @@ def image_named(ctx: Context, ref: str) -> tuple[str, list[str], dict[str, str]]
 
 def pulled_tags(ctx: Context, ident: str) -> set[str]:
     """The tags gatekeeper recorded as pulled by this profile for image `ident`."""
-    args = ["volume", "ls", "--filter", f"label={PULLED_BY}={owner_of(ctx)}",
-            "--filter", f"label={PULLED_IMAGE}={ident}", "--format", f'{{{{.Label "{PULLED_TAG}"}}}}|']
-    out = query(ctx, args, f"the pulls of image {ident[:19]}")
-    return {line[:-1] for line in out.splitlines() if line.endswith("|")}
+    from gatekeeper.engine_objects import pulled_tags as recorded
+
+    return recorded(ctx, ident)
 
 
 def pulled_by_agent(ctx: Context, ident: str, names: list[str]) -> bool:

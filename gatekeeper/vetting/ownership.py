@@ -284,6 +284,10 @@ def check_inherited_labels(ctx: Context, own: set[str]) -> None:
     for key, value in sorted(image.labels.items()):
         if key not in own and key not in (OWNER_LABEL, CREATED_LABEL):
             check_label(ctx, f"{key}={value}", f"image {reference!r}: label")
+    from gatekeeper.vetting.images import check_image_use, target_facts
+
+    # Stops: `docker run <the operator's image> env` printing what `image inspect` redacts.
+    check_image_use(ctx, reference, target_facts(image), "image")
 
 
 def check_mount_labels(ctx: Context, value: str, what: str) -> None:

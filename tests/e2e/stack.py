@@ -512,7 +512,25 @@ upstream = "{DOCKER_SOCKET}"
 
 [proxy.users]
 {AGENT} = "default"
-"""
+{SUITE_IMAGES}"""
+
+
+# The suite's images are the operator's local ones (gk-busybox imported from a tarball, and what
+# the modules build, tag or commit as root, gk-* and ai-*): lent to the agent as an operator
+# would (gatekeeper.image_scope). test_operator_images names its secret image outside them.
+SUITE_IMAGES: Final = '\n[images]\nshared = ["docker.io/library/gk-*", "docker.io/library/ai-*"]\n'
+
+
+def extended(text: str, extra: str) -> str:
+    """The policy `text` with `extra` TOML appended; an [images] table in `extra` (its last
+    table) adds its keys to the stack's own (TOML defines a table once)."""
+    header = "\n[images]\n"
+    if header not in extra or SUITE_IMAGES not in text:
+        return text + extra
+    before, _, keys = extra.partition(header)
+    if "\n[" in keys:
+        raise StackError("an [images] table must be the last table of the policy's extra keys")
+    return text.replace(SUITE_IMAGES, SUITE_IMAGES + keys) + before
 
 
 @contextlib.contextmanager
@@ -531,7 +549,7 @@ def policy_extended(extra: str) -> Iterator[None]:
     """The stack's policy with `extra` TOML appended while the block runs, then put back.
     (Its compiled copy goes stale meanwhile and is ignored: the TOML is read.) The proxy
     reads it again (SIGHUP) both times."""
-    with policy_rewritten(lambda text: text + extra):
+    with policy_rewritten(lambda text: extended(text, extra)):
         yield
 
 

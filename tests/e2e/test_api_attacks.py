@@ -62,6 +62,9 @@ upstream = "{upstream}"
 
 [shared]
 containers = ["{prefix}shared*"]
+
+[images]
+shared = ["docker.io/library/gk-*", "docker.io/library/ai-*"]
 """
 
 

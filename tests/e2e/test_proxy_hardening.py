@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from .proxy_daemon import ProxyDaemon, proxy_policy
-from .stack import IMAGE, RUN_DIR, VENV, Stack
+from .stack import IMAGE, RUN_DIR, VENV, Stack, extended
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ def proxy_with(extra: str, proxy_keys: str = "", serialised: bool = True) -> Ite
     text = proxy_policy(directory)
     if proxy_keys:
         text = text.replace("[proxy.users]", proxy_keys + "\n[proxy.users]")
-    policy.write_text(text + extra)
+    policy.write_text(extended(text, extra))
     with (directory / "proxy.log").open("wb") as log:
         how = ["-m", "gatekeeper", "proxy"] if serialised else ["-c", UNSERIALISED]
         process = subprocess.Popen([str(VENV / "bin" / "python3"), "-I", *how, "--policy", str(policy)],
