@@ -123,6 +123,12 @@ class FakeEngine:
             return 404, {"message": f"No such object: {segments[1]}"}
         return 200, json.loads(json.dumps(found))
 
+    def remove_container(self, ident: str) -> tuple[int, object]:
+        """DELETE /containers/{id}?force=1: recorded, the container gone."""
+        self.asked.append(f"remove container {ident}")
+        self.containers[:] = [c for c in self.containers if c["Id"] != ident]
+        return 204, None
+
     def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
         """POST /volumes/create as the engine answers it: the volume as it is now (an existing
         one unchanged, whatever labels were asked for)."""

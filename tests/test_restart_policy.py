@@ -164,3 +164,35 @@ def test_api_update_gives_no_restart_policy_under_a_cap(restart: object) -> None
 @pytest.mark.parametrize("restart", [{"Name": "no"}, {"Name": ""}, {}], ids=json.dumps)
 def test_api_update_may_take_a_restart_policy_away(restart: object) -> None:
     assert update(capped(4), restart)[0]
+
+
+# ---------------------------------------------------------------- layout (b): `run --rm` refused at start
+
+
+BOX = "e0" * 32  # an ID no container of tests/api_engine.py has
+
+
+def rm_engine(started: str, status: str) -> FakeEngine:
+    engine = FakeEngine()
+    box = container(BOX, "box", MINE, ())
+    box["HostConfig"]["AutoRemove"] = True
+    box["State"] = {"Running": False, "Status": status, "StartedAt": started}
+    engine.containers.append(box)
+    return engine
+
+
+@pytest.mark.parametrize(("started", "status", "removed"), [
+    ("0001-01-01T00:00:00Z", "created", True),  # `docker run --rm` at the cap: the CLI waits for its removal
+    ("2026-11-30T04:00:00Z", "exited", False),  # control: a container that ran is the agent's to remove
+])
+def test_a_refused_start_removes_a_never_started_rm_container(started: str, status: str, removed: bool) -> None:
+    """The engine removes an AutoRemove container whose start fails; the client (`docker run --rm`)
+    waits for that removal, and hung when the proxy refused the start instead (layout b)."""
+    engine = rm_engine(started, status)
+    verdict = vet_api_request(request("POST", "/v1.47/containers/box/start"), capped(1), engine)
+    assert (verdict.allowed, verdict.rule) == (False, "limit-running")
+    assert (f"remove container {BOX}" in engine.asked) is removed
+    assert ("was removed" in verdict.reason) is removed
+    open_engine = rm_engine(started, status)
+    assert vet_api_request(request("POST", "/v1.47/containers/box/start"), capped(0), open_engine).allowed
+    assert not any(a.startswith("remove container") for a in open_engine.asked)  # control: no cap, no removal

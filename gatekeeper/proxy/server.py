@@ -122,6 +122,10 @@ class EngineNotAsked:
         self.asked = True
         raise EngineError("decided again in a worker thread")
 
+    def remove_container(self, ident: str) -> tuple[int, object]:
+        self.asked = True
+        raise EngineError("decided again in a worker thread")
+
 
 class ClientIdle(Exception):
     """A kept-alive client connection unused past [proxy] idle_timeout."""

@@ -346,9 +346,29 @@ def check_running_room(call: Call, ident: str) -> None:
         # kept at the start, not the create (an API create does not say whether a start follows):
         # a refused `docker run` leaves its container created, never started; the refusal says so.
         name = str(found.get("Name") or ident[:12]).lstrip("/")
+        if remove_unstarted_autoremove(call, ident, found):
+            raise Denied(f"{running} of your containers are running and the cap is {cap} (policy [limits] "
+                         f"max_running): stop some first; container {name!r} (--rm, never started) was "
+                         "removed, as the engine removes one whose start fails", rule="limit-running")
         raise Denied(f"{running} of your containers are running and the cap is {cap} (policy [limits] "
                      f"max_running): stop some first; container {name!r} stays created, not started "
                      f"(docker start it then, or docker rm it)", rule="limit-running")
+
+
+def remove_unstarted_autoremove(call: Call, ident: str, found: dict[str, object]) -> bool:
+    """`docker run --rm` waits for its container's removal once the start fails; the engine removes
+    an AutoRemove container whose start it saw fail, never one whose start the proxy refused: the
+    client hung (layout b, max_running). So the proxy does what the engine would, for an --rm
+    container that never ran (the agent's own: judged before), and says so."""
+    host, state = found.get("HostConfig"), found.get("State")
+    if not (isinstance(host, dict) and host.get("AutoRemove") is True and isinstance(state, dict)
+            and state.get("Status") == "created" and str(state.get("StartedAt") or "").startswith("0001-")):
+        return False
+    remove = getattr(call.engine, "remove_container", None)
+    if remove is None:
+        return False
+    status, _ = remove(ident)
+    return status in (200, 204)
 
 
 def vet_container_rm(call: Call) -> ApiVerdict:

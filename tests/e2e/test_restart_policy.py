@@ -112,3 +112,17 @@ def test_daemon_restart_starts_stopped_always_containers_past_the_cap(stack: Sta
     assert {"ai-rp-always1", "ai-rp-always2"} <= after, after
     # defence: what the agent made under the cap comes back exactly as it left it
     assert after - {"ai-rp-always1", "ai-rp-always2"} == {"ai-rp-up1", "ai-rp-up2"}, after
+
+
+def test_a_run_rm_refused_for_the_cap_returns_and_leaves_nothing(stack: Stack, clean: None) -> None:
+    """`docker run --rm` waits for its container's removal when the start fails. In layout (b) the
+    proxy refused the start (the engine never saw it fail, so never removed it): the client hung and
+    the container stayed created. The proxy now removes such a never-started --rm container."""
+    command = f"docker run --rm --name ai-rp-rm {IMAGE} true"
+    control = stack.ssh(command, timeout=60)  # control: no cap, it runs and is gone
+    assert control.returncode == 0, control.stderr
+    with policy_extended("\n[limits]\nmax_running = 1\n"):
+        started(stack, "ai-rp-one", "no")
+        since = audit_offset()
+        assert_refused(stack, stack.ssh(command, timeout=60), since, rule="limit-running")
+        assert not stack.docker("ps", "-aq", "--filter", "name=ai-rp-rm").stdout.split()
