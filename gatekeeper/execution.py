@@ -34,12 +34,14 @@ def child_environment(policy: Policy, host: str | None = None) -> dict[str, str]
     """Built from the policy only; nothing the client sent survives. `host` replaces
     the policy's engine with gatekeeper's own stand-in (gatekeeper.redacting_engine)."""
     environment = base_environment(policy, host)
-    if policy.host == "unix://" + str((policy.settings.get("proxy") or {}).get("listen")):
-        # Behind gatekeeper proxy: BuildKit's gRPC tunnel (/grpc, /session) is not served
-        # there (nothing could vet it), so builds, compose's included, take the classic API
-        # (COMPOSE_BAKE=false: compose's bake needs BuildKit; without it compose warns, then falls back).
-        environment["DOCKER_BUILDKIT"] = "0"
-        environment["COMPOSE_BAKE"] = "false"
+    # Every build, compose's included, takes the classic builder, in every layout. Behind
+    # gatekeeper proxy BuildKit's gRPC tunnel (/grpc, /session) is not served (nothing could vet
+    # it); on the engine's socket alone BuildKit would run the image `# syntax=` names as the
+    # Dockerfile's frontend, which decides what the builder fetches on the host's network beyond
+    # what the checks read. One builder for both layers: what is checked is what is built.
+    # (COMPOSE_BAKE=false: compose's bake needs BuildKit; without it compose warns, then falls back.)
+    environment["DOCKER_BUILDKIT"] = "0"
+    environment["COMPOSE_BAKE"] = "false"
     return environment
 
 

@@ -312,12 +312,13 @@ def test_forcecommand_fails_closed_when_the_proxy_refuses(deployment: Deployment
     assert not deployment.record.with_suffix(".argv").exists()
 
 
-def test_behind_the_proxy_builds_take_the_classic_api(proxied: tuple[Deployment, FakeProxy]) -> None:
-    """The proxy serves no BuildKit gRPC tunnel: docker behind it gets DOCKER_BUILDKIT=0.
-    Control: in front of another engine socket (the test above's policy) it does not."""
+def test_builds_take_the_classic_api_in_every_layout(proxied: tuple[Deployment, FakeProxy]) -> None:
+    """The proxy serves no BuildKit gRPC tunnel, and on the engine's socket alone BuildKit would
+    run the `# syntax=` frontend image: docker gets DOCKER_BUILDKIT=0 in front of either."""
     deployment, proxy = proxied
     assert run_gatekeeper(deployment, "docker ps").returncode == 0
-    assert "DOCKER_BUILDKIT" not in deployment.child_env() and "COMPOSE_BAKE" not in deployment.child_env()
+    assert deployment.child_env()["DOCKER_BUILDKIT"] == "0"
+    assert deployment.child_env()["COMPOSE_BAKE"] == "false"
     text = deployment.policy.read_text().replace('host = "unix:///run/test.sock"', f'host = "unix://{proxy.path}"')
     deployment.policy.write_text(text)
     assert run_gatekeeper(deployment, "docker ps").returncode == 0
