@@ -129,10 +129,8 @@ class EngineAnswer:
         self.body = body
 
 
-async def get_json_pooled(pool: ConnectionPool, socket_path: str, target: str,
-                          timeout: float = QUERY_TIMEOUT) -> tuple[int, object] | Exception:
-    """UpstreamEngine.get_json without a thread (fetch_pooled, parsed)."""
-    answer = await fetch_pooled(pool, socket_path, target, timeout)
+def parsed(answer: EngineAnswer | Exception) -> tuple[int, object] | Exception:
+    """An answer to a decision's question as EngineQueries.get_json gives it (or its error)."""
     if isinstance(answer, Exception):
         return answer
     try:

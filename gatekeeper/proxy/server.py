@@ -32,12 +32,12 @@ from typing import IO, Any
 import h11
 
 from gatekeeper.audit import LogBusy
-from gatekeeper.engine_api import EngineError, parse_json
+from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, Denied
 from gatekeeper.proxy import framing, guards, intake, pings, pulls, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
-from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled
+from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
 from gatekeeper.proxy.framing import FramingError
 from gatekeeper.proxy.image_labels import ImageLabels
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
@@ -1107,16 +1107,6 @@ async def pipe(first: bytes, source: asyncio.StreamReader, sink: asyncio.StreamW
             sink.write_eof()
     except (ConnectionError, OSError):
         sink.close()
-
-
-def parsed(answer: EngineAnswer | Exception) -> tuple[int, object] | Exception:
-    """An answer to a decision's question as EngineQueries.get_json gives it (or its error)."""
-    if isinstance(answer, Exception):
-        return answer
-    try:
-        return answer.status, parse_json(answer.body)
-    except Exception as error:  # noqa: BLE001 - whatever went wrong, the decision denies on it
-        return error
 
 
 def body_facts(received: Received) -> dict[str, object]:
