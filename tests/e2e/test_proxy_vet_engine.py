@@ -34,7 +34,10 @@ from .stack import DOCKER_SOCKET, IMAGE, Stack
 pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-e2e-apivet-"
-POLICY = Policy(merge(DEFAULTS, {"limits": {"memory": "1g", "default_memory": "512m"}}, "e2e"), "e2e", "")
+# The suite's images are root's local ones: lent to the agent as the stack's policy does (SUITE_IMAGES).
+LENT = {"shared": ["docker.io/library/gk-*", "docker.io/library/ai-*"]}
+SETTINGS = {"limits": {"memory": "1g", "default_memory": "512m"}, "images": LENT}
+POLICY = Policy(merge(DEFAULTS, SETTINGS, "e2e"), "e2e", "")
 
 
 class Engine:
