@@ -52,6 +52,8 @@ def test_allowed_command_runs_with_exact_argv_cwd_and_clean_env(deployment: Depl
         "COMPOSE_EXPERIMENTAL_OCI_REMOTE": "false",
         "COMPOSE_MENU": "false",
         "BUILDX_CONFIG": f"{deployment.root}/state/buildx",
+        "DOCKER_BUILDKIT": "0",  # the classic builder in every layout (gatekeeper.execution)
+        "COMPOSE_BAKE": "false",
     }
 
 
