@@ -19,6 +19,7 @@ layout: never more than the cap running.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -53,9 +54,20 @@ def running(stack: Stack) -> int:
 
 
 def remove_owned(stack: Stack) -> None:
-    ids = stack.docker("ps", "-aq", "--filter", OWNER).stdout.split()
-    if ids:
-        stack.docker("rm", "-f", *ids, check=False)
+    """Every container of the agent gone, its compose network too. A start the engine was still
+    taking when compose gave up (layout b: the proxy refused a sibling's start) can make `rm -f`
+    fail once; the next layout's compose then met the old network with endpoints: ask again."""
+    for _ in range(20):
+        ids = stack.docker("ps", "-aq", "--filter", OWNER).stdout.split()
+        if ids:
+            stack.docker("rm", "-f", *ids, check=False)
+        network = stack.docker("network", "inspect", "ai-scaled_default", check=False).returncode == 0
+        if network:
+            stack.docker("network", "rm", "ai-scaled_default", check=False)
+        if not ids and not network:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the agent's containers or the ai-scaled network could not be removed")
 
 
 @pytest.fixture
@@ -64,7 +76,6 @@ def clean(stack: Stack) -> Iterator[None]:
     write_file(PROJECT, SCALED, mode=0o644, owner=AGENT, group=AGENT)
     yield
     remove_owned(stack)
-    stack.docker("network", "rm", "ai-scaled_default", check=False)
     PROJECT.unlink(missing_ok=True)
     PROJECT.parent.rmdir()
 
