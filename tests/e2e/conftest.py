@@ -70,10 +70,9 @@ DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)
 # The stack's policy has no [names] table: the agent gives names starting with the embedded
 # default prefix, "ai-", as deployed, and each attack meets its own rule, never name-prefix
 # first (where the operator's object is the target, its name starts with "ai-" too). The
-# modules of NAMES_OFF still give names outside it and run with the rule off ([names]
-# prefix = ""): test_operator_images is being rewritten for the [images] scope (its agent
-# names gk-rt5-*).
-NAMES_OFF: Final = frozenset({"test_operator_images"})
+# modules of NAMES_OFF would give names outside it and run with the rule off ([names]
+# prefix = ""): none today.
+NAMES_OFF: Final = frozenset[str]()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -37,7 +37,7 @@ pytestmark = [
     pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
 ]
 
-PREFIX = "gk-rt5-"
+PREFIX = "ai-rt5-"  # what the agent names: inside the [names] prefix
 OPERATOR_IMAGE = "rt5-operator-app:1"  # outside the suite's [images] shared (gk-*, ai-*)
 SECRET = "gk-rt5-image-secret"
 SECRET_FILE = "/etc/operator-secret"
@@ -99,7 +99,7 @@ def routes(image: str, short_id: str) -> dict[str, tuple[str, bytes]]:
         "container run by short ID": (f"docker container run --rm {short_id} cat {SECRET_FILE}", b""),
         "build FROM": (f"docker build --no-cache -t {PREFIX}child:1 -", build_from),
         "build COPY --from": (f"docker build --no-cache -t {PREFIX}child:1 -", copy_from),
-        "compose run": (f"docker compose -f {compose} -p gk-rt5-images run --rm app", b""),
+        "compose run": (f"docker compose -f {compose} -p ai-rt5-images run --rm app", b""),
     }
 
 
@@ -125,7 +125,7 @@ def test_every_route_to_the_operators_image_is_refused(stack: Stack, operator_im
         for container in stack.docker("ps", "-aq", "--filter", f"ancestor={operator_image}").stdout.split():
             stack.docker("rm", "-f", container, check=False)
         stack.docker("rmi", "-f", f"{PREFIX}child:1", check=False)
-        stack.docker("compose", "-p", "gk-rt5-images", "down", check=False)
+        stack.docker("compose", "-p", "ai-rt5-images", "down", check=False)
 
 
 @pytest.fixture(autouse=True, scope="module")
