@@ -23,18 +23,6 @@ def proxy(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield harness
 
 
-def ask(proxy: Harness, request: bytes) -> bytes:
-    """One request on a connection of its own (as each docker command opens one); the answer."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(5)
-        sock.connect(proxy.listen)
-        sock.sendall(request)
-        out = b""
-        while chunk := sock.recv(65536):
-            out += chunk
-        return out
-
-
 def ping(method: str = "GET", target: str = "/_ping") -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode()
 
@@ -44,41 +32,41 @@ def pings_reaching_the_engine(proxy: Harness) -> list[tuple[str, str]]:
 
 
 def test_a_fresh_answer_is_given_by_the_proxy_byte_for_byte(proxy: Harness) -> None:
-    first = ask(proxy, ping())
-    again = [ask(proxy, ping()) for _ in range(3)]
+    first = proxy.raw(ping())
+    again = [proxy.raw(ping()) for _ in range(3)]
     assert status_of(first) == 200 and first.endswith(b"\r\n\r\nOK")
     assert again == [first] * 3  # what the engine's answer was relayed as (it sends no Date)
     assert pings_reaching_the_engine(proxy) == [("GET", "/_ping")]
     # Control: with nothing fresh, every ping reaches the engine, as before this cache.
     proxy.proxy.pings.fresh_seconds = 0.0
-    assert [ask(proxy, ping()) for _ in range(2)] == [first] * 2
+    assert [proxy.raw(ping()) for _ in range(2)] == [first] * 2
     assert pings_reaching_the_engine(proxy) == [("GET", "/_ping")] * 3
 
 
 def test_every_ping_is_still_decided_and_recorded(proxy: Harness) -> None:
     for _ in range(4):
-        assert status_of(ask(proxy, ping("HEAD"))) == 200
+        assert status_of(proxy.raw(ping("HEAD"))) == 200
     records = [r for r in proxy.records() if r.get("target") == "/_ping"]
     assert [(r["method"], r["decision"]) for r in records] == [("HEAD", "allow")] * 4
     assert len(pings_reaching_the_engine(proxy)) == 1  # three of them answered by the proxy
 
 
 def test_a_denied_ping_is_not_answered_from_what_was_remembered(proxy: Harness) -> None:
-    assert status_of(ask(proxy, ping())) == 200  # remembered
-    assert status_of(ask(proxy, ping())) == 200  # control: given from memory while listed
+    assert status_of(proxy.raw(ping())) == 200  # remembered
+    assert status_of(proxy.raw(ping())) == 200  # control: given from memory while listed
     proxy.write_policy('[proxy.users]\nsomeone-else = "agent"')
     proxy.reload()
-    assert status_of(ask(proxy, ping())) == 403
+    assert status_of(proxy.raw(ping())) == 403
     assert len(pings_reaching_the_engine(proxy)) == 1
 
 
 def test_methods_and_targets_are_remembered_apart(proxy: Harness) -> None:
-    get = ask(proxy, ping("GET"))
-    head = ask(proxy, ping("HEAD"))
-    versioned = ask(proxy, ping("GET", "/v1.41/_ping"))
+    get = proxy.raw(ping("GET"))
+    head = proxy.raw(ping("HEAD"))
+    versioned = proxy.raw(ping("GET", "/v1.41/_ping"))
     assert head.endswith(b"\r\n\r\n") and b"content-length: 0\r\n" in head.lower()  # no body for HEAD
     assert get.endswith(b"OK") and b"content-length: 2\r\n" in get.lower()
-    assert [ask(proxy, ping("HEAD")), ask(proxy, ping("GET")), ask(proxy, ping("GET", "/v1.41/_ping"))] == \
+    assert [proxy.raw(ping("HEAD")), proxy.raw(ping("GET")), proxy.raw(ping("GET", "/v1.41/_ping"))] == \
         [head, get, versioned]
     assert pings_reaching_the_engine(proxy) == [("GET", "/_ping"), ("HEAD", "/_ping"),
                                                 ("GET", "/v1.41/_ping")]
@@ -99,7 +87,7 @@ def test_keep_alive_and_close_framed_as_the_relay_frames_them(proxy: Harness) ->
         while chunk := sock.recv(65536):
             rest += chunk
         assert rest.startswith(b"HTTP/1.1 200 ") and b"[]\n" in rest
-    assert b"connection: close" in ask(proxy, ping()).lower()
+    assert b"connection: close" in proxy.raw(ping()).lower()
 
 
 def test_an_engine_that_does_not_answer_is_asked_again() -> None:
@@ -152,18 +140,18 @@ def test_only_pings_are_pings() -> None:
 def test_a_pipelined_denied_request_between_remembered_pings_never_reaches_the_engine(proxy: Harness) -> None:
     keep = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
     denied = b"POST /containers/x/exec HTTP/1.1\r\nHost: docker\r\nContent-Length: 2\r\n\r\n{}"
-    out = ask(proxy, keep + keep + ping())
+    out = proxy.raw(keep + keep + ping())
     assert out.count(b"HTTP/1.1 200") == 3  # control: three allowed ones, in order
-    out = ask(proxy, keep + denied + ping())
+    out = proxy.raw(keep + denied + ping())
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"403", b"200"]
     assert [target for _, target, _, _ in proxy.engine.received] == ["/_ping"]
 
 
 def test_a_ping_asking_for_an_upgrade_goes_to_the_engine(proxy: Harness) -> None:
-    assert status_of(ask(proxy, ping())) == 200
-    assert status_of(ask(proxy, ping())) == 200  # control: remembered
+    assert status_of(proxy.raw(ping())) == 200
+    assert status_of(proxy.raw(ping())) == 200  # control: remembered
     upgrade = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade, close\r\nUpgrade: tcp\r\n\r\n"
-    assert status_of(ask(proxy, upgrade)) == 200
+    assert status_of(proxy.raw(upgrade)) == 200
     assert len(pings_reaching_the_engine(proxy)) == 2
 
 
@@ -172,7 +160,7 @@ def test_a_ping_asking_for_an_upgrade_goes_to_the_engine(proxy: Harness) -> None
 
 def inspect_c1(proxy: Harness, answered_by: str | None) -> bytes:
     extra = f"X-Test-Answered-By: {answered_by}\r\n" if answered_by else ""
-    return ask(proxy, f"GET /v1.41/containers/c1/json HTTP/1.1\r\nHost: docker\r\n{extra}"
+    return proxy.raw(f"GET /v1.41/containers/c1/json HTTP/1.1\r\nHost: docker\r\n{extra}"
                       "Connection: close\r\n\r\n".encode())
 
 
@@ -193,7 +181,7 @@ def test_only_a_question_the_decision_asked_and_the_engine_answered_200_is_sent(
     inspect_c1(proxy, "/v1.41/containers/c2/json")  # named but never asked: forwarded
     assert [target for _, target, _, _ in proxy.engine.received] == ["/v1.41/containers/c1/json"] * 2
     proxy.engine.received.clear()
-    missing = ask(proxy, b"GET /v1.41/containers/c9/json HTTP/1.1\r\nHost: docker\r\n"
+    missing = proxy.raw(b"GET /v1.41/containers/c9/json HTTP/1.1\r\nHost: docker\r\n"
                          b"X-Test-Answered-By: self\r\nConnection: close\r\n\r\n")
     assert status_of(missing) != 200  # the question's 404 is not sent: the engine is asked again
     assert [target for _, target, _, _ in proxy.engine.received] == ["/v1.41/containers/c9/json"] * 2
