@@ -333,8 +333,7 @@ def vet_compose_limits(ctx: Context, model: dict[str, object]) -> None:
         for name, service in (services if isinstance(services, dict) else {}).items():
             if isinstance(service, dict):
                 limit_service(name, service, caps)
-        if caps.health:
-            check_service_image_health(ctx, caps, model)
+        check_service_image_health(ctx, caps, model)  # (nothing to check without health floors)
     if ctx.located.canonical in COMPOSE_RUNNING and caps.max_running:
         from gatekeeper.vetting.running import check_compose
 
