@@ -95,7 +95,7 @@ def inspect(engine: EngineQueries, kind: str, word: str, prefix: str = "") -> di
     `prefix` ("/v1.50"): asked at the client's API version (question_target), so that the
     answer is the one the client's own inspect would get; an engine that does not answer
     that version with 200 or 404 is asked without it, as every other question is."""
-    path = INSPECT_PATHS[kind].format(quote(word, safe=":@"))
+    path = question_target(kind, word, "")
     status, value = engine_get(engine, prefix + path, f"{kind} {word!r}")
     if prefix and status not in (200, 404):
         status, value = engine_get(engine, path, f"{kind} {word!r}")
