@@ -270,10 +270,19 @@ CAN_DROP_TO_NOBODY = os.geteuid() == 0 and Path("/usr/bin/setpriv").exists()
 @pytest.mark.skipif(not CAN_DROP_TO_NOBODY, reason="needs root and setpriv")
 def test_unreadable_directory_for_real() -> None:
     """The same trap with real permissions: the check runs as nobody, the directory is root's 0700."""
-    import subprocess
+    import shutil
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="gk-nobody-"))
+    try:
+        _check_as_nobody(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _check_as_nobody(base: Path) -> None:
+    import subprocess
+
     root = base / "home"
     (root / "work" / "locked").mkdir(parents=True)
     os.symlink("/", root / "work" / "locked" / "escape")
