@@ -64,6 +64,10 @@ CLI_CASES = {
     "start of a running one starts nothing": ("docker start a b", Engine([("r", ""), ("a", "")], {"a": True, "b": False}), 3),
     "restart of a stopped one": ("docker restart a", Engine([("r", "")], {"a": False}), 2),
     "a compose project starting 3 in flight": ("docker run -d img", Engine(claims=[("start", "project:p\t3")]), 4),
+    # running without a start token or a project (run before the cap was set, docker create + start):
+    # docker prints "\t" for each; they were dropped as blank lines and never counted
+    "run with 2 running, unlabelled": ("docker run -d img", Engine([("", ""), ("", "")]), 3),
+    "start with 2 running, unlabelled": ("docker start a", Engine([("", ""), ("", "")], {"a": False}), 3),
 }
 
 

@@ -78,7 +78,9 @@ def running_containers(ctx: Context) -> list[tuple[str, str]]:
     status, out, _ = ctx.world.run_docker(ctx.policy, args, None, 30.0)
     if status != 0:
         raise Denied("cannot count your running containers (docker ps failed)", rule=RULE)
-    rows = [line.split("\t") for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
+    # A container without either label prints "\t": a line, never blank (it was dropped as one,
+    # so a container made before the cap or by create + start was never counted).
+    rows = [line.split("\t") for line in out.decode("utf-8", "replace").splitlines() if line]
     return [(row[0], row[1] if len(row) > 1 else "") for row in rows]
 
 
