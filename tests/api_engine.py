@@ -124,7 +124,7 @@ class FakeEngine:
         return 200, json.loads(json.dumps(found))
 
     def remove_container(self, ident: str) -> tuple[int, object]:
-        """DELETE /containers/{id}?force=1: recorded, the container gone."""
+        """DELETE /containers/{id}?force=1&v=1: recorded, the container gone."""
         self.asked.append(f"remove container {ident}")
         self.containers[:] = [c for c in self.containers if c["Id"] != ident]
         return 204, None

@@ -354,7 +354,7 @@ def test_max_running_counts_at_start() -> None:
     assert decide("POST", "/v1.47/containers/comp/start", policy=limits(2)).allowed
     verdict = decide("POST", "/v1.47/containers/comp/start", policy=limits(1))
     assert (verdict.allowed, verdict.rule) == (False, "limit-running")
-    assert "'comp' stays created, not started" in verdict.reason  # layout (b): run's create went through
+    assert "max_running): stop some first" in verdict.reason  # what becomes of it: test_start_refusals
     assert decide("POST", "/v1.47/containers/comp/kill", policy=limits(1)).allowed  # control: not a start
 
 

@@ -63,10 +63,11 @@ class UpstreamEngine:
         return self.send("DELETE", "/volumes/" + quote(name, safe=""), b"")
 
     def remove_container(self, ident: str) -> tuple[int, object]:
-        """DELETE /containers/{id}?force=1 (an --rm container whose start the proxy refused)."""
+        """DELETE /containers/{id}?force=1&v=1 (an --rm container whose start the proxy refused;
+        v=1: its anonymous volumes too, as the engine's own removal of an --rm container)."""
         from urllib.parse import quote
 
-        return self.send("DELETE", "/containers/" + quote(ident, safe="") + "?force=1", b"")
+        return self.send("DELETE", "/containers/" + quote(ident, safe="") + "?force=1&v=1", b"")
 
     def send(self, method: str, target: str, body: bytes) -> tuple[int, object]:
         """One request with a JSON body upstream, read whole within the bounds of get_json."""

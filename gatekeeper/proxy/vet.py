@@ -318,12 +318,16 @@ def vet_top(call: Call) -> ApiVerdict:
 
 def vet_start(call: Call) -> ApiVerdict:
     """start/restart: the container's bind sources must still keep the disjoint-bind invariant,
-    and a stopped one must fit under [limits] max_running."""
+    and a stopped one must fit under [limits] max_running. Every refusal of these start-time
+    checks (the container already judged the caller's) goes through start_refused."""
     target = judge_path_object(call)
     from gatekeeper.proxy.binds import check_start_binds
 
-    check_start_binds(call, target.ident)
-    check_running_room(call, target.ident)
+    try:
+        check_start_binds(call, target.ident)
+        check_running_room(call, target.ident)
+    except Denied as refusal:
+        raise start_refused(call, target.ident, refusal) from None
     return call.allow()
 
 
@@ -344,26 +348,34 @@ def check_running_room(call: Call, ident: str) -> None:
     if running + 1 > cap:
         # Stops: more of the agent's containers running at once than the operator allows. The cap is
         # kept at the start, not the create (an API create does not say whether a start follows):
-        # a refused `docker run` leaves its container created, never started; the refusal says so.
-        name = str(found.get("Name") or ident[:12]).lstrip("/")
-        if remove_unstarted_autoremove(call, ident, found):
-            raise Denied(f"{running} of your containers are running and the cap is {cap} (policy [limits] "
-                         f"max_running): stop some first; container {name!r} (--rm, never started) was "
-                         "removed, as the engine removes one whose start fails", rule="limit-running")
+        # a refused `docker run` leaves its container created, never started (start_refused says so).
         raise Denied(f"{running} of your containers are running and the cap is {cap} (policy [limits] "
-                     f"max_running): stop some first; container {name!r} stays created, not started "
-                     f"(docker start it then, or docker rm it)", rule="limit-running")
+                     "max_running): stop some first", rule="limit-running")
 
 
-def remove_unstarted_autoremove(call: Call, ident: str, found: dict[str, object]) -> bool:
-    """`docker run --rm` waits for its container's removal once the start fails; the engine removes
-    an AutoRemove container whose start it saw fail, never one whose start the proxy refused: the
-    client hung (layout b, max_running). So the proxy does what the engine would, for an --rm
-    container that never ran (the agent's own: judged before), and says so."""
-    host, state = found.get("HostConfig"), found.get("State")
-    if not (isinstance(host, dict) and host.get("AutoRemove") is True and isinstance(state, dict)
-            and state.get("Status") == "created" and str(state.get("StartedAt") or "").startswith("0001-")):
-        return False
+def start_refused(call: Call, ident: str, refusal: Denied) -> Denied:
+    """The refusal of a start, naming what became of a container that never started: in layout (b)
+    `docker run` created it before this start. One whose create asked for AutoRemove (`run --rm`)
+    is removed, as the engine removes an --rm container whose start fails: the client waits for
+    that removal and hung when the proxy refused the start instead (the engine saw no failure).
+    Any other stays created. A container that ran before stays as it was (nothing to add)."""
+    found = objects.inspect(call.engine, "container", ident) or {}
+    state, host = found.get("State"), found.get("HostConfig")
+    if not (isinstance(state, dict) and state.get("Status") == "created"
+            and str(state.get("StartedAt") or "").startswith("0001-")):
+        return refusal
+    name = str(found.get("Name") or ident[:12]).lstrip("/")
+    if isinstance(host, dict) and host.get("AutoRemove") is True and removed(call, ident):
+        what = (f"container {name!r} (--rm, never started) was removed, as the engine removes one "
+                "whose start fails")
+    else:
+        what = f"container {name!r} stays created, not started (docker start it then, or docker rm it)"
+    return Denied(f"{refusal.message}; {what}", rule=refusal.rule)
+
+
+def removed(call: Call, ident: str) -> bool:
+    """DELETE the never-started --rm container with its anonymous volumes (force=1&v=1: what the
+    engine's own removal after a failed start does); False if the engine did not remove it."""
     remove = getattr(call.engine, "remove_container", None)
     if remove is None:
         return False

@@ -959,11 +959,37 @@ def start_proxy() -> Daemon:
     PROXY_RUN_DIR.mkdir(mode=0o755, exist_ok=True)
     PROXY_RUN_DIR.chmod(0o755)
     daemon = Daemon("gatekeeper-proxy", proxy_argv(), RUN_DIR / "proxy.log")
+    launch_proxy(daemon)
+    return daemon
+
+
+def launch_proxy(daemon: Daemon) -> None:
     daemon.start()
     assert daemon.process is not None
     PROXY_PIDFILE.write_text(f"{daemon.process.pid}\n")
     wait_for("gatekeeper proxy", lambda: proxy_answers(daemon), 30, diagnose=daemon.log_tail)
-    return daemon
+
+
+@contextlib.contextmanager
+def proxy_patched(stack: Stack, code: str) -> Iterator[None]:
+    """The stack's proxy restarted with `code` run before its entry (a defence switched off for a
+    control), then restarted as the unit runs it. The same Daemon: the teardown stops either."""
+    daemon = next(d for d in stack.daemons if d.name == "gatekeeper-proxy")
+    unit = list(daemon.argv)
+    module = unit.index("-m")
+    patched = [*unit[:module], "-c", f"{code}\nfrom gatekeeper.cli import entry\nentry()", *unit[module + 2:]]
+    try:
+        restarted_proxy(daemon, patched)
+        yield
+    finally:
+        restarted_proxy(daemon, unit)
+
+
+def restarted_proxy(daemon: Daemon, argv: list[str]) -> None:
+    daemon.stop()
+    PROXY_SOCKET.unlink(missing_ok=True)
+    daemon.argv = argv
+    launch_proxy(daemon)
 
 
 def proxy_answers(daemon: Daemon) -> bool:

@@ -1,0 +1,159 @@
+"""Starts refused at the proxy leave nothing behind and no client waiting (issue 12, layout b).
+
+In layout (b) `docker run` reaches the proxy as a create, then a start; the proxy re-checks some
+things only at the start: each bind source where it resolves now (the agent's shell may have
+swapped it for a symlink since the create) and [limits] max_running. The engine removes an
+AutoRemove (`--rm`) container whose start fails, and `docker run --rm` waits for that removal;
+a start the proxy refused is no failure the engine saw, so the container stayed created and
+`docker run --rm` hung. Every start-time refusal now goes through one path
+(gatekeeper.proxy.vet.start_refused): a never-started --rm container is removed, and the
+refusal says so.
+
+Controls in the same test: the same steps with the refusal's cause taken out run (so the test
+tells a refusal from a broken start), and the proxy restarted with the removal switched off
+(vet.removed answers False) shows what happened before: the container stays, `docker run --rm`
+does not return. Layouts (a) and (c): the CLI layer refuses the swapped source's start itself,
+before the engine or the proxy sees it (`docker start` waits for nothing); see the note there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    IMAGE,
+    MODES,
+    PROXY_ALONE,
+    Stack,
+    audit_offset,
+    policy_extended,
+    proxy_patched,
+)
+from .test_attack_chains import assert_refused
+
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")]
+
+BASE = AGENT_HOME / "work" / "ai-sr"
+TARGET = Path("/var/tmp/gk-e2e-start-refusals")  # outside the allowed root
+NAME = "ai-sr"
+NO_REMOVAL = "import gatekeeper.proxy.vet as vet\nvet.removed = lambda call, ident: False"
+PROMPT = 30.0  # a refused command returns well within this; a hung one never does
+# The swapped source resolves to TARGET: outside the allowed roots, on a mount without nosuid,nodev
+SWAP_RULES = ("host-path", "host-path-mount")
+
+
+def ours(stack: Stack) -> list[str]:
+    return stack.docker("ps", "-aq", "--filter", f"name={NAME}").stdout.split()
+
+
+def remove_ours(stack: Stack) -> None:
+    ids = ours(stack)
+    if ids:
+        stack.docker("rm", "-f", *ids, check=False)
+
+
+@pytest.fixture
+def source(stack: Stack) -> Iterator[Path]:
+    """An agent's directory to bind, and TARGET outside the root; afterwards gone, with our containers."""
+    remove_ours(stack)
+    src = BASE / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    for path in (BASE, src):
+        shutil.chown(path, AGENT, AGENT)
+    TARGET.mkdir(exist_ok=True)
+    yield src
+    remove_ours(stack)
+    shutil.rmtree(BASE, ignore_errors=True)
+    shutil.rmtree(TARGET, ignore_errors=True)
+
+
+def swap(src: Path) -> None:
+    """What the agent's shell does between the create and the start: mv src src.old; ln -s TARGET src."""
+    src.rename(src.with_name("src.old"))
+    src.symlink_to(TARGET)
+
+
+def unswap(src: Path) -> None:
+    src.unlink()
+    src.with_name("src.old").rename(src)
+
+
+def created(stack: Stack, name: str, src: Path) -> None:
+    result = stack.ssh(f"docker create --rm --name {name} -v {src}:/x {IMAGE} true", timeout=PROMPT)
+    assert result.returncode == 0, result.stderr
+    assert ours(stack), "the create made no container"
+
+
+def test_a_refused_start_of_an_rm_container_removes_it(stack: Stack, source: Path) -> None:
+    """docker create --rm -v src:/x; the source swapped for a symlink to TARGET; docker start."""
+    created(stack, f"{NAME}-ok", source)  # control: nothing swapped, the start runs, --rm removes it
+    result = stack.ssh(f"docker start {NAME}-ok", timeout=PROMPT)
+    assert result.returncode == 0, result.stderr
+    assert wait_gone(stack), ours(stack)
+
+    created(stack, f"{NAME}-swap", source)
+    swap(source)
+    since = audit_offset()
+    result = stack.ssh(f"docker start {NAME}-swap", timeout=PROMPT)
+    assert_refused(stack, result, since)
+    said = result.stderr.decode(errors="replace")
+    assert any(f"(rule {rule})" in said for rule in SWAP_RULES), said
+    if stack.mode == PROXY_ALONE:
+        assert "(--rm, never started) was removed" in said, said
+        assert not ours(stack), "the refused --rm container was left behind"
+        unswap(source)
+        created(stack, f"{NAME}-kept", source)
+        swap(source)
+        with proxy_patched(stack, NO_REMOVAL):  # control: the removal off, as before
+            result = stack.ssh(f"docker start {NAME}-kept", timeout=PROMPT)
+            assert result.returncode != 0
+            said = result.stderr.decode(errors="replace")
+            assert "stays created" in said, said
+            assert ours(stack), "without the removal the container stays created"
+    else:
+        # The CLI layer refuses the start before the engine sees it: no start failed, nothing
+        # waits for a removal; the container stays created as `docker create` left it.
+        assert ours(stack)
+
+
+def wait_gone(stack: Stack, timeout: float = PROMPT) -> bool:
+    deadline = time.monotonic() + timeout
+    while ours(stack):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def test_docker_run_rm_refused_at_start_returns_promptly(stack: Stack, source: Path) -> None:
+    """`docker run --rm` refused at its start for the cap (the start-time refusal `run` reaches in
+    layout b): the client returns with the refusal and leaves nothing. Control: the removal off,
+    the client hangs past PROMPT with its container created. The running one is run before the
+    cap is set (no gatekeeper.start label): the CLI layer (a, c) counted only labelled containers
+    before and let this run through to the proxy in (a), to the engine in (c)."""
+    running = stack.ssh(f"docker run -d --name {NAME}-one {IMAGE} sleep 600", timeout=PROMPT)
+    assert running.returncode == 0, running.stderr
+    command = f"docker run --rm --name {NAME}-rm {IMAGE} true"
+    with policy_extended("\n[limits]\nmax_running = 1\n"):
+        since = audit_offset()
+        began = time.monotonic()
+        result = stack.ssh(command, timeout=PROMPT)
+        assert_refused(stack, result, since, rule="limit-running")
+        assert time.monotonic() - began < PROMPT
+        assert not stack.docker("ps", "-aq", "--filter", f"name={NAME}-rm").stdout.split()
+        if stack.mode != PROXY_ALONE:
+            return  # the CLI layer counts first: no create reached the engine
+        assert "(--rm, never started) was removed" in result.stderr.decode(errors="replace")
+        with proxy_patched(stack, NO_REMOVAL):
+            with pytest.raises(subprocess.TimeoutExpired):
+                stack.ssh(command, timeout=PROMPT)  # control: hangs, waiting for a removal
+            assert stack.docker("ps", "-aq", "--filter", f"name={NAME}-rm").stdout.split()
+            remove_ours(stack)  # the hung client's wait ends with the removal
