@@ -1,18 +1,17 @@
 """What a request must look like before the proxy reads its body, decides on it
 or forwards a byte of it.
 
-h11 parses; these checks refuse what h11 tolerates but two HTTP parsers could read
-differently (the engine's Go parser and ours): a request smuggled past the decision
-hides in exactly that gap. Each check names the trick it stops. Everything here is
-pure: bytes and h11 events in, a FramingError (HTTP status, rule, message) out.
+httptools (llhttp, strict) parses, in gatekeeper.proxy.request_reader; these checks refuse
+what a parser may tolerate but two HTTP parsers could read differently (the engine's Go
+parser and ours): a request smuggled past the decision hides in exactly that gap. Each
+check names the trick it stops. Everything here is pure: bytes and parsed heads in, a
+FramingError (HTTP status, rule, message) out.
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import parse_qs, unquote_to_bytes
-
-import h11
 
 RULE_FRAMING = "api-framing"
 RULE_BODY_SIZE = "api-body-size"
@@ -43,6 +42,20 @@ class FramingError(Exception):
         self.rule = rule
 
 
+class RequestHead:
+    """A request's head as parsed: method and target as sent, header names lowercased,
+    values without surrounding blanks, in the order received."""
+
+    __slots__ = ("method", "target", "headers", "http_version")
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                 http_version: bytes) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http_version = http_version
+
+
 class Target:
     """The request-target split and decoded the way the decision reads it."""
 
@@ -58,8 +71,9 @@ class Target:
 
 
 def check_raw_head(head: bytes) -> None:
-    """Line endings and folding: h11 accepts bare LF and obs-fold, Go does not (or reads them
-    differently), so a header hidden in a folded line could reach the engine undecided."""
+    """Line endings and folding: parsers differ on bare LF and obs-fold (h11 accepted both, Go
+    does not or reads them differently), so a header hidden in a folded line could reach the
+    engine undecided. llhttp, strict, refuses them too: this check does not depend on it."""
     if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\r\n"):
         raise FramingError(400, "malformed request: line endings other than CRLF")
     if b"\r\n " in head or b"\r\n\t" in head:
@@ -74,11 +88,11 @@ def check_raw_head(head: bytes) -> None:
             raise FramingError(400, "malformed request: Content-Length is not one number")
 
 
-def header_values(request: h11.Request, name: bytes) -> list[str]:
+def header_values(request: RequestHead, name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in request.headers if key == name]
 
 
-def check_head(request: h11.Request, path: str) -> None:
+def check_head(request: RequestHead, path: str) -> None:
     """Version, framing and hop headers of a parsed request (after check_raw_head)."""
     if request.http_version != b"1.1":
         raise FramingError(505, "only HTTP/1.1 is served here")
@@ -95,7 +109,7 @@ def check_head(request: h11.Request, path: str) -> None:
         raise FramingError(417, "unsupported Expect header")
 
 
-def check_connection(request: h11.Request) -> None:
+def check_connection(request: RequestHead) -> None:
     """Connection may only say close, keep-alive or upgrade (other tokens name headers to drop,
     which would let a client strip what the decision saw); Upgrade only with its token."""
     tokens = {token.strip().lower() for value in header_values(request, b"connection")
@@ -109,15 +123,15 @@ def check_connection(request: h11.Request) -> None:
         raise FramingError(400, f"unsupported upgrade protocol {upgrade[0]!r}")
 
 
-def is_upgrade(request: h11.Request) -> bool:
+def is_upgrade(request: RequestHead) -> bool:
     return any(key == b"upgrade" for key, _ in request.headers)
 
 
-def wants_close(request: h11.Request) -> bool:
+def wants_close(request: RequestHead) -> bool:
     return any("close" in value.lower() for value in header_values(request, b"connection"))
 
 
-def body_length(request: h11.Request) -> int | None:
+def body_length(request: RequestHead) -> int | None:
     """Content-Length, or None for a chunked body (only CHUNKED_PATHS get this far)."""
     lengths = header_values(request, b"content-length")
     if header_values(request, b"transfer-encoding"):
@@ -126,7 +140,7 @@ def body_length(request: h11.Request) -> int | None:
 
 
 # Endpoints that answer one JSON document, never a stream: their requests (GET and HEAD)
-# go over pooled keep-alive connections to the engine and their answers through h11.
+# go over pooled keep-alive connections to the engine.
 SMALL_ANSWERS = frozenset({"/_ping", "/version", "/info", "/system/df", "/containers/json", "/images/json",
                            "/volumes", "/networks"})
 
@@ -156,7 +170,7 @@ def split_target(raw: bytes) -> Target:
         # absolute-form (http://host/...), authority-form, asterisk-form: the engine would
         # route on the path inside, the decision on something else.
         raise FramingError(400, "request target must be a path (origin-form)")
-    text = raw.decode("ascii")  # h11 admits only visible ASCII here
+    text = raw.decode("ascii")  # the reader admits only visible ASCII here
     if "#" in text or "\\" in text:
         raise FramingError(400, "request target with a fragment or backslash")
     raw_path, _, raw_query = text.partition("?")
@@ -201,7 +215,7 @@ def decoded_query(raw_query: str) -> dict[str, list[str]]:
 # ---------------------------------------------------------------- forwarding
 
 
-def forwarded_headers(request: h11.Request, body_size: int, upgrade: bool,
+def forwarded_headers(request: RequestHead, body_size: int, upgrade: bool,
                       keep_alive: bool = False) -> list[tuple[bytes, bytes]]:
     """The client's end-to-end headers, with our own framing: one Host, a Content-Length for
     the body as read (chunked bodies are re-framed), and Connection: close (one response per

@@ -1,8 +1,8 @@
-"""The proxy's transport: asyncio; h11 reads the client's requests, httptools the engine's
-answers (gatekeeper.proxy.wire).
+"""The proxy's transport: asyncio; httptools (llhttp) reads the client's requests
+(gatekeeper.proxy.request_reader) and the engine's answers (gatekeeper.proxy.wire).
 
 For every request on a client connection (keep-alive included):
-1. read the head with h11 and refuse what two parsers could read differently
+1. read the head and refuse what two parsers could read differently
    (gatekeeper.proxy.framing); read the whole body (a build context spooled to an
    unlinked 0600 file), within its cap; nothing has gone upstream yet;
 2. the caller's profile from SO_PEERCRED and [proxy.users]; no profile, no policy: 403;
@@ -29,8 +29,6 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
-import h11
-
 from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, Denied
@@ -38,9 +36,10 @@ from gatekeeper.proxy import framing, guards, intake, pings, pulls, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
-from gatekeeper.proxy.framing import FramingError
+from gatekeeper.proxy.framing import FramingError, RequestHead
 from gatekeeper.proxy.image_labels import ImageLabels
 from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
+from gatekeeper.proxy.request_reader import RequestReader
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
 
 READ_SIZE = 1 << 18
@@ -132,18 +131,18 @@ class ClientIdle(Exception):
 
 
 class Received:
-    """One request read in full: the h11 connection that read it, its head, its body."""
+    """One request read in full: its head, its body, and what the client sent after it."""
 
-    __slots__ = ("conn", "event", "target", "body", "spool", "size")
+    __slots__ = ("event", "target", "body", "spool", "size", "after")
 
-    def __init__(self, conn: h11.Connection, event: h11.Request, target: framing.Target,
-                 body: bytes, spool: IO[bytes] | None, size: int) -> None:
-        self.conn = conn
+    def __init__(self, event: RequestHead, target: framing.Target, body: bytes, spool: IO[bytes] | None,
+                 size: int, after: bytes) -> None:
         self.event = event
         self.target = target
         self.body = body      # the body when in memory
         self.spool = spool    # or the unlinked file it was spooled to (a build context)
         self.size = size
+        self.after = after    # a pipelined next request, or the stream after an Upgrade
 
 
 class UpstreamPool:
@@ -354,7 +353,6 @@ class ClientConnection:
         self.writer = writer
         self.caller = caller
         self.pending = b""  # bytes read past the current request (a pipelined next one)
-        self.head = bytearray()  # the current request's bytes as received, up to its body
         self.request_line = ("", "")  # method and target, once parsed (for the audit record)
         self.spooled = 0  # bytes of the current build context counted in proxy.spools
         self.deadline: float | None = None  # loop time by which the current phase must be read
@@ -364,9 +362,8 @@ class ClientConnection:
     async def serve(self) -> None:
         while True:
             state = self.proxy.state
-            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
             try:
-                received = await self.read_request(conn, state)
+                received = await self.read_request(state)
             except FramingError as error:
                 await self.refuse(state, error)
                 return
@@ -387,55 +384,38 @@ class ClientConnection:
 
     # ------------------------------------------------------------ reading a request
 
-    async def read_request(self, conn: h11.Connection, state: PolicyState) -> Received | None:
-        self.head = bytearray()
+    async def read_request(self, state: PolicyState) -> Received | None:
         self.request_line = ("", "")
-        first, self.pending = self.pending, b""
+        reader = RequestReader(self.pending)
+        self.pending = b""
         settings = state.settings
-        self.start_phase("head" if first else "idle", settings)
-        if first:
-            self.feed(conn, first)  # (an empty feed would tell h11 the client hung up)
-        event = await self.next_event(conn)
-        if isinstance(event, h11.ConnectionClosed):
-            return None
-        if not isinstance(event, h11.Request):
-            raise FramingError(400, "malformed request")
-        self.request_line = (event.method.decode("ascii"), event.target.decode("ascii"))
-        head_size = len(self.head) - len(conn.trailing_data[0])
-        if head_size > MAX_HEAD:  # h11 bounds only a head that arrives in pieces
-            raise FramingError(431, f"request head over {MAX_HEAD} bytes")
-        framing.check_raw_head(bytes(self.head[:head_size]))
-        self.head = bytearray()  # the rest is body: no longer kept
+        self.start_phase("head" if reader.buffer else "idle", settings)
+        try:
+            while (event := reader.head()) is None:
+                data = await self.receive()
+                if not data:
+                    if reader.buffer:
+                        raise FramingError(400, "malformed request: the client hung up within its head")
+                    return None  # hung up between requests
+                reader.add(data)
+        finally:
+            self.request_line = reader.request_line
+        framing.check_raw_head(reader.head_bytes)
         target = framing.split_target(event.target)
         framing.check_head(event, target.path)
         length = framing.body_length(event)
         build = target.path in framing.CHUNKED_PATHS and event.method == b"POST"
         cap = state.settings.max_build_context if build else state.settings.max_body
         framing.check_body_size(length, cap)
-        if conn.they_are_waiting_for_100_continue:
-            self.writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[],
-                                                                  reason=b"Continue")))
+        if framing.header_values(event, b"expect"):  # (check_head let only 100-continue by)
+            self.writer.write(wire.response_head(100, b"Continue", []))
         self.start_phase("body", settings)
         if build:
-            spool, size = await self.spool_body(conn, cap, settings)
-            return Received(conn, event, target, b"", spool, size)
-        body = await self.read_body(conn, cap)
-        return Received(conn, event, target, body, None, len(body))
-
-    def feed(self, conn: h11.Connection, data: bytes) -> None:
-        if len(self.head) <= MAX_HEAD:
-            self.head += data
-        conn.receive_data(data)
-
-    async def next_event(self, conn: h11.Connection) -> h11.Event | type[h11.PAUSED]:
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as error:
-                raise FramingError(error.error_status_hint, f"malformed request: {error}") from None
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]  # not NEED_DATA: an h11 event
-            self.feed(conn, await self.receive())
+            spool, size = await self.spool_body(reader, cap, settings)
+            return Received(event, target, b"", spool, size, bytes(reader.buffer))
+        while (body := reader.body(length or 0)) is None:  # (only a build's body comes chunked)
+            reader.add(await self.receive_body())
+        return Received(event, target, body, None, len(body), bytes(reader.buffer))
 
     def start_phase(self, phase: str, settings: ProxySettings) -> None:
         """The deadline of reading the next part of a request: a slow or silent client is cut
@@ -471,53 +451,46 @@ class ClientConnection:
             self.proxy.spools.give_back(self.caller.uid, self.spooled)
             self.spooled = 0
 
-    async def body_events(self, conn: h11.Connection):  # type: ignore[no-untyped-def]  # yields body bytes
-        while True:
-            event = await self.next_event(conn)
-            if isinstance(event, h11.Data):
-                yield event.data
-            elif isinstance(event, h11.EndOfMessage):
-                if event.headers:
-                    raise FramingError(400, "chunked request with trailers")
-                return
-            else:
-                raise FramingError(400, "request body cut short")
+    async def receive_body(self) -> bytes:
+        data = await self.receive()
+        if not data:
+            raise FramingError(400, "request body cut short")
+        return data
 
-    async def read_body(self, conn: h11.Connection, cap: int) -> bytes:
-        parts: list[bytes] = []
-        async for data in self.body_events(conn):
-            parts.append(data)  # h11 holds it to the Content-Length checked against the cap
-        body = b"".join(parts)
-        if len(body) > cap:
-            raise FramingError(413, f"request body over the cap of {cap} bytes", framing.RULE_BODY_SIZE)
-        return body
-
-    async def spool_body(self, conn: h11.Connection, cap: int,
+    async def spool_body(self, reader: RequestReader, cap: int,
                          settings: ProxySettings) -> tuple[IO[bytes], int]:
-        """A build context, read in full before anything goes upstream: to an unlinked
+        """A build context (chunked), read in full before anything goes upstream: to an unlinked
         0600 file, within the cap and within what the caller may hold of the spool at once
         (guards.SpoolLedger); forwarded later with a Content-Length."""
         spool = tempfile.TemporaryFile(prefix="gatekeeper-proxy-")  # noqa: SIM115 - closed by serve()
         size = 0
         try:
-            async for data in self.body_events(conn):
+            while True:
+                data = reader.chunked()
                 size += len(data)
                 if size > cap:
                     raise FramingError(413, f"build context over the cap of {cap} bytes",
                                        framing.RULE_BODY_SIZE)
-                why = self.proxy.spools.take(self.caller.uid, len(data), settings.max_spool_per_user,
-                                             settings.max_spool)
-                if why is not None:
-                    # Stops: concurrent builds, each under the cap, filling the spool's disk together.
-                    raise FramingError(429, why, guards.RULE_SPOOL)
-                self.spooled += len(data)
-                spool.write(data)
+                if data:
+                    self.spool_piece(spool, data, settings)
+                if reader.chunked_done:
+                    break
+                reader.add(await self.receive_body())
         except BaseException:
             spool.close()
             self.release_spool()
             raise
         spool.flush()
         return spool, size
+
+    def spool_piece(self, spool: IO[bytes], data: bytes, settings: ProxySettings) -> None:
+        why = self.proxy.spools.take(self.caller.uid, len(data), settings.max_spool_per_user,
+                                     settings.max_spool)
+        if why is not None:
+            # Stops: concurrent builds, each under the cap, filling the spool's disk together.
+            raise FramingError(429, why, guards.RULE_SPOOL)
+        self.spooled += len(data)
+        spool.write(data)
 
     async def refuse(self, state: PolicyState, error: FramingError) -> None:
         """Answer a framing refusal and close: the rest of the stream cannot be trusted."""
@@ -555,7 +528,7 @@ class ClientConnection:
 
     async def answer(self, received: Received, state: PolicyState) -> bool:
         """Decide, then answer or forward; True to keep the connection for another request."""
-        self.pending = received.conn.trailing_data[0]  # what came after it: a next request, or raw stream
+        self.pending = received.after  # what came after it: a next request, or raw stream
         request = self.api_request(received, state)
         keep = not framing.wants_close(received.event)
         if intake.is_intake(request):  # the ForceCommand's audit records: ours, never the engine's

@@ -5,14 +5,15 @@ uvicorn), strict: CRLF line endings only, no Content-Length beside Transfer-Enco
 no control characters in header values; anything else is an EngineProtocolError and
 the client gets a 502, never a guess. Heads the proxy sends are written here from
 parts that are already checked: the request-target the decision rebuilt (visible ASCII),
-header fields parsed and validated by h11 (the client's request) or by llhttp (the
-engine's response), and our own constants; `fields` refuses a CR, LF or NUL anyway,
+header fields parsed and validated by llhttp (the client's request, the engine's
+response), and our own constants; `fields` refuses a CR, LF or NUL anyway,
 so no field can become two.
 
 It replaced h11 on this side: h11 took about 0.1 ms of pure Python per request for
 the three passes (our request out, the engine's answer in, our answer out) on every
-request the proxy relays (docs/performance.md). The client's requests are still read
-by h11 and gatekeeper.proxy.framing, where the smuggling checks are.
+request the proxy relays (docs/performance.md). The client's requests are read with
+httptools too (gatekeeper.proxy.request_reader), then gatekeeper.proxy.framing, where the
+smuggling checks are.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Parsed:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.head_done:  # (a chunked body's trailers are dropped, as h11 dropped them)
+        if not self.head_done:  # (a chunked body's trailers are dropped)
             self.headers.append((name.lower(), value.strip(b" \t")))
 
     def on_headers_complete(self) -> None:
