@@ -168,6 +168,11 @@ DEFAULTS: dict[str, dict[str, object]] = {
         # Records per uid per minute the audit intake (POST /_gatekeeper/audit) writes;
         # the rest are refused and summed up in one record.
         "intake_per_minute": 600,
+        # Requests per uid (gatekeeper.proxy.request_rate): a token bucket of request_burst
+        # refilled at request_rate a second; past it 429, counted into one summary record a
+        # minute. request_rate = 0: no budget.
+        "request_rate": 20,
+        "request_burst": 1000,
         "users": {},
     },
 }  # fmt: skip
@@ -180,6 +185,7 @@ PATH_LIST = "list of absolute paths"
 MEMORY_SIZE = "memory size such as \"2g\" (or \"\" for none)"
 CPU_COUNT = "number of CPUs, 0 or more"
 COUNT = "whole number, 0 or more"
+POSITIVE_COUNT = "whole number, 1 or more"
 LOG_SIZE = "log file size such as \"10m\" (decimal units; or \"\" for none)"
 DISK_SIZE = "disk size such as \"20g\" (decimal units, as docker system df counts; or \"\" for none)"
 STRING_LIST = "list of strings"
@@ -244,7 +250,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "proxy": {"listen": ABSOLUTE_PATH, "group": GROUP_NAME, "upstream": ABSOLUTE_PATH,
               "max_body": COUNT, "max_build_context": COUNT, "max_spool_per_user": COUNT, "max_spool": COUNT,
               "max_connections_per_user": COUNT, "header_timeout": COUNT, "body_timeout": COUNT,
-              "idle_timeout": COUNT, "intake_per_minute": COUNT, "users": USER_PROFILES},
+              "idle_timeout": COUNT, "intake_per_minute": COUNT, "request_rate": COUNT,
+              "request_burst": POSITIVE_COUNT, "users": USER_PROFILES},
 }  # fmt: skip
 
 EMBEDDED = "(embedded default)"
@@ -590,6 +597,7 @@ VALIDATORS: dict[str, Callable[[object], bool]] = {
     DISK_SIZE: lambda value: value == "" or is_log_size(value),
     CPU_COUNT: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
     COUNT: lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+    POSITIVE_COUNT: lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1,
     STRING_LIST: is_string_list,
     SCOPE: lambda value: value in ("all", "owned"),
     PATTERN_LIST: lambda value: is_string_list(value) and all(is_plain_name(v, "*?[]") for v in value),

@@ -106,6 +106,7 @@ RULES: Final = MappingProxyType(
         "api-connections": "more open connections to the proxy than [proxy] max_connections_per_user",
         "api-slow-client": "a request head or body not received within [proxy] header_timeout/body_timeout",
         "api-intake-rate": "audit records handed to the proxy over [proxy] intake_per_minute (summed up)",
+        "api-request-rate": "requests of one uid over [proxy] request_rate and request_burst (summed up)",
         "api-busy": "a create of the same profile held the proxy's per-profile lock too long; try again",
         # gatekeeper itself
         "denied": "a refusal without a more specific rule",

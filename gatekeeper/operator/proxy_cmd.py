@@ -97,6 +97,7 @@ def reload(proxy: Proxy, path: str) -> None:
     old = proxy.state.settings
     state = load_state(path, fallback=old)
     proxy.state = state
+    proxy.rates.buckets.clear()  # [proxy] request_rate may have changed: every caller starts full
     if state.error is not None:
         say(f"reload: policy unusable, refusing every request: {state.error}")
         return

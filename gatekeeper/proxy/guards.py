@@ -14,7 +14,8 @@ requests is decided.
     budgets     [budgets] at the API layer (ApiBudgets): containers, pulls and builds
                 counted per allowed request, as the CLI layer counts its commands
     floods      refusals that would each be a record (the audit intake over its rate,
-                connections over the cap) written as ONE summary record per caller
+                connections over the cap, requests over [proxy] request_rate:
+                gatekeeper.proxy.request_rate) written as ONE summary record per caller
                 and kind when their window ends (FloodGate): nothing is skipped
                 silently, and nothing the agent sends can drown the log
 
@@ -184,17 +185,31 @@ class FloodGate:
         self.finished: list[dict[str, object]] = []
 
     def admit(self, uid: int, kind: str, rate: int, size: int = 0) -> bool:
+        entry = self.current(uid, kind)
+        if not rate or entry.admitted < rate:
+            entry.admitted += 1
+            return True
+        entry.refuse(size, self.wall())
+        return False
+
+    def count(self, uid: int, kind: str, detail: str) -> None:
+        """One refusal decided elsewhere (request_rate's bucket), counted by `detail` (a
+        method and endpoint template: a bounded set) into the caller's window of `kind`."""
+        entry = self.current(uid, kind)
+        entry.refuse(0, self.wall())
+        by = entry.by if entry.by is not None else {}
+        by[detail] = by.get(detail, 0) + 1
+        entry.by = by
+
+    def current(self, uid: int, kind: str) -> Window:
+        """The caller's window of `kind`, a new one if the last is over (its summary then due)."""
         now = self.clock()
         entry = self.windows.get((uid, kind))
         if entry is None or now - entry.start >= self.window:
             if entry is not None and entry.refused:
                 self.finished.append(entry.summary(uid, kind, self.window))
             entry = self.windows[(uid, kind)] = Window(now)
-        if not rate or entry.admitted < rate:
-            entry.admitted += 1
-            return True
-        entry.refuse(size, self.wall())
-        return False
+        return entry
 
     def summaries_due(self) -> bool:
         """Whether due() would hand out a summary now (asked before every intake record,
@@ -219,7 +234,7 @@ class FloodGate:
 class Window:
     """One caller's count of one kind of event in one window."""
 
-    __slots__ = ("start", "admitted", "refused", "refused_bytes", "first", "last")
+    __slots__ = ("start", "admitted", "refused", "refused_bytes", "first", "last", "by")
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -228,6 +243,7 @@ class Window:
         self.refused_bytes = 0
         self.first = 0.0
         self.last = 0.0
+        self.by: dict[str, int] | None = None  # refusals by what was asked (FloodGate.count)
 
     def refuse(self, size: int, wall: float) -> None:
         self.refused += 1
@@ -236,9 +252,13 @@ class Window:
         self.last = wall
 
     def summary(self, uid: int, kind: str, window: float) -> dict[str, object]:
-        return {"uid": uid, "kind": kind, "admitted": self.admitted, "refused": self.refused,
-                "refused_bytes": self.refused_bytes, "first_refused": iso(self.first),
-                "last_refused": iso(self.last), "window_seconds": window}
+        out: dict[str, object] = {
+            "uid": uid, "kind": kind, "admitted": self.admitted, "refused": self.refused,
+            "refused_bytes": self.refused_bytes, "first_refused": iso(self.first),
+            "last_refused": iso(self.last), "window_seconds": window}  # fmt: skip
+        if self.by is not None:
+            out["by"] = dict(sorted(self.by.items()))
+        return out
 
 
 def iso(when: float) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import socket
 import struct
@@ -32,7 +33,7 @@ from typing import IO, Any
 from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, Denied
-from gatekeeper.proxy import framing, guards, intake, pings, pulls, wire
+from gatekeeper.proxy import framing, guards, intake, pings, pulls, request_rate, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
@@ -195,6 +196,7 @@ class Proxy:
         self.locks = guards.ProfileLocks()
         self.budgets = guards.ApiBudgets()
         self.floods = guards.FloodGate()
+        self.rates = request_rate.RequestRate()  # [proxy] request_rate per uid
         self.sweeper: asyncio.Task[None] | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -531,6 +533,11 @@ class ClientConnection:
         self.pending = received.after  # what came after it: a next request, or raw stream
         request = self.api_request(received, state)
         keep = not framing.wants_close(received.event)
+        settings = state.settings
+        wait = self.proxy.rates.take(self.caller.uid, settings.request_rate, settings.request_burst)
+        if wait:
+            await self.over_rate(request, settings, wait, keep)
+            return keep
         if intake.is_intake(request):  # the ForceCommand's audit records: ours, never the engine's
             status, body = await self.take_intake(request, state, received.size)
             await self.send_whole(status, body, keep)
@@ -549,6 +556,18 @@ class ClientConnection:
             return await self.decide_and_forward(received, request, state, keep)
         finally:
             self.engine_answered()
+
+    async def over_rate(self, request: ApiRequest, settings: ProxySettings, wait: float, keep: bool) -> None:
+        """A request past the caller's [proxy] request_rate: refused before anything else (no
+        decision, no record of its own), counted into one summary record per uid and minute."""
+        uid = self.caller.uid
+        self.proxy.floods.count(uid, request_rate.RULE_REQUEST_RATE, request_rate.asked(request.method,
+                                                                                          request.path))
+        # Stops: a shell as the agent looping requests (a ping, a GET, an intake record) on the
+        # socket, each an audit record, until the log's disk is full.
+        reason = request_rate.refusal(uid, settings.request_rate, settings.request_burst, wait)
+        fields = [(b"content-type", b"application/json"), (b"retry-after", b"%d" % math.ceil(wait))]
+        await self.send_whole(429, denial_body(reason, request_rate.RULE_REQUEST_RATE), keep, fields)
 
     async def take_intake(self, request: ApiRequest, state: PolicyState, size: int) -> tuple[int, bytes]:
         """A record handed over, written unless its uid is over [proxy] intake_per_minute: then

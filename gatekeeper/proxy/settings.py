@@ -12,9 +12,10 @@ class ProxySettings:
 
     __slots__ = ("listen", "group", "upstream", "max_body", "max_build_context", "max_spool_per_user",
                  "max_spool", "max_connections_per_user", "header_timeout", "body_timeout", "idle_timeout",
-                 "intake_per_minute", "users")
+                 "intake_per_minute", "request_rate", "request_burst", "users")
     CAPS = ("max_body", "max_build_context", "max_spool_per_user", "max_spool", "max_connections_per_user",
-            "header_timeout", "body_timeout", "idle_timeout", "intake_per_minute")
+            "header_timeout", "body_timeout", "idle_timeout", "intake_per_minute", "request_rate",
+            "request_burst")
     max_body: int
     max_build_context: int
     max_spool_per_user: int
@@ -24,6 +25,8 @@ class ProxySettings:
     body_timeout: int
     idle_timeout: int
     intake_per_minute: int
+    request_rate: int
+    request_burst: int
 
     def __init__(self, section: dict[str, object]) -> None:
         self.listen = str(section["listen"])

@@ -1,0 +1,139 @@
+"""A request flood on the proxy's socket grows the audit log without bound: red team, issue 12.
+
+Layout (b) assumes a shell as the agent: it talks to the proxy's socket directly. Every
+request the proxy answers is one audit record, so a loop of `HEAD /_ping`, GETs and records
+to the audit intake (over several kept-alive connections) grows /var/log as fast as the
+proxy answers, until the disk is full. The defence (gatekeeper.proxy.request_rate): a token
+bucket per uid, [proxy] request_rate a second up to request_burst; past it 429, rule
+api-request-rate, and the refusals summed up in one record a minute.
+
+Control: the same flood with request_rate = 0: the log grows by one record per request.
+Defence: request_rate = 5, request_burst = 60: the log grows by at most the burst, the
+rate times the flood's seconds and one summary, the rest is answered 429 and counted in
+the summary by method and endpoint; an everyday `docker ps` after the flood runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pwd
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    PROXY_ALONE,
+    PROXY_SOCKET,
+    Stack,
+    audit_offset,
+    audit_records_since,
+    policy_rewritten,
+)
+from .test_api_attacks import as_agent
+
+pytestmark = [
+    pytest.mark.e2e,
+    # A shell as the agent on the proxy's socket is layout (b)'s assumption.
+    pytest.mark.parametrize("stack", [PROXY_ALONE], indirect=True, scope="module"),
+]
+
+FLOOD = 600
+CONNECTIONS = 4
+RATE = 5
+BURST = 60
+SUMMARY_WAIT = 90.0  # the summary's minute, plus the proxy's 10 s sweep
+
+# The agent's flood: FLOOD requests round robin over CONNECTIONS kept-alive connections,
+# a ping, a listing and an audit record in turn; prints the statuses it got and its seconds.
+FLOOD_CLIENT = """
+import collections, http.client, json, socket, sys, time
+path, count, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+class Unix(http.client.HTTPConnection):
+    def __init__(self):
+        super().__init__("docker", timeout=60)
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+asks = [("HEAD", "/_ping", None), ("GET", "/v1.43/containers/json", None),
+        ("POST", "/_gatekeeper/audit", b'{"event": "decision", "cmd": "docker ps (flood)"}')]
+conns = [Unix() for _ in range(connections)]
+statuses = collections.Counter()
+began = time.monotonic()
+for i in range(count):
+    method, target, body = asks[i % len(asks)]
+    conn = conns[i % connections]
+    conn.request(method, target, body=body)
+    answer = conn.getresponse()
+    answer.read()
+    statuses[str(answer.status)] += 1
+print(json.dumps({"statuses": statuses, "seconds": time.monotonic() - began}))
+"""
+
+
+def with_proxy_keys(keys: str) -> Callable[[str], str]:
+    return lambda text: text.replace("[proxy]\n", f"[proxy]\n{keys}\n", 1)
+
+
+def flood() -> tuple[dict[str, int], float]:
+    argv = ["/usr/bin/python3", "-I", "-c", FLOOD_CLIENT, str(PROXY_SOCKET), str(FLOOD), str(CONNECTIONS)]
+    result = as_agent(argv, {"PATH": "/usr/bin:/bin", "HOME": str(AGENT_HOME)})
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    return answer["statuses"], float(answer["seconds"])
+
+
+def summaries(offset: int, uid: int) -> list[dict[str, object]]:
+    return [record for record in audit_records_since(offset, layer="api")
+            if record.get("endpoint") == "summary api-request-rate" and record.get("uid") == uid]
+
+
+def test_a_request_flood_grows_the_log_by_the_budget_only(stack: Stack) -> None:
+    uid = pwd.getpwnam(AGENT).pw_uid
+
+    # Control: no budget. Every request is answered and is a record of its own.
+    with policy_rewritten(with_proxy_keys("request_rate = 0")):
+        offset = audit_offset()
+        statuses, seconds = flood()
+        grown = audit_records_since(offset, layer=None)
+    assert statuses == {"200": FLOOD * 2 // 3, "204": FLOOD // 3}, statuses
+    assert len(grown) == FLOOD, len(grown)  # one record per request
+    control_bytes = sum(len(json.dumps(record)) for record in grown)
+
+    # Defence: the same flood meets the uid's bucket.
+    with policy_rewritten(with_proxy_keys(f"request_rate = {RATE}\nrequest_burst = {BURST}")):
+        offset = audit_offset()
+        statuses, seconds = flood()
+        grown = audit_records_since(offset, layer=None)
+        refused = statuses.get("429", 0)
+        budget = BURST + math.ceil(RATE * seconds) + 1
+        assert refused >= FLOOD - budget, (statuses, seconds)
+        assert refused + statuses.get("200", 0) + statuses.get("204", 0) == FLOOD, statuses
+        assert len(grown) == FLOOD - refused <= budget, (len(grown), statuses, seconds)
+        # Nothing skipped silently: the refusals are in one summary once the minute is over.
+        deadline = time.monotonic() + SUMMARY_WAIT
+        while not (found := summaries(offset, uid)) and time.monotonic() < deadline:
+            time.sleep(2)
+        assert found, "no summary record of the refused requests"
+        counted: list[dict[str, Any]] = [record["summary"] for record in found]  # type: ignore[misc]
+        assert sum(int(part["refused"]) for part in counted) == refused
+        by: dict[str, int] = {}
+        for part in counted:
+            for asked, count in part["by"].items():
+                by[asked] = by.get(asked, 0) + count
+        assert set(by) <= {"HEAD /_ping", "GET /containers/json", "POST /_gatekeeper/audit"}, by
+        assert found[0]["rule"] == "api-request-rate" and found[0]["decision"] == "deny"
+        after = audit_records_since(offset, layer=None)
+        assert len(after) <= budget + len(found) + 2, len(after)  # the burst, the rate, the summary
+
+        # The flood is over: everyday work goes through again.
+        result = stack.ssh("docker ps")
+        assert result.returncode == 0, result.stderr
+    defence_bytes = sum(len(json.dumps(record)) for record in after)
+    print(f"flood of {FLOOD}: control {FLOOD} records ({control_bytes} bytes); defence "
+          f"{len(after)} records ({defence_bytes} bytes) incl. {len(found)} summary, {refused} refused "
+          f"in {seconds:.2f} s")
