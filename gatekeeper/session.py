@@ -32,8 +32,8 @@ def key_fingerprint(auth_info_path: str | None) -> str | None:
     if not auth_info_path:
         return None
     try:
-        with open(auth_info_path, encoding="ascii") as handle:
-            lines = handle.read(65536).splitlines()
+        with open(auth_info_path, "rb") as handle:  # bytes: a text file imports its codec (~0.15 ms)
+            lines = handle.read(65536).decode("ascii").splitlines()
     except (OSError, ValueError):
         return None
     for line in lines:
