@@ -51,7 +51,8 @@ def test_entry_script_imports_nothing_planted(tmp_path: Path, capsys: pytest.Cap
     python = os.path.join(sys.prefix, "bin", "python3")
     # control: the interpreter line pip would write (no options)
     plain = tmp_path / "bin" / "gatekeeper-plain"
-    plain.write_text(SCRIPT.format(python=python, packages="/nonexistent").replace(" -IS\n", "\n", 1))
+    script = SCRIPT.format(python=python, packages="/nonexistent", bundle="/nonexistent.bundle")
+    plain.write_text(script.replace(" -IS\n", "\n", 1))
     plain.chmod(0o755)
     run_entry(plain, env, cwd)
     assert {"pythonpath-site", "script-dir"} <= set(marker.read_text().split()), "control: planted code ran"
@@ -128,6 +129,8 @@ def test_a_session_through_the_entry_script_leaves_nothing_unsaid(deployment: De
 
     entry = deployment.root / "gatekeeper-ssh"
     assert main(["--to", str(entry), "--python", os.path.join(sys.prefix, "bin", "python3")]) == 0
+    bundle = deployment.root / "gatekeeper-ssh.bundle"  # the modules in one file (gatekeeper.module_bundle)
+    assert f"load({str(bundle)!r}, " in entry.read_text() and oct(bundle.stat().st_mode & 0o777) == "0o644"
     session = {"PATH": "/usr/bin:/bin", "SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22"}
 
     def run(**extra: str) -> subprocess.CompletedProcess[str]:

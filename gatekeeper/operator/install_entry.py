@@ -21,6 +21,12 @@ only what is missing or stale). pip does so when it installs, unless told not to
 (--no-compile); without the .pyc files every call compiles each module it imports
 from source, and cannot save the result in the root-owned directory: a denied
 command took 32 ms instead of 15 here, an allowed one more.
+
+Beside the script it writes `gatekeeper-ssh.bundle`: the bytecode of every module the
+ForceCommand may import, in one file the script reads instead of searching for and
+opening each module's .pyc (gatekeeper.module_bundle: used only while it is root's,
+writable by nobody else and every source it was made from is unchanged; else the
+modules are imported from their sources as before).
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ SCRIPT = """\
 import sys
 
 sys.path.append({packages!r})
+from gatekeeper.module_bundle import load
+
+load({bundle!r}, {packages!r})  # the modules' bytecode in one file, if trusted and current
 from gatekeeper.cli import entry
 
 entry()
@@ -76,12 +85,13 @@ def main(args: list[str]) -> int:
         target = options.get("--to") or os.path.join(os.path.dirname(python), ENTRY_NAME)
         packages = package_directory(python)
         compile_bytecode(python, os.path.join(packages, "gatekeeper"))
+        write_module_bundle(python, bundle_path(target), packages)
         write_entry(target, python, packages)
         prove_it_starts(target)
     except EntryError as error:
         sys.stderr.write(f"gatekeeper install-entry: {error}\n")
         return 1
-    sys.stdout.write(f"wrote {target} (#!{python} -IS)\n"
+    sys.stdout.write(f"wrote {target} (#!{python} -IS) and {bundle_path(target)}\n"
                      f"ForceCommand exec {target} --policy /etc/gatekeeper/policy.toml\n")
     return 0
 
@@ -142,6 +152,29 @@ def compile_bytecode(python: str, package: str) -> None:
         raise EntryError(f"cannot compile {package} to bytecode: {(done.stdout + done.stderr).strip()[:200]}")
 
 
+def bundle_path(target: str) -> str:
+    """The module bundle (gatekeeper.module_bundle) beside the entry script."""
+    return f"{target}.bundle"
+
+
+def write_module_bundle(python: str, bundle: str, packages: str) -> None:
+    """The ForceCommand's modules in one file, compiled by the interpreter that runs them,
+    then loaded once by it to prove the entry script will use it (owner, mode, sources)."""
+    import subprocess
+
+    if not bundle.startswith("/"):
+        raise EntryError(f"{bundle!r}: an absolute path is needed")
+    proof = ("import sys; from gatekeeper.module_bundle import load; "
+             "sys.exit(0 if load(sys.argv[1], sys.argv[2]) else 3)")
+    for argv in ([python, "-I", "-m", "gatekeeper.module_bundle", bundle, packages],
+                 [python, "-I", "-c", proof, bundle, packages]):
+        done = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/",
+                              timeout=300, check=False)
+        if done.returncode != 0:
+            said = (done.stdout + done.stderr).strip()[:200] or "it is not trusted or not current"
+            raise EntryError(f"cannot write a usable module bundle {bundle}: {said}")
+
+
 def write_entry(target: str, python: str, packages: str) -> None:
     if not target.startswith("/"):
         raise EntryError(f"{target!r}: an absolute path is needed")
@@ -149,7 +182,7 @@ def write_entry(target: str, python: str, packages: str) -> None:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(SCRIPT.format(python=python, packages=packages))
+            handle.write(SCRIPT.format(python=python, packages=packages, bundle=bundle_path(target)))
         os.chmod(temporary, 0o755)  # noqa: S103 - sshd runs it as the agent: read and execute for all
         os.replace(temporary, target)
     except BaseException:
