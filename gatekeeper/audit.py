@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 
-from gatekeeper.errors import AuditError
+from gatekeeper.errors import AuditError, AuditFull
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,23 +73,24 @@ class LogBusy(Exception):
 
 
 def append_record(path: str, record: dict[str, object], *, wait: bool = True,
-                  encoder: Callable[[object], str] | None = None) -> str:
+                  encoder: Callable[[object], str] | None = None, ceiling: int = 0) -> str:
     """One record on a descriptor opened for it and closed after (a rotation in between is
     followed: long-lived writers such as the proxy never write into an old file).
     With wait=False a lock held by another writer raises LogBusy, nothing written."""
     fd = open_log(path)
     try:
-        return write_record(fd, record, wait=wait, encoder=encoder)
+        return write_record(fd, record, wait=wait, encoder=encoder, ceiling=ceiling)
     finally:
         os.close(fd)
 
 
 def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
-                 encoder: Callable[[object], str] | None = None) -> str:
+                 encoder: Callable[[object], str] | None = None, ceiling: int = 0) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
     descriptor the record is chained to the last line (seq, prev) under flock. `encoder`:
     one that gives encode's bytes (the proxy's, gatekeeper.json_codec.record_line: C, not
-    worth its import on the ForceCommand path)."""
+    worth its import on the ForceCommand path). `ceiling` ([audit] max_bytes, the proxy's
+    writes): AuditFull, nothing written, if the line would take the file past it."""
     import fcntl
 
     try:
@@ -104,6 +105,8 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
             record = {**record, "seq": next_seq(last), "prev": line_hash(last) if last else ""}
         line = (encoder or encode)(record)
         data = (line + "\n").encode("utf-8", "surrogateescape")
+        if ceiling:
+            check_ceiling(fd, len(data), ceiling)
         try:
             written = os.write(fd, data)
         except OSError as error:
@@ -113,6 +116,15 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
     if written != len(data):
         raise AuditError("audit log write was cut short (disk full?)")
     return line
+
+
+def check_ceiling(fd: int, size: int, ceiling: int) -> None:
+    """AuditFull if `size` more bytes would take the log past `ceiling` (under the log's lock)."""
+    # Stops: a flood of requests (each a record) filling the log's file system, and with it
+    # whatever else lives there; refusing is the fail-closed end of it.
+    if os.fstat(fd).st_size + size > ceiling:
+        raise AuditFull(f"the audit log is full ([audit] max_bytes = {ceiling}); nothing runs until the "
+                        "operator rotates it (logrotate -f /etc/logrotate.d/gatekeeper)")
 
 
 TAIL_LIMIT = 8 << 20  # bytes read back to find the last line

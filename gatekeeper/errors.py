@@ -41,3 +41,9 @@ class AuditError(GatekeeperError):
 
     exit_code = EX_TEMPFAIL
     rule = "audit-unwritable"
+
+
+class AuditFull(AuditError):
+    """The live audit log has reached [audit] max_bytes: nothing more runs until it is rotated."""
+
+    rule = "audit-full"

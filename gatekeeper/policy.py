@@ -78,7 +78,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "audit": {"path": "/var/log/gatekeeper/audit.jsonl", "syslog": True, "reserved_tags": ["gatekeeper"],
               # true: the ForceCommand hands its records to `gatekeeper proxy` ([proxy] listen),
               # which writes the log; the agent's account cannot open it (gatekeeper.proxy.intake)
-              "via_proxy": False},
+              "via_proxy": False,
+              # bytes the live log may reach; past it `gatekeeper proxy` refuses every request
+              # (rule audit-full) rather than fill the disk; 0 = no ceiling (gatekeeper.audit)
+              "max_bytes": 2_000_000_000},
     "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
     # state_dir: gatekeeper.inflight's registry; a root's top-level dot entry is out of containers' reach
     "paths": {"allowed_roots": ["/home/ai-worker"], "state_dir": "/home/ai-worker/.gatekeeper"},
@@ -209,7 +212,8 @@ SCHEMA: dict[str, dict[str, str]] = {
         "workdir": ABSOLUTE_PATH,
         "config_dir": ABSOLUTE_PATH,
     },
-    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN, "reserved_tags": STRING_LIST, "via_proxy": BOOLEAN},
+    "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN, "reserved_tags": STRING_LIST, "via_proxy": BOOLEAN,
+              "max_bytes": COUNT},
     "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
     "paths": {"allowed_roots": PATH_LIST, "state_dir": ABSOLUTE_PATH},
     "limits": {

@@ -330,3 +330,24 @@ def test_names_prefix_off_is_warned_about(tmp_path: Path) -> None:
     policy.write_text(policy.read_text() + '\n[names]\nprefix = ""\n')
     names = [c for c in diagnose(root) if c.name == "names"]
     assert [c.status for c in names] == [WARN] and "the name rule is off" in names[0].detail, names
+
+
+@pytest.mark.parametrize(("keys", "size", "status", "said"), [
+    ("", 10, OK, "has 10 of [audit] max_bytes = 2000000000 bytes"),  # the default ceiling
+    ("max_bytes = 1000", 799, OK, "has 799 of [audit] max_bytes = 1000"),
+    ("max_bytes = 1000", 800, WARN, "past it the proxy refuses every request"),
+    ("max_bytes = 1000", 1000, FAIL, "the proxy refuses every request (rule audit-full)"),
+    ("max_bytes = 1000", 5000, FAIL, "has 5000 bytes"),
+    ("max_bytes = 0", 5000, WARN, "no [audit] max_bytes: a flood of requests can fill"),
+])  # fmt: skip
+def test_the_log_against_its_ceiling(tmp_path: Path, keys: str, size: int, status: str, said: str) -> None:
+    """[audit] max_bytes: the proxy refuses every request once the live log reaches it (rule
+    audit-full); doctor says how close it is, and names the rotation that makes room."""
+    root = build(tmp_path)
+    policy = root / "etc/gatekeeper/policy.toml"
+    policy.write_text(policy.read_text().replace("via_proxy = true\n", f"via_proxy = true\n{keys}\n"))
+    (root / "var/log/gatekeeper/audit.jsonl").write_bytes(b"x" * size)
+    room = [c for c in diagnose(root) if c.name == "audit log room"]
+    assert [c.status for c in room] == [status] and said in room[0].detail, [c.line() for c in room]
+    if status != OK:
+        assert "logrotate -f" in room[0].fix or "file system of its own" in room[0].fix

@@ -223,3 +223,16 @@ def test_names_prefix_off_is_warned_about(tmp_path: Path) -> None:
     assert [(level, what) for level, _, what, _ in found] == [(WARNING, "names.prefix")], found
     assert "the name rule is off" in found[0][3] and found[0][1] == GOOD.count("\n") + 3
     assert findings_for(tmp_path, GOOD + '\n[names]\nprefix = "agent-"\n') == []
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    ("", []),  # the control: the defaults bound a flood
+    ("\n[proxy]\nrequest_rate = 0\n", ["proxy.request_rate"]),
+    ("\n[proxy]\nrequest_rate = 50\nrequest_burst = 10\n", []),
+    ("\n[audit]\nvia_proxy = true\nmax_bytes = 0\n", ["audit.max_bytes"]),
+    ("\n[audit]\nvia_proxy = false\nmax_bytes = 0\n", []),  # not the proxy's log: no ceiling of ours
+])  # fmt: skip
+def test_what_bounds_a_flood_switched_off_is_warned_about(tmp_path: Path, extra: str,
+                                                          warned: list[str]) -> None:
+    found = findings_for(tmp_path, GOOD + extra)
+    assert [what for level, _, what, _ in found if level == WARNING] == warned, found

@@ -296,6 +296,28 @@ def check_audit_log(deployment: Deployment, settings: dict[str, dict[str, object
             f"the agent's account can append lines of its choosing to {log} (no [audit] via_proxy)",
             "run gatekeeper proxy (install.sh proxy) and set [audit] via_proxy = true; install.sh audit-log",
         )
+    else:
+        yield check_log_room(log, info.st_size, settings)
+
+
+# Past this share of [audit] max_bytes, doctor warns: the proxy will soon refuse everything.
+ROOM_WARN = 0.8
+
+
+def check_log_room(log: str, size: int, settings: dict[str, dict[str, object]]) -> Check:
+    """The live log against [audit] max_bytes, past which the proxy refuses every request."""
+    ceiling = settings["audit"].get("max_bytes", 0)
+    rotate = "logrotate -f /etc/logrotate.d/gatekeeper"
+    if not isinstance(ceiling, int) or not ceiling:
+        return Check("audit log room", WARN, "no [audit] max_bytes: a flood of requests can fill the file "
+                     f"system of {log}", "set [audit] max_bytes; keep the log on a file system of its own")
+    if size >= ceiling:
+        return Check("audit log room", FAIL, f"{log} has {size} bytes, [audit] max_bytes = {ceiling}: the "
+                     "proxy refuses every request (rule audit-full)", rotate)
+    if size >= ceiling * ROOM_WARN:
+        return Check("audit log room", WARN, f"{log} has {size} of [audit] max_bytes = {ceiling} bytes; past "
+                     "it the proxy refuses every request (rule audit-full)", rotate)
+    return Check("audit log room", OK, f"{log} has {size} of [audit] max_bytes = {ceiling} bytes")
 
 
 def via_proxy(settings: dict[str, dict[str, object]]) -> bool:

@@ -505,6 +505,21 @@ def audit_findings(
             f"{directory} does not exist: every command would fail with exit 75",
             f"install -d -o root -g root -m 0755 {directory} (then 'gatekeeper doctor')",
         )
+    yield from flood_findings(settings, locate)
+
+
+def flood_findings(settings: dict[str, dict[str, object]], locate: Locator) -> Iterator[Finding]:
+    """What bounds the log under a flood of requests (docs/audit.md#log-volume), switched off."""
+    if settings["proxy"].get("request_rate") == 0:
+        yield Finding(WARNING, locate.path, locate.line("proxy", "request_rate"), "proxy.request_rate", "0",
+                      "no request budget: a shell as the agent looping requests on the proxy's socket writes "
+                      "a record per request, as fast as the proxy answers",
+                      "set a rate (the default, 20 a second, when the key is absent)")
+    if settings["audit"].get("via_proxy") and settings["audit"].get("max_bytes") == 0:
+        yield Finding(WARNING, locate.path, locate.line("audit", "max_bytes"), "audit.max_bytes", "0",
+                      "no ceiling on the live log: a flood the proxy records can fill its file system",
+                      "set a ceiling (the default when the key is absent) and keep the log on a file "
+                      "system of its own")
 
 
 # ---------------------------------------------------------------- [limits] that never apply

@@ -183,26 +183,32 @@ class FloodGate:
         self.wall = wall
         self.windows: dict[tuple[int, str], Window] = {}
         self.finished: list[dict[str, object]] = []
+        # Counted on the loop and in worker threads (a record the full log refused), summed up
+        # by the sweeper's thread: one lock.
+        self.lock = threading.Lock()
 
     def admit(self, uid: int, kind: str, rate: int, size: int = 0) -> bool:
-        entry = self.current(uid, kind)
-        if not rate or entry.admitted < rate:
-            entry.admitted += 1
-            return True
-        entry.refuse(size, self.wall())
-        return False
+        with self.lock:
+            entry = self.current(uid, kind)
+            if not rate or entry.admitted < rate:
+                entry.admitted += 1
+                return True
+            entry.refuse(size, self.wall())
+            return False
 
     def count(self, uid: int, kind: str, detail: str) -> None:
         """One refusal decided elsewhere (request_rate's bucket), counted by `detail` (a
         method and endpoint template: a bounded set) into the caller's window of `kind`."""
-        entry = self.current(uid, kind)
-        entry.refuse(0, self.wall())
-        by = entry.by if entry.by is not None else {}
-        by[detail] = by.get(detail, 0) + 1
-        entry.by = by
+        with self.lock:
+            entry = self.current(uid, kind)
+            entry.refuse(0, self.wall())
+            by = entry.by if entry.by is not None else {}
+            by[detail] = by.get(detail, 0) + 1
+            entry.by = by
 
     def current(self, uid: int, kind: str) -> Window:
-        """The caller's window of `kind`, a new one if the last is over (its summary then due)."""
+        """The caller's window of `kind`, a new one if the last is over (its summary then due);
+        called with the lock held."""
         now = self.clock()
         entry = self.windows.get((uid, kind))
         if entry is None or now - entry.start >= self.window:
@@ -215,19 +221,21 @@ class FloodGate:
         """Whether due() would hand out a summary now (asked before every intake record,
         so that one is written only when there is one; reads, changes nothing)."""
         now = self.clock()
-        return bool(self.finished) or any(entry.refused and now - entry.start >= self.window
-                                           for entry in self.windows.values())
+        with self.lock:
+            return bool(self.finished) or any(entry.refused and now - entry.start >= self.window
+                                               for entry in self.windows.values())
 
     def due(self, force: bool = False) -> list[dict[str, object]]:
         """Summaries of windows that are over (of every window with refusals when `force`),
         each handed out once."""
         now = self.clock()
-        out, self.finished = self.finished, []
-        for key, entry in list(self.windows.items()):
-            if force or now - entry.start >= self.window:
-                del self.windows[key]
-                if entry.refused:
-                    out.append(entry.summary(key[0], key[1], self.window))
+        with self.lock:
+            out, self.finished = self.finished, []
+            for key, entry in list(self.windows.items()):
+                if force or now - entry.start >= self.window:
+                    del self.windows[key]
+                    if entry.refused:
+                        out.append(entry.summary(key[0], key[1], self.window))
         return out
 
 

@@ -20,7 +20,7 @@ import json
 import pwd
 
 from gatekeeper.audit import append_record, timestamp
-from gatekeeper.errors import AuditError
+from gatekeeper.errors import AuditError, AuditFull
 from gatekeeper.proxy.contract import ApiRequest
 
 INTAKE_PATH = "/_gatekeeper/audit"
@@ -31,6 +31,7 @@ MAX_RECORD = 64 * 1024
 EVENTS = frozenset({"decision", "exit"})
 MAX_DEPTH = 8  # the ForceCommand's records nest three deep (steps, policy)
 STAMPS = ("layer", "reported_by", "received")
+FULL = 507  # Insufficient Storage: the log is at [audit] max_bytes
 
 
 class IntakeRefused(Exception):
@@ -47,15 +48,19 @@ def is_intake(request: ApiRequest) -> bool:
     return request.path == INTAKE_PATH or request.path.startswith(INTAKE_PATH + "/")
 
 
-def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True) -> tuple[int, bytes]:
+def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True,
+                  ceiling: int = 0) -> tuple[int, bytes]:
     """Write one reported record: (HTTP status, JSON body) for the transport to send.
     With wait=False a log locked by another writer raises gatekeeper.audit.LogBusy
-    (nothing written): the transport then writes it from a thread, which waits."""
+    (nothing written): the transport then writes it from a thread, which waits.
+    A log at its ceiling ([audit] max_bytes) is FULL (507), nothing written."""
     try:
         record = stamped_record(request)
-        append_record(log_path, record, wait=wait)
+        append_record(log_path, record, wait=wait, ceiling=ceiling)
     except IntakeRefused as refused:
         return refused.status, answer(refused.why)
+    except AuditFull as error:
+        return FULL, answer(f"gatekeeper: audit log: {error.message} (rule {error.rule})")
     except AuditError as error:  # the ForceCommand then refuses to run anything (exit 75)
         return 503, answer(f"gatekeeper: audit log: {error.message}")
     return 204, b""

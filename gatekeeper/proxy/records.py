@@ -37,9 +37,15 @@ def api_record(caller: Caller, profile: str | None, method: str, target: str, *,
 def write_api_record(policy: Policy, record: dict[str, object]) -> None:
     """Append the record (AuditError if it cannot be written whole: the caller refuses).
     The log is opened per record, so a rotation never strands the daemon on an old file."""
-    line = append_record(policy.audit_path, record, encoder=record_line)
+    line = append_record(policy.audit_path, record, encoder=record_line, ceiling=audit_ceiling(policy))
     if policy.syslog:
         to_syslog(line)
+
+
+def audit_ceiling(policy: Policy) -> int:
+    """[audit] max_bytes: the size past which the proxy writes no record (AuditFull), 0 for none."""
+    value = policy.settings["audit"].get("max_bytes", 0)
+    return value if isinstance(value, int) else 0
 
 
 def syslog_only(record: dict[str, object]) -> None:

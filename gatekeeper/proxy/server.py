@@ -32,14 +32,14 @@ from typing import IO, Any
 
 from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
-from gatekeeper.errors import AuditError, Denied
+from gatekeeper.errors import AuditError, AuditFull, Denied
 from gatekeeper.proxy import framing, guards, intake, pings, pulls, request_rate, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
 from gatekeeper.proxy.framing import FramingError, RequestHead
 from gatekeeper.proxy.image_labels import ImageLabels
-from gatekeeper.proxy.records import Caller, api_record, syslog_only, write_api_record
+from gatekeeper.proxy.records import Caller, api_record, audit_ceiling, syslog_only, write_api_record
 from gatekeeper.proxy.request_reader import RequestReader
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
 
@@ -314,6 +314,9 @@ class Proxy:
             return verdict
         try:
             self.record(state.policy, record)
+        except AuditFull as full:  # counted, summed up (to syslog while the log is full)
+            self.floods.count(caller.uid, full.rule, request_rate.asked(request.method, request.path))
+            return ApiVerdict(False, full.rule, full.message, verdict.endpoint, status=intake.FULL)
         except AuditError as error:
             reason = f"{error.message}; nothing runs unrecorded"
             return ApiVerdict(False, error.rule, reason, verdict.endpoint)
@@ -585,9 +588,13 @@ class ClientConnection:
         # time. A record is a bounded local append (<= 64 KiB); only a lock held by another
         # writer would make the loop wait, and then a thread waits instead.
         try:
-            return take_record(request, state, wait=False)
+            status, body = take_record(request, state, wait=False)
         except LogBusy:
-            return await loop.run_in_executor(None, take_record, request, state)
+            status, body = await loop.run_in_executor(None, take_record, request, state)
+        if status == intake.FULL:  # not written: counted, summed up (to syslog while the log is full)
+            self.proxy.floods.count(self.caller.uid, AuditFull.rule, request_rate.asked(request.method,
+                                                                                         request.path))
+        return status, body
 
     async def serialised(self, request: ApiRequest) -> asyncio.Lock | None:
         """The profile's lock, held, for a request that creates or starts (guards.SERIALISED)."""
@@ -1117,7 +1124,8 @@ def take_record(request: ApiRequest, state: PolicyState, *, wait: bool = True) -
     if state.policy is None:
         message = f"gatekeeper: audit log: no usable policy ({state.error})"
         return 503, json.dumps({"message": message}).encode()
-    return intake.handle_intake(request, state.policy.audit_path, wait=wait)
+    policy = state.policy
+    return intake.handle_intake(request, policy.audit_path, wait=wait, ceiling=audit_ceiling(policy))
 
 
 def denial_body(reason: str, rule: str) -> bytes:

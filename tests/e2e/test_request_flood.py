@@ -27,6 +27,7 @@ import pytest
 from .stack import (
     AGENT,
     AGENT_HOME,
+    AUDIT_LOG,
     PROXY_ALONE,
     PROXY_SOCKET,
     Stack,
@@ -79,8 +80,8 @@ def with_proxy_keys(keys: str) -> Callable[[str], str]:
     return lambda text: text.replace("[proxy]\n", f"[proxy]\n{keys}\n", 1)
 
 
-def flood() -> tuple[dict[str, int], float]:
-    argv = ["/usr/bin/python3", "-I", "-c", FLOOD_CLIENT, str(PROXY_SOCKET), str(FLOOD), str(CONNECTIONS)]
+def flood(count: int = FLOOD) -> tuple[dict[str, int], float]:
+    argv = ["/usr/bin/python3", "-I", "-c", FLOOD_CLIENT, str(PROXY_SOCKET), str(count), str(CONNECTIONS)]
     result = as_agent(argv, {"PATH": "/usr/bin:/bin", "HOME": str(AGENT_HOME)})
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
@@ -147,3 +148,37 @@ def test_a_request_flood_grows_the_log_by_the_budget_only(stack: Stack) -> None:
     print(f"flood of {FLOOD}: control {FLOOD} records ({control_bytes} bytes); defence "
           f"{len(after)} records ({defence_bytes} bytes) incl. {len(found)} summary, {refused} refused "
           f"in {seconds:.2f} s")
+
+
+CEILING_FLOOD = 300
+ROOM = 20_000  # bytes left under the ceiling: a few dozen records
+
+
+def with_ceiling(ceiling: int) -> Callable[[str], str]:
+    """No request budget (the flood meets the ceiling alone) and [audit] max_bytes = ceiling."""
+    keys = with_proxy_keys("request_rate = 0")
+    return lambda text: keys(text).replace("[audit]\n", f"[audit]\nmax_bytes = {ceiling}\n", 1)
+
+
+def test_at_the_log_ceiling_the_proxy_refuses_rather_than_fill_the_disk(stack: Stack) -> None:
+    """[audit] max_bytes: the budget bounds a flood's rate, the ceiling how far the live log
+    grows (intake records are up to 64 KiB). Control: no ceiling, the flood is all written."""
+    uid = pwd.getpwnam(AGENT).pw_uid
+    with policy_rewritten(with_ceiling(0)):
+        offset = audit_offset()
+        statuses, _ = flood(CEILING_FLOOD)
+        assert set(statuses) == {"200", "204"}, statuses
+        assert len(of_uid(offset, uid)) == CEILING_FLOOD
+    ceiling = audit_offset() + ROOM
+    with policy_rewritten(with_ceiling(ceiling)):
+        statuses, _ = flood(CEILING_FLOOD)
+        full = statuses.get("507", 0)
+        assert full > CEILING_FLOOD // 2 and set(statuses) <= {"200", "204", "507"}, statuses
+        assert AUDIT_LOG.stat().st_size <= ceiling  # the log stopped short of its ceiling
+        refused = stack.ssh("docker ps")  # layout (b): the proxy refuses it, one line naming the rule
+        assert refused.returncode != 0 and b"(rule audit-full)" in refused.stderr, refused.stderr
+        assert b"logrotate -f" in refused.stderr
+        assert AUDIT_LOG.stat().st_size <= ceiling
+    result = stack.ssh("docker ps")  # room again (the operator's fix: a rotation, or a higher ceiling)
+    assert result.returncode == 0, result.stderr
+    print(f"ceiling {ceiling}: {full} of {CEILING_FLOOD} refused (507), log at {AUDIT_LOG.stat().st_size}")
