@@ -154,7 +154,7 @@ class ComposeCtx:
 
 
 # (service, refused): a compose service's containers take every healthcheck field it leaves at
-# 0 from its image, as run's do; a service compose builds is the proxy's to check at the create
+# 0 from its image, as run's do; a service compose builds: tests/test_built_health.py
 SERVICES = {
     "image with a 1ms interval": ({"image": "fast"}, True),
     "its own timeout, the image's interval": ({"image": "fast", "healthcheck": {"timeout": "2s"}}, True),
@@ -166,7 +166,7 @@ SERVICES = {
     "image whose checks are off": ({"image": "off"}, False),
     "image without a healthcheck": ({"image": "plain"}, False),
     "image with a 1ns timeout": ({"image": "quick-timeout"}, True),
-    "built by compose: the proxy's": ({"image": "fast", "build": {"context": "."}}, False),
+    "built by compose, image: exists": ({"image": "fast", "build": {"dockerfile_inline": "FROM slow"}}, True),
 }
 
 

@@ -138,21 +138,12 @@ def check_base_image_labels(ctx: Context, name: str, service: dict[str, Any]) ->
     image at the create). A base image the engine does not have is the ONBUILD check's refusal
     (gatekeeper.vetting.images.check_base_images)."""
     from gatekeeper.engine_objects import IMAGE, lookup
-    from gatekeeper.vetting.images import base_images, read_dockerfile
+    from gatekeeper.vetting.images import base_images, service_dockerfile
 
     build = service.get("build")
     if not isinstance(build, dict):
         return
-    if build.get("dockerfile_inline") is not None:
-        text, where = str(build["dockerfile_inline"]), f"service {name!r}: dockerfile_inline"
-    else:
-        context = str(build.get("context") or ".")
-        dockerfile = str(build.get("dockerfile") or "Dockerfile")
-        where = dockerfile if dockerfile.startswith("/") else context.rstrip("/") + "/" + dockerfile
-        text = read_dockerfile(ctx, where)
-    arguments = build.get("args")
-    values = {str(k): None if v is None else str(v) for k, v in arguments.items()} \
-        if isinstance(arguments, dict) else {}
+    text, where, values = service_dockerfile(ctx, name, build)
     for image, _platform in base_images(text, values, where):
         found = lookup(ctx, IMAGE, image)
         if found is not None:

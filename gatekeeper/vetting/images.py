@@ -368,6 +368,23 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
             check_base_images(ctx, text, path, values, patterns, platform)
 
 
+def service_dockerfile(ctx: Context, name: str,
+                       build: dict[str, Any]) -> tuple[str, str, dict[str, str | None]]:
+    """A compose service's Dockerfile as compose hands it to the builder: (its text, where it
+    is for messages, the build arguments)."""
+    if build.get("dockerfile_inline") is not None:
+        text, where = str(build["dockerfile_inline"]), f"service {name!r}: dockerfile_inline"
+    else:
+        context = str(build.get("context") or ".")
+        dockerfile = str(build.get("dockerfile") or "Dockerfile")
+        where = dockerfile if dockerfile.startswith("/") else context.rstrip("/") + "/" + dockerfile
+        text = read_dockerfile(ctx, where)
+    arguments = build.get("args")
+    values = {str(k): None if v is None else str(v) for k, v in arguments.items()} \
+        if isinstance(arguments, dict) else {}
+    return text, where, values
+
+
 # --- Dockerfiles ---------------------------------------------------------------
 
 

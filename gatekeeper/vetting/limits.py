@@ -32,6 +32,7 @@ from gatekeeper.units import show_duration as show_duration
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from gatekeeper.policy import Policy
     from gatekeeper.vetting.context import Context
@@ -191,13 +192,19 @@ def check_run_image_health(ctx: Context, caps: Caps) -> None:
     check_image_health(image_health(ctx, reference), given, caps, f"image {reference!r}")
 
 
-def image_health(ctx: Context, reference: str) -> object:
-    """The image's Config.Healthcheck as the engine answers (None: the image has none)."""
+MUST_EXIST = object()  # image_health's `missing`: an image the engine does not have is refused
+
+
+def image_health(ctx: Context, reference: str, missing: object = MUST_EXIST) -> object:
+    """The image's Config.Healthcheck as the engine answers (None: the image has none).
+    `missing`: what an image the engine says it does not have answers (default: refused)."""
     args = ["image", "inspect", "--format", HEALTH_FORMAT, "--", reference]
     try:
-        status, out, _ = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
+        status, out, err = ctx.world.run_docker(ctx.policy, args, None, PIN_TIMEOUT)
     except Exception:  # noqa: BLE001 - a timeout or a missing binary: nothing to judge by
-        status, out = -1, b""
+        status, out, err = -1, b"", b""
+    if status != 0 and missing is not MUST_EXIST and b"No such image" in (err or b""):
+        return missing
     if status != 0:
         raise Denied(f"image {reference!r}: its HEALTHCHECK cannot be checked against the floors (not on "
                      f"the engine?); run 'docker pull {reference}' first", rule="limit-health")
@@ -213,12 +220,12 @@ def image_health(ctx: Context, reference: str) -> object:
 
 def check_service_image_health(ctx: Context, caps: Caps, model: dict[str, object]) -> None:
     """compose up/create/run: each service's image's own HEALTHCHECK, as for run (the fields
-    the service's healthcheck leaves at 0 come from the image). A service compose builds is
-    checked at its create by the proxy only (the image does not exist when this is decided)."""
+    the service's healthcheck leaves at 0 come from the image); for a service compose builds,
+    check_built_service_health."""
     services = model.get("services") if caps.health else None
     for name, service in (services if isinstance(services, dict) else {}).items():
         image = service.get("image") if isinstance(service, dict) else None
-        if not isinstance(image, str) or not image or "build" in service:
+        if (not isinstance(image, str) or not image) and "build" not in service:
             continue
         health = service.get("healthcheck")
         health = health if isinstance(health, dict) else {}
@@ -226,7 +233,42 @@ def check_service_image_health(ctx: Context, caps: Caps, model: dict[str, object
         if health.get("disable") is True or (isinstance(test, list) and test[:1] == ["NONE"]):
             continue  # the service turns the checks off
         given = {flag for flag, (_, key) in HEALTH_FLOORS.items() if service_sets(flag, health.get(key))}
-        check_image_health(image_health(ctx, image), given, caps, f"service {name!r} image {image!r}")
+        if "build" in service:
+            check_built_service_health(ctx, caps, name, service, given)
+        else:
+            what = f"service {name!r} image {image!r}"
+            check_image_health(image_health(ctx, str(image)), given, caps, what)
+
+
+def check_built_service_health(ctx: Context, caps: Caps, name: str, service: dict[str, Any],
+                               given: set[str]) -> None:
+    """The HEALTHCHECK the service's Dockerfile gives the image compose builds (it does not
+    exist when this is decided: gatekeeper.vetting.built_health), and that of the image: it
+    names if the engine has it (compose up without --build runs that one as it is)."""
+    build, image = service["build"], service.get("image")
+    if not isinstance(build, dict):
+        raise Denied(f"service {name!r}: its build cannot be read for its HEALTHCHECK", rule="limit-health")
+    # Stops: a service built FROM busybox with HEALTHCHECK --interval=1ms in its own Dockerfile:
+    # no image to ask when this is decided, the engine's checks back to back (layout c).
+    check_image_health(built_image_health(ctx, name, build), given, caps, f"service {name!r} built image")
+    if isinstance(image, str) and image:
+        existing = image_health(ctx, image, missing=None)
+        check_image_health(existing, given, caps, f"service {name!r} image {image!r}")
+
+
+def built_image_health(ctx: Context, name: str, build: dict[str, Any]) -> object:
+    """The Healthcheck the image of compose service `name` gets when compose builds it: the
+    Dockerfile's (gatekeeper.vetting.built_health), else its base image's ONBUILD HEALTHCHECK,
+    else the base image's own."""
+    from gatekeeper.vetting.built_health import base_triggers, dockerfile_health, last_triggered
+    from gatekeeper.vetting.images import service_dockerfile
+
+    text, where, arguments = service_dockerfile(ctx, name, build)
+    health, base = dockerfile_health(text, arguments, where, str(build.get("target") or ""))
+    if health is not None or not base:
+        return health
+    triggered = last_triggered(base_triggers(ctx, base, where, PIN_TIMEOUT), base, where)
+    return triggered if triggered is not None else image_health(ctx, base)
 
 
 def service_sets(flag: str, value: object) -> bool:

@@ -5,7 +5,9 @@ comes from the image's HEALTHCHECK, and every label the service does not set fro
 labels, which a built image copies from the images its Dockerfile starts FROM. Before this the
 CLI layer checked neither for compose (a service of an image with HEALTHCHECK --interval=1ms
 ran its checks back to back; a service built FROM an image labelled traefik.enable=true ran
-with that label): only the proxy did, at the create, so layout (c) let both through.
+with that label): only the proxy did, at the create, so layout (c) let both through; so did
+a service whose own Dockerfile, built by the same compose up, says HEALTHCHECK --interval=1ms.
+(`docker build` then `docker run` of such an image: test_hostile_caps, the image exists by the run.)
 Each layout (a: CLI layer + proxy, b: proxy alone, c: CLI layer alone). The controls in the
 same test: the floors off (the container gets the image's 1 ms interval), and root's compose
 up of the agent's very file (the defence off: the built container carries the label).
@@ -32,6 +34,7 @@ HEALTH_BASE = "gk-rl-fastcheck:1"  # stand for images pulled from a registry: th
 LABEL_BASE = "gk-rl-traefiked:1"
 PROJECT_DIR = AGENT_HOME / "work" / "ai-rl-inherited"
 FLOORS = '\n[limits]\nmin_health_interval = "5s"\n'
+FAST_DOCKERFILE = f"FROM {IMAGE}\nHEALTHCHECK --interval=1ms CMD true\n"
 
 
 def root_built(stack: Stack, tag: str, dockerfile: str) -> None:
@@ -59,9 +62,10 @@ def project(stack: Stack) -> Iterator[Path]:
     root_built(stack, HEALTH_BASE, f"FROM {IMAGE}\nHEALTHCHECK --interval=1ms CMD true\n")
     root_built(stack, LABEL_BASE, f"FROM {IMAGE}\nLABEL traefik.enable=true\n")
     yield PROJECT_DIR
-    for name in ("ai-rl-health", "ai-rl-based"):
+    for name in ("ai-rl-health", "ai-rl-based", "ai-rl-built"):
         remove_project(stack, name)
-    stack.docker("image", "rm", "-f", HEALTH_BASE, LABEL_BASE, "ai-rl-based-app", check=False)
+    stack.docker("image", "rm", "-f", HEALTH_BASE, LABEL_BASE, "ai-rl-based-app", "ai-rl-built-app",
+                 check=False)
     shutil.rmtree(PROJECT_DIR, ignore_errors=True)
 
 
@@ -102,3 +106,35 @@ def test_a_built_services_base_image_labels_follow_the_label_rules(stack: Stack,
     assert_refused(stack, stack.ssh(f"docker compose -f {compose} up -d", timeout=240), since,
                    rule="refused-label")
     assert project_containers(stack, "ai-rl-based") == []
+
+
+def interval_of(stack: Stack, container: str) -> str:
+    return stack.docker("inspect", "--format", "{{.Config.Healthcheck.Interval}}", container).stdout.strip()
+
+
+def test_a_service_built_in_the_same_command_has_its_healthcheck_checked(stack: Stack, project: Path) -> None:
+    """compose up of a service whose own Dockerfile says HEALTHCHECK --interval=1ms: the image does
+    not exist when the CLI layer decides, and layout (c) let it through (the proxy checks the create
+    in a and b). Now the CLI layer reads the HEALTHCHECK from the Dockerfile."""
+    write_file(project / "Dockerfile", FAST_DOCKERFILE, mode=0o644, owner=AGENT, group=AGENT)
+    compose = project / "built.yaml"
+    text = "name: ai-rl-built\nservices:\n  app:\n    build: .\n    command: [sleep, '60']\n"
+    write_file(compose, text, mode=0o644, owner=AGENT, group=AGENT)
+    up = f"docker compose -f {compose} up -d"
+    result = stack.ssh(up, timeout=240)  # control: no floors, the Dockerfile's 1 ms interval runs
+    assert result.returncode == 0, result.stderr
+    [made] = project_containers(stack, "ai-rl-built")
+    assert interval_of(stack, made) == "1ms"
+    remove_project(stack, "ai-rl-built")
+    stack.docker("image", "rm", "-f", "ai-rl-built-app", check=False)  # so that up builds it again
+    with policy_extended(FLOORS):
+        since = audit_offset()
+        assert_refused(stack, stack.ssh(up, timeout=240), since, rule="limit-health")
+        assert project_containers(stack, "ai-rl-built") == []
+        given = text + "    healthcheck:\n      interval: 5s\n"
+        write_file(compose, given, mode=0o644, owner=AGENT, group=AGENT)
+        allowed = stack.ssh(up, timeout=240)  # the service's own interval at the floor
+        assert allowed.returncode == 0, allowed.stderr
+        [made] = project_containers(stack, "ai-rl-built")
+        assert interval_of(stack, made) == "5s"
+
