@@ -153,6 +153,10 @@ def decided(command: str, policy, engine: FakeEngine | None = None):  # type: ig
 
 WEB, WORKER = "a1" + "0" * 62, "a2" + "0" * 62
 LABEL = ["--label", "gatekeeper.owner=default"]
+# a build's cache sources: the images labelled with the agent's owner label (gatekeeper.build_cache),
+# on test_allowed_and_pinned's engine (gold:1 left out there)
+OWN_CACHE = [f"--cache-from={o.ident}" for o in ENGINE
+             if o.kind == "image" and o.labels.get(OWNER) == "default" and o.name != "gold:1"]
 CREATED = [*LABEL, "--label", "gatekeeper.created=default"]  # run/create: set by the create (owner.proven_labels)
 OWNED = ["--filter", "label=gatekeeper.owner=default"]
 # containers: and made by the agent's create (an inherited owner label is not enough)
@@ -171,7 +175,7 @@ ALLOWED = {
     "rmi own image": ("docker rmi app:1", ["docker", "rmi", "app:1"]),
     "run gets the owner label": ("docker run -d --label team=x img", ["docker", "run", "--cap-drop=NET_RAW", *CREATED, "-d", "--label", "team=x", "img"]),
     "create gets the owner label": ("docker create img", ["docker", "create", "--cap-drop=NET_RAW", *CREATED, "img"]),
-    "build gets the owner label": ("docker build -t t -", ["docker", "build", *LABEL, "-t", "t", "-"]),
+    "build gets the owner label": ("docker build -t t -", ["docker", "build", *OWN_CACHE, *LABEL, "-t", "t", "-"]),
     "container prune is scoped": ("docker container prune -f", ["docker", "container", "prune", *OWNED_CONTAINERS, "--filter", "label!=vital=yes", "-f"]),
     "image prune -a is scoped": ("docker image prune -a -f", ["docker", "image", "prune", *OWNED, "--filter", "label!=vital=yes", "-a", "-f"]),
     "volume prune is scoped": ("docker volume prune -f", ["docker", "volume", "prune", *OWNED, "--filter", "label!=vital=yes", "-f"]),

@@ -143,7 +143,7 @@ def vet_build(call: Call) -> ApiVerdict:
     if call.one("isolation") not in ("", "default"):
         raise Denied("build isolation is not allowed (the engine's default only)", rule="flag-isolation")
     check_outputs(call, call.one("outputs"))
-    check_cache_from(call.one("cachefrom"))
+    scope_cache(call)
     for tag in call.query.get("t", []):
         check_tag(call, tag, "build tag")
     check_build_dockerfile(call)
@@ -186,12 +186,12 @@ def check_outputs(call: Call, text: str) -> None:
                 check_tag(call, name.strip(), "build output name")
 
 
-def check_cache_from(text: str) -> None:
+def check_cache_from(text: str) -> list[str]:
     """cachefrom: the images whose layers the builder may reuse, by name. A BuildKit cache spec
     (`--cache-from type=local,src=PATH`, a host directory) is no image name: refused as the CLI
     layer refuses the flag (the classic builder would only ignore it; BuildKit would read it)."""
     if not text:
-        return
+        return []
     entries = build_json(text, "cachefrom", "flag-cache-from")
     if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
         raise Denied("build cachefrom must be a list of image names", rule="flag-cache-from")
@@ -199,6 +199,33 @@ def check_cache_from(text: str) -> None:
         if "=" in entry or "," in entry:
             raise Denied(f"build cachefrom {entry[:80]!r} is not allowed: only image names (a cache spec "
                          "such as type=local reads a host directory)", rule="flag-cache-from")
+    return entries
+
+
+def scope_cache(call: Call) -> None:
+    """The classic builder reuses any local image's layer whose parent and step match
+    (gatekeeper.build_cache): the build gets the agent's own images as its only cache sources,
+    each image it names in cachefrom must be one it may use, and with no source at all it runs
+    with nocache (an absent cachefrom means the whole store)."""
+    import json
+
+    from gatekeeper.build_cache import cache_sources
+
+    named = check_cache_from(call.one("cachefrom"))
+    filters = objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
+    listed = objects.listing(call.engine, "/images/json?filters=" + filters,
+                             "your images (the build's cache sources)")
+    owned = list(dict.fromkeys(str(image["Id"]) for image in listed if isinstance(image.get("Id"), str)))
+    for entry in named:
+        if entry not in owned:
+            # Stops: cachefrom=<the operator's image>: its layers reused by the agent's build.
+            check_image_use(call, entry, "build cachefrom image")
+    sources = cache_sources(named, owned)
+    call.query.pop("cachefrom", None)
+    if sources:
+        call.query["cachefrom"] = [json.dumps(sources, separators=(",", ":"))]
+    else:
+        call.query["nocache"] = ["1"]
 
 
 def check_build_dockerfile(call: Call) -> None:

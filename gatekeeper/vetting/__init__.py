@@ -58,6 +58,10 @@ def vet_image_sources(ctx: Context) -> None:
         from gatekeeper.vetting.images import vet_image_sources as vet_images
 
         vet_images(ctx)
+    if ctx.located.canonical == "image build" and ctx.parsed.positionals:
+        from gatekeeper.vetting.build_cache import scope_build_cache
+
+        scope_build_cache(ctx)  # the agent's own images as the build's only cache sources
 
 
 # Commands that give names to what they create (gatekeeper.vetting.names.NAMING;

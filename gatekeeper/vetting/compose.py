@@ -84,9 +84,10 @@ def vet_compose(ctx: Context) -> None:
         return
     from gatekeeper.vetting.addresses import vet_model_addresses
     from gatekeeper.vetting.binds import COMPOSE_CREATING, model_binds
+    from gatekeeper.vetting.build_cache import scope_model_cache
     from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
-    from gatekeeper.vetting.images import vet_model_images
+    from gatekeeper.vetting.images import COMPOSE_BUILDING, vet_model_images
     from gatekeeper.vetting.limits import vet_compose_limits
     from gatekeeper.vetting.log_caps import vet_compose_log_caps
     from gatekeeper.vetting.ports import vet_model_ports
@@ -101,6 +102,8 @@ def vet_compose(ctx: Context) -> None:
     vet_model_addresses(ctx, model)  # ipam subnets and fixed addresses (policy [network])
     vet_model_ports(ctx, model)  # published host addresses and ports (policy [ports])
     vet_model_images(ctx, model)  # image: and the Dockerfiles it builds (policy [images])
+    if ctx.located.canonical in COMPOSE_BUILDING:
+        scope_model_cache(ctx, model)  # the agent's own images as the builds' only cache sources
     vet_model_log_options(ctx, model)  # log option keys and reserved tags, as for run
     if ctx.located.canonical in COMPOSE_CREATING:  # the model's binds become containers' binds
         ctx.vetted.binds.extend(model_binds(model))

@@ -1,0 +1,79 @@
+"""The CLI layer's half of gatekeeper.build_cache: `docker build` takes the agent's own images
+as its only cache sources (`--cache-from`), or no cache at all; compose builds run without
+cache on the engine's own socket (compose's classic builder passes no sources); each cache
+source the agent names must be an image it may use."""
+
+from __future__ import annotations
+
+from gatekeeper.build_cache import cache_sources
+from gatekeeper.owner import OWNER_LABEL
+
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from typing import Any
+
+    from gatekeeper.vetting.context import Context
+
+
+
+def legacy_entries(value: str, what: str) -> list[str]:
+    """One `--cache-from` value as the classic docker CLI sends it (a StringSlice: split on
+    commas, read as Go's encoding/csv reads it): the image names the engine looks up."""
+    from gatekeeper.vetting.go_csv import read_fields
+
+    return [entry for entry in read_fields(value, what) if entry]
+
+
+def owned_images(ctx: Context) -> list[str]:
+    """The IDs of the images labelled with the agent's owner label, newest first."""
+    from gatekeeper.engine_objects import query
+
+    args = ["image", "ls", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={ctx.policy.profile}"]
+    return list(dict.fromkeys(query(ctx, args, "your images (the build's cache sources)").split()))
+
+
+def named_sources(ctx: Context, entries: list[str], what: str) -> list[str]:
+    """The image names among `entries`, each checked as an image the agent may use (a part
+    of a BuildKit cache spec, `type=...`, names no image: the classic builder finds none)."""
+    from gatekeeper.vetting.images import check_image_word
+
+    names = [entry for entry in entries if "=" not in entry]
+    for name in names:
+        # Stops: --cache-from <the operator's image>: its layers reused by the agent's build.
+        check_image_word(ctx, name, what)
+    return names
+
+
+def scope_build_cache(ctx: Context) -> None:
+    """`docker build`: the agent's --cache-from images checked, its own images added as
+    sources; `--no-cache` when there is none (no source list would mean every image)."""
+    from gatekeeper.grammar.pflag import bool_value
+
+    named: list[str] = []
+    for use in ctx.parsed.uses:
+        if use.flag.long in ("no-cache", "help") and bool_value(use):
+            return
+        if use.flag.long == "cache-from":
+            named += named_sources(ctx, legacy_entries(use.value or "", use.spelled), f"{use.spelled} image")
+    sources = cache_sources(named, owned_images(ctx))
+    added = [source for source in sources if source not in named]
+    ctx.insert_after_command([f"--cache-from={source}" for source in added] if sources else ["--no-cache"])
+
+
+def scope_model_cache(ctx: Context, model: dict[str, Any]) -> None:
+    """compose: each cache_from image a service names is one the agent may use. compose's
+    classic builder sends the engine no cache sources at all (only its no-cache switch), so on
+    the engine's own socket every service build gets build.no_cache; behind the proxy, which
+    gives each build the agent's own images as its sources, the builds keep their cache."""
+    services = (model.get("services") or {}).items()
+    builds: list[tuple[str, dict[str, Any]]] = [
+        (name, service["build"]) for name, service in services
+        if isinstance(service, dict) and isinstance(service.get("build"), dict)
+    ]
+    for name, build in builds:
+        given = build.get("cache_from")
+        entries = [str(entry) for entry in given] if isinstance(given, list) else []
+        named_sources(ctx, entries, f"service {name!r}: build.cache_from image")
+        if not ctx.policy.through_proxy():
+            # Stops: compose's build taking the operator's matching layer from the whole store.
+            build["no_cache"] = True

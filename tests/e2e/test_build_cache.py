@@ -1,0 +1,185 @@
+"""The classic builder's cache across owners: red team, session 7.
+
+Every build the stack runs takes the classic builder (DOCKER_BUILDKIT=0 in every layout). It
+reuses, for each step, ANY local image whose parent and instruction match, whoever built it.
+`docker image history --no-trunc` of the operator's image (allowed: [scope] images = "all")
+shows its steps; the operator's base image is one the agent may use ([images] shared). So the
+agent builds FROM the same base with the same RUN line and the engine hands it the operator's
+layer, with what that step fetched or made (here a random token standing for a secret the
+operator's build fetched), without ever running it. Named outright, `--cache-from IMAGE` and
+compose's `cache_from:` do the same with any image.
+
+Both layers give every build the agent's own images as its only cache sources (the classic
+builder then reuses a layer only from their chains; compose's classic builder sends none, so
+with the CLI layer alone compose builds run without cache); a named cache source must be an
+image the agent may use (rule image-not-shared). Each layout (a: CLI layer + proxy, b: proxy alone, c:
+CLI layer alone); the control is root's same build on the bare engine, which takes the
+operator's layer; the agent's own rebuild still comes from its cache (the cost side).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    CLI_ALONE,
+    IMAGE,
+    MODES,
+    PROXY_ALONE,
+    Stack,
+    audit_offset,
+    docker_client,
+    root_docker_env,
+    write_file,
+)
+from .test_attack_chains import assert_refused
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
+]
+
+OPERATOR_IMAGE = "rt7-operator-app:1"  # the operator's, outside [images] shared (gk-*, ai-*)
+COPY = "ai-rt7-copy:1"
+OWN = "ai-rt7-own:1"
+PROJECT = "ai-rt7-cache"
+STEP = "RUN head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /operator-token"
+DOCKERFILE = f"FROM {IMAGE}\n{STEP}\n"
+WORK = AGENT_HOME / "work" / "rt7-cache"
+
+
+def root_build(tag: str, dockerfile: str, *extra: str) -> None:
+    env = {**root_docker_env(), "DOCKER_BUILDKIT": "0"}
+    argv = [str(docker_client()), "build", "-q", *extra, "-t", tag, "-"]
+    built = subprocess.run(argv, input=dockerfile.encode(), env=env, capture_output=True, timeout=120,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+
+
+def token(stack: Stack, image: str) -> str:
+    return stack.docker("run", "--rm", image, "cat", "/operator-token", check=True).stdout.strip()
+
+
+@pytest.fixture
+def operator_token(stack: Stack) -> Iterator[str]:
+    """The operator's image: the shared base plus a step whose output is its own (a token)."""
+    root_build(OPERATOR_IMAGE, DOCKERFILE)
+    made = token(stack, OPERATOR_IMAGE)
+    assert len(made) == 32
+    yield made
+    stack.docker("rmi", "-f", OPERATOR_IMAGE, COPY, OWN, check=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def clean_work() -> Iterator[None]:
+    yield
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+def agent_file(relative: str, text: str) -> str:
+    path = WORK / relative
+    write_file(path, text, mode=0o644, owner=AGENT, group=AGENT)
+    for directory in (path.parent, WORK, WORK.parent):
+        shutil.chown(directory, AGENT, AGENT)
+    return str(path)
+
+
+def test_the_operators_steps_are_readable_and_root_takes_its_layer(stack: Stack, operator_token: str) -> None:
+    """The premise and the control: history shows the step; the bare engine's same build reuses
+    the operator's layer (same token), and with --no-cache makes its own."""
+    history = stack.ssh(f"docker image history --no-trunc --format '{{{{.CreatedBy}}}}' {OPERATOR_IMAGE}")
+    assert history.returncode == 0, history.stderr
+    assert b"/operator-token" in history.stdout
+    root_build(COPY, DOCKERFILE)
+    assert token(stack, COPY) == operator_token, "control: the bare engine's cache crosses owners"
+    root_build(COPY, DOCKERFILE, "--no-cache")
+    assert token(stack, COPY) != operator_token
+
+
+def test_the_agents_build_does_not_take_the_operators_layer(stack: Stack, operator_token: str) -> None:
+    built = stack.ssh(f"docker build -q -t {COPY} -", stdin=DOCKERFILE.encode(), timeout=180)
+    assert built.returncode == 0, built.stderr
+    assert token(stack, COPY) != operator_token, "the operator's layer reached the agent's image"
+
+
+def test_the_agents_own_rebuild_still_uses_its_cache(stack: Stack, operator_token: str) -> None:
+    """The cost side: the agent's second build of its own Dockerfile reuses its first."""
+    first = stack.ssh(f"docker build -q -t {OWN} -", stdin=DOCKERFILE.encode(), timeout=180)
+    assert first.returncode == 0, first.stderr
+    mine = token(stack, OWN)
+    assert mine != operator_token
+    again = stack.ssh(f"docker build -q -t {OWN} -", stdin=DOCKERFILE.encode(), timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert token(stack, OWN) == mine, "the agent's rebuild did not reuse its own layer"
+
+
+def test_a_compose_build_does_not_take_the_operators_layer(stack: Stack, operator_token: str) -> None:
+    agent_file("app/Dockerfile", DOCKERFILE)
+    compose = agent_file("compose.yaml", f"services:\n  app:\n    image: {COPY}\n    build: ./app\n")
+    try:
+        built = stack.ssh(f"docker compose -f {compose} -p {PROJECT} build", timeout=240)
+        assert built.returncode == 0, built.stderr
+        assert token(stack, COPY) != operator_token, "the operator's layer reached the agent's compose image"
+    finally:
+        stack.docker("compose", "-p", PROJECT, "down", check=False)
+
+
+@pytest.mark.parametrize("route", ["build --cache-from", "compose cache_from"])
+def test_naming_the_operators_image_as_cache_source_is_refused(
+    stack: Stack, operator_token: str, route: str
+) -> None:
+    if route == "build --cache-from":
+        command, stdin = f"docker build -q --cache-from {OPERATOR_IMAGE} -t {COPY} -", DOCKERFILE.encode()
+    else:
+        agent_file("app/Dockerfile", DOCKERFILE)
+        service = f"    image: {COPY}\n    build:\n      context: ./app\n"
+        service += f"      cache_from: [{OPERATOR_IMAGE}]\n"
+        compose = agent_file("compose.yaml", f"services:\n  app:\n{service}")
+        command, stdin = f"docker compose -f {compose} -p {PROJECT} build", b""
+    try:
+        since = audit_offset()
+        built = stack.ssh(command, stdin=stdin, timeout=240)
+        if built.returncode == 0 and stack.mode == PROXY_ALONE:
+            pass  # judged by the image below
+        else:
+            assert_refused(stack, built, since, rule="image-not-shared")
+        made = stack.docker("images", "-q", COPY).stdout.strip()
+        assert not made or token(stack, COPY) != operator_token, "the operator's layer reached the agent"
+    finally:
+        stack.docker("compose", "-p", PROJECT, "down", check=False)
+
+
+def test_a_compose_rebuild_reuses_the_agents_own_layer_not_the_newer_operators(
+    stack: Stack, operator_token: str
+) -> None:
+    """The whole store gives the newest matching layer (the control: the operator's). compose's
+    classic builder sends no cache sources (only no-cache): behind the proxy, which gives the
+    build the agent's own images as sources, it takes the agent's own layer; with the CLI layer
+    alone the build runs without cache (the cost: a fresh layer)."""
+    first = stack.ssh(f"docker build -q -t {OWN} -", stdin=DOCKERFILE.encode(), timeout=180)
+    assert first.returncode == 0, first.stderr
+    mine = token(stack, OWN)
+    root_build(OPERATOR_IMAGE, DOCKERFILE, "--no-cache")  # the operator's layer, now the newest
+    newest = token(stack, OPERATOR_IMAGE)
+    root_build(COPY, DOCKERFILE)
+    assert token(stack, COPY) == newest, "control: the whole store gives the newest layer"
+    stack.docker("rmi", "-f", COPY)
+    agent_file("app/Dockerfile", DOCKERFILE)
+    compose = agent_file("compose.yaml", f"services:\n  app:\n    image: {COPY}\n    build: ./app\n")
+    try:
+        built = stack.ssh(f"docker compose -f {compose} -p {PROJECT} build", timeout=240)
+        assert built.returncode == 0, built.stderr
+        made = token(stack, COPY)
+        assert made != newest, "the operator's layer reached the agent's compose image"
+        if stack.mode == CLI_ALONE:
+            assert made != mine, "compose built with a cache on the engine's own socket"
+        else:
+            assert made == mine, "compose's build behind the proxy did not take the agent's own layer"
+    finally:
+        stack.docker("compose", "-p", PROJECT, "down", check=False)

@@ -1,0 +1,160 @@
+"""Whose layers a build may reuse (gatekeeper.build_cache), both layers.
+
+The classic builder reuses any local image's layer whose parent and step match: the agent's
+build FROM a shared base with the operator's RUN line (read from `docker image history`) got
+the operator's layer (tests/e2e/test_build_cache.py). Every build gets the agent's own images
+as its only cache sources, or no cache; a cache source it names must be an image it may use.
+Tables on both sides; the engines are fakes (tests/test_image_scope.py's).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from gatekeeper.build_cache import OWNED_LIMIT, cache_sources
+from gatekeeper.decision import decide
+from gatekeeper.errors import Denied
+from gatekeeper.proxy.vet import vet_api_request
+from tests.api_engine import cid
+from tests.test_build_add_url import context_tar
+from tests.test_image_scope import IMAGES, LENT, RULE, ApiImages, Engine
+from tests.test_proxy_vet import request
+
+MINE_ID = IMAGES["mine:1"][0]
+DOCKERFILE = b"FROM lent:1\nRUN make\n"
+
+
+class Owning(Engine):
+    """tests/test_image_scope.py's engine; `image ls` of the owner label answers `owned`."""
+
+    def __init__(self, owned: list[str], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.owned = owned
+
+    def run_docker(self, policy, args, stdin=None, timeout=60.0):  # type: ignore[no-untyped-def]
+        if args[:2] == ["image", "ls"]:
+            assert "label=gatekeeper.owner=default" in args
+            return 0, "".join(f"{ident}\n" for ident in self.owned).encode(), b""
+        return super().run_docker(policy, args, stdin, timeout)
+
+
+def cli(command: str, owned: list[str]) -> tuple[bool, str, list[str]]:
+    decision = decide(command, LENT, Owning(owned, stdin=DOCKERFILE))
+    return decision.allowed, decision.rule, list(decision.argv or [])
+
+
+def test_pure_sources_named_first_owned_after_each_once_and_capped() -> None:
+    assert cache_sources([], []) == []
+    owned = ["sha256:a", "sha256:a", "sha256:b"]
+    assert cache_sources(["lent:1"], owned) == ["lent:1", "sha256:a", "sha256:b"]
+    many = [f"sha256:{i}" for i in range(OWNED_LIMIT + 5)]
+    assert cache_sources([], many) == many[:OWNED_LIMIT]
+
+
+# (command, the agent's images on the engine, the words gatekeeper adds right after `build`)
+CLI_ADDED = [
+    ("docker build -t ai-x -", [], ["--no-cache"]),
+    ("docker build -t ai-x -", [MINE_ID], [f"--cache-from={MINE_ID}"]),
+    ("docker build -t ai-x -", [MINE_ID, "sha256:" + "9" * 64], [f"--cache-from={MINE_ID}",
+                                                                  "--cache-from=sha256:" + "9" * 64]),
+    ("docker build --cache-from lent:1 -t ai-x -", [], []),  # named sources alone: only those
+    ("docker build --cache-from mine:1 -t ai-x -", [MINE_ID], [f"--cache-from={MINE_ID}"]),
+    ("docker build --no-cache -t ai-x -", [MINE_ID], []),  # no cache at all: nothing to scope
+    ("docker build --no-cache=false -t ai-x -", [], ["--no-cache"]),
+]
+
+
+@pytest.mark.parametrize(("command", "owned", "added"), CLI_ADDED,
+                         ids=[f"{c} {len(o)}" for c, o, _ in CLI_ADDED])
+def test_cli_layer_gives_the_build_only_the_agents_images(command: str, owned: list[str],
+                                                          added: list[str]) -> None:
+    allowed, rule, argv = cli(command, owned)
+    assert allowed, rule
+    label = argv.index("--label")  # what other rails insert there ([limits] defaults) aside
+    inserted = [word for word in argv[2:label] if word.startswith(("--cache-from", "--no-cache"))]
+    assert argv[:2] == ["docker", "build"] and inserted == added
+
+
+# (command): a cache source the agent may not use; the control lends it
+CLI_REFUSED = [
+    "docker build --cache-from op:1 -t ai-x -",
+    "docker build --cache-from=sha256:" + "a" * 64 + " -t ai-x -",
+    "docker build --cache-from mine:1,op:1 -t ai-x -",  # a StringSlice: both are sources
+    "docker image build --cache-from botpulled:1 -t ai-x -",
+]
+
+
+@pytest.mark.parametrize("command", CLI_REFUSED)
+def test_cli_layer_refuses_a_cache_source_the_agent_may_not_use(command: str) -> None:
+    allowed, rule, _ = cli(command, [MINE_ID])
+    assert (allowed, rule) == (False, RULE)
+    from tests.test_image_scope import policy
+
+    lent_too = policy(shared=["docker.io/library/lent", "docker.io/library/op",
+                              "docker.io/library/botpulled"])
+    assert decide(command, lent_too, Owning([MINE_ID], stdin=DOCKERFILE)).allowed  # control
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_compose_builds_run_without_cache_on_the_engines_socket(through_proxy: bool,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """compose's classic builder sends no cache sources (only no-cache): on the engine's own
+    socket every service build gets no_cache; behind the proxy (which scopes each build) not."""
+    from gatekeeper.vetting.build_cache import scope_model_cache
+
+    monkeypatch.setattr(type(LENT), "through_proxy", lambda self: through_proxy)
+
+    class Ctx:
+        policy = LENT
+        world = Owning([MINE_ID])
+
+    def model(cache_from: list[str] | None = None) -> dict:
+        build = {"context": "/home/ai-worker/app"} if cache_from is None else \
+            {"context": "/home/ai-worker/app", "cache_from": cache_from}
+        return {"services": {"app": {"build": build}, "db": {"image": "lent:1"}}}
+
+    built = model(["lent:1", "mine:1"])
+    scope_model_cache(Ctx(), built)  # type: ignore[arg-type]
+    expected = {"context": "/home/ai-worker/app", "cache_from": ["lent:1", "mine:1"]}
+    no_cache = {} if through_proxy else {"no_cache": True}
+    assert built["services"]["app"]["build"] == {**expected, **no_cache}
+    assert built["services"]["db"] == {"image": "lent:1"}
+    with pytest.raises(Denied) as refused:
+        scope_model_cache(Ctx(), model(["op:1"]))  # type: ignore[arg-type]
+    assert refused.value.rule == RULE and "build.cache_from" in str(refused.value)
+
+
+# ---------------------------------------------------------------- the API layer
+
+
+def api(query: str, profile: str = "default") -> tuple[str, dict[str, list[str]]]:
+    req = request("POST", f"/v1.47/build?t=ai-new%3A1{query}", profile=profile)
+    req.body = context_tar({"Dockerfile": "FROM lent:1\nRUN make\n"}, compression="gz")
+    verdict = vet_api_request(req, LENT, ApiImages())
+    forwarded = parse_qs(urlsplit(verdict.target or "").query) if verdict.allowed else {}
+    return verdict.rule, forwarded
+
+
+
+def test_api_layer_gives_the_build_only_the_agents_images() -> None:
+    rule, forwarded = api("")
+    assert rule == "allowed"
+    assert json.loads(forwarded["cachefrom"][0]) == ["sha256:" + cid("1")]
+    assert "nocache" not in forwarded
+    rule, forwarded = api("&cachefrom=" + json.dumps(["lent:1"]))
+    assert (rule, json.loads(forwarded["cachefrom"][0])) == ("allowed", ["lent:1", "sha256:" + cid("1")])
+
+
+def test_api_layer_without_the_agents_images_builds_without_cache() -> None:
+    rule, forwarded = api("", profile="nobody")
+    assert rule == "allowed"
+    assert forwarded["nocache"] == ["1"] and "cachefrom" not in forwarded
+
+
+@pytest.mark.parametrize("source", ["op:1", "sha256:" + "a" * 64, "postgres:15", "botpulled:1"])
+def test_api_layer_refuses_a_cache_source_the_agent_may_not_use(source: str) -> None:
+    assert api("&cachefrom=" + json.dumps(["mine:1", source]))[0] == RULE
+    assert api("&cachefrom=" + json.dumps(["mine:1", "lent:1"]))[0] == "allowed"  # control
