@@ -95,7 +95,18 @@ class Intake:
         if status == 0:
             raise AuditError(f"cannot hand the record to the proxy at {self.socket_path}: no answer")
         if status != 204:
-            raise AuditError(f"the proxy at {self.socket_path} did not take the record (HTTP {status})")
+            rule, hint = REFUSED.get(status, (None, ""))
+            raise AuditError(f"the proxy at {self.socket_path} did not take the record (HTTP {status}{hint})",
+                             rule)
+
+
+# The proxy's refusals of a record that say what the agent can do (gatekeeper.proxy.request_rate,
+# gatekeeper.proxy.intake): status -> (rule, the rest of the line).
+REFUSED: dict[int, tuple[str | None, str]] = {
+    429: (None, ": too many requests from this account, [proxy] request_rate or intake_per_minute; "
+                "slow down and try again in a few seconds"),
+    507: ("audit-full", ": the audit log is full, [audit] max_bytes; the operator must rotate it"),
+}
 
 
 def hand_over(socket_path: str, line: str) -> None:

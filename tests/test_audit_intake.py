@@ -194,6 +194,19 @@ def test_hand_over_fails_on_anything_else(tmp_path: Path, reply: bytes) -> None:
         audit_handoff.hand_over(str(proxy.path), '{"event":"exit"}')
 
 
+@pytest.mark.parametrize(("status", "said", "rule"), [
+    (429, "slow down and try again", "audit-unwritable"),
+    (507, "the operator must rotate it", "audit-full"),
+    (503, "(HTTP 503)", "audit-unwritable"),
+])
+def test_a_refused_record_says_what_to_do(tmp_path: Path, status: int, said: str, rule: str) -> None:
+    """Over the proxy's request budget, or with the log at its ceiling, the one line names it."""
+    with fake_proxy(tmp_path, b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % status) as proxy, \
+            pytest.raises(AuditError) as refused:
+        audit_handoff.hand_over(str(proxy.path), '{"event":"exit"}')
+    assert said in refused.value.message and refused.value.rule == rule
+
+
 def test_hand_over_fails_without_a_proxy(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="cannot hand the record"):
         audit_handoff.hand_over(str(tmp_path / "nothing.sock"), '{"event":"exit"}')
