@@ -48,7 +48,7 @@ def wait_for_token(tokens: float, rate: int) -> float:
 
 class RequestRate:
     """The buckets of every caller (uid), in the proxy's memory: nothing the agent's account
-    writes refills them; a restart of the proxy does (to full)."""
+    writes refills them; a restart or a reload of the proxy (root's) does (to full)."""
 
     __slots__ = ("clock", "buckets")
 
