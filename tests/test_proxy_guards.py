@@ -562,3 +562,22 @@ def test_the_daemon_sums_up_refusals_when_it_stops(tmp_path: Path) -> None:
         daemon.wait(20)
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert records[-1]["rule"] == "api-intake-rate" and records[-1]["summary"]["refused"] == 2
+
+
+def test_account_names_are_looked_up_again_after_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connecting uid's account name (the key of [proxy.users]) is kept for
+    USER_NAME_SECONDS only: an account renamed by root is seen by the next connection after
+    that. Control: within the time the name kept is the old one."""
+    from gatekeeper.proxy import server
+
+    names = {1000: "ai-worker"}
+    clock = [100.0]
+    monkeypatch.setattr(server.intake, "user_name", names.get)
+    kept = server.UserNames(lambda: clock[0])
+    assert kept.name(1000) == "ai-worker"
+    names[1000] = "renamed"
+    clock[0] += server.USER_NAME_SECONDS - 1
+    assert kept.name(1000) == "ai-worker"  # the control: still the name looked up
+    clock[0] += 2
+    assert kept.name(1000) == "renamed"
+    assert kept.name(1001) is None  # no such account

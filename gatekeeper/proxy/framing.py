@@ -29,6 +29,7 @@ CONNECTION_TOKENS = frozenset({"close", "keep-alive", "upgrade"})
 UPGRADE_PROTOCOLS = frozenset({"tcp", "h2c"})  # attach/exec hijack; buildkit's /session and /grpc
 VERSION_PREFIX = re.compile(r"/v([0-9]+\.[0-9]+)(/.*)")
 PERCENT_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CHUNKED_PATHS = frozenset({"/build"})  # the legacy builder's context (docker build) comes chunked
 
 
@@ -186,17 +187,20 @@ def decoded_path(raw_path: str) -> str:
     """The path percent-decoded; refused if decoding could change which segments it has:
     Go's router cleans '//', '.' and '..' (a redirect, or another endpoint), and an
     escaped '/' is one segment to one reader and two to another."""
-    lowered = raw_path.lower()
-    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or PERCENT_ESCAPE.search(raw_path.encode()):
-        raise FramingError(400, "request path with an escaped separator or a malformed escape")
-    try:
-        path = unquote_to_bytes(raw_path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise FramingError(400, "request path is not UTF-8") from None
+    path = raw_path
+    if "%" in raw_path:  # (without one, decoding changes nothing)
+        lowered = raw_path.lower()
+        escaped = "%2f" in lowered or "%5c" in lowered or "%00" in lowered
+        if escaped or PERCENT_ESCAPE.search(raw_path.encode()):
+            raise FramingError(400, "request path with an escaped separator or a malformed escape")
+        try:
+            path = unquote_to_bytes(raw_path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FramingError(400, "request path is not UTF-8") from None
     segments = path.split("/")[1:]
-    if any(segment in (".", "..") for segment in segments) or "//" in path:
+    if "." in segments or ".." in segments or "//" in path:
         raise FramingError(400, "request path with '.', '..' or empty segments")
-    if any(ch < " " or ch == "\x7f" for ch in path):
+    if CONTROL.search(path):
         raise FramingError(400, "request path with control characters")
     return path
 
@@ -204,6 +208,8 @@ def decoded_path(raw_path: str) -> str:
 def decoded_query(raw_query: str) -> dict[str, list[str]]:
     """parse_qs, where Go's url.ParseQuery would read the same pairs: ';' and malformed
     escapes make Go drop a pair that Python keeps (or the reverse), so both are refused."""
+    if not raw_query:
+        return {}
     if ";" in raw_query or PERCENT_ESCAPE.search(raw_query.encode()):
         raise FramingError(400, "query string with ';' or a malformed escape")
     try:

@@ -27,6 +27,7 @@ import os
 import socket
 import struct
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
@@ -54,6 +55,8 @@ CHUNKED_END = b"0\r\n\r\n"
 BATCH_BELOW = 32 << 10  # a streamed read smaller than this that did not wait ...
 BATCH_WAIT = 0.001  # ... makes the next read wait this long first (Batched)
 LINGER_SECONDS = 2.0
+USER_NAME_SECONDS = 10.0  # how long a uid's account name is taken as looked up (UserNames)
+USER_NAMES_KEPT = 256
 LINGER_BYTES = 1 << 20
 
 REASONS = {
@@ -190,6 +193,7 @@ class Proxy:
         self.pool = UpstreamPool()
         self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
         self.images = ImageLabels()  # labels by image ID for ownership proofs (proxy.image_labels)
+        self.user_names = UserNames()
         self.connections: set[asyncio.Task[None]] = set()
         self.spools = guards.SpoolLedger()
         self.open_connections = guards.ConnectionCount()
@@ -210,7 +214,7 @@ class Proxy:
         if self.sweeper is None:
             self.sweeper = asyncio.ensure_future(self.sweep())
         writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        connection = ClientConnection(self, reader, writer, peer_of(writer))
+        connection = ClientConnection(self, reader, writer, peer_of(writer, self.user_names))
         uid = connection.caller.uid
         counted = self.open_connections.open(uid, self.state.settings.max_connections_per_user)
         try:
@@ -361,6 +365,9 @@ class ClientConnection:
         self.request_line = ("", "")  # method and target, once parsed (for the audit record)
         self.spooled = 0  # bytes of the current build context counted in proxy.spools
         self.deadline: float | None = None  # loop time by which the current phase must be read
+        self.timer: asyncio.TimerHandle | None = None  # the phase's deadline, armed at its first wait
+        self.expired = False  # the current phase's deadline has passed
+        self.waiting: asyncio.Task[Any] | None = None  # this connection's task, while it waits for bytes
         self.phase = "idle"  # "idle" (between requests), "head" or "body"; streams have no deadline
         self.held: asyncio.Lock | None = None  # the profile's lock for a serialised request
 
@@ -375,7 +382,7 @@ class ClientConnection:
             except ClientIdle:
                 return  # kept alive but unused past [proxy] idle_timeout: closed quietly
             finally:
-                self.deadline = None  # from here on (decision, relay, streams) no read deadline
+                self.end_phase()  # from here on (decision, relay, streams) no read deadline
             if received is None:
                 return
             try:
@@ -428,28 +435,55 @@ class ClientConnection:
         byte, body_timeout for a body); 0 means none."""
         seconds = {"idle": settings.idle_timeout, "head": settings.header_timeout,
                    "body": settings.body_timeout}[phase]
+        self.end_phase()
         self.phase = phase
         self.deadline = asyncio.get_running_loop().time() + seconds if seconds else None
 
+    def end_phase(self) -> None:
+        self.deadline = None
+        self.expired = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def expire(self) -> None:
+        """The phase's deadline: a read waiting for it is cancelled (receive says why)."""
+        self.expired = True
+        if self.waiting is not None:
+            self.waiting.cancel()
+
     async def receive(self) -> bytes:
-        """The next bytes of a request, within the current phase's deadline."""
+        """The next bytes of a request, within the current phase's deadline: one timer per
+        phase, armed when the phase first waits (a head or body that came with the read before
+        arms none), instead of a timeout scope around every read."""
         if self.deadline is None:
             data = await self.reader.read(READ_SIZE)
         else:
+            if self.timer is None:
+                self.timer = asyncio.get_running_loop().call_at(self.deadline, self.expire)
+            if self.expired:
+                raise self.too_slow()
+            task = self.waiting = asyncio.current_task()
             try:
-                async with asyncio.timeout_at(self.deadline):
-                    data = await self.reader.read(READ_SIZE)
-            except TimeoutError:
-                if self.phase == "idle":
-                    raise ClientIdle from None
-                key = "header_timeout" if self.phase == "head" else "body_timeout"
-                # Stops: slowloris, a client holding a connection (and a spool) open by sending
-                # its request a byte at a time, or never finishing it.
-                raise FramingError(408, f"the request's {self.phase} was not received in time ([proxy] "
-                                   f"{key}); send requests whole", guards.RULE_SLOW) from None
+                data = await self.reader.read(READ_SIZE)
+            except asyncio.CancelledError:
+                if self.expired and task is not None and task.uncancel() == 0:  # ours, not a shutdown's
+                    raise self.too_slow() from None
+                raise
+            finally:
+                self.waiting = None
         if self.phase == "idle" and data:
             self.start_phase("head", self.proxy.state.settings)
         return data
+
+    def too_slow(self) -> Exception:
+        if self.phase == "idle":
+            return ClientIdle()
+        key = "header_timeout" if self.phase == "head" else "body_timeout"
+        # Stops: slowloris, a client holding a connection (and a spool) open by sending
+        # its request a byte at a time, or never finishing it.
+        return FramingError(408, f"the request's {self.phase} was not received in time ([proxy] "
+                            f"{key}); send requests whole", guards.RULE_SLOW)
 
     def release_spool(self) -> None:
         if self.spooled:
@@ -1133,18 +1167,35 @@ def denial_body(reason: str, rule: str) -> bytes:
     return json.dumps({"message": f"gatekeeper: denied: {reason} (rule {rule})"}).encode()
 
 
-def peer_of(writer: asyncio.StreamWriter) -> Caller:
+def peer_of(writer: asyncio.StreamWriter, names: UserNames) -> Caller:
     """The connecting process's credentials from the kernel (SO_PEERCRED), never from the request."""
-    import pwd
-
     sock = writer.get_extra_info("socket")
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
-    try:
-        user: str | None = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = None
-    return Caller(pid, uid, gid, user)
+    return Caller(pid, uid, gid, names.name(uid))
+
+
+class UserNames:
+    """uid -> account name (the key of [proxy.users]), looked up again after USER_NAME_SECONDS:
+    getpwuid reads the account database on every call (~30 us, once per connection), and
+    accounts change only by root's hand; a renamed or replaced account is seen within seconds."""
+
+    __slots__ = ("known", "clock")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.known: dict[int, tuple[str | None, float]] = {}
+        self.clock = clock
+
+    def name(self, uid: int) -> str | None:
+        now = self.clock()
+        known = self.known.get(uid)
+        if known is not None and now - known[1] < USER_NAME_SECONDS:
+            return known[0]
+        if len(self.known) >= USER_NAMES_KEPT:
+            self.known.clear()
+        name = intake.user_name(uid)
+        self.known[uid] = (name, now)
+        return name
 
 
 def warn(text: str) -> None:

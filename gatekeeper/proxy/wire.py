@@ -18,6 +18,8 @@ smuggling checks are.
 
 from __future__ import annotations
 
+import re
+
 import httptools
 
 from gatekeeper.engine_api import EngineError
@@ -27,6 +29,7 @@ HEAD_END = b"\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 BODILESS = (204, 304)
 TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+NOT_VISIBLE = re.compile(rb"[^\x21-\x7e]")  # a request-target is visible ASCII only
 
 
 class EngineProtocolError(EngineError):
@@ -181,7 +184,7 @@ def is_token(name: bytes) -> bool:
 
 
 def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    if not target.startswith(b"/") or any(ch < 0x21 or ch > 0x7E for ch in target):
+    if not target.startswith(b"/") or NOT_VISIBLE.search(target):
         raise EngineProtocolError(f"not a request target: {target[:80]!r}")
     if not is_token(method):
         raise EngineProtocolError("not a request method")
