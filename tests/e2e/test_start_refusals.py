@@ -58,6 +58,9 @@ def remove_ours(stack: Stack) -> None:
     ids = ours(stack)
     if ids:
         stack.docker("rm", "-f", *ids, check=False)
+    networks = stack.docker("network", "ls", "-q", "--filter", f"name={NAME}").stdout.split()
+    if networks:
+        stack.docker("network", "rm", *networks, check=False)
 
 
 @pytest.fixture
@@ -157,3 +160,25 @@ def test_docker_run_rm_refused_at_start_returns_promptly(stack: Stack, source: P
                 stack.ssh(command, timeout=PROMPT)  # control: hangs, waiting for a removal
             assert stack.docker("ps", "-aq", "--filter", f"name={NAME}-rm").stdout.split()
             remove_ours(stack)  # the hung client's wait ends with the removal
+
+
+def test_compose_run_rm_refused_at_start_returns_promptly(stack: Stack, source: Path) -> None:
+    """`compose run --rm` at the cap: compose's own --rm (an AutoRemove container, as docker
+    run's) takes the same path: it returns with the refusal and leaves no container. Control:
+    without the cap the one-off runs and is gone."""
+    compose = BASE / "compose.yaml"
+    compose.write_text(f"name: {NAME}-proj\nservices:\n  app:\n    image: {IMAGE}\n    command: [\"true\"]\n")
+    shutil.chown(compose, AGENT, AGENT)
+    command = f"docker compose -f {compose} run --rm app true"
+    control = stack.ssh(command, timeout=PROMPT * 2)
+    assert control.returncode == 0, control.stderr
+    running = stack.ssh(f"docker run -d --name {NAME}-one {IMAGE} sleep 600", timeout=PROMPT)
+    assert running.returncode == 0, running.stderr
+    with policy_extended("\n[limits]\nmax_running = 1\n"):
+        since = audit_offset()
+        began = time.monotonic()
+        result = stack.ssh(command, timeout=PROMPT * 2)
+        assert_refused(stack, result, since, rule="limit-running")
+        assert time.monotonic() - began < PROMPT * 2
+        label = f"label=com.docker.compose.project={NAME}-proj"
+        assert not stack.docker("ps", "-aq", "--filter", label).stdout.split()
