@@ -55,6 +55,18 @@ def load(path: str, packages: str) -> bool:
     return True
 
 
+def usable(path: str, packages: str) -> bool:
+    """Whether `load` would use this bundle (`gatekeeper doctor` asks; nothing is installed)."""
+    try:
+        found = read_bundle(path, packages)
+    except Exception:  # noqa: BLE001 - missing, damaged or odd: not usable
+        return False
+    if found is None:
+        return False
+    os.close(found[0])
+    return True
+
+
 def read_bundle(path: str, packages: str) -> tuple[int, Index] | None:
     """The bundle's descriptor (kept open: a module's code is read when it is imported)
     and its index, if the bundle is trusted and current."""

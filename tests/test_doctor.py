@@ -351,3 +351,23 @@ def test_the_log_against_its_ceiling(tmp_path: Path, keys: str, size: int, statu
     assert [c.status for c in room] == [status] and said in room[0].detail, [c.line() for c in room]
     if status != OK:
         assert "logrotate -f" in room[0].fix or "file system of its own" in room[0].fix
+
+
+def test_the_entry_scripts_module_bundle_is_checked(tmp_path: Path) -> None:
+    """gatekeeper.module_bundle: a stale or untrusted bundle is ignored (every call imports its
+    modules one by one), so doctor names it; none at all is a warning. Control: a current one passes."""
+    from gatekeeper.module_bundle import write_bundle
+    from tests.conftest import REPO
+
+    entry = tmp_path / "gatekeeper-ssh"
+    deployment = Deployment(root="/", entry_script=str(entry), live=True)
+    assert list(doctor.check_module_bundle(deployment)) == []  # no entry script: nothing reads a bundle
+    entry.write_text("#!/bin/sh\n")
+    assert [check.status for check in doctor.check_module_bundle(deployment)] == [WARN]
+    bundle = tmp_path / "gatekeeper-ssh.bundle"
+    write_bundle(str(bundle), str(REPO))
+    assert [check.status for check in doctor.check_module_bundle(deployment)] == [OK]
+    bundle.chmod(0o666)  # others may write it: ignored
+    [check] = doctor.check_module_bundle(deployment)
+    assert (check.status, check.fix) == (FAIL, "gatekeeper install-entry")
+    assert not list(doctor.check_module_bundle(Deployment(entry_script=str(entry), live=False)))

@@ -18,8 +18,8 @@ it), each allowed root on a nosuid,nodev mount (live only), PAM (pam_env must
 not read ~/.pam_environment: user_readenv=1), the
 agent's way to the engine (only through the proxy's socket: a warning when it can
 reach the engine's own socket, the docker group being root) and the socket docker.host
-names, and the effective sshd settings (`gatekeeper sshd-check`, when
-installed).
+names, the entry script's module bundle (current: gatekeeper.module_bundle), and the
+effective sshd settings (`gatekeeper sshd-check`, when installed).
 
 Every path is taken below ``--root`` (default /), so a copy of a deployment
 can be checked, and the tests build broken deployments in a temporary
@@ -97,6 +97,8 @@ class Deployment:
     append_only: Callable[[str], bool | None] = is_append_only
     live: bool = field(default=True)  # socket and sshd checks (only meaningful at /)
     sshd_config: str = "/etc/ssh/sshd_config"
+    # The ForceCommand's entry script (`gatekeeper install-entry`) of this installation.
+    entry_script: str = field(default_factory=lambda: os.path.join(sys.prefix, "bin", "gatekeeper-ssh"))
 
     def path(self, absolute: str) -> str:
         return os.path.join(self.root, absolute.lstrip("/")) if self.root != "/" else absolute
@@ -795,6 +797,27 @@ def check_sshd(deployment: Deployment) -> Iterator[Check]:
         yield Check("sshd settings", OK, "sshd -T gives the agent the drop-in's settings")
 
 
+def check_module_bundle(deployment: Deployment) -> Iterator[Check]:
+    """The entry script's module bundle (gatekeeper.module_bundle): current, or every call
+    imports its modules one by one (about 1 ms more per call)."""
+    if not deployment.live or not os.path.exists(deployment.entry_script):
+        return  # not this machine, or no entry script (python3 -I -m gatekeeper reads no bundle)
+    import gatekeeper
+    from gatekeeper.module_bundle import usable
+    from gatekeeper.operator.install_entry import bundle_path
+
+    bundle = bundle_path(deployment.entry_script)
+    packages = os.path.dirname(os.path.dirname(os.path.abspath(gatekeeper.__file__)))
+    if not os.path.lexists(bundle):
+        yield Check("module bundle", WARN, f"none beside {deployment.entry_script} (each call imports "
+                    "its modules one by one, about 1 ms more)", "gatekeeper install-entry")
+    elif usable(bundle, packages):
+        yield Check("module bundle", OK, f"{bundle} is current")
+    else:
+        yield Check("module bundle", FAIL, f"{bundle} is stale or untrusted (ignored: each call imports "
+                    "its modules one by one)", "gatekeeper install-entry")
+
+
 def check_names(settings: dict[str, dict[str, object]]) -> Iterator[Check]:
     """[names] prefix (gatekeeper.name_prefix): off only when the operator said so."""
     prefix = str((settings.get("names") or {}).get("prefix", ""))
@@ -826,6 +849,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_engine_access(deployment, settings)
     checks += check_proxy_view(deployment, settings)
     checks += check_disk_usage(deployment, settings)
+    checks += check_module_bundle(deployment)
     checks += check_sshd(deployment)
     return checks
 
