@@ -172,10 +172,11 @@ DEFAULTS: dict[str, dict[str, object]] = {
         # the rest are refused and summed up in one record.
         "intake_per_minute": 600,
         # Requests per uid (gatekeeper.proxy.request_rate): a token bucket of request_burst
-        # refilled at request_rate a second; past it 429, counted into one summary record a
-        # minute. request_rate = 0: no budget.
+        # refilled at request_rate a second, a request takes one token (+1 per KiB of its
+        # target or intake record); past it 429, counted into one summary record a minute.
+        # request_rate = 0: no budget.
         "request_rate": 20,
-        "request_burst": 1000,
+        "request_burst": 2000,
         "users": {},
     },
 }  # fmt: skip

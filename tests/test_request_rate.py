@@ -17,7 +17,7 @@ import pytest
 from gatekeeper.errors import PolicyError
 from gatekeeper.policy import load_policy
 from gatekeeper.proxy import guards
-from gatekeeper.proxy.request_rate import RULE_REQUEST_RATE, RequestRate, asked, refusal, spend
+from gatekeeper.proxy.request_rate import RULE_REQUEST_RATE, RequestRate, asked, cost, refusal, spend
 
 from .proxy_harness import Harness, running
 from .test_proxy_guards import RECORD, users
@@ -92,9 +92,9 @@ def test_rate_zero_is_no_budget() -> None:
 
 
 def test_the_refusal_names_the_keys_and_what_to_do() -> None:
-    line = refusal(1001, 20, 1000, 0.05)
-    assert "[proxy] request_rate = 20 per second" in line and "request_burst = 1000" in line
-    assert "slow down" in line and "0.05 s" in line and "50 s" in line and "\n" not in line
+    line = refusal(1001, 20, 2000, 0.05)
+    assert "[proxy] request_rate = 20 per second" in line and "request_burst = 2000" in line
+    assert "slow down" in line and "0.05 s" in line and "100 s" in line and "\n" not in line
 
 
 # ---------------------------------------------------------------- what a summary counts
@@ -247,3 +247,48 @@ def test_audit_intake_records_spend_the_same_budget(tmp_path: Path) -> None:
                 counted = proxy.records()[-1]["summary"]
                 assert isinstance(counted, dict)
                 assert counted["by"] == {"POST /_gatekeeper/audit": FLOOD - written}
+
+
+# ---------------------------------------------------------------- what a request costs
+
+# (target length, intake record length) -> tokens: what the record carries that the caller chose
+COST = [
+    pytest.param(7, 0, 1, id="a-ping"),
+    pytest.param(511, 0, 1, id="half-a-kib-target-twice-is-under-a-kib"),
+    pytest.param(512, 0, 2, id="a-kib-of-target-as-recorded"),
+    pytest.param(60_000, 0, 118, id="a-long-target"),
+    pytest.param(18, 600, 1, id="an-everyday-intake-record"),
+    pytest.param(18, 64 * 1024, 65, id="the-largest-intake-record"),
+]
+
+
+@pytest.mark.parametrize(("target", "record", "tokens"), COST)
+def test_what_a_request_costs(target: int, record: int, tokens: int) -> None:
+    assert cost("/" * target, b"x" * record) == tokens
+
+
+# (tokens held, cost, burst) -> (taken, tokens after); no time passes
+PRICED = [
+    pytest.param(10.0, 3, 10, True, 7.0, id="affordable"),
+    pytest.param(2.0, 3, 10, False, 2.0, id="short-of-it-nothing-spent"),
+    pytest.param(10.0, 50, 10, True, 0.0, id="over-the-burst-takes-the-whole-burst"),
+    pytest.param(9.0, 50, 10, False, 9.0, id="over-the-burst-waits-for-a-full-bucket"),
+]
+
+
+@pytest.mark.parametrize(("tokens", "price", "burst", "taken", "left"), PRICED)
+def test_a_request_of_several_tokens(tokens: float, price: int, burst: int, taken: bool, left: float) -> None:
+    was_taken, tokens_left = spend(tokens, 0.0, 0.0, 1, burst, price)
+    assert was_taken is taken and tokens_left == pytest.approx(left)
+
+
+def test_large_records_drain_the_bucket_by_their_size(tmp_path: Path) -> None:
+    """Control: small records, the burst takes 40 of them; 8 KiB records take 8 tokens each."""
+    big = b'{"event": "decision", "cmd": "' + b"x" * 8192 + b'"}'
+    keys = users("intake_per_minute = 0\nrequest_rate = 1\nrequest_burst = 40")
+    for body, taken in ((RECORD, 40), (big, 40 // 9)):  # 1 + (2 * 18 + 8220) // 1024 = 9 tokens
+        with running(tmp_path / str(taken), keys) as proxy:
+            proxy.policy.write_text(proxy.policy.read_text().replace("max_body = 4096", "max_body = 100000"))
+            proxy.reload()
+            frozen_clock(proxy)
+            assert flood(proxy, 50, body).count(204) == taken

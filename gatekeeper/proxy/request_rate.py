@@ -12,7 +12,12 @@ and endpoint template) into one summary record per uid and minute. So the log gr
 most `request_rate` records a second plus a summary a minute, whatever the caller sends.
 
 The bucket holds up to `request_burst` tokens and gains `request_rate` a second; each
-request takes one. request_rate = 0 switches the budget off.
+request takes one, plus one per KiB of what its record carries that the caller chooses
+(its target, twice; an intake record's body): the log then grows by about 1.6 KiB per
+token at most whatever the caller sends (a record is ~0.6 KiB plus those bytes), where a
+long target or a 64 KiB intake record would otherwise cost as much as a ping. (A denial's
+reason may quote parts of a body; [audit] max_bytes is the hard bound.)
+request_rate = 0 switches the budget off.
 """
 
 from __future__ import annotations
@@ -29,21 +34,31 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 RULE_REQUEST_RATE = "api-request-rate"
+COST_UNIT = 1024  # bytes of a record's caller-chosen fields per extra token
 
 
-def spend(tokens: float, stamp: float, now: float, rate: int, burst: int) -> tuple[bool, float]:
-    """One request against a bucket that held `tokens` at `stamp`: (taken, tokens now).
-    Pure: the bucket refills at `rate` a second up to `burst`; a clock that went back
-    refills nothing."""
+def cost(target: str, record: bytes) -> int:
+    """Tokens a request takes: one, plus one per KiB of its target (counted twice: a record may
+    carry it as sent and as forwarded) and of the intake record it carries (b"" for any other
+    request: its body is vetted, not recorded)."""
+    return 1 + (2 * len(target) + len(record)) // COST_UNIT
+
+
+def spend(tokens: float, stamp: float, now: float, rate: int, burst: int,
+          cost: int = 1) -> tuple[bool, float]:
+    """One request of `cost` tokens against a bucket that held `tokens` at `stamp`: (taken,
+    tokens now). Pure: the bucket refills at `rate` a second up to `burst`; a clock that went
+    back refills nothing; a cost over the burst takes the whole burst (else never taken)."""
     level = min(float(burst), tokens + max(0.0, now - stamp) * rate)
-    if level >= 1.0:
-        return True, level - 1.0
+    price = float(min(cost, burst))
+    if level >= price:
+        return True, level - price
     return False, level
 
 
-def wait_for_token(tokens: float, rate: int) -> float:
-    """Seconds until a bucket holding `tokens` (< 1) has one again."""
-    return max(0.0, (1.0 - tokens) / rate) if rate else 0.0
+def wait_for_token(tokens: float, rate: int, price: float = 1.0) -> float:
+    """Seconds until a bucket holding `tokens` (< price) has `price` again."""
+    return max(0.0, (price - tokens) / rate) if rate else 0.0
 
 
 class RequestRate:
@@ -56,16 +71,16 @@ class RequestRate:
         self.clock = clock
         self.buckets: dict[int, tuple[float, float]] = {}  # uid -> (tokens, when)
 
-    def take(self, uid: int, rate: int, burst: int) -> float:
-        """0.0 if `uid` may send this request now (one token spent), else the seconds until
-        it may send the next one (nothing spent)."""
+    def take(self, uid: int, rate: int, burst: int, cost: int = 1) -> float:
+        """0.0 if `uid` may send this request now (`cost` tokens spent), else the seconds until
+        it may send it (nothing spent)."""
         if not rate:
             return 0.0
         now = self.clock()
         tokens, stamp = self.buckets.get(uid, (float(burst), now))
-        taken, left = spend(tokens, stamp, now, rate, burst)
+        taken, left = spend(tokens, stamp, now, rate, burst, cost)
         self.buckets[uid] = (left, now)
-        return 0.0 if taken else max(wait_for_token(left, rate), 1e-3)
+        return 0.0 if taken else max(wait_for_token(left, rate, min(cost, burst)), 1e-3)
 
 
 def refusal(uid: int, rate: int, burst: int, wait: float) -> str:

@@ -571,11 +571,13 @@ class ClientConnection:
         request = self.api_request(received, state)
         keep = not framing.wants_close(received.event)
         settings = state.settings
-        wait = self.proxy.rates.take(self.caller.uid, settings.request_rate, settings.request_burst)
+        handed = intake.is_intake(request)  # the ForceCommand's audit records: ours, never the engine's
+        cost = request_rate.cost(request.target, request.body if handed else b"")
+        wait = self.proxy.rates.take(self.caller.uid, settings.request_rate, settings.request_burst, cost)
         if wait:
             await self.over_rate(request, settings, wait, keep)
             return keep
-        if intake.is_intake(request):  # the ForceCommand's audit records: ours, never the engine's
+        if handed:
             status, body = await self.take_intake(request, state, received.size)
             await self.send_whole(status, body, keep)
             return keep
