@@ -158,3 +158,40 @@ def test_api_layer_without_the_agents_images_builds_without_cache() -> None:
 def test_api_layer_refuses_a_cache_source_the_agent_may_not_use(source: str) -> None:
     assert api("&cachefrom=" + json.dumps(["mine:1", source]))[0] == RULE
     assert api("&cachefrom=" + json.dumps(["mine:1", "lent:1"]))[0] == "allowed"  # control
+
+
+# ---------------------------------------------------------------- the other direction: extra hosts
+
+KEY_RULE = "build-cache-key"
+
+
+@pytest.mark.parametrize("command", ["docker build --add-host updates.example:10.0.0.9 -t ai-x -",
+                                     "docker image build --add-host=a:1.2.3.4 --no-cache -t ai-x -"])
+def test_cli_layer_refuses_extra_hosts_in_builds(command: str) -> None:
+    """--add-host is left out of the steps' cache keys: the agent's layer of the operator's
+    fetch step, fetched from its own server, would be the operator's next cache hit."""
+    allowed, rule, _ = cli(command, [MINE_ID])
+    assert (allowed, rule) == (False, KEY_RULE)
+    plain = command.replace("--add-host updates.example:10.0.0.9 ", "").replace("--add-host=a:1.2.3.4 ", "")
+    assert cli(plain, [MINE_ID])[0]  # control: the same build without the extra host
+    reason = decide(command, LENT, Owning([MINE_ID], stdin=DOCKERFILE)).reason
+    assert "write the address into the RUN step itself" in reason
+
+
+@pytest.mark.parametrize("hosts", [["updates.example=10.0.0.9"], {"updates.example": "10.0.0.9"}])
+def test_compose_refuses_build_extra_hosts(hosts: object) -> None:
+    from gatekeeper.vetting.build_cache import scope_model_cache
+
+    class Ctx:
+        policy = LENT
+        world = Owning([MINE_ID])
+
+    with pytest.raises(Denied) as refused:
+        scope_model_cache(Ctx(), {"services": {"app": {"build": {"context": ".", "extra_hosts": hosts}}}})  # type: ignore[arg-type]
+    assert refused.value.rule == KEY_RULE
+    scope_model_cache(Ctx(), {"services": {"app": {"build": {"context": "."}, "extra_hosts": hosts}}})  # type: ignore[arg-type]  # control: the container's own extra hosts
+
+
+def test_api_layer_refuses_extra_hosts_in_builds() -> None:
+    assert api("&extrahosts=updates.example%3A10.0.0.9")[0] == KEY_RULE
+    assert api("&extrahosts=")[0] == "allowed"  # control: none

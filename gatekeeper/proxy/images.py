@@ -206,11 +206,13 @@ def scope_cache(call: Call) -> None:
     """The classic builder reuses any local image's layer whose parent and step match
     (gatekeeper.build_cache): the build gets the agent's own images as its only cache sources,
     each image it names in cachefrom must be one it may use, and with no source at all it runs
-    with nocache (an absent cachefrom means the whole store)."""
+    with nocache (an absent cachefrom means the whole store). First, inputs the builder leaves
+    out of the steps' cache keys (extrahosts) are refused (check_keyed)."""
     import json
 
-    from gatekeeper.build_cache import cache_sources
+    from gatekeeper.build_cache import cache_sources, check_keyed
 
+    check_keyed(call.query.get("extrahosts", []), "build extrahosts")
     named = check_cache_from(call.one("cachefrom"))
     filters = objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
     listed = objects.listing(call.engine, "/images/json?filters=" + filters,

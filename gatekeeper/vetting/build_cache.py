@@ -45,10 +45,14 @@ def named_sources(ctx: Context, entries: list[str], what: str) -> list[str]:
 
 
 def scope_build_cache(ctx: Context) -> None:
-    """`docker build`: the agent's --cache-from images checked, its own images added as
-    sources; `--no-cache` when there is none (no source list would mean every image)."""
+    """`docker build`: no --add-host (left out of the steps' cache keys); the agent's
+    --cache-from images checked, its own images added as sources; `--no-cache` when there is
+    none (no source list would mean every image)."""
+    from gatekeeper.build_cache import check_keyed
     from gatekeeper.grammar.pflag import bool_value
 
+    check_keyed([use.value or "" for use in ctx.parsed.uses if use.flag.long == "add-host"],
+                f"'docker {ctx.located.spelled}' --add-host")
     named: list[str] = []
     for use in ctx.parsed.uses:
         if use.flag.long in ("no-cache", "help") and bool_value(use):
@@ -61,7 +65,8 @@ def scope_build_cache(ctx: Context) -> None:
 
 
 def scope_model_cache(ctx: Context, model: dict[str, Any]) -> None:
-    """compose: each cache_from image a service names is one the agent may use. compose's
+    """compose: no build.extra_hosts (left out of the steps' cache keys); each cache_from
+    image a service names is one the agent may use. compose's
     classic builder sends the engine no cache sources at all (only its no-cache switch), so on
     the engine's own socket every service build gets build.no_cache; behind the proxy, which
     gives each build the agent's own images as its sources, the builds keep their cache."""
@@ -70,7 +75,12 @@ def scope_model_cache(ctx: Context, model: dict[str, Any]) -> None:
         (name, service["build"]) for name, service in services
         if isinstance(service, dict) and isinstance(service.get("build"), dict)
     ]
+    from gatekeeper.build_cache import check_keyed
+
     for name, build in builds:
+        hosts = build.get("extra_hosts")
+        check_keyed([str(host) for host in hosts] if isinstance(hosts, (list, dict)) else [],
+                    f"compose service {name!r}: build.extra_hosts")
         given = build.get("cache_from")
         entries = [str(entry) for entry in given] if isinstance(given, list) else []
         named_sources(ctx, entries, f"service {name!r}: build.cache_from image")

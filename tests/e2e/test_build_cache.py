@@ -183,3 +183,95 @@ def test_a_compose_rebuild_reuses_the_agents_own_layer_not_the_newer_operators(
             assert made == mine, "compose's build behind the proxy did not take the agent's own layer"
     finally:
         stack.docker("compose", "-p", PROJECT, "down", check=False)
+
+
+# ---------------------------------------------------------------- the other direction: poisoning
+
+FETCH = "RUN wget -qO /fetched http://updates.rt7/file"
+POISON_DOCKERFILE = f"FROM {IMAGE}\n{FETCH}\n"
+POISONED = "ai-rt7-poison:1"
+OPERATOR_FETCHED = "rt7-operator-fetched:1"
+
+
+def serving(stack: Stack, name: str, text: str) -> str:
+    """A root container on the default bridge answering every HTTP request (a plain server or
+    a proxy alike) with `text`; its address."""
+    stack.docker("rm", "-f", name, check=False)
+    answer = f"HTTP/1.0 200 OK\\r\\nContent-Length: {len(text) + 1}\\r\\n\\r\\n{text}\\n"
+    stack.docker("run", "-d", "--name", name, IMAGE, "sh", "-c",
+                 f"while true; do printf '{answer}' | nc -l -p 80 >/dev/null; done", check=True)
+    return stack.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name, check=True).stdout.strip()
+
+
+@pytest.fixture
+def servers(stack: Stack) -> Iterator[tuple[str, str]]:
+    """(the operator's update server, the agent's fake one)."""
+    good, evil = serving(stack, "rt7-updates", "rt7-good"), serving(stack, "ai-rt7-fake", "rt7-evil")
+    yield good, evil
+    stack.docker("rm", "-f", "rt7-updates", "ai-rt7-fake", check=False)
+    stack.docker("rmi", "-f", POISONED, OPERATOR_FETCHED, check=False)
+
+
+def operator_fetch(stack: Stack, good: str) -> str:
+    """The operator's build of the step (the classic builder, its own cache), what it fetched."""
+    root_build(OPERATOR_FETCHED, POISON_DOCKERFILE, "--add-host", f"updates.rt7:{good}")
+    return stack.docker("run", "--rm", OPERATOR_FETCHED, "cat", "/fetched", check=True).stdout.strip()
+
+
+def poisoning(evil: str) -> dict[str, list[str]]:
+    """The agent's ways of running the operator's step against its own server: inputs the
+    classic builder leaves out of the step's cache key (as root's build flags)."""
+    return {
+        "--add-host": ["--add-host", f"updates.rt7:{evil}"],
+        "--build-arg http_proxy": ["--build-arg", f"http_proxy=http://{evil}:80"],
+    }
+
+
+def agent_poisoning(stack: Stack, route: str, evil: str) -> tuple[str, bytes]:
+    """The agent's command for `route`: docker build, or compose's build keys."""
+    if route.startswith("compose"):
+        agent_file("app/Dockerfile", POISON_DOCKERFILE)
+        key = f"      extra_hosts: [\"updates.rt7:{evil}\"]\n"
+        compose = agent_file("compose.yaml", f"services:\n  app:\n    image: {POISONED}\n    build:\n"
+                                             f"      context: ./app\n{key}")
+        return f"docker compose -f {compose} -p {PROJECT} build", b""
+    extra = " ".join(poisoning(evil)["--add-host"])
+    return f"docker build -q {extra} -t {POISONED} -", POISON_DOCKERFILE.encode()
+
+
+@pytest.mark.parametrize("route", ["--add-host", "compose extra_hosts"])
+def test_the_agents_build_cannot_poison_the_operators_next_build(
+    stack: Stack, servers: tuple[str, str], route: str
+) -> None:
+    """The agent builds the operator's step (read from history) against a server of its own; the
+    operator's next build of the same step takes the agent's layer. Control: root plays the
+    agent on the bare engine (same inputs) and the operator's build fetches `rt7-evil`."""
+    good, evil = servers
+    extra = poisoning(evil)["--add-host"]
+    root_build(POISONED, POISON_DOCKERFILE, *extra)
+    poisoned = stack.docker("run", "--rm", POISONED, "cat", "/fetched", check=True).stdout.strip()
+    assert poisoned == "rt7-evil", "control: the step fetched from the agent's server"
+    assert operator_fetch(stack, good) == "rt7-evil", "control: the operator's build took the poisoned layer"
+    stack.docker("rmi", "-f", POISONED, OPERATOR_FETCHED)
+
+    command, stdin = agent_poisoning(stack, route, evil)
+    try:
+        since = audit_offset()
+        built = stack.ssh(command, stdin=stdin, timeout=180)
+        assert_refused(stack, built, since, rule="build-cache-key")
+        assert operator_fetch(stack, good) == "rt7-good", "the agent's layer reached the operator's build"
+    finally:
+        stack.docker("compose", "-p", PROJECT, "down", check=False)
+
+
+def test_a_proxy_build_argument_is_part_of_the_steps_key(stack: Stack, servers: tuple[str, str]) -> None:
+    """Checked and holding (engine 20.10): a step built with --build-arg http_proxy (the agent's
+    proxy answers) is not what the operator's next build of the step reuses, so the agent may
+    give one."""
+    good, evil = servers
+    extra = poisoning(evil)["--build-arg http_proxy"]
+    built = stack.ssh(f"docker build -q {' '.join(extra)} -t {POISONED} -", stdin=POISON_DOCKERFILE.encode(),
+                      timeout=180)
+    assert built.returncode == 0, built.stderr
+    assert stack.docker("run", "--rm", POISONED, "cat", "/fetched", check=True).stdout.strip() == "rt7-evil"
+    assert operator_fetch(stack, good) == "rt7-good"
