@@ -125,6 +125,7 @@ def test_at_the_ceiling_the_proxy_refuses_rather_than_fill_the_disk(
         # Nothing skipped silently: the refusals summed up; the log is full, so to syslog.
         proxy.proxy.write_summaries(proxy.proxy.state, force=True)
         (summary,) = [record for record in syslogged if record.get("endpoint") == "summary audit-full"]
+        assert "(the log was at [audit] max_bytes)" in str(summary["reason"])
         counted = summary["summary"]
         assert isinstance(counted, dict) and counted["refused"] == len(refused)
         assert set(counted["by"]) == {"GET /_ping", "POST /_gatekeeper/audit"}

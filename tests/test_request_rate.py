@@ -227,6 +227,7 @@ def test_past_the_burst_requests_are_refused_and_summed_up(tmp_path: Path) -> No
         summary = records[-1]
         assert (summary["endpoint"], summary["rule"]) == (f"summary {RULE_REQUEST_RATE}", RULE_REQUEST_RATE)
         assert summary["decision"] == "deny" and summary["layer"] == "api"
+        assert str(summary["reason"]).endswith("one by one (over [proxy] request_rate and request_burst)")
         counted = summary["summary"]
         assert isinstance(counted, dict)
         assert counted["refused"] == FLOOD - 5 + 1

@@ -78,6 +78,10 @@ INTAKE_KIND = "audit-intake"
 SERIALISED_METHODS = frozenset(route.method for route in ROUTES if route.ident in guards.SERIALISED)
 # A kind of refusal counted into summaries -> its rule (any other kind is a rule id itself).
 SUMMARY_RULES = {INTAKE_KIND: guards.RULE_INTAKE_RATE}
+# Why a kind's refusals were not recorded one by one (the summary's reason); else "over the rate".
+SUMMARY_WHY = {INTAKE_KIND: "over [proxy] intake_per_minute",
+               request_rate.RULE_REQUEST_RATE: "over [proxy] request_rate and request_burst",
+               AuditFull.rule: "the log was at [audit] max_bytes"}
 
 Decide = Callable[[ApiRequest, object, EngineQueries], ApiVerdict]
 Transform = Callable[[str, int, bytes, ApiRequest], bytes]
@@ -248,7 +252,8 @@ class Proxy:
             caller = Caller(0, uid, -1, intake.user_name(uid))
             rule = SUMMARY_RULES.get(str(summary["kind"]), str(summary["kind"]))
             reason = (f"{summary['refused']} more {summary['kind']} refusals of uid {uid} in "
-                      f"{summary['window_seconds']:.0f} s were not recorded one by one (over the rate)")
+                      f"{summary['window_seconds']:.0f} s were not recorded one by one "
+                      f"({SUMMARY_WHY.get(str(summary['kind']), 'over the rate')})")
             record = api_record(caller, None, "", "", endpoint=f"summary {summary['kind']}", allowed=False,
                                 rule=rule, reason=reason, policy=state.policy)
             record["summary"] = summary
