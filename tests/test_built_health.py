@@ -20,6 +20,7 @@ import json
 import pytest
 
 from gatekeeper.errors import Denied
+from gatekeeper.grammar.spec import v
 from gatekeeper.policy import Policy
 from gatekeeper.vetting import built_health, limits
 from gatekeeper.vetting.images import TRIGGERS_FORMAT
@@ -38,6 +39,9 @@ class BuildWorld(ImageWorld):
         if args[:4] == ["image", "inspect", "--format", HEALTH_FORMAT] and args[5] in TRIGGERS:
             self.asked.append(args[5])
             return 0, b"null\n", b""
+        if args[:4] == ["image", "inspect", "--format", HEALTH_FORMAT] and args[5] in IMAGES_BY_PROJECT:
+            self.asked.append(args[5])
+            return 0, json.dumps(IMAGES_BY_PROJECT[args[5]]).encode() + b"\n", b""
         if args[:4] == ["image", "inspect", "--format", TRIGGERS_FORMAT]:
             self.asked.append(f"triggers {args[5]}")
             if args[5] not in {**IMAGES, **TRIGGERS}:
@@ -47,15 +51,25 @@ class BuildWorld(ImageWorld):
         return super().run_docker(policy, args, stdin, timeout)
 
 
+class Parsed:
+    def __init__(self, flags: list[str]) -> None:
+        self.uses = [Use(flag) for flag in flags]
+
+
+class Use:
+    def __init__(self, flag: str) -> None:
+        self.flag, self.value, self.spelled = v(flag), None, f"--{flag}"
+
+
 class Ctx:
-    def __init__(self, policy: Policy) -> None:
-        self.policy, self.world = policy, BuildWorld()
+    def __init__(self, policy: Policy, flags: list[str] = ()) -> None:  # type: ignore[assignment]
+        self.policy, self.world, self.parsed = policy, BuildWorld(), Parsed(list(flags))
 
 
 def service(dockerfile: str, **more: object) -> dict[str, object]:
     build: dict[str, object] = {"context": ".", "dockerfile_inline": dockerfile}
     build.update({k: v for k, v in more.items() if k in ("target", "args")})
-    return {"build": build, **{k: v for k, v in more.items() if k not in ("target", "args")}}
+    return {"build": build, **{k: value for k, value in more.items() if k not in ("target", "args")}}
 
 
 # (service, refused with the floors min_health_interval 5s, min_health_timeout 1s)
@@ -93,12 +107,16 @@ CASES = {
     "service turns the checks off": (service("FROM plain\nHEALTHCHECK --interval=1ms CMD true\n", healthcheck={"disable": True}), False),
     "image: exists with 1ms (up without --build runs it)": (service("FROM slow\n", image="fast"), True),
     "image: not built yet": (service("FROM slow\n", image="ghost"), False),
+    "compose's name for it, <project>-<service>, exists with 1ms": (service("FROM slow\n"), True),
+    "pull_policy build: the existing image is not run": (service("FROM slow\n", image="fast", pull_policy="build"), False),
 }
+PROJECTS = {"compose's name for it, <project>-<service>, exists with 1ms": "fast-project"}
+IMAGES_BY_PROJECT = {"fast-project-web": {"Test": ["CMD", "true"], "Interval": MS}}
 
 
-@pytest.mark.parametrize(("svc", "refused"), CASES.values(), ids=CASES.keys())
-def test_built_service_health(svc: dict[str, object], refused: bool) -> None:
-    model = {"services": {"web": svc}}
+@pytest.mark.parametrize(("case", "svc", "refused"), [(k, *c) for k, c in CASES.items()], ids=CASES.keys())
+def test_built_service_health(case: str, svc: dict[str, object], refused: bool) -> None:
+    model = {"name": PROJECTS.get(case, "proj"), "services": {"web": svc}}
     open_ctx = Ctx(OPEN)
     check_service_image_health(open_ctx, caps_of(OPEN), model)  # type: ignore[arg-type]  # control: no floors
     assert not open_ctx.world.asked
@@ -151,3 +169,12 @@ def test_healthchecks_the_builder_refuses_are_refused(line: str) -> None:
     with pytest.raises(Denied) as denied:
         built_health.healthcheck(line.split(), "Dockerfile")
     assert denied.value.rule == "limit-health"
+
+
+def test_up_build_runs_no_existing_image() -> None:
+    """`compose up --build` builds whatever the engine has: the existing image is not judged
+    (control: without --build it is, and its 1ms is refused)."""
+    model = {"name": "proj", "services": {"web": service("FROM slow\n", image="fast")}}
+    with pytest.raises(Denied):
+        check_service_image_health(Ctx(FLOORED), caps_of(FLOORED), model)  # type: ignore[arg-type]
+    check_service_image_health(Ctx(FLOORED, ["build"]), caps_of(FLOORED), model)  # type: ignore[arg-type]

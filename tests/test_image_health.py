@@ -151,6 +151,13 @@ class ComposeCtx:
 
     def __init__(self, policy: Policy) -> None:
         self.policy, self.world = policy, ImageWorld()
+        self.parsed = ComposeCommand()
+
+
+class ComposeCommand:
+    """compose up without flags (no --build)."""
+
+    uses: tuple[object, ...] = ()
 
 
 # (service, refused): a compose service's containers take every healthcheck field it leaves at

@@ -234,26 +234,41 @@ def check_service_image_health(ctx: Context, caps: Caps, model: dict[str, object
             continue  # the service turns the checks off
         given = {flag for flag, (_, key) in HEALTH_FLOORS.items() if service_sets(flag, health.get(key))}
         if "build" in service:
-            check_built_service_health(ctx, caps, name, service, given)
+            check_built_service_health(ctx, caps, name, service, given, str(model.get("name") or ""))
         else:
             what = f"service {name!r} image {image!r}"
             check_image_health(image_health(ctx, str(image)), given, caps, what)
 
 
 def check_built_service_health(ctx: Context, caps: Caps, name: str, service: dict[str, Any],
-                               given: set[str]) -> None:
+                               given: set[str], project: str) -> None:
     """The HEALTHCHECK the service's Dockerfile gives the image compose builds (it does not
-    exist when this is decided: gatekeeper.vetting.built_health), and that of the image: it
-    names if the engine has it (compose up without --build runs that one as it is)."""
+    exist when this is decided: gatekeeper.vetting.built_health); and unless this command
+    rebuilds it, that of the image compose would run as it is if the engine has it: its
+    `image:`, else compose's name for it, <project>-<service>."""
     build, image = service["build"], service.get("image")
     if not isinstance(build, dict):
         raise Denied(f"service {name!r}: its build cannot be read for its HEALTHCHECK", rule="limit-health")
     # Stops: a service built FROM busybox with HEALTHCHECK --interval=1ms in its own Dockerfile:
     # no image to ask when this is decided, the engine's checks back to back (layout c).
     check_image_health(built_image_health(ctx, name, build), given, caps, f"service {name!r} built image")
-    if isinstance(image, str) and image:
-        existing = image_health(ctx, image, missing=None)
-        check_image_health(existing, given, caps, f"service {name!r} image {image!r}")
+    if rebuilds(ctx, service):
+        return
+    # Stops: `docker build -t <project>-<service>` of a 1ms HEALTHCHECK, then `compose up` of a
+    # clean Dockerfile: compose finds the image and runs it without building.
+    existing = image if isinstance(image, str) and image else f"{project}-{name}"
+    check_image_health(image_health(ctx, existing, missing=None), given, caps,
+                       f"service {name!r} image {existing!r}")
+
+
+def rebuilds(ctx: Context, service: dict[str, Any]) -> bool:
+    """compose builds the service's image whether or not the engine has one: `--build`, or
+    `pull_policy: build`."""
+    from gatekeeper.grammar.pflag import bool_value
+
+    if service.get("pull_policy") == "build":
+        return True
+    return any(use.flag.long == "build" and bool_value(use) for use in ctx.parsed.uses)
 
 
 def built_image_health(ctx: Context, name: str, build: dict[str, Any]) -> object:

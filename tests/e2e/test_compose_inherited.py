@@ -62,10 +62,10 @@ def project(stack: Stack) -> Iterator[Path]:
     root_built(stack, HEALTH_BASE, f"FROM {IMAGE}\nHEALTHCHECK --interval=1ms CMD true\n")
     root_built(stack, LABEL_BASE, f"FROM {IMAGE}\nLABEL traefik.enable=true\n")
     yield PROJECT_DIR
-    for name in ("ai-rl-health", "ai-rl-based", "ai-rl-built"):
+    for name in ("ai-rl-health", "ai-rl-based", "ai-rl-built", "ai-rl-stale"):
         remove_project(stack, name)
     stack.docker("image", "rm", "-f", HEALTH_BASE, LABEL_BASE, "ai-rl-based-app", "ai-rl-built-app",
-                 check=False)
+                 "ai-rl-stale-app", check=False)
     shutil.rmtree(PROJECT_DIR, ignore_errors=True)
 
 
@@ -138,3 +138,33 @@ def test_a_service_built_in_the_same_command_has_its_healthcheck_checked(stack: 
         [made] = project_containers(stack, "ai-rl-built")
         assert interval_of(stack, made) == "5s"
 
+
+
+def test_a_built_services_existing_image_has_its_healthcheck_checked(stack: Stack, project: Path) -> None:
+    """The agent builds ai-rl-stale-app (compose's name for service app of project ai-rl-stale)
+    from a Dockerfile with HEALTHCHECK --interval=1ms, then `compose up` of a clean Dockerfile:
+    compose finds the image and runs it without building. Control: no floors, the 1 ms interval
+    runs. With floors: refused; `compose up --build` builds the clean one and runs."""
+    stale = project / "stale"
+    write_file(stale / "Dockerfile", FAST_DOCKERFILE, mode=0o644, owner=AGENT, group=AGENT)
+    built = stack.ssh(f"docker build -q -t ai-rl-stale-app {stale}", timeout=240)
+    assert built.returncode == 0, built.stderr
+    write_file(project / "Dockerfile", f"FROM {IMAGE}\n", mode=0o644, owner=AGENT, group=AGENT)
+    compose = project / "stale.yaml"
+    text = "name: ai-rl-stale\nservices:\n  app:\n    build: .\n    command: [sleep, '60']\n"
+    write_file(compose, text, mode=0o644, owner=AGENT, group=AGENT)
+    up = f"docker compose -f {compose} up -d"
+    result = stack.ssh(up, timeout=240)  # control: no floors, compose runs the image it found
+    assert result.returncode == 0, result.stderr
+    [made] = project_containers(stack, "ai-rl-stale")
+    assert interval_of(stack, made) == "1ms"
+    remove_project(stack, "ai-rl-stale")
+    with policy_extended(FLOORS):
+        since = audit_offset()
+        assert_refused(stack, stack.ssh(up, timeout=240), since, rule="limit-health")
+        assert project_containers(stack, "ai-rl-stale") == []
+        rebuilt = stack.ssh(up + " --build", timeout=240)  # the clean Dockerfile, built now
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        [made] = project_containers(stack, "ai-rl-stale")
+        health = stack.docker("inspect", "--format", "{{json .Config.Healthcheck}}", made).stdout.strip()
+        assert health == "null", health
