@@ -26,10 +26,13 @@ Verdict = tuple[object, ...]
 
 
 def checked(event: framing.RequestHead | h11.Request) -> tuple[framing.Target, int | None]:
-    """The checks server.read_request makes after parsing, in its order (check_raw_head aside)."""
+    """The checks server.read_request makes after parsing, in its order (check_raw_head aside);
+    h11's parse taken as it is: its method, target, fields and version."""
+    if isinstance(event, h11.Request):
+        event = framing.RequestHead(event.method, event.target, list(event.headers), event.http_version)
     target = framing.split_target(event.target)
-    framing.check_head(event, target.path)  # type: ignore[arg-type]  # h11.Request: same fields
-    length = framing.body_length(event)  # type: ignore[arg-type]
+    framing.check_head(event, target.path)
+    length = framing.body_length(event)
     build = target.path in framing.CHUNKED_PATHS and event.method == b"POST"
     framing.check_body_size(length, MAX_BUILD if build else MAX_BODY)
     return target, length

@@ -81,6 +81,10 @@ def test_written_heads_never_split_a_field_into_two() -> None:
                         (b"x:", b"1"), (b"", b"1")):
         with pytest.raises(wire.EngineProtocolError):
             wire.request_head(b"GET", b"/_ping", [(name, value)])
+        with pytest.raises(wire.EngineProtocolError):  # (among good fields, first or last: all are checked)
+            wire.request_head(b"GET", b"/_ping", [(b"host", b"docker"), (name, value)])
+        with pytest.raises(wire.EngineProtocolError):
+            wire.response_head(200, b"OK", [(name, value), (b"content-length", b"0")])
     for target in (b"/a b", b"/a\r\nHost: x", b"http://x/", b"/\x7f"):
         with pytest.raises(wire.EngineProtocolError):
             wire.request_head(b"GET", target, [])

@@ -25,6 +25,7 @@ HOP_BY_HOP = frozenset({
 # One of each at most: a second copy is read as the first by one parser, the last by another.
 SINGLE_HEADERS = (b"content-length", b"transfer-encoding", b"host", b"connection", b"upgrade",
                   b"expect", b"content-type")
+SINGLE_SET = frozenset(SINGLE_HEADERS)
 CONNECTION_TOKENS = frozenset({"close", "keep-alive", "upgrade"})
 UPGRADE_PROTOCOLS = frozenset({"tcp", "h2c"})  # attach/exec hijack; buildkit's /session and /grpc
 VERSION_PREFIX = re.compile(r"/v([0-9]+\.[0-9]+)(/.*)")
@@ -45,9 +46,10 @@ class FramingError(Exception):
 
 class RequestHead:
     """A request's head as parsed: method and target as sent, header names lowercased,
-    values without surrounding blanks, in the order received."""
+    values without surrounding blanks, in the order received; `fields`, the values by name
+    (the checks below ask for a few names, each several times per request)."""
 
-    __slots__ = ("method", "target", "headers", "http_version")
+    __slots__ = ("method", "target", "headers", "http_version", "fields")
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
                  http_version: bytes) -> None:
@@ -55,6 +57,9 @@ class RequestHead:
         self.target = target
         self.headers = headers
         self.http_version = http_version
+        self.fields: dict[bytes, list[str]] = {}
+        for name, value in headers:
+            self.fields.setdefault(name, []).append(value.decode("latin-1"))
 
 
 class Target:
@@ -79,18 +84,25 @@ def check_raw_head(head: bytes) -> None:
         raise FramingError(400, "malformed request: line endings other than CRLF")
     if b"\r\n " in head or b"\r\n\t" in head:
         raise FramingError(400, "malformed request: folded header line (obs-fold)")
-    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:] if line]
-    for name in SINGLE_HEADERS:
-        if names.count(name) > 1:
-            raise FramingError(400, f"ambiguous request: more than one {name.decode()} header")
+    seen: set[bytes] = set()
+    twice: set[bytes] = set()
+    lengths: list[bytes] = []
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.lower() == b"content-length" and not value.strip().isdigit():
-            raise FramingError(400, "malformed request: Content-Length is not one number")
+        name = name.lower()
+        if name in SINGLE_SET:
+            (twice if name in seen else seen).add(name)
+            if name == b"content-length":
+                lengths.append(value)
+    for name in SINGLE_HEADERS:  # (the first of them in this order is named)
+        if name in twice:
+            raise FramingError(400, f"ambiguous request: more than one {name.decode()} header")
+    if any(not value.strip().isdigit() for value in lengths):
+        raise FramingError(400, "malformed request: Content-Length is not one number")
 
 
 def header_values(request: RequestHead, name: bytes) -> list[str]:
-    return [value.decode("latin-1") for key, value in request.headers if key == name]
+    return request.fields.get(name, [])
 
 
 def check_head(request: RequestHead, path: str) -> None:
@@ -125,7 +137,7 @@ def check_connection(request: RequestHead) -> None:
 
 
 def is_upgrade(request: RequestHead) -> bool:
-    return any(key == b"upgrade" for key, _ in request.headers)
+    return b"upgrade" in request.fields
 
 
 def wants_close(request: RequestHead) -> bool:

@@ -124,22 +124,29 @@ class RequestReader:
         if TARGET_REFUSED.search(parsed.target):
             raise FramingError(400, "malformed request: request target with other than visible ASCII")
         self.name_request()
-        for _, value in parsed.headers:
-            if VALUE_REFUSED.search(value):
-                raise FramingError(400, "malformed request: control character in a header value")
-        codings = [value.lower() for name, value in parsed.headers if name == b"transfer-encoding"]
-        if codings and [token.strip() for token in b",".join(codings).split(b",")] != [b"chunked"]:
+        headers = parsed.headers
+        if VALUE_REFUSED.search(b"\t".join([value for _, value in headers])):
+            raise FramingError(400, "malformed request: control character in a header value")
+        version = parser.get_http_version().encode()
+        if b"transfer-encoding" in (name for name, _ in headers):
+            headers = self.checked_codings(headers)
+        request = RequestHead(parser.get_method(), parsed.target, headers, version)
+        if version == b"1.1" and len(request.fields.get(b"host", ())) != 1:
+            raise FramingError(400, "malformed request: one Host header required")
+        return request
+
+    def checked_codings(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Only `chunked` (h11's rule: 501 for anything else), its value lowercased as h11 did."""
+        headers = [(name, value.lower() if name == b"transfer-encoding" else value)
+                   for name, value in headers]
+        codings = b",".join([value for name, value in headers if name == b"transfer-encoding"])
+        if [token.strip() for token in codings.split(b",")] != [b"chunked"]:
             raise FramingError(501, "only Transfer-Encoding: chunked is supported")
-        if codings and parser.should_upgrade():
+        if self.parser.should_upgrade():
             # llhttp would read no body before the upgraded stream, h11 read the chunks: neither is
             # a request any client of ours sends.
             raise FramingError(400, "ambiguous request: a chunked body before an Upgrade")
-        parsed.headers = [(name, value.lower() if name == b"transfer-encoding" else value)
-                          for name, value in parsed.headers]
-        version = parser.get_http_version().encode()
-        if version == b"1.1" and sum(name == b"host" for name, _ in parsed.headers) != 1:
-            raise FramingError(400, "malformed request: one Host header required")
-        return RequestHead(parser.get_method(), parsed.target, parsed.headers, version)
+        return headers
 
     def name_request(self) -> None:
         """The method and target for the record, once llhttp has read past them (a refusal

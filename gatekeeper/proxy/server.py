@@ -438,8 +438,10 @@ class ClientConnection:
         """The deadline of reading the next part of a request: a slow or silent client is cut
         off ([proxy] idle_timeout between requests, header_timeout for a head from its first
         byte, body_timeout for a body); 0 means none."""
-        seconds = {"idle": settings.idle_timeout, "head": settings.header_timeout,
-                   "body": settings.body_timeout}[phase]
+        if phase == "idle":
+            seconds = settings.idle_timeout
+        else:
+            seconds = settings.header_timeout if phase == "head" else settings.body_timeout
         self.end_phase()
         self.phase = phase
         self.deadline = asyncio.get_running_loop().time() + seconds if seconds else None
