@@ -185,10 +185,11 @@ def rebuilt(data: bytes, head: tuple[object, ...]) -> bytes:
     return FORMAT + len(encoded).to_bytes(LENGTH_BYTES, "big") + encoded + data[end:]
 
 
-def test_the_forcecommand_through_the_bundle_imports_nothing_heavy(deployment: Deployment,
-                                                                  tmp_path: Path) -> None:
-    """The bundle changes where the code comes from, not what is imported: `docker ps` takes
-    every gatekeeper module it imports from the bundle, and imports no heavy one."""
+@pytest.mark.parametrize(("command", "code"), [("docker ps -a", 0), ("docker exec web sh", 77)])
+def test_the_forcecommand_through_the_bundle_imports_nothing_heavy(deployment: Deployment, tmp_path: Path,
+                                                                  command: str, code: int) -> None:
+    """The bundle changes where the code comes from, not what is imported: an allowed and a
+    denied command take every gatekeeper module they import from the bundle, and import no heavy one."""
     compile_policy(str(deployment.policy))
     bundle = tmp_path / "gatekeeper-ssh.bundle"
     write_bundle(str(bundle), str(REPO))
@@ -201,13 +202,15 @@ def test_the_forcecommand_through_the_bundle_imports_nothing_heavy(deployment: D
               "served = [m for m in new if m.startswith('gatekeeper') "
               "and type(sys.modules[m].__spec__.loader).__name__ != 'BundleFinder']\n"
               "print(' '.join(new)); print('not-from-bundle', *served); sys.exit(code)\n")
-    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "docker ps -a", "SSH_USER_AUTH": str(auth_info),
+    env = {"PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command, "SSH_USER_AUTH": str(auth_info),
            "SSH_CONNECTION": "127.0.0.1 40000 127.0.0.1 22"}
     done = subprocess.run([sys.executable, "-IS", "-c", script], env=env, cwd="/", capture_output=True,
                           text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == code, done.stderr
     imported, served = done.stdout.splitlines()
     modules = set(imported.split())
-    assert "gatekeeper.execution" in modules and deployment.argv() == ["ps", "-a"]
+    assert ("gatekeeper.execution" in modules) == (code == 0)  # the allowed one did run docker
+    if code == 0:
+        assert deployment.argv() == ["ps", "-a"]
     assert served == "not-from-bundle"
     assert {name for name in modules if name.split(".")[0] in HEAVY_MODULES} == set()
