@@ -179,3 +179,35 @@ def test_listening_socket_is_group_only(tmp_path: Path) -> None:
         assert (tmp_path / "s" / "p.sock").stat().st_mode & 0o777 == 0o660
     finally:
         sock.close()
+
+
+def test_listening_socket_accepts_from_the_moment_its_path_exists(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sees the socket's path is queued, never refused: the socket listens before
+    it is opened to its group (a test or a ForceCommand racing the proxy's start met
+    ECONNREFUSED between bind and listen). The probe connects when the path is first handed
+    to chown, the earliest moment anyone but root could find it usable."""
+    import grp
+    import socket
+
+    from gatekeeper.proxy import server
+
+    path = str(tmp_path / "s" / "p.sock")
+    seen: list[str] = []
+    real_chown = server.os.chown
+
+    def probing_chown(target: str, uid: int, gid: int) -> None:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(target)
+            seen.append("queued")
+        except ConnectionRefusedError:
+            seen.append("refused")
+        finally:
+            probe.close()
+        real_chown(target, uid, gid)
+
+    monkeypatch.setattr(server.os, "chown", probing_chown)
+    sock = server.listening_socket(path, grp.getgrgid(0).gr_name)
+    sock.close()
+    assert seen == ["queued"]

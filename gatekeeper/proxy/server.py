@@ -1239,7 +1239,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def listening_socket(path: str, group: str) -> socket.socket:
     """The proxy's socket: mode 0660, owned by `group`; never reachable by anyone else,
-    not even between bind and chmod (bound under umask 0177)."""
+    not even between bind and chmod (bound under umask 0177). It listens from the moment
+    its path exists: a client that sees the path is queued, never refused."""
     import grp
     import stat
 
@@ -1254,10 +1255,10 @@ def listening_socket(path: str, group: str) -> socket.socket:
     old = os.umask(0o177)
     try:
         sock.bind(path)
+        sock.listen(128)
     finally:
         os.umask(old)
     os.chown(path, -1, gid)
     os.chmod(path, 0o660)
-    sock.listen(128)
     sock.setblocking(False)
     return sock
