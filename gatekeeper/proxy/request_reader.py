@@ -24,7 +24,8 @@ from gatekeeper.proxy.framing import RULE_FRAMING, FramingError, RequestHead
 
 MAX_HEAD = 64 << 10
 BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, bare LF included (refused after parsing)
-# Header values: visible ASCII, obs-text, SP and HTAB (RFC 9110 5.5; h11's field-value).
+# Header values: visible ASCII, obs-text, SP and HTAB (RFC 9110 5.5; h11 let other control
+# characters through, llhttp refuses them: this check does not depend on either).
 VALUE_REFUSED = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 TARGET_REFUSED = re.compile(rb"[^\x21-\x7e]")
 
