@@ -24,6 +24,8 @@ Engine contents (owner label gatekeeper.owner):
     poser:1     image      -         carries LABEL com.docker.compose.project=prod (and com.docker.compose.network)
     built:1     image      default   built by compose: its service's compose labels
     stale:1     image      default   the agent's, but labelled traefik.enable (by the operator)
+    stalebuilt-app image   default   the same, under compose's name for service app of project stalebuilt
+    opbuilt-app image      -         the operator's, under compose's name for service app of project opbuilt
     base:2      image      -         the operator's, [shared] images "base:*"
     img         image      default   an image the agent built, which the commands run
 """
@@ -84,6 +86,8 @@ ENGINE = [
         "com.docker.compose.image.builder": "classic"}),
     obj("image", "sha256:ac" + "0" * 62, ["builder:1"], {**MINE, "com.docker.compose.image.builder": "buildkit-x"}),
     obj("image", "sha256:ad" + "0" * 62, ["fetched:1"], {}, digests=pulled_from_a_registry("fetched")),
+    obj("image", "sha256:ae" + "0" * 62, ["stalebuilt-app:latest"], {**MINE, "traefik.enable": "true"}),
+    obj("image", "sha256:af" + "0" * 62, ["opbuilt-app:latest"], {}),
 ]
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
@@ -308,7 +312,7 @@ def test_compose_pull_is_recorded_per_service(policy, tmp_path: Path) -> None:  
     def steps(policy, positionals: list[str] | None = None) -> list:  # type: ignore[no-untyped-def]
         ctx = SimpleNamespace(policy=policy, world=Engine(), vetted=SimpleNamespace(afterwards=[]),
                               parsed=SimpleNamespace(uses=[], positionals=positionals or []))
-        vet_compose_tags(ctx, services, "compose pull")  # type: ignore[arg-type]
+        vet_compose_tags(ctx, services, "compose pull", "proj")  # type: ignore[arg-type]
         return ctx.vetted.afterwards
 
     assert steps(policy) == [("pull-record", "fresh:latest", "new"), ("pull-record", "app:1", "owned")]
@@ -457,6 +461,12 @@ COMPOSE_CASES = {
     "built FROM the traefik one, only as a build stage": ("compose up", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM traefiked:1 AS b\nFROM img"}}), "refused-label"),
     "built without an image name": ("compose up", {"name": "proj", "services": {"app": {"build": {"context": "/home/ai-worker/based"}}}}, "refused-label"),
     "built without an image name, FROM a plain one": ("compose up", {"name": "proj", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, ""),
+    # compose's own name for what it builds, <project>-<service>, on the engine: run as it is
+    "built without an image name, compose's name labelled traefik": ("compose up", {"name": "stalebuilt", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, "refused-label"),
+    "built without an image name, compose's name the operator's": ("compose up", {"name": "opbuilt", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, "foreign-tag"),
+    "compose build without an image name into the operator's": ("compose build", {"name": "opbuilt", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, "foreign-tag"),
+    "compose build without an image name, a new one": ("compose build", {"name": "fresh", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, ""),
+    "built without an image name, pull_policy build": ("compose up", {"name": "stalebuilt", "services": {"app": {"pull_policy": "build", "build": {"context": ".", "dockerfile_inline": "FROM img"}}}}, ""),
     "control: compose build creates no container": ("compose build", model({"image": "newbuild:2", "build": {"context": ".", "dockerfile_inline": "FROM traefiked:1"}}), ""),
     "control: stop creates nothing": ("compose stop", model({"image": "traefiked:1"}), ""),
 }
@@ -484,6 +494,9 @@ def test_compose_up_build_of_an_existing_image(policy) -> None:  # type: ignore[
     service = {"image": "stale:1", "build": {"context": "/home/ai-worker/app"}}
     assert compose_decided("compose up", model(service), policy) == "refused-label"  # the image as it is
     assert compose_decided("compose up", model(service), policy, build) == ""  # rebuilt: its Dockerfile checked
+    unnamed = {"name": "stalebuilt", "services": {"app": {"build": {"context": ".", "dockerfile_inline": "FROM img"}}}}
+    assert compose_decided("compose up", unnamed, policy) == "refused-label"  # compose's name for it, as it is
+    assert compose_decided("compose up", unnamed, policy, build) == ""  # rebuilt
 
 
 @pytest.mark.parametrize(("logging", "allowed"), [

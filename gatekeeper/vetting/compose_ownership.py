@@ -96,6 +96,8 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
         if not isinstance(image, str) or not image:
             if isinstance(service, dict):
                 check_base_image_labels(ctx, name, service)  # compose builds it under its own name
+                if "build" in service and not building and service.get("pull_policy") != "build":
+                    check_existing_build(ctx, name, service, f"{model.get('name')}-{name}")
             continue
         built = "build" in service
         found = None if built and building else lookup(ctx, IMAGE, image)
@@ -119,6 +121,23 @@ def check_service_image_labels(ctx: Context, model: dict[str, Any]) -> None:
 
         # Stops: a service running the operator's local image (its files, its ENV).
         check_image_use(ctx, image, target_facts(found), f"compose service {name!r}: image")
+
+
+def check_existing_build(ctx: Context, name: str, service: dict[str, Any], image: str) -> None:
+    """A service compose builds under its own name for it, <project>-<service>: if the engine
+    has that image, compose runs it as it is (no --build). Its labels and its use are judged as
+    an image: of the service's would be."""
+    from gatekeeper.engine_objects import IMAGE, lookup
+    from gatekeeper.vetting.images import check_image_use, target_facts
+
+    found = lookup(ctx, IMAGE, image)
+    if found is None:
+        return  # compose builds it: its Dockerfile and base images were checked
+    # Stops: `docker build -t <project>-<service>` FROM an image labelled traefik.*, then compose
+    # up of a clean Dockerfile: compose finds the image and runs it without building.
+    where = f"compose service {name!r} image {image!r} (compose's name for what it builds)"
+    check_inherited(ctx, service, found.labels, where)
+    check_image_use(ctx, image, target_facts(found), f"compose service {name!r}: image")
 
 
 def check_inherited(ctx: Context, service: dict[str, Any], labels: dict[str, str], where: str) -> None:

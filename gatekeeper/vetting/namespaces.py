@@ -207,7 +207,7 @@ def vet_compose_namespaces(ctx: Context, model: dict[str, Any]) -> None:
     canonical = ctx.located.canonical
     services = {name: s for name, s in (model.get("services") or {}).items() if isinstance(s, dict)}
     if canonical in BUILDING or canonical == "compose pull":
-        vet_compose_tags(ctx, services, canonical)
+        vet_compose_tags(ctx, services, canonical, str(model.get("name") or ""))
     if canonical in ("compose up", "compose create", "compose run"):
         vet_compose_networks(ctx, model, services)
         links = [str(link).partition(":")[0]
@@ -215,7 +215,7 @@ def vet_compose_namespaces(ctx: Context, model: dict[str, Any]) -> None:
         check_links(ctx, [name for name in links if name], "compose external_links")
 
 
-def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str) -> None:
+def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str, project: str) -> None:
     forced = any(use.flag.long == "pull" and use.value == "always" for use in ctx.parsed.uses)
     pulled = compose_pulled_services(ctx, services) if canonical == "compose pull" else set()
     for name, service in services.items():
@@ -224,6 +224,10 @@ def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str) -> 
             for tag in build.get("tags") or []:  # further tags the build puts on its image
                 check_tag(ctx, str(tag), f"compose service {name!r} build tag")
         image = service.get("image")
+        if (not isinstance(image, str) or not image) and "build" in service and canonical in BUILDING:
+            # Stops: a service without image: built into compose's name for it, <project>-<service>,
+            # re-pointing the operator's image of that name (its next compose up runs the agent's).
+            check_tag(ctx, f"{project}-{name}", f"compose service {name!r} builds its image as")
         if not isinstance(image, str) or not image:
             continue
         policy = str(service.get("pull_policy") or "")

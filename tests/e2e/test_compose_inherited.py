@@ -22,7 +22,17 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, MODES, Stack, audit_offset, policy_extended, write_file
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    IMAGE,
+    MODES,
+    Stack,
+    audit_offset,
+    policy_extended,
+    policy_rewritten,
+    write_file,
+)
 from .test_attack_chains import assert_refused
 
 pytestmark = [
@@ -62,10 +72,10 @@ def project(stack: Stack) -> Iterator[Path]:
     root_built(stack, HEALTH_BASE, f"FROM {IMAGE}\nHEALTHCHECK --interval=1ms CMD true\n")
     root_built(stack, LABEL_BASE, f"FROM {IMAGE}\nLABEL traefik.enable=true\n")
     yield PROJECT_DIR
-    for name in ("ai-rl-health", "ai-rl-based", "ai-rl-built", "ai-rl-stale"):
+    for name in ("ai-rl-health", "ai-rl-based", "ai-rl-built", "ai-rl-stale", "ai-rl-relabel"):
         remove_project(stack, name)
     stack.docker("image", "rm", "-f", HEALTH_BASE, LABEL_BASE, "ai-rl-based-app", "ai-rl-built-app",
-                 "ai-rl-stale-app", check=False)
+                 "ai-rl-stale-app", "ai-rl-relabel-app", check=False)
     shutil.rmtree(PROJECT_DIR, ignore_errors=True)
 
 
@@ -168,3 +178,51 @@ def test_a_built_services_existing_image_has_its_healthcheck_checked(stack: Stac
         [made] = project_containers(stack, "ai-rl-stale")
         health = stack.docker("inspect", "--format", "{{json .Config.Healthcheck}}", made).stdout.strip()
         assert health == "null", health
+
+
+def test_a_built_services_existing_image_has_its_labels_checked(stack: Stack, project: Path) -> None:
+    """ai-rl-relabel-app (compose's name for service app of project ai-rl-relabel), the agent's
+    own, is on the engine with LABEL traefik.enable=true; `compose up` of a clean Dockerfile runs
+    it without building. Control: root's compose up of the agent's very file (the defence off):
+    the container carries the label. The agent's: refused (rule refused-label)."""
+    root_built(stack, "ai-rl-relabel-app", f"FROM {LABEL_BASE}\nLABEL gatekeeper.owner=default\n")
+    write_file(project / "Dockerfile", f"FROM {IMAGE}\n", mode=0o644, owner=AGENT, group=AGENT)
+    compose = project / "relabel.yaml"
+    text = "name: ai-rl-relabel\nservices:\n  app:\n    build: .\n    command: [sleep, '60']\n"
+    write_file(compose, text, mode=0o644, owner=AGENT, group=AGENT)
+    stack.docker("compose", "-f", str(compose), "up", "-d", check=True)
+    [made] = project_containers(stack, "ai-rl-relabel")
+    labels = stack.docker("inspect", "--format", '{{index .Config.Labels "traefik.enable"}}', made).stdout
+    assert labels.strip() == "true", labels
+    remove_project(stack, "ai-rl-relabel")
+    up = f"docker compose -f {compose} up -d"
+    since = audit_offset()
+    assert_refused(stack, stack.ssh(up, timeout=240), since, rule="refused-label")
+    assert project_containers(stack, "ai-rl-relabel") == []
+
+
+def test_a_built_service_does_not_re_point_the_operators_image_of_composes_name(
+        stack: Stack, project: Path) -> None:
+    """compose builds a service without image: as <project>-<service>. The operator's image of
+    that name (not lent: [images] shared without ai-* here) would be re-pointed at the agent's
+    build, and the operator's next compose up would run it. Refused (rule foreign-tag); control:
+    a project whose name is free builds, and the operator's tag still names its own image."""
+    stack.docker("tag", LABEL_BASE, "ai-rl-optag-app", check=True)
+    before = stack.docker("image", "inspect", "--format", "{{.Id}}", "ai-rl-optag-app").stdout.strip()
+    write_file(project / "Dockerfile", f"FROM {IMAGE}\nLABEL mine=1\n", mode=0o644, owner=AGENT, group=AGENT)
+    compose = project / "optag.yaml"
+    text = "name: {}\nservices:\n  app:\n    build: .\n    command: [sleep, '60']\n"
+    not_lent = '"docker.io/library/gk-*", "docker.io/library/ai-*"'
+    try:
+        with policy_rewritten(lambda policy: policy.replace(not_lent, '"docker.io/library/gk-*"')):
+            write_file(compose, text.format("ai-rl-optfree"), mode=0o644, owner=AGENT, group=AGENT)
+            free = stack.ssh(f"docker compose -f {compose} build", timeout=240)  # control: a free name
+            assert free.returncode == 0, free.stderr
+            write_file(compose, text.format("ai-rl-optag"), mode=0o644, owner=AGENT, group=AGENT)
+            since = audit_offset()
+            assert_refused(stack, stack.ssh(f"docker compose -f {compose} build", timeout=240), since,
+                           rule="foreign-tag")
+        after = stack.docker("image", "inspect", "--format", "{{.Id}}", "ai-rl-optag-app").stdout.strip()
+        assert after == before, (before, after)
+    finally:
+        stack.docker("image", "rm", "-f", "ai-rl-optag-app", "ai-rl-optfree-app", check=False)
