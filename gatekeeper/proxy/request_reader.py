@@ -21,6 +21,7 @@ import re
 import httptools
 
 from gatekeeper.proxy.framing import RULE_FRAMING, FramingError, RequestHead
+from gatekeeper.proxy.wire import Callbacks
 
 MAX_HEAD = 64 << 10
 BLANK_LINE = re.compile(rb"\n\r?\n")  # the end of a head, bare LF included (refused after parsing)
@@ -30,42 +31,21 @@ VALUE_REFUSED = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 TARGET_REFUSED = re.compile(rb"[^\x21-\x7e]")
 
 
-class Parsed:
-    """httptools' callbacks for one request: the target, the header fields, then body pieces."""
+class Parsed(Callbacks):
+    """One request: its target too, and whether a chunked body carried trailer fields."""
 
-    __slots__ = ("target", "headers", "head_done", "body", "complete", "messages", "trailers")
+    __slots__ = ("target", "trailers")
 
     def __init__(self) -> None:
+        super().__init__()
         self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head_done = False
-        self.body: list[bytes] = []
-        self.complete = False
-        self.messages = 0
         self.trailers = False
-
-    def on_message_begin(self) -> None:
-        self.messages += 1
 
     def on_url(self, target: bytes) -> None:
         self.target += target
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.head_done:
-            self.trailers = True  # a chunked body's trailer fields: refused
-        else:
-            self.headers.append((name.lower(), value.strip(b" \t")))
-
-    def on_headers_complete(self) -> None:
-        self.head_done = True
-
-    def on_body(self, data: bytes) -> None:
-        if self.messages == 1:
-            self.body.append(data)
-
-    def on_message_complete(self) -> None:
-        if self.messages == 1:
-            self.complete = True
+    def on_trailer(self) -> None:
+        self.trailers = True  # refused
 
 
 class RequestReader:

@@ -55,13 +55,13 @@ class EngineHead:
         self.chunked = bool(codings)
 
 
-class Parsed:
-    """httptools' callbacks for one response: the head's parts, then body pieces."""
+class Callbacks:
+    """httptools' callbacks for one message, either side: the header fields (names
+    lowercased, values without surrounding blanks), then the first message's body pieces."""
 
-    __slots__ = ("reason", "headers", "head_done", "body", "complete", "messages")
+    __slots__ = ("headers", "head_done", "body", "complete", "messages")
 
     def __init__(self) -> None:
-        self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
         self.body: list[bytes] = []
@@ -71,12 +71,14 @@ class Parsed:
     def on_message_begin(self) -> None:
         self.messages += 1
 
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.head_done:  # (a chunked body's trailers are dropped)
+        if self.head_done:
+            self.on_trailer()
+        else:
             self.headers.append((name.lower(), value.strip(b" \t")))
+
+    def on_trailer(self) -> None:
+        """A chunked body's trailer field: dropped (a request's are refused)."""
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -88,6 +90,19 @@ class Parsed:
     def on_message_complete(self) -> None:
         if self.messages == 1:
             self.complete = True
+
+
+class Parsed(Callbacks):
+    """One engine response: its reason phrase too."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
 
 
 class ResponseReader:

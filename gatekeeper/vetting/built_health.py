@@ -47,16 +47,14 @@ class Stage:
 
 def stages_of(text: str, arguments: dict[str, str | None], where: str) -> list[Stage]:
     """The Dockerfile's stages, FROM images expanded as gatekeeper.vetting.images.base_images does."""
-    from gatekeeper.vetting.images import expand, instructions, parser_directives
+    from gatekeeper.vetting.images import expand, global_args, instructions, parser_directives
 
     escape, _ = parser_directives(text)
     values: dict[str, str | None] = {}
     stages: list[Stage] = []
     for instruction, words in instructions(text, escape):
         if instruction == "ARG" and not stages:
-            for word in words:
-                key, eq, default = word.partition("=")
-                values[key] = arguments[key] if key in arguments else (default.strip("\"'") if eq else None)
+            global_args(words, arguments, values)
         elif instruction == "FROM":
             plain = [w for w in words if not w.startswith("--")]
             image = expand(plain[0] if plain else "", values, where)

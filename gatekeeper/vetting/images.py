@@ -600,6 +600,14 @@ TRIGGERS_FORMAT = ("{{.Os}}/{{.Architecture}}\t{{json .Config.OnBuild}}\t{{.Id}}
 PULL_FIRST = "docker pull it first (without --pull the builder uses the image checked here)"
 
 
+def global_args(words: list[str], arguments: dict[str, str | None], values: dict[str, str | None]) -> None:
+    """An ARG before the first FROM: its value is the build's argument if given, else its
+    default (quotes dropped), else None (declared without a value)."""
+    for word in words:
+        key, eq, default = word.partition("=")
+        values[key] = arguments[key] if key in arguments else (default.strip("\"'") if eq else None)
+
+
 def base_images(text: str, arguments: dict[str, str | None], where: str,
                 platform: str = "") -> list[tuple[str, str]]:
     """(image, platform asked for or "") for each stage's FROM, as the builder reads them: the
@@ -612,9 +620,7 @@ def base_images(text: str, arguments: dict[str, str | None], where: str,
     images: list[tuple[str, str]] = []
     for instruction, words in instructions(text, escape):
         if instruction == "ARG" and not stages and not images:
-            for word in words:
-                key, eq, default = word.partition("=")
-                values[key] = arguments[key] if key in arguments else (default.strip("\"'") if eq else None)
+            global_args(words, arguments, values)
         elif instruction == "FROM":
             plain = [w for w in words if not w.startswith("--")]
             image = expand(plain[0] if plain else "", values, where)
