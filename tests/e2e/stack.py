@@ -248,6 +248,15 @@ class Stack:
         """The engine as root sees it, bypassing gatekeeper: for setup and for judging results."""
         return engine(*args, check=check)
 
+    def remove_named(self, name: str) -> None:
+        """A test's cleanup as root: containers (any state) and networks whose name matches `name`."""
+        containers = self.docker("ps", "-aq", "--filter", f"name={name}").stdout.split()
+        if containers:
+            self.docker("rm", "-f", *containers, check=False)
+        networks = self.docker("network", "ls", "-q", "--filter", f"name={name}").stdout.split()
+        if networks:
+            self.docker("network", "rm", *networks, check=False)
+
     def fingerprint(self, key: Path | None = None) -> str:
         """SHA256:... of a client key, as sshd logs it and the audit record carries it."""
         public = Path(f"{key or self.client_key}.pub")

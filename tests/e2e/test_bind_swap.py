@@ -150,12 +150,7 @@ def case_params() -> list[object]:
 
 
 def remove_ours(stack: Stack) -> None:
-    ids = stack.docker("ps", "-aq", "--filter", f"name={NAME}").stdout.split()
-    if ids:
-        stack.docker("rm", "-f", *ids, check=False)
-    networks = stack.docker("network", "ls", "-q", "--filter", f"name={NAME}").stdout.split()
-    if networks:
-        stack.docker("network", "rm", *networks, check=False)
+    stack.remove_named(NAME)
 
 
 @pytest.fixture

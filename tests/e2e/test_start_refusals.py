@@ -55,12 +55,7 @@ def ours(stack: Stack) -> list[str]:
 
 
 def remove_ours(stack: Stack) -> None:
-    ids = ours(stack)
-    if ids:
-        stack.docker("rm", "-f", *ids, check=False)
-    networks = stack.docker("network", "ls", "-q", "--filter", f"name={NAME}").stdout.split()
-    if networks:
-        stack.docker("network", "rm", *networks, check=False)
+    stack.remove_named(NAME)
 
 
 @pytest.fixture
