@@ -84,7 +84,7 @@ def test_without_the_removal_the_refused_run_rm_container_stays(
     does not claim a removal that did not happen."""
     rule, source, policy = refusal
     start = request("POST", "/v1.47/containers/box/start")
-    monkeypatch.setattr(vet, "removed", lambda call, ident: False)
+    monkeypatch.setattr(vet, "removed", lambda engine, ident: False)
     engine = box_engine(source, autoremove=True, state=NEVER)
     verdict = vet_api_request(start, policy, engine)
     assert (verdict.allowed, verdict.rule) == (False, rule)
@@ -115,3 +115,25 @@ def test_a_start_of_another_profiles_container_removes_nothing() -> None:
     assert not verdict.allowed and verdict.rule != "host-path"
     assert not any(asked.startswith("remove container") for asked in engine.asked)
     assert "was removed" not in verdict.reason
+
+
+def test_an_internal_error_in_the_start_checks_settles_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check that fails (a bug, an engine answer it cannot read) refuses the start as
+    internal-error and settles the never-started --rm container like any refusal: the client
+    of `docker run --rm` would otherwise wait. Control: without the failure the start is allowed
+    and nothing is removed."""
+    start = request("POST", "/v1.47/containers/box/start")
+    engine = box_engine(FRESH, autoremove=True, state=NEVER)
+    verdict = vet_api_request(start, POLICY, engine)
+    assert verdict.allowed and verdict.starts == BOX  # the transport knows which container to settle
+    assert not any(asked.startswith("remove container") for asked in engine.asked)
+
+    def broken(call: object, ident: str) -> None:
+        raise ValueError("an answer the check cannot read")
+
+    monkeypatch.setattr(vet, "check_running_room", broken)
+    engine = box_engine(FRESH, autoremove=True, state=NEVER)
+    verdict = vet_api_request(start, POLICY, engine)
+    assert (verdict.allowed, verdict.rule) == (False, "internal-error"), verdict.reason
+    assert "ValueError" in verdict.reason and "(--rm, never started) was removed" in verdict.reason
+    assert not any(c["Id"] == BOX for c in engine.containers)

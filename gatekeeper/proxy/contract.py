@@ -50,7 +50,7 @@ class ApiVerdict:
     """The decision on one request."""
 
     __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response", "status",
-                 "afterwards", "answered_by")
+                 "afterwards", "answered_by", "starts")
 
     def __init__(self, allowed: bool, rule: str, reason: str, endpoint: str,
                  target: str | None = None, body: bytes | None = None,
@@ -69,6 +69,9 @@ class ApiVerdict:
         # at the same API version, no query): when it answered 200, the transport may send that
         # answer, transformed as `response` says, instead of asking the engine again.
         self.answered_by: str | None = None
+        # The container a start names (its ID, as judged): a start refused after the decision
+        # (its record could not be written) is settled as vet.start_refused settles one.
+        self.starts: str | None = None
 
 
 class EngineQueries(Protocol):

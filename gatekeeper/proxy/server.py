@@ -325,10 +325,11 @@ class Proxy:
             self.record(state.policy, record)
         except AuditFull as full:  # counted, summed up (to syslog while the log is full)
             self.floods.count(caller.uid, full.rule, request_rate.asked(request.method, request.path))
-            return ApiVerdict(False, full.rule, full.message, verdict.endpoint, status=intake.FULL)
+            return refused_after(verdict, ApiVerdict(False, full.rule, full.message, verdict.endpoint,
+                                                     status=intake.FULL))
         except AuditError as error:
             reason = f"{error.message}; nothing runs unrecorded"
-            return ApiVerdict(False, error.rule, reason, verdict.endpoint)
+            return refused_after(verdict, ApiVerdict(False, error.rule, reason, verdict.endpoint))
         return verdict
 
     def verdict_for(self, request: ApiRequest, state: PolicyState, engine: EngineQueries) -> ApiVerdict:
@@ -667,6 +668,8 @@ class ClientConnection:
             verdict = await loop.run_in_executor(None, self.proxy.decide_and_record, request, state,
                                                  self.caller, facts)
         if not verdict.allowed:
+            if verdict.starts is not None:
+                await self.settle_refused_start(verdict, verdict.starts, state)
             body = denial_body(verdict.reason, verdict.rule)
             await self.send_whole(verdict.status, body, keep)
             return keep
@@ -685,6 +688,24 @@ class ClientConnection:
                                                known.body, keep)
         upstream = Upstream(self, received, request, verdict, state)
         return await upstream.forward(keep)
+
+    async def settle_refused_start(self, verdict: ApiVerdict, ident: str, state: PolicyState) -> None:
+        """A start refused after its decision (its record could not be written: nothing runs
+        unrecorded) settles its container as a start the decision refused (vet.never_started_fate):
+        a never-started --rm one is removed (`docker run --rm` waits for that and hung before),
+        another is named. Unrecorded in the log like the refusal itself: syslog gets a line."""
+        from gatekeeper.proxy.vet import never_started_fate
+
+        loop = asyncio.get_running_loop()
+        engine = UpstreamEngine(state.settings.upstream)
+        try:
+            what = await loop.run_in_executor(None, never_started_fate, engine, ident)
+        except Exception as error:  # noqa: BLE001 - the start stays refused; the container as it was
+            report(error)
+            return
+        if what is not None:
+            verdict.reason = f"{verdict.reason}; {what}"
+            warn(f"proxy: a start by uid {self.caller.uid} refused unrecorded ({verdict.rule}): {what}")
 
     async def send_transformed(self, name: str, request: ApiRequest, status: int,
                                headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bool:
@@ -1120,6 +1141,12 @@ class Batched:
         self.hurry = 0 < len(data) < BATCH_BELOW and loop.time() - started < BATCH_WAIT
         return data
 
+
+
+def refused_after(decided: ApiVerdict, refusal: ApiVerdict) -> ApiVerdict:
+    """A refusal after the decision keeps the container the decided start named (ApiVerdict.starts)."""
+    refusal.starts = decided.starts
+    return refusal
 
 
 def end_to_end(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -319,7 +319,9 @@ def vet_top(call: Call) -> ApiVerdict:
 def vet_start(call: Call) -> ApiVerdict:
     """start/restart: the container's bind sources must still keep the disjoint-bind invariant,
     and a stopped one must fit under [limits] max_running. Every refusal of these start-time
-    checks (the container already judged the caller's) goes through start_refused."""
+    checks (the container already judged the caller's), an internal error in them included,
+    goes through start_refused. The verdict names the container (ApiVerdict.starts): a start
+    refused after the decision (its record could not be written) is settled the same way."""
     target = judge_path_object(call)
     from gatekeeper.proxy.binds import check_start_binds
 
@@ -327,8 +329,13 @@ def vet_start(call: Call) -> ApiVerdict:
         check_start_binds(call, target.ident)
         check_running_room(call, target.ident)
     except Denied as refusal:
-        raise start_refused(call, target.ident, refusal) from None
-    return call.allow()
+        raise start_refused(call.engine, target.ident, refusal) from None
+    except Exception as error:  # noqa: BLE001 - a failed check refuses the start, settled as any refusal
+        why = f"internal error while checking the start ({type(error).__name__}: {str(error)[:200]})"
+        raise start_refused(call.engine, target.ident, Denied(why, rule="internal-error")) from None
+    verdict = call.allow()
+    verdict.starts = target.ident
+    return verdict
 
 
 def check_running_room(call: Call, ident: str) -> None:
@@ -353,30 +360,34 @@ def check_running_room(call: Call, ident: str) -> None:
                      "max_running): stop some first", rule="limit-running")
 
 
-def start_refused(call: Call, ident: str, refusal: Denied) -> Denied:
-    """The refusal of a start, naming what became of a container that never started: in layout (b)
+def start_refused(engine: EngineQueries, ident: str, refusal: Denied) -> Denied:
+    """The refusal of a start, naming what became of the container (never_started_fate)."""
+    what = never_started_fate(engine, ident)
+    return refusal if what is None else Denied(f"{refusal.message}; {what}", rule=refusal.rule)
+
+
+def never_started_fate(engine: EngineQueries, ident: str) -> str | None:
+    """What became of a container whose start was refused, if it never started: in layout (b)
     `docker run` created it before this start. One whose create asked for AutoRemove (`run --rm`)
     is removed, as the engine removes an --rm container whose start fails: the client waits for
     that removal and hung when the proxy refused the start instead (the engine saw no failure).
-    Any other stays created. A container that ran before stays as it was (nothing to add)."""
-    found = objects.inspect(call.engine, "container", ident) or {}
+    Any other stays created. None for a container that ran before (left as it was, nothing to add)."""
+    found = objects.inspect(engine, "container", ident) or {}
     state, host = found.get("State"), found.get("HostConfig")
     if not (isinstance(state, dict) and state.get("Status") == "created"
             and str(state.get("StartedAt") or "").startswith("0001-")):
-        return refusal
+        return None
     name = str(found.get("Name") or ident[:12]).lstrip("/")
-    if isinstance(host, dict) and host.get("AutoRemove") is True and removed(call, ident):
-        what = (f"container {name!r} (--rm, never started) was removed, as the engine removes one "
+    if isinstance(host, dict) and host.get("AutoRemove") is True and removed(engine, ident):
+        return (f"container {name!r} (--rm, never started) was removed, as the engine removes one "
                 "whose start fails")
-    else:
-        what = f"container {name!r} stays created, not started (docker start it then, or docker rm it)"
-    return Denied(f"{refusal.message}; {what}", rule=refusal.rule)
+    return f"container {name!r} stays created, not started (docker start it then, or docker rm it)"
 
 
-def removed(call: Call, ident: str) -> bool:
+def removed(engine: EngineQueries, ident: str) -> bool:
     """DELETE the never-started --rm container with its anonymous volumes (force=1&v=1: what the
     engine's own removal after a failed start does); False if the engine did not remove it."""
-    remove = getattr(call.engine, "remove_container", None)
+    remove = getattr(engine, "remove_container", None)
     if remove is None:
         return False
     status, _ = remove(ident)

@@ -29,14 +29,18 @@ import pytest
 from .stack import (
     AGENT,
     AGENT_HOME,
+    CLI_ALONE,
     IMAGE,
     MODES,
     PROXY_ALONE,
+    PROXY_SOCKET,
     Stack,
     audit_offset,
     policy_extended,
+    policy_rewritten,
     proxy_patched,
 )
+from .test_api_attacks import as_agent
 from .test_attack_chains import assert_refused
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")]
@@ -44,7 +48,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("stack", MODES, indirect=
 BASE = AGENT_HOME / "work" / "ai-sr"
 TARGET = Path("/var/tmp/gk-e2e-start-refusals")  # outside the allowed root
 NAME = "ai-sr"
-NO_REMOVAL = "import gatekeeper.proxy.vet as vet\nvet.removed = lambda call, ident: False"
+NO_REMOVAL = "import gatekeeper.proxy.vet as vet\nvet.removed = lambda engine, ident: False"
+# The defence off for a start refused after its decision: the refusal forgets the container.
+NO_SETTLING = ("import gatekeeper.proxy.server as server\n"
+               "server.refused_after = lambda decided, refusal: refusal")
 PROMPT = 30.0  # a refused command returns well within this; a hung one never does
 # The swapped source resolves to TARGET: outside the allowed roots, on a mount without nosuid,nodev
 SWAP_RULES = ("host-path", "host-path-mount")
@@ -177,3 +184,44 @@ def test_compose_run_rm_refused_at_start_returns_promptly(stack: Stack, source: 
         assert time.monotonic() - began < PROMPT * 2
         label = f"label=com.docker.compose.project={NAME}-proj"
         assert not stack.docker("ps", "-aq", "--filter", label).stdout.split()
+
+
+def agent_start(name: str) -> subprocess.CompletedProcess[str]:
+    """`docker start NAME` from a shell as the agent on the proxy's socket (layouts a and b give
+    the agent that socket). DOCKER_API_VERSION: no version ping first, which a full log refuses
+    too; the CLI goes on past a failed first ping, so the start itself reaches the proxy."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(AGENT_HOME), "DOCKER_HOST": f"unix://{PROXY_SOCKET}",
+           "DOCKER_API_VERSION": "1.41"}
+    return as_agent(["/usr/bin/docker", "start", name], env)
+
+
+def full_log(text: str) -> str:
+    """[audit] max_bytes a few bytes past the log's size now: the next record does not fit."""
+    return text.replace("[audit]\n", f"[audit]\nmax_bytes = {audit_offset() + 10}\n", 1)
+
+
+def test_a_start_refused_by_a_full_log_settles_its_rm_container(stack: Stack, source: Path) -> None:
+    """Nothing runs unrecorded: with the log at [audit] max_bytes the proxy refuses the start its
+    decision allowed (audit-full). That refusal settles the never-started --rm container as
+    start_refused does (it skipped that before: the container stayed, `docker run --rm` waited).
+    Controls: with room in the log the start runs; with the settling off the container stays."""
+    if stack.mode == CLI_ALONE:
+        pytest.skip("no proxy: without [audit] via_proxy the agent's account appends to the log, no ceiling")
+    created(stack, f"{NAME}-room", source)
+    result = agent_start(f"{NAME}-room")  # control: room in the log, the start runs, --rm removes it
+    assert result.returncode == 0, result.stderr
+    assert wait_gone(stack), ours(stack)
+
+    created(stack, f"{NAME}-full", source)
+    with policy_rewritten(full_log):
+        result = agent_start(f"{NAME}-full")
+    assert result.returncode != 0 and "(rule audit-full)" in result.stderr, result.stderr
+    assert "(--rm, never started) was removed" in result.stderr, result.stderr
+    assert not ours(stack), "the --rm container of a start refused by the full log was left behind"
+
+    created(stack, f"{NAME}-kept", source)
+    with proxy_patched(stack, NO_SETTLING), policy_rewritten(full_log):  # control: the settling off
+        result = agent_start(f"{NAME}-kept")
+        assert result.returncode != 0 and "(rule audit-full)" in result.stderr, result.stderr
+        assert "was removed" not in result.stderr
+        assert ours(stack), "without the settling the refused --rm container stays created"
