@@ -18,7 +18,7 @@ to syslog, where a truncated file's lost head can still be found.
 
 from __future__ import annotations
 
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 import time
 
 from gatekeeper.errors import AuditError, AuditFull
@@ -33,19 +33,19 @@ RECORD_VERSION = 1
 def open_log(path: str) -> int:
     """An append-only descriptor on an existing regular file (never created here); read-write
     where permitted (the chain needs the last line), else write-only (no chain)."""
-    flags = os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    flags = posix.O_APPEND | posix.O_NOFOLLOW | posix.O_CLOEXEC | posix.O_NOCTTY | posix.O_NONBLOCK
     try:
-        fd = os.open(path, flags | os.O_RDWR)
+        fd = posix.open(path, flags | posix.O_RDWR)
     except PermissionError:
         fd = -1
     except OSError as error:
         raise AuditError(f"cannot open audit log {path}: {error.strerror}") from None
     try:
-        fd = fd if fd >= 0 else os.open(path, flags | os.O_WRONLY)
+        fd = fd if fd >= 0 else posix.open(path, flags | posix.O_WRONLY)
     except OSError as error:
         raise AuditError(f"cannot open audit log {path}: {error.strerror}") from None
     if not is_regular_file(fd):
-        os.close(fd)
+        posix.close(fd)
         raise AuditError(f"audit log {path} is not a regular file")
     return fd
 
@@ -65,7 +65,7 @@ def reopen_log(path: str, fallback: int) -> int:
 def is_regular_file(fd: int) -> bool:
     import stat
 
-    return stat.S_ISREG(os.fstat(fd).st_mode)
+    return stat.S_ISREG(posix.fstat(fd).st_mode)
 
 
 class LogBusy(Exception):
@@ -81,7 +81,7 @@ def append_record(path: str, record: dict[str, object], *, wait: bool = True,
     try:
         return write_record(fd, record, wait=wait, encoder=encoder, ceiling=ceiling)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
@@ -108,7 +108,7 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
         if ceiling:
             check_ceiling(fd, len(data), ceiling)
         try:
-            written = os.write(fd, data)
+            written = posix.write(fd, data)
         except OSError as error:
             raise AuditError(f"cannot write audit log: {error.strerror}") from None
     finally:
@@ -122,7 +122,7 @@ def check_ceiling(fd: int, size: int, ceiling: int) -> None:
     """AuditFull if `size` more bytes would take the log past `ceiling` (under the log's lock)."""
     # Stops: a flood of requests (each a record) filling the log's file system, and with it
     # whatever else lives there; refusing is the fail-closed end of it.
-    if os.fstat(fd).st_size + size > ceiling:
+    if posix.fstat(fd).st_size + size > ceiling:
         raise AuditFull(f"the audit log is full ([audit] max_bytes = {ceiling}); nothing runs until the "
                         "operator rotates it (logrotate -f /etc/logrotate.d/gatekeeper)")
 
@@ -133,12 +133,12 @@ TAIL_FIRST = 4 << 10  # the first read back; each next one reads four times as m
 
 def last_line(fd: int) -> bytes | None:
     """The last whole line (b"" for an empty file), or None when the descriptor is write-only."""
-    size = os.fstat(fd).st_size
+    size = posix.fstat(fd).st_size
     chunk = TAIL_FIRST  # a record is about 500 bytes: most tails need one small read
     while True:
         start = max(0, size - chunk)
         try:
-            tail = os.pread(fd, size - start, start)
+            tail = posix.pread(fd, size - start, start)
         except OSError:
             return None  # opened write-only: no chain
         body = tail[:-1] if tail.endswith(b"\n") else tail

@@ -9,9 +9,10 @@ Any exception that escapes is a denial: one line on stderr, never a traceback.
 
 from __future__ import annotations
 
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 import sys
 
+from gatekeeper.environment import getenv
 from gatekeeper.errors import EX_CONFIG, EX_SOFTWARE, GatekeeperError
 
 
@@ -48,14 +49,14 @@ def entry() -> None:
                 stream.flush()
             except (OSError, ValueError):
                 pass  # the client is gone (EPIPE) or the stream closed: nothing left to tell
-        os._exit(code)
+        posix._exit(code)
     sys.exit(code)
 
 
 def is_forcecommand(args: list[str]) -> bool:
     """ForceCommand options, or none at all under sshd."""
     options = parse_forcecommand_options(args)
-    return bool(options) or (options == {} and "SSH_CONNECTION" in os.environ)
+    return bool(options) or (options == {} and getenv("SSH_CONNECTION") is not None)
 
 
 def dispatch(args: list[str]) -> int:
@@ -65,7 +66,7 @@ def dispatch(args: list[str]) -> int:
     from gatekeeper.operator import handles
     from gatekeeper.operator import main as operator_main
 
-    if handles(args) or "SSH_CONNECTION" not in os.environ:
+    if handles(args) or getenv("SSH_CONNECTION") is None:
         return operator_main(args)
     return forcecommand_main(args)  # sshd ran us with arguments that are not ours: a config error
 

@@ -15,7 +15,7 @@ same functions and numbers, without `signal`'s enum classes, whose import
 from __future__ import annotations
 
 import _signal as signal  # type: ignore[import-not-found]  # see the module docstring; no stub
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 import select
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -75,20 +75,20 @@ def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
     With `host` docker talks to that DOCKER_HOST instead of the policy's.
     `on_long_run` is called once if docker is still running after LONG_RUN_MS.
     """
-    os.chdir(policy.workdir)
-    feed_r, feed_w = os.pipe() if stdin is not None else (-1, -1)
-    actions = [(os.POSIX_SPAWN_DUP2, feed_r, 0)] if stdin is not None else []
+    posix.chdir(policy.workdir)
+    feed_r, feed_w = posix.pipe() if stdin is not None else (-1, -1)
+    actions = [(posix.POSIX_SPAWN_DUP2, feed_r, 0)] if stdin is not None else []
     capture = Capture() if output_filter is not None else None
     if capture is not None:
-        actions.append((os.POSIX_SPAWN_DUP2, capture.write_fd, 1))
-    pid = os.posix_spawn(policy.binary, argv, child_environment(policy, host), file_actions=actions)
+        actions.append((posix.POSIX_SPAWN_DUP2, capture.write_fd, 1))
+    pid = posix.posix_spawn(policy.binary, argv, child_environment(policy, host), file_actions=actions)
     if stdin is not None:
-        os.close(feed_r)
+        posix.close(feed_r)
     if capture is not None:
-        os.close(capture.write_fd)
+        posix.close(capture.write_fd)
     install_forwarding(pid)
     status = supervise(pid, feed_w, stdin or b"", capture, on_long_run)
-    code = os.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
+    code = posix.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
     if capture is not None and output_filter is not None:  # one only exists with the other
         return show_filtered(capture, output_filter, code)
     return code
@@ -100,8 +100,8 @@ class Capture:
     __slots__ = ("read_fd", "write_fd", "chunks", "size", "overflow")
 
     def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
+        self.read_fd, self.write_fd = posix.pipe()
+        posix.set_blocking(self.read_fd, False)
         self.chunks: list[bytes] = []
         self.size = 0
         self.overflow = False
@@ -110,7 +110,7 @@ class Capture:
         """Read what is there; False at end of file (or on overflow)."""
         while True:
             try:
-                chunk = os.read(self.read_fd, 65536)
+                chunk = posix.read(self.read_fd, 65536)
             except BlockingIOError:
                 return True
             if not chunk:
@@ -126,7 +126,7 @@ def show_filtered(capture: Capture, output_filter: Callable[[bytes], bytes], cod
     """Print the filtered output; withhold it all if it cannot be filtered (fail closed)."""
     if not capture.overflow:
         capture.drain()  # whatever arrived between the last poll and the exit
-    os.close(capture.read_fd)
+    posix.close(capture.read_fd)
     why = "more than 32 MiB" if capture.overflow else ""
     if not why:
         try:
@@ -136,7 +136,7 @@ def show_filtered(capture: Capture, output_filter: Callable[[bytes], bytes], cod
             why = str(error)
         except RecursionError:
             why = "nested too deeply to read"
-    os.write(2, f"gatekeeper: output withheld: {why}, so secrets could not be redacted\n".encode())
+    posix.write(2, f"gatekeeper: output withheld: {why}, so secrets could not be redacted\n".encode())
     return code or 1
 
 
@@ -144,7 +144,7 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         try:
-            view = view[os.write(fd, view):]
+            view = view[posix.write(fd, view):]
         except BrokenPipeError:
             return
 
@@ -152,7 +152,7 @@ def write_all(fd: int, data: bytes) -> None:
 def install_forwarding(pid: int) -> None:
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(pid, signum)
+            posix.kill(pid, signum)
         except ProcessLookupError:
             pass
 
@@ -168,7 +168,7 @@ def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = Non
               on_long_run: Callable[[], None] | None = None, long_run_ms: int = LONG_RUN_MS) -> int:
     """Wait for the child; stop it if the client goes away. Returns the wait status.
     `on_long_run` is called once when the child runs longer than long_run_ms."""
-    pidfd = os.pidfd_open(pid)
+    pidfd = posix.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     for fd in (1, 2):
@@ -210,24 +210,24 @@ def write_feed(poller: select.poll, fd: int, feed: bytes, events: int) -> bytes:
     """Feed the child's stdin without blocking; close it when done or unwanted."""
     if feed and events & select.POLLOUT:
         try:
-            feed = feed[os.write(fd, feed[:65536]):]
+            feed = feed[posix.write(fd, feed[:65536]):]
         except OSError:
             feed = b""
     if not feed or events & (select.POLLERR | select.POLLHUP):
         poller.unregister(fd)
-        os.close(fd)
+        posix.close(fd)
     return feed
 
 
 def stop_child(pid: int, pidfd: int) -> int:
     """The client is gone: SIGTERM, a grace period, then SIGKILL."""
-    os.kill(pid, signal.SIGTERM)
+    posix.kill(pid, signal.SIGTERM)
     ready, _, _ = select.select([pidfd], [], [], GRACE_SECONDS)
     if not ready:
-        os.kill(pid, signal.SIGKILL)
+        posix.kill(pid, signal.SIGKILL)
     return reap(pid)
 
 
 def reap(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
+    _, status = posix.waitpid(pid, 0)
     return status

@@ -7,10 +7,11 @@ on stderr; the audit record is written before anything runs.
 
 from __future__ import annotations
 
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 import sys
 import time
 
+from gatekeeper.environment import getenv
 from gatekeeper.errors import EX_NOPERM, EX_TEMPFAIL, AuditError, GatekeeperError
 from gatekeeper.policy import Policy, load_policy
 
@@ -35,7 +36,7 @@ def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
         policy = load_policy(policy_path, profile)
     except GatekeeperError as error:
         return refuse_without_policy(error)
-    command = os.environ.get("SSH_ORIGINAL_COMMAND")
+    command = getenv("SSH_ORIGINAL_COMMAND")
     if command is None:
         return show_usage(policy, profile, facts)
     return decide_and_run(command, policy, profile, facts)
@@ -132,7 +133,7 @@ def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], Non
         return run_decided(policy, decision, on_long_run)
     finally:
         for fd in fds:
-            os.close(fd)
+            posix.close(fd)
 
 
 def record_and_run(command: str, decision: Decision, policy: Policy, profile: str | None,
@@ -285,7 +286,7 @@ def record_exit(log: int | Intake, policy: Policy, decision: dict[str, object], 
             return
         finally:
             if exit_fd != log:
-                os.close(exit_fd)
+                posix.close(exit_fd)
     if policy.syslog:
         to_syslog(line)
 

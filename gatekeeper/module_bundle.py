@@ -23,13 +23,14 @@ tests/test_module_bundle.py checks that the bundle's code is compile() of each s
 from __future__ import annotations
 
 import marshal
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 import sys
 from _frozen_importlib import ModuleSpec  # importlib.machinery's, loaded at start-up already
 from _frozen_importlib_external import MAGIC_NUMBER  # importlib.util's, the same
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from posix import stat_result
     from types import ModuleType
 
     # name -> (is a package, source path, offset and length of its marshalled code)
@@ -63,35 +64,35 @@ def usable(path: str, packages: str) -> bool:
         return False
     if found is None:
         return False
-    os.close(found[0])
+    posix.close(found[0])
     return True
 
 
 def read_bundle(path: str, packages: str) -> tuple[int, Index] | None:
     """The bundle's descriptor (kept open: a module's code is read when it is imported)
     and its index, if the bundle is trusted and current."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     try:
         header = bundle_header(fd, packages)
     except BaseException:
-        os.close(fd)
+        posix.close(fd)
         raise
     if header is None:
-        os.close(fd)
+        posix.close(fd)
         return None
     return fd, header
 
 
 def bundle_header(fd: int, packages: str) -> Index | None:
-    status = os.fstat(fd)
+    status = posix.fstat(fd)
     if not trusted(status, packages):
         return None
     start = len(FORMAT) + LENGTH_BYTES
-    head = os.pread(fd, start, 0)
+    head = posix.pread(fd, start, 0)
     if len(head) != start or not head.startswith(FORMAT):
         return None
     length = int.from_bytes(head[len(FORMAT):], "big")
-    header = os.pread(fd, length, start)
+    header = posix.pread(fd, length, start)
     if len(header) != length:
         return None
     magic, stamps, index = marshal.loads(header)  # noqa: S302 - a file as trusted as the sources
@@ -102,24 +103,24 @@ def bundle_header(fd: int, packages: str) -> Index | None:
             for name, (is_package, origin, offset, size) in index.items()}
 
 
-def trusted(status: os.stat_result, packages: str) -> bool:
+def trusted(status: stat_result, packages: str) -> bool:
     """A regular file owned by root or the package's owner, writable by its owner only."""
     if (status.st_mode & 0o170000) != 0o100000 or status.st_mode & 0o022:
         return False
-    return status.st_uid in (0, os.stat(os.path.join(packages, PACKAGE)).st_uid)
+    return status.st_uid in (0, posix.stat(f"{packages}/{PACKAGE}").st_uid)
 
 
 def current(packages: str, stamps: tuple[tuple[str, tuple[int, int, int]], ...]) -> bool:
     """Every bundled source as it was when the bundle was written (a stat each, relative
     to the package directory's descriptor: ~70 of them, a third cheaper than by full path)."""
-    directory = os.open(packages, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    directory = posix.open(packages, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         for relative, stamp in stamps:
-            status = os.stat(relative, dir_fd=directory)
+            status = posix.stat(relative, dir_fd=directory)
             if (status.st_ino, status.st_size, status.st_mtime_ns) != stamp:
                 return False
     finally:
-        os.close(directory)
+        posix.close(directory)
     return True
 
 
@@ -141,7 +142,7 @@ class BundleFinder:
                           is_package=is_package)
         spec.has_location = True  # __file__ is the source's path, as for an ordinary import
         if is_package:
-            spec.submodule_search_locations = [os.path.dirname(origin)]
+            spec.submodule_search_locations = [origin.rpartition("/")[0]]  # os.path.dirname
         return spec
 
     def create_module(self, spec: ModuleSpec) -> None:
@@ -149,7 +150,7 @@ class BundleFinder:
 
     def exec_module(self, module: ModuleType) -> None:
         _, _, offset, length = self.index[module.__name__]
-        code = os.pread(self.fd, length, offset)
+        code = posix.pread(self.fd, length, offset)
         if len(code) != length:
             raise ImportError(f"the module bundle ended inside {module.__name__}", name=module.__name__)
         exec(marshal.loads(code), module.__dict__)  # noqa: S102, S302 - our sources' bytecode, trusted above
@@ -157,6 +158,8 @@ class BundleFinder:
 
 def bundled_sources(packages: str) -> list[tuple[str, str]]:
     """(module name, source path relative to `packages`) of every module the bundle holds."""
+    import os  # install-entry's step, not the ForceCommand's
+
     found = []
     for directory, subdirectories, files in os.walk(os.path.join(packages, PACKAGE)):
         subdirectories[:] = sorted(name for name in subdirectories if name != "__pycache__")
@@ -173,6 +176,8 @@ def bundled_sources(packages: str) -> list[tuple[str, str]]:
 
 def bundle_bytes(packages: str) -> bytes:
     """The bundle of the sources under `packages`, compiled as import compiles them."""
+    import os  # install-entry's step
+
     stamps, index, blobs, offset = [], {}, [], 0
     for name, relative in bundled_sources(packages):
         path = os.path.join(packages, relative)
@@ -194,6 +199,8 @@ def bundle_bytes(packages: str) -> bytes:
 
 def write_bundle(target: str, packages: str) -> None:
     """Write the bundle atomically (a temporary file, then rename), mode 0644."""
+    import os  # install-entry's step
+
     data = bundle_bytes(packages)
     temporary = f"{target}.tmp-{os.getpid()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)

@@ -17,7 +17,7 @@ The overrides go through the same validation either way.
 
 from __future__ import annotations
 
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 
 from gatekeeper.digest import sha256_hex
 from gatekeeper.errors import PolicyError
@@ -503,23 +503,24 @@ def compiled_overrides(path: str, sha256: str) -> dict[str, object] | None:
 
 
 def read_trusted_compiled(path: str) -> bytes | None:
-    fd = os.open(path + COMPILED_SUFFIX, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    flags = posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC | posix.O_NONBLOCK
+    fd = posix.open(path + COMPILED_SUFFIX, flags)
     try:
-        if not trusted_compiled(os.fstat(fd), os.stat(path)):
+        if not trusted_compiled(posix.fstat(fd), posix.stat(path)):
             return None
         with open(fd, "rb", closefd=False) as handle:
             return handle.read()
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
-def trusted_compiled(compiled: os.stat_result, source: os.stat_result) -> bool:
+def trusted_compiled(compiled: posix.stat_result, source: posix.stat_result) -> bool:
     """A regular file owned by root or by the policy's owner, writable by nobody else.
 
     Whoever could forge such a file could already rewrite the policy itself.
     The SHA-256 match (checked by the caller) ties it to the policy's current bytes.
     """
-    import stat  # frozen and already loaded by site
+    import stat  # frozen, small
 
     return (
         stat.S_ISREG(compiled.st_mode)
@@ -534,6 +535,7 @@ def compile_policy(path: str) -> str:
     Raises PolicyError if the policy is invalid: only a valid policy is compiled.
     """
     import marshal
+    import os
     import tempfile
 
     data = read_policy_file(path)
@@ -723,6 +725,6 @@ def check_state_dir(state_dir: str, roots: tuple[str, ...], source: str) -> None
 
 def normalise_root(root: str) -> str:
     """A root as compared by the path rule: normalised, no trailing separator."""
-    import posixpath
+    from gatekeeper.paths import normpath  # posixpath.normpath, without os
 
-    return posixpath.normpath(root)
+    return normpath(root)

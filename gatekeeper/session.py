@@ -6,15 +6,17 @@ sshd itself (our snippet accepts no client environment that could shadow them).
 
 from __future__ import annotations
 
-import os
+import posix
+
+from gatekeeper.environment import getenv
 
 
 def session_facts() -> dict[str, object]:
     return {
-        "session": os.urandom(8).hex(),
+        "session": posix.urandom(8).hex(),
         "user": user_name(),
-        "client": os.environ.get("SSH_CONNECTION"),
-        "key": key_fingerprint(os.environ.get("SSH_USER_AUTH")),
+        "client": getenv("SSH_CONNECTION"),
+        "key": key_fingerprint(getenv("SSH_USER_AUTH")),
     }
 
 
@@ -22,9 +24,9 @@ def user_name() -> str:
     import pwd
 
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
+        return pwd.getpwuid(posix.getuid()).pw_name
     except KeyError:
-        return str(os.getuid())
+        return str(posix.getuid())
 
 
 def key_fingerprint(auth_info_path: str | None) -> str | None:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import os
+import posix  # os's system calls without importing os (gatekeeper.environment)
 
 from gatekeeper.errors import Denied
 
@@ -58,7 +58,7 @@ class RealWorld:
             return None
         chunks, size = [], 0
         while size <= limit:
-            chunk = os.read(self.stdin_fd, min(1 << 16, limit + 1 - size))
+            chunk = posix.read(self.stdin_fd, min(1 << 16, limit + 1 - size))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -83,6 +83,8 @@ class RealWorld:
         return self.registry.settle(claims)
 
     def realpath(self, path: str) -> str:
+        import os  # host paths only: a command without them never imports os
+
         resolved = os.path.realpath(path)
         check_resolution(resolved)
         return resolved
@@ -205,6 +207,8 @@ def spelled_name(kind: str, word: str) -> object:
 def mount_is_inert(path: str) -> bool:
     """Whether the mount holding `path` (or its nearest existing ancestor: docker creates a
     missing bind source there) has nosuid and nodev; False when that cannot be read."""
+    import os  # host paths only
+
     wanted = os.ST_NOSUID | os.ST_NODEV
     probe = path
     while True:
@@ -228,6 +232,7 @@ def check_resolution(resolved: str) -> None:
     socket is refused too: a 0666 block device planted by a container would turn
     --env-file or --secret into a raw read of the host disk.
     """
+    import os  # host paths only
     import stat
 
     prefix, mode = "", stat.S_IFDIR

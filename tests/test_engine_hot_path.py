@@ -54,6 +54,16 @@ def test_owned_commands_answered_over_the_api_import_no_heavy_module(
     assert heavy(modules) == set(), command
 
 
+@pytest.mark.parametrize("command", ("docker logs web", "docker stop web"))
+def test_owned_commands_do_not_import_os(engine_deployment: tuple[Deployment, str], command: str) -> None:
+    """Nor os (~0.9 ms: gatekeeper.environment); test_hot_path has the control."""
+    deployment, host = engine_deployment
+    deploy(deployment, host)
+    status, modules = imported_modules(deployment, command)
+    assert status == 0 and "gatekeeper.engine_api" in modules, (status, command)
+    assert {"os", "posixpath", "_collections_abc"} & modules == set(), command
+
+
 def test_control_the_cli_path_imports_subprocess(deployment: Deployment) -> None:
     deploy(deployment, "tcp://127.0.0.1:9")
     _, modules = imported_modules(deployment, "docker logs web")
