@@ -397,6 +397,9 @@ MODEL_CASES = [
     ("label-file-left-hidden", {"services": {"a": {"label_file": [ROOT + "/.x"]}}}, "host-path-hidden"),
     ("build-remote-context", {"services": {"a": {"build": {"context": "https://example.com/x.git"}}}}, "compose-context"),
     ("build-isolation", {"services": {"a": {"build": {"context": ROOT + "/w", "isolation": "hyperv"}}}}, "compose-isolation"),
+    # compose's classic builder (the one gatekeeper runs) ignores the inline text and builds <context>/Dockerfile
+    ("build-dockerfile-inline", {"services": {"a": {"build": {"context": ROOT + "/w", "dockerfile_inline": "FROM x"}}}}, "compose-dockerfile_inline"),
+    ("allowed-build-dockerfile-inline-empty", {"services": {"a": {"build": {"context": ROOT + "/w", "dockerfile_inline": ""}}}}, "allowed"),
     ("config-driver", {"configs": {"c": {"driver": "x"}}}, "compose-driver"),
     ("secret-template-driver", {"secrets": {"s": {"template_driver": "golang"}}}, "compose-template_driver"),
     ("network-driver-opts", {"networks": {"n": {"driver_opts": {"com.docker.network.bridge.name": "docker0"}}}}, "compose-driver_opts"),

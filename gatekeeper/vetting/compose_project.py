@@ -159,7 +159,11 @@ _BUILD_NETWORK = "build-network"
 BUILD_KEYS: dict[str, tuple[str, str]] = {
     "context": (_BUILD_PATH, "the CLI sends this host directory to the builder"),
     "dockerfile": (_BUILD_DOCKERFILE, "the CLI reads the Dockerfile from the host"),
-    "dockerfile_inline": (OK, ""),
+    # Stops: a Dockerfile nobody checked built in place of the one that was. gatekeeper builds with
+    # the classic builder (execution.child_environment), and compose's classic builder ignores
+    # dockerfile_inline: it builds <context>/Dockerfile, while the checks read the inline text.
+    "dockerfile_inline": (DENY_SET, "compose's classic builder, the one gatekeeper runs, ignores it and "
+                          "builds <context>/Dockerfile instead; write the Dockerfile into the build context"),
     "args": (OK, ""),
     "ssh": (DENY_SET, "forwards the host's SSH agent socket or host key files into the build"),
     "cache_from": (_BUILD_CACHE_FROM, "type=local reads a host directory into the build"),
