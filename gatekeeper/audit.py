@@ -63,9 +63,7 @@ def reopen_log(path: str, fallback: int) -> int:
 
 
 def is_regular_file(fd: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(posix.fstat(fd).st_mode)
+    return posix.fstat(fd).st_mode & 0o170000 == 0o100000  # stat.S_ISREG (importing stat: ~0.07 ms)
 
 
 class LogBusy(Exception):
@@ -212,13 +210,14 @@ def escape_character(char: str) -> str:
 
 
 def encode_float(value: float) -> str:
-    import math  # built in
-
-    if math.isnan(value):
+    if value != value:  # noqa: PLR0124 - NaN, the one float unequal to itself (math costs an import)
         return "NaN"
-    if math.isinf(value):
+    if value in (INFINITY, -INFINITY):
         return "Infinity" if value > 0 else "-Infinity"
     return float.__repr__(value)
+
+
+INFINITY = float("inf")
 
 
 def encode_key(key: object) -> str:

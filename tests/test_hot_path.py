@@ -18,6 +18,7 @@ import json
 import marshal
 import os
 import posixpath
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -102,9 +103,17 @@ def test_plain_commands_do_not_import_os(deployment: Deployment) -> None:
         status, modules = imported_modules(deployment, command)
         assert status == expected, command
         assert "gatekeeper.environment" in modules, command
-        assert {"os", "posixpath", "_collections_abc"} & modules == set(), command
+        assert {"os", "posixpath", "_collections_abc", "stat", "math"} & modules == set(), command
     _, modules = imported_modules(deployment, "docker run --rm -v ./data:/data busybox true")
     assert "os" in modules
+
+
+def test_the_policys_stat_constants_are_stats() -> None:
+    """gatekeeper.policy spells out the few stat constants it needs (no stat import)."""
+    from gatekeeper.policy import S_IFMT, S_IFREG, S_IWGRP, S_IWOTH
+
+    assert (S_IFMT, S_IFREG, S_IWGRP, S_IWOTH) == (0o170000, stat.S_IFREG, stat.S_IWGRP, stat.S_IWOTH)
+    assert all(stat.S_ISREG(mode) == (mode & S_IFMT == S_IFREG) for mode in range(0o200000))
 
 
 @given(st.text(alphabet=st.sampled_from("/.a")))
