@@ -150,11 +150,11 @@ def plain_names(value: object) -> list[str]:
 
 def query(ctx: Context, args: list[str], what: str) -> str:
     """docker's stdout for `args`; an engine that fails or does not answer is a denial."""
-    from gatekeeper.bounded import timed_out
-
     try:
         status, out, err = ctx.world.run_docker(ctx.policy, args, None, QUERY_TIMEOUT)
     except Exception as error:
+        from gatekeeper.bounded import timed_out  # only here: an answered query never loads it
+
         if not timed_out(error):
             raise
         raise Denied(f"cannot resolve {what}: the engine did not answer", rule="scope-unresolved") from None
