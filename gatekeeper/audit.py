@@ -71,24 +71,28 @@ class LogBusy(Exception):
 
 
 def append_record(path: str, record: dict[str, object], *, wait: bool = True,
-                  encoder: Callable[[object], str] | None = None, ceiling: int = 0) -> str:
+                  encoder: Callable[[object], str] | None = None, ceiling: int = 0,
+                  charge: Callable[[os.stat_result, int], None] | None = None) -> str:
     """One record on a descriptor opened for it and closed after (a rotation in between is
     followed: long-lived writers such as the proxy never write into an old file).
     With wait=False a lock held by another writer raises LogBusy, nothing written."""
     fd = open_log(path)
     try:
-        return write_record(fd, record, wait=wait, encoder=encoder, ceiling=ceiling)
+        return write_record(fd, record, wait=wait, encoder=encoder, ceiling=ceiling, charge=charge)
     finally:
         posix.close(fd)
 
 
 def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
-                 encoder: Callable[[object], str] | None = None, ceiling: int = 0) -> str:
+                 encoder: Callable[[object], str] | None = None, ceiling: int = 0,
+                 charge: Callable[[os.stat_result, int], None] | None = None) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
     descriptor the record is chained to the last line (seq, prev) under flock. `encoder`:
     one that gives encode's bytes (the proxy's, gatekeeper.json_codec.record_line: C, not
     worth its import on the ForceCommand path). `ceiling` ([audit] max_bytes, the proxy's
-    writes): AuditFull, nothing written, if the line would take the file past it."""
+    writes): AuditFull, nothing written, if the line would take the file past it. `charge` (the
+    proxy's per-uid share, gatekeeper.proxy.log_shares): called under the lock with the file's
+    stat and the line's size; what it raises refuses the record, nothing written."""
     import fcntl
 
     try:
@@ -105,6 +109,8 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
         data = (line + "\n").encode("utf-8", "surrogateescape")
         if ceiling:
             check_ceiling(fd, len(data), ceiling)
+        if charge is not None:
+            charge(os.fstat(fd), len(data))
         try:
             written = posix.write(fd, data)
         except OSError as error:

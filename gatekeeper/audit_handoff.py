@@ -105,7 +105,8 @@ class Intake:
 REFUSED: dict[int, tuple[str | None, str]] = {
     429: (None, ": too many requests from this account, [proxy] request_rate or intake_per_minute; "
                 "slow down and try again in a few seconds"),
-    507: ("audit-full", ": the audit log is full, [audit] max_bytes; the operator must rotate it"),
+    507: ("audit-full", ": the audit log is full, [audit] max_bytes (or this account's share of it, "
+                        "max_bytes_per_uid); the operator must rotate it"),
 }
 
 

@@ -47,3 +47,10 @@ class AuditFull(AuditError):
     """The live audit log has reached [audit] max_bytes: nothing more runs until it is rotated."""
 
     rule = "audit-full"
+
+
+class AuditShareFull(AuditFull):
+    """One uid's records fill its share of the live log ([audit] max_bytes_per_uid): that uid's
+    requests are refused until the log is rotated; other uids go on (gatekeeper.proxy.log_shares)."""
+
+    rule = "audit-share-full"

@@ -81,7 +81,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
               "via_proxy": False,
               # bytes the live log may reach; past it `gatekeeper proxy` refuses every request
               # (rule audit-full) rather than fill the disk; 0 = no ceiling (gatekeeper.audit)
-              "max_bytes": 2_000_000_000},
+              "max_bytes": 2_000_000_000,
+              # bytes one uid's records may take of the live log: past it the proxy refuses that uid
+              # only (rule audit-share-full), so one agent's flood stops that agent; 0 = no share
+              "max_bytes_per_uid": 500_000_000},
     "commands": {"allowed": list(DEFAULT_ALLOWED), "blocked": list(DEFAULT_BLOCKED)},
     # state_dir: gatekeeper.inflight's registry; a root's top-level dot entry is out of containers' reach
     "paths": {"allowed_roots": ["/home/ai-worker"], "state_dir": "/home/ai-worker/.gatekeeper"},
@@ -214,7 +217,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "config_dir": ABSOLUTE_PATH,
     },
     "audit": {"path": ABSOLUTE_PATH, "syslog": BOOLEAN, "reserved_tags": STRING_LIST, "via_proxy": BOOLEAN,
-              "max_bytes": COUNT},
+              "max_bytes": COUNT, "max_bytes_per_uid": COUNT},
     "commands": {"allowed": COMMAND_LIST, "blocked": COMMAND_LIST},
     "paths": {"allowed_roots": PATH_LIST, "state_dir": ABSOLUTE_PATH},
     "limits": {

@@ -115,6 +115,7 @@ RULES: Final = MappingProxyType(
         "policy-invalid": "the policy file is missing, unreadable or invalid (the operator must fix it)",
         "audit-unwritable": "the audit log cannot be written, so nothing runs (fail closed)",
         "audit-full": "the live audit log reached [audit] max_bytes: the proxy refuses until it is rotated",
+        "audit-share-full": "a uid's records reached [audit] max_bytes_per_uid: refused until rotation",
         "decision-limit": "an engine or compose call made to decide went past its memory, time or output cap",
         "internal-error": "gatekeeper hit a bug; the command was refused (fail closed); see syslog",
     }

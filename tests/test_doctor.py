@@ -334,11 +334,15 @@ def test_names_prefix_off_is_warned_about(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("keys", "size", "status", "said"), [
     ("", 10, OK, "has 10 of [audit] max_bytes = 2000000000 bytes"),  # the default ceiling
-    ("max_bytes = 1000", 799, OK, "has 799 of [audit] max_bytes = 1000"),
+    ("max_bytes = 1000\nmax_bytes_per_uid = 500", 799, OK, "has 799 of [audit] max_bytes = 1000"),
     ("max_bytes = 1000", 800, WARN, "past it the proxy refuses every request"),
     ("max_bytes = 1000", 1000, FAIL, "the proxy refuses every request (rule audit-full)"),
     ("max_bytes = 1000", 5000, FAIL, "has 5000 bytes"),
     ("max_bytes = 0", 5000, WARN, "no [audit] max_bytes: a flood of requests can fill"),
+    ("", 10, OK, "one uid's records may take 500000000 of it"),  # the default share
+    ("max_bytes = 1000\nmax_bytes_per_uid = 999", 10, OK, "one uid's records may take 999"),
+    ("max_bytes = 1000\nmax_bytes_per_uid = 1000", 10, WARN, "is no share of it: one account's flood"),
+    ("max_bytes_per_uid = 0", 10, WARN, "max_bytes_per_uid = 0 is no share of it"),
 ])  # fmt: skip
 def test_the_log_against_its_ceiling(tmp_path: Path, keys: str, size: int, status: str, said: str) -> None:
     """[audit] max_bytes: the proxy refuses every request once the live log reaches it (rule

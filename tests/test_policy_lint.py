@@ -231,6 +231,13 @@ def test_names_prefix_off_is_warned_about(tmp_path: Path) -> None:
     ("\n[proxy]\nrequest_rate = 50\nrequest_burst = 10\n", []),
     ("\n[audit]\nvia_proxy = true\nmax_bytes = 0\n", ["audit.max_bytes"]),
     ("\n[audit]\nvia_proxy = false\nmax_bytes = 0\n", []),  # not the proxy's log: no ceiling of ours
+    # [audit] max_bytes_per_uid: one account's flood stops that account only (the default 500 MB of 2 GB)
+    ("\n[audit]\nvia_proxy = true\n", []),
+    ("\n[audit]\nvia_proxy = true\nmax_bytes_per_uid = 0\n", ["audit.max_bytes_per_uid"]),
+    ("\n[audit]\nvia_proxy = true\nmax_bytes = 1000\nmax_bytes_per_uid = 1000\n",
+     ["audit.max_bytes_per_uid"]),
+    ("\n[audit]\nvia_proxy = true\nmax_bytes = 1000\nmax_bytes_per_uid = 999\n", []),
+    ("\n[audit]\nvia_proxy = false\nmax_bytes_per_uid = 0\n", []),
 ])  # fmt: skip
 def test_what_bounds_a_flood_switched_off_is_warned_about(tmp_path: Path, extra: str,
                                                           warned: list[str]) -> None:

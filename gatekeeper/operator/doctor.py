@@ -319,7 +319,14 @@ def check_log_room(log: str, size: int, settings: dict[str, dict[str, object]]) 
     if size >= ceiling * ROOM_WARN:
         return Check("audit log room", WARN, f"{log} has {size} of [audit] max_bytes = {ceiling} bytes; past "
                      "it the proxy refuses every request (rule audit-full)", rotate)
-    return Check("audit log room", OK, f"{log} has {size} of [audit] max_bytes = {ceiling} bytes")
+    share = settings["audit"].get("max_bytes_per_uid", 0)
+    if not isinstance(share, int) or not 0 < share < ceiling:
+        return Check("audit log room", WARN, f"{log} has {size} of [audit] max_bytes = {ceiling} bytes, and "
+                     f"[audit] max_bytes_per_uid = {share} is no share of it: one account's flood fills it "
+                     "and every account is refused (audit-full)",
+                     "set [audit] max_bytes_per_uid below max_bytes; the log on a file system of its own")
+    return Check("audit log room", OK, f"{log} has {size} of [audit] max_bytes = {ceiling} bytes; one uid's "
+                 f"records may take {share} of it (audit-share-full past that)")
 
 
 def via_proxy(settings: dict[str, dict[str, object]]) -> bool:

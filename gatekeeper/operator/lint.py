@@ -520,6 +520,23 @@ def flood_findings(settings: dict[str, dict[str, object]], locate: Locator) -> I
                       "no ceiling on the live log: a flood the proxy records can fill its file system",
                       "set a ceiling (the default when the key is absent) and keep the log on a file "
                       "system of its own")
+    yield from share_findings(settings, locate)
+
+
+def share_findings(settings: dict[str, dict[str, object]], locate: Locator) -> Iterator[Finding]:
+    """[audit] max_bytes_per_uid off, or no smaller than the ceiling: one account's flood fills the
+    whole live log and every account is refused (audit-full) until it is rotated."""
+    audit = settings["audit"]
+    share, ceiling = audit.get("max_bytes_per_uid"), audit.get("max_bytes")
+    if not (audit.get("via_proxy") and isinstance(share, int) and isinstance(ceiling, int) and ceiling):
+        return
+    if share == 0 or share >= ceiling:
+        what = "no share" if share == 0 else "a share no smaller than max_bytes"
+        yield Finding(WARNING, locate.path, locate.line("audit", "max_bytes_per_uid"),
+                      "audit.max_bytes_per_uid", str(share),
+                      f"{what}: one account's flood fills the live log up to [audit] max_bytes and every "
+                      "account is refused (audit-full) until it is rotated",
+                      "set a share below max_bytes (the default, 500000000, when the key is absent)")
 
 
 # ---------------------------------------------------------------- [limits] that never apply

@@ -23,6 +23,11 @@ from gatekeeper.audit import append_record, timestamp
 from gatekeeper.errors import AuditError, AuditFull
 from gatekeeper.proxy.contract import ApiRequest
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+
 INTAKE_PATH = "/_gatekeeper/audit"
 # The ForceCommand's records are a few KiB (command up to 16 KiB, argv, reason);
 # anything larger is not one of them.
@@ -49,14 +54,16 @@ def is_intake(request: ApiRequest) -> bool:
 
 
 def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True,
-                  ceiling: int = 0) -> tuple[int, bytes]:
+                  ceiling: int = 0, charge: Callable[[os.stat_result, int], None] | None = None
+                  ) -> tuple[int, bytes]:
     """Write one reported record: (HTTP status, JSON body) for the transport to send.
     With wait=False a log locked by another writer raises gatekeeper.audit.LogBusy
     (nothing written): the transport then writes it from a thread, which waits.
-    A log at its ceiling ([audit] max_bytes) is FULL (507), nothing written."""
+    A log at its ceiling ([audit] max_bytes), or a record past its uid's share of it (`charge`,
+    gatekeeper.proxy.log_shares), is FULL (507), nothing written."""
     try:
         record = stamped_record(request)
-        append_record(log_path, record, wait=wait, ceiling=ceiling)
+        append_record(log_path, record, wait=wait, ceiling=ceiling, charge=charge)
     except IntakeRefused as refused:
         return refused.status, answer(refused.why)
     except AuditFull as error:

@@ -8,6 +8,10 @@ from gatekeeper.audit import RECORD_VERSION, append_record, timestamp, to_syslog
 from gatekeeper.json_codec import record_line
 from gatekeeper.policy import Policy
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from gatekeeper.proxy.log_shares import LogShares
+
 
 class Caller:
     """Who is on the other end of a connection (SO_PEERCRED) and their profile."""
@@ -34,10 +38,16 @@ def api_record(caller: Caller, profile: str | None, method: str, target: str, *,
     return record
 
 
-def write_api_record(policy: Policy, record: dict[str, object]) -> None:
+def write_api_record(policy: Policy, record: dict[str, object], shares: LogShares | None = None) -> None:
     """Append the record (AuditError if it cannot be written whole: the caller refuses).
-    The log is opened per record, so a rotation never strands the daemon on an old file."""
-    line = append_record(policy.audit_path, record, encoder=record_line, ceiling=audit_ceiling(policy))
+    The log is opened per record, so a rotation never strands the daemon on an old file.
+    `shares`: the record counts against its uid's [audit] max_bytes_per_uid (a summary does not)."""
+    charge = None
+    uid = record.get("uid")
+    if shares is not None and isinstance(uid, int) and "summary" not in record:
+        charge = shares.charger(uid, audit_share(policy))
+    line = append_record(policy.audit_path, record, encoder=record_line, ceiling=audit_ceiling(policy),
+                         charge=charge)
     if policy.syslog:
         to_syslog(line)
 
@@ -45,6 +55,12 @@ def write_api_record(policy: Policy, record: dict[str, object]) -> None:
 def audit_ceiling(policy: Policy) -> int:
     """[audit] max_bytes: the size past which the proxy writes no record (AuditFull), 0 for none."""
     value = policy.settings["audit"].get("max_bytes", 0)
+    return value if isinstance(value, int) else 0
+
+
+def audit_share(policy: Policy) -> int:
+    """[audit] max_bytes_per_uid: the bytes one uid's records may take of the live log, 0 for no share."""
+    value = policy.settings["audit"].get("max_bytes_per_uid", 0)
     return value if isinstance(value, int) else 0
 
 

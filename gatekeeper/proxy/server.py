@@ -29,18 +29,27 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import IO, Any
 
 from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
-from gatekeeper.errors import AuditError, AuditFull, Denied
+from gatekeeper.errors import AuditError, AuditFull, AuditShareFull, Denied
 from gatekeeper.proxy import framing, guards, intake, pings, pulls, request_rate, wire
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
 from gatekeeper.proxy.framing import FramingError, RequestHead
 from gatekeeper.proxy.image_labels import ImageLabels
-from gatekeeper.proxy.records import Caller, api_record, audit_ceiling, syslog_only, write_api_record
+from gatekeeper.proxy.log_shares import LogShares
+from gatekeeper.proxy.records import (
+    Caller,
+    api_record,
+    audit_ceiling,
+    audit_share,
+    syslog_only,
+    write_api_record,
+)
 from gatekeeper.proxy.request_reader import RequestReader
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
 
@@ -81,7 +90,8 @@ SUMMARY_RULES = {INTAKE_KIND: guards.RULE_INTAKE_RATE}
 # Why a kind's refusals were not recorded one by one (the summary's reason); else "over the rate".
 SUMMARY_WHY = {INTAKE_KIND: "over [proxy] intake_per_minute",
                request_rate.RULE_REQUEST_RATE: "over [proxy] request_rate and request_burst",
-               AuditFull.rule: "the log was at [audit] max_bytes"}
+               AuditFull.rule: "the log was at [audit] max_bytes",
+               AuditShareFull.rule: "the uid's records were at [audit] max_bytes_per_uid"}
 
 Decide = Callable[[ApiRequest, object, EngineQueries], ApiVerdict]
 Transform = Callable[[str, int, bytes, ApiRequest], bytes]
@@ -189,11 +199,12 @@ class Proxy:
     decision functions (the real ones, or a test's stand-in)."""
 
     def __init__(self, state: PolicyState, decide: Decide, transform: Transform,
-                 record: Record = write_api_record) -> None:  # type: ignore[assignment]  # Record: policy as object
+                 record: Record | None = None) -> None:
         self.state = state
         self.decide = decide
         self.transform = transform
-        self.record = record
+        self.shares = LogShares()  # each uid's bytes in the live log ([audit] max_bytes_per_uid)
+        self.record: Record = record if record is not None else self.write_record
         self.pool = UpstreamPool()
         self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
         self.images = ImageLabels()  # labels by image ID for ownership proofs (proxy.image_labels)
@@ -234,6 +245,10 @@ class Proxy:
             if counted:
                 self.open_connections.close(uid)
             writer.close()
+
+    def write_record(self, policy: object, record: dict[str, object]) -> None:
+        """The proxy's own record: counted against its uid's share of the live log."""
+        write_api_record(policy, record, self.shares)  # type: ignore[arg-type]  # Record: policy as object
 
     async def sweep(self) -> None:
         """Summaries of refusals whose window is over, written even when no request comes."""
@@ -631,13 +646,16 @@ class ClientConnection:
         # (before docker runs and after), and a hop to a thread and back cost it ~0.5 ms each
         # time. A record is a bounded local append (<= 64 KiB); only a lock held by another
         # writer would make the loop wait, and then a thread waits instead.
+        shares = self.proxy.shares
         try:
-            status, body = take_record(request, state, wait=False)
+            status, body = take_record(request, state, wait=False, shares=shares)
         except LogBusy:
-            status, body = await loop.run_in_executor(None, take_record, request, state)
+            waiting = partial(take_record, request, state, shares=shares)
+            status, body = await loop.run_in_executor(None, waiting)
         if status == intake.FULL:  # not written: counted, summed up (to syslog while the log is full)
-            self.proxy.floods.count(self.caller.uid, AuditFull.rule, request_rate.asked(request.method,
-                                                                                         request.path))
+            # (the log at its ceiling, or this uid's records at their share: the answer names which)
+            rule = AuditShareFull.rule if f"(rule {AuditShareFull.rule})".encode() in body else AuditFull.rule
+            self.proxy.floods.count(self.caller.uid, rule, request_rate.asked(request.method, request.path))
         return status, body
 
     async def serialised(self, request: ApiRequest) -> asyncio.Lock | None:
@@ -1187,15 +1205,19 @@ def body_facts(received: Received) -> dict[str, object]:
     return facts
 
 
-def take_record(request: ApiRequest, state: PolicyState, *, wait: bool = True) -> tuple[int, bytes]:
+def take_record(request: ApiRequest, state: PolicyState, *, wait: bool = True,
+                shares: LogShares | None = None) -> tuple[int, bytes]:
     """A record the ForceCommand hands over (gatekeeper.proxy.intake), written to the log of
     the policy in force; without one there is nowhere to write it (the ForceCommand exits 75).
-    wait=False: LogBusy when another writer holds the log's lock (gatekeeper.audit)."""
+    wait=False: LogBusy when another writer holds the log's lock (gatekeeper.audit).
+    `shares`: the record counts against the share of the uid that handed it over."""
     if state.policy is None:
         message = f"gatekeeper: audit log: no usable policy ({state.error})"
         return 503, json.dumps({"message": message}).encode()
     policy = state.policy
-    return intake.handle_intake(request, policy.audit_path, wait=wait, ceiling=audit_ceiling(policy))
+    charge = shares.charger(request.uid, audit_share(policy)) if shares is not None else None
+    return intake.handle_intake(request, policy.audit_path, wait=wait, ceiling=audit_ceiling(policy),
+                                charge=charge)
 
 
 def denial_body(reason: str, rule: str) -> bytes:

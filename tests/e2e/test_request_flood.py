@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import pwd
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,9 @@ from .stack import (
     Stack,
     audit_offset,
     audit_records_since,
+    docker_client,
     policy_rewritten,
+    proxy_patched,
 )
 from .test_api_attacks import as_agent
 
@@ -182,3 +185,74 @@ def test_at_the_log_ceiling_the_proxy_refuses_rather_than_fill_the_disk(stack: S
     result = stack.ssh("docker ps")  # room again (the operator's fix: a rotation, or a higher ceiling)
     assert result.returncode == 0, result.stderr
     print(f"ceiling {ceiling}: {full} of {CEILING_FLOOD} refused (507), log at {AUDIT_LOG.stat().st_size}")
+
+
+SHARE = ROOM // 4  # the agent's share of the live log in the defence: a dozen records
+
+
+def with_share(ceiling: int, share: int) -> Callable[[str], str]:
+    """The ceiling (no request budget) and [audit] max_bytes_per_uid = share; root listed in
+    [proxy.users] too, as another account working through the proxy."""
+    keys = with_ceiling(ceiling)
+    return lambda text: keys(text).replace("[audit]\n", f"[audit]\nmax_bytes_per_uid = {share}\n", 1).replace(
+        "[proxy.users]\n", '[proxy.users]\nroot = "default"\n', 1)
+
+
+def other_account_ps() -> subprocess.CompletedProcess[str]:
+    """`docker ps` of another account (root, listed in [proxy.users] here) through the proxy."""
+    return subprocess.run([str(docker_client()), "-H", f"unix://{PROXY_SOCKET}", "ps"], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_one_agents_flood_stops_that_agent_only(stack: Stack) -> None:
+    """[audit] max_bytes_per_uid: the ceiling alone let one account's flood stop every account
+    until rotation. Control (no share): the agent's flood fills the log to the ceiling and another
+    account's `docker ps` is refused (audit-full). Defence (a share of a quarter of the room): the
+    agent's records stop at its share (audit-share-full), the log stays under the ceiling and the
+    other account's `docker ps` runs. The proxy is restarted first: the shares are its memory,
+    counted from its start (the suite's earlier records are not in them)."""
+    uid = pwd.getpwnam(AGENT).pw_uid
+    with proxy_patched(stack, "pass"):
+        ceiling = audit_offset() + ROOM
+        with policy_rewritten(with_share(ceiling, 0)):
+            statuses, _ = flood(CEILING_FLOOD)
+            assert statuses.get("507", 0) > CEILING_FLOOD // 2, statuses
+            other = other_account_ps()
+            assert other.returncode != 0 and "(rule audit-full)" in other.stderr, other.stderr
+
+        ceiling = audit_offset() + ROOM
+        with policy_rewritten(with_share(ceiling, SHARE)):
+            offset = audit_offset()
+            statuses, _ = flood(CEILING_FLOOD)
+            mine = raw_lines_of(offset, uid)
+            written = AUDIT_LOG.stat().st_size
+            other = other_account_ps()
+            refused = stack.ssh("docker ps")  # the agent's everyday command: refused, naming its share
+        assert statuses.get("507", 0) > CEILING_FLOOD // 2, statuses
+        assert set(statuses) <= {"200", "204", "507"}, statuses
+        mine_bytes = sum(len(line) for line in mine)
+        assert 0 < mine_bytes <= SHARE, (len(mine), mine_bytes)
+        assert written < ceiling, (written, ceiling)  # the share stopped the flood, not the ceiling
+        assert other.returncode == 0, other.stderr  # another account goes on
+        said = refused.stderr.decode(errors="replace")
+        assert refused.returncode != 0 and "(rule audit-share-full)" in said, said
+        assert "max_bytes_per_uid" in said, said
+    print(f"share {SHARE} of ceiling room {ROOM}: the agent's flood wrote {len(mine)} records "
+          f"({mine_bytes} B), {statuses.get('507', 0)} of {CEILING_FLOOD} refused 507; another account's "
+          "docker ps ran")
+
+
+def raw_lines_of(offset: int, uid: int) -> list[bytes]:
+    """The log's lines since `offset` (newline included) charged to `uid`: the proxy's records of
+    its requests and the records it handed over (summaries are not charged)."""
+    with AUDIT_LOG.open("rb") as log:
+        log.seek(offset)
+        lines = log.read().splitlines(keepends=True)
+    out = []
+    for line in lines:
+        record = json.loads(line)
+        reporter = record.get("reported_by")
+        whose = reporter.get("uid") if isinstance(reporter, dict) else record.get("uid")
+        if whose == uid and "summary" not in record:
+            out.append(line)
+    return out
