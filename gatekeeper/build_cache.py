@@ -16,12 +16,13 @@ without a cache (an empty list would mean the whole store). The agent's own rebu
 their cache; a multi-stage build's earlier stages end in untagged images no owned image
 descends from, so they are rebuilt unless the agent tags them (`--target NAME -t ...`).
 
-The other direction: the classic builder leaves a build's extra hosts (`--add-host`, the API's
-`extrahosts`, compose `extra_hosts`) out of every step's cache key. The operator's `RUN wget
-http://updates.example/...` built by the agent with `updates.example` pointed at a server of its
-own would be the layer the operator's next build of that step reuses. Builds with extra hosts
-are refused (rule build-cache-key); an address written into the RUN step itself is part of its
-key. (A proxy build argument, `http_proxy`, is part of the key on the engines tested: 20.10.)
+The other direction: the classic builder leaves a build's host settings out of every step's
+cache key (KEYLESS: extra hosts, ulimits, /dev/shm size, cpusets; the network; the proxy build
+arguments). The operator's `RUN wget http://updates.example/...` built by the agent with
+`updates.example` pointed at a server of its own (or through its proxy, or offline with a step
+that tolerates failure) would be the layer the operator's next build of that step reuses: the
+newest match wins. Builds with any of them are refused (rule build-cache-key); what is written
+into the RUN step itself is part of its key.
 
 Pure: the engine questions (the owned images, the named ones) are each layer's
 (gatekeeper.vetting.build_cache for the CLI layer, gatekeeper.proxy.images for the API).
@@ -42,13 +43,101 @@ def cache_sources(named: list[str], owned: list[str]) -> list[str]:
 RULE = "build-cache-key"
 
 
-def check_keyed(extra_hosts: list[str], where: str) -> None:
-    """Refuse extra hosts in a build: the classic builder leaves them out of the steps' cache keys."""
+class Keyless:
+    """A build input the classic builder hands each RUN step's container (moby
+    builder/dockerfile hostConfigFromOptions) but leaves out of the step's cache key, which is
+    only the parent image and the step's container config (image/cache compare): the same
+    step built with it matches the same key, and the newest match is the one reused. `flag`
+    (docker build), `query` (POST /build) and `compose` (a service's build key) are its
+    spellings ("" where there is none), `unset` the query values that mean "not given"."""
+
+    __slots__ = ("compose", "effect", "flag", "instead", "query", "unset")
+
+    def __init__(self, flag: str, query: str, compose: str, unset: tuple[str, ...], effect: str,
+                 instead: str) -> None:
+        self.flag, self.query, self.compose, self.unset = flag, query, compose, unset
+        self.effect, self.instead = effect, instead
+
+
+# Each of these changes what a RUN step makes without changing its key. Built by the agent,
+# such a step becomes the layer the operator's next build of the same step reuses (the newest
+# match wins). Refused in builds at both layers (rule build-cache-key). Not here, and why:
+# cgroupparent (pinned to [limits] build_cgroup_parent), memory/memswap/cpushares/cpuquota/
+# cpuperiod (the policy's caps, injected: a step they kill commits no layer), isolation (only
+# the default), securityopt (refused: flag-security-opt, unknown to the proxy), build args
+# other than the proxy ones (a declared ARG used by a step enters its key: `|N ARG=value`).
+KEYLESS: tuple[Keyless, ...] = (
+    Keyless("add-host", "extrahosts", "extra_hosts", ("",),
+            "its names resolve to the addresses you give",
+            "write the address into the RUN step itself (e.g. curl --resolve)"),
+    Keyless("ulimit", "ulimits", "ulimits", ("", "null", "[]"),
+            "a step under other limits (open files, file size, processes) makes less or other output",
+            "set a limit inside the RUN step (ulimit -n N; command)"),
+    Keyless("shm-size", "shmsize", "shm_size", ("", "0"),
+            "a step sees another /dev/shm",
+            "the engine's default /dev/shm applies to builds"),
+    Keyless("cpuset-cpus", "cpusetcpus", "", ("",),
+            "a step sees other CPUs (nproc, worker counts written into files)",
+            "the policy's CPU cap applies to builds (--cpu-quota within it)"),
+    Keyless("cpuset-mems", "cpusetmems", "", ("",),
+            "a step sees other memory nodes",
+            "the engine's default applies to builds"),
+)
+KEYLESS_FLAGS = {entry.flag: entry for entry in KEYLESS}
+KEYLESS_QUERY = {entry.query: entry for entry in KEYLESS}
+KEYLESS_COMPOSE = {entry.compose: entry for entry in KEYLESS if entry.compose}
+
+# moby builder/dockerfile buildargs.go builtinAllowedBuildArgs: usable by every step without an
+# ARG, and left out of its key unless the Dockerfile declares them (any other build argument a
+# step sees is one it declares, which enters its key). A step built with `http_proxy` = the
+# agent's proxy matches the operator's same step built with the operator's proxy.
+PROXY_ARGUMENTS = frozenset({
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+})
+
+# Networks a build's steps may use: the engine's default bridge, as the operator's builds do.
+DEFAULT_NETWORKS = frozenset({"", "default", "bridge"})
+# Left to each layer's own network check (host-only services: flag-network, compose-network).
+HOST_NETWORKS = ("host", "container:")
+
+
+def keyless_refusal(where: str, effect: str, instead: str) -> Exception:
     from gatekeeper.errors import Denied
 
-    if any(host.strip() for host in extra_hosts):
-        # Stops: the agent's layer of the operator's fetch step, fetched from the agent's server.
-        raise Denied(f"{where}: extra hosts are not allowed in builds: the classic builder leaves them out "
-                     "of the steps' cache keys, so a step built with them would be reused by other builds "
-                     "of the same step (the operator's too); write the address into the RUN step itself "
-                     "(e.g. curl --resolve)", rule=RULE)
+    return Denied(f"{where} is not allowed in builds: the classic builder leaves it out of the steps' "
+                  f"cache keys ({effect}), so a step built with it would be the layer other builds of the "
+                  f"same step reuse, the operator's too; {instead}", rule=RULE)
+
+
+def check_query(query: dict[str, list[str]]) -> None:
+    """POST /build: every keyless input left unset."""
+    for key, entry in KEYLESS_QUERY.items():
+        if any(value.strip() not in entry.unset for value in query.get(key, [])):
+            # Stops: a step made under the agent's conditions reused by the operator's build.
+            raise keyless_refusal(f"build {key}", entry.effect, entry.instead)
+
+
+def check_network(network: str, where: str) -> None:
+    """The build's network: the default bridge only (host and container: are each layer's)."""
+    if network in DEFAULT_NETWORKS or network.startswith(HOST_NETWORKS):
+        return
+    if network == "none":
+        # Stops: the operator's tolerant fetch step (`|| true`) reused empty, built offline.
+        raise keyless_refusal(f"{where} 'none'", "a step's fetches fail; one that tolerates it makes an "
+                              "empty or fallback layer", "builds use the default network")
+    # Stops: a network of the agent's where its container answers for the operator's update host.
+    raise keyless_refusal(f"{where} {network[:80]!r}", "on a network of yours your containers answer "
+                          "for any name (an alias)", "builds use the default network; fetch from your "
+                          "containers by address in the RUN step itself")
+
+
+def check_arguments(names: list[str], where: str) -> None:
+    """Build arguments: none of the proxy ones the builder keeps out of the key."""
+    for name in names:
+        if name in PROXY_ARGUMENTS:
+            # Stops: the operator's fetch step built through the agent's proxy, reused by the operator.
+            raise keyless_refusal(f"{where} {name}", "the builder keeps its proxy arguments out of the key "
+                                  "unless the Dockerfile declares them", "write the proxy into the RUN step "
+                                  "itself (RUN http_proxy=http://... wget ...) or pass it as a build "
+                                  "argument of another name (ARG PROXY)")

@@ -68,8 +68,8 @@ RULES: Final = MappingProxyType(
         "network-mac": "a fixed MAC address (spoofing on the bridge)",
         "flag-driver": "a network driver other than bridge (macvlan, ipvlan, overlay, host)",
         "image-source": "an image not from a registry or repository of the policy's [images] allowed",
-        "build-cache-key": "a build with extra hosts (--add-host): out of the cache key, its layers serve "
-                           "others",
+        "build-cache-key": "a build input left out of the steps' cache keys (--add-host, --network, "
+                           "--ulimit, proxy args)",
         "build-add-url": "a Dockerfile ADD of a URL or git repository (fetched on the host's network), "
                          "a base image's too (ONBUILD)",
         "budget-commands": "the profile used its [budgets] commands_per_minute (says when it refills)",

@@ -195,3 +195,73 @@ def test_compose_refuses_build_extra_hosts(hosts: object) -> None:
 def test_api_layer_refuses_extra_hosts_in_builds() -> None:
     assert api("&extrahosts=updates.example%3A10.0.0.9")[0] == KEY_RULE
     assert api("&extrahosts=")[0] == "allowed"  # control: none
+
+
+# ---------------------------------------------------------------- every input outside the key
+
+def test_each_keyless_input_is_a_real_spelling_at_each_layer() -> None:
+    """The table names docker build's flags, POST /build's query keys and compose's build keys
+    as they are (a misspelt entry would refuse nothing)."""
+    from gatekeeper.build_cache import KEYLESS
+    from gatekeeper.grammar.build_flags import BUILD
+    from gatekeeper.proxy.endpoints import BUILD_QUERY
+    from gatekeeper.vetting.compose_project import BUILD_KEYS
+
+    for entry in KEYLESS:
+        assert f"--{entry.flag}" in BUILD and entry.query in BUILD_QUERY.split(), entry.flag
+        assert not entry.compose or entry.compose in BUILD_KEYS, entry.compose
+
+
+def model_refusal(build: dict[str, object]) -> str:
+    from gatekeeper.vetting.build_cache import scope_model_cache
+
+    class Ctx:
+        policy = LENT
+        world = Owning([MINE_ID])
+
+    try:
+        scope_model_cache(Ctx(), {"services": {"app": {"build": {"context": ".", **build}}}})  # type: ignore[arg-type]
+    except Denied as refused:
+        return f"{refused.rule}: {refused}"
+    return "allowed"
+
+
+# (a compose service's build keys, refused?)
+COMPOSE_KEYED = [
+    ({"network": "none"}, True),
+    ({"network": "ai-net"}, True),
+    ({"network": "bridge"}, False),
+    ({"network": "default"}, False),
+    ({"ulimits": {"nofile": {"soft": 64, "hard": 64}}}, True),
+    ({"shm_size": 1048576}, True),
+    ({"args": {"http_proxy": "http://10.0.0.9:80"}}, True),
+    ({"args": ["HTTPS_PROXY=http://10.0.0.9:80"]}, True),
+    ({"args": {"all_proxy": None}}, True),
+    ({"args": {"PROXY": "http://10.0.0.9:80"}}, False),
+    ({"args": ["VERSION=1"]}, False),
+    ({"extra_hosts": ["updates.example=10.0.0.9"]}, True),
+    ({}, False),
+]
+
+
+@pytest.mark.parametrize(("build", "refused"), COMPOSE_KEYED, ids=[str(b) for b, _ in COMPOSE_KEYED])
+def test_compose_refuses_build_inputs_outside_the_key(build: dict[str, object], refused: bool) -> None:
+    verdict = model_refusal(build)
+    assert verdict.startswith(KEY_RULE) if refused else verdict == "allowed", verdict
+
+
+def test_the_refusal_says_what_to_do_instead() -> None:
+    reason = decide("docker build --build-arg http_proxy=http://10.0.0.9 -t ai-x -", LENT,
+                    Owning([MINE_ID], stdin=DOCKERFILE)).reason
+    assert "out of the steps' cache keys" in reason and "a build argument of another name" in reason
+    reason = model_refusal({"network": "ai-net"})
+    assert "by address in the RUN step itself" in reason
+    assert "builds use the default network" in model_refusal({"network": "none"})
+
+
+@pytest.mark.parametrize("query", ["&networkmode=none", "&ulimits=%5B%7B%22Name%22%3A%22nproc%22%7D%5D",
+                                   "&shmsize=1048576", "&cpusetcpus=0",
+                                   "&buildargs=%7B%22https_proxy%22%3A%22x%22%7D"])
+def test_api_layer_refuses_build_inputs_outside_the_key(query: str) -> None:
+    assert api(query)[0] == KEY_RULE
+    assert api("")[0] == "allowed"  # control: the same build without it

@@ -121,7 +121,6 @@ def vet_pull(call: Call) -> ApiVerdict:
 
 # ---------------------------------------------------------------- build
 
-BUILD_NETWORKS = frozenset({"", "default", "bridge", "none"})
 # Output types (BuildKit's exporters) an API build may use, as the CLI layer allows them.
 OUTPUT_TYPES = frozenset({"", "moby", "image", "docker-image", "local", "cacheonly"})
 REMOTE_OK = frozenset({"", "client-session"})
@@ -135,11 +134,14 @@ def vet_build(call: Call) -> ApiVerdict:
         # Stops: the engine fetching a git repository or URL (git on the host, credentials, SSRF).
         raise Denied(f"build remote={remote[:80]!r} is not allowed: remote contexts are fetched by the "
                      "engine; send a local context", rule="build-remote-context")
+    from gatekeeper.build_cache import HOST_NETWORKS, check_network
+
     network = call.one("networkmode")
-    if network not in BUILD_NETWORKS:
+    if network.startswith(HOST_NETWORKS):
         # Stops: RUN steps on the host network reaching host-local services.
-        raise Denied(f"build networkmode={network!r} is not allowed: RUN steps may use only the default, "
-                     "bridge or none network", rule="flag-network")
+        raise Denied(f"build networkmode={network[:80]!r} is not allowed: RUN steps may use only the "
+                     "default network", rule="flag-network")
+    check_network(network, "build networkmode")
     if call.one("isolation") not in ("", "default"):
         raise Denied("build isolation is not allowed (the engine's default only)", rule="flag-isolation")
     check_outputs(call, call.one("outputs"))
@@ -207,12 +209,14 @@ def scope_cache(call: Call) -> None:
     (gatekeeper.build_cache): the build gets the agent's own images as its only cache sources,
     each image it names in cachefrom must be one it may use, and with no source at all it runs
     with nocache (an absent cachefrom means the whole store). First, inputs the builder leaves
-    out of the steps' cache keys (extrahosts) are refused (check_keyed)."""
+    out of the steps' cache keys are refused (gatekeeper.build_cache.KEYLESS, proxy build arguments)."""
     import json
 
-    from gatekeeper.build_cache import cache_sources, check_keyed
+    from gatekeeper.build_cache import cache_sources, check_arguments, check_query
 
-    check_keyed(call.query.get("extrahosts", []), "build extrahosts")
+    check_query(call.query)
+    arguments = build_json(call.one("buildargs") or "{}", "buildargs", "api-query")
+    check_arguments([str(key) for key in arguments] if isinstance(arguments, dict) else [], "build buildargs")
     named = check_cache_from(call.one("cachefrom"))
     filters = objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
     listed = objects.listing(call.engine, "/images/json?filters=" + filters,

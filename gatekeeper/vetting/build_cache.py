@@ -45,14 +45,12 @@ def named_sources(ctx: Context, entries: list[str], what: str) -> list[str]:
 
 
 def scope_build_cache(ctx: Context) -> None:
-    """`docker build`: no --add-host (left out of the steps' cache keys); the agent's
+    """`docker build`: no input left out of the steps' cache keys; the agent's
     --cache-from images checked, its own images added as sources; `--no-cache` when there is
     none (no source list would mean every image)."""
-    from gatekeeper.build_cache import check_keyed
     from gatekeeper.grammar.pflag import bool_value
 
-    check_keyed([use.value or "" for use in ctx.parsed.uses if use.flag.long == "add-host"],
-                f"'docker {ctx.located.spelled}' --add-host")
+    check_keyed_flags(ctx)
     named: list[str] = []
     for use in ctx.parsed.uses:
         if use.flag.long in ("no-cache", "help") and bool_value(use):
@@ -64,8 +62,40 @@ def scope_build_cache(ctx: Context) -> None:
     ctx.insert_after_command([f"--cache-from={source}" for source in added] if sources else ["--no-cache"])
 
 
+def check_keyed_flags(ctx: Context) -> None:
+    """`docker build`: no input the classic builder leaves out of the steps' cache keys
+    (gatekeeper.build_cache.KEYLESS), no proxy build argument, the default network only."""
+    from gatekeeper.build_cache import KEYLESS_FLAGS, check_arguments, check_network, keyless_refusal
+
+    for use in ctx.parsed.uses:
+        entry = KEYLESS_FLAGS.get(use.flag.long)
+        if entry is not None:
+            # Stops: a step made under the agent's conditions reused by the operator's next build.
+            raise keyless_refusal(f"{use.spelled} {(use.value or '')[:80]!r}", entry.effect, entry.instead)
+        if use.flag.long == "build-arg":
+            check_arguments([(use.value or "").partition("=")[0]], use.spelled)
+        if use.flag.long == "network":
+            check_network(use.value or "", use.spelled)
+
+
+def check_keyed_model(name: str, build: dict[str, Any]) -> None:
+    """A compose service's build: the same inputs as check_keyed_flags, by compose's keys."""
+    from gatekeeper.build_cache import KEYLESS_COMPOSE, check_arguments, check_network, keyless_refusal
+
+    where = f"compose service {name!r}: build."
+    for key, entry in KEYLESS_COMPOSE.items():
+        if build.get(key):
+            raise keyless_refusal(where + key, entry.effect, entry.instead)
+    args = build.get("args")
+    names = list(args) if isinstance(args, dict) else [str(a).partition("=")[0] for a in args or []]
+    check_arguments([str(arg) for arg in names], where + "args")
+    network = build.get("network")
+    if network is not None:
+        check_network(str(network), where + "network")
+
+
 def scope_model_cache(ctx: Context, model: dict[str, Any]) -> None:
-    """compose: no build.extra_hosts (left out of the steps' cache keys); each cache_from
+    """compose: no build input left out of the steps' cache keys; each cache_from
     image a service names is one the agent may use. compose's
     classic builder sends the engine no cache sources at all (only its no-cache switch), so on
     the engine's own socket every service build gets build.no_cache; behind the proxy, which
@@ -75,12 +105,8 @@ def scope_model_cache(ctx: Context, model: dict[str, Any]) -> None:
         (name, service["build"]) for name, service in services
         if isinstance(service, dict) and isinstance(service.get("build"), dict)
     ]
-    from gatekeeper.build_cache import check_keyed
-
     for name, build in builds:
-        hosts = build.get("extra_hosts")
-        check_keyed([str(host) for host in hosts] if isinstance(hosts, (list, dict)) else [],
-                    f"compose service {name!r}: build.extra_hosts")
+        check_keyed_model(name, build)
         given = build.get("cache_from")
         entries = [str(entry) for entry in given] if isinstance(given, list) else []
         named_sources(ctx, entries, f"service {name!r}: build.cache_from image")

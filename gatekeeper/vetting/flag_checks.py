@@ -514,13 +514,14 @@ def check_build_cache(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 
 # --- build --network -----------------------------------------------------------
 
-BUILD_NETWORKS = frozenset({"default", "none", "bridge"})
-
-
 def check_build_network(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
-    """build --network: RUN steps on the host network reach host-local services."""
-    if (use.value or "") not in BUILD_NETWORKS:
-        refuse(use, "RUN steps may use only the default, bridge or none network")
+    """build --network: RUN steps on the host network reach host-local services; any other
+    than the default bridge is left out of the steps' cache keys (gatekeeper.build_cache)."""
+    from gatekeeper.build_cache import HOST_NETWORKS, check_network
+
+    if (use.value or "").startswith(HOST_NETWORKS):
+        refuse(use, "RUN steps may use only the default network")
+    check_network(use.value or "", use.spelled)
 
 
 def check_address(use: FlagUse, parsed: Parsed, ctx: Context) -> None:

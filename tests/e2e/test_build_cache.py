@@ -19,6 +19,7 @@ operator's layer; the agent's own rebuild still comes from its cache (the cost s
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -193,12 +194,12 @@ POISONED = "ai-rt7-poison:1"
 OPERATOR_FETCHED = "rt7-operator-fetched:1"
 
 
-def serving(stack: Stack, name: str, text: str) -> str:
-    """A root container on the default bridge answering every HTTP request (a plain server or
-    a proxy alike) with `text`; its address."""
+def serving(stack: Stack, name: str, text: str, *network: str) -> str:
+    """A root container (on the default bridge, or `network`'s options) answering every HTTP
+    request (a plain server or a proxy alike) with `text`; its address."""
     stack.docker("rm", "-f", name, check=False)
     answer = f"HTTP/1.0 200 OK\\r\\nContent-Length: {len(text) + 1}\\r\\n\\r\\n{text}\\n"
-    stack.docker("run", "-d", "--name", name, IMAGE, "sh", "-c",
+    stack.docker("run", "-d", "--name", name, *network, IMAGE, "sh", "-c",
                  f"while true; do printf '{answer}' | nc -l -p 80 >/dev/null; done", check=True)
     return stack.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name, check=True).stdout.strip()
 
@@ -223,7 +224,6 @@ def poisoning(evil: str) -> dict[str, list[str]]:
     classic builder leaves out of the step's cache key (as root's build flags)."""
     return {
         "--add-host": ["--add-host", f"updates.rt7:{evil}"],
-        "--build-arg http_proxy": ["--build-arg", f"http_proxy=http://{evil}:80"],
     }
 
 
@@ -264,14 +264,87 @@ def test_the_agents_build_cannot_poison_the_operators_next_build(
         stack.docker("compose", "-p", PROJECT, "down", check=False)
 
 
-def test_a_proxy_build_argument_is_part_of_the_steps_key(stack: Stack, servers: tuple[str, str]) -> None:
-    """Checked and holding (engine 20.10): a step built with --build-arg http_proxy (the agent's
-    proxy answers) is not what the operator's next build of the step reuses, so the agent may
-    give one."""
+# ---------------------------------------------------------------- every input outside the key
+
+AGENT_NET = "ai-rt7-net"
+
+
+@pytest.fixture
+def agent_network(stack: Stack, servers: tuple[str, str]) -> Iterator[str]:
+    """A network of the agent's where its container answers as `updates.rt7` (an alias)."""
+    stack.docker("rm", "-f", "ai-rt7-alias", check=False)
+    stack.docker("network", "rm", AGENT_NET, check=False)
+    stack.docker("network", "create", AGENT_NET, check=True)
+    serving(stack, "ai-rt7-alias", "rt7-evil", "--network", AGENT_NET, "--network-alias", "updates.rt7")
+    yield AGENT_NET
+    stack.docker("rm", "-f", "ai-rt7-alias", check=False)
+    stack.docker("network", "rm", AGENT_NET, check=False)
+
+
+def conditions_step(nonce: str) -> str:
+    """The operator's step (fresh per run: the nonce): what it fetched and what it saw of its
+    conditions (open files, CPUs, /dev/shm), tolerating a failed fetch as such steps do."""
+    seen = "$(wget -qO- http://updates.rt7/file || echo offline) $(ulimit -n) $(nproc)"
+    seen += " $(df -k /dev/shm | tail -1)"
+    return f"FROM {IMAGE}\nRUN echo {nonce} >/dev/null; echo \"{seen}\" > /fetched\n"
+
+
+# case: (the agent's build flags, the compose build keys giving the same, the operator's extra flags)
+KEYLESS_CASES: dict[str, tuple[list[str], str, list[str]]] = {
+    "--network none": (["--network", "none"], "", []),
+    "--network of the agent's": (["--network", AGENT_NET], "", []),
+    "--ulimit": (["--ulimit", "nofile=64:64"], "", []),
+    "--shm-size": (["--shm-size", "1m"], "", []),
+    "--cpuset-cpus": (["--cpuset-cpus", "0"], "", []),
+    "--build-arg http_proxy": (["--build-arg", "http_proxy=http://EVIL:80"], "",
+                               ["--build-arg", "http_proxy=http://GOOD:80"]),
+    "compose build.network": (["--network", AGENT_NET], f"      network: {AGENT_NET}\n", []),
+    "compose build.args http_proxy": (["--build-arg", "http_proxy=http://EVIL:80"],
+                                      "      args:\n        http_proxy: http://EVIL:80\n",
+                                      ["--build-arg", "http_proxy=http://GOOD:80"]),
+}
+
+
+def fetched(stack: Stack, image: str) -> str:
+    return stack.docker("run", "--rm", image, "cat", "/fetched", check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("case", list(KEYLESS_CASES))
+def test_no_build_input_outside_the_key_reaches_the_operators_next_build(
+    stack: Stack, servers: tuple[str, str], agent_network: str, case: str
+) -> None:
+    """Control (root plays the agent on the bare engine): the step built under the agent's
+    conditions is what the operator's next build of it takes (and differs from what the
+    operator's own run makes). Defence: the agent's build is refused (build-cache-key) and the
+    operator's next build makes its own."""
     good, evil = servers
-    extra = poisoning(evil)["--build-arg http_proxy"]
-    built = stack.ssh(f"docker build -q {' '.join(extra)} -t {POISONED} -", stdin=POISON_DOCKERFILE.encode(),
-                      timeout=180)
-    assert built.returncode == 0, built.stderr
-    assert stack.docker("run", "--rm", POISONED, "cat", "/fetched", check=True).stdout.strip() == "rt7-evil"
-    assert operator_fetch(stack, good) == "rt7-good"
+    flags, compose_keys, operator_flags = KEYLESS_CASES[case]
+    flags = [flag.replace("EVIL", evil) for flag in flags]
+    operator = ["--add-host", f"updates.rt7:{good}", *[flag.replace("GOOD", good) for flag in operator_flags]]
+    first, second = (conditions_step(secrets.token_hex(8)) for _ in range(2))
+    try:
+        root_build(POISONED, first, *flags)
+        planted = fetched(stack, POISONED)
+        root_build(OPERATOR_FETCHED, first, *operator)
+        assert fetched(stack, OPERATOR_FETCHED) == planted, "control: the operator took the agent's layer"
+        root_build(OPERATOR_FETCHED, first, "--no-cache", *operator)
+        honest = fetched(stack, OPERATOR_FETCHED)
+        assert honest != planted and "rt7-good" in honest, "control: the input changes what the step makes"
+        stack.docker("rmi", "-f", POISONED, OPERATOR_FETCHED)
+
+        since = audit_offset()
+        if compose_keys:
+            agent_file("app/Dockerfile", second)
+            keys = compose_keys.replace("EVIL", evil)
+            compose = agent_file("compose.yaml", f"services:\n  app:\n    image: {POISONED}\n    build:\n"
+                                                 f"      context: ./app\n{keys}")
+            built = stack.ssh(f"docker compose -f {compose} -p {PROJECT} build", timeout=180)
+        else:
+            built = stack.ssh(f"docker build -q {' '.join(flags)} -t {POISONED} -", stdin=second.encode(),
+                              timeout=180)
+        assert_refused(stack, built, since, rule="build-cache-key")
+        root_build(OPERATOR_FETCHED, second, *operator)
+        assert fetched(stack, OPERATOR_FETCHED) == honest, "the agent's layer reached the operator's build"
+    finally:
+        stack.docker("compose", "-p", PROJECT, "down", check=False)
+        stack.docker("rmi", "-f", POISONED, OPERATOR_FETCHED, check=False)
