@@ -72,7 +72,7 @@ class LogBusy(Exception):
 
 def append_record(path: str, record: dict[str, object], *, wait: bool = True,
                   encoder: Callable[[object], str] | None = None, ceiling: int = 0,
-                  charge: Callable[[os.stat_result, int], None] | None = None) -> str:
+                  charge: Callable[[posix.stat_result, int], None] | None = None) -> str:
     """One record on a descriptor opened for it and closed after (a rotation in between is
     followed: long-lived writers such as the proxy never write into an old file).
     With wait=False a lock held by another writer raises LogBusy, nothing written."""
@@ -85,7 +85,7 @@ def append_record(path: str, record: dict[str, object], *, wait: bool = True,
 
 def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
                  encoder: Callable[[object], str] | None = None, ceiling: int = 0,
-                 charge: Callable[[os.stat_result, int], None] | None = None) -> str:
+                 charge: Callable[[posix.stat_result, int], None] | None = None) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
     descriptor the record is chained to the last line (seq, prev) under flock. `encoder`:
     one that gives encode's bytes (the proxy's, gatekeeper.json_codec.record_line: C, not
@@ -110,7 +110,7 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
         if ceiling:
             check_ceiling(fd, len(data), ceiling)
         if charge is not None:
-            charge(os.fstat(fd), len(data))
+            charge(posix.fstat(fd), len(data))
         try:
             written = posix.write(fd, data)
         except OSError as error:
