@@ -17,12 +17,15 @@ policyFile silently ignoring each other.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gatekeeper.policy import load_policy
+from tests.test_entry_script import plant, run_entry
 
 from .stack import REPO_ROOT, make_keypair
 
@@ -31,7 +34,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 MODULE = REPO_ROOT / "sshd_snippets" / "nixos" / "gatekeeper.nix"
 STANDIN = REPO_ROOT / "tests" / "fixtures" / "nixos" / "standin.nix"
-PYTHON_ENV = '{ type = "derivation"; outPath = "/nix/store/00000000000000000000000000000000-python3-env"; }'
+PYTHON_ENV_PATH = "/nix/store/00000000000000000000000000000000-python3-env"
+PYTHON_ENV = f'{{ type = "derivation"; outPath = "{PYTHON_ENV_PATH}"; }}'
 
 
 def render(tmp_path: Path, gatekeeper: str, *, host_extra: str = "", module: Path = MODULE,
@@ -80,8 +84,10 @@ def toml_text(value: dict[str, object], prefix: str = "") -> str:
 def test_agent_gets_the_confined_settings_from_the_real_sshd(tmp_path: Path) -> None:
     rendered = render(tmp_path, 'authorizedKeys = [ "ssh-ed25519 AAAA a" ];')
     settings = sshd_settings(tmp_path, str(rendered["sshdConfig"]), "ai-worker")
-    assert settings["forcecommand"][0].endswith("-python3-env/bin/python3 -I -m gatekeeper "
-                                                 "--policy /etc/gatekeeper/policy.toml")  # fmt: skip
+    forced = "exec /etc/gatekeeper/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"
+    assert settings["forcecommand"] == [forced]
+    assert rendered["user"]["keys"] == [f'restrict,command="{forced[5:]}" ssh-ed25519 AAAA a']  # type: ignore[index]
+    assert str(rendered["entryScript"]).startswith(f"#!{PYTHON_ENV_PATH}/bin/python3 -I\n")
     assert "NIX_PYTHONPATH=" in settings["setenv"]
     assert settings["acceptenv"] == ["GATEKEEPER_NO_CLIENT_ENV"]
     for keyword, value in {"permittty": "no", "disableforwarding": "yes", "permituserenvironment": "no",
@@ -197,3 +203,23 @@ def test_proxy_service_is_the_debian_unit(tmp_path: Path) -> None:
     assert policy["audit"]["via_proxy"] is True
     assert policy["proxy"] == {"listen": "/run/gatekeeper/docker.sock", "group": "ai-worker",
                                "upstream": "/run/docker.sock", "users": {"ai-worker": "default"}}  # fmt: skip
+
+
+def test_the_entry_script_runs_gatekeeper_isolated(tmp_path: Path) -> None:
+    """The module's ForceCommand script (#!<env>/bin/python3 -I, gatekeeper.cli.entry without
+    runpy), run here by this interpreter: nothing planted in the cwd, the script's directory,
+    PYTHONPATH or the user site runs. Control: the same script without -I runs the planted code."""
+    rendered = render(tmp_path, "")
+    text = str(rendered["entryScript"])
+    python = os.path.join(sys.prefix, "bin", "python3")
+    marker, env, cwd = plant(tmp_path)
+    for name, line in (("gatekeeper-plain", f"#!{python}\n"), ("gatekeeper-ssh", f"#!{python} -I\n")):
+        script = tmp_path / "bin" / name
+        script.write_text(text.replace(f"#!{PYTHON_ENV_PATH}/bin/python3 -I\n", line, 1))
+        script.chmod(0o755)
+    run_entry(tmp_path / "bin" / "gatekeeper-plain", env, cwd)
+    assert {"pythonpath-site", "script-dir"} <= set(marker.read_text().split()), "control: planted code ran"
+    marker.unlink()
+    done = run_entry(tmp_path / "bin" / "gatekeeper-ssh", env, cwd)
+    assert done.returncode == 0 and done.stdout.startswith("gatekeeper "), done.stderr
+    assert not marker.exists(), marker.read_text()
