@@ -139,6 +139,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "logs": "owned", "kill": "owned", "top": "owned", "port": "owned",
         "stats": "owned", "wait": "owned", "rmi": "owned",
         "ps": "all", "images": "all", "inspect": "all",
+        # `image history` shows every build step with its ARG and ENV values (and is how the agent
+        # would learn the operator's steps to build them first): "owned" = the images it may use
+        # (gatekeeper.image_scope: its own, its pulls, registry images, [images] shared).
+        "history": "owned",
     },
     # Names or glob patterns (and labels "key=value" or "key") no command may
     # stop, remove, kill, restart or prune.

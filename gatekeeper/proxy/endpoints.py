@@ -141,7 +141,7 @@ ROUTES: tuple[Route, ...] = (
     R("GET", "/images/{name*}/json", "image.inspect", ("image inspect", "container inspect", *RUNS,
       *COMPOSE_READS, *BUILDS), "inspect", "manifests platform", IMAGE, "inspect"),
     R("GET", "/images/{name*}/history", "image.history", ("image history",), "object", "platform",
-      IMAGE, "images"),
+      IMAGE, "history"),
     R("DELETE", "/images/{name*}", "image.rm", ("image rm", "compose down"), "object",
       "force noprune platforms", IMAGE, "rmi"),
     # --- build

@@ -265,6 +265,12 @@ def judge_path_object(call: Call, prefix: str = "") -> Target:
 def owned_or_pulled(call: Call, target: Target) -> bool:
     if objects.owned(target, call.profile):
         return True
+    if call.route.ident == "image.history":
+        from gatekeeper.proxy.images import check_image_use
+
+        # Stops: the operator's build steps and ARG values read from its image's history.
+        check_image_use(call, target.ident, "image history of")  # any image the agent may use
+        return True
     if call.route.ident == "image.rm":
         from gatekeeper.proxy.images import pulled_by_agent
 

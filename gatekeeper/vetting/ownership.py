@@ -76,7 +76,7 @@ TARGETED: dict[str, tuple[str, str, str]] = {
     "container inspect": ("inspect", CONTAINER, EVERY),
     "image rm": ("rmi", IMAGE, EVERY),
     "image inspect": ("inspect", IMAGE, EVERY),
-    "image history": ("images", IMAGE, FIRST),
+    "image history": ("history", IMAGE, FIRST),
     "inspect": ("inspect", "", EVERY),  # the kind comes from --type
     "network inspect": ("inspect", NETWORK, EVERY),
     "volume inspect": ("inspect", VOLUME, EVERY),
@@ -200,6 +200,9 @@ def vet_targets(ctx: Context, key: str, kind: str, which: str) -> None:
             raise Denied(f"name your containers: under [scope] {key} = \"owned\" "
                          "'docker stats' without names is not allowed", rule="scope-owned")
         return  # docker itself refuses a missing argument
+    if owned and key == "history":
+        vet_history(ctx, indices)
+        return
     targets = resolve(ctx, kind, [ctx.argv[i] for i in indices])
     for target in targets:
         if owned and not (kind == IMAGE and key == "rmi" and owned_by_pull(ctx, target)):
@@ -209,6 +212,21 @@ def vet_targets(ctx: Context, key: str, kind: str, which: str) -> None:
     if kind == CONTAINER:
         for index, target in zip(indices, targets, strict=True):
             ctx.replace_word(index, target.ident)  # act on exactly what was checked
+
+
+def vet_history(ctx: Context, indices: list[int]) -> None:
+    """`image history` under [scope] history = "owned": the image must be one the agent may use
+    (gatekeeper.image_scope), pinned by the ID checked."""
+    from gatekeeper.vetting.images import check_image_use, target_facts
+
+    for index in indices:
+        target = lookup(ctx, IMAGE, ctx.argv[index])
+        if target is None:
+            return  # docker itself says there is no such image
+        # Stops: the operator's build steps and ARG values (`|1 TOKEN=...`) read from its image's
+        # history, and its steps learnt to build them first (gatekeeper.build_cache).
+        check_image_use(ctx, ctx.argv[index], target_facts(target), "image history of")
+        ctx.replace_word(index, target.ident)
 
 
 def owned_by_pull(ctx: Context, target: Target) -> bool:

@@ -2,11 +2,12 @@
 
 Every build the stack runs takes the classic builder (DOCKER_BUILDKIT=0 in every layout). It
 reuses, for each step, ANY local image whose parent and instruction match, whoever built it.
-`docker image history --no-trunc` of the operator's image (allowed: [scope] images = "all")
-shows its steps; the operator's base image is one the agent may use ([images] shared). So the
-agent builds FROM the same base with the same RUN line and the engine hands it the operator's
-layer, with what that step fetched or made (here a random token standing for a secret the
-operator's build fetched), without ever running it. Named outright, `--cache-from IMAGE` and
+`docker image history --no-trunc` of the operator's image (allowed before session 8; now
+[scope] history = "owned" refuses it, but steps can be guessed) shows its steps; the operator's
+base image is one the agent may use ([images] shared). So the agent builds FROM the same base
+with the same RUN line and the engine hands it the operator's layer, with what that step
+fetched or made (here a random token standing for a secret the operator's build fetched),
+without ever running it. Named outright, `--cache-from IMAGE` and
 compose's `cache_from:` do the same with any image.
 
 Both layers give every build the agent's own images as its only cache sources (the classic
@@ -91,12 +92,23 @@ def agent_file(relative: str, text: str) -> str:
     return str(path)
 
 
-def test_the_operators_steps_are_readable_and_root_takes_its_layer(stack: Stack, operator_token: str) -> None:
-    """The premise and the control: history shows the step; the bare engine's same build reuses
-    the operator's layer (same token), and with --no-cache makes its own."""
-    history = stack.ssh(f"docker image history --no-trunc --format '{{{{.CreatedBy}}}}' {OPERATOR_IMAGE}")
-    assert history.returncode == 0, history.stderr
-    assert b"/operator-token" in history.stdout
+def test_the_operators_steps_are_not_the_agents_to_read_and_root_takes_its_layer(
+    stack: Stack, operator_token: str
+) -> None:
+    """The premise and the control: history shows the step (root's, on the bare engine); the
+    agent's history of the operator's image is refused ([scope] history = "owned": only images it
+    may use, session 8), of a lent image it works; the bare engine's same build reuses the
+    operator's layer (same token), and with --no-cache makes its own."""
+    env = root_docker_env()
+    history = subprocess.run([str(docker_client()), "image", "history", "--no-trunc", "--format",
+                              "{{.CreatedBy}}", OPERATOR_IMAGE], env=env, capture_output=True, check=True)
+    assert b"/operator-token" in history.stdout, "control: the history shows the operator's step"
+    since = audit_offset()
+    agents = stack.ssh(f"docker image history --no-trunc --format '{{{{.CreatedBy}}}}' {OPERATOR_IMAGE}")
+    assert b"/operator-token" not in agents.stdout
+    assert_refused(stack, agents, since, rule="image-not-shared")
+    lent = stack.ssh(f"docker history -q {IMAGE}")
+    assert lent.returncode == 0, lent.stderr
     root_build(COPY, DOCKERFILE)
     assert token(stack, COPY) == operator_token, "control: the bare engine's cache crosses owners"
     root_build(COPY, DOCKERFILE, "--no-cache")
