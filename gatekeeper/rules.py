@@ -70,6 +70,7 @@ RULES: Final = MappingProxyType(
         "image-source": "an image not from a registry or repository of the policy's [images] allowed",
         "build-cache-key": "a build input left out of the steps' cache keys (--add-host, --network, "
                            "--ulimit, proxy args)",
+        "build-buildkit": "docker buildx build: BuildKit, whatever DOCKER_BUILDKIT says (use docker build)",
         "build-add-url": "a Dockerfile ADD of a URL or git repository (fetched on the host's network), "
                          "a base image's too (ONBUILD)",
         "budget-commands": "the profile used its [budgets] commands_per_minute (says when it refills)",

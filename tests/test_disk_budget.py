@@ -61,7 +61,6 @@ CASES = [
     ("docker pull alpine", "99m", "disk-budget"),
     ("docker image pull alpine", "50m", "disk-budget"),
     ("docker build -t x .", "100m", "disk-budget"),
-    ("docker buildx build -t x .", "100m", "disk-budget"),
     ("docker builder build -t x .", "100m", "disk-budget"),
     ("docker run --rm -v scratch:/s busybox true", "100m", "disk-budget"),  # a new named volume
     ("docker pull alpine", "101m", "allowed"),

@@ -135,7 +135,7 @@ CLI_REFUSED = {
     "build fully qualified": ("docker build -t docker.io/library/postgres:16 -", "'ai-postgres:16'"),
     "build second tag": ("docker build -t ai-app -t postgres -", "'postgres'"),
     "build --tag=": ("docker build --tag=postgres -", "'postgres'"),
-    "buildx image output": ("docker buildx build --output type=image,name=postgres:16 -", "'postgres:16'"),
+    "image output": ("docker build --output type=image,name=postgres:16 -", "'postgres:16'"),
     "network create": ("docker network create backend", "'ai-backend'"),
 }
 

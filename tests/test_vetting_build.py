@@ -80,7 +80,7 @@ REWRITES = [
         "docker build --cache-from type=local,src=work/c -",
         ["docker", "build", f"--cache-from=type=local,src={W}/c", "-"],
     ),
-    ("docker buildx build --iidfile work/iid -", ["docker", "buildx", "build", f"--iidfile={W}/iid", "-"]),
+    ("docker builder build --iidfile work/iid -", ["docker", "builder", "build", f"--iidfile={W}/iid", "-"]),
 ]
 
 

@@ -24,9 +24,18 @@ REMOTE_PREFIXES = ("http://", "https://", "git://", "git@", "github.com/", "ssh:
 
 
 def vet_build(ctx: Context) -> None:
-    """Exactly one context: stdin, or a host directory under the allowed roots."""
+    """The classic builder only; exactly one context: stdin, or a host directory under the allowed roots."""
     if help_requested(ctx.parsed):
         return  # cobra prints the help and builds nothing
+    if ctx.located.spelled.split()[0] == "buildx":
+        # Stops: BuildKit on the engine's socket (layout c, with the buildx plugin installed):
+        # secrets and the SSH agent a step gets are no part of its cache key, so the agent's
+        # layer made with secrets of its choosing is what the operator's build of the step
+        # reuses; and the `# syntax=` frontend fetches beyond what the checks read.
+        raise Denied(f"'docker {ctx.located.spelled}' runs BuildKit whatever DOCKER_BUILDKIT says: its "
+                     "cache keys neither the secrets nor the SSH agent a step is given, and its frontends "
+                     "fetch beyond what gatekeeper reads; use 'docker build' (the classic builder)",
+                     rule="build-buildkit")
     where = ctx.parsed.positional_at
     if len(where) != 1:
         raise Denied(
