@@ -360,3 +360,37 @@ def test_no_build_input_outside_the_key_reaches_the_operators_next_build(
     finally:
         stack.docker("compose", "-p", PROJECT, "down", check=False)
         stack.docker("rmi", "-f", POISONED, OPERATOR_FETCHED, check=False)
+
+
+# ---------------------------------------------------------------- BuildKit: not reachable
+
+BUILDKIT_BUILD = "/v1.41/build?version=2&session=gk-cachekey&remote=client-session&buildid=gk-ck&t=ai-bk%3A1"
+
+
+def test_a_buildkit_build_does_not_reach_the_engines_buildkit(stack: Stack) -> None:
+    """BuildKit keys neither the secrets nor the SSH agent a step gets, so a layer made with the
+    agent's would be the operator's next cache hit; and its frontends fetch past the checks. The
+    docker CLI here has no buildx plugin (DOCKER_BUILDKIT=1 fails in the client), so the way in
+    is the API's `version=2` build. Control: root's request straight to the engine is taken by
+    the engine's BuildKit (no 403); the agent's, through the proxy (a shell as the agent in (a)
+    and (b)), is refused and recorded. In (c) the agent has no shell; `docker buildx build` is
+    refused by the CLI layer in (a) and (c) (build-buildkit) and unknown to the client in (b)."""
+    from .stack import DOCKER_SOCKET, PROXY_SOCKET
+    from .test_api_attacks import RAW_CLIENT, as_agent
+
+    since = audit_offset()
+    buildx = stack.ssh("docker buildx build -t ai-bk:1 -", stdin=POISON_DOCKERFILE.encode())
+    if stack.mode == PROXY_ALONE:
+        assert buildx.returncode != 0  # no buildx plugin on this machine: the client fails itself
+    else:
+        assert_refused(stack, buildx, since, rule="build-buildkit")
+    if stack.mode == CLI_ALONE:
+        return
+    argv = ["/usr/bin/python3", "-I", "-c", RAW_CLIENT]
+    root = subprocess.run([*argv, str(DOCKER_SOCKET), "POST", BUILDKIT_BUILD, ""], capture_output=True,
+                          text=True, timeout=90, check=False)
+    assert root.returncode == 0, root.stderr
+    assert not root.stdout.startswith("403"), "control: the engine takes a version=2 build"
+    agent = as_agent([*argv, str(PROXY_SOCKET), "POST", BUILDKIT_BUILD, ""], {"PATH": "/usr/bin:/bin"})
+    assert agent.stdout.startswith("403"), agent.stdout + agent.stderr
+    assert "build-add-url" in agent.stdout and "classic builder" in agent.stdout
