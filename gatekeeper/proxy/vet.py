@@ -27,6 +27,7 @@ from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
 from gatekeeper.proxy.endpoints import ANY_COMMAND, Route, endpoint_of, find_route
+from gatekeeper.proxy.leftovers import with_project_leftovers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -471,9 +472,10 @@ VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
     "start": vet_start,
     "container_rm": vet_container_rm,
     "prune": vet_prune,
-    "container_create": lazy("containers", "vet_container_create"),
+    # A refused create or connect of a compose project names what the project keeps (layout b).
+    "container_create": with_project_leftovers(lazy("containers", "vet_container_create")),
     "container_update": lazy("containers", "vet_container_update"),
-    "network_connect": lazy("containers", "vet_network_connect"),
+    "network_connect": with_project_leftovers(lazy("containers", "vet_network_connect")),
     "network_disconnect": lazy("containers", "vet_network_disconnect"),
     "pull": lazy("images", "vet_pull"),
     "build": lazy("images", "vet_build"),
