@@ -97,3 +97,77 @@ def test_a_refusal_that_names_no_start_settles_nothing(tmp_path: Path, engine: F
         response.read()
     assert response.status == 507
     assert not any(asked.startswith("remove container") for asked in engine.asked)
+
+
+# ---------------------------------------------------------------- volumes made for a refused create
+
+
+class Volumes:
+    """The engine's side of removing volumes: what was asked; `in_use` answers 409."""
+
+    def __init__(self, in_use: tuple[str, ...] = ()) -> None:
+        self.removed: list[str] = []
+        self.in_use = in_use
+
+    def remove_volume(self, name: str) -> tuple[int, object]:
+        if name in self.in_use:
+            return 409, {"message": "volume is in use"}
+        self.removed.append(name)
+        return 204, None
+
+
+def create_decide(request: ApiRequest, policy: object, engine: EngineQueries) -> ApiVerdict:
+    """vet_container_create's allowed verdict after it made the create's new volume."""
+    verdict = ApiVerdict(True, "allowed", "stand-in", "container.create", target=request.target)
+    verdict.made_volumes = ("ai-new",)
+    return verdict
+
+
+@pytest.mark.parametrize("defence", [True, False], ids=["removed", "control-defence-off"])
+def test_a_create_over_its_budget_removes_the_volume_made_for_it(
+        tmp_path: Path, defence: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[budgets] containers_per_hour is charged after the decision, which made the create's new
+    volume: the refused create left it behind. Control: the first create (in budget) keeps its
+    volume; with the removal not carried to the refusal, the second's stays too."""
+    from gatekeeper.proxy import leftovers
+
+    engine = Volumes()
+    remove = leftovers.removed_volumes
+    monkeypatch.setattr(leftovers, "removed_volumes", lambda upstream, names: remove(engine, names))
+    if not defence:
+        monkeypatch.setattr(server, "refused_after", lambda decided, refusal: refusal)
+    with running(tmp_path, users("request_rate = 0\nintake_per_minute = 0",
+                                 "[budgets]\ncontainers_per_hour = 1\n")) as proxy:
+        proxy.proxy.decide = create_decide
+        conn = proxy.http()
+        for _ in range(2):
+            conn.request("POST", "/v1.47/containers/create", body=b"{}")
+            response = conn.getresponse()
+            body = response.read()
+    message = json.loads(body)["message"]
+    assert response.status == 403 and "(rule budget-containers)" in message, message
+    assert engine.removed == (["ai-new"] if defence else [])
+    assert ("volume ai-new, made for this create, removed" in message) is defence, message
+
+
+def test_a_volume_in_use_is_kept_and_named() -> None:
+    from gatekeeper.proxy.leftovers import removed_volumes
+
+    engine = Volumes(in_use=("b",))
+    said = removed_volumes(engine, ("a", "b", "c"))
+    assert engine.removed == ["a", "c"]
+    assert said == ("volumes a, c, made for this create, removed; "
+                    "volume b, made for this create, kept (in use)")
+    assert removed_volumes(engine, ()) is None
+
+
+@pytest.mark.parametrize(("volume", "made"), [("ai-fresh", ("ai-fresh",)), ("myvol", ())],
+                         ids=["new: made by the proxy", "control: existing"])
+def test_the_verdict_names_the_volumes_its_decision_made(volume: str, made: tuple[str, ...]) -> None:
+    from gatekeeper.proxy.vet import vet_api_request
+    from tests.test_proxy_vet import POLICY, request
+
+    body = json.dumps({"Image": "alpine", "HostConfig": {"Binds": [f"{volume}:/data"]}})
+    verdict = vet_api_request(request("POST", "/v1.47/containers/create", body), POLICY, FakeEngine())
+    assert verdict.allowed, verdict.reason
+    assert verdict.made_volumes == made

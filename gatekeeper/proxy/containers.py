@@ -767,6 +767,7 @@ def create_new_volumes(body: Body) -> None:
             raise Denied(f"{what}: the engine did not create volume {name!r} (status {status})",
                          rule="foreign-volume")
         check_existing_volume(body, name, obj)
+        call.made_volumes.append(name)
 
 
 def check_published_ports(call: Call, host: dict[str, object]) -> None:

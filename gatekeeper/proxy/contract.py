@@ -50,7 +50,7 @@ class ApiVerdict:
     """The decision on one request."""
 
     __slots__ = ("allowed", "rule", "reason", "endpoint", "target", "body", "response", "status",
-                 "afterwards", "answered_by", "starts")
+                 "afterwards", "answered_by", "starts", "made_volumes")
 
     def __init__(self, allowed: bool, rule: str, reason: str, endpoint: str,
                  target: str | None = None, body: bytes | None = None,
@@ -72,6 +72,9 @@ class ApiVerdict:
         # The container a start names (its ID, as judged): a start refused after the decision
         # (its record could not be written) is settled as vet.start_refused settles one.
         self.starts: str | None = None
+        # Volumes the decision made for a create (proxy.containers.create_new_volumes): a create
+        # refused after the decision (budget, audit write) removes them again (proxy.leftovers).
+        self.made_volumes: tuple[str, ...] = ()
 
 
 class EngineQueries(Protocol):

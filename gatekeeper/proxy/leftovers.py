@@ -119,3 +119,25 @@ def describe_leftovers(project: str, found: dict[str, list[str]]) -> str | None:
     return (f"compose project {shown!r} keeps what it made before this refusal: {'; '.join(parts)} "
             f"(`docker compose -p {shown} down` removes its containers and networks, `down -v` its "
             "volumes too)")
+
+
+def removed_volumes(engine: object, names: tuple[str, ...]) -> str | None:
+    """Remove the volumes the proxy made for a create that was then refused after its decision
+    (the budget, the audit write): made for it a moment ago, used by nothing (the engine refuses
+    to remove a volume in use: such a one stays, and is named). The clause for the refusal."""
+    remove = getattr(engine, "remove_volume", None)
+    if remove is None or not names:
+        return None
+    gone: list[str] = []
+    kept: list[str] = []
+    for name in names:
+        status, _ = remove(name)
+        (gone if status in (200, 204) else kept).append(objects.shown(name))
+    parts = [f"{volumes(gone)}, made for this create, removed"] if gone else []
+    if kept:
+        parts.append(f"{volumes(kept)}, made for this create, kept (in use)")
+    return "; ".join(parts)
+
+
+def volumes(names: list[str]) -> str:
+    return f"volume{'s' if len(names) > 1 else ''} {', '.join(names)}"

@@ -324,7 +324,7 @@ class Proxy:
             try:  # [budgets] spent once per allowed request, before its record says "allow"
                 self.budgets.charge(state.policy, request.profile, verdict.endpoint)
             except Denied as over:
-                verdict = ApiVerdict(False, over.rule, over.message, verdict.endpoint)
+                verdict = refused_after(verdict, ApiVerdict(False, over.rule, over.message, verdict.endpoint))
         record = api_record(caller, request.profile or None, request.method, request.target,
                             endpoint=verdict.endpoint, allowed=verdict.allowed, rule=verdict.rule,
                             reason=verdict.reason, policy=state.policy)
@@ -688,6 +688,8 @@ class ClientConnection:
         if not verdict.allowed:
             if verdict.starts is not None:
                 await self.settle_refused_start(verdict, verdict.starts, state)
+            if verdict.made_volumes:
+                await self.remove_made_volumes(verdict, state)
             body = denial_body(verdict.reason, verdict.rule)
             await self.send_whole(verdict.status, body, keep)
             return keep
@@ -724,6 +726,23 @@ class ClientConnection:
         if what is not None:
             verdict.reason = f"{verdict.reason}; {what}"
             warn(f"proxy: a start by uid {self.caller.uid} refused unrecorded ({verdict.rule}): {what}")
+
+    async def remove_made_volumes(self, verdict: ApiVerdict, state: PolicyState) -> None:
+        """A create refused after its decision ([budgets] containers_per_hour, the audit write)
+        removes the volumes the decision made for it (proxy.leftovers.removed_volumes)."""
+        from gatekeeper.proxy.leftovers import removed_volumes
+
+        loop = asyncio.get_running_loop()
+        engine = UpstreamEngine(state.settings.upstream)
+        try:
+            what = await loop.run_in_executor(None, removed_volumes, engine, verdict.made_volumes)
+        except Exception as error:  # noqa: BLE001 - the create stays refused; the volumes as they are
+            report(error)
+            return
+        if what is not None:
+            verdict.reason = f"{verdict.reason}; {what}"
+            warn(f"proxy: a create by uid {self.caller.uid} refused after its decision ({verdict.rule}): "
+                 f"{what}")
 
     async def send_transformed(self, name: str, request: ApiRequest, status: int,
                                headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bool:
@@ -1164,6 +1183,7 @@ class Batched:
 def refused_after(decided: ApiVerdict, refusal: ApiVerdict) -> ApiVerdict:
     """A refusal after the decision keeps the container the decided start named (ApiVerdict.starts)."""
     refusal.starts = decided.starts
+    refusal.made_volumes = decided.made_volumes
     return refusal
 
 

@@ -55,7 +55,8 @@ REPEATABLE = frozenset({"t"})
 class Call:
     """One request being decided: what the vetters read and what they forward."""
 
-    __slots__ = ("request", "policy", "engine", "route", "params", "query", "ctx", "body", "afterwards")
+    __slots__ = ("request", "policy", "engine", "route", "params", "query", "ctx", "body", "afterwards",
+                 "made_volumes")
 
     def __init__(self, request: ApiRequest, policy: Policy, engine: EngineQueries, route: Route,
                  params: dict[str, str]) -> None:
@@ -68,6 +69,7 @@ class Call:
         self.ctx = objects.RuleContext(self.policy, objects.HostPaths(engine)).as_context()
         self.body: bytes | None = None  # a rewritten body to forward
         self.afterwards: tuple[str, ...] | None = None  # a step once the engine said 200 (proxy.pulls)
+        self.made_volumes: list[str] = []  # volumes this decision made (proxy.containers)
 
     @property
     def profile(self) -> str:
@@ -92,8 +94,10 @@ class Call:
         return prefix + path + ("?" + query if query else "")
 
     def allow(self, response: str | None = None) -> ApiVerdict:
-        return ApiVerdict(True, "allowed", "", self.route.ident, self.target(), self.body, response,
-                          afterwards=self.afterwards)
+        verdict = ApiVerdict(True, "allowed", "", self.route.ident, self.target(), self.body, response,
+                             afterwards=self.afterwards)
+        verdict.made_volumes = tuple(self.made_volumes)
+        return verdict
 
 
 def vet_api_request(request: ApiRequest, policy: Policy, engine: EngineQueries) -> ApiVerdict:

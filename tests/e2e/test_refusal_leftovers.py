@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, MODES, PROXY_ALONE, Stack, proxy_patched
+from .stack import AGENT, AGENT_HOME, IMAGE, MODES, PROXY_ALONE, Stack, policy_extended, proxy_patched
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")]
 
@@ -137,3 +137,45 @@ def test_a_compose_up_refused_half_way_names_what_its_project_keeps(
     assert down.returncode == 0, down.stderr
     assert leftovers(stack) == []
     print(f"\n{stack.mode}: left {sorted(left)}; the refusal: {refusal}")
+
+
+VOLUME = "ai-rl-vol"
+NO_VOLUME_REMOVAL = ("import gatekeeper.proxy.leftovers as leftovers\n"
+                     "leftovers.removed_volumes = lambda engine, names: None")
+
+
+def volume_left(stack: Stack) -> bool:
+    return bool(stack.docker("volume", "ls", "-q", "--filter", f"name=^{VOLUME}$").stdout.split())
+
+
+def over_budget(stack: Stack) -> tuple[int, str]:
+    """[budgets] containers_per_hour = 1 spent by one create, then `docker run -v NEW:/d`: the
+    proxy's decision makes the new volume, then the budget (charged after it) refuses the create."""
+    stack.ssh(f"docker create --name {PROJECT}-spend {IMAGE} true", timeout=TIMEOUT)
+    result = stack.ssh(f"docker run --rm --name {PROJECT}-over -v {VOLUME}:/d {IMAGE} true", timeout=TIMEOUT)
+    return result.returncode, result.stderr.decode(errors="replace")
+
+
+def test_a_create_refused_by_its_budget_removes_the_volume_made_for_it(stack: Stack) -> None:
+    """Measured before: the volume the proxy made for the create stayed (layout b). Control: the
+    proxy restarted with the removal off; the volume stays. Layouts a and c: the CLI layer counts
+    the budget first (no create reaches the engine, no volume is made)."""
+    stack.docker("volume", "rm", "-f", VOLUME, check=False)
+    try:
+        with policy_extended("\n[budgets]\ncontainers_per_hour = 1\n"):
+            if stack.mode == PROXY_ALONE:
+                with proxy_patched(stack, NO_VOLUME_REMOVAL):  # control: the removal off
+                    status, said = over_budget(stack)
+                    assert status != 0 and "(rule budget-containers)" in said, said
+                    assert volume_left(stack), "the control made no volume: nothing to remove"
+                stack.docker("volume", "rm", "-f", VOLUME, check=False)
+                stack.remove_named(f"{PROJECT}-spend")
+            status, said = over_budget(stack)
+            assert status != 0 and "(rule budget-containers)" in said, said
+            assert not volume_left(stack), "the volume made for the refused create was left behind"
+            if stack.mode == PROXY_ALONE:
+                assert f"volume {VOLUME}, made for this create, removed" in said, said
+    finally:
+        for name in ("spend", "over"):
+            stack.remove_named(f"{PROJECT}-{name}")
+        stack.docker("volume", "rm", "-f", VOLUME, check=False)
