@@ -141,3 +141,41 @@ def check_arguments(names: list[str], where: str) -> None:
                                   "unless the Dockerfile declares them", "write the proxy into the RUN step "
                                   "itself (RUN http_proxy=http://... wget ...) or pass it as a build "
                                   "argument of another name (ARG PROXY)")
+
+
+# The build's memory and CPU are in no step's key either, but they are the policy's caps: the
+# agent may give its steps more than the policy's defaults (within the caps: gatekeeper.vetting.
+# limits), never less, so a step cannot be made to fail softer (`|| true`, a timeout) than under
+# the defaults every build of the agent's gets anyway. API query names; the CLI's flags map here.
+RESOURCE_FLAGS = {"memory": "memory", "memory-swap": "memswap", "cpu-quota": "cpuquota",
+                  "cpu-period": "cpuperiod", "cpu-shares": "cpushares"}
+DEFAULT_CPU_PERIOD = 100_000
+DEFAULT_CPU_SHARES = 1024  # the kernel's default weight: fewer is less CPU under contention
+
+
+def check_resources(given: dict[str, str], default_memory: str, default_cpus: float, where: str) -> None:
+    """`given`: the build's memory/memswap/cpuquota/cpuperiod/cpushares as typed or sent."""
+    from gatekeeper.units import plain_int, ram_in_bytes
+
+    floor = ram_in_bytes(default_memory) if default_memory else None
+    memory = ram_in_bytes(given.get("memory") or "0") or 0
+    swap = ram_in_bytes(given.get("memswap") or "0") if given.get("memswap") != "-1" else 0
+    quota = plain_int(given.get("cpuquota") or "0") or 0
+    period = plain_int(given.get("cpuperiod") or "0") or DEFAULT_CPU_PERIOD
+    shares = plain_int(given.get("cpushares") or "0") or 0
+    effective = memory or floor
+    why = "the policy's defaults (default_memory, default_cpus) are the least a build gets"
+    if memory > 0 and (floor is None or memory < floor):
+        # Stops: the operator's tolerant step built by the agent under a memory limit that kills it.
+        raise keyless_refusal(f"{where} memory {given['memory'][:40]!r}", "a step killed for memory "
+                              "that tolerates it makes a degraded layer", why)
+    if swap and (not effective or swap < 2 * effective):
+        raise keyless_refusal(f"{where} memory-swap {given['memswap'][:40]!r}", "less swap than the "
+                              "default (as much as the memory) kills a step sooner", why)
+    if quota > 0 and (not default_cpus or quota < default_cpus * period):
+        # Stops: the operator's step with a timeout (`timeout 10 wget || true`) starved of CPU.
+        raise keyless_refusal(f"{where} cpu-quota {given['cpuquota'][:40]!r}", "a step with a timeout "
+                              "starved of CPU makes a degraded layer", why)
+    if 0 < shares < DEFAULT_CPU_SHARES:
+        raise keyless_refusal(f"{where} cpu-shares {given['cpushares'][:40]!r}", "a step starved of CPU "
+                              "under contention", "the default weight (1024) is the least")

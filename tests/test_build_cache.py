@@ -265,3 +265,28 @@ def test_the_refusal_says_what_to_do_instead() -> None:
 def test_api_layer_refuses_build_inputs_outside_the_key(query: str) -> None:
     assert api(query)[0] == KEY_RULE
     assert api("")[0] == "allowed"  # control: the same build without it
+
+
+# (the build's flags, refused?) under LENT's [limits]: default_memory 1g, default_cpus 1.0, caps 2g / 2.0
+RESOURCE_FLOORS = [
+    ("--memory 64m", True),
+    ("-m 1023m", True),
+    ("--memory 1g", False),
+    ("--memory 1536m", False),
+    ("--memory 1g --memory-swap 1g", True),
+    ("--memory 1g --memory-swap 2g", False),
+    ("--memory-swap 1g", True),
+    ("--cpu-shares 2", True),
+    ("--cpu-shares 1024", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("flags", "refused"), RESOURCE_FLOORS, ids=[f or "none" for f, _ in RESOURCE_FLOORS])
+def test_a_builds_memory_and_cpu_are_never_under_the_defaults(flags: str, refused: bool) -> None:
+    """A step the agent's build starves (memory, CPU) that tolerates failing makes a degraded layer
+    under the same key: the agent may give more than the defaults (within the caps), never less.
+    (--cpu-quota/--cpu-period: refused by the caps here, limit-cpus; the API's floor: corpus/api.txt.)"""
+    allowed, rule, _ = cli(f"docker build {flags} -t ai-x -", [MINE_ID])
+    assert (allowed, rule) == (not refused, KEY_RULE if refused else "allowed")
+

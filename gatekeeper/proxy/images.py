@@ -212,9 +212,18 @@ def scope_cache(call: Call) -> None:
     out of the steps' cache keys are refused (gatekeeper.build_cache.KEYLESS, proxy build arguments)."""
     import json
 
-    from gatekeeper.build_cache import cache_sources, check_arguments, check_query
+    from gatekeeper.build_cache import (
+        RESOURCE_FLAGS,
+        cache_sources,
+        check_arguments,
+        check_query,
+        check_resources,
+    )
 
     check_query(call.query)
+    caps = call.policy.caps
+    check_resources({key: call.one(key) for key in RESOURCE_FLAGS.values()}, caps.default_memory,
+                    caps.default_cpus, "build")
     arguments = build_json(call.one("buildargs") or "{}", "buildargs", "api-query")
     check_arguments([str(key) for key in arguments] if isinstance(arguments, dict) else [], "build buildargs")
     named = check_cache_from(call.one("cachefrom"))

@@ -76,6 +76,18 @@ def check_keyed_flags(ctx: Context) -> None:
             check_arguments([(use.value or "").partition("=")[0]], use.spelled)
         if use.flag.long == "network":
             check_network(use.value or "", use.spelled)
+    check_resource_uses(ctx, f"'docker {ctx.located.spelled}'")
+
+
+def check_resource_uses(ctx: Context, where: str) -> None:
+    """The build's memory and CPU flags as typed: never under the policy's defaults."""
+    from gatekeeper.build_cache import RESOURCE_FLAGS, check_resources
+
+    given = {RESOURCE_FLAGS[use.flag.long]: use.value or "" for use in ctx.parsed.uses
+             if use.flag.long in RESOURCE_FLAGS}
+    if given:
+        caps = ctx.policy.caps
+        check_resources(given, caps.default_memory, caps.default_cpus, where)
 
 
 def check_keyed_model(name: str, build: dict[str, Any]) -> None:

@@ -84,7 +84,7 @@ def vet_compose(ctx: Context) -> None:
         return
     from gatekeeper.vetting.addresses import vet_model_addresses
     from gatekeeper.vetting.binds import COMPOSE_CREATING, model_binds
-    from gatekeeper.vetting.build_cache import scope_model_cache
+    from gatekeeper.vetting.build_cache import check_resource_uses, scope_model_cache
     from gatekeeper.vetting.compose_files import check_referenced_files
     from gatekeeper.vetting.compose_project import vet_file_references, vet_project
     from gatekeeper.vetting.images import COMPOSE_BUILDING, vet_model_images
@@ -104,6 +104,7 @@ def vet_compose(ctx: Context) -> None:
     vet_model_images(ctx, model)  # image: and the Dockerfiles it builds (policy [images])
     if ctx.located.canonical in COMPOSE_BUILDING:
         scope_model_cache(ctx, model)  # the agent's own images as the builds' only cache sources
+        check_resource_uses(ctx, f"'docker {ctx.located.spelled}'")  # compose build --memory
     vet_model_log_options(ctx, model)  # log option keys and reserved tags, as for run
     if ctx.located.canonical in COMPOSE_CREATING:  # the model's binds become containers' binds
         ctx.vetted.binds.extend(model_binds(model))
