@@ -429,9 +429,44 @@ def test_a_lowercase_dockerfile_stands_in_for_a_missing_one(files: dict[str, byt
     assert decision.allowed is (rule == ""), decision.reason
     assert rule in ("", decision.rule), decision.reason
     if rule:  # Control: without the fallback the lowercase file is never read, and the build passes.
-        monkeypatch.setattr(images, "read_dockerfile",
-                            lambda ctx, path: images.read_existing_dockerfile(ctx, path) or "")
+        monkeypatch.setattr(images, "read_dockerfile_bytes",
+                            lambda ctx, path: images.read_existing_dockerfile(ctx, path) or b"")
         assert decide(f"docker build -t app:1 {APP}", unlisted, OnlyTheseFiles(files=files)).allowed
+
+
+# A directory build: docker gets the Dockerfile's bytes as they were checked (`--file=-` and those
+# bytes on stdin), never the file read again after the check (a container swapping it in between).
+PINNED_BUILDS = [
+    (f"docker build -t app:1 {APP}", {f"{APP}/Dockerfile": PLAIN}, PLAIN),
+    (f"docker build -t app:1 -f {APP}/other {APP}", {f"{APP}/other": b"FROM alpine\n\xff\n"},
+     b"FROM alpine\n\xff\n"),  # the bytes as read, not as decoded
+    (f"docker build -t app:1 --file={APP}/Dockerfile -f {APP}/other {APP}", {f"{APP}/other": PLAIN}, PLAIN),
+    (f"docker build -t app:1 {APP}", {f"{APP}/dockerfile": PLAIN}, PLAIN),  # the lowercase one
+    (f"docker build -t app:1 {APP}", {}, b""),  # none: docker refuses an empty Dockerfile
+]
+
+
+@pytest.mark.parametrize(("command", "files", "built"), PINNED_BUILDS)
+def test_a_directory_build_gets_the_dockerfile_that_was_checked(command: str, files: dict[str, bytes],
+                                                                 built: bytes, unlisted) -> None:  # type: ignore[no-untyped-def]
+    decision = decide(command, unlisted, OnlyTheseFiles(files=files))
+    assert decision.allowed, decision.reason
+    assert decision.argv is not None
+    typed = sum(word.startswith(("-f", "--file")) for word in command.split())
+    given = [word for word in decision.argv if word.startswith(("-f", "--file"))]
+    assert given == ["--file=-"] * max(typed, 1)
+    assert decision.argv[-1] == APP
+    assert decision.stdin == built
+
+
+def test_control_without_the_pin_docker_reads_the_file_again(unlisted, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gatekeeper.vetting import images
+
+    monkeypatch.setattr(images, "pin_dockerfile", lambda ctx, data: None)
+    files = {f"{APP}/Dockerfile": PLAIN}
+    decision = decide(f"docker build -t app:1 {APP}", unlisted, OnlyTheseFiles(files=files))
+    assert decision.allowed and decision.argv is not None
+    assert "--file=-" not in decision.argv and decision.stdin is None
 
 
 def test_compose_builds_fall_back_to_a_lowercase_dockerfile_too(unlisted) -> None:  # type: ignore[no-untyped-def]

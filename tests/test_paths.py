@@ -187,7 +187,7 @@ def test_build_context_is_passed_resolved(tree: Path, policy) -> None:  # type: 
     # the real file system; the engine (who owns tag app) assumed, there is none here
     decision = decide("docker build -t app work/abs_ok", policy, OfflineEngineWorld())
     assert decision.allowed, decision.reason
-    expected = ["docker", "build", "-t", "app", f"{tree}/home/ai-worker/work/app"]
+    expected = ["docker", "build", "--file=-", "-t", "app", f"{tree}/home/ai-worker/work/app"]
     assert without_owner_label(decision.argv) == expected
 
 

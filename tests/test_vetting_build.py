@@ -50,17 +50,18 @@ def test_trying_to_cheat_is_denied_naming_the_flag(command: str, flag: str, poli
 W = "/home/ai-worker/work"
 
 REWRITES = [
-    ("docker build -t ai-app /home/ai-worker/work/app", ["docker", "build", "-t", "ai-app", f"{W}/app"]),
-    ("docker build ./work/app", ["docker", "build", f"{W}/app"]),
-    ("docker build work/app -t ai-app", ["docker", "build", f"{W}/app", "-t", "ai-app"]),
-    ("docker build -- work/app", ["docker", "build", "--", f"{W}/app"]),
+    ("docker build -t ai-app /home/ai-worker/work/app",
+     ["docker", "build", "--file=-", "-t", "ai-app", f"{W}/app"]),
+    ("docker build ./work/app", ["docker", "build", "--file=-", f"{W}/app"]),  # the Dockerfile as checked
+    ("docker build work/app -t ai-app", ["docker", "build", "--file=-", f"{W}/app", "-t", "ai-app"]),
+    ("docker build -- work/app", ["docker", "build", "--file=-", "--", f"{W}/app"]),
     ("docker build -f - work/app", ["docker", "build", "-f", "-", f"{W}/app"]),
     ("docker build -qf - work/app", ["docker", "build", "-qf", "-", f"{W}/app"]),
     ("docker build --file=- work/app", ["docker", "build", "--file=-", f"{W}/app"]),  # path-or-stdin
     ("docker build -f- -- work/app", ["docker", "build", "-f-", "--", f"{W}/app"]),
     (
         "docker build -f work/app/Dockerfile work/app",
-        ["docker", "build", f"--file={W}/app/Dockerfile", f"{W}/app"],
+        ["docker", "build", "--file=-", f"{W}/app"],  # its bytes on stdin (images.pin_dockerfile)
     ),
     ("docker build -o work/out -", ["docker", "build", f"--output=type=local,dest={W}/out", "-"]),
     (

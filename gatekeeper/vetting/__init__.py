@@ -151,9 +151,11 @@ def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
 
 
 def check_path_or_stdin(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
-    """`-` is stdin to the CLI (build -f -): no host path, passed on as typed."""
+    """build -f: `-` is stdin to the CLI; a host path follows the path rule and is not
+    rewritten here: vetting.images reads that Dockerfile once and hands docker its bytes
+    (`--file=-`, pin_dockerfile), so the CLI never reads the file again."""
     if use.value != "-":
-        check_path(use, parsed, ctx)
+        ctx.host_path(use.value or "", use.spelled)
 
 
 # Check name (grammar/spec.py) -> function. The value-language checks (volume,

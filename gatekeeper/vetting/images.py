@@ -149,7 +149,9 @@ def vet_build_images(ctx: Context, patterns: list[str]) -> None:
         return
     root = ctx.host_path(context, "build context")
     path = root.rstrip("/") + "/Dockerfile" if dockerfile is None else dockerfile
-    text = read_dockerfile(ctx, path)
+    data = read_dockerfile_bytes(ctx, path)
+    pin_dockerfile(ctx, data)
+    text = data.decode("utf-8", errors="replace")
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
     check_base_images(ctx, text, path, arguments, patterns, platform)
@@ -275,19 +277,38 @@ def check_syntax_argument(argument: str, patterns: list[str]) -> None:
         check_reference(value, patterns, "--build-arg BUILDKIT_SYNTAX frontend")
 
 
+def pin_dockerfile(ctx: Context, data: bytes) -> None:
+    """docker builds the bytes that were checked: `--file=-` and those bytes on its stdin (the CLI
+    adds them to the directory's context as the Dockerfile), never the file read again.
+    Stops: a container of the agent's, bound above the context, swapping the Dockerfile between
+    this check and the CLI's own read (an ADD <loopback URL> built behind a harmless file)."""
+    uses = [use for use in ctx.parsed.uses if use.flag.long == "file"]
+    if uses:
+        for use in uses:
+            ctx.replace_value(use, "-")
+    else:
+        ctx.insert_after_command(["--file=-"])
+    ctx.vetted.client_stdin = data  # empty when there is none: docker refuses an empty Dockerfile
+
+
 def read_dockerfile(ctx: Context, path: str) -> str:
+    """read_dockerfile_bytes, as text (what the checks read)."""
+    return read_dockerfile_bytes(ctx, path).decode("utf-8", errors="replace")
+
+
+def read_dockerfile_bytes(ctx: Context, path: str) -> bytes:
     """Resolved under the roots, read without following a symlink (as pinned files are). A
     missing `Dockerfile` is `dockerfile` where there is one: docker's CLI and the engine build
     that one instead."""
-    text = read_existing_dockerfile(ctx, path)
+    data = read_existing_dockerfile(ctx, path)
     head, slash, base = path.rpartition("/")
-    if text is None and base == "Dockerfile":
+    if data is None and base == "Dockerfile":
         # Stops: a `dockerfile` with ADD <url> built in place of the Dockerfile that was checked (none).
-        text = read_existing_dockerfile(ctx, head + slash + "dockerfile")
-    return text or ""  # none at all: the builder reports the missing file; nothing is fetched
+        data = read_existing_dockerfile(ctx, head + slash + "dockerfile")
+    return data or b""  # none at all: the builder reports the missing file; nothing is fetched
 
 
-def read_existing_dockerfile(ctx: Context, path: str) -> str | None:
+def read_existing_dockerfile(ctx: Context, path: str) -> bytes | None:
     resolved = ctx.host_path(path, "Dockerfile")
     try:
         data = ctx.world.read_pinned(resolved, DOCKERFILE_LIMIT)
@@ -299,7 +320,7 @@ def read_existing_dockerfile(ctx: Context, path: str) -> str | None:
         raise
     if len(data) > DOCKERFILE_LIMIT:
         raise Denied(f"Dockerfile {path!r} is larger than {DOCKERFILE_LIMIT} bytes", rule=RULE)
-    return data.decode("utf-8", errors="replace")
+    return data
 
 
 def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from .stack import (
     AGENT_HOME,
     IMAGE,
     MODES,
+    POLICY,
     PROXY_ALONE,
     Stack,
     audit_offset,
@@ -102,3 +103,60 @@ def test_compose_dockerfile_inline_is_not_what_the_classic_builder_builds(
     assert_refused(stack, result, since, rule=rule)  # (b): the proxy reads the context's Dockerfile
     assert not image_exists(stack, image)
     assert SECRET.encode() not in result.stdout + result.stderr
+
+
+RACE_TAG = "ai-rt8-race:1"
+SWAPPER = "ai-rt8-swapper"
+ATTEMPTS = 12
+CONTROL_ATTEMPTS = 40  # it stops at the first success
+GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
+
+
+def swap_loop() -> str:
+    """The agent's container: the context's Dockerfile is the harmless one, then the other, again."""
+    return ("while :; do cp /w/good /w/ctx/.a && mv /w/ctx/.a /w/ctx/Dockerfile; "
+            "cp /w/bad /w/ctx/.b && mv /w/ctx/.b /w/ctx/Dockerfile; done")
+
+
+def race_project(project: Path, url: str) -> Path:
+    context = project / "ctx"
+    context.mkdir()
+    shutil.chown(context, AGENT, AGENT)
+    write_file(project / "good", f"FROM {IMAGE}\n", mode=0o644, owner=AGENT, group=AGENT)
+    write_file(project / "bad", f"FROM {IMAGE}\nADD {url} /secret\n", mode=0o644, owner=AGENT, group=AGENT)
+    write_file(context / "Dockerfile", f"FROM {IMAGE}\n", mode=0o644, owner=AGENT, group=AGENT)
+    return context
+
+
+def unpinned_build_took_the_swap(stack: Stack, context: Path) -> bool:
+    """The decision without its pin: `gatekeeper check` allows the build (it read the harmless
+    file; --offline: root is no [proxy.users] user), then docker builds the argv as the agent
+    typed it, reading the Dockerfile again."""
+    for _ in range(CONTROL_ATTEMPTS):
+        command = f"docker build -q -t {RACE_TAG} {context}"
+        checked = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
+                                 capture_output=True, text=True, timeout=60, check=False)
+        if checked.returncode != 0:
+            continue  # the check read the other file: refused, as it should be
+        stack.docker("build", "-q", "-t", RACE_TAG, str(context), check=False)
+        if image_exists(stack, RACE_TAG) and holds_secret(stack, RACE_TAG):
+            return True
+        stack.docker("rmi", "-f", RACE_TAG, check=False)
+    return False
+
+
+def test_a_dockerfile_swapped_after_the_check_is_not_built(stack: Stack, url: str, project: Path) -> None:
+    context = race_project(project, url)
+    started = stack.ssh(f"docker run -d --name {SWAPPER} -v {project}:/w {IMAGE} sh -c '{swap_loop()}'")
+    assert started.returncode == 0, started.stderr
+    try:
+        assert unpinned_build_took_the_swap(stack, context)  # control: the defence off
+        stack.docker("rmi", "-f", RACE_TAG, check=False)
+        for _ in range(ATTEMPTS):
+            result = stack.ssh(f"docker build -q -t {RACE_TAG} {context}", timeout=120)
+            assert SECRET.encode() not in result.stdout + result.stderr
+            if image_exists(stack, RACE_TAG):
+                assert not holds_secret(stack, RACE_TAG)  # built: the harmless file it checked
+                stack.docker("rmi", "-f", RACE_TAG, check=False)
+    finally:
+        stack.docker("rm", "-f", SWAPPER, check=False)
