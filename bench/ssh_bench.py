@@ -23,6 +23,13 @@ Each is run through four sides per round, in an order that rotates every round
     plain + py   the plain user's `python3 -I -c pass; docker ...`: what starting
                  the bare interpreter alone adds, the least any Python ForceCommand costs
 
+The two ssh sides differ only in the ForceCommand, the account and the drop-in's sshd settings:
+the same sshd binary, Debian main config, PAM stack, host key, ed25519 client key and LogLevel
+(the plain sshd's snippet holds only its AuthorizedKeysFile and docker's variables). The account
+and the drop-in cost nothing measurable (bench/ssh_session_bench.py: the agent's session under
+the drop-in 0.999x the plain one, CPU equal to 0.04 ms; docs/performance.md), so what
+gatekeeper's side costs over plain's is the ForceCommand's.
+
 The owned container is made by the agent through gatekeeper, so `inspect`,
 `logs` and `stop` go through the [scope] owned rail (the engine question).
 It prints, per command and side, the median and the minimum wall time and each
