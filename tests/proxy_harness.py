@@ -280,6 +280,7 @@ class Harness:
     async def shutdown(self) -> None:
         """Every connection's task ended before the loop closes (none left for the GC)."""
         self.proxy.pool.close()
+        self.proxy.log.close()
         for server in self.servers:
             server.close()
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]

@@ -347,8 +347,7 @@ def test_a_locked_log_makes_an_intake_record_wait_in_a_thread_not_on_the_loop(
     for waits_on_loop in (True, False):
         if waits_on_loop:
             monkeypatch.setattr(server, "take_record",
-                                lambda request, state, wait=True, shares=None: take_record(request, state,
-                                                                                          shares=shares))
+                                lambda request, state, wait=True, **kw: take_record(request, state, **kw))
         else:
             monkeypatch.setattr(server, "take_record", take_record)
         with running(tmp_path / str(waits_on_loop)) as proxy, open(proxy.audit, "rb+") as holder:

@@ -72,8 +72,9 @@ def policy_argument(argv: list[str]) -> str | None:
 
 async def serve(path: str, state: PolicyState) -> int:
     from gatekeeper.proxy.server import READ_SIZE, Proxy, listening_socket
+    from gatekeeper.proxy.verdicts import PureVerdicts
 
-    proxy = Proxy(state, production_decide, production_transform)
+    proxy = Proxy(state, production_decide, production_transform, pure=PureVerdicts())
     listen, group = state.settings.listen, state.settings.group
     sock = listening_socket(listen, group)
     server = await asyncio.start_unix_server(proxy.handle, sock=sock, limit=READ_SIZE)
@@ -87,6 +88,7 @@ async def serve(path: str, state: PolicyState) -> int:
         await stop.wait()
     remove_socket(listen)
     proxy.pool.close()
+    proxy.log.close()
     proxy.write_summaries(proxy.state, force=True)  # refusals counted but not yet summed up
     return 0
 

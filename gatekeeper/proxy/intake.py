@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable
 
+    from gatekeeper.proxy.audit_log import KeptLog
+
 INTAKE_PATH = "/_gatekeeper/audit"
 # The ForceCommand's records are a few KiB (command up to 16 KiB, argv, reason);
 # anything larger is not one of them.
@@ -54,16 +56,20 @@ def is_intake(request: ApiRequest) -> bool:
 
 
 def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True,
-                  ceiling: int = 0, charge: Callable[[os.stat_result, int], None] | None = None
-                  ) -> tuple[int, bytes]:
+                  ceiling: int = 0, charge: Callable[[os.stat_result, int], None] | None = None,
+                  log: KeptLog | None = None,
+                  name_of: Callable[[int], str | None] | None = None) -> tuple[int, bytes]:
     """Write one reported record: (HTTP status, JSON body) for the transport to send.
     With wait=False a log locked by another writer raises gatekeeper.audit.LogBusy
     (nothing written): the transport then writes it from a thread, which waits.
     A log at its ceiling ([audit] max_bytes), or a record past its uid's share of it (`charge`,
-    gatekeeper.proxy.log_shares), is FULL (507), nothing written."""
+    gatekeeper.proxy.log_shares), is FULL (507), nothing written. `log`: the proxy's kept
+    descriptor (gatekeeper.proxy.audit_log), else the log is opened for it. `name_of`: uid ->
+    account name (the proxy's cached lookup, server.UserNames), else user_name."""
+    append = log.append if log is not None else append_record
     try:
-        record = stamped_record(request)
-        append_record(log_path, record, wait=wait, ceiling=ceiling, charge=charge)
+        record = stamped_record(request, name_of or user_name)
+        append(log_path, record, wait=wait, ceiling=ceiling, charge=charge)
     except IntakeRefused as refused:
         return refused.status, answer(refused.why)
     except AuditFull as error:
@@ -73,7 +79,7 @@ def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True,
     return 204, b""
 
 
-def stamped_record(request: ApiRequest) -> dict[str, object]:
+def stamped_record(request: ApiRequest, name_of: Callable[[int], str | None]) -> dict[str, object]:
     if request.method != "POST" or request.path != INTAKE_PATH:
         raise IntakeRefused(405, f"gatekeeper: only POST {INTAKE_PATH}")
     if not request.profile:  # [proxy.users]: a user not listed gets nothing, not even this
@@ -82,7 +88,7 @@ def stamped_record(request: ApiRequest) -> dict[str, object]:
     for key in STAMPS:
         record.pop(key, None)
     record["layer"] = "cli"
-    record["reported_by"] = {"uid": request.uid, "user": user_name(request.uid), "profile": request.profile}
+    record["reported_by"] = {"uid": request.uid, "user": name_of(request.uid), "profile": request.profile}
     record["received"] = timestamp()
     return record
 

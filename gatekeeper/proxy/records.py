@@ -10,6 +10,7 @@ from gatekeeper.policy import Policy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from gatekeeper.proxy.audit_log import KeptLog
     from gatekeeper.proxy.log_shares import LogShares
 
 
@@ -38,16 +39,19 @@ def api_record(caller: Caller, profile: str | None, method: str, target: str, *,
     return record
 
 
-def write_api_record(policy: Policy, record: dict[str, object], shares: LogShares | None = None) -> None:
+def write_api_record(policy: Policy, record: dict[str, object], shares: LogShares | None = None,
+                     log: KeptLog | None = None) -> None:
     """Append the record (AuditError if it cannot be written whole: the caller refuses).
-    The log is opened per record, so a rotation never strands the daemon on an old file.
+    The log is opened per record, or its descriptor kept by `log` while its path names the
+    same file: a rotation never strands the daemon on an old file.
     `shares`: the record counts against its uid's [audit] max_bytes_per_uid (a summary does not)."""
     charge = None
     uid = record.get("uid")
     if shares is not None and isinstance(uid, int) and "summary" not in record:
         charge = shares.charger(uid, audit_share(policy))
-    line = append_record(policy.audit_path, record, encoder=record_line, ceiling=audit_ceiling(policy),
-                         charge=charge)
+    append = log.append if log is not None else append_record
+    line = append(policy.audit_path, record, encoder=record_line, ceiling=audit_ceiling(policy),
+                  charge=charge)
     if policy.syslog:
         to_syslog(line)
 

@@ -36,6 +36,7 @@ from gatekeeper.audit import LogBusy
 from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, AuditFull, AuditShareFull, Denied
 from gatekeeper.proxy import framing, guards, intake, pings, pulls, request_rate, wire
+from gatekeeper.proxy.audit_log import KeptLog
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
@@ -52,6 +53,7 @@ from gatekeeper.proxy.records import (
 )
 from gatekeeper.proxy.request_reader import RequestReader
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
+from gatekeeper.proxy.verdicts import PureVerdicts
 
 READ_SIZE = 1 << 18
 MAX_HEAD = 64 << 10
@@ -199,12 +201,14 @@ class Proxy:
     decision functions (the real ones, or a test's stand-in)."""
 
     def __init__(self, state: PolicyState, decide: Decide, transform: Transform,
-                 record: Record | None = None) -> None:
+                 record: Record | None = None, pure: PureVerdicts | None = None) -> None:
         self.state = state
         self.decide = decide
         self.transform = transform
         self.shares = LogShares()  # each uid's bytes in the live log ([audit] max_bytes_per_uid)
+        self.log = KeptLog()  # the audit log's descriptor, kept for the event loop's records
         self.record: Record = record if record is not None else self.write_record
+        self.pure = pure  # verdicts given again (gatekeeper.proxy.verdicts): only for vet's own decisions
         self.pool = UpstreamPool()
         self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
         self.images = ImageLabels()  # labels by image ID for ownership proofs (proxy.image_labels)
@@ -228,6 +232,7 @@ class Proxy:
             task.add_done_callback(self.connections.discard)
         if self.sweeper is None:
             self.sweeper = asyncio.ensure_future(self.sweep())
+            self.log.claim()
         writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         connection = ClientConnection(self, reader, writer, peer_of(writer, self.user_names))
         uid = connection.caller.uid
@@ -247,8 +252,8 @@ class Proxy:
             writer.close()
 
     def write_record(self, policy: object, record: dict[str, object]) -> None:
-        """The proxy's own record: counted against its uid's share of the live log."""
-        write_api_record(policy, record, self.shares)  # type: ignore[arg-type]  # Record: policy as object
+        """The proxy's own record: counted against its uid's share of the live log, on the kept log."""
+        write_api_record(policy, record, self.shares, self.log)  # type: ignore[arg-type]  # Record: policy as object
 
     async def sweep(self) -> None:
         """Summaries of refusals whose window is over, written even when no request comes."""
@@ -297,11 +302,16 @@ class Proxy:
         asks the host (realpath, mounts) or more than FETCHES_ON_LOOP GETs: decide_and_record
         then runs it in a worker thread with the real engine. `fetched` gets each answer as the
         engine gave it (an inspect may be answered with it: ApiVerdict.answered_by)."""
+        pure = self.pure.get(state, request) if self.pure is not None else None
+        if pure is not None:
+            return self.record_verdict(request, state, caller, body, pure)
         answers: dict[str, tuple[int, object] | Exception] = {}
         for _ in range(FETCHES_ON_LOOP + 1):
             engine = EngineNotAsked(answers, self.images)
             verdict = self.verdict_for(request, state, engine)
             if not engine.asked:
+                if self.pure is not None and not answers:
+                    self.pure.keep(state, request, verdict)
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
@@ -648,7 +658,8 @@ class ClientConnection:
         # writer would make the loop wait, and then a thread waits instead.
         shares = self.proxy.shares
         try:
-            status, body = take_record(request, state, wait=False, shares=shares)
+            status, body = take_record(request, state, wait=False, shares=shares, log=self.proxy.log,
+                                       name_of=self.proxy.user_names.name)
         except LogBusy:
             waiting = partial(take_record, request, state, shares=shares)
             status, body = await loop.run_in_executor(None, waiting)
@@ -1226,7 +1237,8 @@ def body_facts(received: Received) -> dict[str, object]:
 
 
 def take_record(request: ApiRequest, state: PolicyState, *, wait: bool = True,
-                shares: LogShares | None = None) -> tuple[int, bytes]:
+                shares: LogShares | None = None, log: KeptLog | None = None,
+                name_of: Callable[[int], str | None] | None = None) -> tuple[int, bytes]:
     """A record the ForceCommand hands over (gatekeeper.proxy.intake), written to the log of
     the policy in force; without one there is nowhere to write it (the ForceCommand exits 75).
     wait=False: LogBusy when another writer holds the log's lock (gatekeeper.audit).
@@ -1237,7 +1249,7 @@ def take_record(request: ApiRequest, state: PolicyState, *, wait: bool = True,
     policy = state.policy
     charge = shares.charger(request.uid, audit_share(policy)) if shares is not None else None
     return intake.handle_intake(request, policy.audit_path, wait=wait, ceiling=audit_ceiling(policy),
-                                charge=charge)
+                                charge=charge, log=log, name_of=name_of)
 
 
 def denial_body(reason: str, rule: str) -> bytes:

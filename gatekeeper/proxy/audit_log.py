@@ -1,0 +1,121 @@
+"""The proxy's audit log on its event loop: one descriptor kept open while the log's path
+still names the file it was opened on, and the last line it wrote kept for the hash chain.
+
+gatekeeper.audit.append_record opens the log, checks it, reads its tail back, writes and
+closes, for every record: nine system calls and the code around them, twice for a
+`docker ps` (its ping and its list) and once per record the ForceCommand hands over.
+The proxy wakes for each request after the CLI and the engine ran on its CPUs, so all
+of that runs with cold caches. Here a record costs lstat (the path still names our
+file: a rotation or a replaced log is followed), flock, fstat, write, unlock; the tail is
+read back only when the file's size is not the one our last write left (another writer
+appended meanwhile, or the file was truncated). Records are the same bytes as
+append_record's (seq, prev, ceiling, one write under flock).
+
+Only the event loop's thread (`owner`, set by the proxy's first connection) uses the kept
+descriptor: flock does not exclude two threads sharing one open file, so a record written
+from a worker thread takes append_record's own descriptor, which flock orders against this one.
+
+The tail is keyed by the file's size alone: every writer appends under flock (the size only
+grows) and the live log is append-only (chattr +a: no truncation, no overwrite); a rotation
+renames it, and the new file is opened anew (its tail read back).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import posix
+import threading
+
+from gatekeeper.audit import LogBusy, append_record, check_ceiling, last_line, line_hash, next_seq, open_log
+from gatekeeper.errors import AuditError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class KeptLog:
+    """The log's descriptor (`fd`, on `path`, identified by device and inode) and the size
+    and last line our last write left in it."""
+
+    __slots__ = ("owner", "path", "fd", "ident", "tail")
+
+    def __init__(self) -> None:
+        self.owner: int | None = None  # the thread that may use the kept descriptor
+        self.path = ""
+        self.fd = -1
+        self.ident = (0, 0)
+        self.tail: tuple[int, bytes] | None = None  # (file size after our write, the line written)
+
+    def append(self, path: str, record: dict[str, object], *, wait: bool = True,
+               encoder: Callable[[object], str] | None = None, ceiling: int = 0,
+               charge: Callable[[posix.stat_result, int], None] | None = None) -> str:
+        """As gatekeeper.audit.append_record (same line, same errors)."""
+        if threading.get_ident() != self.owner:
+            return append_record(path, record, wait=wait, encoder=encoder, ceiling=ceiling, charge=charge)
+        fd = self.descriptor(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LogBusy from None
+        except OSError as error:
+            self.close()
+            raise AuditError(f"cannot lock audit log: {error.strerror}") from None
+        try:
+            return self.write(fd, record, encoder, ceiling, charge)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def write(self, fd: int, record: dict[str, object], encoder: Callable[[object], str] | None,
+              ceiling: int, charge: Callable[[posix.stat_result, int], None] | None) -> str:
+        """Under the lock: chain, check the ceiling and the uid's share, write once
+        (gatekeeper.audit.write_record)."""
+        from gatekeeper.audit import encode
+
+        stat = posix.fstat(fd)
+        size = stat.st_size
+        tail, self.tail = self.tail, None
+        last = tail[1] if tail is not None and tail[0] == size else last_line(fd)
+        if last is not None:
+            record = {**record, "seq": next_seq(last), "prev": line_hash(last) if last else ""}
+        line = (encoder or encode)(record)
+        data = (line + "\n").encode("utf-8", "surrogateescape")
+        if ceiling and size + len(data) > ceiling:
+            check_ceiling(fd, len(data), ceiling)  # AuditFull, nothing written
+        if charge is not None:
+            charge(stat, len(data))  # (gatekeeper.proxy.log_shares) what it raises: nothing written
+        try:
+            written = posix.write(fd, data)
+        except OSError as error:
+            raise AuditError(f"cannot write audit log: {error.strerror}") from None
+        if written != len(data):
+            raise AuditError("audit log write was cut short (disk full?)")
+        if last is not None:  # (a write-only descriptor has no chain to keep)
+            self.tail = (size + written, data[:-1])
+        return line
+
+    def descriptor(self, path: str) -> int:
+        """The kept descriptor while `path` names its file, else the log opened anew
+        (gatekeeper.audit.open_log: O_NOFOLLOW, a regular file, or AuditError)."""
+        try:
+            now = posix.lstat(path)
+            same = self.fd >= 0 and path == self.path and (now.st_dev, now.st_ino) == self.ident
+        except OSError:
+            same = False
+        if same:
+            return self.fd
+        self.close()
+        fd = open_log(path)
+        opened = posix.fstat(fd)
+        self.path, self.fd, self.ident = path, fd, (opened.st_dev, opened.st_ino)
+        return fd
+
+    def claim(self) -> None:
+        """Called on the event loop: from now on its records use the kept descriptor."""
+        if self.owner is None:
+            self.owner = threading.get_ident()
+
+    def close(self) -> None:
+        fd, self.fd, self.tail = self.fd, -1, None
+        if fd >= 0:
+            posix.close(fd)

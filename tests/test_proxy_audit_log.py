@@ -1,0 +1,192 @@
+"""The proxy's kept audit log descriptor (gatekeeper.proxy.audit_log.KeptLog): the same lines,
+chain and refusals as gatekeeper.audit.append_record, one descriptor while the path names the
+same file; a rotated, removed or replaced log is followed or refused exactly as before."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from gatekeeper import audit
+from gatekeeper.audit_chain import verify
+from gatekeeper.errors import AuditError, AuditFull
+from gatekeeper.proxy import audit_log
+from gatekeeper.proxy.audit_log import KeptLog
+
+
+def kept() -> KeptLog:
+    log = KeptLog()
+    log.claim()  # this thread plays the event loop's
+    return log
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_lines_and_chain_as_append_record_writes_them_with_other_writers_between(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "kept.jsonl", tmp_path / "plain.jsonl"
+    ours.write_bytes(b"")
+    theirs.write_bytes(b"")
+    log = kept()
+    for n in range(12):
+        record = {"v": 1, "event": "decision", "n": n}
+        if n % 3 == 2:  # another writer (the ForceCommand, a worker thread) appends meanwhile
+            audit.append_record(str(ours), record)
+        else:
+            log.append(str(ours), record)
+        audit.append_record(str(theirs), record)
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert verify(ours.read_bytes().splitlines()) == []
+    assert [r["seq"] for r in records(ours)] == list(range(12))
+
+
+def test_one_descriptor_while_the_path_names_the_same_file(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    opened: list[str] = []
+    real_open = audit_log.open_log
+    monkeypatch.setattr(audit_log, "open_log", lambda p: opened.append(p) or real_open(p))
+    log = kept()
+    for n in range(5):
+        log.append(str(path), {"n": n})
+    assert opened == [str(path)]
+    # control: append_record opens the log for every record
+    monkeypatch.setattr(audit, "open_log", lambda p: opened.append(p) or real_open(p))
+    for n in range(3):
+        audit.append_record(str(path), {"n": n})
+    assert len(opened) == 4
+    log.close()
+
+
+def test_a_rotation_is_followed_and_the_new_file_chained_from_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+    log.append(str(path), {"n": 0})
+    log.append(str(path), {"n": 1})
+    path.rename(tmp_path / "audit.jsonl.1")  # logrotate: rename, then create
+    path.write_bytes(b"")
+    log.append(str(path), {"n": 2})
+    assert [r["n"] for r in records(path)] == [2]
+    assert records(path)[0]["prev"] == "" and records(path)[0]["seq"] == 0
+    assert [r["n"] for r in records(tmp_path / "audit.jsonl.1")] == [0, 1]
+
+
+def test_a_removed_log_is_an_error_until_it_is_back(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+    log.append(str(path), {"n": 0})
+    path.unlink()  # the kept descriptor still writes, to a file nobody reads: never used
+    with pytest.raises(AuditError):
+        log.append(str(path), {"n": 1})
+    path.write_bytes(b"")
+    log.append(str(path), {"n": 2})
+    assert [r["n"] for r in records(path)] == [2]
+
+
+def test_a_log_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
+    """Attack: the log's path re-pointed at another file while the proxy holds it open. The
+    kept descriptor is not used for a path that names another file; opening it anew refuses
+    the symlink (O_NOFOLLOW). Control: the same file, renamed back, is written again."""
+    path, elsewhere = tmp_path / "audit.jsonl", tmp_path / "elsewhere"
+    path.write_bytes(b"")
+    elsewhere.write_bytes(b"")
+    log = kept()
+    log.append(str(path), {"n": 0})
+    path.rename(tmp_path / "held")
+    path.symlink_to(elsewhere)
+    with pytest.raises(AuditError):
+        log.append(str(path), {"n": 1})
+    assert elsewhere.read_bytes() == b""
+    path.unlink()
+    (tmp_path / "held").rename(path)
+    log.append(str(path), {"n": 2})  # control
+    assert [r["n"] for r in records(path)] == [0, 2]
+
+
+def test_the_ceiling_refuses_with_nothing_written(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+    line = log.append(str(path), {"n": 0}, ceiling=10_000)
+    size = path.stat().st_size
+    assert size == len(line) + 1
+    with pytest.raises(AuditFull):
+        log.append(str(path), {"n": 1, "pad": "x" * 200}, ceiling=size + 100)
+    assert path.stat().st_size == size
+    log.append(str(path), {"n": 2}, ceiling=10_000)  # control: under the ceiling
+    assert [r["n"] for r in records(path)] == [0, 2]
+    assert verify(path.read_bytes().splitlines()) == []
+
+
+def test_a_locked_log_is_busy_when_asked_not_to_wait(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+    with open(path, "rb+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(audit.LogBusy):
+            log.append(str(path), {"n": 0}, wait=False)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    log.append(str(path), {"n": 1}, wait=False)
+    assert [r["n"] for r in records(path)] == [1]
+
+
+def test_other_threads_never_share_the_kept_descriptor(tmp_path: Path) -> None:
+    """flock does not order two threads on one open file: a worker thread's record takes a
+    descriptor of its own (append_record), and both threads' records chain."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+
+    def worker() -> None:
+        for n in range(50):
+            log.append(str(path), {"t": "worker", "n": n})
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    for n in range(50):
+        log.append(str(path), {"t": "loop", "n": n})
+    thread.join()
+    assert len(records(path)) == 100
+    assert verify(path.read_bytes().splitlines()) == []
+    unclaimed = KeptLog()  # no event loop claimed it: every record opens the log
+    unclaimed.append(str(path), {"n": 0})
+    assert unclaimed.fd == -1
+    assert os.fstat(log.fd)  # the loop's descriptor is still open
+    log.close()
+    assert log.fd == -1
+
+
+def test_the_uids_share_is_charged_under_the_lock_as_append_record_charges_it(tmp_path: Path) -> None:
+    """[audit] max_bytes_per_uid (gatekeeper.proxy.log_shares): the charge sees the file's stat
+    and the line's size before the write; what it raises refuses the record, nothing written.
+    Control: a charge that accepts lets the same record through."""
+    from gatekeeper.errors import AuditShareFull
+
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+    seen: list[tuple[int, int]] = []
+    log.append(str(path), {"n": 0}, charge=lambda stat, size: seen.append((stat.st_size, size)))
+    size = path.stat().st_size
+    assert seen == [(0, size)]
+
+    def refuse(stat: os.stat_result, size: int) -> None:
+        raise AuditShareFull("over the share")
+
+    with pytest.raises(AuditShareFull):
+        log.append(str(path), {"n": 1}, charge=refuse)
+    assert path.stat().st_size == size
+    log.append(str(path), {"n": 2}, charge=lambda stat, size: seen.append((stat.st_size, size)))
+    assert [r["n"] for r in records(path)] == [0, 2]
+    assert verify(path.read_bytes().splitlines()) == []

@@ -1,0 +1,114 @@
+"""The verdicts the proxy gives again without deciding again (gatekeeper.proxy.verdicts): only
+allowed GET/HEAD without a body on endpoints vetted from the request line alone, which asked the
+engine nothing; the same verdict a fresh decision gives, for the same policy state and caller only."""
+
+from __future__ import annotations
+
+import pytest
+
+from gatekeeper.engine_api import EngineError
+from gatekeeper.proxy.contract import ApiVerdict
+from gatekeeper.proxy.endpoints import ROUTES
+from gatekeeper.proxy.settings import PolicyState, default_settings
+from gatekeeper.proxy.verdicts import PURE_ENDPOINTS, PureVerdicts
+from gatekeeper.proxy.vet import vet_api_request
+from tests.api_engine import FakeEngine
+from tests.test_proxy_vet import POLICY, corpus, make_policy, request
+
+FIELDS = ApiVerdict.__slots__
+
+
+class Unasked:
+    """An engine that must not be asked: a kept verdict's decision reads the request line only."""
+
+    def get_json(self, target: str) -> tuple[int, object]:
+        raise EngineError(f"asked {target}")
+
+    def realpath(self, path: str) -> str:
+        raise EngineError(f"asked {path}")
+
+
+def state(policy: object = POLICY) -> PolicyState:
+    return PolicyState(policy, default_settings(), None)  # type: ignore[arg-type]  # a test Policy
+
+
+def same(a: ApiVerdict, b: ApiVerdict) -> bool:
+    return all(getattr(a, name) == getattr(b, name) for name in FIELDS)
+
+
+def test_the_pure_endpoints_are_the_version_ping_and_the_lists() -> None:
+    assert {"system.ping", "system.version", "container.list", "image.list"} <= PURE_ENDPOINTS
+    vetters = {route.vetter for route in ROUTES if route.ident in PURE_ENDPOINTS}
+    assert vetters <= {"plain", "listing"}
+    assert not PURE_ENDPOINTS & {"container.inspect", "container.create", "container.start", "image.pull"}
+
+
+def test_a_kept_verdict_is_the_fresh_decision_of_the_same_request() -> None:
+    """Every line of the API corpus: what is kept is what deciding again gives, field by field,
+    and its decision never asked the engine."""
+    now, kept = state(), PureVerdicts()
+    given = 0
+    for line in corpus():
+        body = line.body
+        fresh = vet_api_request(request(line.method, line.target, body), POLICY, FakeEngine())
+        kept.keep(now, request(line.method, line.target, body), fresh)
+        again = kept.get(now, request(line.method, line.target, body))
+        if again is None:
+            continue
+        given += 1
+        assert same(again, vet_api_request(request(line.method, line.target, body), POLICY, FakeEngine()))
+        assert same(again, vet_api_request(request(line.method, line.target, body), POLICY, Unasked()))
+        assert again.allowed and again.endpoint in PURE_ENDPOINTS and line.method in ("GET", "HEAD")
+    assert given >= 10  # the corpus has pings and lists
+
+
+@pytest.mark.parametrize(("method", "target", "body"), [
+    ("GET", "/v1.50/containers/c1/json", ""),         # inspect: asks the engine
+    ("POST", "/v1.50/containers/c1/start", ""),       # acts
+    ("POST", "/v1.50/containers/create", "{}"),       # has a body
+    ("GET", "/v1.50/containers/json", '{"x": 1}'),    # a list with a body: denied, never kept
+    ("GET", "/v1.50/containers/json?size=1&size=1", ""),  # denied (a key given twice)
+    ("GET", "/v1.50/secrets", ""),                    # refused endpoint
+])
+def test_verdicts_not_kept(method: str, target: str, body: str) -> None:
+    now, kept = state(), PureVerdicts()
+    verdict = vet_api_request(request(method, target, body), POLICY, FakeEngine())
+    kept.keep(now, request(method, target, body), verdict)
+    assert kept.get(now, request(method, target, body)) is None
+    # control: a list is kept
+    listing = vet_api_request(request("GET", "/v1.50/containers/json"), POLICY, FakeEngine())
+    kept.keep(now, request("GET", "/v1.50/containers/json"), listing)
+    assert kept.get(now, request("GET", "/v1.50/containers/json")) is listing
+
+
+def test_a_kept_verdict_is_given_only_to_the_same_caller_target_and_policy_state() -> None:
+    now, kept = state(), PureVerdicts()
+    verdict = vet_api_request(request("GET", "/v1.50/containers/json"), POLICY, FakeEngine())
+    kept.keep(now, request("GET", "/v1.50/containers/json"), verdict)
+    assert kept.get(now, request("GET", "/v1.50/containers/json")) is verdict
+    # another profile (under [scope] ps = "owned" another owner filter), another list, version, method
+    assert kept.get(now, request("GET", "/v1.50/containers/json", profile="other")) is None
+    assert kept.get(now, request("GET", "/v1.50/containers/json?all=1")) is None
+    assert kept.get(now, request("GET", "/v1.49/containers/json")) is None
+    assert kept.get(now, request("HEAD", "/v1.50/containers/json")) is None
+    other_uid = request("GET", "/v1.50/containers/json")
+    other_uid.uid = 1001
+    assert kept.get(now, other_uid) is None
+    # a reloaded policy (a new state): decided again
+    reloaded = state(make_policy({"scope": {"ps": "owned"}}))
+    assert kept.get(reloaded, request("GET", "/v1.50/containers/json")) is None
+    fresh = vet_api_request(request("GET", "/v1.50/containers/json"), reloaded.policy, FakeEngine())  # type: ignore[arg-type]
+    assert fresh.target != verdict.target  # (this policy's ps lists only the caller's: an owner filter)
+    kept.keep(reloaded, request("GET", "/v1.50/containers/json"), fresh)
+    assert kept.get(now, request("GET", "/v1.50/containers/json")) is None  # the old state's are gone
+    assert kept.get(reloaded, request("GET", "/v1.50/containers/json")) is fresh
+
+
+def test_kept_verdicts_are_bounded() -> None:
+    from gatekeeper.proxy.verdicts import KEPT
+
+    now, kept = state(), PureVerdicts()
+    for n in range(KEPT * 3):
+        target = f"/v1.50/containers/json?limit={n}"
+        kept.keep(now, request("GET", target), vet_api_request(request("GET", target), POLICY, FakeEngine()))
+        assert len(kept.kept) <= KEPT
