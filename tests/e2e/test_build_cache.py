@@ -295,9 +295,12 @@ def agent_network(stack: Stack, servers: tuple[str, str]) -> Iterator[str]:
 
 def conditions_step(nonce: str) -> str:
     """The operator's step (fresh per run: the nonce): what it fetched and what it saw of its
-    conditions (open files, CPUs, /dev/shm), tolerating a failed fetch as such steps do."""
+    conditions (open files, CPUs, /dev/shm, 80 MB of memory for tail's buffer), tolerating a
+    failed fetch or a killed tail as such steps do."""
     seen = "$(wget -qO- http://updates.rt7/file || echo offline) $(ulimit -n) $(nproc)"
     seen += " $(df -k /dev/shm | tail -1)"
+    seen += " $( (head -c 80000000 /dev/zero | tail -c 80000000 >/dev/null) 2>/dev/null && echo whole"
+    seen += " || echo starved)"
     return f"FROM {IMAGE}\nRUN echo {nonce} >/dev/null; echo \"{seen}\" > /fetched\n"
 
 
@@ -308,6 +311,7 @@ KEYLESS_CASES: dict[str, tuple[list[str], str, list[str]]] = {
     "--ulimit": (["--ulimit", "nofile=64:64"], "", []),
     "--shm-size": (["--shm-size", "1m"], "", []),
     "--cpuset-cpus": (["--cpuset-cpus", "0"], "", []),
+    "--memory under the default": (["--memory", "32m"], "", []),
     "--build-arg http_proxy": (["--build-arg", "http_proxy=http://EVIL:80"], "",
                                ["--build-arg", "http_proxy=http://GOOD:80"]),
     "compose build.network": (["--network", AGENT_NET], f"      network: {AGENT_NET}\n", []),
