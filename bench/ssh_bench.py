@@ -17,9 +17,11 @@ Each is run through four sides per round, in an order that rotates every round
 
     gatekeeper   the agent's ssh: the ForceCommand decides, records, runs docker
     plain        the plain user's ssh + docker
-    plain again  the same once more: the A/A control, plain against plain; its
-                 ratio is the noise floor of the run (a ratio inside it is no
-                 difference at all)
+    plain again  the same once more, through a second sshd of the same config: the A/A
+                 control, plain against plain; its ratio is the noise floor of the run (a
+                 ratio inside it is no difference at all). Its own sshd because two sshd
+                 processes of one config differed by up to 8 ms a session (one-off offsets,
+                 bench/ssh_session_bench.py), which one shared sshd would hide
     plain + py   the plain user's `python3 -I -c pass; docker ...`: what starting
                  the bare interpreter alone adds, the least any Python ForceCommand costs
 
@@ -172,6 +174,8 @@ def side_argv(stack: Stack, port: int, side: str, command: str) -> list[str]:
         return stack.ssh_argv(command)
     if side in (AGAINST, FORKING):
         return stack.ssh_argv(command, port=PORTS[side])
+    if side == PLAIN_AGAIN:
+        return plain_ssh(stack, PORTS[PLAIN_AGAIN], command)
     return plain_ssh(stack, port, BARE_INTERPRETER + command if side == PLAIN_PY else command)
 
 
@@ -367,6 +371,9 @@ def main() -> int:
             port = free_port()
             daemon = start_sshd("sshd-bench-plain", stack.workdir, port, plain_snippet(stack.workdir, keys),
                                 stack.workdir / "host_ed25519")
+            PORTS[PLAIN_AGAIN] = free_port()
+            again = start_sshd("sshd-bench-plain-again", stack.workdir, PORTS[PLAIN_AGAIN],
+                               plain_snippet(stack.workdir, keys), stack.workdir / "host_ed25519")
             sides = SIDES
             against = None
             if options.against:
@@ -396,7 +403,7 @@ def main() -> int:
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 daemon.stop()
-                for extra in (against, forking):
+                for extra in (again, against, forking):
                     if extra is not None:
                         extra.stop()
     return 0
