@@ -328,7 +328,7 @@ def test_table_entries_are_well_formed(name: str) -> None:
         assert short == "" or len(short) == 1, f"{name}: bad shorthand {short!r}"
         assert isinstance(takes_value, bool)
         assert check in spec.CHECKS, f"{name}: {key} has unknown check {check!r}"
-        if check in (spec.DENY, spec.DENY_TRUE):
+        if check in (spec.DENY, spec.DENY_TRUE, spec.NOT_NEGATIVE):
             assert why.strip(), f"{name}: {key} is denied without a why"
         else:
             assert why == "", f"{name}: {key} has a why but is not denied"

@@ -413,6 +413,10 @@ MODEL_CASES = [
     ("allowed-network-mode-name", {"services": {"a": {"network_mode": "my_net-1"}}}, "allowed"),
     ("allowed-ipc-shareable", {"services": {"a": {"ipc": "shareable", "cgroup": "private"}}}, "allowed"),
     ("privileged-string", {"services": {"a": {"privileged": "true"}}}, "compose-privileged"),
+    ("oom-score-adj-negative", {"services": {"a": {"oom_score_adj": -1000}}}, "compose-oom_score_adj"),
+    ("oom-score-adj-string", {"services": {"a": {"oom_score_adj": "-5"}}}, "compose-oom_score_adj"),
+    ("oom-kill-disable", {"services": {"a": {"oom_kill_disable": True}}}, "compose-oom_kill_disable"),
+    ("allowed-oom-positive", {"services": {"a": {"oom_score_adj": 300, "oom_kill_disable": False}}}, "allowed"),
     ("allowed-minimal", {"name": "p", "services": {"a": {"image": "x", "x-note": 1}}}, "allowed"),
     ("allowed-bind-inside", {"services": {"a": {"volumes": [{"type": "bind", "source": ROOT + "/w/d", "target": "/d"}]}}}, "allowed"),
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 OK = "ok"  # allowed; value (if any) not inspected
 DENY = "deny"  # refused outright, whatever the value
 DENY_TRUE = "deny-true"  # bool flag refused when it ends up true (--privileged)
+NOT_NEGATIVE = "not-negative"  # a number refused when negative (--oom-score-adj)
 PATH = "path"  # value is a host path the CLI reads or writes: root rule
 PATH_OR_STDIN = "path-or-stdin"  # a host path as PATH, or "-": the CLI reads stdin (kept as typed)
 # Special checks, implemented by gatekeeper.vetting:
@@ -44,7 +45,7 @@ PUBLISH_ALL = "publish-all"  # -P: every exposed port on every interface, unless
 
 CHECKS = frozenset(
     {
-        OK, DENY, DENY_TRUE, PATH, PATH_OR_STDIN, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
+        OK, DENY, DENY_TRUE, NOT_NEGATIVE, PATH, PATH_OR_STDIN, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
         NETWORK, SYSCTL, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
         BUILD_CACHE, BUILD_NETWORK, ENV_FILE, ADDRESS, SUBNET, PUBLISH, PUBLISH_ALL,
     }

@@ -113,6 +113,16 @@ def zero(flag: str, why: str) -> Check:
     return check
 
 
+def not_negative(flag: str, why: str) -> Check:
+    """A whole number >= 0 (or absent); a float or a string is refused as the engine would not read it."""
+
+    def check(body: Body, field: str, value: object) -> None:
+        if value is not None and not (type(value) is int and value >= 0):
+            raise refuse(field, value, why, flag)
+
+    return check
+
+
 def null_only(flag: str, why: str) -> Check:
     """Fields where even the empty list means something: MaskedPaths [] unmasks /proc."""
 
@@ -605,12 +615,15 @@ def apply_caps(call: Call, host: dict[str, Any], where: str, defaults: bool) -> 
 
 MAC_WHY = "a chosen MAC can clone a neighbour's and take its frames on the bridge"
 DEVICE_WHY = "passes host devices into the container (raw disks, /dev/mem, ...)"
+OOM_WHY = ("makes the container the last one the kernel's OOM killer picks: under memory pressure sshd, "
+           "dockerd and the operator's services are killed first")
 DEVICE_PATH_WHY = "names a host block device: the engine stats host /dev paths and throttles host disks"
 
 RESOURCE_FIELDS: dict[str, Check] = {
     "CpuShares": allow, "Memory": allow, "NanoCpus": allow, "CpuPeriod": allow, "CpuQuota": allow,
     "CpuRealtimePeriod": allow, "CpuRealtimeRuntime": allow, "CpusetCpus": allow, "CpusetMems": allow,
-    "MemoryReservation": allow, "MemorySwap": allow, "MemorySwappiness": allow, "OomKillDisable": allow,
+    "MemoryReservation": allow, "MemorySwap": allow, "MemorySwappiness": allow,
+    "OomKillDisable": zero("oom-kill-disable", OOM_WHY),
     "PidsLimit": allow, "Ulimits": allow, "KernelMemory": allow, "KernelMemoryTCP": allow,
     "BlkioWeight": allow,
     "CpuCount": allow, "CpuPercent": allow, "IOMaximumIOps": allow, "IOMaximumBandwidth": allow,
@@ -635,7 +648,8 @@ HOST_FIELDS: dict[str, Check] = {
     "ContainerIDFile": allow, "PortBindings": allow, "RestartPolicy": check_restart_policy,
     "AutoRemove": allow, "ConsoleSize": allow, "CapDrop": check_cap_drop, "Dns": allow, "DnsOptions": allow,
     "DnsSearch": allow,
-    "ExtraHosts": allow, "GroupAdd": allow, "OomScoreAdj": allow, "PublishAllPorts": allow,
+    "ExtraHosts": allow, "GroupAdd": allow, "PublishAllPorts": allow,
+    "OomScoreAdj": not_negative("oom-score-adj", OOM_WHY),
     "ReadonlyRootfs": allow, "ShmSize": allow, "Init": allow,
     "Privileged": zero("privileged", "a privileged container has every capability and all host devices: "
                        "host root"),

@@ -126,6 +126,13 @@ def check_deny_true(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
     bool_value(use)  # an invalid spelling is an error in docker too
 
 
+def check_not_negative(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """A number refused when negative. Go's ParseInt takes a sign, then digits in any base
+    ("-0x3e8", "-1_000"): a leading "-" is the sign whatever follows, so no parsing here."""
+    if (use.value or "").startswith("-"):
+        check_deny(use, parsed, ctx)
+
+
 # PATH flags the docker CLI writes (as the agent, when the command ends); the rest it reads.
 CLIENT_OUTPUT_FLAGS = frozenset({"cidfile", "iidfile", "metadata-file", "output"})
 
@@ -165,6 +172,7 @@ PLAIN_CHECKS: dict[str, FlagCheck] = {
     spec.OK: check_ok,
     spec.DENY: check_deny,
     spec.DENY_TRUE: check_deny_true,
+    spec.NOT_NEGATIVE: check_not_negative,
     spec.PATH: check_path,
     spec.PATH_OR_STDIN: check_path_or_stdin,
     spec.ENV_FILE: check_path,

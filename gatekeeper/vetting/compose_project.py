@@ -36,6 +36,7 @@ Resolver = Callable[[str, str], str]
 OK = "ok"  # allowed, value not inspected
 DENY_SET = "deny-if-set"  # refused unless empty/absent (cap_add: [] is fine)
 DENY_TRUE = "deny-true"  # refused when true
+NOT_NEGATIVE = "not-negative"  # refused unless absent or a whole number >= 0
 NAMESPACE = "namespace"  # pid/ipc/uts/cgroup: the container's own namespace only
 NETWORK_MODE = "network-mode"  # no host, container:<id> or service:<name> network
 VOLUMES = "volumes"  # service volumes: bind sources follow the host-path rule
@@ -51,6 +52,8 @@ SERVICE_NETWORKS = "service-networks"  # per-service network attachments
 
 _NS_WHY = "sharing the host's or another container's namespace escapes the container's isolation"
 _DEVICE_WHY = "gives the container a host device node (disks, /dev/mem, GPUs)"
+_OOM_WHY = ("makes the container the last one the kernel's OOM killer picks: under memory pressure sshd, "
+    "dockerd and the operator's services are killed first")
 _HOOK_WHY = "lifecycle hooks run commands, possibly privileged, outside the vetted service definition"
 
 # fmt: off
@@ -113,8 +116,8 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "models": (DENY_SET, "model runners are started on the host by Docker Model Runner, outside any container"),
     "network_mode": (NETWORK_MODE, _NS_WHY),
     "networks": (SERVICE_NETWORKS, "endpoint driver options reach the network driver (sysctls, interface names)"),
-    "oom_kill_disable": (OK, ""),
-    "oom_score_adj": (OK, ""),
+    "oom_kill_disable": (DENY_TRUE, _OOM_WHY),
+    "oom_score_adj": (NOT_NEGATIVE, _OOM_WHY),
     "pid": (NAMESPACE, _NS_WHY),
     "pids_limit": (OK, ""),
     "platform": (OK, ""),
@@ -435,6 +438,12 @@ def check_deny_true(value: object, where: str, why: str, check: ProjectCheck) ->
         refuse(where, "true", why)
 
 
+def check_not_negative(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    if value is None or (type(value) is int and value >= 0) or (isinstance(value, str) and value.isdigit()):
+        return
+    refuse(where, value, why)
+
+
 def check_namespace(value: object, where: str, why: str, check: ProjectCheck) -> None:
     """pid/ipc/uts/userns_mode/cgroup: the run rules' modes; host, container: and service: are refused."""
     from gatekeeper.vetting.flag_checks import NAMESPACE_MODES, NAMESPACE_WHY
@@ -642,6 +651,7 @@ VALUE_CHECKS: dict[str, Callable[[object, str, str, ProjectCheck], object]] = {
     OK: check_ok,
     DENY_SET: check_deny_set,
     DENY_TRUE: check_deny_true,
+    NOT_NEGATIVE: check_not_negative,
     NAMESPACE: check_namespace,
     NETWORK_MODE: check_network_mode,
     ISOLATION: check_isolation,

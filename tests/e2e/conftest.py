@@ -62,7 +62,8 @@ THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denial
                                "test_hostile_running", "test_hostile_caps", "test_image_sources",
                                "test_log_caps", "test_disk_budget", "test_pulls", "test_listing_labels",
                                "test_namespaces", "test_ownership", "test_rails", "test_published_ports",
-                               "test_bind_swap", "test_restart_policy"})
+                               "test_bind_swap", "test_restart_policy",
+                               "test_oom_priority"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 EVERYDAY: Final = frozenset({"test_day_of_work", "test_compose"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)
