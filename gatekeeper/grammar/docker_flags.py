@@ -89,8 +89,10 @@ GLOBAL: dict[str, Flag] = table(
 
 _CONFIG_FROM_WHY = "copies another network's configuration (subnets, driver options) unvetted"
 _DEVICE_PATH_WHY = "names a host block device: the daemon stats host /dev paths and throttles host disks"
-_OOM_WHY = ("makes the container the last one the kernel's OOM killer picks: under memory pressure sshd, "
-            "dockerd and the operator's services are killed first")
+# The OOM killer: the engine (root) grants what no container process could (CAP_SYS_RESOURCE);
+# compose (vetting.compose_project) and the proxy (proxy.containers) refuse with the same words.
+OOM_WHY = ("makes the container the last one the kernel's OOM killer picks: under memory pressure sshd, "
+           "dockerd and the operator's services are killed first")
 
 # cli/command/container/opts.go addFlags (shared by run and create).
 _CONTAINER_OPTS: tuple[Flag, ...] = (
@@ -185,8 +187,8 @@ _CONTAINER_OPTS: tuple[Flag, ...] = (
     v("memory-reservation"),
     v("memory-swap"),
     v("memory-swappiness"),
-    b("oom-kill-disable", check=DENY_TRUE, why=_OOM_WHY),
-    v("oom-score-adj", check=NOT_NEGATIVE, why=_OOM_WHY),
+    b("oom-kill-disable", check=DENY_TRUE, why=OOM_WHY),
+    v("oom-score-adj", check=NOT_NEGATIVE, why=OOM_WHY),
     v("pids-limit"),
     # low-level execution
     deny_v("cgroup-parent", why="places the container in an arbitrary host cgroup, escaping the limits docker sets"),

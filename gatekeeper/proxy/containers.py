@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 from gatekeeper.errors import Denied
+from gatekeeper.grammar.docker_flags import OOM_WHY
 from gatekeeper.proxy import objects
 
 TYPE_CHECKING = False
@@ -615,8 +616,6 @@ def apply_caps(call: Call, host: dict[str, Any], where: str, defaults: bool) -> 
 
 MAC_WHY = "a chosen MAC can clone a neighbour's and take its frames on the bridge"
 DEVICE_WHY = "passes host devices into the container (raw disks, /dev/mem, ...)"
-OOM_WHY = ("makes the container the last one the kernel's OOM killer picks: under memory pressure sshd, "
-           "dockerd and the operator's services are killed first")
 DEVICE_PATH_WHY = "names a host block device: the engine stats host /dev paths and throttles host disks"
 
 RESOURCE_FIELDS: dict[str, Check] = {

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gatekeeper.errors import Denied
+from gatekeeper.grammar.docker_flags import OOM_WHY
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ SERVICE_NETWORKS = "service-networks"  # per-service network attachments
 
 _NS_WHY = "sharing the host's or another container's namespace escapes the container's isolation"
 _DEVICE_WHY = "gives the container a host device node (disks, /dev/mem, GPUs)"
-_OOM_WHY = ("makes the container the last one the kernel's OOM killer picks: under memory pressure sshd, "
-    "dockerd and the operator's services are killed first")
 _HOOK_WHY = "lifecycle hooks run commands, possibly privileged, outside the vetted service definition"
 
 # fmt: off
@@ -116,8 +115,8 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "models": (DENY_SET, "model runners are started on the host by Docker Model Runner, outside any container"),
     "network_mode": (NETWORK_MODE, _NS_WHY),
     "networks": (SERVICE_NETWORKS, "endpoint driver options reach the network driver (sysctls, interface names)"),
-    "oom_kill_disable": (DENY_TRUE, _OOM_WHY),
-    "oom_score_adj": (NOT_NEGATIVE, _OOM_WHY),
+    "oom_kill_disable": (DENY_TRUE, OOM_WHY),
+    "oom_score_adj": (NOT_NEGATIVE, OOM_WHY),
     "pid": (NAMESPACE, _NS_WHY),
     "pids_limit": (OK, ""),
     "platform": (OK, ""),
