@@ -63,7 +63,11 @@ THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denial
                                "test_log_caps", "test_disk_budget", "test_pulls", "test_listing_labels",
                                "test_namespaces", "test_ownership", "test_rails", "test_published_ports",
                                "test_bind_swap", "test_restart_policy",
-                               "test_oom_priority"})
+                               "test_oom_priority", "test_base_image_triggers", "test_build_cache",
+                               "test_compose_inherited", "test_context_archives", "test_dockerfile_pinning",
+                               "test_dockerfile_reading", "test_id_confusion", "test_operator_images",
+                               "test_operator_leaks", "test_refusal_leftovers", "test_shared_network_aliases",
+                               "test_start_refusals", "test_volume_secrets"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 EVERYDAY: Final = frozenset({"test_day_of_work", "test_compose"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)

@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .stack import IMAGE, MODES, PROXY_ALONE, Stack, serving_on_loopback
+from .stack import IMAGE, PROXY_ALONE, Stack, serving_on_loopback
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-rt5-"
 BASE = f"{PREFIX}triggers:1"  # stands for an image pulled from a registry: the operator did not build it

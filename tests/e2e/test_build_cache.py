@@ -32,7 +32,6 @@ from .stack import (
     AGENT_HOME,
     CLI_ALONE,
     IMAGE,
-    MODES,
     PROXY_ALONE,
     Stack,
     audit_offset,
@@ -42,10 +41,7 @@ from .stack import (
 )
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 OPERATOR_IMAGE = "rt7-operator-app:1"  # the operator's, outside [images] shared (gk-*, ai-*)
 COPY = "ai-rt7-copy:1"

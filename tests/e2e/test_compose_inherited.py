@@ -26,7 +26,6 @@ from .stack import (
     AGENT,
     AGENT_HOME,
     IMAGE,
-    MODES,
     Stack,
     audit_offset,
     policy_extended,
@@ -35,10 +34,7 @@ from .stack import (
 )
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 HEALTH_BASE = "gk-rl-fastcheck:1"  # stand for images pulled from a registry: the operator built neither
 LABEL_BASE = "gk-rl-traefiked:1"

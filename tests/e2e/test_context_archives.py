@@ -33,7 +33,6 @@ from .stack import (
     AGENT,
     AGENT_HOME,
     IMAGE,
-    MODES,
     PROXY_ALONE,
     Stack,
     audit_offset,
@@ -44,10 +43,7 @@ from .stack import (
 )
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 TAG = "ai-rt6-context:1"
 SECRET = "gk-rt6-loopback-secret"

@@ -31,7 +31,6 @@ from .stack import (
     AGENT,
     AGENT_HOME,
     IMAGE,
-    MODES,
     POLICY,
     PROXY_ALONE,
     Stack,
@@ -43,10 +42,7 @@ from .stack import (
 )
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 PROJECT_DIR = AGENT_HOME / "work" / "ai-rt8-pin"
 SECRET = "gk-rt8-pin-secret"

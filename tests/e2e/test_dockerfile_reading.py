@@ -19,13 +19,10 @@ import pytest
 
 from tests.dockerfile_shapes import SHAPES
 
-from .stack import IMAGE, MODES, Stack, audit_offset, docker_client, root_docker_env, serving_on_loopback
+from .stack import IMAGE, Stack, audit_offset, docker_client, root_docker_env, serving_on_loopback
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 TAG = "ai-rt6-lines:1"
 BASE = "ai-rt6-lines-base:1"  # stands for an image pulled from a registry with an ONBUILD step

@@ -17,13 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import IMAGE, MODES, Stack, audit_offset, names_prefix
+from .stack import IMAGE, Stack, audit_offset, names_prefix
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-rt5-"
 OPERATOR = f"{PREFIX}op"

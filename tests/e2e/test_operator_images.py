@@ -23,7 +23,6 @@ from .stack import (
     AGENT,
     AGENT_HOME,
     IMAGE,
-    MODES,
     SUITE_IMAGES,
     Stack,
     audit_offset,
@@ -32,10 +31,7 @@ from .stack import (
 )
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 PREFIX = "ai-rt5-"  # what the agent names: inside the [names] prefix
 OPERATOR_IMAGE = "rt5-operator-app:1"  # outside the suite's [images] shared (gk-*, ai-*)

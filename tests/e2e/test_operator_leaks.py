@@ -19,12 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, BRIDGE, IMAGE, MODES, PROXY_ALONE, Stack, names_prefix
+from .stack import AGENT, AGENT_HOME, BRIDGE, IMAGE, PROXY_ALONE, Stack, names_prefix
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 PREFIX = "gk-rt4-"
 OURS = "ai-"  # the names the agent gives start with the stack's [names] prefix (the default)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, MODES, PROXY_ALONE, Stack, policy_extended, proxy_patched
+from .stack import AGENT, AGENT_HOME, IMAGE, PROXY_ALONE, Stack, policy_extended, proxy_patched
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")]
+pytestmark = pytest.mark.e2e
 
 BASE = AGENT_HOME / "work" / "ai-rl"
 PROJECT = "ai-rl"

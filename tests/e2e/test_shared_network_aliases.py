@@ -20,7 +20,6 @@ from .stack import (
     AGENT,
     AGENT_HOME,
     IMAGE,
-    MODES,
     Stack,
     audit_offset,
     policy_extended,
@@ -28,10 +27,7 @@ from .stack import (
 )
 from .test_attack_chains import assert_refused
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 EDGE = "gk-rt6-edge"  # the operator's network, shared with the agent
 CLIENT = "gk-rt6-opclient"  # the operator's container that looks `db` up on it

@@ -31,7 +31,6 @@ from .stack import (
     AGENT_HOME,
     CLI_ALONE,
     IMAGE,
-    MODES,
     PROXY_ALONE,
     PROXY_SOCKET,
     Stack,
@@ -43,7 +42,7 @@ from .stack import (
 from .test_api_attacks import as_agent
 from .test_attack_chains import assert_refused
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("stack", MODES, indirect=True, scope="module")]
+pytestmark = pytest.mark.e2e
 
 BASE = AGENT_HOME / "work" / "ai-sr"
 TARGET = Path("/var/tmp/gk-e2e-start-refusals")  # outside the allowed root

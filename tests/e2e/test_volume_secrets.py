@@ -12,12 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import MODES, Stack
+from .stack import Stack
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
-]
+pytestmark = pytest.mark.e2e
 
 VOLUME = "gk-rt5-share"
 SECRET = "gk-rt5-cifs-secret"
