@@ -15,10 +15,11 @@ engine's errors pass through as the engine sent them. So the template, docker's
 own code, prints exactly what docker would print had the data been redacted
 at the source, and docker's own lookup order and error messages are kept.
 
-The listings ps, images, volume ls and network ls take the same way with a
-`--format` template (`{{.Labels}}` prints every object's labels): the GET of
-the list (`/containers/json`, `/images/json`, `/volumes`, `/networks`), each
-object in it the agent does not own redacted by the same rule.
+The listings ps, images, volume ls, network ls and system df take the same way
+with a `--format` template (`{{.Labels}}` prints every object's labels): the GET
+of the list (`/containers/json`, `/images/json`, `/volumes`, `/networks`,
+`/system/df`: its images, containers and volumes), each object in it the agent
+does not own redacted by the same rule.
 
 Anything else (an exec, a path with `.`/`..` segments, another method)
 gets a 404: the socket gives nothing an inspect or a listing does not need.
@@ -41,7 +42,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from gatekeeper.redaction import owned_by, redact_tree
+from gatekeeper.redaction import owned_by, redact_tree, redacted_listing
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ OBJECT_PATHS = re.compile(
     r"|services/[^/]+|tasks/[^/]+|nodes/[^/]+|secrets/[^/]+|configs/[^/]+)$"
 )
 # The lists a listing's template runs on (any query: filters, all, ...).
-LIST_PATHS = re.compile(r"^/(?:containers/json|images/json|volumes|networks/?)$")
+LIST_PATHS = re.compile(r"^/(?:containers/json|images/json|volumes|networks/?|system/df)$")
 # Response headers that describe the connection, not the answer: we set our own.
 HOP_HEADERS = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
 MAX_BODY = 32 << 20
@@ -149,14 +150,9 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...]) -> Answe
 
 
 def redacted_list(value: object, owner: str, keys: tuple[str, ...]) -> object:
-    """A list of objects (volumes: {"Volumes": [...]}), each not owned by `owner` redacted."""
-    items = value.get("Volumes") if isinstance(value, dict) else value
-    if not isinstance(items, list):
-        raise ValueError("the engine sent something that is not a list")
-    shown = [item if owned_by(item, owner) else redact_tree(item, keys) for item in items]
-    if isinstance(value, dict):
-        return {**value, "Volumes": shown}
-    return shown
+    """A list of objects (volumes: {"Volumes": [...]}; the disk usage: its Images, Containers
+    and Volumes), each not owned by `owner` redacted."""
+    return redacted_listing(value, owner, keys)
 
 
 def ask_engine(engine: str, method: str, path: str, user_agent: str | None) -> Answer:

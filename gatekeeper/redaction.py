@@ -74,6 +74,33 @@ def owned_by(item: object, owner: str) -> bool:
     return False
 
 
+# GET /system/df (`docker system df -v --format '{{json .}}'`): the engine's lists of images,
+# containers and volumes, each object with its labels, as the lists of their own endpoints.
+DISK_USAGE_LISTS = ("Images", "Containers", "Volumes")
+
+
+def redacted_listing(value: object, owner: str, keys: tuple[str, ...]) -> object:
+    """A listing's answer with each object not owned by `owner` redacted: a list (containers,
+    images, networks), {"Volumes": [...]} (volumes) or the disk usage {"Images": [...],
+    "Containers": [...], "Volumes": [...], ...}. Any other shape is a ValueError (withheld)."""
+    if isinstance(value, list):
+        return [item if owned_by(item, owner) else redact_tree(item, keys) for item in value]
+    if not isinstance(value, dict):
+        raise ValueError("the engine sent something that is not a list")
+    names = [name for name in ("Volumes", *DISK_USAGE_LISTS) if name in value]
+    if not names:
+        raise ValueError("the engine sent something that is not a list")
+    shown = dict(value)
+    for name in names:
+        items = value[name]
+        if items is None:
+            continue  # the engine's null for an empty (or not asked for) list
+        if not isinstance(items, list):
+            raise ValueError(f"the engine's {name} is not a list")
+        shown[name] = [item if owned_by(item, owner) else redact_tree(item, keys) for item in items]
+    return shown
+
+
 def redact_tree(node: object, keys: tuple[str, ...]) -> object:
     """A copy of `node`: values of Env keys as K=***, values under matching keys hidden."""
     if isinstance(node, list):

@@ -66,3 +66,29 @@ def test_an_answer_that_is_no_list_is_withheld() -> None:
     response = decide("GET", "/v1.47/containers/json").response or ""
     shown = transform_response(response, 200, b'{"password": "x"}', request("GET", "/x"))
     assert b"x\"" not in shown and b"withheld" in shown
+
+
+def test_the_disk_usage_is_answered_redacted() -> None:
+    """GET /system/df (`docker system df -v --format '{{json .}}'`) lists every image, container
+    and volume with its labels: the ones not the caller's redacted, as their own lists are."""
+    response = decide("GET", "/v1.47/system/df?verbose=1").response or ""
+    assert response.startswith("redact-listing ")
+    theirs = {"Id": "a", "State": "running", "Labels": {"backup.password": "pw", "team": "ops"}}
+    mine = {"Id": "b", "State": "running", "Labels": {**MINE, "api_token": "tok"}}
+    volume = {"Name": "ops", "Labels": {"backup_password": "pw-vol"}}
+    control = {"LayersSize": 1, "Images": [{"Id": "i", "Labels": {"db.token": "pw-img"}}],
+               "Containers": [theirs, mine], "Volumes": [volume], "BuildCache": None}
+    shown = listed(response, control)
+    assert isinstance(shown, dict)
+    assert shown["Containers"][0]["Labels"] == {"backup.password": "***", "team": "ops"}
+    assert shown["Containers"][1]["Labels"]["api_token"] == "tok"
+    assert shown["Volumes"][0]["Labels"] == {"backup_password": "***"}
+    assert shown["Images"][0]["Labels"] == {"db.token": "***"}
+    assert (shown["LayersSize"], shown["BuildCache"]) == (1, None)
+    assert all(secret in json.dumps(control) for secret in ('"pw"', "pw-vol", "pw-img"))  # control
+
+
+def test_a_disk_usage_of_another_shape_is_withheld() -> None:
+    response = decide("GET", "/v1.47/system/df").response or ""
+    shown = transform_response(response, 200, b'{"Containers": {"password": "x"}}', request("GET", "/x"))
+    assert b"x\"" not in shown and b"withheld" in shown

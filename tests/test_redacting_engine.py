@@ -199,7 +199,8 @@ def test_foreign_volume_labels_redacted_and_owned_network_not(engines) -> None: 
     ("/v1.41/images/x/../../volumes", None),
     ("/v1.41/version", None),
     ("/v1.41/events", None),
-    ("/v1.41/system/df", None),
+    ("/v1.41/system/df", "list"),  # the disk usage lists every object (redacted)
+    ("/v1.41/system/dfx", None),
     ("/session", None),
     ("/grpc", None),
     ("/v1.41/containers/web/json/x", None),
@@ -248,6 +249,10 @@ LISTED = {
                 "Warnings": None},
     "networks": [{"Name": "edge", "Id": "n1", "Driver": "bridge", "Labels": {"edge.token": "tok-net"}}],
 }
+# GET /system/df: the same containers and volumes in one answer (`docker system df -v`).
+LISTED["system/df"] = {"LayersSize": 0, "Images": [], "BuildCache": [],
+                       "Containers": copy.deepcopy(LISTED["containers"]),
+                       "Volumes": copy.deepcopy(LISTED["volumes"]["Volumes"])}  # type: ignore[index]
 
 
 @pytest.mark.parametrize(("words", "secret"), [
@@ -256,6 +261,8 @@ LISTED = {
     (("ps", "--format", '{{.Label "backup.password"}}'), b"pw-listed"),
     (("volume", "ls", "--format", "{{.Name}} {{.Labels}}"), b"pw-vol"),
     (("network", "ls", "--format", "{{json .Labels}}"), b"tok-net"),
+    (("system", "df", "-v", "--format", "{{json .}}"), b"pw-listed"),
+    (("system", "df", "-v", "--format", "{{json .}}"), b"pw-vol"),
 ], ids=str)
 def test_listing_templates_print_foreign_labels_redacted(engines, words: tuple[str, ...], secret: bytes) -> None:  # type: ignore[no-untyped-def]
     """Control: straight at the engine the label value shows; through the stand-in it is hidden,
@@ -266,7 +273,7 @@ def test_listing_templates_print_foreign_labels_redacted(engines, words: tuple[s
     code, shown, err = docker(engines["ours"], engines["home"], *words)
     assert code == 0, err
     assert secret not in shown and b"***" in shown
-    if words[0] in ("ps", "container") and ".Label " not in words[-1]:
+    if words[0] in ("ps", "container", "system") and ".Label " not in words[-1]:
         assert b"mine-listed" in shown
 
 

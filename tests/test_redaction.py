@@ -153,6 +153,13 @@ DECISIONS = [
     ("docker images", "allow", None),
     ("docker volume ls -q", "allow", None),
     ("docker network ls", "allow", None),
+    # system df -v: a template runs on every image, container and volume, labels too
+    ("docker system df -v --format '{{json .}}'", "allow", "redact-at-source"),
+    ("docker system df --verbose --format='{{range .Containers}}{{.Labels}}{{end}}'", "allow",
+     "redact-at-source"),
+    ("docker system df --format '{{.Type}}'", "allow", "redact-at-source"),  # any template: no plain list
+    ("docker system df -v", "allow", None),  # the tables show no labels
+    ("docker system df", "allow", None),
 ]
 
 

@@ -90,7 +90,8 @@ ROUTES: tuple[Route, ...] = (
     # (exec_create: ...), which inspect redacts: only the caller's own (no [scope] key opens it).
     R("GET", "/events", "system.events", ("system events", *COMPOSE_READS, "container run"), "listing",
       "since until filters", "", "events"),
-    R("GET", "/system/df", "system.df", ("system df",), "plain", "type verbose"),
+    # The disk usage lists every image, container and volume with its labels (as their lists).
+    R("GET", "/system/df", "system.df", ("system df",), "listing", "type verbose"),
     # --- containers
     R("GET", "/containers/json", "container.list", ("container ls", *COMPOSE_READS), "listing",
       "all limit size filters before since", CONTAINER, "ps"),

@@ -525,12 +525,13 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
 
 
 def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
-    """A list of containers, images or networks (or volumes: {"Volumes": [...]}): each object
-    not the caller's with the values under [redact] keys hidden (its labels, gatekeeper.redaction).
-    A list in which no key could match is the engine's answer byte for byte (most lists: cheap)."""
+    """A list of containers, images or networks (volumes: {"Volumes": [...]}; the disk usage:
+    its Images, Containers and Volumes): each object not the caller's with the values under
+    [redact] keys hidden (its labels, gatekeeper.redaction). A list in which no key could
+    match is the engine's answer byte for byte (most lists: cheap)."""
     import json
 
-    from gatekeeper.redaction import owned_by, redact_tree
+    from gatekeeper.redaction import redacted_listing
 
     try:
         keys = tuple(str(k) for k in json.loads(keys_json or "[]"))
@@ -543,15 +544,13 @@ def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return error_body("the engine's answer is not JSON; withheld")
-    items = value.get("Volumes") if isinstance(value, dict) else value
-    if not isinstance(items, list):
+    try:
+        shown = redacted_listing(value, profile, keys)
+    except ValueError:
         return error_body("the engine's answer is not a list; withheld")
-    shown = [item if owned_by(item, profile) else redact_tree(item, keys) for item in items]
-    if isinstance(value, dict):
-        value["Volumes"] = shown
     from gatekeeper.redacting_engine import go_json
 
-    return go_json(value if isinstance(value, dict) else shown)
+    return go_json(shown)
 
 
 def error_body(message: str) -> bytes:

@@ -98,6 +98,17 @@ def compose_ps_family(ctx: Context) -> None:
     listing_family(ctx, PLAIN_COMPOSE_PS_FIELDS)
 
 
+def disk_usage_family(ctx: Context) -> None:
+    """system df: with -v a --format template runs on the whole disk usage, every image,
+    container and volume with its labels (`{{json .}}`, `{{range .Containers}}{{.Labels}}`),
+    the operator's too: any template lists from the redacting stand-in (the tables show no
+    labels)."""
+    if any(use.flag.long == "format" for use in ctx.parsed.uses):
+        from gatekeeper.vetting.inspect import vet_listing_format
+
+        vet_listing_format(ctx)
+
+
 def plain_listing_template(text: str, plain: frozenset[str] = PLAIN_LISTING_FIELDS) -> bool:
     """Literal text and `{{.Field}}` actions of `plain` fields only (a `table` prefix
     is literal text here); anything else, the `json` format included, is not plain."""
@@ -146,4 +157,5 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "image ls": listing_family,
     "volume ls": listing_family,
     "network ls": listing_family,
+    "system df": disk_usage_family,
 }

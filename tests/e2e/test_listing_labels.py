@@ -31,6 +31,10 @@ LISTINGS = [
      "docker ps -a --format '{{.Label \"gk-e2e.backup_password\"}}'"),
     ("docker volume ls --format '{{.Name}} {{.Labels}}'", "docker volume ls --format '{{.Labels}}'"),
     ("docker network ls --format '{{json .Labels}}'", "docker network ls --format '{{json .Labels}}'"),
+    # The disk usage lists every container and volume with its labels (GET /system/df).
+    ("docker system df -v --format '{{json .}}'", "docker system df -v --format '{{json .}}'"),
+    ("docker system df --verbose --format '{{json .Containers}}'",
+     "docker system df --verbose --format '{{json .Containers}}'"),
 ]
 
 
