@@ -45,6 +45,29 @@ def test_lines_and_chain_as_append_record_writes_them_with_other_writers_between
     assert [r["seq"] for r in records(ours)] == list(range(12))
 
 
+@pytest.mark.parametrize("record", [
+    {"v": 1, "event": "decision"},
+    {"v": 1, "summary": {"seq": 7, "kind": "x"}},  # a nested "seq" after ours
+    {"seq": 41, "v": 1, "steps": [{"seq": 3}]},  # a record that brings its own seq
+    {"prev": "ab", "v": 1},
+    {"v": 1, "reason": 'a ,"seq":9} in a string'},
+])
+def test_the_kept_seq_and_hash_are_what_reading_the_line_back_gives(tmp_path: Path,
+                                                                     record: dict[str, object]) -> None:
+    ours, theirs = tmp_path / "kept.jsonl", tmp_path / "plain.jsonl"
+    ours.write_bytes(b"")
+    theirs.write_bytes(b"")
+    log = kept()
+    for n in range(4):  # back to back: every record after the first chained from the kept tail
+        log.append(str(ours), {**record, "n": n})
+        audit.append_record(str(theirs), {**record, "n": n})
+    assert log.tail is not None
+    assert ours.read_bytes() == theirs.read_bytes()
+    last = ours.read_bytes().splitlines()[-1]
+    assert log.tail[1:] == (audit.next_seq(last), audit.line_hash(last))
+    log.close()
+
+
 def test_one_descriptor_while_the_path_names_the_same_file(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "audit.jsonl"
@@ -190,3 +213,12 @@ def test_the_uids_share_is_charged_under_the_lock_as_append_record_charges_it(tm
     log.append(str(path), {"n": 2}, charge=lambda stat, size: seen.append((stat.st_size, size)))
     assert [r["n"] for r in records(path)] == [0, 2]
     assert verify(path.read_bytes().splitlines()) == []
+
+
+def test_record_time_is_audit_timestamp_with_its_second_formatted_once() -> None:
+    from gatekeeper.proxy.records import record_time
+
+    moments = [1_795_996_800.0, 1_795_996_800.999999, 1_795_996_801.000001, 1_795_996_800.5, 0.25,
+               951_782_400.123456, 4_102_444_799.75] + [1_795_996_800 + n * 0.37 for n in range(40)]
+    for when in moments:  # in and out of order: the kept second never answers for another
+        assert record_time(when) == audit.timestamp(when)

@@ -131,6 +131,15 @@ def test_the_date_is_now_in_go_s_format() -> None:
     assert headers == [(b"api-version", b"1.50"), (b"date", b"Mon, 30 Nov 2026 00:00:00 GMT")]
 
 
+def test_the_date_formatted_once_per_second_is_the_date_of_that_moment() -> None:
+    import email.utils
+
+    moments = [1_795_996_800.0, 1_795_996_800.999, 1_795_996_801.0, 1_795_996_800.5, 0.0, 59.9999,
+               951_782_400.25, 4_102_444_799.75] + [1_795_996_800 + n * 0.37 for n in range(40)]
+    for when in moments:  # in and out of order: the kept second never answers for another
+        assert pings.http_date(when) == email.utils.formatdate(when, usegmt=True).encode()
+
+
 def test_only_pings_are_pings() -> None:
     assert pings.is_ping("HEAD", "/_ping") and pings.is_ping("GET", "/_ping")
     assert not pings.is_ping("POST", "/_ping")

@@ -8,8 +8,10 @@ The proxy wakes for each request after the CLI and the engine ran on its CPUs, s
 of that runs with cold caches. Here a record costs lstat (the path still names our
 file: a rotation or a replaced log is followed), flock, fstat, write, unlock; the tail is
 read back only when the file's size is not the one our last write left (another writer
-appended meanwhile, or the file was truncated). Records are the same bytes as
-append_record's (seq, prev, ceiling, one write under flock).
+appended meanwhile, or the file was truncated). What the next record needs of our last line
+(its seq plus one, its hash for `prev`) is kept with that size, worked out as the line is
+written (still in the CPU's cache) instead of parsed and hashed again at the next request.
+Records are the same bytes as append_record's (seq, prev, ceiling, one write under flock).
 
 Only the event loop's thread (`owner`, set by the proxy's first connection) uses the kept
 descriptor: flock does not exclude two threads sharing one open file, so a record written
@@ -26,7 +28,16 @@ import fcntl
 import posix
 import threading
 
-from gatekeeper.audit import LogBusy, append_record, check_ceiling, last_line, line_hash, next_seq, open_log
+from gatekeeper.audit import (
+    LogBusy,
+    append_record,
+    check_ceiling,
+    encode,
+    last_line,
+    line_hash,
+    next_seq,
+    open_log,
+)
 from gatekeeper.errors import AuditError
 
 TYPE_CHECKING = False
@@ -36,7 +47,7 @@ if TYPE_CHECKING:
 
 class KeptLog:
     """The log's descriptor (`fd`, on `path`, identified by device and inode) and the size
-    and last line our last write left in it."""
+    our last write left in it, with the chain's next seq and the hash of the line written."""
 
     __slots__ = ("owner", "path", "fd", "ident", "tail")
 
@@ -45,7 +56,7 @@ class KeptLog:
         self.path = ""
         self.fd = -1
         self.ident = (0, 0)
-        self.tail: tuple[int, bytes] | None = None  # (file size after our write, the line written)
+        self.tail: tuple[int, int, str] | None = None  # (file size after our write, next seq, line's hash)
 
     def append(self, path: str, record: dict[str, object], *, wait: bool = True,
                encoder: Callable[[object], str] | None = None, ceiling: int = 0,
@@ -70,14 +81,21 @@ class KeptLog:
               ceiling: int, charge: Callable[[posix.stat_result, int], None] | None) -> str:
         """Under the lock: chain, check the ceiling and the uid's share, write once
         (gatekeeper.audit.write_record)."""
-        from gatekeeper.audit import encode
-
         stat = posix.fstat(fd)
         size = stat.st_size
         tail, self.tail = self.tail, None
-        last = tail[1] if tail is not None and tail[0] == size else last_line(fd)
-        if last is not None:
-            record = {**record, "seq": next_seq(last), "prev": line_hash(last) if last else ""}
+        chained, seq, prev = True, 0, ""
+        if tail is not None and tail[0] == size:
+            seq, prev = tail[1], tail[2]
+        elif (last := last_line(fd)) is not None:
+            seq, prev = next_seq(last), line_hash(last) if last else ""
+        else:
+            chained = False  # a write-only descriptor: no chain
+        # (next_seq of our own line is seq + 1 when our seq is the line's last top-level
+        # "seq": the record came without one, so the key is added after all of its own)
+        plain = chained and bool(record) and "seq" not in record and "prev" not in record
+        if chained:
+            record = {**record, "seq": seq, "prev": prev}
         line = (encoder or encode)(record)
         data = (line + "\n").encode("utf-8", "surrogateescape")
         if ceiling and size + len(data) > ceiling:
@@ -90,8 +108,9 @@ class KeptLog:
             raise AuditError(f"cannot write audit log: {error.strerror}") from None
         if written != len(data):
             raise AuditError("audit log write was cut short (disk full?)")
-        if last is not None:  # (a write-only descriptor has no chain to keep)
-            self.tail = (size + written, data[:-1])
+        if chained:  # (a write-only descriptor has no chain to keep)
+            kept = data[:-1]
+            self.tail = (size + written, seq + 1 if plain else next_seq(kept), line_hash(kept))
         return line
 
     def descriptor(self, path: str) -> int:

@@ -95,7 +95,25 @@ def with_date(headers: list[tuple[bytes, bytes]], now: float | None = None) -> l
 
 
 def http_date(when: float) -> bytes:
-    """IMF-fixdate (RFC 9110 5.6.7), as Go's net/http writes Date; no locale involved."""
-    t = time.gmtime(when)
-    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (DAYS[t.tm_wday], t.tm_mday, MONTHS[t.tm_mon - 1],
-                                                     t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+    """IMF-fixdate (RFC 9110 5.6.7), as Go's net/http writes Date; no locale involved.
+    Formatted once per second (the field has no finer resolution)."""
+    second = int(when // 1)
+    if second != LAST_DATE.second:
+        t = time.gmtime(second)
+        LAST_DATE.date = b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+            DAYS[t.tm_wday], t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+        LAST_DATE.second = second
+    return LAST_DATE.date
+
+
+class LastDate:
+    """The second last formatted by http_date, and its date."""
+
+    __slots__ = ("second", "date")
+
+    def __init__(self) -> None:
+        self.second: int | None = None
+        self.date = b""
+
+
+LAST_DATE = LastDate()

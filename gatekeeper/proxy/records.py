@@ -4,7 +4,9 @@ marked "layer": "api", with the caller's uid and profile; a copy to syslog."""
 
 from __future__ import annotations
 
-from gatekeeper.audit import RECORD_VERSION, append_record, timestamp, to_syslog
+import time
+
+from gatekeeper.audit import RECORD_VERSION, append_record, to_syslog
 from gatekeeper.json_codec import record_line
 from gatekeeper.policy import Policy
 
@@ -29,7 +31,7 @@ class Caller:
 def api_record(caller: Caller, profile: str | None, method: str, target: str, *, endpoint: str,
                allowed: bool, rule: str, reason: str, policy: Policy | None) -> dict[str, object]:
     record: dict[str, object] = {
-        "v": RECORD_VERSION, "ts": timestamp(), "event": "decision", "layer": "api",
+        "v": RECORD_VERSION, "ts": record_time(), "event": "decision", "layer": "api",
         "uid": caller.uid, "user": caller.user, "pid": caller.pid, "profile": profile,
         "endpoint": endpoint, "method": method, "target": target,
         "decision": "allow" if allowed else "deny", "rule": rule, "reason": reason,
@@ -37,6 +39,31 @@ def api_record(caller: Caller, profile: str | None, method: str, target: str, *,
     if policy is not None:
         record["policy"] = {"path": policy.source, "sha256": policy.sha256}
     return record
+
+
+def record_time(now: float | None = None) -> str:
+    """gatekeeper.audit.timestamp (UTC RFC 3339 with microseconds), its seconds formatted once
+    per second: two records per `docker ps`, each formatting the same second again."""
+    now = time.time() if now is None else now
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)
+    if seconds != LAST_SECOND.second:
+        LAST_SECOND.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        LAST_SECOND.second = seconds
+    return f"{LAST_SECOND.text}.{micros:06d}Z"
+
+
+class LastSecond:
+    """The second record_time formatted last, and its text."""
+
+    __slots__ = ("second", "text")
+
+    def __init__(self) -> None:
+        self.second: int | None = None
+        self.text = ""
+
+
+LAST_SECOND = LastSecond()
 
 
 def write_api_record(policy: Policy, record: dict[str, object], shares: LogShares | None = None,

@@ -53,7 +53,7 @@ from gatekeeper.proxy.records import (
 )
 from gatekeeper.proxy.request_reader import RequestReader
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
-from gatekeeper.proxy.verdicts import PureVerdicts
+from gatekeeper.proxy.verdicts import FirstQuestions, PureVerdicts
 
 READ_SIZE = 1 << 18
 MAX_HEAD = 64 << 10
@@ -69,6 +69,7 @@ LINGER_SECONDS = 2.0
 USER_NAME_SECONDS = 10.0  # how long a uid's account name is taken as looked up (UserNames)
 USER_NAMES_KEPT = 256
 LINGER_BYTES = 1 << 20
+PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 REASONS = {
     200: b"OK", 204: b"No Content", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
@@ -209,6 +210,8 @@ class Proxy:
         self.log = KeptLog()  # the audit log's descriptor, kept for the event loop's records
         self.record: Record = record if record is not None else self.write_record
         self.pure = pure  # verdicts given again (gatekeeper.proxy.verdicts): only for vet's own decisions
+        # the first question of a request's decision, fetched before it runs (verdicts.FirstQuestions)
+        self.questions = FirstQuestions() if pure is not None else None
         self.pool = UpstreamPool()
         self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
         self.images = ImageLabels()  # labels by image ID for ownership proofs (proxy.image_labels)
@@ -226,7 +229,10 @@ class Proxy:
         # Python 3.11's asyncio keeps no strong reference to a connection's task: one whose
         # only wake-up is a stream nobody else holds (an upgrade relay) was garbage-collected
         # mid-relay ("Task was destroyed but it is pending", the container's output lost).
-        task = asyncio.current_task()
+        # One get_running_loop per connection: Python 3.11's checks the process id with a
+        # system call every time (17 getpid per `docker ps` before the loop was kept).
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is not None:
             self.connections.add(task)
             task.add_done_callback(self.connections.discard)
@@ -234,7 +240,7 @@ class Proxy:
             self.sweeper = asyncio.ensure_future(self.sweep())
             self.log.claim()
         writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        connection = ClientConnection(self, reader, writer, peer_of(writer, self.user_names))
+        connection = ClientConnection(self, reader, writer, peer_of(writer, self.user_names), loop)
         uid = connection.caller.uid
         counted = self.open_connections.open(uid, self.state.settings.max_connections_per_user)
         try:
@@ -301,11 +307,17 @@ class Proxy:
         again changes nothing, and the void tries' verdicts are thrown away). None when it
         asks the host (realpath, mounts) or more than FETCHES_ON_LOOP GETs: decide_and_record
         then runs it in a worker thread with the real engine. `fetched` gets each answer as the
-        engine gave it (an inspect may be answered with it: ApiVerdict.answered_by)."""
+        engine gave it (an inspect may be answered with it: ApiVerdict.answered_by).
+        The GET the same request's decision asked first last time is fetched before the first
+        try (verdicts.FirstQuestions): no try run only to learn it."""
         pure = self.pure.get(state, request) if self.pure is not None else None
         if pure is not None:
             return self.record_verdict(request, state, caller, body, pure)
         answers: dict[str, tuple[int, object] | Exception] = {}
+        questions = self.questions
+        first = questions.get(state, request) if questions is not None else None
+        if first is not None:
+            await self.fetch_answer(state, first, answers, fetched)
         for _ in range(FETCHES_ON_LOOP + 1):
             engine = EngineNotAsked(answers, self.images)
             verdict = self.verdict_for(request, state, engine)
@@ -315,13 +327,21 @@ class Proxy:
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
-            answer = await fetch_pooled(self.pool, state.settings.upstream, engine.missing)
-            answers[engine.missing] = value = parsed(answer)
-            if not isinstance(value, Exception):
-                self.images.learn(engine.missing, *value)
-            if fetched is not None and not isinstance(answer, Exception):
-                fetched[engine.missing] = answer
+            if questions is not None and not answers:
+                questions.keep(state, request, engine.missing)
+            await self.fetch_answer(state, engine.missing, answers, fetched)
         return None
+
+    async def fetch_answer(self, state: PolicyState, target: str,
+                           answers: dict[str, tuple[int, object] | Exception],
+                           fetched: dict[str, EngineAnswer] | None) -> None:
+        """The engine's answer to a decision's GET, on the loop (fetch_pooled), into `answers`."""
+        answer = await fetch_pooled(self.pool, state.settings.upstream, target)
+        answers[target] = value = parsed(answer)
+        if not isinstance(value, Exception):
+            self.images.learn(target, *value)
+        if fetched is not None and not isinstance(answer, Exception):
+            fetched[target] = answer
 
     def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,
                           body: dict[str, object]) -> ApiVerdict:
@@ -387,8 +407,9 @@ class ClientConnection:
     """One client connection: requests in turn, each read, decided and answered in full."""
 
     def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 caller: Caller) -> None:
+                 caller: Caller, loop: asyncio.AbstractEventLoop) -> None:
         self.proxy = proxy
+        self.loop = loop  # the connection's event loop, asked once (Proxy.handle)
         self.reader = reader
         self.writer = writer
         self.caller = caller
@@ -470,7 +491,7 @@ class ClientConnection:
             seconds = settings.header_timeout if phase == "head" else settings.body_timeout
         self.end_phase()
         self.phase = phase
-        self.deadline = asyncio.get_running_loop().time() + seconds if seconds else None
+        self.deadline = self.loop.time() + seconds if seconds else None
 
     def end_phase(self) -> None:
         self.deadline = None
@@ -493,10 +514,10 @@ class ClientConnection:
             data = await self.reader.read(READ_SIZE)
         else:
             if self.timer is None:
-                self.timer = asyncio.get_running_loop().call_at(self.deadline, self.expire)
+                self.timer = self.loop.call_at(self.deadline, self.expire)
             if self.expired:
                 raise self.too_slow()
-            task = self.waiting = asyncio.current_task()
+            task = self.waiting = asyncio.current_task(self.loop)
             try:
                 data = await self.reader.read(READ_SIZE)
             except asyncio.CancelledError:
@@ -566,7 +587,7 @@ class ClientConnection:
 
     async def refuse(self, state: PolicyState, error: FramingError) -> None:
         """Answer a framing refusal and close: the rest of the stream cannot be trusted."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         method, target = self.request_line
         await loop.run_in_executor(None, self.proxy.record_refusal, state, self.caller, method, target, error)
         status = error.status if 400 <= error.status < 600 else 400
@@ -620,7 +641,7 @@ class ClientConnection:
             record = api_record(self.caller, request.profile, request.method, request.target,
                                 endpoint="serialised", allowed=False, rule=busy.rule, reason=busy.message,
                                 policy=state.policy)
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             await loop.run_in_executor(None, self.proxy.write_best_effort, state, record)
             await self.send_whole(503, denial_body(busy.message, busy.rule), keep)
             return keep
@@ -644,7 +665,7 @@ class ClientConnection:
     async def take_intake(self, request: ApiRequest, state: PolicyState, size: int) -> tuple[int, bytes]:
         """A record handed over, written unless its uid is over [proxy] intake_per_minute: then
         refused (the ForceCommand runs nothing) and counted into one summary record."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if self.proxy.floods.summaries_due():  # else no thread hop for nothing (the sweeper writes them too)
             await loop.run_in_executor(None, self.proxy.write_summaries, state)
         if not self.proxy.floods.admit(self.caller.uid, INTAKE_KIND, state.settings.intake_per_minute, size):
@@ -689,7 +710,7 @@ class ClientConnection:
 
     async def decide_and_forward(self, received: Received, request: ApiRequest, state: PolicyState,
                                  keep: bool) -> bool:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         facts = body_facts(received)
         fetched: dict[str, EngineAnswer] = {}
         verdict = await self.proxy.decide_on_loop(request, state, self.caller, facts, fetched)
@@ -727,7 +748,7 @@ class ClientConnection:
         another is named. Unrecorded in the log like the refusal itself: syslog gets a line."""
         from gatekeeper.proxy.vet import never_started_fate
 
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         engine = UpstreamEngine(state.settings.upstream)
         try:
             what = await loop.run_in_executor(None, never_started_fate, engine, ident)
@@ -743,7 +764,7 @@ class ClientConnection:
         removes the volumes the decision made for it (proxy.leftovers.removed_volumes)."""
         from gatekeeper.proxy.leftovers import removed_volumes
 
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         engine = UpstreamEngine(state.settings.upstream)
         try:
             what = await loop.run_in_executor(None, removed_volumes, engine, verdict.made_volumes)
@@ -759,7 +780,7 @@ class ClientConnection:
                                headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bool:
         """What transform_response (`name`) makes of an engine answer read whole, with the
         engine's end-to-end fields; an answer that cannot be transformed is not sent."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         transform = self.proxy.transform
         try:
             if len(body) <= TRANSFORM_ON_LOOP:  # an inspect object: redacted faster than a thread wakes up
@@ -1080,7 +1101,7 @@ class Upstream:
             return None
         if step[0] == "pull-record" and not pulls.pull_succeeded(tail):
             return None
-        loop = asyncio.get_running_loop()
+        loop = self.client.loop
         engine = UpstreamEngine(self.state.settings.upstream)
         warning = await loop.run_in_executor(None, pulls.take_step, engine, self.request.profile, step)
         if warning is not None:
@@ -1260,8 +1281,8 @@ def denial_body(reason: str, rule: str) -> bytes:
 def peer_of(writer: asyncio.StreamWriter, names: UserNames) -> Caller:
     """The connecting process's credentials from the kernel (SO_PEERCRED), never from the request."""
     sock = writer.get_extra_info("socket")
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+    pid, uid, gid = PEERCRED.unpack(raw)
     return Caller(pid, uid, gid, names.name(uid))
 
 

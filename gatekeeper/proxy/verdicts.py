@@ -51,3 +51,35 @@ class PureVerdicts:
         if state is not self.state or len(self.kept) >= KEPT:
             self.state, self.kept = state, {}
         self.kept[(request.method, request.target, request.profile, request.uid)] = verdict
+
+
+QUESTION_METHODS = PURE_METHODS
+
+
+class FirstQuestions:
+    """The first engine GET the decision of a request asked (Proxy.decide_on_loop), by (method,
+    target, profile, uid), for the policy state it was asked under: the next time the same
+    request comes, that GET is fetched before the decision runs, instead of running the decision
+    once only to learn what it asks (its verdict thrown away, ~35-70 us of cold Python for an
+    inspect). Only GET and HEAD without a body. The decision then runs with that answer and asks
+    whatever else it asks, as before; a question it does not ask is never used (the engine's
+    answer to a GET it would have asked anyway, fetched a little earlier: a GET changes nothing).
+    Every decision still runs whole, on answers fetched for this request."""
+
+    __slots__ = ("state", "kept")
+
+    def __init__(self) -> None:
+        self.state: PolicyState | None = None
+        self.kept: dict[Key, str] = {}
+
+    def get(self, state: PolicyState, request: ApiRequest) -> str | None:
+        if state is not self.state or request.body or request.context is not None:
+            return None
+        return self.kept.get((request.method, request.target, request.profile, request.uid))
+
+    def keep(self, state: PolicyState, request: ApiRequest, question: str) -> None:
+        if request.method not in QUESTION_METHODS or request.body or request.context is not None:
+            return
+        if state is not self.state or len(self.kept) >= KEPT:
+            self.state, self.kept = state, {}
+        self.kept[(request.method, request.target, request.profile, request.uid)] = question
