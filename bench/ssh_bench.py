@@ -57,6 +57,15 @@ VENV/bin/gatekeeper-ssh (say, an earlier commit installed with `git archive` and
 `--forking-shell` adds the same gatekeeper on an sshd whose ForceCommand lacks the drop-in's
 `exec ` (the login shell forks for it and waits): what that word saves, in the same rounds.
 
+Each ssh side runs on a pool of sshds of its own (`--sshds K`, default 3, all of one config per
+side), round n on the pool's sshd n % K, and every pool is started afresh every `--restart-every B`
+rounds (default 10): sshd processes of identical settings differ by up to 8 ms a session, one-off
+offsets that come and go with the process (bench/ssh_session_bench.py); one sshd per side would put
+its offset on that side's whole run, a pool spread over K x (rounds / B) processes averages them out.
+"plain + py" shares plain's pool (its sshd in a round is plain's); the A/A side has its own pool. The
+report ends with each side's sshd offsets (per process: median of its round trips minus the side's
+median, over all commands), the spread this averaging removes.
+
 `--trace N` adds N rounds under perf (bench/process_trace.py, root): for each command and
 side, when the session's shell, the ForceCommand and docker were exec'd and exited, in ms
 after the ssh client started, and gatekeeper's minus plain's per stretch of the session.
@@ -90,7 +99,9 @@ from tests.e2e.stack import (
     LAYERED,
     POLICY,
     SNIPPET,
+    SYSTEM_DROP_INS,
     VENV,
+    Daemon,
     Stack,
     docker_client,
     free_port,
@@ -166,16 +177,61 @@ def against_snippet(workdir: Path, venv: Path, *, shell_exec: bool = True) -> Pa
     return target
 
 
-PORTS: dict[str, int] = {}  # side -> the port of its own sshd (the plain user's, --against's)
+class Pool:
+    """K sshds of one config for one side: round n goes to sshd n % K; `restart` starts them all
+    afresh (new processes, new ports), so a per-process offset lands on a few rounds only."""
+
+    def __init__(self, name: str, workdir: Path, snippet: Path, host_key: Path, size: int) -> None:
+        self.name, self.workdir, self.snippet, self.host_key = name, workdir, snippet, host_key
+        self.size = size
+        self.daemons: list[Daemon] = []
+        self.ports: list[int] = []
+        self.generation = 0
+
+    def start(self) -> None:
+        for slot in range(self.size):
+            port = free_port()
+            name = f"{self.name}-{slot}"
+            self.daemons.append(start_sshd(name, self.workdir, port, self.snippet, self.host_key))
+            self.ports.append(port)
+
+    def stop(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
+        self.daemons, self.ports = [], []
+
+    def restart(self) -> None:
+        self.stop()
+        self.generation += 1
+        self.start()
+
+    def slot(self, n: int) -> int:
+        return n % self.size
+
+    def port(self, n: int) -> int:
+        return self.ports[self.slot(n)]
+
+    def process(self, n: int) -> str:
+        """Which sshd process served round n (for the offsets report)."""
+        return f"{self.generation}.{self.slot(n)}"
+
+    def pid(self, n: int) -> int:
+        process = self.daemons[self.slot(n)].process
+        assert process is not None
+        return process.pid
 
 
-def side_argv(stack: Stack, port: int, side: str, command: str) -> list[str]:
-    if side == GK:
-        return stack.ssh_argv(command)
-    if side in (AGAINST, FORKING):
-        return stack.ssh_argv(command, port=PORTS[side])
-    if side == PLAIN_AGAIN:
-        return plain_ssh(stack, PORTS[PLAIN_AGAIN], command)
+POOLS: dict[str, Pool] = {}  # side -> its sshds (plain + py uses plain's)
+
+
+def pool_of(side: str) -> Pool:
+    return POOLS[PLAIN if side == PLAIN_PY else side]
+
+
+def side_argv(stack: Stack, n: int, side: str, command: str) -> list[str]:
+    port = pool_of(side).port(n)
+    if side in (GK, AGAINST, FORKING):
+        return stack.ssh_argv(command, port=port)
     return plain_ssh(stack, port, BARE_INTERPRETER + command if side == PLAIN_PY else command)
 
 
@@ -188,18 +244,41 @@ def timed(argv: list[str]) -> float:
     return elapsed
 
 
-def measure(stack: Stack, port: int, rounds: int, sides: tuple[str, ...] = SIDES) -> Times:
+Served = dict[str, dict[str, list[str]]]  # command -> side -> which sshd process, one per round
+
+
+def measure(stack: Stack, rounds: int, sides: tuple[str, ...] = SIDES,
+            restart_every: int = 0) -> tuple[Times, Served]:
     times: Times = {name: {side: [] for side in sides} for name, _ in COMMANDS}
+    served: Served = {name: {side: [] for side in sides} for name, _ in COMMANDS}
     for n in range(rounds + 1):  # round 0 warms caches and is dropped
+        if n > 1 and restart_every and (n - 1) % restart_every == 0:
+            for pool in POOLS.values():
+                pool.restart()
         order = sides[n % len(sides):] + sides[:n % len(sides)]
         for name, command in COMMANDS:
             for side in order:
-                elapsed = timed(side_argv(stack, port, side, command))
+                elapsed = timed(side_argv(stack, n, side, command))
                 if name == "stop":
                     stack.docker("start", OWNED)
                 if n:
                     times[name][side].append(elapsed)
-    return times
+                    served[name][side].append(pool_of(side).process(n))
+    return times, served
+
+
+def sshd_offsets(times: Times, served: Served) -> None:
+    """Per side, each sshd process's median of (round trip - the side's median for that command)
+    over all its round trips: the per-process offsets the pools spread over the run."""
+    print("\nsshd offsets, ms (per process: median of its round trips minus its side's median), per side:")
+    for side in next(iter(times.values())):
+        spans: dict[str, list[float]] = {}
+        for name, sides in times.items():
+            middle = statistics.median(sides[side])
+            for value, process in zip(sides[side], served[name][side], strict=True):
+                spans.setdefault(process, []).append((value - middle) * 1000)
+        offsets = sorted(statistics.median(values) for values in spans.values())
+        print(f"  {side:12} {len(offsets)} processes: " + " ".join(f"{o:+.1f}" for o in offsets))
 
 
 def direct_argv(side: str, command: str) -> list[str]:
@@ -254,7 +333,7 @@ def query_bench(rounds: int) -> None:
     for _ in range(rounds):
         for ask, into in ((world.run_docker, api), (world.run_docker_cli, cli)):
             started = time.perf_counter()
-            status, _, err = ask(policy, args)
+            status, _, err = ask(policy, args)  # type: ignore[arg-type]  # the fields it reads
             into.append(time.perf_counter() - started)
             if status != 0:
                 raise SystemExit(f"owner query failed: {err.decode()[:200]}")
@@ -266,31 +345,28 @@ MILESTONES: Final = ("first", "shell exec", "ForceCommand exec", "docker exec", 
                       "ForceCommand exit", "shell exit")
 
 
-def trace_bench(stack: Stack, port: int, plain_sshd: int, rounds: int) -> None:
+def trace_bench(stack: Stack, rounds: int) -> None:
     """Each command through the agent's ssh and the plain user's, alternating, under perf: when
     (ms after the ssh client started) the session's shell, the ForceCommand and docker were
     exec'd and exited, as the kernel saw it (bench/process_trace.py), medians."""
     from bench.process_trace import Recorder, descendants, milestones
 
-    gk_sshd = next(d for d in stack.daemons if d.name == "sshd-forcecommand")
-    assert gk_sshd.process is not None
-    roots = {GK: gk_sshd.process.pid, PLAIN: plain_sshd}
     programs = {"shell": "/bin/sh", "ForceCommand": str(VENV / "bin" / "gatekeeper-ssh"),
                 "docker": str(docker_client())}
-    windows: list[tuple[str, str, float, float]] = []
+    windows: list[tuple[str, str, int, float, float]] = []
     with Recorder() as recorder:
         for n in range(rounds):
             for name, command in COMMANDS:
                 for side in (GK, PLAIN) if n % 2 else (PLAIN, GK):
                     started = time.monotonic()
-                    timed(side_argv(stack, port, side, command))
-                    windows.append((name, side, started, time.monotonic()))
+                    timed(side_argv(stack, n, side, command))
+                    windows.append((name, side, pool_of(side).pid(n), started, time.monotonic()))
                     if name == "stop":
                         stack.docker("start", OWNED)
     events = recorder.events()
     seen: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for name, side, started, ended in windows:
-        marks = milestones(descendants(events, roots[side], started, ended), programs)
+    for name, side, root, started, ended in windows:
+        marks = milestones(descendants(events, root, started, ended), programs)
         row = seen.setdefault((name, side), {})
         for mark, when in (*marks.items(), ("client exit", ended)):
             row.setdefault(mark, []).append((when - started) * 1000)
@@ -327,8 +403,9 @@ def segment_differences(gk: dict[str, list[float]], plain: dict[str, list[float]
         return []
 
 
-def report(times: Times, rounds: int, layout: str) -> None:
-    print(f"\n{rounds} rounds, sides in rotating order, layout {layout}; wall ms of the whole "
+def report(times: Times, rounds: int, layout: str, sshds: int = 1, restart_every: int = 0) -> None:
+    print(f"\n{rounds} rounds, sides in rotating order, layout {layout}, {sshds} sshds a side "
+          f"(started afresh every {restart_every or rounds} rounds); wall ms of the whole "
           "`ssh ... docker ...` round trip; ratios to plain's (median, minimum, median of per-round ratios)")
     print(f"{'command':9} {'side':12} {'median':>8} {'min':>8} {'x med':>7} {'x min':>7} {'x paired':>9}  "
           f"{'+ms med':>8}")
@@ -350,6 +427,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--layout", choices=(CLI_ALONE, LAYERED), default=CLI_ALONE)
+    parser.add_argument("--sshds", type=int, default=3, metavar="K",
+                        help="sshds per side, round n on sshd n %% K (per-process offsets average out)")
+    parser.add_argument("--restart-every", type=int, default=10, metavar="B",
+                        help="start every side's sshds afresh every B rounds (0: never)")
     parser.add_argument("--trace", type=int, default=0, metavar="ROUNDS",
                         help="also ROUNDS rounds under perf: when each program of a session ran")
     parser.add_argument("--no-bench", action="store_true", help="only the --trace rounds")
@@ -368,44 +449,38 @@ def main() -> int:
             shutil.chown(home, PLAIN_USER)
             keys = stack.workdir / "bench-keys" / PLAIN_USER
             write_authorized_keys(keys, Path(f"{stack.client_key}.pub").read_text())
-            port = free_port()
-            daemon = start_sshd("sshd-bench-plain", stack.workdir, port, plain_snippet(stack.workdir, keys),
-                                stack.workdir / "host_ed25519")
-            PORTS[PLAIN_AGAIN] = free_port()
-            again = start_sshd("sshd-bench-plain-again", stack.workdir, PORTS[PLAIN_AGAIN],
-                               plain_snippet(stack.workdir, keys), stack.workdir / "host_ed25519")
-            sides = SIDES
-            against = None
+            host_key = stack.workdir / "host_ed25519"
+            plain = plain_snippet(stack.workdir, keys)
+            # GK: the stack's own ForceCommand sshd's config (the system drop-ins)
+            snippets = {GK: SYSTEM_DROP_INS, PLAIN: plain, PLAIN_AGAIN: plain}
+            sides: tuple[str, ...] = SIDES
             if options.against:
-                PORTS[AGAINST] = free_port()
-                against = start_sshd("sshd-bench-against", stack.workdir, PORTS[AGAINST],
-                                     against_snippet(stack.workdir, options.against),
-                                     stack.workdir / "host_ed25519")
+                snippets[AGAINST] = against_snippet(stack.workdir, options.against)
                 sides = (*sides, AGAINST)
-            forking = None
             if options.forking_shell:
-                PORTS[FORKING] = free_port()
-                forking = start_sshd("sshd-bench-forking", stack.workdir, PORTS[FORKING],
-                                     against_snippet(stack.workdir, VENV, shell_exec=False),
-                                     stack.workdir / "host_ed25519")
+                snippets[FORKING] = against_snippet(stack.workdir, VENV, shell_exec=False)
                 sides = (*sides, FORKING)
+            names = {GK: "gk", PLAIN: "plain", PLAIN_AGAIN: "again", AGAINST: "against", FORKING: "forking"}
             try:
+                for side, snippet in snippets.items():
+                    name = f"sshd-bench-{names[side]}"
+                    POOLS[side] = Pool(name, stack.workdir, snippet, host_key, options.sshds)
+                    POOLS[side].start()
                 made = stack.ssh(f"docker run -d --name {OWNED} {IMAGE} sh -c 'echo hello; sleep 3600'")
                 if made.returncode != 0:
                     raise SystemExit(f"the agent's container: {made.stderr.decode()}")
                 if not options.no_bench:
                     query_bench(options.rounds * 2)
-                    report(measure(stack, port, options.rounds, sides), options.rounds, options.layout)
+                    times, served = measure(stack, options.rounds, sides, options.restart_every)
+                    report(times, options.rounds, options.layout, options.sshds, options.restart_every)
+                    sshd_offsets(times, served)
                     direct_bench(stack, options.rounds)
                 if options.trace:
-                    assert daemon.process is not None
-                    trace_bench(stack, port, daemon.process.pid, options.trace)
+                    trace_bench(stack, options.trace)
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
-                daemon.stop()
-                for extra in (again, against, forking):
-                    if extra is not None:
-                        extra.stop()
+                for pool in POOLS.values():
+                    pool.stop()
     return 0
 
 
