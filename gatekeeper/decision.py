@@ -39,13 +39,14 @@ SFTP_SERVERS = frozenset({
 
 class Decision:
     __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims",
-                 "prepare", "afterwards", "pins")
+                 "prepare", "afterwards", "pins", "files")
 
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
                  rule: str, reason: str, stdin: bytes | None = None,
                  output_filter: str | None = None, claims: list[tuple[str, str]] | None = None,
                  prepare: list[Any] | None = None, afterwards: list[Any] | None = None,
-                 pins: list[tuple[int, str, bytes]] | None = None) -> None:
+                 pins: list[tuple[int, str, bytes]] | None = None,
+                 files: list[tuple[str, bytes]] | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
         self.canonical = canonical
@@ -64,6 +65,9 @@ class Decision:
         # (argv index, word prefix, bytes): files the CLI reads that were read and checked here;
         # the ForceCommand hands docker these bytes (gatekeeper.pinning), not the path again
         self.pins = pins or []
+        # (path in the state dir, bytes): checked files the ForceCommand writes before docker
+        # runs, for docker to read instead of the agent's own (a compose build's Dockerfile)
+        self.files = files or []
 
     def as_dict(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -127,7 +131,7 @@ def vetted_decision(argv: list[str], located: Located, policy: Policy, world: Wo
     final, pins = vetted.plan.apply(argv)  # the one place what runs departs from what was typed
     return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
                     vetted.stdin(), vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards,
-                    pins)
+                    pins, vetted.pinned_files())
 
 
 def show(located: Located) -> str:

@@ -124,6 +124,8 @@ def spend_budgets(policy: Policy, decision: Decision) -> Decision:
 
 def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
+    if decision.files and not wrote_pinned_files(policy, decision):
+        return EX_NOPERM
     if not decision.pins:
         return run_decided(policy, decision, on_long_run)
     from gatekeeper.pinning import pinned_argv
@@ -134,6 +136,22 @@ def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], Non
     finally:
         for fd in fds:
             posix.close(fd)
+
+
+def wrote_pinned_files(policy: Policy, decision: Decision) -> bool:
+    """The checked copies docker reads (a compose build's Dockerfile), or a denial line."""
+    from gatekeeper.pinning import write_pinned_files
+
+    try:
+        write_pinned_files(policy.state_dir, decision.files, time.time())
+    except GatekeeperError as error:
+        say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing ran")
+        return False
+    except OSError as error:
+        say(f"gatekeeper: denied: cannot write the checked Dockerfile into {policy.state_dir!r} "
+            f"({error.strerror}) (rule host-path-state); nothing ran")
+        return False
+    return True
 
 
 def record_and_run(command: str, decision: Decision, policy: Policy, profile: str | None,

@@ -13,6 +13,14 @@ bytes, and the ForceCommand gives docker a sealed memfd holding exactly them
 Directories (build contexts) cannot be pinned this way: the CLI's Go code
 resolves them again (fsutil's EvalSymlinks); compose files are pinned by
 feeding the vetted model on stdin (gatekeeper.vetting.compose).
+
+A compose build's Dockerfile cannot be a descriptor either (compose, a plugin,
+resolves the path with EvalSymlinks and stats it; a memfd's link names no
+file): the vetted model names a copy of the checked bytes in the state
+directory instead (gatekeeper.vetting.images.pin_model_dockerfile), which
+write_pinned_files puts there before compose runs. The state directory is a
+top-level dot entry of the root: the path rule keeps every container's bind
+out of it, so nothing but gatekeeper writes there.
 """
 
 from __future__ import annotations
@@ -105,3 +113,79 @@ def pinned_argv(argv: list[str], pins: list[tuple[int, str, bytes]]) -> tuple[li
             raise Denied("cannot place a pinned file in the command", rule="internal-error")
         out[index] = f"{prefix}/proc/self/fd/{fd}"
     return out, fds
+
+
+PINNED_DOCKERFILES = "dockerfiles"  # the state directory's entry for compose builds' Dockerfiles
+PINNED_MAX_AGE = 86400.0  # seconds a pinned copy is kept after it was last written
+
+
+def pinned_dockerfile_path(state_dir: str, data: bytes) -> str:
+    """Named by its content: two sessions pinning the same bytes write the same file."""
+    import hashlib
+
+    return f"{state_dir}/{PINNED_DOCKERFILES}/{hashlib.sha256(data).hexdigest()}"
+
+
+def write_pinned_files(state_dir: str, files: list[tuple[str, bytes]], now: float) -> None:
+    """Write each (path, bytes) the decision pinned into the state directory's `dockerfiles`
+    entry, under its content name (a fresh file renamed into place: a reader sees the old
+    copy or the new one, both the same bytes); copies not written for a day are dropped."""
+    from gatekeeper.inflight import Registry, StateError
+
+    top = Registry(state_dir).open_state_dir()
+    try:
+        directory = open_private_directory(top, PINNED_DOCKERFILES, state_dir)
+    finally:
+        os.close(top)
+    try:
+        for path, data in files:
+            if path != pinned_dockerfile_path(state_dir, data):
+                raise StateError(f"a pinned file {path!r} is not named by its content")
+            write_replacing(directory, path.rpartition("/")[2], data)
+        drop_stale(directory, now)
+    finally:
+        os.close(directory)
+
+
+def open_private_directory(parent: int, name: str, where: str) -> int:
+    """`name` below `parent`, made 0700 if missing; ours, a real directory, writable by nobody else."""
+    import stat
+
+    from gatekeeper.inflight import StateError
+
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError as error:
+        raise StateError(f"cannot open {where}/{name} ({error.strerror})") from None
+    info = os.fstat(fd)
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o022:
+        os.close(fd)
+        raise StateError(f"{where}/{name} must be owned by this account and writable by nobody else")
+    return fd
+
+
+def write_replacing(directory: int, name: str, data: bytes) -> None:
+    temporary = f".{name}.{os.getpid()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600, dir_fd=directory)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+
+
+def drop_stale(directory: int, now: float) -> None:
+    for name in os.listdir(directory):
+        try:
+            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            if now - info.st_mtime > PINNED_MAX_AGE:
+                os.unlink(name, dir_fd=directory)
+        except FileNotFoundError:
+            pass  # another session dropped or replaced it

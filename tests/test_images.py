@@ -13,6 +13,7 @@ from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.image_refs import matches, repository
 from gatekeeper.policy import load_policy
+from gatekeeper.vetting.context import Vetted
 from gatekeeper.vetting.images import check_dockerfile
 from tests.fakes import StaticWorld
 
@@ -386,15 +387,18 @@ def test_compose_builds_check_base_images_too(unlisted) -> None:  # type: ignore
     def ctx(canonical: str, images: dict[str, list[str] | None]) -> object:
         return SimpleNamespace(policy=unlisted, located=SimpleNamespace(canonical=canonical),
                                parsed=SimpleNamespace(uses=[]), host_path=lambda value, what: value,
-                               world=BaseImages(images, files={f"{APP}/Dockerfile": b"FROM base\n"}))
+                               world=BaseImages(images, files={f"{APP}/Dockerfile": b"FROM base\n"}),
+                               vetted=Vetted())
 
     for build in ({"context": APP}, {"context": APP, "dockerfile_inline": "FROM base"}):
-        model = {"services": {"web": {"build": build}}}
-        vet_model_images(ctx("compose up", {"base": None}), model)  # type: ignore[arg-type]
-        vet_model_images(ctx("compose ps", {"base": TRIGGER}), model)  # type: ignore[arg-type]  # builds nothing
+        def model(build: dict[str, str] = build) -> dict[str, object]:
+            return {"services": {"web": {"build": dict(build)}}}  # each decision renders its own
+
+        vet_model_images(ctx("compose up", {"base": None}), model())  # type: ignore[arg-type]
+        vet_model_images(ctx("compose ps", {"base": TRIGGER}), model())  # type: ignore[arg-type]  # builds nothing
         for images in ({"base": TRIGGER}, {}):
             with pytest.raises(Denied) as refused:
-                vet_model_images(ctx("compose build", images), model)  # type: ignore[arg-type]
+                vet_model_images(ctx("compose build", images), model())  # type: ignore[arg-type]
             assert refused.value.rule == "build-add-url"
         with pytest.raises(Denied):
             pulled = {"services": {"web": {"build": {**build, "pull": True}}}}

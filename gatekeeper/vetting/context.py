@@ -20,7 +20,7 @@ class Vetted:
     the engine steps (gatekeeper.steps) execution takes around the command."""
 
     __slots__ = ("plan", "compose_model", "client_stdin", "output_filter", "named_volumes", "binds",
-                 "outputs", "prepare", "afterwards", "starts", "sessions")
+                 "outputs", "prepare", "afterwards", "starts", "sessions", "dockerfiles")
 
     def __init__(self) -> None:
         self.plan = RewritePlan()
@@ -38,6 +38,10 @@ class Vetted:
         # what this command will start: "label:TOKEN\tN" / "project:NAME\tN" (gatekeeper.vetting.running)
         self.starts: list[str] = []
         self.sessions: list[str] = []  # the profile, when [limits] max_sessions counts this one
+        # compose builds: the path the vetted model's build.dockerfile names (in the state dir)
+        # -> (the Dockerfile it was read from, the bytes checked); the ForceCommand writes them
+        # there before compose runs (gatekeeper.pinning.write_pinned_files)
+        self.dockerfiles: dict[str, tuple[str, bytes]] = {}
 
     def stdin(self) -> bytes | None:
         """What docker reads on stdin: the vetted compose model, serialised here only, or
@@ -47,6 +51,10 @@ class Vetted:
         import json
 
         return json.dumps(self.compose_model, indent=1).encode()
+
+    def pinned_files(self) -> list[tuple[str, bytes]]:
+        """(path in the state dir, bytes) the ForceCommand writes before docker runs."""
+        return [(path, data) for path, (_, data) in self.dockerfiles.items()]
 
     def claims(self) -> list[tuple[str, str]]:
         """What this command puts in flight (gatekeeper.inflight): (kind, path or count)."""

@@ -381,12 +381,30 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
     context = str(build.get("context") or ".")
     dockerfile = str(build.get("dockerfile") or "Dockerfile")
     path = dockerfile if dockerfile.startswith("/") else context.rstrip("/") + "/" + dockerfile
-    text = read_dockerfile(ctx, path)
+    data = read_dockerfile_bytes(ctx, path)
+    if building:
+        pin_model_dockerfile(ctx, build, path, data)
+    text = data.decode("utf-8", errors="replace")
     check_dockerfile(text, patterns, path)
     check_dockerfile_labels(ctx, text, path)
     if building:
         for platform in platforms or [""]:
             check_base_images(ctx, text, path, values, patterns, platform)
+
+
+def pin_model_dockerfile(ctx: Context, build: dict[str, Any], path: str, data: bytes) -> None:
+    """compose builds the bytes that were checked: the model's build.dockerfile names a copy
+    in gatekeeper's state directory (a top-level dot entry of the root: no container reaches
+    it), written by the ForceCommand before compose runs (gatekeeper.pinning.write_pinned_files).
+    compose's classic builder reads a Dockerfile outside the context itself and adds it to the
+    context under a random name, as `docker build -f -` does.
+    Stops: a container of the agent's, bound above the context, swapping the Dockerfile between
+    this check and compose's own read (an ADD <loopback URL> built behind a harmless file)."""
+    from gatekeeper.pinning import pinned_dockerfile_path
+
+    copy = pinned_dockerfile_path(ctx.policy.state_dir, data)
+    ctx.vetted.dockerfiles[copy] = (path, data)
+    build["dockerfile"] = copy
 
 
 def service_dockerfile(ctx: Context, name: str,
@@ -395,6 +413,9 @@ def service_dockerfile(ctx: Context, name: str,
     is for messages, the build arguments)."""
     if build.get("dockerfile_inline") is not None:
         text, where = str(build["dockerfile_inline"]), f"service {name!r}: dockerfile_inline"
+    elif str(build.get("dockerfile")) in ctx.vetted.dockerfiles:  # pinned: the bytes checked
+        where, data = ctx.vetted.dockerfiles[str(build["dockerfile"])]
+        text = data.decode("utf-8", errors="replace")
     else:
         context = str(build.get("context") or ".")
         dockerfile = str(build.get("dockerfile") or "Dockerfile")

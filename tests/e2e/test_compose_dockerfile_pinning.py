@@ -1,0 +1,131 @@
+"""The Dockerfile compose builds is the Dockerfile gatekeeper checked (session 9).
+
+gatekeeper reads a compose service's Dockerfile and checks it (ADD <url>: the engine fetches
+it on the host's network, rule build-add-url; FROM and its ONBUILD steps; LABEL keys;
+[images]); compose's classic builder then read `<context>/Dockerfile` again when it built. A
+container of the agent's with the project bound swaps the file in that window (the agent's own
+moves, no shell needed), and in layout (c) (the CLI layer alone) nothing else reads it: the
+image held what the check never saw. Now the vetted model's build.dockerfile names a copy of
+the checked bytes in gatekeeper's state directory, which no container reaches.
+
+Each layout (a: CLI layer + proxy, b: proxy alone, c: CLI layer alone). Control in the same
+test: the decision without its pin (`gatekeeper check` allows the project, then compose builds
+the file as the agent wrote it, reading the Dockerfile again) builds the swapped file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    IMAGE,
+    MODES,
+    POLICY,
+    Stack,
+    docker_client,
+    root_docker_env,
+    serving_on_loopback,
+    write_file,
+)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("stack", MODES, indirect=True, scope="module"),
+]
+
+PROJECT_DIR = AGENT_HOME / "work" / "ai-pin9"
+SECRET = "gk-pin9-secret"
+PROJECT = "ai-pin9"
+BUILT = f"{PROJECT}-app"
+SWAPPER = "ai-pin9-swapper"
+ATTEMPTS = 8
+CONTROL_ATTEMPTS = 30  # it stops at the first success
+GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
+BUILD_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with serving_on_loopback(f"{SECRET}\n") as served:
+        yield served
+
+
+@pytest.fixture
+def project(stack: Stack, url: str) -> Iterator[Path]:
+    PROJECT_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.chown(PROJECT_DIR, AGENT, AGENT)
+    context = PROJECT_DIR / "ctx"
+    context.mkdir()
+    shutil.chown(context, AGENT, AGENT)
+    for path, text in ((PROJECT_DIR / "good", f"FROM {IMAGE}\n"),
+                       (PROJECT_DIR / "bad", f"FROM {IMAGE}\nADD {url} /secret\n"),
+                       (context / "Dockerfile", f"FROM {IMAGE}\n"),
+                       (PROJECT_DIR / "compose.yaml",
+                        f"name: {PROJECT}\nservices:\n  app:\n    image: {BUILT}\n    build:\n"
+                        "      context: ./ctx\n")):
+        write_file(path, text, mode=0o644, owner=AGENT, group=AGENT)
+    yield PROJECT_DIR
+    stack.remove_named("ai-pin9")
+    stack.docker("rmi", "-f", BUILT, check=False)
+    shutil.rmtree(PROJECT_DIR, ignore_errors=True)
+
+
+def swap_loop() -> str:
+    """The agent's container: the context's Dockerfile is the harmless one, then the other, again."""
+    return ("while :; do cp /w/good /w/ctx/.a && mv /w/ctx/.a /w/ctx/Dockerfile; "
+            "cp /w/bad /w/ctx/.b && mv /w/ctx/.b /w/ctx/Dockerfile; done")
+
+
+def holds_secret(stack: Stack) -> bool:
+    shown = stack.docker("run", "--rm", BUILT, "cat", "/secret", check=False)
+    return SECRET in shown.stdout
+
+
+def image_exists(stack: Stack) -> bool:
+    return bool(stack.docker("images", "-q", BUILT).stdout.strip())
+
+
+def unpinned_build_took_the_swap(stack: Stack, compose: Path) -> bool:
+    """The decision without its pin: `gatekeeper check` allows the build (it read the harmless
+    file; --offline: root is no [proxy.users] user), then compose builds the project as written,
+    with the classic builder as gatekeeper runs it, reading the Dockerfile again."""
+    env = {**root_docker_env(), "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"}
+    for _ in range(CONTROL_ATTEMPTS):
+        command = f"docker compose -f {compose} build"
+        checked = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
+                                 capture_output=True, text=True, timeout=120, check=False)
+        if checked.returncode != 0:
+            continue  # the check read the other file: refused, as it should be
+        subprocess.run([str(docker_client()), "compose", "-f", str(compose), "build"], env=env,
+                       capture_output=True, timeout=BUILD_TIMEOUT, check=False)
+        if image_exists(stack) and holds_secret(stack):
+            return True
+        stack.docker("rmi", "-f", BUILT, check=False)
+    return False
+
+
+def test_a_compose_dockerfile_swapped_after_the_check_is_not_built(stack: Stack, project: Path) -> None:
+    compose = project / "compose.yaml"
+    started = stack.ssh(f"docker run -d --name {SWAPPER} -v {project}:/w {IMAGE} sh -c '{swap_loop()}'")
+    assert started.returncode == 0, started.stderr
+    try:
+        assert unpinned_build_took_the_swap(stack, compose)  # control: the defence off
+        stack.docker("rmi", "-f", BUILT, check=False)
+        built = 0
+        for _ in range(ATTEMPTS):
+            result = stack.ssh(f"docker compose -f {compose} build", timeout=BUILD_TIMEOUT)
+            assert SECRET.encode() not in result.stdout + result.stderr
+            if image_exists(stack):
+                built += 1
+                assert not holds_secret(stack)  # built: the harmless file it checked
+                stack.docker("rmi", "-f", BUILT, check=False)
+        assert built  # the pinned copy builds (the checks read the harmless file at least once)
+    finally:
+        stack.docker("rm", "-f", SWAPPER, check=False)
