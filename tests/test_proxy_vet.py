@@ -228,6 +228,45 @@ def test_inspect_redaction() -> None:
         assert out["Config"]["Env"] == (["PASSWORD=***"] if redacted else ["PASSWORD=hunter2"])
 
 
+def test_inspect_redaction_from_the_decision_s_own_parse_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inspect answered by the decision's own question is redacted from the value the decision
+    parsed (proxy.engine.LAST_PARSED) when it is that very body: the same bytes out either way."""
+    import json as json_module
+
+    from gatekeeper.proxy.engine import EngineAnswer, parsed
+
+    engine = FakeEngine()
+    loads_of_bodies: list[int] = []
+    real_loads = json_module.loads
+
+    def counted(text: str | bytes, **kwargs: object) -> object:
+        if isinstance(text, bytes):
+            loads_of_bodies.append(len(text))
+        return real_loads(text, **kwargs)  # type: ignore[arg-type]  # json.loads' keywords
+
+    for word in ("web", "db", "other"):
+        verdict = vet_api_request(request("GET", f"/v1.47/containers/{word}/json"), POLICY, engine)
+        _status, obj = engine.get_json(f"/containers/{word}/json")
+        body = json.dumps(obj, indent=1).encode()
+        req = request("GET", f"/containers/{word}/json")
+        fresh = transform_response(verdict.response or "", 200, bytes(bytearray(body)), req)  # control
+        answer = EngineAnswer(200, b"OK", [], body)
+        assert not isinstance(parsed(answer), Exception)  # what decide_on_loop does with its question
+        monkeypatch.setattr(json_module, "loads", counted)
+        assert transform_response(verdict.response or "", 200, body, req) == fresh
+        assert loads_of_bodies == []  # not parsed again
+        assert transform_response(verdict.response or "", 200, bytes(bytearray(body)), req) == fresh
+        assert loads_of_bodies == [len(body)]  # control: equal bytes, another object: parsed
+        loads_of_bodies.clear()
+        monkeypatch.setattr(json_module, "loads", real_loads)
+    # A body the decision could not parse (NaN) is never taken from the memory.
+    nan = b'{"Id": NaN}'
+    assert isinstance(parsed(EngineAnswer(200, b"OK", [], nan)), Exception)
+    from gatekeeper.proxy.engine import LAST_PARSED
+
+    assert LAST_PARSED.value_of(nan) is None
+
+
 def test_inspect_errors_and_garbage() -> None:
     verdict = decide("GET", "/v1.47/images/postgres:15/json")
     req = request("GET", "/images/postgres:15/json")

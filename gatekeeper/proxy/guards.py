@@ -148,11 +148,11 @@ class ApiBudgets:
 
     def charge(self, policy: Policy, profile: str, endpoint: str) -> None:
         """Spend one of the endpoint's budget for `profile`, or raise Denied (nothing spent)."""
-        from gatekeeper.budgets import BUDGETS, RULE_OF, describe
-
         kind = BUDGET_OF_ENDPOINT.get(endpoint)
         if kind is None:
-            return
+            return  # (most requests: a GET, a ping)
+        from gatekeeper.budgets import BUDGETS, RULE_OF, describe
+
         _, key, window, unit = next(entry for entry in BUDGETS if entry[0] == kind)
         limit = policy.count_of("budgets", key)
         if not limit:

@@ -848,7 +848,7 @@ class Upstream:
         self.request = request
         self.verdict = verdict
         self.state = state
-        self.answer = wire.ResponseReader()
+        self.answer: wire.ResponseReader  # a new one for each try (try_head)
         self.buffer = bytearray()  # read from the engine past what was parsed so far
         self.reader: asyncio.StreamReader
         self.writer: asyncio.StreamWriter

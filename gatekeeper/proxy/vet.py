@@ -20,6 +20,7 @@ no files, clock or environment here.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 from gatekeeper.errors import Denied
@@ -508,11 +509,15 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
     environment values and secret-looking keys hidden (gatekeeper.redaction)."""
     import json
 
+    from gatekeeper.proxy.engine import LAST_PARSED
     from gatekeeper.redaction import owned_by, redact_tree
 
+    # The decision's own question, answered by this very body (Proxy.decide_on_loop): parsed
+    # there already (json_codec.loads of its UTF-8: what json.loads gives for such a body).
+    known = LAST_PARSED.value_of(body)
     try:
-        keys = tuple(str(k) for k in json.loads(keys_json or "[]"))
-        obj = json.loads(body)
+        keys = redaction_keys(keys_json)
+        obj = known[0] if known is not None else json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return error_body("the engine's answer is not JSON; withheld")
     if not isinstance(obj, dict):
@@ -522,6 +527,14 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
     from gatekeeper.redacting_engine import go_json
 
     return go_json(redact_tree(obj, keys))
+
+
+@functools.lru_cache(maxsize=64)
+def redaction_keys(keys_json: str) -> tuple[str, ...]:
+    """The [redact] keys a verdict's transform names (JSON), read once per distinct list."""
+    import json
+
+    return tuple(str(k) for k in json.loads(keys_json or "[]"))
 
 
 def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
@@ -534,7 +547,7 @@ def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
     from gatekeeper.redaction import redacted_listing
 
     try:
-        keys = tuple(str(k) for k in json.loads(keys_json or "[]"))
+        keys = redaction_keys(keys_json)
     except ValueError:
         return error_body("the redaction keys are not JSON; withheld")
     lowered = body.lower()
