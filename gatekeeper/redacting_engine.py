@@ -21,6 +21,11 @@ of the list (`/containers/json`, `/images/json`, `/volumes`, `/networks`,
 `/system/df`: its images, containers and volumes), each object in it the agent
 does not own redacted by the same rule.
 
+Under [scope] ps = "owned" (images = "owned") the lists leave out the containers
+(images) the agent does not own, as `docker ps` with its owner filters and the proxy's
+lists do: compose lists (`compose ls`, `compose ps`, `compose images`) and `system df
+-v` take this way for it (gatekeeper.vetting.families).
+
 Anything else (an exec, a path with `.`/`..` segments, another method)
 gets a 404: the socket gives nothing an inspect or a listing does not need.
 Imported only for inspects and listings with a template; the ForceCommand path
@@ -42,7 +47,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from gatekeeper.redaction import owned_by, redact_tree, redacted_listing
+from gatekeeper.redaction import owned_by, owned_lists, redact_tree, redacted_listing
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -126,8 +131,10 @@ def go_json(value: object) -> bytes:
     return text.encode() + b"\n"
 
 
-def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...]) -> Answer:
-    """What the CLI gets: objects not owned by `owner` redacted, /info reduced to the swarm flag."""
+def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...],
+          only_owned: frozenset[str] = frozenset(), path: str = "") -> Answer:
+    """What the CLI gets: objects not owned by `owner` redacted, /info reduced to the swarm flag;
+    in a list the kinds of `only_owned` ("containers", "images") not owned left out."""
     if answer.status != 200 or kind == "ping":
         return answer
     try:
@@ -135,6 +142,7 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...]) -> Answe
     except (UnicodeDecodeError, ValueError):
         raise ValueError("the engine sent something that is not JSON") from None
     if kind == "list":
+        value = owned_only(value, list_kinds(path) & only_owned, owner)
         return Answer(200, answer.headers, go_json(redacted_list(value, owner, keys)))
     if not isinstance(value, dict):
         raise ValueError("the engine sent something that is not one object")
@@ -147,6 +155,36 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...]) -> Answe
     else:
         value = redact_tree(value, keys)
     return Answer(200, answer.headers, go_json(value))
+
+
+# Which listed kinds each list path holds (the disk usage: both; volumes and networks: neither).
+LIST_KINDS = {"/containers/json": frozenset({"containers"}), "/images/json": frozenset({"images"}),
+              "/system/df": frozenset({"containers", "images"})}
+DISK_USAGE_KEYS = {"containers": "Containers", "images": "Images"}
+
+
+def list_kinds(path: str) -> frozenset[str]:
+    plain = API_PREFIX.sub("", path.partition("?")[0], count=1)
+    return LIST_KINDS.get(plain, frozenset())
+
+
+def owned_only(value: object, kinds: frozenset[str], owner: str) -> object:
+    """The list without the objects of `kinds` that `owner` does not own (a container: its
+    create's labels, gatekeeper.redaction.owned_by)."""
+    if not kinds:
+        return value
+    if isinstance(value, list):
+        return [item for item in value if owned_by(item, owner)]
+    if not isinstance(value, dict):
+        raise ValueError("the engine sent something that is not a list")
+    kept = dict(value)
+    for kind in kinds:
+        items = value.get(DISK_USAGE_KEYS[kind])
+        if isinstance(items, list):
+            kept[DISK_USAGE_KEYS[kind]] = [item for item in items if owned_by(item, owner)]
+        elif items is not None:
+            raise ValueError(f"the engine's {DISK_USAGE_KEYS[kind]} is not a list")
+    return kept
 
 
 def redacted_list(value: object, owner: str, keys: tuple[str, ...]) -> object:
@@ -188,7 +226,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             try:
                 agent = self.headers.get("User-Agent")
                 reply = ask_engine(self.server.engine, self.command, self.path, agent)
-                reply = shown(kind, reply, self.server.owner, self.server.keys)
+                reply = shown(kind, reply, self.server.owner, self.server.keys, self.server.only_owned,
+                              self.path)
             except (OSError, ValueError, http.client.HTTPException) as error:
                 body = json.dumps({"message": f"gatekeeper: {error}"}).encode() + b"\n"
                 reply = Answer(502, [("Content-Type", "application/json")], body)
@@ -207,10 +246,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class RedactingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, engine: str, owner: str, keys: tuple[str, ...]) -> None:
+    def __init__(self, path: str, engine: str, owner: str, keys: tuple[str, ...],
+                 only_owned: frozenset[str] = frozenset()) -> None:
         self.engine = engine
         self.owner = owner
         self.keys = keys
+        self.only_owned = only_owned
         super().__init__(path, Handler)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
@@ -228,7 +269,7 @@ def redacting_engine(policy: Policy) -> Iterator[str]:
     directory = tempfile.mkdtemp(prefix="gk-inspect-", dir="/tmp")  # 0700, ours alone
     try:
         path = os.path.join(directory, "engine.sock")
-        server = RedactingServer(path, engine, owner, keys)
+        server = RedactingServer(path, engine, owner, keys, owned_lists(policy))
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         try:
             yield f"unix://{path}"

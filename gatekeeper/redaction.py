@@ -74,6 +74,13 @@ def owned_by(item: object, owner: str) -> bool:
     return False
 
 
+def owned_lists(policy: Policy) -> frozenset[str]:
+    """The listed kinds ("containers", "images") the policy's [scope] ps / images lets the
+    agent see only its own of (gatekeeper.redacting_engine leaves the others out)."""
+    scoped = (("containers", "ps"), ("images", "images"))
+    return frozenset(kind for kind, key in scoped if policy.scope_of(key) == "owned")
+
+
 # GET /system/df (`docker system df -v --format '{{json .}}'`): the engine's lists of images,
 # containers and volumes, each object with its labels, as the lists of their own endpoints.
 DISK_USAGE_LISTS = ("Images", "Containers", "Volumes")

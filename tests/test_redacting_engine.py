@@ -94,6 +94,10 @@ class Policy:
         self.host = host
         self.profile = OWNER
         self.redact_keys = tuple(key.lower() for key in KEYS)
+        self.scope: dict[str, str] = {}
+
+    def scope_of(self, key: str) -> str:
+        return self.scope.get(key, "all")
 
 
 def redacted_at_source(objects: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -275,6 +279,37 @@ def test_listing_templates_print_foreign_labels_redacted(engines, words: tuple[s
     assert secret not in shown and b"***" in shown
     if words[0] in ("ps", "container", "system") and ".Label " not in words[-1]:
         assert b"mine-listed" in shown
+
+
+@pytest.mark.parametrize("words", [
+    ("ps", "-a", "--format", "{{.Names}}"),
+    ("system", "df", "-v"),
+    ("system", "df", "-v", "--format", "{{json .}}"),
+], ids=str)
+def test_owned_scope_leaves_out_the_containers_not_owned(tmp_path: Path, words: tuple[str, ...]) -> None:
+    """[scope] ps = "owned": the stand-in's lists hold only the agent's containers (compose ls,
+    compose ps and system df -v read them there). Control: the same stand-in with ps = "all"."""
+    objects: dict[str, object] = copy.deepcopy(LISTED)  # type: ignore[arg-type]
+    with fake_engine(tmp_path, objects) as raw:  # type: ignore[arg-type]
+        shown = {}
+        for scope in ("all", "owned"):
+            policy = Policy(f"unix://{raw.server_address}")
+            policy.scope["ps"] = scope
+            with redacting_engine(policy) as ours:  # type: ignore[arg-type]
+                code, out, err = docker(ours, tmp_path, *words)
+            assert code == 0, err
+            shown[scope] = out
+    assert b"operator-db" in shown["all"] and b"agent-web" in shown["all"]
+    assert b"operator-db" not in shown["owned"] and b"agent-web" in shown["owned"]
+
+
+def test_owned_lists_follow_the_scope() -> None:
+    from gatekeeper.redaction import owned_lists
+
+    policy = Policy("unix:///none")
+    assert owned_lists(policy) == frozenset()  # type: ignore[arg-type]
+    policy.scope.update(ps="owned", images="owned")
+    assert owned_lists(policy) == {"containers", "images"}  # type: ignore[arg-type]
 
 
 def test_info_reduced_to_the_swarm_flag(engines) -> None:  # type: ignore[no-untyped-def]

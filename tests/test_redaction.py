@@ -275,3 +275,27 @@ def test_driver_option_pairs_naming_a_secret_are_hidden() -> None:
                      "secret": "***", "other": "a=b,c"}
     owned = dict(volume, Labels={"gatekeeper.owner": "ci-bot"})
     assert json.loads(redact_inspect(json.dumps([owned]).encode(), "ci-bot", KEYS))[0] == owned
+
+
+OWNED_SCOPE = [
+    ("docker compose ls", "redact-at-source"),
+    ("docker compose ls -a --format json", "redact-at-source"),
+    ("docker system df -v", "redact-at-source"),
+    ("docker system df", "redact-at-source"),
+    ("docker ps -a", None),  # its own owner filters on the argv
+    ("docker version", None),
+]
+
+
+@pytest.mark.parametrize(("command", "what"), OWNED_SCOPE, ids=[c for c, _ in OWNED_SCOPE])
+@pytest.mark.parametrize("scope", ["ps", "images"])
+def test_owned_scope_lists_from_the_stand_in(command: str, what: str | None, scope: str, tmp_path: Path) -> None:
+    """[scope] ps/images = "owned": compose ls and system df list from the stand-in, which leaves
+    out what the agent does not own (gatekeeper.redacting_engine); control: the default ("all")."""
+    default = decide(command, load_policy(None), StaticWorld())
+    assert default.allowed and default.output_filter is None
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'[scope]\n{scope} = "owned"\n')
+    decision = decide(command, load_policy(str(policy_file)), StaticWorld())
+    assert decision.allowed, decision.reason
+    assert decision.output_filter == what

@@ -96,6 +96,27 @@ def compose_ps_family(ctx: Context) -> None:
     a CLI plugin, talks to the DOCKER_HOST it is given)."""
     compose_family(ctx)
     listing_family(ctx, PLAIN_COMPOSE_PS_FIELDS)
+    owned_listing(ctx)
+
+
+def compose_listing_family(ctx: Context) -> None:
+    """compose ls, compose images: they list containers straight from the engine."""
+    compose_family(ctx)
+    owned_listing(ctx)
+
+
+def owned_listing(ctx: Context) -> None:
+    """Under [scope] ps = "owned" (or images = "owned") a list docker or compose reads from the
+    engine itself, with no filter of ours on its argv (compose ls/ps/images, system df -v),
+    comes from the redacting stand-in, which leaves out what the agent does not own."""
+    from gatekeeper.redaction import owned_lists
+
+    if owned_lists(ctx.policy):
+        from gatekeeper.vetting.inspect import vet_listing_format
+
+        # Stops: `compose ls -a` naming the operator's projects (their compose files' host
+        # paths) and `system df -v` its containers, where `docker ps` shows only the agent's.
+        vet_listing_format(ctx)
 
 
 def disk_usage_family(ctx: Context) -> None:
@@ -107,6 +128,8 @@ def disk_usage_family(ctx: Context) -> None:
         from gatekeeper.vetting.inspect import vet_listing_format
 
         vet_listing_format(ctx)
+    else:
+        owned_listing(ctx)
 
 
 def plain_listing_template(text: str, plain: frozenset[str] = PLAIN_LISTING_FIELDS) -> bool:
@@ -146,6 +169,8 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "network create": network_create_family,
     **{f"compose {name}": compose_family for name in COMPOSE_COMMANDS_VETTED},
     "compose ps": compose_ps_family,
+    "compose ls": compose_listing_family,
+    "compose images": compose_listing_family,
     # output redacted for objects the agent does not own (gatekeeper.redaction)
     "inspect": inspect_family,
     "container inspect": inspect_family,
