@@ -103,6 +103,7 @@ RULES: Final = MappingProxyType(
         # the API layer's transport (gatekeeper proxy)
         "api-framing": "an HTTP request two parsers could read differently (duplicate headers, chunked...)",
         "api-body-size": "a request body over the proxy's cap ([proxy] max_body, max_build_context)",
+        "api-content-type": "a request body sent as a form (the engine reads its pairs as query parameters)",
         "api-user": "the connecting unix user is not listed in [proxy.users]",
         "api-upstream": "the engine behind the proxy did not answer",
         "api-spool": "build contexts sent at once over [proxy] max_spool_per_user or max_spool",

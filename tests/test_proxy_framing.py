@@ -62,6 +62,20 @@ REFUSED = [
      b"2\r\nab\r\n0\r\nContent-Length: 9\r\n\r\n", 400, "api-framing"),
     ("gzip-coding", b"POST /build HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
      b"2\r\nab\r\n0\r\n\r\n", 501, "api-framing"),
+    # Go's FormValue/ParseForm (the engine's query parameters) read a form body's pairs first:
+    # dockerd 20.10 pulls the fromImage of a form body sent to /images/create.
+    ("form-body-on-build", b"POST /build HTTP/1.1\r\n" + H + b"Content-Type: application/x-www-form-"
+     b"urlencoded\r\nContent-Length: 11\r\n\r\nt=victim:1&", 415, "api-content-type"),
+    ("form-body-case-and-params", b"POST /build HTTP/1.1\r\n" + H + b"Content-Type: Application/X-WWW-Form-"
+     b"Urlencoded ; charset=utf-8\r\nContent-Length: 11\r\n\r\nt=victim:1&", 415, "api-content-type"),
+    ("multipart-form-body", b"POST /build HTTP/1.1\r\n" + H + b"Content-Type: multipart/form-data; boundary=b"
+     b"\r\nContent-Length: 2\r\n\r\n--", 415, "api-content-type"),
+    ("form-body-on-json-endpoint", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Type: application/x-www-form-"
+     b"urlencoded\r\nContent-Length: 2\r\n\r\n{}", 415, "api-content-type"),
+    ("unknown-media-type", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Type: text/html\r\nContent-Length: 2"
+     b"\r\n\r\n{}", 415, "api-content-type"),
+    ("duplicate-content-type", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\n"
+     b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 2\r\n\r\n{}", 400, "api-framing"),
 ]  # fmt: skip
 
 # The same requests, well formed: they pass the transport and reach the engine.
@@ -77,6 +91,12 @@ CONTROLS = [
     ("expect-continue",
      b"POST /echo HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"),
     ("keep-alive-token", b"GET /_ping HTTP/1.1\r\n" + H + b"Connection: keep-alive\r\n\r\n"),
+    ("json-content-type", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Type: application/json; charset=utf-8"
+     b"\r\nContent-Length: 2\r\n\r\n{}"),
+    ("tar-build-context", b"POST /build HTTP/1.1\r\n" + H + b"Content-Type: application/x-tar\r\n"
+     b"Content-Length: 11\r\n\r\nt=victim:1&"),
+    ("text-plain-empty-post", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Type: text/plain\r\n"
+     b"Content-Length: 0\r\n\r\n"),
 ]  # fmt: skip
 
 
@@ -164,7 +184,8 @@ def test_targets_refused(target: bytes) -> None:
 
 
 def test_refused_table_covers_each_rule() -> None:
-    assert {case[3] for case in REFUSED} == {framing.RULE_FRAMING, framing.RULE_BODY_SIZE}
+    assert {case[3] for case in REFUSED} == {framing.RULE_FRAMING, framing.RULE_BODY_SIZE,
+                                             framing.RULE_CONTENT_TYPE}
     assert len({case[0] for case in REFUSED}) == len(REFUSED)
 
 
