@@ -89,7 +89,8 @@ DISK_USAGE_LISTS = ("Images", "Containers", "Volumes")
 def redacted_listing(value: object, owner: str, keys: tuple[str, ...]) -> object:
     """A listing's answer with each object not owned by `owner` redacted: a list (containers,
     images, networks), {"Volumes": [...]} (volumes) or the disk usage {"Images": [...],
-    "Containers": [...], "Volumes": [...], ...}. Any other shape is a ValueError (withheld)."""
+    "Containers": [...], "Volumes": [...], ...}, its build cache entries without their
+    descriptions. Any other shape is a ValueError (withheld)."""
     if isinstance(value, list):
         return [item if owned_by(item, owner) else redact_tree(item, keys) for item in value]
     if not isinstance(value, dict):
@@ -105,6 +106,12 @@ def redacted_listing(value: object, owner: str, keys: tuple[str, ...]) -> object
         if not isinstance(items, list):
             raise ValueError(f"the engine's {name} is not a list")
         shown[name] = [item if owned_by(item, owner) else redact_tree(item, keys) for item in items]
+    cache = value.get("BuildCache")
+    if isinstance(cache, list):
+        # Stops: the disk usage naming the operator's build steps ("mount / from exec /bin/sh -c
+        # ... $TOKEN"), which [scope] history keeps to the images the agent may use; sizes stay.
+        shown["BuildCache"] = [{**entry, "Description": HIDDEN} if isinstance(entry, dict)
+                               and entry.get("Description") else entry for entry in cache]
     return shown
 
 

@@ -210,10 +210,38 @@ def test_events_are_only_the_callers() -> None:
     query = parse_qs(urlsplit(verdict.target or "").query)
     filters = json.loads(query["filters"][0])
     assert filters["type"] == {"container": True} and query["since"] == ["1"]
-    assert filters["label"] == {"com.docker.compose.project=app": True, "gatekeeper.owner=default": True}
+    assert filters["label"] == {"com.docker.compose.project=app": True, "gatekeeper.owner=default": True,
+                                "gatekeeper.created=default": True}
     bare = vet_api_request(request("GET", "/v1.47/events"), POLICY, FakeEngine())
     assert json.loads(parse_qs(urlsplit(bare.target or "").query)["filters"][0]) == {
-        "label": {"gatekeeper.owner=default": True}}
+        "label": {"gatekeeper.owner=default": True, "gatekeeper.created=default": True}}
+
+
+OWNER_ONLY = {"gatekeeper.owner=default": True}
+AS_CONTAINERS = {**OWNER_ONLY, "gatekeeper.created=default": True}
+
+
+@pytest.mark.parametrize(("asked", "labels"), [
+    # Stops: the operator's container of the agent's image (it inherits the owner label only)
+    # sending its events, labels and exec command lines: container events need the created label.
+    ({}, AS_CONTAINERS),
+    ({"type": ["container"]}, AS_CONTAINERS),
+    ({"type": {"container": True, "image": True}}, AS_CONTAINERS),
+    ({"type": ["network", "container"]}, AS_CONTAINERS),
+    ({"label": ["gatekeeper.owner=default"]}, AS_CONTAINERS),
+    # control: events of the agent's images (its builds and tags) need the owner label only
+    ({"type": ["image"]}, OWNER_ONLY),
+    ({"type": {"image": True, "volume": True}}, OWNER_ONLY),
+])
+def test_events_that_may_be_a_containers_need_the_created_label(asked: dict[str, object],
+                                                                labels: dict[str, bool]) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    target = "/v1.47/events" + (f"?filters={quote(json.dumps(asked))}" if asked else "")
+    verdict = vet_api_request(request("GET", target), POLICY, FakeEngine())
+    assert verdict.allowed, verdict.reason
+    filters = json.loads(parse_qs(urlsplit(verdict.target or "").query)["filters"][0])
+    assert filters["label"] == labels
 
 
 # Images whose Dockerfile said LABEL ...

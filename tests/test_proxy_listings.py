@@ -92,3 +92,42 @@ def test_a_disk_usage_of_another_shape_is_withheld() -> None:
     response = decide("GET", "/v1.47/system/df").response or ""
     shown = transform_response(response, 200, b'{"Containers": {"password": "x"}}', request("GET", "/x"))
     assert b"x\"" not in shown and b"withheld" in shown
+
+
+# GET /system/df: every container, image and volume with its labels (volumes with their driver
+# options), and the build cache with each step's command line. Control: the engine's answer holds
+# the values; the caller's own objects and the sizes come as the engine sent them.
+DF = {
+    "LayersSize": 1,
+    "Images": [{"Id": "i1", "Labels": {"ci.api_token": "tok-img"}, "Size": 5},
+               {"Id": "i2", "Labels": {OWNER: "default", "my_token": "mine-img"}, "Size": 6}],
+    "Containers": [{"Id": "c1", "State": "running", "Labels": {"db.password": "pw-ctr"}, "SizeRw": 3},
+                   {"Id": "c2", "State": "running", "Labels": {**MINE, "my_secret": "mine-ctr"}}],
+    "Volumes": [{"Name": "nfs", "Labels": None, "Options": {"o": "addr=10.0.0.1,username=u,password=pw-vol"},
+                 "UsageData": {"Size": 7, "RefCount": 1}}],
+    "BuildCache": [{"ID": "b1", "Description": "mount / from exec /bin/sh -c echo $TOKEN_STEP", "Size": 9}],
+}
+
+
+def test_disk_usage_hides_the_operators_values_and_keeps_the_callers() -> None:
+    response = decide("GET", "/v1.41/system/df").response or ""
+    text = json.dumps(DF)
+    for secret in ("tok-img", "pw-ctr", "pw-vol", "TOKEN_STEP"):
+        assert secret in text  # control: the engine's answer holds each
+    shown = listed(response, DF)
+    out = json.dumps(shown)
+    for secret in ("tok-img", "pw-ctr", "pw-vol", "TOKEN_STEP"):
+        assert secret not in out, secret
+    assert shown["Images"][1]["Labels"]["my_token"] == "mine-img"  # the caller's own image
+    assert shown["Containers"][1]["Labels"]["my_secret"] == "mine-ctr"  # and container
+    assert shown["Volumes"][0]["Options"]["o"] == "addr=10.0.0.1,username=u,password=***"
+    assert (shown["LayersSize"], shown["Images"][0]["Size"], shown["BuildCache"][0]["Size"]) == (1, 5, 9)
+    assert shown["Containers"][0]["SizeRw"] == 3 and shown["Volumes"][0]["UsageData"]["Size"] == 7
+
+
+def test_disk_usage_of_an_engine_without_objects_is_relayed() -> None:
+    response = decide("GET", "/v1.41/system/df").response or ""
+    empty = {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": [], "BuildCache": None}
+    assert listed(response, empty) == empty
+    body = json.dumps({"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None}).encode()
+    assert transform_response(response, 200, body, request("GET", "/x")) is body  # nothing to hide

@@ -190,6 +190,31 @@ def test_prune_refused_when_a_protected_name_is_owned() -> None:
     assert (verdict.allowed, verdict.rule) == (False, "protected")
 
 
+# The engine ANDs label! filters: with two [protect] labels an object carrying one of them is
+# pruned. Owned here: web (no extra label), vital, comp (com.docker.compose.project=app).
+PROTECT_LABELS = [
+    # (protect labels, kind, allowed)
+    (["com.docker.compose.project=app"], "containers", True),  # one label: label! keeps it
+    (["com.docker.compose.project=app", "keep"], "containers", False),  # comp carries one of two
+    (["com.docker.compose.project", "keep"], "containers", False),  # by key alone
+    (["com.docker.compose.project=other", "keep"], "containers", True),  # control: none carries one
+    (["com.docker.compose.project=ops", "keep"], "containers", True),  # ops-db-1 is not the agent's
+    (["nfs", "keep"], "volumes", True),
+    (["gatekeeper.owner=default", "keep"], "volumes", False),  # every owned volume carries it
+]
+
+
+@pytest.mark.parametrize(("labels", "kind", "allowed"), PROTECT_LABELS)
+def test_prune_with_several_protected_labels(labels: list[str], kind: str, allowed: bool) -> None:
+    policy = make_policy({**OVERRIDES, "protect": {"containers": [], "labels": labels}})
+    verdict = decide("POST", f"/v1.47/{kind}/prune", policy=policy)
+    assert verdict.allowed == allowed, verdict.reason
+    assert verdict.rule == ("allowed" if allowed else "protected"), verdict.reason
+    if allowed:
+        filters = json.loads(parse_qs(urlsplit(verdict.target).query)["filters"][0])
+        assert filters["label!"] == dict.fromkeys(labels, True)
+
+
 def test_scope_all_lets_the_operator_open_actions() -> None:
     """Control for scope-owned: the same stop is allowed when [scope] stop = "all"."""
     assert decide("POST", "/v1.47/containers/db/stop").rule == "scope-owned"

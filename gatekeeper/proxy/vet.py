@@ -27,7 +27,7 @@ from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
-from gatekeeper.proxy.endpoints import ANY_COMMAND, Route, endpoint_of, find_route
+from gatekeeper.proxy.endpoints import ANY_COMMAND, CONTAINER, Route, endpoint_of, find_route
 from gatekeeper.proxy.leftovers import with_project_leftovers
 
 TYPE_CHECKING = False
@@ -202,8 +202,23 @@ def vet_listing(call: Call) -> ApiVerdict:
     from gatekeeper.label_rules import owned_labels, scope
 
     if call.route.scope and scope(call.ctx, call.route.scope) == "owned":
-        add_filters(call, {"label": owned_labels(call.profile, call.route.kind)})
+        add_filters(call, {"label": owned_labels(call.profile, events_kind(call) or call.route.kind)})
     return call.allow(response=redaction_name(call, REDACT_LISTING))
+
+
+def events_kind(call: Call) -> str:
+    """Events that may be a container's: owned as containers are (the created label too). A
+    container's events carry its labels, those of its image included: the owner label alone let
+    the operator's container of an image the agent built send its events, with its labels and
+    the operator's exec command lines (exec_create: ...). Only a request for other types of
+    events alone (the agent's image builds and tags) is owned by the owner label."""
+    if call.route.ident != "system.events":
+        return ""
+    types = parse_filters(call.one("filters")).get("type")
+    if types and "container" not in types:
+        return ""
+    # Stops: the operator's container of the agent's image reporting its exec command lines.
+    return CONTAINER
 
 
 def add_filters(call: Call, extra: dict[str, list[str]]) -> None:
@@ -436,15 +451,33 @@ def refuse_protected_owned(call: Call, kind: str) -> None:
     from gatekeeper.label_rules import PROTECT_KEYS, owned_labels, protect
 
     patterns = protect(call.ctx, PROTECT_KEYS[kind])
-    if not patterns:
+    # The engine ANDs label! filters (an object is kept only when it carries every one of them):
+    # with two or more [protect] labels, each is looked for here instead.
+    labels = protect(call.ctx, "labels")
+    labels = labels if len(labels) > 1 else []
+    if not patterns and not labels:
         return
     target = LISTINGS[kind] + objects.filters_query({"label": owned_labels(call.profile, kind)})
     for item in objects.listing(call.engine, target, f"your {kind}s"):
-        names = listed_names(kind, item)
+        names = listed_names(kind, item) or ["?"]
         hit = next((p for p in patterns for n in names if fnmatchcase(n, p)), None)
         if hit is not None:
             raise Denied(f"prune could remove protected {kind} {names[0]!r} ([protect] "
                          f"{PROTECT_KEYS[kind]} {hit!r}); remove the others by name", rule="protected")
+        carried = item.get("Labels")
+        label = next((spec for spec in labels if isinstance(carried, dict) and carries(carried, spec)), None)
+        if label is not None:
+            # Stops: a prune removing an object with one of several protected labels (the engine
+            # keeps only objects that carry all of them).
+            raise Denied(f"prune could remove protected {kind} {names[0]!r} ([protect] labels {label!r}: "
+                         "the engine keeps only objects carrying every protected label); remove the "
+                         "others by name", rule="protected")
+
+
+def carries(labels: dict[str, Any], spec: str) -> bool:
+    """`key=value` or `key`, as the engine's label filter reads one."""
+    key, eq, value = spec.partition("=")
+    return key in labels and (not eq or str(labels[key]) == value)
 
 
 def listed_names(kind: str, item: dict[str, Any]) -> list[str]:
@@ -551,7 +584,8 @@ def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
     except ValueError:
         return error_body("the redaction keys are not JSON; withheld")
     lowered = body.lower()
-    if all(key.isascii() and key.encode() not in lowered for key in keys) and b'"env"' not in lowered:
+    if all(key.isascii() and key.encode() not in lowered for key in keys) and b'"env"' not in lowered \
+            and b'"description"' not in lowered:
         return body  # nothing in it a key could match (bytes.lower() folds ASCII only)
     try:
         value = json.loads(body)

@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -62,6 +63,9 @@ upstream = "{upstream}"
 
 [shared]
 containers = ["{prefix}shared*"]
+
+[protect]
+labels = ["gk-rt-keep", "gk-rt-hold=yes"]
 
 [images]
 shared = ["docker.io/library/gk-*", "docker.io/library/ai-*"]
@@ -326,6 +330,100 @@ def test_events_do_not_carry_the_operators_commands(agent: AgentProxy, target: P
     events = ok(agent.docker(*window))
     assert f"{PREFIX}evmine" in events  # the agent's own events are served
     assert SECRET not in events, "the operator's command line and labels leak through events"
+
+
+def test_events_of_the_operators_container_of_an_agent_image(agent: AgentProxy, target: Path) -> None:
+    """The operator runs a container of an image the agent built (it inherits the owner label,
+    never gatekeeper.created) and execs a command line with a secret in it. Control: the
+    engine's events under the owner label alone (the proxy's filter before) hold the command
+    line and the container's labels; through the proxy the container's events need the created
+    label too, and the agent's own container's events still come."""
+    image = f"{PREFIX}evimg:1"
+    agent_image(agent, image)
+    since = str(int(time.time()) - 1)
+    ok(agent.docker("run", "-d", "--name", f"{PREFIX}evmine2", image, "sleep", "600"))
+    ok(engine("run", "-d", "--name", f"{PREFIX}evprod", "--label", f"db.password={SECRET}-label", image,
+              "sleep", "600"))
+    ok(engine("exec", f"{PREFIX}evprod", "sh", "-c", f"true {SECRET}-exec"))
+    until = str(int(time.time()) + 1)
+    window = ("events", "--since", since, "--until", until, "--format", "{{json .}}")
+    control = ok(engine(*window, "--filter", "label=gatekeeper.owner=default"))
+    assert f"{SECRET}-exec" in control and f"{SECRET}-label" in control  # control: the old filter
+    events = ok(agent.docker(*window))
+    assert f"{PREFIX}evmine2" in events  # the agent's own container's events are served
+    assert SECRET not in events, "the operator's container of the agent's image sends its events"
+    status, answer = agent.api("GET", f"/v1.41/events?since={since}&until={until}")
+    assert status == 200 and f"{PREFIX}evmine2" in answer and SECRET not in answer, answer[:2000]
+    typed = quote(json.dumps({"type": ["image"]}))
+    status, answer = agent.api("GET", f"/v1.41/events?since={since}&until={until}&filters={typed}")
+    assert status == 200 and SECRET not in answer and f"{PREFIX}evprod" not in answer, answer[:2000]
+
+
+def root_api_get(target: str) -> str:
+    """A GET as root on the bare engine's socket (the control: no proxy in between)."""
+    import http.client
+    import socket
+
+    conn = http.client.HTTPConnection("docker", timeout=60)
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(str(DOCKER_SOCKET))
+    conn.request("GET", target)
+    answer = conn.getresponse()
+    assert answer.status == 200, answer.status
+    return answer.read().decode(errors="replace")
+
+
+def test_disk_usage_does_not_carry_the_operators_labels(agent: AgentProxy, target: Path) -> None:
+    """GET /system/df (docker system df) lists every container, image and volume with its labels
+    and volumes' driver options, which their inspect and listings redact. Control: root's same
+    request on the bare engine holds the secrets; through the proxy they are hidden (redact-listing)
+    and the agent's own container's labels still come."""
+    volume = f"{PREFIX}dfvol"
+    ok(engine("volume", "create", "--label", f"backup.api_token={SECRET}-vol", volume))
+    try:
+        ok(engine("run", "-d", "--name", f"{PREFIX}dfops", "--label", f"db.password={SECRET}-ctr",
+                  "-v", f"{volume}:/data", IMAGE, "sleep", "600"))
+        ok(agent.docker("run", "-d", "--name", f"{PREFIX}dfmine", "--label", "my.token=mine-shown", IMAGE,
+                        "sleep", "600"))
+        containers = ok(agent.docker("ps", "-a", "--format", "{{.Labels}}"))
+        assert f"{SECRET}-ctr" not in containers  # the listing redacts the label
+        control = root_api_get("/v1.41/system/df")
+        assert f"{SECRET}-ctr" in control and f"{SECRET}-vol" in control  # control: the engine's answer
+        status, answer = agent.api("GET", "/v1.41/system/df")
+        assert status == 200, answer
+        assert SECRET not in answer, "the operator's labels leak through system df"
+        assert "mine-shown" in answer and f"{PREFIX}dfops" in answer  # its own labels; others' names
+        ok(agent.docker("system", "df", "-v"))  # the docker CLI reads the redacted answer
+    finally:
+        engine("rm", "-f", f"{PREFIX}dfops", f"{PREFIX}dfmine")
+        engine("volume", "rm", "-f", volume)
+
+
+def test_prune_keeps_an_object_with_one_of_several_protected_labels(agent: AgentProxy, target: Path) -> None:
+    """[protect] labels become label! filters, and the engine ANDs them: an object is kept only
+    when it carries every protected label, so prune removed what `docker rm` may not (a
+    container with one of two protected labels). Control: root's prune on the bare engine with the
+    filters the proxy used to send removes a container labelled with one of the two. Through
+    the proxy the prune is refused (protected) while one of the agent's containers carries one,
+    and goes through once none does."""
+    kept, plain = f"{PREFIX}keep", f"{PREFIX}plain"
+    mine = ["--label", "gatekeeper.owner=default", "--label", "gatekeeper.created=default"]
+    ok(engine("create", "--name", f"{PREFIX}rootkeep", *mine, "--label", "gk-rt-keep=1", IMAGE, "true"))
+    filters = ("--filter", "label=gatekeeper.owner=default", "--filter", "label=gatekeeper.created=default",
+               "--filter", "label!=gk-rt-keep", "--filter", "label!=gk-rt-hold=yes")
+    ok(engine("container", "prune", "-f", *filters))
+    assert engine("inspect", f"{PREFIX}rootkeep").returncode != 0  # control: the engine pruned it
+    ok(agent.docker("create", "--name", kept, "--label", "gk-rt-keep=1", IMAGE, "true"))
+    ok(agent.docker("create", "--name", plain, IMAGE, "true"))
+    refused = agent.docker("container", "prune", "-f")
+    assert refused.returncode != 0 and "rule protected)" in refused.stderr and kept in refused.stderr, \
+        refused.stderr
+    assert engine("inspect", kept).returncode == 0 and engine("inspect", plain).returncode == 0
+    refused = agent.docker("rm", kept)  # what prune would have done: refused by name too
+    assert refused.returncode != 0 and "rule protected)" in refused.stderr, refused.stderr
+    ok(engine("rm", kept))  # the operator removes it
+    ok(agent.docker("container", "prune", "-f"))  # none carries a protected label: pruned
+    assert engine("inspect", plain).returncode != 0
 
 
 def test_exec_cp_export_commit_refused_on_own_container(agent: AgentProxy, target: Path) -> None:
