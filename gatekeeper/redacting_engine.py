@@ -6,7 +6,7 @@ the CLI talks to us: for the length of one command we listen on a unix socket
 in a fresh 0700 directory, the pinned docker runs with DOCKER_HOST pointing
 there and the agent's vetted argv, and every request it makes is passed to
 the real engine (the policy's `docker.host`) only if it is one an inspect
-needs: `/_ping`, `/info` (reduced to the swarm flag the CLI looks at), and
+needs: `/_ping`, `/version`, `/info` (reduced to the swarm flag the CLI looks at), and
 the GET of one object (`/containers/REF/json`, `/images/REF/json`,
 `/networks/REF`, `/volumes/REF`, `/plugins/REF/json`, and the swarm kinds).
 An object the agent does not own is redacted before the CLI sees it, with the
@@ -112,8 +112,8 @@ def route(path: str) -> str | None:
     segments = plain.split("/")
     if any(part in (".", "..") or part.lower().startswith("%2e") for part in segments[1:]):
         return None  # never let the engine's path cleaning turn a reference into another endpoint
-    if plain == "/_ping":
-        return "ping"
+    if plain in ("/_ping", "/version"):
+        return "ping"  # the engine's version, asked by compose images: passed as it is
     if plain == "/info":
         return "info"
     if OBJECT_PATHS.match(plain):

@@ -34,6 +34,7 @@ LISTINGS = [
     "docker compose ls -a --format json",
     f"docker compose -f {AGENTS_FILE} ps -a",
     f"docker compose -f {AGENTS_FILE} ps -a --format json",
+    f"docker compose -f {AGENTS_FILE} images",
     "docker system df -v",
     "docker system df -v --format '{{json .}}'",
 ]
