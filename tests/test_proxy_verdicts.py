@@ -112,3 +112,63 @@ def test_kept_verdicts_are_bounded() -> None:
         target = f"/v1.50/containers/json?limit={n}"
         kept.keep(now, request("GET", target), vet_api_request(request("GET", target), POLICY, FakeEngine()))
         assert len(kept.kept) <= KEPT
+
+
+# ---------------------------------------------------------------- routes found once per path
+
+
+def test_a_route_found_again_is_the_route_the_search_finds() -> None:
+    """Every line of the API corpus, twice: what find_route gives from its memory is what
+    searching the tables gives (route and parameters), and a denial is never remembered."""
+    from gatekeeper.errors import Denied
+    from gatekeeper.proxy import endpoints
+    from gatekeeper.proxy.framing import FramingError, split_target
+
+    endpoints.FOUND.clear()
+    found = denied = 0
+    for line in corpus() * 2:
+        try:
+            path = split_target(line.target.encode()).path
+        except (FramingError, UnicodeError):
+            continue  # refused before any route is looked for
+        try:
+            searched = endpoints.search_route(line.method, path)
+        except Denied as denial:
+            with pytest.raises(Denied) as again:
+                endpoints.find_route(line.method, path)
+            assert (again.value.rule, again.value.message) == (denial.rule, denial.message)
+            assert (line.method, path) not in endpoints.FOUND
+            denied += 1
+            continue
+        route, params = endpoints.find_route(line.method, path)
+        assert (route, params) == searched
+        params["id"] = "changed by a vetter"  # (vet_object rewrites a name to the ID it checked)
+        assert endpoints.find_route(line.method, path) == searched  # the memory is not changed
+        found += 1
+    assert found >= 100 and denied >= 20
+
+
+def test_found_routes_are_bounded() -> None:
+    from gatekeeper.proxy import endpoints
+
+    for n in range(3000):
+        endpoints.find_route("GET", f"/containers/x{n}/json")
+    assert len(endpoints.FOUND) <= endpoints.FOUND_KEPT
+
+
+def test_the_record_encoder_made_once_writes_record_line_s_line() -> None:
+    from gatekeeper.json_codec import record_line
+    from gatekeeper.proxy.records import ENCODE
+
+    samples: list[object] = [
+        {"v": 1, "ts": "2026-11-30T00:00:00.000000Z", "uid": 1000, "user": None, "allowed": True},
+        {"reason": 'quote " backslash \\ tab \t nul \x00 é ☃ \U0001f600', "n": -3, "f": 1.5},
+        {"nested": {"list": [1, "two", None, False, {"x": []}]}, "nan": float("nan"), "inf": float("inf")},
+        {"surrogate": "\udcff", "big": 2**70},
+    ]
+    for value in samples * 2:  # the same encoder object, again
+        assert ENCODE(value) == record_line(value)
+    with pytest.raises(TypeError):
+        ENCODE({"x": object()})
+    with pytest.raises(TypeError):
+        record_line({"x": object()})  # control: the same refusal

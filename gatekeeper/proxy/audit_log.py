@@ -43,6 +43,25 @@ from gatekeeper.errors import AuditError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
+
+
+def sha256_constructor() -> Callable[[bytes], Any]:
+    """The SHA-256 gatekeeper.digest uses (CPython's own module, else hashlib's), found once:
+    gatekeeper.audit.line_hash looks it up on every call."""
+    import sys
+
+    try:
+        if sys.version_info >= (3, 12):
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython's C module, no stub
+        else:
+            from _sha256 import sha256  # type: ignore[import-not-found]  # CPython's C module, no stub
+    except ImportError:  # an interpreter built without them
+        from hashlib import sha256
+    return sha256  # type: ignore[no-any-return]  # untyped without stubs
+
+
+SHA256 = sha256_constructor()
 
 
 class KeptLog:
@@ -110,7 +129,7 @@ class KeptLog:
             raise AuditError("audit log write was cut short (disk full?)")
         if chained:  # (a write-only descriptor has no chain to keep)
             kept = data[:-1]
-            self.tail = (size + written, seq + 1 if plain else next_seq(kept), line_hash(kept))
+            self.tail = (size + written, seq + 1 if plain else next_seq(kept), SHA256(kept).hexdigest())
         return line
 
     def descriptor(self, path: str) -> int:

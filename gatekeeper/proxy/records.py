@@ -12,6 +12,8 @@ from gatekeeper.policy import Policy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gatekeeper.proxy.audit_log import KeptLog
     from gatekeeper.proxy.log_shares import LogShares
 
@@ -77,10 +79,33 @@ def write_api_record(policy: Policy, record: dict[str, object], shares: LogShare
     if shares is not None and isinstance(uid, int) and "summary" not in record:
         charge = shares.charger(uid, audit_share(policy))
     append = log.append if log is not None else append_record
-    line = append(policy.audit_path, record, encoder=record_line, ceiling=audit_ceiling(policy),
+    line = append(policy.audit_path, record, encoder=ENCODE, ceiling=audit_ceiling(policy),
                   charge=charge)
     if policy.syslog:
         to_syslog(line)
+
+
+def line_encoder() -> Callable[[object], str]:
+    """json_codec.record_line with its C encoder made once, not once per record (the encoder
+    keeps no state between calls: no circular-reference markers); record_line itself where
+    this interpreter's _json differs."""
+    import _json
+
+    from gatekeeper.json_codec import refuse_type
+
+    try:
+        encode = _json.make_encoder(None, refuse_type, _json.encode_basestring_ascii, None, ":", ",",
+                                    False, False, True)
+    except (AttributeError, TypeError):  # an interpreter whose _json differs
+        return record_line
+
+    def line(value: object) -> str:
+        return "".join(encode(value, 0))
+
+    return line
+
+
+ENCODE = line_encoder()
 
 
 def audit_ceiling(policy: Policy) -> int:

@@ -325,10 +325,15 @@ def vet_inspect(call: Call) -> ApiVerdict:
 
 
 def redaction_name(call: Call, transform: str = REDACT_OBJECT) -> str:
+    return f"{transform} {keys_json(tuple(call.policy.redact_keys))}"
+
+
+@functools.lru_cache(maxsize=64)
+def keys_json(keys: tuple[object, ...]) -> str:
+    """The [redact] keys as a verdict's transform names them (JSON), written once per policy's list."""
     import json
 
-    keys = call.policy.redact_keys
-    return f"{transform} {json.dumps([str(k).lower() for k in keys])}"
+    return json.dumps([str(k).lower() for k in keys])
 
 
 def vet_top(call: Call) -> ApiVerdict:
