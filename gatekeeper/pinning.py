@@ -50,6 +50,19 @@ def pin_read(ctx: Context, use: FlagUse, resolved: str) -> None:
     ctx.pin_value(use, resolved, data)
 
 
+def pin_copy(ctx: Context, use: FlagUse, resolved: str) -> None:
+    """compose run --env-from-file: read once without symlinks, spelled as the path of a copy
+    of those bytes in the state directory (write_pinned_files). Stops: a container bound above
+    the file swapping it for a symlink after the check, and compose (as the agent's account)
+    carrying another file it can read into the container's environment."""
+    data = ctx.world.read_pinned(resolved, PIN_LIMIT)
+    if len(data) > PIN_LIMIT:
+        raise Denied(f"{use.spelled} {resolved!r} is larger than 1 MiB", rule="host-path")
+    copy = pinned_copy_path(ctx.policy.state_dir, data)
+    ctx.vetted.copies[copy] = (resolved, data)
+    ctx.replace_value(use, copy)
+
+
 def read_without_symlinks(path: str, limit: int) -> bytes:
     """Open `path` component by component with O_NOFOLLOW; it must be a regular file."""
     import stat
@@ -115,31 +128,31 @@ def pinned_argv(argv: list[str], pins: list[tuple[int, str, bytes]]) -> tuple[li
     return out, fds
 
 
-PINNED_DOCKERFILES = "dockerfiles"  # the state directory's entry for compose builds' Dockerfiles
+PINNED_DIR = "pinned"  # the state directory's entry for checked copies docker reads
 PINNED_MAX_AGE = 86400.0  # seconds a pinned copy is kept after it was last written
 
 
-def pinned_dockerfile_path(state_dir: str, data: bytes) -> str:
+def pinned_copy_path(state_dir: str, data: bytes) -> str:
     """Named by its content: two sessions pinning the same bytes write the same file."""
     import hashlib
 
-    return f"{state_dir}/{PINNED_DOCKERFILES}/{hashlib.sha256(data).hexdigest()}"
+    return f"{state_dir}/{PINNED_DIR}/{hashlib.sha256(data).hexdigest()}"
 
 
 def write_pinned_files(state_dir: str, files: list[tuple[str, bytes]], now: float) -> None:
-    """Write each (path, bytes) the decision pinned into the state directory's `dockerfiles`
+    """Write each (path, bytes) the decision pinned into the state directory's `pinned`
     entry, under its content name (a fresh file renamed into place: a reader sees the old
     copy or the new one, both the same bytes); copies not written for a day are dropped."""
     from gatekeeper.inflight import Registry, StateError
 
     top = Registry(state_dir).open_state_dir()
     try:
-        directory = open_private_directory(top, PINNED_DOCKERFILES, state_dir)
+        directory = open_private_directory(top, PINNED_DIR, state_dir)
     finally:
         os.close(top)
     try:
         for path, data in files:
-            if path != pinned_dockerfile_path(state_dir, data):
+            if path != pinned_copy_path(state_dir, data):
                 raise StateError(f"a pinned file {path!r} is not named by its content")
             write_replacing(directory, path.rpartition("/")[2], data)
         drop_stale(directory, now)

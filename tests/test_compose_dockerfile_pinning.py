@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.pinning import write_pinned_files
+from gatekeeper.worlds import OfflineEngineWorld
 from tests.test_vetting_compose import Stage, compose_binary, docker_binary
 
 pytestmark = pytest.mark.usefixtures("area_mounted_inert")
@@ -47,7 +49,7 @@ def staged(stage: Stage, name: str, *, context: str = ".", extra: str = "",
 
 
 def pinned_path(stage: Stage, data: bytes) -> str:
-    return f"{stage.policy.state_dir}/dockerfiles/{hashlib.sha256(data).hexdigest()}"
+    return f"{stage.policy.state_dir}/pinned/{hashlib.sha256(data).hexdigest()}"
 
 
 # (id, subcommand, staged extras, the bytes compose builds; None: nothing builds, not pinned)
@@ -127,11 +129,11 @@ def test_compose_takes_the_pinned_model(stage: Stage, tmp_path: Path) -> None:
 def test_pinned_files_are_written_by_content(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     data = b"FROM alpine\n"
-    path = f"{state}/dockerfiles/{hashlib.sha256(data).hexdigest()}"
+    path = f"{state}/pinned/{hashlib.sha256(data).hexdigest()}"
     write_pinned_files(state, [(path, data)], 1000.0)
     assert Path(path).read_bytes() == data
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert os.stat(f"{state}/dockerfiles").st_mode & 0o777 == 0o700
+    assert os.stat(f"{state}/pinned").st_mode & 0o777 == 0o700
     write_pinned_files(state, [(path, data)], 1000.0)  # a second session: the same bytes, replaced
     assert Path(path).read_bytes() == data
 
@@ -139,7 +141,7 @@ def test_pinned_files_are_written_by_content(tmp_path: Path) -> None:
 def test_a_pinned_file_not_named_by_its_content_is_refused(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     with pytest.raises(Denied) as refused:
-        write_pinned_files(state, [(f"{state}/dockerfiles/{'0' * 64}", b"FROM alpine\n")], 1000.0)
+        write_pinned_files(state, [(f"{state}/pinned/{'0' * 64}", b"FROM alpine\n")], 1000.0)
     assert refused.value.rule == "host-path-state"
     with pytest.raises(Denied):
         write_pinned_files(state, [(f"{state}/../elsewhere", b"")], 1000.0)
@@ -148,27 +150,82 @@ def test_a_pinned_file_not_named_by_its_content_is_refused(tmp_path: Path) -> No
 def test_stale_copies_are_dropped(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     old, new = b"FROM old\n", b"FROM new\n"
-    old_path = f"{state}/dockerfiles/{hashlib.sha256(old).hexdigest()}"
+    old_path = f"{state}/pinned/{hashlib.sha256(old).hexdigest()}"
     write_pinned_files(state, [(old_path, old)], 1000.0)
     os.utime(old_path, (1000.0, 1000.0))
     write_pinned_files(state, [(pinned_path_in(state, new), new)], 1000.0 + 86401)
-    assert sorted(os.listdir(f"{state}/dockerfiles")) == [hashlib.sha256(new).hexdigest()]
+    assert sorted(os.listdir(f"{state}/pinned")) == [hashlib.sha256(new).hexdigest()]
 
 
 def test_a_state_dir_others_can_write_is_refused(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    (state / "dockerfiles").mkdir(mode=0o700)
-    os.chmod(state / "dockerfiles", 0o757)  # noqa: S103 - the state a hostile co-tenant would leave
+    (state / "pinned").mkdir(mode=0o700)
+    os.chmod(state / "pinned", 0o757)  # noqa: S103 - the state a hostile co-tenant would leave
     data = b"FROM alpine\n"
     with pytest.raises(Denied) as refused:
         write_pinned_files(str(state), [(pinned_path_in(str(state), data), data)], 1000.0)
     assert refused.value.rule == "host-path-state"
-    (state / "dockerfiles").rmdir()
-    (state / "dockerfiles").symlink_to(tmp_path)
+    (state / "pinned").rmdir()
+    (state / "pinned").symlink_to(tmp_path)
     with pytest.raises(Denied):
         write_pinned_files(str(state), [(pinned_path_in(str(state), data), data)], 1000.0)
 
 
 def pinned_path_in(state: str, data: bytes) -> str:
-    return f"{state}/dockerfiles/{hashlib.sha256(data).hexdigest()}"
+    return f"{state}/pinned/{hashlib.sha256(data).hexdigest()}"
+
+
+# -- compose run --env-from-file: compose opens the file itself, after the check --------------
+
+# (id, the flag as typed, the bytes compose gets, or the rule refusing)
+# fmt: off
+ENV_FROM_FILE = [
+    ("plain", "--env-from-file work/pin_envs/app.env", b"A=1\n"),
+    ("equals", "--env-from-file=work/pin_envs/app.env", b"A=1\n"),
+    ("twice", "--env-from-file work/pin_envs/app.env --env-from-file work/pin_envs/other.env", b"B=2\n"),
+    ("a-link-now", "--env-from-file work/pin_envs/link.env", "host-path"),  # resolved inside, opened: a link
+    ("outside", "--env-from-file /etc/hostname", "host-path"),
+    ("top-level-dot", "--env-from-file .profile", "host-path-hidden"),
+]
+# fmt: on
+
+
+class LinkNowWorld(OfflineEngineWorld):
+    """link.env resolved as a plain file; by the time it is read, a link sits there."""
+
+    def realpath(self, path: str) -> str:
+        return os.path.normpath(path) if path.endswith("/link.env") else super().realpath(path)
+
+
+ENV_IDS = [c[0] for c in ENV_FROM_FILE]
+PLAIN = "services:\n  app:\n    image: alpine\n"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [c[1:] for c in ENV_FROM_FILE], ids=ENV_IDS)
+def test_compose_run_env_from_file_is_pinned(stage: Stage, flags: str, expected: bytes | str) -> None:
+    project = stage.root / "work" / "pin_envs"
+    if not project.exists():
+        stage.stage_project("pin_envs", PLAIN)
+        (project / "app.env").write_bytes(b"A=1\n")
+        (project / "other.env").write_bytes(b"B=2\n")
+        (project / "link.env").symlink_to("/etc/hostname")
+        (stage.root / ".profile").touch()
+    command = f"docker compose -f work/pin_envs/compose.yaml run --rm {flags} app true"
+    world = LinkNowWorld() if "link" in flags else OfflineEngineWorld()
+    decision = decide(command, stage.policy, world)
+    if isinstance(expected, str):
+        assert decision.rule == expected, decision.reason
+        return
+    assert decision.allowed, decision.reason
+    copies = [word.partition("=")[2] for word in decision.argv if word.startswith("--env-from-file=")]
+    assert copies and all(copy.startswith(f"{stage.policy.state_dir}/pinned/") for copy in copies)
+    assert dict(decision.files)[copies[-1]] == expected
+    assert not any("pin_envs/" in word for word in decision.argv[decision.argv.index("run"):])
+
+
+def test_control_a_run_without_env_from_file_writes_nothing(stage: Stage) -> None:
+    stage.stage_project("pin_noenv", PLAIN)
+    decision = stage.decide("docker compose -f work/pin_noenv/compose.yaml run --rm -e A=1 app true")
+    assert decision.allowed, decision.reason
+    assert decision.files == []

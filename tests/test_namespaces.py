@@ -385,7 +385,7 @@ def compose_decided(canonical: str, model: dict, policy, uses: list | None = Non
 
     ctx = SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
-        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), afterwards=[], dockerfiles={}),
+        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), afterwards=[], copies={}),
         parsed=SimpleNamespace(uses=uses or [], positionals=[]), policy=policy, argv=[],
         world=Engine(files={"/home/ai-worker/based/Dockerfile": b"FROM traefiked:1\nRUN true\n"}),
         host_path=lambda path, what: path,

@@ -400,7 +400,7 @@ def test_policy_keys_are_validated(section: str, value: str, tmp_path: Path) -> 
 def compose_ctx(canonical: str, model: dict, policy, engine: FakeEngine, uses: list | None = None) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     return SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
-        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), dockerfiles={}),
+        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), copies={}),
         parsed=SimpleNamespace(uses=uses or []),
         policy=policy, world=engine, argv=[],
         host_path=lambda path, what: path,  # a built service's Dockerfile is read (its FROM images' labels)

@@ -138,7 +138,8 @@ CLIENT_OUTPUT_FLAGS = frozenset({"cidfile", "iidfile", "metadata-file", "output"
 
 
 # Files docker's own CLI reads for run/create: read (and checked) once here, handed to
-# docker as those bytes (gatekeeper.pinning). Plugins (compose) cannot open our descriptors.
+# docker as those bytes (gatekeeper.pinning). Plugins (compose) cannot open our descriptors:
+# compose run --env-from-file gets a copy in the state directory instead (pinning.pin_copy).
 PINNED_READS = frozenset({"env-file", "label-file"})
 PINNED_COMMANDS = frozenset({"container run", "container create"})
 
@@ -149,6 +150,11 @@ def check_path(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         from gatekeeper.pinning import pin_read
 
         pin_read(ctx, use, resolved)
+        return
+    if use.flag.long == "env-from-file" and ctx.located.canonical == "compose run":
+        from gatekeeper.pinning import pin_copy
+
+        pin_copy(ctx, use, resolved)
         return
     if use.flag.long in CLIENT_OUTPUT_FLAGS:
         from gatekeeper.vetting.binds import add_output

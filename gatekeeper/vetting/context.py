@@ -20,7 +20,7 @@ class Vetted:
     the engine steps (gatekeeper.steps) execution takes around the command."""
 
     __slots__ = ("plan", "compose_model", "client_stdin", "output_filter", "named_volumes", "binds",
-                 "outputs", "prepare", "afterwards", "starts", "sessions", "dockerfiles")
+                 "outputs", "prepare", "afterwards", "starts", "sessions", "copies")
 
     def __init__(self) -> None:
         self.plan = RewritePlan()
@@ -38,10 +38,11 @@ class Vetted:
         # what this command will start: "label:TOKEN\tN" / "project:NAME\tN" (gatekeeper.vetting.running)
         self.starts: list[str] = []
         self.sessions: list[str] = []  # the profile, when [limits] max_sessions counts this one
-        # compose builds: the path the vetted model's build.dockerfile names (in the state dir)
-        # -> (the Dockerfile it was read from, the bytes checked); the ForceCommand writes them
-        # there before compose runs (gatekeeper.pinning.write_pinned_files)
-        self.dockerfiles: dict[str, tuple[str, bytes]] = {}
+        # files compose reads after the check, pinned: the copy's path in the state dir (named in
+        # the vetted model's build.dockerfile, or in argv: compose run --env-from-file) -> (the
+        # file it was read from, the bytes checked); the ForceCommand writes them there before
+        # compose runs (gatekeeper.pinning.write_pinned_files)
+        self.copies: dict[str, tuple[str, bytes]] = {}
 
     def stdin(self) -> bytes | None:
         """What docker reads on stdin: the vetted compose model, serialised here only, or
@@ -54,7 +55,7 @@ class Vetted:
 
     def pinned_files(self) -> list[tuple[str, bytes]]:
         """(path in the state dir, bytes) the ForceCommand writes before docker runs."""
-        return [(path, data) for path, (_, data) in self.dockerfiles.items()]
+        return [(path, data) for path, (_, data) in self.copies.items()]
 
     def claims(self) -> list[tuple[str, str]]:
         """What this command puts in flight (gatekeeper.inflight): (kind, path or count)."""

@@ -400,10 +400,10 @@ def pin_model_dockerfile(ctx: Context, build: dict[str, Any], path: str, data: b
     context under a random name, as `docker build -f -` does.
     Stops: a container of the agent's, bound above the context, swapping the Dockerfile between
     this check and compose's own read (an ADD <loopback URL> built behind a harmless file)."""
-    from gatekeeper.pinning import pinned_dockerfile_path
+    from gatekeeper.pinning import pinned_copy_path
 
-    copy = pinned_dockerfile_path(ctx.policy.state_dir, data)
-    ctx.vetted.dockerfiles[copy] = (path, data)
+    copy = pinned_copy_path(ctx.policy.state_dir, data)
+    ctx.vetted.copies[copy] = (path, data)
     build["dockerfile"] = copy
 
 
@@ -413,8 +413,8 @@ def service_dockerfile(ctx: Context, name: str,
     is for messages, the build arguments)."""
     if build.get("dockerfile_inline") is not None:
         text, where = str(build["dockerfile_inline"]), f"service {name!r}: dockerfile_inline"
-    elif str(build.get("dockerfile")) in ctx.vetted.dockerfiles:  # pinned: the bytes checked
-        where, data = ctx.vetted.dockerfiles[str(build["dockerfile"])]
+    elif str(build.get("dockerfile")) in ctx.vetted.copies:  # pinned: the bytes checked
+        where, data = ctx.vetted.copies[str(build["dockerfile"])]
         text = data.decode("utf-8", errors="replace")
     else:
         context = str(build.get("context") or ".")

@@ -1,0 +1,114 @@
+"""`compose run --env-from-file F` gets the file gatekeeper checked (session 9).
+
+gatekeeper checked F's path (the host-path rule), then compose (a CLI plugin, as the agent's
+account) opened F again when it ran. A container of the agent's with the project bound swaps
+F for a symlink to a file outside the agent's area that its account can read, and compose
+carried that file into the new container's environment: a read of a host file outside the
+area. Now F is read once without following symlinks and compose gets a copy of those bytes in
+gatekeeper's state directory, which no container reaches.
+
+Layouts (a: CLI layer + proxy) and (c: CLI layer alone): the proxy cannot tell where an
+environment came from, so in (b) nothing stands between compose and the link (the CLI layer's
+rule). Control in the same test: the decision without its pin (`gatekeeper check` allows the
+command, then compose runs it as typed, reading F again) shows the outside file's value.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    CLI_ALONE,
+    IMAGE,
+    LAYERED,
+    POLICY,
+    Stack,
+    docker_client,
+    root_docker_env,
+    write_file,
+)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("stack", (LAYERED, CLI_ALONE), indirect=True, scope="module"),
+]
+
+PROJECT_DIR = AGENT_HOME / "work" / "ai-pin9e"
+OUTSIDE = Path("/tmp/gk-pin9e-outside.env")  # outside the area, readable by the agent's account
+SECRET = "gk-pin9e-secret"
+PROJECT = "ai-pin9e"
+SWAPPER = "ai-pin9e-swapper"
+ATTEMPTS = 8
+CONTROL_ATTEMPTS = 20  # it stops at the first success
+GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
+
+
+@pytest.fixture
+def project(stack: Stack) -> Iterator[Path]:
+    write_file(OUTSIDE, f"LEAKED={SECRET}\n", mode=0o644)
+    PROJECT_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.chown(PROJECT_DIR, AGENT, AGENT)
+    for path, text in ((PROJECT_DIR / "plain.env", "LEAKED=nothing\n"),
+                       (PROJECT_DIR / "app.env", "LEAKED=nothing\n"),
+                       (PROJECT_DIR / "compose.yaml",
+                        f"name: {PROJECT}\nservices:\n  app:\n    image: {IMAGE}\n    command: [env]\n")):
+        write_file(path, text, mode=0o644, owner=AGENT, group=AGENT)
+    yield PROJECT_DIR
+    stack.remove_named(PROJECT)
+    shutil.rmtree(PROJECT_DIR, ignore_errors=True)
+    OUTSIDE.unlink(missing_ok=True)
+
+
+def swap_loop() -> str:
+    """The agent's container: app.env is a plain file, then a link to the outside file, again,
+    each for 0.1-0.9 s at random (a state must last for a check to pass in it; a fixed period
+    could phase-lock with the check-then-run delay and hide the race)."""
+    hold = "sleep 0.$((RANDOM % 9 + 1))"
+    return (f"while :; do cp /w/plain.env /w/.a && mv /w/.a /w/app.env; {hold}; "
+            f"ln -s {OUTSIDE} /w/.b && mv /w/.b /w/app.env; {hold}; done")
+
+
+def run_command(compose: Path) -> str:
+    return f"docker compose -f {compose} run --rm --env-from-file {compose.parent}/app.env app"
+
+
+def unpinned_run_took_the_link(compose: Path) -> bool:
+    """The decision without its pin: `gatekeeper check` allows the command (it checked the
+    path), then compose runs it as typed and opens app.env again."""
+    env = root_docker_env()
+    command = run_command(compose)
+    for _ in range(CONTROL_ATTEMPTS):
+        checked = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
+                                 capture_output=True, text=True, timeout=120, check=False)
+        if checked.returncode != 0:
+            continue  # the check met the link: refused, as it should be
+        ran = subprocess.run([str(docker_client()), *command.split()[1:]], env=env, capture_output=True,
+                             text=True, timeout=120, check=False)
+        if SECRET in ran.stdout:
+            return True
+    return False
+
+
+def test_an_env_file_swapped_for_a_link_after_the_check_is_not_read(stack: Stack, project: Path) -> None:
+    compose = project / "compose.yaml"
+    started = stack.ssh(f"docker run -d --name {SWAPPER} -v {project}:/w {IMAGE} sh -c '{swap_loop()}'")
+    assert started.returncode == 0, started.stderr
+    try:
+        assert unpinned_run_took_the_link(compose)  # control: the defence off
+        stack.docker("network", "rm", f"{PROJECT}_default", check=False)  # root's, not the agent's
+        ran, said = 0, b""
+        for _ in range(ATTEMPTS):
+            result = stack.ssh(run_command(compose), timeout=120)
+            assert SECRET.encode() not in result.stdout + result.stderr
+            ran += b"LEAKED=nothing" in result.stdout
+            said += result.stdout[-300:] + result.stderr[-300:] + b"\n--\n"
+        assert ran, said  # the pinned copy runs (the check met the plain file at least once)
+    finally:
+        stack.docker("rm", "-f", SWAPPER, check=False)
