@@ -183,8 +183,14 @@ ALLOWED = {
     "kill own by name": ("docker kill web", ["docker", "kill", WEB]),
     "a widening filter only narrows": ("docker container prune -f --filter 'label!=gatekeeper.owner=default'", ["docker", "container", "prune", *OWNED_CONTAINERS, "--filter", "label!=vital=yes", "-f", "--filter", "label!=gatekeeper.owner=default"]),
     "ps is all by default": ("docker ps -a", ["docker", "ps", "-a"]),
-    "events are always the agent's": ("docker events --since 1h", ["docker", "events", *OWNED, "--since", "1h"]),
-    "events: a filter of its own only narrows": ("docker system events --filter container=db", ["docker", "system", "events", *OWNED, "--filter", "container=db"]),
+    # events that may be a container's need gatekeeper.created: the operator's container of an
+    # image the agent built inherits only the owner label (its exec command lines stay out)
+    "events are always the agent's": ("docker events --since 1h", ["docker", "events", *OWNED_CONTAINERS, "--since", "1h"]),
+    "events: a filter of its own only narrows": ("docker system events --filter container=db", ["docker", "system", "events", *OWNED_CONTAINERS, "--filter", "container=db"]),
+    "events of images alone: the owner label": ("docker events --filter type=image", ["docker", "events", *OWNED, "--filter", "type=image"]),
+    "events of other kinds alone, any spelling": ("docker events -f ' TYPE=network' --filter=type=volume", ["docker", "events", *OWNED, "-f", " TYPE=network", "--filter=type=volume"]),
+    "events of images and containers": ("docker events --filter type=image --filter type=container", ["docker", "events", *OWNED_CONTAINERS, "--filter", "type=image", "--filter", "type=container"]),
+    "events of an unknown type count as a container's": ("docker events --filter type=Container", ["docker", "events", *OWNED_CONTAINERS, "--filter", "type=Container"]),
     "inspect is all by default": ("docker inspect db", ["docker", "inspect", "db"]),
 }
 

@@ -95,8 +95,29 @@ NO_TARGETS = frozenset({
 
 # Listings: under "owned" they get the owner filters ([scope] key, object kind; containers also
 # need gatekeeper.created). `events` is no [scope] key, so always owned (as at the API layer):
-# every object's events, the operator's exec command lines too (any kind: the owner label only).
+# every object's events, the operator's exec command lines too (its kind: events_kind).
 LISTED = {"container ls": ("ps", CONTAINER), "image ls": ("images", IMAGE), "system events": ("events", "")}
+# Event types that are never a container's (docker's events.Type values).
+NOT_CONTAINER_EVENTS = frozenset({"image", "volume", "network", "daemon", "plugin", "service", "node",
+                                  "secret", "config", "builder"})
+
+
+def events_kind(ctx: Context) -> str:
+    """Events that may be a container's are owned as containers are (the created label too): a
+    container's events carry its labels, its image's included, so the owner label alone let the
+    operator's container of an image the agent built send its events, labels and the operator's
+    exec command lines (exec_create: ...). Only the agent's own `--filter type=` naming other
+    kinds alone (its image builds and tags) keeps the owner label alone (as the proxy does)."""
+    types = []
+    for use in ctx.parsed.uses:
+        if use.flag.long == "filter":
+            key, eq, value = (use.value or "").partition("=")
+            if eq and key.strip().lower() == "type":
+                types.append(value.strip())
+    if types and all(kind in NOT_CONTAINER_EVENTS for kind in types):
+        return ""
+    # Stops: the operator's container of the agent's image reporting its exec command lines.
+    return CONTAINER
 
 # Commands that create objects and take --label; CREATES make containers, also
 # labelled gatekeeper.created (gatekeeper.label_rules.created_labels).
@@ -138,7 +159,7 @@ def vet_ownership(ctx: Context) -> None:
     elif canonical in LISTED:
         key, kind = LISTED[canonical]
         if scope(ctx, key) == "owned":
-            ctx.insert_after_command(owner_filters(ctx, kind))
+            ctx.insert_after_command(owner_filters(ctx, events_kind(ctx) if key == "events" else kind))
     elif canonical in LABELLED:
         own = refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)

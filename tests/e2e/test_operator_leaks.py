@@ -75,6 +75,47 @@ def test_events_carry_only_the_agents_objects(stack: Stack) -> None:
     assert named.returncode == 0 and named.stdout == b"", named
 
 
+HEIR_IMAGE = f"{OURS}{PREFIX}heir:1"
+HEIR_CONTEXT = AGENT_HOME / "work" / "gk-rt4-heir"
+
+
+@pytest.fixture
+def agents_image(stack: Stack) -> Iterator[str]:
+    """An image the agent built (labelled gatekeeper.owner=default, which containers inherit)."""
+    HEIR_CONTEXT.mkdir(parents=True, exist_ok=True)
+    (HEIR_CONTEXT / "Dockerfile").write_text(f"FROM {IMAGE}\nLABEL app=heir\n")
+    for path in (HEIR_CONTEXT, HEIR_CONTEXT / "Dockerfile"):
+        shutil.chown(path, AGENT, AGENT)
+    built = stack.ssh(f"docker build -q -t {HEIR_IMAGE} {HEIR_CONTEXT}", timeout=120)
+    assert built.returncode == 0, built.stderr
+    yield HEIR_IMAGE
+    remove_ours(stack)
+    stack.docker("rmi", "-f", HEIR_IMAGE, check=False)
+    shutil.rmtree(HEIR_CONTEXT, ignore_errors=True)
+
+
+@pytest.mark.usefixtures("clean")
+def test_events_of_the_operators_container_of_the_agents_image_stay_out(
+        stack: Stack, agents_image: str) -> None:
+    """The operator's container of an image the agent built inherits gatekeeper.owner (never
+    gatekeeper.created): its events, with the operator's exec command lines, must not reach
+    the agent's `docker events` (redteam redcli for the CLI layer, redapi for the proxy)."""
+    since = int(time.time()) - 1
+    stack.docker("run", "-d", "--name", OPERATOR, agents_image, "sleep", "600")
+    stack.docker("exec", OPERATOR, "sh", "-c", f"true {SECRET}")
+    until = int(time.time()) + 1
+    window = ("--since", str(since), "--until", str(until))
+    # Control: the old filter (the owner label alone) on the bare engine shows the exec line.
+    control = stack.docker("events", *window, "--filter", "label=gatekeeper.owner=default").stdout
+    assert SECRET in control, control
+    seen = stack.ssh(f"docker events --since {since} --until {until}")
+    assert seen.returncode == 0, seen.stderr
+    assert SECRET not in seen.stdout.decode(), seen.stdout
+    # Its own image events (the build's tag) stay its own with a type filter naming images alone.
+    images = stack.ssh(f"docker events --since {since - 300} --until {until} --filter type=image")
+    assert images.returncode == 0, images.stderr
+
+
 # Names taken first: the operator's later work lands in the agent's object. The control runs
 # with the name rule off ([names] prefix = ""), the defence under the stack's policy, the
 # embedded default ("ai-": the agent gives only names starting with it).
