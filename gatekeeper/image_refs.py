@@ -34,6 +34,44 @@ def repository(reference: str) -> str:
     return f"{domain}/{path}"
 
 
+def host_local_domain(reference: str) -> str:
+    """The registry domain of `reference` when it names this host itself ("" otherwise):
+    localhost, loopback, unspecified or link-local addresses (the cloud metadata service),
+    IPv4-mapped forms of them, and addresses written as bare numbers, which resolvers read
+    as IPv4 ("127.1", "2130706433", "0x7f.1"). The engine pulls in the host's network
+    namespace, where a loopback-only service answers it."""
+    first, slash, _ = reference.split("@", 1)[0].partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return ""  # docker.io/...: the first component is a path, not a registry
+    host = first.lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host == "localhost" or host.endswith(".localhost"):
+        return first
+    if not all(c in "0123456789abcdefx.:" for c in host):
+        return ""  # a name (resolved by the engine; [images] allowed closes that route)
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        # Numbers a resolver reads as IPv4 ("127.1", "2130706433", "0x7f.1"): refused whatever
+        # address they spell, as resolvers differ in how they read them.
+        return first if all(is_number(part) for part in host.split(".")) else ""
+    mapped = getattr(address, "ipv4_mapped", None) or address
+    if mapped.is_loopback or mapped.is_unspecified or mapped.is_link_local:
+        return first
+    return ""
+
+
+def is_number(part: str) -> bool:
+    digits = part[2:] if part.startswith("0x") else part
+    allowed = "0123456789abcdef" if part.startswith("0x") else "0123456789"
+    return bool(digits) and all(c in allowed for c in digits)
+
+
 def matches(name: str, pattern: str) -> bool:
     """Component-wise glob; a last '**' matches one or more components."""
     from fnmatch import fnmatchcase

@@ -122,7 +122,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
     # # syntax=, compose image:), as patterns such as "docker.io/library/*"; empty: any.
     # shared: the operator's local images (same patterns) the agent may run, build FROM
     # and mount; beside them only its own and registry images (gatekeeper.image_scope).
-    "images": {"allowed": [], "shared": [], "pin_digests": False},
+    # host_registries: registries on this host itself (localhost, loopback, link-local,
+    # as "127.0.0.1:5000" or "localhost:*") pulls may use; none by default (the engine
+    # pulls on the host's network, where loopback-only services listen).
+    "images": {"allowed": [], "shared": [], "pin_digests": False, "host_registries": []},
     # Per profile, across its sessions (gatekeeper.budgets); 0: no budget.
     "budgets": {"commands_per_minute": 0, "containers_per_hour": 0, "pulls_per_day": 0, "builds_per_day": 0},
     # Commands (paths) and rules (gatekeeper.approval.ASKABLE_RULES) that need an operator's
@@ -245,7 +248,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "network": {"subnets": SUBNET_LIST},
     "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
-    "images": {"allowed": PATTERN_LIST, "shared": PATTERN_LIST, "pin_digests": BOOLEAN},
+    "images": {"allowed": PATTERN_LIST, "shared": PATTERN_LIST, "pin_digests": BOOLEAN,
+               "host_registries": PATTERN_LIST},
     "budgets": {"commands_per_minute": COUNT, "containers_per_hour": COUNT, "pulls_per_day": COUNT,
                 "builds_per_day": COUNT},
     "approval": {"ask": ASK_LIST, "dir": ABSOLUTE_PATH, "expires": DURATION},
@@ -282,7 +286,7 @@ class Policy:
         "allowed", "blocked", "allowed_roots", "state_dir", "source", "sha256", "settings",
         "profile", "scope", "protect", "shared", "refused_labels", "redact_keys", "reserved_tags",
         "subnets", "caps", "ask", "approvals_dir", "approval_expires", "budgets", "images_allowed",
-        "images_shared", "pin_digests", "via_proxy", "name_prefix",
+        "images_shared", "pin_digests", "images_host_registries", "via_proxy", "name_prefix",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -326,6 +330,7 @@ class Policy:
         self.images_allowed = strings(settings["images"]["allowed"])
         self.images_shared = strings(settings["images"]["shared"])  # gatekeeper.image_scope
         self.pin_digests = bool(settings["images"]["pin_digests"])
+        self.images_host_registries = strings(settings["images"]["host_registries"])
         # [audit] via_proxy: the proxy writes the log, the agent's account cannot open it
         self.via_proxy = bool(settings["audit"].get("via_proxy"))
         # [names] prefix of every name the agent gives ("" = off; gatekeeper.name_prefix)

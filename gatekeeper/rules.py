@@ -68,6 +68,8 @@ RULES: Final = MappingProxyType(
         "network-mac": "a fixed MAC address (spoofing on the bridge)",
         "flag-driver": "a network driver other than bridge (macvlan, ipvlan, overlay, host)",
         "image-source": "an image not from a registry or repository of the policy's [images] allowed",
+        "image-host-registry": "a pull from a registry on this host itself (loopback, link-local) "
+                               "[images] host_registries does not name",
         "build-cache-key": "a build input left out of the steps' cache keys (--add-host, --network, "
                            "--ulimit, proxy args)",
         "build-buildkit": "docker buildx build: BuildKit, whatever DOCKER_BUILDKIT says (use docker build)",

@@ -49,8 +49,8 @@ def decide(method: str, target: str) -> ApiVerdict:
 @pytest.mark.parametrize(("target", "step"), [
     ("/v1.47/images/create?fromImage=nginx&tag=1.27", ("pull-record", "nginx:1.27", "new")),
     ("/v1.47/images/create?fromImage=docker.io%2Flibrary%2Fnginx&tag=1.27", ("pull-record", "nginx:1.27", "new")),
-    ("/v1.47/images/create?fromImage=127.0.0.1%3A5000%2Fteam%2Fapp&tag=2",
-     ("pull-record", "127.0.0.1:5000/team/app:2", "new")),
+    ("/v1.47/images/create?fromImage=10.0.0.5%3A5000%2Fteam%2Fapp&tag=2",
+     ("pull-record", "10.0.0.5:5000/team/app:2", "new")),
     ("/v1.47/images/create?fromImage=myapp&tag=latest", ("pull-record", "myapp:latest", "owned")),  # owner label
     ("/v1.47/images/create?fromImage=alpine&tag=latest", ("pull-record", "alpine:latest", "owned")),  # pulled
     (f"/v1.47/images/create?fromImage=nginx&tag=sha256%3A{'9' * 64}", ("pull-record", f"nginx@sha256:{'9' * 64}", "new")),

@@ -138,7 +138,7 @@ ROUTES: tuple[Route, ...] = (
     R("POST", "/images/create", "image.pull", PULLS, "pull",
       "fromImage fromSrc repo tag message changes platform"),
     R("POST", "/images/prune", "image.prune", ("image prune",), "prune", "filters", IMAGE),
-    R("GET", "/images/search", "image.search", ("search",), "plain", "term limit filters"),
+    R("GET", "/images/search", "image.search", ("search",), "search", "term limit filters"),
     R("GET", "/images/{name*}/json", "image.inspect", ("image inspect", "container inspect", *RUNS,
       *COMPOSE_READS, *BUILDS), "inspect", "manifests platform", IMAGE, "inspect"),
     R("GET", "/images/{name*}/history", "image.history", ("image history",), "object", "platform",

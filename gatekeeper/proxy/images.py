@@ -107,6 +107,9 @@ def vet_pull(call: Call) -> ApiVerdict:
                      rule="foreign-tag")
     ref = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}" if tag else image
     check_image_source(call, ref, "pull")
+    from gatekeeper.vetting.images import check_host_registry
+
+    check_host_registry(ref, call.policy, "pull")
     if "@" not in ref:
         when = check_tag(call, ref, "pull")
     else:  # by digest: no tag moves; an image the engine already has is not recorded as pulled
@@ -394,6 +397,14 @@ def check_build_quota(call: Call, caps: object) -> None:
 
 
 # ---------------------------------------------------------------- [images] allowed sources
+
+
+def vet_search(call: Call) -> ApiVerdict:
+    """GET /images/search: the engine asks the term's registry, on the host's network."""
+    from gatekeeper.vetting.images import check_host_registry
+
+    check_host_registry(call.one("term"), call.policy, "search")
+    return call.allow()
 
 
 def check_image_source(call: Call, reference: str, what: str) -> None:

@@ -521,6 +521,7 @@ VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
     "network_connect": with_project_leftovers(lazy("containers", "vet_network_connect")),
     "network_disconnect": lazy("containers", "vet_network_disconnect"),
     "pull": lazy("images", "vet_pull"),
+    "search": lazy("images", "vet_search"),
     "build": lazy("images", "vet_build"),
     "volume_create": lazy("creates", "vet_volume_create"),
     "network_create": lazy("creates", "vet_network_create"),

@@ -54,7 +54,7 @@ def vet(ctx: Context) -> Vetted:
 
 def vet_image_sources(ctx: Context) -> None:
     """pull, run/create and build images from the policy's [images] allowed (gatekeeper.vetting.images)."""
-    if ctx.located.canonical in ("image pull", "container run", "container create", "image build"):
+    if ctx.located.canonical in ("image pull", "container run", "container create", "image build", "search"):
         from gatekeeper.vetting.images import vet_image_sources as vet_images
 
         vet_images(ctx)

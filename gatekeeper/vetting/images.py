@@ -29,7 +29,7 @@ agent's image. check_add_sources is shared with the API layer (gatekeeper.proxy.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.image_refs import matches, repository
+from gatekeeper.image_refs import host_local_domain, matches, repository
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 RULE = "image-source"
+HOST_RULE = "image-host-registry"
 ADD_RULE = "build-add-url"
 ADD_INSTEAD = ("fetch it with curl or wget in a RUN step (which runs in the build container's network, "
                "not the host's) or COPY a file you fetched yourself")
@@ -70,6 +71,22 @@ def check_reference(reference: str, patterns: list[str], what: str) -> None:
                      f"allowed: {', '.join(patterns)}", rule=RULE)
 
 
+def check_host_registry(reference: str, policy: Policy, what: str) -> None:
+    """Stops: `docker pull 127.0.0.1:PORT/x` (localhost, link-local, numbers): the engine pulls in
+    the host's network namespace, so a service listening only on the host's loopback (or the
+    metadata address) answers it and docker prints that answer to the agent, and the errors
+    tell open ports from closed. Refused unless [images] host_registries names the registry."""
+    domain = host_local_domain(reference)
+    if not domain:
+        return
+    from fnmatch import fnmatchcase
+
+    if not any(fnmatchcase(domain.lower(), pattern.lower()) for pattern in policy.images_host_registries):
+        raise Denied(f"{what} {reference!r} names a registry on this host itself ({domain}): the engine "
+                     "would fetch it over the host's own network; use an image from a remote registry, or "
+                     f"ask the operator to list {domain!r} in [images] host_registries", rule=HOST_RULE)
+
+
 # --- commands ------------------------------------------------------------------
 
 
@@ -79,6 +96,8 @@ def vet_image_sources(ctx: Context) -> None:
     canonical = ctx.located.canonical
     if not ctx.parsed.positionals or asks_for_help(ctx):
         return
+    if canonical in ("image pull", "search") or canonical in RUN_FAMILY:
+        check_host_registry(ctx.parsed.positionals[0], ctx.policy, "image")
     if canonical == "image build":
         vet_build_images(ctx, patterns)  # ADD <url> is refused with or without an allowlist
     elif canonical in RUN_FAMILY and pinning(ctx.policy):
@@ -342,6 +361,8 @@ def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
                             sorted(platforms) or [""])
         if patterns and (service or {}).get("image"):  # built services too: `compose pull` fetches it
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
+        if (service or {}).get("image"):
+            check_host_registry(str(service["image"]), ctx.policy, f"service {name!r}: image")
         for volume in (service or {}).get("volumes") or []:
             if isinstance(volume, dict) and volume.get("type") == "image":
                 # Stops: an image the allowlist keeps the agent from running, read through a mount.

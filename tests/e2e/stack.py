@@ -527,7 +527,10 @@ upstream = "{DOCKER_SOCKET}"
 # The suite's images are the operator's local ones (gk-busybox imported from a tarball, and what
 # the modules build, tag or commit as root, gk-* and ai-*): lent to the agent as an operator
 # would (gatekeeper.image_scope). test_operator_images names its secret image outside them.
-SUITE_IMAGES: Final = '\n[images]\nshared = ["docker.io/library/gk-*", "docker.io/library/ai-*"]\n'
+# The suite's registry (tests/e2e/registry.py) listens on the host's loopback: named in
+# host_registries, as an operator would (test_host_registries shows the rule without it).
+SUITE_IMAGES: Final = ('\n[images]\nshared = ["docker.io/library/gk-*", "docker.io/library/ai-*"]\n'
+                       'host_registries = ["127.0.0.1:*"]\n')
 
 
 def extended(text: str, extra: str) -> str:

@@ -37,7 +37,7 @@ PREFIX = "ai-rt5-"  # what the agent names: inside the [names] prefix
 OPERATOR_IMAGE = "rt5-operator-app:1"  # outside the suite's [images] shared (gk-*, ai-*)
 SECRET = "gk-rt5-image-secret"
 SECRET_FILE = "/etc/operator-secret"
-LENT = SUITE_IMAGES.replace('"]', '", "docker.io/library/rt5-operator-app"]')
+LENT = SUITE_IMAGES.replace('"]', '", "docker.io/library/rt5-operator-app"]', 1)
 WORK = AGENT_HOME / "work" / "rt5-images"
 
 
