@@ -510,3 +510,30 @@ def test_volume_and_network_inspect_follow_the_inspect_scope(tmp_path: Path) -> 
     engine = FakeEngine([Obj("volume", "mine", "mine", {OWNER: "default"}), Obj("volume", "pg", "pg", {})])
     assert decided("docker volume inspect mine", owned, engine).allowed
     assert decided("docker volume inspect mine pg", owned, engine).rule == "scope-owned"
+
+
+TWO_LABELS = POLICY_TEXT.replace('labels = ["vital=yes"]', 'labels = ["vital=yes", "keep=1"]')
+
+
+@pytest.mark.parametrize("command", ["docker container prune -f", "docker image prune -a -f"])
+def test_a_prune_with_several_protected_labels_looks_for_each(command: str, tmp_path: Path) -> None:
+    """docker ANDs label! filters: with two protected labels a prune keeps only the objects that
+    carry both, so an owned object with one of them would go. Control: one protected label is a
+    filter of the engine's (allowed, `label!=` on the argv); two, with an owned object carrying
+    one: refused naming it; two, none carrying one: allowed."""
+    one = decided(command, load_policy(str(write(tmp_path / "one.toml", POLICY_TEXT))),
+                  FakeEngine([o for o in ENGINE if o.name not in ("keep-db", "gold:1")]))
+    assert one.allowed, one.reason
+    two = load_policy(str(write(tmp_path / "two.toml", TWO_LABELS)))
+    kept = Obj("container", "a5" + "0" * 62, "kept", {**MINE, "keep": "1"})
+    kept_image = Obj("image", "sha256:f6" + "0" * 62, "kept:1", {OWNER: "default", "keep": "1"})
+    unprotected = [o for o in ENGINE if o.name not in ("keep-db", "gold:1", "vital")]
+    refused = decided(command, two, FakeEngine([*unprotected, kept, kept_image]))
+    assert (refused.allowed, refused.rule) == (False, "protected"), refused.reason
+    assert "'keep=1'" in refused.reason
+    assert decided(command, two, FakeEngine(unprotected)).allowed
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

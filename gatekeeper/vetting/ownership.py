@@ -349,7 +349,25 @@ def vet_prune(ctx: Context, kind: str) -> None:
     patterns = protect(ctx, PROTECT_KEYS[kind])
     if patterns:
         refuse_protected_owned(ctx, kind, patterns)
+    labels = protect(ctx, "labels")
+    if len(labels) > 1:
+        refuse_protected_labels(ctx, kind, labels)
     ctx.insert_after_command(filters)
+
+
+def refuse_protected_labels(ctx: Context, kind: str, labels: list[str]) -> None:
+    """The engine ANDs label! filters: a prune keeps only the objects carrying every protected
+    label, so with two or more each one is looked for among the owned objects (one engine
+    question each, the engine's own label filter) and the prune refused if any carries it."""
+    for label in labels:
+        args = [*OWNED_LISTINGS[kind][:-2], *owner_filters(ctx, kind), "--filter", f"label={label}",
+                *OWNED_LISTINGS[kind][-2:]]
+        names = query(ctx, args, f"your {kind}s labelled {label}").split()
+        if names:
+            # Stops: a prune removing an object with one of several protected labels.
+            raise Denied(f"'docker {ctx.located.spelled}' could remove protected {kind} {names[0]!r} "
+                         f"([protect] labels {label!r}: the engine keeps only objects carrying every "
+                         "protected label); remove the others by name", rule="protected")
 
 
 def refuse_protected_owned(ctx: Context, kind: str, patterns: list[str]) -> None:
