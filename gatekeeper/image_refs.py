@@ -21,7 +21,7 @@ def repository(reference: str) -> str:
     if not name or name != name.strip() or any(c in name for c in " \t$\"'\\"):
         raise ValueError(f"{reference!r} is not an image reference")
     first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
+    if slash and is_registry(first):
         domain, path = first, rest
     else:
         domain, path = DOCKER_HUB, name
@@ -34,6 +34,11 @@ def repository(reference: str) -> str:
     return f"{domain}/{path}"
 
 
+def is_registry(first: str) -> bool:
+    """The first component of a reference names a registry, as docker's splitDockerDomain reads it."""
+    return "." in first or ":" in first or first == "localhost"
+
+
 def host_local_domain(reference: str) -> str:
     """The registry domain of `reference` when it names this host itself ("" otherwise):
     localhost, loopback, unspecified or link-local addresses (the cloud metadata service),
@@ -41,7 +46,7 @@ def host_local_domain(reference: str) -> str:
     as IPv4 ("127.1", "2130706433", "0x7f.1"). The engine pulls in the host's network
     namespace, where a loopback-only service answers it."""
     first, slash, _ = reference.split("@", 1)[0].partition("/")
-    if not slash or not ("." in first or ":" in first or first == "localhost"):
+    if not slash or not is_registry(first):
         return ""  # docker.io/...: the first component is a path, not a registry
     host = first.lower()
     if host.startswith("["):
