@@ -13,9 +13,13 @@ verdict is reused. A reloaded policy (a new PolicyState) starts with none kept.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
 from gatekeeper.proxy.endpoints import ROUTES
 from gatekeeper.proxy.settings import PolicyState
+
+T = TypeVar("T")
 
 PURE_VETTERS = frozenset({"plain", "listing"})
 # Endpoint ids all of whose routes are vetted by a pure vetter (a verdict names its endpoint).
@@ -27,19 +31,32 @@ KEPT = 256  # verdicts kept per policy state (a caller varying its query cannot 
 Key = tuple[str, str, str, int]
 
 
-class PureVerdicts:
-    """Allowed verdicts by (method, target, profile, uid), for the policy state they were given under."""
+class KeptPerState(Generic[T]):
+    """Values by (method, target, profile, uid) for the policy state they were kept under; a
+    reloaded policy (a new PolicyState) or KEPT of them starts afresh. Only requests without a
+    body or a context are looked up; what may be kept is each subclass's `keep`."""
 
     __slots__ = ("state", "kept")
 
     def __init__(self) -> None:
         self.state: PolicyState | None = None
-        self.kept: dict[Key, ApiVerdict] = {}
+        self.kept: dict[Key, T] = {}
 
-    def get(self, state: PolicyState, request: ApiRequest) -> ApiVerdict | None:
+    def get(self, state: PolicyState, request: ApiRequest) -> T | None:
         if state is not self.state or request.body or request.context is not None:
             return None
         return self.kept.get((request.method, request.target, request.profile, request.uid))
+
+    def store(self, state: PolicyState, request: ApiRequest, value: T) -> None:
+        if state is not self.state or len(self.kept) >= KEPT:
+            self.state, self.kept = state, {}
+        self.kept[(request.method, request.target, request.profile, request.uid)] = value
+
+
+class PureVerdicts(KeptPerState[ApiVerdict]):
+    """Allowed verdicts by (method, target, profile, uid), for the policy state they were given under."""
+
+    __slots__ = ()
 
     def keep(self, state: PolicyState, request: ApiRequest, verdict: ApiVerdict) -> None:
         """Keep `verdict` if it is one to give again (see the module's docstring)."""
@@ -48,15 +65,13 @@ class PureVerdicts:
                 and verdict.afterwards is None and verdict.answered_by is None and verdict.starts is None
                 and not verdict.made_volumes):
             return
-        if state is not self.state or len(self.kept) >= KEPT:
-            self.state, self.kept = state, {}
-        self.kept[(request.method, request.target, request.profile, request.uid)] = verdict
+        self.store(state, request, verdict)
 
 
 QUESTION_METHODS = PURE_METHODS
 
 
-class FirstQuestions:
+class FirstQuestions(KeptPerState[str]):
     """The first engine GET the decision of a request asked (Proxy.decide_on_loop), by (method,
     target, profile, uid), for the policy state it was asked under: the next time the same
     request comes, that GET is fetched before the decision runs, instead of running the decision
@@ -66,20 +81,9 @@ class FirstQuestions:
     answer to a GET it would have asked anyway, fetched a little earlier: a GET changes nothing).
     Every decision still runs whole, on answers fetched for this request."""
 
-    __slots__ = ("state", "kept")
-
-    def __init__(self) -> None:
-        self.state: PolicyState | None = None
-        self.kept: dict[Key, str] = {}
-
-    def get(self, state: PolicyState, request: ApiRequest) -> str | None:
-        if state is not self.state or request.body or request.context is not None:
-            return None
-        return self.kept.get((request.method, request.target, request.profile, request.uid))
+    __slots__ = ()
 
     def keep(self, state: PolicyState, request: ApiRequest, question: str) -> None:
         if request.method not in QUESTION_METHODS or request.body or request.context is not None:
             return
-        if state is not self.state or len(self.kept) >= KEPT:
-            self.state, self.kept = state, {}
-        self.kept[(request.method, request.target, request.profile, request.uid)] = question
+        self.store(state, request, question)
