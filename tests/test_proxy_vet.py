@@ -385,6 +385,9 @@ def test_update_holds_the_caps() -> None:
     devices = decide("POST", "/v1.47/containers/web/update", '{"Devices":[{"PathOnHost":"/dev/sda"}]}',
                      policy=policy)
     assert (devices.allowed, devices.rule) == (False, "flag-device")
+    realtime = decide("POST", "/v1.47/containers/web/update",
+                      '{"Ulimits":[{"Name":"rtprio","Soft":9,"Hard":9}]}', policy=policy)
+    assert (realtime.allowed, realtime.rule) == (False, "flag-ulimit")
     theirs = decide("POST", "/v1.47/containers/db/update", '{"Memory":1073741824}', policy=policy)
     assert (theirs.allowed, theirs.rule) == (False, "scope-owned")
 

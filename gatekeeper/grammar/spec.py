@@ -32,6 +32,7 @@ SECURITY_OPT = "security-opt"
 NAMESPACE = "namespace"  # --pid/--ipc/--uts/--userns/--cgroupns: no host/container:
 NETWORK = "network"  # --network/--net: no host, container:
 SYSCTL = "sysctl"
+ULIMIT = "ulimit"  # --ulimit NAME=SOFT[:HARD]: no real-time or raised scheduling priority
 BUILD_OUTPUT = "build-output"  # build -o/--output
 BUILD_SECRET = "build-secret"  # noqa: S105 - a check name, not a secret  # build --secret id=,src=
 BUILD_CONTEXT = "build-context"  # build --build-context name=path
@@ -46,7 +47,7 @@ PUBLISH_ALL = "publish-all"  # -P: every exposed port on every interface, unless
 CHECKS = frozenset(
     {
         OK, DENY, DENY_TRUE, NOT_NEGATIVE, PATH, PATH_OR_STDIN, VOLUME, MOUNT, SECURITY_OPT, NAMESPACE,
-        NETWORK, SYSCTL, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
+        NETWORK, SYSCTL, ULIMIT, BUILD_OUTPUT, BUILD_SECRET, BUILD_CONTEXT,
         BUILD_CACHE, BUILD_NETWORK, ENV_FILE, ADDRESS, SUBNET, PUBLISH, PUBLISH_ALL,
     }
 )

@@ -360,6 +360,20 @@ def check_sysctls(body: Body, field: str, value: object) -> None:
                          f"({', '.join(sorted(SAFE_SYSCTLS))})", "sysctl")
 
 
+def check_ulimits(body: Body, field: str, value: object) -> None:
+    """[{Name, Soft, Hard}]; Go decodes the keys in any case and the engine the name too."""
+    from gatekeeper.vetting.flag_checks import ulimit_refusal
+
+    for item in value if isinstance(value, list) else ([] if value is None else ["?"]):
+        limit = {str(key).lower(): got for key, got in item.items()} if isinstance(item, dict) else {}
+        name, soft, hard = limit.get("name"), limit.get("soft", 0), limit.get("hard", 0)
+        if (set(limit) - {"name", "soft", "hard"} or not isinstance(name, str)
+                or type(soft) is not int or type(hard) is not int):
+            raise refuse(field, item, "a ulimit is {Name, Soft, Hard} with whole numbers", "ulimit")
+        reason = ulimit_refusal(name, soft, hard)
+        if reason:
+            raise refuse(field, item, reason, "ulimit")
+
 def check_cap_drop(body: Body, field: str, value: object) -> object:
     """Docker's strslice: a string is one capability."""
     return strings(field, [value] if isinstance(value, str) else value, "cap-drop")
@@ -623,7 +637,7 @@ RESOURCE_FIELDS: dict[str, Check] = {
     "CpuRealtimePeriod": allow, "CpuRealtimeRuntime": allow, "CpusetCpus": allow, "CpusetMems": allow,
     "MemoryReservation": allow, "MemorySwap": allow, "MemorySwappiness": allow,
     "OomKillDisable": zero("oom-kill-disable", OOM_WHY),
-    "PidsLimit": allow, "Ulimits": allow, "KernelMemory": allow, "KernelMemoryTCP": allow,
+    "PidsLimit": allow, "Ulimits": check_ulimits, "KernelMemory": allow, "KernelMemoryTCP": allow,
     "BlkioWeight": allow,
     "CpuCount": allow, "CpuPercent": allow, "IOMaximumIOps": allow, "IOMaximumBandwidth": allow,
     "CgroupParent": zero("cgroup-parent", "places the container in a host cgroup of the agent's choosing, "

@@ -44,6 +44,7 @@ VOLUMES = "volumes"  # service volumes: bind sources follow the host-path rule
 BUILD = "build"  # build section: BUILD_KEYS
 SECURITY_OPT = "security-opt"
 SYSCTLS = "sysctls"
+ULIMITS = "ulimits"  # no real-time or raised scheduling priority
 LOGGING = "logging"
 BLKIO = "blkio"
 DEPLOY = "deploy"
@@ -141,7 +142,7 @@ SERVICE_KEYS: dict[str, tuple[str, str]] = {
     "sysctls": (SYSCTLS, "only a short list of namespaced kernel settings is safe to set from a container"),
     "tmpfs": (OK, ""),
     "tty": (OK, ""),
-    "ulimits": (OK, ""),
+    "ulimits": (ULIMITS, "real-time or raised scheduling priority escapes the CPU caps and starves the host"),
     "use_api_socket": (DENY_TRUE, "bind-mounts the Docker API socket (root on the host) and registry credentials"),
     "user": (OK, ""),
     "userns_mode": (NAMESPACE, _NS_WHY),
@@ -499,6 +500,20 @@ def check_sysctls(value: object, where: str, why: str, check: ProjectCheck) -> N
             refuse(where, name, why)
 
 
+def check_ulimits(value: object, where: str, why: str, check: ProjectCheck) -> None:
+    """Each limit as compose hands it to the engine (N for both, or {soft, hard}; the engine
+    reads the name in any case): the run rules' ulimit_refusal."""
+    from gatekeeper.vetting.flag_checks import ulimit_refusal
+
+    for name, limit in mapping(value, where).items():
+        pair = limit if isinstance(limit, dict) else {"soft": limit, "hard": limit}
+        soft, hard = pair.get("soft", 0), pair.get("hard", 0)
+        if set(pair) - {"soft", "hard"} or type(soft) is not int or type(hard) is not int:
+            refuse(f"{where}.{name}", limit, "a limit is a whole number or {soft, hard}")
+        reason = ulimit_refusal(str(name), soft, hard)
+        if reason:
+            refuse(f"{where}.{name}", limit, reason)
+
 def check_logging(value: object, where: str, why: str, check: ProjectCheck) -> None:
     from gatekeeper.vetting.run import LOG_OPTS
 
@@ -656,6 +671,7 @@ VALUE_CHECKS: dict[str, Callable[[object, str, str, ProjectCheck], object]] = {
     ISOLATION: check_isolation,
     SECURITY_OPT: check_security_opt,
     SYSCTLS: check_sysctls,
+    ULIMITS: check_ulimits,
     LOGGING: check_logging,
     BLKIO: check_blkio,
     DEPLOY: check_deploy,

@@ -348,6 +348,58 @@ def check_sysctl(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         refuse(use, f"sysctl {key!r} is not in the safe list ({', '.join(sorted(SAFE_SYSCTLS))})")
 
 
+# --- --ulimit NAME=SOFT[:HARD] ---------------------------------------------------
+
+# The names docker/go-units ParseUlimit knows, as the CLI spells them; the engine takes any case
+# (it asks the runtime for "RLIMIT_" + the name in capitals).
+ULIMIT_NAMES = frozenset({
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+})  # fmt: skip
+# Limits that let the container's processes schedule themselves above the host's: refused unless 0.
+PRIORITY_ULIMITS = {
+    "rtprio": "lets the container's processes take real-time scheduling (SCHED_FIFO/RR), which "
+              "CPU caps (--cpus, cpu.max) do not bound on kernels without RT group scheduling "
+              "(Debian's): a busy loop starves the host",
+    "nice": "lets the container's processes raise their scheduling priority above the default",
+}
+GO_INT = frozenset("0123456789")
+
+
+def ulimit_refusal(name: str, soft: int, hard: int) -> str | None:
+    """Why the engine must not get this ulimit, or None; `name` in any case, as the engine reads it."""
+    key = name.lower()
+    if key not in ULIMIT_NAMES:
+        return unknown_ulimit(name)
+    if key in PRIORITY_ULIMITS and (soft != 0 or hard != 0):
+        return f"{key} {PRIORITY_ULIMITS[key]}; only {key}=0 is allowed"
+    return None
+
+
+def unknown_ulimit(name: str) -> str:
+    return f"ulimit {name!r} is not one docker knows ({', '.join(sorted(ULIMIT_NAMES))})"
+
+
+def go_int64(text: str) -> int | None:
+    """strconv.ParseInt(text, 10, 64), or None where Go would fail (Python's int() is laxer)."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits or not set(digits) <= GO_INT:
+        return None
+    number = int(text)
+    return number if -(1 << 63) <= number < (1 << 63) else None
+
+
+def check_ulimit(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
+    """--ulimit NAME=SOFT[:HARD] read as go-units ParseUlimit reads it (names in lower case
+    only, HARD defaults to SOFT); see ulimit_refusal."""
+    name, eq, limits = (use.value or "").partition("=")
+    values = [go_int64(part) for part in limits.split(":")]
+    if not eq or len(values) > 2 or None in values:
+        refuse(use, "not NAME=SOFT[:HARD] with whole numbers")
+    why = ulimit_refusal(name, values[0] or 0, values[-1] or 0) if name.islower() else unknown_ulimit(name)
+    if why:
+        refuse(use, why)
+
 # --- build -o/--output ---------------------------------------------------------
 
 OUTPUT_REFUSED = {
@@ -562,6 +614,7 @@ SPECIAL_CHECKS = {
     spec.NAMESPACE: check_namespace,
     spec.NETWORK: check_network,
     spec.SYSCTL: check_sysctl,
+    spec.ULIMIT: check_ulimit,
     spec.BUILD_OUTPUT: check_build_output,
     spec.BUILD_SECRET: check_build_secret,
     spec.BUILD_CONTEXT: check_build_context,
