@@ -39,14 +39,15 @@ SFTP_SERVERS = frozenset({
 
 class Decision:
     __slots__ = ("allowed", "argv", "canonical", "rule", "reason", "stdin", "output_filter", "claims",
-                 "prepare", "afterwards", "pins", "files")
+                 "prepare", "afterwards", "pins", "files", "snapshots", "snapshot_paths")
 
     def __init__(self, allowed: bool, argv: list[str] | None, canonical: str | None,
                  rule: str, reason: str, stdin: bytes | None = None,
                  output_filter: str | None = None, claims: list[tuple[str, str]] | None = None,
                  prepare: list[Any] | None = None, afterwards: list[Any] | None = None,
                  pins: list[tuple[int, str, bytes]] | None = None,
-                 files: list[tuple[str, bytes]] | None = None) -> None:
+                 files: list[tuple[str, bytes]] | None = None,
+                 snapshots: list[tuple[Any, str]] | None = None) -> None:
         self.allowed = allowed
         self.argv = argv  # argv[0] == "docker"; run with the policy's pinned binary
         self.canonical = canonical
@@ -68,6 +69,11 @@ class Decision:
         # (path in the state dir, bytes): checked files the ForceCommand writes before docker
         # runs, for docker to read instead of the agent's own (a compose build's Dockerfile)
         self.files = files or []
+        # (where, decided directory): build contexts docker reads as a snapshot the ForceCommand
+        # takes (gatekeeper.context_snapshot); where is (argv index, word prefix) or a compose
+        # model key path. snapshot_paths: the snapshots taken, in order (argv keeps the path)
+        self.snapshots: list[tuple[Any, str]] = snapshots or []
+        self.snapshot_paths: list[str] = []
 
     def as_dict(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -129,9 +135,10 @@ def vetted_decision(argv: list[str], located: Located, policy: Policy, world: Wo
     parsed = walk_command_flags(argv, located)
     vetted = vet(Context(argv, located, parsed, policy, world))
     final, pins = vetted.plan.apply(argv)  # the one place what runs departs from what was typed
+    snapshots = [*vetted.plan.snapshots(argv), *vetted.model_snapshots]
     return Decision(True, final, located.canonical, "allowed", f"{show(located)} is allowed",
                     vetted.stdin(), vetted.output_filter, vetted.claims(), vetted.prepare, vetted.afterwards,
-                    pins, vetted.pinned_files())
+                    pins, vetted.pinned_files(), snapshots)
 
 
 def show(located: Located) -> str:

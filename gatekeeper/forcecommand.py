@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from gatekeeper.audit_handoff import Intake
+    from gatekeeper.context_snapshot import Snapshots
     from gatekeeper.decision import Decision
     from gatekeeper.inflight import Registration
 
@@ -53,11 +54,16 @@ def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dic
         if not decision.allowed and registration is not None:
             registration.release()
             registration = None
+    snapshots = None
+    if decision.allowed and decision.snapshots:
+        decision, snapshots = snapshot_contexts(policy, decision)
     try:
         return record_and_run(command, decision, policy, profile, facts, started, intake)
     finally:
         if registration is not None:
             registration.release()  # the engine holds the container by now (gatekeeper.inflight)
+        if snapshots is not None:
+            snapshots.remove()  # docker has exited: it read the context (gatekeeper.context_snapshot)
 
 
 def argv_of(decision: Decision) -> list[str]:
@@ -122,10 +128,39 @@ def spend_budgets(policy: Policy, decision: Decision) -> Decision:
     return decision
 
 
+def snapshot_contexts(policy: Policy, decision: Decision) -> tuple[Decision, Snapshots | None]:
+    """Each decided build context copied as it is now, opened without following a symlink
+    (gatekeeper.context_snapshot); a context that changed since the check is a denial."""
+    from gatekeeper.context_snapshot import Snapshots
+    from gatekeeper.decision import Decision
+
+    snapshots = Snapshots(policy.state_dir)
+    try:
+        decision.snapshot_paths = [snapshots.take(directory) for _, directory in decision.snapshots]
+    except GatekeeperError as error:
+        snapshots.remove()
+        return Decision(False, None, decision.canonical, error.rule, error.message), None
+    except OSError as error:
+        snapshots.remove()
+        return Decision(False, None, decision.canonical, "host-path-state",
+                        f"cannot copy the build context into {policy.state_dir}/pinned "
+                        f"({error.strerror})"), None
+    return decision, snapshots
+
+
 def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
     if decision.files and not wrote_pinned_files(policy, decision):
         return EX_NOPERM
+    if decision.snapshot_paths:  # what docker reads: the snapshots, the record keeps the paths
+        from gatekeeper.context_snapshot import on_snapshots
+
+        try:
+            decision.argv, decision.stdin = on_snapshots(argv_of(decision), decision.stdin,
+                                                         decision.snapshots, decision.snapshot_paths)
+        except GatekeeperError as error:
+            say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing ran")
+            return EX_NOPERM
     if not decision.pins:
         return run_decided(policy, decision, on_long_run)
     from gatekeeper.pinning import pinned_argv

@@ -11,8 +11,10 @@ bytes, and the ForceCommand gives docker a sealed memfd holding exactly them
 (`--env-file=/proc/self/fd/N`). The audit record keeps the path.
 
 Directories (build contexts) cannot be pinned this way: the CLI's Go code
-resolves them again (fsutil's EvalSymlinks); compose files are pinned by
-feeding the vetted model on stdin (gatekeeper.vetting.compose).
+resolves them again (fsutil's EvalSymlinks). The ForceCommand gives docker a
+snapshot of each checked context directory instead, in the same `pinned`
+entry (gatekeeper.context_snapshot). Compose files are pinned by feeding the
+vetted model on stdin (gatekeeper.vetting.compose).
 
 A compose build's Dockerfile cannot be a descriptor either (compose, a plugin,
 resolves the path with EvalSymlinks and stats it; a memfd's link names no
@@ -195,10 +197,48 @@ def write_replacing(directory: int, name: str, data: bytes) -> None:
 
 
 def drop_stale(directory: int, now: float) -> None:
+    """Copies not written for a day, and build context snapshots (ctx-*, gatekeeper.context_snapshot)
+    a killed session left behind."""
+    import stat
+
     for name in os.listdir(directory):
         try:
             info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-            if now - info.st_mtime > PINNED_MAX_AGE:
+            if now - info.st_mtime <= PINNED_MAX_AGE:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                remove_directory(directory, name)
+            else:
                 os.unlink(name, dir_fd=directory)
         except FileNotFoundError:
             pass  # another session dropped or replaced it
+
+
+def remove_directory(pinned: int, name: str) -> None:
+    """Remove the directory `name` below the open `pinned` one and all below it, by descriptors
+    (a build context snapshot, gatekeeper.context_snapshot)."""
+    try:
+        path = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pinned)
+    except FileNotFoundError:
+        return
+    try:
+        os.chmod(f"/proc/self/fd/{path}", 0o700)  # a copied read-only (or unreadable) directory
+        inner = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=path)
+    finally:
+        os.close(path)
+    try:
+        empty_directory(inner)
+    finally:
+        os.close(inner)
+    os.rmdir(name, dir_fd=pinned)
+
+
+def empty_directory(directory: int) -> None:
+    import stat
+
+    for name in os.listdir(directory):
+        info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            remove_directory(directory, name)
+        else:
+            os.unlink(name, dir_fd=directory)

@@ -17,6 +17,9 @@ the decision applies the plan once. Three steps:
 * pin(start, prefix, data): the replacement at `start` names a file whose
   checked bytes the ForceCommand hands docker (gatekeeper.pinning); apply
   says where that word landed.
+* snapshot(start, prefix, directory): the replacement at `start` is `prefix`
+  and a decided build context directory, which the ForceCommand copies and
+  names by its copy (gatekeeper.context_snapshot); `snapshots` says where it landed.
 
 Every typed word no step touches reaches docker unchanged and in its order.
 """
@@ -29,12 +32,13 @@ class PlanConflict(Exception):
 
 
 class RewritePlan:
-    __slots__ = ("replaced", "inserted", "pinned")
+    __slots__ = ("replaced", "inserted", "pinned", "snapshotted")
 
     def __init__(self) -> None:
         self.replaced: dict[int, tuple[int, list[str]]] = {}  # start -> (count, words)
         self.inserted: dict[int, list[str]] = {}  # typed index -> words that go before it
         self.pinned: dict[int, tuple[str, bytes]] = {}  # replaced start -> (word prefix, bytes)
+        self.snapshotted: dict[int, tuple[str, str]] = {}  # replaced start -> (word prefix, directory)
 
     def replace(self, start: int, count: int, words: list[str]) -> None:
         """The typed words [start, start+count) become `words`; a span strictly covering
@@ -48,6 +52,7 @@ class RewritePlan:
                 raise PlanConflict(f"words {start}..{end - 1} overlap a rewrite of {other}..{other_end - 1}")
             del self.replaced[other]
             self.pinned.pop(other, None)
+            self.snapshotted.pop(other, None)
         self.replaced[start] = (count, list(words))
 
     def remove(self, start: int, count: int) -> None:
@@ -64,8 +69,27 @@ class RewritePlan:
             raise PlanConflict(f"a pin at {start} without a replacement there")
         self.pinned[start] = (prefix, data)
 
+    def snapshot(self, start: int, prefix: str, directory: str) -> None:
+        """The last word of the replacement at `start` is `prefix` + `directory`, a build
+        context docker must read as a snapshot of what was checked."""
+        if start not in self.replaced or self.replaced[start][1][-1:] != [prefix + directory]:
+            raise PlanConflict(f"a snapshot at {start} without its replacement there")
+        self.snapshotted[start] = (prefix, directory)
+
     def apply(self, argv: list[str]) -> tuple[list[str], list[tuple[int, str, bytes]]]:
         """The argv to run, and each pin as (index in that argv, prefix, bytes)."""
+        out, last_word = self.walk(argv)
+        pins = [(last_word[start], prefix, data) for start, (prefix, data) in self.pinned.items()]
+        return out, pins
+
+    def snapshots(self, argv: list[str]) -> list[tuple[tuple[int, str], str]]:
+        """Each snapshot as ((index in the argv `apply` gives, prefix), directory)."""
+        _, last_word = self.walk(argv)
+        return [((last_word[start], prefix), directory)
+                for start, (prefix, directory) in self.snapshotted.items()]
+
+    def walk(self, argv: list[str]) -> tuple[list[str], dict[int, int]]:
+        """The argv to run, and where the last word of each typed span landed in it."""
         out: list[str] = []
         last_word: dict[int, int] = {}
         visited: set[int] = set()
@@ -80,8 +104,7 @@ class RewritePlan:
             last_word[i] = len(out) - 1
             i += count
         self.check_placed(visited)
-        pins = [(last_word[start], prefix, data) for start, (prefix, data) in self.pinned.items()]
-        return out, pins
+        return out, last_word
 
     def check_placed(self, visited: set[int]) -> None:
         """Every step starts on a word boundary the walk reached (none inside a span)."""

@@ -85,6 +85,9 @@ RULES: Final = MappingProxyType(
         # build and compose
         "build-remote-context": "a build context fetched from a URL or git remote",
         "build-context-count": "a build needs exactly one local context",
+        "build-context-changed": "a build context became a symlink or moved after the check (a swap)",
+        "build-context-special": "a build context holding a FIFO, socket or device",
+        "build-context-size": "a build context larger than gatekeeper copies (1 GiB, 100000 entries)",
         "compose-file": "a compose file too large, too many files, or not readable",
         "compose-no-file": "no compose file was found or named",
         "compose-model": "a compose file whose structure gatekeeper cannot vet",

@@ -229,3 +229,38 @@ def test_control_a_run_without_env_from_file_writes_nothing(stage: Stage) -> Non
     decision = stage.decide("docker compose -f work/pin_noenv/compose.yaml run --rm -e A=1 app true")
     assert decision.allowed, decision.reason
     assert decision.files == []
+
+
+# Build contexts (gatekeeper.context_snapshot): compose walks the context directory, and each
+# additional_contexts directory, after the check; a building command reads snapshots of them.
+@pytest.mark.parametrize(("subcommand", "snapshotted"), [("build", True), ("up -d", True), ("config", False)])
+def test_building_commands_name_their_contexts_for_a_snapshot(stage: Stage, subcommand: str,
+                                                              snapshotted: bool) -> None:
+    name = "ctx_" + subcommand.partition(" ")[0]
+    project = staged(stage, name, context="sub", files={
+        "sub/Dockerfile": b"FROM busybox\n", "extra/file": b"x\n"},
+        extra="      additional_contexts:\n        extra: ./extra\n        base: docker-image://busybox\n")
+    decision = stage.decide(f"docker compose -f work/{name}/compose.yaml {subcommand}")
+    assert decision.allowed, decision.reason
+    keys = ("services", "app", "build")
+    expected = [((*keys, "context"), f"{project}/sub"),
+                ((*keys, "additional_contexts", "extra"), f"{project}/extra")]
+    assert decision.snapshots == (expected if snapshotted else [])
+
+
+def test_compose_takes_the_snapshot_in_the_model(stage: Stage) -> None:
+    """The model compose is fed names the snapshot; the real compose loads it as the context."""
+    from gatekeeper.context_snapshot import on_snapshots
+
+    staged(stage, "ctx_render")
+    decision = stage.decide("docker compose -f work/ctx_render/compose.yaml build")
+    snapshot = stage.root.parent / "snapshot"
+    snapshot.mkdir()
+    argv, stdin = on_snapshots(decision.argv, decision.stdin, decision.snapshots, [str(snapshot)])
+    args = [*argv[1:-1], "config", "--format", "json"]
+    done = subprocess.run([stage.policy.binary, *args], input=stdin, capture_output=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(stage.root),
+                               "DOCKER_CONFIG": stage.policy.config_dir}, cwd=stage.root)
+    build = json.loads(done.stdout)["services"]["app"]["build"]
+    assert build["context"] == str(snapshot)
+    assert build["dockerfile"] == pinned_path(stage, CHECKED)

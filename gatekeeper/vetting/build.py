@@ -51,7 +51,9 @@ def vet_build(ctx: Context) -> None:
             "or by git on the host; clone into the work directory first",
             rule="build-remote-context",
         )
-    ctx.replace_word(where[0], ctx.host_path(context, "build context"))
+    # Stops: the directory swapped for a symlink to one outside the roots (a container bound above
+    # it) after this check and before the CLI walks it: docker reads a snapshot of the checked one.
+    ctx.snapshot_word(where[0], ctx.host_path(context, "build context"))
 
 
 def help_requested(parsed: Parsed) -> bool:

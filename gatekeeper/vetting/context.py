@@ -20,7 +20,7 @@ class Vetted:
     the engine steps (gatekeeper.steps) execution takes around the command."""
 
     __slots__ = ("plan", "compose_model", "client_stdin", "output_filter", "named_volumes", "binds",
-                 "outputs", "prepare", "afterwards", "starts", "sessions", "copies")
+                 "outputs", "prepare", "afterwards", "starts", "sessions", "copies", "model_snapshots")
 
     def __init__(self) -> None:
         self.plan = RewritePlan()
@@ -43,6 +43,9 @@ class Vetted:
         # file it was read from, the bytes checked); the ForceCommand writes them there before
         # compose runs (gatekeeper.pinning.write_pinned_files)
         self.copies: dict[str, tuple[str, bytes]] = {}
+        # (key path in the compose model, decided directory): build contexts compose reads after
+        # the check, handed to it as snapshots (gatekeeper.context_snapshot)
+        self.model_snapshots: list[tuple[tuple[str, ...], str]] = []
 
     def stdin(self) -> bytes | None:
         """What docker reads on stdin: the vetted compose model, serialised here only, or
@@ -94,6 +97,17 @@ class Context:
     def remove_use(self, use: FlagUse) -> None:
         """Drop one flag use (combined shorts before it stay)."""
         self.vetted.plan.replace(use.start, use.count, [use.prefix] if use.prefix else [])
+
+    def snapshot_word(self, index: int, directory: str) -> None:
+        """The positional at `index` becomes the decided build context `directory`, which docker
+        reads as a snapshot taken after the decision (gatekeeper.context_snapshot)."""
+        self.vetted.plan.replace(index, 1, [directory])
+        self.vetted.plan.snapshot(index, "", directory)
+
+    def snapshot_value(self, use: FlagUse, key: str, directory: str) -> None:
+        """`--long=KEY=directory`, the directory read as a snapshot (snapshot_word)."""
+        self.vetted.plan.replace(use.start, use.count, respelled(use, f"{key}={directory}"))
+        self.vetted.plan.snapshot(use.start, f"--{use.flag.long}={key}=", directory)
 
     def replace_word(self, index: int, word: str) -> None:
         """Replace the positional at argv index `index` (Parsed.positional_at)."""

@@ -522,7 +522,7 @@ def check_build_context(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         return  # an image reference: a pull, nothing host-side
     refuse_remote(use, value)
     resolved = resolved_source(use, value, ctx, "context")
-    ctx.replace_value(use, f"{name}={resolved}")
+    ctx.snapshot_value(use, name, resolved)  # read as a snapshot of the checked directory
 
 
 def refuse_remote(use: FlagUse, value: str) -> None:

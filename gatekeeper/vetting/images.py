@@ -384,6 +384,8 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
         raise refuse_pull(f"service {name!r}: build.pull")
     values = {str(k): None if v is None else str(v) for k, v in arguments.items()} \
         if isinstance(arguments, dict) else {}
+    if building:
+        snapshot_model_contexts(ctx, build, name)
     contexts = build.get("additional_contexts")
     for source in (contexts.values() if isinstance(contexts, dict) else []):
         if str(source).startswith("docker-image://"):
@@ -411,6 +413,20 @@ def vet_model_build(ctx: Context, build: dict[str, Any], patterns: list[str], na
     if building:
         for platform in platforms or [""]:
             check_base_images(ctx, text, path, values, patterns, platform)
+
+
+def snapshot_model_contexts(ctx: Context, build: dict[str, Any], name: str) -> None:
+    """compose reads the build's context and directory additional_contexts as snapshots of the
+    checked directories (gatekeeper.context_snapshot), taken after the decision.
+    Stops: a directory swapped for a symlink to one outside the roots (a container bound above
+    it) between the check and compose's own walk, sending the outside directory to the build."""
+    keys = ("services", str(name), "build")
+    if isinstance(build.get("context"), str):
+        ctx.vetted.model_snapshots.append(((*keys, "context"), build["context"]))
+    contexts = build.get("additional_contexts")
+    for key, source in (contexts.items() if isinstance(contexts, dict) else []):
+        if isinstance(source, str) and source.startswith("/"):  # resolved: not docker-image://, service:
+            ctx.vetted.model_snapshots.append(((*keys, "additional_contexts", str(key)), source))
 
 
 def pin_model_dockerfile(ctx: Context, build: dict[str, Any], path: str, data: bytes) -> None:
