@@ -234,16 +234,19 @@ def copy_bytes(reading: int, target: int, name: str, info: os.stat_result) -> No
 class Snapshots:
     """One command's snapshots: taken before docker runs, removed after it exits."""
 
-    __slots__ = ("state_dir", "pinned", "names", "budget")
+    __slots__ = ("state_dir", "pinned", "names", "budget", "taken")
 
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
         self.pinned = -1
         self.names: list[str] = []
         self.budget = Budget()
+        self.taken: dict[str, str] = {}  # decided directory -> its snapshot (services sharing a context)
 
     def take(self, source: str) -> str:
         """A snapshot of the decided directory `source`; its path, for docker."""
+        if source in self.taken:
+            return self.taken[source]
         if self.pinned < 0:
             from gatekeeper.pinning import drop_stale
 
@@ -251,6 +254,7 @@ class Snapshots:
             drop_stale(self.pinned, time.time())  # snapshots a killed session left behind
         path = take_snapshot(source, self.pinned, f"{self.state_dir}/pinned", self.budget)
         self.names.append(path.rpartition("/")[2])
+        self.taken[source] = path
         return path
 
     def remove(self) -> None:

@@ -191,6 +191,8 @@ def test_snapshots_are_removed_read_only_directories_and_all(context: Path, tmp_
     snapshots = Snapshots(str(state))
     first, second = snapshots.take(str(context)), snapshots.take(str(context / "src"))
     assert Path(first).is_dir() and Path(second).is_dir() and first != second
+    assert snapshots.take(str(context)) == first  # two services sharing a context: one copy
+    assert len(os.listdir(state / "pinned")) == 2
     snapshots.remove()
     assert not Path(first).exists() and not Path(second).exists()
     assert (context / "readonly" / "kept").is_file()  # the original is untouched
