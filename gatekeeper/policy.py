@@ -113,7 +113,9 @@ DEFAULTS: dict[str, dict[str, object]] = {
     },
     # Subnets the agent may give its networks and containers (compose ipam,
     # ipv4_address, --ip, network create --subnet); none: the engine picks.
-    "network": {"subnets": []},
+    # ipv6: IPv6 networks (network create --ipv6, compose enable_ipv6, the API's EnableIPv6);
+    # the engine then turns on the host's IPv6 forwarding (gatekeeper.vetting.addresses).
+    "network": {"subnets": [], "ipv6": False},
     # Published ports (-p, compose ports): host addresses they may listen on and host
     # port ranges; -P (every exposed port, every interface) only with publish_all.
     # Loopback by default: a service the agent runs is for this host, not the network.
@@ -246,7 +248,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "log_max_file": COUNT,
         "disk_budget": DISK_SIZE,
     },
-    "network": {"subnets": SUBNET_LIST},
+    "network": {"subnets": SUBNET_LIST, "ipv6": BOOLEAN},
     "ports": {"host_addresses": ADDRESS_LIST, "host_ports": PORT_RANGE_LIST, "publish_all": BOOLEAN},
     "images": {"allowed": PATTERN_LIST, "shared": PATTERN_LIST, "pin_digests": BOOLEAN,
                "host_registries": PATTERN_LIST},
@@ -285,8 +287,9 @@ class Policy:
         "binary", "host", "workdir", "config_dir", "audit_path", "syslog",
         "allowed", "blocked", "allowed_roots", "state_dir", "source", "sha256", "settings",
         "profile", "scope", "protect", "shared", "refused_labels", "redact_keys", "reserved_tags",
-        "subnets", "caps", "ask", "approvals_dir", "approval_expires", "budgets", "images_allowed",
-        "images_shared", "pin_digests", "images_host_registries", "via_proxy", "name_prefix",
+        "subnets", "network_ipv6", "caps", "ask", "approvals_dir", "approval_expires", "budgets",
+        "images_allowed", "images_shared", "pin_digests", "images_host_registries", "via_proxy",
+        "name_prefix",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -318,6 +321,7 @@ class Policy:
         self.redact_keys = tuple(key.lower() for key in strings(settings["redact"]["keys"]))
         self.reserved_tags = tuple(tag.lower() for tag in strings(settings["audit"]["reserved_tags"]))
         self.subnets = strings(settings["network"]["subnets"])  # CIDRs; parsed where used (ipaddress)
+        self.network_ipv6 = settings["network"]["ipv6"] is True
         self.caps = Caps(settings["limits"])
         # [approval]: the rule ids a denial of which may be asked for (gatekeeper.approval)
         approval = settings["approval"]

@@ -63,6 +63,8 @@ RULES: Final = MappingProxyType(
                          "ones past the cap",
         # networks
         "network-subnet": "a network subnet, range or gateway outside the allowed ranges",
+        "network-ipv6": "an IPv6 network (the engine turns on the host's IPv6 forwarding) without "
+                        "[network] ipv6",
         "network-address": "a fixed IP or link-local address the policy does not allow",
         "network-ipam": "an IPAM driver or IPAM options gatekeeper does not vet",
         "network-mac": "a fixed MAC address (spoofing on the bridge)",

@@ -64,10 +64,11 @@ class HostWorld(StaticWorld):
         return super().run_docker(policy, args, stdin, timeout)
 
 
-def policy_with(tmp_path: Path, subnets: list[str]):  # type: ignore[no-untyped-def]
+def policy_with(tmp_path: Path, subnets: list[str], *, ipv6: bool = False):  # type: ignore[no-untyped-def]
     path = tmp_path / "policy.toml"
     listed = ", ".join(f'"{s}"' for s in subnets)
-    path.write_text(f'[commands]\nallowed = ["run", "create", "network create"]\n[network]\nsubnets = [{listed}]\n')
+    path.write_text(f'[commands]\nallowed = ["run", "create", "network create"]\n[network]\nsubnets = [{listed}]\n'
+                    f'ipv6 = {str(ipv6).lower()}\n')
     return load_policy(str(path))
 
 
@@ -78,10 +79,11 @@ def closed(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def opened(tmp_path: Path):  # type: ignore[no-untyped-def]
-    return policy_with(tmp_path, ["198.51.100.0/24", "198.18.0.0/15", "203.0.113.0/24", "2001:db8:1::/48"])
+    return policy_with(tmp_path, ["198.51.100.0/24", "198.18.0.0/15", "203.0.113.0/24", "2001:db8:1::/48"],
+                       ipv6=True)
 
 
-# (command, rule with no [network] subnets, rule with the opened policy)
+# (command, rule with no [network] subnets and no ipv6, rule with the opened policy)
 CLI_CASES = {
     "plain run": ("docker run --rm img", "allowed", "allowed"),
     "fixed ip in policy subnet": ("docker run --rm --network n --ip 198.18.0.5 img", "flag-ip", "allowed"),
@@ -97,7 +99,10 @@ CLI_CASES = {
     "link-local": ("docker create --link-local-ip 169.254.169.254 img", "flag-link-local-ip", "flag-link-local-ip"),
     "long syntax link-local": ("docker run --rm --network name=n,link-local-ip=169.254.169.254 img", "flag-network", "flag-network"),
     "network create, engine pools": ("docker network create n", "allowed", "allowed"),
-    "network create, ipv6 engine pools": ("docker network create --ipv6 n", "allowed", "allowed"),
+    "network create, ipv6 engine pools": ("docker network create --ipv6 n", "network-ipv6", "allowed"),
+    "network create, ipv6=true": ("docker network create --ipv6=true n", "network-ipv6", "allowed"),
+    "network create, ipv6 then false": ("docker network create --ipv6 --ipv6=false n", "network-ipv6", "allowed"),
+    "network create, ipv6=false": ("docker network create --ipv6=false n", "allowed", "allowed"),
     "network create, free subnet": ("docker network create --subnet 198.18.0.0/24 --gateway 198.18.0.1 --ip-range 198.18.0.128/25 --aux-address r=198.18.0.2 n", "flag-subnet", "allowed"),
     "network create, v6 subnet": ("docker network create --ipv6 --subnet 2001:db8:1:1::/64 n", "flag-subnet", "allowed"),
     "network create, host LAN": ("docker network create --subnet 192.0.2.0/24 n", "flag-subnet", "flag-subnet"),
@@ -155,6 +160,8 @@ def attached(**attachment: object) -> dict:
 # (model, rule with no [network] subnets, rule with the opened policy)
 MODEL_CASES = {
     "no ipam": ({"networks": {"default": {"name": "p_default"}}}, "allowed", "allowed"),
+    "ipv6 network": ({"networks": {"default": {"name": "p_default", "enable_ipv6": True}}}, "network-ipv6", "allowed"),
+    "ipv6 off": ({"networks": {"default": {"name": "p_default", "enable_ipv6": False}}}, "allowed", "allowed"),
     "ipam without config": (ipam(), "allowed", "allowed"),
     "route attack": (ipam({"subnet": "198.51.100.0/24", "gateway": "198.51.100.1"}), "network-subnet", "network-subnet"),
     "free subnet with gateway, range, aux": (ipam({"subnet": "198.18.4.0/24", "gateway": "198.18.4.1", "ip_range": "198.18.4.0/25", "aux_addresses": {"r": "198.18.4.2"}}), "network-subnet", "allowed"),

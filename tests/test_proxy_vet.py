@@ -392,6 +392,13 @@ def test_update_holds_the_caps() -> None:
     assert (theirs.allowed, theirs.rule) == (False, "scope-owned")
 
 
+def test_ipv6_networks_as_the_policy_says() -> None:
+    body = '{"Name":"appnet","EnableIPv6":true}'
+    assert decide("POST", "/v1.47/networks/create", body).rule == "network-ipv6"
+    opened = make_policy({**OVERRIDES, "network": {"ipv6": True}})
+    assert decide("POST", "/v1.47/networks/create", body, policy=opened).allowed
+
+
 def test_network_connect_forwards_ids() -> None:
     verdict = decide("POST", "/v1.47/networks/mynet/connect", '{"Container":"web"}')
     assert verdict.target == f"/v1.47/networks/{cid('5')}/connect"

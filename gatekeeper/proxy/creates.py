@@ -129,10 +129,18 @@ def check_pool_subnet(call: Call, text: str, what: str) -> None:
                              f"{network.get('Name')!r} {taken}", rule=RULE_SUBNET)
 
 
+def check_ipv6(body: Body, field: str, value: object) -> None:
+    """An IPv6 network turns on the host's IPv6 forwarding (gatekeeper.vetting.addresses.IPV6_WHY)."""
+    from gatekeeper.vetting.addresses import refuse_ipv6
+
+    if value is not None and value is not False:
+        refuse_ipv6(f"{field} {value!r}", body.call.policy)
+
+
 NETWORK_FIELDS = {
     "Name": given_name("network"), "CheckDuplicate": allow, "Driver": bridge_driver, "Internal": allow,
     "Attachable": allow,
-    "EnableIPv4": allow, "EnableIPv6": allow, "IPAM": check_ipam, "Labels": labelled,
+    "EnableIPv4": allow, "EnableIPv6": check_ipv6, "IPAM": check_ipam, "Labels": labelled,
     "Options": zero("opt", "bridge driver options pick host interface names, MTUs and iptables behaviour"),
     "Scope": zero("scope", "swarm scope"), "Ingress": zero("ingress", "the swarm routing mesh"),
     "ConfigOnly": zero("config-only", "configuration-only networks feed other drivers"),

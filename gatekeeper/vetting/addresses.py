@@ -41,6 +41,14 @@ if TYPE_CHECKING:
     Network = IPv4Network | IPv6Network
 
 RULE_SUBNET = "network-subnet"
+RULE_IPV6 = "network-ipv6"
+# Stops: a host setting changed by the agent. Since docker 27 the engine sets
+# net.ipv6.conf.all.forwarding=1 when it makes an IPv6 bridge (with ip6tables, the default);
+# a host that configures IPv6 from router advertisements then stops taking them (accept_ra=1
+# ignores them while forwarding) and loses its IPv6 routes when they expire.
+IPV6_WHY = ("an IPv6 network makes the engine turn on the host's IPv6 forwarding, after which a host "
+            "configured by router advertisements stops taking them; use an IPv4 network, or ask the "
+            "operator for [network] ipv6 = true")
 RULE_ADDRESS = "network-address"
 RULE_IPAM = "network-ipam"
 RULE_MAC = "network-mac"
@@ -238,9 +246,18 @@ def check_flag_subnet(use: FlagUse, parsed: Parsed, ctx: Context) -> None:
         raise Denied(denial.message, rule=f"flag-{use.name}") from None
 
 
+def refuse_ipv6(what: str, policy: Policy) -> None:
+    if not policy.network_ipv6:
+        raise Denied(f"{what} is not allowed: {IPV6_WHY}", rule=RULE_IPV6)
+
+
 def vet_network_create(ctx: Context) -> None:
-    """network create: the bridge driver and the default IPAM driver only."""
+    """network create: the bridge driver and the default IPAM driver only; IPv6 as the policy says."""
+    from gatekeeper.grammar.pflag import bool_value
+
     for use in ctx.parsed.uses:
+        if use.flag.long == "ipv6" and bool_value(use):
+            refuse_ipv6(use.spelled, ctx.policy)
         if use.flag.long == "driver" and (use.value or "") not in LOCAL_NETWORK_DRIVERS:
             raise Denied(f"{use.spelled} {use.value!r} is not allowed: macvlan/ipvlan/overlay/host drivers "
                          "put containers on the host's interfaces (bridge only)", rule="flag-driver")
@@ -255,6 +272,8 @@ def vet_model_addresses(ctx: Context, model: dict[str, Any]) -> None:
     """Top-level networks' ipam and every service's per-network addresses."""
     networks = model.get("networks")
     for key, network in (networks if isinstance(networks, dict) else {}).items():
+        if isinstance(network, dict) and network.get("enable_ipv6") not in (None, False):
+            refuse_ipv6(f"compose top-level network {key!r}: enable_ipv6", ctx.policy)
         if isinstance(network, dict) and network.get("ipam") is not None:
             where = f"compose top-level network {key!r}: ipam"
             check_ipam(ctx, where, network["ipam"], str(network.get("name") or key))
