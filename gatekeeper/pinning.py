@@ -99,13 +99,17 @@ def open_without_symlinks(path: str) -> int:
         reading = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         return os.open(parts[-1], reading, dir_fd=directory)
     except FileNotFoundError:
-        raise Denied(f"host path {path!r} does not exist", rule="host-path") from None
+        raise MissingFile(f"host path {path!r} does not exist", rule="host-path") from None
     except OSError as error:
         # ELOOP/ENOTDIR: a component became a symlink after the path was resolved.
         raise Denied(f"host path {path!r} changed while it was checked ({error.strerror})",
                      rule="host-path") from None
     finally:
         os.close(directory)
+
+
+class MissingFile(Denied):
+    """The file is not there (callers that may skip a missing file catch this one)."""
 
 
 def pinned_argv(argv: list[str], pins: list[tuple[int, str, bytes]]) -> tuple[list[str], list[int]]:
@@ -242,3 +246,60 @@ def empty_directory(directory: int) -> None:
             remove_directory(directory, name)
         else:
             os.unlink(name, dir_fd=directory)
+
+
+# Files compose reads while rendering a project, staged (gatekeeper.vetting.compose_render).
+STAGE_DIR = "render"  # the state directory's entry for staged projects, one private directory each
+
+
+def new_stage(state_dir: str | None, now: float) -> str:
+    """A fresh private directory for one render: below the state directory's `render` entry
+    (which no container reaches), or a private temporary directory without one (`gatekeeper
+    check`, the operator's own account). Stages left by a killed session are dropped after a day."""
+    import tempfile
+
+    if state_dir is None:
+        return tempfile.mkdtemp(prefix="gatekeeper-render-")
+    from gatekeeper.inflight import Registry
+
+    top = Registry(state_dir).open_state_dir()
+    try:
+        os.close(open_private_directory(top, STAGE_DIR, state_dir))
+    finally:
+        os.close(top)
+    parent = f"{state_dir}/{STAGE_DIR}"
+    for name in os.listdir(parent):
+        try:
+            if now - os.stat(f"{parent}/{name}", follow_symlinks=False).st_mtime > PINNED_MAX_AGE:
+                drop_stage(f"{parent}/{name}")
+        except FileNotFoundError:
+            pass
+    return tempfile.mkdtemp(prefix="", dir=parent)
+
+
+def stage_files(root: str, files: dict[str, bytes]) -> None:
+    """Write each (absolute, normalised path -> bytes) at root + path, 0600, never over a file;
+    a path ending in "/" is a directory compose must find (a project directory)."""
+    if not root.startswith("/") or root == "/":
+        raise Denied("cannot stage a render outside a stage directory", rule="internal-error")
+    for path, data in files.items():
+        parts = path.rstrip("/").split("/")
+        if not path.startswith("/") or any(part in ("", ".", "..") for part in parts[1:]):
+            raise Denied(f"cannot stage {path!r} for the render", rule="internal-error")
+        os.makedirs(root + path.rpartition("/")[0], mode=0o700, exist_ok=True)
+        if path.endswith("/"):
+            continue
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(root + path, flags, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+def drop_stage(root: str) -> None:
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)

@@ -96,7 +96,7 @@ RULES: Final = MappingProxyType(
         "compose-unknown-key": "a compose key gatekeeper does not vet",
         "compose-render": "compose could not render the project (or took too long)",
         "compose-build": "a compose build that is not a plain local context",
-        "compose-changed": "the project's files changed while they were being checked",
+        "compose-render-file": "an absolute include/extends/env_file path (compose would reread it)",
         "compose-yaml-aliases": "a compose file whose YAML aliases expand past the bound (an alias bomb)",
         "compose-config-unfiltered": "'docker compose config' options that would print unvetted content",
         # the engine API (gatekeeper proxy)

@@ -50,6 +50,19 @@ class World(PathResolver, Protocol):
         """The bytes of a resolved host file docker's CLI would read (gatekeeper.pinning)."""
         ...
 
+    def new_stage(self) -> str:
+        """A fresh private directory for one compose render's files (gatekeeper.vetting.compose_render);
+        "" in a world that stages nothing (the render then reads the paths themselves)."""
+        ...
+
+    def stage_files(self, root: str, files: dict[str, bytes]) -> None:
+        """Write `files` (absolute path -> bytes) at root + path, never over an existing file."""
+        ...
+
+    def drop_stage(self, root: str) -> None:
+        """Remove a stage once the renders are done."""
+        ...
+
     def read_stdin(self, limit: int = ONE_MIB) -> bytes | None:
         """At most `limit`+1 bytes the client sends on stdin, read once (a Dockerfile or context
         on stdin: the decision hands docker exactly these bytes); None without a client."""

@@ -99,6 +99,34 @@ class RealWorld:
 
         return read_without_symlinks(path, limit)
 
+    def new_stage(self) -> str:
+        """A fresh private directory a compose render reads its files from
+        (gatekeeper.vetting.compose_render): in the state directory, or a temporary one."""
+        import time
+
+        from gatekeeper.pinning import new_stage
+
+        try:
+            return new_stage(self.state_dir, time.time())
+        except OSError as error:
+            raise Denied(f"cannot stage the compose project ({error.strerror})",
+                         rule="compose-render") from None
+
+    def stage_files(self, root: str, files: dict[str, bytes]) -> None:
+        """Write `files` (absolute path -> bytes) at root + path (gatekeeper.pinning.stage_files)."""
+        from gatekeeper.pinning import stage_files
+
+        try:
+            stage_files(root, files)
+        except OSError as error:
+            raise Denied(f"cannot stage the compose project ({error.strerror})",
+                         rule="compose-render") from None
+
+    def drop_stage(self, root: str) -> None:
+        from gatekeeper.pinning import drop_stage
+
+        drop_stage(root)
+
     def read_file(self, path: str, limit: int = ONE_MIB) -> bytes:
         """At most `limit`+1 bytes of a file the decision must look into (compose files)."""
         try:

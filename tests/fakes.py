@@ -31,6 +31,17 @@ class StaticWorld:
     def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.read_file(path, limit)
 
+    def new_stage(self) -> str:
+        """Staged render files are kept in `staged`, under their own paths (root "")."""
+        self.staged: dict[str, bytes] = {}
+        return ""
+
+    def stage_files(self, root: str, files: dict[str, bytes]) -> None:
+        self.staged.update(files)
+
+    def drop_stage(self, root: str) -> None:
+        """Nothing was written."""
+
     def read_stdin(self, limit: int = 1 << 20) -> bytes | None:
         return None if self.stdin is None else self.stdin[: limit + 1]
 

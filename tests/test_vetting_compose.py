@@ -33,7 +33,7 @@ from gatekeeper.paths import resolve_host_path
 from gatekeeper.policy import load_policy
 from gatekeeper.vetting import compose_project
 from gatekeeper.vetting.compose import first_error
-from gatekeeper.worlds import OfflineEngineWorld, RealWorld
+from gatekeeper.worlds import OfflineEngineWorld
 from tests.fakes import StaticWorld
 
 # The tmp trees here stand in for the agent's area, which the deployment mounts nosuid,nodev.
@@ -221,10 +221,11 @@ def test_dot_env_is_not_read(stage: Stage) -> None:
     assert list(model["services"]) == ["app"] and model["services"]["app"]["image"] == "alpine"
 
 
-class SwappingWorld(RealWorld):
+class SwappingWorld(OfflineEngineWorld):
     """The attacker's container rewrites the compose file right after the first render."""
 
     def __init__(self, compose_file: Path, replacement: str) -> None:
+        super().__init__()
         self.compose_file = compose_file
         self.replacement = replacement
         self.calls = 0
@@ -238,12 +239,14 @@ class SwappingWorld(RealWorld):
 
 
 def test_compose_file_swapped_between_renders(stage: Stage) -> None:
-    """Check-time env_file inside the root, render-time env_file outside: the probe catches it."""
+    """Check-time env_file inside the root, render-time env_file outside: both renders read
+    the staged compose file (gatekeeper.vetting.compose_render), so the swap changes nothing."""
     project = stage.stage_project("swapped", "services:\n  app:\n    image: alpine\n    env_file: app.env\n")
     evil = f"services:\n  app:\n    image: alpine\n    env_file: {stage.outside}/labels\n"
     world = SwappingWorld(project / "compose.yaml", evil)
     result = decide(up_command("swapped"), stage.policy, world)
-    assert result.rule == "compose-changed", result.reason
+    assert result.allowed, result.reason
+    assert json.loads(result.stdin)["services"]["app"]["environment"] == {"GREETING": "hello"}
 
 
 # -- commands: root flags, subcommands, compose run -------------------------

@@ -13,29 +13,24 @@ Steps for every subcommand that needs the project (all but ls and version):
    `work/app/.env` may be named, the root's top-level dot files may not).
    An env file only shapes the render; its
    COMPOSE_* settings cannot add files (we pass -f) or change the name we run.
-4. A raw render (`config --no-interpolate`) lists env_file and label_file
-   paths, which the full render inlines and drops: each follows the host-path
-   rule, so compose cannot copy a host file outside the roots into a
-   container's environment or labels.
+4. Every file the renders open (compose files, include/extends files and
+   their env files, --env-file files, then env_file and label_file) is read
+   once without following links and staged in a private directory; both
+   renders read only the stage (gatekeeper.vetting.compose_render). A raw
+   render (`config --no-interpolate`) lists env_file and label_file paths,
+   which the full render inlines and drops: each follows the host-path rule,
+   so compose cannot copy a host file outside the roots into a container's
+   environment or labels, nor one swapped in after the check.
 5. The full render (`config --format json`) is checked key by key
    (gatekeeper.vetting.compose_project); host paths are rewritten resolved.
-   A third render of a probe (each service's inline environment and labels
-   plus only the vetted files, on stdin) must give the same environment and
-   labels: a compose file swapped between the renders cannot make the full
-   render inline a file we did not vet.
 6. argv becomes `docker compose -f - -p NAME --project-directory DIR
    --env-file /dev/null [other root flags] SUB ...` and the vetted JSON is
    fed on stdin: files changed between check and use do not matter.
 
-Residual, documented: compose reads the files named by `include` and
-`extends` (and an include's env_file, or the .env of an included directory)
-while rendering, and the rendered model does not say which files they were.
-What they contribute is vetted like everything else, so they cannot bring in
-a privilege or a bind outside the roots, but a compose or env file outside
-the roots can be *read* and its values carried into a container (the probe
-of step 5 catches this for environment and labels only). Closing it needs
-gatekeeper to parse the compose files itself (a YAML parser), or compose to
-gain a way to refuse include/extends.
+include and extends are followed by gatekeeper.vetting.compose_files (its
+own YAML reading, refusing what it cannot read as compose would): each file
+they name passes the host-path rule, is staged, and what it contributes is
+vetted like everything else.
 """
 
 from __future__ import annotations
@@ -50,6 +45,8 @@ from gatekeeper.vetting.context import Context
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     from typing import Any
+
+    from gatekeeper.vetting.compose_render import Stage
 
 # Subcommands that never load the project model.
 WITHOUT_PROJECT = frozenset({"compose ls", "compose version"})
@@ -85,8 +82,7 @@ def vet_compose(ctx: Context) -> None:
     from gatekeeper.vetting.addresses import vet_model_addresses
     from gatekeeper.vetting.binds import COMPOSE_CREATING, model_binds
     from gatekeeper.vetting.build_cache import check_resource_uses, scope_model_cache
-    from gatekeeper.vetting.compose_files import check_referenced_files
-    from gatekeeper.vetting.compose_project import vet_file_references, vet_project
+    from gatekeeper.vetting.compose_project import vet_project
     from gatekeeper.vetting.images import COMPOSE_BUILDING, vet_model_images
     from gatekeeper.vetting.limits import vet_compose_limits
     from gatekeeper.vetting.log_caps import vet_compose_log_caps
@@ -94,10 +90,7 @@ def vet_compose(ctx: Context) -> None:
     from gatekeeper.vetting.run import drop_model_capabilities, vet_model_log_options
 
     source = project_source(ctx)
-    check_referenced_files(source.files, source.directory, ctx.world.read_file, ctx.host_path)
-    probe = vet_file_references(render(ctx, source, ["--no-interpolate"]), ctx.host_path)
-    model = render(ctx, source, [])
-    check_inlined_files(ctx, source, model, probe)
+    model = staged_render(ctx, source)
     vet_project(model, ctx.host_path)
     vet_model_addresses(ctx, model)  # ipam subnets and fixed addresses (policy [network])
     vet_model_ports(ctx, model)  # published host addresses and ports (policy [ports])
@@ -190,59 +183,49 @@ def respell(use: FlagUse) -> list[str]:
     return [f"--{use.flag.long}={use.value}"]
 
 
-def source_args(source: ProjectSource, *, files: bool = True) -> list[str]:
-    """Root flags for the render: explicit files, directory and env files, never .env."""
+def source_args(source: ProjectSource, stage: Stage) -> list[str]:
+    """Root flags for the render: explicit files, directory and env files (in the stage), never .env."""
     args = ["compose"]
-    for path in source.files if files else []:
-        args += ["-f", path]
-    args += ["--project-directory", source.directory]
-    for path in source.env_files or [NO_ENV_FILE]:
-        args += ["--env-file", path]
+    for path in source.files:
+        args += ["-f", stage.path(path)]
+    args += ["--project-directory", stage.path(source.directory)]
+    for path in source.env_files:
+        args += ["--env-file", stage.path(path)]
+    if not source.env_files:
+        args += ["--env-file", NO_ENV_FILE]
     if source.name:
         args += ["-p", source.name]
     return args + source.model_flags
 
 
-def check_inlined_files(ctx: Context, source: ProjectSource, model: dict[str, Any],
-                        probe: dict[str, Any]) -> None:
-    """The full render inlined env_file/label_file contents: render the probe (only
-    the vetted files and the inline values) and require the same result, so a
-    compose file swapped between the renders cannot smuggle in another file."""
-    import json
+def staged_render(ctx: Context, source: ProjectSource) -> dict[str, Any]:
+    """The full render, every file it reads staged (gatekeeper.vetting.compose_render)."""
+    from gatekeeper.vetting.compose_render import Stage, stage_model_files, stage_project, unstaged
 
-    from gatekeeper.vetting.compose_project import same_inlined_values
-
-    args = ["-f", "-", *source_args(source, files=False)[1:]]
-    rendered = render(ctx, source, [], args=args, stdin=json.dumps(probe).encode())
-    changed = same_inlined_values(model, rendered)
-    if changed:
-        raise Denied(
-            f"compose service {changed!r}: the project changed while it was being checked "
-            "(environment or labels differ from the vetted env_file/label_file)",
-            rule="compose-changed",
-        )
+    stage = Stage(ctx.world.new_stage())
+    try:
+        stage_project(ctx, source, stage)
+        root = source_args(source, stage)
+        stage_model_files(ctx, stage, render(ctx, root, ["--no-interpolate"], stage.root))
+        return unstaged(stage, render(ctx, root, [], stage.root))
+    finally:
+        if stage.root:
+            ctx.world.drop_stage(stage.root)
 
 
-def render(
-    ctx: Context,
-    source: ProjectSource,
-    extra: list[str],
-    *,
-    args: list[str] | None = None,
-    stdin: bytes | None = None,
-) -> dict[str, Any]:
+def render(ctx: Context, root: list[str], extra: list[str], staged: str = "") -> dict[str, Any]:
     """`docker compose ... config --format json`: the project as compose will run it.
-    `args` replaces the root flags after 'compose' (the probe is read from stdin)."""
+    compose's errors name the project's own paths, not the stage (`staged`) they were read from."""
     import subprocess
 
-    root = source_args(source) if args is None else ["compose", *args]
     argv = [*root, "config", "--format", "json", *extra]
     try:
-        status, out, err = ctx.world.run_docker(ctx.policy, argv, stdin, RENDER_TIMEOUT)
+        status, out, err = ctx.world.run_docker(ctx.policy, argv, None, RENDER_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise Denied("compose took too long to render the project", rule="compose-render") from None
     if status != 0:
-        raise Denied(f"compose could not render the project: {first_error(err)}", rule="compose-render")
+        shown = err.replace(staged.encode(), b"") if staged else err
+        raise Denied(f"compose could not render the project: {first_error(shown)}", rule="compose-render")
     return parse_model(out)
 
 

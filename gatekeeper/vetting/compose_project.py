@@ -243,9 +243,8 @@ TOP_LEVEL_KEYS: dict[str, tuple[str, str]] = {
 
 # fmt: on
 
-# Keys whose files compose reads while rendering, and the keys it inlines them into.
+# Keys whose files compose reads while rendering (and inlines into environment and labels).
 FILE_KEYS = ("env_file", "label_file")
-INLINED_KEYS = ("environment", "labels")
 
 # Compose keys -> docker run flags: the allowed modes and reasons are the run
 # rules' (gatekeeper.vetting.flag_checks.NAMESPACE_MODES), so both agree.
@@ -315,57 +314,23 @@ def vet_project(model: dict[str, Any], resolve: Resolver) -> None:
             check_keys(mapping(item, where), keys, where, check)
 
 
-def vet_file_references(raw: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
-    """env_file and label_file in the raw (uninterpolated) model: the full render
-    reads these files into the model and drops the keys, so this is where their
-    paths can be seen. A variable in such a path is refused: we could not tell
-    which file the full render reads.
-
-    Returns the *inlining probe*: per service only its inline environment and
-    labels plus the vetted files. Rendered, it must give the same environment
-    and labels as the full render, which proves the full render read no other
-    files (the compose file could be swapped between the two renders)."""
-    check = ProjectCheck(resolve)
-    services = mapping(raw.get("services"), "services")
-    return {"services": {name: probe_service(name, service, check) for name, service in services.items()}}
-
-
-def probe_service(name: str, service: object, check: ProjectCheck) -> dict[str, Any]:
-    service = mapping(service, f"service {name!r}")
-    probe: dict[str, object] = {"image": "scratch"}
-    for key in FILE_KEYS:
-        where = f"compose service {name!r}: {key}"
-        entries = [vetted_entry(entry, where, check) for entry in sequence(service.get(key), where)]
-        if entries:
-            probe[key] = entries
-    probe.update({key: service[key] for key in INLINED_KEYS if key in service})
-    return probe
-
-
-def vetted_entry(entry: object, where: str, check: ProjectCheck) -> object:
-    """An env_file entry ({path, required, format}) or a label_file path, its path resolved."""
-    if isinstance(entry, dict):
-        return {**entry, "path": vetted_file(entry.get("path"), where, check)}
-    return vetted_file(entry, where, check)
-
-
-def vetted_file(path: object, where: str, check: ProjectCheck) -> str:
-    if "$" in str(path):
-        refuse(where, path, "variables in env_file/label_file paths are not supported")
-    return check.host_path(path, where)
-
-
-def same_inlined_values(model: dict[str, Any], probe: dict[str, Any]) -> str:
-    """The first service whose environment or labels differ between the full
-    render and the rendered probe, or "" when they all agree."""
-    probed = mapping(probe.get("services"), "services")
-    for name, service in mapping(model.get("services"), "services").items():
-        other = probed.get(name)
-        if not isinstance(other, dict) or not isinstance(service, dict):
-            return name
-        if any((service.get(key) or {}) != (other.get(key) or {}) for key in INLINED_KEYS):
-            return name
-    return ""
+def file_references(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, path) of every env_file and label_file in the raw (uninterpolated) model: the
+    full render reads these files into the model and drops the keys, so this is where their
+    paths can be seen (gatekeeper.vetting.compose_render stages them). A variable in such a
+    path is refused: we could not tell which file the full render reads."""
+    out = []
+    for name, item in mapping(raw.get("services"), "services").items():
+        service = mapping(item, f"service {name!r}")
+        for key in FILE_KEYS:
+            where = f"compose service {name!r}: {key}"
+            for entry in sequence(service.get(key), where):
+                path = entry.get("path") if isinstance(entry, dict) else entry
+                if not isinstance(path, str) or "$" in path:
+                    refuse(where, path, "variables in env_file/label_file paths are not supported")
+                else:
+                    out.append((where, path))
+    return out
 
 
 def check_keys(item: dict[str, Any], keys: dict[str, tuple[str, str]], where: str, check: ProjectCheck) -> None:
