@@ -413,6 +413,28 @@ def write_file(path: Path, text: str, *, mode: int, owner: str = "root", group: 
     path.chmod(mode)
 
 
+
+def project_containers(project: str) -> list[str]:
+    """The containers (any state) of compose project `project`, as root sees them."""
+    label = f"label=com.docker.compose.project={project}"
+    return engine("ps", "-aq", "--filter", label).stdout.split()
+
+
+@contextlib.contextmanager
+def agent_compose_project(project: str, directory: Path, text: str) -> Iterator[Path]:
+    """`text` as the agent's `directory/compose.yaml` while the block runs; afterwards root
+    removes the project's containers, its default network, the file and the directory."""
+    path = directory / "compose.yaml"
+    write_file(path, text, mode=0o644, owner=AGENT, group=AGENT)
+    try:
+        yield path
+    finally:
+        for container in project_containers(project):
+            engine("rm", "-f", container)
+        engine("network", "rm", f"{project}_default")
+        path.unlink(missing_ok=True)
+        directory.rmdir()
+
 # ---------------------------------------------------------------- setup steps
 
 

@@ -29,7 +29,17 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, Stack, audit_offset, policy_extended, write_file
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    IMAGE,
+    Stack,
+    agent_compose_project,
+    audit_offset,
+    policy_extended,
+    project_containers,
+    write_file,
+)
 from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
@@ -142,20 +152,10 @@ services:
 """
 
 
-def project_containers(stack: Stack) -> list[str]:
-    label = f"label=com.docker.compose.project={HEALTH_PROJECT}"
-    return stack.docker("ps", "-aq", "--filter", label).stdout.split()
-
-
 @pytest.fixture
 def health_project(stack: Stack) -> Iterator[Path]:
-    write_file(HEALTH_DIR / "compose.yaml", HEALTH_COMPOSE, mode=0o644, owner=AGENT, group=AGENT)
-    yield HEALTH_DIR / "compose.yaml"
-    for container in project_containers(stack):
-        stack.docker("rm", "-f", container, check=False)
-    stack.docker("network", "rm", f"{HEALTH_PROJECT}_default", check=False)
-    (HEALTH_DIR / "compose.yaml").unlink(missing_ok=True)
-    HEALTH_DIR.rmdir()
+    with agent_compose_project(HEALTH_PROJECT, HEALTH_DIR, HEALTH_COMPOSE) as path:
+        yield path
 
 
 def test_compose_healthcheck_floor(stack: Stack, health_project: Path) -> None:
@@ -164,14 +164,14 @@ def test_compose_healthcheck_floor(stack: Stack, health_project: Path) -> None:
     up = f"docker compose -f {health_project} up -d"
     result = stack.ssh(up, timeout=120)
     assert result.returncode == 0, result.stderr
-    [made] = project_containers(stack)
+    [made] = project_containers(HEALTH_PROJECT)
     interval = stack.docker("inspect", "--format", "{{.Config.Healthcheck.Interval}}", made).stdout
     assert interval.strip() == "1ms", interval
     stack.docker("rm", "-f", made)
     with policy_extended('\n[limits]\nmin_health_interval = "5s"\n'):
         since = audit_offset()
         assert_refused(stack, stack.ssh(up, timeout=120), since, rule="limit-health")
-        assert project_containers(stack) == []
+        assert project_containers(HEALTH_PROJECT) == []
 
 
 @pytest.fixture

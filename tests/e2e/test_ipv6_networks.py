@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, Stack, audit_offset, policy_extended, write_file
+from .stack import AGENT_HOME, IMAGE, Stack, agent_compose_project, audit_offset, policy_extended
 from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
@@ -70,13 +70,8 @@ def test_an_ipv6_network_needs_the_policy(stack: Stack, clean: None) -> None:
 
 @pytest.fixture
 def project(stack: Stack, clean: None) -> Iterator[Path]:
-    write_file(PROJECT_DIR / "compose.yaml", COMPOSE, mode=0o644, owner=AGENT, group=AGENT)
-    yield PROJECT_DIR / "compose.yaml"
-    label = f"label=com.docker.compose.project={PROJECT}"
-    for container in stack.docker("ps", "-aq", "--filter", label).stdout.split():
-        stack.docker("rm", "-f", container, check=False)
-    (PROJECT_DIR / "compose.yaml").unlink(missing_ok=True)
-    PROJECT_DIR.rmdir()
+    with agent_compose_project(PROJECT, PROJECT_DIR, COMPOSE) as path:
+        yield path
 
 
 def test_compose_enable_ipv6_needs_the_policy(stack: Stack, project: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, IMAGE, PROXY_ALONE, Stack, audit_offset, write_file
+from .stack import AGENT_HOME, IMAGE, PROXY_ALONE, Stack, agent_compose_project, audit_offset
 from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
@@ -61,14 +61,8 @@ def test_root_grants_the_limit_the_agent_is_refused(stack: Stack) -> None:
 
 @pytest.fixture
 def project(stack: Stack) -> Iterator[Path]:
-    write_file(PROJECT_DIR / "compose.yaml", COMPOSE, mode=0o644, owner=AGENT, group=AGENT)
-    yield PROJECT_DIR / "compose.yaml"
-    label = f"label=com.docker.compose.project={PROJECT}"
-    for container in stack.docker("ps", "-aq", "--filter", label).stdout.split():
-        stack.docker("rm", "-f", container, check=False)
-    stack.docker("network", "rm", f"{PROJECT}_default", check=False)
-    (PROJECT_DIR / "compose.yaml").unlink(missing_ok=True)
-    PROJECT_DIR.rmdir()
+    with agent_compose_project(PROJECT, PROJECT_DIR, COMPOSE) as path:
+        yield path
 
 
 def test_compose_ulimits_are_refused(stack: Stack, project: Path) -> None:
