@@ -11,7 +11,15 @@ text: the query's --format is ours alone.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
+from gatekeeper.owner import (
+    BUILT_BY,
+    BUILT_IMAGE,
+    CREATED_LABEL,
+    OWNER_LABEL,
+    PULLED_BY,
+    PULLED_IMAGE,
+    PULLED_TAG,
+)
 from gatekeeper.printable import first_error
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
@@ -77,7 +85,40 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
         images.append(image.strip())
     if kind == CONTAINER:
         prove_created(ctx, targets, images)
+    elif kind == IMAGE:
+        prove_built(ctx, targets)
     return targets
+
+
+def prove_built(ctx: Context, targets: list[Target]) -> None:
+    """An image's owner label counts only when a build record of this profile names its ID
+    (gatekeeper.build_records): images inherit their base's labels. Asked only when one of
+    them carries the profile's label; any other owner label names no image of this profile."""
+    from gatekeeper.owner import proven_image_labels
+
+    claimed = [target for target in targets if OWNER_LABEL in target.labels]
+    ours = {t.ident for t in claimed if t.labels[OWNER_LABEL] == ctx.policy.profile}
+    built = {ident for ident in sorted(ours) if is_built(ctx, ident)}
+    for target in claimed:
+        target.labels = proven_image_labels(target.labels, target.ident, built)
+
+
+def is_built(ctx: Context, ident: str) -> bool:
+    """A build record of this profile names image `ident` (gatekeeper.build_records)."""
+    from gatekeeper.build_records import RECORD_PREFIX
+
+    args = ["volume", "ls", "-q", "--filter", f"label={BUILT_BY}={ctx.policy.profile}",
+            "--filter", f"label={BUILT_IMAGE}={ident}"]
+    names = query(ctx, args, f"the builds of image {ident[:19]}").split()
+    return any(name.startswith(RECORD_PREFIX) for name in names)
+
+
+def built_images(ctx: Context) -> set[str]:
+    """The image IDs this profile's build records name (gatekeeper.build_records)."""
+    args = ["volume", "ls", "--filter", f"label={BUILT_BY}={ctx.policy.profile}",
+            "--format", f'{{{{.Label "{BUILT_IMAGE}"}}}}|']
+    out = query(ctx, args, "your build records")
+    return {line[:-1] for line in out.splitlines() if line.startswith("sha256:") and line.endswith("|")}
 
 
 def prove_created(ctx: Context, targets: list[Target], images: list[str]) -> None:

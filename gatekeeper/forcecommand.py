@@ -224,14 +224,16 @@ def run_decided(policy: Policy, decision: Decision, on_long_run: Callable[[], No
     argv, stdin, name = argv_of(decision), decision.stdin, decision.output_filter
     if name == "redact-at-source":
         from gatekeeper.redacting_engine import redacting_engine
+        from gatekeeper.steps import BuiltLater
 
-        with redacting_engine(policy) as host:
+        with redacting_engine(policy, BuiltLater(policy)) as host:  # images: owned only if recorded
             return run_child(policy, argv, stdin, host=host, on_long_run=on_long_run)
     output_filter = None
     if name is not None:
         from gatekeeper.redaction import output_filter as named_filter
+        from gatekeeper.steps import BuiltLater
 
-        output_filter = named_filter(name, policy)
+        output_filter = named_filter(name, policy, BuiltLater(policy))
     return run_child(policy, argv, stdin, output_filter, on_long_run=on_long_run)
 
 
@@ -246,9 +248,12 @@ def run_with_steps(policy: Policy, decision: Decision, on_long_run: Callable[[],
     except StepFailed as error:
         say(f"gatekeeper: denied: {error} (rule step-failed); nothing ran")
         return EX_NOPERM
+    import time
+
+    started = time.time()  # a build's image is recorded only if made after this
     code = run_pinned(policy, decision, on_long_run)
     if code == 0:
-        for warning in run_afterwards(policy, decision.afterwards, before):
+        for warning in run_afterwards(policy, decision.afterwards, before, started):
             say(f"gatekeeper: warning: {warning}")
     return code
 

@@ -47,10 +47,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from gatekeeper.redaction import owned_by, owned_lists, redact_tree, redacted_listing
+from gatekeeper.redaction import NONE_BUILT, owned_by, owned_lists, redact_tree, redacted_listing
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
+    from collections.abc import Container
+
     from gatekeeper.policy import Policy
 
 API_PREFIX = re.compile(r"^/v[0-9]+\.[0-9]+(?=/)")
@@ -132,7 +134,8 @@ def go_json(value: object) -> bytes:
 
 
 def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...],
-          only_owned: frozenset[str] = frozenset(), path: str = "") -> Answer:
+          only_owned: frozenset[str] = frozenset(), path: str = "",
+          built: Container[str] = NONE_BUILT) -> Answer:
     """What the CLI gets: objects not owned by `owner` redacted, /info reduced to the swarm flag;
     in a list the kinds of `only_owned` ("containers", "images") not owned left out."""
     if answer.status != 200 or kind == "ping":
@@ -142,15 +145,15 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...],
     except (UnicodeDecodeError, ValueError):
         raise ValueError("the engine sent something that is not JSON") from None
     if kind == "list":
-        value = owned_only(value, list_kinds(path) & only_owned, owner)
-        return Answer(200, answer.headers, go_json(redacted_list(value, owner, keys)))
+        value = owned_only(value, list_kinds(path) & only_owned, owner, built)
+        return Answer(200, answer.headers, go_json(redacted_list(value, owner, keys, built)))
     if not isinstance(value, dict):
         raise ValueError("the engine sent something that is not one object")
     if kind == "info":
         swarm = value.get("Swarm")
         control = swarm.get("ControlAvailable", False) if isinstance(swarm, dict) else False
         value = {"Swarm": {"ControlAvailable": control is True}}
-    elif owned_by(value, owner):
+    elif owned_by(value, owner, built):
         return answer  # the agent's own: byte for byte what the engine sent
     else:
         value = redact_tree(value, keys)
@@ -168,29 +171,31 @@ def list_kinds(path: str) -> frozenset[str]:
     return LIST_KINDS.get(plain, frozenset())
 
 
-def owned_only(value: object, kinds: frozenset[str], owner: str) -> object:
+def owned_only(value: object, kinds: frozenset[str], owner: str,
+               built: Container[str] = NONE_BUILT) -> object:
     """The list without the objects of `kinds` that `owner` does not own (a container: its
     create's labels, gatekeeper.redaction.owned_by)."""
     if not kinds:
         return value
     if isinstance(value, list):
-        return [item for item in value if owned_by(item, owner)]
+        return [item for item in value if owned_by(item, owner, built)]
     if not isinstance(value, dict):
         raise ValueError("the engine sent something that is not a list")
     kept = dict(value)
     for kind in kinds:
         items = value.get(DISK_USAGE_KEYS[kind])
         if isinstance(items, list):
-            kept[DISK_USAGE_KEYS[kind]] = [item for item in items if owned_by(item, owner)]
+            kept[DISK_USAGE_KEYS[kind]] = [item for item in items if owned_by(item, owner, built)]
         elif items is not None:
             raise ValueError(f"the engine's {DISK_USAGE_KEYS[kind]} is not a list")
     return kept
 
 
-def redacted_list(value: object, owner: str, keys: tuple[str, ...]) -> object:
+def redacted_list(value: object, owner: str, keys: tuple[str, ...],
+                  built: Container[str] = NONE_BUILT) -> object:
     """A list of objects (volumes: {"Volumes": [...]}; the disk usage: its Images, Containers
     and Volumes), each not owned by `owner` redacted."""
-    return redacted_listing(value, owner, keys)
+    return redacted_listing(value, owner, keys, built)
 
 
 def ask_engine(engine: str, method: str, path: str, user_agent: str | None) -> Answer:
@@ -227,7 +232,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 agent = self.headers.get("User-Agent")
                 reply = ask_engine(self.server.engine, self.command, self.path, agent)
                 reply = shown(kind, reply, self.server.owner, self.server.keys, self.server.only_owned,
-                              self.path)
+                              self.path, self.server.built)
             except (OSError, ValueError, http.client.HTTPException) as error:
                 body = json.dumps({"message": f"gatekeeper: {error}"}).encode() + b"\n"
                 reply = Answer(502, [("Content-Type", "application/json")], body)
@@ -247,8 +252,9 @@ class RedactingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     daemon_threads = True
 
     def __init__(self, path: str, engine: str, owner: str, keys: tuple[str, ...],
-                 only_owned: frozenset[str] = frozenset()) -> None:
+                 only_owned: frozenset[str] = frozenset(), built: Container[str] = NONE_BUILT) -> None:
         self.engine = engine
+        self.built = built  # the IDs the profile's build records name (gatekeeper.build_records)
         self.owner = owner
         self.keys = keys
         self.only_owned = only_owned
@@ -261,15 +267,16 @@ class RedactingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
 
 
 @contextlib.contextmanager
-def redacting_engine(policy: Policy) -> Iterator[str]:
-    """A DOCKER_HOST for the duration of the block: the engine, objects not owned redacted."""
+def redacting_engine(policy: Policy, built: Container[str] = NONE_BUILT) -> Iterator[str]:
+    """A DOCKER_HOST for the duration of the block: the engine, objects not owned redacted
+    (an image is owned only when `built`, its build records' IDs, holds its ID)."""
     keys = policy.redact_keys
     owner = policy.profile
     engine = engine_socket_path(policy.host)
     directory = tempfile.mkdtemp(prefix="gk-inspect-", dir="/tmp")  # 0700, ours alone
     try:
         path = os.path.join(directory, "engine.sock")
-        server = RedactingServer(path, engine, owner, keys, owned_lists(policy))
+        server = RedactingServer(path, engine, owner, keys, owned_lists(policy), built)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         try:
             yield f"unix://{path}"

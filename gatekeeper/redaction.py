@@ -9,7 +9,8 @@ the result. Everything else keeps docker's stdout straight through.
   printed with every environment value hidden (`Env: ["K=V"]` becomes
   `["K=***"]`) and every value under a key containing one of the policy's
   `[redact] keys` (case-insensitive) replaced by `***`. Objects the agent owns
-  are printed as they are.
+  are printed as they are. An image's owner label counts only when a build record
+  of the profile names its ID (gatekeeper.build_records): `built` below.
 * `redact-compose-config` (docker compose config): the rendered project with
   service environment and build args values hidden, inline secret/config
   `content` hidden, and the same key rule.
@@ -24,21 +25,23 @@ from gatekeeper.owner import CREATED_LABEL, OWNER_LABEL
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Container
 
     from gatekeeper.policy import Policy
 
 HIDDEN = "***"
+NONE_BUILT: frozenset[str] = frozenset()  # no build record known: no image is anyone's
 
 
-def redact_inspect(output: bytes, owner: str, keys: tuple[str, ...]) -> bytes:
+def redact_inspect(output: bytes, owner: str, keys: tuple[str, ...],
+                   built: Container[str] = NONE_BUILT) -> bytes:
     """docker inspect's JSON array, each object not owned by `owner` redacted."""
     if not output.strip():
         return output  # nothing found: docker printed only to stderr
     objects = parse(output)
     if not isinstance(objects, list):
         raise ValueError("docker inspect did not print a JSON array")
-    shown = [item if owned_by(item, owner) else redact_tree(item, keys) for item in objects]
+    shown = [item if owned_by(item, owner, built) else redact_tree(item, keys) for item in objects]
     return dump(shown)
 
 
@@ -60,13 +63,17 @@ def redact_compose_config(output: bytes, keys: tuple[str, ...]) -> bytes:
     return dump(redact_tree(project, keys))
 
 
-def owned_by(item: object, owner: str) -> bool:
-    """The label sits in .Config.Labels (containers, images) or .Labels (volumes, networks)."""
+def owned_by(item: object, owner: str, built: Container[str] = NONE_BUILT) -> bool:
+    """The label sits in .Config.Labels (containers, images) or .Labels (volumes, networks).
+    An image (it has RepoTags, inspected or listed) is the owner's only when `built`, the
+    IDs its build records name, holds its ID: images inherit their base's labels."""
     if not isinstance(item, dict):
         return False
     config = item.get("Config")
     for labels in (config.get("Labels") if isinstance(config, dict) else None, item.get("Labels")):
         if isinstance(labels, dict) and labels.get(OWNER_LABEL) == owner:
+            if "RepoTags" in item:
+                return isinstance(item.get("Id"), str) and item["Id"] in built
             # A container (it has a State) inherits its image's labels: only the ones its
             # create set count (gatekeeper.owner.proven_labels; the image is not at hand here,
             # callers that resolve one check it too).
@@ -86,13 +93,14 @@ def owned_lists(policy: Policy) -> frozenset[str]:
 DISK_USAGE_LISTS = ("Images", "Containers", "Volumes")
 
 
-def redacted_listing(value: object, owner: str, keys: tuple[str, ...]) -> object:
+def redacted_listing(value: object, owner: str, keys: tuple[str, ...],
+                     built: Container[str] = NONE_BUILT) -> object:
     """A listing's answer with each object not owned by `owner` redacted: a list (containers,
     images, networks), {"Volumes": [...]} (volumes) or the disk usage {"Images": [...],
     "Containers": [...], "Volumes": [...], ...}, its build cache entries without their
     descriptions. Any other shape is a ValueError (withheld)."""
     if isinstance(value, list):
-        return [item if owned_by(item, owner) else redact_tree(item, keys) for item in value]
+        return [item if owned_by(item, owner, built) else redact_tree(item, keys) for item in value]
     if not isinstance(value, dict):
         raise ValueError("the engine sent something that is not a list")
     names = [name for name in ("Volumes", *DISK_USAGE_LISTS) if name in value]
@@ -105,7 +113,7 @@ def redacted_listing(value: object, owner: str, keys: tuple[str, ...]) -> object
             continue  # the engine's null for an empty (or not asked for) list
         if not isinstance(items, list):
             raise ValueError(f"the engine's {name} is not a list")
-        shown[name] = [item if owned_by(item, owner) else redact_tree(item, keys) for item in items]
+        shown[name] = [item if owned_by(item, owner, built) else redact_tree(item, keys) for item in items]
     cache = value.get("BuildCache")
     if isinstance(cache, list):
         # Stops: the disk usage naming the operator's build steps ("mount / from exec /bin/sh -c
@@ -205,12 +213,12 @@ def dump(value: object) -> bytes:
     return (indented(value) + "\n").encode()
 
 
-def output_filter(name: str, policy: Policy) -> Callable[[bytes], bytes]:
+def output_filter(name: str, policy: Policy, built: Container[str] = NONE_BUILT) -> Callable[[bytes], bytes]:
     """The bytes -> bytes function for the filter `name` under this policy (and its profile)."""
     keys = policy.redact_keys
     owner = policy.profile
     if name == "redact-inspect":
-        return lambda output: redact_inspect(output, owner, keys)
+        return lambda output: redact_inspect(output, owner, keys, built)
     if name == "redact-compose-config":
         return lambda output: redact_compose_config(output, keys)
     raise ValueError(f"unknown output filter {name!r}")

@@ -16,11 +16,16 @@ pinned binary and clean environment as the command itself.
   not the agent's ("new" at decision time, present now: a race) is not recorded.
 * ("pull-forget", IMAGE_ID), after an rmi of an image the agent pulled: once the
   image is gone, its records go too.
+* ("build-record", TAG, ...), after a build (docker build -t, compose build): the image each
+  TAG names now is recorded as built by the profile (gatekeeper.build_records), if it
+  carries the profile's owner label and was created after the command started.
+* ("build-forget", IMAGE_ID), after an rmi of an image the agent built: once it is gone,
+  its build records go too.
 """
 
 from __future__ import annotations
 
-from gatekeeper.owner import OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
+from gatekeeper.owner import BUILT_BY, BUILT_IMAGE, OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -64,8 +69,10 @@ def snapshot_before(policy: Policy, afterwards: list[tuple[str, ...]]) -> dict[s
     return {tag: ident for ident, _, tag in (line.partition("\t") for line in out.splitlines()) if tag}
 
 
-def run_afterwards(policy: Policy, steps: list[tuple[str, ...]], before: dict[str, str]) -> list[str]:
-    """After the command succeeded; returns warnings (the command already ran)."""
+def run_afterwards(policy: Policy, steps: list[tuple[str, ...]], before: dict[str, str],
+                   started: float = 0.0) -> list[str]:
+    """After the command (begun at `started`, epoch seconds) succeeded; returns warnings (the
+    command already ran)."""
     warnings = []
     for step in steps:
         try:
@@ -73,6 +80,10 @@ def run_afterwards(policy: Policy, steps: list[tuple[str, ...]], before: dict[st
                 record_pull(policy, step[1], step[2], before)
             elif step[0] == "pull-forget":
                 forget_pull(policy, step[1])
+            elif step[0] == "build-record":
+                record_builds(policy, list(step[1:]), started)
+            elif step[0] == "build-forget":
+                forget_build(policy, step[1])
         except StepFailed as error:
             warnings.append(str(error))
     return warnings
@@ -136,5 +147,73 @@ def forget_pull(policy: Policy, ident: str) -> None:
     status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={PULLED_BY}={owner}",
                                      "--filter", f"label={PULLED_IMAGE}={ident}"])
     names = [n for n in out.split() if n.startswith(RECORD_PREFIX)]
+    if status == 0 and names:
+        docker(policy, ["volume", "rm", "--", *names])
+
+
+# ---------------------------------------------------------------- build records
+
+
+class BuiltLater:
+    """The image IDs the profile's build records name (gatekeeper.build_records), asked of the
+    engine the first time an image's ownership is in question (a redaction filter's)."""
+
+    __slots__ = ("policy", "known")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.known: frozenset[str] | None = None
+
+    def __contains__(self, ident: object) -> bool:
+        if self.known is None:
+            self.known = frozenset(recorded_builds(self.policy))
+        return ident in self.known
+
+
+def recorded_builds(policy: Policy) -> set[str]:
+    """The image IDs this profile's build records name; none when the engine cannot say."""
+    args = ["volume", "ls", "--filter", f"label={BUILT_BY}={policy.profile}",
+            "--format", f'{{{{.Label "{BUILT_IMAGE}"}}}}|']
+    status, out, _ = docker(policy, args)
+    if status != 0:
+        return set()
+    return {line[:-1] for line in out.splitlines() if line.startswith("sha256:") and line.endswith("|")}
+
+
+IMAGE_FACTS = '{{.Id}}\t{{.Created}}\t{{json .Config.Labels}}'
+
+
+def record_builds(policy: Policy, tags: list[str], started: float) -> None:
+    """Record the images the build's tags name now, each made by this build (its owner
+    label, created after the command started): gatekeeper.build_records."""
+    from gatekeeper.build_records import record_labels, record_name, worth_recording
+    from gatekeeper.engine_objects import json_labels
+
+    owner, failed = policy.profile, []
+    for tag in dict.fromkeys(tags):
+        status, out, _ = docker(policy, ["image", "inspect", "--format", IMAGE_FACTS, "--", tag])
+        ident, created, labels = [*out.strip().split("\t", 2), "", "", ""][:3]
+        if status != 0 or not ident.startswith("sha256:"):
+            failed.append(tag)
+            continue
+        if not worth_recording(json_labels(labels), owner, created, started):
+            continue  # not made by this command (compose did not rebuild it), or not ours
+        made = record_labels(owner, ident)
+        labels_args = [w for key, value in made.items() for w in ("--label", f"{key}={value}")]
+        args = ["volume", "create", *labels_args, "--", record_name(owner, ident)]
+        if docker(policy, args)[0] != 0:
+            failed.append(tag)
+    if failed:
+        raise StepFailed(f"cannot record the build of {', '.join(map(repr, failed))}: run it again to use it")
+
+
+def forget_build(policy: Policy, ident: str) -> None:
+    from gatekeeper.build_records import RECORD_PREFIX as BUILT_PREFIX
+
+    if docker(policy, ["image", "inspect", "--format", "{{.Id}}", "--", ident])[0] == 0:
+        return  # still there (another tag, or in use): keep the record
+    status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={BUILT_BY}={policy.profile}",
+                                     "--filter", f"label={BUILT_IMAGE}={ident}"])
+    names = [n for n in out.split() if n.startswith(BUILT_PREFIX)]
     if status == 0 and names:
         docker(policy, ["volume", "rm", "--", *names])

@@ -197,7 +197,9 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
     engine cannot know. Anything else is answered 'no engine' (status 1)."""
     import json
 
+    from gatekeeper.build_records import RECORD_PREFIX as BUILT_PREFIX
     from gatekeeper.label_rules import created_labels
+    from gatekeeper.owner import BUILT_IMAGE
     from gatekeeper.vetting.binds import CONTAINER_FORMAT
     from gatekeeper.vetting.images import TRIGGERS_FORMAT
     from gatekeeper.vetting.limits import HEALTH_FORMAT
@@ -223,7 +225,8 @@ def offline_answer(policy: Policy, args: list[str]) -> EngineAnswer:
             lines = [f"{line}\t{word}-image" for line, word in zip(lines, args[5:], strict=True)]
         return 0, "".join(line + "\n" for line in lines).encode(), b""
     if args[1:2] == ["ls"]:
-        return 0, b"", b""  # nothing else exists
+        built = args[0] == "volume" and any(a.startswith(f"label={BUILT_IMAGE}=") for a in args)
+        return 0, f"{BUILT_PREFIX}offline\n".encode() if built else b"", b""  # its images: the agent's builds
     return 1, b"", b"no engine in this world"
 
 

@@ -62,6 +62,9 @@ VOLUMES = [
     {"Name": "gatekeeper-pull-0001", "Driver": "local", "Options": None,
      "Labels": {"gatekeeper.pulled-by": "default", "gatekeeper.pulled-image": "sha256:" + cid("3"),
                 "gatekeeper.pulled-tag": "alpine:latest"}},
+    # myapp:latest is the agent's build (gatekeeper.build_records), not only labelled as its
+    {"Name": "gatekeeper-built-0001", "Driver": "local", "Options": None,
+     "Labels": {"gatekeeper.built-by": "default", "gatekeeper.built-image": "sha256:" + cid("1")}},
 ]
 NETWORKS = [
     {"Id": cid("5"), "Name": "mynet", "Labels": MINE, "Driver": "bridge"},

@@ -19,8 +19,9 @@ from gatekeeper.decision import decide
 from gatekeeper.errors import Denied
 from gatekeeper.proxy.vet import vet_api_request
 from tests.api_engine import cid
+from tests.owner_label import build_records_answer
 from tests.test_build_add_url import context_tar
-from tests.test_image_scope import IMAGES, LENT, RULE, ApiImages, Engine
+from tests.test_image_scope import BUILT, IMAGES, LENT, RULE, ApiImages, Engine
 from tests.test_proxy_vet import request
 
 MINE_ID = IMAGES["mine:1"][0]
@@ -30,11 +31,15 @@ DOCKERFILE = b"FROM lent:1\nRUN make\n"
 class Owning(Engine):
     """tests/test_image_scope.py's engine; `image ls` of the owner label answers `owned`."""
 
-    def __init__(self, owned: list[str], **kwargs: object) -> None:
+    def __init__(self, owned: list[str], built: list[str] | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.owned = owned
+        self.owned = owned  # labelled as the agent's
+        self.built = set(owned if built is None else built) | BUILT  # and named by its build records
 
     def run_docker(self, policy, args, stdin=None, timeout=60.0):  # type: ignore[no-untyped-def]
+        records = build_records_answer(args, self.built)
+        if records is not None:
+            return records
         if args[:2] == ["image", "ls"]:
             assert "label=gatekeeper.owner=default" in args
             return 0, "".join(f"{ident}\n" for ident in self.owned).encode(), b""

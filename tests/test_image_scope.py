@@ -23,6 +23,7 @@ from gatekeeper.proxy.vet import vet_api_request
 from gatekeeper.vetting.images import TRIGGERS_FORMAT
 from tests.api_engine import FakeEngine
 from tests.fakes import StaticWorld
+from tests.owner_label import api_build_records, build_records_answer
 from tests.test_build_add_url import context_tar
 from tests.test_proxy_vet import OVERRIDES, make_policy, request
 
@@ -77,8 +78,12 @@ IMAGES = {
     "fetched:1": ("sha256:" + "d" * 64, ["fetched" + DIGEST], {}),
     "pulled:1": ("sha256:" + "e" * 64, [], {}),
     "botpulled:1": ("sha256:" + "f" * 64, [], {}),
+    # the operator's build FROM mine:1: it inherits the owner label, no build record names it
+    "heir:1": ("sha256:" + "7" * 64, [], MINE),
+    "mine-again:1": ("sha256:" + "c" * 64, [], MINE),  # a re-tag of mine:1: the same ID, the same record
 }
 PULLS = [("default", "sha256:" + "e" * 64), ("bot", "sha256:" + "f" * 64)]
+BUILT = {"sha256:" + "c" * 64}  # the agent's build records (gatekeeper.build_records)
 APP = "/home/ai-worker/app"
 
 
@@ -91,6 +96,9 @@ class Engine(StaticWorld):
             found = [self.find(word) for word in words]
             lines = [self.line(args[3], tag) for tag in found if tag]
             return (0 if all(found) else 1), "".join(lines).encode(), b"Error: No such image"
+        built = build_records_answer(args, BUILT)
+        if built is not None:
+            return built
         if args[:2] == ["volume", "ls"]:
             filters = dict(a.removeprefix("label=").split("=", 1) for a in args if a.startswith("label="))
             hits = [i for p, i in PULLS
@@ -208,6 +216,9 @@ class ApiImages(FakeEngine):
             from urllib.parse import unquote
 
             wanted = json.loads(unquote(target.partition("=")[2]))["label"]
+            built = api_build_records(list(wanted), BUILT | {"sha256:" + "1" * 64})  # and myapp:latest
+            if built is not None:
+                return 200, {"Volumes": built}
             records = [{"Labels": {"gatekeeper.pulled-tag": "x"}} for p, i in PULLS
                        if {f"gatekeeper.pulled-by={p}", f"gatekeeper.pulled-image={i}"} == set(wanted)]
             return 200, {"Volumes": records}

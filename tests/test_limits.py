@@ -251,7 +251,8 @@ class CountingWorld(StaticWorld):
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None,
                    timeout: float = 60.0) -> tuple[int, bytes, bytes]:
         self.asked.append(args)
-        if args[:2] == ["image", "inspect"]:  # the image's labels (check_inherited_labels): the offline answer
+        if args[:2] == ["image", "inspect"] or args[:2] == ["volume", "ls"]:
+            # the image's labels (check_inherited_labels) and its build record: the offline answer
             return super().run_docker(policy, args, stdin, timeout)  # type: ignore[arg-type]
         return 0, b"".join(b"%064x\n" % i for i in range(self.running)), b""
 

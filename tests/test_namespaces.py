@@ -42,6 +42,7 @@ from gatekeeper.grammar.spec import Flag
 from gatekeeper.policy import REFUSED_LABELS, load_policy
 from gatekeeper.vetting.namespaces import familiar
 from tests.fakes import StaticWorld
+from tests.owner_label import build_records_answer
 
 OWNER = "gatekeeper.owner"
 MINE = {OWNER: "default"}
@@ -92,6 +93,8 @@ ENGINE = [
 # (profile, image ID, tag) as gatekeeper.steps records pulls.
 PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
          ("bot", "sha256:a2" + "0" * 62, "postgres:15")]
+# The agent's build records (gatekeeper.build_records): every image labelled as its, built by it.
+BUILT = {o["id"] for o in ENGINE if o["kind"] == "image" and o["labels"].get(OWNER) == "default"}
 
 
 class Engine(StaticWorld):
@@ -108,6 +111,9 @@ class Engine(StaticWorld):
         if args[1] == "inspect":
             assert args[2] == "--format" and args[4] == "--", args
             return self.inspect(args[0], args[5:])
+        built = build_records_answer(args, BUILT)
+        if built is not None:
+            return built
         if args[:2] == ["volume", "ls"]:
             filters = dict(a.removeprefix("label=").split("=", 1) for a in args if a.startswith("label="))
             tags = [t for p, i, t in PULLS if filters == {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i}]

@@ -43,6 +43,7 @@ from gatekeeper.policy import load_policy
 from gatekeeper.vetting import compose_ownership, ownership
 from gatekeeper.vetting.compose_ownership import vet_compose_ownership
 from tests.fakes import StaticWorld
+from tests.owner_label import build_records_answer
 
 OWNER, CREATED_BY = "gatekeeper.owner", "gatekeeper.created"
 MINE = {OWNER: "default", CREATED_BY: "default"}  # what the agent's run/create labels a container
@@ -83,6 +84,11 @@ class FakeEngine(StaticWorld):
 
     def run_docker(self, policy: object, args: list[str], stdin: bytes | None = None, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
         self.calls.append(args)
+        # every image labelled as the agent's is its build here (gatekeeper.build_records)
+        built = {o.ident for o in self.objects if o.kind == "image" and o.labels.get("gatekeeper.owner") == "default"}
+        records = build_records_answer(args, built)
+        if records is not None:
+            return records
         if args[1] == "inspect":
             assert args[2] == "--format" and args[4] == "--", args  # targets only after --
             return self.inspect(args[0], args[5:])
@@ -406,7 +412,7 @@ def test_policy_keys_are_validated(section: str, value: str, tmp_path: Path) -> 
 def compose_ctx(canonical: str, model: dict, policy, engine: FakeEngine, uses: list | None = None) -> SimpleNamespace:  # type: ignore[no-untyped-def]
     return SimpleNamespace(
         located=SimpleNamespace(canonical=canonical, spelled=canonical),
-        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), copies={}),
+        vetted=SimpleNamespace(compose_model=json.loads(json.dumps(model)), copies={}, afterwards=[]),
         parsed=SimpleNamespace(uses=uses or []),
         policy=policy, world=engine, argv=[],
         host_path=lambda path, what: path,  # a built service's Dockerfile is read (its FROM images' labels)

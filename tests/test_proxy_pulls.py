@@ -74,7 +74,7 @@ def test_rmi_of_a_pulled_image_forgets_its_records_and_of_an_owned_one_not() -> 
     pulled = decide("DELETE", "/v1.47/images/alpine:latest")
     assert pulled.allowed and pulled.afterwards == ("pull-forget", PULLED)
     owned = decide("DELETE", "/v1.47/images/myapp:latest")
-    assert owned.allowed and owned.afterwards is None
+    assert owned.allowed and owned.afterwards == ("build-forget", "sha256:" + "1" * 64)  # its build records
     theirs = decide("DELETE", "/v1.47/images/postgres:15")  # control: no record, not the agent's
     assert (theirs.allowed, theirs.rule) == (False, "scope-owned")
 

@@ -75,7 +75,7 @@ def check_found_use(call: Call, word: str, found: dict[str, Any], what: str) -> 
     """may_use on the engine's answer; the pull records only when nothing else admits it."""
     from gatekeeper.image_scope import ImageFacts, may_use, refusal
 
-    target = objects.target_of(IMAGE, word, found)
+    target = objects.proven(call.engine, IMAGE, objects.target_of(IMAGE, word, found), found)
     digests = found.get("RepoDigests")
     facts = ImageFacts(target.ident, target.names,
                        [str(d) for d in digests] if isinstance(digests, list) else [], target.labels)
@@ -157,7 +157,22 @@ def vet_build(call: Call) -> ApiVerdict:
     from gatekeeper.proxy.disk import check_disk_budget
 
     check_disk_budget(call, "build")
+    from gatekeeper.build_records import quiet_build
+
+    # the image the build's answer names (proxy.pulls); a quiet build names it another way
+    call.afterwards = ("build-record", "quiet") if quiet_build(call.query.get("q", [])) else ("build-record",)
     return call.allow()
+
+
+def built_images(call: Call) -> set[str]:
+    """The image IDs this profile's build records name (gatekeeper.build_records)."""
+    from gatekeeper.build_records import RECORD_PREFIX
+    from gatekeeper.owner import BUILT_BY, BUILT_IMAGE
+
+    filters = objects.filters_query({"label": [f"{BUILT_BY}={call.profile}"]})
+    records = objects.listing(call.engine, "/volumes?filters=" + filters, "your build records")
+    return {str((v.get("Labels") or {}).get(BUILT_IMAGE)) for v in records
+            if str(v.get("Name", "")).startswith(RECORD_PREFIX) and isinstance(v.get("Labels"), dict)}
 
 
 def build_json(text: str, what: str, rule: str) -> Any:
@@ -233,7 +248,11 @@ def scope_cache(call: Call) -> None:
     filters = objects.filters_query({"label": [f"{OWNER_LABEL}={call.profile}"]})
     listed = objects.listing(call.engine, "/images/json?filters=" + filters,
                              "your images (the build's cache sources)")
-    owned = list(dict.fromkeys(str(image["Id"]) for image in listed if isinstance(image.get("Id"), str)))
+    labelled = list(dict.fromkeys(str(image["Id"]) for image in listed if isinstance(image.get("Id"), str)))
+    # Only the agent's builds (gatekeeper.build_records): the operator's image built FROM the
+    # agent's carries its label, and its layers must not become the agent's cache.
+    built = built_images(call) if labelled else set()
+    owned = [ident for ident in labelled if ident in built]
     for entry in named:
         if entry not in owned:
             # Stops: cachefrom=<the operator's image>: its layers reused by the agent's build.

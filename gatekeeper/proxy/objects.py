@@ -150,7 +150,10 @@ def lookup(engine: EngineQueries, kind: str, word: str, prefix: str = "") -> Tar
 
 def proven(engine: EngineQueries, kind: str, target: Target, obj: dict[str, Any]) -> Target:
     """A container's owner label counts only when its create set it, not its image
-    (gatekeeper.owner.proven_labels): one more inspect, of the container's image by ID."""
+    (gatekeeper.owner.proven_labels): one more inspect, of the container's image by ID.
+    An image's only when a build record of that owner names its ID (proven_image)."""
+    if kind == "image" and OWNER_LABEL in target.labels:
+        return proven_image(engine, target)
     if kind != "container" or OWNER_LABEL not in target.labels:
         return target
     from gatekeeper.owner import proven_labels
@@ -165,6 +168,29 @@ def proven(engine: EngineQueries, kind: str, target: Target, obj: dict[str, Any]
             ({} if found is not None else None)
     target.labels = proven_labels(target.labels, image_labels)
     return target
+
+
+def proven_image(engine: EngineQueries, target: Target) -> Target:
+    """The image's owner label kept only when a build record of the profile it names names the
+    image's ID (gatekeeper.build_records): the operator's image built FROM the agent's carries
+    the agent's label too. One question: the records of that owner for that ID."""
+    from gatekeeper.owner import BUILT_BY, BUILT_IMAGE, proven_image_labels
+
+    owner = target.labels[OWNER_LABEL]
+    query = filters_query({"label": [f"{BUILT_BY}={owner}", f"{BUILT_IMAGE}={target.ident}"]})
+    records = listing(engine, "/volumes?filters=" + query, f"the build records of image {target.ident[:19]}")
+    built = {target.ident} if any(is_record(item, owner, target.ident) for item in records) else set()
+    target.labels = proven_image_labels(target.labels, target.ident, built)
+    return target
+
+
+def is_record(volume: dict[str, Any], owner: str, ident: str) -> bool:
+    """A build record (its name and both labels: the engine's filter, checked again)."""
+    from gatekeeper.build_records import RECORD_PREFIX, record_labels
+
+    labels = volume.get("Labels")
+    return str(volume.get("Name", "")).startswith(RECORD_PREFIX) and isinstance(labels, dict) \
+        and all(labels.get(key) == value for key, value in record_labels(owner, ident).items())
 
 
 def owned(target: Target, profile: str) -> bool:

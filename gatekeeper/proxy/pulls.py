@@ -15,6 +15,11 @@ so the proxy makes it (and the CLI layer leaves it to the proxy: gatekeeper.poli
 * ("pull-forget", IMAGE_ID): after DELETE /images/{name} answered 200, once the image is gone,
   this profile's records of it go too (a later pull of the same image by the operator must
   not find the agent's old record).
+* ("build-record", IMAGE_ID): after POST /build answered 200 and its stream ended without an
+  error, the image the classic builder's answer names (`{"aux":{"ID":...}}`, read by the
+  transport: gatekeeper.build_records.built_image) is recorded as built by the profile, if it
+  carries the profile's owner label. ("build-forget", IMAGE_ID): as pull-forget, after an
+  rmi of an image the agent built.
 
 A step that cannot be taken is a warning, never a failure of the request (the engine already
 acted): the worst case is an image the agent cannot remove.
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
 # What ends a pull's progress stream that succeeded: docker's last message, in both image stores.
 PULL_DONE = b'"status":"Status: '
 PULL_FAILED = b'"errorDetail":'
-TAIL = 4096  # bytes of a stream's end kept to judge it (its last messages)
+TAIL = 16384  # bytes of a stream's end kept to judge it (its last messages: a build's ID and tags)
 
 
 def pull_succeeded(tail: bytes) -> bool:
@@ -55,6 +60,10 @@ def take_step(engine: RecordingEngine, profile: str, step: tuple[str, ...]) -> s
             return record_pull(engine, profile, step[1])
         if step[0] == "pull-forget":
             return forget_pull(engine, profile, step[1])
+        if step[0] == "build-record":
+            return record_build(engine, profile, step[1])
+        if step[0] == "build-forget":
+            return forget_build(engine, profile, step[1])
     except Exception as error:  # noqa: BLE001 - the engine did not answer: a warning
         return f"{step[0]}: the engine did not answer ({type(error).__name__})"
     return f"unknown step {step[0]!r}"
@@ -94,3 +103,43 @@ def forget_pull(engine: RecordingEngine, profile: str, ident: str) -> str | None
     failed = [name for name in names if name.startswith(RECORD_PREFIX)
               and engine.remove_volume(name)[0] not in (204, 404)]
     return f"cannot forget the pulls of {ident[:19]}" if failed else None
+
+
+def record_build(engine: RecordingEngine, profile: str, ident: str) -> str | None:
+    from gatekeeper.build_records import record_labels, record_name
+    from gatekeeper.owner import OWNER_LABEL
+
+    status, image = engine.get_json(f"/images/{quote(ident, safe=':')}/json")
+    config = image.get("Config") if isinstance(image, dict) else None
+    labels = config.get("Labels") if isinstance(config, dict) else None
+    if status != 200 or not isinstance(image, dict) or image.get("Id") != ident:
+        return f"cannot record the build of {ident[:19]}: the image is not there"
+    if not isinstance(labels, dict) or labels.get(OWNER_LABEL) != profile:
+        return f"cannot record the build of {ident[:19]}: it does not carry your owner label"
+    made_labels = record_labels(profile, ident)
+    status, volume = engine.create_volume(record_name(profile, ident), made_labels)
+    made = volume.get("Labels") if isinstance(volume, dict) else None
+    if status not in (200, 201) or made != made_labels:
+        return f"cannot record the build of {ident[:19]}"
+    return None
+
+
+def forget_build(engine: RecordingEngine, profile: str, ident: str) -> str | None:
+    from gatekeeper.build_records import RECORD_PREFIX as BUILT_PREFIX
+    from gatekeeper.owner import BUILT_BY, BUILT_IMAGE
+    from gatekeeper.proxy.objects import filters_query
+
+    status, _ = engine.get_json(f"/images/{quote(ident, safe=':')}/json")
+    if status == 200:
+        return None  # still there (another tag, or in use): keep the record
+    if status != 404:
+        return f"cannot forget the builds of {ident[:19]}: engine status {status}"
+    filters = filters_query({"label": [f"{BUILT_BY}={profile}", f"{BUILT_IMAGE}={ident}"]})
+    status, listing = engine.get_json("/volumes?filters=" + filters)
+    volumes = listing.get("Volumes") if isinstance(listing, dict) else None
+    if status != 200 or not isinstance(volumes, list):
+        return f"cannot forget the builds of {ident[:19]}: engine status {status}"
+    names = [str(v.get("Name")) for v in volumes if isinstance(v, dict)]
+    failed = [name for name in names if name.startswith(BUILT_PREFIX)
+              and engine.remove_volume(name)[0] not in (204, 404)]
+    return f"cannot forget the builds of {ident[:19]}" if failed else None

@@ -1101,6 +1101,14 @@ class Upstream:
             return None
         if step[0] == "pull-record" and not pulls.pull_succeeded(tail):
             return None
+        if step[0] == "build-record":
+            from gatekeeper.build_records import built_image
+
+            # the image the build's own answer names, if it succeeded
+            ident = built_image(tail, quiet=step[1:] == ("quiet",))
+            if ident is None:
+                return None
+            step = ("build-record", ident)
         loop = self.client.loop
         engine = UpstreamEngine(self.state.settings.upstream)
         warning = await loop.run_in_executor(None, pulls.take_step, engine, self.request.profile, step)

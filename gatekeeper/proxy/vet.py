@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 REDACT_OBJECT = "redact-inspect-object"
 REDACT_ALWAYS = "redact-inspect-always"  # an object that is not the caller's whatever its labels say
+REDACT_BUILT = "redact-inspect-built"  # an image: as it is only if it is the one proven the caller's (its ID)
 REDACT_LISTING = "redact-listing"  # a list of objects, each not the caller's redacted
 # Vetters that read the request body; every other endpoint must come without one.
 BODY_VETTERS = frozenset({"container_create", "container_update", "network_connect", "network_disconnect",
@@ -285,6 +286,8 @@ def judge_path_object(call: Call, prefix: str = "") -> Target:
 
 def owned_or_pulled(call: Call, target: Target) -> bool:
     if objects.owned(target, call.profile):
+        if call.route.ident == "image.rm":
+            call.afterwards = ("build-forget", target.ident)  # once it is gone, its records go too
         return True
     if call.route.ident == "image.history":
         from gatekeeper.proxy.images import check_image_use
@@ -314,14 +317,27 @@ def vet_inspect(call: Call) -> ApiVerdict:
         target: Target | None = judge_path_object(call, prefix if call.route.kind == "container" else "")
     elif call.route.kind == "container":
         target = objects.lookup(call.engine, "container", word, prefix)
+    elif call.route.kind == "image":
+        target = objects.lookup(call.engine, "image", word)
     else:
         return call.allow(response=redaction_name(call))
+    if call.route.kind == "image":
+        return vet_image_inspect(call, target)
     # A container whose owner label came from its image is redacted whatever it says.
     always = target is not None and not objects.owned(target, call.profile)
     verdict = call.allow(response=redaction_name(call, REDACT_ALWAYS if always else REDACT_OBJECT))
     if call.route.kind == "container" and call.request.method == "GET" and not call.query:
         verdict.answered_by = objects.question_target("container", word, prefix)
     return verdict
+
+
+def vet_image_inspect(call: Call, target: Target | None) -> ApiVerdict:
+    """An image's answer as it is only when it is the one the decision proved the caller's
+    (a build record names its ID: gatekeeper.build_records); any other redacted, whatever its
+    owner label says (the operator's image built FROM the agent's inherits it)."""
+    if target is None or not objects.owned(target, call.profile):
+        return call.allow(response=redaction_name(call, REDACT_ALWAYS))
+    return call.allow(response=f"{REDACT_BUILT} {target.ident} {keys_json(tuple(call.policy.redact_keys))}")
 
 
 def redaction_name(call: Call, transform: str = REDACT_OBJECT) -> str:
@@ -442,8 +458,31 @@ def vet_prune(call: Call) -> ApiVerdict:
     kind = call.route.kind
     labels = protect(call.ctx, "labels")
     refuse_protected_owned(call, kind)
+    if kind == "image":
+        refuse_unproven_images(call)
     add_filters(call, {"label": owned_labels(call.profile, kind), **({"label!": labels} if labels else {})})
     return call.allow()
+
+
+def refuse_unproven_images(call: Call) -> None:
+    """The owner label also selects images that inherited it (the operator's build FROM the
+    agent's image): if one the prune could remove (dangling; with dangling=false, any) is not
+    named by the caller's build records (gatekeeper.build_records), the prune is refused."""
+    from gatekeeper.label_rules import owned_labels
+    from gatekeeper.proxy.images import built_images
+
+    dangling = parse_filters(call.one("filters")).get("dangling", ["true"])
+    every = any(value.lower() in ("false", "0") for value in dangling)
+    filters = {"label": owned_labels(call.profile, "image"), **({} if every else {"dangling": ["true"]})}
+    listed = objects.listing(call.engine, LISTINGS["image"] + objects.filters_query(filters), "your images")
+    labelled = [str(item.get("Id")) for item in listed]
+    built = built_images(call) if labelled else set()
+    stranger = next((ident for ident in labelled if ident not in built), None)
+    if stranger is not None:
+        # Stops: the prune removing the operator's image that inherited the agent's owner label.
+        raise Denied(f"prune could remove image {stranger[7:19]}, which carries your owner label but is not "
+                     "one you built (an image built FROM yours inherits the label); remove your images "
+                     "by name", rule="scope-owned")
 
 
 LISTINGS = {"container": "/containers/json?all=1&filters=", "image": "/images/json?filters=",
@@ -534,16 +573,19 @@ VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
 def transform_response(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
     """Apply the response transform `name` (from a verdict) to the engine's answer."""
     transform, _, argument = name.partition(" ")
-    if transform not in (REDACT_OBJECT, REDACT_ALWAYS, REDACT_LISTING):
+    if transform not in (REDACT_OBJECT, REDACT_ALWAYS, REDACT_LISTING, REDACT_BUILT):
         return error_body(f"unknown response transform {transform!r}")
     if status != 200:
         return body  # the engine's error (no such object): nothing of the object in it
     if transform == REDACT_LISTING:
         return redact_listing(body, request.profile, argument)
+    if transform == REDACT_BUILT:
+        ident, _, keys = argument.partition(" ")
+        return redact_object(body, request.profile, keys, frozenset({ident}))
     return redact_object(body, "" if transform == REDACT_ALWAYS else request.profile, argument)
 
 
-def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
+def redact_object(body: bytes, profile: str, keys_json: str, built: frozenset[str] = frozenset()) -> bytes:
     """One inspect object: as it is if it carries the caller's owner label, else with
     environment values and secret-looking keys hidden (gatekeeper.redaction)."""
     import json
@@ -561,7 +603,7 @@ def redact_object(body: bytes, profile: str, keys_json: str) -> bytes:
         return error_body("the engine's answer is not JSON; withheld")
     if not isinstance(obj, dict):
         return error_body("the engine's answer is not an object; withheld")
-    if profile and owned_by(obj, profile):  # "": redacted whatever it says
+    if profile and owned_by(obj, profile, built):  # "": redacted whatever it says
         return body  # the agent's own: byte for byte what the engine sent
     from gatekeeper.redacting_engine import go_json
 

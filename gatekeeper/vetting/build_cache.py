@@ -25,11 +25,17 @@ def legacy_entries(value: str, what: str) -> list[str]:
 
 
 def owned_images(ctx: Context) -> list[str]:
-    """The IDs of the images labelled with the agent's owner label, newest first."""
-    from gatekeeper.engine_objects import query
+    """The IDs of the agent's images, newest first: labelled with its owner label and named by
+    its build records (gatekeeper.build_records; the operator's image built FROM the agent's
+    carries the label too, and its layers must not become the agent's cache)."""
+    from gatekeeper.engine_objects import built_images, query
 
     args = ["image", "ls", "-q", "--no-trunc", "--filter", f"label={OWNER_LABEL}={ctx.policy.profile}"]
-    return list(dict.fromkeys(query(ctx, args, "your images (the build's cache sources)").split()))
+    labelled = list(dict.fromkeys(query(ctx, args, "your images (the build's cache sources)").split()))
+    if not labelled:
+        return []
+    built = built_images(ctx)
+    return [ident for ident in labelled if ident in built]
 
 
 def named_sources(ctx: Context, entries: list[str], what: str) -> list[str]:

@@ -195,6 +195,7 @@ def check_base_images(ctx: Context, text: str, where: str, arguments: dict[str, 
             raise refuse_missing(", ".join(image for image, _ in bases), where)
         for (image, wanted), line in zip(bases, lines, strict=True):
             found, triggers, facts = base_answer(line, image, where)
+            prove_facts(ctx, facts)
             check_image_use(ctx, image, facts, f"{where}: FROM")
             if not same_platform(wanted, found):
                 raise refuse_missing(f"{image} for {wanted}", where)
@@ -204,6 +205,16 @@ def check_base_images(ctx: Context, text: str, where: str, arguments: dict[str, 
                 copied += copied_images(steps_text, f"{where}: FROM {image!r} ONBUILD")
     for image in dict.fromkeys(copied):
         check_image_word(ctx, image, f"{where}: COPY --from / RUN --mount from")
+
+
+def prove_facts(ctx: Context, facts: ImageFacts) -> None:
+    """The owner label of an image read outside engine_objects.resolve, proven as resolve
+    proves it (gatekeeper.build_records): it counts only when a build record names the ID."""
+    from gatekeeper.engine_objects import Target, prove_built
+
+    target = Target(facts.ident, facts.ident, facts.tags, facts.labels)
+    prove_built(ctx, [target])
+    facts.labels = target.labels
 
 
 def base_answer(line: str, image: str, where: str) -> tuple[str, object, ImageFacts]:

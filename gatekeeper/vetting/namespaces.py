@@ -153,12 +153,29 @@ def check_tag(ctx: Context, ref: str, what: str) -> str:
 
 
 def vet_build_tags(ctx: Context) -> None:
+    tags = []
     for use in ctx.parsed.uses:
         if use.flag.long == "tag":
             check_tag(ctx, use.value or "", use.spelled)
+            tags.append(use.value or "")
         elif use.flag.long == "output":
             for name in image_output_names(use):
                 check_tag(ctx, name, f"{use.spelled} name=")
+                tags.append(name)
+    record_build(ctx, tags)
+
+
+def record_build(ctx: Context, tags: list[str]) -> None:
+    """After the build succeeded, the images its tags name are recorded as this profile's
+    builds (gatekeeper.build_records); behind the proxy, the proxy records them."""
+    tags = [tag for tag in tags if tag]
+    if not tags or ctx.policy.through_proxy():
+        return
+    steps = [step for step in ctx.vetted.afterwards if step[0] == "build-record"]
+    if steps:
+        ctx.vetted.afterwards.remove(steps[0])
+        tags = [*steps[0][1:], *(tag for tag in tags if tag not in steps[0][1:])]
+    ctx.vetted.afterwards.append(("build-record", *tags))
 
 
 def image_output_names(use: FlagUse) -> list[str]:
@@ -223,11 +240,15 @@ def vet_compose_tags(ctx: Context, services: dict[str, Any], canonical: str, pro
         if isinstance(build, dict) and canonical in BUILDING:
             for tag in build.get("tags") or []:  # further tags the build puts on its image
                 check_tag(ctx, str(tag), f"compose service {name!r} build tag")
+                record_build(ctx, [str(tag)])
         image = service.get("image")
         if (not isinstance(image, str) or not image) and "build" in service and canonical in BUILDING:
             # Stops: a service without image: built into compose's name for it, <project>-<service>,
             # re-pointing the operator's image of that name (its next compose up runs the agent's).
             check_tag(ctx, f"{project}-{name}", f"compose service {name!r} builds its image as")
+            record_build(ctx, [f"{project}-{name}"])
+        elif isinstance(image, str) and "build" in service and canonical in BUILDING:
+            record_build(ctx, [image])
         if not isinstance(image, str) or not image:
             continue
         policy = str(service.get("pull_policy") or "")

@@ -228,6 +228,8 @@ def vet_targets(ctx: Context, key: str, kind: str, which: str) -> None:
     for target in targets:
         if owned and not (kind == IMAGE and key == "rmi" and owned_by_pull(ctx, target)):
             check_owned(ctx, target, key, kind)
+            if kind == IMAGE and key == "rmi" and not ctx.policy.through_proxy():
+                ctx.vetted.afterwards.append(("build-forget", target.ident))  # once gone, its records go
         if destructive:
             check_unprotected(ctx, target, kind)
     if kind == CONTAINER:
@@ -352,7 +354,31 @@ def vet_prune(ctx: Context, kind: str) -> None:
     labels = protect(ctx, "labels")
     if len(labels) > 1:
         refuse_protected_labels(ctx, kind, labels)
+    if kind == IMAGE:
+        refuse_unproven_images(ctx)
     ctx.insert_after_command(filters)
+
+
+def refuse_unproven_images(ctx: Context) -> None:
+    """The owner filter also selects images that inherited the label (the operator's build FROM
+    the agent's image): if one the prune could remove (dangling; with --all, any) is not named
+    by the agent's build records (gatekeeper.build_records), the prune is refused."""
+    from gatekeeper.engine_objects import built_images
+    from gatekeeper.grammar.pflag import bool_value
+
+    every = any(use.flag.long == "all" and bool_value(use) for use in ctx.parsed.uses)
+    args = ["image", "ls", "-q", "--no-trunc", *owner_filters(ctx, IMAGE),
+            *([] if every else ["--filter", "dangling=true"])]
+    labelled = query(ctx, args, "your images").split()
+    if not labelled:
+        return
+    built = built_images(ctx)
+    stranger = next((ident for ident in labelled if ident not in built), None)
+    if stranger is not None:
+        # Stops: the prune removing the operator's image that inherited the agent's owner label.
+        raise Denied(f"'docker {ctx.located.spelled}' could remove image {stranger[7:19]}, which carries "
+                     "your owner label but is not one you built (an image built FROM yours inherits the "
+                     "label); remove your images by name", rule="scope-owned")
 
 
 def refuse_protected_labels(ctx: Context, kind: str, labels: list[str]) -> None:

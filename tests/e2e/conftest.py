@@ -68,7 +68,8 @@ THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denial
                                "test_dockerfile_reading", "test_id_confusion", "test_operator_images",
                                "test_operator_leaks", "test_refusal_leftovers", "test_shared_network_aliases",
                                "test_start_refusals", "test_volume_secrets", "test_host_registries",
-                               "test_realtime_priority", "test_ipv6_networks"})
+                               "test_realtime_priority", "test_ipv6_networks",
+                               "test_inherited_owner"})
 DEPLOYED: Final = frozenset({"test_audit_writer", "test_operator_console"})
 EVERYDAY: Final = frozenset({"test_day_of_work", "test_compose"})
 DEFAULT_MODE: Final = os.environ.get("GK_E2E_MODE", LAYERED)
