@@ -201,3 +201,50 @@ def test_render_errors_name_the_projects_paths(stage: Stage) -> None:
     result = decide("docker compose -f work/rp-missing/compose.yaml up -d", stage.policy, OfflineEngineWorld())
     assert result.rule == "compose-render" and str(directory / "gone.env") in result.reason, result.reason
     assert "gatekeeper-render-" not in result.reason
+
+
+# -- the stage itself (gatekeeper.pinning.new_stage, stage_files, drop_stage) --------------
+
+
+def test_a_stage_is_private_and_in_the_state_directory(tmp_path: Path) -> None:
+    from gatekeeper.pinning import drop_stage, new_stage, stage_files
+
+    state = str(tmp_path / "state")
+    root = new_stage(state, 1000.0)
+    assert os.path.dirname(root) == f"{state}/render"
+    assert os.stat(f"{state}/render").st_mode & 0o777 == 0o700 and os.stat(root).st_mode & 0o777 == 0o700
+    stage_files(root, {"/home/a/work/p/compose.yaml": b"services: {}\n", "/home/a/work/q/": b""})
+    assert Path(f"{root}/home/a/work/p/compose.yaml").read_bytes() == b"services: {}\n"
+    assert os.stat(f"{root}/home/a/work/p/compose.yaml").st_mode & 0o777 == 0o600
+    assert os.path.isdir(f"{root}/home/a/work/q")
+    drop_stage(root)
+    assert not os.path.exists(root)
+
+
+def test_a_stage_never_writes_over_a_file_or_outside_itself(tmp_path: Path) -> None:
+    from gatekeeper.errors import Denied
+    from gatekeeper.pinning import new_stage, stage_files
+
+    root = new_stage(str(tmp_path / "state"), 1000.0)
+    stage_files(root, {"/p/a.env": b"A=1\n"})
+    with pytest.raises(FileExistsError):
+        stage_files(root, {"/p/a.env": b"A=2\n"})  # the world turns this into a denial
+    assert Path(f"{root}/p/a.env").read_bytes() == b"A=1\n"
+    for path in ("relative", "/p/../../x", "/p/./x", "//x"):
+        with pytest.raises(Denied):
+            stage_files(root, {path: b""})
+    for bad_root in ("", "/"):
+        with pytest.raises(Denied):
+            stage_files(bad_root, {"/p/x": b""})
+
+
+def test_stages_a_killed_session_left_are_dropped_after_a_day(tmp_path: Path) -> None:
+    from gatekeeper.pinning import new_stage
+
+    state = str(tmp_path / "state")
+    left = new_stage(state, 1000.0)
+    os.utime(left, (1000.0, 1000.0))
+    fresh = new_stage(state, 1000.0 + 3600)
+    assert os.path.exists(left) and os.path.exists(fresh)
+    new_stage(state, 1000.0 + 86401)
+    assert not os.path.exists(left)
