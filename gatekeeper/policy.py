@@ -289,7 +289,7 @@ class Policy:
         "profile", "scope", "protect", "shared", "refused_labels", "redact_keys", "reserved_tags",
         "subnets", "network_ipv6", "caps", "ask", "approvals_dir", "approval_expires", "budgets",
         "images_allowed", "images_shared", "pin_digests", "images_host_registries", "via_proxy",
-        "name_prefix",
+        "name_prefix", "views",
     )  # fmt: skip
 
     def __init__(self, settings: dict[str, dict[str, object]], source: str, sha256: str) -> None:
@@ -339,14 +339,21 @@ class Policy:
         self.via_proxy = bool(settings["audit"].get("via_proxy"))
         # [names] prefix of every name the agent gives ("" = off; gatekeeper.name_prefix)
         self.name_prefix = str(settings["names"]["prefix"])
+        self.views: dict[str, Policy] = {}  # profile -> this policy seen as its (for_profile)
 
     def for_profile(self, profile: str) -> Policy:
-        """The same policy seen as another profile's (the API layer serves several with one)."""
-        other = Policy.__new__(Policy)
-        for name in Policy.__slots__:
-            setattr(other, name, getattr(self, name))
-        other.profile = profile
-        return other
+        """The same policy seen as another profile's (the API layer serves several with one),
+        made once per profile: a loaded policy is not changed afterwards (a reload is a new
+        Policy), and the proxy asks for the caller's view on every request that names an object."""
+        views = self.views
+        view = views.get(profile)
+        if view is None:
+            view = Policy.__new__(Policy)
+            for name in Policy.__slots__:
+                setattr(view, name, getattr(self, name))
+            view.profile = profile
+            views[profile] = view  # (every view shares this dict: each one's copy differs only by profile)
+        return view
 
     def through_proxy(self) -> bool:
         """[docker] host is `gatekeeper proxy`'s socket ([proxy] listen): the deployment's two

@@ -90,3 +90,16 @@ def test_everyday_commands_with_scoping_are_allowed(command: str) -> None:
     assert command in policy.allowed and command not in policy.blocked
     if not command.startswith("compose "):
         assert command in TARGETED or command in PRUNED  # scoped to the agent's objects
+
+
+def test_a_profile_view_is_made_once_and_differs_only_by_profile(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[docker]\nbinary = "/usr/bin/docker"\n[audit]\npath = "/tmp/audit.log"\n')
+    policy = load_policy(str(path))
+    view = policy.for_profile("alice")
+    assert view is policy.for_profile("alice") and view is not policy
+    assert view.profile == "alice" and policy.for_profile("bob").profile == "bob"
+    assert view.for_profile("bob") is policy.for_profile("bob")
+    for name in type(policy).__slots__:
+        if name != "profile":
+            assert getattr(view, name) is getattr(policy, name), name

@@ -21,7 +21,7 @@ from gatekeeper.proxy import wire
 QUERY_TIMEOUT = 10.0
 
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class ConnectionPool(Protocol):
         """Idle kept-alive engine connections (gatekeeper.proxy.server.UpstreamPool)."""
@@ -108,7 +108,8 @@ class UpstreamEngine:
 
 
 def check_target(target: str) -> None:
-    if not target.startswith("/") or any(ch < "!" or ch > "~" for ch in target):
+    # visible ASCII only ("!" to "~"): printable ASCII is " " to "~", and no blank
+    if not (target.startswith("/") and target.isascii() and target.isprintable()) or " " in target:
         raise EngineError(f"not a request target: {target!r}")
 
 
@@ -164,30 +165,62 @@ class LastParsed:
 LAST_PARSED = LastParsed()
 
 
-async def fetch_pooled(pool: ConnectionPool, socket_path: str, target: str,
-                       timeout: float = QUERY_TIMEOUT) -> EngineAnswer | Exception:
+async def fetch_pooled(pool: ConnectionPool, socket_path: str, target: str, timeout: float = QUERY_TIMEOUT,
+                       loop: asyncio.AbstractEventLoop | None = None) -> EngineAnswer | Exception:
     """A GET as UpstreamEngine.get_json asks it, without a thread, on a kept-alive engine
     connection from `pool` (the relay's pool of connections for small answers): no connect and
     no accept per question. The answer is read by httptools (gatekeeper.proxy.wire) to its end,
     within the same bounds of size (MAX_RESPONSE) and time as UpstreamEngine's, and the
     connection goes back to the pool; one the engine had closed while idle is asked again on a
     fresh connection (a GET changes nothing). The error instead of raising it: the decision is
-    run again and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked)."""
+    run again and meets it at the same question (gatekeeper.proxy.server.EngineNotAsked).
+    The time bound is one timer that cancels this task (`loop`: the caller's, asked once per
+    connection), not an asyncio.timeout scope, which asks the running loop twice (a getpid
+    each on Python 3.11) and builds a context per question."""
     try:
         check_target(target)
-        async with asyncio.timeout(timeout):
-            connection = pool.take(socket_path)
-            if connection is not None:
-                try:
-                    return await ask_kept_alive(pool, socket_path, connection, target)
-                except (EngineSilent, ConnectionError):
-                    connection[1].close()
-            connection = await asyncio.open_unix_connection(socket_path)
-            return await ask_kept_alive(pool, socket_path, connection, target)
-    except TimeoutError:
-        return EngineError("the engine did not answer in time")
+    except EngineError as error:
+        return error
+    loop = loop or asyncio.get_running_loop()
+    deadline = Deadline(asyncio.current_task(loop))
+    timer = loop.call_later(timeout, deadline.expire)
+    try:
+        return await ask_pooled(pool, socket_path, target)
+    except asyncio.CancelledError:
+        if deadline.expired and deadline.task is not None and deadline.task.uncancel() == 0:
+            return EngineError("the engine did not answer in time")  # ours, not a shutdown's
+        raise
     except Exception as error:  # noqa: BLE001 - whatever went wrong, the decision denies on it
         return error
+    finally:
+        timer.cancel()
+
+
+class Deadline:
+    """A question's time bound: when it passes, the task asking is cancelled (fetch_pooled
+    tells that cancellation from any other by `expired`)."""
+
+    __slots__ = ("task", "expired")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def ask_pooled(pool: ConnectionPool, socket_path: str, target: str) -> EngineAnswer:
+    connection = pool.take(socket_path)
+    if connection is not None:
+        try:
+            return await ask_kept_alive(pool, socket_path, connection, target)
+        except (EngineSilent, ConnectionError):
+            connection[1].close()
+    connection = await asyncio.open_unix_connection(socket_path)
+    return await ask_kept_alive(pool, socket_path, connection, target)
 
 
 async def ask_kept_alive(pool: ConnectionPool, socket_path: str,

@@ -224,6 +224,7 @@ class Proxy:
         self.floods = guards.FloodGate()
         self.rates = request_rate.RequestRate()  # [proxy] request_rate per uid
         self.sweeper: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once a connection came
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Python 3.11's asyncio keeps no strong reference to a connection's task: one whose
@@ -231,7 +232,7 @@ class Proxy:
         # mid-relay ("Task was destroyed but it is pending", the container's output lost).
         # One get_running_loop per connection: Python 3.11's checks the process id with a
         # system call every time (17 getpid per `docker ps` before the loop was kept).
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is not None:
             self.connections.add(task)
@@ -336,7 +337,7 @@ class Proxy:
                            answers: dict[str, tuple[int, object] | Exception],
                            fetched: dict[str, EngineAnswer] | None) -> None:
         """The engine's answer to a decision's GET, on the loop (fetch_pooled), into `answers`."""
-        answer = await fetch_pooled(self.pool, state.settings.upstream, target)
+        answer = await fetch_pooled(self.pool, state.settings.upstream, target, loop=self.loop)
         answers[target] = value = parsed(answer)
         if not isinstance(value, Exception):
             self.images.learn(target, *value)
