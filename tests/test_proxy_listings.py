@@ -131,3 +131,21 @@ def test_disk_usage_of_an_engine_without_objects_is_relayed() -> None:
     assert listed(response, empty) == empty
     body = json.dumps({"LayersSize": 0, "Images": None, "Containers": None, "Volumes": None}).encode()
     assert transform_response(response, 200, body, request("GET", "/x")) is body  # nothing to hide
+
+
+OLD_SCAN_BODIES = [b'[{"Id": "a", "Labels": {"API_TOKEN": "x"}}]', b'[{"Id": "a", "Labels": {}}]',
+                   b'[{"Env": ["A=1"]}]', b'[{"Description": "d"}]', b'[]', b'[{"Labels": {"PassWord": 1}}]']
+
+
+@pytest.mark.parametrize("keys", [["token", "password"], ["Token"], ["s\u00e9cret"], [""], []])
+@pytest.mark.parametrize("body", OLD_SCAN_BODIES)
+def test_the_listing_scan_is_the_per_key_scan_it_replaced(keys: list[str], body: bytes) -> None:
+    """One pattern over the lowered body says "parse it" exactly when the per-key scan did."""
+    from gatekeeper.proxy.vet import listing_needles
+
+    lowered = body.lower()
+    old_passes = all(key.isascii() and key.encode() not in lowered for key in keys) \
+        and b'"env"' not in lowered and b'"description"' not in lowered
+    needles = listing_needles(json.dumps(keys))
+    new_passes = needles is not None and needles.search(lowered) is None
+    assert new_passes == old_passes

@@ -21,6 +21,7 @@ no files, clock or environment here.
 from __future__ import annotations
 
 import functools
+import re
 from urllib.parse import quote
 
 from gatekeeper.errors import Denied
@@ -618,6 +619,18 @@ def redaction_keys(keys_json: str) -> tuple[str, ...]:
     return tuple(str(k) for k in json.loads(keys_json or "[]"))
 
 
+@functools.lru_cache(maxsize=64)
+def listing_needles(keys_json: str) -> re.Pattern[bytes] | None:
+    """What a listing must contain for redaction to change it: a [redact] key, `"env"` or
+    `"description"`, as one pattern (one scan of the lowered body instead of one per key);
+    None when a key is not ASCII (such a listing is always parsed)."""
+    keys = redaction_keys(keys_json)
+    if not all(key.isascii() for key in keys):
+        return None
+    words = [key.encode() for key in keys] + [b'"env"', b'"description"']
+    return re.compile(b"|".join(re.escape(word) for word in words))
+
+
 def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
     """A list of containers, images or networks (volumes: {"Volumes": [...]}; the disk usage:
     its Images, Containers and Volumes): each object not the caller's with the values under
@@ -629,11 +642,10 @@ def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
 
     try:
         keys = redaction_keys(keys_json)
+        needles = listing_needles(keys_json)
     except ValueError:
         return error_body("the redaction keys are not JSON; withheld")
-    lowered = body.lower()
-    if all(key.isascii() and key.encode() not in lowered for key in keys) and b'"env"' not in lowered \
-            and b'"description"' not in lowered:
+    if needles is not None and needles.search(body.lower()) is None:
         return body  # nothing in it a key could match (bytes.lower() folds ASCII only)
     try:
         value = json.loads(body)
