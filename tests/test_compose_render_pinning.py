@@ -155,6 +155,7 @@ REFUSED = [
     ("extends absolute inside", "services:\n  app:\n    extends: {file: {project}/inner.yaml, service: inner}\n", {}, "compose-render-file"),
     ("included env_file absolute", "include: [inc/sub.yaml]\n", {"inc/sub.yaml": "services:\n  app:\n    image: alpine\n    env_file: {project}/app.env\n"}, "compose-render-file"),
     ("label_file with a reserved label", "services:\n  app:\n    image: alpine\n    label_file: own.labels\n", {"own.labels": "gatekeeper.owner=someone\n"}, "reserved-label"),
+    ("env files past the stage's bound", "services:\n" + "".join(f"  s{i}:\n    image: alpine\n    env_file: big{i}.env\n" for i in range(17)), {f"big{i}.env": "A=" + "x" * ((1 << 20) - 8) + "\n" for i in range(17)}, "compose-file"),
     ("env_file link to outside now", "services:\n  app:\n    image: alpine\n    env_file: out.env\n", {"@link out.env": "@OUTSIDE@/secrets/vars.env"}, "host-path"),
 ]
 ALLOWED = [
@@ -183,6 +184,8 @@ def test_what_cannot_be_staged_is_refused(stage: Stage, why: str, compose: str, 
     staged_project(stage, name, compose, files)
     result = decide(f"docker compose -f work/{name}/compose.yaml up -d", stage.policy, OfflineEngineWorld())
     assert not result.allowed and result.rule == rule, result.reason
+    if "bound" in why:
+        assert "add up to more than 16 MiB" in result.reason, result.reason
 
 
 @pytest.mark.parametrize(("why", "compose", "files", "environment"), ALLOWED, ids=[a[0] for a in ALLOWED])

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from gatekeeper.vetting.context import Context
 
 MAX_MODEL_FILES = 128  # env and label files one project may stage
+MAX_STAGED_BYTES = 16 << 20  # all of one render's files: the stage is written to the state directory's disk
 
 
 class Stage:
@@ -107,6 +108,10 @@ def stage_model_files(ctx: Context, stage: Stage, raw: dict[str, Any]) -> None:
 
 def add_files(ctx: Context, stage: Stage, files: dict[str, bytes]) -> None:
     new = {path: data for path, data in files.items() if path not in stage.files}
+    total = sum(len(data) for data in (*stage.files.values(), *new.values()))
+    if total > MAX_STAGED_BYTES:
+        raise Denied(f"compose project's files add up to more than {MAX_STAGED_BYTES >> 20} MiB",
+                     rule="compose-file")
     ctx.world.stage_files(stage.root, new)
     stage.files.update(new)
 
