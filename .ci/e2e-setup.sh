@@ -15,7 +15,7 @@ PACKAGES=(
   logrotate          # the audit log's rotation, run for real by test_audit_append_only
   iproute2           # ip: the private engine's own bridge (gk-e2e0)
   procps
-  gcc                # tests/e2e/garp.c: the ARP forger of test_operator_leaks (static)
+  gcc                # tests/e2e/garp.c (test_operator_leaks), gatekeeper-ssh-resident (install-entry --resident)
   libc6-dev
   ca-certificates    # pip to PyPI
 )

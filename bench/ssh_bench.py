@@ -54,6 +54,10 @@ Needs root and the e2e lock (it starts the stack):
 VENV/bin/gatekeeper-ssh (say, an earlier commit installed with `git archive` and
 `gatekeeper install-entry`), same policy, proxy and engine: before and after in the same rounds.
 
+`--resident` adds the opt-in resident ForceCommand (gatekeeper/resident.py): its own sshds on the
+drop-in pointed at gatekeeper-ssh-resident, a `gatekeeper resident` pool started for the run; it is
+a side of the direct bench too (the client against the entry script, without ssh).
+
 `--forking-shell` adds the same gatekeeper on an sshd whose ForceCommand lacks the drop-in's
 `exec ` (the login shell forks for it and waits): what that word saves, in the same rounds.
 
@@ -98,6 +102,7 @@ from tests.e2e.stack import (
     IMAGE,
     LAYERED,
     POLICY,
+    RESIDENT_CLIENT,
     SNIPPET,
     SYSTEM_DROP_INS,
     VENV,
@@ -106,8 +111,11 @@ from tests.e2e.stack import (
     docker_client,
     free_port,
     running_stack,
+    start_resident_pool,
     start_sshd,
+    stop_resident_pool,
     switch_mode,
+    use_resident_client,
     write_authorized_keys,
 )
 
@@ -124,6 +132,7 @@ TARGET: Final = 1.05
 GK, PLAIN, PLAIN_AGAIN, PLAIN_PY = "gatekeeper", "plain", "plain again", "plain + py"
 AGAINST: Final = "gk --against"
 FORKING: Final = "gk no exec"
+RESIDENT_SIDE: Final = "gk resident"
 SIDES: Final = (GK, PLAIN, PLAIN_AGAIN, PLAIN_PY)
 BARE_INTERPRETER: Final = "/usr/bin/python3 -I -c pass; "
 
@@ -230,7 +239,7 @@ def pool_of(side: str) -> Pool:
 
 def side_argv(stack: Stack, n: int, side: str, command: str) -> list[str]:
     port = pool_of(side).port(n)
-    if side in (GK, AGAINST, FORKING):
+    if side in (GK, AGAINST, FORKING, RESIDENT_SIDE):
         return stack.ssh_argv(command, port=port)
     return plain_ssh(stack, port, BARE_INTERPRETER + command if side == PLAIN_PY else command)
 
@@ -285,10 +294,11 @@ def direct_argv(side: str, command: str) -> list[str]:
     """The command without ssh: the entry script as the agent (the ForceCommand, as sshd would
     start it), or docker as the plain user. Their difference is what the ForceCommand itself
     costs in this stack (start, decision, engine questions, the records, supervising docker)."""
-    if side == GK:
+    if side in (GK, RESIDENT_SIDE):
         user, env = AGENT, [f"HOME={AGENT_HOME}", "SSH_CONNECTION=127.0.0.1 40000 127.0.0.1 22",
                             f"SSH_ORIGINAL_COMMAND={command}"]
-        argv = [str(VENV / "bin" / "gatekeeper-ssh"), "--policy", str(POLICY)]
+        entry = RESIDENT_CLIENT if side == RESIDENT_SIDE else VENV / "bin" / "gatekeeper-ssh"
+        argv = [str(entry), "--policy", str(POLICY)]
     else:
         user, env = PLAIN_USER, [f"DOCKER_HOST={DOCKER_HOST}", f"DOCKER_CONFIG={DOCKER_CONFIG_DIR}"]
         argv = [str(docker_client()), *shlex.split(command)[1:]]
@@ -297,24 +307,27 @@ def direct_argv(side: str, command: str) -> list[str]:
             *env, *argv]
 
 
-def direct_bench(stack: Stack, rounds: int) -> None:
-    """Each command once per round as the ForceCommand and as plain docker, alternating."""
-    print(f"\nwithout ssh, {rounds} rounds alternating: the entry script as {AGENT} (ForceCommand) against "
-          f"docker as {PLAIN_USER}; wall ms")
-    print(f"{'command':9} {'ForceCommand':>13} {'docker':>8} {'+ms med':>8} {'+ms min':>8}")
+def direct_bench(stack: Stack, rounds: int, sides: tuple[str, ...] = (GK,)) -> None:
+    """Each command once per round as the ForceCommand(s) and as plain docker, in rotating order."""
+    print(f"\nwithout ssh, {rounds} rounds in rotating order: the ForceCommand as {AGENT} "
+          f"({', '.join(sides)}) against docker as {PLAIN_USER}; wall ms, + over docker's median and minimum")
+    print(f"{'command':9} {'side':12} {'median':>8} {'docker':>8} {'+ms med':>8} {'+ms min':>8}")
+    order = (*sides, PLAIN)
     for name, command in COMMANDS:
-        times: dict[str, list[float]] = {GK: [], PLAIN: []}
+        times: dict[str, list[float]] = {side: [] for side in order}
         for n in range(rounds + 1):
-            for side in (GK, PLAIN) if n % 2 else (PLAIN, GK):
+            for side in order[n % len(order):] + order[:n % len(order)]:
                 elapsed = timed(direct_argv(side, command))
                 if name == "stop":
                     stack.docker("start", OWNED)
                 if n:
                     times[side].append(elapsed)
-        gk, plain = times[GK], times[PLAIN]
-        print(f"{name:9} {statistics.median(gk) * 1000:13.1f} {statistics.median(plain) * 1000:8.1f} "
-              f"{(statistics.median(gk) - statistics.median(plain)) * 1000:+8.1f} "
-              f"{(min(gk) - min(plain)) * 1000:+8.1f}")
+        plain = times[PLAIN]
+        for side in sides:
+            gk, middle = times[side], statistics.median(plain)
+            print(f"{name:9} {side:12} {statistics.median(gk) * 1000:8.1f} {middle * 1000:8.1f} "
+                  f"{(statistics.median(gk) - middle) * 1000:+8.1f} "
+                  f"{(min(gk) - min(plain)) * 1000:+8.1f}")
 
 
 def query_bench(rounds: int) -> None:
@@ -419,11 +432,11 @@ def report(times: Times, rounds: int, layout: str, sshds: int = 1, restart_every
                   f"{ratio:7.3f} {min(values) / min(plain):7.3f} {paired:9.3f}  "
                   f"{(statistics.median(values) - statistics.median(plain)) * 1000:+8.1f}"
                   + (f"  {'ok' if ratio <= TARGET else 'over'} (target {TARGET})"
-                     if side in (GK, AGAINST, FORKING) else ""))
+                     if side in (GK, AGAINST, FORKING, RESIDENT_SIDE) else ""))
         print(f"{name:9} {PLAIN:12} {statistics.median(plain) * 1000:8.1f} {min(plain) * 1000:8.1f}")
 
 
-def main() -> int:
+def parse_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--layout", choices=(CLI_ALONE, LAYERED), default=CLI_ALONE)
@@ -437,10 +450,25 @@ def main() -> int:
     parser.add_argument("--against", type=Path, metavar="VENV",
                         help="a venv with another gatekeeper and its entry script (bin/gatekeeper-ssh): "
                              "a fifth side, its own sshd with the drop-in's ForceCommand pointing there")
+    parser.add_argument("--resident", action="store_true",
+                        help="a side more: the opt-in resident ForceCommand (gatekeeper-ssh-resident and "
+                             "a `gatekeeper resident` pool), its own sshds (the drop-in pointed at it)")
     parser.add_argument("--forking-shell", action="store_true",
                         help="a side more: the same gatekeeper, its sshd's ForceCommand without `exec` "
                              "(the login shell forks for it and waits, as before the drop-in had `exec`)")
-    options = parser.parse_args()
+    return parser.parse_args()
+
+
+def resident_snippet(workdir: Path) -> Path:
+    """The drop-in with its ForceCommand pointed at the resident client (--resident)."""
+    snippet = workdir / "bench-resident.conf"
+    shutil.copyfile(SNIPPET, snippet)
+    use_resident_client(snippet)
+    return snippet
+
+
+def main() -> int:
+    options = parse_options()
     with running_stack() as stack:
         switch_mode(stack, options.layout)
         home = stack.workdir / "bench-home"
@@ -460,7 +488,12 @@ def main() -> int:
             if options.forking_shell:
                 snippets[FORKING] = against_snippet(stack.workdir, VENV, shell_exec=False)
                 sides = (*sides, FORKING)
-            names = {GK: "gk", PLAIN: "plain", PLAIN_AGAIN: "again", AGAINST: "against", FORKING: "forking"}
+            names = {GK: "gk", PLAIN: "plain", PLAIN_AGAIN: "again", AGAINST: "against", FORKING: "forking",
+                     RESIDENT_SIDE: "resident"}
+            resident = start_resident_pool() if options.resident else None
+            if options.resident:
+                snippets[RESIDENT_SIDE] = resident_snippet(stack.workdir)
+                sides = (*sides, RESIDENT_SIDE)
             try:
                 for side, snippet in snippets.items():
                     name = f"sshd-bench-{names[side]}"
@@ -474,13 +507,15 @@ def main() -> int:
                     times, served = measure(stack, options.rounds, sides, options.restart_every)
                     report(times, options.rounds, options.layout, options.sshds, options.restart_every)
                     sshd_offsets(times, served)
-                    direct_bench(stack, options.rounds)
+                    direct_bench(stack, options.rounds, (GK, RESIDENT_SIDE) if options.resident else (GK,))
                 if options.trace:
                     trace_bench(stack, options.trace)
             finally:
                 stack.docker("rm", "-f", OWNED, check=False)
                 for pool in POOLS.values():
                     pool.stop()
+                if resident is not None:
+                    stop_resident_pool(resident)
     return 0
 
 

@@ -15,11 +15,19 @@ import sys
 from gatekeeper.environment import getenv
 from gatekeeper.errors import EX_CONFIG, EX_SOFTWARE, GatekeeperError
 
+TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    return guarded(dispatch, sys.argv[1:] if argv is None else argv)
+
+
+def guarded(run: Callable[[list[str]], int], args: list[str]) -> int:
+    """`run(args)` behind the one boundary: a GatekeeperError or any other exception is a denial."""
     try:
-        return dispatch(args)
+        return run(args)
     except GatekeeperError as error:
         sys.stderr.write(f"gatekeeper: denied: {error.message} (rule {error.rule})\n")
         return error.exit_code

@@ -48,6 +48,8 @@ COMMANDS: Final = {
                     "deny a pending request of the agent"),
     "completion": Command("gatekeeper.operator.completion:main",
                           "print a bash completion script (gatekeeper completion bash)"),
+    "resident": Command("gatekeeper.operator.resident_cmd:main",
+                        "serve the ForceCommand to gatekeeper-ssh-resident from pre-started workers"),
     "proxy": Command("gatekeeper.operator.proxy_cmd:main",
                      "serve the engine's API to [proxy.users], allowing only what the policy allows"),
 }  # fmt: skip

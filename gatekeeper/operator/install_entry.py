@@ -57,13 +57,18 @@ entry()
 """
 
 USAGE = """\
-usage: gatekeeper install-entry [--to PATH] [--python PATH]
+usage: gatekeeper install-entry [--to PATH] [--python PATH] [--resident]
 
 Write the ForceCommand entry script (default: gatekeeper-ssh beside this
 installation's python3, e.g. /opt/gatekeeper/bin/gatekeeper-ssh), whose
 interpreter line runs that python3 isolated (-I). Then use it in sshd_config:
 
     ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
+
+With --resident it also compiles (gcc) gatekeeper-ssh-resident beside it, the
+ForceCommand client of `gatekeeper resident` (opt-in; falls back to the script):
+
+    ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh-resident --policy /etc/gatekeeper/policy.toml
 
 examples:
   /opt/gatekeeper/bin/gatekeeper install-entry
@@ -79,8 +84,9 @@ def main(args: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in args):
         sys.stdout.write(USAGE)
         return 0
+    resident = "--resident" in args
     try:
-        options = parse(args)
+        options = parse([arg for arg in args if arg != "--resident"])
         python = interpreter(options.get("--python") or default_python())
         target = options.get("--to") or os.path.join(os.path.dirname(python), ENTRY_NAME)
         packages = package_directory(python)
@@ -88,9 +94,14 @@ def main(args: list[str]) -> int:
         write_module_bundle(python, bundle_path(target), packages)
         write_entry(target, python, packages)
         prove_it_starts(target)
+        if resident:
+            write_resident_client(resident_path(target), target, packages)
     except EntryError as error:
         sys.stderr.write(f"gatekeeper install-entry: {error}\n")
         return 1
+    if resident:
+        sys.stdout.write(f"wrote {resident_path(target)} (client of `gatekeeper resident`; "
+                         f"without a pool it runs {target})\n")
     sys.stdout.write(f"wrote {target} (#!{python} -IS) and {bundle_path(target)}\n"
                      f"ForceCommand exec {target} --policy /etc/gatekeeper/policy.toml\n")
     return 0
@@ -201,3 +212,35 @@ def prove_it_starts(target: str) -> None:
     if done.returncode != 0 or not done.stdout.startswith("gatekeeper "):
         said = (done.stderr or done.stdout).strip()[:200]
         raise EntryError(f"{target} was written but does not start: {said}")
+
+
+def resident_path(target: str) -> str:
+    """The resident pool's client (gatekeeper.resident) beside the entry script."""
+    return f"{target}-resident"
+
+
+def write_resident_client(client: str, fallback: str, packages: str, socket_directory: str = "") -> None:
+    """Compile gatekeeper/resident_client.c with the machine's gcc, its fallback and socket
+    directory built in, to a temporary file renamed over `client` (root-owned 0755)."""
+    import shutil
+    import subprocess
+
+    from gatekeeper.resident import SOCKET_DIRECTORY
+
+    directory = socket_directory or SOCKET_DIRECTORY
+    if not set(fallback + directory) <= PLAIN_PATH:
+        raise EntryError(f"{fallback!r} and {directory!r} must be plain paths to be built into the client")
+    compiler = shutil.which("gcc", path="/usr/bin:/bin")
+    if compiler is None:
+        raise EntryError("--resident needs gcc (Debian: apt-get install gcc libc6-dev)")
+    source = os.path.join(packages, "gatekeeper", "resident_client.c")
+    temporary = f"{client}.tmp-{os.getpid()}"
+    argv = [compiler, "-O2", "-Wall", "-Wextra", "-Werror", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong",
+            f"-DGK_FALLBACK=\"{fallback}\"", f"-DGK_SOCKET_DIR=\"{directory}\"",
+            "-o", temporary, source]
+    done = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/",
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        raise EntryError(f"cannot compile {source}: {(done.stdout + done.stderr).strip()[:300]}")
+    os.chmod(temporary, 0o755)  # noqa: S103 - sshd runs it as the agent
+    os.replace(temporary, client)

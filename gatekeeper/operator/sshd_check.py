@@ -70,12 +70,12 @@ EXPECTED: Final[Mapping[str, tuple[str, ...]]] = {
     "channeltimeout": ("session=30m",),
     "unusedconnectiontimeout": ("300",),
 }
-# The one setting with a variable part: the entry (`python3 -I -m gatekeeper` or
-# the `gatekeeper install-entry` script), the policy path and profile name, with
+# The one setting with a variable part: the entry (`python3 -I -m gatekeeper`,
+# the `gatekeeper install-entry` script or its resident client), the policy path and profile name, with
 # `exec ` before it (the drop-in's: the login shell becomes gatekeeper) or without
 # (drop-ins written before `exec` was added there).
 FORCECOMMAND: Final = re.compile(
-    r"(?:exec )?/opt/gatekeeper/bin/(?:python3 -I -m gatekeeper|gatekeeper-ssh)"
+    r"(?:exec )?/opt/gatekeeper/bin/(?:python3 -I -m gatekeeper|gatekeeper-ssh|gatekeeper-ssh-resident)"
     r" --policy /[A-Za-z0-9._+/-]+(?: --name [A-Za-z0-9_.:/@-]+)?"
 )
 

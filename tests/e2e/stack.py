@@ -110,6 +110,13 @@ PROXY_UNIT_SOURCE: Final = REPO_ROOT / "sshd_snippets" / "gatekeeper-proxy.servi
 PROXY_UNIT: Final = Path("/etc/systemd/system/gatekeeper-proxy.service")
 PROXY_RUN_DIR: Final = Path("/run/gatekeeper")  # the unit's RuntimeDirectory
 PROXY_SOCKET: Final = PROXY_RUN_DIR / "docker.sock"
+# The opt-in resident ForceCommand (gatekeeper/resident.py): its C client, beside the entry
+# script, and the pool that serves it. GK_E2E_FORCECOMMAND=resident runs the suite with the
+# drop-in's ForceCommand pointing at the client and the pool running, as README describes.
+RESIDENT_CLIENT: Final = VENV / "bin" / "gatekeeper-ssh-resident"
+RESIDENT_SOCKET_DIR: Final = Path("/run/gatekeeper-resident")
+RESIDENT_PIDFILE: Final = RUN_DIR / "resident.pid"
+RESIDENT: Final = os.environ.get("GK_E2E_FORCECOMMAND", "script") == "resident"
 # TEST ONLY: the ForceCommand of layout (b), copied where the agent can read it.
 UNVETTED_SOURCE: Final = REPO_ROOT / "tests" / "e2e" / "unvetted_forcecommand.py"
 UNVETTED_COPY: Final = RUN_DIR / "unvetted_forcecommand.py"
@@ -496,7 +503,7 @@ def install_gatekeeper() -> None:
             pip = [str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
             run([*pip, "--force-reinstall", "--no-deps", str(source)])
             run([*pip, str(source)])
-        run([str(VENV / "bin" / "gatekeeper"), "install-entry"])
+        run([str(VENV / "bin" / "gatekeeper"), "install-entry", "--resident"])
     finally:
         os.umask(old_umask)
 
@@ -1038,6 +1045,45 @@ def stop_proxy(daemon: Daemon) -> None:
     shutil.rmtree(PROXY_RUN_DIR, ignore_errors=True)
 
 
+def resident_argv() -> list[str]:
+    """The resident unit's ExecStart (sshd_snippets/gatekeeper-resident@.service), for the agent."""
+    return [str(VENV / "bin" / "python3"), "-I", "-m", "gatekeeper", "resident", "--user", AGENT]
+
+
+def start_resident_pool() -> Daemon:
+    """`gatekeeper resident` as its unit runs it (RuntimeDirectory=gatekeeper-resident, root 0755)."""
+    RESIDENT_SOCKET_DIR.mkdir(mode=0o755, exist_ok=True)
+    RESIDENT_SOCKET_DIR.chmod(0o755)
+    daemon = Daemon("gatekeeper-resident", resident_argv(), RUN_DIR / "resident.log")
+    daemon.start()
+    assert daemon.process is not None
+    RESIDENT_PIDFILE.write_text(f"{daemon.process.pid}\n")
+    socket_path = RESIDENT_SOCKET_DIR / f"{pwd.getpwnam(AGENT).pw_uid}.sock"
+
+    def answers() -> bool:
+        if not daemon.alive():
+            raise StackError(f"gatekeeper resident exited:\n{daemon.log_tail()}")
+        return socket_path.is_socket()
+
+    wait_for("gatekeeper resident", answers, 30, diagnose=daemon.log_tail)
+    return daemon
+
+
+def stop_resident_pool(daemon: Daemon) -> None:
+    daemon.stop()
+    RESIDENT_PIDFILE.unlink(missing_ok=True)
+    shutil.rmtree(RESIDENT_SOCKET_DIR, ignore_errors=True)
+
+
+def use_resident_client(drop_in: Path) -> None:
+    """The drop-in's ForceCommand line pointed at the resident client (README's opt-in mode)."""
+    text = drop_in.read_text()
+    entry = f"ForceCommand exec {VENV}/bin/gatekeeper-ssh "
+    if text.count(entry) != 1:
+        raise StackError(f"{drop_in} should have exactly one line starting {entry!r}")
+    drop_in.write_text(text.replace(entry, f"ForceCommand exec {RESIDENT_CLIENT} "))
+
+
 def reload_proxy() -> None:
     """SIGHUP (systemctl reload): the proxy reads the policy again. Waits for its log line."""
     log = RUN_DIR / "proxy.log"
@@ -1201,12 +1247,15 @@ def stop_stale_stack() -> None:
         shutil.rmtree(stale, ignore_errors=True)
     PROXY_PIDFILE.unlink(missing_ok=True)
     shutil.rmtree(PROXY_RUN_DIR, ignore_errors=True)
+    RESIDENT_PIDFILE.unlink(missing_ok=True)
+    shutil.rmtree(RESIDENT_SOCKET_DIR, ignore_errors=True)
 
 
 def stale_daemon_pids() -> list[int]:
     """PIDs from our pidfiles whose process still runs what we started: dockerd with our
     --pidfile, sshd with its -f config beside the pidfile. A recycled PID does not match."""
-    expected = [(ENGINE_PIDFILE, f"--pidfile {ENGINE_PIDFILE}"), (PROXY_PIDFILE, " ".join(proxy_argv()[1:]))]
+    expected = [(ENGINE_PIDFILE, f"--pidfile {ENGINE_PIDFILE}"), (PROXY_PIDFILE, " ".join(proxy_argv()[1:])),
+                (RESIDENT_PIDFILE, " ".join(resident_argv()[1:]))]
     expected += [(pidfile, f"-f {pidfile.with_suffix('.conf')}") for pidfile in RUN_DIR.glob("ssh-*/*.pid")]
     found = []
     for pidfile, needle in expected:
@@ -1244,18 +1293,24 @@ def running_stack() -> Iterator[Stack]:
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
         deploy_access_rules(undo)
+        if RESIDENT:
+            use_resident_client(SYSTEM_DROP_IN)
+            run([str(GATEKEEPER), "sshd-check", "--config", "/etc/ssh/sshd_config"])
         undo.callback(remove_our_bridge)
         bridge = create_bridge()
         dockerd = start_dockerd(bridge)
         undo.callback(stop_dockerd, dockerd)
         proxy = start_proxy()
         undo.callback(stop_proxy, proxy)
+        if RESIDENT:
+            resident = start_resident_pool()
+            undo.callback(stop_resident_pool, resident)
         import_busybox_image()
         place_compose_app()
         workdir = Path(tempfile.mkdtemp(prefix="ssh-", dir=RUN_DIR))
         undo.callback(shutil.rmtree, workdir, True)
         stack = start_sshds(workdir, undo)
-        stack.daemons[:0] = [dockerd, proxy]
+        stack.daemons[:0] = [dockerd, proxy, *([resident] if RESIDENT else [])]
         stack.mode = LAYERED
         yield stack
 

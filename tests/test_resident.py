@@ -1,0 +1,247 @@
+"""The resident ForceCommand (gatekeeper/resident.py) and its C client, without sshd.
+
+The request the worker accepts, what of it reaches the ForceCommand (only the SSH
+variables, the session's rlimits never raised), and the client's rule: anything short of
+a worker's acknowledgement from a listener with root's credentials makes it exec the
+entry script with the same argv, never anything weaker. Through the real sshd and
+engine: tests/e2e/test_resident.py.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gatekeeper import resident
+from gatekeeper.operator.install_entry import write_resident_client
+from gatekeeper.operator.sshd_check import FORCECOMMAND
+
+PACKAGES = str(Path(resident.__file__).resolve().parent.parent)
+IS_ROOT = os.geteuid() == 0
+
+
+def request_bytes(*fields: bytes) -> bytes:
+    return resident.MAGIC + b"\0" + b"".join(field + b"\0" for field in fields)
+
+
+# ---------------------------------------------------------------- the request
+
+
+def test_a_request_gives_argv_umask_limits_and_only_the_ssh_variables() -> None:
+    request = resident.Request([])
+    data = request_bytes(b"umask=27", b"rlimit=7:512:1024", b"arg=--policy", b"arg=/etc/p.toml",
+                         b"env=SSH_ORIGINAL_COMMAND=docker ps", b"env=SSH_CONNECTION=1 2 3 4",
+                         b"env=PYTHONPATH=/home/ai-worker/pp", b"env=LD_PRELOAD=/tmp/x.so",
+                         b"env=SSH_USER_AUTH=/tmp/auth", b"env=PATH=/evil")
+    assert resident.parse_request(data, request)
+    assert request.args == ["--policy", "/etc/p.toml"]
+    assert request.environment == {"SSH_ORIGINAL_COMMAND": "docker ps", "SSH_CONNECTION": "1 2 3 4",
+                                   "SSH_USER_AUTH": "/tmp/auth"}
+    assert (request.umask, request.limits) == (0o027, {7: (512, 1024)})
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"gatekeeper-resident 2\0arg=x\0",  # another protocol
+    request_bytes(b"shell=/bin/sh"),  # a field nobody defined
+    request_bytes(b"arg=x")[:-1],  # not NUL-terminated
+], ids=["empty", "version", "unknown-field", "unterminated"])
+def test_a_malformed_request_is_refused(data: bytes) -> None:
+    assert not resident.parse_request(data, resident.Request([]))
+
+
+def test_the_variables_passed_are_all_the_forcecommand_reads() -> None:
+    """The list is the ForceCommand's own: every getenv() outside operator commands names one."""
+    import re
+
+    names = set()
+    for path in Path(PACKAGES, "gatekeeper").rglob("*.py"):
+        if "operator" in path.parts or "proxy" in path.parts:
+            continue
+        names.update(re.findall(r'getenv\("([A-Z_]+)"\)', path.read_text()))
+    assert names == set(resident.SSH_VARIABLES)
+
+
+def in_child(check: Callable[[], bool]) -> bool:
+    """`check()` in a forked child (rlimits and descriptors changed there only)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if check() else 1)
+        except BaseException:  # noqa: BLE001
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_sessions_lower_limit_applies_and_a_higher_one_is_not_granted() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def lower() -> bool:
+        assert resident.apply_limits({resource.RLIMIT_NOFILE: (64, 128)})
+        return resource.getrlimit(resource.RLIMIT_NOFILE) == (64, 128)
+
+    def higher() -> bool:
+        assert resident.apply_limits({resource.RLIMIT_NOFILE: (resident.RLIMIT_INFINITY,) * 2})
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[1] <= hard
+
+    assert in_child(lower)
+    assert in_child(higher)
+    assert not resident.apply_limits({99: (1, 1)})  # a resource no client of ours sends: refused
+
+
+# ---------------------------------------------------------------- the worker's side of the socket
+
+
+def send_request(conn: socket.socket, data: bytes, fds: list[int]) -> None:
+    conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+
+
+def test_receive_takes_three_descriptors_and_the_request() -> None:
+    client, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with client, worker, open(os.devnull, "rb") as null:
+        send_request(client, request_bytes(b"arg=--policy", b"arg=/p"), [null.fileno()] * 3)
+        request = resident.receive(worker)
+        assert request is not None and request.args == ["--policy", "/p"]
+        assert len(request.fds) == 3
+        for fd in request.fds:
+            os.close(fd)
+        assert resident.peer_uid(worker) == os.getuid()
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_receive_refuses_another_number_of_descriptors(count: int) -> None:
+    client, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with client, worker, open(os.devnull, "rb") as null:
+        send_request(client, request_bytes(b"arg=x"), [null.fileno()] * count)
+        assert resident.receive(worker) is None
+
+
+# ---------------------------------------------------------------- the C client
+
+
+@pytest.fixture(scope="module")
+def client_dir() -> Iterator[Path]:
+    """The client compiled with a test socket directory, and a fallback that says it ran."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc (install-entry --resident needs it; .ci/e2e-setup.sh installs it)")
+    directory = Path(tempfile.mkdtemp(prefix="gk-resident-", dir="/tmp"))  # reachable by nobody too
+    directory.chmod(0o755)
+    fallback = directory / "fallback"
+    fallback.write_text("#!/bin/sh\necho \"fallback $*\"\nexit 9\n")
+    fallback.chmod(0o755)
+    write_resident_client(str(directory / "client"), str(fallback), PACKAGES, str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_client(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"SSH_ORIGINAL_COMMAND": "docker ps", "PYTHONPATH": "/x"}
+    return subprocess.run([str(directory / "client"), *args], capture_output=True, text=True, env=env,
+                          timeout=30, check=False)
+
+
+def test_without_a_pool_the_client_execs_the_entry_script(client_dir: Path) -> None:
+    done = run_client(client_dir, "--policy", "/p")
+    assert (done.returncode, done.stdout) == (9, "fallback --policy /p\n")
+
+
+def fake_pool(directory: Path, answer: Callable[[socket.socket], None]) -> list[bytes]:
+    """A listener (ours: root's) at the client's socket path that hands the connection to
+    `answer`; returns what it received."""
+    path = directory / f"{os.getuid()}.sock"
+    path.unlink(missing_ok=True)
+    received: list[bytes] = []
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            data, ancillary, _, _ = connection.recvmsg(resident.MAX_REQUEST, socket.CMSG_SPACE(12))
+            for fd in resident.received_fds(ancillary):
+                os.close(fd)  # the client's stdio: held here, its reader would never see EOF
+            received.append(data)
+            answer(connection)
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return received
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the client trusts only a listener with root's credentials")
+def test_the_client_relays_the_workers_exit_status(client_dir: Path) -> None:
+    received = fake_pool(client_dir, lambda c: (c.sendall(b"A%d" % os.getpid()), c.sendall(b"E42")))
+    done = run_client(client_dir, "--policy", "/p")
+    assert (done.returncode, done.stdout) == (42, "")
+    (data,) = received
+    fields = data.split(b"\0")
+    assert fields[0] == resident.MAGIC and b"arg=--policy" in fields and b"arg=/p" in fields
+    assert b"env=SSH_ORIGINAL_COMMAND=docker ps" in fields  # the worker filters (PYTHONPATH too is sent)
+    assert sum(field.startswith(b"rlimit=") for field in fields) == resident.RLIMITS
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the client trusts only a listener with root's credentials")
+def test_a_worker_closing_before_acknowledging_means_the_entry_script(client_dir: Path) -> None:
+    fake_pool(client_dir, lambda c: None)
+    done = run_client(client_dir, "--policy", "/p")
+    assert (done.returncode, done.stdout) == (9, "fallback --policy /p\n")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the client trusts only a listener with root's credentials")
+def test_a_worker_ending_after_acknowledging_is_a_failure_never_a_second_run(client_dir: Path) -> None:
+    fake_pool(client_dir, lambda c: c.sendall(b"A%d" % os.getpid()))
+    done = run_client(client_dir, "--policy", "/p")
+    assert done.returncode == 70 and done.stdout == ""
+    assert "resident worker ended" in done.stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to make a listener of another uid")
+def test_a_listener_that_is_not_roots_is_never_sent_anything(client_dir: Path) -> None:
+    """Attack: a process of the agent at the pool's path. Control: root's listener is sent the request."""
+    path = client_dir / f"{os.getuid()}.sock"
+    path.unlink(missing_ok=True)
+    script = ("import socket, sys, os\n"
+              "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(sys.argv[1])\n"
+              "os.chmod(sys.argv[1], 0o666)\n"
+              "s.listen(1); print('up', flush=True); c, _ = s.accept(); c.settimeout(5)\n"
+              "try:\n    print(len(c.recv(1 << 17)))\nexcept OSError:\n    print(0)\n")
+    client_dir.chmod(0o1777)  # so that nobody can bind there: the client must not trust the place
+    for uid, expected_sent in ((0, True), (65534, False)):
+        path.unlink(missing_ok=True)
+        preexec = None if uid == 0 else (lambda: os.setuid(65534))
+        argv = [sys.executable, "-I", "-c", script, str(path)]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, preexec_fn=preexec) as listener:  # noqa: PLW1509 - the uid is the point
+            assert listener.stdout is not None and listener.stdout.readline() == "up\n"
+            done = run_client(client_dir, "--policy", "/p")
+            sent = int(listener.communicate(timeout=20)[0].strip())
+        assert (sent > 0) == expected_sent, (uid, sent)
+        assert (done.returncode, done.stdout) == (9, "fallback --policy /p\n")
+    path.unlink(missing_ok=True)
+    client_dir.chmod(0o755)
+
+
+def test_sshd_check_accepts_the_resident_client() -> None:
+    line = "exec /opt/gatekeeper/bin/gatekeeper-ssh-resident --policy /etc/gatekeeper/p.toml"
+    assert FORCECOMMAND.fullmatch(line)
+
+
+def test_an_upgrade_under_the_pool_is_noticed() -> None:
+    """The pool's stamps of its sources: a changed one means its workers run replaced code."""
+    stamps = resident.preload()
+    assert stamps and resident.code_is_current(stamps)
+    (relative, (inode, size, mtime)), *rest = stamps
+    assert not resident.code_is_current(((relative, (inode, size + 1, mtime)), *rest))
+    assert not resident.code_is_current((("gatekeeper/gone.py", (1, 1, 1)),))
