@@ -177,30 +177,39 @@ def code_is_current(stamps: Stamps) -> bool:
 
 EX_STALE = 75  # the pool exits with it when gatekeeper was upgraded under it (Restart=on-failure)
 STALE_CHECK_SECONDS = 1.0  # a stat of each source: under 1 ms of the pool's CPU a second
+# A worker's word to the pool that it accepted a session: a real-time signal, queued (two at
+# once are two), sent while the worker is still root, with its pid (si_pid).
+BUSY = signal.SIGRTMIN
 # Taken synchronously (sigtimedwait): no handler can run in the middle of a fork.
-POOL_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+POOL_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, BUSY)
 
 
 def serve(listener: socket.socket, workers: int, account: Account, stamps: Stamps) -> int:
-    """Keep `workers` idle workers in accept(); each serves one session, then exits. Until
-    SIGTERM or SIGINT (0) or sources changed under it (EX_STALE): then idle workers end and
-    busy ones finish their session (ignore_stop)."""
+    """Keep `workers` idle workers in accept(); each serves one session, then exits. A worker
+    that accepted says so (BUSY, queued) and another is forked at once: a `logs -f` holding a
+    worker for hours never leaves a call waiting. Until SIGTERM or SIGINT (0) or sources
+    changed under it (EX_STALE): then idle workers end and busy ones finish their session."""
     signal.pthread_sigmask(signal.SIG_BLOCK, POOL_SIGNALS)
-    children: set[int] = set()
+    idle: set[int] = set()
+    busy: set[int] = set()
     code, checked = 0, time.monotonic()
     while True:
-        children -= reaped()
-        while len(children) < workers:
-            children.add(start_worker(listener, account))
+        gone = reaped()
+        idle, busy = idle - gone, busy - gone
+        while len(idle) < workers:
+            idle.add(start_worker(listener, account))
         received = signal.sigtimedwait(POOL_SIGNALS, STALE_CHECK_SECONDS)
-        if received is not None and received.si_signo != signal.SIGCHLD:
+        if received is not None and received.si_signo == BUSY and received.si_pid in idle:
+            idle.discard(received.si_pid)
+            busy.add(received.si_pid)
+        elif received is not None and received.si_signo not in (BUSY, signal.SIGCHLD):
             break
         if time.monotonic() - checked >= STALE_CHECK_SECONDS:
             checked = time.monotonic()
             if not code_is_current(stamps):
                 code = EX_STALE
                 break
-    for pid in children - reaped():
+    for pid in idle - reaped():
         try:
             os.kill(pid, signal.SIGUSR1)
         except ProcessLookupError:
@@ -243,6 +252,7 @@ def serve_one(listener: socket.socket, account: Account) -> None:
     # caught and dropped. A handler, not SIG_IGN: docker must not inherit an ignored signal.
     signal.signal(signal.SIGUSR1, ignore_stop)
     listener.close()
+    os.kill(os.getppid(), BUSY)  # the pool forks an idle worker in our place
     if peer_uid(connection) != account.uid:
         return  # closed unserved (the client, if ours, runs the entry script as its own uid)
     drop_privileges(account)

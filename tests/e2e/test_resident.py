@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from gatekeeper.resident import DEFAULT_WORKERS
+
 from .stack import (
     AGENT,
     RESIDENT,
@@ -314,3 +316,23 @@ def test_an_upgrade_under_the_pool_sends_calls_to_the_new_code(stack: Stack, res
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
         daemon.start()  # as Restart=on-failure would
         wait_for("the pool again", pool_socket().is_socket, 30, diagnose=daemon.log_tail)
+
+
+def test_long_sessions_never_leave_a_call_waiting(stack: Stack, resident_port: int, ticker: str) -> None:
+    """More held sessions (`logs -f`) than the pool keeps idle workers: each accepted session
+    is replaced by a fresh idle worker at once, so the next call is served, by the pool."""
+    assert wait_until_no_agent_processes(10) == [], "agent processes left over from an earlier test"
+    argv = stack.ssh_argv(f"docker logs -f {ticker}", port=resident_port)
+    clients = [subprocess.Popen(argv, stdout=subprocess.PIPE) for _ in range(DEFAULT_WORKERS + 1)]
+    try:
+        for client in clients:
+            assert client.stdout is not None
+            assert read_lines(client.stdout, count=2, timeout=20), "a held session did not start streaming"
+        assert all("gatekeeper resident" in parent_of(pid)[1] for pid in docker_pids())
+        done = stack.ssh("docker exec some-container sh", port=resident_port, timeout=20)
+        assert done.returncode == 77, done.stderr
+    finally:
+        for client in clients:
+            client.kill()
+            client.communicate(timeout=10)
+    assert wait_until_no_agent_processes(5) == []
