@@ -442,6 +442,15 @@ def agent_compose_project(project: str, directory: Path, text: str) -> Iterator[
         path.unlink(missing_ok=True)
         directory.rmdir()
 
+
+def record_agent_build(ident: str, profile: str = "default") -> str:
+    """As if the agent had built image `ident` through gatekeeper: the build record gatekeeper
+    writes after the agent's own build (gatekeeper.build_records), made by root; its name."""
+    name = f"gatekeeper-built-e2e-{ident.removeprefix('sha256:')[:12]}"
+    engine("volume", "create", "--label", f"gatekeeper.built-by={profile}", "--label",
+           f"gatekeeper.built-image={ident}", name, check=True)
+    return name
+
 # ---------------------------------------------------------------- setup steps
 
 

@@ -30,6 +30,7 @@ from .stack import (
     audit_offset,
     policy_extended,
     policy_rewritten,
+    record_agent_build,
     write_file,
 )
 from .test_attack_chains import assert_refused
@@ -182,6 +183,8 @@ def test_a_built_services_existing_image_has_its_labels_checked(stack: Stack, pr
     it without building. Control: root's compose up of the agent's very file (the defence off):
     the container carries the label. The agent's: refused (rule refused-label)."""
     root_built(stack, "ai-rl-relabel-app", f"FROM {LABEL_BASE}\nLABEL gatekeeper.owner=default\n")
+    ident = stack.docker("image", "inspect", "--format", "{{.Id}}", "ai-rl-relabel-app").stdout.strip()
+    record = record_agent_build(ident)  # the agent's own, as after its build (gatekeeper.build_records)
     write_file(project / "Dockerfile", f"FROM {IMAGE}\n", mode=0o644, owner=AGENT, group=AGENT)
     compose = project / "relabel.yaml"
     text = "name: ai-rl-relabel\nservices:\n  app:\n    build: .\n    command: [sleep, '60']\n"
@@ -193,8 +196,11 @@ def test_a_built_services_existing_image_has_its_labels_checked(stack: Stack, pr
     remove_project(stack, "ai-rl-relabel")
     up = f"docker compose -f {compose} up -d"
     since = audit_offset()
-    assert_refused(stack, stack.ssh(up, timeout=240), since, rule="refused-label")
-    assert project_containers(stack, "ai-rl-relabel") == []
+    try:
+        assert_refused(stack, stack.ssh(up, timeout=240), since, rule="refused-label")
+        assert project_containers(stack, "ai-rl-relabel") == []
+    finally:
+        stack.docker("volume", "rm", record, check=False)
 
 
 def test_a_built_service_does_not_re_point_the_operators_image_of_composes_name(

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, Stack, audit_offset, docker_client, root_docker_env
+from .stack import AGENT, AGENT_HOME, Stack, audit_offset, docker_client, record_agent_build, root_docker_env
 from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
@@ -52,14 +52,6 @@ def root_build(tag: str, dockerfile: str) -> None:
     built = subprocess.run(argv, input=dockerfile.encode(), env=env, capture_output=True, timeout=120,
                            check=False)
     assert built.returncode == 0, built.stderr
-
-
-def forge_record(stack: Stack, ident: str) -> str:
-    """The defence off for one image: the record gatekeeper writes after the agent's own build."""
-    name = f"gatekeeper-built-forged-{ident[7:19]}"
-    stack.docker("volume", "create", "--label", "gatekeeper.built-by=default", "--label",
-                 f"gatekeeper.built-image={ident}", name)
-    return name
 
 
 def clean(stack: Stack) -> None:
@@ -131,7 +123,7 @@ def test_the_operators_descendant_is_not_the_agents(stack: Stack, base: str, kin
     assert_refused(stack, removed, since, rule="scope-owned")
     assert image_id(stack, heir) == ident, "the operator's image was removed"
 
-    forged = forge_record(stack, ident)  # the control: the defence off for this image
+    forged = record_agent_build(ident)  # the control: the defence off for this image
     try:
         shown = stack.ssh(f"docker image inspect --format '{{{{json .Config.Env}}}}' {heir}")
         assert SECRET.encode() in shown.stdout, shown.stderr
