@@ -291,12 +291,12 @@ def agent_network(stack: Stack, servers: tuple[str, str]) -> Iterator[str]:
 
 def conditions_step(nonce: str) -> str:
     """The operator's step (fresh per run: the nonce): what it fetched and what it saw of its
-    conditions (open files, CPUs, /dev/shm, 80 MB of memory for tail's buffer), tolerating a
-    failed fetch or a killed tail as such steps do."""
+    conditions (open files, CPUs, /dev/shm, its memory cap as cgroup v1 or v2 says it),
+    tolerating a failed fetch as such steps do. (The cap is read, not hit: a step filling
+    memory under the cap was OOM-killed whole now and then, failing the control.)"""
     seen = "$(wget -qO- http://updates.rt7/file || echo offline) $(ulimit -n) $(nproc)"
     seen += " $(df -k /dev/shm | tail -1)"
-    seen += " $( (head -c 80000000 /dev/zero | tail -c 80000000 >/dev/null) 2>/dev/null && echo whole"
-    seen += " || echo starved)"
+    seen += " $(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null)"
     return f"FROM {IMAGE}\nRUN echo {nonce} >/dev/null; echo \"{seen}\" > /fetched\n"
 
 
