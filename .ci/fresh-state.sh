@@ -90,7 +90,7 @@ if [ -L "$wants" ] && [ "$(readlink "$wants")" = "$proxy_unit" ]; then
   rm -f "$wants"
 fi
 remove_if_ours "$proxy_unit" sshd_snippets/gatekeeper-proxy.service
-rm -rf /run/gatekeeper
+rm -rf /run/gatekeeper /run/gatekeeper-resident  # the resident pool's sockets too
 for deny in /etc/cron.deny /etc/at.deny; do  # the agent's line only; a file left empty was ours
   if [ -f "$deny" ] && grep -qx "$AGENT" "$deny"; then
     sed -i "/^$AGENT\$/d" "$deny"
