@@ -47,7 +47,7 @@ import stat
 import time
 
 from gatekeeper.errors import Denied
-from gatekeeper.pinning import remove_directory
+from gatekeeper.pinning import remove_directory, write_whole
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -221,9 +221,7 @@ def copy_bytes(reading: int, target: int, name: str, info: os.stat_result) -> No
             chunk = os.read(reading, min(CHUNK, left))
             if not chunk:
                 break
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(writing, view):]
+            write_whole(writing, chunk)
             left -= len(chunk)
         os.utime(writing, ns=(info.st_atime_ns, info.st_mtime_ns))
         os.fchmod(writing, stat.S_IMODE(info.st_mode) & 0o777)

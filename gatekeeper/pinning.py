@@ -122,9 +122,7 @@ def pinned_argv(argv: list[str], pins: list[tuple[int, str, bytes]]) -> tuple[li
     for index, prefix, data in pins:
         fd = os.memfd_create("gatekeeper-pinned", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         fds.append(fd)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_whole(fd, data)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         os.lseek(fd, 0, os.SEEK_SET)
         os.set_inheritable(fd, True)
@@ -187,14 +185,19 @@ def open_private_directory(parent: int, name: str, where: str) -> int:
     return fd
 
 
+def write_whole(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (os.write may take part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_replacing(directory: int, name: str, data: bytes) -> None:
     temporary = f".{name}.{os.getpid()}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, 0o600, dir_fd=directory)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_whole(fd, data)
     finally:
         os.close(fd)
     os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
@@ -292,9 +295,7 @@ def stage_files(root: str, files: dict[str, bytes]) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(root + path, flags, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_whole(fd, data)
         finally:
             os.close(fd)
 

@@ -141,12 +141,17 @@ def record_pull(policy: Policy, ref: str, when: str, before: dict[str, str]) -> 
 
 
 def forget_pull(policy: Policy, ident: str) -> None:
+    forget_records(policy, ident, PULLED_BY, PULLED_IMAGE, RECORD_PREFIX)
+
+
+def forget_records(policy: Policy, ident: str, by: str, image: str, prefix: str) -> None:
+    """The profile's records (volumes named `prefix`..., labelled by=<profile>, image=<ident>)
+    of an image that is gone: pull records here, build records (gatekeeper.build_records)."""
     if docker(policy, ["image", "inspect", "--format", "{{.Id}}", "--", ident])[0] == 0:
         return  # still there (another tag, or in use): keep the record
-    owner = policy.profile
-    status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={PULLED_BY}={owner}",
-                                     "--filter", f"label={PULLED_IMAGE}={ident}"])
-    names = [n for n in out.split() if n.startswith(RECORD_PREFIX)]
+    status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={by}={policy.profile}",
+                                     "--filter", f"label={image}={ident}"])
+    names = [n for n in out.split() if n.startswith(prefix)]
     if status == 0 and names:
         docker(policy, ["volume", "rm", "--", *names])
 
@@ -210,10 +215,4 @@ def record_builds(policy: Policy, tags: list[str], started: float) -> None:
 def forget_build(policy: Policy, ident: str) -> None:
     from gatekeeper.build_records import RECORD_PREFIX as BUILT_PREFIX
 
-    if docker(policy, ["image", "inspect", "--format", "{{.Id}}", "--", ident])[0] == 0:
-        return  # still there (another tag, or in use): keep the record
-    status, out, _ = docker(policy, ["volume", "ls", "-q", "--filter", f"label={BUILT_BY}={policy.profile}",
-                                     "--filter", f"label={BUILT_IMAGE}={ident}"])
-    names = [n for n in out.split() if n.startswith(BUILT_PREFIX)]
-    if status == 0 and names:
-        docker(policy, ["volume", "rm", "--", *names])
+    forget_records(policy, ident, BUILT_BY, BUILT_IMAGE, BUILT_PREFIX)

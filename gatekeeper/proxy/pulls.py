@@ -87,22 +87,30 @@ def record_pull(engine: RecordingEngine, profile: str, ref: str) -> str | None:
 
 
 def forget_pull(engine: RecordingEngine, profile: str, ident: str) -> str | None:
+    return forget_records(engine, profile, ident, (PULLED_BY, PULLED_IMAGE, RECORD_PREFIX), "pulls")
+
+
+def forget_records(engine: RecordingEngine, profile: str, ident: str, kind: tuple[str, str, str],
+                   what: str) -> str | None:
+    """The profile's records of an image that is gone; `kind` is (by label, image label, volume
+    name prefix): pull records here, build records (gatekeeper.build_records)."""
     from gatekeeper.proxy.objects import filters_query
 
+    by, image, prefix = kind
     status, _ = engine.get_json(f"/images/{quote(ident, safe=':')}/json")
     if status == 200:
         return None  # still there (another tag, or in use): keep the record
     if status != 404:
-        return f"cannot forget the pulls of {ident[:19]}: engine status {status}"
-    filters = filters_query({"label": [f"{PULLED_BY}={profile}", f"{PULLED_IMAGE}={ident}"]})
+        return f"cannot forget the {what} of {ident[:19]}: engine status {status}"
+    filters = filters_query({"label": [f"{by}={profile}", f"{image}={ident}"]})
     status, listing = engine.get_json("/volumes?filters=" + filters)
     volumes = listing.get("Volumes") if isinstance(listing, dict) else None
     if status != 200 or not isinstance(volumes, list):
-        return f"cannot forget the pulls of {ident[:19]}: engine status {status}"
+        return f"cannot forget the {what} of {ident[:19]}: engine status {status}"
     names = [str(v.get("Name")) for v in volumes if isinstance(v, dict)]
-    failed = [name for name in names if name.startswith(RECORD_PREFIX)
+    failed = [name for name in names if name.startswith(prefix)
               and engine.remove_volume(name)[0] not in (204, 404)]
-    return f"cannot forget the pulls of {ident[:19]}" if failed else None
+    return f"cannot forget the {what} of {ident[:19]}" if failed else None
 
 
 def record_build(engine: RecordingEngine, profile: str, ident: str) -> str | None:
@@ -127,19 +135,5 @@ def record_build(engine: RecordingEngine, profile: str, ident: str) -> str | Non
 def forget_build(engine: RecordingEngine, profile: str, ident: str) -> str | None:
     from gatekeeper.build_records import RECORD_PREFIX as BUILT_PREFIX
     from gatekeeper.owner import BUILT_BY, BUILT_IMAGE
-    from gatekeeper.proxy.objects import filters_query
 
-    status, _ = engine.get_json(f"/images/{quote(ident, safe=':')}/json")
-    if status == 200:
-        return None  # still there (another tag, or in use): keep the record
-    if status != 404:
-        return f"cannot forget the builds of {ident[:19]}: engine status {status}"
-    filters = filters_query({"label": [f"{BUILT_BY}={profile}", f"{BUILT_IMAGE}={ident}"]})
-    status, listing = engine.get_json("/volumes?filters=" + filters)
-    volumes = listing.get("Volumes") if isinstance(listing, dict) else None
-    if status != 200 or not isinstance(volumes, list):
-        return f"cannot forget the builds of {ident[:19]}: engine status {status}"
-    names = [str(v.get("Name")) for v in volumes if isinstance(v, dict)]
-    failed = [name for name in names if name.startswith(BUILT_PREFIX)
-              and engine.remove_volume(name)[0] not in (204, 404)]
-    return f"cannot forget the builds of {ident[:19]}" if failed else None
+    return forget_records(engine, profile, ident, (BUILT_BY, BUILT_IMAGE, BUILT_PREFIX), "builds")
