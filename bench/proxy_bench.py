@@ -47,6 +47,7 @@ from typing import Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.proxy_cpu import cpu_ns
 from tests.e2e.proxy_daemon import ProxyDaemon, running_proxy
 from tests.e2e.stack import DOCKER_CONFIG_DIR, DOCKER_SOCKET, IMAGE, docker_client, running_stack
 
@@ -75,15 +76,8 @@ def timed(args: list[str], env: dict[str, str]) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of `pid` so far (schedstat: nanoseconds on the CPU)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
-                total += int(stat.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            pass  # a worker thread that ended meanwhile
-    return total / 1e9
+    """CPU time of every thread of `pid` so far (bench/proxy_cpu.py's cpu_ns, in seconds)."""
+    return cpu_ns(pid) / 1e9
 
 
 def prepare(proxy: ProxyDaemon, log_bytes: int) -> None:

@@ -178,13 +178,14 @@ def start_proxy(code: Path, policy_file: Path, listen: Path, valgrind: str | Non
 
 
 def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of `pid` so far, in nanoseconds (schedstat: time on the CPU)."""
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
                 total += int(stat.read().split()[0])
         except (FileNotFoundError, ProcessLookupError):
-            pass
+            pass  # a worker thread that ended meanwhile
     return total
 
 
