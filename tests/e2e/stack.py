@@ -451,6 +451,14 @@ def record_agent_build(ident: str, profile: str = "default") -> str:
            f"gatekeeper.built-image={ident}", name, check=True)
     return name
 
+
+def decided(command: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`gatekeeper check` of the agent's `command` as root: the decision alone, nothing run
+    (--offline: root is no [proxy.users] user). The pinning tests' controls run what it allows
+    without the pin."""
+    argv = [str(VENV / "bin" / "gatekeeper"), "check", "--offline", "--policy", str(POLICY), command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
 # ---------------------------------------------------------------- setup steps
 
 

@@ -27,8 +27,8 @@ from .stack import (
     AGENT_HOME,
     IMAGE,
     MODES,
-    POLICY,
     Stack,
+    decided,
     docker_client,
     root_docker_env,
     serving_on_loopback,
@@ -47,7 +47,6 @@ BUILT = f"{PROJECT}-app"
 SWAPPER = "ai-pin9-swapper"
 ATTEMPTS = 8
 CONTROL_ATTEMPTS = 30  # it stops at the first success
-GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
 BUILD_TIMEOUT = 240
 
 
@@ -99,8 +98,7 @@ def unpinned_build_took_the_swap(stack: Stack, compose: Path) -> bool:
     env = {**root_docker_env(), "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"}
     for _ in range(CONTROL_ATTEMPTS):
         command = f"docker compose -f {compose} build"
-        checked = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
-                                 capture_output=True, text=True, timeout=120, check=False)
+        checked = decided(command)
         if checked.returncode != 0:
             continue  # the check read the other file: refused, as it should be
         subprocess.run([str(docker_client()), "compose", "-f", str(compose), "build"], env=env,

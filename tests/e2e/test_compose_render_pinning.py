@@ -30,8 +30,8 @@ from .stack import (
     CLI_ALONE,
     IMAGE,
     LAYERED,
-    POLICY,
     Stack,
+    decided,
     docker_client,
     root_docker_env,
     write_file,
@@ -48,7 +48,6 @@ PROJECT = "ai-pin10r"
 SWAPPER = "ai-pin10r-swapper"
 ATTEMPTS = 8
 CONTROL_ATTEMPTS = 40  # it stops at the first success
-GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
 
 SERVICE = f"  app:\n    image: {IMAGE}\n    command: [env]\n"
 # kind -> (compose.yaml, the file swapped, its plain text, the outside file's text)
@@ -100,8 +99,7 @@ def unstaged_run_took_the_link(compose: Path) -> str:
     file), then compose renders and runs it as typed, opening the file again."""
     command, said = run_command(compose), ""
     for _ in range(CONTROL_ATTEMPTS):
-        checked = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
-                                 capture_output=True, text=True, timeout=120, check=False)
+        checked = decided(command)
         if checked.returncode != 0:
             said += checked.stdout[-200:] + checked.stderr[-200:] + "\n--\n"
             continue  # the check met the link: refused, as it should be

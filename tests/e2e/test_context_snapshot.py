@@ -30,8 +30,8 @@ from .stack import (
     CLI_ALONE,
     IMAGE,
     LAYERED,
-    POLICY,
     Stack,
+    decided,
     docker_client,
     root_docker_env,
     write_file,
@@ -51,7 +51,6 @@ COMPOSE_BUILT = f"{COMPOSE_PROJECT}-app"
 SWAPPER = "ai-ctxpin-swapper"
 ATTEMPTS = 10
 CONTROL_ATTEMPTS = 40  # it stops at the first success
-GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
 BUILD_TIMEOUT = 240
 DOCKERFILE = f"FROM {IMAGE}\nCOPY . /ctx/\n"
 FIGURES = Path("/tmp/gk-ctxpin-e2e-figures.txt")
@@ -103,8 +102,7 @@ def image_exists(stack: Stack, image: str) -> bool:
 
 def checked(command: str) -> bool:
     """`gatekeeper check`: the decision alone (--offline: root is no [proxy.users] user)."""
-    done = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = decided(command)
     return done.returncode == 0
 
 

@@ -31,10 +31,10 @@ from .stack import (
     AGENT,
     AGENT_HOME,
     IMAGE,
-    POLICY,
     PROXY_ALONE,
     Stack,
     audit_offset,
+    decided,
     docker_client,
     root_docker_env,
     serving_on_loopback,
@@ -105,7 +105,6 @@ RACE_TAG = "ai-rt8-race:1"
 SWAPPER = "ai-rt8-swapper"
 ATTEMPTS = 12
 CONTROL_ATTEMPTS = 40  # it stops at the first success
-GATEKEEPER = "/opt/gatekeeper/bin/gatekeeper"
 
 
 def swap_loop() -> str:
@@ -130,8 +129,7 @@ def unpinned_build_took_the_swap(stack: Stack, context: Path) -> bool:
     typed it, reading the Dockerfile again."""
     for _ in range(CONTROL_ATTEMPTS):
         command = f"docker build -q -t {RACE_TAG} {context}"
-        checked = subprocess.run([GATEKEEPER, "check", "--offline", "--policy", str(POLICY), command],
-                                 capture_output=True, text=True, timeout=60, check=False)
+        checked = decided(command, timeout=60)
         if checked.returncode != 0:
             continue  # the check read the other file: refused, as it should be
         stack.docker("build", "-q", "-t", RACE_TAG, str(context), check=False)
