@@ -29,9 +29,10 @@ Trust, in order:
     ForceCommand gives it, and of its environment only SSH_VARIABLES (everything else
     of the worker's environment is cleared); the session's umask and its rlimits
     (each taken as is, or lowered to the pool's own hard limit: never above).
-  * any failure before the worker's acknowledgement (no pool, a refused or dropped
-    connection, a request too large) makes the client exec the entry script itself:
-    the same checks, slower; never anything weaker. After it, the worker owns the call.
+  * the client fails closed: any failure before the worker's acknowledgement (no pool,
+    a listener not root's, a refused or dropped connection, a request too large) is a
+    denial with one line on stderr; it execs nothing itself. After it, the worker owns
+    the call.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def preload() -> Stamps:
 def code_is_current(stamps: Stamps) -> bool:
     """Every source as imported: else the pool would run code an upgrade replaced. The pool
     asks every STALE_CHECK_SECONDS, off the calls' path; stale, it ends its idle workers and
-    exits 75 (its unit restarts it on the new code; meanwhile the client runs the entry script)."""
+    exits 75 (its unit restarts it on the new code; meanwhile the client denies, exit 75)."""
     from gatekeeper.module_bundle import current
 
     try:
@@ -254,11 +255,11 @@ def serve_one(listener: socket.socket, account: Account) -> None:
     listener.close()
     os.kill(os.getppid(), BUSY)  # the pool forks an idle worker in our place
     if peer_uid(connection) != account.uid:
-        return  # closed unserved (the client, if ours, runs the entry script as its own uid)
+        return  # closed unserved (the client, if ours, denies: nothing of the call ran)
     drop_privileges(account)
     request = receive(connection)
     if request is None or not take_session(request, account.home):
-        return  # closed before the acknowledgement: the client runs the entry script
+        return  # closed before the acknowledgement: the client denies (try again)
     connection.sendall(b"A%d" % posix.getpid())
     code = run_session(request)
     try:
@@ -329,7 +330,7 @@ def parse_request(data: bytes, request: Request) -> bool:
 
 def take_session(request: Request, home: str) -> bool:
     """Become the session's process: its descriptors, variables, umask, rlimits and cwd.
-    False (an rlimit that cannot be set): the client runs the entry script, under its own."""
+    False (an rlimit that cannot be set): the client denies; nothing of the call ran."""
     for target, fd in enumerate(request.fds):
         posix.dup2(fd, target)
     for fd in request.fds:

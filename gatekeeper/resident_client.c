@@ -6,13 +6,13 @@
  * environment in one message, and relays the exit status the worker sends back. The worker
  * keeps only SSH_ORIGINAL_COMMAND, SSH_CONNECTION and SSH_USER_AUTH of that environment.
  *
- * Until the worker acknowledges (its pid), any failure (no pool, not root's, too large a
- * request, the worker closing) execs GK_FALLBACK, the Python entry script, with the same
- * argv and environment: the same checks, slower, never anything weaker. After it, SIGHUP,
- * SIGTERM and SIGINT are passed on to the worker (which forwards them to docker), and a
- * worker that ends without a status is a failure (exit 70), never a second run.
+ * It fails closed: it execs nothing. Until the worker acknowledges (its pid), any failure
+ * (no pool, a listener not root's, too large a request, the worker closing) is a denial with
+ * one line on stderr, and nothing of the call has run. After it, SIGHUP, SIGTERM and SIGINT
+ * are passed on to the worker (which forwards them to docker), and a worker that ends
+ * without a status is a failure (exit 70), never a second run.
  *
- * Compiled by `gatekeeper install-entry --resident` with GK_FALLBACK and GK_SOCKET_DIR set.
+ * Compiled by `gatekeeper install-entry --resident` with GK_SOCKET_DIR set.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,9 +26,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef GK_FALLBACK
-#define GK_FALLBACK "/opt/gatekeeper/bin/gatekeeper-ssh"
-#endif
 #ifndef GK_SOCKET_DIR
 #define GK_SOCKET_DIR "/run/gatekeeper-resident"
 #endif
@@ -36,20 +33,21 @@
 #define MAX_REQUEST (128 * 1024) /* resident.MAX_REQUEST */
 #define RLIMITS 16               /* resident.RLIMITS */
 #define EX_SOFTWARE 70
+#define EX_TEMPFAIL 75 /* gatekeeper.errors: try again later */
+#define EX_NOPERM 77
+#define NO_POOL "gatekeeper: denied: the resident pool is not running (gatekeeper-resident.service); ask the operator\n"
+#define NOT_ROOTS "gatekeeper: denied: the resident pool's socket is not root's; ask the operator\n"
+#define TOO_LARGE "gatekeeper: denied: command and environment larger than 128 KiB\n"
+#define NOT_TAKEN "gatekeeper: denied: the resident pool did not take the call (restarting?); try again\n"
 
 extern char **environ;
 static volatile pid_t worker;
 static sigset_t saved_mask;
 
-static void fallback(char **argv, int conn) {
-    if (conn >= 0)
-        close(conn);
-    sigprocmask(SIG_SETMASK, &saved_mask, NULL);
-    argv[0] = GK_FALLBACK;
-    execv(GK_FALLBACK, argv);
-    static const char line[] = "gatekeeper: denied: cannot start the ForceCommand; ask the operator\n";
-    (void)!write(2, line, sizeof line - 1);
-    _exit(EX_SOFTWARE);
+/* Before the worker's acknowledgement: nothing of the call has run, and nothing else will. */
+static void deny(const char *line, int status) {
+    (void)!write(2, line, strlen(line));
+    _exit(status);
 }
 
 static void forward(int signum) {
@@ -94,6 +92,7 @@ static size_t build_request(char *buffer, char **argv) {
     return used;
 }
 
+/* A connection to root's listener for this uid; -1 without one, -2 if the listener is not root's. */
 static int connect_pool(void) {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     int length = snprintf(address.sun_path, sizeof address.sun_path, "%s/%u.sock", GK_SOCKET_DIR,
@@ -105,10 +104,13 @@ static int connect_pool(void) {
         return -1;
     struct ucred peer;
     socklen_t size = sizeof peer;
-    if (connect(conn, (struct sockaddr *)&address, sizeof address) != 0 ||
-        getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0 || peer.uid != 0) {
+    if (connect(conn, (struct sockaddr *)&address, sizeof address) != 0) {
         close(conn);
         return -1;
+    }
+    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0 || peer.uid != 0) {
+        close(conn);
+        return -2;
     }
     return conn;
 }
@@ -159,13 +161,15 @@ int main(int argc, char **argv) {
     static char buffer[MAX_REQUEST];
     int conn = connect_pool();
     if (conn < 0)
-        fallback(argv, -1);
+        deny(conn == -2 ? NOT_ROOTS : NO_POOL, conn == -2 ? EX_SOFTWARE : EX_TEMPFAIL);
     size_t used = build_request(buffer, argv);
-    if (used == 0 || !send_request(conn, buffer, used))
-        fallback(argv, conn);
+    if (used == 0)
+        deny(TOO_LARGE, EX_NOPERM);
+    if (!send_request(conn, buffer, used))
+        deny(NOT_TAKEN, EX_TEMPFAIL);
     long pid = receive(conn, 'A');
     if (pid <= 0)
-        fallback(argv, conn); /* closed before acknowledging: nothing of the call has run */
+        deny(NOT_TAKEN, EX_TEMPFAIL); /* closed before acknowledging (stale code, an rlimit) */
 
     worker = (pid_t)pid;
     struct sigaction action = {.sa_handler = forward};

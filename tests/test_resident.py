@@ -2,8 +2,8 @@
 
 The request the worker accepts, what of it reaches the ForceCommand (only the SSH
 variables, the session's rlimits never raised), and the client's rule: anything short of
-a worker's acknowledgement from a listener with root's credentials makes it exec the
-entry script with the same argv, never anything weaker. Through the real sshd and
+a worker's acknowledgement from a listener with root's credentials is a denial with one
+line on stderr; the client execs nothing itself. Through the real sshd and
 engine: tests/e2e/test_resident.py.
 """
 
@@ -133,15 +133,12 @@ def test_receive_refuses_another_number_of_descriptors(count: int) -> None:
 
 @pytest.fixture(scope="module")
 def client_dir() -> Iterator[Path]:
-    """The client compiled with a test socket directory, and a fallback that says it ran."""
+    """The client compiled with a test socket directory."""
     if shutil.which("gcc") is None:
         pytest.skip("no gcc (install-entry --resident needs it; .ci/e2e-setup.sh installs it)")
     directory = Path(tempfile.mkdtemp(prefix="gk-resident-", dir="/tmp"))  # reachable by nobody too
     directory.chmod(0o755)
-    fallback = directory / "fallback"
-    fallback.write_text("#!/bin/sh\necho \"fallback $*\"\nexit 9\n")
-    fallback.chmod(0o755)
-    write_resident_client(str(directory / "client"), str(fallback), PACKAGES, str(directory))
+    write_resident_client(str(directory / "client"), PACKAGES, str(directory))
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -152,9 +149,17 @@ def run_client(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=30, check=False)
 
 
-def test_without_a_pool_the_client_execs_the_entry_script(client_dir: Path) -> None:
+NO_POOL = ("gatekeeper: denied: the resident pool is not running (gatekeeper-resident.service); "
+           "ask the operator\n")
+NOT_TAKEN = "gatekeeper: denied: the resident pool did not take the call (restarting?); try again\n"
+NOT_ROOTS = "gatekeeper: denied: the resident pool's socket is not root's; ask the operator\n"
+
+
+def test_without_a_pool_the_client_denies_with_one_line(client_dir: Path) -> None:
+    """Fail closed: the client execs nothing of its own, so no pool means no call."""
+    (client_dir / f"{os.getuid()}.sock").unlink(missing_ok=True)
     done = run_client(client_dir, "--policy", "/p")
-    assert (done.returncode, done.stdout) == (9, "fallback --policy /p\n")
+    assert (done.returncode, done.stdout, done.stderr) == (75, "", NO_POOL)
 
 
 def fake_pool(directory: Path, answer: Callable[[socket.socket], None]) -> list[bytes]:
@@ -194,10 +199,10 @@ def test_the_client_relays_the_workers_exit_status(client_dir: Path) -> None:
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="the client trusts only a listener with root's credentials")
-def test_a_worker_closing_before_acknowledging_means_the_entry_script(client_dir: Path) -> None:
+def test_a_worker_closing_before_acknowledging_is_a_denial(client_dir: Path) -> None:
     fake_pool(client_dir, lambda c: None)
     done = run_client(client_dir, "--policy", "/p")
-    assert (done.returncode, done.stdout) == (9, "fallback --policy /p\n")
+    assert (done.returncode, done.stdout, done.stderr) == (75, "", NOT_TAKEN)
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="the client trusts only a listener with root's credentials")
@@ -228,7 +233,9 @@ def test_a_listener_that_is_not_roots_is_never_sent_anything(client_dir: Path) -
             done = run_client(client_dir, "--policy", "/p")
             sent = int(listener.communicate(timeout=20)[0].strip())
         assert (sent > 0) == expected_sent, (uid, sent)
-        assert (done.returncode, done.stdout) == (9, "fallback --policy /p\n")
+        # root's listener closes unacknowledged: the call is not taken; the other is never trusted
+        expected = (75, "", NOT_TAKEN) if uid == 0 else (70, "", NOT_ROOTS)
+        assert (done.returncode, done.stdout, done.stderr) == expected
     path.unlink(missing_ok=True)
     client_dir.chmod(0o755)
 

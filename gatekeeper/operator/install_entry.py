@@ -66,7 +66,8 @@ interpreter line runs that python3 isolated (-I). Then use it in sshd_config:
     ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml
 
 With --resident it also compiles (gcc) gatekeeper-ssh-resident beside it, the
-ForceCommand client of `gatekeeper resident` (opt-in; falls back to the script):
+ForceCommand client of `gatekeeper resident` (the default; it denies when the pool
+is not running, and runs nothing itself):
 
     ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh-resident --policy /etc/gatekeeper/policy.toml
 
@@ -95,13 +96,13 @@ def main(args: list[str]) -> int:
         write_entry(target, python, packages)
         prove_it_starts(target)
         if resident:
-            write_resident_client(resident_path(target), target, packages)
+            write_resident_client(resident_path(target), packages)
     except EntryError as error:
         sys.stderr.write(f"gatekeeper install-entry: {error}\n")
         return 1
     if resident:
         sys.stdout.write(f"wrote {resident_path(target)} (client of `gatekeeper resident`; "
-                         f"without a pool it runs {target})\n")
+                         "without the pool running it denies every call)\n")
     sys.stdout.write(f"wrote {target} (#!{python} -IS) and {bundle_path(target)}\n"
                      f"ForceCommand exec {target} --policy /etc/gatekeeper/policy.toml\n")
     return 0
@@ -219,24 +220,24 @@ def resident_path(target: str) -> str:
     return f"{target}-resident"
 
 
-def write_resident_client(client: str, fallback: str, packages: str, socket_directory: str = "") -> None:
-    """Compile gatekeeper/resident_client.c with the machine's gcc, its fallback and socket
-    directory built in, to a temporary file renamed over `client` (root-owned 0755)."""
+def write_resident_client(client: str, packages: str, socket_directory: str = "") -> None:
+    """Compile gatekeeper/resident_client.c with the machine's gcc, its socket directory built
+    in, to a temporary file renamed over `client` (root-owned 0755)."""
     import shutil
     import subprocess
 
     from gatekeeper.resident import SOCKET_DIRECTORY
 
     directory = socket_directory or SOCKET_DIRECTORY
-    if not set(fallback + directory) <= PLAIN_PATH:
-        raise EntryError(f"{fallback!r} and {directory!r} must be plain paths to be built into the client")
+    if not set(directory) <= PLAIN_PATH:
+        raise EntryError(f"{directory!r} must be a plain path to be built into the client")
     compiler = shutil.which("gcc", path="/usr/bin:/bin")
     if compiler is None:
         raise EntryError("--resident needs gcc (Debian: apt-get install gcc libc6-dev)")
     source = os.path.join(packages, "gatekeeper", "resident_client.c")
     temporary = f"{client}.tmp-{os.getpid()}"
     argv = [compiler, "-O2", "-Wall", "-Wextra", "-Werror", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong",
-            f"-DGK_FALLBACK=\"{fallback}\"", f"-DGK_SOCKET_DIR=\"{directory}\"",
+            f"-DGK_SOCKET_DIR=\"{directory}\"",
             "-o", temporary, source]
     done = subprocess.run(argv, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/",
                           timeout=120, check=False)

@@ -5,13 +5,14 @@ to a pre-started worker of `gatekeeper resident`. What must hold, each with its 
 
   * the session really is served by the pool (docker's parent is a worker, not the entry
     script), and a dropped connection still leaves no process of the agent;
-  * without the pool the client runs the entry script: the same checks, never fewer;
+  * without the pool the client denies with one line (fail closed: it execs nothing itself);
+    control: with the pool the same command runs;
   * the session's rlimits reach the worker (a lower one applies to docker too);
   * Attack: a listener at the pool's path that is not root's (the agent's own process)
     would receive the session's descriptors and the command, and could answer any exit
     status. The client checks the listener's credentials: the agent's listener gets
-    nothing and the entry script serves the call; control: root's listener there does
-    receive the request;
+    nothing and the call is denied; control: root's listener there does receive the
+    request;
   * Attack: another account connecting to the agent's pool to be served as the agent. The
     worker checks the peer's uid before reading a byte; control: the agent's uid is served.
 
@@ -62,7 +63,7 @@ ENTRY = VENV / "bin" / "gatekeeper-ssh"
 NOFILE = 777  # the session's RLIMIT_NOFILE in rlimit test (the pool's is higher)
 
 # A listener standing in for the pool: records what it was sent (bytes, descriptors), then
-# closes without acknowledging (so the client falls back to the entry script).
+# closes without acknowledging (so the client denies: the call was not taken).
 FAKE_POOL = """\
 import os, socket, sys
 path, record = sys.argv[1], sys.argv[2]
@@ -232,13 +233,19 @@ def pool_stopped_for(stack: Stack) -> Iterator[None]:
         os.rename(moved, path)
 
 
-def test_without_the_pool_the_entry_script_serves(stack: Stack, resident_port: int, ticker: str) -> None:
+NO_POOL = (b"gatekeeper: denied: the resident pool is not running (gatekeeper-resident.service); "
+           b"ask the operator\n")
+NOT_TAKEN = b"gatekeeper: denied: the resident pool did not take the call (restarting?); try again\n"
+
+
+def test_without_the_pool_every_call_is_denied(stack: Stack, resident_port: int) -> None:
+    """Fail closed: the client runs nothing itself, so no pool means no docker at all."""
+    allowed = stack.ssh("docker ps", port=resident_port)
+    assert allowed.returncode == 0, allowed.stderr  # control: the pool serves it
     with pool_stopped_for(stack):
-        with streaming(stack, resident_port, ticker):
-            parent, _ = served_by()
-            assert str(ENTRY) in parent, parent
-        denied = stack.ssh("docker exec some-container sh", port=resident_port)
-        assert denied.returncode == 77, denied.stderr
+        denied = stack.ssh("docker ps", port=resident_port)
+        assert (denied.returncode, denied.stdout) == (75, b""), denied.stderr
+        assert denied.stderr.endswith(NO_POOL), denied.stderr
     assert wait_until_no_agent_processes(5) == []
 
 
@@ -262,7 +269,7 @@ def test_a_listener_not_roots_gets_nothing(stack: Stack, resident_port: int, mar
         said, status = fake_pool_answers(stack, resident_port, markers / "root", "root")
         pool_socket().unlink()
         assert said.split() == [said.split()[0], "3", "True"], said
-        assert status == 0  # then the client fell back to the entry script
+        assert status == 75  # closed unacknowledged: the call was not taken
         # the attack: the agent's own listener there (its directory made the agent's for it)
         os.chown(directory, pwd.getpwnam(AGENT).pw_uid, 0)
         try:
@@ -273,7 +280,7 @@ def test_a_listener_not_roots_gets_nothing(stack: Stack, resident_port: int, mar
             os.chown(directory, 0, 0)
             pool_socket().unlink(missing_ok=True)
         assert said.split() == ["0", "0", "False"], said
-        assert status == 0
+        assert status == 70  # never trusted, never sent a byte
 
 
 def as_user(user: str, argv: list[str]) -> list[str]:
@@ -302,7 +309,7 @@ def test_the_client_is_compiled_and_root_owned(stack: Stack) -> None:
 def test_an_upgrade_under_the_pool_sends_calls_to_the_new_code(stack: Stack, resident_port: int) -> None:
     """gatekeeper's sources changed under a running pool (an upgrade without restarting the
     unit): within seconds the pool exits 75 for its unit to restart it, and meanwhile calls
-    are served by the entry script (the new code)."""
+    are denied (never served by the old code); control: served again once it restarted."""
     daemon = next((d for d in stack.daemons if d.name == "gatekeeper-resident"), None) or POOLS[0]
     assert daemon.alive()
     source = next(VENV.glob("lib/python3*/site-packages/gatekeeper/errors.py"))
@@ -310,12 +317,13 @@ def test_an_upgrade_under_the_pool_sends_calls_to_the_new_code(stack: Stack, res
     os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
     try:
         assert daemon.process is not None and daemon.process.wait(timeout=20) == 75
-        done = stack.ssh("docker exec some-container sh", port=resident_port)
-        assert done.returncode == 77, done.stderr
+        done = stack.ssh("docker ps", port=resident_port)
+        assert done.returncode == 75 and done.stderr.endswith((NO_POOL, NOT_TAKEN)), done.stderr
     finally:
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
         daemon.start()  # as Restart=on-failure would
         wait_for("the pool again", pool_socket().is_socket, 30, diagnose=daemon.log_tail)
+    assert stack.ssh("docker ps", port=resident_port).returncode == 0
 
 
 def test_long_sessions_never_leave_a_call_waiting(stack: Stack, resident_port: int, ticker: str) -> None:
