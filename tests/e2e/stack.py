@@ -459,6 +459,29 @@ def decided(command: str, timeout: float = 120.0) -> subprocess.CompletedProcess
     argv = [str(VENV / "bin" / "gatekeeper"), "check", "--offline", "--policy", str(POLICY), command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
+
+def allowed_then_swapped(stack: Stack, command: str, directory: Path, swap: str) -> None:
+    """The race a pin closes, won for certain: `gatekeeper check` allows `command` while the
+    harmless state is in place, then a container of the agent's with `directory` bound at /w
+    runs `swap` once, as the tests' swapper loops do between a check and docker's later read.
+    The pinning tests' controls then run the decided argv without the pin."""
+    checked = decided(command)
+    assert checked.returncode == 0, checked.stderr
+    swapped = stack.ssh(f"docker run --rm -v {directory}:/w {IMAGE} sh -c '{swap}'")
+    assert swapped.returncode == 0, swapped.stderr
+
+
+def until_one(attempt: Callable[[], bool], *, least: int, most: int) -> int:
+    """Runs `attempt` `least` times, and on until one of them returned True (`most` in all):
+    a race's states come at random, so a fixed count could miss the harmless one. Returns how
+    many returned True."""
+    hits = 0
+    for tried in range(most):
+        hits += attempt()
+        if hits and tried + 1 >= least:
+            break
+    return hits
+
 # ---------------------------------------------------------------- setup steps
 
 

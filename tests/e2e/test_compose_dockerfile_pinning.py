@@ -9,8 +9,9 @@ image held what the check never saw. Now the vetted model's build.dockerfile nam
 the checked bytes in gatekeeper's state directory, which no container reaches.
 
 Each layout (a: CLI layer + proxy, b: proxy alone, c: CLI layer alone). Control in the same
-test: the decision without its pin (`gatekeeper check` allows the project, then compose builds
-the file as the agent wrote it, reading the Dockerfile again) builds the swapped file.
+test: the decision without its pin (`gatekeeper check` allows the project, a container of the
+agent's swaps the Dockerfile, then compose builds the file as the agent wrote it, reading the
+Dockerfile again) builds the swapped file.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from .stack import (
     IMAGE,
     MODES,
     Stack,
-    decided,
+    allowed_then_swapped,
     docker_client,
     root_docker_env,
     serving_on_loopback,
+    until_one,
     write_file,
 )
 
@@ -45,8 +47,8 @@ SECRET = "gk-pin9-secret"
 PROJECT = "ai-pin9"
 BUILT = f"{PROJECT}-app"
 SWAPPER = "ai-pin9-swapper"
-ATTEMPTS = 8
-CONTROL_ATTEMPTS = 30  # it stops at the first success
+ATTEMPTS, MOST_ATTEMPTS = 8, 30
+TO_THE_BAD_ONE = "cp /w/bad /w/ctx/.b && mv /w/ctx/.b /w/ctx/Dockerfile"
 BUILD_TIMEOUT = 240
 
 
@@ -78,8 +80,7 @@ def project(stack: Stack, url: str) -> Iterator[Path]:
 
 def swap_loop() -> str:
     """The agent's container: the context's Dockerfile is the harmless one, then the other, again."""
-    return ("while :; do cp /w/good /w/ctx/.a && mv /w/ctx/.a /w/ctx/Dockerfile; "
-            "cp /w/bad /w/ctx/.b && mv /w/ctx/.b /w/ctx/Dockerfile; done")
+    return f"while :; do cp /w/good /w/ctx/.a && mv /w/ctx/.a /w/ctx/Dockerfile; {TO_THE_BAD_ONE}; done"
 
 
 def holds_secret(stack: Stack) -> bool:
@@ -93,37 +94,33 @@ def image_exists(stack: Stack) -> bool:
 
 def unpinned_build_took_the_swap(stack: Stack, compose: Path) -> bool:
     """The decision without its pin: `gatekeeper check` allows the build (it read the harmless
-    file; --offline: root is no [proxy.users] user), then compose builds the project as written,
-    with the classic builder as gatekeeper runs it, reading the Dockerfile again."""
+    file; --offline: root is no [proxy.users] user), the agent's container swaps the Dockerfile,
+    then compose builds the project as written, with the classic builder as gatekeeper runs it,
+    reading the Dockerfile again."""
+    allowed_then_swapped(stack, f"docker compose -f {compose} build", compose.parent, TO_THE_BAD_ONE)
     env = {**root_docker_env(), "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"}
-    for _ in range(CONTROL_ATTEMPTS):
-        command = f"docker compose -f {compose} build"
-        checked = decided(command)
-        if checked.returncode != 0:
-            continue  # the check read the other file: refused, as it should be
-        subprocess.run([str(docker_client()), "compose", "-f", str(compose), "build"], env=env,
-                       capture_output=True, timeout=BUILD_TIMEOUT, check=False)
-        if image_exists(stack) and holds_secret(stack):
-            return True
-        stack.docker("rmi", "-f", BUILT, check=False)
-    return False
+    subprocess.run([str(docker_client()), "compose", "-f", str(compose), "build"], env=env,
+                   capture_output=True, timeout=BUILD_TIMEOUT, check=False)
+    return image_exists(stack) and holds_secret(stack)
 
 
 def test_a_compose_dockerfile_swapped_after_the_check_is_not_built(stack: Stack, project: Path) -> None:
     compose = project / "compose.yaml"
+    assert unpinned_build_took_the_swap(stack, compose)  # control: the defence off
+    stack.docker("rmi", "-f", BUILT, check=False)
     started = stack.ssh(f"docker run -d --name {SWAPPER} -v {project}:/w {IMAGE} sh -c '{swap_loop()}'")
     assert started.returncode == 0, started.stderr
-    try:
-        assert unpinned_build_took_the_swap(stack, compose)  # control: the defence off
+
+    def pinned_build() -> bool:
+        result = stack.ssh(f"docker compose -f {compose} build", timeout=BUILD_TIMEOUT)
+        assert SECRET.encode() not in result.stdout + result.stderr
+        if not image_exists(stack):
+            return False
+        assert not holds_secret(stack)  # built: the harmless file it checked
         stack.docker("rmi", "-f", BUILT, check=False)
-        built = 0
-        for _ in range(ATTEMPTS):
-            result = stack.ssh(f"docker compose -f {compose} build", timeout=BUILD_TIMEOUT)
-            assert SECRET.encode() not in result.stdout + result.stderr
-            if image_exists(stack):
-                built += 1
-                assert not holds_secret(stack)  # built: the harmless file it checked
-                stack.docker("rmi", "-f", BUILT, check=False)
-        assert built  # the pinned copy builds (the checks read the harmless file at least once)
+        return True
+
+    try:
+        assert until_one(pinned_build, least=ATTEMPTS, most=MOST_ATTEMPTS)  # the pinned copy builds
     finally:
         stack.docker("rm", "-f", SWAPPER, check=False)

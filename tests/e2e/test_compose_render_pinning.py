@@ -12,7 +12,8 @@ renders read only the stage (gatekeeper.vetting.compose_render).
 Layouts (a: CLI layer + proxy) and (c: CLI layer alone): the proxy cannot tell where an
 environment came from, so in (b) nothing stands between compose and the link (the CLI layer's
 rule). Control in the same test: the decision without its stage (`gatekeeper check` allows the
-project, then compose runs it as typed, reading the file again) shows the outside file's value.
+project, a container of the agent's swaps the file, then compose runs it as typed, reading the
+file again) shows the outside file's value.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from .stack import (
     IMAGE,
     LAYERED,
     Stack,
-    decided,
+    allowed_then_swapped,
     docker_client,
     root_docker_env,
+    until_one,
     write_file,
 )
 
@@ -46,8 +48,7 @@ PROJECT_DIR = AGENT_HOME / "work" / "ai-pin10r"
 SECRET = "gk-pin10r-secret"
 PROJECT = "ai-pin10r"
 SWAPPER = "ai-pin10r-swapper"
-ATTEMPTS = 8
-CONTROL_ATTEMPTS = 40  # it stops at the first success
+ATTEMPTS, MOST_ATTEMPTS = 8, 30
 
 SERVICE = f"  app:\n    image: {IMAGE}\n    command: [env]\n"
 # kind -> (compose.yaml, the file swapped, its plain text, the outside file's text)
@@ -81,49 +82,50 @@ def kind(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
     outside_file(request.param).unlink(missing_ok=True)
 
 
+def to_the_link(kind: str) -> str:
+    return f"ln -s {outside_file(kind)} /w/.b && mv /w/.b /w/{KINDS[kind][1]}"
+
+
 def swap_loop(kind: str) -> str:
     """The agent's container: the file is plain, then a link to the outside file, again, each
     for 10-90 ms at random (the check reads each file once, so a short state still passes it;
     a fixed period could phase-lock with the check-then-render delay and hide the race)."""
     swapped, hold = KINDS[kind][1], "sleep 0.0$((RANDOM % 9 + 1))"
-    return (f"while :; do cp /w/plain /w/.a && mv /w/.a /w/{swapped}; {hold}; "
-            f"ln -s {outside_file(kind)} /w/.b && mv /w/.b /w/{swapped}; {hold}; done")
+    plain = f"cp /w/plain /w/.a && mv /w/.a /w/{swapped}"
+    return f"while :; do {plain}; {hold}; {to_the_link(kind)}; {hold}; done"
 
 
 def run_command(compose: Path) -> str:
     return f"docker compose -f {compose} run --rm app"
 
 
-def unstaged_run_took_the_link(compose: Path) -> str:
+def unstaged_run_took_the_link(stack: Stack, kind: str, compose: Path) -> str:
     """The decision without its stage: `gatekeeper check` allows the project (it read the plain
-    file), then compose renders and runs it as typed, opening the file again."""
-    command, said = run_command(compose), ""
-    for _ in range(CONTROL_ATTEMPTS):
-        checked = decided(command)
-        if checked.returncode != 0:
-            said += checked.stdout[-200:] + checked.stderr[-200:] + "\n--\n"
-            continue  # the check met the link: refused, as it should be
-        ran = subprocess.run([str(docker_client()), *command.split()[1:]], env=root_docker_env(),
-                             capture_output=True, text=True, timeout=120, check=False)
-        if SECRET in ran.stdout:
-            return ""
-        said += ran.stdout[-200:] + ran.stderr[-200:] + "\n--\n"
-    return said or "no attempt"
+    file), the agent's container swaps the file for the link, then compose renders and runs the
+    project as typed, opening the file again. Returns what the container printed."""
+    command = run_command(compose)
+    allowed_then_swapped(stack, command, compose.parent, to_the_link(kind))
+    ran = subprocess.run([str(docker_client()), *command.split()[1:]], env=root_docker_env(),
+                         capture_output=True, text=True, timeout=120, check=False)
+    return ran.stdout + ran.stderr
 
 
 def test_a_render_file_swapped_after_the_check_is_not_read(stack: Stack, kind: str) -> None:
     compose = PROJECT_DIR / "compose.yaml"
+    shown = unstaged_run_took_the_link(stack, kind, compose)
+    assert SECRET in shown, shown  # control: the defence off, the outside file reached the container
+    stack.remove_named(f"{PROJECT}_app")
+    stack.docker("network", "rm", f"{PROJECT}_default", check=False)  # root's, not the agent's
     loop = swap_loop(kind)
     started = stack.ssh(f"docker run -d --name {SWAPPER} -v {PROJECT_DIR}:/w {IMAGE} sh -c '{loop}'")
     assert started.returncode == 0, started.stderr
-    missed = unstaged_run_took_the_link(compose)
-    assert not missed, missed  # control: the defence off, the outside file reached the container
-    stack.remove_named(f"{PROJECT}_app")
-    stack.docker("network", "rm", f"{PROJECT}_default", check=False)  # root's, not the agent's
-    ran, said = 0, b""
-    for _ in range(ATTEMPTS):
+    said = []
+
+    def staged_run() -> bool:
         result = stack.ssh(run_command(compose), timeout=120)
         assert SECRET.encode() not in result.stdout + result.stderr
-        ran += b"LEAKED=nothing" in result.stdout
-        said += result.stdout[-300:] + result.stderr[-300:] + b"\n--\n"
-    assert ran, said  # the staged copy runs (the checks met the plain file at least once)
+        said.append(result.stdout[-300:] + result.stderr[-300:])
+        return b"LEAKED=nothing" in result.stdout
+
+    ran = until_one(staged_run, least=ATTEMPTS, most=MOST_ATTEMPTS)
+    assert ran, said  # the staged copy runs (a check met the plain file)

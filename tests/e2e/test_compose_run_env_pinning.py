@@ -10,7 +10,8 @@ gatekeeper's state directory, which no container reaches.
 Layouts (a: CLI layer + proxy) and (c: CLI layer alone): the proxy cannot tell where an
 environment came from, so in (b) nothing stands between compose and the link (the CLI layer's
 rule). Control in the same test: the decision without its pin (`gatekeeper check` allows the
-command, then compose runs it as typed, reading F again) shows the outside file's value.
+command, a container of the agent's swaps F, then compose runs it as typed, reading F again)
+shows the outside file's value.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from .stack import (
     IMAGE,
     LAYERED,
     Stack,
-    decided,
+    allowed_then_swapped,
     docker_client,
     root_docker_env,
+    until_one,
     write_file,
 )
 
@@ -45,8 +47,8 @@ OUTSIDE = Path("/tmp/gk-pin9e-outside.env")  # outside the area, readable by the
 SECRET = "gk-pin9e-secret"
 PROJECT = "ai-pin9e"
 SWAPPER = "ai-pin9e-swapper"
-ATTEMPTS = 8
-CONTROL_ATTEMPTS = 20  # it stops at the first success
+ATTEMPTS, MOST_ATTEMPTS = 8, 30
+TO_THE_LINK = f"ln -s {OUTSIDE} /w/.b && mv /w/.b /w/app.env"
 
 
 @pytest.fixture
@@ -70,43 +72,41 @@ def swap_loop() -> str:
     each for 0.1-0.9 s at random (a state must last for a check to pass in it; a fixed period
     could phase-lock with the check-then-run delay and hide the race)."""
     hold = "sleep 0.$((RANDOM % 9 + 1))"
-    return (f"while :; do cp /w/plain.env /w/.a && mv /w/.a /w/app.env; {hold}; "
-            f"ln -s {OUTSIDE} /w/.b && mv /w/.b /w/app.env; {hold}; done")
+    return f"while :; do cp /w/plain.env /w/.a && mv /w/.a /w/app.env; {hold}; {TO_THE_LINK}; {hold}; done"
 
 
 def run_command(compose: Path) -> str:
     return f"docker compose -f {compose} run --rm --env-from-file {compose.parent}/app.env app"
 
 
-def unpinned_run_took_the_link(compose: Path) -> bool:
-    """The decision without its pin: `gatekeeper check` allows the command (it checked the
-    path), then compose runs it as typed and opens app.env again."""
-    env = root_docker_env()
+def unpinned_run_took_the_link(stack: Stack, compose: Path) -> str:
+    """The decision without its pin: `gatekeeper check` allows the command (it checked the plain
+    file), the agent's container swaps app.env for the link, then compose runs the command as
+    typed and opens app.env again. Returns what the container printed."""
     command = run_command(compose)
-    for _ in range(CONTROL_ATTEMPTS):
-        checked = decided(command)
-        if checked.returncode != 0:
-            continue  # the check met the link: refused, as it should be
-        ran = subprocess.run([str(docker_client()), *command.split()[1:]], env=env, capture_output=True,
-                             text=True, timeout=120, check=False)
-        if SECRET in ran.stdout:
-            return True
-    return False
+    allowed_then_swapped(stack, command, compose.parent, TO_THE_LINK)
+    ran = subprocess.run([str(docker_client()), *command.split()[1:]], env=root_docker_env(),
+                         capture_output=True, text=True, timeout=120, check=False)
+    return ran.stdout + ran.stderr
 
 
 def test_an_env_file_swapped_for_a_link_after_the_check_is_not_read(stack: Stack, project: Path) -> None:
     compose = project / "compose.yaml"
+    shown = unpinned_run_took_the_link(stack, compose)
+    assert SECRET in shown, shown  # control: the defence off
+    stack.docker("network", "rm", f"{PROJECT}_default", check=False)  # root's, not the agent's
     started = stack.ssh(f"docker run -d --name {SWAPPER} -v {project}:/w {IMAGE} sh -c '{swap_loop()}'")
     assert started.returncode == 0, started.stderr
+    said = []
+
+    def pinned_run() -> bool:
+        result = stack.ssh(run_command(compose), timeout=120)
+        assert SECRET.encode() not in result.stdout + result.stderr
+        said.append(result.stdout[-300:] + result.stderr[-300:])
+        return b"LEAKED=nothing" in result.stdout
+
     try:
-        assert unpinned_run_took_the_link(compose)  # control: the defence off
-        stack.docker("network", "rm", f"{PROJECT}_default", check=False)  # root's, not the agent's
-        ran, said = 0, b""
-        for _ in range(ATTEMPTS):
-            result = stack.ssh(run_command(compose), timeout=120)
-            assert SECRET.encode() not in result.stdout + result.stderr
-            ran += b"LEAKED=nothing" in result.stdout
-            said += result.stdout[-300:] + result.stderr[-300:] + b"\n--\n"
-        assert ran, said  # the pinned copy runs (the check met the plain file at least once)
+        ran = until_one(pinned_run, least=ATTEMPTS, most=MOST_ATTEMPTS)
+        assert ran, said  # the pinned copy runs (a check met the plain file)
     finally:
         stack.docker("rm", "-f", SWAPPER, check=False)

@@ -11,8 +11,9 @@ descriptors) into its state directory and docker reads the copy (gatekeeper.cont
 Layouts (a: CLI layer + proxy) and (c: CLI layer alone); in (b) the ForceCommand vets nothing
 by design and the proxy sees only the archive the CLI sends (client-side reads are the CLI
 layer's job, issue 12). Control in the same test: the decision without its snapshot
-(`gatekeeper check` allows the build, then docker builds the decided argv, walking the
-directory again) builds the outside directory's secret into the image.
+(`gatekeeper check` allows the build, a container of the agent's swaps the directory, then
+docker builds the decided argv, walking the directory again) builds the outside directory's
+secret into the image.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from .stack import (
     IMAGE,
     LAYERED,
     Stack,
-    decided,
+    allowed_then_swapped,
     docker_client,
     root_docker_env,
+    until_one,
     write_file,
 )
 
@@ -49,8 +51,8 @@ TAG = "ai-ctxpin-built"
 COMPOSE_PROJECT = "ai-ctxpin"
 COMPOSE_BUILT = f"{COMPOSE_PROJECT}-app"
 SWAPPER = "ai-ctxpin-swapper"
-ATTEMPTS = 10
-CONTROL_ATTEMPTS = 40  # it stops at the first success
+ATTEMPTS, MOST_ATTEMPTS = 10, 30
+TO_THE_LINK = f"mv /w/ctx /w/hold && ln -s {OUTSIDE} /w/ctx"
 BUILD_TIMEOUT = 240
 DOCKERFILE = f"FROM {IMAGE}\nCOPY . /ctx/\n"
 FIGURES = Path("/tmp/gk-ctxpin-e2e-figures.txt")
@@ -82,8 +84,7 @@ def project(stack: Stack) -> Iterator[Path]:
 def swap_loop() -> str:
     """The agent's container: the context directory moved aside and a symlink to the outside
     directory in its place, then the directory back, again."""
-    return (f"while :; do mv /w/ctx /w/hold && ln -s {OUTSIDE} /w/ctx; "
-            "rm -f /w/ctx; mv /w/hold /w/ctx; done")
+    return f"while :; do {TO_THE_LINK}; rm -f /w/ctx; mv /w/hold /w/ctx; done"
 
 
 def start_swapper(stack: Stack, project: Path) -> None:
@@ -100,12 +101,6 @@ def image_exists(stack: Stack, image: str) -> bool:
     return bool(stack.docker("images", "-q", image).stdout.strip())
 
 
-def checked(command: str) -> bool:
-    """`gatekeeper check`: the decision alone (--offline: root is no [proxy.users] user)."""
-    done = decided(command)
-    return done.returncode == 0
-
-
 def root_build(args: list[str], stdin: bytes = b"") -> None:
     """docker as gatekeeper runs it (the classic builder), without the snapshot."""
     env = {**root_docker_env(), "DOCKER_BUILDKIT": "0", "COMPOSE_BAKE": "false"}
@@ -115,49 +110,55 @@ def root_build(args: list[str], stdin: bytes = b"") -> None:
 
 def unsnapshotted_build_took_the_swap(stack: Stack, command: str, args: list[str], image: str,
                                       stdin: bytes = b"") -> bool:
-    """The decision without its snapshot: allowed (it resolved the real directory), then docker
-    builds the decided argv, resolving and walking the directory again."""
-    for _ in range(CONTROL_ATTEMPTS):
-        if not checked(command):
-            continue  # the check met the symlink (or nothing): refused, as it should be
+    """The decision without its snapshot: allowed (it resolved the real directory), the agent's
+    container swaps the directory for the link, then docker builds the decided argv, resolving
+    and walking the directory again. The directory is put back after."""
+    allowed_then_swapped(stack, command, PROJECT_DIR, TO_THE_LINK)
+    try:
         root_build(args, stdin)
-        if image_exists(stack, image) and holds_secret(stack, image):
-            return True
-        stack.docker("rmi", "-f", image, check=False)
-    return False
+        return image_exists(stack, image) and holds_secret(stack, image)
+    finally:
+        (PROJECT_DIR / "ctx").unlink()
+        (PROJECT_DIR / "hold").rename(PROJECT_DIR / "ctx")
 
 
 def attempts(stack: Stack, command: str, image: str) -> tuple[int, int, int]:
-    """The agent's builds while the swapper runs: (built clean, refused as changed, other)."""
-    built = changed = other = 0
-    for _ in range(ATTEMPTS):
+    """The agent's builds while the swapper runs: (built clean, refused as changed, other), on
+    past ATTEMPTS until one built or named the swap."""
+    counts = {"built": 0, "changed": 0, "other": 0}
+
+    def attempt() -> bool:
         result = stack.ssh(command, timeout=BUILD_TIMEOUT)
         assert SECRET.encode() not in result.stdout + result.stderr
         if image_exists(stack, image):
             assert not holds_secret(stack, image)  # built: the checked directory's snapshot
-            built += 1
+            counts["built"] += 1
             stack.docker("rmi", "-f", image, check=False)
-        elif b"build-context-changed" in result.stderr:
-            changed += 1
-        else:
-            other += 1  # refused by the check itself (the symlink, or nothing, at its path)
-    return built, changed, other
+            return True
+        if b"build-context-changed" in result.stderr:
+            counts["changed"] += 1
+            return True
+        counts["other"] += 1  # refused by the check itself (the symlink, or nothing, at its path)
+        return False
+
+    until_one(attempt, least=ATTEMPTS, most=MOST_ATTEMPTS)
+    return counts["built"], counts["changed"], counts["other"]
 
 
 def record(stack: Stack, what: str, figures: tuple[int, int, int]) -> None:
     with FIGURES.open("a") as out:
         out.write(f"{stack.mode} {what}: control took the swap; snapshot on: built clean {figures[0]}, "
                   f"refused build-context-changed {figures[1]}, refused otherwise {figures[2]} "
-                  f"of {ATTEMPTS}\n")
+                  f"of {sum(figures)}\n")
 
 
 def test_a_build_context_swapped_after_the_check_is_not_sent(stack: Stack, project: Path) -> None:
     context = project / "ctx"
     command = f"docker build -q -t {TAG} {context}"
-    start_swapper(stack, project)
-    decided = ["build", "-q", "-t", TAG, "--file=-", str(context)]  # the decided argv, Dockerfile pinned
-    assert unsnapshotted_build_took_the_swap(stack, command, decided, TAG, DOCKERFILE.encode())  # control
+    argv = ["build", "-q", "-t", TAG, "--file=-", str(context)]  # the decided argv, Dockerfile pinned
+    assert unsnapshotted_build_took_the_swap(stack, command, argv, TAG, DOCKERFILE.encode())  # control
     stack.docker("rmi", "-f", TAG, check=False)
+    start_swapper(stack, project)
     figures = attempts(stack, command, TAG)
     record(stack, "docker build", figures)
     assert figures[0] + figures[1], figures  # the snapshot builds, or names the swap it met
@@ -166,10 +167,10 @@ def test_a_build_context_swapped_after_the_check_is_not_sent(stack: Stack, proje
 def test_a_compose_build_context_swapped_after_the_check_is_not_sent(stack: Stack, project: Path) -> None:
     compose = project / "compose.yaml"
     command = f"docker compose -f {compose} build"
-    start_swapper(stack, project)
     assert unsnapshotted_build_took_the_swap(stack, command, ["compose", "-f", str(compose), "build"],
                                              COMPOSE_BUILT)  # control: the defence off
     stack.docker("rmi", "-f", COMPOSE_BUILT, check=False)
+    start_swapper(stack, project)
     figures = attempts(stack, command, COMPOSE_BUILT)
     record(stack, "compose build", figures)
     assert figures[0] + figures[1], figures

@@ -33,8 +33,8 @@ from .stack import (
     IMAGE,
     PROXY_ALONE,
     Stack,
+    allowed_then_swapped,
     audit_offset,
-    decided,
     docker_client,
     root_docker_env,
     serving_on_loopback,
@@ -104,13 +104,12 @@ def test_compose_dockerfile_inline_is_not_what_the_classic_builder_builds(
 RACE_TAG = "ai-rt8-race:1"
 SWAPPER = "ai-rt8-swapper"
 ATTEMPTS = 12
-CONTROL_ATTEMPTS = 40  # it stops at the first success
+TO_THE_BAD_ONE = "cp /w/bad /w/ctx/.b && mv /w/ctx/.b /w/ctx/Dockerfile"
 
 
 def swap_loop() -> str:
     """The agent's container: the context's Dockerfile is the harmless one, then the other, again."""
-    return ("while :; do cp /w/good /w/ctx/.a && mv /w/ctx/.a /w/ctx/Dockerfile; "
-            "cp /w/bad /w/ctx/.b && mv /w/ctx/.b /w/ctx/Dockerfile; done")
+    return f"while :; do cp /w/good /w/ctx/.a && mv /w/ctx/.a /w/ctx/Dockerfile; {TO_THE_BAD_ONE}; done"
 
 
 def race_project(project: Path, url: str) -> Path:
@@ -125,27 +124,20 @@ def race_project(project: Path, url: str) -> Path:
 
 def unpinned_build_took_the_swap(stack: Stack, context: Path) -> bool:
     """The decision without its pin: `gatekeeper check` allows the build (it read the harmless
-    file; --offline: root is no [proxy.users] user), then docker builds the argv as the agent
-    typed it, reading the Dockerfile again."""
-    for _ in range(CONTROL_ATTEMPTS):
-        command = f"docker build -q -t {RACE_TAG} {context}"
-        checked = decided(command, timeout=60)
-        if checked.returncode != 0:
-            continue  # the check read the other file: refused, as it should be
-        stack.docker("build", "-q", "-t", RACE_TAG, str(context), check=False)
-        if image_exists(stack, RACE_TAG) and holds_secret(stack, RACE_TAG):
-            return True
-        stack.docker("rmi", "-f", RACE_TAG, check=False)
-    return False
+    file; --offline: root is no [proxy.users] user), the agent's container swaps the Dockerfile,
+    then docker builds the argv as the agent typed it, reading the Dockerfile again."""
+    allowed_then_swapped(stack, f"docker build -q -t {RACE_TAG} {context}", context.parent, TO_THE_BAD_ONE)
+    stack.docker("build", "-q", "-t", RACE_TAG, str(context), check=False)
+    return image_exists(stack, RACE_TAG) and holds_secret(stack, RACE_TAG)
 
 
 def test_a_dockerfile_swapped_after_the_check_is_not_built(stack: Stack, url: str, project: Path) -> None:
     context = race_project(project, url)
+    assert unpinned_build_took_the_swap(stack, context)  # control: the defence off
+    stack.docker("rmi", "-f", RACE_TAG, check=False)
     started = stack.ssh(f"docker run -d --name {SWAPPER} -v {project}:/w {IMAGE} sh -c '{swap_loop()}'")
     assert started.returncode == 0, started.stderr
     try:
-        assert unpinned_build_took_the_swap(stack, context)  # control: the defence off
-        stack.docker("rmi", "-f", RACE_TAG, check=False)
         for _ in range(ATTEMPTS):
             result = stack.ssh(f"docker build -q -t {RACE_TAG} {context}", timeout=120)
             assert SECRET.encode() not in result.stdout + result.stderr
