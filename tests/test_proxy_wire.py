@@ -98,3 +98,36 @@ def test_chunk_frames_a_piece_and_skips_an_empty_one() -> None:
     assert wire.chunk(b"hello") == b"5\r\nhello\r\n"
     assert wire.chunk(b"x" * 300) == b"12c\r\n" + b"x" * 300 + b"\r\n"
     assert wire.chunk(b"") == b""
+
+
+@pytest.mark.parametrize("head", [
+    GOOD,
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Blanks: \t a b \t \r\nX-Colon: a:b: c\r\nX-Obs: caf\xe9\r\n"
+    b"Content-Length: 0\r\n\r\n",
+    b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
+    b"Docker-Experimental: false\r\nOstype: linux\r\nServer: Docker/20.10.24+dfsg1 (linux)\r\n"
+    b"Date: Mon, 30 Nov 2026 20:00:00 GMT\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n",
+], ids=["good", "no-fields", "odd-values", "upgrade", "dockerd"])
+def test_fields_read_from_the_head_are_the_ones_llhttp_reads(head: bytes) -> None:
+    """head_fields splits the head llhttp accepted; each field as llhttp's own callback gives it."""
+    import httptools
+
+    seen = wire.Callbacks()
+    try:
+        httptools.HttpResponseParser(seen).feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass
+    _, answer = read(head)
+    assert answer.headers == seen.headers
+
+
+@pytest.mark.parametrize("line", [b"X: a\rY: b", b"X: a\r\n folded", b"X : a", b"X: a\nY: b", b"X\x01: a"],
+                         ids=["bare-cr", "obs-fold", "blank-before-colon", "bare-lf", "name-not-a-token"])
+def test_a_field_line_llhttp_would_split_otherwise_is_refused(line: bytes) -> None:
+    """head_fields relies on llhttp refusing every line but `name: value` CRLF."""
+    read(GOOD.replace(b"Content-Length: 2", b"X: a\r\nContent-Length: 2"))  # control: a plain field line
+    with pytest.raises(wire.EngineProtocolError):
+        read(GOOD.replace(b"Content-Length: 2", line + b"\r\nContent-Length: 2"))

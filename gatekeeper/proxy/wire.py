@@ -55,14 +55,14 @@ class EngineHead:
         self.chunked = bool(codings)
 
 
-class Callbacks:
-    """httptools' callbacks for one message, either side: the header fields (names
-    lowercased, values without surrounding blanks), then the first message's body pieces."""
+class MessageCallbacks:
+    """httptools' callbacks for one message, either side: where its head ends, then the first
+    message's body pieces. No header callback: an engine answer's fields are read from its head
+    (head_fields), one list instead of a call from llhttp per field."""
 
-    __slots__ = ("headers", "head_done", "body", "complete", "messages")
+    __slots__ = ("head_done", "body", "complete", "messages")
 
     def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
         self.body: list[bytes] = []
         self.complete = False
@@ -70,15 +70,6 @@ class Callbacks:
 
     def on_message_begin(self) -> None:
         self.messages += 1
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.head_done:
-            self.on_trailer()
-        else:
-            self.headers.append((name.lower(), value.strip(b" \t")))
-
-    def on_trailer(self) -> None:
-        """A chunked body's trailer field: dropped (a request's are refused)."""
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -92,8 +83,29 @@ class Callbacks:
             self.complete = True
 
 
-class Parsed(Callbacks):
-    """One engine response: its reason phrase too."""
+class Callbacks(MessageCallbacks):
+    """MessageCallbacks and each header field as llhttp reads it (names lowercased, values
+    without surrounding blanks): a client's request, whose chunked body's trailer fields
+    must be seen (to be refused)."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            self.on_trailer()
+        else:
+            self.headers.append((name.lower(), value.strip(b" \t")))
+
+    def on_trailer(self) -> None:
+        """A chunked body's trailer field (a request's are refused)."""
+
+
+class Parsed(MessageCallbacks):
+    """One engine response: its reason phrase too (its trailer fields, if any, are dropped)."""
 
     __slots__ = ("reason",)
 
@@ -137,7 +149,7 @@ class ResponseReader:
             raise EngineProtocolError("malformed answer from the engine (head)")
         if self.parser.get_http_version() != "1.1":
             raise EngineProtocolError("the engine answered in another HTTP version than 1.1")
-        answer = EngineHead(self.parser.get_status_code(), parsed.reason, parsed.headers)
+        answer = EngineHead(self.parser.get_status_code(), parsed.reason, head_fields(head))
         self.chunked = answer.chunked
         if answer.status in BODILESS:
             self.bodiless = True
@@ -166,6 +178,18 @@ class ResponseReader:
         if not self.chunked:
             return body
         return chunk(body) + (LAST_CHUNK if self.complete else b"")
+
+
+def head_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields of a head llhttp has read without an error (names lowercased, values
+    without surrounding blanks, in order). Strict, llhttp has refused every line but `name:
+    value` CRLF (a bare CR or LF, obs-fold, a blank before the colon, a name not a token), so
+    the lines between the status line and the blank line are exactly the fields it read, and a
+    name, a token, ends at the first colon; no field line is empty, so the first CRLF CRLF
+    ends the fields."""
+    lines = head[:head.find(HEAD_END)].split(b"\r\n")
+    return [(name.lower(), value.strip(b" \t"))
+            for name, _, value in [line.partition(b":") for line in lines[1:]]]
 
 
 def split_head(buffer: bytearray) -> bytes | None:
