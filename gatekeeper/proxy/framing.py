@@ -116,8 +116,9 @@ def check_head(request: RequestHead, path: str) -> None:
     """Version, framing and hop headers of a parsed request (after check_raw_head)."""
     if request.http_version != b"1.1":
         raise FramingError(505, "only HTTP/1.1 is served here")
-    lengths = header_values(request, b"content-length")
-    codings = header_values(request, b"transfer-encoding")
+    fields = request.fields  # (each name looked up once: a request has only the fields it sent)
+    lengths = fields.get(b"content-length")
+    codings = fields.get(b"transfer-encoding")
     if lengths and codings:
         # Stops CL.TE/TE.CL smuggling: the two headers frame the body two ways.
         raise FramingError(400, "ambiguous request: both Content-Length and Transfer-Encoding")
@@ -125,14 +126,14 @@ def check_head(request: RequestHead, path: str) -> None:
         raise FramingError(411, "chunked request bodies are refused; send a Content-Length")
     check_connection(request)
     check_content_type(request)
-    expect = header_values(request, b"expect")
+    expect = fields.get(b"expect")
     if expect and expect[0].lower() != "100-continue":
         raise FramingError(417, "unsupported Expect header")
 
 
 def check_content_type(request: RequestHead) -> None:
     """Content-Type names one of CONTENT_TYPES (parameters aside), or is absent."""
-    for value in header_values(request, b"content-type"):
+    for value in request.fields.get(b"content-type", ()):
         media = value.partition(";")[0].strip().lower()
         if media not in CONTENT_TYPES or not value.isascii():
             # Stops: query parameters in a form body (application/x-www-form-urlencoded or
@@ -147,11 +148,11 @@ def check_content_type(request: RequestHead) -> None:
 def check_connection(request: RequestHead) -> None:
     """Connection may only say close, keep-alive or upgrade (other tokens name headers to drop,
     which would let a client strip what the decision saw); Upgrade only with its token."""
-    tokens = {token.strip().lower() for value in header_values(request, b"connection")
+    tokens = {token.strip().lower() for value in request.fields.get(b"connection", ())
               for token in value.split(",") if token.strip()}
     if not tokens <= CONNECTION_TOKENS:
         raise FramingError(400, "unsupported Connection header tokens")
-    upgrade = header_values(request, b"upgrade")
+    upgrade = request.fields.get(b"upgrade")
     if ("upgrade" in tokens) != bool(upgrade):
         raise FramingError(400, "ambiguous request: Upgrade without Connection: upgrade (or the reverse)")
     if upgrade and upgrade[0].lower() not in UPGRADE_PROTOCOLS:
@@ -163,14 +164,20 @@ def is_upgrade(request: RequestHead) -> bool:
 
 
 def wants_close(request: RequestHead) -> bool:
-    return any("close" in value.lower() for value in header_values(request, b"connection"))
+    connection = request.fields.get(b"connection")
+    return connection is not None and any("close" in value.lower() for value in connection)
+
+
+def is_chunked(request: RequestHead) -> bool:
+    return b"transfer-encoding" in request.fields
 
 
 def body_length(request: RequestHead) -> int | None:
     """Content-Length, or None for a chunked body (only CHUNKED_PATHS get this far)."""
-    lengths = header_values(request, b"content-length")
-    if header_values(request, b"transfer-encoding"):
+    fields = request.fields
+    if b"transfer-encoding" in fields:
         return None
+    lengths = fields.get(b"content-length")
     return int(lengths[0]) if lengths else 0
 
 

@@ -472,7 +472,7 @@ class ClientConnection:
         build = target.path in framing.CHUNKED_PATHS and event.method == b"POST"
         cap = state.settings.max_build_context if build else state.settings.max_body
         framing.check_body_size(length, cap)
-        if framing.header_values(event, b"expect"):  # (check_head let only 100-continue by)
+        if b"expect" in event.fields:  # (check_head let only 100-continue by)
             self.writer.write(wire.response_head(100, b"Continue", []))
         self.start_phase("body", settings)
         if build:
@@ -1261,7 +1261,7 @@ def body_facts(received: Received) -> dict[str, object]:
     """For the record: how many body bytes came, and whether they came chunked (a build
     context from the legacy builder), since the engine got them re-framed."""
     facts: dict[str, object] = {"body_bytes": received.size}
-    if framing.body_length(received.event) is None:
+    if framing.is_chunked(received.event):
         facts["chunked"] = True
     return facts
 
