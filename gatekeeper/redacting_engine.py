@@ -47,7 +47,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from gatekeeper.redaction import NONE_BUILT, owned_by, owned_lists, redact_tree, redacted_listing
+from gatekeeper.redaction import NONE_BUILT, owned_by, owned_lists, owned_only, redact_tree, redacted_listing
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
@@ -163,32 +163,11 @@ def shown(kind: str, answer: Answer, owner: str, keys: tuple[str, ...],
 # Which listed kinds each list path holds (the disk usage: both; volumes and networks: neither).
 LIST_KINDS = {"/containers/json": frozenset({"containers"}), "/images/json": frozenset({"images"}),
               "/system/df": frozenset({"containers", "images"})}
-DISK_USAGE_KEYS = {"containers": "Containers", "images": "Images"}
 
 
 def list_kinds(path: str) -> frozenset[str]:
     plain = API_PREFIX.sub("", path.partition("?")[0], count=1)
     return LIST_KINDS.get(plain, frozenset())
-
-
-def owned_only(value: object, kinds: frozenset[str], owner: str,
-               built: Container[str] = NONE_BUILT) -> object:
-    """The list without the objects of `kinds` that `owner` does not own (a container: its
-    create's labels, gatekeeper.redaction.owned_by)."""
-    if not kinds:
-        return value
-    if isinstance(value, list):
-        return [item for item in value if owned_by(item, owner, built)]
-    if not isinstance(value, dict):
-        raise ValueError("the engine sent something that is not a list")
-    kept = dict(value)
-    for kind in kinds:
-        items = value.get(DISK_USAGE_KEYS[kind])
-        if isinstance(items, list):
-            kept[DISK_USAGE_KEYS[kind]] = [item for item in items if owned_by(item, owner, built)]
-        elif items is not None:
-            raise ValueError(f"the engine's {DISK_USAGE_KEYS[kind]} is not a list")
-    return kept
 
 
 def redacted_list(value: object, owner: str, keys: tuple[str, ...],

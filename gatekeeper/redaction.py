@@ -88,6 +88,31 @@ def owned_lists(policy: Policy) -> frozenset[str]:
     return frozenset(kind for kind, key in scoped if policy.scope_of(key) == "owned")
 
 
+# The lists of a kind in the disk usage (GET /system/df).
+DISK_USAGE_KEYS = {"containers": "Containers", "images": "Images"}
+
+
+def owned_only(value: object, kinds: frozenset[str], owner: str,
+               built: Container[str] = NONE_BUILT) -> object:
+    """The list without the objects of `kinds` ("containers", "images") that `owner` does not
+    own (owned_by: a container by its create's labels, an image by its build records), as
+    [scope] ps / images = "owned" lists them at both layers."""
+    if not kinds:
+        return value
+    if isinstance(value, list):
+        return [item for item in value if owned_by(item, owner, built)]
+    if not isinstance(value, dict):
+        raise ValueError("the engine sent something that is not a list")
+    kept = dict(value)
+    for kind in kinds:
+        items = value.get(DISK_USAGE_KEYS[kind])
+        if isinstance(items, list):
+            kept[DISK_USAGE_KEYS[kind]] = [item for item in items if owned_by(item, owner, built)]
+        elif items is not None:
+            raise ValueError(f"the engine's {DISK_USAGE_KEYS[kind]} is not a list")
+    return kept
+
+
 # GET /system/df (`docker system df -v --format '{{json .}}'`): the engine's lists of images,
 # containers and volumes, each object with its labels, as the lists of their own endpoints.
 DISK_USAGE_LISTS = ("Images", "Containers", "Volumes")

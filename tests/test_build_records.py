@@ -19,11 +19,18 @@ import pytest
 from gatekeeper.build_records import built_image, record_name, worth_recording
 from gatekeeper.decision import decide
 from gatekeeper.owner import OWNER_LABEL, proven_image_labels
-from gatekeeper.proxy.vet import REDACT_ALWAYS, REDACT_BUILT, transform_response, vet_api_request
+from gatekeeper.proxy.vet import (
+    REDACT_ALWAYS,
+    REDACT_BUILT,
+    REDACT_LISTING,
+    REDACT_OWNED_LISTING,
+    transform_response,
+    vet_api_request,
+)
 from gatekeeper.redaction import owned_by
 from tests.test_build_add_url import context_tar
 from tests.test_image_scope import APP, IMAGES, LENT, ApiImages, world
-from tests.test_proxy_vet import request
+from tests.test_proxy_vet import OVERRIDES, make_policy, request
 
 MINE = {OWNER_LABEL: "default"}
 MINE_ID, HEIR_ID = IMAGES["mine:1"][0], IMAGES["heir:1"][0]
@@ -252,3 +259,50 @@ def test_api_layer_prune_refused_while_the_filter_selects_an_unrecorded_image() 
     assert verdict.rule == "scope-owned", verdict.reason
     control = vet_api_request(request("POST", "/v1.47/images/prune"), LENT, ApiImages())
     assert control.rule == "allowed", control.reason
+
+
+# ---------------------------------------------------------------- lists under [scope] ... = "owned"
+
+OWNED_SCOPE = make_policy({**OVERRIDES, "scope": {"ps": "owned", "images": "owned"}})
+HEIR_LISTED = {"Id": HEIR_ID, "RepoTags": ["heir:1"], "Labels": {**MINE, "db_password": "pw"}}
+MINE_LISTED = {"Id": MINE_ID, "RepoTags": ["mine:1"], "Labels": MINE}
+OPERATORS = {"Id": "c-op", "Names": ["/db"], "State": "running", "Labels": {"db_password": "pw"}}
+AGENTS = {"Id": "c-ai", "Names": ["/ai-app"], "State": "running",
+          "Labels": {**MINE, "gatekeeper.created": "default"}}
+
+
+def api_listed(policy: object, target: str, answer: object) -> tuple[str, object]:
+    """The transform the decision names and the agent's view of the engine's `answer`."""
+    verdict = vet_api_request(request("GET", target), policy, ApiImages())
+    assert verdict.allowed, verdict.reason
+    shown = transform_response(verdict.response, 200, json.dumps(answer).encode(), request("GET", target))
+    return verdict.response, json.loads(shown)
+
+
+def test_api_layer_owned_image_list_leaves_the_heir_out() -> None:
+    """The engine's owner filter selects the heir: its tag named the operator's image to the agent."""
+    response, shown = api_listed(OWNED_SCOPE, "/v1.47/images/json", [MINE_LISTED, HEIR_LISTED])
+    assert response.startswith(f"{REDACT_OWNED_LISTING} images ") and MINE_ID in response
+    assert [item["Id"] for item in shown] == [MINE_ID]
+    response, shown = api_listed(LENT, "/v1.47/images/json", [MINE_LISTED, HEIR_LISTED])  # control: "all"
+    assert response.startswith(REDACT_LISTING + " ")
+    assert [item["Id"] for item in shown] == [MINE_ID, HEIR_ID] and shown[1]["Labels"]["db_password"] == "***"
+
+
+def test_api_layer_owned_disk_usage_lists_only_the_callers_images_and_containers() -> None:
+    """GET /system/df takes no filter: under "owned" the operator's containers and images go."""
+    usage = {"Images": [MINE_LISTED, HEIR_LISTED], "Containers": [OPERATORS, AGENTS],
+             "Volumes": [{"Name": "ops", "Labels": {"backup_password": "pw"}}], "BuildCache": None}
+    response, shown = api_listed(OWNED_SCOPE, "/v1.47/system/df?verbose=1", usage)
+    assert response.startswith(f"{REDACT_OWNED_LISTING} containers,images ")
+    assert [item["Id"] for item in shown["Images"]] == [MINE_ID]
+    assert [item["Id"] for item in shown["Containers"]] == ["c-ai"]
+    assert shown["Volumes"][0]["Labels"]["backup_password"] == "***"
+    _, shown = api_listed(LENT, "/v1.47/system/df?verbose=1", usage)  # control: "all"
+    assert [item["Id"] for item in shown["Containers"]] == ["c-op", "c-ai"]
+
+
+def test_api_layer_owned_listing_withholds_an_answer_that_is_no_list() -> None:
+    verdict = vet_api_request(request("GET", "/v1.47/images/json"), OWNED_SCOPE, ApiImages())
+    shown = transform_response(verdict.response, 200, b'{"password": "x"}', request("GET", "/x"))
+    assert b"withheld" in shown and b'"x"' not in shown

@@ -385,6 +385,15 @@ def test_listings_are_filtered_when_owned(tmp_path: Path) -> None:
     assert decided("docker image ls", owned).argv == ["docker", "image", "ls", *OWNED]
 
 
+def test_an_owned_image_list_comes_from_the_redacting_stand_in(tmp_path: Path) -> None:
+    """The owner filter also selects the operator's image built FROM the agent's (the label is
+    inherited): the stand-in keeps only the images a build record names."""
+    owned = with_policy(tmp_path, '[scope]\nimages = "owned"\n')
+    for command in ("docker images", "docker image ls -q", "docker images --format '{{.Repository}}'"):
+        assert decided(command, owned).output_filter == "redact-at-source", command
+    assert decided("docker images", with_policy(tmp_path, "")).output_filter is None  # control: "all"
+
+
 def test_inspect_owned_needs_a_type(tmp_path: Path) -> None:
     owned = with_policy(tmp_path, '[scope]\ninspect = "owned"\n')
     assert decided("docker inspect web", owned).rule == "scope-owned"

@@ -44,6 +44,7 @@ REDACT_OBJECT = "redact-inspect-object"
 REDACT_ALWAYS = "redact-inspect-always"  # an object that is not the caller's whatever its labels say
 REDACT_BUILT = "redact-inspect-built"  # an image: as it is only if it is the one proven the caller's (its ID)
 REDACT_LISTING = "redact-listing"  # a list of objects, each not the caller's redacted
+REDACT_OWNED_LISTING = "redact-listing-owned"  # and the kinds [scope] keeps to the caller's own left out
 # Vetters that read the request body; every other endpoint must come without one.
 BODY_VETTERS = frozenset({"container_create", "container_update", "network_connect", "network_disconnect",
                           "volume_create", "network_create", "build"})
@@ -202,10 +203,30 @@ def vet_listing(call: Call) -> ApiVerdict:
     the values under [redact] keys hidden (their labels), as inspect answers them: docker's
     `--format '{{.Labels}}'` would print them."""
     from gatekeeper.label_rules import owned_labels, scope
+    from gatekeeper.redaction import owned_lists
 
     if call.route.scope and scope(call.ctx, call.route.scope) == "owned":
         add_filters(call, {"label": owned_labels(call.profile, events_kind(call) or call.route.kind)})
+    kinds = OWNED_LISTS.get(call.route.ident, frozenset()) & owned_lists(call.policy)
+    if kinds:
+        return call.allow(response=owned_listing_name(call, kinds))
     return call.allow(response=redaction_name(call, REDACT_LISTING))
+
+
+# The lists in which the engine's label filter cannot tell the caller's own: an image built FROM
+# the agent's inherits its owner label (only a build record proves one the agent's), and the
+# disk usage takes no filter. The containers' list is filtered by the create's labels already.
+OWNED_LISTS = {"image.list": frozenset({"images"}), "system.df": frozenset({"containers", "images"})}
+
+
+def owned_listing_name(call: Call, kinds: frozenset[str]) -> str:
+    """REDACT_OWNED_LISTING with the kinds to keep to the caller's own, the image IDs its build
+    records name ("-": none) and the [redact] keys."""
+    from gatekeeper.proxy.images import built_images
+
+    built = sorted(built_images(call)) if "images" in kinds else []
+    return (f"{REDACT_OWNED_LISTING} {','.join(sorted(kinds))} {','.join(built) or '-'} "
+            f"{keys_json(tuple(call.policy.redact_keys))}")
 
 
 def events_kind(call: Call) -> str:
@@ -574,12 +595,16 @@ VETTERS: dict[str, Callable[[Call], ApiVerdict]] = {
 def transform_response(name: str, status: int, body: bytes, request: ApiRequest) -> bytes:
     """Apply the response transform `name` (from a verdict) to the engine's answer."""
     transform, _, argument = name.partition(" ")
-    if transform not in (REDACT_OBJECT, REDACT_ALWAYS, REDACT_LISTING, REDACT_BUILT):
+    if transform not in (REDACT_OBJECT, REDACT_ALWAYS, REDACT_LISTING, REDACT_OWNED_LISTING, REDACT_BUILT):
         return error_body(f"unknown response transform {transform!r}")
     if status != 200:
         return body  # the engine's error (no such object): nothing of the object in it
     if transform == REDACT_LISTING:
         return redact_listing(body, request.profile, argument)
+    if transform == REDACT_OWNED_LISTING:
+        kinds, built, keys = argument.split(" ", 2)
+        return owned_listing(body, request.profile, keys, frozenset(kinds.split(",")),
+                             frozenset(built.split(",")) - {"-"})
     if transform == REDACT_BUILT:
         ident, _, keys = argument.partition(" ")
         return redact_object(body, request.profile, keys, frozenset({ident}))
@@ -654,6 +679,26 @@ def redact_listing(body: bytes, profile: str, keys_json: str) -> bytes:
     try:
         shown = redacted_listing(value, profile, keys)
     except ValueError:
+        return error_body("the engine's answer is not a list; withheld")
+    from gatekeeper.redacting_engine import go_json
+
+    return go_json(shown)
+
+
+def owned_listing(body: bytes, profile: str, keys_json: str, kinds: frozenset[str],
+                  built: frozenset[str]) -> bytes:
+    """A list under [scope] ps / images = "owned": the objects of `kinds` not the caller's left
+    out (an image: its ID among `built`, its build records'), the others not the caller's
+    redacted, as the CLI layer's redacting engine answers it."""
+    import json
+
+    from gatekeeper.redaction import owned_only, redacted_listing
+
+    try:
+        keys = redaction_keys(keys_json)
+        value = owned_only(json.loads(body), kinds, profile, built)
+        shown = redacted_listing(value, profile, keys, built)
+    except (ValueError, UnicodeDecodeError):
         return error_body("the engine's answer is not a list; withheld")
     from gatekeeper.redacting_engine import go_json
 

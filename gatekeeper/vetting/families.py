@@ -90,6 +90,18 @@ def listing_family(ctx: Context, plain: frozenset[str] = PLAIN_LISTING_FIELDS) -
             return
 
 
+def image_listing_family(ctx: Context) -> None:
+    """image ls: under [scope] images = "owned" its owner filter also selects the operator's
+    image built FROM the agent's (the label is inherited), so the list comes from the redacting
+    stand-in, which keeps the images a build record names (gatekeeper.build_records)."""
+    listing_family(ctx)
+    if ctx.policy.scope_of("images") == "owned":
+        from gatekeeper.vetting.inspect import vet_listing_format
+
+        # Stops: `docker images` naming the operator's descendant of the agent's image.
+        vet_listing_format(ctx)
+
+
 def compose_ps_family(ctx: Context) -> None:
     """compose ps: a read-only listing of any project's containers (no ownership check), so
     a template printing labels lists from the redacting stand-in as docker ps does (compose,
@@ -179,7 +191,7 @@ FAMILY_VETTERS: dict[str, Callable[[Context], None]] = {
     "volume inspect": inspect_family,
     "compose config": compose_config_family,
     "container ls": listing_family,
-    "image ls": listing_family,
+    "image ls": image_listing_family,
     "volume ls": listing_family,
     "network ls": listing_family,
     "system df": disk_usage_family,

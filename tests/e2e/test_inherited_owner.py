@@ -23,7 +23,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, Stack, audit_offset, docker_client, record_agent_build, root_docker_env
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    Stack,
+    audit_offset,
+    docker_client,
+    policy_extended,
+    record_agent_build,
+    root_docker_env,
+)
 from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +143,27 @@ def test_the_operators_descendant_is_not_the_agents(stack: Stack, base: str, kin
         assert stack.docker("image", "inspect", heir, check=False).returncode != 0
     finally:
         stack.docker("volume", "rm", forged, check=False)
+
+
+OWNED_IMAGES = '\n[scope]\nimages = "owned"\n'
+LISTINGS = ["docker images --format '{{.Repository}}:{{.Tag}}'", "docker system df -v --format '{{json .}}'"]
+
+
+@pytest.mark.parametrize("command", LISTINGS)
+def test_an_owned_image_list_leaves_the_operators_descendant_out(stack: Stack, base: str,
+                                                                 command: str) -> None:
+    """Under [scope] images = "owned" the engine's owner filter (and the disk usage, no filter
+    at all) lists the descendant too: its tag named the operator's image to the agent."""
+    ident = image_id(stack, heirs(stack)[0])
+    mine, theirs = BASE.partition(":")[0].encode(), HEIR.partition(":")[0].encode()
+    with policy_extended(OWNED_IMAGES):
+        listed = stack.ssh(command, timeout=90)
+        assert listed.returncode == 0, listed.stderr
+        assert mine in listed.stdout, listed.stdout  # the agent's own
+        assert theirs not in listed.stdout, listed.stdout
+        forged = record_agent_build(ident)  # the control: the defence off for this image
+        try:
+            shown = stack.ssh(command, timeout=90)
+            assert theirs in shown.stdout, shown.stdout
+        finally:
+            stack.docker("volume", "rm", forged, check=False)
