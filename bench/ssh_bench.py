@@ -54,7 +54,7 @@ Needs root and the e2e lock (it starts the stack):
 VENV/bin/gatekeeper-ssh (say, an earlier commit installed with `git archive` and
 `gatekeeper install-entry`), same policy, proxy and engine: before and after in the same rounds.
 
-`--resident` adds the opt-in resident ForceCommand (gatekeeper/resident.py): its own sshds on the
+`--resident` adds the resident ForceCommand (the default) (gatekeeper/resident.py): its own sshds on the
 drop-in pointed at gatekeeper-ssh-resident, a `gatekeeper resident` pool started for the run; it is
 a side of the direct bench too (the client against the entry script, without ssh).
 
@@ -109,6 +109,7 @@ from tests.e2e.stack import (
     Daemon,
     Stack,
     docker_client,
+    force,
     free_port,
     running_stack,
     start_resident_pool,
@@ -176,13 +177,9 @@ def plain_ssh(stack: Stack, port: int, command: str) -> list[str]:
 def against_snippet(workdir: Path, venv: Path, *, shell_exec: bool = True) -> Path:
     """The drop-in with its ForceCommand pointing at another venv's entry script (--against),
     or at the same one without `exec` (--forking-shell: the login shell forks and waits)."""
-    text = SNIPPET.read_text()
-    line = f"ForceCommand exec {VENV}/bin/gatekeeper-ssh --policy {POLICY}"
-    if line not in text:
-        raise SystemExit(f"{SNIPPET} has no line {line!r}")
     target = workdir / ("bench-against.conf" if shell_exec else "bench-forking.conf")
-    forced = f"{'exec ' if shell_exec else ''}{venv}/bin/gatekeeper-ssh --policy {POLICY}"
-    target.write_text(text.replace(line, f"ForceCommand {forced}"))
+    shutil.copyfile(SNIPPET, target)
+    force(target, venv / "bin" / "gatekeeper-ssh", shell_exec=shell_exec)
     return target
 
 
@@ -451,7 +448,7 @@ def parse_options() -> argparse.Namespace:
                         help="a venv with another gatekeeper and its entry script (bin/gatekeeper-ssh): "
                              "a fifth side, its own sshd with the drop-in's ForceCommand pointing there")
     parser.add_argument("--resident", action="store_true",
-                        help="a side more: the opt-in resident ForceCommand (gatekeeper-ssh-resident and "
+                        help="a side more: the resident ForceCommand, the default (gatekeeper-ssh-resident, "
                              "a `gatekeeper resident` pool), its own sshds (the drop-in pointed at it)")
     parser.add_argument("--forking-shell", action="store_true",
                         help="a side more: the same gatekeeper, its sshd's ForceCommand without `exec` "

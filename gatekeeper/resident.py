@@ -1,4 +1,4 @@
-"""`gatekeeper resident`: the ForceCommand without Python's start on every call (opt-in).
+"""`gatekeeper resident`: the ForceCommand without Python's start on every call (the default).
 
     gatekeeper resident --user ai-worker            (as root, one per agent account)
     ForceCommand exec /opt/gatekeeper/bin/gatekeeper-ssh-resident --policy /etc/gatekeeper/policy.toml

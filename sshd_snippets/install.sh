@@ -3,7 +3,7 @@
 # its own result; run them in this order (the README's install section does):
 #
 #   sh sshd_snippets/install.sh packages account area-mount pam gatekeeper policy audit-log \
-#       logrotate proxy keys-dir sshd no-user-manager no-cron-at
+#       logrotate proxy resident keys-dir sshd no-user-manager no-cron-at
 #   ... add keys to /etc/ssh/authorized_keys/ai-worker ...
 #   sh sshd_snippets/install.sh reload
 #
@@ -23,7 +23,10 @@ UNIT_DIR=${GATEKEEPER_UNIT_DIR:-/etc/systemd/system}
 PROXY_UNIT=gatekeeper-proxy.service
 # [proxy] listen's default, in the unit's RuntimeDirectory (/run/gatekeeper)
 PROXY_SOCKET=/run/gatekeeper/docker.sock
-PACKAGES="docker.io openssh-server python3-venv logrotate e2fsprogs procps"
+RESIDENT_UNIT=gatekeeper-resident.service
+RESIDENT_DIR=/run/gatekeeper-resident # the unit's RuntimeDirectory, gatekeeper.resident's SOCKET_DIRECTORY
+# gcc and libc6-dev: step resident compiles the ForceCommand's client on this machine
+PACKAGES="docker.io openssh-server python3-venv logrotate e2fsprogs procps gcc libc6-dev"
 
 die() {
     echo "install.sh: $*" >&2
@@ -187,6 +190,36 @@ step_proxy() {
         die "$PROXY_SOCKET must be root:$AGENT 0660 ([proxy] group in the policy)"
 }
 
+# The resident ForceCommand, the drop-in's default: its C client beside the entry script
+# (gatekeeper install-entry --resident) and the unit whose workers serve it. The client fails
+# closed (no pool, every call denied), so the socket is waited for and checked here. Without
+# systemd (a container, the test stack) the unit is installed and checked, and whoever runs
+# the machine starts its ExecStart line. The fallback without this step: the drop-in's
+# ForceCommand on gatekeeper-ssh (sshd_snippets/README.md).
+step_resident() {
+    "$VENV/bin/gatekeeper" install-entry --resident >/dev/null
+    [ -x "$VENV/bin/gatekeeper-ssh-resident" ] || die "$VENV/bin/gatekeeper-ssh-resident was not compiled"
+    install -d -m 0755 -o root -g root "$UNIT_DIR"
+    install -m 0644 -o root -g root "$HERE/$RESIDENT_UNIT" "$UNIT_DIR/$RESIDENT_UNIT"
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        systemd-analyze verify "$UNIT_DIR/$RESIDENT_UNIT" >/dev/null || die "systemd-analyze rejects $UNIT_DIR/$RESIDENT_UNIT"
+    fi
+    [ -d /run/systemd/system ] || return 0
+    systemctl daemon-reload
+    systemctl enable --quiet "$RESIDENT_UNIT"
+    systemctl restart "$RESIDENT_UNIT"
+    socket=$RESIDENT_DIR/$(id -u "$AGENT").sock
+    tries=0
+    until [ -S "$socket" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -le 50 ] || die "$socket did not appear (journalctl -u $RESIDENT_UNIT)"
+        sleep 0.2
+    done
+    [ "$(stat -c '%U:%g %a' "$socket")" = "root:$(id -g "$AGENT") 660" ] ||
+        die "$socket must be root:<$AGENT's group> 0660"
+    [ "$(stat -c '%U:%G %a' "$RESIDENT_DIR")" = "root:root 755" ] || die "$RESIDENT_DIR must be root:root 0755"
+}
+
 # Keys only here, root-owned: never in ~ai-worker/.ssh, which the agent can write.
 step_keys_dir() {
     install -d -m 0755 -o root -g root "$SSHD_DIR/authorized_keys"
@@ -255,8 +288,8 @@ step_reload() {
 [ $# -gt 0 ] || die "usage: install.sh STEP... (see the top of this file)"
 for step in "$@"; do
     case $step in
-    packages | account | area-mount | pam | gatekeeper | policy | audit-log | logrotate | proxy | keys-dir | sshd | \
-        no-user-manager | no-cron-at | reload)
+    packages | account | area-mount | pam | gatekeeper | policy | audit-log | logrotate | proxy | resident | \
+        keys-dir | sshd | no-user-manager | no-cron-at | reload)
         "step_$(echo "$step" | tr - _)"
         ;;
     *) die "unknown step $step" ;;

@@ -47,6 +47,7 @@ def build(root: Path) -> Path:
         ("etc/pam.d", 0o755),
         ("home/ai-worker", 0o755),
         ("bin", 0o755),
+        ("etc/systemd/system", 0o755),
     ]:
         (root / directory).mkdir(parents=True, exist_ok=True)
         (root / directory).chmod(mode)
@@ -68,6 +69,8 @@ def build(root: Path) -> Path:
     )
     (root / "etc/group").write_text(f"root:x:0:\ndocker:x:999:\n{AGENT}:x:{AGENT_GID}:\n")
     (root / "etc/pam.d/sshd").write_text("session required pam_env.so user_readenv=0\n")
+    (root / RESIDENT_UNIT).write_text("[Service]\n")  # install.sh's resident step
+    (root / RESIDENT_UNIT).chmod(0o644)
     docker = root / "bin/sh"  # the policy's docker.binary
     docker.write_text("#!/bin/sh\n")
     docker.chmod(0o755)
@@ -143,6 +146,9 @@ def remove(relative: str) -> Callable[[Path], None]:
     return step
 
 
+RESIDENT_UNIT = "etc/systemd/system/gatekeeper-resident.service"
+
+
 # Each row: how the deployment is broken, the check that must FAIL, and words of the fix it names.
 BROKEN = [
     (remove("etc/gatekeeper/policy.toml"), "policy", "install.sh policy", "policy-missing"),
@@ -209,6 +215,8 @@ BROKEN = [
     (chmod(STATE, 0o777), "state dir", "install -d -m 0700", "state-dir-world-writable"),
     (chmod(STATE, 0o770), "state dir", "install -d -m 0700", "state-dir-group-writable"),
     (state_dir_symlink, "state dir", f"rm -rf /home/{AGENT}/.gatekeeper", "state-dir-symlink"),
+    (chmod(RESIDENT_UNIT, 0o666), "resident unit", "install.sh resident", "resident-unit-world-writable"),
+    (chown(RESIDENT_UNIT, 1000, 0), "resident unit", "install.sh resident", "resident-unit-not-roots"),
     (state_dir_uncreatable, "state dir", f"install -d -m 0700 -o {AGENT}", "state-dir-uncreatable"),
     (chmod(f"home/{AGENT}", 0o777), "state dir", "[paths] state_dir", "state-dir-parent-world-writable"),
     (chmod("home", 0o777), "state dir", "[paths] state_dir", "state-dir-ancestor-world-writable"),
@@ -375,3 +383,40 @@ def test_the_entry_scripts_module_bundle_is_checked(tmp_path: Path) -> None:
     [check] = doctor.check_module_bundle(deployment)
     assert (check.status, check.fix) == (FAIL, "gatekeeper install-entry")
     assert not list(doctor.check_module_bundle(Deployment(entry_script=str(entry), live=False)))
+
+
+def test_a_missing_resident_unit_is_warned_about(tmp_path: Path) -> None:
+    """The drop-in's default ForceCommand denies every call without the unit's workers;
+    the fallback (the entry script forced instead) is the operator's choice: a warning."""
+    root = build(tmp_path)
+    (root / RESIDENT_UNIT).unlink()
+    [check] = [c for c in diagnose(root) if c.name == "resident unit"]
+    assert (check.status, "install.sh resident" in check.fix) == (WARN, True), check.line()
+
+
+def resident_pool(root: Path) -> list[doctor.Check]:
+    return list(doctor.check_resident_pool(Deployment(str(root), agent=AGENT)))
+
+
+def test_the_resident_pools_socket_is_there_and_owned_right(tmp_path: Path) -> None:
+    """Without the socket the resident client denies every call: doctor says so. Control: the
+    socket as the pool makes it (root:<agent's group> 0660 in root's 0755 directory) passes."""
+    import socket
+
+    from gatekeeper.resident import socket_path
+
+    root = build(tmp_path)
+    [missing] = resident_pool(root)
+    assert (missing.status, "every call is denied" in missing.detail) == (FAIL, True), missing.line()
+    path = root / socket_path(4242).lstrip("/")
+    path.parent.mkdir(parents=True, mode=0o755)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(str(path))
+        os.chown(path, 0, AGENT_GID)
+        path.chmod(0o660)
+        assert [c.status for c in resident_pool(root)] == [OK]
+        path.chmod(0o666)  # anyone could ask to be served (the worker checks the uid: still wrong)
+        assert [c.status for c in resident_pool(root)] == [FAIL]
+        path.chmod(0o660)
+        path.parent.chmod(0o777)  # anyone could put a listener of their own there
+        assert [c.status for c in resident_pool(root)] == [FAIL]

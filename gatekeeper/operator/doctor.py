@@ -18,7 +18,10 @@ it), each allowed root on a nosuid,nodev mount (live only), PAM (pam_env must
 not read ~/.pam_environment: user_readenv=1), the
 agent's way to the engine (only through the proxy's socket: a warning when it can
 reach the engine's own socket, the docker group being root) and the socket docker.host
-names, the entry script's module bundle (current: gatekeeper.module_bundle), and the
+names, the entry script's module bundle (current: gatekeeper.module_bundle), the
+resident ForceCommand (the drop-in's default: its unit root's alone to write, its
+client root-owned, and live, the pool's socket there, root:<agent's group> 0660 in a
+root:root 0755 directory: without it the client denies every call), and the
 effective sshd settings (`gatekeeper sshd-check`, when installed).
 
 Every path is taken below ``--root`` (default /), so a copy of a deployment
@@ -44,6 +47,8 @@ SKIP: Final = "skip"
 
 DEFAULT_POLICY: Final = "/etc/gatekeeper/policy.toml"
 DEFAULT_AGENT: Final = "ai-worker"
+RESIDENT_UNIT: Final = "/etc/systemd/system/gatekeeper-resident.service"
+RESIDENT_FIX: Final = "sh sshd_snippets/install.sh resident (or the fallback: sshd_snippets/README.md)"
 FS_IOC_GETFLAGS: Final = 0x80086601
 FS_APPEND_FL: Final = 0x20
 
@@ -825,6 +830,85 @@ def check_module_bundle(deployment: Deployment) -> Iterator[Check]:
                     "its modules one by one)", "gatekeeper install-entry")
 
 
+def root_file_problem(info: os.stat_result | None) -> str:
+    """Why a file root runs or trusts is not root's alone ("" when it is)."""
+    if info is None:
+        return "missing"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid != 0 or info.st_mode & 0o022:
+        return f"{owner_mode(info)}: someone but root can change it"
+    return ""
+
+
+def check_resident(deployment: Deployment) -> Iterator[Check]:
+    """The resident ForceCommand, the drop-in's default (gatekeeper.resident): the unit runs
+    as root, the client runs every session; both root's alone. Its pool: gatekeeper_pool."""
+    unit = deployment.path(RESIDENT_UNIT)
+    problem = root_file_problem(stat_of(unit))
+    if problem:
+        yield Check("resident unit", FAIL if problem != "missing" else WARN,
+                    f"{RESIDENT_UNIT}: {problem} (the drop-in's resident client denies every call "
+                    "without its workers)", RESIDENT_FIX)
+        return
+    yield Check("resident unit", OK, f"{RESIDENT_UNIT} is root's alone")
+    if not deployment.live:
+        return
+    from gatekeeper.operator.install_entry import resident_path
+
+    client = resident_path(deployment.entry_script)
+    forced = forced_program(deployment)
+    if forced != client:
+        return  # the fallback (the entry script) needs no pool; check_sshd judges the line itself
+    problem = root_file_problem(stat_of(client))
+    if problem:
+        yield Check("resident client", FAIL, f"{client}: {problem}", RESIDENT_FIX)
+    yield from check_resident_pool(deployment)
+
+
+def forced_program(deployment: Deployment) -> str | None:
+    """The program sshd's ForceCommand runs for the agent (sshd -T), None if it cannot say."""
+    from gatekeeper.operator import sshd_check
+
+    try:
+        options = sshd_check.parse_args(["--config", deployment.sshd_config, "--user", deployment.agent])
+        settings = sshd_check.effective_settings(options, sshd_check.DEFAULT_ADDRESSES[0])
+    except Exception:  # noqa: BLE001 - check_sshd reports sshd -T's failure
+        return None
+    forced = settings.get("forcecommand", [])
+    words = forced[0].split() if len(forced) == 1 else []
+    words = words[1:] if words[:1] == ["exec"] else words
+    return words[0] if words else None
+
+
+def check_resident_pool(deployment: Deployment) -> Iterator[Check]:
+    """The pool's socket as gatekeeper.resident.bind_listener makes it: without it (the unit
+    stopped or failed) the client denies every call, one line each."""
+    from gatekeeper.resident import SOCKET_DIRECTORY, socket_path
+
+    entry = passwd_entry(deployment)
+    if entry is None or not entry[2].isdigit() or not entry[3].isdigit():
+        return  # check_account says so
+    restart = "systemctl enable --now gatekeeper-resident; journalctl -u gatekeeper-resident"
+    directory = stat_of(deployment.path(SOCKET_DIRECTORY))
+    if directory is not None and (not stat.S_ISDIR(directory.st_mode) or directory.st_uid != 0
+                                  or directory.st_mode & 0o022):
+        yield Check("resident pool", FAIL,
+                    f"{SOCKET_DIRECTORY}: {owner_mode(directory)}, not a root:root 0755 directory",
+                    f"systemctl stop gatekeeper-resident; rm -r {SOCKET_DIRECTORY}; {restart}")
+        return
+    path = socket_path(int(entry[2]))
+    info = stat_of(deployment.path(path))
+    if info is None or not stat.S_ISSOCK(info.st_mode):
+        yield Check("resident pool", FAIL, f"no socket {path}: the pool is not running, every call is "
+                    "denied", restart)
+    elif (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) != (0, int(entry[3]), 0o660):
+        yield Check("resident pool", FAIL, f"{path}: {owner_mode(info)}, not root:<{deployment.agent}'s "
+                    "group> 0660", "systemctl restart gatekeeper-resident (it makes the socket so)")
+    else:
+        yield Check("resident pool", OK, f"{path} is there, root:<{deployment.agent}'s group> 0660")
+
+
 def check_names(settings: dict[str, dict[str, object]]) -> Iterator[Check]:
     """[names] prefix (gatekeeper.name_prefix): off only when the operator said so."""
     prefix = str((settings.get("names") or {}).get("prefix", ""))
@@ -857,6 +941,7 @@ def diagnose(deployment: Deployment) -> list[Check]:
     checks += check_proxy_view(deployment, settings)
     checks += check_disk_usage(deployment, settings)
     checks += check_module_bundle(deployment)
+    checks += check_resident(deployment)
     checks += check_sshd(deployment)
     return checks
 

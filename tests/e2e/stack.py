@@ -110,10 +110,13 @@ PROXY_UNIT_SOURCE: Final = REPO_ROOT / "sshd_snippets" / "gatekeeper-proxy.servi
 PROXY_UNIT: Final = Path("/etc/systemd/system/gatekeeper-proxy.service")
 PROXY_RUN_DIR: Final = Path("/run/gatekeeper")  # the unit's RuntimeDirectory
 PROXY_SOCKET: Final = PROXY_RUN_DIR / "docker.sock"
-# The opt-in resident ForceCommand (gatekeeper/resident.py): its C client, beside the entry
-# script, and the pool that serves it. GK_E2E_FORCECOMMAND=resident runs the suite with the
-# drop-in's ForceCommand pointing at the client and the pool running, as README describes.
+# The resident ForceCommand (gatekeeper/resident.py), the shipped drop-in's default: its C
+# client, beside the entry script, and the pool that serves it. The suite runs on the entry
+# script (the fallback) unless GK_E2E_FORCECOMMAND=resident: then with the drop-in as shipped
+# and the pool running (the unit's ExecStart, install.sh's resident step), as README describes.
+ENTRY_SCRIPT: Final = VENV / "bin" / "gatekeeper-ssh"
 RESIDENT_CLIENT: Final = VENV / "bin" / "gatekeeper-ssh-resident"
+RESIDENT_UNIT: Final = Path("/etc/systemd/system/gatekeeper-resident.service")
 RESIDENT_SOCKET_DIR: Final = Path("/run/gatekeeper-resident")
 RESIDENT_PIDFILE: Final = RUN_DIR / "resident.pid"
 RESIDENT: Final = os.environ.get("GK_E2E_FORCECOMMAND", "script") == "resident"
@@ -687,6 +690,8 @@ INSTALL_STEPS: Final = (
     ("audit-log", "run"),
     ("logrotate", "run"),
     ("proxy", "run (installs and verifies the unit; no systemd here: start_proxy runs its ExecStart)"),
+    ("resident", "run (compiles the client, installs and verifies the unit; no systemd here: "
+                 "start_resident_pool runs its ExecStart when GK_E2E_FORCECOMMAND=resident)"),
     ("keys-dir", "run"),
     ("sshd", "run"),
     ("no-user-manager", "run"),
@@ -695,7 +700,7 @@ INSTALL_STEPS: Final = (
 )
 DEPLOYED_FILES: Final = (
     SYSTEM_DROP_IN, Path("/etc/logrotate.d/gatekeeper"), Path("/etc/tmpfiles.d/gatekeeper.conf"),
-    Path("/etc/cron.deny"), Path("/etc/at.deny"), AUTHORIZED_KEYS, PROXY_UNIT,
+    Path("/etc/cron.deny"), Path("/etc/at.deny"), AUTHORIZED_KEYS, PROXY_UNIT, RESIDENT_UNIT,
 )  # fmt: skip
 
 
@@ -705,7 +710,7 @@ def deploy_access_rules(undo: contextlib.ExitStack) -> None:
     for path in DEPLOYED_FILES:
         undo.callback(preserved(path))
     undo.callback(preserved_link(user_manager_mask()))
-    install_steps("proxy", "keys-dir", "sshd", "no-user-manager", "no-cron-at")
+    install_steps("proxy", "resident", "keys-dir", "sshd", "no-user-manager", "no-cron-at")
 
 
 def user_manager_mask() -> Path:
@@ -1115,13 +1120,25 @@ def stop_resident_pool(daemon: Daemon) -> None:
     shutil.rmtree(RESIDENT_SOCKET_DIR, ignore_errors=True)
 
 
-def use_resident_client(drop_in: Path) -> None:
-    """The drop-in's ForceCommand line pointed at the resident client (README's opt-in mode)."""
+def force(drop_in: Path, program: Path, *, shell_exec: bool = True) -> None:
+    """The drop-in's one ForceCommand line pointed at `program` with the shipped arguments
+    (`shell_exec`: the login shell execs it, as shipped, or forks and waits)."""
     text = drop_in.read_text()
-    entry = f"ForceCommand exec {VENV}/bin/gatekeeper-ssh "
-    if text.count(entry) != 1:
-        raise StackError(f"{drop_in} should have exactly one line starting {entry!r}")
-    drop_in.write_text(text.replace(entry, f"ForceCommand exec {RESIDENT_CLIENT} "))
+    lines = [line for line in text.splitlines(keepends=True) if line.strip().startswith("ForceCommand ")]
+    if len(lines) != 1:
+        raise StackError(f"{drop_in} should have exactly one ForceCommand line")
+    forced = f"{'exec ' if shell_exec else ''}{program} --policy {POLICY}"
+    drop_in.write_text(text.replace(lines[0], f"\tForceCommand {forced}\n"))
+
+
+def use_resident_client(drop_in: Path) -> None:
+    """The drop-in's ForceCommand on the resident client (as shipped: README's default)."""
+    force(drop_in, RESIDENT_CLIENT)
+
+
+def use_entry_script(drop_in: Path) -> None:
+    """The drop-in's ForceCommand on the entry script (the fallback without the pool)."""
+    force(drop_in, ENTRY_SCRIPT)
 
 
 def reload_proxy() -> None:
@@ -1333,8 +1350,8 @@ def running_stack() -> Iterator[Stack]:
         RUN_DIR.mkdir(mode=0o755, exist_ok=True)
         undo.callback(disable_pam_user_env())
         deploy_access_rules(undo)
-        if RESIDENT:
-            use_resident_client(SYSTEM_DROP_IN)
+        if not RESIDENT:
+            use_entry_script(SYSTEM_DROP_IN)
             run([str(GATEKEEPER), "sshd-check", "--config", "/etc/ssh/sshd_config"])
         undo.callback(remove_our_bridge)
         bridge = create_bridge()

@@ -29,9 +29,11 @@ import pytest
 
 from .stack import (
     AGENT,
+    RESIDENT_CLIENT,
     SNIPPET,
     VENV,
     Stack,
+    force,
     free_port,
     start_sshd,
     write_file,
@@ -40,7 +42,8 @@ from .stack import (
 pytestmark = pytest.mark.e2e
 
 ENTRY = VENV / "bin" / "gatekeeper-ssh"
-FORCECOMMAND = f"ForceCommand exec {ENTRY} --policy /etc/gatekeeper/policy.toml"
+# The shipped drop-in forces the resident client; the entry script is its fallback.
+FORCECOMMAND = f"ForceCommand exec {RESIDENT_CLIENT} --policy /etc/gatekeeper/policy.toml"
 PAYLOAD = "open({marker!r}, 'a').write({where!r} + '\\n')\n"
 SITE = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 # where (relative to the home) -> what an unisolated python would run from there
@@ -60,7 +63,7 @@ CLIENT_ENV = {
 }
 
 
-def test_the_shipped_drop_in_runs_the_entry_script(stack: Stack) -> None:
+def test_the_shipped_drop_in_runs_the_resident_client_and_the_entry_script_is_isolated(stack: Stack) -> None:
     assert FORCECOMMAND in SNIPPET.read_text()
     assert ENTRY.read_text().startswith(f"#!{VENV}/bin/python3 -IS\n")
 
@@ -79,11 +82,10 @@ def plant(home: Path, marker: Path) -> None:
 def leaky_snippet(target: Path, entry: Path) -> Path:
     """The shipped drop-in with the client's PYTHON* variables let through and `entry` forced."""
     text = SNIPPET.read_text()
-    for old, new in (("AcceptEnv GATEKEEPER_NO_CLIENT_ENV", "AcceptEnv PYTHON*"),
-                     (FORCECOMMAND, f"ForceCommand exec {entry} --policy /etc/gatekeeper/policy.toml")):
-        assert old in text, old
-        text = text.replace(old, new)
-    target.write_text(text)
+    old = "AcceptEnv GATEKEEPER_NO_CLIENT_ENV"
+    assert old in text, old
+    target.write_text(text.replace(old, "AcceptEnv PYTHON*"))
+    force(target, entry)
     return target
 
 

@@ -1,6 +1,7 @@
 """The operator's console on the real stack: doctor, the terminal listing, bytes that are not UTF-8.
 
-* `gatekeeper doctor` passes on the deployed stack (exit 0, `--json` ok).
+* `gatekeeper doctor` passes on the deployed stack (exit 0, `--json` ok); it checks the
+  resident pool's socket exactly when sshd forces the resident client.
 * `gatekeeper audit` on a pseudo-terminal of 80 columns: a header, then one line per record.
 * A command with a byte that is not UTF-8, sent through real ssh: the agent is told the byte,
   and the record keeps the exact bytes in `cmd_b64`.
@@ -18,7 +19,7 @@ import pytest
 
 from tests.test_audit_view_short import everything_from
 
-from .stack import AUDIT_LOG, GATEKEEPER, Stack, audit_offset, audit_records_since, docker_client
+from .stack import AUDIT_LOG, GATEKEEPER, RESIDENT, Stack, audit_offset, audit_records_since, docker_client
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +32,9 @@ def test_doctor_passes_on_the_stack(stack: Stack) -> None:
     assert "  ok  sshd settings:" in done.stdout  # sshd -T through gatekeeper sshd-check
     assert f"  ok  docker binary: {docker_client()}" in done.stdout
     assert "  ok  state dir: /home/ai-worker/.gatekeeper" in done.stdout  # made, or makeable by the agent
+    assert "  ok  resident unit:" in done.stdout  # install.sh's resident step ran
+    # the pool is checked when the drop-in forces its client; the entry script (fallback) needs none
+    assert ("  ok  resident pool: /run/gatekeeper-resident/" in done.stdout) == RESIDENT, done.stdout
     report = json.loads(
         subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=60, check=True).stdout
     )

@@ -1,4 +1,4 @@
-"""The opt-in resident ForceCommand (gatekeeper/resident.py) through the real sshd and engine.
+"""The resident ForceCommand (gatekeeper/resident.py, the drop-in's default) through sshd and engine.
 
 sshd forces gatekeeper-ssh-resident (a C client), which hands the session's descriptors
 to a pre-started worker of `gatekeeper resident`. What must hold, each with its control:

@@ -20,9 +20,11 @@ from .stack import REPO_ROOT, SNIPPET, keyoption_snippet, make_keypair, sshd_con
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 
 SNIPPETS = REPO_ROOT / "sshd_snippets"
+# The entry script: what authorized_keys' command= names (the ForceCommand's fallback).
 FORCECOMMAND = "/opt/gatekeeper/bin/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"
-# sshd runs ForceCommand through the login shell: `exec` lets it become gatekeeper (no fork, no wait).
-FORCED = f"exec {FORCECOMMAND}"
+# sshd runs ForceCommand through the login shell: `exec` lets it become gatekeeper (no fork, no
+# wait). The drop-in's default is the resident client (install.sh's resident step).
+FORCED = "exec /opt/gatekeeper/bin/gatekeeper-ssh-resident --policy /etc/gatekeeper/policy.toml"
 
 # sshd -T keyword (lower case) -> value it must have for the agent account.
 AGENT_SETTINGS = {
