@@ -10,8 +10,12 @@
 #     policy.limits.memory = "2g";          # or: policyFile = ./policy.toml;
 #   };
 #
-# `package` must be a Python environment that contains the gatekeeper package;
-# its bin/python3 runs the ForceCommand's entry script /etc/gatekeeper/gatekeeper-ssh
+# The ForceCommand is /etc/gatekeeper/gatekeeper-ssh-resident (resident.enable, the default:
+# ../README.md, "The resident ForceCommand"): a C client handing each session to a worker of
+# service gatekeeper-resident; it fails closed (service stopped: every call denied). Off, the
+# fallback, it is the entry script below. `package` must be a Python environment that
+# contains the gatekeeper package; its bin/python3 runs the workers and the entry script
+# /etc/gatekeeper/gatekeeper-ssh
 # (#!<python3> -I: nothing the agent writes into its home is imported; and with
 # NIX_PYTHONPATH cleared: nixpkgs' sitecustomize reads it even under -I). The script
 # calls gatekeeper.cli.entry directly: no runpy, about 3.5 ms less per call than
@@ -83,8 +87,17 @@ let
 
     entry()
   '';
-  forcedCommand = "/etc/gatekeeper/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml";
-  keyLine = key: ''restrict,command="${forcedCommand}" ${key}'';
+  # The resident ForceCommand's client (resident.enable), as `install-entry --resident` compiles it.
+  residentClient = pkgs.runCommandCC "gatekeeper-ssh-resident" { } ''
+    $CC -O2 -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+      -DGK_SOCKET_DIR='"/run/gatekeeper-resident"' -o $out ${../../gatekeeper/resident_client.c}
+  '';
+  entryCommand = "/etc/gatekeeper/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml";
+  forcedCommand = if cfg.resident.enable
+    then "/etc/gatekeeper/gatekeeper-ssh-resident --policy /etc/gatekeeper/policy.toml"
+    else entryCommand;
+  # command= in the key line names the entry script (ForceCommand wins over it), as on Debian.
+  keyLine = key: ''restrict,command="${entryCommand}" ${key}'';
 in
 {
   options.services.gatekeeper = {
@@ -139,6 +152,18 @@ in
         the engine: the account is in no group that owns the engine's socket, and the proxy
         vets every API request against the same policy and writes the audit log. Off: the
         account is in group docker (root-equivalent) and the CLI layer alone confines it.
+      '';
+    };
+
+    resident.enable = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        The ForceCommand is /etc/gatekeeper/gatekeeper-ssh-resident, a C client built from
+        gatekeeper/resident_client.c that hands each session to a worker of systemd service
+        gatekeeper-resident (`gatekeeper resident`, the same checks as the agent, no Python
+        start per call). It fails closed: with the service stopped every call is denied.
+        Off: the fallback, the entry script /etc/gatekeeper/gatekeeper-ssh.
       '';
     };
 
@@ -199,6 +224,7 @@ in
     };
     environment.etc."gatekeeper/docker/.keep".text = "";
     environment.etc."gatekeeper/gatekeeper-ssh".source = entryScript;
+    environment.etc."gatekeeper/gatekeeper-ssh-resident" = lib.mkIf cfg.resident.enable { source = residentClient; };
 
     # The fast path: parsed policy next to the file (gatekeeper policy compile).
     system.activationScripts.gatekeeperPolicy = {
@@ -292,6 +318,24 @@ in
         SystemCallArchitectures = "native";
         SystemCallFilter = "@system-service";
         SystemCallErrorNumber = "EPERM";
+      };
+    };
+
+    # The same unit as ../gatekeeper-resident.service (tests/e2e/test_nixos_module.py compares them).
+    systemd.services.gatekeeper-resident = lib.mkIf cfg.resident.enable {
+      description = "gatekeeper resident ForceCommand workers for ${cfg.user}";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "gatekeeper-proxy.service" ];
+      serviceConfig = {
+        Type = "simple";
+        ExecStart = "${python} -I -m gatekeeper resident --user ${cfg.user} --workers 3";
+        Restart = "on-failure";
+        RestartSec = "1s";
+        RuntimeDirectory = "gatekeeper-resident";
+        RuntimeDirectoryMode = "0755";
+        CapabilityBoundingSet = "CAP_SETUID CAP_SETGID CAP_CHOWN";
+        NoNewPrivileges = true;
+        TasksMax = 4096;
       };
     };
 

@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sshd_runtime_dir")]
 MODULE = REPO_ROOT / "sshd_snippets" / "nixos" / "gatekeeper.nix"
 STANDIN = REPO_ROOT / "tests" / "fixtures" / "nixos" / "standin.nix"
 PYTHON_ENV_PATH = "/nix/store/00000000000000000000000000000000-python3-env"
+ENTRY_COMMAND = "/etc/gatekeeper/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"  # the fallback
 PYTHON_ENV = f'{{ type = "derivation"; outPath = "{PYTHON_ENV_PATH}"; }}'
 
 
@@ -84,9 +85,9 @@ def toml_text(value: dict[str, object], prefix: str = "") -> str:
 def test_agent_gets_the_confined_settings_from_the_real_sshd(tmp_path: Path) -> None:
     rendered = render(tmp_path, 'authorizedKeys = [ "ssh-ed25519 AAAA a" ];')
     settings = sshd_settings(tmp_path, str(rendered["sshdConfig"]), "ai-worker")
-    forced = "exec /etc/gatekeeper/gatekeeper-ssh --policy /etc/gatekeeper/policy.toml"
-    assert settings["forcecommand"] == [forced]
-    assert rendered["user"]["keys"] == [f'restrict,command="{forced[5:]}" ssh-ed25519 AAAA a']  # type: ignore[index]
+    forced = "exec /etc/gatekeeper/gatekeeper-ssh-resident --policy /etc/gatekeeper/policy.toml"
+    assert settings["forcecommand"] == [forced]  # resident.enable, the default
+    assert rendered["user"]["keys"] == [f'restrict,command="{ENTRY_COMMAND}" ssh-ed25519 AAAA a']  # type: ignore[index]
     assert str(rendered["entryScript"]).startswith(f"#!{PYTHON_ENV_PATH}/bin/python3 -I\n")
     assert "NIX_PYTHONPATH=" in settings["setenv"]
     assert settings["acceptenv"] == ["GATEKEEPER_NO_CLIENT_ENV"]
@@ -132,7 +133,9 @@ def test_own_group_and_the_audit_log_group_exist(tmp_path: Path) -> None:
     # Control: without `group = cfg.group;` isNormalUser gives "users", and no
     # group named in the tmpfiles rule would exist had the module not declared it.
     old_module = tmp_path / "old.nix"
-    old_module.write_text(MODULE.read_text().replace("      group = cfg.group;\n", ""))
+    # (the client's source named absolutely: the copy is not beside the repository's tree)
+    old_module.write_text(MODULE.read_text().replace("      group = cfg.group;\n", "").replace(
+        "../../gatekeeper/resident_client.c", str(REPO_ROOT / "gatekeeper" / "resident_client.c")))
     (tmp_path / "old").mkdir()
     assert render(tmp_path / "old", "", module=old_module)["user"]["group"] == "users"  # type: ignore[index]
 
@@ -175,9 +178,9 @@ def test_user_manager_masked_lingering_off_logrotate_append_only(tmp_path: Path)
             in rotate["postrotate"])  # fmt: skip
 
 
-def unit_service_config() -> dict[str, str]:
-    """[Service] of sshd_snippets/gatekeeper-proxy.service, as key -> value."""
-    unit = (REPO_ROOT / "sshd_snippets" / "gatekeeper-proxy.service").read_text()
+def unit_service_config(name: str = "gatekeeper-proxy.service") -> dict[str, str]:
+    """[Service] of sshd_snippets/<name>, as key -> value."""
+    unit = (REPO_ROOT / "sshd_snippets" / name).read_text()
     section = unit.split("[Service]\n", 1)[1].split("\n[", 1)[0]
     pairs = [line.split("=", 1) for line in section.splitlines() if line and not line.startswith("#")]
     return {key: value for key, value in pairs}
@@ -223,3 +226,26 @@ def test_the_entry_script_runs_gatekeeper_isolated(tmp_path: Path) -> None:
     done = run_entry(tmp_path / "bin" / "gatekeeper-ssh", env, cwd)
     assert done.returncode == 0 and done.stdout.startswith("gatekeeper "), done.stderr
     assert not marker.exists(), marker.read_text()
+
+
+def test_resident_service_is_the_debian_unit_and_off_forces_the_entry_script(tmp_path: Path) -> None:
+    """resident.enable (the default): the client compiled as install-entry --resident does, the
+    pool's unit key by key as sshd_snippets/gatekeeper-resident.service. Off: the fallback, the
+    entry script forced, no unit, no client."""
+    rendered = render(tmp_path, "")
+    service = rendered["residentService"]
+    assert isinstance(service, dict) and service["wantedBy"] == ["multi-user.target"]
+    nix = {key: ("yes" if value is True else str(value)) for key, value in service["serviceConfig"].items()}
+    pool = "-I -m gatekeeper resident --user ai-worker --workers 3"
+    assert nix.pop("ExecStart") == f"{PYTHON_ENV_PATH}/bin/python3 {pool}"
+    debian = unit_service_config("gatekeeper-resident.service")
+    assert debian.pop("ExecStart") == f"/opt/gatekeeper/bin/python3 {pool}"
+    assert nix == debian
+    client = str(rendered["residentClient"])
+    assert "resident_client.c" in client and '-DGK_SOCKET_DIR=\'"/run/gatekeeper-resident"\'' in client
+    assert "-Werror" in client and "-fstack-protector-strong" in client
+    (tmp_path / "off").mkdir()
+    off = render(tmp_path / "off", "resident.enable = false;")
+    assert (off["residentService"], off["residentClient"]) == ({}, None)
+    settings = sshd_settings(tmp_path, str(off["sshdConfig"]), "ai-worker")
+    assert settings["forcecommand"] == [f"exec {ENTRY_COMMAND}"]
