@@ -52,6 +52,30 @@ def owned_labels(owner: str, kind: str) -> list[str]:
     return [*labels, f"{CREATED_LABEL}={owner}"] if kind == CONTAINER else labels
 
 
+# An image's events carry its labels (the engine copies them into the event's attributes) and an
+# image built FROM the agent's inherits its owner label: owned image events are kept to the IDs
+# the agent's build records name (docker ANDs filter keys, ORs the values of one key).
+NO_IMAGE = "sha256:" + "0" * 64  # names no image: the filter when no build record names one
+
+
+def image_event_ids(types: list[str], asked: list[str], built: set[str]) -> list[str]:
+    """The `image=` filter values to add to owned events of `types` (none of them a
+    container's) when the caller asked for the images `asked`: [] when no image events are
+    asked for, or when each image asked for is one the records name (such a filter narrows to
+    them already: the CLI layer's, seen by the proxy); else the recorded IDs (NO_IMAGE: none).
+    An image filter naming another image would be ORed with ours, other types with image
+    events ANDed with it: both refused.
+    Stops: `docker events --filter type=image` sending the events of the operator's image
+    built FROM the agent's, with its labels."""
+    if "image" not in types:
+        return []
+    if set(types) != {"image"} or not set(asked) <= built | {NO_IMAGE}:
+        raise Denied("owned image events come only on their own and of the images your build records "
+                     "name: use `--filter type=image` alone, without an image filter (an image built "
+                     "FROM yours inherits your owner label)", rule="scope-owned")
+    return [] if asked else sorted(built) or [NO_IMAGE]
+
+
 def owner_filters(ctx: Context, kind: str) -> list[str]:
     """owned_labels as docker CLI flags."""
     return [word for label in owned_labels(owner_of(ctx), kind) for word in ("--filter", f"label={label}")]

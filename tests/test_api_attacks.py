@@ -231,7 +231,7 @@ AS_CONTAINERS = {**OWNER_ONLY, "gatekeeper.created=default": True}
     ({"label": ["gatekeeper.owner=default"]}, AS_CONTAINERS),
     # control: events of the agent's images (its builds and tags) need the owner label only
     ({"type": ["image"]}, OWNER_ONLY),
-    ({"type": {"image": True, "volume": True}}, OWNER_ONLY),
+    ({"type": {"network": True, "volume": True}}, OWNER_ONLY),
 ])
 def test_events_that_may_be_a_containers_need_the_created_label(asked: dict[str, object],
                                                                 labels: dict[str, bool]) -> None:
@@ -242,6 +242,35 @@ def test_events_that_may_be_a_containers_need_the_created_label(asked: dict[str,
     assert verdict.allowed, verdict.reason
     filters = json.loads(parse_qs(urlsplit(verdict.target or "").query)["filters"][0])
     assert filters["label"] == labels
+
+
+def test_image_events_are_of_the_recorded_images_only() -> None:
+    """An image's events carry its labels, and the operator's image built FROM the agent's
+    inherits the owner label: image events come with an image filter of the IDs the build
+    records name; a filter of the client's own (ORed with it) or other types (ANDed) refused."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.test_image_scope import BUILT, ApiImages
+
+    def decided(asked: dict[str, object]) -> ApiVerdict:
+        target = f"/v1.47/events?filters={quote(json.dumps(asked))}"
+        return vet_api_request(request("GET", target), POLICY, ApiImages())
+
+    verdict = decided({"type": ["image"]})
+    assert verdict.allowed, verdict.reason
+    filters = json.loads(parse_qs(urlsplit(verdict.target or "").query)["filters"][0])
+    assert set(filters["image"]) and set(filters["image"]) >= BUILT
+    for asked in ({"type": ["image"], "image": ["op:1"]}, {"type": ["image", "volume"]}):
+        refused = decided(asked)
+        assert (refused.allowed, refused.rule) == (False, "scope-owned"), asked
+    from gatekeeper.label_rules import NO_IMAGE, image_event_ids
+
+    assert image_event_ids(["image"], [], set()) == [NO_IMAGE]  # no record: a filter naming no image
+    assert image_event_ids(["volume", "network"], [], set()) == []  # no image events: no filter
+    recorded = sorted(BUILT)
+    assert image_event_ids(["image"], recorded, BUILT) == []  # the CLI layer's own filter: as it came
+    again = decided({"type": ["image"], "image": recorded})
+    assert again.allowed, again.reason
 
 
 # Images whose Dockerfile said LABEL ...

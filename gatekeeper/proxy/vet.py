@@ -206,7 +206,8 @@ def vet_listing(call: Call) -> ApiVerdict:
     from gatekeeper.redaction import owned_lists
 
     if call.route.scope and scope(call.ctx, call.route.scope) == "owned":
-        add_filters(call, {"label": owned_labels(call.profile, events_kind(call) or call.route.kind)})
+        kind = events_kind(call) or call.route.kind
+        add_filters(call, {"label": owned_labels(call.profile, kind), **image_event_filter(call, kind)})
     kinds = OWNED_LISTS.get(call.route.ident, frozenset()) & owned_lists(call.policy)
     if kinds:
         return call.allow(response=owned_listing_name(call, kinds))
@@ -242,6 +243,20 @@ def events_kind(call: Call) -> str:
         return ""
     # Stops: the operator's container of the agent's image reporting its exec command lines.
     return CONTAINER
+
+
+def image_event_filter(call: Call, kind: str) -> dict[str, list[str]]:
+    """Owned events of no container: image events only of the images the caller's build
+    records name (gatekeeper.label_rules.image_event_ids)."""
+    if call.route.ident != "system.events" or kind:
+        return {}
+    from gatekeeper.label_rules import image_event_ids
+    from gatekeeper.proxy.images import built_images
+
+    filters = parse_filters(call.one("filters"))
+    types = filters.get("type", [])
+    ids = image_event_ids(types, filters.get("image", []), built_images(call) if "image" in types else set())
+    return {"image": ids} if ids else {}
 
 
 def add_filters(call: Call, extra: dict[str, list[str]]) -> None:

@@ -108,16 +108,39 @@ def events_kind(ctx: Context) -> str:
     operator's container of an image the agent built send its events, labels and the operator's
     exec command lines (exec_create: ...). Only the agent's own `--filter type=` naming other
     kinds alone (its image builds and tags) keeps the owner label alone (as the proxy does)."""
-    types = []
-    for use in ctx.parsed.uses:
-        if use.flag.long == "filter":
-            key, eq, value = (use.value or "").partition("=")
-            if eq and key.strip().lower() == "type":
-                types.append(value.strip())
+    types = event_filters(ctx).get("type", [])
     if types and all(kind in NOT_CONTAINER_EVENTS for kind in types):
         return ""
     # Stops: the operator's container of the agent's image reporting its exec command lines.
     return CONTAINER
+
+
+def event_filters(ctx: Context) -> dict[str, list[str]]:
+    """The agent's `--filter key=value` of `docker events`, by key (lowercased)."""
+    filters: dict[str, list[str]] = {}
+    for use in ctx.parsed.uses:
+        if use.flag.long == "filter":
+            key, eq, value = (use.value or "").partition("=")
+            if eq:
+                filters.setdefault(key.strip().lower(), []).append(value.strip())
+    return filters
+
+
+def owned_event_filters(ctx: Context) -> list[str]:
+    """The filters of owned events: the owner's labels (containers' also the created label),
+    image events only of the images the build records name (label_rules.image_event_ids)."""
+    kind = events_kind(ctx)
+    words = owner_filters(ctx, kind)
+    if kind:
+        return words
+    from gatekeeper.engine_objects import built_images
+    from gatekeeper.label_rules import image_event_ids
+
+    filters = event_filters(ctx)
+    types = filters.get("type", [])
+    ids = image_event_ids(types, filters.get("image", []), built_images(ctx) if "image" in types else set())
+    return [*words, *(word for ident in ids for word in ("--filter", f"image={ident}"))]
+
 
 # Commands that create objects and take --label; CREATES make containers, also
 # labelled gatekeeper.created (gatekeeper.label_rules.created_labels).
@@ -159,7 +182,8 @@ def vet_ownership(ctx: Context) -> None:
     elif canonical in LISTED:
         key, kind = LISTED[canonical]
         if scope(ctx, key) == "owned":
-            ctx.insert_after_command(owner_filters(ctx, events_kind(ctx) if key == "events" else kind))
+            owned = owned_event_filters(ctx) if key == "events" else owner_filters(ctx, kind)
+            ctx.insert_after_command(owned)
     elif canonical in LABELLED:
         own = refuse_reserved_labels(ctx)
         vet_labelled_namespaces(ctx)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -167,3 +168,24 @@ def test_an_owned_image_list_leaves_the_operators_descendant_out(stack: Stack, b
             assert theirs in shown.stdout, shown.stdout
         finally:
             stack.docker("volume", "rm", forged, check=False)
+
+
+def test_image_events_leave_the_operators_descendant_out(stack: Stack, base: str) -> None:
+    """An image's events carry its labels and its name; the descendant inherits the owner label,
+    so `docker events --filter type=image` under the owner filter sent the operator's tags."""
+    ident = image_id(stack, heirs(stack)[0])
+    since = int(time.time()) - 1
+    stack.docker("tag", HEIR, "rt-fo-heir:2")
+    stack.docker("tag", base, "ai-fo-base:2")  # an event of the agent's own image
+    command = f"docker events --filter type=image --since {since} --until {int(time.time()) + 1}"
+    shown = stack.ssh(command, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert b"ai-fo-base:2" in shown.stdout, shown.stdout
+    assert b"rt-fo-heir" not in shown.stdout, shown.stdout
+    forged = record_agent_build(ident)  # the control: the defence off for this image
+    try:
+        leaked = stack.ssh(command, timeout=60)
+        assert b"name=rt-fo-heir:2" in leaked.stdout, leaked.stdout + leaked.stderr
+    finally:
+        stack.docker("volume", "rm", forged, check=False)
+        stack.docker("rmi", "rt-fo-heir:2", "ai-fo-base:2", check=False)
