@@ -8,6 +8,10 @@ last component `**` matches one or more. Pure; imports nothing of gatekeeper's.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
+
 DOCKER_HUB = "docker.io"
 HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
@@ -65,9 +69,40 @@ def host_local_domain(reference: str) -> str:
         # Numbers a resolver reads as IPv4 ("127.1", "2130706433", "0x7f.1"): refused whatever
         # address they spell, as resolvers differ in how they read them.
         return first if all(is_number(part) for part in host.split(".")) else ""
+    return first if is_host_local(address) else ""
+
+
+def is_host_local(address: IPv4Address | IPv6Address) -> bool:
+    """An address of this host itself: loopback, unspecified or link-local (the cloud metadata
+    service), IPv4-mapped forms too."""
     mapped = getattr(address, "ipv4_mapped", None) or address
-    if mapped.is_loopback or mapped.is_unspecified or mapped.is_link_local:
-        return first
+    return mapped.is_loopback or mapped.is_unspecified or mapped.is_link_local
+
+
+def registry_name(reference: str) -> str:
+    """The registry host of `reference`, lower case, without port or brackets ("" when the
+    reference names none: docker.io's images)."""
+    first, slash, _ = reference.split("@", 1)[0].partition("/")
+    if not slash or not is_registry(first):
+        return ""
+    host = first.lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.partition(":")[0] if host.count(":") == 1 else host
+
+
+def resolves_here(reference: str, addresses: list[str]) -> str:
+    """The registry domain of `reference` when one of the `addresses` its name resolves to is
+    this host itself ("" otherwise; an address that does not parse counts as this host's)."""
+    import ipaddress
+
+    for text in addresses:
+        try:
+            address = ipaddress.ip_address(text.partition("%")[0])  # an IPv6 zone index dropped
+        except ValueError:
+            return reference.split("@", 1)[0].partition("/")[0]
+        if is_host_local(address):
+            return reference.split("@", 1)[0].partition("/")[0]
     return ""
 
 

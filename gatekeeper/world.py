@@ -63,6 +63,11 @@ class World(PathResolver, Protocol):
         """Remove a stage once the renders are done."""
         ...
 
+    def addresses(self, name: str) -> list[str]:
+        """The addresses a registry name resolves to on this host, as the engine's resolver
+        finds them ([] when it does not resolve: the engine cannot pull from it either)."""
+        ...
+
     def read_stdin(self, limit: int = ONE_MIB) -> bytes | None:
         """At most `limit`+1 bytes the client sends on stdin, read once (a Dockerfile or context
         on stdin: the decision hands docker exactly these bytes); None without a client."""

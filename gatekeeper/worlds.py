@@ -52,6 +52,9 @@ class RealWorld:
         self.state_dir = state_dir
         self.stdin_fd = stdin_fd  # the client's stdin: only the ForceCommand has one
 
+    def addresses(self, name: str) -> list[str]:
+        return host_addresses(name)
+
     def read_stdin(self, limit: int = ONE_MIB) -> bytes | None:
         """At most `limit`+1 bytes of the client's stdin (to its end), or None without a client."""
         if self.stdin_fd is None:
@@ -280,3 +283,15 @@ def check_resolution(resolved: str) -> None:
             raise Denied(f"host path {resolved!r}: {prefix!r} became a symlink", rule="host-path")
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise Denied(f"host path {resolved!r} is a device, FIFO or socket", rule="host-path-special")
+
+
+def host_addresses(name: str) -> list[str]:
+    """The addresses `name` resolves to on this host (/etc/hosts, then DNS: what the engine's
+    resolver reads too); [] when it does not resolve."""
+    import socket
+
+    try:
+        found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in found})

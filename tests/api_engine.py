@@ -146,6 +146,11 @@ class FakeEngine:
         """The agent's area is mounted nosuid,nodev here unless a test says otherwise."""
         return not below_any(path, self.suid_mounts)
 
+    def addresses(self, name: str) -> list[str]:
+        from tests.fakes import HOSTS
+
+        return HOSTS.get(name, [])
+
     def realpath(self, path: str) -> str:
         path = posixpath.normpath(path)
         if path.startswith("/dev/"):

@@ -14,6 +14,12 @@ import os
 from gatekeeper.policy import Policy
 from gatekeeper.worlds import offline_answer
 
+# What registry names resolve to in the fakes (gatekeeper.worlds.host_addresses); others: nothing.
+HOSTS = {
+    "registry.loopback.test": ["127.0.0.1"], "rebound.test": ["93.184.216.34", "::1"],
+    "metadata.test": ["169.254.169.254"], "mapped.test": ["::ffff:127.0.0.1"], "ghcr.io": ["140.82.121.34"],
+}
+
 
 class StaticWorld:
     """A world with no symlinks but `links`: paths are only normalised."""
@@ -30,6 +36,9 @@ class StaticWorld:
 
     def read_pinned(self, path: str, limit: int = 1 << 20) -> bytes:
         return self.read_file(path, limit)
+
+    def addresses(self, name: str) -> list[str]:
+        return HOSTS.get(name, [])
 
     def new_stage(self) -> str:
         """Staged render files are kept in `staged`, under their own paths (root "")."""

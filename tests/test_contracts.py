@@ -19,7 +19,7 @@ from tests.fakes import StaticWorld
 
 CONTRACTS = (REPO / "docs" / "CONTRACTS.md").read_text()
 WORLD_METHODS = ("realpath", "inert_mount", "read_file", "read_pinned", "read_stdin", "run_docker",
-                 "new_stage", "stage_files", "drop_stage",
+                 "addresses", "new_stage", "stage_files", "drop_stage",
                  "disk_usage", "claims_in_flight")
 WORLDS = {"RealWorld": worlds.RealWorld, "OfflineEngineWorld": worlds.OfflineEngineWorld,
           "StaticWorld": StaticWorld}

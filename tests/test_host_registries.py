@@ -115,3 +115,38 @@ def with_search(chosen: Policy) -> Policy:
 
 def test_search_elsewhere_stays_allowed() -> None:
     assert api("GET", "/images/search?term=nginx", with_search(CLOSED)).allowed
+
+
+# A registry name that resolves to this host (a public wildcard name such as 127.0.0.1.nip.io,
+# an /etc/hosts entry): the engine resolves it alike. tests/fakes.py HOSTS is the resolver here.
+RESOLVED_HERE = [
+    ("registry.loopback.test:5000/app:1", "registry.loopback.test:5000"),
+    ("rebound.test/app:1", "rebound.test"),  # one answer of several is enough
+    ("metadata.test/latest:1", "metadata.test"),
+    ("mapped.test:5000/app:1", "mapped.test:5000"),
+]
+
+
+@pytest.mark.parametrize(("reference", "domain"), RESOLVED_HERE)
+def test_names_resolving_to_this_host_are_refused_at_both_layers(reference: str, domain: str) -> None:
+    refused = decide(f"docker pull {reference}", CLOSED, StaticWorld())
+    assert (refused.allowed, refused.rule) == (False, "image-host-registry"), refused.reason
+    assert domain in refused.reason
+    assert decide(f"docker pull {reference}", policy([domain]), StaticWorld()).allowed  # listed: pulled
+    target = f"/v1.47/images/create?fromImage={quote(reference, safe='')}"
+    api_refused = api("POST", target, CLOSED)
+    assert (api_refused.allowed, api_refused.rule) == (False, "image-host-registry"), api_refused.reason
+
+
+@pytest.mark.parametrize("reference", ["ghcr.io/a/b:1", "nowhere.test/a:1", "nginx:1"])
+def test_names_resolving_elsewhere_or_nowhere_pass(reference: str) -> None:
+    """ghcr.io: a remote address; nowhere.test: no answer (the engine cannot pull it either)."""
+    assert decide(f"docker pull {reference}", CLOSED, StaticWorld()).allowed
+    assert api("POST", f"/v1.47/images/create?fromImage={quote(reference, safe='')}", CLOSED).allowed
+
+
+def test_the_real_resolver_reads_this_hosts_names() -> None:
+    from gatekeeper.worlds import host_addresses
+
+    assert "127.0.0.1" in host_addresses("localhost") or "::1" in host_addresses("localhost")
+    assert host_addresses("no-such-name.invalid") == []

@@ -96,3 +96,7 @@ class EngineQueries(Protocol):
         """Whether `path` (or its nearest existing ancestor) is on a nosuid,nodev mount, as the
         engine will find it (gatekeeper.worlds.mount_is_inert)."""
         ...
+
+    def addresses(self, name: str) -> list[str]:
+        """The addresses a registry name resolves to on this host (gatekeeper.worlds.host_addresses)."""
+        ...

@@ -106,6 +106,12 @@ class UpstreamEngine:
 
         return mount_is_inert(path)
 
+    def addresses(self, name: str) -> list[str]:
+        """What a registry name resolves to here, where the engine resolves it."""
+        from gatekeeper.worlds import host_addresses
+
+        return host_addresses(name)
+
 
 def check_target(target: str) -> None:
     # visible ASCII only ("!" to "~"): printable ASCII is " " to "~", and no blank

@@ -109,7 +109,7 @@ def vet_pull(call: Call) -> ApiVerdict:
     check_image_source(call, ref, "pull")
     from gatekeeper.vetting.images import check_host_registry
 
-    check_host_registry(ref, call.policy, "pull")
+    check_host_registry(ref, call.policy, "pull", call.engine.addresses)
     if "@" not in ref:
         when = check_tag(call, ref, "pull")
     else:  # by digest: no tag moves; an image the engine already has is not recorded as pulled
@@ -422,7 +422,7 @@ def vet_search(call: Call) -> ApiVerdict:
     """GET /images/search: the engine asks the term's registry, on the host's network."""
     from gatekeeper.vetting.images import check_host_registry
 
-    check_host_registry(call.one("term"), call.policy, "search")
+    check_host_registry(call.one("term"), call.policy, "search", call.engine.addresses)
     return call.allow()
 
 

@@ -138,6 +138,10 @@ class EngineNotAsked:
         self.asked = True
         raise EngineError("decided again in a worker thread")
 
+    def addresses(self, name: str) -> list[str]:
+        self.asked = True
+        raise EngineError("decided again in a worker thread")
+
     def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]:
         self.asked = True
         raise EngineError("decided again in a worker thread")

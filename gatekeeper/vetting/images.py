@@ -29,11 +29,12 @@ agent's image. check_add_sources is shared with the API layer (gatekeeper.proxy.
 from __future__ import annotations
 
 from gatekeeper.errors import Denied
-from gatekeeper.image_refs import host_local_domain, matches, repository
+from gatekeeper.image_refs import host_local_domain, matches, registry_name, repository, resolves_here
 
 TYPE_CHECKING = False  # typing costs an import on the ForceCommand path
 if TYPE_CHECKING:
     import re
+    from collections.abc import Callable
     from typing import Any
 
     from gatekeeper.engine_objects import Target
@@ -71,12 +72,20 @@ def check_reference(reference: str, patterns: list[str], what: str) -> None:
                      f"allowed: {', '.join(patterns)}", rule=RULE)
 
 
-def check_host_registry(reference: str, policy: Policy, what: str) -> None:
-    """Stops: `docker pull 127.0.0.1:PORT/x` (localhost, link-local, numbers): the engine pulls in
+def check_host_registry(reference: str, policy: Policy, what: str,
+                        addresses: Callable[[str], list[str]]) -> None:
+    """Stops: `docker pull 127.0.0.1:PORT/x` (localhost, link-local, numbers), or a name that
+    resolves to such an address (`127.0.0.1.nip.io`, an /etc/hosts entry): the engine pulls in
     the host's network namespace, so a service listening only on the host's loopback (or the
     metadata address) answers it and docker prints that answer to the agent, and the errors
-    tell open ports from closed. Refused unless [images] host_registries names the registry."""
+    tell open ports from closed. Refused unless [images] host_registries names the registry.
+    `addresses` resolves a registry name on this host (World.addresses): the engine resolves
+    it again when it pulls, so a name whose answers change (DNS rebinding) is left to
+    [images] allowed."""
     domain = host_local_domain(reference)
+    if not domain:
+        name = registry_name(reference)
+        domain = resolves_here(reference, addresses(name)) if name else ""
     if not domain:
         return
     from fnmatch import fnmatchcase
@@ -97,7 +106,7 @@ def vet_image_sources(ctx: Context) -> None:
     if not ctx.parsed.positionals or asks_for_help(ctx):
         return
     if canonical in ("image pull", "search") or canonical in RUN_FAMILY:
-        check_host_registry(ctx.parsed.positionals[0], ctx.policy, "image")
+        check_host_registry(ctx.parsed.positionals[0], ctx.policy, "image", ctx.world.addresses)
     if canonical == "image build":
         vet_build_images(ctx, patterns)  # ADD <url> is refused with or without an allowlist
     elif canonical in RUN_FAMILY and pinning(ctx.policy):
@@ -373,7 +382,8 @@ def vet_model_images(ctx: Context, model: dict[str, Any]) -> None:
         if patterns and (service or {}).get("image"):  # built services too: `compose pull` fetches it
             check_reference(str(service["image"]), patterns, f"service {name!r}: image")
         if (service or {}).get("image"):
-            check_host_registry(str(service["image"]), ctx.policy, f"service {name!r}: image")
+            check_host_registry(str(service["image"]), ctx.policy, f"service {name!r}: image",
+                                ctx.world.addresses)
         for volume in (service or {}).get("volumes") or []:
             if isinstance(volume, dict) and volume.get("type") == "image":
                 # Stops: an image the allowlist keeps the agent from running, read through a mount.

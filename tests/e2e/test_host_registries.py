@@ -18,17 +18,29 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .stack import AGENT, AGENT_HOME, Stack, audit_offset, free_port, policy_rewritten, write_file
+from .stack import (
+    AGENT,
+    AGENT_HOME,
+    Stack,
+    audit_offset,
+    free_port,
+    policy_rewritten,
+    preserved,
+    write_file,
+)
 from .test_attack_chains import assert_refused
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "GK-LOOPBACK-ONLY-7731"
 SUITE_KEY = 'host_registries = ["127.0.0.1:*"]\n'
+HOSTS = Path("/etc/hosts")
 
 
 class Secretive(http.server.BaseHTTPRequestHandler):
@@ -95,5 +107,37 @@ def test_a_compose_image_from_this_host_is_refused(stack: Stack, port: int) -> N
     with policy_rewritten(without_host_registries):
         since = audit_offset()
         refused = stack.ssh(pull, timeout=60)
+        assert_refused(stack, refused, since, rule="image-host-registry")
+        assert SECRET not in (refused.stdout + refused.stderr).decode(errors="replace")
+
+
+HOSTS_NAME = "gk-e2e-loopback-registry.test"  # an /etc/hosts entry: 127.0.0.1 (as 127.0.0.1.nip.io is)
+GO_HOSTS_CACHE = 6  # seconds: Go's resolver (the engine's) reads /etc/hosts again at most every 5 s
+
+
+@pytest.fixture
+def loopback_name() -> Iterator[str]:
+    restore = preserved(HOSTS)
+    with HOSTS.open("a") as hosts:
+        hosts.write(f"\n127.0.0.1 {HOSTS_NAME}\n")
+    time.sleep(GO_HOSTS_CACHE)
+    try:
+        yield HOSTS_NAME
+    finally:
+        restore()
+
+
+def test_a_name_resolving_to_this_host_is_refused(stack: Stack, port: int, loopback_name: str) -> None:
+    """The engine resolves the registry's name, finds a loopback address (an insecure registry to
+    it: plain HTTP) and prints the loopback service's answer to the agent."""
+    command = f"docker pull {loopback_name}:{port}/secret:1"
+    listed = f'host_registries = ["127.0.0.1:*", "{loopback_name}:*"]\n'
+    with policy_rewritten(lambda text: text.replace(SUITE_KEY, listed)):
+        reached = stack.ssh(command, timeout=60)  # the control: the name listed, the rule off for it
+    said = (reached.stdout + reached.stderr).decode(errors="replace")
+    assert reached.returncode != 0 and SECRET in said, said
+    with policy_rewritten(without_host_registries):
+        since = audit_offset()
+        refused = stack.ssh(command, timeout=60)
         assert_refused(stack, refused, since, rule="image-host-registry")
         assert SECRET not in (refused.stdout + refused.stderr).decode(errors="replace")
