@@ -420,3 +420,12 @@ def test_the_resident_pools_socket_is_there_and_owned_right(tmp_path: Path) -> N
         path.chmod(0o660)
         path.parent.chmod(0o777)  # anyone could put a listener of their own there
         assert [c.status for c in resident_pool(root)] == [FAIL]
+
+
+def test_a_missing_resident_unit_fails_only_when_sshd_forces_its_client() -> None:
+    """No unit: every call is denied if sshd forces the resident client (FAIL); forcing the entry
+    script, the fallback, needs none (skip); not knowing what sshd forces, a warning."""
+    client = "/opt/gatekeeper/bin/gatekeeper-ssh-resident"
+    assert doctor.missing_resident_unit(client, client).status == FAIL
+    assert doctor.missing_resident_unit("/opt/gatekeeper/bin/gatekeeper-ssh", client).status == doctor.SKIP
+    assert doctor.missing_resident_unit(None, client).status == WARN

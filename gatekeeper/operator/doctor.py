@@ -842,28 +842,37 @@ def root_file_problem(info: os.stat_result | None) -> str:
 
 
 def check_resident(deployment: Deployment) -> Iterator[Check]:
-    """The resident ForceCommand, the drop-in's default (gatekeeper.resident): the unit runs
-    as root, the client runs every session; both root's alone. Its pool: gatekeeper_pool."""
-    unit = deployment.path(RESIDENT_UNIT)
-    problem = root_file_problem(stat_of(unit))
-    if problem:
-        yield Check("resident unit", FAIL if problem != "missing" else WARN,
-                    f"{RESIDENT_UNIT}: {problem} (the drop-in's resident client denies every call "
-                    "without its workers)", RESIDENT_FIX)
-        return
-    yield Check("resident unit", OK, f"{RESIDENT_UNIT} is root's alone")
-    if not deployment.live:
-        return
+    """The resident ForceCommand, the drop-in's default (gatekeeper.resident): the unit runs as
+    root and the client runs every session, so both are root's alone; live, and when sshd forces
+    the client, its pool (check_resident_pool). Forcing the entry script (the fallback) needs none."""
     from gatekeeper.operator.install_entry import resident_path
 
     client = resident_path(deployment.entry_script)
-    forced = forced_program(deployment)
+    forced = forced_program(deployment) if deployment.live else None
+    problem = root_file_problem(stat_of(deployment.path(RESIDENT_UNIT)))
+    if problem == "missing":
+        yield missing_resident_unit(forced, client)
+        return
+    if problem:
+        yield Check("resident unit", FAIL, f"{RESIDENT_UNIT}: {problem}", RESIDENT_FIX)
+        return
+    yield Check("resident unit", OK, f"{RESIDENT_UNIT} is root's alone")
     if forced != client:
-        return  # the fallback (the entry script) needs no pool; check_sshd judges the line itself
+        return  # not live, or the fallback forced: check_sshd judges the line itself
     problem = root_file_problem(stat_of(client))
     if problem:
         yield Check("resident client", FAIL, f"{client}: {problem}", RESIDENT_FIX)
     yield from check_resident_pool(deployment)
+
+
+def missing_resident_unit(forced: str | None, client: str) -> Check:
+    if forced == client:
+        return Check("resident unit", FAIL, f"no {RESIDENT_UNIT}, and sshd forces {client}: every call "
+                     "is denied", RESIDENT_FIX)
+    if forced is not None:
+        return Check("resident unit", SKIP, f"none; sshd forces {forced} (the fallback: no pool needed)")
+    return Check("resident unit", WARN, f"no {RESIDENT_UNIT}: the drop-in's default ForceCommand, the "
+                 "resident client, denies every call without its workers", RESIDENT_FIX)
 
 
 def forced_program(deployment: Deployment) -> str | None:

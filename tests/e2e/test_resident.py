@@ -24,6 +24,7 @@ security modules with the stack's drop-in pointing at the client.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -38,6 +39,7 @@ from gatekeeper.resident import DEFAULT_WORKERS
 
 from .stack import (
     AGENT,
+    GATEKEEPER,
     RESIDENT,
     RESIDENT_CLIENT,
     RESIDENT_SOCKET_DIR,
@@ -247,6 +249,21 @@ def test_without_the_pool_every_call_is_denied(stack: Stack, resident_port: int)
         assert (denied.returncode, denied.stdout) == (75, b""), denied.stderr
         assert denied.stderr.endswith(NO_POOL), denied.stderr
     assert wait_until_no_agent_processes(5) == []
+
+
+def doctor_on_the_pool(stack: Stack) -> str:
+    """`gatekeeper doctor`'s "resident pool" status, sshd's settings read from the resident sshd."""
+    argv = [str(GATEKEEPER), "doctor", "--json", "--sshd-config", str(stack.workdir / "sshd-resident.conf")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    checks = json.loads(done.stdout)["checks"]
+    return next(str(check["status"]) for check in checks if check["name"] == "resident pool")
+
+
+def test_doctor_names_a_stopped_pool(stack: Stack, resident_port: int) -> None:
+    """Every call is denied without the pool: doctor FAILs it; control: ok while it runs."""
+    assert doctor_on_the_pool(stack) == "ok"
+    with pool_stopped_for(stack):
+        assert doctor_on_the_pool(stack) == "FAIL"
 
 
 def fake_pool_answers(stack: Stack, resident_port: int, record: Path, user: str) -> tuple[str, int]:
