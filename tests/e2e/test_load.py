@@ -6,8 +6,10 @@ sshd's default MaxStartups (10:30:100) drops 30 % of the connections that arrive
 while ten others are still unauthenticated, so a burst of 50 would lose sessions
 before gatekeeper ever runs. The production snippet is left as it is: this test
 starts one more sshd whose config reads a two-line wrapper, `MaxStartups` and then
-`Include` of sshd_snippets/gatekeeper.conf verbatim, so every session is a
-real ForceCommand session of the shipped drop-in, all started at once.
+`Include` of the installed drop-in (/etc/ssh/sshd_config.d/00-gatekeeper.conf, the
+shipped file as install.sh put it, its ForceCommand as the stack's own sshd runs it:
+the entry script, or the resident client with GK_E2E_FORCECOMMAND=resident), so every
+session is a real ForceCommand session, all started at once.
 
 Sessions are mixed: allowed `docker ps` (short, and with a multi-kilobyte --format),
 denied `docker exec` (short, and with kilobytes of arguments). Each command carries
@@ -25,7 +27,7 @@ import pytest
 
 from tests.test_concurrency import long_format
 
-from .stack import AUDIT_LOG, SNIPPET, Daemon, Stack, audit_offset, free_port, start_sshd
+from .stack import AUDIT_LOG, SNIPPET, SYSTEM_DROP_IN, Daemon, Stack, audit_offset, free_port, start_sshd
 
 pytestmark = pytest.mark.e2e
 
@@ -50,9 +52,9 @@ def session_command(index: int) -> tuple[str, bool]:
 
 @pytest.fixture(scope="module")
 def burst_sshd(stack: Stack) -> Iterator[int]:
-    """One more sshd: the production snippet, preceded (in a test-only wrapper) by a higher MaxStartups."""
+    """One more sshd: the installed drop-in, preceded (in a test-only wrapper) by a higher MaxStartups."""
     wrapper = stack.workdir / "load-snippet.conf"
-    wrapper.write_text(f"MaxStartups {TEST_MAX_STARTUPS}\nInclude {SNIPPET}\n")
+    wrapper.write_text(f"MaxStartups {TEST_MAX_STARTUPS}\nInclude {SYSTEM_DROP_IN}\n")
     port = free_port()
     daemon: Daemon = start_sshd("sshd-load", stack.workdir, port, wrapper, stack.workdir / "host_ed25519")
     yield port
@@ -118,6 +120,9 @@ def test_parallel_ssh_sessions_keep_every_audit_record_whole(stack: Stack, burst
     assert len({r["session"] for r in decisions}) == SESSIONS
 
 
-def test_snippet_is_included_verbatim() -> None:
-    """The load sshd changes MaxStartups only: everything else is the shipped file."""
+def test_snippet_is_included_verbatim(stack: Stack) -> None:
+    """The load sshd changes MaxStartups only: everything else is the installed drop-in, the
+    shipped file but for the ForceCommand program the stack chose."""
     assert "MaxStartups" not in Path(SNIPPET).read_text()
+    forced = [line for line in SYSTEM_DROP_IN.read_text().splitlines() if "ForceCommand " not in line]
+    assert forced == [line for line in SNIPPET.read_text().splitlines() if "ForceCommand " not in line]
