@@ -49,14 +49,10 @@ def host_local_domain(reference: str) -> str:
     IPv4-mapped forms of them, and addresses written as bare numbers, which resolvers read
     as IPv4 ("127.1", "2130706433", "0x7f.1"). The engine pulls in the host's network
     namespace, where a loopback-only service answers it."""
-    first, slash, _ = reference.split("@", 1)[0].partition("/")
-    if not slash or not is_registry(first):
+    first = registry_domain(reference)
+    host = registry_name(reference)
+    if not host:
         return ""  # docker.io/...: the first component is a path, not a registry
-    host = first.lower()
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
     if host == "localhost" or host.endswith(".localhost"):
         return first
     if not all(c in "0123456789abcdefx.:" for c in host):
@@ -79,13 +75,17 @@ def is_host_local(address: IPv4Address | IPv6Address) -> bool:
     return mapped.is_loopback or mapped.is_unspecified or mapped.is_link_local
 
 
+def registry_domain(reference: str) -> str:
+    """The first component of `reference` as written when it names a registry (`host[:port]`),
+    "" when it names none (docker.io's images: the first component is a path)."""
+    first, slash, _ = reference.split("@", 1)[0].partition("/")
+    return first if slash and is_registry(first) else ""
+
+
 def registry_name(reference: str) -> str:
     """The registry host of `reference`, lower case, without port or brackets ("" when the
-    reference names none: docker.io's images)."""
-    first, slash, _ = reference.split("@", 1)[0].partition("/")
-    if not slash or not is_registry(first):
-        return ""
-    host = first.lower()
+    reference names none)."""
+    host = registry_domain(reference).lower()
     if host.startswith("["):
         return host[1:].partition("]")[0]
     return host.partition(":")[0] if host.count(":") == 1 else host
@@ -100,9 +100,9 @@ def resolves_here(reference: str, addresses: list[str]) -> str:
         try:
             address = ipaddress.ip_address(text.partition("%")[0])  # an IPv6 zone index dropped
         except ValueError:
-            return reference.split("@", 1)[0].partition("/")[0]
+            return registry_domain(reference)
         if is_host_local(address):
-            return reference.split("@", 1)[0].partition("/")[0]
+            return registry_domain(reference)
     return ""
 
 
