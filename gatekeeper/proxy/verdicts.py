@@ -1,6 +1,8 @@
 """Verdicts the proxy may give again without deciding again: an allowed GET or HEAD without a
 body on an endpoint vetted from the request line alone (vet.vet_plain, vet.vet_listing: the
-version ping, the lists), which asked the engine nothing.
+version ping, the lists), whose decision asked the engine nothing (Proxy.decide_on_loop offers
+no other: an image list or image events under an owned scope read the caller's build records,
+which every build changes).
 
 Such a decision is a pure function of the policy in force, the caller (uid, profile), the
 method and the request-target (the path, its version prefix and its query): vet_api_request
