@@ -10,14 +10,19 @@ engine: tests/e2e/test_resident.py.
 from __future__ import annotations
 
 import array
+import json
 import os
+import pwd
 import resource
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -252,3 +257,100 @@ def test_an_upgrade_under_the_pool_is_noticed() -> None:
     (relative, (inode, size, mtime)), *rest = stamps
     assert not resident.code_is_current(((relative, (inode, size + 1, mtime)), *rest))
     assert not resident.code_is_current((("gatekeeper/gone.py", (1, 1, 1)),))
+
+
+# ---------------------------------------------------------------- a worker serving the compiled client
+
+NOBODY = 65534
+QUICK_DOCKER = "#!/bin/sh\necho out\nexit 3\n"
+
+
+def worker_area(client_dir: Path, docker: str) -> Path:
+    """A policy, audit log and stub docker the agent (nobody) can use, beside the client."""
+    area = client_dir / "area"
+    shutil.rmtree(area, ignore_errors=True)
+    area.mkdir(mode=0o777)
+    area.chmod(0o777)
+    (area / "audit.jsonl").touch(mode=0o666)
+    (area / "audit.jsonl").chmod(0o666)
+    stub = area / "docker"
+    stub.write_text(docker.format(area=area))
+    stub.chmod(0o755)
+    (area / "policy.toml").write_text(
+        f'[docker]\nbinary = "{stub}"\nworkdir = "{area}"\nconfig_dir = "{area}/cfg"\n'
+        f'host = "unix:///run/test.sock"\n[audit]\npath = "{area}/audit.jsonl"\nsyslog = false\n'
+        f'[paths]\nallowed_roots = ["{area}"]\nstate_dir = "{area}/.gatekeeper"\n')
+    return area
+
+
+def fork_worker(client_dir: Path, *, linger: float = 0.0) -> int:
+    """A worker of the pool (resident.serve_one, as nobody) on the client's socket path; it
+    stays `linger` seconds after serving, as a worker being torn down would."""
+    path = client_dir / f"{NOBODY}.sock"
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(path))
+    path.chmod(0o666)
+    listener.listen(1)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            resident.serve_one(listener, resident.Account(pwd.getpwuid(NOBODY)))
+            time.sleep(linger)
+        finally:
+            os._exit(0)
+    listener.close()
+    return pid
+
+
+def start_client(client_dir: Path, area: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The compiled client as nobody, its stdout a pipe of ours; returns it and the pipe's reading end."""
+    read_end, write_end = os.pipe()
+    env = {"SSH_ORIGINAL_COMMAND": "docker ps", "SSH_CONNECTION": "1.2.3.4 5 6.7.8.9 22"}
+    client = subprocess.Popen([str(client_dir / "client"), "--policy", str(area / "policy.toml")],
+                              stdout=write_end, stderr=subprocess.DEVNULL, env=env, user=NOBODY, group=NOBODY,
+                              extra_groups=[])
+    os.close(write_end)
+    return client, read_end
+
+
+def seconds_to_end_of_file(fd: int, timeout: float) -> float:
+    """Seconds until `fd` (the session's stdout as sshd reads it) ends; inf if not within `timeout`."""
+    started = time.monotonic()
+    os.set_blocking(fd, False)
+    while time.monotonic() - started < timeout:
+        if not select.select([fd], [], [], 0.05)[0]:
+            continue
+        if os.read(fd, 65536) == b"":
+            return time.monotonic() - started
+    return float("inf")
+
+
+@pytest.fixture
+def worker_signals() -> Iterator[None]:
+    """A worker tells its pool (us, here) it accepted: BUSY, whose default would end pytest."""
+    previous = signal.signal(resident.BUSY, signal.SIG_IGN)
+    yield
+    signal.signal(resident.BUSY, previous)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="a worker drops from root to the agent")
+def test_the_session_ends_when_the_status_is_sent_not_when_the_worker_is_gone(
+        client_dir: Path, worker_signals: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sshd ends a session when the client has exited and its stdout and stderr reached their
+    end. The worker closes its copies before it sends the status: the session ends then, not
+    after the worker's teardown (here: a worker lingering 3 s). Control: without that, the
+    session's stdout stays open as long as the worker lives."""
+    area = worker_area(client_dir, QUICK_DOCKER)
+    for let_go, expect_quick in ((True, True), (False, False)):
+        if not let_go:
+            monkeypatch.setattr(resident, "let_go_of_session", lambda: None)
+        worker = fork_worker(client_dir, linger=3.0)
+        client, stdout = start_client(client_dir, area)
+        seconds = seconds_to_end_of_file(stdout, timeout=10)
+        assert client.wait(timeout=10) == 3
+        os.close(stdout)
+        os.waitpid(worker, 0)
+        assert (seconds < 2.0) == expect_quick, (let_go, seconds)
+    events = [json.loads(line)["event"] for line in (area / "audit.jsonl").read_text().splitlines()]
+    assert events == ["decision", "exit"] * 2
