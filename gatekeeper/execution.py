@@ -4,8 +4,11 @@ a freshly built environment, cwd = workdir, our stdio passed straight through.
 We supervise instead of exec'ing so that the exit status can be audited and a
 dropped SSH connection is noticed: when our stdout or stderr reports an error
 or hang-up (the client is gone) the child is terminated, and SIGHUP, SIGTERM
-and SIGINT sent to us are forwarded to it. Waiting is done with poll() on a
-pidfd and the stdio descriptors: no busy loop, no extra buffering.
+and SIGINT sent to us are forwarded to it. A resident worker (gatekeeper.resident)
+also watches its connection to the client that sshd started: killed alone, the
+client hangs it up while sshd still holds the session's pipes open. Waiting is
+done with poll() on a pidfd and the stdio descriptors: no busy loop, no extra
+buffering.
 
 Signals are handled through `_signal`, the C module that `signal` wraps: the
 same functions and numbers, without `signal`'s enum classes, whose import
@@ -67,13 +70,14 @@ def base_environment(policy: Policy, host: str | None) -> dict[str, str]:
 
 def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
               output_filter: Callable[[bytes], bytes] | None = None, host: str | None = None,
-              on_long_run: Callable[[], None] | None = None) -> int:
+              on_long_run: Callable[[], None] | None = None, hangups: tuple[int, ...] = ()) -> int:
     """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
 
     With `output_filter` (bytes -> bytes, gatekeeper.redaction) docker's stdout
     goes to a pipe instead of ours; what it printed is filtered, then shown.
     With `host` docker talks to that DOCKER_HOST instead of the policy's.
     `on_long_run` is called once if docker is still running after LONG_RUN_MS.
+    `hangups`: more of the client's descriptors (supervise).
     """
     posix.chdir(policy.workdir)
     feed_r, feed_w = posix.pipe() if stdin is not None else (-1, -1)
@@ -87,7 +91,7 @@ def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
     if capture is not None:
         posix.close(capture.write_fd)
     install_forwarding(pid)
-    status = supervise(pid, feed_w, stdin or b"", capture, on_long_run)
+    status = supervise(pid, feed_w, stdin or b"", capture, on_long_run, hangups=hangups)
     code = posix.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
     if capture is not None and output_filter is not None:  # one only exists with the other
         return show_filtered(capture, output_filter, code)
@@ -165,13 +169,16 @@ LONG_RUN_MS = 1000  # docker still running after this: a stream or a long job (g
 
 
 def supervise(pid: int, feed_fd: int, feed: bytes, capture: Capture | None = None,
-              on_long_run: Callable[[], None] | None = None, long_run_ms: int = LONG_RUN_MS) -> int:
+              on_long_run: Callable[[], None] | None = None, long_run_ms: int = LONG_RUN_MS,
+              hangups: tuple[int, ...] = ()) -> int:
     """Wait for the child; stop it if the client goes away. Returns the wait status.
-    `on_long_run` is called once when the child runs longer than long_run_ms."""
+    `on_long_run` is called once when the child runs longer than long_run_ms. The client
+    is gone when our stdout or stderr, or one of `hangups` (the resident worker's connection
+    to its client, gatekeeper.resident), reports a hang-up or an error."""
     pidfd = posix.pidfd_open(pid)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
-    for fd in (1, 2):
+    for fd in (1, 2, *hangups):
         poller.register(fd, 0)  # only POLLERR/POLLHUP: the client hung up
     if feed_fd >= 0:
         poller.register(feed_fd, select.POLLOUT)

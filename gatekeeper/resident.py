@@ -271,12 +271,20 @@ def serve_one(listener: socket.socket, account: Account) -> None:
     if request is None or not take_session(request, account.home):
         return  # closed before the acknowledgement: the client denies (try again)
     connection.sendall(b"A%d" % posix.getpid())
-    code = run_session(request)  # its records written, the exit line's too
+    code = run_session(request, client_hangups(connection))  # its records written, the exit line's too
     let_go_of_session()
     try:
         connection.sendall(b"E%d" % code)
     except OSError:
         pass  # the client is gone; the exit line is in the audit log
+
+
+def client_hangups(connection: socket.socket) -> tuple[int, ...]:
+    """The connection to the client, watched while docker runs (execution.supervise): the
+    client killed alone hangs it up while sshd still holds the session's pipes open, and
+    docker (a `logs -f`) would otherwise run on until sshd closed them. (The e2e control
+    replaces this with `()`: tests/e2e/test_resident.py.)"""
+    return (connection.fileno(),)
 
 
 def let_go_of_session() -> None:
@@ -369,11 +377,12 @@ def take_session(request: Request, home: str) -> bool:
     return apply_limits(request.limits)
 
 
-def run_session(request: Request) -> int:
-    """The ForceCommand's own entry on the session's descriptors, as the entry script runs it."""
+def run_session(request: Request, hangups: tuple[int, ...] = ()) -> int:
+    """The ForceCommand's own entry on the session's descriptors, as the entry script runs it
+    (`hangups`: the client's connection, watched as stdout is while docker runs)."""
     from gatekeeper.cli import forcecommand_main, guarded
 
-    code = guarded(forcecommand_main, request.args)
+    code = guarded(lambda args: forcecommand_main(args, hangups), request.args)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -262,6 +262,7 @@ def test_an_upgrade_under_the_pool_is_noticed() -> None:
 # ---------------------------------------------------------------- a worker serving the compiled client
 
 NOBODY = 65534
+STREAMING_DOCKER = "#!/bin/sh\necho $$ > {area}/docker.pid\nexec sleep 60\n"  # a `logs -f` that never ends
 QUICK_DOCKER = "#!/bin/sh\necho out\nexit 3\n"
 
 
@@ -354,3 +355,70 @@ def test_the_session_ends_when_the_status_is_sent_not_when_the_worker_is_gone(
         assert (seconds < 2.0) == expect_quick, (let_go, seconds)
     events = [json.loads(line)["event"] for line in (area / "audit.jsonl").read_text().splitlines()]
     assert events == ["decision", "exit"] * 2
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="a worker drops from root to the agent")
+def test_the_client_killed_alone_stops_docker(
+        client_dir: Path, worker_signals: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client killed (SIGKILL) while docker streams, sshd (here: us) still holding the
+    session's pipes: the worker sees its connection hang up, stops docker and records the
+    exit. Control: unwatched (client_hangups gives nothing), docker runs on."""
+    area = worker_area(client_dir, STREAMING_DOCKER)
+    for watched in (False, True):
+        if not watched:
+            monkeypatch.setattr(resident, "client_hangups", lambda connection: ())
+        else:
+            monkeypatch.undo()
+        (area / "docker.pid").unlink(missing_ok=True)
+        worker = fork_worker(client_dir)
+        client, stdout = start_client(client_dir, area)
+        wait_for_file(area / "docker.pid")
+        docker = int((area / "docker.pid").read_text())
+        client.kill()
+        client.wait(timeout=10)
+        seconds = seconds_to_end_of_file(stdout, timeout=2.0 if not watched else 10)
+        if watched:
+            assert seconds < 5, "docker not stopped when the client was killed"
+            assert not Path(f"/proc/{docker}").exists() or process_state(docker) == "Z"
+        else:
+            assert seconds == float("inf") and process_state(docker) not in ("Z", ""), "control: docker ends"
+            os.kill(docker, signal.SIGKILL)
+            seconds_to_end_of_file(stdout, timeout=10)
+        os.close(stdout)
+        os.waitpid(worker, 0)
+    records = [json.loads(line) for line in (area / "audit.jsonl").read_text().splitlines()]
+    assert [record["event"] for record in records] == ["decision", "exit"] * 2
+    assert records[3]["exit"] != 0  # stopped: SIGTERM
+
+
+def wait_for_file(path: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        assert time.monotonic() < deadline, f"{path} not written"
+        time.sleep(0.02)
+
+
+def process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_supervise_stops_docker_when_a_watched_descriptor_hangs_up() -> None:
+    """execution.supervise's hang-up set: stdout, stderr and the `hangups` given (the worker's
+    connection). Control: the same hang-up, not watched, leaves the child to finish by itself."""
+    from gatekeeper.execution import supervise
+
+    for watched in (True, False):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.posix_spawn("/bin/sleep", ["sleep", "1.5"], {})
+        theirs.close()  # the client gone
+        started = time.monotonic()
+        status = supervise(pid, -1, b"", hangups=(ours.fileno(),) if watched else ())
+        seconds = time.monotonic() - started
+        ours.close()
+        if watched:
+            assert os.waitstatus_to_exitcode(status) == -signal.SIGTERM and seconds < 1.0
+        else:
+            assert os.waitstatus_to_exitcode(status) == 0 and seconds >= 1.0

@@ -12,8 +12,8 @@ usage: gatekeeper resident --user NAME [--workers N] [--socket PATH]
 Serve the ForceCommand to gatekeeper-ssh-resident for one agent account: a pool
 of N pre-started workers (default 3) on /run/gatekeeper-resident/<uid>.sock,
 each serving one session as that account. Start as root (systemd:
-sshd_snippets/gatekeeper-resident.service). Without it the client runs the
-entry script: same checks, slower.
+sshd_snippets/gatekeeper-resident.service). Without it every call is denied:
+the client runs nothing itself.
 
 examples:
   /opt/gatekeeper/bin/python3 -I -m gatekeeper resident --user ai-worker

@@ -15,6 +15,8 @@ to a pre-started worker of `gatekeeper resident`. What must hold, each with its 
     request;
   * Attack: another account connecting to the agent's pool to be served as the agent. The
     worker checks the peer's uid before reading a byte; control: the agent's uid is served.
+  * the client killed alone (sshd and the connection still up) stops docker: the worker
+    watches its connection to the client; control: a pool with that watch off streams on.
 
 Not three ways (tests/e2e/conftest.py THREE_WAY): the resident mode changes how the CLI
 layer's ForceCommand starts, in (a) and (c) alike; `GK_E2E_FORCECOMMAND=resident` runs the
@@ -28,6 +30,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,12 +46,15 @@ from .stack import (
     RESIDENT,
     RESIDENT_CLIENT,
     RESIDENT_SOCKET_DIR,
+    RUN_DIR,
     SNIPPET,
     SYSTEM_PYTHON,
     VENV,
     Daemon,
     Stack,
     agent_processes,
+    audit_offset,
+    audit_records_since,
     docker_client,
     free_port,
     read_lines,
@@ -327,7 +333,7 @@ def test_an_upgrade_under_the_pool_sends_calls_to_the_new_code(stack: Stack, res
     """gatekeeper's sources changed under a running pool (an upgrade without restarting the
     unit): within seconds the pool exits 75 for its unit to restart it, and meanwhile calls
     are denied (never served by the old code); control: served again once it restarted."""
-    daemon = next((d for d in stack.daemons if d.name == "gatekeeper-resident"), None) or POOLS[0]
+    daemon = pool_daemon(stack)
     assert daemon.alive()
     source = next(VENV.glob("lib/python3*/site-packages/gatekeeper/errors.py"))
     before = source.stat()
@@ -361,3 +367,79 @@ def test_long_sessions_never_leave_a_call_waiting(stack: Stack, resident_port: i
             client.kill()
             client.communicate(timeout=10)
     assert wait_until_no_agent_processes(5) == []
+
+
+def pool_daemon(stack: Stack) -> Daemon:
+    """The agent's pool: the stack's own in resident mode, else this module's."""
+    return next((d for d in stack.daemons if d.name == "gatekeeper-resident"), None) or POOLS[0]
+
+
+# The pool with the worker's watch of its client switched off (resident.client_hangups gives
+# nothing): the control of test_the_client_killed_alone_stops_docker.
+UNWATCHED_POOL = ("import sys\nfrom gatekeeper import resident\n"
+                  "resident.client_hangups = lambda connection: ()\n"
+                  f"sys.exit(resident.run_pool({AGENT!r}, resident.DEFAULT_WORKERS, None))\n")
+
+
+@contextlib.contextmanager
+def unwatched_pool(stack: Stack) -> Iterator[None]:
+    """The agent's pool replaced by one whose workers do not watch their client; restored after."""
+    daemon = pool_daemon(stack)
+    daemon.stop()
+    pool_socket().unlink(missing_ok=True)
+    argv = [str(VENV / "bin" / "python3"), "-I", "-c", UNWATCHED_POOL]
+    other = Daemon("gatekeeper-resident-unwatched", argv, RUN_DIR / "resident-unwatched.log")
+    other.start()
+    try:
+        wait_for("the unwatched pool", pool_socket().is_socket, 30, diagnose=other.log_tail)
+        yield
+    finally:
+        other.stop()
+        pool_socket().unlink(missing_ok=True)
+        daemon.start()
+        wait_for("the pool again", pool_socket().is_socket, 30, diagnose=daemon.log_tail)
+
+
+def resident_clients() -> list[int]:
+    """The agent's resident clients (sshd's child for each session)."""
+    uid = pwd.getpwnam(AGENT).pw_uid
+    client = RESIDENT_CLIENT.resolve()
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and entry.stat().st_uid == uid and (entry / "exe").resolve() == client:
+                found.append(int(entry.name))
+    return found
+
+
+def gone_within(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_the_client_killed_alone_stops_docker(stack: Stack, resident_port: int, ticker: str) -> None:
+    """The resident client killed alone (SIGKILL) while `logs -f` streams, sshd and the ssh
+    connection still up (they hold the session's pipes, so the worker's stdout sees no
+    hang-up): the worker watches its connection to the client, stops docker, records the exit
+    and the session ends. Control, same run: a pool with the watch off; docker streams on to
+    the ssh client until the connection itself goes (the behaviour before the watch)."""
+    for watched in (False, True):
+        with contextlib.nullcontext() if watched else unwatched_pool(stack):
+            offset = audit_offset()
+            with streaming(stack, resident_port, ticker) as ssh:
+                assert ssh.stdout is not None
+                _, docker = served_by()
+                (client,) = resident_clients()
+                os.kill(client, signal.SIGKILL)
+                if watched:
+                    assert gone_within(docker, 10), "docker still running after its client was killed"
+                    ssh.wait(timeout=10)  # the session ended by itself
+                else:
+                    time.sleep(3)
+                    assert Path(f"/proc/{docker}").exists(), "control: docker ended without the watch"
+                    assert read_lines(ssh.stdout, count=2, timeout=5), "control: docker stopped streaming"
+            assert wait_until_no_agent_processes(5) == []
+            exits = [r for r in audit_records_since(offset) if r["event"] == "exit"]
+            assert [r["canonical"] for r in exits] == ["container logs"], exits
