@@ -191,28 +191,32 @@ STALE_CHECK_SECONDS = 1.0  # a stat of each source: under 1 ms of the pool's CPU
 # A worker's word to the pool that it accepted a session: a real-time signal, queued (two at
 # once are two), sent while the worker is still root, with its pid (si_pid).
 BUSY = signal.SIGRTMIN
+REFILL_SECONDS = 1.0  # a worker busy this long is replaced while it runs on (idle_wanted)
 # Taken synchronously (sigtimedwait): no handler can run in the middle of a fork.
 POOL_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, BUSY)
 
 
 def serve(listener: socket.socket, workers: int, account: Account, stamps: Stamps) -> int:
     """Keep `workers` idle workers in accept(); each serves one session, then exits. A worker
-    that accepted says so (BUSY, queued) and another is forked at once: a `logs -f` holding a
-    worker for hours never leaves a call waiting. Until SIGTERM or SIGINT (0) or sources
-    changed under it (EX_STALE): then idle workers end and busy ones finish their session."""
+    that accepted says so (BUSY, queued) and is replaced when its session ends, or REFILL_SECONDS
+    after it began if it still runs, or at once if no idle worker is left (idle_wanted): a
+    `logs -f` holding a worker for hours never leaves a call waiting. Until SIGTERM or SIGINT
+    (0) or sources changed under it (EX_STALE): then idle workers end and busy ones finish."""
     signal.pthread_sigmask(signal.SIG_BLOCK, POOL_SIGNALS)
     idle: set[int] = set()
-    busy: set[int] = set()
+    busy: dict[int, float] = {}  # pid: when it took its session
     code, checked = 0, time.monotonic()
     while True:
         gone = reaped()
-        idle, busy = idle - gone, busy - gone
-        while len(idle) < workers:
+        idle -= gone
+        for pid in gone:
+            busy.pop(pid, None)
+        while len(idle) < idle_wanted(workers, busy, time.monotonic()):
             idle.add(start_worker(listener, account))
-        received = signal.sigtimedwait(POOL_SIGNALS, STALE_CHECK_SECONDS)
+        received = signal.sigtimedwait(POOL_SIGNALS, next_wake(busy, time.monotonic()))
         if received is not None and received.si_signo == BUSY and received.si_pid in idle:
             idle.discard(received.si_pid)
-            busy.add(received.si_pid)
+            busy[received.si_pid] = time.monotonic()
         elif received is not None and received.si_signo not in (BUSY, signal.SIGCHLD):
             break
         if time.monotonic() - checked >= STALE_CHECK_SECONDS:
@@ -226,6 +230,22 @@ def serve(listener: socket.socket, workers: int, account: Account, stamps: Stamp
         except ProcessLookupError:
             pass
     return code
+
+
+def idle_wanted(workers: int, busy: dict[int, float], now: float) -> int:
+    """Idle workers to keep now: `workers`, less one for each session begun within
+    REFILL_SECONDS, never none. Its replacement is forked when it ends (or, a stream, that long
+    after it began): not while its call starts, when the fork (~1 ms of CPU for a 22 MB
+    process) would compete with the worker, docker and sshd for the same CPUs."""
+    starting = sum(1 for since in busy.values() if now - since < REFILL_SECONDS)
+    return max(1, workers - starting)
+
+
+def next_wake(busy: dict[int, float], now: float) -> float:
+    """Seconds until the pool must look again: the next source check, or sooner when a busy
+    worker's REFILL_SECONDS run out (its replacement is due then)."""
+    due = [since + REFILL_SECONDS - now for since in busy.values() if now - since < REFILL_SECONDS]
+    return max(0.001, min([STALE_CHECK_SECONDS, *due]))
 
 
 def reaped() -> set[int]:

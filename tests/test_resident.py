@@ -422,3 +422,24 @@ def test_supervise_stops_docker_when_a_watched_descriptor_hangs_up() -> None:
             assert os.waitstatus_to_exitcode(status) == -signal.SIGTERM and seconds < 1.0
         else:
             assert os.waitstatus_to_exitcode(status) == 0 and seconds >= 1.0
+
+
+# ---------------------------------------------------------------- the pool's refill
+
+@pytest.mark.parametrize(("busy_since", "wanted"), [
+    ({}, 3),  # nothing running: all idle
+    ({101: 9.5}, 2),  # a call begun 0.5 s ago: its replacement waits until it ends
+    ({101: 9.5, 102: 9.8}, 1),
+    ({101: 9.5, 102: 9.8, 103: 9.9}, 1),  # never none idle: the next call is not left waiting
+    ({101: 8.9}, 3),  # running over REFILL_SECONDS (a `logs -f`): replaced while it runs
+    ({101: 2.0, 102: 9.9}, 2),
+], ids=["none", "one-starting", "two-starting", "three-starting", "one-streaming", "mixed"])
+def test_a_starting_call_is_replaced_after_it_not_beside_it(busy_since: dict[int, float],
+                                                             wanted: int) -> None:
+    assert resident.idle_wanted(3, busy_since, now=10.0) == wanted
+
+
+def test_the_pool_wakes_when_a_replacement_is_due() -> None:
+    assert resident.next_wake({}, now=10.0) == resident.STALE_CHECK_SECONDS
+    assert resident.next_wake({101: 9.5}, now=10.0) == pytest.approx(0.5)
+    assert resident.next_wake({101: 8.0}, now=10.0) == resident.STALE_CHECK_SECONDS
