@@ -52,6 +52,24 @@ def owned_labels(owner: str, kind: str) -> list[str]:
     return [*labels, f"{CREATED_LABEL}={owner}"] if kind == CONTAINER else labels
 
 
+# Event types that are never a container's (docker's events.Type values).
+NOT_CONTAINER_EVENTS = frozenset({"image", "volume", "network", "daemon", "plugin", "service", "node",
+                                  "secret", "config", "builder"})
+
+
+def events_kind(types: list[str]) -> str:
+    """The kind whose owner labels keep `docker events` to the caller's own, for the values of
+    its `type` filter (both layers). Events that may be a container's are owned as containers
+    are (the created label too): a container's events carry its labels, its image's included,
+    so the owner label alone let the operator's container of an image the agent built send its
+    events, labels and the operator's exec command lines (exec_create: ...). Only types naming
+    other kinds alone (the agent's image builds and tags) keep the owner label alone."""
+    if types and all(kind in NOT_CONTAINER_EVENTS for kind in types):
+        return ""
+    # Stops: the operator's container of the agent's image reporting its exec command lines.
+    return CONTAINER
+
+
 # An image's events carry its labels (the engine copies them into the event's attributes) and an
 # image built FROM the agent's inherits its owner label: owned image events are kept to the IDs
 # the agent's build records name (docker ANDs filter keys, ORs the values of one key).

@@ -229,6 +229,7 @@ AS_CONTAINERS = {**OWNER_ONLY, "gatekeeper.created=default": True}
     ({"type": {"container": True, "image": True}}, AS_CONTAINERS),
     ({"type": ["network", "container"]}, AS_CONTAINERS),
     ({"label": ["gatekeeper.owner=default"]}, AS_CONTAINERS),
+    ({"type": ["bogus"]}, AS_CONTAINERS),  # a type docker may add later: owned as a container's (both layers)
     # control: events of the agent's images (its builds and tags) need the owner label only
     ({"type": ["image"]}, OWNER_ONLY),
     ({"type": {"network": True, "volume": True}}, OWNER_ONLY),

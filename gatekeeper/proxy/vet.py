@@ -28,7 +28,7 @@ from gatekeeper.errors import Denied
 from gatekeeper.owner import OWNER_LABEL
 from gatekeeper.proxy import objects
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
-from gatekeeper.proxy.endpoints import ANY_COMMAND, CONTAINER, Route, endpoint_of, find_route
+from gatekeeper.proxy.endpoints import ANY_COMMAND, Route, endpoint_of, find_route
 from gatekeeper.proxy.leftovers import with_project_leftovers
 
 TYPE_CHECKING = False
@@ -202,12 +202,12 @@ def vet_listing(call: Call) -> ApiVerdict:
     listed (volumes and networks always all); the objects not the agent's are answered with
     the values under [redact] keys hidden (their labels), as inspect answers them: docker's
     `--format '{{.Labels}}'` would print them."""
-    from gatekeeper.label_rules import owned_labels, scope
+    from gatekeeper.label_rules import scope
     from gatekeeper.redaction import owned_lists
 
     if call.route.scope and scope(call.ctx, call.route.scope) == "owned":
-        kind = events_kind(call) or call.route.kind
-        add_filters(call, {"label": owned_labels(call.profile, kind), **image_event_filter(call, kind)})
+        filters = parse_filters(call.one("filters"))
+        add_filters(call, filters, owned_filters(call, filters))
     kinds = OWNED_LISTS.get(call.route.ident, frozenset()) & owned_lists(call.policy)
     if kinds:
         return call.allow(response=owned_listing_name(call, kinds))
@@ -230,37 +230,28 @@ def owned_listing_name(call: Call, kinds: frozenset[str]) -> str:
             f"{keys_json(tuple(call.policy.redact_keys))}")
 
 
-def events_kind(call: Call) -> str:
-    """Events that may be a container's: owned as containers are (the created label too). A
-    container's events carry its labels, those of its image included: the owner label alone let
-    the operator's container of an image the agent built send its events, with its labels and
-    the operator's exec command lines (exec_create: ...). Only a request for other types of
-    events alone (the agent's image builds and tags) is owned by the owner label."""
+def owned_filters(call: Call, filters: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The filters that keep a list to the caller's own (docker ANDs the keys; `filters`: the
+    caller's): the owner labels of the route's kind; of events, those of the kind its types may
+    be (gatekeeper.label_rules.events_kind), image events only of the images the caller's build
+    records name (label_rules.image_event_ids)."""
+    from gatekeeper.label_rules import events_kind, image_event_ids, owned_labels
+
     if call.route.ident != "system.events":
-        return ""
-    types = parse_filters(call.one("filters")).get("type")
-    if types and "container" not in types:
-        return ""
-    # Stops: the operator's container of the agent's image reporting its exec command lines.
-    return CONTAINER
-
-
-def image_event_filter(call: Call, kind: str) -> dict[str, list[str]]:
-    """Owned events of no container: image events only of the images the caller's build
-    records name (gatekeeper.label_rules.image_event_ids)."""
-    if call.route.ident != "system.events" or kind:
-        return {}
-    from gatekeeper.label_rules import image_event_ids
+        return {"label": owned_labels(call.profile, call.route.kind)}
+    types = filters.get("type", [])
+    kind = events_kind(types)
+    if kind:
+        return {"label": owned_labels(call.profile, kind)}
     from gatekeeper.proxy.images import built_images
 
-    filters = parse_filters(call.one("filters"))
-    types = filters.get("type", [])
     ids = image_event_ids(types, filters.get("image", []), built_images(call) if "image" in types else set())
-    return {"image": ids} if ids else {}
+    return {"label": owned_labels(call.profile, kind), **({"image": ids} if ids else {})}
 
 
-def add_filters(call: Call, extra: dict[str, list[str]]) -> None:
-    filters = parse_filters(call.one("filters"))
+def add_filters(call: Call, filters: dict[str, list[str]], extra: dict[str, list[str]]) -> None:
+    """The query's filters: the caller's `filters` with `extra` added (a key's values are ORed)."""
+    filters = dict(filters)
     for key, values in extra.items():
         filters[key] = [*filters.get(key, []), *values]
     from urllib.parse import unquote
@@ -497,7 +488,8 @@ def vet_prune(call: Call) -> ApiVerdict:
     refuse_protected_owned(call, kind)
     if kind == "image":
         refuse_unproven_images(call)
-    add_filters(call, {"label": owned_labels(call.profile, kind), **({"label!": labels} if labels else {})})
+    add_filters(call, parse_filters(call.one("filters")),
+                {"label": owned_labels(call.profile, kind), **({"label!": labels} if labels else {})})
     return call.allow()
 
 

@@ -45,6 +45,7 @@ from gatekeeper.label_rules import (
     check_owned,
     check_unprotected,
     created_labels,
+    events_kind,
     label_file_lines,
     owner_filters,
     owner_of,
@@ -97,24 +98,6 @@ NO_TARGETS = frozenset({
 # need gatekeeper.created). `events` is no [scope] key, so always owned (as at the API layer):
 # every object's events, the operator's exec command lines too (its kind: events_kind).
 LISTED = {"container ls": ("ps", CONTAINER), "image ls": ("images", IMAGE), "system events": ("events", "")}
-# Event types that are never a container's (docker's events.Type values).
-NOT_CONTAINER_EVENTS = frozenset({"image", "volume", "network", "daemon", "plugin", "service", "node",
-                                  "secret", "config", "builder"})
-
-
-def events_kind(ctx: Context) -> str:
-    """Events that may be a container's are owned as containers are (the created label too): a
-    container's events carry its labels, its image's included, so the owner label alone let the
-    operator's container of an image the agent built send its events, labels and the operator's
-    exec command lines (exec_create: ...). Only the agent's own `--filter type=` naming other
-    kinds alone (its image builds and tags) keeps the owner label alone (as the proxy does)."""
-    types = event_filters(ctx).get("type", [])
-    if types and all(kind in NOT_CONTAINER_EVENTS for kind in types):
-        return ""
-    # Stops: the operator's container of the agent's image reporting its exec command lines.
-    return CONTAINER
-
-
 def event_filters(ctx: Context) -> dict[str, list[str]]:
     """The agent's `--filter key=value` of `docker events`, by key (lowercased)."""
     filters: dict[str, list[str]] = {}
@@ -129,15 +112,15 @@ def event_filters(ctx: Context) -> dict[str, list[str]]:
 def owned_event_filters(ctx: Context) -> list[str]:
     """The filters of owned events: the owner's labels (containers' also the created label),
     image events only of the images the build records name (label_rules.image_event_ids)."""
-    kind = events_kind(ctx)
+    filters = event_filters(ctx)
+    types = filters.get("type", [])
+    kind = events_kind(types)
     words = owner_filters(ctx, kind)
     if kind:
         return words
     from gatekeeper.engine_objects import built_images
     from gatekeeper.label_rules import image_event_ids
 
-    filters = event_filters(ctx)
-    types = filters.get("type", [])
     ids = image_event_ids(types, filters.get("image", []), built_images(ctx) if "image" in types else set())
     return [*words, *(word for ident in ids for word in ("--filter", f"image={ident}"))]
 
