@@ -204,8 +204,8 @@ def write_replacing(directory: int, name: str, data: bytes) -> None:
 
 
 def drop_stale(directory: int, now: float) -> None:
-    """Copies not written for a day, and build context snapshots (ctx-*, gatekeeper.context_snapshot)
-    a killed session left behind."""
+    """What a killed session left behind in `directory`, not written for a day: pinned copies,
+    build context snapshots (ctx-*, gatekeeper.context_snapshot), render stages (new_stage)."""
     import stat
 
     for name in os.listdir(directory):
@@ -267,17 +267,14 @@ def new_stage(state_dir: str | None, now: float) -> str:
 
     top = Registry(state_dir).open_state_dir()
     try:
-        os.close(open_private_directory(top, STAGE_DIR, state_dir))
+        stages = open_private_directory(top, STAGE_DIR, state_dir)
     finally:
         os.close(top)
-    parent = f"{state_dir}/{STAGE_DIR}"
-    for name in os.listdir(parent):
-        try:
-            if now - os.stat(f"{parent}/{name}", follow_symlinks=False).st_mtime > PINNED_MAX_AGE:
-                drop_stage(f"{parent}/{name}")
-        except FileNotFoundError:
-            pass
-    return tempfile.mkdtemp(prefix="", dir=parent)
+    try:
+        drop_stale(stages, now)
+    finally:
+        os.close(stages)
+    return tempfile.mkdtemp(prefix="", dir=f"{state_dir}/{STAGE_DIR}")
 
 
 def stage_files(root: str, files: dict[str, bytes]) -> None:
