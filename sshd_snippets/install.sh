@@ -171,23 +171,41 @@ step_logrotate() {
 # container, the test stack), the unit is installed and checked, and whoever runs
 # the machine starts its ExecStart line.
 step_proxy() {
-    install -d -m 0755 -o root -g root "$UNIT_DIR"
-    install -m 0644 -o root -g root "$HERE/$PROXY_UNIT" "$UNIT_DIR/$PROXY_UNIT"
-    if command -v systemd-analyze >/dev/null 2>&1; then
-        systemd-analyze verify "$UNIT_DIR/$PROXY_UNIT" >/dev/null || die "systemd-analyze rejects $UNIT_DIR/$PROXY_UNIT"
-    fi
-    [ -d /run/systemd/system ] || return 0
-    systemctl daemon-reload
-    systemctl enable --quiet "$PROXY_UNIT"
-    systemctl restart "$PROXY_UNIT"
-    tries=0
-    until [ -S "$PROXY_SOCKET" ]; do
-        tries=$((tries + 1))
-        [ "$tries" -le 50 ] || die "$PROXY_SOCKET did not appear (journalctl -u $PROXY_UNIT)"
-        sleep 0.2
-    done
+    install_unit "$PROXY_UNIT"
+    has_systemd || return 0
+    wait_for_socket "$PROXY_SOCKET" "$PROXY_UNIT"
     [ "$(stat -c '%U:%G %a' "$PROXY_SOCKET")" = "root:$AGENT 660" ] ||
         die "$PROXY_SOCKET must be root:$AGENT 0660 ([proxy] group in the policy)"
+}
+
+# One of our units: installed root's and checked; where systemd runs this machine, enabled and
+# (re)started. Without systemd (a container, the test stack) whoever runs the machine starts
+# its ExecStart line.
+install_unit() {
+    install -d -m 0755 -o root -g root "$UNIT_DIR"
+    install -m 0644 -o root -g root "$HERE/$1" "$UNIT_DIR/$1"
+    if command -v systemd-analyze >/dev/null 2>&1; then
+        systemd-analyze verify "$UNIT_DIR/$1" >/dev/null || die "systemd-analyze rejects $UNIT_DIR/$1"
+    fi
+    if has_systemd; then
+        systemctl daemon-reload
+        systemctl enable --quiet "$1"
+        systemctl restart "$1"
+    fi
+}
+
+has_systemd() {
+    [ -d /run/systemd/system ]
+}
+
+# SOCKET UNIT: the socket the unit's daemon listens on, waited for (10 s).
+wait_for_socket() {
+    tries=0
+    until [ -S "$1" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -le 50 ] || die "$1 did not appear (journalctl -u $2)"
+        sleep 0.2
+    done
 }
 
 # The resident ForceCommand, the drop-in's default: its C client beside the entry script
@@ -199,22 +217,10 @@ step_proxy() {
 step_resident() {
     "$VENV/bin/gatekeeper" install-entry --resident >/dev/null
     [ -x "$VENV/bin/gatekeeper-ssh-resident" ] || die "$VENV/bin/gatekeeper-ssh-resident was not compiled"
-    install -d -m 0755 -o root -g root "$UNIT_DIR"
-    install -m 0644 -o root -g root "$HERE/$RESIDENT_UNIT" "$UNIT_DIR/$RESIDENT_UNIT"
-    if command -v systemd-analyze >/dev/null 2>&1; then
-        systemd-analyze verify "$UNIT_DIR/$RESIDENT_UNIT" >/dev/null || die "systemd-analyze rejects $UNIT_DIR/$RESIDENT_UNIT"
-    fi
-    [ -d /run/systemd/system ] || return 0
-    systemctl daemon-reload
-    systemctl enable --quiet "$RESIDENT_UNIT"
-    systemctl restart "$RESIDENT_UNIT"
+    install_unit "$RESIDENT_UNIT"
+    has_systemd || return 0
     socket=$RESIDENT_DIR/$(id -u "$AGENT").sock
-    tries=0
-    until [ -S "$socket" ]; do
-        tries=$((tries + 1))
-        [ "$tries" -le 50 ] || die "$socket did not appear (journalctl -u $RESIDENT_UNIT)"
-        sleep 0.2
-    done
+    wait_for_socket "$socket" "$RESIDENT_UNIT"
     [ "$(stat -c '%U:%g %a' "$socket")" = "root:$(id -g "$AGENT") 660" ] ||
         die "$socket must be root:<$AGENT's group> 0660"
     [ "$(stat -c '%U:%G %a' "$RESIDENT_DIR")" = "root:root 755" ] || die "$RESIDENT_DIR must be root:root 0755"
@@ -258,7 +264,7 @@ step_no_user_manager() {
         ln -sfn /dev/null "$unit"
     fi
     [ "$(readlink "$unit")" = /dev/null ] || die "$unit is not masked (a link to /dev/null)"
-    if command -v loginctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    if command -v loginctl >/dev/null 2>&1 && has_systemd; then
         loginctl disable-linger "$AGENT"
     fi
     rm -f "/var/lib/systemd/linger/$AGENT"
