@@ -88,6 +88,10 @@ GLOBAL: dict[str, Flag] = table(
 
 # --- container run / create ------------------------------------------------
 
+# The API layer refuses the same (DELETE /containers/{id}?link=1, gatekeeper.proxy.vet).
+RM_LINK_WHY = ("its word names a legacy link (/CONTAINER/ALIAS) the engine finds by name, not a container "
+               "gatekeeper can resolve and check; remove the container itself (docker rm NAME), or connect "
+               "containers on a network of yours instead of --link")
 _CONFIG_FROM_WHY = "copies another network's configuration (subnets, driver options) unvetted"
 _DEVICE_PATH_WHY = "names a host block device: the daemon stats host /dev paths and throttles host disks"
 # The OOM killer: the engine (root) grants what no container process could (CAP_SYS_RESOURCE);
@@ -256,7 +260,7 @@ FLAGS: dict[str, dict[str, Flag]] = {
     ),
     "container stop": _STOP,
     "container restart": _STOP,
-    "container rm": table(b("volumes", "v"), b("link", "l"), b("force", "f"), HELP),
+    "container rm": table(b("volumes", "v"), b("link", "l", check=DENY_TRUE, why=RM_LINK_WHY), b("force", "f"), HELP),
     "container kill": table(v("signal", "s"), HELP),
     "container prune": table(b("force", "f"), v("filter"), HELP),
     "container top": table(HELP),
