@@ -263,8 +263,11 @@ def test_a_container_made_before_the_rule_cannot_be_started(stack: Stack, target
     assert wait_for("proof", (TARGET / "proof-legacy").exists), "control: root's start mounts TARGET"
 
 
+# The CLI removes an --iidfile when the build starts and writes it at the end: the planter must
+# plant its link again in between. The build's RUN step (never cached) gives it a second, even
+# with every core busy (a cached build of a LABEL took less than the planter got: red in CI once).
 OUTPUTS = {
-    "--iidfile": ["build", "--iidfile", "{out}", "{ctx}"],
+    "--iidfile": ["build", "--no-cache", "--iidfile", "{out}", "{ctx}"],
     "--cidfile": ["run", "--rm", "--cidfile", "{out}", IMAGE, "true"],
 }
 
@@ -277,7 +280,7 @@ def test_client_output_cannot_be_redirected_by_a_container(stack: Stack, target:
     case.prepare()
     ctx = case.dir / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nLABEL gk=swap\n")
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nLABEL gk=swap\nRUN sleep 1\n")
     out = f"{case.p}/out"
     proof = TARGET / f"proof-{case.slug}"
     plant = f"while true; do ln -sfn {proof} /w/out; sleep 0.05; done"
@@ -294,11 +297,11 @@ def test_client_output_cannot_be_redirected_by_a_container(stack: Stack, target:
     assert sorted(p.name for p in TARGET.iterdir()) == [MARK]
     # The control: root's CLI writes through the planted link. A try can fall into the planter's
     # window between unlink and symlink (busybox ln -sfn) and write a plain file: then again.
-    for _ in range(5):
+    for _ in range(10):
         stack.docker(*args, check=False)
         if proof.exists():
             break
-        time.sleep(0.2)
+        time.sleep(0.5)
     assert proof.exists(), "control: the output did not follow the planted link"
 
 
