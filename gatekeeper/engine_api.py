@@ -328,6 +328,12 @@ def config_labels(obj: dict[str, object]) -> str:
     return go_json(config.get("Labels"))
 
 
+def last_tag_time(obj: dict[str, object]) -> str:
+    """`{{json .Metadata.LastTagTime}}`: the engine's string, quoted; null when it sent none."""
+    metadata = obj.get("Metadata")
+    return go_json(metadata.get("LastTagTime") if isinstance(metadata, dict) else None)
+
+
 def renderers() -> dict[tuple[str, str], Callable[[dict[str, Any]], str]]:
     """(kind, template) -> the line the CLI prints for one object. The templates are
     written out here, not imported: a template changed by its owner no longer matches
@@ -337,9 +343,10 @@ def renderers() -> dict[tuple[str, str], Callable[[dict[str, Any]], str]]:
     return {
         ("container", "{{.Id}}\t{{json .Name}}\t" + with_labels + "\t{{.Image}}"): lambda o: "\t".join(
             (str(field(o, "Id")), go_json(field(o, "Name")), config_labels(o), str(field(o, "Image")))),
-        ("image", "{{.Id}}\t{{json .RepoTags}}\t" + with_labels + "\t{{json .RepoDigests}}"):
+        ("image", "{{.Id}}\t{{json .RepoTags}}\t" + with_labels + "\t{{json .RepoDigests}}"
+                  "\t{{json .Metadata.LastTagTime}}"):
             lambda o: "\t".join((str(field(o, "Id")), go_json(o.get("RepoTags")), config_labels(o),
-                                 go_json(o.get("RepoDigests")))),
+                                 go_json(o.get("RepoDigests")), last_tag_time(o))),
         ("image", "{{json .Config.Healthcheck}}"): image_healthcheck,
         ("volume", "{{.Name}}\t{{json .Name}}\t{{json .Labels}}"): lambda o: "\t".join(
             (str(field(o, "Name")), go_json(field(o, "Name")), go_json(o.get("Labels")))),

@@ -19,6 +19,8 @@ from gatekeeper.owner import (
     PULLED_BY,
     PULLED_IMAGE,
     PULLED_TAG,
+    PULLED_TAG_TIME,
+    tag_time_pin,
 )
 from gatekeeper.printable import first_error
 
@@ -31,10 +33,12 @@ QUERY_TIMEOUT = 30.0
 CONTAINER, IMAGE, VOLUME, NETWORK = "container", "image", "volume", "network"
 
 # What one object of each kind is asked for: ID, names (JSON), labels (JSON); for a
-# container also its image's ID (its labels are inherited: gatekeeper.owner.proven_labels).
+# container also its image's ID (its labels are inherited: gatekeeper.owner.proven_labels);
+# for an image its digests and LastTagTime (a pull record's pin: gatekeeper.owner).
 QUERY_FORMATS = {
     CONTAINER: "{{.Id}}\t{{json .Name}}\t{{with .Config}}{{json .Labels}}{{end}}\t{{.Image}}",
-    IMAGE: "{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}\t{{json .RepoDigests}}",
+    IMAGE: ("{{.Id}}\t{{json .RepoTags}}\t{{with .Config}}{{json .Labels}}{{end}}\t{{json .RepoDigests}}"
+            "\t{{json .Metadata.LastTagTime}}"),
     VOLUME: "{{.Name}}\t{{json .Name}}\t{{json .Labels}}",
     NETWORK: "{{.Id}}\t{{json .Name}}\t{{json .Labels}}",
 }
@@ -45,9 +49,10 @@ NO_SOCKET = "no such file or directory"  # the engine's socket is missing: no an
 
 
 class Target:
-    """One resolved object: its ID, the names it goes by, its labels (an image: its digests)."""
+    """One resolved object: its ID, the names it goes by, its labels (an image: its digests
+    and its LastTagTime pin, gatekeeper.owner.tag_time_pin)."""
 
-    __slots__ = ("word", "ident", "names", "labels", "digests")
+    __slots__ = ("word", "ident", "names", "labels", "digests", "tagged")
 
     def __init__(self, word: str, ident: str, names: list[str], labels: dict[str, str],
                  digests: list[str] | None = None) -> None:
@@ -56,6 +61,7 @@ class Target:
         self.names = names
         self.labels = labels
         self.digests = digests or []  # an image's RepoDigests (gatekeeper.image_scope)
+        self.tagged = ""  # an image's LastTagTime as a pin; "" none (gatekeeper.owner.PULLED_TAG_TIME)
 
     def shown(self) -> str:
         name = self.names[0] if self.names else self.ident[7:19]
@@ -73,7 +79,7 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
         raise Denied(f"cannot resolve {kind} {', '.join(map(repr, words))}", rule="scope-unresolved")
     targets, images = [], []
     for word, line in zip(words, lines, strict=True):
-        ident, names, labels, image = [*line.split("\t", 3), "", "", ""][:4]
+        ident, names, labels, image, tagged = [*line.split("\t", 4), "", "", "", ""][:5]
         try:
             names_value, labels_value = loads(names or "null"), loads(labels or "null")
         except ValueError:
@@ -82,6 +88,7 @@ def resolve(ctx: Context, kind: str, words: list[str]) -> list[Target]:
         targets.append(Target(word, ident, plain_names(names_value), dict(found)))
         if kind == IMAGE:
             targets[-1].digests = json_strings(image)
+            targets[-1].tagged = tag_time_pin(tagged)
         images.append(image.strip())
     if kind == CONTAINER:
         prove_created(ctx, targets, images)
@@ -174,11 +181,15 @@ def lookup(ctx: Context, kind: str, word: str) -> Target | None:
     return resolve(ctx, kind, [word])[0]
 
 
-def pulled_tags(ctx: Context, ident: str) -> set[str]:
-    """The tags gatekeeper recorded as pulled by this profile for image `ident` (its pull
-    records: volumes labelled PULLED_BY, PULLED_IMAGE, PULLED_TAG)."""
+def pulled_tags(ctx: Context, ident: str, tagged: str) -> set[str]:
+    """The tags gatekeeper recorded as pulled by this profile for image `ident` as it is now,
+    its LastTagTime `tagged` (its pull records: volumes labelled PULLED_BY, PULLED_IMAGE,
+    PULLED_TAG, PULLED_TAG_TIME). Without a pin no record names this image object: none."""
+    if not tagged:
+        return set()
     args = ["volume", "ls", "--filter", f"label={PULLED_BY}={ctx.policy.profile}",
-            "--filter", f"label={PULLED_IMAGE}={ident}", "--format", f'{{{{.Label "{PULLED_TAG}"}}}}|']
+            "--filter", f"label={PULLED_IMAGE}={ident}", "--filter", f"label={PULLED_TAG_TIME}={tagged}",
+            "--format", f'{{{{.Label "{PULLED_TAG}"}}}}|']
     out = query(ctx, args, f"the pulls of image {ident[:19]}")
     return {line[:-1] for line in out.splitlines() if line.endswith("|")}
 

@@ -36,20 +36,23 @@ OWNED, PULLED, REGISTRY, SHARED = "owned", "pulled", "registry", "shared"
 
 
 class ImageFacts:
-    """What the engine says of one image: ID, tags, RepoDigests (`repo@sha256:...`), labels."""
+    """What the engine says of one image: ID, tags, RepoDigests (`repo@sha256:...`), labels,
+    and its LastTagTime as a pull record's pin ("" none: gatekeeper.owner.tag_time_pin)."""
 
-    __slots__ = ("ident", "tags", "digests", "labels")
+    __slots__ = ("ident", "tags", "digests", "labels", "tagged")
 
-    def __init__(self, ident: str, tags: list[str], digests: list[str], labels: dict[str, str]) -> None:
+    def __init__(self, ident: str, tags: list[str], digests: list[str], labels: dict[str, str],
+                 tagged: str = "") -> None:
         self.ident = ident
         self.tags = tags
         self.digests = digests
         self.labels = labels
+        self.tagged = tagged
 
 
 def may_use(policy: Policy, facts: ImageFacts, *, pulled: bool = False) -> str:
     """Why the policy's profile may use the image (OWNED, PULLED, REGISTRY, SHARED), or ""
-    (refused). `pulled`: this profile has a pull record for the image's ID."""
+    (refused). `pulled`: this profile has a pull record for the image (its ID and pin)."""
     if facts.labels.get(OWNER_LABEL) == policy.profile:
         return OWNED
     if pulled:

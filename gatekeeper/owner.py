@@ -27,6 +27,15 @@ CREATED_LABEL = "gatekeeper.created"
 # cannot: gatekeeper.*): the engine cannot label a pulled image, so its puller is recorded.
 PULLED_BY, PULLED_IMAGE, PULLED_TAG = (
     "gatekeeper.pulled-by", "gatekeeper.pulled-image", "gatekeeper.pulled-tag")
+# A record outlives its image when someone else removes the image, and the same ID and tag
+# come back with the operator's next pull: so a record also pins the image object its pull
+# tagged, by the image's LastTagTime (engine inspect Metadata.LastTagTime) right after
+# gatekeeper re-applied the pulled tag itself (gatekeeper.steps.pin_pull): the engine sets it
+# to now on every tag put on the image and never back, and an image removed and pulled again
+# has another one (dockerd's own pull sets none). A record counts only while the image's
+# LastTagTime is the one it pins; without one (an older record, an engine that gives none),
+# it counts as none.
+PULLED_TAG_TIME = "gatekeeper.pulled-tag-time"
 
 # Labels of a build record (gatekeeper.build_records): images inherit their base's labels, so
 # an image's owner label alone proves nothing either (the operator's build FROM the agent's
@@ -52,3 +61,17 @@ def proven_image_labels(labels: dict[str, str], ident: str, built: Container[str
     if OWNER_LABEL not in labels or ident in built:
         return labels
     return {key: value for key, value in labels.items() if key != OWNER_LABEL}
+
+
+def tag_time_pin(text: object) -> str:
+    """An engine's Metadata.LastTagTime as a pull record's pin, or "" for none: no answer,
+    null, or Go's zero time (an image no tag was ever put on). The engine's JSON string as
+    the API gives it, or quoted (the CLI's `{{json .Metadata.LastTagTime}}`: the CLI prints a
+    bare `{{.Metadata.LastTagTime}}` in Go's other layout when its template fits its own type,
+    its JSON is the API's either way)."""
+    if not isinstance(text, str):
+        return ""
+    text = text.strip()
+    if len(text) > 1 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return text if text[:4].isdigit() and not text.startswith("0001-") else ""

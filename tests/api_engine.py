@@ -38,6 +38,7 @@ def image(ident: str, tags: list[str], labels: dict[str, str]) -> dict:
 
 
 MINE = {OWNER: "default"}
+TAGGED = "2026-11-30T10:00:00.123456789Z"  # alpine's LastTagTime: its pull record's pin
 
 CONTAINERS = [
     container(cid("a"), "web", MINE, ("/home/ai-worker/proj",), running=True),
@@ -52,7 +53,11 @@ CONTAINERS = [
 IMAGES = [
     image(cid("1"), ["myapp:latest"], MINE),
     image(cid("2"), ["postgres:15"], {}),
-    {**image(cid("3"), ["alpine:latest"], {}), "RepoDigests": ["alpine@sha256:" + cid("4")]},
+    {**image(cid("3"), ["alpine:latest"], {}), "RepoDigests": ["alpine@sha256:" + cid("4")],
+     "Metadata": {"LastTagTime": TAGGED}},
+    # the operator's pull of the ID and tag of the agent's pull, removed since: the agent's record
+    # of it (below) pins the LastTagTime the agent's pull gave the image, not this one's
+    {**image("ab" * 32, ["redis:7"], {}), "Metadata": {"LastTagTime": "2026-11-30T11:00:00.5Z"}},
 ]
 VOLUMES = [
     {"Name": "myvol", "Driver": "local", "Options": None, "Labels": MINE},
@@ -61,7 +66,10 @@ VOLUMES = [
     {"Name": "nfsvol", "Driver": "local", "Options": {"type": "nfs", "device": ":/x"}, "Labels": MINE},
     {"Name": "gatekeeper-pull-0001", "Driver": "local", "Options": None,
      "Labels": {"gatekeeper.pulled-by": "default", "gatekeeper.pulled-image": "sha256:" + cid("3"),
-                "gatekeeper.pulled-tag": "alpine:latest"}},
+                "gatekeeper.pulled-tag": "alpine:latest", "gatekeeper.pulled-tag-time": TAGGED}},
+    {"Name": "gatekeeper-pull-0003", "Driver": "local", "Options": None,
+     "Labels": {"gatekeeper.pulled-by": "default", "gatekeeper.pulled-image": "sha256:" + "ab" * 32,
+                "gatekeeper.pulled-tag": "redis:7", "gatekeeper.pulled-tag-time": TAGGED}},
     # myapp:latest is the agent's build (gatekeeper.build_records), not only labelled as its
     {"Name": "gatekeeper-built-0001", "Driver": "local", "Options": None,
      "Labels": {"gatekeeper.built-by": "default", "gatekeeper.built-image": "sha256:" + cid("1")}},

@@ -23,7 +23,8 @@ from tests.fake_engine import fake_engine
 
 WEB = {"Id": "a" * 64, "Name": "/web", "Image": "sha256:" + "b" * 64,
        "Config": {"Labels": {"gatekeeper.owner": "default", "b": "<&>"}}}
-ALPINE = {"Id": "sha256:" + "b" * 64, "RepoTags": ["alpine:3"], "Config": {"Labels": None}}
+ALPINE = {"Id": "sha256:" + "b" * 64, "RepoTags": ["alpine:3"], "Config": {"Labels": None},
+          "Metadata": {"LastTagTime": "2026-11-30T10:00:00.5Z"}}
 DATA = {"Name": "data", "Driver": "local", "Options": None, "Labels": {"x": "1"}}
 NET = {"Id": "c" * 64, "Name": "front", "Labels": {}}
 HEALTHY = {"Id": "sha256:" + "d" * 64, "RepoTags": ["checked:1"],
@@ -47,7 +48,8 @@ def engine(tmp_path: Path) -> Iterator[str]:
 @pytest.mark.parametrize(("kind", "word", "line"), [
     ("container", "web",
      f"{'a' * 64}\t\"/web\"\t" + '{"b":"<&>","gatekeeper.owner":"default"}' + f"\tsha256:{'b' * 64}"),
-    ("image", "alpine:3", f"sha256:{'b' * 64}\t[\"alpine:3\"]\tnull\tnull"),
+    ("image", "alpine:3", f"sha256:{'b' * 64}\t[\"alpine:3\"]\tnull\tnull\t\"2026-11-30T10:00:00.5Z\""),
+    ("image", "bare:1", f"sha256:{'e' * 64}\t[\"bare:1\"]\t\tnull\tnull"),  # no Metadata
     ("volume", "data", 'data\t"data"\t{"x":"1"}'),
     ("network", "front", f"{'c' * 64}\t\"front\"\t{{}}"),
 ])  # fmt: skip

@@ -1,3 +1,6 @@
+# A table reads best with one case a line; such lines run long.
+# ruff: noqa: E501
+
 """[images] shared: which images the agent may use (gatekeeper.image_scope), both layers.
 
 The operator's local image (built or committed on the engine, no registry digest, no owner
@@ -78,11 +81,20 @@ IMAGES = {
     "fetched:1": ("sha256:" + "d" * 64, ["fetched" + DIGEST], {}),
     "pulled:1": ("sha256:" + "e" * 64, [], {}),
     "botpulled:1": ("sha256:" + "f" * 64, [], {}),
+    # the operator's pull of the ID and tag of the agent's pull, removed since: a stale record
+    "repulled:1": ("sha256:" + "9" * 64, [], {}),
     # the operator's build FROM mine:1: it inherits the owner label, no build record names it
     "heir:1": ("sha256:" + "7" * 64, [], MINE),
     "mine-again:1": ("sha256:" + "c" * 64, [], MINE),  # a re-tag of mine:1: the same ID, the same record
 }
-PULLS = [("default", "sha256:" + "e" * 64), ("bot", "sha256:" + "f" * 64)]
+TAGGED = "2026-11-30T10:00:00.123456789Z"  # every image's LastTagTime but repulled:1's
+# (profile, ID, LastTagTime pin)
+PULLS = [("default", "sha256:" + "e" * 64, TAGGED), ("bot", "sha256:" + "f" * 64, TAGGED),
+         ("default", "sha256:" + "9" * 64, TAGGED)]
+
+
+def tag_time(tag: str) -> str:
+    return "2026-11-30T12:00:00Z" if tag == "repulled:1" else TAGGED
 BUILT = {"sha256:" + "c" * 64}  # the agent's build records (gatekeeper.build_records)
 APP = "/home/ai-worker/app"
 
@@ -101,8 +113,8 @@ class Engine(StaticWorld):
             return built
         if args[:2] == ["volume", "ls"]:
             filters = dict(a.removeprefix("label=").split("=", 1) for a in args if a.startswith("label="))
-            hits = [i for p, i in PULLS
-                    if filters == {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i}]
+            hits = [i for p, i, pin in PULLS if filters == {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i,
+                                                             "gatekeeper.pulled-tag-time": pin}]
             return 0, "".join("tag|\n" for _ in hits).encode(), b""
         return super().run_docker(policy, args, stdin, timeout)
 
@@ -116,10 +128,10 @@ class Engine(StaticWorld):
     @staticmethod
     def line(form: str, tag: str) -> str:
         ident, digests, labels = IMAGES[tag]
-        facts = f"{ident}\t{json.dumps([tag])}\t{json.dumps(digests)}\t{json.dumps(labels or None)}"
+        facts = f"{ident}\t{json.dumps([tag])}\t{json.dumps(digests)}\t{json.dumps(labels or None)}\t{json.dumps(tag_time(tag))}"
         if form == TRIGGERS_FORMAT:
             return f"linux/amd64\tnull\t{facts}\n"
-        return f"{ident}\t{json.dumps([tag])}\t{json.dumps(labels or None)}\t{json.dumps(digests)}\n"
+        return f"{ident}\t{json.dumps([tag])}\t{json.dumps(labels or None)}\t{json.dumps(digests)}\t{json.dumps(tag_time(tag))}\n"
 
 
 def world(dockerfile: str = "FROM mine:1\n") -> Engine:
@@ -135,6 +147,8 @@ CLI_REFUSED = [
     ("docker run --rm " + "a" * 12 + " env", ""),  # by short ID
     ("docker run --rm sha256:" + "a" * 64 + " env", ""),
     ("docker run --rm botpulled:1 env", ""),  # another profile's pull is not this one's
+    ("docker run --rm repulled:1 env", ""),  # a stale record: the operator's image came back since
+    (f"docker build {APP}", "FROM mine:1\nCOPY --from=repulled:1 /x /y\n"),
     ("docker run --rm --mount type=image,source=op:1,target=/m mine:1 true", ""),
     (f"docker build {APP}", "FROM op:1\n"),
     (f"docker build {APP}", "FROM mine:1\nCOPY --from=op:1 /secret /x\n"),
@@ -164,7 +178,7 @@ def test_cli_layer_refuses_the_operators_images(command: str, dockerfile: str) -
     assert (decision.allowed, decision.rule) == (False, RULE), decision.reason
     if "$" not in dockerfile:  # control: the same command once op:1 is lent too
         lent_too = policy(shared=["docker.io/library/lent", "docker.io/library/op",
-                                  "docker.io/library/botpulled"])
+                                  "docker.io/library/botpulled", "docker.io/library/repulled"])
         assert decide(command, lent_too, world(dockerfile)).allowed
 
 
@@ -208,7 +222,8 @@ class ApiImages(FakeEngine):
         for tag, (ident, digests, labels) in IMAGES.items():
             if path in (f"/images/{tag}/json", f"/images/{ident}/json"):
                 return 200, {"Id": ident, "RepoTags": [tag], "RepoDigests": digests, "Os": "linux",
-                             "Architecture": "amd64", "Config": {"Labels": labels or None}}
+                             "Architecture": "amd64", "Config": {"Labels": labels or None},
+                             "Metadata": {"LastTagTime": tag_time(tag)}}
         return super().one(path)
 
     def get_json(self, target: str) -> tuple[int, object]:
@@ -219,8 +234,10 @@ class ApiImages(FakeEngine):
             built = api_build_records(list(wanted), BUILT | {"sha256:" + "1" * 64})  # and myapp:latest
             if built is not None:
                 return 200, {"Volumes": built}
-            records = [{"Labels": {"gatekeeper.pulled-tag": "x"}} for p, i in PULLS
-                       if {f"gatekeeper.pulled-by={p}", f"gatekeeper.pulled-image={i}"} == set(wanted)]
+            records = [{"Labels": {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i, "gatekeeper.pulled-tag": "x",
+                                   "gatekeeper.pulled-tag-time": pin}} for p, i, pin in PULLS
+                       if {f"gatekeeper.pulled-by={p}", f"gatekeeper.pulled-image={i}",
+                           f"gatekeeper.pulled-tag-time={pin}"} == set(wanted)]
             return 200, {"Volumes": records}
         return super().get_json(target)
 
@@ -244,6 +261,7 @@ API_CASES = [
     ("... by ID", lambda: create("sha256:" + "a" * 64), RULE),
     ("... postgres:15 (the fake engine's own local image)", lambda: create("postgres:15"), RULE),
     ("... another profile's pull", lambda: create("botpulled:1"), RULE),
+    ("... the operator's image under a stale record of the agent's", lambda: create("repulled:1"), RULE),
     ("an image mount of it", lambda: create("mine:1", [{"Type": "image", "Source": "op:1", "Target": "/m"}]),
      RULE),
     ("build FROM it", lambda: build("FROM op:1\n"), RULE),

@@ -19,6 +19,10 @@ Engine contents (owner label gatekeeper.owner):
     postgres:15 image      -         the operator's
     pulled:1    image      -         pulled by the agent (a gatekeeper pull record)
     multi:1     image      -         pulled by the agent, but the operator tagged it op:1 too
+    repulled:1  image      -         the operator's pull of the ID and tag of the agent's removed pull:
+                                     the agent's stale record pins another LastTagTime
+    unpinned:1  image      -         pulled by the agent before records pinned a LastTagTime
+    untimed:1   image      -         pulled by the agent, on an engine that gives no LastTagTime
     gold:1      image      default   the agent's, [protect] images "gold:*"
     traefiked:1 image      -         pulled, carries LABEL traefik.enable
     poser:1     image      -         carries LABEL com.docker.compose.project=prod (and com.docker.compose.network)
@@ -33,6 +37,7 @@ Engine contents (owner label gatekeeper.owner):
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,9 +57,13 @@ CREATED = {**MINE, "gatekeeper.created": "default"}  # a container the agent's r
 APP = "sha256:a1" + "0" * 62
 
 
+TAGGED = "2026-11-30T10:00:00.123456789Z"  # an image's LastTagTime (a pull record's pin)
+
+
 def obj(kind: str, ident: str, names: list[str], labels: dict[str, str], image: str = APP,
-        digests: list[str] | None = None) -> dict:
-    return {"kind": kind, "id": ident, "names": names, "labels": labels, "image": image, "digests": digests}
+        digests: list[str] | None = None, tagged: str = TAGGED) -> dict:
+    return {"kind": kind, "id": ident, "names": names, "labels": labels, "image": image, "digests": digests,
+            "tagged": tagged}
 
 
 def pulled_from_a_registry(tag: str) -> list[str]:
@@ -89,10 +98,16 @@ ENGINE = [
     obj("image", "sha256:ad" + "0" * 62, ["fetched:1"], {}, digests=pulled_from_a_registry("fetched")),
     obj("image", "sha256:ae" + "0" * 62, ["stalebuilt-app:latest"], {**MINE, "traefik.enable": "true"}),
     obj("image", "sha256:af" + "0" * 62, ["opbuilt-app:latest"], {}),
+    obj("image", "sha256:b1" + "0" * 62, ["repulled:1"], {}, tagged="2026-11-30T11:00:00.5Z"),
+    obj("image", "sha256:b2" + "0" * 62, ["unpinned:1"], {}),
+    obj("image", "sha256:b3" + "0" * 62, ["untimed:1"], {}, tagged="0001-01-01T00:00:00Z"),
 ]
-# (profile, image ID, tag) as gatekeeper.steps records pulls.
-PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1"), ("default", "sha256:a4" + "0" * 62, "multi:1"),
-         ("bot", "sha256:a2" + "0" * 62, "postgres:15")]
+# (profile, image ID, tag, pin) as gatekeeper.steps records pulls.
+PULLS = [("default", "sha256:a3" + "0" * 62, "pulled:1", TAGGED), ("default", "sha256:a4" + "0" * 62, "multi:1", TAGGED),
+         ("bot", "sha256:a2" + "0" * 62, "postgres:15", TAGGED),
+         ("default", "sha256:b1" + "0" * 62, "repulled:1", TAGGED),  # stale: the image came back since
+         ("default", "sha256:b2" + "0" * 62, "unpinned:1", ""),  # made before the pin
+         ("default", "sha256:b3" + "0" * 62, "untimed:1", "0001-01-01T00:00:00Z")]
 # The agent's build records (gatekeeper.build_records): every image labelled as its, built by it.
 BUILT = {o["id"] for o in ENGINE if o["kind"] == "image" and o["labels"].get(OWNER) == "default"}
 
@@ -116,7 +131,8 @@ class Engine(StaticWorld):
             return built
         if args[:2] == ["volume", "ls"]:
             filters = dict(a.removeprefix("label=").split("=", 1) for a in args if a.startswith("label="))
-            tags = [t for p, i, t in PULLS if filters == {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i}]
+            tags = [t for p, i, t, pin in PULLS if filters == {"gatekeeper.pulled-by": p, "gatekeeper.pulled-image": i,
+                                                                "gatekeeper.pulled-tag-time": pin}]
             return 0, "".join(t + "|\n" for t in tags).encode(), b""
         if args[1] == "ls":
             return 0, b"", b""
@@ -141,7 +157,7 @@ class Engine(StaticWorld):
                 continue
             names = {"container": "/" + o["names"][0], "image": o["names"]}.get(kind, o["names"][0])
             image = f"\t{o['image']}" if kind == "container" else \
-                f"\t{json.dumps(o['digests'])}" if kind == "image" else ""
+                f"\t{json.dumps(o['digests'])}\t{json.dumps(o['tagged'] or None)}" if kind == "image" else ""
             out.append(f"{o['id']}\t{json.dumps(names)}\t{json.dumps(o['labels'] or None)}{image}\n")
         return (1 if err else 0), "".join(out).encode(), "\n".join(err).encode()
 
@@ -260,6 +276,14 @@ TRYING_TO_CHEAT = {
     "another profile's pull": ("docker rmi postgres:15", "scope-owned", "'postgres:15'"),
     "rmi an image the operator also tagged": ("docker rmi multi:1", "scope-owned", "'multi:1'"),
     "rmi the operator's tag of a pulled image": ("docker rmi op:1", "scope-owned", "'op:1'"),
+    # a record outlives its image: the operator's pull of the same ID and tag is not the agent's
+    "rmi the operator's image under a stale record": ("docker rmi repulled:1", "scope-owned", "'repulled:1'"),
+    "... by ID": ("docker rmi -f sha256:b1" + "0" * 62, "scope-owned", "repulled:1"),
+    "pull over it": ("docker pull repulled:1", "foreign-tag", "'repulled:1'"),
+    "build -t over it": ("docker build -t repulled:1 -", "foreign-tag", "'repulled:1'"),
+    "run it": ("docker run --pull missing repulled:1", "image-not-shared", "'repulled:1'"),
+    "rmi under a record made before the pin": ("docker rmi unpinned:1", "scope-owned", "'unpinned:1'"),
+    "rmi on an engine without LastTagTime": ("docker rmi untimed:1", "scope-owned", "'untimed:1'"),
     # top: the agent's words reach the host's ps
     "ps format": ("docker top web -o pid,args", "top-arguments", "-o pid,args"),
     "two ps words": ("docker top web aux e", "top-arguments", "aux e"),
@@ -531,3 +555,24 @@ def test_control_without_compose_s_own_aliases_a_shared_network_is_joined(policy
     shared = model({"networks": ["x"]}, {"x": {"name": "sharednet", "external": True}})
     monkeypatch.setattr(namespaces, "joined_networks", lambda service: set())
     assert compose_decided("compose up", shared, policy) == ""
+
+
+@pytest.mark.parametrize(("image_pin", "record_pin", "allowed"), [
+    (TAGGED, TAGGED, True),  # control: the record pins the image as it is
+    ("2026-11-30T11:00:00.5Z", TAGGED, False),  # the image came back (or was tagged) since
+    (TAGGED, "", False),  # a record from before the pin
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", False),  # an engine that gives none
+    ("", "", False),
+])
+def test_a_pull_record_counts_only_for_the_image_it_pinned(policy, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                           image_pin: str, record_pin: str, allowed: bool) -> None:
+    """The same image ID and tag, the same record: only the LastTagTime decides (rmi, pull over it)."""
+    ident = "sha256:b1" + "0" * 62
+    engine = [o if o["id"] != ident else {**o, "tagged": image_pin} for o in ENGINE]
+    pulls = [p if p[1] != ident else (*p[:3], record_pin) for p in PULLS]
+    monkeypatch.setattr(sys.modules[__name__], "ENGINE", engine)
+    monkeypatch.setattr(sys.modules[__name__], "PULLS", pulls)
+    removed = decide("docker rmi repulled:1", policy, Engine())
+    assert (removed.allowed, removed.rule) == (allowed, "allowed" if allowed else "scope-owned"), removed.reason
+    pulled = decide("docker pull repulled:1", policy, Engine())
+    assert pulled.allowed is allowed, pulled.reason

@@ -452,8 +452,10 @@ def test_endpoint_ids_for_the_audit() -> None:
 
 
 def test_disk_budget_at_the_api() -> None:
-    """myapp (400 MB, owned) + alpine (400 MB, pulled) + myvol and nfsvol (100 MB each) + build
-    cache (50 MB) = 1.05 GB: a 2 GB budget leaves room, a 1 GB one does not."""
+    """myapp (400 MB, owned) + alpine (400 MB, pulled) + redis:7 (400 MB: /system/df gives no
+    LastTagTime, so a stale pull record counts against the budget, never for the agent) + myvol
+    and nfsvol (100 MB each) + build cache (50 MB) = 1.45 GB: a 2 GB budget leaves room, a 1 GB
+    one does not."""
     def budget(size: str) -> Policy:
         return make_policy({**OVERRIDES, "limits": {**OVERRIDES["limits"], "disk_budget": size}})  # type: ignore[dict-item]
 
@@ -463,7 +465,7 @@ def test_disk_budget_at_the_api() -> None:
         assert decide(method, target, body, policy=budget("2g")).allowed
         over = decide(method, target, body, policy=budget("1g"))
         assert (over.allowed, over.rule) == (False, "disk-budget"), over.reason
-        assert "1.05GB" in over.reason
+        assert "1.45GB" in over.reason
     assert decide("POST", "/v1.47/containers/web/kill", policy=budget("1g")).allowed  # control
 
 

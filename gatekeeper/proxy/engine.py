@@ -62,6 +62,20 @@ class UpstreamEngine:
 
         return self.send("DELETE", "/volumes/" + quote(name, safe=""), b"")
 
+    def tag_image(self, name: str, repository: str, tag: str) -> tuple[int, object]:
+        """POST /images/{name}/tag?repo=&tag= (a pull record's pin, gatekeeper.proxy.pulls):
+        the engine answers 201 and sets the image's LastTagTime."""
+        from urllib.parse import quote, urlencode
+
+        query = urlencode({"repo": repository, "tag": tag})
+        return self.send("POST", "/images/" + quote(name, safe=":@/") + "/tag?" + query, b"")
+
+    def remove_image(self, name: str) -> tuple[int, object]:
+        """DELETE /images/{name}?noprune=1 (the pin's own tag, gatekeeper.proxy.pulls): 200."""
+        from urllib.parse import quote
+
+        return self.send("DELETE", "/images/" + quote(name, safe=":@/") + "?noprune=1", b"")
+
     def remove_container(self, ident: str) -> tuple[int, object]:
         """DELETE /containers/{id}?force=1&v=1 (an --rm container whose start the proxy refused;
         v=1: its anonymous volumes too, as the engine's own removal of an --rm container)."""

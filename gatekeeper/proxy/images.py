@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gatekeeper.engine_objects import IMAGE
 from gatekeeper.errors import Denied
-from gatekeeper.owner import OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG
+from gatekeeper.owner import OWNER_LABEL, PULLED_BY, PULLED_IMAGE, PULLED_TAG, PULLED_TAG_TIME
 from gatekeeper.proxy import objects
 from gatekeeper.vetting.namespaces import NEW, OWNED, SHARED, familiar
 
@@ -23,12 +23,20 @@ if TYPE_CHECKING:
 GO_FALSE = ("", "0", "false", "False", "FALSE", "f", "F")
 
 
-def pulled_by_agent(call: Call, ident: str, names: list[str]) -> bool:
-    """Every tag of the image is one this profile pulled through gatekeeper (pull records)."""
-    filters = {"label": [f"{PULLED_BY}={call.profile}", f"{PULLED_IMAGE}={ident}"]}
+def pulled_by_agent(call: Call, ident: str, names: list[str], tagged: str) -> bool:
+    """Every tag of the image is one this profile pulled through gatekeeper (pull records) and
+    it pulled this very image: the records pin its LastTagTime `tagged` (gatekeeper.owner.
+    PULLED_TAG_TIME); a record of an image removed since, whose ID and tag came back with the
+    operator's pull, pins another. No pin: no record counts."""
+    if not tagged:
+        return False
+    wanted = {PULLED_BY: call.profile, PULLED_IMAGE: ident, PULLED_TAG_TIME: tagged}
+    filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
     records = objects.listing(call.engine, "/volumes?filters=" + objects.filters_query(filters),
                               f"the pulls of image {ident[:19]}")
-    tags = {str((v.get("Labels") or {}).get(PULLED_TAG, "")) for v in records}
+    labelled = [v.get("Labels") for v in records]  # the engine's filter, checked again
+    tags = {str(lab.get(PULLED_TAG, "")) for lab in labelled
+            if isinstance(lab, dict) and all(lab.get(key) == value for key, value in wanted.items())}
     return bool(tags) and set(names) <= tags
 
 
@@ -47,7 +55,9 @@ def check_tag(call: Call, ref: str, what: str) -> str:
         raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
     if found is None:
         return NEW
-    if objects.owned(found, call.profile) or pulled_by_agent(call, found.ident, found.names):
+    # A record of the operator's image that came back with the same ID and tag (after the
+    # agent's was removed) pins another LastTagTime: not the agent's to re-point.
+    if objects.owned(found, call.profile) or pulled_by_agent(call, found.ident, found.names, found.tagged):
         return OWNED
     if shared_by(call.ctx, "images", [ref]):
         return SHARED
@@ -81,7 +91,7 @@ def check_found_use(call: Call, word: str, found: dict[str, Any], what: str) -> 
                        [str(d) for d in digests] if isinstance(digests, list) else [], target.labels)
     if may_use(call.policy, facts):
         return
-    if may_use(call.policy, facts, pulled=pulled_by_agent(call, target.ident, [])):
+    if may_use(call.policy, facts, pulled=pulled_by_agent(call, target.ident, [], objects.tag_time(found))):
         return
     raise refusal(word, facts, what)
 

@@ -120,7 +120,19 @@ def target_of(kind: str, word: str, obj: dict[str, Any]) -> Target:
         raise Denied(f"cannot resolve {kind} {word!r}: the engine's answer has no ID",
                      rule="scope-unresolved")
     labels = labels if isinstance(labels, dict) else {}
-    return Target(word, ident, names, {str(k): str(v) for k, v in labels.items()})
+    target = Target(word, ident, names, {str(k): str(v) for k, v in labels.items()})
+    if kind == "image":
+        target.tagged = tag_time(obj)
+    return target
+
+
+def tag_time(image: dict[str, Any]) -> str:
+    """An image's LastTagTime (its inspect object's Metadata) as a pull record's pin
+    (gatekeeper.owner.PULLED_TAG_TIME); "" none."""
+    from gatekeeper.owner import tag_time_pin
+
+    metadata = image.get("Metadata")
+    return tag_time_pin(metadata.get("LastTagTime") if isinstance(metadata, dict) else None)
 
 
 def config_labels(obj: dict[str, Any]) -> object:

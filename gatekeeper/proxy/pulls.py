@@ -11,7 +11,10 @@ so the proxy makes it (and the CLI layer leaves it to the proxy: gatekeeper.poli
   stream ended with docker's "Status:" line and no error, the image REF names now is recorded
   as pulled by the profile under REF's tag ("" for a pull by digest). Only that tag: a tag the
   operator puts on the same image (before or after) is not the agent's, and an image carrying
-  any tag without this profile's record stays out of its reach (pulled_by_agent).
+  any tag without this profile's record stays out of its reach (pulled_by_agent). The record
+  pins the image object as the CLI layer's does (gatekeeper.owner.PULLED_TAG_TIME): the proxy
+  re-applies the tag (POST /images/{REF}/tag; a pull by digest: a random tag, removed at once)
+  and records the LastTagTime that gave the image.
 * ("pull-forget", IMAGE_ID): after DELETE /images/{name} answered 200, once the image is gone,
   this profile's records of it go too (a later pull of the same image by the operator must
   not find the agent's old record).
@@ -20,6 +23,8 @@ so the proxy makes it (and the CLI layer leaves it to the proxy: gatekeeper.poli
   transport: gatekeeper.build_records.built_image) is recorded as built by the profile, if it
   carries the profile's owner label. ("build-forget", IMAGE_ID): as pull-forget, after an
   rmi of an image the agent built.
+* ("records-sweep",): after POST /images/prune answered 200, the profile's pull and build
+  records that can never count again go (gatekeeper.steps.stale_records).
 
 A step that cannot be taken is a warning, never a failure of the request (the engine already
 acted): the worst case is an image the agent cannot remove.
@@ -29,17 +34,20 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from gatekeeper.owner import PULLED_BY, PULLED_IMAGE, PULLED_TAG
-from gatekeeper.steps import RECORD_PREFIX, record_name
+from gatekeeper.owner import PULLED_BY, PULLED_IMAGE, PULLED_TAG, PULLED_TAG_TIME, tag_time_pin
+from gatekeeper.steps import RECORD_PREFIX, pin_tag, record_name, renewed_records
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Protocol
 
     class RecordingEngine(Protocol):
         def get_json(self, target: str) -> tuple[int, object]: ...
         def create_volume(self, name: str, labels: dict[str, str]) -> tuple[int, object]: ...
         def remove_volume(self, name: str) -> tuple[int, object]: ...
+        def tag_image(self, name: str, repository: str, tag: str) -> tuple[int, object]: ...
+        def remove_image(self, name: str) -> tuple[int, object]: ...
 
 # What ends a pull's progress stream that succeeded: docker's last message, in both image stores.
 PULL_DONE = b'"status":"Status: '
@@ -55,35 +63,91 @@ def pull_succeeded(tail: bytes) -> bool:
 
 def take_step(engine: RecordingEngine, profile: str, step: tuple[str, ...]) -> str | None:
     """Take one step; a warning (what could not be done) or None."""
+    taken = STEPS.get(step[0])
+    if taken is None:
+        return f"unknown step {step[0]!r}"
     try:
-        if step[0] == "pull-record":
-            return record_pull(engine, profile, step[1])
-        if step[0] == "pull-forget":
-            return forget_pull(engine, profile, step[1])
-        if step[0] == "build-record":
-            return record_build(engine, profile, step[1])
-        if step[0] == "build-forget":
-            return forget_build(engine, profile, step[1])
+        return taken(engine, profile, *step[1:2])
     except Exception as error:  # noqa: BLE001 - the engine did not answer: a warning
         return f"{step[0]}: the engine did not answer ({type(error).__name__})"
-    return f"unknown step {step[0]!r}"
+
+
+def image_pin(engine: RecordingEngine, ref: str) -> tuple[str, list[str], str]:
+    """(ID, tags, LastTagTime pin) of the image `ref` names now; ("", [], "") none."""
+    status, image = engine.get_json(f"/images/{quote(ref, safe=':@/')}/json")
+    if status != 200 or not isinstance(image, dict):
+        return "", [], ""
+    ident, tags, metadata = image.get("Id"), image.get("RepoTags"), image.get("Metadata")
+    if not isinstance(ident, str) or not ident.startswith("sha256:"):
+        return "", [], ""
+    pin = tag_time_pin(metadata.get("LastTagTime") if isinstance(metadata, dict) else None)
+    return ident, [str(t) for t in tags] if isinstance(tags, list) else [], pin
+
+
+def pin_pull(engine: RecordingEngine, ref: str) -> bool:
+    """Put a tag on the image `ref` names so that the engine sets its LastTagTime to now
+    (gatekeeper.steps.pin_pull): REF itself, or for a pull by digest a random tag removed at once."""
+    if "@" not in ref:
+        repository, _, tag = ref.rpartition(":")
+        return engine.tag_image(ref, repository, tag)[0] in (200, 201)
+    repository, tag = pin_tag()
+    if engine.tag_image(ref, repository, tag)[0] not in (200, 201):
+        return False
+    return engine.remove_image(f"{repository}:{tag}")[0] == 200
 
 
 def record_pull(engine: RecordingEngine, profile: str, ref: str) -> str | None:
-    status, image = engine.get_json(f"/images/{quote(ref, safe=':@/')}/json")
-    ident = image.get("Id") if isinstance(image, dict) else None
-    if status != 200 or not isinstance(ident, str) or not ident.startswith("sha256:"):
-        return f"cannot record the pull of {ref!r}: the image is not there"
+    found = pinned(engine, ref)
+    if isinstance(found, str):
+        return found
+    ident, earlier, pin = found
     tag = "" if "@" in ref else ref
-    tags = image.get("RepoTags") if isinstance(image, dict) else None
-    if tag and tag not in (tags if isinstance(tags, list) else []):
-        return f"cannot record the pull of {ref!r}: the tag names another image now"
-    labels = {PULLED_BY: profile, PULLED_IMAGE: ident, PULLED_TAG: tag}
-    status, volume = engine.create_volume(record_name(profile, ident, tag), labels)
-    made = volume.get("Labels") if isinstance(volume, dict) else None
-    if status not in (200, 201) or made != labels:
-        return f"cannot record the pull of {ref!r}"
+    recorded, stale = renewed_records(pull_records(engine, profile, ident), earlier, pin, tag)
+    for each in recorded:
+        labels = {PULLED_BY: profile, PULLED_IMAGE: ident, PULLED_TAG: each, PULLED_TAG_TIME: pin}
+        status, volume = engine.create_volume(record_name(profile, ident, each, pin), labels)
+        made = volume.get("Labels") if isinstance(volume, dict) else None
+        if status not in (200, 201) or made != labels:
+            return f"cannot record the pull of {ref!r}"
+    for name in stale:
+        engine.remove_volume(name)
     return None
+
+
+def pinned(engine: RecordingEngine, ref: str) -> tuple[str, str, str] | str:
+    """pin_pull on the image `ref` names: (its ID, its LastTagTime before, if the pull had not
+    moved the tag, and after), or why there is nothing to record (gatekeeper.steps.pinned)."""
+    first, _, earlier = image_pin(engine, ref)
+    if not first:
+        return f"cannot record the pull of {ref!r}: the image is not there"
+    if not pin_pull(engine, ref):
+        return f"cannot record the pull of {ref!r}: the image could not be tagged"
+    ident, tags, pin = image_pin(engine, ref)
+    if not ident or ("@" not in ref and ref not in tags):
+        return f"cannot record the pull of {ref!r}: the tag names another image now"
+    if not pin:
+        return f"cannot record the pull of {ref!r}: the engine gives the image no LastTagTime"
+    return ident, earlier if first == ident else "", pin
+
+
+def pull_records(engine: RecordingEngine, profile: str, ident: str) -> list[tuple[str, str, str]]:
+    """(name, tag, pin) of the profile's pull records of image `ident`; none when the engine
+    cannot say (then none carries over)."""
+    from gatekeeper.proxy.objects import filters_query
+
+    filters = filters_query({"label": [f"{PULLED_BY}={profile}", f"{PULLED_IMAGE}={ident}"]})
+    status, listing = engine.get_json("/volumes?filters=" + filters)
+    volumes = listing.get("Volumes") if isinstance(listing, dict) else None
+    if status != 200 or not isinstance(volumes, list):
+        return []
+    found = []
+    for volume in volumes:
+        labels = volume.get("Labels") if isinstance(volume, dict) else None
+        ours = isinstance(labels, dict) and labels.get(PULLED_BY) == profile
+        if ours and isinstance(labels, dict) and labels.get(PULLED_IMAGE) == ident:
+            found.append((str(volume.get("Name")), str(labels.get(PULLED_TAG, "")),
+                          str(labels.get(PULLED_TAG_TIME, ""))))
+    return found
 
 
 def forget_pull(engine: RecordingEngine, profile: str, ident: str) -> str | None:
@@ -137,3 +201,52 @@ def forget_build(engine: RecordingEngine, profile: str, ident: str) -> str | Non
     from gatekeeper.owner import BUILT_BY, BUILT_IMAGE
 
     return forget_records(engine, profile, ident, (BUILT_BY, BUILT_IMAGE, BUILT_PREFIX), "builds")
+
+
+def sweep_records(engine: RecordingEngine, profile: str) -> str | None:
+    """records-sweep (gatekeeper.steps.sweep_records): one GET per image the records name; an
+    engine that cannot say whether one exists sweeps nothing."""
+    from gatekeeper.owner import BUILT_BY, BUILT_IMAGE
+    from gatekeeper.steps import stale_records
+
+    pulls = profile_records(engine, profile, (PULLED_BY, PULLED_IMAGE, PULLED_TAG_TIME))
+    built = profile_records(engine, profile, (BUILT_BY, BUILT_IMAGE, ""))
+    if pulls is None or built is None:
+        return "records-sweep: cannot list your records"
+    builds = [(name, ident) for name, ident, _ in built]
+    images = {}
+    for ident in sorted({ident for _, ident, _ in pulls} | {ident for _, ident in builds}):
+        found, _, pin = image_pin(engine, ident)
+        if found:
+            images[ident] = pin
+        elif engine.get_json(f"/images/{quote(ident, safe=':')}/json")[0] != 404:
+            return "records-sweep: the engine did not say which images it has"
+    for name in stale_records(pulls, builds, images):
+        engine.remove_volume(name)
+    return None
+
+
+def profile_records(engine: RecordingEngine, profile: str,
+                    labels: tuple[str, str, str]) -> list[tuple[str, str, str]] | None:
+    """(name, image ID, pin label or "") of the profile's records labelled (by, image, pin)."""
+    from gatekeeper.proxy.objects import filters_query
+
+    by, image, pin = labels
+    status, listing = engine.get_json("/volumes?filters=" + filters_query({"label": [f"{by}={profile}"]}))
+    volumes = listing.get("Volumes") if isinstance(listing, dict) else None
+    if status != 200 or not isinstance(volumes, list):
+        return None
+    found = []
+    for volume in volumes:
+        named = volume.get("Labels") if isinstance(volume, dict) else None
+        if isinstance(named, dict) and named.get(by) == profile:
+            pinned = str(named.get(pin, "")) if pin else ""
+            found.append((str(volume.get("Name")), str(named.get(image, "")), pinned))
+    return found
+
+
+# step name -> what takes it (engine, profile, its argument if any)
+STEPS: dict[str, Callable[..., str | None]] = {
+    "pull-record": record_pull, "pull-forget": forget_pull, "build-record": record_build,
+    "build-forget": forget_build, "records-sweep": sweep_records,
+}

@@ -326,7 +326,9 @@ def owned_or_pulled(call: Call, target: Target) -> bool:
     if call.route.ident == "image.rm":
         from gatekeeper.proxy.images import pulled_by_agent
 
-        if pulled_by_agent(call, target.ident, target.names):
+        # Stops: removing the operator's image that came back with the ID and tag of the
+        # agent's removed pull (its stale record pins another LastTagTime).
+        if pulled_by_agent(call, target.ident, target.names, target.tagged):
             call.afterwards = ("pull-forget", target.ident)  # once it is gone, its records go too
             return True
     return False
@@ -488,6 +490,7 @@ def vet_prune(call: Call) -> ApiVerdict:
     refuse_protected_owned(call, kind)
     if kind == "image":
         refuse_unproven_images(call)
+        call.afterwards = ("records-sweep",)  # records that can never count again (proxy.pulls)
     add_filters(call, parse_filters(call.one("filters")),
                 {"label": owned_labels(call.profile, kind), **({"label!": labels} if labels else {})})
     return call.allow()

@@ -232,14 +232,16 @@ def base_answer(line: str, image: str, where: str) -> tuple[str, object, ImageFa
     from gatekeeper.engine_objects import json_labels, json_strings
     from gatekeeper.image_scope import ImageFacts
     from gatekeeper.json_codec import loads
+    from gatekeeper.owner import tag_time_pin
 
-    found, steps, ident, tags, digests, labels = [*line.split("\t", 5), "", "", "", ""][:6]
+    found, steps, ident, tags, digests, labels, tagged = [*line.split("\t", 6), "", "", "", "", ""][:7]
     try:
         triggers, names = loads(steps), loads(tags or "null")
     except ValueError:
         raise refuse_missing(image, where) from None
-    tagged = [str(name) for name in names] if isinstance(names, list) else []
-    return found, triggers, ImageFacts(ident, tagged, json_strings(digests), json_labels(labels))
+    named = [str(name) for name in names] if isinstance(names, list) else []
+    return found, triggers, ImageFacts(ident, named, json_strings(digests), json_labels(labels),
+                                       tag_time_pin(tagged))
 
 
 STDIN_CONTEXT_LIMIT = 16 << 20  # a build context on stdin (`docker build - < ctx.tar`), read into memory
@@ -696,7 +698,7 @@ def from_stage(value: str, stages: set[str]) -> bool:
 # One line per image: its os/arch, a tab, its ONBUILD steps (a JSON list of lines, or null).
 # Then the image's ID, tags, digests and labels (gatekeeper.image_scope), one line per image.
 TRIGGERS_FORMAT = ("{{.Os}}/{{.Architecture}}\t{{json .Config.OnBuild}}\t{{.Id}}\t{{json .RepoTags}}"
-                   "\t{{json .RepoDigests}}\t{{json .Config.Labels}}")
+                   "\t{{json .RepoDigests}}\t{{json .Config.Labels}}\t{{json .Metadata.LastTagTime}}")
 PULL_FIRST = "docker pull it first (without --pull the builder uses the image checked here)"
 
 
@@ -811,7 +813,7 @@ def check_image_use(ctx: Context, word: str, facts: ImageFacts, what: str) -> No
         return
     from gatekeeper.engine_objects import pulled_tags
 
-    if facts.ident and may_use(ctx.policy, facts, pulled=bool(pulled_tags(ctx, facts.ident))):
+    if facts.ident and may_use(ctx.policy, facts, pulled=bool(pulled_tags(ctx, facts.ident, facts.tagged))):
         return
     raise refusal(word, facts, what)
 
@@ -831,7 +833,7 @@ def check_image_word(ctx: Context, word: str, what: str) -> None:
 def target_facts(target: Target) -> ImageFacts:
     from gatekeeper.image_scope import ImageFacts
 
-    return ImageFacts(target.ident, target.names, target.digests, target.labels)
+    return ImageFacts(target.ident, target.names, target.digests, target.labels, target.tagged)
 
 
 def refuse_missing(image: str, where: str) -> Denied:

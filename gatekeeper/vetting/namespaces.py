@@ -110,39 +110,31 @@ def familiar(ref: str) -> str:
     return ref
 
 
-def image_named(ctx: Context, ref: str) -> tuple[str, list[str], dict[str, str]] | None:
-    """(ID, tags, labels) of the image `ref` names now, or None if there is none."""
-    target = lookup(ctx, IMAGE, ref)
-    return None if target is None else (target.ident, target.names, target.labels)
+def pulled_by_agent(ctx: Context, image: Target) -> bool:
+    """Every tag of the image is one this profile pulled (and it pulled this very image: the
+    records pin its LastTagTime, gatekeeper.owner.PULLED_TAG_TIME)."""
+    from gatekeeper.engine_objects import pulled_tags
 
-
-def pulled_tags(ctx: Context, ident: str) -> set[str]:
-    """The tags gatekeeper recorded as pulled by this profile for image `ident`."""
-    from gatekeeper.engine_objects import pulled_tags as recorded
-
-    return recorded(ctx, ident)
-
-
-def pulled_by_agent(ctx: Context, ident: str, names: list[str]) -> bool:
-    """Every tag of the image is one this profile pulled (and it pulled this image)."""
-    recorded = pulled_tags(ctx, ident)
-    return bool(recorded) and set(names) <= recorded
+    recorded = pulled_tags(ctx, image.ident, image.tagged)
+    return bool(recorded) and set(image.names) <= recorded
 
 
 def check_tag(ctx: Context, ref: str, what: str) -> str:
     """May `what` point `ref` at another image? NEW, OWNED or SHARED, or Denied."""
     ref = familiar(ref)
     protected = protected_by(ctx, IMAGE, [ref], {})
-    found = image_named(ctx, ref)
+    found = lookup(ctx, IMAGE, ref)
     if found is not None:
-        protected = protected or protected_by(ctx, IMAGE, found[1], found[2])
+        protected = protected or protected_by(ctx, IMAGE, found.names, found.labels)
     if protected:
         # Stops: the operator's next `docker run` of a vital tag running the agent's image.
         raise Denied(f"{what} {ref!r} would re-point a protected tag ({protected})", rule="protected")
     if found is None:
         return NEW
-    ident, names, labels = found
-    if labels.get(OWNER_LABEL) == owner_of(ctx) or pulled_by_agent(ctx, ident, names):
+    ident, labels = found.ident, found.labels
+    # A record of the operator's image that came back with the same ID and tag (after the
+    # agent's was removed) pins another LastTagTime: not the agent's to re-point.
+    if labels.get(OWNER_LABEL) == owner_of(ctx) or pulled_by_agent(ctx, found):
         return OWNED
     if shared_by(ctx, "images", [ref]):
         return SHARED
@@ -206,7 +198,9 @@ def vet_pull(ctx: Context) -> None:
 def vet_rmi_pulled(ctx: Context, target: Target) -> bool:
     """rmi of an image without the owner label: allowed if this profile pulled it
     (every tag it carries); its records are dropped once it is gone."""
-    if not pulled_by_agent(ctx, target.ident, target.names):
+    # Stops: removing the operator's image that came back with the ID and tag of the agent's
+    # removed pull (its stale record pins another LastTagTime).
+    if not pulled_by_agent(ctx, target):
         return False
     if not ctx.policy.through_proxy():  # else the proxy forgets them (gatekeeper.proxy.pulls)
         ctx.vetted.afterwards.append(("pull-forget", target.ident))

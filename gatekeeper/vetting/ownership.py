@@ -363,6 +363,8 @@ def vet_prune(ctx: Context, kind: str) -> None:
         refuse_protected_labels(ctx, kind, labels)
     if kind == IMAGE:
         refuse_unproven_images(ctx)
+        if not ctx.policy.through_proxy():  # else the proxy sweeps (gatekeeper.proxy.pulls)
+            ctx.vetted.afterwards.append(("records-sweep",))  # records of images gone, pins moved
     ctx.insert_after_command(filters)
 
 

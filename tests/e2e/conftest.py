@@ -62,7 +62,7 @@ THREE_WAY: Final = frozenset({"test_layouts", "test_attack_chains", "test_denial
                                "test_hostile_running", "test_hostile_caps", "test_image_sources",
                                "test_log_caps", "test_disk_budget", "test_pulls", "test_listing_labels",
                                "test_namespaces", "test_ownership", "test_rails", "test_published_ports",
-                               "test_bind_swap", "test_restart_policy",
+                               "test_bind_swap", "test_restart_policy", "test_pull_pins",
                                "test_oom_priority", "test_base_image_triggers", "test_build_cache",
                                "test_compose_inherited", "test_context_archives", "test_dockerfile_pinning",
                                "test_dockerfile_reading", "test_id_confusion", "test_operator_images",

@@ -252,6 +252,11 @@ def test_agent_can_remove_what_it_pulled(stack: Stack, operator: str) -> None:
     denied(stack, f"docker rmi {pulled}", "scope-owned")  # then it is not the agent's alone
     denied(stack, f"docker rmi {NAME}-ctl:1", "scope-owned")
     stack.docker("rmi", f"{NAME}-ctl:1")
+    # ... and no longer the agent's at all: the tag moved the image's LastTagTime, which the
+    # record pins (gatekeeper.owner.PULLED_TAG_TIME; tests/e2e/test_pull_pins.py)
+    denied(stack, f"docker rmi {pulled}", "scope-owned")
+    plan = [("pull-record", pulled, "owned")]  # the agent's own pull of the tag again: pinned anew
+    assert run_afterwards(policy, plan, snapshot_before(policy, plan)) == []
     allowed(stack, f"docker rmi {pulled}")
     assert stack.docker("image", "inspect", pulled, check=False).returncode != 0
     records = stack.docker("volume", "ls", "-q", "--filter", "label=gatekeeper.pulled-by=default").stdout.split()

@@ -7,12 +7,15 @@ behind it (a) and alone (b) (gatekeeper.proxy.pulls). With the record the agent 
 the image it pulled; an image the operator also uses stays out of its reach:
 * the operator pulled the same image under a tag of its own before: the agent's pull adds
   its tag, and its rmi is refused while the operator's tag is on the image;
-* the operator tags the agent's image afterwards: likewise;
+* the operator tags the agent's image afterwards: likewise, and for good once the operator
+  removes its tag again (the tag moved the image's LastTagTime, which the record pins:
+  gatekeeper.owner.PULLED_TAG_TIME; tests/e2e/test_pull_pins.py);
 * the operator pulled the same tag before: the agent's pull is refused (foreign-tag) and
   no record is made.
 Controls in the same run: the operator's own pull of the tag (no record) leaves it out of
-the agent's reach; once the operator's tag is gone the same rmi passes, which shows that
-tag was what refused it.
+the agent's reach; once the operator's earlier tag is gone the same rmi passes, which shows
+that tag was what refused it; the agent's pull over its own tag passes until the operator
+tags its image.
 """
 
 from __future__ import annotations
@@ -131,12 +134,15 @@ def test_the_operators_earlier_pull_of_the_same_image_keeps_it_out_of_reach(
 def test_the_operators_later_tag_keeps_it_out_of_reach(stack: Stack, fresh: registry.Registry) -> None:
     app = fresh.ref(APP)
     agent_ok(stack, f"docker pull {app}")
+    agent_ok(stack, f"docker pull {app}")  # control: its own tag, its record counts
     stack.docker("tag", app, OPERATOR_TAG)  # the operator starts using the agent's image
     refused(stack, f"docker rmi {app}", "scope-owned")
     refused(stack, f"docker rmi {OPERATOR_TAG}", "scope-owned")
     assert image_id(stack, OPERATOR_TAG)
-    stack.docker("rmi", OPERATOR_TAG)  # control
-    agent_ok(stack, f"docker rmi {app}")
+    stack.docker("rmi", OPERATOR_TAG)  # the tag moved the image's LastTagTime: the record is stale
+    refused(stack, f"docker rmi {app}", "scope-owned")
+    refused(stack, f"docker pull {app}", "foreign-tag")
+    assert image_id(stack, app)
 
 
 def test_the_operators_tag_is_not_pulled_over(stack: Stack, fresh: registry.Registry) -> None:
