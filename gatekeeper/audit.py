@@ -27,6 +27,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    # called under the log's lock with its (st_dev, st_ino), its size and the line's size
+    Charge = Callable[[tuple[int, int], int, int], None]
+
 RECORD_VERSION = 1
 
 
@@ -72,7 +75,7 @@ class LogBusy(Exception):
 
 def append_record(path: str, record: dict[str, object], *, wait: bool = True,
                   encoder: Callable[[object], str] | None = None, ceiling: int = 0,
-                  charge: Callable[[posix.stat_result, int], None] | None = None) -> str:
+                  charge: Charge | None = None) -> str:
     """One record on a descriptor opened for it and closed after (a rotation in between is
     followed: long-lived writers such as the proxy never write into an old file).
     With wait=False a lock held by another writer raises LogBusy, nothing written."""
@@ -85,14 +88,15 @@ def append_record(path: str, record: dict[str, object], *, wait: bool = True,
 
 def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
                  encoder: Callable[[object], str] | None = None, ceiling: int = 0,
-                 charge: Callable[[posix.stat_result, int], None] | None = None) -> str:
+                 charge: Charge | None = None) -> str:
     """Append `record` as one line with a single write; return the line. On a readable
     descriptor the record is chained to the last line (seq, prev) under flock. `encoder`:
     one that gives encode's bytes (the proxy's, gatekeeper.json_codec.record_line: C, not
     worth its import on the ForceCommand path). `ceiling` ([audit] max_bytes, the proxy's
     writes): AuditFull, nothing written, if the line would take the file past it. `charge` (the
     proxy's per-uid share, gatekeeper.proxy.log_shares): called under the lock with the file's
-    stat and the line's size; what it raises refuses the record, nothing written."""
+    (st_dev, st_ino), its size and the line's size; what it raises refuses the record, nothing
+    written. One fstat under the lock serves the tail, the ceiling and the charge."""
     import fcntl
 
     try:
@@ -102,15 +106,16 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
     except OSError as error:
         raise AuditError(f"cannot lock audit log: {error.strerror}") from None
     try:
-        last = last_line(fd)
+        stat = posix.fstat(fd)
+        last = last_line(fd, stat.st_size)
         if last is not None:
             record = {**record, "seq": next_seq(last), "prev": line_hash(last) if last else ""}
         line = (encoder or encode)(record)
         data = (line + "\n").encode("utf-8", "surrogateescape")
         if ceiling:
-            check_ceiling(fd, len(data), ceiling)
+            check_ceiling(stat.st_size, len(data), ceiling)
         if charge is not None:
-            charge(posix.fstat(fd), len(data))
+            charge((stat.st_dev, stat.st_ino), stat.st_size, len(data))
         try:
             written = posix.write(fd, data)
         except OSError as error:
@@ -122,11 +127,12 @@ def write_record(fd: int, record: dict[str, object], *, wait: bool = True,
     return line
 
 
-def check_ceiling(fd: int, size: int, ceiling: int) -> None:
-    """AuditFull if `size` more bytes would take the log past `ceiling` (under the log's lock)."""
+def check_ceiling(end: int, size: int, ceiling: int) -> None:
+    """AuditFull if `size` more bytes would take the log, `end` bytes long (read under its
+    lock), past `ceiling`."""
     # Stops: a flood of requests (each a record) filling the log's file system, and with it
     # whatever else lives there; refusing is the fail-closed end of it.
-    if posix.fstat(fd).st_size + size > ceiling:
+    if end + size > ceiling:
         raise AuditFull(f"the audit log is full ([audit] max_bytes = {ceiling}); nothing runs until the "
                         "operator rotates it (logrotate -f /etc/logrotate.d/gatekeeper)")
 
@@ -135,9 +141,9 @@ TAIL_LIMIT = 8 << 20  # bytes read back to find the last line
 TAIL_FIRST = 4 << 10  # the first read back; each next one reads four times as much
 
 
-def last_line(fd: int) -> bytes | None:
-    """The last whole line (b"" for an empty file), or None when the descriptor is write-only."""
-    size = posix.fstat(fd).st_size
+def last_line(fd: int, size: int) -> bytes | None:
+    """The last whole line of the file, `size` bytes long (b"" for an empty file), or None when
+    the descriptor is write-only."""
     chunk = TAIL_FIRST  # a record is about 500 bytes: most tails need one small read
     while True:
         start = max(0, size - chunk)

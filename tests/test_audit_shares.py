@@ -141,7 +141,8 @@ def test_a_share_refusal_counts_nothing(tmp_path: Path) -> None:
     shares = LogShares()
 
     def written(size: int) -> None:  # as write_record calls the hook: under the lock, then the write
-        shares.charge(AGENT_A, 100, os.stat(log), size)
+        stat = os.stat(log)
+        shares.charge(AGENT_A, 100, (stat.st_dev, stat.st_ino), stat.st_size, size)
         with log.open("ab") as out:
             out.write(b"x" * size)
 

@@ -45,6 +45,77 @@ def test_lines_and_chain_as_append_record_writes_them_with_other_writers_between
     assert [r["seq"] for r in records(ours)] == list(range(12))
 
 
+def test_two_kept_logs_and_a_plain_writer_interleaving_chain_exactly(tmp_path: Path) -> None:
+    """Two long-lived writers (each its own open file, so flock orders them) and a record-at-a-time
+    one, in every order: each kept tail is used only while the file ends where its own write left
+    it; the lines are append_record's, one chain."""
+    ours, theirs = tmp_path / "kept.jsonl", tmp_path / "plain.jsonl"
+    ours.write_bytes(b"")
+    theirs.write_bytes(b"")
+    first, second = kept(), kept()
+    writers = [first.append, second.append, audit.append_record]
+    for n in range(30):
+        record = {"v": 1, "event": "decision", "n": n}
+        writers[(n * 7 + n // 5) % 3](str(ours), record)  # runs of one writer, then another
+        audit.append_record(str(theirs), record)
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert verify(ours.read_bytes().splitlines()) == []
+    assert [r["seq"] for r in records(ours)] == list(range(30))
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2])
+def test_a_truncated_log_is_chained_from_what_it_holds(tmp_path: Path, keep: int) -> None:
+    """A log cut shorter between two records (to nothing, or to its first lines): the next
+    record is chained to the file's last line as it is now, not to the kept one."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"")
+    log = kept()
+    for n in range(3):
+        log.append(str(path), {"n": n})
+    lines = path.read_bytes().splitlines(keepends=True)
+    with path.open("r+b") as cut:
+        cut.truncate(sum(len(line) for line in lines[:keep]))
+    log.append(str(path), {"n": 3})
+    assert [r["n"] for r in records(path)] == [*range(keep), 3]
+    assert records(path)[-1]["seq"] == keep
+    assert verify(path.read_bytes().splitlines()) == []
+    log.close()
+
+
+def test_a_line_swapped_for_one_of_the_same_size_shows_as_a_break(tmp_path: Path) -> None:
+    """Attack: the proxy's last line cut off and a forged one of the same length written in its
+    place, itself chained correctly (whoever can rewrite the file can hash). The kept tail is the
+    proxy's memory of its own line: the next record names that line's hash, so verify reports
+    the break. Control: a writer that reads the tail back chains onto the forgery, and verify
+    finds nothing."""
+    for writer in ("kept", "control"):
+        path = tmp_path / f"{writer}.jsonl"
+        path.write_bytes(b"")
+        log = kept()
+        log.append(str(path), {"n": 0})
+        log.append(str(path), {"n": 1, "cmd": "docker rm -f evidence"})
+        lines = path.read_bytes().splitlines(keepends=True)
+        forged = json.loads(lines[1])
+        forged["cmd"] = "docker ps -a         "
+        forged_line = json.dumps(forged, separators=(",", ":")).encode() + b"\n"
+        assert len(forged_line) == len(lines[1])
+        with path.open("r+b") as rewrite:
+            rewrite.truncate(len(lines[0]))
+            rewrite.seek(0, os.SEEK_END)
+            rewrite.write(forged_line)
+        if writer == "kept":
+            log.append(str(path), {"n": 2})
+            problems = verify(path.read_bytes().splitlines())
+            assert [problem.split(": a record")[0] for problem in problems] == [
+                "line 3: prev does not match line 2"]
+        else:
+            audit.append_record(str(path), {"n": 2})
+            assert verify(path.read_bytes().splitlines()) == []
+        log.close()
+
+
 @pytest.mark.parametrize("record", [
     {"v": 1, "event": "decision"},
     {"v": 1, "summary": {"seq": 7, "kind": "x"}},  # a nested "seq" after ours
@@ -191,27 +262,31 @@ def test_other_threads_never_share_the_kept_descriptor(tmp_path: Path) -> None:
 
 
 def test_the_uids_share_is_charged_under_the_lock_as_append_record_charges_it(tmp_path: Path) -> None:
-    """[audit] max_bytes_per_uid (gatekeeper.proxy.log_shares): the charge sees the file's stat
-    and the line's size before the write; what it raises refuses the record, nothing written.
-    Control: a charge that accepts lets the same record through."""
+    """[audit] max_bytes_per_uid (gatekeeper.proxy.log_shares): the charge sees the file's
+    identity and size under the lock and the line's size before the write; what it raises
+    refuses the record, nothing written. Control: a charge that accepts lets the same record through."""
     from gatekeeper.errors import AuditShareFull
 
     path = tmp_path / "audit.jsonl"
     path.write_bytes(b"")
     log = kept()
-    seen: list[tuple[int, int]] = []
-    log.append(str(path), {"n": 0}, charge=lambda stat, size: seen.append((stat.st_size, size)))
-    size = path.stat().st_size
-    assert seen == [(0, size)]
+    seen: list[tuple[tuple[int, int], int, int]] = []
+    log.append(str(path), {"n": 0}, charge=lambda ident, end, size: seen.append((ident, end, size)))
+    stat = path.stat()
+    ident, size = (stat.st_dev, stat.st_ino), stat.st_size
+    assert seen == [(ident, 0, size)]
 
-    def refuse(stat: os.stat_result, size: int) -> None:
+    def refuse(ident: tuple[int, int], end: int, size: int) -> None:
         raise AuditShareFull("over the share")
 
     with pytest.raises(AuditShareFull):
         log.append(str(path), {"n": 1}, charge=refuse)
     assert path.stat().st_size == size
-    log.append(str(path), {"n": 2}, charge=lambda stat, size: seen.append((stat.st_size, size)))
-    assert [r["n"] for r in records(path)] == [0, 2]
+    audit.append_record(str(path), {"n": 2}, charge=lambda ident, end, size: seen.append((ident, end, size)))
+    log.append(str(path), {"n": 3}, charge=lambda ident, end, size: seen.append((ident, end, size)))
+    assert [r["n"] for r in records(path)] == [0, 2, 3]
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert seen[1:] == [(ident, size, len(lines[1])), (ident, size + len(lines[1]), len(lines[2]))]
     assert verify(path.read_bytes().splitlines()) == []
 
 

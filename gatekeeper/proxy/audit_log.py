@@ -6,7 +6,8 @@ closes, for every record: nine system calls and the code around them, twice for 
 `docker ps` (its ping and its list) and once per record the ForceCommand hands over.
 The proxy wakes for each request after the CLI and the engine ran on its CPUs, so all
 of that runs with cold caches. Here a record costs lstat (the path still names our
-file: a rotation or a replaced log is followed), flock, fstat, write, unlock; the tail is
+file: a rotation or a replaced log is followed), flock, lseek (the file's size: the descriptor's
+device and inode are known, no stat to build), write, unlock; the tail is
 read back only when the file's size is not the one our last write left (another writer
 appended meanwhile, or the file was truncated). What the next record needs of our last line
 (its seq plus one, its hash for `prev`) is kept with that size, worked out as the line is
@@ -17,9 +18,12 @@ Only the event loop's thread (`owner`, set by the proxy's first connection) uses
 descriptor: flock does not exclude two threads sharing one open file, so a record written
 from a worker thread takes append_record's own descriptor, which flock orders against this one.
 
-The tail is keyed by the file's size alone: every writer appends under flock (the size only
-grows) and the live log is append-only (chattr +a: no truncation, no overwrite); a rotation
-renames it, and the new file is opened anew (its tail read back).
+The tail is keyed by the file (the kept descriptor's device and inode) and its size: every
+writer appends under flock (the size only grows) and the live log is append-only (chattr +a:
+no truncation, no overwrite); a rotation renames it, and the new file is opened anew (its tail
+read back); a shorter file (truncated) has its tail read back. A file rewritten behind our back
+to the same size keeps our line's hash as the next `prev`: the proxy's memory of what it wrote,
+so `gatekeeper audit verify` shows the break where reading the forgery back would hide it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from gatekeeper.audit import Charge
+
 
 def sha256_constructor() -> Callable[[bytes], Any]:
     """The SHA-256 gatekeeper.digest uses (CPython's own module, else hashlib's), found once:
@@ -62,6 +68,7 @@ def sha256_constructor() -> Callable[[bytes], Any]:
 
 
 SHA256 = sha256_constructor()
+SEEK_END = 2  # os.SEEK_END (posix does not name it)
 
 
 class KeptLog:
@@ -79,7 +86,7 @@ class KeptLog:
 
     def append(self, path: str, record: dict[str, object], *, wait: bool = True,
                encoder: Callable[[object], str] | None = None, ceiling: int = 0,
-               charge: Callable[[posix.stat_result, int], None] | None = None) -> str:
+               charge: Charge | None = None) -> str:
         """As gatekeeper.audit.append_record (same line, same errors)."""
         if threading.get_ident() != self.owner:
             return append_record(path, record, wait=wait, encoder=encoder, ceiling=ceiling, charge=charge)
@@ -97,16 +104,15 @@ class KeptLog:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def write(self, fd: int, record: dict[str, object], encoder: Callable[[object], str] | None,
-              ceiling: int, charge: Callable[[posix.stat_result, int], None] | None) -> str:
+              ceiling: int, charge: Charge | None) -> str:
         """Under the lock: chain, check the ceiling and the uid's share, write once
         (gatekeeper.audit.write_record)."""
-        stat = posix.fstat(fd)
-        size = stat.st_size
+        size = posix.lseek(fd, 0, SEEK_END)  # the file's size under the lock (fstat's, without a stat)
         tail, self.tail = self.tail, None
         chained, seq, prev = True, 0, ""
         if tail is not None and tail[0] == size:
             seq, prev = tail[1], tail[2]
-        elif (last := last_line(fd)) is not None:
+        elif (last := last_line(fd, size)) is not None:
             seq, prev = next_seq(last), line_hash(last) if last else ""
         else:
             chained = False  # a write-only descriptor: no chain
@@ -117,10 +123,10 @@ class KeptLog:
             record = {**record, "seq": seq, "prev": prev}
         line = (encoder or encode)(record)
         data = (line + "\n").encode("utf-8", "surrogateescape")
-        if ceiling and size + len(data) > ceiling:
-            check_ceiling(fd, len(data), ceiling)  # AuditFull, nothing written
+        if ceiling:
+            check_ceiling(size, len(data), ceiling)  # AuditFull, nothing written
         if charge is not None:
-            charge(stat, len(data))  # (gatekeeper.proxy.log_shares) what it raises: nothing written
+            charge(self.ident, size, len(data))  # (proxy.log_shares) what it raises: nothing written
         try:
             written = posix.write(fd, data)
         except OSError as error:

@@ -25,9 +25,9 @@ from gatekeeper.proxy.contract import ApiRequest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import os
     from collections.abc import Callable
 
+    from gatekeeper.audit import Charge
     from gatekeeper.proxy.audit_log import KeptLog
 
 INTAKE_PATH = "/_gatekeeper/audit"
@@ -56,7 +56,7 @@ def is_intake(request: ApiRequest) -> bool:
 
 
 def handle_intake(request: ApiRequest, log_path: str, *, wait: bool = True,
-                  ceiling: int = 0, charge: Callable[[os.stat_result, int], None] | None = None,
+                  ceiling: int = 0, charge: Charge | None = None,
                   log: KeptLog | None = None,
                   name_of: Callable[[int], str | None] | None = None) -> tuple[int, bytes]:
     """Write one reported record: (HTTP status, JSON body) for the transport to send.

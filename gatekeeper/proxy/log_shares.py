@@ -8,7 +8,8 @@ account stops, the others go on. max_bytes stays the last bound.
 
     over_share(used, size, share) -> bool        the decision (pure)
     LogShares.charger(uid, share)                 the hook gatekeeper.audit.write_record calls
-                                                  under the log's lock with the file's stat
+                                                  under the log's lock with the file's identity
+                                                  (st_dev, st_ino) and size
 
 The count follows the live log: a new file (a rotation renames it: another inode) or a
 shorter one (copytruncate) starts every uid at zero. It is the proxy's memory: a restart of
@@ -24,8 +25,7 @@ from gatekeeper.errors import AuditShareFull
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import os
-    from collections.abc import Callable
+    from gatekeeper.audit import Charge
 
 ROTATE = "logrotate -f /etc/logrotate.d/gatekeeper"
 
@@ -52,27 +52,27 @@ class LogShares:
         self.end = 0  # its size after the last record counted
         self.used: dict[int, int] = {}
 
-    def charger(self, uid: int, share: int) -> Callable[[os.stat_result, int], None] | None:
+    def charger(self, uid: int, share: int) -> Charge | None:
         """The hook for one record of `uid` (None: no share, nothing to count)."""
         if share <= 0:
             return None
-        return lambda stat, size: self.charge(uid, share, stat, size)
+        return lambda ident, end, size: self.charge(uid, share, ident, end, size)
 
-    def charge(self, uid: int, share: int, stat: os.stat_result, size: int) -> None:
-        """Count `size` bytes for `uid`, or raise AuditShareFull (nothing counted)."""
+    def charge(self, uid: int, share: int, ident: tuple[int, int], end: int, size: int) -> None:
+        """Count `size` bytes for `uid` in the log `ident` (st_dev, st_ino), `end` bytes long,
+        or raise AuditShareFull (nothing counted)."""
         with self.lock:
-            self.follow(stat)
+            self.follow(ident, end)
             used = self.used.get(uid, 0)
             if over_share(used, size, share):
                 # Stops: one account's flood taking the whole log, so that every account is
                 # refused (audit-full) until the operator rotates it.
                 raise refusal(uid, used, share)
             self.used[uid] = used + size
-            self.end = stat.st_size + size
+            self.end = end + size
 
-    def follow(self, stat: os.stat_result) -> None:
+    def follow(self, ident: tuple[int, int], end: int) -> None:
         """A rotated (another file) or truncated log starts every count at zero."""
-        ident = (stat.st_dev, stat.st_ino)
-        if ident != self.log or stat.st_size < self.end:
+        if ident != self.log or end < self.end:
             self.log, self.used = ident, {}
-        self.end = stat.st_size
+        self.end = end
