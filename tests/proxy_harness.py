@@ -19,8 +19,9 @@ from pathlib import Path
 
 import h11
 
+from gatekeeper.proxy.client_stream import ClientStream
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
-from gatekeeper.proxy.server import Proxy, listening_socket, new_event_loop
+from gatekeeper.proxy.server import Proxy, listening_socket, new_event_loop, serve_clients
 from gatekeeper.proxy.settings import load_state
 
 # The stand-in decision: (method, path) allowed; everything else denied.
@@ -262,14 +263,14 @@ class Harness:
     def run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
 
-        async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def counted(reader: ClientStream, writer: ClientStream) -> None:
             self.connections += 1
             await self.proxy.handle(reader, writer)
 
         async def main() -> None:
             self.servers.append(await asyncio.start_unix_server(self.engine.handle, path=self.upstream))
             sock = listening_socket(self.listen, grp.getgrgid(os.getgid()).gr_name)
-            self.servers.append(await asyncio.start_unix_server(counted, sock=sock, limit=1 << 18))
+            self.servers.append(await serve_clients(self.proxy, sock, counted))
             ready.set()
 
         self.loop.run_until_complete(main())

@@ -71,13 +71,13 @@ def policy_argument(argv: list[str]) -> str | None:
 
 
 async def serve(path: str, state: PolicyState) -> int:
-    from gatekeeper.proxy.server import READ_SIZE, Proxy, listening_socket
+    from gatekeeper.proxy.server import Proxy, listening_socket, serve_clients
     from gatekeeper.proxy.verdicts import PureVerdicts
 
     proxy = Proxy(state, production_decide, production_transform, pure=PureVerdicts())
     listen, group = state.settings.listen, state.settings.group
     sock = listening_socket(listen, group)
-    server = await asyncio.start_unix_server(proxy.handle, sock=sock, limit=READ_SIZE)
+    server = await serve_clients(proxy, sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, reload, proxy, path)

@@ -37,6 +37,7 @@ from gatekeeper.engine_api import EngineError
 from gatekeeper.errors import AuditError, AuditFull, AuditShareFull, Denied
 from gatekeeper.proxy import framing, guards, intake, pings, pulls, request_rate, wire
 from gatekeeper.proxy.audit_log import KeptLog
+from gatekeeper.proxy.client_stream import ClientStream
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict, EngineQueries
 from gatekeeper.proxy.endpoints import ROUTES, find_route
 from gatekeeper.proxy.engine import EngineAnswer, UpstreamEngine, fetch_pooled, parsed
@@ -230,7 +231,7 @@ class Proxy:
         self.sweeper: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once a connection came
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: ClientStream, writer: ClientStream) -> None:
         # Python 3.11's asyncio keeps no strong reference to a connection's task: one whose
         # only wake-up is a stream nobody else holds (an upgrade relay) was garbage-collected
         # mid-relay ("Task was destroyed but it is pending", the container's output lost).
@@ -408,10 +409,22 @@ class Proxy:
         self.write_best_effort(state, record)
 
 
+Handle = Callable[[ClientStream, ClientStream], Any]  # Proxy.handle, or a test's wrapper of it
+
+
+async def serve_clients(proxy: Proxy, sock: socket.socket,
+                        handle: Handle | None = None) -> asyncio.AbstractServer:
+    """The listening socket served: each connection a ClientStream (reader and writer in one
+    protocol, no asyncio streams) running `handle` (Proxy.handle, or a test's wrapper of it)."""
+    loop = asyncio.get_running_loop()
+    serve = handle or proxy.handle
+    return await loop.create_unix_server(lambda: ClientStream(serve, READ_SIZE), sock=sock)
+
+
 class ClientConnection:
     """One client connection: requests in turn, each read, decided and answered in full."""
 
-    def __init__(self, proxy: Proxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, proxy: Proxy, reader: ClientStream, writer: ClientStream,
                  caller: Caller, loop: asyncio.AbstractEventLoop) -> None:
         self.proxy = proxy
         self.loop = loop  # the connection's event loop, asked once (Proxy.handle)
@@ -1246,7 +1259,8 @@ async def cancelled(task: asyncio.Future[Any]) -> None:
         pass
 
 
-async def pipe(first: bytes, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+async def pipe(first: bytes, source: asyncio.StreamReader | ClientStream,
+               sink: asyncio.StreamWriter | ClientStream) -> None:
     """Raw bytes one way until the source ends, then half-close the sink (attach's stdin
     end reaches the container as EOF)."""
     try:
@@ -1291,7 +1305,7 @@ def denial_body(reason: str, rule: str) -> bytes:
     return json.dumps({"message": f"gatekeeper: denied: {reason} (rule {rule})"}).encode()
 
 
-def peer_of(writer: asyncio.StreamWriter, names: UserNames) -> Caller:
+def peer_of(writer: ClientStream, names: UserNames) -> Caller:
     """The connecting process's credentials from the kernel (SO_PEERCRED), never from the request."""
     sock = writer.get_extra_info("socket")
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
