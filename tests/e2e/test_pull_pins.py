@@ -123,3 +123,18 @@ def test_the_agents_own_pulls_stay_its_own(stack: Stack, fresh: registry.Registr
     agent_ok(stack, f"docker rmi {app}")
     agent_ok(stack, f"docker rmi {digested}")
     assert not image_id(stack, app) and not image_id(stack, digested) and records(stack) == []
+
+
+def test_an_image_prune_sweeps_the_records_that_can_never_count_again(
+        stack: Stack, fresh: registry.Registry) -> None:
+    """The agent's prune (its own images only) also removes its records whose image is gone;
+    a record that still counts stays (control)."""
+    app, other = fresh.ref(APP), fresh.ref(OTHER)
+    agent_ok(stack, f"docker pull {app}")
+    agent_ok(stack, f"docker pull {other}")
+    stack.docker("rmi", app)  # the operator removes one: its record can never count again
+    assert len(records(stack)) == 2
+    agent_ok(stack, "docker image prune -f")
+    assert pins(stack) == [(other, last_tag_time(stack, other))], "the stale record swept, the valid one kept"
+    agent_ok(stack, f"docker rmi {other}")
+    assert records(stack) == []
