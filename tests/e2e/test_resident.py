@@ -158,8 +158,13 @@ def parent_of(pid: int) -> tuple[int, str]:
 
 def docker_pids() -> list[int]:
     """The agent's docker clients (by their executable: their argv[0] is plain `docker`)."""
+    return agent_processes_of(docker_client())
+
+
+def agent_processes_of(executable: Path) -> list[int]:
+    """The pids of the agent's processes running `executable`."""
     uid = pwd.getpwnam(AGENT).pw_uid
-    client = docker_client().resolve()
+    client = executable.resolve()
     found = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
@@ -402,14 +407,7 @@ def unwatched_pool(stack: Stack) -> Iterator[None]:
 
 def resident_clients() -> list[int]:
     """The agent's resident clients (sshd's child for each session)."""
-    uid = pwd.getpwnam(AGENT).pw_uid
-    client = RESIDENT_CLIENT.resolve()
-    found = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and entry.stat().st_uid == uid and (entry / "exe").resolve() == client:
-                found.append(int(entry.name))
-    return found
+    return agent_processes_of(RESIDENT_CLIENT)
 
 
 def gone_within(pid: int, timeout: float) -> bool:
