@@ -79,9 +79,7 @@ def dispatch(args: list[str]) -> int:
     return forcecommand_main(args)  # sshd ran us with arguments that are not ours: a config error
 
 
-def forcecommand_main(args: list[str], hangups: tuple[int, ...] = ()) -> int:
-    """The ForceCommand; `hangups`: the resident worker's connection to its client
-    (gatekeeper.execution.supervise stops docker when it hangs up, as for stdout)."""
+def forcecommand_main(args: list[str]) -> int:
     options = parse_forcecommand_options(args)
     if options is None:
         sys.stderr.write(
@@ -91,7 +89,7 @@ def forcecommand_main(args: list[str], hangups: tuple[int, ...] = ()) -> int:
         return EX_CONFIG
     from gatekeeper.forcecommand import run_forcecommand
 
-    return run_forcecommand(options.get("--policy"), options.get("--name"), hangups)
+    return run_forcecommand(options.get("--policy"), options.get("--name"))
 
 
 def parse_forcecommand_options(args: list[str]) -> dict[str, str] | None:

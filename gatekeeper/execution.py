@@ -68,16 +68,27 @@ def base_environment(policy: Policy, host: str | None) -> dict[str, str]:
     }
 
 
+# Descriptors besides stdout and stderr whose hang-up means this process's one session's client
+# is gone: the resident worker's connection to the client sshd started (watch_client).
+CLIENT_WATCHED: list[int] = []
+
+
+def watch_client(fds: tuple[int, ...]) -> None:
+    """From now on, docker is stopped when one of `fds` hangs up, as when stdout does (a
+    resident worker serves one session, then exits: gatekeeper.resident)."""
+    CLIENT_WATCHED[:] = fds
+
+
 def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
               output_filter: Callable[[bytes], bytes] | None = None, host: str | None = None,
-              on_long_run: Callable[[], None] | None = None, hangups: tuple[int, ...] = ()) -> int:
+              on_long_run: Callable[[], None] | None = None) -> int:
     """Spawn docker, supervise it, return its exit status (128+N if killed by signal N).
 
     With `output_filter` (bytes -> bytes, gatekeeper.redaction) docker's stdout
     goes to a pipe instead of ours; what it printed is filtered, then shown.
     With `host` docker talks to that DOCKER_HOST instead of the policy's.
     `on_long_run` is called once if docker is still running after LONG_RUN_MS.
-    `hangups`: more of the client's descriptors (supervise).
+    The client is also gone when a descriptor of CLIENT_WATCHED hangs up (supervise).
     """
     posix.chdir(policy.workdir)
     feed_r, feed_w = posix.pipe() if stdin is not None else (-1, -1)
@@ -91,7 +102,7 @@ def run_child(policy: Policy, argv: list[str], stdin: bytes | None,
     if capture is not None:
         posix.close(capture.write_fd)
     install_forwarding(pid)
-    status = supervise(pid, feed_w, stdin or b"", capture, on_long_run, hangups=hangups)
+    status = supervise(pid, feed_w, stdin or b"", capture, on_long_run, hangups=tuple(CLIENT_WATCHED))
     code = posix.waitstatus_to_exitcode(status) if status >= 0 else 128 + signal.SIGKILL
     if capture is not None and output_filter is not None:  # one only exists with the other
         return show_filtered(capture, output_filter, code)

@@ -27,9 +27,7 @@ if TYPE_CHECKING:
     Decided = tuple[Decision, Registration | None]  # the decision and its in-flight registration
 
 
-def run_forcecommand(policy_path: str | None, profile: str | None, hangups: tuple[int, ...] = ()) -> int:
-    """`hangups`: descriptors besides stdout and stderr whose hang-up means the client is
-    gone (the resident worker's connection to its client): docker is stopped then."""
+def run_forcecommand(policy_path: str | None, profile: str | None) -> int:
     from gatekeeper.session import session_facts
 
     # First, before anything slow: sshd removes the SSH_USER_AUTH file (the only
@@ -42,11 +40,10 @@ def run_forcecommand(policy_path: str | None, profile: str | None, hangups: tupl
     command = getenv("SSH_ORIGINAL_COMMAND")
     if command is None:
         return show_usage(policy, profile, facts)
-    return decide_and_run(command, policy, profile, facts, hangups)
+    return decide_and_run(command, policy, profile, facts)
 
 
-def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object],
-                   hangups: tuple[int, ...] = ()) -> int:
+def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dict[str, object]) -> int:
     started = time.monotonic()
     intake = open_intake(policy)  # connected while the decision is made (gatekeeper.audit_handoff)
     decision, registration = decide_and_register(command, policy)
@@ -61,7 +58,7 @@ def decide_and_run(command: str, policy: Policy, profile: str | None, facts: dic
     if decision.allowed and decision.snapshots:
         decision, snapshots = snapshot_contexts(policy, decision)
     try:
-        return record_and_run(command, decision, policy, profile, facts, started, intake, hangups)
+        return record_and_run(command, decision, policy, profile, facts, started, intake)
     finally:
         if registration is not None:
             registration.release()  # the engine holds the container by now (gatekeeper.inflight)
@@ -151,8 +148,7 @@ def snapshot_contexts(policy: Policy, decision: Decision) -> tuple[Decision, Sna
     return decision, snapshots
 
 
-def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None,
-               hangups: tuple[int, ...] = ()) -> int:
+def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """docker gets the bytes the decision checked for pinned files (gatekeeper.pinning)."""
     if decision.files and not wrote_pinned_files(policy, decision):
         return EX_NOPERM
@@ -166,12 +162,12 @@ def run_pinned(policy: Policy, decision: Decision, on_long_run: Callable[[], Non
             say(f"gatekeeper: denied: {error.message} (rule {error.rule}); nothing ran")
             return EX_NOPERM
     if not decision.pins:
-        return run_decided(policy, decision, on_long_run, hangups)
+        return run_decided(policy, decision, on_long_run)
     from gatekeeper.pinning import pinned_argv
 
     decision.argv, fds = pinned_argv(argv_of(decision), decision.pins)
     try:
-        return run_decided(policy, decision, on_long_run, hangups)
+        return run_decided(policy, decision, on_long_run)
     finally:
         for fd in fds:
             posix.close(fd)
@@ -194,8 +190,7 @@ def wrote_pinned_files(policy: Policy, decision: Decision) -> bool:
 
 
 def record_and_run(command: str, decision: Decision, policy: Policy, profile: str | None,
-                   facts: dict[str, object], started: float, intake: Intake | None = None,
-                   hangups: tuple[int, ...] = ()) -> int:
+                   facts: dict[str, object], started: float, intake: Intake | None = None) -> int:
     record = decision_record(command, decision.as_dict(), policy, profile, facts)
     try:
         log = record_decision(policy, record, more=decision.allowed, intake=intake)
@@ -214,15 +209,14 @@ def record_and_run(command: str, decision: Decision, policy: Policy, profile: st
     # must not hold it for hours); the exit line then goes on a fresh one.
     release = None if isinstance(log, int) else log.release
     if decision.prepare or decision.afterwards:
-        code = run_with_steps(policy, decision, release, hangups)
+        code = run_with_steps(policy, decision, release)
     else:
-        code = run_pinned(policy, decision, release, hangups)
+        code = run_pinned(policy, decision, release)
     record_exit(log, policy, record, code, started)
     return code
 
 
-def run_decided(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None,
-                hangups: tuple[int, ...] = ()) -> int:
+def run_decided(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """docker, its stdout straight through, through a redaction filter, or (inspect
     templates) talking to an engine stand-in that redacts at the source."""
     from gatekeeper.execution import run_child
@@ -233,18 +227,17 @@ def run_decided(policy: Policy, decision: Decision, on_long_run: Callable[[], No
         from gatekeeper.steps import BuiltLater
 
         with redacting_engine(policy, BuiltLater(policy)) as host:  # images: owned only if recorded
-            return run_child(policy, argv, stdin, host=host, on_long_run=on_long_run, hangups=hangups)
+            return run_child(policy, argv, stdin, host=host, on_long_run=on_long_run)
     output_filter = None
     if name is not None:
         from gatekeeper.redaction import output_filter as named_filter
         from gatekeeper.steps import BuiltLater
 
         output_filter = named_filter(name, policy, BuiltLater(policy))
-    return run_child(policy, argv, stdin, output_filter, on_long_run=on_long_run, hangups=hangups)
+    return run_child(policy, argv, stdin, output_filter, on_long_run=on_long_run)
 
 
-def run_with_steps(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None,
-                   hangups: tuple[int, ...] = ()) -> int:
+def run_with_steps(policy: Policy, decision: Decision, on_long_run: Callable[[], None] | None = None) -> int:
     """The decision's engine steps (gatekeeper.steps) around the command: a prepared
     step that fails means the command does not run."""
     from gatekeeper.steps import StepFailed, run_afterwards, run_prepared, snapshot_before
@@ -258,7 +251,7 @@ def run_with_steps(policy: Policy, decision: Decision, on_long_run: Callable[[],
     import time
 
     started = time.time()  # a build's image is recorded only if made after this
-    code = run_pinned(policy, decision, on_long_run, hangups)
+    code = run_pinned(policy, decision, on_long_run)
     if code == 0:
         for warning in run_afterwards(policy, decision.afterwards, before, started):
             say(f"gatekeeper: warning: {warning}")

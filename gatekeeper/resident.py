@@ -401,8 +401,10 @@ def run_session(request: Request, hangups: tuple[int, ...] = ()) -> int:
     """The ForceCommand's own entry on the session's descriptors, as the entry script runs it
     (`hangups`: the client's connection, watched as stdout is while docker runs)."""
     from gatekeeper.cli import forcecommand_main, guarded
+    from gatekeeper.execution import watch_client
 
-    code = guarded(lambda args: forcecommand_main(args, hangups), request.args)
+    watch_client(hangups)
+    code = guarded(forcecommand_main, request.args)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
