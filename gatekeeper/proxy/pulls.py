@@ -74,7 +74,11 @@ def take_step(engine: RecordingEngine, profile: str, step: tuple[str, ...]) -> s
 
 def image_pin(engine: RecordingEngine, ref: str) -> tuple[str, list[str], str]:
     """(ID, tags, LastTagTime pin) of the image `ref` names now; ("", [], "") none."""
-    status, image = engine.get_json(f"/images/{quote(ref, safe=':@/')}/json")
+    return pin_of(*engine.get_json(f"/images/{quote(ref, safe=':@/')}/json"))
+
+
+def pin_of(status: int, image: object) -> tuple[str, list[str], str]:
+    """image_pin from the engine's answer to an image's inspect."""
     if status != 200 or not isinstance(image, dict):
         return "", [], ""
     ident, tags, metadata = image.get("Id"), image.get("RepoTags"), image.get("Metadata")
@@ -216,10 +220,11 @@ def sweep_records(engine: RecordingEngine, profile: str) -> str | None:
     builds = [(name, ident) for name, ident, _ in built]
     images = {}
     for ident in sorted({ident for _, ident, _ in pulls} | {ident for _, ident in builds}):
-        found, _, pin = image_pin(engine, ident)
+        status, image = engine.get_json(f"/images/{quote(ident, safe=':@/')}/json")
+        found, _, pin = pin_of(status, image)
         if found:
             images[ident] = pin
-        elif engine.get_json(f"/images/{quote(ident, safe=':')}/json")[0] != 404:
+        elif status != 404:
             return "records-sweep: the engine did not say which images it has"
     for name in stale_records(pulls, builds, images):
         engine.remove_volume(name)
