@@ -255,7 +255,8 @@ def test_inspect_redaction() -> None:
 
 def test_inspect_redaction_from_the_decision_s_own_parse_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """An inspect answered by the decision's own question is redacted from the value the decision
-    parsed (proxy.engine.LAST_PARSED) when it is that very body: the same bytes out either way."""
+    parsed (proxy.engine.LAST_PARSED) when it is that body (or the same bytes again): the same
+    bytes out either way."""
     import json as json_module
 
     from gatekeeper.proxy.engine import EngineAnswer, parsed
@@ -275,13 +276,16 @@ def test_inspect_redaction_from_the_decision_s_own_parse_is_the_same(monkeypatch
         body = json.dumps(obj, indent=1).encode()
         req = request("GET", f"/containers/{word}/json")
         fresh = transform_response(verdict.response or "", 200, bytes(bytearray(body)), req)  # control
+        other = transform_response(verdict.response or "", 200, body + b"\n", req)  # other bytes
         answer = EngineAnswer(200, b"OK", [], body)
         assert not isinstance(parsed(answer), Exception)  # what decide_on_loop does with its question
         monkeypatch.setattr(json_module, "loads", counted)
         assert transform_response(verdict.response or "", 200, body, req) == fresh
         assert loads_of_bodies == []  # not parsed again
         assert transform_response(verdict.response or "", 200, bytes(bytearray(body)), req) == fresh
-        assert loads_of_bodies == [len(body)]  # control: equal bytes, another object: parsed
+        assert loads_of_bodies == []  # equal bytes (another object, the same answer again): not parsed
+        assert transform_response(verdict.response or "", 200, body + b"\n", req) == other
+        assert loads_of_bodies == [len(body) + 1]  # control: other bytes: parsed
         loads_of_bodies.clear()
         monkeypatch.setattr(json_module, "loads", real_loads)
     # A body the decision could not parse (NaN) is never taken from the memory.

@@ -167,9 +167,10 @@ class LastParsed:
     """The body parsed last by `parsed`, with its value: an inspect answered with the decision's
     own question (ApiVerdict.answered_by) is redacted from that value instead of parsing the same
     body again (an inspect object: ~20-60 us of cold JSON; vet.redact_object). Asked by the body's
-    identity (the very bytes object parsed; bytes never change), and only read: the decision reads
-    the value, redaction copies it (redaction.redact_tree). One pair, replaced whole (one
-    assignment: a reader in a worker thread sees a pair, never half of one)."""
+    bytes (the very object parsed, or equal bytes: the same JSON text parses to the same value; a
+    verdict given again on an equal answer, verdicts.AnsweredVerdicts, parses nothing), and only
+    read: the decision reads the value, redaction copies it (redaction.redact_tree). One pair,
+    replaced whole (one assignment: a reader in a worker thread sees a pair, never half of one)."""
 
     __slots__ = ("last",)
 
@@ -177,9 +178,9 @@ class LastParsed:
         self.last: tuple[bytes, object] | None = None
 
     def value_of(self, body: bytes) -> tuple[object] | None:
-        """(value,) when `body` is the bytes object parsed last, else None."""
+        """(value,) when `body` is the bytes parsed last, else None."""
         last = self.last
-        return (last[1],) if last is not None and last[0] is body else None
+        return (last[1],) if last is not None and (last[0] is body or last[0] == body) else None
 
 
 LAST_PARSED = LastParsed()

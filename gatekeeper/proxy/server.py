@@ -54,7 +54,7 @@ from gatekeeper.proxy.records import (
 )
 from gatekeeper.proxy.request_reader import RequestReader
 from gatekeeper.proxy.settings import PolicyState, ProxySettings
-from gatekeeper.proxy.verdicts import FirstQuestions, PureVerdicts
+from gatekeeper.proxy.verdicts import AnsweredVerdicts, FirstQuestions, PureVerdicts
 
 READ_SIZE = 1 << 18
 MAX_HEAD = 64 << 10
@@ -217,6 +217,8 @@ class Proxy:
         self.pure = pure  # verdicts given again (gatekeeper.proxy.verdicts): only for vet's own decisions
         # the first question of a request's decision, fetched before it runs (verdicts.FirstQuestions)
         self.questions = FirstQuestions() if pure is not None else None
+        # verdicts given again on the same answer to the same question (verdicts.AnsweredVerdicts)
+        self.answered = AnsweredVerdicts() if pure is not None else None
         self.pool = UpstreamPool()
         self.pings = pings.PingAnswers()  # the engine's last answers to /_ping (gatekeeper.proxy.pings)
         self.images = ImageLabels()  # labels by image ID for ownership proofs (proxy.image_labels)
@@ -315,39 +317,67 @@ class Proxy:
         then runs it in a worker thread with the real engine. `fetched` gets each answer as the
         engine gave it (an inspect may be answered with it: ApiVerdict.answered_by).
         The GET the same request's decision asked first last time is fetched before the first
-        try (verdicts.FirstQuestions): no try run only to learn it."""
+        try (verdicts.FirstQuestions): no try run only to learn it; when the engine answers it
+        with the bytes a kept verdict was decided on (verdicts.AnsweredVerdicts), that verdict
+        is the decision."""
         pure = self.pure.get(state, request) if self.pure is not None else None
         if pure is not None:
             return self.record_verdict(request, state, caller, body, pure)
         answers: dict[str, tuple[int, object] | Exception] = {}
+        raw: dict[str, EngineAnswer | Exception] = {}  # the engine's answers, as it gave them
         questions = self.questions
         first = questions.get(state, request) if questions is not None else None
         if first is not None:
-            await self.fetch_answer(state, first, answers, fetched)
+            answer = await self.fetch_answer(state, first, answers, fetched, raw, parse=False)
+            again = self.answered.given(state, request, first, answer) if self.answered is not None else None
+            if again is not None:
+                return self.record_verdict(request, state, caller, body, again)
+            self.take_answer(first, answer, answers)
         for _ in range(FETCHES_ON_LOOP + 1):
             engine = EngineNotAsked(answers, self.images)
             verdict = self.verdict_for(request, state, engine)
             if not engine.asked:
-                if self.pure is not None and not answers:
-                    self.pure.keep(state, request, verdict)
+                self.keep_verdict(state, request, verdict, raw)
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
             if questions is not None and not answers:
                 questions.keep(state, request, engine.missing)
-            await self.fetch_answer(state, engine.missing, answers, fetched)
+            await self.fetch_answer(state, engine.missing, answers, fetched, raw)
         return None
+
+    def keep_verdict(self, state: PolicyState, request: ApiRequest, verdict: ApiVerdict,
+                     raw: dict[str, EngineAnswer | Exception]) -> None:
+        """A verdict to give again: one that asked the engine nothing (verdicts.PureVerdicts) or
+        one question (verdicts.AnsweredVerdicts, with the engine's answer to it)."""
+        if self.pure is not None and not raw:
+            self.pure.keep(state, request, verdict)
+        elif self.answered is not None and len(raw) == 1:
+            ((question, answer),) = raw.items()
+            if not isinstance(answer, Exception):
+                self.answered.keep(state, request, question, answer, verdict)
 
     async def fetch_answer(self, state: PolicyState, target: str,
                            answers: dict[str, tuple[int, object] | Exception],
-                           fetched: dict[str, EngineAnswer] | None) -> None:
-        """The engine's answer to a decision's GET, on the loop (fetch_pooled), into `answers`."""
+                           fetched: dict[str, EngineAnswer] | None,
+                           raw: dict[str, EngineAnswer | Exception],
+                           parse: bool = True) -> EngineAnswer | Exception:
+        """The engine's answer to a decision's GET, on the loop (fetch_pooled), into `raw` and
+        `fetched` as given, and (`parse`) into `answers` as the decision reads it."""
         answer = await fetch_pooled(self.pool, state.settings.upstream, target, loop=self.loop)
+        raw[target] = answer
+        if fetched is not None and not isinstance(answer, Exception):
+            fetched[target] = answer
+        if parse:
+            self.take_answer(target, answer, answers)
+        return answer
+
+    def take_answer(self, target: str, answer: EngineAnswer | Exception,
+                    answers: dict[str, tuple[int, object] | Exception]) -> None:
+        """The answer parsed into `answers` (an image's labels remembered)."""
         answers[target] = value = parsed(answer)
         if not isinstance(value, Exception):
             self.images.learn(target, *value)
-        if fetched is not None and not isinstance(answer, Exception):
-            fetched[target] = answer
 
     def decide_and_record(self, request: ApiRequest, state: PolicyState, caller: Caller,
                           body: dict[str, object]) -> ApiVerdict:

@@ -2,7 +2,9 @@
 body on an endpoint vetted from the request line alone (vet.vet_plain, vet.vet_listing: the
 version ping, the lists), whose decision asked the engine nothing (Proxy.decide_on_loop offers
 no other: an image list or image events under an owned scope read the caller's build records,
-which every build changes).
+which every build changes); and (AnsweredVerdicts) an allowed GET or HEAD of one container
+whose decision asked the engine one question, given again only when the engine answers that
+question with the same bytes.
 
 Such a decision is a pure function of the policy in force, the caller (uid, profile), the
 method and the request-target (the path, its version prefix and its query): vet_api_request
@@ -19,6 +21,7 @@ from typing import Generic, TypeVar
 
 from gatekeeper.proxy.contract import ApiRequest, ApiVerdict
 from gatekeeper.proxy.endpoints import ROUTES
+from gatekeeper.proxy.engine import EngineAnswer
 from gatekeeper.proxy.settings import PolicyState
 
 T = TypeVar("T")
@@ -89,3 +92,44 @@ class FirstQuestions(KeptPerState[str]):
         if request.method not in QUESTION_METHODS or request.body or request.context is not None:
             return
         self.store(state, request, question)
+
+
+# Endpoints whose decision reads, beyond the policy, the caller and the request line, only the
+# engine's answer about the one container the path names (vet_inspect, vet_object, vet_top:
+# objects.resolve, [scope], [names]) and the labels of that container's image, which never change
+# for an image ID (the proxy's memory of them, image_labels.ImageLabels, or a second question).
+ANSWERED_ENDPOINTS = frozenset({"container.inspect", "container.logs", "container.top"})
+
+
+class AnsweredVerdicts(KeptPerState[tuple[str, int, bytes, ApiVerdict]]):
+    """Allowed verdicts of GET/HEAD requests on ANSWERED_ENDPOINTS whose decision asked the
+    engine exactly one question, kept with that question and the engine's answer (status and
+    body, byte for byte), by (method, target, profile, uid), for the policy state they were given
+    under. The next time the same request comes, that question is fetched as before
+    (FirstQuestions) and, when the engine answers it with the same bytes, the kept verdict is
+    the decision: it is a function of the policy state, the request and those bytes, so deciding
+    again could only give it again (~150 us of cold Python for an inspect: parsing the object,
+    running the decision). Any other answer (the container changed, was replaced, another
+    status) is decided afresh on the answer fetched for this request. Every request is still
+    recorded, budgeted and rate-limited; the answer the client gets is the one just fetched."""
+
+    __slots__ = ()
+
+    def keep(self, state: PolicyState, request: ApiRequest, question: str, answer: EngineAnswer,
+             verdict: ApiVerdict) -> None:
+        if not (verdict.allowed and verdict.endpoint in ANSWERED_ENDPOINTS and request.method in PURE_METHODS
+                and not request.body and request.context is None and verdict.body is None
+                and verdict.afterwards is None and verdict.starts is None and not verdict.made_volumes):
+            return
+        self.store(state, request, (question, answer.status, answer.body, verdict))
+
+    def given(self, state: PolicyState, request: ApiRequest, question: str,
+              answer: EngineAnswer | Exception) -> ApiVerdict | None:
+        """The kept verdict when `answer` to `question` is the one it was decided on, else None."""
+        kept = self.get(state, request)
+        if kept is None or isinstance(answer, Exception):
+            return None
+        asked, status, body, verdict = kept
+        if asked != question or status != answer.status or body != answer.body:
+            return None
+        return verdict
