@@ -42,9 +42,10 @@ def without_proxy_sections(text: str) -> str:
     return "".join(kept)
 
 
-def proxy_policy(directory: Path, *, unbudgeted: bool = False) -> str:
+def proxy_policy(directory: Path, *, unbudgeted: bool = False, extra: str = "") -> str:
     """This proxy's policy; `unbudgeted`: no [proxy] request_rate (bench/proxy_bench.py sends
-    requests as fast as the proxy answers: past the default budget it would time 429s)."""
+    requests as fast as the proxy answers: past the default budget it would time 429s); `extra`:
+    tables the stack's policy does not have (a [scope], say), appended."""
     budget = "request_rate = 0\n" if unbudgeted else ""
     return without_proxy_sections(policy_text()) + f"""
 [proxy]
@@ -54,19 +55,19 @@ upstream = "{DOCKER_SOCKET}"
 {budget}
 [proxy.users]
 root = "default"
-"""
+""" + extra
 
 
 @contextlib.contextmanager
-def running_proxy(code: Path | None = None) -> Iterator[ProxyDaemon]:
+def running_proxy(code: Path | None = None, extra: str = "") -> Iterator[ProxyDaemon]:
     """The installed proxy; with `code` (a directory holding a gatekeeper package, e.g. an
     earlier commit's, for bench/proxy_bench.py --against) that package, run by the installed
-    venv's interpreter."""
+    venv's interpreter; `extra`: policy tables added (proxy_policy)."""
     directory = Path(tempfile.mkdtemp(prefix="proxy-", dir=RUN_DIR))
     policy = directory / "policy.toml"
     # (an earlier commit's package from before the request budget would refuse the key as unknown)
     knows_budget = code is None or (code / "gatekeeper" / "proxy" / "request_rate.py").exists()
-    policy.write_text(proxy_policy(directory, unbudgeted=knows_budget))
+    policy.write_text(proxy_policy(directory, unbudgeted=knows_budget, extra=extra))
     with (directory / "proxy.log").open("wb") as log:
         isolation = ["-I"] if code is None else []  # without -I, `code` (the cwd) comes first on sys.path
         process = subprocess.Popen([str(VENV / "bin" / "python3"), *isolation, "-m", "gatekeeper", "proxy",
