@@ -58,6 +58,14 @@ class KeptPerState(Generic[T]):
         self.kept[(request.method, request.target, request.profile, request.uid)] = value
 
 
+def plain_allowed_read(request: ApiRequest, verdict: ApiVerdict) -> bool:
+    """An allowed GET or HEAD without a body or a context whose verdict sends no body of its own,
+    has no step after it, starts nothing and made no volume: what either memory may keep."""
+    return (verdict.allowed and request.method in PURE_METHODS and not request.body
+            and request.context is None and verdict.body is None and verdict.afterwards is None
+            and verdict.starts is None and not verdict.made_volumes)
+
+
 class PureVerdicts(KeptPerState[ApiVerdict]):
     """Allowed verdicts by (method, target, profile, uid), for the policy state they were given under."""
 
@@ -65,12 +73,9 @@ class PureVerdicts(KeptPerState[ApiVerdict]):
 
     def keep(self, state: PolicyState, request: ApiRequest, verdict: ApiVerdict) -> None:
         """Keep `verdict` if it is one to give again (see the module's docstring)."""
-        if not (verdict.allowed and verdict.endpoint in PURE_ENDPOINTS and request.method in PURE_METHODS
-                and not request.body and request.context is None and verdict.body is None
-                and verdict.afterwards is None and verdict.answered_by is None and verdict.starts is None
-                and not verdict.made_volumes):
-            return
-        self.store(state, request, verdict)
+        if (plain_allowed_read(request, verdict) and verdict.endpoint in PURE_ENDPOINTS
+                and verdict.answered_by is None):
+            self.store(state, request, verdict)
 
 
 QUESTION_METHODS = PURE_METHODS
@@ -117,11 +122,8 @@ class AnsweredVerdicts(KeptPerState[tuple[str, int, bytes, ApiVerdict]]):
 
     def keep(self, state: PolicyState, request: ApiRequest, question: str, answer: EngineAnswer,
              verdict: ApiVerdict) -> None:
-        if not (verdict.allowed and verdict.endpoint in ANSWERED_ENDPOINTS and request.method in PURE_METHODS
-                and not request.body and request.context is None and verdict.body is None
-                and verdict.afterwards is None and verdict.starts is None and not verdict.made_volumes):
-            return
-        self.store(state, request, (question, answer.status, answer.body, verdict))
+        if plain_allowed_read(request, verdict) and verdict.endpoint in ANSWERED_ENDPOINTS:
+            self.store(state, request, (question, answer.status, answer.body, verdict))
 
     def given(self, state: PolicyState, request: ApiRequest, question: str,
               answer: EngineAnswer | Exception) -> ApiVerdict | None:
