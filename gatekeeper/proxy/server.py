@@ -324,11 +324,11 @@ class Proxy:
         if pure is not None:
             return self.record_verdict(request, state, caller, body, pure)
         answers: dict[str, tuple[int, object] | Exception] = {}
-        raw: dict[str, EngineAnswer | Exception] = {}  # the engine's answers, as it gave them
+        fetched = {} if fetched is None else fetched
         questions = self.questions
         first = questions.get(state, request) if questions is not None else None
         if first is not None:
-            answer = await self.fetch_answer(state, first, answers, fetched, raw, parse=False)
+            answer = await self.fetch_answer(state, first, answers, fetched, parse=False)
             again = self.answered.given(state, request, first, answer) if self.answered is not None else None
             if again is not None:
                 return self.record_verdict(request, state, caller, body, again)
@@ -337,36 +337,35 @@ class Proxy:
             engine = EngineNotAsked(answers, self.images)
             verdict = self.verdict_for(request, state, engine)
             if not engine.asked:
-                self.keep_verdict(state, request, verdict, raw)
+                self.keep_verdict(state, request, verdict, answers, fetched)
                 return self.record_verdict(request, state, caller, body, verdict)
             if engine.missing is None or len(answers) == FETCHES_ON_LOOP:
                 return None
             if questions is not None and not answers:
                 questions.keep(state, request, engine.missing)
-            await self.fetch_answer(state, engine.missing, answers, fetched, raw)
+            await self.fetch_answer(state, engine.missing, answers, fetched)
         return None
 
     def keep_verdict(self, state: PolicyState, request: ApiRequest, verdict: ApiVerdict,
-                     raw: dict[str, EngineAnswer | Exception]) -> None:
+                     answers: dict[str, tuple[int, object] | Exception],
+                     fetched: dict[str, EngineAnswer]) -> None:
         """A verdict to give again: one that asked the engine nothing (verdicts.PureVerdicts) or
-        one question (verdicts.AnsweredVerdicts, with the engine's answer to it)."""
-        if self.pure is not None and not raw:
+        one question the engine answered (verdicts.AnsweredVerdicts, with that answer)."""
+        if self.pure is not None and not answers:
             self.pure.keep(state, request, verdict)
-        elif self.answered is not None and len(raw) == 1:
-            ((question, answer),) = raw.items()
-            if not isinstance(answer, Exception):
+        elif self.answered is not None and len(answers) == 1:
+            (question,) = answers
+            answer = fetched.get(question)  # (none when the engine's answer was an error)
+            if answer is not None:
                 self.answered.keep(state, request, question, answer, verdict)
 
     async def fetch_answer(self, state: PolicyState, target: str,
                            answers: dict[str, tuple[int, object] | Exception],
-                           fetched: dict[str, EngineAnswer] | None,
-                           raw: dict[str, EngineAnswer | Exception],
-                           parse: bool = True) -> EngineAnswer | Exception:
-        """The engine's answer to a decision's GET, on the loop (fetch_pooled), into `raw` and
-        `fetched` as given, and (`parse`) into `answers` as the decision reads it."""
+                           fetched: dict[str, EngineAnswer], parse: bool = True) -> EngineAnswer | Exception:
+        """The engine's answer to a decision's GET, on the loop (fetch_pooled), into `fetched` as
+        given (an error aside), and (`parse`) into `answers` as the decision reads it."""
         answer = await fetch_pooled(self.pool, state.settings.upstream, target, loop=self.loop)
-        raw[target] = answer
-        if fetched is not None and not isinstance(answer, Exception):
+        if not isinstance(answer, Exception):
             fetched[target] = answer
         if parse:
             self.take_answer(target, answer, answers)
