@@ -231,23 +231,23 @@ def api_port_refusal(policy: Policy, port_bindings: object, publish_all: object)
     if not isinstance(port_bindings, dict):
         return "PortBindings must be an object"
     for port, bindings in port_bindings.items():
-        why = bindings_refusal(rules, bindings)
+        why = bindings_refusal(rules, port, bindings)
         if why is not None:
-            return f"PortBindings[{port!r}]{why}"
+            return why
     return None
 
 
-def bindings_refusal(rules: PortRules, bindings: object) -> str | None:
-    """Why one port's list of bindings is refused (after its "PortBindings[port]"), or None."""
+def bindings_refusal(rules: PortRules, port: object, bindings: object) -> str | None:
+    """Why PortBindings[port], one port's list of bindings, is refused, or None."""
     if bindings is not None and not isinstance(bindings, list):
-        return " must be a list of objects"
+        return f"PortBindings[{port!r}] must be a list of objects"
     for binding in bindings or []:
         if not isinstance(binding, dict):
-            return " must be a list of objects"
+            return f"PortBindings[{port!r}] must be a list of objects"
         try:
             why = rules.refusal(str(binding.get("HostIp") or ""), str(binding.get("HostPort") or ""))
         except ValueError as error:
             why = f"not an address or port the engine reads the same way ({error})"
         if why is not None:
-            return f": {why}"
+            return f"PortBindings[{port!r}]: {why}"
     return None
